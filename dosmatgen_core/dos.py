@@ -1,0 +1,143 @@
+"""The model's energy grid and everything done to DOS curves on it.
+
+Convention: energies are E - E_F in eV, values are states/eV per site with both spins summed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+EMIN, EMAX, NPTS = -10.0, 10.0, 400
+GRID = np.linspace(EMIN, EMAX, NPTS)
+DE = GRID[1] - GRID[0]
+SMEAR_EV = 0.2  # Gaussian width of the labels (RECIPE.md)
+
+
+def gaussian_dos(energies: np.ndarray, weights: np.ndarray, width: float = SMEAR_EV,
+                 grid: np.ndarray = GRID) -> np.ndarray:
+    """Σ_i w_i · N(grid; e_i, width): a broadened line spectrum (energies relative to E_F)."""
+    energies = np.asarray(energies, float).ravel()
+    weights = np.asarray(weights, float).ravel()
+    # Levels far outside the window contribute nothing; skipping them keeps the outer product small.
+    keep = (energies > grid[0] - 8 * width) & (energies < grid[-1] + 8 * width)
+    x = (grid[:, None] - energies[None, keep]) / width
+    return (np.exp(-0.5 * x * x) @ weights[keep]) / (width * np.sqrt(2 * np.pi))
+
+
+def validate_curve(energy, dos, *, min_points: int = 5, name: str = "DOS") -> tuple[np.ndarray, np.ndarray]:
+    """Return float arrays or raise ValueError saying exactly what is wrong."""
+    e = np.asarray(energy, dtype=float)
+    g = np.asarray(dos, dtype=float)
+    if e.ndim != 1 or g.ndim != 1:
+        raise ValueError(f"{name}: energy and DOS must be 1-D columns, got shapes {e.shape} and {g.shape}")
+    if e.shape != g.shape:
+        raise ValueError(f"{name}: {e.size} energies but {g.size} DOS values; they must pair up")
+    if e.size < min_points:
+        raise ValueError(f"{name}: only {e.size} points; at least {min_points} are needed to regrid")
+    if not (np.all(np.isfinite(e)) and np.all(np.isfinite(g))):
+        raise ValueError(f"{name}: contains NaN or infinite values; clean the file and try again")
+    if np.any(np.diff(e) <= 0):
+        raise ValueError(f"{name}: energies must be strictly increasing (sort the file, remove duplicates)")
+    if np.any(g < -1e-9):
+        raise ValueError(f"{name}: negative DOS values (min {g.min():.3g}); a DOS is never negative")
+    return e, np.clip(g, 0.0, None)
+
+
+def validate_on_grid(dos, name: str = "DOS") -> np.ndarray:
+    """Check a curve that claims to be on the model grid already."""
+    g = np.asarray(dos, dtype=float)
+    if g.shape != (NPTS,):
+        raise ValueError(f"{name}: expected {NPTS} values on the model grid, got shape {g.shape}")
+    return validate_curve(GRID, g, name=name)[1]
+
+
+def regrid(energy, dos, grid: np.ndarray = GRID) -> np.ndarray:
+    """Linear interpolation onto the grid; zero outside the curve's own energy range."""
+    e, g = validate_curve(energy, dos)
+    return np.interp(grid, e, g, left=0.0, right=0.0)
+
+
+def smear(dos, width: float, grid: np.ndarray = GRID) -> np.ndarray:
+    """Extra Gaussian broadening (eV) of a curve already on the grid; preserves its integral."""
+    g = np.asarray(dos, float)
+    if width <= 0:
+        return g.copy()
+    dx = grid[1] - grid[0]
+    half = int(np.ceil(5 * width / dx))
+    k = np.exp(-0.5 * (np.arange(-half, half + 1) * dx / width) ** 2)
+    k /= k.sum()
+    return np.convolve(g, k, mode="same")
+
+
+def shift(dos, delta_ev: float, grid: np.ndarray = GRID) -> np.ndarray:
+    """Move a curve by delta_ev along the energy axis (positive = to higher energy), zero fill."""
+    return np.interp(grid - delta_ev, grid, np.asarray(dos, float), left=0.0, right=0.0)
+
+
+def integrate(dos, grid: np.ndarray = GRID, upto: float | None = None) -> float:
+    """States in the window (below `upto` if given): trapezoid rule."""
+    g = np.asarray(dos, float)
+    if upto is not None:
+        # Close the window exactly at `upto` (E_F is not a grid point) by interpolating there.
+        m = grid < upto
+        e = np.r_[grid[m], upto]
+        return float(np.trapezoid(np.r_[g[m], np.interp(upto, grid, g)], e))
+    return float(np.trapezoid(g, grid))
+
+
+# ---- match metrics (target first, candidate second) ------------------------------------------
+
+def mae(a, b) -> float:
+    return float(np.mean(np.abs(np.asarray(a, float) - np.asarray(b, float))))
+
+
+def mae_near_ef(a, b, window: float = 2.0, grid: np.ndarray = GRID) -> float:
+    m = np.abs(grid) <= window
+    return float(np.mean(np.abs(np.asarray(a, float)[m] - np.asarray(b, float)[m])))
+
+
+def cosine(a, b) -> float:
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 or nb == 0:
+        return 1.0 if na == nb else 0.0
+    return float(a @ b / (na * nb))
+
+
+def wasserstein(a, b, grid: np.ndarray = GRID) -> float:
+    """Earth mover's distance (eV) between the two curves normalised to unit area."""
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    sa, sb = a.sum(), b.sum()
+    if sa <= 0 or sb <= 0:
+        raise ValueError("Wasserstein distance needs two curves with non-zero area")
+    ca = np.cumsum(a / sa)
+    cb = np.cumsum(b / sb)
+    return float(np.sum(np.abs(ca - cb)) * (grid[1] - grid[0]))
+
+
+def band_centre(dos, grid: np.ndarray = GRID, upto: float | None = None) -> float:
+    """First moment of the curve (eV): the d-band centre when applied to a d-projected DOS."""
+    g = np.asarray(dos, float)
+    if upto is not None:
+        g = np.where(grid <= upto, g, 0.0)
+    s = g.sum()
+    if s <= 0:
+        return float("nan")
+    return float((g * grid).sum() / s)
+
+
+def band_centre_shift(a, b, grid: np.ndarray = GRID) -> float:
+    """Centre of b minus centre of a (eV)."""
+    return band_centre(b, grid) - band_centre(a, grid)
+
+
+def match_metrics(target, candidate) -> dict[str, float]:
+    """All match metrics at once, as plain floats (for tables, JSON and ranking)."""
+    return {
+        "mae": mae(target, candidate),
+        "mae_ef2": mae_near_ef(target, candidate),
+        "cosine": cosine(target, candidate),
+        "wasserstein": wasserstein(target, candidate),
+        "centre_shift": band_centre_shift(target, candidate),
+    }

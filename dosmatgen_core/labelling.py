@@ -1,0 +1,360 @@
+"""DFT site-DOS labels: the GPAW/PBE recipe of RECIPE.md, run through Dask, written as shards.
+
+One structure is one task. Each task runs GPAW in a child process so that a crash, a hang
+(time limit) or a memory blow-up costs that structure only; its failure is recorded and it is
+never retried unless asked. Output goes to gzip JSON-lines shards (the seed format) that are
+sealed once and never rewritten, so a restart only has to skip what the shards already hold.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from . import dos as dosmod
+from .structures import (ACTINIDES, LANTHANIDES, StructureError, atoms_from_cif, atoms_to_cif,
+                         elements_of, iter_mp_csv, niggli_atoms, read_structure)
+
+HARTREE_EV = 27.211386
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """GPAW settings. The defaults are RECIPE.md's seed recipe; change them only with measurements."""
+    h: float = 0.3
+    kpt_density: float = 2.0
+    basis: str = "dzp"
+    # Levers for speed, off in the seed recipe: cap the k-points per direction, reduce the
+    # k-density for cells with many atoms.
+    max_kpts: int = 0              # 0 = no cap
+    large_cell_atoms: int = 0      # 0 = off; from this many atoms on, use large_cell_density
+    large_cell_density: float = 2.0
+    name: str = "seed"
+
+    def kpts_for(self, natoms: int) -> dict:
+        d = self.kpt_density
+        if self.large_cell_atoms and natoms >= self.large_cell_atoms:
+            d = self.large_cell_density
+        return {"density": d, "gamma": True}
+
+    def record(self) -> dict:
+        """The `recipe` field of a label line (seed keys, plus our own settings)."""
+        out = {"engine": "gpaw", "mode": "lcao", "xc": "PBE", "basis": self.basis, "h": self.h,
+               "kpts": {"density": self.kpt_density, "gamma": True},
+               "occupations": "fermi-dirac 0.1 eV", "nbands": "all basis functions",
+               "spin": "non-polarised", "projection": "Loewdin", "broadening": "gaussian 0.2 eV"}
+        if self.name != "seed":
+            out["variant"] = asdict(self)
+        return out
+
+
+SEED_RECIPE = Recipe()
+
+
+def supported_elements() -> frozenset[str]:
+    """Elements with PBE setups and dzp basis sets in gpaw-data, without lanthanides/actinides."""
+    import gpaw_data
+    have = {p.name.split(".")[0] for p in gpaw_data.datapath().glob("*.dzp.basis*")}
+    return frozenset(have - LANTHANIDES - ACTINIDES)
+
+
+# ---- one structure -----------------------------------------------------------------------------
+
+def gpaw_site_dos(atoms, recipe: Recipe = SEED_RECIPE, txt=None) -> dict:
+    """Run the LCAO calculation and return Löwdin site DOS on the model grid.
+
+    W_nM = |C_nM · (S^{1/2})ᵀ|² sums to 1 for every band, so the site DOS sums exactly to the
+    total DOS (unlike raw PAW projections, which over-count).
+    """
+    from gpaw import GPAW, FermiDirac
+    t0 = time.perf_counter()
+    kpts = recipe.kpts_for(len(atoms))
+    if recipe.max_kpts:
+        from ase.calculators.calculator import kptdensity2monkhorstpack
+        mp = np.minimum(kptdensity2monkhorstpack(atoms, kpts["density"], even=False), recipe.max_kpts)
+        kpts = {"size": tuple(int(n) for n in mp), "gamma": True}
+    calc = GPAW(mode="lcao", xc="PBE", basis=recipe.basis, h=recipe.h, kpts=kpts,
+                occupations=FermiDirac(0.1), nbands="nao",
+                convergence={"energy": 1e-4, "density": 1e-4, "eigenstates": 1e-6}, txt=txt)
+    atoms = atoms.copy()
+    atoms.calc = calc
+    energy = atoms.get_potential_energy()
+    ibz = calc.dft.ibzwfs
+    ef = ibz.fermi_level * HARTREE_EV
+    nat = len(atoms)
+    site = np.zeros((nat, dosmod.NPTS))
+    total = np.zeros(dosmod.NPTS)
+    nk = 0
+    for wf in ibz:
+        nk += 1
+        C = np.asarray(wf.C_nM.data)
+        S = np.asarray(wf.S_MM.data)
+        w, v = np.linalg.eigh(S)
+        s_half = (v * np.sqrt(np.clip(w, 0, None))) @ v.conj().T
+        W = np.abs(C @ s_half.T) ** 2                      # (bands, orbitals)
+        edges = list(wf.basis.M_a) + [wf.basis.Mmax]
+        per_atom = np.stack([W[:, edges[a]:edges[a + 1]].sum(1) for a in range(nat)])
+        eps = np.asarray(wf.eig_n) * HARTREE_EV - ef
+        weight = wf.weight * ibz.spin_degeneracy
+        site += np.stack([dosmod.gaussian_dos(eps, per_atom[a] * weight) for a in range(nat)])
+        total += dosmod.gaussian_dos(eps, np.full(eps.shape, weight))  # no projection: the check
+    return {"energy_eV": float(energy), "e_fermi_eV": float(ef), "site_dos": site,
+            "total_dos": total, "n_kpts": nk, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def label_structure(material_id: str, cif: str, recipe: Recipe = SEED_RECIPE) -> dict:
+    """One label line in the seed format, or a line with `failed` and the reason."""
+    try:
+        s = read_structure(cif, "cif", source=material_id)
+        bad = set(elements_of(s)) - supported_elements()
+        if bad:
+            raise StructureError(f"{material_id}: no GPAW data or excluded element(s): {sorted(bad)}")
+        atoms = niggli_atoms(s)
+        formula = atoms.get_chemical_formula(mode="hill", empirical=False)
+        cell_cif = atoms_to_cif(atoms)
+        # Label in the order ase.io.read gives for the CIF we store, so rows match sites.
+        atoms = atoms_from_cif(cell_cif)
+        res = gpaw_site_dos(atoms, recipe)
+    except Exception as exc:  # recorded, never raised: one bad structure must not stop a run
+        return {"material_id": material_id, "failed": f"{type(exc).__name__}: {exc}"[:2000]}
+    return {"material_id": material_id, "formula": formula, "cif": cell_cif,
+            "recipe": recipe.record(),
+            "grid": {"emin": dosmod.EMIN, "emax": dosmod.EMAX, "npts": dosmod.NPTS, "width": dosmod.SMEAR_EV},
+            "energy_eV": res["energy_eV"], "e_fermi_eV": res["e_fermi_eV"], "seconds": res["seconds"],
+            "n_kpts": res["n_kpts"],
+            "site_dos": np.round(res["site_dos"], 6).tolist()}
+
+
+def label_isolated(task: dict, recipe: Recipe = SEED_RECIPE, timeout: float = 1800.0) -> dict:
+    """label_structure in a fresh single-threaded Python process with a wall-clock limit."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    payload = json.dumps({"task": task, "recipe": asdict(recipe)})
+    try:
+        p = subprocess.run([sys.executable, "-m", "dosmatgen_core.labelling"], input=payload,
+                           capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"material_id": task["material_id"], "failed": f"timeout: no result after {timeout:.0f} s"}
+    if p.returncode != 0 or not p.stdout.strip():
+        tail = (p.stderr or "").strip().splitlines()[-3:]
+        return {"material_id": task["material_id"],
+                "failed": f"worker exited with code {p.returncode}: {' | '.join(tail)}"[:2000]}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+# ---- shards ----------------------------------------------------------------------------------
+
+SHARD_GLOB = "*.jsonl.gz"
+MAX_SHARD_BYTES = 10 * 1024 * 1024
+
+
+def iter_label_lines(paths: Iterable[str | Path]) -> Iterator[tuple[Path, dict]]:
+    """(shard, line) for every line of the given shards or directories of shards, in name order."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        files.extend(sorted(p.glob(SHARD_GLOB)) if p.is_dir() else [p])
+    for f in files:
+        with gzip.open(f, "rt") as fh:
+            for line in fh:
+                if line.strip():
+                    yield f, json.loads(line)
+
+
+class ShardWriter:
+    """Appends results to a pending file, flushed per line, and seals it into an immutable shard.
+
+    The pending file is the crash-safe part: a killed run loses at most the line being written.
+    """
+
+    def __init__(self, out_dir: str | Path, prefix: str = "labels", shard_size: int = 50):
+        self.dir = Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.prefix = prefix
+        self.shard_size = shard_size
+        self.pending = self.dir / f"{prefix}.pending.jsonl"
+        self._n_pending = sum(1 for _ in self._pending_lines())
+
+    def _pending_lines(self) -> Iterator[dict]:
+        if not self.pending.exists():
+            return
+        for line in self.pending.read_text().splitlines():
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill: that structure is redone
+                continue
+
+    def done_ids(self, extra_dirs: Iterable[str | Path] = ()) -> set[str]:
+        ids = {d["material_id"] for _, d in iter_label_lines([self.dir, *extra_dirs])}
+        ids |= {d["material_id"] for d in self._pending_lines()}
+        return ids
+
+    def add(self, line: dict) -> None:
+        with self.pending.open("a") as fh:
+            fh.write(json.dumps(line) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._n_pending += 1
+        if self._n_pending >= self.shard_size or self.pending.stat().st_size > 3 * MAX_SHARD_BYTES:
+            self.seal()
+
+    def seal(self) -> Path | None:
+        """Compress pending lines into the next numbered shard (≤ 10 MB each)."""
+        lines = list(self._pending_lines())
+        if not lines:
+            self.pending.unlink(missing_ok=True)
+            self._n_pending = 0
+            return None
+        existing = sorted(self.dir.glob(f"{self.prefix}-*.jsonl.gz"))
+        idx = 1 + max((int(p.name.split("-")[-1].split(".")[0]) for p in existing), default=-1)
+        made = None
+        chunk: list[str] = []
+        size = 0
+        for d in lines + [None]:
+            s = None if d is None else json.dumps(d) + "\n"
+            if d is None or (chunk and size + len(s) > 2 * MAX_SHARD_BYTES):
+                # JSON of floats gzips ~3-4x; 20 MB raw keeps shards well under 10 MB.
+                made = self.dir / f"{self.prefix}-{idx:04d}.jsonl.gz"
+                tmp = made.with_suffix(".tmp")
+                with gzip.open(tmp, "wt", compresslevel=9) as fh:
+                    fh.writelines(chunk)
+                tmp.rename(made)
+                idx += 1
+                chunk, size = [], 0
+            if s is not None:
+                chunk.append(s)
+                size += len(s)
+        self.pending.unlink()
+        self._n_pending = 0
+        return made
+
+
+# ---- choosing what to label ----------------------------------------------------------------
+
+NI_PARTNER_METALS = frozenset(
+    "Li Be Na Mg Al K Ca Sc Ti V Cr Mn Fe Co Cu Zn Ga Rb Sr Y Zr Nb Mo Ru Rh Pd Ag Cd In Sn "
+    "Cs Ba Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi".split())
+
+
+def select_tasks(csv_paths: Iterable[str | Path], max_atoms: int = 8, skip: set[str] = frozenset(),
+                 limit: int | None = None) -> list[dict]:
+    """Structures to label next: Ni intermetallics first, then small cells, spread over chemistries.
+
+    Within one cell size, the k-th structure of a chemical system comes after the first of all
+    others, so the dataset widens across chemistry before it deepens.
+    """
+    ok = supported_elements()
+    rows = []
+    seen = set(skip)
+    for path in csv_paths:
+        for r in iter_mp_csv(path):
+            mid = r["material_id"]
+            n = int(r["nsites"])
+            if mid in seen or n > max_atoms:
+                continue
+            els = r.get("elements")
+            els = sorted(json.loads(els.replace("'", '"'))) if els else None
+            if els is None:
+                try:
+                    els = elements_of(read_structure(r["cif"], source=mid))
+                except StructureError:
+                    continue
+            if not set(els) <= ok:
+                continue
+            seen.add(mid)
+            ni_inter = "Ni" in els and len(els) > 1 and set(els) - {"Ni"} <= NI_PARTNER_METALS
+            rows.append((0 if ni_inter else 1, n, "-".join(els), mid, r["cif"]))
+    rows.sort(key=lambda t: (t[0], t[1], t[2], t[3]))
+    rank: dict[tuple, int] = {}
+    keyed = []
+    for group, n, chem, mid, cif in rows:
+        k = rank.get((group, n, chem), 0)
+        rank[(group, n, chem)] = k + 1
+        keyed.append(((group, n, k, hash_str(mid)), {"material_id": mid, "cif": cif, "nsites": n}))
+    keyed.sort(key=lambda t: t[0])
+    tasks = [t for _, t in keyed]
+    return tasks[:limit] if limit else tasks
+
+
+def hash_str(s: str) -> int:
+    """A stable (process-independent) hash, so task order is reproducible."""
+    import zlib
+    return zlib.crc32(s.encode())
+
+
+# ---- the run ---------------------------------------------------------------------------------
+
+@dataclass
+class RunStats:
+    done: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    ids: list = field(default_factory=list)
+
+
+def run_labelling(tasks: list[dict], out_dir: str | Path, *, recipe: Recipe = SEED_RECIPE,
+                  workers: int | None = None, scheduler: str | None = None, timeout: float = 1800.0,
+                  shard_size: int = 50, extra_done: Iterable[str | Path] = (),
+                  on_result: Callable[[dict], None] | None = None, max_tasks: int | None = None,
+                  max_seconds: float | None = None) -> RunStats:
+    """Label `tasks` (dicts with material_id, cif) not yet in `out_dir`; resumable at any point."""
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    writer = ShardWriter(out_dir, shard_size=shard_size)
+    done = writer.done_ids(extra_done)
+    todo = [t for t in tasks if t["material_id"] not in done]
+    if max_tasks:
+        todo = todo[:max_tasks]
+    stats = RunStats()
+    if not todo:
+        return stats
+    t0 = time.perf_counter()
+    if scheduler:
+        client = Client(scheduler)
+        cluster = None
+    else:
+        n = workers or os.cpu_count() or 1
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=40)
+        client = Client(cluster)
+    try:
+        n_slots = sum(client.nthreads().values()) or 1
+        queue = iter(todo)
+        # Submit only a few tasks ahead of the workers, so that stopping loses little queued work.
+        futures = as_completed()
+        for task in [next(queue, None) for _ in range(2 * n_slots)]:
+            if task is not None:
+                futures.add(client.submit(label_isolated, task, recipe, timeout, pure=False))
+        for fut in futures:
+            line = fut.result()
+            writer.add(line)
+            stats.ids.append(line["material_id"])
+            if "failed" in line:
+                stats.failed += 1
+            else:
+                stats.done += 1
+            if on_result:
+                on_result(line)
+            if max_seconds and time.perf_counter() - t0 > max_seconds:
+                continue  # let submitted tasks finish, submit no more
+            task = next(queue, None)
+            if task is not None:
+                futures.add(client.submit(label_isolated, task, recipe, timeout, pure=False))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+if __name__ == "__main__":  # child-process entry of label_isolated
+    msg = json.loads(sys.stdin.read())
+    out = label_structure(msg["task"]["material_id"], msg["task"]["cif"], Recipe(**msg["recipe"]))
+    sys.stdout.write("\n" + json.dumps(out) + "\n")

@@ -1,0 +1,199 @@
+"""The reference-material database: an ASE database of labelled structures.
+
+One row per labelled structure: the calculated cell, its per-site DOS (row i = site i),
+total energy, E_F, MP id, formula, space group and provenance. SQLite by default; any ASE db
+URL (postgresql://...) works the same. Built deterministically from the label shards.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from ase.db import connect
+
+from . import dos as dosmod
+from .labelling import iter_label_lines
+from .structures import atoms_from_cif, to_structure
+
+BUILD_EPOCH = 1.0  # fixed ctime/mtime in SQLite builds: identical shards give identical rows
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One reference material as the app and the samplers see it."""
+    material_id: str
+    formula: str
+    spacegroup: str
+    atoms: object           # ase.Atoms, the labelled cell
+    site_dos: np.ndarray    # (N, 400) states/eV per site, spins summed
+    e_fermi: float
+    energy: float
+
+    @property
+    def symbols(self) -> list[str]:
+        return self.atoms.get_chemical_symbols()
+
+
+def _spacegroup(atoms, symprec: float = 0.1) -> tuple[str, int]:
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+    try:
+        sga = SpacegroupAnalyzer(to_structure(atoms), symprec=symprec)
+        return sga.get_space_group_symbol(), int(sga.get_space_group_number())
+    except Exception:
+        return "P1", 1
+
+
+def build_db(shard_paths: Iterable[str | Path], db_url: str | Path, *, overwrite: bool = True) -> dict:
+    """(Re)build the database from label shards. Later shards win for a repeated material_id."""
+    lines: dict[str, tuple[Path, dict]] = {}
+    failed = 0
+    for shard, d in iter_label_lines(shard_paths):
+        if "failed" in d:
+            failed += 1
+            continue
+        lines[d["material_id"]] = (shard, d)
+    url = str(db_url)
+    is_file = "://" not in url
+    # A file build goes to a temporary file that replaces the old db only when complete, so a
+    # bad shard line leaves the previous database untouched and no half-written rows.
+    target = url
+    if is_file:
+        Path(url).parent.mkdir(parents=True, exist_ok=True)
+        target = url + ".building.db"
+        Path(target).unlink(missing_ok=True)
+        if not overwrite and Path(url).exists():
+            shutil.copy(url, target)
+    db = connect(target, type="db" if is_file else "extract_from_name")
+    if not is_file and overwrite:
+        db.delete([row.id for row in db.select()])
+    try:
+        with db:
+            for mid in sorted(lines):
+                shard, d = lines[mid]
+                atoms = atoms_from_cif(d["cif"])
+                site = np.asarray(d["site_dos"], dtype=np.float64)
+                if site.shape != (len(atoms), dosmod.NPTS):
+                    raise ValueError(f"{mid} in {shard.name}: site_dos shape {site.shape} does not match "
+                                     f"{len(atoms)} sites x {dosmod.NPTS} grid points")
+                dosmod.validate_on_grid(site.sum(0), name=f"{mid} in {shard.name}")
+                sg, sgn = _spacegroup(atoms)
+                db.write(atoms, material_id=mid, chem_formula=d.get("formula") or atoms.get_chemical_formula(),
+                         spacegroup=sg, spacegroup_number=sgn, e_fermi=float(d["e_fermi_eV"]),
+                         dft_energy=float(d["energy_eV"]), shard=shard.name,
+                         dft_seconds=float(d.get("seconds", 0)),
+                         data={"site_dos": site, "recipe": json.dumps(d.get("recipe", {}), sort_keys=True)})
+    except BaseException:
+        if is_file:
+            Path(target).unlink(missing_ok=True)
+        raise
+    if is_file:
+        import sqlite3
+        con = sqlite3.connect(target)
+        with con:
+            con.execute("UPDATE systems SET ctime=?, mtime=?, username='dosmatgen'", (BUILD_EPOCH, BUILD_EPOCH))
+            # ASE draws a random unique_id per row; derive it from the MP id instead.
+            for row_id, kvp in con.execute("SELECT id, key_value_pairs FROM systems").fetchall():
+                uid = hashlib.sha256(json.loads(kvp)["material_id"].encode()).hexdigest()[:32]
+                con.execute("UPDATE systems SET unique_id=? WHERE id=?", (uid, row_id))
+        con.execute("VACUUM")
+        con.close()
+        os.replace(target, url)
+    return {"rows": len(lines), "failed_lines_skipped": failed, "db": url}
+
+
+class ReferenceDB:
+    """Read access with the queries the app needs."""
+
+    def __init__(self, db_url: str | Path):
+        url = str(db_url)
+        if "://" not in url and not Path(url).exists():
+            raise FileNotFoundError(f"reference database {url} not found; build it with `dosmatgen build-db`")
+        self.url = url
+        self.db = connect(url)
+
+    def __len__(self) -> int:
+        return self.db.count()
+
+    @staticmethod
+    def _to_ref(row) -> Reference:
+        return Reference(material_id=row.material_id, formula=row.chem_formula, spacegroup=row.spacegroup,
+                         atoms=row.toatoms(), site_dos=np.asarray(row.data["site_dos"], float),
+                         e_fermi=float(row.e_fermi), energy=float(row.dft_energy))
+
+    def get(self, material_id: str) -> Reference:
+        rows = list(self.db.select(material_id=material_id))
+        if not rows:
+            raise KeyError(f"no reference material with id '{material_id}'")
+        return self._to_ref(rows[0])
+
+    def search(self, *, formula: str | None = None, elements: Iterable[str] = (), only_elements: bool = False,
+               natoms: int | None = None, max_atoms: int | None = None, text: str | None = None,
+               limit: int | None = None) -> list[dict]:
+        """Summary rows (no arrays) matching all given filters, sorted by id.
+
+        `text` is what a user types: an MP id, a formula, or elements separated by '-', ',' or space.
+        """
+        from pymatgen.core import Composition
+        kw: dict = {}
+        els = list(elements)
+        if text and text.strip():
+            t = text.strip()
+            parts = [p for p in t.replace(",", " ").replace("-", " ").split() if p]
+            if t.lower().startswith("mp-") or t in self._ids():
+                kw["material_id"] = t
+            elif all(_is_element(p) for p in parts):
+                els += parts          # "Ni", "Au-Ni", "Au Ni", "Au,Ni": an element set
+            else:
+                try:
+                    formula = Composition(t).reduced_formula
+                except Exception:
+                    raise ValueError(f"'{text}' is neither an MP id, a formula nor a list of elements") from None
+        bad = [e for e in els if not _is_element(e)]
+        if bad:
+            raise ValueError(f"unknown element(s): {', '.join(bad)}")
+        query = list(els)
+        if natoms is not None:
+            query.append(f"natoms={int(natoms)}")
+        if max_atoms is not None:
+            query.append(f"natoms<={int(max_atoms)}")
+        out = []
+        for row in self.db.select(",".join(query) or None, **kw):
+            if formula and Composition(row.chem_formula).reduced_formula != Composition(formula).reduced_formula:
+                continue
+            if only_elements and els and set(row.symbols) != set(els):
+                continue
+            out.append({"material_id": row.material_id, "formula": row.chem_formula, "natoms": row.natoms,
+                        "spacegroup": row.spacegroup, "elements": sorted(set(row.symbols))})
+        out.sort(key=lambda r: r["material_id"])
+        return out[:limit] if limit else out
+
+    def _ids(self) -> set[str]:
+        return {row.material_id for row in self.db.select(columns=["key_value_pairs"])}
+
+    def all_site_dos(self) -> tuple[list[tuple[str, int, str]], np.ndarray]:
+        """Every site's DOS with its (material_id, site index, element): for lookups and statistics."""
+        keys, rows = [], []
+        for row in self.db.select():
+            sym = row.symbols
+            for i, g in enumerate(np.asarray(row.data["site_dos"], float)):
+                keys.append((row.material_id, i, sym[i]))
+                rows.append(g)
+        return keys, np.array(rows).reshape(-1, dosmod.NPTS)
+
+
+def _is_element(s: str) -> bool:
+    from ase.data import atomic_numbers
+    return s in atomic_numbers and s != "X"
+
+
+@lru_cache(maxsize=4)
+def open_db(db_url: str) -> ReferenceDB:
+    """One ReferenceDB per process and URL (the app caches through this too)."""
+    return ReferenceDB(db_url)

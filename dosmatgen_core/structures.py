@@ -1,0 +1,127 @@
+"""Reading, validating and converting crystal structures.
+
+pymatgen `Structure` is the domain object; ASE `Atoms` is what GPAW and the ASE database take;
+(A, X, L) arrays are what the model takes. Every conversion lives here.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from ase import Atoms
+from ase.build import niggli_reduce
+from ase.data import atomic_numbers, chemical_symbols
+from pymatgen.core import Element, Lattice, Structure
+from pymatgen.io.ase import AseAtomsAdaptor
+
+LANTHANIDES = frozenset(chemical_symbols[57:72])   # La..Lu: PBE without U is poor for 4f
+ACTINIDES = frozenset(chemical_symbols[89:104])    # Ac..Lr: no PAW/basis data
+MAX_ATOMS = 20
+
+
+class StructureError(ValueError):
+    """A structure that cannot be used; the message says why and what to do."""
+
+
+def _check_ordered_known(s: Structure, source: str) -> Structure:
+    if len(s) == 0:
+        raise StructureError(f"{source}: the structure has no atoms")
+    if not s.is_ordered:
+        bad = next(site for site in s if not site.is_ordered)
+        raise StructureError(
+            f"{source}: partial occupancy at a {bad.species} site; only ordered structures "
+            "(every site fully occupied by one element) can be used")
+    for site in s:
+        sp = site.specie
+        if not isinstance(sp, Element) and not hasattr(sp, "element"):
+            raise StructureError(f"{source}: unknown element '{sp}'")
+        sym = getattr(sp, "symbol", str(sp))
+        if sym not in atomic_numbers or sym == "X":
+            raise StructureError(f"{source}: unknown element '{sym}'")
+    if s.volume <= 1e-6:
+        raise StructureError(f"{source}: the lattice has zero volume")
+    return s
+
+
+def read_structure(text: str, fmt: str = "cif", source: str = "input") -> Structure:
+    """Parse CIF or POSCAR text into an ordered pymatgen Structure, or raise StructureError."""
+    if not isinstance(text, str) or not text.strip():
+        raise StructureError(f"{source}: the file is empty")
+    fmt = fmt.lower()
+    if fmt not in ("cif", "poscar"):
+        raise StructureError(f"{source}: unsupported format '{fmt}' (use CIF or POSCAR)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            s = Structure.from_str(text, fmt=fmt)
+    except Exception as exc:  # pymatgen raises many types for bad files
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StructureError(f"{source}: could not read the {fmt.upper()} file ({msg})") from None
+    return _check_ordered_known(s, source)
+
+
+def to_atoms(s: Structure) -> Atoms:
+    return AseAtomsAdaptor.get_atoms(s)
+
+
+def to_structure(atoms: Atoms) -> Structure:
+    return AseAtomsAdaptor.get_structure(atoms)
+
+
+def niggli_atoms(s: Structure) -> Atoms:
+    """The cell GPAW calculates: ASE's Niggli reduction of the structure, as RECIPE.md says."""
+    atoms = to_atoms(s)
+    niggli_reduce(atoms)
+    atoms.wrap()
+    return atoms
+
+
+def atoms_to_cif(atoms: Atoms) -> str:
+    """CIF text whose site order, read back by ase.io.read, is the order of `atoms`."""
+    from ase.io import write
+    buf = io.BytesIO()
+    write(buf, atoms, format="cif")
+    return buf.getvalue().decode()
+
+
+def atoms_from_cif(text: str) -> Atoms:
+    """Site order as ase.io.read gives it: the order the labels use."""
+    from ase.io import read
+    return read(io.StringIO(text), format="cif")
+
+
+def elements_of(s: Structure) -> list[str]:
+    return sorted({site.specie.symbol for site in s})
+
+
+# ---- model arrays ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Crystal:
+    """(A, X, L): atomic numbers, fractional coordinates in [0, 1), lattice rows in Å."""
+    numbers: np.ndarray   # (N,) int
+    frac: np.ndarray      # (N, 3) float
+    lattice: np.ndarray   # (3, 3) float, rows are a, b, c
+
+    @classmethod
+    def from_structure(cls, s: Structure) -> "Crystal":
+        return cls(np.array(s.atomic_numbers, dtype=np.int64),
+                   np.mod(s.frac_coords, 1.0), np.array(s.lattice.matrix, dtype=float))
+
+    def to_structure(self) -> Structure:
+        return Structure(Lattice(self.lattice), [int(z) for z in self.numbers], np.mod(self.frac, 1.0))
+
+
+# ---- the shared Materials Project tables ----------------------------------------------------
+
+def iter_mp_csv(path: str | Path) -> Iterator[dict]:
+    """Rows of the shared MP tables (mp20 / mpts52) as dicts; `cif` holds P1 CIF text."""
+    csv.field_size_limit(10**8)
+    with gzip.open(path, "rt", newline="") as fh:
+        yield from csv.DictReader(fh)

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+
+from dosmatgen_core import dos
+
+
+def gauss(mu, sigma=0.5):
+    return np.exp(-0.5 * ((dos.GRID - mu) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
+
+
+def test_grid_is_the_model_grid():
+    assert dos.GRID.shape == (400,)
+    assert dos.GRID[0] == -10.0 and dos.GRID[-1] == 10.0
+
+
+def test_identical_curves_match_perfectly():
+    g = gauss(-1.0) + 0.3 * gauss(2.0, 1.0)
+    m = dos.match_metrics(g, g)
+    assert m["mae"] == 0.0 and m["mae_ef2"] == 0.0
+    assert m["cosine"] == pytest.approx(1.0)
+    assert m["wasserstein"] == pytest.approx(0.0, abs=1e-12)
+    assert m["centre_shift"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_shifted_gaussian_has_expected_wasserstein_and_centre_shift():
+    a, b = gauss(-2.0), gauss(-0.5)
+    # W1 between two equal-shape distributions is the shift itself.
+    assert dos.wasserstein(a, b) == pytest.approx(1.5, abs=0.02)
+    assert dos.band_centre_shift(a, b) == pytest.approx(1.5, abs=1e-3)
+    assert dos.cosine(a, b) < 0.2
+
+
+def test_scaling_does_not_change_shape_metrics_but_changes_mae():
+    a = gauss(0.3)
+    assert dos.cosine(a, 2 * a) == pytest.approx(1.0)
+    assert dos.wasserstein(a, 2 * a) == pytest.approx(0.0, abs=1e-12)
+    assert dos.mae(a, 2 * a) == pytest.approx(np.mean(a))
+
+
+def test_mae_near_ef_only_sees_the_window():
+    a = gauss(-6.0)
+    b = np.zeros_like(a)
+    assert dos.mae(a, b) > 0.01
+    assert dos.mae_near_ef(a, b) < 1e-6
+
+
+def test_gaussian_dos_integrates_to_weights():
+    g = dos.gaussian_dos(np.array([-1.0, 1.5]), np.array([2.0, 3.0]))
+    assert dos.integrate(g) == pytest.approx(5.0, rel=1e-3)
+    assert dos.integrate(g, upto=0.0) == pytest.approx(2.0, rel=1e-3)
+
+
+def test_regrid_interpolates_and_zero_fills():
+    e = np.linspace(-3, 3, 61)
+    g = np.ones_like(e)
+    out = dos.regrid(e, g)
+    assert out.shape == (400,)
+    assert np.all(out[np.abs(dos.GRID) <= 2.9] == 1.0)
+    assert np.all(out[np.abs(dos.GRID) > 3.05] == 0.0)
+    # A curve already on the grid comes back unchanged.
+    h = gauss(1.0)
+    assert np.allclose(dos.regrid(dos.GRID, h), h)
+
+
+def test_smear_and_shift_preserve_area():
+    h = gauss(0.0, 0.3)
+    assert dos.integrate(dos.smear(h, 0.5)) == pytest.approx(dos.integrate(h), rel=1e-3)
+    assert dos.band_centre(dos.shift(h, 1.0)) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("energy, values, words", [
+    (np.linspace(-5, 5, 50), np.r_[np.ones(49), np.nan], "NaN"),
+    (np.linspace(-5, 5, 50), np.r_[np.ones(49), np.inf], "infinite"),
+    (np.linspace(-5, 5, 50), -np.ones(50), "negative"),
+    (np.linspace(5, -5, 50), np.ones(50), "increasing"),
+    (np.linspace(-5, 5, 3), np.ones(3), "at least"),
+    (np.linspace(-5, 5, 50), np.ones(49), "pair up"),
+])
+def test_bad_curves_raise_clear_errors(energy, values, words):
+    with pytest.raises(ValueError, match=words):
+        dos.regrid(energy, values)
+
+
+def test_wrong_grid_length_is_rejected():
+    with pytest.raises(ValueError, match="400"):
+        dos.validate_on_grid(np.ones(399))

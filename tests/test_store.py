@@ -1,0 +1,70 @@
+import gzip
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from dosmatgen_core.store import ReferenceDB, build_db
+
+IDS = ["mp-22905", "mp-522", "L12-Au3Ni-chgnet", "mp-1941"]
+
+
+@pytest.fixture()
+def small_shard(tmp_path, seed_lines):
+    path = tmp_path / "shards" / "labels-0000.jsonl.gz"
+    path.parent.mkdir()
+    with gzip.open(path, "wt") as fh:
+        for mid in IDS:
+            fh.write(json.dumps(seed_lines[mid]) + "\n")
+        fh.write(json.dumps({"material_id": "mp-x", "failed": "ValueError: whatever"}) + "\n")
+    return path
+
+
+def test_round_trip_gives_identical_arrays(tmp_path, small_shard, seed_lines):
+    info = build_db([small_shard.parent], tmp_path / "ref.db")
+    assert info == {"rows": 4, "failed_lines_skipped": 1, "db": str(tmp_path / "ref.db")}
+    db = ReferenceDB(tmp_path / "ref.db")
+    for mid in IDS:
+        ref = db.get(mid)
+        assert np.array_equal(ref.site_dos, np.array(seed_lines[mid]["site_dos"]))
+        assert ref.e_fermi == seed_lines[mid]["e_fermi_eV"]
+    au3ni = db.get("L12-Au3Ni-chgnet")
+    assert au3ni.spacegroup == "Pm-3m" and sorted(au3ni.symbols) == ["Au", "Au", "Au", "Ni"]
+
+
+def test_queries(tmp_path, small_shard):
+    build_db([small_shard], tmp_path / "ref.db")
+    db = ReferenceDB(tmp_path / "ref.db")
+    ids = lambda rows: [r["material_id"] for r in rows]
+    assert ids(db.search(text="mp-522")) == ["mp-522"]
+    assert ids(db.search(text="Au3Ni")) == ["L12-Au3Ni-chgnet"]
+    assert ids(db.search(text="Ni")) == ["L12-Au3Ni-chgnet", "mp-1941"]
+    assert ids(db.search(elements=["Au", "Ni"])) == ["L12-Au3Ni-chgnet"]
+    assert ids(db.search(natoms=4)) == ["L12-Au3Ni-chgnet"]
+    assert ids(db.search(max_atoms=2, elements=["Cu"])) == ["mp-522"]
+    with pytest.raises(ValueError, match="unknown element"):
+        db.search(elements=["Qq"])
+    with pytest.raises(KeyError):
+        db.get("mp-0")
+
+
+def test_build_is_deterministic(tmp_path, small_shard):
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    build_db([small_shard], a)
+    build_db([small_shard], b)
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_bad_shard_line_leaves_no_partial_database(tmp_path, small_shard, seed_lines):
+    good = tmp_path / "ref.db"
+    build_db([small_shard], good)
+    before = good.read_bytes()
+    broken = tmp_path / "broken.jsonl.gz"
+    bad = dict(seed_lines["mp-522"], material_id="mp-bad", site_dos=[[float("nan")] * 400] * 2)
+    with gzip.open(broken, "wt") as fh:
+        fh.write(json.dumps(seed_lines["mp-22905"]) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(ValueError, match="NaN"):
+        build_db([broken], good)
+    assert good.read_bytes() == before
+    assert not list(tmp_path.glob("*.building*"))

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from dosmatgen_core.labelling import label_structure
+from dosmatgen_core.structures import Crystal, StructureError, read_structure
+
+NACL = """data_NaCl
+_cell_length_a 5.64
+_cell_length_b 5.64
+_cell_length_c 5.64
+_cell_angle_alpha 90
+_cell_angle_beta 90
+_cell_angle_gamma 90
+_symmetry_space_group_name_H-M 'F m -3 m'
+_symmetry_Int_Tables_number 225
+loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+_atom_site_occupancy
+Na1 Na 0 0 0 1
+Cl1 Cl 0.5 0.5 0.5 1
+"""
+
+
+def test_reads_a_good_cif_with_symmetry():
+    s = read_structure(NACL)
+    assert s.composition.reduced_formula == "NaCl"
+    assert len(s) == 8  # the conventional cell, expanded by the symmetry operations
+
+
+def test_round_trip_through_model_arrays():
+    s = read_structure(NACL)
+    c = Crystal.from_structure(s)
+    back = c.to_structure()
+    assert np.allclose(back.lattice.matrix, s.lattice.matrix)
+    assert [x.symbol for x in back.species] == [x.symbol for x in s.species]
+
+
+@pytest.mark.parametrize("text, words", [
+    ("", "empty"),
+    ("data_x\n_cell_length_a 5\nthis is not a cif\n", "could not read"),
+    (NACL.replace("Cl1 Cl 0.5 0.5 0.5 1", "Cl1 Cl 0.5 0.5 0.5 0.5"), "partial occupancy"),
+    (NACL.replace("Cl1 Cl 0.5", "Xx1 Xx 0.5"), "could not read|unknown element"),
+])
+def test_bad_cifs_give_clear_errors(text, words):
+    with pytest.raises(StructureError, match=words):
+        read_structure(text, source="upload.cif")
+
+
+@pytest.mark.parametrize("text", ["", NACL.replace("Cl1 Cl 0.5 0.5 0.5 1", "Cl1 Cl 0.5 0.5 0.5 0.5"),
+                                  NACL.replace("Cl1 Cl 0.5", "Xx1 Xx 0.5")])
+def test_labeller_records_bad_structures_as_failed_without_a_partial_label(text):
+    line = label_structure("bad-1", text)
+    assert set(line) == {"material_id", "failed"}
+    assert line["material_id"] == "bad-1"
+    assert line["failed"]
+
+
+def test_labeller_refuses_lanthanides_with_the_reason():
+    line = label_structure("ce-1", NACL.replace("Na1 Na", "Ce1 Ce"))
+    assert "Ce" in line["failed"] and "site_dos" not in line

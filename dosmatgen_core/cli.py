@@ -61,6 +61,25 @@ def _build_db(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from .training import TrainConfig, train
+    from .model.denoiser import DenoiserConfig
+    cfg = TrainConfig(run_dir=args.run_dir, label_dirs=args.labels or [str(LABEL_DIR)],
+                      csvs=[str(c) for c in (args.csv or MP_CSVS)], labelled_only=args.labelled_only,
+                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, threads=args.threads,
+                      max_minutes=args.max_minutes, device=args.device, seed=args.seed,
+                      epoch_size=args.epoch_size,
+                      model=DenoiserConfig(hidden=args.hidden, layers=args.layers).to_dict())
+    train(cfg, log=lambda m: print(m, flush=True))
+    return 0
+
+
+def _export(args) -> int:
+    from .training import export
+    print(json.dumps(export(args.run_dir, args.out, use_best=not args.last), indent=2))
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="dosmatgen", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -88,6 +107,29 @@ def main(argv=None) -> int:
     bdb.add_argument("--db", default=str(DEFAULT_DB), help="SQLite path or ASE db URL (postgresql://...)")
     bdb.add_argument("shards", nargs="*", help="shard files or directories (default data/labels)")
     bdb.set_defaults(func=_build_db)
+
+    tr = sub.add_parser("train", help="train the denoiser (resumable: rerun the same command to continue)")
+    tr.add_argument("--run-dir", default="runs/train/default")
+    tr.add_argument("--labels", action="append", help="label shard dirs (default data/labels)")
+    tr.add_argument("--csv", action="append", help="structure tables (default the shared mp20+mpts52)")
+    tr.add_argument("--labelled-only", action="store_true", help="ablation: train on labelled crystals alone")
+    tr.add_argument("--epochs", type=int, default=1000)
+    tr.add_argument("--epoch-size", type=int, default=0)
+    tr.add_argument("--batch-size", type=int, default=64)
+    tr.add_argument("--lr", type=float, default=5e-4)
+    tr.add_argument("--hidden", type=int, default=256)
+    tr.add_argument("--layers", type=int, default=4)
+    tr.add_argument("--threads", type=int, default=0)
+    tr.add_argument("--max-minutes", type=float, default=0.0)
+    tr.add_argument("--device", default="auto")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.set_defaults(func=_train)
+
+    ex = sub.add_parser("export-model", help="ship a training run's EMA weights with a model card")
+    ex.add_argument("--run-dir", default="runs/train/default")
+    ex.add_argument("--out", default=str(ROOT / "assets" / "denoiser.pt"))
+    ex.add_argument("--last", action="store_true", help="export the last epoch, not the best")
+    ex.set_defaults(func=_export)
 
     args = p.parse_args(argv)
     return args.func(args)

@@ -243,11 +243,12 @@ NI_PARTNER_METALS = frozenset(
 
 
 def select_tasks(csv_paths: Iterable[str | Path], max_atoms: int = 8, skip: set[str] = frozenset(),
-                 limit: int | None = None) -> list[dict]:
-    """Structures to label next: Ni intermetallics first, then small cells, spread over chemistries.
+                 limit: int | None = None, ni_bonus: int = 2) -> list[dict]:
+    """Structures to label next: small cells first, spread over chemistries, Ni intermetallics early.
 
     Within one cell size, the k-th structure of a chemical system comes after the first of all
-    others, so the dataset widens across chemistry before it deepens.
+    others, so the dataset widens across chemistry before it deepens. Ni intermetallics (the
+    paper's showcase family) are queued as if they had `ni_bonus` fewer atoms.
     """
     ok = supported_elements()
     rows = []
@@ -269,14 +270,14 @@ def select_tasks(csv_paths: Iterable[str | Path], max_atoms: int = 8, skip: set[
                 continue
             seen.add(mid)
             ni_inter = "Ni" in els and len(els) > 1 and set(els) - {"Ni"} <= NI_PARTNER_METALS
-            rows.append((0 if ni_inter else 1, n, "-".join(els), mid, r["cif"]))
-    rows.sort(key=lambda t: (t[0], t[1], t[2], t[3]))
+            rows.append((n - ni_bonus if ni_inter else n, "-".join(els), mid, r["cif"], n))
+    rows.sort(key=lambda t: (t[0], t[1], t[2]))
     rank: dict[tuple, int] = {}
     keyed = []
-    for group, n, chem, mid, cif in rows:
-        k = rank.get((group, n, chem), 0)
-        rank[(group, n, chem)] = k + 1
-        keyed.append(((group, n, k, hash_str(mid)), {"material_id": mid, "cif": cif, "nsites": n}))
+    for size, chem, mid, cif, n in rows:
+        k = rank.get((size, chem), 0)
+        rank[(size, chem)] = k + 1
+        keyed.append(((size, k, hash_str(mid)), {"material_id": mid, "cif": cif, "nsites": n}))
     keyed.sort(key=lambda t: t[0])
     tasks = [t for _, t in keyed]
     return tasks[:limit] if limit else tasks

@@ -1,0 +1,1 @@
+"""The generative model: the denoiser network and the diffusion processes it is trained under."""

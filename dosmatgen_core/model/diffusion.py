@@ -1,0 +1,172 @@
+"""Corruption processes and the training loss (DiffCSP-style joint diffusion).
+
+- Lattice L: DDPM with a cosine schedule on L / N^(1/3) (so cells of 1 and 20 atoms share one
+  scale), ε-prediction.
+- Fractional coordinates X: wrapped normal on the 3-torus, σ geometric from 0.005 to 0.5,
+  denoising score matching with the score normalised by its mean square λ(σ).
+- Atom types A: continuous DDPM on the one-hot vector (cosine schedule), ε-prediction.
+  (A discrete D3PM is the alternative; continuous one-hot keeps the three parts one mechanism.)
+
+Per-atom conditioning enters through `cond_mask`. Classifier-free guidance training drops the
+whole condition of a crystal with probability p_uncond; unlabelled crystals always take the
+null condition, so every structure teaches the unconditional branch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .denoiser import N_TYPES
+
+T_STEPS = 1000
+SIGMA_MIN, SIGMA_MAX = 0.005, 0.5
+TYPE_LOSS_WEIGHT = 20.0      # as DiffCSP: the one-hot MSE is small per dimension
+
+
+def cosine_alpha_bar(T: int = T_STEPS, s: float = 0.008) -> torch.Tensor:
+    """ᾱ_t for t = 0..T (index 0 is the clean data), Nichol & Dhariwal's cosine schedule."""
+    steps = torch.arange(T + 1, dtype=torch.float64)
+    f = torch.cos(((steps / T) + s) / (1 + s) * math.pi / 2) ** 2
+    ab = f / f[0]
+    # clip β_t = 1 - ᾱ_t/ᾱ_{t-1} at 0.999 as usual
+    betas = (1 - ab[1:] / ab[:-1]).clamp(max=0.999)
+    return torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)]).float()
+
+
+def sigmas(T: int = T_STEPS) -> torch.Tensor:
+    """σ_t for t = 0..T; σ_0 = 0 (clean), then geometric from SIGMA_MIN to SIGMA_MAX."""
+    s = torch.exp(torch.linspace(math.log(SIGMA_MIN), math.log(SIGMA_MAX), T))
+    return torch.cat([torch.zeros(1), s])
+
+
+def wrapped_normal_neg_score(d: torch.Tensor, sigma: torch.Tensor, n_images: int = 3) -> torch.Tensor:
+    """−∇ log p of the wrapped normal at displacement d (DiffCSP's sign convention)."""
+    k = torch.arange(-n_images, n_images + 1, dtype=d.dtype, device=d.device)
+    x = d[..., None] + k
+    s2 = (sigma ** 2)[..., None]
+    logw = -x ** 2 / (2 * s2)
+    w = torch.softmax(logw, dim=-1)
+    return (w * x).sum(-1) / sigma ** 2
+
+
+def sigma_norms(sig: torch.Tensor, n: int = 20000, n_knots: int = 64, seed: int = 0) -> torch.Tensor:
+    """λ(σ) = E|score|² for each σ, to normalise the coordinate target.
+
+    Monte Carlo at n_knots log-spaced σ, interpolated in log-log space (λ is smooth: ≈ 1/σ² for
+    small σ, flattening as the wrapped normal approaches uniform).
+    """
+    g = torch.Generator().manual_seed(seed)
+    pos = sig[sig > 0]
+    knots = torch.exp(torch.linspace(math.log(pos.min()), math.log(pos.max()), n_knots))
+    d = torch.randn(n_knots, n, generator=g, dtype=torch.float64) * knots[:, None].double()
+    d = d - torch.round(d)
+    lam = (wrapped_normal_neg_score(d, knots[:, None].double().expand_as(d)) ** 2).mean(1)
+    out = torch.ones_like(sig)
+    x = torch.log(pos.double())
+    xp, fp = torch.log(knots.double()), torch.log(lam)
+    idx = torch.searchsorted(xp, x).clamp(1, n_knots - 1)
+    w = (x - xp[idx - 1]) / (xp[idx] - xp[idx - 1])
+    out[sig > 0] = torch.exp(fp[idx - 1] * (1 - w) + fp[idx] * w).float()
+    return out
+
+
+@dataclass
+class Schedules:
+    alpha_bar: torch.Tensor     # (T+1,)
+    sigma: torch.Tensor         # (T+1,)
+    sigma_norm: torch.Tensor    # (T+1,)
+    T: int = T_STEPS
+
+    @classmethod
+    def make(cls, T: int = T_STEPS) -> "Schedules":
+        sig = sigmas(T)
+        return cls(cosine_alpha_bar(T), sig, sigma_norms(sig), T)
+
+    def to(self, device) -> "Schedules":
+        return Schedules(self.alpha_bar.to(device), self.sigma.to(device), self.sigma_norm.to(device), self.T)
+
+
+def lattice_scale(counts: torch.Tensor) -> torch.Tensor:
+    """N^(1/3) per crystal: the lattice is diffused in units of that."""
+    return counts.to(torch.float32).clamp(min=1) ** (1.0 / 3.0)
+
+
+def one_hot(z: torch.Tensor) -> torch.Tensor:
+    """Atomic numbers 1..100 → one-hot rows."""
+    return F.one_hot(z - 1, N_TYPES).float()
+
+
+@dataclass
+class Batch:
+    """A flat batch of crystals (see data.collate)."""
+    z: torch.Tensor          # (N,) atomic numbers
+    frac: torch.Tensor       # (N, 3)
+    lattice: torch.Tensor    # (B, 3, 3) Å, rows a, b, c
+    batch: torch.Tensor      # (N,) crystal index of each atom
+    dos: torch.Tensor        # (N, 400) standardised DOS (zeros where unknown)
+    has_dos: torch.Tensor    # (N,) 1 where the atom has a DFT label
+
+    @property
+    def n_crystals(self) -> int:
+        return self.lattice.shape[0]
+
+    def to(self, device) -> "Batch":
+        return Batch(*(getattr(self, f).to(device) for f in ("z", "frac", "lattice", "batch", "dos", "has_dos")))
+
+
+def condition_mask(b: Batch, p_uncond: float, p_atom: float, gen: torch.Generator | None = None) -> torch.Tensor:
+    """Which atoms see their DOS in this training step.
+
+    Labelled atoms are kept with probability p_atom (so the model learns to condition a subset,
+    as masked mode asks), at least one per labelled crystal; then whole crystals are dropped with
+    p_uncond for classifier-free guidance.
+    """
+    dev = b.z.device
+    keep = (torch.rand(b.z.shape[0], generator=gen, device=dev) < p_atom).float() * b.has_dos
+    # guarantee one conditioned atom in each labelled crystal
+    B = b.n_crystals
+    n_keep = torch.zeros(B, device=dev).index_add_(0, b.batch, keep)
+    labelled = torch.zeros(B, device=dev).index_add_(0, b.batch, b.has_dos) > 0
+    need = labelled & (n_keep == 0)
+    if need.any():
+        score = torch.rand(b.z.shape[0], generator=gen, device=dev) * b.has_dos
+        for c in torch.nonzero(need).flatten().tolist():
+            idx = torch.nonzero(b.batch == c).flatten()
+            keep[idx[score[idx].argmax()]] = 1.0
+    drop = torch.rand(B, generator=gen, device=dev) < p_uncond
+    return keep * (~drop[b.batch]).float()
+
+
+def training_loss(model, b: Batch, sch: Schedules, *, p_uncond: float = 0.2, p_atom: float = 0.5,
+                  gen: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """One denoising-score-matching loss evaluation on a batch (all three parts)."""
+    dev = b.z.device
+    B = b.n_crystals
+    counts = torch.bincount(b.batch, minlength=B)
+    t = torch.randint(1, sch.T + 1, (B,), generator=gen, device=dev)
+    ab = sch.alpha_bar[t]
+    # lattice
+    l0 = b.lattice / lattice_scale(counts)[:, None, None]
+    eps_l = torch.randn(l0.shape, generator=gen, device=dev)
+    lt = ab.sqrt()[:, None, None] * l0 + (1 - ab).sqrt()[:, None, None] * eps_l
+    # coordinates
+    sig = sch.sigma[t][b.batch]
+    noise_x = torch.randn(b.frac.shape, generator=gen, device=dev) * sig[:, None]
+    xt = torch.remainder(b.frac + noise_x, 1.0)
+    target_x = wrapped_normal_neg_score(noise_x, sig[:, None].expand_as(noise_x)) / sch.sigma_norm[t][b.batch, None].sqrt()
+    # types
+    a0 = one_hot(b.z)
+    eps_a = torch.randn(a0.shape, generator=gen, device=dev)
+    aba = ab[b.batch][:, None]
+    at = aba.sqrt() * a0 + (1 - aba).sqrt() * eps_a
+
+    mask = condition_mask(b, p_uncond, p_atom, gen)
+    pred_a, pred_x, pred_l = model(at, xt, lt, t.float() / sch.T, b.batch, b.dos, mask)
+    loss_l = F.mse_loss(pred_l, eps_l)
+    loss_x = F.mse_loss(pred_x, target_x)
+    loss_a = F.mse_loss(pred_a, eps_a)
+    loss = loss_l + loss_x + TYPE_LOSS_WEIGHT * loss_a
+    return {"loss": loss, "lattice": loss_l.detach(), "coord": loss_x.detach(), "type": loss_a.detach()}

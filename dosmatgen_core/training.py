@@ -1,0 +1,219 @@
+"""`dosmatgen train`: resumable training of the denoiser on all structures and all labels.
+
+State (model, EMA, optimiser, epoch, RNG) lives in RUN_DIR/last.pt and is rewritten every few
+minutes and at each epoch end, so the job can be killed and restarted at will. Train and
+validation loss go to RUN_DIR/log.csv, one row per epoch.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data as datamod
+from .model.denoiser import Denoiser, DenoiserConfig
+from .model.diffusion import Schedules, training_loss
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = "runs/train/default"
+    label_dirs: list = field(default_factory=list)
+    csvs: list = field(default_factory=list)
+    labelled_only: bool = False
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    ema: float = 0.999
+    p_uncond: float = 0.2
+    p_atom: float = 0.5
+    labelled_share: float = 0.25   # oversample labelled crystals to this share of each epoch
+    epoch_size: int = 0            # crystals per epoch (0 = all)
+    checkpoint_minutes: float = 5.0
+    max_minutes: float = 0.0       # stop after this long (0 = run to the end)
+    threads: int = 0
+    seed: int = 0
+    device: str = "auto"
+    model: dict = field(default_factory=lambda: DenoiserConfig().to_dict())
+
+
+def pick_device(name: str = "auto") -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def epoch_order(n_lab: int, n_unlab: int, cfg: TrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """Indices for one epoch: labelled crystals (0..n_lab-1) repeated to reach labelled_share."""
+    size = cfg.epoch_size or (n_lab + n_unlab)
+    if n_lab == 0 or cfg.labelled_only:
+        return rng.permutation(n_lab + n_unlab)[:size] if n_lab + n_unlab else np.array([], int)
+    n_l = max(int(round(cfg.labelled_share * size)), min(n_lab, size)) if n_unlab else size
+    lab = rng.choice(n_lab, n_l, replace=n_l > n_lab)
+    unl = n_lab + rng.permutation(n_unlab)[: max(size - n_l, 0)]
+    return rng.permutation(np.concatenate([lab, unl]))
+
+
+def evaluate(model, entries, mean, std, sch, device, batch_size=128, seed=1234) -> float:
+    """Validation loss with a fixed noise draw, so epochs are comparable."""
+    if not entries:
+        return float("nan")
+    g = torch.Generator(device=device).manual_seed(seed)
+    tot, n = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(entries), batch_size):
+            chunk = entries[i:i + batch_size]
+            b = datamod.collate(chunk, mean, std).to(device)
+            tot += training_loss(model, b, sch, p_uncond=0.0, p_atom=1.0, gen=g)["loss"].item() * len(chunk)
+            n += len(chunk)
+    model.train()
+    return tot / n
+
+
+def train(cfg: TrainConfig, log=print) -> Path:
+    run = Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    unlabelled_all = [] if cfg.labelled_only else datamod.load_unlabelled(cfg.csvs, cache_dir=Path("data/cache"))
+
+    def shard_key():
+        return tuple(sorted((p.name, p.stat().st_size) for d in cfg.label_dirs for p in Path(d).glob("*.jsonl.gz")))
+
+    def split():
+        """Re-read the shards: labels that landed since the last epoch join training."""
+        labelled = datamod.load_labelled(cfg.label_dirs)
+        ids = {x.material_id for x in labelled}
+        unl = [e for e in unlabelled_all if e.material_id not in ids]
+        val = [e for e in labelled + unl if datamod.is_validation(e.material_id)]
+        tr_lab = [e for e in labelled if not datamod.is_validation(e.material_id)]
+        tr_unl = [e for e in unl if not datamod.is_validation(e.material_id)]
+        return tr_lab, tr_unl, val, [e for e in val if e.site_dos is not None]
+
+    key = shard_key()
+    tr_lab, tr_unl, val, val_lab = split()
+    mean, std = datamod.dos_stats(tr_lab)
+    log(f"device {device}; train {len(tr_lab)} labelled + {len(tr_unl)} unlabelled; "
+        f"validation {len(val)} ({len(val_lab)} labelled)")
+
+    model = Denoiser(DenoiserConfig(**cfg.model)).to(device)
+    ema = copy.deepcopy(model).eval()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # warm-up over the first 500 steps, then constant: runs are resumed and extended, so no decay
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 500))
+    sch = Schedules.make().to(device)
+    state_path = run / "last.pt"
+    epoch, step = 0, 0
+    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if state_path.exists():
+        st = torch.load(state_path, map_location=device, weights_only=True)
+        model.load_state_dict(st["model"])
+        ema.load_state_dict(st["ema"])
+        opt.load_state_dict(st["opt"])
+        sched.last_epoch = int(st["step"])
+        epoch, step = int(st["epoch"]), int(st["step"])
+        rng = np.random.default_rng([cfg.seed, epoch])
+        torch.manual_seed(cfg.seed + epoch)
+        mean, std = st["dos_mean"].numpy(), st["dos_std"].numpy()   # keep the encoder's input scale
+        log(f"resumed at epoch {epoch}, step {step}")
+    (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    log_path = run / "log.csv"
+    if not log_path.exists():
+        log_path.write_text("epoch,step,train_loss,train_lattice,train_coord,train_type,val_loss,val_labelled_loss,seconds,n_train,n_labelled\n")
+
+    def save_state(at_epoch: int):
+        tmp = state_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                    "epoch": at_epoch, "step": step, "dos_mean": torch.from_numpy(mean),
+                    "dos_std": torch.from_numpy(std), "config": asdict(cfg)["model"]}, tmp)
+        tmp.replace(state_path)
+
+    t_start = time.time()
+    last_save = time.time()
+    best = math.inf
+    while epoch < cfg.epochs:
+        t0 = time.time()
+        if shard_key() != key:
+            key = shard_key()
+            tr_lab, tr_unl, val, val_lab = split()
+            log(f"label shards changed: now {len(tr_lab)} labelled training crystals")
+        train_entries = tr_lab + tr_unl
+        rng = np.random.default_rng([cfg.seed, epoch])
+        order = epoch_order(len(tr_lab), len(tr_unl), cfg, rng)
+        sums = np.zeros(4)
+        nb = 0
+        for i in range(0, len(order), cfg.batch_size):
+            chunk = [train_entries[j] for j in order[i:i + cfg.batch_size]]
+            b = datamod.collate(chunk, mean, std).to(device)
+            out = training_loss(model, b, sch, p_uncond=cfg.p_uncond, p_atom=cfg.p_atom)
+            opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), model.parameters()):
+                    pe.mul_(cfg.ema).add_(pm.detach(), alpha=1 - cfg.ema)
+            step += 1
+            nb += 1
+            sums += [out["loss"].item(), out["lattice"].item(), out["coord"].item(), out["type"].item()]
+            if time.time() - last_save > cfg.checkpoint_minutes * 60:
+                save_state(epoch)   # mid-epoch: a restart redoes this epoch from its start
+                last_save = time.time()
+            if cfg.max_minutes and time.time() - t_start > cfg.max_minutes * 60:
+                save_state(epoch)
+                log(f"stopped after {cfg.max_minutes} min in epoch {epoch}")
+                return run
+        epoch += 1
+        v = evaluate(ema, val, mean, std, sch, device)
+        vl = evaluate(ema, val_lab, mean, std, sch, device)
+        m = sums / max(nb, 1)
+        with log_path.open("a") as fh:
+            csv.writer(fh).writerow([epoch, step, *np.round(m, 5), round(v, 5), round(vl, 5),
+                                     round(time.time() - t0, 1), len(order), len(tr_lab)])
+        save_state(epoch)
+        last_save = time.time()
+        if v < best:
+            best = v
+            torch.save({"ema": ema.state_dict(), "epoch": epoch, "val_loss": v}, run / "best.pt")
+        log(f"epoch {epoch}: train {m[0]:.4f} (L {m[1]:.3f} X {m[2]:.3f} A {m[3]:.4f}) val {v:.4f} "
+            f"val-labelled {vl:.4f} [{time.time() - t0:.0f} s]")
+    return run
+
+
+def export(run_dir: str | Path, out_path: str | Path, use_best: bool = True) -> dict:
+    """Ship a run's EMA weights with a model card (data, sizes, epochs, losses, date)."""
+    from datetime import date
+
+    from .checkpoint import save_model
+    run = Path(run_dir)
+    st = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    cfg = json.loads((run / "config.json").read_text())
+    model = Denoiser(DenoiserConfig(**st["config"]))
+    weights, epoch = st["ema"], int(st["epoch"])
+    if use_best and (run / "best.pt").exists():
+        b = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
+        weights, epoch = b["ema"], int(b["epoch"])
+    model.load_state_dict(weights)
+    rows = list(csv.DictReader((run / "log.csv").open())) if (run / "log.csv").exists() else []
+    row = next((r for r in rows if int(r["epoch"]) == epoch), rows[-1] if rows else {})
+    shards = sorted({p.name for d in cfg["label_dirs"] for p in Path(d).glob("*.jsonl.gz")})
+    card = {"name": "DOSMatGen denoiser", "date": date.today().isoformat(), "epoch": epoch,
+            "steps": int(row.get("step", 0) or 0), "val_loss": float(row.get("val_loss", "nan") or "nan"),
+            "val_labelled_loss": float(row.get("val_labelled_loss", "nan") or "nan"),
+            "n_train": int(row.get("n_train", 0) or 0), "n_labelled_structures": int(row.get("n_labelled", 0) or 0),
+            "label_shards": shards, "structure_tables": [Path(c).parent.name + "/" + Path(c).name for c in cfg["csvs"]],
+            "labelled_only": cfg["labelled_only"], "config": st["config"],
+            "train": {k: cfg[k] for k in ("batch_size", "lr", "ema", "p_uncond", "p_atom", "labelled_share")}}
+    return save_model(out_path, model, st["dos_mean"].numpy(), st["dos_std"].numpy(), card)

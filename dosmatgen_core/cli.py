@@ -14,7 +14,7 @@ MP_CSVS = [SHARED / "mp20" / "structures.csv.gz", SHARED / "mpts52" / "structure
 
 
 def _label(args) -> int:
-    from .labelling import Recipe, run_labelling, select_tasks, iter_label_lines, ShardWriter
+    from .labelling import Recipe, ShardWriter, run_labelling, select_tasks
     out = Path(args.out)
     if args.cif:
         from .structures import read_structure
@@ -24,16 +24,12 @@ def _label(args) -> int:
             read_structure(text, "cif", source=p)  # fail fast, before any DFT is queued
             tasks.append({"material_id": Path(p).stem, "cif": text})
     else:
-        skip = ShardWriter(out).done_ids(args.also_done)
+        skip = ShardWriter(out).done_ids(args.also_done, include_failed=not args.retry_failed)
         csvs = [Path(c) for c in args.csv] if args.csv else [c for c in MP_CSVS if c.exists()]
         if not csvs:
             print("no structure tables found; pass --csv PATH or --cif FILE", file=sys.stderr)
             return 2
         tasks = select_tasks(csvs, max_atoms=args.max_atoms, skip=skip)
-    if args.retry_failed:
-        writer = ShardWriter(out)
-        failed = {d["material_id"] for _, d in iter_label_lines([out]) if "failed" in d}
-        print(f"note: {len(failed)} recorded failures stay recorded; retries are appended", file=sys.stderr)
     print(f"{len(tasks)} structures to consider; writing to {out}", flush=True)
 
     def report(line):
@@ -42,6 +38,7 @@ def _label(args) -> int:
 
     stats = run_labelling(tasks, out, recipe=Recipe(), workers=args.workers, scheduler=args.scheduler,
                           timeout=args.timeout, shard_size=args.shard_size, extra_done=args.also_done,
+                          retry_failed=args.retry_failed,
                           on_result=report, max_tasks=args.max_tasks, max_seconds=args.max_minutes * 60 if args.max_minutes else None)
     print(json.dumps({"labelled": stats.done, "failed": stats.failed, "seconds": round(stats.seconds, 1)}))
     return 0

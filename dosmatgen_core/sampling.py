@@ -1,0 +1,213 @@
+"""Reverse diffusion with classifier-free guidance and per-structure constraints.
+
+Each structure in a batch carries its own constraints (see `SampleSpec`): which atoms are
+conditioned on which DOS, which atoms have a fixed element, and optionally a template it starts
+from (noised to a chosen strength) with some atoms pinned. All constraints are masks over the
+flat atom batch, so a mixed batch costs no more than a uniform one.
+
+Coordinates use DiffCSP's predictor–corrector (Langevin corrector, reverse-SDE predictor on the
+wrapped normal); lattice and types use ancestral DDPM steps, respaced when fewer steps are asked.
+Guidance: ε = (1 + w)·ε_cond − w·ε_uncond for all three outputs, both passes in one batch.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .data import standard_lattice, standardise
+from .model.denoiser import N_TYPES
+from .model.diffusion import Schedules, lattice_scale, one_hot
+from .structures import Crystal
+
+MAX_Z = 94            # no element past Pu is proposed
+
+
+class Cancelled(Exception):
+    """Raised when the cancel flag is set; nothing partial is returned."""
+
+
+@dataclass
+class SampleSpec:
+    """One structure to generate. Arrays have one row per atom of the structure."""
+    n_atoms: int
+    cond_dos: np.ndarray                 # (n, 400) raw DOS (states/eV) for conditioned atoms
+    cond_mask: np.ndarray                # (n,) bool
+    fixed_z: np.ndarray                  # (n,) int, 0 = free
+    template: Crystal | None = None      # start point (template mode)
+    strength: float = 1.0                # t_start = strength · T (1 = pure noise)
+    pinned: np.ndarray | None = None     # (n,) bool: template atoms re-imposed every step
+    tag: dict = field(default_factory=dict)
+
+
+@dataclass
+class Generated:
+    crystal: Crystal
+    spec_index: int
+
+
+def step_schedule(T: int, steps: int) -> list[int]:
+    """Descending time indices T … 1 (`steps` of them), evenly spaced."""
+    steps = max(1, min(int(steps), T))
+    ts = np.unique(np.round(np.linspace(1, T, steps)).astype(int))[::-1]
+    return ts.tolist()
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+# Clean-sample ranges for the DDPM steps: near t = T, x̂0 = (x_t − √(1−ᾱ)ε̂)/√ᾱ divides by a tiny
+# √ᾱ, and an imperfect ε̂ would blow up; clipping x̂0 (as image DDPMs clip to [-1, 1]) keeps the
+# posterior mean in range without changing steps where the prediction is sane.
+LATTICE_X0_RANGE = (-20.0, 20.0)   # Å / N^(1/3), standard orientation
+TYPE_X0_RANGE = (-1.0, 2.0)        # one-hot entries
+
+
+def _ddpm_step(x, eps, ab, ab_prev, x0_range, randn, last: bool):
+    """Posterior q(x_prev | x_t, x̂0) mean (+ noise unless last) with a clipped x̂0."""
+    alpha = ab / ab_prev
+    beta = 1 - alpha
+    x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(*x0_range)
+    mean = (ab_prev.sqrt() * beta / (1 - ab)) * x0 + (alpha.sqrt() * (1 - ab_prev) / (1 - ab)) * x
+    if last:
+        return mean
+    var = beta * (1 - ab_prev) / (1 - ab)
+    return mean + var.sqrt() * randn(*x.shape)
+
+
+def _tidy_lattice(m: np.ndarray) -> np.ndarray:
+    """Standard orientation (right-handed, a along x); a degenerate cell is returned as it is,
+    for the validity checks to reject."""
+    try:
+        out = standard_lattice(m)
+    except Exception:
+        return m
+    return out if np.all(np.isfinite(out)) and abs(np.linalg.det(out)) > 1e-6 else m
+
+
+@torch.no_grad()
+def sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: float = 1.0, seed: int = 0,
+           device: str = "auto", corrector: bool = True, step_lr: float = 1e-5,
+           progress: Callable[[float, float, str], None] | None = None,
+           cancel: Callable[[], bool] | None = None) -> list[Generated]:
+    """Generate one crystal per spec. Same seed, specs and settings → the same crystals."""
+    dev = _device(device)
+    model = loaded.model.to(dev).eval()
+    sch = Schedules.make().to(dev)
+    T = sch.T
+    g = torch.Generator(device=dev).manual_seed(int(seed))
+
+    n = torch.tensor([s.n_atoms for s in specs], device=dev)
+    B = len(specs)
+    batch = torch.repeat_interleave(torch.arange(B, device=dev), n)
+    N = int(n.sum())
+    scale = lattice_scale(n)[:, None, None]
+    cond_mask = torch.tensor(np.concatenate([s.cond_mask for s in specs]), dtype=torch.float32, device=dev)
+    dos = torch.tensor(np.concatenate([standardise(s.cond_dos, loaded.dos_mean, loaded.dos_std) for s in specs]),
+                       device=dev)
+    dos = dos * cond_mask[:, None]
+    fixed_z = torch.tensor(np.concatenate([s.fixed_z for s in specs]), dtype=torch.long, device=dev)
+    fixed = fixed_z > 0
+    a_fixed = one_hot(fixed_z.clamp(min=1))
+    # templates: clean (t = 0) values and where they apply
+    has_tpl = torch.tensor([s.template is not None for s in specs], device=dev)
+    t_start = torch.tensor([int(round(s.strength * T)) if s.template is not None else T for s in specs], device=dev)
+    tpl_l = torch.zeros(B, 3, 3, device=dev)
+    tpl_x = torch.zeros(N, 3, device=dev)
+    tpl_a = torch.zeros(N, N_TYPES, device=dev)
+    pinned = torch.zeros(N, dtype=torch.bool, device=dev)
+    off = 0
+    for i, s in enumerate(specs):
+        if s.template is not None:
+            tpl_l[i] = torch.tensor(standard_lattice(s.template.lattice), dtype=torch.float32) / scale[i, 0, 0].cpu()
+            tpl_x[off:off + s.n_atoms] = torch.tensor(s.template.frac, dtype=torch.float32)
+            tpl_a[off:off + s.n_atoms] = one_hot(torch.tensor(s.template.numbers))
+            if s.pinned is not None:
+                pinned[off:off + s.n_atoms] = torch.tensor(s.pinned, dtype=torch.bool)
+        off += s.n_atoms
+    allowed = torch.zeros(N_TYPES, dtype=torch.bool, device=dev)
+    allowed[:MAX_Z] = True
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g, device=dev)
+
+    def noised_template(t: int):
+        """Forward-process draw at level t of the template (and of the fixed elements)."""
+        ab = sch.alpha_bar[t]
+        l = ab.sqrt() * tpl_l + (1 - ab).sqrt() * randn(B, 3, 3)
+        x = torch.remainder(tpl_x + sch.sigma[t] * randn(N, 3), 1.0)
+        a = ab.sqrt() * tpl_a + (1 - ab).sqrt() * randn(N, N_TYPES)
+        af = ab.sqrt() * a_fixed + (1 - ab).sqrt() * randn(N, N_TYPES)
+        return l, x, a, af
+
+    def impose(l, x, a, t: int):
+        """Re-impose templates before their start time, pinned atoms, and fixed elements."""
+        tl, tx, ta, af = noised_template(t)
+        waiting = has_tpl & (t >= t_start)          # template crystals not yet released
+        l = torch.where(waiting[:, None, None], tl, l)
+        atom_wait = waiting[batch] | pinned
+        x = torch.where(atom_wait[:, None], tx, x)
+        a = torch.where(atom_wait[:, None], ta, a)
+        a = torch.where(fixed[:, None], af, a)
+        return l, x, a
+
+    def predict(l, x, a, t: int):
+        tt = torch.full((B,), t / T, device=dev)
+        if guidance == 0:
+            return model(a, x, l, tt, batch, dos, cond_mask)
+        # conditional and unconditional passes in one batch of 2B crystals
+        out = model(torch.cat([a, a]), torch.cat([x, x]), torch.cat([l, l]), torch.cat([tt, tt]),
+                    torch.cat([batch, batch + B]), torch.cat([dos, dos]),
+                    torch.cat([cond_mask, torch.zeros_like(cond_mask)]))
+        w = guidance
+        pa, px, pl = out
+        return ((1 + w) * pa[:N] - w * pa[N:], (1 + w) * px[:N] - w * px[N:], (1 + w) * pl[:B] - w * pl[B:])
+
+    l = randn(B, 3, 3)
+    x = torch.rand(N, 3, generator=g, device=dev)
+    a = randn(N, N_TYPES)
+    ts = step_schedule(T, steps)
+    l, x, a = impose(l, x, a, ts[0])
+    t0 = time.perf_counter()
+    for i, t in enumerate(ts):
+        if cancel is not None and cancel():
+            raise Cancelled("generation cancelled")
+        t_prev = ts[i + 1] if i + 1 < len(ts) else 0
+        sig, sig_prev = sch.sigma[t], sch.sigma[t_prev]
+        norm = sch.sigma_norm[t].sqrt()
+        last = t_prev == 0
+        if corrector:
+            _, px, _ = predict(l, x, a, t)
+            step = step_lr * (sig / sch.sigma[1]) ** 2
+            x = torch.remainder(x - step * px * norm + (2 * step).sqrt() * randn(N, 3) * (0 if last else 1), 1.0)
+        pa, px, pl = predict(l, x, a, t)
+        # coordinates: reverse SDE from σ_t to σ_prev
+        step = sig ** 2 - sig_prev ** 2
+        std = (sig_prev ** 2 * step / sig ** 2).sqrt()
+        x = torch.remainder(x - step * px * norm + std * randn(N, 3), 1.0)
+        # lattice and types: ancestral DDPM step t → t_prev (respaced)
+        l = _ddpm_step(l, pl, sch.alpha_bar[t], sch.alpha_bar[t_prev], LATTICE_X0_RANGE, randn, last)
+        a = _ddpm_step(a, pa, sch.alpha_bar[t], sch.alpha_bar[t_prev], TYPE_X0_RANGE, randn, last)
+        l, x, a = impose(l, x, a, t_prev)
+        if progress is not None:
+            done = (i + 1) / len(ts)
+            el = time.perf_counter() - t0
+            progress(done, el / done - el, f"step {i + 1}/{len(ts)}")
+
+    z = torch.where(allowed[None, :], a, torch.full_like(a, -1e9)).argmax(1) + 1
+    z = torch.where(fixed, fixed_z, z)
+    lat = (l * scale).cpu().numpy()
+    x, z = x.cpu().numpy(), z.cpu().numpy()
+    out = []
+    off = 0
+    for i, s in enumerate(specs):
+        sl = slice(off, off + s.n_atoms)
+        out.append(Generated(Crystal(z[sl].astype(np.int64), np.mod(x[sl], 1.0), _tidy_lattice(lat[i])), i))
+        off += s.n_atoms
+    return out

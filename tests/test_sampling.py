@@ -1,0 +1,120 @@
+"""Constraints, seeding and guidance of the sampler; validation of task input."""
+import numpy as np
+import pytest
+import torch
+
+from dosmatgen_core import dos as dosmod
+from dosmatgen_core import sampling, tasks
+from dosmatgen_core.checkpoint import LoadedModel
+from dosmatgen_core.model.denoiser import Denoiser, DenoiserConfig
+from dosmatgen_core.structures import Crystal
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    torch.manual_seed(0)
+    m = Denoiser(DenoiserConfig(hidden=32, layers=2, n_freqs=4, time_dim=16, dos_hidden=32)).eval()
+    return LoadedModel(m, np.zeros(400, np.float32), np.ones(400, np.float32), {}, "test", None)
+
+
+@pytest.fixture(scope="module")
+def ni_dos(seed_lines):
+    d = seed_lines["L12-Au3Ni-chgnet"]
+    from dosmatgen_core.structures import atoms_from_cif
+    sym = atoms_from_cif(d["cif"]).get_chemical_symbols()
+    return np.array(d["site_dos"][sym.index("Ni")])
+
+
+@pytest.fixture(scope="module")
+def au3ni(seed_lines):
+    from dosmatgen_core.structures import atoms_from_cif
+    a = atoms_from_cif(seed_lines["L12-Au3Ni-chgnet"]["cif"])
+    return Crystal(np.array(a.numbers), a.get_scaled_positions(), a.cell.array)
+
+
+def test_mixed_batch_keeps_every_constraint(loaded, ni_dos, au3ni):
+    specs = (tasks.masked(4, {0: ni_dos}, n_candidates=2)
+             + tasks.fixed_type(6, {1: ni_dos}, {1: "Ni", 4: "Au"}, n_candidates=2)
+             + tasks.template(au3ni, 0.4, {0: ni_dos}, pinned=[1, 2], n_candidates=2)
+             + tasks.unconditional(3, n_candidates=1))
+    out = sampling.sample(loaded, specs, steps=20, seed=3)
+    assert [len(g.crystal.numbers) for g in out] == [4, 4, 6, 6, 4, 4, 3]
+    for g in out[2:4]:
+        assert g.crystal.numbers[1] == 28 and g.crystal.numbers[4] == 79
+    for g in out[4:6]:
+        # pinned atoms: template species and positions exactly
+        assert list(g.crystal.numbers[[1, 2]]) == list(au3ni.numbers[[1, 2]])
+        assert np.allclose(g.crystal.frac[[1, 2]], np.mod(au3ni.frac[[1, 2]], 1.0), atol=1e-6)
+    for g in out:
+        assert np.all(np.isfinite(g.crystal.frac)) and np.all(np.isfinite(g.crystal.lattice))
+        assert np.all((g.crystal.frac >= 0) & (g.crystal.frac < 1))
+        assert np.all((g.crystal.numbers >= 1) & (g.crystal.numbers <= 94))
+
+
+def test_same_seed_same_output_other_seed_differs(loaded, ni_dos):
+    specs = tasks.masked(5, {0: ni_dos, 2: ni_dos}, n_candidates=3)
+    a = sampling.sample(loaded, specs, steps=15, seed=11)
+    b = sampling.sample(loaded, specs, steps=15, seed=11)
+    c = sampling.sample(loaded, specs, steps=15, seed=12)
+    for u, v in zip(a, b):
+        assert np.array_equal(u.crystal.numbers, v.crystal.numbers)
+        assert np.array_equal(u.crystal.frac, v.crystal.frac)
+        assert np.array_equal(u.crystal.lattice, v.crystal.lattice)
+    assert not all(np.allclose(u.crystal.frac, w.crystal.frac) for u, w in zip(a, c))
+
+
+def test_zero_guidance_is_pure_conditional_sampling(loaded, ni_dos, monkeypatch):
+    specs = tasks.masked(4, {0: ni_dos}, n_candidates=2)
+    seen = []
+    real = loaded.model.forward
+
+    def spy(a, x, l, t, batch, dos, mask):
+        seen.append((l.shape[0], mask.sum().item()))
+        return real(a, x, l, t, batch, dos, mask)
+
+    monkeypatch.setattr(loaded.model, "forward", spy)
+    out0 = sampling.sample(loaded, specs, steps=5, guidance=0.0, seed=1, corrector=False)
+    # w = 0: one conditional pass of the batch per step, the mask as given
+    assert seen and all(b == 2 and m == 2 for b, m in seen)
+    seen.clear()
+    sampling.sample(loaded, specs, steps=5, guidance=2.0, seed=1, corrector=False)
+    assert all(b == 4 and m == 2 for b, m in seen)   # cond + uncond in one batch
+    assert len(out0) == 2
+
+
+def test_progress_and_cancel(loaded, ni_dos):
+    specs = tasks.masked(3, {0: ni_dos})
+    calls = []
+    sampling.sample(loaded, specs, steps=10, progress=lambda f, eta, msg: calls.append(f))
+    assert calls[-1] == pytest.approx(1.0) and len(calls) == 10
+    with pytest.raises(sampling.Cancelled):
+        sampling.sample(loaded, specs, steps=10, cancel=lambda: True)
+
+
+def test_reduced_step_schedule():
+    ts = sampling.step_schedule(1000, 100)
+    assert ts[0] == 1000 and ts[-1] == 1 and len(ts) == 100 and ts == sorted(ts, reverse=True)
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda d: tasks.masked(0, {0: d}), "between 1 and 20"),
+    (lambda d: tasks.masked(21, {0: d}), "between 1 and 20"),
+    (lambda d: tasks.masked(4, {0: d[:399]}), "400"),
+    (lambda d: tasks.masked(4, {}), "at least one atom"),
+    (lambda d: tasks.masked(4, {5: d}), "outside"),
+    (lambda d: tasks.masked(4, {0: np.r_[d[:399], np.nan]}), "NaN"),
+    (lambda d: tasks.fixed_type(4, {0: d}, {0: "Qx"}), "unknown element"),
+    (lambda d: tasks.fixed_type(4, {0: d}, {}), "at least one atom"),
+])
+def test_bad_task_input_is_rejected_clearly(ni_dos, call, words):
+    with pytest.raises(ValueError, match=words):
+        call(ni_dos)
+
+
+def test_template_validation(au3ni, ni_dos):
+    with pytest.raises(ValueError, match="strength"):
+        tasks.template(au3ni, 0.0, {0: ni_dos})
+    with pytest.raises(ValueError, match="both conditioned and pinned"):
+        tasks.template(au3ni, 0.5, {0: ni_dos}, pinned=[0])

@@ -77,6 +77,36 @@ def _export(args) -> int:
     return 0
 
 
+def _train_predictor(args) -> int:
+    from .predictor import PredictorTrainConfig, export_predictor, train_predictor
+    labels = args.labels or [str(LABEL_DIR)]
+    cfg = PredictorTrainConfig(run_dir=args.run_dir, label_dirs=labels, epochs=args.epochs,
+                               threads=args.threads, max_minutes=args.max_minutes, seed=args.seed)
+    run = train_predictor(cfg, log=lambda m: print(m, flush=True))
+    if args.export:
+        print(json.dumps(export_predictor(run, args.export, labels), indent=2))
+    return 0
+
+
+def _bench(args) -> int:
+    from . import bench
+    if args.what == "label":
+        from .labelling import iter_label_lines
+        lines = [d for _, d in iter_label_lines([LABEL_DIR / "seed-000.jsonl.gz"]) if "failed" not in d]
+        # the cheapest seed entries by their recorded time: a bench that fits in minutes
+        lines = sorted(lines, key=lambda d: d["seconds"])[args.skip:args.skip + args.n]
+        res = bench.bench_label(lines, workers=args.workers)
+    elif args.what == "generate":
+        res = bench.bench_generate(n=args.n, steps=args.steps, quick=args.quick)
+    else:
+        res = bench.bench_evaluate(n=args.n, steps=args.steps)
+    out = Path(args.out or ROOT / "bench" / f"{args.what}.json")
+    bench.write(res, out)
+    print(json.dumps(res, indent=2)[:4000])
+    print(f"written to {out}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="dosmatgen", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -127,6 +157,26 @@ def main(argv=None) -> int:
     ex.add_argument("--out", default=str(ROOT / "assets" / "denoiser.pt"))
     ex.add_argument("--last", action="store_true", help="export the last epoch, not the best")
     ex.set_defaults(func=_export)
+
+    tp = sub.add_parser("train-predictor", help="train the site-DOS predictor (resumable)")
+    tp.add_argument("--run-dir", default="runs/predictor/default")
+    tp.add_argument("--labels", action="append")
+    tp.add_argument("--epochs", type=int, default=300)
+    tp.add_argument("--threads", type=int, default=0)
+    tp.add_argument("--max-minutes", type=float, default=0.0)
+    tp.add_argument("--seed", type=int, default=0)
+    tp.add_argument("--export", default=None, help="also write the shipped file (e.g. assets/predictor.pt)")
+    tp.set_defaults(func=_train_predictor)
+
+    be = sub.add_parser("bench", help="benchmarks, written as JSON under bench/")
+    be.add_argument("what", choices=["label", "generate", "evaluate"])
+    be.add_argument("--n", type=int, default=6, help="structures (label) or candidates per case (generate)")
+    be.add_argument("--skip", type=int, default=20, help="label: skip this many of the cheapest seed entries")
+    be.add_argument("--workers", type=int, default=2)
+    be.add_argument("--steps", type=int, default=250)
+    be.add_argument("--quick", action="store_true", help="generate: skip the 1000-step comparison")
+    be.add_argument("--out", default=None)
+    be.set_defaults(func=_bench)
 
     args = p.parse_args(argv)
     return args.func(args)

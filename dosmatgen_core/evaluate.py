@@ -1,0 +1,158 @@
+"""Judging candidates: validity, DOS match of conditioned sites, symmetry, uniqueness, novelty.
+
+Every check is a plain function of a pymatgen Structure (or of arrays) so it can be tested on
+constructed cases. `evaluate_candidates` runs them all and returns one dict per candidate.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import Composition, Structure
+
+from . import dos as dosmod
+
+MIN_DISTANCE = 0.5            # Å
+VOLUME_PER_ATOM = (5.0, 80.0)  # Å³ per atom: from dense oxides to alkali metals, with margin
+
+
+def min_distance(s: Structure) -> float:
+    """Shortest interatomic distance with periodic images (a one-atom cell: its shortest lattice vector)."""
+    if len(s) == 1:
+        return float(min(s.lattice.abc))
+    d = s.distance_matrix
+    return float(d[~np.eye(len(s), dtype=bool)].min())
+
+
+def charge_neutral(s: Structure) -> tuple[bool, str]:
+    """SMACT's test (oxidation states that sum to zero and Pauling-consistent); all-metal
+    compositions count as valid alloys."""
+    from smact.screening import smact_validity
+    comp = s.composition
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ok = bool(smact_validity(comp, use_pauling_test=True, include_alloys=True))
+    except Exception as exc:  # unusual elements SMACT has no data for
+        return False, f"no oxidation-state data ({type(exc).__name__})"
+    return ok, "charge balanced" if ok else "no charge-balanced oxidation states"
+
+
+def validity(s: Structure) -> dict:
+    dmin = min_distance(s)
+    vpa = s.volume / len(s)
+    neutral, why = charge_neutral(s)
+    reasons = []
+    if dmin < MIN_DISTANCE:
+        reasons.append(f"atoms {dmin:.2f} Å apart (< {MIN_DISTANCE} Å)")
+    if not VOLUME_PER_ATOM[0] <= vpa <= VOLUME_PER_ATOM[1]:
+        reasons.append(f"volume {vpa:.1f} Å³/atom outside {VOLUME_PER_ATOM[0]:.0f}–{VOLUME_PER_ATOM[1]:.0f}")
+    if not neutral:
+        reasons.append(why)
+    return {"valid": not reasons, "structurally_valid": dmin >= MIN_DISTANCE and VOLUME_PER_ATOM[0] <= vpa <= VOLUME_PER_ATOM[1],
+            "charge_neutral": neutral, "min_distance": dmin, "volume_per_atom": vpa, "reasons": reasons}
+
+
+def spacegroups(s: Structure) -> dict:
+    """Space group symbol at a tight (0.01 Å) and a loose (0.1 Å) tolerance."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+    out = {}
+    for tol in (0.01, 0.1):
+        try:
+            sga = SpacegroupAnalyzer(s, symprec=tol)
+            out[str(tol)] = f"{sga.get_space_group_symbol()} ({sga.get_space_group_number()})"
+        except Exception:
+            out[str(tol)] = "P1 (1)"
+    return out
+
+
+def matcher() -> StructureMatcher:
+    return StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)
+
+
+def unique_flags(structs: list[Structure]) -> list[bool]:
+    """True for the first of each group of equivalent structures in the list."""
+    sm = matcher()
+    seen: list[Structure] = []
+    out = []
+    for s in structs:
+        dup = any(s.composition.reduced_formula == t.composition.reduced_formula and sm.fit(s, t) for t in seen)
+        out.append(not dup)
+        if not dup:
+            seen.append(s)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _known_by_formula(db_url: str | None) -> dict:
+    """Known structures (the shared MP tables and the reference database) by reduced formula."""
+    from .cli import MP_CSVS
+    from .data import load_unlabelled
+    from pathlib import Path
+    known: dict[str, list] = {}
+    entries = load_unlabelled(MP_CSVS, cache_dir=Path(__file__).resolve().parent.parent / "data" / "cache")
+    for e in entries:
+        s = Structure(e.lattice, [int(z) for z in e.z], e.frac)
+        known.setdefault(s.composition.reduced_formula, []).append((e.material_id, s))
+    if db_url:
+        from .store import open_db
+        from .structures import to_structure
+        db = open_db(db_url)
+        for row in db.db.select():
+            s = to_structure(row.toatoms())
+            known.setdefault(s.composition.reduced_formula, []).append((row.material_id, s))
+    return known
+
+
+def novelty(s: Structure, db_url: str | None = None) -> tuple[bool, str | None]:
+    """(novel?, id of the matching known structure)."""
+    sm = matcher()
+    for mid, t in _known_by_formula(db_url).get(s.composition.reduced_formula, []):
+        if sm.fit(s, t):
+            return False, mid
+    return True, None
+
+
+def dos_match(predicted: np.ndarray, targets: dict[int, np.ndarray]) -> dict[int, dict]:
+    """Metrics of each conditioned site: predicted site DOS against its target."""
+    return {int(i): dosmod.match_metrics(np.asarray(g), predicted[i]) for i, g in targets.items()}
+
+
+def evaluate_candidates(structs: list[Structure], targets: list[dict[int, np.ndarray]], predictor=None,
+                        db_url: str | None = None, check_novelty: bool = True) -> list[dict]:
+    """All checks for a run's candidates, with seconds spent per check."""
+    timing = {"validity": 0.0, "dos": 0.0, "symmetry": 0.0, "uniqueness": 0.0, "novelty": 0.0}
+    out = [{} for _ in structs]
+    t = time.perf_counter()
+    for o, s in zip(out, structs):
+        o.update(validity(s))
+    timing["validity"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if predictor is not None:
+        preds = predictor.predict([(np.array(s.atomic_numbers), s.frac_coords, s.lattice.matrix) for s in structs])
+        for o, p, tg in zip(out, preds, targets):
+            o["predicted_dos"] = p
+            o["dos_match"] = dos_match(p, tg)
+            o["dos_mae"] = float(np.mean([m["mae"] for m in o["dos_match"].values()])) if tg else float("nan")
+    timing["dos"] = time.perf_counter() - t
+    t = time.perf_counter()
+    for o, s in zip(out, structs):
+        o["spacegroup"] = spacegroups(s)
+    timing["symmetry"] = time.perf_counter() - t
+    t = time.perf_counter()
+    for o, u in zip(out, unique_flags(structs)):
+        o["unique"] = u
+    timing["uniqueness"] = time.perf_counter() - t
+    if check_novelty:
+        t = time.perf_counter()
+        for o, s in zip(out, structs):
+            o["novel"], o["matches"] = novelty(s, db_url) if o["structurally_valid"] else (False, None)
+        timing["novelty"] = time.perf_counter() - t
+    n = max(len(structs), 1)
+    for o in out:
+        o["seconds_per_check"] = {k: v / n for k, v in timing.items()}
+    return out

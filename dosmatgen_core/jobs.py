@@ -1,0 +1,78 @@
+"""Background generation jobs for the app: a thread per job, progress, ETA, cancel, and the
+finished run saved to the run store (so a page reload only needs the run id)."""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+
+from .pipeline import Request, run_generation
+from .sampling import Cancelled
+
+
+@dataclass
+class Job:
+    id: str
+    request: Request
+    status: str = "queued"          # queued | running | done | cancelled | failed
+    progress: float = 0.0
+    eta: float = 0.0
+    message: str = ""
+    run_id: str | None = None
+    error: str | None = None
+    started: float = field(default_factory=time.time)
+    cancel_flag: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("queued", "running")
+
+
+class JobManager:
+    """One per process (the app caches it); jobs run one at a time so the CPU is not split."""
+
+    def __init__(self):
+        self.jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._gpu_cpu = threading.Semaphore(1)
+
+    def submit(self, req: Request, loaded, predictor, store, db_url) -> Job:
+        req.specs()   # validate now: a bad request raises here and nothing is queued
+        job = Job(uuid.uuid4().hex[:8], req)
+        with self._lock:
+            self.jobs[job.id] = job
+
+        def work():
+            with self._gpu_cpu:
+                if job.cancel_flag.is_set():
+                    job.status = "cancelled"
+                    return
+                job.status = "running"
+
+                def prog(f, eta, msg):
+                    job.progress, job.eta, job.message = f, eta, msg
+
+                try:
+                    run = run_generation(req, loaded, predictor, store=store, db_url=db_url, progress=prog,
+                                         cancel=job.cancel_flag.is_set)
+                    job.run_id = run["id"]
+                    job.status = "done"
+                except Cancelled:
+                    job.status = "cancelled"
+                except Exception as exc:
+                    job.error = f"{type(exc).__name__}: {exc}"
+                    job.status = "failed"
+                    traceback.print_exc()
+
+        threading.Thread(target=work, daemon=True, name=f"job-{job.id}").start()
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
+    def cancel(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        if job:
+            job.cancel_flag.set()

@@ -1,0 +1,328 @@
+"""Site-DOS forward model: structure → predicted DOS of every site (states/eV on the model grid).
+
+A CGCNN-style graph network over neighbours within 6 Å (periodic images included), with atoms
+described by physical element features (group, period, electronegativity, valence shells,
+radius) plus a learned element embedding, so that sparse labels generalise across chemistry.
+Used to score generated candidates; its held-out error is the floor such scores are read against.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import dos as dosmod
+
+CUTOFF = 6.0
+N_RBF = 48
+N_Z = 100
+FAMILIES = ("s-block", "p-block", "d-block", "f-block")
+
+
+@lru_cache(maxsize=1)
+def element_table() -> np.ndarray:
+    """(101, F) physical features per Z (row 0 unused)."""
+    from pymatgen.core import Element
+    rows = [np.zeros(13, np.float32)]
+    for z in range(1, N_Z + 1):
+        e = Element.from_Z(z)
+        try:
+            x = float(e.X) if not math.isnan(float(e.X)) else 0.0
+        except Exception:
+            x = 0.0
+        shells = {"s": 0, "p": 0, "d": 0, "f": 0}
+        try:
+            full = e.full_electronic_structure
+            nmax = max(n for n, _, _ in full)
+            for n, l, occ in full:
+                # valence: outermost s/p, the d one shell in, the f two shells in
+                if (l in "sp" and n == nmax) or (l == "d" and n >= nmax - 1) or (l == "f" and n >= nmax - 2):
+                    shells[l] += occ
+        except Exception:
+            pass
+        radius = float(e.atomic_radius or 1.5)
+        group = float(e.group or 0)
+        row = float(e.row or 0)
+        block = {"s": 0, "p": 1, "d": 2, "f": 3}.get(e.block, 0)
+        oh = np.zeros(4, np.float32)
+        oh[block] = 1
+        rows.append(np.concatenate([[z / 100, group / 18, row / 7, x / 4, shells["s"] / 2, shells["p"] / 6,
+                                     shells["d"] / 10, shells["f"] / 14, radius / 3], oh]).astype(np.float32))
+    return np.stack(rows)
+
+
+def family(symbol: str) -> str:
+    from pymatgen.core import Element
+    return f"{Element(symbol).block}-block"
+
+
+@dataclass
+class Graph:
+    z: torch.Tensor        # (N,)
+    src: torch.Tensor      # (E,)
+    dst: torch.Tensor      # (E,)
+    dist: torch.Tensor     # (E,)
+    batch: torch.Tensor    # (N,)
+    n_graphs: int
+
+
+def neighbour_graph(numbers, frac, lattice, cutoff: float = CUTOFF):
+    """Periodic neighbour list (i, j, d) within the cutoff; self-images count as neighbours."""
+    from ase import Atoms
+    from ase.neighborlist import neighbor_list
+    atoms = Atoms(numbers=numbers, scaled_positions=np.mod(frac, 1.0), cell=lattice, pbc=True)
+    i, j, d = neighbor_list("ijd", atoms, cutoff)
+    return i.astype(np.int64), j.astype(np.int64), d.astype(np.float32)
+
+
+def collate_graphs(crystals) -> Graph:
+    """crystals: iterable of (numbers, frac, lattice)."""
+    zs, srcs, dsts, ds, bs = [], [], [], [], []
+    off = 0
+    for k, (numbers, frac, lattice) in enumerate(crystals):
+        i, j, d = neighbour_graph(numbers, frac, lattice)
+        zs.append(np.asarray(numbers, np.int64))
+        srcs.append(j + off)
+        dsts.append(i + off)
+        ds.append(d)
+        bs.append(np.full(len(numbers), k))
+        off += len(numbers)
+    cat = lambda xs, dt: torch.from_numpy(np.concatenate(xs).astype(dt)) if xs else torch.zeros(0)
+    return Graph(cat(zs, np.int64), cat(srcs, np.int64), cat(dsts, np.int64), cat(ds, np.float32),
+                 cat(bs, np.int64), len(zs))
+
+
+@dataclass
+class PredictorConfig:
+    hidden: int = 128
+    layers: int = 3
+
+
+class ConvLayer(nn.Module):
+    def __init__(self, h: int):
+        super().__init__()
+        self.filt = nn.Sequential(nn.Linear(N_RBF, h), nn.SiLU(), nn.Linear(h, h))
+        self.msg = nn.Linear(h, h)
+        self.upd = nn.Sequential(nn.Linear(2 * h, h), nn.SiLU(), nn.Linear(h, h))
+        self.norm = nn.LayerNorm(h)
+
+    def forward(self, h, g: Graph, rbf, env):
+        m = self.msg(h)[g.src] * self.filt(rbf) * env[:, None]
+        agg = torch.zeros_like(h).index_add_(0, g.dst, m)
+        return h + self.upd(torch.cat([self.norm(h), agg], -1))
+
+
+class SiteDOSPredictor(nn.Module):
+    def __init__(self, cfg: PredictorConfig = PredictorConfig()):
+        super().__init__()
+        self.cfg = cfg
+        h = cfg.hidden
+        self.register_buffer("elem", torch.from_numpy(element_table()))
+        self.embed = nn.Embedding(N_Z + 1, h)
+        self.feat = nn.Linear(self.elem.shape[1], h)
+        self.register_buffer("centres", torch.linspace(0.0, CUTOFF, N_RBF))
+        self.layers = nn.ModuleList([ConvLayer(h) for _ in range(cfg.layers)])
+        self.head = nn.Sequential(nn.Linear(h, 2 * h), nn.SiLU(), nn.Linear(2 * h, dosmod.NPTS))
+
+    def forward(self, g: Graph) -> torch.Tensor:
+        """Predicted DOS (N, 400), non-negative."""
+        h = self.embed(g.z) + self.feat(self.elem[g.z])
+        width = self.centres[1] - self.centres[0]
+        rbf = torch.exp(-((g.dist[:, None] - self.centres) / width) ** 2)
+        env = 0.5 * (torch.cos(math.pi * g.dist / CUTOFF) + 1)          # smooth cutoff
+        for layer in self.layers:
+            h = layer(h, g, rbf, env)
+        return nn.functional.softplus(self.head(h))
+
+
+# ---- training ----------------------------------------------------------------------------------
+
+@dataclass
+class PredictorTrainConfig:
+    run_dir: str = "runs/predictor/default"
+    label_dirs: list = field(default_factory=list)
+    epochs: int = 300
+    batch_size: int = 16
+    lr: float = 2e-3
+    threads: int = 0
+    seed: int = 0
+    max_minutes: float = 0.0
+    model: dict = field(default_factory=lambda: asdict(PredictorConfig()))
+
+
+def _batches(entries, bs, rng):
+    order = rng.permutation(len(entries))
+    for i in range(0, len(order), bs):
+        yield [entries[j] for j in order[i:i + bs]]
+
+
+def _graph_and_target(chunk):
+    g = collate_graphs([(e.z, e.frac, e.lattice) for e in chunk])
+    y = torch.from_numpy(np.concatenate([e.site_dos for e in chunk]).astype(np.float32))
+    return g, y
+
+
+def heldout_metrics(model, entries) -> dict:
+    """MAE, MAE near E_F and cosine on held-out sites, overall and per element family; the
+    mean-DOS baseline alongside."""
+    if not entries:
+        return {}
+    model.eval()
+    preds, ys, fams = [], [], []
+    with torch.no_grad():
+        for i in range(0, len(entries), 32):
+            g, y = _graph_and_target(entries[i:i + 32])
+            preds.append(model(g).numpy())
+            ys.append(y.numpy())
+            fams += [family(sym) for e in entries[i:i + 32] for sym in _symbols(e.z)]
+    p, y = np.concatenate(preds), np.concatenate(ys)
+    fams = np.array(fams)
+    out = {}
+    for name, sel in [("all", np.ones(len(y), bool))] + [(f, fams == f) for f in FAMILIES]:
+        if sel.sum() == 0:
+            continue
+        out[name] = {"sites": int(sel.sum()),
+                     "mae": float(np.abs(p[sel] - y[sel]).mean()),
+                     "mae_ef2": float(np.mean([dosmod.mae_near_ef(a, b) for a, b in zip(y[sel], p[sel])])),
+                     "cosine": float(np.mean([dosmod.cosine(a, b) for a, b in zip(y[sel], p[sel])]))}
+    return out
+
+
+def _symbols(z):
+    from ase.data import chemical_symbols
+    return [chemical_symbols[int(k)] for k in z]
+
+
+def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
+    from . import data as datamod
+    run = Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    labelled = datamod.load_labelled(cfg.label_dirs)
+    val = [e for e in labelled if datamod.is_validation(e.material_id, 0.15)]
+    tr = [e for e in labelled if not datamod.is_validation(e.material_id, 0.15)]
+    log(f"predictor: {len(tr)} training structures, {len(val)} held out")
+    model = SiteDOSPredictor(PredictorConfig(**cfg.model))
+    ema = copy.deepcopy(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    state = run / "last.pt"
+    epoch = 0
+    if state.exists():
+        st = torch.load(state, weights_only=True)
+        model.load_state_dict(st["model"])
+        ema.load_state_dict(st["ema"])
+        opt.load_state_dict(st["opt"])
+        epoch = int(st["epoch"])
+        log(f"resumed at epoch {epoch}")
+    logp = run / "log.csv"
+    if not logp.exists():
+        logp.write_text("epoch,train_mae,val_mae,val_cosine,seconds\n")
+    # graphs are fixed per structure: build once
+    tr_batches_cache: dict = {}
+    t_start = time.time()
+    while epoch < cfg.epochs:
+        t0 = time.time()
+        rng = np.random.default_rng([cfg.seed, epoch])
+        model.train()
+        tot, n = 0.0, 0
+        for chunk in _batches(tr, cfg.batch_size, rng):
+            key = tuple(e.material_id for e in chunk)
+            if key not in tr_batches_cache:
+                tr_batches_cache[key] = _graph_and_target(chunk)
+            g, y = tr_batches_cache[key]
+            loss = (model(g) - y).abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), model.parameters()):
+                    pe.mul_(0.99).add_(pm.detach(), alpha=0.01)
+            tot += loss.item() * len(chunk)
+            n += len(chunk)
+        epoch += 1
+        tr_batches_cache = {} if len(tr_batches_cache) > 5000 else tr_batches_cache
+        if epoch % 10 == 0 or epoch == cfg.epochs:
+            m = heldout_metrics(ema, val).get("all", {"mae": float("nan"), "cosine": float("nan")})
+            with logp.open("a") as fh:
+                csv.writer(fh).writerow([epoch, round(tot / max(n, 1), 5), round(m["mae"], 5),
+                                         round(m["cosine"], 4), round(time.time() - t0, 2)])
+            torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                        "epoch": epoch, "config": cfg.model}, state)
+            log(f"epoch {epoch}: train MAE {tot / max(n, 1):.4f}, held-out MAE {m['mae']:.4f} cos {m['cosine']:.3f}")
+        if cfg.max_minutes and time.time() - t_start > cfg.max_minutes * 60:
+            break
+    torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                "epoch": epoch, "config": cfg.model}, state)
+    metrics = heldout_metrics(ema, val)
+    (run / "heldout.json").write_text(json.dumps(metrics, indent=2))
+    return run
+
+
+def export_predictor(run_dir: str | Path, out_path: str | Path, label_dirs) -> dict:
+    from datetime import date
+
+    from . import data as datamod
+    from .checkpoint import sha256_file, card_path
+    run = Path(run_dir)
+    st = torch.load(run / "last.pt", weights_only=True)
+    out_path = Path(out_path)
+    torch.save({"config": st["config"], "state_dict": st["ema"]}, out_path)
+    labelled = datamod.load_labelled(label_dirs)
+    val = [e for e in labelled if datamod.is_validation(e.material_id, 0.15)]
+    model = SiteDOSPredictor(PredictorConfig(**st["config"]))
+    model.load_state_dict(st["ema"])
+    metrics = heldout_metrics(model, val)
+    mean_dos = np.concatenate([e.site_dos for e in labelled if not datamod.is_validation(e.material_id, 0.15)]).mean(0)
+    base = float(np.mean([np.abs(r - mean_dos).mean() for e in val for r in e.site_dos])) if val else float("nan")
+    card = {"name": "DOSMatGen site-DOS predictor", "date": date.today().isoformat(), "epoch": int(st["epoch"]),
+            "n_train_structures": len(labelled) - len(val), "n_heldout_structures": len(val),
+            "heldout": metrics, "heldout_mean_dos_baseline_mae": base,
+            "label_shards": sorted({p.name for d in label_dirs for p in Path(d).glob("*.jsonl.gz")}),
+            "config": st["config"], "file": out_path.name, "sha256": sha256_file(out_path),
+            "bytes": out_path.stat().st_size}
+    card_path(out_path).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    return card
+
+
+@dataclass
+class LoadedPredictor:
+    model: SiteDOSPredictor
+    card: dict
+
+    def predict(self, crystals) -> list[np.ndarray]:
+        """Site DOS (n_i, 400) for each (numbers, frac, lattice)."""
+        crystals = list(crystals)
+        if not crystals:
+            return []
+        with torch.no_grad():
+            g = collate_graphs(crystals)
+            p = self.model(g).numpy()
+        out, off = [], 0
+        for numbers, _, _ in crystals:
+            out.append(p[off:off + len(numbers)])
+            off += len(numbers)
+        return out
+
+
+def load_predictor(path) -> LoadedPredictor:
+    from .checkpoint import card_path, sha256_file
+    path = Path(path)
+    card = json.loads(card_path(path).read_text())
+    if card.get("sha256") != sha256_file(path):
+        raise ValueError(f"{path.name}: sha256 does not match its card; the file is corrupt or was replaced")
+    blob = torch.load(path, weights_only=True)
+    m = SiteDOSPredictor(PredictorConfig(**blob["config"]))
+    m.load_state_dict(blob["state_dict"])
+    m.eval()
+    return LoadedPredictor(m, card)

@@ -1,0 +1,107 @@
+"""Pictures: plotly DOS overlays and 3Dmol.js supercell views (served from assets/, offline)."""
+from __future__ import annotations
+
+import html
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+from pymatgen.core import Structure
+
+from . import dos as dosmod
+
+THREEDMOL = Path(__file__).resolve().parent.parent / "assets" / "vendor" / "3dmol-2.5.5" / "3Dmol-min.js"
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf"]
+
+
+def dos_figure(curves: list[dict], title: str = "", height: int = 300) -> go.Figure:
+    """curves: dicts with `y` (400 values), `name`, optional `style` in {target, achieved, baseline}.
+
+    Energies are E − E_F; the Fermi level is the dashed vertical line.
+    """
+    fig = go.Figure()
+    for k, c in enumerate(curves):
+        style = c.get("style", "achieved")
+        line = {"target": dict(color="black", width=2.5),
+                "achieved": dict(color=COLORS[k % len(COLORS)], width=2),
+                "baseline": dict(color="rgba(120,120,120,0.45)", width=1.2)}[style]
+        fig.add_trace(go.Scatter(x=dosmod.GRID, y=np.asarray(c["y"]), name=c["name"], mode="lines", line=line,
+                                 opacity=0.55 if style == "baseline" else 1.0))
+    fig.add_vline(x=0.0, line_dash="dash", line_color="gray", annotation_text="E_F", annotation_position="top")
+    fig.update_layout(title=title or None, height=height, margin=dict(l=40, r=10, t=35 if title else 10, b=40),
+                      xaxis_title="E − E_F (eV)", yaxis_title="DOS (states/eV)",
+                      legend=dict(orientation="h", y=-0.3), template="plotly_white")
+    return fig
+
+
+@lru_cache(maxsize=1)
+def _threedmol_js() -> str:
+    return THREEDMOL.read_text()
+
+
+def supercell_xyz(s: Structure, reps=(2, 2, 2)) -> tuple[str, list[int]]:
+    """XYZ text of the supercell and, for each of its atoms, the index of its unit-cell site."""
+    sc = s.copy()
+    sc.make_supercell(reps)
+    # pymatgen repeats each site consecutively: site i of the cell → atoms i*n .. i*n+n-1
+    n = int(np.prod(reps))
+    origin = [i for i in range(len(s)) for _ in range(n)]
+    lines = [str(len(sc)), "supercell"]
+    lines += [f"{site.specie.symbol} {site.coords[0]:.5f} {site.coords[1]:.5f} {site.coords[2]:.5f}" for site in sc]
+    return "\n".join(lines) + "\n", origin
+
+
+def structure_html(s: Structure, highlight: dict[int, str] | None = None, reps=(2, 2, 2),
+                   height: int = 320, element_id: str = "v") -> str:
+    """A self-contained HTML page with the 2×2×2 supercell, unit-cell box and highlighted sites.
+
+    highlight: unit-cell site index → colour (every image of that site gets a halo).
+    3Dmol.js is inlined from assets/, so the page needs no network.
+    """
+    xyz, origin = supercell_xyz(s, reps)
+    m = s.lattice.matrix
+    box = [[0, 0, 0], m[0], m[1], m[2], m[0] + m[1], m[0] + m[2], m[1] + m[2], m[0] + m[1] + m[2]]
+    edges = [(0, 1), (0, 2), (0, 3), (1, 4), (1, 5), (2, 4), (2, 6), (3, 5), (3, 6), (4, 7), (5, 7), (6, 7)]
+    lines = [[list(map(float, box[a])), list(map(float, box[b]))] for a, b in edges]
+    halos = []
+    for site, colour in (highlight or {}).items():
+        for k, o in enumerate(origin):
+            if o == site:
+                halos.append({"serial": k, "color": colour})
+    centre = (m.sum(0) * np.array(reps) / 2).tolist()
+    eid = html.escape(element_id)
+    return f"""<!DOCTYPE html><html><head><meta charset="utf-8"><script>{_threedmol_js()}</script></head>
+<body style="margin:0"><div id="{eid}" class="viewer3d" style="width:100%;height:{height}px;position:relative"></div>
+<script>
+const viewer = $3Dmol.createViewer(document.getElementById({json.dumps(element_id)}), {{backgroundColor: "white"}});
+viewer.addModel({json.dumps(xyz)}, "xyz");
+viewer.setStyle({{}}, {{sphere: {{scale: 0.3, colorscheme: "Jmol"}}, stick: {{radius: 0.12, colorscheme: "Jmol"}}}});
+const halos = {json.dumps(halos)};
+const atoms = viewer.getModel().selectedAtoms({{}});
+for (const h of halos) {{
+  const a = atoms[h.serial];
+  viewer.addSphere({{center: {{x: a.x, y: a.y, z: a.z}}, radius: 0.75, color: h.color, opacity: 0.45}});
+}}
+for (const l of {json.dumps(lines)}) {{
+  viewer.addLine({{start: {{x: l[0][0], y: l[0][1], z: l[0][2]}}, end: {{x: l[1][0], y: l[1][1], z: l[1][2]}},
+                   color: "#444444", dashed: false}});
+}}
+viewer.zoomTo();
+viewer.center({{x: {centre[0]}, y: {centre[1]}, z: {centre[2]}}});
+viewer.render();
+</script></body></html>"""
+
+
+def site_table(s: Structure) -> list[dict]:
+    """Rows for the site table: element, fractional coordinates, Wyckoff letter (spglib, 0.1 Å)."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+    try:
+        ds = SpacegroupAnalyzer(s, symprec=0.1).get_symmetry_dataset()
+        wyckoffs = list(ds.wyckoffs)
+    except Exception:
+        wyckoffs = ["a"] * len(s)
+    return [{"site": i, "element": site.specie.symbol, "x": round(float(site.frac_coords[0]), 4),
+             "y": round(float(site.frac_coords[1]), 4), "z": round(float(site.frac_coords[2]), 4),
+             "wyckoff": wyckoffs[i]} for i, site in enumerate(s)]

@@ -107,6 +107,16 @@ def _bench(args) -> int:
     return 0
 
 
+def _verify(args) -> int:
+    from .runs import RunStore
+    from .studio import RUNS_PATH
+    from .verify import Verifier
+    res = Verifier(RunStore(args.runs or RUNS_PATH)).run(args.run_id, args.rank, timeout=args.timeout)
+    res = dict(res, result={k: v for k, v in (res.get("result") or {}).items() if k != "site_dos"})
+    print(json.dumps(res, indent=2))
+    return 0 if res["status"] == "done" else 1
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="dosmatgen", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -177,6 +187,13 @@ def main(argv=None) -> int:
     be.add_argument("--quick", action="store_true", help="generate: skip the 1000-step comparison")
     be.add_argument("--out", default=None)
     be.set_defaults(func=_bench)
+
+    ve = sub.add_parser("verify", help="run the GPAW recipe on a generated candidate (by run id and rank)")
+    ve.add_argument("run_id")
+    ve.add_argument("rank", type=int)
+    ve.add_argument("--runs", default=None, help="run store (default runs/studio.db)")
+    ve.add_argument("--timeout", type=float, default=3600)
+    ve.set_defaults(func=_verify)
 
     args = p.parse_args(argv)
     return args.func(args)

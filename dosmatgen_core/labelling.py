@@ -21,7 +21,7 @@ import numpy as np
 
 from . import dos as dosmod
 from .structures import (ACTINIDES, LANTHANIDES, StructureError, atoms_from_cif, atoms_to_cif,
-                         elements_of, iter_mp_csv, niggli_atoms, read_structure)
+                         elements_of, iter_mp_csv, niggli_atoms, read_structure, to_atoms)
 
 HARTREE_EV = 27.211386
 
@@ -39,6 +39,7 @@ class Recipe:
     large_cell_density: float = 2.0
     conv_density: float = 1e-4     # SCF density criterion (electrons per valence electron)
     conv_energy: float = 1e-4      # eV per valence electron
+    maxiter: int = 333             # SCF iterations before GPAW gives up (GPAW's default)
     name: str = "seed"
 
     def kpts_for(self, natoms: int) -> dict:
@@ -89,7 +90,7 @@ def gpaw_site_dos(atoms, recipe: Recipe = SEED_RECIPE, txt=None) -> dict:
     calc = GPAW(mode="lcao", xc="PBE", basis=recipe.basis, h=recipe.h, kpts=kpts,
                 occupations=FermiDirac(0.1), nbands="nao",
                 convergence={"energy": recipe.conv_energy, "density": recipe.conv_density,
-                             "eigenstates": 1e-6}, txt=txt)
+                             "eigenstates": 1e-6}, maxiter=recipe.maxiter, txt=txt)
     atoms = atoms.copy()
     atoms.calc = calc
     energy = atoms.get_potential_energy()
@@ -116,14 +117,18 @@ def gpaw_site_dos(atoms, recipe: Recipe = SEED_RECIPE, txt=None) -> dict:
             "total_dos": total, "n_kpts": nk, "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def label_structure(material_id: str, cif: str, recipe: Recipe = SEED_RECIPE) -> dict:
-    """One label line in the seed format, or a line with `failed` and the reason."""
+def label_structure(material_id: str, cif: str, recipe: Recipe = SEED_RECIPE, keep_cell: bool = False) -> dict:
+    """One label line in the seed format, or a line with `failed` and the reason.
+
+    keep_cell: calculate the cell as given (site order of the CIF) instead of its Niggli cell;
+    used to verify candidates, whose rows must match the candidate's own sites.
+    """
     try:
         s = read_structure(cif, "cif", source=material_id)
         bad = set(elements_of(s)) - supported_elements()
         if bad:
             raise StructureError(f"{material_id}: no GPAW data or excluded element(s): {sorted(bad)}")
-        atoms = niggli_atoms(s)
+        atoms = to_atoms(s) if keep_cell else niggli_atoms(s)
         formula = atoms.get_chemical_formula(mode="hill", empirical=False)
         cell_cif = atoms_to_cif(atoms)
         # Label in the order ase.io.read gives for the CIF we store, so rows match sites.
@@ -385,5 +390,6 @@ def run_labelling(tasks: list[dict], out_dir: str | Path, *, recipe: Recipe = SE
 
 if __name__ == "__main__":  # child-process entry of label_isolated
     msg = json.loads(sys.stdin.read())
-    out = label_structure(msg["task"]["material_id"], msg["task"]["cif"], Recipe(**msg["recipe"]))
+    out = label_structure(msg["task"]["material_id"], msg["task"]["cif"], Recipe(**msg["recipe"]),
+                          keep_cell=bool(msg["task"].get("keep_cell")))
     sys.stdout.write("\n" + json.dumps(out) + "\n")

@@ -1,0 +1,90 @@
+"""DFT verification of a generated candidate: the labelling recipe run on it, in the background.
+
+Results sit next to the run in the run store (table `verifications`), keyed by run id and
+candidate rank, so a verification never touches the run's own rows: a failure (no convergence,
+a missing basis set, a timeout) is recorded with its reason and nothing else is lost.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import dos as dosmod
+from .labelling import SEED_RECIPE, Recipe, label_isolated
+from .runs import RunStore, dumps
+
+SCHEMA = """CREATE TABLE IF NOT EXISTS verifications (run_id TEXT, rank INTEGER, status TEXT, started REAL,
+            finished REAL, result TEXT, error TEXT, PRIMARY KEY (run_id, rank));"""
+
+
+class Verifier:
+    def __init__(self, store: RunStore):
+        self.store = store
+        with sqlite3.connect(store.path) as con:
+            con.execute(SCHEMA)
+        self._lock = threading.Semaphore(1)     # one DFT job at a time next to the app
+
+    def _set(self, run_id, rank, **kw):
+        with sqlite3.connect(self.store.path, timeout=30) as con:
+            cur = con.execute("SELECT status FROM verifications WHERE run_id=? AND rank=?", (run_id, rank)).fetchone()
+            if cur is None:
+                con.execute("INSERT INTO verifications (run_id, rank, status, started) VALUES (?,?,?,?)",
+                            (run_id, rank, "queued", time.time()))
+            for k, v in kw.items():
+                con.execute(f"UPDATE verifications SET {k}=? WHERE run_id=? AND rank=?", (v, run_id, rank))
+
+    def status(self, run_id: str, rank: int) -> dict | None:
+        with sqlite3.connect(self.store.path, timeout=30) as con:
+            con.row_factory = sqlite3.Row
+            r = con.execute("SELECT * FROM verifications WHERE run_id=? AND rank=?", (run_id, rank)).fetchone()
+        if r is None:
+            return None
+        out = dict(r)
+        out["result"] = json.loads(out["result"]) if out["result"] else None
+        return out
+
+    def all(self) -> list[dict]:
+        with sqlite3.connect(self.store.path, timeout=30) as con:
+            con.row_factory = sqlite3.Row
+            rows = con.execute("SELECT run_id, rank, status, started, finished, error FROM verifications "
+                               "ORDER BY started DESC").fetchall()
+        return [dict(r) for r in rows]
+
+    def run(self, run_id: str, rank: int, recipe: Recipe = SEED_RECIPE, timeout: float = 3600) -> dict:
+        """Synchronous verification (the CLI and the background thread both call this)."""
+        run = self.store.get(run_id)
+        cand = next((c for c in run["candidates"] if c.get("rank") == rank), None)
+        if cand is None:
+            raise KeyError(f"run {run_id} has no candidate ranked {rank}")
+        self._set(run_id, rank, status="running", started=time.time())
+        with self._lock:
+            line = label_isolated({"material_id": f"{run_id}#{rank}", "cif": cand["cif"], "keep_cell": True},
+                                  recipe, timeout)
+        if "failed" in line:
+            self._set(run_id, rank, status="failed", finished=time.time(), error=line["failed"])
+            return self.status(run_id, rank)
+        dft = np.asarray(line["site_dos"])     # keep_cell: rows are the candidate's sites in order
+        targets = run["settings"]["targets"]
+        metrics = {int(s): dosmod.match_metrics(np.asarray(targets[int(k)]), dft[int(s)])
+                   for s, k in cand["site_to_target"].items()}
+        result = {"site_dos": dft, "e_fermi_eV": line["e_fermi_eV"], "energy_eV": line["energy_eV"],
+                  "seconds": line["seconds"], "recipe": line["recipe"], "dos_match": metrics}
+        self._set(run_id, rank, status="done", finished=time.time(), result=dumps(result))
+        return self.status(run_id, rank)
+
+    def submit(self, run_id: str, rank: int, recipe: Recipe = SEED_RECIPE) -> None:
+        """Queue a verification in a background thread; watch it with status()."""
+        self._set(run_id, rank, status="queued", started=time.time(), error=None, result=None)
+
+        def work():
+            try:
+                self.run(run_id, rank, recipe)
+            except Exception as exc:
+                self._set(run_id, rank, status="failed", finished=time.time(), error=f"{type(exc).__name__}: {exc}")
+
+        threading.Thread(target=work, daemon=True).start()

@@ -1,0 +1,35 @@
+"""Model: the model cards and the latest benchmark results."""
+import json
+
+import pandas as pd
+import streamlit as st
+
+from dosmatgen_core import studio
+from dosmatgen_core.checkpoint import card_path
+
+st.set_page_config(page_title="Model · DOSMatGen Studio", layout="wide")
+st.title("Models and benchmarks")
+st.caption(f"Device in use: {studio.device_label()}")
+for name, path in (("Generator (denoiser)", studio.MODEL_PATH), ("Site-DOS predictor", studio.PREDICTOR_PATH)):
+    st.subheader(name)
+    cp = card_path(path)
+    if cp.exists():
+        card = json.loads(cp.read_text())
+        st.json(card, expanded=False)
+        if "heldout" in card:
+            st.dataframe(pd.DataFrame(card["heldout"]).T, width="stretch")
+    else:
+        st.warning(f"No model card at {cp}.")
+log = studio.ROOT / "runs" / "train" / "main" / "log.csv"
+if log.exists():
+    df = pd.read_csv(log)
+    st.subheader("Training curve")
+    st.line_chart(df.set_index("epoch")[["train_loss", "val_loss"]])
+st.subheader("Benchmarks")
+bench_dir = studio.ROOT / "bench"
+files = sorted(bench_dir.glob("*.json")) if bench_dir.exists() else []
+if not files:
+    st.info("No benchmark results yet: run `./run.sh dosmatgen bench generate` (or label / evaluate).")
+for f in files:
+    with st.expander(f.name, expanded=True):
+        st.json(json.loads(f.read_text()), expanded=1)

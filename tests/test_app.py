@@ -1,0 +1,80 @@
+"""Page logic through streamlit.testing: preset, mode switches, validation messages."""
+import os
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dosmatgen_core import studio
+
+APP = str(studio.ROOT / "app.py")
+
+
+@pytest.fixture()
+def app(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_page_loads_with_all_sections(app):
+    heads = [h.value for h in app.header]
+    assert heads[:5] == ["1 · Reference material and site", "2 · Target DOS", "3 · Mode", "4 · Settings", "5 · Generate"]
+    assert any("Device:" in c.value for c in app.sidebar.caption)
+
+
+def test_preset_selects_ni_in_au3ni(app):
+    app.text_input(key="ref_query").set_value("mp-522").run()
+    assert app.selectbox(key="ref_select").value == "mp-522"
+    app.button(key="preset").click().run()
+    assert app.selectbox(key="ref_select").value == studio.PRESET_ID
+    site = app.selectbox(key=f"site_{studio.PRESET_ID}").value
+    from dosmatgen_core.store import open_db
+    assert open_db(studio.DB_URL).get(studio.PRESET_ID).symbols[site] == "Ni"
+    assert not app.exception
+
+
+def test_mode_switches_show_their_controls(app):
+    app.radio(key="mode").set_value("template").run()
+    assert app.slider(key="strength").value == 0.5
+    assert app.multiselect(key="tpl_cond") is not None
+    app.radio(key="mode").set_value("fixed_type").run()
+    assert app.text_input(key="fixed_el").value
+    app.radio(key="mode").set_value("masked").run()
+    assert app.number_input(key="n_atoms").value == 4
+    assert not app.exception
+
+
+def test_generate_without_conditioned_atoms_says_why(app):
+    app.multiselect(key="cond_new").set_value([]).run()
+    app.button(key="generate").click().run()
+    assert any("no atom carries a target DOS" in e.value for e in app.error)
+
+
+def test_unknown_element_in_fixed_mode_says_why(app):
+    app.radio(key="mode").set_value("fixed_type").run()
+    app.text_input(key="fixed_el").set_value("Qq").run()
+    app.button(key="generate").click().run()
+    assert any("unknown element" in e.value for e in app.error)
+
+
+def test_search_that_matches_nothing_is_explained(app):
+    app.text_input(key="ref_query").set_value("Zz9").run()
+    assert app.warning or app.info
+
+
+def test_csv_upload_parsing():
+    e = np.linspace(-8, 8, 161)
+    g = np.exp(-e ** 2)
+    text = "energy,dos\n" + "\n".join(f"{a},{b}" for a, b in zip(e, g))
+    out = studio.read_dos_csv(text.encode())
+    assert out.shape == (400,) and out.max() == pytest.approx(1.0, abs=0.01)
+    with pytest.raises(ValueError, match="NaN"):
+        studio.read_dos_csv("1,2\n2,nan\n3,1\n4,1\n5,1\n")
+    with pytest.raises(ValueError, match="no numeric rows|empty"):
+        studio.read_dos_csv(b"")
+    with pytest.raises(ValueError, match="two columns|not two numbers"):
+        studio.read_dos_csv("1,2\n2,3\nabc,def\n")

@@ -1,0 +1,84 @@
+"""Candidate checks on constructed cases with known answers, and the predictor against the mean."""
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+
+from dosmatgen_core import evaluate
+from dosmatgen_core.structures import atoms_from_cif, to_structure
+
+
+def rocksalt(a=5.64, species=("Na", "Cl")):
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), list(species), [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def test_two_atoms_too_close_are_invalid():
+    s = Structure(Lattice.cubic(4.0), ["Cu", "Cu"], [[0, 0, 0], [0.025, 0, 0]])   # 0.1 Å apart
+    v = evaluate.validity(s)
+    assert not v["valid"] and not v["structurally_valid"]
+    assert v["min_distance"] == pytest.approx(0.1, abs=1e-6)
+    assert any("apart" in r for r in v["reasons"])
+
+
+def test_sane_salt_is_valid_and_charged_composition_is_flagged():
+    assert evaluate.validity(rocksalt())["valid"]
+    # LiF2 in the fluorite structure: Li is only +1 and F only -1, so no neutral assignment exists
+    charged = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.2), ["Li", "F"], [[0, 0, 0], [0.25, 0.25, 0.25]])
+    v = evaluate.validity(charged)
+    assert v["structurally_valid"] and not v["charge_neutral"] and not v["valid"]
+
+
+def test_intermetallic_counts_as_neutral_alloy():
+    s = Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.0), ["Cu", "Zn"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert evaluate.charge_neutral(s)[0]
+
+
+def test_volume_out_of_range_is_invalid():
+    v = evaluate.validity(Structure(Lattice.cubic(9.0), ["Cu"], [[0, 0, 0]]))
+    assert not v["structurally_valid"] and any("volume" in r for r in v["reasons"])
+
+
+def test_identical_structures_are_not_unique():
+    a = rocksalt()
+    b = a.copy()
+    b.translate_sites(list(range(len(b))), [0.1, 0.2, 0.3])   # same crystal, shifted origin
+    c = rocksalt(species=("K", "Cl"), a=6.3)
+    assert evaluate.unique_flags([a, b, c]) == [True, False, True]
+
+
+def test_known_mp_structure_is_not_novel_and_a_new_one_is(seed_lines):
+    known = to_structure(atoms_from_cif(seed_lines["mp-22905"]["cif"]))     # LiCl, in the MP tables
+    novel, match = evaluate.novelty(known)
+    assert not novel and match == "mp-22905"
+    odd = Structure(Lattice.cubic(3.4), ["Au", "Ne"], [[0, 0, 0], [0.31, 0.27, 0.5]])   # no such compound
+    assert evaluate.novelty(odd)[0]
+
+
+def test_spacegroups_at_two_tolerances():
+    s = rocksalt()
+    sg = evaluate.spacegroups(s)
+    assert sg["0.01"].startswith("Fm-3m") and sg["0.1"].startswith("Fm-3m")
+    s.perturb(0.03)
+    sg = evaluate.spacegroups(s)
+    assert sg["0.1"].startswith("Fm-3m") and not sg["0.01"].startswith("Fm-3m")
+
+
+def test_predictor_trained_briefly_beats_the_mean(seed_lines):
+    from dosmatgen_core import data
+    from dosmatgen_core.predictor import PredictorConfig, SiteDOSPredictor, _graph_and_target
+    torch.manual_seed(0)
+    ids = ["mp-22905", "mp-23259", "mp-522", "L12-Au3Ni-chgnet", "mp-1941", "mp-406"]
+    entries = [data.entry_from_atoms(m, atoms_from_cif(seed_lines[m]["cif"]), seed_lines[m]["site_dos"]) for m in ids]
+    g, y = _graph_and_target(entries)
+    model = SiteDOSPredictor(PredictorConfig(hidden=64, layers=2))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = (model(g) - y).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        mae = (model(g) - y).abs().mean().item()
+    mean_mae = (y.mean(0, keepdim=True) - y).abs().mean().item()
+    assert mae < 0.7 * mean_mae, (mae, mean_mae)
+    assert (model(g) >= 0).all()

@@ -16,9 +16,9 @@ apt_missing() {
 }
 
 ensure_system() {
-    # GPAW's C extension needs these (RECIPE.md).
+    # GPAW's C extension needs these (RECIPE.md); the browser test needs Debian's chromium.
     local m
-    m=$(apt_missing libxc-dev libopenblas-dev liblapack-dev libfftw3-dev)
+    m=$(apt_missing libxc-dev libopenblas-dev liblapack-dev libfftw3-dev "$@")
     if [ -n "$m" ]; then
         echo "[setup] installing Debian packages: $m"
         if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -44,7 +44,7 @@ ensure_venv() {
 
 cmd=${1:-app}
 shift || true
-ensure_system
+if [ "$cmd" = test ]; then ensure_system chromium; else ensure_system; fi
 ensure_venv
 export PATH="$VENV/bin:$PATH"
 case "$cmd" in

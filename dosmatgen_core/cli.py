@@ -14,7 +14,7 @@ MP_CSVS = [SHARED / "mp20" / "structures.csv.gz", SHARED / "mpts52" / "structure
 
 
 def _label(args) -> int:
-    from .labelling import Recipe, ShardWriter, run_labelling, select_tasks
+    from .labelling import FAST_RECIPE, SEED_RECIPE, ShardWriter, run_labelling, select_tasks
     out = Path(args.out)
     if args.cif:
         from .structures import read_structure
@@ -36,7 +36,8 @@ def _label(args) -> int:
         status = "FAILED " + line["failed"][:120] if "failed" in line else f"{line['formula']} {line['seconds']} s"
         print(f"{line['material_id']}: {status}", flush=True)
 
-    stats = run_labelling(tasks, out, recipe=Recipe(), workers=args.workers, scheduler=args.scheduler,
+    recipe = FAST_RECIPE if args.recipe == "fast" else SEED_RECIPE
+    stats = run_labelling(tasks, out, recipe=recipe, workers=args.workers, scheduler=args.scheduler,
                           timeout=args.timeout, shard_size=args.shard_size, extra_done=args.also_done,
                           retry_failed=args.retry_failed,
                           on_result=report, max_tasks=args.max_tasks, max_seconds=args.max_minutes * 60 if args.max_minutes else None)
@@ -134,6 +135,8 @@ def main(argv=None) -> int:
     lab.add_argument("--shard-size", type=int, default=50)
     lab.add_argument("--also-done", action="append", default=[], help="other shard dirs whose ids count as done")
     lab.add_argument("--retry-failed", action="store_true")
+    lab.add_argument("--recipe", choices=["seed", "fast"], default="fast",
+                     help="fast = seed recipe with a looser SCF criterion (bench label: MAE ~1e-4 states/eV)")
     lab.set_defaults(func=_label)
 
     seal = sub.add_parser("seal", help="seal pending label lines into a shard")

@@ -32,12 +32,13 @@ ensure_venv() {
     local stamp="$VENV/.dosmatgen-stamp" want
     want=$(cat pyproject.toml run.sh | sha256sum | cut -c1-16)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        echo "[setup] installing Python packages into .venv (first run takes a few minutes)"
-        "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-        # GPAW compiles its .c files as C++17: without CC=g++ the build fails (RECIPE.md).
-        "$VENV/bin/python" -c "import gpaw" 2>/dev/null || \
-            CC=g++ "$VENV/bin/pip" install -q "gpaw==26.7.0"
-        "$VENV/bin/pip" install -q -e ".[test]"
+        echo "[setup] installing Python packages into .venv (first run takes a few minutes; log: .venv/install.log)"
+        {
+            "$VENV/bin/pip" install -q --upgrade pip &&
+            # GPAW compiles its .c files as C++17: without CC=g++ the build fails (RECIPE.md).
+            { "$VENV/bin/python" -c "import gpaw" 2>/dev/null || CC=g++ "$VENV/bin/pip" install -q "gpaw==26.7.0"; } &&
+            "$VENV/bin/pip" install -q -e ".[test]"
+        } > "$VENV/install.log" 2>&1 || { tail -30 "$VENV/install.log"; echo "[setup] pip install failed" >&2; exit 1; }
         echo "$want" > "$stamp"
     fi
 }

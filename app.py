@@ -94,11 +94,17 @@ with left:
     sel = st.dataframe(pd.DataFrame(rows), hide_index=True, on_select="rerun", selection_mode="single-row",
                        key=f"sites_{ref_id}", width="stretch")
     picked = sel.selection.rows[0] if sel and sel.selection.rows else None
+    site_key = f"site_{ref_id}"
+    # a new row picked in the table moves the site selector; the selector stays free to change
+    if picked is not None and st.session_state.get(f"picked_{ref_id}") != picked:
+        st.session_state[f"picked_{ref_id}"] = picked
+        st.session_state[site_key] = picked
     if st.session_state.pop("preset_site", None) == "Ni" and "Ni" in ref.symbols:
-        st.session_state[f"site_{ref_id}"] = ref.symbols.index("Ni")
+        st.session_state[site_key] = ref.symbols.index("Ni")
+    if site_key not in st.session_state or st.session_state[site_key] >= len(rows):
+        st.session_state[site_key] = 0
     site = st.selectbox("Site", range(len(rows)), format_func=lambda i: f"{i}: {rows[i]['element']} ({rows[i]['wyckoff']})",
-                        index=picked if picked is not None else st.session_state.get(f"site_{ref_id}", 0),
-                        key=f"site_{ref_id}")
+                        key=site_key)
 with right:
     st.iframe(viz.structure_html(ref_struct, {site: "#ff3b30"}, element_id="refview"), height=330)
 st.plotly_chart(viz.dos_figure([{"y": ref.site_dos[site], "name": f"{rows[site]['element']} site {site} (DFT)",

@@ -78,3 +78,43 @@ def test_csv_upload_parsing():
         studio.read_dos_csv(b"")
     with pytest.raises(ValueError, match="two columns|not two numbers"):
         studio.read_dos_csv("1,2\n2,3\nabc,def\n")
+
+
+def test_choosing_a_site_plots_its_dos(app):
+    app.text_input(key="ref_query").set_value("mp-522").run()      # AuCu: two sites
+    box = app.selectbox(key="site_mp-522")
+    box.set_value(1).run()
+    titles = [c.proto.spec for c in app.get("plotly_chart")]
+    assert any("site 1 DOS" in t for t in titles)
+
+
+@pytest.mark.parametrize("page", ["1_Runs.py", "2_Verify.py", "3_Model.py"])
+def test_other_pages_load(page, tmp_path, monkeypatch):
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    at = AppTest.from_file(str(studio.ROOT / "pages" / page), default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title
+
+
+def test_a_finished_run_survives_a_reload(tmp_path, monkeypatch):
+    """The run id lives in the URL: a fresh session with ?run=ID shows the stored results."""
+    from dosmatgen_core.checkpoint import load_model
+    from dosmatgen_core.pipeline import Request, run_generation
+    from dosmatgen_core.predictor import load_predictor
+    from dosmatgen_core.runs import RunStore
+    from dosmatgen_core.store import open_db
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    ni = open_db(studio.DB_URL).get(studio.PRESET_ID)
+    req = Request(mode="masked", n_atoms=4, targets=[ni.site_dos[ni.symbols.index("Ni")].tolist()], cond_sites=[0],
+                  n_candidates=2, steps=5)
+    run = run_generation(req, load_model(studio.MODEL_PATH), load_predictor(studio.PREDICTOR_PATH),
+                         store=RunStore(tmp_path / "runs.db"), check_novelty=False)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["run"] = run["id"]
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "6 · Results" in [h.value for h in at.header]
+    assert any(run["id"] in c.value for c in at.caption)

@@ -14,11 +14,10 @@ st.set_page_config(page_title="DOSMatGen Studio", layout="wide")
 
 @st.cache_resource
 def resources():
-    """Model, predictor, reference db, run store and job manager: loaded once per process."""
+    """Model, predictor, reference db, hull cache and job manager: loaded once per process."""
     from dosmatgen_core.checkpoint import load_model
     from dosmatgen_core.jobs import JobManager
     from dosmatgen_core.predictor import load_predictor
-    from dosmatgen_core.runs import RunStore
     from dosmatgen_core.store import open_db
     out = {"errors": []}
     for key, fn in (("model", lambda: load_model(studio.MODEL_PATH)),
@@ -29,12 +28,15 @@ def resources():
         except Exception as exc:
             out[key] = None
             out["errors"].append(f"{key}: {exc}")
-    out["store"] = RunStore(studio.RUNS_PATH)
+    from dosmatgen_core.stability import Hull
+    out["hull"] = Hull(studio.HULL_PATH, studio.DB_URL)
     out["jobs"] = JobManager()
     return out
 
 
 R = resources()
+from dosmatgen_core.runs import RunStore  # noqa: E402
+R["store"] = RunStore(studio.RUNS_PATH)      # cheap; not cached, so its path follows the environment
 db, model, predictor = R["db"], R["model"], R["predictor"]
 
 with st.sidebar:
@@ -177,6 +179,9 @@ req_kw["seed"] = int(s4.number_input("Seed", 0, 2**31 - 1, 0, key="seed"))
 import torch  # noqa: E402  (only to list devices)
 devs = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 req_kw["device"] = s5.selectbox("Device", devs, key="device", help="auto = GPU when one is present")
+req_kw["stability"] = st.checkbox("Stability: relax each candidate with CHGNet and place it on an ML convex hull "
+                                   "(a few seconds per candidate; an ML hull, not the Materials Project hull)",
+                                   value=True, key="stability")
 req_kw["title"] = f"{mode} · target {rows[site]['element']} site {site} of {ref.formula}"
 
 # ---- 5. generate ------------------------------------------------------------------------------
@@ -186,7 +191,7 @@ if model is None:
 else:
     if st.button("Generate", type="primary", key="generate"):
         try:
-            job = R["jobs"].submit(Request(**req_kw), model, predictor, R["store"], studio.DB_URL)
+            job = R["jobs"].submit(Request(**req_kw), model, predictor, R["store"], studio.DB_URL, hull=R["hull"])
             st.session_state["job"] = job.id
         except (ValueError, StructureError) as exc:
             st.error(f"Cannot generate: {exc}")

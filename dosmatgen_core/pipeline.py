@@ -34,6 +34,7 @@ class Request:
     seed: int = 0
     device: str = "auto"
     baseline: bool = True
+    stability: bool = False                             # CHGNet relaxation + ML hull per candidate
     title: str = ""
 
     def specs(self) -> list[sampling.SampleSpec]:
@@ -69,7 +70,7 @@ def _candidate_record(i, g, spec, ev, targets_map) -> dict:
 
 def run_generation(req: Request, loaded, predictor=None, *, store: RunStore | None = None,
                    db_url: str | None = None, progress: Callable[[float, float, str], None] | None = None,
-                   cancel: Callable[[], bool] | None = None, check_novelty: bool = True) -> dict:
+                   cancel: Callable[[], bool] | None = None, check_novelty: bool = True, hull=None) -> dict:
     """Validate, sample, evaluate, rank and (if a store is given) save. Raises on bad input or
     cancel before anything is stored."""
     specs = req.specs()
@@ -98,6 +99,22 @@ def run_generation(req: Request, loaded, predictor=None, *, store: RunStore | No
     for b in base:   # baseline atoms were not conditioned; they are scored on the same sites
         b["site_to_target"] = {int(i): k for k, i in enumerate(req.cond_sites) if i < b["n_atoms"]}
         b["baseline"] = True
+    if req.stability and hull is not None:
+        from .stability import assess
+        t_st = time.perf_counter()
+        for k, c in enumerate(cands):
+            if cancel is not None and cancel():
+                from .sampling import Cancelled
+                raise Cancelled("generation cancelled")
+            if progress:
+                progress(0.9 + 0.1 * k / len(cands), 0.0, f"CHGNet relaxation {k + 1}/{len(cands)}")
+            if c["structurally_valid"]:
+                c.update(assess(structs[k], hull))
+            else:
+                c.update({"e_above_hull": None, "hull_note": "not relaxed: geometry invalid", "stable_0.1": None})
+        t_stab = (time.perf_counter() - t_st) / max(len(cands), 1)
+    else:
+        t_stab = None
     # rank: valid first, then by predicted DOS MAE of the conditioned sites
     order = sorted(range(len(cands)), key=lambda i: (not cands[i]["structurally_valid"],
                                                      np.nan_to_num(cands[i].get("dos_mae", np.inf), nan=np.inf)))
@@ -117,7 +134,8 @@ def run_generation(req: Request, loaded, predictor=None, *, store: RunStore | No
                        "mean_dos_mae": float(np.mean(maes)) if maes else None,
                        "baseline_mean_dos_mae": float(np.mean(bmaes)) if bmaes else None,
                        "seconds_sampling": round(t_sample, 2),
-                       "seconds_per_check": evs[0]["seconds_per_check"] if evs else {},
+                       "seconds_per_check": dict(evs[0]["seconds_per_check"] if evs else {}, stability=t_stab),
+                       "stable_0.1": int(sum(bool(c.get("stable_0.1")) for c in cands)) if req.stability else None,
                        "seconds_total": round(time.perf_counter() - t0, 2)}}
     if store is not None:
         store.save(run)

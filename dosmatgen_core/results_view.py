@@ -16,6 +16,14 @@ def _badge(ok: bool | None, yes: str, no: str, na: str = "n/a") -> str:
     return f":green-background[{yes}]" if ok else f":red-background[{no}]"
 
 
+def _stability_badge(c: dict) -> str:
+    e = c.get("e_above_hull")
+    if e is None:
+        return f":gray-background[stability: {c.get('hull_note') or 'not computed'}]"
+    text = f"E_hull {e * 1000:.0f} meV/atom (CHGNet)"
+    return f":green-background[{text}]" if e <= 0.1 else f":orange-background[{text}]"
+
+
 def show_run(run: dict, max_cards: int = 20) -> None:
     s = run["summary"]
     st.header("6 · Results")
@@ -30,7 +38,8 @@ def show_run(run: dict, max_cards: int = 20) -> None:
     if s.get("baseline_mean_dos_mae") is not None:
         m4.metric("Unconditional baseline MAE", f"{s['baseline_mean_dos_mae']:.3f}")
     st.caption("DOS of generated atoms comes from the site-DOS predictor, not DFT; queue a GPAW check on the "
-               "Verify page. Stability (CHGNet hull) is not computed yet.")
+               "Verify page. Stability is CHGNet energy above a CHGNet hull of known structures (MP tables, "
+               "reference database, elemental references): an ML hull, not the Materials Project hull.")
     targets = run["settings"]["targets"]
     base = run.get("baseline", [])
     for c in run["candidates"][:max_cards]:
@@ -44,7 +53,7 @@ def show_run(run: dict, max_cards: int = 20) -> None:
                 _badge(c["charge_neutral"], "charge balanced", "not charge balanced"),
                 _badge(c.get("unique"), "unique in run", "duplicate in run"),
                 _badge(c.get("novel"), "novel", f"known ({c.get('matches')})"),
-                _badge(None, "", "", "stability: not computed"),
+                _stability_badge(c),
             ]))
             if c.get("reasons"):
                 st.caption("; ".join(c["reasons"]))

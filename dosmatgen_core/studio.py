@@ -14,6 +14,7 @@ MODEL_PATH = Path(os.environ.get("DOSMATGEN_MODEL", ROOT / "assets" / "denoiser.
 PREDICTOR_PATH = Path(os.environ.get("DOSMATGEN_PREDICTOR", ROOT / "assets" / "predictor.pt"))
 DB_URL = os.environ.get("DOSMATGEN_DB", str(ROOT / "assets" / "reference.db"))
 RUNS_PATH = Path(os.environ.get("DOSMATGEN_RUNS", ROOT / "runs" / "studio.db"))
+HULL_PATH = Path(os.environ.get("DOSMATGEN_HULL", RUNS_PATH.parent / "chgnet_hull.db"))
 PRESET_ID = "L12-Au3Ni-chgnet"     # the paper's showcase: Ni in L1₂ Au3Ni
 
 

@@ -55,7 +55,11 @@ def epoch_order(n_lab: int, n_unlab: int, cfg: TrainConfig, rng: np.random.Gener
     """Indices for one epoch: labelled crystals (0..n_lab-1) repeated to reach labelled_share."""
     size = cfg.epoch_size or (n_lab + n_unlab)
     if n_lab == 0 or cfg.labelled_only:
-        return rng.permutation(n_lab + n_unlab)[:size] if n_lab + n_unlab else np.array([], int)
+        n = n_lab + n_unlab
+        if n == 0:
+            return np.array([], int)
+        # an epoch longer than the data (small labelled-only runs) draws with replacement
+        return rng.permutation(n)[:size] if size <= n else rng.choice(n, size, replace=True)
     n_l = max(int(round(cfg.labelled_share * size)), min(n_lab, size)) if n_unlab else size
     lab = rng.choice(n_lab, n_l, replace=n_l > n_lab)
     unl = n_lab + rng.permutation(n_unlab)[: max(size - n_l, 0)]

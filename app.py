@@ -108,7 +108,7 @@ with left:
     site = st.selectbox("Site", range(len(rows)), format_func=lambda i: f"{i}: {rows[i]['element']} ({rows[i]['wyckoff']})",
                         key=site_key)
 with right:
-    st.iframe(viz.structure_html(ref_struct, {site: "#ff3b30"}, element_id="refview"), height=330)
+    st.iframe(viz.structure_html(ref_struct, {site: "#ff3b30"}, element_id="refview", script_src=viz.STATIC_SRC), height=330)
 st.plotly_chart(viz.dos_figure([{"y": ref.site_dos[site], "name": f"{rows[site]['element']} site {site} (DFT)",
                                  "style": "target"}], title=f"{ref.formula}: site {site} DOS"),
                 width="stretch", key="refdos")
@@ -181,7 +181,7 @@ devs = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 req_kw["device"] = s5.selectbox("Device", devs, key="device", help="auto = GPU when one is present")
 req_kw["stability"] = st.checkbox("Stability: relax each candidate with CHGNet and place it on an ML convex hull "
                                    "(a few seconds per candidate; an ML hull, not the Materials Project hull)",
-                                   value=True, key="stability")
+                                   value=False, key="stability")
 req_kw["title"] = f"{mode} · target {rows[site]['element']} site {site} of {ref.formula}"
 
 # ---- 5. generate ------------------------------------------------------------------------------

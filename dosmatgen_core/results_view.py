@@ -79,7 +79,7 @@ def show_run(run: dict, max_cards: int = 20) -> None:
                 hl = {int(k): COND_COLOUR for k in c["site_to_target"]}
                 hl.update({int(k): FIXED_COLOUR for k in c.get("fixed_sites", {})})
                 hl.update({int(k): PIN_COLOUR for k in c.get("pinned_sites", [])})
-                st.iframe(viz.structure_html(struct, hl, height=280, element_id=f"v{c['index']}"), height=290)
+                st.iframe(viz.structure_html(struct, hl, height=280, element_id=f"v{c['index']}", script_src=viz.STATIC_SRC), height=290)
                 st.caption("red: conditioned · blue: fixed type · green: pinned")
             d1, d2, d3, d4, d5, d6 = st.columns(6)
             stem = f"{run['id']}_{c['rank']}_{c['formula']}"

@@ -53,12 +53,16 @@ def supercell_xyz(s: Structure, reps=(2, 2, 2)) -> tuple[str, list[int]]:
     return "\n".join(lines) + "\n", origin
 
 
+STATIC_SRC = "/app/static/3Dmol-min.js"   # the app serves assets/vendor/3dmol-* through ./static
+
+
 def structure_html(s: Structure, highlight: dict[int, str] | None = None, reps=(2, 2, 2),
-                   height: int = 320, element_id: str = "v") -> str:
+                   height: int = 320, element_id: str = "v", script_src: str | None = None) -> str:
     """A self-contained HTML page with the 2×2×2 supercell, unit-cell box and highlighted sites.
 
     highlight: unit-cell site index → colour (every image of that site gets a halo).
-    3Dmol.js is inlined from assets/, so the page needs no network.
+    3Dmol.js comes from `script_src` on the same server (the app: STATIC_SRC, cached by the
+    browser once for all viewers) or, without it, is inlined from assets/; never from a CDN.
     """
     xyz, origin = supercell_xyz(s, reps)
     m = s.lattice.matrix
@@ -70,9 +74,9 @@ def structure_html(s: Structure, highlight: dict[int, str] | None = None, reps=(
         for k, o in enumerate(origin):
             if o == site:
                 halos.append({"serial": k, "color": colour})
-    centre = (m.sum(0) * np.array(reps) / 2).tolist()
     eid = html.escape(element_id)
-    return f"""<!DOCTYPE html><html><head><meta charset="utf-8"><script>{_threedmol_js()}</script></head>
+    script = f'<script src="{html.escape(script_src)}"></script>' if script_src else f"<script>{_threedmol_js()}</script>"
+    return f"""<!DOCTYPE html><html><head><meta charset="utf-8">{script}</head>
 <body style="margin:0"><div id="{eid}" class="viewer3d" style="width:100%;height:{height}px;position:relative"></div>
 <script>
 const viewer = $3Dmol.createViewer(document.getElementById({json.dumps(element_id)}), {{backgroundColor: "white"}});
@@ -89,7 +93,6 @@ for (const l of {json.dumps(lines)}) {{
                    color: "#444444", dashed: false}});
 }}
 viewer.zoomTo();
-viewer.center({{x: {centre[0]}, y: {centre[1]}, z: {centre[2]}}});
 viewer.render();
 </script></body></html>"""
 

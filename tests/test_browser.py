@@ -79,7 +79,11 @@ def test_au3ni_preset_generates_and_shows_dos_and_3d(server):
         steps.press("Home")            # fewest steps: the test checks the flow, not the quality
         page.wait_for_timeout(800)
         page.get_by_role("button", name="Generate").click()
-        page.get_by_text("6 · Results").wait_for(timeout=240_000)
+        try:
+            page.get_by_text("6 · Results").wait_for(timeout=240_000)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "au3ni_preset_timeout.png"), full_page=True)
+            raise
         page.wait_for_timeout(3000)
         # a DOS overlay (plotly) in the results and 3Dmol canvases in the viewer frames
         assert page.locator(".js-plotly-plot").count() >= 3

@@ -118,3 +118,25 @@ def test_template_validation(au3ni, ni_dos):
         tasks.template(au3ni, 0.0, {0: ni_dos})
     with pytest.raises(ValueError, match="both conditioned and pinned"):
         tasks.template(au3ni, 0.5, {0: ni_dos}, pinned=[0])
+
+
+def test_condition_mask_is_respected_per_structure_in_a_mixed_batch(loaded, ni_dos, au3ni, monkeypatch):
+    specs = (tasks.masked(4, {1: ni_dos})                       # atom 1 conditioned
+             + tasks.unconditional(3)                           # nothing conditioned
+             + tasks.template(au3ni, 0.5, {2: ni_dos, 3: ni_dos}))
+    seen = []
+    real = loaded.model.forward
+
+    def spy(a, x, l, t, batch, dos, mask):
+        seen.append((mask.clone(), dos.clone()))
+        return real(a, x, l, t, batch, dos, mask)
+
+    monkeypatch.setattr(loaded.model, "forward", spy)
+    sampling.sample(loaded, specs, steps=3, guidance=1.0, seed=0, corrector=False)
+    mask, dos = seen[0]
+    n = 4 + 3 + 4
+    want = torch.zeros(n)
+    want[[1, 7 + 2, 7 + 3]] = 1
+    assert torch.equal(mask[:n], want)           # conditional half: exactly the requested atoms
+    assert torch.equal(mask[n:], torch.zeros(n))  # unconditional half of the CFG batch
+    assert torch.all(dos[:n][want == 0] == 0)     # free atoms carry no DOS at all

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
@@ -87,6 +88,18 @@ def load_unlabelled(csv_paths: Iterable[str | Path], cache_dir: str | Path | Non
                  z=np.concatenate([e.z for e in entries]), frac=np.concatenate([e.frac for e in entries]),
                  lattice=np.stack([e.lattice for e in entries]))
     return entries
+
+
+@lru_cache(maxsize=1)
+def mp_structures() -> tuple[tuple[str, "Structure"], ...]:
+    """(material_id, pymatgen Structure) of every usable structure in the shared MP tables, built
+    once per process: novelty checks and the stability hull both look things up in it."""
+    from pymatgen.core import Structure
+
+    from .cli import MP_CSVS
+    root = Path(__file__).resolve().parent.parent
+    return tuple((e.material_id, Structure(e.lattice, [int(z) for z in e.z], e.frac))
+                 for e in load_unlabelled(MP_CSVS, cache_dir=root / "data" / "cache"))
 
 
 def merge(labelled: list[Entry], unlabelled: list[Entry]) -> list[Entry]:

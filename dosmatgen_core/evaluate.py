@@ -90,14 +90,10 @@ def unique_flags(structs: list[Structure]) -> list[bool]:
 @lru_cache(maxsize=1)
 def _known_by_formula(db_url: str | None) -> dict:
     """Known structures (the shared MP tables and the reference database) by reduced formula."""
-    from .cli import MP_CSVS
-    from .data import load_unlabelled
-    from pathlib import Path
+    from .data import mp_structures
     known: dict[str, list] = {}
-    entries = load_unlabelled(MP_CSVS, cache_dir=Path(__file__).resolve().parent.parent / "data" / "cache")
-    for e in entries:
-        s = Structure(e.lattice, [int(z) for z in e.z], e.frac)
-        known.setdefault(s.composition.reduced_formula, []).append((e.material_id, s))
+    for mid, s in mp_structures():
+        known.setdefault(s.composition.reduced_formula, []).append((mid, s))
     if db_url:
         from .store import open_db
         from .structures import to_structure

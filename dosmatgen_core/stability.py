@@ -115,15 +115,9 @@ class Hull:
 
 @lru_cache(maxsize=1)
 def _mp_index():
-    from .cli import MP_CSVS
-    from .data import load_unlabelled
-    from .structures import LANTHANIDES  # noqa: F401  (kept: lanthanide systems are hulled too)
-    root = Path(__file__).resolve().parent.parent
-    out = []
-    for e in load_unlabelled(MP_CSVS, cache_dir=root / "data" / "cache"):
-        s = Structure(e.lattice, [int(z) for z in e.z], e.frac)
-        out.append((e.material_id, {el.symbol for el in s.composition.elements}, s))
-    return out
+    """(id, element set, structure) of the MP tables, for subsystem look-ups."""
+    from .data import mp_structures
+    return [(mid, {el.symbol for el in s.composition.elements}, s) for mid, s in mp_structures()]
 
 
 def energy_above_hull(entries, composition: Composition, energy_per_atom: float) -> float:

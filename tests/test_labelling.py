@@ -68,3 +68,13 @@ def test_dask_run_is_resumable_and_records_failures(tmp_path, seed_lines):
     assert "could not read" in bad["failed"]
     with gzip.open(shard, "rt") as fh:
         assert len(fh.readlines()) == 2
+
+
+def test_existing_dask_scheduler_is_used(tmp_path, seed_lines):
+    """--scheduler ADDRESS: the labeller submits to a cluster it did not start."""
+    from dask.distributed import LocalCluster
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        tasks = [{"material_id": "mp-23259", "cif": seed_lines["mp-23259"]["cif"]}]
+        stats = run_labelling(tasks, tmp_path, scheduler=cluster.scheduler_address)
+        assert (stats.done, stats.failed) == (1, 0)
+        assert cluster.scheduler_address.startswith("tcp://")

@@ -279,7 +279,7 @@ def predicted_cost(atoms, recipe: Recipe = SEED_RECIPE) -> float:
 
 
 def select_tasks(csv_paths: Iterable[str | Path], max_atoms: int = 8, skip: set[str] = frozenset(),
-                 limit: int | None = None, ni_bonus: float = 0.7, spread: float = 0.7) -> list[dict]:
+                 limit: int | None = None, ni_bonus: float = 1.5, spread: float = 0.7) -> list[dict]:
     """Structures to label next, cheapest expected DFT first, spread over chemistries.
 
     Priority = predicted log-cost + `spread` × (how many cheaper structures of the same chemical

@@ -78,3 +78,12 @@ def test_existing_dask_scheduler_is_used(tmp_path, seed_lines):
         stats = run_labelling(tasks, tmp_path, scheduler=cluster.scheduler_address)
         assert (stats.done, stats.failed) == (1, 0)
         assert cluster.scheduler_address.startswith("tcp://")
+
+
+@pytest.mark.slow
+def test_labeller_reproduces_the_au3ni_showcase_label(seed_lines):
+    """The paper's reference (L1₂ Au3Ni, CHGNet lattice constant): 4 atoms, ~25 s of DFT."""
+    ref = seed_lines["L12-Au3Ni-chgnet"]
+    line = label_structure("L12-Au3Ni-chgnet", ref["cif"], SEED_RECIPE)
+    assert np.abs(np.array(line["site_dos"]) - np.array(ref["site_dos"])).max() <= 1e-2
+    assert abs(line["e_fermi_eV"] - ref["e_fermi_eV"]) <= 0.02

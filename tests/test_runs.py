@@ -54,3 +54,17 @@ def test_unconverged_verification_is_reported_and_run_is_kept(tmp_path):
     assert res["status"] == "failed"
     assert "converge" in res["error"].lower()
     assert store.get(rid) == before       # nothing else in the run changed
+
+
+@pytest.mark.dft
+def test_verification_stores_the_dft_site_dos(tmp_path):
+    s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]]).get_primitive_structure()
+    store = runs.RunStore(tmp_path / "r.db")
+    rid = store.save(fake_run(runs.to_cif(s)))
+    res = Verifier(store).run(rid, 1, timeout=600)
+    assert res["status"] == "done", res.get("error")
+    dft = np.array(res["result"]["site_dos"])
+    assert dft.shape == (1, 400)
+    from dosmatgen_core import dos
+    assert dos.integrate(dft[0], upto=0.0) == pytest.approx(11.0, abs=0.05)   # Cu: 3d10 4s1
+    assert set(res["result"]["dos_match"]["0"]) >= {"mae", "cosine", "wasserstein"}

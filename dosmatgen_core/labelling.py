@@ -259,11 +259,10 @@ NI_PARTNER_METALS = frozenset(
 def predicted_cost(atoms, recipe: Recipe = SEED_RECIPE) -> float:
     """log(seconds) of the seed recipe, fitted on the seed labels' timings.
 
-    The irreducible k-point count dominates (each k-point rebuilds the density on the grid every
-    SCF iteration); tiny cells with low symmetry are the expensive ones, not large cells.
-    Fit on 104 seed structures: log t = -2.72 + 1.86 log n_ibz + 0.29 log V + b log N. The seed
-    has two-atom cells only, so b is set to 1 (grid work per k-point grows with the cell) rather
-    than fitted; refit when timings of larger cells are in.
+    The irreducible k-point count and the cell size dominate (each k-point rebuilds the density
+    on the grid every SCF iteration). Fitted on 177 labels (104 seed + 73 of this project's, the
+    latter with their own intercept since they ran on a shared CPU; correlation 0.72 in log t):
+    log t = -3.38 + 1.60 log n_ibz + 0.30 log V + 2.05 log N.
     """
     import spglib
     from ase.calculators.calculator import kptdensity2monkhorstpack
@@ -274,8 +273,7 @@ def predicted_cost(atoms, recipe: Recipe = SEED_RECIPE) -> float:
         n_ibz = len(np.unique(mapping))
     except Exception:
         n_ibz = int(np.prod(mp))
-    return float(-2.72 + 1.86 * np.log(n_ibz) + 0.29 * np.log(atoms.get_volume()) + 1.0 * np.log(len(atoms) / 2)
-                 + 0.24 * np.log(2))
+    return float(-3.38 + 1.60 * np.log(n_ibz) + 0.30 * np.log(atoms.get_volume()) + 2.05 * np.log(len(atoms)))
 
 
 def select_tasks(csv_paths: Iterable[str | Path], max_atoms: int = 8, skip: set[str] = frozenset(),

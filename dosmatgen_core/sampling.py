@@ -146,8 +146,12 @@ def sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: floa
         af = ab.sqrt() * a_fixed + (1 - ab).sqrt() * randn(N, N_TYPES)
         return l, x, a, af
 
+    constrained = bool(has_tpl.any() or pinned.any() or fixed.any())
+
     def impose(l, x, a, t: int):
         """Re-impose templates before their start time, pinned atoms, and fixed elements."""
+        if not constrained:
+            return l, x, a
         tl, tx, ta, af = noised_template(t)
         waiting = has_tpl & (t >= t_start)          # template crystals not yet released
         l = torch.where(waiting[:, None, None], tl, l)
@@ -157,9 +161,12 @@ def sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: floa
         a = torch.where(fixed[:, None], af, a)
         return l, x, a
 
+    conditioned = bool(cond_mask.any())
+
     def predict(l, x, a, t: int):
         tt = torch.full((B,), t / T, device=dev)
-        if guidance == 0:
+        if guidance == 0 or not conditioned:
+            # w = 0 is pure conditional sampling; with no conditioned atom the two passes agree
             return model(a, x, l, tt, batch, dos, cond_mask)
         # conditional and unconditional passes in one batch of 2B crystals
         out = model(torch.cat([a, a]), torch.cat([x, x]), torch.cat([l, l]), torch.cat([tt, tt]),

@@ -112,7 +112,8 @@ def _verify(args) -> int:
     from .runs import RunStore
     from .studio import RUNS_PATH
     from .verify import Verifier
-    res = Verifier(RunStore(args.runs or RUNS_PATH)).run(args.run_id, args.rank, timeout=args.timeout)
+    res = Verifier(RunStore(args.runs or RUNS_PATH)).run(args.run_id, args.rank, timeout=args.timeout,
+                                                         relaxed=args.relaxed)
     res = dict(res, result={k: v for k, v in (res.get("result") or {}).items() if k != "site_dos"})
     print(json.dumps(res, indent=2))
     return 0 if res["status"] == "done" else 1
@@ -272,6 +273,7 @@ def main(argv=None) -> int:
     ve.add_argument("rank", type=int)
     ve.add_argument("--runs", default=None, help="run store (default runs/studio.db)")
     ve.add_argument("--timeout", type=float, default=3600)
+    ve.add_argument("--relaxed", action="store_true", help="calculate the CHGNet-relaxed candidate")
     ve.set_defaults(func=_verify)
 
     ge = sub.add_parser("generate", help="generate candidates for a target DOS and store the run")

@@ -55,15 +55,33 @@ class Verifier:
                                "ORDER BY started DESC").fetchall()
         return [dict(r) for r in rows]
 
-    def run(self, run_id: str, rank: int, recipe: Recipe = SEED_RECIPE, timeout: float = 3600) -> dict:
-        """Synchronous verification (the CLI and the background thread both call this)."""
+    def run(self, run_id: str, rank: int, recipe: Recipe = SEED_RECIPE, timeout: float = 3600,
+            relaxed: bool = False) -> dict:
+        """Synchronous verification (the CLI and the background thread both call this).
+
+        relaxed: calculate the CHGNet-relaxed candidate (the one from the stability check, or
+        relaxed now); CHGNet keeps the site order, so rows still match the conditioned sites.
+        """
         run = self.store.get(run_id)
         cand = next((c for c in run["candidates"] if c.get("rank") == rank), None)
         if cand is None:
             raise KeyError(f"run {run_id} has no candidate ranked {rank}")
         self._set(run_id, rank, status="running", started=time.time())
+        cif = cand["cif"]
+        if relaxed:
+            cif = cand.get("relaxed_cif")
+            if not cif:
+                from pymatgen.core import Structure
+
+                from .stability import relax
+                try:
+                    cif = relax(Structure.from_str(cand["cif"], fmt="cif"))["structure"].to(fmt="cif")
+                except Exception as exc:
+                    self._set(run_id, rank, status="failed", finished=time.time(),
+                              error=f"CHGNet relaxation before DFT failed: {type(exc).__name__}: {exc}")
+                    return self.status(run_id, rank)
         with self._lock:
-            line = label_isolated({"material_id": f"{run_id}#{rank}", "cif": cand["cif"], "keep_cell": True},
+            line = label_isolated({"material_id": f"{run_id}#{rank}", "cif": cif, "keep_cell": True},
                                   recipe, timeout)
         if "failed" in line:
             self._set(run_id, rank, status="failed", finished=time.time(), error=line["failed"])
@@ -73,17 +91,18 @@ class Verifier:
         metrics = {int(s): dosmod.match_metrics(np.asarray(targets[int(k)]), dft[int(s)])
                    for s, k in cand["site_to_target"].items()}
         result = {"site_dos": dft, "e_fermi_eV": line["e_fermi_eV"], "energy_eV": line["energy_eV"],
+                  "relaxed": relaxed, "cif": line["cif"],
                   "seconds": line["seconds"], "recipe": line["recipe"], "dos_match": metrics}
         self._set(run_id, rank, status="done", finished=time.time(), result=dumps(result))
         return self.status(run_id, rank)
 
-    def submit(self, run_id: str, rank: int, recipe: Recipe = SEED_RECIPE) -> None:
+    def submit(self, run_id: str, rank: int, recipe: Recipe = SEED_RECIPE, relaxed: bool = False) -> None:
         """Queue a verification in a background thread; watch it with status()."""
         self._set(run_id, rank, status="queued", started=time.time(), error=None, result=None)
 
         def work():
             try:
-                self.run(run_id, rank, recipe)
+                self.run(run_id, rank, recipe, relaxed=relaxed)
             except Exception as exc:
                 self._set(run_id, rank, status="failed", finished=time.time(), error=f"{type(exc).__name__}: {exc}")
 

@@ -7,8 +7,8 @@ from dosmatgen_core.verify import Verifier
 
 st.set_page_config(page_title="Verify · DOSMatGen Studio", layout="wide")
 st.title("Verify a candidate with DFT (GPAW)")
-st.caption("The labelling recipe (PBE, LCAO dzp, Löwdin site projection) on the candidate as generated, "
-           "without relaxation. Small cells take about a minute; larger ones much longer.")
+st.caption("The labelling recipe (PBE, LCAO dzp, Löwdin site projection) on the candidate as generated or, "
+           "if asked, after a CHGNet relaxation. Small cells take about a minute; larger ones much longer.")
 
 
 @st.cache_resource
@@ -26,8 +26,9 @@ run = v.store.get(rid)
 ranks = [c["rank"] for c in run["candidates"]]
 rank = st.selectbox("Candidate (rank)", ranks, format_func=lambda k: next(f"#{k} · {c['formula']}" for c in run["candidates"] if c["rank"] == k))
 cur = v.status(rid, rank)
+relaxed = st.checkbox("Relax with CHGNet first (positions and cell)", value=False, key="relaxed")
 if st.button("Queue DFT verification", disabled=bool(cur and cur["status"] in ("queued", "running"))):
-    v.submit(rid, rank)
+    v.submit(rid, rank, relaxed=relaxed)
     st.rerun()
 
 

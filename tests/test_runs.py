@@ -68,3 +68,15 @@ def test_verification_stores_the_dft_site_dos(tmp_path):
     from dosmatgen_core import dos
     assert dos.integrate(dft[0], upto=0.0) == pytest.approx(11.0, abs=0.05)   # Cu: 3d10 4s1
     assert set(res["result"]["dos_match"]["0"]) >= {"mae", "cosine", "wasserstein"}
+
+
+@pytest.mark.dft
+def test_verification_after_relaxation(tmp_path):
+    s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.85), ["Cu"], [[0, 0, 0]]).get_primitive_structure()
+    store = runs.RunStore(tmp_path / "r.db")
+    rid = store.save(fake_run(runs.to_cif(s)))
+    res = Verifier(store).run(rid, 1, timeout=600, relaxed=True)
+    assert res["status"] == "done", res.get("error")
+    assert res["result"]["relaxed"] is True
+    calc = Structure.from_str(res["result"]["cif"], fmt="cif")
+    assert calc.volume < s.volume          # CHGNet shrank the 7 %-too-large cell before DFT

@@ -31,5 +31,18 @@ files = sorted(bench_dir.glob("*.json")) if bench_dir.exists() else []
 if not files:
     st.info("No benchmark results yet: run `./run.sh dosmatgen bench generate` (or label / evaluate).")
 for f in files:
+    res = json.loads(f.read_text())
     with st.expander(f.name, expanded=True):
-        st.json(json.loads(f.read_text()), expanded=1)
+        flat = pd.json_normalize({k: v for k, v in res.items() if k != "machine"}, sep=" · ").T
+        flat.columns = ["value"]
+        flat["value"] = flat["value"].astype(str)
+        st.dataframe(flat, width="stretch")
+        if "au3ni_ni_site" in res:
+            df = pd.DataFrame(res["au3ni_ni_site"]).T[["share_ni_conditional", "share_ni_unconditional"]]
+            df.index.name = "N atoms"
+            st.caption("Au3Ni case: share of conditioned atoms that come out as Ni")
+            st.bar_chart(df, stack=False)
+        if "steps_comparison" in res:
+            st.caption("Reduced step counts against 1000 steps")
+            st.dataframe(pd.DataFrame(res["steps_comparison"]).T, width="stretch")
+        st.caption(f"machine: {res.get('machine', {})}")

@@ -124,7 +124,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
         st = torch.load(state_path, map_location=device, weights_only=True)
         model.load_state_dict(st["model"])
         ema.load_state_dict(st["ema"])
-        opt.load_state_dict(st["opt"])
+        if "opt" in st:        # committed states are slim (no optimiser moments): Adam restarts
+            opt.load_state_dict(st["opt"])
         sched.last_epoch = int(st["step"])
         epoch, step = int(st["epoch"]), int(st["step"])
         rng = np.random.default_rng([cfg.seed, epoch])

@@ -146,7 +146,7 @@ class ReferenceDB:
         if text and text.strip():
             t = text.strip()
             parts = [p for p in t.replace(",", " ").replace("-", " ").split() if p]
-            if t.lower().startswith("mp-") or t in self._ids():
+            if t.lower().startswith("mp-") or self.db.count(material_id=t) > 0:
                 kw["material_id"] = t
             elif all(_is_element(p) for p in parts):
                 els += parts          # "Ni", "Au-Ni", "Au Ni", "Au,Ni": an element set
@@ -173,9 +173,6 @@ class ReferenceDB:
                         "spacegroup": row.spacegroup, "elements": sorted(set(row.symbols))})
         out.sort(key=lambda r: r["material_id"])
         return out[:limit] if limit else out
-
-    def _ids(self) -> set[str]:
-        return {row.material_id for row in self.db.select(columns=["key_value_pairs"])}
 
     def all_site_dos(self) -> tuple[list[tuple[str, int, str]], np.ndarray]:
         """Every site's DOS with its (material_id, site index, element): for lookups and statistics."""

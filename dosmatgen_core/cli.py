@@ -66,8 +66,9 @@ def _train(args) -> int:
                       csvs=[str(c) for c in (args.csv or MP_CSVS)], labelled_only=args.labelled_only,
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, threads=args.threads,
                       max_minutes=args.max_minutes, device=args.device, seed=args.seed,
-                      epoch_size=args.epoch_size,
-                      model=DenoiserConfig(hidden=args.hidden, layers=args.layers).to_dict())
+                      epoch_size=args.epoch_size, init_from=args.init_from or "",
+                      labelled_share=args.labelled_share,
+                      model=DenoiserConfig(hidden=args.hidden, layers=args.layers, types=args.types).to_dict())
     train(cfg, log=lambda m: print(m, flush=True))
     return 0
 
@@ -240,6 +241,12 @@ def main(argv=None) -> int:
     tr.add_argument("--max-minutes", type=float, default=0.0)
     tr.add_argument("--device", default="auto")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--types", choices=["d3pm", "continuous"], default="d3pm",
+                    help="type diffusion of a new run (a resumed run keeps its own)")
+    tr.add_argument("--init-from", default=None,
+                    help="warm start a new run from a shipped model, e.g. assets/denoiser.pt")
+    tr.add_argument("--labelled-share", type=float, default=0.25,
+                    help="share of each epoch drawn from labelled crystals (oversampled)")
     tr.set_defaults(func=_train)
 
     ex = sub.add_parser("export-model", help="ship a training run's EMA weights with a model card")

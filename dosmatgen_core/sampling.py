@@ -6,8 +6,12 @@ from (noised to a chosen strength) with some atoms pinned. All constraints are m
 flat atom batch, so a mixed batch costs no more than a uniform one.
 
 Coordinates use DiffCSP's predictor–corrector (Langevin corrector, reverse-SDE predictor on the
-wrapped normal); lattice and types use ancestral DDPM steps, respaced when fewer steps are asked.
-Guidance: ε = (1 + w)·ε_cond − w·ε_uncond for all three outputs, both passes in one batch.
+wrapped normal); the lattice uses ancestral DDPM steps, respaced when fewer steps are asked.
+Types follow the model: D3PM models unmask atoms (each masked atom is revealed between t and s
+with probability (ᾱ_s − ᾱ_t)/(1 − ᾱ_t), its element drawn from the predicted distribution;
+revealed atoms stay), continuous models take ancestral DDPM steps on the one-hot vector.
+Guidance: ε = (1 + w)·ε_cond − w·ε_uncond for lattice and coordinates, and the same on the
+log-probabilities of the elements (D3PM), both passes in one batch.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ import torch
 
 from .data import standard_lattice, standardise
 from .model.denoiser import N_TYPES
-from .model.diffusion import Schedules, lattice_scale, one_hot
+from .model.diffusion import Schedules, lattice_scale, masked_one_hot, one_hot
 from .structures import Crystal
 
 MAX_Z = 94            # no element past Pu is proposed
@@ -133,15 +137,25 @@ def sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: floa
         off += s.n_atoms
     allowed = torch.zeros(N_TYPES, dtype=torch.bool, device=dev)
     allowed[:MAX_Z] = True
+    d3pm = getattr(model.cfg, "types", "continuous") == "d3pm"
+    tpl_z = tpl_a.argmax(1) + 1            # template elements (D3PM keeps types as tokens)
 
     def randn(*shape):
         return torch.randn(*shape, generator=g, device=dev)
+
+    def type_input(a):
+        # D3PM state: atomic numbers with 0 = MASK
+        return masked_one_hot(a.clamp(min=1), a == 0) if d3pm else a
 
     def noised_template(t: int):
         """Forward-process draw at level t of the template (and of the fixed elements)."""
         ab = sch.alpha_bar[t]
         l = ab.sqrt() * tpl_l + (1 - ab).sqrt() * randn(B, 3, 3)
         x = torch.remainder(tpl_x + sch.sigma[t] * randn(N, 3), 1.0)
+        if d3pm:
+            # absorbing process: masked with probability 1 − ᾱ_t; fixed elements stay known
+            keep = torch.rand(N, generator=g, device=dev) < ab
+            return l, x, torch.where(keep, tpl_z, torch.zeros_like(tpl_z)), fixed_z
         a = ab.sqrt() * tpl_a + (1 - ab).sqrt() * randn(N, N_TYPES)
         af = ab.sqrt() * a_fixed + (1 - ab).sqrt() * randn(N, N_TYPES)
         return l, x, a, af
@@ -157,6 +171,11 @@ def sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: floa
         l = torch.where(waiting[:, None, None], tl, l)
         atom_wait = waiting[batch] | pinned
         x = torch.where(atom_wait[:, None], tx, x)
+        if d3pm:
+            # pinned atoms keep their element as a known (unmasked) token
+            a = torch.where(waiting[batch], ta, a)
+            a = torch.where(pinned, tpl_z, a)
+            return l, x, torch.where(fixed, af, a)
         a = torch.where(atom_wait[:, None], ta, a)
         a = torch.where(fixed[:, None], af, a)
         return l, x, a
@@ -165,20 +184,33 @@ def sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: floa
 
     def predict(l, x, a, t: int):
         tt = torch.full((B,), t / T, device=dev)
+        a = type_input(a)
         if guidance == 0 or not conditioned:
             # w = 0 is pure conditional sampling; with no conditioned atom the two passes agree
-            return model(a, x, l, tt, batch, dos, cond_mask)
+            pa, px, pl = model(a, x, l, tt, batch, dos, cond_mask)
+            return (pa.log_softmax(-1) if d3pm else pa), px, pl
         # conditional and unconditional passes in one batch of 2B crystals
         out = model(torch.cat([a, a]), torch.cat([x, x]), torch.cat([l, l]), torch.cat([tt, tt]),
                     torch.cat([batch, batch + B]), torch.cat([dos, dos]),
                     torch.cat([cond_mask, torch.zeros_like(cond_mask)]))
         w = guidance
         pa, px, pl = out
+        if d3pm:
+            pa = pa.log_softmax(-1)
         return ((1 + w) * pa[:N] - w * pa[N:], (1 + w) * px[:N] - w * px[N:], (1 + w) * pl[:B] - w * pl[B:])
+
+    def unmask(a, logp, ab, ab_prev):
+        """D3PM reverse step: reveal each masked atom with probability (ᾱ_s − ᾱ_t)/(1 − ᾱ_t)."""
+        p_reveal = ((ab_prev - ab) / (1 - ab)).clamp(0, 1)
+        reveal = (a == 0) & (torch.rand(N, generator=g, device=dev) < p_reveal)
+        logp = torch.where(allowed[None, :], logp, torch.full_like(logp, -1e9))
+        gumbel = -torch.log(-torch.log(torch.rand(logp.shape, generator=g, device=dev).clamp(1e-12, 1 - 1e-12)))
+        draw = (logp + gumbel).argmax(1) + 1
+        return torch.where(reveal, draw, a)
 
     l = randn(B, 3, 3)
     x = torch.rand(N, 3, generator=g, device=dev)
-    a = randn(N, N_TYPES)
+    a = torch.zeros(N, dtype=torch.long, device=dev) if d3pm else randn(N, N_TYPES)
     ts = step_schedule(T, steps)
     l, x, a = impose(l, x, a, ts[0])
     t0 = time.perf_counter()
@@ -200,14 +232,20 @@ def sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: floa
         x = torch.remainder(x - step * px * norm + std * randn(N, 3), 1.0)
         # lattice and types: ancestral DDPM step t → t_prev (respaced)
         l = _ddpm_step(l, pl, sch.alpha_bar[t], sch.alpha_bar[t_prev], LATTICE_X0_RANGE, randn, last)
-        a = _ddpm_step(a, pa, sch.alpha_bar[t], sch.alpha_bar[t_prev], TYPE_X0_RANGE, randn, last)
+        if d3pm:
+            a = unmask(a, pa, sch.alpha_bar[t], sch.alpha_bar[t_prev])
+        else:
+            a = _ddpm_step(a, pa, sch.alpha_bar[t], sch.alpha_bar[t_prev], TYPE_X0_RANGE, randn, last)
         l, x, a = impose(l, x, a, t_prev)
         if progress is not None:
             done = (i + 1) / len(ts)
             el = time.perf_counter() - t0
             progress(done, el / done - el, f"step {i + 1}/{len(ts)}")
 
-    z = torch.where(allowed[None, :], a, torch.full_like(a, -1e9)).argmax(1) + 1
+    if d3pm:
+        z = a          # the last step reveals every atom (ᾱ_0 = 1)
+    else:
+        z = torch.where(allowed[None, :], a, torch.full_like(a, -1e9)).argmax(1) + 1
     z = torch.where(fixed, fixed_z, z)
     lat = (l * scale).cpu().numpy()
     x, z = x.cpu().numpy(), z.cpu().numpy()

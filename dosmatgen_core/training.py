@@ -42,6 +42,7 @@ class TrainConfig:
     threads: int = 0
     seed: int = 0
     device: str = "auto"
+    init_from: str = ""            # warm start: a shipped model (assets/denoiser.pt) for a new run
     model: dict = field(default_factory=lambda: DenoiserConfig().to_dict())
 
 
@@ -64,6 +65,33 @@ def epoch_order(n_lab: int, n_unlab: int, cfg: TrainConfig, rng: np.random.Gener
     lab = rng.choice(n_lab, n_l, replace=n_l > n_lab)
     unl = n_lab + rng.permutation(n_unlab)[: max(size - n_l, 0)]
     return rng.permutation(np.concatenate([lab, unl]))
+
+
+def warm_start(model: Denoiser, path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Copy a shipped model's weights into `model` wherever they fit; returns its DOS scale and
+    the parameters left at their fresh values.
+
+    A continuous-type model seeds a D3PM one: the element input gains a MASK column (starting at
+    zero, so known atoms look as before) and the type head, whose output changes meaning
+    (ε → logits), starts fresh.
+    """
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    src = blob["state_dict"]
+    same_types = blob["config"].get("types", "continuous") == model.cfg.types
+    own = model.state_dict()
+    fresh = []
+    for k, v in own.items():
+        w = src.get(k)
+        if w is None or (k.startswith("type_out") and not same_types):
+            fresh.append(k)
+        elif w.shape == v.shape:
+            own[k] = w.clone()
+        elif k == "type_in.weight" and w.shape[0] == v.shape[0] and w.shape[1] == v.shape[1] - 1:
+            own[k] = torch.cat([w, torch.zeros(v.shape[0], 1)], dim=1)
+        else:
+            fresh.append(k)
+    model.load_state_dict(own)
+    return blob["dos_mean"].numpy(), blob["dos_std"].numpy(), fresh
 
 
 def evaluate(model, entries, mean, std, sch, device, batch_size=128, seed=1234) -> float:
@@ -110,18 +138,20 @@ def train(cfg: TrainConfig, log=print) -> Path:
     log(f"device {device}; train {len(tr_lab)} labelled + {len(tr_unl)} unlabelled; "
         f"validation {len(val)} ({len(val_lab)} labelled)")
 
+    state_path = run / "last.pt"
+    st = torch.load(state_path, map_location=device, weights_only=True) if state_path.exists() else None
+    if st is not None:
+        cfg.model = DenoiserConfig(**st["config"]).to_dict()     # a resumed run keeps its architecture
     model = Denoiser(DenoiserConfig(**cfg.model)).to(device)
     ema = copy.deepcopy(model).eval()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # warm-up over the first 500 steps, then constant: runs are resumed and extended, so no decay
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 500))
     sch = Schedules.make().to(device)
-    state_path = run / "last.pt"
     epoch, step = 0, 0
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
-    if state_path.exists():
-        st = torch.load(state_path, map_location=device, weights_only=True)
+    if st is not None:
         model.load_state_dict(st["model"])
         ema.load_state_dict(st["ema"])
         if "opt" in st:        # committed states are slim (no optimiser moments): Adam restarts
@@ -132,6 +162,10 @@ def train(cfg: TrainConfig, log=print) -> Path:
         torch.manual_seed(cfg.seed + epoch)
         mean, std = st["dos_mean"].numpy(), st["dos_std"].numpy()   # keep the encoder's input scale
         log(f"resumed at epoch {epoch}, step {step}")
+    elif cfg.init_from:
+        mean, std, fresh = warm_start(model, cfg.init_from)
+        ema.load_state_dict(model.state_dict())
+        log(f"warm start from {cfg.init_from}; fresh: {', '.join(fresh) or 'nothing'}")
     (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     log_path = run / "log.csv"
     if not log_path.exists():
@@ -220,5 +254,7 @@ def export(run_dir: str | Path, out_path: str | Path, use_best: bool = True) -> 
             "n_train": int(row.get("n_train", 0) or 0), "n_labelled_structures": int(row.get("n_labelled", 0) or 0),
             "label_shards": shards, "structure_tables": [Path(c).parent.name + "/" + Path(c).name for c in cfg["csvs"]],
             "labelled_only": cfg["labelled_only"], "config": st["config"],
+            "type_diffusion": st["config"].get("types", "continuous"),
+            "warm_start": Path(cfg["init_from"]).name if cfg.get("init_from") else None,
             "train": {k: cfg[k] for k in ("batch_size", "lr", "ema", "p_uncond", "p_atom", "labelled_share")}}
     return save_model(out_path, model, st["dos_mean"].numpy(), st["dos_std"].numpy(), card)

@@ -69,13 +69,14 @@ def test_condition_mask_switches_the_dos_off(model):
     assert not torch.allclose(p1[0], p3[0])
 
 
-def test_tiny_model_overfits_two_structures(seed_lines):
+@pytest.mark.parametrize("types", ["d3pm", "continuous"])
+def test_tiny_model_overfits_two_structures(seed_lines, types):
     torch.manual_seed(0)
     entries = [data.entry_from_atoms(mid, __import__("dosmatgen_core.structures", fromlist=["x"]).atoms_from_cif(seed_lines[mid]["cif"]),
                                      seed_lines[mid]["site_dos"]) for mid in ("mp-22905", "L12-Au3Ni-chgnet")]
     mean, std = data.dos_stats(entries)
     sch = Schedules.make()
-    m = Denoiser(DenoiserConfig(hidden=64, layers=2, n_freqs=8, time_dim=32, dos_hidden=64))
+    m = Denoiser(DenoiserConfig(hidden=64, layers=2, n_freqs=8, time_dim=32, dos_hidden=64, types=types))
     opt = torch.optim.Adam(m.parameters(), lr=2e-3)
     b = data.collate(entries, mean, std)
 
@@ -92,3 +93,33 @@ def test_tiny_model_overfits_two_structures(seed_lines):
         opt.step()
     after = loss()["loss"].item()
     assert after < before / 10, (before, after)
+
+
+def test_d3pm_input_has_a_mask_column_and_the_loss_counts_masked_atoms_only():
+    from dosmatgen_core.model.diffusion import corrupt, masked_one_hot
+    z = torch.tensor([28, 79, 79, 79])
+    a = masked_one_hot(z, torch.tensor([True, False, False, True]))
+    assert a.shape == (4, N_TYPES + 1)
+    assert a[0, N_TYPES] == 1 and a[3, N_TYPES] == 1 and a[1, 78] == 1 and a.sum() == 4
+    b = Batch(z, torch.rand(4, 3), 4 * torch.eye(3)[None], torch.zeros(4, dtype=torch.long),
+              torch.zeros(4, 400), torch.zeros(4))
+    sch = Schedules.make()
+    # t = 1: almost nothing masked; t = T: everything masked (ᾱ_T = 0)
+    assert corrupt(b, sch, "d3pm", t=torch.tensor([sch.T])).masked.all()
+    assert not corrupt(b, sch, "d3pm", gen=torch.Generator().manual_seed(0), t=torch.tensor([1])).masked.any()
+
+
+def test_warm_start_keeps_every_weight_that_fits(tmp_path):
+    """continuous → D3PM: all but the type head carry over; the MASK column starts at zero."""
+    from dosmatgen_core.checkpoint import save_model
+    from dosmatgen_core.training import warm_start
+    torch.manual_seed(0)
+    cfg = dict(hidden=32, layers=2, n_freqs=4, time_dim=16, dos_hidden=32)
+    src = Denoiser(DenoiserConfig(**cfg))
+    save_model(tmp_path / "m.pt", src, np.zeros(400), np.ones(400), {})
+    dst = Denoiser(DenoiserConfig(**cfg, types="d3pm"))
+    _, _, fresh = warm_start(dst, tmp_path / "m.pt")
+    assert sorted(fresh) == ["type_out.bias", "type_out.weight"]
+    assert torch.equal(dst.type_in.weight[:, :N_TYPES], src.type_in.weight)
+    assert torch.all(dst.type_in.weight[:, N_TYPES] == 0)
+    assert torch.equal(dst.layers[1].node[0].weight, src.layers[1].node[0].weight)

@@ -12,10 +12,12 @@ from dosmatgen_core.structures import Crystal
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def loaded():
+@pytest.fixture(scope="module", params=["d3pm", "continuous"])
+def loaded(request):
+    """Every sampler test runs for both type diffusions."""
     torch.manual_seed(0)
-    m = Denoiser(DenoiserConfig(hidden=32, layers=2, n_freqs=4, time_dim=16, dos_hidden=32)).eval()
+    m = Denoiser(DenoiserConfig(hidden=32, layers=2, n_freqs=4, time_dim=16, dos_hidden=32,
+                                types=request.param)).eval()
     return LoadedModel(m, np.zeros(400, np.float32), np.ones(400, np.float32), {}, "test", None)
 
 
@@ -91,6 +93,19 @@ def test_progress_and_cancel(loaded, ni_dos):
     assert calls[-1] == pytest.approx(1.0) and len(calls) == 10
     with pytest.raises(sampling.Cancelled):
         sampling.sample(loaded, specs, steps=10, cancel=lambda: True)
+
+
+def test_d3pm_reveals_every_atom_and_never_proposes_past_pu(ni_dos):
+    """An untrained D3PM model still ends with every atom revealed as a real element (Z ≤ 94),
+    and guidance acts on log-probabilities (finite results at large w)."""
+    torch.manual_seed(1)
+    m = Denoiser(DenoiserConfig(hidden=32, layers=2, n_freqs=4, time_dim=16, dos_hidden=32, types="d3pm")).eval()
+    with torch.no_grad():
+        m.type_out.bias[94:] += 50.0      # the network prefers elements past Pu: they must be excluded
+    ld = LoadedModel(m, np.zeros(400, np.float32), np.ones(400, np.float32), {}, "test", None)
+    out = sampling.sample(ld, tasks.masked(5, {0: ni_dos}, n_candidates=4), steps=12, guidance=4.0, seed=0)
+    for g in out:
+        assert np.all((g.crystal.numbers >= 1) & (g.crystal.numbers <= 94))
 
 
 def test_reduced_step_schedule():

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 N_TYPES = 100          # one-hot over Z = 1..100
+MASK_TOKEN = N_TYPES   # D3PM's absorbing state: an extra input column, never an output
 DOS_POINTS = 400
 
 
@@ -28,6 +29,15 @@ class DenoiserConfig:
     n_freqs: int = 16          # Fourier frequencies per fractional axis
     time_dim: int = 64
     dos_hidden: int = 256
+    # How atom types diffuse: "d3pm" (absorbing-state discrete diffusion; the model reads a
+    # one-hot over 100 elements + MASK and returns logits over the elements) or "continuous"
+    # (DDPM on the one-hot vector; the model returns ε). Cards written before this field
+    # existed are continuous models.
+    types: str = "continuous"
+
+    @property
+    def type_inputs(self) -> int:
+        return N_TYPES + 1 if self.types == "d3pm" else N_TYPES
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,7 +102,9 @@ class Denoiser(nn.Module):
         super().__init__()
         self.cfg = cfg
         h = cfg.hidden
-        self.type_in = nn.Linear(N_TYPES, h)
+        if cfg.types not in ("continuous", "d3pm"):
+            raise ValueError(f"unknown type diffusion {cfg.types!r}: use 'continuous' or 'd3pm'")
+        self.type_in = nn.Linear(cfg.type_inputs, h)
         self.time = mlp(cfg.time_dim, h, h)
         self.dos = DOSEncoder(cfg.dos_hidden, h)
         edge_in = 6 * cfg.n_freqs + 6
@@ -103,7 +115,7 @@ class Denoiser(nn.Module):
         self.lattice_out = nn.Linear(h, 9, bias=False)
 
     def forward(self, a_t, x_t, l_t, t, batch, dos, cond_mask):
-        """Returns (ε_A (N, types), coordinate score (N, 3), ε_L (B, 3, 3))."""
+        """Returns (ε_A or type logits (N, 100), coordinate score (N, 3), ε_L (B, 3, 3))."""
         B = l_t.shape[0]
         # Fully connected graph within each crystal, self-pairs included (they carry the lattice
         # to one-atom cells).

@@ -50,8 +50,14 @@ def _spacegroup(atoms, symprec: float = 0.1) -> tuple[str, int]:
         return "P1", 1
 
 
-def build_db(shard_paths: Iterable[str | Path], db_url: str | Path, *, overwrite: bool = True) -> dict:
-    """(Re)build the database from label shards. Later shards win for a repeated material_id."""
+def build_db(shard_paths: Iterable[str | Path], db_url: str | Path, *, overwrite: bool = True,
+             chgnet: bool = True) -> dict:
+    """(Re)build the database from label shards. Later shards win for a repeated material_id.
+
+    With `chgnet`, each row also stores its CHGNet energy (eV/atom, static: the labelled cells
+    are MP's relaxed ones), computed here once so the stability hull never recomputes it; it is
+    rounded to 0.1 meV so that rebuilds stay byte-identical.
+    """
     lines: dict[str, tuple[Path, dict]] = {}
     failed = 0
     for shard, d in iter_label_lines(shard_paths):
@@ -84,7 +90,11 @@ def build_db(shard_paths: Iterable[str | Path], db_url: str | Path, *, overwrite
                                      f"{len(atoms)} sites x {dosmod.NPTS} grid points")
                 dosmod.validate_on_grid(site.sum(0), name=f"{mid} in {shard.name}")
                 sg, sgn = _spacegroup(atoms)
-                db.write(atoms, material_id=mid, chem_formula=d.get("formula") or atoms.get_chemical_formula(),
+                extra = {}
+                if chgnet:
+                    from .stability import static_energy
+                    extra["chgnet_energy"] = round(static_energy(to_structure(atoms)), 4)
+                db.write(atoms, material_id=mid, **extra, chem_formula=d.get("formula") or atoms.get_chemical_formula(),
                          spacegroup=sg, spacegroup_number=sgn, e_fermi=float(d["e_fermi_eV"]),
                          dft_energy=float(d["energy_eV"]), shard=shard.name,
                          dft_seconds=float(d.get("seconds", 0)),

@@ -29,3 +29,34 @@ def test_hull_says_why_when_an_element_has_no_reference(tmp_path):
     h = Hull(tmp_path / "hull.db")
     e, note = h.e_above_hull(Composition("Fr2Cu"), -1.0)    # no reference state for Fr in ASE or the tables
     assert e is None and "Fr" in note
+
+
+@pytest.mark.parametrize("el, n, relax_cell", [("Ga", 4, True), ("Se", 3, True), ("O", 2, False), ("Cu", 1, True)])
+def test_every_element_has_a_reference_state(el, n, relax_cell):
+    from dosmatgen_core.stability import elemental_reference
+    s, cell = elemental_reference(el)
+    assert len(s) == n and cell == relax_cell and [e.symbol for e in s.composition.elements] == [el]
+    if n > 1:      # no overlapping atoms: the nearest neighbour is a real bond
+        d = s.distance_matrix
+        assert d[d > 0].min() > 1.0
+
+
+def test_hull_uses_energies_stored_in_the_reference_db(tmp_path, seed_lines):
+    """The Ni-Au hull reads the db row's stored CHGNet energy; an entry for Au3Ni appears once
+    per known structure, and the elemental references come relaxed from the cache."""
+    import gzip
+    import json
+    from dosmatgen_core.store import build_db
+    shard = tmp_path / "s" / "labels-0000.jsonl.gz"
+    shard.parent.mkdir()
+    with gzip.open(shard, "wt") as fh:
+        fh.write(json.dumps(seed_lines["L12-Au3Ni-chgnet"]) + "\n")
+    build_db([shard], tmp_path / "ref.db")
+    from ase.db import connect
+    with connect(tmp_path / "ref.db") as db:      # make the stored value recognisable
+        row = next(db.select())
+        db.update(row.id, chgnet_energy=-9.0)
+    h = Hull(tmp_path / "hull.db", str(tmp_path / "ref.db"))
+    ents = {e.name: e for e in h.entries({"Au", "Ni"})}
+    assert ents["L12-Au3Ni-chgnet"].energy_per_atom == pytest.approx(-9.0)
+    assert "Au (reference state, CHGNet-relaxed)" in ents and "Ni (reference state, CHGNet-relaxed)" in ents

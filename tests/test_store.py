@@ -31,6 +31,12 @@ def test_round_trip_gives_identical_arrays(tmp_path, small_shard, seed_lines):
         assert ref.e_fermi == seed_lines[mid]["e_fermi_eV"]
     au3ni = db.get("L12-Au3Ni-chgnet")
     assert au3ni.spacegroup == "Pm-3m" and sorted(au3ni.symbols) == ["Au", "Au", "Au", "Ni"]
+    # each row carries its CHGNet energy, computed once here for the stability hull
+    from dosmatgen_core.stability import static_energy
+    from dosmatgen_core.structures import to_structure
+    row = next(db.db.select(material_id="L12-Au3Ni-chgnet"))
+    assert row.chgnet_energy == pytest.approx(static_energy(to_structure(au3ni.atoms)), abs=1e-4)
+    assert -6.0 < row.chgnet_energy < -2.0        # a bound intermetallic, eV/atom
 
 
 def test_queries(tmp_path, small_shard):

@@ -109,14 +109,31 @@ def _score(gen, specs, predictor, site: int, target) -> tuple[list[float], list[
     return ([dosmod.mae(target, p[site]) for p in preds], [int(g.crystal.numbers[site]) for g in gen])
 
 
-def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int = 0) -> dict:
-    """Timing, conditional-vs-unconditional DOS match, and the paper's Au3Ni case."""
+def heldout_sites(db, max_sites: int = 16):
+    """(material_id, n_atoms, site, DOS, Z) for one site per element of each validation structure
+    (ids the generator never trains on), in id order, at most max_sites."""
     from . import data as datamod
+    out = []
+    for row in sorted(db.db.select(), key=lambda r: r.material_id):
+        if not datamod.is_validation(row.material_id) or row.natoms > 20:
+            continue
+        dos_rows = np.asarray(row.data["site_dos"])
+        seen = set()
+        for i, z in enumerate(row.numbers):
+            if int(z) not in seen:
+                seen.add(int(z))
+                out.append((row.material_id, row.natoms, i, dos_rows[i], int(z)))
+    return out[:max_sites]
+
+
+def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int = 0, guidance: float = 1.0) -> dict:
+    """Timing, conditional-vs-unconditional DOS match, and the paper's Au3Ni case."""
     from . import sampling, tasks
     from .studio import PRESET_ID
     loaded, predictor, db, _ = _resources()
-    res = {"machine": machine(), "load_average": os.getloadavg(), "steps": steps,
-           "checkpoint": {k: loaded.card.get(k) for k in ("epoch", "val_loss", "n_labelled_structures", "date", "sha256")},
+    res = {"machine": machine(), "load_average": os.getloadavg(), "steps": steps, "guidance": guidance,
+           "checkpoint": {k: loaded.card.get(k) for k in ("epoch", "val_loss", "n_labelled_structures", "date",
+                                                         "sha256", "type_diffusion")},
            "scored_by": "site-DOS predictor (assets/predictor.pt)",
            "predictor_heldout_mae": predictor.card.get("heldout", {}).get("all", {}).get("mae")}
     au = db.get(PRESET_ID)
@@ -126,38 +143,38 @@ def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int
     # 1. wall time: n masked candidates of 4-7 atoms, one conditioned atom, CFG on
     specs = [tasks.masked(4 + k % 4, {0: target})[0] for k in range(n)]
     t = time.perf_counter()
-    sampling.sample(loaded, specs, steps=steps, guidance=1.0, seed=seed)
+    sampling.sample(loaded, specs, steps=steps, guidance=guidance, seed=seed)
     res["wall_seconds_masked_4to7"] = {"candidates": n, "seconds": round(time.perf_counter() - t, 2), "goal": 60}
 
-    # 2. held-out reference sites (never seen by the generator): conditional vs unconditional
-    held = []
-    for row in db.db.select():
-        if datamod.is_validation(row.material_id) and row.natoms <= 20:
-            dos_rows = np.asarray(row.data["site_dos"])
-            for i in range(row.natoms):
-                held.append((row.material_id, row.natoms, i, dos_rows[i]))
-    held = held[:8]
+    # 2. held-out reference sites (never seen by the generator): conditional vs unconditional.
+    # One site per element of each validation structure, so the score spreads over chemistries.
     per = []
-    for mid, nat, i, g in held:
+    for mid, nat, i, g, z in heldout_sites(db):
         m = max(4, n // 5)
-        cs = sampling.sample(loaded, tasks.masked(nat, {0: g}, m), steps=steps, guidance=1.0, seed=seed)
+        cs = sampling.sample(loaded, tasks.masked(nat, {0: g}, m), steps=steps, guidance=guidance, seed=seed)
         us = sampling.sample(loaded, tasks.unconditional(nat, m), steps=steps, seed=seed + 1)
-        c_mae, _ = _score(cs, None, predictor, 0, g)
-        u_mae, _ = _score(us, None, predictor, 0, g)
-        per.append({"material_id": mid, "site": i, "conditional_mae": float(np.mean(c_mae)),
-                    "unconditional_mae": float(np.mean(u_mae))})
+        c_mae, c_z = _score(cs, None, predictor, 0, g)
+        u_mae, u_z = _score(us, None, predictor, 0, g)
+        per.append({"material_id": mid, "site": i, "element_z": z, "conditional_mae": float(np.mean(c_mae)),
+                    "unconditional_mae": float(np.mean(u_mae)),
+                    "share_same_element_conditional": float(np.mean(np.array(c_z) == z)),
+                    "share_same_element_unconditional": float(np.mean(np.array(u_z) == z))})
     if per:
         c = float(np.mean([p["conditional_mae"] for p in per]))
         u = float(np.mean([p["unconditional_mae"] for p in per]))
-        res["heldout_sites"] = {"n_sites": len(per), "conditional_mae": c, "unconditional_mae": u,
-                                "ratio": c / u if u else None, "goal_ratio": 0.5, "per_site": per}
+        res["heldout_sites"] = {"n_sites": len(per), "n_structures": len({p["material_id"] for p in per}),
+                                "conditional_mae": c, "unconditional_mae": u,
+                                "ratio": c / u if u else None, "goal_ratio": 0.5,
+                                "share_same_element_conditional": float(np.mean([p["share_same_element_conditional"] for p in per])),
+                                "share_same_element_unconditional": float(np.mean([p["share_same_element_unconditional"] for p in per])),
+                                "per_site": per}
     else:
         res["heldout_sites"] = {"n_sites": 0, "note": "no held-out labelled sites in the reference database yet"}
 
     # 3. the paper's case: atom 0 conditioned on Ni in Au3Ni, N = 4..7
     paper = {}
     for N in (4, 5, 6, 7):
-        cs = sampling.sample(loaded, tasks.masked(N, {0: target}, n), steps=steps, guidance=1.0, seed=seed)
+        cs = sampling.sample(loaded, tasks.masked(N, {0: target}, n), steps=steps, guidance=guidance, seed=seed)
         us = sampling.sample(loaded, tasks.unconditional(N, n), steps=steps, seed=seed + 1)
         c_mae, c_z = _score(cs, None, predictor, 0, target)
         u_mae, u_z = _score(us, None, predictor, 0, target)
@@ -171,7 +188,7 @@ def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int
         comp = {}
         for st_ in sorted({100, steps, 1000}):
             t = time.perf_counter()
-            cs = sampling.sample(loaded, tasks.masked(4, {0: target}, n), steps=st_, guidance=1.0, seed=seed)
+            cs = sampling.sample(loaded, tasks.masked(4, {0: target}, n), steps=st_, guidance=guidance, seed=seed)
             sec = time.perf_counter() - t
             c_mae, c_z = _score(cs, None, predictor, 0, target)
             from .evaluate import validity
@@ -182,23 +199,29 @@ def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int
     return res
 
 
-def bench_evaluate(n: int = 50, steps: int = 250, seed: int = 0) -> dict:
-    """Predictor held-out error; validity / uniqueness / novelty shares and timing on n candidates."""
-    from . import tasks
+def bench_evaluate(n: int = 50, steps: int = 250, seed: int = 0, ref: str | None = None, site: int | None = None,
+                   n_atoms: int = 4) -> dict:
+    """Predictor held-out error; validity / uniqueness / novelty / hull shares and timing on n
+    candidates conditioned on one reference site (default: Ni in the Au3Ni preset)."""
     from .pipeline import Request, run_generation
     from .studio import PRESET_ID
     loaded, predictor, db, db_url = _resources()
-    au = db.get(PRESET_ID)
-    target = au.site_dos[au.symbols.index("Ni")]
+    r = db.get(ref or PRESET_ID)
+    if site is None:
+        site = r.symbols.index("Ni") if "Ni" in r.symbols else 0
+    target = r.site_dos[site]
     from .stability import Hull
     from .studio import HULL_PATH
-    req = Request(mode="masked", n_atoms=4, targets=[target.tolist()], cond_sites=[0], n_candidates=n,
+    req = Request(mode="masked", n_atoms=n_atoms, targets=[target.tolist()], cond_sites=[0], n_candidates=n,
                   steps=steps, seed=seed, stability=True)
     t = time.perf_counter()
     run = run_generation(req, loaded, predictor, db_url=db_url, hull=Hull(HULL_PATH, db_url))
     c, b = run["candidates"], run["baseline"]
     share = lambda key, xs: float(np.mean([bool(x.get(key)) for x in xs])) if xs else None
-    return {"machine": machine(), "predictor": predictor.card.get("heldout"),
+    return {"machine": machine(), "target": {"material_id": r.material_id, "site": site, "element": r.symbols[site],
+                                             "heldout_from_generator": _is_val(r.material_id), "n_atoms": n_atoms},
+            "checkpoint": {k: loaded.card.get(k) for k in ("epoch", "sha256", "type_diffusion")},
+            "predictor": predictor.card.get("heldout"),
             "predictor_mean_dos_baseline_mae": predictor.card.get("heldout_mean_dos_baseline_mae"),
             "candidates": n, "steps": steps, "seconds_total": round(time.perf_counter() - t, 1),
             "share_valid": share("valid", c), "share_structurally_valid": share("structurally_valid", c),
@@ -210,6 +233,41 @@ def bench_evaluate(n: int = 50, steps: int = 250, seed: int = 0) -> dict:
             "conditional_dos_mae": run["summary"]["mean_dos_mae"],
             "unconditional_dos_mae": run["summary"]["baseline_mean_dos_mae"],
             "seconds_per_candidate_per_check": run["summary"]["seconds_per_check"]}
+
+
+def _is_val(mid: str) -> bool:
+    from .data import is_validation
+    return is_validation(mid)
+
+
+def bench_types(model_a: str, model_b: str | None, n: int = 50, steps: int = 250, guidance: float = 1.0,
+                seed: int = 0) -> dict:
+    """Continuous against D3PM atom types, same predictor, same held-out sites and seeds: does the
+    conditioned atom take the reference element, and how close is its predicted DOS?"""
+    from . import sampling, tasks
+    from .checkpoint import load_model
+    _, predictor, db, _ = _resources()
+    sites = heldout_sites(db)
+    res = {"machine": machine(), "steps": steps, "guidance": guidance, "n_sites": len(sites), "models": {}}
+    m = max(4, n // 5)
+    for path in [p for p in (model_a, model_b) if p]:
+        loaded = load_model(path)
+        kind = loaded.card.get("type_diffusion") or loaded.card.get("config", {}).get("types", "continuous")
+        same, c_all, u_all = [], [], []
+        t = time.perf_counter()
+        for mid, nat, i, g, z in sites:
+            cs = sampling.sample(loaded, tasks.masked(nat, {0: g}, m), steps=steps, guidance=guidance, seed=seed)
+            us = sampling.sample(loaded, tasks.unconditional(nat, m), steps=steps, seed=seed + 1)
+            c_mae, c_z = _score(cs, None, predictor, 0, g)
+            u_mae, _ = _score(us, None, predictor, 0, g)
+            same.append(float(np.mean(np.array(c_z) == z)))
+            c_all.append(float(np.mean(c_mae)))
+            u_all.append(float(np.mean(u_mae)))
+        res["models"][kind] = {"file": str(path), "epoch": loaded.card.get("epoch"), "steps": loaded.card.get("steps"),
+                               "sha256": loaded.sha256, "share_conditioned_atom_takes_reference_element": float(np.mean(same)),
+                               "conditional_mae": float(np.mean(c_all)), "unconditional_mae": float(np.mean(u_all)),
+                               "ratio": float(np.mean(c_all) / np.mean(u_all)), "seconds": round(time.perf_counter() - t, 1)}
+    return res
 
 
 def semi_supervised_gain(state_a: str | Path, state_b: str | Path, entries, names=("all structures", "labelled only"),

@@ -92,6 +92,10 @@ def _train_predictor(args) -> int:
 
 def _bench(args) -> int:
     from . import bench
+    if args.threads:
+        # torch's spin-waiting threads on a loaded 2-core box: one thread can be much faster
+        import torch
+        torch.set_num_threads(args.threads)
     if args.what == "label":
         from .labelling import iter_label_lines
         lines = [d for _, d in iter_label_lines([LABEL_DIR / "seed-000.jsonl.gz"]) if "failed" not in d]
@@ -99,9 +103,11 @@ def _bench(args) -> int:
         lines = sorted(lines, key=lambda d: d["seconds"])[args.skip:args.skip + args.n]
         res = bench.bench_label(lines, workers=args.workers)
     elif args.what == "generate":
-        res = bench.bench_generate(n=args.n, steps=args.steps, quick=args.quick)
+        res = bench.bench_generate(n=args.n, steps=args.steps, quick=args.quick, guidance=args.guidance)
+    elif args.what == "types":
+        res = bench.bench_types(args.model_a, args.model_b, n=args.n, steps=args.steps, guidance=args.guidance)
     else:
-        res = bench.bench_evaluate(n=args.n, steps=args.steps)
+        res = bench.bench_evaluate(n=args.n, steps=args.steps, ref=args.ref, site=args.site, n_atoms=args.n_atoms)
     out = Path(args.out or ROOT / "bench" / f"{args.what}.json")
     bench.write(res, out)
     print(json.dumps(res, indent=2)[:4000])
@@ -266,12 +272,19 @@ def main(argv=None) -> int:
     tp.set_defaults(func=_train_predictor)
 
     be = sub.add_parser("bench", help="benchmarks, written as JSON under bench/")
-    be.add_argument("what", choices=["label", "generate", "evaluate"])
+    be.add_argument("what", choices=["label", "generate", "evaluate", "types"])
     be.add_argument("--n", type=int, default=6, help="structures (label) or candidates per case (generate)")
     be.add_argument("--skip", type=int, default=20, help="label: skip this many of the cheapest seed entries")
     be.add_argument("--workers", type=int, default=2)
     be.add_argument("--steps", type=int, default=250)
     be.add_argument("--quick", action="store_true", help="generate: skip the 1000-step comparison")
+    be.add_argument("--guidance", type=float, default=1.0, help="generate/types: guidance weight w")
+    be.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    be.add_argument("--ref", default=None, help="evaluate: reference material of the target (default the Au3Ni preset)")
+    be.add_argument("--site", type=int, default=None, help="evaluate: its site (default its Ni site)")
+    be.add_argument("--n-atoms", type=int, default=4, help="evaluate: atoms per candidate")
+    be.add_argument("--model-a", default="assets/denoiser.pt", help="types: first model")
+    be.add_argument("--model-b", default=None, help="types: second model (the other type diffusion)")
     be.add_argument("--out", default=None)
     be.set_defaults(func=_bench)
 

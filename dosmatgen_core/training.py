@@ -94,6 +94,18 @@ def warm_start(model: Denoiser, path: str | Path) -> tuple[np.ndarray, np.ndarra
     return blob["dos_mean"].numpy(), blob["dos_std"].numpy(), fresh
 
 
+def slim_state(run_dir: str | Path) -> Path:
+    """Drop the optimiser moments from RUN_DIR/last.pt (a third of its size) so it can be committed;
+    a run resumed from it restarts Adam's moments and keeps everything else."""
+    path = Path(run_dir) / "last.pt"
+    st = torch.load(path, map_location="cpu", weights_only=True)
+    st.pop("opt", None)
+    tmp = path.with_suffix(".tmp")
+    torch.save(st, tmp)
+    tmp.replace(path)
+    return path
+
+
 def evaluate(model, entries, mean, std, sch, device, batch_size=128, seed=1234) -> float:
     """Validation loss with a fixed noise draw, so epochs are comparable."""
     if not entries:
@@ -254,7 +266,7 @@ def export(run_dir: str | Path, out_path: str | Path, use_best: bool = True) -> 
             "n_train": int(row.get("n_train", 0) or 0), "n_labelled_structures": int(row.get("n_labelled", 0) or 0),
             "label_shards": shards, "structure_tables": [Path(c).parent.name + "/" + Path(c).name for c in cfg["csvs"]],
             "labelled_only": cfg["labelled_only"], "config": st["config"],
-            "type_diffusion": st["config"].get("types", "continuous"),
+            "type_diffusion": st["config"].get("types", "continuous"), "run_dir": str(cfg["run_dir"]),
             "warm_start": Path(cfg["init_from"]).name if cfg.get("init_from") else None,
             "train": {k: cfg[k] for k in ("batch_size", "lr", "ema", "p_uncond", "p_atom", "labelled_share")}}
     return save_model(out_path, model, st["dos_mean"].numpy(), st["dos_std"].numpy(), card)

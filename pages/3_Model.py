@@ -20,10 +20,12 @@ for name, path in (("Generator (denoiser)", studio.MODEL_PATH), ("Site-DOS predi
             st.dataframe(pd.DataFrame(card["heldout"]).T, width="stretch")
     else:
         st.warning(f"No model card at {cp}.")
-log = studio.ROOT / "runs" / "train" / "main" / "log.csv"
+# the training run that made the shipped generator (its card names it)
+gen_card = json.loads(card_path(studio.MODEL_PATH).read_text()) if card_path(studio.MODEL_PATH).exists() else {}
+log = studio.ROOT / gen_card.get("run_dir", "runs/train/main") / "log.csv"
 if log.exists():
     df = pd.read_csv(log)
-    st.subheader("Training curve")
+    st.subheader(f"Training curve ({gen_card.get('type_diffusion', 'continuous')} atom types)")
     st.line_chart(df.set_index("epoch")[["train_loss", "val_loss"]])
 st.subheader("Benchmarks")
 bench_dir = studio.ROOT / "bench"

@@ -280,16 +280,12 @@ def semi_supervised_gain(state_a: str | Path, state_b: str | Path, entries, name
     import torch
 
     from . import data as datamod
-    from .model.denoiser import Denoiser, DenoiserConfig
     from .model.diffusion import Schedules, training_loss
+    from .training import load_run_state
     sch = Schedules.make()
     out = {"n_crystals": len(entries), "n_sites": int(sum(len(e.z) for e in entries))}
     for name, path in zip(names, (state_a, state_b)):
-        st = torch.load(path, map_location="cpu", weights_only=True)
-        m = Denoiser(DenoiserConfig(**st["config"]))
-        m.load_state_dict(st["ema"])
-        m.eval()
-        mean, std = st["dos_mean"].numpy(), st["dos_std"].numpy()
+        m, mean, std, st = load_run_state(path)
         b = datamod.collate(entries, mean, std)
         parts = {"loss": [], "lattice": [], "coord": [], "type": []}
         with torch.no_grad():

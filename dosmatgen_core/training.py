@@ -94,6 +94,15 @@ def warm_start(model: Denoiser, path: str | Path) -> tuple[np.ndarray, np.ndarra
     return blob["dos_mean"].numpy(), blob["dos_std"].numpy(), fresh
 
 
+def load_run_state(path: str | Path) -> tuple[Denoiser, np.ndarray, np.ndarray, dict]:
+    """A training state file → (model with its EMA weights, DOS mean, DOS std, the state dict)."""
+    st = torch.load(path, map_location="cpu", weights_only=True)
+    model = Denoiser(DenoiserConfig(**st["config"]))
+    model.load_state_dict(st["ema"])
+    model.eval()
+    return model, st["dos_mean"].numpy(), st["dos_std"].numpy(), st
+
+
 def slim_state(run_dir: str | Path) -> Path:
     """Drop the optimiser moments from RUN_DIR/last.pt (a third of its size) so it can be committed;
     a run resumed from it restarts Adam's moments and keeps everything else."""
@@ -249,14 +258,13 @@ def export(run_dir: str | Path, out_path: str | Path, use_best: bool = True) -> 
 
     from .checkpoint import save_model
     run = Path(run_dir)
-    st = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    model, mean, std, st = load_run_state(run / "last.pt")
     cfg = json.loads((run / "config.json").read_text())
-    model = Denoiser(DenoiserConfig(**st["config"]))
-    weights, epoch = st["ema"], int(st["epoch"])
+    epoch = int(st["epoch"])
     if use_best and (run / "best.pt").exists():
         b = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
-        weights, epoch = b["ema"], int(b["epoch"])
-    model.load_state_dict(weights)
+        model.load_state_dict(b["ema"])
+        epoch = int(b["epoch"])
     rows = list(csv.DictReader((run / "log.csv").open())) if (run / "log.csv").exists() else []
     row = next((r for r in rows if int(r["epoch"]) == epoch), rows[-1] if rows else {})
     shards = sorted({p.name for d in cfg["label_dirs"] for p in Path(d).glob("*.jsonl.gz")})
@@ -269,4 +277,4 @@ def export(run_dir: str | Path, out_path: str | Path, use_best: bool = True) -> 
             "type_diffusion": st["config"].get("types", "continuous"), "run_dir": str(cfg["run_dir"]),
             "warm_start": Path(cfg["init_from"]).name if cfg.get("init_from") else None,
             "train": {k: cfg[k] for k in ("batch_size", "lr", "ema", "p_uncond", "p_atom", "labelled_share")}}
-    return save_model(out_path, model, st["dos_mean"].numpy(), st["dos_std"].numpy(), card)
+    return save_model(out_path, model, mean, std, card)

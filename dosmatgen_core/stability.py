@@ -61,9 +61,11 @@ _CRYSTAL_REFS = {
     "Mn": ("Fm-3m", ("cubic", 3.62), [0.0, 0.0, 0.0]),   # γ-Mn: α-Mn has 58 atoms; ~0.07 eV/atom above it
     "B": ("R-3m", ("hexagonal", 4.908, 12.567), [0.11886, 0.88114, 0.89133], [0.19686, 0.80314, 0.02432]),  # α-B
 }
-# Gases: the molecule (or atom) in a 12 Å box, positions relaxed at fixed cell (Å bond lengths).
+# Gases: the molecule in a 12 Å box, positions relaxed at fixed cell (Å bond lengths); He and Rn,
+# which ASE has no crystal for, as a lone atom (CHGNet sees no neighbour there: a rough value).
+# Ne, Ar, Kr and Xe take ASE's fcc crystals.
 _MOLECULE_REFS = {"H": 0.741, "N": 1.098, "O": 1.208, "F": 1.412, "Cl": 1.988, "Br": 2.281,
-                  "He": None, "Ne": None, "Ar": None, "Kr": None, "Xe": None, "Rn": None}
+                  "He": None, "Rn": None}
 
 
 def elemental_reference(el: str) -> tuple[Structure, bool] | None:

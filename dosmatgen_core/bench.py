@@ -126,12 +126,16 @@ def heldout_sites(db, max_sites: int = 16):
     return out[:max_sites]
 
 
-def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int = 0, guidance: float = 1.0) -> dict:
+def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int = 0, guidance: float = 1.0,
+                   lattice_guidance: float | None = None) -> dict:
     """Timing, conditional-vs-unconditional DOS match, and the paper's Au3Ni case."""
     from . import sampling, tasks
     from .studio import PRESET_ID
+    import functools
     loaded, predictor, db, _ = _resources()
+    sample = functools.partial(sampling.sample, lattice_guidance=lattice_guidance)
     res = {"machine": machine(), "load_average": os.getloadavg(), "steps": steps, "guidance": guidance,
+           "lattice_guidance": guidance if lattice_guidance is None else lattice_guidance,
            "checkpoint": {k: loaded.card.get(k) for k in ("epoch", "val_loss", "n_labelled_structures", "date",
                                                          "sha256", "type_diffusion")},
            "scored_by": "site-DOS predictor (assets/predictor.pt)",
@@ -143,7 +147,7 @@ def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int
     # 1. wall time: n masked candidates of 4-7 atoms, one conditioned atom, CFG on
     specs = [tasks.masked(4 + k % 4, {0: target})[0] for k in range(n)]
     t = time.perf_counter()
-    sampling.sample(loaded, specs, steps=steps, guidance=guidance, seed=seed)
+    sample(loaded, specs, steps=steps, guidance=guidance, seed=seed)
     res["wall_seconds_masked_4to7"] = {"candidates": n, "seconds": round(time.perf_counter() - t, 2), "goal": 60}
 
     # 2. held-out reference sites (never seen by the generator): conditional vs unconditional.
@@ -151,8 +155,8 @@ def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int
     per = []
     for mid, nat, i, g, z in heldout_sites(db):
         m = max(4, n // 5)
-        cs = sampling.sample(loaded, tasks.masked(nat, {0: g}, m), steps=steps, guidance=guidance, seed=seed)
-        us = sampling.sample(loaded, tasks.unconditional(nat, m), steps=steps, seed=seed + 1)
+        cs = sample(loaded, tasks.masked(nat, {0: g}, m), steps=steps, guidance=guidance, seed=seed)
+        us = sample(loaded, tasks.unconditional(nat, m), steps=steps, seed=seed + 1)
         c_mae, c_z = _score(cs, None, predictor, 0, g)
         u_mae, u_z = _score(us, None, predictor, 0, g)
         per.append({"material_id": mid, "site": i, "element_z": z, "conditional_mae": float(np.mean(c_mae)),
@@ -174,8 +178,8 @@ def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int
     # 3. the paper's case: atom 0 conditioned on Ni in Au3Ni, N = 4..7
     paper = {}
     for N in (4, 5, 6, 7):
-        cs = sampling.sample(loaded, tasks.masked(N, {0: target}, n), steps=steps, guidance=guidance, seed=seed)
-        us = sampling.sample(loaded, tasks.unconditional(N, n), steps=steps, seed=seed + 1)
+        cs = sample(loaded, tasks.masked(N, {0: target}, n), steps=steps, guidance=guidance, seed=seed)
+        us = sample(loaded, tasks.unconditional(N, n), steps=steps, seed=seed + 1)
         c_mae, c_z = _score(cs, None, predictor, 0, target)
         u_mae, u_z = _score(us, None, predictor, 0, target)
         paper[str(N)] = {"share_ni_conditional": float(np.mean(np.array(c_z) == 28)),
@@ -188,7 +192,7 @@ def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int
         comp = {}
         for st_ in sorted({100, steps, 1000}):
             t = time.perf_counter()
-            cs = sampling.sample(loaded, tasks.masked(4, {0: target}, n), steps=st_, guidance=guidance, seed=seed)
+            cs = sample(loaded, tasks.masked(4, {0: target}, n), steps=st_, guidance=guidance, seed=seed)
             sec = time.perf_counter() - t
             c_mae, c_z = _score(cs, None, predictor, 0, target)
             from .evaluate import validity

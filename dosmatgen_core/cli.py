@@ -103,7 +103,8 @@ def _bench(args) -> int:
         lines = sorted(lines, key=lambda d: d["seconds"])[args.skip:args.skip + args.n]
         res = bench.bench_label(lines, workers=args.workers)
     elif args.what == "generate":
-        res = bench.bench_generate(n=args.n, steps=args.steps, quick=args.quick, guidance=args.guidance)
+        res = bench.bench_generate(n=args.n, steps=args.steps, quick=args.quick, guidance=args.guidance,
+                                   lattice_guidance=args.lattice_guidance)
     elif args.what == "types":
         res = bench.bench_types(args.model_a, args.model_b, n=args.n, steps=args.steps, guidance=args.guidance)
     else:
@@ -279,6 +280,7 @@ def main(argv=None) -> int:
     be.add_argument("--steps", type=int, default=250)
     be.add_argument("--quick", action="store_true", help="generate: skip the 1000-step comparison")
     be.add_argument("--guidance", type=float, default=1.0, help="generate/types: guidance weight w")
+    be.add_argument("--lattice-guidance", type=float, default=None, help="generate: guidance weight of the lattice (default w)")
     be.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     be.add_argument("--ref", default=None, help="evaluate: reference material of the target (default the Au3Ni preset)")
     be.add_argument("--site", type=int, default=None, help="evaluate: its site (default its Ni site)")

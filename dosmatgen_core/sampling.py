@@ -98,9 +98,13 @@ def _tidy_lattice(m: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: float = 1.0, seed: int = 0,
            device: str = "auto", corrector: bool = True, step_lr: float = 1e-5,
+           lattice_guidance: float | None = None,
            progress: Callable[[float, float, str], None] | None = None,
            cancel: Callable[[], bool] | None = None) -> list[Generated]:
-    """Generate one crystal per spec. Same seed, specs and settings → the same crystals."""
+    """Generate one crystal per spec. Same seed, specs and settings → the same crystals.
+
+    lattice_guidance: the guidance weight of the lattice output (None: the same w as the rest).
+    """
     dev = _device(device)
     model = loaded.model.to(dev).eval()
     sch = Schedules.make().to(dev)
@@ -197,7 +201,8 @@ def sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: floa
         pa, px, pl = out
         if d3pm:
             pa = pa.log_softmax(-1)
-        return ((1 + w) * pa[:N] - w * pa[N:], (1 + w) * px[:N] - w * px[N:], (1 + w) * pl[:B] - w * pl[B:])
+        wl = w if lattice_guidance is None else lattice_guidance
+        return ((1 + w) * pa[:N] - w * pa[N:], (1 + w) * px[:N] - w * px[N:], (1 + wl) * pl[:B] - wl * pl[B:])
 
     def unmask(a, logp, ab, ab_prev):
         """D3PM reverse step: reveal each masked atom with probability (ᾱ_s − ᾱ_t)/(1 − ᾱ_t)."""

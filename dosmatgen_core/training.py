@@ -163,6 +163,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
     st = torch.load(state_path, map_location=device, weights_only=True) if state_path.exists() else None
     if st is not None:
         cfg.model = DenoiserConfig(**st["config"]).to_dict()     # a resumed run keeps its architecture
+        if not cfg.init_from and (run / "config.json").exists():  # ... and its provenance
+            cfg.init_from = json.loads((run / "config.json").read_text()).get("init_from", "")
     model = Denoiser(DenoiserConfig(**cfg.model)).to(device)
     ema = copy.deepcopy(model).eval()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

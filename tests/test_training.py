@@ -29,9 +29,11 @@ def test_warm_started_d3pm_run_resumes_and_exports_a_loadable_model(tmp_path, se
     assert any("warm start" in m for m in logs)
     slim_state(tmp_path / "run")                                 # as committed: no optimiser moments
     cfg.epochs, cfg.model = 2, DenoiserConfig(**TINY).to_dict()  # the run keeps its own (d3pm) architecture
+    cfg.init_from = ""                                           # ... and its warm-start provenance
     logs.clear()
     train(cfg, log=logs.append)
     assert any("resumed at epoch 1" in m for m in logs)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["init_from"].endswith("src.pt")
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert len(rows) == 3 and all(np.isfinite(float(x)) for x in rows[-1].split(",")[2:6])   # train losses (no validation ids here)
     card = export(tmp_path / "run", tmp_path / "out.pt", use_best=False)

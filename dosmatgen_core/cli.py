@@ -107,6 +107,9 @@ def _bench(args) -> int:
                                    lattice_guidance=args.lattice_guidance)
     elif args.what == "types":
         res = bench.bench_types(args.model_a, args.model_b, n=args.n, steps=args.steps, guidance=args.guidance)
+    elif args.what == "dft":
+        res = bench.bench_dft(n_sites=args.sites, m=args.n, steps=args.steps, guidance=args.guidance,
+                              max_atoms=args.max_atoms, workers=args.workers, log=lambda m: print(m, flush=True))
     else:
         res = bench.bench_evaluate(n=args.n, steps=args.steps, ref=args.ref, site=args.site, n_atoms=args.n_atoms)
     out = Path(args.out or ROOT / "bench" / f"{args.what}.json")
@@ -273,8 +276,8 @@ def main(argv=None) -> int:
     tp.set_defaults(func=_train_predictor)
 
     be = sub.add_parser("bench", help="benchmarks, written as JSON under bench/")
-    be.add_argument("what", choices=["label", "generate", "evaluate", "types"])
-    be.add_argument("--n", type=int, default=6, help="structures (label) or candidates per case (generate)")
+    be.add_argument("what", choices=["label", "generate", "evaluate", "types", "dft"])
+    be.add_argument("--n", type=int, default=6, help="structures (label), candidates per case (generate) or per site and kind (dft)")
     be.add_argument("--skip", type=int, default=20, help="label: skip this many of the cheapest seed entries")
     be.add_argument("--workers", type=int, default=2)
     be.add_argument("--steps", type=int, default=250)
@@ -287,6 +290,8 @@ def main(argv=None) -> int:
     be.add_argument("--n-atoms", type=int, default=4, help="evaluate: atoms per candidate")
     be.add_argument("--model-a", default="assets/denoiser.pt", help="types: first model")
     be.add_argument("--model-b", default=None, help="types: second model (the other type diffusion)")
+    be.add_argument("--sites", type=int, default=4, help="dft: held-out reference sites")
+    be.add_argument("--max-atoms", type=int, default=5, help="dft: largest reference cell taken (DFT cost)")
     be.add_argument("--out", default=None)
     be.set_defaults(func=_bench)
 

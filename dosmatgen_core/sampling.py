@@ -186,20 +186,23 @@ def sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: floa
 
     conditioned = bool(cond_mask.any())
 
-    def predict(l, x, a, t: int):
+    def predict(l, x, a, t: int, types: bool = True):
+        """Guided (types, coordinate score, lattice ε); types=False: the corrector, which needs
+        only the coordinates, skips the type log-probabilities."""
         tt = torch.full((B,), t / T, device=dev)
+        norm_types = d3pm and types
         a = type_input(a)
         if guidance == 0 or not conditioned:
             # w = 0 is pure conditional sampling; with no conditioned atom the two passes agree
             pa, px, pl = model(a, x, l, tt, batch, dos, cond_mask)
-            return (pa.log_softmax(-1) if d3pm else pa), px, pl
+            return (pa.log_softmax(-1) if norm_types else pa), px, pl
         # conditional and unconditional passes in one batch of 2B crystals
         out = model(torch.cat([a, a]), torch.cat([x, x]), torch.cat([l, l]), torch.cat([tt, tt]),
                     torch.cat([batch, batch + B]), torch.cat([dos, dos]),
                     torch.cat([cond_mask, torch.zeros_like(cond_mask)]))
         w = guidance
         pa, px, pl = out
-        if d3pm:
+        if norm_types:
             pa = pa.log_softmax(-1)
         wl = w if lattice_guidance is None else lattice_guidance
         return ((1 + w) * pa[:N] - w * pa[N:], (1 + w) * px[:N] - w * px[N:], (1 + wl) * pl[:B] - wl * pl[B:])
@@ -227,7 +230,7 @@ def sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: floa
         norm = sch.sigma_norm[t].sqrt()
         last = t_prev == 0
         if corrector:
-            _, px, _ = predict(l, x, a, t)
+            _, px, _ = predict(l, x, a, t, types=False)
             step = step_lr * (sig / sch.sigma[1]) ** 2
             x = torch.remainder(x - step * px * norm + (2 * step).sqrt() * randn(N, 3) * (0 if last else 1), 1.0)
         pa, px, pl = predict(l, x, a, t)

@@ -107,6 +107,10 @@ def _bench(args) -> int:
                                    lattice_guidance=args.lattice_guidance)
     elif args.what == "types":
         res = bench.bench_types(args.model_a, args.model_b, n=args.n, steps=args.steps, guidance=args.guidance)
+    elif args.what == "guidance":
+        lw = [None if x == "w" else float(x) for x in args.lattice_weights.split(",")]
+        res = bench.bench_guidance(weights=[float(x) for x in args.weights.split(",")], lattice_weights=lw,
+                                   n_sites=args.sites, m=args.n, steps=args.steps, log=lambda m: print(m, flush=True))
     elif args.what == "dft":
         res = bench.bench_dft(n_sites=args.sites, m=args.n, steps=args.steps, guidance=args.guidance,
                               max_atoms=args.max_atoms, workers=args.workers, log=lambda m: print(m, flush=True))
@@ -276,7 +280,7 @@ def main(argv=None) -> int:
     tp.set_defaults(func=_train_predictor)
 
     be = sub.add_parser("bench", help="benchmarks, written as JSON under bench/")
-    be.add_argument("what", choices=["label", "generate", "evaluate", "types", "dft"])
+    be.add_argument("what", choices=["label", "generate", "evaluate", "types", "dft", "guidance"])
     be.add_argument("--n", type=int, default=6, help="structures (label), candidates per case (generate) or per site and kind (dft)")
     be.add_argument("--skip", type=int, default=20, help="label: skip this many of the cheapest seed entries")
     be.add_argument("--workers", type=int, default=2)
@@ -290,7 +294,9 @@ def main(argv=None) -> int:
     be.add_argument("--n-atoms", type=int, default=4, help="evaluate: atoms per candidate")
     be.add_argument("--model-a", default="assets/denoiser.pt", help="types: first model")
     be.add_argument("--model-b", default=None, help="types: second model (the other type diffusion)")
-    be.add_argument("--sites", type=int, default=4, help="dft: held-out reference sites")
+    be.add_argument("--sites", type=int, default=4, help="dft: held-out reference sites (guidance: tuning sites, use 24)")
+    be.add_argument("--weights", default="0,1,2,4", help="guidance: guidance weights w to compare")
+    be.add_argument("--lattice-weights", default="w", help="guidance: lattice weights ('w' = same as w), comma-separated")
     be.add_argument("--max-atoms", type=int, default=5, help="dft: largest reference cell taken (DFT cost)")
     be.add_argument("--out", default=None)
     be.set_defaults(func=_bench)

@@ -71,3 +71,11 @@ def test_spread_sites_takes_one_site_per_structure_first():
     assert [(s[0], s[2]) for s in bench.spread_sites(sites, 3)] == [("a", 0), ("b", 1), ("c", 0)]
     assert [(s[0], s[2]) for s in bench.spread_sites(sites, 4)] == [("a", 0), ("b", 1), ("c", 0), ("a", 1)]
     assert bench.spread_sites([], 3) == []
+
+
+def test_tuning_sites_never_overlap_the_bench_sites(resources):
+    _, _, db, _ = resources
+    bench_keys = {(s[0], s[2]) for s in bench.heldout_sites(db)}
+    tune = bench.tuning_sites(db, 24)
+    assert tune and not bench_keys & {(s[0], s[2]) for s in tune}
+    assert all(data.is_validation(s[0]) for s in tune)

@@ -181,7 +181,7 @@ def heldout_scores(loaded, predictor, db, sites, m: int, steps: int, guidance: f
 
 
 def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int = 0, guidance: float = 1.0,
-                   lattice_guidance: float | None = None) -> dict:
+                   lattice_guidance: float | None = None, timing_only: bool = False) -> dict:
     """Timing, conditional-vs-unconditional DOS match, and the paper's Au3Ni case."""
     from . import sampling, tasks
     from .studio import PRESET_ID
@@ -203,6 +203,8 @@ def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int
     t = time.perf_counter()
     sample(loaded, specs, steps=steps, guidance=guidance, seed=seed)
     res["wall_seconds_masked_4to7"] = {"candidates": n, "seconds": round(time.perf_counter() - t, 2), "goal": 60}
+    if timing_only:
+        return res
 
     # 2. held-out reference sites (never seen by the generator): conditional vs unconditional.
     # One site per element of each validation structure, so the score spreads over chemistries.

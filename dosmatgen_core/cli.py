@@ -104,7 +104,7 @@ def _bench(args) -> int:
         res = bench.bench_label(lines, workers=args.workers)
     elif args.what == "generate":
         res = bench.bench_generate(n=args.n, steps=args.steps, quick=args.quick, guidance=args.guidance,
-                                   lattice_guidance=args.lattice_guidance)
+                                   lattice_guidance=args.lattice_guidance, timing_only=args.timing_only)
     elif args.what == "types":
         res = bench.bench_types(args.model_a, args.model_b, n=args.n, steps=args.steps, guidance=args.guidance)
     elif args.what == "guidance":
@@ -286,6 +286,7 @@ def main(argv=None) -> int:
     be.add_argument("--workers", type=int, default=2)
     be.add_argument("--steps", type=int, default=250)
     be.add_argument("--quick", action="store_true", help="generate: skip the 1000-step comparison")
+    be.add_argument("--timing-only", action="store_true", help="generate: only the wall time of n candidates")
     be.add_argument("--guidance", type=float, default=1.0, help="generate/types: guidance weight w")
     be.add_argument("--lattice-guidance", type=float, default=None, help="generate: guidance weight of the lattice (default w)")
     be.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")

@@ -79,3 +79,9 @@ def test_tuning_sites_never_overlap_the_bench_sites(resources):
     tune = bench.tuning_sites(db, 24)
     assert tune and not bench_keys & {(s[0], s[2]) for s in tune}
     assert all(data.is_validation(s[0]) for s in tune)
+
+
+def test_generate_timing_only_returns_the_wall_time_alone():
+    res = bench.bench_generate(n=2, steps=5, timing_only=True)
+    assert res["wall_seconds_masked_4to7"]["candidates"] == 2 and res["wall_seconds_masked_4to7"]["seconds"] > 0
+    assert "heldout_sites" not in res and "au3ni_ni_site" not in res

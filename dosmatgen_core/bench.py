@@ -286,26 +286,32 @@ def _is_val(mid: str) -> bool:
     return is_validation(mid)
 
 
-def bench_types(model_a: str, model_b: str | None, n: int = 50, steps: int = 250, guidance: float = 1.0,
-                seed: int = 0) -> dict:
-    """Continuous against D3PM atom types, same predictor, same held-out sites and seeds: does the
-    conditioned atom take the reference element, and how close is its predicted DOS?"""
+def bench_models(paths, n: int = 50, steps: int = 250, guidance: float = 1.0, seed: int = 0,
+                 on: str = "bench", n_sites: int = 24) -> dict:
+    """Several checkpoints (type diffusions, training recipes), same predictor, same held-out sites
+    and seeds: does the conditioned atom take the reference element, and how close is its
+    predicted DOS? `on="tuning"` scores the tuning sites, so a model can be chosen without
+    looking at the sites `bench generate` reports."""
     from .checkpoint import load_model
     _, predictor, db, _ = _resources()
-    sites = heldout_sites(db)
-    res = {"machine": machine(), "steps": steps, "guidance": guidance, "n_sites": len(sites), "models": {}}
+    if on not in ("bench", "tuning"):
+        raise ValueError(f"on must be 'bench' or 'tuning', not {on!r}")
+    sites = heldout_sites(db) if on == "bench" else tuning_sites(db, n_sites)
+    res = {"machine": machine(), "steps": steps, "guidance": guidance, "sites": on, "n_sites": len(sites),
+           "predictor_heldout_mae": predictor.card.get("heldout", {}).get("all", {}).get("mae"), "models": {}}
     m = max(4, n // 5)
-    for path in [p for p in (model_a, model_b) if p]:
+    for path in paths:
         loaded = load_model(path)
-        kind = loaded.card.get("type_diffusion") or loaded.card.get("config", {}).get("types", "continuous")
         t = time.perf_counter()
         sc = heldout_scores(loaded, predictor, db, sites, m=m, steps=steps, guidance=guidance, seed=seed)
-        res["models"][kind] = {"file": str(path), "epoch": loaded.card.get("epoch"), "steps": loaded.card.get("steps"),
-                               "sha256": loaded.sha256,
-                               "share_conditioned_atom_takes_reference_element": sc["share_same_element_conditional"],
-                               **{k: sc[k] for k in ("conditional_mae", "unconditional_mae", "ratio", "oracle_mae",
-                                                     "share_of_reachable_gain")},
-                               "seconds": round(time.perf_counter() - t, 1)}
+        res["models"][Path(path).name] = {
+            "file": str(path), "type_diffusion": loaded.card.get("type_diffusion"),
+            "epoch": loaded.card.get("epoch"), "steps": loaded.card.get("steps"), "sha256": loaded.sha256,
+            "train": loaded.card.get("train"),
+            "share_conditioned_atom_takes_reference_element": sc["share_same_element_conditional"],
+            **{k: sc[k] for k in ("conditional_mae", "unconditional_mae", "ratio", "oracle_mae",
+                                  "share_of_reachable_gain", "vs_predicted_reference")},
+            "seconds": round(time.perf_counter() - t, 1)}
     return res
 
 

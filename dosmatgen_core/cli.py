@@ -67,7 +67,8 @@ def _train(args) -> int:
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, threads=args.threads,
                       max_minutes=args.max_minutes, device=args.device, seed=args.seed,
                       epoch_size=args.epoch_size, init_from=args.init_from or "",
-                      labelled_share=args.labelled_share,
+                      labelled_share=args.labelled_share, pack=args.pack or "",
+                      dos_shift_ev=args.dos_shift, dos_scale=args.dos_scale,
                       model=DenoiserConfig(hidden=args.hidden, layers=args.layers, types=args.types).to_dict())
     train(cfg, log=lambda m: print(m, flush=True))
     return 0
@@ -83,10 +84,37 @@ def _train_predictor(args) -> int:
     from .predictor import PredictorTrainConfig, export_predictor, train_predictor
     labels = args.labels or [str(LABEL_DIR)]
     cfg = PredictorTrainConfig(run_dir=args.run_dir, label_dirs=labels, epochs=args.epochs,
-                               threads=args.threads, max_minutes=args.max_minutes, seed=args.seed)
+                               threads=args.threads, max_minutes=args.max_minutes, seed=args.seed,
+                               lr=args.lr, weight_decay=args.weight_decay, device=args.device,
+                               pack=args.pack or "",
+                               model={"hidden": args.hidden, "layers": args.layers, "dropout": args.dropout})
     run = train_predictor(cfg, log=lambda m: print(m, flush=True))
     if args.export:
-        print(json.dumps(export_predictor(run, args.export, labels), indent=2))
+        print(json.dumps(export_predictor(run, args.export, labels, pack=args.pack or ""), indent=2))
+    return 0
+
+
+def _export_predictor(args) -> int:
+    from .predictor import export_predictor
+    print(json.dumps(export_predictor(args.run_dir, args.out, args.labels or [str(LABEL_DIR)],
+                                      pack=args.pack or ""), indent=2))
+    return 0
+
+
+def _pack(args) -> int:
+    from . import data as datamod
+    from .predictor import element_table
+    labels = args.labels or [str(LABEL_DIR)]
+    csvs = [str(c) for c in (args.csv or MP_CSVS)]
+    lab = datamod.load_labelled(labels)
+    unl = datamod.load_unlabelled(csvs, cache_dir=ROOT / "data" / "cache")
+    have = {e.material_id for e in lab}
+    unl = [e for e in unl if e.material_id not in have]
+    meta = {"label_shards": datamod.label_shard_names(labels),
+            "csvs": [str(c) for c in csvs]}
+    path = datamod.save_pack(args.out, lab, unl, {**meta, "element_table": element_table().tolist()})
+    print(json.dumps({"out": str(path), "labelled": len(lab), "unlabelled": len(unl),
+                      "bytes": path.stat().st_size, **meta}))
     return 0
 
 
@@ -105,8 +133,9 @@ def _bench(args) -> int:
     elif args.what == "generate":
         res = bench.bench_generate(n=args.n, steps=args.steps, quick=args.quick, guidance=args.guidance,
                                    lattice_guidance=args.lattice_guidance, timing_only=args.timing_only)
-    elif args.what == "types":
-        res = bench.bench_types(args.model_a, args.model_b, n=args.n, steps=args.steps, guidance=args.guidance)
+    elif args.what == "models":
+        res = bench.bench_models(args.model or ["assets/denoiser.pt"], n=args.n, steps=args.steps,
+                                 guidance=args.guidance, on=args.on, n_sites=args.sites)
     elif args.what == "guidance":
         lw = [None if x == "w" else float(x) for x in args.lattice_weights.split(",")]
         res = bench.bench_guidance(weights=[float(x) for x in args.weights.split(",")], lattice_weights=lw,
@@ -261,7 +290,17 @@ def main(argv=None) -> int:
                     help="warm start a new run from a shipped model, e.g. assets/denoiser.pt")
     tr.add_argument("--labelled-share", type=float, default=0.25,
                     help="share of each epoch drawn from labelled crystals (oversampled)")
+    tr.add_argument("--pack", default=None, help="train from a pack (dosmatgen pack) instead of shards + tables")
+    tr.add_argument("--dos-shift", type=float, default=0.0, help="augment: shift the conditioning DOS by ±this (eV)")
+    tr.add_argument("--dos-scale", type=float, default=0.0, help="augment: log-normal σ of its amplitude")
     tr.set_defaults(func=_train)
+
+    pk = sub.add_parser("pack", help="write every training crystal and label into one .npz (for a machine "
+                                     "with numpy and torch alone, e.g. a GPU box)")
+    pk.add_argument("--out", default=str(ROOT / "data" / "cache" / "train-pack.npz"))
+    pk.add_argument("--labels", action="append")
+    pk.add_argument("--csv", action="append")
+    pk.set_defaults(func=_pack)
 
     ex = sub.add_parser("export-model", help="ship a training run's EMA weights with a model card")
     ex.add_argument("--run-dir", default="runs/train/default")
@@ -277,10 +316,24 @@ def main(argv=None) -> int:
     tp.add_argument("--max-minutes", type=float, default=0.0)
     tp.add_argument("--seed", type=int, default=0)
     tp.add_argument("--export", default=None, help="also write the shipped file (e.g. assets/predictor.pt)")
+    tp.add_argument("--pack", default=None, help="labels from a pack (dosmatgen pack)")
+    tp.add_argument("--device", default="cpu")
+    tp.add_argument("--lr", type=float, default=2e-3)
+    tp.add_argument("--weight-decay", type=float, default=1e-4)
+    tp.add_argument("--hidden", type=int, default=128)
+    tp.add_argument("--layers", type=int, default=3)
+    tp.add_argument("--dropout", type=float, default=0.0)
     tp.set_defaults(func=_train_predictor)
 
+    xp = sub.add_parser("export-predictor", help="ship one predictor run, or several as an ensemble")
+    xp.add_argument("--run-dir", action="append", required=True, help="repeat for an ensemble")
+    xp.add_argument("--out", default=str(ROOT / "assets" / "predictor.pt"))
+    xp.add_argument("--labels", action="append")
+    xp.add_argument("--pack", default=None)
+    xp.set_defaults(func=_export_predictor)
+
     be = sub.add_parser("bench", help="benchmarks, written as JSON under bench/")
-    be.add_argument("what", choices=["label", "generate", "evaluate", "types", "dft", "guidance"])
+    be.add_argument("what", choices=["label", "generate", "evaluate", "models", "dft", "guidance"])
     be.add_argument("--n", type=int, default=6, help="structures (label), candidates per case (generate) or per site and kind (dft)")
     be.add_argument("--skip", type=int, default=20, help="label: skip this many of the cheapest seed entries")
     be.add_argument("--workers", type=int, default=2)
@@ -293,8 +346,9 @@ def main(argv=None) -> int:
     be.add_argument("--ref", default=None, help="evaluate: reference material of the target (default the Au3Ni preset)")
     be.add_argument("--site", type=int, default=None, help="evaluate: its site (default its Ni site)")
     be.add_argument("--n-atoms", type=int, default=4, help="evaluate: atoms per candidate")
-    be.add_argument("--model-a", default="assets/denoiser.pt", help="types: first model")
-    be.add_argument("--model-b", default=None, help="types: second model (the other type diffusion)")
+    be.add_argument("--model", action="append", help="models: a checkpoint to score (repeat; default assets/denoiser.pt)")
+    be.add_argument("--on", choices=["bench", "tuning"], default="bench",
+                    help="models: score the bench's held-out sites or the disjoint tuning sites")
     be.add_argument("--sites", type=int, default=4, help="dft: held-out reference sites (guidance: tuning sites, use 24)")
     be.add_argument("--weights", default="0,1,2,4", help="guidance: guidance weights w to compare")
     be.add_argument("--lattice-weights", default="w", help="guidance: lattice weights ('w' = same as w), comma-separated")

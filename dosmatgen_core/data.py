@@ -14,14 +14,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
+import json
+
 import numpy as np
 import torch
-from ase.geometry import cell_to_cellpar, cellpar_to_cell
 
 from . import dos as dosmod
-from .labelling import iter_label_lines
 from .model.diffusion import Batch
-from .structures import MAX_ATOMS, atoms_from_cif, iter_mp_csv, read_structure, StructureError
+
+# ASE, pymatgen and the label shards are imported where they are needed: a training pack
+# (save_pack / load_pack) lets a machine with numpy and torch alone train the models.
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Entry:
 
 
 def standard_lattice(cell: np.ndarray) -> np.ndarray:
+    from ase.geometry import cell_to_cellpar, cellpar_to_cell
     return cellpar_to_cell(cell_to_cellpar(np.asarray(cell)))
 
 
@@ -48,6 +51,8 @@ def is_validation(material_id: str, fraction: float = 0.05) -> bool:
 
 
 def load_labelled(shard_dirs: Iterable[str | Path]) -> list[Entry]:
+    from .labelling import iter_label_lines
+    from .structures import MAX_ATOMS, atoms_from_cif
     out = {}
     for _, d in iter_label_lines(shard_dirs):
         if "failed" in d:
@@ -69,7 +74,7 @@ def load_unlabelled(csv_paths: Iterable[str | Path], cache_dir: str | Path | Non
             ids, offs, z, frac, lat = (d[k] for k in ("ids", "offsets", "z", "frac", "lattice"))
         return [Entry(str(mid), z[a:b], frac[a:b], lat[i], None)
                 for i, (mid, a, b) in enumerate(zip(ids, offs[:-1], offs[1:]))]
-    from .structures import niggli_atoms
+    from .structures import MAX_ATOMS, StructureError, iter_mp_csv, niggli_atoms, read_structure
     entries = []
     for path in csv_paths:
         for r in iter_mp_csv(path):
@@ -88,6 +93,44 @@ def load_unlabelled(csv_paths: Iterable[str | Path], cache_dir: str | Path | Non
                  z=np.concatenate([e.z for e in entries]), frac=np.concatenate([e.frac for e in entries]),
                  lattice=np.stack([e.lattice for e in entries]))
     return entries
+
+
+def label_shard_names(shard_dirs: Iterable[str | Path]) -> list[str]:
+    from .labelling import SHARD_GLOB
+    return sorted({f.name for d in map(Path, shard_dirs)
+                   for f in (sorted(d.glob(SHARD_GLOB)) if d.is_dir() else [d])})
+
+
+# ---- training pack: every entry in one numpy file ---------------------------------------------
+
+def save_pack(path: str | Path, labelled: list[Entry], unlabelled: list[Entry], meta: dict) -> Path:
+    """One compressed file with every training crystal (and the site DOS of the labelled ones):
+    what a machine without ASE, pymatgen or the shared tables needs to train."""
+    entries = labelled + unlabelled
+    offs = np.cumsum([0] + [len(e.z) for e in entries])
+    dos = np.concatenate([e.site_dos for e in labelled]).astype(np.float32) if labelled else np.zeros((0, dosmod.NPTS), np.float32)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, ids=np.array([e.material_id for e in entries]), offsets=offs,
+                        z=np.concatenate([e.z for e in entries]).astype(np.int16),
+                        frac=np.concatenate([e.frac for e in entries]).astype(np.float32),
+                        lattice=np.stack([e.lattice for e in entries]).astype(np.float32),
+                        n_labelled=np.array(len(labelled)), dos=dos,
+                        meta=np.array(json.dumps(meta)))
+    return path
+
+
+def load_pack(path: str | Path) -> tuple[list[Entry], list[Entry], dict]:
+    """(labelled, unlabelled, meta) as save_pack wrote them."""
+    with np.load(path, allow_pickle=False) as d:
+        ids, offs, z, frac, lat, dos = (d[k] for k in ("ids", "offsets", "z", "frac", "lattice", "dos"))
+        n_lab, meta = int(d["n_labelled"]), json.loads(str(d["meta"]))
+    if dos.shape[1:] != (dosmod.NPTS,) or len(dos) != offs[n_lab]:
+        raise ValueError(f"{path}: site DOS block {dos.shape} does not match its {offs[n_lab]} labelled atoms")
+    out = [Entry(str(mid), z[a:b].astype(np.int64), frac[a:b].astype(np.float64), lat[i].astype(np.float64),
+                 dos[a:b] if i < n_lab else None)
+           for i, (mid, a, b) in enumerate(zip(ids, offs[:-1], offs[1:]))]
+    return out[:n_lab], out[n_lab:], meta
 
 
 @lru_cache(maxsize=1)
@@ -127,7 +170,32 @@ def standardise(g: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return ((dos_transform(g) - mean) / std).astype(np.float32)
 
 
-def collate(entries: list[Entry], mean: np.ndarray, std: np.ndarray) -> Batch:
+@dataclass(frozen=True)
+class DOSAugment:
+    """Training-time noise on the conditioning DOS, so the condition cannot be memorised as an
+    exact fingerprint of one of the few hundred labelled crystals: a rigid shift of the energy
+    axis (E_F of a generated crystal is never exactly the target's; smearing and k-points move it
+    by ~0.1 eV) and a per-site amplitude scale (Löwdin charge sharing varies by some per cent)."""
+    shift_ev: float = 0.0     # uniform in ±shift_ev
+    scale: float = 0.0        # log-normal σ of the amplitude factor
+
+    def active(self) -> bool:
+        return self.shift_ev > 0 or self.scale > 0
+
+    def __call__(self, g: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """g: (n, NPTS) site DOS of one crystal → augmented copy (each site shifted alike: E_F is
+        a property of the crystal)."""
+        out = g
+        if self.shift_ev > 0:
+            d = rng.uniform(-self.shift_ev, self.shift_ev)
+            out = np.stack([dosmod.shift(row, d) for row in out])
+        if self.scale > 0:
+            out = out * np.exp(self.scale * rng.standard_normal((len(out), 1)))
+        return out.astype(np.float32)
+
+
+def collate(entries: list[Entry], mean: np.ndarray, std: np.ndarray, aug: DOSAugment | None = None,
+            rng: np.random.Generator | None = None) -> Batch:
     z = np.concatenate([e.z for e in entries])
     frac = np.concatenate([e.frac for e in entries]).astype(np.float32)
     lat = np.stack([e.lattice for e in entries]).astype(np.float32)
@@ -138,7 +206,8 @@ def collate(entries: list[Entry], mean: np.ndarray, std: np.ndarray) -> Batch:
     for e in entries:
         n = len(e.z)
         if e.site_dos is not None:
-            dos[o:o + n] = standardise(e.site_dos, mean, std)
+            g = aug(e.site_dos, rng) if aug is not None and aug.active() else e.site_dos
+            dos[o:o + n] = standardise(g, mean, std)
             has[o:o + n] = 1
         o += n
     return Batch(torch.from_numpy(z), torch.from_numpy(frac), torch.from_numpy(lat),

@@ -28,9 +28,22 @@ N_Z = 100
 FAMILIES = ("s-block", "p-block", "d-block", "f-block")
 
 
-@lru_cache(maxsize=1)
+_PACKED_ELEMENTS: np.ndarray | None = None   # from a training pack, where pymatgen is absent
+
+
 def element_table() -> np.ndarray:
     """(101, F) physical features per Z (row 0 unused)."""
+    return _PACKED_ELEMENTS if _PACKED_ELEMENTS is not None else _element_table_pymatgen()
+
+
+def use_packed_elements(table) -> None:
+    """Take the element features a pack carries (the same numbers pymatgen gives here)."""
+    global _PACKED_ELEMENTS
+    _PACKED_ELEMENTS = np.asarray(table, np.float32)
+
+
+@lru_cache(maxsize=1)
+def _element_table_pymatgen() -> np.ndarray:
     from pymatgen.core import Element
     rows = [np.zeros(13, np.float32)]
     for z in range(1, N_Z + 1):
@@ -60,9 +73,9 @@ def element_table() -> np.ndarray:
     return np.stack(rows)
 
 
-def family(symbol: str) -> str:
-    from pymatgen.core import Element
-    return f"{Element(symbol).block}-block"
+def family(z: int) -> str:
+    """s-, p-, d- or f-block, read off the block columns of the element features."""
+    return FAMILIES[int(np.argmax(element_table()[int(z), -4:]))]
 
 
 @dataclass
@@ -74,6 +87,10 @@ class Graph:
     batch: torch.Tensor    # (N,)
     n_graphs: int
 
+    def to(self, device) -> "Graph":
+        return Graph(self.z.to(device), self.src.to(device), self.dst.to(device), self.dist.to(device),
+                     self.batch.to(device), self.n_graphs)
+
 
 def neighbour_graph(numbers, frac, lattice, cutoff: float = CUTOFF):
     """Periodic neighbour list (i, j, d) within the cutoff; self-images count as neighbours."""
@@ -84,12 +101,13 @@ def neighbour_graph(numbers, frac, lattice, cutoff: float = CUTOFF):
     return i.astype(np.int64), j.astype(np.int64), d.astype(np.float32)
 
 
-def collate_graphs(crystals) -> Graph:
-    """crystals: iterable of (numbers, frac, lattice)."""
+def collate_graphs(crystals, neighbours=None) -> Graph:
+    """crystals: iterable of (numbers, frac, lattice); neighbours: their neighbour_graph results,
+    if already known (training reuses them every epoch)."""
     zs, srcs, dsts, ds, bs = [], [], [], [], []
     off = 0
     for k, (numbers, frac, lattice) in enumerate(crystals):
-        i, j, d = neighbour_graph(numbers, frac, lattice)
+        i, j, d = neighbours[k] if neighbours is not None else neighbour_graph(numbers, frac, lattice)
         zs.append(np.asarray(numbers, np.int64))
         srcs.append(j + off)
         dsts.append(i + off)
@@ -105,14 +123,15 @@ def collate_graphs(crystals) -> Graph:
 class PredictorConfig:
     hidden: int = 128
     layers: int = 3
+    dropout: float = 0.0
 
 
 class ConvLayer(nn.Module):
-    def __init__(self, h: int):
+    def __init__(self, h: int, dropout: float = 0.0):
         super().__init__()
         self.filt = nn.Sequential(nn.Linear(N_RBF, h), nn.SiLU(), nn.Linear(h, h))
         self.msg = nn.Linear(h, h)
-        self.upd = nn.Sequential(nn.Linear(2 * h, h), nn.SiLU(), nn.Linear(h, h))
+        self.upd = nn.Sequential(nn.Linear(2 * h, h), nn.SiLU(), nn.Dropout(dropout), nn.Linear(h, h))
         self.norm = nn.LayerNorm(h)
 
     def forward(self, h, g: Graph, rbf, env):
@@ -130,8 +149,8 @@ class SiteDOSPredictor(nn.Module):
         self.embed = nn.Embedding(N_Z + 1, h)
         self.feat = nn.Linear(self.elem.shape[1], h)
         self.register_buffer("centres", torch.linspace(0.0, CUTOFF, N_RBF))
-        self.layers = nn.ModuleList([ConvLayer(h) for _ in range(cfg.layers)])
-        self.head = nn.Sequential(nn.Linear(h, 2 * h), nn.SiLU(), nn.Linear(2 * h, dosmod.NPTS))
+        self.layers = nn.ModuleList([ConvLayer(h, cfg.dropout) for _ in range(cfg.layers)])
+        self.head = nn.Sequential(nn.Linear(h, 2 * h), nn.SiLU(), nn.Dropout(cfg.dropout), nn.Linear(2 * h, dosmod.NPTS))
 
     def forward(self, g: Graph) -> torch.Tensor:
         """Predicted DOS (N, 400), non-negative."""
@@ -144,6 +163,18 @@ class SiteDOSPredictor(nn.Module):
         return nn.functional.softplus(self.head(h))
 
 
+class Ensemble(nn.Module):
+    """Mean of independently trained predictors: averaging removes much of each one's
+    overfitting to a few hundred labelled crystals."""
+    def __init__(self, members: list[SiteDOSPredictor]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.cfg = members[0].cfg
+
+    def forward(self, g: Graph) -> torch.Tensor:
+        return torch.stack([m(g) for m in self.members]).mean(0)
+
+
 # ---- training ----------------------------------------------------------------------------------
 
 @dataclass
@@ -153,7 +184,10 @@ class PredictorTrainConfig:
     epochs: int = 300
     batch_size: int = 16
     lr: float = 2e-3
+    weight_decay: float = 1e-4
     threads: int = 0
+    device: str = "cpu"
+    pack: str = ""             # a training pack (data.save_pack) instead of the label shards
     seed: int = 0
     max_minutes: float = 0.0
     model: dict = field(default_factory=lambda: asdict(PredictorConfig()))
@@ -165,8 +199,14 @@ def _batches(entries, bs, rng):
         yield [entries[j] for j in order[i:i + bs]]
 
 
-def _graph_and_target(chunk):
-    g = collate_graphs([(e.z, e.frac, e.lattice) for e in chunk])
+def _graph_and_target(chunk, nbr_cache: dict | None = None):
+    nbrs = None
+    if nbr_cache is not None:
+        for e in chunk:
+            if e.material_id not in nbr_cache:
+                nbr_cache[e.material_id] = neighbour_graph(e.z, e.frac, e.lattice)
+        nbrs = [nbr_cache[e.material_id] for e in chunk]
+    g = collate_graphs([(e.z, e.frac, e.lattice) for e in chunk], nbrs)
     y = torch.from_numpy(np.concatenate([e.site_dos for e in chunk]).astype(np.float32))
     return g, y
 
@@ -181,9 +221,9 @@ def heldout_metrics(model, entries) -> dict:
     with torch.no_grad():
         for i in range(0, len(entries), 32):
             g, y = _graph_and_target(entries[i:i + 32])
-            preds.append(model(g).numpy())
+            preds.append(model(g.to(_device_of(model))).cpu().numpy())
             ys.append(y.numpy())
-            fams += [family(sym) for e in entries[i:i + 32] for sym in _symbols(e.z)]
+            fams += [family(z) for e in entries[i:i + 32] for z in e.z]
     p, y = np.concatenate(preds), np.concatenate(ys)
     fams = np.array(fams)
     out = {}
@@ -197,9 +237,18 @@ def heldout_metrics(model, entries) -> dict:
     return out
 
 
-def _symbols(z):
-    from ase.data import chemical_symbols
-    return [chemical_symbols[int(k)] for k in z]
+def _device_of(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _labelled(label_dirs, pack: str = ""):
+    from . import data as datamod
+    if not pack:
+        return datamod.load_labelled(label_dirs)
+    labelled, _, meta = datamod.load_pack(pack)
+    if "element_table" in meta:
+        use_packed_elements(meta["element_table"])
+    return labelled
 
 
 def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
@@ -209,17 +258,17 @@ def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    labelled = datamod.load_labelled(cfg.label_dirs)
+    labelled = _labelled(cfg.label_dirs, cfg.pack)
     val = [e for e in labelled if datamod.is_validation(e.material_id, 0.15)]
     tr = [e for e in labelled if not datamod.is_validation(e.material_id, 0.15)]
     log(f"predictor: {len(tr)} training structures, {len(val)} held out")
-    model = SiteDOSPredictor(PredictorConfig(**cfg.model))
+    model = SiteDOSPredictor(PredictorConfig(**cfg.model)).to(cfg.device)
     ema = copy.deepcopy(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = run / "last.pt"
     epoch = 0
     if state.exists():
-        st = torch.load(state, weights_only=True)
+        st = torch.load(state, map_location=cfg.device, weights_only=True)
         model.load_state_dict(st["model"])
         ema.load_state_dict(st["ema"])
         opt.load_state_dict(st["opt"])
@@ -228,8 +277,7 @@ def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
     logp = run / "log.csv"
     if not logp.exists():
         logp.write_text("epoch,train_mae,val_mae,val_cosine,seconds\n")
-    # graphs are fixed per structure: build once
-    tr_batches_cache: dict = {}
+    nbr_cache: dict = {}      # neighbour lists are fixed per structure: built once
     t_start = time.time()
     while epoch < cfg.epochs:
         t0 = time.time()
@@ -237,10 +285,8 @@ def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
         model.train()
         tot, n = 0.0, 0
         for chunk in _batches(tr, cfg.batch_size, rng):
-            key = tuple(e.material_id for e in chunk)
-            if key not in tr_batches_cache:
-                tr_batches_cache[key] = _graph_and_target(chunk)
-            g, y = tr_batches_cache[key]
+            g, y = _graph_and_target(chunk, nbr_cache)
+            g, y = g.to(cfg.device), y.to(cfg.device)
             loss = (model(g) - y).abs().mean()
             opt.zero_grad()
             loss.backward()
@@ -251,7 +297,6 @@ def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
             tot += loss.item() * len(chunk)
             n += len(chunk)
         epoch += 1
-        tr_batches_cache = {} if len(tr_batches_cache) > 5000 else tr_batches_cache
         if epoch % 10 == 0 or epoch == cfg.epochs:
             m = heldout_metrics(ema, val).get("all", {"mae": float("nan"), "cosine": float("nan")})
             with logp.open("a") as fh:
@@ -269,35 +314,61 @@ def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
     return run
 
 
-def export_predictor(run_dir: str | Path, out_path: str | Path, label_dirs) -> dict:
+def export_predictor(run_dirs, out_path: str | Path, label_dirs, pack: str = "") -> dict:
+    """Ship the EMA weights of one run, or the mean of several runs (an ensemble; they must share
+    an architecture), with a card holding the held-out scores of the ensemble and of each member."""
     from datetime import date
 
     from . import data as datamod
     from .checkpoint import sha256_file, card_path
-    run = Path(run_dir)
-    st = torch.load(run / "last.pt", weights_only=True)
+    runs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(r) for r in run_dirs]
+    states = [torch.load(r / "last.pt", map_location="cpu", weights_only=True) for r in runs]
+    config = states[0]["config"]
+    if any(st["config"] != config for st in states):
+        raise ValueError("ensemble members must share one architecture: " + ", ".join(str(r) for r in runs))
     out_path = Path(out_path)
-    torch.save({"config": st["config"], "state_dict": st["ema"]}, out_path)
-    labelled = datamod.load_labelled(label_dirs)
+    blob = ({"config": config, "state_dict": states[0]["ema"]} if len(states) == 1
+            else {"config": config, "members": [st["ema"] for st in states]})
+    torch.save(blob, out_path)
+    labelled = _labelled(label_dirs, pack)
     val = [e for e in labelled if datamod.is_validation(e.material_id, 0.15)]
-    model = SiteDOSPredictor(PredictorConfig(**st["config"]))
-    model.load_state_dict(st["ema"])
+    model = _model_from_blob(blob)
     metrics = heldout_metrics(model, val)
+    members = [heldout_metrics(m, val).get("all", {}).get("mae") for m in getattr(model, "members", [])]
     mean_dos = np.concatenate([e.site_dos for e in labelled if not datamod.is_validation(e.material_id, 0.15)]).mean(0)
     base = float(np.mean([np.abs(r - mean_dos).mean() for e in val for r in e.site_dos])) if val else float("nan")
-    card = {"name": "DOSMatGen site-DOS predictor", "date": date.today().isoformat(), "epoch": int(st["epoch"]),
+    shards = (datamod.load_pack(pack)[2].get("label_shards", []) if pack else datamod.label_shard_names(label_dirs))
+    card = {"name": "DOSMatGen site-DOS predictor", "date": date.today().isoformat(),
+            "epoch": int(states[0]["epoch"]), "members": len(states), "runs": [str(r) for r in runs],
             "n_train_structures": len(labelled) - len(val), "n_heldout_structures": len(val),
-            "heldout": metrics, "heldout_mean_dos_baseline_mae": base,
-            "label_shards": sorted({p.name for d in label_dirs for p in Path(d).glob("*.jsonl.gz")}),
-            "config": st["config"], "file": out_path.name, "sha256": sha256_file(out_path),
-            "bytes": out_path.stat().st_size}
+            "heldout": metrics, "heldout_member_mae": members, "heldout_mean_dos_baseline_mae": base,
+            "label_shards": shards, "config": config, "file": out_path.name,
+            "sha256": sha256_file(out_path), "bytes": out_path.stat().st_size}
     card_path(out_path).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     return card
 
 
+def _upgrade(sd: dict, config: dict) -> dict:
+    """Checkpoints from before dropout joined the MLPs (no 'dropout' in their config): their last
+    Linear sat one place earlier in each Sequential."""
+    if "dropout" in config:
+        return sd
+    import re
+    return {re.sub(r"^(layers\.\d+\.upd|head)\.2\.", r"\1.3.", k): v for k, v in sd.items()}
+
+
+def _model_from_blob(blob) -> nn.Module:
+    def one(sd):
+        m = SiteDOSPredictor(PredictorConfig(**blob["config"]))
+        m.load_state_dict(_upgrade(sd, blob["config"]))
+        return m
+    model = Ensemble([one(sd) for sd in blob["members"]]) if "members" in blob else one(blob["state_dict"])
+    return model.eval()
+
+
 @dataclass
 class LoadedPredictor:
-    model: SiteDOSPredictor
+    model: nn.Module          # a SiteDOSPredictor or an Ensemble of them
     card: dict
 
     def predict(self, crystals) -> list[np.ndarray]:
@@ -321,8 +392,4 @@ def load_predictor(path) -> LoadedPredictor:
     card = json.loads(card_path(path).read_text())
     if card.get("sha256") != sha256_file(path):
         raise ValueError(f"{path.name}: sha256 does not match its card; the file is corrupt or was replaced")
-    blob = torch.load(path, weights_only=True)
-    m = SiteDOSPredictor(PredictorConfig(**blob["config"]))
-    m.load_state_dict(blob["state_dict"])
-    m.eval()
-    return LoadedPredictor(m, card)
+    return LoadedPredictor(_model_from_blob(torch.load(path, map_location="cpu", weights_only=True)), card)

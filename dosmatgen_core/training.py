@@ -43,6 +43,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     init_from: str = ""            # warm start: a shipped model (assets/denoiser.pt) for a new run
+    pack: str = ""                 # a training pack (data.save_pack) instead of shards + tables
+    dos_shift_ev: float = 0.0      # conditioning-DOS augmentation (data.DOSAugment)
+    dos_scale: float = 0.0
+    label_shards: list = field(default_factory=list)   # filled in at start: the shards trained on
     model: dict = field(default_factory=lambda: DenoiserConfig().to_dict())
 
 
@@ -138,14 +142,23 @@ def train(cfg: TrainConfig, log=print) -> Path:
     device = pick_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    unlabelled_all = [] if cfg.labelled_only else datamod.load_unlabelled(cfg.csvs, cache_dir=Path("data/cache"))
+    if cfg.pack:
+        pack_lab, unlabelled_all, meta = datamod.load_pack(cfg.pack)
+        unlabelled_all = [] if cfg.labelled_only else unlabelled_all
+        cfg.label_shards, cfg.csvs = meta.get("label_shards", []), meta.get("csvs", [])
+    else:
+        unlabelled_all = [] if cfg.labelled_only else datamod.load_unlabelled(cfg.csvs, cache_dir=Path("data/cache"))
 
     def shard_key():
+        if cfg.pack:
+            return ()
         return tuple(sorted((p.name, p.stat().st_size) for d in cfg.label_dirs for p in Path(d).glob("*.jsonl.gz")))
 
     def split():
         """Re-read the shards: labels that landed since the last epoch join training."""
-        labelled = datamod.load_labelled(cfg.label_dirs)
+        labelled = pack_lab if cfg.pack else datamod.load_labelled(cfg.label_dirs)
+        if not cfg.pack:
+            cfg.label_shards = datamod.label_shard_names(cfg.label_dirs)
         ids = {x.material_id for x in labelled}
         unl = [e for e in unlabelled_all if e.material_id not in ids]
         val = [e for e in labelled + unl if datamod.is_validation(e.material_id)]
@@ -189,6 +202,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
         mean, std, fresh = warm_start(model, cfg.init_from)
         ema.load_state_dict(model.state_dict())
         log(f"warm start from {cfg.init_from}; fresh: {', '.join(fresh) or 'nothing'}")
+    aug = datamod.DOSAugment(cfg.dos_shift_ev, cfg.dos_scale)
     (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     log_path = run / "log.csv"
     if not log_path.exists():
@@ -209,6 +223,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
         if shard_key() != key:
             key = shard_key()
             tr_lab, tr_unl, val, val_lab = split()
+            (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
             log(f"label shards changed: now {len(tr_lab)} labelled training crystals")
         train_entries = tr_lab + tr_unl
         rng = np.random.default_rng([cfg.seed, epoch])
@@ -217,7 +232,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
         nb = 0
         for i in range(0, len(order), cfg.batch_size):
             chunk = [train_entries[j] for j in order[i:i + cfg.batch_size]]
-            b = datamod.collate(chunk, mean, std).to(device)
+            b = datamod.collate(chunk, mean, std, aug, rng).to(device)
             out = training_loss(model, b, sch, p_uncond=cfg.p_uncond, p_atom=cfg.p_atom)
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
@@ -269,7 +284,7 @@ def export(run_dir: str | Path, out_path: str | Path, use_best: bool = True) -> 
         epoch = int(b["epoch"])
     rows = list(csv.DictReader((run / "log.csv").open())) if (run / "log.csv").exists() else []
     row = next((r for r in rows if int(r["epoch"]) == epoch), rows[-1] if rows else {})
-    shards = sorted({p.name for d in cfg["label_dirs"] for p in Path(d).glob("*.jsonl.gz")})
+    shards = cfg.get("label_shards") or sorted({p.name for d in cfg["label_dirs"] for p in Path(d).glob("*.jsonl.gz")})
     card = {"name": "DOSMatGen denoiser", "date": date.today().isoformat(), "epoch": epoch,
             "steps": int(row.get("step", 0) or 0), "val_loss": float(row.get("val_loss", "nan") or "nan"),
             "val_labelled_loss": float(row.get("val_labelled_loss", "nan") or "nan"),
@@ -278,5 +293,6 @@ def export(run_dir: str | Path, out_path: str | Path, use_best: bool = True) -> 
             "labelled_only": cfg["labelled_only"], "config": st["config"],
             "type_diffusion": st["config"].get("types", "continuous"), "run_dir": str(cfg["run_dir"]),
             "warm_start": Path(cfg["init_from"]).name if cfg.get("init_from") else None,
-            "train": {k: cfg[k] for k in ("batch_size", "lr", "ema", "p_uncond", "p_atom", "labelled_share")}}
+            "train": {k: cfg[k] for k in ("batch_size", "lr", "ema", "p_uncond", "p_atom", "labelled_share")
+                      + ("dos_shift_ev", "dos_scale") if k in cfg}}
     return save_model(out_path, model, mean, std, card)

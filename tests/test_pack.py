@@ -1,0 +1,129 @@
+"""The training pack (what a GPU box without ASE or pymatgen trains from), the conditioning-DOS
+augmentation, and predictor ensembles, on real seed labels."""
+import gzip
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from dosmatgen_core import data, dos as dosmod
+from dosmatgen_core.structures import atoms_from_cif
+
+IDS = ["mp-22905", "mp-23259", "mp-522", "L12-Au3Ni-chgnet", "mp-1941", "mp-406"]
+
+
+def _entries(seed_lines, ids=IDS):
+    return [data.entry_from_atoms(m, atoms_from_cif(seed_lines[m]["cif"]), seed_lines[m]["site_dos"]) for m in ids]
+
+
+def _write_pack(tmp_path, seed_lines):
+    from dosmatgen_core.predictor import element_table
+    lab = _entries(seed_lines)
+    unl = [data.Entry(e.material_id + "-bare", e.z, e.frac, e.lattice, None) for e in _entries(seed_lines, IDS[:3])]
+    path = data.save_pack(tmp_path / "pack.npz", lab, unl,
+                          {"label_shards": ["seed-000.jsonl.gz"], "csvs": [], "element_table": element_table().tolist()})
+    return path, lab, unl
+
+
+def test_pack_round_trips_every_crystal_and_label(tmp_path, seed_lines):
+    path, lab, unl = _write_pack(tmp_path, seed_lines)
+    lab2, unl2, meta = data.load_pack(path)
+    assert [e.material_id for e in lab2] == [e.material_id for e in lab]
+    assert [e.material_id for e in unl2] == [e.material_id for e in unl]
+    assert all(e.site_dos is None for e in unl2) and meta["label_shards"] == ["seed-000.jsonl.gz"]
+    for a, b in zip(lab, lab2):
+        assert (a.z == b.z).all() and np.allclose(a.frac, b.frac, atol=1e-6)
+        assert np.allclose(a.lattice, b.lattice, atol=1e-5) and np.allclose(a.site_dos, b.site_dos, atol=1e-6)
+
+
+def test_a_pack_whose_dos_block_does_not_match_its_atoms_is_refused(tmp_path, seed_lines):
+    path, _, _ = _write_pack(tmp_path, seed_lines)
+    with np.load(path) as d:
+        arrays = {k: d[k] for k in d.files}
+    arrays["dos"] = arrays["dos"][:-1]
+    np.savez(tmp_path / "broken.npz", **arrays)
+    with pytest.raises(ValueError, match="labelled atoms"):
+        data.load_pack(tmp_path / "broken.npz")
+
+
+def test_dos_augmentation_shifts_the_whole_crystal_alike_and_keeps_the_states(seed_lines):
+    g = np.asarray(seed_lines["L12-Au3Ni-chgnet"]["site_dos"], np.float32)
+    shifted = data.DOSAugment(shift_ev=0.2)(g, np.random.default_rng(1))
+    d = np.random.default_rng(1).uniform(-0.2, 0.2)
+    assert np.allclose(shifted, np.stack([dosmod.shift(r, d) for r in g]), atol=1e-5)
+    # the band centre of every site moves by the same d; states within the window are kept
+    for a, b in zip(g, shifted):
+        assert dosmod.band_centre(b) - dosmod.band_centre(a) == pytest.approx(d, abs=0.02)
+        assert dosmod.integrate(b) == pytest.approx(dosmod.integrate(a), rel=0.02)
+    scaled = data.DOSAugment(scale=0.1)(g, np.random.default_rng(2))
+    ratio = scaled.sum(1) / g.sum(1)
+    assert np.allclose(scaled / ratio[:, None], g, rtol=1e-4, atol=1e-6) and np.std(ratio) > 0
+    assert not data.DOSAugment().active()
+    b0 = data.collate(_entries(seed_lines, IDS[:2]), np.zeros(400), np.ones(400))
+    b1 = data.collate(_entries(seed_lines, IDS[:2]), np.zeros(400), np.ones(400), data.DOSAugment(0.2, 0.1),
+                      np.random.default_rng(0))
+    assert b0.dos.shape == b1.dos.shape and not torch.allclose(b0.dos, b1.dos)
+
+
+def test_training_from_a_pack_needs_neither_pymatgen_nor_the_shards(tmp_path, seed_lines):
+    """What the GPU round relies on: train and train-predictor from a pack, pymatgen unimportable."""
+    path, _, _ = _write_pack(tmp_path, seed_lines)
+    block = tmp_path / "block" / "pymatgen"
+    block.mkdir(parents=True)
+    (block / "__init__.py").write_text("raise ImportError('no pymatgen on this machine')\n")
+    code = f"""
+import sys; sys.path.insert(0, {str(tmp_path / 'block')!r})
+from dosmatgen_core.training import TrainConfig, train
+from dosmatgen_core.predictor import PredictorTrainConfig, train_predictor
+train(TrainConfig(run_dir={str(tmp_path / 'gen')!r}, pack={str(path)!r}, epochs=1, batch_size=4, epoch_size=8,
+                  threads=1, dos_shift_ev=0.1, dos_scale=0.05,
+                  model=dict(hidden=32, layers=2, n_freqs=4, time_dim=16, dos_hidden=32, types='d3pm')), log=print)
+train_predictor(PredictorTrainConfig(run_dir={str(tmp_path / 'pred')!r}, pack={str(path)!r}, epochs=2,
+                                     threads=1, model=dict(hidden=32, layers=2, dropout=0.1)), log=print)
+import pymatgen
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert "no pymatgen on this machine" in r.stderr, r.stderr[-2000:]     # the last line proves the block
+    assert "epoch 1:" in r.stdout and "predictor:" in r.stdout and "epoch 2:" in r.stdout, r.stdout
+    cfg = json.loads((tmp_path / "gen" / "config.json").read_text())
+    assert cfg["label_shards"] == ["seed-000.jsonl.gz"] and cfg["dos_shift_ev"] == 0.1
+    assert (tmp_path / "pred" / "heldout.json").exists() and (tmp_path / "gen" / "last.pt").exists()
+
+
+def test_predictor_ensemble_is_the_mean_of_its_members(tmp_path, seed_lines):
+    from dosmatgen_core.predictor import (PredictorConfig, SiteDOSPredictor, _graph_and_target,
+                                          export_predictor, load_predictor)
+    path, lab, _ = _write_pack(tmp_path, seed_lines)
+    runs, members = [], []
+    for k in range(2):
+        torch.manual_seed(k)
+        m = SiteDOSPredictor(PredictorConfig(hidden=32, layers=2)).eval()
+        run = tmp_path / f"p{k}"
+        run.mkdir()
+        torch.save({"ema": m.state_dict(), "epoch": 3, "config": {"hidden": 32, "layers": 2, "dropout": 0.0}},
+                   run / "last.pt")
+        runs.append(run)
+        members.append(m)
+    card = export_predictor(runs, tmp_path / "ens.pt", [], pack=str(path))
+    assert card["members"] == 2 and len(card["heldout_member_mae"]) == 2 and card["label_shards"] == ["seed-000.jsonl.gz"]
+    loaded = load_predictor(tmp_path / "ens.pt")
+    g, _ = _graph_and_target(lab[:3])
+    with torch.no_grad():
+        want = (members[0](g) + members[1](g)).numpy() / 2
+    got = np.concatenate(loaded.predict([(e.z, e.frac, e.lattice) for e in lab[:3]]))
+    assert np.allclose(got, want, atol=1e-5)
+    torch.save({"ema": SiteDOSPredictor(PredictorConfig(hidden=16, layers=2)).state_dict(), "epoch": 1,
+                "config": {"hidden": 16, "layers": 2, "dropout": 0.0}}, runs[1] / "last.pt")
+    with pytest.raises(ValueError, match="share one architecture"):
+        export_predictor(runs, tmp_path / "bad.pt", [], pack=str(path))
+
+
+def test_a_predictor_saved_before_dropout_existed_still_loads(tmp_path):
+    from dosmatgen_core.predictor import PredictorConfig, SiteDOSPredictor, _model_from_blob
+    m = SiteDOSPredictor(PredictorConfig(hidden=16, layers=2)).eval()
+    old = {k.replace("upd.3.", "upd.2.").replace("head.3.", "head.2."): v for k, v in m.state_dict().items()}
+    back = _model_from_blob({"config": {"hidden": 16, "layers": 2}, "state_dict": old})
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), m.state_dict().values()))

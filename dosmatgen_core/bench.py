@@ -450,3 +450,33 @@ def semi_supervised_gain(state_a: str | Path, state_b: str | Path, entries, name
     a, b_ = out[names[0]]["loss"], out[names[1]]["loss"]
     out["relative_gain"] = (b_ - a) / b_
     return out
+
+
+def bench_predictors(run_dirs, pack: str = "", label_dirs=(), compare=()) -> dict:
+    """Held-out error of predictor runs, one by one and as ensembles of the runs that differ only
+    in their seed (run names NAME-SEED), next to already shipped predictor files (`compare`)."""
+    import re
+
+    import torch
+
+    from . import data as datamod
+    from .predictor import _labelled, _model_from_blob, heldout_metrics, load_predictor
+    val = [e for e in _labelled(label_dirs, pack) if datamod.is_validation(e.material_id, 0.15)]
+    if not val:
+        raise ValueError("no held-out labelled structures (the predictor's 15 % split) to score on")
+    brief = lambda m: {"mae": m["all"]["mae"], "cosine": m["all"]["cosine"], "d_block_mae": m.get("d-block", {}).get("mae")}
+    res = {"n_heldout_structures": len(val), "n_heldout_sites": sum(len(e.z) for e in val),
+           "runs": {}, "ensembles": {}, "compare": {}}
+    groups: dict = {}
+    for d in map(Path, run_dirs):
+        st = torch.load(d / "last.pt", map_location="cpu", weights_only=True)
+        res["runs"][d.name] = {"config": st["config"], "epoch": int(st["epoch"]),
+                               **brief(heldout_metrics(_model_from_blob({"config": st["config"], "state_dict": st["ema"]}), val))}
+        groups.setdefault(re.sub(r"-\d+$", "", d.name), []).append(st)
+    for name, states in groups.items():
+        if len(states) > 1:
+            model = _model_from_blob({"config": states[0]["config"], "members": [s["ema"] for s in states]})
+            res["ensembles"][name] = {"members": len(states), **brief(heldout_metrics(model, val))}
+    for path in compare:
+        res["compare"][str(path)] = brief(heldout_metrics(load_predictor(path).model, val))
+    return res

@@ -87,7 +87,8 @@ def _train_predictor(args) -> int:
                                threads=args.threads, max_minutes=args.max_minutes, seed=args.seed,
                                lr=args.lr, weight_decay=args.weight_decay, device=args.device,
                                pack=args.pack or "",
-                               model={"hidden": args.hidden, "layers": args.layers, "dropout": args.dropout})
+                               model={"hidden": args.hidden, "layers": args.layers, "dropout": args.dropout,
+                                      "chgnet": args.chgnet})
     run = train_predictor(cfg, log=lambda m: print(m, flush=True))
     if args.export:
         print(json.dumps(export_predictor(run, args.export, labels, pack=args.pack or ""), indent=2))
@@ -133,6 +134,9 @@ def _bench(args) -> int:
     elif args.what == "generate":
         res = bench.bench_generate(n=args.n, steps=args.steps, quick=args.quick, guidance=args.guidance,
                                    lattice_guidance=args.lattice_guidance, timing_only=args.timing_only)
+    elif args.what == "predictors":
+        res = bench.bench_predictors(args.run_dir or [], pack=args.pack or "", label_dirs=[str(LABEL_DIR)],
+                                     compare=args.compare or [])
     elif args.what == "models":
         res = bench.bench_models(args.model or ["assets/denoiser.pt"], n=args.n, steps=args.steps,
                                  guidance=args.guidance, on=args.on, n_sites=args.sites)
@@ -323,6 +327,7 @@ def main(argv=None) -> int:
     tp.add_argument("--hidden", type=int, default=128)
     tp.add_argument("--layers", type=int, default=3)
     tp.add_argument("--dropout", type=float, default=0.0)
+    tp.add_argument("--chgnet", action="store_true", help="also read CHGNet's pretrained atom features")
     tp.set_defaults(func=_train_predictor)
 
     xp = sub.add_parser("export-predictor", help="ship one predictor run, or several as an ensemble")
@@ -333,7 +338,7 @@ def main(argv=None) -> int:
     xp.set_defaults(func=_export_predictor)
 
     be = sub.add_parser("bench", help="benchmarks, written as JSON under bench/")
-    be.add_argument("what", choices=["label", "generate", "evaluate", "models", "dft", "guidance"])
+    be.add_argument("what", choices=["label", "generate", "evaluate", "models", "dft", "guidance", "predictors"])
     be.add_argument("--n", type=int, default=6, help="structures (label), candidates per case (generate) or per site and kind (dft)")
     be.add_argument("--skip", type=int, default=20, help="label: skip this many of the cheapest seed entries")
     be.add_argument("--workers", type=int, default=2)
@@ -347,6 +352,9 @@ def main(argv=None) -> int:
     be.add_argument("--site", type=int, default=None, help="evaluate: its site (default its Ni site)")
     be.add_argument("--n-atoms", type=int, default=4, help="evaluate: atoms per candidate")
     be.add_argument("--model", action="append", help="models: a checkpoint to score (repeat; default assets/denoiser.pt)")
+    be.add_argument("--run-dir", action="append", help="predictors: a predictor run (NAME-SEED runs also form ensembles)")
+    be.add_argument("--compare", action="append", help="predictors: a shipped predictor file to score alongside")
+    be.add_argument("--pack", default=None, help="predictors: labels from a pack (dosmatgen pack)")
     be.add_argument("--on", choices=["bench", "tuning"], default="bench",
                     help="models: score the bench's held-out sites or the disjoint tuning sites")
     be.add_argument("--sites", type=int, default=4, help="dft: held-out reference sites (guidance: tuning sites, use 24)")

@@ -86,10 +86,37 @@ class Graph:
     dist: torch.Tensor     # (E,)
     batch: torch.Tensor    # (N,)
     n_graphs: int
+    fea: torch.Tensor | None = None   # (N, 64) CHGNet atom features, for models that read them
 
     def to(self, device) -> "Graph":
         return Graph(self.z.to(device), self.src.to(device), self.dst.to(device), self.dist.to(device),
-                     self.batch.to(device), self.n_graphs)
+                     self.batch.to(device), self.n_graphs, None if self.fea is None else self.fea.to(device))
+
+
+CHGNET_FEA = 64
+
+
+def chgnet_atom_features(crystals) -> list[np.ndarray]:
+    """Per-atom features of the pretrained CHGNet (its last atom layer, 64 numbers per atom): a
+    description of each atom's environment learnt from ~1.5 M DFT calculations (energies, forces,
+    magnetic moments), which a few hundred DOS labels could never teach."""
+    import warnings
+
+    from pymatgen.core import Structure
+
+    from .stability import chgnet
+    crystals = list(crystals)
+    if not crystals:
+        return []
+    model = chgnet()
+    model.graph_converter.set_isolated_atom_response("ignore")   # sparse candidates still get features
+    structs = [Structure(np.asarray(lat), [int(z) for z in numbers], np.mod(frac, 1.0))
+               for numbers, frac, lat in crystals]
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        out = model.predict_structure(structs, task="e", return_atom_feas=True, batch_size=32)
+    out = [out] if isinstance(out, dict) else out
+    return [np.asarray(o["atom_fea"], np.float32).reshape(len(s), CHGNET_FEA) for o, s in zip(out, structs)]
 
 
 def neighbour_graph(numbers, frac, lattice, cutoff: float = CUTOFF):
@@ -101,9 +128,9 @@ def neighbour_graph(numbers, frac, lattice, cutoff: float = CUTOFF):
     return i.astype(np.int64), j.astype(np.int64), d.astype(np.float32)
 
 
-def collate_graphs(crystals, neighbours=None) -> Graph:
+def collate_graphs(crystals, neighbours=None, features=None) -> Graph:
     """crystals: iterable of (numbers, frac, lattice); neighbours: their neighbour_graph results,
-    if already known (training reuses them every epoch)."""
+    if already known (training reuses them every epoch); features: their CHGNet atom features."""
     zs, srcs, dsts, ds, bs = [], [], [], [], []
     off = 0
     for k, (numbers, frac, lattice) in enumerate(crystals):
@@ -116,7 +143,7 @@ def collate_graphs(crystals, neighbours=None) -> Graph:
         off += len(numbers)
     cat = lambda xs, dt: torch.from_numpy(np.concatenate(xs).astype(dt)) if xs else torch.zeros(0)
     return Graph(cat(zs, np.int64), cat(srcs, np.int64), cat(dsts, np.int64), cat(ds, np.float32),
-                 cat(bs, np.int64), len(zs))
+                 cat(bs, np.int64), len(zs), None if features is None else cat(list(features), np.float32))
 
 
 @dataclass
@@ -124,6 +151,7 @@ class PredictorConfig:
     hidden: int = 128
     layers: int = 3
     dropout: float = 0.0
+    chgnet: bool = False      # also read CHGNet's atom features (chgnet_atom_features)
 
 
 class ConvLayer(nn.Module):
@@ -148,6 +176,8 @@ class SiteDOSPredictor(nn.Module):
         self.register_buffer("elem", torch.from_numpy(element_table()))
         self.embed = nn.Embedding(N_Z + 1, h)
         self.feat = nn.Linear(self.elem.shape[1], h)
+        if cfg.chgnet:
+            self.fea_in = nn.Sequential(nn.LayerNorm(CHGNET_FEA), nn.Linear(CHGNET_FEA, h))
         self.register_buffer("centres", torch.linspace(0.0, CUTOFF, N_RBF))
         self.layers = nn.ModuleList([ConvLayer(h, cfg.dropout) for _ in range(cfg.layers)])
         self.head = nn.Sequential(nn.Linear(h, 2 * h), nn.SiLU(), nn.Dropout(cfg.dropout), nn.Linear(2 * h, dosmod.NPTS))
@@ -155,6 +185,10 @@ class SiteDOSPredictor(nn.Module):
     def forward(self, g: Graph) -> torch.Tensor:
         """Predicted DOS (N, 400), non-negative."""
         h = self.embed(g.z) + self.feat(self.elem[g.z])
+        if self.cfg.chgnet:
+            if g.fea is None:
+                raise ValueError("this predictor reads CHGNet atom features: build the graph with them")
+            h = h + self.fea_in(g.fea)
         width = self.centres[1] - self.centres[0]
         rbf = torch.exp(-((g.dist[:, None] - self.centres) / width) ** 2)
         env = 0.5 * (torch.cos(math.pi * g.dist / CUTOFF) + 1)          # smooth cutoff
@@ -199,14 +233,16 @@ def _batches(entries, bs, rng):
         yield [entries[j] for j in order[i:i + bs]]
 
 
-def _graph_and_target(chunk, nbr_cache: dict | None = None):
+def _graph_and_target(chunk, nbr_cache: dict | None = None, fea: dict | None = None):
+    """fea: CHGNet atom features by material_id, for models that read them."""
     nbrs = None
     if nbr_cache is not None:
         for e in chunk:
             if e.material_id not in nbr_cache:
                 nbr_cache[e.material_id] = neighbour_graph(e.z, e.frac, e.lattice)
         nbrs = [nbr_cache[e.material_id] for e in chunk]
-    g = collate_graphs([(e.z, e.frac, e.lattice) for e in chunk], nbrs)
+    g = collate_graphs([(e.z, e.frac, e.lattice) for e in chunk], nbrs,
+                       None if fea is None else [fea[e.material_id] for e in chunk])
     y = torch.from_numpy(np.concatenate([e.site_dos for e in chunk]).astype(np.float32))
     return g, y
 
@@ -218,9 +254,10 @@ def heldout_metrics(model, entries) -> dict:
         return {}
     model.eval()
     preds, ys, fams = [], [], []
+    fea = _features_for(entries) if model.cfg.chgnet else None
     with torch.no_grad():
         for i in range(0, len(entries), 32):
-            g, y = _graph_and_target(entries[i:i + 32])
+            g, y = _graph_and_target(entries[i:i + 32], fea=fea)
             preds.append(model(g.to(_device_of(model))).cpu().numpy())
             ys.append(y.numpy())
             fams += [family(z) for e in entries[i:i + 32] for z in e.z]
@@ -235,6 +272,11 @@ def heldout_metrics(model, entries) -> dict:
                      "mae_ef2": float(np.mean([dosmod.mae_near_ef(a, b) for a, b in zip(y[sel], p[sel])])),
                      "cosine": float(np.mean([dosmod.cosine(a, b) for a, b in zip(y[sel], p[sel])]))}
     return out
+
+
+def _features_for(entries) -> dict:
+    return dict(zip((e.material_id for e in entries),
+                    chgnet_atom_features([(e.z, e.frac, e.lattice) for e in entries])))
 
 
 def _device_of(model) -> torch.device:
@@ -278,6 +320,7 @@ def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
     if not logp.exists():
         logp.write_text("epoch,train_mae,val_mae,val_cosine,seconds\n")
     nbr_cache: dict = {}      # neighbour lists are fixed per structure: built once
+    fea = _features_for(tr) if model.cfg.chgnet else None
     t_start = time.time()
     while epoch < cfg.epochs:
         t0 = time.time()
@@ -285,7 +328,7 @@ def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
         model.train()
         tot, n = 0.0, 0
         for chunk in _batches(tr, cfg.batch_size, rng):
-            g, y = _graph_and_target(chunk, nbr_cache)
+            g, y = _graph_and_target(chunk, nbr_cache, fea)
             g, y = g.to(cfg.device), y.to(cfg.device)
             loss = (model(g) - y).abs().mean()
             opt.zero_grad()
@@ -376,8 +419,9 @@ class LoadedPredictor:
         crystals = list(crystals)
         if not crystals:
             return []
+        fea = chgnet_atom_features(crystals) if self.model.cfg.chgnet else None
         with torch.no_grad():
-            g = collate_graphs(crystals)
+            g = collate_graphs(crystals, features=fea)
             p = self.model(g).numpy()
         out, off = [], 0
         for numbers, _, _ in crystals:

@@ -25,7 +25,10 @@ RELAX_FMAX = 0.1      # eV/Å: capped relaxation, enough to take a candidate to 
 @lru_cache(maxsize=1)
 def chgnet():
     """The pretrained CHGNet shipped inside the chgnet wheel (no download)."""
-    with warnings.catch_warnings():
+    import contextlib
+    import io
+    # CHGNet.load prints its banner even with verbose=False: keep stdout clean for JSON output
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         from chgnet.model import CHGNet
         return CHGNet.load(verbose=False)

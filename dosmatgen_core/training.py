@@ -47,6 +47,7 @@ class TrainConfig:
     dos_shift_ev: float = 0.0      # conditioning-DOS augmentation (data.DOSAugment)
     dos_scale: float = 0.0
     label_shards: list = field(default_factory=list)   # filled in at start: the shards trained on
+    init_from_card: dict = field(default_factory=dict) # the warm-start model's sha256, epochs, steps
     model: dict = field(default_factory=lambda: DenoiserConfig().to_dict())
 
 
@@ -177,7 +178,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
     if st is not None:
         cfg.model = DenoiserConfig(**st["config"]).to_dict()     # a resumed run keeps its architecture
         if not cfg.init_from and (run / "config.json").exists():  # ... and its provenance
-            cfg.init_from = json.loads((run / "config.json").read_text()).get("init_from", "")
+            old = json.loads((run / "config.json").read_text())
+            cfg.init_from, cfg.init_from_card = old.get("init_from", ""), old.get("init_from_card", {})
     model = Denoiser(DenoiserConfig(**cfg.model)).to(device)
     ema = copy.deepcopy(model).eval()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -200,6 +202,10 @@ def train(cfg: TrainConfig, log=print) -> Path:
         log(f"resumed at epoch {epoch}, step {step}")
     elif cfg.init_from:
         mean, std, fresh = warm_start(model, cfg.init_from)
+        card = Path(cfg.init_from).with_suffix(".card.json")
+        if card.exists():    # the file may be replaced later (it is the shipped model): keep who it was
+            c = json.loads(card.read_text())
+            cfg.init_from_card = {k: c.get(k) for k in ("sha256", "epoch", "steps", "date")}
         ema.load_state_dict(model.state_dict())
         log(f"warm start from {cfg.init_from}; fresh: {', '.join(fresh) or 'nothing'}")
     aug = datamod.DOSAugment(cfg.dos_shift_ev, cfg.dos_scale)
@@ -292,7 +298,8 @@ def export(run_dir: str | Path, out_path: str | Path, use_best: bool = True) -> 
             "label_shards": shards, "structure_tables": [Path(c).parent.name + "/" + Path(c).name for c in cfg["csvs"]],
             "labelled_only": cfg["labelled_only"], "config": st["config"],
             "type_diffusion": st["config"].get("types", "continuous"), "run_dir": str(cfg["run_dir"]),
-            "warm_start": Path(cfg["init_from"]).name if cfg.get("init_from") else None,
+            "warm_start": ({"file": Path(cfg["init_from"]).name, **cfg.get("init_from_card", {})}
+                           if cfg.get("init_from") else None),
             "train": {k: cfg[k] for k in ("batch_size", "lr", "ema", "p_uncond", "p_atom", "labelled_share")
                       + ("dos_shift_ev", "dos_scale") if k in cfg}}
     return save_model(out_path, model, mean, std, card)

@@ -85,3 +85,18 @@ def test_generate_timing_only_returns_the_wall_time_alone():
     res = bench.bench_generate(n=2, steps=5, timing_only=True)
     assert res["wall_seconds_masked_4to7"]["candidates"] == 2 and res["wall_seconds_masked_4to7"]["seconds"] > 0
     assert "heldout_sites" not in res and "au3ni_ni_site" not in res
+
+
+def test_bench_models_scores_each_checkpoint_on_the_chosen_sites(monkeypatch, resources):
+    """Two checkpoints on two tuning sites: each gets its own scores, and the sites are the tuning
+    ones, not the bench's (monkeypatched to a small count so it runs in seconds)."""
+    monkeypatch.setattr(bench, "_resources", lambda: resources)
+    _, _, db, _ = resources
+    two = bench.tuning_sites(db, 2)
+    monkeypatch.setattr(bench, "tuning_sites", lambda db_, n: two)
+    res = bench.bench_models(["assets/denoiser.pt", "assets/denoiser.pt"], n=10, steps=10, on="tuning")
+    assert res["sites"] == "tuning" and res["n_sites"] == 2
+    (name, r), = res["models"].items()                      # the same file twice: one entry
+    assert name == "denoiser.pt" and r["ratio"] == pytest.approx(r["conditional_mae"] / r["unconditional_mae"])
+    with pytest.raises(ValueError, match="bench.*tuning"):
+        bench.bench_models(["assets/denoiser.pt"], on="train")

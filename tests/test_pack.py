@@ -12,7 +12,8 @@ import torch
 from dosmatgen_core import data, dos as dosmod
 from dosmatgen_core.structures import atoms_from_cif
 
-IDS = ["mp-22905", "mp-23259", "mp-522", "L12-Au3Ni-chgnet", "mp-1941", "mp-406"]
+IDS = ["mp-22905", "mp-23259", "mp-522", "L12-Au3Ni-chgnet", "mp-1941", "mp-406", "mp-1902", "mp-2201"]
+# the last two fall in the predictor's held-out 15 %
 
 
 def _entries(seed_lines, ids=IDS):
@@ -127,3 +128,53 @@ def test_a_predictor_saved_before_dropout_existed_still_loads(tmp_path):
     old = {k.replace("upd.3.", "upd.2.").replace("head.3.", "head.2."): v for k, v in m.state_dict().items()}
     back = _model_from_blob({"config": {"hidden": 16, "layers": 2}, "state_dict": old})
     assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), m.state_dict().values()))
+
+
+def test_bench_predictors_scores_runs_and_their_seed_ensembles(tmp_path, seed_lines):
+    from dosmatgen_core import bench
+    from dosmatgen_core.predictor import PredictorConfig, SiteDOSPredictor
+    path, _, _ = _write_pack(tmp_path, seed_lines)
+    runs = []
+    for name in ("a-0", "a-1", "b-0"):
+        torch.manual_seed(len(runs))
+        run = tmp_path / name
+        run.mkdir()
+        torch.save({"ema": SiteDOSPredictor(PredictorConfig(hidden=16, layers=2)).state_dict(), "epoch": 1,
+                    "config": {"hidden": 16, "layers": 2, "dropout": 0.0}}, run / "last.pt")
+        runs.append(run)
+    res = bench.bench_predictors(runs, pack=str(path))
+    assert set(res["runs"]) == {"a-0", "a-1", "b-0"} and set(res["ensembles"]) == {"a"}   # b has one seed
+    assert res["ensembles"]["a"]["members"] == 2 and res["n_heldout_structures"] == 2
+    assert all(r["mae"] > 0 for r in res["runs"].values())
+    lab, _, _ = data.load_pack(path)
+    data.save_pack(tmp_path / "train-only.npz", [e for e in lab if not data.is_validation(e.material_id, 0.15)], [], {})
+    with pytest.raises(ValueError, match="no held-out"):
+        bench.bench_predictors(runs, pack=str(tmp_path / "train-only.npz"))
+
+
+def test_chgnet_feature_predictor_is_permutation_equivariant_and_rotation_invariant(tmp_path, seed_lines):
+    """A predictor that reads CHGNet's atom features, shipped and loaded as the app loads it:
+    reordering the atoms reorders its site DOS; rotating the cell (same crystal) changes nothing."""
+    from dosmatgen_core.predictor import (CHGNET_FEA, PredictorConfig, SiteDOSPredictor,
+                                          chgnet_atom_features, export_predictor, load_predictor)
+    path, lab, _ = _write_pack(tmp_path, seed_lines)
+    torch.manual_seed(0)
+    run = tmp_path / "chg"
+    run.mkdir()
+    cfg = {"hidden": 16, "layers": 2, "dropout": 0.0, "chgnet": True}
+    torch.save({"ema": SiteDOSPredictor(PredictorConfig(**cfg)).state_dict(), "epoch": 1, "config": cfg},
+               run / "last.pt")
+    export_predictor(run, tmp_path / "chg.pt", [], pack=str(path))
+    pred = load_predictor(tmp_path / "chg.pt")
+    e = next(x for x in lab if x.material_id == "L12-Au3Ni-chgnet")
+    (f,) = chgnet_atom_features([(e.z, e.frac, e.lattice)])
+    assert f.shape == (len(e.z), CHGNET_FEA) and np.isfinite(f).all()
+    perm = np.array([2, 0, 3, 1])
+    rot = np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])        # 90° about z
+    base, permuted, rotated = pred.predict([(e.z, e.frac, e.lattice), (e.z[perm], e.frac[perm], e.lattice),
+                                            (e.z, e.frac, e.lattice @ rot.T)])
+    assert np.allclose(permuted, base[perm], atol=1e-4)
+    assert np.allclose(rotated, base, atol=1e-4)
+    with pytest.raises(ValueError, match="CHGNet atom features"):
+        from dosmatgen_core.predictor import collate_graphs
+        pred.model(collate_graphs([(e.z, e.frac, e.lattice)]))

@@ -37,6 +37,7 @@ def test_warm_started_d3pm_run_resumes_and_exports_a_loadable_model(tmp_path, se
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert len(rows) == 3 and all(np.isfinite(float(x)) for x in rows[-1].split(",")[2:6])   # train losses (no validation ids here)
     card = export(tmp_path / "run", tmp_path / "out.pt", use_best=False)
-    assert card["type_diffusion"] == "d3pm" and card["epoch"] == 2 and card["warm_start"] == "src.pt"
+    assert card["type_diffusion"] == "d3pm" and card["epoch"] == 2 and card["warm_start"]["file"] == "src.pt"
+    assert card["warm_start"]["sha256"] == json.loads((tmp_path / "src.card.json").read_text())["sha256"]
     loaded = load_model(tmp_path / "out.pt")
     assert loaded.model.cfg.types == "d3pm" and loaded.sha256 == card["sha256"]

@@ -480,3 +480,33 @@ def bench_predictors(run_dirs, pack: str = "", label_dirs=(), compare=()) -> dic
     for path in compare:
         res["compare"][str(path)] = brief(heldout_metrics(load_predictor(path).model, val))
     return res
+
+
+def bench_validation_loss(paths, pack: str = "", label_dirs=(), csvs=()) -> dict:
+    """The training loss (fixed noise draw) of shipped checkpoints on the generator's validation
+    crystals, all of them and the labelled ones with their DOS as condition: the same numbers the
+    training log reports, for models from different runs on one footing."""
+    from . import data as datamod
+    from .checkpoint import load_model
+    from .model.diffusion import Schedules
+    from .training import evaluate
+    if pack:
+        lab, unl, meta = datamod.load_pack(pack)
+        shards = meta.get("label_shards", [])
+    else:
+        lab = datamod.load_labelled(label_dirs)
+        unl = datamod.merge(lab, datamod.load_unlabelled(csvs, cache_dir=Path("data/cache")))[len(lab):]
+        shards = datamod.label_shard_names(label_dirs)
+    val = [e for e in lab + unl if datamod.is_validation(e.material_id)]
+    val_lab = [e for e in val if e.site_dos is not None]
+    sch = Schedules.make()
+    res = {"machine": machine(), "n_validation": len(val), "n_validation_labelled": len(val_lab),
+           "label_shards": shards, "models": {}}
+    for path in paths:
+        m = load_model(path)
+        res["models"][str(path)] = {
+            "epoch": m.card.get("epoch"), "steps": m.card.get("steps"), "sha256": m.sha256,
+            "train": m.card.get("train"),
+            "val_loss": evaluate(m.model, val, m.dos_mean, m.dos_std, sch, "cpu"),
+            "val_labelled_loss": evaluate(m.model, val_lab, m.dos_mean, m.dos_std, sch, "cpu")}
+    return res

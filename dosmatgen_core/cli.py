@@ -137,6 +137,9 @@ def _bench(args) -> int:
     elif args.what == "predictors":
         res = bench.bench_predictors(args.run_dir or [], pack=args.pack or "", label_dirs=[str(LABEL_DIR)],
                                      compare=args.compare or [])
+    elif args.what == "val-loss":
+        res = bench.bench_validation_loss(args.model or ["assets/denoiser.pt"], pack=args.pack or "",
+                                          label_dirs=[str(LABEL_DIR)], csvs=[str(c) for c in MP_CSVS])
     elif args.what == "models":
         res = bench.bench_models(args.model or ["assets/denoiser.pt"], n=args.n, steps=args.steps,
                                  guidance=args.guidance, on=args.on, n_sites=args.sites)
@@ -338,7 +341,7 @@ def main(argv=None) -> int:
     xp.set_defaults(func=_export_predictor)
 
     be = sub.add_parser("bench", help="benchmarks, written as JSON under bench/")
-    be.add_argument("what", choices=["label", "generate", "evaluate", "models", "dft", "guidance", "predictors"])
+    be.add_argument("what", choices=["label", "generate", "evaluate", "models", "dft", "guidance", "predictors", "val-loss"])
     be.add_argument("--n", type=int, default=6, help="structures (label), candidates per case (generate) or per site and kind (dft)")
     be.add_argument("--skip", type=int, default=20, help="label: skip this many of the cheapest seed entries")
     be.add_argument("--workers", type=int, default=2)

@@ -26,7 +26,8 @@ log = studio.ROOT / gen_card.get("run_dir", "runs/train/main") / "log.csv"
 if log.exists():
     df = pd.read_csv(log)
     st.subheader(f"Training curve ({gen_card.get('type_diffusion', 'continuous')} atom types)")
-    st.line_chart(df.set_index("epoch")[["train_loss", "val_loss"]])
+    # val_labelled_loss is the conditional branch's health: it rises when labels are memorised
+    st.line_chart(df.set_index("epoch")[[c for c in ("train_loss", "val_loss", "val_labelled_loss") if c in df]])
 st.subheader("Benchmarks")
 bench_dir = studio.ROOT / "bench"
 files = sorted(bench_dir.glob("*.json")) if bench_dir.exists() else []

@@ -178,3 +178,12 @@ def test_chgnet_feature_predictor_is_permutation_equivariant_and_rotation_invari
     with pytest.raises(ValueError, match="CHGNet atom features"):
         from dosmatgen_core.predictor import collate_graphs
         pred.model(collate_graphs([(e.z, e.frac, e.lattice)]))
+
+
+def test_bench_val_loss_scores_checkpoints_on_the_generators_validation_crystals(tmp_path, seed_lines):
+    from dosmatgen_core import bench
+    path, _, _ = _write_pack(tmp_path, seed_lines)          # mp-2201 is in the generator's 5 % split
+    res = bench.bench_validation_loss(["assets/denoiser.pt"], pack=str(path))
+    assert res["n_validation"] == 1 and res["n_validation_labelled"] == 1
+    r = res["models"]["assets/denoiser.pt"]
+    assert np.isfinite(r["val_loss"]) and np.isfinite(r["val_labelled_loss"]) and r["sha256"]

@@ -21,11 +21,17 @@ VOLUME_PER_ATOM = (5.0, 80.0)  # Å³ per atom: from dense oxides to alkali meta
 
 
 def min_distance(s: Structure) -> float:
-    """Shortest interatomic distance with periodic images (a one-atom cell: its shortest lattice vector)."""
+    """Shortest interatomic distance with periodic images, an atom's own images included (the
+    shortest lattice translation: a generated cell can repeat every 0.7 Å while its distinct
+    atoms stay apart; DiffCSP's check misses that)."""
+    try:
+        shortest = float(min(s.lattice.get_niggli_reduced_lattice().abc))
+    except ValueError:          # pymatgen gives up on some near-singular cells: LLL still bounds it
+        shortest = float(min(s.lattice.get_lll_reduced_lattice().abc))
     if len(s) == 1:
-        return float(min(s.lattice.abc))
+        return shortest
     d = s.distance_matrix
-    return float(d[~np.eye(len(s), dtype=bool)].min())
+    return min(float(d[~np.eye(len(s), dtype=bool)].min()), shortest)
 
 
 def charge_neutral(s: Structure) -> tuple[bool, str]:

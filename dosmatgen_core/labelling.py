@@ -119,6 +119,13 @@ def gpaw_site_dos(atoms, recipe: Recipe = SEED_RECIPE, txt=None) -> dict:
             "total_dos": total, "n_kpts": nk, "seconds": round(time.perf_counter() - t0, 1)}
 
 
+MIN_TRANSLATION = 1.5   # Å: no real crystal repeats closer (bcc Li: 3.0, diamond's primitive cell: 2.5)
+
+
+def _well_shaped(s) -> bool:
+    return all(30.0 <= a <= 150.0 for a in s.lattice.angles)
+
+
 def label_structure(material_id: str, cif: str, recipe: Recipe = SEED_RECIPE, keep_cell: bool = False) -> dict:
     """One label line in the seed format, or a line with `failed` and the reason.
 
@@ -130,7 +137,14 @@ def label_structure(material_id: str, cif: str, recipe: Recipe = SEED_RECIPE, ke
         bad = set(elements_of(s)) - supported_elements()
         if bad:
             raise StructureError(f"{material_id}: no GPAW data or excluded element(s): {sorted(bad)}")
-        atoms = to_atoms(s) if keep_cell else niggli_atoms(s)
+        reduced = niggli_atoms(s)             # same sites, same order
+        shortest = float(min(np.linalg.norm(reduced.cell.array, axis=1)))
+        if shortest < MIN_TRANSLATION:
+            raise StructureError(f"{material_id}: the shortest lattice translation is {shortest:.2f} Å, so every "
+                                 f"atom sits that close to its own periodic image; not a crystal to calculate")
+        # a generated cell can be valid yet so skewed (angles near 0° or 180°) that GPAW's
+        # finite-difference stencil outgrows it: calculate its Niggli cell then (same sites)
+        atoms = to_atoms(s) if keep_cell and _well_shaped(s) else reduced
         formula = atoms.get_chemical_formula(mode="hill", empirical=False)
         cell_cif = atoms_to_cif(atoms)
         # Label in the order ase.io.read gives for the CIF we store, so rows match sites.

@@ -82,3 +82,19 @@ def test_predictor_trained_briefly_beats_the_mean(seed_lines):
     mean_mae = (y.mean(0, keepdim=True) - y).abs().mean().item()
     assert mae < 0.7 * mean_mae, (mae, mean_mae)
     assert (model(g) >= 0).all()
+
+
+def test_a_cell_that_repeats_every_0_69_angstrom_is_not_valid_and_is_not_sent_to_gpaw():
+    """A generated cell seen in the DFT check: a = 2.49 Å, b = 1.84 Å at 174°, so a + b is 0.69 Å
+    long; the two atoms stay 2 Å apart, but each sits 0.69 Å from its own image."""
+    from pymatgen.core import Lattice, Structure
+
+    from dosmatgen_core.labelling import label_structure
+    from dosmatgen_core.structures import atoms_to_cif, to_atoms
+    s = Structure(Lattice.from_parameters(2.49, 1.84, 5.45, 93.2, 90.5, 174.1), ["Pt", "P"],
+                  [[0, 0, 0], [0.5, 0.5, 0.4]])
+    a, b = s.lattice.matrix[:2]
+    assert evaluate.min_distance(s) == pytest.approx(np.linalg.norm(a + b), abs=1e-3)
+    assert not evaluate.validity(s)["structurally_valid"] or evaluate.min_distance(s) >= 0.5
+    line = label_structure("degenerate", atoms_to_cif(to_atoms(s)), keep_cell=True)
+    assert "shortest lattice translation is 0.69 Å" in line["failed"]

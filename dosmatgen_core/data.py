@@ -8,13 +8,12 @@ A parsed copy is cached under data/cache/ (git-ignored), keyed by the inputs' si
 from __future__ import annotations
 
 import hashlib
+import json
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
-
-import json
 
 import numpy as np
 import torch

@@ -43,10 +43,7 @@ with st.sidebar:
     st.markdown("### DOSMatGen Studio")
     st.caption(f"Device: **{studio.device_label()}**")
     if model:
-        c = model.card
-        st.caption(f"Generator: epoch {c.get('epoch')}, {c.get('n_labelled_structures')} labelled + "
-                   f"{c.get('n_train', 0) - c.get('n_labelled_structures', 0)} unlabelled structures, "
-                   f"{c.get('type_diffusion', 'continuous')} atom types ({c.get('date')})")
+        st.caption(studio.model_summary(model.card))
     if predictor:
         h = predictor.card.get("heldout", {}).get("all", {})
         st.caption(f"Site-DOS predictor: held-out MAE {h.get('mae', float('nan')):.3f} states/eV, "

@@ -58,3 +58,15 @@ def shape_target(g: np.ndarray, shift: float = 0.0, scale: float = 1.0, smear: f
     if smear > 0:
         out = dosmod.smear(out, smear)
     return np.clip(out, 0, None)
+
+
+def model_summary(card: dict) -> str:
+    """One line on the shipped generator; a fine-tune counts its source model's steps too."""
+    steps = int(card.get("steps") or 0)
+    ws = card.get("warm_start")
+    total = steps + int(ws.get("steps") or 0) if isinstance(ws, dict) else steps
+    n_lab = card.get("n_labelled_structures") or 0
+    how = (f"{total / 1000:.1f}k steps ({steps / 1000:.1f}k of them fine-tuning)" if total != steps
+           else f"epoch {card.get('epoch')}, {steps / 1000:.1f}k steps")
+    return (f"Generator: {how}; {n_lab} labelled + {(card.get('n_train') or 0) - n_lab} unlabelled "
+            f"structures, {card.get('type_diffusion', 'continuous')} atom types ({card.get('date')})")

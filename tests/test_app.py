@@ -118,3 +118,12 @@ def test_a_finished_run_survives_a_reload(tmp_path, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     assert "6 · Results" in [h.value for h in at.header]
     assert any(run["id"] in c.value for c in at.caption)
+
+
+def test_model_summary_counts_the_source_models_steps_for_a_fine_tune():
+    card = {"epoch": 33, "steps": 9009, "n_labelled_structures": 962, "n_train": 17409, "date": "2026-11-26",
+            "type_diffusion": "d3pm", "warm_start": {"file": "denoiser.pt", "steps": 14742}}
+    line = studio.model_summary(card)
+    assert "23.8k steps (9.0k of them fine-tuning)" in line and "962 labelled + 16447 unlabelled" in line
+    card.pop("warm_start")
+    assert "epoch 33, 9.0k steps" in studio.model_summary(card)

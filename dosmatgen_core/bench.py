@@ -304,7 +304,7 @@ def bench_models(paths, n: int = 50, steps: int = 250, guidance: float = 1.0, se
         loaded = load_model(path)
         t = time.perf_counter()
         sc = heldout_scores(loaded, predictor, db, sites, m=m, steps=steps, guidance=guidance, seed=seed)
-        res["models"][Path(path).name] = {
+        res["models"][str(path)] = {    # the path: two runs may both ship a denoiser.pt
             "file": str(path), "type_diffusion": loaded.card.get("type_diffusion"),
             "epoch": loaded.card.get("epoch"), "steps": loaded.card.get("steps"), "sha256": loaded.sha256,
             "train": loaded.card.get("train"),

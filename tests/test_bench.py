@@ -97,6 +97,6 @@ def test_bench_models_scores_each_checkpoint_on_the_chosen_sites(monkeypatch, re
     res = bench.bench_models(["assets/denoiser.pt", "assets/denoiser.pt"], n=10, steps=10, on="tuning")
     assert res["sites"] == "tuning" and res["n_sites"] == 2
     (name, r), = res["models"].items()                      # the same file twice: one entry
-    assert name == "denoiser.pt" and r["ratio"] == pytest.approx(r["conditional_mae"] / r["unconditional_mae"])
+    assert name == "assets/denoiser.pt" and r["ratio"] == pytest.approx(r["conditional_mae"] / r["unconditional_mae"])
     with pytest.raises(ValueError, match="bench.*tuning"):
         bench.bench_models(["assets/denoiser.pt"], on="train")

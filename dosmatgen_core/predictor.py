@@ -247,14 +247,15 @@ def _graph_and_target(chunk, nbr_cache: dict | None = None, fea: dict | None = N
     return g, y
 
 
-def heldout_metrics(model, entries) -> dict:
+def heldout_metrics(model, entries, fea: dict | None = None) -> dict:
     """MAE, MAE near E_F and cosine on held-out sites, overall and per element family; the
     mean-DOS baseline alongside."""
     if not entries:
         return {}
     model.eval()
     preds, ys, fams = [], [], []
-    fea = _features_for(entries) if model.cfg.chgnet else None
+    if fea is None and model.cfg.chgnet:      # fea: CHGNet features by id, when the caller has them
+        fea = _features_for(entries)
     with torch.no_grad():
         for i in range(0, len(entries), 32):
             g, y = _graph_and_target(entries[i:i + 32], fea=fea)
@@ -321,6 +322,7 @@ def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
         logp.write_text("epoch,train_mae,val_mae,val_cosine,seconds\n")
     nbr_cache: dict = {}      # neighbour lists are fixed per structure: built once
     fea = _features_for(tr) if model.cfg.chgnet else None
+    val_fea = _features_for(val) if model.cfg.chgnet and val else None   # once, not per evaluation
     t_start = time.time()
     while epoch < cfg.epochs:
         t0 = time.time()
@@ -341,7 +343,7 @@ def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
             n += len(chunk)
         epoch += 1
         if epoch % 10 == 0 or epoch == cfg.epochs:
-            m = heldout_metrics(ema, val).get("all", {"mae": float("nan"), "cosine": float("nan")})
+            m = heldout_metrics(ema, val, val_fea).get("all", {"mae": float("nan"), "cosine": float("nan")})
             with logp.open("a") as fh:
                 csv.writer(fh).writerow([epoch, round(tot / max(n, 1), 5), round(m["mae"], 5),
                                          round(m["cosine"], 4), round(time.time() - t0, 2)])
@@ -352,7 +354,7 @@ def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
             break
     torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                 "epoch": epoch, "config": cfg.model}, state)
-    metrics = heldout_metrics(ema, val)
+    metrics = heldout_metrics(ema, val, val_fea)
     (run / "heldout.json").write_text(json.dumps(metrics, indent=2))
     return run
 

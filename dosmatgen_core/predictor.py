@@ -28,22 +28,10 @@ N_Z = 100
 FAMILIES = ("s-block", "p-block", "d-block", "f-block")
 
 
-_PACKED_ELEMENTS: np.ndarray | None = None   # from a training pack, where pymatgen is absent
-
-
-def element_table() -> np.ndarray:
-    """(101, F) physical features per Z (row 0 unused)."""
-    return _PACKED_ELEMENTS if _PACKED_ELEMENTS is not None else _element_table_pymatgen()
-
-
-def use_packed_elements(table) -> None:
-    """Take the element features a pack carries (the same numbers pymatgen gives here)."""
-    global _PACKED_ELEMENTS
-    _PACKED_ELEMENTS = np.asarray(table, np.float32)
-
-
 @lru_cache(maxsize=1)
-def _element_table_pymatgen() -> np.ndarray:
+def element_table() -> np.ndarray:
+    """(101, F) physical features per Z from pymatgen (row 0 unused). A model keeps its own copy
+    as a buffer, so loading one (or training from a pack) needs no pymatgen."""
     from pymatgen.core import Element
     rows = [np.zeros(13, np.float32)]
     for z in range(1, N_Z + 1):
@@ -73,9 +61,9 @@ def _element_table_pymatgen() -> np.ndarray:
     return np.stack(rows)
 
 
-def family(z: int) -> str:
+def family(z: int, table: np.ndarray) -> str:
     """s-, p-, d- or f-block, read off the block columns of the element features."""
-    return FAMILIES[int(np.argmax(element_table()[int(z), -4:]))]
+    return FAMILIES[int(np.argmax(table[int(z), -4:]))]
 
 
 @dataclass
@@ -169,11 +157,13 @@ class ConvLayer(nn.Module):
 
 
 class SiteDOSPredictor(nn.Module):
-    def __init__(self, cfg: PredictorConfig = PredictorConfig()):
+    def __init__(self, cfg: PredictorConfig = PredictorConfig(), elem=None):
+        """elem: the (101, F) element features (default pymatgen's; a pack or a checkpoint carries its own)."""
         super().__init__()
         self.cfg = cfg
         h = cfg.hidden
-        self.register_buffer("elem", torch.from_numpy(element_table()))
+        table = element_table() if elem is None else np.asarray(elem, np.float32)
+        self.register_buffer("elem", torch.as_tensor(table, dtype=torch.float32))
         self.embed = nn.Embedding(N_Z + 1, h)
         self.feat = nn.Linear(self.elem.shape[1], h)
         if cfg.chgnet:
@@ -204,6 +194,7 @@ class Ensemble(nn.Module):
         super().__init__()
         self.members = nn.ModuleList(members)
         self.cfg = members[0].cfg
+        self.elem = members[0].elem
 
     def forward(self, g: Graph) -> torch.Tensor:
         return torch.stack([m(g) for m in self.members]).mean(0)
@@ -256,12 +247,13 @@ def heldout_metrics(model, entries, fea: dict | None = None) -> dict:
     preds, ys, fams = [], [], []
     if fea is None and model.cfg.chgnet:      # fea: CHGNet features by id, when the caller has them
         fea = _features_for(entries)
+    table = model.elem.cpu().numpy()
     with torch.no_grad():
         for i in range(0, len(entries), 32):
             g, y = _graph_and_target(entries[i:i + 32], fea=fea)
             preds.append(model(g.to(_device_of(model))).cpu().numpy())
             ys.append(y.numpy())
-            fams += [family(z) for e in entries[i:i + 32] for z in e.z]
+            fams += [family(z, table) for e in entries[i:i + 32] for z in e.z]
     p, y = np.concatenate(preds), np.concatenate(ys)
     fams = np.array(fams)
     out = {}
@@ -285,13 +277,12 @@ def _device_of(model) -> torch.device:
 
 
 def _labelled(label_dirs, pack: str = ""):
+    """Labelled entries, and the element table a pack carries (None: take pymatgen's)."""
     from . import data as datamod
     if not pack:
-        return datamod.load_labelled(label_dirs)
+        return datamod.load_labelled(label_dirs), None
     labelled, _, meta = datamod.load_pack(pack)
-    if "element_table" in meta:
-        use_packed_elements(meta["element_table"])
-    return labelled
+    return labelled, meta.get("element_table")
 
 
 def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
@@ -301,11 +292,11 @@ def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    labelled = _labelled(cfg.label_dirs, cfg.pack)
+    labelled, table = _labelled(cfg.label_dirs, cfg.pack)
     val = [e for e in labelled if datamod.is_validation(e.material_id, 0.15)]
     tr = [e for e in labelled if not datamod.is_validation(e.material_id, 0.15)]
     log(f"predictor: {len(tr)} training structures, {len(val)} held out")
-    model = SiteDOSPredictor(PredictorConfig(**cfg.model)).to(cfg.device)
+    model = SiteDOSPredictor(PredictorConfig(**cfg.model), elem=table).to(cfg.device)
     ema = copy.deepcopy(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = run / "last.pt"
@@ -375,7 +366,7 @@ def export_predictor(run_dirs, out_path: str | Path, label_dirs, pack: str = "")
     blob = ({"config": config, "state_dict": states[0]["ema"]} if len(states) == 1
             else {"config": config, "members": [st["ema"] for st in states]})
     torch.save(blob, out_path)
-    labelled = _labelled(label_dirs, pack)
+    labelled, _ = _labelled(label_dirs, pack)
     val = [e for e in labelled if datamod.is_validation(e.material_id, 0.15)]
     model = _model_from_blob(blob)
     metrics = heldout_metrics(model, val)
@@ -404,7 +395,7 @@ def _upgrade(sd: dict, config: dict) -> dict:
 
 def _model_from_blob(blob) -> nn.Module:
     def one(sd):
-        m = SiteDOSPredictor(PredictorConfig(**blob["config"]))
+        m = SiteDOSPredictor(PredictorConfig(**blob["config"]), elem=sd["elem"])
         m.load_state_dict(_upgrade(sd, blob["config"]))
         return m
     model = Ensemble([one(sd) for sd in blob["members"]]) if "members" in blob else one(blob["state_dict"])

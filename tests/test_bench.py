@@ -100,3 +100,58 @@ def test_bench_models_scores_each_checkpoint_on_the_chosen_sites(monkeypatch, re
     assert name == "assets/denoiser.pt" and r["ratio"] == pytest.approx(r["conditional_mae"] / r["unconditional_mae"])
     with pytest.raises(ValueError, match="bench.*tuning"):
         bench.bench_models(["assets/denoiser.pt"], on="train")
+
+
+def _site(mid, c, u, o=0.1):
+    return {"material_id": mid, "n_atoms": 2, "site": 0, "element_z": 3, "conditional_mae": c, "unconditional_mae": u,
+            "oracle_mae": o, "conditional_mae_vs_predicted_reference": c, "unconditional_mae_vs_predicted_reference": u,
+            "share_same_element_conditional": 1.0, "share_same_element_unconditional": 0.0}
+
+
+def test_summary_weighs_sites_equally_and_the_interval_resamples_structures():
+    per = [_site("a", 0.2, 0.5), _site("a", 0.4, 0.5), _site("b", 0.3, 0.6), _site("c", 0.1, 0.4)]
+    s = bench.summarise_sites(per)
+    assert s["n_sites"] == 4 and s["n_structures"] == 3
+    assert s["ratio"] == pytest.approx(0.25 / 0.5)
+    assert s["share_of_reachable_gain"] == pytest.approx((0.5 - 0.25) / (0.5 - 0.1))
+    ci = bench.bootstrap_ratio(per, n=500)
+    assert ci["low"] <= s["ratio"] <= ci["high"] and ci["low"] < ci["high"]
+    # every structure alike: no spread to resample
+    same = [_site(k, 0.2, 0.4) for k in "abcd"]
+    ci = bench.bootstrap_ratio(same, n=50)
+    assert ci["low"] == pytest.approx(0.5) and ci["high"] == pytest.approx(0.5) and ci["share_at_or_below_goal"] == 1.0
+
+
+def test_heldout_scores_batches_sites_of_different_sizes_in_order(resources):
+    """Sites of different cell sizes in one sampler batch: each site gets its own m candidates of its
+    own size, and the unconditional set is drawn once per size."""
+    loaded, predictor, db, _ = resources
+    sites = bench.heldout_sites(db, max_sites=10**6)
+    by_n = {}
+    for s in sites:
+        by_n.setdefault(s[1], s)
+    pick = list(by_n.values())[:3]
+    calls = []
+    from dosmatgen_core import sampling
+
+    def spy(loaded_, specs, **kw):
+        calls.append([s.n_atoms for s in specs])
+        return sampling.sample(loaded_, specs, **kw)
+    cache: dict = {}
+    res = bench.heldout_scores(loaded, predictor, db, pick, m=2, steps=5, guidance=1.0, seed=0, sample=spy,
+                               uncond_cache=cache)
+    assert calls[0] == [n for _, n, *_ in pick for _ in range(2)]
+    assert [p["n_atoms"] for p in res["per_site"]] == [s[1] for s in pick]
+    assert sorted(k[0] for k in cache) == sorted(s[1] for s in pick)
+    n_calls = len(calls)
+    bench.heldout_scores(loaded, predictor, db, pick, m=2, steps=5, guidance=2.0, seed=0, sample=spy, uncond_cache=cache)
+    assert len(calls) == n_calls + 1          # conditional only: the unconditional set came from the cache
+
+
+def test_dft_check_draws_past_candidates_the_recipe_cannot_calculate():
+    from types import SimpleNamespace as NS
+    gen = [NS(crystal=NS(numbers=np.array(zs))) for zs in ([3, 8], [57, 8], [28, 13], [92, 1], [26, 26])]
+    ok, n = bench._first_computable(gen, frozenset({"Li", "O", "Ni", "Al", "Fe", "H"}), 3)
+    assert [list(g.crystal.numbers) for g in ok] == [[3, 8], [28, 13], [26, 26]] and n == 5
+    ok, n = bench._first_computable(gen, frozenset({"Li", "O"}), 2)
+    assert len(ok) == 1 and n == 5                       # ran out of draws: fewer, counted

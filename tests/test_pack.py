@@ -130,6 +130,22 @@ def test_a_predictor_saved_before_dropout_existed_still_loads(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), m.state_dict().values()))
 
 
+def test_a_predictor_takes_its_element_table_from_its_checkpoint_not_pymatgen(tmp_path, monkeypatch):
+    """The table travels as a buffer: loading (and family statistics) must not recompute it, so a
+    machine without pymatgen (the GPU box) reads packs and checkpoints alike."""
+    from dosmatgen_core import predictor as pr
+    table = pr.element_table().copy()
+    table[:, :-4] *= 0.5                                    # a table pymatgen would not give
+    m = pr.SiteDOSPredictor(pr.PredictorConfig(hidden=16, layers=2), elem=table).eval()
+    monkeypatch.setattr(pr, "element_table", lambda: pytest.fail("recomputed the element table"))
+    back = pr._model_from_blob({"config": {"hidden": 16, "layers": 2, "dropout": 0.0}, "state_dict": m.state_dict()})
+    assert np.array_equal(back.elem.numpy(), table)
+    ens = pr._model_from_blob({"config": {"hidden": 16, "layers": 2, "dropout": 0.0},
+                               "members": [m.state_dict(), m.state_dict()]})
+    assert np.array_equal(ens.elem.numpy(), table)
+    assert pr.family(28, table) == "d-block" and pr.family(3, table) == "s-block"
+
+
 def test_bench_predictors_scores_runs_and_their_seed_ensembles(tmp_path, seed_lines):
     from dosmatgen_core import bench
     from dosmatgen_core.predictor import PredictorConfig, SiteDOSPredictor

@@ -339,12 +339,14 @@ def bench_models(paths, n: int = 50, steps: int = 250, guidance: float = 1.0, se
     """Several checkpoints (type diffusions, training recipes), same predictor, same held-out sites
     and seeds: does the conditioned atom take the reference element, and how close is its
     predicted DOS? `on="tuning"` scores the tuning sites, so a model can be chosen without
-    looking at the sites `bench generate` reports."""
+    looking at the sites `bench generate` reports; `on="all"` every held-out site, with a
+    bootstrap interval of each model's ratio."""
     from .checkpoint import load_model
     _, predictor, db, _ = _resources()
-    if on not in ("bench", "tuning"):
-        raise ValueError(f"on must be 'bench' or 'tuning', not {on!r}")
-    sites = heldout_sites(db) if on == "bench" else tuning_sites(db, n_sites)
+    if on not in ("bench", "tuning", "all"):
+        raise ValueError(f"on must be 'bench', 'tuning' or 'all', not {on!r}")
+    sites = {"bench": lambda: heldout_sites(db), "tuning": lambda: tuning_sites(db, n_sites),
+             "all": lambda: heldout_sites(db, max_sites=10**6)}[on]()
     res = {"machine": machine(), "steps": steps, "guidance": guidance, "sites": on, "n_sites": len(sites),
            "predictor_heldout_mae": predictor.card.get("heldout", {}).get("all", {}).get("mae"), "models": {}}
     m = max(4, n // 5)
@@ -359,6 +361,7 @@ def bench_models(paths, n: int = 50, steps: int = 250, guidance: float = 1.0, se
             "share_conditioned_atom_takes_reference_element": sc["share_same_element_conditional"],
             **{k: sc[k] for k in ("conditional_mae", "unconditional_mae", "ratio", "oracle_mae",
                                   "share_of_reachable_gain", "vs_predicted_reference")},
+            "ratio_interval": bootstrap_ratio(sc["per_site"]),
             "seconds": round(time.perf_counter() - t, 1)}
     return res
 

@@ -358,8 +358,8 @@ def main(argv=None) -> int:
     be.add_argument("--run-dir", action="append", help="predictors: a predictor run (NAME-SEED runs also form ensembles)")
     be.add_argument("--compare", action="append", help="predictors: a shipped predictor file to score alongside")
     be.add_argument("--pack", default=None, help="predictors: labels from a pack (dosmatgen pack)")
-    be.add_argument("--on", choices=["bench", "tuning"], default="bench",
-                    help="models: score the bench's held-out sites or the disjoint tuning sites")
+    be.add_argument("--on", choices=["bench", "tuning", "all"], default="bench",
+                    help="models: score the bench's 16 held-out sites, the disjoint tuning sites, or every held-out site")
     be.add_argument("--sites", type=int, default=4, help="dft: held-out reference sites (guidance: tuning sites, use 24)")
     be.add_argument("--weights", default="0,1,2,4", help="guidance: guidance weights w to compare")
     be.add_argument("--lattice-weights", default="w", help="guidance: lattice weights ('w' = same as w), comma-separated")

@@ -98,7 +98,8 @@ def test_bench_models_scores_each_checkpoint_on_the_chosen_sites(monkeypatch, re
     assert res["sites"] == "tuning" and res["n_sites"] == 2
     (name, r), = res["models"].items()                      # the same file twice: one entry
     assert name == "assets/denoiser.pt" and r["ratio"] == pytest.approx(r["conditional_mae"] / r["unconditional_mae"])
-    with pytest.raises(ValueError, match="bench.*tuning"):
+    assert r["ratio_interval"]["low"] <= r["ratio"] <= r["ratio_interval"]["high"]
+    with pytest.raises(ValueError, match="bench.*tuning.*all"):
         bench.bench_models(["assets/denoiser.pt"], on="train")
 
 

@@ -156,3 +156,30 @@ def test_dft_check_draws_past_candidates_the_recipe_cannot_calculate():
     assert [list(g.crystal.numbers) for g in ok] == [[3, 8], [28, 13], [26, 26]] and n == 5
     ok, n = bench._first_computable(gen, frozenset({"Li", "O"}), 2)
     assert len(ok) == 1 and n == 5                       # ran out of draws: fewer, counted
+
+
+def test_dft_check_calculates_a_crystal_shared_by_sites_once(tmp_path, monkeypatch, resources):
+    """Unconditional crystals depend only on the cell size: two sites of 2-atom cells share them,
+    and each is calculated once (the GPAW call is replaced by a recorder; the slow test above runs
+    the real one)."""
+    import dosmatgen_core.labelling as labelling
+    monkeypatch.setattr(bench, "_resources", lambda: resources)
+    _, _, db, _ = resources
+    two = [s for s in bench.heldout_sites(db, max_sites=10**6) if s[1] == 2][:2]
+    assert len(two) == 2
+    monkeypatch.setattr(bench, "spread_sites", lambda sites, n: two)
+    calls = []
+
+    def record(task, recipe, timeout):
+        calls.append(task["cif"])
+        return {"site_dos": [[0.1] * dosmod.NPTS] * 2}
+    monkeypatch.setattr(labelling, "label_isolated", record)
+    res = bench.bench_dft(n_sites=2, m=2, steps=5, max_atoms=2, cache=tmp_path / "c.jsonl", log=lambda m: None)
+    assert len(calls) == len(set(calls))
+    un = [r for r in res["rows"] if r["kind"] == "unconditional"]
+    assert len(un) == 4 and len({r["cif_key"] for r in un}) == 2
+    # the same DFT DOS scored against each site's own target
+    g = {(s[0], s[2]): s[3] for s in two}
+    for r in un:
+        assert r["dft_mae"] == pytest.approx(dosmod.mae(g[(r["material_id"], r["site"])], np.full(dosmod.NPTS, 0.1)))
+    assert res["unconditional"]["drawn"] >= 4

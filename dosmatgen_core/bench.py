@@ -362,7 +362,7 @@ def bench_models(paths, n: int = 50, steps: int = 250, guidance: float = 1.0, se
             **{k: sc[k] for k in ("conditional_mae", "unconditional_mae", "ratio", "oracle_mae",
                                   "share_of_reachable_gain", "vs_predicted_reference")},
             "ratio_interval": bootstrap_ratio(sc["per_site"]),
-            "seconds": round(time.perf_counter() - t, 1)}
+            "seconds": round(time.perf_counter() - t, 1), "per_site": sc["per_site"]}
     return res
 
 
@@ -375,28 +375,34 @@ def tuning_sites(db, n_sites: int = 24) -> list:
 
 
 def bench_guidance(weights=(0.0, 1.0, 2.0, 4.0), lattice_weights=(None,), n_sites: int = 24, m: int = 4,
-                   steps: int = 250, seed: int = 0, log=print) -> dict:
-    """Guidance weight w (and the lattice's, None = w) against the DOS match on tuning sites."""
+                   steps: int = 250, seed: int = 0, type_temperatures=(1.0,), model: str | None = None,
+                   log=print) -> dict:
+    """Guidance weight w (and the lattice's, None = w) and the element-draw temperature of the
+    conditioned atom against the DOS match on tuning sites."""
     import functools
 
     from . import sampling
+    from .checkpoint import load_model
     loaded, predictor, db, _ = _resources()
+    if model:
+        loaded = load_model(model)
     sites = tuning_sites(db, n_sites)
     uncond: dict = {}
     res = {"machine": machine(), "steps": steps, "candidates_per_site": m,
            "checkpoint": {k: loaded.card.get(k) for k in ("epoch", "sha256", "type_diffusion")},
            "sites": [{"material_id": s[0], "site": s[2], "element_z": s[4]} for s in sites], "settings": []}
-    for wl in lattice_weights:
-        sample = functools.partial(sampling.sample, lattice_guidance=wl)
-        for w in weights:
-            sc = heldout_scores(loaded, predictor, db, sites, m=m, steps=steps, guidance=w, seed=seed, sample=sample,
-                                uncond_cache=uncond)
-            row = {"guidance": w, "lattice_guidance": w if wl is None else wl,
-                   **{k: sc[k] for k in ("conditional_mae", "unconditional_mae", "ratio", "oracle_mae",
-                                         "share_of_reachable_gain", "share_same_element_conditional")},
-                   "ratio_vs_predicted_reference": sc["vs_predicted_reference"]["ratio"]}
-            log(json.dumps(row))
-            res["settings"].append(row)
+    for tau in type_temperatures:
+        for wl in lattice_weights:
+            sample = functools.partial(sampling.sample, lattice_guidance=wl, cond_type_temperature=tau)
+            for w in weights:
+                sc = heldout_scores(loaded, predictor, db, sites, m=m, steps=steps, guidance=w, seed=seed,
+                                    sample=sample, uncond_cache=uncond)
+                row = {"guidance": w, "lattice_guidance": w if wl is None else wl, "cond_type_temperature": tau,
+                       **{k: sc[k] for k in ("conditional_mae", "unconditional_mae", "ratio", "oracle_mae",
+                                             "share_of_reachable_gain", "share_same_element_conditional")},
+                       "ratio_vs_predicted_reference": sc["vs_predicted_reference"]["ratio"]}
+                log(json.dumps(row))
+                res["settings"].append(row)
     return res
 
 

@@ -146,7 +146,9 @@ def _bench(args) -> int:
     elif args.what == "guidance":
         lw = [None if x == "w" else float(x) for x in args.lattice_weights.split(",")]
         res = bench.bench_guidance(weights=[float(x) for x in args.weights.split(",")], lattice_weights=lw,
-                                   n_sites=args.sites, m=args.n, steps=args.steps, log=lambda m: print(m, flush=True))
+                                   n_sites=args.sites, m=args.n, steps=args.steps,
+                                   type_temperatures=[float(x) for x in args.type_temperatures.split(",")],
+                                   model=(args.model or [None])[0], log=lambda m: print(m, flush=True))
     elif args.what == "dft":
         res = bench.bench_dft(n_sites=args.sites, m=args.n, steps=args.steps, guidance=args.guidance,
                               max_atoms=args.max_atoms, workers=args.workers, log=lambda m: print(m, flush=True))
@@ -362,6 +364,8 @@ def main(argv=None) -> int:
                     help="models: score the bench's 16 held-out sites, the disjoint tuning sites, or every held-out site")
     be.add_argument("--sites", type=int, default=4, help="dft: held-out reference sites (guidance: tuning sites, use 24)")
     be.add_argument("--weights", default="0,1,2,4", help="guidance: guidance weights w to compare")
+    be.add_argument("--type-temperatures", default="1",
+                    help="guidance: element-draw temperatures of the conditioned atom, comma-separated")
     be.add_argument("--lattice-weights", default="w", help="guidance: lattice weights ('w' = same as w), comma-separated")
     be.add_argument("--max-atoms", type=int, default=5, help="dft: largest reference cell taken (DFT cost)")
     be.add_argument("--out", default=None)

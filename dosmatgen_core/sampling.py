@@ -98,13 +98,18 @@ def _tidy_lattice(m: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: float = 1.0, seed: int = 0,
            device: str = "auto", corrector: bool = True, step_lr: float = 1e-5,
-           lattice_guidance: float | None = None,
+           lattice_guidance: float | None = None, cond_type_temperature: float = 1.0,
            progress: Callable[[float, float, str], None] | None = None,
            cancel: Callable[[], bool] | None = None) -> list[Generated]:
     """Generate one crystal per spec. Same seed, specs and settings → the same crystals.
 
     lattice_guidance: the guidance weight of the lattice output (None: the same w as the rest).
+    cond_type_temperature: temperature of the element draw of conditioned atoms (D3PM; free atoms
+    keep 1): below 1 the DOS-conditioned atom takes the model's likelier elements, near 0 the
+    likeliest; the free atoms, and so unconditional sampling, keep their diversity.
     """
+    if not cond_type_temperature > 0:
+        raise ValueError(f"cond_type_temperature must be > 0, not {cond_type_temperature}")
     dev = _device(device)
     model = loaded.model.to(dev).eval()
     sch = Schedules.make().to(dev)
@@ -185,6 +190,7 @@ def sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: floa
         return l, x, a
 
     conditioned = bool(cond_mask.any())
+    type_temp = torch.where(cond_mask > 0, float(cond_type_temperature), 1.0)
 
     def predict(l, x, a, t: int, types: bool = True):
         """Guided (types, coordinate score, lattice ε); types=False: the corrector, which needs
@@ -213,7 +219,7 @@ def sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: floa
         reveal = (a == 0) & (torch.rand(N, generator=g, device=dev) < p_reveal)
         logp = torch.where(allowed[None, :], logp, torch.full_like(logp, -1e9))
         gumbel = -torch.log(-torch.log(torch.rand(logp.shape, generator=g, device=dev).clamp(1e-12, 1 - 1e-12)))
-        draw = (logp + gumbel).argmax(1) + 1
+        draw = (logp / type_temp[:, None] + gumbel).argmax(1) + 1
         return torch.where(reveal, draw, a)
 
     l = randn(B, 3, 3)

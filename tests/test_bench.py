@@ -183,3 +183,14 @@ def test_dft_check_calculates_a_crystal_shared_by_sites_once(tmp_path, monkeypat
     for r in un:
         assert r["dft_mae"] == pytest.approx(dosmod.mae(g[(r["material_id"], r["site"])], np.full(dosmod.NPTS, 0.1)))
     assert res["unconditional"]["drawn"] >= 4
+
+
+def test_guidance_sweep_crosses_weights_and_temperatures_on_one_unconditional_draw(monkeypatch, resources):
+    monkeypatch.setattr(bench, "_resources", lambda: resources)
+    _, _, db, _ = resources
+    one = bench.tuning_sites(db, 1)
+    monkeypatch.setattr(bench, "tuning_sites", lambda db_, n: one)
+    res = bench.bench_guidance(weights=(0.0, 1.0), type_temperatures=(1.0, 0.5), m=2, steps=5, log=lambda m: None)
+    rows = res["settings"]
+    assert [(r["guidance"], r["cond_type_temperature"]) for r in rows] == [(0.0, 1.0), (1.0, 1.0), (0.0, 0.5), (1.0, 0.5)]
+    assert len({r["unconditional_mae"] for r in rows}) == 1

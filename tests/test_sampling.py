@@ -155,3 +155,19 @@ def test_condition_mask_is_respected_per_structure_in_a_mixed_batch(loaded, ni_d
     assert torch.equal(mask[:n], want)           # conditional half: exactly the requested atoms
     assert torch.equal(mask[n:], torch.zeros(n))  # unconditional half of the CFG batch
     assert torch.all(dos[:n][want == 0] == 0)     # free atoms carry no DOS at all
+
+
+def test_conditioned_type_temperature_leaves_free_atoms_alone(loaded, ni_dos):
+    """The temperature acts on the element draw of conditioned atoms only: unconditional sampling
+    is the same at any temperature, and a non-positive one is refused."""
+    specs = tasks.unconditional(3, 3)
+    a = sampling.sample(loaded, specs, steps=8, seed=3)
+    b = sampling.sample(loaded, specs, steps=8, seed=3, cond_type_temperature=0.1)
+    for x, y in zip(a, b):
+        assert np.array_equal(x.crystal.numbers, y.crystal.numbers) and np.allclose(x.crystal.frac, y.crystal.frac)
+    c = sampling.sample(loaded, tasks.masked(3, {0: ni_dos}, 2), steps=8, seed=3, cond_type_temperature=1.0)
+    d = sampling.sample(loaded, tasks.masked(3, {0: ni_dos}, 2), steps=8, seed=3)
+    assert all(np.array_equal(x.crystal.numbers, y.crystal.numbers) for x, y in zip(c, d))
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="temperature"):
+            sampling.sample(loaded, specs, steps=4, cond_type_temperature=bad)

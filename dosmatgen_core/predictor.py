@@ -97,12 +97,17 @@ def chgnet_atom_features(crystals) -> list[np.ndarray]:
     if not crystals:
         return []
     model = chgnet()
-    model.graph_converter.set_isolated_atom_response("ignore")   # sparse candidates still get features
     structs = [Structure(np.asarray(lat), [int(z) for z in numbers], np.mod(frac, 1.0))
                for numbers, frac, lat in crystals]
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        out = model.predict_structure(structs, task="e", return_atom_feas=True, batch_size=32)
+    conv = model.graph_converter
+    before = conv.on_isolated_atoms          # the CHGNet instance is shared with stability checks
+    conv.set_isolated_atom_response("ignore")   # sparse candidates still get features
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            out = model.predict_structure(structs, task="e", return_atom_feas=True, batch_size=32)
+    finally:
+        conv.set_isolated_atom_response(before)
     out = [out] if isinstance(out, dict) else out
     return [np.asarray(o["atom_fea"], np.float32).reshape(len(s), CHGNET_FEA) for o, s in zip(out, structs)]
 

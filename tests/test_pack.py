@@ -183,8 +183,11 @@ def test_chgnet_feature_predictor_is_permutation_equivariant_and_rotation_invari
     export_predictor(run, tmp_path / "chg.pt", [], pack=str(path))
     pred = load_predictor(tmp_path / "chg.pt")
     e = next(x for x in lab if x.material_id == "L12-Au3Ni-chgnet")
+    from dosmatgen_core.stability import chgnet
+    before = chgnet().graph_converter.on_isolated_atoms
     (f,) = chgnet_atom_features([(e.z, e.frac, e.lattice)])
     assert f.shape == (len(e.z), CHGNET_FEA) and np.isfinite(f).all()
+    assert chgnet().graph_converter.on_isolated_atoms == before     # the shared CHGNet is left as found
     perm = np.array([2, 0, 3, 1])
     rot = np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])        # 90° about z
     base, permuted, rotated = pred.predict([(e.z, e.frac, e.lattice), (e.z[perm], e.frac[perm], e.lattice),

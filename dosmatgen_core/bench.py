@@ -177,18 +177,27 @@ def heldout_scores(loaded, predictor, db, sites, m: int, steps: int, guidance: f
         (c_mae, c_ref), c_z = _score(c_gen, predictor, 0, g, ref_pred[j])
         (u_mae, u_ref), u_z = _score(u_gen, predictor, 0, g, ref_pred[j])
         per.append({"material_id": mid, "n_atoms": nat, "site": i, "element_z": z,
-                    "conditional_mae": float(np.mean(c_mae)), "unconditional_mae": float(np.mean(u_mae)),
+                    "conditional_mae": _mean(c_mae), "unconditional_mae": _mean(u_mae),
                     "oracle_mae": dosmod.mae(g, ref_pred[j]),
-                    "conditional_mae_vs_predicted_reference": float(np.mean(c_ref)),
-                    "unconditional_mae_vs_predicted_reference": float(np.mean(u_ref)),
+                    "conditional_mae_vs_predicted_reference": _mean(c_ref),
+                    "unconditional_mae_vs_predicted_reference": _mean(u_ref),
+                    "unscored_conditional": int(np.isnan(c_mae).sum()),
+                    "unscored_unconditional": int(np.isnan(u_mae).sum()),
                     "share_same_element_conditional": float(np.mean(np.array(c_z) == z)),
                     "share_same_element_unconditional": float(np.mean(np.array(u_z) == z))})
     return {**summarise_sites(per), "candidates_per_site": m, "per_site": per}
 
 
+def _mean(xs) -> float:
+    """Mean over the scored candidates (a collapsed cell gets no score: NaN); NaN if none was."""
+    xs = np.asarray(xs, float)
+    return float(xs[~np.isnan(xs)].mean()) if (~np.isnan(xs)).any() else float("nan")
+
+
 def summarise_sites(per: list[dict]) -> dict:
-    """Means over per-site scores (each site weighs the same) and the ratios built from them."""
-    mean = lambda key: float(np.mean([p[key] for p in per]))
+    """Means over per-site scores (each site weighs the same) and the ratios built from them;
+    candidates the predictor refused (collapsed cells) are counted, not scored."""
+    mean = lambda key: _mean([p[key] for p in per])
     c, u, o = mean("conditional_mae"), mean("unconditional_mae"), mean("oracle_mae")
     cr, ur = mean("conditional_mae_vs_predicted_reference"), mean("unconditional_mae_vs_predicted_reference")
     return {"n_sites": len(per), "n_structures": len({p["material_id"] for p in per}),
@@ -197,7 +206,9 @@ def summarise_sites(per: list[dict]) -> dict:
             "share_of_reachable_gain": (u - c) / (u - o) if u > o else None,
             "vs_predicted_reference": {"conditional_mae": cr, "unconditional_mae": ur, "ratio": cr / ur if ur else None},
             "share_same_element_conditional": mean("share_same_element_conditional"),
-            "share_same_element_unconditional": mean("share_same_element_unconditional")}
+            "share_same_element_unconditional": mean("share_same_element_unconditional"),
+            "unscored_candidates": {k: int(sum(p.get(f"unscored_{k}", 0) for p in per))
+                                    for k in ("conditional", "unconditional")}}
 
 
 def bootstrap_ratio(per: list[dict], n: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
@@ -209,7 +220,7 @@ def bootstrap_ratio(per: list[dict], n: int = 2000, seed: int = 0, level: float 
     ratios = []
     for _ in range(n):
         rows = [p for k in rng.choice(len(ids), len(ids)) for p in by_id[ids[k]]]
-        ratios.append(np.mean([p["conditional_mae"] for p in rows]) / np.mean([p["unconditional_mae"] for p in rows]))
+        ratios.append(_mean([p["conditional_mae"] for p in rows]) / _mean([p["unconditional_mae"] for p in rows]))
     lo, hi = np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2])
     return {"level": level, "low": float(lo), "high": float(hi), "resamples": n, "unit": "reference structure",
             "share_at_or_below_goal": float(np.mean(np.array(ratios) <= 0.5))}
@@ -274,7 +285,8 @@ def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int
         (u_mae,), u_z = _score(us, predictor, 0, target)
         paper[str(N)] = {"share_ni_conditional": float(np.mean(np.array(c_z) == 28)),
                          "share_ni_unconditional": float(np.mean(np.array(u_z) == 28)),
-                         "conditional_mae": float(np.mean(c_mae)), "unconditional_mae": float(np.mean(u_mae))}
+                         "conditional_mae": _mean(c_mae), "unconditional_mae": _mean(u_mae),
+                         "unscored": int(np.isnan(c_mae).sum() + np.isnan(u_mae).sum())}
     res["au3ni_ni_site"] = paper
 
     # 4. reduced steps against 1000 on the paper case, N = 4
@@ -287,7 +299,7 @@ def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int
             (c_mae,), c_z = _score(cs, predictor, 0, target)
             from .evaluate import validity
             valid = np.mean([validity(g.crystal.to_structure())["structurally_valid"] for g in cs])
-            comp[str(st_)] = {"seconds": round(sec, 2), "conditional_mae": float(np.mean(c_mae)),
+            comp[str(st_)] = {"seconds": round(sec, 2), "conditional_mae": _mean(c_mae),
                               "share_ni": float(np.mean(np.array(c_z) == 28)), "structurally_valid": float(valid)}
         res["steps_comparison"] = comp
     return res
@@ -513,14 +525,14 @@ def bench_dft(n_sites: int = 4, m: int = 3, steps: int = 250, guidance: float = 
         summary[kind] = {"candidates": len(rs), "failed": sum(1 for r in rows if r["kind"] == kind and "failed" in r),
                          "drawn": drawn[kind][0], "skipped_not_calculable": drawn[kind][1],
                          "dft_mae": float(np.mean([r["dft_mae"] for r in rs])) if rs else None,
-                         "predictor_mae": float(np.mean([r["predictor_mae"] for r in rs])) if rs else None,
+                         "predictor_mae": _mean([r["predictor_mae"] for r in rs]) if rs else None,
                          "share_same_element": float(np.mean([r["candidate_z"] == r["element_z"] for r in rs])) if rs else None}
     c, u = summary["conditional"]["dft_mae"], summary["unconditional"]["dft_mae"]
     return {"machine": machine(), "steps": steps, "guidance": guidance, "recipe": SEED_RECIPE.record(),
             "checkpoint": {k: loaded.card.get(k) for k in ("epoch", "sha256", "type_diffusion")},
             "sites": [{"material_id": s[0], "n_atoms": s[1], "site": s[2], "element_z": s[4]} for s in sites],
             "candidates_per_site": m, **summary, "ratio": c / u if c is not None and u else None, "goal_ratio": 0.5,
-            "predictor_vs_dft_on_candidates": float(np.mean([abs(r["predictor_mae"] - r["dft_mae"]) for r in ok])) if ok else None,
+            "predictor_vs_dft_on_candidates": _mean([abs(r["predictor_mae"] - r["dft_mae"]) for r in ok]) if ok else None,
             "rows": rows}
 
 

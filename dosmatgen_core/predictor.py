@@ -26,6 +26,10 @@ CUTOFF = 6.0
 N_RBF = 48
 N_Z = 100
 FAMILIES = ("s-block", "p-block", "d-block", "f-block")
+# Å³ per atom: well below any crystal (diamond 5.7). A generated cell collapsed under it has
+# hundreds of atoms per atom within the cutoff, and CHGNet's angle graph grows with the square of
+# that (a 4-atom cell at 0.4 Å³/atom already takes 1.4 GB and 11 s): such cells are not scored.
+MIN_VOLUME_PER_ATOM = 2.0
 
 
 @lru_cache(maxsize=1)
@@ -413,8 +417,17 @@ class LoadedPredictor:
     card: dict
 
     def predict(self, crystals) -> list[np.ndarray]:
-        """Site DOS (n_i, 400) for each (numbers, frac, lattice)."""
+        """Site DOS (n_i, 400) for each (numbers, frac, lattice); NaN rows for a collapsed cell
+        (under MIN_VOLUME_PER_ATOM), which has no DOS to predict and whose neighbour lists would
+        grow without bound."""
         crystals = list(crystals)
+        ok = [abs(float(np.linalg.det(np.asarray(lat, float)))) / max(len(z), 1) >= MIN_VOLUME_PER_ATOM
+              for z, _, lat in crystals]
+        preds = iter(self._predict([c for c, k in zip(crystals, ok) if k]))
+        return [next(preds) if k else np.full((len(c[0]), dosmod.NPTS), np.nan, np.float32)
+                for c, k in zip(crystals, ok)]
+
+    def _predict(self, crystals) -> list[np.ndarray]:
         if not crystals:
             return []
         fea = chgnet_atom_features(crystals) if self.model.cfg.chgnet else None

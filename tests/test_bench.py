@@ -194,3 +194,25 @@ def test_guidance_sweep_crosses_weights_and_temperatures_on_one_unconditional_dr
     rows = res["settings"]
     assert [(r["guidance"], r["cond_type_temperature"]) for r in rows] == [(0.0, 1.0), (1.0, 1.0), (0.0, 0.5), (1.0, 0.5)]
     assert len({r["unconditional_mae"] for r in rows}) == 1
+
+
+def test_collapsed_cells_are_counted_not_scored(resources):
+    """A generated cell collapsed far below any crystal's density gets no predicted DOS (its
+    neighbour lists would blow up); the bench counts it and averages over the rest."""
+    from types import SimpleNamespace as NS
+
+    from dosmatgen_core.structures import Crystal
+    _, predictor, _, _ = resources
+    rng = np.random.default_rng(0)
+    good = Crystal(np.array([28, 13]), rng.random((2, 3)), np.eye(3) * 2.6)
+    flat = Crystal(np.array([28, 13]), rng.random((2, 3)), np.diag([2.6, 2.6, 0.3]))   # 1 Å³ per atom
+    p_good, p_flat = predictor.predict([(c.numbers, c.frac, c.lattice) for c in (good, flat)])
+    assert np.isfinite(p_good).all() and p_good.shape == (2, dosmod.NPTS)
+    assert p_flat.shape == (2, dosmod.NPTS) and np.isnan(p_flat).all()
+    g = np.full(dosmod.NPTS, 0.2)
+    (maes,), _ = bench._score([NS(crystal=good), NS(crystal=flat)], predictor, 0, g)
+    assert np.isfinite(maes[0]) and np.isnan(maes[1])
+    assert bench._mean(maes) == pytest.approx(maes[0]) and np.isnan(bench._mean([float("nan")]))
+    per = [_site("a", 0.2, 0.5), {**_site("b", float("nan"), 0.4), "unscored_conditional": 10}]
+    s = bench.summarise_sites(per)
+    assert s["conditional_mae"] == pytest.approx(0.2) and s["unscored_candidates"]["conditional"] == 10

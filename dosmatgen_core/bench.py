@@ -150,8 +150,8 @@ def heldout_scores(loaded, predictor, db, sites, m: int, steps: int, guidance: f
     which cancels the predictor's own error on that site.
 
     All sites' candidates go through the sampler together (`chunk` crystals a call: the sampler
-    works on a flat atom batch, so mixing cell sizes costs nothing) and the predictor scores them
-    in one pass.
+    works on a flat atom batch, so mixing cell sizes costs nothing); the predictor then scores
+    each site's candidates.
     """
     from . import sampling, tasks
     sample = sample or sampling.sample

@@ -69,8 +69,18 @@ def _train(args) -> int:
                       epoch_size=args.epoch_size, init_from=args.init_from or "",
                       labelled_share=args.labelled_share, pack=args.pack or "",
                       dos_shift_ev=args.dos_shift, dos_scale=args.dos_scale,
+                      pseudo=args.pseudo or "", pseudo_share=args.pseudo_share,
                       model=DenoiserConfig(hidden=args.hidden, layers=args.layers, types=args.types).to_dict())
     train(cfg, log=lambda m: print(m, flush=True))
+    return 0
+
+
+def _pseudo_label(args) -> int:
+    from .pseudo import pseudo_label
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    print(json.dumps(pseudo_label(args.pack, args.predictor, args.out, log=lambda m: print(m, flush=True)), indent=2))
     return 0
 
 
@@ -302,7 +312,18 @@ def main(argv=None) -> int:
     tr.add_argument("--pack", default=None, help="train from a pack (dosmatgen pack) instead of shards + tables")
     tr.add_argument("--dos-shift", type=float, default=0.0, help="augment: shift the conditioning DOS by ±this (eV)")
     tr.add_argument("--dos-scale", type=float, default=0.0, help="augment: log-normal σ of its amplitude")
+    tr.add_argument("--pseudo", default=None, help="pseudo-labels (dosmatgen pseudo-label) for unlabelled crystals")
+    tr.add_argument("--pseudo-share", type=float, default=0.0,
+                    help="share of each epoch drawn from pseudo-labelled crystals")
     tr.set_defaults(func=_train)
+
+    pl = sub.add_parser("pseudo-label", help="predict the site DOS of every unlabelled training crystal of a "
+                                             "pack (resumable), for dosmatgen train --pseudo")
+    pl.add_argument("--pack", default=str(ROOT / "data" / "cache" / "train-pack.npz"))
+    pl.add_argument("--predictor", default=str(ROOT / "assets" / "predictor.pt"))
+    pl.add_argument("--out", default=str(ROOT / "data" / "cache" / "pseudo.npz"))
+    pl.add_argument("--threads", type=int, default=0)
+    pl.set_defaults(func=_pseudo_label)
 
     pk = sub.add_parser("pack", help="write every training crystal and label into one .npz (for a machine "
                                      "with numpy and torch alone, e.g. a GPU box)")

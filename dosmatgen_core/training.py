@@ -46,6 +46,9 @@ class TrainConfig:
     pack: str = ""                 # a training pack (data.save_pack) instead of shards + tables
     dos_shift_ev: float = 0.0      # conditioning-DOS augmentation (data.DOSAugment)
     dos_scale: float = 0.0
+    pseudo: str = ""               # pseudo-labels of unlabelled crystals (pseudo.pseudo_label)
+    pseudo_share: float = 0.0      # ... drawn as this share of each epoch (beside the DFT labels)
+    pseudo_meta: dict = field(default_factory=dict)     # filled in at start: their provenance
     label_shards: list = field(default_factory=list)   # filled in at start: the shards trained on
     init_from_card: dict = field(default_factory=dict) # the warm-start model's sha256, epochs, steps
     model: dict = field(default_factory=lambda: DenoiserConfig().to_dict())
@@ -57,8 +60,9 @@ def pick_device(name: str = "auto") -> str:
     return name
 
 
-def epoch_order(n_lab: int, n_unlab: int, cfg: TrainConfig, rng: np.random.Generator) -> np.ndarray:
-    """Indices for one epoch: labelled crystals (0..n_lab-1) repeated to reach labelled_share."""
+def epoch_order(n_lab: int, n_unlab: int, cfg: TrainConfig, rng: np.random.Generator, n_pseudo: int = 0) -> np.ndarray:
+    """Indices for one epoch: labelled crystals (0..n_lab-1) repeated to reach labelled_share,
+    then pseudo-labelled ones (n_lab..n_lab+n_pseudo-1) to pseudo_share, unlabelled ones after."""
     size = cfg.epoch_size or (n_lab + n_unlab)
     if n_lab == 0 or cfg.labelled_only:
         n = n_lab + n_unlab
@@ -68,8 +72,10 @@ def epoch_order(n_lab: int, n_unlab: int, cfg: TrainConfig, rng: np.random.Gener
         return rng.permutation(n)[:size] if size <= n else rng.choice(n, size, replace=True)
     n_l = max(int(round(cfg.labelled_share * size)), min(n_lab, size)) if n_unlab else size
     lab = rng.choice(n_lab, n_l, replace=n_l > n_lab)
-    unl = n_lab + rng.permutation(n_unlab)[: max(size - n_l, 0)]
-    return rng.permutation(np.concatenate([lab, unl]))
+    n_p = min(int(round(cfg.pseudo_share * size)), size - n_l) if n_pseudo and n_unlab else 0
+    pse = n_lab + rng.choice(n_pseudo, n_p, replace=n_p > n_pseudo) if n_p else np.array([], int)
+    unl = n_lab + n_pseudo + rng.permutation(n_unlab)[: max(size - n_l - n_p, 0)]
+    return rng.permutation(np.concatenate([lab, pse, unl]))
 
 
 def warm_start(model: Denoiser, path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -167,11 +173,19 @@ def train(cfg: TrainConfig, log=print) -> Path:
         tr_unl = [e for e in unl if not datamod.is_validation(e.material_id)]
         return tr_lab, tr_unl, val, [e for e in val if e.site_dos is not None]
 
+    def pseudo_entries(tr_unl):
+        if not cfg.pseudo:
+            return []
+        from .pseudo import attach
+        got, cfg.pseudo_meta = attach(cfg.pseudo, tr_unl)
+        return got
+
     key = shard_key()
     tr_lab, tr_unl, val, val_lab = split()
+    tr_pse = pseudo_entries(tr_unl)
     mean, std = datamod.dos_stats(tr_lab)
-    log(f"device {device}; train {len(tr_lab)} labelled + {len(tr_unl)} unlabelled; "
-        f"validation {len(val)} ({len(val_lab)} labelled)")
+    log(f"device {device}; train {len(tr_lab)} labelled + {len(tr_unl)} unlabelled "
+        f"({len(tr_pse)} of them also pseudo-labelled); validation {len(val)} ({len(val_lab)} labelled)")
 
     state_path = run / "last.pt"
     st = torch.load(state_path, map_location=device, weights_only=True) if state_path.exists() else None
@@ -229,11 +243,12 @@ def train(cfg: TrainConfig, log=print) -> Path:
         if shard_key() != key:
             key = shard_key()
             tr_lab, tr_unl, val, val_lab = split()
+            tr_pse = pseudo_entries(tr_unl)
             (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
             log(f"label shards changed: now {len(tr_lab)} labelled training crystals")
-        train_entries = tr_lab + tr_unl
+        train_entries = tr_lab + tr_pse + tr_unl
         rng = np.random.default_rng([cfg.seed, epoch])
-        order = epoch_order(len(tr_lab), len(tr_unl), cfg, rng)
+        order = epoch_order(len(tr_lab), len(tr_unl), cfg, rng, n_pseudo=len(tr_pse))
         sums = np.zeros(4)
         nb = 0
         for i in range(0, len(order), cfg.batch_size):
@@ -301,5 +316,7 @@ def export(run_dir: str | Path, out_path: str | Path, use_best: bool = True) -> 
             "warm_start": ({"file": Path(cfg["init_from"]).name, **cfg.get("init_from_card", {})}
                            if cfg.get("init_from") else None),
             "train": {k: cfg[k] for k in ("batch_size", "lr", "ema", "p_uncond", "p_atom", "labelled_share")
-                      + ("dos_shift_ev", "dos_scale") if k in cfg}}
+                      + ("dos_shift_ev", "dos_scale", "pseudo_share") if k in cfg},
+            "pseudo_labels": ({"file": Path(cfg["pseudo"]).name, **cfg.get("pseudo_meta", {})}
+                              if cfg.get("pseudo") else None)}
     return save_model(out_path, model, mean, std, card)

@@ -206,3 +206,50 @@ def test_bench_val_loss_scores_checkpoints_on_the_generators_validation_crystals
     assert res["n_validation"] == 1 and res["n_validation_labelled"] == 1
     r = res["models"]["assets/denoiser.pt"]
     assert np.isfinite(r["val_loss"]) and np.isfinite(r["val_labelled_loss"]) and r["sha256"]
+
+
+def test_pseudo_labels_are_the_predictors_dos_for_training_crystals_only(tmp_path, seed_lines):
+    """dosmatgen pseudo-label: the shipped predictor's site DOS for every unlabelled training
+    crystal; validation crystals (here mp-2201, whose sites are benchmark targets) get none, and a
+    rerun reuses the chunks already written."""
+    from dosmatgen_core import pseudo
+    from dosmatgen_core.predictor import load_predictor
+    lab = _entries(seed_lines, IDS[:2])
+    unl = [data.Entry(e.material_id + "-u", e.z, e.frac, e.lattice, None) for e in _entries(seed_lines, IDS[2:5])]
+    unl.append(data.Entry("mp-2201", *[getattr(_entries(seed_lines, ["mp-2201"])[0], k) for k in ("z", "frac", "lattice")], None))
+    assert data.is_validation("mp-2201")
+    pack = data.save_pack(tmp_path / "pack.npz", lab, unl, {"label_shards": ["seed-000.jsonl.gz"], "csvs": []})
+    info = pseudo.pseudo_label(pack, "assets/predictor.pt", tmp_path / "pseudo.npz", chunk=2, log=lambda m: None)
+    assert info["n_crystals"] == 3 and info["n_unscorable"] == 0
+    got, meta = pseudo.attach(tmp_path / "pseudo.npz", unl)
+    assert [e.material_id for e in got] == [e.material_id for e in unl[:3]]
+    assert meta["predictor_sha256"] == load_predictor("assets/predictor.pt").card["sha256"]
+    want = load_predictor("assets/predictor.pt").predict([(e.z, e.frac, e.lattice) for e in unl[:3]])
+    for e, w in zip(got, want):
+        assert e.site_dos.shape == (len(e.z), dosmod.NPTS) and (e.site_dos >= 0).all()
+        assert np.allclose(e.site_dos, np.clip(w, 0, None), atol=2e-2)    # stored as float16
+    parts = sorted((tmp_path / "pseudo.parts").glob("*.npy"))
+    assert len(parts) == 2
+    stamp = [p.stat().st_mtime_ns for p in parts]
+    pseudo.pseudo_label(pack, "assets/predictor.pt", tmp_path / "pseudo.npz", chunk=2, log=lambda m: None)
+    assert [p.stat().st_mtime_ns for p in parts] == stamp
+
+
+def test_pseudo_labels_for_a_different_crystal_are_refused(tmp_path, seed_lines):
+    from dosmatgen_core import pseudo
+    e = _entries(seed_lines, ["mp-522"])[0]
+    np.savez(tmp_path / "p.npz", ids=np.array(["mp-522"]), offsets=np.array([0, len(e.z) + 1]),
+             dos=np.zeros((len(e.z) + 1, dosmod.NPTS), np.float16), meta=np.array("{}"))
+    with pytest.raises(ValueError, match="mp-522 has"):
+        pseudo.attach(tmp_path / "p.npz", [e])
+
+
+def test_epoch_order_draws_each_group_to_its_share():
+    from dosmatgen_core.training import TrainConfig, epoch_order
+    cfg = TrainConfig(labelled_share=0.2, pseudo_share=0.5, epoch_size=1000)
+    order = epoch_order(50, 900, cfg, np.random.default_rng(0), n_pseudo=900)
+    assert len(order) == 1000
+    assert (order < 50).sum() == 200 and ((order >= 50) & (order < 950)).sum() == 500
+    assert (order >= 950).sum() == 300 and len(set(order[order >= 950])) == 300   # unlabelled: no repeats
+    plain = epoch_order(50, 900, TrainConfig(labelled_share=0.2, epoch_size=1000), np.random.default_rng(0))
+    assert (plain < 50).sum() == 200 and (plain >= 50).sum() == 800

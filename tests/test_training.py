@@ -41,3 +41,25 @@ def test_warm_started_d3pm_run_resumes_and_exports_a_loadable_model(tmp_path, se
     assert card["warm_start"]["sha256"] == json.loads((tmp_path / "src.card.json").read_text())["sha256"]
     loaded = load_model(tmp_path / "out.pt")
     assert loaded.model.cfg.types == "d3pm" and loaded.sha256 == card["sha256"]
+
+
+def test_a_run_with_pseudo_labels_trains_on_them_and_says_so_in_its_card(tmp_path, seed_lines):
+    from dosmatgen_core import data
+    from dosmatgen_core.structures import atoms_from_cif
+    ents = [data.entry_from_atoms(m, atoms_from_cif(seed_lines[m]["cif"]), seed_lines[m]["site_dos"])
+            for m in ("mp-22905", "mp-522", "mp-1941", "mp-406")]
+    unl = [data.Entry(e.material_id + "-u", e.z, e.frac, e.lattice, None) for e in ents[2:]]
+    pack = data.save_pack(tmp_path / "pack.npz", ents[:2], unl, {"label_shards": ["labels-0000.jsonl.gz"], "csvs": []})
+    offs = np.cumsum([0] + [len(e.z) for e in unl])
+    np.savez(tmp_path / "pseudo.npz", ids=np.array([e.material_id for e in unl]), offsets=offs,
+             dos=np.concatenate([e.site_dos for e in ents[2:]]).astype(np.float16),
+             meta=np.array(json.dumps({"predictor_sha256": "abc"})))
+    cfg = TrainConfig(run_dir=str(tmp_path / "run"), pack=str(pack), pseudo=str(tmp_path / "pseudo.npz"),
+                      pseudo_share=0.5, labelled_share=0.25, epochs=1, batch_size=2, epoch_size=4, threads=1,
+                      model=DenoiserConfig(**TINY).to_dict())
+    logs = []
+    train(cfg, log=logs.append)
+    assert any("(2 of them also pseudo-labelled)" in m for m in logs)
+    card = export(tmp_path / "run", tmp_path / "out.pt", use_best=False)
+    assert card["pseudo_labels"] == {"file": "pseudo.npz", "predictor_sha256": "abc"}
+    assert card["train"]["pseudo_share"] == 0.5

@@ -1,0 +1,78 @@
+"""Pseudo-labels: the site-DOS predictor's DOS for the unlabelled training crystals.
+
+DFT labels cover ~1.5k of the ~17k training crystals, so the conditional branch of the generator
+sees few (structure, site DOS) pairs. The predictor (held-out MAE about half that of the mean DOS)
+turns every unlabelled training crystal into such a pair; training draws them as a share of each
+epoch beside the DFT labels (self-training / distillation). Only training-split crystals get one:
+validation crystals, and so every held-out benchmark site, stay out, and the predictor itself was
+trained on DFT labels of its own training split only (a superset of the generator's held-out
+split is excluded from it).
+
+Because the benchmark's scorer is the same predictor, a generator trained this way must also be
+checked by DFT (`bench dft`) before its predictor-scored gain is believed.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import data as datamod
+from . import dos as dosmod
+
+
+def pseudo_label(pack: str | Path, predictor_path: str | Path, out: str | Path, chunk: int = 512,
+                 log=print) -> dict:
+    """Predict the site DOS of every unlabelled training crystal of PACK; write OUT (npz: ids,
+    offsets, dos as float16). Resumable: chunks already written under OUT's `.parts` folder are kept."""
+    from .checkpoint import sha256_file
+    from .predictor import load_predictor
+    _, unlabelled, meta = datamod.load_pack(pack)
+    todo = [e for e in unlabelled if not datamod.is_validation(e.material_id)]
+    pred = load_predictor(predictor_path)
+    out = Path(out)
+    parts = out.with_suffix(".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    for k in range(0, len(todo), chunk):
+        part = parts / f"{k:06d}.npy"
+        if part.exists():
+            continue
+        rows = pred.predict([(e.z, e.frac, e.lattice) for e in todo[k:k + chunk]])
+        np.save(part.with_suffix(".tmp.npy"), np.concatenate(rows).astype(np.float16))
+        part.with_suffix(".tmp.npy").replace(part)
+        log(f"pseudo-labels: {min(k + chunk, len(todo))}/{len(todo)} crystals")
+    dos = np.concatenate([np.load(parts / f"{k:06d}.npy") for k in range(0, len(todo), chunk)])
+    offs = np.cumsum([0] + [len(e.z) for e in todo])
+    if len(dos) != offs[-1]:
+        raise ValueError(f"{parts}: {len(dos)} predicted sites for {offs[-1]} atoms; delete it and rerun")
+    ok = np.array([np.isfinite(dos[a:b].astype(np.float32)).all() for a, b in zip(offs[:-1], offs[1:])])
+    info = {"pack": str(pack), "predictor": str(predictor_path), "predictor_sha256": sha256_file(predictor_path),
+            "n_crystals": int(ok.sum()), "n_unscorable": int((~ok).sum()),
+            "pack_label_shards": meta.get("label_shards", [])}
+    keep = [i for i in range(len(todo)) if ok[i]]
+    kept_offs = np.cumsum([0] + [len(todo[i].z) for i in keep])
+    np.savez(out, ids=np.array([todo[i].material_id for i in keep]), offsets=kept_offs,
+             dos=np.concatenate([dos[offs[i]:offs[i + 1]] for i in keep]) if keep else np.zeros((0, dosmod.NPTS), np.float16),
+             meta=np.array(json.dumps(info)))
+    return info
+
+
+def attach(path: str | Path, entries: list[datamod.Entry]) -> tuple[list[datamod.Entry], dict]:
+    """Copies of ENTRIES that have a pseudo-label in PATH, carrying it as their site DOS (validation
+    crystals are refused even if the file has them); and the file's provenance."""
+    with np.load(path, allow_pickle=False) as d:
+        ids, offs, dos, meta = d["ids"], d["offsets"], d["dos"], json.loads(str(d["meta"]))
+    if dos.shape[1:] != (dosmod.NPTS,):
+        raise ValueError(f"{path}: pseudo-label DOS has shape {dos.shape}, expected (n, {dosmod.NPTS})")
+    at = {str(m): (a, b) for m, a, b in zip(ids, offs[:-1], offs[1:])}
+    out = []
+    for e in entries:
+        ab = at.get(e.material_id)
+        if ab is None or datamod.is_validation(e.material_id):
+            continue
+        a, b = ab
+        if b - a != len(e.z):
+            raise ValueError(f"{path}: {e.material_id} has {b - a} pseudo-labelled sites, the crystal {len(e.z)}")
+        out.append(datamod.Entry(e.material_id, e.z, e.frac, e.lattice, np.clip(dos[a:b].astype(np.float32), 0, None)))
+    return out, meta

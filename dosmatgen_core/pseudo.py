@@ -25,10 +25,15 @@ from . import dos as dosmod
 def pseudo_label(pack: str | Path, predictor_path: str | Path, out: str | Path, chunk: int = 512,
                  log=print) -> dict:
     """Predict the site DOS of every unlabelled training crystal of PACK; write OUT (npz: ids,
-    offsets, dos as float16). Resumable: chunks already written under OUT's `.parts` folder are kept."""
+    offsets, dos as float16). Resumable: chunks already written under OUT's `.parts` folder are kept.
+
+    Crystals holding an element with no DFT label in the predictor's training split (lanthanides and
+    actinides, which the recipe excludes, and a few rare ones) get none: the predictor has nothing
+    to go on there, and a made-up DOS would teach the generator a false element–DOS link."""
     from .checkpoint import sha256_file
     from .predictor import load_predictor
-    _, unlabelled, meta = datamod.load_pack(pack)
+    labelled, unlabelled, meta = datamod.load_pack(pack)
+    known = {int(z) for e in labelled if not datamod.is_validation(e.material_id, 0.15) for z in e.z}
     todo = [e for e in unlabelled if not datamod.is_validation(e.material_id)]
     pred = load_predictor(predictor_path)
     out = Path(out)
@@ -46,9 +51,12 @@ def pseudo_label(pack: str | Path, predictor_path: str | Path, out: str | Path, 
     offs = np.cumsum([0] + [len(e.z) for e in todo])
     if len(dos) != offs[-1]:
         raise ValueError(f"{parts}: {len(dos)} predicted sites for {offs[-1]} atoms; delete it and rerun")
-    ok = np.array([np.isfinite(dos[a:b].astype(np.float32)).all() for a, b in zip(offs[:-1], offs[1:])])
+    finite = np.array([np.isfinite(dos[a:b].astype(np.float32)).all() for a, b in zip(offs[:-1], offs[1:])])
+    seen = np.array([set(map(int, e.z)) <= known for e in todo], bool)
+    ok = finite & seen
     info = {"pack": str(pack), "predictor": str(predictor_path), "predictor_sha256": sha256_file(predictor_path),
-            "n_crystals": int(ok.sum()), "n_unscorable": int((~ok).sum()),
+            "n_crystals": int(ok.sum()), "n_unscorable": int((~finite).sum()),
+            "n_unlabelled_element": int((finite & ~seen).sum()),
             "pack_label_shards": meta.get("label_shards", [])}
     keep = [i for i in range(len(todo)) if ok[i]]
     kept_offs = np.cumsum([0] + [len(todo[i].z) for i in keep])

@@ -210,17 +210,20 @@ def test_bench_val_loss_scores_checkpoints_on_the_generators_validation_crystals
 
 def test_pseudo_labels_are_the_predictors_dos_for_training_crystals_only(tmp_path, seed_lines):
     """dosmatgen pseudo-label: the shipped predictor's site DOS for every unlabelled training
-    crystal; validation crystals (here mp-2201, whose sites are benchmark targets) get none, and a
-    rerun reuses the chunks already written."""
+    crystal; validation crystals (here mp-2201, whose sites are benchmark targets) and crystals
+    with an element no DFT label covers (a Gd copy) get none, and a rerun reuses the chunks."""
     from dosmatgen_core import pseudo
     from dosmatgen_core.predictor import load_predictor
-    lab = _entries(seed_lines, IDS[:2])
+    lab = _entries(seed_lines, IDS[:6])
     unl = [data.Entry(e.material_id + "-u", e.z, e.frac, e.lattice, None) for e in _entries(seed_lines, IDS[2:5])]
-    unl.append(data.Entry("mp-2201", *[getattr(_entries(seed_lines, ["mp-2201"])[0], k) for k in ("z", "frac", "lattice")], None))
-    assert data.is_validation("mp-2201")
+    val = _entries(seed_lines, ["mp-2201"])[0]
+    unl.append(data.Entry("mp-2201", val.z, val.frac, val.lattice, None))
+    unl.append(data.Entry("mp-522-Gd", np.full_like(unl[0].z, 64), unl[0].frac, unl[0].lattice, None))
+    assert data.is_validation("mp-2201") and not data.is_validation("mp-522-Gd")
+    assert 64 not in {int(z) for e in lab for z in e.z}
     pack = data.save_pack(tmp_path / "pack.npz", lab, unl, {"label_shards": ["seed-000.jsonl.gz"], "csvs": []})
     info = pseudo.pseudo_label(pack, "assets/predictor.pt", tmp_path / "pseudo.npz", chunk=2, log=lambda m: None)
-    assert info["n_crystals"] == 3 and info["n_unscorable"] == 0
+    assert info["n_crystals"] == 3 and info["n_unscorable"] == 0 and info["n_unlabelled_element"] == 1
     got, meta = pseudo.attach(tmp_path / "pseudo.npz", unl)
     assert [e.material_id for e in got] == [e.material_id for e in unl[:3]]
     assert meta["predictor_sha256"] == load_predictor("assets/predictor.pt").card["sha256"]

@@ -434,7 +434,8 @@ def _first_computable(gen, supported, m: int) -> tuple[list, int]:
 
 def bench_dft(n_sites: int = 4, m: int = 3, steps: int = 250, guidance: float = 1.0, seed: int = 0,
               max_atoms: int = 5, workers: int = 1, cache: str | Path = "runs/bench-dft/results.jsonl",
-              log=print, draws: int = 4) -> dict:
+              log=print, draws: int = 4, model: str | None = None,
+              kinds=("conditional", "unconditional")) -> dict:
     """The DOS match checked with DFT, not the predictor: m conditional and m unconditional
     candidates for each of n_sites held-out reference sites (cells of at most max_atoms atoms, so
     the calculations stay cheap), each run through the labelling recipe in its generated cell.
@@ -447,14 +448,20 @@ def bench_dft(n_sites: int = 4, m: int = 3, steps: int = 250, guidance: float = 
     unconditional, and how far the predictor's score of the same candidates is from DFT's.
     Calculations are cached by the candidate's CIF (with the DFT DOS of its atom 0), so an
     interrupted bench resumes and a crystal shared by several sites (unconditional samples depend
-    only on the cell size) is calculated once.
+    only on the cell size) is calculated once. `model` checks another checkpoint than the shipped
+    one; `kinds` may leave out the unconditional baseline (to compare against another run's).
     """
     import hashlib
     from concurrent.futures import ThreadPoolExecutor
 
     from . import sampling, tasks
     from .labelling import SEED_RECIPE, label_isolated, supported_elements
+    from .checkpoint import load_model
     loaded, predictor, db, _ = _resources()
+    if model:
+        loaded = load_model(model)
+    if not kinds or set(kinds) - {"conditional", "unconditional"}:
+        raise ValueError(f"kinds must name 'conditional' and/or 'unconditional', not {kinds!r}")
     supported = supported_elements()
     sites = spread_sites([s for s in heldout_sites(db, max_sites=10**6) if s[1] <= max_atoms], n_sites)
     cache = Path(cache)
@@ -468,6 +475,8 @@ def bench_dft(n_sites: int = 4, m: int = 3, steps: int = 250, guidance: float = 
     jobs, drawn = [], {"conditional": [0, 0], "unconditional": [0, 0]}   # [drawn, not calculable]
     for mid, nat, i, g, z in sites:
         for kind, sd in (("conditional", seed), ("unconditional", seed + 1)):
+            if kind not in kinds:
+                continue
             specs = tasks.masked(nat, {0: g}, draws * m) if kind == "conditional" else tasks.unconditional(nat, draws * m)
             gen = sampling.sample(loaded, specs, steps=steps, guidance=guidance, seed=sd)
             ok, n = _first_computable(gen, supported, m)
@@ -528,7 +537,7 @@ def bench_dft(n_sites: int = 4, m: int = 3, steps: int = 250, guidance: float = 
                          "predictor_mae": _mean([r["predictor_mae"] for r in rs]) if rs else None,
                          "share_same_element": float(np.mean([r["candidate_z"] == r["element_z"] for r in rs])) if rs else None}
     c, u = summary["conditional"]["dft_mae"], summary["unconditional"]["dft_mae"]
-    return {"machine": machine(), "steps": steps, "guidance": guidance, "recipe": SEED_RECIPE.record(),
+    return {"machine": machine(), "steps": steps, "kinds": list(kinds), "guidance": guidance, "recipe": SEED_RECIPE.record(),
             "checkpoint": {k: loaded.card.get(k) for k in ("epoch", "sha256", "type_diffusion")},
             "sites": [{"material_id": s[0], "n_atoms": s[1], "site": s[2], "element_z": s[4]} for s in sites],
             "candidates_per_site": m, **summary, "ratio": c / u if c is not None and u else None, "goal_ratio": 0.5,

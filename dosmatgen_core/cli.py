@@ -161,7 +161,8 @@ def _bench(args) -> int:
                                    model=(args.model or [None])[0], log=lambda m: print(m, flush=True))
     elif args.what == "dft":
         res = bench.bench_dft(n_sites=args.sites, m=args.n, steps=args.steps, guidance=args.guidance,
-                              max_atoms=args.max_atoms, workers=args.workers, log=lambda m: print(m, flush=True))
+                              max_atoms=args.max_atoms, workers=args.workers, model=(args.model or [None])[0],
+                              kinds=args.kinds.split(","), log=lambda m: print(m, flush=True))
     else:
         res = bench.bench_evaluate(n=args.n, steps=args.steps, ref=args.ref, site=args.site, n_atoms=args.n_atoms)
     out = Path(args.out or ROOT / "bench" / f"{args.what}.json")
@@ -388,6 +389,8 @@ def main(argv=None) -> int:
     be.add_argument("--type-temperatures", default="1",
                     help="guidance: element-draw temperatures of the conditioned atom, comma-separated")
     be.add_argument("--lattice-weights", default="w", help="guidance: lattice weights ('w' = same as w), comma-separated")
+    be.add_argument("--kinds", default="conditional,unconditional",
+                    help="dft: which candidates to calculate (conditional alone: compare with another model's baseline)")
     be.add_argument("--max-atoms", type=int, default=5, help="dft: largest reference cell taken (DFT cost)")
     be.add_argument("--out", default=None)
     be.set_defaults(func=_bench)

@@ -185,6 +185,25 @@ def test_dft_check_calculates_a_crystal_shared_by_sites_once(tmp_path, monkeypat
     assert res["unconditional"]["drawn"] >= 4
 
 
+def test_dft_check_of_another_checkpoint_can_leave_out_the_baseline(tmp_path, monkeypatch, resources):
+    """bench dft --model PATH --kinds conditional: that checkpoint's conditional candidates only
+    (GPAW replaced by a recorder, as above); a bad kind is refused before anything is drawn."""
+    import dosmatgen_core.checkpoint as checkpoint
+    import dosmatgen_core.labelling as labelling
+    monkeypatch.setattr(bench, "_resources", lambda: resources)
+    loaded = resources[0]
+    asked = []
+    monkeypatch.setattr(checkpoint, "load_model", lambda p: asked.append(p) or loaded)
+    monkeypatch.setattr(labelling, "label_isolated", lambda task, recipe, timeout: {"site_dos": [[0.1] * dosmod.NPTS] * 4})
+    res = bench.bench_dft(n_sites=1, m=1, steps=5, max_atoms=2, cache=tmp_path / "c.jsonl", log=lambda m: None,
+                          model="other.pt", kinds=("conditional",))
+    assert asked == ["other.pt"] and res["kinds"] == ["conditional"]
+    assert {r["kind"] for r in res["rows"]} == {"conditional"} and res["unconditional"]["candidates"] == 0
+    assert res["ratio"] is None
+    with pytest.raises(ValueError, match="kinds"):
+        bench.bench_dft(n_sites=1, m=1, steps=5, cache=tmp_path / "c.jsonl", kinds=("baseline",))
+
+
 def test_guidance_sweep_crosses_weights_and_temperatures_on_one_unconditional_draw(monkeypatch, resources):
     monkeypatch.setattr(bench, "_resources", lambda: resources)
     _, _, db, _ = resources

@@ -130,7 +130,7 @@ def _pack(args) -> int:
 
 
 def _bench(args) -> int:
-    from . import bench
+    from . import bench, bench_generation
     if args.threads:
         # torch's spin-waiting threads on a loaded 2-core box: one thread can be much faster
         import torch
@@ -142,7 +142,7 @@ def _bench(args) -> int:
         lines = sorted(lines, key=lambda d: d["seconds"])[args.skip:args.skip + args.n]
         res = bench.bench_label(lines, workers=args.workers)
     elif args.what == "generate":
-        res = bench.bench_generate(n=args.n, steps=args.steps, quick=args.quick, guidance=args.guidance,
+        res = bench_generation.bench_generate(n=args.n, steps=args.steps, quick=args.quick, guidance=args.guidance,
                                    lattice_guidance=args.lattice_guidance, timing_only=args.timing_only)
     elif args.what == "predictors":
         res = bench.bench_predictors(args.run_dir or [], pack=args.pack or "", label_dirs=[str(LABEL_DIR)],
@@ -151,20 +151,20 @@ def _bench(args) -> int:
         res = bench.bench_validation_loss(args.model or ["assets/denoiser.pt"], pack=args.pack or "",
                                           label_dirs=[str(LABEL_DIR)], csvs=[str(c) for c in MP_CSVS])
     elif args.what == "models":
-        res = bench.bench_models(args.model or ["assets/denoiser.pt"], n=args.n, steps=args.steps,
+        res = bench_generation.bench_models(args.model or ["assets/denoiser.pt"], n=args.n, steps=args.steps,
                                  guidance=args.guidance, on=args.on, n_sites=args.sites)
     elif args.what == "guidance":
         lw = [None if x == "w" else float(x) for x in args.lattice_weights.split(",")]
-        res = bench.bench_guidance(weights=[float(x) for x in args.weights.split(",")], lattice_weights=lw,
+        res = bench_generation.bench_guidance(weights=[float(x) for x in args.weights.split(",")], lattice_weights=lw,
                                    n_sites=args.sites, m=args.n, steps=args.steps,
                                    type_temperatures=[float(x) for x in args.type_temperatures.split(",")],
                                    model=(args.model or [None])[0], log=lambda m: print(m, flush=True))
     elif args.what == "dft":
-        res = bench.bench_dft(n_sites=args.sites, m=args.n, steps=args.steps, guidance=args.guidance,
+        res = bench_generation.bench_dft(n_sites=args.sites, m=args.n, steps=args.steps, guidance=args.guidance,
                               max_atoms=args.max_atoms, workers=args.workers, model=(args.model or [None])[0],
                               kinds=args.kinds.split(","), log=lambda m: print(m, flush=True))
     else:
-        res = bench.bench_evaluate(n=args.n, steps=args.steps, ref=args.ref, site=args.site, n_atoms=args.n_atoms)
+        res = bench_generation.bench_evaluate(n=args.n, steps=args.steps, ref=args.ref, site=args.site, n_atoms=args.n_atoms)
     out = Path(args.out or ROOT / "bench" / f"{args.what}.json")
     bench.write(res, out)
     print(json.dumps(res, indent=2)[:4000])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dosmatgen_core import bench, data
+from dosmatgen_core import bench_generation as genbench, data
 from dosmatgen_core import dos as dosmod
 
 torch.set_num_threads(1)
@@ -14,12 +14,12 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def resources():
-    return bench._resources()
+    return genbench._resources()
 
 
 def test_heldout_sites_are_validation_sites_one_per_element(resources):
     _, _, db, _ = resources
-    sites = bench.heldout_sites(db)
+    sites = genbench.heldout_sites(db)
     assert 0 < len(sites) <= 16
     for mid, nat, i, g, z in sites:
         assert data.is_validation(mid) and nat <= 20
@@ -32,8 +32,8 @@ def test_heldout_sites_are_validation_sites_one_per_element(resources):
 
 def test_heldout_scores_report_the_predictor_floor(resources):
     loaded, predictor, db, _ = resources
-    sites = bench.heldout_sites(db)[:2]
-    res = bench.heldout_scores(loaded, predictor, db, sites, m=2, steps=20, guidance=1.0, seed=0)
+    sites = genbench.heldout_sites(db)[:2]
+    res = genbench.heldout_scores(loaded, predictor, db, sites, m=2, steps=20, guidance=1.0, seed=0)
     assert res["n_sites"] == 2 and res["candidates_per_site"] == 2
     # the oracle is the reference crystal itself, scored like a candidate
     mid, _, i, g, _ = sites[0]
@@ -52,7 +52,7 @@ def test_heldout_scores_report_the_predictor_floor(resources):
 @pytest.mark.slow
 def test_dft_check_runs_gpaw_on_candidates_and_resumes_from_its_cache(tmp_path, monkeypatch):
     cache = tmp_path / "dft.jsonl"
-    res = bench.bench_dft(n_sites=1, m=1, steps=20, max_atoms=2, cache=cache, log=lambda m: None)
+    res = genbench.bench_dft(n_sites=1, m=1, steps=20, max_atoms=2, cache=cache, log=lambda m: None)
     assert len(res["sites"]) == 1 and res["sites"][0]["n_atoms"] <= 2
     rows = [json.loads(x) for x in cache.read_text().splitlines()]
     assert len(rows) == 2 and {r["kind"] for r in rows} == {"conditional", "unconditional"}
@@ -61,28 +61,28 @@ def test_dft_check_runs_gpaw_on_candidates_and_resumes_from_its_cache(tmp_path, 
     # a second run takes every calculation from the cache: no DFT at all
     import dosmatgen_core.labelling as labelling
     monkeypatch.setattr(labelling, "label_isolated", lambda *a, **k: pytest.fail("recomputed a cached calculation"))
-    again = bench.bench_dft(n_sites=1, m=1, steps=20, max_atoms=2, cache=cache, log=lambda m: None)
+    again = genbench.bench_dft(n_sites=1, m=1, steps=20, max_atoms=2, cache=cache, log=lambda m: None)
     assert again["conditional"] == res["conditional"] and again["unconditional"] == res["unconditional"]
 
 
 def test_spread_sites_takes_one_site_per_structure_first():
     g = np.zeros(dosmod.NPTS)
     sites = [("a", 2, 0, g, 1), ("a", 2, 1, g, 2), ("b", 3, 0, g, 3), ("b", 3, 1, g, 4), ("c", 1, 0, g, 5)]
-    assert [(s[0], s[2]) for s in bench.spread_sites(sites, 3)] == [("a", 0), ("b", 1), ("c", 0)]
-    assert [(s[0], s[2]) for s in bench.spread_sites(sites, 4)] == [("a", 0), ("b", 1), ("c", 0), ("a", 1)]
-    assert bench.spread_sites([], 3) == []
+    assert [(s[0], s[2]) for s in genbench.spread_sites(sites, 3)] == [("a", 0), ("b", 1), ("c", 0)]
+    assert [(s[0], s[2]) for s in genbench.spread_sites(sites, 4)] == [("a", 0), ("b", 1), ("c", 0), ("a", 1)]
+    assert genbench.spread_sites([], 3) == []
 
 
 def test_tuning_sites_never_overlap_the_bench_sites(resources):
     _, _, db, _ = resources
-    bench_keys = {(s[0], s[2]) for s in bench.heldout_sites(db)}
-    tune = bench.tuning_sites(db, 24)
+    bench_keys = {(s[0], s[2]) for s in genbench.heldout_sites(db)}
+    tune = genbench.tuning_sites(db, 24)
     assert tune and not bench_keys & {(s[0], s[2]) for s in tune}
     assert all(data.is_validation(s[0]) for s in tune)
 
 
 def test_generate_timing_only_returns_the_wall_time_alone():
-    res = bench.bench_generate(n=2, steps=5, timing_only=True)
+    res = genbench.bench_generate(n=2, steps=5, timing_only=True)
     assert res["wall_seconds_masked_4to7"]["candidates"] == 2 and res["wall_seconds_masked_4to7"]["seconds"] > 0
     assert "heldout_sites" not in res and "au3ni_ni_site" not in res
 
@@ -90,17 +90,17 @@ def test_generate_timing_only_returns_the_wall_time_alone():
 def test_bench_models_scores_each_checkpoint_on_the_chosen_sites(monkeypatch, resources):
     """Two checkpoints on two tuning sites: each gets its own scores, and the sites are the tuning
     ones, not the bench's (monkeypatched to a small count so it runs in seconds)."""
-    monkeypatch.setattr(bench, "_resources", lambda: resources)
+    monkeypatch.setattr(genbench, "_resources", lambda: resources)
     _, _, db, _ = resources
-    two = bench.tuning_sites(db, 2)
-    monkeypatch.setattr(bench, "tuning_sites", lambda db_, n: two)
-    res = bench.bench_models(["assets/denoiser.pt", "assets/denoiser.pt"], n=10, steps=10, on="tuning")
+    two = genbench.tuning_sites(db, 2)
+    monkeypatch.setattr(genbench, "tuning_sites", lambda db_, n: two)
+    res = genbench.bench_models(["assets/denoiser.pt", "assets/denoiser.pt"], n=10, steps=10, on="tuning")
     assert res["sites"] == "tuning" and res["n_sites"] == 2
     (name, r), = res["models"].items()                      # the same file twice: one entry
     assert name == "assets/denoiser.pt" and r["ratio"] == pytest.approx(r["conditional_mae"] / r["unconditional_mae"])
     assert r["ratio_interval"]["low"] <= r["ratio"] <= r["ratio_interval"]["high"]
     with pytest.raises(ValueError, match="bench.*tuning.*all"):
-        bench.bench_models(["assets/denoiser.pt"], on="train")
+        genbench.bench_models(["assets/denoiser.pt"], on="train")
 
 
 def _site(mid, c, u, o=0.1):
@@ -111,15 +111,15 @@ def _site(mid, c, u, o=0.1):
 
 def test_summary_weighs_sites_equally_and_the_interval_resamples_structures():
     per = [_site("a", 0.2, 0.5), _site("a", 0.4, 0.5), _site("b", 0.3, 0.6), _site("c", 0.1, 0.4)]
-    s = bench.summarise_sites(per)
+    s = genbench.summarise_sites(per)
     assert s["n_sites"] == 4 and s["n_structures"] == 3
     assert s["ratio"] == pytest.approx(0.25 / 0.5)
     assert s["share_of_reachable_gain"] == pytest.approx((0.5 - 0.25) / (0.5 - 0.1))
-    ci = bench.bootstrap_ratio(per, n=500)
+    ci = genbench.bootstrap_ratio(per, n=500)
     assert ci["low"] <= s["ratio"] <= ci["high"] and ci["low"] < ci["high"]
     # every structure alike: no spread to resample
     same = [_site(k, 0.2, 0.4) for k in "abcd"]
-    ci = bench.bootstrap_ratio(same, n=50)
+    ci = genbench.bootstrap_ratio(same, n=50)
     assert ci["low"] == pytest.approx(0.5) and ci["high"] == pytest.approx(0.5) and ci["share_at_or_below_goal"] == 1.0
 
 
@@ -127,7 +127,7 @@ def test_heldout_scores_batches_sites_of_different_sizes_in_order(resources):
     """Sites of different cell sizes in one sampler batch: each site gets its own m candidates of its
     own size, and the unconditional set is drawn once per size."""
     loaded, predictor, db, _ = resources
-    sites = bench.heldout_sites(db, max_sites=10**6)
+    sites = genbench.heldout_sites(db, max_sites=10**6)
     by_n = {}
     for s in sites:
         by_n.setdefault(s[1], s)
@@ -139,22 +139,22 @@ def test_heldout_scores_batches_sites_of_different_sizes_in_order(resources):
         calls.append([s.n_atoms for s in specs])
         return sampling.sample(loaded_, specs, **kw)
     cache: dict = {}
-    res = bench.heldout_scores(loaded, predictor, db, pick, m=2, steps=5, guidance=1.0, seed=0, sample=spy,
+    res = genbench.heldout_scores(loaded, predictor, db, pick, m=2, steps=5, guidance=1.0, seed=0, sample=spy,
                                uncond_cache=cache)
     assert calls[0] == [n for _, n, *_ in pick for _ in range(2)]
     assert [p["n_atoms"] for p in res["per_site"]] == [s[1] for s in pick]
     assert sorted(k[0] for k in cache) == sorted(s[1] for s in pick)
     n_calls = len(calls)
-    bench.heldout_scores(loaded, predictor, db, pick, m=2, steps=5, guidance=2.0, seed=0, sample=spy, uncond_cache=cache)
+    genbench.heldout_scores(loaded, predictor, db, pick, m=2, steps=5, guidance=2.0, seed=0, sample=spy, uncond_cache=cache)
     assert len(calls) == n_calls + 1          # conditional only: the unconditional set came from the cache
 
 
 def test_dft_check_draws_past_candidates_the_recipe_cannot_calculate():
     from types import SimpleNamespace as NS
     gen = [NS(crystal=NS(numbers=np.array(zs))) for zs in ([3, 8], [57, 8], [28, 13], [92, 1], [26, 26])]
-    ok, n = bench._first_computable(gen, frozenset({"Li", "O", "Ni", "Al", "Fe", "H"}), 3)
+    ok, n = genbench._first_computable(gen, frozenset({"Li", "O", "Ni", "Al", "Fe", "H"}), 3)
     assert [list(g.crystal.numbers) for g in ok] == [[3, 8], [28, 13], [26, 26]] and n == 5
-    ok, n = bench._first_computable(gen, frozenset({"Li", "O"}), 2)
+    ok, n = genbench._first_computable(gen, frozenset({"Li", "O"}), 2)
     assert len(ok) == 1 and n == 5                       # ran out of draws: fewer, counted
 
 
@@ -163,18 +163,18 @@ def test_dft_check_calculates_a_crystal_shared_by_sites_once(tmp_path, monkeypat
     and each is calculated once (the GPAW call is replaced by a recorder; the slow test above runs
     the real one)."""
     import dosmatgen_core.labelling as labelling
-    monkeypatch.setattr(bench, "_resources", lambda: resources)
+    monkeypatch.setattr(genbench, "_resources", lambda: resources)
     _, _, db, _ = resources
-    two = [s for s in bench.heldout_sites(db, max_sites=10**6) if s[1] == 2][:2]
+    two = [s for s in genbench.heldout_sites(db, max_sites=10**6) if s[1] == 2][:2]
     assert len(two) == 2
-    monkeypatch.setattr(bench, "spread_sites", lambda sites, n: two)
+    monkeypatch.setattr(genbench, "spread_sites", lambda sites, n: two)
     calls = []
 
     def record(task, recipe, timeout):
         calls.append(task["cif"])
         return {"site_dos": [[0.1] * dosmod.NPTS] * 2}
     monkeypatch.setattr(labelling, "label_isolated", record)
-    res = bench.bench_dft(n_sites=2, m=2, steps=5, max_atoms=2, cache=tmp_path / "c.jsonl", log=lambda m: None)
+    res = genbench.bench_dft(n_sites=2, m=2, steps=5, max_atoms=2, cache=tmp_path / "c.jsonl", log=lambda m: None)
     assert len(calls) == len(set(calls))
     un = [r for r in res["rows"] if r["kind"] == "unconditional"]
     assert len(un) == 4 and len({r["cif_key"] for r in un}) == 2
@@ -190,26 +190,26 @@ def test_dft_check_of_another_checkpoint_can_leave_out_the_baseline(tmp_path, mo
     (GPAW replaced by a recorder, as above); a bad kind is refused before anything is drawn."""
     import dosmatgen_core.checkpoint as checkpoint
     import dosmatgen_core.labelling as labelling
-    monkeypatch.setattr(bench, "_resources", lambda: resources)
+    monkeypatch.setattr(genbench, "_resources", lambda: resources)
     loaded = resources[0]
     asked = []
     monkeypatch.setattr(checkpoint, "load_model", lambda p: asked.append(p) or loaded)
     monkeypatch.setattr(labelling, "label_isolated", lambda task, recipe, timeout: {"site_dos": [[0.1] * dosmod.NPTS] * 4})
-    res = bench.bench_dft(n_sites=1, m=1, steps=5, max_atoms=2, cache=tmp_path / "c.jsonl", log=lambda m: None,
+    res = genbench.bench_dft(n_sites=1, m=1, steps=5, max_atoms=2, cache=tmp_path / "c.jsonl", log=lambda m: None,
                           model="other.pt", kinds=("conditional",))
     assert asked == ["other.pt"] and res["kinds"] == ["conditional"]
     assert {r["kind"] for r in res["rows"]} == {"conditional"} and res["unconditional"]["candidates"] == 0
     assert res["ratio"] is None
     with pytest.raises(ValueError, match="kinds"):
-        bench.bench_dft(n_sites=1, m=1, steps=5, cache=tmp_path / "c.jsonl", kinds=("baseline",))
+        genbench.bench_dft(n_sites=1, m=1, steps=5, cache=tmp_path / "c.jsonl", kinds=("baseline",))
 
 
 def test_guidance_sweep_crosses_weights_and_temperatures_on_one_unconditional_draw(monkeypatch, resources):
-    monkeypatch.setattr(bench, "_resources", lambda: resources)
+    monkeypatch.setattr(genbench, "_resources", lambda: resources)
     _, _, db, _ = resources
-    one = bench.tuning_sites(db, 1)
-    monkeypatch.setattr(bench, "tuning_sites", lambda db_, n: one)
-    res = bench.bench_guidance(weights=(0.0, 1.0), type_temperatures=(1.0, 0.5), m=2, steps=5, log=lambda m: None)
+    one = genbench.tuning_sites(db, 1)
+    monkeypatch.setattr(genbench, "tuning_sites", lambda db_, n: one)
+    res = genbench.bench_guidance(weights=(0.0, 1.0), type_temperatures=(1.0, 0.5), m=2, steps=5, log=lambda m: None)
     rows = res["settings"]
     assert [(r["guidance"], r["cond_type_temperature"]) for r in rows] == [(0.0, 1.0), (1.0, 1.0), (0.0, 0.5), (1.0, 0.5)]
     assert len({r["unconditional_mae"] for r in rows}) == 1
@@ -229,9 +229,9 @@ def test_collapsed_cells_are_counted_not_scored(resources):
     assert np.isfinite(p_good).all() and p_good.shape == (2, dosmod.NPTS)
     assert p_flat.shape == (2, dosmod.NPTS) and np.isnan(p_flat).all()
     g = np.full(dosmod.NPTS, 0.2)
-    (maes,), _ = bench._score([NS(crystal=good), NS(crystal=flat)], predictor, 0, g)
+    (maes,), _ = genbench._score([NS(crystal=good), NS(crystal=flat)], predictor, 0, g)
     assert np.isfinite(maes[0]) and np.isnan(maes[1])
-    assert bench._mean(maes) == pytest.approx(maes[0]) and np.isnan(bench._mean([float("nan")]))
+    assert genbench._mean(maes) == pytest.approx(maes[0]) and np.isnan(genbench._mean([float("nan")]))
     per = [_site("a", 0.2, 0.5), {**_site("b", float("nan"), 0.4), "unscored_conditional": 10}]
-    s = bench.summarise_sites(per)
+    s = genbench.summarise_sites(per)
     assert s["conditional_mae"] == pytest.approx(0.2) and s["unscored_candidates"]["conditional"] == 10

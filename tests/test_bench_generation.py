@@ -140,12 +140,22 @@ def test_heldout_scores_batches_sites_of_different_sizes_in_order(resources):
         return sampling.sample(loaded_, specs, **kw)
     cache: dict = {}
     res = genbench.heldout_scores(loaded, predictor, db, pick, m=2, steps=5, guidance=1.0, seed=0, sample=spy,
-                               uncond_cache=cache)
+                               uncond_cache=cache, m_uncond=3)
     assert calls[0] == [n for _, n, *_ in pick for _ in range(2)]
+    assert calls[1] == [n for n in sorted(s[1] for s in pick) for _ in range(3)]
     assert [p["n_atoms"] for p in res["per_site"]] == [s[1] for s in pick]
     assert sorted(k[0] for k in cache) == sorted(s[1] for s in pick)
+    # the baseline scores every atom of each unconditional sample (they are exchangeable)
+    for (mid, nat, i, g, z), row in zip(pick, res["per_site"]):
+        us = cache[(nat, 3, 5, 0)]
+        rows = np.concatenate(predictor.predict([(u.crystal.numbers, u.crystal.frac, u.crystal.lattice) for u in us]))
+        assert len(rows) == 3 * nat
+        assert row["unconditional_mae"] == pytest.approx(np.nanmean([dosmod.mae(g, r) for r in rows]), rel=1e-6)
+        zs = [int(x) for u in us for x in u.crystal.numbers]
+        assert row["share_same_element_unconditional"] == pytest.approx(np.mean(np.array(zs) == z))
     n_calls = len(calls)
-    genbench.heldout_scores(loaded, predictor, db, pick, m=2, steps=5, guidance=2.0, seed=0, sample=spy, uncond_cache=cache)
+    genbench.heldout_scores(loaded, predictor, db, pick, m=2, steps=5, guidance=2.0, seed=0, sample=spy,
+                            uncond_cache=cache, m_uncond=3)
     assert len(calls) == n_calls + 1          # conditional only: the unconditional set came from the cache
 
 

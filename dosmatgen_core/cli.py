@@ -84,9 +84,15 @@ def _pseudo_label(args) -> int:
     return 0
 
 
+def _restore_run(args):
+    from .training import restore_run
+    print(restore_run(args.run_dir))
+    return 0
+
+
 def _export(args) -> int:
     from .training import export
-    print(json.dumps(export(args.run_dir, args.out, use_best=not args.last), indent=2))
+    print(json.dumps(export(args.run_dir, args.out, pick="last" if args.last else args.pick), indent=2))
     return 0
 
 
@@ -337,7 +343,13 @@ def main(argv=None) -> int:
     ex.add_argument("--run-dir", default="runs/train/default")
     ex.add_argument("--out", default=str(ROOT / "assets" / "denoiser.pt"))
     ex.add_argument("--last", action="store_true", help="export the last epoch, not the best")
+    ex.add_argument("--pick", choices=["best", "best-labelled"], default="best",
+                    help="best validation loss overall, or on the labelled validation crystals")
     ex.set_defaults(func=_export)
+
+    rr = sub.add_parser("restore-run", help="make a run brought back from a GPU round exportable")
+    rr.add_argument("run_dir")
+    rr.set_defaults(func=_restore_run)
 
     tp = sub.add_parser("train-predictor", help="train the site-DOS predictor (resumable)")
     tp.add_argument("--run-dir", default="runs/predictor/default")

@@ -126,6 +126,46 @@ def slim_state(run_dir: str | Path) -> Path:
     return path
 
 
+def halve_run(run_dir: str | Path) -> list[Path]:
+    """For the trip back from a GPU round (which returns few, small files): meta.pt (the run state
+    without weights or optimiser) and best[-labelled]-half.pt (EMA weights in float16, 4 MB for
+    the shipped size, outputs equal to ~1e-3). restore_run() undoes it."""
+    run = Path(run_dir)
+    st = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    torch.save({k: v for k, v in st.items() if k not in ("model", "opt", "ema")}, run / "meta.pt")
+    out = [run / "meta.pt"]
+    for pick in ("best", "best-labelled"):
+        if (run / f"{pick}.pt").exists():
+            b = torch.load(run / f"{pick}.pt", map_location="cpu", weights_only=True)
+            b["ema"] = {k: v.half() if v.is_floating_point() else v for k, v in b["ema"].items()}
+            torch.save(b, run / f"{pick}-half.pt")
+            out.append(run / f"{pick}-half.pt")
+    return out
+
+
+def restore_run(run_dir: str | Path) -> Path:
+    """A run brought back from a GPU round (halve_run's files, see scripts/gpu-round.sh) → best.pt, best-labelled.pt and a last.pt holding the best weights, which export() reads.
+    The weights were rounded to float16 for the trip; they come back as float32."""
+    run = Path(run_dir)
+    meta = run / "meta.pt"
+    if not meta.exists():
+        raise FileNotFoundError(f"{meta} missing: not a run from a GPU round")
+    st = torch.load(meta, map_location="cpu", weights_only=True)
+    got = {}
+    for pick in ("best", "best-labelled"):
+        half = run / f"{pick}-half.pt"
+        if half.exists():
+            b = torch.load(half, map_location="cpu", weights_only=True)
+            b["ema"] = {k: v.float() if v.is_floating_point() else v for k, v in b["ema"].items()}
+            torch.save(b, run / f"{pick}.pt")
+            got[pick] = b
+    if not got:
+        raise FileNotFoundError(f"{run} holds no best-half.pt or best-labelled-half.pt")
+    st["ema"] = got.get("best", next(iter(got.values())))["ema"]
+    torch.save(st, run / "last.pt")
+    return run
+
+
 def evaluate(model, entries, mean, std, sch, device, batch_size=128, seed=1234) -> float:
     """Validation loss with a fixed noise draw, so epochs are comparable."""
     if not entries:
@@ -238,6 +278,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
     t_start = time.time()
     last_save = time.time()
     best = math.inf
+    best_lab = math.inf   # the labelled loss scores the conditional branch alone
     while epoch < cfg.epochs:
         t0 = time.time()
         if shard_key() != key:
@@ -285,13 +326,19 @@ def train(cfg: TrainConfig, log=print) -> Path:
         if v < best:
             best = v
             torch.save({"ema": ema.state_dict(), "epoch": epoch, "val_loss": v}, run / "best.pt")
+        if vl < best_lab:
+            best_lab = vl
+            torch.save({"ema": ema.state_dict(), "epoch": epoch, "val_loss": vl}, run / "best-labelled.pt")
         log(f"epoch {epoch}: train {m[0]:.4f} (L {m[1]:.3f} X {m[2]:.3f} A {m[3]:.4f}) val {v:.4f} "
             f"val-labelled {vl:.4f} [{time.time() - t0:.0f} s]")
     return run
 
 
-def export(run_dir: str | Path, out_path: str | Path, use_best: bool = True) -> dict:
-    """Ship a run's EMA weights with a model card (data, sizes, epochs, losses, date)."""
+def export(run_dir: str | Path, out_path: str | Path, pick: str = "best") -> dict:
+    """Ship a run's EMA weights with a model card (data, sizes, epochs, losses, date).
+
+    pick: "best" (lowest validation loss), "best-labelled" (lowest loss on the labelled
+    validation crystals, i.e. the conditional branch) or "last"."""
     from datetime import date
 
     from .checkpoint import save_model
@@ -299,14 +346,16 @@ def export(run_dir: str | Path, out_path: str | Path, use_best: bool = True) -> 
     model, mean, std, st = load_run_state(run / "last.pt")
     cfg = json.loads((run / "config.json").read_text())
     epoch = int(st["epoch"])
-    if use_best and (run / "best.pt").exists():
-        b = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
+    if pick not in ("best", "best-labelled", "last"):
+        raise ValueError(f"pick must be best, best-labelled or last, not {pick!r}")
+    if pick != "last" and (run / f"{pick}.pt").exists():
+        b = torch.load(run / f"{pick}.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(b["ema"])
         epoch = int(b["epoch"])
     rows = list(csv.DictReader((run / "log.csv").open())) if (run / "log.csv").exists() else []
     row = next((r for r in rows if int(r["epoch"]) == epoch), rows[-1] if rows else {})
     shards = cfg.get("label_shards") or sorted({p.name for d in cfg["label_dirs"] for p in Path(d).glob("*.jsonl.gz")})
-    card = {"name": "DOSMatGen denoiser", "date": date.today().isoformat(), "epoch": epoch,
+    card = {"name": "DOSMatGen denoiser", "date": date.today().isoformat(), "epoch": epoch, "picked": pick,
             "steps": int(row.get("step", 0) or 0), "val_loss": float(row.get("val_loss", "nan") or "nan"),
             "val_labelled_loss": float(row.get("val_labelled_loss", "nan") or "nan"),
             "n_train": int(row.get("n_train", 0) or 0), "n_labelled_structures": int(row.get("n_labelled", 0) or 0),

@@ -1,63 +1,62 @@
 #!/usr/bin/env bash
-# One training round on a lent GPU machine (torch + CUDA; no ASE, pymatgen or network there).
-# It needs the training pack (`dosmatgen pack`) and the ASE wheel (for the predictor's neighbour
-# lists) carried along: run it through the device tool with carry = data/cache/train-pack.npz, .whl
+# One generator training round on a lent GPU machine (torch + CUDA; no ASE, pymatgen or network
+# there). It needs the training pack (`dosmatgen pack`) and the ASE wheel carried along: run it
+# through the device tool with carry = data/cache/train-pack.npz, .whl
 #
-#   generator: three warm-started fine-tunes side by side on the one GPU, to measure the
-#              conditioning-DOS augmentation (aug vs plain) and a lower labelled share;
-#   predictor: three architectures × three seeds (the seeds make an ensemble).
+#   Five runs side by side on the one GPU, all on the pack's labels: four warm-started from the
+#   shipped model (the CPU recipe; twice the labelled share; a third of the learning rate; another
+#   seed, to see how far two equal recipes differ) and one from scratch.
+#   PRED=1 adds the predictor runs (three seeds of the shipped recipe); the predictor also trains
+#   on one CPU core in minutes.
 #
-# Results come back under $OUT as tar files of slim states (EMA weights), logs and configs.
-# Knobs: GEN_MINUTES (7), PRED_EPOCHS (150), PRED_MINUTES (6), OUT (a folder).
+# What comes back under $OUT, one tar per run (the device returns at most 8 files, 64 MiB): the
+# EMA weights of the best epoch by validation loss and by labelled validation loss, in float16
+# (4 MB each, inference-exact to ~1e-3), the run's metadata (DOS standardisation, config), logs.
+# Back here: `tar -xf NAME.tar -C runs/gpu-X && dosmatgen restore-run runs/gpu-X/NAME`, then export-model.
+# Knobs: GEN_MINUTES (8), OUT (a folder), PACK, GEN_EXTRA (flags added to every run, e.g. for a dry run).
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu-round-out}
 mkdir -p "$OUT" runs/gpu
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
-PACK=data/cache/train-pack.npz
-GEN_MINUTES=${GEN_MINUTES:-7}
-PRED_EPOCHS=${PRED_EPOCHS:-150}
-PRED_MINUTES=${PRED_MINUTES:-6}
+PACK=${PACK:-data/cache/train-pack.npz}
+GEN_MINUTES=${GEN_MINUTES:-8}
 DMG="python3 -m dosmatgen_core.cli"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 
 gen() {  # name, extra flags (a repeated flag: the last one wins)
     local name=$1; shift
-    $DMG train --run-dir runs/gpu/$name --pack $PACK --init-from assets/denoiser.pt \
-        --labelled-share 0.15 --epochs 10000 --max-minutes "$GEN_MINUTES" --threads 1 "$@" \
-        > runs/gpu/$name.log 2>&1 &
+    $DMG train --run-dir runs/gpu/$name --pack $PACK --labelled-share 0.15 --dos-shift 0.15 --dos-scale 0.1 \
+        --epochs 10000 --max-minutes "$GEN_MINUTES" --threads 1 "$@" ${GEN_EXTRA:-} > runs/gpu/$name.log 2>&1 &
 }
-gen aug --dos-shift 0.15 --dos-scale 0.1
-gen plain
-gen share08 --dos-shift 0.15 --dos-scale 0.1 --labelled-share 0.08
+WARM="--init-from assets/denoiser.pt --lr 3e-4"
+gen warm $WARM
+gen share30 $WARM --labelled-share 0.30
+gen lr1e-4 $WARM --lr 1e-4
+gen seed1 $WARM --seed 1
+gen scratch
 
-pred() {  # name, seed, extra flags
-    local name=$1 seed=$2; shift 2
-    $DMG train-predictor --run-dir runs/gpu/p-$name-$seed --pack $PACK --device "${PRED_DEVICE:-cuda}" \
-        --epochs "$PRED_EPOCHS" --max-minutes "$PRED_MINUTES" --threads 1 --seed "$seed" "$@" \
-        > runs/gpu/p-$name-$seed.log 2>&1 &
-}
-for s in 0 1 2; do
-    pred base $s
-    pred drop $s --dropout 0.1 --weight-decay 1e-2
-    pred wide $s --hidden 192 --dropout 0.1 --weight-decay 1e-2
-done
+if [ "${PRED:-0}" = 1 ]; then
+    for s in 0 1 2; do
+        $DMG train-predictor --run-dir runs/gpu/p-$s --pack $PACK --device cuda --epochs 40 --threads 1 \
+            --seed $s --dropout 0.1 --weight-decay 1e-2 --chgnet > runs/gpu/p-$s.log 2>&1 &
+    done
+fi
+(sleep 120; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader) &
 wait
-tail -n 3 runs/gpu/*.log
+tail -n 2 runs/gpu/*.log
 
-# slim states: EMA weights and what export needs (no optimiser, no raw weights)
-python3 - <<'EOF'
-import glob, torch
-for f in glob.glob("runs/gpu/*/last.pt"):
-    st = torch.load(f, map_location="cpu", weights_only=True)
-    keep = {k: v for k, v in st.items() if k not in ("model", "opt")}
-    torch.save(keep, f.replace("last.pt", "slim.pt"))
-EOF
-for name in aug plain share08; do
-    tar -cf "$OUT/gen-$name.tar" -C runs/gpu $name/slim.pt $name/log.csv $name/config.json $name.log
+for d in runs/gpu/*/; do   # generator runs: float16 best states + metadata (training.halve_run)
+    [ -e "$d/best.pt" ] && python3 -c "import sys; from dosmatgen_core.training import halve_run; halve_run(sys.argv[1])" "$d"
 done
-for name in base drop wide; do
-    tar -cf "$OUT/pred-$name.tar" -C runs/gpu $(cd runs/gpu && ls -d p-$name-*/slim.pt p-$name-*/log.csv p-$name-*/heldout.json p-$name-*.log 2>/dev/null)
+for d in runs/gpu/*/; do
+    name=$(basename "$d")
+    files="$name/log.csv $name/config.json"
+    for f in meta.pt best-half.pt best-labelled-half.pt heldout.json; do
+        [ -e "$d/$f" ] && files="$files $name/$f"
+    done
+    [ -e "$d/heldout.json" ] && files="$files $name/last.pt"   # predictor runs: small states
+    tar -cf "$OUT/$name.tar" -C runs/gpu $files $name.log
 done
 ls -la "$OUT"

@@ -3,11 +3,12 @@ import gzip
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from dosmatgen_core.checkpoint import load_model, save_model
 from dosmatgen_core.model.denoiser import Denoiser, DenoiserConfig
-from dosmatgen_core.training import TrainConfig, export, slim_state, train
+from dosmatgen_core.training import TrainConfig, export, halve_run, restore_run, slim_state, train
 
 TINY = dict(hidden=32, layers=2, n_freqs=4, time_dim=16, dos_hidden=32)
 
@@ -36,7 +37,7 @@ def test_warm_started_d3pm_run_resumes_and_exports_a_loadable_model(tmp_path, se
     assert json.loads((tmp_path / "run" / "config.json").read_text())["init_from"].endswith("src.pt")
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert len(rows) == 3 and all(np.isfinite(float(x)) for x in rows[-1].split(",")[2:6])   # train losses (no validation ids here)
-    card = export(tmp_path / "run", tmp_path / "out.pt", use_best=False)
+    card = export(tmp_path / "run", tmp_path / "out.pt", pick="last")
     assert card["type_diffusion"] == "d3pm" and card["epoch"] == 2 and card["warm_start"]["file"] == "src.pt"
     assert card["warm_start"]["sha256"] == json.loads((tmp_path / "src.card.json").read_text())["sha256"]
     loaded = load_model(tmp_path / "out.pt")
@@ -60,6 +61,44 @@ def test_a_run_with_pseudo_labels_trains_on_them_and_says_so_in_its_card(tmp_pat
     logs = []
     train(cfg, log=logs.append)
     assert any("(2 of them also pseudo-labelled)" in m for m in logs)
-    card = export(tmp_path / "run", tmp_path / "out.pt", use_best=False)
+    card = export(tmp_path / "run", tmp_path / "out.pt", pick="last")
     assert card["pseudo_labels"] == {"file": "pseudo.npz", "predictor_sha256": "abc"}
     assert card["train"]["pseudo_share"] == 0.5
+
+
+def test_export_can_pick_the_epoch_with_the_best_labelled_validation_loss(tmp_path, seed_lines):
+    import csv as csvmod
+
+    from dosmatgen_core import data
+    from dosmatgen_core.structures import atoms_from_cif
+    names = list(seed_lines)[:6]
+    ents = [data.entry_from_atoms(m, atoms_from_cif(seed_lines[m]["cif"]), seed_lines[m]["site_dos"]) for m in names]
+    val_ids = [f"v-{i}" for i in range(200) if data.is_validation(f"v-{i}")][:2]
+    ents = [data.Entry(val_ids[i] if i < 2 else e.material_id + "-t", e.z, e.frac, e.lattice, e.site_dos)
+            for i, e in enumerate(ents)]
+    ents = [e for e in ents if e.material_id in val_ids or not data.is_validation(e.material_id)]
+    pack = data.save_pack(tmp_path / "pack.npz", ents, [], {"label_shards": ["labels-0000.jsonl.gz"], "csvs": []})
+    cfg = TrainConfig(run_dir=str(tmp_path / "run"), pack=str(pack), epochs=3, batch_size=2, epoch_size=4,
+                      threads=1, lr=3e-3, model=DenoiserConfig(**TINY).to_dict())
+    train(cfg, log=lambda m: None)
+    rows = list(csvmod.DictReader((tmp_path / "run" / "log.csv").open()))
+    best_lab = min(rows, key=lambda r: float(r["val_labelled_loss"]))
+    card = export(tmp_path / "run", tmp_path / "lab.pt", pick="best-labelled")
+    assert card["picked"] == "best-labelled" and card["epoch"] == int(best_lab["epoch"])
+    assert card["val_labelled_loss"] == float(best_lab["val_labelled_loss"])
+    with pytest.raises(ValueError, match="pick must be"):
+        export(tmp_path / "run", tmp_path / "x.pt", pick="newest")
+
+    # the trip back from a GPU round: float16 best states + metadata, restored into an exportable run
+    import shutil
+    trip = tmp_path / "trip"
+    trip.mkdir()
+    for f in halve_run(tmp_path / "run") + [tmp_path / "run" / "log.csv", tmp_path / "run" / "config.json"]:
+        shutil.copy(f, trip / f.name)
+    restore_run(trip)
+    back = export(trip, tmp_path / "back.pt", pick="best-labelled")
+    assert back["epoch"] == card["epoch"] and back["val_labelled_loss"] == card["val_labelled_loss"]
+    a, b = load_model(tmp_path / "lab.pt").model.state_dict(), load_model(tmp_path / "back.pt").model.state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=2e-3, rtol=2e-3) for k in a)
+    with pytest.raises(FileNotFoundError, match="meta.pt missing"):
+        restore_run(tmp_path / "run" / "nowhere")

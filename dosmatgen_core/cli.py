@@ -84,7 +84,7 @@ def _pseudo_label(args) -> int:
     return 0
 
 
-def _restore_run(args):
+def _restore_run(args) -> int:
     from .training import restore_run
     print(restore_run(args.run_dir))
     return 0

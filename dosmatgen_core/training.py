@@ -144,7 +144,8 @@ def halve_run(run_dir: str | Path) -> list[Path]:
 
 
 def restore_run(run_dir: str | Path) -> Path:
-    """A run brought back from a GPU round (halve_run's files, see scripts/gpu-round.sh) → best.pt, best-labelled.pt and a last.pt holding the best weights, which export() reads.
+    """A run brought back from a GPU round (halve_run's files, see scripts/gpu-round.sh) →
+    best.pt, best-labelled.pt and a last.pt holding the best weights, which export() reads.
     The weights were rounded to float16 for the trip; they come back as float32."""
     run = Path(run_dir)
     meta = run / "meta.pt"

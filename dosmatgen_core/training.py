@@ -343,12 +343,12 @@ def export(run_dir: str | Path, out_path: str | Path, pick: str = "best") -> dic
     from datetime import date
 
     from .checkpoint import save_model
+    if pick not in ("best", "best-labelled", "last"):
+        raise ValueError(f"pick must be best, best-labelled or last, not {pick!r}")
     run = Path(run_dir)
     model, mean, std, st = load_run_state(run / "last.pt")
     cfg = json.loads((run / "config.json").read_text())
     epoch = int(st["epoch"])
-    if pick not in ("best", "best-labelled", "last"):
-        raise ValueError(f"pick must be best, best-labelled or last, not {pick!r}")
     if pick != "last" and (run / f"{pick}.pt").exists():
         b = torch.load(run / f"{pick}.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(b["ema"])

@@ -16,6 +16,8 @@ from . import evaluate, sampling, tasks
 from .runs import RunStore, to_cif
 from .structures import Crystal
 
+REDRAWS = 2      # a collapsed cell is drawn again (twice at most) rather than shown as a candidate
+
 
 @dataclass
 class Request:
@@ -85,7 +87,7 @@ def run_generation(req: Request, loaded, predictor=None, *, store: RunStore | No
             progress(0.9 * f, eta, msg)
 
     gen = sampling.sample(loaded, all_specs, steps=req.steps, guidance=req.guidance, seed=req.seed,
-                          device=req.device, progress=prog, cancel=cancel)
+                          device=req.device, progress=prog, cancel=cancel, redraws=REDRAWS)
     t_sample = time.perf_counter() - t0
     if progress:
         progress(0.9, 0.0, "scoring candidates")

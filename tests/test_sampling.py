@@ -171,3 +171,32 @@ def test_conditioned_type_temperature_leaves_free_atoms_alone(loaded, ni_dos):
     for bad in (0.0, -1.0):
         with pytest.raises(ValueError, match="temperature"):
             sampling.sample(loaded, specs, steps=4, cond_type_temperature=bad)
+
+
+def test_collapsed_cells_are_redrawn_and_the_rest_kept(loaded, ni_dos, monkeypatch):
+    specs = tasks.masked(4, {0: ni_dos}, n_candidates=6)
+    raw = sampling.sample(loaded, specs, steps=6, seed=5)
+    vpa = [abs(np.linalg.det(g.crystal.lattice)) / 4 for g in raw]
+    # call every cell below the median volume "collapsed": half the batch must be drawn again
+    monkeypatch.setattr(sampling, "MIN_VOLUME_PER_ATOM", float(np.median(vpa)))
+    flagged = [i for i, g in enumerate(raw) if sampling.collapsed(g.crystal)]
+    assert 0 < len(flagged) < len(raw)
+    a = sampling.sample(loaded, specs, steps=6, seed=5, redraws=2)
+    b = sampling.sample(loaded, specs, steps=6, seed=5, redraws=2)
+    for i, (r, x, y) in enumerate(zip(raw, a, b)):
+        assert x.spec_index == i and np.array_equal(x.crystal.frac, y.crystal.frac)   # reproducible
+        if i in flagged:
+            assert not np.array_equal(x.crystal.frac, r.crystal.frac)
+            assert x.crystal.numbers[0] > 0 and len(x.crystal.numbers) == 4
+        else:
+            assert np.array_equal(x.crystal.frac, r.crystal.frac)
+    # redraws=0 is the raw sampler
+    c = sampling.sample(loaded, specs, steps=6, seed=5, redraws=0)
+    assert all(np.array_equal(x.crystal.frac, r.crystal.frac) for x, r in zip(c, raw))
+
+
+def test_collapsed_detects_a_shrunken_cell():
+    c = Crystal(np.array([28, 79]), np.array([[0, 0, 0], [0.5, 0.5, 0.5]]), np.eye(3) * 1.2)
+    assert sampling.collapsed(c)
+    assert not sampling.collapsed(Crystal(c.numbers, c.frac, np.eye(3) * 3.6))
+    assert sampling.collapsed(Crystal(c.numbers, c.frac, np.full((3, 3), np.nan)))

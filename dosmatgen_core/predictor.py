@@ -203,7 +203,11 @@ class Ensemble(nn.Module):
         super().__init__()
         self.members = nn.ModuleList(members)
         self.cfg = members[0].cfg
-        self.elem = members[0].elem
+
+    @property
+    def elem(self) -> torch.Tensor:
+        # read through, so that .to(device) (which replaces the members' buffers) is followed
+        return self.members[0].elem
 
     def forward(self, g: Graph) -> torch.Tensor:
         return torch.stack([m(g) for m in self.members]).mean(0)

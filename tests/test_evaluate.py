@@ -98,3 +98,18 @@ def test_a_cell_that_repeats_every_0_69_angstrom_is_not_valid_and_is_not_sent_to
     assert not evaluate.validity(s)["structurally_valid"] or evaluate.min_distance(s) >= 0.5
     line = label_structure("degenerate", atoms_to_cif(to_atoms(s)), keep_cell=True)
     assert "shortest lattice translation is 0.69 Å" in line["failed"]
+
+
+def test_ensemble_is_the_members_mean_and_follows_dtype_moves(seed_lines):
+    from dosmatgen_core import data
+    from dosmatgen_core.predictor import Ensemble, PredictorConfig, SiteDOSPredictor, _graph_and_target
+    torch.manual_seed(1)
+    members = [SiteDOSPredictor(PredictorConfig(hidden=16, layers=1)).eval() for _ in range(2)]
+    ens = Ensemble(members).eval()
+    e = data.entry_from_atoms("L12-Au3Ni-chgnet", atoms_from_cif(seed_lines["L12-Au3Ni-chgnet"]["cif"]),
+                              seed_lines["L12-Au3Ni-chgnet"]["site_dos"])
+    g, _ = _graph_and_target([e])
+    with torch.no_grad():
+        assert torch.allclose(ens(g), (members[0](g) + members[1](g)) / 2)
+    ens.to(torch.float64)      # .to() replaces the members' buffers; the ensemble's table follows
+    assert ens.elem.dtype == torch.float64 and ens.elem is members[0].elem

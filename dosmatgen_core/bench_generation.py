@@ -389,7 +389,9 @@ def bench_dft(n_sites: int = 4, m: int = 3, steps: int = 250, guidance: float = 
     only on the cell size) is calculated once. `model` checks another checkpoint than the shipped
     one; `kinds` may leave out the unconditional baseline (to compare against another run's).
     """
+    import fcntl
     import hashlib
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from . import sampling, tasks
@@ -439,6 +441,8 @@ def bench_dft(n_sites: int = 4, m: int = 3, steps: int = 250, guidance: float = 
         out["seconds"] = calc.get("seconds")
         return out
 
+    write_lock = threading.Lock()
+
     def work(job):
         if job["cif_key"] in done:
             return score(job, done[job["cif_key"]])
@@ -451,7 +455,9 @@ def bench_dft(n_sites: int = 4, m: int = 3, steps: int = 250, guidance: float = 
             calc["site_dos_0"] = np.round(np.asarray(line["site_dos"])[0], 5).tolist()
         done[job["cif_key"]] = calc
         out = score(job, calc)
-        with cache.open("a") as fh:
+        # one whole line per result, whichever thread or process (two benches may share the cache)
+        with write_lock, cache.open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
             fh.write(json.dumps({**out, **calc}) + "\n")
         log(f"{job['key']}: {out.get('dft_mae', out.get('failed'))}")
         return out

@@ -184,8 +184,12 @@ def test_dft_check_calculates_a_crystal_shared_by_sites_once(tmp_path, monkeypat
         calls.append(task["cif"])
         return {"site_dos": [[0.1] * dosmod.NPTS] * 2}
     monkeypatch.setattr(labelling, "label_isolated", record)
-    res = genbench.bench_dft(n_sites=2, m=2, steps=5, max_atoms=2, cache=tmp_path / "c.jsonl", log=lambda m: None)
+    res = genbench.bench_dft(n_sites=2, m=2, steps=5, max_atoms=2, cache=tmp_path / "c.jsonl", log=lambda m: None,
+                             workers=2)
     assert len(calls) == len(set(calls))
+    # two workers append to one cache: one whole JSON line per calculation
+    lines = (tmp_path / "c.jsonl").read_text().splitlines()
+    assert len(lines) == len(calls) and all("cif_key" in json.loads(x) for x in lines)
     un = [r for r in res["rows"] if r["kind"] == "unconditional"]
     assert len(un) == 4 and len({r["cif_key"] for r in un}) == 2
     # the same DFT DOS scored against each site's own target

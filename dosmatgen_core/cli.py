@@ -158,15 +158,15 @@ def _bench(args) -> int:
                                           label_dirs=[str(LABEL_DIR)], csvs=[str(c) for c in MP_CSVS])
     elif args.what == "models":
         res = bench_generation.bench_models(args.model or ["assets/denoiser.pt"], n=args.n, steps=args.steps,
-                                 guidance=args.guidance, on=args.on, n_sites=args.sites)
+                                 guidance=args.guidance, on=args.on, n_sites=args.sites or 24)
     elif args.what == "guidance":
         lw = [None if x == "w" else float(x) for x in args.lattice_weights.split(",")]
         res = bench_generation.bench_guidance(weights=[float(x) for x in args.weights.split(",")], lattice_weights=lw,
-                                   n_sites=args.sites, m=args.n, steps=args.steps,
+                                   n_sites=args.sites or 24, m=args.n, steps=args.steps,
                                    type_temperatures=[float(x) for x in args.type_temperatures.split(",")],
                                    model=(args.model or [None])[0], log=lambda m: print(m, flush=True))
     elif args.what == "dft":
-        res = bench_generation.bench_dft(n_sites=args.sites, m=args.n, steps=args.steps, guidance=args.guidance,
+        res = bench_generation.bench_dft(n_sites=args.sites or 4, m=args.n, steps=args.steps, guidance=args.guidance,
                               max_atoms=args.max_atoms, workers=args.workers, model=(args.model or [None])[0],
                               kinds=args.kinds.split(","), log=lambda m: print(m, flush=True))
     else:
@@ -396,7 +396,8 @@ def main(argv=None) -> int:
     be.add_argument("--pack", default=None, help="predictors: labels from a pack (dosmatgen pack)")
     be.add_argument("--on", choices=["bench", "tuning", "all"], default="bench",
                     help="models: score the bench's 16 held-out sites, the disjoint tuning sites, or every held-out site")
-    be.add_argument("--sites", type=int, default=4, help="dft: held-out reference sites (guidance: tuning sites, use 24)")
+    be.add_argument("--sites", type=int, default=None,
+                    help="dft: held-out reference sites (default 4); guidance and models --on tuning: tuning sites (default 24)")
     be.add_argument("--weights", default="0,1,2,4", help="guidance: guidance weights w to compare")
     be.add_argument("--type-temperatures", default="1",
                     help="guidance: element-draw temperatures of the conditioned atom, comma-separated")

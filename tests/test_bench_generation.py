@@ -249,3 +249,18 @@ def test_collapsed_cells_are_counted_not_scored(resources):
     per = [_site("a", 0.2, 0.5), {**_site("b", float("nan"), 0.4), "unscored_conditional": 10}]
     s = genbench.summarise_sites(per)
     assert s["conditional_mae"] == pytest.approx(0.2) and s["unscored_candidates"]["conditional"] == 10
+
+
+@pytest.mark.parametrize("what,argv,key,expected", [
+    ("models", ["--on", "tuning"], "n_sites", 24),        # the tuning set is 24 sites unless told
+    ("guidance", [], "n_sites", 24),
+    ("dft", [], "n_sites", 4),                            # DFT is dear: 4 sites unless told
+    ("models", ["--on", "tuning", "--sites", "6"], "n_sites", 6),
+])
+def test_bench_site_counts_default_per_bench(tmp_path, monkeypatch, what, argv, key, expected):
+    from dosmatgen_core import cli
+    seen = {}
+    fn = {"models": "bench_models", "guidance": "bench_guidance", "dft": "bench_dft"}[what]
+    monkeypatch.setattr(genbench, fn, lambda *a, **k: seen.update(k) or {"ok": True})
+    assert cli.main(["bench", what, *argv, "--out", str(tmp_path / "b.json")]) == 0
+    assert seen[key] == expected

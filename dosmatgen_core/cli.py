@@ -141,6 +141,8 @@ def _bench(args) -> int:
         # torch's spin-waiting threads on a loaded 2-core box: one thread can be much faster
         import torch
         torch.set_num_threads(args.threads)
+    # each bench has its own site count default (dft 4, tuning 24): pass --sites only when given
+    sites = {} if args.sites is None else {"n_sites": args.sites}
     if args.what == "label":
         from .labelling import iter_label_lines
         lines = [d for _, d in iter_label_lines([LABEL_DIR / "seed-000.jsonl.gz"]) if "failed" not in d]
@@ -158,17 +160,17 @@ def _bench(args) -> int:
                                           label_dirs=[str(LABEL_DIR)], csvs=[str(c) for c in MP_CSVS])
     elif args.what == "models":
         res = bench_generation.bench_models(args.model or ["assets/denoiser.pt"], n=args.n, steps=args.steps,
-                                 guidance=args.guidance, on=args.on, n_sites=args.sites or 24)
+                                 guidance=args.guidance, on=args.on, **sites)
     elif args.what == "guidance":
         lw = [None if x == "w" else float(x) for x in args.lattice_weights.split(",")]
         res = bench_generation.bench_guidance(weights=[float(x) for x in args.weights.split(",")], lattice_weights=lw,
-                                   n_sites=args.sites or 24, m=args.n, steps=args.steps,
+                                   m=args.n, steps=args.steps,
                                    type_temperatures=[float(x) for x in args.type_temperatures.split(",")],
-                                   model=(args.model or [None])[0], log=lambda m: print(m, flush=True))
+                                   model=(args.model or [None])[0], log=lambda m: print(m, flush=True), **sites)
     elif args.what == "dft":
-        res = bench_generation.bench_dft(n_sites=args.sites or 4, m=args.n, steps=args.steps, guidance=args.guidance,
+        res = bench_generation.bench_dft(m=args.n, steps=args.steps, guidance=args.guidance,
                               max_atoms=args.max_atoms, workers=args.workers, model=(args.model or [None])[0],
-                              kinds=args.kinds.split(","), log=lambda m: print(m, flush=True))
+                              kinds=args.kinds.split(","), log=lambda m: print(m, flush=True), **sites)
     else:
         res = bench_generation.bench_evaluate(n=args.n, steps=args.steps, ref=args.ref, site=args.site, n_atoms=args.n_atoms)
     out = Path(args.out or ROOT / "bench" / f"{args.what}.json")

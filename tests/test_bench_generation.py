@@ -258,9 +258,18 @@ def test_collapsed_cells_are_counted_not_scored(resources):
     ("models", ["--on", "tuning", "--sites", "6"], "n_sites", 6),
 ])
 def test_bench_site_counts_default_per_bench(tmp_path, monkeypatch, what, argv, key, expected):
+    import inspect
+
     from dosmatgen_core import cli
     seen = {}
     fn = {"models": "bench_models", "guidance": "bench_guidance", "dft": "bench_dft"}[what]
-    monkeypatch.setattr(genbench, fn, lambda *a, **k: seen.update(k) or {"ok": True})
+    real = inspect.signature(getattr(genbench, fn))
+
+    def record(*a, **k):      # the arguments the bench would run with, its own defaults included
+        bound = real.bind(*a, **k)
+        bound.apply_defaults()
+        seen.update(bound.arguments)
+        return {"ok": True}
+    monkeypatch.setattr(genbench, fn, record)
     assert cli.main(["bench", what, *argv, "--out", str(tmp_path / "b.json")]) == 0
     assert seen[key] == expected

@@ -80,7 +80,7 @@ def _pseudo_label(args) -> int:
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
-    print(json.dumps(pseudo_label(args.pack, args.predictor, args.out, log=lambda m: print(m, flush=True)), indent=2))
+    print(json.dumps(pseudo_label(args.pack, args.predictor, args.out, label_dir=args.labels, log=lambda m: print(m, flush=True)), indent=2))
     return 0
 
 
@@ -331,6 +331,8 @@ def main(argv=None) -> int:
     pl.add_argument("--pack", default=str(ROOT / "data" / "cache" / "train-pack.npz"))
     pl.add_argument("--predictor", default=str(ROOT / "assets" / "predictor.pt"))
     pl.add_argument("--out", default=str(ROOT / "data" / "cache" / "pseudo.npz"))
+    pl.add_argument("--labels", default=str(LABEL_DIR),
+                    help="the label shards the predictor was trained on (its card names them)")
     pl.add_argument("--threads", type=int, default=0)
     pl.set_defaults(func=_pseudo_label)
 

@@ -22,20 +22,38 @@ from . import data as datamod
 from . import dos as dosmod
 
 
+def predictor_elements(card: dict, label_dir: str | Path) -> set[int]:
+    """Atomic numbers in the DFT labels the predictor was trained on: the shards its card names,
+    training split only (the predictor holds out 15 %), failed calculations left out."""
+    from pymatgen.core import Composition
+    from .labelling import iter_label_lines
+    shards = [Path(label_dir) / s for s in card.get("label_shards", [])]
+    missing = [s.name for s in shards if not s.exists()]
+    if not shards or missing:
+        raise FileNotFoundError(f"the predictor card names label shards not in {label_dir}: "
+                                f"{missing or 'none named'}; pass the labels folder it was trained on")
+    return {el.Z for _, d in iter_label_lines(shards)
+            if "failed" not in d and not datamod.is_validation(d["material_id"], 0.15)
+            for el in Composition(d["formula"]).elements}
+
+
 def pseudo_label(pack: str | Path, predictor_path: str | Path, out: str | Path, chunk: int = 512,
+                 label_dir: str | Path = Path(__file__).resolve().parents[1] / "data" / "labels",
                  log=print) -> dict:
     """Predict the site DOS of every unlabelled training crystal of PACK; write OUT (npz: ids,
     offsets, dos as float16). Resumable: chunks already written under OUT's `.parts` folder are kept.
 
     Crystals holding an element with no DFT label in the predictor's training split (lanthanides and
     actinides, which the recipe excludes, and a few rare ones) get none: the predictor has nothing
-    to go on there, and a made-up DOS would teach the generator a false element–DOS link."""
+    to go on there, and a made-up DOS would teach the generator a false element–DOS link. That split
+    is read from the shards the predictor's card names (in LABEL_DIR), not from the pack, whose
+    labels may be newer than the predictor."""
     from .checkpoint import sha256_file
     from .predictor import load_predictor
-    labelled, unlabelled, meta = datamod.load_pack(pack)
-    known = {int(z) for e in labelled if not datamod.is_validation(e.material_id, 0.15) for z in e.z}
+    _, unlabelled, meta = datamod.load_pack(pack)
     todo = [e for e in unlabelled if not datamod.is_validation(e.material_id)]
     pred = load_predictor(predictor_path)
+    known = predictor_elements(pred.card, label_dir)
     out = Path(out)
     parts = out.with_suffix(".parts")
     parts.mkdir(parents=True, exist_ok=True)

@@ -238,6 +238,21 @@ def test_pseudo_labels_are_the_predictors_dos_for_training_crystals_only(tmp_pat
     assert [p.stat().st_mtime_ns for p in parts] == stamp
 
 
+def test_pseudo_label_elements_come_from_the_predictors_own_label_shards(tmp_path):
+    """The elements a pseudo-label may hold are those in the predictor's training labels (the shards
+    its card names, training split), not a newer pack's; a card naming absent shards is refused."""
+    from dosmatgen_core import pseudo
+    from dosmatgen_core.predictor import load_predictor
+    card = load_predictor("assets/predictor.pt").card
+    full = pseudo.predictor_elements(card, "data/labels")
+    seed = pseudo.predictor_elements({"label_shards": ["seed-000.jsonl.gz"]}, "data/labels")
+    assert seed < full and 28 in full and 79 in full and not {57, 64, 92} & full
+    with pytest.raises(FileNotFoundError, match="labels-9999"):
+        pseudo.predictor_elements({"label_shards": ["labels-9999.jsonl.gz"]}, "data/labels")
+    with pytest.raises(FileNotFoundError, match="none named"):
+        pseudo.predictor_elements({}, tmp_path)
+
+
 def test_pseudo_labels_for_a_different_crystal_are_refused(tmp_path, seed_lines):
     from dosmatgen_core import pseudo
     e = _entries(seed_lines, ["mp-522"])[0]

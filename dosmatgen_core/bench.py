@@ -132,7 +132,7 @@ def bench_predictors(run_dirs, pack: str = "", label_dirs=(), compare=()) -> dic
 
     from . import data as datamod
     from .predictor import _labelled, _model_from_blob, heldout_metrics, load_predictor
-    val = [e for e in _labelled(label_dirs, pack)[0] if datamod.is_validation(e.material_id, 0.15)]
+    val = [e for e in _labelled(label_dirs, pack)[0] if datamod.is_validation(e.material_id, datamod.PREDICTOR_HOLDOUT)]
     if not val:
         raise ValueError("no held-out labelled structures (the predictor's 15 % split) to score on")
     brief = lambda m: {"mae": m["all"]["mae"], "cosine": m["all"]["cosine"], "d_block_mae": m.get("d-block", {}).get("mae")}

@@ -306,8 +306,8 @@ def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     labelled, table = _labelled(cfg.label_dirs, cfg.pack)
-    val = [e for e in labelled if datamod.is_validation(e.material_id, 0.15)]
-    tr = [e for e in labelled if not datamod.is_validation(e.material_id, 0.15)]
+    val = [e for e in labelled if datamod.is_validation(e.material_id, datamod.PREDICTOR_HOLDOUT)]
+    tr = [e for e in labelled if not datamod.is_validation(e.material_id, datamod.PREDICTOR_HOLDOUT)]
     log(f"predictor: {len(tr)} training structures, {len(val)} held out")
     model = SiteDOSPredictor(PredictorConfig(**cfg.model), elem=table).to(cfg.device)
     ema = copy.deepcopy(model)
@@ -380,11 +380,11 @@ def export_predictor(run_dirs, out_path: str | Path, label_dirs, pack: str = "")
             else {"config": config, "members": [st["ema"] for st in states]})
     torch.save(blob, out_path)
     labelled, _ = _labelled(label_dirs, pack)
-    val = [e for e in labelled if datamod.is_validation(e.material_id, 0.15)]
+    val = [e for e in labelled if datamod.is_validation(e.material_id, datamod.PREDICTOR_HOLDOUT)]
     model = _model_from_blob(blob)
     metrics = heldout_metrics(model, val)
     members = [heldout_metrics(m, val).get("all", {}).get("mae") for m in getattr(model, "members", [])]
-    mean_dos = np.concatenate([e.site_dos for e in labelled if not datamod.is_validation(e.material_id, 0.15)]).mean(0)
+    mean_dos = np.concatenate([e.site_dos for e in labelled if not datamod.is_validation(e.material_id, datamod.PREDICTOR_HOLDOUT)]).mean(0)
     base = float(np.mean([np.abs(r - mean_dos).mean() for e in val for r in e.site_dos])) if val else float("nan")
     shards = (datamod.load_pack(pack)[2].get("label_shards", []) if pack else datamod.label_shard_names(label_dirs))
     card = {"name": "DOSMatGen site-DOS predictor", "date": date.today().isoformat(),

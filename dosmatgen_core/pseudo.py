@@ -33,7 +33,7 @@ def predictor_elements(card: dict, label_dir: str | Path) -> set[int]:
         raise FileNotFoundError(f"the predictor card names label shards not in {label_dir}: "
                                 f"{missing or 'none named'}; pass the labels folder it was trained on")
     return {el.Z for _, d in iter_label_lines(shards)
-            if "failed" not in d and not datamod.is_validation(d["material_id"], 0.15)
+            if "failed" not in d and not datamod.is_validation(d["material_id"], datamod.PREDICTOR_HOLDOUT)
             for el in Composition(d["formula"]).elements}
 
 

@@ -35,6 +35,7 @@ class TrainConfig:
     ema: float = 0.999
     p_uncond: float = 0.2
     p_atom: float = 0.5
+    p_single: float = 0.0          # share of labelled crystals with exactly one conditioned atom
     labelled_share: float = 0.25   # oversample labelled crystals to this share of each epoch
     epoch_size: int = 0            # crystals per epoch (0 = all)
     checkpoint_minutes: float = 5.0
@@ -296,7 +297,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
         for i in range(0, len(order), cfg.batch_size):
             chunk = [train_entries[j] for j in order[i:i + cfg.batch_size]]
             b = datamod.collate(chunk, mean, std, aug, rng).to(device)
-            out = training_loss(model, b, sch, p_uncond=cfg.p_uncond, p_atom=cfg.p_atom)
+            out = training_loss(model, b, sch, p_uncond=cfg.p_uncond, p_atom=cfg.p_atom, p_single=cfg.p_single)
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -366,7 +367,7 @@ def export(run_dir: str | Path, out_path: str | Path, pick: str = "best") -> dic
             "warm_start": ({"file": Path(cfg["init_from"]).name, **cfg.get("init_from_card", {})}
                            if cfg.get("init_from") else None),
             "train": {k: cfg[k] for k in ("batch_size", "lr", "ema", "p_uncond", "p_atom", "labelled_share")
-                      + ("dos_shift_ev", "dos_scale", "pseudo_share") if k in cfg},
+                      + ("dos_shift_ev", "dos_scale", "pseudo_share", "p_single") if k in cfg},
             "pseudo_labels": ({"file": Path(cfg["pseudo"]).name, **cfg.get("pseudo_meta", {})}
                               if cfg.get("pseudo") else None)}
     return save_model(out_path, model, mean, std, card)

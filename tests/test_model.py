@@ -123,3 +123,23 @@ def test_warm_start_keeps_every_weight_that_fits(tmp_path):
     assert torch.equal(dst.type_in.weight[:, :N_TYPES], src.type_in.weight)
     assert torch.all(dst.type_in.weight[:, N_TYPES] == 0)
     assert torch.equal(dst.layers[1].node[0].weight, src.layers[1].node[0].weight)
+
+
+def test_p_single_trains_labelled_crystals_with_exactly_one_conditioned_atom():
+    from dosmatgen_core.model.diffusion import condition_mask
+    # three crystals of 4, 6 and 5 atoms: all atoms of the first two labelled, the third unlabelled
+    sizes = [4, 6, 5]
+    batch = torch.repeat_interleave(torch.arange(3), torch.tensor(sizes))
+    has = torch.cat([torch.ones(10), torch.zeros(5)])
+    b = Batch(torch.full((15,), 28), torch.rand(15, 3), 4 * torch.eye(3).repeat(3, 1, 1), batch,
+              torch.zeros(15, 400), has)
+    per = lambda m: torch.zeros(3).index_add_(0, batch, m).tolist()
+    assert per(condition_mask(b, 0.0, 1.0)) == [4, 6, 0]            # default: every labelled atom
+    for k in range(20):
+        m = condition_mask(b, 0.0, 1.0, torch.Generator().manual_seed(k), p_single=1.0)
+        assert per(m) == [1, 1, 0] and (m <= has).all()
+    # p_single = 0.5: both regimes occur, and the dropout for guidance still empties whole crystals
+    counts = {tuple(per(condition_mask(b, 0.0, 1.0, torch.Generator().manual_seed(k), p_single=0.5)))
+              for k in range(40)}
+    assert (1.0, 1.0, 0.0) in counts and (4.0, 6.0, 0.0) in counts and (1.0, 6.0, 0.0) in counts
+    assert per(condition_mask(b, 1.0, 1.0, p_single=1.0)) == [0, 0, 0]

@@ -149,6 +149,15 @@ def summarise_sites(per: list[dict]) -> dict:
                                     for k in ("conditional", "unconditional")}}
 
 
+def by_cell_size(per: list[dict]) -> dict:
+    """The site summary per reference-cell size: larger cells leave more of the environment to
+    the free atoms, so this shows where the conditioning falls short."""
+    sizes = sorted({p["n_atoms"] for p in per})
+    keys = ("n_sites", "ratio", "oracle_ratio", "share_of_reachable_gain", "share_same_element_conditional")
+    return {str(n): {k: v for k, v in summarise_sites([p for p in per if p["n_atoms"] == n]).items() if k in keys}
+            for n in sizes}
+
+
 def bootstrap_ratio(per: list[dict], n: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
     """Percentile interval of the conditional/unconditional MAE ratio, resampling whole reference
     structures (sites of one crystal are not independent)."""
@@ -207,7 +216,7 @@ def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int
                                 "candidates_per_site": sc["candidates_per_site"],
                                 "per_site": [p for p in per if (p["material_id"], p["site"]) in first]}
         untouched = [p for p in per if (p["material_id"], p["site"]) not in tune]
-        res["all_heldout_sites"] = {**sc, "ratio_interval": bootstrap_ratio(per),
+        res["all_heldout_sites"] = {**sc, "ratio_interval": bootstrap_ratio(per), "by_cell_size": by_cell_size(per),
                                     "excluding_tuning_sites": {**summarise_sites(untouched),
                                                                "ratio_interval": bootstrap_ratio(untouched)},
                                     "per_site": per}

@@ -123,6 +123,14 @@ def test_summary_weighs_sites_equally_and_the_interval_resamples_structures():
     assert ci["low"] == pytest.approx(0.5) and ci["high"] == pytest.approx(0.5) and ci["share_at_or_below_goal"] == 1.0
 
 
+def test_by_cell_size_splits_the_summary_by_reference_cell_size():
+    per = [_site("a", 0.2, 0.5), _site("b", 0.3, 0.6), {**_site("c", 0.3, 0.4), "n_atoms": 8}]
+    s = genbench.by_cell_size(per)
+    assert list(s) == ["2", "8"] and s["2"]["n_sites"] == 2 and s["8"]["n_sites"] == 1
+    assert s["2"]["ratio"] == pytest.approx(0.25 / 0.55) and s["8"]["ratio"] == pytest.approx(0.75)
+    assert s["8"]["share_of_reachable_gain"] == pytest.approx((0.4 - 0.3) / (0.4 - 0.1))
+
+
 def test_heldout_scores_batches_sites_of_different_sizes_in_order(resources):
     """Sites of different cell sizes in one sampler batch: each site gets its own m candidates of its
     own size, and the unconditional set is drawn once per size."""

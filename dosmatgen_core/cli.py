@@ -70,7 +70,8 @@ def _train(args) -> int:
                       labelled_share=args.labelled_share, pack=args.pack or "",
                       dos_shift_ev=args.dos_shift, dos_scale=args.dos_scale,
                       pseudo=args.pseudo or "", pseudo_share=args.pseudo_share, p_single=args.p_single,
-                      model=DenoiserConfig(hidden=args.hidden, layers=args.layers, types=args.types).to_dict())
+                      model=DenoiserConfig(hidden=args.hidden, layers=args.layers, types=args.types,
+                                          cond_context=args.cond_context).to_dict())
     train(cfg, log=lambda m: print(m, flush=True))
     return 0
 
@@ -321,6 +322,10 @@ def main(argv=None) -> int:
     tr.add_argument("--pack", default=None, help="train from a pack (dosmatgen pack) instead of shards + tables")
     tr.add_argument("--dos-shift", type=float, default=0.0, help="augment: shift the conditioning DOS by ±this (eV)")
     tr.add_argument("--dos-scale", type=float, default=0.0, help="augment: log-normal σ of its amplitude")
+    tr.add_argument("--cond-context", action="store_true",
+                    help="re-inject the condition at every layer and broadcast each crystal's conditioned-atom "
+                         "embedding to all its atoms and the lattice head (zero-initialised: a warm start begins "
+                         "as its source model)")
     tr.add_argument("--p-single", type=float, default=0.0,
                     help="share of labelled crystals trained with exactly one conditioned atom")
     tr.add_argument("--pseudo", default=None, help="pseudo-labels (dosmatgen pseudo-label) for unlabelled crystals")

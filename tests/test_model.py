@@ -23,10 +23,18 @@ def random_batch(seed=0, sizes=(3, 5)):
     return a, x, l, t, batch, dos, mask
 
 
-@pytest.fixture(scope="module")
-def model():
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "cond_context"])
+def model(request):
     torch.manual_seed(0)
-    return Denoiser(DenoiserConfig(hidden=32, layers=2, n_freqs=4, time_dim=16, dos_hidden=32)).eval()
+    m = Denoiser(DenoiserConfig(hidden=32, layers=2, n_freqs=4, time_dim=16, dos_hidden=32,
+                                cond_context=request.param)).eval()
+    if request.param:
+        # the context path starts at zero; give it weights so the symmetry tests see it work
+        with torch.no_grad():
+            for name, p in m.named_parameters():
+                if name.startswith("cond_"):
+                    p.normal_(0, 0.1)
+    return m
 
 
 def test_permuting_atoms_permutes_outputs(model):
@@ -143,3 +151,50 @@ def test_p_single_trains_labelled_crystals_with_exactly_one_conditioned_atom():
               for k in range(40)}
     assert (1.0, 1.0, 0.0) in counts and (4.0, 6.0, 0.0) in counts and (1.0, 6.0, 0.0) in counts
     assert per(condition_mask(b, 1.0, 1.0, p_single=1.0)) == [0, 0, 0]
+
+
+def test_condition_context_starts_as_its_warm_start_source(tmp_path):
+    """The zero-initialised context path: a warm-started model gives its source's outputs
+    exactly, and once its weights move, a free atom feels the condition of another atom."""
+    from dosmatgen_core.checkpoint import save_model
+    from dosmatgen_core.training import warm_start
+    torch.manual_seed(0)
+    cfg = dict(hidden=32, layers=2, n_freqs=4, time_dim=16, dos_hidden=32, types="d3pm")
+    src = Denoiser(DenoiserConfig(**cfg)).eval()
+    save_model(tmp_path / "m.pt", src, np.zeros(400), np.ones(400), {})
+    dst = Denoiser(DenoiserConfig(**cfg, cond_context=True)).eval()
+    _, _, fresh = warm_start(dst, tmp_path / "m.pt")
+    assert fresh and all(k.startswith("cond_") for k in fresh)
+    g = torch.Generator().manual_seed(1)
+    sizes = (3, 6)
+    n = sum(sizes)
+    batch = torch.repeat_interleave(torch.arange(2), torch.tensor(sizes))
+    a = torch.nn.functional.one_hot(torch.randint(1, N_TYPES, (n,), generator=g), N_TYPES + 1).float()
+    x, l = torch.rand(n, 3, generator=g), torch.randn(2, 3, 3, generator=g) + 4 * torch.eye(3)
+    t, dos = torch.rand(2, generator=g), torch.randn(n, 400, generator=g)
+    mask = torch.zeros(n)
+    mask[[0, 3]] = 1.0
+    with torch.no_grad():
+        for u, v in zip(src(a, x, l, t, batch, dos, mask), dst(a, x, l, t, batch, dos, mask)):
+            assert torch.equal(u, v)
+        for name, p in dst.named_parameters():
+            if name.startswith("cond_crystal"):
+                p.normal_(0, 0.1)
+        dos2 = dos.clone()
+        dos2[3] = torch.randn(400, generator=g)          # another DOS on atom 3 (second crystal)
+        pa1, _, pl1 = dst(a, x, l, t, batch, dos, mask)
+        pa2, _, pl2 = dst(a, x, l, t, batch, dos2, mask)
+    assert not torch.allclose(pa1[4:], pa2[4:])          # the free atoms of that crystal see it
+    assert torch.equal(pa1[:3], pa2[:3]) and torch.equal(pl1[0], pl2[0])   # the other crystal does not
+
+
+def test_condition_mask_draws_no_single_coin_at_p_single_zero():
+    """p_single = 0 uses the random stream exactly as before the option existed."""
+    from dosmatgen_core.model.diffusion import condition_mask
+    batch = torch.repeat_interleave(torch.arange(2), torch.tensor([3, 2]))
+    b = Batch(torch.full((5,), 28), torch.rand(5, 3), 4 * torch.eye(3).repeat(2, 1, 1), batch,
+              torch.zeros(5, 400), torch.ones(5))
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    condition_mask(b, 0.2, 1.0, g1)          # p_atom 1: no crystal needs an extra atom drawn
+    torch.rand(5, generator=g2), torch.rand(2, generator=g2)       # the atom and the dropout draws
+    assert torch.equal(torch.rand(4, generator=g1), torch.rand(4, generator=g2))

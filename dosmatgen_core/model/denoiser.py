@@ -34,6 +34,13 @@ class DenoiserConfig:
     # (DDPM on the one-hot vector; the model returns ε). Cards written before this field
     # existed are continuous models.
     types: str = "continuous"
+    # The condition reaches the other atoms only through mean-aggregated messages, so its weight
+    # in a free atom's update (and in the pooled lattice feature) falls as 1/N. With cond_context
+    # each layer also gets (i) the conditioned atom's DOS embedding again and (ii) the mean DOS
+    # embedding of the crystal's conditioned atoms, broadcast to every atom and to the lattice
+    # head, whatever N is. Zero-initialised, so a warm start begins as the model it came from.
+    # Cards written before this field existed have no such path.
+    cond_context: bool = False
 
     @property
     def type_inputs(self) -> int:
@@ -113,6 +120,10 @@ class Denoiser(nn.Module):
         self.type_out = nn.Linear(h, N_TYPES)
         self.coord_out = nn.Linear(h, 3, bias=False)
         self.lattice_out = nn.Linear(h, 9, bias=False)
+        if cfg.cond_context:
+            self.cond_site = nn.ModuleList([_zero_linear(h) for _ in range(cfg.layers)])
+            self.cond_crystal = nn.ModuleList([_zero_linear(h) for _ in range(cfg.layers)])
+            self.cond_lattice = _zero_linear(h)
 
     def forward(self, a_t, x_t, l_t, t, batch, dos, cond_mask):
         """Returns (ε_A or type logits (N, 100), coordinate score (N, 3), ε_L (B, 3, 3))."""
@@ -128,17 +139,36 @@ class Denoiser(nn.Module):
         deg = torch.bincount(dst, minlength=x_t.shape[0]).clamp(min=1).to(x_t.dtype)
 
         h = self.type_in(a_t) + self.time(sinusoidal(t, self.cfg.time_dim))[batch]
-        h = h + cond_mask[:, None] * self.dos(dos)                     # free atoms get nothing
-        for layer in self.layers:
+        e = cond_mask[:, None] * self.dos(dos)                          # free atoms get nothing
+        h = h + e
+        ctx = None
+        if self.cfg.cond_context:
+            # mean over the conditioned atoms of each crystal (zero where none is conditioned)
+            n_cond = torch.zeros(B, dtype=h.dtype, device=h.device).index_add_(0, batch, cond_mask.to(h.dtype))
+            ctx = torch.zeros(B, h.shape[1], dtype=h.dtype, device=h.device).index_add_(0, batch, e)
+            ctx = ctx / n_cond.clamp(min=1)[:, None]
+        for k, layer in enumerate(self.layers):
+            if ctx is not None:
+                h = h + self.cond_site[k](e) + self.cond_crystal[k](ctx)[batch]
             h = layer(h, src, dst, edge_feat, 1.0 / deg)
         h = self.out_norm(h)
 
         counts = torch.bincount(batch, minlength=B).clamp(min=1).to(h.dtype)
         pooled = torch.zeros(B, h.shape[1], dtype=h.dtype, device=h.device).index_add_(0, batch, h)
         pooled = pooled / counts[:, None]
+        if ctx is not None:
+            pooled = pooled + self.cond_lattice(ctx)
         m = self.lattice_out(pooled).view(B, 3, 3)
         eps_l = m @ l_t
         return self.type_out(h), self.coord_out(h), eps_l
+
+
+def _zero_linear(h: int) -> nn.Linear:
+    """A linear map that starts as zero: a new path adds nothing until training moves it."""
+    lin = nn.Linear(h, h)
+    nn.init.zeros_(lin.weight)
+    nn.init.zeros_(lin.bias)
+    return lin
 
 
 _PAIR_CACHE: dict = {}

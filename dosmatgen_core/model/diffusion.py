@@ -143,8 +143,9 @@ def condition_mask(b: Batch, p_uncond: float, p_atom: float, gen: torch.Generato
     keep = (torch.rand(b.z.shape[0], generator=gen, device=dev) < p_atom).float() * b.has_dos
     B = b.n_crystals
     labelled = torch.zeros(B, device=dev).index_add_(0, b.batch, b.has_dos) > 0
-    single = labelled & (torch.rand(B, generator=gen, device=dev) < p_single)
-    keep = keep * (~single[b.batch]).float()
+    if p_single > 0:    # no draw at 0: runs started before p_single existed resume bit for bit
+        single = labelled & (torch.rand(B, generator=gen, device=dev) < p_single)
+        keep = keep * (~single[b.batch]).float()
     # one conditioned atom in each labelled crystal that has none (all of the single ones)
     n_keep = torch.zeros(B, device=dev).index_add_(0, b.batch, keep)
     need = labelled & (n_keep == 0)

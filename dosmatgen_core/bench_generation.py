@@ -158,6 +158,43 @@ def by_cell_size(per: list[dict]) -> dict:
             for n in sizes}
 
 
+def paired_change(base: list[dict], new: list[dict]) -> dict:
+    """new − base conditional MAE on the sites both scored (matched by structure and site, so two
+    runs over the same held-out sites and seeds compare site by site): the mean change with its
+    standard error, and on how many sites the new one is closer to the target."""
+    ref = {(p["material_id"], p["site"]): p["conditional_mae"] for p in base}
+    d = np.array([p["conditional_mae"] - ref[(p["material_id"], p["site"])] for p in new
+                  if (p["material_id"], p["site"]) in ref])
+    if len(d) == 0:
+        raise ValueError("the two runs share no site: were they scored on the same held-out sites?")
+    return {"n_sites": int(len(d)), "mean_change": float(d.mean()),
+            "standard_error": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None,
+            "sites_better": int((d < 0).sum()), "sites_worse": int((d > 0).sum())}
+
+
+def baseline_sites(spec: str) -> list[dict]:
+    """Per-site results to pair with: 'FILE' (a `bench generate` JSON: its every-held-out-site
+    results; or a `bench models` JSON of one model) or 'FILE#MODEL' (that model of a models JSON)."""
+    path, _, key = spec.partition("#")
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"baseline {path}: cannot read it as JSON ({e})") from None
+    if "models" in d:
+        models = d["models"]
+        if not key and len(models) != 1:
+            raise ValueError(f"baseline {path} holds {len(models)} models: name one as {path}#MODEL "
+                             f"(one of {', '.join(models)})")
+        entry = models.get(key) if key else next(iter(models.values()))
+        if entry is None:
+            raise ValueError(f"baseline {path} has no model {key!r} (it has {', '.join(models)})")
+        return entry["per_site"]
+    for k in ("all_heldout_sites", "heldout_sites"):
+        if k in d and "per_site" in d[k]:
+            return d[k]["per_site"]
+    raise ValueError(f"baseline {path}: no per-site results in it (a bench generate or bench models JSON?)")
+
+
 def bootstrap_ratio(per: list[dict], n: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
     """Percentile interval of the conditional/unconditional MAE ratio, resampling whole reference
     structures (sites of one crystal are not independent)."""
@@ -294,12 +331,13 @@ def _is_val(mid: str) -> bool:
 
 
 def bench_models(paths, n: int = 50, steps: int = 250, guidance: float = 1.0, seed: int = 0,
-                 on: str = "bench", n_sites: int = 24) -> dict:
+                 on: str = "bench", n_sites: int = 24, baseline: list[dict] | None = None) -> dict:
     """Several checkpoints (type diffusions, training recipes), same predictor, same held-out sites
     and seeds: does the conditioned atom take the reference element, and how close is its
     predicted DOS? `on="tuning"` scores the tuning sites, so a model can be chosen without
     looking at the sites `bench generate` reports; `on="all"` every held-out site, with a
-    bootstrap interval of each model's ratio."""
+    bootstrap interval of each model's ratio. baseline: per-site results of an earlier run with
+    the same seeds (e.g. `bench/generate.json`'s); each model then gets its `paired_change`."""
     from .checkpoint import load_model
     _, predictor, db, _ = _resources()
     if on not in ("bench", "tuning", "all"):
@@ -322,6 +360,8 @@ def bench_models(paths, n: int = 50, steps: int = 250, guidance: float = 1.0, se
                                   "share_of_reachable_gain", "vs_predicted_reference")},
             "ratio_interval": bootstrap_ratio(sc["per_site"]),
             "seconds": round(time.perf_counter() - t, 1), "per_site": sc["per_site"]}
+        if baseline is not None:
+            res["models"][str(path)]["paired_change_vs_baseline"] = paired_change(baseline, sc["per_site"])
     return res
 
 

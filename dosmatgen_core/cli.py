@@ -161,7 +161,8 @@ def _bench(args) -> int:
                                           label_dirs=[str(LABEL_DIR)], csvs=[str(c) for c in MP_CSVS])
     elif args.what == "models":
         res = bench_generation.bench_models(args.model or ["assets/denoiser.pt"], n=args.n, steps=args.steps,
-                                 guidance=args.guidance, on=args.on, **sites)
+                                 guidance=args.guidance, on=args.on, **sites,
+                                 baseline=bench_generation.baseline_sites(args.baseline) if args.baseline else None)
     elif args.what == "guidance":
         lw = [None if x == "w" else float(x) for x in args.lattice_weights.split(",")]
         res = bench_generation.bench_guidance(weights=[float(x) for x in args.weights.split(",")], lattice_weights=lw,
@@ -407,6 +408,9 @@ def main(argv=None) -> int:
     be.add_argument("--pack", default=None, help="predictors: labels from a pack (dosmatgen pack)")
     be.add_argument("--on", choices=["bench", "tuning", "all"], default="bench",
                     help="models: score the bench's 16 held-out sites, the disjoint tuning sites, or every held-out site")
+    be.add_argument("--baseline", default=None,
+                    help="models: pair each model site by site with an earlier run of the same seeds "
+                         "(FILE: a bench generate JSON or one-model bench models JSON; FILE#MODEL)")
     be.add_argument("--sites", type=int, default=None,
                     help="dft: held-out reference sites (default 4); guidance and models --on tuning: tuning sites (default 24)")
     be.add_argument("--weights", default="0,1,2,4", help="guidance: guidance weights w to compare")

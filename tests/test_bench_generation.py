@@ -281,3 +281,30 @@ def test_bench_site_counts_default_per_bench(tmp_path, monkeypatch, what, argv, 
     monkeypatch.setattr(genbench, fn, record)
     assert cli.main(["bench", what, *argv, "--out", str(tmp_path / "b.json")]) == 0
     assert seen[key] == expected
+
+
+def test_paired_change_matches_sites_by_structure_and_site():
+    base = [_site("a", 0.2, 0.5), _site("b", 0.3, 0.6), _site("c", 0.4, 0.6)]
+    new = [_site("b", 0.25, 0.6), _site("a", 0.3, 0.5), _site("d", 0.1, 0.6)]   # d: not in the base
+    r = genbench.paired_change(base, new)
+    assert r["n_sites"] == 2 and r["sites_better"] == 1 and r["sites_worse"] == 1
+    assert r["mean_change"] == pytest.approx((0.1 - 0.05) / 2)
+    assert r["standard_error"] == pytest.approx(np.std([0.1, -0.05], ddof=1) / np.sqrt(2))
+    with pytest.raises(ValueError, match="share no site"):
+        genbench.paired_change(base, [_site("z", 0.1, 0.2)])
+
+
+def test_baseline_sites_read_generate_and_models_files(tmp_path):
+    per = [_site("a", 0.2, 0.5)]
+    gen = tmp_path / "generate.json"
+    gen.write_text(json.dumps({"all_heldout_sites": {"per_site": per}}))
+    assert genbench.baseline_sites(str(gen)) == per
+    two = tmp_path / "models.json"
+    two.write_text(json.dumps({"models": {"x.pt": {"per_site": per}, "y.pt": {"per_site": []}}}))
+    assert genbench.baseline_sites(f"{two}#x.pt") == per
+    with pytest.raises(ValueError, match="holds 2 models"):
+        genbench.baseline_sites(str(two))
+    with pytest.raises(ValueError, match="no model 'z.pt'"):
+        genbench.baseline_sites(f"{two}#z.pt")
+    with pytest.raises(ValueError, match="cannot read"):
+        genbench.baseline_sites(str(tmp_path / "missing.json"))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -458,7 +459,15 @@ def main(argv=None) -> int:
     ev.set_defaults(func=_evaluate)
 
     args = p.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        # bad input (a task, a file, a model path): one clear line, not a traceback
+        # (DOSMATGEN_DEBUG=1 shows the traceback)
+        if os.environ.get("DOSMATGEN_DEBUG"):
+            raise
+        print(f"dosmatgen {args.cmd}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -308,3 +308,12 @@ def test_baseline_sites_read_generate_and_models_files(tmp_path):
         genbench.baseline_sites(f"{two}#z.pt")
     with pytest.raises(ValueError, match="cannot read"):
         genbench.baseline_sites(str(tmp_path / "missing.json"))
+
+
+def test_cli_reports_a_bad_baseline_in_one_line_before_any_sampling(tmp_path, capsys):
+    from dosmatgen_core import cli
+    out = tmp_path / "b.json"
+    assert cli.main(["bench", "models", "--baseline", str(tmp_path / "none.json"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "dosmatgen bench: error: baseline" in err and "Traceback" not in err
+    assert not out.exists()

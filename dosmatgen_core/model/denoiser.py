@@ -144,9 +144,8 @@ class Denoiser(nn.Module):
         ctx = None
         if self.cfg.cond_context:
             # mean over the conditioned atoms of each crystal (zero where none is conditioned)
-            n_cond = torch.zeros(B, dtype=h.dtype, device=h.device).index_add_(0, batch, cond_mask.to(h.dtype))
-            ctx = torch.zeros(B, h.shape[1], dtype=h.dtype, device=h.device).index_add_(0, batch, e)
-            ctx = ctx / n_cond.clamp(min=1)[:, None]
+            n_cond = _per_crystal_sum(cond_mask.to(h.dtype)[:, None], batch, B)
+            ctx = _per_crystal_sum(e, batch, B) / n_cond.clamp(min=1)
         for k, layer in enumerate(self.layers):
             if ctx is not None:
                 h = h + self.cond_site[k](e) + self.cond_crystal[k](ctx)[batch]
@@ -154,13 +153,17 @@ class Denoiser(nn.Module):
         h = self.out_norm(h)
 
         counts = torch.bincount(batch, minlength=B).clamp(min=1).to(h.dtype)
-        pooled = torch.zeros(B, h.shape[1], dtype=h.dtype, device=h.device).index_add_(0, batch, h)
-        pooled = pooled / counts[:, None]
+        pooled = _per_crystal_sum(h, batch, B) / counts[:, None]
         if ctx is not None:
             pooled = pooled + self.cond_lattice(ctx)
         m = self.lattice_out(pooled).view(B, 3, 3)
         eps_l = m @ l_t
         return self.type_out(h), self.coord_out(h), eps_l
+
+
+def _per_crystal_sum(v: torch.Tensor, batch: torch.Tensor, B: int) -> torch.Tensor:
+    """(N, F) per-atom rows → (B, F) sums over each crystal's atoms."""
+    return torch.zeros(B, v.shape[1], dtype=v.dtype, device=v.device).index_add_(0, batch, v)
 
 
 def _zero_linear(h: int) -> nn.Linear:

@@ -17,11 +17,13 @@ def resources():
     """Model, predictor, reference db, hull cache and job manager: loaded once per process."""
     from dosmatgen_core.checkpoint import load_model
     from dosmatgen_core.jobs import JobManager
+    from dosmatgen_core.guide_training import load_guide
     from dosmatgen_core.predictor import load_predictor
     from dosmatgen_core.store import open_db
     out = {"errors": []}
     for key, fn in (("model", lambda: load_model(studio.MODEL_PATH)),
                     ("predictor", lambda: load_predictor(studio.PREDICTOR_PATH)),
+                    ("guide", lambda: load_guide(studio.GUIDE_PATH)),
                     ("db", lambda: open_db(studio.DB_URL))):
         try:
             out[key] = fn()
@@ -177,6 +179,13 @@ req_kw["seed"] = int(s4.number_input("Seed", 0, 2**31 - 1, 0, key="seed"))
 import torch  # noqa: E402  (only to list devices)
 devs = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 req_kw["device"] = s5.selectbox("Device", devs, key="device", help="auto = GPU when one is present")
+if mode != "unconditional":
+    req_kw["particles"] = int(st.number_input(
+        "DOS steering: particles per candidate (1 = off)", 1, 16, studio.DEFAULT_PARTICLES if R["guide"] else 1,
+        key="particles",
+        disabled=R["guide"] is None,
+        help="Each candidate is drawn as this many trajectories; a noise-aware DOS guide resamples them on the way "
+             "and keeps the one closest to the target. Closer DOS matches, at this many times the sampling time."))
 req_kw["stability"] = st.checkbox("Stability: relax each candidate with CHGNet and place it on an ML convex hull "
                                    "(a few seconds per candidate; an ML hull, not the Materials Project hull)",
                                    value=False, key="stability")
@@ -189,7 +198,8 @@ if model is None:
 else:
     if st.button("Generate", type="primary", key="generate"):
         try:
-            job = R["jobs"].submit(Request(**req_kw), model, predictor, R["store"], studio.DB_URL, hull=R["hull"])
+            job = R["jobs"].submit(Request(**req_kw), model, predictor, R["store"], studio.DB_URL, hull=R["hull"],
+                                   guide=R["guide"])
             st.session_state["job"] = job.id
         except (ValueError, StructureError) as exc:
             st.error(f"Cannot generate: {exc}")

@@ -120,6 +120,23 @@ def _export_predictor(args) -> int:
     return 0
 
 
+def _train_guide(args) -> int:
+    from .guide_training import GuideTrainConfig, export_guide, train_guide
+    cfg = GuideTrainConfig(run_dir=args.run_dir, pack=args.pack, init_from=args.init_from, epochs=args.epochs,
+                           lr=args.lr, threads=args.threads, max_minutes=args.max_minutes, seed=args.seed,
+                           device=args.device)
+    run = train_guide(cfg, log=lambda m: print(m, flush=True))
+    if args.export:
+        print(json.dumps(export_guide(run, args.export), indent=2))
+    return 0
+
+
+def _export_guide(args) -> int:
+    from .guide_training import export_guide
+    print(json.dumps(export_guide(args.run_dir, args.out), indent=2))
+    return 0
+
+
 def _pack(args) -> int:
     from . import data as datamod
     from .predictor import element_table
@@ -169,7 +186,11 @@ def _bench(args) -> int:
         res = bench_generation.bench_guidance(weights=[float(x) for x in args.weights.split(",")], lattice_weights=lw,
                                    m=args.n, steps=args.steps,
                                    type_temperatures=[float(x) for x in args.type_temperatures.split(",")],
-                                   model=(args.model or [None])[0], log=lambda m: print(m, flush=True), **sites)
+                                   model=(args.model or [None])[0], guide=args.guide,
+                                   particles=[int(x) for x in args.particles.split(",")],
+                                   steers=[float(x) for x in args.steer.split(",")],
+                                   on=args.on if args.on in ("tuning", "all") else "tuning",
+                                   log=lambda m: print(m, flush=True), **sites)
     elif args.what == "dft":
         res = bench_generation.bench_dft(m=args.n, steps=args.steps, guidance=args.guidance,
                               max_atoms=args.max_atoms, workers=args.workers, model=(args.model or [None])[0],
@@ -389,6 +410,25 @@ def main(argv=None) -> int:
     xp.add_argument("--pack", default=None)
     xp.set_defaults(func=_export_predictor)
 
+    tg = sub.add_parser("train-guide", help="train the noise-aware DOS guide for classifier guidance (resumable)")
+    tg.add_argument("--run-dir", default="runs/guide/default")
+    tg.add_argument("--pack", default=str(ROOT / "data" / "cache" / "train-pack.npz"))
+    tg.add_argument("--init-from", default=str(ROOT / "assets" / "denoiser.pt"),
+                    help="denoiser whose trunk and DOS scale the guide starts from (the one it will guide)")
+    tg.add_argument("--epochs", type=int, default=60)
+    tg.add_argument("--lr", type=float, default=3e-4)
+    tg.add_argument("--threads", type=int, default=0)
+    tg.add_argument("--max-minutes", type=float, default=0.0)
+    tg.add_argument("--seed", type=int, default=0)
+    tg.add_argument("--device", default="cpu")
+    tg.add_argument("--export", default=None, help="also write the shipped file (e.g. assets/guide.pt)")
+    tg.set_defaults(func=_train_guide)
+
+    xg = sub.add_parser("export-guide", help="ship a guide run's best weights with a card")
+    xg.add_argument("--run-dir", default="runs/guide/default")
+    xg.add_argument("--out", default=str(ROOT / "assets" / "guide.pt"))
+    xg.set_defaults(func=_export_guide)
+
     be = sub.add_parser("bench", help="benchmarks, written as JSON under bench/")
     be.add_argument("what", choices=["label", "generate", "evaluate", "models", "dft", "guidance", "predictors", "val-loss"])
     be.add_argument("--n", type=int, default=6, help="structures (label), candidates per case (generate) or per site and kind (dft)")
@@ -417,6 +457,9 @@ def main(argv=None) -> int:
     be.add_argument("--weights", default="0,1,2,4", help="guidance: guidance weights w to compare")
     be.add_argument("--type-temperatures", default="1",
                     help="guidance: element-draw temperatures of the conditioned atom, comma-separated")
+    be.add_argument("--guide", default=None, help="guidance: the DOS guide (assets/guide.pt) that steers particles")
+    be.add_argument("--particles", default="1", help="guidance: particles per structure (1 = no steering), comma-separated")
+    be.add_argument("--steer", default="10", help="guidance: steering strengths, comma-separated")
     be.add_argument("--lattice-weights", default="w", help="guidance: lattice weights ('w' = same as w), comma-separated")
     be.add_argument("--kinds", default="conditional,unconditional",
                     help="dft: which candidates to calculate (conditional alone: compare with another model's baseline)")

@@ -38,7 +38,7 @@ class JobManager:
         self._lock = threading.Lock()
         self._gpu_cpu = threading.Semaphore(1)
 
-    def submit(self, req: Request, loaded, predictor, store, db_url, hull=None) -> Job:
+    def submit(self, req: Request, loaded, predictor, store, db_url, hull=None, guide=None) -> Job:
         req.specs()   # validate now: a bad request raises here and nothing is queued
         job = Job(uuid.uuid4().hex[:8], req)
         with self._lock:
@@ -55,7 +55,7 @@ class JobManager:
                     job.progress, job.eta, job.message = f, eta, msg
 
                 try:
-                    run = run_generation(req, loaded, predictor, store=store, db_url=db_url, progress=prog,
+                    run = run_generation(req, loaded, predictor, guide=guide, store=store, db_url=db_url, progress=prog,
                                          cancel=job.cancel_flag.is_set, hull=hull)
                     job.run_id = run["id"]
                     job.status = "done"

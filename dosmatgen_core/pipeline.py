@@ -17,6 +17,7 @@ from .runs import RunStore, to_cif
 from .structures import Crystal
 
 REDRAWS = 2      # a collapsed cell is drawn again (twice at most) rather than shown as a candidate
+MAX_PARTICLES = 16
 
 
 @dataclass
@@ -33,6 +34,8 @@ class Request:
     n_candidates: int = 8
     guidance: float = 1.0
     steps: int = 250
+    particles: int = 1                                  # DOS steering: trajectories per candidate (1 = off)
+    steer: float = 10.0                                 # ... and its strength (sampling._sample)
     seed: int = 0
     device: str = "auto"
     baseline: bool = True
@@ -40,6 +43,10 @@ class Request:
     title: str = ""
 
     def specs(self) -> list[sampling.SampleSpec]:
+        if not 1 <= int(self.particles) <= MAX_PARTICLES:
+            raise ValueError(f"DOS steering takes 1 to {MAX_PARTICLES} particles per candidate, not {self.particles}")
+        if self.particles > 1 and self.mode == "unconditional":
+            raise ValueError("DOS steering needs a conditioned atom: unconditional runs cannot be steered")
         if len(self.cond_sites) != len(self.targets):
             raise ValueError("each conditioned site needs one target curve")
         targets = {int(i): np.asarray(self.targets[k]) for k, i in enumerate(self.cond_sites)}
@@ -70,12 +77,14 @@ def _candidate_record(i, g, spec, ev, targets_map) -> dict:
     return rec
 
 
-def run_generation(req: Request, loaded, predictor=None, *, store: RunStore | None = None,
+def run_generation(req: Request, loaded, predictor=None, *, guide=None, store: RunStore | None = None,
                    db_url: str | None = None, progress: Callable[[float, float, str], None] | None = None,
                    cancel: Callable[[], bool] | None = None, check_novelty: bool = True, hull=None) -> dict:
     """Validate, sample, evaluate, rank and (if a store is given) save. Raises on bad input or
-    cancel before anything is stored."""
+    cancel before anything is stored. guide: the DOS guide that steering (req.particles > 1) needs."""
     specs = req.specs()
+    if req.particles > 1 and guide is None:
+        raise ValueError("DOS steering needs the DOS guide (assets/guide.pt), which is not loaded")
     t0 = time.perf_counter()
     base_specs = []
     if req.baseline and req.mode != "unconditional":
@@ -86,8 +95,16 @@ def run_generation(req: Request, loaded, predictor=None, *, store: RunStore | No
         if progress:
             progress(0.9 * f, eta, msg)
 
-    gen = sampling.sample(loaded, all_specs, steps=req.steps, guidance=req.guidance, seed=req.seed,
-                          device=req.device, progress=prog, cancel=cancel, redraws=REDRAWS)
+    kw = dict(steps=req.steps, guidance=req.guidance, device=req.device, cancel=cancel, redraws=REDRAWS)
+    if req.particles > 1:
+        # steered candidates and the plain baseline apart: the baseline is not steered, so its
+        # particles would be wasted (K times the work); the baseline takes the next seed
+        gen = sampling.sample(loaded, specs, seed=req.seed, progress=lambda f, e, m: prog(f * 0.9, e, m),
+                              guide=guide, particles=req.particles, steer=req.steer, **kw)
+        if base_specs:
+            gen += sampling.sample(loaded, base_specs, seed=req.seed + 1, **kw)
+    else:
+        gen = sampling.sample(loaded, all_specs, seed=req.seed, progress=prog, **kw)
     t_sample = time.perf_counter() - t0
     if progress:
         progress(0.9, 0.0, "scoring candidates")

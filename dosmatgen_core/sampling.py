@@ -31,6 +31,11 @@ from .structures import Crystal
 MAX_Z = 94            # no element past Pu is proposed
 
 
+# Fractions of T after which steered particles are resampled: none early (the guide cannot read a
+# DOS from near-noise), denser towards the end where the environment settles.
+STEER_AT = (0.7, 0.5, 0.35, 0.25, 0.15, 0.08, 0.04)
+
+
 class Cancelled(Exception):
     """Raised when the cancel flag is set; nothing partial is returned."""
 
@@ -127,6 +132,7 @@ def sample(loaded, specs: list[SampleSpec], *, seed: int = 0, redraws: int = 0,
 def _sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: float = 1.0, seed: int = 0,
             device: str = "auto", corrector: bool = True, step_lr: float = 1e-5,
             lattice_guidance: float | None = None, cond_type_temperature: float = 1.0,
+            guide=None, particles: int = 1, steer: float = 10.0,
             progress: Callable[[float, float, str], None] | None = None,
             cancel: Callable[[], bool] | None = None) -> list[Generated]:
     """One reverse-diffusion pass over all specs.
@@ -135,9 +141,24 @@ def _sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: flo
     cond_type_temperature: temperature of the element draw of conditioned atoms (D3PM; free atoms
     keep 1): below 1 the DOS-conditioned atom takes the model's likelier elements, near 0 the
     likeliest; the free atoms, and so unconditional sampling, keep their diversity.
+    guide, particles, steer: DOS steering (Feynman–Kac / sequential Monte Carlo) on top of
+    classifier-free guidance. Each structure is drawn as `particles` parallel trajectories; at
+    STEER_AT the noise-aware DOS guide (guide_training.LoadedGuide) reads every particle's noisy
+    state, and the particles of a structure are resampled with weights exp(−steer·Δerr), err being
+    the guide's mean squared error (standardised DOS) over the conditioned atoms and Δ its change
+    since the last resampling; at t = 0 the particle the guide finds closest is returned. Targets
+    p(crystal | condition)·exp(−steer·err₀). steer = 0: no resampling, only that final pick (best of
+    `particles` by the guide). Structures with no conditioned atom are not steered.
     """
     if not cond_type_temperature > 0:
         raise ValueError(f"cond_type_temperature must be > 0, not {cond_type_temperature}")
+    K = int(particles)
+    if K < 1:
+        raise ValueError(f"particles must be >= 1, not {particles}")
+    if K > 1 and guide is None:
+        raise ValueError("steering with particles > 1 needs a DOS guide (assets/guide.pt)")
+    out_specs = specs
+    specs = [sp for sp in specs for _ in range(K)]       # a structure's particles sit together
     dev = _device(device)
     model = loaded.model.to(dev).eval()
     sch = Schedules.make().to(dev)
@@ -218,6 +239,16 @@ def _sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: flo
         return l, x, a
 
     conditioned = bool(cond_mask.any())
+    steering = K > 1 and conditioned
+    if steering and not d3pm:
+        raise ValueError("DOS steering reads D3PM type tokens: it needs a d3pm denoiser")
+    if steering:
+        gmodel = guide.model.to(dev).eval()
+        g_target = torch.tensor(np.concatenate([standardise(s.cond_dos, guide.dos_mean, guide.dos_std)
+                                                for s in specs]), device=dev)
+        offsets = torch.cumsum(n, 0) - n
+        slot = torch.arange(B, device=dev)
+        steered = (torch.zeros(B, device=dev).index_add_(0, batch, cond_mask) > 0).view(-1, K)[:, 0]
     type_temp = torch.where(cond_mask > 0, float(cond_type_temperature), 1.0)
 
     def predict(l, x, a, t: int, types: bool = True):
@@ -241,6 +272,25 @@ def _sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: flo
         wl = w if lattice_guidance is None else lattice_guidance
         return ((1 + w) * pa[:N] - w * pa[N:], (1 + w) * px[:N] - w * px[N:], (1 + wl) * pl[:B] - wl * pl[B:])
 
+    def guide_error(l, x, a, t: int):
+        """Per crystal: the guide's squared DOS error summed over its conditioned atoms, at time t."""
+        pred = gmodel(type_input(a), x, l, torch.full((B,), t / T, device=dev), batch)
+        e = ((pred - g_target) ** 2).mean(-1) * cond_mask
+        return torch.zeros(B, device=dev).index_add_(0, batch, e)
+
+    def chosen_atoms(idx):
+        """Atom rows of crystals idx, in order (a structure's particles have equal atom counts)."""
+        return torch.repeat_interleave(offsets[idx] - offsets, n) + torch.arange(N, device=dev)
+
+    def resample(l, x, a, err, prev):
+        """Multinomial resampling of each structure's particles by exp(−steer·(err − prev))."""
+        w = torch.softmax((-steer * (err - prev)).view(-1, K), dim=1)
+        pick = torch.multinomial(w, K, replacement=True, generator=g)
+        pick = torch.where(steered[:, None], pick, torch.arange(K, device=dev))
+        idx = (pick + K * torch.arange(B // K, device=dev)[:, None]).flatten()
+        rows = chosen_atoms(idx)
+        return l[idx], x[rows], a[rows], err[idx]
+
     def unmask(a, logp, ab, ab_prev):
         """D3PM reverse step: reveal each masked atom with probability (ᾱ_s − ᾱ_t)/(1 − ᾱ_t)."""
         p_reveal = ((ab_prev - ab) / (1 - ab)).clamp(0, 1)
@@ -255,6 +305,7 @@ def _sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: flo
     a = torch.zeros(N, dtype=torch.long, device=dev) if d3pm else randn(N, N_TYPES)
     ts = step_schedule(T, steps)
     l, x, a = impose(l, x, a, ts[0])
+    prev_err = torch.zeros(B, device=dev)
     t0 = time.perf_counter()
     for i, t in enumerate(ts):
         if cancel is not None and cancel():
@@ -279,6 +330,9 @@ def _sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: flo
         else:
             a = _ddpm_step(a, pa, sch.alpha_bar[t], sch.alpha_bar[t_prev], TYPE_X0_RANGE, randn, last)
         l, x, a = impose(l, x, a, t_prev)
+        if steering and steer > 0 and not last and any(t_prev <= f * T < t for f in STEER_AT):
+            err = guide_error(l, x, a, t_prev)
+            l, x, a, prev_err = resample(l, x, a, err, prev_err)
         if progress is not None:
             done = (i + 1) / len(ts)
             el = time.perf_counter() - t0
@@ -289,6 +343,18 @@ def _sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: flo
     else:
         z = torch.where(allowed[None, :], a, torch.full_like(a, -1e9)).argmax(1) + 1
     z = torch.where(fixed, fixed_z, z)
+    if steering:        # each structure's particle that the guide finds closest
+        best = guide_error(l, x, z if d3pm else one_hot(z), 0).view(-1, K).argmin(1)
+        best = torch.where(steered, best, torch.zeros_like(best))
+        idx = best + K * torch.arange(B // K, device=dev)
+        keep = torch.zeros(B, dtype=torch.bool, device=dev)
+        keep[idx] = True
+        rows_keep = keep[batch]
+        l, x, z, scale = l[keep], x[rows_keep], z[rows_keep], scale[keep]
+    elif K > 1:         # nothing conditioned: the first particle of each
+        keep = torch.arange(B, device=dev) % K == 0
+        l, x, z, scale = l[keep], x[keep[batch]], z[keep[batch]], scale[keep]
+    specs = out_specs
     lat = (l * scale).cpu().numpy()
     x, z = x.cpu().numpy(), z.cpu().numpy()
     out = []

@@ -12,9 +12,12 @@ from . import dos as dosmod
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_PATH = Path(os.environ.get("DOSMATGEN_MODEL", ROOT / "assets" / "denoiser.pt"))
 PREDICTOR_PATH = Path(os.environ.get("DOSMATGEN_PREDICTOR", ROOT / "assets" / "predictor.pt"))
+GUIDE_PATH = Path(os.environ.get("DOSMATGEN_GUIDE", ROOT / "assets" / "guide.pt"))
 DB_URL = os.environ.get("DOSMATGEN_DB", str(ROOT / "assets" / "reference.db"))
 RUNS_PATH = Path(os.environ.get("DOSMATGEN_RUNS", ROOT / "runs" / "studio.db"))
 HULL_PATH = Path(os.environ.get("DOSMATGEN_HULL", RUNS_PATH.parent / "chgnet_hull.db"))
+# DOS steering's default in the app (particles per candidate; 1 = off): see README, "DOS steering"
+DEFAULT_PARTICLES = 1
 PRESET_ID = "L12-Au3Ni-chgnet"     # the paper's showcase: Ni in L1₂ Au3Ni
 
 

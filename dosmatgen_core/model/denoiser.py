@@ -128,6 +128,19 @@ class Denoiser(nn.Module):
     def forward(self, a_t, x_t, l_t, t, batch, dos, cond_mask):
         """Returns (ε_A or type logits (N, 100), coordinate score (N, 3), ε_L (B, 3, 3))."""
         B = l_t.shape[0]
+        h, ctx = self.encode(a_t, x_t, l_t, t, batch, dos, cond_mask)
+        counts = torch.bincount(batch, minlength=B).clamp(min=1).to(h.dtype)
+        pooled = _per_crystal_sum(h, batch, B) / counts[:, None]
+        if ctx is not None:
+            pooled = pooled + self.cond_lattice(ctx)
+        m = self.lattice_out(pooled).view(B, 3, 3)
+        eps_l = m @ l_t
+        return self.type_out(h), self.coord_out(h), eps_l
+
+    def encode(self, a_t, x_t, l_t, t, batch, dos=None, cond_mask=None):
+        """Per-atom features after the message layers (N, hidden), and the per-crystal condition
+        context (None without cond_context). dos=None: no atom is conditioned."""
+        B = l_t.shape[0]
         # Fully connected graph within each crystal, self-pairs included (they carry the lattice
         # to one-atom cells).
         src, dst = _pairs(batch, B)
@@ -139,26 +152,19 @@ class Denoiser(nn.Module):
         deg = torch.bincount(dst, minlength=x_t.shape[0]).clamp(min=1).to(x_t.dtype)
 
         h = self.type_in(a_t) + self.time(sinusoidal(t, self.cfg.time_dim))[batch]
-        e = cond_mask[:, None] * self.dos(dos)                          # free atoms get nothing
-        h = h + e
         ctx = None
-        if self.cfg.cond_context:
-            # mean over the conditioned atoms of each crystal (zero where none is conditioned)
-            n_cond = _per_crystal_sum(cond_mask.to(h.dtype)[:, None], batch, B)
-            ctx = _per_crystal_sum(e, batch, B) / n_cond.clamp(min=1)
+        if dos is not None:
+            e = cond_mask[:, None] * self.dos(dos)                      # free atoms get nothing
+            h = h + e
+            if self.cfg.cond_context:
+                # mean over the conditioned atoms of each crystal (zero where none is conditioned)
+                n_cond = _per_crystal_sum(cond_mask.to(h.dtype)[:, None], batch, B)
+                ctx = _per_crystal_sum(e, batch, B) / n_cond.clamp(min=1)
         for k, layer in enumerate(self.layers):
             if ctx is not None:
                 h = h + self.cond_site[k](e) + self.cond_crystal[k](ctx)[batch]
             h = layer(h, src, dst, edge_feat, 1.0 / deg)
-        h = self.out_norm(h)
-
-        counts = torch.bincount(batch, minlength=B).clamp(min=1).to(h.dtype)
-        pooled = _per_crystal_sum(h, batch, B) / counts[:, None]
-        if ctx is not None:
-            pooled = pooled + self.cond_lattice(ctx)
-        m = self.lattice_out(pooled).view(B, 3, 3)
-        eps_l = m @ l_t
-        return self.type_out(h), self.coord_out(h), eps_l
+        return self.out_norm(h), ctx
 
 
 def _per_crystal_sum(v: torch.Tensor, batch: torch.Tensor, B: int) -> torch.Tensor:

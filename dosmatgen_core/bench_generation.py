@@ -212,18 +212,30 @@ def bootstrap_ratio(per: list[dict], n: int = 2000, seed: int = 0, level: float 
 
 def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int = 0, guidance: float = 1.0,
                    lattice_guidance: float | None = None, timing_only: bool = False,
-                   max_sites: int = 10**6) -> dict:
-    """Timing, conditional-vs-unconditional DOS match, and the paper's Au3Ni case."""
+                   max_sites: int = 10**6, particles: int = 1, steer: float = 10.0,
+                   per_site: int | None = None) -> dict:
+    """Timing, conditional-vs-unconditional DOS match, and the paper's Au3Ni case.
+
+    particles > 1: every conditional draw is DOS-steered (the shipped guide, `steer`); the
+    unconditional baseline is never steered. per_site: candidates per held-out site (default
+    max(4, n // 5))."""
     from . import sampling, tasks
-    from .studio import PRESET_ID
+    from .studio import GUIDE_PATH, PRESET_ID
     import functools
     loaded, predictor, db, _ = _resources()
-    sample = functools.partial(sampling.sample, lattice_guidance=lattice_guidance)
+    steering = {}
+    if particles > 1:
+        from .guide_training import load_guide
+        steering = {"guide": load_guide(GUIDE_PATH), "particles": particles, "steer": steer}
+    plain = functools.partial(sampling.sample, lattice_guidance=lattice_guidance)
+    sample = functools.partial(plain, **steering)      # a batch with nothing conditioned is not steered
     res = {"machine": machine(), "load_average": os.getloadavg(), "steps": steps, "guidance": guidance,
            "lattice_guidance": guidance if lattice_guidance is None else lattice_guidance,
            "checkpoint": {k: loaded.card.get(k) for k in ("epoch", "val_loss", "n_labelled_structures", "date",
                                                          "sha256", "type_diffusion")},
            "scored_by": "site-DOS predictor (assets/predictor.pt)",
+           "steering": ({"particles": particles, "steer": steer, "guide_sha256": steering["guide"].card.get("sha256")}
+                        if steering else None),
            "predictor_heldout_mae": predictor.card.get("heldout", {}).get("all", {}).get("mae")}
     au = db.get(PRESET_ID)
     ni = au.symbols.index("Ni")
@@ -244,7 +256,7 @@ def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int
     # without the tuning sites (those that chose w and the model) is reported on its own.
     sites = heldout_sites(db, max_sites=max_sites)
     if sites:
-        sc = heldout_scores(loaded, predictor, db, sites, m=max(4, n // 5), steps=steps,
+        sc = heldout_scores(loaded, predictor, db, sites, m=per_site or max(4, n // 5), steps=steps,
                             guidance=guidance, seed=seed, sample=sample)
         per = sc.pop("per_site")
         first = {(s[0], s[2]) for s in sites[:16]}
@@ -264,7 +276,7 @@ def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int
     paper = {}
     for N in (4, 5, 6, 7):
         cs = sample(loaded, tasks.masked(N, {0: target}, n), steps=steps, guidance=guidance, seed=seed)
-        us = sample(loaded, tasks.unconditional(N, n), steps=steps, seed=seed + 1)
+        us = plain(loaded, tasks.unconditional(N, n), steps=steps, seed=seed + 1)
         (c_mae,), c_z = _score(cs, predictor, 0, target)
         (u_mae,), u_z = _score(us, predictor, 0, target)
         paper[str(N)] = {"share_ni_conditional": float(np.mean(np.array(c_z) == 28)),
@@ -439,7 +451,7 @@ def _first_computable(gen, supported, m: int) -> tuple[list, int]:
 def bench_dft(n_sites: int = 4, m: int = 3, steps: int = 250, guidance: float = 1.0, seed: int = 0,
               max_atoms: int = 5, workers: int = 1, cache: str | Path = "runs/bench-dft/results.jsonl",
               log=print, draws: int = 4, model: str | None = None,
-              kinds=("conditional", "unconditional")) -> dict:
+              kinds=("conditional", "unconditional"), particles: int = 1, steer: float = 10.0) -> dict:
     """The DOS match checked with DFT, not the predictor: m conditional and m unconditional
     candidates for each of n_sites held-out reference sites (cells of at most max_atoms atoms, so
     the calculations stay cheap), each run through the labelling recipe in its generated cell.
@@ -454,6 +466,7 @@ def bench_dft(n_sites: int = 4, m: int = 3, steps: int = 250, guidance: float = 
     interrupted bench resumes and a crystal shared by several sites (unconditional samples depend
     only on the cell size) is calculated once. `model` checks another checkpoint than the shipped
     one; `kinds` may leave out the unconditional baseline (to compare against another run's).
+    particles > 1: the conditional candidates are DOS-steered by the shipped guide.
     """
     import fcntl
     import hashlib
@@ -466,6 +479,11 @@ def bench_dft(n_sites: int = 4, m: int = 3, steps: int = 250, guidance: float = 
     loaded, predictor, db, _ = _resources()
     if model:
         loaded = load_model(model)
+    steering = {}
+    if particles > 1:
+        from .guide_training import load_guide
+        from .studio import GUIDE_PATH
+        steering = {"guide": load_guide(GUIDE_PATH), "particles": particles, "steer": steer}
     if not kinds or set(kinds) - {"conditional", "unconditional"}:
         raise ValueError(f"kinds must name 'conditional' and/or 'unconditional', not {kinds!r}")
     supported = supported_elements()
@@ -484,7 +502,7 @@ def bench_dft(n_sites: int = 4, m: int = 3, steps: int = 250, guidance: float = 
             if kind not in kinds:
                 continue
             specs = tasks.masked(nat, {0: g}, draws * m) if kind == "conditional" else tasks.unconditional(nat, draws * m)
-            gen = sampling.sample(loaded, specs, steps=steps, guidance=guidance, seed=sd)
+            gen = sampling.sample(loaded, specs, steps=steps, guidance=guidance, seed=sd, **steering)
             ok, n = _first_computable(gen, supported, m)
             drawn[kind][0] += n
             drawn[kind][1] += n - len(ok)
@@ -494,7 +512,8 @@ def bench_dft(n_sites: int = 4, m: int = 3, steps: int = 250, guidance: float = 
             for k, cand in enumerate(ok):
                 cif = cand.crystal.to_structure().to(fmt="cif")
                 cif_key = f"cif:{hashlib.sha256(cif.encode()).hexdigest()[:20]}/{SEED_RECIPE.name}"
-                jobs.append({"key": f"{loaded.sha256[:12]}/{mid}/{i}/{kind}/{k}/w{guidance}/s{steps}/seed{seed}",
+                how = f"/p{particles}x{steer}" if steering and kind == "conditional" else ""
+                jobs.append({"key": f"{loaded.sha256[:12]}/{mid}/{i}/{kind}/{k}/w{guidance}/s{steps}/seed{seed}{how}",
                              "cif_key": cif_key, "material_id": mid, "site": i, "kind": kind, "element_z": z,
                              "candidate_z": zs[k], "predictor_mae": p_mae[k], "target": g, "cif": cif})
 
@@ -548,6 +567,8 @@ def bench_dft(n_sites: int = 4, m: int = 3, steps: int = 250, guidance: float = 
                          "share_same_element": float(np.mean([r["candidate_z"] == r["element_z"] for r in rs])) if rs else None}
     c, u = summary["conditional"]["dft_mae"], summary["unconditional"]["dft_mae"]
     return {"machine": machine(), "steps": steps, "kinds": list(kinds), "guidance": guidance, "recipe": SEED_RECIPE.record(),
+            "steering": ({"particles": particles, "steer": steer, "guide_sha256": steering["guide"].card.get("sha256")}
+                         if steering else None),
             "checkpoint": {k: loaded.card.get(k) for k in ("epoch", "sha256", "type_diffusion")},
             "sites": [{"material_id": s[0], "n_atoms": s[1], "site": s[2], "element_z": s[4]} for s in sites],
             "candidates_per_site": m, **summary, "ratio": c / u if c is not None and u else None, "goal_ratio": 0.5,

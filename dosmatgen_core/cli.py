@@ -170,7 +170,9 @@ def _bench(args) -> int:
         res = bench.bench_label(lines, workers=args.workers)
     elif args.what == "generate":
         res = bench_generation.bench_generate(n=args.n, steps=args.steps, quick=args.quick, guidance=args.guidance,
-                                   lattice_guidance=args.lattice_guidance, timing_only=args.timing_only)
+                                   lattice_guidance=args.lattice_guidance, timing_only=args.timing_only,
+                                   particles=int(args.particles.split(",")[0]), steer=float(args.steer.split(",")[0]),
+                                   per_site=args.per_site)
     elif args.what == "predictors":
         res = bench.bench_predictors(args.run_dir or [], pack=args.pack or "", label_dirs=[str(LABEL_DIR)],
                                      compare=args.compare or [])
@@ -194,7 +196,8 @@ def _bench(args) -> int:
     elif args.what == "dft":
         res = bench_generation.bench_dft(m=args.n, steps=args.steps, guidance=args.guidance,
                               max_atoms=args.max_atoms, workers=args.workers, model=(args.model or [None])[0],
-                              kinds=args.kinds.split(","), log=lambda m: print(m, flush=True), **sites)
+                              kinds=args.kinds.split(","), log=lambda m: print(m, flush=True),
+                              particles=int(args.particles.split(",")[0]), steer=float(args.steer.split(",")[0]), **sites)
     else:
         res = bench_generation.bench_evaluate(n=args.n, steps=args.steps, ref=args.ref, site=args.site, n_atoms=args.n_atoms)
     out = Path(args.out or ROOT / "bench" / f"{args.what}.json")
@@ -458,8 +461,9 @@ def main(argv=None) -> int:
     be.add_argument("--type-temperatures", default="1",
                     help="guidance: element-draw temperatures of the conditioned atom, comma-separated")
     be.add_argument("--guide", default=None, help="guidance: the DOS guide (assets/guide.pt) that steers particles")
-    be.add_argument("--particles", default="1", help="guidance: particles per structure (1 = no steering), comma-separated")
-    be.add_argument("--steer", default="10", help="guidance: steering strengths, comma-separated")
+    be.add_argument("--particles", default="1", help="generate/guidance: DOS-steering particles per structure (1 = no steering); guidance: comma-separated")
+    be.add_argument("--steer", default="10", help="generate/guidance: steering strength; guidance: comma-separated")
+    be.add_argument("--per-site", type=int, default=None, help="generate: candidates per held-out site (default n/5, at least 4)")
     be.add_argument("--lattice-weights", default="w", help="guidance: lattice weights ('w' = same as w), comma-separated")
     be.add_argument("--kinds", default="conditional,unconditional",
                     help="dft: which candidates to calculate (conditional alone: compare with another model's baseline)")

@@ -157,6 +157,8 @@ def _sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: flo
         raise ValueError(f"particles must be >= 1, not {particles}")
     if K > 1 and guide is None:
         raise ValueError("steering with particles > 1 needs a DOS guide (assets/guide.pt)")
+    if not any(sp.cond_mask.any() for sp in specs):
+        K = 1                                            # nothing to steer: plain sampling
     out_specs = specs
     specs = [sp for sp in specs for _ in range(K)]       # a structure's particles sit together
     dev = _device(device)

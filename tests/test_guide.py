@@ -150,13 +150,13 @@ def test_steered_mixed_batch_keeps_every_constraint_and_its_seed(tiny, ni):
         assert np.array_equal(u.crystal.numbers, v.crystal.numbers) and np.array_equal(u.crystal.frac, v.crystal.frac)
 
 
-def test_one_particle_is_plain_sampling(tiny, ni):
+def test_one_particle_or_nothing_conditioned_is_plain_sampling(tiny, ni):
     loaded, g = tiny
-    specs = tasks.masked(5, {0: ni[0]}, n_candidates=3)
-    a = sampling.sample(loaded, specs, steps=15, seed=2)
-    b = sampling.sample(loaded, specs, steps=15, seed=2, guide=g, particles=1)
-    for u, v in zip(a, b):
-        assert np.array_equal(u.crystal.frac, v.crystal.frac) and np.array_equal(u.crystal.numbers, v.crystal.numbers)
+    for specs, k in ((tasks.masked(5, {0: ni[0]}, n_candidates=3), 1), (tasks.unconditional(4, 3), 4)):
+        a = sampling.sample(loaded, specs, steps=15, seed=2)
+        b = sampling.sample(loaded, specs, steps=15, seed=2, guide=g, particles=k)
+        for u, v in zip(a, b):
+            assert np.array_equal(u.crystal.frac, v.crystal.frac) and np.array_equal(u.crystal.numbers, v.crystal.numbers)
 
 
 def test_steering_returns_the_particle_the_guide_finds_closest(tiny, ni):

@@ -99,8 +99,7 @@ def run_generation(req: Request, loaded, predictor=None, *, guide=None, store: R
     if req.particles > 1:
         # steered candidates and the plain baseline apart: the baseline is not steered, so its
         # particles would be wasted (K times the work); the baseline takes the next seed
-        gen = sampling.sample(loaded, specs, seed=req.seed, progress=lambda f, e, m: prog(f * 0.9, e, m),
-                              guide=guide, particles=req.particles, steer=req.steer, **kw)
+        gen = sampling.sample(loaded, specs, seed=req.seed, progress=prog, guide=guide, particles=req.particles, steer=req.steer, **kw)
         if base_specs:
             gen += sampling.sample(loaded, base_specs, seed=req.seed + 1, **kw)
     else:

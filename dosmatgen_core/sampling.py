@@ -249,7 +249,6 @@ def _sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: flo
         g_target = torch.tensor(np.concatenate([standardise(s.cond_dos, guide.dos_mean, guide.dos_std)
                                                 for s in specs]), device=dev)
         offsets = torch.cumsum(n, 0) - n
-        slot = torch.arange(B, device=dev)
         steered = (torch.zeros(B, device=dev).index_add_(0, batch, cond_mask) > 0).view(-1, K)[:, 0]
     type_temp = torch.where(cond_mask > 0, float(cond_type_temperature), 1.0)
 
@@ -345,16 +344,10 @@ def _sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: flo
     else:
         z = torch.where(allowed[None, :], a, torch.full_like(a, -1e9)).argmax(1) + 1
     z = torch.where(fixed, fixed_z, z)
-    if steering:        # each structure's particle that the guide finds closest
-        best = guide_error(l, x, z if d3pm else one_hot(z), 0).view(-1, K).argmin(1)
-        best = torch.where(steered, best, torch.zeros_like(best))
-        idx = best + K * torch.arange(B // K, device=dev)
+    if steering:        # each structure's particle that the guide finds closest (the first if unsteered)
+        best = guide_error(l, x, z, 0).view(-1, K).argmin(1)
         keep = torch.zeros(B, dtype=torch.bool, device=dev)
-        keep[idx] = True
-        rows_keep = keep[batch]
-        l, x, z, scale = l[keep], x[rows_keep], z[rows_keep], scale[keep]
-    elif K > 1:         # nothing conditioned: the first particle of each
-        keep = torch.arange(B, device=dev) % K == 0
+        keep[torch.where(steered, best, torch.zeros_like(best)) + K * torch.arange(B // K, device=dev)] = True
         l, x, z, scale = l[keep], x[keep[batch]], z[keep[batch]], scale[keep]
     specs = out_specs
     lat = (l * scale).cpu().numpy()

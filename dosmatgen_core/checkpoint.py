@@ -28,6 +28,15 @@ def card_path(model_path: str | Path) -> Path:
     return p.with_name(p.stem + ".card.json")
 
 
+def checked_card(path: str | Path) -> dict:
+    """The model card next to `path`, after checking the file's sha256 against it."""
+    path = Path(path)
+    card = json.loads(card_path(path).read_text())
+    if card.get("sha256") != sha256_file(path):
+        raise ValueError(f"{path.name}: sha256 does not match its card; the file is corrupt or was replaced")
+    return card
+
+
 @dataclass
 class LoadedModel:
     model: Denoiser

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import data as datamod
-from .checkpoint import card_path, sha256_file
+from .checkpoint import card_path, checked_card, sha256_file
 from .model.denoiser import DenoiserConfig
 from .model.diffusion import Schedules
 from .model.guide import DOSGuide, guide_loss
@@ -201,9 +201,7 @@ def load_guide(path: str | Path, device: str = "cpu") -> LoadedGuide:
     cp = card_path(path)
     if not path.exists() or not cp.exists():
         raise FileNotFoundError(f"DOS guide {path} or its card not found; train one with `dosmatgen train-guide`")
-    card = json.loads(cp.read_text())
-    if card.get("sha256") != sha256_file(path):
-        raise ValueError(f"{path.name}: sha256 does not match its card; the file is corrupt or was replaced")
+    card = checked_card(path)
     blob = torch.load(path, map_location=device, weights_only=True)
     guide = DOSGuide(DenoiserConfig(**blob["config"])).to(device)
     guide.load_state_dict(blob["state_dict"])

@@ -446,9 +446,7 @@ class LoadedPredictor:
 
 
 def load_predictor(path) -> LoadedPredictor:
-    from .checkpoint import card_path, sha256_file
+    from .checkpoint import checked_card
     path = Path(path)
-    card = json.loads(card_path(path).read_text())
-    if card.get("sha256") != sha256_file(path):
-        raise ValueError(f"{path.name}: sha256 does not match its card; the file is corrupt or was replaced")
+    card = checked_card(path)
     return LoadedPredictor(_model_from_blob(torch.load(path, map_location="cpu", weights_only=True)), card)

@@ -145,9 +145,11 @@ def _pack(args) -> int:
     lab = datamod.load_labelled(labels)
     unl = datamod.load_unlabelled(csvs, cache_dir=ROOT / "data" / "cache")
     have = {e.material_id for e in lab}
-    unl = [e for e in unl if e.material_id not in have]
+    unl = [e for e in unl if e.material_id not in have]   # the other half's crystals stay out entirely
+    if args.half:
+        lab = datamod.label_half(lab, args.half)
     meta = {"label_shards": datamod.label_shard_names(labels),
-            "csvs": [str(c) for c in csvs]}
+            "csvs": [str(c) for c in csvs], "label_half": args.half}
     path = datamod.save_pack(args.out, lab, unl, {**meta, "element_table": element_table().tolist()})
     print(json.dumps({"out": str(path), "labelled": len(lab), "unlabelled": len(unl),
                       "bytes": path.stat().st_size, **meta}))
@@ -374,6 +376,8 @@ def main(argv=None) -> int:
     pk.add_argument("--out", default=str(ROOT / "data" / "cache" / "train-pack.npz"))
     pk.add_argument("--labels", action="append")
     pk.add_argument("--csv", action="append")
+    pk.add_argument("--half", choices=["A", "B"], help="only one of two label-disjoint halves (data.label_half): "
+                                                         "a guide from A scored by a predictor from B")
     pk.set_defaults(func=_pack)
 
     ex = sub.add_parser("export-model", help="ship a training run's EMA weights with a model card")

@@ -54,6 +54,28 @@ def is_validation(material_id: str, fraction: float = 0.05) -> bool:
     return (zlib.crc32(material_id.encode()) % 10000) < fraction * 10000
 
 
+def label_half(labelled: list[Entry], half: str) -> list[Entry]:
+    """One of two label-disjoint halves ("A" or "B"), for testing whether a model that learnt
+    from one half agrees with one that learnt from the other (e.g. the DOS guide against the
+    scorer). The crystals outside the predictor's hold-out split by a second hash; A also keeps
+    the generator's validation crystals (the guide's validation set, never trained on) and B the
+    predictor's whole hold-out band (the predictor holds it out itself). No held-out crystal is
+    trained on by either half."""
+    if half not in ("A", "B"):
+        raise ValueError(f"a label half is A or B, not {half!r}")
+    side = 0 if half == "A" else 1
+    keep = []
+    for e in labelled:
+        band = is_validation(e.material_id, PREDICTOR_HOLDOUT)
+        if band:
+            take = is_validation(e.material_id) if half == "A" else True
+        else:
+            take = zlib.crc32((e.material_id + "/half").encode()) % 2 == side
+        if take:
+            keep.append(e)
+    return keep
+
+
 def load_labelled(shard_dirs: Iterable[str | Path]) -> list[Entry]:
     from .labelling import iter_label_lines
     from .structures import MAX_ATOMS, atoms_from_cif

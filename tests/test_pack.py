@@ -271,3 +271,22 @@ def test_epoch_order_draws_each_group_to_its_share():
     assert (order >= 950).sum() == 300 and len(set(order[order >= 950])) == 300   # unlabelled: no repeats
     plain = epoch_order(50, 900, TrainConfig(labelled_share=0.2, epoch_size=1000), np.random.default_rng(0))
     assert (plain < 50).sum() == 200 and (plain >= 50).sum() == 800
+
+
+def test_label_halves_share_no_training_crystal_and_train_on_no_held_out_one():
+    from dosmatgen_core import data as dm
+    mk = lambda i: dm.Entry(f"mp-{i}", np.array([14]), np.zeros((1, 3)), np.eye(3) * 4.0, np.zeros((1, 400)))
+    lab = [mk(i) for i in range(3000)]
+    a, b = dm.label_half(lab, "A"), dm.label_half(lab, "B")
+    band = {e.material_id for e in lab if dm.is_validation(e.material_id, dm.PREDICTOR_HOLDOUT)}
+    # what each half's trainer actually fits: the guide skips the generator's validation ids,
+    # the predictor its whole hold-out band
+    fit_a = {e.material_id for e in a if not dm.is_validation(e.material_id)}
+    fit_b = {e.material_id for e in b if e.material_id not in band}
+    assert fit_a and fit_b and not fit_a & {e.material_id for e in b} and not fit_b & {e.material_id for e in a}
+    assert not (fit_a | fit_b) & band
+    assert fit_a | fit_b == {e.material_id for e in lab} - band        # every trainable label is used once
+    assert 0.4 < len(fit_a) / len(fit_a | fit_b) < 0.6
+    assert {e.material_id for e in b} >= band                          # B's predictor can report its hold-out
+    with pytest.raises(ValueError, match="A or B"):
+        dm.label_half(lab, "C")

@@ -174,7 +174,7 @@ def _bench(args) -> int:
         res = bench_generation.bench_generate(n=args.n, steps=args.steps, quick=args.quick, guidance=args.guidance,
                                    lattice_guidance=args.lattice_guidance, timing_only=args.timing_only,
                                    particles=int(args.particles.split(",")[0]), steer=float(args.steer.split(",")[0]),
-                                   per_site=args.per_site)
+                                   per_site=args.per_site, steps_only=args.steps_only)
     elif args.what == "predictors":
         res = bench.bench_predictors(args.run_dir or [], pack=args.pack or "", label_dirs=[str(LABEL_DIR)],
                                      compare=args.compare or [])
@@ -442,6 +442,8 @@ def main(argv=None) -> int:
     be.add_argument("--skip", type=int, default=20, help="label: skip this many of the cheapest seed entries")
     be.add_argument("--workers", type=int, default=2)
     be.add_argument("--steps", type=int, default=250)
+    be.add_argument("--steps-only", action="store_true",
+                    help="generate: only the wall time and the 100/--steps/1000-step comparison")
     be.add_argument("--quick", action="store_true", help="generate: skip the 1000-step comparison")
     be.add_argument("--timing-only", action="store_true", help="generate: only the wall time of n candidates")
     be.add_argument("--guidance", type=float, default=1.0, help="generate/types: guidance weight w")

@@ -24,12 +24,18 @@ def _stability_badge(c: dict) -> str:
     return f":green-background[{text}]" if e <= 0.1 else f":orange-background[{text}]"
 
 
+def steering_text(settings: dict) -> str:
+    """'DOS steering K = 4 · ' for a steered run, '' for a plain one (runs stored before steering have no key)."""
+    k = int(settings.get("particles") or 1)
+    return f"DOS steering K = {k} · " if k > 1 else ""
+
+
 def show_run(run: dict, max_cards: int = 20) -> None:
     s = run["summary"]
     st.header("6 · Results")
     st.caption(f"Run `{run['id']}` · {run['title']} · seed {run['settings']['seed']} · device "
                f"{run['settings']['device']} · {run['settings']['steps']} steps · w = {run['settings']['guidance']} · "
-               f"checkpoint {str(run['settings'].get('checkpoint_sha256'))[:10]}")
+               f"{steering_text(run['settings'])}checkpoint {str(run['settings'].get('checkpoint_sha256'))[:10]}")
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Candidates", s["n"])
     m2.metric("Structurally valid", f"{s['structurally_valid']}/{s['n']}")

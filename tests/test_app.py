@@ -127,3 +127,9 @@ def test_model_summary_counts_the_source_models_steps_for_a_fine_tune():
     assert "23.8k steps (9.0k of them fine-tuning)" in line and "962 labelled + 16447 unlabelled" in line
     card.pop("warm_start")
     assert "epoch 33, 9.0k steps" in studio.model_summary(card)
+
+
+def test_the_results_header_says_when_a_run_was_dos_steered():
+    from dosmatgen_core.results_view import steering_text
+    assert steering_text({"particles": 4}) == "DOS steering K = 4 · "
+    assert steering_text({"particles": 1}) == "" and steering_text({}) == ""   # plain, or stored before steering

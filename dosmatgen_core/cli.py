@@ -144,8 +144,8 @@ def _pack(args) -> int:
     csvs = [str(c) for c in (args.csv or MP_CSVS)]
     lab = datamod.load_labelled(labels)
     unl = datamod.load_unlabelled(csvs, cache_dir=ROOT / "data" / "cache")
-    have = {e.material_id for e in lab}
-    unl = [e for e in unl if e.material_id not in have]   # the other half's crystals stay out entirely
+    have = {e.material_id for e in lab}     # before halving: the other half's crystals stay out of the pack
+    unl = [e for e in unl if e.material_id not in have]
     if args.half:
         lab = datamod.label_half(lab, args.half)
     meta = {"label_shards": datamod.label_shard_names(labels),

@@ -210,6 +210,17 @@ def bootstrap_ratio(per: list[dict], n: int = 2000, seed: int = 0, level: float 
             "share_at_or_below_goal": float(np.mean(np.array(ratios) <= 0.5))}
 
 
+def shipped_steering(particles: int, steer: float) -> tuple[dict, dict | None]:
+    """(sampler keywords, JSON record) for DOS steering by the shipped guide; ({}, None) at one particle."""
+    if particles <= 1:
+        return {}, None
+    from .guide_training import load_guide
+    from .studio import GUIDE_PATH
+    guide = load_guide(GUIDE_PATH)
+    return ({"guide": guide, "particles": particles, "steer": steer},
+            {"particles": particles, "steer": steer, "guide_sha256": guide.card.get("sha256")})
+
+
 def steps_comparison(loaded, predictor, target, sample, n: int, steps: int, guidance: float, seed: int) -> dict:
     """The paper case (N = 4, atom 0 on Au3Ni's Ni site) at 100, `steps` and 1000 steps: time,
     DOS match, share of Ni and structural validity, so a reduced step count is chosen on data."""
@@ -237,13 +248,10 @@ def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int
     unconditional baseline is never steered. per_site: candidates per held-out site (default
     max(4, n // 5)). steps_only: the timing and the steps comparison alone."""
     from . import sampling, tasks
-    from .studio import GUIDE_PATH, PRESET_ID
+    from .studio import PRESET_ID
     import functools
     loaded, predictor, db, _ = _resources()
-    steering = {}
-    if particles > 1:
-        from .guide_training import load_guide
-        steering = {"guide": load_guide(GUIDE_PATH), "particles": particles, "steer": steer}
+    steering, steering_record = shipped_steering(particles, steer)
     plain = functools.partial(sampling.sample, lattice_guidance=lattice_guidance)
     sample = functools.partial(plain, **steering)      # a batch with nothing conditioned is not steered
     res = {"machine": machine(), "load_average": os.getloadavg(), "steps": steps, "guidance": guidance,
@@ -251,8 +259,7 @@ def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int
            "checkpoint": {k: loaded.card.get(k) for k in ("epoch", "val_loss", "n_labelled_structures", "date",
                                                          "sha256", "type_diffusion")},
            "scored_by": "site-DOS predictor (assets/predictor.pt)",
-           "steering": ({"particles": particles, "steer": steer, "guide_sha256": steering["guide"].card.get("sha256")}
-                        if steering else None),
+           "steering": steering_record,
            "predictor_heldout_mae": predictor.card.get("heldout", {}).get("all", {}).get("mae")}
     au = db.get(PRESET_ID)
     ni = au.symbols.index("Ni")
@@ -489,11 +496,7 @@ def bench_dft(n_sites: int = 4, m: int = 3, steps: int = 250, guidance: float = 
     loaded, predictor, db, _ = _resources()
     if model:
         loaded = load_model(model)
-    steering = {}
-    if particles > 1:
-        from .guide_training import load_guide
-        from .studio import GUIDE_PATH
-        steering = {"guide": load_guide(GUIDE_PATH), "particles": particles, "steer": steer}
+    steering, steering_record = shipped_steering(particles, steer)
     if not kinds or set(kinds) - {"conditional", "unconditional"}:
         raise ValueError(f"kinds must name 'conditional' and/or 'unconditional', not {kinds!r}")
     supported = supported_elements()
@@ -577,8 +580,7 @@ def bench_dft(n_sites: int = 4, m: int = 3, steps: int = 250, guidance: float = 
                          "share_same_element": float(np.mean([r["candidate_z"] == r["element_z"] for r in rs])) if rs else None}
     c, u = summary["conditional"]["dft_mae"], summary["unconditional"]["dft_mae"]
     return {"machine": machine(), "steps": steps, "kinds": list(kinds), "guidance": guidance, "recipe": SEED_RECIPE.record(),
-            "steering": ({"particles": particles, "steer": steer, "guide_sha256": steering["guide"].card.get("sha256")}
-                         if steering else None),
+            "steering": steering_record,
             "checkpoint": {k: loaded.card.get(k) for k in ("epoch", "sha256", "type_diffusion")},
             "sites": [{"material_id": s[0], "n_atoms": s[1], "site": s[2], "element_z": s[4]} for s in sites],
             "candidates_per_site": m, **summary, "ratio": c / u if c is not None and u else None, "goal_ratio": 0.5,

@@ -164,6 +164,8 @@ def _bench(args) -> int:
         torch.set_num_threads(args.threads)
     # each bench has its own site count default (dft 4, tuning 24): pass --sites only when given
     sites = {} if args.sites is None else {"n_sites": args.sites}
+    # generate and dft steer with one setting; guidance sweeps the comma-separated lists
+    steering = {"particles": int(args.particles.split(",")[0]), "steer": float(args.steer.split(",")[0])}
     if args.what == "label":
         from .labelling import iter_label_lines
         lines = [d for _, d in iter_label_lines([LABEL_DIR / "seed-000.jsonl.gz"]) if "failed" not in d]
@@ -173,8 +175,7 @@ def _bench(args) -> int:
     elif args.what == "generate":
         res = bench_generation.bench_generate(n=args.n, steps=args.steps, quick=args.quick, guidance=args.guidance,
                                    lattice_guidance=args.lattice_guidance, timing_only=args.timing_only,
-                                   particles=int(args.particles.split(",")[0]), steer=float(args.steer.split(",")[0]),
-                                   per_site=args.per_site, steps_only=args.steps_only)
+                                   per_site=args.per_site, steps_only=args.steps_only, **steering)
     elif args.what == "predictors":
         res = bench.bench_predictors(args.run_dir or [], pack=args.pack or "", label_dirs=[str(LABEL_DIR)],
                                      compare=args.compare or [])
@@ -199,7 +200,7 @@ def _bench(args) -> int:
         res = bench_generation.bench_dft(m=args.n, steps=args.steps, guidance=args.guidance,
                               max_atoms=args.max_atoms, workers=args.workers, model=(args.model or [None])[0],
                               kinds=args.kinds.split(","), log=lambda m: print(m, flush=True),
-                              particles=int(args.particles.split(",")[0]), steer=float(args.steer.split(",")[0]), **sites)
+                              **steering, **sites)
     else:
         res = bench_generation.bench_evaluate(n=args.n, steps=args.steps, ref=args.ref, site=args.site, n_atoms=args.n_atoms)
     out = Path(args.out or ROOT / "bench" / f"{args.what}.json")

@@ -18,6 +18,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 from . import dos as dosmod
+from .structures import read_structure
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, created REAL, status TEXT, title TEXT,
@@ -95,7 +96,8 @@ class RunStore:
 # ---- exports -----------------------------------------------------------------------------------
 
 def structure_of(candidate: dict) -> Structure:
-    return Structure.from_str(candidate["cif"], fmt="cif")
+    """The candidate in its own site order (site i is the atom whose DOS rows say i)."""
+    return read_structure(candidate["cif"], "cif", source=f"candidate {candidate.get('rank', '')}".strip())
 
 
 def to_cif(s: Structure, symmetrised: bool = False, symprec: float = 0.1) -> str:

@@ -63,7 +63,36 @@ def read_structure(text: str, fmt: str = "cif", source: str = "input") -> Struct
     except Exception as exc:  # pymatgen raises many types for bad files
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StructureError(f"{source}: could not read the {fmt.upper()} file ({msg})") from None
-    return _check_ordered_known(s, source)
+    s = _check_ordered_known(s, source)
+    return in_file_order(s, text) if fmt == "cif" else s
+
+
+def in_file_order(s: Structure, cif: str) -> Structure:
+    """`s` (pymatgen's reading of `cif`) with its sites in the order the file lists them.
+
+    pymatgen's CIF reader regroups sites by element, so site i of what it returns is not site i
+    of the file; ASE's reader keeps the file's order. Site indices tie DOS rows to atoms, so every
+    stored CIF is read back in file order: pymatgen's sites (its lattice, its coordinates) are
+    permuted to ASE's order, matched by element and fractional position.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = atoms_from_cif(cif)
+    except Exception:
+        return s          # ASE cannot read it; pymatgen's order is the only one there is
+    if len(ref) != len(s):
+        return s          # the readers expand symmetry differently: no common order to keep
+    want = np.mod(ref.get_scaled_positions(wrap=True), 1.0)
+    have = np.mod(s.frac_coords, 1.0)
+    d = want[:, None, :] - have[None, :, :]
+    d = np.abs(d - np.round(d)).max(-1)                           # periodic distance, (ase, pmg)
+    same = np.array(ref.get_chemical_symbols())[:, None] == np.array([site.specie.symbol for site in s])[None, :]
+    d = np.where(same, d, np.inf)
+    perm = d.argmin(1)
+    if len(set(perm.tolist())) != len(s) or not np.all(d[np.arange(len(s)), perm] < 1e-3):
+        return s
+    return Structure.from_sites([s[int(j)] for j in perm])
 
 
 def to_atoms(s: Structure) -> Atoms:

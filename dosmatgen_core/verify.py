@@ -16,10 +16,22 @@ import numpy as np
 
 from . import dos as dosmod
 from .labelling import SEED_RECIPE, Recipe, label_isolated
-from .runs import RunStore, dumps
+from .runs import RunStore, dumps, structure_of
+from .structures import atoms_from_cif
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS verifications (run_id TEXT, rank INTEGER, status TEXT, started REAL,
             finished REAL, result TEXT, error TEXT, PRIMARY KEY (run_id, rank));"""
+
+
+def rows_out_of_order(candidate_cif: str, calculated_cif: str) -> str | None:
+    """Why the DFT rows (in the calculated cell's order) are not the candidate's sites in its
+    own order, or None when they are. Only a check: labelling keeps the order by construction."""
+    want = atoms_from_cif(candidate_cif).get_chemical_symbols()
+    got = atoms_from_cif(calculated_cif).get_chemical_symbols()
+    if want != got:
+        return (f"the DFT rows follow the atoms {got}, not the candidate's {want}; "
+                "nothing was scored (report this: the site order was lost)")
+    return None
 
 
 class Verifier:
@@ -71,11 +83,9 @@ class Verifier:
         if relaxed:
             cif = cand.get("relaxed_cif")
             if not cif:
-                from pymatgen.core import Structure
-
                 from .stability import relax
                 try:
-                    cif = relax(Structure.from_str(cand["cif"], fmt="cif"))["structure"].to(fmt="cif")
+                    cif = relax(structure_of(cand))["structure"].to(fmt="cif")
                 except Exception as exc:
                     self._set(run_id, rank, status="failed", finished=time.time(),
                               error=f"CHGNet relaxation before DFT failed: {type(exc).__name__}: {exc}")
@@ -87,6 +97,10 @@ class Verifier:
             self._set(run_id, rank, status="failed", finished=time.time(), error=line["failed"])
             return self.status(run_id, rank)
         dft = np.asarray(line["site_dos"])     # keep_cell: rows are the candidate's sites in order
+        mismatch = rows_out_of_order(cand["cif"], line["cif"])
+        if mismatch:
+            self._set(run_id, rank, status="failed", finished=time.time(), error=mismatch)
+            return self.status(run_id, rank)
         targets = run["settings"]["targets"]
         metrics = {int(s): dosmod.match_metrics(np.asarray(targets[int(k)]), dft[int(s)])
                    for s, k in cand["site_to_target"].items()}

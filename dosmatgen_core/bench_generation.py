@@ -524,7 +524,7 @@ def bench_dft(n_sites: int = 4, m: int = 3, steps: int = 250, guidance: float = 
             (p_mae,), zs = _score(ok, predictor, 0, g)
             for k, cand in enumerate(ok):
                 cif = cand.crystal.to_structure().to(fmt="cif")
-                cif_key = f"cif:{hashlib.sha256(cif.encode()).hexdigest()[:20]}/{SEED_RECIPE.name}"
+                cif_key = f"cif:{hashlib.sha256(cif.encode()).hexdigest()[:20]}/{SEED_RECIPE.name}/site-order"  # rows before the order fix do not count
                 how = f"/p{particles}x{steer}" if steering and kind == "conditional" else ""
                 jobs.append({"key": f"{loaded.sha256[:12]}/{mid}/{i}/{kind}/{k}/w{guidance}/s{steps}/seed{seed}{how}",
                              "cif_key": cif_key, "material_id": mid, "site": i, "kind": kind, "element_z": z,

@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dosmatgen_core import studio, viz
-from dosmatgen_core.pipeline import Request
+from studio import shared as studio
+from studio import figures as viz
+from dosmatgen_core.candidates.pipeline import Request
 from dosmatgen_core.structures import StructureError, to_structure
 
 st.set_page_config(page_title="DOSMatGen Studio", layout="wide")
@@ -15,11 +16,11 @@ st.set_page_config(page_title="DOSMatGen Studio", layout="wide")
 @st.cache_resource
 def resources():
     """Model, predictor, reference db, hull cache and job manager: loaded once per process."""
-    from dosmatgen_core.checkpoint import load_model
-    from dosmatgen_core.jobs import JobManager
-    from dosmatgen_core.guide_training import load_guide
-    from dosmatgen_core.predictor import load_predictor
-    from dosmatgen_core.store import open_db
+    from dosmatgen_core.model.checkpoint import load_model
+    from dosmatgen_core.candidates.jobs import JobManager
+    from dosmatgen_core.training.guide import load_guide
+    from dosmatgen_core.scoring.predictor import load_predictor
+    from dosmatgen_core.labels.reference_db import open_db
     out = {"errors": []}
     for key, fn in (("model", lambda: load_model(studio.MODEL_PATH)),
                     ("predictor", lambda: load_predictor(studio.PREDICTOR_PATH)),
@@ -30,14 +31,14 @@ def resources():
         except Exception as exc:
             out[key] = None
             out["errors"].append(f"{key}: {exc}")
-    from dosmatgen_core.stability import Hull
+    from dosmatgen_core.scoring.stability import Hull
     out["hull"] = Hull(studio.HULL_PATH, studio.DB_URL)
     out["jobs"] = JobManager()
     return out
 
 
 R = resources()
-from dosmatgen_core.runs import RunStore  # noqa: E402
+from dosmatgen_core.candidates.runs import RunStore  # noqa: E402
 R["store"] = RunStore(studio.RUNS_PATH)      # cheap; not cached, so its path follows the environment
 db, model, predictor = R["db"], R["model"], R["predictor"]
 
@@ -232,7 +233,7 @@ job_panel()
 # ---- 6. results -------------------------------------------------------------------------------
 run_id = st.query_params.get("run")
 if run_id:
-    from dosmatgen_core.results_view import show_run
+    from studio.results import show_run
     try:
         show_run(R["store"].get(run_id))
     except KeyError:

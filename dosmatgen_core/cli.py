@@ -7,18 +7,15 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
-LABEL_DIR = ROOT / "data" / "labels"
-DEFAULT_DB = ROOT / "assets" / "reference.db"
-MP_CSVS = [SHARED / "mp20" / "structures.csv.gz", SHARED / "mpts52" / "structures.csv.gz"]
+from dosmatgen_core.paths import (CACHE_DIR, DB_PATH, GUIDE_PATH, LABEL_DIR, MODEL_PATH, MP_CSVS, PREDICTOR_PATH,
+                                  PSEUDO_PACK, ROOT, TRAIN_PACK)
 
 
 def _label(args) -> int:
-    from .labelling import FAST_RECIPE, SEED_RECIPE, ShardWriter, run_labelling, select_tasks
+    from dosmatgen_core.labels.labeller import FAST_RECIPE, SEED_RECIPE, ShardWriter, run_labelling, select_tasks
     out = Path(args.out)
     if args.cif:
-        from .structures import read_structure
+        from dosmatgen_core.structures import read_structure
         tasks = []
         for p in args.cif:
             text = Path(p).read_text()
@@ -47,22 +44,22 @@ def _label(args) -> int:
 
 
 def _seal(args) -> int:
-    from .labelling import ShardWriter
+    from dosmatgen_core.labels.labeller import ShardWriter
     made = ShardWriter(args.out).seal()
     print(made or "nothing pending")
     return 0
 
 
 def _build_db(args) -> int:
-    from .store import build_db
+    from dosmatgen_core.labels.reference_db import build_db
     shards = args.shards or [str(LABEL_DIR)]
     print(json.dumps(build_db(shards, args.db)))
     return 0
 
 
 def _train(args) -> int:
-    from .training import TrainConfig, train
-    from .model.denoiser import DenoiserConfig
+    from dosmatgen_core.training.denoiser import TrainConfig, train
+    from dosmatgen_core.model.denoiser import DenoiserConfig
     cfg = TrainConfig(run_dir=args.run_dir, label_dirs=args.labels or [str(LABEL_DIR)],
                       csvs=[str(c) for c in (args.csv or MP_CSVS)], labelled_only=args.labelled_only,
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, threads=args.threads,
@@ -78,7 +75,7 @@ def _train(args) -> int:
 
 
 def _pseudo_label(args) -> int:
-    from .pseudo import pseudo_label
+    from dosmatgen_core.training.pseudo import pseudo_label
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
@@ -87,19 +84,19 @@ def _pseudo_label(args) -> int:
 
 
 def _restore_run(args) -> int:
-    from .training import restore_run
+    from dosmatgen_core.training.denoiser import restore_run
     print(restore_run(args.run_dir))
     return 0
 
 
 def _export(args) -> int:
-    from .training import export
+    from dosmatgen_core.training.denoiser import export
     print(json.dumps(export(args.run_dir, args.out, pick="last" if args.last else args.pick), indent=2))
     return 0
 
 
 def _train_predictor(args) -> int:
-    from .predictor import PredictorTrainConfig, export_predictor, train_predictor
+    from dosmatgen_core.scoring.predictor import PredictorTrainConfig, export_predictor, train_predictor
     labels = args.labels or [str(LABEL_DIR)]
     cfg = PredictorTrainConfig(run_dir=args.run_dir, label_dirs=labels, epochs=args.epochs,
                                threads=args.threads, max_minutes=args.max_minutes, seed=args.seed,
@@ -114,14 +111,14 @@ def _train_predictor(args) -> int:
 
 
 def _export_predictor(args) -> int:
-    from .predictor import export_predictor
+    from dosmatgen_core.scoring.predictor import export_predictor
     print(json.dumps(export_predictor(args.run_dir, args.out, args.labels or [str(LABEL_DIR)],
                                       pack=args.pack or ""), indent=2))
     return 0
 
 
 def _train_guide(args) -> int:
-    from .guide_training import GuideTrainConfig, export_guide, train_guide
+    from dosmatgen_core.training.guide import GuideTrainConfig, export_guide, train_guide
     cfg = GuideTrainConfig(run_dir=args.run_dir, pack=args.pack, init_from=args.init_from, epochs=args.epochs,
                            lr=args.lr, threads=args.threads, max_minutes=args.max_minutes, seed=args.seed,
                            device=args.device)
@@ -132,18 +129,18 @@ def _train_guide(args) -> int:
 
 
 def _export_guide(args) -> int:
-    from .guide_training import export_guide
+    from dosmatgen_core.training.guide import export_guide
     print(json.dumps(export_guide(args.run_dir, args.out), indent=2))
     return 0
 
 
 def _pack(args) -> int:
-    from . import data as datamod
-    from .predictor import element_table
+    from dosmatgen_core.training import dataset as datamod
+    from dosmatgen_core.scoring.predictor import element_table
     labels = args.labels or [str(LABEL_DIR)]
     csvs = [str(c) for c in (args.csv or MP_CSVS)]
     lab = datamod.load_labelled(labels)
-    unl = datamod.load_unlabelled(csvs, cache_dir=ROOT / "data" / "cache")
+    unl = datamod.load_unlabelled(csvs, cache_dir=CACHE_DIR)
     have = {e.material_id for e in lab}     # before halving: the other half's crystals stay out of the pack
     unl = [e for e in unl if e.material_id not in have]
     if args.half:
@@ -156,64 +153,10 @@ def _pack(args) -> int:
     return 0
 
 
-def _bench(args) -> int:
-    from . import bench, bench_generation
-    if args.threads:
-        # torch's spin-waiting threads on a loaded 2-core box: one thread can be much faster
-        import torch
-        torch.set_num_threads(args.threads)
-    # each bench has its own site count default (dft 4, tuning 24): pass --sites only when given
-    sites = {} if args.sites is None else {"n_sites": args.sites}
-    # generate and dft steer with one setting; guidance sweeps the comma-separated lists
-    steering = {"particles": int(args.particles.split(",")[0]), "steer": float(args.steer.split(",")[0])}
-    if args.what == "label":
-        from .labelling import iter_label_lines
-        lines = [d for _, d in iter_label_lines([LABEL_DIR / "seed-000.jsonl.gz"]) if "failed" not in d]
-        # the cheapest seed entries by their recorded time: a bench that fits in minutes
-        lines = sorted(lines, key=lambda d: d["seconds"])[args.skip:args.skip + args.n]
-        res = bench.bench_label(lines, workers=args.workers)
-    elif args.what == "generate":
-        res = bench_generation.bench_generate(n=args.n, steps=args.steps, quick=args.quick, guidance=args.guidance,
-                                   lattice_guidance=args.lattice_guidance, timing_only=args.timing_only,
-                                   per_site=args.per_site, steps_only=args.steps_only, **steering)
-    elif args.what == "predictors":
-        res = bench.bench_predictors(args.run_dir or [], pack=args.pack or "", label_dirs=[str(LABEL_DIR)],
-                                     compare=args.compare or [])
-    elif args.what == "val-loss":
-        res = bench.bench_validation_loss(args.model or ["assets/denoiser.pt"], pack=args.pack or "",
-                                          label_dirs=[str(LABEL_DIR)], csvs=[str(c) for c in MP_CSVS])
-    elif args.what == "models":
-        res = bench_generation.bench_models(args.model or ["assets/denoiser.pt"], n=args.n, steps=args.steps,
-                                 guidance=args.guidance, on=args.on, **sites,
-                                 baseline=bench_generation.baseline_sites(args.baseline) if args.baseline else None)
-    elif args.what == "guidance":
-        lw = [None if x == "w" else float(x) for x in args.lattice_weights.split(",")]
-        res = bench_generation.bench_guidance(weights=[float(x) for x in args.weights.split(",")], lattice_weights=lw,
-                                   m=args.n, steps=args.steps,
-                                   type_temperatures=[float(x) for x in args.type_temperatures.split(",")],
-                                   model=(args.model or [None])[0], guide=args.guide,
-                                   particles=[int(x) for x in args.particles.split(",")],
-                                   steers=[float(x) for x in args.steer.split(",")],
-                                   on=args.on if args.on in ("tuning", "all") else "tuning",
-                                   log=lambda m: print(m, flush=True), **sites)
-    elif args.what == "dft":
-        res = bench_generation.bench_dft(m=args.n, steps=args.steps, guidance=args.guidance,
-                              max_atoms=args.max_atoms, workers=args.workers, model=(args.model or [None])[0],
-                              kinds=args.kinds.split(","), log=lambda m: print(m, flush=True),
-                              **steering, **sites)
-    else:
-        res = bench_generation.bench_evaluate(n=args.n, steps=args.steps, ref=args.ref, site=args.site, n_atoms=args.n_atoms)
-    out = Path(args.out or ROOT / "bench" / f"{args.what}.json")
-    bench.write(res, out)
-    print(json.dumps(res, indent=2)[:4000])
-    print(f"written to {out}")
-    return 0
-
-
 def _verify(args) -> int:
-    from .runs import RunStore
-    from .studio import RUNS_PATH
-    from .verify import Verifier
+    from dosmatgen_core.candidates.runs import RunStore
+    from dosmatgen_core.paths import RUNS_PATH
+    from dosmatgen_core.scoring.verify import Verifier
     res = Verifier(RunStore(args.runs or RUNS_PATH)).run(args.run_id, args.rank, timeout=args.timeout,
                                                          relaxed=args.relaxed)
     res = dict(res, result={k: v for k, v in (res.get("result") or {}).items() if k != "site_dos"})
@@ -222,18 +165,19 @@ def _verify(args) -> int:
 
 
 def _resources(args):
-    from .checkpoint import load_model
-    from .predictor import load_predictor
-    from .studio import DB_URL, MODEL_PATH, PREDICTOR_PATH
+    from dosmatgen_core.model.checkpoint import load_model
+    from dosmatgen_core.scoring.predictor import load_predictor
+    from dosmatgen_core.paths import DB_URL, MODEL_PATH, PREDICTOR_PATH
     return load_model(args.model or MODEL_PATH), load_predictor(PREDICTOR_PATH), DB_URL
 
 
 def _generate(args) -> int:
     """Condition site(s) of a new structure on a reference site's DOS (or a CSV) and store the run."""
-    from .pipeline import Request, run_generation
-    from .runs import RunStore
-    from .store import open_db
-    from .studio import RUNS_PATH, read_dos_csv
+    from dosmatgen_core.candidates.pipeline import Request, run_generation
+    from dosmatgen_core.candidates.runs import RunStore
+    from dosmatgen_core.labels.reference_db import open_db
+    from dosmatgen_core.paths import RUNS_PATH
+    from dosmatgen_core.dos import read_dos_csv
     loaded, predictor, db_url = _resources(args)
     if args.target_csv:
         target = read_dos_csv(Path(args.target_csv).read_bytes())
@@ -273,9 +217,9 @@ def _generate(args) -> int:
 
 def _evaluate(args) -> int:
     """Re-score a stored run's candidates (e.g. after a new predictor) and print the summary."""
-    from . import evaluate
-    from .runs import RunStore, structure_of
-    from .studio import RUNS_PATH
+    from dosmatgen_core.scoring import evaluate
+    from dosmatgen_core.candidates.runs import RunStore, structure_of
+    from dosmatgen_core.paths import RUNS_PATH
     _, predictor, db_url = _resources(args)
     store = RunStore(args.runs or RUNS_PATH)
     run = store.get(args.run_id)
@@ -323,7 +267,7 @@ def main(argv=None) -> int:
     seal.set_defaults(func=_seal)
 
     bdb = sub.add_parser("build-db", help="build the reference database from label shards")
-    bdb.add_argument("--db", default=str(DEFAULT_DB), help="SQLite path or ASE db URL (postgresql://...)")
+    bdb.add_argument("--db", default=str(DB_PATH), help="SQLite path or ASE db URL (postgresql://...)")
     bdb.add_argument("shards", nargs="*", help="shard files or directories (default data/labels)")
     bdb.set_defaults(func=_build_db)
 
@@ -364,9 +308,9 @@ def main(argv=None) -> int:
 
     pl = sub.add_parser("pseudo-label", help="predict the site DOS of every unlabelled training crystal of a "
                                              "pack (resumable), for dosmatgen train --pseudo")
-    pl.add_argument("--pack", default=str(ROOT / "data" / "cache" / "train-pack.npz"))
-    pl.add_argument("--predictor", default=str(ROOT / "assets" / "predictor.pt"))
-    pl.add_argument("--out", default=str(ROOT / "data" / "cache" / "pseudo.npz"))
+    pl.add_argument("--pack", default=str(TRAIN_PACK))
+    pl.add_argument("--predictor", default=str(PREDICTOR_PATH))
+    pl.add_argument("--out", default=str(PSEUDO_PACK))
     pl.add_argument("--labels", default=str(LABEL_DIR),
                     help="the label shards the predictor was trained on (its card names them)")
     pl.add_argument("--threads", type=int, default=0)
@@ -374,7 +318,7 @@ def main(argv=None) -> int:
 
     pk = sub.add_parser("pack", help="write every training crystal and label into one .npz (for a machine "
                                      "with numpy and torch alone, e.g. a GPU box)")
-    pk.add_argument("--out", default=str(ROOT / "data" / "cache" / "train-pack.npz"))
+    pk.add_argument("--out", default=str(TRAIN_PACK))
     pk.add_argument("--labels", action="append")
     pk.add_argument("--csv", action="append")
     pk.add_argument("--half", choices=["A", "B"], help="only one of two label-disjoint halves (data.label_half): "
@@ -383,7 +327,7 @@ def main(argv=None) -> int:
 
     ex = sub.add_parser("export-model", help="ship a training run's EMA weights with a model card")
     ex.add_argument("--run-dir", default="runs/train/default")
-    ex.add_argument("--out", default=str(ROOT / "assets" / "denoiser.pt"))
+    ex.add_argument("--out", default=str(MODEL_PATH))
     ex.add_argument("--last", action="store_true", help="export the last epoch, not the best")
     ex.add_argument("--pick", choices=["best", "best-labelled"], default="best",
                     help="best validation loss overall, or on the labelled validation crystals")
@@ -413,15 +357,15 @@ def main(argv=None) -> int:
 
     xp = sub.add_parser("export-predictor", help="ship one predictor run, or several as an ensemble")
     xp.add_argument("--run-dir", action="append", required=True, help="repeat for an ensemble")
-    xp.add_argument("--out", default=str(ROOT / "assets" / "predictor.pt"))
+    xp.add_argument("--out", default=str(PREDICTOR_PATH))
     xp.add_argument("--labels", action="append")
     xp.add_argument("--pack", default=None)
     xp.set_defaults(func=_export_predictor)
 
     tg = sub.add_parser("train-guide", help="train the noise-aware DOS guide for classifier guidance (resumable)")
     tg.add_argument("--run-dir", default="runs/guide/default")
-    tg.add_argument("--pack", default=str(ROOT / "data" / "cache" / "train-pack.npz"))
-    tg.add_argument("--init-from", default=str(ROOT / "assets" / "denoiser.pt"),
+    tg.add_argument("--pack", default=str(TRAIN_PACK))
+    tg.add_argument("--init-from", default=str(MODEL_PATH),
                     help="denoiser whose trunk and DOS scale the guide starts from (the one it will guide)")
     tg.add_argument("--epochs", type=int, default=60)
     tg.add_argument("--lr", type=float, default=3e-4)
@@ -434,49 +378,8 @@ def main(argv=None) -> int:
 
     xg = sub.add_parser("export-guide", help="ship a guide run's best weights with a card")
     xg.add_argument("--run-dir", default="runs/guide/default")
-    xg.add_argument("--out", default=str(ROOT / "assets" / "guide.pt"))
+    xg.add_argument("--out", default=str(GUIDE_PATH))
     xg.set_defaults(func=_export_guide)
-
-    be = sub.add_parser("bench", help="benchmarks, written as JSON under bench/")
-    be.add_argument("what", choices=["label", "generate", "evaluate", "models", "dft", "guidance", "predictors", "val-loss"])
-    be.add_argument("--n", type=int, default=6, help="structures (label), candidates per case (generate) or per site and kind (dft)")
-    be.add_argument("--skip", type=int, default=20, help="label: skip this many of the cheapest seed entries")
-    be.add_argument("--workers", type=int, default=2)
-    be.add_argument("--steps", type=int, default=250)
-    be.add_argument("--steps-only", action="store_true",
-                    help="generate: only the wall time and the 100/--steps/1000-step comparison")
-    be.add_argument("--quick", action="store_true", help="generate: skip the 1000-step comparison")
-    be.add_argument("--timing-only", action="store_true", help="generate: only the wall time of n candidates")
-    be.add_argument("--guidance", type=float, default=1.0, help="generate/types: guidance weight w")
-    be.add_argument("--lattice-guidance", type=float, default=None, help="generate: guidance weight of the lattice (default w)")
-    be.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    be.add_argument("--ref", default=None, help="evaluate: reference material of the target (default the Au3Ni preset)")
-    be.add_argument("--site", type=int, default=None, help="evaluate: its site (default its Ni site)")
-    be.add_argument("--n-atoms", type=int, default=4, help="evaluate: atoms per candidate")
-    be.add_argument("--model", action="append", help="models: a checkpoint to score (repeat; default assets/denoiser.pt)")
-    be.add_argument("--run-dir", action="append", help="predictors: a predictor run (NAME-SEED runs also form ensembles)")
-    be.add_argument("--compare", action="append", help="predictors: a shipped predictor file to score alongside")
-    be.add_argument("--pack", default=None, help="predictors: labels from a pack (dosmatgen pack)")
-    be.add_argument("--on", choices=["bench", "tuning", "all"], default="bench",
-                    help="models: score the bench's 16 held-out sites, the disjoint tuning sites, or every held-out site")
-    be.add_argument("--baseline", default=None,
-                    help="models: pair each model site by site with an earlier run of the same seeds "
-                         "(FILE: a bench generate JSON or one-model bench models JSON; FILE#MODEL)")
-    be.add_argument("--sites", type=int, default=None,
-                    help="dft: held-out reference sites (default 4); guidance and models --on tuning: tuning sites (default 24)")
-    be.add_argument("--weights", default="0,1,2,4", help="guidance: guidance weights w to compare")
-    be.add_argument("--type-temperatures", default="1",
-                    help="guidance: element-draw temperatures of the conditioned atom, comma-separated")
-    be.add_argument("--guide", default=None, help="guidance: the DOS guide (assets/guide.pt) that steers particles")
-    be.add_argument("--particles", default="1", help="generate/guidance: DOS-steering particles per structure (1 = no steering); guidance: comma-separated")
-    be.add_argument("--steer", default="10", help="generate/guidance: steering strength; guidance: comma-separated")
-    be.add_argument("--per-site", type=int, default=None, help="generate: candidates per held-out site (default n/5, at least 4)")
-    be.add_argument("--lattice-weights", default="w", help="guidance: lattice weights ('w' = same as w), comma-separated")
-    be.add_argument("--kinds", default="conditional,unconditional",
-                    help="dft: which candidates to calculate (conditional alone: compare with another model's baseline)")
-    be.add_argument("--max-atoms", type=int, default=5, help="dft: largest reference cell taken (DFT cost)")
-    be.add_argument("--out", default=None)
-    be.set_defaults(func=_bench)
 
     ve = sub.add_parser("verify", help="run the GPAW recipe on a generated candidate (by run id and rank)")
     ve.add_argument("run_id")

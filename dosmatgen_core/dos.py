@@ -141,3 +141,40 @@ def match_metrics(target, candidate) -> dict[str, float]:
         "wasserstein": wasserstein(target, candidate),
         "centre_shift": band_centre_shift(target, candidate),
     }
+
+
+# ---- user curves -------------------------------------------------------------------------------
+
+def read_dos_csv(data: bytes | str) -> np.ndarray:
+    """An uploaded (energy − E_F, DOS) table → the model grid. Raises ValueError with the reason."""
+    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+    if not text.strip():
+        raise ValueError("the file is empty")
+    rows = []
+    for k, line in enumerate(text.splitlines()):
+        parts = [p for p in line.replace(";", ",").replace("\t", ",").split(",") if p.strip()] \
+            if ("," in line or ";" in line or "\t" in line) else line.split()
+        if not parts or line.lstrip().startswith("#"):
+            continue
+        try:
+            vals = [float(p) for p in parts[:2]]
+        except ValueError:
+            if not rows:      # a header line
+                continue
+            raise ValueError(f"line {k + 1}: '{line.strip()[:40]}' is not two numbers") from None
+        if len(vals) < 2:
+            raise ValueError(f"line {k + 1}: expected two columns (energy, DOS), found one")
+        rows.append(vals)
+    if not rows:
+        raise ValueError("no numeric rows found; expected two columns: energy − E_F (eV), DOS (states/eV)")
+    a = np.array(rows)
+    return regrid(a[:, 0], a[:, 1])
+
+
+def shape_target(g: np.ndarray, shift_ev: float = 0.0, scale: float = 1.0, smear_ev: float = 0.0) -> np.ndarray:
+    """The user's knobs on a target curve: shift along E (eV), scale, extra Gaussian smearing (eV)."""
+    out = shift(np.asarray(g, float), shift_ev) if shift_ev else np.asarray(g, float)
+    out = out * float(scale)
+    if smear_ev > 0:
+        out = smear(out, smear_ev)
+    return np.clip(out, 0, None)

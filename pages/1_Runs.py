@@ -3,9 +3,9 @@ import datetime as dt
 
 import streamlit as st
 
-from dosmatgen_core import studio
-from dosmatgen_core.results_view import show_run
-from dosmatgen_core.runs import RunStore
+from studio import shared as studio
+from studio.results import show_run
+from dosmatgen_core.candidates.runs import RunStore
 
 st.set_page_config(page_title="Runs · DOSMatGen Studio", layout="wide")
 st.title("Runs")

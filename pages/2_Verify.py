@@ -1,9 +1,10 @@
 """Verify: queue a GPAW DFT check of a candidate and overlay its site DOS on the target."""
 import streamlit as st
 
-from dosmatgen_core import studio, viz
-from dosmatgen_core.runs import RunStore
-from dosmatgen_core.verify import Verifier
+from studio import shared as studio
+from studio import figures as viz
+from dosmatgen_core.candidates.runs import RunStore
+from dosmatgen_core.scoring.verify import Verifier
 
 st.set_page_config(page_title="Verify · DOSMatGen Studio", layout="wide")
 st.title("Verify a candidate with DFT (GPAW)")

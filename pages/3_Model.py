@@ -4,8 +4,8 @@ import json
 import pandas as pd
 import streamlit as st
 
-from dosmatgen_core import studio
-from dosmatgen_core.checkpoint import card_path
+from studio import shared as studio
+from dosmatgen_core.model.checkpoint import card_path
 
 st.set_page_config(page_title="Model · DOSMatGen Studio", layout="wide")
 st.title("Models and benchmarks")

@@ -48,7 +48,7 @@ wait
 tail -n 2 runs/gpu/*.log
 
 for d in runs/gpu/*/; do   # generator runs: float16 best states + metadata (training.halve_run)
-    [ -e "$d/best.pt" ] && python3 -c "import sys; from dosmatgen_core.training import halve_run; halve_run(sys.argv[1])" "$d"
+    [ -e "$d/best.pt" ] && python3 -c "import sys; from dosmatgen_core.training.denoiser import halve_run; halve_run(sys.argv[1])" "$d"
 done
 for d in runs/gpu/*/; do
     name=$(basename "$d")

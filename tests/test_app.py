@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dosmatgen_core import studio
+from studio import shared as studio
 
 APP = str(studio.ROOT / "app.py")
 
@@ -32,7 +32,7 @@ def test_preset_selects_ni_in_au3ni(app):
     app.button(key="preset").click().run()
     assert app.selectbox(key="ref_select").value == studio.PRESET_ID
     site = app.selectbox(key=f"site_{studio.PRESET_ID}").value
-    from dosmatgen_core.store import open_db
+    from dosmatgen_core.labels.reference_db import open_db
     assert open_db(studio.DB_URL).get(studio.PRESET_ID).symbols[site] == "Ni"
     assert not app.exception
 
@@ -100,11 +100,11 @@ def test_other_pages_load(page, tmp_path, monkeypatch):
 
 def test_a_finished_run_survives_a_reload(tmp_path, monkeypatch):
     """The run id lives in the URL: a fresh session with ?run=ID shows the stored results."""
-    from dosmatgen_core.checkpoint import load_model
-    from dosmatgen_core.pipeline import Request, run_generation
-    from dosmatgen_core.predictor import load_predictor
-    from dosmatgen_core.runs import RunStore
-    from dosmatgen_core.store import open_db
+    from dosmatgen_core.model.checkpoint import load_model
+    from dosmatgen_core.candidates.pipeline import Request, run_generation
+    from dosmatgen_core.scoring.predictor import load_predictor
+    from dosmatgen_core.candidates.runs import RunStore
+    from dosmatgen_core.labels.reference_db import open_db
     monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
     monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
     ni = open_db(studio.DB_URL).get(studio.PRESET_ID)
@@ -130,6 +130,6 @@ def test_model_summary_counts_the_source_models_steps_for_a_fine_tune():
 
 
 def test_the_results_header_says_when_a_run_was_dos_steered():
-    from dosmatgen_core.results_view import steering_text
+    from studio.results import steering_text
     assert steering_text({"particles": 4}) == "DOS steering K = 4 · "
     assert steering_text({"particles": 1}) == "" and steering_text({}) == ""   # plain, or stored before steering

@@ -4,7 +4,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from dosmatgen_core import evaluate
+from dosmatgen_core.scoring import evaluate
 from dosmatgen_core.structures import atoms_from_cif, to_structure
 
 
@@ -64,8 +64,8 @@ def test_spacegroups_at_two_tolerances():
 
 
 def test_predictor_trained_briefly_beats_the_mean(seed_lines):
-    from dosmatgen_core import data
-    from dosmatgen_core.predictor import PredictorConfig, SiteDOSPredictor, _graph_and_target
+    from dosmatgen_core.training import dataset as data
+    from dosmatgen_core.scoring.predictor import PredictorConfig, SiteDOSPredictor, _graph_and_target
     torch.manual_seed(0)
     ids = ["mp-22905", "mp-23259", "mp-522", "L12-Au3Ni-chgnet", "mp-1941", "mp-406"]
     entries = [data.entry_from_atoms(m, atoms_from_cif(seed_lines[m]["cif"]), seed_lines[m]["site_dos"]) for m in ids]
@@ -89,7 +89,7 @@ def test_a_cell_that_repeats_every_0_69_angstrom_is_not_valid_and_is_not_sent_to
     long; the two atoms stay 2 Å apart, but each sits 0.69 Å from its own image."""
     from pymatgen.core import Lattice, Structure
 
-    from dosmatgen_core.labelling import label_structure
+    from dosmatgen_core.labels.labeller import label_structure
     from dosmatgen_core.structures import atoms_to_cif, to_atoms
     s = Structure(Lattice.from_parameters(2.49, 1.84, 5.45, 93.2, 90.5, 174.1), ["Pt", "P"],
                   [[0, 0, 0], [0.5, 0.5, 0.4]])
@@ -101,8 +101,8 @@ def test_a_cell_that_repeats_every_0_69_angstrom_is_not_valid_and_is_not_sent_to
 
 
 def test_ensemble_is_the_members_mean_and_follows_dtype_moves(seed_lines):
-    from dosmatgen_core import data
-    from dosmatgen_core.predictor import Ensemble, PredictorConfig, SiteDOSPredictor, _graph_and_target
+    from dosmatgen_core.training import dataset as data
+    from dosmatgen_core.scoring.predictor import Ensemble, PredictorConfig, SiteDOSPredictor, _graph_and_target
     torch.manual_seed(1)
     members = [SiteDOSPredictor(PredictorConfig(hidden=16, layers=1)).eval() for _ in range(2)]
     ens = Ensemble(members).eval()

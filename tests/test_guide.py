@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from dosmatgen_core import data, sampling, tasks
-from dosmatgen_core.checkpoint import LoadedModel, save_model
-from dosmatgen_core.guide_training import GuideTrainConfig, LoadedGuide, export_guide, load_guide, train_guide
+from dosmatgen_core.training import dataset as data
+from dosmatgen_core.sampling import sampler as sampling
+from dosmatgen_core.sampling import tasks
+from dosmatgen_core.model.checkpoint import LoadedModel, save_model
+from dosmatgen_core.training.guide import GuideTrainConfig, LoadedGuide, export_guide, load_guide, train_guide
 from dosmatgen_core.model.denoiser import Denoiser, DenoiserConfig
 from dosmatgen_core.model.diffusion import Schedules, masked_one_hot
 from dosmatgen_core.model.guide import DOSGuide, guide_loss
@@ -202,10 +204,10 @@ def test_steering_needs_a_guide_and_a_d3pm_model(tiny, ni):
 
 @pytest.fixture(scope="module")
 def shipped(seed_lines):
-    from dosmatgen_core import studio
-    from dosmatgen_core.checkpoint import load_model
-    from dosmatgen_core.predictor import load_predictor
-    from dosmatgen_core.store import open_db
+    from studio import shared as studio
+    from dosmatgen_core.model.checkpoint import load_model
+    from dosmatgen_core.scoring.predictor import load_predictor
+    from dosmatgen_core.labels.reference_db import open_db
     ref = open_db(studio.DB_URL).get(studio.PRESET_ID)
     return (load_model(studio.MODEL_PATH), load_guide(studio.GUIDE_PATH), load_predictor(studio.PREDICTOR_PATH),
             ref.site_dos[ref.symbols.index("Ni")])
@@ -230,8 +232,8 @@ def test_shipped_guide_steers_the_conditioned_atom_closer_to_its_target(shipped)
 
 
 def test_pipeline_runs_steered_candidates_beside_a_plain_baseline(shipped, tmp_path):
-    from dosmatgen_core.pipeline import Request, run_generation
-    from dosmatgen_core.runs import RunStore
+    from dosmatgen_core.candidates.pipeline import Request, run_generation
+    from dosmatgen_core.candidates.runs import RunStore
     loaded, g, predictor, target = shipped
     req = Request(mode="masked", n_atoms=4, targets=[target.tolist()], cond_sites=[0], n_candidates=2, steps=5,
                   particles=3)

@@ -7,7 +7,7 @@ import pytest
 from ase.build import bulk
 
 from dosmatgen_core import dos
-from dosmatgen_core.labelling import (SEED_RECIPE, ShardWriter, gpaw_site_dos, iter_label_lines,
+from dosmatgen_core.labels.labeller import (SEED_RECIPE, ShardWriter, gpaw_site_dos, iter_label_lines,
                                       label_structure, run_labelling)
 from dosmatgen_core.structures import atoms_from_cif
 

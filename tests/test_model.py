@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from dosmatgen_core import data
+from dosmatgen_core.training import dataset as data
 from dosmatgen_core.model.denoiser import N_TYPES, Denoiser, DenoiserConfig
 from dosmatgen_core.model.diffusion import Batch, Schedules, training_loss
 
@@ -119,8 +119,8 @@ def test_d3pm_input_has_a_mask_column_and_the_loss_counts_masked_atoms_only():
 
 def test_warm_start_keeps_every_weight_that_fits(tmp_path):
     """continuous → D3PM: all but the type head carry over; the MASK column starts at zero."""
-    from dosmatgen_core.checkpoint import save_model
-    from dosmatgen_core.training import warm_start
+    from dosmatgen_core.model.checkpoint import save_model
+    from dosmatgen_core.training.denoiser import warm_start
     torch.manual_seed(0)
     cfg = dict(hidden=32, layers=2, n_freqs=4, time_dim=16, dos_hidden=32)
     src = Denoiser(DenoiserConfig(**cfg))
@@ -156,8 +156,8 @@ def test_p_single_trains_labelled_crystals_with_exactly_one_conditioned_atom():
 def test_condition_context_starts_as_its_warm_start_source(tmp_path):
     """The zero-initialised context path: a warm-started model gives its source's outputs
     exactly, and once its weights move, a free atom feels the condition of another atom."""
-    from dosmatgen_core.checkpoint import save_model
-    from dosmatgen_core.training import warm_start
+    from dosmatgen_core.model.checkpoint import save_model
+    from dosmatgen_core.training.denoiser import warm_start
     torch.manual_seed(0)
     cfg = dict(hidden=32, layers=2, n_freqs=4, time_dim=16, dos_hidden=32, types="d3pm")
     src = Denoiser(DenoiserConfig(**cfg)).eval()

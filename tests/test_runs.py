@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from dosmatgen_core import runs
-from dosmatgen_core.labelling import Recipe
-from dosmatgen_core.verify import Verifier
+from dosmatgen_core.candidates import runs
+from dosmatgen_core.labels.labeller import Recipe
+from dosmatgen_core.scoring.verify import Verifier
 
 
 def fake_run(cif):

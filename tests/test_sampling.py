@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from dosmatgen_core import dos as dosmod
-from dosmatgen_core import sampling, tasks
-from dosmatgen_core.checkpoint import LoadedModel
+from dosmatgen_core.sampling import sampler as sampling
+from dosmatgen_core.sampling import tasks
+from dosmatgen_core.model.checkpoint import LoadedModel
 from dosmatgen_core.model.denoiser import Denoiser, DenoiserConfig
 from dosmatgen_core.structures import Crystal
 

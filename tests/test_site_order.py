@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from dosmatgen_core import dos, labelling, runs
+from dosmatgen_core import dos
+from dosmatgen_core.labels import labeller as labelling
+from dosmatgen_core.candidates import runs
 from dosmatgen_core.structures import atoms_from_cif, read_structure
-from dosmatgen_core.verify import Verifier, rows_out_of_order
+from dosmatgen_core.scoring.verify import Verifier, rows_out_of_order
 
 SN_NI_AU_NI = Structure(Lattice.cubic(4.0), ["Sn", "Ni", "Au", "Ni"],
                         [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])

@@ -3,7 +3,7 @@ import pytest
 from pymatgen.analysis.phase_diagram import PDEntry
 from pymatgen.core import Composition, Lattice, Structure
 
-from dosmatgen_core.stability import Hull, energy_above_hull, relax
+from dosmatgen_core.scoring.stability import Hull, energy_above_hull, relax
 
 
 def test_three_entry_hull_gives_the_right_energy_above_hull():
@@ -17,7 +17,7 @@ def test_three_entry_hull_gives_the_right_energy_above_hull():
 
 def test_chgnet_relaxes_a_strained_cell_downhill():
     s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.85), ["Cu"], [[0, 0, 0]])   # 7 % too large
-    from dosmatgen_core.stability import static_energy
+    from dosmatgen_core.scoring.stability import static_energy
     e0 = static_energy(s)
     r = relax(s, steps=60)
     assert r["energy_per_atom"] < e0
@@ -33,7 +33,7 @@ def test_hull_says_why_when_an_element_has_no_reference(tmp_path):
 
 @pytest.mark.parametrize("el, n, relax_cell", [("Ga", 4, True), ("Se", 3, True), ("O", 2, False), ("Cu", 1, True)])
 def test_every_element_has_a_reference_state(el, n, relax_cell):
-    from dosmatgen_core.stability import elemental_reference
+    from dosmatgen_core.scoring.stability import elemental_reference
     s, cell = elemental_reference(el)
     assert len(s) == n and cell == relax_cell and [e.symbol for e in s.composition.elements] == [el]
     if n > 1:      # no overlapping atoms: the nearest neighbour is a real bond
@@ -46,7 +46,7 @@ def test_hull_uses_energies_stored_in_the_reference_db(tmp_path, seed_lines):
     per known structure, and the elemental references come relaxed from the cache."""
     import gzip
     import json
-    from dosmatgen_core.store import build_db
+    from dosmatgen_core.labels.reference_db import build_db
     shard = tmp_path / "s" / "labels-0000.jsonl.gz"
     shard.parent.mkdir()
     with gzip.open(shard, "wt") as fh:

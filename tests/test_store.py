@@ -5,7 +5,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from dosmatgen_core.store import ReferenceDB, build_db
+from dosmatgen_core.labels.reference_db import ReferenceDB, build_db
 
 IDS = ["mp-22905", "mp-522", "L12-Au3Ni-chgnet", "mp-1941"]
 
@@ -32,7 +32,7 @@ def test_round_trip_gives_identical_arrays(tmp_path, small_shard, seed_lines):
     au3ni = db.get("L12-Au3Ni-chgnet")
     assert au3ni.spacegroup == "Pm-3m" and sorted(au3ni.symbols) == ["Au", "Au", "Au", "Ni"]
     # each row carries its CHGNet energy, computed once here for the stability hull
-    from dosmatgen_core.stability import static_energy
+    from dosmatgen_core.scoring.stability import static_energy
     from dosmatgen_core.structures import to_structure
     row = next(db.db.select(material_id="L12-Au3Ni-chgnet"))
     assert row.chgnet_energy == pytest.approx(static_energy(to_structure(au3ni.atoms)), abs=1e-4)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dosmatgen_core.labelling import label_structure
+from dosmatgen_core.labels.labeller import label_structure
 from dosmatgen_core.structures import Crystal, StructureError, read_structure
 
 NACL = """data_NaCl

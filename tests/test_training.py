@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from dosmatgen_core.checkpoint import load_model, save_model
+from dosmatgen_core.model.checkpoint import load_model, save_model
 from dosmatgen_core.model.denoiser import Denoiser, DenoiserConfig
-from dosmatgen_core.training import TrainConfig, export, halve_run, restore_run, slim_state, train
+from dosmatgen_core.training.denoiser import TrainConfig, export, halve_run, restore_run, slim_state, train
 
 TINY = dict(hidden=32, layers=2, n_freqs=4, time_dim=16, dos_hidden=32)
 
@@ -45,7 +45,7 @@ def test_warm_started_d3pm_run_resumes_and_exports_a_loadable_model(tmp_path, se
 
 
 def test_a_run_with_pseudo_labels_trains_on_them_and_says_so_in_its_card(tmp_path, seed_lines):
-    from dosmatgen_core import data
+    from dosmatgen_core.training import dataset as data
     from dosmatgen_core.structures import atoms_from_cif
     ents = [data.entry_from_atoms(m, atoms_from_cif(seed_lines[m]["cif"]), seed_lines[m]["site_dos"])
             for m in ("mp-22905", "mp-522", "mp-1941", "mp-406")]
@@ -69,7 +69,7 @@ def test_a_run_with_pseudo_labels_trains_on_them_and_says_so_in_its_card(tmp_pat
 def test_export_can_pick_the_epoch_with_the_best_labelled_validation_loss(tmp_path, seed_lines):
     import csv as csvmod
 
-    from dosmatgen_core import data
+    from dosmatgen_core.training import dataset as data
     from dosmatgen_core.structures import atoms_from_cif
     names = list(seed_lines)[:6]
     ents = [data.entry_from_atoms(m, atoms_from_cif(seed_lines[m]["cif"]), seed_lines[m]["site_dos"]) for m in names]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .denoiser import MASK_TOKEN, N_TYPES
+from dosmatgen_core.model.denoiser import MASK_TOKEN, N_TYPES
 
 T_STEPS = 1000
 SIGMA_MIN, SIGMA_MAX = 0.005, 0.5

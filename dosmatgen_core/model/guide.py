@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .denoiser import DOS_POINTS, Denoiser, DenoiserConfig, mlp
-from .diffusion import Batch, Schedules, corrupt
+from dosmatgen_core.model.denoiser import DOS_POINTS, Denoiser, DenoiserConfig, mlp
+from dosmatgen_core.model.diffusion import Batch, Schedules, corrupt
 
 
 class DOSGuide(nn.Module):

@@ -18,9 +18,9 @@ from typing import Iterable
 import numpy as np
 from ase.db import connect
 
-from . import dos as dosmod
-from .labelling import iter_label_lines
-from .structures import atoms_from_cif, to_structure
+from dosmatgen_core import dos as dosmod
+from dosmatgen_core.labels.labeller import iter_label_lines
+from dosmatgen_core.structures import atoms_from_cif, to_structure
 
 BUILD_EPOCH = 1.0  # fixed ctime/mtime in SQLite builds: identical shards give identical rows
 
@@ -92,7 +92,7 @@ def build_db(shard_paths: Iterable[str | Path], db_url: str | Path, *, overwrite
                 sg, sgn = _spacegroup(atoms)
                 extra = {}
                 if chgnet:
-                    from .stability import static_energy
+                    from dosmatgen_core.scoring.stability import static_energy
                     extra["chgnet_energy"] = round(static_energy(to_structure(atoms)), 4)
                 db.write(atoms, material_id=mid, **extra, chem_formula=d.get("formula") or atoms.get_chemical_formula(),
                          spacegroup=sg, spacegroup_number=sgn, e_fermi=float(d["e_fermi_eV"]),

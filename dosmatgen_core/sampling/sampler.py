@@ -22,11 +22,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .data import standard_lattice, standardise
-from .model.denoiser import N_TYPES
-from .model.diffusion import Schedules, lattice_scale, masked_one_hot, one_hot
-from .predictor import MIN_VOLUME_PER_ATOM
-from .structures import Crystal
+from dosmatgen_core.training.dataset import standard_lattice, standardise
+from dosmatgen_core.model.denoiser import N_TYPES
+from dosmatgen_core.model.diffusion import Schedules, lattice_scale, masked_one_hot, one_hot
+from dosmatgen_core.scoring.predictor import MIN_VOLUME_PER_ATOM
+from dosmatgen_core.structures import Crystal
 
 MAX_Z = 94            # no element past Pu is proposed
 

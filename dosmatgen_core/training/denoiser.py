@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data as datamod
-from .model.denoiser import Denoiser, DenoiserConfig
-from .model.diffusion import Schedules, training_loss
+from dosmatgen_core.training import dataset as datamod
+from dosmatgen_core.model.denoiser import Denoiser, DenoiserConfig
+from dosmatgen_core.model.diffusion import Schedules, training_loss
+from dosmatgen_core.paths import CACHE_DIR
 
 
 @dataclass
@@ -196,7 +197,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
         unlabelled_all = [] if cfg.labelled_only else unlabelled_all
         cfg.label_shards, cfg.csvs = meta.get("label_shards", []), meta.get("csvs", [])
     else:
-        unlabelled_all = [] if cfg.labelled_only else datamod.load_unlabelled(cfg.csvs, cache_dir=Path("data/cache"))
+        unlabelled_all = [] if cfg.labelled_only else datamod.load_unlabelled(cfg.csvs, cache_dir=CACHE_DIR)
 
     def shard_key():
         if cfg.pack:
@@ -218,7 +219,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
     def pseudo_entries(tr_unl):
         if not cfg.pseudo:
             return []
-        from .pseudo import attach
+        from dosmatgen_core.training.pseudo import attach
         got, cfg.pseudo_meta = attach(cfg.pseudo, tr_unl)
         return got
 
@@ -343,7 +344,7 @@ def export(run_dir: str | Path, out_path: str | Path, pick: str = "best") -> dic
     validation crystals, i.e. the conditional branch) or "last"."""
     from datetime import date
 
-    from .checkpoint import save_model
+    from dosmatgen_core.model.checkpoint import save_model
     if pick not in ("best", "best-labelled", "last"):
         raise ValueError(f"pick must be best, best-labelled or last, not {pick!r}")
     run = Path(run_dir)

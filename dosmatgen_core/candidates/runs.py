@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Structure
 
-from . import dos as dosmod
-from .structures import read_structure
+from dosmatgen_core import dos as dosmod
+from dosmatgen_core.structures import read_structure
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, created REAL, status TEXT, title TEXT,

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from dosmatgen_core import bench_generation as genbench, data
+from benchmarks import generation as genbench
+from dosmatgen_core.training import dataset as data
 from dosmatgen_core import dos as dosmod
 
 torch.set_num_threads(1)
@@ -59,7 +60,7 @@ def test_dft_check_runs_gpaw_on_candidates_and_resumes_from_its_cache(tmp_path, 
     for r in rows:
         assert "failed" in r or r["dft_mae"] > 0
     # a second run takes every calculation from the cache: no DFT at all
-    import dosmatgen_core.labelling as labelling
+    import dosmatgen_core.labels.labeller as labelling
     monkeypatch.setattr(labelling, "label_isolated", lambda *a, **k: pytest.fail("recomputed a cached calculation"))
     again = genbench.bench_dft(n_sites=1, m=1, steps=20, max_atoms=2, cache=cache, log=lambda m: None)
     assert again["conditional"] == res["conditional"] and again["unconditional"] == res["unconditional"]
@@ -141,7 +142,7 @@ def test_heldout_scores_batches_sites_of_different_sizes_in_order(resources):
         by_n.setdefault(s[1], s)
     pick = list(by_n.values())[:3]
     calls = []
-    from dosmatgen_core import sampling
+    from dosmatgen_core.sampling import sampler as sampling
 
     def spy(loaded_, specs, **kw):
         calls.append([s.n_atoms for s in specs])
@@ -180,7 +181,7 @@ def test_dft_check_calculates_a_crystal_shared_by_sites_once(tmp_path, monkeypat
     """Unconditional crystals depend only on the cell size: two sites of 2-atom cells share them,
     and each is calculated once (the GPAW call is replaced by a recorder; the slow test above runs
     the real one)."""
-    import dosmatgen_core.labelling as labelling
+    import dosmatgen_core.labels.labeller as labelling
     monkeypatch.setattr(genbench, "_resources", lambda: resources)
     _, _, db, _ = resources
     two = [s for s in genbench.heldout_sites(db, max_sites=10**6) if s[1] == 2][:2]
@@ -210,8 +211,8 @@ def test_dft_check_calculates_a_crystal_shared_by_sites_once(tmp_path, monkeypat
 def test_dft_check_of_another_checkpoint_can_leave_out_the_baseline(tmp_path, monkeypatch, resources):
     """bench dft --model PATH --kinds conditional: that checkpoint's conditional candidates only
     (GPAW replaced by a recorder, as above); a bad kind is refused before anything is drawn."""
-    import dosmatgen_core.checkpoint as checkpoint
-    import dosmatgen_core.labelling as labelling
+    import dosmatgen_core.model.checkpoint as checkpoint
+    import dosmatgen_core.labels.labeller as labelling
     monkeypatch.setattr(genbench, "_resources", lambda: resources)
     loaded = resources[0]
     asked = []
@@ -268,7 +269,7 @@ def test_collapsed_cells_are_counted_not_scored(resources):
 def test_bench_site_counts_default_per_bench(tmp_path, monkeypatch, what, argv, key, expected):
     import inspect
 
-    from dosmatgen_core import cli
+    from benchmarks import cli
     seen = {}
     fn = {"models": "bench_models", "guidance": "bench_guidance", "dft": "bench_dft"}[what]
     real = inspect.signature(getattr(genbench, fn))
@@ -279,7 +280,7 @@ def test_bench_site_counts_default_per_bench(tmp_path, monkeypatch, what, argv, 
         seen.update(bound.arguments)
         return {"ok": True}
     monkeypatch.setattr(genbench, fn, record)
-    assert cli.main(["bench", what, *argv, "--out", str(tmp_path / "b.json")]) == 0
+    assert cli.main([what, *argv, "--out", str(tmp_path / "b.json")]) == 0
     assert seen[key] == expected
 
 
@@ -311,9 +312,9 @@ def test_baseline_sites_read_generate_and_models_files(tmp_path):
 
 
 def test_cli_reports_a_bad_baseline_in_one_line_before_any_sampling(tmp_path, capsys):
-    from dosmatgen_core import cli
+    from benchmarks import cli
     out = tmp_path / "b.json"
-    assert cli.main(["bench", "models", "--baseline", str(tmp_path / "none.json"), "--out", str(out)]) == 2
+    assert cli.main(["models", "--baseline", str(tmp_path / "none.json"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "dosmatgen bench: error: baseline" in err and "Traceback" not in err
+    assert "benchmarks: error: baseline" in err and "Traceback" not in err
     assert not out.exists()

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import dos as dosmod
-from .bench import machine
+from dosmatgen_core import dos as dosmod
+from benchmarks.common import machine
 
 
 def _resources():
-    from .checkpoint import load_model
-    from .predictor import load_predictor
-    from .store import open_db
-    from .studio import DB_URL, MODEL_PATH, PREDICTOR_PATH
+    from dosmatgen_core.model.checkpoint import load_model
+    from dosmatgen_core.scoring.predictor import load_predictor
+    from dosmatgen_core.labels.reference_db import open_db
+    from dosmatgen_core.paths import DB_URL, MODEL_PATH, PREDICTOR_PATH
     return load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH), open_db(DB_URL), DB_URL
 
 
@@ -32,7 +32,7 @@ def _score(gen, predictor, site: int, *targets) -> tuple[list[list[float]], list
 def heldout_sites(db, max_sites: int = 16):
     """(material_id, n_atoms, site, DOS, Z) for one site per element of each validation structure
     (ids the generator never trains on), in id order, at most max_sites."""
-    from . import data as datamod
+    from dosmatgen_core.training import dataset as datamod
     out = []
     for row in sorted(db.db.select(), key=lambda r: r.material_id):
         if not datamod.is_validation(row.material_id) or row.natoms > 20:
@@ -81,7 +81,8 @@ def heldout_scores(loaded, predictor, db, sites, m: int, steps: int, guidance: f
     works on a flat atom batch, so mixing cell sizes costs nothing), and the predictor scores
     them all in one pass.
     """
-    from . import sampling, tasks
+    from dosmatgen_core.sampling import sampler as sampling
+    from dosmatgen_core.sampling import tasks
     sample = sample or sampling.sample
     uncond_cache = {} if uncond_cache is None else uncond_cache
     if not sites:
@@ -214,8 +215,8 @@ def shipped_steering(particles: int, steer: float) -> tuple[dict, dict | None]:
     """(sampler keywords, JSON record) for DOS steering by the shipped guide; ({}, None) at one particle."""
     if particles <= 1:
         return {}, None
-    from .guide_training import load_guide
-    from .studio import GUIDE_PATH
+    from dosmatgen_core.training.guide import load_guide
+    from dosmatgen_core.paths import GUIDE_PATH
     guide = load_guide(GUIDE_PATH)
     return ({"guide": guide, "particles": particles, "steer": steer},
             {"particles": particles, "steer": steer, "guide_sha256": guide.card.get("sha256")})
@@ -224,8 +225,8 @@ def shipped_steering(particles: int, steer: float) -> tuple[dict, dict | None]:
 def steps_comparison(loaded, predictor, target, sample, n: int, steps: int, guidance: float, seed: int) -> dict:
     """The paper case (N = 4, atom 0 on Au3Ni's Ni site) at 100, `steps` and 1000 steps: time,
     DOS match, share of Ni and structural validity, so a reduced step count is chosen on data."""
-    from . import tasks
-    from .evaluate import validity
+    from dosmatgen_core.sampling import tasks
+    from dosmatgen_core.scoring.evaluate import validity
     comp = {}
     for st_ in sorted({100, steps, 1000}):
         t = time.perf_counter()
@@ -247,8 +248,9 @@ def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int
     particles > 1: every conditional draw is DOS-steered (the shipped guide, `steer`); the
     unconditional baseline is never steered. per_site: candidates per held-out site (default
     max(4, n // 5)). steps_only: the timing and the steps comparison alone."""
-    from . import sampling, tasks
-    from .studio import PRESET_ID
+    from dosmatgen_core.sampling import sampler as sampling
+    from dosmatgen_core.sampling import tasks
+    from dosmatgen_core.settings import PRESET_ID
     import functools
     loaded, predictor, db, _ = _resources()
     steering, steering_record = shipped_steering(particles, steer)
@@ -322,15 +324,15 @@ def bench_evaluate(n: int = 50, steps: int = 250, seed: int = 0, ref: str | None
                    n_atoms: int = 4) -> dict:
     """Predictor held-out error; validity / uniqueness / novelty / hull shares and timing on n
     candidates conditioned on one reference site (default: Ni in the Au3Ni preset)."""
-    from .pipeline import Request, run_generation
-    from .studio import PRESET_ID
+    from dosmatgen_core.candidates.pipeline import Request, run_generation
+    from dosmatgen_core.settings import PRESET_ID
     loaded, predictor, db, db_url = _resources()
     r = db.get(ref or PRESET_ID)
     if site is None:
         site = r.symbols.index("Ni") if "Ni" in r.symbols else 0
     target = r.site_dos[site]
-    from .stability import Hull
-    from .studio import HULL_PATH
+    from dosmatgen_core.scoring.stability import Hull
+    from dosmatgen_core.paths import HULL_PATH
     req = Request(mode="masked", n_atoms=n_atoms, targets=[target.tolist()], cond_sites=[0], n_candidates=n,
                   steps=steps, seed=seed, stability=True)
     t = time.perf_counter()
@@ -355,7 +357,7 @@ def bench_evaluate(n: int = 50, steps: int = 250, seed: int = 0, ref: str | None
 
 
 def _is_val(mid: str) -> bool:
-    from .data import is_validation
+    from dosmatgen_core.training.dataset import is_validation
     return is_validation(mid)
 
 
@@ -367,7 +369,7 @@ def bench_models(paths, n: int = 50, steps: int = 250, guidance: float = 1.0, se
     looking at the sites `bench generate` reports; `on="all"` every held-out site, with a
     bootstrap interval of each model's ratio. baseline: per-site results of an earlier run with
     the same seeds (e.g. `bench/generate.json`'s); each model then gets its `paired_change`."""
-    from .checkpoint import load_model
+    from dosmatgen_core.model.checkpoint import load_model
     _, predictor, db, _ = _resources()
     if on not in ("bench", "tuning", "all"):
         raise ValueError(f"on must be 'bench', 'tuning' or 'all', not {on!r}")
@@ -411,14 +413,14 @@ def bench_guidance(weights=(0.0, 1.0, 2.0, 4.0), lattice_weights=(None,), n_site
     confirm a choice)."""
     import functools
 
-    from . import sampling
-    from .checkpoint import load_model
+    from dosmatgen_core.sampling import sampler as sampling
+    from dosmatgen_core.model.checkpoint import load_model
     loaded, predictor, db, _ = _resources()
     if model:
         loaded = load_model(model)
     g = None
     if guide:
-        from .guide_training import load_guide
+        from dosmatgen_core.training.guide import load_guide
         g = load_guide(guide)
     elif any(k > 1 for k in particles):
         raise ValueError("steering (particles > 1) needs a guide (--guide assets/guide.pt)")
@@ -490,9 +492,10 @@ def bench_dft(n_sites: int = 4, m: int = 3, steps: int = 250, guidance: float = 
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from . import sampling, tasks
-    from .labelling import SEED_RECIPE, label_isolated, supported_elements
-    from .checkpoint import load_model
+    from dosmatgen_core.sampling import sampler as sampling
+    from dosmatgen_core.sampling import tasks
+    from dosmatgen_core.labels.labeller import SEED_RECIPE, label_isolated, supported_elements
+    from dosmatgen_core.model.checkpoint import load_model
     loaded, predictor, db, _ = _resources()
     if model:
         loaded = load_model(model)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dosmatgen_core.paths import CACHE_DIR
+
 
 
 def machine() -> dict:
@@ -27,7 +29,7 @@ def bench_label(seed_lines: list[dict], workers: int = 2, out_dir: str | Path = 
     recipe's site DOS against the seed recipe's on the same structures.
     """
     import shutil
-    from .labelling import FAST_RECIPE, SEED_RECIPE, iter_label_lines, run_labelling
+    from dosmatgen_core.labels.labeller import FAST_RECIPE, SEED_RECIPE, iter_label_lines, run_labelling
     out_dir = Path(out_dir)
     shutil.rmtree(out_dir, ignore_errors=True)
     tasks = [{"material_id": d["material_id"], "cif": d["cif"]} for d in seed_lines]
@@ -71,8 +73,8 @@ def queue_effect(label_dir: str | Path | None = None) -> dict:
     Per structure the recipe costs the same; the queue gets more labels per hour by taking the
     structures predicted to be cheap first (see labelling.predicted_cost).
     """
-    from .cli import LABEL_DIR
-    from .labelling import ShardWriter, iter_label_lines
+    from dosmatgen_core.paths import LABEL_DIR
+    from dosmatgen_core.labels.labeller import ShardWriter, iter_label_lines
     d = Path(label_dir or LABEL_DIR)
     seed = [x["seconds"] for _, x in iter_label_lines([d / "seed-000.jsonl.gz"]) if "failed" not in x]
     ours = [x for p in sorted(d.glob("labels-*.jsonl.gz")) for _, x in iter_label_lines([p])]
@@ -103,9 +105,9 @@ def semi_supervised_gain(state_a: str | Path, state_b: str | Path, entries, name
     """
     import torch
 
-    from . import data as datamod
-    from .model.diffusion import Schedules, training_loss
-    from .training import load_run_state
+    from dosmatgen_core.training import dataset as datamod
+    from dosmatgen_core.model.diffusion import Schedules, training_loss
+    from dosmatgen_core.training.denoiser import load_run_state
     sch = Schedules.make()
     out = {"n_crystals": len(entries), "n_sites": int(sum(len(e.z) for e in entries))}
     for name, path in zip(names, (state_a, state_b)):
@@ -130,8 +132,8 @@ def bench_predictors(run_dirs, pack: str = "", label_dirs=(), compare=()) -> dic
 
     import torch
 
-    from . import data as datamod
-    from .predictor import _labelled, _model_from_blob, heldout_metrics, load_predictor
+    from dosmatgen_core.training import dataset as datamod
+    from dosmatgen_core.scoring.predictor import _labelled, _model_from_blob, heldout_metrics, load_predictor
     val = [e for e in _labelled(label_dirs, pack)[0] if datamod.is_validation(e.material_id, datamod.PREDICTOR_HOLDOUT)]
     if not val:
         raise ValueError("no held-out labelled structures (the predictor's 15 % split) to score on")
@@ -157,16 +159,16 @@ def bench_validation_loss(paths, pack: str = "", label_dirs=(), csvs=()) -> dict
     """The training loss (fixed noise draw) of shipped checkpoints on the generator's validation
     crystals, all of them and the labelled ones with their DOS as condition: the same numbers the
     training log reports, for models from different runs on one footing."""
-    from . import data as datamod
-    from .checkpoint import load_model
-    from .model.diffusion import Schedules
-    from .training import evaluate
+    from dosmatgen_core.training import dataset as datamod
+    from dosmatgen_core.model.checkpoint import load_model
+    from dosmatgen_core.model.diffusion import Schedules
+    from dosmatgen_core.training.denoiser import evaluate
     if pack:
         lab, unl, meta = datamod.load_pack(pack)
         shards = meta.get("label_shards", [])
     else:
         lab = datamod.load_labelled(label_dirs)
-        unl = datamod.merge(lab, datamod.load_unlabelled(csvs, cache_dir=Path("data/cache")))[len(lab):]
+        unl = datamod.merge(lab, datamod.load_unlabelled(csvs, cache_dir=CACHE_DIR))[len(lab):]
         shards = datamod.label_shard_names(label_dirs)
     val = [e for e in lab + unl if datamod.is_validation(e.material_id)]
     val_lab = [e for e in val if e.site_dos is not None]

@@ -18,15 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data as datamod
-from . import dos as dosmod
+from dosmatgen_core.training import dataset as datamod
+from dosmatgen_core import dos as dosmod
+from dosmatgen_core.paths import LABEL_DIR
 
 
 def predictor_elements(card: dict, label_dir: str | Path) -> set[int]:
     """Atomic numbers in the DFT labels the predictor was trained on: the shards its card names,
     training split only (the predictor holds out 15 %), failed calculations left out."""
     from pymatgen.core import Composition
-    from .labelling import iter_label_lines
+    from dosmatgen_core.labels.labeller import iter_label_lines
     shards = [Path(label_dir) / s for s in card.get("label_shards", [])]
     missing = [s.name for s in shards if not s.exists()]
     if not shards or missing:
@@ -38,7 +39,7 @@ def predictor_elements(card: dict, label_dir: str | Path) -> set[int]:
 
 
 def pseudo_label(pack: str | Path, predictor_path: str | Path, out: str | Path, chunk: int = 512,
-                 label_dir: str | Path = Path(__file__).resolve().parents[1] / "data" / "labels",
+                 label_dir: str | Path = LABEL_DIR,
                  log=print) -> dict:
     """Predict the site DOS of every unlabelled training crystal of PACK; write OUT (npz: ids,
     offsets, dos as float16). Resumable: chunks already written under OUT's `.parts` folder are kept.
@@ -48,8 +49,8 @@ def pseudo_label(pack: str | Path, predictor_path: str | Path, out: str | Path, 
     to go on there, and a made-up DOS would teach the generator a false element–DOS link. That split
     is read from the shards the predictor's card names (in LABEL_DIR), not from the pack, whose
     labels may be newer than the predictor."""
-    from .checkpoint import sha256_file
-    from .predictor import load_predictor
+    from dosmatgen_core.model.checkpoint import sha256_file
+    from dosmatgen_core.scoring.predictor import load_predictor
     _, unlabelled, meta = datamod.load_pack(pack)
     todo = [e for e in unlabelled if not datamod.is_validation(e.material_id)]
     pred = load_predictor(predictor_path)

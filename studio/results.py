@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from . import runs as runsmod
-from . import viz
+from dosmatgen_core.candidates import runs as runsmod
+from studio import figures as viz
 
 COND_COLOUR, FIXED_COLOUR, PIN_COLOUR = "#ff3b30", "#007aff", "#34c759"
 

@@ -8,8 +8,8 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 
-from .pipeline import Request, run_generation
-from .sampling import Cancelled
+from dosmatgen_core.candidates.pipeline import Request, run_generation
+from dosmatgen_core.sampling.sampler import Cancelled
 
 
 @dataclass

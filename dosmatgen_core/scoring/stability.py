@@ -121,8 +121,8 @@ class Hull:
             if els <= elements:
                 out.append((mid, s, None))
         if self.db_url:
-            from .store import open_db
-            from .structures import to_structure
+            from dosmatgen_core.labels.reference_db import open_db
+            from dosmatgen_core.structures import to_structure
             for row in open_db(self.db_url).db.select():
                 if set(row.symbols) <= elements:
                     out.append((row.material_id, to_structure(row.toatoms()), row.get("chgnet_energy")))
@@ -158,7 +158,7 @@ class Hull:
 @lru_cache(maxsize=1)
 def _mp_index():
     """(id, element set, structure) of the MP tables, for subsystem look-ups."""
-    from .data import mp_structures
+    from dosmatgen_core.training.dataset import mp_structures
     return [(mid, {el.symbol for el in s.composition.elements}, s) for mid, s in mp_structures()]
 
 

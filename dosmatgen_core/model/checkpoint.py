@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .model.denoiser import Denoiser, DenoiserConfig
+from dosmatgen_core.model.denoiser import Denoiser, DenoiserConfig
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-DEFAULT_MODEL = ASSETS / "denoiser.pt"
+from dosmatgen_core.paths import MODEL_PATH as DEFAULT_MODEL
 
 
 def sha256_file(path: str | Path) -> str:

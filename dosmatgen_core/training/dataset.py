@@ -18,8 +18,9 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from . import dos as dosmod
-from .model.diffusion import Batch
+from dosmatgen_core import dos as dosmod
+from dosmatgen_core.model.diffusion import Batch
+from dosmatgen_core.paths import CACHE_DIR, MP_CSVS
 
 # ASE, pymatgen and the label shards are imported where they are needed: a training pack
 # (save_pack / load_pack) lets a machine with numpy and torch alone train the models.
@@ -77,8 +78,8 @@ def label_half(labelled: list[Entry], half: str) -> list[Entry]:
 
 
 def load_labelled(shard_dirs: Iterable[str | Path]) -> list[Entry]:
-    from .labelling import iter_label_lines
-    from .structures import MAX_ATOMS, atoms_from_cif
+    from dosmatgen_core.labels.labeller import iter_label_lines
+    from dosmatgen_core.structures import MAX_ATOMS, atoms_from_cif
     out = {}
     for _, d in iter_label_lines(shard_dirs):
         if "failed" in d:
@@ -100,7 +101,7 @@ def load_unlabelled(csv_paths: Iterable[str | Path], cache_dir: str | Path | Non
             ids, offs, z, frac, lat = (d[k] for k in ("ids", "offsets", "z", "frac", "lattice"))
         return [Entry(str(mid), z[a:b], frac[a:b], lat[i], None)
                 for i, (mid, a, b) in enumerate(zip(ids, offs[:-1], offs[1:]))]
-    from .structures import MAX_ATOMS, StructureError, iter_mp_csv, niggli_atoms, read_structure
+    from dosmatgen_core.structures import MAX_ATOMS, StructureError, iter_mp_csv, niggli_atoms, read_structure
     entries = []
     for path in csv_paths:
         for r in iter_mp_csv(path):
@@ -122,7 +123,7 @@ def load_unlabelled(csv_paths: Iterable[str | Path], cache_dir: str | Path | Non
 
 
 def label_shard_names(shard_dirs: Iterable[str | Path]) -> list[str]:
-    from .labelling import SHARD_GLOB
+    from dosmatgen_core.labels.labeller import SHARD_GLOB
     return sorted({f.name for d in map(Path, shard_dirs)
                    for f in (sorted(d.glob(SHARD_GLOB)) if d.is_dir() else [d])})
 
@@ -165,10 +166,8 @@ def mp_structures() -> tuple[tuple[str, "Structure"], ...]:
     once per process: novelty checks and the stability hull both look things up in it."""
     from pymatgen.core import Structure
 
-    from .cli import MP_CSVS
-    root = Path(__file__).resolve().parent.parent
     return tuple((e.material_id, Structure(e.lattice, [int(z) for z in e.z], e.frac))
-                 for e in load_unlabelled(MP_CSVS, cache_dir=root / "data" / "cache"))
+                 for e in load_unlabelled(MP_CSVS, cache_dir=CACHE_DIR))
 
 
 def merge(labelled: list[Entry], unlabelled: list[Entry]) -> list[Entry]:

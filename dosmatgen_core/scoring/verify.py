@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import dos as dosmod
-from .labelling import SEED_RECIPE, Recipe, label_isolated
-from .runs import RunStore, dumps, structure_of
-from .structures import atoms_from_cif
+from dosmatgen_core import dos as dosmod
+from dosmatgen_core.labels.labeller import SEED_RECIPE, Recipe, label_isolated
+from dosmatgen_core.candidates.runs import RunStore, dumps, structure_of
+from dosmatgen_core.structures import atoms_from_cif
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS verifications (run_id TEXT, rank INTEGER, status TEXT, started REAL,
             finished REAL, result TEXT, error TEXT, PRIMARY KEY (run_id, rank));"""
@@ -83,7 +83,7 @@ class Verifier:
         if relaxed:
             cif = cand.get("relaxed_cif")
             if not cif:
-                from .stability import relax
+                from dosmatgen_core.scoring.stability import relax
                 try:
                     cif = relax(structure_of(cand))["structure"].to(fmt="cif")
                 except Exception as exc:

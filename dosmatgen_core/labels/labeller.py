@@ -19,8 +19,8 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from . import dos as dosmod
-from .structures import (ACTINIDES, LANTHANIDES, StructureError, atoms_from_cif, atoms_to_cif,
+from dosmatgen_core import dos as dosmod
+from dosmatgen_core.structures import (ACTINIDES, LANTHANIDES, StructureError, atoms_from_cif, atoms_to_cif,
                          elements_of, iter_mp_csv, niggli_atoms, read_structure, to_atoms)
 
 HARTREE_EV = 27.211386
@@ -165,7 +165,7 @@ def label_isolated(task: dict, recipe: Recipe = SEED_RECIPE, timeout: float = 18
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     payload = json.dumps({"task": task, "recipe": asdict(recipe)})
     try:
-        p = subprocess.run([sys.executable, "-m", "dosmatgen_core.labelling"], input=payload,
+        p = subprocess.run([sys.executable, "-m", "dosmatgen_core.labels.labeller"], input=payload,
                            capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"material_id": task["material_id"], "failed": f"timeout: no result after {timeout:.0f} s"}

@@ -10,9 +10,10 @@ import numpy as np
 import plotly.graph_objects as go
 from pymatgen.core import Structure
 
-from . import dos as dosmod
+from dosmatgen_core import dos as dosmod
+from dosmatgen_core.paths import THREEDMOL_JS
 
-THREEDMOL = Path(__file__).resolve().parent.parent / "assets" / "vendor" / "3dmol-2.5.5" / "3Dmol-min.js"
+THREEDMOL = THREEDMOL_JS
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf"]
 
 

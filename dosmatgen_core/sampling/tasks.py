@@ -14,9 +14,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from . import dos as dosmod
-from .sampling import SampleSpec
-from .structures import MAX_ATOMS, Crystal
+from dosmatgen_core import dos as dosmod
+from dosmatgen_core.sampling.sampler import SampleSpec
+from dosmatgen_core.structures import MAX_ATOMS, Crystal
 
 MIN_ATOMS = 1
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import dos as dosmod
+from dosmatgen_core import dos as dosmod
 
 CUTOFF = 6.0
 N_RBF = 48
@@ -96,7 +96,7 @@ def chgnet_atom_features(crystals) -> list[np.ndarray]:
 
     from pymatgen.core import Structure
 
-    from .stability import chgnet
+    from dosmatgen_core.scoring.stability import chgnet
     crystals = list(crystals)
     if not crystals:
         return []
@@ -291,7 +291,7 @@ def _device_of(model) -> torch.device:
 
 def _labelled(label_dirs, pack: str = ""):
     """Labelled entries, and the element table a pack carries (None: take pymatgen's)."""
-    from . import data as datamod
+    from dosmatgen_core.training import dataset as datamod
     if not pack:
         return datamod.load_labelled(label_dirs), None
     labelled, _, meta = datamod.load_pack(pack)
@@ -299,7 +299,7 @@ def _labelled(label_dirs, pack: str = ""):
 
 
 def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
-    from . import data as datamod
+    from dosmatgen_core.training import dataset as datamod
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -368,8 +368,8 @@ def export_predictor(run_dirs, out_path: str | Path, label_dirs, pack: str = "")
     an architecture), with a card holding the held-out scores of the ensemble and of each member."""
     from datetime import date
 
-    from . import data as datamod
-    from .checkpoint import sha256_file, card_path
+    from dosmatgen_core.training import dataset as datamod
+    from dosmatgen_core.model.checkpoint import sha256_file, card_path
     runs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(r) for r in run_dirs]
     states = [torch.load(r / "last.pt", map_location="cpu", weights_only=True) for r in runs]
     config = states[0]["config"]
@@ -446,7 +446,7 @@ class LoadedPredictor:
 
 
 def load_predictor(path) -> LoadedPredictor:
-    from .checkpoint import checked_card
+    from dosmatgen_core.model.checkpoint import checked_card
     path = Path(path)
     card = checked_card(path)
     return LoadedPredictor(_model_from_blob(torch.load(path, map_location="cpu", weights_only=True)), card)

@@ -14,7 +14,7 @@ import numpy as np
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Composition, Structure
 
-from . import dos as dosmod
+from dosmatgen_core import dos as dosmod
 
 MIN_DISTANCE = 0.5            # Å
 VOLUME_PER_ATOM = (5.0, 80.0)  # Å³ per atom: from dense oxides to alkali metals, with margin
@@ -96,13 +96,13 @@ def unique_flags(structs: list[Structure]) -> list[bool]:
 @lru_cache(maxsize=1)
 def _known_by_formula(db_url: str | None) -> dict:
     """Known structures (the shared MP tables and the reference database) by reduced formula."""
-    from .data import mp_structures
+    from dosmatgen_core.training.dataset import mp_structures
     known: dict[str, list] = {}
     for mid, s in mp_structures():
         known.setdefault(s.composition.reduced_formula, []).append((mid, s))
     if db_url:
-        from .store import open_db
-        from .structures import to_structure
+        from dosmatgen_core.labels.reference_db import open_db
+        from dosmatgen_core.structures import to_structure
         db = open_db(db_url)
         for row in db.db.select():
             s = to_structure(row.toatoms())

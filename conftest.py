@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent
 SEED_SHARD = ROOT / "data" / "labels" / "seed-000.jsonl.gz"
 
 # GPAW and BLAS in tests: one thread each, the CI box has two cores.

@@ -12,9 +12,11 @@ from typing import Callable
 
 import numpy as np
 
-from . import evaluate, sampling, tasks
-from .runs import RunStore, to_cif
-from .structures import Crystal
+from dosmatgen_core.scoring import evaluate
+from dosmatgen_core.sampling import sampler as sampling
+from dosmatgen_core.sampling import tasks
+from dosmatgen_core.candidates.runs import RunStore, to_cif
+from dosmatgen_core.structures import Crystal
 
 REDRAWS = 2      # a collapsed cell is drawn again (twice at most) rather than shown as a candidate
 MAX_PARTICLES = 16
@@ -118,11 +120,11 @@ def run_generation(req: Request, loaded, predictor=None, *, guide=None, store: R
         b["site_to_target"] = {int(i): k for k, i in enumerate(req.cond_sites) if i < b["n_atoms"]}
         b["baseline"] = True
     if req.stability and hull is not None:
-        from .stability import assess
+        from dosmatgen_core.scoring.stability import assess
         t_st = time.perf_counter()
         for k, c in enumerate(cands):
             if cancel is not None and cancel():
-                from .sampling import Cancelled
+                from dosmatgen_core.sampling.sampler import Cancelled
                 raise Cancelled("generation cancelled")
             if progress:
                 progress(0.9 + 0.1 * k / len(cands), 0.0, f"CHGNet relaxation {k + 1}/{len(cands)}")

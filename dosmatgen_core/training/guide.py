@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data as datamod
-from .checkpoint import card_path, checked_card, sha256_file
-from .model.denoiser import DenoiserConfig
-from .model.diffusion import Schedules
-from .model.guide import DOSGuide, guide_loss
+from dosmatgen_core.training import dataset as datamod
+from dosmatgen_core.model.checkpoint import card_path, checked_card, sha256_file
+from dosmatgen_core.model.denoiser import DenoiserConfig
+from dosmatgen_core.model.diffusion import Schedules
+from dosmatgen_core.model.guide import DOSGuide, guide_loss
 
 VAL_TIMES = (1, 100, 300)     # validation noise levels (of T = 1000)
 

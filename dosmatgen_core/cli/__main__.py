@@ -1,0 +1,5 @@
+import sys
+
+from dosmatgen_core.cli import main
+
+sys.exit(main())

@@ -1,0 +1,85 @@
+"""`dosmatgen` verbs. Labels: the GPAW site-DOS labeller, its shards and the reference database.
+
+A verb imports its modules when it runs, so `dosmatgen --help` answers at once.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from dosmatgen_core.paths import (DB_PATH, LABEL_DIR, MP_CSVS)
+
+
+def _label(args) -> int:
+    from dosmatgen_core.labels.labeller import FAST_RECIPE, SEED_RECIPE, ShardWriter, run_labelling, select_tasks
+    out = Path(args.out)
+    if args.cif:
+        from dosmatgen_core.structures import read_structure
+        tasks = []
+        for p in args.cif:
+            text = Path(p).read_text()
+            read_structure(text, "cif", source=p)  # fail fast, before any DFT is queued
+            tasks.append({"material_id": Path(p).stem, "cif": text})
+    else:
+        skip = ShardWriter(out).done_ids(args.also_done, include_failed=not args.retry_failed)
+        csvs = [Path(c) for c in args.csv] if args.csv else [c for c in MP_CSVS if c.exists()]
+        if not csvs:
+            print("no structure tables found; pass --csv PATH or --cif FILE", file=sys.stderr)
+            return 2
+        tasks = select_tasks(csvs, max_atoms=args.max_atoms, skip=skip)
+    print(f"{len(tasks)} structures to consider; writing to {out}", flush=True)
+
+    def report(line):
+        status = "FAILED " + line["failed"][:120] if "failed" in line else f"{line['formula']} {line['seconds']} s"
+        print(f"{line['material_id']}: {status}", flush=True)
+
+    recipe = FAST_RECIPE if args.recipe == "fast" else SEED_RECIPE
+    stats = run_labelling(tasks, out, recipe=recipe, workers=args.workers, scheduler=args.scheduler,
+                          timeout=args.timeout, shard_size=args.shard_size, extra_done=args.also_done,
+                          retry_failed=args.retry_failed,
+                          on_result=report, max_tasks=args.max_tasks, max_seconds=args.max_minutes * 60 if args.max_minutes else None)
+    print(json.dumps({"labelled": stats.done, "failed": stats.failed, "seconds": round(stats.seconds, 1)}))
+    return 0
+
+
+def _seal(args) -> int:
+    from dosmatgen_core.labels.labeller import ShardWriter
+    made = ShardWriter(args.out).seal()
+    print(made or "nothing pending")
+    return 0
+
+
+def _build_db(args) -> int:
+    from dosmatgen_core.labels.reference_db import build_db
+    shards = args.shards or [str(LABEL_DIR)]
+    print(json.dumps(build_db(shards, args.db)))
+    return 0
+
+
+def add_parsers(sub) -> None:
+    lab = sub.add_parser("label", help="compute GPAW site-DOS labels (resumable)")
+    lab.add_argument("--out", default=str(LABEL_DIR), help="shard directory (default data/labels)")
+    lab.add_argument("--csv", action="append", help="MP structure table(s); default the shared mp20+mpts52")
+    lab.add_argument("--cif", nargs="+", help="label these CIF files instead of the tables")
+    lab.add_argument("--max-atoms", type=int, default=8)
+    lab.add_argument("--max-tasks", type=int, default=None)
+    lab.add_argument("--max-minutes", type=float, default=None, help="stop submitting after this long")
+    lab.add_argument("--workers", type=int, default=None, help="local workers (default: one per core)")
+    lab.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, tcp://host:port")
+    lab.add_argument("--timeout", type=float, default=900.0, help="seconds per structure before it is recorded as failed")
+    lab.add_argument("--shard-size", type=int, default=50)
+    lab.add_argument("--also-done", action="append", default=[], help="other shard dirs whose ids count as done")
+    lab.add_argument("--retry-failed", action="store_true")
+    lab.add_argument("--recipe", choices=["seed", "fast"], default="fast",
+                     help="fast = seed recipe with a looser SCF criterion (bench label: MAE ~1e-4 states/eV)")
+    lab.set_defaults(func=_label)
+
+    seal = sub.add_parser("seal", help="seal pending label lines into a shard")
+    seal.add_argument("--out", default=str(LABEL_DIR))
+    seal.set_defaults(func=_seal)
+
+    bdb = sub.add_parser("build-db", help="build the reference database from label shards")
+    bdb.add_argument("--db", default=str(DB_PATH), help="SQLite path or ASE db URL (postgresql://...)")
+    bdb.add_argument("shards", nargs="*", help="shard files or directories (default data/labels)")
+    bdb.set_defaults(func=_build_db)

@@ -9,13 +9,13 @@ import argparse
 import os
 import sys
 
-from dosmatgen_core.cli import generate, labels, train
+from dosmatgen_core.cli import generate, labels, search, train
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="dosmatgen", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    for group in (labels, train, generate):
+    for group in (labels, train, generate, search):
         group.add_parsers(sub)
 
     args = p.parse_args(argv)

@@ -1,0 +1,97 @@
+"""Site-DOS search over labelled sites: exact hits, exclusion, shift alignment, bad curves, the CLI."""
+import json
+
+import numpy as np
+import pytest
+
+from dosmatgen_core import dos
+from dosmatgen_core.cli import main as cli_main
+from dosmatgen_core.paths import DB_URL
+from dosmatgen_core.scoring.search import SiteIndex, site_index
+from dosmatgen_core.structures import atoms_from_cif
+
+
+@pytest.fixture(scope="module")
+def seed_index(seed_lines):
+    rows = [(mid, d["formula"], atoms_from_cif(d["cif"]).get_chemical_symbols(), np.asarray(d["site_dos"]))
+            for mid, d in sorted(seed_lines.items())]
+    return SiteIndex.from_rows(rows)
+
+
+def test_every_site_finds_itself_first(seed_index):
+    for k in range(0, len(seed_index), 7):
+        hit = seed_index.search(seed_index.curves[k], top=1)[0]
+        assert hit.mae == pytest.approx(0.0, abs=1e-6) and hit.cosine == pytest.approx(1.0, abs=1e-6)
+        # the hit is this site or one with the very same curve (a symmetry-equal site)
+        same = np.flatnonzero(np.abs(seed_index.curves - seed_index.curves[k]).max(1) < 1e-6)
+        assert any(seed_index.material_ids[j] == hit.material_id and seed_index.sites[j] == hit.site for j in same)
+
+
+def test_ranking_is_by_the_asked_metric(seed_index):
+    g = seed_index.curves[3]
+    by_mae = seed_index.search(g, top=20)
+    by_cos = seed_index.search(g, top=20, by="cosine")
+    assert [h.mae for h in by_mae] == sorted(h.mae for h in by_mae)
+    assert [h.cosine for h in by_cos] == sorted((h.cosine for h in by_cos), reverse=True)
+    # each hit's numbers are the plain metrics of its own curve
+    for h in by_mae[:5] + by_cos[:5]:
+        j = np.flatnonzero((seed_index.material_ids == h.material_id) & (seed_index.sites == h.site))[0]
+        assert h.mae == pytest.approx(dos.mae(g, seed_index.curves[j]), abs=1e-5)
+        assert h.cosine == pytest.approx(dos.cosine(g, seed_index.curves[j]), abs=1e-5)
+
+
+def test_excluded_material_never_appears(seed_index):
+    k = 10
+    own = seed_index.material_ids[k]
+    hits = seed_index.search(seed_index.curves[k], top=len(seed_index), exclude={own})
+    assert hits and own not in {h.material_id for h in hits}
+    assert len(hits) == int(np.sum(seed_index.material_ids != own))
+    assert seed_index.search(seed_index.curves[k], top=5, element="Ni", exclude={own})[0].element == "Ni"
+
+
+def test_one_hit_per_structure(seed_index):
+    hits = seed_index.search(seed_index.curves[0], top=8, per_structure=True)
+    assert len({h.material_id for h in hits}) == len(hits) == 8
+
+
+def test_shift_alignment_recovers_a_rigid_shift(seed_index):
+    k = int(np.argmax(seed_index.curves.max(1)))         # a sharp curve: its shift is unambiguous
+    moved = dos.shift(seed_index.curves[k], 0.6)
+    plain = seed_index.search(moved, top=1)[0]
+    aligned = seed_index.search(moved, top=1, align_shift=True, exclude={})[0]
+    assert aligned.material_id == seed_index.material_ids[k] or aligned.mae < 0.02
+    assert aligned.shift_ev == pytest.approx(0.6, abs=0.06)
+    assert aligned.mae < plain.mae
+
+
+@pytest.mark.parametrize("bad,why", [
+    (np.full(400, np.nan), "NaN"), (np.ones(399), "400 values"), (-np.ones(400), "negative"),
+    ("not a curve", "400 values"),
+])
+def test_bad_target_curves_get_one_clear_error(seed_index, bad, why):
+    with pytest.raises(ValueError, match=why):
+        seed_index.search(bad)
+
+
+def test_bad_query_options(seed_index):
+    with pytest.raises(ValueError, match="mae' or 'cosine"):
+        seed_index.search(seed_index.curves[0], by="rmse")
+    with pytest.raises(ValueError, match="top"):
+        seed_index.search(seed_index.curves[0], top=0)
+
+
+def test_shipped_database_index_and_cli(tmp_path, capsys):
+    index = site_index(DB_URL, cache_dir=tmp_path)
+    assert len(index) > 10000 and list(tmp_path.glob("site-index-*.npz"))
+    assert cli_main(["search", "--ref", "L12-Au3Ni-chgnet", "--site", "0", "--top", "3", "--all-sites"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["target"]["element"] == "Ni"
+    assert out["hits"][0]["material_id"] == "L12-Au3Ni-chgnet" and out["hits"][0]["mae"] == pytest.approx(0, abs=1e-6)
+    assert cli_main(["search", "--ref", "L12-Au3Ni-chgnet", "--site", "0", "--exclude-self"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "L12-Au3Ni-chgnet" not in {h["material_id"] for h in out["hits"]} and len(out["hits"]) == 10
+    csv = tmp_path / "t.csv"
+    csv.write_text("E,DOS\n" + "\n".join(f"{e},{g}" for e, g in zip(dos.GRID, index.curves[5])))
+    assert cli_main(["search", "--target-csv", str(csv), "--top", "1", "--all-sites"]) == 0
+    assert json.loads(capsys.readouterr().out)["hits"][0]["mae"] < 1e-3
+    assert cli_main(["search", "--ref", "L12-Au3Ni-chgnet"]) == 2      # no --site

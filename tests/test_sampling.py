@@ -8,6 +8,7 @@ from dosmatgen_core.sampling import sampler as sampling
 from dosmatgen_core.sampling import tasks
 from dosmatgen_core.model.checkpoint import LoadedModel
 from dosmatgen_core.model.denoiser import Denoiser, DenoiserConfig
+from dosmatgen_core.model.diffusion import step_schedule
 from dosmatgen_core.structures import Crystal
 
 torch.set_num_threads(1)
@@ -110,7 +111,7 @@ def test_d3pm_reveals_every_atom_and_never_proposes_past_pu(ni_dos):
 
 
 def test_reduced_step_schedule():
-    ts = sampling.step_schedule(1000, 100)
+    ts = step_schedule(1000, 100)
     assert ts[0] == 1000 and ts[-1] == 1 and len(ts) == 100 and ts == sorted(ts, reverse=True)
 
 

@@ -14,12 +14,18 @@
 Per-atom conditioning enters through `cond_mask`. Classifier-free guidance training drops the
 whole condition of a crystal with probability p_uncond; unlabelled crystals always take the
 null condition, so every structure teaches the unconditional branch.
+
+The reverse steps sit at the end, beside the forward process they undo: coordinates by DiffCSP's
+predictor–corrector (reverse SDE on the wrapped normal, Langevin corrector), lattice and
+continuous types by ancestral DDPM steps (respaced when fewer steps are asked), D3PM types by
+unmasking.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -219,3 +225,68 @@ def training_loss(model, b: Batch, sch: Schedules, *, p_uncond: float = 0.2, p_a
         loss_a = F.mse_loss(pred_a, c.eps_a)
         loss = loss_l + loss_x + TYPE_LOSS_WEIGHT * loss_a
     return {"loss": loss, "lattice": loss_l.detach(), "coord": loss_x.detach(), "type": loss_a.detach()}
+
+
+# ---- reverse steps (sampling) -----------------------------------------------------------------
+
+# Clean-sample ranges for the DDPM steps: near t = T, x̂0 = (x_t − √(1−ᾱ)ε̂)/√ᾱ divides by a tiny
+# √ᾱ, and an imperfect ε̂ would blow up; clipping x̂0 (as image DDPMs clip to [-1, 1]) keeps the
+# posterior mean in range without changing steps where the prediction is sane.
+LATTICE_X0_RANGE = (-20.0, 20.0)   # Å / N^(1/3), standard orientation
+TYPE_X0_RANGE = (-1.0, 2.0)        # one-hot entries
+
+
+def step_schedule(T: int, steps: int) -> list[int]:
+    """Descending time indices T … 1 (`steps` of them), evenly spaced."""
+    steps = max(1, min(int(steps), T))
+    ts = np.unique(np.round(np.linspace(1, T, steps)).astype(int))[::-1]
+    return ts.tolist()
+
+
+def type_input(a: torch.Tensor, d3pm: bool) -> torch.Tensor:
+    """The denoiser's type input: D3PM states are atomic numbers with 0 = MASK, continuous
+    states are the one-hot vectors themselves."""
+    return masked_one_hot(a.clamp(min=1), a == 0) if d3pm else a
+
+
+def _randn(shape, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    return torch.randn(*shape, generator=gen, device=like.device)
+
+
+def ddpm_step(x, eps, ab, ab_prev, x0_range, gen: torch.Generator, last: bool):
+    """Posterior q(x_prev | x_t, x̂0) mean (+ noise unless last) with a clipped x̂0."""
+    alpha = ab / ab_prev
+    beta = 1 - alpha
+    x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(*x0_range)
+    mean = (ab_prev.sqrt() * beta / (1 - ab)) * x0 + (alpha.sqrt() * (1 - ab_prev) / (1 - ab)) * x
+    if last:
+        return mean
+    var = beta * (1 - ab_prev) / (1 - ab)
+    return mean + var.sqrt() * _randn(x.shape, gen, x)
+
+
+def coord_corrector_step(x, score, sch: Schedules, t: int, step_lr: float, gen: torch.Generator, last: bool):
+    """Langevin corrector at σ_t on the torus (no noise on the last step; the draw is made anyway)."""
+    step = step_lr * (sch.sigma[t] / sch.sigma[1]) ** 2
+    noise = (2 * step).sqrt() * _randn(x.shape, gen, x) * (0 if last else 1)
+    return torch.remainder(x - step * score * sch.sigma_norm[t].sqrt() + noise, 1.0)
+
+
+def coord_predictor_step(x, score, sch: Schedules, t: int, t_prev: int, gen: torch.Generator):
+    """Reverse SDE on the wrapped normal from σ_t to σ_prev."""
+    sig, sig_prev = sch.sigma[t], sch.sigma[t_prev]
+    step = sig ** 2 - sig_prev ** 2
+    std = (sig_prev ** 2 * step / sig ** 2).sqrt()
+    return torch.remainder(x - step * score * sch.sigma_norm[t].sqrt() + std * _randn(x.shape, gen, x), 1.0)
+
+
+def unmask_step(a, logp, ab, ab_prev, allowed, temperature, gen: torch.Generator):
+    """D3PM reverse step: reveal each masked atom with probability (ᾱ_s − ᾱ_t)/(1 − ᾱ_t), its
+    element drawn (Gumbel-max at `temperature` per atom) among the `allowed` elements; revealed
+    atoms stay."""
+    p_reveal = ((ab_prev - ab) / (1 - ab)).clamp(0, 1)
+    reveal = (a == 0) & (torch.rand(a.shape[0], generator=gen, device=a.device) < p_reveal)
+    logp = torch.where(allowed[None, :], logp, torch.full_like(logp, -1e9))
+    gumbel = -torch.log(-torch.log(torch.rand(logp.shape, generator=gen, device=a.device).clamp(1e-12, 1 - 1e-12)))
+    draw = (logp / temperature[:, None] + gumbel).argmax(1) + 1
+    return torch.where(reveal, draw, a)

@@ -1,23 +1,24 @@
-"""Runs: history of generation runs; reopen, compare, delete."""
+"""Runs: history of generation runs; reopen, compare, delete; DFT results of each run's candidates."""
 import datetime as dt
 
 import streamlit as st
 
+from dosmatgen_core.labels.reference_db import open_db
 from studio import shared as studio
-from studio.results import show_run
-from dosmatgen_core.candidates.runs import RunStore
+from studio import state
+from studio.results import dft_mae, show_run, stored_labels
 
-st.set_page_config(page_title="Runs · DOSMatGen Studio", layout="wide")
 st.title("Runs")
-store = RunStore(studio.RUNS_PATH)
+store = state.store()
 runs = store.list()
 if not runs:
-    st.info("No runs yet. Generate some on the main page.")
+    st.info("No runs yet. Generate some on the Generate page.")
     st.stop()
 table = [{"id": r["id"], "when": dt.datetime.fromtimestamp(r["created"]).strftime("%Y-%m-%d %H:%M"),
           "title": r["title"], "candidates": r["summary"].get("n"),
           "valid": r["summary"].get("structurally_valid"),
-          "DOS MAE": r["summary"].get("mean_dos_mae"), "baseline MAE": r["summary"].get("baseline_mean_dos_mae")}
+          "DOS MAE (predicted)": r["summary"].get("mean_dos_mae"),
+          "baseline MAE (predicted)": r["summary"].get("baseline_mean_dos_mae")}
          for r in runs]
 st.dataframe(table, hide_index=True, width="stretch")
 ids = [r["id"] for r in runs]
@@ -34,4 +35,14 @@ with st.expander("Delete this run"):
         store.delete(pick)
         st.success(f"Run {pick} deleted.")
         st.rerun()
-show_run(store.get(pick))
+run = store.get(pick)
+dft = state.dft_statuses(run)
+st.subheader("DFT checks of this run")
+if dft:
+    st.dataframe([{"candidate": f"#{rank}", "status": s["status"], "DFT MAE": dft_mae(s), "error": s.get("error")}
+                  for rank, s in sorted(dft.items())], hide_index=True, width="stretch")
+else:
+    st.caption("No candidate of this run has been checked with DFT; queue one on the Verify page.")
+db = open_db(studio.DB_URL)
+labelled = frozenset(r["material_id"] for r in state.reference_rows(studio.DB_URL))
+show_run(run, dft, stored_labels(run, db, labelled))

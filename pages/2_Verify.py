@@ -1,34 +1,28 @@
 """Verify: queue a GPAW DFT check of a candidate and overlay its site DOS on the target."""
 import streamlit as st
 
-from studio import shared as studio
 from studio import figures as viz
-from dosmatgen_core.candidates.runs import RunStore
-from dosmatgen_core.scoring.verify import Verifier
+from studio import shared as studio
+from studio import state
+from studio.results import target_label
 
-st.set_page_config(page_title="Verify · DOSMatGen Studio", layout="wide")
 st.title("Verify a candidate with DFT (GPAW)")
 st.caption("The labelling recipe (PBE, LCAO dzp, Löwdin site projection) on the candidate as generated or, "
-           "if asked, after a CHGNet relaxation. Small cells take about a minute; larger ones much longer.")
-
-
-@st.cache_resource
-def verifier():
-    return Verifier(RunStore(studio.RUNS_PATH))
-
-
-v = verifier()
+           "if asked, after a CHGNet relaxation. Small cells take about "
+           f"{studio.duration(studio.dft_seconds_prior())} here; larger ones much longer. One runs at a time.")
+v = state.verifier(str(studio.RUNS_PATH))
 runs = v.store.list()
 if not runs:
-    st.info("No runs yet. Generate some on the main page.")
+    st.info("No runs yet. Generate some on the Generate page.")
     st.stop()
-rid = st.selectbox("Run", [r["id"] for r in runs], format_func=lambda i: next(f"{i} · {r['title']}" for r in runs if r["id"] == i))
+titles = {r["id"]: f"{r['id']} · {r['title']}" for r in runs}
+rid = st.selectbox("Run", list(titles), format_func=titles.get, key="verify_run")
 run = v.store.get(rid)
-ranks = [c["rank"] for c in run["candidates"]]
-rank = st.selectbox("Candidate (rank)", ranks, format_func=lambda k: next(f"#{k} · {c['formula']}" for c in run["candidates"] if c["rank"] == k))
+names = {c["rank"]: f"#{c['rank']} · {c['formula']} · {c['n_atoms']} atoms" for c in run["candidates"]}
+rank = st.selectbox("Candidate", list(names), format_func=names.get, key="verify_rank")
 cur = v.status(rid, rank)
 relaxed = st.checkbox("Relax with CHGNet first (positions and cell)", value=False, key="relaxed")
-if st.button("Queue DFT verification", disabled=bool(cur and cur["status"] in ("queued", "running"))):
+if st.button("Queue DFT verification", disabled=bool(cur and cur["status"] in ("queued", "running")), key="queue"):
     v.submit(rid, rank, relaxed=relaxed)
     st.rerun()
 
@@ -40,7 +34,7 @@ def status_panel():
         st.info("Not verified yet.")
         return
     if s["status"] in ("queued", "running"):
-        st.info(f"{s['status']} … (started {s['started']:.0f})")
+        st.info(f"{s['status']} …")
     elif s["status"] == "failed":
         st.error(f"Verification failed: {s['error']}")
     else:
@@ -48,11 +42,13 @@ def status_panel():
         cand = next(c for c in run["candidates"] if c["rank"] == rank)
         st.success(f"Done in {res['seconds']} s; E_F = {res['e_fermi_eV']:.3f} eV (absolute).")
         for site, row in cand["site_to_target"].items():
-            curves = [{"y": run["settings"]["targets"][int(row)], "name": "target", "style": "target"},
-                      {"y": res["site_dos"][int(site)], "name": f"DFT site {site}"}]
+            curves = [{"y": run["settings"]["targets"][int(row)], "name": target_label(run), "style": "target"},
+                      {"y": res["site_dos"][int(site)], "name": f"DFT of candidate #{rank}", "style": "dft"}]
             if cand.get("predicted_dos"):
-                curves.append({"y": cand["predicted_dos"][int(site)], "name": "predicted", "style": "baseline"})
-            st.plotly_chart(viz.dos_figure(curves, title=f"site {site}"), width="stretch", key=f"ver_{site}")
+                curves.append({"y": cand["predicted_dos"][int(site)], "name": f"predicted for candidate #{rank}",
+                               "style": "predicted"})
+            st.plotly_chart(viz.dos_figure(curves, title=f"candidate #{rank}, site {site}"), width="stretch",
+                            key=f"ver_{site}", config=viz.plot_config(f"{rid}_candidate{rank}_site{site}_dft"))
             st.json(res["dos_match"].get(str(site)) or res["dos_match"].get(site))
 
 

@@ -1,41 +1,55 @@
-"""Model: the model cards and the latest benchmark results."""
+"""Model: the shipped models' statistics and the latest benchmark result of each kind."""
 import json
 
 import pandas as pd
 import streamlit as st
 
-from studio import shared as studio
 from dosmatgen_core.model.checkpoint import card_path
+from studio import shared as studio
 
-st.set_page_config(page_title="Model · DOSMatGen Studio", layout="wide")
 st.title("Models and benchmarks")
 st.caption(f"Device in use: {studio.device_label()}")
-for name, path in (("Generator (denoiser)", studio.MODEL_PATH), ("Site-DOS predictor", studio.PREDICTOR_PATH)):
-    st.subheader(name)
+
+
+def card(path) -> dict:
     cp = card_path(path)
-    if cp.exists():
-        card = json.loads(cp.read_text())
-        st.json(card, expanded=False)
-        if "heldout" in card:
-            st.dataframe(pd.DataFrame(card["heldout"]).T, width="stretch")
-    else:
-        st.warning(f"No model card at {cp}.")
-# the training run that made the shipped generator (its card names it)
-gen_card = json.loads(card_path(studio.MODEL_PATH).read_text()) if card_path(studio.MODEL_PATH).exists() else {}
-log = studio.ROOT / gen_card.get("run_dir", "runs/train/main") / "log.csv"
+    return json.loads(cp.read_text()) if cp.exists() else {}
+
+
+gen, pred = card(studio.MODEL_PATH), card(studio.PREDICTOR_PATH)
+m1, m2 = st.columns(2)
+with m1:
+    st.subheader("Generator")
+    st.write(studio.model_summary(gen) if gen else "No model card.")
+with m2:
+    st.subheader("Site-DOS predictor")
+    h = pred.get("heldout", {}).get("all", {})
+    if h:
+        st.write(f"Held-out MAE {h.get('mae', float('nan')):.3f} states/eV, cosine {h.get('cosine', float('nan')):.2f}")
+    if "heldout" in pred:
+        st.dataframe(pd.DataFrame(pred["heldout"]).T, width="stretch")
+for name, c in (("Generator model card", gen), ("Predictor model card", pred)):
+    with st.expander(name):
+        st.json(c, expanded=False)
+log = studio.ROOT / gen.get("run_dir", "runs/train/main") / "log.csv"
 if log.exists():
     df = pd.read_csv(log)
-    st.subheader(f"Training curve ({gen_card.get('type_diffusion', 'continuous')} atom types)")
+    st.subheader(f"Training curve ({gen.get('type_diffusion', 'continuous')} atom types)")
     # val_labelled_loss is the conditional branch's health: it rises when labels are memorised
     st.line_chart(df.set_index("epoch")[[c for c in ("train_loss", "val_loss", "val_labelled_loss") if c in df]])
-st.subheader("Benchmarks")
-bench_dir = studio.ROOT / "bench"
-files = sorted(bench_dir.glob("*.json")) if bench_dir.exists() else []
-if not files:
+
+st.subheader("Benchmarks: the latest result of each kind")
+latest = studio.latest_results()
+if not latest:
     st.info("No benchmark results yet: run `./run.sh dosmatgen bench generate` (or label / evaluate).")
-for f in files:
-    res = json.loads(f.read_text())
-    with st.expander(f.name, expanded=True):
+st.dataframe([{"kind": i["kind"], "file": i["file"], "date": i["date"].strftime("%Y-%m-%d %H:%M"),
+               "note": str(i["record"].get("note") or i["record"].get("superseded") or "")[:120]} for i in latest],
+             hide_index=True, width="stretch")
+for item in latest:
+    res = item["record"]
+    with st.expander(f"{item['kind']} · {item['file']} · {item['date']:%Y-%m-%d}"):
+        if res.get("superseded"):
+            st.warning(str(res["superseded"]))
         flat = pd.json_normalize({k: v for k, v in res.items() if k != "machine"}, sep=" · ").T
         flat.columns = ["value"]
         flat["value"] = flat["value"].astype(str)
@@ -45,7 +59,4 @@ for f in files:
             df.index.name = "N atoms"
             st.caption("Au3Ni case: share of conditioned atoms that come out as Ni")
             st.bar_chart(df, stack=False)
-        if "steps_comparison" in res:
-            st.caption("Reduced step counts against 1000 steps")
-            st.dataframe(pd.DataFrame(res["steps_comparison"]).T, width="stretch")
         st.caption(f"machine: {res.get('machine', {})}")

@@ -14,25 +14,36 @@ from dosmatgen_core import dos as dosmod
 from dosmatgen_core.paths import THREEDMOL_JS
 
 THREEDMOL = THREEDMOL_JS
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf"]
+# One palette for every page: a kind of curve has the same colour wherever it is drawn.
+PALETTE = {
+    "target": dict(color="#111111", width=2.6),                       # what was asked for
+    "source": dict(color="#8c8c8c", width=1.4, dash="dot"),           # the curve the target was shaped from
+    "predicted": dict(color="#1f77b4", width=2.0),                    # site-DOS predictor on a candidate
+    "dft": dict(color="#d62728", width=2.2),                          # a DFT calculation of a candidate
+    "stored": dict(color="#2ca02c", width=2.0, dash="dash"),          # a stored DFT label (reference db)
+    "baseline": dict(color="rgba(120,120,120,0.5)", width=1.2),       # unconditional sample
+    "hit": dict(color="#9467bd", width=1.6),                          # a known site from the search
+}
+SITE_COLOURS = {"picked": "#ff3b30", "conditioned": "#ff3b30", "fixed": "#007aff", "pinned": "#34c759"}
+ENERGY_AXIS, DOS_AXIS = "E − E_F (eV)", "DOS (states/eV)"
+
+
+def plot_config(filename: str) -> dict:
+    """Plotly toolbar: the camera button downloads the plot as a PNG named after what it shows."""
+    return {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": filename, "scale": 2}}
 
 
 def dos_figure(curves: list[dict], title: str = "", height: int = 300) -> go.Figure:
-    """curves: dicts with `y` (400 values), `name`, optional `style` in {target, achieved, baseline}.
-
-    Energies are E − E_F; the Fermi level is the dashed vertical line.
-    """
+    """curves: dicts with `y` (400 values), `name` (which says where the curve comes from) and
+    `style`, a PALETTE key. Energies are E − E_F; the Fermi level is the dashed vertical line."""
     fig = go.Figure()
-    for k, c in enumerate(curves):
-        style = c.get("style", "achieved")
-        line = {"target": dict(color="black", width=2.5),
-                "achieved": dict(color=COLORS[k % len(COLORS)], width=2),
-                "baseline": dict(color="rgba(120,120,120,0.45)", width=1.2)}[style]
-        fig.add_trace(go.Scatter(x=dosmod.GRID, y=np.asarray(c["y"]), name=c["name"], mode="lines", line=line,
-                                 opacity=0.55 if style == "baseline" else 1.0))
+    for c in curves:
+        style = c.get("style", "predicted")
+        fig.add_trace(go.Scatter(x=dosmod.GRID, y=np.asarray(c["y"]), name=c["name"], mode="lines",
+                                 line=PALETTE[style], opacity=0.6 if style == "baseline" else 1.0))
     fig.add_vline(x=0.0, line_dash="dash", line_color="gray", annotation_text="E_F", annotation_position="top")
     fig.update_layout(title=title or None, height=height, margin=dict(l=40, r=10, t=35 if title else 10, b=40),
-                      xaxis_title="E − E_F (eV)", yaxis_title="DOS (states/eV)",
+                      xaxis_title=ENERGY_AXIS, yaxis_title=DOS_AXIS, showlegend=True,
                       legend=dict(orientation="h", y=-0.3), template="plotly_white")
     return fig
 
@@ -42,9 +53,17 @@ def _threedmol_js() -> str:
     return THREEDMOL.read_text()
 
 
+def wrapped(s: Structure) -> Structure:
+    """The structure with every atom moved into its cell (fractional coordinates in [0, 1)), order kept."""
+    frac = np.mod(s.frac_coords, 1.0)
+    frac[np.isclose(frac, 1.0, atol=1e-8)] = 0.0
+    return Structure(s.lattice, s.species, frac)
+
+
 def supercell_xyz(s: Structure, reps=(2, 2, 2)) -> tuple[str, list[int]]:
-    """XYZ text of the supercell and, for each of its atoms, the index of its unit-cell site."""
-    sc = s.copy()
+    """XYZ text of the supercell (atoms wrapped into it) and, for each of its atoms, the index of
+    its unit-cell site."""
+    sc = wrapped(s)
     sc.make_supercell(reps)
     # pymatgen repeats each site consecutively: site i of the cell → atoms i*n .. i*n+n-1
     n = int(np.prod(reps))
@@ -59,17 +78,15 @@ STATIC_SRC = "/app/static/3Dmol-min.js"   # the app serves assets/vendor/3dmol-*
 
 def structure_html(s: Structure, highlight: dict[int, str] | None = None, reps=(2, 2, 2),
                    height: int = 320, element_id: str = "v", script_src: str | None = None) -> str:
-    """A self-contained HTML page with the 2×2×2 supercell, unit-cell box and highlighted sites.
+    """A self-contained HTML page with the 2×2×2 supercell, its outline (solid) and the unit cell
+    (thin), and highlighted sites.
 
     highlight: unit-cell site index → colour (every image of that site gets a halo).
     3Dmol.js comes from `script_src` on the same server (the app: STATIC_SRC, cached by the
     browser once for all viewers) or, without it, is inlined from assets/; never from a CDN.
     """
     xyz, origin = supercell_xyz(s, reps)
-    m = s.lattice.matrix
-    box = [[0, 0, 0], m[0], m[1], m[2], m[0] + m[1], m[0] + m[2], m[1] + m[2], m[0] + m[1] + m[2]]
-    edges = [(0, 1), (0, 2), (0, 3), (1, 4), (1, 5), (2, 4), (2, 6), (3, 5), (3, 6), (4, 7), (5, 7), (6, 7)]
-    lines = [[list(map(float, box[a])), list(map(float, box[b]))] for a, b in edges]
+    lines = cell_edges(s.lattice.matrix * np.asarray(reps, float)[:, None]) + cell_edges(s.lattice.matrix)
     halos = []
     for site, colour in (highlight or {}).items():
         for k, o in enumerate(origin):
@@ -89,13 +106,22 @@ for (const h of halos) {{
   const a = atoms[h.serial];
   viewer.addSphere({{center: {{x: a.x, y: a.y, z: a.z}}, radius: 0.75, color: h.color, opacity: 0.45}});
 }}
-for (const l of {json.dumps(lines)}) {{
+const lines = {json.dumps(lines)};
+lines.forEach((l, k) => {{
   viewer.addLine({{start: {{x: l[0][0], y: l[0][1], z: l[0][2]}}, end: {{x: l[1][0], y: l[1][1], z: l[1][2]}},
-                   color: "#444444", dashed: false}});
-}}
+                   color: k < 12 ? "#333333" : "#9a9a9a", dashed: k >= 12}});
+}});
 viewer.zoomTo();
 viewer.render();
 </script></body></html>"""
+
+
+def cell_edges(m) -> list[list[list[float]]]:
+    """The 12 edges of the cell spanned by the rows of m, as [start, end] points."""
+    m = np.asarray(m, float)
+    box = [np.zeros(3), m[0], m[1], m[2], m[0] + m[1], m[0] + m[2], m[1] + m[2], m[0] + m[1] + m[2]]
+    edges = [(0, 1), (0, 2), (0, 3), (1, 4), (1, 5), (2, 4), (2, 6), (3, 5), (3, 6), (4, 7), (5, 7), (6, 7)]
+    return [[box[a].tolist(), box[b].tolist()] for a, b in edges]
 
 
 def site_table(s: Structure) -> list[dict]:
@@ -106,6 +132,6 @@ def site_table(s: Structure) -> list[dict]:
         wyckoffs = list(ds.wyckoffs)
     except Exception:
         wyckoffs = ["a"] * len(s)
-    return [{"site": i, "element": site.specie.symbol, "x": round(float(site.frac_coords[0]), 4),
-             "y": round(float(site.frac_coords[1]), 4), "z": round(float(site.frac_coords[2]), 4),
+    return [{"site": i, "element": site.specie.symbol, "x": round(float(site.frac_coords[0] % 1.0), 4),
+             "y": round(float(site.frac_coords[1] % 1.0), 4), "z": round(float(site.frac_coords[2] % 1.0), 4),
              "wyckoff": wyckoffs[i]} for i, site in enumerate(s)]

@@ -1,4 +1,8 @@
-"""Streamlit rendering of a stored run (shared by the Generate and Runs pages)."""
+"""Streamlit rendering of a stored run (shared by the Generate and Runs pages).
+
+Every curve says where it comes from: the target, the predictor's curve for a candidate, a DFT
+calculation of a candidate, or the stored DFT label of a known structure the candidate matches.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +10,14 @@ import streamlit as st
 
 from dosmatgen_core.candidates import runs as runsmod
 from studio import figures as viz
+from studio.export import run_zip
+from dosmatgen_core.structures import to_structure
+from studio.known import matching_site
+from studio.shared import formula, site_name
 
-COND_COLOUR, FIXED_COLOUR, PIN_COLOUR = "#ff3b30", "#007aff", "#34c759"
+COND_COLOUR, FIXED_COLOUR, PIN_COLOUR = (viz.SITE_COLOURS["conditioned"], viz.SITE_COLOURS["fixed"],
+                                         viz.SITE_COLOURS["pinned"])
+TARGET_PREFIX = "target: "
 
 
 def _badge(ok: bool | None, yes: str, no: str, na: str = "n/a") -> str:
@@ -30,7 +40,85 @@ def steering_text(settings: dict) -> str:
     return f"DOS steering K = {k} · " if k > 1 else ""
 
 
-def show_run(run: dict, max_cards: int = 20) -> None:
+def target_label(run: dict) -> str:
+    """The target's legend entry: the run title when it names the target ('target: DFT label of
+    Au3Ni site 3 (Ni)'), plain 'target' for runs stored before titles did."""
+    t = run.get("title") or ""
+    return t if t.startswith(TARGET_PREFIX) else "target"
+
+
+def dft_mae(status: dict | None) -> float | None:
+    """Mean DFT MAE over the conditioned sites of a finished check, else None."""
+    if not status or status.get("status") != "done" or not status.get("result"):
+        return None
+    m = status["result"].get("dos_match") or {}
+    vals = [v["mae"] for v in m.values() if v and np.isfinite(v.get("mae", np.nan))]
+    return float(np.mean(vals)) if vals else None
+
+
+def stored_labels(run: dict, db, labelled_ids) -> dict[int, dict[int, dict]]:
+    """rank → conditioned site → {'y', 'name'}: the stored DFT curve of the matching site, for
+    candidates that match a labelled structure of the reference database."""
+    out: dict[int, dict[int, dict]] = {}
+    for c in run["candidates"]:
+        mid = c.get("matches")
+        if c.get("novel") is not False or mid not in labelled_ids:
+            continue
+        ref = db.get(mid)
+        known = to_structure(ref.atoms)
+        cand = runsmod.structure_of(c)
+        for site in c["site_to_target"]:
+            j = matching_site(cand, int(site), known)
+            if j is not None:
+                out.setdefault(c["rank"], {})[int(site)] = {
+                    "y": ref.site_dos[j],
+                    "name": f"DFT (stored label of {site_name(formula(ref.formula), j, known[j].specie.symbol)})"}
+    return out
+
+
+def candidate_curves(run: dict, c: dict, dft: dict | None, stored: dict | None) -> list[dict]:
+    """The curves of one candidate's card, each named for its source."""
+    targets, base = run["settings"]["targets"], run.get("baseline", [])
+    struct = runsmod.structure_of(c)
+    many = len(c["site_to_target"]) > 1
+    curves = []
+    for site, row in sorted(c["site_to_target"].items(), key=lambda kv: int(kv[0])):
+        s = int(site)
+        where = f" site {s} ({struct[s].specie.symbol})" if many else ""
+        curves.append({"y": targets[int(row)], "name": target_label(run) + where, "style": "target"})
+        if c.get("predicted_dos") is not None:
+            curves.append({"y": c["predicted_dos"][s], "name": f"predicted for candidate #{c['rank']}{where}",
+                           "style": "predicted"})
+        if dft and dft.get("status") == "done":
+            curves.append({"y": dft["result"]["site_dos"][s], "name": f"DFT of candidate #{c['rank']}{where}",
+                           "style": "dft"})
+        if stored and s in stored:
+            curves.append({**stored[s], "style": "stored"})
+        b = base[c["index"]] if c["index"] < len(base) else None
+        if b is not None and b.get("predicted_dos") is not None and s < len(b["predicted_dos"]):
+            curves.append({"y": b["predicted_dos"][s], "name": f"predicted for unconditional sample #{c['index'] + 1}",
+                           "style": "baseline"})
+    return curves
+
+
+def dft_table(run: dict, dft: dict[int, dict]) -> list[dict]:
+    """Finished DFT checks, best DFT MAE first."""
+    by_rank = {c["rank"]: c for c in run["candidates"]}
+    rows = []
+    for rank, s in dft.items():
+        m = dft_mae(s)
+        if m is None or rank not in by_rank:
+            continue
+        c = by_rank[rank]
+        rows.append({"candidate": f"#{rank}", "formula": c["formula"], "DFT MAE": round(m, 3),
+                     "predicted MAE": round(c["dos_mae"], 3) if np.isfinite(c.get("dos_mae", np.nan)) else None,
+                     "DFT seconds": s["result"].get("seconds")})
+    return sorted(rows, key=lambda r: r["DFT MAE"])
+
+
+def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None = None, max_cards: int = 20) -> None:
+    """dft: rank → Verifier.status; stored: stored_labels(...)."""
+    dft, stored = dft or {}, stored or {}
     s = run["summary"]
     st.header("6 · Results")
     st.caption(f"Run `{run['id']}` · {run['title']} · seed {run['settings']['seed']} · device "
@@ -43,40 +131,43 @@ def show_run(run: dict, max_cards: int = 20) -> None:
         m3.metric("Mean DOS MAE (predicted)", f"{s['mean_dos_mae']:.3f}")
     if s.get("baseline_mean_dos_mae") is not None:
         m4.metric("Unconditional baseline MAE", f"{s['baseline_mean_dos_mae']:.3f}")
-    st.caption("DOS of generated atoms comes from the site-DOS predictor, not DFT; queue a GPAW check on the "
-               "Verify page. Stability is CHGNet energy above a CHGNet hull of known structures (MP tables, "
-               "reference database, elemental references): an ML hull, not the Materials Project hull.")
-    targets = run["settings"]["targets"]
-    base = run.get("baseline", [])
+    st.download_button("Download the whole run (zip: CIFs, POSCARs, DOS CSVs, JSON)", run_zip(run, dft),
+                       f"dosmatgen_run_{run['id']}.zip", mime="application/zip", key=f"zip_{run['id']}")
+    table = dft_table(run, dft)
+    if table:
+        st.subheader("DFT-checked candidates, best first")
+        st.dataframe(table, hide_index=True, width="stretch")
+    st.caption("'predicted' curves come from the site-DOS predictor, not DFT; 'DFT' curves are GPAW calculations "
+               "of the candidate; 'stored label' curves are the DFT label of a known structure the candidate "
+               "matches. Stability is CHGNet energy above a CHGNet hull (an ML hull, not the Materials Project hull).")
     for c in run["candidates"][:max_cards]:
         struct = runsmod.structure_of(c)
         with st.container(border=True):
             sg = c.get("spacegroup", {})
-            st.markdown(f"**#{c['rank']} · {c['formula']}** · {sg.get('0.1', '?')} (0.1 Å) · "
+            st.markdown(f"**#{c['rank']} · {formula(c['formula'])}** · {sg.get('0.1', '?')} (0.1 Å) · "
                         f"{sg.get('0.01', '?')} (0.01 Å) · {c['n_atoms']} atoms")
+            d = dft.get(c["rank"])
+            dft_badge = {"done": f":violet-background[DFT MAE {dft_mae(d) or float('nan'):.3f}]",
+                         "failed": ":red-background[DFT failed]", "running": ":blue-background[DFT running]",
+                         "queued": ":blue-background[DFT queued]"}.get((d or {}).get("status"), "")
             st.markdown(" ".join([
                 _badge(c["structurally_valid"], "geometry valid", "geometry invalid"),
                 _badge(c["charge_neutral"], "charge balanced", "not charge balanced"),
                 _badge(c.get("unique"), "unique in run", "duplicate in run"),
                 _badge(c.get("novel"), "novel", f"known ({c.get('matches')})"),
-                _stability_badge(c),
+                _stability_badge(c), dft_badge,
             ]))
             if c.get("reasons"):
                 st.caption("; ".join(c["reasons"]))
+            if d and d.get("status") == "failed":
+                st.caption(f"DFT check failed: {d.get('error')}")
             left, right = st.columns([3, 2])
             with left:
-                curves = []
-                for site, row in sorted(c["site_to_target"].items(), key=lambda kv: int(kv[0])):
-                    curves.append({"y": targets[int(row)], "name": f"target (site {site})", "style": "target"})
-                    if c.get("predicted_dos") is not None:
-                        el = struct[int(site)].specie.symbol
-                        curves.append({"y": c["predicted_dos"][int(site)], "name": f"generated {el} site {site}"})
-                    b = base[c["index"]] if c["index"] < len(base) else None
-                    if b is not None and b.get("predicted_dos") is not None and int(site) < len(b["predicted_dos"]):
-                        curves.append({"y": b["predicted_dos"][int(site)], "name": "unconditional", "style": "baseline"})
+                curves = candidate_curves(run, c, d, stored.get(c["rank"]))
                 if curves:
-                    st.plotly_chart(viz.dos_figure(curves, height=280), width="stretch",
-                                    key=f"dos_{run['id']}_{c['index']}")
+                    st.plotly_chart(viz.dos_figure(curves, height=300), width="stretch",
+                                    key=f"dos_{run['id']}_{c['index']}",
+                                    config=viz.plot_config(f"{run['id']}_candidate{c['rank']}_dos"))
                 m = c.get("dos_match") or {}
                 if m:
                     st.dataframe([{"site": k, **{kk: round(v, 3) for kk, v in mm.items()}} for k, mm in m.items()],
@@ -85,13 +176,14 @@ def show_run(run: dict, max_cards: int = 20) -> None:
                 hl = {int(k): COND_COLOUR for k in c["site_to_target"]}
                 hl.update({int(k): FIXED_COLOUR for k in c.get("fixed_sites", {})})
                 hl.update({int(k): PIN_COLOUR for k in c.get("pinned_sites", [])})
-                st.iframe(viz.structure_html(struct, hl, height=280, element_id=f"v{c['index']}", script_src=viz.STATIC_SRC), height=290)
-                st.caption("red: conditioned · blue: fixed type · green: pinned")
-            d1, d2, d3, d4, d5, d6 = st.columns(6)
+                st.iframe(viz.structure_html(struct, hl, height=280, element_id=f"v{c['index']}",
+                                             script_src=viz.STATIC_SRC), height=290)
+                st.caption("red: conditioned · blue: fixed type · green: pinned · 2×2×2 cells, outline drawn")
+            d1, d2, d3, d4, d5 = st.columns(5)
             stem = f"{run['id']}_{c['rank']}_{c['formula']}"
             d1.download_button("CIF (sym)", runsmod.to_cif(struct, symmetrised=True), f"{stem}_sym.cif", key=f"c1{stem}")
             d2.download_button("CIF (P1)", c["cif"], f"{stem}_P1.cif", key=f"c2{stem}")
             d3.download_button("POSCAR", runsmod.to_poscar(struct), f"{stem}.vasp", key=f"c3{stem}")
             d4.download_button("extxyz", runsmod.to_extxyz(struct), f"{stem}.extxyz", key=f"c4{stem}")
-            d5.download_button("DOS CSV", runsmod.dos_csv(c, targets), f"{stem}_dos.csv", key=f"c5{stem}")
-            d6.download_button("Run JSON", runsmod.run_json(run), f"{run['id']}.json", key=f"c6{stem}")
+            d5.download_button("DOS CSV", runsmod.dos_csv(c, run["settings"]["targets"]), f"{stem}_dos.csv",
+                               key=f"c5{stem}")

@@ -1,21 +1,26 @@
-"""What the Streamlit pages share: file locations, cached resources, target shaping, CSV upload."""
+"""What the Streamlit pages share: file locations, names people read, cost estimates, results files."""
 from __future__ import annotations
 
-import io
+import datetime as dt
+import json
 import os
+import re
 from pathlib import Path
 
-import numpy as np
-
-from dosmatgen_core import dos as dosmod
-
+from dosmatgen_core.dos import read_dos_csv, shape_target  # noqa: F401 (the pages read them here)
 from dosmatgen_core.paths import (DB_URL, GUIDE_PATH, HULL_PATH, MODEL_PATH,  # noqa: F401 (the pages read them here)
                                   PREDICTOR_PATH, ROOT, RUNS_PATH)
-from dosmatgen_core.dos import read_dos_csv, shape_target  # noqa: F401 (the pages read them here)
 from dosmatgen_core.settings import PRESET_ID, SHIPPED  # noqa: F401
 
 DEFAULT_PARTICLES = SHIPPED.particles
 DEFAULT_STEPS = SHIPPED.steps
+RESULTS_DIR = ROOT / "benchmarks" / "results"     # read as files: the app never imports `benchmarks`
+TIMING_FILE = RESULTS_DIR / "generate-timing-0061.json"
+DFT_SECONDS_PRIOR = 120.0                         # a 3-8 atom cell with the labelling recipe, 2-core CPU
+# Strukturbericht symbols: the digits after the first are a subscript (L1₂, D0₁₉); others stay as they are
+PROTOTYPES = {"L12": "L1₂", "L10": "L1₀", "L21": "L2₁", "D03": "D0₃", "D019": "D0₁₉", "D022": "D0₂₂", "D024": "D0₂₄",
+              "C11b": "C11_b", "B2": "B2", "B1": "B1", "B3": "B3", "A15": "A15", "C15": "C15", "C14": "C14"}
+METHOD_WORDS = {"chgnet": "relaxed", "relaxed": "relaxed", "dft": "DFT-relaxed"}
 
 
 def device_label() -> str:
@@ -35,3 +40,124 @@ def model_summary(card: dict) -> str:
            else f"epoch {card.get('epoch')}, {steps / 1000:.1f}k steps")
     return (f"Generator: {how}; {n_lab} labelled + {(card.get('n_train') or 0) - n_lab} unlabelled "
             f"structures, {card.get('type_diffusion', 'continuous')} atom types ({card.get('date')})")
+
+
+# ---- names people read -----------------------------------------------------------------------
+
+def formula(text: str) -> str:
+    """Conventional reduced formula: 'ClNa' → 'NaCl', 'Ga4Te4' → 'GaTe' (pymatgen's reduced
+    formula, cations first); an intermetallic in alphabetical order as metallurgists write it
+    ('NiAu3' → 'Au3Ni', 'CuAu' → 'AuCu')."""
+    from pymatgen.core import Composition
+    try:
+        c = Composition(text)
+        reduced, _ = c.get_reduced_composition_and_factor()
+    except Exception:
+        return text
+    if len(c) > 1 and all(el.is_metal for el in c.elements):
+        return "".join(f"{el.symbol}{_amount(reduced[el])}" for el in sorted(c.elements, key=lambda e: e.symbol))
+    return c.reduced_formula
+
+
+def _amount(x: float) -> str:
+    return "" if abs(x - 1) < 1e-8 else (str(int(round(x))) if abs(x - round(x)) < 1e-8 else f"{x:g}")
+
+
+def material_name(material_id: str, chem_formula: str) -> str:
+    """'L12-Au3Ni-chgnet' → 'Au3Ni · L1₂ · relaxed'; 'mp-22862' → 'NaCl · mp-22862'."""
+    f = formula(chem_formula)
+    parts = material_id.split("-")
+    if len(parts) == 3 and re.fullmatch(r"[A-Z][A-Za-z]*\d*", parts[0]) and formula(parts[1]) == f:
+        proto = PROTOTYPES.get(parts[0], parts[0])
+        return f"{f} · {proto} · {METHOD_WORDS.get(parts[2].lower(), parts[2])}"
+    return f"{f} · {material_id}"
+
+
+def site_name(material: str, site: int, element: str) -> str:
+    """'Au3Ni site 3 (Ni)': how every legend and caption names one atom of a structure."""
+    return f"{material} site {site} ({element})"
+
+
+# ---- cost up front ---------------------------------------------------------------------------
+
+def timing_rates(path: Path = TIMING_FILE) -> dict:
+    """Seconds per candidate per step, steered (per particle) and plain, from the timing bench
+    at torch's default threads; with the measured rows themselves for the caption."""
+    rec = json.loads(Path(path).read_text())
+    rows = [r for r in rec["runs"] if r.get("torch_threads", 2) == max(x.get("torch_threads", 2) for x in rec["runs"])]
+    steered = min((r for r in rows if r.get("steering")), key=lambda r: r["steps"])
+    plain = min((r for r in rows if not r.get("steering")), key=lambda r: r["steps"])
+    k = int(steered["steering"]["particles"])
+    return {"steered": steered["seconds"] / (steered["candidates"] * steered["steps"] * k),
+            "plain": plain["seconds"] / (plain["candidates"] * plain["steps"]),
+            "steered_row": steered, "plain_row": plain, "cpus": rec.get("machine", {}).get("cpus"),
+            "source": Path(path).name}
+
+
+def estimate_seconds(n_candidates: int, steps: int, particles: int, baseline: bool = True,
+                     rates: dict | None = None) -> float:
+    """Sampling time on the measured CPU: steered candidates cost `particles` trajectories each;
+    the unconditional baseline (one plain sample per candidate) comes on top."""
+    r = rates or timing_rates()
+    if particles > 1:
+        t = r["steered"] * n_candidates * steps * particles
+    else:
+        t = r["plain"] * n_candidates * steps
+    if baseline:
+        t += r["plain"] * n_candidates * steps
+    return t
+
+
+def duration(seconds: float) -> str:
+    """'40 s', '3 min', '1.5 h': rounded the way people say it."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# ---- benchmark results -----------------------------------------------------------------------
+
+def result_kind(path: Path) -> str:
+    """The kind of a results file: its name's stem before the first '-' (generate, dft, models...)."""
+    return Path(path).stem.split("-")[0]
+
+
+def result_date(rec: dict, path: Path) -> dt.datetime:
+    """The record's own date (machine.date or date), else the file's modification time."""
+    for d in ((rec.get("machine") or {}).get("date") if isinstance(rec.get("machine"), dict) else None, rec.get("date")):
+        if isinstance(d, str):
+            try:
+                t = dt.datetime.fromisoformat(d)
+                return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+            except ValueError:
+                pass
+    return dt.datetime.fromtimestamp(Path(path).stat().st_mtime, dt.timezone.utc)
+
+
+def latest_results(folder: Path = RESULTS_DIR) -> list[dict]:
+    """The newest record of each kind: [{kind, file, date, record}], sorted by kind."""
+    best: dict[str, dict] = {}
+    for f in sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []:
+        try:
+            rec = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(rec, dict):
+            continue
+        item = {"kind": result_kind(f), "file": f.name, "date": result_date(rec, f), "record": rec}
+        if item["kind"] not in best or item["date"] > best[item["kind"]]["date"]:
+            best[item["kind"]] = item
+    return [best[k] for k in sorted(best)]
+
+
+def dft_seconds_prior(folder: Path = RESULTS_DIR) -> float:
+    """Seconds one DFT check takes, from the newest DFT bench's rows (timings stay valid when a
+    record's scores are superseded), else a fixed prior."""
+    for item in latest_results(folder):
+        if item["kind"] == "dft":
+            secs = [r["seconds"] for r in item["record"].get("rows", []) if isinstance(r, dict) and r.get("seconds")]
+            if secs:
+                return float(sum(secs) / len(secs))
+    return DFT_SECONDS_PRIOR

@@ -1,0 +1,407 @@
+"""Generate: pick a target DOS, choose how candidates are built, see the cost, generate, and watch
+the top candidates checked by DFT. Widgets only; the science lives in dosmatgen_core."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dosmatgen_core.candidates.pipeline import Request
+from dosmatgen_core.scoring.search import site_index
+from dosmatgen_core.structures import StructureError, to_structure
+from studio import catalogue, certify, state
+from studio import figures as viz
+from studio import shared as studio
+from studio.results import show_run, stored_labels
+
+R = state.resources()
+db, model, predictor = R["db"], R["model"], R["predictor"]
+store = state.store()
+
+with st.sidebar:
+    st.caption(f"Device: **{studio.device_label()}**")
+    for e in R["errors"]:
+        st.error(e)
+    st.caption("Model statistics and benchmarks: the Model page.")
+    st.caption("Structures: Materials Project (CC BY 4.0). Method: DOSMatGen, arXiv:2504.06249. "
+               "DFT: GPAW (PBE, LCAO, Löwdin site projection).")
+
+st.title("Generate structures for a target DOS")
+if db is None:
+    st.error("The reference database is missing; build it with `./run.sh dosmatgen build-db`.")
+    st.stop()
+rows_all = state.reference_rows(studio.DB_URL)
+labelled_ids = frozenset(r["material_id"] for r in rows_all)
+name_of = {r["material_id"]: r["name"] for r in rows_all}
+
+
+def use_material(key: str) -> None:
+    """Buttons that point the search at one material (the preset, a closest chemistry)."""
+    st.session_state["ref_query"] = key
+    st.session_state["ref_select"] = key
+
+
+def use_preset() -> None:
+    use_material(studio.PRESET_ID)
+    st.session_state["target_src"] = "A site of a material"
+    st.session_state["preset_pending"] = True
+
+
+# ---- 1. target --------------------------------------------------------------------------------
+st.header("1 · Target DOS")
+src = st.radio("Where does the target DOS come from?", ["A site of a material", "A DOS file (CSV)"],
+               horizontal=True, key="target_src",
+               help="A site's DOS from the reference database (DFT), from a structure you upload "
+                    "(predicted), or a curve you upload as a CSV file.")
+mat: catalogue.Material | None = None
+site = 0
+if src == "A site of a material":
+    c1, c2 = st.columns([3, 1])
+    with c2:
+        st.write("")
+        st.button("Example: Ni in Au₃Ni (paper)", key="preset", width="stretch", on_click=use_preset,
+                  help="The paper's showcase: the Ni site of L1₂ Au₃Ni as the target.")
+    with c1:
+        if "ref_query" not in st.session_state:
+            st.session_state["ref_query"] = studio.PRESET_ID
+        query = st.text_input("Find a material", key="ref_query",
+                              help="A formula (NaCl, GaAs), a Materials Project id (mp-22862) or elements (Au-Ni). "
+                                   f"Searches all {len(rows_all)} labelled materials and, when none fits, the "
+                                   "Materials Project structures that ship with the project.")
+    upload = st.file_uploader("…or upload a structure (CIF or POSCAR); its sites get predicted DOS curves",
+                              type=["cif", "vasp", "poscar", "txt"], key="ref_upload")
+    if upload is not None:
+        try:
+            mat = catalogue.from_upload(upload.name, upload.getvalue(), predictor)
+            st.success(f"Using {upload.name}: {mat.formula}, {len(mat.structure)} atoms. Its DOS curves are "
+                       "predicted by the site-DOS predictor, not DFT. Remove the file to search the database again.")
+        except (ValueError, StructureError) as exc:
+            st.error(f"Could not use {upload.name}: {exc}")
+    if mat is None:
+        try:
+            found = catalogue.search(query, rows_all)
+        except ValueError as exc:
+            st.warning(str(exc))
+            st.stop()
+        q = found["query"]
+        if not found["labelled"] and ("formula" in q or "id" in q):
+            found = catalogue.search(query, rows_all, state.mp_structures())
+        options = {r["material_id"]: f"{r['name']} · {r['spacegroup']} · {r['natoms']} atoms · DFT label"
+                   for r in found["labelled"]}
+        mp_by_key = {f"mp:{mid}": s for mid, s in found["mp"]}
+        options.update({k: f"{studio.formula(s.composition.reduced_formula)} · {k[3:]} · {len(s)} atoms · "
+                           "no label: predicted DOS" for k, s in mp_by_key.items()})
+        if not found["labelled"]:
+            asked = q.get("formula") or q.get("id") or query
+            st.warning(f"**{asked}** has no DFT label in the reference database ({len(rows_all)} materials)."
+                       + (" The Materials Project structures below have none either, but the site-DOS predictor "
+                          "can give their sites a predicted DOS." if mp_by_key else
+                          " It is not among the Materials Project structures that ship with the project either."))
+            near = catalogue.closest_chemistries(q.get("elements") or [], rows_all) if q.get("elements") else []
+            if near:
+                st.markdown("Next step: use a **labelled material of a close chemistry**, upload a structure "
+                            "above, or switch to **A DOS file (CSV)**.")
+                cols = st.columns(len(near))
+                for col, r in zip(cols, near):
+                    col.button(r["name"], key=f"near_{r['material_id']}", on_click=use_material,
+                               args=(r["material_id"],), help=f"{r['spacegroup']}, {r['natoms']} atoms, DFT label")
+            else:
+                st.markdown("Next step: upload a structure above, or switch to **A DOS file (CSV)**.")
+        if not options:
+            st.stop()
+        keys = list(options)
+        if st.session_state.get("ref_select") not in keys:
+            st.session_state["ref_select"] = keys[0]
+        ref_key = st.selectbox("Material", keys, format_func=options.get, key="ref_select",
+                               help="Labelled materials carry DFT site DOS curves; others get predicted ones.")
+        if ref_key in mp_by_key:
+            try:
+                mat = catalogue.predicted(ref_key, options[ref_key].split(" · no label")[0], mp_by_key[ref_key],
+                                          predictor)
+            except ValueError as exc:
+                st.error(str(exc))
+                st.stop()
+        else:
+            mat = catalogue.from_db(db.get(ref_key))
+    s = mat.structure
+    rows = viz.site_table(s)
+    site_key = f"site_{mat.key}"
+    if st.session_state.pop("preset_pending", False) or (mat.key == studio.PRESET_ID and site_key not in st.session_state):
+        st.session_state[site_key] = [x.specie.symbol for x in s].index("Ni") if mat.key == studio.PRESET_ID else 0
+    left, right = st.columns([1, 1])
+    with left:
+        sel = st.dataframe(pd.DataFrame(rows), hide_index=True, on_select="rerun", selection_mode="single-row",
+                           key=f"sites_{mat.key}", width="stretch")
+        picked = sel.selection.rows[0] if sel and sel.selection.rows else None
+        # a row clicked in the table moves the one site picker; the picker stays free to change
+        if picked is not None and st.session_state.get(f"picked_{mat.key}") != picked:
+            st.session_state[f"picked_{mat.key}"] = picked
+            st.session_state[site_key] = picked
+        if site_key not in st.session_state or st.session_state[site_key] >= len(rows):
+            st.session_state[site_key] = 0
+        site = st.selectbox("Site whose DOS is the target", range(len(rows)), key=site_key,
+                            format_func=lambda i: f"{i}: {rows[i]['element']} (Wyckoff {rows[i]['wyckoff']})",
+                            help="Click a row of the table or choose here; the atom is ringed red in the picture.")
+    with right:
+        st.iframe(viz.structure_html(s, {site: viz.SITE_COLOURS["picked"]}, element_id="refview",
+                                     script_src=viz.STATIC_SRC), height=330)
+        st.caption(f"{mat.name}: 2×2×2 cells, atoms wrapped into the cell; red: site {site}")
+    base = mat.site_dos[site]
+    base_name = mat.curve_name(site)
+else:
+    up = st.file_uploader("CSV with two columns: E − E_F (eV), DOS (states/eV)", type=["csv", "txt", "dat"],
+                          key="dos_csv")
+    if up is None:
+        st.info("Upload a DOS file to go on. Any energy grid works: it is regridded onto −10…10 eV, 400 points.")
+        st.stop()
+    try:
+        base = studio.read_dos_csv(up.getvalue())
+    except ValueError as exc:
+        st.error(f"Could not use {up.name}: {exc}")
+        st.stop()
+    base_name = f"uploaded DOS ({up.name})"
+    st.success(f"Read {up.name}; regridded onto −10…10 eV, 400 points.")
+
+with st.expander("Adjust the target (shift, scale, smear)", expanded=False):
+    k1, k2, k3 = st.columns(3)
+    shift = k1.slider("Shift along energy (eV)", -3.0, 3.0, 0.0, 0.05, key="shift",
+                      help="Move the whole curve; positive moves states up in energy.")
+    scale = k2.slider("Scale the height", 0.2, 3.0, 1.0, 0.05, key="scale", help="Multiply the DOS by this.")
+    smear = k3.slider("Extra smearing (eV)", 0.0, 1.0, 0.0, 0.05, key="smear", help="Blur sharp peaks by this width.")
+shaped = (shift, scale, smear) != (0.0, 1.0, 0.0)
+target = studio.shape_target(base, shift, scale, smear)
+target_desc = base_name + (f", shifted {shift:+.2f} eV, ×{scale:.2f}, smeared {smear:.2f} eV" if shaped else "")
+curves = [{"y": target, "name": f"target: {target_desc}", "style": "target"}]
+if shaped:
+    curves.append({"y": base, "name": f"{base_name} (before adjusting)", "style": "source"})
+st.plotly_chart(viz.dos_figure(curves, title="Target DOS"), width="stretch", key="targetdos",
+                config=viz.plot_config("target_dos"))
+
+# ---- known sites ------------------------------------------------------------------------------
+st.subheader("Known sites with this DOS")
+k1, k2 = st.columns([2, 1])
+by = k1.radio("Rank by", ["mae", "cosine"], horizontal=True, key="known_by",
+              format_func={"mae": "closeness (MAE)", "cosine": "shape (cosine)"}.get,
+              help="MAE: smallest average difference in states/eV. Cosine: most similar shape, whatever the height.")
+align = k2.checkbox("Allow a ±1 eV shift", key="known_shift", help="Compare curves also moved rigidly along energy.")
+exclude = {mat.db_id} if mat is not None and mat.db_id else set()
+hits = site_index(studio.DB_URL).search(target, top=6, by=by, per_structure=True, exclude=exclude, align_shift=align)
+
+
+def use_as_template(material_id: str, hit_site: int) -> None:
+    st.session_state["mode"] = "template"
+    st.session_state["tpl_id"] = material_id
+    st.session_state["tpl_ref"] = st.session_state.get("current_ref")
+    st.session_state["tpl_cond"] = [hit_site]
+    st.session_state["tpl_cond_for"] = material_id
+
+
+head = st.columns([3, 1, 1, 1, 2, 2])
+for col, text in zip(head, ["material · site", "MAE", "cosine", "shift", "structure", ""]):
+    col.caption(text)
+for h in hits:
+    c = st.columns([3, 1, 1, 1, 2, 2], vertical_alignment="center")
+    c[0].markdown(f"**{name_of.get(h.material_id, h.material_id)}** · site {h.site} ({h.element})")
+    c[1].write(f"{h.mae:.3f}")
+    c[2].write(f"{h.cosine:.2f}")
+    c[3].write(f"{h.shift_ev:+.1f} eV" if h.shift_ev else "–")
+    with c[4]:
+        st.iframe(viz.structure_html(to_structure(db.get(h.material_id).atoms), {h.site: viz.SITE_COLOURS["picked"]},
+                                     height=110, element_id=f"hit{h.material_id}", script_src=viz.STATIC_SRC), height=115)
+    c[5].button("Use as template", key=f"tpl_{h.material_id}_{h.site}", on_click=use_as_template,
+                args=(h.material_id, h.site), help="Template mode with this material, this site carrying the target")
+
+# ---- 2. mode ----------------------------------------------------------------------------------
+st.header("2 · How candidates are built")
+MODES = {"masked": "New structure with N atoms", "template": "Change a template structure",
+         "fixed_type": "New structure, element of the target atoms fixed", "unconditional": "No target (baseline)"}
+if "mode" not in st.session_state:
+    st.session_state["mode"] = "masked"
+mode = st.radio("Mode", list(MODES), format_func=MODES.get, horizontal=True, key="mode",
+                help="New structure: the model builds N atoms, the chosen ones carrying the target. Template: it "
+                     "reworks a known structure around its conditioned atoms. Baseline: no target at all.")
+req_kw: dict = {"mode": mode}
+ref_key = mat.key if mat is not None else None
+st.session_state["current_ref"] = ref_key
+if mode in ("masked", "fixed_type", "unconditional"):
+    n_atoms = st.number_input("Atoms in each candidate", 1, 20, studio.SHIPPED.n_atoms, key="n_atoms",
+                              help="How many atoms each generated unit cell holds.")
+    req_kw["n_atoms"] = int(n_atoms)
+    if mode != "unconditional":
+        cond = st.multiselect("Which new atoms carry the target DOS", list(range(int(n_atoms))), default=[0],
+                              key="cond_new", help="Each of these atoms is steered towards the target curve.")
+        req_kw.update(cond_sites=cond, targets=[target.tolist()] * len(cond))
+    if mode == "fixed_type":
+        el0 = mat.structure[site].specie.symbol if mat is not None else "Ni"
+        el = st.text_input("Element of the target atoms", value=el0, key="fixed_el",
+                           help="The atoms carrying the target are this element in every candidate.")
+        req_kw["fixed"] = {int(i): el for i in req_kw.get("cond_sites", [])}
+elif mode == "template":
+    # the template follows the reference: whenever the reference changes, it is reset to it
+    tpl_keys = ([ref_key] if ref_key and ref_key not in labelled_ids else []) + [r["material_id"] for r in rows_all]
+    if st.session_state.get("tpl_ref") != ref_key or st.session_state.get("tpl_id") not in tpl_keys + ["__upload__"]:
+        st.session_state["tpl_ref"] = ref_key
+        st.session_state["tpl_id"] = ref_key if ref_key else tpl_keys[0]
+    tpl_names = dict(name_of, **({ref_key: mat.name} if ref_key else {}), __upload__="Upload a structure file…")
+    t_id = st.selectbox("Template structure", tpl_keys + ["__upload__"], key="tpl_id",
+                        format_func=lambda k: tpl_names.get(k, k) + (" (the reference)" if k == ref_key else ""),
+                        help="Type to search all labelled materials. It starts as the reference and follows it.")
+    tpl_struct = None
+    if t_id == "__upload__":
+        tu = st.file_uploader("Template structure (CIF or POSCAR)", type=["cif", "vasp", "poscar", "txt"],
+                              key="tpl_upload")
+        if tu is not None:
+            try:
+                tpl_struct = catalogue.from_upload(tu.name, tu.getvalue(), predictor).structure
+            except (ValueError, StructureError) as exc:
+                st.error(f"Could not use {tu.name}: {exc}")
+        if tpl_struct is None:
+            st.info("Upload a template structure to go on.")
+            st.stop()
+    elif t_id == ref_key and mat is not None:
+        tpl_struct = mat.structure
+    else:
+        tpl_struct = to_structure(db.get(t_id).atoms)
+    tpl_rows = viz.site_table(tpl_struct)
+    opts = list(range(len(tpl_rows)))
+    if st.session_state.get("tpl_cond_for") != t_id or any(i >= len(opts) for i in st.session_state.get("tpl_cond", [])):
+        st.session_state["tpl_cond_for"] = t_id
+        st.session_state["tpl_cond"] = [site if (t_id == ref_key and site in opts) else 0]
+    strength = st.slider("How far from the template (0 = keep it, 1 = anything)", 0.05, 1.0,
+                         float(studio.SHIPPED.strength), 0.05, key="strength",
+                         help="How much of the template is noised away before the model rebuilds it.")
+    fmt = lambda i: f"{i}: {tpl_rows[i]['element']}"  # noqa: E731
+    cond = st.multiselect("Template atoms that carry the target DOS", opts, format_func=fmt, key="tpl_cond")
+    pin = st.multiselect("Atoms kept exactly as they are (element and position)", [i for i in opts if i not in cond],
+                         format_func=fmt, key="tpl_pin")
+    req_kw.update(n_atoms=len(tpl_rows), cond_sites=cond, targets=[target.tolist()] * len(cond),
+                  template_id=None if t_id == "__upload__" else t_id,
+                  template={"numbers": list(tpl_struct.atomic_numbers), "frac": (tpl_struct.frac_coords % 1.0).tolist(),
+                            "lattice": tpl_struct.lattice.matrix.tolist()},
+                  strength=float(strength), pinned=pin)
+    st.caption(f"Template: {tpl_names.get(t_id, t_id)}; conditioned atoms: "
+               f"{', '.join(fmt(i) for i in cond) or 'none'}")
+
+# ---- 3. settings ------------------------------------------------------------------------------
+st.header("3 · Settings")
+s1, s2, s3 = st.columns(3)
+req_kw["n_candidates"] = int(s1.number_input("Candidates", 1, 100, studio.SHIPPED.n_candidates, key="n_cand",
+                                             help="How many structures to generate."))
+req_kw["guidance"] = float(s2.number_input("How closely to follow the target DOS", 0.0, studio.SHIPPED.max_guidance,
+                                           studio.SHIPPED.guidance, 0.5, key="w",
+                                           help="Guidance weight w: 0 ignores the target, 1 is the trained "
+                                                "balance, higher follows it harder (and gives fewer valid cells)."))
+import torch  # noqa: E402  (only to list devices)
+devs = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+req_kw["device"] = s3.selectbox("Run on", devs, key="device", help="auto = the GPU when there is one")
+with st.expander("Advanced settings", expanded=False):
+    a1, a2, a3 = st.columns(3)
+    req_kw["steps"] = int(a1.select_slider("Denoising steps", [10, 25, 50, 100, 250, 500, 1000],
+                                           value=studio.DEFAULT_STEPS, key="steps",
+                                           help="More steps cost time; 100 scored like 1000 in the benchmark."))
+    req_kw["seed"] = int(a2.number_input("Random seed", 0, 2**31 - 1, studio.SHIPPED.seed, key="seed",
+                                         help="The same seed and settings give the same candidates."))
+    req_kw["particles"] = 1
+    if mode != "unconditional":
+        req_kw["particles"] = int(a3.number_input(
+            "Trajectories per candidate (DOS steering; 1 = off)", 1, studio.SHIPPED.max_particles,
+            studio.DEFAULT_PARTICLES if R["guide"] else 1, key="particles", disabled=R["guide"] is None,
+            help="Each candidate is drawn as this many trajectories; a DOS guide keeps the one closest to the "
+                 "target. Closer matches, at this many times the sampling time."))
+    req_kw["stability"] = st.checkbox("Relax each candidate with CHGNet and place it on an ML convex hull "
+                                      "(a few seconds per candidate; not the Materials Project hull)",
+                                      value=False, key="stability")
+    dft_top = st.number_input(f"DFT check of the top candidates after ranking (cells of at most "
+                              f"{certify.MAX_ATOMS} atoms; 0 = none)", 0, 10, certify.DEFAULT_TOP, key="dft_top",
+                              help="GPAW with the labelling recipe, one candidate at a time, about "
+                                   f"{studio.duration(studio.dft_seconds_prior())} each on this machine's CPU.")
+req_kw["title"] = f"target: {target_desc}" if mode != "unconditional" else "no target (unconditional baseline)"
+
+# ---- cost up front ----------------------------------------------------------------------------
+rates = studio.timing_rates()
+est = studio.estimate_seconds(req_kw["n_candidates"], req_kw["steps"], req_kw["particles"],
+                              baseline=mode != "unconditional", rates=rates)
+sr = rates["steered_row"]
+gpu = req_kw["device"] == "cuda" or (req_kw["device"] == "auto" and torch.cuda.is_available())
+st.info(f"Estimated time: **about {studio.duration(est)}** on "
+        + ("the GPU (the rate was measured on a CPU, so expect less)" if gpu else "this CPU")
+        + f" — from {sr['seconds']:.1f} s for {sr['candidates']} steered candidates of 4–7 atoms at "
+          f"{sr['steps']} steps and {rates['plain_row']['seconds']:.1f} s unsteered ({rates['source']}), "
+          "scaled by candidates, steps and trajectories; an unsteered baseline sample per candidate is included."
+        + (f" Then a DFT check of the top {dft_top}, about {studio.duration(dft_top * studio.dft_seconds_prior())}, "
+           "in the background." if dft_top and mode != "unconditional" else ""))
+
+# ---- 4. generate ------------------------------------------------------------------------------
+st.header("4 · Generate")
+if model is None:
+    st.error("No generator checkpoint is available, so nothing can be generated. Train one with `dosmatgen train`.")
+elif st.button("Generate", type="primary", key="generate"):
+    try:
+        job = R["jobs"].submit(Request(**req_kw), model, predictor, store, studio.DB_URL, hull=R["hull"],
+                               guide=R["guide"])
+        st.session_state["job"] = job.id
+        st.session_state["job_dft_top"] = int(dft_top) if mode != "unconditional" else 0
+    except (ValueError, StructureError) as exc:
+        st.error(f"Cannot generate: {exc}")
+
+
+@st.fragment(run_every=1.0)
+def job_panel():
+    jid = st.session_state.get("job")
+    job = R["jobs"].get(jid) if jid else None
+    if job is None:
+        return
+    if job.active:
+        st.progress(min(job.progress, 1.0), text=f"{job.message or 'starting'} · about "
+                                                 f"{studio.duration(job.eta)} left")
+        if st.button("Cancel", key=f"cancel_{job.id}"):
+            R["jobs"].cancel(job.id)
+    elif job.status == "done":
+        if st.query_params.get("run") != job.run_id:
+            top = st.session_state.pop("job_dft_top", 0)
+            if top:
+                run = store.get(job.run_id)
+                ranks = certify.pick(run, top, labelled=labelled_ids)
+                if ranks:
+                    state.certifier(str(studio.RUNS_PATH)).start(job.run_id, ranks)
+            st.query_params["run"] = job.run_id
+            st.session_state.pop("job", None)
+            st.rerun()
+    elif job.status == "cancelled":
+        st.warning("Generation cancelled; nothing was stored.")
+    elif job.status == "failed":
+        st.error(f"Generation failed: {job.error}. Your settings are unchanged; adjust them and try again.")
+
+
+job_panel()
+
+
+@st.fragment(run_every=2.0)
+def dft_panel(run_id: str, n_done: int):
+    cert = state.certifier(str(studio.RUNS_PATH))
+    p = cert.progress(run_id)
+    if p is None:
+        return
+    now = len(p["done"]) + len(p["failed"])
+    if now != n_done:
+        st.rerun(scope="app")          # a result landed: redraw the cards and the DFT ranking
+    n = len(p["ranks"])
+    st.progress(now / max(n, 1), text=certify.status_line(p, studio.duration))
+    if p["active"] and not p["cancelled"]:
+        if st.button("Stop the DFT checks", key=f"dft_cancel_{run_id}",
+                     help="The calculation already running finishes; the rest are not started."):
+            cert.cancel(run_id)
+
+
+# ---- 5. results -------------------------------------------------------------------------------
+run_id = st.query_params.get("run")
+if run_id:
+    try:
+        run = store.get(run_id)
+    except KeyError:
+        st.info(f"Run {run_id} is no longer stored.")
+    else:
+        dft = state.dft_statuses(run)
+        p = state.certifier(str(studio.RUNS_PATH)).progress(run_id)
+        if p is not None:
+            dft_panel(run_id, len(p["done"]) + len(p["failed"]))
+        show_run(run, dft, stored_labels(run, db, labelled_ids))

@@ -1,0 +1,142 @@
+"""Finding a reference material: the labelled reference database first, then the MP structures
+that ship with the project, then an uploaded file. Whatever the source, the page gets one
+`Material`: a structure in its own site order and one DOS curve per site, with where it came from."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pymatgen.core import Composition, Element, Structure
+
+from dosmatgen_core.structures import read_structure, to_structure
+from studio.shared import formula, material_name
+
+
+@dataclass(frozen=True)
+class Material:
+    key: str                 # db id, 'mp:<id>' for an unlabelled MP structure, 'upload:<name>' for a file
+    name: str                # what people read: 'Au3Ni · L1₂ · relaxed'
+    formula: str             # conventional reduced formula
+    structure: Structure     # site i is DOS row i
+    site_dos: np.ndarray     # (N, 400) states/eV
+    source: str              # 'dft' (a stored DFT label) or 'predicted' (the site-DOS predictor)
+    db_id: str | None = None  # the reference-db id when the DOS is a stored label
+
+    @property
+    def labelled(self) -> bool:
+        return self.source == "dft"
+
+    def curve_name(self, site: int) -> str:
+        """How a site's curve is named in legends: 'DFT label of Au3Ni site 3 (Ni)'."""
+        el = self.structure[site].specie.symbol
+        what = "DFT label" if self.labelled else "predicted DOS"
+        return f"{what} of {self.formula} site {site} ({el})"
+
+
+def from_db(ref) -> Material:
+    """A reference-db row (dosmatgen_core.labels.reference_db.Reference)."""
+    return Material(ref.material_id, material_name(ref.material_id, ref.formula), formula(ref.formula),
+                    to_structure(ref.atoms), np.asarray(ref.site_dos), "dft", ref.material_id)
+
+
+def predicted(key: str, name: str, s: Structure, predictor) -> Material:
+    """A structure without a label: every site gets the site-DOS predictor's curve."""
+    if predictor is None:
+        raise ValueError("the site-DOS predictor is not loaded, so this structure's sites have no DOS")
+    g = predictor.predict([(np.array(s.atomic_numbers), s.frac_coords, s.lattice.matrix)])[0]
+    if not np.all(np.isfinite(g)):
+        raise ValueError("the cell is too dense to predict a DOS for (under 2 Å³ per atom)")
+    return Material(key, name, formula(s.composition.reduced_formula), s, np.asarray(g, float), "predicted")
+
+
+def from_upload(name: str, data: bytes, predictor) -> Material:
+    """An uploaded CIF or POSCAR (format from the file name); raises ValueError with the reason."""
+    fmt = "cif" if name.lower().endswith(".cif") else "poscar"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{name}: not a text file (expected CIF or POSCAR)") from None
+    s = read_structure(text, fmt, source=name)
+    return predicted(f"upload:{name}", f"{formula(s.composition.reduced_formula)} · {name}", s, predictor)
+
+
+def reference_rows(db) -> list[dict]:
+    """Every reference material as a summary row, with the names people read."""
+    out = []
+    for r in db.search():
+        out.append(dict(r, name=material_name(r["material_id"], r["formula"]), reduced=formula(r["formula"])))
+    return out
+
+
+def parse_query(text: str) -> dict:
+    """What a search box holds: {'id': ...} | {'elements': [...]} | {'formula': reduced} | {} (empty).
+    Raises ValueError for text that is none of these."""
+    t = (text or "").strip()
+    if not t:
+        return {}
+    if t.lower().startswith(("mp-", "mvc-")) or t.count("-") >= 2:
+        return {"id": t}
+    parts = [p for p in t.replace(",", " ").replace("-", " ").split() if p]
+    if all(_is_element(p) for p in parts):
+        return {"elements": parts}
+    try:
+        c = Composition(t)
+        if not all(_is_element(str(e)) for e in c.elements):
+            raise ValueError
+    except Exception:
+        raise ValueError(f"'{text}' is neither a formula (NaCl), an id (mp-22862) nor elements (Au-Ni)") from None
+    return {"formula": c.reduced_formula, "elements": sorted(str(e) for e in c.elements)}
+
+
+def _is_element(s: str) -> bool:
+    try:
+        Element(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _match(row_id: str, row_reduced: str, row_elements, q: dict) -> bool:
+    if "id" in q:
+        return row_id.lower() == q["id"].lower()
+    if "formula" in q:
+        return Composition(row_reduced).reduced_formula == q["formula"]
+    if "elements" in q:
+        return set(q["elements"]) <= set(row_elements)
+    return True
+
+
+def search(text: str, rows: list[dict], mp: tuple = ()) -> dict:
+    """{'labelled': reference rows, 'mp': [(id, Structure)] of MP structures with no label, 'query': parsed}."""
+    q = parse_query(text)
+    labelled = [r for r in rows if _match(r["material_id"], r["reduced"], r["elements"], q)]
+    have = {r["material_id"] for r in rows}
+    unlabelled = []
+    if "id" in q or "formula" in q:      # an element set would list thousands: labelled ones only
+        unlabelled = [(mid, s) for mid, s in mp if mid not in have
+                      and _match(mid, s.composition.reduced_formula, [e.symbol for e in s.composition.elements], q)]
+    return {"labelled": labelled, "mp": unlabelled[:20], "query": q}
+
+
+def _distance(a: Element, b: Element) -> float:
+    """How far apart two elements sit in the periodic table: a step down a group (same valence,
+    GaAs → GaP) counts half a step along a row."""
+    return 2 * abs(a.group - b.group) + abs(a.row - b.row)
+
+
+def closest_chemistries(elements: list[str], rows: list[dict], n: int = 5) -> list[dict]:
+    """Labelled materials whose elements are nearest the asked ones: one per chemistry, same number
+    of elements, each asked element paired with its nearest (GaAs → GaP, AlAs, InAs ...)."""
+    from itertools import permutations
+    want = [Element(e) for e in sorted(set(elements))]
+    best: dict[str, tuple[float, dict]] = {}
+    for r in rows:
+        have = [Element(e) for e in r["elements"]]
+        if len(have) != len(want):
+            continue
+        d = min(sum(_distance(a, b) for a, b in zip(want, p)) for p in permutations(have))
+        chem = "-".join(sorted(r["elements"]))
+        key = (d, r["natoms"], r["material_id"])
+        if chem not in best or key < best[chem][0]:
+            best[chem] = (key, r)
+    return [r for _, r in sorted(best.values(), key=lambda kv: kv[0])][:n]

@@ -1,0 +1,38 @@
+"""A whole run as one zip: structures, DOS tables, DFT results and the run record."""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+from dosmatgen_core.candidates import runs as runsmod
+from dosmatgen_core.dos import GRID
+
+
+def _dft_csv(result: dict) -> str:
+    rows = result["site_dos"]
+    head = ["energy_minus_ef_eV"] + [f"dft_site{i}" for i in range(len(rows))]
+    lines = [",".join(head)]
+    for k, e in enumerate(GRID):
+        lines.append(",".join([f"{e:.6g}"] + [f"{r[k]:.6g}" for r in rows]))
+    return "\n".join(lines) + "\n"
+
+
+def run_zip(run: dict, dft: dict[int, dict] | None = None) -> bytes:
+    """Zip bytes: per candidate a P1 CIF, a POSCAR and its target/predicted DOS CSV (and the DFT
+    DOS CSV when a check finished), plus run.json and dft.json."""
+    buf = io.BytesIO()
+    targets = run["settings"]["targets"]
+    done = {rank: s for rank, s in (dft or {}).items() if s and s.get("status") == "done"}
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for c in run["candidates"]:
+            stem = f"candidates/{c['rank']:03d}_{c['formula']}"
+            z.writestr(f"{stem}.cif", c["cif"])
+            z.writestr(f"{stem}.vasp", runsmod.to_poscar(runsmod.structure_of(c)))
+            z.writestr(f"{stem}_dos.csv", runsmod.dos_csv(c, targets))
+            if c["rank"] in done:
+                z.writestr(f"{stem}_dft_dos.csv", _dft_csv(done[c["rank"]]["result"]))
+        z.writestr("run.json", runsmod.run_json(run))
+        z.writestr("dft.json", json.dumps({str(k): v for k, v in (dft or {}).items()}, default=runsmod._json_default,
+                                          indent=1))
+    return buf.getvalue()

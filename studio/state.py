@@ -1,0 +1,67 @@
+"""What the pages load once per process: models, the reference db and its search rows, the MP
+structures, the job manager, the DFT verifier and certifier."""
+from __future__ import annotations
+
+import streamlit as st
+
+from dosmatgen_core.candidates.jobs import JobManager
+from dosmatgen_core.candidates.runs import RunStore
+from dosmatgen_core.labels.reference_db import open_db
+from dosmatgen_core.model.checkpoint import load_model
+from dosmatgen_core.scoring.predictor import load_predictor
+from dosmatgen_core.scoring.stability import Hull
+from dosmatgen_core.scoring.verify import Verifier
+from dosmatgen_core.model.guide import load_guide
+from studio import catalogue
+from studio import shared as studio
+from studio.certify import Certifier
+
+
+@st.cache_resource
+def resources() -> dict:
+    """Model, predictor, guide, reference db, hull cache and job manager; a part that fails to
+    load is None and its reason is listed in 'errors'."""
+    out = {"errors": []}
+    for key, fn in (("model", lambda: load_model(studio.MODEL_PATH)),
+                    ("predictor", lambda: load_predictor(studio.PREDICTOR_PATH)),
+                    ("guide", lambda: load_guide(studio.GUIDE_PATH)),
+                    ("db", lambda: open_db(studio.DB_URL))):
+        try:
+            out[key] = fn()
+        except Exception as exc:
+            out[key] = None
+            out["errors"].append(f"{key}: {exc}")
+    out["hull"] = Hull(studio.HULL_PATH, studio.DB_URL)
+    out["jobs"] = JobManager()
+    return out
+
+
+@st.cache_resource
+def reference_rows(db_url: str) -> list[dict]:
+    return catalogue.reference_rows(open_db(db_url))
+
+
+@st.cache_resource(show_spinner="Reading the Materials Project structures that ship with the project…")
+def mp_structures() -> tuple:
+    from dosmatgen_core.training.dataset import mp_structures as mp
+    return mp()
+
+
+@st.cache_resource
+def verifier(runs_path: str) -> Verifier:
+    return Verifier(RunStore(runs_path))
+
+
+@st.cache_resource
+def certifier(runs_path: str) -> Certifier:
+    return Certifier(verifier(runs_path), studio.dft_seconds_prior())
+
+
+def store() -> RunStore:
+    """Cheap, not cached: its path follows the environment (tests point it elsewhere)."""
+    return RunStore(studio.RUNS_PATH)
+
+
+def dft_statuses(run: dict) -> dict[int, dict]:
+    v = verifier(str(studio.RUNS_PATH))
+    return {c["rank"]: s for c in run["candidates"] if (s := v.status(run["id"], c["rank"])) is not None}

@@ -120,7 +120,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
     """dft: rank → Verifier.status; stored: stored_labels(...)."""
     dft, stored = dft or {}, stored or {}
     s = run["summary"]
-    st.header("6 · Results")
+    st.header("5 · Results")
     st.caption(f"Run `{run['id']}` · {run['title']} · seed {run['settings']['seed']} · device "
                f"{run['settings']['device']} · {run['settings']['steps']} steps · w = {run['settings']['guidance']} · "
                f"{steering_text(run['settings'])}checkpoint {str(run['settings'].get('checkpoint_sha256'))[:10]}")

@@ -1,50 +1,101 @@
-"""Page logic through streamlit.testing: preset, mode switches, validation messages."""
-import os
+"""Page logic through streamlit.testing, and the app's helpers on small real data."""
+import io
+import json
+import zipfile
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dosmatgen_core.labels.reference_db import open_db
+from studio import catalogue, certify
+from studio import figures as viz
 from studio import shared as studio
 
 APP = str(studio.ROOT / "app.py")
+NACL_CL_FIRST = """data_NaCl
+_cell_length_a 5.69
+_cell_length_b 5.69
+_cell_length_c 5.69
+_cell_angle_alpha 90
+_cell_angle_beta 90
+_cell_angle_gamma 90
+_symmetry_space_group_name_H-M 'P 1'
+loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+Cl1 Cl 0.5 0.5 0.5
+Na1 Na 0.0 0.0 0.0
+"""
 
 
 @pytest.fixture()
 def app(tmp_path, monkeypatch):
     monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
     monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=180)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
 
-def test_page_loads_with_all_sections(app):
+@pytest.fixture(scope="module")
+def db():
+    return open_db(studio.DB_URL)
+
+
+def test_page_loads_with_all_sections_and_the_preset_site(app):
     heads = [h.value for h in app.header]
-    assert heads[:5] == ["1 · Reference material and site", "2 · Target DOS", "3 · Mode", "4 · Settings", "5 · Generate"]
+    assert heads[:4] == ["1 · Target DOS", "2 · How candidates are built", "3 · Settings", "4 · Generate"]
     assert any("Device:" in c.value for c in app.sidebar.caption)
-
-
-def test_preset_selects_ni_in_au3ni(app):
-    app.text_input(key="ref_query").set_value("mp-522").run()
-    assert app.selectbox(key="ref_select").value == "mp-522"
-    app.button(key="preset").click().run()
     assert app.selectbox(key="ref_select").value == studio.PRESET_ID
     site = app.selectbox(key=f"site_{studio.PRESET_ID}").value
-    from dosmatgen_core.labels.reference_db import open_db
     assert open_db(studio.DB_URL).get(studio.PRESET_ID).symbols[site] == "Ni"
+    assert any("Estimated time" in i.value for i in app.info)          # cost before Generate
+
+
+def test_template_follows_the_reference(app):
+    app.text_input(key="ref_query").set_value("NaCl").run()
+    assert app.selectbox(key="ref_select").value == "mp-22862"
+    app.radio(key="mode").set_value("template").run()
+    assert app.selectbox(key="tpl_id").value == "mp-22862"
+    assert len(app.selectbox(key="tpl_id").options) > 2000             # the whole database, not 500 rows
+    app.text_input(key="ref_query").set_value("Au3Ni").run()
+    assert app.selectbox(key="tpl_id").value == studio.PRESET_ID
+    site = app.selectbox(key=f"site_{studio.PRESET_ID}").value
+    assert app.multiselect(key="tpl_cond").value == [site]
+    assert app.slider(key="strength").value == studio.SHIPPED.strength
     assert not app.exception
 
 
+def test_use_as_template_sets_template_mode_with_that_site(app):
+    buttons = [b for b in app.button if b.key and b.key.startswith("tpl_")]
+    assert buttons, "the known-sites table offers no template"
+    mid, site = buttons[0].key[len("tpl_"):].rsplit("_", 1)
+    buttons[0].click().run()
+    assert app.radio(key="mode").value == "template"
+    assert app.selectbox(key="tpl_id").value == mid
+    assert app.multiselect(key="tpl_cond").value == [int(site)]
+    assert mid != studio.PRESET_ID                                   # the reference itself is left out
+
+
+def test_unlabelled_formula_offers_a_next_step(app):
+    app.text_input(key="ref_query").set_value("GaAs").run()
+    assert any("GaAs" in w.value and "no DFT label" in w.value for w in app.warning)
+    near = [b for b in app.button if b.key and b.key.startswith("near_")]
+    assert any("AlAs" in b.label or "GaP" in b.label for b in near)
+    near[0].click().run()
+    assert app.selectbox(key="ref_select").value == near[0].key[len("near_"):]
+
+
 def test_mode_switches_show_their_controls(app):
-    app.radio(key="mode").set_value("template").run()
-    assert app.slider(key="strength").value == 0.5
-    assert app.multiselect(key="tpl_cond") is not None
     app.radio(key="mode").set_value("fixed_type").run()
-    assert app.text_input(key="fixed_el").value
+    assert app.text_input(key="fixed_el").value == "Ni"
     app.radio(key="mode").set_value("masked").run()
-    assert app.number_input(key="n_atoms").value == 4
+    assert app.number_input(key="n_atoms").value == studio.SHIPPED.n_atoms
     assert not app.exception
 
 
@@ -63,7 +114,7 @@ def test_unknown_element_in_fixed_mode_says_why(app):
 
 def test_search_that_matches_nothing_is_explained(app):
     app.text_input(key="ref_query").set_value("Zz9").run()
-    assert app.warning or app.info
+    assert any("neither a formula" in w.value for w in app.warning)
 
 
 def test_csv_upload_parsing():
@@ -74,18 +125,110 @@ def test_csv_upload_parsing():
     assert out.shape == (400,) and out.max() == pytest.approx(1.0, abs=0.01)
     with pytest.raises(ValueError, match="NaN"):
         studio.read_dos_csv("1,2\n2,nan\n3,1\n4,1\n5,1\n")
-    with pytest.raises(ValueError, match="no numeric rows|empty"):
-        studio.read_dos_csv(b"")
-    with pytest.raises(ValueError, match="two columns|not two numbers"):
-        studio.read_dos_csv("1,2\n2,3\nabc,def\n")
 
 
-def test_choosing_a_site_plots_its_dos(app):
-    app.text_input(key="ref_query").set_value("mp-522").run()      # AuCu: two sites
-    box = app.selectbox(key="site_mp-522")
-    box.set_value(1).run()
-    titles = [c.proto.spec for c in app.get("plotly_chart")]
-    assert any("site 1 DOS" in t for t in titles)
+def test_csv_only_target_needs_no_reference(app):
+    app.radio(key="target_src").set_value("A DOS file (CSV)").run()
+    assert not app.exception
+    assert any("Upload a DOS file" in i.value for i in app.info)
+    assert [h.value for h in app.header] == ["1 · Target DOS"]        # nothing to build on yet, said plainly
+
+
+def test_uploaded_cif_keeps_its_site_order_and_is_marked_predicted(db):
+    from dosmatgen_core.scoring.predictor import load_predictor
+    m = catalogue.from_upload("rocksalt.cif", NACL_CL_FIRST.encode(), load_predictor(studio.PREDICTOR_PATH))
+    assert [s.specie.symbol for s in m.structure] == ["Cl", "Na"]
+    assert m.source == "predicted" and m.site_dos.shape == (2, 400) and np.isfinite(m.site_dos).all()
+    assert m.curve_name(0) == "predicted DOS of NaCl site 0 (Cl)"
+    with pytest.raises(ValueError, match="could not read"):
+        catalogue.from_upload("bad.cif", b"data_x\nnonsense", None)
+    ref = catalogue.from_db(db.get(studio.PRESET_ID))
+    assert ref.name == "Au3Ni · L1₂ · relaxed" and ref.curve_name(0) == "DFT label of Au3Ni site 0 (Ni)"
+
+
+def test_names_people_read():
+    assert studio.formula("ClNa") == "NaCl" and studio.formula("NiAu3") == "Au3Ni" and studio.formula("Ga4Te4") == "GaTe"
+    assert studio.material_name("mp-22862", "ClNa") == "NaCl · mp-22862"
+    assert studio.duration(40) == "40 s" and studio.duration(150) == "2 min"
+
+
+def test_closest_chemistries_of_gaas(db):
+    rows = catalogue.reference_rows(db)
+    near = [r["reduced"] for r in catalogue.closest_chemistries(["Ga", "As"], rows)]
+    assert set(near[:4]) <= {"AlAs", "InAs", "GaSb", "GaP", "InP", "AlP"} and "GaAs" not in near
+    assert catalogue.search("GaAs", rows)["labelled"] == []
+    assert [r["material_id"] for r in catalogue.search("NaCl", rows)["labelled"]] == ["mp-22862"]
+
+
+def test_cost_estimate_reproduces_the_measured_rates():
+    rates = studio.timing_rates()
+    assert studio.estimate_seconds(50, 100, 4, baseline=False, rates=rates) == pytest.approx(43.06, abs=0.01)
+    assert studio.estimate_seconds(50, 100, 1, baseline=False, rates=rates) == pytest.approx(8.03, abs=0.01)
+    assert studio.estimate_seconds(10, 200, 4, rates=rates) == pytest.approx(43.06 * 0.4 + 8.03 * 0.4, abs=0.01)
+
+
+def test_latest_result_of_each_kind(tmp_path):
+    (tmp_path / "generate-a.json").write_text(json.dumps({"machine": {"date": "2026-01-02T00:00:00+00:00"}}))
+    (tmp_path / "generate-b.json").write_text(json.dumps({"machine": {"date": "2026-01-01T00:00:00+00:00"}}))
+    (tmp_path / "dft.json").write_text(json.dumps({"date": "2025-05-05"}))
+    got = {i["kind"]: i["file"] for i in studio.latest_results(tmp_path)}
+    assert got == {"generate": "generate-a.json", "dft": "dft.json"}
+    assert {i["kind"] for i in studio.latest_results()} >= {"generate", "dft", "models", "predictors"}
+
+
+def test_supercell_atoms_lie_inside_its_outline(db):
+    from dosmatgen_core.structures import to_structure
+    s = to_structure(db.get("mp-22862").atoms)
+    s.translate_sites(list(range(len(s))), [1.3, -0.7, 2.2])            # coordinates outside [0, 1)
+    xyz, origin = viz.supercell_xyz(s)
+    pos = np.array([[float(v) for v in line.split()[1:]] for line in xyz.splitlines()[2:]])
+    frac = np.linalg.solve((s.lattice.matrix * 2).T, pos.T).T
+    assert len(pos) == 8 * len(s) and frac.min() > -1e-6 and frac.max() < 1 + 1e-6
+    assert len(viz.cell_edges(s.lattice.matrix)) == 12
+
+
+def test_known_candidate_maps_to_the_matching_stored_site(db):
+    from dosmatgen_core.structures import to_structure
+    from studio.known import matching_site
+    known = to_structure(db.get(studio.PRESET_ID).atoms)
+    cand = known.copy()
+    cand.make_supercell([2, 1, 1])
+    cand = cand.get_sorted_structure(key=lambda site: site.specie.symbol)     # Au first, Ni later
+    ni = [i for i, x in enumerate(cand) if x.specie.symbol == "Ni"][0]
+    assert known[matching_site(cand, ni, known)].specie.symbol == "Ni"
+    assert matching_site(cand, 0, to_structure(db.get("mp-22862").atoms)) is None
+
+
+def _small_run(tmp_path):
+    from dosmatgen_core.candidates.pipeline import Request, run_generation
+    from dosmatgen_core.candidates.runs import RunStore
+    from dosmatgen_core.model.checkpoint import load_model
+    from dosmatgen_core.scoring.predictor import load_predictor
+    ni = open_db(studio.DB_URL).get(studio.PRESET_ID)
+    req = Request(mode="masked", n_atoms=4, targets=[ni.site_dos[0].tolist()], cond_sites=[0], n_candidates=2,
+                  steps=5, title="target: DFT label of Au3Ni site 0 (Ni)")
+    return run_generation(req, load_model(studio.MODEL_PATH), load_predictor(studio.PREDICTOR_PATH),
+                          store=RunStore(tmp_path / "runs.db"), check_novelty=False)
+
+
+def test_run_zip_legends_and_top_k(tmp_path):
+    from studio.export import run_zip
+    from studio.results import candidate_curves
+    run = _small_run(tmp_path)
+    c = run["candidates"][0]
+    fake_dft = {c["rank"]: {"status": "done", "result": {"site_dos": np.zeros((c["n_atoms"], 400)), "seconds": 1,
+                                                          "dos_match": {"0": {"mae": 0.5}}}}}
+    names = zipfile.ZipFile(io.BytesIO(run_zip(run, fake_dft))).namelist()
+    assert "run.json" in names and "dft.json" in names
+    assert sum(n.endswith(".cif") for n in names) == 2 and sum(n.endswith("_dos.csv") for n in names) == 3
+    legend = [x["name"] for x in candidate_curves(run, c, fake_dft[c["rank"]], None)]
+    assert legend[:3] == ["target: DFT label of Au3Ni site 0 (Ni)", f"predicted for candidate #{c['rank']}",
+                          f"DFT of candidate #{c['rank']}"]
+    want = [x["rank"] for x in run["candidates"] if x["structurally_valid"]][:1]
+    assert certify.pick(run, 1) == want
+    line = certify.status_line({"ranks": [1, 2, 3], "done": [1], "failed": [], "running": [2], "left_s": 130,
+                                "active": True, "cancelled": False}, studio.duration)
+    assert line == "DFT check of the top 3: 1 of 3 done, ~2 min left"
 
 
 @pytest.mark.parametrize("page", ["1_Runs.py", "2_Verify.py", "3_Model.py"])
@@ -98,26 +241,20 @@ def test_other_pages_load(page, tmp_path, monkeypatch):
     assert at.title
 
 
-def test_a_finished_run_survives_a_reload(tmp_path, monkeypatch):
+def test_a_finished_run_survives_a_reload_and_shows_on_the_runs_page(tmp_path, monkeypatch):
     """The run id lives in the URL: a fresh session with ?run=ID shows the stored results."""
-    from dosmatgen_core.model.checkpoint import load_model
-    from dosmatgen_core.candidates.pipeline import Request, run_generation
-    from dosmatgen_core.scoring.predictor import load_predictor
-    from dosmatgen_core.candidates.runs import RunStore
-    from dosmatgen_core.labels.reference_db import open_db
     monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
     monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
-    ni = open_db(studio.DB_URL).get(studio.PRESET_ID)
-    req = Request(mode="masked", n_atoms=4, targets=[ni.site_dos[ni.symbols.index("Ni")].tolist()], cond_sites=[0],
-                  n_candidates=2, steps=5)
-    run = run_generation(req, load_model(studio.MODEL_PATH), load_predictor(studio.PREDICTOR_PATH),
-                         store=RunStore(tmp_path / "runs.db"), check_novelty=False)
-    at = AppTest.from_file(APP, default_timeout=120)
+    run = _small_run(tmp_path)
+    at = AppTest.from_file(APP, default_timeout=180)
     at.query_params["run"] = run["id"]
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    assert "6 · Results" in [h.value for h in at.header]
+    assert "5 · Results" in [h.value for h in at.header]
     assert any(run["id"] in c.value for c in at.caption)
+    runs = AppTest.from_file(str(studio.ROOT / "pages" / "1_Runs.py"), default_timeout=60)
+    runs.run()
+    assert not runs.exception and "DFT checks of this run" in [h.value for h in runs.subheader]
 
 
 def test_model_summary_counts_the_source_models_steps_for_a_fine_tune():
@@ -125,11 +262,9 @@ def test_model_summary_counts_the_source_models_steps_for_a_fine_tune():
             "type_diffusion": "d3pm", "warm_start": {"file": "denoiser.pt", "steps": 14742}}
     line = studio.model_summary(card)
     assert "23.8k steps (9.0k of them fine-tuning)" in line and "962 labelled + 16447 unlabelled" in line
-    card.pop("warm_start")
-    assert "epoch 33, 9.0k steps" in studio.model_summary(card)
 
 
 def test_the_results_header_says_when_a_run_was_dos_steered():
     from studio.results import steering_text
     assert steering_text({"particles": 4}) == "DOS steering K = 4 · "
-    assert steering_text({"particles": 1}) == "" and steering_text({}) == ""   # plain, or stored before steering
+    assert steering_text({"particles": 1}) == "" and steering_text({}) == ""

@@ -43,5 +43,6 @@ MP_CSVS = [SHARED_DATA / "mp20" / "structures.csv.gz", SHARED_DATA / "mpts52" / 
 # writable state
 RUNS_DIR = HOME / "runs"
 RUNS_PATH = _env("DOSMATGEN_RUNS", RUNS_DIR / "studio.db")
-HULL_PATH = _env("DOSMATGEN_HULL", RUNS_PATH.parent / "chgnet_hull.db")
+# the ML hull caches: one file per potential beside this base name (hull-sevennet.db, hull-chgnet.db)
+HULL_PATH = _env("DOSMATGEN_HULL", RUNS_PATH.parent / "hull.db")
 TRAIN_RUNS = RUNS_DIR / "train"

@@ -35,7 +35,7 @@ def test_round_trip_gives_identical_arrays(tmp_path, small_shard, seed_lines):
     from dosmatgen_core.scoring.stability import static_energy
     from dosmatgen_core.structures import to_structure
     row = next(db.db.select(material_id="L12-Au3Ni-chgnet"))
-    assert row.chgnet_energy == pytest.approx(static_energy(to_structure(au3ni.atoms)), abs=1e-4)
+    assert row.chgnet_energy == pytest.approx(static_energy(to_structure(au3ni.atoms), "chgnet"), abs=1e-4)
     assert -6.0 < row.chgnet_energy < -2.0        # a bound intermetallic, eV/atom
 
 

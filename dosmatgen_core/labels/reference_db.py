@@ -93,7 +93,7 @@ def build_db(shard_paths: Iterable[str | Path], db_url: str | Path, *, overwrite
                 extra = {}
                 if chgnet:
                     from dosmatgen_core.scoring.stability import static_energy
-                    extra["chgnet_energy"] = round(static_energy(to_structure(atoms)), 4)
+                    extra["chgnet_energy"] = round(static_energy(to_structure(atoms), "chgnet"), 4)
                 db.write(atoms, material_id=mid, **extra, chem_formula=d.get("formula") or atoms.get_chemical_formula(),
                          spacegroup=sg, spacegroup_number=sgn, e_fermi=float(d["e_fermi_eV"]),
                          dft_energy=float(d["energy_eV"]), shard=shard.name,

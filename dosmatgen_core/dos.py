@@ -145,30 +145,79 @@ def match_metrics(target, candidate) -> dict[str, float]:
 
 # ---- user curves -------------------------------------------------------------------------------
 
+MAX_CSV_BYTES = 5 * 2**20      # an upload above this is refused before it is parsed
+MAX_CSV_ROWS = 100_000
+
+
 def read_dos_csv(data: bytes | str) -> np.ndarray:
-    """An uploaded (energy − E_F, DOS) table → the model grid. Raises ValueError with the reason."""
-    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+    """An uploaded (energy − E_F, DOS) table → the model grid. Raises ValueError with the reason
+    ('what — what to do'). Columns are split by commas, tabs or spaces; a file with semicolons is
+    split by them, and a comma inside a field is then a decimal comma ('-1,5;0,3')."""
+    size = len(data)
+    if size > MAX_CSV_BYTES:
+        raise ValueError(f"the file is {size / 2**20:.1f} MB; at most {MAX_CSV_BYTES // 2**20} MB is read — "
+                         "give the DOS on fewer points (a few thousand are plenty)")
+    if isinstance(data, bytes):
+        if b"\x00" in data:
+            raise ValueError("the file is binary, not a text table — save it as CSV (energy − E_F, DOS)")
+        text = data.decode("utf-8", errors="replace")
+    else:
+        text = data
     if not text.strip():
-        raise ValueError("the file is empty")
-    rows = []
-    for k, line in enumerate(text.splitlines()):
-        parts = [p for p in line.replace(";", ",").replace("\t", ",").split(",") if p.strip()] \
-            if ("," in line or ";" in line or "\t" in line) else line.split()
-        if not parts or line.lstrip().startswith("#"):
+        raise ValueError("the file is empty — give two columns: energy − E_F (eV), DOS (states/eV)")
+    lines = text.splitlines()
+    if len(lines) > MAX_CSV_ROWS + 1:
+        raise ValueError(f"the file has {len(lines)} lines; at most {MAX_CSV_ROWS} rows are read — "
+                         "give the DOS on fewer points")
+    semicolons = ";" in text
+    rows, where = [], []
+    for k, line in enumerate(lines):
+        s = line.strip()
+        if not s or s.startswith("#"):
             continue
+        if semicolons:
+            parts = [p.strip().replace(",", ".") for p in s.split(";")]
+        elif "," in s or "\t" in s:
+            parts = [p.strip() for p in s.replace("\t", ",").split(",")]
+        else:
+            parts = s.split()
+        parts = [p for p in parts if p]
         try:
             vals = [float(p) for p in parts[:2]]
         except ValueError:
             if not rows:      # a header line
                 continue
-            raise ValueError(f"line {k + 1}: '{line.strip()[:40]}' is not two numbers") from None
+            raise ValueError(f"line {k + 1}: '{s[:40]}' is not two numbers — "
+                             "keep only two numeric columns after the header") from None
         if len(vals) < 2:
-            raise ValueError(f"line {k + 1}: expected two columns (energy, DOS), found one")
+            raise ValueError(f"line {k + 1}: expected two columns (energy, DOS), found one — "
+                             "give two columns: energy − E_F (eV), DOS (states/eV)")
         rows.append(vals)
+        where.append(k + 1)
     if not rows:
-        raise ValueError("no numeric rows found; expected two columns: energy − E_F (eV), DOS (states/eV)")
+        raise ValueError("no numeric rows found — give two columns: energy − E_F (eV), DOS (states/eV)")
     a = np.array(rows)
-    return regrid(a[:, 0], a[:, 1])
+    e, g = a[:, 0], a[:, 1]
+    bad = np.flatnonzero(~np.isfinite(a).all(1))
+    if bad.size:
+        raise ValueError(f"line {where[bad[0]]}: {'NaN' if np.isnan(a[bad[0]]).any() else 'an infinite value'} "
+                         f"({bad.size} such row(s)) — remove or fill those rows")
+    neg = np.flatnonzero(g < -1e-9)
+    if neg.size:
+        raise ValueError(f"line {where[neg[0]]}: negative DOS {g[neg[0]]:.3g} ({neg.size} such row(s)); "
+                         "a DOS is never negative — fix those values")
+    if len(e) < 5:
+        raise ValueError(f"only {len(e)} points; at least 5 are needed to regrid — give more points")
+    step = np.diff(e)
+    if np.any(step == 0):
+        k = int(np.flatnonzero(step == 0)[0])
+        raise ValueError(f"duplicate energy {e[k]:g} eV on lines {where[k]} and {where[k + 1]} — "
+                         "keep one row per energy")
+    if np.any(step < 0):
+        k = int(np.flatnonzero(step < 0)[0])
+        raise ValueError(f"energies are not sorted: line {where[k + 1]} ({e[k + 1]:g} eV) comes after "
+                         f"line {where[k]} ({e[k]:g} eV) — sort the rows by energy")
+    return regrid(e, g)
 
 
 def shape_target(g: np.ndarray, shift_ev: float = 0.0, scale: float = 1.0, smear_ev: float = 0.0) -> np.ndarray:

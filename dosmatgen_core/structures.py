@@ -23,6 +23,8 @@ from pymatgen.io.ase import AseAtomsAdaptor
 LANTHANIDES = frozenset(chemical_symbols[57:72])   # La..Lu: PBE without U is poor for 4f
 ACTINIDES = frozenset(chemical_symbols[89:104])    # Ac..Lr: no PAW/basis data
 MAX_ATOMS = 20
+MAX_UPLOAD_BYTES = 2 * 2**20    # a structure file larger than this is refused before it is parsed
+MAX_UPLOAD_ATOMS = 500          # ... and a cell with more atoms after it is
 # Å³ per atom: well below any crystal (diamond 5.7). A generated cell collapsed under it has
 # hundreds of atoms per atom within the cutoff, and CHGNet's angle graph grows with the square of
 # that (a 4-atom cell at 0.4 Å³/atom already takes 1.4 GB and 11 s): such cells are not scored,
@@ -58,6 +60,9 @@ def read_structure(text: str, fmt: str = "cif", source: str = "input") -> Struct
     """Parse CIF or POSCAR text into an ordered pymatgen Structure, or raise StructureError."""
     if not isinstance(text, str) or not text.strip():
         raise StructureError(f"{source}: the file is empty")
+    if len(text) > MAX_UPLOAD_BYTES:
+        raise StructureError(f"{source}: {len(text) / 2**20:.1f} MB of text; structure files of at most "
+                             f"{MAX_UPLOAD_BYTES // 2**20} MB are read")
     fmt = fmt.lower()
     if fmt not in ("cif", "poscar"):
         raise StructureError(f"{source}: unsupported format '{fmt}' (use CIF or POSCAR)")
@@ -68,6 +73,8 @@ def read_structure(text: str, fmt: str = "cif", source: str = "input") -> Struct
     except Exception as exc:  # pymatgen raises many types for bad files
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StructureError(f"{source}: could not read the {fmt.upper()} file ({msg})") from None
+    if len(s) > MAX_UPLOAD_ATOMS:
+        raise StructureError(f"{source}: {len(s)} atoms; cells of at most {MAX_UPLOAD_ATOMS} atoms are read")
     s = _check_ordered_known(s, source)
     return in_file_order(s, text) if fmt == "cif" else s
 

@@ -80,3 +80,135 @@ def test_verification_after_relaxation(tmp_path):
     assert res["result"]["relaxed"] is True
     calc = Structure.from_str(res["result"]["cif"], fmt="cif")
     assert calc.volume < s.volume          # CHGNet shrank the 7 %-too-large cell before DFT
+
+
+# ---- runs that are never lost -----------------------------------------------------------------
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+from dosmatgen_core.paths import DB_URL, MODEL_PATH, PREDICTOR_PATH
+
+SMALL = dict(mode="masked", n_atoms=4, cond_sites=[0], n_candidates=2, steps=5, particles=1)
+
+
+@pytest.fixture(scope="module")
+def models():
+    from dosmatgen_core.model.checkpoint import load_model
+    from dosmatgen_core.scoring.predictor import load_predictor
+    return load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH)
+
+
+def ni_target():
+    from dosmatgen_core.labels.reference_db import open_db
+    from dosmatgen_core.settings import PRESET_ID
+    ref = open_db(DB_URL).get(PRESET_ID)
+    return ref.site_dos[ref.symbols.index("Ni")].tolist()
+
+
+def test_two_generations_and_a_writer_at_once_are_complete_and_consistent(tmp_path, models):
+    from dosmatgen_core.candidates.pipeline import Request, run_generation
+    store = runs.RunStore(tmp_path / "r.db")
+    loaded, predictor = models
+    target, out, errors, stop = ni_target(), {}, [], threading.Event()
+
+    def generate(seed):
+        try:
+            req = Request(targets=[target], seed=seed, title=f"seed {seed}", **SMALL)
+            out[seed] = run_generation(req, loaded, predictor, store=runs.RunStore(tmp_path / "r.db"),
+                                       check_novelty=False)["id"]
+        except Exception as exc:   # reported below
+            errors.append(exc)
+
+    def writer():
+        s = Structure(Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]])
+        other = runs.RunStore(tmp_path / "r.db")
+        while not stop.is_set():
+            other.delete(other.save(fake_run(runs.to_cif(s))))
+
+    threads = [threading.Thread(target=generate, args=(k,)) for k in (1, 2)]
+    w = threading.Thread(target=writer)
+    w.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    w.join()
+    assert not errors, errors
+    for seed, rid in out.items():
+        run = store.get(rid)
+        assert run["status"] == "done" and run["title"] == f"seed {seed}" and run["settings"]["seed"] == seed
+        assert [c["rank"] for c in run["candidates"]] == [1, 2] and len(run["baseline"]) == 2
+        assert run["summary"]["n"] == 2
+    assert {r["id"]: r["candidates"] for r in store.list()} == {out[1]: 2, out[2]: 2}
+
+
+KILLED = textwrap.dedent("""
+    import sys
+    from dosmatgen_core.candidates.pipeline import Request, run_generation
+    from dosmatgen_core.candidates.runs import RunStore
+    from dosmatgen_core.model.checkpoint import load_model
+    from dosmatgen_core.paths import MODEL_PATH
+    req = Request(mode="masked", n_atoms=4, targets=[[0.1] * 400], cond_sites=[0], n_candidates=2, steps=1000,
+                  particles=1, seed=7, title="to be killed")
+    run_generation(req, load_model(MODEL_PATH), None, store=RunStore(sys.argv[1]), check_novelty=False)
+""")
+
+
+def test_a_killed_generation_shows_as_interrupted_with_its_settings(tmp_path):
+    path = tmp_path / "r.db"
+    runs.RunStore(path)
+    proc = subprocess.Popen([sys.executable, "-c", KILLED, str(path)])
+    store = runs.RunStore(path)
+    t0 = time.time()
+    while not store.list() and time.time() - t0 < 120 and proc.poll() is None:
+        time.sleep(0.1)
+    assert store.list() and store.list()[0]["status"] == "running"    # stored when it started
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    row = store.list()[0]
+    assert row["status"] == "interrupted" and row["title"] == "to be killed"
+    run = store.get(row["id"])
+    assert run["status"] == "interrupted"
+    assert run["settings"]["seed"] == 7 and run["settings"]["steps"] == 1000 and run["settings"]["n_candidates"] == 2
+    from dosmatgen_core import cli
+    assert cli.main(["runs", "--runs", str(path)]) == 0
+
+
+def test_a_store_that_cannot_be_written_keeps_the_run_in_a_json_file(tmp_path, models, monkeypatch):
+    """A store another process holds locked (sqlite 'database is locked') mid-run: the run goes
+    to a JSON file beside it, and the run says where."""
+    import sqlite3
+    from dosmatgen_core.candidates.pipeline import Request, run_generation
+    monkeypatch.setattr(runs, "BUSY_MS", 200)
+    store = runs.RunStore(tmp_path / "r.db")
+    lock = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        loaded, predictor = models
+        run = run_generation(Request(targets=[ni_target()], **SMALL), loaded, predictor, store=store, check_novelty=False)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert "database is locked" in run["store_error"]
+    saved = json.loads(open(run["saved_to"]).read())
+    assert run["saved_to"].startswith(str(tmp_path)) and saved["status"] == "done"
+    assert [c["rank"] for c in saved["candidates"]] == [1, 2] and len(saved["baseline"]) == 2
+    assert store.list() == []
+
+
+def test_a_cancelled_generation_ends_cancelled(tmp_path, models):
+    from dosmatgen_core.candidates.pipeline import Request, run_generation
+    from dosmatgen_core.sampling.sampler import Cancelled
+    store = runs.RunStore(tmp_path / "r.db")
+    with pytest.raises(Cancelled):
+        run_generation(Request(targets=[ni_target()], title="c", **SMALL), *models, store=store,
+                       cancel=lambda: True, check_novelty=False)
+    (row,) = store.list()
+    assert row["status"] == "cancelled" and row["title"] == "c" and row["candidates"] == 0

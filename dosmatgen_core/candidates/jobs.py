@@ -8,6 +8,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 
+from dosmatgen_core import checks
 from dosmatgen_core.candidates.pipeline import Request, run_generation
 from dosmatgen_core.sampling.sampler import Cancelled
 
@@ -40,6 +41,7 @@ class JobManager:
 
     def submit(self, req: Request, loaded, predictor, store, db_url, hull=None, guide=None) -> Job:
         req.specs()   # validate now: a bad request raises here and nothing is queued
+        checks.check_device(req.device)
         job = Job(uuid.uuid4().hex[:8], req)
         with self._lock:
             self.jobs[job.id] = job

@@ -6,49 +6,69 @@ RunStore. Used by the app, the CLI and the benchmarks alike.
 """
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from dosmatgen_core.scoring import evaluate
+from dosmatgen_core import checks
+from dosmatgen_core.candidates.runs import RunStore, StoreError, to_cif
+from dosmatgen_core.model.guide import load_guide
+from dosmatgen_core.paths import GUIDE_PATH, MP_CSVS
 from dosmatgen_core.sampling import sampler as sampling
 from dosmatgen_core.sampling import tasks
-from dosmatgen_core.candidates.runs import RunStore, to_cif
+from dosmatgen_core.scoring import evaluate
+from dosmatgen_core.settings import SHIPPED
 from dosmatgen_core.structures import Crystal
 
 REDRAWS = 2      # a collapsed cell is drawn again (twice at most) rather than shown as a candidate
-MAX_PARTICLES = 16
+MAX_PARTICLES = SHIPPED.max_particles
+SCORE_CHUNK = 4  # candidates scored (and stored) at a time, so an interrupted run keeps what it scored
 
 
 @dataclass
 class Request:
     mode: str                               # masked | template | fixed_type | unconditional
-    n_atoms: int = 4
+    n_atoms: int = SHIPPED.n_atoms
     targets: list = field(default_factory=list)        # target DOS curves (400 values each)
     cond_sites: list = field(default_factory=list)     # site index → targets[k] for the k-th site
     fixed: dict = field(default_factory=dict)          # site → element (fixed_type / masked)
     template_id: str | None = None
     template: dict | None = None                        # {"numbers", "frac", "lattice"}
-    strength: float = 0.5
+    strength: float = SHIPPED.strength
     pinned: list = field(default_factory=list)
-    n_candidates: int = 8
-    guidance: float = 1.0
-    steps: int = 250
-    particles: int = 1                                  # DOS steering: trajectories per candidate (1 = off)
-    steer: float = 10.0                                 # ... and its strength (sampling._sample)
-    seed: int = 0
+    n_candidates: int = SHIPPED.n_candidates
+    guidance: float = SHIPPED.guidance
+    steps: int = SHIPPED.steps
+    particles: int = SHIPPED.particles                  # DOS steering: trajectories per candidate (1 = off)
+    steer: float = SHIPPED.steer                        # ... and its strength (sampling._sample)
+    seed: int = SHIPPED.seed
     device: str = "auto"
     baseline: bool = True
     stability: bool = False                             # CHGNet relaxation + ML hull per candidate
     title: str = ""
+    target_source: str = ""                             # where the target curve came from (for the record)
+
+    def __post_init__(self):
+        if self.mode == "unconditional":
+            self.particles = 1    # nothing is conditioned, so there is nothing to steer towards
+
+    def check(self) -> None:
+        """The numbers a user sets, checked (checks.py: the CLI says the same)."""
+        checks.check_steps(self.steps)
+        checks.check_guidance(self.guidance)
+        checks.check_particles(self.particles)
+        checks.check_steer(self.steer)
+        checks.check_candidates(self.n_candidates)
+        checks.check_atoms(self.n_atoms)
+        checks.check_seed(self.seed)
+        if self.mode == "template":
+            checks.check_strength(self.strength)
 
     def specs(self) -> list[sampling.SampleSpec]:
-        if not 1 <= int(self.particles) <= MAX_PARTICLES:
-            raise ValueError(f"DOS steering takes 1 to {MAX_PARTICLES} particles per candidate, not {self.particles}")
-        if self.particles > 1 and self.mode == "unconditional":
-            raise ValueError("DOS steering needs a conditioned atom: unconditional runs cannot be steered")
+        self.check()
         if len(self.cond_sites) != len(self.targets):
             raise ValueError("each conditioned site needs one target curve")
         targets = {int(i): np.asarray(self.targets[k]) for k, i in enumerate(self.cond_sites)}
@@ -68,6 +88,25 @@ class Request:
         raise ValueError(f"unknown mode '{self.mode}' (masked, template, fixed_type, unconditional)")
 
 
+def check_novelty_tables() -> None:
+    """Novelty is judged against the shared MP tables: without them it would call everything
+    novel, so a run that checks novelty refuses to start."""
+    missing = [str(p) for p in MP_CSVS if not p.exists()]
+    if missing:
+        raise checks.UserError(f"the Materials Project table(s) {', '.join(missing)} are missing, so novelty "
+                               "cannot be judged", "put them there (or set DOSMATGEN_SHARED), or turn the "
+                               "novelty check off (--no-novelty)")
+
+
+def shipped_guide(device: str = "cpu", trust: bool = False):
+    """The shipped DOS guide that steering needs, or a UserError that says it is missing."""
+    if not GUIDE_PATH.exists():
+        raise checks.UserError(f"DOS steering needs the DOS guide {GUIDE_PATH}, which is missing",
+                               "turn steering off (--particles 1) or restore the file")
+    kw = {"trust": trust} if "trust" in inspect.signature(load_guide).parameters else {}
+    return load_guide(GUIDE_PATH, device=device, **kw)
+
+
 def _candidate_record(i, g, spec, ev, targets_map) -> dict:
     s = g.crystal.to_structure()
     rec = {k: v for k, v in ev.items() if k != "seconds_per_check"}
@@ -79,25 +118,86 @@ def _candidate_record(i, g, spec, ev, targets_map) -> dict:
     return rec
 
 
+class _Keeper:
+    """Keeps a run as it goes: in the store, or, once the store fails, in a JSON file (run
+    ['saved_to'] says where, run['store_error'] why). No store: nothing is kept."""
+
+    def __init__(self, store: RunStore | None, run: dict):
+        self.store, self.run = store, run
+
+    def _guard(self, fn) -> None:
+        if self.store is None:
+            return
+        if "saved_to" not in self.run:
+            try:
+                fn()
+                return
+            except StoreError as exc:
+                self.run["store_error"] = str(exc)
+        self.run["saved_to"] = str(self.store.rescue(self.run))
+
+    def start(self) -> None:
+        self._guard(lambda: self.store.start(self.run))
+
+    def append(self, kind: str, records: list[dict]) -> None:
+        self.run[kind].extend(records)
+        self._guard(lambda: self.store.append(self.run["id"], kind, records))
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        self.run["status"] = status
+        if error:
+            self.run["error"] = error
+        self._guard(lambda: self.store.finish(self.run, status, error))
+
+
 def run_generation(req: Request, loaded, predictor=None, *, guide=None, store: RunStore | None = None,
                    db_url: str | None = None, progress: Callable[[float, float, str], None] | None = None,
                    cancel: Callable[[], bool] | None = None, check_novelty: bool = True, hull=None) -> dict:
-    """Validate, sample, evaluate, rank and (if a store is given) save. Raises on bad input or
-    cancel before anything is stored. guide: the DOS guide that steering (req.particles > 1) needs."""
+    """Check, sample, evaluate, rank and (if a store is given) keep. Bad input raises before
+    anything is stored. The run is stored when sampling starts (status running), its candidates
+    as they are scored, and it ends done, failed or cancelled. guide: the DOS guide for steering
+    (req.particles > 1); the shipped one is loaded when none is given."""
     specs = req.specs()
+    device = checks.check_device(req.device)
+    if check_novelty:
+        check_novelty_tables()
     if req.particles > 1 and guide is None:
-        raise ValueError("DOS steering needs the DOS guide (assets/guide.pt), which is not loaded")
-    t0 = time.perf_counter()
+        guide = shipped_guide(device)
     base_specs = []
     if req.baseline and req.mode != "unconditional":
         base_specs = [tasks.unconditional(s.n_atoms)[0] for s in specs]
-    all_specs = specs + base_specs
+    settings = asdict(req)
+    settings.update({"device": device, "checkpoint_sha256": loaded.sha256,
+                     "predictor_sha256": (predictor.card.get("sha256") if predictor else None),
+                     "guide_sha256": (guide.card.get("sha256") if req.particles > 1 else None),
+                     "checkpoint_card": {k: loaded.card.get(k) for k in ("epoch", "val_loss", "date", "n_labelled_structures")}})
+    run = {"created": time.time(), "title": req.title or f"{req.mode}, N={req.n_atoms}", "status": "running",
+           "settings": settings, "summary": {}, "candidates": [], "baseline": []}
+    keep = _Keeper(store, run)
+    keep.start()
+    try:
+        _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, progress, cancel, check_novelty, hull)
+    except (sampling.Cancelled, KeyboardInterrupt):
+        keep.finish("cancelled")
+        raise
+    except BaseException as exc:
+        keep.finish("failed", f"{type(exc).__name__}: {exc}")
+        raise
+    keep.finish("done")
+    if progress:
+        progress(1.0, 0.0, "done")
+    return run
+
+
+def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, progress, cancel, check_novelty, hull):
+    run = keep.run
+    t0 = time.perf_counter()
 
     def prog(f, eta, msg):
         if progress:
             progress(0.9 * f, eta, msg)
 
-    kw = dict(steps=req.steps, guidance=req.guidance, device=req.device, cancel=cancel, redraws=REDRAWS)
+    kw = dict(steps=req.steps, guidance=req.guidance, device=run["settings"]["device"], cancel=cancel, redraws=REDRAWS)
     if req.particles > 1:
         # steered candidates and the plain baseline apart: the baseline is not steered, so its
         # particles would be wasted (K times the work); the baseline takes the next seed
@@ -105,27 +205,48 @@ def run_generation(req: Request, loaded, predictor=None, *, guide=None, store: R
         if base_specs:
             gen += sampling.sample(loaded, base_specs, seed=req.seed + 1, **kw)
     else:
-        gen = sampling.sample(loaded, all_specs, seed=req.seed, progress=prog, **kw)
+        gen = sampling.sample(loaded, specs + base_specs, seed=req.seed, progress=prog, **kw)
     t_sample = time.perf_counter() - t0
-    if progress:
-        progress(0.9, 0.0, "scoring candidates")
     targets = {int(i): np.asarray(req.targets[k]) for k, i in enumerate(req.cond_sites)}
     structs = [g.crystal.to_structure() for g in gen]
-    cand_targets = [{i: t for i, t in targets.items()} for _ in specs] + [dict(targets) for _ in base_specs]
-    evs = evaluate.evaluate_candidates(structs, cand_targets, predictor, db_url=db_url, check_novelty=check_novelty)
-    cands = [_candidate_record(i, gen[i], specs[i], evs[i], req.cond_sites) for i in range(len(specs))]
-    base = [_candidate_record(i, gen[len(specs) + i], base_specs[i], evs[len(specs) + i], req.cond_sites)
-            for i in range(len(base_specs))]
-    for b in base:   # baseline atoms were not conditioned; they are scored on the same sites
-        b["site_to_target"] = {int(i): k for k, i in enumerate(req.cond_sites) if i < b["n_atoms"]}
-        b["baseline"] = True
+    n = len(specs)
+    evs, timing = [], {}
+    for a in range(0, len(structs), SCORE_CHUNK):   # scored a few at a time, each kept as soon as scored
+        if cancel is not None and cancel():
+            raise sampling.Cancelled("generation cancelled")
+        if progress:
+            progress(0.9, 0.0, f"scoring candidates {a + 1}-{min(a + SCORE_CHUNK, len(structs))} of {len(structs)}")
+        part = evaluate.evaluate_candidates(structs[a:a + SCORE_CHUNK], [dict(targets)] * len(structs[a:a + SCORE_CHUNK]),
+                                            predictor, db_url=db_url, check_novelty=check_novelty)
+        for ev in part:
+            for k, v in ev.pop("seconds_per_check").items():
+                timing[k] = timing.get(k, 0.0) + v
+        recs = []
+        for j, ev in enumerate(part, start=a):
+            if j < n:
+                recs.append(("candidates", _candidate_record(j, gen[j], specs[j], ev, req.cond_sites)))
+            else:
+                b = _candidate_record(j - n, gen[j], base_specs[j - n], ev, req.cond_sites)
+                # baseline atoms were not conditioned; they are scored on the same sites
+                b["site_to_target"] = {int(i): k for k, i in enumerate(req.cond_sites) if i < b["n_atoms"]}
+                b["baseline"] = True
+                recs.append(("baseline", b))
+            recs[-1][1]["rank"] = recs[-1][1]["index"] + 1     # provisional, until all are ranked
+        for kind in ("candidates", "baseline"):
+            if any(k == kind for k, _ in recs):
+                keep.append(kind, [r for k, r in recs if k == kind])
+        evs += part
+    cands, base = run["candidates"], run["baseline"]
+    t = time.perf_counter()
+    for c, u in zip(cands + base, evaluate.unique_flags(structs)):   # over the whole run, as one set
+        c["unique"] = u
+    timing["uniqueness"] = time.perf_counter() - t
     if req.stability and hull is not None:
         from dosmatgen_core.scoring.stability import assess
         t_st = time.perf_counter()
         for k, c in enumerate(cands):
             if cancel is not None and cancel():
-                from dosmatgen_core.sampling.sampler import Cancelled
-                raise Cancelled("generation cancelled")
+                raise sampling.Cancelled("generation cancelled")
             if progress:
                 progress(0.9 + 0.1 * k / len(cands), 0.0, f"CHGNet relaxation {k + 1}/{len(cands)}")
             if c["structurally_valid"]:
@@ -140,25 +261,15 @@ def run_generation(req: Request, loaded, predictor=None, *, guide=None, store: R
                                                      np.nan_to_num(cands[i].get("dos_mae", np.inf), nan=np.inf)))
     for r, i in enumerate(order):
         cands[i]["rank"] = r + 1
-    cands = [cands[i] for i in order]
+    run["candidates"] = cands = [cands[i] for i in order]
     maes = [c["dos_mae"] for c in cands if np.isfinite(c.get("dos_mae", np.nan))]
     bmaes = [c["dos_mae"] for c in base if np.isfinite(c.get("dos_mae", np.nan))]
-    settings = asdict(req)
-    settings.update({"device": sampling._device(req.device), "checkpoint_sha256": loaded.sha256,
-                     "predictor_sha256": (predictor.card.get("sha256") if predictor else None),
-                     "checkpoint_card": {k: loaded.card.get(k) for k in ("epoch", "val_loss", "date", "n_labelled_structures")}})
-    run = {"created": time.time(), "title": req.title or f"{req.mode}, N={req.n_atoms}",
-           "status": "done", "settings": settings, "candidates": cands, "baseline": base,
-           "summary": {"n": len(cands), "valid": int(sum(c["valid"] for c in cands)),
-                       "structurally_valid": int(sum(c["structurally_valid"] for c in cands)),
-                       "mean_dos_mae": float(np.mean(maes)) if maes else None,
-                       "baseline_mean_dos_mae": float(np.mean(bmaes)) if bmaes else None,
-                       "seconds_sampling": round(t_sample, 2),
-                       "seconds_per_check": dict(evs[0]["seconds_per_check"] if evs else {}, stability=t_stab),
-                       "stable_0.1": int(sum(bool(c.get("stable_0.1")) for c in cands)) if req.stability else None,
-                       "seconds_total": round(time.perf_counter() - t0, 2)}}
-    if store is not None:
-        store.save(run)
-    if progress:
-        progress(1.0, 0.0, "done")
-    return run
+    n_all = max(len(structs), 1)
+    run["summary"] = {"n": len(cands), "valid": int(sum(c["valid"] for c in cands)),
+                      "structurally_valid": int(sum(c["structurally_valid"] for c in cands)),
+                      "mean_dos_mae": float(np.mean(maes)) if maes else None,
+                      "baseline_mean_dos_mae": float(np.mean(bmaes)) if bmaes else None,
+                      "seconds_sampling": round(t_sample, 2),
+                      "seconds_per_check": dict({k: v / n_all for k, v in timing.items()}, stability=t_stab),
+                      "stable_0.1": int(sum(bool(c.get("stable_0.1")) for c in cands)) if req.stability else None,
+                      "seconds_total": round(time.perf_counter() - t0, 2)}

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import socket
 import sqlite3
+import tempfile
 import time
 import uuid
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import numpy as np
 from pymatgen.core import Structure
 
 from dosmatgen_core import dos as dosmod
+from dosmatgen_core.checks import UserError, store_fallback_dir
 from dosmatgen_core.structures import read_structure
 
 SCHEMA = """
@@ -26,6 +31,14 @@ CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, created REAL, status TEXT,
 CREATE TABLE IF NOT EXISTS candidates (run_id TEXT, idx INTEGER, kind TEXT, data TEXT,
                                        PRIMARY KEY (run_id, kind, idx));
 """
+# added later: stores made before them gain them when opened
+EXTRA_COLUMNS = {"pid": "INTEGER", "host": "TEXT", "updated": "REAL", "error": "TEXT"}
+STATUSES = ("running", "done", "failed", "cancelled")   # as stored; list() and get() add "interrupted"
+BUSY_MS = 30_000
+
+
+class StoreError(UserError):
+    """The run store cannot be opened or written (read-only, full disk, corrupt file)."""
 
 
 def _json_default(o):
@@ -42,55 +55,169 @@ def dumps(o) -> str:
     return json.dumps(o, default=_json_default)
 
 
+def _alive(pid) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:      # someone else's process with that id: it exists
+        return True
+    return True
+
+
+def _status(row) -> str:
+    """'interrupted' for a run still marked running whose process on this host is gone."""
+    if row["status"] == "running" and row["host"] == socket.gethostname() and not _alive(row["pid"]):
+        return "interrupted"
+    return row["status"]
+
+
 class RunStore:
+    """SQLite store of runs. WAL mode and a busy timeout, so the app, CLI runs and readers can
+    share one file; every failure to open or write it is a StoreError that names the file."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._con() as con:
-            con.executescript(SCHEMA)
+        if self.path.is_dir():
+            raise StoreError(f"run store {self.path} is a directory", f"give a file, e.g. {self.path / 'runs.db'}")
+        with self._writing("open"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with closing(self._con()) as con, con:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.executescript(SCHEMA)
+                have = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
+                for col, typ in EXTRA_COLUMNS.items():
+                    if col not in have:
+                        con.execute(f"ALTER TABLE runs ADD COLUMN {col} {typ}")
 
     def _con(self):
-        con = sqlite3.connect(self.path, timeout=30)
+        con = sqlite3.connect(self.path, timeout=BUSY_MS / 1000)
+        con.execute(f"PRAGMA busy_timeout={BUSY_MS}")
         con.row_factory = sqlite3.Row
         return con
 
+    @contextmanager
+    def _writing(self, what: str):
+        try:
+            yield
+        except (sqlite3.Error, OSError) as exc:
+            msg = str(exc).strip() or type(exc).__name__
+            raise StoreError(f"cannot {what} the run store {self.path} ({msg})",
+                             "free disk space, make it writable, or choose another file with --runs PATH") from exc
+
+    def _write(self, what: str, fn) -> None:
+        with self._writing(what), closing(self._con()) as con, con:
+            fn(con)
+
+    # ---- a run as it goes ----------------------------------------------------------------------
+    def start(self, run: dict) -> str:
+        """Store a run that has begun (status running, this process's pid and host)."""
+        rid = run.get("id") or uuid.uuid4().hex[:10]
+        run.update(id=rid, status="running")
+        now = time.time()
+        self._write("write", lambda con: con.execute(
+            "INSERT INTO runs (id, created, status, title, settings, summary, pid, host, updated) "
+            "VALUES (?,?,?,?,?,?,?,?,?)",
+            (rid, run.get("created", now), "running", run.get("title", ""), dumps(run["settings"]),
+             dumps(run.get("summary", {})), os.getpid(), socket.gethostname(), now)))
+        return rid
+
+    def append(self, rid: str, kind: str, records: list[dict]) -> None:
+        """Add scored candidates (each with its 'index') to a running run."""
+        def fn(con):
+            for c in records:
+                con.execute("INSERT OR REPLACE INTO candidates VALUES (?,?,?,?)", (rid, int(c["index"]), kind, dumps(c)))
+            con.execute("UPDATE runs SET updated=? WHERE id=?", (time.time(), rid))
+        self._write("write", fn)
+
+    def finish(self, run: dict, status: str, error: str | None = None) -> str:
+        """The run's final state: its candidates in rank order, its summary and its status."""
+        if status not in STATUSES[1:]:
+            raise ValueError(f"a run ends done, failed or cancelled, not {status!r}")
+        run["status"] = status
+        if error:
+            run["error"] = error
+        return self.save(run)
+
     def save(self, run: dict) -> str:
-        """Insert a finished run and its candidates in one transaction (all or nothing)."""
+        """Insert or replace a whole run and its candidates in one transaction (all or nothing)."""
         rid = run.get("id") or uuid.uuid4().hex[:10]
         run["id"] = rid
-        with self._con() as con:
-            con.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?)",
+
+        def fn(con):
+            con.execute("INSERT OR REPLACE INTO runs (id, created, status, title, settings, summary, pid, host, "
+                        "updated, error) VALUES (?,?,?,?,?,?,?,?,?,?)",
                         (rid, run.get("created", time.time()), run.get("status", "done"), run.get("title", ""),
-                         dumps(run["settings"]), dumps(run.get("summary", {}))))
+                         dumps(run["settings"]), dumps(run.get("summary", {})), os.getpid(),
+                         socket.gethostname(), time.time(), run.get("error")))
             con.execute("DELETE FROM candidates WHERE run_id=?", (rid,))
             for kind in ("candidates", "baseline"):
                 for i, c in enumerate(run.get(kind, [])):
                     con.execute("INSERT INTO candidates VALUES (?,?,?,?)", (rid, i, kind, dumps(c)))
+        self._write("write", fn)
         return rid
 
+    def rescue(self, run: dict) -> Path:
+        """Write a run that the store could not take to a JSON file beside the store (or in the
+        temp dir when that folder is read-only), and say where."""
+        rid = run.get("id") or uuid.uuid4().hex[:10]
+        run["id"] = rid
+        for folder in (store_fallback_dir(self.path), Path(tempfile.gettempdir())):
+            out = folder / f"{self.path.stem}-run-{rid}.json"
+            try:
+                tmp = out.with_suffix(".json.tmp")
+                tmp.write_text(run_json(run))
+                tmp.replace(out)
+                return out
+            except OSError:
+                continue
+        raise StoreError(f"run {rid} could not be stored in {self.path} nor written as JSON",
+                         "free disk space and run it again")
+
+    # ---- reading -------------------------------------------------------------------------------
+    def _read(self, fn):
+        with self._writing("read"), closing(self._con()) as con:
+            return fn(con)
+
     def list(self) -> list[dict]:
-        with self._con() as con:
-            rows = con.execute("SELECT id, created, status, title, summary FROM runs ORDER BY created DESC").fetchall()
-        return [{"id": r["id"], "created": r["created"], "status": r["status"], "title": r["title"],
-                 "summary": json.loads(r["summary"])} for r in rows]
+        """Every run, newest first: id, created, status (with 'interrupted'), title, summary and
+        how many candidates it holds."""
+        def fn(con):
+            rows = con.execute("SELECT id, created, status, title, summary, pid, host, "
+                               "(SELECT COUNT(*) FROM candidates c WHERE c.run_id = runs.id AND c.kind='candidates') "
+                               "AS n FROM runs ORDER BY created DESC").fetchall()
+            return [{"id": r["id"], "created": r["created"], "status": _status(r), "title": r["title"],
+                     "summary": json.loads(r["summary"] or "{}"), "candidates": r["n"]} for r in rows]
+        return self._read(fn)
+
+    def ids(self) -> list[str]:
+        return self._read(lambda con: [r[0] for r in con.execute("SELECT id FROM runs")])
 
     def get(self, rid: str) -> dict:
-        with self._con() as con:
+        def fn(con):
             r = con.execute("SELECT * FROM runs WHERE id=?", (rid,)).fetchone()
             if r is None:
                 raise KeyError(f"no run with id '{rid}'")
-            cands = con.execute("SELECT kind, idx, data FROM candidates WHERE run_id=? ORDER BY kind, idx", (rid,)).fetchall()
-        run = {"id": r["id"], "created": r["created"], "status": r["status"], "title": r["title"],
-               "settings": json.loads(r["settings"]), "summary": json.loads(r["summary"]),
+            cands = con.execute("SELECT kind, idx, data FROM candidates WHERE run_id=? ORDER BY kind, idx",
+                                (rid,)).fetchall()
+            return r, cands
+        r, cands = self._read(fn)
+        run = {"id": r["id"], "created": r["created"], "status": _status(r), "title": r["title"],
+               "settings": json.loads(r["settings"]), "summary": json.loads(r["summary"] or "{}"),
                "candidates": [], "baseline": []}
+        if r["error"]:
+            run["error"] = r["error"]
         for c in cands:
             run[c["kind"]].append(json.loads(c["data"]))
         return run
 
     def delete(self, rid: str) -> None:
-        with self._con() as con:
+        def fn(con):
             con.execute("DELETE FROM candidates WHERE run_id=?", (rid,))
             con.execute("DELETE FROM runs WHERE id=?", (rid,))
+        self._write("write", fn)
 
 
 # ---- exports -----------------------------------------------------------------------------------

@@ -1,91 +1,218 @@
-"""`dosmatgen` verbs. Generation runs: generate, re-score and DFT-verify candidates.
+"""`dosmatgen` verbs. Generation runs: generate, list runs, re-score and DFT-verify candidates.
 
-A verb imports its modules when it runs, so `dosmatgen --help` answers at once.
+A verb imports its modules when it runs, so `dosmatgen --help` answers at once. Every input is
+checked before a model loads or sampling starts (dosmatgen_core.checks).
 """
 from __future__ import annotations
 
+import inspect
 import json
 import sys
+import time
 from pathlib import Path
 
-from dosmatgen_core.paths import (MODEL_PATH, PREDICTOR_PATH)
+from dosmatgen_core.paths import MODEL_PATH, PREDICTOR_PATH
+from dosmatgen_core.settings import PRESET_ID, SHIPPED
+
+
+def _trusting(loader, trust: bool) -> dict:
+    """trust= for a model loader that takes it (all three do once checkpoint trust is in)."""
+    if not trust:
+        return {}
+    if "trust" not in inspect.signature(loader).parameters:
+        from dosmatgen_core.checks import UserError
+        raise UserError(f"{loader.__name__} cannot load untrusted checkpoints in this version",
+                        "drop --trust-checkpoint and use the shipped models")
+    return {"trust": True}
+
+
+def _store(path, must_exist: bool = False):
+    """The run store, checked; for reading verbs it must exist already."""
+    from dosmatgen_core import checks
+    from dosmatgen_core.candidates.runs import RunStore
+    from dosmatgen_core.paths import RUNS_PATH
+    p = Path(path or RUNS_PATH).expanduser()
+    if must_exist:
+        if p.is_dir():
+            raise checks.UserError(f"run store {p} is a directory", "give the run store file with --runs PATH")
+        if not p.exists():
+            raise checks.UserError(f"no run store at {p}", "generate a run first, or give --runs PATH")
+        return RunStore(p)
+    return RunStore(checks.check_store_path(p))
+
+
+def _run(store, run_id: str) -> dict:
+    from dosmatgen_core import checks
+    try:
+        return store.get(run_id)
+    except KeyError:
+        raise checks.NotFound(f"no run with id '{run_id}' in {store.path}",
+                              checks.did_you_mean(run_id, store.ids(), "`dosmatgen runs` lists the runs")) from None
 
 
 def _verify(args) -> int:
-    from dosmatgen_core.candidates.runs import RunStore
-    from dosmatgen_core.paths import RUNS_PATH
+    from dosmatgen_core import checks
     from dosmatgen_core.scoring.verify import Verifier
-    res = Verifier(RunStore(args.runs or RUNS_PATH)).run(args.run_id, args.rank, timeout=args.timeout,
-                                                         relaxed=args.relaxed)
+    store = _store(args.runs, must_exist=True)
+    run = _run(store, args.run_id)
+    ranks = sorted(c["rank"] for c in run["candidates"])
+    if args.rank not in ranks:
+        raise checks.NotFound(f"run {args.run_id} has no candidate of rank {args.rank}",
+                              f"use a rank from {ranks[0]} to {ranks[-1]}" if ranks else "this run has no candidates")
+    res = Verifier(store).run(args.run_id, args.rank, timeout=args.timeout, relaxed=args.relaxed)
     res = dict(res, result={k: v for k, v in (res.get("result") or {}).items() if k != "site_dos"})
     print(json.dumps(res, indent=2))
     return 0 if res["status"] == "done" else 1
 
 
-def _resources(args):
-    from dosmatgen_core.model.checkpoint import load_model
-    from dosmatgen_core.scoring.predictor import load_predictor
-    from dosmatgen_core.paths import DB_URL
-    return load_model(args.model or MODEL_PATH), load_predictor(PREDICTOR_PATH), DB_URL
+def _runs(args) -> int:
+    """List the stored runs: id, status (interrupted: its process is gone), title, created, candidates."""
+    store = _store(args.runs, must_exist=True)
+    rows = store.list()
+    if args.json:
+        print(json.dumps([{k: r[k] for k in ("id", "status", "title", "created", "candidates")} for r in rows], indent=1))
+        return 0
+    print(f"{'id':<11} {'status':<12} {'created':<17} {'cand.':>5}  title")
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
+        print(f"{r['id']:<11} {r['status']:<12} {when:<17} {r['candidates']:>5}  {r['title']}")
+    return 0
+
+
+# ---- generate ----------------------------------------------------------------------------------
+
+def _db(url):
+    from dosmatgen_core.labels.reference_db import open_db
+    return open_db(url)
+
+
+def _structure_arrays(s) -> dict:
+    return {"numbers": list(s.atomic_numbers), "frac": s.frac_coords.tolist(), "lattice": s.lattice.matrix.tolist()}
+
+
+def _source(text: str, db_url: str, what: str):
+    """--ref / --template: a structure file (CIF, POSCAR) → ('file', Structure, name), or a
+    database id → ('db', Reference, id)."""
+    from dosmatgen_core import checks
+    if checks.is_structure_path(text):
+        return "file", checks.read_structure_file(text), Path(text).name
+    try:
+        return "db", _db(db_url).get(text), text
+    except checks.NotFound as exc:
+        raise checks.NotFound(f"{what}: {exc.what}", exc.fix) from None
+
+
+def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
+    """Request fields from --target-csv / --ref / --template, all read and checked; and, for a
+    reference given as a file, the structure whose predicted site DOS becomes the target."""
+    from dosmatgen_core import checks
+    from dosmatgen_core.dos import MAX_CSV_BYTES, read_dos_csv
+    from dosmatgen_core.structures import MAX_ATOMS
+    kw: dict = {}
+    predict_from = None
+    target = None
+    if args.mode == "unconditional":
+        pass
+    elif args.target_csv:
+        name = Path(args.target_csv).name
+        data = checks.read_input_file(args.target_csv, "target DOS file", MAX_CSV_BYTES)
+        try:
+            target = read_dos_csv(data)
+        except ValueError as exc:
+            raise checks.UserError(f"{name}: {exc}") from None
+        kw["target_source"] = f"CSV {name}"
+    else:
+        kind, ref, name = _source(args.ref, db_url, "--ref")
+        n_sites = len(ref) if kind == "file" else len(ref.symbols)
+        site = checks.check_site(args.site, n_sites, name)
+        if kind == "db":
+            target = ref.site_dos[site]
+            kw["target_source"] = f"DFT site {site} ({ref.symbols[site]}) of {name}"
+        else:
+            predict_from = (ref, site)
+            kw["target_source"] = f"predicted site {site} ({ref[site].specie}) of {name}"
+    if args.mode == "template":
+        kind, tpl, name = _source(args.template or args.ref, db_url, "--template")
+        s = tpl if kind == "file" else _ase_structure(tpl.atoms)
+        if len(s) > MAX_ATOMS:
+            raise checks.UserError(f"template {name} has {len(s)} atoms; the model makes cells of at most {MAX_ATOMS}",
+                                   "choose a smaller template")
+        kw.update(n_atoms=len(s), template_id=name, template=_structure_arrays(s),
+                  strength=checks.check_strength(args.strength), pinned=args.pin or [])
+    if args.mode != "unconditional":
+        cond = args.cond or [0]
+        # a placeholder curve until the predictor gives the real one: the request is checked now
+        curve = target.tolist() if target is not None else [0.0] * 400
+        kw.update(targets=[curve] * len(cond), cond_sites=cond)
+    if args.mode == "fixed_type":
+        kw["fixed"] = {i: args.element for i in kw["cond_sites"]}
+    return kw, predict_from
+
+
+def _ase_structure(atoms):
+    from dosmatgen_core.structures import to_structure
+    return to_structure(atoms)
 
 
 def _generate(args) -> int:
-    """Condition site(s) of a new structure on a reference site's DOS (or a CSV) and store the run."""
-    from dosmatgen_core.candidates.pipeline import Request, run_generation
-    from dosmatgen_core.candidates.runs import RunStore
-    from dosmatgen_core.labels.reference_db import open_db
-    from dosmatgen_core.paths import RUNS_PATH
-    from dosmatgen_core.dos import read_dos_csv
-    loaded, predictor, db_url = _resources(args)
-    if args.target_csv:
-        target = read_dos_csv(Path(args.target_csv).read_bytes())
-    elif args.mode != "unconditional":
-        ref = open_db(db_url).get(args.ref)
-        if args.site is None or not 0 <= args.site < len(ref.symbols):
-            print(f"--site must be 0..{len(ref.symbols) - 1} for {args.ref} ({' '.join(ref.symbols)})", file=sys.stderr)
-            return 2
-        target = ref.site_dos[args.site]
-    cond = args.cond or [0]
-    kw = dict(mode=args.mode, n_atoms=args.n_atoms, n_candidates=args.n, guidance=args.w, steps=args.steps,
-              seed=args.seed, device=args.device)
-    if args.mode != "unconditional":
-        kw.update(targets=[target.tolist()] * len(cond), cond_sites=cond)
-    if args.mode == "fixed_type":
-        kw["fixed"] = {i: args.element for i in cond}
-    if args.mode == "template":
-        tpl = open_db(db_url).get(args.template or args.ref)
-        kw.update(n_atoms=len(tpl.symbols), strength=args.strength, pinned=args.pin or [], template_id=tpl.material_id,
-                  template={"numbers": tpl.atoms.numbers.tolist(), "frac": tpl.atoms.get_scaled_positions().tolist(),
-                            "lattice": tpl.atoms.cell.array.tolist()})
-    try:
-        req = Request(**kw)
-        run = run_generation(req, loaded, predictor, store=RunStore(args.runs or RUNS_PATH), db_url=db_url,
-                             progress=lambda f, eta, m: print(f"\r{m} ({100 * f:.0f} %, ~{eta:.0f} s left)   ",
-                                                               end="", file=sys.stderr, flush=True))
-    except ValueError as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
-        return 2
+    """Condition site(s) of a new structure on a target DOS and store the run."""
+    import numpy as np
+    from dosmatgen_core import checks
+    from dosmatgen_core.paths import DB_URL
+    db_url = DB_URL
+    # 1. everything the user typed, before any model loads
+    particles = 1 if args.mode == "unconditional" else checks.check_particles(args.particles)
+    req_kw = dict(mode=args.mode, n_atoms=checks.check_atoms(args.n_atoms), n_candidates=checks.check_candidates(args.n),
+                  guidance=checks.check_guidance(args.w), steps=checks.check_steps(args.steps),
+                  particles=particles, steer=checks.check_steer(args.steer), seed=checks.check_seed(args.seed),
+                  device=checks.check_device(args.device))
+    from dosmatgen_core.candidates.pipeline import Request, check_novelty_tables, run_generation, shipped_guide
+    store = _store(args.runs)
+    if not args.no_novelty:
+        check_novelty_tables()
+    kw, predict_from = _targets_and_template(args, db_url)
+    req = Request(**{**req_kw, **kw})
+    req.specs()                                  # the whole request, checked
+    # 2. the models
+    from dosmatgen_core.model.checkpoint import load_model
+    from dosmatgen_core.scoring.predictor import load_predictor
+    loaded = load_model(args.model or MODEL_PATH, device=req.device, **_trusting(load_model, args.trust_checkpoint))
+    predictor = load_predictor(PREDICTOR_PATH, **_trusting(load_predictor, args.trust_checkpoint))
+    guide = shipped_guide(req.device, trust=args.trust_checkpoint) if req.particles > 1 else None
+    if predict_from is not None:    # a reference file has no DFT label: its predicted site DOS is the target
+        s, site = predict_from
+        curve = predictor.predict([(np.array(s.atomic_numbers), s.frac_coords, s.lattice.matrix)])[0][site]
+        req.targets = [curve.tolist()] * len(req.cond_sites)
+        req.specs()
+    run = run_generation(req, loaded, predictor, guide=guide, store=store, db_url=db_url,
+                         check_novelty=not args.no_novelty,
+                         progress=lambda f, eta, m: print(f"\r{m} ({100 * f:.0f} %, ~{eta:.0f} s left)   ",
+                                                          end="", file=sys.stderr, flush=True))
     print(file=sys.stderr)
     print(json.dumps({"run": run["id"], **run["summary"]}, indent=2))
     for c in run["candidates"][:10]:
         print(f"#{c['rank']:>2} {c['formula']:<14} {c['spacegroup']['0.1']:<14} valid={c['valid']!s:<5} "
               f"novel={c.get('novel')!s:<5} DOS MAE={c.get('dos_mae', float('nan')):.3f}")
+    if run.get("saved_to"):
+        print(f"warning: {run['store_error']}; the run is kept in {run['saved_to']} instead", file=sys.stderr)
+        return 1
     return 0
 
 
 def _evaluate(args) -> int:
     """Re-score a stored run's candidates (e.g. after a new predictor) and print the summary."""
+    from dosmatgen_core.candidates.runs import structure_of
+    from dosmatgen_core.paths import DB_URL
     from dosmatgen_core.scoring import evaluate
-    from dosmatgen_core.candidates.runs import RunStore, structure_of
-    from dosmatgen_core.paths import RUNS_PATH
-    _, predictor, db_url = _resources(args)
-    store = RunStore(args.runs or RUNS_PATH)
-    run = store.get(args.run_id)
+    from dosmatgen_core.scoring.predictor import load_predictor
+    store = _store(args.runs, must_exist=True)
+    run = _run(store, args.run_id)
+    predictor = load_predictor(PREDICTOR_PATH)
     targets = run["settings"]["targets"]
     for kind in ("candidates", "baseline"):
         items = run[kind]
         tg = [{int(s): targets[int(k)] for s, k in c["site_to_target"].items()} for c in items]
-        evs = evaluate.evaluate_candidates([structure_of(c) for c in items], tg, predictor, db_url=db_url)
+        evs = evaluate.evaluate_candidates([structure_of(c) for c in items], tg, predictor, db_url=DB_URL)
         for c, ev in zip(items, evs):
             c.update({k: v for k, v in ev.items() if k != "seconds_per_check"})
     maes = [c["dos_mae"] for c in run["candidates"] if c.get("dos_mae") == c.get("dos_mae")]
@@ -108,24 +235,37 @@ def add_parsers(sub) -> None:
     ve.add_argument("--relaxed", action="store_true", help="calculate the CHGNet-relaxed candidate")
     ve.set_defaults(func=_verify)
 
+    ru = sub.add_parser("runs", help="list the stored runs (id, status, title, created, candidates)")
+    ru.add_argument("--runs", default=None, help="run store (default runs/studio.db)")
+    ru.add_argument("--json", action="store_true")
+    ru.set_defaults(func=_runs)
+
     ge = sub.add_parser("generate", help="generate candidates for a target DOS and store the run")
     ge.add_argument("--mode", choices=["masked", "template", "fixed_type", "unconditional"], default="masked")
-    ge.add_argument("--ref", default="L12-Au3Ni-chgnet", help="reference material id (target source)")
+    ge.add_argument("--ref", default=PRESET_ID,
+                    help="target source: a reference material id, or a CIF/POSCAR file (its predicted site DOS)")
     ge.add_argument("--site", type=int, default=0, help="site of the reference whose DOS is the target")
     ge.add_argument("--target-csv", default=None, help="target DOS from a CSV (energy - E_F, DOS) instead")
-    ge.add_argument("--n-atoms", type=int, default=4)
+    ge.add_argument("--n-atoms", type=int, default=SHIPPED.n_atoms)
     ge.add_argument("--cond", type=int, nargs="*", help="conditioned atoms of the new structure (default 0)")
     ge.add_argument("--element", default="Ni", help="fixed_type: element of the conditioned atoms")
-    ge.add_argument("--template", default=None, help="template: material id (default --ref)")
-    ge.add_argument("--strength", type=float, default=0.5)
+    ge.add_argument("--template", default=None, help="template: material id or CIF/POSCAR file (default --ref)")
+    ge.add_argument("--strength", type=float, default=SHIPPED.strength)
     ge.add_argument("--pin", type=int, nargs="*")
-    ge.add_argument("--n", type=int, default=8, help="candidates")
-    ge.add_argument("--w", type=float, default=1.0, help="guidance weight")
-    ge.add_argument("--steps", type=int, default=250)
-    ge.add_argument("--seed", type=int, default=0)
+    ge.add_argument("--n", type=int, default=SHIPPED.n_candidates, help="candidates")
+    ge.add_argument("--w", type=float, default=SHIPPED.guidance, help="guidance weight")
+    ge.add_argument("--steps", type=int, default=SHIPPED.steps)
+    ge.add_argument("--particles", type=int, default=SHIPPED.particles,
+                    help="DOS steering: trajectories per candidate (1 = off)")
+    ge.add_argument("--steer", type=float, default=SHIPPED.steer, help="DOS steering strength")
+    ge.add_argument("--seed", type=int, default=SHIPPED.seed)
     ge.add_argument("--device", default="auto")
     ge.add_argument("--model", default=None)
     ge.add_argument("--runs", default=None)
+    ge.add_argument("--no-novelty", action="store_true",
+                    help="skip the novelty check (it needs the Materials Project tables)")
+    ge.add_argument("--trust-checkpoint", action="store_true",
+                    help="load model files that are not the shipped ones (their card must still match)")
     ge.set_defaults(func=_generate)
 
     ev = sub.add_parser("evaluate", help="re-score a stored run with the current predictor")

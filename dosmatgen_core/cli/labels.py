@@ -5,7 +5,6 @@ A verb imports its modules when it runs, so `dosmatgen --help` answers at once.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from dosmatgen_core.paths import (DB_PATH, LABEL_DIR, MP_CSVS)
@@ -15,18 +14,19 @@ def _label(args) -> int:
     from dosmatgen_core.labels.labeller import FAST_RECIPE, SEED_RECIPE, ShardWriter, run_labelling, select_tasks
     out = Path(args.out)
     if args.cif:
-        from dosmatgen_core.structures import read_structure
+        from dosmatgen_core.checks import read_structure_file
+        from dosmatgen_core.structures import atoms_to_cif, to_atoms
         tasks = []
         for p in args.cif:
-            text = Path(p).read_text()
-            read_structure(text, "cif", source=p)  # fail fast, before any DFT is queued
+            s = read_structure_file(p)  # checked (and in file order), before any DFT is queued
+            text = Path(p).read_bytes().decode("utf-8", "replace") if p.lower().endswith(".cif") else atoms_to_cif(to_atoms(s))
             tasks.append({"material_id": Path(p).stem, "cif": text})
     else:
         skip = ShardWriter(out).done_ids(args.also_done, include_failed=not args.retry_failed)
         csvs = [Path(c) for c in args.csv] if args.csv else [c for c in MP_CSVS if c.exists()]
         if not csvs:
-            print("no structure tables found; pass --csv PATH or --cif FILE", file=sys.stderr)
-            return 2
+            from dosmatgen_core.checks import UserError
+            raise UserError("no structure tables found", "pass --csv PATH or --cif FILE")
         tasks = select_tasks(csvs, max_atoms=args.max_atoms, skip=skip)
     print(f"{len(tasks)} structures to consider; writing to {out}", flush=True)
 

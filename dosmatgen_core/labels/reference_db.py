@@ -19,6 +19,7 @@ import numpy as np
 from ase.db import connect
 
 from dosmatgen_core import dos as dosmod
+from dosmatgen_core.checks import NotFound, near
 from dosmatgen_core.labels.labeller import iter_label_lines
 from dosmatgen_core.structures import atoms_from_cif, to_structure
 
@@ -124,9 +125,15 @@ class ReferenceDB:
     def __init__(self, db_url: str | Path):
         url = str(db_url)
         if "://" not in url and not Path(url).exists():
-            raise FileNotFoundError(f"reference database {url} not found; build it with `dosmatgen build-db`")
+            raise FileNotFoundError(f"reference database {url} not found — build it with `dosmatgen build-db`")
         self.url = url
-        self.db = connect(url)
+        try:
+            self.db = connect(url)
+            self.db.count()     # a corrupt or foreign file fails here, not in the middle of a run
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"reference database {url} cannot be read ({first[:120]}) — "
+                             "rebuild it with `dosmatgen build-db` or point DOSMATGEN_DB at a good one") from None
 
     def __len__(self) -> int:
         return self.db.count()
@@ -140,8 +147,19 @@ class ReferenceDB:
     def get(self, material_id: str) -> Reference:
         rows = list(self.db.select(material_id=material_id))
         if not rows:
-            raise KeyError(f"no reference material with id '{material_id}'")
+            raise NotFound(f"no reference material with id '{material_id}'", self._hint(material_id))
         return self._to_ref(rows[0])
+
+    def _hint(self, text: str) -> str:
+        """Near ids, and ids of near formulas, for an id that names nothing."""
+        rows = [(r.material_id, r.chem_formula) for r in self.db.select(columns=["key_value_pairs"], include_data=False)]
+        by_formula: dict[str, list[str]] = {}
+        for mid, f in rows:
+            by_formula.setdefault(f, []).append(mid)
+        formula = dict(rows)
+        ids = near(text, formula) + [m for f in near(text, by_formula) for m in sorted(by_formula[f])[:2]]
+        hits = [f"{m} ({formula[m]})" for m in list(dict.fromkeys(ids))[:4]]
+        return (f"did you mean {', '.join(hits)}? " if hits else "") + "`dosmatgen search` and the app list the materials"
 
     def search(self, *, formula: str | None = None, elements: Iterable[str] = (), only_elements: bool = False,
                natoms: int | None = None, max_atoms: int | None = None, text: str | None = None,

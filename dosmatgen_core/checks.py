@@ -1,0 +1,321 @@
+"""Checks of what a user asks for, made before any model loads or any sampling starts.
+
+Pure functions shared by the CLI and `candidates.pipeline.Request` (so the app shows the same
+messages). Each raises `UserError`: what is wrong, and what to do about it.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from pymatgen.core import Structure
+
+from dosmatgen_core.settings import SHIPPED
+from dosmatgen_core.structures import (MAX_ATOMS, MAX_UPLOAD_ATOMS, MAX_UPLOAD_BYTES, StructureError,
+                                       read_structure)
+
+MAX_STEPS = 1000              # the diffusion has T = 1000 steps; more cannot be taken
+MAX_CANDIDATES = 1000
+MIN_SEPARATION = 0.5          # Å: closer atoms are one atom twice (evaluate.MIN_DISTANCE agrees)
+MIN_FREE_BYTES = 50 * 2**20   # a run with its candidates takes well under a megabyte
+MIN_VOLUME_PER_ATOM = 1.0     # Å³: a cell below this is degenerate, not a crystal
+
+
+class UserError(ValueError):
+    """Bad input: `what` is wrong, `fix` says what to do. str() is the one line the CLI prints."""
+
+    def __init__(self, what: str, fix: str = ""):
+        self.what, self.fix = what, fix
+        super().__init__(f"{what} — {fix}" if fix else what)
+
+    def __str__(self) -> str:      # not KeyError's quoted form, for the subclasses that are KeyErrors
+        return str(self.args[0])
+
+
+class NotFound(UserError, KeyError):
+    """An id that names nothing (a material, a run, a rank): a KeyError to callers that look up."""
+
+
+def near(word: str, choices, n: int = 3) -> list[str]:
+    """The closest few of `choices` to `word` (difflib), for 'did you mean' hints."""
+    return difflib.get_close_matches(str(word), list(choices), n=n, cutoff=0.5)
+
+
+def did_you_mean(word: str, choices, default: str) -> str:
+    hits = near(word, choices)
+    return f"did you mean {', '.join(hits)}?" if hits else default
+
+
+# ---- numbers ---------------------------------------------------------------------------------
+
+def _number(value, name: str, kind=float):
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be a number, not {value!r}", f"give {name} as a number") from None
+    if not math.isfinite(x):
+        raise UserError(f"{name} is {value!r}, not a finite number", f"give {name} as a finite number")
+    if kind is int and x != int(x):
+        raise UserError(f"{name} must be a whole number, not {value!r}", f"give {name} as a whole number")
+    return kind(x)
+
+
+def check_steps(steps) -> int:
+    s = _number(steps, "steps", int)
+    if not 1 <= s <= MAX_STEPS:
+        raise UserError(f"steps is {s}; it must be between 1 and {MAX_STEPS}",
+                        f"use --steps {SHIPPED.steps} (the shipped setting)")
+    return s
+
+
+def check_guidance(w) -> float:
+    x = _number(w, "guidance weight w")
+    if not 0.0 <= x <= SHIPPED.max_guidance:
+        raise UserError(f"guidance weight w is {x:g}; it must be between 0 and {SHIPPED.max_guidance:g}",
+                        f"use --w {SHIPPED.guidance:g} (the shipped setting); larger weights were never measured")
+    return x
+
+
+def check_particles(k) -> int:
+    x = _number(k, "particles", int)
+    if not 1 <= x <= SHIPPED.max_particles:
+        raise UserError(f"particles is {x}; DOS steering takes 1 to {SHIPPED.max_particles} per candidate",
+                        f"use --particles {SHIPPED.particles} (1 turns steering off)")
+    return x
+
+
+def check_steer(strength) -> float:
+    x = _number(strength, "steering strength")
+    if x < 0:
+        raise UserError(f"steering strength is {x:g}; it cannot be negative", f"use --steer {SHIPPED.steer:g}")
+    return x
+
+
+def check_candidates(n) -> int:
+    x = _number(n, "number of candidates", int)
+    if not 1 <= x <= MAX_CANDIDATES:
+        raise UserError(f"number of candidates is {x}; it must be between 1 and {MAX_CANDIDATES}",
+                        f"use --n {SHIPPED.n_candidates}")
+    return x
+
+
+def check_atoms(n) -> int:
+    x = _number(n, "number of atoms", int)
+    if not 1 <= x <= MAX_ATOMS:
+        raise UserError(f"number of atoms is {x}; the model makes cells of 1 to {MAX_ATOMS} atoms",
+                        f"use --n-atoms {SHIPPED.n_atoms}")
+    return x
+
+
+def check_strength(s) -> float:
+    x = _number(s, "template strength")
+    if not 0.0 < x <= 1.0:
+        raise UserError(f"template strength is {x:g}; it must be in (0, 1]", f"use --strength {SHIPPED.strength:g}")
+    return x
+
+
+def check_seed(seed) -> int:
+    x = _number(seed, "seed", int)
+    if not 0 <= x < 2**31:
+        raise UserError(f"seed is {x}; it must be between 0 and 2^31 - 1", "use --seed 0")
+    return x
+
+
+def check_device(name: str) -> str:
+    """The torch device `name` resolves to, after a tiny tensor operation on it succeeded."""
+    import torch   # here, not at the top: `dosmatgen --help` should not wait for torch
+    name = str(name or "auto").strip().lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device '{name}' was asked for, but this machine has no working CUDA GPU",
+                        "use --device cpu (or auto)")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UserError(f"unknown device '{name}'", "use --device auto, cpu or cuda") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"device '{name}' is not supported here", "use --device auto, cpu or cuda")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(f"device '{name}' does not exist; this machine has {torch.cuda.device_count()} GPU(s)",
+                        "use --device cuda:0 (or cpu)")
+    try:
+        x = torch.ones(2, device=dev)
+        ok = float((x + x).sum().cpu()) == 4.0
+    except Exception as exc:   # a driver or runtime failure: the device cannot be used
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"device '{name}' does not work ({first[:120]})", "use --device cpu") from None
+    if not ok:
+        raise UserError(f"device '{name}' computes wrong results", "use --device cpu")
+    return name
+
+
+# ---- files -----------------------------------------------------------------------------------
+
+def check_store_path(path) -> Path:
+    """The run store can be created or written there, with room on the disk."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise UserError(f"run store {p} is a directory", f"give a file path, e.g. --runs {p / 'runs.db'}")
+    folder = p.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent     # the first existing folder: the store's folders are made there
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write the run store's folder {folder}", "choose a writable place with --runs PATH")
+    if p.exists() and not os.access(p, os.R_OK | os.W_OK):
+        raise UserError(f"run store {p} is read-only", "make it writable or choose another file with --runs PATH")
+    free = shutil.disk_usage(folder).free
+    if free < MIN_FREE_BYTES:
+        raise UserError(f"only {free / 2**20:.0f} MB free on the disk of {folder}",
+                        f"free at least {MIN_FREE_BYTES // 2**20} MB or choose another place with --runs PATH")
+    return p
+
+
+def read_input_file(path, what: str, limit: int) -> bytes:
+    """A user's file as bytes, refused (before reading it all) when missing, a folder or too big."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError(f"{what} {p} not found", "check the path")
+    if p.is_dir():
+        raise UserError(f"{what} {p} is a directory", "give a file")
+    size = p.stat().st_size
+    if size > limit:
+        raise UserError(f"{what} {p} is {size / 2**20:.1f} MB; at most {limit / 2**20:.0f} MB is read",
+                        "trim the file")
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {p} ({exc.strerror or exc})", "check its permissions") from None
+
+
+def _text(data: bytes, source: str) -> str:
+    if b"\x00" in data:
+        raise UserError(f"{source} is a binary file, not a text structure file", "give a CIF or POSCAR file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            return data.decode("latin-1")
+        except UnicodeDecodeError:
+            raise UserError(f"{source} is not text", "give a CIF or POSCAR file") from None
+
+
+def structure_format(path) -> str:
+    """'cif' or 'poscar', from the file name (POSCAR, CONTCAR, *.vasp, *.poscar are POSCARs)."""
+    name = Path(path).name.lower()
+    if name.endswith(".cif"):
+        return "cif"
+    if name.startswith(("poscar", "contcar")) or name.endswith((".vasp", ".poscar")):
+        return "poscar"
+    raise UserError(f"{Path(path).name}: cannot tell the structure format from the name",
+                    "name a CIF *.cif and a POSCAR POSCAR or *.vasp")
+
+
+def read_structure_file(path) -> Structure:
+    """A CIF or POSCAR file, read in file order (structures.read_structure) and checked."""
+    src = Path(path).name
+    data = read_input_file(path, "structure file", MAX_UPLOAD_BYTES)
+    text, fmt = _text(data, src), structure_format(path)
+    try:
+        s = read_structure(text, fmt, source=src)
+    except StructureError as exc:
+        if fmt == "cif":
+            _refuse_overlap_ase(text, src)   # pymatgen refuses atoms on one spot without saying so
+        raise UserError(str(exc), "check the file (it must be an ordered CIF or POSCAR)") from None
+    return check_structure(s, src)
+
+
+def _refuse_overlap_ase(cif: str, source: str) -> None:
+    """A flat cell, or two listed sites on one spot: both readers merge or refuse them without
+    saying so, so the file's own cell and atom-site loop (before symmetry is applied) are checked."""
+    import io
+    from ase.io.cif import parse_cif
+    try:
+        block = next(iter(parse_cif(io.StringIO(cif))))
+        frac = np.array([block.get(f"_atom_site_fract_{k}") for k in "xyz"], float).T
+        cell = np.asarray(block.get_cell().array, float)
+        names = block.get("_atom_site_type_symbol") or block.get("_atom_site_label")
+    except Exception:
+        return
+    if frac.ndim != 2 or len(frac) < 1:
+        return
+    vol = abs(float(np.linalg.det(cell)))
+    if not np.isfinite(vol) or vol / len(frac) < MIN_VOLUME_PER_ATOM:
+        raise UserError(f"{source}: degenerate cell ({vol:.3g} Å³ for {len(frac)} listed atoms)",
+                        "check the lattice parameters")
+    if len(frac) < 2:
+        return
+    d = frac[:, None, :] - frac[None, :, :]
+    d = np.linalg.norm((d - np.round(d)) @ cell, axis=-1)
+    np.fill_diagonal(d, np.inf)
+    i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+    if d[i, j] < MIN_SEPARATION:
+        raise UserError(f"{source}: atoms {i} ({names[i]}) and {j} ({names[j]}) are {d[i, j]:.2f} Å apart, "
+                        f"closer than {MIN_SEPARATION} Å", "remove the duplicate atom or fix its coordinates")
+
+
+def is_structure_path(text: str) -> bool:
+    """Does --ref/--template name a file rather than a database id?"""
+    p = Path(text).expanduser()
+    return p.exists() or p.suffix.lower() in (".cif", ".vasp", ".poscar") or \
+        p.name.lower().startswith(("poscar", "contcar")) or os.sep in str(text)
+
+
+# ---- structures ------------------------------------------------------------------------------
+
+def check_structure(s: Structure, source: str = "structure") -> Structure:
+    """Known elements, full occupancy, a cell with volume, at most MAX_UPLOAD_ATOMS atoms, and
+    no two atoms (periodic images included) closer than MIN_SEPARATION."""
+    if len(s) == 0:
+        raise UserError(f"{source}: the structure has no atoms", "give a structure with atoms")
+    if len(s) > MAX_UPLOAD_ATOMS:
+        raise UserError(f"{source}: {len(s)} atoms; at most {MAX_UPLOAD_ATOMS} are read", "give a smaller cell")
+    if not s.is_ordered:
+        raise UserError(f"{source}: partial occupancy", "give an ordered structure (each site one element)")
+    for site in s:
+        sym = getattr(site.specie, "symbol", str(site.specie))
+        if sym in ("X", "Xx") or not getattr(site.specie, "Z", 0):
+            raise UserError(f"{source}: unknown element '{sym}'", "use element symbols H to Pu")
+    m = np.asarray(s.lattice.matrix, float)
+    vol = abs(float(np.linalg.det(m)))
+    if not np.all(np.isfinite(m)) or vol / len(s) < MIN_VOLUME_PER_ATOM:
+        raise UserError(f"{source}: degenerate cell ({vol:.3g} Å³ for {len(s)} atoms)",
+                        "check the lattice parameters")
+    d = _closest_pair(s)
+    if d is not None and d[0] < MIN_SEPARATION:
+        dist, i, j = d
+        what = (f"atom {i} ({s[i].specie}) is {dist:.2f} Å from its own periodic image" if i == j else
+                f"atoms {i} ({s[i].specie}) and {j} ({s[j].specie}) are {dist:.2f} Å apart")
+        raise UserError(f"{source}: {what}, closer than {MIN_SEPARATION} Å",
+                        "remove the duplicate atom or fix its coordinates")
+    return s
+
+
+def _closest_pair(s: Structure):
+    """(distance, i, j) of the closest two atoms, periodic images included (i == j: an atom and
+    its own image)."""
+    cut = 2 * MIN_SEPARATION
+    ii, jj, _, dd = s.get_neighbor_list(cut)
+    if len(dd) == 0:
+        return None
+    k = int(np.argmin(dd))
+    return float(dd[k]), int(ii[k]), int(jj[k])
+
+
+def check_site(site, n_sites: int, source: str) -> int:
+    k = _number(site, "site", int)
+    if not 0 <= k < n_sites:
+        raise UserError(f"site {k} does not exist in {source}", f"use --site 0..{n_sites - 1}")
+    return k
+
+
+def store_fallback_dir(store_path) -> Path:
+    """Where a run goes when its store cannot be written: beside the store, else the temp dir."""
+    folder = Path(store_path).expanduser().parent
+    return folder if folder.is_dir() and os.access(folder, os.W_OK | os.X_OK) else Path(tempfile.gettempdir())
+

@@ -1,0 +1,216 @@
+"""Every bad input to the CLI ends in one line on stderr (`error: ...`), exit status 2, no
+traceback, no stored run, and before any model loads or sampling starts.
+
+The corpus in tests/bad_inputs/ holds small broken files (structures and DOS tables)."""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from dosmatgen_core import cli
+from dosmatgen_core.candidates.runs import RunStore
+from dosmatgen_core.model import checkpoint
+from dosmatgen_core.sampling import sampler
+from dosmatgen_core.scoring import predictor
+
+CORPUS = Path(__file__).parent / "bad_inputs"
+STRUCTURES = sorted(p.name for p in CORPUS.iterdir() if p.suffix in (".cif", ".vasp"))
+DOS_TABLES = sorted(p.name for p in CORPUS.glob("dos_*.csv"))
+
+
+@pytest.fixture()
+def guarded(monkeypatch):
+    """Record any model load or sampling: a bad input must be refused before either."""
+    work = []
+
+    def refuse(name):
+        def f(*a, **k):
+            work.append(name)
+            raise RuntimeError(f"{name} was reached")
+        return f
+    monkeypatch.setattr(checkpoint, "load_model", refuse("load_model"))
+    monkeypatch.setattr(predictor, "load_predictor", refuse("load_predictor"))
+    monkeypatch.setattr(sampler, "_sample", refuse("sampling"))
+    return work
+
+
+def refused(argv, capsys, work, store: Path | None):
+    rc = cli.main(argv)
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2, (argv, rc, err)
+    assert len(lines) == 1 and lines[0].startswith("error: "), (argv, err)
+    assert "Traceback" not in err
+    assert not work, f"{argv}: {work} started before the input was refused"
+    if store is not None and store.exists():
+        assert RunStore(store).list() == []
+    return lines[0]
+
+
+def test_corpus_is_there():
+    assert len(STRUCTURES) >= 8 and len(DOS_TABLES) >= 8
+
+
+@pytest.mark.parametrize("name", STRUCTURES)
+@pytest.mark.parametrize("how", [["generate", "--ref"], ["generate", "--mode", "template", "--template"]])
+def test_bad_structure_files_are_refused_by_generate(name, how, tmp_path, capsys, guarded):
+    store = tmp_path / "runs.db"
+    line = refused([*how, str(CORPUS / name), "--runs", str(store), "--no-novelty"], capsys, guarded, store)
+    assert name in line
+
+
+@pytest.mark.parametrize("name", STRUCTURES)
+def test_bad_structure_files_are_refused_by_label(name, tmp_path, capsys, guarded):
+    line = refused(["label", "--cif", str(CORPUS / name), "--out", str(tmp_path / "labels")], capsys, guarded, None)
+    assert name in line
+    assert not list((tmp_path / "labels").glob("*")) if (tmp_path / "labels").exists() else True
+
+
+@pytest.mark.parametrize("name", DOS_TABLES)
+def test_bad_dos_tables_are_refused(name, tmp_path, capsys, guarded):
+    store = tmp_path / "runs.db"
+    refused(["generate", "--target-csv", str(CORPUS / name), "--runs", str(store), "--no-novelty"],
+            capsys, guarded, store)
+
+
+@pytest.mark.parametrize("name, words", [
+    ("overlap_same_spot.cif", "apart"), ("overlap_close.cif", "0.20 Å apart"), ("overlap.vasp", "apart"),
+    ("partial_occupancy.cif", "partial occupancy"), ("unknown_element.cif", "unknown element|could not read"),
+    ("binary.cif", "binary"), ("empty.cif", "empty"), ("flat_cell.cif", "degenerate|zero volume"),
+    ("dos_nan.csv", "line 3: NaN"), ("dos_inf.csv", "line 3: an infinite"), ("dos_negative.csv", "line 3: negative"),
+    ("dos_unsorted.csv", "not sorted: line 4"), ("dos_duplicate.csv", "duplicate energy -1 eV on lines 3 and 4"),
+    ("dos_two_points.csv", "only 2 points"), ("dos_text.csv", "no numeric rows"), ("dos_binary.csv", "binary"),
+])
+def test_messages_say_what_is_wrong(name, words, tmp_path, capsys, guarded):
+    flag = "--target-csv" if name.endswith(".csv") else "--ref"
+    line = refused(["generate", flag, str(CORPUS / name), "--runs", str(tmp_path / "r.db"), "--no-novelty"],
+                   capsys, guarded, tmp_path / "r.db")
+    import re
+    assert re.search(words, line), line
+    assert " — " in line            # and what to do about it
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--ref", "L12-Au3Ni"], "did you mean L12-Au3Ni-chgnet"),
+    (["--mode", "template", "--template", "mp-52"], "did you mean .*mp-522"),
+    (["--steps", "0"], "steps is 0"),
+    (["--steps", "-5"], "steps is -5"),
+    (["--steps", "5000"], "between 1 and 1000"),
+    (["--w", "-5"], "guidance weight"),
+    (["--w", "nan"], "not a finite number"),
+    (["--w", "inf"], "not a finite number"),
+    (["--w", "abc"], "invalid float"),
+    (["--device", "tpu"], "device 'tpu'"),
+    (["--particles", "0"], "particles"),
+    (["--n", "0"], "candidates"),
+    (["--n-atoms", "0"], "number of atoms"),
+    (["--site", "9"], "site 9 does not exist"),
+    (["--mode", "template", "--strength", "0"], "strength"),
+    (["--cond", "7"], "outside"),
+    (["--ref", "no/such/file.cif"], "not found"),
+    (["--target-csv", "no-such.csv"], "not found"),
+])
+def test_the_issue_list(args, words, tmp_path, capsys, guarded):
+    import re
+    store = tmp_path / "runs.db"
+    line = refused(["generate", *args, "--runs", str(store), "--no-novelty"], capsys, guarded, store)
+    assert re.search(words, line), line
+
+
+def test_cuda_without_cuda(tmp_path, capsys, guarded):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    line = refused(["generate", "--device", "cuda", "--runs", str(tmp_path / "r.db")], capsys, guarded, tmp_path / "r.db")
+    assert "no working CUDA" in line
+
+
+def test_run_store_that_is_a_directory_or_read_only(tmp_path, capsys, guarded):
+    assert "is a directory" in refused(["generate", "--runs", "/"], capsys, guarded, None)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        import os
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as root: permissions are not enforced")
+        assert "cannot write" in refused(["generate", "--runs", str(ro / "r.db")], capsys, guarded, None)
+    finally:
+        ro.chmod(0o700)
+
+
+def test_corrupt_run_store_and_unknown_runs(tmp_path, capsys, guarded):
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    assert "run store" in refused(["runs", "--runs", str(bad)], capsys, guarded, None)
+    store = RunStore(tmp_path / "r.db")
+    rid = store.save({"title": "t", "settings": {"targets": []}, "summary": {}, "candidates": [
+        {"index": 0, "rank": 1, "cif": "", "formula": "Cu", "n_atoms": 1, "site_to_target": {}}], "baseline": []})
+    line = refused(["verify", rid[:-1] + "x", "1", "--runs", str(tmp_path / "r.db")], capsys, guarded, None)
+    assert f"did you mean {rid}" in line
+    assert "rank from 1 to 1" in refused(["verify", rid, "7", "--runs", str(tmp_path / "r.db")], capsys, guarded, None)
+    assert "no run store" in refused(["evaluate", "abc", "--runs", str(tmp_path / "none.db")], capsys, guarded, None)
+
+
+def test_corrupt_reference_db(tmp_path, capsys, guarded, monkeypatch):
+    bad = tmp_path / "ref.db"
+    bad.write_bytes(b"junk" * 1000)
+    from dosmatgen_core import paths
+    monkeypatch.setattr(paths, "DB_URL", str(bad))
+    line = refused(["generate", "--runs", str(tmp_path / "r.db"), "--no-novelty"], capsys, guarded, tmp_path / "r.db")
+    assert "reference database" in line and "build-db" in line
+
+
+def test_debug_shows_the_traceback(tmp_path, guarded):
+    with pytest.raises(ValueError, match="steps is 0"):
+        cli.main(["--debug", "generate", "--steps", "0", "--runs", str(tmp_path / "r.db")])
+
+
+def test_big_uploads_are_refused_fast(tmp_path):
+    import time
+    from dosmatgen_core.dos import read_dos_csv
+    big = b"0.1,0.2\n" * 5_000_000
+    t = time.perf_counter()
+    with pytest.raises(ValueError, match="at most 5 MB"):
+        read_dos_csv(big)
+    rows = "".join(f"{i * 1e-4:.4f},1\n" for i in range(150_000)).encode()
+    with pytest.raises(ValueError, match="100000 rows"):
+        read_dos_csv(rows)
+    assert time.perf_counter() - t < 1.0
+
+
+def test_semicolon_tables_read_right():
+    import numpy as np
+    from dosmatgen_core.dos import read_dos_csv
+    e = np.linspace(-8, 8, 161)
+    g = np.exp(-e ** 2)
+    plain = read_dos_csv("E;DOS\n" + "\n".join(f"{a:.4f};{b:.5f}" for a, b in zip(e, g)))
+    comma = read_dos_csv("E;DOS\n" + "\n".join(f"{a:.4f};{b:.5f}".replace(".", ",") for a, b in zip(e, g)))
+    assert plain.max() == pytest.approx(1.0, abs=0.01)
+    assert np.allclose(plain, comma)
+
+
+def test_the_same_checks_guard_the_library_request():
+    from dosmatgen_core.candidates.pipeline import Request
+    from dosmatgen_core.checks import UserError
+    for kw, words in [({"steps": 0}, "steps is 0"), ({"guidance": float("nan")}, "finite"),
+                      ({"guidance": -5}, "guidance weight"), ({"particles": 99}, "particles")]:
+        with pytest.raises(UserError, match=words):
+            Request(mode="masked", targets=[[0.0] * 400], cond_sites=[0], **kw).specs()
+
+
+def test_sqlite_store_read_only_file_is_refused(tmp_path, capsys, guarded):
+    import os
+    p = tmp_path / "r.db"
+    RunStore(p)
+    p.chmod(0o400)
+    try:
+        if os.access(p, os.W_OK):
+            pytest.skip("running as root")
+        assert "read-only" in refused(["generate", "--runs", str(p)], capsys, guarded, None)
+    finally:
+        p.chmod(0o600)
+    with sqlite3.connect(p) as con:
+        assert con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0

@@ -133,8 +133,9 @@ def bench_predictors(run_dirs, pack: str = "", label_dirs=(), compare=()) -> dic
     import torch
 
     from dosmatgen_core.training import dataset as datamod
-    from dosmatgen_core.scoring.predictor import _labelled, _model_from_blob, heldout_metrics, load_predictor
-    val = [e for e in _labelled(label_dirs, pack)[0] if datamod.is_validation(e.material_id, datamod.PREDICTOR_HOLDOUT)]
+    from dosmatgen_core.scoring.predictor import load_predictor, model_from_blob
+    from dosmatgen_core.training.predictor import heldout_metrics, labelled_entries
+    val = [e for e in labelled_entries(label_dirs, pack)[0] if datamod.is_validation(e.material_id, datamod.PREDICTOR_HOLDOUT)]
     if not val:
         raise ValueError("no held-out labelled structures (the predictor's 15 % split) to score on")
     brief = lambda m: {"mae": m["all"]["mae"], "cosine": m["all"]["cosine"], "d_block_mae": m.get("d-block", {}).get("mae")}
@@ -144,11 +145,11 @@ def bench_predictors(run_dirs, pack: str = "", label_dirs=(), compare=()) -> dic
     for d in map(Path, run_dirs):
         st = torch.load(d / "last.pt", map_location="cpu", weights_only=True)
         res["runs"][d.name] = {"config": st["config"], "epoch": int(st["epoch"]),
-                               **brief(heldout_metrics(_model_from_blob({"config": st["config"], "state_dict": st["ema"]}), val))}
+                               **brief(heldout_metrics(model_from_blob({"config": st["config"], "state_dict": st["ema"]}), val))}
         groups.setdefault(re.sub(r"-\d+$", "", d.name), []).append(st)
     for name, states in groups.items():
         if len(states) > 1:
-            model = _model_from_blob({"config": states[0]["config"], "members": [s["ema"] for s in states]})
+            model = model_from_blob({"config": states[0]["config"], "members": [s["ema"] for s in states]})
             res["ensembles"][name] = {"members": len(states), **brief(heldout_metrics(model, val))}
     for path in compare:
         res["compare"][str(path)] = brief(heldout_metrics(load_predictor(path).model, val))

@@ -215,7 +215,7 @@ def shipped_steering(particles: int, steer: float) -> tuple[dict, dict | None]:
     """(sampler keywords, JSON record) for DOS steering by the shipped guide; ({}, None) at one particle."""
     if particles <= 1:
         return {}, None
-    from dosmatgen_core.training.guide import load_guide
+    from dosmatgen_core.model.guide import load_guide
     from dosmatgen_core.paths import GUIDE_PATH
     guide = load_guide(GUIDE_PATH)
     return ({"guide": guide, "particles": particles, "steer": steer},
@@ -420,7 +420,7 @@ def bench_guidance(weights=(0.0, 1.0, 2.0, 4.0), lattice_weights=(None,), n_site
         loaded = load_model(model)
     g = None
     if guide:
-        from dosmatgen_core.training.guide import load_guide
+        from dosmatgen_core.model.guide import load_guide
         g = load_guide(guide)
     elif any(k > 1 for k in particles):
         raise ValueError("steering (particles > 1) needs a guide (--guide assets/guide.pt)")

@@ -21,7 +21,7 @@ def draw_all():
     from dosmatgen_core.sampling import sampler as sampling
     from dosmatgen_core.sampling import tasks
     from dosmatgen_core.model.checkpoint import load_model
-    from dosmatgen_core.training.guide import load_guide
+    from dosmatgen_core.model.guide import load_guide
     from dosmatgen_core.structures import Crystal, atoms_from_cif, to_structure
     loaded = load_model(ROOT / "assets" / "denoiser.pt")
     guide = load_guide(ROOT / "assets" / "guide.pt")

@@ -65,11 +65,12 @@ def test_spacegroups_at_two_tolerances():
 
 def test_predictor_trained_briefly_beats_the_mean(seed_lines):
     from dosmatgen_core.training import dataset as data
-    from dosmatgen_core.scoring.predictor import PredictorConfig, SiteDOSPredictor, _graph_and_target
+    from dosmatgen_core.scoring.predictor import PredictorConfig, SiteDOSPredictor
+    from dosmatgen_core.training.predictor import graph_and_target
     torch.manual_seed(0)
     ids = ["mp-22905", "mp-23259", "mp-522", "L12-Au3Ni-chgnet", "mp-1941", "mp-406"]
     entries = [data.entry_from_atoms(m, atoms_from_cif(seed_lines[m]["cif"]), seed_lines[m]["site_dos"]) for m in ids]
-    g, y = _graph_and_target(entries)
+    g, y = graph_and_target(entries)
     model = SiteDOSPredictor(PredictorConfig(hidden=64, layers=2))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(150):
@@ -102,13 +103,14 @@ def test_a_cell_that_repeats_every_0_69_angstrom_is_not_valid_and_is_not_sent_to
 
 def test_ensemble_is_the_members_mean_and_follows_dtype_moves(seed_lines):
     from dosmatgen_core.training import dataset as data
-    from dosmatgen_core.scoring.predictor import Ensemble, PredictorConfig, SiteDOSPredictor, _graph_and_target
+    from dosmatgen_core.scoring.predictor import Ensemble, PredictorConfig, SiteDOSPredictor
+    from dosmatgen_core.training.predictor import graph_and_target
     torch.manual_seed(1)
     members = [SiteDOSPredictor(PredictorConfig(hidden=16, layers=1)).eval() for _ in range(2)]
     ens = Ensemble(members).eval()
     e = data.entry_from_atoms("L12-Au3Ni-chgnet", atoms_from_cif(seed_lines["L12-Au3Ni-chgnet"]["cif"]),
                               seed_lines["L12-Au3Ni-chgnet"]["site_dos"])
-    g, _ = _graph_and_target([e])
+    g, _ = graph_and_target([e])
     with torch.no_grad():
         assert torch.allclose(ens(g), (members[0](g) + members[1](g)) / 2)
     ens.to(torch.float64)      # .to() replaces the members' buffers; the ensemble's table follows

@@ -6,15 +6,21 @@ import numpy as np
 import pytest
 import torch
 
-from dosmatgen_core.training import dataset as data
-from dosmatgen_core.sampling import sampler as sampling
-from dosmatgen_core.sampling import tasks
-from dosmatgen_core.model.checkpoint import LoadedModel, save_model
-from dosmatgen_core.training.guide import GuideTrainConfig, LoadedGuide, export_guide, load_guide, train_guide
+from dosmatgen_core import dos as dosmod
+from dosmatgen_core.candidates.pipeline import Request, run_generation
+from dosmatgen_core.candidates.runs import RunStore
+from dosmatgen_core.labels.reference_db import open_db
+from dosmatgen_core.model.checkpoint import SHIPPED_SHA256, LoadedModel, load_model, save_model
 from dosmatgen_core.model.denoiser import Denoiser, DenoiserConfig
 from dosmatgen_core.model.diffusion import Schedules, masked_one_hot
-from dosmatgen_core.model.guide import DOSGuide, guide_loss
+from dosmatgen_core.model.guide import DOSGuide, LoadedGuide, guide_loss, load_guide
+from dosmatgen_core.sampling import sampler as sampling
+from dosmatgen_core.sampling import tasks
+from dosmatgen_core.scoring.predictor import load_predictor
 from dosmatgen_core.structures import Crystal, atoms_from_cif
+from dosmatgen_core.training import dataset as data
+from dosmatgen_core.training.guide import GuideTrainConfig, export_guide, train_guide
+from studio import shared as studio
 
 torch.set_num_threads(1)
 TINY = dict(hidden=32, layers=2, n_freqs=4, time_dim=16, dos_hidden=32, types="d3pm")
@@ -97,13 +103,16 @@ def test_guide_run_warm_starts_resumes_exports_and_the_file_is_checked(tmp_path,
     card = export_guide(tmp_path / "run", tmp_path / "guide.pt")
     assert card["n_train"] == 4 and card["label_shards"] == ["labels-0000.jsonl.gz"]
     assert card["warm_start"]["sha256"] == json.loads((tmp_path / "src.card.json").read_text())["sha256"]
-    loaded = load_guide(tmp_path / "guide.pt")
+    with pytest.raises(ValueError, match="not a shipped checkpoint"):
+        load_guide(tmp_path / "guide.pt")                  # a new file loads only when trusted
+    with pytest.warns(UserWarning, match="not a shipped checkpoint"):
+        loaded = load_guide(tmp_path / "guide.pt", trust=True)
     # the trunk starts as the denoiser it will guide
     blob = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert blob["config"] == src.cfg.to_dict() and isinstance(loaded, LoadedGuide)
     (tmp_path / "guide.pt").write_bytes((tmp_path / "guide.pt").read_bytes() + b"x")
-    with pytest.raises(ValueError, match="sha256"):
-        load_guide(tmp_path / "guide.pt")
+    with pytest.raises(ValueError, match="sha256"), pytest.warns(UserWarning):
+        load_guide(tmp_path / "guide.pt", trust=True)
     with pytest.raises(FileNotFoundError, match="train-guide"):
         load_guide(tmp_path / "missing.pt")
 
@@ -204,10 +213,6 @@ def test_steering_needs_a_guide_and_a_d3pm_model(tiny, ni):
 
 @pytest.fixture(scope="module")
 def shipped(seed_lines):
-    from studio import shared as studio
-    from dosmatgen_core.model.checkpoint import load_model
-    from dosmatgen_core.scoring.predictor import load_predictor
-    from dosmatgen_core.labels.reference_db import open_db
     ref = open_db(studio.DB_URL).get(studio.PRESET_ID)
     return (load_model(studio.MODEL_PATH), load_guide(studio.GUIDE_PATH), load_predictor(studio.PREDICTOR_PATH),
             ref.site_dos[ref.symbols.index("Ni")])
@@ -216,7 +221,6 @@ def shipped(seed_lines):
 def test_shipped_guide_steers_the_conditioned_atom_closer_to_its_target(shipped):
     """Au3Ni's Ni site as the target, 4-atom cells: steered candidates are closer to it than plain
     ones by the guide and by the separate site-DOS predictor that scores every candidate."""
-    from dosmatgen_core import dos as dosmod
     loaded, g, predictor, target = shipped
     specs = tasks.masked(4, {0: target}, n_candidates=8)
     plain = sampling.sample(loaded, specs, steps=50, seed=0)
@@ -232,18 +236,16 @@ def test_shipped_guide_steers_the_conditioned_atom_closer_to_its_target(shipped)
 
 
 def test_pipeline_runs_steered_candidates_beside_a_plain_baseline(shipped, tmp_path):
-    from dosmatgen_core.candidates.pipeline import Request, run_generation
-    from dosmatgen_core.candidates.runs import RunStore
     loaded, g, predictor, target = shipped
     req = Request(mode="masked", n_atoms=4, targets=[target.tolist()], cond_sites=[0], n_candidates=2, steps=5,
                   particles=3)
-    with pytest.raises(ValueError, match="guide"):
-        run_generation(req, loaded, predictor, check_novelty=False)
+    # no guide given: the shipped one steers
+    own = run_generation(req, loaded, predictor, check_novelty=False)
+    assert own["settings"]["guide_sha256"] == SHIPPED_SHA256["assets/guide.pt"]
     run = run_generation(req, loaded, predictor, guide=g, store=RunStore(tmp_path / "runs.db"), check_novelty=False)
     assert len(run["candidates"]) == 2 and len(run["baseline"]) == 2
     assert run["settings"]["particles"] == 3
     for bad, words in ((0, "1 to 16"), (17, "1 to 16")):
         with pytest.raises(ValueError, match=words):
             Request(mode="masked", n_atoms=4, targets=[target.tolist()], cond_sites=[0], particles=bad).specs()
-    with pytest.raises(ValueError, match="unconditional"):
-        Request(mode="unconditional", n_atoms=4, particles=2).specs()
+    assert Request(mode="unconditional", n_atoms=4, particles=2).particles == 1   # nothing to steer towards

@@ -3,9 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from dosmatgen_core.training import dataset as data
+from dosmatgen_core.model.checkpoint import save_model
 from dosmatgen_core.model.denoiser import N_TYPES, Denoiser, DenoiserConfig
-from dosmatgen_core.model.diffusion import Batch, Schedules, training_loss
+from dosmatgen_core.model.diffusion import Batch, Schedules, condition_mask, corrupt, masked_one_hot, training_loss
+from dosmatgen_core.training import dataset as data
+from dosmatgen_core.training.denoiser import warm_start
 
 torch.set_num_threads(1)
 
@@ -104,7 +106,6 @@ def test_tiny_model_overfits_two_structures(seed_lines, types):
 
 
 def test_d3pm_input_has_a_mask_column_and_the_loss_counts_masked_atoms_only():
-    from dosmatgen_core.model.diffusion import corrupt, masked_one_hot
     z = torch.tensor([28, 79, 79, 79])
     a = masked_one_hot(z, torch.tensor([True, False, False, True]))
     assert a.shape == (4, N_TYPES + 1)
@@ -119,8 +120,6 @@ def test_d3pm_input_has_a_mask_column_and_the_loss_counts_masked_atoms_only():
 
 def test_warm_start_keeps_every_weight_that_fits(tmp_path):
     """continuous → D3PM: all but the type head carry over; the MASK column starts at zero."""
-    from dosmatgen_core.model.checkpoint import save_model
-    from dosmatgen_core.training.denoiser import warm_start
     torch.manual_seed(0)
     cfg = dict(hidden=32, layers=2, n_freqs=4, time_dim=16, dos_hidden=32)
     src = Denoiser(DenoiserConfig(**cfg))
@@ -134,7 +133,6 @@ def test_warm_start_keeps_every_weight_that_fits(tmp_path):
 
 
 def test_p_single_trains_labelled_crystals_with_exactly_one_conditioned_atom():
-    from dosmatgen_core.model.diffusion import condition_mask
     # three crystals of 4, 6 and 5 atoms: all atoms of the first two labelled, the third unlabelled
     sizes = [4, 6, 5]
     batch = torch.repeat_interleave(torch.arange(3), torch.tensor(sizes))
@@ -156,8 +154,6 @@ def test_p_single_trains_labelled_crystals_with_exactly_one_conditioned_atom():
 def test_condition_context_starts_as_its_warm_start_source(tmp_path):
     """The zero-initialised context path: a warm-started model gives its source's outputs
     exactly, and once its weights move, a free atom feels the condition of another atom."""
-    from dosmatgen_core.model.checkpoint import save_model
-    from dosmatgen_core.training.denoiser import warm_start
     torch.manual_seed(0)
     cfg = dict(hidden=32, layers=2, n_freqs=4, time_dim=16, dos_hidden=32, types="d3pm")
     src = Denoiser(DenoiserConfig(**cfg)).eval()
@@ -190,7 +186,6 @@ def test_condition_context_starts_as_its_warm_start_source(tmp_path):
 
 def test_condition_mask_draws_no_single_coin_at_p_single_zero():
     """p_single = 0 uses the random stream exactly as before the option existed."""
-    from dosmatgen_core.model.diffusion import condition_mask
     batch = torch.repeat_interleave(torch.arange(2), torch.tensor([3, 2]))
     b = Batch(torch.full((5,), 28), torch.rand(5, 3), 4 * torch.eye(3).repeat(2, 1, 1), batch,
               torch.zeros(5, 400), torch.ones(5))

@@ -1,6 +1,5 @@
 """The training pack (what a GPU box without ASE or pymatgen trains from), the conditioning-DOS
 augmentation, and predictor ensembles, on real seed labels."""
-import gzip
 import json
 import subprocess
 import sys
@@ -9,9 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from dosmatgen_core.training import dataset as data
+from benchmarks import common as bench
 from dosmatgen_core import dos as dosmod
+from dosmatgen_core.scoring import predictor as pr
+from dosmatgen_core.scoring.predictor import (CHGNET_FEA, PredictorConfig, SiteDOSPredictor, chgnet_atom_features,
+                                              collate_graphs, element_table, load_predictor, model_from_blob)
+from dosmatgen_core.scoring.stability import chgnet
 from dosmatgen_core.structures import atoms_from_cif
+from dosmatgen_core.training import dataset as data
+from dosmatgen_core.training import pseudo
+from dosmatgen_core.training.denoiser import TrainConfig, epoch_order
+from dosmatgen_core.training.predictor import export_predictor, graph_and_target
 
 IDS = ["mp-22905", "mp-23259", "mp-522", "L12-Au3Ni-chgnet", "mp-1941", "mp-406", "mp-1902", "mp-2201"]
 # the last two fall in the predictor's held-out 15 %
@@ -22,7 +29,6 @@ def _entries(seed_lines, ids=IDS):
 
 
 def _write_pack(tmp_path, seed_lines):
-    from dosmatgen_core.scoring.predictor import element_table
     lab = _entries(seed_lines)
     unl = [data.Entry(e.material_id + "-bare", e.z, e.frac, e.lattice, None) for e in _entries(seed_lines, IDS[:3])]
     path = data.save_pack(tmp_path / "pack.npz", lab, unl,
@@ -79,7 +85,7 @@ def test_training_from_a_pack_needs_neither_pymatgen_nor_the_shards(tmp_path, se
     code = f"""
 import sys; sys.path.insert(0, {str(tmp_path / 'block')!r})
 from dosmatgen_core.training.denoiser import TrainConfig, train
-from dosmatgen_core.scoring.predictor import PredictorTrainConfig, train_predictor
+from dosmatgen_core.training.predictor import PredictorTrainConfig, train_predictor
 train(TrainConfig(run_dir={str(tmp_path / 'gen')!r}, pack={str(path)!r}, epochs=1, batch_size=4, epoch_size=8,
                   threads=1, dos_shift_ev=0.1, dos_scale=0.05,
                   model=dict(hidden=32, layers=2, n_freqs=4, time_dim=16, dos_hidden=32, types='d3pm')), log=print)
@@ -96,8 +102,6 @@ import pymatgen
 
 
 def test_predictor_ensemble_is_the_mean_of_its_members(tmp_path, seed_lines):
-    from dosmatgen_core.scoring.predictor import (PredictorConfig, SiteDOSPredictor, _graph_and_target,
-                                          export_predictor, load_predictor)
     path, lab, _ = _write_pack(tmp_path, seed_lines)
     runs, members = [], []
     for k in range(2):
@@ -111,8 +115,9 @@ def test_predictor_ensemble_is_the_mean_of_its_members(tmp_path, seed_lines):
         members.append(m)
     card = export_predictor(runs, tmp_path / "ens.pt", [], pack=str(path))
     assert card["members"] == 2 and len(card["heldout_member_mae"]) == 2 and card["label_shards"] == ["seed-000.jsonl.gz"]
-    loaded = load_predictor(tmp_path / "ens.pt")
-    g, _ = _graph_and_target(lab[:3])
+    with pytest.warns(UserWarning, match="not a shipped checkpoint"):
+        loaded = load_predictor(tmp_path / "ens.pt", trust=True)
+    g, _ = graph_and_target(lab[:3])
     with torch.no_grad():
         want = (members[0](g) + members[1](g)).numpy() / 2
     got = np.concatenate(loaded.predict([(e.z, e.frac, e.lattice) for e in lab[:3]]))
@@ -124,32 +129,28 @@ def test_predictor_ensemble_is_the_mean_of_its_members(tmp_path, seed_lines):
 
 
 def test_a_predictor_saved_before_dropout_existed_still_loads(tmp_path):
-    from dosmatgen_core.scoring.predictor import PredictorConfig, SiteDOSPredictor, _model_from_blob
     m = SiteDOSPredictor(PredictorConfig(hidden=16, layers=2)).eval()
     old = {k.replace("upd.3.", "upd.2.").replace("head.3.", "head.2."): v for k, v in m.state_dict().items()}
-    back = _model_from_blob({"config": {"hidden": 16, "layers": 2}, "state_dict": old})
+    back = model_from_blob({"config": {"hidden": 16, "layers": 2}, "state_dict": old})
     assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), m.state_dict().values()))
 
 
 def test_a_predictor_takes_its_element_table_from_its_checkpoint_not_pymatgen(tmp_path, monkeypatch):
     """The table travels as a buffer: loading (and family statistics) must not recompute it, so a
     machine without pymatgen (the GPU box) reads packs and checkpoints alike."""
-    from dosmatgen_core.scoring import predictor as pr
     table = pr.element_table().copy()
     table[:, :-4] *= 0.5                                    # a table pymatgen would not give
     m = pr.SiteDOSPredictor(pr.PredictorConfig(hidden=16, layers=2), elem=table).eval()
     monkeypatch.setattr(pr, "element_table", lambda: pytest.fail("recomputed the element table"))
-    back = pr._model_from_blob({"config": {"hidden": 16, "layers": 2, "dropout": 0.0}, "state_dict": m.state_dict()})
+    back = pr.model_from_blob({"config": {"hidden": 16, "layers": 2, "dropout": 0.0}, "state_dict": m.state_dict()})
     assert np.array_equal(back.elem.numpy(), table)
-    ens = pr._model_from_blob({"config": {"hidden": 16, "layers": 2, "dropout": 0.0},
+    ens = pr.model_from_blob({"config": {"hidden": 16, "layers": 2, "dropout": 0.0},
                                "members": [m.state_dict(), m.state_dict()]})
     assert np.array_equal(ens.elem.numpy(), table)
     assert pr.family(28, table) == "d-block" and pr.family(3, table) == "s-block"
 
 
 def test_bench_predictors_scores_runs_and_their_seed_ensembles(tmp_path, seed_lines):
-    from benchmarks import common as bench
-    from dosmatgen_core.scoring.predictor import PredictorConfig, SiteDOSPredictor
     path, _, _ = _write_pack(tmp_path, seed_lines)
     runs = []
     for name in ("a-0", "a-1", "b-0"):
@@ -172,8 +173,6 @@ def test_bench_predictors_scores_runs_and_their_seed_ensembles(tmp_path, seed_li
 def test_chgnet_feature_predictor_is_permutation_equivariant_and_rotation_invariant(tmp_path, seed_lines):
     """A predictor that reads CHGNet's atom features, shipped and loaded as the app loads it:
     reordering the atoms reorders its site DOS; rotating the cell (same crystal) changes nothing."""
-    from dosmatgen_core.scoring.predictor import (CHGNET_FEA, PredictorConfig, SiteDOSPredictor,
-                                          chgnet_atom_features, export_predictor, load_predictor)
     path, lab, _ = _write_pack(tmp_path, seed_lines)
     torch.manual_seed(0)
     run = tmp_path / "chg"
@@ -182,9 +181,9 @@ def test_chgnet_feature_predictor_is_permutation_equivariant_and_rotation_invari
     torch.save({"ema": SiteDOSPredictor(PredictorConfig(**cfg)).state_dict(), "epoch": 1, "config": cfg},
                run / "last.pt")
     export_predictor(run, tmp_path / "chg.pt", [], pack=str(path))
-    pred = load_predictor(tmp_path / "chg.pt")
+    with pytest.warns(UserWarning, match="not a shipped checkpoint"):
+        pred = load_predictor(tmp_path / "chg.pt", trust=True)
     e = next(x for x in lab if x.material_id == "L12-Au3Ni-chgnet")
-    from dosmatgen_core.scoring.stability import chgnet
     before = chgnet().graph_converter.on_isolated_atoms
     (f,) = chgnet_atom_features([(e.z, e.frac, e.lattice)])
     assert f.shape == (len(e.z), CHGNET_FEA) and np.isfinite(f).all()
@@ -196,12 +195,10 @@ def test_chgnet_feature_predictor_is_permutation_equivariant_and_rotation_invari
     assert np.allclose(permuted, base[perm], atol=1e-4)
     assert np.allclose(rotated, base, atol=1e-4)
     with pytest.raises(ValueError, match="CHGNet atom features"):
-        from dosmatgen_core.scoring.predictor import collate_graphs
         pred.model(collate_graphs([(e.z, e.frac, e.lattice)]))
 
 
 def test_bench_val_loss_scores_checkpoints_on_the_generators_validation_crystals(tmp_path, seed_lines):
-    from benchmarks import common as bench
     path, _, _ = _write_pack(tmp_path, seed_lines)          # mp-2201 is in the generator's 5 % split
     res = bench.bench_validation_loss(["assets/denoiser.pt"], pack=str(path))
     assert res["n_validation"] == 1 and res["n_validation_labelled"] == 1
@@ -213,8 +210,6 @@ def test_pseudo_labels_are_the_predictors_dos_for_training_crystals_only(tmp_pat
     """dosmatgen pseudo-label: the shipped predictor's site DOS for every unlabelled training
     crystal; validation crystals (here mp-2201, whose sites are benchmark targets) and crystals
     with an element no DFT label covers (a Gd copy) get none, and a rerun reuses the chunks."""
-    from dosmatgen_core.training import pseudo
-    from dosmatgen_core.scoring.predictor import load_predictor
     lab = _entries(seed_lines, IDS[:6])
     unl = [data.Entry(e.material_id + "-u", e.z, e.frac, e.lattice, None) for e in _entries(seed_lines, IDS[2:5])]
     val = _entries(seed_lines, ["mp-2201"])[0]
@@ -242,8 +237,6 @@ def test_pseudo_labels_are_the_predictors_dos_for_training_crystals_only(tmp_pat
 def test_pseudo_label_elements_come_from_the_predictors_own_label_shards(tmp_path):
     """The elements a pseudo-label may hold are those in the predictor's training labels (the shards
     its card names, training split), not a newer pack's; a card naming absent shards is refused."""
-    from dosmatgen_core.training import pseudo
-    from dosmatgen_core.scoring.predictor import load_predictor
     card = load_predictor("assets/predictor.pt").card
     full = pseudo.predictor_elements(card, "data/labels")
     seed = pseudo.predictor_elements({"label_shards": ["seed-000.jsonl.gz"]}, "data/labels")
@@ -255,7 +248,6 @@ def test_pseudo_label_elements_come_from_the_predictors_own_label_shards(tmp_pat
 
 
 def test_pseudo_labels_for_a_different_crystal_are_refused(tmp_path, seed_lines):
-    from dosmatgen_core.training import pseudo
     e = _entries(seed_lines, ["mp-522"])[0]
     np.savez(tmp_path / "p.npz", ids=np.array(["mp-522"]), offsets=np.array([0, len(e.z) + 1]),
              dos=np.zeros((len(e.z) + 1, dosmod.NPTS), np.float16), meta=np.array("{}"))
@@ -264,7 +256,6 @@ def test_pseudo_labels_for_a_different_crystal_are_refused(tmp_path, seed_lines)
 
 
 def test_epoch_order_draws_each_group_to_its_share():
-    from dosmatgen_core.training.denoiser import TrainConfig, epoch_order
     cfg = TrainConfig(labelled_share=0.2, pseudo_share=0.5, epoch_size=1000)
     order = epoch_order(50, 900, cfg, np.random.default_rng(0), n_pseudo=900)
     assert len(order) == 1000
@@ -275,14 +266,13 @@ def test_epoch_order_draws_each_group_to_its_share():
 
 
 def test_label_halves_share_no_training_crystal_and_train_on_no_held_out_one():
-    from dosmatgen_core.training import dataset as dm
-    mk = lambda i: dm.Entry(f"mp-{i}", np.array([14]), np.zeros((1, 3)), np.eye(3) * 4.0, np.zeros((1, 400)))
+    mk = lambda i: data.Entry(f"mp-{i}", np.array([14]), np.zeros((1, 3)), np.eye(3) * 4.0, np.zeros((1, 400)))
     lab = [mk(i) for i in range(3000)]
-    a, b = dm.label_half(lab, "A"), dm.label_half(lab, "B")
-    band = {e.material_id for e in lab if dm.is_validation(e.material_id, dm.PREDICTOR_HOLDOUT)}
+    a, b = data.label_half(lab, "A"), data.label_half(lab, "B")
+    band = {e.material_id for e in lab if data.is_validation(e.material_id, data.PREDICTOR_HOLDOUT)}
     # what each half's trainer actually fits: the guide skips the generator's validation ids,
     # the predictor its whole hold-out band
-    fit_a = {e.material_id for e in a if not dm.is_validation(e.material_id)}
+    fit_a = {e.material_id for e in a if not data.is_validation(e.material_id)}
     fit_b = {e.material_id for e in b if e.material_id not in band}
     assert fit_a and fit_b and not fit_a & {e.material_id for e in b} and not fit_b & {e.material_id for e in a}
     assert not (fit_a | fit_b) & band
@@ -290,4 +280,4 @@ def test_label_halves_share_no_training_crystal_and_train_on_no_held_out_one():
     assert 0.4 < len(fit_a) / len(fit_a | fit_b) < 0.6
     assert {e.material_id for e in b} >= band                          # B's predictor can report its hold-out
     with pytest.raises(ValueError, match="A or B"):
-        dm.label_half(lab, "C")
+        data.label_half(lab, "C")

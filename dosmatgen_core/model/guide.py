@@ -14,10 +14,15 @@ predictor would show up as a gap between the two and in the DFT check.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dosmatgen_core.model.checkpoint import building, read_checkpoint
 from dosmatgen_core.model.denoiser import DOS_POINTS, Denoiser, DenoiserConfig, mlp
 from dosmatgen_core.model.diffusion import Batch, Schedules, corrupt
 
@@ -53,3 +58,23 @@ def guide_loss(guide: DOSGuide, b: Batch, sch: Schedules, gen: torch.Generator |
     pred = guide(c.a_t, c.x_t, c.l_t, c.t.float() / sch.T, b.batch)
     err = F.mse_loss(pred, b.dos, reduction="none").mean(-1)
     return (err * b.has_dos).sum() / b.has_dos.sum().clamp(min=1)
+
+
+@dataclass
+class LoadedGuide:
+    model: DOSGuide
+    dos_mean: np.ndarray
+    dos_std: np.ndarray
+    card: dict
+    path: Path
+
+
+def load_guide(path: str | Path, device: str = "cpu", trust: bool = False) -> LoadedGuide:
+    """Load a DOS guide: a shipped one, or with trust=True any file whose card matches it."""
+    blob, card, _ = read_checkpoint(path, trust, device, kind="DOS guide", train_verb="train-guide")
+    with building(path, "DOS guide"):
+        guide = DOSGuide(DenoiserConfig(**blob["config"])).to(device)
+        guide.load_state_dict(blob["state_dict"])
+        mean, std = blob["dos_mean"].numpy(), blob["dos_std"].numpy()
+    guide.eval()
+    return LoadedGuide(guide, mean, std, card, Path(path))

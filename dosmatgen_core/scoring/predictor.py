@@ -7,21 +7,22 @@ Used to score generated candidates; its held-out error is the floor such scores 
 """
 from __future__ import annotations
 
-import copy
-import csv
-import json
 import math
-import time
-from dataclasses import asdict, dataclass, field
+import re
+import warnings
+from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from dosmatgen_core import dos as dosmod
-from dosmatgen_core.structures import MIN_VOLUME_PER_ATOM
+from dosmatgen_core.model.checkpoint import building, read_checkpoint
+
+# pymatgen, ASE, CHGNet (scoring.stability) and structures are imported where they are needed:
+# `dosmatgen train` and train-predictor import this module when they train from a pack on a
+# machine with numpy and torch alone (training/dataset.py explains).
 
 CUTOFF = 6.0
 N_RBF = 48
@@ -89,8 +90,6 @@ def chgnet_atom_features(crystals) -> list[np.ndarray]:
     """Per-atom features of the pretrained CHGNet (its last atom layer, 64 numbers per atom): a
     description of each atom's environment learnt from ~1.5 M DFT calculations (energies, forces,
     magnetic moments), which a few hundred DOS labels could never teach."""
-    import warnings
-
     from pymatgen.core import Structure
 
     from dosmatgen_core.scoring.stability import chgnet
@@ -210,200 +209,15 @@ class Ensemble(nn.Module):
         return torch.stack([m(g) for m in self.members]).mean(0)
 
 
-# ---- training ----------------------------------------------------------------------------------
-
-@dataclass
-class PredictorTrainConfig:
-    run_dir: str = "runs/predictor/default"
-    label_dirs: list = field(default_factory=list)
-    epochs: int = 300
-    batch_size: int = 16
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    threads: int = 0
-    device: str = "cpu"
-    pack: str = ""             # a training pack (data.save_pack) instead of the label shards
-    seed: int = 0
-    max_minutes: float = 0.0
-    model: dict = field(default_factory=lambda: asdict(PredictorConfig()))
-
-
-def _batches(entries, bs, rng):
-    order = rng.permutation(len(entries))
-    for i in range(0, len(order), bs):
-        yield [entries[j] for j in order[i:i + bs]]
-
-
-def _graph_and_target(chunk, nbr_cache: dict | None = None, fea: dict | None = None):
-    """fea: CHGNet atom features by material_id, for models that read them."""
-    nbrs = None
-    if nbr_cache is not None:
-        for e in chunk:
-            if e.material_id not in nbr_cache:
-                nbr_cache[e.material_id] = neighbour_graph(e.z, e.frac, e.lattice)
-        nbrs = [nbr_cache[e.material_id] for e in chunk]
-    g = collate_graphs([(e.z, e.frac, e.lattice) for e in chunk], nbrs,
-                       None if fea is None else [fea[e.material_id] for e in chunk])
-    y = torch.from_numpy(np.concatenate([e.site_dos for e in chunk]).astype(np.float32))
-    return g, y
-
-
-def heldout_metrics(model, entries, fea: dict | None = None) -> dict:
-    """MAE, MAE near E_F and cosine on held-out sites, overall and per element family; the
-    mean-DOS baseline alongside."""
-    if not entries:
-        return {}
-    model.eval()
-    preds, ys, fams = [], [], []
-    if fea is None and model.cfg.chgnet:      # fea: CHGNet features by id, when the caller has them
-        fea = _features_for(entries)
-    table = model.elem.cpu().numpy()
-    with torch.no_grad():
-        for i in range(0, len(entries), 32):
-            g, y = _graph_and_target(entries[i:i + 32], fea=fea)
-            preds.append(model(g.to(_device_of(model))).cpu().numpy())
-            ys.append(y.numpy())
-            fams += [family(z, table) for e in entries[i:i + 32] for z in e.z]
-    p, y = np.concatenate(preds), np.concatenate(ys)
-    fams = np.array(fams)
-    out = {}
-    for name, sel in [("all", np.ones(len(y), bool))] + [(f, fams == f) for f in FAMILIES]:
-        if sel.sum() == 0:
-            continue
-        out[name] = {"sites": int(sel.sum()),
-                     "mae": float(np.abs(p[sel] - y[sel]).mean()),
-                     "mae_ef2": float(np.mean([dosmod.mae_near_ef(a, b) for a, b in zip(y[sel], p[sel])])),
-                     "cosine": float(np.mean([dosmod.cosine(a, b) for a, b in zip(y[sel], p[sel])]))}
-    return out
-
-
-def _features_for(entries) -> dict:
-    return dict(zip((e.material_id for e in entries),
-                    chgnet_atom_features([(e.z, e.frac, e.lattice) for e in entries])))
-
-
-def _device_of(model) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _labelled(label_dirs, pack: str = ""):
-    """Labelled entries, and the element table a pack carries (None: take pymatgen's)."""
-    from dosmatgen_core.training import dataset as datamod
-    if not pack:
-        return datamod.load_labelled(label_dirs), None
-    labelled, _, meta = datamod.load_pack(pack)
-    return labelled, meta.get("element_table")
-
-
-def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
-    from dosmatgen_core.training import dataset as datamod
-    run = Path(cfg.run_dir)
-    run.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    labelled, table = _labelled(cfg.label_dirs, cfg.pack)
-    val = [e for e in labelled if datamod.is_validation(e.material_id, datamod.PREDICTOR_HOLDOUT)]
-    tr = [e for e in labelled if not datamod.is_validation(e.material_id, datamod.PREDICTOR_HOLDOUT)]
-    log(f"predictor: {len(tr)} training structures, {len(val)} held out")
-    model = SiteDOSPredictor(PredictorConfig(**cfg.model), elem=table).to(cfg.device)
-    ema = copy.deepcopy(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = run / "last.pt"
-    epoch = 0
-    if state.exists():
-        st = torch.load(state, map_location=cfg.device, weights_only=True)
-        model.load_state_dict(st["model"])
-        ema.load_state_dict(st["ema"])
-        opt.load_state_dict(st["opt"])
-        epoch = int(st["epoch"])
-        log(f"resumed at epoch {epoch}")
-    logp = run / "log.csv"
-    if not logp.exists():
-        logp.write_text("epoch,train_mae,val_mae,val_cosine,seconds\n")
-    nbr_cache: dict = {}      # neighbour lists are fixed per structure: built once
-    fea = _features_for(tr) if model.cfg.chgnet else None
-    val_fea = _features_for(val) if model.cfg.chgnet and val else None   # once, not per evaluation
-    t_start = time.time()
-    while epoch < cfg.epochs:
-        t0 = time.time()
-        rng = np.random.default_rng([cfg.seed, epoch])
-        model.train()
-        tot, n = 0.0, 0
-        for chunk in _batches(tr, cfg.batch_size, rng):
-            g, y = _graph_and_target(chunk, nbr_cache, fea)
-            g, y = g.to(cfg.device), y.to(cfg.device)
-            loss = (model(g) - y).abs().mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), model.parameters()):
-                    pe.mul_(0.99).add_(pm.detach(), alpha=0.01)
-            tot += loss.item() * len(chunk)
-            n += len(chunk)
-        epoch += 1
-        if epoch % 10 == 0 or epoch == cfg.epochs:
-            m = heldout_metrics(ema, val, val_fea).get("all", {"mae": float("nan"), "cosine": float("nan")})
-            with logp.open("a") as fh:
-                csv.writer(fh).writerow([epoch, round(tot / max(n, 1), 5), round(m["mae"], 5),
-                                         round(m["cosine"], 4), round(time.time() - t0, 2)])
-            torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                        "epoch": epoch, "config": cfg.model}, state)
-            log(f"epoch {epoch}: train MAE {tot / max(n, 1):.4f}, held-out MAE {m['mae']:.4f} cos {m['cosine']:.3f}")
-        if cfg.max_minutes and time.time() - t_start > cfg.max_minutes * 60:
-            break
-    torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                "epoch": epoch, "config": cfg.model}, state)
-    metrics = heldout_metrics(ema, val, val_fea)
-    (run / "heldout.json").write_text(json.dumps(metrics, indent=2))
-    return run
-
-
-def export_predictor(run_dirs, out_path: str | Path, label_dirs, pack: str = "") -> dict:
-    """Ship the EMA weights of one run, or the mean of several runs (an ensemble; they must share
-    an architecture), with a card holding the held-out scores of the ensemble and of each member."""
-    from datetime import date
-
-    from dosmatgen_core.training import dataset as datamod
-    from dosmatgen_core.model.checkpoint import sha256_file, card_path
-    runs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(r) for r in run_dirs]
-    states = [torch.load(r / "last.pt", map_location="cpu", weights_only=True) for r in runs]
-    config = states[0]["config"]
-    if any(st["config"] != config for st in states):
-        raise ValueError("ensemble members must share one architecture: " + ", ".join(str(r) for r in runs))
-    out_path = Path(out_path)
-    blob = ({"config": config, "state_dict": states[0]["ema"]} if len(states) == 1
-            else {"config": config, "members": [st["ema"] for st in states]})
-    torch.save(blob, out_path)
-    labelled, _ = _labelled(label_dirs, pack)
-    val = [e for e in labelled if datamod.is_validation(e.material_id, datamod.PREDICTOR_HOLDOUT)]
-    model = _model_from_blob(blob)
-    metrics = heldout_metrics(model, val)
-    members = [heldout_metrics(m, val).get("all", {}).get("mae") for m in getattr(model, "members", [])]
-    mean_dos = np.concatenate([e.site_dos for e in labelled if not datamod.is_validation(e.material_id, datamod.PREDICTOR_HOLDOUT)]).mean(0)
-    base = float(np.mean([np.abs(r - mean_dos).mean() for e in val for r in e.site_dos])) if val else float("nan")
-    shards = (datamod.load_pack(pack)[2].get("label_shards", []) if pack else datamod.label_shard_names(label_dirs))
-    card = {"name": "DOSMatGen site-DOS predictor", "date": date.today().isoformat(),
-            "epoch": int(states[0]["epoch"]), "members": len(states), "runs": [str(r) for r in runs],
-            "n_train_structures": len(labelled) - len(val), "n_heldout_structures": len(val),
-            "heldout": metrics, "heldout_member_mae": members, "heldout_mean_dos_baseline_mae": base,
-            "label_shards": shards, "config": config, "file": out_path.name,
-            "sha256": sha256_file(out_path), "bytes": out_path.stat().st_size}
-    card_path(out_path).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
-    return card
-
-
 def _upgrade(sd: dict, config: dict) -> dict:
     """Checkpoints from before dropout joined the MLPs (no 'dropout' in their config): their last
     Linear sat one place earlier in each Sequential."""
     if "dropout" in config:
         return sd
-    import re
     return {re.sub(r"^(layers\.\d+\.upd|head)\.2\.", r"\1.3.", k): v for k, v in sd.items()}
 
 
-def _model_from_blob(blob) -> nn.Module:
+def model_from_blob(blob) -> nn.Module:
     def one(sd):
         m = SiteDOSPredictor(PredictorConfig(**blob["config"]), elem=sd["elem"])
         m.load_state_dict(_upgrade(sd, blob["config"]))
@@ -421,6 +235,7 @@ class LoadedPredictor:
         """Site DOS (n_i, 400) for each (numbers, frac, lattice); NaN rows for a collapsed cell
         (under MIN_VOLUME_PER_ATOM), which has no DOS to predict and whose neighbour lists would
         grow without bound."""
+        from dosmatgen_core.structures import MIN_VOLUME_PER_ATOM
         crystals = list(crystals)
         ok = [abs(float(np.linalg.det(np.asarray(lat, float)))) / max(len(z), 1) >= MIN_VOLUME_PER_ATOM
               for z, _, lat in crystals]
@@ -442,8 +257,9 @@ class LoadedPredictor:
         return out
 
 
-def load_predictor(path) -> LoadedPredictor:
-    from dosmatgen_core.model.checkpoint import checked_card
-    path = Path(path)
-    card = checked_card(path)
-    return LoadedPredictor(_model_from_blob(torch.load(path, map_location="cpu", weights_only=True)), card)
+def load_predictor(path, trust: bool = False) -> LoadedPredictor:
+    """Load a site-DOS predictor: a shipped one, or with trust=True any file whose card matches it."""
+    blob, card, _ = read_checkpoint(path, trust, kind="site-DOS predictor", train_verb="train-predictor")
+    with building(path, "site-DOS predictor"):
+        model = model_from_blob(blob)
+    return LoadedPredictor(model, card)

@@ -6,21 +6,26 @@ validation loss go to RUN_DIR/log.csv, one row per epoch.
 """
 from __future__ import annotations
 
-import copy
 import csv
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dosmatgen_core.training import dataset as datamod
+from dosmatgen_core.model.checkpoint import card_path, save_model
 from dosmatgen_core.model.denoiser import Denoiser, DenoiserConfig
 from dosmatgen_core.model.diffusion import Schedules, training_loss
 from dosmatgen_core.paths import CACHE_DIR
+from dosmatgen_core.training import dataset as datamod
+from dosmatgen_core.training.loop import Loop, read_state
+from dosmatgen_core.training.pseudo import attach
+
+LOG_COLUMNS = ["epoch", "step", "train_loss", "train_lattice", "train_coord", "train_type", "val_loss",
+               "val_labelled_loss", "seconds", "n_train", "n_labelled"]
 
 
 @dataclass
@@ -219,7 +224,6 @@ def train(cfg: TrainConfig, log=print) -> Path:
     def pseudo_entries(tr_unl):
         if not cfg.pseudo:
             return []
-        from dosmatgen_core.training.pseudo import attach
         got, cfg.pseudo_meta = attach(cfg.pseudo, tr_unl)
         return got
 
@@ -230,59 +234,41 @@ def train(cfg: TrainConfig, log=print) -> Path:
     log(f"device {device}; train {len(tr_lab)} labelled + {len(tr_unl)} unlabelled "
         f"({len(tr_pse)} of them also pseudo-labelled); validation {len(val)} ({len(val_lab)} labelled)")
 
-    state_path = run / "last.pt"
-    st = torch.load(state_path, map_location=device, weights_only=True) if state_path.exists() else None
+    st = read_state(run, device)
     if st is not None:
         cfg.model = DenoiserConfig(**st["config"]).to_dict()     # a resumed run keeps its architecture
         if not cfg.init_from and (run / "config.json").exists():  # ... and its provenance
             old = json.loads((run / "config.json").read_text())
             cfg.init_from, cfg.init_from_card = old.get("init_from", ""), old.get("init_from_card", {})
     model = Denoiser(DenoiserConfig(**cfg.model)).to(device)
-    ema = copy.deepcopy(model).eval()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loop = Loop(run, model, opt, ema_decay=cfg.ema, columns=LOG_COLUMNS,
+                best={"best.pt": "val_loss", "best-labelled.pt": "val_labelled_loss"},   # labelled: the conditional branch alone
+                max_minutes=cfg.max_minutes, checkpoint_minutes=cfg.checkpoint_minutes)
     # warm-up over the first 500 steps, then constant: runs are resumed and extended, so no decay
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 500))
     sch = Schedules.make().to(device)
-    epoch, step = 0, 0
-    rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     if st is not None:
-        model.load_state_dict(st["model"])
-        ema.load_state_dict(st["ema"])
-        if "opt" in st:        # committed states are slim (no optimiser moments): Adam restarts
-            opt.load_state_dict(st["opt"])
-        sched.last_epoch = int(st["step"])
-        epoch, step = int(st["epoch"]), int(st["step"])
-        rng = np.random.default_rng([cfg.seed, epoch])
-        torch.manual_seed(cfg.seed + epoch)
+        loop.resume(st)
+        sched.last_epoch = loop.step
+        torch.manual_seed(cfg.seed + loop.epoch)
         mean, std = st["dos_mean"].numpy(), st["dos_std"].numpy()   # keep the encoder's input scale
-        log(f"resumed at epoch {epoch}, step {step}")
+        log(f"resumed at epoch {loop.epoch}, step {loop.step}")
     elif cfg.init_from:
         mean, std, fresh = warm_start(model, cfg.init_from)
-        card = Path(cfg.init_from).with_suffix(".card.json")
+        card = card_path(cfg.init_from)
         if card.exists():    # the file may be replaced later (it is the shipped model): keep who it was
             c = json.loads(card.read_text())
             cfg.init_from_card = {k: c.get(k) for k in ("sha256", "epoch", "steps", "date")}
-        ema.load_state_dict(model.state_dict())
+        loop.sync_ema()
         log(f"warm start from {cfg.init_from}; fresh: {', '.join(fresh) or 'nothing'}")
+    loop.extra = {"dos_mean": torch.from_numpy(mean), "dos_std": torch.from_numpy(std), "config": cfg.model}
     aug = datamod.DOSAugment(cfg.dos_shift_ev, cfg.dos_scale)
     (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    log_path = run / "log.csv"
-    if not log_path.exists():
-        log_path.write_text("epoch,step,train_loss,train_lattice,train_coord,train_type,val_loss,val_labelled_loss,seconds,n_train,n_labelled\n")
 
-    def save_state(at_epoch: int):
-        tmp = state_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                    "epoch": at_epoch, "step": step, "dos_mean": torch.from_numpy(mean),
-                    "dos_std": torch.from_numpy(std), "config": asdict(cfg)["model"]}, tmp)
-        tmp.replace(state_path)
-
-    t_start = time.time()
-    last_save = time.time()
-    best = math.inf
-    best_lab = math.inf   # the labelled loss scores the conditional branch alone
-    while epoch < cfg.epochs:
+    loop.start_clock()
+    while loop.epoch < cfg.epochs:
         t0 = time.time()
         if shard_key() != key:
             key = shard_key()
@@ -291,7 +277,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
             (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
             log(f"label shards changed: now {len(tr_lab)} labelled training crystals")
         train_entries = tr_lab + tr_pse + tr_unl
-        rng = np.random.default_rng([cfg.seed, epoch])
+        rng = np.random.default_rng([cfg.seed, loop.epoch])
         order = epoch_order(len(tr_lab), len(tr_unl), cfg, rng, n_pseudo=len(tr_pse))
         sums = np.zeros(4)
         nb = 0
@@ -304,35 +290,23 @@ def train(cfg: TrainConfig, log=print) -> Path:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
-            with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), model.parameters()):
-                    pe.mul_(cfg.ema).add_(pm.detach(), alpha=1 - cfg.ema)
-            step += 1
+            loop.tick()
             nb += 1
             sums += [out["loss"].item(), out["lattice"].item(), out["coord"].item(), out["type"].item()]
-            if time.time() - last_save > cfg.checkpoint_minutes * 60:
-                save_state(epoch)   # mid-epoch: a restart redoes this epoch from its start
-                last_save = time.time()
-            if cfg.max_minutes and time.time() - t_start > cfg.max_minutes * 60:
-                save_state(epoch)
-                log(f"stopped after {cfg.max_minutes} min in epoch {epoch}")
+            if loop.out_of_time():
+                loop.save()
+                log(f"stopped after {cfg.max_minutes} min in epoch {loop.epoch}")
                 return run
-        epoch += 1
-        v = evaluate(ema, val, mean, std, sch, device)
-        vl = evaluate(ema, val_lab, mean, std, sch, device)
+        loop.epoch += 1
+        v = evaluate(loop.ema, val, mean, std, sch, device)
+        vl = evaluate(loop.ema, val_lab, mean, std, sch, device)
         m = sums / max(nb, 1)
-        with log_path.open("a") as fh:
-            csv.writer(fh).writerow([epoch, step, *np.round(m, 5), round(v, 5), round(vl, 5),
-                                     round(time.time() - t0, 1), len(order), len(tr_lab)])
-        save_state(epoch)
-        last_save = time.time()
-        if v < best:
-            best = v
-            torch.save({"ema": ema.state_dict(), "epoch": epoch, "val_loss": v}, run / "best.pt")
-        if vl < best_lab:
-            best_lab = vl
-            torch.save({"ema": ema.state_dict(), "epoch": epoch, "val_loss": vl}, run / "best-labelled.pt")
-        log(f"epoch {epoch}: train {m[0]:.4f} (L {m[1]:.3f} X {m[2]:.3f} A {m[3]:.4f}) val {v:.4f} "
+        loop.log_row([loop.epoch, loop.step, *np.round(m, 5), round(v, 5), round(vl, 5),
+                      round(time.time() - t0, 1), len(order), len(tr_lab)])
+        loop.save()
+        loop.keep_best("best.pt", v, val_loss=v)
+        loop.keep_best("best-labelled.pt", vl, val_loss=vl)
+        log(f"epoch {loop.epoch}: train {m[0]:.4f} (L {m[1]:.3f} X {m[2]:.3f} A {m[3]:.4f}) val {v:.4f} "
             f"val-labelled {vl:.4f} [{time.time() - t0:.0f} s]")
     return run
 
@@ -342,9 +316,6 @@ def export(run_dir: str | Path, out_path: str | Path, pick: str = "best") -> dic
 
     pick: "best" (lowest validation loss), "best-labelled" (lowest loss on the labelled
     validation crystals, i.e. the conditional branch) or "last"."""
-    from datetime import date
-
-    from dosmatgen_core.model.checkpoint import save_model
     if pick not in ("best", "best-labelled", "last"):
         raise ValueError(f"pick must be best, best-labelled or last, not {pick!r}")
     run = Path(run_dir)

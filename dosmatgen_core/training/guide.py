@@ -7,7 +7,6 @@ and RUN_DIR/log.csv gets one row per epoch with the validation error at three no
 """
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import time
@@ -18,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dosmatgen_core.training import dataset as datamod
-from dosmatgen_core.model.checkpoint import card_path, checked_card, sha256_file
+from dosmatgen_core.model.checkpoint import card_path, sha256_file
 from dosmatgen_core.model.denoiser import DenoiserConfig
 from dosmatgen_core.model.diffusion import Schedules
 from dosmatgen_core.model.guide import DOSGuide, guide_loss
+from dosmatgen_core.training import dataset as datamod
+from dosmatgen_core.training.loop import Loop, read_state
 
 VAL_TIMES = (1, 100, 300)     # validation noise levels (of T = 1000)
 
@@ -74,55 +74,35 @@ def val_errors(guide: DOSGuide, val, mean, std, sch, device) -> dict[int, float]
 
 def train_guide(cfg: GuideTrainConfig, log=print) -> Path:
     run = Path(cfg.run_dir)
-    run.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     tr, val, meta = _split(cfg.pack)
     dev = cfg.device
-    state_path = run / "last.pt"
-    st = torch.load(state_path, map_location=dev, weights_only=True) if state_path.exists() else None
-    if st is not None:
-        mcfg = DenoiserConfig(**st["config"])
-        mean, std = st["dos_mean"].numpy(), st["dos_std"].numpy()
-    else:
-        src = torch.load(cfg.init_from, map_location="cpu", weights_only=True)
-        mcfg = DenoiserConfig(**src["config"])
-        mean, std = src["dos_mean"].numpy(), src["dos_std"].numpy()   # the sampler's DOS scale
+    st = read_state(run, dev)
+    src = st if st is not None else torch.load(cfg.init_from, map_location="cpu", weights_only=True)
+    mcfg = DenoiserConfig(**src["config"])
+    mean, std = src["dos_mean"].numpy(), src["dos_std"].numpy()   # a new run: the sampler's DOS scale
     guide = DOSGuide(mcfg).to(dev)
     if st is None:
         guide.trunk.load_state_dict(src["state_dict"])
-    ema = copy.deepcopy(guide).eval()
     opt = torch.optim.AdamW(guide.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    loop = Loop(run, guide, opt, ema_decay=cfg.ema,
+                columns=["epoch", "step", "train_mse", *(f"val_mse_t{t}" for t in VAL_TIMES), "seconds"],
+                best={"best.pt": "val_mse_t1"}, max_minutes=cfg.max_minutes, checkpoint_minutes=cfg.checkpoint_minutes)
+    loop.extra = {"dos_mean": torch.from_numpy(mean), "dos_std": torch.from_numpy(std), "config": mcfg.to_dict()}
     sch = Schedules.make().to(dev)
-    epoch, step = 0, 0
     if st is not None:
-        guide.load_state_dict(st["model"])
-        ema.load_state_dict(st["ema"])
-        opt.load_state_dict(st["opt"])
-        epoch, step = int(st["epoch"]), int(st["step"])
-        log(f"resumed at epoch {epoch}")
-    else:
-        ema.load_state_dict(guide.state_dict())
+        loop.resume(st)
+        log(f"resumed at epoch {loop.epoch}")
     (run / "config.json").write_text(json.dumps({**asdict(cfg), "label_shards": meta.get("label_shards", []),
                                                  "n_train": len(tr), "n_val": len(val)}, indent=2))
-    log_path = run / "log.csv"
-    if not log_path.exists():
-        log_path.write_text("epoch,step,train_mse," + ",".join(f"val_mse_t{t}" for t in VAL_TIMES) + ",seconds\n")
     log(f"guide: {len(tr)} training / {len(val)} validation labelled crystals")
 
-    def save(at_epoch: int):
-        tmp = state_path.with_suffix(".tmp")
-        torch.save({"model": guide.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                    "epoch": at_epoch, "step": step, "dos_mean": torch.from_numpy(mean),
-                    "dos_std": torch.from_numpy(std), "config": mcfg.to_dict()}, tmp)
-        tmp.replace(state_path)
-
-    t_start = last_save = time.time()
-    best = min((float(r["val_mse_t1"]) for r in csv.DictReader(log_path.open())), default=float("inf"))
-    while epoch < cfg.epochs:
+    loop.start_clock()
+    while loop.epoch < cfg.epochs:
         t0 = time.time()
-        rng = np.random.default_rng([cfg.seed, epoch])
-        gen = torch.Generator(device=dev).manual_seed(cfg.seed * 100003 + epoch)
+        rng = np.random.default_rng([cfg.seed, loop.epoch])
+        gen = torch.Generator(device=dev).manual_seed(cfg.seed * 100003 + loop.epoch)
         order = rng.permutation(len(tr))
         tot, nb = 0.0, 0
         for i in range(0, len(order), cfg.batch_size):
@@ -132,41 +112,22 @@ def train_guide(cfg: GuideTrainConfig, log=print) -> Path:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(guide.parameters(), 1.0)
             opt.step()
-            with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), guide.parameters()):
-                    pe.mul_(cfg.ema).add_(pm.detach(), alpha=1 - cfg.ema)
-            step += 1
+            loop.tick()
             nb += 1
             tot += loss.item()
-            if time.time() - last_save > cfg.checkpoint_minutes * 60:
-                save(epoch)
-                last_save = time.time()
-            if cfg.max_minutes and time.time() - t_start > cfg.max_minutes * 60:
-                save(epoch)
-                log(f"stopped after {cfg.max_minutes} min in epoch {epoch}")
+            if loop.out_of_time():
+                loop.save()
+                log(f"stopped after {cfg.max_minutes} min in epoch {loop.epoch}")
                 return run
-        epoch += 1
-        v = val_errors(ema, val, mean, std, sch, dev)
-        with log_path.open("a") as fh:
-            csv.writer(fh).writerow([epoch, step, round(tot / max(nb, 1), 5), *(round(v[t], 5) for t in VAL_TIMES),
-                                     round(time.time() - t0, 1)])
-        save(epoch)
-        last_save = time.time()
-        if v[1] < best:
-            best = v[1]
-            torch.save({"ema": ema.state_dict(), "epoch": epoch, "val_mse_t1": v[1]}, run / "best.pt")
-        log(f"epoch {epoch}: train {tot / max(nb, 1):.4f} val " + " ".join(f"t{t} {v[t]:.4f}" for t in VAL_TIMES)
+        loop.epoch += 1
+        v = val_errors(loop.ema, val, mean, std, sch, dev)
+        loop.log_row([loop.epoch, loop.step, round(tot / max(nb, 1), 5), *(round(v[t], 5) for t in VAL_TIMES),
+                      round(time.time() - t0, 1)])
+        loop.save()
+        loop.keep_best("best.pt", v[1], val_mse_t1=v[1])
+        log(f"epoch {loop.epoch}: train {tot / max(nb, 1):.4f} val " + " ".join(f"t{t} {v[t]:.4f}" for t in VAL_TIMES)
             + f" [{time.time() - t0:.0f} s]")
     return run
-
-
-@dataclass
-class LoadedGuide:
-    model: DOSGuide
-    dos_mean: np.ndarray
-    dos_std: np.ndarray
-    card: dict
-    path: Path
 
 
 def export_guide(run_dir: str | Path, out_path: str | Path) -> dict:
@@ -193,17 +154,3 @@ def export_guide(run_dir: str | Path, out_path: str | Path) -> dict:
             "file": out.name, "sha256": sha256_file(out), "bytes": out.stat().st_size}
     card_path(out).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     return card
-
-
-def load_guide(path: str | Path, device: str = "cpu") -> LoadedGuide:
-    """Load a shipped guide after checking its sha256 against the card."""
-    path = Path(path)
-    cp = card_path(path)
-    if not path.exists() or not cp.exists():
-        raise FileNotFoundError(f"DOS guide {path} or its card not found; train one with `dosmatgen train-guide`")
-    card = checked_card(path)
-    blob = torch.load(path, map_location=device, weights_only=True)
-    guide = DOSGuide(DenoiserConfig(**blob["config"])).to(device)
-    guide.load_state_dict(blob["state_dict"])
-    guide.eval()
-    return LoadedGuide(guide, blob["dos_mean"].numpy(), blob["dos_std"].numpy(), card, path)

@@ -18,14 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from dosmatgen_core.training import dataset as datamod
 from dosmatgen_core import dos as dosmod
+from dosmatgen_core.model.checkpoint import sha256_file
 from dosmatgen_core.paths import LABEL_DIR
+from dosmatgen_core.scoring.predictor import load_predictor
+from dosmatgen_core.training import dataset as datamod
 
 
 def predictor_elements(card: dict, label_dir: str | Path) -> set[int]:
     """Atomic numbers in the DFT labels the predictor was trained on: the shards its card names,
     training split only (the predictor holds out 15 %), failed calculations left out."""
+    # imported here: `dosmatgen train` imports this module, and from a pack it runs without pymatgen
     from pymatgen.core import Composition
     from dosmatgen_core.labels.labeller import iter_label_lines
     shards = [Path(label_dir) / s for s in card.get("label_shards", [])]
@@ -40,7 +43,7 @@ def predictor_elements(card: dict, label_dir: str | Path) -> set[int]:
 
 def pseudo_label(pack: str | Path, predictor_path: str | Path, out: str | Path, chunk: int = 512,
                  label_dir: str | Path = LABEL_DIR,
-                 log=print) -> dict:
+                 log=print, trust: bool = False) -> dict:
     """Predict the site DOS of every unlabelled training crystal of PACK; write OUT (npz: ids,
     offsets, dos as float16). Resumable: chunks already written under OUT's `.parts` folder are kept.
 
@@ -48,12 +51,10 @@ def pseudo_label(pack: str | Path, predictor_path: str | Path, out: str | Path, 
     actinides, which the recipe excludes, and a few rare ones) get none: the predictor has nothing
     to go on there, and a made-up DOS would teach the generator a false element–DOS link. That split
     is read from the shards the predictor's card names (in LABEL_DIR), not from the pack, whose
-    labels may be newer than the predictor."""
-    from dosmatgen_core.model.checkpoint import sha256_file
-    from dosmatgen_core.scoring.predictor import load_predictor
+    labels may be newer than the predictor. trust: load a predictor that was not shipped."""
     _, unlabelled, meta = datamod.load_pack(pack)
     todo = [e for e in unlabelled if not datamod.is_validation(e.material_id)]
-    pred = load_predictor(predictor_path)
+    pred = load_predictor(predictor_path, trust=trust)
     known = predictor_elements(pred.card, label_dir)
     out = Path(out)
     parts = out.with_suffix(".parts")

@@ -151,7 +151,7 @@ def add_parsers(sub) -> None:
                     help="the label shards the predictor was trained on (its card names them)")
     pl.add_argument("--threads", type=int, default=0)
     pl.add_argument("--trust-checkpoint", action="store_true",
-                    help="load a --predictor that was not shipped (one you trained): its weights are read unchecked")
+                    help="load a --predictor that was not shipped (one you trained); its card must still match it")
     pl.set_defaults(func=_pseudo_label)
 
     pk = sub.add_parser("pack", help="write every training crystal and label into one .npz (for a machine "

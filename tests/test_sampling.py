@@ -2,16 +2,25 @@
 import numpy as np
 import pytest
 import torch
+from ase.data import atomic_numbers, chemical_symbols
 
-from dosmatgen_core import dos as dosmod
-from dosmatgen_core.sampling import sampler as sampling
-from dosmatgen_core.sampling import tasks
+from dosmatgen_core.labels.labeller import supported_elements
 from dosmatgen_core.model.checkpoint import LoadedModel
 from dosmatgen_core.model.denoiser import Denoiser, DenoiserConfig
 from dosmatgen_core.model.diffusion import step_schedule
+from dosmatgen_core.sampling import sampler as sampling
+from dosmatgen_core.sampling import tasks
 from dosmatgen_core.structures import Crystal
 
 torch.set_num_threads(1)
+DFT_Z = {atomic_numbers[e] for e in supported_elements()}
+
+
+@pytest.fixture(scope="module")
+def shipped_model():
+    from dosmatgen_core.model.checkpoint import load_model
+    from dosmatgen_core.paths import MODEL_PATH
+    return load_model(MODEL_PATH)
 
 
 @pytest.fixture(scope="module", params=["d3pm", "continuous"])
@@ -97,17 +106,42 @@ def test_progress_and_cancel(loaded, ni_dos):
         sampling.sample(loaded, specs, steps=10, cancel=lambda: True)
 
 
-def test_d3pm_reveals_every_atom_and_never_proposes_past_pu(ni_dos):
-    """An untrained D3PM model still ends with every atom revealed as a real element (Z ≤ 94),
-    and guidance acts on log-probabilities (finite results at large w)."""
+def test_d3pm_reveals_every_atom_and_never_proposes_an_element_dft_cannot_calculate(ni_dos):
+    """An untrained D3PM model still ends with every atom revealed as an element the DFT recipe
+    can calculate, and guidance acts on log-probabilities (finite results at large w)."""
     torch.manual_seed(1)
     m = Denoiser(DenoiserConfig(hidden=32, layers=2, n_freqs=4, time_dim=16, dos_hidden=32, types="d3pm")).eval()
+    excluded = [z for z in range(1, 101) if z not in DFT_Z]
     with torch.no_grad():
-        m.type_out.bias[94:] += 50.0      # the network prefers elements past Pu: they must be excluded
+        m.type_out.bias[[z - 1 for z in excluded]] += 50.0    # the network prefers them: they must be excluded
     ld = LoadedModel(m, np.zeros(400, np.float32), np.ones(400, np.float32), {}, "test", None)
     out = sampling.sample(ld, tasks.masked(5, {0: ni_dos}, n_candidates=4), steps=12, guidance=4.0, seed=0)
     for g in out:
-        assert np.all((g.crystal.numbers >= 1) & (g.crystal.numbers <= 94))
+        assert set(g.crystal.numbers.tolist()) <= DFT_Z
+
+
+def test_shipped_model_never_proposes_an_element_dft_cannot_calculate(shipped_model):
+    """64 unconditional 4-atom candidates at 20 steps (before the fix about a quarter of their
+    atoms were lanthanides, actinides or Tc) hold only elements the labeller supports."""
+    out = sampling.sample(shipped_model, tasks.unconditional(4, 64), steps=20, seed=0, device="cpu")
+    got = {chemical_symbols[z] for g in out for z in g.crystal.numbers}
+    assert got <= supported_elements(), got - supported_elements()
+    assert len(got) > 5          # still a spread of elements, not one safe choice
+
+
+@pytest.mark.parametrize("el", ["Th", "Pu", "Pm", "La", "Tc", 90])
+def test_an_element_dft_cannot_calculate_is_refused_by_name(ni_dos, au3ni, el):
+    sym = chemical_symbols[el] if isinstance(el, int) else el
+    with pytest.raises(ValueError, match=f"element {sym} cannot be used: the DFT recipe cannot calculate it"):
+        tasks.fixed_type(4, {0: ni_dos}, {1: el})
+    bad = Crystal(np.r_[au3ni.numbers[:3], atomic_numbers[sym]], au3ni.frac, au3ni.lattice)
+    with pytest.raises(ValueError, match=f"template atom 3: element {sym}"):
+        tasks.template(bad, 0.5, {0: ni_dos})
+    # a spec built by hand is refused by the sampler too, before anything is drawn
+    spec = tasks.masked(4, {0: ni_dos})[0]
+    spec.fixed_z[2] = atomic_numbers[sym]
+    with pytest.raises(ValueError, match=f"element {sym} cannot be used"):
+        sampling.sample(None, [spec], steps=2)
 
 
 def test_reduced_step_schedule():

@@ -10,21 +10,52 @@ A batch without any of them makes no random draws here, so plain sampling is una
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
+from ase.data import atomic_numbers, chemical_symbols
 
+from dosmatgen_core.labels.labeller import supported_elements
 from dosmatgen_core.model.denoiser import N_TYPES
 from dosmatgen_core.model.diffusion import Schedules, one_hot
+from dosmatgen_core.structures import ACTINIDES, LANTHANIDES
 from dosmatgen_core.training.dataset import standard_lattice
 
-MAX_Z = 94            # no element past Pu is proposed
+
+@lru_cache(maxsize=1)
+def dft_elements() -> frozenset[int]:
+    """Atomic numbers the DFT recipe can calculate (the labeller's supported elements): the only
+    ones the sampler proposes, since a candidate with any other could never be DFT-checked."""
+    return frozenset(atomic_numbers[s] for s in supported_elements())
+
+
+def check_element(z: int) -> int:
+    """z, or a ValueError naming the element and why the DFT recipe cannot calculate it."""
+    if z in dft_elements():
+        return z
+    sym = chemical_symbols[z] if 0 < z < len(chemical_symbols) else f"Z={z}"
+    if sym in LANTHANIDES or sym in ACTINIDES:
+        why = "lanthanides and actinides are left out: plain PBE is poor for f electrons"
+    else:
+        why = "gpaw-data has no PBE setup with a dzp basis for it"
+    raise ValueError(f"element {sym} cannot be used: the DFT recipe cannot calculate it ({why}), so a candidate "
+                     "with it could never be checked; choose another element")
+
+
+def check_kept_elements(specs) -> None:
+    """Refuse specs whose fixed or template elements (kept into the output) the DFT recipe cannot
+    calculate; tasks.py refuses them first, this catches specs built by hand."""
+    for s in specs:
+        kept = [s.fixed_z[s.fixed_z > 0]] + ([s.template.numbers] if s.template is not None else [])
+        for z in np.unique(np.concatenate(kept)).tolist():
+            check_element(int(z))
 
 
 def allowed_elements(device) -> torch.Tensor:
-    """(N_TYPES,) bool: the elements the sampler may propose."""
+    """(N_TYPES,) bool over Z − 1: the elements the sampler may propose."""
     allowed = torch.zeros(N_TYPES, dtype=torch.bool, device=device)
-    allowed[:MAX_Z] = True
+    allowed[[z - 1 for z in sorted(dft_elements())]] = True
     return allowed
 
 

@@ -30,7 +30,11 @@ from dosmatgen_core.model.diffusion import (
     step_schedule,
     unmask_step,
 )
-from dosmatgen_core.sampling.constraints import Constraints, allowed_elements
+from dosmatgen_core.sampling.constraints import (
+    Constraints,
+    allowed_elements,
+    check_kept_elements,
+)
 from dosmatgen_core.sampling.guidance import Guidance
 from dosmatgen_core.sampling.steering import Steering, particle_count
 from dosmatgen_core.structures import MIN_VOLUME_PER_ATOM, Crystal
@@ -136,6 +140,7 @@ def _sample(loaded, specs: list[SampleSpec], *, steps: int = 1000, guidance: flo
     """
     if not cond_type_temperature > 0:
         raise ValueError(f"cond_type_temperature must be > 0, not {cond_type_temperature}")
+    check_kept_elements(specs)
     K = particle_count(specs, guide, particles)
     out_specs, specs = specs, [sp for sp in specs for _ in range(K)]   # a structure's particles together
     dev = _device(device)

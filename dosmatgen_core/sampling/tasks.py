@@ -13,8 +13,10 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
+from ase.data import atomic_numbers, chemical_symbols
 
 from dosmatgen_core import dos as dosmod
+from dosmatgen_core.sampling.constraints import check_element
 from dosmatgen_core.sampling.sampler import SampleSpec
 from dosmatgen_core.structures import MAX_ATOMS, Crystal
 
@@ -22,17 +24,17 @@ MIN_ATOMS = 1
 
 
 def element_number(symbol) -> int:
-    from ase.data import atomic_numbers
+    """Atomic number of a symbol or number; refused unless the DFT recipe can calculate it."""
     if isinstance(symbol, (int, np.integer)):
         z = int(symbol)
-        if 1 <= z <= 94:
-            return z
-        raise ValueError(f"unknown element number {z}; use 1-94")
+        if not 1 <= z < len(chemical_symbols):
+            raise ValueError(f"unknown element number {z}")
+        return check_element(z)
     s = str(symbol).strip()
     s = s[:1].upper() + s[1:].lower()
-    if s not in atomic_numbers or s == "X" or atomic_numbers[s] > 94:
+    if s not in atomic_numbers or s == "X":
         raise ValueError(f"unknown element '{symbol}'")
-    return atomic_numbers[s]
+    return check_element(atomic_numbers[s])
 
 
 def _check_n(n_atoms) -> int:
@@ -61,7 +63,10 @@ def _fixed(n_atoms: int, fixed: Mapping[int, str | int]) -> np.ndarray:
     for i, el in (fixed or {}).items():
         if not isinstance(i, (int, np.integer)) or not 0 <= i < n_atoms:
             raise ValueError(f"fixed-type atom index {i} is outside 0..{n_atoms - 1}")
-        out[i] = element_number(el)
+        try:
+            out[i] = element_number(el)
+        except ValueError as e:
+            raise ValueError(f"fixed-type atom {i}: {e}") from None
     return out
 
 
@@ -109,7 +114,10 @@ def template(crystal: Crystal, strength: float, targets: Mapping[int, Sequence[f
             raise ValueError(f"atom {i} is both conditioned and pinned; a pinned atom cannot change, "
                              "so condition it or pin it, not both")
         pin[i] = True
-    for z in crystal.numbers:
-        element_number(int(z))
+    for i, z in enumerate(crystal.numbers):
+        try:
+            element_number(int(z))
+        except ValueError as e:
+            raise ValueError(f"template atom {i}: {e}") from None
     return [SampleSpec(n, dos, mask, np.zeros(n, np.int64), template=crystal, strength=float(strength),
                        pinned=pin, tag={"mode": "template"}) for _ in range(_count(n_candidates))]

@@ -15,7 +15,11 @@ class Shipped:
     guidance: float = 1.0          # classifier-free guidance weight w
     particles: int = 4             # DOS-steering particles per candidate (1 = off)
     steer: float = 10.0            # steering strength
-    strength: float = 0.5          # template mode: how far the template is noised (t_start = s·T)
+    strength: float = 0.5          # template and seeded modes: how far the template is noised (t_start = s·T)
+    mode: str = "seeded"           # the app's default: templates from the known sites closest to the target
+    n_seeds: int = 3               # seeded: known structures taken as templates
+    max_dft_atoms: int = 8         # seeds, and the candidates the app DFT-checks, have at most this many atoms
+    dft_top: int = 3               # the app DFT-checks this many top candidates
     n_candidates: int = 8
     n_atoms: int = 4
     seed: int = 0

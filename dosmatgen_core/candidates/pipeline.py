@@ -15,8 +15,9 @@ import numpy as np
 
 from dosmatgen_core import checks
 from dosmatgen_core.candidates.runs import RunStore, StoreError, to_cif
+from dosmatgen_core.candidates.seeding import find_seeds, seeded_specs
 from dosmatgen_core.model.guide import load_guide
-from dosmatgen_core.paths import GUIDE_PATH, MP_CSVS
+from dosmatgen_core.paths import DB_URL, GUIDE_PATH, MP_CSVS
 from dosmatgen_core.sampling import sampler as sampling
 from dosmatgen_core.sampling import tasks
 from dosmatgen_core.scoring import evaluate
@@ -28,9 +29,12 @@ MAX_PARTICLES = SHIPPED.max_particles
 SCORE_CHUNK = 4  # candidates scored (and stored) at a time, so an interrupted run keeps what it scored
 
 
+MODES = ("seeded", "masked", "template", "fixed_type", "unconditional")
+
+
 @dataclass
 class Request:
-    mode: str                               # masked | template | fixed_type | unconditional
+    mode: str                               # seeded | masked | template | fixed_type | unconditional
     n_atoms: int = SHIPPED.n_atoms
     targets: list = field(default_factory=list)        # target DOS curves (400 values each)
     cond_sites: list = field(default_factory=list)     # site index → targets[k] for the k-th site
@@ -50,6 +54,10 @@ class Request:
     stability: bool = False                             # CHGNet relaxation + ML hull per candidate
     title: str = ""
     target_source: str = ""                             # where the target curve came from (for the record)
+    n_seeds: int = SHIPPED.n_seeds                      # seeded: known structures taken as templates
+    fix_element: bool = False                           # seeded: the matching site keeps its element
+    seed_exclude: list = field(default_factory=list)    # seeded: material ids never to seed from
+    db_url: str = DB_URL                                # seeded: where the known sites are searched
 
     def __post_init__(self):
         if self.mode == "unconditional":
@@ -64,12 +72,14 @@ class Request:
         checks.check_candidates(self.n_candidates)
         checks.check_atoms(self.n_atoms)
         checks.check_seed(self.seed)
-        if self.mode == "template":
+        if self.mode in ("template", "seeded"):
             checks.check_strength(self.strength)
+        if self.mode == "seeded" and not (isinstance(self.n_seeds, int) and 1 <= self.n_seeds <= 10):
+            raise checks.UserError(f"{self.n_seeds!r} seeds asked for", "seed from 1 to 10 known structures (--seeds)")
 
     def specs(self) -> list[sampling.SampleSpec]:
         self.check()
-        if len(self.cond_sites) != len(self.targets):
+        if len(self.cond_sites) != len(self.targets) and self.mode != "seeded":
             raise ValueError("each conditioned site needs one target curve")
         targets = {int(i): np.asarray(self.targets[k]) for k, i in enumerate(self.cond_sites)}
         fixed = {int(k): v for k, v in (self.fixed or {}).items()}
@@ -85,7 +95,14 @@ class Request:
             return tasks.template(c, self.strength, targets, self.pinned, self.n_candidates)
         if self.mode == "unconditional":
             return tasks.unconditional(self.n_atoms, self.n_candidates)
-        raise ValueError(f"unknown mode '{self.mode}' (masked, template, fixed_type, unconditional)")
+        if self.mode == "seeded":
+            if len(self.targets) != 1:
+                raise checks.UserError("seeded generation matches one target curve", "give one target DOS")
+            target = np.asarray(self.targets[0])
+            seeds = find_seeds(target, self.db_url, k=self.n_seeds, exclude=set(self.seed_exclude),
+                               max_atoms=SHIPPED.max_dft_atoms)
+            return seeded_specs(target, seeds, self.n_candidates, self.strength, self.fix_element)
+        raise ValueError(f"unknown mode '{self.mode}' ({', '.join(MODES)})")
 
 
 def check_novelty_tables() -> None:
@@ -107,12 +124,21 @@ def shipped_guide(device: str = "cpu", trust: bool = False):
     return load_guide(GUIDE_PATH, device=device, **kw)
 
 
+def site_targets(spec, cond_sites) -> dict[int, int]:
+    """Conditioned site → its row in the run's targets: the spec's own map where the sites vary
+    by candidate (seeded: each seed's matching site), else the request's sites."""
+    if "site_to_target" in spec.tag:
+        return {int(s): int(k) for s, k in spec.tag["site_to_target"].items()}
+    return {int(site): k for k, site in enumerate(cond_sites) if site < spec.n_atoms and spec.cond_mask[site]}
+
+
 def _candidate_record(i, g, spec, ev, targets_map) -> dict:
     s = g.crystal.to_structure()
     rec = {k: v for k, v in ev.items() if k != "seconds_per_check"}
+    if "seed" in spec.tag:
+        rec["seed"] = spec.tag["seed"]        # the known structure this candidate was grown from
     rec.update({"index": i, "cif": to_cif(s), "formula": s.composition.reduced_formula,
-                "n_atoms": len(s), "site_to_target": {int(site): k for k, site in enumerate(targets_map)
-                                                      if spec.cond_mask[site]},
+                "n_atoms": len(s), "site_to_target": site_targets(spec, targets_map),
                 "fixed_sites": {int(j): int(z) for j, z in enumerate(spec.fixed_z) if z > 0},
                 "pinned_sites": [int(j) for j in np.flatnonzero(spec.pinned)] if spec.pinned is not None else []})
     return rec
@@ -207,7 +233,9 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
     else:
         gen = sampling.sample(loaded, specs + base_specs, seed=req.seed, progress=prog, **kw)
     t_sample = time.perf_counter() - t0
-    targets = {int(i): np.asarray(req.targets[k]) for k, i in enumerate(req.cond_sites)}
+    # each candidate is scored on its own conditioned sites (a baseline on its partner's)
+    cand_targets = [{s: np.asarray(req.targets[k]) for s, k in site_targets(sp, req.cond_sites).items()}
+                    for sp in specs + specs[:len(base_specs)]]
     structs = [g.crystal.to_structure() for g in gen]
     n = len(specs)
     evs, timing = [], {}
@@ -216,7 +244,7 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
             raise sampling.Cancelled("generation cancelled")
         if progress:
             progress(0.9, 0.0, f"scoring candidates {a + 1}-{min(a + SCORE_CHUNK, len(structs))} of {len(structs)}")
-        part = evaluate.evaluate_candidates(structs[a:a + SCORE_CHUNK], [dict(targets)] * len(structs[a:a + SCORE_CHUNK]),
+        part = evaluate.evaluate_candidates(structs[a:a + SCORE_CHUNK], cand_targets[a:a + SCORE_CHUNK],
                                             predictor, db_url=db_url, check_novelty=check_novelty)
         for ev in part:
             for k, v in ev.pop("seconds_per_check").items():
@@ -228,7 +256,7 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
             else:
                 b = _candidate_record(j - n, gen[j], base_specs[j - n], ev, req.cond_sites)
                 # baseline atoms were not conditioned; they are scored on the same sites
-                b["site_to_target"] = {int(i): k for k, i in enumerate(req.cond_sites) if i < b["n_atoms"]}
+                b["site_to_target"] = site_targets(specs[j - n], req.cond_sites)
                 b["baseline"] = True
                 recs.append(("baseline", b))
             recs[-1][1]["rank"] = recs[-1][1]["index"] + 1     # provisional, until all are ranked

@@ -139,9 +139,15 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
                                    "choose a smaller template")
         kw.update(n_atoms=len(s), template_id=name, template=_structure_arrays(s),
                   strength=checks.check_strength(args.strength), pinned=args.pin or [])
-    if args.mode != "unconditional":
-        cond = args.cond or [0]
+    if args.mode == "seeded":
         # a placeholder curve until the predictor gives the real one: the request is checked now
+        curve = target.tolist() if target is not None else [0.0] * 400
+        kw.update(targets=[curve], cond_sites=[], n_seeds=args.seeds, fix_element=args.fix_element,
+                  strength=checks.check_strength(args.strength), db_url=db_url)
+        if args.ref and not checks.is_structure_path(args.ref):
+            kw["seed_exclude"] = [args.ref] if args.exclude_ref else []
+    elif args.mode != "unconditional":
+        cond = args.cond or [0]
         curve = target.tolist() if target is not None else [0.0] * 400
         kw.update(targets=[curve] * len(cond), cond_sites=cond)
     if args.mode == "fixed_type":
@@ -182,7 +188,7 @@ def _generate(args) -> int:
     if predict_from is not None:    # a reference file has no DFT label: its predicted site DOS is the target
         s, site = predict_from
         curve = predictor.predict([(np.array(s.atomic_numbers), s.frac_coords, s.lattice.matrix)])[0][site]
-        req.targets = [curve.tolist()] * len(req.cond_sites)
+        req.targets = [curve.tolist()] * max(len(req.cond_sites), 1)
         req.specs()
     run = run_generation(req, loaded, predictor, guide=guide, store=store, db_url=db_url,
                          check_novelty=not args.no_novelty,
@@ -241,7 +247,14 @@ def add_parsers(sub) -> None:
     ru.set_defaults(func=_runs)
 
     ge = sub.add_parser("generate", help="generate candidates for a target DOS and store the run")
-    ge.add_argument("--mode", choices=["masked", "template", "fixed_type", "unconditional"], default="masked")
+    ge.add_argument("--mode", choices=["seeded", "masked", "template", "fixed_type", "unconditional"],
+                    default=SHIPPED.mode, help="seeded (default): grow from the known structures whose site is "
+                    "closest to the target; masked: new cells, the --cond atoms conditioned; template: a noised "
+                    "--template; fixed_type: masked with the --element kept; unconditional: the baseline")
+    ge.add_argument("--exclude-ref", action="store_true",
+                    help="seeded: never seed from the reference itself (look for other structures)")
+    ge.add_argument("--seeds", type=int, default=SHIPPED.n_seeds, help="seeded: known structures used as templates")
+    ge.add_argument("--fix-element", action="store_true", help="seeded: the matching site keeps its element")
     ge.add_argument("--ref", default=PRESET_ID,
                     help="target source: a reference material id, or a CIF/POSCAR file (its predicted site DOS)")
     ge.add_argument("--site", type=int, default=0, help="site of the reference whose DOS is the target")

@@ -1,0 +1,349 @@
+"""`python -m benchmarks.truth`: does the conditioned atom's DFT DOS match the target? Every method
+side by side, every number checked with GPAW, on held-out sites no model trained on.
+
+Methods, per target site (its own material is never a seed, a lookup hit or a novelty reference
+for itself):
+- lookup: the nearest labelled site among every label (exact DFT: no calculation needed);
+- unconditional: plain samples of the target's cell size, the predictor picks the best site;
+- masked: site 0 conditioned on the target;
+- steered: masked + DOS steering (the shipped guide, K = 4);
+- seeded: the top-3 labelled sites' structures as templates, the matching site conditioned.
+Each generation method draws CANDIDATES candidates, ranks the structurally valid, novel,
+DFT-calculable ones by the predictor, and calculates the top 3 with the GPAW recipe (rows read
+in the candidate's own site order). Work is cached by candidate (runs/truth/), so the bench
+resumes and grows run after run; `benchmarks/results/truth.json` is rewritten after every DFT
+result. Every calculated candidate is also a label (data/labels/generated-*.jsonl.gz).
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from ase.data import chemical_symbols
+
+from benchmarks.common import machine
+from benchmarks.generation import heldout_sites, spread_sites
+from dosmatgen_core import dos as dosmod
+from dosmatgen_core.candidates.seeding import find_seeds, seeded_specs
+from dosmatgen_core.labels.labeller import FAST_RECIPE, ShardWriter, iter_label_lines, label_isolated, supported_elements
+from dosmatgen_core.labels.reference_db import open_db
+from dosmatgen_core.model.checkpoint import load_model
+from dosmatgen_core.model.guide import load_guide
+from dosmatgen_core.paths import DB_URL, GUIDE_PATH, LABEL_DIR, MODEL_PATH, PREDICTOR_PATH, ROOT
+from dosmatgen_core.sampling import sampler, tasks
+from dosmatgen_core.scoring.evaluate import evaluate_candidates
+from dosmatgen_core.scoring.predictor import load_predictor
+from dosmatgen_core.scoring.search import SiteIndex
+from dosmatgen_core.scoring.verify import rows_out_of_order
+from dosmatgen_core.settings import PRESET_ID, SHIPPED
+from dosmatgen_core.structures import Crystal, atoms_from_cif, to_structure
+
+RESULTS = ROOT / "benchmarks" / "results" / "truth.json"
+CACHE = ROOT / "runs" / "truth"
+METHODS = ("seeded", "masked", "steered", "unconditional")        # DFT order: the app's default first
+APP_DEFAULT = "seeded"
+CANDIDATES = 8
+TOP = 3
+MAX_DFT_ATOMS = 8
+STEPS = SHIPPED.steps
+
+
+# ---- targets and the lookup -------------------------------------------------------------------
+
+def truth_sites(db, n: int, max_atoms: int) -> list[dict]:
+    """n held-out sites (validation structures: no model trained on them), spread over
+    structures and elements, plus the Au3Ni preset's Ni site."""
+    sites = spread_sites([s for s in heldout_sites(db, max_sites=10**6) if s[1] <= max_atoms], n)
+    out = [{"material_id": m, "n_atoms": int(nat), "site": int(i), "element": chemical_symbols[int(z)],
+            "target": np.asarray(g, float)} for m, nat, i, g, z in sites]
+    ref = db.get(PRESET_ID)
+    ni = ref.symbols.index("Ni")
+    out.append({"material_id": PRESET_ID, "n_atoms": len(ref.symbols), "site": ni, "element": "Ni",
+                "target": np.asarray(ref.site_dos[ni], float)})
+    return out
+
+
+def label_index(label_dirs=(LABEL_DIR,)) -> tuple[SiteIndex, dict[str, str]]:
+    """Every labelled site of every shard (the reference db may lag the labeller), and each
+    labelled structure's CIF (rows in its site order)."""
+    rows, cifs = {}, {}
+    for _, d in iter_label_lines(label_dirs):
+        if "failed" not in d and not d["material_id"].startswith("gen:"):
+            rows[d["material_id"]] = (d["material_id"], d["formula"], atoms_from_cif(d["cif"]).get_chemical_symbols(),
+                                      np.asarray(d["site_dos"]))
+            cifs[d["material_id"]] = d["cif"]
+    return SiteIndex.from_rows([rows[k] for k in sorted(rows)]), cifs
+
+
+def lookup(index: SiteIndex, site: dict) -> dict:
+    hits = index.search(site["target"], top=TOP, exclude={site["material_id"]}, per_structure=True)
+    return {"candidates": [{"material_id": h.material_id, "site": h.site, "element": h.element,
+                            "dft_mae": h.mae, "dft_cosine": h.cosine, "novel": False} for h in hits]}
+
+
+# ---- generation and the predictor's pick ------------------------------------------------------
+
+def _calculable(s) -> bool:
+    return len(s) <= MAX_DFT_ATOMS and {e.symbol for e in s.composition.elements} <= supported_elements()
+
+
+def generate(method: str, site: dict, res: dict, seed: int) -> dict:
+    """CANDIDATES candidates of one method for one site, scored by the predictor; the top TOP
+    novel, valid, calculable ones (by predicted MAE of their conditioned site)."""
+    g = site["target"]
+    n = site["n_atoms"]
+    t0 = time.perf_counter()
+    kw = dict(steps=STEPS, guidance=SHIPPED.guidance, seed=seed, device="cpu", redraws=2)
+    seeds = []
+    if method == "unconditional":
+        specs = tasks.unconditional(n, CANDIDATES)
+    elif method in ("masked", "steered"):
+        specs = tasks.masked(n, {0: g}, CANDIDATES)
+        if method == "steered":
+            kw.update(guide=res["guide"], particles=SHIPPED.particles, steer=SHIPPED.steer)
+    elif method == "seeded":
+        seeds = find_seeds(g, DB_URL, k=3, exclude={site["material_id"]}, max_atoms=MAX_DFT_ATOMS, index=res["index"],
+                           crystal_of=lambda m: Crystal.from_structure(to_structure(atoms_from_cif(res["cifs"][m]))))
+        specs = seeded_specs(g, seeds, CANDIDATES, res["strength"])
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    gen = sampler.sample(res["model"], specs, **kw)
+    structs = [x.crystal.to_structure() for x in gen]
+    if method == "unconditional":
+        # the predictor picks the best site of each candidate
+        preds = res["predictor"].predict([(np.array(s.atomic_numbers), s.frac_coords, s.lattice.matrix) for s in structs])
+        cond = [int(np.nanargmin([dosmod.mae(g, p[i]) if np.all(np.isfinite(p[i])) else np.inf for i in range(len(p))]))
+                for p in preds]
+    elif method == "seeded":
+        cond = [int(next(iter(sp.tag["site_to_target"]))) for sp in specs]
+    else:
+        cond = [0] * len(specs)
+    evs = evaluate_candidates(structs, [{c: g} for c in cond], res["predictor"], db_url=DB_URL)
+    rows = []
+    for k, (s, ev, c, sp) in enumerate(zip(structs, evs, cond, specs)):
+        ok = ev["structurally_valid"] and bool(ev.get("novel")) and _calculable(s) and np.isfinite(ev.get("dos_mae", np.nan))
+        rows.append({"k": k, "ok": ok, "cif": s.to(fmt="cif"), "site": c, "element": s[c].specie.symbol,
+                     "formula": s.composition.reduced_formula, "predicted_mae": ev.get("dos_mae"),
+                     "predicted_cosine": ev["dos_match"][c]["cosine"] if ev.get("dos_match") else None,
+                     "novel": bool(ev.get("novel")), "valid": bool(ev["structurally_valid"]),
+                     "seed": sp.tag.get("seed")})
+    chosen = sorted([r for r in rows if r["ok"]], key=lambda r: r["predicted_mae"])[:TOP]
+    return {"seconds": round(time.perf_counter() - t0, 1), "drawn": len(rows),
+            "valid": sum(r["valid"] for r in rows), "novel": sum(r["novel"] for r in rows),
+            "candidates": [{k: v for k, v in r.items() if k not in ("ok", "k")} for r in chosen],
+            "seeds": [s.record() for s in seeds]}
+
+
+# ---- the DFT of a candidate, cached by its CIF ------------------------------------------------
+
+def cif_key(cif: str) -> str:
+    return hashlib.sha256(cif.encode()).hexdigest()[:20]
+
+
+def calculate(cand: dict, dft_cache: dict, writer: ShardWriter, provenance: dict) -> dict:
+    key = cif_key(cand["cif"])
+    if key not in dft_cache:
+        line = label_isolated({"material_id": f"gen:{key}", "cif": cand["cif"], "keep_cell": True}, FAST_RECIPE, 1500)
+        if "failed" not in line:
+            bad = rows_out_of_order(cand["cif"], line["cif"])
+            if bad:
+                line = {"material_id": f"gen:{key}", "failed": bad}
+        rec = {"key": key, "failed": line["failed"]} if "failed" in line else \
+              {"key": key, "site_dos": np.round(np.asarray(line["site_dos"]), 5).tolist(), "seconds": line["seconds"]}
+        _append(CACHE / "dft.jsonl", rec)
+        dft_cache[key] = rec
+        if "failed" not in line:
+            writer.add({**line, "source": provenance})        # a DFT result is a label too
+    return dft_cache[key]
+
+
+def _append(path: Path, rec: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.write(json.dumps(rec) + "\n")
+
+
+def _read(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue      # a line cut by a kill
+    return out
+
+
+# ---- summary ---------------------------------------------------------------------------------
+
+def score_candidate(cand: dict, target: np.ndarray, calc: dict | None) -> dict:
+    out = {k: cand.get(k) for k in ("formula", "element", "site", "predicted_mae", "predicted_cosine", "novel", "seed",
+                                    "material_id", "dft_mae", "dft_cosine")}
+    if calc is not None and "site_dos" in calc:
+        row = np.asarray(calc["site_dos"])[cand["site"]]
+        out["dft_mae"] = dosmod.mae(target, row)
+        out["dft_cosine"] = dosmod.cosine(target, row)
+    elif calc is not None:
+        out["dft_failed"] = calc["failed"][:200]
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def summarise(sites: list[dict], per_method: dict[str, dict[str, dict]], dft_cache: dict) -> dict:
+    methods, per_site = {}, []
+    for site in sites:
+        sk = f"{site['material_id']}#{site['site']}"
+        per_site.append({"site": sk, "element": site["element"], "n_atoms": site["n_atoms"], "methods": {}})
+    for name, by_site in per_method.items():
+        best_mae, best_cos, novel, secs, pred, dft, complete = [], [], [], [], [], [], []
+        top1_mae, top1_cos = [], []
+        for site, rec in zip(sites, per_site):
+            got = by_site.get(rec["site"])
+            if got is None:
+                continue
+            scored = [score_candidate(c, site["target"], dft_cache.get(cif_key(c["cif"])) if "cif" in c else None)
+                      for c in got["candidates"]]
+            rec["methods"][name] = {"candidates": scored, "drawn": got.get("drawn"), "seconds": got.get("seconds")}
+            secs.append(got.get("seconds", 0.0))
+            checked = [c for c in scored if "dft_mae" in c]
+            if scored and "dft_mae" in scored[0]:
+                top1_mae.append(scored[0]["dft_mae"])
+                top1_cos.append(scored[0]["dft_cosine"])
+            for c in checked:
+                novel.append(bool(c.get("novel")))
+                if "predicted_mae" in c:
+                    pred.append(c["predicted_mae"])
+                    dft.append(c["dft_mae"])
+            # a site counts once all its chosen candidates are calculated (or failed)
+            if got["candidates"] and len(checked) + sum("dft_failed" in c for c in scored) == len(scored) and checked:
+                complete.append(rec["site"])
+                best_mae.append(min(c["dft_mae"] for c in checked))
+                best_cos.append(max(c["dft_cosine"] for c in checked))
+        methods[name] = {
+            "sites_complete": len(complete),
+            "dft_mae_best_of_3": float(np.mean(best_mae)) if best_mae else None,
+            "share_cosine_0.9": float(np.mean(np.array(best_cos) >= 0.9)) if best_cos else None,
+            "share_novel": float(np.mean(novel)) if novel else None,
+            "sites_top1": len(top1_mae),
+            "dft_mae_top1": float(np.mean(top1_mae)) if top1_mae else None,
+            "share_cosine_0.9_top1": float(np.mean(np.array(top1_cos) >= 0.9)) if top1_cos else None,
+            "seconds_per_site": float(np.mean(secs)) if secs else None,
+            "dft_candidates": len(dft),
+            "predicted_mae_of_checked": float(np.mean(pred)) if pred else None,
+            "dft_mae_of_checked": float(np.mean(dft)) if dft else None,
+            "complete_sites": complete,
+        }
+    # the lookup on exactly the sites each method completed: the paired comparison
+    look = per_method.get("lookup", {})
+    for name, m in methods.items():
+        if name == "lookup" or not m["complete_sites"]:
+            continue
+        pairs = [min(c["dft_mae"] for c in look[s]["candidates"]) for s in m["complete_sites"] if s in look]
+        m["lookup_dft_mae_same_sites"] = float(np.mean(pairs)) if pairs else None
+    return {"sites": len(sites), "app_default": APP_DEFAULT, "methods": methods, "per_site": per_site}
+
+
+# ---- the run ---------------------------------------------------------------------------------
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=METHODS, max_minutes: float = 0.0,
+        seed: int = 0, log=print) -> dict:
+    t_start = time.time()
+    db = open_db(DB_URL)
+    sites = truth_sites(db, n_sites, max_atoms)
+    res = {"model": load_model(MODEL_PATH), "predictor": load_predictor(PREDICTOR_PATH),
+           "guide": load_guide(GUIDE_PATH), "strength": strength}
+    res["index"], res["cifs"] = label_index()
+    log(f"{len(sites)} sites; lookup over {len(res['index'])} labelled sites")
+    gen_cache = {r["key"]: r for r in _read(CACHE / "generated.jsonl")}
+    dft_cache = {r["key"]: r for r in _read(CACHE / "dft.jsonl")}
+    writer = ShardWriter(LABEL_DIR, prefix="generated")
+    per_method: dict[str, dict] = {"lookup": {f"{s['material_id']}#{s['site']}": lookup(res["index"], s) for s in sites}}
+    settings = {"candidates": CANDIDATES, "top": TOP, "steps": STEPS, "strength": strength, "seed": seed,
+                "checkpoint": res["model"].sha256[:16], "recipe": FAST_RECIPE.name}
+    tag = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+    def generated(method: str, k: int, site: dict) -> dict:
+        sk = f"{site['material_id']}#{site['site']}"
+        key = f"{tag}/{method}/{sk}"
+        if key not in gen_cache:
+            rec = {"key": key, **generate(method, site, res, seed + 1000 * k)}
+            _append(CACHE / "generated.jsonl", rec)
+            gen_cache[key] = rec
+            log(f"{method} {sk}: {len(rec['candidates'])} chosen of {rec['drawn']} ({rec['seconds']} s)")
+        per_method.setdefault(method, {})[sk] = gen_cache[key]
+        return gen_cache[key]
+
+    def write():
+        out = {"command": " ".join(["python -m benchmarks.truth", *sys.argv[1:]]), "commit": commit(),
+               "machine": machine(), "settings": settings,
+               "note": "lookup = the nearest labelled site (exact DFT); generation methods: DFT (GPAW, fast "
+                       "recipe) of the conditioned site of the top-3 novel candidates by the predictor; a "
+                       "method's numbers cover its complete sites only (sites_complete)",
+               **summarise(sites, per_method, dft_cache)}
+        RESULTS.write_text(json.dumps(out, indent=1))
+        return out
+
+    # what is cached already counts at once
+    for method in methods:
+        for k, site in enumerate(sites):
+            if f"{tag}/{method}/{site['material_id']}#{site['site']}" in gen_cache:
+                generated(method, k, site)
+    write()
+    # per site: the app default's top 3, then every other method's best, site after site; the
+    # other methods' ranks 2-3 last. A partial run thus compares like with like, and grows.
+    others = [m for m in methods if m != APP_DEFAULT]
+    jobs = [(k, m, r) for k in range(len(sites))
+            for m, r in ([(APP_DEFAULT, r) for r in range(TOP)] if APP_DEFAULT in methods else []) + [(m, 0) for m in others]]
+    jobs += [(k, m, r) for r in range(1, TOP) for k in range(len(sites)) for m in others]
+    for k, method, r in jobs:
+        if max_minutes and time.time() - t_start > 60 * max_minutes:
+            break
+        site = sites[k]
+        sk = f"{site['material_id']}#{site['site']}"
+        cands = generated(method, k, site)["candidates"]
+        if r >= len(cands) or cif_key(cands[r]["cif"]) in dft_cache:
+            continue
+        t = time.perf_counter()
+        calc = calculate(cands[r], dft_cache, writer, {"bench": "truth", "method": method, "target": sk})
+        sc = score_candidate(cands[r], site["target"], calc)
+        log(f"DFT {method} {sk} #{r + 1}: {sc.get('dft_mae', sc.get('dft_failed'))} "
+            f"(predicted {sc.get('predicted_mae')}) {time.perf_counter() - t:.0f} s")
+        write()
+    writer.seal()
+    return write()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.truth", description=__doc__.splitlines()[0])
+    p.add_argument("--sites", type=int, default=30)
+    p.add_argument("--max-atoms", type=int, default=6, help="largest target cell (its size sets the candidates')")
+    p.add_argument("--strength", type=float, default=0.5, help="seeded: template strength")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop starting DFT after this long (0: no limit)")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    import torch
+    torch.set_num_threads(args.threads)
+    out = run(args.sites, args.max_atoms, args.strength, tuple(args.methods.split(",")), args.max_minutes,
+              log=lambda m: print(m, flush=True))
+    print(json.dumps({k: v for k, v in out["methods"].items()}, indent=1)[:3000])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

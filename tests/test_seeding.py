@@ -1,0 +1,68 @@
+"""Generation seeded by known matches: seeds from the site search, each candidate's conditioned
+site is its seed's matching site (in the seed's own order), and the run records where it came from."""
+import numpy as np
+import pytest
+
+from dosmatgen_core.candidates.pipeline import Request, run_generation
+from dosmatgen_core.candidates.runs import RunStore, structure_of
+from dosmatgen_core.candidates.seeding import find_seeds, seeded_specs
+from dosmatgen_core.labels.reference_db import open_db
+from dosmatgen_core.model.checkpoint import load_model
+from dosmatgen_core.paths import DB_URL, MODEL_PATH, PREDICTOR_PATH
+from dosmatgen_core.scoring.predictor import load_predictor
+from dosmatgen_core.settings import PRESET_ID
+
+
+@pytest.fixture(scope="module")
+def ni_target():
+    ref = open_db(DB_URL).get(PRESET_ID)
+    return ref.site_dos[ref.symbols.index("Ni")]
+
+
+def test_seeds_are_the_closest_known_sites_and_keep_their_site_order(ni_target):
+    seeds = find_seeds(ni_target, DB_URL, k=3, exclude={PRESET_ID})
+    assert len(seeds) == 3 and PRESET_ID not in {s.hit.material_id for s in seeds}
+    assert [s.hit.mae for s in seeds] == sorted(s.hit.mae for s in seeds)
+    db = open_db(DB_URL)
+    for s in seeds:
+        ref = db.get(s.hit.material_id)
+        # the seed's crystal is the labelled cell in its label order: site i has DOS row i
+        assert [int(z) for z in s.crystal.numbers] == list(ref.atoms.numbers)
+        assert ref.symbols[s.hit.site] == s.hit.element
+        assert s.hit.mae == pytest.approx(float(np.abs(ref.site_dos[s.hit.site] - ni_target).mean()), abs=1e-4)
+        assert len(ref.symbols) <= 8
+    # without the exclusion, the target's own structure is the exact hit
+    assert find_seeds(ni_target, DB_URL, k=1)[0].hit.material_id == PRESET_ID
+
+
+def test_seeded_specs_condition_each_seeds_matching_site(ni_target):
+    seeds = find_seeds(ni_target, DB_URL, k=2, exclude={PRESET_ID})
+    specs = seeded_specs(ni_target, seeds, 5, 0.5, fix_element=True)
+    assert [sp.tag["seed"]["material_id"] for sp in specs] == [seeds[i % 2].hit.material_id for i in range(5)]
+    for sp in specs:
+        seed = next(s for s in seeds if s.hit.material_id == sp.tag["seed"]["material_id"])
+        site = seed.hit.site
+        assert np.flatnonzero(sp.cond_mask).tolist() == [site] and sp.tag["site_to_target"] == {site: 0}
+        assert np.allclose(sp.cond_dos[site], ni_target, atol=1e-5)
+        assert sp.fixed_z[site] == seed.crystal.numbers[site] and sp.template is seed.crystal
+    with pytest.raises(ValueError, match="at least one seed"):
+        seeded_specs(ni_target, [], 2, 0.5)
+
+
+def test_a_seeded_run_records_its_seeds_and_scores_the_seed_site(tmp_path, ni_target):
+    req = Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=3, steps=8, particles=1,
+                  seed_exclude=[PRESET_ID], fix_element=True, baseline=False)
+    run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH),
+                         store=RunStore(tmp_path / "r.db"), db_url=DB_URL, check_novelty=False)
+    assert run["status"] == "done" and len(run["candidates"]) == 3
+    for c in run["candidates"]:
+        (site, row), = c["site_to_target"].items()
+        assert row == 0 and int(site) == c["seed"]["site"]
+        s = structure_of(c)
+        assert s[int(site)].specie.symbol == c["seed"]["element"]          # fix_element held it
+        assert c["dos_mae"] == pytest.approx(c["dos_match"][int(site)]["mae"])
+
+
+def test_seeded_request_needs_one_target():
+    with pytest.raises(ValueError, match="one target"):
+        Request(mode="seeded", targets=[], n_candidates=2).specs()

@@ -50,7 +50,7 @@ def test_unconverged_verification_is_reported_and_run_is_kept(tmp_path):
     store = runs.RunStore(tmp_path / "r.db")
     rid = store.save(fake_run(runs.to_cif(s)))
     before = store.get(rid)
-    res = Verifier(store).run(rid, 1, recipe=Recipe(maxiter=2), timeout=300)
+    res = Verifier(store, label_dir=tmp_path / "labels").run(rid, 1, recipe=Recipe(maxiter=2), timeout=300)
     assert res["status"] == "failed"
     assert "converge" in res["error"].lower()
     assert store.get(rid) == before       # nothing else in the run changed
@@ -61,13 +61,29 @@ def test_verification_stores_the_dft_site_dos(tmp_path):
     s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]]).get_primitive_structure()
     store = runs.RunStore(tmp_path / "r.db")
     rid = store.save(fake_run(runs.to_cif(s)))
-    res = Verifier(store).run(rid, 1, timeout=600)
+    res = Verifier(store, label_dir=tmp_path / "labels").run(rid, 1, timeout=600)
     assert res["status"] == "done", res.get("error")
     dft = np.array(res["result"]["site_dos"])
     assert dft.shape == (1, 400)
     from dosmatgen_core import dos
     assert dos.integrate(dft[0], upto=0.0) == pytest.approx(11.0, abs=0.05)   # Cu: 3d10 4s1
     assert set(res["result"]["dos_match"]["0"]) >= {"mae", "cosine", "wasserstein"}
+    # the calculation is a label now, and the same structure in another run is not calculated again
+    from dosmatgen_core.labels.labeller import iter_label_lines
+    pending = [__import__("json").loads(x) for x in (tmp_path / "labels" / "generated.pending.jsonl").read_text().splitlines()]
+    assert len(pending) == 1 and pending[0]["source"]["verify"]["run"] == rid and pending[0]["site_dos"]
+    assert not list(iter_label_lines([tmp_path / "labels"]))     # pending until sealed, like the labeller's
+    rid2 = store.save(fake_run(runs.to_cif(s)))
+    import dosmatgen_core.scoring.verify as verify_mod
+    calls = []
+    real = verify_mod.label_isolated
+    verify_mod.label_isolated = lambda *a, **k: calls.append(a) or real(*a, **k)
+    try:
+        again = Verifier(store, label_dir=tmp_path / "labels").run(rid2, 1, timeout=600)
+    finally:
+        verify_mod.label_isolated = real
+    assert again["status"] == "done" and calls == []
+    assert np.allclose(again["result"]["site_dos"], dft)
 
 
 @pytest.mark.dft
@@ -75,7 +91,7 @@ def test_verification_after_relaxation(tmp_path):
     s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.85), ["Cu"], [[0, 0, 0]]).get_primitive_structure()
     store = runs.RunStore(tmp_path / "r.db")
     rid = store.save(fake_run(runs.to_cif(s)))
-    res = Verifier(store).run(rid, 1, timeout=600, relaxed=True)
+    res = Verifier(store, label_dir=tmp_path / "labels").run(rid, 1, timeout=600, relaxed=True)
     assert res["status"] == "done", res.get("error")
     assert res["result"]["relaxed"] is True
     calc = Structure.from_str(res["result"]["cif"], fmt="cif")

@@ -85,7 +85,7 @@ def test_verification_scores_the_conditioned_atom_with_real_dft(tmp_path):
     store = runs.RunStore(tmp_path / "r.db")
     rid = store.save({"title": "t", "settings": {"seed": 1, "targets": [target]}, "summary": {"n": 1},
                       "candidates": [cand], "baseline": []})
-    res = Verifier(store).run(rid, 1, timeout=900)
+    res = Verifier(store, label_dir=tmp_path / "labels").run(rid, 1, timeout=900)
     assert res["status"] == "done", res.get("error")
     rows = np.asarray(res["result"]["site_dos"])
     electrons = [dos.integrate(r, upto=0.0) for r in rows]

@@ -3,9 +3,14 @@
 Results sit next to the run in the run store (table `verifications`), keyed by run id and
 candidate rank, so a verification never touches the run's own rows: a failure (no convergence,
 a missing basis set, a timeout) is recorded with its reason and nothing else is lost.
+Calculations are cached by structure (table `dft_cache`, keyed by the CIF and the recipe), so a
+candidate met again in any run is not calculated twice; and each one becomes a label (a line in
+the `generated` shards beside the labeller's), so the predictor and the guide retrain on the
+generator's own distribution.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -15,12 +20,20 @@ from pathlib import Path
 import numpy as np
 
 from dosmatgen_core import dos as dosmod
-from dosmatgen_core.labels.labeller import SEED_RECIPE, Recipe, label_isolated
+from dosmatgen_core.labels.labeller import SEED_RECIPE, Recipe, ShardWriter, label_isolated
+from dosmatgen_core.paths import LABEL_DIR
 from dosmatgen_core.candidates.runs import RunStore, dumps, structure_of
 from dosmatgen_core.structures import atoms_from_cif
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS verifications (run_id TEXT, rank INTEGER, status TEXT, started REAL,
-            finished REAL, result TEXT, error TEXT, PRIMARY KEY (run_id, rank));"""
+            finished REAL, result TEXT, error TEXT, PRIMARY KEY (run_id, rank));
+            CREATE TABLE IF NOT EXISTS dft_cache (key TEXT PRIMARY KEY, line TEXT, created REAL);"""
+LABEL_PREFIX = "generated"      # shard name of verified candidates (data/labels/generated-*.jsonl.gz)
+
+
+def cache_key(cif: str, recipe: Recipe) -> str:
+    """The same structure (same CIF text, so the same sites in the same order) and recipe."""
+    return hashlib.sha256(f"{recipe.name}|{cif}".encode()).hexdigest()[:24]
 
 
 def rows_out_of_order(candidate_cif: str, calculated_cif: str) -> str | None:
@@ -35,10 +48,11 @@ def rows_out_of_order(candidate_cif: str, calculated_cif: str) -> str | None:
 
 
 class Verifier:
-    def __init__(self, store: RunStore):
+    def __init__(self, store: RunStore, label_dir: str | Path | None = LABEL_DIR):
         self.store = store
+        self.label_dir = label_dir
         with sqlite3.connect(store.path) as con:
-            con.execute(SCHEMA)
+            con.executescript(SCHEMA)
         self._lock = threading.Semaphore(1)     # one DFT job at a time next to the app
 
     def _set(self, run_id, rank, **kw):
@@ -90,9 +104,13 @@ class Verifier:
                     self._set(run_id, rank, status="failed", finished=time.time(),
                               error=f"CHGNet relaxation before DFT failed: {type(exc).__name__}: {exc}")
                     return self.status(run_id, rank)
-        with self._lock:
-            line = label_isolated({"material_id": f"{run_id}#{rank}", "cif": cif, "keep_cell": True},
-                                  recipe, timeout)
+        line = self._cached(cif, recipe)
+        if line is None:
+            with self._lock:
+                line = label_isolated({"material_id": f"gen:{cache_key(cif, recipe)[:20]}", "cif": cif,
+                                       "keep_cell": True}, recipe, timeout)
+            if "failed" not in line and not rows_out_of_order(cif, line["cif"]):
+                self._remember(cif, recipe, line, {"run": run_id, "rank": rank, "relaxed": relaxed})
         if "failed" in line:
             self._set(run_id, rank, status="failed", finished=time.time(), error=line["failed"])
             return self.status(run_id, rank)
@@ -109,6 +127,22 @@ class Verifier:
                   "seconds": line["seconds"], "recipe": line["recipe"], "dos_match": metrics}
         self._set(run_id, rank, status="done", finished=time.time(), result=dumps(result))
         return self.status(run_id, rank)
+
+    def _cached(self, cif: str, recipe: Recipe) -> dict | None:
+        with sqlite3.connect(self.store.path, timeout=30) as con:
+            r = con.execute("SELECT line FROM dft_cache WHERE key=?", (cache_key(cif, recipe),)).fetchone()
+        return json.loads(r[0]) if r else None
+
+    def _remember(self, cif: str, recipe: Recipe, line: dict, source: dict) -> None:
+        with sqlite3.connect(self.store.path, timeout=30) as con:
+            con.execute("INSERT OR REPLACE INTO dft_cache (key, line, created) VALUES (?,?,?)",
+                        (cache_key(cif, recipe), json.dumps(line), time.time()))
+        if self.label_dir is None:
+            return
+        try:     # a label for the next retrain; an installed app without a label folder just skips it
+            ShardWriter(self.label_dir, prefix=LABEL_PREFIX).add({**line, "source": {"verify": source}})
+        except OSError:
+            pass
 
     def submit(self, run_id: str, rank: int, recipe: Recipe = SEED_RECIPE, relaxed: bool = False) -> None:
         """Queue a verification in a background thread; watch it with status()."""

@@ -18,8 +18,17 @@ def _env(name: str, default: Path) -> Path:
     return Path(os.environ[name]) if os.environ.get(name) else default
 
 
-ASSETS = _env("DOSMATGEN_ASSETS", ROOT / "assets" if IN_CHECKOUT
-              else Path(sys.prefix) / "share" / "dosmatgen-studio" / "assets")
+def _installed_assets() -> Path:
+    """Where a wheel put the data files: <prefix>/share/dosmatgen-studio/assets, the prefix being
+    the one this package was installed under (site-packages is <prefix>/lib/pythonX.Y/site-packages)."""
+    here = Path(__file__).resolve()
+    for prefix in (here.parents[4] if len(here.parents) > 4 else None, Path(sys.prefix)):
+        if prefix is not None and (prefix / "share" / "dosmatgen-studio" / "assets").is_dir():
+            return prefix / "share" / "dosmatgen-studio" / "assets"
+    return Path(sys.prefix) / "share" / "dosmatgen-studio" / "assets"
+
+
+ASSETS = _env("DOSMATGEN_ASSETS", ROOT / "assets" if IN_CHECKOUT else _installed_assets())
 HOME = _env("DOSMATGEN_HOME", ROOT if IN_CHECKOUT else Path.home() / ".local" / "share" / "dosmatgen")
 
 # shipped, read-only

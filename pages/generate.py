@@ -34,14 +34,14 @@ labelled_ids = frozenset(r["material_id"] for r in rows_all)
 name_of = {r["material_id"]: r["name"] for r in rows_all}
 
 
-def use_material(key: str) -> None:
+def use_material(key: str, query: str) -> None:
     """Buttons that point the search at one material (the preset, a closest chemistry)."""
-    st.session_state["ref_query"] = key
+    st.session_state["ref_query"] = query
     st.session_state["ref_select"] = key
 
 
 def use_preset() -> None:
-    use_material(studio.PRESET_ID)
+    use_material(studio.PRESET_ID, "Au3Ni")
     st.session_state["target_src"] = "A site of a material"
     st.session_state["preset_pending"] = True
 
@@ -62,7 +62,8 @@ if src == "A site of a material":
                   help="The paper's showcase: the Ni site of L1₂ Au₃Ni as the target.")
     with c1:
         if "ref_query" not in st.session_state:
-            st.session_state["ref_query"] = studio.PRESET_ID
+            st.session_state["ref_query"] = "Au3Ni"
+            st.session_state["ref_select"] = studio.PRESET_ID
         query = st.text_input("Find a material", key="ref_query",
                               help="A formula (NaCl, GaAs), a Materials Project id (mp-22862) or elements (Au-Ni). "
                                    f"Searches all {len(rows_all)} labelled materials and, when none fits, the "
@@ -103,7 +104,7 @@ if src == "A site of a material":
                 cols = st.columns(len(near))
                 for col, r in zip(cols, near):
                     col.button(r["name"], key=f"near_{r['material_id']}", on_click=use_material,
-                               args=(r["material_id"],), help=f"{r['spacegroup']}, {r['natoms']} atoms, DFT label")
+                               args=(r["material_id"], r["reduced"]), help=f"{r['spacegroup']}, {r['natoms']} atoms, DFT label")
             else:
                 st.markdown("Next step: upload a structure above, or switch to **A DOS file (CSV)**.")
         if not options:

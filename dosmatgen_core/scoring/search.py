@@ -120,8 +120,8 @@ class SiteIndex:
             if keep is not None:
                 cos = np.where(keep, cos, -np.inf)
             pre = _top(-cos, top if by == "cosine" else max(PREFILTER, top))
-            moved = {int(j): _shift_rows(self.curves[j], shifts[j]) for j in pre}
-            maes = {j: float(np.abs(c - g).mean()) for j, c in moved.items()}
+            moved = dict(zip(pre, _shift_many(self.curves[pre], shifts[pre])))
+            maes = dict(zip(pre, np.abs(np.stack([moved[j] for j in pre]) - g).mean(1).tolist()))
             order = pre if by == "cosine" else sorted(maes, key=lambda j: (maes[j], j))[:top]
             hits = [self._hit(j, maes[j], dosmod.cosine(g, moved[j]), float(shifts[j] * _step())) for j in order]
         elif by == "mae":
@@ -188,6 +188,13 @@ def _shift_rows(curve: np.ndarray, k: int) -> np.ndarray:
     else:
         out[:] = curve
     return out
+
+
+def _shift_many(curves: np.ndarray, ks: np.ndarray) -> np.ndarray:
+    """_shift_rows for many rows at once (row i by ks[i] grid points)."""
+    src = np.arange(curves.shape[1])[None, :] - np.asarray(ks)[:, None]
+    inside = (src >= 0) & (src < curves.shape[1])
+    return np.where(inside, np.take_along_axis(curves, np.clip(src, 0, curves.shape[1] - 1), axis=1), 0.0)
 
 
 def _shift_cosines(curves: np.ndarray, g: np.ndarray, norms: np.ndarray, ks: np.ndarray):

@@ -1,6 +1,7 @@
 """The wheel built from a clean clone holds every module and the shipped assets, installs, and
 runs the CLI and the sampler away from the checkout."""
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -24,10 +25,14 @@ def test_wheel_from_a_clean_clone_installs_and_samples(tmp_path):
     assert not any(n.startswith(("benchmarks/", "studio/", "tests/")) for n in names)
     for asset in ("denoiser.pt", "guide.pt", "predictor.pt", "reference.db", "denoiser.card.json"):
         assert any(n.endswith(f"share/dosmatgen-studio/assets/{asset}") for n in names), asset
+    # installed as an installer does it (pip --prefix would first uninstall the checkout's own
+    # editable install): the package into site-packages, the .data/data files under the prefix
     prefix = tmp_path / "prefix"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--prefix", str(prefix), str(wheel)],
-                   check=True)
-    site = next(prefix.glob("lib/python*/site-packages"))
+    site = prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    zipfile.ZipFile(wheel).extractall(site)
+    data, = site.glob("dosmatgen_studio-*.data")
+    shutil.copytree(data / "data", prefix, dirs_exist_ok=True)
+    shutil.rmtree(data)
     env = dict(os.environ, PYTHONPATH=str(site), DOSMATGEN_HOME=str(tmp_path / "home"))
     env.pop("DOSMATGEN_ASSETS", None)
     run = dict(cwd=tmp_path, env=env, capture_output=True, text=True)

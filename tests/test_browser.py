@@ -77,6 +77,7 @@ def browser():
 
 def open_page(browser, server, width=1280, path=""):
     page = browser.new_page(viewport={"width": width, "height": 1000})
+    page.set_default_timeout(90_000)      # the 2-core machine is shared with a DFT labeller
     outside = []
 
     def watch(req):
@@ -122,7 +123,11 @@ def wait_chosen(page, label, pattern, timeout=90_000):
 def file_input(page, label):
     """The file input of the uploader whose label contains `label`."""
     box = page.get_by_test_id("stFileUploader").filter(has_text=label)
-    box.wait_for(timeout=60_000)
+    try:
+        box.wait_for(timeout=60_000)
+    except Exception:
+        shot(page, "no_uploader")
+        raise
     return box.locator("input[type=file]")
 
 
@@ -240,7 +245,8 @@ def test_progress_cancel_then_a_small_run(browser, server):
 def test_every_page_at_width(browser, server, width):
     page = open_page(browser, server, width)
     if width == 1280:
-        page.wait_for_timeout(1500)                 # the 3D views draw
+        page.set_viewport_size({"width": 1280, "height": 1700})
+        page.wait_for_timeout(2000)                 # the 3D views draw
         page.screenshot(path=str(ROOT / "docs" / "generate.png"))
     shot(page, f"page_generate_{width}")
     for name in PAGES[1:]:

@@ -152,7 +152,7 @@ def bench_predictors(run_dirs, pack: str = "", label_dirs=(), compare=()) -> dic
             model = model_from_blob({"config": states[0]["config"], "members": [s["ema"] for s in states]})
             res["ensembles"][name] = {"members": len(states), **brief(heldout_metrics(model, val))}
     for path in compare:
-        res["compare"][str(path)] = brief(heldout_metrics(load_predictor(path).model, val))
+        res["compare"][str(path)] = brief(heldout_metrics(load_predictor(path, trust=True).model, val))
     return res
 
 
@@ -177,7 +177,7 @@ def bench_validation_loss(paths, pack: str = "", label_dirs=(), csvs=()) -> dict
     res = {"machine": machine(), "n_validation": len(val), "n_validation_labelled": len(val_lab),
            "label_shards": shards, "models": {}}
     for path in paths:
-        m = load_model(path)
+        m = load_model(path, trust=True)   # the researcher's own checkpoints
         res["models"][str(path)] = {
             "epoch": m.card.get("epoch"), "steps": m.card.get("steps"), "sha256": m.sha256,
             "train": m.card.get("train"),

@@ -216,7 +216,7 @@ def test_dft_check_of_another_checkpoint_can_leave_out_the_baseline(tmp_path, mo
     monkeypatch.setattr(genbench, "_resources", lambda: resources)
     loaded = resources[0]
     asked = []
-    monkeypatch.setattr(checkpoint, "load_model", lambda p: asked.append(p) or loaded)
+    monkeypatch.setattr(checkpoint, "load_model", lambda p, **kw: asked.append(p) or loaded)
     monkeypatch.setattr(labelling, "label_isolated", lambda task, recipe, timeout: {"site_dos": [[0.1] * dosmod.NPTS] * 4})
     res = genbench.bench_dft(n_sites=1, m=1, steps=5, max_atoms=2, cache=tmp_path / "c.jsonl", log=lambda m: None,
                           model="other.pt", kinds=("conditional",))

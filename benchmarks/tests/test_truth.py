@@ -1,0 +1,69 @@
+"""The truth bench's parts: the lookup leaves the target's material out, a DFT result is read on the
+candidate's own conditioned site, cached by candidate (a rerun calculates nothing), kept as a
+label, and summarised in the record's documented shape."""
+import json
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from benchmarks import truth
+from dosmatgen_core import dos
+from dosmatgen_core.labels.labeller import ShardWriter
+from dosmatgen_core.scoring.search import SiteIndex
+from dosmatgen_core.structures import atoms_from_cif
+
+
+@pytest.fixture
+def seed_index(seed_lines):
+    rows = [(m, d["formula"], atoms_from_cif(d["cif"]).get_chemical_symbols(), np.asarray(d["site_dos"]))
+            for m, d in sorted(seed_lines.items())]
+    return SiteIndex.from_rows(rows)
+
+
+def test_lookup_never_returns_the_target_material(seed_index):
+    site = {"material_id": str(seed_index.material_ids[0]), "site": 0, "target": seed_index.curves[0]}
+    got = truth.lookup(seed_index, site)["candidates"]
+    assert len(got) == truth.TOP and site["material_id"] not in {c["material_id"] for c in got}
+    assert got[0]["dft_mae"] <= got[-1]["dft_mae"] and got[0]["novel"] is False
+
+
+def test_dft_is_cached_by_candidate_read_on_its_site_and_kept_as_a_label(tmp_path, monkeypatch):
+    monkeypatch.setattr(truth, "CACHE", tmp_path / "cache")
+    cell = Structure(Lattice.cubic(4.0), ["Sn", "Ni", "Au", "Ni"], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    cif = cell.to(fmt="cif")
+    calls = []
+
+    def fake_dft(task, recipe, timeout):      # row i holds atom i's atomic number: order shows
+        calls.append(task)
+        atoms = atoms_from_cif(task["cif"])
+        return {"material_id": task["material_id"], "cif": task["cif"], "seconds": 1.0, "formula": "x",
+                "site_dos": np.repeat(atoms.numbers[:, None].astype(float), dos.NPTS, axis=1).tolist()}
+    monkeypatch.setattr(truth, "label_isolated", fake_dft)
+    writer = ShardWriter(tmp_path / "labels", prefix="generated")
+    cand = {"cif": cif, "site": 2, "predicted_mae": 0.3, "novel": True}
+    target = np.full(dos.NPTS, 79.0)
+    calc = truth.calculate(cand, {}, writer, {"bench": "truth"})
+    scored = truth.score_candidate(cand, target, calc)
+    assert scored["dft_mae"] == pytest.approx(0.0)           # site 2 is Au (Z = 79)
+    # a fresh process reads the cache file and calculates nothing
+    cache = {r["key"]: r for r in truth._read(tmp_path / "cache" / "dft.jsonl")}
+    truth.calculate(cand, cache, writer, {"bench": "truth"})
+    assert len(calls) == 1
+    label = json.loads((tmp_path / "labels" / "generated.pending.jsonl").read_text().splitlines()[0])
+    assert label["source"] == {"bench": "truth"} and len(label["site_dos"]) == 4
+
+
+def test_summary_has_the_documented_shape():
+    target = np.ones(dos.NPTS)
+    sites = [{"material_id": "a", "site": 0, "element": "Ni", "n_atoms": 4, "target": target}]
+    cands = [{"cif": f"c{k}", "site": 0, "predicted_mae": 0.1 * k, "novel": True} for k in range(3)]
+    dft = {truth.cif_key(f"c{k}"): {"site_dos": [list(target * (1 + 0.5 * k))]} for k in range(3)}
+    per = {"lookup": {"a#0": {"candidates": [{"dft_mae": 0.2, "dft_cosine": 0.95, "novel": False}]}},
+           "seeded": {"a#0": {"candidates": cands, "seconds": 12.0, "drawn": 8}}}
+    out = truth.summarise(sites, per, dft)
+    assert out["sites"] == 1 and out["app_default"] == truth.APP_DEFAULT
+    m = out["methods"]["seeded"]
+    assert {"dft_mae_best_of_3", "share_cosine_0.9", "share_novel", "seconds_per_site"} <= set(m)
+    assert m["dft_mae_best_of_3"] == pytest.approx(0.0) and m["share_cosine_0.9"] == 1.0 and m["share_novel"] == 1.0
+    assert m["lookup_dft_mae_same_sites"] == pytest.approx(0.2)

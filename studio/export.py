@@ -33,6 +33,6 @@ def run_zip(run: dict, dft: dict[int, dict] | None = None) -> bytes:
             if c["rank"] in done:
                 z.writestr(f"{stem}_dft_dos.csv", _dft_csv(done[c["rank"]]["result"]))
         z.writestr("run.json", runsmod.run_json(run))
-        z.writestr("dft.json", json.dumps({str(k): v for k, v in (dft or {}).items()}, default=runsmod._json_default,
-                                          indent=1))
+        plain = json.loads(runsmod.dumps({str(k): v for k, v in (dft or {}).items()}))   # numpy → lists
+        z.writestr("dft.json", json.dumps(plain, indent=1))
     return buf.getvalue()

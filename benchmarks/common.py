@@ -29,7 +29,7 @@ def bench_label(seed_lines: list[dict], workers: int = 2, out_dir: str | Path = 
     recipe's site DOS against the seed recipe's on the same structures.
     """
     import shutil
-    from dosmatgen_core.labels.labeller import FAST_RECIPE, SEED_RECIPE, iter_label_lines, run_labelling
+    from dosmatgen_core.labels.labeller import FAST_RECIPE, SEED_RECIPE, run_labelling
     out_dir = Path(out_dir)
     shutil.rmtree(out_dir, ignore_errors=True)
     tasks = [{"material_id": d["material_id"], "cif": d["cif"]} for d in seed_lines]

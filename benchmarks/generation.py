@@ -337,7 +337,7 @@ def bench_evaluate(n: int = 50, steps: int = 250, seed: int = 0, ref: str | None
                   steps=steps, seed=seed, stability=True, particles=1)   # this bench measures plain sampling
     t = time.perf_counter()
     run = run_generation(req, loaded, predictor, db_url=db_url, hull=Hull(HULL_PATH, db_url))
-    c, b = run["candidates"], run["baseline"]
+    c = run["candidates"]
     share = lambda key, xs: float(np.mean([bool(x.get(key)) for x in xs])) if xs else None
     return {"machine": machine(), "target": {"material_id": r.material_id, "site": site, "element": r.symbols[site],
                                              "heldout_from_generator": _is_val(r.material_id), "n_atoms": n_atoms},

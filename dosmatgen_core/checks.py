@@ -6,6 +6,7 @@ messages). Each raises `UserError`: what is wrong, and what to do about it.
 from __future__ import annotations
 
 import difflib
+import io
 import math
 import os
 import shutil
@@ -13,11 +14,17 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from ase.io.cif import parse_cif
 from pymatgen.core import Structure
 
 from dosmatgen_core.settings import SHIPPED
-from dosmatgen_core.structures import (MAX_ATOMS, MAX_UPLOAD_ATOMS, MAX_UPLOAD_BYTES, StructureError,
-                                       read_structure)
+from dosmatgen_core.structures import (
+    MAX_ATOMS,
+    MAX_UPLOAD_ATOMS,
+    MAX_UPLOAD_BYTES,
+    StructureError,
+    read_structure,
+)
 
 MAX_STEPS = 1000              # the diffusion has T = 1000 steps; more cannot be taken
 MAX_CANDIDATES = 1000
@@ -128,7 +135,7 @@ def check_seed(seed) -> int:
 
 def check_device(name: str) -> str:
     """The torch device `name` resolves to, after a tiny tensor operation on it succeeded."""
-    import torch   # here, not at the top: `dosmatgen --help` should not wait for torch
+    import torch  # here, not at the top: `dosmatgen --help` should not wait for torch
     name = str(name or "auto").strip().lower()
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -233,8 +240,6 @@ def read_structure_file(path) -> Structure:
 def _refuse_overlap_ase(cif: str, source: str) -> None:
     """A flat cell, or two listed sites on one spot: both readers merge or refuse them without
     saying so, so the file's own cell and atom-site loop (before symmetry is applied) are checked."""
-    import io
-    from ase.io.cif import parse_cif
     try:
         block = next(iter(parse_cif(io.StringIO(cif))))
         frac = np.array([block.get(f"_atom_site_fract_{k}") for k in "xyz"], float).T

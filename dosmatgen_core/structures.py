@@ -17,6 +17,7 @@ import numpy as np
 from ase import Atoms
 from ase.build import niggli_reduce
 from ase.data import atomic_numbers, chemical_symbols
+from ase.io import read, write
 from pymatgen.core import Element, Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -125,7 +126,6 @@ def niggli_atoms(s: Structure) -> Atoms:
 
 def atoms_to_cif(atoms: Atoms) -> str:
     """CIF text whose site order, read back by ase.io.read, is the order of `atoms`."""
-    from ase.io import write
     buf = io.BytesIO()
     write(buf, atoms, format="cif")
     return buf.getvalue().decode()
@@ -133,7 +133,6 @@ def atoms_to_cif(atoms: Atoms) -> str:
 
 def atoms_from_cif(text: str) -> Atoms:
     """Site order as ase.io.read gives it: the order the labels use."""
-    from ase.io import read
     return read(io.StringIO(text), format="cif")
 
 

@@ -21,6 +21,7 @@ from dosmatgen_core.paths import DB_URL, GUIDE_PATH, MP_CSVS
 from dosmatgen_core.sampling import sampler as sampling
 from dosmatgen_core.sampling import tasks
 from dosmatgen_core.scoring import evaluate
+from dosmatgen_core.scoring.stability import assess
 from dosmatgen_core.settings import SHIPPED
 from dosmatgen_core.structures import Crystal
 
@@ -270,7 +271,6 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
         c["unique"] = u
     timing["uniqueness"] = time.perf_counter() - t
     if req.stability and hull is not None:
-        from dosmatgen_core.scoring.stability import assess
         t_st = time.perf_counter()
         for k, c in enumerate(cands):
             if cancel is not None and cancel():

@@ -19,7 +19,11 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 import numpy as np
+from ase.io import write
 from pymatgen.core import Structure
+from pymatgen.io.ase import AseAtomsAdaptor
+from pymatgen.io.cif import CifWriter
+from pymatgen.io.vasp import Poscar
 
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.checks import UserError, store_fallback_dir
@@ -228,7 +232,6 @@ def structure_of(candidate: dict) -> Structure:
 
 
 def to_cif(s: Structure, symmetrised: bool = False, symprec: float = 0.1) -> str:
-    from pymatgen.io.cif import CifWriter
     if symmetrised:
         try:
             return str(CifWriter(s, symprec=symprec))
@@ -238,13 +241,10 @@ def to_cif(s: Structure, symmetrised: bool = False, symprec: float = 0.1) -> str
 
 
 def to_poscar(s: Structure, comment: str = "DOSMatGen candidate") -> str:
-    from pymatgen.io.vasp import Poscar
     return Poscar(s, comment=comment).get_str()
 
 
 def to_extxyz(s: Structure) -> str:
-    from ase.io import write
-    from pymatgen.io.ase import AseAtomsAdaptor
     buf = io.StringIO()
     write(buf, AseAtomsAdaptor.get_atoms(s), format="extxyz")
     return buf.getvalue()

@@ -10,13 +10,17 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+from ase.data import atomic_numbers
 from ase.db import connect
+from pymatgen.core import Composition
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.checks import NotFound, near
@@ -43,7 +47,6 @@ class Reference:
 
 
 def _spacegroup(atoms, symprec: float = 0.1) -> tuple[str, int]:
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
     try:
         sga = SpacegroupAnalyzer(to_structure(atoms), symprec=symprec)
         return sga.get_space_group_symbol(), int(sga.get_space_group_number())
@@ -93,6 +96,7 @@ def build_db(shard_paths: Iterable[str | Path], db_url: str | Path, *, overwrite
                 sg, sgn = _spacegroup(atoms)
                 extra = {}
                 if chgnet:
+                    # here: reading the db must not load an interatomic potential, only build-db does
                     from dosmatgen_core.scoring.stability import static_energy
                     extra["chgnet_energy"] = round(static_energy(to_structure(atoms), "chgnet"), 4)
                 db.write(atoms, material_id=mid, **extra, chem_formula=d.get("formula") or atoms.get_chemical_formula(),
@@ -105,7 +109,6 @@ def build_db(shard_paths: Iterable[str | Path], db_url: str | Path, *, overwrite
             Path(target).unlink(missing_ok=True)
         raise
     if is_file:
-        import sqlite3
         con = sqlite3.connect(target)
         with con:
             con.execute("UPDATE systems SET ctime=?, mtime=?, username='dosmatgen'", (BUILD_EPOCH, BUILD_EPOCH))
@@ -168,7 +171,6 @@ class ReferenceDB:
 
         `text` is what a user types: an MP id, a formula, or elements separated by '-', ',' or space.
         """
-        from pymatgen.core import Composition
         kw: dict = {}
         els = list(elements)
         if text and text.strip():
@@ -214,7 +216,6 @@ class ReferenceDB:
 
 
 def _is_element(s: str) -> bool:
-    from ase.data import atomic_numbers
     return s in atomic_numbers and s != "X"
 
 

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 from pymatgen.analysis.structure_matcher import StructureMatcher
-from pymatgen.core import Composition, Structure
+from pymatgen.core import Structure
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+from smact.screening import smact_validity
 
 from dosmatgen_core import dos as dosmod
+from dosmatgen_core.labels.reference_db import open_db
+from dosmatgen_core.structures import to_structure
+from dosmatgen_core.training.dataset import mp_structures
 
 MIN_DISTANCE = 0.5            # Å
 VOLUME_PER_ATOM = (5.0, 80.0)  # Å³ per atom: from dense oxides to alkali metals, with margin
@@ -37,7 +41,6 @@ def min_distance(s: Structure) -> float:
 def charge_neutral(s: Structure) -> tuple[bool, str]:
     """SMACT's test (oxidation states that sum to zero and Pauling-consistent); all-metal
     compositions count as valid alloys."""
-    from smact.screening import smact_validity
     comp = s.composition
     try:
         with warnings.catch_warnings():
@@ -65,7 +68,6 @@ def validity(s: Structure) -> dict:
 
 def spacegroups(s: Structure) -> dict:
     """Space group symbol at a tight (0.01 Å) and a loose (0.1 Å) tolerance."""
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
     out = {}
     for tol in (0.01, 0.1):
         try:
@@ -96,13 +98,10 @@ def unique_flags(structs: list[Structure]) -> list[bool]:
 @lru_cache(maxsize=1)
 def _known_by_formula(db_url: str | None) -> dict:
     """Known structures (the shared MP tables and the reference database) by reduced formula."""
-    from dosmatgen_core.training.dataset import mp_structures
     known: dict[str, list] = {}
     for mid, s in mp_structures():
         known.setdefault(s.composition.reduced_formula, []).append((mid, s))
     if db_url:
-        from dosmatgen_core.labels.reference_db import open_db
-        from dosmatgen_core.structures import to_structure
         db = open_db(db_url)
         for row in db.db.select():
             s = to_structure(row.toatoms())

@@ -20,9 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from dosmatgen_core import dos as dosmod
-from dosmatgen_core.labels.labeller import SEED_RECIPE, Recipe, ShardWriter, label_isolated
-from dosmatgen_core.paths import LABEL_DIR
 from dosmatgen_core.candidates.runs import RunStore, dumps, structure_of
+from dosmatgen_core.labels.labeller import (
+    SEED_RECIPE,
+    Recipe,
+    ShardWriter,
+    label_isolated,
+)
+from dosmatgen_core.paths import LABEL_DIR
+from dosmatgen_core.scoring.stability import relax
 from dosmatgen_core.structures import atoms_from_cif
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS verifications (run_id TEXT, rank INTEGER, status TEXT, started REAL,
@@ -97,7 +103,6 @@ class Verifier:
         if relaxed:
             cif = cand.get("relaxed_cif")
             if not cif:
-                from dosmatgen_core.scoring.stability import relax
                 try:
                     cif = relax(structure_of(cand))["structure"].to(fmt="cif")
                 except Exception as exc:

@@ -13,7 +13,7 @@ import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ import torch
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.model.diffusion import Batch
 from dosmatgen_core.paths import CACHE_DIR, MP_CSVS
+
+if TYPE_CHECKING:       # pymatgen itself is imported where needed (see below)
+    from pymatgen.core import Structure
 
 # ASE, pymatgen and the label shards are imported where they are needed: a training pack
 # (save_pack / load_pack) lets a machine with numpy and torch alone train the models.

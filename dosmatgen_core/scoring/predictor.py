@@ -243,13 +243,23 @@ class LoadedPredictor:
         return [next(preds) if k else np.full((len(c[0]), dosmod.NPTS), np.nan, np.float32)
                 for c, k in zip(crystals, ok)]
 
-    def _predict(self, crystals) -> list[np.ndarray]:
+    def spread(self, crystals) -> list[np.ndarray]:
+        """The ensemble members' standard deviation per site and energy (n_i, 400): where they
+        disagree, the predicted curve is least to be trusted. Zeros for a single model."""
+        crystals = list(crystals)
+        if not isinstance(self.model, Ensemble):
+            return [np.zeros((len(c[0]), dosmod.NPTS), np.float32) for c in crystals]
+        members = [self._predict(crystals, model=m) for m in self.model.members]
+        return [np.std(np.stack([m[i] for m in members]), axis=0) for i in range(len(crystals))]
+
+    def _predict(self, crystals, model: nn.Module | None = None) -> list[np.ndarray]:
         if not crystals:
             return []
-        fea = chgnet_atom_features(crystals) if self.model.cfg.chgnet else None
+        model = model if model is not None else self.model
+        fea = chgnet_atom_features(crystals) if model.cfg.chgnet else None
         with torch.no_grad():
             g = collate_graphs(crystals, features=fea)
-            p = self.model(g).numpy()
+            p = model(g).numpy()
         out, off = [], 0
         for numbers, _, _ in crystals:
             out.append(p[off:off + len(numbers)])

@@ -45,8 +45,10 @@ def _label(args) -> int:
 
 def _seal(args) -> int:
     from dosmatgen_core.labels.labeller import ShardWriter
-    made = ShardWriter(args.out).seal()
-    print(made or "nothing pending")
+    # the labeller's lines, and the DFT-checked candidates' (app verifications, the truth bench)
+    for prefix in ("labels", "generated"):
+        made = ShardWriter(args.out, prefix=prefix).seal()
+        print(f"{prefix}: {made or 'nothing pending'}")
     return 0
 
 

@@ -163,7 +163,7 @@ def bench_validation_loss(paths, pack: str = "", label_dirs=(), csvs=()) -> dict
     from dosmatgen_core.training import dataset as datamod
     from dosmatgen_core.model.checkpoint import load_model
     from dosmatgen_core.model.diffusion import Schedules
-    from dosmatgen_core.training.denoiser import evaluate
+    from dosmatgen_core.training.denoiser import validation_loss
     if pack:
         lab, unl, meta = datamod.load_pack(pack)
         shards = meta.get("label_shards", [])
@@ -181,6 +181,6 @@ def bench_validation_loss(paths, pack: str = "", label_dirs=(), csvs=()) -> dict
         res["models"][str(path)] = {
             "epoch": m.card.get("epoch"), "steps": m.card.get("steps"), "sha256": m.sha256,
             "train": m.card.get("train"),
-            "val_loss": evaluate(m.model, val, m.dos_mean, m.dos_std, sch, "cpu"),
-            "val_labelled_loss": evaluate(m.model, val_lab, m.dos_mean, m.dos_std, sch, "cpu")}
+            "val_loss": validation_loss(m.model, val, m.dos_mean, m.dos_std, sch, "cpu"),
+            "val_labelled_loss": validation_loss(m.model, val_lab, m.dos_mean, m.dos_std, sch, "cpu")}
     return res

@@ -174,7 +174,7 @@ def restore_run(run_dir: str | Path) -> Path:
     return run
 
 
-def evaluate(model, entries, mean, std, sch, device, batch_size=128, seed=1234) -> float:
+def validation_loss(model, entries, mean, std, sch, device, batch_size=128, seed=1234) -> float:
     """Validation loss with a fixed noise draw, so epochs are comparable."""
     if not entries:
         return float("nan")
@@ -298,8 +298,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
                 log(f"stopped after {cfg.max_minutes} min in epoch {loop.epoch}")
                 return run
         loop.epoch += 1
-        v = evaluate(loop.ema, val, mean, std, sch, device)
-        vl = evaluate(loop.ema, val_lab, mean, std, sch, device)
+        v = validation_loss(loop.ema, val, mean, std, sch, device)
+        vl = validation_loss(loop.ema, val_lab, mean, std, sch, device)
         m = sums / max(nb, 1)
         loop.log_row([loop.epoch, loop.step, *np.round(m, 5), round(v, 5), round(vl, 5),
                       round(time.time() - t0, 1), len(order), len(tr_lab)])

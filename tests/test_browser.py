@@ -246,7 +246,8 @@ def test_every_page_at_width(browser, server, width):
     page = open_page(browser, server, width)
     if width == 1280:
         page.set_viewport_size({"width": 1280, "height": 1700})
-        page.wait_for_timeout(2000)                 # the 3D views draw
+        page.locator(".js-plotly-plot .main-svg").first.wait_for()     # the target plot
+        page.wait_for_timeout(3000)                 # the 3D views draw
         page.screenshot(path=str(ROOT / "docs" / "generate.png"))
     shot(page, f"page_generate_{width}")
     for name in PAGES[1:]:

@@ -213,17 +213,34 @@ for h in hits:
 
 # ---- 2. mode ----------------------------------------------------------------------------------
 st.header("2 · How candidates are built")
-MODES = {"masked": "New structure with N atoms", "template": "Change a template structure",
+MODES = {"seeded": "Grow from the known sites closest to the target",
+         "masked": "New structure with N atoms", "template": "Change a template structure",
          "fixed_type": "New structure, element of the target atoms fixed", "unconditional": "No target (baseline)"}
 if "mode" not in st.session_state:
-    st.session_state["mode"] = "masked"
+    st.session_state["mode"] = studio.SHIPPED.mode
 mode = st.radio("Mode", list(MODES), format_func=MODES.get, horizontal=True, key="mode",
-                help="New structure: the model builds N atoms, the chosen ones carrying the target. Template: it "
-                     "reworks a known structure around its conditioned atoms. Baseline: no target at all.")
+                help="Grow from known sites: the labelled structures whose site is closest to the target (the "
+                     "table above) are reworked around that site, which carries the target. New structure: the "
+                     "model builds N atoms, the chosen ones carrying the target. Template: it reworks a structure "
+                     "you choose around its conditioned atoms. Baseline: no target at all.")
 req_kw: dict = {"mode": mode}
 ref_key = mat.key if mat is not None else None
 st.session_state["current_ref"] = ref_key
-if mode in ("masked", "fixed_type", "unconditional"):
+if mode == "seeded":
+    g1, g2, g3 = st.columns(3)
+    n_seeds = g1.number_input("Known structures to grow from", 1, 10, studio.SHIPPED.n_seeds, key="n_seeds",
+                              help=f"The best matches of the table above (cells of at most "
+                                   f"{studio.SHIPPED.max_dft_atoms} atoms), taken in turn.")
+    strength = g2.slider("How far from the known structure (0 = keep it, 1 = anything)", 0.05, 1.0,
+                         float(studio.SHIPPED.strength), 0.05, key="seed_strength",
+                         help="How much of each known structure is noised away before the model rebuilds it; "
+                              "too little returns the known structure itself.")
+    fix_el = g3.checkbox("Keep the matching atom's element", key="seed_fix",
+                         help="The atom carrying the target keeps the element it has in the known structure.")
+    req_kw.update(targets=[target.tolist()], cond_sites=[], n_seeds=int(n_seeds), strength=float(strength),
+                  fix_element=bool(fix_el), seed_exclude=sorted(exclude), db_url=studio.DB_URL)
+    st.caption("Seeds exclude the reference material itself, so the candidates are new structures.")
+elif mode in ("masked", "fixed_type", "unconditional"):
     n_atoms = st.number_input("Atoms in each candidate", 1, 20, studio.SHIPPED.n_atoms, key="n_atoms",
                               help="How many atoms each generated unit cell holds.")
     req_kw["n_atoms"] = int(n_atoms)

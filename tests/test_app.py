@@ -99,7 +99,14 @@ def test_mode_switches_show_their_controls(app):
     assert not app.exception
 
 
+def test_seeded_mode_is_the_default_and_never_seeds_from_the_reference(app):
+    assert app.radio(key="mode").value == "seeded"
+    assert app.number_input(key="n_seeds").value == 3
+    assert any("exclude the reference" in c.value for c in app.caption)
+
+
 def test_generate_without_conditioned_atoms_says_why(app):
+    app.radio(key="mode").set_value("masked").run()
     app.multiselect(key="cond_new").set_value([]).run()
     app.button(key="generate").click().run()
     assert any("no atom carries a target DOS" in e.value for e in app.error)

@@ -73,10 +73,10 @@ if src == "A site of a material":
     if upload is not None:
         try:
             mat = catalogue.from_upload(upload.name, upload.getvalue(), predictor)
-            st.success(f"Using {upload.name}: {mat.formula}, {len(mat.structure)} atoms. Its DOS curves are "
+            st.success(f"Using {studio.plain(upload.name)}: {mat.formula}, {len(mat.structure)} atoms. Its DOS curves are "
                        "predicted by the site-DOS predictor, not DFT. Remove the file to search the database again.")
         except (ValueError, StructureError) as exc:
-            st.error(f"Could not use {upload.name}: {exc}")
+            st.error(f"Could not use {studio.plain(upload.name)}: {exc}")
     if mat is None:
         try:
             found = catalogue.search(query, rows_all)
@@ -145,7 +145,7 @@ if src == "A site of a material":
     with right:
         st.iframe(viz.structure_html(s, {site: viz.SITE_COLOURS["picked"]}, element_id="refview",
                                      script_src=viz.STATIC_SRC), height=330)
-        st.caption(f"{mat.name}: 2×2×2 cells, atoms wrapped into the cell; red: site {site}")
+        st.caption(f"{studio.plain(mat.name)}: 2×2×2 cells, atoms wrapped into the cell; red: site {site}")
     base = mat.site_dos[site]
     base_name = mat.curve_name(site)
 else:
@@ -157,10 +157,10 @@ else:
     try:
         base = studio.read_dos_csv(up.getvalue())
     except ValueError as exc:
-        st.error(f"Could not use {up.name}: {exc}")
+        st.error(f"Could not use {studio.plain(up.name)}: {exc}")
         st.stop()
-    base_name = f"uploaded DOS ({up.name})"
-    st.success(f"Read {up.name}; regridded onto −10…10 eV, 400 points.")
+    base_name = f"uploaded DOS ({studio.plain(up.name)})"
+    st.success(f"Read {studio.plain(up.name)}; regridded onto −10…10 eV, 400 points.")
 
 with st.expander("Adjust the target (shift, scale, smear)", expanded=False):
     k1, k2, k3 = st.columns(3)
@@ -271,7 +271,7 @@ elif mode == "template":
             try:
                 tpl_struct = catalogue.from_upload(tu.name, tu.getvalue(), predictor).structure
             except (ValueError, StructureError) as exc:
-                st.error(f"Could not use {tu.name}: {exc}")
+                st.error(f"Could not use {studio.plain(tu.name)}: {exc}")
         if tpl_struct is None:
             st.info("Upload a template structure to go on.")
             st.stop()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from pymatgen.core import Composition, Element, Structure
 
+from dosmatgen_core.checks import check_structure
 from dosmatgen_core.structures import read_structure, to_structure
 from studio.shared import formula, material_name
 
@@ -56,7 +57,7 @@ def from_upload(name: str, data: bytes, predictor) -> Material:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError(f"{name}: not a text file (expected CIF or POSCAR)") from None
-    s = read_structure(text, fmt, source=name)
+    s = check_structure(read_structure(text, fmt, source=name), name)   # 0.5 Å apart, a real cell
     return predicted(f"upload:{name}", f"{formula(s.composition.reduced_formula)} · {name}", s, predictor)
 
 

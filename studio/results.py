@@ -13,6 +13,7 @@ from studio import figures as viz
 from studio.export import run_zip
 from dosmatgen_core.structures import to_structure
 from studio.known import matching_site
+from studio import shared as studio
 from studio.shared import formula, site_name
 
 COND_COLOUR, FIXED_COLOUR, PIN_COLOUR = (viz.SITE_COLOURS["conditioned"], viz.SITE_COLOURS["fixed"],
@@ -121,7 +122,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
     dft, stored = dft or {}, stored or {}
     s = run["summary"]
     st.header("5 · Results")
-    st.caption(f"Run `{run['id']}` · {run['title']} · seed {run['settings']['seed']} · device "
+    st.caption(f"Run `{run['id']}` · {studio.plain(run['title'])} · seed {run['settings']['seed']} · device "
                f"{run['settings']['device']} · {run['settings']['steps']} steps · w = {run['settings']['guidance']} · "
                f"{steering_text(run['settings'])}checkpoint {str(run['settings'].get('checkpoint_sha256'))[:10]}")
     m1, m2, m3, m4 = st.columns(4)

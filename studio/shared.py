@@ -161,3 +161,14 @@ def dft_seconds_prior(folder: Path = RESULTS_DIR) -> float:
             if secs:
                 return float(sum(secs) / len(secs))
     return DFT_SECONDS_PRIOR
+
+
+_MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$&:])")
+
+
+def plain(text) -> str:
+    """User text (run titles, file names, CSV headers) for a markdown widget, shown as it was
+    typed: every markdown, HTML and LaTeX character escaped, so a title like
+    '![x](https://…)' draws no image and fetches nothing."""
+    # and no autolink: a zero-width space after every scheme's colon
+    return _MARKUP.sub(r"\\\1", str(text)).replace("\n", " ").replace("\\://", "\\:\u200b//")

@@ -261,3 +261,40 @@ def test_every_page_at_width(browser, server, width):
         shot(page, f"page_{name.lower()}_{width}")
     assert page.outside == []
     page.close()
+
+
+HOSTILE_TITLE = "![leak](https://example.invalid/leak.png) <img src='https://example.invalid/x.png'> **bold** $x$"
+
+
+def test_a_markdown_title_is_shown_as_text_and_fetches_nothing(browser, server):
+    """A run title is user text: the Runs page shows it literally, draws no image and makes no
+    request off the machine."""
+    from dosmatgen_core.candidates.runs import RunStore
+    from pymatgen.core import Lattice, Structure
+    from dosmatgen_core.candidates import runs as runsmod
+    target = np.exp(-np.linspace(-10, 10, 400) ** 2).tolist()
+    cif = runsmod.to_cif(Structure(Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]]))
+    cand = {"index": 0, "rank": 1, "cif": cif, "formula": "Cu", "n_atoms": 1, "site_to_target": {0: 0},
+            "predicted_dos": [target], "valid": True, "structurally_valid": True, "dos_mae": 0.1,
+            "dos_match": {0: {"mae": 0.1, "cosine": 0.9}}, "spacegroup": {"0.1": "Fm-3m (225)", "0.01": "Fm-3m (225)"},
+            "charge_neutral": True, "reasons": [], "unique": True, "novel": False, "matches": None,
+            "fixed_sites": {}, "pinned_sites": []}
+    rid = RunStore(server["tmp"] / "runs.db").save({
+        "title": HOSTILE_TITLE, "settings": {"seed": 1, "targets": [target], "device": "cpu", "steps": 5,
+                                             "guidance": 1.0, "mode": "masked", "particles": 1},
+        "summary": {"n": 1, "valid": 1, "structurally_valid": 1}, "candidates": [cand], "baseline": []})
+    page = open_page(browser, server)
+    page.get_by_test_id("stSidebarNav").get_by_text("Runs", exact=True).click()
+    settle(page)
+    # the run's own caption (markdown) shows the title's characters as they were typed
+    caption = page.get_by_test_id("stCaptionContainer").filter(has_text="example.invalid/leak.png")
+    caption.first.wait_for(timeout=90_000)
+    assert HOSTILE_TITLE in caption.first.inner_text().replace("\u200b", "")     # no autolink either
+    assert caption.first.locator("a, img").count() == 0
+    page.wait_for_timeout(2000)
+    shot(page, "hostile_title")
+    assert page.locator("img[src*='example.invalid']").count() == 0
+    assert page.get_by_test_id("stException").count() == 0
+    assert page.outside == [], page.outside
+    assert rid
+    page.close()

@@ -108,7 +108,8 @@ def test_messages_say_what_is_wrong(name, words, tmp_path, capsys, guarded):
     (["--n-atoms", "0"], "number of atoms"),
     (["--site", "9"], "site 9 does not exist"),
     (["--mode", "template", "--strength", "0"], "strength"),
-    (["--cond", "7"], "outside"),
+    (["--mode", "masked", "--cond", "7"], "outside"),
+    (["--cond", "1"], "in seeded mode"),          # seeded (the default): the seed's site is conditioned
     (["--ref", "no/such/file.cif"], "not found"),
     (["--target-csv", "no-such.csv"], "not found"),
 ])

@@ -140,6 +140,10 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
         kw.update(n_atoms=len(s), template_id=name, template=_structure_arrays(s),
                   strength=checks.check_strength(args.strength), pinned=args.pin or [])
     if args.mode == "seeded":
+        if args.cond or args.pin:
+            raise checks.UserError("--cond and --pin name atoms of a new or template cell; in seeded mode the "
+                                   "known structure's matching site carries the target",
+                                   "drop them, or use --mode masked / --mode template")
         # a placeholder curve until the predictor gives the real one: the request is checked now
         curve = target.tolist() if target is not None else [0.0] * 400
         kw.update(targets=[curve], cond_sites=[], n_seeds=args.seeds, fix_element=args.fix_element,

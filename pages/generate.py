@@ -159,7 +159,7 @@ else:
     except ValueError as exc:
         st.error(f"Could not use {studio.plain(up.name)}: {exc}")
         st.stop()
-    base_name = f"uploaded DOS ({studio.plain(up.name)})"
+    base_name = f"uploaded DOS ({up.name})"
     st.success(f"Read {studio.plain(up.name)}; regridded onto −10…10 eV, 400 points.")
 
 with st.expander("Adjust the target (shift, scale, smear)", expanded=False):

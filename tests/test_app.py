@@ -1,9 +1,11 @@
 """Page logic through streamlit.testing, and the app's helpers on small real data."""
 import io
 import json
+import sys
 import zipfile
 
 import numpy as np
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -30,6 +32,15 @@ _atom_site_fract_z
 Cl1 Cl 0.5 0.5 0.5
 Na1 Na 0.0 0.0 0.0
 """
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module():
+    """AppTest runs a page as __main__ and leaves it there; a process spawned later (the labeller's
+    Dask workers) would then re-import that page as its main module and fail to start."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 
 @pytest.fixture()

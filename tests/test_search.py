@@ -7,6 +7,7 @@ import pytest
 from dosmatgen_core import dos
 from dosmatgen_core.cli import main as cli_main
 from dosmatgen_core.paths import DB_URL
+from dosmatgen_core.scoring import search as search_mod
 from dosmatgen_core.scoring.search import SiteIndex, site_index
 from dosmatgen_core.structures import atoms_from_cif
 
@@ -81,7 +82,11 @@ def test_bad_query_options(seed_index):
 
 
 def test_shipped_database_index_and_cli(tmp_path, capsys):
+    search_mod._INDEXES.clear()             # built afresh: the .npz cache is written, then read back
     index = site_index(DB_URL, cache_dir=tmp_path)
+    search_mod._INDEXES.clear()
+    again = site_index(DB_URL, cache_dir=tmp_path)
+    assert np.array_equal(again.curves, index.curves) and list(again.material_ids) == list(index.material_ids)
     assert len(index) > 10000 and list(tmp_path.glob("site-index-*.npz"))
     assert cli_main(["search", "--ref", "L12-Au3Ni-chgnet", "--site", "0", "--top", "3", "--all-sites"]) == 0
     out = json.loads(capsys.readouterr().out)

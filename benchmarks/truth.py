@@ -94,7 +94,7 @@ def _calculable(s) -> bool:
     return len(s) <= MAX_DFT_ATOMS and {e.symbol for e in s.composition.elements} <= supported_elements()
 
 
-def generate(method: str, site: dict, res: dict, seed: int) -> dict:
+def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDIDATES) -> dict:
     """CANDIDATES candidates of one method for one site, scored by the predictor; the top TOP
     novel, valid, calculable ones (by predicted MAE of their conditioned site)."""
     g = site["target"]
@@ -103,15 +103,15 @@ def generate(method: str, site: dict, res: dict, seed: int) -> dict:
     kw = dict(steps=STEPS, guidance=SHIPPED.guidance, seed=seed, device="cpu", redraws=2)
     seeds = []
     if method == "unconditional":
-        specs = tasks.unconditional(n, CANDIDATES)
+        specs = tasks.unconditional(n, n_draw)
     elif method in ("masked", "steered"):
-        specs = tasks.masked(n, {0: g}, CANDIDATES)
+        specs = tasks.masked(n, {0: g}, n_draw)
         if method == "steered":
             kw.update(guide=res["guide"], particles=SHIPPED.particles, steer=SHIPPED.steer)
     elif method == "seeded":
         seeds = find_seeds(g, DB_URL, k=3, exclude={site["material_id"]}, max_atoms=MAX_DFT_ATOMS, index=res["index"],
                            crystal_of=lambda m: Crystal.from_structure(to_structure(atoms_from_cif(res["cifs"][m]))))
-        specs = seeded_specs(g, seeds, CANDIDATES, res["strength"])
+        specs = seeded_specs(g, seeds, n_draw, res["strength"])
     else:
         raise ValueError(f"unknown method {method!r}")
     gen = sampler.sample(res["model"], specs, **kw)
@@ -261,7 +261,9 @@ def commit() -> str:
 
 
 def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=METHODS, max_minutes: float = 0.0,
-        seed: int = 0, log=print) -> dict:
+        seed: int = 0, log=print, candidates: int = CANDIDATES, first: int = 0, results: Path = RESULTS) -> dict:
+    """candidates: draws per site and method; first: calculate only the first sites (a variant on
+    a subset, compared on the same sites); results: where the record goes (a variant keeps its own)."""
     t_start = time.time()
     db = open_db(DB_URL)
     sites = truth_sites(db, n_sites, max_atoms)
@@ -273,7 +275,7 @@ def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=ME
     dft_cache = {r["key"]: r for r in _read(CACHE / "dft.jsonl")}
     writer = ShardWriter(LABEL_DIR, prefix="generated")
     per_method: dict[str, dict] = {"lookup": {f"{s['material_id']}#{s['site']}": lookup(res["index"], s) for s in sites}}
-    settings = {"candidates": CANDIDATES, "top": TOP, "steps": STEPS, "strength": strength, "seed": seed,
+    settings = {"candidates": candidates, "top": TOP, "steps": STEPS, "strength": strength, "seed": seed,
                 "checkpoint": res["model"].sha256[:16], "recipe": FAST_RECIPE.name}
     tag = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -281,7 +283,7 @@ def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=ME
         sk = f"{site['material_id']}#{site['site']}"
         key = f"{tag}/{method}/{sk}"
         if key not in gen_cache:
-            rec = {"key": key, **generate(method, site, res, seed + 1000 * k)}
+            rec = {"key": key, **generate(method, site, res, seed + 1000 * k, candidates)}
             _append(CACHE / "generated.jsonl", rec)
             gen_cache[key] = rec
             log(f"{method} {sk}: {len(rec['candidates'])} chosen of {rec['drawn']} ({rec['seconds']} s)")
@@ -295,7 +297,7 @@ def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=ME
                        "recipe) of the conditioned site of the top-3 novel candidates by the predictor; a "
                        "method's numbers cover its complete sites only (sites_complete)",
                **summarise(sites, per_method, dft_cache)}
-        RESULTS.write_text(json.dumps(out, indent=1))
+        results.write_text(json.dumps(out, indent=1))
         return out
 
     # what is cached already counts at once
@@ -304,13 +306,16 @@ def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=ME
             if f"{tag}/{method}/{site['material_id']}#{site['site']}" in gen_cache:
                 generated(method, k, site)
     write()
-    # per site: the app default's top 3, then every other method's best, site after site; the
-    # other methods' ranks 2-3 last. A partial run thus compares like with like, and grows.
+    # the app default's top 3 on every site first (the bar is about it), then every other
+    # method's best site after site, their ranks 2-3 last. A partial run thus grows the number
+    # that decides the issue first, and still compares like with like (complete sites only).
     others = [m for m in methods if m != APP_DEFAULT]
-    jobs = [(k, m, r) for k in range(len(sites))
-            for m, r in ([(APP_DEFAULT, r) for r in range(TOP)] if APP_DEFAULT in methods else []) + [(m, 0) for m in others]]
+    jobs = [(k, APP_DEFAULT, r) for k in range(len(sites)) for r in range(TOP)] if APP_DEFAULT in methods else []
+    jobs += [(k, m, 0) for k in range(len(sites)) for m in others]
     jobs += [(k, m, r) for r in range(1, TOP) for k in range(len(sites)) for m in others]
     for k, method, r in jobs:
+        if first and k >= first:
+            continue
         if max_minutes and time.time() - t_start > 60 * max_minutes:
             break
         site = sites[k]
@@ -336,11 +341,14 @@ def main(argv=None) -> int:
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop starting DFT after this long (0: no limit)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--candidates", type=int, default=CANDIDATES, help="draws per site and method")
+    p.add_argument("--first", type=int, default=0, help="calculate only the first K sites (0: all)")
+    p.add_argument("--out", type=Path, default=RESULTS, help="the record (a variant keeps its own)")
     args = p.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
     out = run(args.sites, args.max_atoms, args.strength, tuple(args.methods.split(",")), args.max_minutes,
-              log=lambda m: print(m, flush=True))
+              log=lambda m: print(m, flush=True), candidates=args.candidates, first=args.first, results=args.out)
     print(json.dumps({k: v for k, v in out["methods"].items()}, indent=1)[:3000])
     return 0
 

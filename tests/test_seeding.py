@@ -66,3 +66,21 @@ def test_a_seeded_run_records_its_seeds_and_scores_the_seed_site(tmp_path, ni_ta
 def test_seeded_request_needs_one_target():
     with pytest.raises(ValueError, match="one target"):
         Request(mode="seeded", targets=[], n_candidates=2).specs()
+
+
+def test_a_request_searches_its_seeds_once_per_target(monkeypatch, ni_target):
+    # the CLI and the job queue validate with specs() before the run calls it again: the seed
+    # search (a scan of every labelled site) must not run once per call
+    import dosmatgen_core.candidates.pipeline as pipeline
+    calls = []
+
+    def counting(target, *a, **kw):
+        calls.append(np.asarray(target).copy())
+        return find_seeds(target, *a, **kw)
+    monkeypatch.setattr(pipeline, "find_seeds", counting)
+    req = Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=2, seed_exclude=[PRESET_ID])
+    first = [s.tag["seed"] for s in req.specs()]
+    assert [s.tag["seed"] for s in req.specs()] == first and len(calls) == 1
+    req.targets = [(np.asarray(ni_target) * 0.5).tolist()]     # a new target is searched afresh
+    req.specs()
+    assert len(calls) == 2 and np.allclose(calls[1], np.asarray(ni_target) * 0.5)

@@ -15,7 +15,7 @@ import numpy as np
 
 from dosmatgen_core import checks
 from dosmatgen_core.candidates.runs import RunStore, StoreError, to_cif
-from dosmatgen_core.candidates.seeding import find_seeds, seeded_specs
+from dosmatgen_core.candidates.seeding import Seed, find_seeds, seeded_specs
 from dosmatgen_core.model.guide import load_guide
 from dosmatgen_core.paths import DB_URL, GUIDE_PATH, MP_CSVS
 from dosmatgen_core.sampling import sampler as sampling
@@ -63,6 +63,17 @@ class Request:
     def __post_init__(self):
         if self.mode == "unconditional":
             self.particles = 1    # nothing is conditioned, so there is nothing to steer towards
+        self._seeds = None        # seeded: (what they were searched for, the seeds); not a field, so not in asdict
+
+    def seeds(self) -> list[Seed]:
+        """seeded: the known structures closest to the target, searched once per target (the app,
+        the CLI and the job queue call specs() more than once per run)."""
+        target = np.asarray(self.targets[0], dtype=float)
+        key = (target.tobytes(), self.n_seeds, tuple(sorted(self.seed_exclude)), str(self.db_url))
+        if self._seeds is None or self._seeds[0] != key:
+            self._seeds = (key, find_seeds(target, self.db_url, k=self.n_seeds, exclude=set(self.seed_exclude),
+                                           max_atoms=SHIPPED.max_dft_atoms))
+        return self._seeds[1]
 
     def check(self) -> None:
         """The numbers a user sets, checked (checks.py: the CLI says the same)."""
@@ -99,10 +110,8 @@ class Request:
         if self.mode == "seeded":
             if len(self.targets) != 1:
                 raise checks.UserError("seeded generation matches one target curve", "give one target DOS")
-            target = np.asarray(self.targets[0])
-            seeds = find_seeds(target, self.db_url, k=self.n_seeds, exclude=set(self.seed_exclude),
-                               max_atoms=SHIPPED.max_dft_atoms)
-            return seeded_specs(target, seeds, self.n_candidates, self.strength, self.fix_element)
+            return seeded_specs(np.asarray(self.targets[0]), self.seeds(), self.n_candidates, self.strength,
+                                self.fix_element)
         raise ValueError(f"unknown mode '{self.mode}' ({', '.join(MODES)})")
 
 

@@ -182,7 +182,10 @@ def _generate(args) -> int:
         check_novelty_tables()
     kw, predict_from = _targets_and_template(args, db_url)
     req = Request(**{**req_kw, **kw})
-    req.specs()                                  # the whole request, checked
+    if predict_from is None:
+        req.specs()                              # the whole request, checked (seeded: its seeds found)
+    else:
+        req.check()                              # the target is predicted below; its seeds are searched then
     # 2. the models
     from dosmatgen_core.model.checkpoint import load_model
     from dosmatgen_core.scoring.predictor import load_predictor

@@ -7,6 +7,8 @@ sealed once and never rewritten, so a restart only has to skip what the shards a
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import json
 import os
@@ -223,17 +225,31 @@ class ShardWriter:
         ok = {d["material_id"] for d in lines if "failed" not in d}
         return ok | ({d["material_id"] for d in lines if "failed" in d} if include_failed else set())
 
+    @contextlib.contextmanager
+    def _locked(self):
+        # several processes write one prefix (two benches, the app's verify): without the lock a
+        # line appended while another process seals would be unlinked with the pending file
+        with (self.dir / f".{self.prefix}.lock").open("a") as lk:
+            fcntl.flock(lk, fcntl.LOCK_EX)
+            yield
+
     def add(self, line: dict) -> None:
-        with self.pending.open("a") as fh:
-            fh.write(json.dumps(line) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        self._n_pending += 1
-        if self._n_pending >= self.shard_size or self.pending.stat().st_size > 3 * MAX_SHARD_BYTES:
+        with self._locked():
+            with self.pending.open("a") as fh:
+                fh.write(json.dumps(line) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._n_pending = sum(1 for _ in self._pending_lines())
+            full = self._n_pending >= self.shard_size or self.pending.stat().st_size > 3 * MAX_SHARD_BYTES
+        if full:
             self.seal()
 
     def seal(self) -> Path | None:
         """Compress pending lines into the next numbered shard (≤ 10 MB each)."""
+        with self._locked():
+            return self._seal()
+
+    def _seal(self) -> Path | None:
         lines = list(self._pending_lines())
         if not lines:
             self.pending.unlink(missing_ok=True)

@@ -47,6 +47,7 @@ from dosmatgen_core.structures import Crystal, atoms_from_cif, to_structure
 
 RESULTS = ROOT / "benchmarks" / "results" / "truth.json"
 CACHE = ROOT / "runs" / "truth"
+SITES = CACHE / "sites.json"          # the pinned choice of target sites
 METHODS = ("seeded", "masked", "steered", "unconditional")        # DFT order: the app's default first
 APP_DEFAULT = "seeded"
 CANDIDATES = 8
@@ -57,12 +58,24 @@ STEPS = SHIPPED.steps
 
 # ---- targets and the lookup -------------------------------------------------------------------
 
-def truth_sites(db, n: int, max_atoms: int) -> list[dict]:
+def truth_sites(db, n: int, max_atoms: int, pinned: Path | None = SITES) -> list[dict]:
     """n held-out sites (validation structures: no model trained on them), spread over
-    structures and elements, plus the Au3Ni preset's Ni site."""
-    sites = spread_sites([s for s in heldout_sites(db, max_sites=10**6) if s[1] <= max_atoms], n)
+    structures and elements, plus the Au3Ni preset's Ni site.
+
+    The choice is pinned in runs/truth/sites.json on first use: the spread walks the database in
+    id order, so new labels would otherwise shift the set under the cache from run to run."""
+    if pinned is not None and pinned.exists() and len(keys := json.loads(pinned.read_text())) >= n:
+        chosen = []
+        for mid, i in keys[:n]:
+            ref = db.get(mid)
+            chosen.append((mid, len(ref.symbols), int(i), ref.site_dos[int(i)], int(ref.atoms.numbers[int(i)])))
+    else:
+        chosen = spread_sites([s for s in heldout_sites(db, max_sites=10**6) if s[1] <= max_atoms], n)
+        if pinned is not None:
+            pinned.parent.mkdir(parents=True, exist_ok=True)
+            pinned.write_text(json.dumps([[m, int(i)] for m, _, i, _, _ in chosen]))
     out = [{"material_id": m, "n_atoms": int(nat), "site": int(i), "element": chemical_symbols[int(z)],
-            "target": np.asarray(g, float)} for m, nat, i, g, z in sites]
+            "target": np.asarray(g, float)} for m, nat, i, g, z in chosen]
     ref = db.get(PRESET_ID)
     ni = ref.symbols.index("Ni")
     out.append({"material_id": PRESET_ID, "n_atoms": len(ref.symbols), "site": ni, "element": "Ni",

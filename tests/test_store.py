@@ -74,3 +74,27 @@ def test_bad_shard_line_leaves_no_partial_database(tmp_path, small_shard, seed_l
         build_db([broken], good)
     assert good.read_bytes() == before
     assert not list(tmp_path.glob("*.building*"))
+
+
+def test_a_rebuild_reuses_the_energy_of_an_unchanged_cell_only(tmp_path, small_shard, seed_lines, monkeypatch):
+    # a rebuild over thousands of labels must not run CHGNet on each again; a changed cell must
+    db_path = tmp_path / "ref.db"
+    build_db([small_shard], db_path)
+    first = {r.material_id: r.chgnet_energy for r in ReferenceDB(db_path).db.select()}
+    moved = dict(seed_lines["mp-22905"], material_id="mp-22905")
+    from dosmatgen_core.structures import atoms_from_cif, atoms_to_cif
+    atoms = atoms_from_cif(moved["cif"])
+    atoms.set_cell(atoms.cell[:] * 1.02, scale_atoms=True)      # same id, a different cell
+    moved["cif"] = atoms_to_cif(atoms)
+    later = tmp_path / "shards" / "labels-0001.jsonl.gz"
+    with gzip.open(later, "wt") as fh:
+        fh.write(json.dumps(moved) + "\n")
+    calls = []
+    import dosmatgen_core.scoring.stability as stability
+    real = stability.static_energy
+    monkeypatch.setattr(stability, "static_energy", lambda s, p: calls.append(s.composition.reduced_formula) or real(s, p))
+    build_db([small_shard.parent], db_path)
+    again = {r.material_id: r.chgnet_energy for r in ReferenceDB(db_path).db.select()}
+    assert len(calls) == 1                                        # only the changed cell
+    assert {k: again[k] for k in again if k != "mp-22905"} == {k: first[k] for k in first if k != "mp-22905"}
+    assert again["mp-22905"] != first["mp-22905"]

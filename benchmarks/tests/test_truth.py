@@ -67,3 +67,18 @@ def test_summary_has_the_documented_shape():
     assert {"dft_mae_best_of_3", "share_cosine_0.9", "share_novel", "seconds_per_site"} <= set(m)
     assert m["dft_mae_best_of_3"] == pytest.approx(0.0) and m["share_cosine_0.9"] == 1.0 and m["share_novel"] == 1.0
     assert m["lookup_dft_mae_same_sites"] == pytest.approx(0.2)
+
+
+def test_the_site_choice_is_pinned_so_new_labels_do_not_shift_it(tmp_path):
+    from dosmatgen_core.labels.reference_db import open_db
+    from dosmatgen_core.paths import DB_URL
+    db = open_db(DB_URL)
+    pin = tmp_path / "sites.json"
+    first = truth.truth_sites(db, 5, 5, pinned=pin)
+    assert pin.exists() and len(json.loads(pin.read_text())) == 5
+    pin.write_text(json.dumps(json.loads(pin.read_text())[::-1]))     # the pin, not the db, decides now
+    again = truth.truth_sites(db, 5, 5, pinned=pin)
+    assert [(s["material_id"], s["site"]) for s in again[:5]] == [(s["material_id"], s["site"]) for s in first[:5]][::-1]
+    for a, b in zip(again[:5], first[:5][::-1]):
+        assert a["element"] == b["element"] and np.array_equal(a["target"], b["target"])
+    assert again[-1]["material_id"] == first[-1]["material_id"] == truth.PRESET_ID

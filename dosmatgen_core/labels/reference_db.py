@@ -80,6 +80,7 @@ def build_db(shard_paths: Iterable[str | Path], db_url: str | Path, *, overwrite
         Path(target).unlink(missing_ok=True)
         if not overwrite and Path(url).exists():
             shutil.copy(url, target)
+    known = _stored_energies(url) if (chgnet and is_file and Path(url).exists()) else {}
     db = connect(target, type="db" if is_file else "extract_from_name")
     if not is_file and overwrite:
         db.delete([row.id for row in db.select()])
@@ -98,7 +99,8 @@ def build_db(shard_paths: Iterable[str | Path], db_url: str | Path, *, overwrite
                 if chgnet:
                     # here: reading the db must not load an interatomic potential, only build-db does
                     from dosmatgen_core.scoring.stability import static_energy
-                    extra["chgnet_energy"] = round(static_energy(to_structure(atoms), "chgnet"), 4)
+                    e = _same_cell_energy(known.get(mid), atoms)
+                    extra["chgnet_energy"] = e if e is not None else round(static_energy(to_structure(atoms), "chgnet"), 4)
                 db.write(atoms, material_id=mid, **extra, chem_formula=d.get("formula") or atoms.get_chemical_formula(),
                          spacegroup=sg, spacegroup_number=sgn, e_fermi=float(d["e_fermi_eV"]),
                          dft_energy=float(d["energy_eV"]), shard=shard.name,
@@ -120,6 +122,25 @@ def build_db(shard_paths: Iterable[str | Path], db_url: str | Path, *, overwrite
         con.close()
         os.replace(target, url)
     return {"rows": len(lines), "failed_lines_skipped": failed, "db": url}
+
+
+def _stored_energies(url: str) -> dict[str, tuple]:
+    """material_id -> (numbers, positions, cell, CHGNet energy) of the database being replaced: a
+    rebuild reuses the energy of an unchanged cell instead of running CHGNet on every row again."""
+    try:
+        return {row.material_id: (row.numbers, row.positions, row.cell, row.get("chgnet_energy"))
+                for row in connect(url, type="db").select()}
+    except Exception:       # an unreadable old db is rebuilt from scratch, not trusted
+        return {}
+
+
+def _same_cell_energy(stored: tuple | None, atoms) -> float | None:
+    if stored is None or stored[3] is None:
+        return None
+    numbers, positions, cell, energy = stored
+    same = (len(numbers) == len(atoms) and np.array_equal(numbers, atoms.numbers)
+            and np.allclose(positions, atoms.positions, atol=1e-6) and np.allclose(cell, atoms.cell[:], atol=1e-6))
+    return float(energy) if same else None
 
 
 class ReferenceDB:

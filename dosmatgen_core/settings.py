@@ -20,6 +20,7 @@ class Shipped:
     n_seeds: int = 3               # seeded: known structures taken as templates
     max_dft_atoms: int = 8         # seeds, and the candidates the app DFT-checks, have at most this many atoms
     dft_top: int = 3               # the app DFT-checks this many top candidates
+    dft_workers: int = 0           # ... this many at once (0: one per CPU core; each GPAW process uses one)
     n_candidates: int = 8
     n_atoms: int = 4
     seed: int = 0

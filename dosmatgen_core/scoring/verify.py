@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -22,13 +23,14 @@ import numpy as np
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.candidates.runs import RunStore, dumps, structure_of
 from dosmatgen_core.labels.labeller import (
-    SEED_RECIPE,
+    FAST_RECIPE,
     Recipe,
     ShardWriter,
     label_isolated,
 )
 from dosmatgen_core.paths import LABEL_DIR
 from dosmatgen_core.scoring.stability import relax
+from dosmatgen_core.settings import SHIPPED
 from dosmatgen_core.structures import atoms_from_cif
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS verifications (run_id TEXT, rank INTEGER, status TEXT, started REAL,
@@ -53,13 +55,21 @@ def rows_out_of_order(candidate_cif: str, calculated_cif: str) -> str | None:
     return None
 
 
+def default_workers(top: int = SHIPPED.dft_top) -> int:
+    """DFT calculations at once: SHIPPED.dft_workers, or one per CPU core (0), at most top.
+    Each GPAW process is single-threaded, so more than the cores only splits them."""
+    n = SHIPPED.dft_workers or (os.cpu_count() or 1)
+    return max(1, min(n, top))
+
+
 class Verifier:
-    def __init__(self, store: RunStore, label_dir: str | Path | None = LABEL_DIR):
+    def __init__(self, store: RunStore, label_dir: str | Path | None = LABEL_DIR, workers: int | None = None):
         self.store = store
         self.label_dir = label_dir
         with sqlite3.connect(store.path) as con:
             con.executescript(SCHEMA)
-        self._lock = threading.Semaphore(1)     # one DFT job at a time next to the app
+        # at most this many GPAW processes at once beside the app (one per core by default)
+        self._lock = threading.Semaphore(workers or default_workers())
 
     def _set(self, run_id, rank, **kw):
         with sqlite3.connect(self.store.path, timeout=30) as con:
@@ -87,7 +97,10 @@ class Verifier:
                                "ORDER BY started DESC").fetchall()
         return [dict(r) for r in rows]
 
-    def run(self, run_id: str, rank: int, recipe: Recipe = SEED_RECIPE, timeout: float = 3600,
+    def fail(self, run_id: str, rank: int, error: str) -> None:
+        self._set(run_id, rank, status="failed", finished=time.time(), error=error)
+
+    def run(self, run_id: str, rank: int, recipe: Recipe = FAST_RECIPE, timeout: float = 3600,
             relaxed: bool = False) -> dict:
         """Synchronous verification (the CLI and the background thread both call this).
 
@@ -149,7 +162,7 @@ class Verifier:
         except OSError:
             pass
 
-    def submit(self, run_id: str, rank: int, recipe: Recipe = SEED_RECIPE, relaxed: bool = False) -> None:
+    def submit(self, run_id: str, rank: int, recipe: Recipe = FAST_RECIPE, relaxed: bool = False) -> None:
         """Queue a verification in a background thread; watch it with status()."""
         self._set(run_id, rank, status="queued", started=time.time(), error=None, result=None)
 

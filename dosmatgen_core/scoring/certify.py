@@ -1,0 +1,139 @@
+"""DFT-certified ranking: the GPAW recipe on a run's top candidates, in the background.
+
+After a run is ranked by the predictor, its best few candidates (cells small enough for a
+calculation of minutes) are calculated with the labelling recipe, several at once: each GPAW
+process is single-threaded, so on a 2-core machine two run side by side and three candidates
+take two calculation times, not three. A cancel stops the rest from starting (the ones already
+running complete). Results live in the run store (`Verifier`), so a reload, the Runs page and
+the zip all see them; `progress` says how far it is and how long is left.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+from dosmatgen_core.labels.labeller import FAST_RECIPE, Recipe
+from dosmatgen_core.scoring.verify import default_workers
+from dosmatgen_core.settings import SHIPPED
+
+MAX_ATOMS = SHIPPED.max_dft_atoms      # larger cells take far longer than a few minutes
+DEFAULT_TOP = SHIPPED.dft_top
+
+
+def pick(run: dict, top: int = DEFAULT_TOP, max_atoms: int = MAX_ATOMS, labelled: frozenset = frozenset()) -> list[int]:
+    """Ranks of the best `top` candidates worth a DFT check: geometry valid, at most max_atoms,
+    and not a known structure of the reference db (`labelled` ids: its stored label is the answer)."""
+    out = []
+    for c in sorted(run["candidates"], key=lambda c: c["rank"]):
+        if len(out) >= top:
+            break
+        if c.get("novel") is False and c.get("matches") in labelled:
+            continue
+        if c.get("structurally_valid") and c["n_atoms"] <= max_atoms:
+            out.append(c["rank"])
+    return out
+
+
+@dataclass
+class Batch:
+    run_id: str
+    ranks: list[int]
+    prior_s: float
+    workers: int = 1
+    started: float = field(default_factory=time.time)
+    cancel_flag: threading.Event = field(default_factory=threading.Event)
+    finished: bool = False
+
+
+class Certifier:
+    """One per process (the app caches it). verifier: a scoring.verify.Verifier whose
+    concurrency is at least `workers`; prior_s: seconds per calculation before any has landed."""
+
+    def __init__(self, verifier, prior_s: float, workers: int | None = None, recipe: Recipe = FAST_RECIPE):
+        self.verifier, self.prior_s, self.recipe = verifier, prior_s, recipe
+        self.workers = workers
+        self.batches: dict[str, Batch] = {}
+
+    def start(self, run_id: str, ranks: list[int]) -> Batch:
+        old = self.batches.get(run_id)
+        if old is not None and not old.finished:
+            return old
+        b = Batch(run_id, list(ranks), self.prior_s, self.workers or default_workers(len(ranks) or 1))
+        self.batches[run_id] = b
+        threading.Thread(target=self._work, args=(b,), daemon=True, name=f"dft-{run_id}").start()
+        return b
+
+    def wait(self, run_id: str, poll: float = 1.0) -> None:
+        while not self.batches[run_id].finished:
+            time.sleep(poll)
+
+    def _work(self, b: Batch) -> None:
+        todo = [r for r in b.ranks if (s := self.verifier.status(b.run_id, r)) is None or s["status"] != "done"]
+        lock = threading.Lock()
+
+        def worker():
+            while not b.cancel_flag.is_set():
+                with lock:
+                    if not todo:
+                        return
+                    rank = todo.pop(0)
+                try:
+                    self.verifier.run(b.run_id, rank, self.recipe)
+                except Exception as exc:        # one bad candidate must not stop the others
+                    self.verifier.fail(b.run_id, rank, f"{type(exc).__name__}: {exc}")
+
+        try:
+            threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(b.workers, len(todo)))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            b.finished = True
+
+    def cancel(self, run_id: str) -> None:
+        b = self.batches.get(run_id)
+        if b:
+            b.cancel_flag.set()
+
+    def progress(self, run_id: str) -> dict | None:
+        """{'ranks', 'done', 'failed', 'running', 'left_s', 'active', 'cancelled'} for the run's batch."""
+        b = self.batches.get(run_id)
+        if b is None:
+            return None
+        st = {r: self.verifier.status(run_id, r) for r in b.ranks}
+        done = [r for r, s in st.items() if s and s["status"] == "done"]
+        failed = [r for r, s in st.items() if s and s["status"] == "failed"]
+        running = [r for r, s in st.items() if s and s["status"] in ("queued", "running")]
+        return {"ranks": b.ranks, "done": done, "failed": failed, "running": running,
+                "left_s": time_left(b, st, done, failed, running), "active": not b.finished,
+                "cancelled": b.cancel_flag.is_set()}
+
+
+def time_left(b: Batch, st: dict, done: list, failed: list, running: list) -> float:
+    """The calculations left, run `workers` at a time, at the mean measured time per calculation
+    (the prior until one lands), less what the running ones have done."""
+    if b.cancel_flag.is_set():
+        return 0.0
+    secs = [s["result"]["seconds"] for s in st.values() if s and s["status"] == "done" and s.get("result")]
+    per = sum(secs) / len(secs) if secs else b.prior_s
+    left = per * math.ceil((len(b.ranks) - len(done) - len(failed)) / max(b.workers, 1))
+    if running:
+        elapsed = max(time.time() - (st[r].get("started") or time.time()) for r in running)
+        left = max(left - min(elapsed, per * 0.9), 0.0)
+    return left
+
+
+def status_line(p: dict, duration) -> str:
+    """'DFT check of the top 3: 1 of 3 done, ~2 min left'."""
+    n = len(p["ranks"])
+    text = f"DFT check of the top {n}: {len(p['done'])} of {n} done"
+    if p["failed"]:
+        text += f", {len(p['failed'])} failed"
+    if p["active"] and not p["cancelled"]:
+        text += f", ~{duration(p['left_s'])} left"
+    elif p["cancelled"]:
+        text += " (cancelled: the rest will not be submitted)"
+    return text

@@ -1,0 +1,109 @@
+"""DFT-certified ranking: the top candidates are calculated several at once (one GPAW process
+per core), every result lands in the run store, a cancel stops the rest, and the time left
+counts the parallel slots. GPAW itself is replaced by a timed stand-in here; the real recipe on
+a real cell is tested in test_site_order.py (slow)."""
+import threading
+import time
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from dosmatgen_core.candidates import runs
+from dosmatgen_core.scoring import certify, verify
+from dosmatgen_core.settings import SHIPPED
+
+
+def _run_with(store, n: int) -> str:
+    target = np.exp(-np.linspace(-10, 10, 400) ** 2).tolist()
+    cands = []
+    for k in range(n):       # distinct cells, so no calculation is a cache hit of another
+        s = Structure(Lattice.cubic(3.0 + 0.1 * k), ["Cu", "Au"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+        cands.append({"index": k, "rank": k + 1, "cif": runs.to_cif(s), "formula": "AuCu", "n_atoms": 2,
+                      "site_to_target": {0: 0}, "valid": True, "structurally_valid": True})
+    return store.save({"title": "t", "settings": {"seed": 1, "targets": [target]}, "summary": {"n": n},
+                       "candidates": cands, "baseline": []})
+
+
+@pytest.fixture
+def fake_gpaw(monkeypatch):
+    """label_isolated that takes 0.4 s and records how many ran at once."""
+    state = {"now": 0, "most": 0, "calls": 0}
+    lock = threading.Lock()
+
+    def label(task, recipe, timeout):
+        with lock:
+            state["now"] += 1
+            state["calls"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.4)
+        with lock:
+            state["now"] -= 1
+        n = 2
+        return {"material_id": task["material_id"], "cif": task["cif"], "site_dos": np.full((n, 400), 0.1).tolist(),
+                "e_fermi_eV": 0.0, "energy_eV": -1.0, "seconds": 0.4, "recipe": {"name": recipe.name}}
+    monkeypatch.setattr(verify, "label_isolated", label)
+    return state
+
+
+def test_the_top_three_run_two_at_a_time_on_two_workers_and_all_land(tmp_path, fake_gpaw):
+    store = runs.RunStore(tmp_path / "r.db")
+    rid = _run_with(store, 3)
+    v = verify.Verifier(store, label_dir=None, workers=2)
+    cert = certify.Certifier(v, prior_s=100.0, workers=2)
+    t = time.perf_counter()
+    cert.start(rid, [1, 2, 3])
+    cert.wait(rid, poll=0.05)
+    wall = time.perf_counter() - t
+    assert fake_gpaw["calls"] == 3 and fake_gpaw["most"] == 2
+    assert wall < 3 * 0.4                     # two slots: two rounds, not three
+    p = cert.progress(rid)
+    assert sorted(p["done"]) == [1, 2, 3] and not p["active"] and p["left_s"] == 0.0
+    assert all(v.status(rid, r)["result"]["recipe"]["name"] == certify.FAST_RECIPE.name for r in (1, 2, 3))
+
+
+def test_a_cancel_stops_the_rest_and_the_running_ones_finish(tmp_path, fake_gpaw):
+    store = runs.RunStore(tmp_path / "r.db")
+    rid = _run_with(store, 3)
+    cert = certify.Certifier(verify.Verifier(store, label_dir=None, workers=1), prior_s=1.0, workers=1)
+    cert.start(rid, [1, 2, 3])
+    time.sleep(0.1)
+    cert.cancel(rid)
+    cert.wait(rid, poll=0.05)
+    p = cert.progress(rid)
+    assert p["done"] == [1] and fake_gpaw["calls"] == 1 and p["cancelled"]
+    assert "cancelled" in certify.status_line(p, lambda s: f"{s:.0f} s")
+
+
+def test_time_left_counts_the_parallel_slots():
+    b = certify.Batch("r", [1, 2, 3], prior_s=60.0, workers=2)
+    assert certify.time_left(b, {}, [], [], []) == 120.0          # 3 calculations, 2 at a time
+    b1 = certify.Batch("r", [1, 2, 3], prior_s=60.0, workers=1)
+    assert certify.time_left(b1, {}, [], [], []) == 180.0
+    done = {1: {"status": "done", "result": {"seconds": 30.0}}}
+    assert certify.time_left(b, done, [1], [], []) == 30.0          # measured rate, 2 left on 2 slots
+
+
+def test_a_failure_in_one_calculation_does_not_stop_the_others(tmp_path, fake_gpaw, monkeypatch):
+    store = runs.RunStore(tmp_path / "r.db")
+    rid = _run_with(store, 3)
+    v = verify.Verifier(store, label_dir=None, workers=2)
+    real = v.run
+
+    def flaky(run_id, rank, recipe):
+        if rank == 2:
+            raise RuntimeError("GPAW ran out of memory")
+        return real(run_id, rank, recipe)
+    monkeypatch.setattr(v, "run", flaky)
+    cert = certify.Certifier(v, prior_s=1.0, workers=2)
+    cert.start(rid, [1, 2, 3])
+    cert.wait(rid, poll=0.05)
+    p = cert.progress(rid)
+    assert sorted(p["done"]) == [1, 3] and p["failed"] == [2]
+    assert "out of memory" in v.status(rid, 2)["error"]
+
+
+def test_defaults_come_from_the_shipped_settings():
+    assert certify.DEFAULT_TOP == SHIPPED.dft_top and certify.MAX_ATOMS == SHIPPED.max_dft_atoms
+    assert 1 <= verify.default_workers() <= SHIPPED.dft_top
+    assert verify.default_workers(1) == 1

@@ -1,9 +1,5 @@
-"""DOSMatGen Studio: the page list. The first page is Generate; each page is a thin script in pages/."""
-import streamlit as st
+"""DOSMatGen Studio: the entry point. The page list (Generate first) lives in studio/nav.py; each
+page is a thin script in pages/."""
+from studio import nav
 
-st.set_page_config(page_title="DOSMatGen Studio", layout="wide")
-# no page icons: emoji need a font the browser may lack, and Material icons are fetched from Google
-st.navigation([st.Page("pages/generate.py", title="Generate", default=True),
-               st.Page("pages/1_Runs.py", title="Runs"),
-               st.Page("pages/2_Verify.py", title="Verify"),
-               st.Page("pages/3_Model.py", title="Model")]).run()
+nav.run_app()

@@ -7,6 +7,9 @@ from dosmatgen_core.labels.reference_db import open_db
 from studio import shared as studio
 from studio import state
 from studio.results import dft_mae, show_run, stored_labels
+from studio import nav
+
+nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
 
 st.title("Runs")
 store = state.store()

@@ -6,6 +6,9 @@ import streamlit as st
 
 from dosmatgen_core.model.checkpoint import card_path
 from studio import shared as studio
+from studio import nav
+
+nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
 
 st.title("Models and benchmarks")
 st.caption(f"Device in use: {studio.device_label()}")

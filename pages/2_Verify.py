@@ -1,14 +1,17 @@
 """Verify: queue a GPAW DFT check of a candidate and overlay its site DOS on the target."""
 import streamlit as st
 
-from studio import figures as viz
 from studio import shared as studio
 from studio import state
+from studio.charts import dos_chart
 from studio.results import target_label
+from studio import nav
+
+nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
 
 st.title("Verify a candidate with DFT (GPAW)")
 st.caption("The labelling recipe (PBE, LCAO dzp, Löwdin site projection) on the candidate as generated or, "
-           "if asked, after a CHGNet relaxation. Small cells take about "
+           f"if asked, after a {studio.potential_label()} relaxation. Small cells take about "
            f"{studio.duration(studio.dft_seconds_prior())} here; larger ones much longer. One runs at a time.")
 v = state.verifier(str(studio.RUNS_PATH))
 runs = v.store.list()
@@ -21,7 +24,7 @@ run = v.store.get(rid)
 names = {c["rank"]: f"#{c['rank']} · {c['formula']} · {c['n_atoms']} atoms" for c in run["candidates"]}
 rank = st.selectbox("Candidate", list(names), format_func=names.get, key="verify_rank")
 cur = v.status(rid, rank)
-relaxed = st.checkbox("Relax with CHGNet first (positions and cell)", value=False, key="relaxed")
+relaxed = st.checkbox(f"Relax with {studio.potential_label()} first (positions and cell)", value=False, key="relaxed")
 if st.button("Queue DFT verification", disabled=bool(cur and cur["status"] in ("queued", "running")), key="queue"):
     v.submit(rid, rank, relaxed=relaxed)
     st.rerun()
@@ -47,8 +50,8 @@ def status_panel():
             if cand.get("predicted_dos"):
                 curves.append({"y": cand["predicted_dos"][int(site)], "name": f"predicted for candidate #{rank}",
                                "style": "predicted"})
-            st.plotly_chart(viz.dos_figure(curves, title=f"candidate #{rank}, site {site}"), width="stretch",
-                            key=f"ver_{site}", config=viz.plot_config(f"{rid}_candidate{rank}_site{site}_dft"))
+            dos_chart(curves, key=f"ver_{site}", filename=f"{rid}_candidate{rank}_site{site}_dft",
+                      title=f"candidate #{rank}, site {site}")
             st.json(res["dos_match"].get(str(site)) or res["dos_match"].get(site))
 
 

@@ -1,4 +1,4 @@
-"""A whole run as one zip: structures, DOS tables, DFT results and the run record."""
+"""A whole run as one zip: structures, DOS tables and plots, DFT results and the run record."""
 from __future__ import annotations
 
 import io
@@ -7,6 +7,7 @@ import zipfile
 
 from dosmatgen_core.candidates import runs as runsmod
 from dosmatgen_core.dos import GRID
+from studio.figures import dos_image
 
 
 def _dft_csv(result: dict) -> str:
@@ -18,9 +19,10 @@ def _dft_csv(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_zip(run: dict, dft: dict[int, dict] | None = None) -> bytes:
+def run_zip(run: dict, dft: dict[int, dict] | None = None, curves: dict[int, list[dict]] | None = None) -> bytes:
     """Zip bytes: per candidate a P1 CIF, a POSCAR and its target/predicted DOS CSV (and the DFT
-    DOS CSV when a check finished), plus run.json and dft.json."""
+    DOS CSV when a check finished), plus run.json and dft.json. curves: rank → the curves of its
+    card (results.candidate_curves); each candidate then also gets its plot as an SVG."""
     buf = io.BytesIO()
     targets = run["settings"]["targets"]
     done = {rank: s for rank, s in (dft or {}).items() if s and s.get("status") == "done"}
@@ -32,6 +34,8 @@ def run_zip(run: dict, dft: dict[int, dict] | None = None) -> bytes:
             z.writestr(f"{stem}_dos.csv", runsmod.dos_csv(c, targets))
             if c["rank"] in done:
                 z.writestr(f"{stem}_dft_dos.csv", _dft_csv(done[c["rank"]]["result"]))
+            if (curves or {}).get(c["rank"]):
+                z.writestr(f"{stem}_dos.svg", dos_image(curves[c["rank"]], f"candidate #{c['rank']} · {c['formula']}"))
         z.writestr("run.json", runsmod.run_json(run))
         plain = json.loads(runsmod.dumps({str(k): v for k, v in (dft or {}).items()}))   # numpy → lists
         z.writestr("dft.json", json.dumps(plain, indent=1))

@@ -1,8 +1,12 @@
-"""Pictures: plotly DOS overlays and 3Dmol.js supercell views (served from assets/, offline)."""
+"""Pictures: plotly DOS overlays, the same overlays as PNG/SVG files (matplotlib, drawn on the
+server: the app is offline and plotly's own image export needs kaleido), and 3Dmol.js supercell
+views (served from assets/, offline)."""
 from __future__ import annotations
 
 import html
+import io
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -46,6 +50,46 @@ def dos_figure(curves: list[dict], title: str = "", height: int = 300) -> go.Fig
                       xaxis_title=ENERGY_AXIS, yaxis_title=DOS_AXIS, showlegend=True,
                       legend=dict(orientation="h", y=-0.3), template="plotly_white")
     return fig
+
+
+MPL_DASH = {None: "-", "solid": "-", "dot": ":", "dash": "--"}
+
+
+def _mpl_line(style: str) -> dict:
+    """A PALETTE entry as matplotlib line settings (plotly's 'rgba(r,g,b,a)' → colour and alpha)."""
+    p = PALETTE[style]
+    colour, alpha = p["color"], (0.6 if style == "baseline" else 1.0)
+    m = re.fullmatch(r"rgba\((\d+),\s*(\d+),\s*(\d+),\s*([\d.]+)\)", colour)
+    if m:
+        colour, alpha = "#%02x%02x%02x" % tuple(int(m.group(i)) for i in (1, 2, 3)), float(m.group(4))
+    # plotly widths are pixels; matplotlib's are points (0.75 px)
+    return {"color": colour, "alpha": alpha, "linewidth": p["width"] * 0.75, "linestyle": MPL_DASH[p.get("dash")]}
+
+
+def dos_image(curves: list[dict], title: str = "", fmt: str = "svg") -> bytes:
+    """The dos_figure overlay as an image file ('svg' or 'png'): same curves, names, colours and
+    axes. SVG text stays text, so the legend can be read and edited."""
+    import matplotlib
+    from matplotlib.figure import Figure     # not pyplot: no global state, safe in the app's threads
+    # names are user text (file names, titles): '$' is a character, not mathtext
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "dosmatgen", "text.parse_math": False}):
+        fig = Figure(figsize=(7.0, 4.2), layout="constrained")
+        ax = fig.add_subplot()
+        for c in curves:
+            ax.plot(dosmod.GRID, np.asarray(c["y"], float), label=c["name"], **_mpl_line(c.get("style", "predicted")))
+        ax.axvline(0.0, color="gray", linestyle="--", linewidth=0.8)
+        ax.text(0.0, 1.01, "E_F", transform=ax.get_xaxis_transform(), ha="center", va="bottom", color="gray")
+        ax.set_xlabel(ENERGY_AXIS)
+        ax.set_ylabel(DOS_AXIS)
+        ax.set_xlim(float(dosmod.GRID[0]), float(dosmod.GRID[-1]))
+        ax.grid(alpha=0.3)
+        if title:
+            ax.set_title(title, pad=18)
+        if curves:
+            fig.legend(loc="outside lower center", ncol=1, frameon=False, fontsize=8)
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=200, metadata={"Date": None} if fmt == "svg" else None)
+    return buf.getvalue()
 
 
 @lru_cache(maxsize=1)

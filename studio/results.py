@@ -5,11 +5,14 @@ calculation of a candidate, or the stored DFT label of a known structure the can
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import streamlit as st
 
 from dosmatgen_core.candidates import runs as runsmod
 from studio import figures as viz
+from studio.charts import dos_chart
 from studio.export import run_zip
 from dosmatgen_core.structures import to_structure
 from studio.known import matching_site
@@ -19,6 +22,7 @@ from studio.shared import formula, site_name
 COND_COLOUR, FIXED_COLOUR, PIN_COLOUR = (viz.SITE_COLOURS["conditioned"], viz.SITE_COLOURS["fixed"],
                                          viz.SITE_COLOURS["pinned"])
 TARGET_PREFIX = "target: "
+LEGACY_POTENTIAL = "chgnet"     # candidates stored before they named their potential were relaxed with CHGNet
 
 
 def _badge(ok: bool | None, yes: str, no: str, na: str = "n/a") -> str:
@@ -31,8 +35,15 @@ def _stability_badge(c: dict) -> str:
     e = c.get("e_above_hull")
     if e is None:
         return f":gray-background[stability: {c.get('hull_note') or 'not computed'}]"
-    text = f"E_hull {e * 1000:.0f} meV/atom (CHGNet)"
+    text = f"E_hull {e * 1000:.0f} meV/atom ({studio.potential_label(c.get('potential') or LEGACY_POTENTIAL)})"
     return f":green-background[{text}]" if e <= 0.1 else f":orange-background[{text}]"
+
+
+def run_potential(run: dict) -> str:
+    """The stability potential of a run's candidates (the default one when none was checked)."""
+    names = {c.get("potential") or LEGACY_POTENTIAL for c in run["candidates"]
+             if c.get("potential") or c.get("e_above_hull") is not None}
+    return ", ".join(sorted(studio.potential_label(n) for n in names)) if names else studio.potential_label()
 
 
 def steering_text(settings: dict) -> str:
@@ -132,15 +143,20 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
         m3.metric("Mean DOS MAE (predicted)", f"{s['mean_dos_mae']:.3f}")
     if s.get("baseline_mean_dos_mae") is not None:
         m4.metric("Unconditional baseline MAE", f"{s['baseline_mean_dos_mae']:.3f}")
-    st.download_button("Download the whole run (zip: CIFs, POSCARs, DOS CSVs, JSON)", run_zip(run, dft),
-                       f"dosmatgen_run_{run['id']}.zip", mime="application/zip", key=f"zip_{run['id']}")
+    curves_of = {c["rank"]: candidate_curves(run, c, dft.get(c["rank"]), stored.get(c["rank"]))
+                 for c in run["candidates"]}
+    # the zip (with an SVG plot per candidate) is built only when the button is clicked
+    st.download_button("Download the whole run (zip: CIFs, POSCARs, DOS CSVs and SVG plots, JSON)",
+                       partial(run_zip, run, dft, curves_of), f"dosmatgen_run_{run['id']}.zip",
+                       mime="application/zip", key=f"zip_{run['id']}", on_click="ignore")
     table = dft_table(run, dft)
     if table:
         st.subheader("DFT-checked candidates, best first")
         st.dataframe(table, hide_index=True, width="stretch")
     st.caption("'predicted' curves come from the site-DOS predictor, not DFT; 'DFT' curves are GPAW calculations "
                "of the candidate; 'stored label' curves are the DFT label of a known structure the candidate "
-               "matches. Stability is CHGNet energy above a CHGNet hull (an ML hull, not the Materials Project hull).")
+               f"matches. Stability is {run_potential(run)} energy above a hull of the same potential (an ML hull, not "
+               "the Materials Project hull).")
     for c in run["candidates"][:max_cards]:
         struct = runsmod.structure_of(c)
         with st.container(border=True):
@@ -164,11 +180,10 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                 st.caption(f"DFT check failed: {d.get('error')}")
             left, right = st.columns([3, 2])
             with left:
-                curves = candidate_curves(run, c, d, stored.get(c["rank"]))
+                curves = curves_of[c["rank"]]
                 if curves:
-                    st.plotly_chart(viz.dos_figure(curves, height=300), width="stretch",
-                                    key=f"dos_{run['id']}_{c['index']}",
-                                    config=viz.plot_config(f"{run['id']}_candidate{c['rank']}_dos"))
+                    dos_chart(curves, key=f"dos_{run['id']}_{c['index']}",
+                              filename=f"{run['id']}_candidate{c['rank']}_dos")
                 m = c.get("dos_match") or {}
                 if m:
                     st.dataframe([{"site": k, **{kk: round(v, 3) for kk, v in mm.items()}} for k, mm in m.items()],

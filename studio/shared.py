@@ -73,6 +73,14 @@ def material_name(material_id: str, chem_formula: str) -> str:
     return f"{f} · {material_id}"
 
 
+def potential_label(name: str | None = None) -> str:
+    """How people read a stability potential's name ('sevennet' → 'SevenNet-l3i5'); None: the
+    default one, which the app's stability check and the Verify page's relaxation use."""
+    # imported here: the stability module loads torch and both potentials' packages
+    from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL, POTENTIALS
+    return POTENTIALS.get(name or DEFAULT_POTENTIAL, str(name))
+
+
 def site_name(material: str, site: int, element: str) -> str:
     """'Au3Ni site 3 (Ni)': how every legend and caption names one atom of a structure."""
     return f"{material} site {site} ({element})"

@@ -1,7 +1,9 @@
 """Checks of what a user asks for, made before any model loads or any sampling starts.
 
 Pure functions shared by the CLI and `candidates.pipeline.Request` (so the app shows the same
-messages). Each raises `UserError`: what is wrong, and what to do about it.
+messages). Each raises `UserError`: what is wrong, and what to do about it, and, for a value of a
+generation request, which of its fields (`Request`'s names: steps, guidance, …) is wrong, so a
+form can show the message beside that input (`request_problems` lists them all).
 """
 from __future__ import annotations
 
@@ -34,10 +36,11 @@ MIN_VOLUME_PER_ATOM = 1.0     # Å³: a cell below this is degenerate, not a cry
 
 
 class UserError(ValueError):
-    """Bad input: `what` is wrong, `fix` says what to do. str() is the one line the CLI prints."""
+    """Bad input: `what` is wrong, `fix` says what to do. str() is the one line the CLI prints.
+    field: the request field the problem belongs to (None: not one input's fault)."""
 
-    def __init__(self, what: str, fix: str = ""):
-        self.what, self.fix = what, fix
+    def __init__(self, what: str, fix: str = "", field: str | None = None):
+        self.what, self.fix, self.field = what, fix, field
         super().__init__(f"{what} — {fix}" if fix else what)
 
     def __str__(self) -> str:      # not KeyError's quoted form, for the subclasses that are KeyErrors
@@ -60,77 +63,132 @@ def did_you_mean(word: str, choices, default: str) -> str:
 
 # ---- numbers ---------------------------------------------------------------------------------
 
-def _number(value, name: str, kind=float):
+def _number(value, name: str, kind=float, field: str | None = None):
     try:
         x = float(value)
     except (TypeError, ValueError):
-        raise UserError(f"{name} must be a number, not {value!r}", f"give {name} as a number") from None
+        raise UserError(f"{name} must be a number, not {value!r}", f"give {name} as a number", field) from None
     if not math.isfinite(x):
-        raise UserError(f"{name} is {value!r}, not a finite number", f"give {name} as a finite number")
+        raise UserError(f"{name} is {value!r}, not a finite number", f"give {name} as a finite number", field)
     if kind is int and x != int(x):
-        raise UserError(f"{name} must be a whole number, not {value!r}", f"give {name} as a whole number")
+        raise UserError(f"{name} must be a whole number, not {value!r}", f"give {name} as a whole number", field)
     return kind(x)
 
 
 def check_steps(steps) -> int:
-    s = _number(steps, "steps", int)
+    s = _number(steps, "steps", int, "steps")
     if not 1 <= s <= MAX_STEPS:
         raise UserError(f"steps is {s}; it must be between 1 and {MAX_STEPS}",
-                        f"use --steps {SHIPPED.steps} (the shipped setting)")
+                        f"use --steps {SHIPPED.steps} (the shipped setting)", "steps")
     return s
 
 
 def check_guidance(w) -> float:
-    x = _number(w, "guidance weight w")
+    x = _number(w, "guidance weight w", float, "guidance")
     if not 0.0 <= x <= SHIPPED.max_guidance:
         raise UserError(f"guidance weight w is {x:g}; it must be between 0 and {SHIPPED.max_guidance:g}",
-                        f"use --w {SHIPPED.guidance:g} (the shipped setting); larger weights were never measured")
+                        f"use --w {SHIPPED.guidance:g} (the shipped setting); larger weights were never measured",
+                        "guidance")
     return x
 
 
 def check_particles(k) -> int:
-    x = _number(k, "particles", int)
+    x = _number(k, "particles", int, "particles")
     if not 1 <= x <= SHIPPED.max_particles:
         raise UserError(f"particles is {x}; DOS steering takes 1 to {SHIPPED.max_particles} per candidate",
-                        f"use --particles {SHIPPED.particles} (1 turns steering off)")
+                        f"use --particles {SHIPPED.particles} (1 turns steering off)", "particles")
     return x
 
 
 def check_steer(strength) -> float:
-    x = _number(strength, "steering strength")
+    x = _number(strength, "steering strength", float, "steer")
     if x < 0:
-        raise UserError(f"steering strength is {x:g}; it cannot be negative", f"use --steer {SHIPPED.steer:g}")
+        raise UserError(f"steering strength is {x:g}; it cannot be negative", f"use --steer {SHIPPED.steer:g}",
+                        "steer")
     return x
 
 
 def check_candidates(n) -> int:
-    x = _number(n, "number of candidates", int)
+    x = _number(n, "number of candidates", int, "n_candidates")
     if not 1 <= x <= MAX_CANDIDATES:
         raise UserError(f"number of candidates is {x}; it must be between 1 and {MAX_CANDIDATES}",
-                        f"use --n {SHIPPED.n_candidates}")
+                        f"use --n {SHIPPED.n_candidates}", "n_candidates")
     return x
 
 
 def check_atoms(n) -> int:
-    x = _number(n, "number of atoms", int)
+    x = _number(n, "number of atoms", int, "n_atoms")
     if not 1 <= x <= MAX_ATOMS:
         raise UserError(f"number of atoms is {x}; the model makes cells of 1 to {MAX_ATOMS} atoms",
-                        f"use --n-atoms {SHIPPED.n_atoms}")
+                        f"use --n-atoms {SHIPPED.n_atoms}", "n_atoms")
     return x
 
 
 def check_strength(s) -> float:
-    x = _number(s, "template strength")
+    x = _number(s, "template strength", float, "strength")
     if not 0.0 < x <= 1.0:
-        raise UserError(f"template strength is {x:g}; it must be in (0, 1]", f"use --strength {SHIPPED.strength:g}")
+        raise UserError(f"template strength is {x:g}; it must be in (0, 1]", f"use --strength {SHIPPED.strength:g}",
+                        "strength")
     return x
 
 
 def check_seed(seed) -> int:
-    x = _number(seed, "seed", int)
+    x = _number(seed, "seed", int, "seed")
     if not 0 <= x < 2**31:
-        raise UserError(f"seed is {x}; it must be between 0 and 2^31 - 1", "use --seed 0")
+        raise UserError(f"seed is {x}; it must be between 0 and 2^31 - 1", "use --seed 0", "seed")
     return x
+
+
+def check_n_seeds(n) -> int:
+    """Seeded mode: how many known structures to grow from (Request.check says the same)."""
+    x = _number(n, "number of seeds", int, "n_seeds")
+    if not 1 <= x <= 10:
+        raise UserError(f"{x} seeds asked for", "seed from 1 to 10 known structures (--seeds)", "n_seeds")
+    return x
+
+
+CONDITIONED_MODES = ("masked", "fixed_type", "template")    # modes whose own atoms carry the target
+
+
+def check_conditioned(mode: str, cond_sites) -> list[int]:
+    """A conditioned mode needs at least one atom that carries the target."""
+    if mode in CONDITIONED_MODES and not list(cond_sites or []):
+        raise UserError("no atom carries a target DOS",
+                        "condition at least one atom (or use unconditional mode)", "cond_sites")
+    return [int(i) for i in cond_sites or []]
+
+
+def check_fixed_elements(fixed: dict) -> dict:
+    """Chosen elements: known ones the DFT recipe can calculate (sampling.tasks decides which)."""
+    from dosmatgen_core.sampling.tasks import element_number   # here: it loads torch
+    for i, el in (fixed or {}).items():
+        try:
+            element_number(el)
+        except ValueError as exc:
+            fix = "type an element symbol such as Ni" if "unknown element" in str(exc) else ""
+            raise UserError(f"atom {i}: {exc}", fix, "fixed") from None
+    return fixed
+
+
+def request_problems(values: dict) -> list[tuple[str, str]]:
+    """Every problem of a generation request's values (keyword arguments of `Request`), as
+    (field, one line) in the order a form shows them; [] when all are fine. Request.check stops
+    at the first; a form shows each of these beside its own input."""
+    mode = values.get("mode")
+    todo = [("n_seeds", check_n_seeds)] if mode == "seeded" else []
+    todo += [("strength", check_strength)] if mode in ("seeded", "template") else []
+    todo += [("n_atoms", check_atoms), ("cond_sites", lambda c: check_conditioned(mode, c)),
+             ("fixed", check_fixed_elements), ("n_candidates", check_candidates), ("guidance", check_guidance),
+             ("steps", check_steps), ("seed", check_seed), ("particles", check_particles), ("steer", check_steer)]
+    out = []
+    for field, check in todo:
+        if field not in values:
+            continue
+        try:
+            check(values[field])
+        except UserError as exc:
+            out.append((exc.field or field, str(exc)))
+    return out
 
 
 def check_device(name: str) -> str:
@@ -141,24 +199,24 @@ def check_device(name: str) -> str:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device '{name}' was asked for, but this machine has no working CUDA GPU",
-                        "use --device cpu (or auto)")
+                        "use --device cpu (or auto)", field="device")
     try:
         dev = torch.device(name)
     except (RuntimeError, ValueError):
-        raise UserError(f"unknown device '{name}'", "use --device auto, cpu or cuda") from None
+        raise UserError(f"unknown device '{name}'", "use --device auto, cpu or cuda", field="device") from None
     if dev.type not in ("cpu", "cuda", "mps"):
-        raise UserError(f"device '{name}' is not supported here", "use --device auto, cpu or cuda")
+        raise UserError(f"device '{name}' is not supported here", "use --device auto, cpu or cuda", field="device")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise UserError(f"device '{name}' does not exist; this machine has {torch.cuda.device_count()} GPU(s)",
-                        "use --device cuda:0 (or cpu)")
+                        "use --device cuda:0 (or cpu)", field="device")
     try:
         x = torch.ones(2, device=dev)
         ok = float((x + x).sum().cpu()) == 4.0
     except Exception as exc:   # a driver or runtime failure: the device cannot be used
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"device '{name}' does not work ({first[:120]})", "use --device cpu") from None
+        raise UserError(f"device '{name}' does not work ({first[:120]})", "use --device cpu", field="device") from None
     if not ok:
-        raise UserError(f"device '{name}' computes wrong results", "use --device cpu")
+        raise UserError(f"device '{name}' computes wrong results", "use --device cpu", field="device")
     return name
 
 

@@ -5,13 +5,19 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from dosmatgen_core import checks
 from dosmatgen_core.candidates.pipeline import Request
 from dosmatgen_core.scoring.search import site_index
 from dosmatgen_core.structures import StructureError, to_structure
 from studio import catalogue, certify, state
+from studio.charts import dos_chart
+from studio.form import FieldMessages
 from studio import figures as viz
 from studio import shared as studio
 from studio.results import show_run, stored_labels
+from studio import nav
+
+nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
 
 R = state.resources()
 db, model, predictor = R["db"], R["model"], R["predictor"]
@@ -174,8 +180,7 @@ target_desc = base_name + (f", shifted {shift:+.2f} eV, ×{scale:.2f}, smeared {
 curves = [{"y": target, "name": f"target: {target_desc}", "style": "target"}]
 if shaped:
     curves.append({"y": base, "name": f"{base_name} (before adjusting)", "style": "source"})
-st.plotly_chart(viz.dos_figure(curves, title="Target DOS"), width="stretch", key="targetdos",
-                config=viz.plot_config("target_dos"))
+dos_chart(curves, key="targetdos", filename="target_dos", title="Target DOS")
 
 # ---- known sites ------------------------------------------------------------------------------
 st.subheader("Known sites with this DOS")
@@ -224,6 +229,7 @@ mode = st.radio("Mode", list(MODES), format_func=MODES.get, horizontal=True, key
                      "model builds N atoms, the chosen ones carrying the target. Template: it reworks a structure "
                      "you choose around its conditioned atoms. Baseline: no target at all.")
 req_kw: dict = {"mode": mode}
+notes = FieldMessages()      # each input's check message goes right under it
 ref_key = mat.key if mat is not None else None
 st.session_state["current_ref"] = ref_key
 if mode == "seeded":
@@ -231,10 +237,12 @@ if mode == "seeded":
     n_seeds = g1.number_input("Known structures to grow from", 1, 10, studio.SHIPPED.n_seeds, key="n_seeds",
                               help=f"The best matches of the table above (cells of at most "
                                    f"{studio.SHIPPED.max_dft_atoms} atoms), taken in turn.")
+    notes.under("n_seeds", g1)
     strength = g2.slider("How far from the known structure (0 = keep it, 1 = anything)", 0.05, 1.0,
                          float(studio.SHIPPED.strength), 0.05, key="seed_strength",
                          help="How much of each known structure is noised away before the model rebuilds it; "
                               "too little returns the known structure itself.")
+    notes.under("strength", g2)
     fix_el = g3.checkbox("Keep the matching atom's element", key="seed_fix",
                          help="The atom carrying the target keeps the element it has in the known structure.")
     req_kw.update(targets=[target.tolist()], cond_sites=[], n_seeds=int(n_seeds), strength=float(strength),
@@ -243,15 +251,18 @@ if mode == "seeded":
 elif mode in ("masked", "fixed_type", "unconditional"):
     n_atoms = st.number_input("Atoms in each candidate", 1, 20, studio.SHIPPED.n_atoms, key="n_atoms",
                               help="How many atoms each generated unit cell holds.")
+    notes.under("n_atoms")
     req_kw["n_atoms"] = int(n_atoms)
     if mode != "unconditional":
         cond = st.multiselect("Which new atoms carry the target DOS", list(range(int(n_atoms))), default=[0],
                               key="cond_new", help="Each of these atoms is steered towards the target curve.")
+        notes.under("cond_sites")
         req_kw.update(cond_sites=cond, targets=[target.tolist()] * len(cond))
     if mode == "fixed_type":
         el0 = mat.structure[site].specie.symbol if mat is not None else "Ni"
         el = st.text_input("Element of the target atoms", value=el0, key="fixed_el",
                            help="The atoms carrying the target are this element in every candidate.")
+        notes.under("fixed")
         req_kw["fixed"] = {int(i): el for i in req_kw.get("cond_sites", [])}
 elif mode == "template":
     # the template follows the reference: whenever the reference changes, it is reset to it
@@ -273,7 +284,8 @@ elif mode == "template":
             except (ValueError, StructureError) as exc:
                 st.error(f"Could not use {studio.plain(tu.name)}: {exc}")
         if tpl_struct is None:
-            st.info("Upload a template structure to go on.")
+            if tu is None:      # a refused file has its one error line under the uploader already
+                st.info("Upload a template structure to go on.")
             st.stop()
     elif t_id == ref_key and mat is not None:
         tpl_struct = mat.structure
@@ -287,8 +299,10 @@ elif mode == "template":
     strength = st.slider("How far from the template (0 = keep it, 1 = anything)", 0.05, 1.0,
                          float(studio.SHIPPED.strength), 0.05, key="strength",
                          help="How much of the template is noised away before the model rebuilds it.")
+    notes.under("strength")
     fmt = lambda i: f"{i}: {tpl_rows[i]['element']}"  # noqa: E731
     cond = st.multiselect("Template atoms that carry the target DOS", opts, format_func=fmt, key="tpl_cond")
+    notes.under("cond_sites")
     pin = st.multiselect("Atoms kept exactly as they are (element and position)", [i for i in opts if i not in cond],
                          format_func=fmt, key="tpl_pin")
     req_kw.update(n_atoms=len(tpl_rows), cond_sites=cond, targets=[target.tolist()] * len(cond),
@@ -304,20 +318,25 @@ st.header("3 · Settings")
 s1, s2, s3 = st.columns(3)
 req_kw["n_candidates"] = int(s1.number_input("Candidates", 1, 100, studio.SHIPPED.n_candidates, key="n_cand",
                                              help="How many structures to generate."))
+notes.under("n_candidates", s1)
 req_kw["guidance"] = float(s2.number_input("How closely to follow the target DOS", 0.0, studio.SHIPPED.max_guidance,
                                            studio.SHIPPED.guidance, 0.5, key="w",
                                            help="Guidance weight w: 0 ignores the target, 1 is the trained "
                                                 "balance, higher follows it harder (and gives fewer valid cells)."))
+notes.under("guidance", s2)
 import torch  # noqa: E402  (only to list devices)
 devs = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 req_kw["device"] = s3.selectbox("Run on", devs, key="device", help="auto = the GPU when there is one")
+notes.under("device", s3)
 with st.expander("Advanced settings", expanded=False):
     a1, a2, a3 = st.columns(3)
     req_kw["steps"] = int(a1.select_slider("Denoising steps", [10, 25, 50, 100, 250, 500, 1000],
                                            value=studio.DEFAULT_STEPS, key="steps",
                                            help="More steps cost time; 100 scored like 1000 in the benchmark."))
+    notes.under("steps", a1)
     req_kw["seed"] = int(a2.number_input("Random seed", 0, 2**31 - 1, studio.SHIPPED.seed, key="seed",
                                          help="The same seed and settings give the same candidates."))
+    notes.under("seed", a2)
     req_kw["particles"] = 1
     if mode != "unconditional":
         req_kw["particles"] = int(a3.number_input(
@@ -325,7 +344,8 @@ with st.expander("Advanced settings", expanded=False):
             studio.DEFAULT_PARTICLES if R["guide"] else 1, key="particles", disabled=R["guide"] is None,
             help="Each candidate is drawn as this many trajectories; a DOS guide keeps the one closest to the "
                  "target. Closer matches, at this many times the sampling time."))
-    req_kw["stability"] = st.checkbox("Relax each candidate with CHGNet and place it on an ML convex hull "
+        notes.under("particles", a3)
+    req_kw["stability"] = st.checkbox(f"Relax each candidate with {R['hull'].label} and place it on an ML convex hull "
                                       "(a few seconds per candidate; not the Materials Project hull)",
                                       value=False, key="stability")
     dft_top = st.number_input(f"DFT check of the top candidates after ranking (cells of at most "
@@ -350,16 +370,22 @@ st.info(f"Estimated time: **about {studio.duration(est)}** on "
 
 # ---- 4. generate ------------------------------------------------------------------------------
 st.header("4 · Generate")
+problems = checks.request_problems(req_kw)
+for line in notes.show(problems):        # a problem whose input is not on the page shows here
+    st.error(f"Cannot generate: {line}")
 if model is None:
     st.error("No generator checkpoint is available, so nothing can be generated. Train one with `dosmatgen train`.")
-elif st.button("Generate", type="primary", key="generate"):
+elif st.button("Generate", type="primary", key="generate", disabled=bool(problems)):
     try:
         job = R["jobs"].submit(Request(**req_kw), model, predictor, store, studio.DB_URL, hull=R["hull"],
                                guide=R["guide"])
         st.session_state["job"] = job.id
         st.session_state["job_dft_top"] = int(dft_top) if mode != "unconditional" else 0
     except (ValueError, StructureError) as exc:
-        st.error(f"Cannot generate: {exc}")
+        # a check that names its input is shown under it; anything else here, by the button
+        notes.show([(getattr(exc, "field", None) or "", f"Cannot generate: {exc}")], fallback=st)
+elif problems:
+    st.caption("Generate is off until the input marked in red above is fixed.")
 
 
 @st.fragment(run_every=1.0)

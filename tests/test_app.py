@@ -118,18 +118,58 @@ def test_seeded_mode_is_the_default_and_never_seeds_from_the_reference(app):
     assert any("exclude the reference" in c.value for c in app.caption)
 
 
-def test_generate_without_conditioned_atoms_says_why(app):
+def drawn_after(at, widget):
+    """The element drawn right after `widget` in its container: where its check message goes."""
+    stack = [at._tree]
+    while stack:
+        block = stack.pop()
+        kids = [block.children[i] for i in sorted(getattr(block, "children", {}))]
+        for i, k in enumerate(kids):
+            if k is widget:
+                return kids[i + 1] if i + 1 < len(kids) else None
+        stack.extend(kids)
+    raise AssertionError("widget not in the page")
+
+
+def test_generate_without_conditioned_atoms_says_why_under_the_input(app):
     app.radio(key="mode").set_value("masked").run()
     app.multiselect(key="cond_new").set_value([]).run()
-    app.button(key="generate").click().run()
-    assert any("no atom carries a target DOS" in e.value for e in app.error)
+    note = drawn_after(app, app.multiselect(key="cond_new"))
+    assert note.type == "error" and "no atom carries a target DOS" in note.value
+    assert [e.value for e in app.error] == [note.value]                # one line, nowhere else
+    assert app.button(key="generate").disabled
+    app.multiselect(key="cond_new").set_value([0]).run()
+    assert not app.error and not app.button(key="generate").disabled
 
 
-def test_unknown_element_in_fixed_mode_says_why(app):
+def test_unknown_element_in_fixed_mode_says_why_under_the_input(app):
     app.radio(key="mode").set_value("fixed_type").run()
     app.text_input(key="fixed_el").set_value("Qq").run()
-    app.button(key="generate").click().run()
-    assert any("unknown element" in e.value for e in app.error)
+    note = drawn_after(app, app.text_input(key="fixed_el"))
+    assert "unknown element 'Qq'" in note.value and len(app.error) == 1
+    assert app.button(key="generate").disabled
+
+
+def test_a_bad_number_shows_under_its_input(app, monkeypatch):
+    """The number inputs clamp what people type, so a setting beyond the library's limit is
+    simulated: the library's message appears under the Candidates input, once."""
+    from dosmatgen_core import checks
+    monkeypatch.setattr(checks, "MAX_CANDIDATES", 5)
+    app.number_input(key="n_cand").set_value(9).run()
+    note = drawn_after(app, app.number_input(key="n_cand"))
+    assert "number of candidates is 9" in note.value and len(app.error) == 1
+
+
+def test_request_problems_name_their_fields():
+    from dosmatgen_core import checks
+    got = checks.request_problems({"mode": "fixed_type", "n_atoms": 4, "cond_sites": [], "fixed": {0: "Qq"},
+                                   "n_candidates": 0, "guidance": 1.0, "steps": 5000, "seed": 0, "particles": 4})
+    assert [f for f, _ in got] == ["cond_sites", "fixed", "n_candidates", "steps"]
+    assert all("\n" not in line for _, line in got)
+    assert checks.request_problems({"mode": "seeded", "n_seeds": 3, "strength": 0.5, "steps": 100}) == []
+    with pytest.raises(checks.UserError) as e:
+        checks.check_guidance(99)
+    assert e.value.field == "guidance"
 
 
 def test_search_that_matches_nothing_is_explained(app):
@@ -238,9 +278,15 @@ def test_run_zip_legends_and_top_k(tmp_path):
     c = run["candidates"][0]
     fake_dft = {c["rank"]: {"status": "done", "result": {"site_dos": np.zeros((c["n_atoms"], 400)), "seconds": 1,
                                                           "dos_match": {"0": {"mae": 0.5}}}}}
-    names = zipfile.ZipFile(io.BytesIO(run_zip(run, fake_dft))).namelist()
+    curves = {x["rank"]: candidate_curves(run, x, fake_dft.get(x["rank"]), None) for x in run["candidates"]}
+    z = zipfile.ZipFile(io.BytesIO(run_zip(run, fake_dft, curves)))
+    names = z.namelist()
     assert "run.json" in names and "dft.json" in names
     assert sum(n.endswith(".cif") for n in names) == 2 and sum(n.endswith("_dos.csv") for n in names) == 3
+    svgs = [n for n in names if n.endswith("_dos.svg")]
+    assert len(svgs) == 2                                               # every candidate's plot
+    first = z.read(next(n for n in svgs if n.startswith(f"candidates/{c['rank']:03d}_")))
+    assert f"DFT of candidate #{c['rank']}".encode() in first
     legend = [x["name"] for x in candidate_curves(run, c, fake_dft[c["rank"]], None)]
     assert legend[:3] == ["target: DFT label of Au3Ni site 0 (Ni)", f"predicted for candidate #{c['rank']}",
                           f"DFT of candidate #{c['rank']}"]
@@ -251,14 +297,22 @@ def test_run_zip_legends_and_top_k(tmp_path):
     assert line == "DFT check of the top 3: 1 of 3 done, ~2 min left"
 
 
+def app_page(page: str, timeout=60) -> AppTest:
+    """A page as the app shows it: app.py's navigation, switched to pages/<page> (a page file run
+    on its own hands over to the app's navigation, studio/nav.py)."""
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.switch_page(f"pages/{page}")
+    return at
+
+
 @pytest.mark.parametrize("page", ["1_Runs.py", "2_Verify.py", "3_Model.py"])
 def test_other_pages_load(page, tmp_path, monkeypatch):
     monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
     monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
-    at = AppTest.from_file(str(studio.ROOT / "pages" / page), default_timeout=60)
+    at = app_page(page)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.title
+    assert at.title and at.title[0].value != "Generate structures for a target DOS"
 
 
 def test_a_finished_run_survives_a_reload_and_shows_on_the_runs_page(tmp_path, monkeypatch):
@@ -272,7 +326,7 @@ def test_a_finished_run_survives_a_reload_and_shows_on_the_runs_page(tmp_path, m
     assert not at.exception, [e.value for e in at.exception]
     assert "5 · Results" in [h.value for h in at.header]
     assert any(run["id"] in c.value for c in at.caption)
-    runs = AppTest.from_file(str(studio.ROOT / "pages" / "1_Runs.py"), default_timeout=60)
+    runs = app_page("1_Runs.py")
     runs.run()
     assert not runs.exception and "DFT checks of this run" in [h.value for h in runs.subheader]
 
@@ -288,3 +342,29 @@ def test_the_results_header_says_when_a_run_was_dos_steered():
     from studio.results import steering_text
     assert steering_text({"particles": 4}) == "DOS steering K = 4 · "
     assert steering_text({"particles": 1}) == "" and steering_text({}) == ""
+
+
+def test_dos_plot_as_svg_and_png_keeps_legend_and_axes():
+    import xml.etree.ElementTree as ET
+    y = np.exp(-np.linspace(-10, 10, 400) ** 2)
+    curves = [{"y": y, "name": "target: uploaded DOS (a<b>&$x$.csv)", "style": "target"},
+              {"y": 0.5 * y, "name": "predicted for candidate #1", "style": "predicted"},
+              {"y": 0.2 * y, "name": "predicted for unconditional sample #1", "style": "baseline"}]
+    svg = viz.dos_image(curves, title="Target DOS")
+    root = ET.fromstring(svg)                                            # well-formed XML
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    text = " ".join(t for t in root.itertext())
+    for label in [c["name"] for c in curves] + [viz.ENERGY_AXIS, viz.DOS_AXIS, "Target DOS"]:
+        assert label in text, label                                      # text, not outlines
+    png = viz.dos_image(curves, fmt="png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stability_text_names_the_potential_used():
+    from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL, POTENTIALS
+    from studio.results import _stability_badge, run_potential
+    assert studio.potential_label() == POTENTIALS[DEFAULT_POTENTIAL]
+    assert "SevenNet-l3i5" in _stability_badge({"e_above_hull": 0.02, "potential": "sevennet"})
+    assert "CHGNet" in _stability_badge({"e_above_hull": 0.02})          # stored before candidates named it
+    assert run_potential({"candidates": [{"e_above_hull": None}]}) == POTENTIALS[DEFAULT_POTENTIAL]
+    assert run_potential({"candidates": [{"e_above_hull": 0.1, "potential": "sevennet"}]}) == "SevenNet-l3i5"

@@ -260,14 +260,14 @@ def read_input_file(path, what: str, limit: int) -> bytes:
 
 def _text(data: bytes, source: str) -> str:
     if b"\x00" in data:
-        raise UserError(f"{source} is a binary file, not a text structure file", "give a CIF or POSCAR file")
+        raise UserError(f"{source}: a binary file, not a text structure file", "give a CIF or POSCAR file")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         try:
             return data.decode("latin-1")
         except UnicodeDecodeError:
-            raise UserError(f"{source} is not text", "give a CIF or POSCAR file") from None
+            raise UserError(f"{source}: not text", "give a CIF or POSCAR file") from None
 
 
 def structure_format(path) -> str:
@@ -283,16 +283,24 @@ def structure_format(path) -> str:
 
 def read_structure_file(path) -> Structure:
     """A CIF or POSCAR file, read in file order (structures.read_structure) and checked."""
-    src = Path(path).name
     data = read_input_file(path, "structure file", MAX_UPLOAD_BYTES)
-    text, fmt = _text(data, src), structure_format(path)
+    return read_structure_bytes(data, Path(path).name)
+
+
+def read_structure_bytes(data: bytes, name: str, fmt: str | None = None) -> Structure:
+    """A structure file's bytes (an upload), checked as read_structure_file checks a path: every
+    message starts with `name`. fmt: 'cif' or 'poscar' (default: from the name)."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise UserError(f"{name}: {len(data) / 2**20:.1f} MB; at most {MAX_UPLOAD_BYTES / 2**20:.0f} MB is read",
+                        "trim the file")
+    text, fmt = _text(data, name), fmt or structure_format(name)
     try:
-        s = read_structure(text, fmt, source=src)
+        s = read_structure(text, fmt, source=name)
     except StructureError as exc:
         if fmt == "cif":
-            _refuse_overlap_ase(text, src)   # pymatgen refuses atoms on one spot without saying so
+            _refuse_overlap_ase(text, name)   # pymatgen refuses atoms on one spot without saying so
         raise UserError(str(exc), "check the file (it must be an ordered CIF or POSCAR)") from None
-    return check_structure(s, src)
+    return check_structure(s, name)
 
 
 def _refuse_overlap_ase(cif: str, source: str) -> None:

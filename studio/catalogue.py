@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from pymatgen.core import Composition, Element, Structure
 
-from dosmatgen_core.checks import check_structure
-from dosmatgen_core.structures import read_structure, to_structure
+from dosmatgen_core.checks import UserError, read_structure_bytes
+from dosmatgen_core.structures import StructureError, to_structure
 from studio.shared import formula, material_name
 
 
@@ -51,13 +51,14 @@ def predicted(key: str, name: str, s: Structure, predictor) -> Material:
 
 
 def from_upload(name: str, data: bytes, predictor) -> Material:
-    """An uploaded CIF or POSCAR (format from the file name); raises ValueError with the reason."""
+    """An uploaded CIF or POSCAR (*.cif is a CIF, anything else a POSCAR); raises ValueError with
+    the reason, the one line the CLI prints for the same file, less the file name it starts with."""
     fmt = "cif" if name.lower().endswith(".cif") else "poscar"
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"{name}: not a text file (expected CIF or POSCAR)") from None
-    s = check_structure(read_structure(text, fmt, source=name), name)   # 0.5 Å apart, a real cell
+        s = read_structure_bytes(data, name, fmt)
+    except (UserError, StructureError) as exc:
+        msg = str(exc)
+        raise ValueError(msg[len(name) + 2:] if msg.startswith(f"{name}: ") else msg) from None
     return predicted(f"upload:{name}", f"{formula(s.composition.reduced_formula)} · {name}", s, predictor)
 
 

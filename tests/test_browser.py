@@ -1,11 +1,13 @@
 """The real app in headless Chromium, offline: one Streamlit server, the flows a new user takes.
 
 Serves app.py with `streamlit run` on localhost and drives Debian's chromium with Playwright:
-NaCl as reference then template mode (the template must be NaCl), a GaAs search (a next step is
-offered), a CSV-only target, an uploaded CIF, generation's progress and cancel, a small run with
-honest legends, and every page at 1280 and 800 px. Screenshots go to tests/artifacts/
+each page opened by its own URL on a fresh server, NaCl as reference then template mode (the
+template must be NaCl), a GaAs search (a next step is offered), a CSV-only target and its SVG, an
+uploaded CIF, every file of the bad-input corpus through the real uploaders, generation's progress
+and cancel, a small run with honest legends and an SVG plot, and every page at 1280 and 800 px. Screenshots go to tests/artifacts/
 (git-ignored); the Generate page at 1280 px is also saved as docs/generate.png.
 """
+import contextlib
 import os
 import re
 import shutil
@@ -35,9 +37,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("browser")
+@contextlib.contextmanager
+def streamlit_server(tmp):
     port = free_port()
     env = dict(os.environ, DOSMATGEN_RUNS=str(tmp / "runs.db"))
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
@@ -54,13 +55,28 @@ def server(tmp_path_factory):
     else:
         proc.kill()
         raise RuntimeError("streamlit did not start: " + proc.stdout.read().decode()[-2000:])
-    yield {"url": url, "tmp": tmp}
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
+        yield {"url": url, "tmp": tmp}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with streamlit_server(tmp_path_factory.mktemp("browser")) as s:
+        yield s
+
+
+@pytest.fixture()
+def fresh_server(tmp_path):
+    """A server no session has opened yet: Streamlit picks its page handling at the first one."""
+    with streamlit_server(tmp_path) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +151,38 @@ def shot(page, name):
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def download(page, button, timeout=90_000) -> tuple[str, bytes]:
+    """Click a download button; the file's suggested name and its bytes."""
+    with page.expect_download(timeout=timeout) as d:
+        button.click()
+    return d.value.suggested_filename, Path(d.value.path()).read_bytes()
+
+
+def svg_text(data: bytes) -> str:
+    """The text of an SVG file, after checking it parses as one."""
+    import xml.etree.ElementTree as ET
+    root = ET.fromstring(data)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    return " ".join(root.itertext())
+
+
+def test_each_page_url_opens_in_the_apps_navigation(browser, fresh_server):
+    """Opened by its own URL on a server no one has visited yet (as a bookmark would be), a page
+    shows the app's page list and title, not Streamlit's list of the pages/ folder."""
+    for path, heading in (("/Runs", "Runs"), ("/Verify", "Verify a candidate with DFT (GPAW)"),
+                          ("/Model", "Models and benchmarks")):
+        page = open_page(browser, fresh_server, path=path)
+        nav = page.get_by_test_id("stSidebarNav")
+        nav.wait_for()
+        items = [t.strip() for t in nav.inner_text().splitlines() if t.strip()]
+        assert items == list(PAGES), (path, items)
+        assert page.get_by_role("heading", level=1).first.inner_text() == heading
+        assert "DOSMatGen Studio" in page.title()
+        assert page.get_by_test_id("stException").count() == 0
+        shot(page, f"url_{path.strip('/').lower()}")
+        page.close()
+
+
 def test_nacl_reference_then_template_is_nacl(browser, server):
     page = open_page(browser, server)
     assert page.get_by_test_id("stSidebarNav").get_by_text("Generate").count() == 1
@@ -185,6 +233,10 @@ def test_csv_only_target(browser, server, tmp_path):
     page.get_by_text("Read my_dos.csv").wait_for()
     page.get_by_text("Known sites with this DOS").wait_for()
     assert page.get_by_text("target: uploaded DOS (my_dos.csv)").count() >= 1    # the legend names the source
+    name, data = download(page, page.locator(".st-key-targetdos_svg button").first)
+    assert name == "target_dos.svg"
+    text = svg_text(data)
+    assert "target: uploaded DOS (my_dos.csv)" in text and "E − E_F (eV)" in text and "DOS (states/eV)" in text
     shot(page, "csv_target")
     page.close()
 
@@ -204,6 +256,76 @@ def test_uploaded_cif_is_the_reference(browser, server, tmp_path):
     settle(page)
     page.get_by_text("Could not use broken.cif").wait_for()
     shot(page, "cif_upload")
+    page.close()
+
+
+CORPUS = ROOT / "tests" / "bad_inputs"
+
+
+def refused_under(page, uploader, name):
+    """The upload of `name` was refused with one error line right under the uploader (its next
+    element), the only error on the page, and no traceback anywhere."""
+    line = page.get_by_test_id("stAlertContentError").filter(has_text=f"Could not use {name}")
+    try:
+        line.wait_for(timeout=90_000)
+    except Exception:
+        shot(page, f"bad_{name}")
+        raise
+    errors = page.get_by_test_id("stAlertContentError")
+    assert errors.count() == 1, (name, errors.all_inner_texts())
+    text = errors.first.inner_text().strip()
+    assert "\n" not in text, (name, text)                                   # one line
+    after = page.get_by_test_id("stFileUploader").filter(has_text=uploader).evaluate(
+        "u => u.closest('[data-testid=stElementContainer]').nextElementSibling.innerText")
+    assert after.strip() == text, (name, after)                             # right under the uploader
+    assert page.get_by_test_id("stException").count() == 0, name
+    assert "Traceback" not in page.locator("body").inner_text(), name
+    return text
+
+
+def test_the_bad_input_corpus_through_the_uploaders(browser, server, tmp_path):
+    """Every file of tests/bad_inputs/ through the real widgets, one page: structures through the
+    structure upload, DOS tables through the DOS CSV upload (re-uploading file after file). Each
+    gets one error line under its uploader and nothing is stored; a semicolon table with decimal
+    commas is read."""
+    from dosmatgen_core.candidates.runs import RunStore
+    from dosmatgen_core.dos import read_dos_csv
+    from studio.catalogue import from_upload
+
+    def reason(f):
+        """The library's line for the file (what the CLI says, less the file name)."""
+        try:
+            read_dos_csv(f.read_bytes()) if f.name.startswith("dos_") else from_upload(f.name, f.read_bytes(), None)
+        except ValueError as exc:
+            return str(exc)
+        raise AssertionError(f"{f.name} is accepted by the library")
+
+    store = RunStore(server["tmp"] / "runs.db")
+    stored = len(store.list())
+    page = open_page(browser, server)
+    seen = {}
+    for f in sorted(p for p in CORPUS.iterdir() if p.suffix in (".cif", ".vasp")):
+        file_input(page, "upload a structure").set_input_files(str(f))
+        settle(page)
+        seen[f.name] = refused_under(page, "upload a structure", f.name)
+    page.get_by_text("A DOS file (CSV)").click()
+    settle(page)
+    for f in sorted(CORPUS.glob("dos_*.csv")):
+        file_input(page, "CSV with two columns").set_input_files(str(f))
+        settle(page)
+        seen[f.name] = refused_under(page, "CSV with two columns", f.name)
+    assert len(seen) >= 16
+    for name, text in seen.items():       # the app says what the library says (start of the line: markdown)
+        assert reason(CORPUS / name)[:25] in text, (name, text)
+    e = np.linspace(-8, 8, 161)
+    semi = tmp_path / "semicolons.csv"
+    semi.write_text("E;DOS\n" + "\n".join(f"{a:.4f};{np.exp(-a * a):.5f}".replace(".", ",") for a in e))
+    file_input(page, "CSV with two columns").set_input_files(str(semi))
+    settle(page)
+    page.get_by_text("Read semicolons.csv").wait_for()
+    assert page.get_by_test_id("stAlertContentError").count() == 0
+    shot(page, "bad_inputs")
+    assert len(store.list()) == stored, "a refused upload stored a run"
     page.close()
 
 
@@ -246,6 +368,11 @@ def test_progress_cancel_then_a_small_run(browser, server):
     assert page.get_by_role("button", name="Download the whole run", exact=False).count() == 1
     canvases = sum(f.locator("canvas").count() for f in page.frames if f != page.main_frame)
     assert canvases >= 2
+    # the first candidate's plot as SVG: the legend of its card
+    name, data = download(page, page.locator("[class*='st-key-dos_'][class*='_svg'] button").first)
+    assert name.endswith("_dos.svg")
+    text = svg_text(data)
+    assert "target: DFT label of Au3Ni site 0 (Ni)" in text and "predicted for candidate #" in text
     shot(page, "small_run")
     assert page.outside == []
     page.close()

@@ -161,12 +161,13 @@ def check_conditioned(mode: str, cond_sites) -> list[int]:
 def check_fixed_elements(fixed: dict) -> dict:
     """Chosen elements: known ones the DFT recipe can calculate (sampling.tasks decides which)."""
     from dosmatgen_core.sampling.tasks import element_number   # here: it loads torch
+    one = len({str(el) for el in (fixed or {}).values()}) == 1    # one element for all: no atom to name
     for i, el in (fixed or {}).items():
         try:
             element_number(el)
         except ValueError as exc:
             fix = "type an element symbol such as Ni" if "unknown element" in str(exc) else ""
-            raise UserError(f"atom {i}: {exc}", fix, "fixed") from None
+            raise UserError(f"{exc}" if one else f"atom {i}: {exc}", fix, "fixed") from None
     return fixed
 
 

@@ -9,7 +9,9 @@ from dosmatgen_core import checks
 from dosmatgen_core.candidates.pipeline import Request
 from dosmatgen_core.scoring.search import site_index
 from dosmatgen_core.structures import StructureError, to_structure
-from studio import catalogue, certify, state
+from dosmatgen_core.scoring import certify
+from dosmatgen_core.scoring.verify import default_workers
+from studio import catalogue, state
 from studio.charts import dos_chart
 from studio.form import FieldMessages
 from studio import figures as viz
@@ -350,8 +352,8 @@ with st.expander("Advanced settings", expanded=False):
                                       value=False, key="stability")
     dft_top = st.number_input(f"DFT check of the top candidates after ranking (cells of at most "
                               f"{certify.MAX_ATOMS} atoms; 0 = none)", 0, 10, certify.DEFAULT_TOP, key="dft_top",
-                              help="GPAW with the labelling recipe, one candidate at a time, about "
-                                   f"{studio.duration(studio.dft_seconds_prior())} each on this machine's CPU.")
+                              help=f"GPAW with the labelling recipe, {default_workers()} at a time (one per CPU "
+                                   f"core), about {studio.duration(studio.dft_seconds_prior())} each on this machine.")
 req_kw["title"] = f"target: {target_desc}" if mode != "unconditional" else "no target (unconditional baseline)"
 
 # ---- cost up front ----------------------------------------------------------------------------
@@ -365,7 +367,7 @@ st.info(f"Estimated time: **about {studio.duration(est)}** on "
         + f" — from {sr['seconds']:.1f} s for {sr['candidates']} steered candidates of 4–7 atoms at "
           f"{sr['steps']} steps and {rates['plain_row']['seconds']:.1f} s unsteered ({rates['source']}), "
           "scaled by candidates, steps and trajectories; an unsteered baseline sample per candidate is included."
-        + (f" Then a DFT check of the top {dft_top}, about {studio.duration(dft_top * studio.dft_seconds_prior())}, "
+        + (f" Then a DFT check of the top {dft_top}, about {studio.duration(certify.dft_seconds(dft_top, studio.dft_seconds_prior()))}, "
            "in the background." if dft_top and mode != "unconditional" else ""))
 
 # ---- 4. generate ------------------------------------------------------------------------------

@@ -8,13 +8,13 @@ from dosmatgen_core.candidates.jobs import JobManager
 from dosmatgen_core.candidates.runs import RunStore
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.model.checkpoint import load_model
+from dosmatgen_core.scoring.certify import Certifier
 from dosmatgen_core.scoring.predictor import load_predictor
 from dosmatgen_core.scoring.stability import Hull
 from dosmatgen_core.scoring.verify import Verifier
 from dosmatgen_core.model.guide import load_guide
 from studio import catalogue
 from studio import shared as studio
-from studio.certify import Certifier
 
 
 @st.cache_resource

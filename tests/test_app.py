@@ -10,7 +10,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dosmatgen_core.labels.reference_db import open_db
-from studio import catalogue, certify
+from dosmatgen_core.scoring import certify
+from studio import catalogue
 from studio import figures as viz
 from studio import shared as studio
 

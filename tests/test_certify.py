@@ -107,3 +107,9 @@ def test_defaults_come_from_the_shipped_settings():
     assert certify.DEFAULT_TOP == SHIPPED.dft_top and certify.MAX_ATOMS == SHIPPED.max_dft_atoms
     assert 1 <= verify.default_workers() <= SHIPPED.dft_top
     assert verify.default_workers(1) == 1
+
+
+def test_the_cost_shown_up_front_counts_the_parallel_slots():
+    assert certify.dft_seconds(3, 60.0, workers=2) == 120.0
+    assert certify.dft_seconds(3, 60.0, workers=1) == 180.0
+    assert certify.dft_seconds(0, 60.0) == 0.0

@@ -86,8 +86,8 @@ class Request:
         checks.check_seed(self.seed)
         if self.mode in ("template", "seeded"):
             checks.check_strength(self.strength)
-        if self.mode == "seeded" and not (isinstance(self.n_seeds, int) and 1 <= self.n_seeds <= 10):
-            raise checks.UserError(f"{self.n_seeds!r} seeds asked for", "seed from 1 to 10 known structures (--seeds)")
+        if self.mode == "seeded":
+            checks.check_n_seeds(self.n_seeds)
 
     def specs(self) -> list[sampling.SampleSpec]:
         self.check()

@@ -126,6 +126,12 @@ def time_left(b: Batch, st: dict, done: list, failed: list, running: list) -> fl
     return left
 
 
+def dft_seconds(top: int, per_s: float, workers: int | None = None) -> float:
+    """Wall time of `top` calculations of per_s seconds each, `workers` at a time."""
+    w = workers or default_workers(max(top, 1))
+    return per_s * math.ceil(top / w) if top > 0 else 0.0
+
+
 def status_line(p: dict, duration) -> str:
     """'DFT check of the top 3: 1 of 3 done, ~2 min left'."""
     n = len(p["ranks"])

@@ -29,7 +29,7 @@ from dosmatgen_core.labels.labeller import (
     label_isolated,
 )
 from dosmatgen_core.paths import LABEL_DIR
-from dosmatgen_core.scoring.stability import relax
+from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL, POTENTIALS, relax
 from dosmatgen_core.settings import SHIPPED
 from dosmatgen_core.structures import atoms_from_cif
 
@@ -104,8 +104,9 @@ class Verifier:
             relaxed: bool = False) -> dict:
         """Synchronous verification (the CLI and the background thread both call this).
 
-        relaxed: calculate the CHGNet-relaxed candidate (the one from the stability check, or
-        relaxed now); CHGNet keeps the site order, so rows still match the conditioned sites.
+        relaxed: calculate the relaxed candidate (the one from the stability check, or relaxed now
+        with the default potential); relaxation keeps the site order, so rows still match the
+        conditioned sites.
         """
         run = self.store.get(run_id)
         cand = next((c for c in run["candidates"] if c.get("rank") == rank), None)
@@ -120,7 +121,8 @@ class Verifier:
                     cif = relax(structure_of(cand))["structure"].to(fmt="cif")
                 except Exception as exc:
                     self._set(run_id, rank, status="failed", finished=time.time(),
-                              error=f"CHGNet relaxation before DFT failed: {type(exc).__name__}: {exc}")
+                              error=f"{POTENTIALS[DEFAULT_POTENTIAL]} relaxation before DFT failed: "
+                                    f"{type(exc).__name__}: {exc}")
                     return self.status(run_id, rank)
         line = self._cached(cif, recipe)
         if line is None:

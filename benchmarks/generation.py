@@ -82,7 +82,7 @@ def heldout_scores(loaded, predictor, db, sites, m: int, steps: int, guidance: f
     them all in one pass.
     """
     from dosmatgen_core.sampling import sampler as sampling
-    from dosmatgen_core.sampling import tasks
+    from dosmatgen_core.sampling import modes
     sample = sample or sampling.sample
     uncond_cache = {} if uncond_cache is None else uncond_cache
     if not sites:
@@ -90,7 +90,7 @@ def heldout_scores(loaded, predictor, db, sites, m: int, steps: int, guidance: f
     refs = [db.get(mid).atoms for mid, *_ in sites]
     ref_pred = [p[i] for p, (_, _, i, _, _) in zip(
         predictor.predict([(a.numbers, a.get_scaled_positions(), np.asarray(a.cell)) for a in refs]), sites)]
-    specs = [s for _, nat, _, g, _ in sites for s in tasks.masked(nat, {0: g}, m)]
+    specs = [s for _, nat, _, g, _ in sites for s in modes.masked(nat, {0: g}, m)]
     cs = []
     for k in range(0, len(specs), chunk):
         cs += sample(loaded, specs[k:k + chunk], steps=steps, guidance=guidance, seed=seed + k)
@@ -98,7 +98,7 @@ def heldout_scores(loaded, predictor, db, sites, m: int, steps: int, guidance: f
     mu = m_uncond or max(m, 40)
     todo = sorted({nat for _, nat, *_ in sites if (nat, mu, steps, seed) not in uncond_cache})
     if todo:
-        us = sample(loaded, [s for nat in todo for s in tasks.unconditional(nat, mu)], steps=steps, seed=seed + 1)
+        us = sample(loaded, [s for nat in todo for s in modes.unconditional(nat, mu)], steps=steps, seed=seed + 1)
         for j, nat in enumerate(todo):
             uncond_cache[(nat, mu, steps, seed)] = us[j * mu:(j + 1) * mu]
     # one predictor pass over every candidate (CHGNet's per-call overhead is paid once)
@@ -225,12 +225,12 @@ def shipped_steering(particles: int, steer: float) -> tuple[dict, dict | None]:
 def steps_comparison(loaded, predictor, target, sample, n: int, steps: int, guidance: float, seed: int) -> dict:
     """The paper case (N = 4, atom 0 on Au3Ni's Ni site) at 100, `steps` and 1000 steps: time,
     DOS match, share of Ni and structural validity, so a reduced step count is chosen on data."""
-    from dosmatgen_core.sampling import tasks
+    from dosmatgen_core.sampling import modes
     from dosmatgen_core.scoring.evaluate import validity
     comp = {}
     for st_ in sorted({100, steps, 1000}):
         t = time.perf_counter()
-        cs = sample(loaded, tasks.masked(4, {0: target}, n), steps=st_, guidance=guidance, seed=seed)
+        cs = sample(loaded, modes.masked(4, {0: target}, n), steps=st_, guidance=guidance, seed=seed)
         sec = time.perf_counter() - t
         (c_mae,), c_z = _score(cs, predictor, 0, target)
         valid = np.mean([validity(g.crystal.to_structure())["structurally_valid"] for g in cs])
@@ -249,7 +249,7 @@ def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int
     unconditional baseline is never steered. per_site: candidates per held-out site (default
     max(4, n // 5)). steps_only: the timing and the steps comparison alone."""
     from dosmatgen_core.sampling import sampler as sampling
-    from dosmatgen_core.sampling import tasks
+    from dosmatgen_core.sampling import modes
     from dosmatgen_core.settings import PRESET_ID
     import functools
     loaded, predictor, db, _ = _resources()
@@ -268,7 +268,7 @@ def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int
     target = au.site_dos[ni]
 
     # 1. wall time: n masked candidates of 4-7 atoms, one conditioned atom, CFG on
-    specs = [tasks.masked(4 + k % 4, {0: target})[0] for k in range(n)]
+    specs = [modes.masked(4 + k % 4, {0: target})[0] for k in range(n)]
     t = time.perf_counter()
     sample(loaded, specs, steps=steps, guidance=guidance, seed=seed)
     res["wall_seconds_masked_4to7"] = {"candidates": n, "seconds": round(time.perf_counter() - t, 2), "goal": 60}
@@ -304,8 +304,8 @@ def bench_generate(n: int = 50, steps: int = 250, quick: bool = False, seed: int
     # 3. the paper's case: atom 0 conditioned on Ni in Au3Ni, N = 4..7
     paper = {}
     for N in (4, 5, 6, 7):
-        cs = sample(loaded, tasks.masked(N, {0: target}, n), steps=steps, guidance=guidance, seed=seed)
-        us = plain(loaded, tasks.unconditional(N, n), steps=steps, seed=seed + 1)
+        cs = sample(loaded, modes.masked(N, {0: target}, n), steps=steps, guidance=guidance, seed=seed)
+        us = plain(loaded, modes.unconditional(N, n), steps=steps, seed=seed + 1)
         (c_mae,), c_z = _score(cs, predictor, 0, target)
         (u_mae,), u_z = _score(us, predictor, 0, target)
         paper[str(N)] = {"share_ni_conditional": float(np.mean(np.array(c_z) == 28)),
@@ -493,7 +493,7 @@ def bench_dft(n_sites: int = 4, m: int = 3, steps: int = 250, guidance: float = 
     from concurrent.futures import ThreadPoolExecutor
 
     from dosmatgen_core.sampling import sampler as sampling
-    from dosmatgen_core.sampling import tasks
+    from dosmatgen_core.sampling import modes
     from dosmatgen_core.labels.labeller import SEED_RECIPE, label_isolated, supported_elements
     from dosmatgen_core.model.checkpoint import load_model
     loaded, predictor, db, _ = _resources()
@@ -517,7 +517,7 @@ def bench_dft(n_sites: int = 4, m: int = 3, steps: int = 250, guidance: float = 
         for kind, sd in (("conditional", seed), ("unconditional", seed + 1)):
             if kind not in kinds:
                 continue
-            specs = tasks.masked(nat, {0: g}, draws * m) if kind == "conditional" else tasks.unconditional(nat, draws * m)
+            specs = modes.masked(nat, {0: g}, draws * m) if kind == "conditional" else modes.unconditional(nat, draws * m)
             gen = sampling.sample(loaded, specs, steps=steps, guidance=guidance, seed=sd, **steering)
             ok, n = _first_computable(gen, supported, m)
             drawn[kind][0] += n

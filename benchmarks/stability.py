@@ -27,7 +27,7 @@ from benchmarks.common import machine, write
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.model.checkpoint import load_model
 from dosmatgen_core.paths import DB_URL, MODEL_PATH, MP_CSVS, RUNS_DIR
-from dosmatgen_core.sampling import sampler, tasks
+from dosmatgen_core.sampling import modes, sampler
 from dosmatgen_core.scoring.evaluate import validity
 from dosmatgen_core.scoring.stability import (POTENTIALS, RELAX_STEPS, Hull, _mp_index, elemental_reference,
                                               relax, static_energy)
@@ -47,7 +47,7 @@ def candidates(n: int, seed: int = SHIPPED.seed) -> list:
     db = open_db(DB_URL)
     ref = db.get(PRESET_ID)
     target = ref.site_dos[ref.symbols.index("Ni")]
-    specs = tasks.masked(SHIPPED.n_atoms, {0: target}, n_candidates=n)
+    specs = modes.masked(SHIPPED.n_atoms, {0: target}, n_candidates=n)
     gen = sampler.sample(load_model(MODEL_PATH), specs, seed=seed, steps=SHIPPED.steps,
                          guidance=SHIPPED.guidance, device="cpu", redraws=2)
     out = []

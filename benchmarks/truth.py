@@ -37,7 +37,7 @@ from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.model.checkpoint import load_model
 from dosmatgen_core.model.guide import load_guide
 from dosmatgen_core.paths import DB_URL, GUIDE_PATH, LABEL_DIR, MODEL_PATH, PREDICTOR_PATH, ROOT
-from dosmatgen_core.sampling import sampler, tasks
+from dosmatgen_core.sampling import modes, sampler
 from dosmatgen_core.scoring.evaluate import evaluate_candidates
 from dosmatgen_core.scoring.predictor import load_predictor
 from dosmatgen_core.scoring.search import SiteIndex
@@ -116,9 +116,9 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
     kw = dict(steps=STEPS, guidance=SHIPPED.guidance, seed=seed, device="cpu", redraws=2)
     seeds = []
     if method == "unconditional":
-        specs = tasks.unconditional(n, n_draw)
+        specs = modes.unconditional(n, n_draw)
     elif method in ("masked", "steered"):
-        specs = tasks.masked(n, {0: g}, n_draw)
+        specs = modes.masked(n, {0: g}, n_draw)
         if method == "steered":
             kw.update(guide=res["guide"], particles=SHIPPED.particles, steer=SHIPPED.steer)
     elif method == "seeded":

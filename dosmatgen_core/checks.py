@@ -159,8 +159,8 @@ def check_conditioned(mode: str, cond_sites) -> list[int]:
 
 
 def check_fixed_elements(fixed: dict) -> dict:
-    """Chosen elements: known ones the DFT recipe can calculate (sampling.tasks decides which)."""
-    from dosmatgen_core.sampling.tasks import element_number   # here: it loads torch
+    """Chosen elements: known ones the DFT recipe can calculate (sampling.modes decides which)."""
+    from dosmatgen_core.sampling.modes import element_number   # here: it loads torch
     one = len({str(el) for el in (fixed or {}).values()}) == 1    # one element for all: no atom to name
     for i, el in (fixed or {}).items():
         try:

@@ -19,7 +19,7 @@ def _au3ni():
 
 def draw_all():
     from dosmatgen_core.sampling import sampler as sampling
-    from dosmatgen_core.sampling import tasks
+    from dosmatgen_core.sampling import modes
     from dosmatgen_core.model.checkpoint import load_model
     from dosmatgen_core.model.guide import load_guide
     from dosmatgen_core.structures import Crystal, atoms_from_cif, to_structure
@@ -31,11 +31,11 @@ def draw_all():
     g = np.asarray(d["site_dos"][ni])
     tpl = Crystal.from_structure(to_structure(atoms))
     cases = {
-        "masked": (tasks.masked(4, {0: g}, 3), {}),
-        "fixed_type": (tasks.fixed_type(5, {0: g}, {0: "Ni"}, 2), {}),
-        "template": (tasks.template(tpl, 0.5, {ni: g}, pinned=[i for i in range(len(atoms)) if i != ni], n_candidates=2), {}),
-        "unconditional": (tasks.unconditional(4, 2), {}),
-        "steered": (tasks.masked(4, {0: g}, 2), {"guide": guide, "particles": 3}),
+        "masked": (modes.masked(4, {0: g}, 3), {}),
+        "fixed_type": (modes.fixed_type(5, {0: g}, {0: "Ni"}, 2), {}),
+        "template": (modes.template(tpl, 0.5, {ni: g}, pinned=[i for i in range(len(atoms)) if i != ni], n_candidates=2), {}),
+        "unconditional": (modes.unconditional(4, 2), {}),
+        "steered": (modes.masked(4, {0: g}, 2), {"guide": guide, "particles": 3}),
     }
     return {name: sampling.sample(loaded, specs, steps=12, guidance=1.0, seed=7, device="cpu", **kw)
             for name, (specs, kw) in cases.items()}

@@ -15,7 +15,7 @@ from dosmatgen_core.model.denoiser import Denoiser, DenoiserConfig
 from dosmatgen_core.model.diffusion import Schedules, masked_one_hot
 from dosmatgen_core.model.guide import DOSGuide, LoadedGuide, guide_loss, load_guide
 from dosmatgen_core.sampling import sampler as sampling
-from dosmatgen_core.sampling import tasks
+from dosmatgen_core.sampling import modes
 from dosmatgen_core.scoring.predictor import load_predictor
 from dosmatgen_core.structures import Crystal, atoms_from_cif
 from dosmatgen_core.training import dataset as data
@@ -144,10 +144,10 @@ def ni(seed_lines):
 def test_steered_mixed_batch_keeps_every_constraint_and_its_seed(tiny, ni):
     loaded, g = tiny
     dos, au3ni = ni
-    specs = (tasks.masked(4, {0: dos}, n_candidates=2)
-             + tasks.fixed_type(6, {1: dos}, {1: "Ni", 4: "Au"}, n_candidates=2)
-             + tasks.template(au3ni, 0.4, {0: dos}, pinned=[1, 2], n_candidates=2)
-             + tasks.unconditional(3, n_candidates=1))
+    specs = (modes.masked(4, {0: dos}, n_candidates=2)
+             + modes.fixed_type(6, {1: dos}, {1: "Ni", 4: "Au"}, n_candidates=2)
+             + modes.template(au3ni, 0.4, {0: dos}, pinned=[1, 2], n_candidates=2)
+             + modes.unconditional(3, n_candidates=1))
     out = sampling.sample(loaded, specs, steps=30, seed=3, guide=g, particles=3, steer=10.0)
     assert [len(o.crystal.numbers) for o in out] == [4, 4, 6, 6, 4, 4, 3]
     assert [o.spec_index for o in out] == list(range(7))
@@ -163,7 +163,7 @@ def test_steered_mixed_batch_keeps_every_constraint_and_its_seed(tiny, ni):
 
 def test_one_particle_or_nothing_conditioned_is_plain_sampling(tiny, ni):
     loaded, g = tiny
-    for specs, k in ((tasks.masked(5, {0: ni[0]}, n_candidates=3), 1), (tasks.unconditional(4, 3), 4)):
+    for specs, k in ((modes.masked(5, {0: ni[0]}, n_candidates=3), 1), (modes.unconditional(4, 3), 4)):
         a = sampling.sample(loaded, specs, steps=15, seed=2)
         b = sampling.sample(loaded, specs, steps=15, seed=2, guide=g, particles=k)
         for u, v in zip(a, b):
@@ -174,7 +174,7 @@ def test_steering_returns_the_particle_the_guide_finds_closest(tiny, ni):
     """steer = 0: no resampling, so the final pick alone decides: the returned crystal must have
     the lowest clean-state guide error of its structure's particles, drawn as plain samples."""
     loaded, g = tiny
-    specs = tasks.masked(4, {0: ni[0]}, n_candidates=2)
+    specs = modes.masked(4, {0: ni[0]}, n_candidates=2)
     out = sampling.sample(loaded, specs, steps=20, seed=5, guide=g, particles=4, steer=0.0)
     target = torch.tensor(data.standardise(ni[0], g.dos_mean, g.dos_std))
 
@@ -198,7 +198,7 @@ def test_steering_returns_the_particle_the_guide_finds_closest(tiny, ni):
 
 def test_steering_needs_a_guide_and_a_d3pm_model(tiny, ni):
     loaded, g = tiny
-    specs = tasks.masked(4, {0: ni[0]})
+    specs = modes.masked(4, {0: ni[0]})
     with pytest.raises(ValueError, match="guide"):
         sampling.sample(loaded, specs, steps=5, particles=2)
     with pytest.raises(ValueError, match="particles"):
@@ -222,7 +222,7 @@ def test_shipped_guide_steers_the_conditioned_atom_closer_to_its_target(shipped)
     """Au3Ni's Ni site as the target, 4-atom cells: steered candidates are closer to it than plain
     ones by the guide and by the separate site-DOS predictor that scores every candidate."""
     loaded, g, predictor, target = shipped
-    specs = tasks.masked(4, {0: target}, n_candidates=8)
+    specs = modes.masked(4, {0: target}, n_candidates=8)
     plain = sampling.sample(loaded, specs, steps=50, seed=0)
     steered = sampling.sample(loaded, specs, steps=50, seed=0, guide=g, particles=4, steer=10.0)
 

@@ -9,7 +9,7 @@ from dosmatgen_core.model.checkpoint import LoadedModel
 from dosmatgen_core.model.denoiser import Denoiser, DenoiserConfig
 from dosmatgen_core.model.diffusion import step_schedule
 from dosmatgen_core.sampling import sampler as sampling
-from dosmatgen_core.sampling import tasks
+from dosmatgen_core.sampling import modes
 from dosmatgen_core.structures import Crystal
 
 torch.set_num_threads(1)
@@ -48,10 +48,10 @@ def au3ni(seed_lines):
 
 
 def test_mixed_batch_keeps_every_constraint(loaded, ni_dos, au3ni):
-    specs = (tasks.masked(4, {0: ni_dos}, n_candidates=2)
-             + tasks.fixed_type(6, {1: ni_dos}, {1: "Ni", 4: "Au"}, n_candidates=2)
-             + tasks.template(au3ni, 0.4, {0: ni_dos}, pinned=[1, 2], n_candidates=2)
-             + tasks.unconditional(3, n_candidates=1))
+    specs = (modes.masked(4, {0: ni_dos}, n_candidates=2)
+             + modes.fixed_type(6, {1: ni_dos}, {1: "Ni", 4: "Au"}, n_candidates=2)
+             + modes.template(au3ni, 0.4, {0: ni_dos}, pinned=[1, 2], n_candidates=2)
+             + modes.unconditional(3, n_candidates=1))
     out = sampling.sample(loaded, specs, steps=20, seed=3)
     assert [len(g.crystal.numbers) for g in out] == [4, 4, 6, 6, 4, 4, 3]
     for g in out[2:4]:
@@ -67,7 +67,7 @@ def test_mixed_batch_keeps_every_constraint(loaded, ni_dos, au3ni):
 
 
 def test_same_seed_same_output_other_seed_differs(loaded, ni_dos):
-    specs = tasks.masked(5, {0: ni_dos, 2: ni_dos}, n_candidates=3)
+    specs = modes.masked(5, {0: ni_dos, 2: ni_dos}, n_candidates=3)
     a = sampling.sample(loaded, specs, steps=15, seed=11)
     b = sampling.sample(loaded, specs, steps=15, seed=11)
     c = sampling.sample(loaded, specs, steps=15, seed=12)
@@ -79,7 +79,7 @@ def test_same_seed_same_output_other_seed_differs(loaded, ni_dos):
 
 
 def test_zero_guidance_is_pure_conditional_sampling(loaded, ni_dos, monkeypatch):
-    specs = tasks.masked(4, {0: ni_dos}, n_candidates=2)
+    specs = modes.masked(4, {0: ni_dos}, n_candidates=2)
     seen = []
     real = loaded.model.forward
 
@@ -98,7 +98,7 @@ def test_zero_guidance_is_pure_conditional_sampling(loaded, ni_dos, monkeypatch)
 
 
 def test_progress_and_cancel(loaded, ni_dos):
-    specs = tasks.masked(3, {0: ni_dos})
+    specs = modes.masked(3, {0: ni_dos})
     calls = []
     sampling.sample(loaded, specs, steps=10, progress=lambda f, eta, msg: calls.append(f))
     assert calls[-1] == pytest.approx(1.0) and len(calls) == 10
@@ -115,7 +115,7 @@ def test_d3pm_reveals_every_atom_and_never_proposes_an_element_dft_cannot_calcul
     with torch.no_grad():
         m.type_out.bias[[z - 1 for z in excluded]] += 50.0    # the network prefers them: they must be excluded
     ld = LoadedModel(m, np.zeros(400, np.float32), np.ones(400, np.float32), {}, "test", None)
-    out = sampling.sample(ld, tasks.masked(5, {0: ni_dos}, n_candidates=4), steps=12, guidance=4.0, seed=0)
+    out = sampling.sample(ld, modes.masked(5, {0: ni_dos}, n_candidates=4), steps=12, guidance=4.0, seed=0)
     for g in out:
         assert set(g.crystal.numbers.tolist()) <= DFT_Z
 
@@ -123,7 +123,7 @@ def test_d3pm_reveals_every_atom_and_never_proposes_an_element_dft_cannot_calcul
 def test_shipped_model_never_proposes_an_element_dft_cannot_calculate(shipped_model):
     """64 unconditional 4-atom candidates at 20 steps (before the fix about a quarter of their
     atoms were lanthanides, actinides or Tc) hold only elements the labeller supports."""
-    out = sampling.sample(shipped_model, tasks.unconditional(4, 64), steps=20, seed=0, device="cpu")
+    out = sampling.sample(shipped_model, modes.unconditional(4, 64), steps=20, seed=0, device="cpu")
     got = {chemical_symbols[z] for g in out for z in g.crystal.numbers}
     assert got <= supported_elements(), got - supported_elements()
     assert len(got) > 5          # still a spread of elements, not one safe choice
@@ -133,12 +133,12 @@ def test_shipped_model_never_proposes_an_element_dft_cannot_calculate(shipped_mo
 def test_an_element_dft_cannot_calculate_is_refused_by_name(ni_dos, au3ni, el):
     sym = chemical_symbols[el] if isinstance(el, int) else el
     with pytest.raises(ValueError, match=f"element {sym} cannot be used: the DFT recipe cannot calculate it"):
-        tasks.fixed_type(4, {0: ni_dos}, {1: el})
+        modes.fixed_type(4, {0: ni_dos}, {1: el})
     bad = Crystal(np.r_[au3ni.numbers[:3], atomic_numbers[sym]], au3ni.frac, au3ni.lattice)
     with pytest.raises(ValueError, match=f"template atom 3: element {sym}"):
-        tasks.template(bad, 0.5, {0: ni_dos})
+        modes.template(bad, 0.5, {0: ni_dos})
     # a spec built by hand is refused by the sampler too, before anything is drawn
-    spec = tasks.masked(4, {0: ni_dos})[0]
+    spec = modes.masked(4, {0: ni_dos})[0]
     spec.fixed_z[2] = atomic_numbers[sym]
     with pytest.raises(ValueError, match=f"element {sym} cannot be used"):
         sampling.sample(None, [spec], steps=2)
@@ -150,14 +150,14 @@ def test_reduced_step_schedule():
 
 
 @pytest.mark.parametrize("call, words", [
-    (lambda d: tasks.masked(0, {0: d}), "between 1 and 20"),
-    (lambda d: tasks.masked(21, {0: d}), "between 1 and 20"),
-    (lambda d: tasks.masked(4, {0: d[:399]}), "400"),
-    (lambda d: tasks.masked(4, {}), "at least one atom"),
-    (lambda d: tasks.masked(4, {5: d}), "outside"),
-    (lambda d: tasks.masked(4, {0: np.r_[d[:399], np.nan]}), "NaN"),
-    (lambda d: tasks.fixed_type(4, {0: d}, {0: "Qx"}), "unknown element"),
-    (lambda d: tasks.fixed_type(4, {0: d}, {}), "at least one atom"),
+    (lambda d: modes.masked(0, {0: d}), "between 1 and 20"),
+    (lambda d: modes.masked(21, {0: d}), "between 1 and 20"),
+    (lambda d: modes.masked(4, {0: d[:399]}), "400"),
+    (lambda d: modes.masked(4, {}), "at least one atom"),
+    (lambda d: modes.masked(4, {5: d}), "outside"),
+    (lambda d: modes.masked(4, {0: np.r_[d[:399], np.nan]}), "NaN"),
+    (lambda d: modes.fixed_type(4, {0: d}, {0: "Qx"}), "unknown element"),
+    (lambda d: modes.fixed_type(4, {0: d}, {}), "at least one atom"),
 ])
 def test_bad_task_input_is_rejected_clearly(ni_dos, call, words):
     with pytest.raises(ValueError, match=words):
@@ -166,15 +166,15 @@ def test_bad_task_input_is_rejected_clearly(ni_dos, call, words):
 
 def test_template_validation(au3ni, ni_dos):
     with pytest.raises(ValueError, match="strength"):
-        tasks.template(au3ni, 0.0, {0: ni_dos})
+        modes.template(au3ni, 0.0, {0: ni_dos})
     with pytest.raises(ValueError, match="both conditioned and pinned"):
-        tasks.template(au3ni, 0.5, {0: ni_dos}, pinned=[0])
+        modes.template(au3ni, 0.5, {0: ni_dos}, pinned=[0])
 
 
 def test_condition_mask_is_respected_per_structure_in_a_mixed_batch(loaded, ni_dos, au3ni, monkeypatch):
-    specs = (tasks.masked(4, {1: ni_dos})                       # atom 1 conditioned
-             + tasks.unconditional(3)                           # nothing conditioned
-             + tasks.template(au3ni, 0.5, {2: ni_dos, 3: ni_dos}))
+    specs = (modes.masked(4, {1: ni_dos})                       # atom 1 conditioned
+             + modes.unconditional(3)                           # nothing conditioned
+             + modes.template(au3ni, 0.5, {2: ni_dos, 3: ni_dos}))
     seen = []
     real = loaded.model.forward
 
@@ -196,13 +196,13 @@ def test_condition_mask_is_respected_per_structure_in_a_mixed_batch(loaded, ni_d
 def test_conditioned_type_temperature_leaves_free_atoms_alone(loaded, ni_dos):
     """The temperature acts on the element draw of conditioned atoms only: unconditional sampling
     is the same at any temperature, and a non-positive one is refused."""
-    specs = tasks.unconditional(3, 3)
+    specs = modes.unconditional(3, 3)
     a = sampling.sample(loaded, specs, steps=8, seed=3)
     b = sampling.sample(loaded, specs, steps=8, seed=3, cond_type_temperature=0.1)
     for x, y in zip(a, b):
         assert np.array_equal(x.crystal.numbers, y.crystal.numbers) and np.allclose(x.crystal.frac, y.crystal.frac)
-    c = sampling.sample(loaded, tasks.masked(3, {0: ni_dos}, 2), steps=8, seed=3, cond_type_temperature=1.0)
-    d = sampling.sample(loaded, tasks.masked(3, {0: ni_dos}, 2), steps=8, seed=3)
+    c = sampling.sample(loaded, modes.masked(3, {0: ni_dos}, 2), steps=8, seed=3, cond_type_temperature=1.0)
+    d = sampling.sample(loaded, modes.masked(3, {0: ni_dos}, 2), steps=8, seed=3)
     assert all(np.array_equal(x.crystal.numbers, y.crystal.numbers) for x, y in zip(c, d))
     for bad in (0.0, -1.0):
         with pytest.raises(ValueError, match="temperature"):
@@ -210,7 +210,7 @@ def test_conditioned_type_temperature_leaves_free_atoms_alone(loaded, ni_dos):
 
 
 def test_collapsed_cells_are_redrawn_and_the_rest_kept(loaded, ni_dos, monkeypatch):
-    specs = tasks.masked(4, {0: ni_dos}, n_candidates=6)
+    specs = modes.masked(4, {0: ni_dos}, n_candidates=6)
     raw = sampling.sample(loaded, specs, steps=6, seed=5)
     vpa = [abs(np.linalg.det(g.crystal.lattice)) / 4 for g in raw]
     # call every cell below the median volume "collapsed": half the batch must be drawn again

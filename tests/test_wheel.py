@@ -39,9 +39,9 @@ def test_wheel_from_a_clean_clone_installs_and_samples(tmp_path):
     help_ = subprocess.run([sys.executable, "-m", "dosmatgen_core.cli", "--help"], **run)
     assert help_.returncode == 0 and "generate" in help_.stdout, help_.stderr
     code = ("import dosmatgen_core, dosmatgen_core.paths as p; from dosmatgen_core.model.checkpoint import load_model;"
-            "from dosmatgen_core.sampling import sampler, tasks;"
+            "from dosmatgen_core.sampling import modes, sampler;"
             "assert str(p.ASSETS).startswith(%r), p.ASSETS; assert dosmatgen_core.__file__.startswith(%r);"
-            "g = sampler.sample(load_model(p.MODEL_PATH), tasks.unconditional(3, 2), steps=5, seed=1, device='cpu');"
+            "g = sampler.sample(load_model(p.MODEL_PATH), modes.unconditional(3, 2), steps=5, seed=1, device='cpu');"
             "print(len(g), [len(x.crystal.numbers) for x in g])") % (str(prefix), str(site))
     out = subprocess.run([sys.executable, "-c", code], **run)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -19,7 +19,7 @@ from dosmatgen_core.candidates.seeding import Seed, find_seeds, seeded_specs
 from dosmatgen_core.model.guide import load_guide
 from dosmatgen_core.paths import DB_URL, GUIDE_PATH, MP_CSVS
 from dosmatgen_core.sampling import sampler as sampling
-from dosmatgen_core.sampling import tasks
+from dosmatgen_core.sampling import modes
 from dosmatgen_core.scoring import evaluate
 from dosmatgen_core.scoring.stability import assess
 from dosmatgen_core.settings import SHIPPED
@@ -96,17 +96,17 @@ class Request:
         targets = {int(i): np.asarray(self.targets[k]) for k, i in enumerate(self.cond_sites)}
         fixed = {int(k): v for k, v in (self.fixed or {}).items()}
         if self.mode == "masked":
-            return tasks.masked(self.n_atoms, targets, self.n_candidates, fixed)
+            return modes.masked(self.n_atoms, targets, self.n_candidates, fixed)
         if self.mode == "fixed_type":
-            return tasks.fixed_type(self.n_atoms, targets, fixed, self.n_candidates)
+            return modes.fixed_type(self.n_atoms, targets, fixed, self.n_candidates)
         if self.mode == "template":
             if not self.template:
                 raise ValueError("template mode needs a template structure")
             c = Crystal(np.asarray(self.template["numbers"]), np.asarray(self.template["frac"]),
                         np.asarray(self.template["lattice"]))
-            return tasks.template(c, self.strength, targets, self.pinned, self.n_candidates)
+            return modes.template(c, self.strength, targets, self.pinned, self.n_candidates)
         if self.mode == "unconditional":
-            return tasks.unconditional(self.n_atoms, self.n_candidates)
+            return modes.unconditional(self.n_atoms, self.n_candidates)
         if self.mode == "seeded":
             if len(self.targets) != 1:
                 raise checks.UserError("seeded generation matches one target curve", "give one target DOS")
@@ -201,7 +201,7 @@ def run_generation(req: Request, loaded, predictor=None, *, guide=None, store: R
         guide = shipped_guide(device)
     base_specs = []
     if req.baseline and req.mode != "unconditional":
-        base_specs = [tasks.unconditional(s.n_atoms)[0] for s in specs]
+        base_specs = [modes.unconditional(s.n_atoms)[0] for s in specs]
     settings = asdict(req)
     settings.update({"device": device, "checkpoint_sha256": loaded.sha256,
                      "predictor_sha256": (predictor.card.get("sha256") if predictor else None),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dosmatgen_core.labels.reference_db import open_db
-from dosmatgen_core.sampling import tasks
+from dosmatgen_core.sampling import modes
 from dosmatgen_core.sampling.sampler import SampleSpec
 from dosmatgen_core.scoring.search import SiteHit, site_index
 from dosmatgen_core.structures import Crystal, to_structure
@@ -61,7 +61,7 @@ def seeded_specs(target, seeds: list[Seed], n_candidates: int, strength: float,
     specs = []
     for i in range(n_candidates):
         seed = seeds[i % len(seeds)]
-        spec = tasks.template(seed.crystal, strength, {seed.hit.site: target})[0]
+        spec = modes.template(seed.crystal, strength, {seed.hit.site: target})[0]
         if fix_element:
             spec.fixed_z[seed.hit.site] = int(seed.crystal.numbers[seed.hit.site])
         spec.tag.update({"mode": "seeded", "seed": seed.record(), "site_to_target": {seed.hit.site: 0}})

@@ -45,7 +45,7 @@ def check_element(z: int) -> int:
 
 def check_kept_elements(specs) -> None:
     """Refuse specs whose fixed or template elements (kept into the output) the DFT recipe cannot
-    calculate; tasks.py refuses them first, this catches specs built by hand."""
+    calculate; modes.py refuses them first, this catches specs built by hand."""
     for s in specs:
         kept = [s.fixed_z[s.fixed_z > 0]] + ([s.template.numbers] if s.template is not None else [])
         for z in np.unique(np.concatenate(kept)).tolist():

@@ -390,12 +390,23 @@ elif problems:
     st.caption("Generate is off until the input marked in red above is fixed.")
 
 
-@st.fragment(run_every=1.0)
-def job_panel():
+def _job():
     jid = st.session_state.get("job")
-    job = R["jobs"].get(jid) if jid else None
+    return R["jobs"].get(jid) if jid else None
+
+
+# the panels tick only while something runs: an idle tick every second reruns the fragment for
+# nothing, and a rerun can cancel a download the user just started
+_job_live = (_j := _job()) is not None and _j.active
+
+
+@st.fragment(run_every=1.0 if _job_live else None)
+def job_panel(was_live: bool):
+    job = _job()
     if job is None:
         return
+    if was_live and not job.active and job.status != "done":
+        st.rerun(scope="app")          # ended: draw the outcome once, without the tick
     if job.active:
         st.progress(min(job.progress, 1.0), text=f"{job.message or 'starting'} · about "
                                                  f"{studio.duration(job.eta)} left")
@@ -413,29 +424,37 @@ def job_panel():
             st.session_state.pop("job", None)
             st.rerun()
     elif job.status == "cancelled":
-        st.warning("Generation cancelled; nothing was stored.")
+        st.warning("Generation cancelled. The candidates scored before the cancel are kept as a cancelled run "
+                   "on the Runs page.")
     elif job.status == "failed":
         st.error(f"Generation failed: {job.error}. Your settings are unchanged; adjust them and try again.")
 
 
-job_panel()
+job_panel(_job_live)
 
 
-@st.fragment(run_every=2.0)
-def dft_panel(run_id: str, n_done: int):
-    cert = state.certifier(str(studio.RUNS_PATH))
-    p = cert.progress(run_id)
-    if p is None:
-        return
-    now = len(p["done"]) + len(p["failed"])
-    if now != n_done:
-        st.rerun(scope="app")          # a result landed: redraw the cards and the DFT ranking
+def dft_panel(run_id: str, n_done: int, live: bool):
+    @st.fragment(run_every=2.0 if live else None)
+    def panel():
+        cert = state.certifier(str(studio.RUNS_PATH))
+        p = cert.progress(run_id)
+        if p is None:
+            return
+        now = len(p["done"]) + len(p["failed"])
+        if now != n_done or (live and not p["active"]):
+            st.rerun(scope="app")          # a result landed, or the batch ended: redraw cards and ranking
+        _dft_progress(cert, p, now)
+    panel()
+
+
+def _dft_progress(cert, p: dict, now: int) -> None:
     n = len(p["ranks"])
     st.progress(now / max(n, 1), text=certify.status_line(p, studio.duration))
     if p["active"] and not p["cancelled"]:
-        if st.button("Stop the DFT checks", key=f"dft_cancel_{run_id}",
+        rid = st.query_params.get("run")
+        if st.button("Stop the DFT checks", key=f"dft_cancel_{rid}",
                      help="The calculation already running finishes; the rest are not started."):
-            cert.cancel(run_id)
+            cert.cancel(rid)
 
 
 # ---- 5. results -------------------------------------------------------------------------------
@@ -449,5 +468,5 @@ if run_id:
         dft = state.dft_statuses(run)
         p = state.certifier(str(studio.RUNS_PATH)).progress(run_id)
         if p is not None:
-            dft_panel(run_id, len(p["done"]) + len(p["failed"]))
+            dft_panel(run_id, len(p["done"]) + len(p["failed"]), p["active"])
         show_run(run, dft, stored_labels(run, db, labelled_ids))

@@ -152,7 +152,8 @@ def shot(page, name):
 
 
 def download(page, button, timeout=90_000) -> tuple[str, bytes]:
-    """Click a download button; the file's suggested name and its bytes."""
+    """Click a download button once the page is still; the file's suggested name and its bytes."""
+    settle(page)
     with page.expect_download(timeout=timeout) as d:
         button.click()
     return d.value.suggested_filename, Path(d.value.path()).read_bytes()

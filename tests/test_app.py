@@ -370,3 +370,12 @@ def test_stability_text_names_the_potential_used():
     assert "CHGNet" in _stability_badge({"e_above_hull": 0.02})          # stored before candidates named it
     assert run_potential({"candidates": [{"e_above_hull": None}]}) == POTENTIALS[DEFAULT_POTENTIAL]
     assert run_potential({"candidates": [{"e_above_hull": 0.1, "potential": "sevennet"}]}) == "SevenNet-l3i5"
+
+
+def test_the_dft_time_shown_up_front_comes_from_the_timed_app_flow(tmp_path):
+    assert studio.dft_seconds_prior(tmp_path) == studio.DFT_SECONDS_PRIOR       # nothing measured yet
+    (tmp_path / "certify-time.json").write_text(json.dumps({"per_site": [
+        {"candidates": [{"gpaw_seconds": 20.0}, {"gpaw_seconds": 40.0}]}, {"candidates": [{"gpaw_seconds": None}]}]}))
+    assert studio.dft_seconds_prior(tmp_path) == 30.0
+    (tmp_path / "certify-time.json").write_text("{not json")
+    assert studio.dft_seconds_prior(tmp_path) == studio.DFT_SECONDS_PRIOR

@@ -397,7 +397,7 @@ def _job():
 
 # the panels tick only while something runs: an idle tick every second reruns the fragment for
 # nothing, and a rerun can cancel a download the user just started
-_job_live = (_j := _job()) is not None and _j.active
+_job_live = getattr(_job(), "active", False)
 
 
 @st.fragment(run_every=1.0 if _job_live else None)
@@ -443,18 +443,17 @@ def dft_panel(run_id: str, n_done: int, live: bool):
         now = len(p["done"]) + len(p["failed"])
         if now != n_done or (live and not p["active"]):
             st.rerun(scope="app")          # a result landed, or the batch ended: redraw cards and ranking
-        _dft_progress(cert, p, now)
+        _dft_progress(cert, p, now, run_id)
     panel()
 
 
-def _dft_progress(cert, p: dict, now: int) -> None:
+def _dft_progress(cert, p: dict, now: int, run_id: str) -> None:
     n = len(p["ranks"])
     st.progress(now / max(n, 1), text=certify.status_line(p, studio.duration))
     if p["active"] and not p["cancelled"]:
-        rid = st.query_params.get("run")
-        if st.button("Stop the DFT checks", key=f"dft_cancel_{rid}",
+        if st.button("Stop the DFT checks", key=f"dft_cancel_{run_id}",
                      help="The calculation already running finishes; the rest are not started."):
-            cert.cancel(rid)
+            cert.cancel(run_id)
 
 
 # ---- 5. results -------------------------------------------------------------------------------

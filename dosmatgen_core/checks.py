@@ -171,10 +171,10 @@ def check_fixed_elements(fixed: dict) -> dict:
     return fixed
 
 
-def request_problems(values: dict) -> list[tuple[str, str]]:
-    """Every problem of a generation request's values (keyword arguments of `Request`), as
-    (field, one line) in the order a form shows them; [] when all are fine. Request.check stops
-    at the first; a form shows each of these beside its own input."""
+def request_errors(values: dict) -> list[UserError]:
+    """Every problem of a generation request's values (keyword arguments of `Request`), in the
+    order a form shows them; [] when all are fine. Request.check raises the first; a form shows
+    each beside its own input (request_problems)."""
     mode = values.get("mode")
     todo = [("n_seeds", check_n_seeds)] if mode == "seeded" else []
     todo += [("strength", check_strength)] if mode in ("seeded", "template") else []
@@ -188,8 +188,14 @@ def request_problems(values: dict) -> list[tuple[str, str]]:
         try:
             check(values[field])
         except UserError as exc:
-            out.append((exc.field or field, str(exc)))
+            exc.field = exc.field or field
+            out.append(exc)
     return out
+
+
+def request_problems(values: dict) -> list[tuple[str, str]]:
+    """request_errors as (field, one line) pairs, for a form."""
+    return [(exc.field, str(exc)) for exc in request_errors(values)]
 
 
 def check_device(name: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
 import numpy as np
@@ -76,18 +76,11 @@ class Request:
         return self._seeds[1]
 
     def check(self) -> None:
-        """The numbers a user sets, checked (checks.py: the CLI says the same)."""
-        checks.check_steps(self.steps)
-        checks.check_guidance(self.guidance)
-        checks.check_particles(self.particles)
-        checks.check_steer(self.steer)
-        checks.check_candidates(self.n_candidates)
-        checks.check_atoms(self.n_atoms)
-        checks.check_seed(self.seed)
-        if self.mode in ("template", "seeded"):
-            checks.check_strength(self.strength)
-        if self.mode == "seeded":
-            checks.check_n_seeds(self.n_seeds)
+        """The values a user sets, checked as the form checks them (checks.request_errors): the
+        first problem is raised."""
+        errors = checks.request_errors({f.name: getattr(self, f.name) for f in fields(self)})
+        if errors:
+            raise errors[0]
 
     def specs(self) -> list[sampling.SampleSpec]:
         self.check()

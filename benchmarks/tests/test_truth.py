@@ -82,3 +82,30 @@ def test_the_site_choice_is_pinned_so_new_labels_do_not_shift_it(tmp_path):
     for a, b in zip(again[:5], first[:5][::-1]):
         assert a["element"] == b["element"] and np.array_equal(a["target"], b["target"])
     assert again[-1]["material_id"] == first[-1]["material_id"] == truth.PRESET_ID
+
+
+def test_the_app_default_method_samples_as_the_app_does(seed_index, seed_lines, monkeypatch):
+    """The record's app_default is the flow a new user gets: seeded, steered with the shipped
+    particles when the shipped settings steer (Request's defaults, the Generate page's too)."""
+    from dosmatgen_core.candidates.pipeline import Request
+    from dosmatgen_core.settings import SHIPPED
+    req = Request(mode=SHIPPED.mode, n_atoms=SHIPPED.n_atoms, targets=[seed_index.curves[0].tolist()])
+    assert truth.APP_DEFAULT == ("seeded_steered" if req.particles > 1 else "seeded")
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_sample(model, specs, **kw):
+        seen.update(kw, specs=specs)
+        raise Stop
+    monkeypatch.setattr(truth.sampler, "sample", fake_sample)
+    site = {"material_id": "nothing-excluded", "site": 0, "n_atoms": 4, "target": seed_index.curves[0]}
+    res = {"model": None, "guide": object(), "strength": SHIPPED.strength, "index": seed_index,
+           "cifs": {m: d["cif"] for m, d in seed_lines.items()}}
+    with pytest.raises(Stop):
+        truth.generate(truth.APP_DEFAULT, site, res, seed=0, n_draw=4)
+    assert seen["specs"][0].tag["mode"] == "seeded" and len(seen["specs"]) == 4
+    assert seen.get("particles", 1) == req.particles
+    if req.particles > 1:
+        assert seen["guide"] is res["guide"] and seen["steer"] == req.steer

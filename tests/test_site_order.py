@@ -91,3 +91,19 @@ def test_verification_scores_the_conditioned_atom_with_real_dft(tmp_path):
     electrons = [dos.integrate(r, upto=0.0) for r in rows]
     assert electrons[0] > 4.0 > 2.0 > electrons[1], electrons
     assert res["result"]["dos_match"]["0"]["mae"] == pytest.approx(dos.mae(np.asarray(target), rows[0]), abs=1e-6)
+
+
+@pytest.mark.slow
+def test_a_cell_gpaw_calls_weird_is_calculated_as_its_niggli_cell_in_the_same_order():
+    """Generated cells near 120° (here γ = 123.4°, three candidates of the truth bench) pass the
+    angle check, yet GPAW's finite-difference stencil refuses them ("weird unit cell"). The
+    labeller then calculates the Niggli cell: same sites, same order, so rows still match."""
+    s = Structure(Lattice.from_parameters(3.10, 3.17, 5.0, 90.67, 90.04, 123.38), ["Na", "Li"],
+                  [[0, 0, 0], [0.5, 0.5, 0.5]])
+    with pytest.raises(ValueError, match="weird unit cell"):
+        labelling.gpaw_site_dos(labelling.to_atoms(s), labelling.FAST_RECIPE)
+    line = labelling.label_structure("gen:weird", runs.to_cif(s), labelling.FAST_RECIPE, keep_cell=True)
+    assert "failed" not in line, line.get("failed")
+    assert atoms_from_cif(line["cif"]).get_chemical_symbols() == ["Na", "Li"]
+    electrons = [dos.integrate(np.asarray(r), upto=0.0) for r in line["site_dos"]]
+    assert all(0.0 < e < 3.0 for e in electrons), electrons       # one valence s electron each, shared

@@ -128,6 +128,13 @@ def _well_shaped(s) -> bool:
     return all(30.0 <= a <= 150.0 for a in s.lattice.angles)
 
 
+def _calculate(atoms, recipe: Recipe) -> tuple[str, dict]:
+    """The CIF that is stored, and the recipe's result for it: labelled in the order ase.io.read
+    gives for that CIF, so rows match its sites."""
+    cell_cif = atoms_to_cif(atoms)
+    return cell_cif, gpaw_site_dos(atoms_from_cif(cell_cif), recipe)
+
+
 def label_structure(material_id: str, cif: str, recipe: Recipe = SEED_RECIPE, keep_cell: bool = False) -> dict:
     """One label line in the seed format, or a line with `failed` and the reason.
 
@@ -147,11 +154,16 @@ def label_structure(material_id: str, cif: str, recipe: Recipe = SEED_RECIPE, ke
         # a generated cell can be valid yet so skewed (angles near 0° or 180°) that GPAW's
         # finite-difference stencil outgrows it: calculate its Niggli cell then (same sites)
         atoms = to_atoms(s) if keep_cell and _well_shaped(s) else reduced
+        try:
+            cell_cif, res = _calculate(atoms, recipe)
+        except ValueError as exc:
+            # GPAW refuses some cells that pass the angle test ("weird unit cell"): the Niggli
+            # cell holds the same sites in the same order, and the site DOS does not depend on it
+            if "weird unit cell" not in str(exc) or atoms is reduced:
+                raise
+            atoms = reduced
+            cell_cif, res = _calculate(atoms, recipe)
         formula = atoms.get_chemical_formula(mode="hill", empirical=False)
-        cell_cif = atoms_to_cif(atoms)
-        # Label in the order ase.io.read gives for the CIF we store, so rows match sites.
-        atoms = atoms_from_cif(cell_cif)
-        res = gpaw_site_dos(atoms, recipe)
     except Exception as exc:  # recorded, never raised: one bad structure must not stop a run
         return {"material_id": material_id, "failed": f"{type(exc).__name__}: {exc}"[:2000]}
     return {"material_id": material_id, "formula": formula, "cif": cell_cif,

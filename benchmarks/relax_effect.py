@@ -1,0 +1,144 @@
+"""`python -m benchmarks.relax_effect`: does a candidate's DFT site DOS survive relaxation?
+
+The truth bench and the app certify a candidate as the generator drew it. A drawn cell is not at
+an energy minimum, and a materials scientist reads a "DFT match" as a property of the material,
+that is, of the relaxed cell. So: take seeded candidates the truth bench calculated, relax each with
+the app's default potential (positions and cell, the stability check's settings; site order is
+kept), calculate the relaxed cell with the same GPAW recipe, and compare the conditioned site's
+curve before and after, and each against the target.
+
+Writes benchmarks/results/relax-effect.json (resumable: relaxed DFT results are cached in
+runs/truth/relaxed.jsonl). Every relaxed calculation is also a label.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from benchmarks import truth
+from benchmarks.common import machine
+from dosmatgen_core import dos as dosmod
+from dosmatgen_core.labels.labeller import FAST_RECIPE, ShardWriter, label_isolated
+from dosmatgen_core.labels.reference_db import open_db
+from dosmatgen_core.paths import DB_URL, LABEL_DIR, ROOT
+from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL, relax
+from dosmatgen_core.scoring.verify import rows_out_of_order
+from dosmatgen_core.structures import atoms_from_cif, to_structure
+
+RESULTS = ROOT / "benchmarks" / "results" / "relax-effect.json"
+RELAXED = truth.CACHE / "relaxed.jsonl"
+
+
+def checked_candidates(methods=("seeded", "seeded_steered")) -> list[dict]:
+    """Truth-bench candidates of these methods with an unrelaxed DFT result, in bench order,
+    each once (a CIF drawn by two runs is one candidate)."""
+    dft = {r["key"]: r for r in truth._read(truth.CACHE / "dft.jsonl")}
+    out, seen = [], set()
+    for g in truth._read(truth.CACHE / "generated.jsonl"):
+        method, site_key = g["key"].split("/")[1], g["key"].split("/", 2)[2]
+        if method not in methods:
+            continue
+        for c in g["candidates"]:
+            key = truth.cif_key(c["cif"])
+            if key in seen or "site_dos" not in dft.get(key, {}):
+                continue
+            seen.add(key)
+            out.append({**c, "key": key, "method": method, "target_site": site_key,
+                        "unrelaxed_dos": np.asarray(dft[key]["site_dos"])[c["site"]]})
+    return out
+
+
+def relaxed_dft(cand: dict, cache: dict, writer: ShardWriter, potential: str) -> dict:
+    if cand["key"] in cache:
+        return cache[cand["key"]]
+    t = time.perf_counter()
+    r = relax(to_structure(atoms_from_cif(cand["cif"])), potential=potential)
+    t_relax = time.perf_counter() - t
+    cif = r["structure"].to(fmt="cif")
+    rec = {"key": cand["key"], "potential": potential, "relax_steps": r["steps"], "relax_converged": r["converged"],
+           "relax_seconds": round(t_relax, 1), "volume_ratio": r["structure"].volume / to_structure(atoms_from_cif(cand["cif"])).volume}
+    if atoms_from_cif(cif).get_chemical_symbols() != atoms_from_cif(cand["cif"]).get_chemical_symbols():
+        rec["failed"] = "relaxation changed the site order"
+    else:
+        line = label_isolated({"material_id": f"gen:{truth.cif_key(cif)}", "cif": cif, "keep_cell": True}, FAST_RECIPE, 1500)
+        bad = rows_out_of_order(cif, line["cif"]) if "failed" not in line else line["failed"]
+        if bad:
+            rec["failed"] = str(bad)[:300]
+        else:
+            rec.update(site_dos=np.round(np.asarray(line["site_dos"]), 5).tolist(), dft_seconds=line["seconds"])
+            writer.add({**line, "source": {"bench": "relax_effect", "relaxed_from": cand["key"], "potential": potential}})
+    truth._append(RELAXED, rec)
+    cache[cand["key"]] = rec
+    return rec
+
+
+def summarise(rows: list[dict]) -> dict:
+    ok = [r for r in rows if "relaxed_mae" in r]
+    if not ok:
+        return {"candidates": 0}
+    a = {k: np.array([r[k] for r in ok]) for k in ("unrelaxed_mae", "relaxed_mae", "shift_mae", "unrelaxed_cosine",
+                                                    "relaxed_cosine", "volume_ratio")}
+    return {"candidates": len(ok), "failed": len(rows) - len(ok),
+            "target_mae_unrelaxed": float(a["unrelaxed_mae"].mean()), "target_mae_relaxed": float(a["relaxed_mae"].mean()),
+            "share_cosine_0.9_unrelaxed": float((a["unrelaxed_cosine"] >= 0.9).mean()),
+            "share_cosine_0.9_relaxed": float((a["relaxed_cosine"] >= 0.9).mean()),
+            "relaxed_vs_unrelaxed_mae": {"mean": float(a["shift_mae"].mean()), "median": float(np.median(a["shift_mae"])),
+                                         "max": float(a["shift_mae"].max())},
+            "relaxed_closer_to_target": int((a["relaxed_mae"] < a["unrelaxed_mae"]).sum()),
+            "volume_ratio": {"median": float(np.median(a["volume_ratio"])), "min": float(a["volume_ratio"].min()),
+                             "max": float(a["volume_ratio"].max())}}
+
+
+def run(n: int, potential: str = DEFAULT_POTENTIAL, max_minutes: float = 0.0, log=print) -> dict:
+    t0 = time.time()
+    targets = {f"{s['material_id']}#{s['site']}": s["target"] for s in truth.truth_sites(open_db(DB_URL), 30, 5)}
+    cands = checked_candidates()[:n]
+    cache = {r["key"]: r for r in truth._read(RELAXED)}
+    writer = ShardWriter(LABEL_DIR, prefix="generated")
+    rows = []
+    for k, c in enumerate(cands):
+        if max_minutes and time.time() - t0 > 60 * max_minutes and c["key"] not in cache:
+            break
+        rec = relaxed_dft(c, cache, writer, potential)
+        g = targets[c["target_site"]]
+        row = {"candidate": c["key"], "formula": c["formula"], "element": c["element"], "site": c["site"],
+               "target": c["target_site"], "method": c["method"], "volume_ratio": rec["volume_ratio"],
+               "relax_steps": rec["relax_steps"], "unrelaxed_mae": dosmod.mae(g, c["unrelaxed_dos"]),
+               "unrelaxed_cosine": dosmod.cosine(g, c["unrelaxed_dos"])}
+        if "site_dos" in rec:
+            after = np.asarray(rec["site_dos"])[c["site"]]
+            row.update(relaxed_mae=dosmod.mae(g, after), relaxed_cosine=dosmod.cosine(g, after),
+                       shift_mae=dosmod.mae(c["unrelaxed_dos"], after))
+        else:
+            row["failed"] = rec["failed"]
+        rows.append(row)
+        log(f"{k + 1}/{len(cands)} {c['formula']} {c['element']}{c['site']}: target MAE {row['unrelaxed_mae']:.3f} -> "
+            f"{row.get('relaxed_mae', float('nan')):.3f}, moved {row.get('shift_mae', float('nan')):.3f} "
+            f"(volume x{rec['volume_ratio']:.2f})")
+    writer.seal()
+    out = {"command": " ".join(["python -m benchmarks.relax_effect", *sys.argv[1:]]), "commit": truth.commit(),
+           "machine": machine(), "potential": potential, "recipe": FAST_RECIPE.name,
+           "note": "seeded truth-bench candidates, DFT of the cell as drawn against DFT of the same cell relaxed "
+                   "(positions and cell) with the potential; MAE in states/eV on the conditioned site",
+           "summary": summarise(rows), "rows": rows}
+    RESULTS.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.relax_effect", description=__doc__.splitlines()[0])
+    p.add_argument("--candidates", type=int, default=20)
+    p.add_argument("--potential", default=DEFAULT_POTENTIAL)
+    p.add_argument("--max-minutes", type=float, default=0.0)
+    args = p.parse_args(argv)
+    out = run(args.candidates, args.potential, args.max_minutes, log=lambda m: print(m, flush=True))
+    print(json.dumps(out["summary"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -280,9 +280,11 @@ def commit() -> str:
 
 
 def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=METHODS, max_minutes: float = 0.0,
-        seed: int = 0, log=print, candidates: int = CANDIDATES, first: int = 0, results: Path = RESULTS) -> dict:
+        seed: int = 0, log=print, candidates: int = CANDIDATES, first: int = 0, results: Path = RESULTS,
+        part: tuple[int, int] = (0, 1)) -> dict:
     """candidates: draws per site and method; first: calculate only the first sites (a variant on
-    a subset, compared on the same sites); results: where the record goes (a variant keeps its own)."""
+    a subset, compared on the same sites); results: where the record goes (a variant keeps its own);
+    part (i, n): calculate only sites k with k % n == i, so n processes share the sites."""
     t_start = time.time()
     db = open_db(DB_URL)
     sites = truth_sites(db, n_sites, max_atoms)
@@ -333,7 +335,7 @@ def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=ME
     jobs += [(k, m, 0) for k in range(len(sites)) for m in others]
     jobs += [(k, m, r) for r in range(1, TOP) for k in range(len(sites)) for m in others]
     for k, method, r in jobs:
-        if first and k >= first:
+        if (first and k >= first) or k % part[1] != part[0]:
             continue
         if max_minutes and time.time() - t_start > 60 * max_minutes:
             break
@@ -363,11 +365,16 @@ def main(argv=None) -> int:
     p.add_argument("--candidates", type=int, default=CANDIDATES, help="draws per site and method")
     p.add_argument("--first", type=int, default=0, help="calculate only the first K sites (0: all)")
     p.add_argument("--out", type=Path, default=RESULTS, help="the record (a variant keeps its own)")
+    p.add_argument("--part", default="0/1", help="i/n: this process calculates sites k with k %% n == i")
     args = p.parse_args(argv)
+    part = tuple(int(x) for x in args.part.split("/"))
+    if len(part) != 2 or not 0 <= part[0] < part[1]:
+        p.error(f"--part takes i/n with 0 <= i < n, not {args.part!r}")
     import torch
     torch.set_num_threads(args.threads)
     out = run(args.sites, args.max_atoms, args.strength, tuple(args.methods.split(",")), args.max_minutes,
-              log=lambda m: print(m, flush=True), candidates=args.candidates, first=args.first, results=args.out)
+              log=lambda m: print(m, flush=True), candidates=args.candidates, first=args.first, results=args.out,
+              part=part)
     print(json.dumps({k: v for k, v in out["methods"].items()}, indent=1)[:3000])
     return 0
 

@@ -109,3 +109,13 @@ def test_the_app_default_method_samples_as_the_app_does(seed_index, seed_lines, 
     assert seen.get("particles", 1) == req.particles
     if req.particles > 1:
         assert seen["guide"] is res["guide"] and seen["steer"] == req.steer
+
+
+def test_a_new_predictor_ranks_afresh_and_the_old_records_keep_their_tag():
+    """Cached candidates were ranked by a predictor: another one must not reuse them, and the
+    records made before the settings named it keep their tag."""
+    base = {"candidates": 8, "top": 3, "steps": 100, "strength": 0.5, "seed": 0, "checkpoint": "e7b7868c5d4048e8",
+            "recipe": "fast-scf1e-3"}
+    old = truth.settings_tag({**base, "predictor": truth.FIRST_PREDICTOR})
+    assert old == "ab8b02708183"         # the tag of runs/truth/generated.jsonl's records
+    assert truth.settings_tag({**base, "predictor": "0123456789abcdef"}) != old

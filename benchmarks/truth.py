@@ -292,10 +292,11 @@ def settings_tag(settings: dict) -> str:
 
 def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=METHODS, max_minutes: float = 0.0,
         seed: int = 0, log=print, candidates: int = CANDIDATES, first: int = 0, results: Path = RESULTS,
-        part: tuple[int, int] = (0, 1)) -> dict:
+        part: tuple[int, int] = (0, 1), dft: bool = True) -> dict:
     """candidates: draws per site and method; first: calculate only the first sites (a variant on
     a subset, compared on the same sites); results: where the record goes (a variant keeps its own);
-    part (i, n): calculate only sites k with k % n == i, so n processes share the sites."""
+    part (i, n): calculate only sites k with k % n == i, so n processes share the sites;
+    dft=False: rewrite the record from the cache alone (no sampling, no DFT)."""
     t_start = time.time()
     db = open_db(DB_URL)
     sites = truth_sites(db, n_sites, max_atoms)
@@ -338,7 +339,8 @@ def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=ME
         for k, site in enumerate(sites):
             if f"{tag}/{method}/{site['material_id']}#{site['site']}" in gen_cache:
                 generated(method, k, site)
-    write()
+    if not dft:
+        return write()
     # the app default's top 3 on every site first (the bar is about it), then every other
     # method's best site after site, their ranks 2-3 last. A partial run thus grows the number
     # that decides the issue first, and still compares like with like (complete sites only).
@@ -377,6 +379,7 @@ def main(argv=None) -> int:
     p.add_argument("--candidates", type=int, default=CANDIDATES, help="draws per site and method")
     p.add_argument("--first", type=int, default=0, help="calculate only the first K sites (0: all)")
     p.add_argument("--out", type=Path, default=RESULTS, help="the record (a variant keeps its own)")
+    p.add_argument("--summarise", action="store_true", help="rewrite the record from the cache; calculate nothing")
     p.add_argument("--part", default="0/1", help="i/n: this process calculates sites k with k %% n == i")
     args = p.parse_args(argv)
     part = tuple(int(x) for x in args.part.split("/"))
@@ -386,7 +389,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     out = run(args.sites, args.max_atoms, args.strength, tuple(args.methods.split(",")), args.max_minutes,
               log=lambda m: print(m, flush=True), candidates=args.candidates, first=args.first, results=args.out,
-              part=part)
+              part=part, dft=not args.summarise)
     print(json.dumps({k: v for k, v in out["methods"].items()}, indent=1)[:3000])
     return 0
 

@@ -10,9 +10,9 @@ the MP labels), which a useful predictor must beat.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -28,8 +28,13 @@ RESULTS = ROOT / "benchmarks" / "results" / "predictor-vs-dft.json"
 GOAL_MAE = 0.10
 
 
-def generated_lines() -> list[dict]:
-    lines = [d for _, d in iter_label_lines(sorted(LABEL_DIR.glob("generated-*.jsonl.gz"))) if "failed" not in d]
+def generated_lines(exclude_shards=()) -> list[dict]:
+    """Every DFT-calculated candidate (generated shards, pending lines included), less those in
+    exclude_shards and any structure those shards hold (a predictor trained on them)."""
+    skip = set(exclude_shards)
+    shards = list(iter_label_lines(sorted(LABEL_DIR.glob("generated-*.jsonl.gz"))))
+    trained = {d["material_id"] for p, d in shards if p.name in skip}
+    lines = [d for p, d in shards if "failed" not in d and p.name not in skip]
     pending = LABEL_DIR / "generated.pending.jsonl"
     if pending.exists():
         for raw in pending.read_text().splitlines():
@@ -39,7 +44,7 @@ def generated_lines() -> list[dict]:
                 continue
             if "failed" not in d:
                 lines.append(d)
-    return lines
+    return [d for d in lines if d["material_id"] not in trained]
 
 
 def element_means() -> dict[int, np.ndarray]:
@@ -54,31 +59,45 @@ def element_means() -> dict[int, np.ndarray]:
     return {z: sums[z] / counts[z] for z in sums}
 
 
-def run() -> dict:
-    pred = load_predictor(PREDICTOR_PATH)
-    table = element_table()
-    means = element_means()
-    rows = []
-    for d in generated_lines():
+def paired(a: list[list[float]], b: list[list[float]], n_boot: int = 2000, seed: int = 0) -> dict:
+    """Mean site MAE of b minus a, candidates resampled as wholes (their sites are not independent)."""
+    da = np.array([np.mean(x) - np.mean(y) for x, y in zip(b, a) if x and y])
+    rng = np.random.default_rng(seed)
+    boots = [rng.choice(da, len(da)).mean() for _ in range(n_boot)] if len(da) else [np.nan]
+    return {"mean_change": float(da.mean()) if len(da) else None, "ci95": [float(np.percentile(boots, 2.5)),
+            float(np.percentile(boots, 97.5))], "candidates_better": int((da < 0).sum()), "candidates": int(len(da))}
+
+
+def site_rows(pred, lines: list[dict], means: dict, table) -> list[list[dict]]:
+    """Per candidate, one row per predicted site: its error against the DFT row, the baseline's,
+    the ensemble's spread and the highest peak (predicted and DFT)."""
+    out = []
+    for d in lines:
         atoms = atoms_from_cif(d["cif"])
         crystal = (atoms.numbers, atoms.get_scaled_positions(), atoms.cell.array)
         p, sd = pred.predict([crystal])[0], pred.spread([crystal])[0]
+        rows = []
         for i, (z, g) in enumerate(zip(atoms.numbers, np.asarray(d["site_dos"]))):
             if not np.all(np.isfinite(p[i])):
                 continue
             rows.append({"z": int(z), "family": family(int(z), table), "mae": dosmod.mae(g, p[i]),
                          "baseline_mae": dosmod.mae(g, means[int(z)]) if int(z) in means else None,
                          "spread": float(sd[i].mean()), "peak_dft": float(g.max()), "peak_pred": float(p[i].max())})
-    out = {"candidates": len(generated_lines()), "sites": len(rows), "goal_mae": GOAL_MAE}
-    if not rows:
-        return out
+        out.append(rows)
+    return out
 
+
+def summary(rows: list[dict]) -> dict:
+    """MAE overall and per element family beside the per-element-mean baseline, the d-band
+    peak-height error on d metals, and how well the spread flags the error."""
     def stats(rs):
         b = [r["baseline_mae"] for r in rs if r["baseline_mae"] is not None]
         return {"sites": len(rs), "mae": float(np.mean([r["mae"] for r in rs])),
                 "per_element_mean_baseline_mae": float(np.mean(b)) if b else None}
-    out["all"] = stats(rows)
-    out["by_family"] = {f: stats([r for r in rows if r["family"] == f]) for f in sorted({r["family"] for r in rows})}
+    if not rows:
+        return {"sites": 0}
+    out = {"all": stats(rows),
+           "by_family": {f: stats([r for r in rows if r["family"] == f]) for f in sorted({r["family"] for r in rows})}}
     d_rows = [r for r in rows if r["family"] == "d-block"]
     if d_rows:
         out["d_block_peak_height"] = {
@@ -90,12 +109,35 @@ def run() -> dict:
     return out
 
 
+def run(paths=(PREDICTOR_PATH,)) -> dict:
+    """Each predictor on the same candidates: those none of them trained on (their cards name the
+    shards). With two, the second's change per candidate, with a bootstrap interval."""
+    preds = {Path(p): load_predictor(p, trust=Path(p).resolve() != PREDICTOR_PATH.resolve()) for p in paths}
+    trained = sorted(set().union(*(pr.card.get("label_shards", []) for pr in preds.values())))
+    lines = generated_lines(trained)
+    table, means = element_table(), element_means()
+    per = {p: site_rows(pr, lines, means, table) for p, pr in preds.items()}
+    out = {"goal_mae": GOAL_MAE, "candidates": len(lines),
+           "excluded_shards": [s for s in trained if s.startswith("generated")], "predictors": {}}
+    for p, pr in preds.items():
+        name = f"{p.name}@{str(pr.card.get('sha256', ''))[:16]}"
+        out["predictors"][name] = {"shipped": p.resolve() == PREDICTOR_PATH.resolve(), **summary([r for c in per[p] for r in c])}
+    if len(preds) == 2:
+        a, b = ([[r["mae"] for r in c] for c in per[p]] for p in preds)
+        out["second_minus_first"] = paired(a, b)
+    return out
+
+
 def main(argv=None) -> int:
-    argparse.ArgumentParser(prog="python -m benchmarks.predictor_check", description=__doc__.splitlines()[0]).parse_args(argv)
-    res = {"command": "python -m benchmarks.predictor_check", "commit": commit(), "machine": machine(),
-           "predictor": str(PREDICTOR_PATH.name), **run()}
-    RESULTS.write_text(json.dumps(res, indent=1))
-    print(json.dumps(res, indent=1))
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.predictor_check", description=__doc__.splitlines()[0])
+    ap.add_argument("--predictor", type=Path, action="append",
+                    help="repeat to compare (default: the shipped one); the first is the reference")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    res = {"command": " ".join(["python -m benchmarks.predictor_check", *sys.argv[1:]]), "commit": commit(),
+           "machine": machine(), **run(args.predictor or [PREDICTOR_PATH])}
+    args.out.write_text(json.dumps(res, indent=1))
+    print(json.dumps({k: v for k, v in res.items() if k != "machine"}, indent=1))
     return 0
 
 

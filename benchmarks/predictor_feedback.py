@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import machine
-from benchmarks.predictor_check import generated_lines
+from benchmarks.predictor_check import generated_lines, paired
 from benchmarks.truth import commit
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.labels.labeller import iter_label_lines
@@ -46,15 +46,6 @@ def site_errors(pred, lines: list[dict]) -> list[list[float]]:
         g = np.asarray(d["site_dos"])
         out.append([dosmod.mae(g[i], p[i]) for i in range(len(atoms)) if np.all(np.isfinite(p[i]))])
     return out
-
-
-def paired(a: list[list[float]], b: list[list[float]], n_boot: int = 2000, seed: int = 0) -> dict:
-    """Mean site MAE of b minus a, candidates resampled as wholes (their sites are not independent)."""
-    da = np.array([np.mean(x) - np.mean(y) for x, y in zip(b, a) if x and y])
-    rng = np.random.default_rng(seed)
-    boots = [rng.choice(da, len(da)).mean() for _ in range(n_boot)] if len(da) else [np.nan]
-    return {"mean_change": float(da.mean()) if len(da) else None, "ci95": [float(np.percentile(boots, 2.5)),
-            float(np.percentile(boots, 97.5))], "candidates_better": int((da < 0).sum()), "candidates": int(len(da))}
 
 
 def run(before: Path, control: Path, after: Path, train_shards: list[Path]) -> dict:

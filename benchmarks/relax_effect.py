@@ -34,22 +34,25 @@ RELAXED = truth.CACHE / "relaxed.jsonl"
 
 
 def checked_candidates(methods=("seeded", "seeded_steered")) -> list[dict]:
-    """Truth-bench candidates of these methods with an unrelaxed DFT result, in bench order,
-    each once (a CIF drawn by two runs is one candidate)."""
+    """Truth-bench candidates of these methods with an unrelaxed DFT result, each once (a CIF
+    drawn by two runs is one candidate): every site's first candidate, then every site's second,
+    and so on, so that the first n spread over as many targets as they can."""
     dft = {r["key"]: r for r in truth._read(truth.CACHE / "dft.jsonl")}
-    out, seen = [], set()
+    per_group, seen = [], set()
     for g in truth._read(truth.CACHE / "generated.jsonl"):
         method, site_key = g["key"].split("/")[1], g["key"].split("/", 2)[2]
         if method not in methods:
             continue
+        group = []
         for c in g["candidates"]:
             key = truth.cif_key(c["cif"])
             if key in seen or "site_dos" not in dft.get(key, {}):
                 continue
             seen.add(key)
-            out.append({**c, "key": key, "method": method, "target_site": site_key,
-                        "unrelaxed_dos": np.asarray(dft[key]["site_dos"])[c["site"]]})
-    return out
+            group.append({**c, "key": key, "method": method, "target_site": site_key,
+                          "unrelaxed_dos": np.asarray(dft[key]["site_dos"])[c["site"]]})
+        per_group.append(group)
+    return [grp[r] for r in range(max(map(len, per_group), default=0)) for grp in per_group if r < len(grp)]
 
 
 def relaxed_dft(cand: dict, cache: dict, writer: ShardWriter, potential: str) -> dict:
@@ -96,8 +99,11 @@ def summarise(rows: list[dict]) -> dict:
 def run(n: int, potential: str = DEFAULT_POTENTIAL, max_minutes: float = 0.0, log=print) -> dict:
     t0 = time.time()
     targets = {f"{s['material_id']}#{s['site']}": s["target"] for s in truth.truth_sites(open_db(DB_URL), 30, 5)}
-    cands = checked_candidates()[:n]
     cache = {r["key"]: r for r in truth._read(RELAXED)}
+    # every candidate relaxed before counts; new ones fill up to n, spread over the targets
+    every = checked_candidates()
+    done = [c for c in every if c["key"] in cache]
+    cands = done + [c for c in every if c["key"] not in cache][:max(0, n - len(done))]
     writer = ShardWriter(LABEL_DIR, prefix="generated")
     rows = []
     for k, c in enumerate(cands):

@@ -99,6 +99,7 @@ import pymatgen
     cfg = json.loads((tmp_path / "gen" / "config.json").read_text())
     assert cfg["label_shards"] == ["seed-000.jsonl.gz"] and cfg["dos_shift_ev"] == 0.1
     assert (tmp_path / "pred" / "heldout.json").exists() and (tmp_path / "gen" / "last.pt").exists()
+    assert torch.load(tmp_path / "pred" / "last.pt", weights_only=True)["label_shards"] == ["seed-000.jsonl.gz"]
 
 
 def test_predictor_ensemble_is_the_mean_of_its_members(tmp_path, seed_lines):
@@ -126,6 +127,20 @@ def test_predictor_ensemble_is_the_mean_of_its_members(tmp_path, seed_lines):
                 "config": {"hidden": 16, "layers": 2, "dropout": 0.0}}, runs[1] / "last.pt")
     with pytest.raises(ValueError, match="share one architecture"):
         export_predictor(runs, tmp_path / "bad.pt", [], pack=str(path))
+
+
+def test_predictor_card_names_the_shards_its_members_trained_on(tmp_path, seed_lines):
+    """Not the shards lying about at export time: a candidate labelled after training is held out."""
+    path, _, _ = _write_pack(tmp_path, seed_lines)
+    runs = []
+    for k, shards in enumerate([["labels-0001.jsonl.gz"], ["labels-0001.jsonl.gz", "generated-0005.jsonl.gz"]]):
+        run = tmp_path / f"p{k}"
+        run.mkdir()
+        torch.save({"ema": SiteDOSPredictor(PredictorConfig(hidden=16, layers=2)).state_dict(), "epoch": 1,
+                    "config": {"hidden": 16, "layers": 2, "dropout": 0.0}, "label_shards": shards}, run / "last.pt")
+        runs.append(run)
+    card = export_predictor(runs, tmp_path / "ens.pt", [], pack=str(path))
+    assert card["label_shards"] == ["generated-0005.jsonl.gz", "labels-0001.jsonl.gz"]
 
 
 def test_a_predictor_saved_before_dropout_existed_still_loads(tmp_path):

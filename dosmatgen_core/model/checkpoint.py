@@ -26,7 +26,7 @@ from dosmatgen_core.paths import MODEL_PATH as DEFAULT_MODEL
 SHIPPED_SHA256 = {
     "assets/denoiser.pt": "e7b7868c5d4048e87f684ed68c24477d756d0a481952ac3f10eee96a27bd793e",
     "assets/guide.pt": "a5b919426e75b6aef1bbd72716f06b368676a13351d84b1f1408e9e057a043af",
-    "assets/predictor.pt": "4525101976a132b71e9aebb9326440733846d8791aed22faeba32c8097ebec3d",
+    "assets/predictor.pt": "fc4d71e1e399180cede391a0e772d8dfae5a6e987c175156dd069ebc0da0d2c7",
 }
 
 

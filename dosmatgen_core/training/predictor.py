@@ -101,6 +101,10 @@ def _device_of(model) -> torch.device:
     return next(model.parameters()).device
 
 
+def _shard_names(label_dirs, pack: str = "") -> list[str]:
+    return datamod.load_pack(pack)[2].get("label_shards", []) if pack else datamod.label_shard_names(label_dirs)
+
+
 def labelled_entries(label_dirs, pack: str = ""):
     """Labelled entries, and the element table a pack carries (None: take pymatgen's)."""
     if not pack:
@@ -126,8 +130,10 @@ def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loop = Loop(run, model, opt, ema_decay=EMA, columns=["epoch", "train_mae", "val_mae", "val_cosine", "seconds"],
                 max_minutes=cfg.max_minutes)
-    loop.extra = {"config": cfg.model}
     st = read_state(run, cfg.device)
+    # the shards this run has seen, over every resume: the card's record of what it trained on
+    seen = set(st.get("label_shards", [])) if st is not None else set()
+    loop.extra = {"config": cfg.model, "label_shards": sorted(seen | set(_shard_names(cfg.label_dirs, cfg.pack)))}
     if st is not None:
         loop.resume(st)
         log(f"resumed at epoch {loop.epoch}")
@@ -188,7 +194,11 @@ def export_predictor(run_dirs, out_path: str | Path, label_dirs, pack: str = "")
     members = [heldout_metrics(m, val).get("all", {}).get("mae") for m in getattr(model, "members", [])]
     mean_dos = np.concatenate([e.site_dos for e in tr]).mean(0)
     base = float(np.mean([np.abs(r - mean_dos).mean() for e in val for r in e.site_dos])) if val else float("nan")
-    shards = (datamod.load_pack(pack)[2].get("label_shards", []) if pack else datamod.label_shard_names(label_dirs))
+    # what the members trained on (their states say; a run from before they did: the shards now)
+    if all("label_shards" in st for st in states):
+        shards = sorted(set().union(*(st["label_shards"] for st in states)))
+    else:
+        shards = _shard_names(label_dirs, pack)
     card = {"name": "DOSMatGen site-DOS predictor", "date": date.today().isoformat(),
             "epoch": int(states[0]["epoch"]), "members": len(states), "runs": [str(r) for r in runs],
             "n_train_structures": len(labelled) - len(val), "n_heldout_structures": len(val),

@@ -292,15 +292,16 @@ def settings_tag(settings: dict) -> str:
 
 def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=METHODS, max_minutes: float = 0.0,
         seed: int = 0, log=print, candidates: int = CANDIDATES, first: int = 0, results: Path = RESULTS,
-        part: tuple[int, int] = (0, 1), dft: bool = True) -> dict:
+        part: tuple[int, int] = (0, 1), dft: bool = True, predictor: Path = PREDICTOR_PATH) -> dict:
     """candidates: draws per site and method; first: calculate only the first sites (a variant on
     a subset, compared on the same sites); results: where the record goes (a variant keeps its own);
     part (i, n): calculate only sites k with k % n == i, so n processes share the sites;
-    dft=False: rewrite the record from the cache alone (no sampling, no DFT)."""
+    dft=False: rewrite the record from the cache alone (no sampling, no DFT); predictor: the one
+    that ranks (a candidate predictor before it ships; its sha names the records)."""
     t_start = time.time()
     db = open_db(DB_URL)
     sites = truth_sites(db, n_sites, max_atoms)
-    res = {"model": load_model(MODEL_PATH), "predictor": load_predictor(PREDICTOR_PATH),
+    res = {"model": load_model(MODEL_PATH), "predictor": load_predictor(predictor, trust=Path(predictor) != PREDICTOR_PATH),
            "guide": load_guide(GUIDE_PATH), "strength": strength}
     res["index"], res["cifs"] = label_index()
     log(f"{len(sites)} sites; lookup over {len(res['index'])} labelled sites")
@@ -342,12 +343,13 @@ def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=ME
     if not dft:
         return write()
     # the app default's top 3 on every site first (the bar is about it), then every other
-    # method's best site after site, their ranks 2-3 last. A partial run thus grows the number
-    # that decides the issue first, and still compares like with like (complete sites only).
+    # method's best site after site, their ranks 2-3 last, site by site (a site counts only once
+    # complete). A partial run thus grows the number that decides the issue first, and still
+    # compares like with like (complete sites only).
     others = [m for m in methods if m != APP_DEFAULT]
     jobs = [(k, APP_DEFAULT, r) for k in range(len(sites)) for r in range(TOP)] if APP_DEFAULT in methods else []
     jobs += [(k, m, 0) for k in range(len(sites)) for m in others]
-    jobs += [(k, m, r) for r in range(1, TOP) for k in range(len(sites)) for m in others]
+    jobs += [(k, m, r) for k in range(len(sites)) for m in others for r in range(1, TOP)]
     for k, method, r in jobs:
         if (first and k >= first) or k % part[1] != part[0]:
             continue
@@ -380,6 +382,7 @@ def main(argv=None) -> int:
     p.add_argument("--first", type=int, default=0, help="calculate only the first K sites (0: all)")
     p.add_argument("--out", type=Path, default=RESULTS, help="the record (a variant keeps its own)")
     p.add_argument("--summarise", action="store_true", help="rewrite the record from the cache; calculate nothing")
+    p.add_argument("--predictor", type=Path, default=PREDICTOR_PATH, help="the predictor that ranks (default: the shipped one)")
     p.add_argument("--part", default="0/1", help="i/n: this process calculates sites k with k %% n == i")
     args = p.parse_args(argv)
     part = tuple(int(x) for x in args.part.split("/"))
@@ -389,7 +392,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     out = run(args.sites, args.max_atoms, args.strength, tuple(args.methods.split(",")), args.max_minutes,
               log=lambda m: print(m, flush=True), candidates=args.candidates, first=args.first, results=args.out,
-              part=part, dft=not args.summarise)
+              part=part, dft=not args.summarise, predictor=args.predictor)
     print(json.dumps({k: v for k, v in out["methods"].items()}, indent=1)[:3000])
     return 0
 

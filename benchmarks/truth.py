@@ -10,7 +10,9 @@ for itself):
 - seeded: the top-3 labelled sites' structures as templates, the matching site conditioned;
 - seeded_steered: seeded + DOS steering with the shipped particles and strength. This is the
   app's default flow (Request's defaults); `app_default` in the record names whichever of the two
-  the shipped settings run.
+  the shipped settings run;
+- seeded_kept: seeded_steered with every site keeping its seed's element (a variant, not run
+  by default: novelty from the geometry alone).
 Each generation method draws CANDIDATES candidates, ranks the structurally valid, novel,
 DFT-calculable ones by the predictor, and calculates the top 3 with the GPAW recipe (rows read
 in the candidate's own site order). Work is cached by candidate (runs/truth/), so the bench
@@ -125,11 +127,11 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
         specs = modes.masked(n, {0: g}, n_draw)
         if method == "steered":
             kw.update(guide=res["guide"], particles=SHIPPED.particles, steer=SHIPPED.steer)
-    elif method in ("seeded", "seeded_steered"):
+    elif method in ("seeded", "seeded_steered", "seeded_kept"):
         seeds = find_seeds(g, DB_URL, k=3, exclude={site["material_id"]}, max_atoms=MAX_DFT_ATOMS, index=res["index"],
                            crystal_of=lambda m: Crystal.from_structure(to_structure(atoms_from_cif(res["cifs"][m]))))
-        specs = seeded_specs(g, seeds, n_draw, res["strength"])
-        if method == "seeded_steered":
+        specs = seeded_specs(g, seeds, n_draw, res["strength"], keep_composition=method == "seeded_kept")
+        if method in ("seeded_steered", "seeded_kept"):
             kw.update(guide=res["guide"], particles=SHIPPED.particles, steer=SHIPPED.steer)
     else:
         raise ValueError(f"unknown method {method!r}")
@@ -140,7 +142,7 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
         preds = res["predictor"].predict([(np.array(s.atomic_numbers), s.frac_coords, s.lattice.matrix) for s in structs])
         cond = [int(np.nanargmin([dosmod.mae(g, p[i]) if np.all(np.isfinite(p[i])) else np.inf for i in range(len(p))]))
                 for p in preds]
-    elif method in ("seeded", "seeded_steered"):
+    elif method in ("seeded", "seeded_steered", "seeded_kept"):
         cond = [int(next(iter(sp.tag["site_to_target"]))) for sp in specs]
     else:
         cond = [0] * len(specs)

@@ -56,6 +56,10 @@ def test_dask_run_is_resumable_and_records_failures(tmp_path, seed_lines):
     # A restart skips both: the success and the recorded failure.
     again = run_labelling(tasks, tmp_path, workers=1)
     assert (again.done, again.failed) == (0, 0)
+    # A retry picks failures by their reason: another reason's are still done, a matching one is not.
+    assert ShardWriter(tmp_path).done_ids(retry="SymmetryAnalysisBug") == {"mp-22905", "broken-1"}
+    assert ShardWriter(tmp_path).done_ids(retry="could not read") == {"mp-22905"}
+    assert ShardWriter(tmp_path).done_ids(retry="") == {"mp-22905"}
     # Sealing writes one immutable gzip shard in the seed format.
     shard = ShardWriter(tmp_path).seal()
     assert shard is not None and shard.name == "labels-0000.jsonl.gz"

@@ -47,6 +47,8 @@ def test_seeded_specs_condition_each_seeds_matching_site(ni_target):
         assert sp.fixed_z[site] == seed.crystal.numbers[site] and sp.template is seed.crystal
     with pytest.raises(ValueError, match="at least one seed"):
         seeded_specs(ni_target, [], 2, 0.5)
+    kept = seeded_specs(ni_target, seeds, 2, 0.5, keep_composition=True)
+    assert [sp.fixed_z.tolist() for sp in kept] == [[int(z) for z in s.crystal.numbers] for s in seeds]
 
 
 def test_a_seeded_run_records_its_seeds_and_scores_the_seed_site(tmp_path, ni_target):

@@ -11,7 +11,8 @@ from pymatgen.core import Lattice, Structure
 from dosmatgen_core import dos
 from dosmatgen_core.labels import labeller as labelling
 from dosmatgen_core.candidates import runs
-from dosmatgen_core.structures import atoms_from_cif, read_structure
+from dosmatgen_core.paths import MP_CSVS
+from dosmatgen_core.structures import atoms_from_cif, atoms_to_cif, iter_mp_csv, niggli_atoms, read_structure
 from dosmatgen_core.scoring.verify import Verifier, rows_out_of_order
 
 SN_NI_AU_NI = Structure(Lattice.cubic(4.0), ["Sn", "Ni", "Au", "Ni"],
@@ -107,3 +108,21 @@ def test_a_cell_gpaw_calls_weird_is_calculated_as_its_niggli_cell_in_the_same_or
     assert atoms_from_cif(line["cif"]).get_chemical_symbols() == ["Na", "Li"]
     electrons = [dos.integrate(np.asarray(r), upto=0.0) for r in line["site_dos"]]
     assert all(0.0 < e < 3.0 for e in electrons), electrons       # one valence s electron each, shared
+
+
+@pytest.mark.slow
+def test_a_cell_whose_symmetry_gpaw_gets_wrong_is_calculated_without_symmetry():
+    """NbPt2 (mp-11514, body-centred, 3 atoms): GPAW's symmetry analysis raises
+    SymmetryAnalysisBug on its Niggli cell, which lost 24 MP structures to the labeller. The
+    same cell is then calculated without symmetry reduction: same sites, same order."""
+    cif = next(r["cif"] for f in MP_CSVS for r in iter_mp_csv(f) if r["material_id"] == "mp-11514")
+    cell = atoms_from_cif(atoms_to_cif(niggli_atoms(read_structure(cif, "cif"))))
+    with pytest.raises(Exception, match="standardize_cell") as exc:
+        labelling.gpaw_site_dos(cell, labelling.FAST_RECIPE)
+    assert type(exc.value).__name__ == "SymmetryAnalysisBug"
+    line = labelling.label_structure("mp-11514", cif, labelling.FAST_RECIPE)
+    assert "failed" not in line, line.get("failed")
+    assert atoms_from_cif(line["cif"]).get_chemical_symbols() == cell.get_chemical_symbols()
+    electrons = [dos.integrate(np.asarray(r), upto=0.0) for r in line["site_dos"]]
+    # from -10 eV up: about 5 electrons on Nb (4d, 5s), about 10 on each Pt (5d, 6s)
+    assert len(electrons) == 3 and all(2.5 < e < 13.0 for e in electrons), electrons

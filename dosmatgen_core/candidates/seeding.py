@@ -51,9 +51,10 @@ def find_seeds(target, db_url: str, k: int = 3, by: str = "mae", exclude=(), max
 
 
 def seeded_specs(target, seeds: list[Seed], n_candidates: int, strength: float,
-                 fix_element: bool = False) -> list[SampleSpec]:
+                 fix_element: bool = False, keep_composition: bool = False) -> list[SampleSpec]:
     """n_candidates template specs, taken from the seeds in turn (best seed first): each seed's
-    matching site is conditioned on the target; with fix_element it also keeps its element."""
+    matching site is conditioned on the target; with fix_element it also keeps its element; with
+    keep_composition every site keeps its element (novelty comes from the geometry alone)."""
     if not seeds:
         raise ValueError("seeded generation needs at least one seed")
     if not isinstance(n_candidates, (int, np.integer)) or n_candidates < 1:
@@ -62,8 +63,9 @@ def seeded_specs(target, seeds: list[Seed], n_candidates: int, strength: float,
     for i in range(n_candidates):
         seed = seeds[i % len(seeds)]
         spec = modes.template(seed.crystal, strength, {seed.hit.site: target})[0]
-        if fix_element:
-            spec.fixed_z[seed.hit.site] = int(seed.crystal.numbers[seed.hit.site])
+        kept = range(len(seed.crystal.numbers)) if keep_composition else [seed.hit.site] if fix_element else []
+        for i in kept:
+            spec.fixed_z[i] = int(seed.crystal.numbers[i])
         spec.tag.update({"mode": "seeded", "seed": seed.record(), "site_to_target": {seed.hit.site: 0}})
         specs.append(spec)
     return specs

@@ -22,7 +22,7 @@ def _label(args) -> int:
             text = Path(p).read_bytes().decode("utf-8", "replace") if p.lower().endswith(".cif") else atoms_to_cif(to_atoms(s))
             tasks.append({"material_id": Path(p).stem, "cif": text})
     else:
-        skip = ShardWriter(out).done_ids(args.also_done, include_failed=not args.retry_failed)
+        skip = ShardWriter(out).done_ids(args.also_done, retry=args.retry_failed)
         csvs = [Path(c) for c in args.csv] if args.csv else [c for c in MP_CSVS if c.exists()]
         if not csvs:
             from dosmatgen_core.checks import UserError
@@ -72,7 +72,8 @@ def add_parsers(sub) -> None:
     lab.add_argument("--timeout", type=float, default=900.0, help="seconds per structure before it is recorded as failed")
     lab.add_argument("--shard-size", type=int, default=50)
     lab.add_argument("--also-done", action="append", default=[], help="other shard dirs whose ids count as done")
-    lab.add_argument("--retry-failed", action="store_true")
+    lab.add_argument("--retry-failed", nargs="?", const="", default=None, metavar="TEXT",
+                     help="calculate failed structures again: all of them, or those whose reason contains TEXT")
     lab.add_argument("--recipe", choices=["seed", "fast"], default="fast",
                      help="fast = seed recipe with a looser SCF criterion (bench label: MAE ~1e-4 states/eV)")
     lab.set_defaults(func=_label)

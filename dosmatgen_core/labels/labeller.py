@@ -78,8 +78,11 @@ def supported_elements() -> frozenset[str]:
 
 # ---- one structure -----------------------------------------------------------------------------
 
-def gpaw_site_dos(atoms, recipe: Recipe = SEED_RECIPE, txt=None) -> dict:
+def gpaw_site_dos(atoms, recipe: Recipe = SEED_RECIPE, txt=None, symmetry: str | None = None) -> dict:
     """Run the LCAO calculation and return Löwdin site DOS on the model grid.
+
+    symmetry="off": no symmetry reduction of the k-points (slower, same physics), for cells whose
+    symmetry analysis GPAW gets wrong.
 
     W_nM = |C_nM · (S^{1/2})ᵀ|² sums to 1 for every band, so the site DOS sums exactly to the
     total DOS (unlike raw PAW projections, which over-count).
@@ -94,7 +97,8 @@ def gpaw_site_dos(atoms, recipe: Recipe = SEED_RECIPE, txt=None) -> dict:
     calc = GPAW(mode="lcao", xc="PBE", basis=recipe.basis, h=recipe.h, kpts=kpts,
                 occupations=FermiDirac(0.1), nbands="nao",
                 convergence={"energy": recipe.conv_energy, "density": recipe.conv_density,
-                             "eigenstates": 1e-6}, maxiter=recipe.maxiter, txt=txt)
+                             "eigenstates": 1e-6}, maxiter=recipe.maxiter, txt=txt,
+                **({"symmetry": symmetry} if symmetry else {}))
     atoms = atoms.copy()
     atoms.calc = calc
     energy = atoms.get_potential_energy()
@@ -132,7 +136,15 @@ def _calculate(atoms, recipe: Recipe) -> tuple[str, dict]:
     """The CIF that is stored, and the recipe's result for it: labelled in the order ase.io.read
     gives for that CIF, so rows match its sites."""
     cell_cif = atoms_to_cif(atoms)
-    return cell_cif, gpaw_site_dos(atoms_from_cif(cell_cif), recipe)
+    try:
+        return cell_cif, gpaw_site_dos(atoms_from_cif(cell_cif), recipe)
+    except Exception as exc:
+        # GPAW's symmetry analysis fails on some body-centred cells (TiPd2, HfAu2: "Sorry! Try
+        # using spglib.standardize_cell"); standardising would move and reorder the sites, so
+        # calculate the same cell without symmetry reduction instead
+        if type(exc).__name__ != "SymmetryAnalysisBug":
+            raise
+        return cell_cif, gpaw_site_dos(atoms_from_cif(cell_cif), recipe, symmetry="off")
 
 
 def label_structure(material_id: str, cif: str, recipe: Recipe = SEED_RECIPE, keep_cell: bool = False) -> dict:
@@ -231,11 +243,13 @@ class ShardWriter:
             except json.JSONDecodeError:  # a line cut by a kill: that structure is redone
                 continue
 
-    def done_ids(self, extra_dirs: Iterable[str | Path] = (), include_failed: bool = True) -> set[str]:
-        """Ids with a line already; with include_failed=False, failures are not counted (to retry)."""
+    def done_ids(self, extra_dirs: Iterable[str | Path] = (), retry: str | None = None) -> set[str]:
+        """Ids with a line already. retry: failures whose latest reason contains this text are
+        not counted, so they are calculated again ("" retries every failure)."""
         lines = [d for _, d in iter_label_lines([self.dir, *extra_dirs])] + list(self._pending_lines())
         ok = {d["material_id"] for d in lines if "failed" not in d}
-        return ok | ({d["material_id"] for d in lines if "failed" in d} if include_failed else set())
+        reason = {d["material_id"]: d["failed"] for d in lines if "failed" in d}      # the latest wins
+        return ok | {m for m, why in reason.items() if retry is None or retry not in why}
 
     @contextlib.contextmanager
     def _locked(self):
@@ -378,12 +392,12 @@ def run_labelling(tasks: list[dict], out_dir: str | Path, *, recipe: Recipe = SE
                   workers: int | None = None, scheduler: str | None = None, timeout: float = 1800.0,
                   shard_size: int = 50, extra_done: Iterable[str | Path] = (),
                   on_result: Callable[[dict], None] | None = None, max_tasks: int | None = None,
-                  max_seconds: float | None = None, retry_failed: bool = False) -> RunStats:
+                  max_seconds: float | None = None, retry_failed: str | None = None) -> RunStats:
     """Label `tasks` (dicts with material_id, cif) not yet in `out_dir`; resumable at any point."""
     from dask.distributed import Client, LocalCluster, as_completed
 
     writer = ShardWriter(out_dir, shard_size=shard_size)
-    done = writer.done_ids(extra_done, include_failed=not retry_failed)
+    done = writer.done_ids(extra_done, retry=retry_failed)
     todo = [t for t in tasks if t["material_id"] not in done]
     if max_tasks:
         todo = todo[:max_tasks]

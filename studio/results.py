@@ -102,7 +102,8 @@ def candidate_curves(run: dict, c: dict, dft: dict | None, stored: dict | None) 
             curves.append({"y": c["predicted_dos"][s], "name": f"predicted for candidate #{c['rank']}{where}",
                            "style": "predicted"})
         if dft and dft.get("status") == "done":
-            curves.append({"y": dft["result"]["site_dos"][s], "name": f"DFT of candidate #{c['rank']}{where}",
+            cell = " (relaxed cell)" if dft["result"].get("relaxed") else ""
+            curves.append({"y": dft["result"]["site_dos"][s], "name": f"DFT of candidate #{c['rank']}{cell}{where}",
                            "style": "dft"})
         if stored and s in stored:
             curves.append({**stored[s], "style": "stored"})

@@ -12,6 +12,7 @@ from pymatgen.core import Lattice, Structure
 from dosmatgen_core.candidates import runs
 from dosmatgen_core.scoring import certify, verify
 from dosmatgen_core.settings import SHIPPED
+from studio.results import candidate_curves
 
 
 def _run_with(store, n: int) -> str:
@@ -90,7 +91,7 @@ def test_a_failure_in_one_calculation_does_not_stop_the_others(tmp_path, fake_gp
     v = verify.Verifier(store, label_dir=None, workers=2)
     real = v.run
 
-    def flaky(run_id, rank, recipe):
+    def flaky(run_id, rank, recipe, relaxed=False):
         if rank == 2:
             raise RuntimeError("GPAW ran out of memory")
         return real(run_id, rank, recipe)
@@ -113,3 +114,24 @@ def test_the_cost_shown_up_front_counts_the_parallel_slots():
     assert certify.dft_seconds(3, 60.0, workers=2) == 120.0
     assert certify.dft_seconds(3, 60.0, workers=1) == 180.0
     assert certify.dft_seconds(0, 60.0) == 0.0
+
+
+def test_a_relaxed_batch_calculates_the_relaxed_cell_and_says_so(tmp_path, fake_gpaw, monkeypatch):
+    """relaxed=True: the default potential relaxes each candidate first (real SevenNet here), the
+    DFT runs on that cell, and the result and the curve's name say so."""
+    seen = []
+    label = verify.label_isolated
+    monkeypatch.setattr(verify, "label_isolated", lambda task, recipe, timeout: seen.append(task["cif"]) or
+                        label(task, recipe, timeout))
+    store = runs.RunStore(tmp_path / "r.db")
+    rid = _run_with(store, 1)
+    cert = certify.Certifier(verify.Verifier(store, label_dir=None, workers=1), prior_s=1.0, workers=1)
+    cert.start(rid, [1], relaxed=True)
+    cert.wait(rid, poll=0.05)
+    res = verify.Verifier(store, label_dir=None).status(rid, 1)
+    assert res["status"] == "done", res.get("error")
+    drawn = Structure.from_str(store.get(rid)["candidates"][0]["cif"], fmt="cif")
+    calculated = Structure.from_str(seen[0], fmt="cif")
+    assert res["result"]["relaxed"] and abs(calculated.volume - drawn.volume) > 0.05     # AuCu at 3.0 Å is squeezed
+    names = [c["name"] for c in candidate_curves(store.get(rid), store.get(rid)["candidates"][0], res, None)]
+    assert any("relaxed cell" in n for n in names), names

@@ -42,6 +42,7 @@ class Batch:
     ranks: list[int]
     prior_s: float
     workers: int = 1
+    relaxed: bool = False          # relax each candidate with the default potential before its DFT
     started: float = field(default_factory=time.time)
     cancel_flag: threading.Event = field(default_factory=threading.Event)
     finished: bool = False
@@ -56,11 +57,11 @@ class Certifier:
         self.workers = workers
         self.batches: dict[str, Batch] = {}
 
-    def start(self, run_id: str, ranks: list[int]) -> Batch:
+    def start(self, run_id: str, ranks: list[int], relaxed: bool = SHIPPED.dft_relaxed) -> Batch:
         old = self.batches.get(run_id)
         if old is not None and not old.finished:
             return old
-        b = Batch(run_id, list(ranks), self.prior_s, self.workers or default_workers(len(ranks) or 1))
+        b = Batch(run_id, list(ranks), self.prior_s, self.workers or default_workers(len(ranks) or 1), relaxed)
         self.batches[run_id] = b
         threading.Thread(target=self._work, args=(b,), daemon=True, name=f"dft-{run_id}").start()
         return b
@@ -80,7 +81,7 @@ class Certifier:
                         return
                     rank = todo.pop(0)
                 try:
-                    self.verifier.run(b.run_id, rank, self.recipe)
+                    self.verifier.run(b.run_id, rank, self.recipe, relaxed=b.relaxed)
                 except Exception as exc:        # one bad candidate must not stop the others
                     self.verifier.fail(b.run_id, rank, f"{type(exc).__name__}: {exc}")
 

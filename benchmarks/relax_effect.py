@@ -22,15 +22,13 @@ import numpy as np
 from benchmarks import truth
 from benchmarks.common import machine
 from dosmatgen_core import dos as dosmod
-from dosmatgen_core.labels.labeller import FAST_RECIPE, ShardWriter, label_isolated
+from dosmatgen_core.labels.labeller import FAST_RECIPE, ShardWriter
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.paths import DB_URL, LABEL_DIR, ROOT
-from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL, relax
-from dosmatgen_core.scoring.verify import rows_out_of_order
-from dosmatgen_core.structures import atoms_from_cif, to_structure
+from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL
 
 RESULTS = ROOT / "benchmarks" / "results" / "relax-effect.json"
-RELAXED = truth.CACHE / "relaxed.jsonl"
+RELAXED = truth.RELAXED
 
 
 def checked_candidates(methods=("seeded", "seeded_steered")) -> list[dict]:
@@ -53,30 +51,6 @@ def checked_candidates(methods=("seeded", "seeded_steered")) -> list[dict]:
                           "unrelaxed_dos": np.asarray(dft[key]["site_dos"])[c["site"]]})
         per_group.append(group)
     return [grp[r] for r in range(max(map(len, per_group), default=0)) for grp in per_group if r < len(grp)]
-
-
-def relaxed_dft(cand: dict, cache: dict, writer: ShardWriter, potential: str) -> dict:
-    if cand["key"] in cache:
-        return cache[cand["key"]]
-    t = time.perf_counter()
-    r = relax(to_structure(atoms_from_cif(cand["cif"])), potential=potential)
-    t_relax = time.perf_counter() - t
-    cif = r["structure"].to(fmt="cif")
-    rec = {"key": cand["key"], "potential": potential, "relax_steps": r["steps"], "relax_converged": r["converged"],
-           "relax_seconds": round(t_relax, 1), "volume_ratio": r["structure"].volume / to_structure(atoms_from_cif(cand["cif"])).volume}
-    if atoms_from_cif(cif).get_chemical_symbols() != atoms_from_cif(cand["cif"]).get_chemical_symbols():
-        rec["failed"] = "relaxation changed the site order"
-    else:
-        line = label_isolated({"material_id": f"gen:{truth.cif_key(cif)}", "cif": cif, "keep_cell": True}, FAST_RECIPE, 1500)
-        bad = rows_out_of_order(cif, line["cif"]) if "failed" not in line else line["failed"]
-        if bad:
-            rec["failed"] = str(bad)[:300]
-        else:
-            rec.update(site_dos=np.round(np.asarray(line["site_dos"]), 5).tolist(), dft_seconds=line["seconds"])
-            writer.add({**line, "source": {"bench": "relax_effect", "relaxed_from": cand["key"], "potential": potential}})
-    truth._append(RELAXED, rec)
-    cache[cand["key"]] = rec
-    return rec
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -109,7 +83,7 @@ def run(n: int, potential: str = DEFAULT_POTENTIAL, max_minutes: float = 0.0, lo
     for k, c in enumerate(cands):
         if max_minutes and time.time() - t0 > 60 * max_minutes and c["key"] not in cache:
             break
-        rec = relaxed_dft(c, cache, writer, potential)
+        rec = truth.calculate_relaxed(c, cache, writer, potential)
         g = targets[c["target_site"]]
         row = {"candidate": c["key"], "formula": c["formula"], "element": c["element"], "site": c["site"],
                "target": c["target_site"], "method": c["method"], "volume_ratio": rec["volume_ratio"],

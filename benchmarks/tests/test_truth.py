@@ -119,3 +119,33 @@ def test_a_new_predictor_ranks_afresh_and_the_old_records_keep_their_tag():
     old = truth.settings_tag({**base, "predictor": truth.FIRST_PREDICTOR})
     assert old == "ab8b02708183"         # the tag of runs/truth/generated.jsonl's records
     assert truth.settings_tag({**base, "predictor": "0123456789abcdef"}) != old
+
+
+def test_a_relaxed_check_calculates_the_relaxed_cell_in_the_drawn_order(tmp_path, monkeypatch):
+    """--relaxed: the default potential relaxes the candidate (real SevenNet), GPAW (a stand-in
+    whose row i holds atom i's Z) gets the relaxed cell, and the result is cached under the
+    drawn candidate's key, so a rerun calculates nothing."""
+    monkeypatch.setattr(truth, "RELAXED", tmp_path / "relaxed.jsonl")
+    cell = Structure(Lattice.cubic(4.0), ["Sn", "Ni", "Au", "Ni"], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    cif = cell.to(fmt="cif")
+    calls = []
+
+    def fake_dft(task, recipe, timeout):
+        calls.append(task)
+        atoms = atoms_from_cif(task["cif"])
+        return {"material_id": task["material_id"], "cif": task["cif"], "seconds": 1.0, "formula": "x",
+                "site_dos": np.repeat(atoms.numbers[:, None].astype(float), dos.NPTS, axis=1).tolist()}
+    monkeypatch.setattr(truth, "label_isolated", fake_dft)
+    writer = ShardWriter(tmp_path / "labels", prefix="generated")
+    cand = {"cif": cif, "site": 2, "predicted_mae": 0.3, "novel": True}
+    calc = truth.calculate_relaxed(cand, {}, writer, provenance={"bench": "truth", "method": "m"})
+    assert "failed" not in calc, calc.get("failed")
+    assert truth.score_candidate(cand, np.full(dos.NPTS, 79.0), calc)["dft_mae"] == pytest.approx(0.0)
+    relaxed = Structure.from_str(calls[0]["cif"], fmt="cif")
+    assert abs(relaxed.volume / cell.volume - calc["volume_ratio"]) < 1e-6 and abs(calc["volume_ratio"] - 1) > 0.01
+    cache = {r["key"]: r for r in truth._read(tmp_path / "relaxed.jsonl")}
+    assert set(cache) == {truth.cif_key(cif)}
+    truth.calculate_relaxed(cand, cache, writer)
+    assert len(calls) == 1
+    label = json.loads((tmp_path / "labels" / "generated.pending.jsonl").read_text().splitlines()[0])
+    assert label["source"]["method"] == "m" and label["source"]["relaxed_from"] == truth.cif_key(cif)

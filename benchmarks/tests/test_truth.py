@@ -28,18 +28,24 @@ def test_lookup_never_returns_the_target_material(seed_index):
     assert got[0]["dft_mae"] <= got[-1]["dft_mae"] and got[0]["novel"] is False
 
 
-def test_dft_is_cached_by_candidate_read_on_its_site_and_kept_as_a_label(tmp_path, monkeypatch):
-    monkeypatch.setattr(truth, "CACHE", tmp_path / "cache")
+def _z_rows_dft(monkeypatch):
+    """A Sn-Ni-Au-Ni cell, and a GPAW stand-in whose row i holds atom i's atomic number (so the
+    order shows); the tasks it got are in the returned list."""
     cell = Structure(Lattice.cubic(4.0), ["Sn", "Ni", "Au", "Ni"], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
-    cif = cell.to(fmt="cif")
     calls = []
 
-    def fake_dft(task, recipe, timeout):      # row i holds atom i's atomic number: order shows
+    def fake_dft(task, recipe, timeout):
         calls.append(task)
         atoms = atoms_from_cif(task["cif"])
         return {"material_id": task["material_id"], "cif": task["cif"], "seconds": 1.0, "formula": "x",
                 "site_dos": np.repeat(atoms.numbers[:, None].astype(float), dos.NPTS, axis=1).tolist()}
     monkeypatch.setattr(truth, "label_isolated", fake_dft)
+    return cell, cell.to(fmt="cif"), calls
+
+
+def test_dft_is_cached_by_candidate_read_on_its_site_and_kept_as_a_label(tmp_path, monkeypatch):
+    monkeypatch.setattr(truth, "CACHE", tmp_path / "cache")
+    cell, cif, calls = _z_rows_dft(monkeypatch)
     writer = ShardWriter(tmp_path / "labels", prefix="generated")
     cand = {"cif": cif, "site": 2, "predicted_mae": 0.3, "novel": True}
     target = np.full(dos.NPTS, 79.0)
@@ -126,16 +132,7 @@ def test_a_relaxed_check_calculates_the_relaxed_cell_in_the_drawn_order(tmp_path
     whose row i holds atom i's Z) gets the relaxed cell, and the result is cached under the
     drawn candidate's key, so a rerun calculates nothing."""
     monkeypatch.setattr(truth, "RELAXED", tmp_path / "relaxed.jsonl")
-    cell = Structure(Lattice.cubic(4.0), ["Sn", "Ni", "Au", "Ni"], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
-    cif = cell.to(fmt="cif")
-    calls = []
-
-    def fake_dft(task, recipe, timeout):
-        calls.append(task)
-        atoms = atoms_from_cif(task["cif"])
-        return {"material_id": task["material_id"], "cif": task["cif"], "seconds": 1.0, "formula": "x",
-                "site_dos": np.repeat(atoms.numbers[:, None].astype(float), dos.NPTS, axis=1).tolist()}
-    monkeypatch.setattr(truth, "label_isolated", fake_dft)
+    cell, cif, calls = _z_rows_dft(monkeypatch)
     writer = ShardWriter(tmp_path / "labels", prefix="generated")
     cand = {"cif": cif, "site": 2, "predicted_mae": 0.3, "novel": True}
     calc = truth.calculate_relaxed(cand, {}, writer, provenance={"bench": "truth", "method": "m"})

@@ -339,7 +339,7 @@ def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=ME
     t_start = time.time()
     db = open_db(DB_URL)
     sites = truth_sites(db, n_sites, max_atoms)
-    res = {"model": load_model(MODEL_PATH), "predictor": load_predictor(predictor, trust=Path(predictor) != PREDICTOR_PATH),
+    res = {"model": load_model(MODEL_PATH), "predictor": load_predictor(predictor, trust=Path(predictor).resolve() != PREDICTOR_PATH.resolve()),
            "guide": load_guide(GUIDE_PATH), "strength": strength}
     res["index"], res["cifs"] = label_index()
     log(f"{len(sites)} sites; lookup over {len(res['index'])} labelled sites")

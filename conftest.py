@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from dosmatgen_core.paths import missing_mp_tables
+
 ROOT = Path(__file__).resolve().parent
 SEED_SHARD = ROOT / "data" / "labels" / "seed-000.jsonl.gz"
 
@@ -18,12 +20,16 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--runslow"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    # a checkout without ../shared beside it cannot judge novelty or build MP hulls: say so, once
+    missing = missing_mp_tables()
+    no_mp = pytest.mark.skip(reason=f"needs the shared MP tables: {', '.join(missing)} missing "
+                                    "(set DOSMATGEN_SHARED)")
+    slow = pytest.mark.skip(reason="slow: run with --runslow")
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+        if missing and "needs_mp" in item.keywords:
+            item.add_marker(no_mp)
+        if "slow" in item.keywords and not config.getoption("--runslow"):
+            item.add_marker(slow)
 
 
 @pytest.fixture(scope="session")

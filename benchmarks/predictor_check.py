@@ -75,7 +75,7 @@ def site_rows(pred, lines: list[dict], means: dict, table) -> list[list[dict]]:
     for d in lines:
         atoms = atoms_from_cif(d["cif"])
         crystal = (atoms.numbers, atoms.get_scaled_positions(), atoms.cell.array)
-        p, sd = pred.predict([crystal])[0], pred.spread([crystal])[0]
+        (p,), (sd,) = pred.predict_with_spread([crystal])
         rows = []
         for i, (z, g) in enumerate(zip(atoms.numbers, np.asarray(d["site_dos"]))):
             if not np.all(np.isfinite(p[i])):

@@ -32,24 +32,10 @@ RELAXED = truth.RELAXED
 
 
 def checked_candidates(methods=("seeded", "seeded_steered")) -> list[dict]:
-    """Truth-bench candidates of these methods with an unrelaxed DFT result, each once (a CIF
-    drawn by two runs is one candidate): every site's first candidate, then every site's second,
-    and so on, so that the first n spread over as many targets as they can."""
-    dft = {r["key"]: r for r in truth._read(truth.CACHE / "dft.jsonl")}
-    per_group, seen = [], set()
-    for g in truth._read(truth.CACHE / "generated.jsonl"):
-        method, site_key = g["key"].split("/")[1], g["key"].split("/", 2)[2]
-        if method not in methods:
-            continue
-        group = []
-        for c in g["candidates"]:
-            key = truth.cif_key(c["cif"])
-            if key in seen or "site_dos" not in dft.get(key, {}):
-                continue
-            seen.add(key)
-            group.append({**c, "key": key, "method": method, "target_site": site_key,
-                          "unrelaxed_dos": np.asarray(dft[key]["site_dos"])[c["site"]]})
-        per_group.append(group)
+    """Truth-bench candidates of these methods with an unrelaxed DFT result, each once: every
+    site's first candidate, then every site's second, and so on, so that the first n spread over
+    as many targets as they can."""
+    per_group = [group for _, group in truth.checked_candidates(methods)]
     return [grp[r] for r in range(max(map(len, per_group), default=0)) for grp in per_group if r < len(grp)]
 
 
@@ -87,12 +73,12 @@ def run(n: int, potential: str = DEFAULT_POTENTIAL, max_minutes: float = 0.0, lo
         g = targets[c["target_site"]]
         row = {"candidate": c["key"], "formula": c["formula"], "element": c["element"], "site": c["site"],
                "target": c["target_site"], "method": c["method"], "volume_ratio": rec["volume_ratio"],
-               "relax_steps": rec["relax_steps"], "unrelaxed_mae": dosmod.mae(g, c["unrelaxed_dos"]),
-               "unrelaxed_cosine": dosmod.cosine(g, c["unrelaxed_dos"])}
+               "relax_steps": rec["relax_steps"], "unrelaxed_mae": dosmod.mae(g, c["dft_dos"]),
+               "unrelaxed_cosine": dosmod.cosine(g, c["dft_dos"])}
         if "site_dos" in rec:
             after = np.asarray(rec["site_dos"])[c["site"]]
             row.update(relaxed_mae=dosmod.mae(g, after), relaxed_cosine=dosmod.cosine(g, after),
-                       shift_mae=dosmod.mae(c["unrelaxed_dos"], after))
+                       shift_mae=dosmod.mae(c["dft_dos"], after))
         else:
             row["failed"] = rec["failed"]
         rows.append(row)

@@ -32,21 +32,18 @@ SEEDED = ("seeded", "seeded_steered")
 def candidate_rows(targets: dict, generated: list[dict], dft: dict) -> list[dict]:
     """One row per DFT-checked seeded candidate (each CIF once): its DFT MAE and cosine against the
     target, its seed's MAE, the seed's rank among the site's seeds, and what it kept of the seed."""
-    rows, seen = [], set()
-    for g in generated:
-        _, method, site = g["key"].split("/", 2)
-        if method not in SEEDED or site not in targets or not g.get("seeds"):
+    rows = []
+    for g, group in truth.checked_candidates(SEEDED, generated, dft):
+        site = group[0]["target_site"] if group else None
+        if site not in targets or not g.get("seeds"):
             continue
         order = [s["material_id"] for s in sorted(g["seeds"], key=lambda s: s["mae"])]
-        for c in g["candidates"]:
-            key = truth.cif_key(c["cif"])
-            calc = dft.get(key, {})
-            if key in seen or "site_dos" not in calc or c["seed"]["material_id"] not in order:
+        for c in group:
+            if c["seed"]["material_id"] not in order:
                 continue
-            seen.add(key)
-            t, y = targets[site]["target"], np.asarray(calc["site_dos"])[c["site"]]
-            mae = dosmod.mae(t, y)
-            rows.append({"site": site, "mae": mae, "cosine": dosmod.cosine(t, y),
+            t = targets[site]["target"]
+            mae = dosmod.mae(t, c["dft_dos"])
+            rows.append({"site": site, "mae": mae, "cosine": dosmod.cosine(t, c["dft_dos"]),
                          "excess": mae - c["seed"]["mae"], "seed_rank": order.index(c["seed"]["material_id"]) + 1,
                          "same_element": c["seed"]["element"] == targets[site]["element"],
                          "kept_composition": c["formula"] == Composition(c["seed"]["formula"]).reduced_formula})

@@ -39,7 +39,7 @@ from benchmarks.common import machine
 from benchmarks.generation import heldout_sites, spread_sites
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.candidates.seeding import find_seeds, seeded_specs
-from dosmatgen_core.labels.labeller import FAST_RECIPE, ShardWriter, iter_label_lines, label_isolated, supported_elements
+from dosmatgen_core.labels.labeller import FAST_RECIPE, ShardWriter, iter_label_lines, supported_elements
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.model.checkpoint import load_model
 from dosmatgen_core.model.guide import load_guide
@@ -48,8 +48,8 @@ from dosmatgen_core.sampling import modes, sampler
 from dosmatgen_core.scoring.evaluate import evaluate_candidates
 from dosmatgen_core.scoring.predictor import load_predictor
 from dosmatgen_core.scoring.search import SiteIndex
-from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL, relax
-from dosmatgen_core.scoring.verify import rows_out_of_order
+from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL
+from dosmatgen_core.scoring.verify import dft_in_site_order, relax_in_site_order
 from dosmatgen_core.settings import PRESET_ID, SHIPPED
 from dosmatgen_core.structures import Crystal, atoms_from_cif, to_structure
 
@@ -175,11 +175,7 @@ def cif_key(cif: str) -> str:
 def calculate(cand: dict, dft_cache: dict, writer: ShardWriter, provenance: dict) -> dict:
     key = cif_key(cand["cif"])
     if key not in dft_cache:
-        line = label_isolated({"material_id": f"gen:{key}", "cif": cand["cif"], "keep_cell": True}, FAST_RECIPE, 1500)
-        if "failed" not in line:
-            bad = rows_out_of_order(cand["cif"], line["cif"])
-            if bad:
-                line = {"material_id": f"gen:{key}", "failed": bad}
+        line = dft_in_site_order(cand["cif"], FAST_RECIPE, 1500, material_id=f"gen:{key}")
         rec = {"key": key, "failed": line["failed"]} if "failed" in line else \
               {"key": key, "site_dos": np.round(np.asarray(line["site_dos"]), 5).tolist(), "seconds": line["seconds"]}
         _append(CACHE / "dft.jsonl", rec)
@@ -192,23 +188,20 @@ def calculate(cand: dict, dft_cache: dict, writer: ShardWriter, provenance: dict
 def calculate_relaxed(cand: dict, cache: dict, writer: ShardWriter, potential: str = DEFAULT_POTENTIAL,
                       provenance: dict | None = None) -> dict:
     """The DFT of the candidate after relaxation with the potential (positions and cell; the site
-    order is kept), cached in runs/truth/relaxed.jsonl by the drawn candidate's key."""
+    order is kept), cached in runs/truth/relaxed.jsonl by the drawn candidate's key. The same two
+    steps as the app's relaxed check (scoring/verify.py)."""
     cand = {**cand, "key": cand.get("key") or cif_key(cand["cif"])}
     if cand["key"] in cache:
         return cache[cand["key"]]
-    t = time.perf_counter()
-    r = relax(to_structure(atoms_from_cif(cand["cif"])), potential=potential)
-    t_relax = time.perf_counter() - t
-    cif = r["structure"].to(fmt="cif")
-    rec = {"key": cand["key"], "potential": potential, "relax_steps": r["steps"], "relax_converged": r["converged"],
-           "relax_seconds": round(t_relax, 1), "volume_ratio": r["structure"].volume / to_structure(atoms_from_cif(cand["cif"])).volume}
-    if atoms_from_cif(cif).get_chemical_symbols() != atoms_from_cif(cand["cif"]).get_chemical_symbols():
-        rec["failed"] = "relaxation changed the site order"
-    else:
-        line = label_isolated({"material_id": f"gen:{cif_key(cif)}", "cif": cif, "keep_cell": True}, FAST_RECIPE, 1500)
-        bad = rows_out_of_order(cif, line["cif"]) if "failed" not in line else line["failed"]
-        if bad:
-            rec["failed"] = str(bad)[:300]
+    try:
+        cif, rec = relax_in_site_order(cand["cif"], potential)
+    except ValueError as exc:
+        rec = {"potential": potential, "failed": str(exc)}
+    rec = {"key": cand["key"], **rec}
+    if "failed" not in rec:
+        line = dft_in_site_order(cif, FAST_RECIPE, 1500, material_id=f"gen:{cif_key(cif)}")
+        if "failed" in line:
+            rec["failed"] = str(line["failed"])[:300]
         else:
             rec.update(site_dos=np.round(np.asarray(line["site_dos"]), 5).tolist(), dft_seconds=line["seconds"])
             writer.add({**line, "source": {**(provenance or {"bench": "relax_effect"}), "relaxed_from": cand["key"],
@@ -216,6 +209,31 @@ def calculate_relaxed(cand: dict, cache: dict, writer: ShardWriter, potential: s
     _append(RELAXED, rec)
     cache[cand["key"]] = rec
     return rec
+
+
+def checked_candidates(methods, generated: list[dict] | None = None,
+                       dft: dict | None = None) -> list[tuple[dict, list[dict]]]:
+    """The bench's generated records of these methods, each with those of its candidates that have
+    a drawn-cell DFT result: each CIF once over all records (two runs can draw the same one), with
+    its cache `key`, `method`, `target_site` and `dft_dos` (its conditioned site's DFT row) added.
+    Defaults: the cache files."""
+    dft = dft if dft is not None else {r["key"]: r for r in _read(CACHE / "dft.jsonl")}
+    generated = generated if generated is not None else _read(CACHE / "generated.jsonl")
+    out, seen = [], set()
+    for g in generated:
+        _, method, site_key = g["key"].split("/", 2)
+        if method not in methods:
+            continue
+        group = []
+        for c in g["candidates"]:
+            key = cif_key(c["cif"])
+            if key in seen or "site_dos" not in dft.get(key, {}):
+                continue
+            seen.add(key)
+            group.append({**c, "key": key, "method": method, "target_site": site_key,
+                          "dft_dos": np.asarray(dft[key]["site_dos"])[c["site"]]})
+        out.append((g, group))
+    return out
 
 
 def _append(path: Path, rec: dict) -> None:

@@ -49,6 +49,12 @@ PSEUDO_PACK = CACHE_DIR / "pseudo.npz"
 SHARED_DATA = _env("DOSMATGEN_SHARED", ROOT.parent / "shared" / "data")
 MP_CSVS = [SHARED_DATA / "mp20" / "structures.csv.gz", SHARED_DATA / "mpts52" / "structures.csv.gz"]
 
+
+def missing_mp_tables() -> list[str]:
+    """The MP tables that are not where MP_CSVS says: novelty and the hull cannot work without them."""
+    return [str(p) for p in MP_CSVS if not p.exists()]
+
+
 # writable state
 RUNS_DIR = HOME / "runs"
 RUNS_PATH = _env("DOSMATGEN_RUNS", RUNS_DIR / "studio.db")

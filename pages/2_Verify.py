@@ -4,7 +4,7 @@ import streamlit as st
 from studio import shared as studio
 from studio import state
 from studio.charts import dos_chart
-from studio.results import target_label
+from studio.results import predicted_curve, target_label
 from studio import nav
 
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
@@ -48,8 +48,7 @@ def status_panel():
             curves = [{"y": run["settings"]["targets"][int(row)], "name": target_label(run), "style": "target"},
                       {"y": res["site_dos"][int(site)], "name": f"DFT of candidate #{rank}", "style": "dft"}]
             if cand.get("predicted_dos"):
-                curves.append({"y": cand["predicted_dos"][int(site)], "name": f"predicted for candidate #{rank}",
-                               "style": "predicted"})
+                curves.append(predicted_curve(cand, int(site), f"predicted for candidate #{rank}"))
             dos_chart(curves, key=f"ver_{site}", filename=f"{rid}_candidate{rank}_site{site}_dft",
                       title=f"candidate #{rank}, site {site}")
             st.json(res["dos_match"].get(str(site)) or res["dos_match"].get(site))

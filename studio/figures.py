@@ -37,12 +37,33 @@ def plot_config(filename: str) -> dict:
     return {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": filename, "scale": 2}}
 
 
+BAND = "rgba(31,119,180,0.18)"       # the predicted curve's colour, faint: its ensemble spread
+
+
+def band_edges(c: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lower, upper) of a curve's ±1σ band, or None where it has none. A DOS is never negative,
+    so the band stops at zero."""
+    if c.get("band") is None:
+        return None
+    y, sd = np.asarray(c["y"], float), np.asarray(c["band"], float)
+    return np.clip(y - sd, 0.0, None), y + sd
+
+
 def dos_figure(curves: list[dict], title: str = "", height: int = 300) -> go.Figure:
     """curves: dicts with `y` (400 values), `name` (which says where the curve comes from) and
-    `style`, a PALETTE key. Energies are E − E_F; the Fermi level is the dashed vertical line."""
+    `style`, a PALETTE key; optional `band` (400 values): ±1σ drawn as a shaded area under the
+    curve's legend entry. Energies are E − E_F; the Fermi level is the dashed vertical line."""
     fig = go.Figure()
-    for c in curves:
+    for k, c in enumerate(curves):
         style = c.get("style", "predicted")
+        if (edges := band_edges(c)) is not None:
+            lo, hi = edges
+            group = f"band{k}"
+            fig.add_trace(go.Scatter(x=dosmod.GRID, y=lo, mode="lines", line=dict(width=0), hoverinfo="skip",
+                                     legendgroup=group, showlegend=False))
+            fig.add_trace(go.Scatter(x=dosmod.GRID, y=hi, mode="lines", line=dict(width=0), fill="tonexty",
+                                     fillcolor=BAND, hoverinfo="skip", legendgroup=group,
+                                     name=f"±1σ ensemble spread of the {c['name']}"))
         fig.add_trace(go.Scatter(x=dosmod.GRID, y=np.asarray(c["y"]), name=c["name"], mode="lines",
                                  line=PALETTE[style], opacity=0.6 if style == "baseline" else 1.0))
     fig.add_vline(x=0.0, line_dash="dash", line_color="gray", annotation_text="E_F", annotation_position="top")
@@ -76,6 +97,9 @@ def dos_image(curves: list[dict], title: str = "", fmt: str = "svg") -> bytes:
         fig = Figure(figsize=(7.0, 4.2), layout="constrained")
         ax = fig.add_subplot()
         for c in curves:
+            if (edges := band_edges(c)) is not None:
+                ax.fill_between(dosmod.GRID, *edges, color=PALETTE["predicted"]["color"], alpha=0.18, linewidth=0,
+                                label=f"±1σ ensemble spread of the {c['name']}")
             ax.plot(dosmod.GRID, np.asarray(c["y"], float), label=c["name"], **_mpl_line(c.get("style", "predicted")))
         ax.axvline(0.0, color="gray", linestyle="--", linewidth=0.8)
         ax.text(0.0, 1.01, "E_F", transform=ax.get_xaxis_transform(), ha="center", va="bottom", color="gray")

@@ -88,6 +88,14 @@ def stored_labels(run: dict, db, labelled_ids) -> dict[int, dict[int, dict]]:
     return out
 
 
+def predicted_curve(c: dict, site: int, name: str) -> dict:
+    """A candidate's predicted site curve, with the ensemble's spread as its band (runs saved
+    before the spread was stored have none)."""
+    spread = c.get("predicted_spread")
+    return {"y": c["predicted_dos"][site], "name": name, "style": "predicted",
+            "band": spread[site] if spread is not None else None}
+
+
 def candidate_curves(run: dict, c: dict, dft: dict | None, stored: dict | None) -> list[dict]:
     """The curves of one candidate's card, each named for its source."""
     targets, base = run["settings"]["targets"], run.get("baseline", [])
@@ -99,8 +107,7 @@ def candidate_curves(run: dict, c: dict, dft: dict | None, stored: dict | None) 
         where = f" site {s} ({struct[s].specie.symbol})" if many else ""
         curves.append({"y": targets[int(row)], "name": target_label(run) + where, "style": "target"})
         if c.get("predicted_dos") is not None:
-            curves.append({"y": c["predicted_dos"][s], "name": f"predicted for candidate #{c['rank']}{where}",
-                           "style": "predicted"})
+            curves.append(predicted_curve(c, s, f"predicted for candidate #{c['rank']}{where}"))
         if dft and dft.get("status") == "done":
             cell = " (relaxed cell)" if dft["result"].get("relaxed") else ""
             curves.append({"y": dft["result"]["site_dos"][s], "name": f"DFT of candidate #{c['rank']}{cell}{where}",

@@ -294,6 +294,15 @@ def test_run_zip_legends_and_top_k(tmp_path):
                           f"DFT of candidate #{c['rank']}"]
     want = [x["rank"] for x in run["candidates"] if x["structurally_valid"]][:1]
     assert certify.pick(run, 1) == want
+    # the predicted curve carries the ensemble's spread: a band in the plot, a column in the CSV
+    band = candidate_curves(run, c, None, None)[1]["band"]
+    assert np.asarray(band).shape == (400,) and np.all(np.asarray(band) >= 0) and np.max(band) > 0
+    fig = viz.dos_figure(candidate_curves(run, c, None, None))
+    shaded = [t for t in fig.data if t.fill == "tonexty"]
+    assert len(shaded) == 1 and shaded[0].name == f"±1σ ensemble spread of the predicted for candidate #{c['rank']}"
+    assert np.allclose(np.asarray(shaded[0].y) - np.asarray(c["predicted_dos"])[0], band)
+    csv = z.read(next(n for n in names if n.startswith(f"candidates/{c['rank']:03d}_") and n.endswith("_dos.csv")))
+    assert b"predicted_sd_site0" in csv.splitlines()[0]
     line = certify.status_line({"ranks": [1, 2, 3], "done": [1], "failed": [], "running": [2], "left_s": 130,
                                 "active": True, "cancelled": False}, studio.duration)
     assert line == "DFT check of the top 3: 1 of 3 done, ~2 min left"
@@ -350,13 +359,14 @@ def test_dos_plot_as_svg_and_png_keeps_legend_and_axes():
     import xml.etree.ElementTree as ET
     y = np.exp(-np.linspace(-10, 10, 400) ** 2)
     curves = [{"y": y, "name": "target: uploaded DOS (a<b>&$x$.csv)", "style": "target"},
-              {"y": 0.5 * y, "name": "predicted for candidate #1", "style": "predicted"},
+              {"y": 0.5 * y, "name": "predicted for candidate #1", "style": "predicted", "band": 0.1 * y},
               {"y": 0.2 * y, "name": "predicted for unconditional sample #1", "style": "baseline"}]
     svg = viz.dos_image(curves, title="Target DOS")
     root = ET.fromstring(svg)                                            # well-formed XML
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
     text = " ".join(t for t in root.itertext())
-    for label in [c["name"] for c in curves] + [viz.ENERGY_AXIS, viz.DOS_AXIS, "Target DOS"]:
+    for label in [c["name"] for c in curves] + [viz.ENERGY_AXIS, viz.DOS_AXIS, "Target DOS",
+                                                "±1σ ensemble spread of the predicted for candidate #1"]:
         assert label in text, label                                      # text, not outlines
     png = viz.dos_image(curves, fmt="png")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"

@@ -16,5 +16,7 @@ def test_spread_is_the_members_standard_deviation():
     assert spread.shape == (4, 400) and np.all(spread >= 0) and spread.max() > 0
     assert np.allclose(spread, np.std(members, axis=0), atol=1e-5)
     assert np.allclose(pred.predict(crystal)[0], np.mean(members, axis=0), atol=1e-4)
+    mean, sd = pred.predict_with_spread(crystal)        # one pass gives both
+    assert np.allclose(mean[0], pred.predict(crystal)[0]) and np.allclose(sd[0], spread)
     single = LoadedPredictor(pred.model.members[0], pred.card)
     assert not single.spread(crystal)[0].any()

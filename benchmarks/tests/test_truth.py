@@ -10,6 +10,7 @@ from pymatgen.core import Lattice, Structure
 from benchmarks import truth
 from dosmatgen_core import dos
 from dosmatgen_core.labels.labeller import ShardWriter
+from dosmatgen_core.scoring import verify
 from dosmatgen_core.scoring.search import SiteIndex
 from dosmatgen_core.structures import atoms_from_cif
 
@@ -39,7 +40,7 @@ def _z_rows_dft(monkeypatch):
         atoms = atoms_from_cif(task["cif"])
         return {"material_id": task["material_id"], "cif": task["cif"], "seconds": 1.0, "formula": "x",
                 "site_dos": np.repeat(atoms.numbers[:, None].astype(float), dos.NPTS, axis=1).tolist()}
-    monkeypatch.setattr(truth, "label_isolated", fake_dft)
+    monkeypatch.setattr(verify, "label_isolated", fake_dft)
     return cell, cell.to(fmt="cif"), calls
 
 

@@ -17,7 +17,7 @@ from dosmatgen_core import checks
 from dosmatgen_core.candidates.runs import RunStore, StoreError, to_cif
 from dosmatgen_core.candidates.seeding import Seed, find_seeds, seeded_specs
 from dosmatgen_core.model.guide import load_guide
-from dosmatgen_core.paths import DB_URL, GUIDE_PATH, MP_CSVS
+from dosmatgen_core.paths import DB_URL, GUIDE_PATH, missing_mp_tables
 from dosmatgen_core.sampling import sampler as sampling
 from dosmatgen_core.sampling import modes
 from dosmatgen_core.scoring import evaluate
@@ -111,8 +111,7 @@ class Request:
 def check_novelty_tables() -> None:
     """Novelty is judged against the shared MP tables: without them it would call everything
     novel, so a run that checks novelty refuses to start."""
-    missing = [str(p) for p in MP_CSVS if not p.exists()]
-    if missing:
+    if missing := missing_mp_tables():
         raise checks.UserError(f"the Materials Project table(s) {', '.join(missing)} are missing, so novelty "
                                "cannot be judged", "put them there (or set DOSMATGEN_SHARED), or turn the "
                                "novelty check off (--no-novelty)")

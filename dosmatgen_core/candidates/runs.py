@@ -251,15 +251,19 @@ def to_extxyz(s: Structure) -> str:
 
 
 def dos_csv(candidate: dict, targets: list) -> str:
-    """E − E_F, then per conditioned site: its target and predicted DOS (states/eV)."""
+    """E − E_F, then per conditioned site: its target and predicted DOS (states/eV), and the
+    predictor ensemble's standard deviation where the run stored it."""
     cols, head = [dosmod.GRID], ["energy_minus_ef_eV"]
-    pred = candidate.get("predicted_dos")
+    pred, spread = candidate.get("predicted_dos"), candidate.get("predicted_spread")
     for site, row in sorted(candidate.get("site_to_target", {}).items(), key=lambda kv: int(kv[0])):
         cols.append(np.asarray(targets[int(row)]))
         head.append(f"target_site{site}")
         if pred is not None:
             cols.append(np.asarray(pred)[int(site)])
             head.append(f"predicted_site{site}")
+        if spread is not None:
+            cols.append(np.asarray(spread)[int(site)])
+            head.append(f"predicted_sd_site{site}")
     buf = io.StringIO()
     buf.write(",".join(head) + "\n")
     np.savetxt(buf, np.column_stack(cols), delimiter=",", fmt="%.6g")

@@ -134,9 +134,11 @@ def evaluate_candidates(structs: list[Structure], targets: list[dict[int, np.nda
     timing["validity"] = time.perf_counter() - t
     t = time.perf_counter()
     if predictor is not None:
-        preds = predictor.predict([(np.array(s.atomic_numbers), s.frac_coords, s.lattice.matrix) for s in structs])
-        for o, p, tg in zip(out, preds, targets):
+        preds, spreads = predictor.predict_with_spread(
+            [(np.array(s.atomic_numbers), s.frac_coords, s.lattice.matrix) for s in structs])
+        for o, p, sd, tg in zip(out, preds, spreads, targets):
             o["predicted_dos"] = p
+            o["predicted_spread"] = sd          # the ensemble's ±1σ: the app draws it as a band
             o["dos_match"] = dos_match(p, tg)
             o["dos_mae"] = float(np.mean([m["mae"] for m in o["dos_match"].values()])) if tg else float("nan")
     timing["dos"] = time.perf_counter() - t

@@ -235,34 +235,44 @@ class LoadedPredictor:
         """Site DOS (n_i, 400) for each (numbers, frac, lattice); NaN rows for a collapsed cell
         (under MIN_VOLUME_PER_ATOM), which has no DOS to predict and whose neighbour lists would
         grow without bound."""
-        from dosmatgen_core.structures import MIN_VOLUME_PER_ATOM
-        crystals = list(crystals)
-        ok = [abs(float(np.linalg.det(np.asarray(lat, float)))) / max(len(z), 1) >= MIN_VOLUME_PER_ATOM
-              for z, _, lat in crystals]
-        preds = iter(self._predict([c for c, k in zip(crystals, ok) if k]))
-        return [next(preds) if k else np.full((len(c[0]), dosmod.NPTS), np.nan, np.float32)
-                for c, k in zip(crystals, ok)]
+        return self.predict_with_spread(crystals)[0]
 
     def spread(self, crystals) -> list[np.ndarray]:
         """The ensemble members' standard deviation per site and energy (n_i, 400): where they
         disagree, the predicted curve is least to be trusted. Zeros for a single model."""
-        crystals = list(crystals)
-        if not isinstance(self.model, Ensemble):
-            return [np.zeros((len(c[0]), dosmod.NPTS), np.float32) for c in crystals]
-        members = [self._predict(crystals, model=m) for m in self.model.members]
-        return [np.std(np.stack([m[i] for m in members]), axis=0) for i in range(len(crystals))]
+        return self.predict_with_spread(crystals)[1]
 
-    def _predict(self, crystals, model: nn.Module | None = None) -> list[np.ndarray]:
+    def predict_with_spread(self, crystals) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(predict, spread) from one pass over the members: the ensemble's mean is the mean of
+        the same member outputs whose standard deviation is the spread."""
+        from dosmatgen_core.structures import MIN_VOLUME_PER_ATOM
+        crystals = list(crystals)
+        ok = [abs(float(np.linalg.det(np.asarray(lat, float)))) / max(len(z), 1) >= MIN_VOLUME_PER_ATOM
+              for z, _, lat in crystals]
+        members = iter(self._member_outputs([c for c, k in zip(crystals, ok) if k]))
+        means, spreads = [], []
+        for c, k in zip(crystals, ok):
+            if k:
+                m = next(members)
+                means.append(m.mean(0))
+                spreads.append(m.std(0))
+            else:
+                means.append(np.full((len(c[0]), dosmod.NPTS), np.nan, np.float32))
+                spreads.append(np.full((len(c[0]), dosmod.NPTS), np.nan, np.float32))
+        return means, spreads
+
+    def _member_outputs(self, crystals) -> list[np.ndarray]:
+        """Per crystal, every member's site DOS stacked (members, n_i, 400); one graph for all."""
         if not crystals:
             return []
-        model = model if model is not None else self.model
-        fea = chgnet_atom_features(crystals) if model.cfg.chgnet else None
+        members = list(self.model.members) if isinstance(self.model, Ensemble) else [self.model]
+        fea = chgnet_atom_features(crystals) if self.model.cfg.chgnet else None
         with torch.no_grad():
             g = collate_graphs(crystals, features=fea)
-            p = model(g).numpy()
+            p = np.stack([m(g).numpy() for m in members])
         out, off = [], 0
         for numbers, _, _ in crystals:
-            out.append(p[off:off + len(numbers)])
+            out.append(p[:, off:off + len(numbers)])
             off += len(numbers)
         return out
 

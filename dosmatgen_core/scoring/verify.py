@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dosmatgen_core import dos as dosmod
-from dosmatgen_core.candidates.runs import RunStore, dumps, structure_of
+from dosmatgen_core.candidates.runs import RunStore, dumps
 from dosmatgen_core.labels.labeller import (
     FAST_RECIPE,
     Recipe,
@@ -31,7 +31,7 @@ from dosmatgen_core.labels.labeller import (
 from dosmatgen_core.paths import LABEL_DIR
 from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL, POTENTIALS, relax
 from dosmatgen_core.settings import SHIPPED
-from dosmatgen_core.structures import atoms_from_cif
+from dosmatgen_core.structures import atoms_from_cif, to_structure
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS verifications (run_id TEXT, rank INTEGER, status TEXT, started REAL,
             finished REAL, result TEXT, error TEXT, PRIMARY KEY (run_id, rank));
@@ -53,6 +53,33 @@ def rows_out_of_order(candidate_cif: str, calculated_cif: str) -> str | None:
         return (f"the DFT rows follow the atoms {got}, not the candidate's {want}; "
                 "nothing was scored (report this: the site order was lost)")
     return None
+
+
+def dft_in_site_order(cif: str, recipe: Recipe = FAST_RECIPE, timeout: float = 3600,
+                      material_id: str | None = None) -> dict:
+    """GPAW (the labelling recipe) on the cell exactly as written: the label line, whose row i is
+    the CIF's site i, or {"material_id", "failed": reason}. A line whose rows follow other atoms
+    comes back failed, so no caller can score the wrong atom."""
+    mid = material_id or f"gen:{hashlib.sha256(cif.encode()).hexdigest()[:20]}"
+    line = label_isolated({"material_id": mid, "cif": cif, "keep_cell": True}, recipe, timeout)
+    if "failed" not in line and (bad := rows_out_of_order(cif, line["cif"])):
+        return {"material_id": mid, "failed": bad}
+    return line
+
+
+def relax_in_site_order(cif: str, potential: str = DEFAULT_POTENTIAL) -> tuple[str, dict]:
+    """The candidate relaxed with the potential (positions and cell) as a CIF in the drawn site
+    order, and what the relaxation did. Raises ValueError if the order changed: the DFT rows of the
+    relaxed cell must still belong to the drawn sites."""
+    drawn = to_structure(atoms_from_cif(cif))
+    t = time.perf_counter()
+    r = relax(drawn, potential=potential)
+    out = r["structure"].to(fmt="cif")
+    if atoms_from_cif(out).get_chemical_symbols() != [site.specie.symbol for site in drawn]:
+        raise ValueError(f"the {POTENTIALS[potential]} relaxation changed the site order")
+    return out, {"potential": potential, "relax_steps": r["steps"], "relax_converged": r["converged"],
+                 "relax_seconds": round(time.perf_counter() - t, 1),
+                 "volume_ratio": r["structure"].volume / drawn.volume}
 
 
 def default_workers(top: int = SHIPPED.dft_top) -> int:
@@ -118,7 +145,7 @@ class Verifier:
             cif = cand.get("relaxed_cif")
             if not cif:
                 try:
-                    cif = relax(structure_of(cand))["structure"].to(fmt="cif")
+                    cif, _ = relax_in_site_order(cand["cif"])
                 except Exception as exc:
                     self._set(run_id, rank, status="failed", finished=time.time(),
                               error=f"{POTENTIALS[DEFAULT_POTENTIAL]} relaxation before DFT failed: "
@@ -127,9 +154,8 @@ class Verifier:
         line = self._cached(cif, recipe)
         if line is None:
             with self._lock:
-                line = label_isolated({"material_id": f"gen:{cache_key(cif, recipe)[:20]}", "cif": cif,
-                                       "keep_cell": True}, recipe, timeout)
-            if "failed" not in line and not rows_out_of_order(cif, line["cif"]):
+                line = dft_in_site_order(cif, recipe, timeout, material_id=f"gen:{cache_key(cif, recipe)[:20]}")
+            if "failed" not in line:
                 self._remember(cif, recipe, line, {"run": run_id, "rank": rank, "relaxed": relaxed})
         if "failed" in line:
             self._set(run_id, rank, status="failed", finished=time.time(), error=line["failed"])

@@ -20,7 +20,7 @@ import torch
 
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.model.diffusion import Batch
-from dosmatgen_core.paths import CACHE_DIR, MP_CSVS
+from dosmatgen_core.paths import CACHE_DIR, MP_CSVS, missing_mp_tables
 
 if TYPE_CHECKING:       # pymatgen itself is imported where needed (see below)
     from pymatgen.core import Structure
@@ -168,6 +168,11 @@ def mp_structures() -> tuple[tuple[str, "Structure"], ...]:
     """(material_id, pymatgen Structure) of every usable structure in the shared MP tables, built
     once per process: novelty checks and the stability hull both look things up in it."""
     from pymatgen.core import Structure
+
+    # an empty index would call everything novel and build hulls without MP's phases
+    if missing := missing_mp_tables():
+        raise FileNotFoundError(f"the Materials Project table(s) {', '.join(missing)} are missing "
+                                "(put them there or set DOSMATGEN_SHARED)")
 
     return tuple((e.material_id, Structure(e.lattice, [int(z) for z in e.z], e.frac))
                  for e in load_unlabelled(MP_CSVS, cache_dir=CACHE_DIR))

@@ -101,16 +101,13 @@ def _device_of(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def _shard_names(label_dirs, pack: str = "") -> list[str]:
-    return datamod.load_pack(pack)[2].get("label_shards", []) if pack else datamod.label_shard_names(label_dirs)
-
-
 def labelled_entries(label_dirs, pack: str = ""):
-    """Labelled entries, and the element table a pack carries (None: take pymatgen's)."""
+    """Labelled entries, the element table a pack carries (None: take pymatgen's) and the label
+    shards they come from; a pack is read once for all three."""
     if not pack:
-        return datamod.load_labelled(label_dirs), None
+        return datamod.load_labelled(label_dirs), None, datamod.label_shard_names(label_dirs)
     labelled, _, meta = datamod.load_pack(pack)
-    return labelled, meta.get("element_table")
+    return labelled, meta.get("element_table"), meta.get("label_shards", [])
 
 
 def _holdout_split(labelled):
@@ -123,7 +120,7 @@ def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    labelled, table = labelled_entries(cfg.label_dirs, cfg.pack)
+    labelled, table, shards = labelled_entries(cfg.label_dirs, cfg.pack)
     tr, val = _holdout_split(labelled)
     log(f"predictor: {len(tr)} training structures, {len(val)} held out")
     model = SiteDOSPredictor(PredictorConfig(**cfg.model), elem=table).to(cfg.device)
@@ -133,7 +130,7 @@ def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
     st = read_state(run, cfg.device)
     # the shards this run has seen, over every resume: the card's record of what it trained on
     seen = set(st.get("label_shards", [])) if st is not None else set()
-    loop.extra = {"config": cfg.model, "label_shards": sorted(seen | set(_shard_names(cfg.label_dirs, cfg.pack)))}
+    loop.extra = {"config": cfg.model, "label_shards": sorted(seen | set(shards))}
     if st is not None:
         loop.resume(st)
         log(f"resumed at epoch {loop.epoch}")
@@ -187,7 +184,7 @@ def export_predictor(run_dirs, out_path: str | Path, label_dirs, pack: str = "")
     blob = ({"config": config, "state_dict": states[0]["ema"]} if len(states) == 1
             else {"config": config, "members": [st["ema"] for st in states]})
     torch.save(blob, out_path)
-    labelled, _ = labelled_entries(label_dirs, pack)
+    labelled, _, shards_now = labelled_entries(label_dirs, pack)
     tr, val = _holdout_split(labelled)
     model = model_from_blob(blob)
     metrics = heldout_metrics(model, val)
@@ -198,7 +195,7 @@ def export_predictor(run_dirs, out_path: str | Path, label_dirs, pack: str = "")
     if all("label_shards" in st for st in states):
         shards = sorted(set().union(*(st["label_shards"] for st in states)))
     else:
-        shards = _shard_names(label_dirs, pack)
+        shards = shards_now
     card = {"name": "DOSMatGen site-DOS predictor", "date": date.today().isoformat(),
             "epoch": int(states[0]["epoch"]), "members": len(states), "runs": [str(r) for r in runs],
             "n_train_structures": len(labelled) - len(val), "n_heldout_structures": len(val),

@@ -11,6 +11,7 @@ from dosmatgen_core.scoring.search import site_index
 from dosmatgen_core.structures import StructureError, to_structure
 from dosmatgen_core.scoring import certify
 from dosmatgen_core.scoring.verify import default_workers
+from dosmatgen_core.paths import missing_mp_tables
 from studio import catalogue, state
 from studio.charts import dos_chart
 from studio.form import FieldMessages
@@ -104,7 +105,10 @@ if src == "A site of a material":
             st.warning(f"**{asked}** has no DFT label in the reference database ({len(rows_all)} materials)."
                        + (" The Materials Project structures below have none either, but the site-DOS predictor "
                           "can give their sites a predicted DOS." if mp_by_key else
-                          " It is not among the Materials Project structures that ship with the project either."))
+                          " It is not among the Materials Project structures that ship with the project either."
+                          if not missing_mp_tables() else
+                          " The Materials Project tables are not installed here "
+                          f"({', '.join(missing_mp_tables())}), so structures without a label cannot be offered."))
             near = catalogue.closest_chemistries(q.get("elements") or [], rows_all) if q.get("elements") else []
             if near:
                 st.markdown("Next step: use a **labelled material of a close chemistry**, upload a structure "

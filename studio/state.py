@@ -7,6 +7,7 @@ import streamlit as st
 from dosmatgen_core.candidates.jobs import JobManager
 from dosmatgen_core.candidates.runs import RunStore
 from dosmatgen_core.labels.reference_db import open_db
+from dosmatgen_core.paths import missing_mp_tables
 from dosmatgen_core.model.checkpoint import load_model
 from dosmatgen_core.scoring.certify import Certifier
 from dosmatgen_core.scoring.predictor import load_predictor
@@ -43,8 +44,9 @@ def reference_rows(db_url: str) -> list[dict]:
 
 @st.cache_resource(show_spinner="Reading the Materials Project structures that ship with the project…")
 def mp_structures() -> tuple:
+    """The shared MP structures; none where the tables are not installed (the page says so)."""
     from dosmatgen_core.training.dataset import mp_structures as mp
-    return mp()
+    return () if missing_mp_tables() else mp()
 
 
 @st.cache_resource

@@ -330,6 +330,7 @@ def test_the_bad_input_corpus_through_the_uploaders(browser, server, tmp_path):
     page.close()
 
 
+@pytest.mark.needs_mp
 def test_progress_cancel_then_a_small_run(browser, server):
     page = open_page(browser, server)
     page.get_by_role("button", name="Example: Ni in Au₃Ni (paper)").click()

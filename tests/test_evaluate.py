@@ -46,6 +46,7 @@ def test_identical_structures_are_not_unique():
     assert evaluate.unique_flags([a, b, c]) == [True, False, True]
 
 
+@pytest.mark.needs_mp
 def test_known_mp_structure_is_not_novel_and_a_new_one_is(seed_lines):
     known = to_structure(atoms_from_cif(seed_lines["mp-22905"]["cif"]))     # LiCl, in the MP tables
     novel, match = evaluate.novelty(known)
@@ -115,3 +116,16 @@ def test_ensemble_is_the_members_mean_and_follows_dtype_moves(seed_lines):
         assert torch.allclose(ens(g), (members[0](g) + members[1](g)) / 2)
     ens.to(torch.float64)      # .to() replaces the members' buffers; the ensemble's table follows
     assert ens.elem.dtype == torch.float64 and ens.elem is members[0].elem
+
+
+def test_missing_mp_tables_are_named_not_met_with_an_empty_index(tmp_path, monkeypatch):
+    """Without the shared tables, novelty would call everything novel and the hull would lack MP's
+    phases: both refuse, naming the missing file."""
+    from dosmatgen_core import checks, paths
+    from dosmatgen_core.candidates.pipeline import check_novelty_tables
+    from dosmatgen_core.training import dataset
+    monkeypatch.setattr(paths, "MP_CSVS", [tmp_path / "mp20" / "structures.csv.gz"])
+    with pytest.raises(FileNotFoundError, match="mp20/structures.csv.gz.*DOSMATGEN_SHARED"):
+        dataset.mp_structures.__wrapped__()          # past the per-process cache
+    with pytest.raises(checks.UserError, match="novelty cannot be judged"):
+        check_novelty_tables()

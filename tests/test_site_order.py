@@ -110,6 +110,7 @@ def test_a_cell_gpaw_calls_weird_is_calculated_as_its_niggli_cell_in_the_same_or
     assert all(0.0 < e < 3.0 for e in electrons), electrons       # one valence s electron each, shared
 
 
+@pytest.mark.needs_mp
 @pytest.mark.slow
 def test_a_cell_whose_symmetry_gpaw_gets_wrong_is_calculated_without_symmetry():
     """NbPt2 (mp-11514, body-centred, 3 atoms): GPAW's symmetry analysis raises

@@ -45,6 +45,7 @@ def test_unknown_potential_is_refused(tmp_path):
         relax(s, potential="mace")
 
 
+@pytest.mark.needs_mp
 @pytest.mark.parametrize("potential", ["sevennet", "chgnet"])
 def test_rock_salt_lif_lands_on_the_li_f_hull(tmp_path, potential):
     """The Li–F hull (MP's LiF and Li, relaxed bcc Li, an F2 molecule) built with each potential
@@ -60,6 +61,7 @@ def test_rock_salt_lif_lands_on_the_li_f_hull(tmp_path, potential):
     assert e_form < -2.0
 
 
+@pytest.mark.needs_mp
 def test_the_two_potentials_never_share_a_cache(tmp_path):
     hs, hc = Hull(tmp_path / "hull.db", potential="sevennet"), Hull(tmp_path / "hull.db", potential="chgnet")
     assert hs.cache_path.name == "hull-sevennet.db" and hc.cache_path.name == "hull-chgnet.db"
@@ -72,6 +74,7 @@ def test_the_two_potentials_never_share_a_cache(tmp_path):
         Hull(tmp_path / "moved.db", potential="chgnet")
 
 
+@pytest.mark.needs_mp
 def test_hull_says_why_when_an_element_has_no_reference(tmp_path):
     h = Hull(tmp_path / "hull.db")
     e, note = h.e_above_hull(Composition("Fr2Cu"), -1.0)    # no reference state for Fr in ASE or the tables
@@ -88,6 +91,7 @@ def test_every_element_has_a_reference_state(el, n, relax_cell):
         assert d[d > 0].min() > 1.0
 
 
+@pytest.mark.needs_mp
 def test_only_the_chgnet_hull_reads_energies_stored_in_the_reference_db(tmp_path, seed_lines):
     """The Ni-Au CHGNet hull reads the db row's stored CHGNet energy; the SevenNet hull computes
     its own for the same row (the stored value is CHGNet's), and each relaxes its own elements."""

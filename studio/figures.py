@@ -63,7 +63,7 @@ def dos_figure(curves: list[dict], title: str = "", height: int = 300) -> go.Fig
                                      legendgroup=group, showlegend=False))
             fig.add_trace(go.Scatter(x=dosmod.GRID, y=hi, mode="lines", line=dict(width=0), fill="tonexty",
                                      fillcolor=BAND, hoverinfo="skip", legendgroup=group,
-                                     name=f"±1σ ensemble spread of the {c['name']}"))
+                                     name=f"{c['name']} ± 1σ (ensemble spread)"))
         fig.add_trace(go.Scatter(x=dosmod.GRID, y=np.asarray(c["y"]), name=c["name"], mode="lines",
                                  line=PALETTE[style], opacity=0.6 if style == "baseline" else 1.0))
     fig.add_vline(x=0.0, line_dash="dash", line_color="gray", annotation_text="E_F", annotation_position="top")
@@ -99,7 +99,7 @@ def dos_image(curves: list[dict], title: str = "", fmt: str = "svg") -> bytes:
         for c in curves:
             if (edges := band_edges(c)) is not None:
                 ax.fill_between(dosmod.GRID, *edges, color=PALETTE["predicted"]["color"], alpha=0.18, linewidth=0,
-                                label=f"±1σ ensemble spread of the {c['name']}")
+                                label=f"{c['name']} ± 1σ (ensemble spread)")
             ax.plot(dosmod.GRID, np.asarray(c["y"], float), label=c["name"], **_mpl_line(c.get("style", "predicted")))
         ax.axvline(0.0, color="gray", linestyle="--", linewidth=0.8)
         ax.text(0.0, 1.01, "E_F", transform=ax.get_xaxis_transform(), ha="center", va="bottom", color="gray")

@@ -299,7 +299,7 @@ def test_run_zip_legends_and_top_k(tmp_path):
     assert np.asarray(band).shape == (400,) and np.all(np.asarray(band) >= 0) and np.max(band) > 0
     fig = viz.dos_figure(candidate_curves(run, c, None, None))
     shaded = [t for t in fig.data if t.fill == "tonexty"]
-    assert len(shaded) == 1 and shaded[0].name == f"±1σ ensemble spread of the predicted for candidate #{c['rank']}"
+    assert len(shaded) == 1 and shaded[0].name == f"predicted for candidate #{c['rank']} ± 1σ (ensemble spread)"
     assert np.allclose(np.asarray(shaded[0].y) - np.asarray(c["predicted_dos"])[0], band)
     csv = z.read(next(n for n in names if n.startswith(f"candidates/{c['rank']:03d}_") and n.endswith("_dos.csv")))
     assert b"predicted_sd_site0" in csv.splitlines()[0]
@@ -366,7 +366,7 @@ def test_dos_plot_as_svg_and_png_keeps_legend_and_axes():
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
     text = " ".join(t for t in root.itertext())
     for label in [c["name"] for c in curves] + [viz.ENERGY_AXIS, viz.DOS_AXIS, "Target DOS",
-                                                "±1σ ensemble spread of the predicted for candidate #1"]:
+                                                "predicted for candidate #1 ± 1σ (ensemble spread)"]:
         assert label in text, label                                      # text, not outlines
     png = viz.dos_image(curves, fmt="png")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"

@@ -14,3 +14,22 @@ def test_groups_are_compared_on_sites_that_have_both():
 
 def test_no_site_with_both_groups_says_so():
     assert within_sites([{"site": "a", "g": True, "mae": 0.1}], "g") == {"sites": 0}
+
+
+def test_the_oracle_takes_each_sites_best_checked_novel_candidate(monkeypatch):
+    """Known candidates (novel False) and unchecked ones do not count; the lookup is compared on
+    the same sites."""
+    import numpy as np
+    from benchmarks import seed_analysis, truth
+    t = np.ones(400)
+    groups = [({}, [{"target_site": "a", "novel": True, "dft_dos": t * 1.1},      # MAE 0.1
+                    {"target_site": "a", "novel": True, "dft_dos": t * 1.5},
+                    {"target_site": "a", "novel": False, "dft_dos": t}]),          # known: left out
+              ({}, [{"target_site": "b", "novel": True, "dft_dos": t * 2.0}])]     # MAE 1.0
+    monkeypatch.setattr(truth, "checked_candidates", lambda methods, generated, dft: groups)
+    look = {"a": {"candidates": [{"dft_mae": 0.2, "dft_cosine": 0.95}]},
+            "b": {"candidates": [{"dft_mae": 0.5, "dft_cosine": 0.8}]}}
+    r = seed_analysis.oracle_best({"a": {"target": t}, "b": {"target": t}}, [], {}, look)
+    assert r["sites"] == 2 and r["sites_beating_lookup"] == 1
+    assert abs(r["dft_mae_best_checked"] - 0.55) < 1e-9 and abs(r["lookup_dft_mae"] - 0.35) < 1e-9
+    assert r["checked_per_site"] == {"median": 1.5, "min": 1, "max": 2} and r["lookup_share_cosine_0.9"] == 0.5

@@ -52,12 +52,10 @@ def test_the_top_three_run_two_at_a_time_on_two_workers_and_all_land(tmp_path, f
     rid = _run_with(store, 3)
     v = verify.Verifier(store, label_dir=None, workers=2)
     cert = certify.Certifier(v, prior_s=100.0, workers=2)
-    t = time.perf_counter()
     cert.start(rid, [1, 2, 3])
     cert.wait(rid, poll=0.05)
-    wall = time.perf_counter() - t
+    # two slots: two ran at once, never three (no wall-clock check: a loaded CI box would fail it)
     assert fake_gpaw["calls"] == 3 and fake_gpaw["most"] == 2
-    assert wall < 3 * 0.4                     # two slots: two rounds, not three
     p = cert.progress(rid)
     assert sorted(p["done"]) == [1, 2, 3] and not p["active"] and p["left_s"] == 0.0
     assert all(v.status(rid, r)["result"]["recipe"]["name"] == certify.FAST_RECIPE.name for r in (1, 2, 3))

@@ -169,17 +169,17 @@ def test_debug_shows_the_traceback(tmp_path, guarded):
         cli.main(["--debug", "generate", "--steps", "0", "--runs", str(tmp_path / "r.db")])
 
 
-def test_big_uploads_are_refused_fast(tmp_path):
-    import time
+def test_big_uploads_are_refused_before_they_are_read(tmp_path):
     from dosmatgen_core.dos import read_dos_csv
-    big = b"0.1,0.2\n" * 5_000_000
-    t = time.perf_counter()
+
+    class Unread(bytes):      # a file too big to read must not even be decoded
+        def decode(self, *a, **k):
+            raise AssertionError("decoded a file it should have refused by its size")
     with pytest.raises(ValueError, match="at most 5 MB"):
-        read_dos_csv(big)
+        read_dos_csv(Unread(b"0.1,0.2\n" * 5_000_000))
     rows = "".join(f"{i * 1e-4:.4f},1\n" for i in range(150_000)).encode()
-    with pytest.raises(ValueError, match="100000 rows"):
+    with pytest.raises(ValueError, match="has 150000 lines; at most 100000 rows"):
         read_dos_csv(rows)
-    assert time.perf_counter() - t < 1.0
 
 
 def test_semicolon_tables_read_right():

@@ -33,3 +33,22 @@ def test_the_oracle_takes_each_sites_best_checked_novel_candidate(monkeypatch):
     assert r["sites"] == 2 and r["sites_beating_lookup"] == 1
     assert abs(r["dft_mae_best_checked"] - 0.55) < 1e-9 and abs(r["lookup_dft_mae"] - 0.35) < 1e-9
     assert r["checked_per_site"] == {"median": 1.5, "min": 1, "max": 2} and r["lookup_share_cosine_0.9"] == 0.5
+
+
+def test_a_candidate_equal_to_its_seed_is_corrected_exactly():
+    """The Δ-correction on the shipped predictor and a real label: a 'candidate' that is its seed
+    gets the seed's DFT curve back (MAE 0), while the raw prediction has its own error; a
+    candidate the predictor trained on is left out."""
+    from benchmarks.seed_analysis import seed_correction
+    from dosmatgen_core.labels.reference_db import open_db
+    from dosmatgen_core.paths import DB_URL, PREDICTOR_PATH
+    from dosmatgen_core.scoring.predictor import load_predictor
+    from dosmatgen_core.settings import PRESET_ID
+    from dosmatgen_core.structures import atoms_to_cif
+    db = open_db(DB_URL)
+    seed = db.get(PRESET_ID)
+    c = {"key": "k", "cif": atoms_to_cif(seed.atoms), "site": 0, "dft_dos": seed.site_dos[0],
+         "seed": {"material_id": PRESET_ID, "site": 0}}
+    r = seed_correction(load_predictor(PREDICTOR_PATH), db, [({}, [c])], trained=set())
+    assert r["candidates"] == 1 and r["predictor_mae_seed_corrected"] < 1e-5 < r["predictor_mae_raw"]
+    assert seed_correction(load_predictor(PREDICTOR_PATH), db, [({}, [c])], trained={"gen:k"}) == {"candidates": 0}

@@ -5,7 +5,8 @@ from benchmarks.truth_paired import compare
 
 
 def record(best: dict[str, list[tuple[float, float]]], complete: list[str], lookup: dict[str, float]) -> dict:
-    per_site = [{"site": s, "methods": {"m": {"candidates": [{"dft_mae": m, "dft_cosine": c} for m, c in cands]},
+    per_site = [{"site": s, "methods": {"m": {"candidates": [{"dft_mae": m, "dft_cosine": c, "predicted_mae": 0.3}
+                                                        for m, c in cands]},
                                         "lookup": {"candidates": [{"dft_mae": lookup[s], "dft_cosine": 0.95}]}}}
                 for s, cands in best.items()]
     return {"methods": {"m": {"complete_sites": complete}, "lookup": {"complete_sites": list(best)}},
@@ -22,6 +23,7 @@ def test_only_sites_complete_in_both_are_compared():
     assert r["b_minus_a"]["mean"] == pytest.approx(0.035) and r["b_minus_a"]["sites_b_better"] == 1
     assert r["share_cosine_0.9"] == {"a": 0.5, "b": 1.0, "lookup": 1.0}
     assert r["b_beats_lookup"] == 0 and r["dft_mae_best_of_3"]["lookup"] == pytest.approx(0.25)
+    assert r["checked"]["a"]["candidates"] == 3 and r["checked"]["b"]["optimism"] == pytest.approx(0.36 - 0.30)
 
 
 def test_no_common_site_says_so():

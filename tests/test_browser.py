@@ -250,7 +250,8 @@ def test_uploaded_cif_is_the_reference(browser, server, tmp_path):
     file_input(page, "upload a structure").set_input_files(str(cif))
     settle(page)
     page.get_by_text("Using rocksalt.cif").wait_for()
-    assert page.get_by_text("predicted DOS of NaCl site 0 (Cl)").count() >= 1
+    # the plot comes a rerun after the message: wait for it rather than count at once
+    page.get_by_text("predicted DOS of NaCl site 0 (Cl)").first.wait_for(timeout=120_000)
     bad = tmp_path / "broken.cif"
     bad.write_text("data_x\nnonsense\n")
     file_input(page, "upload a structure").set_input_files(str(bad))

@@ -175,7 +175,7 @@ def cif_key(cif: str) -> str:
 def calculate(cand: dict, dft_cache: dict, writer: ShardWriter, provenance: dict) -> dict:
     key = cif_key(cand["cif"])
     if key not in dft_cache:
-        line = dft_in_site_order(cand["cif"], FAST_RECIPE, 1500, material_id=f"gen:{key}")
+        line = dft_in_site_order(cand["cif"], FAST_RECIPE, 1500)      # labelled gen:<key>
         rec = {"key": key, "failed": line["failed"]} if "failed" in line else \
               {"key": key, "site_dos": np.round(np.asarray(line["site_dos"]), 5).tolist(), "seconds": line["seconds"]}
         _append(CACHE / "dft.jsonl", rec)
@@ -199,7 +199,7 @@ def calculate_relaxed(cand: dict, cache: dict, writer: ShardWriter, potential: s
         rec = {"potential": potential, "failed": str(exc)}
     rec = {"key": cand["key"], **rec}
     if "failed" not in rec:
-        line = dft_in_site_order(cif, FAST_RECIPE, 1500, material_id=f"gen:{cif_key(cif)}")
+        line = dft_in_site_order(cif, FAST_RECIPE, 1500)
         if "failed" in line:
             rec["failed"] = str(line["failed"])[:300]
         else:

@@ -106,9 +106,9 @@ if src == "A site of a material":
                        + (" The Materials Project structures below have none either, but the site-DOS predictor "
                           "can give their sites a predicted DOS." if mp_by_key else
                           " It is not among the Materials Project structures that ship with the project either."
-                          if not missing_mp_tables() else
+                          if not (missing := missing_mp_tables()) else
                           " The Materials Project tables are not installed here "
-                          f"({', '.join(missing_mp_tables())}), so structures without a label cannot be offered."))
+                          f"({', '.join(missing)}), so structures without a label cannot be offered."))
             near = catalogue.closest_chemistries(q.get("elements") or [], rows_all) if q.get("elements") else []
             if near:
                 st.markdown("Next step: use a **labelled material of a close chemistry**, upload a structure "

@@ -37,7 +37,11 @@ def plot_config(filename: str) -> dict:
     return {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": filename, "scale": 2}}
 
 
-BAND = "rgba(31,119,180,0.18)"       # the predicted curve's colour, faint: its ensemble spread
+BAND_ALPHA = 0.18      # the ensemble-spread band: the predicted curve's colour, faint
+
+
+def band_name(c: dict) -> str:
+    return f"{c['name']} ± 1σ (ensemble spread)"
 
 
 def band_edges(c: dict) -> tuple[np.ndarray, np.ndarray] | None:
@@ -62,8 +66,8 @@ def dos_figure(curves: list[dict], title: str = "", height: int = 300) -> go.Fig
             fig.add_trace(go.Scatter(x=dosmod.GRID, y=lo, mode="lines", line=dict(width=0), hoverinfo="skip",
                                      legendgroup=group, showlegend=False))
             fig.add_trace(go.Scatter(x=dosmod.GRID, y=hi, mode="lines", line=dict(width=0), fill="tonexty",
-                                     fillcolor=BAND, hoverinfo="skip", legendgroup=group,
-                                     name=f"{c['name']} ± 1σ (ensemble spread)"))
+                                     fillcolor=PALETTE["predicted"]["color"], opacity=BAND_ALPHA,
+                                     hoverinfo="skip", legendgroup=group, name=band_name(c)))
         fig.add_trace(go.Scatter(x=dosmod.GRID, y=np.asarray(c["y"]), name=c["name"], mode="lines",
                                  line=PALETTE[style], opacity=0.6 if style == "baseline" else 1.0))
     fig.add_vline(x=0.0, line_dash="dash", line_color="gray", annotation_text="E_F", annotation_position="top")
@@ -98,8 +102,8 @@ def dos_image(curves: list[dict], title: str = "", fmt: str = "svg") -> bytes:
         ax = fig.add_subplot()
         for c in curves:
             if (edges := band_edges(c)) is not None:
-                ax.fill_between(dosmod.GRID, *edges, color=PALETTE["predicted"]["color"], alpha=0.18, linewidth=0,
-                                label=f"{c['name']} ± 1σ (ensemble spread)")
+                ax.fill_between(dosmod.GRID, *edges, color=PALETTE["predicted"]["color"], alpha=BAND_ALPHA,
+                                linewidth=0, label=band_name(c))
             ax.plot(dosmod.GRID, np.asarray(c["y"], float), label=c["name"], **_mpl_line(c.get("style", "predicted")))
         ax.axvline(0.0, color="gray", linestyle="--", linewidth=0.8)
         ax.text(0.0, 1.01, "E_F", transform=ax.get_xaxis_transform(), ha="center", va="bottom", color="gray")

@@ -36,11 +36,12 @@ RESULTS = ROOT / "benchmarks" / "results" / "seed-analysis.json"
 SEEDED = ("seeded", "seeded_steered")
 
 
-def candidate_rows(targets: dict, generated: list[dict], dft: dict) -> list[dict]:
-    """One row per DFT-checked seeded candidate (each CIF once): its DFT MAE and cosine against the
-    target, its seed's MAE, the seed's rank among the site's seeds, and what it kept of the seed."""
+def candidate_rows(targets: dict, groups: list[tuple[dict, list[dict]]]) -> list[dict]:
+    """One row per DFT-checked seeded candidate of the groups (truth.checked_candidates): its DFT
+    MAE and cosine against the target, its seed's MAE, the seed's rank among the site's seeds, and
+    what it kept of the seed."""
     rows = []
-    for g, group in truth.checked_candidates(SEEDED, generated, dft):
+    for g, group in groups:
         site = group[0]["target_site"] if group else None
         if site not in targets or not g.get("seeds"):
             continue
@@ -69,7 +70,7 @@ def within_sites(rows: list[dict], split: str, value: str = "mae") -> dict:
             "sites_true_lower": int((pairs[:, 0] < pairs[:, 1]).sum())}
 
 
-GENERATING = ("seeded", "seeded_steered", "seeded_kept", "masked", "steered", "unconditional")
+GENERATING = ("seeded", "seeded_steered", "seeded_kept", "seeded_shell", "masked", "steered", "unconditional")
 
 
 def oracle_best(targets: dict, generated: list[dict], dft: dict, lookups: dict) -> dict:
@@ -125,7 +126,8 @@ def run() -> dict:
     targets = {f"{s['material_id']}#{s['site']}": s for s in truth.truth_sites(db, 30, 5)}
     dft = {r["key"]: r for r in truth._read(truth.CACHE / "dft.jsonl")}
     generated = truth._read(truth.CACHE / "generated.jsonl")
-    rows = candidate_rows(targets, generated, dft)
+    seeded = truth.checked_candidates(SEEDED, generated, dft)
+    rows = candidate_rows(targets, seeded)
     index, _ = truth.label_index()
     predictor = load_predictor(PREDICTOR_PATH)
     trained = {d["material_id"] for _, d in iter_label_lines([LABEL_DIR / n for n in predictor.card.get("label_shards", [])
@@ -141,8 +143,7 @@ def run() -> dict:
             "same_element_seed_vs_not": within_sites(rows, "same_element"),
             "kept_composition_vs_changed_excess": within_sites(rows, "kept_composition", "excess"),
             "oracle_best_of_every_checked_candidate": oracle_best(targets, generated, dft, lookups),
-            "seed_corrected_prediction": seed_correction(predictor, db,
-                                                         truth.checked_candidates(SEEDED, generated, dft), trained)}
+            "seed_corrected_prediction": seed_correction(predictor, db, seeded, trained)}
 
 
 def main(argv=None) -> int:

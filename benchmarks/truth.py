@@ -12,7 +12,10 @@ for itself):
   app's default flow (Request's defaults); `app_default` in the record names whichever of the two
   the shipped settings run;
 - seeded_kept: seeded_steered with every site keeping its seed's element (a variant, not run
-  by default: novelty from the geometry alone).
+  by default: novelty from the geometry alone);
+- seeded_shell: seeded_steered with the matched site's first shell pinned, in the seed's cell
+  doubled where it fits (a variant, not run by default: the rest of the crystal changes around an
+  intact first shell).
 With --relaxed, each candidate is relaxed with the default potential before its DFT (the app's
 "relax before the DFT check"); the same draws and pick, its own record.
 Each generation method draws CANDIDATES candidates, ranks the structurally valid, novel,
@@ -60,6 +63,7 @@ SITES = CACHE / "sites.json"          # the pinned choice of target sites
 # the app's default mode is seeded, steered when the shipped settings steer (Request's defaults)
 APP_DEFAULT = "seeded_steered" if SHIPPED.particles > 1 else "seeded"
 METHODS = tuple(dict.fromkeys((APP_DEFAULT, "seeded", "seeded_steered", "masked", "steered", "unconditional")))
+SEEDED_METHODS = ("seeded", "seeded_steered", "seeded_kept", "seeded_shell")
 CANDIDATES = 8
 TOP = 3
 MAX_DFT_ATOMS = 8
@@ -131,11 +135,12 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
         specs = modes.masked(n, {0: g}, n_draw)
         if method == "steered":
             kw.update(guide=res["guide"], particles=SHIPPED.particles, steer=SHIPPED.steer)
-    elif method in ("seeded", "seeded_steered", "seeded_kept"):
+    elif method in SEEDED_METHODS:
         seeds = find_seeds(g, DB_URL, k=3, exclude={site["material_id"]}, max_atoms=MAX_DFT_ATOMS, index=res["index"],
                            crystal_of=lambda m: Crystal.from_structure(to_structure(atoms_from_cif(res["cifs"][m]))))
-        specs = seeded_specs(g, seeds, n_draw, res["strength"], keep_composition=method == "seeded_kept")
-        if method in ("seeded_steered", "seeded_kept"):
+        specs = seeded_specs(g, seeds, n_draw, res["strength"], keep_composition=method == "seeded_kept",
+                             keep_shell=method == "seeded_shell", max_atoms=MAX_DFT_ATOMS)
+        if method != "seeded":
             kw.update(guide=res["guide"], particles=SHIPPED.particles, steer=SHIPPED.steer)
     else:
         raise ValueError(f"unknown method {method!r}")
@@ -146,7 +151,7 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
         preds = res["predictor"].predict([(np.array(s.atomic_numbers), s.frac_coords, s.lattice.matrix) for s in structs])
         cond = [int(np.nanargmin([dosmod.mae(g, p[i]) if np.all(np.isfinite(p[i])) else np.inf for i in range(len(p))]))
                 for p in preds]
-    elif method in ("seeded", "seeded_steered", "seeded_kept"):
+    elif method in SEEDED_METHODS:
         cond = [int(next(iter(sp.tag["site_to_target"]))) for sp in specs]
     else:
         cond = [0] * len(specs)
@@ -195,8 +200,8 @@ def calculate_relaxed(cand: dict, cache: dict, writer: ShardWriter, potential: s
         return cache[cand["key"]]
     try:
         cif, rec = relax_in_site_order(cand["cif"], potential)
-    except ValueError as exc:
-        rec = {"potential": potential, "failed": str(exc)}
+    except Exception as exc:      # a potential that crashes on one cell is recorded, like a DFT failure
+        rec = {"potential": potential, "failed": f"{type(exc).__name__}: {exc}"[:300]}
     rec = {"key": cand["key"], **rec}
     if "failed" not in rec:
         line = dft_in_site_order(cif, FAST_RECIPE, 1500)
@@ -320,7 +325,10 @@ def summarise(sites: list[dict], per_method: dict[str, dict[str, dict]], dft_cac
             continue
         pairs = [min(c["dft_mae"] for c in look[s]["candidates"]) for s in m["complete_sites"] if s in look]
         m["lookup_dft_mae_same_sites"] = float(np.mean(pairs)) if pairs else None
-    return {"sites": len(sites), "app_default": APP_DEFAULT, "methods": methods, "per_site": per_site}
+    return {"sites": len(sites), "app_default": APP_DEFAULT,
+            # the app relaxes before its DFT check when SHIPPED.dft_relaxed; a --relaxed record measures that
+            "app_default_cell": "relaxed" if SHIPPED.dft_relaxed else "drawn",
+            "methods": methods, "per_site": per_site}
 
 
 # ---- the run ---------------------------------------------------------------------------------
@@ -370,6 +378,7 @@ def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=ME
                 "checkpoint": res["model"].sha256[:16], "recipe": FAST_RECIPE.name,
                 "predictor": str(res["predictor"].card.get("sha256", ""))[:16]}
     tag = settings_tag(settings)
+    settings["cell"] = "relaxed" if relaxed else "drawn"
     if relaxed:       # in the record, not the tag: relaxing changes neither the draws nor the pick
         settings["relaxed"] = DEFAULT_POTENTIAL
 

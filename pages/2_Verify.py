@@ -24,7 +24,7 @@ run = v.store.get(rid)
 names = {c["rank"]: f"#{c['rank']} · {c['formula']} · {c['n_atoms']} atoms" for c in run["candidates"]}
 rank = st.selectbox("Candidate", list(names), format_func=names.get, key="verify_rank")
 cur = v.status(rid, rank)
-relaxed = st.checkbox(f"Relax with {studio.potential_label()} first (positions and cell)", value=False, key="relaxed")
+relaxed = st.checkbox(f"Relax with {studio.potential_label()} first (positions and cell)", value=studio.SHIPPED.dft_relaxed, key="relaxed")
 if st.button("Queue DFT verification", disabled=bool(cur and cur["status"] in ("queued", "running")), key="queue"):
     v.submit(rid, rank, relaxed=relaxed)
     st.rerun()

@@ -163,17 +163,20 @@ def latest_results(folder: Path = RESULTS_DIR) -> list[dict]:
     return [best[k] for k in sorted(best)]
 
 
-def dft_seconds_prior(folder: Path = RESULTS_DIR) -> float:
-    """Seconds one DFT check takes: from the timed app flow (certify-time.json: the shipped recipe
-    on the candidates the app checks), else the newest DFT bench's rows (timings stay valid when a
+def dft_seconds_prior(folder: Path = RESULTS_DIR, relaxed: bool = SHIPPED.dft_relaxed) -> float:
+    """Seconds one DFT check takes: from the timed app flow (certify-time-relaxed.json when the
+    check relaxes first: relaxation plus GPAW; certify-time.json as drawn: the shipped recipe on
+    the candidates the app checks), else the newest DFT bench's rows (timings stay valid when a
     record's scores are superseded), else a fixed prior."""
-    try:
-        rec = json.loads((Path(folder) / "certify-time.json").read_text())
-        secs = [c["gpaw_seconds"] for p in rec.get("per_site", []) for c in p.get("candidates", []) if c.get("gpaw_seconds")]
-        if secs:
-            return float(sum(secs) / len(secs))
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        pass
+    for name in (["certify-time-relaxed.json"] if relaxed else []) + ["certify-time.json"]:
+        try:
+            rec = json.loads((Path(folder) / name).read_text())
+            secs = [c["gpaw_seconds"] + (c.get("relax_seconds") or 0.0)
+                    for p in rec.get("per_site", []) for c in p.get("candidates", []) if c.get("gpaw_seconds")]
+            if secs:
+                return float(sum(secs) / len(secs))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            pass
     for item in latest_results(folder):
         if item["kind"] == "dft":
             secs = [r["seconds"] for r in item["record"].get("rows", []) if isinstance(r, dict) and r.get("seconds")]

@@ -306,6 +306,9 @@ def test_run_zip_legends_and_top_k(tmp_path):
     line = certify.status_line({"ranks": [1, 2, 3], "done": [1], "failed": [], "running": [2], "left_s": 130,
                                 "active": True, "cancelled": False}, studio.duration)
     assert line == "DFT check of the top 3: 1 of 3 done, ~2 min left"
+    line = certify.status_line({"ranks": [1, 2, 3], "done": [], "failed": [], "running": [1, 2], "left_s": 200,
+                                "active": True, "cancelled": False, "relaxed": True}, studio.duration)
+    assert line.startswith("Relaxation and DFT check of the top 3: 0 of 3 done")
 
 
 def app_page(page: str, timeout=60) -> AppTest:
@@ -387,5 +390,11 @@ def test_the_dft_time_shown_up_front_comes_from_the_timed_app_flow(tmp_path):
     (tmp_path / "certify-time.json").write_text(json.dumps({"per_site": [
         {"candidates": [{"gpaw_seconds": 20.0}, {"gpaw_seconds": 40.0}]}, {"candidates": [{"gpaw_seconds": None}]}]}))
     assert studio.dft_seconds_prior(tmp_path) == 30.0
+    # relaxed checks: the relaxed flow's record, relaxation included; the drawn one until it exists
+    assert studio.dft_seconds_prior(tmp_path, relaxed=True) == 30.0
+    (tmp_path / "certify-time-relaxed.json").write_text(json.dumps({"per_site": [
+        {"candidates": [{"gpaw_seconds": 20.0, "relax_seconds": 10.0}, {"gpaw_seconds": 40.0, "relax_seconds": 30.0}]}]}))
+    assert studio.dft_seconds_prior(tmp_path, relaxed=True) == 50.0
+    assert studio.dft_seconds_prior(tmp_path, relaxed=False) == 30.0
     (tmp_path / "certify-time.json").write_text("{not json")
-    assert studio.dft_seconds_prior(tmp_path) == studio.DFT_SECONDS_PRIOR
+    assert studio.dft_seconds_prior(tmp_path, relaxed=False) == studio.DFT_SECONDS_PRIOR

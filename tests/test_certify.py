@@ -125,11 +125,13 @@ def test_a_relaxed_batch_calculates_the_relaxed_cell_and_says_so(tmp_path, fake_
     rid = _run_with(store, 1)
     cert = certify.Certifier(verify.Verifier(store, label_dir=None, workers=1), prior_s=1.0, workers=1)
     cert.start(rid, [1], relaxed=True)
+    assert cert.progress(rid)["relaxed"] is True           # the progress line says what it is doing
     cert.wait(rid, poll=0.05)
     res = verify.Verifier(store, label_dir=None).status(rid, 1)
     assert res["status"] == "done", res.get("error")
     drawn = Structure.from_str(store.get(rid)["candidates"][0]["cif"], fmt="cif")
     calculated = Structure.from_str(seen[0], fmt="cif")
     assert res["result"]["relaxed"] and abs(calculated.volume - drawn.volume) > 0.05     # AuCu at 3.0 Å is squeezed
+    assert res["result"]["relax_seconds"] > 0          # the time left counts the relaxation too
     names = [c["name"] for c in candidate_curves(store.get(rid), store.get(rid)["candidates"][0], res, None)]
     assert any("relaxed cell" in n for n in names), names

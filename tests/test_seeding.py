@@ -86,3 +86,29 @@ def test_a_request_searches_its_seeds_once_per_target(monkeypatch, ni_target):
     req.targets = [(np.asarray(ni_target) * 0.5).tolist()]     # a new target is searched afresh
     req.specs()
     assert len(calls) == 2 and np.allclose(calls[1], np.asarray(ni_target) * 0.5)
+
+
+def test_keep_shell_pins_the_matched_sites_nearest_neighbours_in_a_doubled_cell(ni_target):
+    from pymatgen.core import Lattice, Structure
+    from dosmatgen_core.candidates.seeding import shell_template
+    from dosmatgen_core.structures import Crystal
+    # CsCl: Cs at the corner, 8 Cl neighbours at √3/2·a (one atom each, so one Cl site in the cell)
+    cscl = Crystal.from_structure(Structure(Lattice.cubic(4.1), ["Cs", "Cl"], [[0, 0, 0], [.5, .5, .5]]))
+    cell, shell = shell_template(cscl, 0, max_atoms=8)
+    s = cell.to_structure()
+    assert len(s) == 4 and s.volume == pytest.approx(2 * 4.1 ** 3)
+    assert [x.specie.symbol for x in s][:2] == ["Cs", "Cl"]          # the first image keeps the seed's order
+    assert sorted(s[k].specie.symbol for k in shell) == ["Cl", "Cl"]   # both Cl images sit at the first shell
+    assert 0 not in shell
+    # no room to double: the seed's own cell, same shell
+    same, shell1 = shell_template(cscl, 0, max_atoms=3)
+    assert np.allclose(same.frac, cscl.frac) and shell1 == [1]
+    assert shell_template(Crystal.from_structure(Structure(Lattice.cubic(3.0), ["Cu"], [[0, 0, 0]])), 0, max_atoms=1)[1] == []
+    # in specs: the matched site conditioned, its shell pinned, its seed recorded
+    seeds = find_seeds(ni_target, DB_URL, k=2, exclude={PRESET_ID})
+    for sp, seed in zip(seeded_specs(ni_target, seeds, 2, 0.5, keep_shell=True), seeds):
+        site = seed.hit.site
+        cell, shell = shell_template(seed.crystal, site)
+        assert np.flatnonzero(sp.cond_mask).tolist() == [site] and sp.tag["site_to_target"] == {site: 0}
+        assert np.flatnonzero(sp.pinned).tolist() == shell and shell and site not in shell
+        assert sp.template.numbers[site] == seed.crystal.numbers[site] and sp.n_atoms == len(cell.numbers)

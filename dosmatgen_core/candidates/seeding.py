@@ -16,7 +16,7 @@ from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.sampling import modes
 from dosmatgen_core.sampling.sampler import SampleSpec
 from dosmatgen_core.scoring.search import SiteHit, site_index
-from dosmatgen_core.structures import Crystal, to_structure
+from dosmatgen_core.structures import Crystal, to_atoms, to_structure
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,33 @@ def find_seeds(target, db_url: str, k: int = 3, by: str = "mae", exclude=(), max
     return [Seed(h, crystal_of(h.material_id)) for h in hits]
 
 
+def shell_template(crystal: Crystal, site: int, max_atoms: int = 8, tol: float = 1.15) -> tuple[Crystal, list[int]]:
+    """The seed's cell, doubled along its shortest axis when that fits in max_atoms (so that atoms
+    beyond the matched site's first shell can change), and that first shell: the atoms within tol
+    of the nearest-neighbour distance (minimum image), to pin. The matched site keeps its index:
+    ASE's repeat puts the first image's atoms first, in their order."""
+    s = crystal.to_structure()
+    if 2 * len(s) <= max_atoms:
+        reps = [1, 1, 1]
+        reps[int(np.argmin(s.lattice.abc))] = 2
+        s = to_structure(to_atoms(s).repeat(reps))
+    if len(s) == 1:
+        return Crystal.from_structure(s), []
+    d = s.distance_matrix[site].copy()
+    d[site] = np.inf
+    shell = [int(k) for k in np.flatnonzero(d <= tol * d.min())]
+    return Crystal.from_structure(s), shell
+
+
 def seeded_specs(target, seeds: list[Seed], n_candidates: int, strength: float,
-                 fix_element: bool = False, keep_composition: bool = False) -> list[SampleSpec]:
+                 fix_element: bool = False, keep_composition: bool = False,
+                 keep_shell: bool = False, max_atoms: int = 8) -> list[SampleSpec]:
     """n_candidates template specs, taken from the seeds in turn (best seed first): each seed's
     matching site is conditioned on the target; with fix_element it also keeps its element; with
-    keep_composition every site keeps its element (novelty comes from the geometry alone)."""
+    keep_composition every site keeps its element (novelty comes from the geometry alone); with
+    keep_shell the site's nearest neighbours are pinned (species and positions) in the seed's
+    cell, doubled when it fits in max_atoms, so that the rest of the crystal changes around an
+    intact first shell."""
     if not seeds:
         raise ValueError("seeded generation needs at least one seed")
     if not isinstance(n_candidates, (int, np.integer)) or n_candidates < 1:
@@ -62,10 +84,11 @@ def seeded_specs(target, seeds: list[Seed], n_candidates: int, strength: float,
     specs = []
     for i in range(n_candidates):
         seed = seeds[i % len(seeds)]
-        spec = modes.template(seed.crystal, strength, {seed.hit.site: target})[0]
-        kept = range(len(seed.crystal.numbers)) if keep_composition else [seed.hit.site] if fix_element else []
-        for i in kept:
-            spec.fixed_z[i] = int(seed.crystal.numbers[i])
+        cell, pinned = shell_template(seed.crystal, seed.hit.site, max_atoms) if keep_shell else (seed.crystal, [])
+        spec = modes.template(cell, strength, {seed.hit.site: target}, pinned=pinned)[0]
+        kept = range(len(cell.numbers)) if keep_composition else [seed.hit.site] if fix_element else []
+        for j in kept:
+            spec.fixed_z[j] = int(cell.numbers[j])
         spec.tag.update({"mode": "seeded", "seed": seed.record(), "site_to_target": {seed.hit.site: 0}})
         specs.append(spec)
     return specs

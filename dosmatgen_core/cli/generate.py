@@ -5,6 +5,7 @@ checked before a model loads or sampling starts (dosmatgen_core.checks).
 """
 from __future__ import annotations
 
+import argparse
 import inspect
 import json
 import sys
@@ -245,7 +246,9 @@ def add_parsers(sub) -> None:
     ve.add_argument("rank", type=int)
     ve.add_argument("--runs", default=None, help="run store (default runs/studio.db)")
     ve.add_argument("--timeout", type=float, default=3600)
-    ve.add_argument("--relaxed", action="store_true", help="calculate the CHGNet-relaxed candidate")
+    ve.add_argument("--relaxed", action=argparse.BooleanOptionalAction, default=SHIPPED.dft_relaxed,
+                    help="relax the candidate with the default potential before GPAW (positions and cell; "
+                         "--no-relaxed: the cell as drawn; default: the app's setting)")
     ve.set_defaults(func=_verify)
 
     ru = sub.add_parser("runs", help="list the stored runs (id, status, title, created, candidates)")

@@ -100,7 +100,7 @@ class Certifier:
             b.cancel_flag.set()
 
     def progress(self, run_id: str) -> dict | None:
-        """{'ranks', 'done', 'failed', 'running', 'left_s', 'active', 'cancelled'} for the run's batch."""
+        """{'ranks', 'done', 'failed', 'running', 'left_s', 'active', 'cancelled', 'relaxed'} for the run's batch."""
         b = self.batches.get(run_id)
         if b is None:
             return None
@@ -110,7 +110,7 @@ class Certifier:
         running = [r for r, s in st.items() if s and s["status"] in ("queued", "running")]
         return {"ranks": b.ranks, "done": done, "failed": failed, "running": running,
                 "left_s": time_left(b, st, done, failed, running), "active": not b.finished,
-                "cancelled": b.cancel_flag.is_set()}
+                "cancelled": b.cancel_flag.is_set(), "relaxed": b.relaxed}
 
 
 def time_left(b: Batch, st: dict, done: list, failed: list, running: list) -> float:
@@ -118,7 +118,8 @@ def time_left(b: Batch, st: dict, done: list, failed: list, running: list) -> fl
     (the prior until one lands), less what the running ones have done."""
     if b.cancel_flag.is_set():
         return 0.0
-    secs = [s["result"]["seconds"] for s in st.values() if s and s["status"] == "done" and s.get("result")]
+    secs = [s["result"]["seconds"] + (s["result"].get("relax_seconds") or 0.0)
+            for s in st.values() if s and s["status"] == "done" and s.get("result")]
     per = sum(secs) / len(secs) if secs else b.prior_s
     left = per * math.ceil((len(b.ranks) - len(done) - len(failed)) / max(b.workers, 1))
     if running:
@@ -134,9 +135,11 @@ def dft_seconds(top: int, per_s: float, workers: int | None = None) -> float:
 
 
 def status_line(p: dict, duration) -> str:
-    """'DFT check of the top 3: 1 of 3 done, ~2 min left'."""
+    """'DFT check of the top 3: 1 of 3 done, ~2 min left' ('Relaxation and DFT check ...' when
+    each candidate is relaxed first)."""
     n = len(p["ranks"])
-    text = f"DFT check of the top {n}: {len(p['done'])} of {n} done"
+    what = "Relaxation and DFT check" if p.get("relaxed") else "DFT check"
+    text = f"{what} of the top {n}: {len(p['done'])} of {n} done"
     if p["failed"]:
         text += f", {len(p['failed'])} failed"
     if p["active"] and not p["cancelled"]:

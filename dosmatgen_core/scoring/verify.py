@@ -140,12 +140,13 @@ class Verifier:
         if cand is None:
             raise KeyError(f"run {run_id} has no candidate ranked {rank}")
         self._set(run_id, rank, status="running", started=time.time())
-        cif = cand["cif"]
+        cif, relax_s = cand["cif"], None
         if relaxed:
-            cif = cand.get("relaxed_cif")
+            cif, relax_s = cand.get("relaxed_cif"), 0.0      # relaxed by the stability check: no time now
             if not cif:
                 try:
-                    cif, _ = relax_in_site_order(cand["cif"])
+                    cif, info = relax_in_site_order(cand["cif"])
+                    relax_s = info["relax_seconds"]
                 except Exception as exc:
                     self._set(run_id, rank, status="failed", finished=time.time(),
                               error=f"{POTENTIALS[DEFAULT_POTENTIAL]} relaxation before DFT failed: "
@@ -170,7 +171,7 @@ class Verifier:
                    for s, k in cand["site_to_target"].items()}
         result = {"site_dos": dft, "e_fermi_eV": line["e_fermi_eV"], "energy_eV": line["energy_eV"],
                   "relaxed": relaxed, "cif": line["cif"],
-                  "seconds": line["seconds"], "recipe": line["recipe"], "dos_match": metrics}
+                  "seconds": line["seconds"], "relax_seconds": relax_s, "recipe": line["recipe"], "dos_match": metrics}
         self._set(run_id, rank, status="done", finished=time.time(), result=dumps(result))
         return self.status(run_id, rank)
 

@@ -5,7 +5,8 @@ an energy minimum, and a materials scientist reads a "DFT match" as a property o
 that is, of the relaxed cell. So: take seeded candidates the truth bench calculated, relax each with
 the app's default potential (positions and cell, the stability check's settings; site order is
 kept), calculate the relaxed cell with the same GPAW recipe, and compare the conditioned site's
-curve before and after, and each against the target.
+curve before and after, and each against the target. Also: is the predictor closer to DFT on the
+relaxed cells, and does it pick better among a site's checked candidates seeing them?
 
 Writes benchmarks/results/relax-effect.json (resumable: relaxed DFT results are cached in
 runs/truth/relaxed.jsonl). Every relaxed calculation is also a label.
@@ -22,10 +23,12 @@ import numpy as np
 from benchmarks import truth
 from benchmarks.common import machine
 from dosmatgen_core import dos as dosmod
-from dosmatgen_core.labels.labeller import FAST_RECIPE, ShardWriter
+from dosmatgen_core.labels.labeller import FAST_RECIPE, ShardWriter, iter_label_lines
 from dosmatgen_core.labels.reference_db import open_db
-from dosmatgen_core.paths import DB_URL, LABEL_DIR, ROOT
+from dosmatgen_core.paths import DB_URL, LABEL_DIR, PREDICTOR_PATH, ROOT
+from dosmatgen_core.scoring.predictor import load_predictor
 from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL
+from dosmatgen_core.structures import atoms_from_cif
 
 RESULTS = ROOT / "benchmarks" / "results" / "relax-effect.json"
 RELAXED = truth.RELAXED
@@ -56,7 +59,53 @@ def summarise(rows: list[dict]) -> dict:
                              "max": float(a["volume_ratio"].max())}}
 
 
-def run(n: int, potential: str = DEFAULT_POTENTIAL, max_minutes: float = 0.0, log=print) -> dict:
+def relaxed_cifs(label_dirs=(LABEL_DIR,)) -> dict[str, str]:
+    """The relaxed cell of each drawn candidate the bench relaxed (drawn key → CIF), from the label
+    lines calculate_relaxed wrote (rows in the drawn site order)."""
+    return {d["source"]["relaxed_from"]: d["cif"] for _, d in iter_label_lines(label_dirs)
+            if "failed" not in d and (d.get("source") or {}).get("relaxed_from")}
+
+
+def predictor_on_relaxed(predictor, cands: list[dict], cache: dict, cifs: dict, targets: dict,
+                         trained: set) -> dict:
+    """Is the predictor, trained on relaxed Materials Project cells, closer to DFT on relaxed
+    candidates than on drawn ones, and does it pick better among a site's checked candidates when
+    it sees the relaxed cell? On candidates none of its members trained on."""
+    got = []
+    for c in cands:
+        rec = cache.get(c["key"]) or {}
+        if "site_dos" not in rec or c["key"] not in cifs or f"gen:{c['key']}" in trained:
+            continue
+        drawn, relaxed = atoms_from_cif(c["cif"]), atoms_from_cif(cifs[c["key"]])
+        if drawn.get_chemical_symbols() != relaxed.get_chemical_symbols():
+            continue
+        p_d, p_r = (x[c["site"]] for x in predictor.predict(
+            [(a.numbers, a.get_scaled_positions(), a.cell.array) for a in (drawn, relaxed)]))
+        t, after = targets[c["target_site"]], np.asarray(rec["site_dos"])[c["site"]]
+        got.append({"target": c["target_site"], "err_drawn": dosmod.mae(p_d, c["dft_dos"]),
+                    "err_relaxed": dosmod.mae(p_r, after), "pred_drawn": dosmod.mae(t, p_d),
+                    "pred_relaxed": dosmod.mae(t, p_r), "dft_relaxed": dosmod.mae(t, after)})
+    if not got:
+        return {"candidates": 0}
+    a = {k: np.array([g[k] for g in got]) for k in got[0] if k != "target"}
+    by = {}
+    for g in got:
+        by.setdefault(g["target"], []).append(g)
+    multi = [v for v in by.values() if len(v) > 1]
+    pick_d = np.array([min(v, key=lambda g: g["pred_drawn"])["dft_relaxed"] for v in multi])
+    pick_r = np.array([min(v, key=lambda g: g["pred_relaxed"])["dft_relaxed"] for v in multi])
+    return {"candidates": len(got), "predictor_mae_vs_dft_drawn_cells": float(a["err_drawn"].mean()),
+            "predictor_mae_vs_dft_relaxed_cells": float(a["err_relaxed"].mean()),
+            "pearson_predicted_vs_dft_target_mae": {
+                "drawn_prediction": float(np.corrcoef(a["pred_drawn"], a["dft_relaxed"])[0, 1]),
+                "relaxed_prediction": float(np.corrcoef(a["pred_relaxed"], a["dft_relaxed"])[0, 1])},
+            "top1_of_checked_relaxed_dft_mae": {"sites": len(multi), "picked_on_drawn": float(pick_d.mean()),
+                                                "picked_on_relaxed": float(pick_r.mean()),
+                                                "relaxed_pick_better": int((pick_r < pick_d).sum()),
+                                                "relaxed_pick_worse": int((pick_r > pick_d).sum())}}
+
+
+def run(n: int, potential: str = DEFAULT_POTENTIAL, max_minutes: float = 0.0, log=print, predictor=None) -> dict:
     t0 = time.time()
     targets = {f"{s['material_id']}#{s['site']}": s["target"] for s in truth.truth_sites(open_db(DB_URL), 30, 5)}
     cache = {r["key"]: r for r in truth._read(RELAXED)}
@@ -91,6 +140,10 @@ def run(n: int, potential: str = DEFAULT_POTENTIAL, max_minutes: float = 0.0, lo
            "note": "seeded truth-bench candidates, DFT of the cell as drawn against DFT of the same cell relaxed "
                    "(positions and cell) with the potential; MAE in states/eV on the conditioned site",
            "summary": summarise(rows), "rows": rows}
+    if predictor is not None:
+        trained = {d["material_id"] for _, d in iter_label_lines(
+            [LABEL_DIR / n for n in predictor.card.get("label_shards", []) if (LABEL_DIR / n).exists()])}
+        out["predictor_on_relaxed_cells"] = predictor_on_relaxed(predictor, cands, cache, relaxed_cifs(), targets, trained)
     RESULTS.write_text(json.dumps(out, indent=1))
     return out
 
@@ -101,8 +154,9 @@ def main(argv=None) -> int:
     p.add_argument("--potential", default=DEFAULT_POTENTIAL)
     p.add_argument("--max-minutes", type=float, default=0.0)
     args = p.parse_args(argv)
-    out = run(args.candidates, args.potential, args.max_minutes, log=lambda m: print(m, flush=True))
-    print(json.dumps(out["summary"], indent=1))
+    out = run(args.candidates, args.potential, args.max_minutes, log=lambda m: print(m, flush=True),
+              predictor=load_predictor(PREDICTOR_PATH))
+    print(json.dumps({k: out[k] for k in ("summary", "predictor_on_relaxed_cells")}, indent=1))
     return 0
 
 

@@ -6,13 +6,15 @@ from studio import state
 from studio.charts import dos_chart
 from studio.results import predicted_curve, target_label
 from studio import nav
+from dosmatgen_core.scoring.verify import default_workers
 
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
 
 st.title("Verify a candidate with DFT (GPAW)")
 st.caption("The labelling recipe (PBE, LCAO dzp, Löwdin site projection) on the candidate as generated or, "
            f"if asked, after a {studio.potential_label()} relaxation. Small cells take about "
-           f"{studio.duration(studio.dft_seconds_prior())} here; larger ones much longer. One runs at a time.")
+           f"{studio.duration(studio.dft_seconds_prior())} here (relaxation included when asked for); larger ones "
+           f"much longer. {default_workers()} run at a time (one per CPU core).")
 v = state.verifier(str(studio.RUNS_PATH))
 runs = v.store.list()
 if not runs:

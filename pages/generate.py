@@ -253,7 +253,9 @@ if mode == "seeded":
                          help="The atom carrying the target keeps the element it has in the known structure.")
     req_kw.update(targets=[target.tolist()], cond_sites=[], n_seeds=int(n_seeds), strength=float(strength),
                   fix_element=bool(fix_el), seed_exclude=sorted(exclude), db_url=studio.DB_URL)
-    st.caption("Seeds exclude the reference material itself, so the candidates are new structures.")
+    st.caption("Seeds exclude the reference material itself. A candidate can still come back as a structure "
+               "already known (a seed, a Materials Project entry or a candidate checked before): it is marked "
+               "known, its stored DFT label is shown, and the DFT check goes to the next candidates instead.")
 elif mode in ("masked", "fixed_type", "unconditional"):
     n_atoms = st.number_input("Atoms in each candidate", 1, 20, studio.SHIPPED.n_atoms, key="n_atoms",
                               help="How many atoms each generated unit cell holds.")
@@ -378,7 +380,8 @@ st.info(f"Estimated time: **about {studio.duration(est)}** on "
           f"{sr['steps']} steps and {rates['plain_row']['seconds']:.1f} s unsteered ({rates['source']}), "
           "scaled by candidates, steps and trajectories; an unsteered baseline sample per candidate is included."
         + (f" Then a DFT check of the top {dft_top}, about {studio.duration(certify.dft_seconds(dft_top, studio.dft_seconds_prior(relaxed=dft_relaxed)))}, "
-           "in the background." if dft_top and mode != "unconditional" else ""))
+           "in the background." if dft_top and mode != "unconditional" else "")
+        + studio.busy_note())
 
 # ---- 4. generate ------------------------------------------------------------------------------
 st.header("4 · Generate")
@@ -419,8 +422,9 @@ def job_panel(was_live: bool):
     if was_live and not job.active and job.status != "done":
         st.rerun(scope="app")          # ended: draw the outcome once, without the tick
     if job.active:
-        st.progress(min(job.progress, 1.0), text=f"{job.message or 'starting'} · about "
-                                                 f"{studio.duration(job.eta)} left")
+        # an ETA of 0 means "not known yet" (sampling's first steps, scoring's first chunk)
+        left = f" · about {studio.duration(job.eta)} left" if job.eta > 0.5 else ""
+        st.progress(min(job.progress, 1.0), text=f"{job.message or 'starting'}{left}")
         if st.button("Cancel", key=f"cancel_{job.id}"):
             R["jobs"].cancel(job.id)
     elif job.status == "done":

@@ -130,8 +130,10 @@ def dft_table(run: dict, dft: dict[int, dict]) -> list[dict]:
         if m is None or rank not in by_rank:
             continue
         c = by_rank[rank]
-        rows.append({"candidate": f"#{rank}", "formula": c["formula"], "DFT MAE": round(m, 3),
+        rows.append({"candidate": f"#{rank}", "formula": formula(c["formula"]), "DFT MAE": round(m, 3),
                      "predicted MAE": round(c["dos_mae"], 3) if np.isfinite(c.get("dos_mae", np.nan)) else None,
+                     "cell": "relaxed" if s["result"].get("relaxed") else "as drawn",
+                     "relaxation seconds": s["result"].get("relax_seconds"),
                      "DFT seconds": s["result"].get("seconds")})
     return sorted(rows, key=lambda r: r["DFT MAE"])
 
@@ -169,8 +171,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
         struct = runsmod.structure_of(c)
         with st.container(border=True):
             sg = c.get("spacegroup", {})
-            st.markdown(f"**#{c['rank']} · {formula(c['formula'])}** · {sg.get('0.1', '?')} (0.1 Å) · "
-                        f"{sg.get('0.01', '?')} (0.01 Å) · {c['n_atoms']} atoms")
+            st.markdown(f"**#{c['rank']} · {formula(c['formula'])}** · space group {sg.get('0.1', '?')} at 0.1 Å "
+                        f"tolerance, {sg.get('0.01', '?')} at 0.01 Å · {c['n_atoms']} atoms")
             d = dft.get(c["rank"])
             dft_badge = {"done": f":violet-background[DFT MAE {dft_mae(d) or float('nan'):.3f}]",
                          "failed": ":red-background[DFT failed]", "running": ":blue-background[DFT running]",

@@ -119,6 +119,17 @@ def estimate_seconds(n_candidates: int, steps: int, particles: int, baseline: bo
     return t
 
 
+def busy_note(load: float | None = None, cpus: int | None = None) -> str:
+    """A warning when other work holds the CPU (the estimates are measured on a quiet one): the
+    one-minute load average above the number of cores slows every stage several-fold."""
+    load = os.getloadavg()[0] if load is None else load
+    cpus = cpus or os.cpu_count() or 1
+    if load <= cpus:
+        return ""
+    return (f" Other work is using the CPU now (load {load:.1f} on {cpus} cores), so expect it to take "
+            "several times longer.")
+
+
 def duration(seconds: float) -> str:
     """'40 s', '3 min', '1.5 h': rounded the way people say it."""
     if seconds < 90:

@@ -303,12 +303,16 @@ def test_run_zip_legends_and_top_k(tmp_path):
     assert np.allclose(np.asarray(shaded[0].y) - np.asarray(c["predicted_dos"])[0], band)
     csv = z.read(next(n for n in names if n.startswith(f"candidates/{c['rank']:03d}_") and n.endswith("_dos.csv")))
     assert b"predicted_sd_site0" in csv.splitlines()[0]
-    line = certify.status_line({"ranks": [1, 2, 3], "done": [1], "failed": [], "running": [2], "left_s": 130,
+    line = certify.status_line({"ranks": [2, 3, 4], "done": [2], "failed": [], "running": [3], "left_s": 130,
                                 "active": True, "cancelled": False}, studio.duration)
-    assert line == "DFT check of the top 3: 1 of 3 done, ~2 min left"
+    assert line == "DFT check of candidates #2, #3, #4: 1 of 3 done, ~2 min left"      # #1 known: not checked
     line = certify.status_line({"ranks": [1, 2, 3], "done": [], "failed": [], "running": [1, 2], "left_s": 200,
                                 "active": True, "cancelled": False, "relaxed": True}, studio.duration)
-    assert line.startswith("Relaxation and DFT check of the top 3: 0 of 3 done")
+    assert line.startswith("Relaxation and DFT check of candidates #1, #2, #3: 0 of 3 done")
+    # a check running past the mean: say so, rather than a countdown stuck near zero
+    line = certify.status_line({"ranks": [1, 2], "done": [1], "failed": [], "running": [2], "left_s": 7,
+                                "active": True, "cancelled": False, "per_s": 70.0, "overdue": True}, studio.duration)
+    assert line.endswith("1 of 2 done, one is taking longer than the usual ~70 s")
 
 
 def app_page(page: str, timeout=60) -> AppTest:
@@ -398,3 +402,9 @@ def test_the_dft_time_shown_up_front_comes_from_the_timed_app_flow(tmp_path):
     assert studio.dft_seconds_prior(tmp_path, relaxed=False) == 30.0
     (tmp_path / "certify-time.json").write_text("{not json")
     assert studio.dft_seconds_prior(tmp_path, relaxed=False) == studio.DFT_SECONDS_PRIOR
+
+
+def test_the_estimate_warns_when_other_work_holds_the_cpu():
+    assert studio.busy_note(load=1.5, cpus=2) == ""
+    note = studio.busy_note(load=6.6, cpus=2)
+    assert "load 6.6 on 2 cores" in note and "longer" in note

@@ -52,7 +52,7 @@ def test_the_top_three_run_two_at_a_time_on_two_workers_and_all_land(tmp_path, f
     rid = _run_with(store, 3)
     v = verify.Verifier(store, label_dir=None, workers=2)
     cert = certify.Certifier(v, prior_s=100.0, workers=2)
-    cert.start(rid, [1, 2, 3])
+    cert.start(rid, [1, 2, 3], relaxed=False)
     cert.wait(rid, poll=0.05)
     # two slots: two ran at once, never three (no wall-clock check: a loaded CI box would fail it)
     assert fake_gpaw["calls"] == 3 and fake_gpaw["most"] == 2
@@ -65,7 +65,7 @@ def test_a_cancel_stops_the_rest_and_the_running_ones_finish(tmp_path, fake_gpaw
     store = runs.RunStore(tmp_path / "r.db")
     rid = _run_with(store, 3)
     cert = certify.Certifier(verify.Verifier(store, label_dir=None, workers=1), prior_s=1.0, workers=1)
-    cert.start(rid, [1, 2, 3])
+    cert.start(rid, [1, 2, 3], relaxed=False)
     time.sleep(0.1)
     cert.cancel(rid)
     cert.wait(rid, poll=0.05)
@@ -95,7 +95,7 @@ def test_a_failure_in_one_calculation_does_not_stop_the_others(tmp_path, fake_gp
         return real(run_id, rank, recipe)
     monkeypatch.setattr(v, "run", flaky)
     cert = certify.Certifier(v, prior_s=1.0, workers=2)
-    cert.start(rid, [1, 2, 3])
+    cert.start(rid, [1, 2, 3], relaxed=False)
     cert.wait(rid, poll=0.05)
     p = cert.progress(rid)
     assert sorted(p["done"]) == [1, 3] and p["failed"] == [2]
@@ -135,3 +135,15 @@ def test_a_relaxed_batch_calculates_the_relaxed_cell_and_says_so(tmp_path, fake_
     assert res["result"]["relax_seconds"] > 0          # the time left counts the relaxation too
     names = [c["name"] for c in candidate_curves(store.get(rid), store.get(rid)["candidates"][0], res, None)]
     assert any("relaxed cell" in n for n in names), names
+
+
+def test_a_check_running_past_the_usual_time_is_called_overdue():
+    class Running:
+        def status(self, run_id, rank):
+            return {"status": "running", "started": time.time() - 100.0}
+    cert = certify.Certifier(Running(), prior_s=60.0, workers=1)
+    cert.batches["r"] = certify.Batch("r", [1], prior_s=60.0, workers=1, relaxed=True)
+    p = cert.progress("r")
+    assert p["overdue"] and p["per_s"] == 60.0 and p["relaxed"]
+    cert.batches["r"].prior_s = 300.0
+    assert not cert.progress("r")["overdue"]

@@ -241,11 +241,17 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
     structs = [g.crystal.to_structure() for g in gen]
     n = len(specs)
     evs, timing = [], {}
+    what = (f"{n} candidates and {len(base_specs)} unconditional baseline samples" if base_specs
+            else f"{n} candidates")
+    t_score = time.perf_counter()
     for a in range(0, len(structs), SCORE_CHUNK):   # scored a few at a time, each kept as soon as scored
         if cancel is not None and cancel():
             raise sampling.Cancelled("generation cancelled")
         if progress:
-            progress(0.9, 0.0, f"scoring candidates {a + 1}-{min(a + SCORE_CHUNK, len(structs))} of {len(structs)}")
+            # time left from the chunks scored so far (unknown, 0, before the first one lands)
+            eta = (time.perf_counter() - t_score) / a * (len(structs) - a) if a else 0.0
+            progress(0.9, eta, f"scoring structures {a + 1}-{min(a + SCORE_CHUNK, len(structs))} of "
+                               f"{len(structs)} ({what})")
         part = evaluate.evaluate_candidates(structs[a:a + SCORE_CHUNK], cand_targets[a:a + SCORE_CHUNK],
                                             predictor, db_url=db_url, check_novelty=check_novelty)
         for ev in part:

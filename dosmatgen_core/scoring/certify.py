@@ -100,7 +100,8 @@ class Certifier:
             b.cancel_flag.set()
 
     def progress(self, run_id: str) -> dict | None:
-        """{'ranks', 'done', 'failed', 'running', 'left_s', 'active', 'cancelled', 'relaxed'} for the run's batch."""
+        """{'ranks', 'done', 'failed', 'running', 'left_s', 'active', 'cancelled', 'relaxed', 'per_s',
+        'overdue'} for the run's batch."""
         b = self.batches.get(run_id)
         if b is None:
             return None
@@ -108,9 +109,20 @@ class Certifier:
         done = [r for r, s in st.items() if s and s["status"] == "done"]
         failed = [r for r, s in st.items() if s and s["status"] == "failed"]
         running = [r for r, s in st.items() if s and s["status"] in ("queued", "running")]
+        per = per_check(b, st)
+        started = [st[r].get("started") or time.time() for r in running]
         return {"ranks": b.ranks, "done": done, "failed": failed, "running": running,
                 "left_s": time_left(b, st, done, failed, running), "active": not b.finished,
-                "cancelled": b.cancel_flag.is_set(), "relaxed": b.relaxed}
+                "cancelled": b.cancel_flag.is_set(), "relaxed": b.relaxed, "per_s": per,
+                # a check running past the usual time: the countdown would only sit near zero
+                "overdue": bool(started) and time.time() - min(started) > per}
+
+
+def per_check(b: Batch, st: dict) -> float:
+    """Seconds per check (relaxation included): the mean of those done, else the prior."""
+    secs = [s["result"]["seconds"] + (s["result"].get("relax_seconds") or 0.0)
+            for s in st.values() if s and s["status"] == "done" and s.get("result")]
+    return sum(secs) / len(secs) if secs else b.prior_s
 
 
 def time_left(b: Batch, st: dict, done: list, failed: list, running: list) -> float:
@@ -118,9 +130,7 @@ def time_left(b: Batch, st: dict, done: list, failed: list, running: list) -> fl
     (the prior until one lands), less what the running ones have done."""
     if b.cancel_flag.is_set():
         return 0.0
-    secs = [s["result"]["seconds"] + (s["result"].get("relax_seconds") or 0.0)
-            for s in st.values() if s and s["status"] == "done" and s.get("result")]
-    per = sum(secs) / len(secs) if secs else b.prior_s
+    per = per_check(b, st)
     left = per * math.ceil((len(b.ranks) - len(done) - len(failed)) / max(b.workers, 1))
     if running:
         elapsed = max(time.time() - (st[r].get("started") or time.time()) for r in running)
@@ -135,15 +145,17 @@ def dft_seconds(top: int, per_s: float, workers: int | None = None) -> float:
 
 
 def status_line(p: dict, duration) -> str:
-    """'DFT check of the top 3: 1 of 3 done, ~2 min left' ('Relaxation and DFT check ...' when
-    each candidate is relaxed first)."""
+    """'DFT check of candidates #1, #2, #3: 1 of 3 done, ~2 min left' ('Relaxation and DFT check
+    ...' when each candidate is relaxed first; known candidates are not among them)."""
     n = len(p["ranks"])
     what = "Relaxation and DFT check" if p.get("relaxed") else "DFT check"
-    text = f"{what} of the top {n}: {len(p['done'])} of {n} done"
+    which = ", ".join(f"#{r}" for r in p["ranks"])
+    text = f"{what} of candidates {which}: {len(p['done'])} of {n} done"
     if p["failed"]:
         text += f", {len(p['failed'])} failed"
     if p["active"] and not p["cancelled"]:
-        text += f", ~{duration(p['left_s'])} left"
+        text += (f", one is taking longer than the usual ~{duration(p['per_s'])}" if p.get("overdue")
+                 else f", ~{duration(p['left_s'])} left")
     elif p["cancelled"]:
         text += " (cancelled: the rest will not be submitted)"
     return text

@@ -41,14 +41,16 @@ def checked_means(record: dict, method: str, sites: list[str]) -> dict:
     return {"candidates": len(got), "predicted_mae": float(pred), "dft_mae": float(dft), "optimism": float(dft - pred)}
 
 
-def compare(a: dict, b: dict, method: str = APP_DEFAULT) -> dict:
-    """B against A on the sites complete in both."""
-    ba, bb, look = best_of_3(a, method), best_of_3(b, method), best_of_3(a, "lookup")
+def compare(a: dict, b: dict, method: str = APP_DEFAULT, method_b: str | None = None) -> dict:
+    """B against A on the sites complete in both; method_b: B's method when the variant is a
+    method of its own (default: the same method)."""
+    method_b = method_b or method
+    ba, bb, look = best_of_3(a, method), best_of_3(b, method_b), best_of_3(a, "lookup")
     sites = sorted(set(ba) & set(bb))
     if not sites:
         return {"sites": 0}
     d = paired([[ba[s][0]] for s in sites], [[bb[s][0]] for s in sites])
-    return {"sites": len(sites), "method": method,
+    return {"sites": len(sites), "method": method, **({"method_b": method_b} if method_b != method else {}),
             "dft_mae_best_of_3": {"a": float(np.mean([ba[s][0] for s in sites])),
                                   "b": float(np.mean([bb[s][0] for s in sites])),
                                   "lookup": float(np.mean([look[s][0] for s in sites if s in look]))},
@@ -57,7 +59,7 @@ def compare(a: dict, b: dict, method: str = APP_DEFAULT) -> dict:
                                  "lookup": float(np.mean([look[s][1] >= 0.9 for s in sites if s in look]))},
             "b_minus_a": {"mean": d["mean_change"], "ci95": d["ci95"], "sites_b_better": d["candidates_better"]},
             "b_beats_lookup": int(sum(bb[s][0] < look[s][0] for s in sites if s in look)),
-            "checked": {"a": checked_means(a, method, sites), "b": checked_means(b, method, sites)},
+            "checked": {"a": checked_means(a, method, sites), "b": checked_means(b, method_b, sites)},
             "site_list": sites}
 
 
@@ -66,6 +68,7 @@ def main(argv=None) -> int:
     p.add_argument("a", type=Path, help="the record varied (e.g. benchmarks/results/truth-pred-r2.json)")
     p.add_argument("b", type=Path, help="the variant's record")
     p.add_argument("--method", default=APP_DEFAULT)
+    p.add_argument("--method-b", default=None, help="B's method, when the variant is a method of its own")
     p.add_argument("--out", type=Path, help="write the comparison here as JSON")
     args = p.parse_args(argv)
     a, b = json.loads(args.a.read_text()), json.loads(args.b.read_text())
@@ -73,7 +76,7 @@ def main(argv=None) -> int:
            "commit": commit(), "machine": machine(), "a": str(args.a), "b": str(args.b),
            "a_settings": a.get("settings"), "b_settings": b.get("settings"),
            "note": "best of the top 3 novel candidates by DFT (GPAW fast recipe) per site; sites complete in both",
-           **compare(a, b, args.method)}
+           **compare(a, b, args.method, args.method_b)}
     text = json.dumps(out, indent=1)
     if args.out:
         args.out.write_text(text + "\n")

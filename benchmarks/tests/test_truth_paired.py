@@ -30,3 +30,14 @@ def test_no_common_site_says_so():
     a = record({"x": [(0.3, 0.8)]}, ["x"], {"x": 0.2})
     b = record({"y": [(0.3, 0.8)]}, ["y"], {"y": 0.2})
     assert compare(a, b, "m") == {"sites": 0}
+
+
+def test_a_variant_of_its_own_method_is_compared_with_the_base_method():
+    look = {"x": 0.20}
+    a = record({"x": [(0.30, 0.8)]}, ["x"], look)
+    b = record({"x": [(0.25, 0.9)]}, ["x"], look)
+    b["methods"]["v"] = b["methods"].pop("m")
+    b["per_site"][0]["methods"]["v"] = b["per_site"][0]["methods"].pop("m")
+    assert compare(a, b, "m") == {"sites": 0}                      # B has no method m
+    r = compare(a, b, "m", method_b="v")
+    assert r["sites"] == 1 and r["method_b"] == "v" and r["b_minus_a"]["mean"] == pytest.approx(-0.05)

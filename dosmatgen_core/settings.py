@@ -24,7 +24,7 @@ class Shipped:
     dft_relaxed: bool = True       # ... relaxed with the default potential first, as a material would be
                                    # (truth-relaxed-paired.json: best of 3 0.201 against 0.213 as drawn on
                                    # 31 sites, paired -0.012 [-0.024, -0.001]; certify-time-relaxed.json:
-                                   # 93-194 s to three results, within the 5-minute goal)
+                                   # 87-191 s to three results, within the 5-minute goal)
     n_candidates: int = 8
     n_atoms: int = 4
     seed: int = 0

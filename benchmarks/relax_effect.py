@@ -66,6 +66,10 @@ def relaxed_cifs(label_dirs=(LABEL_DIR,)) -> dict[str, str]:
             if "failed" not in d and (d.get("source") or {}).get("relaxed_from")}
 
 
+def _pearson(x: np.ndarray, y: np.ndarray) -> float | None:
+    return float(np.corrcoef(x, y)[0, 1]) if len(x) > 2 and x.std() > 0 and y.std() > 0 else None
+
+
 def predictor_on_relaxed(predictor, cands: list[dict], cache: dict, cifs: dict, targets: dict,
                          trained: set) -> dict:
     """Is the predictor, trained on relaxed Materials Project cells, closer to DFT on relaxed
@@ -97,10 +101,11 @@ def predictor_on_relaxed(predictor, cands: list[dict], cache: dict, cifs: dict, 
     return {"candidates": len(got), "predictor_mae_vs_dft_drawn_cells": float(a["err_drawn"].mean()),
             "predictor_mae_vs_dft_relaxed_cells": float(a["err_relaxed"].mean()),
             "pearson_predicted_vs_dft_target_mae": {
-                "drawn_prediction": float(np.corrcoef(a["pred_drawn"], a["dft_relaxed"])[0, 1]),
-                "relaxed_prediction": float(np.corrcoef(a["pred_relaxed"], a["dft_relaxed"])[0, 1])},
-            "top1_of_checked_relaxed_dft_mae": {"sites": len(multi), "picked_on_drawn": float(pick_d.mean()),
-                                                "picked_on_relaxed": float(pick_r.mean()),
+                "drawn_prediction": _pearson(a["pred_drawn"], a["dft_relaxed"]),
+                "relaxed_prediction": _pearson(a["pred_relaxed"], a["dft_relaxed"])},
+            "top1_of_checked_relaxed_dft_mae": {"sites": len(multi),
+                                                "picked_on_drawn": float(pick_d.mean()) if multi else None,
+                                                "picked_on_relaxed": float(pick_r.mean()) if multi else None,
                                                 "relaxed_pick_better": int((pick_r < pick_d).sum()),
                                                 "relaxed_pick_worse": int((pick_r > pick_d).sum())}}
 

@@ -233,7 +233,8 @@ def test_csv_only_target(browser, server, tmp_path):
     settle(page)
     page.get_by_text("Read my_dos.csv").wait_for()
     page.get_by_text("Known sites with this DOS").wait_for()
-    assert page.get_by_text("target: uploaded DOS (my_dos.csv)").count() >= 1    # the legend names the source
+    # the legend names the source (waited for: the plot draws after the search table on a loaded machine)
+    page.get_by_text("target: uploaded DOS (my_dos.csv)").first.wait_for(timeout=60_000)
     name, data = download(page, page.locator(".st-key-targetdos_svg button").first)
     assert name == "target_dos.svg"
     text = svg_text(data)
@@ -342,7 +343,9 @@ def test_progress_cancel_then_a_small_run(browser, server):
     settle(page)
     page.get_by_text("Estimated time").wait_for()
     page.get_by_role("button", name="Generate", exact=True).click()
-    page.get_by_text(re.compile(r"about .+ left")).first.wait_for(timeout=60_000)
+    page.get_by_role("button", name="Cancel").wait_for(timeout=60_000)
+    # the time left shows once the sampler has timed its first step (not before: it would be a guess)
+    page.get_by_text(re.compile(r"step \d+/\d+ · about .+ left")).first.wait_for(timeout=180_000)
     shot(page, "progress")
     page.get_by_role("button", name="Cancel").click()
     page.get_by_text("Generation cancelled").wait_for(timeout=60_000)

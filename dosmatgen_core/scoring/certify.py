@@ -112,7 +112,7 @@ class Certifier:
         per = per_check(b, st)
         started = [st[r].get("started") or time.time() for r in running]
         return {"ranks": b.ranks, "done": done, "failed": failed, "running": running,
-                "left_s": time_left(b, st, done, failed, running), "active": not b.finished,
+                "left_s": time_left(b, st, done, failed, running, per), "active": not b.finished,
                 "cancelled": b.cancel_flag.is_set(), "relaxed": b.relaxed, "per_s": per,
                 # a check running past the usual time: the countdown would only sit near zero
                 "overdue": bool(started) and time.time() - min(started) > per}
@@ -125,12 +125,12 @@ def per_check(b: Batch, st: dict) -> float:
     return sum(secs) / len(secs) if secs else b.prior_s
 
 
-def time_left(b: Batch, st: dict, done: list, failed: list, running: list) -> float:
+def time_left(b: Batch, st: dict, done: list, failed: list, running: list, per: float | None = None) -> float:
     """The calculations left, run `workers` at a time, at the mean measured time per calculation
-    (the prior until one lands), less what the running ones have done."""
+    (per_check, unless the caller has it already), less what the running ones have done."""
     if b.cancel_flag.is_set():
         return 0.0
-    per = per_check(b, st)
+    per = per_check(b, st) if per is None else per
     left = per * math.ceil((len(b.ranks) - len(done) - len(failed)) / max(b.workers, 1))
     if running:
         elapsed = max(time.time() - (st[r].get("started") or time.time()) for r in running)

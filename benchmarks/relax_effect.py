@@ -59,11 +59,10 @@ def summarise(rows: list[dict]) -> dict:
                              "max": float(a["volume_ratio"].max())}}
 
 
-def relaxed_cifs(label_dirs=(LABEL_DIR,)) -> dict[str, str]:
-    """The relaxed cell of each drawn candidate the bench relaxed (drawn key → CIF), from the label
-    lines calculate_relaxed wrote (rows in the drawn site order)."""
-    return {d["source"]["relaxed_from"]: d["cif"] for _, d in iter_label_lines(label_dirs)
-            if "failed" not in d and (d.get("source") or {}).get("relaxed_from")}
+def relaxed_cifs(cache: dict) -> dict[str, str]:
+    """The relaxed cell of each drawn candidate the bench relaxed (drawn key → CIF, rows in the
+    drawn site order), from its relaxed.jsonl record."""
+    return {k: r["cif"] for k, r in cache.items() if "cif" in r}
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -148,7 +147,7 @@ def run(n: int, potential: str = DEFAULT_POTENTIAL, max_minutes: float = 0.0, lo
     if predictor is not None:
         trained = {d["material_id"] for _, d in iter_label_lines(
             [LABEL_DIR / n for n in predictor.card.get("label_shards", []) if (LABEL_DIR / n).exists()])}
-        out["predictor_on_relaxed_cells"] = predictor_on_relaxed(predictor, cands, cache, relaxed_cifs(), targets, trained)
+        out["predictor_on_relaxed_cells"] = predictor_on_relaxed(predictor, cands, cache, relaxed_cifs(cache), targets, trained)
     RESULTS.write_text(json.dumps(out, indent=1))
     return out
 

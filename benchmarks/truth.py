@@ -15,7 +15,12 @@ for itself):
   by default: novelty from the geometry alone);
 - seeded_shell: seeded_steered with the matched site's first shell pinned, in the seed's cell
   doubled where it fits (a variant, not run by default: the rest of the crystal changes around an
-  intact first shell).
+  intact first shell);
+- substituted: no generator at all: the top-3 seeds with one element (not the matched site)
+  replaced by a same-group neighbour, volume rescaled (a variant, not run by default: the classic
+  substitution route to a new compound, as a baseline for the seeded generator);
+- seeded_steered_subs: seeded_steered's and substituted's candidates ranked together by the
+  predictor (the app's seeded run with substitutions on; a variant, not run by default).
 With --relaxed, each candidate is relaxed with the default potential before its DFT (the app's
 "relax before the DFT check"); the same draws and pick, its own record.
 Each generation method draws CANDIDATES candidates, ranks the structurally valid, novel,
@@ -41,7 +46,7 @@ from ase.data import chemical_symbols
 from benchmarks.common import machine
 from benchmarks.generation import heldout_sites, spread_sites
 from dosmatgen_core import dos as dosmod
-from dosmatgen_core.candidates.seeding import find_seeds, seeded_specs
+from dosmatgen_core.candidates.seeding import find_seeds, seeded_specs, substitution_specs
 from dosmatgen_core.labels.labeller import FAST_RECIPE, ShardWriter, iter_label_lines, supported_elements
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.model.checkpoint import load_model
@@ -64,6 +69,8 @@ SITES = CACHE / "sites.json"          # the pinned choice of target sites
 APP_DEFAULT = "seeded_steered" if SHIPPED.particles > 1 else "seeded"
 METHODS = tuple(dict.fromkeys((APP_DEFAULT, "seeded", "seeded_steered", "masked", "steered", "unconditional")))
 SEEDED_METHODS = ("seeded", "seeded_steered", "seeded_kept", "seeded_shell")
+# a method made of others' candidates ranked together (no draws of its own)
+MIXED = {"seeded_steered_subs": ("seeded_steered", "substituted")}
 CANDIDATES = 8
 TOP = 3
 MAX_DFT_ATOMS = 8
@@ -142,16 +149,23 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
                              keep_shell=method == "seeded_shell", max_atoms=MAX_DFT_ATOMS)
         if method != "seeded":
             kw.update(guide=res["guide"], particles=SHIPPED.particles, steer=SHIPPED.steer)
+    elif method == "substituted":
+        seeds = find_seeds(g, DB_URL, k=3, exclude={site["material_id"]}, max_atoms=MAX_DFT_ATOMS, index=res["index"],
+                           crystal_of=lambda m: Crystal.from_structure(to_structure(atoms_from_cif(res["cifs"][m]))))
+        variants = substitution_specs(g, seeds, supported_elements(), n_draw)
+        specs = [sp for _, sp in variants]
     else:
         raise ValueError(f"unknown method {method!r}")
-    gen = sampler.sample(res["model"], specs, **kw)
-    structs = [x.crystal.to_structure() for x in gen]
+    if method == "substituted":
+        structs = [c.to_structure() for c, _ in variants]
+    else:
+        structs = [x.crystal.to_structure() for x in sampler.sample(res["model"], specs, **kw)]
     if method == "unconditional":
         # the predictor picks the best site of each candidate
         preds = res["predictor"].predict([(np.array(s.atomic_numbers), s.frac_coords, s.lattice.matrix) for s in structs])
         cond = [int(np.nanargmin([dosmod.mae(g, p[i]) if np.all(np.isfinite(p[i])) else np.inf for i in range(len(p))]))
                 for p in preds]
-    elif method in SEEDED_METHODS:
+    elif method in SEEDED_METHODS + ("substituted",):
         cond = [int(next(iter(sp.tag["site_to_target"]))) for sp in specs]
     else:
         cond = [0] * len(specs)
@@ -169,6 +183,17 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
             "valid": sum(r["valid"] for r in rows), "novel": sum(r["novel"] for r in rows),
             "candidates": [{k: v for k, v in r.items() if k not in ("ok", "k")} for r in chosen],
             "seeds": [s.record() for s in seeds]}
+
+
+def merge_picks(parts: list[dict]) -> dict:
+    """Methods drawn side by side and ranked together (the app's seeded run with substitutions:
+    the generator's draws and the seeds' swaps in one list): the top TOP of their picks by
+    predicted MAE, which are the top TOP of all their candidates, since each part kept its own top
+    TOP of the same filter."""
+    cands = sorted((c for p in parts for c in p["candidates"]), key=lambda c: c["predicted_mae"])[:TOP]
+    return {"seconds": round(sum(p["seconds"] for p in parts), 1), "drawn": sum(p["drawn"] for p in parts),
+            "valid": sum(p["valid"] for p in parts), "novel": sum(p["novel"] for p in parts),
+            "candidates": cands, "seeds": parts[0].get("seeds", [])}
 
 
 # ---- the DFT of a candidate, cached by its CIF ------------------------------------------------
@@ -193,7 +218,8 @@ def calculate(cand: dict, dft_cache: dict, writer: ShardWriter, provenance: dict
 def calculate_relaxed(cand: dict, cache: dict, writer: ShardWriter, potential: str = DEFAULT_POTENTIAL,
                       provenance: dict | None = None) -> dict:
     """The DFT of the candidate after relaxation with the potential (positions and cell; the site
-    order is kept), cached in runs/truth/relaxed.jsonl by the drawn candidate's key. The same two
+    order is kept), and the relaxed cell's CIF, cached in runs/truth/relaxed.jsonl by the drawn
+    candidate's key. The same two
     steps as the app's relaxed check (scoring/verify.py)."""
     cand = {**cand, "key": cand.get("key") or cif_key(cand["cif"])}
     if cand["key"] in cache:
@@ -208,7 +234,8 @@ def calculate_relaxed(cand: dict, cache: dict, writer: ShardWriter, potential: s
         if "failed" in line:
             rec["failed"] = str(line["failed"])[:300]
         else:
-            rec.update(site_dos=np.round(np.asarray(line["site_dos"]), 5).tolist(), dft_seconds=line["seconds"])
+            rec.update(site_dos=np.round(np.asarray(line["site_dos"]), 5).tolist(), dft_seconds=line["seconds"],
+                       cif=cif)
             writer.add({**line, "source": {**(provenance or {"bench": "relax_effect"}), "relaxed_from": cand["key"],
                                            "potential": potential}})
     _append(RELAXED, rec)
@@ -385,6 +412,10 @@ def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=ME
     def generated(method: str, k: int, site: dict) -> dict:
         sk = f"{site['material_id']}#{site['site']}"
         key = f"{tag}/{method}/{sk}"
+        if method in MIXED:       # the parts' picks, ranked together: nothing new to draw
+            parts = [generated(m, k, site) for m in MIXED[method]]
+            per_method.setdefault(method, {})[sk] = merge_picks(parts)
+            return per_method[method][sk]
         if key not in gen_cache:
             rec = {"key": key, **generate(method, site, res, seed + 1000 * k, candidates)}
             _append(CACHE / "generated.jsonl", rec)
@@ -406,7 +437,7 @@ def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=ME
     # what is cached already counts at once
     for method in methods:
         for k, site in enumerate(sites):
-            if f"{tag}/{method}/{site['material_id']}#{site['site']}" in gen_cache:
+            if all(f"{tag}/{m}/{site['material_id']}#{site['site']}" in gen_cache for m in MIXED.get(method, (method,))):
                 generated(method, k, site)
     if not dft:
         return write()

@@ -18,6 +18,8 @@ class Shipped:
     strength: float = 0.5          # template and seeded modes: how far the template is noised (t_start = s·T)
     mode: str = "seeded"           # the app's default: templates from the known sites closest to the target
     n_seeds: int = 3               # seeded: known structures taken as templates
+    substitutions: bool = False    # seeded: the seeds' isovalent substitutions join the generator's
+                                   # draws as candidates, all ranked by the predictor together
     max_dft_atoms: int = 8         # seeds, and the candidates the app DFT-checks, have at most this many atoms
     dft_top: int = 3               # the app DFT-checks this many top candidates
     dft_workers: int = 0           # ... this many at once (0: one per CPU core; each GPAW process uses one)

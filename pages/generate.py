@@ -251,8 +251,13 @@ if mode == "seeded":
     notes.under("strength", g2)
     fix_el = g3.checkbox("Keep the matching atom's element", key="seed_fix",
                          help="The atom carrying the target keeps the element it has in the known structure.")
+    subs = g3.checkbox("Also swap in same-group elements", value=studio.SHIPPED.substitutions, key="seed_subs",
+                       help="Besides the model's candidates, each known structure with one of its elements swapped "
+                            "for its neighbour in the same group (Au for Ag, Ga for Al), the matching atom kept: "
+                            "new compounds one chemical step from a known match, ranked with the others.")
     req_kw.update(targets=[target.tolist()], cond_sites=[], n_seeds=int(n_seeds), strength=float(strength),
-                  fix_element=bool(fix_el), seed_exclude=sorted(exclude), db_url=studio.DB_URL)
+                  fix_element=bool(fix_el), substitutions=bool(subs), seed_exclude=sorted(exclude),
+                  db_url=studio.DB_URL)
     st.caption("Seeds exclude the reference material itself. A candidate can still come back as a structure "
                "already known (a seed, a Materials Project entry or a candidate checked before): it is marked "
                "known, its stored DFT label is shown, and the DFT check goes to the next candidates instead.")

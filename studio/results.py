@@ -121,6 +121,21 @@ def candidate_curves(run: dict, c: dict, dft: dict | None, stored: dict | None) 
     return curves
 
 
+def origin_text(c: dict) -> str:
+    """Where a seeded candidate came from: its seed (a known structure, its matching site and how
+    close that site's DFT curve is to the target) and how it was changed; '' for other modes."""
+    seed = c.get("seed")
+    if not seed:
+        return ""
+    known = (f"{seed['material_id']} ({formula(seed['formula'])}), whose {seed['element']} site {seed['site']} "
+             f"has DFT MAE {seed['mae']:.3f} to the target")
+    sub = seed.get("substitution")
+    if c.get("origin") == "substitution" and sub:
+        sites = ", ".join(str(k) for k in sub["sites"])
+        return f"Substitution of {known}: {sub['replaced']} → {sub['by']} on site{'s' * (len(sub['sites']) > 1)} {sites}."
+    return f"Grown by the generator from {known}."
+
+
 def dft_table(run: dict, dft: dict[int, dict]) -> list[dict]:
     """Finished DFT checks, best DFT MAE first."""
     by_rank = {c["rank"]: c for c in run["candidates"]}
@@ -184,6 +199,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                 _badge(c.get("novel"), "novel", f"known ({c.get('matches')})"),
                 _stability_badge(c), dft_badge,
             ]))
+            if origin := origin_text(c):
+                st.caption(origin)
             if c.get("reasons"):
                 st.caption("; ".join(c["reasons"]))
             if d and d.get("status") == "failed":

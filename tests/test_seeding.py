@@ -65,6 +65,32 @@ def test_a_seeded_run_records_its_seeds_and_scores_the_seed_site(tmp_path, ni_ta
         assert c["dos_mae"] == pytest.approx(c["dos_match"][int(site)]["mae"])
 
 
+def test_substitutions_join_the_drawn_candidates_with_their_seed_and_swap(tmp_path, ni_target):
+    """substitutions=True: each seed's same-group swaps are candidates beside the draws, scored on
+    the seed's matching site, in the seed's site order, and a baseline partners only the draws."""
+    from studio.results import origin_text
+    req = Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=2, steps=8, particles=1,
+                  seed_exclude=[PRESET_ID], substitutions=True, baseline=True)
+    run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH),
+                         store=RunStore(tmp_path / "r.db"), db_url=DB_URL, check_novelty=False)
+    subs = [c for c in run["candidates"] if c["origin"] == "substitution"]
+    drawn = [c for c in run["candidates"] if c["origin"] == "generator"]
+    assert len(drawn) == 2 and 1 <= len(subs) <= 2 and len(run["baseline"]) == 2
+    seeds = {s.hit.material_id: s for s in req.seeds()}
+    for c in subs:
+        seed, sub = seeds[c["seed"]["material_id"]], c["seed"]["substitution"]
+        before = [x.specie.symbol for x in seed.crystal.to_structure()]
+        after = [x.specie.symbol for x in structure_of(c)]
+        assert after == [sub["by"] if k in sub["sites"] else e for k, e in enumerate(before)]
+        assert all(before[k] == sub["replaced"] for k in sub["sites"]) and seed.hit.site not in sub["sites"]
+        (site, row), = c["site_to_target"].items()
+        assert int(site) == seed.hit.site and row == 0
+        assert c["dos_mae"] == pytest.approx(c["dos_match"][int(site)]["mae"])
+        assert origin_text(c).startswith(f"Substitution of {seed.hit.material_id}") and f"→ {sub['by']}" in origin_text(c)
+    assert origin_text(drawn[0]).startswith("Grown by the generator from")
+    assert [c["rank"] for c in run["candidates"]] == list(range(1, len(run["candidates"]) + 1))
+
+
 def test_seeded_request_needs_one_target():
     with pytest.raises(ValueError, match="one target"):
         Request(mode="seeded", targets=[], n_candidates=2).specs()
@@ -112,3 +138,46 @@ def test_keep_shell_pins_the_matched_sites_nearest_neighbours_in_a_doubled_cell(
         assert np.flatnonzero(sp.cond_mask).tolist() == [site] and sp.tag["site_to_target"] == {site: 0}
         assert np.flatnonzero(sp.pinned).tolist() == shell and shell and site not in shell
         assert sp.template.numbers[site] == seed.crystal.numbers[site] and sp.n_atoms == len(cell.numbers)
+
+
+def test_substituted_variants_swap_same_group_neighbours_and_leave_the_matched_site_alone():
+    from pymatgen.core import Lattice, Structure
+    from dosmatgen_core.candidates.seeding import Seed, isovalent_partners, substituted_variants
+    from dosmatgen_core.labels.labeller import supported_elements
+    from dosmatgen_core.scoring.search import SiteHit
+    from dosmatgen_core.structures import Crystal
+    allowed = supported_elements()
+    assert isovalent_partners("Au", allowed) == ["Ag"]
+    assert isovalent_partners("Al", allowed) == ["Ga"]          # B is no metal: a different bonding
+    assert isovalent_partners("Li", allowed) == ["Na"]          # not H
+    assert isovalent_partners("Ni", {"Ni", "Cu"}) == []         # only what the DFT recipe calculates
+    assert isovalent_partners("La", allowed) == []
+    # Au3Ni (L1_2), Ni listed second: the matched Ni keeps its index, species and position
+    s = Structure(Lattice.cubic(3.8), ["Au", "Ni", "Au", "Au"], [[.5, .5, 0], [0, 0, 0], [.5, 0, .5], [0, .5, .5]])
+    hit = SiteHit("mp-x", "Au3Ni", 1, "Ni", 4, 0.1, 0.95, 0.0)
+    got = {r["by"]: (c.to_structure(), r) for c, r in substituted_variants(Seed(hit, Crystal.from_structure(s)), allowed)}
+    assert set(got) == {"Ag"}                                    # Ni is the only Ni: nothing else to swap
+    v, rec = got["Ag"]
+    assert [x.specie.symbol for x in v] == ["Ag", "Ni", "Ag", "Ag"] and rec["sites"] == [0, 2, 3]
+    assert np.allclose(v.frac_coords, s.frac_coords)
+    assert v.volume == pytest.approx(s.volume, rel=1e-6)        # Ag and Au: the same metallic radius
+    # Pt2 → PtPd: the volume follows the summed atomic volumes (the like atom is not the matched one)
+    cs = Structure(Lattice.cubic(6.0), ["Cs", "Pt", "Pt"], [[0, 0, 0], [.5, .5, .5], [.5, .5, 0]])
+    hit = SiteHit("mp-y", "CsPt2", 1, "Pt", 3, 0.1, 0.95, 0.0)
+    by = {r["by"]: (c.to_structure(), r) for c, r in substituted_variants(Seed(hit, Crystal.from_structure(cs)), allowed)}
+    assert set(by) == {"Pd", "Rb"}
+    pd, rec = by["Pd"]
+    assert [x.specie.symbol for x in pd] == ["Cs", "Pt", "Pd"] and rec == {"replaced": "Pt", "by": "Pd", "sites": [2]}
+    assert 0.97 < pd.volume / cs.volume < 1.0                   # Pd is a little smaller than Pt
+    assert by["Rb"][0].volume < 0.9 * cs.volume                 # Rb is much smaller than Cs
+
+
+def test_the_cli_passes_substitutions_to_the_request():
+    import argparse
+    from dosmatgen_core.cli import generate as cli_generate
+    from dosmatgen_core.settings import SHIPPED
+    p = argparse.ArgumentParser()
+    cli_generate.add_parsers(p.add_subparsers())
+    for flag, want in (([], SHIPPED.substitutions), (["--substitutions"], True), (["--no-substitutions"], False)):
+        kw, _ = cli_generate._targets_and_template(p.parse_args(["generate", *flag]), DB_URL)
+        assert kw["substitutions"] is want and Request(mode="seeded", **kw).substitutions is want

@@ -8,6 +8,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from benchmarks import truth
+from benchmarks.relax_effect import relaxed_cifs
 from dosmatgen_core import dos
 from dosmatgen_core.labels.labeller import ShardWriter
 from dosmatgen_core.scoring import verify
@@ -143,7 +144,20 @@ def test_a_relaxed_check_calculates_the_relaxed_cell_in_the_drawn_order(tmp_path
     assert abs(relaxed.volume / cell.volume - calc["volume_ratio"]) < 1e-6 and abs(calc["volume_ratio"] - 1) > 0.01
     cache = {r["key"]: r for r in truth._read(tmp_path / "relaxed.jsonl")}
     assert set(cache) == {truth.cif_key(cif)}
+    assert relaxed_cifs(cache) == {truth.cif_key(cif): calls[0]["cif"]}      # the relaxed cell is kept
     truth.calculate_relaxed(cand, cache, writer)
     assert len(calls) == 1
     label = json.loads((tmp_path / "labels" / "generated.pending.jsonl").read_text().splitlines()[0])
     assert label["source"]["method"] == "m" and label["source"]["relaxed_from"] == truth.cif_key(cif)
+
+
+def test_a_mixed_method_ranks_its_parts_picks_together():
+    a = {"seconds": 10.0, "drawn": 8, "valid": 8, "novel": 6, "seeds": [{"material_id": "mp-1"}],
+         "candidates": [{"cif": "a1", "predicted_mae": 0.10}, {"cif": "a2", "predicted_mae": 0.30},
+                        {"cif": "a3", "predicted_mae": 0.50}]}
+    b = {"seconds": 0.5, "drawn": 5, "valid": 5, "novel": 4,
+         "candidates": [{"cif": "b1", "predicted_mae": 0.20}, {"cif": "b2", "predicted_mae": 0.40}]}
+    m = truth.merge_picks([a, b])
+    assert [c["cif"] for c in m["candidates"]] == ["a1", "b1", "a2"]
+    assert (m["drawn"], m["novel"], m["seconds"], m["seeds"]) == (13, 10, 10.5, a["seeds"])
+    assert truth.MIXED["seeded_steered_subs"] == ("seeded_steered", "substituted")

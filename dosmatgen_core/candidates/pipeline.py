@@ -15,7 +15,8 @@ import numpy as np
 
 from dosmatgen_core import checks
 from dosmatgen_core.candidates.runs import RunStore, StoreError, to_cif
-from dosmatgen_core.candidates.seeding import Seed, find_seeds, seeded_specs
+from dosmatgen_core.candidates.seeding import Seed, find_seeds, seeded_specs, substitution_specs
+from dosmatgen_core.labels.labeller import supported_elements
 from dosmatgen_core.model.guide import load_guide
 from dosmatgen_core.paths import DB_URL, GUIDE_PATH, missing_mp_tables
 from dosmatgen_core.sampling import sampler as sampling
@@ -57,6 +58,7 @@ class Request:
     target_source: str = ""                             # where the target curve came from (for the record)
     n_seeds: int = SHIPPED.n_seeds                      # seeded: known structures taken as templates
     fix_element: bool = False                           # seeded: the matching site keeps its element
+    substitutions: bool = SHIPPED.substitutions         # seeded: the seeds' isovalent substitutions as candidates too
     seed_exclude: list = field(default_factory=list)    # seeded: material ids never to seed from
     db_url: str = DB_URL                                # seeded: where the known sites are searched
 
@@ -108,6 +110,14 @@ class Request:
         raise ValueError(f"unknown mode '{self.mode}' ({', '.join(MODES)})")
 
 
+def substituted(req: Request) -> list[tuple[Crystal, sampling.SampleSpec]]:
+    """seeded with substitutions: the seeds' isovalent substitutions (at most n_candidates, within
+    the elements the DFT recipe calculates), candidates beside the generator's draws; else none."""
+    if req.mode != "seeded" or not req.substitutions:
+        return []
+    return substitution_specs(np.asarray(req.targets[0], float), req.seeds(), supported_elements(), req.n_candidates)
+
+
 def check_novelty_tables() -> None:
     """Novelty is judged against the shared MP tables: without them it would call everything
     novel, so a run that checks novelty refuses to start."""
@@ -139,6 +149,7 @@ def _candidate_record(i, g, spec, ev, targets_map) -> dict:
     rec = {k: v for k, v in ev.items() if k != "seconds_per_check"}
     if "seed" in spec.tag:
         rec["seed"] = spec.tag["seed"]        # the known structure this candidate was grown from
+        rec["origin"] = spec.tag.get("origin", "generator")     # ... by the generator or by substitution
     rec.update({"index": i, "cif": to_cif(s), "formula": s.composition.reduced_formula,
                 "n_atoms": len(s), "site_to_target": site_targets(spec, targets_map),
                 "fixed_sites": {int(j): int(z) for j, z in enumerate(spec.fixed_z) if z > 0},
@@ -186,6 +197,7 @@ def run_generation(req: Request, loaded, predictor=None, *, guide=None, store: R
     as they are scored, and it ends done, failed or cancelled. guide: the DOS guide for steering
     (req.particles > 1); the shipped one is loaded when none is given."""
     specs = req.specs()
+    variants = substituted(req)
     device = checks.check_device(req.device)
     if check_novelty:
         check_novelty_tables()
@@ -204,7 +216,8 @@ def run_generation(req: Request, loaded, predictor=None, *, guide=None, store: R
     keep = _Keeper(store, run)
     keep.start()
     try:
-        _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, progress, cancel, check_novelty, hull)
+        _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, progress, cancel, check_novelty, hull,
+                  variants)
     except (sampling.Cancelled, KeyboardInterrupt):
         keep.finish("cancelled")
         raise
@@ -217,7 +230,8 @@ def run_generation(req: Request, loaded, predictor=None, *, guide=None, store: R
     return run
 
 
-def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, progress, cancel, check_novelty, hull):
+def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, progress, cancel, check_novelty, hull,
+              variants=()):
     run = keep.run
     t0 = time.perf_counter()
 
@@ -235,14 +249,18 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
     else:
         gen = sampling.sample(loaded, specs + base_specs, seed=req.seed, progress=prog, **kw)
     t_sample = time.perf_counter() - t0
+    # substituted seeds join the drawn candidates (after them, before the baseline): nothing sampled
+    n_drawn = len(specs)
+    gen = gen[:n_drawn] + [sampling.Generated(c, n_drawn + k) for k, (c, _) in enumerate(variants)] + gen[n_drawn:]
+    specs = specs + [sp for _, sp in variants]
     # each candidate is scored on its own conditioned sites (a baseline on its partner's)
     cand_targets = [{s: np.asarray(req.targets[k]) for s, k in site_targets(sp, req.cond_sites).items()}
                     for sp in specs + specs[:len(base_specs)]]
     structs = [g.crystal.to_structure() for g in gen]
     n = len(specs)
     evs, timing = [], {}
-    what = (f"{n} candidates and {len(base_specs)} unconditional baseline samples" if base_specs
-            else f"{n} candidates")
+    what = f"{n_drawn} drawn and {len(variants)} substituted candidates" if variants else f"{n} candidates"
+    what += f" and {len(base_specs)} unconditional baseline samples" if base_specs else ""
     t_score = time.perf_counter()
     for a in range(0, len(structs), SCORE_CHUNK):   # scored a few at a time, each kept as soon as scored
         if cancel is not None and cancel():

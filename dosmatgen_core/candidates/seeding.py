@@ -8,9 +8,13 @@ carries the seed it came from.
 """
 from __future__ import annotations
 
+import itertools
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+
+from pymatgen.core import Element
 
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.sampling import modes
@@ -92,3 +96,75 @@ def seeded_specs(target, seeds: list[Seed], n_candidates: int, strength: float,
         spec.tag.update({"mode": "seeded", "seed": seed.record(), "site_to_target": {seed.hit.site: 0}})
         specs.append(spec)
     return specs
+
+
+def substitution_specs(target, seeds: list[Seed], allowed, limit: int) -> list[tuple[Crystal, SampleSpec]]:
+    """At most limit substituted variants of the seeds (substituted_variants), taken from the seeds
+    in turn, best seed first, each with a spec that records where it came from (its seed and the
+    swap) and conditions its matched site, as seeded_specs' do; nothing is sampled from these."""
+    per_seed = [[(c, s, sub) for c, sub in substituted_variants(s, allowed)] for s in seeds]
+    out = []
+    for c, seed, sub in [v for row in itertools.zip_longest(*per_seed) for v in row if v is not None][:limit]:
+        n = len(c.numbers)
+        dos, mask = np.zeros((n, len(target))), np.zeros(n, bool)
+        dos[seed.hit.site], mask[seed.hit.site] = target, True
+        spec = SampleSpec(n, dos, mask, np.zeros(n, np.int64), template=c, strength=0.0,
+                          tag={"mode": "seeded", "origin": "substitution", "site_to_target": {seed.hit.site: 0},
+                               "seed": {**seed.record(), "substitution": sub}})
+        out.append((c, spec))
+    return out
+
+
+def isovalent_partners(symbol: str, allowed) -> list[str]:
+    """The elements one row above and below in the same group (Au: Ag; Al: Ga), among allowed, and
+    metal for metal: the same valence electron count, so the Fermi level of a substituted cell stays
+    near the seed's (H for Li or B for Al would change the bonding, not just the size)."""
+    el = Element(symbol)
+    if el.is_lanthanoid or el.is_actinoid:
+        return []
+    out = []
+    for z in range(1, 87):
+        other = Element.from_Z(z)
+        if (other.symbol != symbol and other.symbol in allowed and not (other.is_lanthanoid or other.is_actinoid)
+                and other.group == el.group and abs(other.row - el.row) == 1 and other.is_metal == el.is_metal):
+            out.append(other.symbol)
+    return out
+
+
+def substituted_variants(seed: Seed, allowed) -> list[tuple[Crystal, dict]]:
+    """Isovalent substitutions of the seed that leave its matched site alone: for each element of
+    the seed, its sites other than the matched one all take one same-group neighbour from allowed
+    (the elements the DFT recipe can calculate). Positions and site order are the seed's; the
+    volume follows the new radii (_volume_ratio), so that a relaxation starts near its minimum. Each variant's record names what replaced what."""
+    site = seed.hit.site
+    s = seed.crystal.to_structure()
+    out = []
+    for old in sorted({x.specie.symbol for x in s}):
+        sites = [k for k, x in enumerate(s) if x.specie.symbol == old and k != site]
+        for new in isovalent_partners(old, allowed) if sites else []:
+            v = s.copy()
+            for k in sites:
+                v.replace(k, new)
+            v.scale_lattice(s.volume * _volume_ratio(s.composition, v.composition))
+            out.append((Crystal.from_structure(v), {"replaced": old, "by": new, "sites": sites}))
+    return out
+
+
+def _radius(el: Element, metallic: bool) -> float:
+    return float(el.metallic_radius if metallic else el.atomic_radius)
+
+
+def _volume_ratio(old, new) -> float:
+    """The new composition's summed atomic volumes (Σ n·r³) over the old one's, with metallic radii
+    where every element has one. pymatgen's RLSVolumePredictor does not fit here: its atomic radii
+    are Slater's, which put Ag 18 % above Au where their metallic radii are equal (1.44 Å), and
+    its Σ r·n^⅓ rule swells a cell when one of two like atoms is swapped (Pt2 → PtPd: +60 %)."""
+    els = [el for c in (old, new) for el in c]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")      # "no data for metallic_radius" is the answer, not a fault
+        metallic = all(el.metallic_radius is not None for el in els)
+        if not metallic and any(el.atomic_radius is None for el in els):
+            return 1.0
+        num = sum(_radius(el, metallic) ** 3 * n for el, n in new.items())
+        den = sum(_radius(el, metallic) ** 3 * n for el, n in old.items())
+    return num / den

@@ -56,13 +56,14 @@ def rows_out_of_order(candidate_cif: str, calculated_cif: str) -> str | None:
 
 
 def dft_in_site_order(cif: str, recipe: Recipe = FAST_RECIPE, timeout: float = 3600,
-                      material_id: str | None = None) -> dict:
+                      material_id: str | None = None, order_of: str | None = None) -> dict:
     """GPAW (the labelling recipe) on the cell exactly as written: the label line, whose row i is
     the CIF's site i, or {"material_id", "failed": reason}. A line whose rows follow other atoms
-    comes back failed, so no caller can score the wrong atom."""
+    than order_of's (default: the cell's own; a relaxed cell passes the drawn candidate) comes back
+    failed, so no caller can score the wrong atom."""
     mid = material_id or f"gen:{hashlib.sha256(cif.encode()).hexdigest()[:20]}"
     line = label_isolated({"material_id": mid, "cif": cif, "keep_cell": True}, recipe, timeout)
-    if "failed" not in line and (bad := rows_out_of_order(cif, line["cif"])):
+    if "failed" not in line and (bad := rows_out_of_order(order_of or cif, line["cif"])):
         return {"material_id": mid, "failed": bad}
     return line
 
@@ -153,19 +154,18 @@ class Verifier:
                                     f"{type(exc).__name__}: {exc}")
                     return self.status(run_id, rank)
         line = self._cached(cif, recipe)
-        if line is None:
-            with self._lock:
-                line = dft_in_site_order(cif, recipe, timeout, material_id=f"gen:{cache_key(cif, recipe)[:20]}")
+        if line is not None and (mismatch := rows_out_of_order(cand["cif"], line["cif"])):
+            line = {"failed": mismatch}       # a cached line is checked against this candidate too
+        elif line is None:
+            with self._lock:       # rows checked against the drawn candidate, relaxed cell or not
+                line = dft_in_site_order(cif, recipe, timeout, material_id=f"gen:{cache_key(cif, recipe)[:20]}",
+                                         order_of=cand["cif"])
             if "failed" not in line:
                 self._remember(cif, recipe, line, {"run": run_id, "rank": rank, "relaxed": relaxed})
         if "failed" in line:
             self._set(run_id, rank, status="failed", finished=time.time(), error=line["failed"])
             return self.status(run_id, rank)
         dft = np.asarray(line["site_dos"])     # keep_cell: rows are the candidate's sites in order
-        mismatch = rows_out_of_order(cand["cif"], line["cif"])
-        if mismatch:
-            self._set(run_id, rank, status="failed", finished=time.time(), error=mismatch)
-            return self.status(run_id, rank)
         targets = run["settings"]["targets"]
         metrics = {int(s): dosmod.match_metrics(np.asarray(targets[int(k)]), dft[int(s)])
                    for s, k in cand["site_to_target"].items()}

@@ -48,13 +48,32 @@ def _check_ordered_known(s: Structure, source: str) -> Structure:
     for site in s:
         sp = site.specie
         if not isinstance(sp, Element) and not hasattr(sp, "element"):
-            raise StructureError(f"{source}: unknown element '{sp}'")
+            # pymatgen's placeholder species print as 'Qq0+': the user wrote 'Qq'
+            raise StructureError(f"{source}: unknown element '{getattr(sp, 'symbol', sp)}'")
         sym = getattr(sp, "symbol", str(sp))
         if sym not in atomic_numbers or sym == "X":
             raise StructureError(f"{source}: unknown element '{sym}'")
     if s.volume <= 1e-6:
         raise StructureError(f"{source}: the lattice has zero volume")
     return s
+
+
+CIF_CELL_TAGS = ("_cell_length_a", "_cell_length_b", "_cell_length_c",
+                 "_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma")
+
+
+def cif_missing_tags(text: str) -> list[str]:
+    """The CIF tags a crystal needs that the text lacks: the six cell parameters, and the atoms'
+    positions (fractional or Cartesian) with their element (type symbol or label). pymatgen's
+    reader fails on such a file with whatever broke inside it ('integer modulo by zero')."""
+    tags = {w.lower() for line in text.splitlines() for w in line.split()[:1] if w.startswith("_")}
+    missing = [t for t in CIF_CELL_TAGS if t not in tags]
+    for axis in "xyz":
+        if f"_atom_site_fract_{axis}" not in tags and f"_atom_site_cartn_{axis}" not in tags:
+            missing.append(f"_atom_site_fract_{axis}")
+    if not tags & {"_atom_site_type_symbol", "_atom_site_label"}:
+        missing.append("_atom_site_type_symbol")
+    return missing
 
 
 def read_structure(text: str, fmt: str = "cif", source: str = "input") -> Structure:
@@ -67,13 +86,15 @@ def read_structure(text: str, fmt: str = "cif", source: str = "input") -> Struct
     fmt = fmt.lower()
     if fmt not in ("cif", "poscar"):
         raise StructureError(f"{source}: unsupported format '{fmt}' (use CIF or POSCAR)")
+    if fmt == "cif" and (missing := cif_missing_tags(text)):
+        raise StructureError(f"{source}: an incomplete CIF, without {', '.join(missing)} (is the file cut short?)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             s = Structure.from_str(text, fmt=fmt)
     except Exception as exc:  # pymatgen raises many types for bad files
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StructureError(f"{source}: could not read the {fmt.upper()} file ({msg})") from None
+        raise StructureError(f"{source}: could not read the {fmt.upper()} file (the reader said: {msg})") from None
     if len(s) > MAX_UPLOAD_ATOMS:
         raise StructureError(f"{source}: {len(s)} atoms; cells of at most {MAX_UPLOAD_ATOMS} atoms are read")
     s = _check_ordered_known(s, source)

@@ -4,7 +4,9 @@ A lookup among the labels already beats unguided generation under DFT (the neare
 site has cosine >= 0.9 for most held-out targets), so the seeded mode starts from there: the
 top-k structures of the site search become templates, noised to a measured strength, with the
 matching site conditioned on the target (and optionally held to its element). Each candidate
-carries the seed it came from.
+carries the seed it came from. Beside the generator's draws, a seed can also give substituted
+variants: one of its elements swapped for its same-group neighbour, the matched site untouched
+(the classic route to a new compound one chemical step from a known one).
 """
 from __future__ import annotations
 

@@ -8,9 +8,7 @@ for itself):
 - masked: site 0 conditioned on the target;
 - steered: masked + DOS steering (the shipped guide, K = 4);
 - seeded: the top-3 labelled sites' structures as templates, the matching site conditioned;
-- seeded_steered: seeded + DOS steering with the shipped particles and strength. This is the
-  app's default flow (Request's defaults); `app_default` in the record names whichever of the two
-  the shipped settings run;
+- seeded_steered: seeded + DOS steering with the shipped particles and strength;
 - seeded_kept: seeded_steered with every site keeping its seed's element (a variant, not run
   by default: novelty from the geometry alone);
 - seeded_shell: seeded_steered with the matched site's first shell pinned, in the seed's cell
@@ -19,8 +17,9 @@ for itself):
 - substituted: no generator at all: the top-3 seeds with one element (not the matched site)
   replaced by a same-group neighbour, volume rescaled (a variant, not run by default: the classic
   substitution route to a new compound, as a baseline for the seeded generator);
-- seeded_steered_subs: seeded_steered's and substituted's candidates ranked together by the
-  predictor (the app's seeded run with substitutions on; a variant, not run by default).
+- seeded_steered_subs (seeded_subs unsteered): seeded_steered's and substituted's candidates
+  ranked together by the predictor: the app's default flow (Request's defaults, with the shipped
+  substitutions); `app_default` in the record names the one the shipped settings run.
 With --relaxed, each candidate is relaxed with the default potential before its DFT (the app's
 "relax before the DFT check"); the same draws and pick, its own record.
 Each generation method draws CANDIDATES candidates, ranks the structurally valid, novel,
@@ -66,11 +65,12 @@ CACHE = ROOT / "runs" / "truth"
 RELAXED = CACHE / "relaxed.jsonl"        # DFT of relaxed candidates, by the drawn candidate's key
 SITES = CACHE / "sites.json"          # the pinned choice of target sites
 # the app's default mode is seeded, steered when the shipped settings steer (Request's defaults)
-APP_DEFAULT = "seeded_steered" if SHIPPED.particles > 1 else "seeded"
+APP_DRAWN = "seeded_steered" if SHIPPED.particles > 1 else "seeded"      # the generator's part of it
+APP_DEFAULT = APP_DRAWN + "_subs" if SHIPPED.substitutions else APP_DRAWN
 METHODS = tuple(dict.fromkeys((APP_DEFAULT, "seeded", "seeded_steered", "masked", "steered", "unconditional")))
 SEEDED_METHODS = ("seeded", "seeded_steered", "seeded_kept", "seeded_shell")
 # a method made of others' candidates ranked together (no draws of its own)
-MIXED = {"seeded_steered_subs": ("seeded_steered", "substituted")}
+MIXED = {"seeded_steered_subs": ("seeded_steered", "substituted"), "seeded_subs": ("seeded", "substituted")}
 CANDIDATES = 8
 TOP = 3
 MAX_DFT_ATOMS = 8

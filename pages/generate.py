@@ -231,7 +231,8 @@ if "mode" not in st.session_state:
     st.session_state["mode"] = studio.SHIPPED.mode
 mode = st.radio("Mode", list(MODES), format_func=MODES.get, horizontal=True, key="mode",
                 help="Grow from known sites: the labelled structures whose site is closest to the target (the "
-                     "table above) are reworked around that site, which carries the target. New structure: the "
+                     "table above) are reworked around that site, which carries the target, and (by default) "
+                     "also have one element swapped for its same-group neighbour. New structure: the "
                      "model builds N atoms, the chosen ones carrying the target. Template: it reworks a structure "
                      "you choose around its conditioned atoms. Baseline: no target at all.")
 req_kw: dict = {"mode": mode}

@@ -98,7 +98,10 @@ def test_the_app_default_method_samples_as_the_app_does(seed_index, seed_lines, 
     from dosmatgen_core.candidates.pipeline import Request
     from dosmatgen_core.settings import SHIPPED
     req = Request(mode=SHIPPED.mode, n_atoms=SHIPPED.n_atoms, targets=[seed_index.curves[0].tolist()])
-    assert truth.APP_DEFAULT == ("seeded_steered" if req.particles > 1 else "seeded")
+    assert truth.APP_DRAWN == ("seeded_steered" if req.particles > 1 else "seeded")
+    assert truth.APP_DEFAULT == truth.APP_DRAWN + ("_subs" if req.substitutions else "")
+    if req.substitutions:       # the generator's draws and the seeds' swaps, ranked together
+        assert truth.MIXED[truth.APP_DEFAULT] == (truth.APP_DRAWN, "substituted")
     seen = {}
 
     class Stop(Exception):
@@ -112,7 +115,7 @@ def test_the_app_default_method_samples_as_the_app_does(seed_index, seed_lines, 
     res = {"model": None, "guide": object(), "strength": SHIPPED.strength, "index": seed_index,
            "cifs": {m: d["cif"] for m, d in seed_lines.items()}}
     with pytest.raises(Stop):
-        truth.generate(truth.APP_DEFAULT, site, res, seed=0, n_draw=4)
+        truth.generate(truth.APP_DRAWN, site, res, seed=0, n_draw=4)
     assert seen["specs"][0].tag["mode"] == "seeded" and len(seen["specs"]) == 4
     assert seen.get("particles", 1) == req.particles
     if req.particles > 1:

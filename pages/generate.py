@@ -254,7 +254,7 @@ if mode == "seeded":
                          help="The atom carrying the target keeps the element it has in the known structure.")
     subs = g3.checkbox("Also swap in same-group elements", value=studio.SHIPPED.substitutions, key="seed_subs",
                        help="Besides the model's candidates, each known structure with one of its elements swapped "
-                            "for its neighbour in the same group (Au for Ag, Ga for Al), the matching atom kept: "
+                            "for its neighbour in the same group (Au → Ag, Al → Ga), the matching atom kept: "
                             "new compounds one chemical step from a known match, ranked with the others.")
     req_kw.update(targets=[target.tolist()], cond_sites=[], n_seeds=int(n_seeds), strength=float(strength),
                   fix_element=bool(fix_el), substitutions=bool(subs), seed_exclude=sorted(exclude),

@@ -15,7 +15,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-
 from pymatgen.core import Element
 
 from dosmatgen_core.labels.reference_db import open_db
@@ -137,7 +136,8 @@ def substituted_variants(seed: Seed, allowed) -> list[tuple[Crystal, dict]]:
     """Isovalent substitutions of the seed that leave its matched site alone: for each element of
     the seed, its sites other than the matched one all take one same-group neighbour from allowed
     (the elements the DFT recipe can calculate). Positions and site order are the seed's; the
-    volume follows the new radii (_volume_ratio), so that a relaxation starts near its minimum. Each variant's record names what replaced what."""
+    volume follows the new radii (_volume_ratio), so that a relaxation starts near its minimum.
+    Each variant's record names what replaced what, and where."""
     site = seed.hit.site
     s = seed.crystal.to_structure()
     out = []

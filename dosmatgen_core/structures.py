@@ -87,7 +87,11 @@ def read_structure(text: str, fmt: str = "cif", source: str = "input") -> Struct
     if fmt not in ("cif", "poscar"):
         raise StructureError(f"{source}: unsupported format '{fmt}' (use CIF or POSCAR)")
     if fmt == "cif" and (missing := cif_missing_tags(text)):
-        raise StructureError(f"{source}: an incomplete CIF, without {', '.join(missing)} (is the file cut short?)")
+        if len(missing) == len(CIF_CELL_TAGS) + 4:      # not one tag a crystal needs
+            raise StructureError(f"{source}: could not read the CIF file: it has no cell or atom-site tags, "
+                                 "so it is not a CIF")
+        raise StructureError(f"{source}: could not read the CIF file: it lacks {', '.join(missing)} "
+                             "(is it cut short?)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -202,7 +202,7 @@ def test_uploaded_cif_keeps_its_site_order_and_is_marked_predicted(db):
     assert [s.specie.symbol for s in m.structure] == ["Cl", "Na"]
     assert m.source == "predicted" and m.site_dos.shape == (2, 400) and np.isfinite(m.site_dos).all()
     assert m.curve_name(0) == "predicted DOS of NaCl site 0 (Cl)"
-    with pytest.raises(ValueError, match="could not read"):
+    with pytest.raises(ValueError, match="could not read the CIF file: it has no cell or atom-site tags"):
         catalogue.from_upload("bad.cif", b"data_x\nnonsense", None)
     ref = catalogue.from_db(db.get(studio.PRESET_ID))
     assert ref.name == "Au3Ni · L1₂ · relaxed" and ref.curve_name(0) == "DFT label of Au3Ni site 0 (Ni)"

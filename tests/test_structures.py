@@ -41,7 +41,7 @@ def test_round_trip_through_model_arrays():
 
 @pytest.mark.parametrize("text, words", [
     ("", "empty"),
-    ("data_x\n_cell_length_a 5\nthis is not a cif\n", "an incomplete CIF, without _cell_length_b, _cell_length_c"),
+    ("data_x\n_cell_length_a 5\nthis is not a cif\n", "could not read the CIF file: it lacks _cell_length_b, _cell_length_c"),
     (NACL.replace("_atom_site_fract_x", "_atom_site_fract_x\n_atom_site_fract_q"), "could not read the CIF file"),
     (NACL.replace("Cl1 Cl 0.5 0.5 0.5 1", "Cl1 Cl 0.5 0.5 0.5 0.5"), "partial occupancy"),
     (NACL.replace("Cl1 Cl 0.5", "Xx1 Xx 0.5"), "could not read|unknown element"),

@@ -53,7 +53,7 @@ def test_seeded_specs_condition_each_seeds_matching_site(ni_target):
 
 def test_a_seeded_run_records_its_seeds_and_scores_the_seed_site(tmp_path, ni_target):
     req = Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=3, steps=8, particles=1,
-                  seed_exclude=[PRESET_ID], fix_element=True, baseline=False)
+                  seed_exclude=[PRESET_ID], fix_element=True, baseline=False, substitutions=False)
     run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH),
                          store=RunStore(tmp_path / "r.db"), db_url=DB_URL, check_novelty=False)
     assert run["status"] == "done" and len(run["candidates"]) == 3

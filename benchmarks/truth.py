@@ -135,7 +135,10 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
     n = site["n_atoms"]
     t0 = time.perf_counter()
     kw = dict(steps=STEPS, guidance=SHIPPED.guidance, seed=seed, device="cpu", redraws=2)
-    seeds = []
+    seeds, structs = [], None
+    if method in SEEDED_METHODS + ("substituted",):
+        seeds = find_seeds(g, DB_URL, k=3, exclude={site["material_id"]}, max_atoms=MAX_DFT_ATOMS, index=res["index"],
+                           crystal_of=lambda m: Crystal.from_structure(to_structure(atoms_from_cif(res["cifs"][m]))))
     if method == "unconditional":
         specs = modes.unconditional(n, n_draw)
     elif method in ("masked", "steered"):
@@ -143,22 +146,16 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
         if method == "steered":
             kw.update(guide=res["guide"], particles=SHIPPED.particles, steer=SHIPPED.steer)
     elif method in SEEDED_METHODS:
-        seeds = find_seeds(g, DB_URL, k=3, exclude={site["material_id"]}, max_atoms=MAX_DFT_ATOMS, index=res["index"],
-                           crystal_of=lambda m: Crystal.from_structure(to_structure(atoms_from_cif(res["cifs"][m]))))
         specs = seeded_specs(g, seeds, n_draw, res["strength"], keep_composition=method == "seeded_kept",
                              keep_shell=method == "seeded_shell", max_atoms=MAX_DFT_ATOMS)
         if method != "seeded":
             kw.update(guide=res["guide"], particles=SHIPPED.particles, steer=SHIPPED.steer)
-    elif method == "substituted":
-        seeds = find_seeds(g, DB_URL, k=3, exclude={site["material_id"]}, max_atoms=MAX_DFT_ATOMS, index=res["index"],
-                           crystal_of=lambda m: Crystal.from_structure(to_structure(atoms_from_cif(res["cifs"][m]))))
+    elif method == "substituted":       # nothing to sample: the swapped seeds are the candidates
         variants = substitution_specs(g, seeds, supported_elements(), n_draw)
-        specs = [sp for _, sp in variants]
+        specs, structs = [sp for _, sp in variants], [c.to_structure() for c, _ in variants]
     else:
         raise ValueError(f"unknown method {method!r}")
-    if method == "substituted":
-        structs = [c.to_structure() for c, _ in variants]
-    else:
+    if structs is None:
         structs = [x.crystal.to_structure() for x in sampler.sample(res["model"], specs, **kw)]
     if method == "unconditional":
         # the predictor picks the best site of each candidate
@@ -219,8 +216,7 @@ def calculate_relaxed(cand: dict, cache: dict, writer: ShardWriter, potential: s
                       provenance: dict | None = None) -> dict:
     """The DFT of the candidate after relaxation with the potential (positions and cell; the site
     order is kept), and the relaxed cell's CIF, cached in runs/truth/relaxed.jsonl by the drawn
-    candidate's key. The same two
-    steps as the app's relaxed check (scoring/verify.py)."""
+    candidate's key. The same two steps as the app's relaxed check (scoring/verify.py)."""
     cand = {**cand, "key": cand.get("key") or cif_key(cand["cif"])}
     if cand["key"] in cache:
         return cache[cand["key"]]

@@ -17,6 +17,9 @@ for itself):
 - substituted: no generator at all: the top-3 seeds with one element (not the matched site)
   replaced by a same-group neighbour, volume rescaled (a variant, not run by default: the classic
   substitution route to a new compound, as a baseline for the seeded generator);
+- substituted_far: substituted with one atom beyond the matched site's first shell swapped, in
+  the seed's cell or the smallest doubling that has such an atom (a variant: the site's own shell
+  stays the seed's, so its DOS should stay near the lookup hit's while the compound is new);
 - seeded_steered_subs (seeded_subs unsteered): seeded_steered's and substituted's candidates
   ranked together by the predictor: the app's default flow (Request's defaults, with the shipped
   substitutions); `app_default` in the record names the one the shipped settings run.
@@ -63,12 +66,22 @@ from dosmatgen_core.structures import Crystal, atoms_from_cif, to_structure
 RESULTS = ROOT / "benchmarks" / "results" / "truth.json"
 CACHE = ROOT / "runs" / "truth"
 RELAXED = CACHE / "relaxed.jsonl"        # DFT of relaxed candidates, by the drawn candidate's key
-SITES = CACHE / "sites.json"          # the pinned choice of target sites
+SITES = CACHE / "sites.json"          # the pinned choice of target sites (set "a")
+# A fresh set ("b", ...) holds sites of structures that no earlier set used: a choice made by
+# measuring on one set (a default, a ranking) is then checked on targets it never saw.
+SITE_SETS = ("a", "b")
+
+
+def sites_file(site_set: str = "a") -> Path:
+    if site_set not in SITE_SETS:
+        raise ValueError(f"unknown site set {site_set!r}: one of {', '.join(SITE_SETS)}")
+    return SITES if site_set == "a" else CACHE / f"sites-{site_set}.json"
 # the app's default mode is seeded, steered when the shipped settings steer (Request's defaults)
 APP_DRAWN = "seeded_steered" if SHIPPED.particles > 1 else "seeded"      # the generator's part of it
 APP_DEFAULT = APP_DRAWN + "_subs" if SHIPPED.substitutions else APP_DRAWN
 METHODS = tuple(dict.fromkeys((APP_DEFAULT, "seeded", "seeded_steered", "masked", "steered", "unconditional")))
 SEEDED_METHODS = ("seeded", "seeded_steered", "seeded_kept", "seeded_shell")
+SUBSTITUTED = ("substituted", "substituted_far")
 # a method made of others' candidates ranked together (no draws of its own)
 MIXED = {"seeded_steered_subs": ("seeded_steered", "substituted"), "seeded_subs": ("seeded", "substituted")}
 CANDIDATES = 8
@@ -79,9 +92,12 @@ STEPS = SHIPPED.steps
 
 # ---- targets and the lookup -------------------------------------------------------------------
 
-def truth_sites(db, n: int, max_atoms: int, pinned: Path | None = SITES) -> list[dict]:
+def truth_sites(db, n: int, max_atoms: int, pinned: Path | None = SITES, exclude: frozenset = frozenset(),
+                preset: bool = True) -> list[dict]:
     """n held-out sites (validation structures: no model trained on them), spread over
-    structures and elements, plus the Au3Ni preset's Ni site.
+    structures and elements, plus the Au3Ni preset's Ni site (preset=True); none of the
+    structures in exclude. Targets are Materials Project sites: a generated candidate's label
+    (gen:...) was drawn for an earlier target.
 
     The choice is pinned in runs/truth/sites.json on first use: the spread walks the database in
     id order, so new labels would otherwise shift the set under the cache from run to run."""
@@ -91,17 +107,30 @@ def truth_sites(db, n: int, max_atoms: int, pinned: Path | None = SITES) -> list
             ref = db.get(mid)
             chosen.append((mid, len(ref.symbols), int(i), ref.site_dos[int(i)], int(ref.atoms.numbers[int(i)])))
     else:
-        chosen = spread_sites([s for s in heldout_sites(db, max_sites=10**6) if s[1] <= max_atoms], n)
+        chosen = spread_sites([s for s in heldout_sites(db, max_sites=10**6)
+                               if s[1] <= max_atoms and s[0] not in exclude and not s[0].startswith("gen:")], n)
         if pinned is not None:
             pinned.parent.mkdir(parents=True, exist_ok=True)
             pinned.write_text(json.dumps([[m, int(i)] for m, _, i, _, _ in chosen]))
     out = [{"material_id": m, "n_atoms": int(nat), "site": int(i), "element": chemical_symbols[int(z)],
             "target": np.asarray(g, float)} for m, nat, i, g, z in chosen]
+    if not preset:
+        return out
     ref = db.get(PRESET_ID)
     ni = ref.symbols.index("Ni")
     out.append({"material_id": PRESET_ID, "n_atoms": len(ref.symbols), "site": ni, "element": "Ni",
                 "target": np.asarray(ref.site_dos[ni], float)})
     return out
+
+
+def set_sites(db, n: int, max_atoms: int, site_set: str = "a") -> list[dict]:
+    """The pinned targets of a site set: set "a" is the first 30 and the preset; a later set takes
+    none of the structures of the sets before it, and no preset (set "a" has it)."""
+    if site_set == "a":
+        return truth_sites(db, n, max_atoms, sites_file("a"))
+    earlier = SITE_SETS[:SITE_SETS.index(site_set)]
+    used = frozenset(s["material_id"] for e in earlier for s in set_sites(db, n, max_atoms, e))
+    return truth_sites(db, n, max_atoms, sites_file(site_set), exclude=used, preset=False)
 
 
 def label_index(label_dirs=(LABEL_DIR,)) -> tuple[SiteIndex, dict[str, str]]:
@@ -136,7 +165,7 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
     t0 = time.perf_counter()
     kw = dict(steps=STEPS, guidance=SHIPPED.guidance, seed=seed, device="cpu", redraws=2)
     seeds, structs = [], None
-    if method in SEEDED_METHODS + ("substituted",):
+    if method in SEEDED_METHODS + SUBSTITUTED:
         seeds = find_seeds(g, DB_URL, k=3, exclude={site["material_id"]}, max_atoms=MAX_DFT_ATOMS, index=res["index"],
                            crystal_of=lambda m: Crystal.from_structure(to_structure(atoms_from_cif(res["cifs"][m]))))
     if method == "unconditional":
@@ -150,8 +179,9 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
                              keep_shell=method == "seeded_shell", max_atoms=MAX_DFT_ATOMS)
         if method != "seeded":
             kw.update(guide=res["guide"], particles=SHIPPED.particles, steer=SHIPPED.steer)
-    elif method == "substituted":       # nothing to sample: the swapped seeds are the candidates
-        variants = substitution_specs(g, seeds, supported_elements(), n_draw)
+    elif method in SUBSTITUTED:       # nothing to sample: the swapped seeds are the candidates
+        variants = substitution_specs(g, seeds, supported_elements(), n_draw, distant=method == "substituted_far",
+                                      max_atoms=MAX_DFT_ATOMS)
         specs, structs = [sp for _, sp in variants], [c.to_structure() for c, _ in variants]
     else:
         raise ValueError(f"unknown method {method!r}")
@@ -162,7 +192,7 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
         preds = res["predictor"].predict([(np.array(s.atomic_numbers), s.frac_coords, s.lattice.matrix) for s in structs])
         cond = [int(np.nanargmin([dosmod.mae(g, p[i]) if np.all(np.isfinite(p[i])) else np.inf for i in range(len(p))]))
                 for p in preds]
-    elif method in SEEDED_METHODS + ("substituted",):
+    elif method in SEEDED_METHODS + SUBSTITUTED:
         cond = [int(next(iter(sp.tag["site_to_target"]))) for sp in specs]
     else:
         cond = [0] * len(specs)
@@ -377,17 +407,17 @@ def settings_tag(settings: dict) -> str:
 def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=METHODS, max_minutes: float = 0.0,
         seed: int = 0, log=print, candidates: int = CANDIDATES, first: int = 0, results: Path = RESULTS,
         part: tuple[int, int] = (0, 1), dft: bool = True, predictor: Path = PREDICTOR_PATH,
-        relaxed: bool = False) -> dict:
+        relaxed: bool = False, site_set: str = "a") -> dict:
     """candidates: draws per site and method; first: calculate only the first sites (a variant on
     a subset, compared on the same sites); results: where the record goes (a variant keeps its own);
     part (i, n): calculate only sites k with k % n == i, so n processes share the sites;
     dft=False: rewrite the record from the cache alone (no sampling, no DFT); predictor: the one
     that ranks (a candidate predictor before it ships; its sha names the records); relaxed: certify
     each candidate after relaxing it with the default potential (as the app's "relax before the
-    DFT check"), a record of its own."""
+    DFT check"), a record of its own; site_set: which pinned targets ("b": a fresh set)."""
     t_start = time.time()
     db = open_db(DB_URL)
-    sites = truth_sites(db, n_sites, max_atoms)
+    sites = set_sites(db, n_sites, max_atoms, site_set)
     res = {"model": load_model(MODEL_PATH), "predictor": load_predictor(predictor, trust=Path(predictor).resolve() != PREDICTOR_PATH.resolve()),
            "guide": load_guide(GUIDE_PATH), "strength": strength}
     res["index"], res["cifs"] = label_index()
@@ -401,6 +431,7 @@ def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=ME
                 "checkpoint": res["model"].sha256[:16], "recipe": FAST_RECIPE.name,
                 "predictor": str(res["predictor"].card.get("sha256", ""))[:16]}
     tag = settings_tag(settings)
+    settings["site_set"] = site_set       # in the record, not the tag: the draws are keyed by site
     settings["cell"] = "relaxed" if relaxed else "drawn"
     if relaxed:       # in the record, not the tag: relaxing changes neither the draws nor the pick
         settings["relaxed"] = DEFAULT_POTENTIAL
@@ -481,6 +512,8 @@ def main(argv=None) -> int:
     p.add_argument("--summarise", action="store_true", help="rewrite the record from the cache; calculate nothing")
     p.add_argument("--relaxed", action="store_true", help="certify relaxed candidates (the default potential)")
     p.add_argument("--predictor", type=Path, default=PREDICTOR_PATH, help="the predictor that ranks (default: the shipped one)")
+    p.add_argument("--site-set", default="a", choices=SITE_SETS,
+                   help="the pinned targets: a (the first 30 and the preset), b (30 fresh ones, no structure of a)")
     p.add_argument("--part", default="0/1", help="i/n: this process calculates sites k with k %% n == i")
     args = p.parse_args(argv)
     part = tuple(int(x) for x in args.part.split("/"))
@@ -490,7 +523,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     out = run(args.sites, args.max_atoms, args.strength, tuple(args.methods.split(",")), args.max_minutes,
               log=lambda m: print(m, flush=True), candidates=args.candidates, first=args.first, results=args.out,
-              part=part, dft=not args.summarise, predictor=args.predictor, relaxed=args.relaxed)
+              part=part, dft=not args.summarise, predictor=args.predictor, relaxed=args.relaxed,
+              site_set=args.site_set)
     print(json.dumps({k: v for k, v in out["methods"].items()}, indent=1)[:3000])
     return 0
 

@@ -172,6 +172,38 @@ def test_substituted_variants_swap_same_group_neighbours_and_leave_the_matched_s
     assert by["Rb"][0].volume < 0.9 * cs.volume                 # Rb is much smaller than Cs
 
 
+def test_distant_variants_swap_one_atom_beyond_the_matched_sites_first_shell():
+    from pymatgen.core import Lattice, Structure
+    from dosmatgen_core.candidates.seeding import Seed, distant_variants, first_shell
+    from dosmatgen_core.labels.labeller import supported_elements
+    from dosmatgen_core.scoring.search import SiteHit
+    from dosmatgen_core.structures import Crystal
+    allowed = supported_elements()
+    # Au3Ni (L1_2): every Au touches the Ni, so the cell is doubled along a; there the Ni image and
+    # the Au image at (a, a/2, a/2) lie beyond the Ni's 12 Au neighbours
+    s = Structure(Lattice.cubic(3.8), ["Au", "Ni", "Au", "Au"], [[.5, .5, 0], [0, 0, 0], [.5, 0, .5], [0, .5, .5]])
+    seed = Seed(SiteHit("mp-x", "Au3Ni", 1, "Ni", 4, 0.1, 0.95, 0.0), Crystal.from_structure(s))
+    got = {r["by"]: (c.to_structure(), r) for c, r in distant_variants(seed, allowed)}
+    assert {b: r["sites"] for b, (_, r) in got.items()} == {"Pd": [5], "Ag": [7]}
+    for v, rec in got.values():
+        assert len(v) == 8 and rec["cell_atoms"] == 8 and rec["seed_atoms"] == 4
+        assert v[1].specie.symbol == "Ni" and np.allclose(v[1].frac_coords, [0, 0, 0])  # the matched site keeps its row
+        shell = first_shell(v, 1) - {1}
+        assert {v[k].specie.symbol for k in shell} == {"Au"} and rec["sites"][0] not in shell    # its shell intact
+        assert np.isclose(v.distance_matrix[1][sorted(shell)].max(), 3.8 / 2 ** 0.5, rtol=0.02)
+    assert got["Pd"][0].composition.formula == "Ni1 Pd1 Au6"
+    assert distant_variants(seed, allowed, max_atoms=4) == []           # no far atom fits in 4 atoms
+    # a Ni chain with Au layers along c: the two Au layers 3 Å away are alike around the Ni (one
+    # variant of the two), the one 6 Å away is another
+    t = Structure(Lattice.tetragonal(2.5, 12.0), ["Ni", "Au", "Au", "Au"], [[0, 0, 0], [0, 0, .25], [0, 0, .5], [0, 0, .75]])
+    seed = Seed(SiteHit("mp-y", "Au3Ni", 0, "Ni", 4, 0.1, 0.95, 0.0), Crystal.from_structure(t))
+    got = distant_variants(seed, allowed)
+    assert sorted(r["sites"][0] for _, r in got) == [1, 2] and {r["by"] for _, r in got} == {"Ag"}
+    for c, r in got:
+        v = c.to_structure()
+        assert len(v) == 4 and v[0].specie.symbol == "Ni" and v[r["sites"][0]].specie.symbol == "Ag"
+
+
 def test_the_cli_passes_substitutions_to_the_request():
     import argparse
     from dosmatgen_core.cli import generate as cli_generate

@@ -92,6 +92,22 @@ def test_the_site_choice_is_pinned_so_new_labels_do_not_shift_it(tmp_path):
     assert again[-1]["material_id"] == first[-1]["material_id"] == truth.PRESET_ID
 
 
+def test_a_fresh_site_set_shares_no_structure_with_the_first(tmp_path, monkeypatch):
+    from dosmatgen_core.labels.reference_db import open_db
+    from dosmatgen_core.paths import DB_URL
+    db = open_db(DB_URL)
+    monkeypatch.setattr(truth, "CACHE", tmp_path)
+    monkeypatch.setattr(truth, "SITES", tmp_path / "sites.json")
+    a = truth.set_sites(db, 5, 5, "a")
+    b = truth.set_sites(db, 5, 5, "b")
+    assert (tmp_path / "sites-b.json").exists() and len(b) == 5          # pinned, and no preset
+    assert not {s["material_id"] for s in a} & {s["material_id"] for s in b}
+    assert all(s["n_atoms"] <= 5 for s in b) and truth.PRESET_ID not in {s["material_id"] for s in b}
+    assert [s["site"] for s in truth.set_sites(db, 5, 5, "b")] == [s["site"] for s in b]
+    with pytest.raises(ValueError, match="unknown site set"):
+        truth.sites_file("z")
+
+
 def test_the_app_default_method_samples_as_the_app_does(seed_index, seed_lines, monkeypatch):
     """The record's app_default is the flow a new user gets: seeded, steered with the shipped
     particles when the shipped settings steer (Request's defaults, the Generate page's too)."""

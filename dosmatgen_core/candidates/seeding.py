@@ -15,7 +15,8 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from pymatgen.core import Element
+from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import DummySpecies, Element
 
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.sampling import modes
@@ -65,12 +66,7 @@ def shell_template(crystal: Crystal, site: int, max_atoms: int = 8, tol: float =
         reps = [1, 1, 1]
         reps[int(np.argmin(s.lattice.abc))] = 2
         s = to_structure(to_atoms(s).repeat(reps))
-    if len(s) == 1:
-        return Crystal.from_structure(s), []
-    d = s.distance_matrix[site].copy()
-    d[site] = np.inf
-    shell = [int(k) for k in np.flatnonzero(d <= tol * d.min())]
-    return Crystal.from_structure(s), shell
+    return Crystal.from_structure(s), sorted(first_shell(s, site, tol) - {site})
 
 
 def seeded_specs(target, seeds: list[Seed], n_candidates: int, strength: float,
@@ -99,11 +95,15 @@ def seeded_specs(target, seeds: list[Seed], n_candidates: int, strength: float,
     return specs
 
 
-def substitution_specs(target, seeds: list[Seed], allowed, limit: int) -> list[tuple[Crystal, SampleSpec]]:
-    """At most limit substituted variants of the seeds (substituted_variants), taken from the seeds
-    in turn, best seed first, each with a spec that records where it came from (its seed and the
-    swap) and conditions its matched site, as seeded_specs' do; nothing is sampled from these."""
-    per_seed = [[(c, s, sub) for c, sub in substituted_variants(s, allowed)] for s in seeds]
+def substitution_specs(target, seeds: list[Seed], allowed, limit: int, distant: bool = False,
+                       max_atoms: int = 8) -> list[tuple[Crystal, SampleSpec]]:
+    """At most limit substituted variants of the seeds (substituted_variants; with distant,
+    distant_variants in cells of at most max_atoms), taken from the seeds in turn, best seed
+    first, each with a spec that records where it came from (its seed and the swap) and conditions
+    its matched site, as seeded_specs' do; nothing is sampled from these."""
+    def variants(seed):
+        return distant_variants(seed, allowed, max_atoms) if distant else substituted_variants(seed, allowed)
+    per_seed = [[(c, s, sub) for c, sub in variants(s)] for s in seeds]
     out = []
     for c, seed, sub in [v for row in itertools.zip_longest(*per_seed) for v in row if v is not None][:limit]:
         n = len(c.numbers)
@@ -149,6 +149,63 @@ def substituted_variants(seed: Seed, allowed) -> list[tuple[Crystal, dict]]:
                 v.replace(k, new)
             v.scale_lattice(s.volume * _volume_ratio(s.composition, v.composition))
             out.append((Crystal.from_structure(v), {"replaced": old, "by": new, "sites": sites}))
+    return out
+
+
+def _supercells(crystal: Crystal, max_atoms: int):
+    """The seed's cell, then doubled along its shortest axis, its two shortest, all three: each
+    that fits in max_atoms. ASE's repeat keeps every original atom's index (the first image comes
+    first, in order), so the matched site keeps its row."""
+    s = crystal.to_structure()
+    order = [int(i) for i in np.argsort(s.lattice.abc)]
+    yield s
+    for n in (1, 2, 3):
+        reps = [1, 1, 1]
+        for ax in order[:n]:
+            reps[ax] = 2
+        if len(s) * 2 ** n <= max_atoms:
+            yield to_structure(to_atoms(s).repeat(reps))
+
+
+def first_shell(s, site: int, tol: float = 1.15) -> set[int]:
+    """The atoms within tol of the site's nearest-neighbour distance, the site itself included:
+    what mostly sets its DOS. The nearest neighbour may be the site's own periodic image (a short
+    axis), which no distinct-site distance matrix shows."""
+    r = 6.0
+    while not (nbrs := s.get_neighbors(s[site], r)):
+        r *= 2
+    d_min = min(n.nn_distance for n in nbrs)
+    return {site} | {int(n.index) for n in nbrs if n.nn_distance <= tol * d_min}
+
+
+def distant_variants(seed: Seed, allowed, max_atoms: int = 8) -> list[tuple[Crystal, dict]]:
+    """Single-atom isovalent swaps beyond the matched site's first shell: in the smallest cell
+    (the seed's, or doubled) with an atom outside that shell, each such atom in turn takes a
+    same-group neighbour. The site's own shell is untouched, so its DOS should stay near its
+    seed's (the lookup's hit) while the compound is new. One variant per symmetry-distinct swap
+    (StructureMatcher); the volume follows the new radii; the record names the swap and the cell."""
+    site = seed.hit.site
+    for s in _supercells(seed.crystal, max_atoms):
+        far = [k for k in range(len(s)) if k not in first_shell(s, site)]
+        if far:
+            break
+    else:
+        return []
+    matcher = StructureMatcher()
+    out, kept = [], []
+    for k in far:
+        old = s[k].specie.symbol
+        for new in isovalent_partners(old, allowed):
+            v = s.copy()
+            v.replace(k, new)
+            v.scale_lattice(s.volume * _volume_ratio(s.composition, v.composition))
+            marked = v.copy()       # the matched site marked, so two swaps count as one only if
+            marked.replace(site, DummySpecies("X"))     # they sit alike around that very site
+            if any(matcher.fit(marked, w) for w in kept):
+                continue
+            kept.append(marked)
+            out.append((Crystal.from_structure(v), {"replaced": old, "by": new, "sites": [k],
+                                                    "cell_atoms": len(s), "seed_atoms": len(seed.crystal.numbers)}))
     return out
 
 

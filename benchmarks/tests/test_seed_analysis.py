@@ -52,3 +52,18 @@ def test_a_candidate_equal_to_its_seed_is_corrected_exactly():
     r = seed_correction(load_predictor(PREDICTOR_PATH), db, [({}, [c])], trained=set())
     assert r["candidates"] == 1 and r["predictor_mae_seed_corrected"] < 1e-5 < r["predictor_mae_raw"]
     assert seed_correction(load_predictor(PREDICTOR_PATH), db, [({}, [c])], trained={"gen:k"}) == {"candidates": 0}
+
+
+def test_moves_from_seed_are_per_method_and_measured_against_the_seeds_own_curve():
+    import numpy as np
+    from benchmarks.seed_analysis import moves_from_seed
+    t = np.ones(400)
+    curves = {"mp-s": np.stack([t * 0.5, t * 1.2])}             # the seed's row 1 is the matched site
+    seed = {"material_id": "mp-s", "site": 1, "mae": 0.2}       # its MAE to the target: |1.2 - 1|
+    groups = [({}, [{"method": "near", "target_site": "a", "seed": seed, "dft_dos": t * 1.5},
+                    {"method": "far", "target_site": "a", "seed": seed, "dft_dos": t * 1.1},
+                    {"method": "far", "target_site": "z", "seed": seed, "dft_dos": t}])]   # not a target: left out
+    r = moves_from_seed({"a": {"target": t}}, groups, curves)
+    assert set(r) == {"near", "far"} and r["far"]["candidates"] == 1
+    assert abs(r["near"]["move_from_seed_mean"] - 0.3) < 1e-9 and abs(r["near"]["excess_over_seed_mean"] - 0.3) < 1e-9
+    assert abs(r["far"]["move_from_seed_mean"] - 0.1) < 1e-9 and r["far"]["share_better_than_seed"] == 1.0

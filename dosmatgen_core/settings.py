@@ -23,6 +23,8 @@ class Shipped:
                                    # (truth-seeded_steered_subs-paired.json, 31 sites, relaxed: best of 3
                                    # 0.191 against 0.201, paired -0.010 [-0.025, +0.001]; top 1 0.228
                                    # against 0.245; cosine >= 0.9 on 17 sites against 16, none lost)
+    distant_swaps: bool = False    # substitutions: one atom beyond the matched site's first shell (in a
+                                   # doubled cell where needed) instead of every atom of one element
     max_dft_atoms: int = 8         # seeds, and the candidates the app DFT-checks, have at most this many atoms
     dft_top: int = 3               # the app DFT-checks this many top candidates
     dft_workers: int = 0           # ... this many at once (0: one per CPU core; each GPAW process uses one)

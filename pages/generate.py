@@ -256,8 +256,14 @@ if mode == "seeded":
                        help="Besides the model's candidates, each known structure with one of its elements swapped "
                             "for its neighbour in the same group (Au → Ag, Al → Ga), the matching atom kept: "
                             "new compounds one chemical step from a known match, ranked with the others.")
+    far = g3.checkbox("… only beyond the matching atom's neighbours", value=studio.SHIPPED.distant_swaps,
+                      key="seed_far", disabled=not subs,
+                      help="Swap one atom outside the matching atom's first shell of neighbours (in a cell doubled "
+                           "where needed) instead of every atom of an element: the matching atom keeps its "
+                           "neighbours, so its DOS stays closer to the known match's.")
     req_kw.update(targets=[target.tolist()], cond_sites=[], n_seeds=int(n_seeds), strength=float(strength),
-                  fix_element=bool(fix_el), substitutions=bool(subs), seed_exclude=sorted(exclude),
+                  fix_element=bool(fix_el), substitutions=bool(subs), distant_swaps=bool(far),
+                  seed_exclude=sorted(exclude),
                   db_url=studio.DB_URL)
     st.caption("Seeds exclude the reference material itself. A candidate can still come back as a structure "
                "already known (a seed, a Materials Project entry or a candidate checked before): it is marked "

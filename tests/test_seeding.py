@@ -91,6 +91,28 @@ def test_substitutions_join_the_drawn_candidates_with_their_seed_and_swap(tmp_pa
     assert [c["rank"] for c in run["candidates"]] == list(range(1, len(run["candidates"]) + 1))
 
 
+def test_distant_swaps_keep_the_matched_sites_neighbours_in_the_run(tmp_path, ni_target):
+    """distant_swaps=True: each substituted candidate changes one atom outside its matched site's
+    first shell (a doubled cell where needed), and its card says so."""
+    from dosmatgen_core.candidates.seeding import first_shell
+    from studio.results import origin_text
+    req = Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=2, steps=8, particles=1,
+                  seed_exclude=[PRESET_ID], substitutions=True, distant_swaps=True, baseline=False)
+    run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH),
+                         store=RunStore(tmp_path / "r.db"), db_url=DB_URL, check_novelty=False)
+    subs = [c for c in run["candidates"] if c["origin"] == "substitution"]
+    assert 1 <= len(subs) <= 2
+    seeds = {s.hit.material_id: s for s in req.seeds()}
+    for c in subs:
+        seed, sub = seeds[c["seed"]["material_id"]], c["seed"]["substitution"]
+        s = structure_of(c)
+        (site, _), = c["site_to_target"].items()
+        (k,) = sub["sites"]
+        assert int(site) == seed.hit.site and s[k].specie.symbol == sub["by"] and len(s) == sub["cell_atoms"] <= 8
+        assert k not in first_shell(s, int(site))
+        assert "beyond the matching atom's neighbours" in origin_text(c)
+
+
 def test_seeded_request_needs_one_target():
     with pytest.raises(ValueError, match="one target"):
         Request(mode="seeded", targets=[], n_candidates=2).specs()
@@ -213,3 +235,6 @@ def test_the_cli_passes_substitutions_to_the_request():
     for flag, want in (([], SHIPPED.substitutions), (["--substitutions"], True), (["--no-substitutions"], False)):
         kw, _ = cli_generate._targets_and_template(p.parse_args(["generate", *flag]), DB_URL)
         assert kw["substitutions"] is want and Request(mode="seeded", **kw).substitutions is want
+    for flag, want in (([], SHIPPED.distant_swaps), (["--distant-swaps"], True), (["--no-distant-swaps"], False)):
+        kw, _ = cli_generate._targets_and_template(p.parse_args(["generate", *flag]), DB_URL)
+        assert kw["distant_swaps"] is want and Request(mode="seeded", **kw).distant_swaps is want

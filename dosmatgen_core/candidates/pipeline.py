@@ -59,6 +59,7 @@ class Request:
     n_seeds: int = SHIPPED.n_seeds                      # seeded: known structures taken as templates
     fix_element: bool = False                           # seeded: the matching site keeps its element
     substitutions: bool = SHIPPED.substitutions         # seeded: the seeds' isovalent substitutions as candidates too
+    distant_swaps: bool = SHIPPED.distant_swaps         # ... one atom beyond the matched site's first shell each
     seed_exclude: list = field(default_factory=list)    # seeded: material ids never to seed from
     db_url: str = DB_URL                                # seeded: where the known sites are searched
 
@@ -112,10 +113,12 @@ class Request:
 
 def substituted(req: Request) -> list[tuple[Crystal, sampling.SampleSpec]]:
     """seeded with substitutions: the seeds' isovalent substitutions (at most n_candidates, within
-    the elements the DFT recipe calculates), candidates beside the generator's draws; else none."""
+    the elements the DFT recipe calculates; with distant_swaps, one atom beyond the matched site's
+    first shell each), candidates beside the generator's draws; else none."""
     if req.mode != "seeded" or not req.substitutions:
         return []
-    return substitution_specs(np.asarray(req.targets[0], float), req.seeds(), supported_elements(), req.n_candidates)
+    return substitution_specs(np.asarray(req.targets[0], float), req.seeds(), supported_elements(), req.n_candidates,
+                              distant=req.distant_swaps, max_atoms=SHIPPED.max_dft_atoms)
 
 
 def check_novelty_tables() -> None:

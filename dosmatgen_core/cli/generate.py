@@ -148,7 +148,7 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
         # a placeholder curve until the predictor gives the real one: the request is checked now
         curve = target.tolist() if target is not None else [0.0] * 400
         kw.update(targets=[curve], cond_sites=[], n_seeds=args.seeds, fix_element=args.fix_element,
-                  substitutions=args.substitutions,
+                  substitutions=args.substitutions, distant_swaps=args.distant_swaps,
                   strength=checks.check_strength(args.strength), db_url=db_url)
         if args.ref and not checks.is_structure_path(args.ref):
             kw["seed_exclude"] = [args.ref] if args.exclude_ref else []
@@ -268,6 +268,9 @@ def add_parsers(sub) -> None:
     ge.add_argument("--fix-element", action="store_true", help="seeded: the matching site keeps its element")
     ge.add_argument("--substitutions", action=argparse.BooleanOptionalAction, default=SHIPPED.substitutions,
                     help="seeded: the seeds with one element swapped for a same-group neighbour are candidates too")
+    ge.add_argument("--distant-swaps", action=argparse.BooleanOptionalAction, default=SHIPPED.distant_swaps,
+                    help="substitutions: swap one atom beyond the matching site's first shell (in a doubled cell "
+                         "where needed) instead of every atom of one element")
     ge.add_argument("--ref", default=PRESET_ID,
                     help="target source: a reference material id, or a CIF/POSCAR file (its predicted site DOS)")
     ge.add_argument("--site", type=int, default=0, help="site of the reference whose DOS is the target")

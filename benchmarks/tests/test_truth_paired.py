@@ -41,3 +41,15 @@ def test_a_variant_of_its_own_method_is_compared_with_the_base_method():
     assert compare(a, b, "m") == {"sites": 0}                      # B has no method m
     r = compare(a, b, "m", method_b="v")
     assert r["sites"] == 1 and r["method_b"] == "v" and r["b_minus_a"]["mean"] == pytest.approx(-0.05)
+
+
+def test_top1_compares_the_first_picks_on_sites_where_both_are_checked():
+    look = {"x": 0.20, "y": 0.30, "z": 0.10}
+    a = record({"x": [(0.30, 0.8), (0.10, 0.95)], "y": [(0.40, 0.95)], "z": [(0.9, 0.1)]}, [], look)   # none complete
+    b = record({"x": [(0.22, 0.91)], "y": [(0.50, 0.90)], "z": [(0.05, 0.99)]}, [], look)
+    b["per_site"][2]["methods"]["m"]["candidates"][0].pop("dft_mae")        # z: b's first pick unchecked
+    assert compare(a, b, "m") == {"sites": 0}
+    r = compare(a, b, "m", top1=True)
+    assert r["pick"] == "top 1" and r["site_list"] == ["x", "y"]
+    assert r["dft_mae_best_of_3"]["a"] == pytest.approx(0.35)              # x's first pick, not its best
+    assert r["b_minus_a"]["mean"] == pytest.approx(0.01) and r["share_cosine_0.9"]["b"] == 1.0

@@ -24,7 +24,10 @@ class Shipped:
                                    # 0.191 against 0.201, paired -0.010 [-0.025, +0.001]; top 1 0.228
                                    # against 0.245; cosine >= 0.9 on 17 sites against 16, none lost)
     distant_swaps: bool = False    # substitutions: one atom beyond the matched site's first shell (in a
-                                   # doubled cell where needed) instead of every atom of one element
+                                   # doubled cell where needed) instead of every atom of one element; off:
+                                   # first picks only measured (truth-b-far-vs-default-top1.json, 29 fresh
+                                   # sites: 0.203 against 0.229, paired -0.027 [-0.053, +0.001]) and their
+                                   # 8-atom cells took up to 10 min per relaxed DFT check
     max_dft_atoms: int = 8         # seeds, and the candidates the app DFT-checks, have at most this many atoms
     dft_top: int = 3               # the app DFT-checks this many top candidates
     dft_workers: int = 0           # ... this many at once (0: one per CPU core; each GPAW process uses one)

@@ -132,7 +132,7 @@ def origin_text(c: dict) -> str:
     sub = seed.get("substitution")
     if c.get("origin") == "substitution" and sub:
         sites = ", ".join(str(k) for k in sub["sites"])
-        cell = (f", in its cell doubled to {sub['cell_atoms']} atoms" if sub.get("cell_atoms", 0) > sub.get("seed_atoms", 0)
+        cell = (f", in its cell enlarged to {sub['cell_atoms']} atoms" if sub.get("cell_atoms", 0) > sub.get("seed_atoms", 0)
                 else "")
         reach = ", beyond the matching atom's neighbours" if "cell_atoms" in sub else ""
         return (f"Substitution of {known}: {sub['replaced']} → {sub['by']} on site{'s' * (len(sub['sites']) > 1)} "

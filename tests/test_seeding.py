@@ -238,3 +238,15 @@ def test_the_cli_passes_substitutions_to_the_request():
     for flag, want in (([], SHIPPED.distant_swaps), (["--distant-swaps"], True), (["--no-distant-swaps"], False)):
         kw, _ = cli_generate._targets_and_template(p.parse_args(["generate", *flag]), DB_URL)
         assert kw["distant_swaps"] is want and Request(mode="seeded", **kw).distant_swaps is want
+
+
+def test_a_distant_swaps_card_says_the_cell_grew_and_the_neighbours_stayed():
+    from studio.results import origin_text
+    seed = {"material_id": "mp-1", "formula": "Au3Ni", "site": 1, "element": "Ni", "mae": 0.1, "cosine": 0.95}
+    far = {**seed, "substitution": {"replaced": "Ni", "by": "Pd", "sites": [5], "cell_atoms": 8, "seed_atoms": 4}}
+    text = origin_text({"origin": "substitution", "seed": far})
+    assert "Ni → Pd on site 5, in its cell enlarged to 8 atoms, beyond the matching atom's neighbours." in text
+    same = {**seed, "substitution": {"replaced": "K", "by": "Na", "sites": [0], "cell_atoms": 5, "seed_atoms": 5}}
+    assert "enlarged" not in origin_text({"origin": "substitution", "seed": same})
+    near = {**seed, "substitution": {"replaced": "Au", "by": "Ag", "sites": [0, 2, 3]}}
+    assert origin_text({"origin": "substitution", "seed": near}).endswith("Au → Ag on sites 0, 2, 3.")

@@ -61,11 +61,8 @@ def shell_template(crystal: Crystal, site: int, max_atoms: int = 8, tol: float =
     beyond the matched site's first shell can change), and that first shell: the atoms within tol
     of the nearest-neighbour distance (minimum image), to pin. The matched site keeps its index:
     ASE's repeat puts the first image's atoms first, in their order."""
-    s = crystal.to_structure()
-    if 2 * len(s) <= max_atoms:
-        reps = [1, 1, 1]
-        reps[int(np.argmin(s.lattice.abc))] = 2
-        s = to_structure(to_atoms(s).repeat(reps))
+    cells = list(itertools.islice(_supercells(crystal, max_atoms), 2))
+    s = cells[-1]           # doubled along the shortest axis where it fits, else the seed's own cell
     return Crystal.from_structure(s), sorted(first_shell(s, site, tol) - {site})
 
 
@@ -157,7 +154,7 @@ def _supercells(crystal: Crystal, max_atoms: int):
     that fits in max_atoms. ASE's repeat keeps every original atom's index (the first image comes
     first, in order), so the matched site keeps its row."""
     s = crystal.to_structure()
-    order = [int(i) for i in np.argsort(s.lattice.abc)]
+    order = [int(i) for i in np.argsort(s.lattice.abc, kind="stable")]     # ties: the first axis, as argmin
     yield s
     for n in (1, 2, 3):
         reps = [1, 1, 1]

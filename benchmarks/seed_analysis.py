@@ -147,10 +147,10 @@ def run() -> dict:
             "seed_corrected_prediction": seed_correction(predictor, db, seeded, trained)}
 
 
-def seed_curves() -> dict[str, np.ndarray]:
-    """Every labelled MP structure's site DOS rows (the seeds' DFT curves), by material id."""
-    return {d["material_id"]: np.asarray(d["site_dos"]) for _, d in iter_label_lines([LABEL_DIR])
-            if "failed" not in d and not d["material_id"].startswith("gen:")}
+def seed_curves(index) -> dict[tuple[str, int], np.ndarray]:
+    """Every labelled MP site's DFT curve (the seeds'), by (material id, site), from the bench's
+    label index (truth.label_index), so both read the shards one way."""
+    return {(m, int(k)): g for m, k, g in zip(index.material_ids, index.sites, index.curves)}
 
 
 def moves_from_seed(targets: dict, groups: list[tuple[dict, list[dict]]], curves: dict) -> dict:
@@ -161,10 +161,10 @@ def moves_from_seed(targets: dict, groups: list[tuple[dict, list[dict]]], curves
     for _, group in groups:
         for c in group:
             seed, site = c.get("seed"), c["target_site"]
-            if not seed or site not in targets or seed["material_id"] not in curves:
+            if not seed or site not in targets or (seed["material_id"], seed["site"]) not in curves:
                 continue
             t = targets[site]["target"]
-            out[c["method"]]["move"].append(dosmod.mae(curves[seed["material_id"]][seed["site"]], c["dft_dos"]))
+            out[c["method"]]["move"].append(dosmod.mae(curves[seed["material_id"], seed["site"]], c["dft_dos"]))
             out[c["method"]]["excess"].append(dosmod.mae(t, c["dft_dos"]) - seed["mae"])
     return {m: {"candidates": len(v["move"]), "move_from_seed_mean": float(np.mean(v["move"])),
                 "move_from_seed_median": float(np.median(v["move"])), "excess_over_seed_mean": float(np.mean(v["excess"])),
@@ -177,7 +177,7 @@ def run_methods(methods, site_set: str = "a", relaxed: bool = True) -> dict:
     dft = {r["key"]: r for r in truth._read(truth.RELAXED if relaxed else truth.CACHE / "dft.jsonl")}
     groups = truth.checked_candidates(tuple(methods), dft=dft)
     return {"site_set": site_set, "cell": "relaxed" if relaxed else "drawn",
-            "methods": moves_from_seed(targets, groups, seed_curves())}
+            "methods": moves_from_seed(targets, groups, seed_curves(truth.label_index()[0]))}
 
 
 def main(argv=None) -> int:

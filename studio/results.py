@@ -121,6 +121,12 @@ def candidate_curves(run: dict, c: dict, dft: dict | None, stored: dict | None) 
     return curves
 
 
+def substitution_kind(sub: dict) -> str:
+    """"distant" (one atom beyond the matched site's shell) or "element" (every atom of an
+    element). Records written before the kind was stored tell it by the cell they name."""
+    return sub.get("kind") or ("distant" if "cell_atoms" in sub else "element")
+
+
 def origin_text(c: dict) -> str:
     """Where a seeded candidate came from: its seed (a known structure, its matching site and how
     close that site's DFT curve is to the target) and how it was changed; '' for other modes."""
@@ -134,7 +140,7 @@ def origin_text(c: dict) -> str:
         sites = ", ".join(str(k) for k in sub["sites"])
         cell = (f", in its cell enlarged to {sub['cell_atoms']} atoms" if sub.get("cell_atoms", 0) > sub.get("seed_atoms", 0)
                 else "")
-        reach = ", beyond the matching atom's neighbours" if "cell_atoms" in sub else ""
+        reach = ", beyond the matching atom's neighbours" if substitution_kind(sub) == "distant" else ""
         return (f"Substitution of {known}: {sub['replaced']} → {sub['by']} on site{'s' * (len(sub['sites']) > 1)} "
                 f"{sites}{cell}{reach}.")
     return f"Grown by the generator from {known}."

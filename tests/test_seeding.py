@@ -83,6 +83,7 @@ def test_substitutions_join_the_drawn_candidates_with_their_seed_and_swap(tmp_pa
         after = [x.specie.symbol for x in structure_of(c)]
         assert after == [sub["by"] if k in sub["sites"] else e for k, e in enumerate(before)]
         assert all(before[k] == sub["replaced"] for k in sub["sites"]) and seed.hit.site not in sub["sites"]
+        assert sub["kind"] == "element"
         (site, row), = c["site_to_target"].items()
         assert int(site) == seed.hit.site and row == 0
         assert c["dos_mae"] == pytest.approx(c["dos_match"][int(site)]["mae"])
@@ -109,6 +110,7 @@ def test_distant_swaps_keep_the_matched_sites_neighbours_in_the_run(tmp_path, ni
         (site, _), = c["site_to_target"].items()
         (k,) = sub["sites"]
         assert int(site) == seed.hit.site and s[k].specie.symbol == sub["by"] and len(s) == sub["cell_atoms"] <= 8
+        assert sub["kind"] == "distant"
         assert k not in first_shell(s, int(site))
         assert "beyond the matching atom's neighbours" in origin_text(c)
 
@@ -189,7 +191,7 @@ def test_substituted_variants_swap_same_group_neighbours_and_leave_the_matched_s
     by = {r["by"]: (c.to_structure(), r) for c, r in substituted_variants(Seed(hit, Crystal.from_structure(cs)), allowed)}
     assert set(by) == {"Pd", "Rb"}
     pd, rec = by["Pd"]
-    assert [x.specie.symbol for x in pd] == ["Cs", "Pt", "Pd"] and rec == {"replaced": "Pt", "by": "Pd", "sites": [2]}
+    assert [x.specie.symbol for x in pd] == ["Cs", "Pt", "Pd"] and rec == {"kind": "element", "replaced": "Pt", "by": "Pd", "sites": [2]}
     assert 0.97 < pd.volume / cs.volume < 1.0                   # Pd is a little smaller than Pt
     assert by["Rb"][0].volume < 0.9 * cs.volume                 # Rb is much smaller than Cs
 
@@ -250,3 +252,8 @@ def test_a_distant_swaps_card_says_the_cell_grew_and_the_neighbours_stayed():
     assert "enlarged" not in origin_text({"origin": "substitution", "seed": same})
     near = {**seed, "substitution": {"replaced": "Au", "by": "Ag", "sites": [0, 2, 3]}}
     assert origin_text({"origin": "substitution", "seed": near}).endswith("Au → Ag on sites 0, 2, 3.")
+    # the kind the record names wins; records from before it was stored fall back on the cell
+    tagged = {**seed, "substitution": {"kind": "distant", "replaced": "K", "by": "Na", "sites": [0]}}
+    assert origin_text({"origin": "substitution", "seed": tagged}).endswith("beyond the matching atom's neighbours.")
+    whole = {**seed, "substitution": {"kind": "element", "replaced": "K", "by": "Na", "sites": [0], "cell_atoms": 5}}
+    assert "neighbours" not in origin_text({"origin": "substitution", "seed": whole})

@@ -134,7 +134,7 @@ def substituted_variants(seed: Seed, allowed) -> list[tuple[Crystal, dict]]:
     the seed, its sites other than the matched one all take one same-group neighbour from allowed
     (the elements the DFT recipe can calculate). Positions and site order are the seed's; the
     volume follows the new radii (_volume_ratio), so that a relaxation starts near its minimum.
-    Each variant's record names what replaced what, and where."""
+    Each variant's record names its kind ("element"), what replaced what, and where."""
     site = seed.hit.site
     s = seed.crystal.to_structure()
     out = []
@@ -145,7 +145,7 @@ def substituted_variants(seed: Seed, allowed) -> list[tuple[Crystal, dict]]:
             for k in sites:
                 v.replace(k, new)
             v.scale_lattice(s.volume * _volume_ratio(s.composition, v.composition))
-            out.append((Crystal.from_structure(v), {"replaced": old, "by": new, "sites": sites}))
+            out.append((Crystal.from_structure(v), {"kind": "element", "replaced": old, "by": new, "sites": sites}))
     return out
 
 
@@ -180,7 +180,7 @@ def distant_variants(seed: Seed, allowed, max_atoms: int = 8) -> list[tuple[Crys
     (the seed's, or doubled) with an atom outside that shell, each such atom in turn takes a
     same-group neighbour. The site's own shell is untouched, so its DOS should stay near its
     seed's (the lookup's hit) while the compound is new. One variant per symmetry-distinct swap
-    (StructureMatcher); the volume follows the new radii; the record names the swap and the cell."""
+    (StructureMatcher); the volume follows the new radii; the record (kind "distant") names the swap and the cell."""
     site = seed.hit.site
     for s in _supercells(seed.crystal, max_atoms):
         far = [k for k in range(len(s)) if k not in first_shell(s, site)]
@@ -201,7 +201,7 @@ def distant_variants(seed: Seed, allowed, max_atoms: int = 8) -> list[tuple[Crys
             if any(matcher.fit(marked, w) for w in kept):
                 continue
             kept.append(marked)
-            out.append((Crystal.from_structure(v), {"replaced": old, "by": new, "sites": [k],
+            out.append((Crystal.from_structure(v), {"kind": "distant", "replaced": old, "by": new, "sites": [k],
                                                     "cell_atoms": len(s), "seed_atoms": len(seed.crystal.numbers)}))
     return out
 

@@ -26,13 +26,15 @@ def test_the_oracle_takes_each_sites_best_checked_novel_candidate(monkeypatch):
                     {"target_site": "a", "novel": True, "dft_dos": t * 1.5},
                     {"target_site": "a", "novel": False, "dft_dos": t}]),          # known: left out
               ({}, [{"target_site": "b", "novel": True, "dft_dos": t * 2.0}])]     # MAE 1.0
-    monkeypatch.setattr(truth, "checked_candidates", lambda methods, generated, dft: groups)
+    asked = []
+    monkeypatch.setattr(truth, "checked_candidates", lambda methods, generated, dft: asked.append(methods) or groups)
     look = {"a": {"candidates": [{"dft_mae": 0.2, "dft_cosine": 0.95}]},
             "b": {"candidates": [{"dft_mae": 0.5, "dft_cosine": 0.8}]}}
     r = seed_analysis.oracle_best({"a": {"target": t}, "b": {"target": t}}, [], {}, look)
     assert r["sites"] == 2 and r["sites_beating_lookup"] == 1
     assert abs(r["dft_mae_best_checked"] - 0.55) < 1e-9 and abs(r["lookup_dft_mae"] - 0.35) < 1e-9
     assert r["checked_per_site"] == {"median": 1.5, "min": 1, "max": 2} and r["lookup_share_cosine_0.9"] == 0.5
+    assert {"seeded_steered", "substituted", "substituted_far"} <= set(asked[0])   # every kind of candidate counts
 
 
 def test_a_candidate_equal_to_its_seed_is_corrected_exactly():

@@ -4,7 +4,8 @@ import streamlit as st
 from studio import shared as studio
 from studio import state
 from studio.charts import dos_chart
-from studio.results import predicted_curve, target_label
+from studio.results import predicted_curve, target_label, verification_rows
+from studio.shared import formula
 from studio import nav
 from dosmatgen_core.scoring.verify import default_workers
 
@@ -23,7 +24,7 @@ if not runs:
 titles = {r["id"]: f"{r['id']} · {r['title']}" for r in runs}
 rid = st.selectbox("Run", list(titles), format_func=titles.get, key="verify_run")
 run = v.store.get(rid)
-names = {c["rank"]: f"#{c['rank']} · {c['formula']} · {c['n_atoms']} atoms" for c in run["candidates"]}
+names = {c["rank"]: f"#{c['rank']} · {formula(c['formula'])} · {c['n_atoms']} atoms" for c in run["candidates"]}
 rank = st.selectbox("Candidate", list(names), format_func=names.get, key="verify_rank")
 cur = v.status(rid, rank)
 relaxed = st.checkbox(f"Relax with {studio.potential_label()} first (positions and cell)", value=studio.SHIPPED.dft_relaxed, key="relaxed")
@@ -58,4 +59,8 @@ def status_panel():
 
 status_panel()
 st.subheader("All verifications")
-st.dataframe(v.all(), hide_index=True, width="stretch")
+rows = v.all()
+stored = {r["id"] for r in runs}       # a verification can outlive its run
+formulas = {(r, c["rank"]): c["formula"] for r in {x["run_id"] for x in rows} & stored
+            for c in v.store.get(r)["candidates"]}
+st.dataframe(verification_rows(rows, formulas), hide_index=True, width="stretch")

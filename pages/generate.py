@@ -384,41 +384,49 @@ req_kw["title"] = f"target: {target_desc}" if mode != "unconditional" else "no t
 rates = studio.timing_rates()
 est = studio.estimate_seconds(req_kw["n_candidates"], req_kw["steps"], req_kw["particles"],
                               baseline=mode != "unconditional", rates=rates)
+# scored: the drawn candidates, up to as many substitutions, and one baseline sample per candidate
+n_scored = req_kw["n_candidates"] * (1 + (mode == "seeded" and bool(req_kw.get("substitutions")))
+                                     + (mode != "unconditional"))
+est += studio.scoring_seconds(n_scored, stability=bool(req_kw.get("stability")))
 sr = rates["steered_row"]
 gpu = req_kw["device"] == "cuda" or (req_kw["device"] == "auto" and torch.cuda.is_available())
 st.info(f"Estimated time: **about {studio.duration(est)}** on "
         + ("the GPU (the rate was measured on a CPU, so expect less)" if gpu else "this CPU")
         + f" — from {sr['seconds']:.1f} s for {sr['candidates']} steered candidates of 4–7 atoms at "
           f"{sr['steps']} steps and {rates['plain_row']['seconds']:.1f} s unsteered ({rates['source']}), "
-          "scaled by candidates, steps and trajectories; an unsteered baseline sample per candidate is included."
+          "scaled by candidates, steps and trajectories; an unsteered baseline sample per candidate is included, "
+          f"and scoring {n_scored} structures" + (" with the hull's relaxations" if req_kw.get("stability") else "")
+        + f" ({studio.SCORING_FILE.name})."
         + (f" Then a DFT check of the top {dft_top}, about {studio.duration(certify.dft_seconds(dft_top, studio.dft_seconds_prior(relaxed=dft_relaxed)))}, "
            "in the background." if dft_top and mode != "unconditional" else "")
         + studio.busy_note())
 
 # ---- 4. generate ------------------------------------------------------------------------------
+def _job():
+    jid = st.session_state.get("job")
+    return R["jobs"].get(jid) if jid else None
+
+
 st.header("4 · Generate")
 problems = checks.request_problems(req_kw)
 for line in notes.show(problems):        # a problem whose input is not on the page shows here
     st.error(f"Cannot generate: {line}")
 if model is None:
     st.error("No generator checkpoint is available, so nothing can be generated. Train one with `dosmatgen train`.")
-elif st.button("Generate", type="primary", key="generate", disabled=bool(problems)):
+elif st.button("Generate", type="primary", key="generate", disabled=bool(problems) or getattr(_job(), "active", False),
+               help="One generation at a time: this is off while one runs (Cancel stops it)."):
     try:
         job = R["jobs"].submit(Request(**req_kw), model, predictor, store, studio.DB_URL, hull=R["hull"],
                                guide=R["guide"])
         st.session_state["job"] = job.id
         st.session_state["job_dft_top"] = int(dft_top) if mode != "unconditional" else 0
         st.session_state["job_dft_relaxed"] = bool(dft_relaxed)
+        st.rerun()      # redraw at once with Generate off while the job runs
     except (ValueError, StructureError) as exc:
         # a check that names its input is shown under it; anything else here, by the button
         notes.show([(getattr(exc, "field", None) or "", f"Cannot generate: {exc}")], fallback=st)
 elif problems:
     st.caption("Generate is off until the input marked in red above is fixed.")
-
-
-def _job():
-    jid = st.session_state.get("job")
-    return R["jobs"].get(jid) if jid else None
 
 
 # the panels tick only while something runs: an idle tick every second reruns the fragment for

@@ -5,6 +5,7 @@ calculation of a candidate, or the stored DFT label of a known structure the can
 """
 from __future__ import annotations
 
+import datetime as dt
 from functools import partial
 
 import numpy as np
@@ -17,7 +18,7 @@ from studio.export import run_zip
 from dosmatgen_core.structures import to_structure
 from studio.known import matching_site
 from studio import shared as studio
-from studio.shared import formula, site_name
+from studio.shared import duration, formula, site_name
 
 COND_COLOUR, FIXED_COLOUR, PIN_COLOUR = (viz.SITE_COLOURS["conditioned"], viz.SITE_COLOURS["fixed"],
                                          viz.SITE_COLOURS["pinned"])
@@ -161,6 +162,21 @@ def dft_table(run: dict, dft: dict[int, dict]) -> list[dict]:
                      "relaxation seconds": s["result"].get("relax_seconds"),
                      "DFT seconds": s["result"].get("seconds")})
     return sorted(rows, key=lambda r: r["DFT MAE"])
+
+
+def verification_rows(rows: list[dict], formulas: dict[tuple[str, int], str] | None = None) -> list[dict]:
+    """The verifications table as people read it: clock times (UTC), the time taken, the candidate
+    by rank and formula, and blanks rather than 'None'."""
+    def clock(t):
+        return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if t else ""
+    out = []
+    for r in rows:
+        name = (formulas or {}).get((r["run_id"], r["rank"]))
+        took = r["finished"] - r["started"] if r.get("started") and r.get("finished") else None
+        out.append({"run": r["run_id"], "candidate": f"#{r['rank']}" + (f" · {formula(name)}" if name else ""),
+                    "status": r["status"], "started": clock(r.get("started")), "finished": clock(r.get("finished")),
+                    "took": duration(took) if took is not None else "", "error": r.get("error") or ""})
+    return out
 
 
 def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None = None, max_cards: int = 20) -> None:

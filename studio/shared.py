@@ -16,6 +16,7 @@ DEFAULT_PARTICLES = SHIPPED.particles
 DEFAULT_STEPS = SHIPPED.steps
 RESULTS_DIR = ROOT / "benchmarks" / "results"     # read as files: the app never imports `benchmarks`
 TIMING_FILE = RESULTS_DIR / "generate-timing-0061.json"
+SCORING_FILE = RESULTS_DIR / "evaluate-heldout.json"     # seconds per structure of each scoring check
 DFT_SECONDS_PRIOR = 120.0                         # a 3-8 atom cell with the labelling recipe, 2-core CPU
 # Strukturbericht symbols: the digits after the first are a subscript (L1₂, D0₁₉); others stay as they are
 PROTOTYPES = {"L12": "L1₂", "L10": "L1₀", "L21": "L2₁", "D03": "D0₃", "D019": "D0₁₉", "D022": "D0₂₂", "D024": "D0₂₄",
@@ -117,6 +118,14 @@ def estimate_seconds(n_candidates: int, steps: int, particles: int, baseline: bo
     if baseline:
         t += r["plain"] * n_candidates * steps
     return t
+
+
+def scoring_seconds(n_structures: int, stability: bool = False, path: Path = SCORING_FILE) -> float:
+    """Scoring time on the measured CPU: every structure (candidates, substitutions, baselines)
+    passes validity, the predicted DOS, symmetry, uniqueness and novelty; the SevenNet hull, when
+    asked for, relaxes each one and costs far more than the rest."""
+    per = json.loads(Path(path).read_text())["seconds_per_candidate_per_check"]
+    return n_structures * sum(v for k, v in per.items() if k != "stability" or stability)
 
 
 def busy_note(load: float | None = None, cpus: int | None = None) -> str:

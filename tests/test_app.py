@@ -231,6 +231,15 @@ def test_cost_estimate_reproduces_the_measured_rates():
     assert studio.estimate_seconds(10, 200, 4, rates=rates) == pytest.approx(43.06 * 0.4 + 8.03 * 0.4, abs=0.01)
 
 
+def test_scoring_estimate_counts_every_structure_and_the_hull_only_when_asked():
+    import json
+    per = json.loads(studio.SCORING_FILE.read_text())["seconds_per_candidate_per_check"]
+    quick = sum(v for k, v in per.items() if k != "stability")
+    assert studio.scoring_seconds(24) == pytest.approx(24 * quick)
+    assert studio.scoring_seconds(24, stability=True) == pytest.approx(24 * quick + 24 * per["stability"])
+    assert studio.scoring_seconds(24, stability=True) > 10 * studio.scoring_seconds(24)   # the hull relaxes each one
+
+
 def test_latest_result_of_each_kind(tmp_path):
     (tmp_path / "generate-a.json").write_text(json.dumps({"machine": {"date": "2026-01-02T00:00:00+00:00"}}))
     (tmp_path / "generate-b.json").write_text(json.dumps({"machine": {"date": "2026-01-01T00:00:00+00:00"}}))
@@ -410,3 +419,14 @@ def test_the_estimate_warns_when_other_work_holds_the_cpu():
     assert studio.busy_note(load=1.5, cpus=2) == ""
     note = studio.busy_note(load=6.6, cpus=2)
     assert "load 6.6 on 2 cores" in note and "longer" in note
+
+
+def test_the_verifications_table_reads_as_clock_times_and_formulas():
+    from studio.results import verification_rows
+    rows = [{"run_id": "r1", "rank": 2, "status": "done", "started": 1796355617.13, "finished": 1796355700.0,
+             "error": None},
+            {"run_id": "r9", "rank": 1, "status": "queued", "started": None, "finished": None, "error": None}]
+    out = verification_rows(rows, {("r1", 2): "LiNiAu2"})
+    assert out[0] == {"run": "r1", "candidate": "#2 · Au2LiNi", "status": "done", "started": "2026-12-04 03:40:17 UTC",
+                      "finished": "2026-12-04 03:41:40 UTC", "took": "83 s", "error": ""}
+    assert out[1]["candidate"] == "#1" and out[1]["started"] == out[1]["took"] == out[1]["error"] == ""

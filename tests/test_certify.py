@@ -71,7 +71,19 @@ def test_a_cancel_stops_the_rest_and_the_running_ones_finish(tmp_path, fake_gpaw
     cert.wait(rid, poll=0.05)
     p = cert.progress(rid)
     assert p["done"] == [1] and fake_gpaw["calls"] == 1 and p["cancelled"]
-    assert "cancelled" in certify.status_line(p, lambda s: f"{s:.0f} s")
+    assert certify.status_line(p, lambda s: f"{s:.0f} s").endswith("1 of 3 done (cancelled: #2, #3 will not start)")
+
+
+def test_a_cancel_says_which_checks_still_run():
+    """Cancel stops only what has not started: a running GPAW check finishes, and the line says so
+    rather than claiming to have cancelled it."""
+    p = {"ranks": [7, 8, 9], "done": [8], "failed": [], "running": [7, 9], "left_s": 0.0, "active": True,
+         "cancelled": True}
+    assert certify.status_line(p, str).endswith("(cancelled: #7, #9 are already running and will finish)")
+    p.update(done=[7, 8], running=[9])
+    assert certify.status_line(p, str).endswith("2 of 3 done (cancelled: #9 is already running and will finish)")
+    p.update(done=[7, 8, 9], running=[], active=False)
+    assert certify.status_line(p, str).endswith("(cancelled after every check had started)")
 
 
 def test_time_left_counts_the_parallel_slots():

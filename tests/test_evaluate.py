@@ -129,3 +129,32 @@ def test_missing_mp_tables_are_named_not_met_with_an_empty_index(tmp_path, monke
         dataset.mp_structures.__wrapped__()          # past the per-process cache
     with pytest.raises(checks.UserError, match="novelty cannot be judged"):
         check_novelty_tables()
+
+
+def test_in_a_run_the_best_ranked_of_equivalent_candidates_is_the_unique_one(tmp_path):
+    """Duplicates are judged in rank order: a lower-ranked copy is the duplicate, never the top one.
+    A template run at a tiny strength, every atom but the conditioned Ni pinned, draws copies."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from dosmatgen_core.candidates.pipeline import Request, run_generation
+    from dosmatgen_core.candidates.runs import RunStore, structure_of
+    from dosmatgen_core.labels.reference_db import open_db
+    from dosmatgen_core.model.checkpoint import load_model
+    from dosmatgen_core.paths import DB_URL, MODEL_PATH, PREDICTOR_PATH
+    from dosmatgen_core.scoring.predictor import load_predictor
+    from dosmatgen_core.settings import PRESET_ID
+    ref = open_db(DB_URL).get(PRESET_ID)
+    ni = ref.symbols.index("Ni")
+    a = ref.atoms
+    req = Request(mode="template", targets=[ref.site_dos[ni].tolist()], cond_sites=[ni], n_candidates=4, steps=8,
+                  particles=1, strength=0.02, pinned=[k for k in range(len(a)) if k != ni], baseline=False,
+                  template={"numbers": a.numbers.tolist(), "frac": a.get_scaled_positions().tolist(),
+                            "lattice": a.cell.array.tolist()})
+    run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH),
+                         store=RunStore(tmp_path / "r.db"), db_url=DB_URL, check_novelty=False)
+    cands = run["candidates"]
+    assert [c["rank"] for c in cands] == list(range(1, len(cands) + 1))
+    structs, sm = [structure_of(c) for c in cands], StructureMatcher()
+    for k, c in enumerate(cands):
+        copy_of_better = any(sm.fit(structs[k], structs[j]) for j in range(k))
+        assert c["unique"] is (not copy_of_better)
+    assert cands[0]["unique"] and not all(c["unique"] for c in cands)

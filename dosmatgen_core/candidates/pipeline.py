@@ -294,10 +294,6 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
                 keep.append(kind, [r for k, r in recs if k == kind])
         evs += part
     cands, base = run["candidates"], run["baseline"]
-    t = time.perf_counter()
-    for c, u in zip(cands + base, evaluate.unique_flags(structs)):   # over the whole run, as one set
-        c["unique"] = u
-    timing["uniqueness"] = time.perf_counter() - t
     if req.stability and hull is not None:
         t_st = time.perf_counter()
         for k, c in enumerate(cands):
@@ -318,6 +314,13 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
     for r, i in enumerate(order):
         cands[i]["rank"] = r + 1
     run["candidates"] = cands = [cands[i] for i in order]
+    # over the whole run as one set, in rank order: the best-ranked of equivalent candidates is
+    # the unique one, the lower-ranked ones its duplicates (baselines after every candidate)
+    t = time.perf_counter()
+    ordered = [structs[c["index"]] for c in cands] + [structs[n + b["index"]] for b in base]
+    for c, u in zip(cands + base, evaluate.unique_flags(ordered)):
+        c["unique"] = u
+    timing["uniqueness"] = time.perf_counter() - t
     maes = [c["dos_mae"] for c in cands if np.isfinite(c.get("dos_mae", np.nan))]
     bmaes = [c["dos_mae"] for c in base if np.isfinite(c.get("dos_mae", np.nan))]
     n_all = max(len(structs), 1)

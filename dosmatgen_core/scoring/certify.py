@@ -157,5 +157,13 @@ def status_line(p: dict, duration) -> str:
         text += (f", one is taking longer than the usual ~{duration(p['per_s'])}" if p.get("overdue")
                  else f", ~{duration(p['left_s'])} left")
     elif p["cancelled"]:
-        text += " (cancelled: the rest will not be submitted)"
+        # a GPAW run already started finishes (and becomes a label); only the ones not started stop
+        left = [r for r in p["ranks"] if r not in p["done"] + p["failed"] + p["running"]]
+        parts = []
+        if p["running"] and p["active"]:
+            parts.append(", ".join(f"#{r}" for r in p["running"]) + (" is" if len(p["running"]) == 1 else " are")
+                         + " already running and will finish")
+        if left:
+            parts.append(", ".join(f"#{r}" for r in left) + " will not start")
+        text += f" (cancelled: {'; '.join(parts)})" if parts else " (cancelled after every check had started)"
     return text

@@ -48,4 +48,4 @@ else:
     st.caption("No candidate of this run has been checked with DFT; queue one on the Verify page.")
 db = open_db(studio.DB_URL)
 labelled = frozenset(r["material_id"] for r in state.reference_rows(studio.DB_URL))
-show_run(run, dft, stored_labels(run, db, labelled))
+show_run(run, dft, stored_labels(run, db, labelled), heading="Results")

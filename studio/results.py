@@ -164,6 +164,17 @@ def dft_table(run: dict, dft: dict[int, dict]) -> list[dict]:
     return sorted(rows, key=lambda r: r["DFT MAE"])
 
 
+# dos.match_metrics' keys as a table heads them: what each measures, with its unit
+METRIC_NAMES = {"mae": "MAE (states/eV)", "mae_ef2": "MAE within ±2 eV of E_F (states/eV)", "cosine": "cosine",
+                "wasserstein": "Wasserstein (eV)", "centre_shift": "centre shift (eV)"}
+
+
+def match_rows(match: dict) -> list[dict]:
+    """A candidate's match metrics per site, one row per site, columns named with their units."""
+    return [{"site": int(k), **{METRIC_NAMES.get(kk, kk): round(v, 3) for kk, v in mm.items()}}
+            for k, mm in match.items()]
+
+
 def verification_rows(rows: list[dict], formulas: dict[tuple[str, int], str] | None = None) -> list[dict]:
     """The verifications table as people read it: clock times (UTC), the time taken, the candidate
     by rank and formula, and blanks rather than 'None'."""
@@ -179,11 +190,13 @@ def verification_rows(rows: list[dict], formulas: dict[tuple[str, int], str] | N
     return out
 
 
-def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None = None, max_cards: int = 20) -> None:
-    """dft: rank → Verifier.status; stored: stored_labels(...)."""
+def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None = None, max_cards: int = 20,
+             heading: str = "5 · Results") -> None:
+    """dft: rank → Verifier.status; stored: stored_labels(...); heading: the Generate page numbers
+    its steps, the Runs page does not."""
     dft, stored = dft or {}, stored or {}
     s = run["summary"]
-    st.header("5 · Results")
+    st.header(heading)
     st.caption(f"Run `{run['id']}` · {studio.plain(run['title'])} · seed {run['settings']['seed']} · device "
                f"{run['settings']['device']} · {run['settings']['steps']} steps · w = {run['settings']['guidance']} · "
                f"{steering_text(run['settings'])}checkpoint {str(run['settings'].get('checkpoint_sha256'))[:10]}")
@@ -193,7 +206,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
     if s.get("mean_dos_mae") is not None:
         m3.metric("Mean DOS MAE (predicted)", f"{s['mean_dos_mae']:.3f}")
     if s.get("baseline_mean_dos_mae") is not None:
-        m4.metric("Unconditional baseline MAE", f"{s['baseline_mean_dos_mae']:.3f}")
+        m4.metric("Unconditional baseline MAE (predicted)", f"{s['baseline_mean_dos_mae']:.3f}")
     curves_of = {c["rank"]: candidate_curves(run, c, dft.get(c["rank"]), stored.get(c["rank"]))
                  for c in run["candidates"]}
     # the zip (with an SVG plot per candidate) is built only when the button is clicked
@@ -239,8 +252,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                               filename=f"{run['id']}_candidate{c['rank']}_dos")
                 m = c.get("dos_match") or {}
                 if m:
-                    st.dataframe([{"site": k, **{kk: round(v, 3) for kk, v in mm.items()}} for k, mm in m.items()],
-                                 hide_index=True, width="stretch")
+                    st.caption("Predicted DOS against the target, per conditioned site")
+                    st.dataframe(match_rows(m), hide_index=True, width="stretch")
             with right:
                 hl = {int(k): COND_COLOUR for k in c["site_to_target"]}
                 hl.update({int(k): FIXED_COLOUR for k in c.get("fixed_sites", {})})

@@ -430,3 +430,14 @@ def test_the_verifications_table_reads_as_clock_times_and_formulas():
     assert out[0] == {"run": "r1", "candidate": "#2 · Au2LiNi", "status": "done", "started": "2026-12-04 03:40:17 UTC",
                       "finished": "2026-12-04 03:41:40 UTC", "took": "83 s", "error": ""}
     assert out[1]["candidate"] == "#1" and out[1]["started"] == out[1]["took"] == out[1]["error"] == ""
+
+
+def test_a_cards_match_table_names_each_metric_with_its_unit():
+    from dosmatgen_core import dos as dosmod
+    from studio.results import METRIC_NAMES, match_rows
+    g = np.exp(-((dosmod.GRID + 1.0) ** 2))
+    m = {"0": dosmod.match_metrics(g, g * 0.8)}
+    (row,) = match_rows(m)
+    assert set(METRIC_NAMES) == set(m["0"])            # every metric the scorer writes has a name
+    assert row["site"] == 0 and row["MAE (states/eV)"] == round(m["0"]["mae"], 3) and row["cosine"] == 1.0
+    assert "Wasserstein (eV)" in row and "centre shift (eV)" in row

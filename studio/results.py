@@ -11,6 +11,7 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
+from dosmatgen_core import dos as dosmod
 from dosmatgen_core.candidates import runs as runsmod
 from studio import figures as viz
 from studio.charts import dos_chart
@@ -147,9 +148,15 @@ def origin_text(c: dict) -> str:
     return f"Grown by the generator from {known}."
 
 
-def dft_table(run: dict, dft: dict[int, dict]) -> list[dict]:
-    """Finished DFT checks, best DFT MAE first."""
+def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]] | None = None) -> list[dict]:
+    """Finished DFT checks and the stored DFT labels of known candidates (stored_labels), best DFT
+    MAE first: a known candidate's DFT is already there, so it ranks beside the checked ones."""
     by_rank = {c["rank"]: c for c in run["candidates"]}
+    targets = run["settings"]["targets"]
+
+    def predicted(c):
+        return round(c["dos_mae"], 3) if np.isfinite(c.get("dos_mae", np.nan)) else None
+
     rows = []
     for rank, s in dft.items():
         m = dft_mae(s)
@@ -157,10 +164,21 @@ def dft_table(run: dict, dft: dict[int, dict]) -> list[dict]:
             continue
         c = by_rank[rank]
         rows.append({"candidate": f"#{rank}", "formula": formula(c["formula"]), "DFT MAE": round(m, 3),
-                     "predicted MAE": round(c["dos_mae"], 3) if np.isfinite(c.get("dos_mae", np.nan)) else None,
+                     "predicted MAE": predicted(c),
                      "cell": "relaxed" if s["result"].get("relaxed") else "as drawn",
                      "relaxation seconds": s["result"].get("relax_seconds"),
                      "DFT seconds": s["result"].get("seconds")})
+    for rank, sites in (stored or {}).items():
+        c = by_rank.get(rank)
+        if c is None or dft_mae(dft.get(rank)) is not None:
+            continue
+        row_of = {int(a): int(b) for a, b in c["site_to_target"].items()}
+        maes = [dosmod.mae(targets[row_of[k]], v["y"]) for k, v in sites.items() if k in row_of]
+        if not maes:
+            continue
+        rows.append({"candidate": f"#{rank}", "formula": formula(c["formula"]), "DFT MAE": round(float(np.mean(maes)), 3),
+                     "predicted MAE": predicted(c), "cell": f"known: stored label of {c.get('matches')}",
+                     "relaxation seconds": None, "DFT seconds": None})
     return sorted(rows, key=lambda r: r["DFT MAE"])
 
 
@@ -213,7 +231,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
     st.download_button("Download the whole run (zip: CIFs, POSCARs, DOS CSVs and SVG plots, JSON)",
                        partial(run_zip, run, dft, curves_of), f"dosmatgen_run_{run['id']}.zip",
                        mime="application/zip", key=f"zip_{run['id']}", on_click="ignore")
-    table = dft_table(run, dft)
+    table = dft_table(run, dft, stored)
     if table:
         st.subheader("DFT-checked candidates, best first")
         st.dataframe(table, hide_index=True, width="stretch")

@@ -441,3 +441,20 @@ def test_a_cards_match_table_names_each_metric_with_its_unit():
     assert set(METRIC_NAMES) == set(m["0"])            # every metric the scorer writes has a name
     assert row["site"] == 0 and row["MAE (states/eV)"] == round(m["0"]["mae"], 3) and row["cosine"] == 1.0
     assert "Wasserstein (eV)" in row and "centre shift (eV)" in row
+
+
+def test_the_dft_table_ranks_stored_labels_of_known_candidates_beside_fresh_checks():
+    from studio.results import dft_table
+    t = np.ones(400)
+    run = {"settings": {"targets": [t.tolist()]},
+           "candidates": [{"rank": 1, "formula": "NiAu3", "dos_mae": 0.2, "site_to_target": {"0": 0}, "matches": "mp-1"},
+                          {"rank": 2, "formula": "ClNa", "dos_mae": 0.1, "site_to_target": {"3": 0}}]}
+    dft = {2: {"status": "done", "result": {"dos_match": {"3": {"mae": 0.3}}, "relaxed": True, "seconds": 60.0,
+                                             "relax_seconds": 5.0}}}
+    stored = {1: {0: {"y": t * 1.25, "name": "DFT (stored label …)"}}}
+    rows = dft_table(run, dft, stored)
+    assert [r["candidate"] for r in rows] == ["#1", "#2"]                # 0.25 before 0.3
+    assert rows[0]["DFT MAE"] == 0.25 and rows[0]["formula"] == "Au3Ni" and rows[0]["cell"].startswith("known")
+    assert rows[1] == {"candidate": "#2", "formula": "NaCl", "DFT MAE": 0.3, "predicted MAE": 0.1, "cell": "relaxed",
+                       "relaxation seconds": 5.0, "DFT seconds": 60.0}
+    assert dft_table(run, dft) == rows[1:]                               # without stored labels, checks alone

@@ -157,7 +157,7 @@ if src == "A site of a material":
     with right:
         st.iframe(viz.structure_html(s, {site: viz.SITE_COLOURS["picked"]}, element_id="refview",
                                      script_src=viz.STATIC_SRC), height=330)
-        st.caption(f"{studio.plain(mat.name)}: 2×2×2 cells, atoms wrapped into the cell; red: site {site}")
+        st.caption(f"{studio.plain(mat.name)}: 2×2×2 cells, atoms wrapped into the cell; red halo: site {site}")
     base = mat.site_dos[site]
     base_name = mat.curve_name(site)
 else:

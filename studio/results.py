@@ -193,6 +193,15 @@ def match_rows(match: dict) -> list[dict]:
             for k, mm in match.items()]
 
 
+def halo_caption(c: dict) -> str:
+    """The 3D view's key: only the halos this candidate has, told apart from the atoms' own
+    (Jmol) element colours, which can be red, blue or green too."""
+    kinds = [("red", "conditioned", bool(c.get("site_to_target"))), ("blue", "fixed type", bool(c.get("fixed_sites"))),
+             ("green", "pinned", bool(c.get("pinned_sites")))]
+    key = ", ".join(f"{colour} = {what}" for colour, what, on in kinds if on)
+    return (f"Halos: {key} · " if key else "") + "atoms in Jmol element colours · 2×2×2 cells, outline drawn"
+
+
 def verification_rows(rows: list[dict], formulas: dict[tuple[str, int], str] | None = None) -> list[dict]:
     """The verifications table as people read it: clock times (UTC), the time taken, the candidate
     by rank and formula, and blanks rather than 'None'."""
@@ -278,7 +287,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                 hl.update({int(k): PIN_COLOUR for k in c.get("pinned_sites", [])})
                 st.iframe(viz.structure_html(struct, hl, height=280, element_id=f"v{c['index']}",
                                              script_src=viz.STATIC_SRC), height=290)
-                st.caption("red: conditioned · blue: fixed type · green: pinned · 2×2×2 cells, outline drawn")
+                st.caption(halo_caption(c))
             d1, d2, d3, d4, d5 = st.columns(5)
             stem = f"{run['id']}_{c['rank']}_{c['formula']}"
             d1.download_button("CIF (sym)", runsmod.to_cif(struct, symmetrised=True), f"{stem}_sym.cif", key=f"c1{stem}")

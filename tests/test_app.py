@@ -458,3 +458,11 @@ def test_the_dft_table_ranks_stored_labels_of_known_candidates_beside_fresh_chec
     assert rows[1] == {"candidate": "#2", "formula": "NaCl", "DFT MAE": 0.3, "predicted MAE": 0.1, "cell": "relaxed",
                        "relaxation seconds": 5.0, "DFT seconds": 60.0}
     assert dft_table(run, dft) == rows[1:]                               # without stored labels, checks alone
+
+
+def test_the_3d_key_names_only_the_halos_a_candidate_has():
+    from studio.results import halo_caption
+    assert halo_caption({"site_to_target": {"0": 0}}).startswith("Halos: red = conditioned · atoms in Jmol")
+    both = halo_caption({"site_to_target": {"0": 0}, "pinned_sites": [1, 2]})
+    assert "red = conditioned, green = pinned" in both and "blue" not in both
+    assert halo_caption({"site_to_target": {}}).startswith("atoms in Jmol element colours")

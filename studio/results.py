@@ -193,6 +193,15 @@ def match_rows(match: dict) -> list[dict]:
             for k, mm in match.items()]
 
 
+def count_text(cands: list[dict]) -> str:
+    """Where a seeded run's candidates came from: 'drawn by the generator' and 'substitutions of
+    known structures' (more than asked for: the swaps join the draws); '' for other runs."""
+    subs = sum(c.get("origin") == "substitution" for c in cands)
+    if not subs:
+        return ""
+    return f"{len(cands) - subs} drawn by the generator and {subs} substitution{'s' * (subs > 1)} of known structures"
+
+
 def halo_caption(c: dict) -> str:
     """The 3D view's key: only the halos this candidate has, told apart from the atoms' own
     (Jmol) element colours, which can be red, blue or green too."""
@@ -234,6 +243,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
         m3.metric("Mean DOS MAE (predicted)", f"{s['mean_dos_mae']:.3f}")
     if s.get("baseline_mean_dos_mae") is not None:
         m4.metric("Unconditional baseline MAE (predicted)", f"{s['baseline_mean_dos_mae']:.3f}")
+    if made := count_text(run["candidates"]):
+        st.caption(f"{s['n']} candidates: {made}.")
     curves_of = {c["rank"]: candidate_curves(run, c, dft.get(c["rank"]), stored.get(c["rank"]))
                  for c in run["candidates"]}
     # the zip (with an SVG plot per candidate) is built only when the button is clicked

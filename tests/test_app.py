@@ -466,3 +466,10 @@ def test_the_3d_key_names_only_the_halos_a_candidate_has():
     both = halo_caption({"site_to_target": {"0": 0}, "pinned_sites": [1, 2]})
     assert "red = conditioned, green = pinned" in both and "blue" not in both
     assert halo_caption({"site_to_target": {}}).startswith("atoms in Jmol element colours")
+
+
+def test_a_seeded_runs_count_says_how_many_were_drawn_and_how_many_swapped():
+    from studio.results import count_text
+    cands = [{"origin": "generator"}] * 8 + [{"origin": "substitution"}] * 5
+    assert count_text(cands) == "8 drawn by the generator and 5 substitutions of known structures"
+    assert count_text([{"origin": "generator"}]) == "" and count_text([{}]) == ""

@@ -70,10 +70,14 @@ def dos_figure(curves: list[dict], title: str = "", height: int = 300) -> go.Fig
                                      hoverinfo="skip", legendgroup=group, name=band_name(c)))
         fig.add_trace(go.Scatter(x=dosmod.GRID, y=np.asarray(c["y"]), name=c["name"], mode="lines",
                                  line=PALETTE[style], opacity=0.6 if style == "baseline" else 1.0))
-    fig.add_vline(x=0.0, line_dash="dash", line_color="gray", annotation_text="E_F", annotation_position="top")
-    fig.update_layout(title=title or None, height=height, margin=dict(l=40, r=10, t=35 if title else 10, b=40),
+    # E_F labelled inside the plot, beside its line: above the plot the toolbar covers it
+    fig.add_vline(x=0.0, line_dash="dash", line_color="gray", annotation_text="E_F", annotation_position="top right")
+    # the legend hangs from below the axis title (anchored by its top, it grows downwards; with
+    # plotly's default anchor a two-row legend climbed over the title)
+    entries = len(curves) + sum(band_edges(c) is not None for c in curves)
+    fig.update_layout(title=title or None, height=height + 24 * max(0, entries - 2), margin=dict(l=40, r=10, t=35 if title else 10, b=40),
                       xaxis_title=ENERGY_AXIS, yaxis_title=DOS_AXIS, showlegend=True,
-                      legend=dict(orientation="h", y=-0.3), template="plotly_white")
+                      legend=dict(orientation="h", yanchor="top", y=-0.3), template="plotly_white")
     return fig
 
 

@@ -473,3 +473,14 @@ def test_a_seeded_runs_count_says_how_many_were_drawn_and_how_many_swapped():
     cands = [{"origin": "generator"}] * 8 + [{"origin": "substitution"}] * 5
     assert count_text(cands) == "8 drawn by the generator and 5 substitutions of known structures"
     assert count_text([{"origin": "generator"}]) == "" and count_text([{}]) == ""
+
+
+def test_the_dos_legend_hangs_below_the_axis_and_the_plot_keeps_its_height():
+    from dosmatgen_core import dos as dosmod
+    g = np.exp(-((dosmod.GRID + 1) ** 2))
+    two = viz.dos_figure([{"y": g, "name": "target", "style": "target"}, {"y": g, "name": "DFT", "style": "dft"}])
+    four = viz.dos_figure([{"y": g, "name": "target", "style": "target"},
+                           {"y": g, "name": "predicted", "style": "predicted", "band": g * 0.1},
+                           {"y": g, "name": "DFT", "style": "dft"}])
+    assert two.layout.legend.yanchor == "top" and two.layout.legend.y < 0
+    assert four.layout.height - two.layout.height == 2 * 24      # one row per legend entry beyond two

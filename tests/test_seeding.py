@@ -257,3 +257,15 @@ def test_a_distant_swaps_card_says_the_cell_grew_and_the_neighbours_stayed():
     assert origin_text({"origin": "substitution", "seed": tagged}).endswith("beyond the matching atom's neighbours.")
     whole = {**seed, "substitution": {"kind": "element", "replaced": "K", "by": "Na", "sites": [0], "cell_atoms": 5}}
     assert "neighbours" not in origin_text({"origin": "substitution", "seed": whole})
+
+
+def test_the_progress_line_says_what_is_being_sampled(tmp_path, ni_target):
+    msgs = []
+    req = Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=2, steps=4, particles=2,
+                  seed_exclude=[PRESET_ID], substitutions=False, baseline=False)
+    from dosmatgen_core.candidates.pipeline import shipped_guide
+    run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH), guide=shipped_guide("cpu"),
+                   store=RunStore(tmp_path / "r.db"), db_url=DB_URL, check_novelty=False,
+                   progress=lambda f, eta, msg: msgs.append(msg))
+    assert "sampling 2 candidates × 2 steered trajectories: step 4/4" in msgs
+    assert any(m.startswith("scoring structures") for m in msgs)

@@ -238,9 +238,14 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
     run = keep.run
     t0 = time.perf_counter()
 
+    # what the progress bar says it is doing (steering needs a conditioned atom to steer)
+    steered = req.particles > 1 and any(sp.cond_mask.any() for sp in specs)
+    drawing = f"sampling {len(specs)} candidate{'s' * (len(specs) != 1)}" + (
+        f" × {req.particles} steered trajectories" if steered else "")
+
     def prog(f, eta, msg):
         if progress:
-            progress(0.9 * f, eta, msg)
+            progress(0.9 * f, eta, f"{drawing}: {msg}")
 
     kw = dict(steps=req.steps, guidance=req.guidance, device=run["settings"]["device"], cancel=cancel, redraws=REDRAWS)
     if req.particles > 1:

@@ -265,8 +265,9 @@ if mode == "seeded":
                   fix_element=bool(fix_el), substitutions=bool(subs), distant_swaps=bool(far),
                   seed_exclude=sorted(exclude),
                   db_url=studio.DB_URL)
-    st.caption("Seeds exclude the reference material itself. A candidate can still come back as a structure "
-               "already known (a seed, a Materials Project entry or a candidate checked before): it is marked "
+    st.caption("The known structures to grow from never include the reference material itself. A candidate can "
+               "still come back as a structure "
+               "already known (one it grew from, a Materials Project entry or a candidate checked before): it is marked "
                "known, its stored DFT label is shown, and the DFT check goes to the next candidates instead.")
 elif mode in ("masked", "fixed_type", "unconditional"):
     n_atoms = st.number_input("Atoms in each candidate", 1, 20, studio.SHIPPED.n_atoms, key="n_atoms",

@@ -271,7 +271,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                          "queued": ":blue-background[DFT queued]"}.get((d or {}).get("status"), "")
             st.markdown(" ".join([
                 _badge(c["structurally_valid"], "geometry valid", "geometry invalid"),
-                _badge(c["charge_neutral"], "charge balanced", "not charge balanced"),
+                _badge(c["charge_neutral"], "charge balanced (SMACT)", "not charge balanced (SMACT)"),
                 _badge(c.get("unique"), "unique in run", "duplicate in run"),
                 _badge(c.get("novel"), "novel", f"known ({c.get('matches')})"),
                 _stability_badge(c), dft_badge,

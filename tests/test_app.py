@@ -116,7 +116,7 @@ def test_mode_switches_show_their_controls(app):
 def test_seeded_mode_is_the_default_and_never_seeds_from_the_reference(app):
     assert app.radio(key="mode").value == "seeded"
     assert app.number_input(key="n_seeds").value == 3
-    assert any("exclude the reference" in c.value for c in app.caption)
+    assert any("never include the reference material" in c.value for c in app.caption)
     assert app.checkbox(key="seed_subs").value is studio.SHIPPED.substitutions
     assert app.checkbox(key="seed_far").value is studio.SHIPPED.distant_swaps
 

@@ -42,7 +42,9 @@ run = store.get(pick)
 dft = state.dft_statuses(run)
 st.subheader("DFT checks of this run")
 if dft:
-    st.dataframe([{"candidate": f"#{rank}", "status": s["status"], "DFT MAE": dft_mae(s), "error": s.get("error")}
+    # a check still running has no MAE yet, and only a failed one has an error: blank, not "None"
+    st.dataframe([{"candidate": f"#{rank}", "status": s["status"],
+                   "DFT MAE": f"{m:.3f}" if (m := dft_mae(s)) is not None else "", "error": s.get("error") or ""}
                   for rank, s in sorted(dft.items())], hide_index=True, width="stretch")
 else:
     st.caption("No candidate of this run has been checked with DFT; queue one on the Verify page.")

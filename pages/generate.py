@@ -505,4 +505,5 @@ if run_id:
         p = state.certifier(str(studio.RUNS_PATH)).progress(run_id)
         if p is not None:
             dft_panel(run_id, len(p["done"]) + len(p["failed"]), p["active"])
-        show_run(run, dft, stored_labels(run, db, labelled_ids))
+        # the reference view and the known sites' views above are live 3D views too
+        show_run(run, dft, stored_labels(run, db, labelled_ids), live_views=viz.MAX_LIVE_VIEWS - 1 - len(hits))

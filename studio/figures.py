@@ -149,6 +149,8 @@ def supercell_xyz(s: Structure, reps=(2, 2, 2)) -> tuple[str, list[int]]:
     return "\n".join(lines) + "\n", origin
 
 
+# Chromium keeps this many WebGL contexts (one per 3D view) and loses the oldest past it
+MAX_LIVE_VIEWS = 16
 STATIC_SRC = "/app/static/3Dmol-min.js"   # the app serves assets/vendor/3dmol-* through ./static
 
 

@@ -13,6 +13,7 @@ import streamlit as st
 
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.candidates import runs as runsmod
+from dosmatgen_core.scoring import certify
 from studio import figures as viz
 from studio.charts import dos_chart
 from studio.export import run_zip
@@ -148,38 +149,37 @@ def origin_text(c: dict) -> str:
     return f"Grown by the generator from {known}."
 
 
+def dft_maes(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]] | None = None) -> dict[int, float]:
+    """rank → DFT MAE over the conditioned sites: a finished check, else the stored DFT label of
+    the known structure the candidate matches (stored_labels)."""
+    targets = run["settings"]["targets"]
+    out = {}
+    for c in run["candidates"]:
+        m = dft_mae(dft.get(c["rank"]))
+        if m is None and (sites := (stored or {}).get(c["rank"])):
+            row_of = {int(a): int(b) for a, b in c["site_to_target"].items()}
+            maes = [dosmod.mae(targets[row_of[k]], v["y"]) for k, v in sites.items() if k in row_of]
+            m = float(np.mean(maes)) if maes else None
+        if m is not None:
+            out[c["rank"]] = m
+    return out
+
+
 def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]] | None = None) -> list[dict]:
     """Finished DFT checks and the stored DFT labels of known candidates (stored_labels), best DFT
     MAE first: a known candidate's DFT is already there, so it ranks beside the checked ones."""
-    by_rank = {c["rank"]: c for c in run["candidates"]}
-    targets = run["settings"]["targets"]
-
-    def predicted(c):
-        return round(c["dos_mae"], 3) if np.isfinite(c.get("dos_mae", np.nan)) else None
-
+    maes = dft_maes(run, dft, stored)
     rows = []
-    for rank, s in dft.items():
-        m = dft_mae(s)
-        if m is None or rank not in by_rank:
-            continue
-        c = by_rank[rank]
-        rows.append({"candidate": f"#{rank}", "formula": formula(c["formula"]), "DFT MAE": round(m, 3),
-                     "predicted MAE": predicted(c),
-                     "cell": "relaxed" if s["result"].get("relaxed") else "as drawn",
-                     "relaxation seconds": s["result"].get("relax_seconds"),
-                     "DFT seconds": s["result"].get("seconds")})
-    for rank, sites in (stored or {}).items():
-        c = by_rank.get(rank)
-        if c is None or dft_mae(dft.get(rank)) is not None:
-            continue
-        row_of = {int(a): int(b) for a, b in c["site_to_target"].items()}
-        maes = [dosmod.mae(targets[row_of[k]], v["y"]) for k, v in sites.items() if k in row_of]
-        if not maes:
-            continue
-        rows.append({"candidate": f"#{rank}", "formula": formula(c["formula"]), "DFT MAE": round(float(np.mean(maes)), 3),
-                     "predicted MAE": predicted(c), "cell": f"known: stored label of {c.get('matches')}",
-                     "relaxation seconds": None, "DFT seconds": None})
-    return sorted(rows, key=lambda r: r["DFT MAE"])
+    for c in certify.dft_order([c for c in run["candidates"] if c["rank"] in maes], maes):
+        s = dft.get(c["rank"])
+        checked = dft_mae(s) is not None
+        rows.append({"candidate": f"#{c['rank']}", "formula": formula(c["formula"]), "DFT MAE": round(maes[c["rank"]], 3),
+                     "predicted MAE": round(c["dos_mae"], 3) if np.isfinite(c.get("dos_mae", np.nan)) else None,
+                     "cell": ("relaxed" if s["result"].get("relaxed") else "as drawn") if checked
+                     else f"known: stored label of {c.get('matches')}",
+                     "relaxation seconds": s["result"].get("relax_seconds") if checked else None,
+                     "DFT seconds": s["result"].get("seconds") if checked else None})
+    return rows
 
 
 # dos.match_metrics' keys as a table heads them: what each measures, with its unit
@@ -227,9 +227,10 @@ def verification_rows(rows: list[dict], formulas: dict[tuple[str, int], str] | N
 
 
 def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None = None, max_cards: int = 20,
-             heading: str = "5 · Results") -> None:
+             heading: str = "5 · Results", live_views: int = 8) -> None:
     """dft: rank → Verifier.status; stored: stored_labels(...); heading: the Generate page numbers
-    its steps, the Runs page does not."""
+    its steps, the Runs page does not; live_views: cards whose 3D view is drawn at once (the page's
+    other views and these stay within viz.MAX_LIVE_VIEWS)."""
     dft, stored = dft or {}, stored or {}
     s = run["summary"]
     st.header(heading)
@@ -259,7 +260,11 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                "of the candidate; 'stored label' curves are the DFT label of a known structure the candidate "
                f"matches. Stability is {run_potential(run)} energy above a hull of the same potential (an ML hull, not "
                "the Materials Project hull).")
-    for c in run["candidates"][:max_cards]:
+    maes = dft_maes(run, dft, stored)
+    if maes:
+        st.caption("Cards: candidates with a DFT result first, best DFT MAE first; then the rest by predicted rank "
+                   "(the # is the predicted rank).")
+    for k, c in enumerate(certify.dft_order(run["candidates"], maes)[:max_cards]):
         struct = runsmod.structure_of(c)
         with st.container(border=True):
             sg = c.get("spacegroup", {})
@@ -296,9 +301,14 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                 hl = {int(k): COND_COLOUR for k in c["site_to_target"]}
                 hl.update({int(k): FIXED_COLOUR for k in c.get("fixed_sites", {})})
                 hl.update({int(k): PIN_COLOUR for k in c.get("pinned_sites", [])})
-                st.iframe(viz.structure_html(struct, hl, height=280, element_id=f"v{c['index']}",
-                                             script_src=viz.STATIC_SRC), height=290)
-                st.caption(halo_caption(c))
+                # a browser keeps 16 WebGL contexts live and blanks the oldest beyond that: the views
+                # above the cards and the first cards' stay drawn, later cards draw theirs on request
+                if k < live_views or st.toggle("3D view", key=f"view_{run['id']}_{c['index']}",
+                                               help=f"Browsers keep about {viz.MAX_LIVE_VIEWS} 3D views drawn at once; "
+                                                    "turning on more blanks the earliest ones."):
+                    st.iframe(viz.structure_html(struct, hl, height=280, element_id=f"v{c['index']}",
+                                                 script_src=viz.STATIC_SRC), height=290)
+                    st.caption(halo_caption(c))
             d1, d2, d3, d4, d5 = st.columns(5)
             stem = f"{run['id']}_{c['rank']}_{c['formula']}"
             d1.download_button("CIF (sym)", runsmod.to_cif(struct, symmetrised=True), f"{stem}_sym.cif", key=f"c1{stem}")

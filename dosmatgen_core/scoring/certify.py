@@ -36,6 +36,13 @@ def pick(run: dict, top: int = DEFAULT_TOP, max_atoms: int = MAX_ATOMS, labelled
     return out
 
 
+def dft_order(candidates: list[dict], dft_mae: dict[int, float]) -> list[dict]:
+    """The candidates re-ranked by DFT: those with a DFT MAE (checked, or the stored label of a
+    known structure) first, best first, then the rest in predicted rank. dft_mae: rank → MAE."""
+    checked = sorted((c for c in candidates if c["rank"] in dft_mae), key=lambda c: (dft_mae[c["rank"]], c["rank"]))
+    return checked + sorted((c for c in candidates if c["rank"] not in dft_mae), key=lambda c: c["rank"])
+
+
 @dataclass
 class Batch:
     run_id: str

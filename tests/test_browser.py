@@ -447,3 +447,43 @@ def test_a_markdown_title_is_shown_as_text_and_fetches_nothing(browser, server):
     assert page.outside == [], page.outside
     assert rid
     page.close()
+
+
+def live_views(page) -> list[str]:
+    """The id of every 3D view on the page, ':LOST' where the browser dropped its WebGL context."""
+    out = []
+    for f in page.frames:
+        if f == page.main_frame:
+            continue
+        with contextlib.suppress(Exception):        # a frame being replaced by a rerun
+            out.append(f.evaluate("""() => { const d = document.querySelector('.viewer3d'); if (!d) return null;
+                const g = eval('viewer').getRenderer().context; return d.id + (g.isContextLost() ? ':LOST' : ''); }"""))
+    return [v for v in out if v]
+
+
+@pytest.mark.slow
+def test_the_default_flow_certifies_the_top_three_by_dft_and_keeps_every_3d_view(browser, fresh_server):
+    """The paper preset with every default: the seeded run, then SevenNet + GPAW on the top 3 as
+    each result lands (real DFT, ~5 min on 2 cores). The cards stay put while results land, so no
+    3D view on the page is dropped; each checked card names its place in the DFT order."""
+    page = open_page(browser, fresh_server)
+    page.get_by_role("button", name="Example: Ni in Au₃Ni (paper)").click()
+    settle(page)
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.get_by_text("5 · Results").wait_for(timeout=600_000)
+    status = page.get_by_text(re.compile(r"Relaxation and DFT check of candidates #\d+, #\d+, #\d+: "))
+    status.first.wait_for(timeout=120_000)
+    page.get_by_text(re.compile(r": 3 of 3 done")).first.wait_for(timeout=1_500_000)
+    settle(page)
+    page.wait_for_timeout(3000)
+    shot(page, "certified")
+    views = live_views(page)
+    assert "refview" in views and len(views) <= 16, views
+    assert not [v for v in views if v.endswith(":LOST")], views
+    assert not [t for t in page.console_lines if "Too many active WebGL contexts" in t]
+    for k in ("1st", "2nd", "3rd"):
+        assert page.get_by_text(re.compile(rf"DFT MAE \d\.\d{{3}} · {k} of \d+ by DFT")).count() == 1
+    assert page.get_by_text("DFT-checked candidates, best first").count() == 1
+    assert page.get_by_text(re.compile(r"^DFT of candidate #\d+")).count() >= 1        # a legend names it DFT
+    assert page.outside == []
+    page.close()

@@ -161,7 +161,7 @@ def test_a_check_running_past_the_usual_time_is_called_overdue():
     assert not cert.progress("r")["overdue"]
 
 
-def test_dft_results_reorder_the_cards_and_the_unchecked_keep_their_predicted_rank():
+def test_the_dft_order_puts_checked_candidates_first_and_the_unchecked_keep_their_predicted_rank():
     cands = [{"rank": r} for r in (3, 1, 4, 2, 5)]
     assert [c["rank"] for c in certify.dft_order(cands, {})] == [1, 2, 3, 4, 5]
     # #4 checked best, #1 worse, #2 a stored label between them: DFT first, then 3 and 5 by prediction
@@ -169,7 +169,7 @@ def test_dft_results_reorder_the_cards_and_the_unchecked_keep_their_predicted_ra
     assert [c["rank"] for c in certify.dft_order(cands, {5: 0.2, 3: 0.2})] == [3, 5, 1, 2, 4]   # ties by rank
 
 
-def test_the_cards_order_counts_stored_labels_of_known_candidates():
+def test_the_dft_order_counts_stored_labels_of_known_candidates():
     from studio.results import dft_maes
     t = np.ones(400)
     run = {"settings": {"targets": [t.tolist()]},
@@ -180,3 +180,11 @@ def test_the_cards_order_counts_stored_labels_of_known_candidates():
     maes = dft_maes(run, dft, stored)
     assert maes == pytest.approx({1: 0.25, 2: 0.3})             # a running check has no MAE yet
     assert [c["rank"] for c in certify.dft_order(run["candidates"], maes)] == [1, 2, 3]
+
+
+def test_a_cards_dft_badge_names_its_place_in_the_dft_order():
+    from studio.results import dft_rank_text
+    maes = {4: 0.12, 1: 0.30, 2: 0.2}
+    assert dft_rank_text(4, maes) == "DFT MAE 0.120 · 1st of 3 by DFT"
+    assert dft_rank_text(1, maes) == "DFT MAE 0.300 · 3rd of 3 by DFT"
+    assert dft_rank_text(2, maes).endswith("2nd of 3 by DFT")

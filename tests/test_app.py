@@ -324,6 +324,10 @@ def test_run_zip_legends_and_top_k(tmp_path):
     line = certify.status_line({"ranks": [1, 2], "done": [1], "failed": [], "running": [2], "left_s": 7,
                                 "active": True, "cancelled": False, "per_s": 70.0, "overdue": True}, studio.duration)
     assert line.endswith("1 of 2 done, one is taking longer than the usual ~70 s")
+    # ... while another check still has most of its time to run: its countdown, and the slow one named
+    line = certify.status_line({"ranks": [1, 2, 3], "done": [1], "failed": [], "running": [2, 3], "left_s": 65,
+                                "active": True, "cancelled": False, "per_s": 70.0, "overdue": True}, studio.duration)
+    assert line.endswith("1 of 3 done, ~65 s left; one is taking longer than the usual ~70 s")
 
 
 def app_page(page: str, timeout=60) -> AppTest:

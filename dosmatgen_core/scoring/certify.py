@@ -9,6 +9,7 @@ the zip all see them; `progress` says how far it is and how long is left.
 """
 from __future__ import annotations
 
+import heapq
 import math
 import threading
 import time
@@ -133,16 +134,19 @@ def per_check(b: Batch, st: dict) -> float:
 
 
 def time_left(b: Batch, st: dict, done: list, failed: list, running: list, per: float | None = None) -> float:
-    """The calculations left, run `workers` at a time, at the mean measured time per calculation
-    (per_check, unless the caller has it already), less what the running ones have done."""
+    """Wall time until the batch is done: each running check needs what is left of the usual time
+    per calculation (per_check, unless the caller has it; at least a tenth of it, since an overdue
+    check still has some left), and each queued one starts on the first free worker."""
     if b.cancel_flag.is_set():
         return 0.0
     per = per_check(b, st) if per is None else per
-    left = per * math.ceil((len(b.ranks) - len(done) - len(failed)) / max(b.workers, 1))
-    if running:
-        elapsed = max(time.time() - (st[r].get("started") or time.time()) for r in running)
-        left = max(left - min(elapsed, per * 0.9), 0.0)
-    return left
+    now = time.time()
+    slots = [max(per - (now - (st[r].get("started") or now)), 0.1 * per) for r in running]
+    slots += [0.0] * max(b.workers - len(slots), 0)
+    heapq.heapify(slots)
+    for _ in range(len(b.ranks) - len(done) - len(failed) - len(running)):
+        heapq.heappush(slots, heapq.heappop(slots) + per)
+    return max(slots) if running or len(done) + len(failed) < len(b.ranks) else 0.0
 
 
 def dft_seconds(top: int, per_s: float, workers: int | None = None) -> float:
@@ -161,8 +165,12 @@ def status_line(p: dict, duration) -> str:
     if p["failed"]:
         text += f", {len(p['failed'])} failed"
     if p["active"] and not p["cancelled"]:
-        text += (f", one is taking longer than the usual ~{duration(p['per_s'])}" if p.get("overdue")
-                 else f", ~{duration(p['left_s'])} left")
+        if not p.get("overdue"):
+            text += f", ~{duration(p['left_s'])} left"
+        elif p["left_s"] > 0.15 * p["per_s"]:        # others still to run: their time, and the slow one named
+            text += f", ~{duration(p['left_s'])} left; one is taking longer than the usual ~{duration(p['per_s'])}"
+        else:                                         # only the slow one: a countdown would sit near zero
+            text += f", one is taking longer than the usual ~{duration(p['per_s'])}"
     elif p["cancelled"]:
         # a GPAW run already started finishes (and becomes a label); only the ones not started stop
         left = [r for r in p["ranks"] if r not in p["done"] + p["failed"] + p["running"]]

@@ -56,6 +56,8 @@ def use_preset() -> None:
 
 
 # ---- 1. target --------------------------------------------------------------------------------
+# the material search and the site survive a detour to the CSV target
+state.keep_widget_values(("ref_query", "ref_select"), prefixes=("site_",))
 st.header("1 · Target DOS")
 src = st.radio("Where does the target DOS come from?", ["A site of a material", "A DOS file (CSV)"],
                horizontal=True, key="target_src",
@@ -353,7 +355,8 @@ with st.expander("Advanced settings", expanded=False):
     a1, a2, a3 = st.columns(3)
     req_kw["steps"] = int(a1.select_slider("Denoising steps", [10, 25, 50, 100, 250, 500, 1000],
                                            value=studio.DEFAULT_STEPS, key="steps",
-                                           help="More steps cost time; 100 scored like 1000 in the benchmark."))
+                                           help="More steps cost time; 100 scored like 1000 in the benchmark. Below 50 most cells come out invalid "
+                                                "(atoms too close or the volume far off)."))
     notes.under("steps", a1)
     req_kw["seed"] = int(a2.number_input("Random seed", 0, 2**31 - 1, studio.SHIPPED.seed, key="seed",
                                          help="The same seed and settings give the same candidates."))
@@ -395,8 +398,9 @@ st.info(f"Estimated time: **about {studio.duration(est)}** on "
         + ("the GPU (the rate was measured on a CPU, so expect less)" if gpu else "this CPU")
         + f" — from {sr['seconds']:.1f} s for {sr['candidates']} steered candidates of 4–7 atoms at "
           f"{sr['steps']} steps and {rates['plain_row']['seconds']:.1f} s unsteered ({rates['source']}), "
-          "scaled by candidates, steps and trajectories; an unsteered baseline sample per candidate is included, "
-          f"and scoring {n_scored} structures" + (" with the hull's relaxations" if req_kw.get("stability") else "")
+          "scaled by candidates, steps and trajectories"
+        + ("; an unsteered baseline sample per candidate is included" if mode != "unconditional" else "")
+        + f", and scoring {n_scored} structures" + (" with the hull's relaxations" if req_kw.get("stability") else "")
         + f" ({studio.SCORING_FILE.name})."
         + (f" Then a DFT check of the top {dft_top}, about {studio.duration(certify.dft_seconds(dft_top, studio.dft_seconds_prior(relaxed=dft_relaxed)))}, "
            "in the background." if dft_top and mode != "unconditional" else "")
@@ -457,6 +461,8 @@ def job_panel(was_live: bool):
                 if ranks:
                     state.certifier(str(studio.RUNS_PATH)).start(
                         job.run_id, ranks, relaxed=st.session_state.pop("job_dft_relaxed", studio.SHIPPED.dft_relaxed))
+                else:
+                    st.session_state["dft_skipped"] = (job.run_id, certify.nothing_to_check(run, labelled=labelled_ids))
             st.query_params["run"] = job.run_id
             st.session_state.pop("job", None)
             st.rerun()
@@ -505,5 +511,11 @@ if run_id:
         p = state.certifier(str(studio.RUNS_PATH)).progress(run_id)
         if p is not None:
             dft_panel(run_id, len(p["done"]) + len(p["failed"]), p["active"])
+        elif (skipped := st.session_state.get("dft_skipped")) and skipped[0] == run_id:
+            st.info(f"No DFT check was started: {skipped[1]}."
+                    + (" Known candidates show their stored DFT label instead." if "known" in skipped[1] else ""))
+        if run.get("title") != req_kw["title"]:       # a run opened by its link, or the form changed since
+            st.caption(f"Showing the stored run `{run_id}` ({studio.plain(run.get('title') or 'untitled')}); "
+                       "the form above sets up the next run.")
         # the reference view and the known sites' views above are live 3D views too
         show_run(run, dft, stored_labels(run, db, labelled_ids), live_views=viz.MAX_LIVE_VIEWS - 1 - len(hits))

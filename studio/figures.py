@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
-from pymatgen.core import Structure
+from pymatgen.core import Element, Structure
 
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.paths import THREEDMOL_JS
@@ -151,6 +151,7 @@ def supercell_xyz(s: Structure, reps=(2, 2, 2)) -> tuple[str, list[int]]:
 
 # Chromium keeps this many WebGL contexts (one per 3D view) and loses the oldest past it
 MAX_LIVE_VIEWS = 16
+SPHERE_SCALE = 0.3       # atoms are drawn at this fraction of their van der Waals radius
 STATIC_SRC = "/app/static/3Dmol-min.js"   # the app serves assets/vendor/3dmol-* through ./static
 
 
@@ -169,7 +170,7 @@ def structure_html(s: Structure, highlight: dict[int, str] | None = None, reps=(
     for site, colour in (highlight or {}).items():
         for k, o in enumerate(origin):
             if o == site:
-                halos.append({"serial": k, "color": colour})
+                halos.append({"serial": k, "color": colour, "radius": halo_radius(s[site].specie.symbol)})
     eid = html.escape(element_id)
     script = f'<script src="{html.escape(script_src)}"></script>' if script_src else f"<script>{_threedmol_js()}</script>"
     return f"""<!DOCTYPE html><html><head><meta charset="utf-8">{script}</head>
@@ -177,21 +178,29 @@ def structure_html(s: Structure, highlight: dict[int, str] | None = None, reps=(
 <script>
 const viewer = $3Dmol.createViewer(document.getElementById({json.dumps(element_id)}), {{backgroundColor: "white"}});
 viewer.addModel({json.dumps(xyz)}, "xyz");
-viewer.setStyle({{}}, {{sphere: {{scale: 0.3, colorscheme: "Jmol"}}, stick: {{radius: 0.12, colorscheme: "Jmol"}}}});
+viewer.setStyle({{}}, {{sphere: {{scale: {SPHERE_SCALE}, colorscheme: "Jmol"}}, stick: {{radius: 0.12, colorscheme: "Jmol"}}}});
 const halos = {json.dumps(halos)};
 const atoms = viewer.getModel().selectedAtoms({{}});
 for (const h of halos) {{
   const a = atoms[h.serial];
-  viewer.addSphere({{center: {{x: a.x, y: a.y, z: a.z}}, radius: 0.75, color: h.color, opacity: 0.45}});
+  viewer.addSphere({{center: {{x: a.x, y: a.y, z: a.z}}, radius: h.radius, color: h.color, opacity: 0.55}});
 }}
 const lines = {json.dumps(lines)};
 lines.forEach((l, k) => {{
   viewer.addLine({{start: {{x: l[0][0], y: l[0][1], z: l[0][2]}}, end: {{x: l[1][0], y: l[1][1], z: l[1][2]}},
                    color: k < 12 ? "#333333" : "#9a9a9a", dashed: k >= 12}});
 }});
+viewer.rotate(-20, "x"); viewer.rotate(25, "y");      // a little off-axis: rows of atoms do not hide each other
 viewer.zoomTo();
 viewer.render();
 </script></body></html>"""
+
+
+def halo_radius(symbol: str) -> float:
+    """A halo clearly wider than its atom as drawn (0.3 × the van der Waals radius, Å), so it shows
+    around the atom instead of inside it."""
+    vdw = Element(symbol).van_der_waals_radius or 2.0
+    return round(SPHERE_SCALE * float(vdw) + 0.45, 2)
 
 
 def cell_edges(m) -> list[list[list[float]]]:

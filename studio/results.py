@@ -55,6 +55,11 @@ def steering_text(settings: dict) -> str:
     return f"DOS steering K = {k} · " if k > 1 else ""
 
 
+def guidance_text(settings: dict) -> str:
+    """'w = 1.0 · ' for a run with a target; '' for an unconditional one, which has nothing to guide by."""
+    return "" if settings.get("mode") == "unconditional" else f"w = {settings['guidance']} · "
+
+
 def target_label(run: dict) -> str:
     """The target's legend entry: the run title when it names the target ('target: DFT label of
     Au3Ni site 3 (Ni)'), plain 'target' for runs stored before titles did."""
@@ -167,10 +172,11 @@ def dft_maes(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]]
 
 def dft_rank_text(rank: int, maes: dict[int, float]) -> str:
     """A card's DFT badge: 'DFT MAE 0.142 · 1st of 3 by DFT' (dft_maes: checks and stored labels)."""
-    order = [c["rank"] for c in certify.dft_order([{"rank": r} for r in maes], maes)]
-    k = order.index(rank) + 1
+    shown = {r: round(m, 3) for r, m in maes.items()}          # equal as shown: equal place
+    k = 1 + sum(m < shown[rank] for m in shown.values())
+    tied = sum(m == shown[rank] for m in shown.values()) > 1
     nth = {1: "1st", 2: "2nd", 3: "3rd"}.get(k, f"{k}th")
-    return f"DFT MAE {maes[rank]:.3f} · {nth} of {len(order)} by DFT"
+    return f"DFT MAE {maes[rank]:.3f} · {'tied ' * tied}{nth} of {len(maes)} by DFT"
 
 
 def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]] | None = None) -> list[dict]:
@@ -185,8 +191,8 @@ def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]
                      "predicted MAE": round(c["dos_mae"], 3) if np.isfinite(c.get("dos_mae", np.nan)) else None,
                      "cell": ("relaxed" if s["result"].get("relaxed") else "as drawn") if checked
                      else f"known: stored label of {c.get('matches')}",
-                     "relaxation seconds": s["result"].get("relax_seconds") if checked else None,
-                     "DFT seconds": s["result"].get("seconds") if checked else None})
+                     "relaxation seconds": s["result"].get("relax_seconds") if checked else "",
+                     "DFT seconds": s["result"].get("seconds") if checked else ""})
     return rows
 
 
@@ -243,7 +249,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
     s = run["summary"]
     st.header(heading)
     st.caption(f"Run `{run['id']}` · {studio.plain(run['title'])} · seed {run['settings']['seed']} · device "
-               f"{run['settings']['device']} · {run['settings']['steps']} steps · w = {run['settings']['guidance']} · "
+               f"{run['settings']['device']} · {run['settings']['steps']} steps · {guidance_text(run['settings'])}"
                f"{steering_text(run['settings'])}checkpoint {str(run['settings'].get('checkpoint_sha256'))[:10]}")
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Candidates", s["n"])
@@ -251,7 +257,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
     if s.get("mean_dos_mae") is not None:
         m3.metric("Mean DOS MAE (predicted)", f"{s['mean_dos_mae']:.3f}")
     if s.get("baseline_mean_dos_mae") is not None:
-        m4.metric("Unconditional baseline MAE (predicted)", f"{s['baseline_mean_dos_mae']:.3f}")
+        m4.metric("Baseline MAE (predicted)", f"{s['baseline_mean_dos_mae']:.3f}",
+                  help="Mean predicted DOS MAE of unconditional samples with the same atom counts: what the target adds.")
     if made := count_text(run["candidates"]):
         st.caption(f"{s['n']} candidates: {made}.")
     curves_of = {c["rank"]: candidate_curves(run, c, dft.get(c["rank"]), stored.get(c["rank"]))
@@ -262,7 +269,9 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                        mime="application/zip", key=f"zip_{run['id']}", on_click="ignore")
     table = dft_table(run, dft, stored)
     if table:
-        st.subheader("DFT-checked candidates, best first")
+        st.subheader("DFT results, best first")
+        st.caption("GPAW checks of this run's candidates, and the stored DFT labels of candidates that are known "
+                   "structures.")
         st.dataframe(table, hide_index=True, width="stretch")
     st.caption("'predicted' curves come from the site-DOS predictor, not DFT; 'DFT' curves are GPAW calculations "
                "of the candidate; 'stored label' curves are the DFT label of a known structure the candidate "
@@ -287,7 +296,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                 _badge(c["structurally_valid"], "geometry valid", "geometry invalid"),
                 _badge(c["charge_neutral"], "charge balanced (SMACT)", "not charge balanced (SMACT)"),
                 _badge(c.get("unique"), "unique in run", "duplicate in run"),
-                _badge(c.get("novel"), "novel", f"known ({c.get('matches')})"),
+                _badge(c.get("novel"), "novel", f"known ({c.get('matches')})", "novelty not checked"),
                 _stability_badge(c), dft_badge,
             ]))
             if origin := origin_text(c):
@@ -296,7 +305,9 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                 st.caption("; ".join(c["reasons"]))
             if d and d.get("status") == "failed":
                 st.caption(f"DFT check failed: {d.get('error')}")
-            left, right = st.columns([3, 2])
+            # an unconditional candidate has no curve to plot: its 3D view takes the card
+            has_dos = bool(curves_of[c["rank"]] or c.get("dos_match"))
+            left, right = st.columns([3, 2]) if has_dos else (st.empty(), st.container())
             with left:
                 curves = curves_of[c["rank"]]
                 if curves:

@@ -67,3 +67,12 @@ def store() -> RunStore:
 def dft_statuses(run: dict) -> dict[int, dict]:
     v = verifier(str(studio.RUNS_PATH))
     return {c["rank"]: s for c in run["candidates"] if (s := v.status(run["id"], c["rank"])) is not None}
+
+
+def keep_widget_values(names: tuple[str, ...] = (), prefixes: tuple[str, ...] = ()) -> None:
+    """Keep these widgets' values while they are not drawn (Streamlit drops the state of a widget
+    that a run does not draw: switching the target to a CSV and back lost the material and site).
+    Writing a value back to its key at the top of a run is Streamlit's documented way to keep it."""
+    for k in list(st.session_state.keys()):
+        if k in names or k.startswith(prefixes):
+            st.session_state[k] = st.session_state[k]

@@ -260,6 +260,20 @@ def test_supercell_atoms_lie_inside_its_outline(db):
     assert len(viz.cell_edges(s.lattice.matrix)) == 12
 
 
+def test_each_image_of_a_highlighted_site_gets_a_halo_wider_than_its_atom(db):
+    import json as _json
+    import re as _re
+    from pymatgen.core import Element
+    from dosmatgen_core.structures import to_structure
+    s = to_structure(db.get("mp-22862").atoms)                              # NaCl
+    page = viz.structure_html(s, {0: "#ff3b30", 1: "#34c759"})
+    halos = _json.loads(_re.search(r"const halos = (\[.*?\]);", page).group(1))
+    assert len(halos) == 2 * 8                                             # both sites, every 2×2×2 image
+    for h in halos:
+        el = s[0].specie.symbol if h["color"] == "#ff3b30" else s[1].specie.symbol
+        assert h["radius"] > viz.SPHERE_SCALE * float(Element(el).van_der_waals_radius) + 0.3
+
+
 def test_known_candidate_maps_to_the_matching_stored_site(db):
     from dosmatgen_core.structures import to_structure
     from studio.known import matching_site
@@ -324,6 +338,9 @@ def test_run_zip_legends_and_top_k(tmp_path):
     line = certify.status_line({"ranks": [1, 2], "done": [1], "failed": [], "running": [2], "left_s": 7,
                                 "active": True, "cancelled": False, "per_s": 70.0, "overdue": True}, studio.duration)
     assert line.endswith("1 of 2 done, one is taking longer than the usual ~70 s")
+    line = certify.status_line({"ranks": [1], "done": [], "failed": [], "running": [1], "left_s": 100,
+                                "active": True, "cancelled": False}, studio.duration)
+    assert line == "DFT check of candidate #1: 0 of 1 done, ~2 min left"
     # ... while another check still has most of its time to run: its countdown, and the slow one named
     line = certify.status_line({"ranks": [1, 2, 3], "done": [1], "failed": [], "running": [2, 3], "left_s": 65,
                                 "active": True, "cancelled": False, "per_s": 70.0, "overdue": True}, studio.duration)
@@ -488,3 +505,9 @@ def test_the_dos_legend_hangs_below_the_axis_and_the_plot_keeps_its_height():
                            {"y": g, "name": "DFT", "style": "dft"}])
     assert two.layout.legend.yanchor == "top" and two.layout.legend.y < 0
     assert four.layout.height - two.layout.height == 2 * 24      # one row per legend entry beyond two
+
+
+def test_an_unconditional_run_names_no_guidance_weight():
+    from studio.results import guidance_text
+    assert guidance_text({"mode": "unconditional", "guidance": 1.0}) == ""
+    assert guidance_text({"mode": "seeded", "guidance": 2.0}) == "w = 2.0 · "

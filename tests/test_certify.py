@@ -203,3 +203,16 @@ def test_a_cards_dft_badge_names_its_place_in_the_dft_order():
     assert dft_rank_text(4, maes) == "DFT MAE 0.120 · 1st of 3 by DFT"
     assert dft_rank_text(1, maes) == "DFT MAE 0.300 · 3rd of 3 by DFT"
     assert dft_rank_text(2, maes).endswith("2nd of 3 by DFT")
+    ties = {1: 0.0, 2: 0.0, 3: 0.0001, 4: 0.2}             # three copies of a known structure
+    assert all(dft_rank_text(r, ties).endswith("· tied 1st of 4 by DFT") for r in (1, 2, 3))
+    assert dft_rank_text(4, ties).endswith("· 4th of 4 by DFT")
+
+
+def test_when_no_candidate_qualifies_for_dft_the_reason_is_counted():
+    run = {"candidates": [{"rank": 1, "structurally_valid": False, "n_atoms": 4, "novel": None},
+                          {"rank": 2, "structurally_valid": True, "n_atoms": 12, "novel": True},
+                          {"rank": 3, "structurally_valid": True, "n_atoms": 2, "novel": False, "matches": "mp-1"}]}
+    assert certify.pick(run, 3, max_atoms=8, labelled=frozenset({"mp-1"})) == []
+    assert certify.nothing_to_check(run, max_atoms=8, labelled=frozenset({"mp-1"})) == (
+        "none of the 3 candidates qualifies (1 with invalid geometry, 1 larger than 8 atoms, "
+        "1 known with a stored DFT label)")

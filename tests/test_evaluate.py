@@ -158,3 +158,10 @@ def test_in_a_run_the_best_ranked_of_equivalent_candidates_is_the_unique_one(tmp
         copy_of_better = any(sm.fit(structs[k], structs[j]) for j in range(k))
         assert c["unique"] is (not copy_of_better)
     assert cands[0]["unique"] and not all(c["unique"] for c in cands)
+
+
+def test_an_invalid_cell_is_neither_novel_nor_known():
+    """It is not compared with known structures, so it must not read 'known (None)'."""
+    bad = Structure(Lattice.cubic(4.0), ["Cu", "Cu"], [[0, 0, 0], [0.025, 0, 0]])
+    (o,) = evaluate.evaluate_candidates([bad], [{}])
+    assert not o["structurally_valid"] and o["novel"] is None and o["matches"] is None

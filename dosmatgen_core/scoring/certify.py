@@ -37,6 +37,22 @@ def pick(run: dict, top: int = DEFAULT_TOP, max_atoms: int = MAX_ATOMS, labelled
     return out
 
 
+def nothing_to_check(run: dict, max_atoms: int = MAX_ATOMS, labelled: frozenset = frozenset()) -> str:
+    """Why pick() found no candidate: 'none of the 3 candidates qualifies (2 with invalid geometry,
+    1 known with a stored DFT label)'."""
+    why = {"with invalid geometry": 0, f"larger than {max_atoms} atoms": 0, "known with a stored DFT label": 0}
+    for c in run["candidates"]:
+        if c.get("novel") is False and c.get("matches") in labelled:
+            why["known with a stored DFT label"] += 1
+        elif not c.get("structurally_valid"):
+            why["with invalid geometry"] += 1
+        elif c["n_atoms"] > max_atoms:
+            why[f"larger than {max_atoms} atoms"] += 1
+    n = len(run["candidates"])
+    parts = ", ".join(f"{k} {w}" for w, k in why.items() if k)
+    return f"none of the {n} candidate{'s' * (n != 1)} qualifies" + (f" ({parts})" if parts else "")
+
+
 def dft_order(candidates: list[dict], dft_mae: dict[int, float]) -> list[dict]:
     """The candidates re-ranked by DFT: those with a DFT MAE (checked, or the stored label of a
     known structure) first, best first, then the rest in predicted rank. dft_mae: rank → MAE."""
@@ -161,7 +177,7 @@ def status_line(p: dict, duration) -> str:
     n = len(p["ranks"])
     what = "Relaxation and DFT check" if p.get("relaxed") else "DFT check"
     which = ", ".join(f"#{r}" for r in p["ranks"])
-    text = f"{what} of candidates {which}: {len(p['done'])} of {n} done"
+    text = f"{what} of candidate{'s' * (n != 1)} {which}: {len(p['done'])} of {n} done"
     if p["failed"]:
         text += f", {len(p['failed'])} failed"
     if p["active"] and not p["cancelled"]:

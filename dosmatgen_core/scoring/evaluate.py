@@ -153,7 +153,8 @@ def evaluate_candidates(structs: list[Structure], targets: list[dict[int, np.nda
     if check_novelty:
         t = time.perf_counter()
         for o, s in zip(out, structs):
-            o["novel"], o["matches"] = novelty(s, db_url) if o["structurally_valid"] else (False, None)
+            # an invalid cell is not compared with known ones: neither novel nor known (None)
+            o["novel"], o["matches"] = novelty(s, db_url) if o["structurally_valid"] else (None, None)
         timing["novelty"] = time.perf_counter() - t
     n = max(len(structs), 1)
     for o in out:

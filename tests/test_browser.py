@@ -493,6 +493,12 @@ def test_the_default_flow_certifies_the_top_three_by_dft_and_keeps_every_3d_view
     status = page.get_by_text(re.compile(r"Relaxation and DFT check of candidates #\d+, #\d+, #\d+: "))
     status.first.wait_for(timeout=120_000)
     page.get_by_text(re.compile(r": 3 of 3 done")).first.wait_for(timeout=1_500_000)
+    # the last result's rerun redraws the cards after the progress line says done: wait for its badges
+    places = page.get_by_text(re.compile(r"DFT MAE \d\.\d{3} · (tied )?\d(st|nd|rd|th) of \d+ by DFT"))
+    for _ in range(60):
+        if places.count() >= 3:
+            break
+        page.wait_for_timeout(2000)
     settle(page)
     page.wait_for_timeout(3000)
     shot(page, "certified")
@@ -500,8 +506,8 @@ def test_the_default_flow_certifies_the_top_three_by_dft_and_keeps_every_3d_view
     assert "refview" in views and len(views) <= 16, views
     assert not [v for v in views if v.endswith(":LOST")], views
     assert not [t for t in page.console_lines if "Too many active WebGL contexts" in t]
-    for k in ("1st", "2nd", "3rd"):
-        assert page.get_by_text(re.compile(rf"DFT MAE \d\.\d{{3}} · {k} of \d+ by DFT")).count() == 1
+    assert places.count() >= 3                                   # the three checks (and any stored label)
+    assert page.get_by_text(re.compile(r"· (tied )?1st of \d+ by DFT")).count() >= 1
     assert page.get_by_text("DFT results, best first").count() == 1
     assert page.get_by_text(re.compile(r"^DFT of candidate #\d+")).count() >= 1        # a legend names it DFT
     assert page.outside == []

@@ -334,7 +334,10 @@ elif mode == "template":
                             "lattice": tpl_struct.lattice.matrix.tolist()},
                   strength=float(strength), pinned=pin)
     st.caption(f"Template: {tpl_names.get(t_id, t_id)}; conditioned atoms: "
-               f"{', '.join(fmt(i) for i in cond) or 'none'}")
+               f"{', '.join(fmt(i) for i in cond) or 'none'}"
+               + (". The template is the target's own material: its site already has this DOS, so at low strength "
+                  "most candidates come back as the material itself (marked known). Raise the strength, or grow "
+                  "from other known sites (the first mode), for new structures." if t_id == ref_key else ""))
 
 # ---- 3. settings ------------------------------------------------------------------------------
 st.header("3 · Settings")

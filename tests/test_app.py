@@ -80,6 +80,7 @@ def test_template_follows_the_reference(app):
     site = app.selectbox(key=f"site_{studio.PRESET_ID}").value
     assert app.multiselect(key="tpl_cond").value == [site]
     assert app.slider(key="strength").value == studio.SHIPPED.strength
+    assert any("the target's own material" in c.value for c in app.caption)   # it will mostly come back as itself
     assert not app.exception
 
 

@@ -25,9 +25,9 @@ class Shipped:
                                    # against 0.245; cosine >= 0.9 on 17 sites against 16, none lost)
     distant_swaps: bool = False    # substitutions: one atom beyond the matched site's first shell (in a
                                    # doubled cell where needed) instead of every atom of one element; off:
-                                   # first picks only measured (truth-b-far-vs-default-top1.json, 29 fresh
-                                   # sites: 0.203 against 0.229, paired -0.027 [-0.053, +0.001]) and their
-                                   # 8-atom cells took up to 10 min per relaxed DFT check
+                                   # best of 3 level on set b (-0.008 [-0.021, +0.004], truth-b-far-vs-
+                                   # default.json) and worse on set a (+0.025 [+0.003, +0.053], 29 sites,
+                                   # truth-a-far-vs-default.json); 8-atom cells took up to 16 min per check
     max_dft_atoms: int = 8         # seeds, and the candidates the app DFT-checks, have at most this many atoms
     dft_top: int = 3               # the app DFT-checks this many top candidates
     dft_workers: int = 0           # ... this many at once (0: one per CPU core; each GPAW process uses one)

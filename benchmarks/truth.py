@@ -22,7 +22,9 @@ for itself):
   stays the seed's, so its DOS should stay near the lookup hit's while the compound is new);
 - seeded_steered_subs (seeded_subs unsteered): seeded_steered's and substituted's candidates
   ranked together by the predictor: the app's default flow (Request's defaults, with the shipped
-  substitutions); `app_default` in the record names the one the shipped settings run.
+  substitutions); `app_default` in the record names the one the shipped settings run;
+- seeded_steered_subs_deep: the same pool, but DFT on its top 6 by the predictor (a variant: what
+  checking twice as many candidates buys).
 With --relaxed, each candidate is relaxed with the default potential before its DFT (the app's
 "relax before the DFT check"); the same draws and pick, its own record.
 Each generation method draws CANDIDATES candidates, ranks the structurally valid, novel,
@@ -83,9 +85,13 @@ METHODS = tuple(dict.fromkeys((APP_DEFAULT, "seeded", "seeded_steered", "masked"
 SEEDED_METHODS = ("seeded", "seeded_steered", "seeded_kept", "seeded_shell")
 SUBSTITUTED = ("substituted", "substituted_far")
 # a method made of others' candidates ranked together (no draws of its own)
-MIXED = {"seeded_steered_subs": ("seeded_steered", "substituted"), "seeded_subs": ("seeded", "substituted")}
+MIXED = {"seeded_steered_subs": ("seeded_steered", "substituted"), "seeded_subs": ("seeded", "substituted"),
+         "seeded_steered_subs_deep": ("seeded_steered", "substituted")}
 CANDIDATES = 8
 TOP = 3
+# how many of a method's picks get DFT: a deep method keeps every pick of its parts (up to 6), so
+# its best DFT-checked one is the top of a DFT ranking of 6 checks rather than the predictor's 3
+DEPTH = {"seeded_steered_subs_deep": 2 * TOP}
 MAX_DFT_ATOMS = 8
 STEPS = SHIPPED.steps
 
@@ -212,12 +218,12 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
             "seeds": [s.record() for s in seeds]}
 
 
-def merge_picks(parts: list[dict]) -> dict:
+def merge_picks(parts: list[dict], top: int = 3) -> dict:
     """Methods drawn side by side and ranked together (the app's seeded run with substitutions:
     the generator's draws and the seeds' swaps in one list): the top TOP of their picks by
     predicted MAE, which are the top TOP of all their candidates, since each part kept its own top
-    TOP of the same filter."""
-    cands = sorted((c for p in parts for c in p["candidates"]), key=lambda c: c["predicted_mae"])[:TOP]
+    TOP of the same filter. top > TOP keeps more of them (a deep method)."""
+    cands = sorted((c for p in parts for c in p["candidates"]), key=lambda c: c["predicted_mae"])[:top]
     return {"seconds": round(sum(p["seconds"] for p in parts), 1), "drawn": sum(p["drawn"] for p in parts),
             "valid": sum(p["valid"] for p in parts), "novel": sum(p["novel"] for p in parts),
             "candidates": cands, "seeds": parts[0].get("seeds", [])}
@@ -441,7 +447,7 @@ def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=ME
         key = f"{tag}/{method}/{sk}"
         if method in MIXED:       # the parts' picks, ranked together: nothing new to draw
             parts = [generated(m, k, site) for m in MIXED[method]]
-            per_method.setdefault(method, {})[sk] = merge_picks(parts)
+            per_method.setdefault(method, {})[sk] = merge_picks(parts, DEPTH.get(method, TOP))
             return per_method[method][sk]
         if key not in gen_cache:
             rec = {"key": key, **generate(method, site, res, seed + 1000 * k, candidates)}
@@ -475,7 +481,7 @@ def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=ME
     others = [m for m in methods if m != APP_DEFAULT]
     jobs = [(k, APP_DEFAULT, r) for k in range(len(sites)) for r in range(TOP)] if APP_DEFAULT in methods else []
     jobs += [(k, m, 0) for k in range(len(sites)) for m in others]
-    jobs += [(k, m, r) for k in range(len(sites)) for m in others for r in range(1, TOP)]
+    jobs += [(k, m, r) for k in range(len(sites)) for m in others for r in range(1, DEPTH.get(m, TOP))]
     for k, method, r in jobs:
         if (first and k >= first) or k % part[1] != part[0]:
             continue

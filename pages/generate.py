@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dosmatgen_core import checks
+from dosmatgen_core.candidates import pipeline
 from dosmatgen_core.candidates.pipeline import Request
 from dosmatgen_core.scoring.search import site_index
 from dosmatgen_core.structures import StructureError, to_structure
@@ -395,6 +396,11 @@ est = studio.estimate_seconds(req_kw["n_candidates"], req_kw["steps"], req_kw["p
 n_scored = req_kw["n_candidates"] * (1 + (mode == "seeded" and bool(req_kw.get("substitutions")))
                                      + (mode != "unconditional"))
 est += studio.scoring_seconds(n_scored, stability=bool(req_kw.get("stability")))
+# a fresh process's first run also builds tables that later runs reuse (startup.json)
+cold = pipeline.cold_parts(relaxed=False)
+est += studio.startup_seconds(cold)
+dft_cold = pipeline.cold_parts(relaxed=bool(dft_top and dft_relaxed), check_novelty=False)
+dft_est = certify.dft_seconds(dft_top, studio.dft_seconds_prior(relaxed=dft_relaxed)) + studio.startup_seconds(dft_cold)
 sr = rates["steered_row"]
 gpu = req_kw["device"] == "cuda" or (req_kw["device"] == "auto" and torch.cuda.is_available())
 st.info(f"Estimated time: **about {studio.duration(est)}** on "
@@ -404,8 +410,11 @@ st.info(f"Estimated time: **about {studio.duration(est)}** on "
           "scaled by candidates, steps and trajectories"
         + ("; an unsteered baseline sample per candidate is included" if mode != "unconditional" else "")
         + f", and scoring {n_scored} structures" + (" with the hull's relaxations" if req_kw.get("stability") else "")
-        + f" ({studio.SCORING_FILE.name})."
-        + (f" Then a DFT check of the top {dft_top}, about {studio.duration(certify.dft_seconds(dft_top, studio.dft_seconds_prior(relaxed=dft_relaxed)))}, "
+        + f" ({studio.SCORING_FILE.name})"
+        + (f", plus loading the {' and '.join(cold)} on this session's first run ({studio.STARTUP_FILE.name})"
+           if cold else "")
+        + "."
+        + (f" Then a DFT check of the top {dft_top}, about {studio.duration(dft_est)}, "
            "in the background." if dft_top and mode != "unconditional" else "")
         + studio.busy_note())
 

@@ -13,7 +13,6 @@ import streamlit as st
 
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.candidates import runs as runsmod
-from dosmatgen_core.scoring import certify
 from studio import figures as viz
 from studio.charts import dos_chart
 from studio.export import run_zip
@@ -184,7 +183,7 @@ def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]
     MAE first: a known candidate's DFT is already there, so it ranks beside the checked ones."""
     maes = dft_maes(run, dft, stored)
     rows = []
-    for c in certify.dft_order([c for c in run["candidates"] if c["rank"] in maes], maes):
+    for c in sorted((c for c in run["candidates"] if c["rank"] in maes), key=lambda c: (maes[c["rank"]], c["rank"])):
         s = dft.get(c["rank"])
         checked = dft_mae(s) is not None
         rows.append({"candidate": f"#{c['rank']}", "formula": formula(c["formula"]), "DFT MAE": round(maes[c["rank"]], 3),
@@ -238,6 +237,30 @@ def verification_rows(rows: list[dict], formulas: dict[tuple[str, int], str] | N
                     "status": r["status"], "started": clock(r.get("started")), "finished": clock(r.get("finished")),
                     "took": duration(took) if took is not None else "", "error": r.get("error") or ""})
     return out
+
+
+def _card_dos(run: dict, c: dict, curves: list) -> None:
+    """A card's DOS half: the plotted curves and the predicted match per conditioned site."""
+    if curves:
+        dos_chart(curves, key=f"dos_{run['id']}_{c['index']}", filename=f"{run['id']}_candidate{c['rank']}_dos")
+    if m := c.get("dos_match") or {}:
+        st.caption("Predicted DOS against the target, per conditioned site")
+        st.dataframe(match_rows(m), hide_index=True, width="stretch")
+
+
+def _card_view(run: dict, c: dict, struct, live: bool) -> None:
+    """A card's 3D view, with its conditioned, fixed and pinned sites haloed. live=False: drawn on
+    request, since a browser keeps 16 WebGL contexts and blanks the oldest beyond that (the views
+    above the cards and the first cards' stay drawn)."""
+    hl = {int(k): COND_COLOUR for k in c["site_to_target"]}
+    hl.update({int(k): FIXED_COLOUR for k in c.get("fixed_sites", {})})
+    hl.update({int(k): PIN_COLOUR for k in c.get("pinned_sites", [])})
+    if live or st.toggle("3D view", key=f"view_{run['id']}_{c['index']}",
+                         help=f"Browsers keep about {viz.MAX_LIVE_VIEWS} 3D views drawn at once; "
+                              "turning on more blanks the earliest ones."):
+        st.iframe(viz.structure_html(struct, hl, height=280, element_id=f"v{c['index']}",
+                                     script_src=viz.STATIC_SRC), height=290)
+        st.caption(halo_caption(c))
 
 
 def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None = None, max_cards: int = 20,
@@ -307,28 +330,14 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                 st.caption(f"DFT check failed: {d.get('error')}")
             # an unconditional candidate has no curve to plot: its 3D view takes the card
             has_dos = bool(curves_of[c["rank"]] or c.get("dos_match"))
-            left, right = st.columns([3, 2]) if has_dos else (st.empty(), st.container())
-            with left:
-                curves = curves_of[c["rank"]]
-                if curves:
-                    dos_chart(curves, key=f"dos_{run['id']}_{c['index']}",
-                              filename=f"{run['id']}_candidate{c['rank']}_dos")
-                m = c.get("dos_match") or {}
-                if m:
-                    st.caption("Predicted DOS against the target, per conditioned site")
-                    st.dataframe(match_rows(m), hide_index=True, width="stretch")
-            with right:
-                hl = {int(k): COND_COLOUR for k in c["site_to_target"]}
-                hl.update({int(k): FIXED_COLOUR for k in c.get("fixed_sites", {})})
-                hl.update({int(k): PIN_COLOUR for k in c.get("pinned_sites", [])})
-                # a browser keeps 16 WebGL contexts live and blanks the oldest beyond that: the views
-                # above the cards and the first cards' stay drawn, later cards draw theirs on request
-                if k < live_views or st.toggle("3D view", key=f"view_{run['id']}_{c['index']}",
-                                               help=f"Browsers keep about {viz.MAX_LIVE_VIEWS} 3D views drawn at once; "
-                                                    "turning on more blanks the earliest ones."):
-                    st.iframe(viz.structure_html(struct, hl, height=280, element_id=f"v{c['index']}",
-                                                 script_src=viz.STATIC_SRC), height=290)
-                    st.caption(halo_caption(c))
+            if has_dos:
+                left, right = st.columns([3, 2])
+                with left:
+                    _card_dos(run, c, curves_of[c["rank"]])
+                with right:
+                    _card_view(run, c, struct, live=k < live_views)
+            else:
+                _card_view(run, c, struct, live=k < live_views)
             d1, d2, d3, d4, d5 = st.columns(5)
             stem = f"{run['id']}_{c['rank']}_{c['formula']}"
             d1.download_button("CIF (sym)", runsmod.to_cif(struct, symmetrised=True), f"{stem}_sym.cif", key=f"c1{stem}")

@@ -17,6 +17,7 @@ DEFAULT_STEPS = SHIPPED.steps
 RESULTS_DIR = ROOT / "benchmarks" / "results"     # read as files: the app never imports `benchmarks`
 TIMING_FILE = RESULTS_DIR / "generate-timing-0061.json"
 SCORING_FILE = RESULTS_DIR / "evaluate-heldout.json"     # seconds per structure of each scoring check
+STARTUP_FILE = RESULTS_DIR / "startup.json"       # what a process's first run builds (benchmarks/startup.py)
 DFT_SECONDS_PRIOR = 120.0                         # a 3-8 atom cell with the labelling recipe, 2-core CPU
 # Strukturbericht symbols: the digits after the first are a subscript (L1₂, D0₁₉); others stay as they are
 PROTOTYPES = {"L12": "L1₂", "L10": "L1₀", "L21": "L2₁", "D03": "D0₃", "D019": "D0₁₉", "D022": "D0₂₂", "D024": "D0₂₄",
@@ -126,6 +127,16 @@ def scoring_seconds(n_structures: int, stability: bool = False, path: Path = SCO
     asked for, relaxes each one and costs far more than the rest."""
     per = json.loads(Path(path).read_text())["seconds_per_candidate_per_check"]
     return n_structures * sum(v for k, v in per.items() if k != "stability" or stability)
+
+
+def startup_seconds(parts: list[str], path: Path = STARTUP_FILE) -> float:
+    """Seconds a first run spends building these parts (pipeline.cold_parts) on the measured CPU;
+    0 for a part the record lacks, or without the record (the estimate then leaves it out)."""
+    try:
+        cold = json.loads(Path(path).read_text())["cold_s"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+    return float(sum(cold.get(p, 0.0) for p in parts))
 
 
 def busy_note(load: float | None = None, cpus: int | None = None) -> str:

@@ -232,6 +232,19 @@ def test_cost_estimate_reproduces_the_measured_rates():
     assert studio.estimate_seconds(10, 200, 4, rates=rates) == pytest.approx(43.06 * 0.4 + 8.03 * 0.4, abs=0.01)
 
 
+def test_the_first_runs_loading_time_comes_from_the_startup_record(tmp_path):
+    import json
+    from dosmatgen_core.candidates import pipeline
+    # the shipped record times every part the pipeline can name as cold
+    assert set(json.loads(studio.STARTUP_FILE.read_text())["cold_s"]) == set(pipeline.COLD_PARTS)
+    rec = tmp_path / "startup.json"
+    rec.write_text(json.dumps({"cold_s": {"novelty tables": 4.6, "relaxation potential": 2.7}}))
+    assert studio.startup_seconds(["novelty tables"], rec) == pytest.approx(4.6)
+    assert studio.startup_seconds(list(pipeline.COLD_PARTS), rec) == pytest.approx(7.3)
+    assert studio.startup_seconds([], rec) == 0.0
+    assert studio.startup_seconds(["novelty tables"], tmp_path / "missing.json") == 0.0
+
+
 def test_scoring_estimate_counts_every_structure_and_the_hull_only_when_asked():
     import json
     per = json.loads(studio.SCORING_FILE.read_text())["seconds_per_candidate_per_check"]

@@ -176,15 +176,7 @@ def test_a_check_running_past_the_usual_time_is_called_overdue():
     assert not cert.progress("r")["overdue"]
 
 
-def test_the_dft_order_puts_checked_candidates_first_and_the_unchecked_keep_their_predicted_rank():
-    cands = [{"rank": r} for r in (3, 1, 4, 2, 5)]
-    assert [c["rank"] for c in certify.dft_order(cands, {})] == [1, 2, 3, 4, 5]
-    # #4 checked best, #1 worse, #2 a stored label between them: DFT first, then 3 and 5 by prediction
-    assert [c["rank"] for c in certify.dft_order(cands, {1: 0.30, 4: 0.12, 2: 0.2})] == [4, 2, 1, 3, 5]
-    assert [c["rank"] for c in certify.dft_order(cands, {5: 0.2, 3: 0.2})] == [3, 5, 1, 2, 4]   # ties by rank
-
-
-def test_the_dft_order_counts_stored_labels_of_known_candidates():
+def test_dft_maes_count_stored_labels_of_known_candidates():
     from studio.results import dft_maes
     t = np.ones(400)
     run = {"settings": {"targets": [t.tolist()]},
@@ -194,7 +186,6 @@ def test_the_dft_order_counts_stored_labels_of_known_candidates():
     stored = {1: {0: {"y": t * 1.25, "name": "DFT (stored label …)"}}}
     maes = dft_maes(run, dft, stored)
     assert maes == pytest.approx({1: 0.25, 2: 0.3})             # a running check has no MAE yet
-    assert [c["rank"] for c in certify.dft_order(run["candidates"], maes)] == [1, 2, 3]
 
 
 def test_a_cards_dft_badge_names_its_place_in_the_dft_order():

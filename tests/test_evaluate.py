@@ -165,3 +165,17 @@ def test_an_invalid_cell_is_neither_novel_nor_known():
     bad = Structure(Lattice.cubic(4.0), ["Cu", "Cu"], [[0, 0, 0], [0.025, 0, 0]])
     (o,) = evaluate.evaluate_candidates([bad], [{}])
     assert not o["structurally_valid"] and o["novel"] is None and o["matches"] is None
+
+
+def test_a_process_knows_which_tables_its_first_run_still_has_to_build():
+    from dosmatgen_core.candidates import pipeline
+    from dosmatgen_core.scoring import evaluate
+    evaluate._known_by_formula.cache_clear()
+    assert pipeline.cold_parts(relaxed=False) == ["novelty tables"]
+    assert pipeline.cold_parts(relaxed=False, check_novelty=False) == []
+    pipeline.warm_up("novelty tables")
+    assert evaluate.known_tables_loaded() and "novelty tables" not in pipeline.cold_parts(relaxed=True)
+    pipeline.warm_up("relaxation potential")
+    assert pipeline.cold_parts(relaxed=True) == []
+    with pytest.raises(ValueError, match="unknown part"):
+        pipeline.warm_up("hull")

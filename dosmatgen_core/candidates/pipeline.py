@@ -22,6 +22,7 @@ from dosmatgen_core.paths import DB_URL, GUIDE_PATH, missing_mp_tables
 from dosmatgen_core.sampling import sampler as sampling
 from dosmatgen_core.sampling import modes
 from dosmatgen_core.scoring import evaluate
+from dosmatgen_core.scoring import stability
 from dosmatgen_core.scoring.stability import assess
 from dosmatgen_core.settings import SHIPPED
 from dosmatgen_core.structures import Crystal
@@ -128,6 +129,29 @@ def check_novelty_tables() -> None:
         raise checks.UserError(f"the Materials Project table(s) {', '.join(missing)} are missing, so novelty "
                                "cannot be judged", "put them there (or set DOSMATGEN_SHARED), or turn the "
                                "novelty check off (--no-novelty)")
+
+
+# built by a process's first run and reused after, so the first run takes longer than the
+# measured rates say (benchmarks/startup.py times each; the app adds them while they are cold)
+COLD_PARTS = ("novelty tables", "relaxation potential")
+
+
+def cold_parts(relaxed: bool, check_novelty: bool = True) -> list[str]:
+    """The COLD_PARTS this process has not built yet that a run would: the novelty tables when
+    novelty is checked, the relaxation potential when candidates are relaxed (the DFT check's)."""
+    return [p for p, needed, loaded in (("novelty tables", check_novelty, evaluate.known_tables_loaded),
+                                       ("relaxation potential", relaxed, stability.potential_loaded))
+            if needed and not loaded()]
+
+
+def warm_up(part: str, db_url: str = DB_URL) -> None:
+    """Build one of COLD_PARTS now (the startup bench times each in a fresh process)."""
+    if part == "novelty tables":
+        evaluate.load_known_tables(db_url)
+    elif part == "relaxation potential":
+        stability.sevennet() if stability.DEFAULT_POTENTIAL == "sevennet" else stability.chgnet()
+    else:
+        raise ValueError(f"unknown part {part!r}: one of {', '.join(COLD_PARTS)}")
 
 
 def shipped_guide(device: str = "cpu", trust: bool = False):

@@ -23,41 +23,36 @@ MAX_ATOMS = SHIPPED.max_dft_atoms      # larger cells take far longer than a few
 DEFAULT_TOP = SHIPPED.dft_top
 
 
+def dft_eligibility(c: dict, max_atoms: int = MAX_ATOMS, labelled: frozenset = frozenset()) -> str | None:
+    """Why a candidate gets no DFT check ('known with a stored DFT label', 'with invalid geometry',
+    'larger than 8 atoms'), or None when it qualifies. A known structure's stored label is already
+    its answer; larger cells take far longer than a few minutes."""
+    if c.get("novel") is False and c.get("matches") in labelled:
+        return "known with a stored DFT label"
+    if not c.get("structurally_valid"):
+        return "with invalid geometry"
+    if c["n_atoms"] > max_atoms:
+        return f"larger than {max_atoms} atoms"
+    return None
+
+
 def pick(run: dict, top: int = DEFAULT_TOP, max_atoms: int = MAX_ATOMS, labelled: frozenset = frozenset()) -> list[int]:
-    """Ranks of the best `top` candidates worth a DFT check: geometry valid, at most max_atoms,
-    and not a known structure of the reference db (`labelled` ids: its stored label is the answer)."""
-    out = []
-    for c in sorted(run["candidates"], key=lambda c: c["rank"]):
-        if len(out) >= top:
-            break
-        if c.get("novel") is False and c.get("matches") in labelled:
-            continue
-        if c.get("structurally_valid") and c["n_atoms"] <= max_atoms:
-            out.append(c["rank"])
-    return out
+    """Ranks of the best `top` candidates worth a DFT check (dft_eligibility: `labelled` ids are
+    the reference db's known structures)."""
+    ranked = sorted(run["candidates"], key=lambda c: c["rank"])
+    return [c["rank"] for c in ranked if dft_eligibility(c, max_atoms, labelled) is None][:top]
 
 
 def nothing_to_check(run: dict, max_atoms: int = MAX_ATOMS, labelled: frozenset = frozenset()) -> str:
     """Why pick() found no candidate: 'none of the 3 candidates qualifies (2 with invalid geometry,
     1 known with a stored DFT label)'."""
-    why = {"with invalid geometry": 0, f"larger than {max_atoms} atoms": 0, "known with a stored DFT label": 0}
+    why = dict.fromkeys(("with invalid geometry", f"larger than {max_atoms} atoms", "known with a stored DFT label"), 0)
     for c in run["candidates"]:
-        if c.get("novel") is False and c.get("matches") in labelled:
-            why["known with a stored DFT label"] += 1
-        elif not c.get("structurally_valid"):
-            why["with invalid geometry"] += 1
-        elif c["n_atoms"] > max_atoms:
-            why[f"larger than {max_atoms} atoms"] += 1
+        if (reason := dft_eligibility(c, max_atoms, labelled)) is not None:
+            why[reason] += 1
     n = len(run["candidates"])
     parts = ", ".join(f"{k} {w}" for w, k in why.items() if k)
     return f"none of the {n} candidate{'s' * (n != 1)} qualifies" + (f" ({parts})" if parts else "")
-
-
-def dft_order(candidates: list[dict], dft_mae: dict[int, float]) -> list[dict]:
-    """The candidates re-ranked by DFT: those with a DFT MAE (checked, or the stored label of a
-    known structure) first, best first, then the rest in predicted rank. dft_mae: rank → MAE."""
-    checked = sorted((c for c in candidates if c["rank"] in dft_mae), key=lambda c: (dft_mae[c["rank"]], c["rank"]))
-    return checked + sorted((c for c in candidates if c["rank"] not in dft_mae), key=lambda c: c["rank"])
 
 
 @dataclass

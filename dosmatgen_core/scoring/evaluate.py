@@ -109,6 +109,16 @@ def _known_by_formula(db_url: str | None) -> dict:
     return known
 
 
+def load_known_tables(db_url: str | None) -> None:
+    """Build the known-structure tables now rather than at the first novelty check."""
+    _known_by_formula(db_url)
+
+
+def known_tables_loaded() -> bool:
+    """Whether this process has built the known-structure tables (its first novelty check does)."""
+    return _known_by_formula.cache_info().currsize > 0
+
+
 def novelty(s: Structure, db_url: str | None = None) -> tuple[bool, str | None]:
     """(novel?, id of the matching known structure)."""
     sm = matcher()

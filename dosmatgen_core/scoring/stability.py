@@ -69,6 +69,11 @@ def sevennet():
         return SevenNetCalculator(model=str(path), device="cpu").model
 
 
+def potential_loaded(potential: str = DEFAULT_POTENTIAL) -> bool:
+    """Whether this process has loaded the potential's network (its first relaxation does)."""
+    return (sevennet if check_potential(potential) == "sevennet" else chgnet).cache_info().currsize > 0
+
+
 def calculator(potential: str = DEFAULT_POTENTIAL):
     """A fresh ASE calculator around the shared network (calculators hold per-call state, so
     threads never share one; the network itself is loaded once)."""

@@ -134,6 +134,17 @@ def substitution_kind(sub: dict) -> str:
     return sub.get("kind") or ("distant" if "cell_atoms" in sub else "element")
 
 
+def known_symmetry_text(c: dict) -> str:
+    """For a known candidate whose space group differs from the structure it matches: why both
+    can hold (the matcher's tolerances are looser than the symmetry search's); '' otherwise."""
+    known, own = c.get("matches_spacegroup"), (c.get("spacegroup") or {}).get("0.1")
+    if c.get("novel") is not False or not known or not own or known == own:
+        return ""
+    return (f"Matches {c.get('matches')} ({known}) within StructureMatcher's tolerances (lattice 20 %, sites "
+            f"0.3 of the mean spacing, angles 5°), which are looser than the 0.1 Å symmetry search: this copy "
+            f"is distorted enough to read {own}.")
+
+
 def origin_text(c: dict) -> str:
     """Where a seeded candidate came from: its seed (a known structure, its matching site and how
     close that site's DFT curve is to the target) and how it was changed; '' for other modes."""
@@ -322,6 +333,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                 _badge(c.get("novel"), "novel", f"known ({c.get('matches')})", "novelty not checked"),
                 _stability_badge(c), dft_badge,
             ]))
+            if sym := known_symmetry_text(c):
+                st.caption(sym)
             if origin := origin_text(c):
                 st.caption(origin)
             if c.get("reasons"):

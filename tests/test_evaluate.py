@@ -55,6 +55,21 @@ def test_known_mp_structure_is_not_novel_and_a_new_one_is(seed_lines):
     assert evaluate.novelty(odd)[0]
 
 
+@pytest.mark.needs_mp
+def test_a_distorted_copy_of_a_known_structure_names_the_known_ones_space_group(seed_lines):
+    from studio.results import known_symmetry_text
+    known = to_structure(atoms_from_cif(seed_lines["mp-22905"]["cif"]))     # LiCl, rocksalt
+    bent = known.copy()
+    bent.apply_strain([0.06, 0.0, 0.0])      # within the matcher's 20 %, beyond the 0.1 Å symmetry search
+    (o,) = evaluate.evaluate_candidates([bent], [{}])
+    assert o["novel"] is False and o["matches"] == "mp-22905"
+    assert o["matches_spacegroup"] == "Fm-3m (225)" and o["spacegroup"]["0.1"] != "Fm-3m (225)"
+    text = known_symmetry_text(o)
+    assert "mp-22905 (Fm-3m (225))" in text and o["spacegroup"]["0.1"] in text
+    (same,) = evaluate.evaluate_candidates([known], [{}])
+    assert same["matches_spacegroup"] == same["spacegroup"]["0.1"] and known_symmetry_text(same) == ""
+
+
 def test_spacegroups_at_two_tolerances():
     s = rocksalt()
     sg = evaluate.spacegroups(s)

@@ -119,13 +119,19 @@ def known_tables_loaded() -> bool:
     return _known_by_formula.cache_info().currsize > 0
 
 
-def novelty(s: Structure, db_url: str | None = None) -> tuple[bool, str | None]:
-    """(novel?, id of the matching known structure)."""
+def known_match(s: Structure, db_url: str | None = None) -> tuple[str, Structure] | None:
+    """(id, structure) of the first known structure that StructureMatcher matches, else None."""
     sm = matcher()
     for mid, t in _known_by_formula(db_url).get(s.composition.reduced_formula, []):
         if sm.fit(s, t):
-            return False, mid
-    return True, None
+            return mid, t
+    return None
+
+
+def novelty(s: Structure, db_url: str | None = None) -> tuple[bool, str | None]:
+    """(novel?, id of the matching known structure)."""
+    hit = known_match(s, db_url)
+    return (True, None) if hit is None else (False, hit[0])
 
 
 def dos_match(predicted: np.ndarray, targets: dict[int, np.ndarray]) -> dict[int, dict]:
@@ -164,7 +170,12 @@ def evaluate_candidates(structs: list[Structure], targets: list[dict[int, np.nda
         t = time.perf_counter()
         for o, s in zip(out, structs):
             # an invalid cell is not compared with known ones: neither novel nor known (None)
-            o["novel"], o["matches"] = novelty(s, db_url) if o["structurally_valid"] else (None, None)
+            hit = known_match(s, db_url) if o["structurally_valid"] else None
+            o["novel"], o["matches"] = (None, None) if not o["structurally_valid"] else (hit is None, hit and hit[0])
+            if hit is not None:
+                # the matcher's tolerances are looser than the symmetry search's: a distorted copy
+                # of a cubic structure can read Cm here, so the card names the known one's group too
+                o["matches_spacegroup"] = spacegroups(hit[1])["0.1"]
         timing["novelty"] = time.perf_counter() - t
     n = max(len(structs), 1)
     for o in out:

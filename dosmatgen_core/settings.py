@@ -30,6 +30,7 @@ class Shipped:
                                    # truth-a-far-vs-default.json); 8-atom cells took up to 16 min per check
     max_dft_atoms: int = 8         # seeds, and the candidates the app DFT-checks, have at most this many atoms
     dft_top: int = 3               # the app DFT-checks this many top candidates
+    dft_per_source: bool = False   # ... and as many of each source (draws, substitutions) besides
     dft_workers: int = 0           # ... this many at once (0: one per CPU core; each GPAW process uses one)
     dft_relaxed: bool = True       # ... relaxed with the default potential first, as a material would be
                                    # (truth-relaxed-paired.json: best of 3 0.201 against 0.213 as drawn on

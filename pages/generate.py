@@ -67,7 +67,7 @@ src = st.radio("Where does the target DOS come from?", ["A site of a material", 
 mat: catalogue.Material | None = None
 site = 0
 if src == "A site of a material":
-    c1, c2 = st.columns([3, 1])
+    c1, c2 = st.columns([2, 1])        # room for the example's label at 800 px
     with c2:
         st.write("")
         st.button("Example: Ni in Au₃Ni (paper)", key="preset", width="stretch", on_click=use_preset,

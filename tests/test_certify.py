@@ -207,3 +207,17 @@ def test_when_no_candidate_qualifies_for_dft_the_reason_is_counted():
     assert certify.nothing_to_check(run, max_atoms=8, labelled=frozenset({"mp-1"})) == (
         "none of the 3 candidates qualifies (1 with invalid geometry, 1 larger than 8 atoms, "
         "1 known with a stored DFT label)")
+
+
+def test_per_source_picks_add_each_sources_best_after_the_overall_best():
+    subs = {"origin": "substitution", "seed": {"material_id": "mp-1"}}
+    cands = [{"rank": r, "structurally_valid": True, "n_atoms": 4, "novel": True, **(subs if r in (1, 2, 3, 5) else {})}
+             for r in range(1, 9)]
+    run = {"candidates": cands}
+    assert certify.pick(run, 3, per_source=False) == [1, 2, 3]
+    # the three best are all swaps: the three best draws (4, 6, 7) follow them
+    assert certify.pick(run, 3, per_source=True) == [1, 2, 3, 4, 6, 7]
+    cands[3]["structurally_valid"] = False          # an ineligible draw gives way to the next one
+    assert certify.pick(run, 3, per_source=True) == [1, 2, 3, 6, 7, 8]
+    plain = {"candidates": [{k: v for k, v in c.items() if k not in subs} for c in cands]}
+    assert certify.pick(plain, 3, per_source=True) == certify.pick(plain, 3) == [1, 2, 3]   # one source

@@ -21,6 +21,7 @@ from dosmatgen_core.settings import SHIPPED
 
 MAX_ATOMS = SHIPPED.max_dft_atoms      # larger cells take far longer than a few minutes
 DEFAULT_TOP = SHIPPED.dft_top
+PER_SOURCE = SHIPPED.dft_per_source
 
 
 def dft_eligibility(c: dict, max_atoms: int = MAX_ATOMS, labelled: frozenset = frozenset()) -> str | None:
@@ -36,11 +37,24 @@ def dft_eligibility(c: dict, max_atoms: int = MAX_ATOMS, labelled: frozenset = f
     return None
 
 
-def pick(run: dict, top: int = DEFAULT_TOP, max_atoms: int = MAX_ATOMS, labelled: frozenset = frozenset()) -> list[int]:
+def pick(run: dict, top: int = DEFAULT_TOP, max_atoms: int = MAX_ATOMS, labelled: frozenset = frozenset(),
+         per_source: bool = PER_SOURCE) -> list[int]:
     """Ranks of the best `top` candidates worth a DFT check (dft_eligibility: `labelled` ids are
-    the reference db's known structures)."""
-    ranked = sorted(run["candidates"], key=lambda c: c["rank"])
-    return [c["rank"] for c in ranked if dft_eligibility(c, max_atoms, labelled) is None][:top]
+    the reference db's known structures). per_source: then also the best `top` of each source
+    (the generator's draws, the substitutions) not among them, since the predictor is optimistic
+    by a different amount on each; the overall best come first, so they land first."""
+    ranked = [c for c in sorted(run["candidates"], key=lambda c: c["rank"])
+              if dft_eligibility(c, max_atoms, labelled) is None]
+    out = [c["rank"] for c in ranked[:top]]
+    if per_source:
+        for source in dict.fromkeys(source_of(c) for c in ranked):
+            out += [c["rank"] for c in ranked if source_of(c) == source][:top]
+    return list(dict.fromkeys(out))
+
+
+def source_of(c: dict) -> str:
+    """'substitution' for a seed's swap, 'generator' for a draw (every candidate of other modes)."""
+    return "substitution" if c.get("origin") == "substitution" else "generator"
 
 
 def nothing_to_check(run: dict, max_atoms: int = MAX_ATOMS, labelled: frozenset = frozenset()) -> str:

@@ -4,7 +4,7 @@ import streamlit as st
 from studio import shared as studio
 from studio import state
 from studio.charts import dos_chart
-from studio.results import predicted_curve, target_label, verification_rows
+from studio.results import match_rows, predicted_curve, target_label, verification_rows
 from studio.shared import formula
 from studio import nav
 from dosmatgen_core.scoring.verify import default_workers
@@ -54,7 +54,9 @@ def status_panel():
                 curves.append(predicted_curve(cand, int(site), f"predicted for candidate #{rank}"))
             dos_chart(curves, key=f"ver_{site}", filename=f"{rid}_candidate{rank}_site{site}_dft",
                       title=f"candidate #{rank}, site {site}")
-            st.json(res["dos_match"].get(str(site)) or res["dos_match"].get(site))
+            if m := res["dos_match"].get(str(site)) or res["dos_match"].get(site):
+                st.caption("DFT DOS against the target")
+                st.dataframe(match_rows({site: m}), hide_index=True, width="stretch")
 
 
 status_panel()

@@ -379,6 +379,26 @@ def test_other_pages_load(page, tmp_path, monkeypatch):
     assert at.title and at.title[0].value != "Generate structures for a target DOS"
 
 
+def test_the_verify_page_shows_a_finished_checks_match_as_a_table_with_units(tmp_path, monkeypatch):
+    from dosmatgen_core import dos as dosmod
+    from dosmatgen_core.candidates.runs import RunStore, dumps
+    from dosmatgen_core.scoring.verify import Verifier
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    run = _small_run(tmp_path)
+    c = run["candidates"][0]
+    dft = np.tile(np.asarray(run["settings"]["targets"][0]) * 0.9, (c["n_atoms"], 1))
+    metrics = {0: dosmod.match_metrics(np.asarray(run["settings"]["targets"][0]), dft[0])}
+    Verifier(RunStore(tmp_path / "runs.db"))._set(run["id"], c["rank"], status="done", result=dumps(
+        {"site_dos": dft, "e_fermi_eV": 5.1, "energy_eV": -1.0, "seconds": 12.0, "dos_match": metrics}))
+    at = app_page("2_Verify.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(d.value for d in at.dataframe if "MAE (states/eV)" in d.value.columns)
+    assert table["MAE (states/eV)"].iloc[0] == pytest.approx(round(metrics[0]["mae"], 3))
+    assert not at.json and "DFT DOS against the target" in [x.value for x in at.caption]
+
+
 def test_a_finished_run_survives_a_reload_and_shows_on_the_runs_page(tmp_path, monkeypatch):
     """The run id lives in the URL: a fresh session with ?run=ID shows the stored results."""
     monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))

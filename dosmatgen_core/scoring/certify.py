@@ -41,8 +41,9 @@ def pick(run: dict, top: int = DEFAULT_TOP, max_atoms: int = MAX_ATOMS, labelled
          per_source: bool = PER_SOURCE) -> list[int]:
     """Ranks of the best `top` candidates worth a DFT check (dft_eligibility: `labelled` ids are
     the reference db's known structures). per_source: then also the best `top` of each source
-    (the generator's draws, the substitutions) not among them, since the predictor is optimistic
-    by a different amount on each; the overall best come first, so they land first."""
+    (the generator's draws, the substitutions) not among them: the predictor's error is larger
+    than the gaps between the two kinds' best, so DFT decides between them. The overall best come
+    first, so they land first."""
     ranked = [c for c in sorted(run["candidates"], key=lambda c: c["rank"])
               if dft_eligibility(c, max_atoms, labelled) is None]
     out = [c["rank"] for c in ranked[:top]]

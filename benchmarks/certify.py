@@ -45,22 +45,27 @@ def four_atom_sites(n: int) -> list[dict]:
 
 
 def time_one(site: dict, loaded, predictor, guide, store: RunStore, workers: int, labels,
-             relaxed: bool = SHIPPED.dft_relaxed) -> dict:
+             relaxed: bool = SHIPPED.dft_relaxed, per_source: bool = SHIPPED.dft_per_source) -> dict:
     t0 = time.perf_counter()
     marks = {}
     req = Request(mode=SHIPPED.mode, n_atoms=site["n_atoms"], targets=[site["target"].tolist()],
                   seed_exclude=[site["material_id"]], title=f"bench certify {site['material_id']}#{site['site']}")
     run = run_generation(req, loaded, predictor, guide=guide, store=store, db_url=DB_URL)
     marks["generated_s"] = time.perf_counter() - t0
-    ranks = certify.pick(run, SHIPPED.dft_top)
+    ranks = certify.pick(run, SHIPPED.dft_top, per_source=per_source)
+    top = set(ranks[:SHIPPED.dft_top])       # the overall best: checked first
     cert = certify.Certifier(Verifier(store, label_dir=labels, workers=workers), prior_s=120.0, workers=workers)
     cert.start(run["id"], ranks, relaxed=relaxed)
-    first = None
+    first = top_done = None
     while not cert.batches[run["id"]].finished:
         time.sleep(0.5)
-        if first is None and cert.progress(run["id"])["done"]:
+        p = cert.progress(run["id"])
+        if first is None and p["done"]:
             first = time.perf_counter() - t0
+        if top_done is None and top <= set(p["done"]) | set(p["failed"]):
+            top_done = time.perf_counter() - t0
     marks["first_dft_s"] = first
+    marks["top_certified_s"] = top_done or time.perf_counter() - t0
     marks["certified_s"] = time.perf_counter() - t0
     rows = []
     for r in ranks:
@@ -80,7 +85,7 @@ def time_one(site: dict, loaded, predictor, guide, store: RunStore, workers: int
 
 
 def run(n_sites: int = 2, workers: int | None = None, out: Path = RESULTS, log=print,
-        relaxed: bool = SHIPPED.dft_relaxed) -> dict:
+        relaxed: bool = SHIPPED.dft_relaxed, per_source: bool = SHIPPED.dft_per_source) -> dict:
     load = os.getloadavg()
     workers = workers or default_workers()
     loaded = load_model(MODEL_PATH)
@@ -90,22 +95,24 @@ def run(n_sites: int = 2, workers: int | None = None, out: Path = RESULTS, log=p
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore(Path(tmp) / "runs.db")
         for site in four_atom_sites(n_sites):
-            per.append(time_one(site, loaded, predictor, guide, store, workers, LABEL_DIR, relaxed))
+            per.append(time_one(site, loaded, predictor, guide, store, workers, LABEL_DIR, relaxed, per_source))
             log(json.dumps(per[-1]))
     tot = [p["certified_s"] for p in per]
     rec = {"command": " ".join(["python -m benchmarks.certify", *sys.argv[1:]]), "commit": commit(),
            "machine": machine(), "load_average_at_start": [round(x, 2) for x in load],
            "settings": {"mode": SHIPPED.mode, "n_candidates": SHIPPED.n_candidates, "steps": SHIPPED.steps,
                         "particles": SHIPPED.particles, "substitutions": SHIPPED.substitutions,
-                        "dft_top": SHIPPED.dft_top, "dft_workers": workers,
+                        "dft_top": SHIPPED.dft_top, "dft_per_source": per_source, "dft_workers": workers,
                         "recipe": certify.FAST_RECIPE.name,
                         "relaxed": POTENTIALS[DEFAULT_POTENTIAL] if relaxed else False},
            "goal_s": GOAL_S, "sites": len(per),
            "mean_certified_s": round(float(np.mean(tot)), 1) if tot else None,
            "share_within_goal": float(np.mean([p["within_goal"] for p in per])) if per else None,
            "per_site": per,
-           "note": "wall time from Generate to the last DFT result of the top candidates, the app's library "
-                   "calls in the app's order; every DFT result is also written as a label"}
+           "mean_top_certified_s": round(float(np.mean([p["top_certified_s"] for p in per])), 1) if per else None,
+           "note": "wall time from Generate to the last DFT result of the checked candidates (certified_s) and "
+                   "to the last of the overall top dft_top (top_certified_s; the same without per-source "
+                   "checks), the app's library calls in the app's order; every DFT result is also a label"}
     out.write_text(json.dumps(rec, indent=1))
     return rec
 
@@ -117,8 +124,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--relaxed", action=argparse.BooleanOptionalAction, default=SHIPPED.dft_relaxed,
                    help="relax each candidate with the default potential before its DFT (default: the app's)")
+    p.add_argument("--per-source", action=argparse.BooleanOptionalAction, default=SHIPPED.dft_per_source,
+                   help="also check each source's best (draws, swaps) (default: the app's)")
     args = p.parse_args(argv)
-    rec = run(args.sites, args.workers or None, args.out, log=lambda m: print(m, flush=True), relaxed=args.relaxed)
+    rec = run(args.sites, args.workers or None, args.out, log=lambda m: print(m, flush=True), relaxed=args.relaxed,
+              per_source=args.per_source)
     print(json.dumps({k: rec[k] for k in ("sites", "mean_certified_s", "share_within_goal", "load_average_at_start")}))
     return 0
 

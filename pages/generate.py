@@ -341,6 +341,9 @@ elif mode == "template":
                   "from other known sites (the first mode), for new structures." if t_id == ref_key else ""))
 
 # ---- 3. settings ------------------------------------------------------------------------------
+PER_SOURCE_HELP = ("After the overall top candidates, also check the best of the generator's draws and the best of the "
+                   "swaps that are not among them: the predictor's error is larger than the gaps between the two "
+                   "kinds' best, so DFT decides. The overall top are checked first, so they land first.")
 st.header("3 · Settings")
 s1, s2, s3 = st.columns(3)
 req_kw["n_candidates"] = int(s1.number_input("Candidates", 1, 100, studio.SHIPPED.n_candidates, key="n_cand",
@@ -386,6 +389,11 @@ with st.expander("Advanced settings", expanded=False):
                                    "by about 0.2 states/eV. On 31 held-out targets the relaxed best of three matched "
                                    "the target a little better (DFT MAE 0.201 against 0.213 as drawn). Adds a few "
                                    "seconds to a minute per candidate.")
+    two_sources = mode == "seeded" and bool(req_kw.get("substitutions"))
+    dft_per_source = st.checkbox("… and as many of the best draws and of the best swaps besides (up to twice the "
+                                 "checks)", value=certify.PER_SOURCE and two_sources, key="dft_per_source",
+                                 disabled=not dft_top or not two_sources,
+                                 help=PER_SOURCE_HELP)
 req_kw["title"] = f"target: {target_desc}" if mode != "unconditional" else "no target (unconditional baseline)"
 
 # ---- cost up front ----------------------------------------------------------------------------
@@ -400,7 +408,8 @@ est += studio.scoring_seconds(n_scored, stability=bool(req_kw.get("stability")))
 cold = pipeline.cold_parts(relaxed=False)
 est += studio.startup_seconds(cold)
 dft_cold = pipeline.cold_parts(relaxed=bool(dft_top and dft_relaxed), check_novelty=False)
-dft_est = certify.dft_seconds(dft_top, studio.dft_seconds_prior(relaxed=dft_relaxed)) + studio.startup_seconds(dft_cold)
+n_checks = dft_top * (2 if dft_per_source and two_sources else 1)       # at most
+dft_est = certify.dft_seconds(n_checks, studio.dft_seconds_prior(relaxed=dft_relaxed)) + studio.startup_seconds(dft_cold)
 sr = rates["steered_row"]
 gpu = req_kw["device"] == "cuda" or (req_kw["device"] == "auto" and torch.cuda.is_available())
 st.info(f"Estimated time: **about {studio.duration(est)}** on "
@@ -414,7 +423,9 @@ st.info(f"Estimated time: **about {studio.duration(est)}** on "
         + (f", plus loading the {' and '.join(cold)} on this session's first run ({studio.STARTUP_FILE.name})"
            if cold else "")
         + "."
-        + (f" Then a DFT check of the top {dft_top}, about {studio.duration(dft_est)}, "
+        + (f" Then a DFT check of the top {dft_top}" + (f" and of each source's best {dft_top} (up to {n_checks})"
+                                                          if n_checks > dft_top else "")
+           + f", about {studio.duration(dft_est)}, "
            "in the background." if dft_top and mode != "unconditional" else "")
         + studio.busy_note())
 
@@ -438,6 +449,7 @@ elif st.button("Generate", type="primary", key="generate", disabled=bool(problem
         st.session_state["job"] = job.id
         st.session_state["job_dft_top"] = int(dft_top) if mode != "unconditional" else 0
         st.session_state["job_dft_relaxed"] = bool(dft_relaxed)
+        st.session_state["job_dft_per_source"] = bool(dft_per_source and two_sources)
         st.rerun()      # redraw at once with Generate off while the job runs
     except (ValueError, StructureError) as exc:
         # a check that names its input is shown under it; anything else here, by the button
@@ -469,7 +481,8 @@ def job_panel(was_live: bool):
             top = st.session_state.pop("job_dft_top", 0)
             if top:
                 run = store.get(job.run_id)
-                ranks = certify.pick(run, top, labelled=labelled_ids)
+                ranks = certify.pick(run, top, labelled=labelled_ids,
+                                     per_source=st.session_state.pop("job_dft_per_source", certify.PER_SOURCE))
                 if ranks:
                     state.certifier(str(studio.RUNS_PATH)).start(
                         job.run_id, ranks, relaxed=st.session_state.pop("job_dft_relaxed", studio.SHIPPED.dft_relaxed))

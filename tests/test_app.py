@@ -379,6 +379,19 @@ def test_other_pages_load(page, tmp_path, monkeypatch):
     assert at.title and at.title[0].value != "Generate structures for a target DOS"
 
 
+def test_per_source_dft_checks_are_offered_for_seeded_runs_with_swaps_and_counted_in_the_estimate():
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    box = next(c for c in at.checkbox if c.key == "dft_per_source")
+    assert not box.disabled
+    estimate = lambda: next(i.value for i in at.info if i.value.startswith("Estimated time"))
+    assert "(up to 6)" not in estimate()
+    box.check().run()
+    assert "Then a DFT check of the top 3 and of each source's best 3 (up to 6)" in estimate()
+    next(c for c in at.checkbox if c.key == "seed_subs").uncheck().run()      # one source: nothing to add
+    assert next(c for c in at.checkbox if c.key == "dft_per_source").disabled and "(up to 6)" not in estimate()
+
+
 def test_the_verify_page_shows_a_finished_checks_match_as_a_table_with_units(tmp_path, monkeypatch):
     from dosmatgen_core import dos as dosmod
     from dosmatgen_core.candidates.runs import RunStore, dumps

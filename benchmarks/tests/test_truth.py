@@ -180,3 +180,16 @@ def test_a_mixed_method_ranks_its_parts_picks_together():
     assert [c["cif"] for c in m["candidates"]] == ["a1", "b1", "a2"]
     assert (m["drawn"], m["novel"], m["seconds"], m["seeds"]) == (13, 10, 10.5, a["seeds"])
     assert truth.MIXED["seeded_steered_subs"] == ("seeded_steered", "substituted")
+
+
+def test_the_deep_method_keeps_every_pick_of_both_parts_for_dft():
+    a = {"seconds": 1.0, "drawn": 8, "valid": 8, "novel": 6,
+         "candidates": [{"cif": f"a{k}", "predicted_mae": 0.1 * k} for k in (1, 2, 3)]}
+    b = {"seconds": 1.0, "drawn": 8, "valid": 8, "novel": 6,
+         "candidates": [{"cif": f"b{k}", "predicted_mae": 0.1 * k + 0.05} for k in (1, 2, 3)]}
+    deep = truth.MIXED["seeded_steered_subs_deep"]
+    assert deep == truth.MIXED["seeded_steered_subs"]           # the same pool as the app default ...
+    top = truth.DEPTH["seeded_steered_subs_deep"]
+    picks = [c["cif"] for c in truth.merge_picks([a, b], top)["candidates"]]
+    assert picks == ["a1", "b1", "a2", "b2", "a3", "b3"]          # ... every part's top 3 checked
+    assert picks[:truth.TOP] == [c["cif"] for c in truth.merge_picks([a, b])["candidates"]]

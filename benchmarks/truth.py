@@ -23,8 +23,9 @@ for itself):
 - seeded_steered_subs (seeded_subs unsteered): seeded_steered's and substituted's candidates
   ranked together by the predictor: the app's default flow (Request's defaults, with the shipped
   substitutions); `app_default` in the record names the one the shipped settings run;
-- seeded_steered_subs_deep: the same pool, but DFT on its top 6 by the predictor (a variant: what
-  checking twice as many candidates buys).
+- seeded_steered_subs_deep (seeded_subs_deep): the same pool, with DFT on each part's top 3 (up
+  to 6: the app's per-source checks, SHIPPED.dft_per_source); its best of the checked is the top of
+  the DFT ranking, so `dft_mae_best_of_3` is the best of the DFT-ranked top 3.
 With --relaxed, each candidate is relaxed with the default potential before its DFT (the app's
 "relax before the DFT check"); the same draws and pick, its own record.
 Each generation method draws CANDIDATES candidates, ranks the structurally valid, novel,
@@ -80,18 +81,20 @@ def sites_file(site_set: str = "a") -> Path:
     return SITES if site_set == "a" else CACHE / f"sites-{site_set}.json"
 # the app's default mode is seeded, steered when the shipped settings steer (Request's defaults)
 APP_DRAWN = "seeded_steered" if SHIPPED.particles > 1 else "seeded"      # the generator's part of it
-APP_DEFAULT = APP_DRAWN + "_subs" if SHIPPED.substitutions else APP_DRAWN
+# the app's default: with substitutions, both kinds ranked together; with per-source DFT checks,
+# every part's top 3 checked (the deep variant of the same pool)
+APP_DEFAULT = (APP_DRAWN + "_subs" + "_deep" * SHIPPED.dft_per_source) if SHIPPED.substitutions else APP_DRAWN
 METHODS = tuple(dict.fromkeys((APP_DEFAULT, "seeded", "seeded_steered", "masked", "steered", "unconditional")))
 SEEDED_METHODS = ("seeded", "seeded_steered", "seeded_kept", "seeded_shell")
 SUBSTITUTED = ("substituted", "substituted_far")
 # a method made of others' candidates ranked together (no draws of its own)
 MIXED = {"seeded_steered_subs": ("seeded_steered", "substituted"), "seeded_subs": ("seeded", "substituted"),
-         "seeded_steered_subs_deep": ("seeded_steered", "substituted")}
+         "seeded_steered_subs_deep": ("seeded_steered", "substituted"), "seeded_subs_deep": ("seeded", "substituted")}
 CANDIDATES = 8
 TOP = 3
 # how many of a method's picks get DFT: a deep method keeps every pick of its parts (up to 6), so
 # its best DFT-checked one is the top of a DFT ranking of 6 checks rather than the predictor's 3
-DEPTH = {"seeded_steered_subs_deep": 2 * TOP}
+DEPTH = {"seeded_steered_subs_deep": 2 * TOP, "seeded_subs_deep": 2 * TOP}
 MAX_DFT_ATOMS = 8
 STEPS = SHIPPED.steps
 
@@ -479,7 +482,8 @@ def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=ME
     # complete). A partial run thus grows the number that decides the issue first, and still
     # compares like with like (complete sites only).
     others = [m for m in methods if m != APP_DEFAULT]
-    jobs = [(k, APP_DEFAULT, r) for k in range(len(sites)) for r in range(TOP)] if APP_DEFAULT in methods else []
+    jobs = [(k, APP_DEFAULT, r) for k in range(len(sites))
+            for r in range(DEPTH.get(APP_DEFAULT, TOP))] if APP_DEFAULT in methods else []
     jobs += [(k, m, 0) for k in range(len(sites)) for m in others]
     jobs += [(k, m, r) for k in range(len(sites)) for m in others for r in range(1, DEPTH.get(m, TOP))]
     for k, method, r in jobs:

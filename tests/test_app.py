@@ -383,10 +383,11 @@ def test_per_source_dft_checks_are_offered_for_seeded_runs_with_swaps_and_counte
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception, [e.value for e in at.exception]
     box = next(c for c in at.checkbox if c.key == "dft_per_source")
-    assert not box.disabled
+    assert not box.disabled and box.value == certify.PER_SOURCE
     estimate = lambda: next(i.value for i in at.info if i.value.startswith("Estimated time"))
+    box.uncheck().run()
     assert "(up to 6)" not in estimate()
-    box.check().run()
+    next(c for c in at.checkbox if c.key == "dft_per_source").check().run()
     assert "Then a DFT check of the top 3 and of each source's best 3 (up to 6)" in estimate()
     next(c for c in at.checkbox if c.key == "seed_subs").uncheck().run()      # one source: nothing to add
     assert next(c for c in at.checkbox if c.key == "dft_per_source").disabled and "(up to 6)" not in estimate()

@@ -115,7 +115,7 @@ def test_the_app_default_method_samples_as_the_app_does(seed_index, seed_lines, 
     from dosmatgen_core.settings import SHIPPED
     req = Request(mode=SHIPPED.mode, n_atoms=SHIPPED.n_atoms, targets=[seed_index.curves[0].tolist()])
     assert truth.APP_DRAWN == ("seeded_steered" if req.particles > 1 else "seeded")
-    assert truth.APP_DEFAULT == truth.APP_DRAWN + ("_subs" if req.substitutions else "")
+    assert truth.APP_DEFAULT == truth.APP_DRAWN + ("_subs" + "_deep" * SHIPPED.dft_per_source if req.substitutions else "")
     if req.substitutions:       # the generator's draws and the seeds' swaps, ranked together
         assert truth.MIXED[truth.APP_DEFAULT] == (truth.APP_DRAWN, "substituted")
     seen = {}

@@ -31,8 +31,10 @@ class Shipped:
     max_dft_atoms: int = 8         # seeds, and the candidates the app DFT-checks, have at most this many atoms
     dft_top: int = 3               # the app DFT-checks this many top candidates
     dft_per_source: bool = True    # ... and as many of each source (draws, substitutions) besides, the
-                                   # overall top first: best of the DFT ranking against the predictor's top 3,
-                                   # set b -0.017 [-0.034, -0.005] (23 sites, truth-b-deep-vs-default.json)
+                                   # overall top first. Best of the DFT ranking against the predictor's top 3:
+                                   # set a 0.179 against 0.191, -0.012 [-0.019, -0.006] (31 sites); set b 0.164
+                                   # against 0.182, -0.017 [-0.031, -0.007] (30 sites); truth-{a,b}-deep-vs-
+                                   # default.json. Up to twice the DFT time (certify-time-per-source.json)
     dft_workers: int = 0           # ... this many at once (0: one per CPU core; each GPAW process uses one)
     dft_relaxed: bool = True       # ... relaxed with the default potential first, as a material would be
                                    # (truth-relaxed-paired.json: best of 3 0.201 against 0.213 as drawn on

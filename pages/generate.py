@@ -485,7 +485,8 @@ def job_panel(was_live: bool):
                                      per_source=st.session_state.pop("job_dft_per_source", certify.PER_SOURCE))
                 if ranks:
                     state.certifier(str(studio.RUNS_PATH)).start(
-                        job.run_id, ranks, relaxed=st.session_state.pop("job_dft_relaxed", studio.SHIPPED.dft_relaxed))
+                        job.run_id, ranks, relaxed=st.session_state.pop("job_dft_relaxed", studio.SHIPPED.dft_relaxed),
+                        top=top)
                 else:
                     st.session_state["dft_skipped"] = (job.run_id, certify.nothing_to_check(run, labelled=labelled_ids))
             st.query_params["run"] = job.run_id

@@ -348,6 +348,10 @@ def test_run_zip_legends_and_top_k(tmp_path):
     line = certify.status_line({"ranks": [1, 2, 3], "done": [], "failed": [], "running": [1, 2], "left_s": 200,
                                 "active": True, "cancelled": False, "relaxed": True}, studio.duration)
     assert line.startswith("Relaxation and DFT check of candidates #1, #2, #3: 0 of 3 done")
+    # per-kind extras after the overall top 3 are named as such
+    line = certify.status_line({"ranks": [1, 2, 3, 9, 11], "done": [1], "failed": [], "running": [2, 3], "left_s": 200,
+                                "active": True, "cancelled": False, "relaxed": True, "top": 3}, studio.duration)
+    assert line.startswith("Relaxation and DFT check of candidates #1, #2, #3 and each kind's best, #9, #11: 1 of 5 done")
     # a check running past the mean: say so, rather than a countdown stuck near zero
     line = certify.status_line({"ranks": [1, 2], "done": [1], "failed": [], "running": [2], "left_s": 7,
                                 "active": True, "cancelled": False, "per_s": 70.0, "overdue": True}, studio.duration)

@@ -77,6 +77,7 @@ class Batch:
     prior_s: float
     workers: int = 1
     relaxed: bool = False          # relax each candidate with the default potential before its DFT
+    top: int = 0                   # the first `top` ranks are the overall best, the rest each kind's (pick)
     started: float = field(default_factory=time.time)
     cancel_flag: threading.Event = field(default_factory=threading.Event)
     finished: bool = False
@@ -91,11 +92,11 @@ class Certifier:
         self.workers = workers
         self.batches: dict[str, Batch] = {}
 
-    def start(self, run_id: str, ranks: list[int], relaxed: bool = SHIPPED.dft_relaxed) -> Batch:
+    def start(self, run_id: str, ranks: list[int], relaxed: bool = SHIPPED.dft_relaxed, top: int = 0) -> Batch:
         old = self.batches.get(run_id)
         if old is not None and not old.finished:
             return old
-        b = Batch(run_id, list(ranks), self.prior_s, self.workers or default_workers(len(ranks) or 1), relaxed)
+        b = Batch(run_id, list(ranks), self.prior_s, self.workers or default_workers(len(ranks) or 1), relaxed, top)
         self.batches[run_id] = b
         threading.Thread(target=self._work, args=(b,), daemon=True, name=f"dft-{run_id}").start()
         return b
@@ -147,7 +148,7 @@ class Certifier:
         started = [st[r].get("started") or time.time() for r in running]
         return {"ranks": b.ranks, "done": done, "failed": failed, "running": running,
                 "left_s": time_left(b, st, done, failed, running, per), "active": not b.finished,
-                "cancelled": b.cancel_flag.is_set(), "relaxed": b.relaxed, "per_s": per,
+                "cancelled": b.cancel_flag.is_set(), "relaxed": b.relaxed, "per_s": per, "top": b.top,
                 # a check running past the usual time: the countdown would only sit near zero
                 "overdue": bool(started) and time.time() - min(started) > per}
 
@@ -186,7 +187,10 @@ def status_line(p: dict, duration) -> str:
     ...' when each candidate is relaxed first; known candidates are not among them)."""
     n = len(p["ranks"])
     what = "Relaxation and DFT check" if p.get("relaxed") else "DFT check"
-    which = ", ".join(f"#{r}" for r in p["ranks"])
+    top = p.get("top") or len(p["ranks"])
+    which = ", ".join(f"#{r}" for r in p["ranks"][:top])
+    if p["ranks"][top:]:        # pick's per-kind extras: say why a #9 follows #1-#3
+        which += " and each kind's best, " + ", ".join(f"#{r}" for r in p["ranks"][top:])
     text = f"{what} of candidate{'s' * (n != 1)} {which}: {len(p['done'])} of {n} done"
     if p["failed"]:
         text += f", {len(p['failed'])} failed"

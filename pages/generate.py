@@ -423,7 +423,7 @@ st.info(f"Estimated time: **about {studio.duration(est)}** on "
         + (f", plus loading the {' and '.join(cold)} on this session's first run ({studio.STARTUP_FILE.name})"
            if cold else "")
         + "."
-        + (f" Then a DFT check of the top {dft_top}" + (f" and of each source's best {dft_top} (up to {n_checks})"
+        + (f" Then a DFT check of the top {dft_top}" + (f" and of each kind's best {dft_top} (up to {n_checks})"
                                                           if n_checks > dft_top else "")
            + f", about {studio.duration(dft_est)}, "
            "in the background." if dft_top and mode != "unconditional" else "")

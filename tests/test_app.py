@@ -392,7 +392,7 @@ def test_per_source_dft_checks_are_offered_for_seeded_runs_with_swaps_and_counte
     box.uncheck().run()
     assert "(up to 6)" not in estimate()
     next(c for c in at.checkbox if c.key == "dft_per_source").check().run()
-    assert "Then a DFT check of the top 3 and of each source's best 3 (up to 6)" in estimate()
+    assert "Then a DFT check of the top 3 and of each kind's best 3 (up to 6)" in estimate()
     next(c for c in at.checkbox if c.key == "seed_subs").uncheck().run()      # one source: nothing to add
     assert next(c for c in at.checkbox if c.key == "dft_per_source").disabled and "(up to 6)" not in estimate()
 

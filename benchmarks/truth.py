@@ -221,7 +221,7 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
             "seeds": [s.record() for s in seeds]}
 
 
-def merge_picks(parts: list[dict], top: int = 3) -> dict:
+def merge_picks(parts: list[dict], top: int = TOP) -> dict:
     """Methods drawn side by side and ranked together (the app's seeded run with substitutions:
     the generator's draws and the seeds' swaps in one list): the top TOP of their picks by
     predicted MAE, which are the top TOP of all their candidates, since each part kept its own top

@@ -408,7 +408,7 @@ est += studio.scoring_seconds(n_scored, stability=bool(req_kw.get("stability")))
 cold = pipeline.cold_parts(relaxed=False)
 est += studio.startup_seconds(cold)
 dft_cold = pipeline.cold_parts(relaxed=bool(dft_top and dft_relaxed), check_novelty=False)
-n_checks = dft_top * (2 if dft_per_source and two_sources else 1)       # at most
+n_checks = certify.max_checks(dft_top, per_source=bool(dft_per_source and two_sources))
 dft_est = certify.dft_seconds(n_checks, studio.dft_seconds_prior(relaxed=dft_relaxed)) + studio.startup_seconds(dft_cold)
 sr = rates["steered_row"]
 gpu = req_kw["device"] == "cuda" or (req_kw["device"] == "auto" and torch.cuda.is_available())

@@ -221,3 +221,8 @@ def test_per_source_picks_add_each_sources_best_after_the_overall_best():
     assert certify.pick(run, 3, per_source=True) == [1, 2, 3, 6, 7, 8]
     plain = {"candidates": [{k: v for k, v in c.items() if k not in subs} for c in cands]}
     assert certify.pick(plain, 3, per_source=True) == certify.pick(plain, 3) == [1, 2, 3]   # one source
+    # the page's "up to" count bounds every pick: mixed top 3s give the most extras
+    mixed = {"candidates": [{**c, **(subs if c["rank"] in (2, 5, 7) else {}), "structurally_valid": True}
+                            for c in plain["candidates"]]}
+    assert len(certify.pick(mixed, 3, per_source=True)) == certify.max_checks(3, per_source=True) == 6
+    assert certify.max_checks(3, per_source=False) == 3

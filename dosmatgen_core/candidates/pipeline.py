@@ -149,7 +149,7 @@ def warm_up(part: str, db_url: str = DB_URL) -> None:
     if part == "novelty tables":
         evaluate.load_known_tables(db_url)
     elif part == "relaxation potential":
-        stability.sevennet() if stability.DEFAULT_POTENTIAL == "sevennet" else stability.chgnet()
+        stability.load_potential()
     else:
         raise ValueError(f"unknown part {part!r}: one of {', '.join(COLD_PARTS)}")
 

@@ -53,6 +53,12 @@ def pick(run: dict, top: int = DEFAULT_TOP, max_atoms: int = MAX_ATOMS, labelled
     return list(dict.fromkeys(out))
 
 
+def max_checks(top: int, per_source: bool, n_sources: int = 2) -> int:
+    """The most checks pick() can choose: with per_source it takes the union of each source's
+    best `top` (which holds the overall best `top`), so up to `top` per source."""
+    return top * (n_sources if per_source else 1)
+
+
 def source_of(c: dict) -> str:
     """'substitution' for a seed's swap, 'generator' for a draw (every candidate of other modes)."""
     return "substitution" if c.get("origin") == "substitution" else "generator"

@@ -170,8 +170,11 @@ def evaluate_candidates(structs: list[Structure], targets: list[dict[int, np.nda
         t = time.perf_counter()
         for o, s in zip(out, structs):
             # an invalid cell is not compared with known ones: neither novel nor known (None)
-            hit = known_match(s, db_url) if o["structurally_valid"] else None
-            o["novel"], o["matches"] = (None, None) if not o["structurally_valid"] else (hit is None, hit and hit[0])
+            if not o["structurally_valid"]:
+                o["novel"], o["matches"] = None, None
+                continue
+            hit = known_match(s, db_url)
+            o["novel"], o["matches"] = hit is None, hit[0] if hit else None
             if hit is not None:
                 # the matcher's tolerances are looser than the symmetry search's: a distorted copy
                 # of a cubic structure can read Cm here, so the card names the known one's group too

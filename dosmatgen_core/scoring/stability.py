@@ -69,9 +69,18 @@ def sevennet():
         return SevenNetCalculator(model=str(path), device="cpu").model
 
 
+def _loader(potential: str):
+    return sevennet if check_potential(potential) == "sevennet" else chgnet
+
+
+def load_potential(potential: str = DEFAULT_POTENTIAL):
+    """The potential's network, loaded once per process."""
+    return _loader(potential)()
+
+
 def potential_loaded(potential: str = DEFAULT_POTENTIAL) -> bool:
     """Whether this process has loaded the potential's network (its first relaxation does)."""
-    return (sevennet if check_potential(potential) == "sevennet" else chgnet).cache_info().currsize > 0
+    return _loader(potential).cache_info().currsize > 0
 
 
 def calculator(potential: str = DEFAULT_POTENTIAL):
@@ -79,9 +88,10 @@ def calculator(potential: str = DEFAULT_POTENTIAL):
     threads never share one; the network itself is loaded once)."""
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        if check_potential(potential) == "sevennet":
-            return SevenNetCalculator(model=sevennet(), file_type="model_instance", device="cpu")
-        return CHGNetCalculator(model=chgnet())
+        model = load_potential(potential)
+        if potential == "sevennet":
+            return SevenNetCalculator(model=model, file_type="model_instance", device="cpu")
+        return CHGNetCalculator(model=model)
 
 
 def _atoms(s: Structure, potential: str):

@@ -90,11 +90,15 @@ SUBSTITUTED = ("substituted", "substituted_far")
 # a method made of others' candidates ranked together (no draws of its own)
 MIXED = {"seeded_steered_subs": ("seeded_steered", "substituted"), "seeded_subs": ("seeded", "substituted"),
          "seeded_steered_subs_deep": ("seeded_steered", "substituted"), "seeded_subs_deep": ("seeded", "substituted")}
+# a seeded method with this suffix takes its seeds by the shape of the site's curve (the search's
+# cosine) instead of its MAE: the cosine bar favours seeds of the right shape
+BY_COSINE = "_cos"
+MIXED.update({m + BY_COSINE: tuple(p + BY_COSINE for p in parts) for m, parts in list(MIXED.items())})
 CANDIDATES = 8
 TOP = 3
 # how many of a method's picks get DFT: a deep method keeps every pick of its parts (up to 6), so
 # its best DFT-checked one is the top of a DFT ranking of 6 checks rather than the predictor's 3
-DEPTH = {"seeded_steered_subs_deep": 2 * TOP, "seeded_subs_deep": 2 * TOP}
+DEPTH = {m: 2 * TOP for m in MIXED if "_deep" in m}
 MAX_DFT_ATOMS = 8
 STEPS = SHIPPED.steps
 
@@ -166,16 +170,24 @@ def _calculable(s) -> bool:
     return len(s) <= MAX_DFT_ATOMS and {e.symbol for e in s.composition.elements} <= supported_elements()
 
 
+def seed_order(method: str) -> tuple[str, str]:
+    """(the method without its seed-order suffix, the search order of its seeds: "mae" or "cosine")."""
+    if method.endswith(BY_COSINE) and method[:-len(BY_COSINE)] in SEEDED_METHODS + SUBSTITUTED:
+        return method[:-len(BY_COSINE)], "cosine"
+    return method, "mae"
+
+
 def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDIDATES) -> dict:
     """CANDIDATES candidates of one method for one site, scored by the predictor; the top TOP
     novel, valid, calculable ones (by predicted MAE of their conditioned site)."""
+    method, by = seed_order(method)
     g = site["target"]
     n = site["n_atoms"]
     t0 = time.perf_counter()
     kw = dict(steps=STEPS, guidance=SHIPPED.guidance, seed=seed, device="cpu", redraws=2)
     seeds, structs = [], None
     if method in SEEDED_METHODS + SUBSTITUTED:
-        seeds = find_seeds(g, DB_URL, k=3, exclude={site["material_id"]}, max_atoms=MAX_DFT_ATOMS, index=res["index"],
+        seeds = find_seeds(g, DB_URL, k=3, by=by, exclude={site["material_id"]}, max_atoms=MAX_DFT_ATOMS, index=res["index"],
                            crystal_of=lambda m: Crystal.from_structure(to_structure(atoms_from_cif(res["cifs"][m]))))
     if method == "unconditional":
         specs = modes.unconditional(n, n_draw)

@@ -193,3 +193,13 @@ def test_the_deep_method_keeps_every_pick_of_both_parts_for_dft():
     picks = [c["cif"] for c in truth.merge_picks([a, b], top)["candidates"]]
     assert picks == ["a1", "b1", "a2", "b2", "a3", "b3"]          # ... every part's top 3 checked
     assert picks[:truth.TOP] == [c["cif"] for c in truth.merge_picks([a, b])["candidates"]]
+
+
+def test_cosine_seeded_methods_search_their_seeds_by_shape_and_mix_like_the_others():
+    assert truth.seed_order("seeded_steered_cos") == ("seeded_steered", "cosine")
+    assert truth.seed_order("substituted_cos") == ("substituted", "cosine")
+    assert truth.seed_order("seeded_steered") == ("seeded_steered", "mae")
+    assert truth.seed_order("masked_cos") == ("masked_cos", "mae")      # no seeds: not a seeded method
+    assert truth.MIXED["seeded_steered_subs_deep_cos"] == ("seeded_steered_cos", "substituted_cos")
+    assert truth.DEPTH["seeded_steered_subs_deep_cos"] == truth.DEPTH["seeded_steered_subs_deep"] == 2 * truth.TOP
+    assert "seeded_steered_subs_cos" not in truth.DEPTH

@@ -147,6 +147,16 @@ def check_n_seeds(n) -> int:
     return x
 
 
+SEED_ORDERS = ("mae", "cosine")
+
+
+def check_seed_by(by) -> str:
+    """Seeded mode: the order the seeds are searched in (the site search's "mae" or "cosine")."""
+    if by not in SEED_ORDERS:
+        raise UserError(f"seeds cannot be chosen by {by!r}", "choose mae or cosine (--seed-by)", "seed_by")
+    return by
+
+
 CONDITIONED_MODES = ("masked", "fixed_type", "template")    # modes whose own atoms carry the target
 
 
@@ -176,7 +186,7 @@ def request_errors(values: dict) -> list[UserError]:
     order a form shows them; [] when all are fine. Request.check raises the first; a form shows
     each beside its own input (request_problems)."""
     mode = values.get("mode")
-    todo = [("n_seeds", check_n_seeds)] if mode == "seeded" else []
+    todo = [("n_seeds", check_n_seeds), ("seed_by", check_seed_by)] if mode == "seeded" else []
     todo += [("strength", check_strength)] if mode in ("seeded", "template") else []
     todo += [("n_atoms", check_atoms), ("cond_sites", lambda c: check_conditioned(mode, c)),
              ("fixed", check_fixed_elements), ("n_candidates", check_candidates), ("guidance", check_guidance),

@@ -18,6 +18,7 @@ class Shipped:
     strength: float = 0.5          # template and seeded modes: how far the template is noised (t_start = s·T)
     mode: str = "seeded"           # the app's default: templates from the known sites closest to the target
     n_seeds: int = 3               # seeded: known structures taken as templates
+    seed_by: str = "mae"           # seeded: seeds are the known sites closest by "mae" or by "cosine" (shape)
     substitutions: bool = True     # seeded: the seeds' isovalent substitutions join the generator's
                                    # draws as candidates, all ranked by the predictor together
                                    # (truth-seeded_steered_subs-paired.json, 31 sites, relaxed: best of 3

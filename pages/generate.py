@@ -194,9 +194,11 @@ dos_chart(curves, key="targetdos", filename="target_dos", title="Target DOS")
 # ---- known sites ------------------------------------------------------------------------------
 st.subheader("Known sites with this DOS")
 k1, k2 = st.columns([2, 1])
-by = k1.radio("Rank by", ["mae", "cosine"], horizontal=True, key="known_by",
+by = k1.radio("Rank by", checks.SEED_ORDERS, horizontal=True, key="known_by",
+              index=checks.SEED_ORDERS.index(studio.SHIPPED.seed_by),
               format_func={"mae": "closeness (MAE)", "cosine": "shape (cosine)"}.get,
-              help="MAE: smallest average difference in states/eV. Cosine: most similar shape, whatever the height.")
+              help="MAE: smallest average difference in states/eV. Cosine: most similar shape, whatever the height. "
+                   "Seeded generation grows from the table's best matches in this order.")
 align = k2.checkbox("Allow a ±1 eV shift", key="known_shift", help="Compare curves also moved rigidly along energy.")
 exclude = {mat.db_id} if mat is not None and mat.db_id else set()
 hits = site_index(studio.DB_URL).search(target, top=6, by=by, per_structure=True, exclude=exclude, align_shift=align)
@@ -245,8 +247,8 @@ st.session_state["current_ref"] = ref_key
 if mode == "seeded":
     g1, g2, g3 = st.columns(3)
     n_seeds = g1.number_input("Known structures to grow from", 1, 10, studio.SHIPPED.n_seeds, key="n_seeds",
-                              help=f"The best matches of the table above (cells of at most "
-                                   f"{studio.SHIPPED.max_dft_atoms} atoms), taken in turn.")
+                              help=f"The best matches of the table above, in its order (cells of at most "
+                                   f"{studio.SHIPPED.max_dft_atoms} atoms, no ±1 eV shift), taken in turn.")
     notes.under("n_seeds", g1)
     strength = g2.slider("How far from the known structure (0 = keep it, 1 = anything)", 0.05, 1.0,
                          float(studio.SHIPPED.strength), 0.05, key="seed_strength",
@@ -264,7 +266,7 @@ if mode == "seeded":
                       help="Swap one atom outside the matching atom's first shell of neighbours (in a cell doubled "
                            "where needed) instead of every atom of an element: the matching atom keeps its "
                            "neighbours, so its DOS stays closer to the known match's.")
-    req_kw.update(targets=[target.tolist()], cond_sites=[], n_seeds=int(n_seeds), strength=float(strength),
+    req_kw.update(targets=[target.tolist()], cond_sites=[], n_seeds=int(n_seeds), seed_by=by, strength=float(strength),
                   fix_element=bool(fix_el), substitutions=bool(subs), distant_swaps=bool(far),
                   seed_exclude=sorted(exclude),
                   db_url=studio.DB_URL)

@@ -563,3 +563,20 @@ def test_an_unconditional_run_names_no_guidance_weight():
     from studio.results import guidance_text
     assert guidance_text({"mode": "unconditional", "guidance": 1.0}) == ""
     assert guidance_text({"mode": "seeded", "guidance": 2.0}) == "w = 2.0 · "
+
+
+def test_seeds_follow_the_known_sites_tables_order(app, monkeypatch):
+    from dosmatgen_core.candidates.jobs import JobManager
+    sent = []
+
+    def capture(self, req, *a, **kw):        # the request as the page builds it; nothing is run
+        sent.append(req)
+        raise ValueError("captured")
+    monkeypatch.setattr(JobManager, "submit", capture)
+    assert app.radio(key="known_by").value == studio.SHIPPED.seed_by
+    app.radio(key="known_by").set_value("cosine").run()
+    app.button(key="generate").click().run()
+    assert sent and sent[-1].mode == "seeded" and sent[-1].seed_by == "cosine"
+    app.radio(key="known_by").set_value("mae").run()
+    app.button(key="generate").click().run()
+    assert sent[-1].seed_by == "mae"

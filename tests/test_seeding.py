@@ -269,3 +269,31 @@ def test_the_progress_line_says_what_is_being_sampled(tmp_path, ni_target):
                    progress=lambda f, eta, msg: msgs.append(msg))
     assert "sampling 2 candidates × 2 steered trajectories: step 4/4" in msgs
     assert any(m.startswith("scoring structures") for m in msgs)
+
+
+def test_a_request_takes_its_seeds_in_the_order_it_names_and_refuses_an_unknown_one(ni_target):
+    import argparse
+    from dosmatgen_core import checks
+    from dosmatgen_core.cli import generate as cli_generate
+    from dosmatgen_core.scoring.search import site_index
+    by_cos = Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=2, seed_exclude=[PRESET_ID],
+                     seed_by="cosine")
+    got = [s.hit for s in by_cos.seeds()]
+    assert [h.cosine for h in got] == sorted((h.cosine for h in got), reverse=True)
+    # the first seed is the search's best shape among cells the DFT check takes
+    best = next(h for h in site_index(DB_URL).search(ni_target, top=50, by="cosine", exclude={PRESET_ID})
+                if open_db(DB_URL).get(h.material_id).atoms.get_global_number_of_atoms() <= 8)
+    assert (got[0].material_id, got[0].site) == (best.material_id, best.site)
+    # shape does not depend on height: half the curve takes the same seeds by cosine, other ones by MAE
+    half = (np.asarray(ni_target) * 0.5).tolist()
+    by_cos.targets = [half]
+    assert [s.hit.material_id for s in by_cos.seeds()] == [h.material_id for h in got]
+    by_mae = Request(mode="seeded", targets=[half], n_candidates=2, seed_exclude=[PRESET_ID])
+    assert [s.hit.material_id for s in by_mae.seeds()] != [h.material_id for h in got]
+    with pytest.raises(checks.UserError, match="seeds cannot be chosen by 'shape'") as exc:
+        Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=2, seed_by="shape").specs()
+    assert exc.value.field == "seed_by"
+    p = argparse.ArgumentParser()
+    cli_generate.add_parsers(p.add_subparsers())
+    kw, _ = cli_generate._targets_and_template(p.parse_args(["generate", "--seed-by", "cosine"]), DB_URL)
+    assert Request(mode="seeded", **kw).seed_by == "cosine"

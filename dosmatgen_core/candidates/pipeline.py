@@ -58,6 +58,7 @@ class Request:
     title: str = ""
     target_source: str = ""                             # where the target curve came from (for the record)
     n_seeds: int = SHIPPED.n_seeds                      # seeded: known structures taken as templates
+    seed_by: str = SHIPPED.seed_by                      # seeded: ... the closest by "mae" or by "cosine"
     fix_element: bool = False                           # seeded: the matching site keeps its element
     substitutions: bool = SHIPPED.substitutions         # seeded: the seeds' isovalent substitutions as candidates too
     distant_swaps: bool = SHIPPED.distant_swaps         # ... one atom beyond the matched site's first shell each
@@ -73,9 +74,10 @@ class Request:
         """seeded: the known structures closest to the target, searched once per target (the app,
         the CLI and the job queue call specs() more than once per run)."""
         target = np.asarray(self.targets[0], dtype=float)
-        key = (target.tobytes(), self.n_seeds, tuple(sorted(self.seed_exclude)), str(self.db_url))
+        key = (target.tobytes(), self.n_seeds, self.seed_by, tuple(sorted(self.seed_exclude)), str(self.db_url))
         if self._seeds is None or self._seeds[0] != key:
-            self._seeds = (key, find_seeds(target, self.db_url, k=self.n_seeds, exclude=set(self.seed_exclude),
+            self._seeds = (key, find_seeds(target, self.db_url, k=self.n_seeds, by=self.seed_by,
+                                           exclude=set(self.seed_exclude),
                                            max_atoms=SHIPPED.max_dft_atoms))
         return self._seeds[1]
 

@@ -147,7 +147,7 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
                                    "drop them, or use --mode masked / --mode template")
         # a placeholder curve until the predictor gives the real one: the request is checked now
         curve = target.tolist() if target is not None else [0.0] * 400
-        kw.update(targets=[curve], cond_sites=[], n_seeds=args.seeds, fix_element=args.fix_element,
+        kw.update(targets=[curve], cond_sites=[], n_seeds=args.seeds, seed_by=args.seed_by, fix_element=args.fix_element,
                   substitutions=args.substitutions, distant_swaps=args.distant_swaps,
                   strength=checks.check_strength(args.strength), db_url=db_url)
         if args.ref and not checks.is_structure_path(args.ref):
@@ -265,6 +265,8 @@ def add_parsers(sub) -> None:
     ge.add_argument("--exclude-ref", action="store_true",
                     help="seeded: never seed from the reference itself (look for other structures)")
     ge.add_argument("--seeds", type=int, default=SHIPPED.n_seeds, help="seeded: known structures used as templates")
+    ge.add_argument("--seed-by", default=SHIPPED.seed_by, help="seeded: take the known sites closest by mae "
+                    "(states/eV) or by cosine (shape, whatever the height)")
     ge.add_argument("--fix-element", action="store_true", help="seeded: the matching site keeps its element")
     ge.add_argument("--substitutions", action=argparse.BooleanOptionalAction, default=SHIPPED.substitutions,
                     help="seeded: the seeds with one element swapped for a same-group neighbour are candidates too")

@@ -100,7 +100,12 @@ def _pack(args) -> int:
         lab = datamod.label_half(lab, args.half)
     meta = {"label_shards": datamod.label_shard_names(labels),
             "csvs": [str(c) for c in csvs], "label_half": args.half}
-    path = datamod.save_pack(args.out, lab, unl, {**meta, "element_table": element_table().tolist()})
+    fea = None
+    if args.chgnet_features:        # a predictor that reads them then trains where CHGNet is not installed
+        from dosmatgen_core.scoring.predictor import chgnet_atom_features
+        fea = chgnet_atom_features([(e.z, e.frac, e.lattice) for e in lab])
+        meta["atom_features"] = "chgnet"
+    path = datamod.save_pack(args.out, lab, unl, {**meta, "element_table": element_table().tolist()}, fea)
     print(json.dumps({"out": str(path), "labelled": len(lab), "unlabelled": len(unl),
                       "bytes": path.stat().st_size, **meta}))
     return 0
@@ -161,6 +166,9 @@ def add_parsers(sub) -> None:
     pk.add_argument("--csv", action="append")
     pk.add_argument("--half", choices=["A", "B"], help="only one of two label-disjoint halves (data.label_half): "
                                                          "a guide from A scored by a predictor from B")
+    pk.add_argument("--chgnet-features", action="store_true",
+                    help="also store CHGNet's atom features of the labelled crystals (train-predictor --chgnet "
+                         "on a machine without CHGNet)")
     pk.set_defaults(func=_pack)
 
     ex = sub.add_parser("export-model", help="ship a training run's EMA weights with a model card")

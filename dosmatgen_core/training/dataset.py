@@ -133,10 +133,19 @@ def label_shard_names(shard_dirs: Iterable[str | Path]) -> list[str]:
 
 # ---- training pack: every entry in one numpy file ---------------------------------------------
 
-def save_pack(path: str | Path, labelled: list[Entry], unlabelled: list[Entry], meta: dict) -> Path:
+def save_pack(path: str | Path, labelled: list[Entry], unlabelled: list[Entry], meta: dict,
+              atom_features: list[np.ndarray] | None = None) -> Path:
     """One compressed file with every training crystal (and the site DOS of the labelled ones):
-    what a machine without ASE, pymatgen or the shared tables needs to train."""
+    what a machine without ASE, pymatgen or the shared tables needs to train. atom_features: one
+    (atoms, F) block per labelled crystal (CHGNet's, for a predictor that reads them on a machine
+    without CHGNet)."""
     entries = labelled + unlabelled
+    extra = {}
+    if atom_features is not None:
+        if len(atom_features) != len(labelled) or any(len(f) != len(e.z) for f, e in zip(atom_features, labelled)):
+            raise ValueError("atom features: one row per atom of every labelled crystal")
+        extra["atom_features"] = (np.concatenate(atom_features).astype(np.float32) if labelled
+                                  else np.zeros((0, 0), np.float32))
     offs = np.cumsum([0] + [len(e.z) for e in entries])
     dos = np.concatenate([e.site_dos for e in labelled]).astype(np.float32) if labelled else np.zeros((0, dosmod.NPTS), np.float32)
     path = Path(path)
@@ -146,8 +155,19 @@ def save_pack(path: str | Path, labelled: list[Entry], unlabelled: list[Entry], 
                         frac=np.concatenate([e.frac for e in entries]).astype(np.float32),
                         lattice=np.stack([e.lattice for e in entries]).astype(np.float32),
                         n_labelled=np.array(len(labelled)), dos=dos,
-                        meta=np.array(json.dumps(meta)))
+                        meta=np.array(json.dumps(meta)), **extra)
     return path
+
+
+def load_pack_features(path: str | Path) -> dict[str, np.ndarray] | None:
+    """The labelled crystals' stored atom features by material id, or None when the pack has none."""
+    with np.load(path, allow_pickle=False) as d:
+        if "atom_features" not in d.files:
+            return None
+        ids, offs, fea, n_lab = d["ids"], d["offsets"], d["atom_features"], int(d["n_labelled"])
+    if len(fea) != offs[n_lab]:
+        raise ValueError(f"{path}: atom feature block {fea.shape} does not match its {offs[n_lab]} labelled atoms")
+    return {str(ids[i]): fea[offs[i]:offs[i + 1]] for i in range(n_lab)}
 
 
 def load_pack(path: str | Path) -> tuple[list[Entry], list[Entry], dict]:

@@ -135,8 +135,10 @@ def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
         loop.resume(st)
         log(f"resumed at epoch {loop.epoch}")
     nbr_cache: dict = {}      # neighbour lists are fixed per structure: built once
-    fea = _features_for(tr) if model.cfg.chgnet else None
-    val_fea = _features_for(val) if model.cfg.chgnet and val else None   # once, not per evaluation
+    # a pack's stored features serve a machine without CHGNet (a GPU box); computed once, not per evaluation
+    stored = datamod.load_pack_features(cfg.pack) if cfg.pack and model.cfg.chgnet else None
+    fea = (stored or _features_for(tr)) if model.cfg.chgnet else None
+    val_fea = (stored or _features_for(val)) if model.cfg.chgnet and val else None
     loop.start_clock()
     while loop.epoch < cfg.epochs:
         t0 = time.time()

@@ -6,8 +6,8 @@
 #   Five runs side by side on the one GPU, all on the pack's labels: four warm-started from the
 #   shipped model (the CPU recipe; twice the labelled share; a third of the learning rate; another
 #   seed, to see how far two equal recipes differ) and one from scratch.
-#   PRED=1 adds the predictor runs (three seeds of the shipped recipe); the predictor also trains
-#   on one CPU core in minutes.
+#   PRED=1 adds the predictor runs (three seeds of the shipped recipe): they read CHGNet's atom
+#   features from the pack, so make it with `dosmatgen pack --chgnet-features`.
 #
 # What comes back under $OUT, one tar per run (the device returns at most 8 files, 64 MiB): the
 # EMA weights of the best epoch by validation loss and by labelled validation loss, in float16

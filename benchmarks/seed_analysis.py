@@ -72,8 +72,7 @@ def within_sites(rows: list[dict], split: str, value: str = "mae") -> dict:
 
 
 GENERATING = ("seeded", "seeded_steered", "seeded_kept", "seeded_shell", "masked", "steered", "unconditional",
-              *truth.SUBSTITUTED)
-GENERATING += tuple(m + truth.BY_COSINE for m in truth.SEEDED_METHODS + truth.SUBSTITUTED)
+              *truth.SUBSTITUTED, *(m + truth.BY_COSINE for m in truth.SEEDED_METHODS + truth.SUBSTITUTED))
 
 
 def oracle_best(targets: dict, generated: list[dict], dft: dict, lookups: dict) -> dict:

@@ -17,6 +17,7 @@ export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu-pred-out}
 PACK=${PACK:-runs/gpu-pred/pack.npz}
 MINUTES=${MINUTES:-7}
+source "$(dirname "${BASH_SOURCE[0]}")/tar-back.sh" || exit 1
 mkdir -p "$OUT" runs/gpu
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
@@ -51,11 +52,6 @@ for p in glob.glob("runs/gpu/*/last.pt"):
     torch.save(keep, p)
 EOF
 for v in $VARIANTS; do
-    files=""
-    for s in 0 1 2; do
-        for f in last.pt log.csv heldout.json; do [ -e runs/gpu/$v-$s/$f ] && files="$files $v-$s/$f"; done
-        files="$files $v-$s.log"
-    done
-    tar -cf "$OUT/$v.tar" -C runs/gpu $files
+    tar_back "$v" "last.pt log.csv heldout.json" "$v-0" "$v-1" "$v-2"
 done
 ls -la "$OUT"

@@ -22,6 +22,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
 PACK=${PACK:-data/cache/train-pack.npz}
 GEN_MINUTES=${GEN_MINUTES:-8}
+source "$(dirname "${BASH_SOURCE[0]}")/tar-back.sh" || exit 1
 DMG="python3 -m dosmatgen_core.cli"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 
@@ -52,11 +53,8 @@ for d in runs/gpu/*/; do   # generator runs: float16 best states + metadata (tra
 done
 for d in runs/gpu/*/; do
     name=$(basename "$d")
-    files="$name/log.csv $name/config.json"
-    for f in meta.pt best-half.pt best-labelled-half.pt heldout.json; do
-        [ -e "$d/$f" ] && files="$files $name/$f"
-    done
-    [ -e "$d/heldout.json" ] && files="$files $name/last.pt"   # predictor runs: small states
-    tar -cf "$OUT/$name.tar" -C runs/gpu $files $name.log
+    files="log.csv config.json meta.pt best-half.pt best-labelled-half.pt heldout.json"
+    [ -e "$d/heldout.json" ] && files="$files last.pt"   # predictor runs: small states
+    tar_back "$name" "$files" "$name"
 done
 ls -la "$OUT"

@@ -162,25 +162,32 @@ def save_pack(path: str | Path, labelled: list[Entry], unlabelled: list[Entry], 
 def load_pack_features(path: str | Path) -> dict[str, np.ndarray] | None:
     """The labelled crystals' stored atom features by material id, or None when the pack has none."""
     with np.load(path, allow_pickle=False) as d:
-        if "atom_features" not in d.files:
-            return None
-        ids, offs, fea, n_lab = d["ids"], d["offsets"], d["atom_features"], int(d["n_labelled"])
+        return _pack_features(d, path)
+
+
+def _pack_features(d, path) -> dict[str, np.ndarray] | None:
+    """load_pack_features on an open pack d."""
+    if "atom_features" not in d.files:
+        return None
+    ids, offs, fea, n_lab = d["ids"], d["offsets"], d["atom_features"], int(d["n_labelled"])
     if len(fea) != offs[n_lab]:
         raise ValueError(f"{path}: atom feature block {fea.shape} does not match its {offs[n_lab]} labelled atoms")
     return {str(ids[i]): fea[offs[i]:offs[i + 1]] for i in range(n_lab)}
 
 
-def load_pack(path: str | Path) -> tuple[list[Entry], list[Entry], dict]:
-    """(labelled, unlabelled, meta) as save_pack wrote them."""
+def load_pack(path: str | Path, features: bool = False) -> tuple:
+    """(labelled, unlabelled, meta) as save_pack wrote them; features=True adds a fourth,
+    load_pack_features' dict, from the same read of the file."""
     with np.load(path, allow_pickle=False) as d:
         ids, offs, z, frac, lat, dos = (d[k] for k in ("ids", "offsets", "z", "frac", "lattice", "dos"))
         n_lab, meta = int(d["n_labelled"]), json.loads(str(d["meta"]))
-    if dos.shape[1:] != (dosmod.NPTS,) or len(dos) != offs[n_lab]:
-        raise ValueError(f"{path}: site DOS block {dos.shape} does not match its {offs[n_lab]} labelled atoms")
+        if dos.shape[1:] != (dosmod.NPTS,) or len(dos) != offs[n_lab]:
+            raise ValueError(f"{path}: site DOS block {dos.shape} does not match its {offs[n_lab]} labelled atoms")
+        fea = _pack_features(d, path) if features else None
     out = [Entry(str(mid), z[a:b].astype(np.int64), frac[a:b].astype(np.float64), lat[i].astype(np.float64),
                  dos[a:b] if i < n_lab else None)
            for i, (mid, a, b) in enumerate(zip(ids, offs[:-1], offs[1:]))]
-    return out[:n_lab], out[n_lab:], meta
+    return (out[:n_lab], out[n_lab:], meta, fea) if features else (out[:n_lab], out[n_lab:], meta)
 
 
 @lru_cache(maxsize=1)

@@ -101,13 +101,14 @@ def _device_of(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def labelled_entries(label_dirs, pack: str = ""):
-    """Labelled entries, the element table a pack carries (None: take pymatgen's) and the label
-    shards they come from; a pack is read once for all three."""
+def labelled_entries(label_dirs, pack: str = "", features: bool = False):
+    """Labelled entries, the element table a pack carries (None: take pymatgen's), the label
+    shards they come from and, with features, the pack's stored CHGNet atom features (None
+    without a pack or when it has none); a pack is read once for all four."""
     if not pack:
-        return datamod.load_labelled(label_dirs), None, datamod.label_shard_names(label_dirs)
-    labelled, _, meta = datamod.load_pack(pack)
-    return labelled, meta.get("element_table"), meta.get("label_shards", [])
+        return datamod.load_labelled(label_dirs), None, datamod.label_shard_names(label_dirs), None
+    labelled, _, meta, *stored = datamod.load_pack(pack, features=features)   # features: a fourth item
+    return labelled, meta.get("element_table"), meta.get("label_shards", []), stored[0] if stored else None
 
 
 def _holdout_split(labelled):
@@ -120,10 +121,12 @@ def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    labelled, table, shards = labelled_entries(cfg.label_dirs, cfg.pack)
+    mcfg = PredictorConfig(**cfg.model)
+    # a pack's stored features serve a machine without CHGNet (a GPU box)
+    labelled, table, shards, stored = labelled_entries(cfg.label_dirs, cfg.pack, features=mcfg.chgnet)
     tr, val = _holdout_split(labelled)
     log(f"predictor: {len(tr)} training structures, {len(val)} held out")
-    model = SiteDOSPredictor(PredictorConfig(**cfg.model), elem=table).to(cfg.device)
+    model = SiteDOSPredictor(mcfg, elem=table).to(cfg.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loop = Loop(run, model, opt, ema_decay=EMA, columns=["epoch", "train_mae", "val_mae", "val_cosine", "seconds"],
                 max_minutes=cfg.max_minutes)
@@ -135,8 +138,7 @@ def train_predictor(cfg: PredictorTrainConfig, log=print) -> Path:
         loop.resume(st)
         log(f"resumed at epoch {loop.epoch}")
     nbr_cache: dict = {}      # neighbour lists are fixed per structure: built once
-    # a pack's stored features serve a machine without CHGNet (a GPU box); computed once, not per evaluation
-    stored = datamod.load_pack_features(cfg.pack) if cfg.pack and model.cfg.chgnet else None
+    # CHGNet's features (or the stored ones) computed once, not per evaluation
     fea = (stored or _features_for(tr)) if model.cfg.chgnet else None
     val_fea = (stored or _features_for(val)) if model.cfg.chgnet and val else None
     loop.start_clock()
@@ -186,7 +188,7 @@ def export_predictor(run_dirs, out_path: str | Path, label_dirs, pack: str = "")
     blob = ({"config": config, "state_dict": states[0]["ema"]} if len(states) == 1
             else {"config": config, "members": [st["ema"] for st in states]})
     torch.save(blob, out_path)
-    labelled, _, shards_now = labelled_entries(label_dirs, pack)
+    labelled, _, shards_now, _ = labelled_entries(label_dirs, pack)
     tr, val = _holdout_split(labelled)
     model = model_from_blob(blob)
     metrics = heldout_metrics(model, val)

@@ -177,16 +177,17 @@ def seed_order(method: str) -> tuple[str, str]:
     return method, "mae"
 
 
-def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDIDATES) -> dict:
+def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDIDATES, seeds=None) -> dict:
     """CANDIDATES candidates of one method for one site, scored by the predictor; the top TOP
-    novel, valid, calculable ones (by predicted MAE of their conditioned site)."""
+    novel, valid, calculable ones (by predicted MAE of their conditioned site). seeds: a seeded
+    method's seeds, instead of the search's (a refinement grows from a checked candidate)."""
     method, by = seed_order(method)
     g = site["target"]
     n = site["n_atoms"]
     t0 = time.perf_counter()
     kw = dict(steps=STEPS, guidance=SHIPPED.guidance, seed=seed, device="cpu", redraws=2)
-    seeds, structs = [], None
-    if method in SEEDED_METHODS + SUBSTITUTED:
+    structs = None
+    if seeds is None and method in SEEDED_METHODS + SUBSTITUTED:
         seeds = find_seeds(g, DB_URL, k=3, by=by, exclude={site["material_id"]}, max_atoms=MAX_DFT_ATOMS, index=res["index"],
                            crystal_of=lambda m: Crystal.from_structure(to_structure(atoms_from_cif(res["cifs"][m]))))
     if method == "unconditional":
@@ -230,7 +231,7 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
     return {"seconds": round(time.perf_counter() - t0, 1), "drawn": len(rows),
             "valid": sum(r["valid"] for r in rows), "novel": sum(r["novel"] for r in rows),
             "candidates": [{k: v for k, v in r.items() if k not in ("ok", "k")} for r in chosen],
-            "seeds": [s.record() for s in seeds]}
+            "seeds": [s.record() for s in seeds or []]}
 
 
 def merge_picks(parts: list[dict], top: int = TOP) -> dict:
@@ -425,6 +426,13 @@ def settings_tag(settings: dict) -> str:
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def draw_settings(res: dict, candidates: int = CANDIDATES, strength: float = 0.5, seed: int = 0) -> dict:
+    """What a run's draws and their ranking depend on (settings_tag keys the cache by it)."""
+    return {"candidates": candidates, "top": TOP, "steps": STEPS, "strength": strength, "seed": seed,
+            "checkpoint": res["model"].sha256[:16], "recipe": FAST_RECIPE.name,
+            "predictor": str(res["predictor"].card.get("sha256", ""))[:16]}
+
+
 def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=METHODS, max_minutes: float = 0.0,
         seed: int = 0, log=print, candidates: int = CANDIDATES, first: int = 0, results: Path = RESULTS,
         part: tuple[int, int] = (0, 1), dft: bool = True, predictor: Path = PREDICTOR_PATH,
@@ -448,9 +456,7 @@ def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=ME
     dft_cache = {r["key"]: r for r in _read(RELAXED if relaxed else CACHE / "dft.jsonl")}
     writer = ShardWriter(LABEL_DIR, prefix="generated")
     per_method: dict[str, dict] = {"lookup": {f"{s['material_id']}#{s['site']}": lookup(res["index"], s) for s in sites}}
-    settings = {"candidates": candidates, "top": TOP, "steps": STEPS, "strength": strength, "seed": seed,
-                "checkpoint": res["model"].sha256[:16], "recipe": FAST_RECIPE.name,
-                "predictor": str(res["predictor"].card.get("sha256", ""))[:16]}
+    settings = draw_settings(res, candidates, strength, seed)
     tag = settings_tag(settings)
     settings["site_set"] = site_set       # in the record, not the tag: the draws are keyed by site
     settings["cell"] = "relaxed" if relaxed else "drawn"

@@ -9,7 +9,7 @@ from dosmatgen_core import checks
 from dosmatgen_core.candidates import pipeline
 from dosmatgen_core.candidates.pipeline import Request
 from dosmatgen_core.scoring.search import site_index
-from dosmatgen_core.structures import StructureError, to_structure
+from dosmatgen_core.structures import StructureError, atoms_from_cif, to_structure
 from dosmatgen_core.scoring import certify
 from dosmatgen_core.scoring.verify import default_workers
 from dosmatgen_core.paths import missing_mp_tables
@@ -24,6 +24,7 @@ from studio import nav
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
 
 R = state.resources()
+CANDIDATE = "__candidate__"      # the template key of a candidate taken by its card's "Grow from this candidate"
 db, model, predictor = R["db"], R["model"], R["predictor"]
 store = state.store()
 
@@ -204,6 +205,12 @@ exclude = {mat.db_id} if mat is not None and mat.db_id else set()
 hits = site_index(studio.DB_URL).search(target, top=6, by=by, per_structure=True, exclude=exclude, align_shift=align)
 
 
+def grow_from(src: dict) -> None:
+    """A candidate as the template (studio.results.template_source), its conditioned sites kept."""
+    st.session_state.update(mode="template", tpl_id=CANDIDATE, tpl_candidate=src, tpl_ref=st.session_state.get("current_ref"),
+                            tpl_cond=src["sites"], tpl_cond_for=CANDIDATE)
+
+
 def use_as_template(material_id: str, hit_site: int) -> None:
     st.session_state["mode"] = "template"
     st.session_state["tpl_id"] = material_id
@@ -292,11 +299,14 @@ elif mode in ("masked", "fixed_type", "unconditional"):
         req_kw["fixed"] = {int(i): el for i in req_kw.get("cond_sites", [])}
 elif mode == "template":
     # the template follows the reference: whenever the reference changes, it is reset to it
-    tpl_keys = ([ref_key] if ref_key and ref_key not in labelled_ids else []) + [r["material_id"] for r in rows_all]
+    grown = st.session_state.get("tpl_candidate")      # set by a card's "Grow from this candidate"
+    tpl_keys = (([CANDIDATE] if grown else []) + ([ref_key] if ref_key and ref_key not in labelled_ids else [])
+                + [r["material_id"] for r in rows_all])
     if st.session_state.get("tpl_ref") != ref_key or st.session_state.get("tpl_id") not in tpl_keys + ["__upload__"]:
         st.session_state["tpl_ref"] = ref_key
         st.session_state["tpl_id"] = ref_key if ref_key else tpl_keys[0]
-    tpl_names = dict(name_of, **({ref_key: mat.name} if ref_key else {}), __upload__="Upload a structure file…")
+    tpl_names = dict(name_of, **({ref_key: mat.name} if ref_key else {}), **({CANDIDATE: grown["name"]} if grown else {}),
+                     __upload__="Upload a structure file…")
     t_id = st.selectbox("Template structure", tpl_keys + ["__upload__"], key="tpl_id",
                         format_func=lambda k: tpl_names.get(k, k) + (" (the reference)" if k == ref_key else ""),
                         help="Type to search all labelled materials. It starts as the reference and follows it.")
@@ -313,6 +323,8 @@ elif mode == "template":
             if tu is None:      # a refused file has its one error line under the uploader already
                 st.info("Upload a template structure to go on.")
             st.stop()
+    elif t_id == CANDIDATE:
+        tpl_struct = to_structure(atoms_from_cif(grown["cif"]))      # ASE keeps its site order
     elif t_id == ref_key and mat is not None:
         tpl_struct = mat.structure
     else:
@@ -332,7 +344,7 @@ elif mode == "template":
     pin = st.multiselect("Atoms kept exactly as they are (element and position)", [i for i in opts if i not in cond],
                          format_func=fmt, key="tpl_pin")
     req_kw.update(n_atoms=len(tpl_rows), cond_sites=cond, targets=[target.tolist()] * len(cond),
-                  template_id=None if t_id == "__upload__" else t_id,
+                  template_id=None if t_id in ("__upload__", CANDIDATE) else t_id,
                   template={"numbers": list(tpl_struct.atomic_numbers), "frac": (tpl_struct.frac_coords % 1.0).tolist(),
                             "lattice": tpl_struct.lattice.matrix.tolist()},
                   strength=float(strength), pinned=pin)
@@ -546,4 +558,5 @@ if run_id:
             st.caption(f"Showing the stored run `{run_id}` ({studio.plain(run.get('title') or 'untitled')}); "
                        "the form above sets up the next run.")
         # the reference view and the known sites' views above are live 3D views too
-        show_run(run, dft, stored_labels(run, db, labelled_ids), live_views=viz.MAX_LIVE_VIEWS - 1 - len(hits))
+        show_run(run, dft, stored_labels(run, db, labelled_ids), live_views=viz.MAX_LIVE_VIEWS - 1 - len(hits),
+                 grow=grow_from)

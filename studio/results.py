@@ -128,6 +128,15 @@ def candidate_curves(run: dict, c: dict, dft: dict | None, stored: dict | None) 
     return curves
 
 
+def template_source(run: dict, c: dict, dft: dict | None) -> dict:
+    """What "Grow from this" hands the template mode: the candidate's DFT-checked cell when it has
+    one (relaxed, so it is what DFT confirmed), else its drawn cell; its conditioned sites; a name."""
+    done = bool(dft and dft.get("status") == "done" and dft.get("result", {}).get("cif"))
+    cell = ("relaxed, DFT-checked" if dft["result"].get("relaxed") else "DFT-checked") if done else "as drawn"
+    return {"cif": dft["result"]["cif"] if done else c["cif"], "sites": sorted(int(k) for k in c["site_to_target"]),
+            "name": f"candidate #{c['rank']} {c['formula']} of run {run['id']} ({cell})"}
+
+
 def substitution_kind(sub: dict) -> str:
     """"distant" (one atom beyond the matched site's shell) or "element" (every atom of an
     element). Records written before the kind was stored tell it by the cell they name."""
@@ -275,10 +284,11 @@ def _card_view(run: dict, c: dict, struct, live: bool) -> None:
 
 
 def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None = None, max_cards: int = 20,
-             heading: str = "5 · Results", live_views: int = 8) -> None:
+             heading: str = "5 · Results", live_views: int = 8, grow=None) -> None:
     """dft: rank → Verifier.status; stored: stored_labels(...); heading: the Generate page numbers
     its steps, the Runs page does not; live_views: cards whose 3D view is drawn at once (the page's
-    other views and these stay within viz.MAX_LIVE_VIEWS)."""
+    other views and these stay within viz.MAX_LIVE_VIEWS); grow: a callback taking
+    template_source(...), for a "Grow from this" button on each card with a target."""
     dft, stored = dft or {}, stored or {}
     s = run["summary"]
     st.header(heading)
@@ -330,7 +340,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                 _badge(c["structurally_valid"], "geometry valid", "geometry invalid"),
                 _badge(c["charge_neutral"], "charge balanced (SMACT)", "not charge balanced (SMACT)"),
                 _badge(c.get("unique"), "unique in run", "duplicate in run"),
-                _badge(c.get("novel"), "novel", f"known ({c.get('matches')})", "novelty not checked"),
+                (":orange-background[the template itself]" if c.get("same_as_template") else
+                 _badge(c.get("novel"), "novel", f"known ({c.get('matches')})", "novelty not checked")),
                 _stability_badge(c), dft_badge,
             ]))
             if sym := known_symmetry_text(c):
@@ -359,3 +370,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
             d4.download_button("extxyz", runsmod.to_extxyz(struct), f"{stem}.extxyz", key=f"c4{stem}")
             d5.download_button("DOS CSV", runsmod.dos_csv(c, run["settings"]["targets"]), f"{stem}_dos.csv",
                                key=f"c5{stem}")
+            if grow is not None and c["site_to_target"]:
+                st.button("Grow from this candidate", key=f"grow{stem}", on_click=grow, args=(template_source(run, c, d),),
+                          help="Template mode with this candidate (its DFT-checked cell once it has one), its "
+                               "conditioned atoms carrying the target: new variants around what DFT confirmed.")

@@ -580,3 +580,53 @@ def test_seeds_follow_the_known_sites_tables_order(app, monkeypatch):
     app.radio(key="known_by").set_value("mae").run()
     app.button(key="generate").click().run()
     assert sent[-1].seed_by == "mae"
+
+
+def test_grow_from_a_candidate_makes_it_the_template_with_its_conditioned_site(tmp_path, monkeypatch):
+    """A card's "Grow from this candidate": template mode on that candidate's cell (the DFT-checked
+    one once it has one), read in its own site order, its conditioned atoms carrying the target."""
+    from dosmatgen_core.candidates.runs import RunStore, dumps
+    from dosmatgen_core.scoring.verify import Verifier
+    from dosmatgen_core.structures import atoms_from_cif
+    from studio.results import template_source
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    run = _small_run(tmp_path)
+    c = run["candidates"][0]
+    drawn = atoms_from_cif(c["cif"])
+    checked = drawn.copy()
+    checked.set_cell(drawn.cell.array * 1.03, scale_atoms=True)          # the relaxed cell DFT checked
+    buf = io.BytesIO()
+    checked.write(buf, format="cif")
+    cif = buf.getvalue().decode()
+    result = {"site_dos": np.zeros((c["n_atoms"], 400)), "seconds": 1.0, "relaxed": True, "cif": cif}
+    Verifier(RunStore(tmp_path / "runs.db"))._set(run["id"], c["rank"], status="done", result=dumps(result))
+    src = template_source(run, c, {"status": "done", "result": result})
+    assert src["cif"] == cif and src["sites"] == [0] and "relaxed, DFT-checked" in src["name"]
+    assert template_source(run, c, None)["cif"] == c["cif"] and "as drawn" in template_source(run, c, None)["name"]
+
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params["run"] = run["id"]
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    grow = [b for b in at.button if b.key and b.key.startswith(f"grow{run['id']}_{c['rank']}_")]
+    assert len(grow) == 1
+    grow[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.radio(key="mode").value == "template"
+    assert at.selectbox(key="tpl_id").value == "__candidate__"
+    assert at.multiselect(key="tpl_cond").value == [0]
+    assert any(src["name"] in c_.value for c_ in at.caption)                 # "Template: candidate #1 ..."
+    # the request's template is the checked cell, in its own site order, at its volume
+    from dosmatgen_core.candidates.jobs import JobManager
+    sent = []
+
+    def capture(self, req, *a, **kw):        # the request as the page builds it; nothing is run
+        sent.append(req)
+        raise ValueError("captured")
+    monkeypatch.setattr(JobManager, "submit", capture)
+    at.button(key="generate").click().run()
+    assert sent and sent[-1].mode == "template" and sent[-1].cond_sites == [0]
+    assert sent[-1].template["numbers"] == checked.numbers.tolist()
+    assert np.allclose(sent[-1].template["lattice"], checked.cell.array, atol=1e-4)
+    assert np.allclose(sent[-1].template["frac"], checked.get_scaled_positions() % 1.0, atol=1e-4)

@@ -226,3 +226,29 @@ def test_per_source_picks_add_each_sources_best_after_the_overall_best():
                             for c in plain["candidates"]]}
     assert len(certify.pick(mixed, 3, per_source=True)) == certify.max_checks(3, per_source=True) == 6
     assert certify.max_checks(3, per_source=False) == 3
+
+
+def test_a_candidate_that_is_its_template_is_marked_and_not_checked_again():
+    """Grown from a template that is no known structure (an upload, a candidate), a draw can come
+    back as the template itself: novel to the known tables, but nothing new, and not worth a DFT
+    check (a candidate's own check is its parent's)."""
+    from dosmatgen_core.candidates.pipeline import _candidate_record
+    from dosmatgen_core.sampling import modes
+    from dosmatgen_core.sampling.sampler import Generated
+    from dosmatgen_core.structures import Crystal
+    tpl = Structure(Lattice.cubic(4.1), ["Ni", "Au", "Au", "Au"], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    spec = modes.template(Crystal.from_structure(tpl), 0.3, {0: np.ones(400)})[0]
+    ev = {"novel": True, "structurally_valid": True, "n_atoms": 4}
+    moved = tpl.copy()
+    moved.translate_sites([0], [0.02, 0, 0])          # within the matcher's tolerance: still the template
+    other = tpl.copy()
+    other.replace(1, "Ag")                             # another compound
+    same = _candidate_record(0, Generated(Crystal.from_structure(moved), 0), spec, ev, [0])
+    new = _candidate_record(1, Generated(Crystal.from_structure(other), 1), spec, ev, [0])
+    assert same["same_as_template"] is True and new["same_as_template"] is False
+    known = _candidate_record(2, Generated(Crystal.from_structure(moved), 2), spec, {**ev, "novel": False}, [0])
+    assert "same_as_template" not in known             # a known one says what it matches instead
+    run = {"candidates": [{**same, "rank": 1}, {**new, "rank": 2}]}
+    assert certify.pick(run, 3, per_source=False) == [2]
+    assert certify.nothing_to_check({"candidates": [{**same, "rank": 1}]}) == \
+        "none of the 1 candidate qualifies (1 equal to its template)"

@@ -25,11 +25,13 @@ PER_SOURCE = SHIPPED.dft_per_source
 
 
 def dft_eligibility(c: dict, max_atoms: int = MAX_ATOMS, labelled: frozenset = frozenset()) -> str | None:
-    """Why a candidate gets no DFT check ('known with a stored DFT label', 'with invalid geometry',
-    'larger than 8 atoms'), or None when it qualifies. A known structure's stored label is already
+    """Why a candidate gets no DFT check ('known with a stored DFT label', 'equal to its template',
+    'with invalid geometry', 'larger than 8 atoms'), or None when it qualifies. A known structure's stored label is already
     its answer; larger cells take far longer than a few minutes."""
     if c.get("novel") is False and c.get("matches") in labelled:
         return "known with a stored DFT label"
+    if c.get("same_as_template"):      # grown from a candidate: its own check is the parent's
+        return "equal to its template"
     if not c.get("structurally_valid"):
         return "with invalid geometry"
     if c["n_atoms"] > max_atoms:
@@ -67,7 +69,8 @@ def source_of(c: dict) -> str:
 def nothing_to_check(run: dict, max_atoms: int = MAX_ATOMS, labelled: frozenset = frozenset()) -> str:
     """Why pick() found no candidate: 'none of the 3 candidates qualifies (2 with invalid geometry,
     1 known with a stored DFT label)'."""
-    why = dict.fromkeys(("with invalid geometry", f"larger than {max_atoms} atoms", "known with a stored DFT label"), 0)
+    why = dict.fromkeys(("with invalid geometry", f"larger than {max_atoms} atoms", "known with a stored DFT label",
+                         "equal to its template"), 0)
     for c in run["candidates"]:
         if (reason := dft_eligibility(c, max_atoms, labelled)) is not None:
             why[reason] += 1

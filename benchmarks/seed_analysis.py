@@ -156,9 +156,10 @@ def seed_curves(index) -> dict[tuple[str, int], np.ndarray]:
 
 def moves_from_seed(targets: dict, groups: list[tuple[dict, list[dict]]], curves: dict) -> dict:
     """Per method: how far each DFT-checked candidate's matched-site curve moved from its seed's
-    DFT curve (MAE between the two), and how much worse it matches the target than the seed does
-    (excess). A variant meant to keep the site's surroundings should move little."""
-    out = defaultdict(lambda: {"move": [], "excess": []})
+    DFT curve (MAE between the two), how much worse it matches the target than the seed does
+    (excess), and how much its cosine gains on the seed's. A variant meant to keep the site's
+    surroundings should move little."""
+    out = defaultdict(lambda: {"move": [], "excess": [], "cos_gain": []})
     for _, group in groups:
         for c in group:
             seed, site = c.get("seed"), c["target_site"]
@@ -167,9 +168,13 @@ def moves_from_seed(targets: dict, groups: list[tuple[dict, list[dict]]], curves
             t = targets[site]["target"]
             out[c["method"]]["move"].append(dosmod.mae(curves[seed["material_id"], seed["site"]], c["dft_dos"]))
             out[c["method"]]["excess"].append(dosmod.mae(t, c["dft_dos"]) - seed["mae"])
+            out[c["method"]]["cos_gain"].append(dosmod.cosine(t, c["dft_dos"]) - seed["cosine"])
     return {m: {"candidates": len(v["move"]), "move_from_seed_mean": float(np.mean(v["move"])),
                 "move_from_seed_median": float(np.median(v["move"])), "excess_over_seed_mean": float(np.mean(v["excess"])),
-                "share_better_than_seed": float(np.mean(np.array(v["excess"]) < 0))} for m, v in sorted(out.items())}
+                "share_better_than_seed": float(np.mean(np.array(v["excess"]) < 0)),
+                # how often one step from a seed raises the shape match enough to cross a bar just missed
+                "cosine_gain_mean": float(np.mean(v["cos_gain"])),
+                "share_cosine_gain_0.02": float(np.mean(np.array(v["cos_gain"]) >= 0.02))} for m, v in sorted(out.items())}
 
 
 def run_methods(methods, site_set: str = "a", relaxed: bool = True) -> dict:

@@ -64,7 +64,7 @@ def test_moves_from_seed_are_per_method_and_measured_against_the_seeds_own_curve
     index = SiteIndex.from_rows([("mp-s", "NaCl", ["Na", "Cl"], np.stack([t * 0.5, t * 1.2]))])
     curves = seed_curves(index)                                  # the seed's row 1 is the matched site
     assert set(curves) == {("mp-s", 0), ("mp-s", 1)}
-    seed = {"material_id": "mp-s", "site": 1, "mae": 0.2}       # its MAE to the target: |1.2 - 1|
+    seed = {"material_id": "mp-s", "site": 1, "mae": 0.2, "cosine": 0.99}     # its MAE to the target: |1.2 - 1|
     groups = [({}, [{"method": "near", "target_site": "a", "seed": seed, "dft_dos": t * 1.5},
                     {"method": "far", "target_site": "a", "seed": seed, "dft_dos": t * 1.1},
                     {"method": "far", "target_site": "z", "seed": seed, "dft_dos": t}])]   # not a target: left out
@@ -72,3 +72,5 @@ def test_moves_from_seed_are_per_method_and_measured_against_the_seeds_own_curve
     assert set(r) == {"near", "far"} and r["far"]["candidates"] == 1
     assert abs(r["near"]["move_from_seed_mean"] - 0.3) < 1e-6 and abs(r["near"]["excess_over_seed_mean"] - 0.3) < 1e-9
     assert abs(r["far"]["move_from_seed_mean"] - 0.1) < 1e-6 and r["far"]["share_better_than_seed"] == 1.0
+    # a flat curve has the target's shape: cosine 1, a gain of 0.01 on the seed's 0.99, under 0.02
+    assert abs(r["near"]["cosine_gain_mean"] - 0.01) < 1e-6 and r["near"]["share_cosine_gain_0.02"] == 0.0

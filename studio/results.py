@@ -66,12 +66,12 @@ def target_label(run: dict) -> str:
     return t if t.startswith(TARGET_PREFIX) else "target"
 
 
-def dft_mae(status: dict | None) -> float | None:
-    """Mean DFT MAE over the conditioned sites of a finished check, else None."""
+def dft_mae(status: dict | None, metric: str = "mae") -> float | None:
+    """Mean DFT MAE (or another match metric) over the conditioned sites of a finished check, else None."""
     if not status or status.get("status") != "done" or not status.get("result"):
         return None
     m = status["result"].get("dos_match") or {}
-    vals = [v["mae"] for v in m.values() if v and np.isfinite(v.get("mae", np.nan))]
+    vals = [v[metric] for v in m.values() if v and np.isfinite(v.get(metric, np.nan))]
     return float(np.mean(vals)) if vals else None
 
 
@@ -173,20 +173,32 @@ def origin_text(c: dict) -> str:
     return f"Grown by the generator from {known}."
 
 
-def dft_maes(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]] | None = None) -> dict[int, float]:
-    """rank → DFT MAE over the conditioned sites: a finished check, else the stored DFT label of
-    the known structure the candidate matches (stored_labels)."""
+def dft_maes(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]] | None = None,
+             metric: str = "mae") -> dict[int, float]:
+    """rank → DFT MAE (or cosine) over the conditioned sites: a finished check, else the stored DFT
+    label of the known structure the candidate matches (stored_labels)."""
     targets = run["settings"]["targets"]
     out = {}
     for c in run["candidates"]:
-        m = dft_mae(dft.get(c["rank"]))
+        m = dft_mae(dft.get(c["rank"]), metric)
         if m is None and (sites := (stored or {}).get(c["rank"])):
             row_of = {int(a): int(b) for a, b in c["site_to_target"].items()}
-            maes = [dosmod.mae(targets[row_of[k]], v["y"]) for k, v in sites.items() if k in row_of]
-            m = float(np.mean(maes)) if maes else None
+            vals = [getattr(dosmod, metric)(targets[row_of[k]], v["y"]) for k, v in sites.items() if k in row_of]
+            m = float(np.mean(vals)) if vals else None
         if m is not None:
             out[c["rank"]] = m
     return out
+
+
+def seed_rows(run: dict) -> list[dict]:
+    """The known sites a seeded run grew from, as DFT table rows: their stored DFT labels against
+    the target are what a search of the labels gives without generating (the lookup), the
+    baseline a candidate has to beat."""
+    seeds = {(s["material_id"], s["site"]): s for c in run["candidates"] if (s := c.get("seed")) and "mae" in s}
+    return [{"candidate": "known site", "formula": formula(s["formula"]), "DFT MAE": round(s["mae"], 3),
+             "DFT cosine": round(s["cosine"], 3), "predicted MAE": None,
+             "cell": f"the lookup: stored DFT label of {s['material_id']} site {s['site']} ({s['element']}), a seed",
+             "relaxation seconds": "", "DFT seconds": ""} for s in seeds.values()]
 
 
 def dft_rank_text(rank: int, maes: dict[int, float]) -> str:
@@ -200,19 +212,26 @@ def dft_rank_text(rank: int, maes: dict[int, float]) -> str:
 
 def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]] | None = None) -> list[dict]:
     """Finished DFT checks and the stored DFT labels of known candidates (stored_labels), best DFT
-    MAE first: a known candidate's DFT is already there, so it ranks beside the checked ones."""
-    maes = dft_maes(run, dft, stored)
+    MAE first: a known candidate's DFT is already there, so it ranks beside the checked ones. With
+    any of them, a seeded run's seeds too (seed_rows), so each candidate stands beside the lookup."""
+    maes, cosines = dft_maes(run, dft, stored), dft_maes(run, dft, stored, "cosine")
     rows = []
-    for c in sorted((c for c in run["candidates"] if c["rank"] in maes), key=lambda c: (maes[c["rank"]], c["rank"])):
+    for c in run["candidates"]:
+        if c["rank"] not in maes:
+            continue
         s = dft.get(c["rank"])
         checked = dft_mae(s) is not None
         rows.append({"candidate": f"#{c['rank']}", "formula": formula(c["formula"]), "DFT MAE": round(maes[c["rank"]], 3),
+                     "DFT cosine": round(cosines[c["rank"]], 3) if c["rank"] in cosines else None,
                      "predicted MAE": round(c["dos_mae"], 3) if np.isfinite(c.get("dos_mae", np.nan)) else None,
                      "cell": ("relaxed" if s["result"].get("relaxed") else "as drawn") if checked
                      else f"known: stored label of {c.get('matches')}",
                      "relaxation seconds": s["result"].get("relax_seconds") if checked else "",
                      "DFT seconds": s["result"].get("seconds") if checked else ""})
-    return rows
+    rows += seed_rows(run) if rows else []
+    # best first; on a tie a candidate before a known site, candidates in rank order
+    return sorted(rows, key=lambda r: (r["DFT MAE"], r["candidate"] == "known site",
+                                       int(r["candidate"][1:]) if r["candidate"].startswith("#") else 0))
 
 
 # dos.match_metrics' keys as a table heads them: what each measures, with its unit
@@ -314,8 +333,9 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
     table = dft_table(run, dft, stored)
     if table:
         st.subheader("DFT results, best first")
-        st.caption("GPAW checks of this run's candidates, and the stored DFT labels of candidates that are known "
-                   "structures.")
+        st.caption("GPAW checks of this run's candidates, the stored DFT labels of candidates that are known "
+                   "structures, and those of the known sites a seeded run grew from (the lookup: the closest labelled "
+                   "sites, no generation) as the baseline to beat. Cosine 1 is the target's shape exactly.")
         st.dataframe(table, hide_index=True, width="stretch")
     st.caption("'predicted' curves come from the site-DOS predictor, not DFT; 'DFT' curves are GPAW calculations "
                "of the candidate; 'stored label' curves are the DFT label of a known structure the candidate "

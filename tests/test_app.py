@@ -528,9 +528,19 @@ def test_the_dft_table_ranks_stored_labels_of_known_candidates_beside_fresh_chec
     rows = dft_table(run, dft, stored)
     assert [r["candidate"] for r in rows] == ["#1", "#2"]                # 0.25 before 0.3
     assert rows[0]["DFT MAE"] == 0.25 and rows[0]["formula"] == "Au3Ni" and rows[0]["cell"].startswith("known")
-    assert rows[1] == {"candidate": "#2", "formula": "NaCl", "DFT MAE": 0.3, "predicted MAE": 0.1, "cell": "relaxed",
-                       "relaxation seconds": 5.0, "DFT seconds": 60.0}
+    assert rows[0]["DFT cosine"] == 1.0                                   # a stored curve 1.25 × the target: its shape
+    assert rows[1] == {"candidate": "#2", "formula": "NaCl", "DFT MAE": 0.3, "DFT cosine": None, "predicted MAE": 0.1,
+                       "cell": "relaxed", "relaxation seconds": 5.0, "DFT seconds": 60.0}
     assert dft_table(run, dft) == rows[1:]                               # without stored labels, checks alone
+    # a seeded run's seeds stand in the table as the lookup, ranked with the candidates, each once
+    seed = {"material_id": "mp-7", "formula": "KCl", "site": 1, "element": "Cl", "mae": 0.28, "cosine": 0.91}
+    run["candidates"][1]["seed"] = seed
+    run["candidates"].append({"rank": 3, "formula": "KBr", "dos_mae": 0.3, "site_to_target": {"1": 0}, "seed": seed})
+    rows = dft_table(run, dft, stored)
+    assert [r["candidate"] for r in rows] == ["#1", "known site", "#2"]
+    assert rows[1]["DFT MAE"] == 0.28 and rows[1]["DFT cosine"] == 0.91 and "the lookup" in rows[1]["cell"]
+    assert rows[1]["predicted MAE"] is None and "mp-7 site 1 (Cl)" in rows[1]["cell"]
+    assert dft_table(run, {}) == []                                      # nothing checked yet: no table
 
 
 def test_the_3d_key_names_only_the_halos_a_candidate_has():

@@ -314,7 +314,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
     st.caption(f"Run `{run['id']}` · {studio.plain(run['title'])} · seed {run['settings']['seed']} · device "
                f"{run['settings']['device']} · {run['settings']['steps']} steps · {guidance_text(run['settings'])}"
                f"{steering_text(run['settings'])}checkpoint {str(run['settings'].get('checkpoint_sha256'))[:10]}")
-    m1, m2, m3, m4 = st.columns(4)
+    maes = dft_maes(run, dft, stored)
+    m1, m2, m3, m4, m5 = st.columns(5)
     m1.metric("Candidates", s["n"])
     m2.metric("Structurally valid", f"{s['structurally_valid']}/{s['n']}")
     if s.get("mean_dos_mae") is not None:
@@ -322,6 +323,9 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
     if s.get("baseline_mean_dos_mae") is not None:
         m4.metric("Baseline MAE (predicted)", f"{s['baseline_mean_dos_mae']:.3f}",
                   help="Mean predicted DOS MAE of unconditional samples with the same atom counts: what the target adds.")
+    if maes:        # the predicted numbers beside what DFT says
+        m5.metric("Best DFT MAE", f"{min(maes.values()):.3f}",
+                  help="The best DFT MAE (states/eV) among the checked candidates and the stored labels of known ones.")
     if made := count_text(run["candidates"]):
         st.caption(f"{s['n']} candidates: {made}.")
     curves_of = {c["rank"]: candidate_curves(run, c, dft.get(c["rank"]), stored.get(c["rank"]))
@@ -341,7 +345,6 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                "of the candidate; 'stored label' curves are the DFT label of a known structure the candidate "
                f"matches. Stability is {run_potential(run)} energy above a hull of the same potential (an ML hull, not "
                "the Materials Project hull).")
-    maes = dft_maes(run, dft, stored)
     if maes:
         st.caption("Cards stay in predicted rank (#); the table above and each card's DFT badge give the order by DFT.")
     # the cards keep their order as DFT results land: moving a card reloads its 3D view, and a burst

@@ -609,7 +609,8 @@ def test_grow_from_a_candidate_makes_it_the_template_with_its_conditioned_site(t
     buf = io.BytesIO()
     checked.write(buf, format="cif")
     cif = buf.getvalue().decode()
-    result = {"site_dos": np.zeros((c["n_atoms"], 400)), "seconds": 1.0, "relaxed": True, "cif": cif}
+    result = {"site_dos": np.zeros((c["n_atoms"], 400)), "seconds": 1.0, "relaxed": True, "cif": cif,
+              "dos_match": {"0": {"mae": 0.234, "cosine": 0.5}}}
     Verifier(RunStore(tmp_path / "runs.db"))._set(run["id"], c["rank"], status="done", result=dumps(result))
     src = template_source(run, c, {"status": "done", "result": result})
     assert src["cif"] == cif and src["sites"] == [0] and "relaxed, DFT-checked" in src["name"]
@@ -619,6 +620,7 @@ def test_grow_from_a_candidate_makes_it_the_template_with_its_conditioned_site(t
     at.query_params["run"] = run["id"]
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+    assert [m.value for m in at.metric if m.label == "Best DFT MAE"] == ["0.234"]   # DFT beside the predicted
     grow = [b for b in at.button if b.key and b.key.startswith(f"grow{run['id']}_{c['rank']}_")]
     assert len(grow) == 1
     grow[0].click().run()

@@ -8,6 +8,7 @@ import streamlit as st
 from dosmatgen_core import checks
 from dosmatgen_core.candidates import pipeline
 from dosmatgen_core.candidates.pipeline import Request
+from dosmatgen_core.candidates.seeding import drop_copies
 from dosmatgen_core.scoring.search import site_index
 from dosmatgen_core.structures import StructureError, atoms_from_cif, to_structure
 from dosmatgen_core.scoring import certify
@@ -202,7 +203,9 @@ by = k1.radio("Rank by", checks.SEED_ORDERS, horizontal=True, key="known_by",
                    "Seeded generation grows from the table's best matches in this order.")
 align = k2.checkbox("Allow a ±1 eV shift", key="known_shift", help="Compare curves also moved rigidly along energy.")
 exclude = {mat.db_id} if mat is not None and mat.db_id else set()
-hits = site_index(studio.DB_URL).search(target, top=6, by=by, per_structure=True, exclude=exclude, align_shift=align)
+hits = site_index(studio.DB_URL).search(target, top=9, by=by, per_structure=True, exclude=exclude, align_shift=align)
+# the reference's own copies (a candidate that relaxed into it, DFT-checked) are the reference too
+hits = drop_copies(hits, [mat.structure] if exclude else [], lambda mid: to_structure(db.get(mid).atoms))[:6]
 
 
 def grow_from(src: dict) -> None:
@@ -219,20 +222,21 @@ def use_as_template(material_id: str, hit_site: int) -> None:
     st.session_state["tpl_cond_for"] = material_id
 
 
-head = st.columns([3, 1, 1, 1, 2, 2])
-for col, text in zip(head, ["material · site", "MAE", "cosine", "shift", "structure", ""]):
+# four columns, the button under the name: at 800 px six columns wrapped the numbers and cut the button
+KNOWN_COLUMNS = [3, 1.2, 1.4, 2.2]
+head = st.columns(KNOWN_COLUMNS)
+for col, text in zip(head, ["material · site", "MAE", "cosine" + (" (shift)" if align else ""), "structure"]):
     col.caption(text)
 for h in hits:
-    c = st.columns([3, 1, 1, 1, 2, 2], vertical_alignment="center")
+    c = st.columns(KNOWN_COLUMNS, vertical_alignment="center")
     c[0].markdown(f"**{name_of.get(h.material_id, h.material_id)}** · site {h.site} ({h.element})")
+    c[0].button("Use as template", key=f"tpl_{h.material_id}_{h.site}", on_click=use_as_template,
+                args=(h.material_id, h.site), help="Template mode with this material, this site carrying the target")
     c[1].write(f"{h.mae:.3f}")
-    c[2].write(f"{h.cosine:.2f}")
-    c[3].write(f"{h.shift_ev:+.1f} eV" if h.shift_ev else "–")
-    with c[4]:
+    c[2].write(f"{h.cosine:.2f}" + (f" ({h.shift_ev:+.1f} eV)" if h.shift_ev else ""))
+    with c[3]:
         st.iframe(viz.structure_html(to_structure(db.get(h.material_id).atoms), {h.site: viz.SITE_COLOURS["picked"]},
                                      height=110, element_id=f"hit{h.material_id}", script_src=viz.STATIC_SRC), height=115)
-    c[5].button("Use as template", key=f"tpl_{h.material_id}_{h.site}", on_click=use_as_template,
-                args=(h.material_id, h.site), help="Template mode with this material, this site carrying the target")
 
 # ---- 2. mode ----------------------------------------------------------------------------------
 st.header("2 · How candidates are built")

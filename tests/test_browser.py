@@ -417,10 +417,11 @@ def test_progress_cancel_then_a_small_run(browser, server):
 @pytest.mark.parametrize("width", WIDTHS)
 def test_every_page_at_width(browser, server, width):
     page = open_page(browser, server, width)
+    page.set_viewport_size({"width": width, "height": 2600})
+    page.locator(".js-plotly-plot .main-svg").first.wait_for()     # the target plot: the page has loaded
+    page.get_by_text("Known sites with this DOS").wait_for()
+    page.wait_for_timeout(3000)                 # the 3D views draw
     if width == 1280:
-        page.set_viewport_size({"width": 1280, "height": 1700})
-        page.locator(".js-plotly-plot .main-svg").first.wait_for()     # the target plot
-        page.wait_for_timeout(3000)                 # the 3D views draw
         page.screenshot(path=str(ROOT / "docs" / "generate.png"))
     shot(page, f"page_generate_{width}")
     for name in PAGES[1:]:

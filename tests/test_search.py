@@ -55,6 +55,21 @@ def test_one_hit_per_structure(seed_index):
     assert len({h.material_id for h in hits}) == len(hits) == 8
 
 
+def test_a_structure_labelled_twice_is_one_hit():
+    """Two DFT checks of one candidate (two draws that relaxed alike) are two labels, one structure:
+    per structure it shows once; the same curve in another compound, or a distinct polymorph, stays."""
+    g = np.exp(-((dos.GRID + 1.0) / 0.5) ** 2) * 4
+    other = np.exp(-((dos.GRID - 2.0) / 0.5) ** 2) * 4
+    rows = [("gen:a", "Ag3Ni", ["Ni", "Ag", "Ag", "Ag"], np.stack([g, other, other, other])),
+            ("gen:b", "Ag3Ni", ["Ni", "Ag", "Ag", "Ag"], np.stack([g * 1.001, other, other, other])),   # a, again
+            ("gen:c", "Ag3Ni", ["Ni", "Ag", "Ag", "Ag"], np.stack([g * 0.8, other, other, other])),     # a polymorph
+            ("gen:d", "Cu3Ni", ["Ni", "Cu", "Cu", "Cu"], np.stack([g, other, other, other]))]           # another compound
+    index = SiteIndex.from_rows(rows)
+    hits = index.search(g, top=4, per_structure=True)
+    assert [h.material_id for h in hits] == ["gen:a", "gen:d", "gen:c"]
+    assert len(index.search(g, top=4)) == 4                    # every site, without per_structure
+
+
 def test_shift_alignment_recovers_a_rigid_shift(seed_index):
     k = int(np.argmax(seed_index.curves.max(1)))         # a sharp curve: its shift is unambiguous
     moved = dos.shift(seed_index.curves[k], 0.6)

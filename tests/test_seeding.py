@@ -5,11 +5,15 @@ import pytest
 
 from dosmatgen_core.candidates.pipeline import Request, run_generation
 from dosmatgen_core.candidates.runs import RunStore, structure_of
-from dosmatgen_core.candidates.seeding import find_seeds, seeded_specs
+from dosmatgen_core.candidates.seeding import drop_copies, find_seeds, seeded_specs
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.model.checkpoint import load_model
 from dosmatgen_core.paths import DB_URL, MODEL_PATH, PREDICTOR_PATH
 from dosmatgen_core.scoring.predictor import load_predictor
+from dosmatgen_core.scoring.search import site_index
+from dosmatgen_core.structures import to_structure
+from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import Composition
 from dosmatgen_core.settings import PRESET_ID
 
 
@@ -280,9 +284,12 @@ def test_a_request_takes_its_seeds_in_the_order_it_names_and_refuses_an_unknown_
                      seed_by="cosine")
     got = [s.hit for s in by_cos.seeds()]
     assert [h.cosine for h in got] == sorted((h.cosine for h in got), reverse=True)
-    # the first seed is the search's best shape among cells the DFT check takes
-    best = next(h for h in site_index(DB_URL).search(ni_target, top=50, by="cosine", exclude={PRESET_ID})
-                if open_db(DB_URL).get(h.material_id).atoms.get_global_number_of_atoms() <= 8)
+    # the first seed is the search's best shape among cells the DFT check takes, copies of the
+    # left-out preset (candidates that relaxed into it) left out too
+    db = open_db(DB_URL)
+    hits = drop_copies(site_index(DB_URL).search(ni_target, top=50, by="cosine", exclude={PRESET_ID}),
+                       [to_structure(db.get(PRESET_ID).atoms)], lambda mid: to_structure(db.get(mid).atoms))
+    best = next(h for h in hits if db.get(h.material_id).atoms.get_global_number_of_atoms() <= 8)
     assert (got[0].material_id, got[0].site) == (best.material_id, best.site)
     # shape does not depend on height: half the curve takes the same seeds by cosine, other ones by MAE
     half = (np.asarray(ni_target) * 0.5).tolist()
@@ -297,3 +304,21 @@ def test_a_request_takes_its_seeds_in_the_order_it_names_and_refuses_an_unknown_
     cli_generate.add_parsers(p.add_subparsers())
     kw, _ = cli_generate._targets_and_template(p.parse_args(["generate", "--seed-by", "cosine"]), DB_URL)
     assert Request(mode="seeded", **kw).seed_by == "cosine"
+
+
+def test_a_copy_of_the_left_out_material_under_another_id_is_no_seed():
+    """The reference is left out of the seeds; a DFT-checked candidate that relaxed into the very
+    same structure is a label of its own id, and must go too. The preset's Au3Ni has such copies."""
+    db = open_db(DB_URL)
+    ref = db.get(PRESET_ID)
+    ni = ref.symbols.index("Ni")
+    own = to_structure(ref.atoms)
+    hits = site_index(DB_URL).search(ref.site_dos[ni], top=12, per_structure=True, exclude={PRESET_ID})
+    copies = [h for h in hits if Composition(h.formula).reduced_formula == own.composition.reduced_formula
+              and StructureMatcher().fit(to_structure(db.get(h.material_id).atoms), own)]
+    assert copies, "the shipped database has no copy of the preset to test with"
+    kept = drop_copies(hits, [own], lambda mid: to_structure(db.get(mid).atoms))
+    assert not {h.material_id for h in copies} & {h.material_id for h in kept}
+    assert len(kept) == len(hits) - len(copies)
+    seeds = find_seeds(ref.site_dos[ni], DB_URL, k=3, exclude={PRESET_ID})
+    assert len(seeds) == 3 and not any(StructureMatcher().fit(s.crystal.to_structure(), own) for s in seeds)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pymatgen.analysis.structure_matcher import StructureMatcher
-from pymatgen.core import DummySpecies, Element
+from pymatgen.core import Composition, DummySpecies, Element
 
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.sampling import modes
@@ -44,16 +44,42 @@ def find_seeds(target, db_url: str, k: int = 3, by: str = "mae", exclude=(), max
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"the number of seeds must be a whole number >= 1, not {k!r}")
     index = index if index is not None else site_index(db_url)
-    small = set(np.unique(index.material_ids[index.n_atoms > max_atoms]).tolist())
-    hits = index.search(target, top=k, by=by, exclude=set(exclude) | small, per_structure=True)
-    if not hits:
-        raise ValueError(f"no labelled structure of at most {max_atoms} atoms to seed from")
     if crystal_of is None:
         db = open_db(str(db_url))
 
         def crystal_of(mid: str) -> Crystal:
             return Crystal.from_structure(to_structure(db.get(mid).atoms))
-    return [Seed(h, crystal_of(h.material_id)) for h in hits]
+    small = set(np.unique(index.material_ids[index.n_atoms > max_atoms]).tolist())
+    left_out = [crystal_of(m).to_structure() for m in exclude if m in index.code_of]
+    want = k
+    while True:         # copies of a left-out structure (a DFT-checked candidate that is it again) go too
+        hits = index.search(target, top=want, by=by, exclude=set(exclude) | small, per_structure=True)
+        kept = drop_copies(hits, left_out, lambda mid: crystal_of(mid).to_structure())
+        if len(kept) >= k or len(hits) < want:
+            break
+        want *= 2
+    if not kept:
+        raise ValueError(f"no labelled structure of at most {max_atoms} atoms to seed from")
+    return [Seed(h, crystal_of(h.material_id)) for h in kept[:k]]
+
+
+def drop_copies(hits: list[SiteHit], left_out: list, structure_of) -> list[SiteHit]:
+    """The hits whose structure is none of left_out (pymatgen Structures; StructureMatcher, same
+    reduced formula only). A material left out of a search (the reference) can come back under
+    another id: a candidate that relaxed into it and was DFT-checked is a label of its own."""
+    if not left_out:
+        return list(hits)
+    matcher = StructureMatcher()
+    by_formula = {}
+    for s in left_out:
+        by_formula.setdefault(s.composition.reduced_formula, []).append(s)
+    out = []
+    for h in hits:
+        same = by_formula.get(Composition(h.formula).reduced_formula)
+        if same and any(matcher.fit(structure_of(h.material_id), s) for s in same):
+            continue
+        out.append(h)
+    return out
 
 
 def shell_template(crystal: Crystal, site: int, max_atoms: int = 8, tol: float = 1.15) -> tuple[Crystal, list[int]]:

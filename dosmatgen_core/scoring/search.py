@@ -24,6 +24,10 @@ from dosmatgen_core.paths import CACHE_DIR
 INDEX_VERSION = 1
 MAX_SHIFT_EV = 1.0       # shift alignment looks this far either way along E − E_F
 PREFILTER = 512          # with alignment, exact MAEs are computed for this many best-aligned sites
+# per structure, a site of the same formula and element whose curve is this close (MAE, states/eV)
+# to a better hit's is that structure again: the same candidate DFT-checked twice (from two draws
+# that relaxed alike) is two labels but one structure
+SAME_SITE_MAE = 0.01
 
 
 @dataclass(frozen=True)
@@ -80,18 +84,25 @@ class SiteIndex:
         e.g. a different E_F), keeping the shift of best cosine.
         exclude: material ids left out (a benchmark leaves out the target's own material).
         element: only sites of this element.
-        per_structure: at most one hit (its best site) per material, e.g. symmetry-equal sites once.
+        per_structure: at most one hit (its best site) per material, e.g. symmetry-equal sites once,
+        and one per structure labelled twice (same formula and element, curves within SAME_SITE_MAE).
         """
         if per_structure:
             want = top
             while True:
                 hits = self.search(target, top=min(want * 8, len(self)), by=by, align_shift=align_shift,
                                    exclude=exclude, element=element)
-                seen, out = set(), []
+                seen, out, kept = set(), [], []
                 for h in hits:
-                    if h.material_id not in seen:
-                        seen.add(h.material_id)
-                        out.append(h)
+                    if h.material_id in seen:
+                        continue
+                    seen.add(h.material_id)
+                    curve = self.curves[self.row_of[h.material_id, h.site]]
+                    if any(f == h.formula and e == h.element and float(np.abs(curve - c).mean()) < SAME_SITE_MAE
+                           for f, e, c in kept):
+                        continue
+                    kept.append((h.formula, h.element, curve))
+                    out.append(h)
                 if len(out) >= top or want * 8 >= len(self):
                     return out[:top]
                 want *= 8
@@ -141,6 +152,11 @@ class SiteIndex:
     @cached_property
     def norms(self) -> np.ndarray:
         return np.linalg.norm(self.curves, axis=1)
+
+    @cached_property
+    def row_of(self) -> dict[tuple[str, int], int]:
+        """(material id, site) → its row."""
+        return {(m, int(k)): j for j, (m, k) in enumerate(zip(self.material_ids.tolist(), self.sites.tolist()))}
 
     @cached_property
     def code_of(self) -> dict[str, int]:

@@ -18,7 +18,7 @@ from studio import catalogue
 from studio import shared as studio
 
 
-@st.cache_resource
+@st.cache_resource(show_spinner="Loading the models and the reference database…")
 def resources() -> dict:
     """Model, predictor, guide, reference db, hull cache and job manager; a part that fails to
     load is None and its reason is listed in 'errors'."""
@@ -37,7 +37,7 @@ def resources() -> dict:
     return out
 
 
-@st.cache_resource
+@st.cache_resource(show_spinner="Listing the reference materials…")
 def reference_rows(db_url: str) -> list[dict]:
     return catalogue.reference_rows(open_db(db_url))
 
@@ -49,12 +49,12 @@ def mp_structures() -> tuple:
     return () if missing_mp_tables() else mp()
 
 
-@st.cache_resource
+@st.cache_resource(show_spinner=False)
 def verifier(runs_path: str) -> Verifier:
     return Verifier(RunStore(runs_path))
 
 
-@st.cache_resource
+@st.cache_resource(show_spinner=False)
 def certifier(runs_path: str) -> Certifier:
     return Certifier(verifier(runs_path), studio.dft_seconds_prior())
 

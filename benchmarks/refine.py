@@ -83,10 +83,13 @@ def parent_seed(parent: dict) -> Seed:
     return Seed(hit, Crystal.from_structure(s))
 
 
-def children(site: dict, parent: dict, res: dict, seed: int) -> dict:
-    """The app's three kinds grown from the parent alone, ranked together; the top CHECKS kept."""
+def children(site: dict, parent: dict, res: dict, seed: int, checked_keys=frozenset()) -> dict:
+    """The app's three kinds grown from the parent alone, ranked together; the top CHECKS kept of
+    those not checked already (a later round from the same parent swaps it the same way)."""
     pseed = parent_seed(parent)
-    parts = [truth.generate(p, site, res, seed, seeds=[pseed]) for p in PARTS]
+    parts = [truth.generate(p, site, res, seed, seeds=[pseed], top=2 * CHECKS) for p in PARTS]
+    for p in parts:
+        p["candidates"] = [c for c in p["candidates"] if truth.cif_key(c["cif"]) not in checked_keys]
     merged = truth.merge_picks(parts, CHECKS)
     return {**merged, "parts": {p: len(x["candidates"]) for p, x in zip(PARTS, parts)}}
 
@@ -175,7 +178,9 @@ def run(site_set: str = "a", max_minutes: float = 0.0, log=print, out: Path | No
                 break
             key = f"{tag}/{parent['key']}/{sk}" + (f"/r{rnd}" if rnd > 1 else "")
             if key not in grown:
-                grown[key] = {"key": key, **children(s, parent, res, seed=7 + 1000 * k + 100 * (rnd - 1))}
+                seen = {truth.cif_key(c["cif"]) for c in before[sk] + after.get(sk, [])}
+                grown[key] = {"key": key, **children(s, parent, res, seed=7 + 1000 * k + 100 * (rnd - 1),
+                                                     checked_keys=seen)}
                 truth._append(CACHE, grown[key])
                 log(f"{sk}: {len(grown[key]['candidates'])} children to check of {grown[key]['drawn']} "
                     f"({grown[key]['seconds']} s; {grown[key]['parts']})")

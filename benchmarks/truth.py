@@ -177,10 +177,12 @@ def seed_order(method: str) -> tuple[str, str]:
     return method, "mae"
 
 
-def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDIDATES, seeds=None) -> dict:
+def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDIDATES, seeds=None,
+             top: int = TOP) -> dict:
     """CANDIDATES candidates of one method for one site, scored by the predictor; the top TOP
     novel, valid, calculable ones (by predicted MAE of their conditioned site). seeds: a seeded
-    method's seeds, instead of the search's (a refinement grows from a checked candidate)."""
+    method's seeds, instead of the search's (a refinement grows from a checked candidate); top: how
+    many to keep."""
     method, by = seed_order(method)
     g = site["target"]
     n = site["n_atoms"]
@@ -227,7 +229,7 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
                      "predicted_cosine": ev["dos_match"][c]["cosine"] if ev.get("dos_match") else None,
                      "novel": bool(ev.get("novel")), "valid": bool(ev["structurally_valid"]),
                      "seed": sp.tag.get("seed")})
-    chosen = sorted([r for r in rows if r["ok"]], key=lambda r: r["predicted_mae"])[:TOP]
+    chosen = sorted([r for r in rows if r["ok"]], key=lambda r: r["predicted_mae"])[:top]
     return {"seconds": round(time.perf_counter() - t0, 1), "drawn": len(rows),
             "valid": sum(r["valid"] for r in rows), "novel": sum(r["novel"] for r in rows),
             "candidates": [{k: v for k, v in r.items() if k not in ("ok", "k")} for r in chosen],

@@ -68,3 +68,20 @@ def test_a_target_counts_as_rescued_only_when_a_child_crosses_the_bar():
     # best of both rounds: mp-1 keeps its parent's 0.10, mp-3 takes its child's 0.25
     assert np.isclose(s["dft_mae_best_after"], (0.10 + 0.20 + 0.25) / 3)
     assert np.isclose(s["dft_mae_best_before"], 0.2) and s["sites_below_bar"] == 2
+
+
+def test_a_later_round_from_the_same_parent_skips_the_children_already_checked(monkeypatch):
+    """Swaps of one parent are the same every round: a second round takes the next ones."""
+    cif = _cif(["Au", "Ni", "Au", "Au"])
+    parent = {"key": "k", "site": 1, "relaxed_cif": cif, "dft_mae": 0.1, "dft_cosine": 0.88, "cif": cif}
+
+    def fake_generate(method, site, res, seed, n_draw=8, seeds=None, top=truth.TOP):
+        assert seeds[0].hit.material_id == "gen:k" and top > refine.CHECKS       # grown from the parent alone
+        return {"seconds": 1.0, "drawn": 4, "valid": 4, "novel": 4,
+                "candidates": [{"cif": f"{method}-{k}", "predicted_mae": 0.1 * k} for k in range(top)]}
+    monkeypatch.setattr(truth, "generate", fake_generate)
+    first = refine.children({}, parent, {}, seed=0)
+    done = {truth.cif_key(c["cif"]) for c in first["candidates"]}
+    second = refine.children({}, parent, {}, seed=1, checked_keys=frozenset(done))
+    assert len(first["candidates"]) == len(second["candidates"]) == refine.CHECKS
+    assert not done & {truth.cif_key(c["cif"]) for c in second["candidates"]}

@@ -8,7 +8,7 @@ import streamlit as st
 from dosmatgen_core import checks
 from dosmatgen_core.candidates import pipeline
 from dosmatgen_core.candidates.pipeline import Request
-from dosmatgen_core.candidates.seeding import drop_copies
+from dosmatgen_core.candidates.seeding import known_hits
 from dosmatgen_core.scoring.search import site_index
 from dosmatgen_core.structures import StructureError, atoms_from_cif, to_structure
 from dosmatgen_core.scoring import certify
@@ -203,9 +203,9 @@ by = k1.radio("Rank by", checks.SEED_ORDERS, horizontal=True, key="known_by",
                    "Seeded generation grows from the table's best matches in this order.")
 align = k2.checkbox("Allow a ±1 eV shift", key="known_shift", help="Compare curves also moved rigidly along energy.")
 exclude = {mat.db_id} if mat is not None and mat.db_id else set()
-hits = site_index(studio.DB_URL).search(target, top=9, by=by, per_structure=True, exclude=exclude, align_shift=align)
 # the reference's own copies (a candidate that relaxed into it, DFT-checked) are the reference too
-hits = drop_copies(hits, [mat.structure] if exclude else [], lambda mid: to_structure(db.get(mid).atoms))[:6]
+hits = known_hits(site_index(studio.DB_URL), target, 6, [mat.structure] if exclude else [],
+                  lambda mid: to_structure(db.get(mid).atoms), by=by, exclude=exclude, align_shift=align)
 
 
 def grow_from(src: dict) -> None:

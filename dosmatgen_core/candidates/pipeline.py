@@ -183,9 +183,10 @@ def _candidate_record(i, g, spec, ev, targets_map) -> dict:
                 "n_atoms": len(s), "site_to_target": site_targets(spec, targets_map),
                 "fixed_sites": {int(j): int(z) for j, z in enumerate(spec.fixed_z) if z > 0},
                 "pinned_sites": [int(j) for j in np.flatnonzero(spec.pinned)] if spec.pinned is not None else []})
-    if rec.get("novel") and spec.template is not None and spec.tag.get("origin") != "substitution":
+    if rec.get("novel") and spec.template is not None and spec.tag.get("mode") != "seeded":
         # a template that is no known structure (an upload, a grown-from candidate) can come back
-        # as itself: new to the known tables, yet nothing new to the user
+        # as itself: new to the known tables, yet nothing new to the user. A seed is a known
+        # structure, so a novel draw from it never is it (and swaps are not drawn at all)
         rec["same_as_template"] = bool(evaluate.matcher().fit(s, spec.template.to_structure()))
     return rec
 

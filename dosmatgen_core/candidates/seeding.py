@@ -51,16 +51,24 @@ def find_seeds(target, db_url: str, k: int = 3, by: str = "mae", exclude=(), max
             return Crystal.from_structure(to_structure(db.get(mid).atoms))
     small = set(np.unique(index.material_ids[index.n_atoms > max_atoms]).tolist())
     left_out = [crystal_of(m).to_structure() for m in exclude if m in index.code_of]
-    want = k
-    while True:         # copies of a left-out structure (a DFT-checked candidate that is it again) go too
-        hits = index.search(target, top=want, by=by, exclude=set(exclude) | small, per_structure=True)
-        kept = drop_copies(hits, left_out, lambda mid: crystal_of(mid).to_structure())
-        if len(kept) >= k or len(hits) < want:
-            break
-        want *= 2
-    if not kept:
+    hits = known_hits(index, target, k, left_out, lambda mid: crystal_of(mid).to_structure(), by=by,
+                      exclude=set(exclude) | small)
+    if not hits:
         raise ValueError(f"no labelled structure of at most {max_atoms} atoms to seed from")
-    return [Seed(h, crystal_of(h.material_id)) for h in kept[:k]]
+    return [Seed(h, crystal_of(h.material_id)) for h in hits]
+
+
+def known_hits(index, target, top: int, left_out: list, structure_of, **search) -> list[SiteHit]:
+    """The top labelled structures for target, one hit each (index.search per_structure), with no
+    copy of a left-out structure under another id (drop_copies): what the seeds and the page's
+    known-sites table both show. search: index.search's other options."""
+    want = top
+    while True:
+        hits = index.search(target, top=want, per_structure=True, **search)
+        kept = drop_copies(hits, left_out, structure_of)
+        if len(kept) >= top or len(hits) < want:
+            return kept[:top]
+        want *= 2
 
 
 def drop_copies(hits: list[SiteHit], left_out: list, structure_of) -> list[SiteHit]:

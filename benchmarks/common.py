@@ -3,6 +3,7 @@
 The generator's benches (generate, evaluate, models, guidance, dft) live in bench_generation."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
@@ -13,6 +14,27 @@ import numpy as np
 
 from dosmatgen_core.paths import CACHE_DIR
 
+
+
+def append_jsonl(path: Path, rec: dict) -> None:
+    """One record added to a resumable cache; the lock keeps two benches' lines whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.write(json.dumps(rec) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """A cache's records; none when it is not there yet."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue      # a line cut by a kill
+    return out
 
 
 def machine() -> dict:

@@ -27,19 +27,17 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import truth
-from benchmarks.common import machine
+from benchmarks.common import append_jsonl, machine, read_jsonl
 from dosmatgen_core import dos as dosmod
-from dosmatgen_core.candidates.seeding import Seed
+from dosmatgen_core.candidates.seeding import Seed, candidate_seed
 from dosmatgen_core.labels.labeller import ShardWriter
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.model.checkpoint import load_model
 from dosmatgen_core.model.guide import load_guide
 from dosmatgen_core.paths import DB_URL, GUIDE_PATH, LABEL_DIR, MODEL_PATH, PREDICTOR_PATH, ROOT
 from dosmatgen_core.scoring.predictor import load_predictor
-from dosmatgen_core.scoring.search import SiteHit
 from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL
 from dosmatgen_core.scoring.verify import relax_in_site_order
-from dosmatgen_core.structures import Crystal, atoms_from_cif, to_structure
 
 CACHE = truth.CACHE / "refine.jsonl"
 PARTS = ("seeded_steered", "substituted", "substituted_far")     # the app's kinds, grown from one seed
@@ -76,11 +74,7 @@ def parent_seed(parent: dict) -> Seed:
     site, and its DFT match to the target in place of a search hit's. The truth bench's first
     relaxed records kept no cell: those are relaxed again (the same potential, deterministic)."""
     cif = parent.get("relaxed_cif") or relax_in_site_order(parent["cif"], DEFAULT_POTENTIAL)[0]
-    s = to_structure(atoms_from_cif(cif))
-    hit = SiteHit(f"gen:{parent['key']}", s.composition.reduced_formula, int(parent["site"]),
-                  s[int(parent["site"])].specie.symbol, len(s), float(parent["dft_mae"]),
-                  float(parent["dft_cosine"]), 0.0)
-    return Seed(hit, Crystal.from_structure(s))
+    return candidate_seed(cif, int(parent["site"]), parent["dft_mae"], parent["dft_cosine"], f"gen:{parent['key']}")
 
 
 def children(site: dict, parent: dict, res: dict, seed: int, checked_keys=frozenset()) -> dict:
@@ -132,9 +126,9 @@ def run(site_set: str = "a", max_minutes: float = 0.0, log=print, out: Path | No
            "strength": 0.5}
     res["index"], res["cifs"] = truth.label_index()
     tag = truth.settings_tag(truth.draw_settings(res))
-    generated = {r["key"]: r for r in truth._read(truth.CACHE / "generated.jsonl")}
-    relaxed = {r["key"]: r for r in truth._read(truth.RELAXED)}
-    grown = {r["key"]: r for r in truth._read(CACHE)}
+    generated = {r["key"]: r for r in read_jsonl(truth.CACHE / "generated.jsonl")}
+    relaxed = {r["key"]: r for r in read_jsonl(truth.RELAXED)}
+    grown = {r["key"]: r for r in read_jsonl(CACHE)}
     writer = ShardWriter(LABEL_DIR, prefix="generated")
     lookups, before = {}, {}
     for s in sites:
@@ -181,7 +175,7 @@ def run(site_set: str = "a", max_minutes: float = 0.0, log=print, out: Path | No
                 seen = {truth.cif_key(c["cif"]) for c in before[sk] + after.get(sk, [])}
                 grown[key] = {"key": key, **children(s, parent, res, seed=7 + 1000 * k + 100 * (rnd - 1),
                                                      checked_keys=seen)}
-                truth._append(CACHE, grown[key])
+                append_jsonl(CACHE, grown[key])
                 log(f"{sk}: {len(grown[key]['candidates'])} children to check of {grown[key]['drawn']} "
                     f"({grown[key]['seconds']} s; {grown[key]['parts']})")
             kids = grown[key]["candidates"]

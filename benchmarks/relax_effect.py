@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from benchmarks import truth
-from benchmarks.common import machine
+from benchmarks.common import machine, read_jsonl
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.labels.labeller import FAST_RECIPE, ShardWriter, iter_label_lines
 from dosmatgen_core.labels.reference_db import open_db
@@ -112,7 +112,7 @@ def predictor_on_relaxed(predictor, cands: list[dict], cache: dict, cifs: dict, 
 def run(n: int, potential: str = DEFAULT_POTENTIAL, max_minutes: float = 0.0, log=print, predictor=None) -> dict:
     t0 = time.time()
     targets = {f"{s['material_id']}#{s['site']}": s["target"] for s in truth.truth_sites(open_db(DB_URL), 30, 5)}
-    cache = {r["key"]: r for r in truth._read(RELAXED)}
+    cache = {r["key"]: r for r in read_jsonl(RELAXED)}
     # every candidate relaxed before counts; new ones fill up to n, spread over the targets
     every = checked_candidates()
     done = [c for c in every if c["key"] in cache]

@@ -25,7 +25,7 @@ import numpy as np
 from pymatgen.core import Composition
 
 from benchmarks import truth
-from benchmarks.common import machine
+from benchmarks.common import machine, read_jsonl
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.labels.labeller import iter_label_lines
@@ -126,8 +126,8 @@ def seed_correction(predictor, db, groups, trained: set[str]) -> dict:
 def run() -> dict:
     db = open_db(DB_URL)
     targets = {f"{s['material_id']}#{s['site']}": s for s in truth.truth_sites(db, 30, 5)}
-    dft = {r["key"]: r for r in truth._read(truth.CACHE / "dft.jsonl")}
-    generated = truth._read(truth.CACHE / "generated.jsonl")
+    dft = {r["key"]: r for r in read_jsonl(truth.CACHE / "dft.jsonl")}
+    generated = read_jsonl(truth.CACHE / "generated.jsonl")
     seeded = truth.checked_candidates(SEEDED, generated, dft)
     rows = candidate_rows(targets, seeded)
     index, _ = truth.label_index()
@@ -180,7 +180,7 @@ def moves_from_seed(targets: dict, groups: list[tuple[dict, list[dict]]], curves
 def run_methods(methods, site_set: str = "a", relaxed: bool = True) -> dict:
     """moves_from_seed for these methods' checked candidates on a site set, relaxed or as drawn."""
     targets = {f"{s['material_id']}#{s['site']}": s for s in truth.set_sites(open_db(DB_URL), 30, 5, site_set)}
-    dft = {r["key"]: r for r in truth._read(truth.RELAXED if relaxed else truth.CACHE / "dft.jsonl")}
+    dft = {r["key"]: r for r in read_jsonl(truth.RELAXED if relaxed else truth.CACHE / "dft.jsonl")}
     groups = truth.checked_candidates(tuple(methods), dft=dft)
     return {"site_set": site_set, "cell": "relaxed" if relaxed else "drawn",
             "methods": moves_from_seed(targets, groups, seed_curves(truth.label_index()[0]))}
@@ -190,10 +190,10 @@ def run_oracle(site_set: str = "a", relaxed: bool = True) -> dict:
     """oracle_best on a site set, relaxed cells (the app's check) or as drawn."""
     targets = {f"{s['material_id']}#{s['site']}": s for s in truth.set_sites(open_db(DB_URL), 30, 5, site_set)}
     index, _ = truth.label_index()
-    dft = {r["key"]: r for r in truth._read(truth.RELAXED if relaxed else truth.CACHE / "dft.jsonl")}
+    dft = {r["key"]: r for r in read_jsonl(truth.RELAXED if relaxed else truth.CACHE / "dft.jsonl")}
     lookups = {k: truth.lookup(index, s) for k, s in targets.items()}
     return {"site_set": site_set, "cell": "relaxed" if relaxed else "drawn",
-            "oracle_best_of_every_checked_candidate": oracle_best(targets, truth._read(truth.CACHE / "generated.jsonl"),
+            "oracle_best_of_every_checked_candidate": oracle_best(targets, read_jsonl(truth.CACHE / "generated.jsonl"),
                                                                   dft, lookups),
             "best_known_site_by_cosine": known_cosine_ceiling(index, targets)}
 

@@ -37,7 +37,6 @@ result. Every calculated candidate is also a label (data/labels/generated-*.json
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
 import subprocess
@@ -48,7 +47,7 @@ from pathlib import Path
 import numpy as np
 from ase.data import chemical_symbols
 
-from benchmarks.common import machine
+from benchmarks.common import append_jsonl, machine, read_jsonl
 from benchmarks.generation import heldout_sites, spread_sites
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.candidates.seeding import find_seeds, seeded_specs, substitution_specs
@@ -259,7 +258,7 @@ def calculate(cand: dict, dft_cache: dict, writer: ShardWriter, provenance: dict
         line = dft_in_site_order(cand["cif"], FAST_RECIPE, 1500)      # labelled gen:<key>
         rec = {"key": key, "failed": line["failed"]} if "failed" in line else \
               {"key": key, "site_dos": np.round(np.asarray(line["site_dos"]), 5).tolist(), "seconds": line["seconds"]}
-        _append(CACHE / "dft.jsonl", rec)
+        append_jsonl(CACHE / "dft.jsonl", rec)
         dft_cache[key] = rec
         if "failed" not in line:
             writer.add({**line, "source": provenance})        # a DFT result is a label too
@@ -288,7 +287,7 @@ def calculate_relaxed(cand: dict, cache: dict, writer: ShardWriter, potential: s
                        cif=cif)
             writer.add({**line, "source": {**(provenance or {"bench": "relax_effect"}), "relaxed_from": cand["key"],
                                            "potential": potential}})
-    _append(RELAXED, rec)
+    append_jsonl(RELAXED, rec)
     cache[cand["key"]] = rec
     return rec
 
@@ -299,8 +298,8 @@ def checked_candidates(methods, generated: list[dict] | None = None,
     a drawn-cell DFT result: each CIF once over all records (two runs can draw the same one), with
     its cache `key`, `method`, `target_site` and `dft_dos` (its conditioned site's DFT row) added.
     Defaults: the cache files."""
-    dft = dft if dft is not None else {r["key"]: r for r in _read(CACHE / "dft.jsonl")}
-    generated = generated if generated is not None else _read(CACHE / "generated.jsonl")
+    dft = dft if dft is not None else {r["key"]: r for r in read_jsonl(CACHE / "dft.jsonl")}
+    generated = generated if generated is not None else read_jsonl(CACHE / "generated.jsonl")
     out, seen = [], set()
     for g in generated:
         _, method, site_key = g["key"].split("/", 2)
@@ -317,27 +316,6 @@ def checked_candidates(methods, generated: list[dict] | None = None,
         out.append((g, group))
     return out
 
-
-def _append(path: Path, rec: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        fh.write(json.dumps(rec) + "\n")
-
-
-def _read(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue      # a line cut by a kill
-    return out
-
-
-# ---- summary ---------------------------------------------------------------------------------
 
 def score_candidate(cand: dict, target: np.ndarray, calc: dict | None) -> dict:
     out = {k: cand.get(k) for k in ("formula", "element", "site", "predicted_mae", "predicted_cosine", "novel", "seed",
@@ -453,9 +431,9 @@ def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=ME
            "guide": load_guide(GUIDE_PATH), "strength": strength}
     res["index"], res["cifs"] = label_index()
     log(f"{len(sites)} sites; lookup over {len(res['index'])} labelled sites")
-    gen_cache = {r["key"]: r for r in _read(CACHE / "generated.jsonl")}
+    gen_cache = {r["key"]: r for r in read_jsonl(CACHE / "generated.jsonl")}
     # relaxed: the relaxed cell's DFT stands in for the drawn cell's, under the drawn cell's key
-    dft_cache = {r["key"]: r for r in _read(RELAXED if relaxed else CACHE / "dft.jsonl")}
+    dft_cache = {r["key"]: r for r in read_jsonl(RELAXED if relaxed else CACHE / "dft.jsonl")}
     writer = ShardWriter(LABEL_DIR, prefix="generated")
     per_method: dict[str, dict] = {"lookup": {f"{s['material_id']}#{s['site']}": lookup(res["index"], s) for s in sites}}
     settings = draw_settings(res, candidates, strength, seed)
@@ -474,7 +452,7 @@ def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=ME
             return per_method[method][sk]
         if key not in gen_cache:
             rec = {"key": key, **generate(method, site, res, seed + 1000 * k, candidates)}
-            _append(CACHE / "generated.jsonl", rec)
+            append_jsonl(CACHE / "generated.jsonl", rec)
             gen_cache[key] = rec
             log(f"{method} {sk}: {len(rec['candidates'])} chosen of {rec['drawn']} ({rec['seconds']} s)")
         per_method.setdefault(method, {})[sk] = gen_cache[key]

@@ -8,7 +8,7 @@ import streamlit as st
 from dosmatgen_core import checks
 from dosmatgen_core.candidates import pipeline
 from dosmatgen_core.candidates.pipeline import Request
-from dosmatgen_core.candidates.seeding import known_hits
+from dosmatgen_core.candidates.seeding import known_hits, seed_arguments
 from dosmatgen_core.scoring.search import site_index
 from dosmatgen_core.structures import StructureError, atoms_from_cif, to_structure
 from dosmatgen_core.scoring import certify
@@ -209,9 +209,19 @@ hits = known_hits(site_index(studio.DB_URL), target, 6, [mat.structure] if exclu
 
 
 def grow_from(src: dict) -> None:
-    """A candidate as the template (studio.results.template_source), its conditioned sites kept."""
-    st.session_state.update(mode="template", tpl_id=CANDIDATE, tpl_candidate=src, tpl_ref=st.session_state.get("current_ref"),
-                            tpl_cond=src["sites"], tpl_cond_for=CANDIDATE)
+    """The next round from a candidate (seeding.grow_source): with one conditioned atom,
+    the seeded mode grown from it alone (the model's draws and the swaps, as benchmarks.refine
+    measured); with several, template mode on it, its conditioned atoms kept."""
+    ref = st.session_state.get("current_ref")
+    if len(src["sites"]) == 1:
+        st.session_state.update(mode="seeded", seed_candidate=src, seed_candidate_ref=ref)
+    else:
+        st.session_state.update(mode="template", tpl_id=CANDIDATE, tpl_candidate=src, tpl_ref=ref,
+                                tpl_cond=src["sites"], tpl_cond_for=CANDIDATE)
+
+
+def grow_from_known_sites() -> None:
+    st.session_state.pop("seed_candidate", None)
 
 
 def use_as_template(material_id: str, hit_site: int) -> None:
@@ -256,10 +266,21 @@ notes = FieldMessages()      # each input's check message goes right under it
 ref_key = mat.key if mat is not None else None
 st.session_state["current_ref"] = ref_key
 if mode == "seeded":
+    if st.session_state.get("seed_candidate_ref", ref_key) != ref_key:
+        grow_from_known_sites()         # a candidate grown from belongs to the target it was made for
+    parent = st.session_state.get("seed_candidate")       # set by a card's "Grow from this candidate"
+    if parent:
+        p1, p2 = st.columns([3, 1], vertical_alignment="center")
+        p1.info(f"Growing from **{studio.plain(parent['name'])}** alone: its site {parent['sites'][0]} carries the "
+                f"target ({parent['source']} MAE {parent['mae']:.3f}, cosine {parent['cosine']:.2f}). The model's "
+                "draws and the swaps all start from it: the next round around what "
+                + ("DFT confirmed." if parent["source"] == "DFT" else "the predictor scored."))
+        p2.button("Grow from the known sites instead", key="seed_known", on_click=grow_from_known_sites)
     g1, g2, g3 = st.columns(3)
-    n_seeds = g1.number_input("Known structures to grow from", 1, 10, studio.SHIPPED.n_seeds, key="n_seeds",
-                              help=f"The best matches of the table above, in its order (cells of at most "
-                                   f"{studio.SHIPPED.max_dft_atoms} atoms, no ±1 eV shift), taken in turn.")
+    n_seeds = 1 if parent else g1.number_input(
+        "Known structures to grow from", 1, 10, studio.SHIPPED.n_seeds, key="n_seeds",
+        help=f"The best matches of the table above, in its order (cells of at most "
+             f"{studio.SHIPPED.max_dft_atoms} atoms, no ±1 eV shift), taken in turn.")
     notes.under("n_seeds", g1)
     strength = g2.slider("How far from the known structure (0 = keep it, 1 = anything)", 0.05, 1.0,
                          float(studio.SHIPPED.strength), 0.05, key="seed_strength",
@@ -279,8 +300,8 @@ if mode == "seeded":
                            "neighbours, so its DOS stays closer to the known match's.")
     req_kw.update(targets=[target.tolist()], cond_sites=[], n_seeds=int(n_seeds), seed_by=by, strength=float(strength),
                   fix_element=bool(fix_el), substitutions=bool(subs), distant_swaps=bool(far),
-                  seed_exclude=sorted(exclude),
-                  db_url=studio.DB_URL)
+                  seed_exclude=sorted(exclude), db_url=studio.DB_URL,
+                  grow_from=[seed_arguments(parent)] if parent else [])
     st.caption("The known structures to grow from never include the reference material itself. A candidate can "
                "still come back as a structure "
                "already known (one it grew from, a Materials Project entry or a candidate checked before): it is marked "

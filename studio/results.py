@@ -13,6 +13,7 @@ import streamlit as st
 
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.candidates import runs as runsmod
+from dosmatgen_core.candidates.seeding import grow_source
 from studio import figures as viz
 from studio.charts import dos_chart
 from studio.export import run_zip
@@ -128,15 +129,6 @@ def candidate_curves(run: dict, c: dict, dft: dict | None, stored: dict | None) 
     return curves
 
 
-def template_source(run: dict, c: dict, dft: dict | None) -> dict:
-    """What "Grow from this" hands the template mode: the candidate's DFT-checked cell when it has
-    one (relaxed, so it is what DFT confirmed), else its drawn cell; its conditioned sites; a name."""
-    done = bool(dft and dft.get("status") == "done" and dft.get("result", {}).get("cif"))
-    cell = ("relaxed, DFT-checked" if dft["result"].get("relaxed") else "DFT-checked") if done else "as drawn"
-    return {"cif": dft["result"]["cif"] if done else c["cif"], "sites": sorted(int(k) for k in c["site_to_target"]),
-            "name": f"candidate #{c['rank']} {c['formula']} of run {run['id']} ({cell})"}
-
-
 def substitution_kind(sub: dict) -> str:
     """"distant" (one atom beyond the matched site's shell) or "element" (every atom of an
     element). Records written before the kind was stored tell it by the cell they name."""
@@ -161,7 +153,7 @@ def origin_text(c: dict) -> str:
     if not seed:
         return ""
     known = (f"{seed['material_id']} ({formula(seed['formula'])}), whose {seed['element']} site {seed['site']} "
-             f"has DFT MAE {seed['mae']:.3f} to the target")
+             f"has {seed.get('source', 'DFT')} MAE {seed['mae']:.3f} to the target")
     sub = seed.get("substitution")
     if c.get("origin") == "substitution" and sub:
         sites = ", ".join(str(k) for k in sub["sites"])
@@ -191,13 +183,17 @@ def dft_maes(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]]
 
 
 def seed_rows(run: dict) -> list[dict]:
-    """The known sites a seeded run grew from, as DFT table rows: their stored DFT labels against
-    the target are what a search of the labels gives without generating (the lookup), the
-    baseline a candidate has to beat."""
-    seeds = {(s["material_id"], s["site"]): s for c in run["candidates"] if (s := c.get("seed")) and "mae" in s}
-    return [{"candidate": "known site", "formula": formula(s["formula"]), "DFT MAE": round(s["mae"], 3),
-             "DFT cosine": round(s["cosine"], 3), "predicted MAE": None,
-             "cell": f"the lookup: stored DFT label of {s['material_id']} site {s['site']} ({s['element']}), a seed",
+    """The sites a seeded run grew from, as DFT table rows: a known site's stored DFT label against
+    the target is what a search of the labels gives without generating (the lookup), the baseline a
+    candidate has to beat; a candidate grown from (the next round) stands there with its DFT check,
+    the parent to beat. A candidate seed scored only by the predictor has no DFT row."""
+    seeds = {(s["material_id"], s["site"]): s for c in run["candidates"]
+             if (s := c.get("seed")) and "mae" in s and s.get("source", "DFT") == "DFT"}
+    return [{"candidate": "known site" if s.get("known", True) else "grown from", "formula": formula(s["formula"]),
+             "DFT MAE": round(s["mae"], 3), "DFT cosine": round(s["cosine"], 3), "predicted MAE": None,
+             "cell": (f"the lookup: stored DFT label of {s['material_id']} site {s['site']} ({s['element']}), a seed"
+                      if s.get("known", True) else
+                      f"the parent: DFT check of {s['material_id']}, site {s['site']} ({s['element']})"),
              "relaxation seconds": "", "DFT seconds": ""} for s in seeds.values()]
 
 
@@ -210,11 +206,14 @@ def dft_rank_text(rank: int, maes: dict[int, float]) -> str:
     return f"DFT MAE {maes[rank]:.3f} · {'tied ' * tied}{nth} of {len(maes)} by DFT"
 
 
-def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]] | None = None) -> list[dict]:
+def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]] | None = None,
+              maes: dict[int, float] | None = None) -> list[dict]:
     """Finished DFT checks and the stored DFT labels of known candidates (stored_labels), best DFT
     MAE first: a known candidate's DFT is already there, so it ranks beside the checked ones. With
-    any of them, a seeded run's seeds too (seed_rows), so each candidate stands beside the lookup."""
-    maes, cosines = dft_maes(run, dft, stored), dft_maes(run, dft, stored, "cosine")
+    any of them, a seeded run's seeds too (seed_rows), so each candidate stands beside the lookup
+    (or the parent it grew from). maes: dft_maes(run, dft, stored), when the caller has it."""
+    maes = maes if maes is not None else dft_maes(run, dft, stored)
+    cosines = dft_maes(run, dft, stored, "cosine")
     rows = []
     for c in run["candidates"]:
         if c["rank"] not in maes:
@@ -230,7 +229,7 @@ def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]
                      "DFT seconds": s["result"].get("seconds") if checked else ""})
     rows += seed_rows(run) if rows else []
     # best first; on a tie a candidate before a known site, candidates in rank order
-    return sorted(rows, key=lambda r: (r["DFT MAE"], r["candidate"] == "known site",
+    return sorted(rows, key=lambda r: (r["DFT MAE"], not r["candidate"].startswith("#"),
                                        int(r["candidate"][1:]) if r["candidate"].startswith("#") else 0))
 
 
@@ -307,7 +306,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
     """dft: rank → Verifier.status; stored: stored_labels(...); heading: the Generate page numbers
     its steps, the Runs page does not; live_views: cards whose 3D view is drawn at once (the page's
     other views and these stay within viz.MAX_LIVE_VIEWS); grow: a callback taking
-    template_source(...), for a "Grow from this" button on each card with a target."""
+    seeding.grow_source(...), for a "Grow from this" button on each card with a target."""
     dft, stored = dft or {}, stored or {}
     s = run["summary"]
     st.header(heading)
@@ -334,12 +333,13 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
     st.download_button("Download the whole run (zip: CIFs, POSCARs, DOS CSVs and SVG plots, JSON)",
                        partial(run_zip, run, dft, curves_of), f"dosmatgen_run_{run['id']}.zip",
                        mime="application/zip", key=f"zip_{run['id']}", on_click="ignore")
-    table = dft_table(run, dft, stored)
+    table = dft_table(run, dft, stored, maes)
     if table:
         st.subheader("DFT results, best first")
         st.caption("GPAW checks of this run's candidates, the stored DFT labels of candidates that are known "
                    "structures, and those of the known sites a seeded run grew from (the lookup: the closest labelled "
-                   "sites, no generation) as the baseline to beat. Cosine 1 is the target's shape exactly.")
+                   "sites, no generation) or of the checked candidate it grew from, as the baseline to beat. "
+                   "Cosine 1 is the target's shape exactly.")
         st.dataframe(table, hide_index=True, width="stretch")
     st.caption("'predicted' curves come from the site-DOS predictor, not DFT; 'DFT' curves are GPAW calculations "
                "of the candidate; 'stored label' curves are the DFT label of a known structure the candidate "
@@ -394,6 +394,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
             d5.download_button("DOS CSV", runsmod.dos_csv(c, run["settings"]["targets"]), f"{stem}_dos.csv",
                                key=f"c5{stem}")
             if grow is not None and c["site_to_target"]:
-                st.button("Grow from this candidate", key=f"grow{stem}", on_click=grow, args=(template_source(run, c, d),),
-                          help="Template mode with this candidate (its DFT-checked cell once it has one), its "
-                               "conditioned atoms carrying the target: new variants around what DFT confirmed.")
+                st.button("Grow from this candidate", key=f"grow{stem}", on_click=grow, args=(grow_source(run, c, d),),
+                          help="The next round around this candidate (its DFT-checked cell once it has one), its "
+                               "conditioned atom carrying the target: the model's draws and the swaps grown from it "
+                               "alone (template mode when it has several conditioned atoms).")

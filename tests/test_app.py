@@ -592,13 +592,13 @@ def test_seeds_follow_the_known_sites_tables_order(app, monkeypatch):
     assert sent[-1].seed_by == "mae"
 
 
-def test_grow_from_a_candidate_makes_it_the_template_with_its_conditioned_site(tmp_path, monkeypatch):
-    """A card's "Grow from this candidate": template mode on that candidate's cell (the DFT-checked
-    one once it has one), read in its own site order, its conditioned atoms carrying the target."""
+def test_grow_from_a_candidate_seeds_the_next_round_with_its_checked_cell(tmp_path, monkeypatch):
+    """A card's "Grow from this candidate": the seeded mode grown from that candidate alone (its
+    DFT-checked cell once it has one, read in its own site order, its conditioned atom carrying the
+    target); "Grow from the known sites instead" goes back to the search's seeds."""
     from dosmatgen_core.candidates.runs import RunStore, dumps
     from dosmatgen_core.scoring.verify import Verifier
     from dosmatgen_core.structures import atoms_from_cif
-    from studio.results import template_source
     monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
     monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
     run = _small_run(tmp_path)
@@ -612,9 +612,6 @@ def test_grow_from_a_candidate_makes_it_the_template_with_its_conditioned_site(t
     result = {"site_dos": np.zeros((c["n_atoms"], 400)), "seconds": 1.0, "relaxed": True, "cif": cif,
               "dos_match": {"0": {"mae": 0.234, "cosine": 0.5}}}
     Verifier(RunStore(tmp_path / "runs.db"))._set(run["id"], c["rank"], status="done", result=dumps(result))
-    src = template_source(run, c, {"status": "done", "result": result})
-    assert src["cif"] == cif and src["sites"] == [0] and "relaxed, DFT-checked" in src["name"]
-    assert template_source(run, c, None)["cif"] == c["cif"] and "as drawn" in template_source(run, c, None)["name"]
 
     at = AppTest.from_file(APP, default_timeout=180)
     at.query_params["run"] = run["id"]
@@ -625,11 +622,10 @@ def test_grow_from_a_candidate_makes_it_the_template_with_its_conditioned_site(t
     assert len(grow) == 1
     grow[0].click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.radio(key="mode").value == "template"
-    assert at.selectbox(key="tpl_id").value == "__candidate__"
-    assert at.multiselect(key="tpl_cond").value == [0]
-    assert any(src["name"] in c_.value for c_ in at.caption)                 # "Template: candidate #1 ..."
-    # the request's template is the checked cell, in its own site order, at its volume
+    assert at.radio(key="mode").value == "seeded"
+    banner = [i.value.replace("\\", "") for i in at.info if "Growing from" in i.value]      # markdown escapes off
+    assert len(banner) == 1 and "relaxed, DFT-checked" in banner[0] and "DFT MAE 0.234" in banner[0]
+    # the request grows from the checked cell alone, in its own site order, at its volume
     from dosmatgen_core.candidates.jobs import JobManager
     sent = []
 
@@ -638,7 +634,13 @@ def test_grow_from_a_candidate_makes_it_the_template_with_its_conditioned_site(t
         raise ValueError("captured")
     monkeypatch.setattr(JobManager, "submit", capture)
     at.button(key="generate").click().run()
-    assert sent and sent[-1].mode == "template" and sent[-1].cond_sites == [0]
-    assert sent[-1].template["numbers"] == checked.numbers.tolist()
-    assert np.allclose(sent[-1].template["lattice"], checked.cell.array, atol=1e-4)
-    assert np.allclose(sent[-1].template["frac"], checked.get_scaled_positions() % 1.0, atol=1e-4)
+    assert sent and sent[-1].mode == "seeded" and len(sent[-1].grow_from) == 1
+    (seed,) = sent[-1].seeds()
+    assert seed.hit.site == 0 and seed.source == "DFT" and seed.hit.mae == 0.234
+    assert seed.crystal.numbers.tolist() == checked.numbers.tolist()
+    assert np.allclose(seed.crystal.lattice, checked.cell.array, atol=1e-4)
+    assert np.allclose(seed.crystal.frac % 1.0, checked.get_scaled_positions() % 1.0, atol=1e-4)
+    at.button(key="seed_known").click().run()
+    assert not [i for i in at.info if "Growing from" in i.value]
+    at.button(key="generate").click().run()
+    assert sent[-1].mode == "seeded" and sent[-1].grow_from == []

@@ -405,11 +405,11 @@ def test_progress_cancel_then_a_small_run(browser, server):
     text = svg_text(data)
     assert "target: DFT label of Au3Ni site 0 (Ni)" in text and "predicted for candidate #" in text
     shot(page, "small_run")
-    # a card's "Grow from this candidate": template mode on that candidate as drawn (no DFT here)
+    # a card's "Grow from this candidate": the next round, seeded from that candidate as drawn (no DFT here)
     page.get_by_role("button", name="Grow from this candidate").first.click()
     settle(page)
-    page.get_by_text(re.compile(r"^Template: candidate #\d+ .+ \(as drawn\); conditioned atoms: 0: ")).wait_for()
-    assert page.get_by_role("radio", name="Change a template structure").is_checked()
+    page.get_by_text(re.compile(r"^Growing from candidate #\d+ .+ \(as drawn\) alone: its site 0 ")).wait_for()
+    assert page.get_by_role("radio", name="Grow from the known sites closest to the target").is_checked()
     assert page.outside == []
     page.close()
 
@@ -519,13 +519,13 @@ def test_the_default_flow_certifies_its_top_candidates_by_dft_and_keeps_every_3d
     assert page.get_by_text(re.compile(r"· (tied )?1st of \d+ by DFT")).count() >= 1
     assert page.get_by_text("DFT results, best first").count() == 1
     assert page.get_by_text(re.compile(r"^DFT of candidate #\d+")).count() >= 1        # a legend names it DFT
-    # growing from a DFT-checked candidate takes its checked (relaxed) cell as the template; the
+    # growing from a DFT-checked candidate seeds the next round with its checked (relaxed) cell; the
     # innermost block holding both a DFT curve's legend and a grow button is one checked card
     checked = page.get_by_text(re.compile(r"^DFT of candidate #\d+")).first
     card = page.locator("[data-testid='stVerticalBlock']").filter(has=checked).filter(
         has=page.get_by_role("button", name="Grow from this candidate")).last
     card.get_by_role("button", name="Grow from this candidate").click()
     settle(page)
-    page.get_by_text(re.compile(r"^Template: candidate #\d+ .+ \(relaxed, DFT-checked\)")).wait_for()
+    page.get_by_text(re.compile(r"^Growing from candidate #\d+ .+ \(relaxed, DFT-checked\) alone: .+ \(DFT MAE")).wait_for()
     assert page.outside == []
     page.close()

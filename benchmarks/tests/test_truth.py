@@ -8,6 +8,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from benchmarks import truth
+from benchmarks.common import read_jsonl
 from benchmarks.relax_effect import relaxed_cifs
 from dosmatgen_core import dos
 from dosmatgen_core.labels.labeller import ShardWriter
@@ -55,7 +56,7 @@ def test_dft_is_cached_by_candidate_read_on_its_site_and_kept_as_a_label(tmp_pat
     scored = truth.score_candidate(cand, target, calc)
     assert scored["dft_mae"] == pytest.approx(0.0)           # site 2 is Au (Z = 79)
     # a fresh process reads the cache file and calculates nothing
-    cache = {r["key"]: r for r in truth._read(tmp_path / "cache" / "dft.jsonl")}
+    cache = {r["key"]: r for r in read_jsonl(tmp_path / "cache" / "dft.jsonl")}
     truth.calculate(cand, cache, writer, {"bench": "truth"})
     assert len(calls) == 1
     label = json.loads((tmp_path / "labels" / "generated.pending.jsonl").read_text().splitlines()[0])
@@ -161,7 +162,7 @@ def test_a_relaxed_check_calculates_the_relaxed_cell_in_the_drawn_order(tmp_path
     assert truth.score_candidate(cand, np.full(dos.NPTS, 79.0), calc)["dft_mae"] == pytest.approx(0.0)
     relaxed = Structure.from_str(calls[0]["cif"], fmt="cif")
     assert abs(relaxed.volume / cell.volume - calc["volume_ratio"]) < 1e-6 and abs(calc["volume_ratio"] - 1) > 0.01
-    cache = {r["key"]: r for r in truth._read(tmp_path / "relaxed.jsonl")}
+    cache = {r["key"]: r for r in read_jsonl(tmp_path / "relaxed.jsonl")}
     assert set(cache) == {truth.cif_key(cif)}
     assert relaxed_cifs(cache) == {truth.cif_key(cif): calls[0]["cif"]}      # the relaxed cell is kept
     truth.calculate_relaxed(cand, cache, writer)

@@ -15,7 +15,7 @@ import numpy as np
 
 from dosmatgen_core import checks
 from dosmatgen_core.candidates.runs import RunStore, StoreError, to_cif
-from dosmatgen_core.candidates.seeding import Seed, find_seeds, seeded_specs, substitution_specs
+from dosmatgen_core.candidates.seeding import Seed, candidate_seed, find_seeds, seeded_specs, substitution_specs
 from dosmatgen_core.labels.labeller import supported_elements
 from dosmatgen_core.model.guide import load_guide
 from dosmatgen_core.paths import DB_URL, GUIDE_PATH, missing_mp_tables
@@ -64,6 +64,8 @@ class Request:
     distant_swaps: bool = SHIPPED.distant_swaps         # ... one atom beyond the matched site's first shell each
     seed_exclude: list = field(default_factory=list)    # seeded: material ids never to seed from
     db_url: str = DB_URL                                # seeded: where the known sites are searched
+    grow_from: list = field(default_factory=list)       # seeded: candidates to grow from instead of the search's
+    # known sites (the next round around what DFT confirmed): candidate_seed's keyword arguments each
 
     def __post_init__(self):
         if self.mode == "unconditional":
@@ -73,6 +75,11 @@ class Request:
     def seeds(self) -> list[Seed]:
         """seeded: the known structures closest to the target, searched once per target (the app,
         the CLI and the job queue call specs() more than once per run)."""
+        if self.grow_from:
+            key = ("given", repr(self.grow_from))
+            if self._seeds is None or self._seeds[0] != key:
+                self._seeds = (key, [candidate_seed(**g) for g in self.grow_from])
+            return self._seeds[1]
         target = np.asarray(self.targets[0], dtype=float)
         key = (target.tobytes(), self.n_seeds, self.seed_by, tuple(sorted(self.seed_exclude)), str(self.db_url))
         if self._seeds is None or self._seeds[0] != key:
@@ -183,10 +190,11 @@ def _candidate_record(i, g, spec, ev, targets_map) -> dict:
                 "n_atoms": len(s), "site_to_target": site_targets(spec, targets_map),
                 "fixed_sites": {int(j): int(z) for j, z in enumerate(spec.fixed_z) if z > 0},
                 "pinned_sites": [int(j) for j in np.flatnonzero(spec.pinned)] if spec.pinned is not None else []})
-    if rec.get("novel") and spec.template is not None and spec.tag.get("mode") != "seeded":
+    known_seed = spec.tag.get("mode") == "seeded" and spec.tag["seed"].get("known", True)
+    if rec.get("novel") and spec.template is not None and not known_seed and spec.tag.get("origin") != "substitution":
         # a template that is no known structure (an upload, a grown-from candidate) can come back
-        # as itself: new to the known tables, yet nothing new to the user. A seed is a known
-        # structure, so a novel draw from it never is it (and swaps are not drawn at all)
+        # as itself: new to the known tables, yet nothing new to the user. A known seed never is a
+        # novel draw, and a swap is its own template (nothing is drawn)
         rec["same_as_template"] = bool(evaluate.matcher().fit(s, spec.template.to_structure()))
     return rec
 

@@ -6,10 +6,12 @@ top-k structures of the site search become templates, noised to a measured stren
 matching site conditioned on the target (and optionally held to its element). Each candidate
 carries the seed it came from. Beside the generator's draws, a seed can also give substituted
 variants: one of its elements swapped for its same-group neighbour, the matched site untouched
-(the classic route to a new compound one chemical step from a known one).
+(the classic route to a new compound one chemical step from a known one). A candidate can be a
+seed too (candidate_seed): the next round grown from what DFT has confirmed.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import warnings
 from dataclasses import dataclass
@@ -22,17 +24,35 @@ from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.sampling import modes
 from dosmatgen_core.sampling.sampler import SampleSpec
 from dosmatgen_core.scoring.search import SiteHit, site_index
-from dosmatgen_core.structures import Crystal, to_atoms, to_structure
+from dosmatgen_core.structures import Crystal, atoms_from_cif, to_atoms, to_structure
 
 
 @dataclass(frozen=True)
 class Seed:
     hit: SiteHit            # the known site and how close its DFT DOS is to the target
     crystal: Crystal        # its labelled cell, sites in the label's order (row i = site i)
+    known: bool = True      # a labelled structure; False: a candidate (candidate_seed), which a draw can return
+    source: str = "DFT"     # where hit.mae and hit.cosine come from: "DFT" or "predicted"
 
     def record(self) -> dict:
-        return {"material_id": self.hit.material_id, "formula": self.hit.formula, "site": self.hit.site,
-                "element": self.hit.element, "mae": self.hit.mae, "cosine": self.hit.cosine}
+        rec = {"material_id": self.hit.material_id, "formula": self.hit.formula, "site": self.hit.site,
+               "element": self.hit.element, "mae": self.hit.mae, "cosine": self.hit.cosine}
+        return rec if self.known else {**rec, "known": False, "source": self.source}
+
+
+def candidate_seed(cif: str, site: int, mae: float, cosine: float, name: str, source: str = "DFT") -> Seed:
+    """A candidate as the seed of the next round (the app's "Grow from this candidate",
+    benchmarks.refine): its cell read in the CIF's own site order (ASE; pymatgen would regroup the
+    sites by element and move the conditioned one), the site that carries the target, and that
+    site's match to the target, by DFT once the candidate is checked, else predicted."""
+    if source not in ("DFT", "predicted"):
+        raise ValueError(f"a seed's match comes from 'DFT' or 'predicted', not {source!r}")
+    s = to_structure(atoms_from_cif(cif))
+    if not isinstance(site, (int, np.integer)) or not 0 <= site < len(s):
+        raise ValueError(f"site {site!r} is not one of the candidate's {len(s)} sites")
+    hit = SiteHit(name, s.composition.reduced_formula, int(site), s[int(site)].specie.symbol, len(s), float(mae),
+                  float(cosine), 0.0)
+    return Seed(hit, Crystal.from_structure(s), known=False, source=source)
 
 
 def find_seeds(target, db_url: str, k: int = 3, by: str = "mae", exclude=(), max_atoms: int = 8,
@@ -49,6 +69,7 @@ def find_seeds(target, db_url: str, k: int = 3, by: str = "mae", exclude=(), max
 
         def crystal_of(mid: str) -> Crystal:
             return Crystal.from_structure(to_structure(db.get(mid).atoms))
+    crystal_of = functools.lru_cache(maxsize=None)(crystal_of)    # a hit checked for copies is read once
     small = set(np.unique(index.material_ids[index.n_atoms > max_atoms]).tolist())
     left_out = [crystal_of(m).to_structure() for m in exclude if m in index.code_of]
     hits = known_hits(index, target, k, left_out, lambda mid: crystal_of(mid).to_structure(), by=by,
@@ -56,6 +77,31 @@ def find_seeds(target, db_url: str, k: int = 3, by: str = "mae", exclude=(), max
     if not hits:
         raise ValueError(f"no labelled structure of at most {max_atoms} atoms to seed from")
     return [Seed(h, crystal_of(h.material_id)) for h in hits]
+
+
+def grow_source(run: dict, c: dict, dft: dict | None) -> dict:
+    """What growing from a stored candidate starts from: its DFT-checked cell when it has one
+    (relaxed, so it is what DFT confirmed), else its drawn cell; its conditioned sites; a name; and
+    its first conditioned site's match to the target, by DFT once checked, else predicted. "cif",
+    "mae", "cosine", "name", "source" and sites[0] are candidate_seed's arguments. dft: the
+    candidate's DFT status (scoring.verify), or None."""
+    done = bool(dft and dft.get("status") == "done" and (dft.get("result") or {}).get("cif"))
+    cell = ("relaxed, DFT-checked" if dft["result"].get("relaxed") else "DFT-checked") if done else "as drawn"
+    sites = sorted(int(k) for k in c["site_to_target"])
+    if not sites:
+        raise ValueError(f"candidate #{c['rank']} has no site carrying a target, so there is nothing to grow around")
+    match = (dft["result"].get("dos_match") if done else c.get("dos_match")) or {}
+    first = match.get(str(sites[0])) or match.get(sites[0]) or {}
+    return {"cif": dft["result"]["cif"] if done else c["cif"], "sites": sites,
+            "name": f"candidate #{c['rank']} {c['formula']} of run {run['id']} ({cell})",
+            "mae": float(first.get("mae", np.nan)), "cosine": float(first.get("cosine", np.nan)),
+            "source": "DFT" if done else "predicted"}
+
+
+def seed_arguments(src: dict) -> dict:
+    """candidate_seed's keyword arguments from grow_source's answer (its first conditioned site)."""
+    return {"cif": src["cif"], "site": src["sites"][0], "mae": src["mae"], "cosine": src["cosine"],
+            "name": src["name"], "source": src["source"]}
 
 
 def known_hits(index, target, top: int, left_out: list, structure_of, **search) -> list[SiteHit]:

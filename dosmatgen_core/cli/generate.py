@@ -51,15 +51,39 @@ def _run(store, run_id: str) -> dict:
                               checks.did_you_mean(run_id, store.ids(), "`dosmatgen runs` lists the runs")) from None
 
 
-def _verify(args) -> int:
+def _candidate(run: dict, rank: int) -> dict:
     from dosmatgen_core import checks
+    ranks = sorted(c["rank"] for c in run["candidates"])
+    if rank not in ranks:
+        raise checks.NotFound(f"run {run['id']} has no candidate of rank {rank}",
+                              f"use a rank from {ranks[0]} to {ranks[-1]}" if ranks else "this run has no candidates")
+    return next(c for c in run["candidates"] if c["rank"] == rank)
+
+
+def _grow_source(text: str, runs) -> dict:
+    """--grow-from RUN:RANK → candidate_seed's arguments: the candidate's DFT-checked cell once it
+    has one, as the app's "Grow from this candidate" takes it (seeding.grow_source)."""
+    from dosmatgen_core import checks
+    from dosmatgen_core.candidates.seeding import grow_source, seed_arguments
+    from dosmatgen_core.scoring.verify import Verifier
+    run_id, _, rank = text.partition(":")
+    if not rank.strip().isdigit():
+        raise checks.UserError(f"--grow-from {text!r} names no candidate", "give RUN:RANK, e.g. --grow-from a1b2c3d4:1")
+    store = _store(runs, must_exist=True)
+    run = _run(store, run_id.strip())
+    c = _candidate(run, int(rank))
+    if len(c["site_to_target"]) != 1:
+        raise checks.UserError(f"candidate #{c['rank']} of run {run['id']} has {len(c['site_to_target'])} sites "
+                               "carrying a target; seeded mode grows around one",
+                               "use --mode template --template with its CIF instead")
+    return seed_arguments(grow_source(run, c, Verifier(store).status(run["id"], c["rank"])))
+
+
+def _verify(args) -> int:
     from dosmatgen_core.scoring.verify import Verifier
     store = _store(args.runs, must_exist=True)
     run = _run(store, args.run_id)
-    ranks = sorted(c["rank"] for c in run["candidates"])
-    if args.rank not in ranks:
-        raise checks.NotFound(f"run {args.run_id} has no candidate of rank {args.rank}",
-                              f"use a rank from {ranks[0]} to {ranks[-1]}" if ranks else "this run has no candidates")
+    _candidate(run, args.rank)
     res = Verifier(store).run(args.run_id, args.rank, timeout=args.timeout, relaxed=args.relaxed)
     res = dict(res, result={k: v for k, v in (res.get("result") or {}).items() if k != "site_dos"})
     print(json.dumps(res, indent=2))
@@ -152,6 +176,10 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
                   strength=checks.check_strength(args.strength), db_url=db_url)
         if args.ref and not checks.is_structure_path(args.ref):
             kw["seed_exclude"] = [args.ref] if args.exclude_ref else []
+        if args.grow_from:
+            kw["grow_from"] = [_grow_source(args.grow_from, args.runs)]
+    elif args.grow_from:
+        raise checks.UserError("--grow-from grows a seeded run around a candidate", "use --mode seeded (the default)")
     elif args.mode != "unconditional":
         cond = args.cond or [0]
         curve = target.tolist() if target is not None else [0.0] * 400
@@ -273,6 +301,9 @@ def add_parsers(sub) -> None:
     ge.add_argument("--distant-swaps", action=argparse.BooleanOptionalAction, default=SHIPPED.distant_swaps,
                     help="substitutions: swap one atom beyond the matching site's first shell (in a doubled cell "
                          "where needed) instead of every atom of one element")
+    ge.add_argument("--grow-from", metavar="RUN:RANK", default=None,
+                    help="seeded: grow from this stored candidate alone instead of the known sites (its "
+                         "DFT-checked cell once it has one): the next round around it")
     ge.add_argument("--ref", default=PRESET_ID,
                     help="target source: a reference material id, or a CIF/POSCAR file (its predicted site DOS)")
     ge.add_argument("--site", type=int, default=0, help="site of the reference whose DOS is the target")

@@ -1,0 +1,162 @@
+"""Growing from a candidate: the next round around what DFT confirmed. The candidate (its
+DFT-checked cell once it has one, read in its own site order) is the only seed of a seeded run,
+so the model's draws and the swaps all start from it, as benchmarks.refine measured."""
+import argparse
+import io
+
+import numpy as np
+import pytest
+from ase import Atoms
+from pymatgen.core import Lattice, Structure
+
+from dosmatgen_core import checks
+from dosmatgen_core.candidates import pipeline, seeding
+from dosmatgen_core.candidates.pipeline import Request, _candidate_record, run_generation
+from dosmatgen_core.candidates.runs import RunStore, dumps, structure_of
+from dosmatgen_core.candidates.seeding import candidate_seed, grow_source, seed_arguments, seeded_specs
+from dosmatgen_core.cli import generate as cli_generate
+from dosmatgen_core.labels.reference_db import open_db
+from dosmatgen_core.model.checkpoint import load_model
+from dosmatgen_core.paths import DB_URL, MODEL_PATH, PREDICTOR_PATH
+from dosmatgen_core.sampling.sampler import Generated
+from dosmatgen_core.scoring import certify
+from dosmatgen_core.scoring.predictor import load_predictor
+from dosmatgen_core.scoring.verify import Verifier
+from dosmatgen_core.settings import PRESET_ID
+from dosmatgen_core.structures import Crystal, atoms_from_cif
+from studio.results import origin_text, seed_rows
+
+
+def _cif(atoms: Atoms) -> str:
+    buf = io.BytesIO()
+    atoms.write(buf, format="cif")
+    return buf.getvalue().decode()
+
+
+# Sn first: pymatgen's CIF reader would regroup these sites by element and move the Sn row
+SNNIAU = Atoms("SnNiAuNi", scaled_positions=[[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+               cell=np.eye(3) * 4.1, pbc=True)
+
+
+@pytest.fixture(scope="module")
+def ni_target():
+    ref = open_db(DB_URL).get(PRESET_ID)
+    return ref.site_dos[ref.symbols.index("Ni")]
+
+
+def test_a_candidate_seed_keeps_the_cifs_site_order_and_says_it_is_no_known_structure():
+    seed = candidate_seed(_cif(SNNIAU), 0, 0.21, 0.93, "candidate #2 of run r", source="DFT")
+    assert [int(z) for z in seed.crystal.numbers] == SNNIAU.numbers.tolist()
+    assert seed.hit.element == "Sn" and seed.hit.site == 0 and seed.hit.n_atoms == 4
+    rec = seed.record()
+    assert rec["known"] is False and rec["source"] == "DFT" and rec["mae"] == 0.21
+    assert "known" not in seeding.Seed(seed.hit, seed.crystal).record()      # a known seed's record is as before
+    with pytest.raises(ValueError, match="not one of the candidate's 4 sites"):
+        candidate_seed(_cif(SNNIAU), 4, 0.2, 0.9, "x")
+    with pytest.raises(ValueError, match="'DFT' or 'predicted'"):
+        candidate_seed(_cif(SNNIAU), 0, 0.2, 0.9, "x", source="guess")
+
+
+def test_grow_source_takes_the_checked_cell_and_its_dft_match_else_the_drawn_one_predicted():
+    drawn = _cif(SNNIAU)
+    relaxed = SNNIAU.copy()
+    relaxed.set_cell(SNNIAU.cell.array * 1.03, scale_atoms=True)
+    run = {"id": "r1"}
+    c = {"rank": 2, "formula": "SnAuNi2", "cif": drawn, "site_to_target": {"1": 0},
+         "dos_match": {"1": {"mae": 0.30, "cosine": 0.80}}}
+    dft = {"status": "done", "result": {"cif": _cif(relaxed), "relaxed": True,
+                                        "dos_match": {"1": {"mae": 0.234, "cosine": 0.91}}}}
+    src = grow_source(run, c, dft)
+    assert src["cif"] == dft["result"]["cif"] and src["sites"] == [1] and src["source"] == "DFT"
+    assert (src["mae"], src["cosine"]) == (0.234, 0.91) and "relaxed, DFT-checked" in src["name"]
+    plain = grow_source(run, c, {"status": "running", "result": None})
+    assert plain["cif"] == drawn and plain["source"] == "predicted" and plain["mae"] == 0.30
+    assert "as drawn" in plain["name"]
+    seed = candidate_seed(**seed_arguments(src))
+    assert seed.hit.site == 1 and seed.hit.element == "Ni"
+    assert np.allclose(seed.crystal.lattice, relaxed.cell.array, atol=1e-4)       # the checked cell
+    with pytest.raises(ValueError, match="no site carrying a target"):
+        grow_source(run, {**c, "site_to_target": {}}, None)
+
+
+def test_a_draw_that_returns_a_candidate_seed_is_marked_and_not_checked_again():
+    """A known seed never is a novel draw; a candidate seed can be, so its draws are compared
+    with it, and one that is the parent again gets no DFT check of its own."""
+    seed = candidate_seed(_cif(SNNIAU), 1, 0.2, 0.9, "candidate #1 of run r")
+    spec = seeded_specs(np.ones(400), [seed], 1, 0.3)[0]
+    moved = seed.crystal.to_structure()
+    moved.translate_sites([0], [0.02, 0, 0])
+    ev = {"novel": True, "structurally_valid": True, "n_atoms": 4}
+    same = _candidate_record(0, Generated(Crystal.from_structure(moved), 0), spec, ev, [])
+    assert same["same_as_template"] is True and same["seed"]["known"] is False
+    assert certify.dft_eligibility(same) == "equal to its template"
+    known = seeding.Seed(seed.hit, seed.crystal)          # the same cell as a labelled structure
+    spec_known = seeded_specs(np.ones(400), [known], 1, 0.3)[0]
+    assert "same_as_template" not in _candidate_record(0, Generated(Crystal.from_structure(moved), 0), spec_known, ev, [])
+
+
+def test_a_run_grown_from_a_candidate_draws_and_swaps_from_it_alone(tmp_path, ni_target, monkeypatch):
+    parent = Structure(Lattice.cubic(3.9), ["Au", "Ni", "Au", "Au"],
+                       [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])     # Ni second, not first
+    cif = _cif(Atoms([s.specie.symbol for s in parent], scaled_positions=parent.frac_coords,
+                     cell=parent.lattice.matrix, pbc=True))
+    monkeypatch.setattr(pipeline, "find_seeds", lambda *a, **k: pytest.fail("a grown run searches no known sites"))
+    req = Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=2, steps=5, particles=1,
+                  baseline=False, substitutions=True, distant_swaps=False,
+                  grow_from=[{"cif": cif, "site": 1, "mae": 0.12, "cosine": 0.95, "name": "candidate #1 of run p",
+                              "source": "DFT"}])
+    run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH),
+                         store=RunStore(tmp_path / "r.db"), db_url=DB_URL, check_novelty=False)
+    assert run["status"] == "done"
+    origins = {c["origin"] for c in run["candidates"]}
+    assert origins == {"generator", "substitution"}                   # Au → Ag, Cu: swaps of the parent
+    for c in run["candidates"]:
+        assert c["seed"]["material_id"] == "candidate #1 of run p" and c["seed"]["known"] is False
+        assert {int(k): v for k, v in c["site_to_target"].items()} == {1: 0}        # the parent's site
+        if c["origin"] == "substitution":
+            s = structure_of(c)
+            assert s[1].specie.symbol == "Ni" and s.composition != parent.composition
+        assert "has DFT MAE 0.120" in origin_text(c)
+    (row,) = seed_rows(run)                                           # the parent stands in the DFT table
+    assert row["candidate"] == "grown from" and row["DFT MAE"] == 0.12 and "the parent" in row["cell"]
+    predicted = {**run, "candidates": [{**c, "seed": {**c["seed"], "source": "predicted"}} for c in run["candidates"]]}
+    assert seed_rows(predicted) == []                                 # no DFT check: no DFT row
+
+
+def _parser():
+    p = argparse.ArgumentParser()
+    cli_generate.add_parsers(p.add_subparsers())
+    return p
+
+
+def test_the_cli_grows_from_a_stored_candidate_its_checked_cell_first(tmp_path, ni_target):
+    store = RunStore(tmp_path / "runs.db")
+    req = Request(mode="masked", n_atoms=4, targets=[ni_target.tolist()], cond_sites=[0], n_candidates=1, steps=5,
+                  baseline=False)
+    run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH), store=store,
+                         check_novelty=False)
+    c = run["candidates"][0]
+    runs = str(tmp_path / "runs.db")
+    kw, _ = cli_generate._targets_and_template(_parser().parse_args(
+        ["generate", "--grow-from", f"{run['id']}:{c['rank']}", "--runs", runs]), DB_URL)
+    (g,) = kw["grow_from"]
+    assert g["cif"] == c["cif"] and g["site"] == 0 and g["source"] == "predicted"
+    checked = atoms_from_cif(c["cif"])
+    checked.set_cell(checked.cell.array * 1.02, scale_atoms=True)
+    Verifier(store)._set(run["id"], c["rank"], status="done",
+                         result=dumps({"cif": _cif(checked), "relaxed": True, "site_dos": np.zeros((4, 400)),
+                                       "dos_match": {"0": {"mae": 0.3, "cosine": 0.7}}}))
+    kw, _ = cli_generate._targets_and_template(_parser().parse_args(
+        ["generate", "--grow-from", f"{run['id']}:{c['rank']}", "--runs", runs]), DB_URL)
+    (g,) = kw["grow_from"]
+    assert g["source"] == "DFT" and g["mae"] == 0.3 and "relaxed, DFT-checked" in g["name"]
+    seed = Request(mode="seeded", **kw).seeds()[0]
+    assert [int(z) for z in seed.crystal.numbers] == checked.numbers.tolist()
+    for argv, err in (([f"{run['id']}"], checks.UserError), ([f"{run['id']}:99"], checks.NotFound),
+                      (["nosuchrun:1"], checks.NotFound)):
+        with pytest.raises(err):
+            cli_generate._targets_and_template(_parser().parse_args(
+                ["generate", "--grow-from", *argv, "--runs", runs]), DB_URL)
+    with pytest.raises(checks.UserError, match="--mode seeded"):
+        cli_generate._targets_and_template(_parser().parse_args(
+            ["generate", "--mode", "masked", "--grow-from", f"{run['id']}:1", "--runs", runs]), DB_URL)

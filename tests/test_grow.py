@@ -3,6 +3,7 @@ DFT-checked cell once it has one, read in its own site order) is the only seed o
 so the model's draws and the swaps all start from it, as benchmarks.refine measured."""
 import argparse
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,3 +161,88 @@ def test_the_cli_grows_from_a_stored_candidate_its_checked_cell_first(tmp_path, 
     with pytest.raises(checks.UserError, match="--mode seeded"):
         cli_generate._targets_and_template(_parser().parse_args(
             ["generate", "--mode", "masked", "--grow-from", f"{run['id']}:1", "--runs", runs]), DB_URL)
+
+
+def _checked_run(cosines: dict[int, float]):
+    """A stored-run-like record of masked 4-atom candidates (site 1 conditioned) and DFT checks
+    with the given cosines: rank → cosine; a rank absent from cosines is unchecked."""
+    from dataclasses import asdict
+    target = np.exp(-np.linspace(-3, 3, 400) ** 2)
+    settings = asdict(Request(mode="masked", n_atoms=4, targets=[target.tolist()], cond_sites=[1], n_candidates=5,
+                              strength=0.4, seed=7, title="target: Ni"))
+    cif = _cif(SNNIAU)
+    cands = [{"rank": r, "formula": "SnAuNi2", "cif": cif, "site_to_target": {"1": 0},
+              "dos_match": {"1": {"mae": 0.3, "cosine": 0.5}}} for r in (1, 2, 3)]
+    dft = {}
+    for r, cos in cosines.items():
+        cell = SNNIAU.copy()
+        cell.set_cell(SNNIAU.cell.array * (1 + 0.01 * r), scale_atoms=True)      # each check its own relaxed cell
+        dft[r] = {"status": "done", "result": {"cif": _cif(cell), "relaxed": True,
+                                               "dos_match": {"1": {"mae": 0.2, "cosine": cos}}}}
+    return {"id": "run1", "settings": settings, "candidates": cands}, dft
+
+
+def test_the_next_round_grows_from_the_best_shaped_check_until_it_meets_the_bar():
+    from dosmatgen_core.candidates import rounds
+    run, dft = _checked_run({1: 0.62, 2: 0.87, 3: 0.80})
+    dft[3]["status"] = "failed"
+    assert rounds.checked_cosines(run, dft) == {1: 0.62, 2: 0.87}
+    best, cos = rounds.best_check(run, dft)
+    assert best["rank"] == 2 and cos == 0.87
+    req = rounds.next_round(run, dft)
+    assert req.mode == "seeded" and req.seed == 8 and req.strength == 0.4 and req.n_candidates == 5
+    assert req.targets == run["settings"]["targets"] and req.cond_sites == [] and req.template is None
+    assert req.title == "target: Ni · grown from #2 of run run1"
+    (seed,) = req.seeds()
+    assert seed.hit.site == 1 and seed.source == "DFT" and seed.hit.cosine == 0.87
+    assert np.allclose(seed.crystal.lattice, SNNIAU.cell.array * 1.02, atol=1e-4)     # #2's checked cell
+    req.specs()                                                   # a valid request as it stands
+    again = rounds.next_round({**run, "id": "run2", "settings": {**run["settings"], "title": req.title}}, dft)
+    assert again.title == "target: Ni · grown from #2 of run run2"          # one link per round, not a pile
+    run_ok, dft_ok = _checked_run({1: 0.62, 2: 0.93})
+    assert rounds.next_round(run_ok, dft_ok) is None                       # the bar is met
+    assert rounds.next_round(*_checked_run({})) is None                    # nothing checked to grow from
+
+
+def test_the_app_starts_the_next_round_when_a_runs_checks_end(tmp_path, monkeypatch):
+    """The Generate page, with rounds left for a run whose DFT checks have ended: the next round
+    is submitted, grown from the best check, and the page says so; with the bar met, none is."""
+    from streamlit.testing.v1 import AppTest
+    from dosmatgen_core.candidates.jobs import Job, JobManager
+    from studio import shared as studio
+    store = RunStore(tmp_path / "runs.db")
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    req = Request(mode="masked", n_atoms=4, targets=[open_db(DB_URL).get(PRESET_ID).site_dos[0].tolist()],
+                  cond_sites=[0], n_candidates=2, steps=5, baseline=False, title="target: Ni")
+    run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH), store=store,
+                         check_novelty=False)
+    sent = []
+
+    def capture(self, r, *a, **kw):          # the round as the page submits it; nothing is run
+        sent.append(r)
+        return Job("fake", r)
+    monkeypatch.setattr(JobManager, "submit", capture)
+    for cos, submitted in ((0.55, True), (0.95, False)):
+        c = run["candidates"][-1]
+        Verifier(store)._set(run["id"], c["rank"], status="done", result=dumps(
+            {"cif": c["cif"], "relaxed": True, "site_dos": np.zeros((c["n_atoms"], 400)),
+             "dos_match": {"0": {"mae": 0.2, "cosine": cos}}}))
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=180)
+        at.query_params["run"] = run["id"]
+        at.session_state["rounds"] = {"run": run["id"], "left": 2, "round": 1, "top": 3, "relaxed": True,
+                                      "per_source": False}
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        at.run()                                # the page as drawn after its own rerun
+        notes = [i.value for i in at.info if "round" in i.value]
+        if submitted:
+            assert sent and sent[-1].mode == "seeded" and sent[-1].grow_from[0]["source"] == "DFT"
+            assert sent[-1].title == f"target: Ni · grown from #{c['rank']} of run {run['id']}"
+            assert at.session_state["job_rounds"] == {"left": 1, "round": 2}
+            assert any(n.startswith(f"Round 2: growing from #{c['rank']}") and "up to 1 more round after" in n
+                       for n in notes), notes
+        else:
+            assert len(sent) == 1                                   # nothing more was submitted
+            assert any("no further round is needed" in n for n in notes), notes
+        assert "rounds" not in at.session_state

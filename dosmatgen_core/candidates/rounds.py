@@ -1,0 +1,69 @@
+"""DFT-guided rounds: the next run grown from the best candidate DFT has checked, while that
+candidate's shape still misses the bar.
+
+A checked candidate is the closest thing to the target that DFT has confirmed, so a scientist goes
+on from it (benchmarks.refine: about one target in thirty rescued per round, at about 25 s of
+generation and three relaxed DFT checks per round). The next round is the seeded mode grown from
+that candidate alone, with the finished run's other settings and the next random seed.
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+
+import numpy as np
+
+from dosmatgen_core.candidates.pipeline import Request
+from dosmatgen_core.candidates.seeding import grow_source, seed_arguments
+
+BAR = 0.9           # issue 21's bar: DFT cosine of the conditioned site to the target
+MAX_ROUNDS = 5      # each round is a generation and its DFT checks: minutes on a laptop
+
+
+def checked_cosines(run: dict, dft: dict[int, dict]) -> dict[int, float]:
+    """rank → DFT cosine of its conditioned site to the target (the check's own match, its rows
+    read in the candidate's site order), for finished checks of candidates with one conditioned site."""
+    out = {}
+    for c in run["candidates"]:
+        s = dft.get(c["rank"])
+        if len(c["site_to_target"]) != 1 or not s or s.get("status") != "done" or not s.get("result"):
+            continue
+        (site, _), = c["site_to_target"].items()
+        m = (s["result"].get("dos_match") or {}).get(str(site)) or {}
+        if np.isfinite(m.get("cosine", np.nan)):
+            out[c["rank"]] = float(m["cosine"])
+    return out
+
+
+def best_check(run: dict, dft: dict[int, dict]) -> tuple[dict, float] | None:
+    """The checked candidate whose DFT curve has the target's shape most closely, and its cosine;
+    None when no candidate with one conditioned site is checked."""
+    cos = checked_cosines(run, dft)
+    if not cos:
+        return None
+    rank = max(cos, key=lambda r: (cos[r], -r))
+    return next(c for c in run["candidates"] if c["rank"] == rank), cos[rank]
+
+
+def next_round(run: dict, dft: dict[int, dict], bar: float = BAR) -> Request | None:
+    """The request of the next round: seeded mode grown from best_check's candidate (its checked,
+    relaxed cell), the run's other settings kept and its random seed advanced; None when nothing
+    is checked or the best check meets the bar."""
+    best = best_check(run, dft)
+    if best is None or best[1] >= bar:
+        return None
+    c, _ = best
+    settings = run["settings"]
+    names = {f.name for f in fields(Request)}
+    kw = {k: v for k, v in settings.items() if k in names}
+    (_, k), = c["site_to_target"].items()
+    kw.update(mode="seeded", targets=[settings["targets"][int(k)]], cond_sites=[], fixed={}, pinned=[],
+              template=None, template_id=None, seed=int(settings.get("seed", 0)) + 1,
+              grow_from=[seed_arguments(grow_source(run, c, dft[c["rank"]]))],
+              title=round_title(settings.get("title", ""), c, run["id"]))
+    return Request(**kw)
+
+
+def round_title(title: str, c: dict, run_id: str) -> str:
+    """'target: … · grown from #2 of run ab12' (one link of the chain per round)."""
+    base = title.split(" · grown from ")[0]
+    return f"{base} · grown from #{c['rank']} of run {run_id}"

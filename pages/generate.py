@@ -294,10 +294,11 @@ if mode == "seeded":
                             "for its neighbour in the same group (Au → Ag, Al → Ga), the matching atom kept: "
                             "new compounds one chemical step from a known match, ranked with the others.")
     far = g3.checkbox("… only beyond the matching atom's neighbours", value=studio.SHIPPED.distant_swaps,
-                      key="seed_far", disabled=not subs,
+                      key="seed_far", disabled=not subs or bool(parent),
                       help="Swap one atom outside the matching atom's first shell of neighbours (in a cell doubled "
                            "where needed) instead of every atom of an element: the matching atom keeps its "
-                           "neighbours, so its DOS stays closer to the known match's.")
+                           "neighbours, so its DOS stays closer to the known match's. Grown from a candidate, "
+                           "both kinds of swap are made, as the refinement rounds were measured.")
     req_kw.update(targets=[target.tolist()], cond_sites=[], n_seeds=int(n_seeds), seed_by=by, strength=float(strength),
                   fix_element=bool(fix_el), substitutions=bool(subs), distant_swaps=bool(far),
                   seed_exclude=sorted(exclude), db_url=studio.DB_URL,
@@ -446,9 +447,10 @@ req_kw["title"] = f"target: {target_desc}" if mode != "unconditional" else "no t
 rates = studio.timing_rates()
 est = studio.estimate_seconds(req_kw["n_candidates"], req_kw["steps"], req_kw["particles"],
                               baseline=mode != "unconditional", rates=rates)
-# scored: the drawn candidates, up to as many substitutions, and one baseline sample per candidate
+# scored: the drawn candidates, up to as many substitutions (of both kinds, grown from a candidate), and one
+# baseline sample per candidate
 n_scored = req_kw["n_candidates"] * (1 + (mode == "seeded" and bool(req_kw.get("substitutions")))
-                                     + (mode != "unconditional"))
+                                     * (1 + bool(req_kw.get("grow_from"))) + (mode != "unconditional"))
 est += studio.scoring_seconds(n_scored, stability=bool(req_kw.get("stability")))
 # a fresh process's first run also builds tables that later runs reuse (startup.json)
 cold = pipeline.cold_parts(relaxed=False)

@@ -111,6 +111,9 @@ def test_a_run_grown_from_a_candidate_draws_and_swaps_from_it_alone(tmp_path, ni
     assert run["status"] == "done"
     origins = {c["origin"] for c in run["candidates"]}
     assert origins == {"generator", "substitution"}                   # Au → Ag, Cu: swaps of the parent
+    # both kinds of swap, whatever distant_swaps says: the round as benchmarks.refine measured it
+    assert {c["seed"]["substitution"]["kind"] for c in run["candidates"] if c["origin"] == "substitution"} == \
+        {"element", "distant"}
     for c in run["candidates"]:
         assert c["seed"]["material_id"] == "candidate #1 of run p" and c["seed"]["known"] is False
         assert {int(k): v for k, v in c["site_to_target"].items()} == {1: 0}        # the parent's site

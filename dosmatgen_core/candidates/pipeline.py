@@ -124,11 +124,14 @@ class Request:
 def substituted(req: Request) -> list[tuple[Crystal, sampling.SampleSpec]]:
     """seeded with substitutions: the seeds' isovalent substitutions (at most n_candidates, within
     the elements the DFT recipe calculates; with distant_swaps, one atom beyond the matched site's
-    first shell each), candidates beside the generator's draws; else none."""
+    first shell each), candidates beside the generator's draws; else none. Grown from a candidate,
+    both kinds (at most n_candidates each), as the refinement round was measured (benchmarks.refine)."""
     if req.mode != "seeded" or not req.substitutions:
         return []
-    return substitution_specs(np.asarray(req.targets[0], float), req.seeds(), supported_elements(), req.n_candidates,
-                              distant=req.distant_swaps, max_atoms=SHIPPED.max_dft_atoms)
+    kinds = (False, True) if req.grow_from else (req.distant_swaps,)
+    return [v for far in kinds
+            for v in substitution_specs(np.asarray(req.targets[0], float), req.seeds(), supported_elements(),
+                                        req.n_candidates, distant=far, max_atoms=SHIPPED.max_dft_atoms)]
 
 
 def check_novelty_tables() -> None:

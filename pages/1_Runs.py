@@ -3,7 +3,10 @@ import datetime as dt
 
 import streamlit as st
 
+from dosmatgen_core.candidates import rounds
 from dosmatgen_core.labels.reference_db import open_db
+from dosmatgen_core.scoring import certify
+from dosmatgen_core.structures import StructureError
 from studio import shared as studio
 from studio import state
 from studio.results import dft_mae, show_run, stored_labels
@@ -13,6 +16,25 @@ nav.inside_app()     # a page opened by its own URL on a fresh server runs throu
 
 st.title("Runs")
 store = state.store()
+
+
+def grow_from(src: dict) -> None:
+    """A card's "Grow from this candidate": the next round, started below (a callback cannot switch pages)."""
+    st.session_state["grow_pending"] = src
+
+
+if src := st.session_state.pop("grow_pending", None):
+    # the round runs as the Generate page's job: that page follows it, DFT-checks its top as shipped
+    try:
+        state.submit(rounds.grow_request(store.get(src["run"]), src), store,
+                     {"top": certify.DEFAULT_TOP, "relaxed": studio.SHIPPED.dft_relaxed,
+                      "per_source": studio.SHIPPED.dft_per_source})
+    except (ValueError, StructureError, KeyError) as exc:
+        st.error(f"Could not grow from {studio.plain(src['name'])}: {exc}")
+    else:
+        st.session_state["rounds_note"] = (f"Growing from {src['name']} alone, towards the target of run "
+                                           f"{src['run']}: the model's draws and the swaps, then DFT checks of the top.")
+        st.switch_page(nav.pages()[0])
 runs = store.list()
 if not runs:
     st.info("No runs yet. Generate some on the Generate page.")
@@ -50,4 +72,8 @@ else:
     st.caption("No candidate of this run has been checked with DFT; queue one on the Verify page.")
 db = open_db(studio.DB_URL)
 labelled = frozenset(r["material_id"] for r in state.reference_rows(studio.DB_URL))
-show_run(run, dft, stored_labels(run, db, labelled), heading="Results")
+job = state.resources()["jobs"].get(st.session_state.get("job", ""))
+busy = getattr(job, "active", False)        # one generation at a time, followed on the Generate page
+if busy:
+    st.caption("A generation is running (see the Generate page): growing from a candidate waits until it ends.")
+show_run(run, dft, stored_labels(run, db, labelled), heading="Results", grow=None if busy else grow_from)

@@ -495,14 +495,10 @@ if model is None:
 elif st.button("Generate", type="primary", key="generate", disabled=bool(problems) or getattr(_job(), "active", False),
                help="One generation at a time: this is off while one runs (Cancel stops it)."):
     try:
-        job = R["jobs"].submit(Request(**req_kw), model, predictor, store, studio.DB_URL, hull=R["hull"],
-                               guide=R["guide"])
-        st.session_state["job"] = job.id
-        st.session_state["job_dft_top"] = int(dft_top) if mode != "unconditional" else 0
-        st.session_state["job_dft_relaxed"] = bool(dft_relaxed)
-        st.session_state["job_dft_per_source"] = bool(dft_per_source and two_sources)
-        st.session_state["job_rounds"] = {"left": int(dft_rounds) if dft_top and mode != "unconditional" else 0,
-                                          "round": 1}
+        dft_on = bool(dft_top) and mode != "unconditional"
+        state.submit(Request(**req_kw), store, {"top": dft_top if dft_on else 0, "relaxed": dft_relaxed,
+                                                "per_source": dft_per_source and two_sources},
+                     rounds_left=int(dft_rounds) if dft_on else 0)
         for k in ("rounds", "rounds_note"):          # a new Generate ends any chain of rounds
             st.session_state.pop(k, None)
         st.rerun()      # redraw at once with Generate off while the job runs
@@ -600,13 +596,10 @@ def go_on(run: dict, dft: dict, p: dict | None, chain: dict) -> None:
                 f"{rounds.BAR}: no further round is needed.")
     else:
         try:
-            job = R["jobs"].submit(req, model, predictor, store, studio.DB_URL, hull=R["hull"], guide=R["guide"])
+            state.submit(req, store, chain, rounds_left=chain["left"] - 1, round_no=chain["round"] + 1)
         except (ValueError, StructureError) as exc:
             note = f"The next round could not start: {exc}"
         else:
-            st.session_state.update(job=job.id, job_dft_top=chain["top"], job_dft_relaxed=chain["relaxed"],
-                                    job_dft_per_source=chain["per_source"],
-                                    job_rounds={"left": chain["left"] - 1, "round": chain["round"] + 1})
             st.session_state["rounds_note"] = (
                 f"Round {chain['round'] + 1}: growing from #{best[0]['rank']} of run {run['id']}, whose DFT cosine "
                 f"{best[1]:.2f} is below {rounds.BAR}" + (f"; up to {chain['left'] - 1} more round"

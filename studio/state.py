@@ -37,6 +37,18 @@ def resources() -> dict:
     return out
 
 
+def submit(req, store: RunStore, dft: dict, rounds_left: int = 0, round_no: int = 1):
+    """Queue a generation as the Generate page's job: the page follows it, then DFT-checks its top
+    candidates (dft: "top", "relaxed", "per_source") and, with rounds left, grows the next round
+    from the best check (candidates.rounds). A bad request raises before anything is queued."""
+    R = resources()
+    job = R["jobs"].submit(req, R["model"], R["predictor"], store, studio.DB_URL, hull=R["hull"], guide=R["guide"])
+    st.session_state.update(job=job.id, job_dft_top=int(dft["top"]), job_dft_relaxed=bool(dft["relaxed"]),
+                            job_dft_per_source=bool(dft["per_source"]),
+                            job_rounds={"left": int(rounds_left), "round": int(round_no)})
+    return job
+
+
 @st.cache_resource(show_spinner="Listing the reference materials…")
 def reference_rows(db_url: str) -> list[dict]:
     return catalogue.reference_rows(open_db(db_url))

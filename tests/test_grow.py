@@ -249,3 +249,46 @@ def test_the_app_starts_the_next_round_when_a_runs_checks_end(tmp_path, monkeypa
             assert len(sent) == 1                                   # nothing more was submitted
             assert any("no further round is needed" in n for n in notes), notes
         assert "rounds" not in at.session_state
+
+
+def test_the_runs_page_grows_the_next_round_from_a_stored_candidate(tmp_path, monkeypatch):
+    """Runs: "Grow from this candidate" on a stored run starts the round as the Generate page's
+    job (grown from that candidate's checked cell, towards the run's own target) and goes there."""
+    from streamlit.testing.v1 import AppTest
+    from dosmatgen_core.candidates.jobs import Job, JobManager
+    from studio import shared as studio
+    store = RunStore(tmp_path / "runs.db")
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    target = open_db(DB_URL).get(PRESET_ID).site_dos[0]
+    req = Request(mode="masked", n_atoms=4, targets=[target.tolist()], cond_sites=[0], n_candidates=1, steps=5,
+                  baseline=False, title="target: Ni")
+    run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH), store=store,
+                         check_novelty=False)
+    c = run["candidates"][0]
+    checked = atoms_from_cif(c["cif"])
+    checked.set_cell(checked.cell.array * 1.02, scale_atoms=True)
+    Verifier(store)._set(run["id"], c["rank"], status="done", result=dumps(
+        {"cif": _cif(checked), "relaxed": True, "site_dos": np.zeros((4, 400)),
+         "dos_match": {"0": {"mae": 0.25, "cosine": 0.6}}}))
+    sent = []
+
+    def capture(self, r, *a, **kw):          # the round as the page submits it; nothing is run
+        sent.append(r)
+        return Job("fake", r)
+    monkeypatch.setattr(JobManager, "submit", capture)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=180)
+    at.switch_page("pages/1_Runs.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    grow = [b for b in at.button if b.key and b.key.startswith(f"grow{run['id']}_{c['rank']}_")]
+    assert len(grow) == 1
+    grow[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    (r,) = sent
+    assert r.mode == "seeded" and np.allclose(r.targets[0], target) and r.seed == req.seed + 1
+    assert r.title == f"target: Ni · grown from #{c['rank']} of run {run['id']}"
+    (seed,) = r.seeds()
+    assert seed.source == "DFT" and np.allclose(seed.crystal.lattice, checked.cell.array, atol=1e-4)
+    assert at.session_state["job"] == "fake" and at.session_state["job_dft_top"] == certify.DEFAULT_TOP
+    assert "Generate structures for a target DOS" in [t.value for t in at.title]       # on the Generate page now

@@ -45,25 +45,31 @@ def best_check(run: dict, dft: dict[int, dict]) -> tuple[dict, float] | None:
 
 
 def next_round(run: dict, dft: dict[int, dict], bar: float = BAR) -> Request | None:
-    """The request of the next round: seeded mode grown from best_check's candidate (its checked,
-    relaxed cell), the run's other settings kept and its random seed advanced; None when nothing
-    is checked or the best check meets the bar."""
+    """The request of the next round: grown from best_check's candidate (grow_request); None when
+    nothing is checked or the best check meets the bar."""
     best = best_check(run, dft)
     if best is None or best[1] >= bar:
         return None
     c, _ = best
+    return grow_request(run, grow_source(run, c, dft[c["rank"]]))
+
+
+def grow_request(run: dict, src: dict) -> Request:
+    """A round from one candidate of a stored run (seeding.grow_source's answer, its checked cell
+    once it has one): seeded mode grown from it alone, towards the target its site carried, the
+    run's other settings kept and its random seed advanced (the same draws again would teach nothing)."""
+    if len(src["sites"]) != 1:
+        raise ValueError(f"{src['name']} has {len(src['sites'])} atoms carrying a target; a round grows around one "
+                         "(use template mode with it on the Generate page)")
     settings = run["settings"]
     names = {f.name for f in fields(Request)}
     kw = {k: v for k, v in settings.items() if k in names}
-    (_, k), = c["site_to_target"].items()
-    kw.update(mode="seeded", targets=[settings["targets"][int(k)]], cond_sites=[], fixed={}, pinned=[],
+    kw.update(mode="seeded", targets=[settings["targets"][src["target_row"]]], cond_sites=[], fixed={}, pinned=[],
               template=None, template_id=None, seed=int(settings.get("seed", 0)) + 1,
-              grow_from=[seed_arguments(grow_source(run, c, dft[c["rank"]]))],
-              title=round_title(settings.get("title", ""), c, run["id"]))
+              grow_from=[seed_arguments(src)], title=round_title(settings.get("title", ""), src))
     return Request(**kw)
 
 
-def round_title(title: str, c: dict, run_id: str) -> str:
-    """'target: … · grown from #2 of run ab12' (one link of the chain per round)."""
-    base = title.split(" · grown from ")[0]
-    return f"{base} · grown from #{c['rank']} of run {run_id}"
+def round_title(title: str, src: dict) -> str:
+    """'target: … · grown from #2 of run ab12' (one link of the chain per round, not a pile)."""
+    return f"{title.split(' · grown from ')[0]} · grown from #{src['rank']} of run {src['run']}"

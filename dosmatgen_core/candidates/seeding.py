@@ -82,7 +82,8 @@ def find_seeds(target, db_url: str, k: int = 3, by: str = "mae", exclude=(), max
 def grow_source(run: dict, c: dict, dft: dict | None) -> dict:
     """What growing from a stored candidate starts from: its DFT-checked cell when it has one
     (relaxed, so it is what DFT confirmed), else its drawn cell; its conditioned sites; a name; and
-    its first conditioned site's match to the target, by DFT once checked, else predicted. "cif",
+    its first conditioned site's match to the target (the run's targets[target_row]), by DFT once
+    checked, else predicted. "cif",
     "mae", "cosine", "name", "source" and sites[0] are candidate_seed's arguments. dft: the
     candidate's DFT status (scoring.verify), or None."""
     done = bool(dft and dft.get("status") == "done" and (dft.get("result") or {}).get("cif"))
@@ -92,7 +93,9 @@ def grow_source(run: dict, c: dict, dft: dict | None) -> dict:
         raise ValueError(f"candidate #{c['rank']} has no site carrying a target, so there is nothing to grow around")
     match = (dft["result"].get("dos_match") if done else c.get("dos_match")) or {}
     first = match.get(str(sites[0])) or match.get(sites[0]) or {}
-    return {"cif": dft["result"]["cif"] if done else c["cif"], "sites": sites,
+    rows = {int(k): int(v) for k, v in c["site_to_target"].items()}
+    return {"cif": dft["result"]["cif"] if done else c["cif"], "sites": sites, "target_row": rows[sites[0]],
+            "rank": int(c["rank"]), "run": run["id"],
             "name": f"candidate #{c['rank']} {c['formula']} of run {run['id']} ({cell})",
             "mae": float(first.get("mae", np.nan)), "cosine": float(first.get("cosine", np.nan)),
             "source": "DFT" if done else "predicted"}

@@ -19,7 +19,7 @@ from studio.charts import dos_chart
 from studio.form import FieldMessages
 from studio import figures as viz
 from studio import shared as studio
-from studio.results import show_run, stored_labels
+from studio.results import dft_mae, show_run, stored_labels
 from studio import nav
 
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
@@ -429,6 +429,11 @@ with st.expander("Advanced settings", expanded=False):
                                    "by about 0.2 states/eV. On 31 held-out targets the relaxed best of three matched "
                                    "the target a little better (DFT MAE 0.201 against 0.213 as drawn). Adds a few "
                                    "seconds to a minute per candidate.")
+    two_sources = mode == "seeded" and bool(req_kw.get("substitutions"))
+    dft_per_source = st.checkbox("… and as many of the best draws and of the best swaps besides (up to twice the "
+                                 "checks)", value=certify.PER_SOURCE and two_sources, key="dft_per_source",
+                                 disabled=not dft_top or not two_sources,
+                                 help=PER_SOURCE_HELP)
     dft_rounds = st.number_input(
         f"Further rounds from the best DFT check while its cosine to the target is below {rounds.BAR}", 0,
         rounds.MAX_ROUNDS, 0, key="dft_rounds", disabled=not dft_top or mode == "unconditional",
@@ -436,11 +441,6 @@ with st.expander("Advanced settings", expanded=False):
              "closely (the model's draws and the swaps, from it alone) and checks that run's top candidates by DFT "
              "again: a generation and its DFT checks, minutes, per round. Measured on 61 held-out targets: about one "
              "more target in thirty reaches cosine 0.9 per round.")
-    two_sources = mode == "seeded" and bool(req_kw.get("substitutions"))
-    dft_per_source = st.checkbox("… and as many of the best draws and of the best swaps besides (up to twice the "
-                                 "checks)", value=certify.PER_SOURCE and two_sources, key="dft_per_source",
-                                 disabled=not dft_top or not two_sources,
-                                 help=PER_SOURCE_HELP)
 req_kw["title"] = f"target: {target_desc}" if mode != "unconditional" else "no target (unconditional baseline)"
 
 # ---- cost up front ----------------------------------------------------------------------------
@@ -476,8 +476,8 @@ st.info(f"Estimated time: **about {studio.duration(est)}** on "
            + f", about {studio.duration(dft_est)}, "
            "in the background." if dft_top and mode != "unconditional" else "")
         + (f" Then up to {dft_rounds} further round{'s' * (dft_rounds > 1)} while the best DFT cosine stays below "
-           f"{rounds.BAR}, about {studio.duration(est + dft_est)} each." if dft_top and dft_rounds
-           and mode != "unconditional" else "")
+           f"{rounds.BAR}, about {studio.duration(est + dft_est)}" + (" each" if dft_rounds > 1 else "") + "."
+           if dft_top and dft_rounds and mode != "unconditional" else "")
         + studio.busy_note())
 
 # ---- 4. generate ------------------------------------------------------------------------------
@@ -534,11 +534,11 @@ def job_panel(was_live: bool):
                 run = store.get(job.run_id)
                 per_source = st.session_state.pop("job_dft_per_source", certify.PER_SOURCE)
                 ranks = certify.pick(run, top, labelled=labelled_ids, per_source=per_source)
-                chain = st.session_state.pop("job_rounds", {"left": 0})
+                chain = st.session_state.pop("job_rounds", {"left": 0, "round": 1})
                 if ranks:
                     relaxed = st.session_state.pop("job_dft_relaxed", studio.SHIPPED.dft_relaxed)
                     state.certifier(str(studio.RUNS_PATH)).start(job.run_id, ranks, relaxed=relaxed, top=top)
-                    if chain["left"]:       # once these checks end, the next round grows from the best
+                    if chain["left"] or chain["round"] > 1:     # once these checks end: the next round, or the outcome
                         st.session_state["rounds"] = {**chain, "run": job.run_id, "top": top, "relaxed": relaxed,
                                                       "per_source": per_source}
                 else:
@@ -582,30 +582,38 @@ def _dft_progress(cert, p: dict, now: int, run_id: str) -> None:
 
 
 def go_on(run: dict, dft: dict, p: dict | None, chain: dict) -> None:
-    """After a run's DFT checks end, with rounds left: the next round grown from its best check
-    (rounds.next_round), or a note that says why none starts."""
+    """After a round's DFT checks end: the next round grown from its best GPAW check
+    (rounds.next_round) while rounds are left and that check misses the bar, else a note that says
+    how the rounds ended. Stored labels of known candidates do not count: they are no candidates."""
     st.session_state.pop("rounds", None)
     best = rounds.best_check(run, dft)
-    req = None if p is not None and p["cancelled"] else rounds.next_round(run, dft)
     if p is not None and p["cancelled"]:
         note = "The DFT checks were stopped, so no further round was started."
     elif best is None:
-        note = "No candidate of this run has a finished DFT check to grow from, so no further round was started."
-    elif req is None:
-        note = (f"The best DFT check, #{best[0]['rank']}, has cosine {best[1]:.2f} to the target, at least "
-                f"{rounds.BAR}: no further round is needed.")
+        note = "No candidate of this run has a finished GPAW check to grow from, so no further round was started."
     else:
-        try:
-            state.submit(req, store, chain, rounds_left=chain["left"] - 1, round_no=chain["round"] + 1)
-        except (ValueError, StructureError) as exc:
-            note = f"The next round could not start: {exc}"
+        c, cos = best
+        what = (f"#{c['rank']} of run {run['id']}, has DFT cosine {cos:.2f} to the target "
+                f"(DFT MAE {dft_mae(dft[c['rank']]):.3f})")
+        req = rounds.next_round(run, dft) if chain["left"] else None
+        if cos >= rounds.BAR:
+            note = (f"Round {chain['round']} ended: its best GPAW-checked candidate, {what}, at least {rounds.BAR}: "
+                    "no further round is needed.")
+        elif req is None:
+            note = (f"The rounds asked for are done: the last one's best GPAW-checked candidate, {what}, still below "
+                    f"{rounds.BAR}. Its card's \"Grow from this candidate\" starts another.")
         else:
-            st.session_state["rounds_note"] = (
-                f"Round {chain['round'] + 1}: growing from #{best[0]['rank']} of run {run['id']}, whose DFT cosine "
-                f"{best[1]:.2f} is below {rounds.BAR}" + (f"; up to {chain['left'] - 1} more round"
-                                                          f"{'s' * (chain['left'] > 2)} after this one"
-                                                          if chain["left"] > 1 else "") + ".")
-            st.rerun()
+            try:
+                state.submit(req, store, chain, rounds_left=chain["left"] - 1, round_no=chain["round"] + 1)
+            except (ValueError, StructureError) as exc:
+                note = f"The next round could not start: {exc}"
+            else:
+                more = chain["left"] - 1
+                st.session_state["rounds_note"] = (
+                    f"Round {chain['round'] + 1} is running, grown from round {chain['round']}'s best GPAW-checked "
+                    f"candidate: {what}, below {rounds.BAR}"
+                    + (f"; up to {more} more round{'s' * (more > 1)} after this one" if more else "") + ".")
+                st.rerun()
     st.session_state["rounds_note"] = note
 
 
@@ -627,7 +635,10 @@ if run_id:
         elif (skipped := st.session_state.get("dft_skipped")) and skipped[0] == run_id:
             st.info(f"No DFT check was started: {skipped[1]}."
                     + (" Known candidates show their stored DFT label instead." if "known" in skipped[1] else ""))
-        if run.get("title") != req_kw["title"]:       # a run opened by its link, or the form changed since
+        if " · grown from " in (run.get("title") or ""):       # a round, grown from a candidate
+            st.caption(f"Showing run `{run_id}` ({studio.plain(run['title'])}): a round grown from a candidate, not "
+                       "from the form above, which sets up a new run.")
+        elif run.get("title") != req_kw["title"]:       # a run opened by its link, or the form changed since
             st.caption(f"Showing the stored run `{run_id}` ({studio.plain(run.get('title') or 'untitled')}); "
                        "the form above sets up the next run.")
         # the reference view and the known sites' views above are live 3D views too

@@ -152,8 +152,9 @@ def origin_text(c: dict) -> str:
     seed = c.get("seed")
     if not seed:
         return ""
-    known = (f"{seed['material_id']} ({formula(seed['formula'])}), whose {seed['element']} site {seed['site']} "
-             f"has {seed.get('source', 'DFT')} MAE {seed['mae']:.3f} to the target")
+    name = seed["material_id"] if seed.get("known") is False else f"{seed['material_id']} ({formula(seed['formula'])})"
+    known = (f"{name}, whose {seed['element']} site {seed['site']} has {seed.get('source', 'DFT')} MAE "
+             f"{seed['mae']:.3f} to the target")      # a candidate seed's name carries its formula already
     sub = seed.get("substitution")
     if c.get("origin") == "substitution" and sub:
         sites = ", ".join(str(k) for k in sub["sites"])

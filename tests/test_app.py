@@ -356,6 +356,11 @@ def test_run_zip_legends_and_top_k(tmp_path):
     line = certify.status_line({"ranks": [1, 2], "done": [1], "failed": [], "running": [2], "left_s": 7,
                                 "active": True, "cancelled": False, "per_s": 70.0, "overdue": True}, studio.duration)
     assert line.endswith("1 of 2 done, one is taking longer than the usual ~70 s")
+    # ... and for how long it has run, so that a line that stays put still shows the check is alive
+    line = certify.status_line({"ranks": [1, 2], "done": [1], "failed": [], "running": [2], "left_s": 7,
+                                "active": True, "cancelled": False, "per_s": 70.0, "overdue": True,
+                                "running_s": 300.0}, studio.duration)
+    assert line.endswith("one is taking longer than the usual ~70 s (running for 5 min)"), line
     line = certify.status_line({"ranks": [1], "done": [], "failed": [], "running": [1], "left_s": 100,
                                 "active": True, "cancelled": False}, studio.duration)
     assert line == "DFT check of candidate #1: 0 of 1 done, ~2 min left"

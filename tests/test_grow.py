@@ -226,15 +226,15 @@ def test_the_app_starts_the_next_round_when_a_runs_checks_end(tmp_path, monkeypa
         sent.append(r)
         return Job("fake", r)
     monkeypatch.setattr(JobManager, "submit", capture)
-    for cos, submitted in ((0.55, True), (0.95, False)):
+    for cos, left, submitted in ((0.55, 2, True), (0.95, 2, False), (0.55, 0, False)):
         c = run["candidates"][-1]
         Verifier(store)._set(run["id"], c["rank"], status="done", result=dumps(
             {"cif": c["cif"], "relaxed": True, "site_dos": np.zeros((c["n_atoms"], 400)),
              "dos_match": {"0": {"mae": 0.2, "cosine": cos}}}))
         at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=180)
         at.query_params["run"] = run["id"]
-        at.session_state["rounds"] = {"run": run["id"], "left": 2, "round": 1, "top": 3, "relaxed": True,
-                                      "per_source": False}
+        at.session_state["rounds"] = {"run": run["id"], "left": left, "round": 1 + (left == 0), "top": 3,
+                                      "relaxed": True, "per_source": False}
         at.run()
         assert not at.exception, [e.value for e in at.exception]
         at.run()                                # the page as drawn after its own rerun
@@ -243,11 +243,16 @@ def test_the_app_starts_the_next_round_when_a_runs_checks_end(tmp_path, monkeypa
             assert sent and sent[-1].mode == "seeded" and sent[-1].grow_from[0]["source"] == "DFT"
             assert sent[-1].title == f"target: Ni · grown from #{c['rank']} of run {run['id']}"
             assert at.session_state["job_rounds"] == {"left": 1, "round": 2}
-            assert any(n.startswith(f"Round 2: growing from #{c['rank']}") and "up to 1 more round after" in n
-                       for n in notes), notes
-        else:
+            assert any(n.startswith("Round 2 is running, grown from round 1's best GPAW-checked candidate: "
+                                    f"#{c['rank']} of run {run['id']}, has DFT cosine 0.55") and
+                       "up to 1 more round after" in n for n in notes), notes
+        elif cos >= 0.9:
             assert len(sent) == 1                                   # nothing more was submitted
-            assert any("no further round is needed" in n for n in notes), notes
+            assert any("at least 0.9: no further round is needed" in n for n in notes), notes
+        else:                                                       # the last round asked for has ended
+            assert len(sent) == 1
+            assert any(n.startswith("The rounds asked for are done: the last one's best GPAW-checked candidate, "
+                                    f"#{c['rank']}") and "still below 0.9" in n for n in notes), notes
         assert "rounds" not in at.session_state
 
 

@@ -145,7 +145,7 @@ class Certifier:
 
     def progress(self, run_id: str) -> dict | None:
         """{'ranks', 'done', 'failed', 'running', 'left_s', 'active', 'cancelled', 'relaxed', 'per_s',
-        'overdue'} for the run's batch."""
+        'overdue', 'running_s' (how long the longest-running check has run)} for the run's batch."""
         b = self.batches.get(run_id)
         if b is None:
             return None
@@ -159,7 +159,8 @@ class Certifier:
                 "left_s": time_left(b, st, done, failed, running, per), "active": not b.finished,
                 "cancelled": b.cancel_flag.is_set(), "relaxed": b.relaxed, "per_s": per, "top": b.top,
                 # a check running past the usual time: the countdown would only sit near zero
-                "overdue": bool(started) and time.time() - min(started) > per}
+                "overdue": bool(started) and time.time() - min(started) > per,
+                "running_s": time.time() - min(started) if started else 0.0}
 
 
 def per_check(b: Batch, st: dict) -> float:
@@ -206,10 +207,14 @@ def status_line(p: dict, duration) -> str:
     if p["active"] and not p["cancelled"]:
         if not p.get("overdue"):
             text += f", ~{duration(p['left_s'])} left"
-        elif p["left_s"] > 0.15 * p["per_s"]:        # others still to run: their time, and the slow one named
-            text += f", ~{duration(p['left_s'])} left; one is taking longer than the usual ~{duration(p['per_s'])}"
-        else:                                         # only the slow one: a countdown would sit near zero
-            text += f", one is taking longer than the usual ~{duration(p['per_s'])}"
+        else:
+            # the slow one's own clock, so that a line that stays put still shows it is alive
+            slow = f"one is taking longer than the usual ~{duration(p['per_s'])}" + (
+                f" (running for {duration(p['running_s'])})" if p.get("running_s") else "")
+            if p["left_s"] > 0.15 * p["per_s"]:         # others still to run: their time, and the slow one named
+                text += f", ~{duration(p['left_s'])} left; {slow}"
+            else:                                       # only the slow one: a countdown would sit near zero
+                text += f", {slow}"
     elif p["cancelled"]:
         # a GPAW run already started finishes (and becomes a label); only the ones not started stop
         left = [r for r in p["ranks"] if r not in p["done"] + p["failed"] + p["running"]]

@@ -145,6 +145,7 @@ def test_the_cli_grows_from_a_stored_candidate_its_checked_cell_first(tmp_path, 
         ["generate", "--grow-from", f"{run['id']}:{c['rank']}", "--runs", runs]), DB_URL)
     (g,) = kw["grow_from"]
     assert g["cif"] == c["cif"] and g["site"] == 0 and g["source"] == "predicted"
+    assert kw["title"] == f"target: DFT site 0 (Ni) of {PRESET_ID} · grown from #{c['rank']} of run {run['id']}"
     checked = atoms_from_cif(c["cif"])
     checked.set_cell(checked.cell.array * 1.02, scale_atoms=True)
     Verifier(store)._set(run["id"], c["rank"], status="done",

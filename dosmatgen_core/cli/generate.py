@@ -61,10 +61,10 @@ def _candidate(run: dict, rank: int) -> dict:
 
 
 def _grow_source(text: str, runs) -> dict:
-    """--grow-from RUN:RANK → candidate_seed's arguments: the candidate's DFT-checked cell once it
-    has one, as the app's "Grow from this candidate" takes it (seeding.grow_source)."""
+    """--grow-from RUN:RANK → seeding.grow_source's answer: the candidate's DFT-checked cell once it
+    has one, as the app's "Grow from this candidate" takes it."""
     from dosmatgen_core import checks
-    from dosmatgen_core.candidates.seeding import grow_source, seed_arguments
+    from dosmatgen_core.candidates.seeding import grow_source
     from dosmatgen_core.scoring.verify import Verifier
     run_id, _, rank = text.partition(":")
     if not rank.strip().isdigit():
@@ -76,7 +76,7 @@ def _grow_source(text: str, runs) -> dict:
         raise checks.UserError(f"candidate #{c['rank']} of run {run['id']} has {len(c['site_to_target'])} sites "
                                "carrying a target; seeded mode grows around one",
                                "use --mode template --template with its CIF instead")
-    return seed_arguments(grow_source(run, c, Verifier(store).status(run["id"], c["rank"])))
+    return grow_source(run, c, Verifier(store).status(run["id"], c["rank"]))
 
 
 def _verify(args) -> int:
@@ -177,7 +177,10 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
         if args.ref and not checks.is_structure_path(args.ref):
             kw["seed_exclude"] = [args.ref] if args.exclude_ref else []
         if args.grow_from:
-            kw["grow_from"] = [_grow_source(args.grow_from, args.runs)]
+            from dosmatgen_core.candidates.rounds import round_title
+            from dosmatgen_core.candidates.seeding import seed_arguments
+            src = _grow_source(args.grow_from, args.runs)
+            kw.update(grow_from=[seed_arguments(src)], title=round_title(f"target: {kw['target_source']}", src))
     elif args.grow_from:
         raise checks.UserError("--grow-from grows a seeded run around a candidate", "use --mode seeded (the default)")
     elif args.mode != "unconditional":

@@ -582,36 +582,46 @@ def _dft_progress(cert, p: dict, now: int, run_id: str) -> None:
 
 
 def go_on(run: dict, dft: dict, p: dict | None, chain: dict) -> None:
-    """After a round's DFT checks end: the next round grown from its best GPAW check
-    (rounds.next_round) while rounds are left and that check misses the bar, else a note that says
-    how the rounds ended. Stored labels of known candidates do not count: they are no candidates."""
+    """After a round's DFT checks end: the next round, grown from the best GPAW check so far
+    (rounds.best_of over this run and the best earlier round), while rounds are left and it misses
+    the bar; else a note that says how the rounds ended. Stored labels of known candidates do not
+    count: they are no candidates."""
     st.session_state.pop("rounds", None)
-    best = rounds.best_check(run, dft)
+    pairs = [(run, dft)]
+    if chain.get("best_run") not in (None, run["id"]):
+        try:
+            earlier = store.get(chain["best_run"])
+            pairs.insert(0, (earlier, state.dft_statuses(earlier)))
+        except KeyError:
+            pass        # deleted meanwhile: this round alone
+    best = rounds.best_of(pairs)
     if p is not None and p["cancelled"]:
         note = "The DFT checks were stopped, so no further round was started."
     elif best is None:
         note = "No candidate of this run has a finished GPAW check to grow from, so no further round was started."
     else:
-        c, cos = best
-        what = (f"#{c['rank']} of run {run['id']}, has DFT cosine {cos:.2f} to the target "
-                f"(DFT MAE {dft_mae(dft[c['rank']]):.3f})")
-        req = rounds.next_round(run, dft) if chain["left"] else None
+        base, base_dft, c, cos = best
+        what = (f"#{c['rank']} of run {base['id']}, has DFT cosine {cos:.2f} to the target "
+                f"(DFT MAE {dft_mae(base_dft[c['rank']]):.3f})")
+        req = rounds.next_round(base, base_dft) if chain["left"] else None
+        so_far = "its" if chain["round"] == 1 else "the rounds'"
         if cos >= rounds.BAR:
-            note = (f"Round {chain['round']} ended: its best GPAW-checked candidate, {what}, at least {rounds.BAR}: "
-                    "no further round is needed.")
+            note = (f"Round {chain['round']} ended: {so_far} best GPAW-checked candidate, {what}, at least "
+                    f"{rounds.BAR}: no further round is needed.")
         elif req is None:
-            note = (f"The rounds asked for are done: the last one's best GPAW-checked candidate, {what}, still below "
+            note = (f"The rounds asked for are done: {so_far} best GPAW-checked candidate, {what}, still below "
                     f"{rounds.BAR}. Its card's \"Grow from this candidate\" starts another.")
         else:
             try:
-                state.submit(req, store, chain, rounds_left=chain["left"] - 1, round_no=chain["round"] + 1)
+                state.submit(req, store, chain, rounds_left=chain["left"] - 1, round_no=chain["round"] + 1,
+                             best_run=base["id"])
             except (ValueError, StructureError) as exc:
                 note = f"The next round could not start: {exc}"
             else:
                 more = chain["left"] - 1
                 st.session_state["rounds_note"] = (
-                    f"Round {chain['round'] + 1} is running, grown from round {chain['round']}'s best GPAW-checked "
-                    f"candidate: {what}, below {rounds.BAR}"
+                    f"Round {chain['round'] + 1} is running, grown from the best GPAW-checked candidate so far: "
+                    f"{what}, below {rounds.BAR}"
                     + (f"; up to {more} more round{'s' * (more > 1)} after this one" if more else "") + ".")
                 st.rerun()
     st.session_state["rounds_note"] = note

@@ -37,15 +37,16 @@ def resources() -> dict:
     return out
 
 
-def submit(req, store: RunStore, dft: dict, rounds_left: int = 0, round_no: int = 1):
+def submit(req, store: RunStore, dft: dict, rounds_left: int = 0, round_no: int = 1, best_run: str | None = None):
     """Queue a generation as the Generate page's job: the page follows it, then DFT-checks its top
     candidates (dft: "top", "relaxed", "per_source") and, with rounds left, grows the next round
-    from the best check (candidates.rounds). A bad request raises before anything is queued."""
+    from the best check so far (candidates.rounds; best_run: the earlier run that holds it). A bad
+    request raises before anything is queued."""
     R = resources()
     job = R["jobs"].submit(req, R["model"], R["predictor"], store, studio.DB_URL, hull=R["hull"], guide=R["guide"])
     st.session_state.update(job=job.id, job_dft_top=int(dft["top"]), job_dft_relaxed=bool(dft["relaxed"]),
                             job_dft_per_source=bool(dft["per_source"]),
-                            job_rounds={"left": int(rounds_left), "round": int(round_no)})
+                            job_rounds={"left": int(rounds_left), "round": int(round_no), "best_run": best_run})
     return job
 
 

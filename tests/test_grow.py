@@ -203,6 +203,11 @@ def test_the_next_round_grows_from_the_best_shaped_check_until_it_meets_the_bar(
     req.specs()                                                   # a valid request as it stands
     again = rounds.next_round({**run, "id": "run2", "settings": {**run["settings"], "title": req.title}}, dft)
     assert again.title == "target: Ni · grown from #2 of run run2"          # one link per round, not a pile
+    later, dft_later = _checked_run({1: 0.70})                     # a round that did worse than its parent
+    later["id"] = "run2"
+    base, base_dft, c, cos = rounds.best_of([(run, dft), (later, dft_later)])
+    assert base["id"] == "run1" and c["rank"] == 2 and cos == 0.87
+    assert rounds.best_of([(later, dft_later)])[0]["id"] == "run2" and rounds.best_of([(run, {})]) is None
     run_ok, dft_ok = _checked_run({1: 0.62, 2: 0.93})
     assert rounds.next_round(run_ok, dft_ok) is None                       # the bar is met
     assert rounds.next_round(*_checked_run({})) is None                    # nothing checked to grow from
@@ -243,8 +248,8 @@ def test_the_app_starts_the_next_round_when_a_runs_checks_end(tmp_path, monkeypa
         if submitted:
             assert sent and sent[-1].mode == "seeded" and sent[-1].grow_from[0]["source"] == "DFT"
             assert sent[-1].title == f"target: Ni · grown from #{c['rank']} of run {run['id']}"
-            assert at.session_state["job_rounds"] == {"left": 1, "round": 2}
-            assert any(n.startswith("Round 2 is running, grown from round 1's best GPAW-checked candidate: "
+            assert at.session_state["job_rounds"] == {"left": 1, "round": 2, "best_run": run["id"]}
+            assert any(n.startswith("Round 2 is running, grown from the best GPAW-checked candidate so far: "
                                     f"#{c['rank']} of run {run['id']}, has DFT cosine 0.55") and
                        "up to 1 more round after" in n for n in notes), notes
         elif cos >= 0.9:
@@ -252,7 +257,7 @@ def test_the_app_starts_the_next_round_when_a_runs_checks_end(tmp_path, monkeypa
             assert any("at least 0.9: no further round is needed" in n for n in notes), notes
         else:                                                       # the last round asked for has ended
             assert len(sent) == 1
-            assert any(n.startswith("The rounds asked for are done: the last one's best GPAW-checked candidate, "
+            assert any(n.startswith("The rounds asked for are done: the rounds' best GPAW-checked candidate, "
                                     f"#{c['rank']}") and "still below 0.9" in n for n in notes), notes
         assert "rounds" not in at.session_state
 
@@ -298,3 +303,41 @@ def test_the_runs_page_grows_the_next_round_from_a_stored_candidate(tmp_path, mo
     assert seed.source == "DFT" and np.allclose(seed.crystal.lattice, checked.cell.array, atol=1e-4)
     assert at.session_state["job"] == "fake" and at.session_state["job_dft_top"] == certify.DEFAULT_TOP
     assert "Generate structures for a target DOS" in [t.value for t in at.title]       # on the Generate page now
+
+
+def test_a_round_that_did_worse_grows_the_next_from_the_better_earlier_check(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+    from dosmatgen_core.candidates.jobs import Job, JobManager
+    from studio import shared as studio
+    store = RunStore(tmp_path / "runs.db")
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    target = open_db(DB_URL).get(PRESET_ID).site_dos[0].tolist()
+    runs = []
+    for cos in (0.7, 0.6):                      # round 1, then a round 2 that did worse
+        req = Request(mode="masked", n_atoms=4, targets=[target], cond_sites=[0], n_candidates=1, steps=5,
+                      baseline=False, title="target: Ni")
+        run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH), store=store,
+                             check_novelty=False)
+        c = run["candidates"][0]
+        Verifier(store)._set(run["id"], c["rank"], status="done", result=dumps(
+            {"cif": c["cif"], "relaxed": True, "site_dos": np.zeros((4, 400)),
+             "dos_match": {"0": {"mae": 0.3, "cosine": cos}}}))
+        runs.append(run)
+    sent = []
+
+    def capture(self, r, *a, **kw):
+        sent.append(r)
+        return Job("fake", r)
+    monkeypatch.setattr(JobManager, "submit", capture)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=180)
+    at.query_params["run"] = runs[1]["id"]
+    at.session_state["rounds"] = {"run": runs[1]["id"], "left": 1, "round": 2, "top": 3, "relaxed": True,
+                                  "per_source": False, "best_run": runs[0]["id"]}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    (r,) = sent
+    assert r.title.endswith(f"grown from #1 of run {runs[0]['id']}")              # the better, earlier check
+    assert at.session_state["rounds_note"].startswith(
+        f"Round 3 is running, grown from the best GPAW-checked candidate so far: #1 of run {runs[0]['id']}, "
+        "has DFT cosine 0.70")

@@ -44,6 +44,18 @@ def best_check(run: dict, dft: dict[int, dict]) -> tuple[dict, float] | None:
     return next(c for c in run["candidates"] if c["rank"] == rank), cos[rank]
 
 
+def best_of(runs: list[tuple[dict, dict[int, dict]]]) -> tuple[dict, dict, dict, float] | None:
+    """Over the rounds so far, (run, its DFT statuses) each: the run, statuses, candidate and
+    cosine of the best-shaped GPAW check (the first on a tie), so that a round that did worse than
+    its parent's grows again from the better one, as benchmarks.refine does; None: none checked."""
+    out = None
+    for run, dft in runs:
+        b = best_check(run, dft)
+        if b is not None and (out is None or b[1] > out[3]):
+            out = (run, dft, b[0], b[1])
+    return out
+
+
 def next_round(run: dict, dft: dict[int, dict], bar: float = BAR) -> Request | None:
     """The request of the next round: grown from best_check's candidate (grow_request); None when
     nothing is checked or the best check meets the bar."""

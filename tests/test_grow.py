@@ -341,3 +341,57 @@ def test_a_round_that_did_worse_grows_the_next_from_the_better_earlier_check(tmp
     assert at.session_state["rounds_note"].startswith(
         f"Round 3 is running, grown from the best GPAW-checked candidate so far: #1 of run {runs[0]['id']}, "
         "has DFT cosine 0.70")
+
+
+class _GpawStub:
+    """Stands in for the GPAW check in a test of the rounds' logic only: each run's checks get the
+    cosines its round is given (the round's best first), in the candidate's own site rows."""
+
+    def __init__(self, store, per_round):
+        self.store, self.per_round, self.order, self.status_of = store, per_round, [], {}
+
+    def run(self, run_id, rank, relaxed=False):
+        if run_id not in self.order:
+            self.order.append(run_id)
+        cosines = self.per_round[self.order.index(run_id)]
+        k = sum(1 for (rid, _) in self.status_of if rid == run_id)
+        c = next(x for x in self.store.get(run_id)["candidates"] if x["rank"] == rank)
+        (site, _), = c["site_to_target"].items()
+        self.status_of[(run_id, rank)] = {"status": "done", "result": {
+            "cif": c["cif"], "relaxed": relaxed,
+            "dos_match": {str(site): {"mae": 0.2, "cosine": cosines[min(k, len(cosines) - 1)]}}}}
+
+    def status(self, run_id, rank):
+        return self.status_of.get((run_id, rank))
+
+
+def test_blocking_rounds_check_grow_from_the_best_so_far_and_stop_at_the_bar(tmp_path, ni_target):
+    from dosmatgen_core.candidates import rounds
+    store = RunStore(tmp_path / "runs.db")
+    model, predictor = load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH)
+
+    def generate(req):
+        return run_generation(req, model, predictor, store=store, db_url=DB_URL, check_novelty=False)
+    first = generate(Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=2, steps=5, particles=1,
+                             baseline=False, seed_exclude=[PRESET_ID], title="target: Ni"))
+    stub = _GpawStub(store, [[0.80, 0.70], [0.75], [0.95]])      # round 2 does worse than round 1
+    history = rounds.run_rounds(first, stub, generate, rounds=5, top=2, per_source=False, log=lambda m: None)
+    assert [h["round"] for h in history] == [1, 2, 3]                   # stopped at the bar, not after 5
+    assert history[0]["best"]["run"] == history[1]["best"]["run"] == first["id"]     # round 2 did worse
+    assert history[2]["best"]["dft_cosine"] == 0.95 and history[2]["best"]["run"] == history[2]["run"]
+    best_rank = history[0]["best"]["rank"]
+    for h in history[1:]:                                               # both grown from round 1's best
+        assert store.get(h["run"])["title"] == f"target: Ni · grown from #{best_rank} of run {first['id']}"
+    assert len(rounds.run_rounds(first, _GpawStub(store, [[0.5]]), generate, rounds=0, top=1,
+                                 per_source=False, log=lambda m: None)) == 1          # 0: check this run only
+
+
+def test_the_rounds_verb_refuses_bad_input_in_one_line(tmp_path, capsys):
+    from dosmatgen_core.cli import main
+    assert main(["rounds", "nosuch", "--runs", str(tmp_path / "none.db")]) == 2
+    assert main(["rounds", "nosuch", "--rounds", "9"]) == 2
+    assert main(["rounds", "nosuch", "--top", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: no run store at {tmp_path / 'none.db'} — generate a run first, or give --runs PATH",
+                   "error: --rounds 9 is out of range — give 0 to 5",
+                   "error: --top 0 is out of range — give 1 to 10 candidates to check per round"]

@@ -9,11 +9,13 @@ that candidate alone, with the finished run's other settings and the next random
 from __future__ import annotations
 
 from dataclasses import fields
+from typing import Callable
 
 import numpy as np
 
 from dosmatgen_core.candidates.pipeline import Request
 from dosmatgen_core.candidates.seeding import grow_source, seed_arguments
+from dosmatgen_core.scoring import certify
 
 BAR = 0.9           # issue 21's bar: DFT cosine of the conditioned site to the target
 MAX_ROUNDS = 5      # each round is a generation and its DFT checks: minutes on a laptop
@@ -85,3 +87,34 @@ def grow_request(run: dict, src: dict) -> Request:
 def round_title(title: str, src: dict) -> str:
     """'target: … · grown from #2 of run ab12' (one link of the chain per round, not a pile)."""
     return f"{title.split(' · grown from ')[0]} · grown from #{src['rank']} of run {src['run']}"
+
+
+def run_rounds(run: dict, verifier, generate: Callable[[Request], dict], rounds: int, top: int = certify.DEFAULT_TOP,
+               relaxed: bool = True, per_source: bool = certify.PER_SOURCE, labelled: frozenset = frozenset(),
+               bar: float = BAR, log: Callable[[str], None] = print) -> list[dict]:
+    """The rounds one after the other (the CLI's; the app runs the same steps as events): GPAW
+    checks of the run's picks (certify.pick, each with verifier.run), then, while rounds are left
+    and the best check so far misses the bar, the next round (generate: a Request → its stored
+    run) grown from that check, and its checks. One record per round: its run, the ranks checked,
+    and the best check so far (its run, rank, DFT cosine and MAE)."""
+    history, pairs = [], []
+    for k in range(rounds + 1):
+        ranks = certify.pick(run, top, labelled=labelled, per_source=per_source)
+        for r in ranks:
+            log(f"round {k + 1}: GPAW check of #{r} of run {run['id']}")
+            verifier.run(run["id"], r, relaxed=relaxed)
+        dft = {r: s for r in ranks if (s := verifier.status(run["id"], r)) is not None}
+        pairs.append((run, dft))                 # after the best earlier round, if any
+        best = best_of(pairs)
+        rec = {"round": k + 1, "run": run["id"], "checked": ranks, "best": None}
+        if best is not None:
+            base, base_dft, c, cos = best
+            m = base_dft[c["rank"]]["result"]["dos_match"][str(next(iter(c["site_to_target"])))]
+            rec["best"] = {"run": base["id"], "rank": c["rank"], "dft_cosine": cos, "dft_mae": float(m["mae"])}
+            pairs = [(base, base_dft)]
+        history.append(rec)
+        log(f"round {k + 1}: best GPAW check so far {rec['best']}")
+        if k == rounds or best is None or best[3] >= bar:
+            break
+        run = generate(next_round(best[0], best[1], bar))
+    return history

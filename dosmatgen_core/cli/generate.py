@@ -90,6 +90,38 @@ def _verify(args) -> int:
     return 0 if res["status"] == "done" else 1
 
 
+def _rounds(args) -> int:
+    """GPAW checks of a stored run's top candidates, then DFT-guided rounds grown from the best
+    check so far while its cosine to the target is below the bar (candidates.rounds)."""
+    from dosmatgen_core import checks
+    from dosmatgen_core.candidates.pipeline import run_generation, shipped_guide
+    from dosmatgen_core.candidates.rounds import MAX_ROUNDS, run_rounds
+    from dosmatgen_core.model.checkpoint import load_model
+    from dosmatgen_core.paths import DB_URL
+    from dosmatgen_core.scoring.predictor import load_predictor
+    from dosmatgen_core.scoring.search import site_index
+    from dosmatgen_core.scoring.verify import Verifier
+    if not 0 <= args.rounds <= MAX_ROUNDS:
+        raise checks.UserError(f"--rounds {args.rounds} is out of range", f"give 0 to {MAX_ROUNDS}")
+    if not 1 <= args.top <= 10:
+        raise checks.UserError(f"--top {args.top} is out of range", "give 1 to 10 candidates to check per round")
+    store = _store(args.runs, must_exist=True)
+    run = _run(store, args.run_id)
+    loaded = load_model(MODEL_PATH) if args.rounds else None
+    predictor = load_predictor(PREDICTOR_PATH) if args.rounds else None
+    guide = shipped_guide("cpu") if args.rounds and run["settings"].get("particles", 1) > 1 else None
+
+    def generate(req):
+        new = run_generation(req, loaded, predictor, guide=guide, store=store, db_url=DB_URL)
+        print(f"round run {new['id']}: {new['title']}", file=sys.stderr)
+        return new
+    history = run_rounds(run, Verifier(store), generate, args.rounds, top=args.top, relaxed=args.relaxed,
+                         per_source=args.per_source, labelled=frozenset(site_index(DB_URL).code_of),
+                         log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(json.dumps(history, indent=1))
+    return 0
+
+
 def _runs(args) -> int:
     """List the stored runs: id, status (interrupted: its process is gone), title, created, candidates."""
     store = _store(args.runs, must_exist=True)
@@ -282,6 +314,18 @@ def add_parsers(sub) -> None:
                     help="relax the candidate with the default potential before GPAW (positions and cell; "
                          "--no-relaxed: the cell as drawn; default: the app's setting)")
     ve.set_defaults(func=_verify)
+
+    ro = sub.add_parser("rounds", help="GPAW checks of a run's top candidates, then rounds grown from the best "
+                                       "check while its DFT cosine to the target is below 0.9")
+    ro.add_argument("run_id")
+    ro.add_argument("--rounds", type=int, default=1, help="further rounds at most (0: only check this run)")
+    ro.add_argument("--top", type=int, default=SHIPPED.dft_top, help="candidates to check per round")
+    ro.add_argument("--relaxed", action=argparse.BooleanOptionalAction, default=SHIPPED.dft_relaxed,
+                    help="relax each checked candidate with the default potential first (as the app does)")
+    ro.add_argument("--per-source", action=argparse.BooleanOptionalAction, default=SHIPPED.dft_per_source,
+                    help="also check as many of the best draws and of the best swaps (as the app does)")
+    ro.add_argument("--runs", default=None, help="run store (default runs/studio.db)")
+    ro.set_defaults(func=_rounds)
 
     ru = sub.add_parser("runs", help="list the stored runs (id, status, title, created, candidates)")
     ru.add_argument("--runs", default=None, help="run store (default runs/studio.db)")

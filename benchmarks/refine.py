@@ -38,11 +38,12 @@ from dosmatgen_core.paths import DB_URL, GUIDE_PATH, LABEL_DIR, MODEL_PATH, PRED
 from dosmatgen_core.scoring.predictor import load_predictor
 from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL
 from dosmatgen_core.scoring.verify import relax_in_site_order
+from dosmatgen_core.settings import SHIPPED
 
 CACHE = truth.CACHE / "refine.jsonl"
 PARTS = ("seeded_steered", "substituted", "substituted_far")     # the app's kinds, grown from one seed
 CHECKS = 3
-BAR = 0.9
+BAR = SHIPPED.cosine_bar      # issue 21's bar
 
 
 def app_picks(generated: dict, tag: str, site_key: str) -> list[dict] | None:

@@ -16,9 +16,10 @@ import numpy as np
 from dosmatgen_core.candidates.pipeline import Request
 from dosmatgen_core.candidates.seeding import grow_source, seed_arguments
 from dosmatgen_core.scoring import certify
+from dosmatgen_core.settings import SHIPPED
 
-BAR = 0.9           # issue 21's bar: DFT cosine of the conditioned site to the target
-MAX_ROUNDS = 5      # each round is a generation and its DFT checks: minutes on a laptop
+BAR = SHIPPED.cosine_bar           # DFT cosine of the conditioned site to the target
+MAX_ROUNDS = SHIPPED.max_rounds
 
 
 def checked_cosines(run: dict, dft: dict[int, dict]) -> dict[int, float]:

@@ -75,6 +75,8 @@ def test_grow_source_takes_the_checked_cell_and_its_dft_match_else_the_drawn_one
     assert "as drawn" in plain["name"]
     seed = candidate_seed(**seed_arguments(src))
     assert seed.hit.site == 1 and seed.hit.element == "Ni"
+    with pytest.raises(ValueError, match="2 atoms carrying a target; a round grows around one"):
+        seed_arguments({**src, "sites": [1, 2]})           # the one place that says so (app, CLI, rounds)
     assert np.allclose(seed.crystal.lattice, relaxed.cell.array, atol=1e-4)       # the checked cell
     with pytest.raises(ValueError, match="no site carrying a target"):
         grow_source(run, {**c, "site_to_target": {}}, None)

@@ -73,9 +73,6 @@ def grow_request(run: dict, src: dict) -> Request:
     """A round from one candidate of a stored run (seeding.grow_source's answer, its checked cell
     once it has one): seeded mode grown from it alone, towards the target its site carried, the
     run's other settings kept and its random seed advanced (the same draws again would teach nothing)."""
-    if len(src["sites"]) != 1:
-        raise ValueError(f"{src['name']} has {len(src['sites'])} atoms carrying a target; a round grows around one "
-                         "(use template mode with it on the Generate page)")
     settings = run["settings"]
     names = {f.name for f in fields(Request)}
     kw = {k: v for k, v in settings.items() if k in names}

@@ -102,7 +102,11 @@ def grow_source(run: dict, c: dict, dft: dict | None) -> dict:
 
 
 def seed_arguments(src: dict) -> dict:
-    """candidate_seed's keyword arguments from grow_source's answer (its first conditioned site)."""
+    """candidate_seed's keyword arguments from grow_source's answer: a seed carries one site, so a
+    candidate with several conditioned atoms cannot be one (template mode can take it)."""
+    if len(src["sites"]) != 1:
+        raise ValueError(f"{src['name']} has {len(src['sites'])} atoms carrying a target; a round grows around one "
+                         "(use template mode with it on the Generate page, or --mode template)")
     return {"cif": src["cif"], "site": src["sites"][0], "mae": src["mae"], "cosine": src["cosine"],
             "name": src["name"], "source": src["source"]}
 

@@ -72,10 +72,6 @@ def _grow_source(text: str, runs) -> dict:
     store = _store(runs, must_exist=True)
     run = _run(store, run_id.strip())
     c = _candidate(run, int(rank))
-    if len(c["site_to_target"]) != 1:
-        raise checks.UserError(f"candidate #{c['rank']} of run {run['id']} has {len(c['site_to_target'])} sites "
-                               "carrying a target; seeded mode grows around one",
-                               "use --mode template --template with its CIF instead")
     return grow_source(run, c, Verifier(store).status(run["id"], c["rank"]))
 
 

@@ -19,7 +19,7 @@ from studio.charts import dos_chart
 from studio.form import FieldMessages
 from studio import figures as viz
 from studio import shared as studio
-from studio.results import dft_mae, show_run, stored_labels
+from studio.results import show_run, stored_labels
 from studio import nav
 
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
@@ -596,33 +596,21 @@ def go_on(run: dict, dft: dict, p: dict | None, chain: dict) -> None:
             pass        # deleted meanwhile: this round alone
     best = rounds.best_of(pairs)
     if p is not None and p["cancelled"]:
-        note = "The DFT checks were stopped, so no further round was started."
+        note = rounds.CANCELLED
     elif best is None:
-        note = "No candidate of this run has a finished GPAW check to grow from, so no further round was started."
+        note = rounds.NOTHING_CHECKED
     else:
-        base, base_dft, c, cos = best
-        what = (f"#{c['rank']} of run {base['id']}, has DFT cosine {cos:.2f} to the target "
-                f"(DFT MAE {dft_mae(base_dft[c['rank']]):.3f})")
-        req = rounds.next_round(base, base_dft) if chain["left"] else None
-        so_far = "its" if chain["round"] == 1 else "the rounds'"
-        if cos >= rounds.BAR:
-            note = (f"Round {chain['round']} ended: {so_far} best GPAW-checked candidate, {what}, at least "
-                    f"{rounds.BAR}: no further round is needed.")
-        elif req is None:
-            note = (f"The rounds asked for are done: {so_far} best GPAW-checked candidate, {what}, still below "
-                    f"{rounds.BAR}. Its card's \"Grow from this candidate\" starts another.")
+        req = rounds.next_round(best[0], best[1]) if chain["left"] else None
+        if req is None:
+            note = rounds.outcome(best, chain["round"])
         else:
             try:
                 state.submit(req, store, chain, rounds_left=chain["left"] - 1, round_no=chain["round"] + 1,
-                             best_run=base["id"])
+                             best_run=best[0]["id"])
             except (ValueError, StructureError) as exc:
                 note = f"The next round could not start: {exc}"
             else:
-                more = chain["left"] - 1
-                st.session_state["rounds_note"] = (
-                    f"Round {chain['round'] + 1} is running, grown from the best GPAW-checked candidate so far: "
-                    f"{what}, below {rounds.BAR}"
-                    + (f"; up to {more} more round{'s' * (more > 1)} after this one" if more else "") + ".")
+                st.session_state["rounds_note"] = rounds.running(best, chain["round"] + 1, chain["left"] - 1)
                 st.rerun()
     st.session_state["rounds_note"] = note
 

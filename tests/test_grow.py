@@ -377,15 +377,20 @@ def test_blocking_rounds_check_grow_from_the_best_so_far_and_stop_at_the_bar(tmp
     first = generate(Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=2, steps=5, particles=1,
                              baseline=False, seed_exclude=[PRESET_ID], title="target: Ni"))
     stub = _GpawStub(store, [[0.80, 0.70], [0.75], [0.95]])      # round 2 does worse than round 1
-    history = rounds.run_rounds(first, stub, generate, rounds=5, top=2, per_source=False, log=lambda m: None)
+    said = []
+    history = rounds.run_rounds(first, stub, generate, rounds=5, top=2, per_source=False, log=said.append)
     assert [h["round"] for h in history] == [1, 2, 3]                   # stopped at the bar, not after 5
+    assert said[-1].startswith("Round 3 ended: the rounds' best GPAW-checked candidate") and "0.95" in said[-1]
+    assert sum(m.startswith("Round 2 is running") for m in said) == 1
     assert history[0]["best"]["run"] == history[1]["best"]["run"] == first["id"]     # round 2 did worse
     assert history[2]["best"]["dft_cosine"] == 0.95 and history[2]["best"]["run"] == history[2]["run"]
     best_rank = history[0]["best"]["rank"]
     for h in history[1:]:                                               # both grown from round 1's best
         assert store.get(h["run"])["title"] == f"target: Ni · grown from #{best_rank} of run {first['id']}"
+    said = []
     assert len(rounds.run_rounds(first, _GpawStub(store, [[0.5]]), generate, rounds=0, top=1,
-                                 per_source=False, log=lambda m: None)) == 1          # 0: check this run only
+                                 per_source=False, log=said.append)) == 1             # 0: check this run only
+    assert said[-1].startswith("The rounds asked for are done: its best GPAW-checked candidate")
 
 
 def test_the_rounds_verb_refuses_bad_input_in_one_line(tmp_path, capsys):

@@ -6,7 +6,9 @@ RunStore. Used by the app, the CLI and the benchmarks alike.
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
@@ -76,7 +78,7 @@ class Request:
         """seeded: the known structures closest to the target, searched once per target (the app,
         the CLI and the job queue call specs() more than once per run)."""
         if self.grow_from:
-            key = ("given", repr(self.grow_from))
+            key = ("given", hashlib.sha256(json.dumps(self.grow_from, sort_keys=True, default=str).encode()).hexdigest())
             if self._seeds is None or self._seeds[0] != key:
                 self._seeds = (key, [candidate_seed(**g) for g in self.grow_from])
             return self._seeds[1]

@@ -22,16 +22,22 @@ BAR = SHIPPED.cosine_bar           # DFT cosine of the conditioned site to the t
 MAX_ROUNDS = SHIPPED.max_rounds
 
 
+def check_match(dft: dict[int, dict], c: dict) -> dict:
+    """The finished GPAW check's match to the target ({"mae", "cosine"}, its rows read in the
+    candidate's site order) of a candidate with one conditioned site; {} when there is none."""
+    s = dft.get(c["rank"])
+    if len(c["site_to_target"]) != 1 or not s or s.get("status") != "done" or not s.get("result"):
+        return {}
+    (site, _), = c["site_to_target"].items()
+    return (s["result"].get("dos_match") or {}).get(str(site)) or {}
+
+
 def checked_cosines(run: dict, dft: dict[int, dict]) -> dict[int, float]:
-    """rank → DFT cosine of its conditioned site to the target (the check's own match, its rows
-    read in the candidate's site order), for finished checks of candidates with one conditioned site."""
+    """rank → DFT cosine of its conditioned site to the target, for the finished checks of
+    candidates with one conditioned site (check_match)."""
     out = {}
     for c in run["candidates"]:
-        s = dft.get(c["rank"])
-        if len(c["site_to_target"]) != 1 or not s or s.get("status") != "done" or not s.get("result"):
-            continue
-        (site, _), = c["site_to_target"].items()
-        m = (s["result"].get("dos_match") or {}).get(str(site)) or {}
+        m = check_match(dft, c)
         if np.isfinite(m.get("cosine", np.nan)):
             out[c["rank"]] = float(m["cosine"])
     return out
@@ -87,6 +93,33 @@ def round_title(title: str, src: dict) -> str:
     return f"{title.split(' · grown from ')[0]} · grown from #{src['rank']} of run {src['run']}"
 
 
+# What the app and the CLI say when a round's checks end (best: best_of's answer).
+CANCELLED = "The DFT checks were stopped, so no further round was started."
+NOTHING_CHECKED = "No candidate of this run has a finished GPAW check to grow from, so no further round was started."
+
+
+def best_text(best: tuple[dict, dict, dict, float]) -> str:
+    base, base_dft, c, cos = best
+    return (f"#{c['rank']} of run {base['id']}, has DFT cosine {cos:.2f} to the target "
+            f"(DFT MAE {check_match(base_dft, c)['mae']:.3f})")
+
+
+def outcome(best: tuple[dict, dict, dict, float], round_no: int, bar: float = BAR) -> str:
+    """How the rounds ended with no further round: the bar met, or the rounds asked for spent."""
+    so_far = "its" if round_no == 1 else "the rounds'"
+    if best[3] >= bar:
+        return (f"Round {round_no} ended: {so_far} best GPAW-checked candidate, {best_text(best)}, at least {bar}: "
+                "no further round is needed.")
+    return (f"The rounds asked for are done: {so_far} best GPAW-checked candidate, {best_text(best)}, still below "
+            f"{bar}. Its card's \"Grow from this candidate\" starts another.")
+
+
+def running(best: tuple[dict, dict, dict, float], round_no: int, more: int, bar: float = BAR) -> str:
+    """Round round_no has started from best; more: rounds still allowed after it."""
+    return (f"Round {round_no} is running, grown from the best GPAW-checked candidate so far: {best_text(best)}, "
+            f"below {bar}" + (f"; up to {more} more round{'s' * (more > 1)} after this one" if more else "") + ".")
+
+
 def run_rounds(run: dict, verifier, generate: Callable[[Request], dict], rounds: int, top: int = certify.DEFAULT_TOP,
                relaxed: bool = True, per_source: bool = certify.PER_SOURCE, labelled: frozenset = frozenset(),
                bar: float = BAR, log: Callable[[str], None] = print) -> list[dict]:
@@ -107,12 +140,16 @@ def run_rounds(run: dict, verifier, generate: Callable[[Request], dict], rounds:
         rec = {"round": k + 1, "run": run["id"], "checked": ranks, "best": None}
         if best is not None:
             base, base_dft, c, cos = best
-            m = base_dft[c["rank"]]["result"]["dos_match"][str(next(iter(c["site_to_target"])))]
-            rec["best"] = {"run": base["id"], "rank": c["rank"], "dft_cosine": cos, "dft_mae": float(m["mae"])}
+            rec["best"] = {"run": base["id"], "rank": c["rank"], "dft_cosine": cos,
+                           "dft_mae": float(check_match(base_dft, c)["mae"])}
             pairs = [(base, base_dft)]
         history.append(rec)
-        log(f"round {k + 1}: best GPAW check so far {rec['best']}")
-        if k == rounds or best is None or best[3] >= bar:
+        if best is None:
+            log(NOTHING_CHECKED)
+            break
+        if k == rounds or best[3] >= bar:
+            log(outcome(best, k + 1, bar))
             break
         run = generate(next_round(best[0], best[1], bar))
+        log(running(best, k + 2, rounds - k - 1, bar))
     return history

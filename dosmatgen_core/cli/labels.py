@@ -11,8 +11,15 @@ from dosmatgen_core.paths import (DB_PATH, LABEL_DIR, MP_CSVS)
 
 
 def _label(args) -> int:
-    from dosmatgen_core.labels.labeller import FAST_RECIPE, SEED_RECIPE, ShardWriter, run_labelling, select_tasks
+    from dosmatgen_core.labels.labeller import (FAST_RECIPE, SEED_RECIPE, ShardWriter, put_first, run_labelling,
+                                                select_tasks)
     out = Path(args.out)
+    if args.first:
+        from dosmatgen_core.checks import UserError, read_input_file
+        if args.cif:
+            raise UserError("--first orders the structure tables' queue; with --cif the files given are the queue",
+                            "drop one of them")
+        ids = read_input_file(args.first, "id list", 10**7).decode("utf-8", "replace").split()
     if args.cif:
         from dosmatgen_core.checks import read_structure_file
         from dosmatgen_core.structures import atoms_to_cif, to_atoms
@@ -28,6 +35,11 @@ def _label(args) -> int:
             from dosmatgen_core.checks import UserError
             raise UserError("no structure tables found", "pass --csv PATH or --cif FILE")
         tasks = select_tasks(csvs, max_atoms=args.max_atoms, skip=skip)
+        if args.first:
+            tasks, absent = put_first(tasks, ids)
+            print(f"{len(ids) - len(absent)} of {len(ids)} ids in {args.first} go first"
+                  + (f"; not queued (labelled already, too large or not calculable): {' '.join(absent[:10])}"
+                     + (" …" if len(absent) > 10 else "") if absent else ""), flush=True)
     print(f"{len(tasks)} structures to consider; writing to {out}", flush=True)
 
     def report(line):
@@ -65,6 +77,7 @@ def add_parsers(sub) -> None:
     lab.add_argument("--csv", action="append", help="MP structure table(s); default the shared mp20+mpts52")
     lab.add_argument("--cif", nargs="+", help="label these CIF files instead of the tables")
     lab.add_argument("--max-atoms", type=int, default=8)
+    lab.add_argument("--first", metavar="FILE", help="material ids (whitespace-separated) to label before the usual queue")
     lab.add_argument("--max-tasks", type=int, default=None)
     lab.add_argument("--max-minutes", type=float, default=None, help="stop submitting after this long")
     lab.add_argument("--workers", type=int, default=None, help="local workers (default: one per core)")

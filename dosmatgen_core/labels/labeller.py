@@ -372,6 +372,17 @@ def select_tasks(csv_paths: Iterable[str | Path], max_atoms: int = 8, skip: set[
     return tasks[:limit] if limit else tasks
 
 
+def put_first(tasks: list[dict], ids: list[str]) -> tuple[list[dict], list[str]]:
+    """The tasks with those of `ids` moved to the front, in the order given (a bench or a user who
+    needs particular structures labelled now); and the ids that are no task (labelled already,
+    too large, not calculable by the recipe, or in no table)."""
+    by_id = {t["material_id"]: t for t in tasks}
+    ids = list(dict.fromkeys(ids))
+    first = [by_id[m] for m in ids if m in by_id]
+    chosen = {t["material_id"] for t in first}
+    return first + [t for t in tasks if t["material_id"] not in chosen], [m for m in ids if m not in by_id]
+
+
 def hash_str(s: str) -> int:
     """A stable (process-independent) hash, so task order is reproducible."""
     import zlib

@@ -1,0 +1,241 @@
+"""`python -m benchmarks.pool`: do the hard targets' matches sit among the Materials Project
+structures that have no DFT label yet?
+
+After the app default and three DFT-guided rounds, about a third of the truth targets stay below
+cosine 0.9, and the best-shaped of all labelled sites reaches the bar on only 74 % / 73 % of the
+sets. The labels cover about 3k of the 18k shared MP structures, so the wall may be the labels'
+reach rather than the method's. This bench asks the pool:
+
+1. `index`: the predictor's site DOS for every unlabelled MP structure the labeller could
+   calculate (at most 8 atoms, recipe elements), as one searchable SiteIndex (cached by predictor
+   and pool in runs/truth/pool-index-*.npz).
+2. `want`: for each target still below the bar, the unlabelled structures whose predicted site is
+   closest (by MAE and by cosine, one hit per structure, the target's own material and copies of
+   it left out); their ids go to runs/truth/pool-wanted.txt, which `dosmatgen label --first`
+   labels before its usual queue (so the DFT is the labeller's, and a label like any other).
+3. `measure`: once labelled, each target's best DFT site among its wanted structures against the
+   best it had: the labels' lookup and every GPAW check of the app default and the rounds.
+   Written to benchmarks/results/pool-SET.json.
+
+The predictor is only the finder here: every number the record reports as a match is DFT.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import refine, truth
+from benchmarks.common import machine, read_jsonl
+from dosmatgen_core import dos as dosmod
+from dosmatgen_core.candidates.seeding import drop_copies
+from dosmatgen_core.labels.labeller import iter_label_lines, supported_elements
+from dosmatgen_core.labels.reference_db import open_db
+from dosmatgen_core.model.checkpoint import load_model
+from dosmatgen_core.paths import DB_URL, LABEL_DIR, MODEL_PATH, MP_CSVS, PREDICTOR_PATH, ROOT
+from dosmatgen_core.scoring.predictor import load_predictor
+from dosmatgen_core.scoring.search import SiteIndex
+from dosmatgen_core.structures import StructureError, atoms_from_cif, iter_mp_csv, read_structure, to_structure
+
+WANTED = truth.CACHE / "pool-wanted.txt"
+PER_TARGET = 2          # wanted structures per target and ranking (MAE, cosine)
+MAX_ATOMS = truth.MAX_DFT_ATOMS
+CHUNK = 256
+
+
+def pool_rows(labelled: set[str], max_atoms: int = MAX_ATOMS) -> list[tuple[str, str]]:
+    """(material id, CIF) of every MP structure the labeller could calculate that has no label."""
+    ok = supported_elements()
+    rows, seen = [], set(labelled)
+    for path in MP_CSVS:
+        for r in iter_mp_csv(path):
+            mid = r["material_id"]
+            if mid in seen or int(r["nsites"]) > max_atoms:
+                continue
+            seen.add(mid)
+            try:
+                s = read_structure(r["cif"], source=mid)
+            except StructureError:
+                continue
+            if {e.symbol for e in s.composition.elements} <= ok:
+                rows.append((mid, r["cif"]))
+    return rows
+
+
+def pool_index(predictor, labelled: set[str], log=print) -> tuple[SiteIndex, dict[str, str]]:
+    """The predictor's site DOS of the unlabelled pool as a SiteIndex (rows in the CIF's own site
+    order, as ASE reads it), and each structure's CIF; cached by predictor and pool."""
+    rows = pool_rows(labelled)
+    key = hashlib.sha256(json.dumps([str(predictor.card.get("sha256", "")), [m for m, _ in rows]]).encode()).hexdigest()[:12]
+    path = truth.CACHE / f"pool-index-{key}.npz"
+    cifs = dict(rows)
+    if path.exists():
+        with np.load(path, allow_pickle=True) as d:
+            return SiteIndex(d["material_ids"], d["formulas"], d["sites"], d["elements"], d["n_atoms"], d["curves"]), cifs
+    entries = []
+    for k in range(0, len(rows), CHUNK):
+        structs = [to_structure(atoms_from_cif(c)) for _, c in rows[k:k + CHUNK]]
+        preds = predictor.predict([(np.array(s.atomic_numbers), s.frac_coords, s.lattice.matrix) for s in structs])
+        for (mid, _), s, p in zip(rows[k:k + CHUNK], structs, preds):
+            if np.isfinite(p).all():
+                entries.append((mid, s.composition.reduced_formula, [x.specie.symbol for x in s], np.clip(p, 0, None)))
+        log(f"pool index: {min(k + CHUNK, len(rows))}/{len(rows)} structures predicted")
+    index = SiteIndex.from_rows(entries)
+    np.savez(path, material_ids=index.material_ids, formulas=index.formulas, sites=index.sites,
+             elements=index.elements, n_atoms=index.n_atoms, curves=index.curves)
+    return index, cifs
+
+
+def best_checks(site_set: str, res: dict) -> tuple[list[dict], dict[str, list[dict]]]:
+    """The set's targets, and per target every GPAW check so far: the app default's picks and
+    every refinement round's children (relaxed cells, DFT MAE and cosine against the target)."""
+    sites = truth.set_sites(open_db(DB_URL), 30, 5, site_set)
+    tag = truth.settings_tag(truth.draw_settings(res))
+    generated = {r["key"]: r for r in read_jsonl(truth.CACHE / "generated.jsonl")}
+    relaxed = {r["key"]: r for r in read_jsonl(truth.RELAXED)}
+    grown = read_jsonl(refine.CACHE)
+    out = {}
+    for s in sites:
+        sk = f"{s['material_id']}#{s['site']}"
+        picks = refine.app_picks(generated, tag, sk) or []
+        kids = [c for r in grown if r["key"].startswith(tag + "/") and r["key"].split("/")[2] == sk
+                for c in r["candidates"]]
+        scored = []
+        for c in picks + kids:
+            rec = relaxed.get(truth.cif_key(c["cif"]))
+            if rec and "site_dos" in rec:
+                row = np.asarray(rec["site_dos"])[c["site"]]
+                scored.append({**c, "dft_mae": dosmod.mae(s["target"], row), "dft_cosine": dosmod.cosine(s["target"], row)})
+        if scored:
+            out[sk] = scored
+    return sites, out
+
+
+def hard_targets(sites: list[dict], checks: dict[str, list[dict]]) -> list[dict]:
+    """The targets whose best GPAW check is below the bar."""
+    return [s for s in sites if (sk := f"{s['material_id']}#{s['site']}") in checks
+            and max(c["dft_cosine"] for c in checks[sk]) < refine.BAR]
+
+
+def wanted(site: dict, pool: SiteIndex, cifs: dict[str, str], labelled_cifs: dict[str, str]) -> dict[str, list]:
+    """The pool structures closest to the target by predicted MAE and by predicted cosine (one hit
+    per structure; the target's own material and any copy of it left out)."""
+    left_out = [to_structure(atoms_from_cif(labelled_cifs[site["material_id"]]))]
+    structure_of = lambda m: to_structure(atoms_from_cif(cifs[m]))      # noqa: E731
+    out = {}
+    for by in ("mae", "cosine"):
+        hits = pool.search(site["target"], top=4 * PER_TARGET, by=by, per_structure=True)
+        out[by] = [h.to_dict() for h in drop_copies(hits, left_out, structure_of)[:PER_TARGET]]
+    return out
+
+
+def dft_of(ids: set[str]) -> dict[str, tuple[list[str], np.ndarray]]:
+    """The labels of these structures (element per site, site DOS), from every shard."""
+    out = {}
+    for _, d in iter_label_lines([LABEL_DIR]):
+        if d["material_id"] in ids and "failed" not in d:
+            out[d["material_id"]] = (atoms_from_cif(d["cif"]).get_chemical_symbols(), np.asarray(d["site_dos"]))
+    return out
+
+
+def resources() -> dict:
+    return {"model": load_model(MODEL_PATH), "predictor": load_predictor(PREDICTOR_PATH), "strength": 0.5}
+
+
+def cmd_want(site_sets, log=print) -> dict:
+    res = resources()
+    index, labelled_cifs = truth.label_index()
+    pool, cifs = pool_index(res["predictor"], set(labelled_cifs), log)
+    plan = {"pool_structures": len(cifs), "pool_sites": len(pool), "targets": {}}
+    for ss in site_sets:
+        sites, checks = best_checks(ss, res)
+        for s in hard_targets(sites, checks):
+            plan["targets"][f"{s['material_id']}#{s['site']}"] = {"set": ss, "element": s["element"],
+                                                                   **wanted(s, pool, cifs, labelled_cifs)}
+    ids = list(dict.fromkeys(h["material_id"] for t in plan["targets"].values() for by in ("mae", "cosine")
+                             for h in t[by]))
+    WANTED.write_text("\n".join(ids) + "\n")
+    (truth.CACHE / "pool-plan.json").write_text(json.dumps(plan, indent=1))
+    log(f"{len(plan['targets'])} targets below the bar; {len(ids)} pool structures wanted → {WANTED}")
+    return plan
+
+
+def cmd_measure(site_set: str, out: Path, log=print) -> dict:
+    """Per hard target: the best GPAW check so far, the labels' lookup (DFT, every label but the
+    wanted structures'), and the best DFT site among its wanted structures once labelled."""
+    res = resources()
+    plan = json.loads((truth.CACHE / "pool-plan.json").read_text())
+    index, _ = truth.label_index()
+    sites, checks = best_checks(site_set, res)
+    targets = {k: t for k, t in plan["targets"].items() if t["set"] == site_set}
+    wanted_ids = {h["material_id"] for t in targets.values() for by in ("mae", "cosine") for h in t[by]}
+    labels = dft_of(wanted_ids)
+    per_target = []
+    for s in sites:
+        sk = f"{s['material_id']}#{s['site']}"
+        if sk not in targets:
+            continue
+        g = s["target"]
+        known = index.search(g, top=1, by="cosine", exclude={s["material_id"]} | wanted_ids, per_structure=True)[0]
+        row = {"site": sk, "element": s["element"],
+               "best_check_cosine": max(c["dft_cosine"] for c in checks[sk]),
+               "best_check_mae": min(c["dft_mae"] for c in checks[sk]),
+               "best_known_site_cosine": known.cosine, "pool": []}
+        for by in ("mae", "cosine"):
+            for h in targets[sk][by]:
+                got = labels.get(h["material_id"])
+                entry = {"by": by, "material_id": h["material_id"], "formula": h["formula"], "element": h["element"],
+                         "predicted_mae": h["mae"], "predicted_cosine": h["cosine"], "labelled": got is not None}
+                if got is not None:
+                    els, rows = got
+                    # the DFT rows are in the label's own order: the structure's best site by DFT
+                    # among those of the predicted hit's element
+                    same = [i for i, e in enumerate(els) if e == h["element"]] or list(range(len(els)))
+                    cos = {i: dosmod.cosine(g, rows[i]) for i in same}
+                    i = max(cos, key=cos.get)
+                    entry.update(dft_site=i, dft_cosine=cos[i], dft_mae=dosmod.mae(g, rows[i]))
+                row["pool"].append(entry)
+        done = [p for p in row["pool"] if p["labelled"]]
+        row["pool_best_dft_cosine"] = max((p["dft_cosine"] for p in done), default=None)
+        row["pool_best_dft_mae"] = min((p["dft_mae"] for p in done), default=None)
+        per_target.append(row)
+    full = [r for r in per_target if all(p["labelled"] for p in r["pool"])]
+    bar = refine.BAR
+    rec = {"command": " ".join(["python -m benchmarks.pool", *sys.argv[1:]]), "commit": truth.commit(),
+           "machine": machine(), "site_set": site_set, "bar": bar, "pool_structures": plan["pool_structures"],
+           "note": "targets whose best GPAW check (app default + refinement rounds) is below the bar; 'pool' = "
+                   f"the {PER_TARGET} unlabelled MP structures nearest by predicted MAE and by predicted cosine, "
+                   "labelled with the labeller's recipe; cosines and MAEs marked dft_* are GPAW, states/eV",
+           "targets_below_bar": len(per_target), "targets_fully_labelled": len(full),
+           "pool_reaches_bar": sum(r["pool_best_dft_cosine"] >= bar for r in full),
+           "pool_beats_best_check": sum(r["pool_best_dft_cosine"] > r["best_check_cosine"] for r in full),
+           "pool_beats_best_known_site": sum(r["pool_best_dft_cosine"] > r["best_known_site_cosine"] for r in full),
+           "per_target": per_target}
+    out.write_text(json.dumps(rec, indent=1))
+    return rec
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.pool", description=__doc__.splitlines()[0])
+    p.add_argument("step", choices=("want", "measure"))
+    p.add_argument("--site-set", action="append", choices=truth.SITE_SETS, help="default: every set")
+    args = p.parse_args(argv)
+    import torch
+    torch.set_num_threads(1)
+    sets = args.site_set or list(truth.SITE_SETS)
+    log = lambda m: print(m, flush=True)      # noqa: E731
+    if args.step == "want":
+        cmd_want(sets, log)
+    else:
+        for ss in sets:
+            rec = cmd_measure(ss, ROOT / "benchmarks" / "results" / f"pool-{ss}.json", log)
+            print(json.dumps({k: v for k, v in rec.items() if k not in ("machine", "per_target")}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,6 +16,11 @@ reach rather than the method's. This bench asks the pool:
 3. `measure`: once labelled, each target's best DFT site among its wanted structures against the
    best it had: the labels' lookup and every GPAW check of the app default and the rounds.
    Written to benchmarks/results/pool-SET.json.
+4. `grow`: where a wanted structure's DFT site beats every check the target had, the app's round
+   from it: those structures (best DFT site first, up to three) are the seeds of the app's three
+   kinds (steered draws, same-group swaps, swaps beyond the first shell), the predictor ranks the
+   novel children, and the top 3 are relaxed and checked with GPAW (cached in
+   runs/truth/pool-grown.jsonl; each check a label). Added to the same record.
 
 The predictor is only the finder here: every number the record reports as a match is DFT.
 """
@@ -25,33 +30,37 @@ import argparse
 import hashlib
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks import refine, truth
-from benchmarks.common import machine, read_jsonl
+from benchmarks.common import append_jsonl, machine, read_jsonl
 from dosmatgen_core import dos as dosmod
-from dosmatgen_core.candidates.seeding import drop_copies
-from dosmatgen_core.labels.labeller import iter_label_lines, supported_elements
+from dosmatgen_core.candidates.seeding import Seed, drop_copies
+from dosmatgen_core.labels.labeller import ShardWriter, iter_label_lines, supported_elements
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.model.checkpoint import load_model
-from dosmatgen_core.paths import DB_URL, LABEL_DIR, MODEL_PATH, MP_CSVS, PREDICTOR_PATH, ROOT
+from dosmatgen_core.model.guide import load_guide
+from dosmatgen_core.paths import DB_URL, GUIDE_PATH, LABEL_DIR, MODEL_PATH, MP_CSVS, PREDICTOR_PATH, ROOT
 from dosmatgen_core.scoring.predictor import load_predictor
-from dosmatgen_core.scoring.search import SiteIndex
-from dosmatgen_core.structures import StructureError, atoms_from_cif, iter_mp_csv, read_structure, to_structure
+from dosmatgen_core.scoring.search import SiteHit, SiteIndex
+from dosmatgen_core.structures import (Crystal, StructureError, atoms_from_cif, iter_mp_csv, read_structure,
+                                       to_structure)
 
 WANTED = truth.CACHE / "pool-wanted.txt"
+GROWN = truth.CACHE / "pool-grown.jsonl"
 PER_TARGET = 2          # wanted structures per target and ranking (MAE, cosine)
 MAX_ATOMS = truth.MAX_DFT_ATOMS
 CHUNK = 256
 
 
-def pool_rows(labelled: set[str], max_atoms: int = MAX_ATOMS) -> list[tuple[str, str]]:
+def pool_rows(labelled: set[str], max_atoms: int = MAX_ATOMS, csvs=tuple(MP_CSVS)) -> list[tuple[str, str]]:
     """(material id, CIF) of every MP structure the labeller could calculate that has no label."""
     ok = supported_elements()
     rows, seen = [], set(labelled)
-    for path in MP_CSVS:
+    for path in csvs:
         for r in iter_mp_csv(path):
             mid = r["material_id"]
             if mid in seen or int(r["nsites"]) > max_atoms:
@@ -133,17 +142,46 @@ def wanted(site: dict, pool: SiteIndex, cifs: dict[str, str], labelled_cifs: dic
     return out
 
 
-def dft_of(ids: set[str]) -> dict[str, tuple[list[str], np.ndarray]]:
-    """The labels of these structures (element per site, site DOS), from every shard."""
-    out = {}
-    for _, d in iter_label_lines([LABEL_DIR]):
+def dft_of(ids: set[str]) -> tuple[dict[str, tuple[list[str], np.ndarray]], dict[str, str]]:
+    """The labels of these structures (element per site, site DOS) from every shard and the
+    labeller's pending lines, and their
+    labelled cells' CIFs (rows in that CIF's site order)."""
+    out, cifs = {}, {}
+    lines = [d for _, d in iter_label_lines([LABEL_DIR])] + read_jsonl(LABEL_DIR / "labels.pending.jsonl")   # not sealed yet
+    for d in lines:
         if d["material_id"] in ids and "failed" not in d:
             out[d["material_id"]] = (atoms_from_cif(d["cif"]).get_chemical_symbols(), np.asarray(d["site_dos"]))
-    return out
+            cifs[d["material_id"]] = d["cif"]
+    return out, cifs
+
+
+def best_site(target: np.ndarray, elements: list[str], rows: np.ndarray, element: str) -> tuple[int, float, float]:
+    """(site, DFT cosine, DFT MAE) of a labelled structure's best-shaped site of the predicted hit's
+    element. The label's rows follow its own CIF's order, which need not be the MP table's order
+    the predicted hit was numbered in, so the site is found again by element and DFT."""
+    same = [i for i, e in enumerate(elements) if e == element] or list(range(len(elements)))
+    cos = {i: dosmod.cosine(target, rows[i]) for i in same}
+    i = max(cos, key=cos.get)
+    return i, cos[i], dosmod.mae(target, rows[i])
 
 
 def resources() -> dict:
-    return {"model": load_model(MODEL_PATH), "predictor": load_predictor(PREDICTOR_PATH), "strength": 0.5}
+    return {"model": load_model(MODEL_PATH), "predictor": load_predictor(PREDICTOR_PATH), "guide": load_guide(GUIDE_PATH),
+            "strength": 0.5}
+
+
+def pool_seeds(row: dict, cifs: dict[str, str], k: int = 3) -> list[Seed]:
+    """The labelled pool structures of a measured target that beat its best check, best DFT site
+    first: as seeds (their label's cell, rows in its order), their DFT match in place of a search hit's."""
+    better = sorted({p["material_id"]: p for p in row["pool"] if p["labelled"] and p["dft_cosine"] > row["best_check_cosine"]}
+                    .values(), key=lambda p: -p["dft_cosine"])[:k]
+    out = []
+    for p in better:
+        s = to_structure(atoms_from_cif(cifs[p["material_id"]]))
+        hit = SiteHit(p["material_id"], s.composition.reduced_formula, int(p["dft_site"]), s[int(p["dft_site"])].specie.symbol,
+                      len(s), float(p["dft_mae"]), float(p["dft_cosine"]), 0.0)
+        out.append(Seed(hit, Crystal.from_structure(s)))
+    return out
 
 
 def cmd_want(site_sets, log=print) -> dict:
@@ -164,16 +202,18 @@ def cmd_want(site_sets, log=print) -> dict:
     return plan
 
 
-def cmd_measure(site_set: str, out: Path, log=print) -> dict:
+def cmd_measure(site_set: str, out: Path, log=print, grow: bool = False, max_minutes: float = 0.0) -> dict:
     """Per hard target: the best GPAW check so far, the labels' lookup (DFT, every label but the
-    wanted structures'), and the best DFT site among its wanted structures once labelled."""
+    wanted structures'), and the best DFT site among its wanted structures once labelled; with
+    grow, the app's round from the structures that beat the best check (`grow` in the docstring)."""
+    t_start = time.time()
     res = resources()
     plan = json.loads((truth.CACHE / "pool-plan.json").read_text())
     index, _ = truth.label_index()
     sites, checks = best_checks(site_set, res)
     targets = {k: t for k, t in plan["targets"].items() if t["set"] == site_set}
     wanted_ids = {h["material_id"] for t in targets.values() for by in ("mae", "cosine") for h in t[by]}
-    labels = dft_of(wanted_ids)
+    labels, label_cifs = dft_of(wanted_ids)
     per_target = []
     for s in sites:
         sk = f"{s['material_id']}#{s['site']}"
@@ -191,18 +231,43 @@ def cmd_measure(site_set: str, out: Path, log=print) -> dict:
                 entry = {"by": by, "material_id": h["material_id"], "formula": h["formula"], "element": h["element"],
                          "predicted_mae": h["mae"], "predicted_cosine": h["cosine"], "labelled": got is not None}
                 if got is not None:
-                    els, rows = got
-                    # the DFT rows are in the label's own order: the structure's best site by DFT
-                    # among those of the predicted hit's element
-                    same = [i for i, e in enumerate(els) if e == h["element"]] or list(range(len(els)))
-                    cos = {i: dosmod.cosine(g, rows[i]) for i in same}
-                    i = max(cos, key=cos.get)
-                    entry.update(dft_site=i, dft_cosine=cos[i], dft_mae=dosmod.mae(g, rows[i]))
+                    i, cos, mae = best_site(g, *got, h["element"])
+                    entry.update(dft_site=i, dft_cosine=cos, dft_mae=mae)
                 row["pool"].append(entry)
         done = [p for p in row["pool"] if p["labelled"]]
         row["pool_best_dft_cosine"] = max((p["dft_cosine"] for p in done), default=None)
         row["pool_best_dft_mae"] = min((p["dft_mae"] for p in done), default=None)
         per_target.append(row)
+    if grow:
+        tag = truth.settings_tag(truth.draw_settings(res))
+        grown = {r["key"]: r for r in read_jsonl(GROWN)}
+        relaxed = {r["key"]: r for r in read_jsonl(truth.RELAXED)}
+        writer = ShardWriter(LABEL_DIR, prefix="generated")
+        by_key = {f"{s['material_id']}#{s['site']}": (k, s) for k, s in enumerate(sites)}
+        for row in per_target:
+            seeds = pool_seeds(row, label_cifs)
+            if not seeds or (max_minutes and time.time() - t_start > 60 * max_minutes):
+                continue
+            k, s = by_key[row["site"]]
+            key = f"{tag}/{row['site']}/" + "+".join(x.hit.material_id for x in seeds)
+            if key not in grown:
+                parts = [truth.generate(p, s, res, 7 + 1000 * k, seeds=seeds, top=2 * refine.CHECKS) for p in refine.PARTS]
+                grown[key] = {"key": key, **truth.merge_picks(parts, refine.CHECKS),
+                              "parts": {p: len(x["candidates"]) for p, x in zip(refine.PARTS, parts)}}
+                append_jsonl(GROWN, grown[key])
+            kids = grown[key]["candidates"]
+            for c in kids:
+                if max_minutes and time.time() - t_start > 60 * max_minutes:
+                    break
+                truth.calculate_relaxed(c, relaxed, writer, provenance={"bench": "pool", "target": row["site"]})
+            got = [c for c in refine.checked([c for c in kids if truth.cif_key(c["cif"]) in relaxed], relaxed, s["target"])]
+            row["grown"] = {"seeds": [x.record() for x in seeds], "drawn": grown[key]["drawn"],
+                            "children": [refine._short(c) for c in got], "complete": len(got) == len(kids)}
+            row["grown_best_dft_cosine"] = max((c["dft_cosine"] for c in got), default=None)
+            log(f"{row['site']} ({row['element']}): best check {row['best_check_cosine']:.3f}, pool site "
+                f"{row['pool_best_dft_cosine']:.3f}, best child {row['grown_best_dft_cosine']}")
+            out.write_text(json.dumps({"per_target": per_target}, indent=1))
+        writer.seal()
     full = [r for r in per_target if all(p["labelled"] for p in r["pool"])]
     bar = refine.BAR
     rec = {"command": " ".join(["python -m benchmarks.pool", *sys.argv[1:]]), "commit": truth.commit(),
@@ -214,6 +279,8 @@ def cmd_measure(site_set: str, out: Path, log=print) -> dict:
            "pool_reaches_bar": sum(r["pool_best_dft_cosine"] >= bar for r in full),
            "pool_beats_best_check": sum(r["pool_best_dft_cosine"] > r["best_check_cosine"] for r in full),
            "pool_beats_best_known_site": sum(r["pool_best_dft_cosine"] > r["best_known_site_cosine"] for r in full),
+           "grown_targets": sum("grown" in r for r in per_target),
+           "grown_reach_bar": sum((r.get("grown_best_dft_cosine") or 0) >= bar for r in per_target),
            "per_target": per_target}
     out.write_text(json.dumps(rec, indent=1))
     return rec
@@ -221,7 +288,8 @@ def cmd_measure(site_set: str, out: Path, log=print) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.pool", description=__doc__.splitlines()[0])
-    p.add_argument("step", choices=("want", "measure"))
+    p.add_argument("step", choices=("want", "measure", "grow"))
+    p.add_argument("--max-minutes", type=float, default=0.0, help="grow: stop starting DFT after this long")
     p.add_argument("--site-set", action="append", choices=truth.SITE_SETS, help="default: every set")
     args = p.parse_args(argv)
     import torch
@@ -232,7 +300,8 @@ def main(argv=None) -> int:
         cmd_want(sets, log)
     else:
         for ss in sets:
-            rec = cmd_measure(ss, ROOT / "benchmarks" / "results" / f"pool-{ss}.json", log)
+            rec = cmd_measure(ss, ROOT / "benchmarks" / "results" / f"pool-{ss}.json", log, grow=args.step == "grow",
+                              max_minutes=args.max_minutes)
             print(json.dumps({k: v for k, v in rec.items() if k not in ("machine", "per_target")}, indent=1))
     return 0
 

@@ -1,0 +1,85 @@
+"""The pool bench's parts, on small real data: the pool is the unlabelled, calculable MP rows; a
+copy of the target under another id is never wanted; a labelled structure's site is found again
+by element in its own row order; and only structures that beat the best check become seeds."""
+import csv
+import gzip
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from benchmarks import pool
+from dosmatgen_core import dos
+from dosmatgen_core.labels.labeller import supported_elements
+from dosmatgen_core.paths import MP_CSVS
+from dosmatgen_core.scoring.search import SiteIndex
+from dosmatgen_core.structures import atoms_from_cif
+
+GRID = dos.GRID
+
+
+def _curve(centre: float, width: float = 1.0) -> np.ndarray:
+    return np.exp(-((GRID - centre) / width) ** 2)
+
+
+def _cif(species, a=4.0) -> str:
+    s = Structure(Lattice.cubic(a), species, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    return s.to(fmt="cif")
+
+
+@pytest.mark.skipif(not MP_CSVS[0].exists(), reason="needs the shared MP table")
+def test_the_pool_is_the_unlabelled_calculable_small_rows(tmp_path):
+    with gzip.open(MP_CSVS[0], "rt", newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = [next(reader) for _ in range(40)]
+    path = tmp_path / "t.csv.gz"
+    with gzip.open(path, "wt", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=reader.fieldnames)
+        w.writeheader()
+        w.writerows(rows)
+    labelled = {rows[0]["material_id"]}
+    got = dict(pool.pool_rows(labelled, max_atoms=6, csvs=[path]))
+    ok = supported_elements()
+    for r in rows:
+        els = set(Structure.from_str(r["cif"], fmt="cif").symbol_set)
+        expect = r["material_id"] not in labelled and int(r["nsites"]) <= 6 and els <= ok
+        assert (r["material_id"] in got) == expect, r["material_id"]
+    assert 0 < len(got) < len(rows)
+
+
+def test_a_copy_of_the_target_is_never_wanted():
+    target_cif = _cif(["Au", "Ni", "Au", "Au"])
+    other_cif = _cif(["Ag", "Ni", "Ag", "Ag"])
+    g = _curve(-1.0)
+    curves = np.stack([_curve(3.0), g, _curve(3.0), _curve(3.0)])
+    index = SiteIndex.from_rows([("mp-copy", "Au3Ni", ["Au", "Ni", "Au", "Au"], curves),         # the target again
+                                 ("mp-other", "Ag3Ni", ["Ag", "Ni", "Ag", "Ag"], 0.9 * curves)])
+    site = {"material_id": "mp-target", "site": 1, "target": g}
+    got = pool.wanted(site, index, {"mp-copy": target_cif, "mp-other": other_cif}, {"mp-target": target_cif})
+    for by in ("mae", "cosine"):
+        assert [h["material_id"] for h in got[by]] == ["mp-other"]
+        assert got[by][0]["site"] == 1
+
+
+def test_the_labelled_site_is_found_again_in_the_labels_own_order():
+    g = _curve(-1.0)
+    rows = np.stack([_curve(2.0), _curve(-3.0), _curve(-1.1), _curve(-1.0, 3.0)])
+    i, cos, mae = pool.best_site(g, ["Ni", "Au", "Ni", "Au"], rows, "Ni")
+    assert i == 2 and cos > 0.99 and mae == pytest.approx(dos.mae(g, rows[2]))
+    assert pool.best_site(g, ["Ni", "Au", "Ni", "Au"], rows, "Cu")[0] == 2     # element absent: any site
+
+
+def test_only_structures_that_beat_the_best_check_seed_the_round():
+    cifs = {"mp-a": _cif(["Au", "Ni", "Au", "Au"]), "mp-b": _cif(["Ag", "Ni", "Ag", "Ag"]),
+            "mp-c": _cif(["Cu", "Ni", "Cu", "Cu"])}
+    row = {"best_check_cosine": 0.85, "pool": [
+        {"material_id": "mp-a", "labelled": True, "dft_site": 1, "dft_cosine": 0.88, "dft_mae": 0.2},
+        {"material_id": "mp-b", "labelled": True, "dft_site": 3, "dft_cosine": 0.93, "dft_mae": 0.1},
+        {"material_id": "mp-c", "labelled": True, "dft_site": 1, "dft_cosine": 0.80, "dft_mae": 0.3},
+        {"material_id": "mp-a", "labelled": True, "dft_site": 1, "dft_cosine": 0.88, "dft_mae": 0.2},   # found twice
+        {"material_id": "mp-d", "labelled": False}]}
+    seeds = pool.pool_seeds(row, cifs)
+    assert [s.hit.material_id for s in seeds] == ["mp-b", "mp-a"]
+    assert (seeds[0].hit.site, seeds[0].hit.element, seeds[0].hit.cosine) == (3, "Ag", 0.93)
+    assert seeds[0].crystal.numbers.tolist() == atoms_from_cif(cifs["mp-b"]).numbers.tolist()
+    assert pool.pool_seeds({**row, "best_check_cosine": 0.95}, cifs) == []

@@ -83,3 +83,11 @@ def test_only_structures_that_beat_the_best_check_seed_the_round():
     assert (seeds[0].hit.site, seeds[0].hit.element, seeds[0].hit.cosine) == (3, "Ag", 0.93)
     assert seeds[0].crystal.numbers.tolist() == atoms_from_cif(cifs["mp-b"]).numbers.tolist()
     assert pool.pool_seeds({**row, "best_check_cosine": 0.95}, cifs) == []
+
+
+def test_each_targets_best_chance_is_labelled_first():
+    def hit(m, cos):
+        return {"material_id": m, "cosine": cos}
+    plan = {"targets": {"t1": {"mae": [hit("a", 0.80), hit("b", 0.70)], "cosine": [hit("c", 0.85), hit("a", 0.80)]},
+                        "t2": {"mae": [hit("d", 0.90), hit("e", 0.60)], "cosine": [hit("d", 0.90), hit("f", 0.88)]}}}
+    assert pool.wanted_order(plan) == ["d", "c", "a", "b", "e", "f"]

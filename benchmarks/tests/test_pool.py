@@ -91,3 +91,30 @@ def test_each_targets_best_chance_is_labelled_first():
     plan = {"targets": {"t1": {"mae": [hit("a", 0.80), hit("b", 0.70)], "cosine": [hit("c", 0.85), hit("a", 0.80)]},
                         "t2": {"mae": [hit("d", 0.90), hit("e", 0.60)], "cosine": [hit("d", 0.90), hit("f", 0.88)]}}}
     assert pool.wanted_order(plan) == ["d", "c", "a", "b", "e", "f"]
+
+
+def test_shape_seeds_are_the_best_shaped_labelled_sites_above_the_best_check():
+    g = _curve(-1.0)
+    au3ni = _cif(["Au", "Ni", "Au", "Au"])
+    big = Structure(Lattice.cubic(8.0), ["Cu"] * 9, [[i / 9, 0, 0] for i in range(9)]).to(fmt="cif")
+    cifs = {"mp-target": au3ni, "mp-copy": au3ni, "mp-good": _cif(["Ag", "Ni", "Ag", "Ag"]),
+            "mp-fair": _cif(["Cu", "Cu", "Ni", "Cu"]), "mp-poor": _cif(["Pt", "Ni", "Pt", "Pt"]), "mp-big": big}
+    flat = np.stack([_curve(4.0)] * 4)
+
+    def rows(site, curve):
+        r = flat.copy()
+        r[site] = curve
+        return r
+    index = SiteIndex.from_rows([
+        ("mp-target", "Au3Ni", ["Au", "Ni", "Au", "Au"], rows(1, g)),
+        ("mp-copy", "Au3Ni", ["Au", "Ni", "Au", "Au"], rows(1, g)),                 # the target under another id
+        ("mp-good", "Ag3Ni", ["Ag", "Ni", "Ag", "Ag"], rows(1, _curve(-1.1))),
+        ("mp-fair", "Cu3Ni", ["Cu", "Cu", "Ni", "Cu"], rows(2, _curve(-1.6))),      # its best site is site 2
+        ("mp-poor", "Pt3Ni", ["Pt", "Ni", "Pt", "Pt"], rows(1, _curve(-3.0))),
+        ("mp-big", "Cu", ["Cu"] * 9, np.stack([g] * 9))])                           # too large to seed
+    site = {"material_id": "mp-target", "site": 1, "target": g}
+    fair = dos.cosine(g, _curve(-1.6))
+    seeds = pool.shape_seeds(site, index, cifs, above=fair - 0.01)
+    assert [(s.hit.material_id, s.hit.site) for s in seeds] == [("mp-good", 1), ("mp-fair", 2)]
+    assert seeds[1].crystal.numbers.tolist() == atoms_from_cif(cifs["mp-fair"]).numbers.tolist()
+    assert [s.hit.material_id for s in pool.shape_seeds(site, index, cifs, above=fair)] == ["mp-good"]

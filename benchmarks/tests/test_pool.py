@@ -9,22 +9,13 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from benchmarks import pool
+from benchmarks.tests.cells import cubic_cif as _cif, curve as _curve
 from dosmatgen_core import dos
 from dosmatgen_core.labels.labeller import supported_elements
 from dosmatgen_core.paths import MP_CSVS
 from dosmatgen_core.scoring.search import SiteIndex
 from dosmatgen_core.structures import atoms_from_cif
 
-GRID = dos.GRID
-
-
-def _curve(centre: float, width: float = 1.0) -> np.ndarray:
-    return np.exp(-((GRID - centre) / width) ** 2)
-
-
-def _cif(species, a=4.0) -> str:
-    s = Structure(Lattice.cubic(a), species, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
-    return s.to(fmt="cif")
 
 
 @pytest.mark.skipif(not MP_CSVS[0].exists(), reason="needs the shared MP table")

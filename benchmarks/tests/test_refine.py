@@ -2,23 +2,15 @@
 bench's cache, the parent keeps its relaxed cell's site order, its swaps leave the matched site
 alone, and the summary counts a target as rescued only when a child crosses the bar."""
 import numpy as np
-from pymatgen.core import Lattice, Structure
 
 from benchmarks import refine, truth
+from benchmarks.tests.cells import cubic_cif as _cif, curve as _curve
 from dosmatgen_core import dos
 from dosmatgen_core.candidates.seeding import substituted_variants
 from dosmatgen_core.structures import atoms_from_cif
 
 GRID = dos.GRID
 
-
-def _curve(centre: float, width: float = 1.0) -> np.ndarray:
-    return np.exp(-((GRID - centre) / width) ** 2)
-
-
-def _cif(species, a=4.0) -> str:
-    s = Structure(Lattice.cubic(a), species, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
-    return s.to(fmt="cif")
 
 
 def test_the_first_rounds_picks_are_the_app_defaults_and_scored_on_their_own_site():

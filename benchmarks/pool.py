@@ -116,12 +116,7 @@ def best_checks(site_set: str, res: dict) -> tuple[list[dict], dict[str, list[di
         picks = refine.app_picks(generated, tag, sk) or []
         kids = [c for r in grown if r["key"].startswith(tag + "/") and r["key"].split("/")[2] == sk
                 for c in r["candidates"]]
-        scored = []
-        for c in picks + kids:
-            rec = relaxed.get(truth.cif_key(c["cif"]))
-            if rec and "site_dos" in rec:
-                row = np.asarray(rec["site_dos"])[c["site"]]
-                scored.append({**c, "dft_mae": dosmod.mae(s["target"], row), "dft_cosine": dosmod.cosine(s["target"], row)})
+        scored = refine.checked([c for c in picks + kids if truth.cif_key(c["cif"]) in relaxed], relaxed, s["target"])
         if scored:
             out[sk] = scored
     return sites, out
@@ -147,10 +142,9 @@ def wanted(site: dict, pool: SiteIndex, cifs: dict[str, str], labelled_cifs: dic
 
 def dft_of(ids: set[str]) -> tuple[dict[str, tuple[list[str], np.ndarray]], dict[str, str]]:
     """The labels of these structures (element per site, site DOS) from every shard and the
-    labeller's pending lines, and their
-    labelled cells' CIFs (rows in that CIF's site order)."""
+    labeller's pending lines, and their labelled cells' CIFs (rows in that CIF's site order)."""
     out, cifs = {}, {}
-    lines = [d for _, d in iter_label_lines([LABEL_DIR])] + read_jsonl(LABEL_DIR / "labels.pending.jsonl")   # not sealed yet
+    lines = [d for _, d in iter_label_lines([LABEL_DIR])] + read_jsonl(ShardWriter(LABEL_DIR).pending)   # not sealed yet
     for d in lines:
         if d["material_id"] in ids and "failed" not in d:
             out[d["material_id"]] = (atoms_from_cif(d["cif"]).get_chemical_symbols(), np.asarray(d["site_dos"]))

@@ -37,9 +37,11 @@ def _label(args) -> int:
         tasks = select_tasks(csvs, max_atoms=args.max_atoms, skip=skip)
         if args.first:
             tasks, absent = put_first(tasks, ids)
-            print(f"{len(ids) - len(absent)} of {len(ids)} ids in {args.first} go first"
-                  + (f"; not queued (labelled already, too large or not calculable): {' '.join(absent[:10])}"
-                     + (" …" if len(absent) > 10 else "") if absent else ""), flush=True)
+            msg = f"{len(ids) - len(absent)} of {len(ids)} ids in {args.first} go first"
+            if absent:
+                msg += ("; not queued (labelled already, too large or not calculable): " + " ".join(absent[:10])
+                        + (" …" if len(absent) > 10 else ""))
+            print(msg, flush=True)
     print(f"{len(tasks)} structures to consider; writing to {out}", flush=True)
 
     def report(line):

@@ -157,6 +157,16 @@ def check_seed_by(by) -> str:
     return by
 
 
+def check_seed_above(x) -> float | None:
+    """Seeded mode: the DFT cosine a known seed must beat (None: any), a number from 0 to 1."""
+    if x is None:
+        return None
+    v = _number(x, "cosine to beat", float, "seed_above")
+    if not 0.0 <= v <= 1.0:
+        raise UserError(f"the cosine to beat is {v}", "give a cosine from 0 to 1", "seed_above")
+    return v
+
+
 CONDITIONED_MODES = ("masked", "fixed_type", "template")    # modes whose own atoms carry the target
 
 
@@ -186,7 +196,8 @@ def request_errors(values: dict) -> list[UserError]:
     order a form shows them; [] when all are fine. Request.check raises the first; a form shows
     each beside its own input (request_problems)."""
     mode = values.get("mode")
-    todo = [("n_seeds", check_n_seeds), ("seed_by", check_seed_by)] if mode == "seeded" else []
+    todo = [("n_seeds", check_n_seeds), ("seed_by", check_seed_by), ("seed_above", check_seed_above)] \
+        if mode == "seeded" else []
     todo += [("strength", check_strength)] if mode in ("seeded", "template") else []
     todo += [("n_atoms", check_atoms), ("cond_sites", lambda c: check_conditioned(mode, c)),
              ("fixed", check_fixed_elements), ("n_candidates", check_candidates), ("guidance", check_guidance),

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase import Atoms
+from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
 from dosmatgen_core import checks
+from dosmatgen_core import dos as dosmod
 from dosmatgen_core.candidates import pipeline, seeding
 from dosmatgen_core.candidates.pipeline import Request, _candidate_record, run_generation
 from dosmatgen_core.candidates.runs import RunStore, dumps, structure_of
@@ -24,7 +26,7 @@ from dosmatgen_core.scoring import certify
 from dosmatgen_core.scoring.predictor import load_predictor
 from dosmatgen_core.scoring.verify import Verifier
 from dosmatgen_core.settings import PRESET_ID
-from dosmatgen_core.structures import Crystal, atoms_from_cif
+from dosmatgen_core.structures import Crystal, atoms_from_cif, to_structure
 from studio.results import origin_text, seed_rows
 
 
@@ -169,13 +171,17 @@ def test_the_cli_grows_from_a_stored_candidate_its_checked_cell_first(tmp_path, 
             ["generate", "--mode", "masked", "--grow-from", f"{run['id']}:1", "--runs", runs]), DB_URL)
 
 
-def _checked_run(cosines: dict[int, float]):
+# a narrow peak 9.5 eV above E_F: no labelled site has its shape (cosine about 0.53), so a round
+# for it grows from its best check, never from known sites
+SPIKE = np.exp(-((np.linspace(-10, 10, 400) - 9.5) / 0.1) ** 2)
+
+
+def _checked_run(cosines: dict[int, float], target=SPIKE, exclude=()):
     """A stored-run-like record of masked 4-atom candidates (site 1 conditioned) and DFT checks
     with the given cosines: rank → cosine; a rank absent from cosines is unchecked."""
     from dataclasses import asdict
-    target = np.exp(-np.linspace(-3, 3, 400) ** 2)
-    settings = asdict(Request(mode="masked", n_atoms=4, targets=[target.tolist()], cond_sites=[1], n_candidates=5,
-                              strength=0.4, seed=7, title="target: Ni"))
+    settings = asdict(Request(mode="masked", n_atoms=4, targets=[np.asarray(target).tolist()], cond_sites=[1],
+                              n_candidates=5, strength=0.4, seed=7, title="target: Ni", seed_exclude=list(exclude)))
     cif = _cif(SNNIAU)
     cands = [{"rank": r, "formula": "SnAuNi2", "cif": cif, "site_to_target": {"1": 0},
               "dos_match": {"1": {"mae": 0.3, "cosine": 0.5}}} for r in (1, 2, 3)]
@@ -215,6 +221,53 @@ def test_the_next_round_grows_from_the_best_shaped_check_until_it_meets_the_bar(
     assert rounds.next_round(*_checked_run({})) is None                    # nothing checked to grow from
 
 
+def test_a_round_grows_from_known_sites_shaped_better_than_the_best_check_each_only_once(ni_target):
+    """Where labelled sites' stored DFT curves have the target's shape more closely than the best
+    check (the reference and its copies never), the next round grows from them (up to n_seeds, by
+    cosine); a later round takes none of them again, and with none left above the check it grows
+    from the check."""
+    from dataclasses import asdict
+    from dosmatgen_core.candidates import rounds
+    from dosmatgen_core.candidates.pipeline import substituted
+    run, dft = _checked_run({1: 0.62, 2: 0.87}, ni_target, exclude=[PRESET_ID])
+    req = rounds.next_round(run, dft)
+    assert req.mode == "seeded" and req.grow_from == [] and req.seed_by == "cosine" and req.seed_above == 0.87
+    assert req.seed == 8 and req.grows() and req.seed_exclude == [PRESET_ID]
+    assert req.title == "target: Ni · grown from known sites shaped better than #2 of run run1"
+    seeds = req.seeds()
+    assert 1 <= len(seeds) <= req.n_seeds and all(s.known and s.hit.cosine > 0.87 for s in seeds)
+    db = open_db(DB_URL)
+    au3ni = to_structure(db.get(PRESET_ID).atoms)
+    for s in seeds:           # the target's own material under no id; the site's row in the label's order
+        row = db.get(s.hit.material_id)
+        assert s.hit.material_id != PRESET_ID and not StructureMatcher().fit(to_structure(row.atoms), au3ni)
+        assert np.isclose(dosmod.cosine(ni_target, row.site_dos[s.hit.site]), s.hit.cosine, atol=1e-4)
+    assert len(req.specs()) == req.n_candidates
+    kinds = {spec.tag["seed"]["substitution"]["kind"] for _, spec in substituted(req)}
+    assert kinds == {"element", "distant"}                  # both kinds of swap, as a round was measured
+    best = rounds.best_of([(run, dft)])
+    note = rounds.running(best, 2, 0, req=req)
+    assert note.startswith("Round 2 is running, grown from the known sites whose stored DFT curve has the target's "
+                           "shape more closely (cosine) than the best GPAW-checked candidate so far (#2 of run run1, "
+                           "has DFT cosine 0.87")
+    assert all(f"{s.hit.formula} site {s.hit.site}" in note for s in seeds)
+    # the round as stored: its candidates name their seeds; the next round takes none of them again
+    done = {"id": "run2", "settings": asdict(req), "candidates": [{"rank": 1, "seed": s.record()} for s in seeds]}
+    used = rounds.tried(done)
+    assert used == sorted({PRESET_ID} | {s.hit.material_id for s in seeds})
+    again = rounds.next_round(run, dft, exclude=used)
+    assert again.seed_exclude == used and not {s.hit.material_id for s in again.seeds()} & set(used)
+    # no known site above the check: grown from the check itself, the exclusions carried on
+    top = max(s.hit.cosine for s in seeds)
+    run_hi, dft_hi = _checked_run({2: top + 0.005}, ni_target, exclude=[PRESET_ID])
+    from_check = rounds.next_round(run_hi, dft_hi, bar=0.999, exclude=used)
+    assert from_check.seed_above is None and from_check.grow_from[0]["cosine"] == top + 0.005
+    assert from_check.seed_exclude == used and from_check.title.endswith("grown from #2 of run run1")
+    assert rounds.tried({"settings": asdict(from_check), "candidates": []}) == used
+    with pytest.raises(checks.UserError, match="cosine to beat is 1.5"):
+        Request(mode="seeded", targets=[ni_target.tolist()], seed_above=1.5).check()
+
+
 def test_the_app_starts_the_next_round_when_a_runs_checks_end(tmp_path, monkeypatch):
     """The Generate page, with rounds left for a run whose DFT checks have ended: the next round
     is submitted, grown from the best check, and the page says so; with the bar met, none is."""
@@ -224,8 +277,8 @@ def test_the_app_starts_the_next_round_when_a_runs_checks_end(tmp_path, monkeypa
     store = RunStore(tmp_path / "runs.db")
     monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
     monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
-    req = Request(mode="masked", n_atoms=4, targets=[open_db(DB_URL).get(PRESET_ID).site_dos[0].tolist()],
-                  cond_sites=[0], n_candidates=2, steps=5, baseline=False, title="target: Ni")
+    req = Request(mode="masked", n_atoms=4, targets=[SPIKE.tolist()], cond_sites=[0], n_candidates=2, steps=5,
+                  baseline=False, title="target: Ni")
     run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH), store=store,
                          check_novelty=False)
     sent = []
@@ -234,7 +287,7 @@ def test_the_app_starts_the_next_round_when_a_runs_checks_end(tmp_path, monkeypa
         sent.append(r)
         return Job("fake", r)
     monkeypatch.setattr(JobManager, "submit", capture)
-    for cos, left, submitted in ((0.55, 2, True), (0.95, 2, False), (0.55, 0, False)):
+    for cos, left, submitted in ((0.8, 2, True), (0.95, 2, False), (0.8, 0, False)):
         c = run["candidates"][-1]
         Verifier(store)._set(run["id"], c["rank"], status="done", result=dumps(
             {"cif": c["cif"], "relaxed": True, "site_dos": np.zeros((c["n_atoms"], 400)),
@@ -252,7 +305,7 @@ def test_the_app_starts_the_next_round_when_a_runs_checks_end(tmp_path, monkeypa
             assert sent[-1].title == f"target: Ni · grown from #{c['rank']} of run {run['id']}"
             assert at.session_state["job_rounds"] == {"left": 1, "round": 2, "best_run": run["id"]}
             assert any(n.startswith("Round 2 is running, grown from the best GPAW-checked candidate so far: "
-                                    f"#{c['rank']} of run {run['id']}, has DFT cosine 0.55") and
+                                    f"#{c['rank']} of run {run['id']}, has DFT cosine 0.80") and
                        "up to 1 more round after" in n for n in notes), notes
         elif cos >= 0.9:
             assert len(sent) == 1                                   # nothing more was submitted
@@ -307,18 +360,19 @@ def test_the_runs_page_grows_the_next_round_from_a_stored_candidate(tmp_path, mo
     assert "Generate structures for a target DOS" in [t.value for t in at.title]       # on the Generate page now
 
 
-def test_a_round_that_did_worse_grows_the_next_from_the_better_earlier_check(tmp_path, monkeypatch):
+def test_a_round_that_did_worse_grows_the_next_from_the_better_earlier_check(tmp_path, monkeypatch, ni_target):
+    """The page's next round after a round that did worse: grown around the earlier, better check,
+    here from the known sites shaped better than it (the reference left out, as the run says)."""
     from streamlit.testing.v1 import AppTest
     from dosmatgen_core.candidates.jobs import Job, JobManager
     from studio import shared as studio
     store = RunStore(tmp_path / "runs.db")
     monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
     monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
-    target = open_db(DB_URL).get(PRESET_ID).site_dos[0].tolist()
     runs = []
     for cos in (0.7, 0.6):                      # round 1, then a round 2 that did worse
-        req = Request(mode="masked", n_atoms=4, targets=[target], cond_sites=[0], n_candidates=1, steps=5,
-                      baseline=False, title="target: Ni")
+        req = Request(mode="masked", n_atoms=4, targets=[ni_target.tolist()], cond_sites=[0], n_candidates=1, steps=5,
+                      baseline=False, title="target: Ni", seed_exclude=[PRESET_ID])
         run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH), store=store,
                              check_novelty=False)
         c = run["candidates"][0]
@@ -339,10 +393,12 @@ def test_a_round_that_did_worse_grows_the_next_from_the_better_earlier_check(tmp
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     (r,) = sent
-    assert r.title.endswith(f"grown from #1 of run {runs[0]['id']}")              # the better, earlier check
+    assert r.title.endswith(f"grown from known sites shaped better than #1 of run {runs[0]['id']}")   # the earlier
+    assert r.seed_above == 0.7 and r.seed_exclude == [PRESET_ID]
+    assert all(s.hit.cosine > 0.7 and s.hit.material_id != PRESET_ID for s in r.seeds())
     assert at.session_state["rounds_note"].startswith(
-        f"Round 3 is running, grown from the best GPAW-checked candidate so far: #1 of run {runs[0]['id']}, "
-        "has DFT cosine 0.70")
+        "Round 3 is running, grown from the known sites whose stored DFT curve has the target's shape more closely "
+        f"(cosine) than the best GPAW-checked candidate so far (#1 of run {runs[0]['id']}, has DFT cosine 0.70")
 
 
 class _GpawStub:
@@ -385,8 +441,13 @@ def test_blocking_rounds_check_grow_from_the_best_so_far_and_stop_at_the_bar(tmp
     assert history[0]["best"]["run"] == history[1]["best"]["run"] == first["id"]     # round 2 did worse
     assert history[2]["best"]["dft_cosine"] == 0.95 and history[2]["best"]["run"] == history[2]["run"]
     best_rank = history[0]["best"]["rank"]
-    for h in history[1:]:                                               # both grown from round 1's best
-        assert store.get(h["run"])["title"] == f"target: Ni · grown from #{best_rank} of run {first['id']}"
+    second, third = (store.get(h["run"]) for h in history[1:])
+    for r in (second, third):           # both grown around round 1's best: labelled Ni sites shape it better
+        assert r["title"] == f"target: Ni · grown from known sites shaped better than #{best_rank} of run {first['id']}"
+        assert r["settings"]["seed_above"] == 0.80
+    seeds_of = [{c["seed"]["material_id"] for c in r["candidates"]} for r in (second, third)]
+    assert seeds_of[0] and seeds_of[1] and not seeds_of[0] & seeds_of[1]      # no known site taken twice
+    assert set(third["settings"]["seed_exclude"]) == {PRESET_ID} | seeds_of[0]
     said = []
     assert len(rounds.run_rounds(first, _GpawStub(store, [[0.5]]), generate, rounds=0, top=1,
                                  per_source=False, log=said.append)) == 1             # 0: check this run only

@@ -64,10 +64,12 @@ class Request:
     fix_element: bool = False                           # seeded: the matching site keeps its element
     substitutions: bool = SHIPPED.substitutions         # seeded: the seeds' isovalent substitutions as candidates too
     distant_swaps: bool = SHIPPED.distant_swaps         # ... one atom beyond the matched site's first shell each
-    seed_exclude: list = field(default_factory=list)    # seeded: material ids never to seed from
+    seed_exclude: list = field(default_factory=list)    # material ids never to seed from (seeded; later rounds)
     db_url: str = DB_URL                                # seeded: where the known sites are searched
     grow_from: list = field(default_factory=list)       # seeded: candidates to grow from instead of the search's
     # known sites (the next round around what DFT confirmed): candidate_seed's keyword arguments each
+    seed_above: float | None = None                     # seeded: only known sites whose DFT cosine to the target
+    # is above this (a round from known sites shaped better than the rounds' best check)
 
     def __post_init__(self):
         if self.mode == "unconditional":
@@ -83,12 +85,24 @@ class Request:
                 self._seeds = (key, [candidate_seed(**g) for g in self.grow_from])
             return self._seeds[1]
         target = np.asarray(self.targets[0], dtype=float)
-        key = (target.tobytes(), self.n_seeds, self.seed_by, tuple(sorted(self.seed_exclude)), str(self.db_url))
+        key = (target.tobytes(), self.n_seeds, self.seed_by, tuple(sorted(self.seed_exclude)), str(self.db_url),
+               self.seed_above)
         if self._seeds is None or self._seeds[0] != key:
-            self._seeds = (key, find_seeds(target, self.db_url, k=self.n_seeds, by=self.seed_by,
-                                           exclude=set(self.seed_exclude),
-                                           max_atoms=SHIPPED.max_dft_atoms))
+            seeds = find_seeds(target, self.db_url, k=self.n_seeds, by=self.seed_by, exclude=set(self.seed_exclude),
+                               max_atoms=SHIPPED.max_dft_atoms)
+            if self.seed_above is not None:
+                seeds = [s for s in seeds if s.hit.cosine > self.seed_above]
+                if not seeds:
+                    raise checks.UserError(f"no known site of at most {SHIPPED.max_dft_atoms} atoms has a DFT "
+                                           f"cosine to the target above {self.seed_above:.3f}",
+                                           "grow from a candidate instead", "seed_above")
+            self._seeds = (key, seeds)
         return self._seeds[1]
+
+    def grows(self) -> bool:
+        """A round: seeded from a candidate (grow_from) or from the known sites shaped better than a
+        check (seed_above), as benchmarks.refine and benchmarks.pool measured it."""
+        return bool(self.grow_from) or self.seed_above is not None
 
     def check(self) -> None:
         """The values a user sets, checked as the form checks them (checks.request_errors): the
@@ -126,11 +140,11 @@ class Request:
 def substituted(req: Request) -> list[tuple[Crystal, sampling.SampleSpec]]:
     """seeded with substitutions: the seeds' isovalent substitutions (at most n_candidates, within
     the elements the DFT recipe calculates; with distant_swaps, one atom beyond the matched site's
-    first shell each), candidates beside the generator's draws; else none. Grown from a candidate,
-    both kinds (at most n_candidates each), as the refinement round was measured (benchmarks.refine)."""
+    first shell each), candidates beside the generator's draws; else none. In a round (grown from a
+    candidate or from known sites shaped better than a check), both kinds (at most n_candidates each), as the refinement round was measured (benchmarks.refine)."""
     if req.mode != "seeded" or not req.substitutions:
         return []
-    kinds = (False, True) if req.grow_from else (req.distant_swaps,)
+    kinds = (False, True) if req.grows() else (req.distant_swaps,)
     return [v for far in kinds
             for v in substitution_specs(np.asarray(req.targets[0], float), req.seeds(), supported_elements(),
                                         req.n_candidates, distant=far, max_atoms=SHIPPED.max_dft_atoms)]

@@ -202,8 +202,6 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
         kw.update(targets=[curve], cond_sites=[], n_seeds=args.seeds, seed_by=args.seed_by, fix_element=args.fix_element,
                   substitutions=args.substitutions, distant_swaps=args.distant_swaps,
                   strength=checks.check_strength(args.strength), db_url=db_url)
-        if args.ref and not checks.is_structure_path(args.ref):
-            kw["seed_exclude"] = [args.ref] if args.exclude_ref else []
         if args.grow_from:
             from dosmatgen_core.candidates.rounds import round_title
             from dosmatgen_core.candidates.seeding import seed_arguments
@@ -217,6 +215,8 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
         kw.update(targets=[curve] * len(cond), cond_sites=cond)
     if args.mode == "fixed_type":
         kw["fixed"] = {i: args.element for i in kw["cond_sites"]}
+    if args.ref and args.exclude_ref and not checks.is_structure_path(args.ref):
+        kw["seed_exclude"] = [args.ref]       # in every mode: the rounds grown after it never seed from it either
     return kw, predict_from
 
 
@@ -312,7 +312,8 @@ def add_parsers(sub) -> None:
     ve.set_defaults(func=_verify)
 
     ro = sub.add_parser("rounds", help="GPAW checks of a run's top candidates, then rounds grown from the best "
-                                       "check while its DFT cosine to the target is below 0.9")
+                                       "check (or the known sites shaped better) while its DFT cosine to the target "
+                                       "is below 0.9")
     ro.add_argument("run_id")
     ro.add_argument("--rounds", type=int, default=1, help="further rounds at most (0: only check this run)")
     ro.add_argument("--top", type=int, default=SHIPPED.dft_top, help="candidates to check per round")
@@ -334,7 +335,8 @@ def add_parsers(sub) -> None:
                     "closest to the target; masked: new cells, the --cond atoms conditioned; template: a noised "
                     "--template; fixed_type: masked with the --element kept; unconditional: the baseline")
     ge.add_argument("--exclude-ref", action="store_true",
-                    help="seeded: never seed from the reference itself (look for other structures)")
+                    help="never seed from the reference itself (look for other structures): the seeded "
+                    "mode's seeds and the known sites of later rounds (dosmatgen rounds)")
     ge.add_argument("--seeds", type=int, default=SHIPPED.n_seeds, help="seeded: known structures used as templates")
     ge.add_argument("--seed-by", default=SHIPPED.seed_by, help="seeded: take the known sites closest by mae "
                     "(states/eV) or by cosine (shape, whatever the height)")

@@ -462,6 +462,11 @@ est += studio.startup_seconds(cold)
 dft_cold = pipeline.cold_parts(relaxed=bool(dft_top and dft_relaxed), check_novelty=False)
 n_checks = certify.max_checks(dft_top, per_source=bool(dft_per_source and two_sources))
 dft_est = certify.dft_seconds(n_checks, studio.dft_seconds_prior(relaxed=dft_relaxed)) + studio.startup_seconds(dft_cold)
+# the rates were measured on a quiet CPU: scaled for the other work that shares it now
+load, cpus = studio.cpu_load()
+gen_x = studio.slowdown(torch.get_num_threads(), load, cpus)
+dft_x = studio.slowdown(default_workers(max(n_checks, 1)), load, cpus)
+est, dft_est = est * gen_x, dft_est * dft_x
 sr = rates["steered_row"]
 gpu = req_kw["device"] == "cuda" or (req_kw["device"] == "auto" and torch.cuda.is_available())
 st.info(f"Estimated time: **about {studio.duration(est)}** on "
@@ -482,7 +487,7 @@ st.info(f"Estimated time: **about {studio.duration(est)}** on "
         + (f" Then up to {dft_rounds} further round{'s' * (dft_rounds > 1)} while the best DFT cosine stays below "
            f"{rounds.BAR}, about {studio.duration(est + dft_est)}" + (" each" if dft_rounds > 1 else "") + "."
            if dft_top and dft_rounds and mode != "unconditional" else "")
-        + studio.busy_note())
+        + studio.busy_note(load, cpus, gen_x, dft_x if dft_top and mode != "unconditional" else 1.0))
 
 # ---- 4. generate ------------------------------------------------------------------------------
 def _job():

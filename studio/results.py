@@ -82,7 +82,8 @@ def stored_labels(run: dict, db, labelled_ids) -> dict[int, dict[int, dict]]:
     out: dict[int, dict[int, dict]] = {}
     for c in run["candidates"]:
         mid = c.get("matches")
-        if c.get("novel") is not False or mid not in labelled_ids:
+        # the reference's own label is the target itself: no result to rank (its card says so)
+        if c.get("novel") is not False or mid not in labelled_ids or c.get("is_reference"):
             continue
         ref = db.get(mid)
         known = to_structure(ref.atoms)
@@ -365,10 +366,14 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                 _badge(c["charge_neutral"], "charge balanced (SMACT)", "not charge balanced (SMACT)"),
                 _badge(c.get("unique"), "unique in run", "duplicate in run"),
                 (":orange-background[the template itself]" if c.get("same_as_template") else
+                 ":orange-background[the reference itself]" if c.get("is_reference") else
                  _badge(c.get("novel"), "novel", f"known ({c.get('matches')})", "novelty not checked")),
                 _stability_badge(c), dft_badge,
             ]))
-            if sym := known_symmetry_text(c):
+            if c.get("is_reference"):
+                st.caption(f"This candidate is the reference the target came from ({c.get('matches')}): its stored DFT "
+                           "curve is the target itself, so it is neither ranked by DFT nor checked.")
+            elif sym := known_symmetry_text(c):
                 st.caption(sym)
             if origin := origin_text(c):
                 st.caption(origin)

@@ -139,15 +139,29 @@ def startup_seconds(parts: list[str], path: Path = STARTUP_FILE) -> float:
     return float(sum(cold.get(p, 0.0) for p in parts))
 
 
-def busy_note(load: float | None = None, cpus: int | None = None) -> str:
-    """A warning when other work holds the CPU (the estimates are measured on a quiet one): the
-    one-minute load average above the number of cores slows every stage several-fold."""
-    load = os.getloadavg()[0] if load is None else load
-    cpus = cpus or os.cpu_count() or 1
-    if load <= cpus:
+def cpu_load() -> tuple[float, int]:
+    """(the one-minute load average, the number of cores): the other work the estimates share the
+    CPU with."""
+    return os.getloadavg()[0], os.cpu_count() or 1
+
+
+def slowdown(threads: int, load: float, cpus: int) -> float:
+    """How many times longer a stage of `threads` busy threads takes beside `load` other busy
+    processes on `cpus` cores than on the quiet CPU its rate was measured on, under fair sharing
+    of the cores: max(1, (load + threads) / cpus) over the same at load 0. Checked against
+    spinning processes in benchmarks/results/load.json (benchmarks/load.py)."""
+    cpus = max(int(cpus), 1)
+    return max(1.0, (float(load) + threads) / cpus) / max(1.0, threads / cpus)
+
+
+def busy_note(load: float, cpus: int, generation_x: float, dft_x: float = 1.0) -> str:
+    """What the estimate says when other work holds the CPU: the load and how much it scaled the
+    times by (slowdown); "" when the CPU is free enough not to slow anything."""
+    if max(generation_x, dft_x) < 1.05:
         return ""
-    return (f" Other work is using the CPU now (load {load:.1f} on {cpus} cores), so expect it to take "
-            "several times longer.")
+    scaled = f"×{generation_x:.1f} for generation" + (f", ×{dft_x:.1f} for the DFT checks" if dft_x >= 1.05 else "")
+    return (f" Other work is using the CPU now (load {load:.1f} on {cpus} cores), so these times are scaled up for "
+            f"it ({scaled}; the rates were measured on a quiet CPU).")
 
 
 def duration(seconds: float) -> str:

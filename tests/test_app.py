@@ -493,10 +493,14 @@ def test_the_dft_time_shown_up_front_comes_from_the_timed_app_flow(tmp_path):
     assert studio.dft_seconds_prior(tmp_path, relaxed=False) == studio.DFT_SECONDS_PRIOR
 
 
-def test_the_estimate_warns_when_other_work_holds_the_cpu():
-    assert studio.busy_note(load=1.5, cpus=2) == ""
-    note = studio.busy_note(load=6.6, cpus=2)
-    assert "load 6.6 on 2 cores" in note and "longer" in note
+def test_the_estimate_is_scaled_for_other_work_on_the_cpu():
+    # fair sharing: two busy threads on two free cores run at the measured rate; beside one more
+    # busy process, 3 threads share 2 cores (x1.5); a single-threaded stage needs a core left idle
+    assert studio.slowdown(2, 0.0, 2) == 1.0 and studio.slowdown(2, 1.0, 2) == 1.5 and studio.slowdown(2, 6.6, 2) == 4.3
+    assert studio.slowdown(1, 1.0, 2) == 1.0 and studio.slowdown(1, 2.0, 2) == 1.5
+    assert studio.busy_note(0.5, 2, studio.slowdown(1, 0.5, 2), studio.slowdown(1, 0.5, 2)) == ""
+    note = studio.busy_note(6.6, 2, studio.slowdown(2, 6.6, 2), studio.slowdown(2, 6.6, 2))
+    assert "load 6.6 on 2 cores" in note and "×4.3 for generation, ×4.3 for the DFT checks" in note
 
 
 def test_the_verifications_table_reads_as_clock_times_and_formulas():

@@ -322,3 +322,38 @@ def test_a_copy_of_the_left_out_material_under_another_id_is_no_seed():
     assert len(kept) == len(hits) - len(copies)
     seeds = find_seeds(ref.site_dos[ni], DB_URL, k=3, exclude={PRESET_ID})
     assert len(seeds) == 3 and not any(StructureMatcher().fit(s.crystal.to_structure(), own) for s in seeds)
+
+
+def test_no_swap_hands_back_the_reference_and_a_draw_that_does_is_marked(ni_target):
+    """Au3Ni's Ni site: a same-group swap of a seed (Ag3Ni's Ag for Au) can rebuild the reference
+    itself, whose stored curve is the target. The run's swaps leave it out; a draw that comes back
+    as it is marked is_reference, and its stored label is not ranked as a result."""
+    from dosmatgen_core.candidates import pipeline
+    from dosmatgen_core.candidates.seeding import is_one_of, substitution_specs
+    from dosmatgen_core.labels.labeller import supported_elements
+    from dosmatgen_core.sampling.sampler import Generated
+    from dosmatgen_core.structures import Crystal
+    from studio.results import stored_labels
+    req = Request(mode="seeded", targets=[ni_target.tolist()], seed_exclude=[PRESET_ID], n_seeds=3,
+                  substitutions=True, distant_swaps=False, n_candidates=10)
+    (au3ni,) = pipeline.left_out(req)
+    assert au3ni.composition.reduced_composition == Composition("Au3Ni")
+    seeds = req.seeds()
+    every = substitution_specs(ni_target, seeds, supported_elements(), 50)
+    back = [c for c, _ in every if is_one_of(c.to_structure(), [au3ni])]
+    assert back, "a swap of the preset's seeds rebuilds Au3Ni (Ag3Ni with Au for Ag)"
+    kept = substitution_specs(ni_target, seeds, supported_elements(), 50, left_out=[au3ni])
+    assert len(kept) == len(every) - len(back) and not any(is_one_of(c.to_structure(), [au3ni]) for c, _ in kept)
+    assert not any(is_one_of(c.to_structure(), [au3ni]) for c, _ in pipeline.substituted(req))
+    assert pipeline.left_out(Request(mode="seeded", targets=[ni_target.tolist()], seed_exclude=["mp-0"])) == []
+    # a draw that is the reference: known, and marked so
+    spec = req.specs()[0]
+    rec = pipeline._candidate_record(0, Generated(Crystal.from_structure(back[0].to_structure()), 0), spec,
+                                     {"novel": False, "matches": PRESET_ID}, [], [au3ni])
+    assert rec["is_reference"] is True
+    other = pipeline._candidate_record(0, Generated(seeds[0].crystal, 0), spec,
+                                       {"novel": False, "matches": seeds[0].hit.material_id}, [], [au3ni])
+    assert "is_reference" not in other
+    db = open_db(DB_URL)
+    run = {"settings": {"targets": [ni_target.tolist()]}, "candidates": [{**rec, "rank": 1}, {**other, "rank": 2}]}
+    assert set(stored_labels(run, db, {PRESET_ID, seeds[0].hit.material_id})) == {2}

@@ -17,8 +17,10 @@ import numpy as np
 
 from dosmatgen_core import checks
 from dosmatgen_core.candidates.runs import RunStore, StoreError, to_cif
-from dosmatgen_core.candidates.seeding import Seed, candidate_seed, find_seeds, seeded_specs, substitution_specs
+from dosmatgen_core.candidates.seeding import (Seed, candidate_seed, find_seeds, is_one_of, seeded_specs,
+                                               substitution_specs)
 from dosmatgen_core.labels.labeller import supported_elements
+from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.model.guide import load_guide
 from dosmatgen_core.paths import DB_URL, GUIDE_PATH, missing_mp_tables
 from dosmatgen_core.sampling import sampler as sampling
@@ -27,7 +29,7 @@ from dosmatgen_core.scoring import evaluate
 from dosmatgen_core.scoring import stability
 from dosmatgen_core.scoring.stability import assess
 from dosmatgen_core.settings import SHIPPED
-from dosmatgen_core.structures import Crystal
+from dosmatgen_core.structures import Crystal, to_structure
 
 REDRAWS = 2      # a collapsed cell is drawn again (twice at most) rather than shown as a candidate
 MAX_PARTICLES = SHIPPED.max_particles
@@ -137,17 +139,35 @@ class Request:
         raise ValueError(f"unknown mode '{self.mode}' ({', '.join(MODES)})")
 
 
-def substituted(req: Request) -> list[tuple[Crystal, sampling.SampleSpec]]:
+def left_out(req: Request) -> list:
+    """The structures of req.seed_exclude in its database (the reference the target came from):
+    no candidate should merely hand it back. Ids the database lacks are skipped."""
+    if not req.seed_exclude:
+        return []
+    db = open_db(str(req.db_url))
+    out = []
+    for mid in req.seed_exclude:
+        try:
+            out.append(to_structure(db.get(mid).atoms))
+        except checks.NotFound:
+            continue
+    return out
+
+
+def substituted(req: Request, reference: list | None = None) -> list[tuple[Crystal, sampling.SampleSpec]]:
     """seeded with substitutions: the seeds' isovalent substitutions (at most n_candidates, within
     the elements the DFT recipe calculates; with distant_swaps, one atom beyond the matched site's
-    first shell each), candidates beside the generator's draws; else none. In a round (grown from a
+    first shell each), candidates beside the generator's draws, none of them the reference
+    (reference: left_out's answer, when the caller has it); else none. In a round (grown from a
     candidate or from known sites shaped better than a check), both kinds (at most n_candidates each), as the refinement round was measured (benchmarks.refine)."""
     if req.mode != "seeded" or not req.substitutions:
         return []
     kinds = (False, True) if req.grows() else (req.distant_swaps,)
+    reference = left_out(req) if reference is None else reference
     return [v for far in kinds
             for v in substitution_specs(np.asarray(req.targets[0], float), req.seeds(), supported_elements(),
-                                        req.n_candidates, distant=far, max_atoms=SHIPPED.max_dft_atoms)]
+                                        req.n_candidates, distant=far, max_atoms=SHIPPED.max_dft_atoms,
+                                        left_out=reference)]
 
 
 def check_novelty_tables() -> None:
@@ -199,9 +219,11 @@ def site_targets(spec, cond_sites) -> dict[int, int]:
     return {int(site): k for k, site in enumerate(cond_sites) if site < spec.n_atoms and spec.cond_mask[site]}
 
 
-def _candidate_record(i, g, spec, ev, targets_map) -> dict:
+def _candidate_record(i, g, spec, ev, targets_map, reference=()) -> dict:
     s = g.crystal.to_structure()
     rec = {k: v for k, v in ev.items() if k != "seconds_per_check"}
+    if rec.get("novel") is False and is_one_of(s, reference):
+        rec["is_reference"] = True          # a draw that came back as the reference: its label is the target
     if "seed" in spec.tag:
         rec["seed"] = spec.tag["seed"]        # the known structure this candidate was grown from
         rec["origin"] = spec.tag.get("origin", "generator")     # ... by the generator or by substitution
@@ -258,7 +280,8 @@ def run_generation(req: Request, loaded, predictor=None, *, guide=None, store: R
     as they are scored, and it ends done, failed or cancelled. guide: the DOS guide for steering
     (req.particles > 1); the shipped one is loaded when none is given."""
     specs = req.specs()
-    variants = substituted(req)
+    reference = left_out(req)
+    variants = substituted(req, reference)
     device = checks.check_device(req.device)
     if check_novelty:
         check_novelty_tables()
@@ -278,7 +301,7 @@ def run_generation(req: Request, loaded, predictor=None, *, guide=None, store: R
     keep.start()
     try:
         _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, progress, cancel, check_novelty, hull,
-                  variants)
+                  variants, reference)
     except (sampling.Cancelled, KeyboardInterrupt):
         keep.finish("cancelled")
         raise
@@ -292,7 +315,7 @@ def run_generation(req: Request, loaded, predictor=None, *, guide=None, store: R
 
 
 def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, progress, cancel, check_novelty, hull,
-              variants=()):
+              variants=(), reference=()):
     run = keep.run
     t0 = time.perf_counter()
 
@@ -344,7 +367,7 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
         recs = []
         for j, ev in enumerate(part, start=a):
             if j < n:
-                recs.append(("candidates", _candidate_record(j, gen[j], specs[j], ev, req.cond_sites)))
+                recs.append(("candidates", _candidate_record(j, gen[j], specs[j], ev, req.cond_sites, reference)))
             else:
                 b = _candidate_record(j - n, gen[j], base_specs[j - n], ev, req.cond_sites)
                 # baseline atoms were not conditioned; they are scored on the same sites

@@ -143,6 +143,12 @@ def drop_copies(hits: list[SiteHit], left_out: list, structure_of) -> list[SiteH
     return out
 
 
+def is_one_of(s, structures: list) -> bool:
+    """Whether StructureMatcher matches s to any of structures (same reduced formula only)."""
+    same = [x for x in structures if x.composition.reduced_formula == s.composition.reduced_formula]
+    return bool(same) and any(StructureMatcher().fit(s, x) for x in same)
+
+
 def shell_template(crystal: Crystal, site: int, max_atoms: int = 8, tol: float = 1.15) -> tuple[Crystal, list[int]]:
     """The seed's cell, doubled along its shortest axis when that fits in max_atoms (so that atoms
     beyond the matched site's first shell can change), and that first shell: the atoms within tol
@@ -180,14 +186,16 @@ def seeded_specs(target, seeds: list[Seed], n_candidates: int, strength: float,
 
 
 def substitution_specs(target, seeds: list[Seed], allowed, limit: int, distant: bool = False,
-                       max_atoms: int = 8) -> list[tuple[Crystal, SampleSpec]]:
+                       max_atoms: int = 8, left_out: list = ()) -> list[tuple[Crystal, SampleSpec]]:
     """At most limit substituted variants of the seeds (substituted_variants; with distant,
     distant_variants in cells of at most max_atoms), taken from the seeds in turn, best seed
     first, each with a spec that records where it came from (its seed and the swap) and conditions
-    its matched site, as seeded_specs' do; nothing is sampled from these."""
+    its matched site, as seeded_specs' do; nothing is sampled from these. A variant that is one of
+    left_out (pymatgen Structures: the reference, whose own curve is the target) is no candidate: a
+    swap of Ag3Ni's Ag for Au would hand the user back the Au3Ni they started from."""
     def variants(seed):
         return distant_variants(seed, allowed, max_atoms) if distant else substituted_variants(seed, allowed)
-    per_seed = [[(c, s, sub) for c, sub in variants(s)] for s in seeds]
+    per_seed = [[(c, s, sub) for c, sub in variants(s) if not is_one_of(c.to_structure(), left_out)] for s in seeds]
     out = []
     for c, seed, sub in [v for row in itertools.zip_longest(*per_seed) for v in row if v is not None][:limit]:
         n = len(c.numbers)

@@ -63,11 +63,16 @@ with st.expander("Delete this run"):
 run = store.get(pick)
 dft = state.dft_statuses(run)
 st.subheader("DFT checks of this run")
-if dft:
+# the certified flow's batch queues its checks one worker at a time: those not started are queued too
+batch = state.certifier(str(studio.RUNS_PATH)).progress(pick)
+waiting = [r for r in batch["ranks"] if r not in dft] if batch and batch["active"] and not batch["cancelled"] else []
+if dft or waiting:
     # a check still running has no MAE yet, and only a failed one has an error: blank, not "None"
     st.dataframe([{"candidate": f"#{rank}", "status": s["status"],
                    "DFT MAE": f"{m:.3f}" if (m := dft_mae(s)) is not None else "", "error": s.get("error") or ""}
-                  for rank, s in sorted(dft.items())], hide_index=True, width="stretch")
+                  for rank, s in sorted(dft.items())]
+                 + [{"candidate": f"#{r}", "status": "queued", "DFT MAE": "", "error": ""} for r in waiting],
+                 hide_index=True, width="stretch")
 else:
     st.caption("No candidate of this run has been checked with DFT; queue one on the Verify page.")
 db = open_db(studio.DB_URL)

@@ -4,7 +4,7 @@ import streamlit as st
 from studio import shared as studio
 from studio import state
 from studio.charts import dos_chart
-from studio.results import match_rows, predicted_curve, target_label, verification_rows
+from studio.results import candidate_name, match_rows, predicted_curve, target_label, verification_rows
 from studio.shared import formula
 from studio import nav
 from dosmatgen_core.scoring.verify import default_workers
@@ -12,10 +12,13 @@ from dosmatgen_core.scoring.verify import default_workers
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
 
 st.title("Verify a candidate with DFT (GPAW)")
+load, cpus = studio.cpu_load()
+busy = studio.slowdown(default_workers(), load, cpus)       # the prior was timed on a quiet CPU
 st.caption("The labelling recipe (PBE, LCAO dzp, Löwdin site projection) on the candidate as generated or, "
            f"if asked, after a {studio.potential_label()} relaxation. Small cells take about "
-           f"{studio.duration(studio.dft_seconds_prior())} here (relaxation included when asked for); larger ones "
-           f"much longer. {default_workers()} run at a time (one per CPU core).")
+           f"{studio.duration(studio.dft_seconds_prior() * busy)} here (relaxation included when asked for"
+           + (f"; ×{busy:.1f} for the other work on the CPU now, load {load:.1f} on {cpus} cores" if busy >= 1.05 else "")
+           + f"); larger ones much longer. {default_workers()} run at a time (one per CPU core).")
 v = state.verifier(str(studio.RUNS_PATH))
 runs = v.store.list()
 if not runs:
@@ -24,8 +27,10 @@ if not runs:
 titles = {r["id"]: f"{r['id']} · {r['title']}" for r in runs}
 rid = st.selectbox("Run", list(titles), format_func=titles.get, key="verify_run")
 run = v.store.get(rid)
-names = {c["rank"]: f"#{c['rank']} · {formula(c['formula'])} · {c['n_atoms']} atoms" for c in run["candidates"]}
-rank = st.selectbox("Candidate", list(names), format_func=names.get, key="verify_rank")
+names = {c["rank"]: candidate_name(c) for c in run["candidates"]}
+# a known candidate has its stored label already (the reference's is the target): the first new one
+first_new = next((k for k, c in enumerate(run["candidates"]) if c.get("novel") is not False), 0)
+rank = st.selectbox("Candidate", list(names), index=first_new, format_func=names.get, key=f"verify_rank_{rid}")
 cur = v.status(rid, rank)
 relaxed = st.checkbox(f"Relax with {studio.potential_label()} first (positions and cell)", value=studio.SHIPPED.dft_relaxed, key="relaxed")
 if st.button("Queue DFT verification", disabled=bool(cur and cur["status"] in ("queued", "running")), key="queue"):

@@ -97,6 +97,13 @@ def stored_labels(run: dict, db, labelled_ids) -> dict[int, dict[int, dict]]:
     return out
 
 
+def candidate_name(c: dict) -> str:
+    """'#3 · NaCl · 2 atoms', and whether it is known or the reference itself (a choice list)."""
+    tag = (" · the reference itself" if c.get("is_reference") else
+           f" · known ({c.get('matches')})" if c.get("novel") is False else "")
+    return f"#{c['rank']} · {formula(c['formula'])} · {c['n_atoms']} atoms{tag}"
+
+
 def predicted_curve(c: dict, site: int, name: str) -> dict:
     """A candidate's predicted site curve, with the ensemble's spread as its band (runs saved
     before the spread was stored have none)."""
@@ -342,7 +349,9 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                    "structures, and those of the known sites a seeded run grew from (the lookup: the closest labelled "
                    "sites, no generation) or of the checked candidate it grew from, as the baseline to beat. "
                    "Cosine 1 is the target's shape exactly.")
-        st.dataframe(table, hide_index=True, width="stretch")
+        # a stored label has no prediction and some checks no cosine: a dash, not the word None
+        st.dataframe([{k: "—" if v is None else v for k, v in r.items()} for r in table], hide_index=True,
+                     width="stretch")
     st.caption("'predicted' curves come from the site-DOS predictor, not DFT; 'DFT' curves are GPAW calculations "
                "of the candidate; 'stored label' curves are the DFT label of a known structure the candidate "
                f"matches. Stability is {run_potential(run)} energy above a hull of the same potential (an ML hull, not "

@@ -422,6 +422,54 @@ def test_the_verify_page_shows_a_finished_checks_match_as_a_table_with_units(tmp
     assert not at.json and "DFT DOS against the target" in [x.value for x in at.caption]
 
 
+def test_the_verify_page_names_known_candidates_and_offers_the_first_new_one(tmp_path, monkeypatch):
+    """A candidate that is the reference (or another known structure) has its DFT label already:
+    the choice list says so, and the page starts on the first new candidate."""
+    from dosmatgen_core.candidates.runs import RunStore
+    from studio.results import candidate_name
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    run = _small_run(tmp_path)
+    first, second = run["candidates"][:2]
+    first.update(novel=False, matches=studio.PRESET_ID, is_reference=True)
+    second.update(novel=True)
+    store = RunStore(tmp_path / "runs.db")
+    rid = store.start({**run, "id": None, "candidates": [], "baseline": [], "title": "with the reference"})
+    store.append(rid, "candidates", [first, second])
+    store.finish({**run, "id": rid, "candidates": [first, second]}, "done")
+    assert candidate_name(first).endswith("atoms · the reference itself")
+    assert candidate_name({**first, "is_reference": False}).endswith(f"known ({studio.PRESET_ID})")
+    assert candidate_name(second).endswith("atoms")
+    at = app_page("2_Verify.py")
+    at.run()
+    next(b for b in at.selectbox if b.key == "verify_run").select(rid).run()
+    assert not at.exception, [e.value for e in at.exception]
+    pick = next(b for b in at.selectbox if b.key == f"verify_rank_{rid}")       # its own choice per run
+    assert pick.value == second["rank"] and any("the reference itself" in o for o in pick.options)
+
+
+def test_the_runs_page_lists_the_batchs_checks_not_started_yet_as_queued(tmp_path, monkeypatch):
+    """The certified flow starts its checks a worker at a time: those still waiting are in the
+    Runs page's table too, as queued, beside the ones running or done."""
+    from dosmatgen_core.candidates.runs import RunStore, dumps
+    from dosmatgen_core.scoring.verify import Verifier
+    from studio import state
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    run = _small_run(tmp_path)
+    Verifier(RunStore(tmp_path / "runs.db"))._set(run["id"], 1, status="running", result=dumps({}))
+
+    class Batch:
+        def progress(self, run_id):
+            return {"ranks": [1, 2], "active": True, "cancelled": False} if run_id == run["id"] else None
+    monkeypatch.setattr(state, "certifier", lambda path: Batch())
+    at = app_page("1_Runs.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(d.value for d in at.dataframe if "status" in d.value.columns)
+    assert table["candidate"].tolist() == ["#1", "#2"] and table["status"].tolist() == ["running", "queued"]
+
+
 def test_a_finished_run_survives_a_reload_and_shows_on_the_runs_page(tmp_path, monkeypatch):
     """The run id lives in the URL: a fresh session with ?run=ID shows the stored results."""
     monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))

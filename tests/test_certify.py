@@ -97,16 +97,19 @@ def test_time_left_counts_the_parallel_slots():
 
 def test_time_left_after_the_first_lands_counts_the_check_that_just_started():
     """3 checks on 2 workers: #1 done in 100 s, #2 running for 110 s (overdue), #3 just started.
-    #3 needs about a whole calculation still; the overdue one only names itself."""
+    #3 needs about a whole calculation still, and a whole one is now at least the 110 s that #2 has
+    run (the countdown grows while a check overruns instead of standing still)."""
     b = certify.Batch("r", [1, 2, 3], prior_s=60.0, workers=2)
     now = time.time()
     st = {1: {"status": "done", "result": {"seconds": 100.0}}, 2: {"status": "running", "started": now - 110},
           3: {"status": "running", "started": now - 2}}
-    assert certify.time_left(b, st, [1], [], [2, 3]) == pytest.approx(98.0, abs=1.0)
+    assert certify.time_left(b, st, [1], [], [2, 3]) == pytest.approx(108.0, abs=1.0)
     st4 = {**st, 3: {"status": "queued"}}                              # queued: the free worker takes it
-    assert certify.time_left(b, st4, [1], [], [2]) == pytest.approx(100.0, abs=1.0)
+    assert certify.time_left(b, st4, [1], [], [2]) == pytest.approx(110.0, abs=1.0)
     b1 = certify.Batch("r", [1, 2, 3], prior_s=60.0, workers=1)      # one worker: after the overdue one
-    assert certify.time_left(b1, st4, [1], [], [2]) == pytest.approx(110.0, abs=1.0)
+    assert certify.time_left(b1, st4, [1], [], [2]) == pytest.approx(121.0, abs=1.0)
+    st_late = {**st4, 2: {"status": "running", "started": now - 300}}  # overrunning further: more time left
+    assert certify.time_left(b1, st_late, [1], [], [2]) == pytest.approx(330.0, abs=1.0)
     assert certify.time_left(b, st, [1, 2, 3], [], []) == 0.0
 
 

@@ -173,12 +173,16 @@ def per_check(b: Batch, st: dict) -> float:
 def time_left(b: Batch, st: dict, done: list, failed: list, running: list, per: float | None = None) -> float:
     """Wall time until the batch is done: each running check needs what is left of the usual time
     per calculation (per_check, unless the caller has it; at least a tenth of it, since an overdue
-    check still has some left), and each queued one starts on the first free worker."""
+    check still has some left), and each queued one starts on the first free worker. A check that
+    has run longer than the usual time says the usual time is longer now (a loaded CPU slows them
+    all), so the longest-running check's time so far is the least each one takes."""
     if b.cancel_flag.is_set():
         return 0.0
     per = per_check(b, st) if per is None else per
     now = time.time()
-    slots = [max(per - (now - (st[r].get("started") or now)), 0.1 * per) for r in running]
+    ran = [now - (st[r].get("started") or now) for r in running]
+    per = max([per] + ran)
+    slots = [max(per - t, 0.1 * per) for t in ran]
     slots += [0.0] * max(b.workers - len(slots), 0)
     heapq.heapify(slots)
     for _ in range(len(b.ranks) - len(done) - len(failed) - len(running)):

@@ -39,18 +39,25 @@ if log.exists():
     df = pd.read_csv(log)
     st.subheader(f"Training curve ({gen.get('type_diffusion', 'continuous')} atom types)")
     # val_labelled_loss is the conditional branch's health: it rises when labels are memorised
-    st.line_chart(df.set_index("epoch")[[c for c in ("train_loss", "val_loss", "val_labelled_loss") if c in df]])
+    names = {"train_loss": "training", "val_loss": "validation (all crystals)",
+             "val_labelled_loss": "validation (crystals with DOS labels)"}
+    st.line_chart(df.set_index("epoch")[[c for c in names if c in df]].rename(columns=names),
+                  x_label="epoch", y_label="diffusion loss (lattice + coordinates + types)")
 
 st.subheader("Benchmarks: the latest result of each kind")
 latest = studio.latest_results()
 if not latest:
     st.info("No benchmark results yet: run `./run.sh dosmatgen bench generate` (or label / evaluate).")
-st.dataframe([{"kind": i["kind"], "file": i["file"], "date": i["date"].strftime("%Y-%m-%d %H:%M"),
+# current records first: a superseded one (measured before a fix) stays listed, marked as such
+latest = sorted(latest, key=lambda i: bool(i["record"].get("superseded")))
+st.dataframe([{"what it measures": studio.RESULT_KINDS.get(i["kind"], i["kind"]),
+               "status": "superseded" if i["record"].get("superseded") else "current", "file": i["file"],
+               "date": i["date"].strftime("%Y-%m-%d %H:%M"),
                "note": str(i["record"].get("note") or i["record"].get("superseded") or "")[:120]} for i in latest],
              hide_index=True, width="stretch")
 for item in latest:
     res = item["record"]
-    with st.expander(f"{item['kind']} · {item['file']} · {item['date']:%Y-%m-%d}"):
+    with st.expander(("superseded: " if res.get("superseded") else "") + studio.result_title(item)):
         if res.get("superseded"):
             st.warning(str(res["superseded"]))
         flat = pd.json_normalize({k: v for k, v in res.items() if k != "machine"}, sep=" · ").T

@@ -475,7 +475,9 @@ st.info(f"Estimated time: **about {studio.duration(est)}** on "
           f"{sr['steps']} steps and {rates['plain_row']['seconds']:.1f} s unsteered ({rates['source']}), "
           "scaled by candidates, steps and trajectories"
         + ("; an unsteered baseline sample per candidate is included" if mode != "unconditional" else "")
-        + f", and scoring {n_scored} structures" + (" with the hull's relaxations" if req_kw.get("stability") else "")
+        # a seed gives as many swaps as it has same-group partners, so their number is a ceiling
+        + f", and scoring {'up to ' if mode == 'seeded' and req_kw.get('substitutions') else ''}{n_scored} structures"
+        + (" with the hull's relaxations" if req_kw.get("stability") else "")
         + f" ({studio.SCORING_FILE.name})"
         + (f", plus loading the {' and '.join(cold)} on this session's first run ({studio.STARTUP_FILE.name})"
            if cold else "")

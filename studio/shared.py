@@ -192,6 +192,29 @@ def result_date(rec: dict, path: Path) -> dt.datetime:
     return dt.datetime.fromtimestamp(Path(path).stat().st_mtime, dt.timezone.utc)
 
 
+# what each kind of benchmark record measures, in words a newcomer reads (result_kind's names)
+RESULT_KINDS = {
+    "certify": "time from Generate to DFT-certified candidates", "dft": "DFT check of generated candidates",
+    "dft9": "DFT check of candidates on 9 targets", "evaluate": "predictor and candidate checks on held-out sites",
+    "generate": "generation: speed and predicted DOS match", "guidance": "guidance and steering strength",
+    "label": "the labelling recipe's speed and accuracy", "load": "slowdown beside other work on the CPU",
+    "models": "generator checkpoints compared", "oracle": "best of every DFT check and known site",
+    "pool": "unlabelled structures for the hard targets", "predictor": "site-DOS predictor against DFT",
+    "predictors": "site-DOS predictors compared", "refine": "rounds grown from the best DFT check",
+    "relax": "relaxation's effect on the DFT match", "search": "site-DOS search speed",
+    "seed": "how far a candidate moves from its seed", "seeding": "seeding strength",
+    "semi_supervised": "unlabelled crystals in training", "split": "train / validation split",
+    "stability": "stability hull", "startup": "a fresh process's first run",
+    "truth": "DFT truth: every method checked with GPAW", "types": "atom-type diffusion", "val": "validation",
+}
+
+
+def result_title(item: dict) -> str:
+    """'DFT truth: every method checked with GPAW (truth-b.json, 2026-12-04)'."""
+    what = RESULT_KINDS.get(item["kind"], item["kind"])
+    return f"{what} ({item['file']}, {item['date']:%Y-%m-%d})"
+
+
 def latest_results(folder: Path = RESULTS_DIR) -> list[dict]:
     """The newest record of each kind: [{kind, file, date, record}], sorted by kind."""
     best: dict[str, dict] = {}

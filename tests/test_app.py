@@ -1,4 +1,5 @@
 """Page logic through streamlit.testing, and the app's helpers on small real data."""
+import datetime as dt
 import io
 import json
 import sys
@@ -484,6 +485,13 @@ def test_a_finished_run_survives_a_reload_and_shows_on_the_runs_page(tmp_path, m
     runs = app_page("1_Runs.py")
     runs.run()
     assert not runs.exception and "DFT checks of this run" in [h.value for h in runs.subheader]
+
+
+def test_every_kind_of_benchmark_record_is_named_in_words_on_the_model_page():
+    kinds = {studio.result_kind(f) for f in studio.RESULTS_DIR.glob("*.json")}
+    assert kinds and kinds <= set(studio.RESULT_KINDS), kinds - set(studio.RESULT_KINDS)
+    item = {"kind": "truth", "file": "truth-b.json", "date": dt.datetime(2026, 12, 4)}
+    assert studio.result_title(item) == "DFT truth: every method checked with GPAW (truth-b.json, 2026-12-04)"
 
 
 def test_model_summary_counts_the_source_models_steps_for_a_fine_tune():

@@ -625,6 +625,7 @@ def go_on(run: dict, dft: dict, p: dict | None, chain: dict) -> None:
                                                                  req=req)
                 st.rerun()
     st.session_state["rounds_note"] = note
+    st.rerun()          # the note is drawn above the results, which this run of the page has passed
 
 
 # ---- 5. results -------------------------------------------------------------------------------

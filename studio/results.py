@@ -349,9 +349,10 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                    "structures, and those of the known sites a seeded run grew from (the lookup: the closest labelled "
                    "sites, no generation) or of the checked candidate it grew from, as the baseline to beat. "
                    "Cosine 1 is the target's shape exactly.")
-        # a stored label has no prediction and some checks no cosine: a dash, not the word None
-        st.dataframe([{k: "—" if v is None else v for k, v in r.items()} for r in table], hide_index=True,
-                     width="stretch")
+        # a stored label has no prediction and no timings: a dash, not the word None; shown as text,
+        # since a column of numbers and blanks cannot go to Arrow as one type
+        st.dataframe([{k: "—" if v is None or v == "" else str(v) for k, v in r.items()} for r in table],
+                     hide_index=True, width="stretch")
     st.caption("'predicted' curves come from the site-DOS predictor, not DFT; 'DFT' curves are GPAW calculations "
                "of the candidate; 'stored label' curves are the DFT label of a known structure the candidate "
                f"matches. Stability is {run_potential(run)} energy above a hull of the same potential (an ML hull, not "

@@ -214,7 +214,7 @@ def test_uploaded_cif_keeps_its_site_order_and_is_marked_predicted(db):
 def test_names_people_read():
     assert studio.formula("ClNa") == "NaCl" and studio.formula("NiAu3") == "Au3Ni" and studio.formula("Ga4Te4") == "GaTe"
     assert studio.material_name("mp-22862", "ClNa") == "NaCl · mp-22862"
-    assert studio.material_name("gen:008d78a03b6aa6dcf9f3", "NaCl") == "NaCl · generated, DFT · 008d78a0"
+    assert studio.material_name("gen:008d78a03b6aa6dcf9f3", "NaCl") == "NaCl · an earlier candidate, DFT-checked · 008d78a0"
     assert studio.duration(40) == "40 s" and studio.duration(150) == "2 min"
 
 

@@ -298,7 +298,7 @@ def test_the_app_starts_the_next_round_when_a_runs_checks_end(tmp_path, monkeypa
                                       "relaxed": True, "per_source": False}
         at.run()
         assert not at.exception, [e.value for e in at.exception]
-        at.run()                                # the page as drawn after its own rerun
+        # no second run: the page reruns itself, so the note is there at once (a user touches nothing)
         notes = [i.value for i in at.info if "round" in i.value]
         if submitted:
             assert sent and sent[-1].mode == "seeded" and sent[-1].grow_from[0]["source"] == "DFT"

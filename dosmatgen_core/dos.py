@@ -10,6 +10,7 @@ EMIN, EMAX, NPTS = -10.0, 10.0, 400
 GRID = np.linspace(EMIN, EMAX, NPTS)
 DE = GRID[1] - GRID[0]
 SMEAR_EV = 0.2  # Gaussian width of the labels (RECIPE.md)
+MIN_SPAN_EV = 2.0  # an uploaded table in eV spans more; one in Hartree (±0.3) or Rydberg spans less
 
 
 def gaussian_dos(energies: np.ndarray, weights: np.ndarray, width: float = SMEAR_EV,
@@ -192,6 +193,12 @@ def read_dos_csv(data: bytes | str) -> np.ndarray:
         if len(vals) < 2:
             raise ValueError(f"line {k + 1}: expected two columns (energy, DOS), found one — "
                              "give two columns: energy − E_F (eV), DOS (states/eV)")
+        if len(parts) > 2 and _numbers(parts[2:]):
+            # (E, up, down) and (E, DOS, integrated DOS) look alike: taking the second column would
+            # halve a spin-polarised DOS without a word, so neither is guessed
+            raise ValueError(f"line {k + 1} has {len(parts)} numeric columns; the target is one curve, spins summed "
+                             "— give two columns: energy − E_F (eV) and the total DOS (states/eV); for a "
+                             "spin-polarised DOS, add the up and down columns into one")
         rows.append(vals)
         where.append(k + 1)
     if not rows:
@@ -217,7 +224,22 @@ def read_dos_csv(data: bytes | str) -> np.ndarray:
         k = int(np.flatnonzero(step < 0)[0])
         raise ValueError(f"energies are not sorted: line {where[k + 1]} ({e[k + 1]:g} eV) comes after "
                          f"line {where[k]} ({e[k]:g} eV) — sort the rows by energy")
+    if e[-1] - e[0] < MIN_SPAN_EV:
+        raise ValueError(f"the energies span only {e[-1] - e[0]:.3g} eV ({e[0]:g} to {e[-1]:g}); the grid is E − E_F "
+                         f"from {EMIN:g} to {EMAX:g} eV — give the energies in eV (Hartree × 27.211, Rydberg "
+                         "× 13.606)")
+    if e[0] > 0 or e[-1] < 0:
+        raise ValueError(f"the energies run from {e[0]:g} to {e[-1]:g} eV and do not reach E_F = 0 — give E − E_F "
+                         "(subtract the Fermi energy from each energy)")
     return regrid(e, g)
+
+
+def _numbers(parts: list[str]) -> bool:
+    try:
+        [float(p) for p in parts]
+    except ValueError:
+        return False
+    return True
 
 
 def shape_target(g: np.ndarray, shift_ev: float = 0.0, scale: float = 1.0, smear_ev: float = 0.0) -> np.ndarray:

@@ -62,6 +62,26 @@ CIF_CELL_TAGS = ("_cell_length_a", "_cell_length_b", "_cell_length_c",
                  "_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma")
 
 
+def poscar_short(text: str) -> str:
+    """What a cut-short POSCAR lacks ('declares 4 atoms (3 + 1) but gives 3 positions'), or "" when
+    its header cannot be read this far (pymatgen then says what it can) or nothing is missing.
+    pymatgen's reader fails on such a file with 'list index out of range'."""
+    lines = [ln.split() for ln in text.splitlines()]
+    try:
+        k = 5 + (not lines[5][0].lstrip("+-").isdigit())       # VASP 5: a line of element symbols first
+        counts = [int(x) for x in lines[k]]
+        k += 1 + (lines[k + 1][0][0] in "sS")                   # Selective dynamics
+        if lines[k][0][0] not in "dDcCkK":                      # Direct / Cartesian
+            return ""
+    except (IndexError, ValueError):
+        return ""
+    given = sum(1 for ln in lines[k + 1:k + 1 + sum(counts)] if len(ln) >= 3)
+    if given >= sum(counts):
+        return ""
+    return (f"declares {sum(counts)} atoms ({' + '.join(map(str, counts))}) but gives {given} position"
+            f"{'s' * (given != 1)}")
+
+
 def cif_missing_tags(text: str) -> list[str]:
     """The CIF tags a crystal needs that the text lacks: the six cell parameters, and the atoms'
     positions (fractional or Cartesian) with their element (type symbol or label). pymatgen's
@@ -92,6 +112,8 @@ def read_structure(text: str, fmt: str = "cif", source: str = "input") -> Struct
                                  "so it is not a CIF")
         raise StructureError(f"{source}: could not read the CIF file: it lacks {', '.join(missing)} "
                              "(is it cut short?)")
+    if fmt == "poscar" and (short := poscar_short(text)):
+        raise StructureError(f"{source}: could not read the POSCAR file: it {short} (is it cut short?)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -83,6 +83,10 @@ def test_bad_dos_tables_are_refused(name, tmp_path, capsys, guarded):
     ("dos_nan.csv", "line 3: NaN"), ("dos_inf.csv", "line 3: an infinite"), ("dos_negative.csv", "line 3: negative"),
     ("dos_unsorted.csv", "not sorted: line 4"), ("dos_duplicate.csv", "duplicate energy -1 eV on lines 3 and 4"),
     ("dos_two_points.csv", "only 2 points"), ("dos_text.csv", "no numeric rows"), ("dos_binary.csv", "binary"),
+    ("truncated.vasp", r"declares 4 atoms \(3 \+ 1\) but gives 3 positions \(is it cut short\?\)"),
+    ("dos_hartree.csv", r"span only 0.6 eV .* in eV \(Hartree × 27.211"),
+    ("dos_spin_columns.csv", "line 2 has 3 numeric columns; .* add the up and down columns into one"),
+    ("dos_absolute_energy.csv", "run from 3 to 7 eV and do not reach E_F = 0"),
 ])
 def test_messages_say_what_is_wrong(name, words, tmp_path, capsys, guarded):
     flag = "--target-csv" if name.endswith(".csv") else "--ref"

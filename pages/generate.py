@@ -59,8 +59,12 @@ def use_preset() -> None:
 
 
 # ---- 1. target --------------------------------------------------------------------------------
-# the material search and the site survive a detour to the CSV target
-state.keep_widget_values(("ref_query", "ref_select"), prefixes=("site_",))
+# the material search, the site, the mode and the settings survive a detour to the CSV target (a
+# file not yet uploaded stops the page above them)
+state.keep_widget_values(("ref_query", "ref_select", "mode", "n_cand", "n_atoms", "cond_new", "fixed_el", "n_seeds",
+                          "seed_strength", "seed_fix", "seed_subs", "seed_far", "strength", "steps", "particles", "w",
+                          "seed", "device", "stability", "dft_top", "dft_relaxed", "dft_per_source", "dft_rounds",
+                          "known_by", "known_shift", "scale", "shift", "smear"), prefixes=("site_",))
 st.header("1 · Target DOS")
 src = st.radio("Where does the target DOS come from?", ["A site of a material", "A DOS file (CSV)"],
                horizontal=True, key="target_src",

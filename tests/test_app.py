@@ -389,6 +389,20 @@ def test_other_pages_load(page, tmp_path, monkeypatch):
     assert at.title and at.title[0].value != "Generate structures for a target DOS"
 
 
+def test_settings_survive_a_detour_to_a_dos_file_and_back():
+    """A DOS file not yet uploaded stops the page above the settings: the candidates asked for and
+    the mode chosen are still there on coming back (Streamlit drops undrawn widgets' state)."""
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    next(n for n in at.number_input if n.key == "n_cand").set_value(5).run()
+    next(r for r in at.radio if r.key == "mode").set_value("masked").run()
+    next(r for r in at.radio if r.key == "target_src").set_value("A DOS file (CSV)").run()
+    assert not [n for n in at.number_input if n.key == "n_cand"]            # the detour: settings not drawn
+    next(r for r in at.radio if r.key == "target_src").set_value("A site of a material").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert next(n for n in at.number_input if n.key == "n_cand").value == 5
+    assert next(r for r in at.radio if r.key == "mode").value == "masked"
+
+
 def test_per_source_dft_checks_are_offered_for_seeded_runs_with_swaps_and_counted_in_the_estimate():
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception, [e.value for e in at.exception]

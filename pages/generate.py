@@ -473,19 +473,9 @@ dft_x = studio.slowdown(default_workers(max(n_checks, 1)), load, cpus)
 est, dft_est = est * gen_x, dft_est * dft_x
 sr = rates["steered_row"]
 gpu = req_kw["device"] == "cuda" or (req_kw["device"] == "auto" and torch.cuda.is_available())
-st.info(f"Estimated time: **about {studio.duration(est)}** on "
-        + ("the GPU (the rate was measured on a CPU, so expect less)" if gpu else "this CPU")
-        + f" — from {sr['seconds']:.1f} s for {sr['candidates']} steered candidates of 4–7 atoms at "
-          f"{sr['steps']} steps and {rates['plain_row']['seconds']:.1f} s unsteered ({rates['source']}), "
-          "scaled by candidates, steps and trajectories"
-        + ("; an unsteered baseline sample per candidate is included" if mode != "unconditional" else "")
-        # a seed gives as many swaps as it has same-group partners, so their number is a ceiling
-        + f", and scoring {'up to ' if mode == 'seeded' and req_kw.get('substitutions') else ''}{n_scored} structures"
-        + (" with the hull's relaxations" if req_kw.get("stability") else "")
-        + f" ({studio.SCORING_FILE.name})"
-        + (f", plus loading the {' and '.join(cold)} on this session's first run ({studio.STARTUP_FILE.name})"
-           if cold else "")
-        + "."
+# the estimate in plain words; how it was made (measured rates and their records) under it
+st.info(f"Estimated time: **about {studio.duration(est)}** to generate and score the candidates on "
+        + ("the GPU (timed on a CPU, so expect less)" if gpu else "this CPU") + "."
         + (f" Then a DFT check of the top {dft_top}" + (f" and of each kind's best {dft_top} (up to {n_checks})"
                                                           if n_checks > dft_top else "")
            + f", about {studio.duration(dft_est)}, "
@@ -494,6 +484,18 @@ st.info(f"Estimated time: **about {studio.duration(est)}** on "
            f"{rounds.BAR}, about {studio.duration(est + dft_est)}" + (" each" if dft_rounds > 1 else "") + "."
            if dft_top and dft_rounds and mode != "unconditional" else "")
         + studio.busy_note(load, cpus, gen_x, dft_x if dft_top and mode != "unconditional" else 1.0))
+st.caption(f"How it is estimated: {sr['seconds']:.1f} s for {sr['candidates']} DOS-steered candidates of 4–7 atoms "
+           f"at {sr['steps']} denoising steps and {rates['plain_row']['seconds']:.1f} s without steering "
+           f"({rates['source']}), scaled by candidates, steps and steering trajectories"
+           + ("; one unconditioned sample per candidate is drawn as the baseline" if mode != "unconditional" else "")
+           # a seed gives as many swaps as it has same-group partners, so their number is a ceiling
+           + f"; scoring {'up to ' if mode == 'seeded' and req_kw.get('substitutions') else ''}{n_scored} structures"
+           + (" with the hull's relaxations" if req_kw.get("stability") else "")
+           + f" ({studio.SCORING_FILE.name})"
+           + (f"; loading the {' and '.join(cold)} on this session's first run ({studio.STARTUP_FILE.name})"
+              if cold else "")
+           + (f"; each DFT check about {studio.duration(studio.dft_seconds_prior(relaxed=dft_relaxed))} on a quiet "
+              "CPU (the timed app flow)" if dft_top and mode != "unconditional" else "") + ".")
 
 # ---- 4. generate ------------------------------------------------------------------------------
 def _job():

@@ -281,7 +281,8 @@ if mode == "seeded":
                 "draws and the swaps all start from it: the next round around what "
                 + ("DFT confirmed." if parent["source"] == "DFT" else "the predictor scored."))
         p2.button("Grow from the known sites instead", key="seed_known", on_click=grow_from_known_sites)
-    g1, g2, g3 = st.columns(3)
+    g1, g2 = st.columns(2)
+    g3 = st.container()     # the checkboxes under the two, full width: at 800 px a third column cut their labels
     n_seeds = 1 if parent else g1.number_input(
         "Known structures to grow from", 1, 10, studio.SHIPPED.n_seeds, key="n_seeds",
         help=f"The best matches of the table above, in its order (cells of at most "

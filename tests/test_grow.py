@@ -159,6 +159,9 @@ def test_the_cli_grows_from_a_stored_candidate_its_checked_cell_first(tmp_path, 
         ["generate", "--grow-from", f"{run['id']}:{c['rank']}", "--runs", runs]), DB_URL)
     (g,) = kw["grow_from"]
     assert g["source"] == "DFT" and g["mae"] == 0.3 and "relaxed, DFT-checked" in g["name"]
+    plain, _ = cli_generate._targets_and_template(_parser().parse_args(       # a run of its own: titled as the
+        ["generate", "--mode", "masked", "--site", "1", "--exclude-ref", "--runs", runs]), DB_URL)  # app's are
+    assert plain["title"] == f"target: DFT site 1 (Au) of {PRESET_ID}" and plain["seed_exclude"] == [PRESET_ID]
     seed = Request(mode="seeded", **kw).seeds()[0]
     assert [int(z) for z in seed.crystal.numbers] == checked.numbers.tolist()
     for argv, err in (([f"{run['id']}"], checks.UserError), ([f"{run['id']}:99"], checks.NotFound),

@@ -217,6 +217,9 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
         kw["fixed"] = {i: args.element for i in kw["cond_sites"]}
     if args.ref and args.exclude_ref and not checks.is_structure_path(args.ref):
         kw["seed_exclude"] = [args.ref]       # in every mode: the rounds grown after it never seed from it either
+    # titled as the app titles its runs, so that a round grown from it reads 'target: … · grown from …'
+    kw.setdefault("title", f"target: {kw['target_source']}" if "target_source" in kw
+                  else "no target (unconditional baseline)")
     return kw, predict_from
 
 

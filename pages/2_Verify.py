@@ -51,7 +51,10 @@ def status_panel():
     else:
         res = s["result"]
         cand = next(c for c in run["candidates"] if c["rank"] == rank)
-        st.success(f"Done in {res['seconds']} s; E_F = {res['e_fermi_eV']:.3f} eV (absolute).")
+        relax = res.get("relax_seconds")
+        st.success(f"Done: GPAW {res['seconds']} s" + (f" after a {relax} s relaxation" if relax else "")
+                   + f" (the table's time also counts the wait and the setup); E_F = {res['e_fermi_eV']:.3f} eV "
+                   "(absolute).")
         for site, row in cand["site_to_target"].items():
             curves = [{"y": run["settings"]["targets"][int(row)], "name": target_label(run), "style": "target"},
                       {"y": res["site_dos"][int(site)], "name": f"DFT of candidate #{rank}", "style": "dft"}]

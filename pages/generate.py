@@ -469,7 +469,7 @@ n_checks = certify.max_checks(dft_top, per_source=bool(dft_per_source and two_so
 dft_est = certify.dft_seconds(n_checks, studio.dft_seconds_prior(relaxed=dft_relaxed)) + studio.startup_seconds(dft_cold)
 # the rates were measured on a quiet CPU: scaled for the other work that shares it now
 load, cpus = studio.cpu_load()
-gen_x = studio.slowdown(torch.get_num_threads(), load, cpus)
+gen_x = studio.sampling_slowdown(load, cpus)
 dft_x = studio.slowdown(default_workers(max(n_checks, 1)), load, cpus)
 est, dft_est = est * gen_x, dft_est * dft_x
 sr = rates["steered_row"]

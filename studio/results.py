@@ -63,7 +63,7 @@ def guidance_text(settings: dict) -> str:
 def target_label(run: dict) -> str:
     """The target's legend entry: the run title when it names the target ('target: DFT label of
     Au3Ni site 3 (Ni)'), plain 'target' for runs stored before titles did."""
-    t = run.get("title") or ""
+    t = (run.get("title") or "").split(" · grown from ")[0]     # a round's title names its parent too
     return t if t.startswith(TARGET_PREFIX) else "target"
 
 

@@ -7,6 +7,8 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
+
 from dosmatgen_core.dos import read_dos_csv, shape_target  # noqa: F401 (the pages read them here)
 from dosmatgen_core.paths import (DB_URL, GUIDE_PATH, HULL_PATH, MODEL_PATH,  # noqa: F401 (the pages read them here)
                                   PREDICTOR_PATH, ROOT, RUNS_PATH)
@@ -18,6 +20,7 @@ RESULTS_DIR = ROOT / "benchmarks" / "results"     # read as files: the app never
 TIMING_FILE = RESULTS_DIR / "generate-timing-0061.json"
 SCORING_FILE = RESULTS_DIR / "evaluate-heldout.json"     # seconds per structure of each scoring check
 STARTUP_FILE = RESULTS_DIR / "startup.json"       # what a process's first run builds (benchmarks/startup.py)
+LOAD_FILE = RESULTS_DIR / "load.json"             # slowdowns beside other busy processes (benchmarks/load.py)
 DFT_SECONDS_PRIOR = 120.0                         # a 3-8 atom cell with the labelling recipe, 2-core CPU
 # Strukturbericht symbols: the digits after the first are a subscript (L1₂, D0₁₉); others stay as they are
 PROTOTYPES = {"L12": "L1₂", "L10": "L1₀", "L21": "L2₁", "D03": "D0₃", "D019": "D0₁₉", "D022": "D0₂₂", "D024": "D0₂₄",
@@ -153,6 +156,23 @@ def slowdown(threads: int, load: float, cpus: int) -> float:
     spinning processes in benchmarks/results/load.json (benchmarks/load.py)."""
     cpus = max(int(cpus), 1)
     return max(1.0, (float(load) + threads) / cpus) / max(1.0, threads / cpus)
+
+
+def sampling_slowdown(load: float, cpus: int, path: Path = LOAD_FILE) -> float:
+    """How many times longer the app's sampling takes beside `load` busy processes than on the quiet
+    CPU its rate was timed on: measured (benchmarks/load.py; one torch thread per free core, as
+    the app samples), interpolated, straight on past the last point; fair sharing of two threads
+    where the record is missing."""
+    try:
+        rows = json.loads(Path(path).read_text())["stages"]["sampling"]["runs"]
+        k = np.array([r["extra_busy"] for r in rows], float)
+        x = np.array([r["measured_slowdown"] for r in rows], float)
+    except (OSError, ValueError, KeyError, TypeError):
+        return slowdown(2, load, cpus)
+    x = x / x[0]                    # its quiet run is the estimate's own rate
+    if load <= k[-1]:
+        return max(1.0, float(np.interp(load, k, x)))
+    return float(x[-1] + (x[-1] - x[-2]) / (k[-1] - k[-2]) * (load - k[-1]))
 
 
 def busy_note(load: float, cpus: int, generation_x: float, dft_x: float = 1.0) -> str:

@@ -369,6 +369,11 @@ def test_run_zip_legends_and_top_k(tmp_path):
     line = certify.status_line({"ranks": [1, 2, 3], "done": [1], "failed": [], "running": [2, 3], "left_s": 65,
                                 "active": True, "cancelled": False, "per_s": 70.0, "overdue": True}, studio.duration)
     assert line.endswith("1 of 3 done, ~65 s left; one is taking longer than the usual ~70 s")
+    # the only check left, overdue: its remaining time grows with it, so no countdown beside it
+    line = certify.status_line({"ranks": [1], "done": [], "failed": [], "running": [1], "left_s": 42,
+                                "active": True, "cancelled": False, "per_s": 120.0, "overdue": True,
+                                "running_s": 420.0}, studio.duration)
+    assert line == "DFT check of candidate #1: 0 of 1 done, one is taking longer than the usual ~2 min (running for 7 min)"
 
 
 def app_page(page: str, timeout=60) -> AppTest:
@@ -571,6 +576,20 @@ def test_the_estimate_is_scaled_for_other_work_on_the_cpu():
     assert studio.busy_note(0.5, 2, studio.slowdown(1, 0.5, 2), studio.slowdown(1, 0.5, 2)) == ""
     note = studio.busy_note(6.6, 2, studio.slowdown(2, 6.6, 2), studio.slowdown(2, 6.6, 2))
     assert "load 6.6 on 2 cores" in note and "×4.3 for generation, ×4.3 for the DFT checks" in note
+
+
+def test_the_sampling_estimate_follows_the_measured_slowdown(tmp_path):
+    """Sampling beside busy processes slows more than fair sharing says (torch's threads wait on a
+    busy core): the page reads the measured factors, relative to their own quiet run, and goes on
+    in a straight line past the last; without the record, fair sharing."""
+    rec = {"stages": {"sampling": {"runs": [{"extra_busy": k, "measured_slowdown": x}
+                                            for k, x in ((0, 1.1), (1, 2.2), (2, 3.3), (3, 4.4))]}}}
+    (tmp_path / "load.json").write_text(json.dumps(rec))
+    f = lambda load: studio.sampling_slowdown(load, 2, tmp_path / "load.json")      # noqa: E731
+    assert f(0) == 1.0 and f(1) == pytest.approx(2.0) and f(1.5) == pytest.approx(2.5) and f(5) == pytest.approx(6.0)
+    assert studio.sampling_slowdown(1.0, 2, tmp_path / "none.json") == studio.slowdown(2, 1.0, 2) == 1.5
+    shipped = studio.sampling_slowdown(2.0, 2)                   # the record the bench wrote
+    assert shipped > studio.slowdown(2, 2.0, 2) * 0.9
 
 
 def test_the_verifications_table_reads_as_clock_times_and_formulas():

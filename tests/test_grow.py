@@ -263,7 +263,7 @@ def test_a_round_grows_from_known_sites_shaped_better_than_the_best_check_each_o
     # no known site above the check: grown from the check itself, the exclusions carried on
     top = max(s.hit.cosine for s in seeds)
     run_hi, dft_hi = _checked_run({2: top + 0.005}, ni_target, exclude=[PRESET_ID])
-    from_check = rounds.next_round(run_hi, dft_hi, bar=0.999, exclude=used)
+    from_check = rounds.next_round(run_hi, dft_hi, bar=2.0, exclude=used)       # a bar no check meets
     assert from_check.seed_above is None and from_check.grow_from[0]["cosine"] == top + 0.005
     assert from_check.seed_exclude == used and from_check.title.endswith("grown from #2 of run run1")
     assert rounds.tried({"settings": asdict(from_check), "candidates": []}) == used

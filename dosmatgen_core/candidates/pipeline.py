@@ -23,6 +23,7 @@ from dosmatgen_core.labels.labeller import supported_elements
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.model.guide import load_guide
 from dosmatgen_core.paths import DB_URL, GUIDE_PATH, missing_mp_tables
+from dosmatgen_core.sampling import cores
 from dosmatgen_core.sampling import sampler as sampling
 from dosmatgen_core.sampling import modes
 from dosmatgen_core.scoring import evaluate
@@ -329,14 +330,18 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
             progress(0.9 * f, eta, f"{drawing}: {msg}")
 
     kw = dict(steps=req.steps, guidance=req.guidance, device=run["settings"]["device"], cancel=cancel, redraws=REDRAWS)
-    if req.particles > 1:
-        # steered candidates and the plain baseline apart: the baseline is not steered, so its
-        # particles would be wasted (K times the work); the baseline takes the next seed
-        gen = sampling.sample(loaded, specs, seed=req.seed, progress=prog, guide=guide, particles=req.particles, steer=req.steer, **kw)
-        if base_specs:
-            gen += sampling.sample(loaded, base_specs, seed=req.seed + 1, **kw)
-    else:
-        gen = sampling.sample(loaded, specs + base_specs, seed=req.seed, progress=prog, **kw)
+    # one torch thread per core other work leaves free: a thread that waits for a busy core stalls
+    # every step (cores.py); the draws are the same whatever the count
+    with cores.sampling_threads(run["settings"]["device"]) as threads:
+        if req.particles > 1:
+            # steered candidates and the plain baseline apart: the baseline is not steered, so its
+            # particles would be wasted (K times the work); the baseline takes the next seed
+            gen = sampling.sample(loaded, specs, seed=req.seed, progress=prog, guide=guide, particles=req.particles,
+                                  steer=req.steer, **kw)
+            if base_specs:
+                gen += sampling.sample(loaded, base_specs, seed=req.seed + 1, **kw)
+        else:
+            gen = sampling.sample(loaded, specs + base_specs, seed=req.seed, progress=prog, **kw)
     t_sample = time.perf_counter() - t0
     # substituted seeds join the drawn candidates (after them, before the baseline): nothing sampled
     n_drawn = len(specs)
@@ -414,7 +419,7 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
                       "structurally_valid": int(sum(c["structurally_valid"] for c in cands)),
                       "mean_dos_mae": float(np.mean(maes)) if maes else None,
                       "baseline_mean_dos_mae": float(np.mean(bmaes)) if bmaes else None,
-                      "seconds_sampling": round(t_sample, 2),
+                      "seconds_sampling": round(t_sample, 2), "sampling_threads": threads,
                       "seconds_per_check": dict({k: v / n_all for k, v in timing.items()}, stability=t_stab),
                       "stable_0.1": int(sum(bool(c.get("stable_0.1")) for c in cands)) if req.stability else None,
                       "seconds_total": round(time.perf_counter() - t0, 2)}

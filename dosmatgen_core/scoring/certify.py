@@ -215,7 +215,8 @@ def status_line(p: dict, duration) -> str:
             # the slow one's own clock, so that a line that stays put still shows it is alive
             slow = f"one is taking longer than the usual ~{duration(p['per_s'])}" + (
                 f" (running for {duration(p['running_s'])})" if p.get("running_s") else "")
-            if p["left_s"] > 0.15 * p["per_s"]:         # others still to run: their time, and the slow one named
+            waiting = len(p["ranks"]) - len(p["done"]) - len(p["failed"])
+            if waiting > 1 and p["left_s"] > 0.15 * p["per_s"]:   # others still to run: their time, the slow one named
                 text += f", ~{duration(p['left_s'])} left; {slow}"
             else:                                       # only the slow one: a countdown would sit near zero
                 text += f", {slow}"

@@ -160,7 +160,8 @@ def substituted(req: Request, reference: list | None = None) -> list[tuple[Cryst
     the elements the DFT recipe calculates; with distant_swaps, one atom beyond the matched site's
     first shell each), candidates beside the generator's draws, none of them the reference
     (reference: left_out's answer, when the caller has it); else none. In a round (grown from a
-    candidate or from known sites shaped better than a check), both kinds (at most n_candidates each), as the refinement round was measured (benchmarks.refine)."""
+    candidate or from known sites shaped better than a check), both kinds (at most n_candidates
+    each), as the refinement round was measured (benchmarks.refine)."""
     if req.mode != "seeded" or not req.substitutions:
         return []
     kinds = (False, True) if req.grows() else (req.distant_swaps,)

@@ -80,7 +80,7 @@ def next_round(run: dict, dft: dict[int, dict], bar: float = BAR, exclude: list 
         return None
     c, _ = best
     src = grow_source(run, c, dft[c["rank"]])
-    exclude = sorted(set(run["settings"].get("seed_exclude") or [] if exclude is None else exclude))
+    exclude = sorted(set((run["settings"].get("seed_exclude") or []) if exclude is None else exclude))
     req = known_request(run, src, exclude)
     try:
         req.seeds()                 # searched once; the request keeps them
@@ -117,7 +117,7 @@ def grow_request(run: dict, src: dict, exclude: list | None = None) -> Request:
     """A round from one candidate of a stored run (seeding.grow_source's answer, its checked cell
     once it has one): seeded mode grown from it alone, towards the target its site carried, the
     run's other settings kept. exclude: carried on for later rounds (default the run's)."""
-    exclude = run["settings"].get("seed_exclude") or [] if exclude is None else exclude
+    exclude = (run["settings"].get("seed_exclude") or []) if exclude is None else exclude
     return Request(**{**_round_kwargs(run, src, exclude), "grow_from": [seed_arguments(src)],
                       "title": round_title(run["settings"].get("title", ""), src)})
 
@@ -165,11 +165,13 @@ def running(best: tuple[dict, dict, dict, float], round_no: int, more: int, bar:
     shaped better than it; more: rounds still allowed after it."""
     after = f"; up to {more} more round{'s' * (more > 1)} after this one" if more else ""
     if req is not None and req.seed_above is not None:
-        sites = ", ".join(f"{s.hit.formula} site {s.hit.site} ({s.hit.element}, {s.hit.cosine:.2f})" for s in req.seeds())
+        sites = ", ".join(f"{s.hit.formula} site {s.hit.site} ({s.hit.element}, {s.hit.cosine:.2f})"
+                          for s in req.seeds())
         return (f"Round {round_no} is running, grown from the known sites whose stored DFT curve has the target's "
                 f"shape more closely (cosine) than the best GPAW-checked candidate so far ({best_text(best)}, below "
                 f"{bar}): {sites}{after}.")
-    return f"Round {round_no} is running, grown from the best GPAW-checked candidate so far: {best_text(best)}, below {bar}{after}."
+    return (f"Round {round_no} is running, grown from the best GPAW-checked candidate so far: {best_text(best)}, "
+            f"below {bar}{after}.")
 
 
 def run_rounds(run: dict, verifier, generate: Callable[[Request], dict], rounds: int, top: int = certify.DEFAULT_TOP,
@@ -179,8 +181,8 @@ def run_rounds(run: dict, verifier, generate: Callable[[Request], dict], rounds:
     checks of the run's picks (certify.pick, each with verifier.run), then, while rounds are left
     and the best check so far misses the bar, the next round (next_round; generate: a Request →
     its stored run) grown from the known sites shaped better than that check or else from it, and
-    its checks. One record per round: its run, the ranks checked,
-    and the best check so far (its run, rank, DFT cosine and MAE)."""
+    its checks. One record per round: its run, the ranks checked, and the best check so far (its
+    run, rank, DFT cosine and MAE)."""
     history, pairs = [], []
     for k in range(rounds + 1):
         ranks = certify.pick(run, top, labelled=labelled, per_source=per_source)

@@ -106,6 +106,7 @@ def timed(work, k: int) -> dict:
 
 def run(n: int, steps: int, max_extra: int | None = None, log=print) -> dict:
     cpus = os.cpu_count() or 1
+    load0 = os.getloadavg()[0]
     ks = list(range((cpus + 1 if max_extra is None else max_extra) + 1))
     stages = {"sampling_fixed_threads": (sampling_work(n, steps, adaptive=False), int(torch.get_num_threads())),
               "sampling": (sampling_work(n, steps), None),      # the app's: one thread per free core
@@ -125,7 +126,7 @@ def run(n: int, steps: int, max_extra: int | None = None, log=print) -> dict:
                 + (f", predicted x{rows[-1]['predicted_slowdown']}" if threads else "") + ")")
         out[name] = {"threads": threads or "one per free core", "runs": rows}
     return {"command": " ".join(["python -m benchmarks.load", *sys.argv[1:]]), "commit": commit(),
-            "machine": machine(), "load_average_at_start": round(os.getloadavg()[0], 2),
+            "machine": machine(), "load_average_at_start": round(load0, 2),
             "note": "seconds of the same work beside k spinning processes; slowdown = seconds / the k = 0 seconds; "
                     "predicted = studio.slowdown(threads, k, cpus) = max(1, (k + threads) / cpus) over the "
                     "same at k = 0",

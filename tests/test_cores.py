@@ -1,4 +1,5 @@
 """The sampler's threads: one per core that other work leaves free, put back afterwards."""
+import os
 import subprocess
 import sys
 import time
@@ -13,15 +14,13 @@ def test_one_thread_per_free_core_at_least_one_at_most_the_cores():
     assert cores.threads_for(0.0, 2) == 1 and cores.threads_for(7.9, 4) == 4
 
 
-def test_a_busy_core_takes_a_thread_away_while_sampling_and_the_count_comes_back():
+def test_busy_cores_leave_the_sampler_one_thread_and_the_count_comes_back():
     before = torch.get_num_threads()
-    spin = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    spin = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
     try:
-        time.sleep(1.0)
-        free = cores.free_cores(0.5)
+        time.sleep(1.0)                         # every core busy: none is free
         with cores.sampling_threads("cpu") as n:
-            assert n == cores.threads_for(free, 2) or abs(free - round(free)) > 0.3
-            assert torch.get_num_threads() == n and n < max(before, 2)     # two spinners hold both cores
+            assert n == 1 and torch.get_num_threads() == 1
     finally:
         for p in spin:
             p.kill()

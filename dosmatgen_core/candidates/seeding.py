@@ -125,22 +125,13 @@ def known_hits(index, target, top: int, left_out: list, structure_of, **search) 
 
 
 def drop_copies(hits: list[SiteHit], left_out: list, structure_of) -> list[SiteHit]:
-    """The hits whose structure is none of left_out (pymatgen Structures; StructureMatcher, same
-    reduced formula only). A material left out of a search (the reference) can come back under
-    another id: a candidate that relaxed into it and was DFT-checked is a label of its own."""
-    if not left_out:
-        return list(hits)
-    matcher = StructureMatcher()
-    by_formula = {}
-    for s in left_out:
-        by_formula.setdefault(s.composition.reduced_formula, []).append(s)
-    out = []
-    for h in hits:
-        same = by_formula.get(Composition(h.formula).reduced_formula)
-        if same and any(matcher.fit(structure_of(h.material_id), s) for s in same):
-            continue
-        out.append(h)
-    return out
+    """The hits whose structure is none of left_out (pymatgen Structures; is_one_of). A material
+    left out of a search (the reference) can come back under another id: a candidate that relaxed
+    into it and was DFT-checked is a label of its own. A hit's structure is read only when its
+    formula is one of left_out's."""
+    formulas = {s.composition.reduced_formula for s in left_out}
+    return [h for h in hits if Composition(h.formula).reduced_formula not in formulas
+            or not is_one_of(structure_of(h.material_id), left_out)]
 
 
 def is_one_of(s, structures: list) -> bool:

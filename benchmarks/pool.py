@@ -24,6 +24,11 @@ reach rather than the method's. This bench asks the pool:
    beyond the first shell), the predictor ranks the novel children, and the top 3 are relaxed and
    checked with GPAW (cached in runs/truth/pool-grown.jsonl; each check a label). Added to the same
    record, with the whole set's share at the bar and best-of MAE before and after.
+5. `guard`: the app's rounds take a known site only when it beats the best check on both measures
+   (seeding.beats: higher DFT cosine, MAE no larger). Read back from the `shape` rounds above,
+   which seeded by cosine alone: which rounds that rule would have kept, how many GPAW checks
+   their children took, and what the dropped seeds' children reached. Written to
+   benchmarks/results/pool-guard.json; nothing is calculated.
 
 The predictor is only the finder here: every number the record reports as a match is DFT.
 """
@@ -41,7 +46,7 @@ import numpy as np
 from benchmarks import refine, truth
 from benchmarks.common import append_jsonl, machine, read_jsonl
 from dosmatgen_core import dos as dosmod
-from dosmatgen_core.candidates.seeding import Seed, drop_copies, known_hits
+from dosmatgen_core.candidates.seeding import Seed, beats, drop_copies, known_hits
 from dosmatgen_core.labels.labeller import ShardWriter, iter_label_lines, supported_elements
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.model.checkpoint import load_model
@@ -349,9 +354,58 @@ def cmd_measure(site_set: str, out: Path, log=print, grow: tuple = (), max_minut
     return rec
 
 
+def seed_guard(per_target: list[dict], bar: float) -> dict:
+    """The `shape` rounds of one set's records read under the app's rule (seeding.beats: a seed's
+    DFT cosine above the best check's and its MAE no larger): per target, which seeds it keeps and
+    what the children of kept and dropped seeds reached (DFT cosine, against the best check)."""
+    rows = []
+    for t in per_target:
+        g = (t.get("grown") or {}).get("shape")
+        if not g:
+            continue
+        keep = {sd["material_id"]: beats(SiteHit(sd["material_id"], sd["formula"], sd["site"], sd["element"], 0,
+                                                 sd["mae"], sd["cosine"], 0.0),
+                                         cosine=t["best_check_cosine"], mae=t["best_check_mae"]) for sd in g["seeds"]}
+        kids = [{"kept": keep.get(c["seed"]["material_id"], False), "dft_cosine": c["dft_cosine"],
+                 "gain": c["dft_cosine"] - t["best_check_cosine"]} for c in g["children"]]
+        rows.append({"site": t["site"], "best_check_cosine": t["best_check_cosine"],
+                     "best_check_mae": t["best_check_mae"], "seeds_kept": sum(keep.values()), "seeds": len(keep),
+                     "children": kids})
+
+    def of(kept: bool) -> dict:
+        kids = [c for r in rows for c in r["children"] if c["kept"] is kept]
+        return {"checks": len(kids), "children_beat_check": sum(c["gain"] > 0 for c in kids),
+                "children_reach_bar": sum(c["dft_cosine"] >= bar for c in kids),
+                "best_gain": max((c["gain"] for c in kids), default=None)}
+    return {"targets_with_shape_round": len(rows), "rounds_kept": sum(r["seeds_kept"] > 0 for r in rows),
+            "from_kept_seeds": of(True), "from_dropped_seeds": of(False), "per_target": rows}
+
+
+def cmd_guard(site_sets, out: Path) -> dict:
+    """seed_guard over each set's pool record (benchmarks/results/pool-SET.json, as `grow` left it)."""
+    sets = {}
+    for ss in site_sets:
+        rec = json.loads((ROOT / "benchmarks" / "results" / f"pool-{ss}.json").read_text())
+        sets[ss] = {"record_commit": rec["commit"], **seed_guard(rec["per_target"], rec["bar"])}
+    total = {k: sum(v[k] for v in sets.values()) for k in ("targets_with_shape_round", "rounds_kept")}
+    for part in ("from_kept_seeds", "from_dropped_seeds"):
+        total[part] = {k: sum(v[part][k] for v in sets.values()) for k in ("checks", "children_beat_check",
+                                                                            "children_reach_bar")}
+        gains = [v[part]["best_gain"] for v in sets.values() if v[part]["best_gain"] is not None]
+        total[part]["best_gain"] = max(gains, default=None)
+    rec = {"command": " ".join(["python -m benchmarks.pool", *sys.argv[1:]]), "commit": truth.commit(),
+           "machine": machine(),
+           "note": "the pool bench's `shape` rounds (seeds by DFT cosine alone) read under the app's rule "
+                   "(seeding.beats: DFT cosine above the best check's, DFT MAE no larger); children are the "
+                   "relaxed GPAW checks those rounds made; gain = child's DFT cosine - the best check's",
+           "bar": refine.BAR, **total, "sets": sets}
+    out.write_text(json.dumps(rec, indent=1))
+    return rec
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.pool", description=__doc__.splitlines()[0])
-    p.add_argument("step", choices=("want", "measure", "grow"))
+    p.add_argument("step", choices=("want", "measure", "grow", "guard"))
     p.add_argument("--max-minutes", type=float, default=0.0, help="grow: stop starting DFT after this long")
     p.add_argument("--seeds", action="append", choices=("pool", "shape"),
                    help="grow: from the pool's labelled structures, or from the best-shaped labelled sites (default both)")
@@ -363,6 +417,9 @@ def main(argv=None) -> int:
     log = lambda m: print(m, flush=True)      # noqa: E731
     if args.step == "want":
         cmd_want(sets, log)
+    elif args.step == "guard":
+        rec = cmd_guard(sets, ROOT / "benchmarks" / "results" / "pool-guard.json")
+        print(json.dumps({k: v for k, v in rec.items() if k not in ("machine", "sets")}, indent=1))
     else:
         for ss in sets:
             rec = cmd_measure(ss, ROOT / "benchmarks" / "results" / f"pool-{ss}.json", log, grow=tuple(args.seeds or ("pool", "shape")) if args.step == "grow" else (),

@@ -167,6 +167,16 @@ def check_seed_above(x) -> float | None:
     return v
 
 
+def check_seed_mae_at_most(x) -> float | None:
+    """Seeded mode: the DFT MAE a known seed must not exceed (None: any), in states/eV, >= 0."""
+    if x is None:
+        return None
+    v = _number(x, "MAE bound", float, "seed_mae_at_most")
+    if v < 0:
+        raise UserError(f"the MAE bound is {v}", "give an MAE of at least 0 states/eV", "seed_mae_at_most")
+    return v
+
+
 CONDITIONED_MODES = ("masked", "fixed_type", "template")    # modes whose own atoms carry the target
 
 
@@ -196,7 +206,8 @@ def request_errors(values: dict) -> list[UserError]:
     order a form shows them; [] when all are fine. Request.check raises the first; a form shows
     each beside its own input (request_problems)."""
     mode = values.get("mode")
-    todo = [("n_seeds", check_n_seeds), ("seed_by", check_seed_by), ("seed_above", check_seed_above)] \
+    todo = [("n_seeds", check_n_seeds), ("seed_by", check_seed_by), ("seed_above", check_seed_above),
+            ("seed_mae_at_most", check_seed_mae_at_most)] \
         if mode == "seeded" else []
     todo += [("strength", check_strength)] if mode in ("seeded", "template") else []
     todo += [("n_atoms", check_atoms), ("cond_sites", lambda c: check_conditioned(mode, c)),

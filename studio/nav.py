@@ -23,10 +23,16 @@ def pages() -> list:
     """Generate first. Absolute paths, so the list is the same whatever script Streamlit started with."""
     # no page icons: emoji need a font the browser may lack, and Material icons are fetched from Google
     p = ROOT / "pages"
-    return [st.Page(p / "generate.py", title="Generate", default=True),
+    generate = st.Page(p / "generate.py", title="Generate", default=True)
+
+    def to_generate():
+        """/Generate, as the other pages have /Runs: the default page itself lives at /."""
+        st.switch_page(generate)
+    return [generate,
             st.Page(p / "1_Runs.py", title="Runs", url_path="Runs"),
             st.Page(p / "2_Verify.py", title="Verify", url_path="Verify"),
-            st.Page(p / "3_Model.py", title="Model", url_path="Model")]
+            st.Page(p / "3_Model.py", title="Model", url_path="Model"),
+            st.Page(to_generate, title="Generate", url_path="Generate", visibility="hidden")]
 
 
 def run_app() -> None:

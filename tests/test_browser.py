@@ -184,6 +184,12 @@ def test_each_page_url_opens_in_the_apps_navigation(browser, fresh_server):
         assert page.get_by_test_id("stException").count() == 0
         shot(page, f"url_{path.strip('/').lower()}")
         page.close()
+    # the default page lives at /, and /Generate (as a user guesses it from /Runs) leads there
+    page = open_page(browser, fresh_server, path="/Generate")
+    page.get_by_text("1 · Target DOS").first.wait_for(timeout=120_000)
+    assert page.url.rstrip("/") == fresh_server["url"].rstrip("/")
+    assert page.get_by_test_id("stException").count() == 0 and page.get_by_text("Page not found").count() == 0
+    page.close()
 
 
 def test_nacl_reference_then_template_is_nacl(browser, server):
@@ -422,6 +428,17 @@ def test_every_page_at_width(browser, server, width):
     page.locator(".js-plotly-plot .main-svg").first.wait_for()     # the target plot: the page has loaded
     page.get_by_text("Known sites with this DOS").wait_for()
     page.wait_for_timeout(3000)                 # the 3D views draw
+    # no button's or input's label is cut short (the example's was, beside the search, at 800 px)
+    cut = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stMain"] button, '
+                                 + '[data-testid="stMain"] label')]
+        .filter(b => { const box = b.getBoundingClientRect();
+                       return [...b.querySelectorAll('*')].some(e => {
+                           if (e.children.length || !e.innerText || !e.offsetWidth) return false;
+                           const r = document.createRange(); r.selectNodeContents(e);
+                           const t = r.getBoundingClientRect();      // the text itself, clipped or not
+                           return t.right > box.right + 1 || t.left < box.left - 1; }); })
+        .map(b => b.innerText.trim()).filter(t => t)""")
+    assert cut == [], f"labels cut at {width} px: {cut}"
     if width == 1280:
         page.screenshot(path=str(ROOT / "docs" / "generate.png"))
     shot(page, f"page_generate_{width}")

@@ -255,3 +255,31 @@ def test_a_candidate_that_is_its_template_is_marked_and_not_checked_again():
     assert certify.pick(run, 3, per_source=False) == [2]
     assert certify.nothing_to_check({"candidates": [{**same, "rank": 1}]}) == \
         "none of the 1 candidate qualifies (1 equal to its template)"
+
+
+def test_two_swaps_that_build_one_crystal_get_one_dft_check():
+    """A round makes both kinds of swap: when the element a same-group swap replaces occurs once,
+    beyond the matched site's first shell, the distant swap builds the very same crystal. The run
+    marks the lower-ranked one a copy (evaluate.unique_flags), and it gets no GPAW check of its own:
+    that check would be its twin's again."""
+    from dosmatgen_core.candidates.seeding import Seed, distant_variants, substituted_variants
+    from dosmatgen_core.labels.labeller import supported_elements
+    from dosmatgen_core.scoring.evaluate import unique_flags
+    from dosmatgen_core.scoring.search import SiteHit
+    from dosmatgen_core.structures import Crystal
+    allowed = supported_elements()
+    # a Ni chain along c: Au 3 Å away on both sides, one Cu 6 Å away
+    t = Structure(Lattice.tetragonal(2.5, 12.0), ["Ni", "Au", "Cu", "Au"], [[0, 0, 0], [0, 0, .25], [0, 0, .5], [0, 0, .75]])
+    seed = Seed(SiteHit("mp-y", "Au2CuNi", 0, "Ni", 4, 0.1, 0.95, 0.0), Crystal.from_structure(t))
+    swaps = substituted_variants(seed, allowed) + distant_variants(seed, allowed)
+    structs = [c.to_structure() for c, _ in swaps]
+    flags = unique_flags(structs)
+    twins = [(r["kind"], r["by"]) for (c, r), u in zip(swaps, flags) if not u]
+    assert twins == [("distant", "Ag")]        # Cu → Ag at site 2, built by both kinds
+    run = {"candidates": [{"rank": k + 1, "structurally_valid": True, "n_atoms": len(s), "novel": True, "unique": u,
+                           "origin": "substitution"} for k, (s, u) in enumerate(zip(structs, flags))]}
+    copy = next(c["rank"] for c in run["candidates"] if not c["unique"])
+    picked = certify.pick(run, len(structs), per_source=True)
+    assert copy not in picked and len(picked) == len(structs) - 1
+    only = {"candidates": [{**c, "rank": 1} for c in run["candidates"] if not c["unique"]]}
+    assert certify.nothing_to_check(only) == "none of the 1 candidate qualifies (1 copying a better-ranked candidate)"

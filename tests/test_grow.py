@@ -16,7 +16,7 @@ from dosmatgen_core import dos as dosmod
 from dosmatgen_core.candidates import pipeline, seeding
 from dosmatgen_core.candidates.pipeline import Request, _candidate_record, run_generation
 from dosmatgen_core.candidates.runs import RunStore, dumps, structure_of
-from dosmatgen_core.candidates.seeding import candidate_seed, grow_source, seed_arguments, seeded_specs
+from dosmatgen_core.candidates.seeding import beats, bound_text, candidate_seed, grow_source, seed_arguments, seeded_specs
 from dosmatgen_core.cli import generate as cli_generate
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.model.checkpoint import load_model
@@ -24,6 +24,7 @@ from dosmatgen_core.paths import DB_URL, MODEL_PATH, PREDICTOR_PATH
 from dosmatgen_core.sampling.sampler import Generated
 from dosmatgen_core.scoring import certify
 from dosmatgen_core.scoring.predictor import load_predictor
+from dosmatgen_core.scoring.search import site_index
 from dosmatgen_core.scoring.verify import Verifier
 from dosmatgen_core.settings import PRESET_ID
 from dosmatgen_core.structures import Crystal, atoms_from_cif, to_structure
@@ -238,7 +239,8 @@ def test_a_round_grows_from_known_sites_shaped_better_than_the_best_check_each_o
     assert req.seed == 8 and req.grows() and req.seed_exclude == [PRESET_ID]
     assert req.title == "target: Ni · grown from known sites shaped better than #2 of run run1"
     seeds = req.seeds()
-    assert 1 <= len(seeds) <= req.n_seeds and all(s.known and s.hit.cosine > 0.87 for s in seeds)
+    assert req.seed_mae_at_most == 0.2                      # the check's DFT MAE
+    assert 1 <= len(seeds) <= req.n_seeds and all(s.known and s.hit.cosine > 0.87 and s.hit.mae <= 0.2 for s in seeds)
     db = open_db(DB_URL)
     au3ni = to_structure(db.get(PRESET_ID).atoms)
     for s in seeds:           # the target's own material under no id; the site's row in the label's order
@@ -251,8 +253,8 @@ def test_a_round_grows_from_known_sites_shaped_better_than_the_best_check_each_o
     best = rounds.best_of([(run, dft)])
     note = rounds.running(best, 2, 0, req=req)
     assert note.startswith("Round 2 is running, grown from the known sites whose stored DFT curve has the target's "
-                           "shape more closely (cosine) than the best GPAW-checked candidate so far (#2 of run run1, "
-                           "has DFT cosine 0.87")
+                           "shape more closely (cosine) than the best GPAW-checked candidate so far, at no larger MAE "
+                           "(#2 of run run1, has DFT cosine 0.87")
     assert all(f"{s.hit.formula} site {s.hit.site}" in note for s in seeds)
     # the round as stored: its candidates name their seeds; the next round takes none of them again
     done = {"id": "run2", "settings": asdict(req), "candidates": [{"rank": 1, "seed": s.record()} for s in seeds]}
@@ -264,11 +266,36 @@ def test_a_round_grows_from_known_sites_shaped_better_than_the_best_check_each_o
     top = max(s.hit.cosine for s in seeds)
     run_hi, dft_hi = _checked_run({2: top + 0.005}, ni_target, exclude=[PRESET_ID])
     from_check = rounds.next_round(run_hi, dft_hi, bar=2.0, exclude=used)       # a bar no check meets
-    assert from_check.seed_above is None and from_check.grow_from[0]["cosine"] == top + 0.005
+    assert from_check.seed_above is None and from_check.seed_mae_at_most is None
+    assert from_check.grow_from[0]["cosine"] == top + 0.005
     assert from_check.seed_exclude == used and from_check.title.endswith("grown from #2 of run run1")
     assert rounds.tried({"settings": asdict(from_check), "candidates": []}) == used
     with pytest.raises(checks.UserError, match="cosine to beat is 1.5"):
         Request(mode="seeded", targets=[ni_target.tolist()], seed_above=1.5).check()
+    for bad, why in ((-0.1, "MAE bound is -0.1"), (float("nan"), "not a finite number"), ("x", "must be a number")):
+        with pytest.raises(checks.UserError, match=why):
+            Request(mode="seeded", targets=[ni_target.tolist()], seed_mae_at_most=bad).check()
+
+
+def test_a_rounds_known_seeds_are_no_farther_off_in_size_than_its_check(ni_target):
+    """Shape alone would seed a Ni d-band target from sites of another shell whose curve has the
+    same shape at twice the height (the walk's Cl7Na: cosine 0.97, MAE 0.49): a round's known
+    seeds beat its best check on the cosine and are within its MAE (seeding.beats)."""
+    hits = site_index(DB_URL).search(ni_target, top=30, by="cosine", per_structure=True, exclude={PRESET_ID})
+    close = [h.material_id for h in hits if h.cosine > 0.97 and h.mae <= 0.3]
+    base = dict(mode="seeded", targets=[ni_target.tolist()], seed_by="cosine", seed_above=0.97, n_seeds=3)
+    shape_only = Request(**base, seed_exclude=[PRESET_ID, *close]).seeds()
+    assert any(s.hit.mae > 0.3 and s.hit.element != "Ni" for s in shape_only)    # shaped like it, far off in size
+    with pytest.raises(checks.UserError, match="has a DFT cosine above 0.970 and a DFT MAE of at most 0.300 "
+                                               "states/eV to the target"):
+        Request(**base, seed_exclude=[PRESET_ID, *close], seed_mae_at_most=0.3).seeds()
+    both = Request(**base, seed_exclude=[PRESET_ID], seed_mae_at_most=0.3).seeds()
+    assert both and all(s.hit.cosine > 0.97 and s.hit.mae <= 0.3 for s in both)
+    assert {s.hit.material_id for s in both} <= set(close)
+    h = hits[0]
+    assert beats(h, cosine=h.cosine - 0.01, mae=h.mae) and not beats(h, cosine=h.cosine)
+    assert not beats(h, mae=h.mae - 0.01) and beats(h, mae=float("nan")) and beats(h)
+    assert bound_text(None, None) == "any" and bound_text(0.5, None) == "a DFT cosine above 0.500"
 
 
 def test_the_app_starts_the_next_round_when_a_runs_checks_end(tmp_path, monkeypatch):
@@ -397,19 +424,20 @@ def test_a_round_that_did_worse_grows_the_next_from_the_better_earlier_check(tmp
     assert not at.exception, [e.value for e in at.exception]
     (r,) = sent
     assert r.title.endswith(f"grown from known sites shaped better than #1 of run {runs[0]['id']}")   # the earlier
-    assert r.seed_above == 0.7 and r.seed_exclude == [PRESET_ID]
-    assert all(s.hit.cosine > 0.7 and s.hit.material_id != PRESET_ID for s in r.seeds())
+    assert r.seed_above == 0.7 and r.seed_mae_at_most == 0.3 and r.seed_exclude == [PRESET_ID]
+    assert all(s.hit.cosine > 0.7 and s.hit.mae <= 0.3 and s.hit.material_id != PRESET_ID for s in r.seeds())
     assert at.session_state["rounds_note"].startswith(
         "Round 3 is running, grown from the known sites whose stored DFT curve has the target's shape more closely "
-        f"(cosine) than the best GPAW-checked candidate so far (#1 of run {runs[0]['id']}, has DFT cosine 0.70")
+        f"(cosine) than the best GPAW-checked candidate so far, at no larger MAE (#1 of run {runs[0]['id']}, has DFT "
+        "cosine 0.70")
 
 
 class _GpawStub:
     """Stands in for the GPAW check in a test of the rounds' logic only: each run's checks get the
     cosines its round is given (the round's best first), in the candidate's own site rows."""
 
-    def __init__(self, store, per_round):
-        self.store, self.per_round, self.order, self.status_of = store, per_round, [], {}
+    def __init__(self, store, per_round, mae=0.2):
+        self.store, self.per_round, self.order, self.status_of, self.mae = store, per_round, [], {}, mae
 
     def run(self, run_id, rank, relaxed=False):
         if run_id not in self.order:
@@ -420,7 +448,7 @@ class _GpawStub:
         (site, _), = c["site_to_target"].items()
         self.status_of[(run_id, rank)] = {"status": "done", "result": {
             "cif": c["cif"], "relaxed": relaxed,
-            "dos_match": {str(site): {"mae": 0.2, "cosine": cosines[min(k, len(cosines) - 1)]}}}}
+            "dos_match": {str(site): {"mae": self.mae, "cosine": cosines[min(k, len(cosines) - 1)]}}}}
 
     def status(self, run_id, rank):
         return self.status_of.get((run_id, rank))
@@ -435,7 +463,8 @@ def test_blocking_rounds_check_grow_from_the_best_so_far_and_stop_at_the_bar(tmp
         return run_generation(req, model, predictor, store=store, db_url=DB_URL, check_novelty=False)
     first = generate(Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=2, steps=5, particles=1,
                              baseline=False, seed_exclude=[PRESET_ID], title="target: Ni"))
-    stub = _GpawStub(store, [[0.80, 0.70], [0.75], [0.95]])      # round 2 does worse than round 1
+    # round 2 does worse than round 1; at their MAE, known Ni sites are left for two rounds
+    stub = _GpawStub(store, [[0.80, 0.70], [0.75], [0.95]], mae=0.35)
     said = []
     history = rounds.run_rounds(first, stub, generate, rounds=5, top=2, per_source=False, log=said.append)
     assert [h["round"] for h in history] == [1, 2, 3]                   # stopped at the bar, not after 5

@@ -109,3 +109,26 @@ def test_shape_seeds_are_the_best_shaped_labelled_sites_above_the_best_check():
     assert [(s.hit.material_id, s.hit.site) for s in seeds] == [("mp-good", 1), ("mp-fair", 2)]
     assert seeds[1].crystal.numbers.tolist() == atoms_from_cif(cifs["mp-fair"]).numbers.tolist()
     assert [s.hit.material_id for s in pool.shape_seeds(site, index, cifs, above=fair)] == ["mp-good"]
+
+
+def test_the_guard_reads_the_shape_rounds_under_the_apps_rule():
+    """seed_guard: a seed counts as kept only when its DFT cosine beats the best check's and its MAE
+    is no larger (seeding.beats, as the app's rounds take known sites); children are told apart by
+    the seed they came from, and the gains are against the best check."""
+    seed = lambda mid, cos, mae: {"material_id": mid, "formula": "X", "site": 0, "element": "Ni",   # noqa: E731
+                                  "mae": mae, "cosine": cos}
+    kid = lambda mid, cos: {"seed": {"material_id": mid}, "dft_cosine": cos}                       # noqa: E731
+    rows = [{"site": "mp-1#0", "best_check_cosine": 0.85, "best_check_mae": 0.20,
+             "grown": {"shape": {"seeds": [seed("a", 0.90, 0.15), seed("b", 0.95, 0.40), seed("c", 0.84, 0.10)],
+                                 "children": [kid("a", 0.91), kid("b", 0.80), kid("b", 0.86)]}}},
+            {"site": "mp-2#0", "best_check_cosine": 0.80, "best_check_mae": 0.10,
+             "grown": {"shape": {"seeds": [seed("d", 0.82, 0.11)], "children": [kid("d", 0.79)]}}},
+            {"site": "mp-3#0", "best_check_cosine": 0.70, "best_check_mae": 0.30}]       # no shape round
+    got = pool.seed_guard(rows, 0.9)
+    assert got["targets_with_shape_round"] == 2 and got["rounds_kept"] == 1
+    assert [r["seeds_kept"] for r in got["per_target"]] == [1, 0]      # c is shaped worse, b and d too far off
+    assert got["from_kept_seeds"] == {"checks": 1, "children_beat_check": 1, "children_reach_bar": 1,
+                                      "best_gain": pytest.approx(0.06)}
+    kept_not = got["from_dropped_seeds"]
+    assert kept_not["checks"] == 3 and kept_not["children_beat_check"] == 1 and kept_not["children_reach_bar"] == 0
+    assert kept_not["best_gain"] == pytest.approx(0.01)

@@ -6,6 +6,7 @@ RunStore. Used by the app, the CLI and the benchmarks alike.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -17,8 +18,8 @@ import numpy as np
 
 from dosmatgen_core import checks
 from dosmatgen_core.candidates.runs import RunStore, StoreError, to_cif
-from dosmatgen_core.candidates.seeding import (Seed, candidate_seed, find_seeds, is_one_of, seeded_specs,
-                                               substitution_specs)
+from dosmatgen_core.candidates.seeding import (Seed, beats, bound_text, candidate_seed, find_seeds, is_one_of,
+                                               seeded_specs, substitution_specs)
 from dosmatgen_core.labels.labeller import supported_elements
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.model.guide import load_guide
@@ -73,6 +74,8 @@ class Request:
     # known sites (the next round around what DFT confirmed): candidate_seed's keyword arguments each
     seed_above: float | None = None                     # seeded: only known sites whose DFT cosine to the target
     # is above this (a round from known sites shaped better than the rounds' best check)
+    seed_mae_at_most: float | None = None               # ... and whose DFT MAE to it is at most this (no
+    # worse than that check's: a Cl p band can have a Ni d band's shape at twice its height)
 
     def __post_init__(self):
         if self.mode == "unconditional":
@@ -89,16 +92,19 @@ class Request:
             return self._seeds[1]
         target = np.asarray(self.targets[0], dtype=float)
         key = (target.tobytes(), self.n_seeds, self.seed_by, tuple(sorted(self.seed_exclude)), str(self.db_url),
-               self.seed_above)
+               self.seed_above, self.seed_mae_at_most)
         if self._seeds is None or self._seeds[0] != key:
-            seeds = find_seeds(target, self.db_url, k=self.n_seeds, by=self.seed_by, exclude=set(self.seed_exclude),
-                               max_atoms=SHIPPED.max_dft_atoms)
-            if self.seed_above is not None:
-                seeds = [s for s in seeds if s.hit.cosine > self.seed_above]
-                if not seeds:
-                    raise checks.UserError(f"no known site of at most {SHIPPED.max_dft_atoms} atoms has a DFT "
-                                           f"cosine to the target above {self.seed_above:.3f}",
-                                           "grow from a candidate instead", "seed_above")
+            bounded = self.seed_above is not None or self.seed_mae_at_most is not None
+            admit = functools.partial(beats, cosine=self.seed_above, mae=self.seed_mae_at_most) if bounded else None
+            try:
+                seeds = find_seeds(target, self.db_url, k=self.n_seeds, by=self.seed_by,
+                                   exclude=set(self.seed_exclude), max_atoms=SHIPPED.max_dft_atoms, admit=admit)
+            except ValueError:
+                if not bounded:
+                    raise
+                raise checks.UserError(f"no known site of at most {SHIPPED.max_dft_atoms} atoms has "
+                                       f"{bound_text(self.seed_above, self.seed_mae_at_most)} to the target",
+                                       "grow from a candidate instead", "seed_above") from None
             self._seeds = (key, seeds)
         return self._seeds[1]
 

@@ -6,7 +6,8 @@ structures, so a scientist goes on from it (benchmarks.refine: about one target 
 per round, at about 25 s of generation and three relaxed DFT checks per round). The first round
 seeds by MAE, though, and a labelled site can have the target's shape more closely than every
 check: then the next round grows from those known sites instead (benchmarks.pool: for 5 of 20
-hard targets such a site existed, and rounds from them rescued 2). Either way the round is the
+hard targets such a site existed, and rounds from them rescued 2), provided they are no farther off
+in size than the check (seeding.beats: both rescues came from such seeds). Either way the round is the
 seeded mode (the model's draws and both kinds of swap), with the finished run's other settings
 and the next random seed; known sites a round grew from are not taken again.
 """
@@ -109,7 +110,7 @@ def _round_kwargs(run: dict, src: dict, exclude: list[str]) -> dict:
     kw = {k: v for k, v in settings.items() if k in names}
     kw.update(mode="seeded", targets=[settings["targets"][src["target_row"]]], cond_sites=[], fixed={}, pinned=[],
               template=None, template_id=None, seed=int(settings.get("seed", 0)) + 1, grow_from=[],
-              seed_above=None, seed_exclude=list(exclude))
+              seed_above=None, seed_mae_at_most=None, seed_exclude=list(exclude))
     return kw
 
 
@@ -124,10 +125,11 @@ def grow_request(run: dict, src: dict, exclude: list | None = None) -> Request:
 
 def known_request(run: dict, src: dict, exclude: list[str]) -> Request:
     """A round from the known sites (the run's database, at most SHIPPED.max_dft_atoms atoms, none
-    of exclude) whose stored DFT curve has the target's shape more closely than src, the best check
-    (seed_by cosine, seed_above its cosine, up to the run's n_seeds). Its seeds() raises when no
-    known site beats src."""
+    of exclude) whose stored DFT curve has the target's shape more closely than src, the best check,
+    and is no farther off in size (seed_by cosine, seed_above its cosine, seed_mae_at_most its MAE,
+    up to the run's n_seeds). Its seeds() raises when no known site beats src."""
     return Request(**{**_round_kwargs(run, src, exclude), "seed_by": "cosine", "seed_above": float(src["cosine"]),
+                      "seed_mae_at_most": float(src["mae"]),
                       "title": round_title(run["settings"].get("title", ""), src, known=True)})
 
 
@@ -168,8 +170,8 @@ def running(best: tuple[dict, dict, dict, float], round_no: int, more: int, bar:
         sites = ", ".join(f"{s.hit.formula} site {s.hit.site} ({s.hit.element}, {s.hit.cosine:.2f})"
                           for s in req.seeds())
         return (f"Round {round_no} is running, grown from the known sites whose stored DFT curve has the target's "
-                f"shape more closely (cosine) than the best GPAW-checked candidate so far ({best_text(best)}, below "
-                f"{bar}): {sites}{after}.")
+                f"shape more closely (cosine) than the best GPAW-checked candidate so far, at no larger MAE "
+                f"({best_text(best)}, below {bar}): {sites}{after}.")
     return (f"Round {round_no} is running, grown from the best GPAW-checked candidate so far: {best_text(best)}, "
             f"below {bar}{after}.")
 

@@ -25,11 +25,15 @@ PER_SOURCE = SHIPPED.dft_per_source
 
 
 def dft_eligibility(c: dict, max_atoms: int = MAX_ATOMS, labelled: frozenset = frozenset()) -> str | None:
-    """Why a candidate gets no DFT check ('known with a stored DFT label', 'equal to its template',
-    'with invalid geometry', 'larger than 8 atoms'), or None when it qualifies. A known structure's stored label is already
-    its answer; larger cells take far longer than a few minutes."""
+    """Why a candidate gets no DFT check ('known with a stored DFT label', 'copying a better-ranked
+    candidate', 'equal to its template', 'with invalid geometry', 'larger than 8 atoms'), or None
+    when it qualifies. A known structure's stored label is already its answer; a copy's check would
+    be its better-ranked twin's again (two kinds of swap can build one crystal); larger cells take
+    far longer than a few minutes."""
     if c.get("novel") is False and c.get("matches") in labelled:
         return "known with a stored DFT label"
+    if c.get("unique") is False:        # evaluate.unique_flags over the run in rank order
+        return "copying a better-ranked candidate"
     if c.get("same_as_template"):      # grown from a candidate: its own check is the parent's
         return "equal to its template"
     if not c.get("structurally_valid"):
@@ -70,7 +74,7 @@ def nothing_to_check(run: dict, max_atoms: int = MAX_ATOMS, labelled: frozenset 
     """Why pick() found no candidate: 'none of the 3 candidates qualifies (2 with invalid geometry,
     1 known with a stored DFT label)'."""
     why = dict.fromkeys(("with invalid geometry", f"larger than {max_atoms} atoms", "known with a stored DFT label",
-                         "equal to its template"), 0)
+                         "copying a better-ranked candidate", "equal to its template"), 0)
     for c in run["candidates"]:
         if (reason := dft_eligibility(c, max_atoms, labelled)) is not None:
             why[reason] += 1

@@ -310,6 +310,33 @@ def _card_view(run: dict, c: dict, struct, live: bool) -> None:
         st.caption(halo_caption(c))
 
 
+def partial_summary(run: dict) -> dict:
+    """The counts a run's cards need, from its candidates: a run stopped before its summary
+    (cancelled, failed, still running) has candidates but no summary."""
+    cands = run.get("candidates", [])
+    return {"n": len(cands), "structurally_valid": sum(bool(c.get("structurally_valid")) for c in cands)}
+
+
+UNFINISHED = {"running": "is still being generated", "cancelled": "was cancelled",
+              "failed": "failed", "interrupted": "stopped when the app's process ended"}
+
+
+def unfinished_text(run: dict) -> str | None:
+    """What a run that did not finish shows above its candidates (None for a finished run)."""
+    status = run.get("status", "done")
+    if status == "done":
+        return None
+    why = UNFINISHED.get(status, f"ended as {status!r}")
+    if status == "failed" and run.get("error"):
+        why += f" ({studio.plain(run['error'])})"
+    n = len(run.get("candidates", []))
+    if not n:
+        return f"Run {run['id']} {why} before any candidate was scored."
+    return (f"Run {run['id']} {why}: the {n} candidate{'s' * (n != 1)} scored "
+            f"{'so far' if status == 'running' else 'before that'} are shown in the order they were drawn, "
+            "not ranked" + (" yet; reload to see more." if status == "running" else "."))
+
+
 def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None = None, max_cards: int = 20,
              heading: str = "5 · Results", live_views: int = 8, grow=None) -> None:
     """dft: rank → Verifier.status; stored: stored_labels(...); heading: the Generate page numbers
@@ -317,8 +344,10 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
     other views and these stay within viz.MAX_LIVE_VIEWS); grow: a callback taking
     seeding.grow_source(...), for a "Grow from this" button on each card with a target."""
     dft, stored = dft or {}, stored or {}
-    s = run["summary"]
+    s = {**partial_summary(run), **run["summary"]}
     st.header(heading)
+    if note := unfinished_text(run):
+        st.warning(note)
     st.caption(f"Run `{run['id']}` · {studio.plain(run['title'])} · seed {run['settings']['seed']} · device "
                f"{run['settings']['device']} · {run['settings']['steps']} steps · {guidance_text(run['settings'])}"
                f"{steering_text(run['settings'])}checkpoint {str(run['settings'].get('checkpoint_sha256'))[:10]}")

@@ -486,7 +486,7 @@ def test_the_runs_page_lists_the_batchs_checks_not_started_yet_as_queued(tmp_pat
     at = app_page("1_Runs.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    table = next(d.value for d in at.dataframe if "status" in d.value.columns)
+    table = next(d.value for d in at.dataframe if "candidate" in d.value.columns)
     assert table["candidate"].tolist() == ["#1", "#2"] and table["status"].tolist() == ["running", "queued"]
 
 
@@ -742,3 +742,38 @@ def test_grow_from_a_candidate_seeds_the_next_round_with_its_checked_cell(tmp_pa
     assert not [i for i in at.info if "Growing from" in i.value]
     at.button(key="generate").click().run()
     assert sent[-1].mode == "seeded" and sent[-1].grow_from == []
+
+
+def test_a_cancelled_run_opens_with_its_scored_candidates_and_says_it_was_cancelled(tmp_path, monkeypatch):
+    """A run cancelled while it was being scored is kept (the Generate page says so) with the
+    candidates scored before the cancel and no summary: the Runs page and its link open it, show
+    those candidates and say that they are not ranked."""
+    from dosmatgen_core.candidates.pipeline import Request, run_generation
+    from dosmatgen_core.candidates.runs import RunStore
+    from dosmatgen_core.model.checkpoint import load_model
+    from dosmatgen_core.sampling.sampler import Cancelled
+    from dosmatgen_core.scoring.predictor import load_predictor
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    store = RunStore(tmp_path / "runs.db")
+    ni = open_db(studio.DB_URL).get(studio.PRESET_ID)
+    req = Request(mode="masked", n_atoms=4, targets=[ni.site_dos[0].tolist()], cond_sites=[0], n_candidates=6,
+                  steps=5, baseline=False, title="target: Ni, cancelled")
+    with pytest.raises(Cancelled):         # stopped once the first chunk is scored and kept
+        run_generation(req, load_model(studio.MODEL_PATH), load_predictor(studio.PREDICTOR_PATH), store=store,
+                       check_novelty=False, cancel=lambda: any(r["candidates"] for r in store.list()))
+    (row,) = store.list()
+    run = store.get(row["id"])
+    assert run["status"] == "cancelled" and run["summary"] == {} and 0 < len(run["candidates"]) < 6
+    n = len(run["candidates"])
+    for at in (app_page("1_Runs.py"), AppTest.from_file(APP, default_timeout=180)):
+        at.query_params["run"] = run["id"]
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert any(w.value == f"Run {run['id']} was cancelled: the {n} candidate{'s' * (n != 1)} scored before that "
+                   "are shown in the order they were drawn, not ranked." for w in at.warning)
+        assert any(m.label == "Candidates" and m.value == str(n) for m in at.metric)
+    runs = app_page("1_Runs.py")
+    runs.run()
+    listed = next(d.value for d in runs.dataframe if "title" in d.value.columns)
+    assert listed["status"].tolist() == ["cancelled"] and listed["candidates"].tolist() == [n]

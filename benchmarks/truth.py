@@ -57,7 +57,7 @@ from dosmatgen_core.model.checkpoint import load_model
 from dosmatgen_core.model.guide import load_guide
 from dosmatgen_core.paths import DB_URL, GUIDE_PATH, LABEL_DIR, MODEL_PATH, PREDICTOR_PATH, ROOT
 from dosmatgen_core.sampling import modes, sampler
-from dosmatgen_core.scoring.evaluate import evaluate_candidates
+from dosmatgen_core.scoring.evaluate import evaluate_candidates, known_match
 from dosmatgen_core.scoring.predictor import load_predictor
 from dosmatgen_core.scoring.search import SiteIndex
 from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL
@@ -317,6 +317,16 @@ def checked_candidates(methods, generated: list[dict] | None = None,
     return out
 
 
+def relaxed_known(calc: dict | None) -> str | None:
+    """The known structure (the shared MP tables) that a relaxed check's cell matches, or None.
+    Novelty is judged on the drawn cell; a drawn cell can relax into a known compound, and then
+    the DFT curve is that compound's, no novel candidate's."""
+    if not calc or "cif" not in calc:
+        return None
+    hit = known_match(to_structure(atoms_from_cif(calc["cif"])), None)
+    return hit[0] if hit else None
+
+
 def score_candidate(cand: dict, target: np.ndarray, calc: dict | None) -> dict:
     out = {k: cand.get(k) for k in ("formula", "element", "site", "predicted_mae", "predicted_cosine", "novel", "seed",
                                     "material_id", "dft_mae", "dft_cosine")}
@@ -324,9 +334,15 @@ def score_candidate(cand: dict, target: np.ndarray, calc: dict | None) -> dict:
         row = np.asarray(calc["site_dos"])[cand["site"]]
         out["dft_mae"] = dosmod.mae(target, row)
         out["dft_cosine"] = dosmod.cosine(target, row)
+        out["relaxed_into"] = relaxed_known(calc) if out.get("novel") else None
     elif calc is not None:
         out["dft_failed"] = calc["failed"][:200]
     return {k: v for k, v in out.items() if v is not None}
+
+
+def novel_after_check(c: dict) -> bool:
+    """Novel as drawn, and its checked cell (relaxed) still no known structure (relaxed_known)."""
+    return bool(c.get("novel")) and not c.get("relaxed_into")
 
 
 def summarise(sites: list[dict], per_method: dict[str, dict[str, dict]], dft_cache: dict) -> dict:
@@ -337,6 +353,9 @@ def summarise(sites: list[dict], per_method: dict[str, dict[str, dict]], dft_cac
     for name, by_site in per_method.items():
         best_mae, best_cos, novel, secs, pred, dft, complete = [], [], [], [], [], [], []
         top1_mae, top1_cos = [], []
+        # the novel candidates judged on the cell DFT calculated (novel_after_check): a site whose
+        # checked candidates all relaxed into known compounds has no novel match
+        strict_cos, strict_mae, relaxed_in, none_left = [], [], 0, []
         for site, rec in zip(sites, per_site):
             got = by_site.get(rec["site"])
             if got is None:
@@ -351,6 +370,7 @@ def summarise(sites: list[dict], per_method: dict[str, dict[str, dict]], dft_cac
                 top1_cos.append(scored[0]["dft_cosine"])
             for c in checked:
                 novel.append(bool(c.get("novel")))
+                relaxed_in += bool(c.get("relaxed_into"))
                 if "predicted_mae" in c:
                     pred.append(c["predicted_mae"])
                     dft.append(c["dft_mae"])
@@ -359,6 +379,12 @@ def summarise(sites: list[dict], per_method: dict[str, dict[str, dict]], dft_cac
                 complete.append(rec["site"])
                 best_mae.append(min(c["dft_mae"] for c in checked))
                 best_cos.append(max(c["dft_cosine"] for c in checked))
+                kept = [c for c in checked if novel_after_check(c) or name == "lookup"]
+                strict_cos.append(max((c["dft_cosine"] for c in kept), default=-1.0))
+                if kept:
+                    strict_mae.append(min(c["dft_mae"] for c in kept))
+                else:
+                    none_left.append(rec["site"])
         methods[name] = {
             "sites_complete": len(complete),
             "dft_mae_best_of_3": float(np.mean(best_mae)) if best_mae else None,
@@ -372,6 +398,10 @@ def summarise(sites: list[dict], per_method: dict[str, dict[str, dict]], dft_cac
             "predicted_mae_of_checked": float(np.mean(pred)) if pred else None,
             "dft_mae_of_checked": float(np.mean(dft)) if dft else None,
             "complete_sites": complete,
+            "checked_relaxed_into_known": relaxed_in,
+            "share_cosine_0.9_novel_after_relaxation": float(np.mean(np.array(strict_cos) >= 0.9)) if strict_cos else None,
+            "dft_mae_best_of_3_novel_after_relaxation": float(np.mean(strict_mae)) if strict_mae else None,
+            "sites_without_novel_after_relaxation": none_left,
         }
     # the lookup on exactly the sites each method completed: the paired comparison
     look = per_method.get("lookup", {})

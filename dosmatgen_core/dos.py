@@ -151,9 +151,31 @@ MAX_CSV_ROWS = 100_000
 
 
 def read_dos_csv(data: bytes | str) -> np.ndarray:
-    """An uploaded (energy − E_F, DOS) table → the model grid. Raises ValueError with the reason
-    ('what — what to do'). Columns are split by commas, tabs or spaces; a file with semicolons is
-    split by them, and a comma inside a field is then a decimal comma ('-1,5;0,3')."""
+    """An uploaded (energy − E_F, DOS) table → the model grid (read_dos_table, then regrid)."""
+    return regrid(*read_dos_table(data))
+
+
+def grid_note(energy) -> str | None:
+    """What regridding a table that does not span the grid does to it ('the file covers −5 to
+    5 eV: …'), or None when it spans the grid. Outside its own range the target is 0 (regrid)."""
+    e = np.asarray(energy, float)
+    step = GRID[1] - GRID[0]
+    lo, hi = float(e[0]), float(e[-1])
+    parts = []
+    gaps = [f"below {lo:g} eV" if lo > EMIN + step else "", f"above {hi:g} eV" if hi < EMAX - step else ""]
+    if gap := " and ".join(g for g in gaps if g):
+        parts.append(f"{gap} the file has no data, so the target is 0 there")
+    cut = [f"below {EMIN:g} eV" if lo < EMIN - step else "", f"above {EMAX:g} eV" if hi > EMAX + step else ""]
+    if cut := " and ".join(c for c in cut if c):
+        parts.append(f"the part {cut} lies outside the model's grid and is left out")
+    return f"The file covers {lo:g} to {hi:g} eV: " + "; ".join(parts) + "." if parts else None
+
+
+def read_dos_table(data: bytes | str) -> tuple[np.ndarray, np.ndarray]:
+    """An uploaded (energy − E_F, DOS) table, checked: (energies ascending, DOS). Raises ValueError
+    with the reason ('what — what to do'). Columns are split by commas, tabs or spaces; a file with
+    semicolons is split by them, and a comma inside a field is then a decimal comma ('-1,5;0,3').
+    Energies written from high to low (as some codes write them) are turned round."""
     size = len(data)
     if size > MAX_CSV_BYTES:
         raise ValueError(f"the file is {size / 2**20:.1f} MB; at most {MAX_CSV_BYTES // 2**20} MB is read — "
@@ -215,6 +237,8 @@ def read_dos_csv(data: bytes | str) -> np.ndarray:
                          "a DOS is never negative — fix those values")
     if len(e) < 5:
         raise ValueError(f"only {len(e)} points; at least 5 are needed to regrid — give more points")
+    if len(e) > 1 and np.all(np.diff(e) < 0):      # written from high to low: the same curve
+        e, g, where = e[::-1], g[::-1], where[::-1]
     step = np.diff(e)
     if np.any(step == 0):
         k = int(np.flatnonzero(step == 0)[0])
@@ -231,7 +255,7 @@ def read_dos_csv(data: bytes | str) -> np.ndarray:
     if e[0] > 0 or e[-1] < 0:
         raise ValueError(f"the energies run from {e[0]:g} to {e[-1]:g} eV and do not reach E_F = 0 — give E − E_F "
                          "(subtract the Fermi energy from each energy)")
-    return regrid(e, g)
+    return e, g
 
 
 def _numbers(parts: list[str]) -> bool:

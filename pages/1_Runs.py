@@ -40,7 +40,7 @@ if not runs:
     st.info("No runs yet. Generate some on the Generate page.")
     st.stop()
 table = [{"id": r["id"], "when": dt.datetime.fromtimestamp(r["created"]).strftime("%Y-%m-%d %H:%M"),
-          "title": r["title"], "status": r["status"], "candidates": r["candidates"],
+          "title": r["title"], "mode": r["mode"], "status": r["status"], "candidates": r["candidates"],
           "valid": r["summary"].get("structurally_valid"),
           "DOS MAE (predicted)": r["summary"].get("mean_dos_mae"),
           "baseline MAE (predicted)": r["summary"].get("baseline_mean_dos_mae")}

@@ -173,12 +173,15 @@ else:
         st.info("Upload a DOS file to go on. Any energy grid works: it is regridded onto −10…10 eV, 400 points.")
         st.stop()
     try:
-        base = studio.read_dos_csv(up.getvalue())
+        energy, values = studio.read_dos_table(up.getvalue())
     except ValueError as exc:
         st.error(f"Could not use {studio.plain(up.name)}: {exc}")
         st.stop()
+    base = studio.regrid(energy, values)
     base_name = f"uploaded DOS ({up.name})"
     st.success(f"Read {studio.plain(up.name)}; regridded onto −10…10 eV, 400 points.")
+    if note := studio.grid_note(energy):
+        st.warning(note)
 
 with st.expander("Adjust the target (shift, scale, smear)", expanded=False):
     k1, k2, k3 = st.columns(3)
@@ -637,7 +640,8 @@ if run_id:
     try:
         run = store.get(run_id)
     except KeyError:
-        st.info(f"Run {run_id} is no longer stored.")
+        st.info(f"No stored run has the id {studio.plain(run_id)}: it may have been deleted, or the link is "
+                "mistyped. The Runs page lists the stored runs.")
     else:
         dft = state.dft_statuses(run)
         p = state.certifier(str(studio.RUNS_PATH)).progress(run_id)
@@ -646,6 +650,8 @@ if run_id:
             go_on(run, dft, p, chain)
         if p is not None:
             dft_panel(run_id, len(p["done"]) + len(p["failed"]), p["active"])
+            if why := certify.passed_over(run, p["ranks"], labelled=labelled_ids):
+                st.caption(why + " Known ones show their stored DFT label instead.")
         elif (skipped := st.session_state.get("dft_skipped")) and skipped[0] == run_id:
             st.info(f"No DFT check was started: {skipped[1]}."
                     + (" Known candidates show their stored DFT label instead." if "known" in skipped[1] else ""))

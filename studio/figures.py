@@ -76,7 +76,7 @@ def dos_figure(curves: list[dict], title: str = "", height: int = 300) -> go.Fig
     # plotly's default anchor a two-row legend climbed over the title)
     entries = len(curves) + sum(band_edges(c) is not None for c in curves)
     fig.update_layout(title=title or None, height=height + 24 * max(0, entries - 2), margin=dict(l=40, r=10, t=35 if title else 10, b=40),
-                      xaxis_title=ENERGY_AXIS, yaxis_title=DOS_AXIS, showlegend=True,
+                      xaxis_title=ENERGY_AXIS, yaxis=dict(title=DOS_AXIS, rangemode="tozero"), showlegend=True,
                       legend=dict(orientation="h", yanchor="top", y=-0.3), template="plotly_white")
     return fig
 
@@ -114,6 +114,7 @@ def dos_image(curves: list[dict], title: str = "", fmt: str = "svg") -> bytes:
         ax.set_xlabel(ENERGY_AXIS)
         ax.set_ylabel(DOS_AXIS)
         ax.set_xlim(float(dosmod.GRID[0]), float(dosmod.GRID[-1]))
+        ax.set_ylim(bottom=0.0)          # a DOS is never negative: the axis starts at 0, as on screen
         ax.grid(alpha=0.3)
         if title:
             ax.set_title(title, pad=18)

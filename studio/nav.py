@@ -23,16 +23,24 @@ def pages() -> list:
     """Generate first. Absolute paths, so the list is the same whatever script Streamlit started with."""
     # no page icons: emoji need a font the browser may lack, and Material icons are fetched from Google
     p = ROOT / "pages"
-    generate = st.Page(p / "generate.py", title="Generate", default=True)
+    # the default page is served at /; its own path (reserved, unused) is not "generate", so that
+    # /generate can lead to it like /Generate
+    shown = [st.Page(p / "generate.py", title="Generate", default=True, url_path="home"),
+             st.Page(p / "1_Runs.py", title="Runs", url_path="Runs"),
+             st.Page(p / "2_Verify.py", title="Verify", url_path="Verify"),
+             st.Page(p / "3_Model.py", title="Model", url_path="Model")]
+    # the URLs people guess: /Generate (the default page lives at /), and each in lower case
+    # (Streamlit's paths are case-sensitive)
+    aliases = [("Generate", shown[0]), ("generate", shown[0])] + [(page.url_path.lower(), page) for page in shown[1:]]
+    return shown + [_alias(path, page) for path, page in aliases]
 
-    def to_generate():
-        """/Generate, as the other pages have /Runs: the default page itself lives at /."""
-        st.switch_page(generate)
-    return [generate,
-            st.Page(p / "1_Runs.py", title="Runs", url_path="Runs"),
-            st.Page(p / "2_Verify.py", title="Verify", url_path="Verify"),
-            st.Page(p / "3_Model.py", title="Model", url_path="Model"),
-            st.Page(to_generate, title="Generate", url_path="Generate", visibility="hidden")]
+
+def _alias(path: str, page) -> "st.Page":
+    """A hidden page at /path that opens page."""
+    def go():
+        st.switch_page(page)
+    go.__name__ = f"alias_{path}"        # Streamlit tells callable pages apart by name
+    return st.Page(go, title=page.title, url_path=path, visibility="hidden")
 
 
 def run_app() -> None:

@@ -97,10 +97,16 @@ def stored_labels(run: dict, db, labelled_ids) -> dict[int, dict[int, dict]]:
     return out
 
 
+def known_name(c: dict) -> str:
+    """The known structure a candidate matches, as the known-sites table names it ('AgAu2Ni · an
+    earlier candidate, DFT-checked · 0e6ecd3a', 'NaCl · mp-22862'), not by its database id."""
+    return studio.material_name(str(c.get("matches")), c["formula"]) if c.get("matches") else "?"
+
+
 def candidate_name(c: dict) -> str:
     """'#3 · NaCl · 2 atoms', and whether it is known or the reference itself (a choice list)."""
     tag = (" · the reference itself" if c.get("is_reference") else
-           f" · known ({c.get('matches')})" if c.get("novel") is False else "")
+           f" · known ({known_name(c)})" if c.get("novel") is False else "")
     return f"#{c['rank']} · {formula(c['formula'])} · {c['n_atoms']} atoms{tag}"
 
 
@@ -172,6 +178,22 @@ def origin_text(c: dict) -> str:
         return (f"Substitution of {known}: {sub['replaced']} → {sub['by']} on site{'s' * (len(sub['sites']) > 1)} "
                 f"{sites}{cell}{reach}.")
     return f"Grown by the generator from {known}."
+
+
+def relaxed_into(c: dict, status: dict | None) -> str | None:
+    """The known structure a novel candidate's relaxed cell turned out to be (its GPAW check's
+    relaxed_into), or None."""
+    if not status or status.get("status") != "done" or not c.get("novel"):
+        return None
+    return (status.get("result") or {}).get("relaxed_into")
+
+
+def new_structure_maes(run: dict, dft: dict[int, dict], maes: dict[int, float]) -> dict[int, float]:
+    """maes of the candidates that are new structures as DFT calculated them: novel as drawn, not
+    the reference, and not relaxed into a known compound (stored labels of known ones left out)."""
+    by_rank = {c["rank"]: c for c in run["candidates"]}
+    return {r: m for r, m in maes.items() if (c := by_rank.get(r)) is not None and c.get("novel") is not False
+            and not c.get("is_reference") and relaxed_into(c, dft.get(r)) is None}
 
 
 def dft_maes(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]] | None = None,
@@ -262,11 +284,22 @@ def count_text(cands: list[dict]) -> str:
     return f"{len(cands) - subs} drawn by the generator and {subs} substitution{'s' * (subs > 1)} of known structures"
 
 
+def halo_colours(c: dict) -> dict[int, str]:
+    """Site → halo colour: pinned, fixed type, then conditioned on top (in fixed-type mode the
+    conditioned atoms are the fixed ones, and what they carry is the target)."""
+    hl = {int(k): FIXED_COLOUR for k in c.get("fixed_sites", {})}
+    hl.update({int(k): PIN_COLOUR for k in c.get("pinned_sites", [])})
+    hl.update({int(k): COND_COLOUR for k in c.get("site_to_target", {})})
+    return hl
+
+
 def halo_caption(c: dict) -> str:
     """The 3D view's key: only the halos this candidate has, told apart from the atoms' own
     (Jmol) element colours, which can be red, blue or green too."""
-    kinds = [("red", "conditioned", bool(c.get("site_to_target"))), ("blue", "fixed type", bool(c.get("fixed_sites"))),
-             ("green", "pinned", bool(c.get("pinned_sites")))]
+    cond, fixed = {int(k) for k in c.get("site_to_target", {})}, {int(k) for k in c.get("fixed_sites", {})}
+    # a conditioned atom whose element is fixed too keeps the red halo (halo_colours)
+    kinds = [("red", "conditioned" + (", element fixed" if cond & fixed and not fixed - cond else ""), bool(cond)),
+             ("blue", "fixed type", bool(fixed - cond)), ("green", "pinned", bool(c.get("pinned_sites")))]
     key = ", ".join(f"{colour} = {what}" for colour, what, on in kinds if on)
     return (f"Halos: {key} · " if key else "") + "atoms in Jmol element colours · 2×2×2 cells, outline drawn"
 
@@ -299,9 +332,7 @@ def _card_view(run: dict, c: dict, struct, live: bool) -> None:
     """A card's 3D view, with its conditioned, fixed and pinned sites haloed. live=False: drawn on
     request, since a browser keeps 16 WebGL contexts and blanks the oldest beyond that (the views
     above the cards and the first cards' stay drawn)."""
-    hl = {int(k): COND_COLOUR for k in c["site_to_target"]}
-    hl.update({int(k): FIXED_COLOUR for k in c.get("fixed_sites", {})})
-    hl.update({int(k): PIN_COLOUR for k in c.get("pinned_sites", [])})
+    hl = halo_colours(c)
     if live or st.toggle("3D view", key=f"view_{run['id']}_{c['index']}",
                          help=f"Browsers keep about {viz.MAX_LIVE_VIEWS} 3D views drawn at once; "
                               "turning on more blanks the earliest ones."):
@@ -352,17 +383,23 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                f"{run['settings']['device']} · {run['settings']['steps']} steps · {guidance_text(run['settings'])}"
                f"{steering_text(run['settings'])}checkpoint {str(run['settings'].get('checkpoint_sha256'))[:10]}")
     maes = dft_maes(run, dft, stored)
-    m1, m2, m3, m4, m5 = st.columns(5)
+    # three to a row: five labels in one row were cut short at 1280 px
+    m1, m2, m5 = st.columns(3)
+    m3, m4, _ = st.columns(3)
     m1.metric("Candidates", s["n"])
     m2.metric("Structurally valid", f"{s['structurally_valid']}/{s['n']}")
     if s.get("mean_dos_mae") is not None:
-        m3.metric("Mean DOS MAE (predicted)", f"{s['mean_dos_mae']:.3f}")
+        m3.metric("Mean MAE, predicted", f"{s['mean_dos_mae']:.3f}",
+                  help="Mean DOS MAE (states/eV) of the candidates' conditioned sites, by the site-DOS predictor.")
     if s.get("baseline_mean_dos_mae") is not None:
-        m4.metric("Baseline MAE (predicted)", f"{s['baseline_mean_dos_mae']:.3f}",
+        m4.metric("Baseline MAE, predicted", f"{s['baseline_mean_dos_mae']:.3f}",
                   help="Mean predicted DOS MAE of unconditional samples with the same atom counts: what the target adds.")
     if maes:        # the predicted numbers beside what DFT says
-        m5.metric("Best DFT MAE", f"{min(maes.values()):.3f}",
-                  help="The best DFT MAE (states/eV) among the checked candidates and the stored labels of known ones.")
+        new = new_structure_maes(run, dft, maes)
+        m5.metric("Best DFT MAE, new", f"{min(new.values()):.3f}" if new else "—",
+                  help="The best DFT MAE (states/eV) among the checked candidates that are new structures: not "
+                       "known ones (whose stored labels the DFT order below also shows), and not those whose relaxed "
+                       "cell turned out to be a known compound.")
     if made := count_text(run["candidates"]):
         st.caption(f"{s['n']} candidates: {made}.")
     curves_of = {c["rank"]: candidate_curves(run, c, dft.get(c["rank"]), stored.get(c["rank"]))
@@ -397,6 +434,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
             st.markdown(f"**#{c['rank']} · {formula(c['formula'])}** · space group {sg.get('0.1', '?')} at 0.1 Å "
                         f"tolerance, {sg.get('0.01', '?')} at 0.01 Å · {c['n_atoms']} atoms")
             d = dft.get(c["rank"])
+            into = relaxed_into(c, d)
             dft_badge = (f":violet-background[{dft_rank_text(c['rank'], maes)}]" if c["rank"] in maes else
                          {"failed": ":red-background[DFT failed]", "running": ":blue-background[DFT running]",
                           "queued": ":blue-background[DFT queued]"}.get((d or {}).get("status"), ""))
@@ -406,12 +444,17 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                 _badge(c.get("unique"), "unique in run", "duplicate in run"),
                 (":orange-background[the template itself]" if c.get("same_as_template") else
                  ":orange-background[the reference itself]" if c.get("is_reference") else
-                 _badge(c.get("novel"), "novel", f"known ({c.get('matches')})", "novelty not checked")),
+                 f":orange-background[relaxed into known {studio.material_name(into, c['formula'])}]" if into else
+                 _badge(c.get("novel"), "novel", f"known ({known_name(c)})", "novelty not checked")),
                 _stability_badge(c), dft_badge,
             ]))
             if c.get("is_reference"):
                 st.caption(f"This candidate is the reference the target came from ({c.get('matches')}): its stored DFT "
                            "curve is the target itself, so it is neither ranked by DFT nor checked.")
+            elif into:
+                st.caption(f"Novel as drawn, but relaxed before its DFT check it became the known structure "
+                           f"{studio.material_name(into, c['formula'])}: "
+                           "its DFT curve is that compound's, so it is no new structure with this DOS.")
             elif sym := known_symmetry_text(c):
                 st.caption(sym)
             if origin := origin_text(c):
@@ -438,6 +481,10 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
             d4.download_button("extxyz", runsmod.to_extxyz(struct), f"{stem}.extxyz", key=f"c4{stem}")
             d5.download_button("DOS CSV", runsmod.dos_csv(c, run["settings"]["targets"]), f"{stem}_dos.csv",
                                key=f"c5{stem}")
+            if d and d.get("status") == "done" and (d.get("result") or {}).get("relaxed"):
+                # the DFT curve is this cell's, not the drawn one's above
+                st.download_button("CIF of the relaxed cell that DFT calculated", d["result"]["cif"],
+                                   f"{stem}_relaxed.cif", key=f"c6{stem}")
             if grow is not None and c["site_to_target"]:
                 st.button("Grow from this candidate", key=f"grow{stem}", on_click=grow, args=(grow_source(run, c, d),),
                           help="The next round around this candidate (its DFT-checked cell once it has one), its "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dosmatgen_core.dos import read_dos_csv, shape_target  # noqa: F401 (the pages read them here)
+from dosmatgen_core.dos import grid_note, read_dos_csv, read_dos_table, regrid, shape_target  # noqa: F401 (the pages read them here)
 from dosmatgen_core.paths import (DB_URL, GUIDE_PATH, HULL_PATH, MODEL_PATH,  # noqa: F401 (the pages read them here)
                                   PREDICTOR_PATH, ROOT, RUNS_PATH)
 from dosmatgen_core.settings import PRESET_ID, SHIPPED  # noqa: F401
@@ -222,7 +222,8 @@ RESULT_KINDS = {
     "models": "generator checkpoints compared", "oracle": "best of every DFT check and known site",
     "pool": "unlabelled structures for the hard targets", "predictor": "site-DOS predictor against DFT",
     "predictors": "site-DOS predictors compared", "refine": "rounds grown from the best DFT check",
-    "relax": "relaxation's effect on the DFT match", "search": "site-DOS search speed",
+    "relax": "relaxation's effect on the DFT match", "relaxed": "novelty judged on the relaxed cell DFT calculated",
+    "search": "site-DOS search speed",
     "seed": "how far a candidate moves from its seed", "seeding": "seeding strength",
     "semi_supervised": "unlabelled crystals in training", "split": "train / validation split",
     "stability": "stability hull", "startup": "a fresh process's first run",

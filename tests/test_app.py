@@ -458,7 +458,8 @@ def test_the_verify_page_names_known_candidates_and_offers_the_first_new_one(tmp
     store.append(rid, "candidates", [first, second])
     store.finish({**run, "id": rid, "candidates": [first, second]}, "done")
     assert candidate_name(first).endswith("atoms · the reference itself")
-    assert candidate_name({**first, "is_reference": False}).endswith(f"known ({studio.PRESET_ID})")
+    # named as the known-sites table names it, not by its database id
+    assert candidate_name({**first, "formula": "Au3Ni", "is_reference": False}).endswith("known (Au3Ni · L1₂ · relaxed)")
     assert candidate_name(second).endswith("atoms")
     at = app_page("2_Verify.py")
     at.run()
@@ -642,11 +643,18 @@ def test_the_dft_table_ranks_stored_labels_of_known_candidates_beside_fresh_chec
 
 
 def test_the_3d_key_names_only_the_halos_a_candidate_has():
-    from studio.results import halo_caption
+    from studio.results import COND_COLOUR, FIXED_COLOUR, halo_caption, halo_colours
     assert halo_caption({"site_to_target": {"0": 0}}).startswith("Halos: red = conditioned · atoms in Jmol")
     both = halo_caption({"site_to_target": {"0": 0}, "pinned_sites": [1, 2]})
     assert "red = conditioned, green = pinned" in both and "blue" not in both
     assert halo_caption({"site_to_target": {}}).startswith("atoms in Jmol element colours")
+    # fixed-type mode: the conditioned atoms are the fixed ones, and keep the red halo
+    fixed = {"site_to_target": {"0": 0}, "fixed_sites": {"0": "Ni"}}
+    assert halo_colours(fixed) == {0: COND_COLOUR}
+    assert halo_caption(fixed).startswith("Halos: red = conditioned, element fixed · ")
+    more = {"site_to_target": {"0": 0}, "fixed_sites": {"0": "Ni", "2": "Au"}}
+    assert halo_colours(more) == {0: COND_COLOUR, 2: FIXED_COLOUR}
+    assert halo_caption(more).startswith("Halos: red = conditioned, blue = fixed type · ")
 
 
 def test_a_seeded_runs_count_says_how_many_were_drawn_and_how_many_swapped():
@@ -715,7 +723,7 @@ def test_grow_from_a_candidate_seeds_the_next_round_with_its_checked_cell(tmp_pa
     at.query_params["run"] = run["id"]
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    assert [m.value for m in at.metric if m.label == "Best DFT MAE"] == ["0.234"]   # DFT beside the predicted
+    assert [m.value for m in at.metric if m.label == "Best DFT MAE, new"] == ["0.234"]   # DFT beside the predicted
     grow = [b for b in at.button if b.key and b.key.startswith(f"grow{run['id']}_{c['rank']}_")]
     assert len(grow) == 1
     grow[0].click().run()
@@ -777,3 +785,4 @@ def test_a_cancelled_run_opens_with_its_scored_candidates_and_says_it_was_cancel
     runs.run()
     listed = next(d.value for d in runs.dataframe if "title" in d.value.columns)
     assert listed["status"].tolist() == ["cancelled"] and listed["candidates"].tolist() == [n]
+    assert listed["mode"].tolist() == ["masked"]

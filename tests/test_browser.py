@@ -149,6 +149,19 @@ def file_input(page, label):
     return box.locator("input[type=file]")
 
 
+def cut_labels(page) -> list[str]:
+    """The buttons', inputs' and metrics' labels in the main area whose text runs past its box."""
+    return page.evaluate("""() => [...document.querySelectorAll('[data-testid="stMain"] button, '
+                                 + '[data-testid="stMain"] label, [data-testid="stMetricLabel"]')]
+        .filter(b => { const box = b.getBoundingClientRect();
+                       return [...b.querySelectorAll('*')].some(e => {
+                           if (e.children.length || !e.innerText || !e.offsetWidth) return false;
+                           const r = document.createRange(); r.selectNodeContents(e);
+                           const t = r.getBoundingClientRect();      // the text itself, clipped or not
+                           return t.right > box.right + 1 || t.left < box.left - 1; }); })
+        .map(b => b.innerText.trim()).filter(t => t)""")
+
+
 def shot(page, name):
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
@@ -184,12 +197,16 @@ def test_each_page_url_opens_in_the_apps_navigation(browser, fresh_server):
         assert page.get_by_test_id("stException").count() == 0
         shot(page, f"url_{path.strip('/').lower()}")
         page.close()
-    # the default page lives at /, and /Generate (as a user guesses it from /Runs) leads there
-    page = open_page(browser, fresh_server, path="/Generate")
-    page.get_by_text("1 · Target DOS").first.wait_for(timeout=120_000)
-    assert page.url.rstrip("/") == fresh_server["url"].rstrip("/")
-    assert page.get_by_test_id("stException").count() == 0 and page.get_by_text("Page not found").count() == 0
-    page.close()
+    # the default page lives at /, and /Generate and /generate (as a user guesses them from /Runs) lead there;
+    # the paths in lower case lead to their pages too
+    for path, heading, lands in (("/Generate", "1 · Target DOS", ""), ("/generate", "1 · Target DOS", ""),
+                                 ("/runs", "Runs", "/Runs"),
+                                 ("/model", "Models and benchmarks", "/Model")):
+        page = open_page(browser, fresh_server, path=path)
+        page.get_by_text(heading).first.wait_for(timeout=120_000)
+        assert page.url.rstrip("/") == fresh_server["url"].rstrip("/") + lands, (path, page.url)
+        assert page.get_by_test_id("stException").count() == 0 and page.get_by_text("Page not found").count() == 0
+        page.close()
 
 
 def test_nacl_reference_then_template_is_nacl(browser, server):
@@ -411,6 +428,7 @@ def test_progress_cancel_then_a_small_run(browser, server):
     text = svg_text(data)
     assert "target: DFT label of Au3Ni site 0 (Ni)" in text and "predicted for candidate #" in text
     shot(page, "small_run")
+    assert cut_labels(page) == []          # the run's metrics and the cards' buttons read whole
     # a card's "Grow from this candidate": the next round, seeded from that candidate as drawn (no DFT here)
     page.get_by_role("button", name="Grow from this candidate").first.click()
     settle(page)
@@ -429,16 +447,7 @@ def test_every_page_at_width(browser, server, width):
     page.get_by_text("Known sites with this DOS").wait_for()
     page.wait_for_timeout(3000)                 # the 3D views draw
     # no button's or input's label is cut short (the example's was, beside the search, at 800 px)
-    cut = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stMain"] button, '
-                                 + '[data-testid="stMain"] label')]
-        .filter(b => { const box = b.getBoundingClientRect();
-                       return [...b.querySelectorAll('*')].some(e => {
-                           if (e.children.length || !e.innerText || !e.offsetWidth) return false;
-                           const r = document.createRange(); r.selectNodeContents(e);
-                           const t = r.getBoundingClientRect();      // the text itself, clipped or not
-                           return t.right > box.right + 1 || t.left < box.left - 1; }); })
-        .map(b => b.innerText.trim()).filter(t => t)""")
-    assert cut == [], f"labels cut at {width} px: {cut}"
+    assert cut_labels(page) == [], f"labels cut at {width} px"
     if width == 1280:
         page.screenshot(path=str(ROOT / "docs" / "generate.png"))
     shot(page, f"page_generate_{width}")

@@ -283,3 +283,41 @@ def test_two_swaps_that_build_one_crystal_get_one_dft_check():
     assert copy not in picked and len(picked) == len(structs) - 1
     only = {"candidates": [{**c, "rank": 1} for c in run["candidates"] if not c["unique"]]}
     assert certify.nothing_to_check(only) == "none of the 1 candidate qualifies (1 copying a better-ranked candidate)"
+
+
+def test_a_novel_candidate_whose_relaxed_cell_is_a_known_compound_is_named_and_not_new(tmp_path, fake_gpaw):
+    """Novelty is judged on the drawn cell, the DFT on the relaxed one: the check names the known
+    structure the relaxed cell matches (AuCu relaxes into L1_0 AuCu, mp-522, here), the card says
+    so, and the run's "Best DFT MAE, new" leaves it out."""
+    from studio.results import new_structure_maes, relaxed_into
+    store = runs.RunStore(tmp_path / "r.db")
+    rid = _run_with(store, 1)
+    run = store.get(rid)
+    run["candidates"][0]["novel"] = True          # as the drawn cell's check said
+    store.save(run)
+    res = verify.Verifier(store, label_dir=None).run(rid, 1, relaxed=True)
+    assert res["status"] == "done", res.get("error")
+    assert res["result"]["relaxed_into"] == "mp-522"
+    c = store.get(rid)["candidates"][0]
+    assert relaxed_into(c, res) == "mp-522" and new_structure_maes(run, {1: res}, {1: 0.1}) == {}
+    res["result"]["relaxed_into"] = None          # a relaxed cell that stayed new counts
+    assert relaxed_into(c, res) is None and new_structure_maes(run, {1: res}, {1: 0.1}) == {1: 0.1}
+    unrelaxed = verify.Verifier(store, label_dir=None).run(rid, 1, relaxed=False)
+    assert "relaxed_into" not in unrelaxed["result"]          # the drawn cell is what novelty judged
+
+
+def test_the_checks_say_which_better_ranked_candidates_needed_none():
+    """Fewer checks than asked: the page names the candidates ranked above the last checked that
+    need none, by reason; none passed over, nothing to say."""
+    cands = [{"rank": 1, "structurally_valid": True, "n_atoms": 4, "novel": False, "matches": "mp-1"},
+             {"rank": 2, "structurally_valid": True, "n_atoms": 4, "novel": True},
+             {"rank": 3, "structurally_valid": True, "n_atoms": 4, "novel": True, "unique": False},
+             {"rank": 4, "structurally_valid": True, "n_atoms": 4, "novel": False, "matches": "mp-2"},
+             {"rank": 5, "structurally_valid": True, "n_atoms": 4, "novel": True}]
+    run = {"candidates": cands}
+    ranks = certify.pick(run, 2, labelled=frozenset({"mp-1", "mp-2"}), per_source=False)
+    assert ranks == [2, 5]
+    assert certify.passed_over(run, ranks, labelled=frozenset({"mp-1", "mp-2"})) == (
+        "Not checked among the candidates ranked above #5: 2 known with a stored DFT label, "
+        "1 copying a better-ranked candidate.")
+    assert certify.passed_over(run, [1, 2]) is None and certify.passed_over(run, []) is None

@@ -84,3 +84,25 @@ def test_bad_curves_raise_clear_errors(energy, values, words):
 def test_wrong_grid_length_is_rejected():
     with pytest.raises(ValueError, match="400"):
         dos.validate_on_grid(np.ones(399))
+
+
+def test_a_table_that_does_not_span_the_grid_is_read_and_says_what_regridding_did():
+    """Outside its own range a table's target is 0, and beyond ±10 eV it is left out: the page
+    says which, for each side; a table written from high to low energies is the same curve."""
+    from dosmatgen_core.dos import grid_note, read_dos_csv, read_dos_table
+    e = np.linspace(-5, 5, 101)
+    g = np.exp(-((e + 2) ** 2))
+    text = "E,DOS\n" + "\n".join(f"{a:.3f},{b:.5f}" for a, b in zip(e, g))
+    energy, values = read_dos_table(text)
+    assert grid_note(energy) == ("The file covers -5 to 5 eV: below -5 eV and above 5 eV the file has no data, so "
+                                 "the target is 0 there.")
+    wide = np.linspace(-15, 12, 271)
+    assert grid_note(wide) == ("The file covers -15 to 12 eV: the part below -10 eV and above 10 eV lies outside the "
+                               "model's grid and is left out.")
+    assert grid_note(np.linspace(-12, 10, 50)).endswith("the part below -10 eV lies outside the model's grid and is "
+                                                        "left out.")
+    assert grid_note(np.linspace(-10, 10, 400)) is None
+    down = "E,DOS\n" + "\n".join(f"{a:.3f},{b:.5f}" for a, b in zip(e[::-1], g[::-1]))
+    assert np.array_equal(read_dos_csv(down), read_dos_csv(text))
+    with pytest.raises(ValueError, match="energies are not sorted"):       # out of order is no ordering at all
+        read_dos_csv("E,DOS\n0,1\n-1,1\n1,1\n2,1\n3,1\n")

@@ -186,14 +186,16 @@ class RunStore:
             return fn(con)
 
     def list(self) -> list[dict]:
-        """Every run, newest first: id, created, status (with 'interrupted'), title, summary and
-        how many candidates it holds."""
+        """Every run, newest first: id, created, status (with 'interrupted'), title, mode, summary
+        and how many candidates it holds."""
         def fn(con):
             rows = con.execute("SELECT id, created, status, title, summary, pid, host, "
+                               "json_extract(settings, '$.mode') AS mode, "
                                "(SELECT COUNT(*) FROM candidates c WHERE c.run_id = runs.id AND c.kind='candidates') "
                                "AS n FROM runs ORDER BY created DESC").fetchall()
             return [{"id": r["id"], "created": r["created"], "status": _status(r), "title": r["title"],
-                     "summary": json.loads(r["summary"] or "{}"), "candidates": r["n"]} for r in rows]
+                     "mode": r["mode"], "summary": json.loads(r["summary"] or "{}"), "candidates": r["n"]}
+                    for r in rows]
         return self._read(fn)
 
     def ids(self) -> list[str]:

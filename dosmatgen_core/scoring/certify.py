@@ -59,6 +59,23 @@ def pick(run: dict, top: int = DEFAULT_TOP, max_atoms: int = MAX_ATOMS, labelled
     return list(dict.fromkeys(out))
 
 
+def passed_over(run: dict, ranks: list[int], max_atoms: int = MAX_ATOMS, labelled: frozenset = frozenset()) -> str | None:
+    """Why fewer candidates are checked than asked: the ones ranked above the last checked that
+    need no check ('#1-#8: 5 known with a stored DFT label, 2 copying a better-ranked
+    candidate'), or None when none was passed over."""
+    if not ranks:
+        return None
+    last = max(ranks)
+    why: dict[str, int] = {}
+    for c in run["candidates"]:
+        if c["rank"] < last and c["rank"] not in ranks and (r := dft_eligibility(c, max_atoms, labelled)):
+            why[r] = why.get(r, 0) + 1
+    if not why:
+        return None
+    return (f"Not checked among the candidates ranked above #{last}: "
+            + ", ".join(f"{k} {w}" for w, k in why.items()) + ".")
+
+
 def max_checks(top: int, per_source: bool, n_sources: int = 2) -> int:
     """The most checks pick() can choose: with per_source it takes the union of each source's
     best `top` (which holds the overall best `top`), so up to `top` per source."""

@@ -119,11 +119,12 @@ def known_tables_loaded() -> bool:
     return _known_by_formula.cache_info().currsize > 0
 
 
-def known_match(s: Structure, db_url: str | None = None) -> tuple[str, Structure] | None:
-    """(id, structure) of the first known structure that StructureMatcher matches, else None."""
+def known_match(s: Structure, db_url: str | None = None, skip=()) -> tuple[str, Structure] | None:
+    """(id, structure) of the first known structure that StructureMatcher matches, else None.
+    skip: ids not to count (a checked cell's own label, once the db holds it)."""
     sm = matcher()
     for mid, t in _known_by_formula(db_url).get(s.composition.reduced_formula, []):
-        if sm.fit(s, t):
+        if mid not in skip and sm.fit(s, t):
             return mid, t
     return None
 

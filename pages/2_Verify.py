@@ -1,10 +1,12 @@
 """Verify: queue a GPAW DFT check of a candidate and overlay its site DOS on the target."""
+import time
+
 import streamlit as st
 
 from studio import shared as studio
 from studio import state
 from studio.charts import dos_chart
-from studio.results import candidate_name, match_rows, predicted_curve, target_label, verification_rows
+from studio.results import candidate_name, match_rows, predicted_curve, relaxed_into, target_label, verification_rows
 from studio.shared import formula
 from studio import nav
 from dosmatgen_core.scoring.verify import default_workers
@@ -27,6 +29,9 @@ if not runs:
 titles = {r["id"]: f"{r['id']} · {r['title']}" for r in runs}
 rid = st.selectbox("Run", list(titles), format_func=titles.get, key="verify_run")
 run = v.store.get(rid)
+if not run["candidates"]:
+    st.info(f"Run {rid} has no candidates to check (it {run['status']} before any was scored). Pick another run.")
+    st.stop()
 names = {c["rank"]: candidate_name(c) for c in run["candidates"]}
 # a known candidate has its stored label already (the reference's is the target): the first new one
 first_new = next((k for k, c in enumerate(run["candidates"]) if c.get("novel") is not False), 0)
@@ -41,11 +46,20 @@ if st.button("Queue DFT verification", disabled=bool(cur and cur["status"] in ("
 @st.fragment(run_every=2.0)
 def status_panel():
     s = v.status(rid, rank)
+    seen = f"verify_seen_{rid}_{rank}"
+    if s is not None and st.session_state.get(seen) in ("queued", "running") and s["status"] not in ("queued", "running"):
+        st.session_state[seen] = s["status"]
+        st.rerun(scope="app")            # ended: the table below shows it too
+    st.session_state[seen] = s and s["status"]
     if s is None:
         st.info("Not verified yet.")
         return
-    if s["status"] in ("queued", "running"):
-        st.info(f"{s['status']} …")
+    if s["status"] == "queued":
+        st.info("Queued: it starts when a worker is free.")
+    elif s["status"] == "running":
+        since = f" for {studio.duration(time.time() - s['started'])}" if s.get("started") else ""
+        st.info(f"Running{since} (relaxation, if asked for, then GPAW); small cells usually take about "
+                f"{studio.duration(studio.dft_seconds_prior() * busy)} here.")
     elif s["status"] == "failed":
         st.error(f"Verification failed: {s['error']}")
     else:
@@ -55,9 +69,13 @@ def status_panel():
         st.success(f"Done: GPAW {res['seconds']} s" + (f" after a {relax} s relaxation" if relax else "")
                    + f" (the table's time also counts the wait and the setup); E_F = {res['e_fermi_eV']:.3f} eV "
                    "(absolute).")
+        if into := relaxed_into(cand, s):
+            st.warning(f"Relaxed before its DFT check, this candidate became the known structure "
+                       f"{studio.material_name(into, cand['formula'])}: its DFT curve is that compound's.")
         for site, row in cand["site_to_target"].items():
             curves = [{"y": run["settings"]["targets"][int(row)], "name": target_label(run), "style": "target"},
-                      {"y": res["site_dos"][int(site)], "name": f"DFT of candidate #{rank}", "style": "dft"}]
+                      {"y": res["site_dos"][int(site)], "name": f"DFT of candidate #{rank}"
+                       + (" (relaxed cell)" if res.get("relaxed") else ""), "style": "dft"}]
             if cand.get("predicted_dos"):
                 curves.append(predicted_curve(cand, int(site), f"predicted for candidate #{rank}"))
             dos_chart(curves, key=f"ver_{site}", filename=f"{rid}_candidate{rank}_site{site}_dft",

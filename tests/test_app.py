@@ -3,6 +3,7 @@ import datetime as dt
 import io
 import json
 import sys
+import time
 import zipfile
 
 import numpy as np
@@ -786,3 +787,29 @@ def test_a_cancelled_run_opens_with_its_scored_candidates_and_says_it_was_cancel
     listed = next(d.value for d in runs.dataframe if "title" in d.value.columns)
     assert listed["status"].tolist() == ["cancelled"] and listed["candidates"].tolist() == [n]
     assert listed["mode"].tolist() == ["masked"]
+
+
+def test_the_verify_page_on_a_run_without_candidates_and_on_a_running_check(tmp_path, monkeypatch):
+    """A run cancelled before any candidate was scored has nothing to check, and says so; a check
+    that is running says for how long, beside the usual time."""
+    from dosmatgen_core.candidates.runs import RunStore
+    from dosmatgen_core.scoring.verify import Verifier
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    store = RunStore(tmp_path / "runs.db")
+    empty = {"title": "cancelled early", "settings": {"seed": 1, "targets": []}, "summary": {}, "candidates": [],
+             "baseline": []}
+    rid = store.start(empty)
+    store.finish({**empty, "id": rid}, "cancelled")
+    at = app_page("2_Verify.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(f"Run {rid} has no candidates to check (it cancelled before any was scored)" in i.value for i in at.info)
+    run = _small_run(tmp_path)
+    Verifier(store)._set(run["id"], 1, status="running", started=time.time() - 200)
+    at = app_page("2_Verify.py")
+    at.session_state["verify_run"] = run["id"]
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(i.value.startswith("Running for 3 min") and "small cells usually take about" in i.value for i in at.info), \
+        [i.value for i in at.info]

@@ -564,8 +564,8 @@ def job_panel(was_live: bool):
             st.session_state.pop("job", None)
             st.rerun()
     elif job.status == "cancelled":
-        st.warning("Generation cancelled. The candidates scored before the cancel are kept as a cancelled run "
-                   "on the Runs page.")
+        st.warning("Generation cancelled. Any candidates scored before the cancel are kept, unranked, as a "
+                   "cancelled run on the Runs page.")
     elif job.status == "failed":
         st.error(f"Generation failed: {job.error}. Your settings are unchanged; adjust them and try again.")
 

@@ -203,6 +203,8 @@ def test_the_next_round_grows_from_the_best_shaped_check_until_it_meets_the_bar(
     run, dft = _checked_run({1: 0.62, 2: 0.87, 3: 0.80})
     dft[3]["status"] = "failed"
     assert rounds.checked_cosines(run, dft) == {1: 0.62, 2: 0.87}
+    known = {**dft, 2: {**dft[2], "result": {**dft[2]["result"], "relaxed_into": "mp-1"}}}
+    assert rounds.checked_cosines(run, known) == {1: 0.62}        # relaxed into a known compound: no new match
     best, cos = rounds.best_check(run, dft)
     assert best["rank"] == 2 and cos == 0.87
     req = rounds.next_round(run, dft)

@@ -39,9 +39,11 @@ def check_match(dft: dict[int, dict], c: dict) -> dict:
 
 def checked_cosines(run: dict, dft: dict[int, dict]) -> dict[int, float]:
     """rank → DFT cosine of its conditioned site to the target, for the finished checks of
-    candidates with one conditioned site (check_match)."""
+    candidates with one conditioned site (check_match) whose relaxed cell is no known compound."""
     out = {}
     for c in run["candidates"]:
+        if ((dft.get(c["rank"]) or {}).get("result") or {}).get("relaxed_into"):
+            continue        # its relaxed cell is a known compound: no new structure meets the bar by it
         m = check_match(dft, c)
         if np.isfinite(m.get("cosine", np.nan)):
             out[c["rank"]] = float(m["cosine"])

@@ -203,8 +203,15 @@ def test_the_next_round_grows_from_the_best_shaped_check_until_it_meets_the_bar(
     run, dft = _checked_run({1: 0.62, 2: 0.87, 3: 0.80})
     dft[3]["status"] = "failed"
     assert rounds.checked_cosines(run, dft) == {1: 0.62, 2: 0.87}
-    known = {**dft, 2: {**dft[2], "result": {**dft[2]["result"], "relaxed_into": "mp-1"}}}
-    assert rounds.checked_cosines(run, known) == {1: 0.62}        # relaxed into a known compound: no new match
+    # a check at the bar whose relaxed cell is a known structure: no new structure meets it, so the
+    # rounds go on, grown from it
+    run_hi, dft_hi = _checked_run({1: 0.62, 2: 0.93})
+    assert rounds.next_round(run_hi, dft_hi) is None
+    dft_hi[2]["result"]["relaxed_into"] = "gen:8c1433ce2e6ead6c3d41"
+    again_hi = rounds.next_round(run_hi, dft_hi)
+    assert again_hi is not None and again_hi.grows()
+    note = rounds.outcome(rounds.best_of([(run_hi, dft_hi)]), 2)
+    assert "reaches 0.9, but relaxed it is the known structure gen:8c1433ce2e6ead6c3d41" in note
     best, cos = rounds.best_check(run, dft)
     assert best["rank"] == 2 and cos == 0.87
     req = rounds.next_round(run, dft)

@@ -39,11 +39,9 @@ def check_match(dft: dict[int, dict], c: dict) -> dict:
 
 def checked_cosines(run: dict, dft: dict[int, dict]) -> dict[int, float]:
     """rank → DFT cosine of its conditioned site to the target, for the finished checks of
-    candidates with one conditioned site (check_match) whose relaxed cell is no known compound."""
+    candidates with one conditioned site (check_match)."""
     out = {}
     for c in run["candidates"]:
-        if ((dft.get(c["rank"]) or {}).get("result") or {}).get("relaxed_into"):
-            continue        # its relaxed cell is a known compound: no new structure meets the bar by it
         m = check_match(dft, c)
         if np.isfinite(m.get("cosine", np.nan)):
             out[c["rank"]] = float(m["cosine"])
@@ -72,6 +70,11 @@ def best_of(runs: list[tuple[dict, dict[int, dict]]]) -> tuple[dict, dict, dict,
     return out
 
 
+def relaxed_into(dft: dict[int, dict], c: dict) -> str | None:
+    """The known structure (id) a check's relaxed cell turned out to be (scoring.verify), or None."""
+    return ((dft.get(c["rank"]) or {}).get("result") or {}).get("relaxed_into")
+
+
 def next_round(run: dict, dft: dict[int, dict], bar: float = BAR, exclude: list | None = None) -> Request | None:
     """The request of the next round, when best_check's candidate misses the bar: grown from the
     known sites whose DFT cosine to the target beats it (known_request), when there are any, else
@@ -79,7 +82,8 @@ def next_round(run: dict, dft: dict[int, dict], bar: float = BAR, exclude: list 
     bar. exclude: material ids never to seed from (tried: the reference and the known sites
     earlier rounds grew from); default the run's own seed_exclude."""
     best = best_check(run, dft)
-    if best is None or best[1] >= bar:
+    # a check whose relaxed cell is a known structure meets the bar for no new structure: go on from it
+    if best is None or (best[1] >= bar and not relaxed_into(dft, best[0])):
         return None
     c, _ = best
     src = grow_source(run, c, dft[c["rank"]])
@@ -156,6 +160,10 @@ def best_text(best: tuple[dict, dict, dict, float]) -> str:
 def outcome(best: tuple[dict, dict, dict, float], round_no: int, bar: float = BAR) -> str:
     """How the rounds ended with no further round: the bar met, or the rounds asked for spent."""
     so_far = "its" if round_no == 1 else "the rounds'"
+    if best[3] >= bar and (into := relaxed_into(best[1], best[2])):
+        return (f"The rounds asked for are done: {so_far} best GPAW-checked candidate, {best_text(best)}, reaches "
+                f"{bar}, but relaxed it is the known structure {into}, so no new structure does yet. Its card's "
+                "\"Grow from this candidate\" starts another round.")
     if best[3] >= bar:
         return (f"Round {round_no} ended: {so_far} best GPAW-checked candidate, {best_text(best)}, at least {bar}: "
                 "no further round is needed.")

@@ -85,7 +85,7 @@ def oracle_best(targets: dict, generated: list[dict], dft: dict, lookups: dict) 
                 t = targets[c["target_site"]]["target"]
                 score = (dosmod.mae(t, c["dft_dos"]), dosmod.cosine(t, c["dft_dos"]))
                 by[c["target_site"]].append(score)
-                if truth.relaxed_known(dft.get(c["key"])):      # the checked cell is a known compound
+                if truth.relaxed_known(dft.get(c.get("key"))):      # the checked cell is a known compound
                     relaxed_in += 1
                 else:
                     strict[c["target_site"]].append(score)

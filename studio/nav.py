@@ -25,22 +25,23 @@ def pages() -> list:
     p = ROOT / "pages"
     # the default page is served at /; its own path (reserved, unused) is not "generate", so that
     # /generate can lead to it like /Generate
+    paths = ("Runs", "Verify", "Model")
     shown = [st.Page(p / "generate.py", title="Generate", default=True, url_path="home"),
-             st.Page(p / "1_Runs.py", title="Runs", url_path="Runs"),
-             st.Page(p / "2_Verify.py", title="Verify", url_path="Verify"),
-             st.Page(p / "3_Model.py", title="Model", url_path="Model")]
+             *(st.Page(p / f"{k}_{name}.py", title=name, url_path=name) for k, name in enumerate(paths, 1))]
     # the URLs people guess: /Generate (the default page lives at /), and each in lower case
-    # (Streamlit's paths are case-sensitive)
-    aliases = [("Generate", shown[0]), ("generate", shown[0])] + [(page.url_path.lower(), page) for page in shown[1:]]
-    return shown + [_alias(path, page) for path, page in aliases]
+    # (Streamlit's paths are case-sensitive). Built from our own names: outside a script run (a
+    # process that imports app.py as __main__, e.g. a spawned worker) st.Page keeps no url_path
+    aliases = [("Generate", "Generate", shown[0]), ("generate", "Generate", shown[0])] + \
+        [(n.lower(), n, page) for n, page in zip(paths, shown[1:])]
+    return shown + [_alias(path, title, page) for path, title, page in aliases]
 
 
-def _alias(path: str, page) -> "st.Page":
+def _alias(path: str, title: str, page) -> "st.Page":
     """A hidden page at /path that opens page."""
     def go():
         st.switch_page(page)
-    go.__name__ = f"alias_{path}"        # Streamlit tells callable pages apart by name
-    return st.Page(go, title=page.title, url_path=path, visibility="hidden")
+    go.__name__ = f"alias_{path}"
+    return st.Page(go, title=title, url_path=path, visibility="hidden")
 
 
 def run_app() -> None:

@@ -45,11 +45,18 @@ def set_record(site_set: str, res: dict, bar: float = refine.BAR) -> dict:
     relaxed = {r["key"]: r for r in read_jsonl(truth.RELAXED)}
     tag = truth.settings_tag(truth.draw_settings(res))
     generated = {r["key"]: r for r in read_jsonl(truth.CACHE / "generated.jsonl")}
+    grown = read_jsonl(pool.GROWN)
+    known_of = {}          # a check's relaxed_known, matched once though two lists hold it
+
+    def known(key: str) -> str | None:
+        if key not in known_of:
+            known_of[key] = truth.relaxed_known(relaxed[key])
+        return known_of[key]
     everything, app_only, into = {}, {}, []
     for s in sites:
         sk = f"{s['material_id']}#{s['site']}"
         picks = refine.app_picks(generated, tag, sk) or []
-        kids = [c for r in read_jsonl(pool.GROWN) if r["key"].split("/")[1] == sk for c in r["candidates"]]
+        kids = [c for r in grown if r["key"].split("/")[1] == sk for c in r["candidates"]]
         for name, cands in (("app", picks), ("all", picks + kids)):
             scored = refine.checked([c for c in cands if truth.cif_key(c["cif"]) in relaxed], relaxed, s["target"]) or []
             extra = app_and_refine.get(sk, []) if name == "all" else []
@@ -58,10 +65,10 @@ def set_record(site_set: str, res: dict, bar: float = refine.BAR) -> dict:
                 if c["key"] in seen:
                     continue
                 seen.add(c["key"])
-                known = truth.relaxed_known(relaxed[c["key"]])
-                out.append({**c, "relaxed_into": known} if known else c)
-                if known and name == "all":
-                    into.append({"site": sk, "formula": c["formula"], "relaxed_into": known,
+                hit = known(c["key"])
+                out.append({**c, "relaxed_into": hit} if hit else c)
+                if hit and name == "all":
+                    into.append({"site": sk, "formula": c["formula"], "relaxed_into": hit,
                                  "dft_cosine": c["dft_cosine"], "dft_mae": c["dft_mae"]})
             (everything if name == "all" else app_only)[sk] = out
     keys = [f"{s['material_id']}#{s['site']}" for s in sites]

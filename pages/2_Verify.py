@@ -6,10 +6,10 @@ import streamlit as st
 from studio import shared as studio
 from studio import state
 from studio.charts import dos_chart
-from studio.results import candidate_name, match_rows, predicted_curve, relaxed_into, target_label, verification_rows
+from studio.results import candidate_name, match_rows, predicted_curve, target_label, verification_rows
 from studio.shared import formula
 from studio import nav
-from dosmatgen_core.scoring.verify import default_workers
+from dosmatgen_core.scoring.verify import default_workers, relaxed_into
 
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
 
@@ -69,7 +69,7 @@ def status_panel():
         st.success(f"Done: GPAW {res['seconds']} s" + (f" after a {relax} s relaxation" if relax else "")
                    + f" (the table's time also counts the wait and the setup); E_F = {res['e_fermi_eV']:.3f} eV "
                    "(absolute).")
-        if into := relaxed_into(cand, s):
+        if into := relaxed_into(s):
             st.warning(f"Relaxed before its DFT check, this candidate became the known structure "
                        f"{studio.material_name(into, cand['formula'])}: its DFT curve is that compound's.")
         for site, row in cand["site_to_target"].items():

@@ -14,6 +14,7 @@ import streamlit as st
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.candidates import runs as runsmod
 from dosmatgen_core.candidates.seeding import grow_source
+from dosmatgen_core.scoring.verify import relaxed_into
 from studio import figures as viz
 from studio.charts import dos_chart
 from studio.export import run_zip
@@ -180,20 +181,12 @@ def origin_text(c: dict) -> str:
     return f"Grown by the generator from {known}."
 
 
-def relaxed_into(c: dict, status: dict | None) -> str | None:
-    """The known structure a novel candidate's relaxed cell turned out to be (its GPAW check's
-    relaxed_into), or None."""
-    if not status or status.get("status") != "done" or not c.get("novel"):
-        return None
-    return (status.get("result") or {}).get("relaxed_into")
-
-
 def new_structure_maes(run: dict, dft: dict[int, dict], maes: dict[int, float]) -> dict[int, float]:
     """maes of the candidates that are new structures as DFT calculated them: novel as drawn, not
     the reference, and not relaxed into a known compound (stored labels of known ones left out)."""
     by_rank = {c["rank"]: c for c in run["candidates"]}
     return {r: m for r, m in maes.items() if (c := by_rank.get(r)) is not None and c.get("novel") is not False
-            and not c.get("is_reference") and relaxed_into(c, dft.get(r)) is None}
+            and not c.get("is_reference") and relaxed_into(dft.get(r)) is None}
 
 
 def dft_maes(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]] | None = None,
@@ -434,7 +427,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
             st.markdown(f"**#{c['rank']} · {formula(c['formula'])}** · space group {sg.get('0.1', '?')} at 0.1 Å "
                         f"tolerance, {sg.get('0.01', '?')} at 0.01 Å · {c['n_atoms']} atoms")
             d = dft.get(c["rank"])
-            into = relaxed_into(c, d)
+            into = relaxed_into(d)
             dft_badge = (f":violet-background[{dft_rank_text(c['rank'], maes)}]" if c["rank"] in maes else
                          {"failed": ":red-background[DFT failed]", "running": ":blue-background[DFT running]",
                           "queued": ":blue-background[DFT queued]"}.get((d or {}).get("status"), ""))

@@ -289,7 +289,8 @@ def test_a_novel_candidate_whose_relaxed_cell_is_a_known_compound_is_named_and_n
     """Novelty is judged on the drawn cell, the DFT on the relaxed one: the check names the known
     structure the relaxed cell matches (AuCu relaxes into L1_0 AuCu, mp-522, here), the card says
     so, and the run's "Best DFT MAE, new" leaves it out."""
-    from studio.results import new_structure_maes, relaxed_into
+    from studio.results import new_structure_maes
+    from dosmatgen_core.scoring.verify import relaxed_into
     store = runs.RunStore(tmp_path / "r.db")
     rid = _run_with(store, 1)
     run = store.get(rid)
@@ -298,10 +299,9 @@ def test_a_novel_candidate_whose_relaxed_cell_is_a_known_compound_is_named_and_n
     res = verify.Verifier(store, label_dir=None).run(rid, 1, relaxed=True)
     assert res["status"] == "done", res.get("error")
     assert res["result"]["relaxed_into"] == "mp-522"
-    c = store.get(rid)["candidates"][0]
-    assert relaxed_into(c, res) == "mp-522" and new_structure_maes(run, {1: res}, {1: 0.1}) == {}
+    assert relaxed_into(res) == "mp-522" and new_structure_maes(run, {1: res}, {1: 0.1}) == {}
     res["result"]["relaxed_into"] = None          # a relaxed cell that stayed new counts
-    assert relaxed_into(c, res) is None and new_structure_maes(run, {1: res}, {1: 0.1}) == {1: 0.1}
+    assert relaxed_into(res) is None and new_structure_maes(run, {1: res}, {1: 0.1}) == {1: 0.1}
     unrelaxed = verify.Verifier(store, label_dir=None).run(rid, 1, relaxed=False)
     assert "relaxed_into" not in unrelaxed["result"]          # the drawn cell is what novelty judged
 

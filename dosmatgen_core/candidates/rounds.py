@@ -21,6 +21,7 @@ import numpy as np
 from dosmatgen_core.candidates.pipeline import Request
 from dosmatgen_core.candidates.seeding import grow_source, seed_arguments
 from dosmatgen_core.scoring import certify
+from dosmatgen_core.scoring.verify import relaxed_into
 from dosmatgen_core.settings import SHIPPED
 
 BAR = SHIPPED.cosine_bar           # DFT cosine of the conditioned site to the target
@@ -70,11 +71,6 @@ def best_of(runs: list[tuple[dict, dict[int, dict]]]) -> tuple[dict, dict, dict,
     return out
 
 
-def relaxed_into(dft: dict[int, dict], c: dict) -> str | None:
-    """The known structure (id) a check's relaxed cell turned out to be (scoring.verify), or None."""
-    return ((dft.get(c["rank"]) or {}).get("result") or {}).get("relaxed_into")
-
-
 def next_round(run: dict, dft: dict[int, dict], bar: float = BAR, exclude: list | None = None) -> Request | None:
     """The request of the next round, when best_check's candidate misses the bar: grown from the
     known sites whose DFT cosine to the target beats it (known_request), when there are any, else
@@ -83,7 +79,7 @@ def next_round(run: dict, dft: dict[int, dict], bar: float = BAR, exclude: list 
     earlier rounds grew from); default the run's own seed_exclude."""
     best = best_check(run, dft)
     # a check whose relaxed cell is a known structure meets the bar for no new structure: go on from it
-    if best is None or (best[1] >= bar and not relaxed_into(dft, best[0])):
+    if best is None or (best[1] >= bar and not relaxed_into(dft.get(best[0]["rank"]))):
         return None
     c, _ = best
     src = grow_source(run, c, dft[c["rank"]])
@@ -160,7 +156,7 @@ def best_text(best: tuple[dict, dict, dict, float]) -> str:
 def outcome(best: tuple[dict, dict, dict, float], round_no: int, bar: float = BAR) -> str:
     """How the rounds ended with no further round: the bar met, or the rounds asked for spent."""
     so_far = "its" if round_no == 1 else "the rounds'"
-    if best[3] >= bar and (into := relaxed_into(best[1], best[2])):
+    if best[3] >= bar and (into := relaxed_into(best[1].get(best[2]["rank"]))):
         return (f"The rounds asked for are done: {so_far} best GPAW-checked candidate, {best_text(best)}, reaches "
                 f"{bar}, but relaxed it is the known structure {into}, so no new structure does yet. Its card's "
                 "\"Grow from this candidate\" starts another round.")

@@ -66,14 +66,18 @@ def passed_over(run: dict, ranks: list[int], max_atoms: int = MAX_ATOMS, labelle
     if not ranks:
         return None
     last = max(ranks)
-    why: dict[str, int] = {}
-    for c in run["candidates"]:
-        if c["rank"] < last and c["rank"] not in ranks and (r := dft_eligibility(c, max_atoms, labelled)):
-            why[r] = why.get(r, 0) + 1
-    if not why:
-        return None
-    return (f"Not checked among the candidates ranked above #{last}: "
-            + ", ".join(f"{k} {w}" for w, k in why.items()) + ".")
+    why = _reasons([c for c in run["candidates"] if c["rank"] < last and c["rank"] not in ranks], max_atoms, labelled)
+    return f"Not checked among the candidates ranked above #{last}: {why}." if why else None
+
+
+def _reasons(cands: list[dict], max_atoms: int, labelled: frozenset) -> str:
+    """'2 with invalid geometry, 1 known with a stored DFT label': dft_eligibility's reasons, counted."""
+    why = dict.fromkeys(("with invalid geometry", f"larger than {max_atoms} atoms", "known with a stored DFT label",
+                         "copying a better-ranked candidate", "equal to its template"), 0)
+    for c in cands:
+        if (reason := dft_eligibility(c, max_atoms, labelled)) is not None:
+            why[reason] += 1
+    return ", ".join(f"{k} {w}" for w, k in why.items() if k)
 
 
 def max_checks(top: int, per_source: bool, n_sources: int = 2) -> int:
@@ -90,13 +94,8 @@ def source_of(c: dict) -> str:
 def nothing_to_check(run: dict, max_atoms: int = MAX_ATOMS, labelled: frozenset = frozenset()) -> str:
     """Why pick() found no candidate: 'none of the 3 candidates qualifies (2 with invalid geometry,
     1 known with a stored DFT label)'."""
-    why = dict.fromkeys(("with invalid geometry", f"larger than {max_atoms} atoms", "known with a stored DFT label",
-                         "copying a better-ranked candidate", "equal to its template"), 0)
-    for c in run["candidates"]:
-        if (reason := dft_eligibility(c, max_atoms, labelled)) is not None:
-            why[reason] += 1
     n = len(run["candidates"])
-    parts = ", ".join(f"{k} {w}" for w, k in why.items() if k)
+    parts = _reasons(run["candidates"], max_atoms, labelled)
     return f"none of the {n} candidate{'s' * (n != 1)} qualifies" + (f" ({parts})" if parts else "")
 
 

@@ -84,6 +84,14 @@ def relax_in_site_order(cif: str, potential: str = DEFAULT_POTENTIAL) -> tuple[s
                  "volume_ratio": r["structure"].volume / drawn.volume}
 
 
+def relaxed_into(status: dict | None) -> str | None:
+    """The known structure (id) a finished relaxed check's cell turned out to be (Verifier.run
+    records it for a candidate novel as drawn), or None."""
+    if not status or status.get("status") != "done":
+        return None
+    return (status.get("result") or {}).get("relaxed_into")
+
+
 def default_workers(top: int = SHIPPED.dft_top) -> int:
     """DFT calculations at once: SHIPPED.dft_workers, or one per CPU core (0), at most top.
     Each GPAW process is single-threaded, so more than the cores only splits them."""

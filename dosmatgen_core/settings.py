@@ -31,6 +31,9 @@ class Shipped:
                                    # best of 3 level on set b (-0.008 [-0.021, +0.004], truth-b-far-vs-
                                    # default.json) and worse on set a (+0.025 [+0.003, +0.053], 29 sites,
                                    # truth-a-far-vs-default.json); 8-atom cells took up to 16 min per check
+    top_up: float = 0.2            # seeded: when fewer than dft_top draws and swaps are new crystals a check
+                                   # would take (a target whose neighbourhood earlier checks made labels),
+                                   # one more batch is drawn this much further from the seeds (0: never)
     max_dft_atoms: int = 8         # seeds, and the candidates the app DFT-checks, have at most this many atoms
     dft_top: int = 3               # the app DFT-checks this many top candidates
     dft_per_source: bool = True    # ... and as many of each source (draws, substitutions) besides, the

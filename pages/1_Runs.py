@@ -26,14 +26,16 @@ def grow_from(src: dict) -> None:
 if src := st.session_state.pop("grow_pending", None):
     # the round runs as the Generate page's job: that page follows it, DFT-checks its top as shipped
     try:
-        state.submit(rounds.grow_request(store.get(src["run"]), src), store,
+        parent = store.get(src["run"])
+        state.submit(rounds.grow_request(parent, src), store,
                      {"top": certify.DEFAULT_TOP, "relaxed": studio.SHIPPED.dft_relaxed,
                       "per_source": studio.SHIPPED.dft_per_source})
     except (ValueError, StructureError, KeyError) as exc:
         st.error(f"Could not grow from {studio.plain(src['name'])}: {exc}")
     else:
-        st.session_state["rounds_note"] = (f"Growing from {src['name']} alone, towards the target of run "
-                                           f"{src['run']}: the model's draws and the swaps, then DFT checks of the top.")
+        st.session_state["rounds_note"] = (f"Growing from {src['name']} alone, towards the target of run {src['run']} "
+                                           f"({rounds.target_of(parent.get('title') or '')}): the model's draws and "
+                                           "the swaps, then DFT checks of the top.")
         st.switch_page(nav.pages()[0])
 runs = store.list()
 if not runs:

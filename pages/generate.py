@@ -323,9 +323,13 @@ elif mode in ("masked", "fixed_type", "unconditional"):
         notes.under("cond_sites")
         req_kw.update(cond_sites=cond, targets=[target.tolist()] * len(cond))
     if mode == "fixed_type":
-        el0 = mat.structure[site].specie.symbol if mat is not None else "Ni"
+        # a site's own element; an uploaded curve's most likely one is its closest known site's
+        el0 = mat.structure[site].specie.symbol if mat is not None else hits[0].element if hits else ""
         el = st.text_input("Element of the target atoms", value=el0, key="fixed_el",
                            help="The atoms carrying the target are this element in every candidate.")
+        if mat is None and hits and el == hits[0].element:
+            st.caption(f"Suggested by the closest known site: {studio.formula(hits[0].formula)} site "
+                       f"{hits[0].site} ({hits[0].element}).")
         notes.under("fixed")
         req_kw["fixed"] = {int(i): el for i in req_kw.get("cond_sites", [])}
 elif mode == "template":
@@ -572,6 +576,13 @@ def job_panel(was_live: bool):
 
 if note := st.session_state.get("rounds_note"):
     st.info(note)
+with st.container():     # always there, so the results below keep their place (and their 3D views)
+    if (job := _job()) is not None and job.active and job.request.targets and \
+            not rounds.same_target(job.request.targets[0], target):
+        # a round started from the Runs page works towards its own run's target, not the form's
+        dos_chart([{"y": job.request.targets[0], "name": f"this run's target: {rounds.target_of(job.request.title)}",
+                    "style": "target"}], key="jobtarget", filename="run_target",
+                  title="The target of the run in progress (the chart in 1 · Target DOS is the next Generate's)")
 job_panel(_job_live)
 
 

@@ -139,7 +139,9 @@ def candidate_curves(run: dict, c: dict, dft: dict | None, stored: dict | None) 
             curves.append({**stored[s], "style": "stored"})
         b = base[c["index"]] if c["index"] < len(base) else None
         if b is not None and b.get("predicted_dos") is not None and s < len(b["predicted_dos"]):
-            curves.append({"y": b["predicted_dos"][s], "name": f"predicted for unconditional sample #{c['index'] + 1}",
+            # each drawn candidate's partner: drawn without a target, with as many atoms, scored on its sites
+            curves.append({"y": b["predicted_dos"][s], "name": f"predicted for unconditional sample #{c['index'] + 1} "
+                                                             f"(no target, {b['n_atoms']} atoms like this one)",
                            "style": "baseline"})
     return curves
 
@@ -178,6 +180,8 @@ def origin_text(c: dict) -> str:
         reach = ", beyond the matching atom's neighbours" if substitution_kind(sub) == "distant" else ""
         return (f"Substitution of {known}: {sub['replaced']} → {sub['by']} on site{'s' * (len(sub['sites']) > 1)} "
                 f"{sites}{cell}{reach}.")
+    if c.get("top_up"):     # pipeline.top_up_specs: the first draws were mostly known crystals
+        return f"Grown by the generator from {known}, drawn further from it (strength {c['top_up']:g})."
     return f"Grown by the generator from {known}."
 
 
@@ -268,13 +272,17 @@ def match_rows(match: dict) -> list[dict]:
             for k, mm in match.items()]
 
 
-def count_text(cands: list[dict]) -> str:
+def count_text(cands: list[dict], summary: dict | None = None) -> str:
     """Where a seeded run's candidates came from: 'drawn by the generator' and 'substitutions of
-    known structures' (more than asked for: the swaps join the draws); '' for other runs."""
+    known structures' (more than asked for: the swaps join the draws), and why a second batch was
+    drawn (summary['top_up']); '' for other runs."""
     subs = sum(c.get("origin") == "substitution" for c in cands)
+    more = (summary or {}).get("top_up")
+    why = (f"; {more['drawn']} of the draws are a second batch, drawn further from the seeds (strength "
+           f"{more['strength']:g}), because too few of the first were new crystals") if more else ""
     if not subs:
-        return ""
-    return f"{len(cands) - subs} drawn by the generator and {subs} substitution{'s' * (subs > 1)} of known structures"
+        return f"{len(cands)} drawn by the generator{why}" if more else ""
+    return f"{len(cands) - subs} drawn by the generator and {subs} substitution{'s' * (subs > 1)} of known structures{why}"
 
 
 def halo_colours(c: dict) -> dict[int, str]:
@@ -393,7 +401,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                   help="The best DFT MAE (states/eV) among the checked candidates that are new structures: not "
                        "known ones (whose stored labels the DFT order below also shows), and not those whose relaxed "
                        "cell turned out to be a known compound.")
-    if made := count_text(run["candidates"]):
+    if made := count_text(run["candidates"], run.get("summary")):
         st.caption(f"{s['n']} candidates: {made}.")
     curves_of = {c["rank"]: candidate_curves(run, c, dft.get(c["rank"]), stored.get(c["rank"]))
                  for c in run["candidates"]}
@@ -401,23 +409,26 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
     st.download_button("Download the whole run (zip: CIFs, POSCARs, DOS CSVs and SVG plots, JSON)",
                        partial(run_zip, run, dft, curves_of), f"dosmatgen_run_{run['id']}.zip",
                        mime="application/zip", key=f"zip_{run['id']}", on_click="ignore")
-    table = dft_table(run, dft, stored, maes)
-    if table:
-        st.subheader("DFT results, best first")
-        st.caption("GPAW checks of this run's candidates, the stored DFT labels of candidates that are known "
-                   "structures, and those of the known sites a seeded run grew from (the lookup: the closest labelled "
-                   "sites, no generation) or of the checked candidate it grew from, as the baseline to beat. "
-                   "Cosine 1 is the target's shape exactly.")
-        # a stored label has no prediction and no timings: a dash, not the word None; shown as text,
-        # since a column of numbers and blanks cannot go to Arrow as one type
-        st.dataframe([{k: "—" if v is None or v == "" else str(v) for k, v in r.items()} for r in table],
-                     hide_index=True, width="stretch")
-    st.caption("'predicted' curves come from the site-DOS predictor, not DFT; 'DFT' curves are GPAW calculations "
-               "of the candidate; 'stored label' curves are the DFT label of a known structure the candidate "
-               f"matches. Stability is {run_potential(run)} energy above a hull of the same potential (an ML hull, not "
-               "the Materials Project hull).")
-    if maes:
-        st.caption("Cards stay in predicted rank (#); the table above and each card's DFT badge give the order by DFT.")
+    # the DFT table and its notes appear as checks land: in one block, the cards below keep their
+    # place in the page (a card that moves reloads its 3D view)
+    with st.container():
+        table = dft_table(run, dft, stored, maes)
+        if table:
+            st.subheader("DFT results, best first")
+            st.caption("GPAW checks of this run's candidates, the stored DFT labels of candidates that are known "
+                       "structures, and those of the known sites a seeded run grew from (the lookup: the closest labelled "
+                       "sites, no generation) or of the checked candidate it grew from, as the baseline to beat. "
+                       "Cosine 1 is the target's shape exactly.")
+            # a stored label has no prediction and no timings: a dash, not the word None; shown as text,
+            # since a column of numbers and blanks cannot go to Arrow as one type
+            st.dataframe([{k: "—" if v is None or v == "" else str(v) for k, v in r.items()} for r in table],
+                         hide_index=True, width="stretch")
+        st.caption("'predicted' curves come from the site-DOS predictor, not DFT; 'DFT' curves are GPAW calculations "
+                   "of the candidate; 'stored label' curves are the DFT label of a known structure the candidate "
+                   f"matches. Stability is {run_potential(run)} energy above a hull of the same potential (an ML hull, not "
+                   "the Materials Project hull).")
+        if maes:
+            st.caption("Cards stay in predicted rank (#); the table above and each card's DFT badge give the order by DFT.")
     # the cards keep their order as DFT results land: moving a card reloads its 3D view, and a burst
     # of reloads makes the browser drop the oldest views on the page (measured: 5 of 6 known-site views)
     for k, c in enumerate(run["candidates"][:max_cards]):
@@ -441,21 +452,25 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                  _badge(c.get("novel"), "novel", f"known ({known_name(c)})", "novelty not checked")),
                 _stability_badge(c), dft_badge,
             ]))
-            if c.get("is_reference"):
-                st.caption(f"This candidate is the reference the target came from ({c.get('matches')}): its stored DFT "
-                           "curve is the target itself, so it is neither ranked by DFT nor checked.")
-            elif into:
-                st.caption(f"Novel as drawn, but relaxed before its DFT check it became the known structure "
-                           f"{studio.material_name(into, c['formula'])}: "
-                           "its DFT curve is that compound's, so it is no new structure with this DOS.")
-            elif sym := known_symmetry_text(c):
-                st.caption(sym)
-            if origin := origin_text(c):
-                st.caption(origin)
-            if c.get("reasons"):
-                st.caption("; ".join(c["reasons"]))
-            if d and d.get("status") == "failed":
-                st.caption(f"DFT check failed: {d.get('error')}")
+            # the notes come and go as checks land (relaxed into a known compound, failed): in one block of
+            # their own, the 3D view below keeps its place in the page, so it is not reloaded (a burst of
+            # reloads makes the browser drop the oldest views)
+            with st.container():
+                if c.get("is_reference"):
+                    st.caption(f"This candidate is the reference the target came from ({c.get('matches')}): its stored DFT "
+                               "curve is the target itself, so it is neither ranked by DFT nor checked.")
+                elif into:
+                    st.caption(f"Novel as drawn, but relaxed before its DFT check it became the known structure "
+                               f"{studio.material_name(into, c['formula'])}: "
+                               "its DFT curve is that compound's, so it is no new structure with this DOS.")
+                elif sym := known_symmetry_text(c):
+                    st.caption(sym)
+                if origin := origin_text(c):
+                    st.caption(origin)
+                if c.get("reasons"):
+                    st.caption("; ".join(c["reasons"]))
+                if d and d.get("status") == "failed":
+                    st.caption(f"DFT check failed: {d.get('error')}")
             # an unconditional candidate has no curve to plot: its 3D view takes the card
             has_dos = bool(curves_of[c["rank"]] or c.get("dos_match"))
             if has_dos:

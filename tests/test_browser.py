@@ -284,6 +284,14 @@ def test_csv_only_target(browser, server, tmp_path):
     text = svg_text(data)
     assert "target: uploaded DOS (my_dos.csv)" in text and "E − E_F (eV)" in text and "DOS (states/eV)" in text
     shot(page, "csv_target")
+    # fixed type: an uploaded curve has no element of its own; the closest known site suggests one
+    page.get_by_text("New structure, element of the target atoms fixed").click()
+    settle(page)
+    hint = page.get_by_text(re.compile(r"^Suggested by the closest known site: .+ site \d+ \((\w+)\)\.$"))
+    hint.wait_for(timeout=60_000)
+    element = re.search(r"\((\w+)\)\.$", hint.inner_text()).group(1)
+    assert page.locator("input[aria-label='Element of the target atoms']").input_value() == element
+    assert page.get_by_text(re.compile(r"^Cannot generate")).count() == 0       # a suggestion the form takes
     page.close()
 
 
@@ -524,24 +532,30 @@ def test_the_default_flow_certifies_its_top_candidates_by_dft_and_keeps_every_3d
     page.get_by_role("button", name="Generate", exact=True).click()
     page.get_by_text("5 · Results").wait_for(timeout=600_000)
     # the overall top 3, then each source's best 3 not among them (SHIPPED.dft_per_source)
-    status = page.get_by_text(re.compile(r"Relaxation and DFT check of candidates #\d+(, #\d+)*"
+    status = page.get_by_text(re.compile(r"Relaxation and DFT check of candidates? #\d+(, #\d+)*"
                                          r"( and each kind's best, #\d+(, #\d+)*)?: "))
     status.first.wait_for(timeout=120_000)
-    page.get_by_text(re.compile(r": (\d+) of \1 done")).first.wait_for(timeout=1_500_000)
+    done = page.get_by_text(re.compile(r": (\d+) of \1 done"))
+    done.first.wait_for(timeout=1_500_000)
+    # as many checks as the run picked (the preset's neighbourhood is labelled by now, so that
+    # count comes from the run: a second batch further from the seeds keeps it at 3 or more)
+    n_checks = int(re.search(r": (\d+) of \1 done", done.first.inner_text()).group(1))
+    assert n_checks >= 1
     # the last result's rerun redraws the cards after the progress line says done: wait for its badges
-    places = page.get_by_text(re.compile(r"DFT MAE \d\.\d{3} · (tied )?\d(st|nd|rd|th) of \d+ by DFT"))
+    places = page.get_by_text(re.compile(r"DFT MAE \d\.\d{3} · (tied )?\d+(st|nd|rd|th) of \d+ by DFT"))
     for _ in range(60):
-        if places.count() >= 3:
+        if places.count() >= n_checks:
             break
         page.wait_for_timeout(2000)
     settle(page)
     page.wait_for_timeout(3000)
     shot(page, "certified")
     views = live_views(page)
+    views = live_views(page)
     assert "refview" in views and len(views) <= 16, views
     assert not [v for v in views if v.endswith(":LOST")], views
     assert not [t for t in page.console_lines if "Too many active WebGL contexts" in t]
-    assert places.count() >= 3                                   # the three checks (and any stored label)
+    assert places.count() >= n_checks                            # every check (and any stored label)
     assert page.get_by_text(re.compile(r"· (tied )?1st of \d+ by DFT")).count() >= 1
     assert page.get_by_text("DFT results, best first").count() == 1
     assert page.get_by_text(re.compile(r"^DFT of candidate #\d+")).count() >= 1        # a legend names it DFT

@@ -2,7 +2,9 @@
 DFT-checked cell once it has one, read in its own site order) is the only seed of a seeded run,
 so the model's draws and the swaps all start from it, as benchmarks.refine measured."""
 import argparse
+import base64
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -365,9 +367,11 @@ def test_the_runs_page_grows_the_next_round_from_a_stored_candidate(tmp_path, mo
     store = RunStore(tmp_path / "runs.db")
     monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
     monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
-    target = open_db(DB_URL).get(PRESET_ID).site_dos[0]
+    ref = open_db(DB_URL).get(PRESET_ID)
+    au = ref.symbols.index("Au")            # not the form's own target (the preset's Ni site)
+    target = ref.site_dos[au]
     req = Request(mode="masked", n_atoms=4, targets=[target.tolist()], cond_sites=[0], n_candidates=1, steps=5,
-                  baseline=False, title="target: Ni")
+                  baseline=False, title="target: Au")
     run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH), store=store,
                          check_novelty=False)
     c = run["candidates"][0]
@@ -380,7 +384,8 @@ def test_the_runs_page_grows_the_next_round_from_a_stored_candidate(tmp_path, mo
 
     def capture(self, r, *a, **kw):          # the round as the page submits it; nothing is run
         sent.append(r)
-        return Job("fake", r)
+        self.jobs["fake"] = Job("fake", r)     # queued: the Generate page follows it
+        return self.jobs["fake"]
     monkeypatch.setattr(JobManager, "submit", capture)
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=180)
     at.switch_page("pages/1_Runs.py")
@@ -392,11 +397,20 @@ def test_the_runs_page_grows_the_next_round_from_a_stored_candidate(tmp_path, mo
     assert not at.exception, [e.value for e in at.exception]
     (r,) = sent
     assert r.mode == "seeded" and np.allclose(r.targets[0], target) and r.seed == req.seed + 1
-    assert r.title == f"target: Ni · grown from #{c['rank']} of run {run['id']}"
+    assert r.title == f"target: Au · grown from #{c['rank']} of run {run['id']}"
     (seed,) = r.seeds()
     assert seed.source == "DFT" and np.allclose(seed.crystal.lattice, checked.cell.array, atol=1e-4)
     assert at.session_state["job"] == "fake" and at.session_state["job_dft_top"] == certify.DEFAULT_TOP
     assert "Generate structures for a target DOS" in [t.value for t in at.title]       # on the Generate page now
+    # the page names the round's target and draws it: the form's own (the preset's Ni) is another
+    assert at.session_state["rounds_note"].startswith(f"Growing from candidate #{c['rank']}") and \
+        f"towards the target of run {run['id']} (Au):" in at.session_state["rounds_note"]
+    charts = [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+    (mine,) = [f for f in charts if "run in progress" in json.dumps(f["layout"].get("title", ""))]
+    y = mine["data"][0]["y"]            # plotly sends arrays as typed base64 buffers
+    y = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"]) if isinstance(y, dict) else np.asarray(y)
+    assert np.allclose(y, target, atol=1e-4)
+    assert mine["data"][0]["name"] == "this run's target: Au"
 
 
 def test_a_round_that_did_worse_grows_the_next_from_the_better_earlier_check(tmp_path, monkeypatch, ni_target):

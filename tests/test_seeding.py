@@ -357,3 +357,60 @@ def test_no_swap_hands_back_the_reference_and_a_draw_that_does_is_marked(ni_targ
     db = open_db(DB_URL)
     run = {"settings": {"targets": [ni_target.tolist()]}, "candidates": [{**rec, "rank": 1}, {**other, "rank": 2}]}
     assert set(stored_labels(run, db, {PRESET_ID, seeds[0].hit.material_id})) == {2}
+
+
+def test_a_second_batch_is_drawn_further_from_the_seeds_only_when_too_few_draws_are_new(ni_target):
+    """Once earlier checks made a target's neighbourhood labels, the seeds' draws come back as those
+    labels: then (and only then) top_up_specs draws n_candidates more at strength + top_up."""
+    from dosmatgen_core.candidates import pipeline
+    from dosmatgen_core.settings import SHIPPED
+    req = Request(mode="seeded", targets=[ni_target.tolist()], seed_exclude=[PRESET_ID], n_candidates=4)
+    seeds = req.seeds()
+    known = [s.crystal.to_structure() for s in seeds]          # every seed is a labelled structure
+    assert pipeline.checkable_new(known, DB_URL) == 0
+    more = pipeline.top_up_specs(req, known, DB_URL, check_novelty=True)
+    assert len(more) == 4 and {sp.tag["top_up"] for sp in more} == {round(SHIPPED.strength + SHIPPED.top_up, 3)}
+    assert [sp.tag["seed"]["material_id"] for sp in more] == [seeds[i % len(seeds)].hit.material_id for i in range(4)]
+    # three new crystals (the seeds with the matched Ni swapped for Ti: no known structure) are enough
+    new = []
+    for s in seeds:
+        t = s.crystal.to_structure()
+        t.replace(s.hit.site, "Ti")
+        new.append(t)
+    assert pipeline.checkable_new(new, DB_URL) == 3
+    assert pipeline.top_up_specs(req, new, DB_URL, check_novelty=True) == []
+    # ... two copies of one are not: a copy is no check of its own
+    assert pipeline.checkable_new([new[0], new[0].copy(), new[1]], DB_URL) == 2
+    # never without novelty, for a round, or with top_up off
+    assert pipeline.top_up_specs(req, known, DB_URL, check_novelty=False) == []
+    off = Request(mode="seeded", targets=[ni_target.tolist()], seed_exclude=[PRESET_ID], top_up=0.0)
+    assert pipeline.top_up_specs(off, known, DB_URL, check_novelty=True) == []
+    rnd = Request(mode="seeded", targets=[ni_target.tolist()], seed_exclude=[PRESET_ID], seed_above=0.5)
+    assert pipeline.top_up_specs(rnd, known, DB_URL, check_novelty=True) == []
+
+
+def test_a_topped_up_run_keeps_its_baseline_paired_with_the_first_draws(tmp_path, monkeypatch, ni_target):
+    """With too few new crystals (forced here: checkable_new says 0), the run holds the first draws,
+    the second batch (tagged with its strength) and one baseline per first draw, and says so."""
+    from dosmatgen_core.candidates import pipeline
+    from studio.results import count_text, origin_text
+    monkeypatch.setattr(pipeline, "checkable_new", lambda structs, db_url: 0)
+    req = Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=2, steps=8, particles=1,
+                  seed_exclude=[PRESET_ID], substitutions=False, baseline=True)
+    run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH),
+                         store=RunStore(tmp_path / "r.db"), db_url=DB_URL, check_novelty=True)
+    later = [c for c in run["candidates"] if c.get("top_up")]
+    assert len(run["candidates"]) == 4 and len(later) == 2 and len(run["baseline"]) == 2
+    assert {c["top_up"] for c in later} == {0.7} and run["summary"]["top_up"] == {"strength": 0.7, "drawn": 2}
+    assert origin_text(later[0]).endswith("drawn further from it (strength 0.7).")
+    assert count_text(run["candidates"], run["summary"]).startswith(
+        "4 drawn by the generator; 2 of the draws are a second batch")
+    # a first draw's card plots its unconditional partner; the second batch has none
+    from studio.results import candidate_curves
+    first = next(c for c in run["candidates"] if not c.get("top_up"))
+    names = [k["name"] for k in candidate_curves(run, first, None, None)]
+    assert f"predicted for unconditional sample #{first['index'] + 1} (no target, {first['n_atoms']} atoms like this one)" \
+        in names
+    assert not [k for k in candidate_curves(run, later[0], None, None) if k["style"] == "baseline"]
+    stored = RunStore(tmp_path / "r.db").get(run["id"])
+    assert stored["summary"]["top_up"]["drawn"] == 2 and sum(bool(c.get("top_up")) for c in stored["candidates"]) == 2

@@ -76,6 +76,8 @@ class Request:
     # is above this (a round from known sites shaped better than the rounds' best check)
     seed_mae_at_most: float | None = None               # ... and whose DFT MAE to it is at most this (no
     # worse than that check's: a Cl p band can have a Ni d band's shape at twice its height)
+    top_up: float = SHIPPED.top_up                      # seeded: draw again this much further from the seeds when
+    # fewer than SHIPPED.dft_top candidates are new crystals a DFT check would take (top_up_specs)
 
     def __post_init__(self):
         if self.mode == "unconditional":
@@ -144,6 +146,29 @@ class Request:
             return seeded_specs(np.asarray(self.targets[0]), self.seeds(), self.n_candidates, self.strength,
                                 self.fix_element)
         raise ValueError(f"unknown mode '{self.mode}' ({', '.join(MODES)})")
+
+
+def checkable_new(structs: list, db_url: str | None) -> int:
+    """How many of structs a DFT check would take as new crystals: valid, at most
+    SHIPPED.max_dft_atoms atoms, no copy of an earlier one, and no known structure."""
+    return sum(1 for s, u in zip(structs, evaluate.unique_flags(structs))
+               if u and len(s) <= SHIPPED.max_dft_atoms and evaluate.validity(s)["structurally_valid"]
+               and evaluate.known_match(s, db_url) is None)
+
+
+def top_up_specs(req: Request, structs: list, db_url: str | None, check_novelty: bool) -> list[sampling.SampleSpec]:
+    """seeded (not a round): n_candidates more template specs at strength + req.top_up when fewer
+    than SHIPPED.dft_top of the run's draws and swaps (structs) are new crystals a check would take;
+    else none. Once earlier checks have made a target's neighbourhood labels, the seeds' draws come
+    back as those labels (the preset: 13 of 13 known); a little more noise gives new crystals."""
+    if (req.mode != "seeded" or req.grows() or not check_novelty or req.top_up <= 0 or req.strength >= 1.0
+            or checkable_new(structs, db_url) >= SHIPPED.dft_top):
+        return []
+    strength = round(min(1.0, req.strength + req.top_up), 3)
+    specs = seeded_specs(np.asarray(req.targets[0]), req.seeds(), req.n_candidates, strength, req.fix_element)
+    for sp in specs:
+        sp.tag["top_up"] = strength
+    return specs
 
 
 def left_out(req: Request) -> list:
@@ -235,6 +260,8 @@ def _candidate_record(i, g, spec, ev, targets_map, reference=()) -> dict:
     if "seed" in spec.tag:
         rec["seed"] = spec.tag["seed"]        # the known structure this candidate was grown from
         rec["origin"] = spec.tag.get("origin", "generator")     # ... by the generator or by substitution
+    if "top_up" in spec.tag:
+        rec["top_up"] = spec.tag["top_up"]    # drawn again further from the seeds, at this strength
     rec.update({"index": i, "cif": to_cif(s), "formula": s.composition.reduced_formula,
                 "n_atoms": len(s), "site_to_target": site_targets(spec, targets_map),
                 "fixed_sites": {int(j): int(z) for j, z in enumerate(spec.fixed_z) if z > 0},
@@ -339,6 +366,7 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
     kw = dict(steps=req.steps, guidance=req.guidance, device=run["settings"]["device"], cancel=cancel, redraws=REDRAWS)
     # one torch thread per core other work leaves free: a thread that waits for a busy core stalls
     # every step (cores.py); the draws are the same whatever the count
+    more = []
     with cores.sampling_threads(run["settings"]["device"]) as threads:
         if req.particles > 1:
             # steered candidates and the plain baseline apart: the baseline is not steered, so its
@@ -349,6 +377,18 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
                 gen += sampling.sample(loaded, base_specs, seed=req.seed + 1, **kw)
         else:
             gen = sampling.sample(loaded, specs + base_specs, seed=req.seed, progress=prog, **kw)
+        # too few new crystals among the draws and swaps: one more batch, further from the seeds
+        more = top_up_specs(req, [g.crystal.to_structure() for g in gen[:len(specs)]]
+                            + [c.to_structure() for c, _ in variants], db_url, check_novelty)
+        if more:
+            if progress:
+                progress(0.5, 0.0, f"few of the draws are new crystals: drawing {len(more)} more at strength "
+                                   f"{more[0].tag['top_up']:g}")
+            extra = sampling.sample(loaded, more, seed=req.seed + 2, guide=guide, particles=req.particles,
+                                    steer=req.steer, **kw) if req.particles > 1 else \
+                sampling.sample(loaded, more, seed=req.seed + 2, **kw)
+            gen = gen[:len(specs)] + extra + gen[len(specs):]     # after the first draws, before the baseline
+            specs = specs + more
     t_sample = time.perf_counter() - t0
     # substituted seeds join the drawn candidates (after them, before the baseline): nothing sampled
     n_drawn = len(specs)
@@ -430,3 +470,5 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
                       "seconds_per_check": dict({k: v / n_all for k, v in timing.items()}, stability=t_stab),
                       "stable_0.1": int(sum(bool(c.get("stable_0.1")) for c in cands)) if req.stability else None,
                       "seconds_total": round(time.perf_counter() - t0, 2)}
+    if more:
+        run["summary"]["top_up"] = {"strength": more[0].tag["top_up"], "drawn": len(more)}

@@ -142,6 +142,18 @@ def round_title(title: str, src: dict, known: bool = False) -> str:
     return f"{title.split(' · grown from ')[0]} · grown from {what}#{src['rank']} of run {src['run']}"
 
 
+def target_of(title: str) -> str:
+    """The target a run's title names ('target: uploaded DOS (ni.csv) · grown from #2 of run ab12'
+    → 'uploaded DOS (ni.csv)'), for saying which target a round works towards."""
+    return title.split(" · grown from ")[0].removeprefix("target: ")
+
+
+def same_target(a, b) -> bool:
+    """Whether two target curves are one (a round's and the form's), to 1e-6 states/eV."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return a.shape == b.shape and bool(np.allclose(a, b, atol=1e-6))
+
+
 # What the app and the CLI say when a round's checks end (best: best_of's answer).
 CANCELLED = "The DFT checks were stopped, so no further round was started."
 NOTHING_CHECKED = "No candidate of this run has a finished GPAW check to grow from, so no further round was started."

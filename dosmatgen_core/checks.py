@@ -132,6 +132,14 @@ def check_strength(s) -> float:
     return x
 
 
+def check_top_up(s) -> float:
+    x = _number(s, "top-up", float, "top_up")
+    if not 0.0 <= x <= 1.0:
+        raise UserError(f"top-up is {x:g}; it must be in [0, 1] (0: never draw a second batch)",
+                        f"use --top-up {SHIPPED.top_up:g}", "top_up")
+    return x
+
+
 def check_seed(seed) -> int:
     x = _number(seed, "seed", int, "seed")
     if not 0 <= x < 2**31:
@@ -207,7 +215,7 @@ def request_errors(values: dict) -> list[UserError]:
     each beside its own input (request_problems)."""
     mode = values.get("mode")
     todo = [("n_seeds", check_n_seeds), ("seed_by", check_seed_by), ("seed_above", check_seed_above),
-            ("seed_mae_at_most", check_seed_mae_at_most)] \
+            ("seed_mae_at_most", check_seed_mae_at_most), ("top_up", check_top_up)] \
         if mode == "seeded" else []
     todo += [("strength", check_strength)] if mode in ("seeded", "template") else []
     todo += [("n_atoms", check_atoms), ("cond_sites", lambda c: check_conditioned(mode, c)),

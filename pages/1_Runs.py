@@ -44,8 +44,8 @@ if not runs:
 table = [{"id": r["id"], "when": dt.datetime.fromtimestamp(r["created"]).strftime("%Y-%m-%d %H:%M"),
           "title": r["title"], "mode": r["mode"], "status": r["status"], "candidates": r["candidates"],
           "valid": r["summary"].get("structurally_valid"),
-          "DOS MAE (predicted)": r["summary"].get("mean_dos_mae"),
-          "baseline MAE (predicted)": r["summary"].get("baseline_mean_dos_mae")}
+          "DOS MAE (predicted)": studio.rounded(r["summary"].get("mean_dos_mae")),
+          "baseline MAE (predicted)": studio.rounded(r["summary"].get("baseline_mean_dos_mae"))}
          for r in runs]
 st.dataframe(table, hide_index=True, width="stretch")
 ids = [r["id"] for r in runs]

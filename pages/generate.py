@@ -238,7 +238,7 @@ def use_as_template(material_id: str, hit_site: int) -> None:
 # four columns, the button under the name: at 800 px six columns wrapped the numbers and cut the button
 KNOWN_COLUMNS = [3, 1.2, 1.4, 2.2]
 head = st.columns(KNOWN_COLUMNS)
-for col, text in zip(head, ["material · site", "MAE", "cosine" + (" (shift)" if align else ""), "structure"]):
+for col, text in zip(head, ["material · site", "MAE (states/eV)", "cosine" + (" (shift)" if align else ""), "structure"]):
     col.caption(text)
 for h in hits:
     c = st.columns(KNOWN_COLUMNS, vertical_alignment="center")
@@ -246,7 +246,8 @@ for h in hits:
     c[0].button("Use as template", key=f"tpl_{h.material_id}_{h.site}", on_click=use_as_template,
                 args=(h.material_id, h.site), help="Template mode with this material, this site carrying the target")
     c[1].write(f"{h.mae:.3f}")
-    c[2].write(f"{h.cosine:.2f}" + (f" ({h.shift_ev:+.1f} eV)" if h.shift_ev else ""))
+    # three decimals, as every other table: at two, 0.895 would read as the 0.9 bar
+    c[2].write(f"{h.cosine:.3f}" + (f" ({h.shift_ev:+.1f} eV)" if h.shift_ev else ""))
     with c[3]:
         st.iframe(viz.structure_html(to_structure(db.get(h.material_id).atoms), {h.site: viz.SITE_COLOURS["picked"]},
                                      height=110, element_id=f"hit{h.material_id}", script_src=viz.STATIC_SRC), height=115)

@@ -185,6 +185,11 @@ def busy_note(load: float, cpus: int, generation_x: float, dft_x: float = 1.0) -
             f"it ({scaled}; the rates were measured on a quiet CPU).")
 
 
+def rounded(x: float | None, places: int = 3) -> float | None:
+    """A number as the tables show it (3 decimals, as MAEs and cosines are everywhere); None stays."""
+    return None if x is None else round(float(x), places)
+
+
 def duration(seconds: float) -> str:
     """'40 s', '3 min', '1.5 h': rounded the way people say it."""
     if seconds < 90:

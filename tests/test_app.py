@@ -506,6 +506,9 @@ def test_a_finished_run_survives_a_reload_and_shows_on_the_runs_page(tmp_path, m
     runs = app_page("1_Runs.py")
     runs.run()
     assert not runs.exception and "DFT checks of this run" in [h.value for h in runs.subheader]
+    listed = next(d.value for d in runs.dataframe if "DOS MAE (predicted)" in d.value.columns)
+    mae = listed["DOS MAE (predicted)"].iloc[0]
+    assert mae == round(run["summary"]["mean_dos_mae"], 3)          # three decimals, as every table
 
 
 def test_every_kind_of_benchmark_record_is_named_in_words_on_the_model_page():

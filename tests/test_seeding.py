@@ -244,6 +244,13 @@ def test_the_cli_passes_substitutions_to_the_request():
     for flag, want in (([], SHIPPED.distant_swaps), (["--distant-swaps"], True), (["--no-distant-swaps"], False)):
         kw, _ = cli_generate._targets_and_template(p.parse_args(["generate", *flag]), DB_URL)
         assert kw["distant_swaps"] is want and Request(mode="seeded", **kw).distant_swaps is want
+    for flag, want in (([], SHIPPED.top_up), (["--top-up", "0"], 0.0), (["--top-up", "0.3"], 0.3)):
+        kw, _ = cli_generate._targets_and_template(p.parse_args(["generate", *flag]), DB_URL)
+        assert kw["top_up"] == want and Request(mode="seeded", **kw).top_up == want
+    from dosmatgen_core.checks import UserError
+    for bad in ("1.5", "-0.1", "nan"):
+        with pytest.raises(UserError, match="top-up is"):
+            cli_generate._targets_and_template(p.parse_args(["generate", "--top-up", bad]), DB_URL)
 
 
 def test_a_distant_swaps_card_says_the_cell_grew_and_the_neighbours_stayed():

@@ -201,7 +201,7 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
         curve = target.tolist() if target is not None else [0.0] * 400
         kw.update(targets=[curve], cond_sites=[], n_seeds=args.seeds, seed_by=args.seed_by, fix_element=args.fix_element,
                   substitutions=args.substitutions, distant_swaps=args.distant_swaps,
-                  strength=checks.check_strength(args.strength), db_url=db_url)
+                  strength=checks.check_strength(args.strength), top_up=checks.check_top_up(args.top_up), db_url=db_url)
         if args.grow_from:
             from dosmatgen_core.candidates.rounds import round_title
             from dosmatgen_core.candidates.seeding import seed_arguments
@@ -349,6 +349,9 @@ def add_parsers(sub) -> None:
     ge.add_argument("--distant-swaps", action=argparse.BooleanOptionalAction, default=SHIPPED.distant_swaps,
                     help="substitutions: swap one atom beyond the matching site's first shell (in a doubled cell "
                          "where needed) instead of every atom of one element")
+    ge.add_argument("--top-up", type=float, default=SHIPPED.top_up,
+                    help="seeded: when fewer than the DFT check's top candidates are new crystals, draw one more "
+                         "batch this much further from the seeds (0: never)")
     ge.add_argument("--grow-from", metavar="RUN:RANK", default=None,
                     help="seeded: grow from this stored candidate alone instead of the known sites (its "
                          "DFT-checked cell once it has one): the next round around it")

@@ -42,7 +42,8 @@ if not runs:
     st.info("No runs yet. Generate some on the Generate page.")
     st.stop()
 table = [{"id": r["id"], "when": dt.datetime.fromtimestamp(r["created"]).strftime("%Y-%m-%d %H:%M"),
-          "title": r["title"], "mode": r["mode"], "status": r["status"], "candidates": r["candidates"],
+          "title": r["title"], "mode": studio.MODE_WORDS.get(r["mode"], r["mode"]), "status": r["status"],
+          "candidates": r["candidates"],
           "valid": r["summary"].get("structurally_valid"),
           "DOS MAE (predicted)": studio.rounded(r["summary"].get("mean_dos_mae")),
           "baseline MAE (predicted)": studio.rounded(r["summary"].get("baseline_mean_dos_mae"))}
@@ -56,17 +57,31 @@ other = c2.multiselect("Compare with", [i for i in ids if i != pick], format_fun
 if other:
     st.subheader("Comparison")
     st.dataframe([t for t in table if t["id"] in [pick, *other]], hide_index=True, width="stretch")
+# the certified flow's batch queues its checks one worker at a time: those not started are queued too
+batch = state.certifier(str(studio.RUNS_PATH)).progress(pick)
+status_of = {r["id"]: r["status"] for r in runs}
+
+
+def delete_run(rid: str) -> None:
+    """Delete, then untick the confirmation: it named this run, and the next one opened is another."""
+    store.delete(rid)
+    st.session_state["confirm_delete"] = False
+    st.session_state["deleted_note"] = f"Run {rid} deleted."
+
+
+if note := st.session_state.pop("deleted_note", None):
+    st.success(note)
 with st.expander("Delete this run"):
-    sure = st.checkbox(f"Yes, delete run {pick} and its candidates for good", key="confirm_delete")
-    if st.button("Delete", disabled=not sure, key="delete"):
-        store.delete(pick)
-        st.success(f"Run {pick} deleted.")
-        st.rerun()
+    # a run still generating would write itself back when it ends, and running checks into a deleted run
+    why = ("it is still generating: cancel it on the Generate page first" if status_of.get(pick) == "running" else
+           "its DFT checks are running: stop them on the Generate page first" if batch and batch["active"] else "")
+    if why:
+        st.caption(f"Run {pick} cannot be deleted now: {why}.")
+    sure = st.checkbox(f"Yes, delete run {pick} and its candidates for good", key="confirm_delete", disabled=bool(why))
+    st.button("Delete", disabled=not sure or bool(why), key="delete", on_click=delete_run, args=(pick,))
 run = store.get(pick)
 dft = state.dft_statuses(run)
 st.subheader("DFT checks of this run")
-# the certified flow's batch queues its checks one worker at a time: those not started are queued too
-batch = state.certifier(str(studio.RUNS_PATH)).progress(pick)
 waiting = [r for r in batch["ranks"] if r not in dft] if batch and batch["active"] and not batch["cancelled"] else []
 if dft or waiting:
     # a check still running has no MAE yet, and only a failed one has an error: blank, not "None"

@@ -27,10 +27,14 @@ if not runs:
     st.info("No runs yet. Generate some on the Generate page.")
     st.stop()
 titles = {r["id"]: f"{r['id']} · {r['title']}" for r in runs}
+# the newest run with candidates first: one still generating has none to check yet
+if st.session_state.get("verify_run") not in titles:
+    st.session_state["verify_run"] = next((r["id"] for r in runs if r["candidates"]), runs[0]["id"])
 rid = st.selectbox("Run", list(titles), format_func=titles.get, key="verify_run")
 run = v.store.get(rid)
 if not run["candidates"]:
-    st.info(f"Run {rid} has no candidates to check (it {run['status']} before any was scored). Pick another run.")
+    st.info(f"Run {rid} has no candidates to check: " + studio.NO_CANDIDATES_YET.get(
+        run["status"], f"it is {run['status']} and holds none") + ". Pick another run.")
     st.stop()
 names = {c["rank"]: candidate_name(c) for c in run["candidates"]}
 # a known candidate has its stored label already (the reference's is the target): the first new one

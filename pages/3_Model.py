@@ -30,7 +30,8 @@ with m2:
     if h:
         st.write(f"Held-out MAE {h.get('mae', float('nan')):.3f} states/eV, cosine {h.get('cosine', float('nan')):.2f}")
     if "heldout" in pred:
-        st.dataframe(pd.DataFrame(pred["heldout"]).T, width="stretch")
+        # named in words, with units, as the results' tables name them
+        st.dataframe(pd.DataFrame(pred["heldout"]).T.rename(columns=studio.METRIC_NAMES), width="stretch")
 for name, c in (("Generator model card", gen), ("Predictor model card", pred)):
     with st.expander(name):
         st.json(c, expanded=False)

@@ -324,10 +324,15 @@ elif mode in ("masked", "fixed_type", "unconditional"):
         notes.under("cond_sites")
         req_kw.update(cond_sites=cond, targets=[target.tolist()] * len(cond))
     if mode == "fixed_type":
-        # a site's own element; an uploaded curve's most likely one is its closest known site's
+        # a site's own element; an uploaded curve's most likely one is its closest known site's. It
+        # follows the target (another site, material or file) until the user types one of their own
         el0 = mat.structure[site].specie.symbol if mat is not None else hits[0].element if hits else ""
-        el = st.text_input("Element of the target atoms", value=el0, key="fixed_el",
-                           help="The atoms carrying the target are this element in every candidate.")
+        if st.session_state.get("fixed_el") in (None, "", st.session_state.get("fixed_el_auto")):
+            st.session_state["fixed_el"] = el0
+        st.session_state["fixed_el_auto"] = el0
+        el = st.text_input("Element of the target atoms", key="fixed_el",
+                           help="The atoms carrying the target are this element in every candidate; it follows "
+                                "the target's site until you type another.")
         if mat is None and hits and el == hits[0].element:
             st.caption(f"Suggested by the closest known site: {studio.formula(hits[0].formula)} site "
                        f"{hits[0].site} ({hits[0].element}).")
@@ -397,7 +402,10 @@ PER_SOURCE_HELP = ("After the overall top candidates, also check the best of the
 st.header("3 · Settings")
 s1, s2, s3 = st.columns(3)
 req_kw["n_candidates"] = int(s1.number_input("Candidates", 1, 100, studio.SHIPPED.n_candidates, key="n_cand",
-                                             help="How many structures to generate."))
+                                             help="How many structures the generator draws. In the default mode the "
+                                                  "known structures' same-group swaps join them, and when too few "
+                                                  "of the draws are new crystals, as many again are drawn further "
+                                                  "from the known structures: a run can hold two to four times this."))
 notes.under("n_candidates", s1)
 req_kw["guidance"] = float(s2.number_input("How closely to follow the target DOS", 0.0, studio.SHIPPED.max_guidance,
                                            studio.SHIPPED.guidance, 0.5, key="w",
@@ -440,10 +448,14 @@ with st.expander("Advanced settings", expanded=False):
                                    "the target a little better (DFT MAE 0.201 against 0.213 as drawn). Adds a few "
                                    "seconds to a minute per candidate.")
     two_sources = mode == "seeded" and bool(req_kw.get("substitutions"))
-    dft_per_source = st.checkbox("… and as many of the best draws and of the best swaps besides (up to twice the "
-                                 "checks)", value=certify.PER_SOURCE and two_sources, key="dft_per_source",
-                                 disabled=not dft_top or not two_sources,
-                                 help=PER_SOURCE_HELP)
+    per_source_label = "… and as many of the best draws and of the best swaps besides (up to twice the checks)"
+    if dft_top and two_sources:
+        dft_per_source = st.checkbox(per_source_label, value=certify.PER_SOURCE, key="dft_per_source",
+                                     help=PER_SOURCE_HELP)
+    else:
+        # not applicable here (one kind of candidate, or no checks): shown off, the user's choice kept for later
+        dft_per_source = st.checkbox(per_source_label, value=False, disabled=True, key="dft_per_source_off",
+                                     help=PER_SOURCE_HELP + " Only where the known structures' swaps join the draws.")
     dft_rounds = st.number_input(
         f"Further rounds from the best DFT check while its cosine to the target is below {rounds.BAR}", 0,
         rounds.MAX_ROUNDS, 0, key="dft_rounds", disabled=not dft_top or mode == "unconditional",
@@ -495,6 +507,9 @@ st.caption(f"How it is estimated: {sr['seconds']:.1f} s for {sr['candidates']} D
            + ("; one unconditioned sample per candidate is drawn as the baseline" if mode != "unconditional" else "")
            # a seed gives as many swaps as it has same-group partners, so their number is a ceiling
            + f"; scoring {'up to ' if mode == 'seeded' and req_kw.get('substitutions') else ''}{n_scored} structures"
+           # the second batch is drawn only when the first holds too few new crystals (top-up.json: 2 of 61 sites)
+           + (" (a second batch, when too few draws are new crystals, adds about half)"
+              if mode == "seeded" and not req_kw.get("grow_from") and studio.SHIPPED.top_up > 0 else "")
            + (" with the hull's relaxations" if req_kw.get("stability") else "")
            + f" ({studio.SCORING_FILE.name})"
            + (f"; loading the {' and '.join(cold)} on this session's first run ({studio.STARTUP_FILE.name})"

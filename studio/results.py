@@ -163,13 +163,38 @@ def known_symmetry_text(c: dict) -> str:
             f"is distorted enough to read {own}.")
 
 
+STRAINED = 0.8     # a closest contact below this share of the covalent radii' sum is strained
+
+
+def as_drawn_text(c: dict) -> str:
+    """For a candidate new as drawn and not yet relaxed by a check: what hints it may relax into a
+    known structure (a strained closest contact; known structures of its composition); '' when
+    nothing does. The novelty check compares the unrelaxed cell, so a distorted copy of rock salt
+    reads novel (the walk: Na–Cl at 1.99 Å)."""
+    if not c.get("novel"):
+        return ""
+    parts = []
+    if (sc := c.get("shortest_contact")) and sc["ratio"] < STRAINED:
+        parts.append(f"its closest contact, {sc['pair']} at {sc['distance']:.2f} Å, is {sc['ratio']:.0%} of the "
+                     "two covalent radii (strained)")
+    if n := c.get("same_formula_n", 0):
+        names = ", ".join(studio.material_name(m, c["formula"]) for m in c.get("same_formula", []))
+        parts.append(f"{n} known structure{'s' * (n > 1)} share{'s' * (n == 1)} its composition ({names}"
+                     + (", …" if n > len(c.get("same_formula", [])) else "") + ")")
+    if not parts:
+        return ""
+    return ("New as drawn, but unrelaxed: " + "; ".join(parts) + ". It may relax into a known structure; "
+            "a relaxed DFT check (the default) says whether it did.")
+
+
 def origin_text(c: dict) -> str:
     """Where a seeded candidate came from: its seed (a known structure, its matching site and how
     close that site's DFT curve is to the target) and how it was changed; '' for other modes."""
     seed = c.get("seed")
     if not seed:
         return ""
-    name = seed["material_id"] if seed.get("known") is False else f"{seed['material_id']} ({formula(seed['formula'])})"
+    # named as the known-sites table names it (formula first, not a database id)
+    name = seed["material_id"] if seed.get("known") is False else studio.material_name(seed["material_id"], seed["formula"])
     known = (f"{name}, whose {seed['element']} site {seed['site']} has {seed.get('source', 'DFT')} MAE "
              f"{seed['mae']:.3f} to the target")      # a candidate seed's name carries its formula already
     sub = seed.get("substitution")
@@ -210,6 +235,16 @@ def dft_maes(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]]
     return out
 
 
+def table_text(column: str, v) -> str:
+    """A DFT table cell as text: a dash for nothing, MAEs and cosines to 3 decimals (0.100, not 0.1:
+    the cards and every other table show three), anything else as it is."""
+    if v is None or v == "":
+        return "—"
+    if isinstance(v, float) and ("MAE" in column or "cosine" in column):
+        return f"{v:.3f}"
+    return str(v)
+
+
 def seed_rows(run: dict) -> list[dict]:
     """The sites a seeded run grew from, as DFT table rows: a known site's stored DFT label against
     the target is what a search of the labels gives without generating (the lookup), the baseline a
@@ -219,7 +254,8 @@ def seed_rows(run: dict) -> list[dict]:
              if (s := c.get("seed")) and "mae" in s and s.get("source", "DFT") == "DFT"}
     return [{"candidate": "known site" if s.get("known", True) else "grown from", "formula": formula(s["formula"]),
              "DFT MAE": round(s["mae"], 3), "DFT cosine": round(s["cosine"], 3), "predicted MAE": None,
-             "cell": (f"the lookup: stored DFT label of {s['material_id']} site {s['site']} ({s['element']}), a seed"
+             "cell": (f"the lookup: stored DFT label of {studio.material_name(s['material_id'], s['formula'])} site "
+                      f"{s['site']} ({s['element']}), a seed"
                       if s.get("known", True) else
                       f"the parent: DFT check of {s['material_id']}, site {s['site']} ({s['element']})"),
              "relaxation seconds": "", "DFT seconds": ""} for s in seeds.values()]
@@ -252,7 +288,7 @@ def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]
                      "DFT cosine": round(cosines[c["rank"]], 3) if c["rank"] in cosines else None,
                      "predicted MAE": round(c["dos_mae"], 3) if np.isfinite(c.get("dos_mae", np.nan)) else None,
                      "cell": ("relaxed" if s["result"].get("relaxed") else "as drawn") if checked
-                     else f"known: stored label of {c.get('matches')}",
+                     else f"known: stored label of {known_name(c)}",
                      "relaxation seconds": s["result"].get("relax_seconds") if checked else "",
                      "DFT seconds": s["result"].get("seconds") if checked else ""})
     rows += seed_rows(run) if rows else []
@@ -261,9 +297,7 @@ def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]
                                        int(r["candidate"][1:]) if r["candidate"].startswith("#") else 0))
 
 
-# dos.match_metrics' keys as a table heads them: what each measures, with its unit
-METRIC_NAMES = {"mae": "MAE (states/eV)", "mae_ef2": "MAE within ±2 eV of E_F (states/eV)", "cosine": "cosine",
-                "wasserstein": "Wasserstein (eV)", "centre_shift": "centre shift (eV)"}
+METRIC_NAMES = studio.METRIC_NAMES
 
 
 def match_rows(match: dict) -> list[dict]:
@@ -380,7 +414,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
     st.header(heading)
     if note := unfinished_text(run):
         st.warning(note)
-    st.caption(f"Run `{run['id']}` · {studio.plain(run['title'])} · seed {run['settings']['seed']} · device "
+    st.caption(f"Run `{run['id']}` · {studio.plain(run['title'])} · {studio.plain(studio.build_text(run['settings']))} "
+               f"· seed {run['settings']['seed']} · device "
                f"{run['settings']['device']} · {run['settings']['steps']} steps · {guidance_text(run['settings'])}"
                f"{steering_text(run['settings'])}checkpoint {str(run['settings'].get('checkpoint_sha256'))[:10]}")
     maes = dft_maes(run, dft, stored)
@@ -421,8 +456,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                        "Cosine 1 is the target's shape exactly.")
             # a stored label has no prediction and no timings: a dash, not the word None; shown as text,
             # since a column of numbers and blanks cannot go to Arrow as one type
-            st.dataframe([{k: "—" if v is None or v == "" else str(v) for k, v in r.items()} for r in table],
-                         hide_index=True, width="stretch")
+            st.dataframe([{k: table_text(k, v) for k, v in r.items()} for r in table], hide_index=True, width="stretch")
         st.caption("'predicted' curves come from the site-DOS predictor, not DFT; 'DFT' curves are GPAW calculations "
                    "of the candidate; 'stored label' curves are the DFT label of a known structure the candidate "
                    f"matches. Stability is {run_potential(run)} energy above a hull of the same potential (an ML hull, not "
@@ -465,6 +499,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                                "its DFT curve is that compound's, so it is no new structure with this DOS.")
                 elif sym := known_symmetry_text(c):
                     st.caption(sym)
+                elif not (d and d.get("status") == "done" and d["result"].get("relaxed")) and (drawn := as_drawn_text(c)):
+                    st.caption(drawn)       # a relaxed check has answered it: relaxed_into, or still new
                 if origin := origin_text(c):
                     st.caption(origin)
                 if c.get("reasons"):

@@ -185,6 +185,50 @@ def busy_note(load: float, cpus: int, generation_x: float, dft_x: float = 1.0) -
             f"it ({scaled}; the rates were measured on a quiet CPU).")
 
 
+# a run's mode in words (tables); the Generate form's radio says more
+MODE_WORDS = {"seeded": "grown from known sites", "masked": "new structure", "fixed_type": "new structure, element fixed",
+              "template": "template", "unconditional": "no target (baseline)"}
+
+
+def build_text(settings: dict) -> str:
+    """How a run's candidates were built, from its stored settings: 'template mp-22862 at strength
+    0.5, atoms 1, 3 pinned, atom 0 carrying the target'. A run read back later says what was asked."""
+    mode = settings.get("mode", "?")
+    cond = [int(c) for c in settings.get("cond_sites") or []]
+    fixed = {int(k): v for k, v in (settings.get("fixed") or {}).items()}
+    pinned = [int(p) for p in settings.get("pinned") or []]
+
+    def atoms(xs):
+        return f"atom{'s' * (len(xs) > 1)} {', '.join(map(str, xs))}"
+    parts = []
+    if mode == "seeded":
+        parts.append("grown from a candidate" if settings.get("grow_from") else
+                     f"grown from the {settings.get('n_seeds', '?')} known sites closest to the target")
+        parts.append(f"strength {settings.get('strength', '?'):g}" if isinstance(settings.get("strength"), (int, float))
+                     else "")
+        if settings.get("fix_element"):
+            parts.append("the matching atom's element kept")
+    elif mode in ("masked", "fixed_type", "unconditional"):
+        parts.append(f"new structures of {settings.get('n_atoms', '?')} atoms" if mode != "unconditional"
+                     else f"unconditional samples of {settings.get('n_atoms', '?')} atoms")
+    elif mode == "template":
+        parts.append(f"template {settings.get('template_id') or 'uploaded'} at strength {settings.get('strength', 0):g}")
+        if pinned:
+            parts.append(f"{atoms(pinned)} pinned")
+    if cond and mode != "seeded":
+        parts.append(f"{atoms(cond)} carrying the target")
+    if fixed and mode != "seeded":
+        parts.append(", ".join(f"atom {k} fixed to {v}" for k, v in sorted(fixed.items())))
+    return ", ".join(p for p in parts if p)
+
+
+# why a run has no candidates, by its status (the Verify page's message)
+NO_CANDIDATES_YET = {"running": "it is still generating, and none has been scored yet",
+                     "cancelled": "it was cancelled before any was scored",
+                     "failed": "it failed before any was scored",
+                     "interrupted": "its process ended before any was scored"}
+
+
 def rounded(x: float | None, places: int = 3) -> float | None:
     """A number as the tables show it (3 decimals, as MAEs and cosines are everywhere); None stays."""
     return None if x is None else round(float(x), places)
@@ -219,6 +263,9 @@ def result_date(rec: dict, path: Path) -> dt.datetime:
 
 
 # what each kind of benchmark record measures, in words a newcomer reads (result_kind's names)
+# dos.match_metrics' keys as a table heads them: what each measures, with its unit
+METRIC_NAMES = {"mae": "MAE (states/eV)", "mae_ef2": "MAE within ±2 eV of E_F (states/eV)", "cosine": "cosine",
+                "wasserstein": "Wasserstein (eV)", "centre_shift": "centre shift (eV)"}
 RESULT_KINDS = {
     "certify": "time from Generate to DFT-certified candidates", "dft": "DFT check of generated candidates",
     "dft9": "DFT check of candidates on 9 targets", "evaluate": "predictor and candidate checks on held-out sites",
@@ -232,6 +279,7 @@ RESULT_KINDS = {
     "seed": "how far a candidate moves from its seed", "seeding": "seeding strength",
     "semi_supervised": "unlabelled crystals in training", "split": "train / validation split",
     "stability": "stability hull", "startup": "a fresh process's first run",
+    "top": "second batches drawn when too few draws are new crystals",
     "truth": "DFT truth: every method checked with GPAW", "types": "atom-type diffusion", "val": "validation",
 }
 

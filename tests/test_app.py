@@ -111,6 +111,12 @@ def test_unlabelled_formula_offers_a_next_step(app):
 def test_mode_switches_show_their_controls(app):
     app.radio(key="mode").set_value("fixed_type").run()
     assert app.text_input(key="fixed_el").value == "Ni"
+    # the fixed element follows the target's site until the user types one of their own
+    app.selectbox(key=f"site_{studio.PRESET_ID}").set_value(1).run()          # Au3Ni's site 1 is Au
+    assert app.text_input(key="fixed_el").value == "Au"
+    app.text_input(key="fixed_el").set_value("Fe").run()
+    app.selectbox(key=f"site_{studio.PRESET_ID}").set_value(0).run()
+    assert app.text_input(key="fixed_el").value == "Fe"
     app.radio(key="mode").set_value("masked").run()
     assert app.number_input(key="n_atoms").value == studio.SHIPPED.n_atoms
     assert not app.exception
@@ -420,7 +426,10 @@ def test_per_source_dft_checks_are_offered_for_seeded_runs_with_swaps_and_counte
     next(c for c in at.checkbox if c.key == "dft_per_source").check().run()
     assert "Then a DFT check of the top 3 and of each kind's best 3 (up to 6)" in estimate()
     next(c for c in at.checkbox if c.key == "seed_subs").uncheck().run()      # one source: nothing to add
-    assert next(c for c in at.checkbox if c.key == "dft_per_source").disabled and "(up to 6)" not in estimate()
+    off = next(c for c in at.checkbox if c.key == "dft_per_source_off")       # shown off, not ticked and greyed
+    assert off.disabled and off.value is False and "(up to 6)" not in estimate()
+    next(c for c in at.checkbox if c.key == "seed_subs").check().run()        # the user's choice is back
+    assert next(c for c in at.checkbox if c.key == "dft_per_source").value is True
 
 
 def test_the_verify_page_shows_a_finished_checks_match_as_a_table_with_units(tmp_path, monkeypatch):
@@ -789,7 +798,7 @@ def test_a_cancelled_run_opens_with_its_scored_candidates_and_says_it_was_cancel
     runs.run()
     listed = next(d.value for d in runs.dataframe if "title" in d.value.columns)
     assert listed["status"].tolist() == ["cancelled"] and listed["candidates"].tolist() == [n]
-    assert listed["mode"].tolist() == ["masked"]
+    assert listed["mode"].tolist() == ["new structure"]
 
 
 def test_the_verify_page_on_a_run_without_candidates_and_on_a_running_check(tmp_path, monkeypatch):
@@ -807,8 +816,14 @@ def test_the_verify_page_on_a_run_without_candidates_and_on_a_running_check(tmp_
     at = app_page("2_Verify.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any(f"Run {rid} has no candidates to check (it cancelled before any was scored)" in i.value for i in at.info)
+    assert any(f"Run {rid} has no candidates to check: it was cancelled before any was scored." in i.value
+               for i in at.info), [i.value for i in at.info]
     run = _small_run(tmp_path)
+    # the page opens on the newest run that has candidates, not on one with nothing to check
+    later = store.start({**empty, "id": None, "title": "still generating"})
+    at = app_page("2_Verify.py")
+    at.run()
+    assert at.selectbox(key="verify_run").value == run["id"] and later != run["id"]
     Verifier(store)._set(run["id"], 1, status="running", started=time.time() - 200)
     at = app_page("2_Verify.py")
     at.session_state["verify_run"] = run["id"]
@@ -816,3 +831,73 @@ def test_the_verify_page_on_a_run_without_candidates_and_on_a_running_check(tmp_
     assert not at.exception, [e.value for e in at.exception]
     assert any(i.value.startswith("Running for 3 min") and "small cells usually take about" in i.value for i in at.info), \
         [i.value for i in at.info]
+
+
+def test_deleting_a_run_unticks_the_confirmation_and_a_running_run_cannot_be_deleted(tmp_path, monkeypatch):
+    """The walk: after a delete the box stayed ticked for the next run opened (one more click deleted
+    it), and a run still generating came back when its job ended."""
+    from dosmatgen_core.candidates.runs import RunStore
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    first, second = _small_run(tmp_path), _small_run(tmp_path)
+    at = app_page("1_Runs.py")
+    at.run()
+    at.selectbox(key="open_run").set_value(first["id"]).run()
+    at.checkbox(key="confirm_delete").check().run()
+    at.button(key="delete").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert f"Run {first['id']} deleted." in [m.value for m in at.success]
+    assert at.checkbox(key="confirm_delete").value is False and at.button(key="delete").disabled
+    assert RunStore(tmp_path / "runs.db").ids() == [second["id"]]
+    # a run still generating (stored as running by this live process) is refused, and says why
+    store = RunStore(tmp_path / "runs.db")
+    live = store.start({**second, "id": None, "status": "running", "candidates": [], "baseline": [], "title": "live"})
+    at = app_page("1_Runs.py")
+    at.run()
+    at.selectbox(key="open_run").set_value(live).run()
+    assert at.checkbox(key="confirm_delete").disabled and at.button(key="delete").disabled
+    assert any("cannot be deleted now: it is still generating" in c.value for c in at.caption)
+
+
+def test_the_dft_table_shows_three_decimals_and_a_dash_for_nothing():
+    from studio.results import table_text
+    assert table_text("DFT MAE", 0.1) == "0.100" and table_text("DFT cosine", 0.26) == "0.260"
+    assert table_text("predicted MAE", None) == "—" and table_text("DFT seconds", "") == "—"
+    assert table_text("DFT seconds", 12.5) == "12.5" and table_text("cell", "relaxed") == "relaxed"
+
+
+def test_a_strained_or_polymorphic_new_cell_says_it_may_relax_into_a_known_one():
+    """The walk: a distorted rock salt (Na–Cl 1.99 Å) read 'geometry valid · novel' with no word that
+    an unrelaxed cell of a known composition may relax back into it."""
+    from pymatgen.core import Lattice, Structure
+    from dosmatgen_core.scoring.evaluate import evaluate_candidates
+    from studio.results import as_drawn_text
+    rock = Structure(Lattice.cubic(5.64), ["Na"] * 4 + ["Cl"] * 4,
+                     [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0], [.5, 0, 0], [0, .5, 0], [0, 0, .5], [.5, .5, .5]])
+    bent = rock.copy()
+    bent.translate_sites([0], [0.19, 0.0, 0.0])           # one Na pushed towards a Cl: 1.75 Å
+    (ev,) = evaluate_candidates([bent], [{}], None, db_url=studio.DB_URL)
+    assert ev["structurally_valid"] and ev["novel"]
+    assert ev["shortest_contact"]["pair"] == "Cl–Na" and ev["shortest_contact"]["ratio"] < 0.8
+    assert ev["same_formula_n"] >= 1 and ev["same_formula"]
+    text = as_drawn_text({**ev, "formula": "NaCl"})
+    assert text.startswith("New as drawn, but unrelaxed: its closest contact, Cl–Na at ")
+    assert "known structure" in text and "NaCl" in text and "may relax into a known structure" in text
+    # an unstrained cell of a new composition has nothing to say; a known one is not 'new as drawn'
+    assert as_drawn_text({"novel": True, "formula": "X", "shortest_contact": {"pair": "A–B", "distance": 2.8,
+                                                                             "ratio": 1.05}, "same_formula_n": 0}) == ""
+    assert as_drawn_text({"novel": False, "formula": "NaCl"}) == ""
+
+
+def test_a_run_says_how_it_was_built():
+    """The walk: neither the results header nor the Runs table said which template, pins or fixed
+    element a run used, and the mode column showed code names."""
+    assert studio.build_text({"mode": "template", "template_id": "mp-22862", "strength": 0.3, "pinned": [1, 3],
+                              "cond_sites": [0], "fixed": {}}) == \
+        "template mp-22862 at strength 0.3, atoms 1, 3 pinned, atom 0 carrying the target"
+    assert studio.build_text({"mode": "fixed_type", "n_atoms": 4, "cond_sites": [0, 2], "fixed": {"0": "Ni", "2": "Ni"}}) \
+        == "new structures of 4 atoms, atoms 0, 2 carrying the target, atom 0 fixed to Ni, atom 2 fixed to Ni"
+    assert studio.build_text({"mode": "seeded", "n_seeds": 3, "strength": 0.5, "fix_element": True}) == \
+        "grown from the 3 known sites closest to the target, strength 0.5, the matching atom's element kept"
+    assert studio.build_text({"mode": "seeded", "grow_from": [{}], "strength": 0.5}).startswith("grown from a candidate")
+    assert set(studio.MODE_WORDS) == {"seeded", "masked", "fixed_type", "template", "unconditional"}

@@ -318,6 +318,6 @@ def test_the_checks_say_which_better_ranked_candidates_needed_none():
     ranks = certify.pick(run, 2, labelled=frozenset({"mp-1", "mp-2"}), per_source=False)
     assert ranks == [2, 5]
     assert certify.passed_over(run, ranks, labelled=frozenset({"mp-1", "mp-2"})) == (
-        "Not checked among the candidates ranked above #5: 2 known with a stored DFT label, "
+        "Not checked among the candidates ranked better than #5 (#1 to #4): 2 known with a stored DFT label, "
         "1 copying a better-ranked candidate.")
     assert certify.passed_over(run, [1, 2]) is None and certify.passed_over(run, []) is None

@@ -72,6 +72,7 @@ def test_a_seeded_run_records_its_seeds_and_scores_the_seed_site(tmp_path, ni_ta
 def test_substitutions_join_the_drawn_candidates_with_their_seed_and_swap(tmp_path, ni_target):
     """substitutions=True: each seed's same-group swaps are candidates beside the draws, scored on
     the seed's matching site, in the seed's site order, and a baseline partners only the draws."""
+    from studio import shared as studio_shared
     from studio.results import origin_text
     req = Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=2, steps=8, particles=1,
                   seed_exclude=[PRESET_ID], substitutions=True, baseline=True)
@@ -91,7 +92,8 @@ def test_substitutions_join_the_drawn_candidates_with_their_seed_and_swap(tmp_pa
         (site, row), = c["site_to_target"].items()
         assert int(site) == seed.hit.site and row == 0
         assert c["dos_mae"] == pytest.approx(c["dos_match"][int(site)]["mae"])
-        assert origin_text(c).startswith(f"Substitution of {seed.hit.material_id}") and f"→ {sub['by']}" in origin_text(c)
+        named = studio_shared.material_name(seed.hit.material_id, seed.hit.formula)
+        assert origin_text(c).startswith(f"Substitution of {named}") and f"→ {sub['by']}" in origin_text(c)
     assert origin_text(drawn[0]).startswith("Grown by the generator from")
     assert [c["rank"] for c in run["candidates"]] == list(range(1, len(run["candidates"]) + 1))
 
@@ -421,3 +423,21 @@ def test_a_topped_up_run_keeps_its_baseline_paired_with_the_first_draws(tmp_path
     assert not [k for k in candidate_curves(run, later[0], None, None) if k["style"] == "baseline"]
     stored = RunStore(tmp_path / "r.db").get(run["id"])
     assert stored["summary"]["top_up"]["drawn"] == 2 and sum(bool(c.get("top_up")) for c in stored["candidates"]) == 2
+
+
+def test_two_labels_of_one_crystal_take_one_row_and_one_seed():
+    """The walk: two DFT checks of one Ag3Ni (two labels, equal MAE and cosine) took two rows of the
+    known-sites table; drop_twins keeps the better-ranked one, and never drops a different crystal."""
+    from pymatgen.core import Lattice, Structure
+    from dosmatgen_core.candidates.seeding import drop_twins
+    from dosmatgen_core.scoring.search import SiteHit
+    l12 = Structure(Lattice.cubic(4.1), ["Ni", "Ag", "Ag", "Ag"], [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0]])
+    moved = l12.copy()
+    moved.translate_sites(range(4), [0.25, 0.25, 0.25])        # the same crystal, another origin
+    layered = Structure(Lattice.tetragonal(4.1, 8.2), ["Ni", "Ag", "Ag", "Ag"],
+                        [[0, 0, 0], [.5, .5, .25], [0, 0, .5], [.5, .5, .75]])
+    cells = {"a": l12, "b": moved, "c": layered}
+    hits = [SiteHit(m, "Ag3Ni", 0, "Ni", 4, 0.2, 0.99, 0.0) for m in "abc"]
+    assert [h.material_id for h in drop_twins(hits, cells.get)] == ["a", "c"]
+    other = SiteHit("d", "Au3Ni", 0, "Ni", 4, 0.3, 0.9, 0.0)        # another formula is never read
+    assert [h.material_id for h in drop_twins([hits[0], other], lambda m: cells[m])] == ["a", "d"]

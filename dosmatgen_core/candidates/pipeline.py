@@ -381,12 +381,14 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
         more = top_up_specs(req, [g.crystal.to_structure() for g in gen[:len(specs)]]
                             + [c.to_structure() for c, _ in variants], db_url, check_novelty)
         if more:
-            if progress:
-                progress(0.5, 0.0, f"few of the draws are new crystals: drawing {len(more)} more at strength "
-                                   f"{more[0].tag['top_up']:g}")
-            extra = sampling.sample(loaded, more, seed=req.seed + 2, guide=guide, particles=req.particles,
-                                    steer=req.steer, **kw) if req.particles > 1 else \
-                sampling.sample(loaded, more, seed=req.seed + 2, **kw)
+            again = (f"few of the draws are new crystals: drawing {len(more)} more at strength "
+                     f"{more[0].tag['top_up']:g}")
+
+            def prog_more(f, eta, msg):      # the second batch's own steps and time left
+                if progress:
+                    progress(0.9 * f, eta, f"{again}: {msg}")
+            steer_kw = dict(guide=guide, particles=req.particles, steer=req.steer) if req.particles > 1 else {}
+            extra = sampling.sample(loaded, more, seed=req.seed + 2, progress=prog_more, **steer_kw, **kw)
             gen = gen[:len(specs)] + extra + gen[len(specs):]     # after the first draws, before the baseline
             specs = specs + more
     t_sample = time.perf_counter() - t0

@@ -120,7 +120,8 @@ def known_hits(index, target, top: int, left_out: list, structure_of, admit=None
     want = top
     while True:
         hits = index.search(target, top=want, per_structure=True, **search)
-        kept = drop_copies([h for h in hits if admit is None or admit(h)], left_out, structure_of)
+        kept = drop_twins(drop_copies([h for h in hits if admit is None or admit(h)], left_out, structure_of),
+                          structure_of)
         if len(kept) >= top or len(hits) < want:
             return kept[:top]
         want *= 2
@@ -150,6 +151,19 @@ def drop_copies(hits: list[SiteHit], left_out: list, structure_of) -> list[SiteH
     formulas = {s.composition.reduced_formula for s in left_out}
     return [h for h in hits if Composition(h.formula).reduced_formula not in formulas
             or not is_one_of(structure_of(h.material_id), left_out)]
+
+
+def drop_twins(hits: list[SiteHit], structure_of) -> list[SiteHit]:
+    """The hits whose structure no better hit already has: two DFT checks of one crystal (the app's
+    runs can check the same candidate twice) are two labels, and would take two of the table's rows
+    and two of the seeds. Only hits sharing a reduced formula are read and compared."""
+    kept: list[SiteHit] = []
+    for h in hits:
+        same = [k for k in kept if Composition(k.formula).reduced_formula == Composition(h.formula).reduced_formula]
+        if same and is_one_of(structure_of(h.material_id), [structure_of(k.material_id) for k in same]):
+            continue
+        kept.append(h)
+    return kept
 
 
 def is_one_of(s, structures: list) -> bool:

@@ -60,14 +60,15 @@ def pick(run: dict, top: int = DEFAULT_TOP, max_atoms: int = MAX_ATOMS, labelled
 
 
 def passed_over(run: dict, ranks: list[int], max_atoms: int = MAX_ATOMS, labelled: frozenset = frozenset()) -> str | None:
-    """Why fewer candidates are checked than asked: the ones ranked above the last checked that
+    """Why fewer candidates are checked than asked: the ones ranked better than the last checked that
     need no check ('#1-#8: 5 known with a stored DFT label, 2 copying a better-ranked
     candidate'), or None when none was passed over."""
     if not ranks:
         return None
     last = max(ranks)
     why = _reasons([c for c in run["candidates"] if c["rank"] < last and c["rank"] not in ranks], max_atoms, labelled)
-    return f"Not checked among the candidates ranked above #{last}: {why}." if why else None
+    span = f"#1 to #{last - 1}" if last > 2 else "#1"
+    return f"Not checked among the candidates ranked better than #{last} ({span}): {why}." if why else None
 
 
 def _reasons(cands: list[dict], max_atoms: int, labelled: frozenset) -> str:

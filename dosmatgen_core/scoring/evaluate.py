@@ -10,6 +10,7 @@ import warnings
 from functools import lru_cache
 
 import numpy as np
+from pymatgen.analysis.molecule_structure_comparator import CovalentRadius
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
@@ -38,6 +39,24 @@ def min_distance(s: Structure) -> float:
     return min(float(d[~np.eye(len(s), dtype=bool)].min()), shortest)
 
 
+def shortest_contact(s: Structure, reach: float = 4.0) -> dict | None:
+    """The closest pair of atoms measured against their covalent radii: {"pair": "Na–Cl",
+    "distance": Å, "ratio": distance / (r_a + r_b)}. A drawn cell is unrelaxed: a ratio well
+    below 1 (0.74 for Na–Cl at 1.99 Å) is a strained contact that relaxation will open, though the
+    0.5 Å validity check passes it. None when no pair is within reach (or a radius is unknown)."""
+    best = None
+    for i, nbrs in enumerate(s.get_all_neighbors(reach)):
+        a = s[i].specie.symbol
+        for n in nbrs:
+            b = n.specie.symbol
+            if a not in CovalentRadius.radius or b not in CovalentRadius.radius:
+                continue
+            ratio = n.nn_distance / (CovalentRadius.radius[a] + CovalentRadius.radius[b])
+            if best is None or ratio < best["ratio"]:
+                best = {"pair": "–".join(sorted((a, b))), "distance": float(n.nn_distance), "ratio": float(ratio)}
+    return best
+
+
 def charge_neutral(s: Structure) -> tuple[bool, str]:
     """SMACT's test (oxidation states that sum to zero and Pauling-consistent); all-metal
     compositions count as valid alloys."""
@@ -63,7 +82,8 @@ def validity(s: Structure) -> dict:
     if not neutral:
         reasons.append(why)
     return {"valid": not reasons, "structurally_valid": dmin >= MIN_DISTANCE and VOLUME_PER_ATOM[0] <= vpa <= VOLUME_PER_ATOM[1],
-            "charge_neutral": neutral, "min_distance": dmin, "volume_per_atom": vpa, "reasons": reasons}
+            "charge_neutral": neutral, "min_distance": dmin, "volume_per_atom": vpa, "reasons": reasons,
+            "shortest_contact": shortest_contact(s)}
 
 
 def spacegroups(s: Structure) -> dict:
@@ -176,6 +196,9 @@ def evaluate_candidates(structs: list[Structure], targets: list[dict[int, np.nda
                 continue
             hit = known_match(s, db_url)
             o["novel"], o["matches"] = hit is None, hit[0] if hit else None
+            if hit is None:     # new as drawn; known ones of its composition are what it may relax into
+                same = [mid for mid, _ in _known_by_formula(db_url).get(s.composition.reduced_formula, [])]
+                o["same_formula"], o["same_formula_n"] = same[:3], len(same)
             if hit is not None:
                 # the matcher's tolerances are looser than the symmetry search's: a distorted copy
                 # of a cubic structure can read Cm here, so the card names the known one's group too

@@ -9,7 +9,7 @@ from dosmatgen_core.scoring import certify
 from dosmatgen_core.structures import StructureError
 from studio import shared as studio
 from studio import state
-from studio.results import dft_mae, show_run, stored_labels
+from studio.results import dft_mae, dft_summary, show_run, stored_labels
 from studio import nav
 
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
@@ -56,7 +56,13 @@ pick = c1.selectbox("Open run", ids, format_func=label.get, key="open_run")
 other = c2.multiselect("Compare with", [i for i in ids if i != pick], format_func=label.get, key="compare")
 if other:
     st.subheader("Comparison")
-    st.dataframe([t for t in table if t["id"] in [pick, *other]], hide_index=True, width="stretch")
+    # the predicted numbers beside what GPAW said of each run's checked candidates
+    rows = []
+    for t in table:
+        if t["id"] in [pick, *other]:
+            r = store.get(t["id"])
+            rows.append({**t, **dft_summary(r, state.dft_statuses(r))})
+    st.dataframe(rows, hide_index=True, width="stretch")
 # the certified flow's batch queues its checks one worker at a time: those not started are queued too
 batch = state.certifier(str(studio.RUNS_PATH)).progress(pick)
 status_of = {r["id"]: r["status"] for r in runs}

@@ -235,6 +235,14 @@ def dft_maes(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]]
     return out
 
 
+def dft_summary(run: dict, dft: dict[int, dict]) -> dict:
+    """A run's GPAW checks in three numbers, for comparing runs: how many finished, and the best
+    DFT MAE and cosine among them (None where none has)."""
+    maes, cosines = dft_maes(run, dft), dft_maes(run, dft, metric="cosine")
+    return {"GPAW checks": len(maes), "best DFT MAE": round(min(maes.values()), 3) if maes else None,
+            "best DFT cosine": round(max(cosines.values()), 3) if cosines else None}
+
+
 def table_text(column: str, v) -> str:
     """A DFT table cell as text: a dash for nothing, MAEs and cosines to 3 decimals (0.100, not 0.1:
     the cards and every other table show three), anything else as it is."""

@@ -901,3 +901,23 @@ def test_a_run_says_how_it_was_built():
         "grown from the 3 known sites closest to the target, strength 0.5, the matching atom's element kept"
     assert studio.build_text({"mode": "seeded", "grow_from": [{}], "strength": 0.5}).startswith("grown from a candidate")
     assert set(studio.MODE_WORDS) == {"seeded", "masked", "fixed_type", "template", "unconditional"}
+
+
+def test_comparing_runs_puts_their_gpaw_checks_beside_the_predicted_numbers(tmp_path, monkeypatch):
+    """The walk: Compare repeated the runs' predicted rows only."""
+    from dosmatgen_core.candidates.runs import RunStore, dumps
+    from dosmatgen_core.scoring.verify import Verifier
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    checked, plain = _small_run(tmp_path), _small_run(tmp_path)
+    Verifier(RunStore(tmp_path / "runs.db"))._set(checked["id"], 1, status="done", result=dumps(
+        {"cif": checked["candidates"][0]["cif"], "relaxed": True, "site_dos": np.zeros((4, 400)),
+         "dos_match": {"0": {"mae": 0.2345, "cosine": 0.8765}}}))
+    at = app_page("1_Runs.py")
+    at.run()
+    at.selectbox(key="open_run").set_value(checked["id"]).run()
+    at.multiselect(key="compare").set_value([plain["id"]]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(d.value for d in at.dataframe if "best DFT MAE" in d.value.columns).set_index("id")
+    assert table.loc[checked["id"], "GPAW checks"] == 1 and table.loc[plain["id"], "GPAW checks"] == 0
+    assert table.loc[checked["id"], "best DFT MAE"] == 0.234 and table.loc[checked["id"], "best DFT cosine"] == 0.876

@@ -266,7 +266,7 @@ def seed_rows(run: dict) -> list[dict]:
                       f"{s['site']} ({s['element']}), a seed"
                       if s.get("known", True) else
                       f"the parent: DFT check of {s['material_id']}, site {s['site']} ({s['element']})"),
-             "relaxation seconds": "", "DFT seconds": ""} for s in seeds.values()]
+             "relax (s)": "", "DFT (s)": ""} for s in seeds.values()]
 
 
 def dft_rank_text(rank: int, maes: dict[int, float]) -> str:
@@ -297,8 +297,8 @@ def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]
                      "predicted MAE": round(c["dos_mae"], 3) if np.isfinite(c.get("dos_mae", np.nan)) else None,
                      "cell": ("relaxed" if s["result"].get("relaxed") else "as drawn") if checked
                      else f"known: stored label of {known_name(c)}",
-                     "relaxation seconds": s["result"].get("relax_seconds") if checked else "",
-                     "DFT seconds": s["result"].get("seconds") if checked else ""})
+                     "relax (s)": s["result"].get("relax_seconds") if checked else "",
+                     "DFT (s)": s["result"].get("seconds") if checked else ""})
     rows += seed_rows(run) if rows else []
     # best first; on a tie a candidate before a known site, candidates in rank order
     return sorted(rows, key=lambda r: (r["DFT MAE"], not r["candidate"].startswith("#"),
@@ -309,9 +309,11 @@ METRIC_NAMES = studio.METRIC_NAMES
 
 
 def match_rows(match: dict) -> list[dict]:
-    """A candidate's match metrics per site, one row per site, columns named with their units."""
-    return [{"site": int(k), **{METRIC_NAMES.get(kk, kk): round(v, 3) for kk, v in mm.items()}}
-            for k, mm in match.items()]
+    """A candidate's match metrics, one row per metric (named with its unit), one column per site:
+    five metrics side by side were cut at 1280 px in a card's half ("Wass…")."""
+    sites = sorted(match, key=int)
+    return [{"metric": METRIC_NAMES.get(name, name), **{f"site {int(k)}": round(match[k][name], 3) for k in sites}}
+            for name in (match[sites[0]] if sites else {})]
 
 
 def count_text(cands: list[dict], summary: dict | None = None) -> str:

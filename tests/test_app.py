@@ -447,8 +447,8 @@ def test_the_verify_page_shows_a_finished_checks_match_as_a_table_with_units(tmp
     at = app_page("2_Verify.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    table = next(d.value for d in at.dataframe if "MAE (states/eV)" in d.value.columns)
-    assert table["MAE (states/eV)"].iloc[0] == pytest.approx(round(metrics[0]["mae"], 3))
+    table = next(d.value for d in at.dataframe if "metric" in d.value.columns).set_index("metric")
+    assert table.loc["MAE (states/eV)", "site 0"] == pytest.approx(round(metrics[0]["mae"], 3))
     assert not at.json and "DFT DOS against the target" in [x.value for x in at.caption]
 
 
@@ -622,10 +622,12 @@ def test_a_cards_match_table_names_each_metric_with_its_unit():
     from studio.results import METRIC_NAMES, match_rows
     g = np.exp(-((dosmod.GRID + 1.0) ** 2))
     m = {"0": dosmod.match_metrics(g, g * 0.8)}
-    (row,) = match_rows(m)
+    rows = {r["metric"]: r for r in match_rows(m)}
     assert set(METRIC_NAMES) == set(m["0"])            # every metric the scorer writes has a name
-    assert row["site"] == 0 and row["MAE (states/eV)"] == round(m["0"]["mae"], 3) and row["cosine"] == 1.0
-    assert "Wasserstein (eV)" in row and "centre shift (eV)" in row
+    assert set(rows) == set(METRIC_NAMES.values())     # one row per metric, named with its unit
+    assert rows["MAE (states/eV)"]["site 0"] == round(m["0"]["mae"], 3) and rows["cosine"]["site 0"] == 1.0
+    two = match_rows({"2": m["0"], "0": m["0"]})
+    assert list(two[0]) == ["metric", "site 0", "site 2"]          # a column per site, in site order
 
 
 def test_the_dft_table_ranks_stored_labels_of_known_candidates_beside_fresh_checks():
@@ -642,7 +644,7 @@ def test_the_dft_table_ranks_stored_labels_of_known_candidates_beside_fresh_chec
     assert rows[0]["DFT MAE"] == 0.25 and rows[0]["formula"] == "Au3Ni" and rows[0]["cell"].startswith("known")
     assert rows[0]["DFT cosine"] == 1.0                                   # a stored curve 1.25 × the target: its shape
     assert rows[1] == {"candidate": "#2", "formula": "NaCl", "DFT MAE": 0.3, "DFT cosine": None, "predicted MAE": 0.1,
-                       "cell": "relaxed", "relaxation seconds": 5.0, "DFT seconds": 60.0}
+                       "cell": "relaxed", "relax (s)": 5.0, "DFT (s)": 60.0}
     assert dft_table(run, dft) == rows[1:]                               # without stored labels, checks alone
     # a seeded run's seeds stand in the table as the lookup, ranked with the candidates, each once
     seed = {"material_id": "mp-7", "formula": "KCl", "site": 1, "element": "Cl", "mae": 0.28, "cosine": 0.91}
@@ -862,8 +864,8 @@ def test_deleting_a_run_unticks_the_confirmation_and_a_running_run_cannot_be_del
 def test_the_dft_table_shows_three_decimals_and_a_dash_for_nothing():
     from studio.results import table_text
     assert table_text("DFT MAE", 0.1) == "0.100" and table_text("DFT cosine", 0.26) == "0.260"
-    assert table_text("predicted MAE", None) == "—" and table_text("DFT seconds", "") == "—"
-    assert table_text("DFT seconds", 12.5) == "12.5" and table_text("cell", "relaxed") == "relaxed"
+    assert table_text("predicted MAE", None) == "—" and table_text("DFT (s)", "") == "—"
+    assert table_text("DFT (s)", 12.5) == "12.5" and table_text("cell", "relaxed") == "relaxed"
 
 
 def test_a_strained_or_polymorphic_new_cell_says_it_may_relax_into_a_known_one():

@@ -28,7 +28,7 @@ with m2:
     st.subheader("Site-DOS predictor")
     h = pred.get("heldout", {}).get("all", {})
     if h:
-        st.write(f"Held-out MAE {h.get('mae', float('nan')):.3f} states/eV, cosine {h.get('cosine', float('nan')):.2f}")
+        st.write(f"Held-out MAE {h.get('mae', float('nan')):.3f} states/eV, cosine {h.get('cosine', float('nan')):.3f}")
     if "heldout" in pred:
         # named in words, with units, as the results' tables name them
         st.dataframe(pd.DataFrame(pred["heldout"]).T.rename(columns=studio.METRIC_NAMES), width="stretch")

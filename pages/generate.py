@@ -277,7 +277,7 @@ if mode == "seeded":
     if parent:
         p1, p2 = st.columns([3, 1], vertical_alignment="center")
         p1.info(f"Growing from **{studio.plain(parent['name'])}** alone: its site {parent['sites'][0]} carries the "
-                f"target ({parent['source']} MAE {parent['mae']:.3f}, cosine {parent['cosine']:.2f}). The model's "
+                f"target ({parent['source']} MAE {parent['mae']:.3f}, cosine {parent['cosine']:.3f}). The model's "
                 "draws and the swaps all start from it: the next round around what "
                 + ("DFT confirmed." if parent["source"] == "DFT" else "the predictor scored."))
         p2.button("Grow from the known sites instead", key="seed_known", on_click=grow_from_known_sites)

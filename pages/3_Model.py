@@ -42,8 +42,15 @@ if log.exists():
     # val_labelled_loss is the conditional branch's health: it rises when labels are memorised
     names = {"train_loss": "training", "val_loss": "validation (all crystals)",
              "val_labelled_loss": "validation (crystals with DOS labels)"}
-    st.line_chart(df.set_index("epoch")[[c for c in names if c in df]].rename(columns=names),
+    shown = df[df["epoch"] > 2] if len(df) > 5 else df      # the first epochs' losses (10-25) flatten the rest
+    st.line_chart(shown.set_index("epoch")[[c for c in names if c in df]].rename(columns=names),
                   x_label="epoch", y_label="diffusion loss (lattice + coordinates + types)")
+    first = df[df["epoch"] <= 2][[c for c in names if c in df]].to_numpy().max() if len(df) > 5 else 0
+    st.caption(f"From epoch 3 (the first two reach {first:.0f} and would flatten the rest). Training is each "
+               "epoch's mean over its batches, with augmentation and the target dropped at random (the "
+               "unconditional branch); validation uses the averaged (EMA) weights on untouched crystals, so it "
+               "can sit below training. The labelled crystals' validation is the conditional branch's health: "
+               "it rises if their DOS labels are memorised." if len(df) > 5 else "")
 
 st.subheader("Benchmarks: the latest result of each kind")
 latest = studio.latest_results()

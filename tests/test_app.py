@@ -7,6 +7,7 @@ import time
 import zipfile
 
 import numpy as np
+import pandas as pd
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -923,3 +924,18 @@ def test_comparing_runs_puts_their_gpaw_checks_beside_the_predicted_numbers(tmp_
     table = next(d.value for d in at.dataframe if "best DFT MAE" in d.value.columns).set_index("id")
     assert table.loc[checked["id"], "GPAW checks"] == 1 and table.loc[plain["id"], "GPAW checks"] == 0
     assert table.loc[checked["id"], "best DFT MAE"] == 0.234 and table.loc[checked["id"], "best DFT cosine"] == 0.876
+
+
+def test_the_model_page_explains_its_training_curve():
+    """The walk: the curves looked flat from epoch 1, training above validation, with no word why."""
+    at = app_page("3_Model.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    card = json.loads(studio.MODEL_PATH.with_suffix(".card.json").read_text())
+    log = studio.ROOT / card.get("run_dir", "runs/train/main") / "log.csv"
+    if not log.exists():
+        pytest.skip("no training log in this checkout")
+    df = pd.read_csv(log)
+    first = df[df["epoch"] <= 2][["train_loss", "val_loss", "val_labelled_loss"]].to_numpy().max()
+    (cap,) = [c.value for c in at.caption if c.value.startswith("From epoch 3")]
+    assert f"reach {first:.0f}" in cap and "can sit below training" in cap

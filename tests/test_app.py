@@ -382,6 +382,11 @@ def test_run_zip_legends_and_top_k(tmp_path):
                                 "active": True, "cancelled": False, "per_s": 120.0, "overdue": True,
                                 "running_s": 420.0}, studio.duration)
     assert line == "DFT check of candidate #1: 0 of 1 done, one is taking longer than the usual ~2 min (running for 7 min)"
+    # a running time that reads as the usual one adds nothing ('~2 min (running for 2 min)')
+    line = certify.status_line({"ranks": [1], "done": [], "failed": [], "running": [1], "left_s": 42,
+                                "active": True, "cancelled": False, "per_s": 120.0, "overdue": True,
+                                "running_s": 130.0}, studio.duration)
+    assert line == "DFT check of candidate #1: 0 of 1 done, one is taking longer than the usual ~2 min"
 
 
 def app_page(page: str, timeout=60) -> AppTest:

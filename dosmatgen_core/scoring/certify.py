@@ -234,8 +234,10 @@ def status_line(p: dict, duration) -> str:
             text += f", ~{duration(p['left_s'])} left"
         else:
             # the slow one's own clock, so that a line that stays put still shows it is alive
+            # its own clock only where it reads longer than the usual time ('~2 min (running for 2 min)' did not)
+            ran = duration(p["running_s"]) if p.get("running_s") else ""
             slow = f"one is taking longer than the usual ~{duration(p['per_s'])}" + (
-                f" (running for {duration(p['running_s'])})" if p.get("running_s") else "")
+                f" (running for {ran})" if ran and ran != duration(p["per_s"]) else "")
             waiting = len(p["ranks"]) - len(p["done"]) - len(p["failed"])
             if waiting > 1 and p["left_s"] > 0.15 * p["per_s"]:   # others still to run: their time, the slow one named
                 text += f", ~{duration(p['left_s'])} left; {slow}"

@@ -158,9 +158,15 @@ def drop_twins(hits: list[SiteHit], structure_of) -> list[SiteHit]:
     runs can check the same candidate twice) are two labels, and would take two of the table's rows
     and two of the seeds. Only hits sharing a reduced formula are read and compared."""
     kept: list[SiteHit] = []
+    read: dict = {}         # each hit's structure read once, however many later hits it is compared with
+
+    def cell(mid):
+        if mid not in read:
+            read[mid] = structure_of(mid)
+        return read[mid]
     for h in hits:
         same = [k for k in kept if Composition(k.formula).reduced_formula == Composition(h.formula).reduced_formula]
-        if same and is_one_of(structure_of(h.material_id), [structure_of(k.material_id) for k in same]):
+        if same and is_one_of(cell(h.material_id), [cell(k.material_id) for k in same]):
             continue
         kept.append(h)
     return kept

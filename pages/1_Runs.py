@@ -9,7 +9,8 @@ from dosmatgen_core.scoring import certify
 from dosmatgen_core.structures import StructureError
 from studio import shared as studio
 from studio import state
-from studio.results import dft_mae, dft_summary, show_run, stored_labels
+from studio.charts import dos_chart
+from studio.results import compare_figures, dft_mae, dft_summary, show_run, stored_labels
 from studio import nav
 
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
@@ -49,6 +50,8 @@ table = [{"id": r["id"], "when": dt.datetime.fromtimestamp(r["created"]).strftim
           "baseline MAE (predicted)": studio.rounded(r["summary"].get("baseline_mean_dos_mae"))}
          for r in runs]
 st.dataframe(table, hide_index=True, width="stretch")
+db = open_db(studio.DB_URL)
+labelled = frozenset(r["material_id"] for r in state.reference_rows(studio.DB_URL))
 ids = [r["id"] for r in runs]
 label = {r["id"]: f"{r['id']} · {r['title']}" for r in runs}
 c1, c2 = st.columns(2)
@@ -63,6 +66,16 @@ if other:
             r = store.get(t["id"])
             rows.append({**t, **dft_summary(r, state.dft_statuses(r))})
     st.dataframe(rows, hide_index=True, width="stretch")
+    # each run's best curve over its target: DFT where a check finished, else the predictor's
+    compared = [store.get(i) for i in [pick, *other]]
+    figs, nothing = compare_figures([(r, state.dft_statuses(r), stored_labels(r, db, labelled)) for r in compared])
+    for k, (title, curves) in enumerate(figs):
+        dos_chart(curves, key=f"compare_dos_{k}", filename=f"compare-{'-'.join(r['id'] for r in compared)}-{k}",
+                  title=title, height=320)
+    st.caption("Each run's best candidate at its matching atom: by DFT (solid; dashed where a stored DFT label "
+               "of the known structure it matches) where one was checked, else the predictor's curve of its top "
+               "candidate (dotted)." + (f" No curve for run{'s' * (len(nothing) > 1)} {', '.join(nothing)}: "
+                                        "no target or no candidate." if nothing else ""))
 # the certified flow's batch queues its checks one worker at a time: those not started are queued too
 batch = state.certifier(str(studio.RUNS_PATH)).progress(pick)
 status_of = {r["id"]: r["status"] for r in runs}
@@ -98,8 +111,6 @@ if dft or waiting:
                  hide_index=True, width="stretch")
 else:
     st.caption("No candidate of this run has been checked with DFT; queue one on the Verify page.")
-db = open_db(studio.DB_URL)
-labelled = frozenset(r["material_id"] for r in state.reference_rows(studio.DB_URL))
 job = state.resources()["jobs"].get(st.session_state.get("job", ""))
 busy = getattr(job, "active", False)        # one generation at a time, followed on the Generate page
 if busy:

@@ -53,6 +53,12 @@ def band_edges(c: dict) -> tuple[np.ndarray, np.ndarray] | None:
     return np.clip(y - sd, 0.0, None), y + sd
 
 
+def line_of(c: dict) -> dict:
+    """A curve's line: its kind's PALETTE entry, with the curve's own `line` overrides (a compared
+    run's colour, its source's dash)."""
+    return {**PALETTE[c.get("style", "predicted")], **(c.get("line") or {})}
+
+
 def dos_figure(curves: list[dict], title: str = "", height: int = 300) -> go.Figure:
     """curves: dicts with `y` (400 values), `name` (which says where the curve comes from) and
     `style`, a PALETTE key; optional `band` (400 values): ±1σ drawn as a shaded area under the
@@ -69,7 +75,7 @@ def dos_figure(curves: list[dict], title: str = "", height: int = 300) -> go.Fig
                                      fillcolor=PALETTE["predicted"]["color"], opacity=BAND_ALPHA,
                                      hoverinfo="skip", legendgroup=group, name=band_name(c)))
         fig.add_trace(go.Scatter(x=dosmod.GRID, y=np.asarray(c["y"]), name=c["name"], mode="lines",
-                                 line=PALETTE[style], opacity=0.6 if style == "baseline" else 1.0))
+                                 line=line_of(c), opacity=0.6 if style == "baseline" else 1.0))
     # E_F labelled inside the plot, beside its line: above the plot the toolbar covers it
     fig.add_vline(x=0.0, line_dash="dash", line_color="gray", annotation_text="E_F", annotation_position="top right")
     # the legend hangs from below the axis title (anchored by its top, it grows downwards; with
@@ -84,9 +90,10 @@ def dos_figure(curves: list[dict], title: str = "", height: int = 300) -> go.Fig
 MPL_DASH = {None: "-", "solid": "-", "dot": ":", "dash": "--"}
 
 
-def _mpl_line(style: str) -> dict:
-    """A PALETTE entry as matplotlib line settings (plotly's 'rgba(r,g,b,a)' → colour and alpha)."""
-    p = PALETTE[style]
+def _mpl_line(c: dict) -> dict:
+    """A curve's line (line_of) as matplotlib line settings (plotly's 'rgba(r,g,b,a)' → colour and alpha)."""
+    style = c.get("style", "predicted")
+    p = line_of(c)
     colour, alpha = p["color"], (0.6 if style == "baseline" else 1.0)
     m = re.fullmatch(r"rgba\((\d+),\s*(\d+),\s*(\d+),\s*([\d.]+)\)", colour)
     if m:
@@ -108,7 +115,7 @@ def dos_image(curves: list[dict], title: str = "", fmt: str = "svg") -> bytes:
             if (edges := band_edges(c)) is not None:
                 ax.fill_between(dosmod.GRID, *edges, color=PALETTE["predicted"]["color"], alpha=BAND_ALPHA,
                                 linewidth=0, label=band_name(c))
-            ax.plot(dosmod.GRID, np.asarray(c["y"], float), label=c["name"], **_mpl_line(c.get("style", "predicted")))
+            ax.plot(dosmod.GRID, np.asarray(c["y"], float), label=c["name"], **_mpl_line(c))
         ax.axvline(0.0, color="gray", linestyle="--", linewidth=0.8)
         ax.text(0.0, 1.01, "E_F", transform=ax.get_xaxis_transform(), ha="center", va="bottom", color="gray")
         ax.set_xlabel(ENERGY_AXIS)

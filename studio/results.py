@@ -243,6 +243,72 @@ def dft_summary(run: dict, dft: dict[int, dict]) -> dict:
             "best DFT cosine": round(max(cosines.values()), 3) if cosines else None}
 
 
+# one colour per compared run (plotly's D3 set without its black-ish and grey); the dash says the source
+COMPARE_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
+COMPARE_DASH = {"dft": "solid", "stored": "dash", "predicted": "dot"}
+
+
+def best_curve(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]] | None = None) -> dict | None:
+    """A run's best curve at its best candidate's first conditioned site, for comparing runs: the
+    lowest DFT MAE among its finished checks and stored labels, else the predictor's curve of its
+    top-ranked candidate. {'y', 'target' (that site's target curve), 'source' ('dft', 'stored' or
+    'predicted'), 'rank', 'formula', 'site', 'element', 'mae', 'cosine'}; None for a run with no target or no candidate."""
+    targets = run["settings"].get("targets") or []
+    cands = [c for c in run.get("candidates", []) if c.get("site_to_target")]
+    if not targets or not cands:
+        return None
+    maes = dft_maes(run, dft, stored)
+    by_rank = {c["rank"]: c for c in cands}
+    maes = {r: m for r, m in maes.items() if r in by_rank}
+    if maes:
+        rank = min(maes, key=maes.get)
+        c = by_rank[rank]
+        site, row = min(((int(s), int(r)) for s, r in c["site_to_target"].items()))
+        status = dft.get(rank)
+        if dft_mae(status) is not None:
+            y, source = status["result"]["site_dos"][site], "dft"
+        else:
+            y, source = stored[rank][site]["y"], "stored"
+    else:
+        c = min(cands, key=lambda c: c["rank"])
+        if c.get("predicted_dos") is None:
+            return None
+        site, row = min(((int(s), int(r)) for s, r in c["site_to_target"].items()))
+        y, source = c["predicted_dos"][site], "predicted"
+    target = np.asarray(targets[row], float)
+    y = np.asarray(y, float)
+    return {"y": y, "target": target, "source": source, "rank": c["rank"], "formula": formula(c["formula"]),
+            "site": site, "element": runsmod.structure_of(c)[site].specie.symbol, "mae": dosmod.mae(target, y),
+            "cosine": dosmod.cosine(target, y)}
+
+
+def compare_figures(items: list[tuple[dict, dict, dict | None]]) -> tuple[list[tuple[str, list[dict]]], list[str]]:
+    """Runs (run, its DFT checks, its stored labels) as overlaid curves: one figure per target, with
+    that target and each run's best curve (best_curve) in the run's own colour, solid for DFT,
+    dashed for a stored DFT label, dotted for the predictor; and the ids of runs with nothing to
+    draw (no target, no candidate). Runs towards the same target share a figure."""
+    groups: list[tuple[np.ndarray, str, list[dict]]] = []
+    skipped = []
+    for k, (run, dft, stored) in enumerate(items):
+        b = best_curve(run, dft, stored)
+        if b is None:
+            skipped.append(run["id"])
+            continue
+        words = {"dft": "DFT", "stored": "DFT (stored label)", "predicted": "predicted"}[b["source"]]
+        curve = {"y": b["y"], "style": "predicted" if b["source"] == "predicted" else b["source"],
+                 "name": f"run {run['id']}: {words} of #{b['rank']} {b['formula']} site {b['site']} ({b['element']}), "
+                         f"MAE {b['mae']:.3f}, cosine {b['cosine']:.3f}",
+                 "line": {"color": COMPARE_COLOURS[k % len(COMPARE_COLOURS)], "dash": COMPARE_DASH[b["source"]]}}
+        for target, _, curves in groups:
+            if target.shape == b["target"].shape and np.allclose(target, b["target"], atol=1e-6):
+                curves.append(curve)
+                break
+        else:
+            groups.append((b["target"], target_label(run), [{"y": b["target"], "name": target_label(run),
+                                                             "style": "target"}, curve]))
+    return [(title, curves) for _, title, curves in groups], skipped
+
+
 def table_text(column: str, v) -> str:
     """A DFT table cell as text: a dash for nothing, MAEs and cosines to 3 decimals (0.100, not 0.1:
     the cards and every other table show three), anything else as it is."""

@@ -929,6 +929,44 @@ def test_comparing_runs_puts_their_gpaw_checks_beside_the_predicted_numbers(tmp_
     table = next(d.value for d in at.dataframe if "best DFT MAE" in d.value.columns).set_index("id")
     assert table.loc[checked["id"], "GPAW checks"] == 1 and table.loc[plain["id"], "GPAW checks"] == 0
     assert table.loc[checked["id"], "best DFT MAE"] == 0.234 and table.loc[checked["id"], "best DFT cosine"] == 0.876
+    # and their curves overlaid on the shared target: the checked run's DFT curve, the other's predicted one
+    figs = [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+    (fig,) = [f for f in figs if any(str(tr.get("name", "")).startswith("run ") for tr in f["data"])]
+    names = [tr["name"] for tr in fig["data"]]
+    assert names[0] == "target: DFT label of Au3Ni site 0 (Ni)"
+    assert names[1].startswith(f"run {checked['id']}: DFT of #1 ") and ", MAE " in names[1]
+    assert names[2].startswith(f"run {plain['id']}: predicted of #1 ")
+    assert fig["data"][1]["line"]["color"] != fig["data"][2]["line"]["color"]
+    assert fig["data"][1]["line"]["dash"] == "solid" and fig["data"][2]["line"]["dash"] == "dot"
+
+
+def test_compared_runs_share_a_figure_only_when_they_share_a_target():
+    """Runs towards different targets are drawn on figures of their own; a run with no target or no
+    candidate is named as having nothing to draw; a finished DFT check beats the predictor's top."""
+    from studio.results import compare_figures
+    rng = np.random.default_rng(0)
+    g1, g2 = rng.random(400), rng.random(400)
+    cif = ("data_x\n_cell_length_a 3\n_cell_length_b 3\n_cell_length_c 3\n_cell_angle_alpha 90\n"
+           "_cell_angle_beta 90\n_cell_angle_gamma 90\nloop_\n_atom_site_type_symbol\n_atom_site_label\n"
+           "_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n_atom_site_occupancy\n"
+           "Ni Ni0 0 0 0 1\nAl Al1 0.5 0.5 0.5 1\n")
+
+    def run(rid, target, ranks=(1, 2)):
+        cands = [{"rank": r, "index": r - 1, "formula": "NiAl", "n_atoms": 2, "cif": cif, "site_to_target": {"0": 0},
+                  "predicted_dos": np.stack([g1 * 0 + r, g1 * 0]), "novel": True} for r in ranks]
+        return {"id": rid, "title": f"target: {rid}", "settings": {"targets": [target.tolist()] if target is not None
+                                                                   else []}, "candidates": cands}
+    done = {2: {"status": "done", "result": {"site_dos": np.stack([g1, g1]), "dos_match": {"0": {"mae": 0.0}}}}}
+    figs, nothing = compare_figures([(run("a", g1), done, None), (run("b", g2), {}, None), (run("c", g1), {}, None),
+                                     (run("u", None), {}, None), (run("e", g1, ranks=()), {}, None)])
+    assert nothing == ["u", "e"]
+    assert [title for title, _ in figs] == ["target: a", "target: b"]
+    (_, first), (_, second) = figs
+    assert first[0]["name"] == "target: a" and [c["name"].split(":")[0] for c in first[1:]] == ["run a", "run c"]
+    assert first[1]["name"].startswith("run a: DFT of #2 AlNi site 0 (Ni), MAE 0.000, cosine 1.000")
+    assert first[2]["name"].startswith("run c: predicted of #1 AlNi site 0 (Ni)")
+    assert np.allclose(first[1]["y"], g1) and np.allclose(first[2]["y"], 1.0)
+    assert second[0]["name"] == "target: b" and second[1]["name"].startswith("run b: predicted of #1")
 
 
 def test_the_model_page_explains_its_training_curve():

@@ -194,3 +194,31 @@ def test_a_process_knows_which_tables_its_first_run_still_has_to_build():
     assert pipeline.cold_parts(relaxed=True) == []
     with pytest.raises(ValueError, match="unknown part"):
         pipeline.warm_up("hull")
+
+
+def test_a_cell_is_matched_against_the_known_tables_once(monkeypatch):
+    """A seeded run asks about its draws twice (a second batch? then scoring): the second answer is
+    remembered; a skip list or a moved atom makes it another question."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from dosmatgen_core.paths import DB_URL
+    from dosmatgen_core.settings import PRESET_ID
+    ref = evaluate.to_structure(evaluate.open_db(DB_URL).get(PRESET_ID).atoms)
+    fits = []
+
+    class Counting(StructureMatcher):
+        def fit(self, a, b, **kw):
+            fits.append(1)
+            return super().fit(a, b, **kw)
+    monkeypatch.setattr(evaluate, "matcher", lambda: Counting(ltol=0.2, stol=0.3, angle_tol=5))
+    evaluate._match_memo.clear()
+    first = evaluate.known_match(ref, DB_URL)
+    assert first is not None and fits
+    n = len(fits)
+    assert evaluate.known_match(ref.copy(), DB_URL) == first and len(fits) == n
+    # a skipped id is another question: asked afresh, and it does not find the skipped one
+    other = evaluate.known_match(ref, DB_URL, skip={first[0]})
+    assert len(fits) > n and (other is None or other[0] != first[0])
+    moved = ref.copy()
+    moved.translate_sites([0], [0.01, 0, 0])
+    evaluate.known_match(moved, DB_URL)
+    assert evaluate.fingerprint(moved) != evaluate.fingerprint(ref)

@@ -5,8 +5,10 @@ constructed cases. `evaluate_candidates` runs them all and returns one dict per 
 """
 from __future__ import annotations
 
+import hashlib
 import time
 import warnings
+from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
@@ -139,14 +141,37 @@ def known_tables_loaded() -> bool:
     return _known_by_formula.cache_info().currsize > 0
 
 
+MATCH_MEMO_SIZE = 4096
+_match_memo: OrderedDict = OrderedDict()
+
+
+def fingerprint(s: Structure) -> bytes:
+    """The cell's exact content (atoms in order, lattice, coordinates) as a key."""
+    h = hashlib.sha1(np.asarray(s.atomic_numbers, np.int64).tobytes())
+    h.update(np.round(s.lattice.matrix, 8).tobytes())
+    h.update(np.round(s.frac_coords, 8).tobytes())
+    return h.digest()
+
+
 def known_match(s: Structure, db_url: str | None = None, skip=()) -> tuple[str, Structure] | None:
     """(id, structure) of the first known structure that StructureMatcher matches, else None.
-    skip: ids not to count (a checked cell's own label, once the db holds it)."""
+    skip: ids not to count (a checked cell's own label, once the db holds it). Remembered per cell
+    (as the known tables, for the process): a seeded run asks for its draws twice, once to decide on
+    a second batch and once when scoring them."""
+    key = (db_url, fingerprint(s), tuple(sorted(skip)))
+    if key in _match_memo:
+        _match_memo.move_to_end(key)
+        return _match_memo[key]
     sm = matcher()
+    hit = None
     for mid, t in _known_by_formula(db_url).get(s.composition.reduced_formula, []):
         if mid not in skip and sm.fit(s, t):
-            return mid, t
-    return None
+            hit = mid, t
+            break
+    _match_memo[key] = hit
+    if len(_match_memo) > MATCH_MEMO_SIZE:
+        _match_memo.popitem(last=False)
+    return hit
 
 
 def novelty(s: Structure, db_url: str | None = None) -> tuple[bool, str | None]:

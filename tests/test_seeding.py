@@ -390,6 +390,10 @@ def test_a_second_batch_is_drawn_further_from_the_seeds_only_when_too_few_draws_
     assert pipeline.top_up_specs(req, new, DB_URL, check_novelty=True) == []
     # ... two copies of one are not: a copy is no check of its own
     assert pipeline.checkable_new([new[0], new[0].copy(), new[1]], DB_URL) == 2
+    # ... nor is a cell too large for a check (certify's rule: the same as the checks' own)
+    big = new[0].copy()
+    big.make_supercell([3, 3, 1])
+    assert len(big) > SHIPPED.max_dft_atoms and pipeline.checkable_new([big], DB_URL) == 0
     # never without novelty, for a round, or with top_up off
     assert pipeline.top_up_specs(req, known, DB_URL, check_novelty=False) == []
     off = Request(mode="seeded", targets=[ni_target.tolist()], seed_exclude=[PRESET_ID], top_up=0.0)

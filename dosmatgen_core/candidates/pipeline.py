@@ -27,7 +27,7 @@ from dosmatgen_core.paths import DB_URL, GUIDE_PATH, missing_mp_tables
 from dosmatgen_core.sampling import cores
 from dosmatgen_core.sampling import sampler as sampling
 from dosmatgen_core.sampling import modes
-from dosmatgen_core.scoring import evaluate
+from dosmatgen_core.scoring import certify, evaluate
 from dosmatgen_core.scoring import stability
 from dosmatgen_core.scoring.stability import assess
 from dosmatgen_core.settings import SHIPPED
@@ -149,10 +149,11 @@ class Request:
 
 
 def checkable_new(structs: list, db_url: str | None) -> int:
-    """How many of structs a DFT check would take as new crystals: valid, at most
-    SHIPPED.max_dft_atoms atoms, no copy of an earlier one, and no known structure."""
+    """How many of structs a DFT check would take (certify.dft_eligibility: valid, small enough, no
+    copy of an earlier one) that are new crystals, matching no known structure."""
     return sum(1 for s, u in zip(structs, evaluate.unique_flags(structs))
-               if u and len(s) <= SHIPPED.max_dft_atoms and evaluate.validity(s)["structurally_valid"]
+               if certify.dft_eligibility({"unique": u, "n_atoms": len(s),
+                                           "structurally_valid": evaluate.validity(s)["structurally_valid"]}) is None
                and evaluate.known_match(s, db_url) is None)
 
 

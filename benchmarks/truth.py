@@ -71,7 +71,7 @@ RELAXED = CACHE / "relaxed.jsonl"        # DFT of relaxed candidates, by the dra
 SITES = CACHE / "sites.json"          # the pinned choice of target sites (set "a")
 # A fresh set ("b", ...) holds sites of structures that no earlier set used: a choice made by
 # measuring on one set (a default, a ranking) is then checked on targets it never saw.
-SITE_SETS = ("a", "b")
+SITE_SETS = ("a", "b", "c")
 
 
 def sites_file(site_set: str = "a") -> Path:
@@ -551,7 +551,8 @@ def main(argv=None) -> int:
     p.add_argument("--relaxed", action="store_true", help="certify relaxed candidates (the default potential)")
     p.add_argument("--predictor", type=Path, default=PREDICTOR_PATH, help="the predictor that ranks (default: the shipped one)")
     p.add_argument("--site-set", default="a", choices=SITE_SETS,
-                   help="the pinned targets: a (the first 30 and the preset), b (30 fresh ones, no structure of a)")
+                   help="the pinned targets: a (the first 30 and the preset), b (30 fresh ones, no structure of a), "
+                        "c (30 more, no structure of a or b; grown a few sites a session)")
     p.add_argument("--part", default="0/1", help="i/n: this process calculates sites k with k %% n == i")
     args = p.parse_args(argv)
     part = tuple(int(x) for x in args.part.split("/"))

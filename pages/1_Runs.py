@@ -10,7 +10,8 @@ from dosmatgen_core.structures import StructureError
 from studio import shared as studio
 from studio import state
 from studio.charts import dos_chart
-from studio.results import compare_figures, dft_mae, dft_summary, show_run, stored_labels
+from studio.results import (compare_caption, compare_figures, compare_rows, dft_mae, dft_summary, show_run,
+                            stored_labels)
 from studio import nav
 
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
@@ -59,23 +60,21 @@ pick = c1.selectbox("Open run", ids, format_func=label.get, key="open_run")
 other = c2.multiselect("Compare with", [i for i in ids if i != pick], format_func=label.get, key="compare")
 if other:
     st.subheader("Comparison")
-    # the predicted numbers beside what GPAW said of each run's checked candidates
+    # the predicted numbers beside what GPAW said of each run's checked candidates; the numbers
+    # compared come first (after the title, at 1280 px the DFT columns were scrolled out of sight)
     rows = []
     for t in table:
         if t["id"] in [pick, *other]:
             r = store.get(t["id"])
             rows.append({**t, **dft_summary(r, state.dft_statuses(r))})
-    st.dataframe(rows, hide_index=True, width="stretch")
+    st.dataframe(compare_rows(rows), hide_index=True, width="stretch")
     # each run's best curve over its target: DFT where a check finished, else the predictor's
     compared = [store.get(i) for i in [pick, *other]]
-    figs, nothing = compare_figures([(r, state.dft_statuses(r), stored_labels(r, db, labelled)) for r in compared])
+    figs, nothing = compare_figures([(r, state.dft_statuses(r)) for r in compared])
     for k, (title, curves) in enumerate(figs):
         dos_chart(curves, key=f"compare_dos_{k}", filename=f"compare-{'-'.join(r['id'] for r in compared)}-{k}",
                   title=title, height=320)
-    st.caption("Each run's best candidate at its matching atom: by DFT (solid; dashed where a stored DFT label "
-               "of the known structure it matches) where one was checked, else the predictor's curve of its top "
-               "candidate (dotted)." + (f" No curve for run{'s' * (len(nothing) > 1)} {', '.join(nothing)}: "
-                                        "no target or no candidate." if nothing else ""))
+    st.caption(compare_caption(bool(figs), nothing))
 # the certified flow's batch queues its checks one worker at a time: those not started are queued too
 batch = state.certifier(str(studio.RUNS_PATH)).progress(pick)
 status_of = {r["id"]: r["status"] for r in runs}

@@ -237,40 +237,41 @@ def dft_maes(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]]
 
 def dft_summary(run: dict, dft: dict[int, dict]) -> dict:
     """A run's GPAW checks in three numbers, for comparing runs: how many finished, and the best
-    DFT MAE and cosine among them (None where none has)."""
+    DFT MAE and cosine among the new structures (new_structure_maes, as the run's "Best DFT MAE,
+    new" reads: a known candidate or one relaxed into a known compound is the lookup's, not the
+    run's); None where none has."""
     maes, cosines = dft_maes(run, dft), dft_maes(run, dft, metric="cosine")
-    return {"GPAW checks": len(maes), "best DFT MAE": round(min(maes.values()), 3) if maes else None,
-            "best DFT cosine": round(max(cosines.values()), 3) if cosines else None}
+    new_maes, new_cos = new_structure_maes(run, dft, maes), new_structure_maes(run, dft, cosines)
+    return {"GPAW checks": len(maes), "best DFT MAE, new": round(min(new_maes.values()), 3) if new_maes else None,
+            "best DFT cosine, new": round(max(new_cos.values()), 3) if new_cos else None}
 
 
-# one colour per compared run (plotly's D3 set without its black-ish and grey); the dash says the source
-COMPARE_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
-COMPARE_DASH = {"dft": "solid", "stored": "dash", "predicted": "dot"}
+# one colour per compared run (plotly's D3 set less the colours the app's palette gives a kind of
+# curve: a run's DFT curve in the predictor's blue read as a prediction); the dash says the source
+COMPARE_COLOURS = ["#ff7f0e", "#17becf", "#e377c2", "#8c564b", "#bcbd22"]
+COMPARE_DASH = {"dft": "solid", "predicted": "dot"}
 
 
-def best_curve(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]] | None = None) -> dict | None:
+def best_curve(run: dict, dft: dict[int, dict]) -> dict | None:
     """A run's best curve at its best candidate's first conditioned site, for comparing runs: the
-    lowest DFT MAE among its finished checks and stored labels, else the predictor's curve of its
-    top-ranked candidate. {'y', 'target' (that site's target curve), 'source' ('dft', 'stored' or
-    'predicted'), 'rank', 'formula', 'site', 'element', 'mae', 'cosine'}; None for a run with no target or no candidate."""
+    lowest DFT MAE among its new structures' finished checks (new_structure_maes: a seeded run's
+    copies of its seeds carry the lookup's stored labels, the same in every run towards that
+    target), else the predictor's curve of its top-ranked new candidate (its top one when none is
+    new). {'y', 'target' (that site's target curve), 'source' ('dft' or 'predicted'), 'rank',
+    'formula', 'site', 'element', 'mae', 'cosine'}; None for a run with no target or no candidate."""
     targets = run["settings"].get("targets") or []
     cands = [c for c in run.get("candidates", []) if c.get("site_to_target")]
     if not targets or not cands:
         return None
-    maes = dft_maes(run, dft, stored)
     by_rank = {c["rank"]: c for c in cands}
-    maes = {r: m for r, m in maes.items() if r in by_rank}
+    maes = {r: m for r, m in new_structure_maes(run, dft, dft_maes(run, dft)).items() if r in by_rank}
     if maes:
-        rank = min(maes, key=maes.get)
-        c = by_rank[rank]
+        c = by_rank[min(maes, key=maes.get)]
         site, row = min(((int(s), int(r)) for s, r in c["site_to_target"].items()))
-        status = dft.get(rank)
-        if dft_mae(status) is not None:
-            y, source = status["result"]["site_dos"][site], "dft"
-        else:
-            y, source = stored[rank][site]["y"], "stored"
+        y, source = dft[c["rank"]]["result"]["site_dos"][site], "dft"
     else:
-        c = min(cands, key=lambda c: c["rank"])
+        new = [c for c in cands if c.get("novel") is not False and not c.get("is_reference")]
+        c = min(new or cands, key=lambda c: c["rank"])
         if c.get("predicted_dos") is None:
             return None
         site, row = min(((int(s), int(r)) for s, r in c["site_to_target"].items()))
@@ -282,20 +283,21 @@ def best_curve(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict
             "cosine": dosmod.cosine(target, y)}
 
 
-def compare_figures(items: list[tuple[dict, dict, dict | None]]) -> tuple[list[tuple[str, list[dict]]], list[str]]:
-    """Runs (run, its DFT checks, its stored labels) as overlaid curves: one figure per target, with
-    that target and each run's best curve (best_curve) in the run's own colour, solid for DFT,
-    dashed for a stored DFT label, dotted for the predictor; and the ids of runs with nothing to
-    draw (no target, no candidate). Runs towards the same target share a figure."""
+def compare_figures(items: list[tuple[dict, dict]]) -> tuple[list[tuple[str, list[dict]]], list[str]]:
+    """Runs (run, its DFT checks) as overlaid curves: one figure per target, with that target and
+    each run's best curve (best_curve) in the run's own colour, solid for DFT, dotted for the
+    predictor; and the ids of runs with nothing to draw (no target, no candidate). Runs towards
+    the same target share a figure."""
     groups: list[tuple[np.ndarray, str, list[dict]]] = []
     skipped = []
-    for k, (run, dft, stored) in enumerate(items):
-        b = best_curve(run, dft, stored)
+    for k, (run, dft) in enumerate(items):
+        b = best_curve(run, dft)
         if b is None:
             skipped.append(run["id"])
             continue
-        words = {"dft": "DFT", "stored": "DFT (stored label)", "predicted": "predicted"}[b["source"]]
-        curve = {"y": b["y"], "style": "predicted" if b["source"] == "predicted" else b["source"],
+        relaxed = b["source"] == "dft" and dft[b["rank"]]["result"].get("relaxed")
+        words = {"dft": "DFT" + (" (relaxed cell)" if relaxed else ""), "predicted": "predicted"}[b["source"]]
+        curve = {"y": b["y"], "style": b["source"],
                  "name": f"run {run['id']}: {words} of #{b['rank']} {b['formula']} site {b['site']} ({b['element']}), "
                          f"MAE {b['mae']:.3f}, cosine {b['cosine']:.3f}",
                  "line": {"color": COMPARE_COLOURS[k % len(COMPARE_COLOURS)], "dash": COMPARE_DASH[b["source"]]}}
@@ -307,6 +309,28 @@ def compare_figures(items: list[tuple[dict, dict, dict | None]]) -> tuple[list[t
             groups.append((b["target"], target_label(run), [{"y": b["target"], "name": target_label(run),
                                                              "style": "target"}, curve]))
     return [(title, curves) for _, title, curves in groups], skipped
+
+
+COMPARE_FIRST = ["id", "title", "GPAW checks", "best DFT MAE, new", "best DFT cosine, new", "DOS MAE (predicted)",
+                 "baseline MAE (predicted)"]
+
+
+def compare_rows(rows: list[dict]) -> list[dict]:
+    """The Comparison table's rows with the numbers compared right after the run's id and title
+    (the Runs table's order put them past 'when', 'mode', 'status', out of sight at 1280 px)."""
+    return [{**{k: r[k] for k in COMPARE_FIRST if k in r}, **{k: v for k, v in r.items() if k not in COMPARE_FIRST}}
+            for r in rows]
+
+
+def compare_caption(drawn: bool, nothing: list[str]) -> str:
+    """What the compared curves are (only when there are some), and which runs have none."""
+    what = ("Each run's best new structure at its matching atom: by DFT (solid) where one was checked, else the "
+            "predictor's curve of its top-ranked new candidate (dotted). Known structures (the seeds' copies, whose "
+            "stored labels are the lookup) and candidates that relaxed into one are left out, as in each run's "
+            "\"Best DFT MAE, new\"." if drawn else "")
+    why = (f"No curve for run{'s' * (len(nothing) > 1)} {', '.join(nothing)}: no target (an unconditional run) or "
+           "no candidate." if nothing else "")
+    return " ".join(t for t in (what, why) if t)
 
 
 def table_text(column: str, v) -> str:

@@ -926,15 +926,19 @@ def test_comparing_runs_puts_their_gpaw_checks_beside_the_predicted_numbers(tmp_
     at.selectbox(key="open_run").set_value(checked["id"]).run()
     at.multiselect(key="compare").set_value([plain["id"]]).run()
     assert not at.exception, [e.value for e in at.exception]
-    table = next(d.value for d in at.dataframe if "best DFT MAE" in d.value.columns).set_index("id")
+    table = next(d.value for d in at.dataframe if "best DFT MAE, new" in d.value.columns)
+    # the numbers compared stand right after the run's title, not scrolled out of sight past 'when' and 'mode'
+    assert list(table.columns[:5]) == ["id", "title", "GPAW checks", "best DFT MAE, new", "best DFT cosine, new"]
+    table = table.set_index("id")
     assert table.loc[checked["id"], "GPAW checks"] == 1 and table.loc[plain["id"], "GPAW checks"] == 0
-    assert table.loc[checked["id"], "best DFT MAE"] == 0.234 and table.loc[checked["id"], "best DFT cosine"] == 0.876
+    assert table.loc[checked["id"], "best DFT MAE, new"] == 0.234
+    assert table.loc[checked["id"], "best DFT cosine, new"] == 0.876
     # and their curves overlaid on the shared target: the checked run's DFT curve, the other's predicted one
     figs = [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
     (fig,) = [f for f in figs if any(str(tr.get("name", "")).startswith("run ") for tr in f["data"])]
     names = [tr["name"] for tr in fig["data"]]
     assert names[0] == "target: DFT label of Au3Ni site 0 (Ni)"
-    assert names[1].startswith(f"run {checked['id']}: DFT of #1 ") and ", MAE " in names[1]
+    assert names[1].startswith(f"run {checked['id']}: DFT (relaxed cell) of #1 ") and ", MAE " in names[1]
     assert names[2].startswith(f"run {plain['id']}: predicted of #1 ")
     assert fig["data"][1]["line"]["color"] != fig["data"][2]["line"]["color"]
     assert fig["data"][1]["line"]["dash"] == "solid" and fig["data"][2]["line"]["dash"] == "dot"
@@ -957,8 +961,8 @@ def test_compared_runs_share_a_figure_only_when_they_share_a_target():
         return {"id": rid, "title": f"target: {rid}", "settings": {"targets": [target.tolist()] if target is not None
                                                                    else []}, "candidates": cands}
     done = {2: {"status": "done", "result": {"site_dos": np.stack([g1, g1]), "dos_match": {"0": {"mae": 0.0}}}}}
-    figs, nothing = compare_figures([(run("a", g1), done, None), (run("b", g2), {}, None), (run("c", g1), {}, None),
-                                     (run("u", None), {}, None), (run("e", g1, ranks=()), {}, None)])
+    figs, nothing = compare_figures([(run("a", g1), done), (run("b", g2), {}), (run("c", g1), {}),
+                                     (run("u", None), {}), (run("e", g1, ranks=()), {})])
     assert nothing == ["u", "e"]
     assert [title for title, _ in figs] == ["target: a", "target: b"]
     (_, first), (_, second) = figs
@@ -968,6 +972,51 @@ def test_compared_runs_share_a_figure_only_when_they_share_a_target():
     assert np.allclose(first[1]["y"], g1) and np.allclose(first[2]["y"], 1.0)
     assert second[0]["name"] == "target: b" and second[1]["name"].startswith("run b: predicted of #1")
 
+
+
+def test_a_compared_runs_curve_is_never_drawn_in_a_colour_the_app_gives_a_kind_of_curve():
+    """The walk: the first compared run's DFT curve came in the predictor's blue (and others in the
+    DFT red and the stored label's green), on an app whose colours say what a curve is."""
+    from studio.results import COMPARE_COLOURS
+    kinds = {p["color"].lower() for p in viz.PALETTE.values()} | {c.lower() for c in viz.SITE_COLOURS.values()}
+    assert len(set(COMPARE_COLOURS)) >= 4 and not {c.lower() for c in COMPARE_COLOURS} & kinds
+
+
+def test_compare_takes_a_runs_best_new_structure_as_its_card_does():
+    """The walk: for one seeded Au3Ni run the Comparison table read best DFT MAE 0.244 (a check
+    relaxed into a known compound), the overlay 0.128 (the stored label of a copy of a seed: the
+    lookup, the same in every run towards that target), and the run's own card 0.316 (new)."""
+    from studio.results import compare_caption, compare_figures, dft_summary
+    rng = np.random.default_rng(1)
+    target, good, fair = rng.random(400), rng.random(400), rng.random(400)
+    good = target + 0.01        # the check that relaxed into a known compound, closest to the target
+    cif = ("data_x\n_cell_length_a 3\n_cell_length_b 3\n_cell_length_c 3\n_cell_angle_alpha 90\n"
+           "_cell_angle_beta 90\n_cell_angle_gamma 90\nloop_\n_atom_site_type_symbol\n_atom_site_label\n"
+           "_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n_atom_site_occupancy\n"
+           "Ni Ni0 0 0 0 1\nAl Al1 0.5 0.5 0.5 1\n")
+    cands = [{"rank": r, "index": r - 1, "formula": "NiAl", "n_atoms": 2, "cif": cif, "site_to_target": {"0": 0},
+              "predicted_dos": np.stack([target, target]), "novel": r != 1, "matches": "mp-1" if r == 1 else None}
+             for r in (1, 2, 3)]
+    run = {"id": "s", "title": "target: t", "settings": {"targets": [target.tolist()]}, "candidates": cands}
+
+    def done(y, mae, **extra):
+        return {"status": "done", "result": {"site_dos": np.stack([y, y]), "relaxed": True,
+                                             "dos_match": {"0": {"mae": mae, "cosine": 0.5}}, **extra}}
+    dft = {2: done(good, 0.01, relaxed_into="mp-2"), 3: done(fair, 0.3)}
+    assert dft_summary(run, dft) == {"GPAW checks": 2, "best DFT MAE, new": 0.3, "best DFT cosine, new": 0.5}
+    (_, curves), = compare_figures([(run, dft)])[0]
+    assert curves[1]["name"].startswith("run s: DFT (relaxed cell) of #3 ") and np.allclose(curves[1]["y"], fair)
+    # with no check yet, the predictor's top new candidate, not the known #1
+    (_, curves), = compare_figures([(run, {})])[0]
+    assert curves[1]["name"].startswith("run s: predicted of #2 ")
+    assert "left out" in compare_caption(True, []) and "No curve" not in compare_caption(True, [])
+
+
+def test_a_comparison_with_nothing_to_draw_describes_no_curves():
+    """Only unconditional runs compared: the caption said what the (absent) curves were."""
+    from studio.results import compare_caption
+    text = compare_caption(False, ["u1", "u2"])
+    assert text.startswith("No curve for runs u1, u2: no target (an unconditional run)") and "solid" not in text
 
 def test_the_model_page_explains_its_training_curve():
     """The walk: the curves looked flat from epoch 1, training above validation, with no word why."""

@@ -187,6 +187,13 @@ def as_drawn_text(c: dict) -> str:
             "a relaxed DFT check (the default) says whether it did.")
 
 
+def reference_text(c: dict) -> str:
+    """A card's note for a candidate that is the reference itself, naming it as the known-sites
+    table does ('Au3Ni · L1₂ · relaxed'), not by its database id ('L12-Au3Ni-chgnet')."""
+    return (f"This candidate is the reference the target came from ({known_name(c)}): its stored DFT curve is the "
+            "target itself, so it is neither ranked by DFT nor checked.")
+
+
 def origin_text(c: dict) -> str:
     """Where a seeded candidate came from: its seed (a known structure, its matching site and how
     close that site's DFT curve is to the target) and how it was changed; '' for other modes."""
@@ -591,8 +598,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
             # reloads makes the browser drop the oldest views)
             with st.container():
                 if c.get("is_reference"):
-                    st.caption(f"This candidate is the reference the target came from ({c.get('matches')}): its stored DFT "
-                               "curve is the target itself, so it is neither ranked by DFT nor checked.")
+                    st.caption(reference_text(c))
                 elif into:
                     st.caption(f"Novel as drawn, but relaxed before its DFT check it became the known structure "
                                f"{studio.material_name(into, c['formula'])}: "

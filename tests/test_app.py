@@ -1018,6 +1018,17 @@ def test_a_comparison_with_nothing_to_draw_describes_no_curves():
     text = compare_caption(False, ["u1", "u2"])
     assert text.startswith("No curve for runs u1, u2: no target (an unconditional run)") and "solid" not in text
 
+
+def test_a_copy_of_the_reference_is_named_as_people_read_it():
+    """The walk: the card of a draw that came back as the preset said "the reference the target
+    came from (L12-Au3Ni-chgnet)", a database id found nowhere else on the page."""
+    from studio.results import reference_text
+    c = {"is_reference": True, "matches": studio.PRESET_ID, "formula": "NiAu3", "novel": False}
+    text = reference_text(c)
+    assert f"({studio.material_name(studio.PRESET_ID, 'NiAu3')})" in text and "Au3Ni" in text
+    if studio.material_name(studio.PRESET_ID, "NiAu3") != studio.PRESET_ID:
+        assert studio.PRESET_ID not in text
+
 def test_the_model_page_explains_its_training_curve():
     """The walk: the curves looked flat from epoch 1, training above validation, with no word why."""
     at = app_page("3_Model.py")

@@ -155,8 +155,22 @@ def _source(text: str, db_url: str, what: str):
         raise checks.NotFound(f"{what}: {exc.what}", exc.fix) from None
 
 
+def vasprun_target(path, site: int | None):
+    """--target-vasprun FILE [--site I]: that atom's projected DOS on the grid, and what to call it."""
+    from dosmatgen_core import checks
+    from dosmatgen_core.vasprun import MAX_VASPRUN_BYTES, read_vasprun
+    name = Path(path).name
+    data = checks.read_input_file(path, "vasprun.xml", MAX_VASPRUN_BYTES)
+    try:
+        run = read_vasprun(data)
+    except ValueError as exc:
+        raise checks.UserError(f"{name}: {exc}") from None
+    k = checks.check_site(0 if site is None else site, len(run.structure), name)
+    return run.site_dos[k], f"VASP site DOS of {run.label(k)} in {name}"
+
+
 def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
-    """Request fields from --target-csv / --ref / --template, all read and checked; and, for a
+    """Request fields from --target-csv / --target-vasprun / --ref / --template, all read and checked; and, for a
     reference given as a file, the structure whose predicted site DOS becomes the target."""
     from dosmatgen_core import checks
     from dosmatgen_core.dos import MAX_CSV_BYTES, read_dos_csv
@@ -166,6 +180,8 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
     target = None
     if args.mode == "unconditional":
         pass
+    elif args.target_vasprun:
+        target, kw["target_source"] = vasprun_target(args.target_vasprun, args.site)
     elif args.target_csv:
         name = Path(args.target_csv).name
         data = checks.read_input_file(args.target_csv, "target DOS file", MAX_CSV_BYTES)
@@ -359,6 +375,8 @@ def add_parsers(sub) -> None:
                     help="target source: a reference material id, or a CIF/POSCAR file (its predicted site DOS)")
     ge.add_argument("--site", type=int, default=0, help="site of the reference whose DOS is the target")
     ge.add_argument("--target-csv", default=None, help="target DOS from a CSV (energy - E_F, DOS) instead")
+    ge.add_argument("--target-vasprun", default=None,
+                    help="target DOS from a VASP vasprun.xml (LORBIT >= 10): atom --site's projected DOS")
     ge.add_argument("--n-atoms", type=int, default=SHIPPED.n_atoms)
     ge.add_argument("--cond", type=int, nargs="*", help="conditioned atoms of the new structure (default 0)")
     ge.add_argument("--element", default="Ni", help="fixed_type: element of the conditioned atoms")

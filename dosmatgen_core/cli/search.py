@@ -9,14 +9,19 @@ from pathlib import Path
 
 
 def _search(args) -> int:
+    from dosmatgen_core.cli.generate import vasprun_target
     from dosmatgen_core.dos import read_dos_csv
     from dosmatgen_core.labels.reference_db import open_db
     from dosmatgen_core.paths import DB_URL
     from dosmatgen_core.scoring.search import site_index
     db_url = args.db or DB_URL
-    if (args.ref is None) == (args.target_csv is None):
-        raise ValueError("give a target: --ref ID --site I, or --target-csv FILE (one of them)")
-    if args.target_csv:
+    if sum(x is not None for x in (args.ref, args.target_csv, args.target_vasprun)) != 1:
+        raise ValueError("give a target: --ref ID --site I, --target-csv FILE or --target-vasprun FILE --site I "
+                         "(one of them)")
+    if args.target_vasprun:
+        target, what = vasprun_target(args.target_vasprun, args.site)
+        source = {"target_vasprun": args.target_vasprun, "site": args.site or 0, "source": what}
+    elif args.target_csv:
         target = read_dos_csv(Path(args.target_csv).read_bytes())
         source = {"target_csv": args.target_csv}
     else:
@@ -41,6 +46,8 @@ def add_parsers(sub) -> None:
     se.add_argument("--ref", default=None, help="reference material id whose site DOS is the target")
     se.add_argument("--site", type=int, default=None, help="that site's index")
     se.add_argument("--target-csv", default=None, help="target DOS from a CSV (energy - E_F, DOS) instead")
+    se.add_argument("--target-vasprun", default=None,
+                    help="target DOS from a VASP vasprun.xml (LORBIT >= 10): atom --site's projected DOS")
     se.add_argument("--top", type=int, default=10)
     se.add_argument("--by", choices=["mae", "cosine"], default="mae", help="rank by MAE (states/eV) or by shape")
     se.add_argument("--align-shift", action="store_true", help="allow a rigid shift of up to ±1 eV per site")

@@ -83,15 +83,22 @@ if src == "A site of a material":
     # on a line of its own: beside the search its label was cut at 800 px
     st.button("Example: Ni in Au₃Ni (paper)", key="preset", on_click=use_preset,
               help="The paper's showcase: the Ni site of L1₂ Au₃Ni as the target.")
-    upload = st.file_uploader("…or upload a structure (CIF or POSCAR); its sites get predicted DOS curves",
-                              type=["cif", "vasp", "poscar", "txt"], key="ref_upload")
+    upload = st.file_uploader("…or upload a structure (CIF or POSCAR: its sites get predicted DOS curves) or a VASP "
+                              "run (vasprun.xml with LORBIT ≥ 10: its atoms' own DOS)",
+                              type=["cif", "vasp", "poscar", "txt", "xml"], key="ref_upload")
     if upload is not None:
         try:
             mat = catalogue.from_upload(upload.name, upload.getvalue(), predictor)
-            st.success(f"Using {studio.plain(upload.name)}: {mat.formula}, {len(mat.structure)} atoms. Its DOS curves are "
-                       "predicted by the site-DOS predictor, not DFT. Remove the file to search the database again.")
         except (ValueError, StructureError) as exc:
             st.error(f"Could not use {studio.plain(upload.name)}: {exc}")
+        else:
+            whose = ("VASP's projected DOS of each atom (E − E_F, spins summed, VASP's own broadening kept), "
+                     "regridded onto −10…10 eV" if mat.source == "vasp" else
+                     "predicted by the site-DOS predictor, not DFT")
+            st.success(f"Using {studio.plain(upload.name)}: {mat.formula}, {len(mat.structure)} atoms. Its DOS curves "
+                       f"are {whose}. Remove the file to search the database again.")
+            if mat.energy is not None and (note := studio.grid_note(mat.energy)):
+                st.warning(note)
     if mat is None:
         try:
             found = catalogue.search(query, rows_all)

@@ -10,6 +10,7 @@ from pymatgen.core import Composition, Element, Structure
 
 from dosmatgen_core.checks import UserError, read_structure_bytes
 from dosmatgen_core.structures import StructureError, to_structure
+from dosmatgen_core.vasprun import is_vasprun, read_vasprun
 from studio.shared import formula, material_name
 
 
@@ -20,7 +21,8 @@ class Material:
     formula: str             # conventional reduced formula
     structure: Structure     # site i is DOS row i
     site_dos: np.ndarray     # (N, 400) states/eV
-    source: str              # 'dft' (a stored DFT label) or 'predicted' (the site-DOS predictor)
+    source: str              # 'dft' (a stored DFT label), 'vasp' (an uploaded VASP run's) or 'predicted'
+    energy: np.ndarray | None = None    # a VASP run's own energies (E − E_F): what its window covers
     db_id: str | None = None  # the reference-db id when the DOS is a stored label
 
     @property
@@ -30,7 +32,7 @@ class Material:
     def curve_name(self, site: int) -> str:
         """How a site's curve is named in legends: 'DFT label of Au3Ni site 3 (Ni)'."""
         el = self.structure[site].specie.symbol
-        what = "DFT label" if self.labelled else "predicted DOS"
+        what = {"dft": "DFT label", "vasp": "VASP DOS"}.get(self.source, "predicted DOS")
         return f"{what} of {self.formula} site {site} ({el})"
 
 
@@ -51,8 +53,14 @@ def predicted(key: str, name: str, s: Structure, predictor) -> Material:
 
 
 def from_upload(name: str, data: bytes, predictor) -> Material:
-    """An uploaded CIF or POSCAR (*.cif is a CIF, anything else a POSCAR); raises ValueError with
-    the reason, the one line the CLI prints for the same file, less the file name it starts with."""
+    """An uploaded CIF or POSCAR (*.cif is a CIF, anything else a POSCAR), its sites predicted; or
+    a VASP vasprun.xml, its atoms' own projected DOS. Raises ValueError with the reason, the one
+    line the CLI prints for the same file, less the file name it starts with."""
+    if is_vasprun(data):
+        run = read_vasprun(data)
+        f = formula(run.structure.composition.reduced_formula)
+        return Material(f"upload:{name}", f"{f} · {name} (VASP)", f, run.structure, run.site_dos, "vasp",
+                        energy=run.energy)
     fmt = "cif" if name.lower().endswith(".cif") else "poscar"
     try:
         s = read_structure_bytes(data, name, fmt)

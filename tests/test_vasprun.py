@@ -114,3 +114,16 @@ def test_the_cli_searches_and_refuses_by_a_vasprun_atom(diamond, tmp_path, capsy
     if (tmp_path / "r.db").exists():          # refused before a run was stored
         from dosmatgen_core.candidates.runs import RunStore
         assert RunStore(tmp_path / "r.db").list() == []
+
+
+def test_an_uploaded_vasprun_is_a_reference_whose_curves_say_vasp(diamond):
+    """The Generate page's structure uploader takes a vasprun.xml too: its atoms in the file's order,
+    each with its own VASP curve (not the predictor's), named for where it comes from."""
+    from studio import catalogue
+    data, total_only, _, _, _ = diamond
+    mat = catalogue.from_upload("vasprun.xml", data, predictor=None)     # no predictor needed
+    assert mat.source == "vasp" and not mat.labelled and mat.db_id is None
+    assert mat.name == "C · vasprun.xml (VASP)" and mat.curve_name(1) == "VASP DOS of C site 1 (C)"
+    assert np.array_equal(mat.site_dos, read_vasprun(data).site_dos) and mat.energy[0] < 0 < mat.energy[-1]
+    with pytest.raises(ValueError, match="total DOS only"):
+        catalogue.from_upload("total.xml", total_only, predictor=None)

@@ -69,7 +69,8 @@ st.header("1 · Target DOS")
 src = st.radio("Where does the target DOS come from?", ["A site of a material", "A DOS file (CSV)"],
                horizontal=True, key="target_src",
                help="A site's DOS from the reference database (DFT), from a structure you upload "
-                    "(predicted), or a curve you upload as a CSV file.")
+                    "(predicted), or from a VASP run you upload (vasprun.xml: its own DOS); or a curve you upload "
+                    "as a CSV file.")
 mat: catalogue.Material | None = None
 site = 0
 if src == "A site of a material":

@@ -31,7 +31,7 @@ with m2:
         st.write(f"Held-out MAE {h.get('mae', float('nan')):.3f} states/eV, cosine {h.get('cosine', float('nan')):.3f}")
     if "heldout" in pred:
         # named in words, with units, as the results' tables name them
-        st.dataframe(pd.DataFrame(pred["heldout"]).T.rename(columns=studio.METRIC_NAMES), width="stretch")
+        st.dataframe(studio.heldout_table(pred["heldout"]), width="stretch")
 for name, c in (("Generator model card", gen), ("Predictor model card", pred)):
     with st.expander(name):
         st.json(c, expanded=False)
@@ -40,13 +40,13 @@ if log.exists():
     df = pd.read_csv(log)
     st.subheader(f"Training curve ({gen.get('type_diffusion', 'continuous')} atom types)")
     # val_labelled_loss is the conditional branch's health: it rises when labels are memorised
-    names = {"train_loss": "training", "val_loss": "validation (all crystals)",
-             "val_labelled_loss": "validation (crystals with DOS labels)"}
+    names = studio.LOSS_CURVES
     shown = df[df["epoch"] > 2] if len(df) > 5 else df      # the first epochs' losses (10-25) flatten the rest
     st.line_chart(shown.set_index("epoch")[[c for c in names if c in df]].rename(columns=names),
-                  x_label="epoch", y_label="diffusion loss (lattice + coordinates + types)")
+                  x_label="epoch", y_label=studio.LOSS_AXIS)
     first = df[df["epoch"] <= 2][[c for c in names if c in df]].to_numpy().max() if len(df) > 5 else 0
-    st.caption(f"From epoch 3 (the first two reach {first:.0f} and would flatten the rest). Training is each "
+    st.caption(f"From epoch 3 (the first two reach {first:.0f} and would flatten the rest). The loss sums the "
+               "lattice, coordinate and atom-type terms. Training is each "
                "epoch's mean over its batches, with augmentation and the target dropped at random (the "
                "unconditional branch); validation uses the averaged (EMA) weights on untouched crystals, so it "
                "can sit below training. The labelled crystals' validation is the conditional branch's health: "

@@ -262,6 +262,23 @@ def result_date(rec: dict, path: Path) -> dt.datetime:
     return dt.datetime.fromtimestamp(Path(path).stat().st_mtime, dt.timezone.utc)
 
 
+def heldout_table(heldout: dict) -> "pd.DataFrame":
+    """The predictor card's held-out numbers as the Model page shows them: the site count first
+    (in half the page's width it was scrolled out of sight), metrics named with units, to 3
+    decimals as the line above it and every other table (they showed 0.1977 under "MAE 0.198")."""
+    import pandas as pd
+    df = pd.DataFrame(heldout).T
+    first = [c for c in ("sites",) if c in df]
+    df = df[first + [c for c in df.columns if c not in first]]
+    if first:
+        df["sites"] = df["sites"].astype(int)
+    return df.rename(columns=METRIC_NAMES).round(3)
+
+
+# the Model page's training curves: the chart's legend shows about 25 characters a name and its
+# axis title about 30 at its height ("validation (crystals with …" and "diffusion loss (lattice + coordinates + types" were cut)
+LOSS_CURVES = {"train_loss": "training", "val_loss": "validation (all crystals)", "val_labelled_loss": "validation (DOS-labelled)"}
+LOSS_AXIS = "diffusion loss"
 # what each kind of benchmark record measures, in words a newcomer reads (result_kind's names)
 # dos.match_metrics' keys as a table heads them: what each measures, with its unit
 METRIC_NAMES = {"mae": "MAE (states/eV)", "mae_ef2": "MAE within ±2 eV of E_F (states/eV)", "cosine": "cosine",

@@ -1042,3 +1042,30 @@ def test_the_model_page_explains_its_training_curve():
     first = df[df["epoch"] <= 2][["train_loss", "val_loss", "val_labelled_loss"]].to_numpy().max()
     (cap,) = [c.value for c in at.caption if c.value.startswith("From epoch 3")]
     assert f"reach {first:.0f}" in cap and "can sit below training" in cap
+
+
+
+def test_the_predictors_held_out_table_reads_to_three_decimals_with_its_site_count_first():
+    """The walk: the table under "Held-out MAE 0.198" read 0.1977, and its site counts sat past the
+    cut edge of a half-width table."""
+    df = studio.heldout_table({"all": {"cosine": 0.89790, "mae": 0.19769, "mae_ef2": 0.21502, "sites": 2181},
+                               "d-block": {"cosine": 0.92712, "mae": 0.24055, "mae_ef2": 0.29710, "sites": 907}})
+    assert list(df.columns) == ["sites", "cosine", "MAE (states/eV)", "MAE within ±2 eV of E_F (states/eV)"]
+    assert df.loc["all", "MAE (states/eV)"] == 0.198 and df.loc["all", "cosine"] == 0.898
+    assert df.loc["all", "sites"] == 2181
+
+def test_the_training_charts_legend_and_axis_are_short_enough_to_read_whole():
+    """The walk at 1280 px: the legend showed "validation (crystals with …" and the axis title
+    "diffusion loss (lattice + coordinates + types" cut at the top; the chart's legend holds about
+    25 characters a name, its axis title about 30."""
+    assert all(len(n) <= 25 for n in studio.LOSS_CURVES.values()) and len(studio.LOSS_AXIS) <= 30
+    at = app_page("3_Model.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    charts = at.get("vega_lite_chart")
+    if not charts:
+        pytest.skip("no training log in this checkout")
+    spec = json.loads(charts[0].proto.spec)
+    assert {layer["encoding"]["y"]["title"] for layer in spec["layer"]} == {studio.LOSS_AXIS}
+    (cap,) = [c.value for c in at.caption if c.value.startswith("From epoch 3")]
+    assert "lattice, coordinate and atom-type terms" in cap

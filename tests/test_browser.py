@@ -314,6 +314,23 @@ def test_uploaded_cif_is_the_reference(browser, server, tmp_path):
     page.close()
 
 
+def test_an_uploaded_vasp_run_is_the_reference_with_its_own_dos(browser, server, tmp_path):
+    from tests.test_vasprun import diamond_files
+    data, total_only, _, _, _ = diamond_files()
+    (tmp_path / "vasprun.xml").write_bytes(data)
+    (tmp_path / "total.xml").write_bytes(total_only)
+    page = open_page(browser, server)
+    file_input(page, "upload a structure").set_input_files(str(tmp_path / "vasprun.xml"))
+    settle(page)
+    page.get_by_text("Using vasprun.xml: C, 2 atoms").wait_for()
+    page.get_by_text("VASP DOS of C site 0 (C)").first.wait_for(timeout=120_000)
+    file_input(page, "upload a structure").set_input_files(str(tmp_path / "total.xml"))
+    settle(page)
+    assert "LORBIT = 11" in refused_under(page, "upload a structure", "total.xml")
+    shot(page, "vasprun_upload")
+    page.close()
+
+
 CORPUS = ROOT / "tests" / "bad_inputs"
 
 

@@ -36,8 +36,8 @@ def _partial(energy: np.ndarray, per_ion: list[list[np.ndarray]]) -> str:
     return "<partial>\n" + head + "<set>\n" + "\n".join(ions) + "\n</set>\n</array>\n</partial>\n"
 
 
-@pytest.fixture(scope="module")
-def diamond():
+def diamond_files():
+    """(vasprun.xml with a per-atom block, the same without it, E − E_F, total, atom 1's ramp)."""
     text = ASE_VASPRUN.read_text()
     tot = _total(text)
     # this run used the tetrahedron method, whose DOS dips a little below zero: clipped, as read_vasprun does
@@ -48,6 +48,11 @@ def diamond():
     data = text.replace("</total>", "</total>\n" + _partial(e, ions)).encode()
     efermi = float(re.search(r'<i name="efermi">\s*([-\d.]+)', text).group(1))
     return data, text.encode(), e - efermi, g, ramp
+
+
+@pytest.fixture(scope="module")
+def diamond():
+    return diamond_files()
 
 
 def test_each_atoms_row_is_its_own_projected_dos_on_the_grid_relative_to_e_f(diamond):

@@ -3,7 +3,7 @@
 Serves app.py with `streamlit run` on localhost and drives Debian's chromium with Playwright:
 each page opened by its own URL on a fresh server, NaCl as reference then template mode (the
 template must be NaCl), a GaAs search (a next step is offered), a CSV-only target and its SVG, an
-uploaded CIF, every file of the bad-input corpus through the real uploaders, generation's progress
+uploaded CIF, an uploaded vasprun.xml, every file of the bad-input corpus through the real uploaders, generation's progress
 and cancel, a small run with honest legends and an SVG plot, and every page at 1280 and 800 px. Screenshots go to tests/artifacts/
 (git-ignored); the Generate page at 1280 px is also saved as docs/generate.png.
 """

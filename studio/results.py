@@ -35,9 +35,13 @@ def _badge(ok: bool | None, yes: str, no: str, na: str = "n/a") -> str:
     return f":green-background[{yes}]" if ok else f":red-background[{no}]"
 
 
-def _stability_badge(c: dict) -> str:
+def _stability_badge(c: dict, asked: bool | None = None) -> str:
+    """asked: the run's stability setting (None for runs stored before it was kept). Off by default,
+    so "not computed" on every card read as a failure: it says where to turn it on."""
     e = c.get("e_above_hull")
     if e is None:
+        if not c.get("hull_note") and asked is False:
+            return ":gray-background[stability: off (Advanced settings)]"
         return f":gray-background[stability: {c.get('hull_note') or 'not computed'}]"
     text = f"E_hull {e * 1000:.0f} meV/atom ({studio.potential_label(c.get('potential') or LEGACY_POTENTIAL)})"
     return f":green-background[{text}]" if e <= 0.1 else f":orange-background[{text}]"
@@ -591,7 +595,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                  ":orange-background[the reference itself]" if c.get("is_reference") else
                  f":orange-background[relaxed into known {studio.material_name(into, c['formula'])}]" if into else
                  _badge(c.get("novel"), "novel", f"known ({known_name(c)})", "novelty not checked")),
-                _stability_badge(c), dft_badge,
+                _stability_badge(c, run["settings"].get("stability")), dft_badge,
             ]))
             # the notes come and go as checks land (relaxed into a known compound, failed): in one block of
             # their own, the 3D view below keeps its place in the page, so it is not reloaded (a burst of

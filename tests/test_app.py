@@ -573,6 +573,16 @@ def test_stability_text_names_the_potential_used():
     assert run_potential({"candidates": [{"e_above_hull": 0.1, "potential": "sevennet"}]}) == "SevenNet-l3i5"
 
 
+
+def test_a_run_that_did_not_ask_for_stability_says_where_to_turn_it_on():
+    """The walk: with the default settings every card read "stability: not computed", as if it had failed."""
+    from studio.results import _stability_badge
+    assert _stability_badge({"e_above_hull": None}, asked=False) == ":gray-background[stability: off (Advanced settings)]"
+    assert "not computed" in _stability_badge({"e_above_hull": None})                # a run stored before the setting
+    assert "geometry invalid" in _stability_badge({"e_above_hull": None, "hull_note": "not relaxed: geometry invalid"},
+                                                  asked=True)
+
+
 def test_the_dft_time_shown_up_front_comes_from_the_timed_app_flow(tmp_path):
     assert studio.dft_seconds_prior(tmp_path) == studio.DFT_SECONDS_PRIOR       # nothing measured yet
     (tmp_path / "certify-time.json").write_text(json.dumps({"per_site": [
@@ -1053,6 +1063,7 @@ def test_the_predictors_held_out_table_reads_to_three_decimals_with_its_site_cou
     assert list(df.columns) == ["sites", "cosine", "MAE (states/eV)", "MAE within ±2 eV of E_F (states/eV)"]
     assert df.loc["all", "MAE (states/eV)"] == 0.198 and df.loc["all", "cosine"] == 0.898
     assert df.loc["all", "sites"] == 2181
+
 
 def test_the_training_charts_legend_and_axis_are_short_enough_to_read_whole():
     """The walk at 1280 px: the legend showed "validation (crystals with …" and the axis title

@@ -93,8 +93,11 @@ if src == "A site of a material":
         except (ValueError, StructureError) as exc:
             st.error(f"Could not use {studio.plain(upload.name)}: {exc}")
         else:
+            # PAW spheres leave the interstitial out; the labels' Löwdin projection shares every state
             whose = ("VASP's projected DOS of each atom (E − E_F, spins summed, VASP's own broadening kept), "
-                     "regridded onto −10…10 eV" if mat.source == "vasp" else
+                     "regridded onto −10…10 eV. VASP projects onto spheres around the atoms, so its curves hold "
+                     "fewer states than the Löwdin-projected labels here: rank known sites by shape (cosine), or "
+                     "scale the height under “Adjust the target”" if mat.source == "vasp" else
                      "predicted by the site-DOS predictor, not DFT")
             st.success(f"Using {studio.plain(upload.name)}: {mat.formula}, {len(mat.structure)} atoms. Its DOS curves "
                        f"are {whose}. Remove the file to search the database again.")

@@ -132,3 +132,21 @@ def test_an_uploaded_vasprun_is_a_reference_whose_curves_say_vasp(diamond):
     assert np.array_equal(mat.site_dos, read_vasprun(data).site_dos) and mat.energy[0] < 0 < mat.energy[-1]
     with pytest.raises(ValueError, match="total DOS only"):
         catalogue.from_upload("total.xml", total_only, predictor=None)
+
+
+def test_a_run_generated_for_a_vasp_atom_carries_its_curve_and_says_its_numbers_are_predicted(diamond, tmp_path,
+                                                                                               capsys):
+    import json
+    from dosmatgen_core import cli
+    from dosmatgen_core.candidates.runs import RunStore
+    data = diamond[0]
+    (tmp_path / "vasprun.xml").write_bytes(data)
+    assert cli.main(["generate", "--mode", "masked", "--target-vasprun", str(tmp_path / "vasprun.xml"), "--site", "1",
+                     "--n", "1", "--steps", "2", "--particles", "1", "--no-novelty",
+                     "--runs", str(tmp_path / "r.db")]) == 0
+    out = capsys.readouterr().out
+    rid = json.loads(out[:out.index("\n}") + 2])["run"]
+    run = RunStore(tmp_path / "r.db").get(rid)
+    assert np.allclose(run["settings"]["targets"][0], read_vasprun(data).site_dos[1])
+    assert "VASP site DOS of atom 1 (C) in vasprun.xml" in run["title"]
+    assert "predicted DOS MAE=" in out and f"dosmatgen rounds {rid} --rounds 0" in out

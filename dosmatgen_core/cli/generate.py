@@ -285,7 +285,11 @@ def _generate(args) -> int:
     print(json.dumps({"run": run["id"], **run["summary"]}, indent=2))
     for c in run["candidates"][:10]:
         print(f"#{c['rank']:>2} {c['formula']:<14} {c['spacegroup']['0.1']:<14} valid={c['valid']!s:<5} "
-              f"novel={c.get('novel')!s:<5} DOS MAE={c.get('dos_mae', float('nan')):.3f}")
+              f"novel={c.get('novel')!s:<5} predicted DOS MAE={c.get('dos_mae', float('nan')):.3f}")
+    if run["candidates"] and req.mode != "unconditional":
+        # a predicted number stands beside the way to its DFT check
+        print(f"(predicted by the site-DOS predictor; GPAW checks of the top {SHIPPED.dft_top}: "
+              f"dosmatgen rounds {run['id']} --rounds 0)")
     if run.get("saved_to"):
         print(f"warning: {run['store_error']}; the run is kept in {run['saved_to']} instead", file=sys.stderr)
         return 1

@@ -253,7 +253,9 @@ for col, text in zip(head, ["material · site", "MAE (states/eV)", "cosine" + ("
     col.caption(text)
 for h in hits:
     c = st.columns(KNOWN_COLUMNS, vertical_alignment="center")
-    c[0].markdown(f"**{name_of.get(h.material_id, h.material_id)}** · site {h.site} ({h.element})")
+    # by its formula even when the listing was cached before the database was rebuilt under the app
+    c[0].markdown(f"**{name_of.get(h.material_id) or studio.material_name(h.material_id, h.formula)}** · "
+                  f"site {h.site} ({h.element})")
     c[0].button("Use as template", key=f"tpl_{h.material_id}_{h.site}", on_click=use_as_template,
                 args=(h.material_id, h.site), help="Template mode with this material, this site carrying the target")
     c[1].write(f"{h.mae:.3f}")

@@ -1080,3 +1080,19 @@ def test_the_training_charts_legend_and_axis_are_short_enough_to_read_whole():
     assert {layer["encoding"]["y"]["title"] for layer in spec["layer"]} == {studio.LOSS_AXIS}
     (cap,) = [c.value for c in at.caption if c.value.startswith("From epoch 3")]
     assert "lattice, coordinate and atom-type terms" in cap
+
+
+def test_a_known_site_is_named_by_its_formula_even_when_the_listing_lags_the_database(tmp_path, monkeypatch):
+    """The walk: with the database rebuilt under a running app, its cached listing lacked a new label,
+    and the known-sites table named that row 'gen:c707d13ae5c1d97fe6b9'."""
+    from studio import state
+    rows = state.reference_rows(studio.DB_URL)
+    monkeypatch.setattr(state, "reference_rows", lambda url: [r for r in rows if not r["material_id"].startswith("gen:")])
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    names = [m.value for m in at.markdown if " · site " in m.value and m.value.startswith("**")]
+    assert names and any("an earlier candidate, DFT-checked" in n for n in names), names
+    assert not any(n.startswith("**gen:") for n in names), names

@@ -413,7 +413,8 @@ def match_rows(match: dict) -> list[dict]:
     """A candidate's match metrics, one row per metric (named with its unit), one column per site:
     five metrics side by side were cut at 1280 px in a card's half ("Wass…")."""
     sites = sorted(match, key=int)
-    return [{"metric": METRIC_NAMES.get(name, name), **{f"site {int(k)}": round(match[k][name], 3) for k in sites}}
+    # as text: a number column drops trailing zeros, and 0.42 beside 0.103 reads as less precise
+    return [{"metric": METRIC_NAMES.get(name, name), **{f"site {int(k)}": f"{match[k][name]:.3f}" for k in sites}}
             for name in (match[sites[0]] if sites else {})]
 
 

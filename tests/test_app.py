@@ -454,7 +454,7 @@ def test_the_verify_page_shows_a_finished_checks_match_as_a_table_with_units(tmp
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     table = next(d.value for d in at.dataframe if "metric" in d.value.columns).set_index("metric")
-    assert table.loc["MAE (states/eV)", "site 0"] == pytest.approx(round(metrics[0]["mae"], 3))
+    assert table.loc["MAE (states/eV)", "site 0"] == f"{metrics[0]['mae']:.3f}"
     assert not at.json and "DFT DOS against the target" in [x.value for x in at.caption]
 
 
@@ -641,7 +641,9 @@ def test_a_cards_match_table_names_each_metric_with_its_unit():
     rows = {r["metric"]: r for r in match_rows(m)}
     assert set(METRIC_NAMES) == set(m["0"])            # every metric the scorer writes has a name
     assert set(rows) == set(METRIC_NAMES.values())     # one row per metric, named with its unit
-    assert rows["MAE (states/eV)"]["site 0"] == round(m["0"]["mae"], 3) and rows["cosine"]["site 0"] == 1.0
+    assert rows["MAE (states/eV)"]["site 0"] == f"{m['0']['mae']:.3f}" and rows["cosine"]["site 0"] == "1.000"
+    # three decimals always, as text: the walk saw 0.42 beside 0.103 in one column
+    assert all(len(v.split(".")[1]) == 3 for r in rows.values() for k, v in r.items() if k != "metric")
     two = match_rows({"2": m["0"], "0": m["0"]})
     assert list(two[0]) == ["metric", "site 0", "site 2"]          # a column per site, in site order
 

@@ -10,7 +10,7 @@ from dosmatgen_core.structures import StructureError
 from studio import shared as studio
 from studio import state
 from studio.charts import dos_chart
-from studio.results import (compare_caption, compare_figures, compare_rows, dft_mae, dft_summary, show_run,
+from studio.results import (compare_caption, compare_figures, compare_rows, dft_mae, dft_summary, show_run, shown,
                             stored_labels)
 from studio import nav
 
@@ -43,14 +43,26 @@ runs = store.list()
 if not runs:
     st.info("No runs yet. Generate some on the Generate page.")
     st.stop()
-table = [{"id": r["id"], "when": dt.datetime.fromtimestamp(r["created"]).strftime("%Y-%m-%d %H:%M"),
-          "title": r["title"], "mode": studio.MODE_WORDS.get(r["mode"], r["mode"]), "status": r["status"],
-          "candidates": r["candidates"],
-          "valid": r["summary"].get("structurally_valid"),
-          "DOS MAE (predicted)": studio.rounded(r["summary"].get("mean_dos_mae")),
-          "baseline MAE (predicted)": studio.rounded(r["summary"].get("baseline_mean_dos_mae"))}
+# a predicted number stands beside its DFT check: each run's GPAW checks (read in full only for
+# runs that have a finished one) come first, then the predictor's numbers
+checked = {v["run_id"] for v in state.verifier(str(studio.RUNS_PATH)).all() if v["status"] == "done"}
+
+
+def checks_of(rid: str) -> dict:
+    run = store.get(rid) if rid in checked else None
+    return (dft_summary(run, state.dft_statuses(run)) if run else
+            {"GPAW checks": 0, "best DFT MAE, new": None, "best DFT cosine, new": None})
+
+
+table = [compare_rows([{"id": r["id"], "when": dt.datetime.fromtimestamp(r["created"]).strftime("%Y-%m-%d %H:%M"),
+                        "title": r["title"], "mode": studio.MODE_WORDS.get(r["mode"], r["mode"]), "status": r["status"],
+                        "candidates": r["candidates"],
+                        "valid": r["summary"].get("structurally_valid"),
+                        "DOS MAE (predicted)": studio.rounded(r["summary"].get("mean_dos_mae")),
+                        "baseline MAE (predicted)": studio.rounded(r["summary"].get("baseline_mean_dos_mae")),
+                        **checks_of(r["id"])}])[0]
          for r in runs]
-st.dataframe(table, hide_index=True, width="stretch")
+st.dataframe(shown(table), hide_index=True, width="stretch")
 db = open_db(studio.DB_URL)
 labelled = frozenset(r["material_id"] for r in state.reference_rows(studio.DB_URL))
 ids = [r["id"] for r in runs]
@@ -62,12 +74,7 @@ if other:
     st.subheader("Comparison")
     # the predicted numbers beside what GPAW said of each run's checked candidates; the numbers
     # compared come first (after the title, at 1280 px the DFT columns were scrolled out of sight)
-    rows = []
-    for t in table:
-        if t["id"] in [pick, *other]:
-            r = store.get(t["id"])
-            rows.append({**t, **dft_summary(r, state.dft_statuses(r))})
-    st.dataframe(compare_rows(rows), hide_index=True, width="stretch")
+    st.dataframe(shown([t for t in table if t["id"] in [pick, *other]]), hide_index=True, width="stretch")
     # each run's best curve over its target: DFT where a check finished, else the predictor's
     compared = [store.get(i) for i in [pick, *other]]
     figs, nothing = compare_figures([(r, state.dft_statuses(r)) for r in compared])

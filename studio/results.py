@@ -344,6 +344,11 @@ def compare_caption(drawn: bool, nothing: list[str]) -> str:
     return " ".join(t for t in (what, why) if t)
 
 
+def shown(rows: list[dict]) -> list[dict]:
+    """A table's MAEs and cosines as table_text gives them: a dash, not 'None', where a run has none."""
+    return [{k: table_text(k, v) if ("MAE" in k or "cosine" in k) else v for k, v in r.items()} for r in rows]
+
+
 def table_text(column: str, v) -> str:
     """A DFT table cell as text: a dash for nothing, MAEs and cosines to 3 decimals (0.100, not 0.1:
     the cards and every other table show three), anything else as it is."""

@@ -523,7 +523,7 @@ def test_a_finished_run_survives_a_reload_and_shows_on_the_runs_page(tmp_path, m
     assert not runs.exception and "DFT checks of this run" in [h.value for h in runs.subheader]
     listed = next(d.value for d in runs.dataframe if "DOS MAE (predicted)" in d.value.columns)
     mae = listed["DOS MAE (predicted)"].iloc[0]
-    assert mae == round(run["summary"]["mean_dos_mae"], 3)          # three decimals, as every table
+    assert mae == f"{run['summary']['mean_dos_mae']:.3f}"          # three decimals, as every table
 
 
 def test_every_kind_of_benchmark_record_is_named_in_words_on_the_model_page():
@@ -938,13 +938,17 @@ def test_comparing_runs_puts_their_gpaw_checks_beside_the_predicted_numbers(tmp_
     at.selectbox(key="open_run").set_value(checked["id"]).run()
     at.multiselect(key="compare").set_value([plain["id"]]).run()
     assert not at.exception, [e.value for e in at.exception]
-    table = next(d.value for d in at.dataframe if "best DFT MAE, new" in d.value.columns)
-    # the numbers compared stand right after the run's title, not scrolled out of sight past 'when' and 'mode'
-    assert list(table.columns[:5]) == ["id", "title", "GPAW checks", "best DFT MAE, new", "best DFT cosine, new"]
-    table = table.set_index("id")
-    assert table.loc[checked["id"], "GPAW checks"] == 1 and table.loc[plain["id"], "GPAW checks"] == 0
-    assert table.loc[checked["id"], "best DFT MAE, new"] == 0.234
-    assert table.loc[checked["id"], "best DFT cosine, new"] == 0.876
+    # the Runs table, then the Comparison's: the DFT numbers right after the run's title (not scrolled
+    # out of sight past 'when' and 'mode'), a dash where a run has none, and the predicted ones after
+    listed, compared = [d.value for d in at.dataframe if "best DFT MAE, new" in d.value.columns][:2]
+    for table in (listed, compared):
+        assert list(table.columns[:7]) == ["id", "title", "GPAW checks", "best DFT MAE, new", "best DFT cosine, new",
+                                           "DOS MAE (predicted)", "baseline MAE (predicted)"]
+        table = table.set_index("id")
+        assert table.loc[checked["id"], "GPAW checks"] == 1 and table.loc[plain["id"], "GPAW checks"] == 0
+        assert table.loc[checked["id"], "best DFT MAE, new"] == "0.234"
+        assert table.loc[checked["id"], "best DFT cosine, new"] == "0.876"
+        assert table.loc[plain["id"], "best DFT MAE, new"] == "—"
     # and their curves overlaid on the shared target: the checked run's DFT curve, the other's predicted one
     figs = [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
     (fig,) = [f for f in figs if any(str(tr.get("name", "")).startswith("run ") for tr in f["data"])]

@@ -19,7 +19,7 @@ from pymatgen.core import Structure
 
 from dosmatgen_core import dos as dosmod
 
-MAX_VASPRUN_BYTES = 200 * 2**20      # Streamlit's upload limit; a 400-atom run's pDOS is well under it
+MAX_VASPRUN_BYTES = 100 * 2**20      # the app's upload limit (.streamlit/config.toml): a small cell's run is 1-50 MB
 
 
 @dataclass(frozen=True)

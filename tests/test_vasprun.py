@@ -82,8 +82,13 @@ def test_spins_are_summed(diamond):
     assert np.allclose(got.site_dos[0], dosmod.regrid(e, 0.5 * g), atol=2e-3)
 
 
-def test_bad_files_get_one_clear_error(diamond):
+def test_bad_files_get_one_clear_error(diamond, monkeypatch):
+    from dosmatgen_core import vasprun
     data, total_only, _, _, _ = diamond
+    monkeypatch.setattr(vasprun, "MAX_VASPRUN_BYTES", len(data) - 1)
+    with pytest.raises(ValueError, match="MB is read — upload the vasprun.xml of a smaller run"):
+        read_vasprun(data)
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="total DOS only.*LORBIT = 11"):
         read_vasprun(total_only)
     with pytest.raises(ValueError, match="could not be read.*whole"):

@@ -21,8 +21,13 @@ def _total(text: str) -> np.ndarray:
     return np.array([[float(x) for x in r.split()] for r in re.findall(r"<r>(.*?)</r>", block)])
 
 
-def _partial(energy: np.ndarray, per_ion: list[list[np.ndarray]]) -> str:
-    """VASP's <partial> block: per ion, per spin, rows of energy and the s, p, d columns."""
+LORBIT_10 = ("s", "p", "d")
+LORBIT_11 = ("s", "py", "pz", "px", "dxy", "dyz", "dz2", "dxz", "x2-y2")
+
+
+def _partial(energy: np.ndarray, per_ion: list[list[np.ndarray]], fields=LORBIT_10) -> str:
+    """VASP's <partial> block: per ion, per spin, rows of energy and one column per orbital field
+    (LORBIT = 10: s, p, d; 11: each lm)."""
     ions = []
     for k, spins in enumerate(per_ion):
         sets = []
@@ -31,8 +36,8 @@ def _partial(energy: np.ndarray, per_ion: list[list[np.ndarray]]) -> str:
             sets.append(f'<set comment="spin {s + 1}">\n{rows}\n</set>')
         ions.append(f'<set comment="ion {k + 1}">\n' + "\n".join(sets) + "\n</set>")
     head = ('<array>\n<dimension dim="1">gridpoints</dimension>\n<dimension dim="2">spin</dimension>\n'
-            '<dimension dim="3">ion</dimension>\n<field>energy</field>\n<field>s</field>\n<field>p</field>\n'
-            '<field>d</field>\n')
+            '<dimension dim="3">ion</dimension>\n<field>energy</field>\n'
+            + "".join(f"<field>{f}</field>\n" for f in fields))
     return "<partial>\n" + head + "<set>\n" + "\n".join(ions) + "\n</set>\n</array>\n</partial>\n"
 
 
@@ -65,7 +70,7 @@ def test_each_atoms_row_is_its_own_projected_dos_on_the_grid_relative_to_e_f(dia
     assert got.label(1) == "atom 1 (C)" and e[0] < 0 < e[-1]
 
 
-def test_spins_are_summed(diamond):
+def test_spins_and_orbitals_are_summed(diamond):
     data, _, e, g, _ = diamond
     text = data.decode()
     # the same file made spin-polarised: atom 0's up and down halves must add back to one curve
@@ -75,11 +80,15 @@ def test_spins_are_summed(diamond):
               f'<set comment="spin 2">\n{half}\n</set>\n     </set>', 1))
     assert 'comment="spin 2"' in total2
     start = text.index("<partial>")
-    ions = [[np.stack([0.15 * g, 0.1 * g, 0 * g])] * 2, [np.stack([0 * g, 0 * g + 0.1, 0 * g])] * 2]
-    spin = text[:text.index("<total>")] + total2 + text[text.index("</total>"):start] + _partial(e, ions) \
+    # and per lm (LORBIT = 11): atom 0's s and three p columns, each spin a quarter of the total
+    lm = np.zeros((9, len(g)))
+    lm[0], lm[1:4] = 0.1 * g, 0.05 * g
+    ions = [[lm] * 2, [np.full((9, len(g)), 0.01)] * 2]
+    spin = text[:text.index("<total>")] + total2 + text[text.index("</total>"):start] + _partial(e, ions, LORBIT_11) \
         + text[text.index("</partial>") + len("</partial>\n"):]
     got = read_vasprun(spin.encode())
     assert np.allclose(got.site_dos[0], dosmod.regrid(e, 0.5 * g), atol=2e-3)
+    assert np.allclose(got.site_dos[1][np.abs(dosmod.GRID) < 5], 0.18, atol=1e-3)     # 9 orbitals × 2 spins × 0.01
 
 
 def test_bad_files_get_one_clear_error(diamond, monkeypatch):

@@ -22,8 +22,8 @@ class Material:
     structure: Structure     # site i is DOS row i
     site_dos: np.ndarray     # (N, 400) states/eV
     source: str              # 'dft' (a stored DFT label), 'vasp' (an uploaded VASP run's) or 'predicted'
-    energy: np.ndarray | None = None    # a VASP run's own energies (E − E_F): what its window covers
     db_id: str | None = None  # the reference-db id when the DOS is a stored label
+    energy: np.ndarray | None = None    # a VASP run's own energies (E − E_F): what its window covers
 
     @property
     def labelled(self) -> bool:

@@ -14,7 +14,8 @@ import streamlit as st
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.candidates import runs as runsmod
 from dosmatgen_core.candidates.seeding import grow_source
-from dosmatgen_core.scoring.verify import relaxed_into
+from dosmatgen_core.scoring.verify import (checks_summary, dft_mae, dft_maes,  # noqa: F401 (pages read them here)
+                                           new_structure_maes, relaxed_into)
 from studio import figures as viz
 from studio.charts import dos_chart
 from studio.export import run_zip
@@ -70,15 +71,6 @@ def target_label(run: dict) -> str:
     Au3Ni site 3 (Ni)'), plain 'target' for runs stored before titles did."""
     t = (run.get("title") or "").split(" · grown from ")[0]     # a round's title names its parent too
     return t if t.startswith(TARGET_PREFIX) else "target"
-
-
-def dft_mae(status: dict | None, metric: str = "mae") -> float | None:
-    """Mean DFT MAE (or another match metric) over the conditioned sites of a finished check, else None."""
-    if not status or status.get("status") != "done" or not status.get("result"):
-        return None
-    m = status["result"].get("dos_match") or {}
-    vals = [v[metric] for v in m.values() if v and np.isfinite(v.get(metric, np.nan))]
-    return float(np.mean(vals)) if vals else None
 
 
 def stored_labels(run: dict, db, labelled_ids) -> dict[int, dict[int, dict]]:
@@ -221,40 +213,11 @@ def origin_text(c: dict) -> str:
     return f"Grown by the generator from {known}."
 
 
-def new_structure_maes(run: dict, dft: dict[int, dict], maes: dict[int, float]) -> dict[int, float]:
-    """maes of the candidates that are new structures as DFT calculated them: novel as drawn, not
-    the reference, and not relaxed into a known compound (stored labels of known ones left out)."""
-    by_rank = {c["rank"]: c for c in run["candidates"]}
-    return {r: m for r, m in maes.items() if (c := by_rank.get(r)) is not None and c.get("novel") is not False
-            and not c.get("is_reference") and relaxed_into(dft.get(r)) is None}
-
-
-def dft_maes(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]] | None = None,
-             metric: str = "mae") -> dict[int, float]:
-    """rank → DFT MAE (or cosine) over the conditioned sites: a finished check, else the stored DFT
-    label of the known structure the candidate matches (stored_labels)."""
-    targets = run["settings"]["targets"]
-    out = {}
-    for c in run["candidates"]:
-        m = dft_mae(dft.get(c["rank"]), metric)
-        if m is None and (sites := (stored or {}).get(c["rank"])):
-            row_of = {int(a): int(b) for a, b in c["site_to_target"].items()}
-            vals = [getattr(dosmod, metric)(targets[row_of[k]], v["y"]) for k, v in sites.items() if k in row_of]
-            m = float(np.mean(vals)) if vals else None
-        if m is not None:
-            out[c["rank"]] = m
-    return out
-
-
 def dft_summary(run: dict, dft: dict[int, dict]) -> dict:
-    """A run's GPAW checks in three numbers, for comparing runs: how many finished, and the best
-    DFT MAE and cosine among the new structures (new_structure_maes, as the run's "Best DFT MAE,
-    new" reads: a known candidate or one relaxed into a known compound is the lookup's, not the
-    run's); None where none has."""
-    maes, cosines = dft_maes(run, dft), dft_maes(run, dft, metric="cosine")
-    new_maes, new_cos = new_structure_maes(run, dft, maes), new_structure_maes(run, dft, cosines)
-    return {"GPAW checks": len(maes), "best DFT MAE, new": round(min(new_maes.values()), 3) if new_maes else None,
-            "best DFT cosine, new": round(max(new_cos.values()), 3) if new_cos else None}
+    """A run's GPAW checks in three numbers (verify.checks_summary), as the Runs tables head them."""
+    s = checks_summary(run, dft)
+    return {"GPAW checks": s["checks"], "best DFT MAE, new": studio.rounded(s["best_mae_new"]),
+            "best DFT cosine, new": studio.rounded(s["best_cosine_new"])}
 
 
 # one colour per compared run (plotly's D3 set less the colours the app's palette gives a kind of

@@ -78,8 +78,7 @@ def store() -> RunStore:
 
 
 def dft_statuses(run: dict) -> dict[int, dict]:
-    v = verifier(str(studio.RUNS_PATH))
-    return {c["rank"]: s for c in run["candidates"] if (s := v.status(run["id"], c["rank"])) is not None}
+    return verifier(str(studio.RUNS_PATH)).statuses(run)
 
 
 def keep_widget_values(names: tuple[str, ...] = (), prefixes: tuple[str, ...] = ()) -> None:

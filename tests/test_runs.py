@@ -228,3 +228,26 @@ def test_a_cancelled_generation_ends_cancelled(tmp_path, models):
                        cancel=lambda: True, check_novelty=False)
     (row,) = store.list()
     assert row["status"] == "cancelled" and row["title"] == "c" and row["candidates"] == 0
+
+
+def test_the_cli_lists_each_runs_gpaw_checks_beside_it(tmp_path, capsys):
+    """`dosmatgen runs`: a run's finished checks and the best new structure's DFT MAE and cosine; a
+    dash for a run without; a known candidate's check is not the run's best new."""
+    from dosmatgen_core import cli
+    from dosmatgen_core.candidates.runs import dumps
+    s = Structure(Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]])
+    store = runs.RunStore(tmp_path / "r.db")
+    checked = fake_run(runs.to_cif(s))
+    checked["candidates"].append({**checked["candidates"][0], "index": 1, "rank": 2, "novel": False})
+    a, b = store.save(checked), store.save(fake_run(runs.to_cif(s)))
+    v = Verifier(store, label_dir=None)
+    for rank, mae in ((1, 0.25), (2, 0.05)):
+        v._set(a, rank, status="done", result=dumps({"site_dos": np.zeros((1, 400)),
+                                                      "dos_match": {"0": {"mae": mae, "cosine": 0.9 - mae}}}))
+    assert cli.main(["runs", "--runs", str(tmp_path / "r.db"), "--json"]) == 0
+    got = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert got[a]["dft_checks"] == 2 and got[a]["dft_best_mae_new"] == 0.25 and got[a]["dft_best_cosine_new"] == 0.65
+    assert got[b]["dft_checks"] == 0 and got[b]["dft_best_mae_new"] is None
+    assert cli.main(["runs", "--runs", str(tmp_path / "r.db")]) == 0
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines() if ln.split() and ln.split()[0] in (a, b)}
+    assert " 2    0.250    0.650  t" in lines[a] and " 0        —        —  t" in lines[b]

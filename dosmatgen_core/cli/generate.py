@@ -119,16 +119,31 @@ def _rounds(args) -> int:
 
 
 def _runs(args) -> int:
-    """List the stored runs: id, status (interrupted: its process is gone), title, created, candidates."""
+    """List the stored runs: id, status (interrupted: its process is gone), created, candidates, its
+    GPAW checks and their best new DFT MAE and cosine (verify.checks_summary), title."""
+    from dosmatgen_core.scoring.verify import Verifier, checks_summary
     store = _store(args.runs, must_exist=True)
     rows = store.list()
+    verifier = Verifier(store, label_dir=None)
+    # only runs with a finished check are read in full
+    checked = {v["run_id"] for v in verifier.all() if v["status"] == "done"}
+    none = {"checks": 0, "best_mae_new": None, "best_cosine_new": None}
+    dft = {r["id"]: (checks_summary(run, verifier.statuses(run)) if r["id"] in checked and (run := store.get(r["id"]))
+                     else none) for r in rows}
     if args.json:
-        print(json.dumps([{k: r[k] for k in ("id", "status", "title", "created", "candidates")} for r in rows], indent=1))
+        print(json.dumps([{**{k: r[k] for k in ("id", "status", "title", "created", "candidates")},
+                           **{f"dft_{k}": v for k, v in dft[r["id"]].items()}} for r in rows], indent=1))
         return 0
-    print(f"{'id':<11} {'status':<12} {'created':<17} {'cand.':>5}  title")
+    print(f"{'id':<11} {'status':<12} {'created':<17} {'cand.':>5} {'DFT':>4} {'MAE new':>8} {'cos new':>8}  title")
+
+    def num(x):
+        return "—" if x is None else f"{x:.3f}"
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
-        print(f"{r['id']:<11} {r['status']:<12} {when:<17} {r['candidates']:>5}  {r['title']}")
+        d = dft[r["id"]]
+        print(f"{r['id']:<11} {r['status']:<12} {when:<17} {r['candidates']:>5} {d['checks']:>4} "
+              f"{num(d['best_mae_new']):>8} {num(d['best_cosine_new']):>8}  {r['title']}")
+    print("(DFT: finished GPAW checks; MAE and cosine: the best new structure's, by DFT)")
     return 0
 
 

@@ -92,6 +92,51 @@ def relaxed_into(status: dict | None) -> str | None:
     return (status.get("result") or {}).get("relaxed_into")
 
 
+def dft_mae(status: dict | None, metric: str = "mae") -> float | None:
+    """Mean DFT MAE (or another match metric) over the conditioned sites of a finished check, else None."""
+    if not status or status.get("status") != "done" or not status.get("result"):
+        return None
+    m = status["result"].get("dos_match") or {}
+    vals = [v[metric] for v in m.values() if v and np.isfinite(v.get(metric, np.nan))]
+    return float(np.mean(vals)) if vals else None
+
+
+def new_structure_maes(run: dict, dft: dict[int, dict], maes: dict[int, float]) -> dict[int, float]:
+    """maes of the candidates that are new structures as DFT calculated them: novel as drawn, not
+    the reference, and not relaxed into a known compound (stored labels of known ones left out)."""
+    by_rank = {c["rank"]: c for c in run["candidates"]}
+    return {r: m for r, m in maes.items() if (c := by_rank.get(r)) is not None and c.get("novel") is not False
+            and not c.get("is_reference") and relaxed_into(dft.get(r)) is None}
+
+
+def dft_maes(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]] | None = None,
+             metric: str = "mae") -> dict[int, float]:
+    """rank → DFT MAE (or cosine) over the conditioned sites: a finished check, else the stored DFT
+    label of the known structure the candidate matches (stored: rank → site → {'y'}; the app's
+    stored_labels)."""
+    targets = run["settings"]["targets"]
+    out = {}
+    for c in run["candidates"]:
+        m = dft_mae(dft.get(c["rank"]), metric)
+        if m is None and (sites := (stored or {}).get(c["rank"])):
+            row_of = {int(a): int(b) for a, b in c["site_to_target"].items()}
+            vals = [getattr(dosmod, metric)(targets[row_of[k]], v["y"]) for k, v in sites.items() if k in row_of]
+            m = float(np.mean(vals)) if vals else None
+        if m is not None:
+            out[c["rank"]] = m
+    return out
+
+
+def checks_summary(run: dict, dft: dict[int, dict]) -> dict:
+    """A run's GPAW checks in three numbers: how many finished, and the best DFT MAE and cosine among
+    the new structures (new_structure_maes: a known candidate, or one relaxed into a known
+    compound, is the lookup's answer, not the run's); None where none has."""
+    maes, cosines = dft_maes(run, dft), dft_maes(run, dft, metric="cosine")
+    new_maes, new_cos = new_structure_maes(run, dft, maes), new_structure_maes(run, dft, cosines)
+    return {"checks": len(maes), "best_mae_new": min(new_maes.values()) if new_maes else None,
+            "best_cosine_new": max(new_cos.values()) if new_cos else None}
+
+
 def default_workers(top: int = SHIPPED.dft_top) -> int:
     """DFT calculations at once: SHIPPED.dft_workers, or one per CPU core (0), at most top.
     Each GPAW process is single-threaded, so more than the cores only splits them."""
@@ -126,6 +171,10 @@ class Verifier:
         out = dict(r)
         out["result"] = json.loads(out["result"]) if out["result"] else None
         return out
+
+    def statuses(self, run: dict) -> dict[int, dict]:
+        """rank → status of each of the run's candidates that has a check (queued, running, done, failed)."""
+        return {c["rank"]: s for c in run["candidates"] if (s := self.status(run["id"], c["rank"])) is not None}
 
     def all(self) -> list[dict]:
         with sqlite3.connect(self.store.path, timeout=30) as con:

@@ -181,7 +181,8 @@ else:
     up = st.file_uploader("CSV with two columns: E − E_F (eV), DOS (states/eV)", type=["csv", "txt", "dat"],
                           key="dos_csv")
     if up is None:
-        st.info("Upload a DOS file to go on. Any energy grid works: it is regridded onto −10…10 eV, 400 points.")
+        st.info("Upload a DOS file to go on. Any energy grid works: it is regridded onto −10…10 eV, 400 points. "
+                "A VASP vasprun.xml goes in “A site of a material” (its upload), where you pick the atom.")
         st.stop()
     try:
         energy, values = studio.read_dos_table(up.getvalue())

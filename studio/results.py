@@ -347,6 +347,15 @@ def dft_rank_text(rank: int, maes: dict[int, float]) -> str:
     return f"DFT MAE {maes[rank]:.3f} · {'tied ' * tied}{nth} of {len(maes)} by DFT"
 
 
+def cell_text(c: dict, status: dict) -> str:
+    """The DFT table's word for the cell a check calculated: 'as drawn', 'relaxed', or 'relaxed into
+    Au3Ni · mp-…' when the relaxed cell is a known structure (then it is no new structure's result)."""
+    if not status["result"].get("relaxed"):
+        return "as drawn"
+    into = relaxed_into(status)
+    return f"relaxed into {studio.material_name(into, c['formula'])}" if into else "relaxed"
+
+
 def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]] | None = None,
               maes: dict[int, float] | None = None) -> list[dict]:
     """Finished DFT checks and the stored DFT labels of known candidates (stored_labels), best DFT
@@ -364,8 +373,7 @@ def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]
         rows.append({"candidate": f"#{c['rank']}", "formula": formula(c["formula"]), "DFT MAE": round(maes[c["rank"]], 3),
                      "DFT cosine": round(cosines[c["rank"]], 3) if c["rank"] in cosines else None,
                      "predicted MAE": round(c["dos_mae"], 3) if np.isfinite(c.get("dos_mae", np.nan)) else None,
-                     "cell": ("relaxed" if s["result"].get("relaxed") else "as drawn") if checked
-                     else f"known: stored label of {known_name(c)}",
+                     "cell": cell_text(c, s) if checked else f"known: stored label of {known_name(c)}",
                      "relax (s)": s["result"].get("relax_seconds") if checked else "",
                      "DFT (s)": s["result"].get("seconds") if checked else ""})
     rows += seed_rows(run) if rows else []

@@ -664,6 +664,9 @@ def test_the_dft_table_ranks_stored_labels_of_known_candidates_beside_fresh_chec
     assert rows[1] == {"candidate": "#2", "formula": "NaCl", "DFT MAE": 0.3, "DFT cosine": None, "predicted MAE": 0.1,
                        "cell": "relaxed", "relax (s)": 5.0, "DFT (s)": 60.0}
     assert dft_table(run, dft) == rows[1:]                               # without stored labels, checks alone
+    # a check whose relaxed cell is a known compound says so: it is no new structure's result
+    into = {2: {**dft[2], "result": {**dft[2]["result"], "relaxed_into": "mp-22862"}}}
+    assert dft_table(run, into)[0]["cell"] == "relaxed into NaCl · mp-22862"
     # a seeded run's seeds stand in the table as the lookup, ranked with the candidates, each once
     seed = {"material_id": "mp-7", "formula": "KCl", "site": 1, "element": "Cl", "mae": 0.28, "cosine": 0.91}
     run["candidates"][1]["seed"] = seed

@@ -264,11 +264,13 @@ def compare_figures(items: list[tuple[dict, dict]]) -> tuple[list[tuple[str, lis
     the same target share a figure."""
     groups: list[tuple[np.ndarray, str, list[dict]]] = []
     skipped = []
-    for k, (run, dft) in enumerate(items):
+    drawn = 0       # runs drawn so far: a run that draws nothing takes no colour
+    for run, dft in items:
         b = best_curve(run, dft)
         if b is None:
             skipped.append(run["id"])
             continue
+        k, drawn = drawn, drawn + 1
         relaxed = b["source"] == "dft" and dft[b["rank"]]["result"].get("relaxed")
         words = {"dft": "DFT" + (" (relaxed cell)" if relaxed else ""), "predicted": "predicted"}[b["source"]]
         curve = {"y": b["y"], "style": b["source"],

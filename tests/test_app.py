@@ -990,6 +990,11 @@ def test_compared_runs_share_a_figure_only_when_they_share_a_target():
     assert first[2]["name"].startswith("run c: predicted of #1 AlNi site 0 (Ni)")
     assert np.allclose(first[1]["y"], g1) and np.allclose(first[2]["y"], 1.0)
     assert second[0]["name"] == "target: b" and second[1]["name"].startswith("run b: predicted of #1")
+    # the drawn runs take the first colours in turn; a run with nothing to draw takes none
+    from studio.results import COMPARE_COLOURS
+    assert [first[1]["line"]["color"], second[1]["line"]["color"], first[2]["line"]["color"]] == COMPARE_COLOURS[:3]
+    again, _ = compare_figures([(run("u", None), {}), (run("c", g1), {})])
+    assert again[0][1][1]["line"]["color"] == COMPARE_COLOURS[0]
 
 
 

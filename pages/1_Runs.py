@@ -10,8 +10,8 @@ from dosmatgen_core.structures import StructureError
 from studio import shared as studio
 from studio import state
 from studio.charts import dos_chart
-from studio.results import (compare_caption, compare_figures, compare_rows, dft_mae, dft_summary, show_run, shown,
-                            stored_labels)
+from studio.results import (compare_caption, compare_figures, compare_rows, dft_mae, show_run, shown,
+                            stored_labels, summary_columns)
 from studio import nav
 
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
@@ -43,25 +43,16 @@ runs = store.list()
 if not runs:
     st.info("No runs yet. Generate some on the Generate page.")
     st.stop()
-# a predicted number stands beside its DFT check: each run's GPAW checks (read in full only for
-# runs that have a finished one) come first, then the predictor's numbers
-checked = {v["run_id"] for v in state.verifier(str(studio.RUNS_PATH)).all() if v["status"] == "done"}
-
-
-def checks_of(rid: str) -> dict:
-    run = store.get(rid) if rid in checked else None
-    return (dft_summary(run, state.dft_statuses(run)) if run else
-            {"GPAW checks": 0, "best DFT MAE, new": None, "best DFT cosine, new": None})
-
-
-table = [compare_rows([{"id": r["id"], "when": dt.datetime.fromtimestamp(r["created"]).strftime("%Y-%m-%d %H:%M"),
-                        "title": r["title"], "mode": studio.MODE_WORDS.get(r["mode"], r["mode"]), "status": r["status"],
-                        "candidates": r["candidates"],
-                        "valid": r["summary"].get("structurally_valid"),
-                        "DOS MAE (predicted)": studio.rounded(r["summary"].get("mean_dos_mae")),
-                        "baseline MAE (predicted)": studio.rounded(r["summary"].get("baseline_mean_dos_mae")),
-                        **checks_of(r["id"])}])[0]
-         for r in runs]
+# a predicted number stands beside its DFT check: each run's GPAW checks come first, then the
+# predictor's numbers
+checks = state.verifier(str(studio.RUNS_PATH)).summaries([r["id"] for r in runs])
+table = compare_rows([{"id": r["id"], "when": dt.datetime.fromtimestamp(r["created"]).strftime("%Y-%m-%d %H:%M"),
+                       "title": r["title"], "mode": studio.MODE_WORDS.get(r["mode"], r["mode"]), "status": r["status"],
+                       "candidates": r["candidates"],
+                       "valid": r["summary"].get("structurally_valid"),
+                       "DOS MAE (predicted)": studio.rounded(r["summary"].get("mean_dos_mae")),
+                       "baseline MAE (predicted)": studio.rounded(r["summary"].get("baseline_mean_dos_mae")),
+                       **summary_columns(checks[r["id"]])} for r in runs])
 st.dataframe(shown(table), hide_index=True, width="stretch")
 db = open_db(studio.DB_URL)
 labelled = frozenset(r["material_id"] for r in state.reference_rows(studio.DB_URL))

@@ -215,7 +215,11 @@ def origin_text(c: dict) -> str:
 
 def dft_summary(run: dict, dft: dict[int, dict]) -> dict:
     """A run's GPAW checks in three numbers (verify.checks_summary), as the Runs tables head them."""
-    s = checks_summary(run, dft)
+    return summary_columns(checks_summary(run, dft))
+
+
+def summary_columns(s: dict) -> dict:
+    """checks_summary's numbers under the Runs tables' heads."""
     return {"GPAW checks": s["checks"], "best DFT MAE, new": studio.rounded(s["best_mae_new"]),
             "best DFT cosine, new": studio.rounded(s["best_cosine_new"])}
 

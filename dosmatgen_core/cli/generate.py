@@ -120,16 +120,11 @@ def _rounds(args) -> int:
 
 def _runs(args) -> int:
     """List the stored runs: id, status (interrupted: its process is gone), created, candidates, its
-    GPAW checks and their best new DFT MAE and cosine (verify.checks_summary), title."""
-    from dosmatgen_core.scoring.verify import Verifier, checks_summary
+    GPAW checks and their best new DFT MAE and cosine (Verifier.summaries), title."""
+    from dosmatgen_core.scoring.verify import Verifier
     store = _store(args.runs, must_exist=True)
     rows = store.list()
-    verifier = Verifier(store, label_dir=None)
-    # only runs with a finished check are read in full
-    checked = {v["run_id"] for v in verifier.all() if v["status"] == "done"}
-    none = {"checks": 0, "best_mae_new": None, "best_cosine_new": None}
-    dft = {r["id"]: (checks_summary(run, verifier.statuses(run)) if r["id"] in checked and (run := store.get(r["id"]))
-                     else none) for r in rows}
+    dft = Verifier(store, label_dir=None).summaries([r["id"] for r in rows])
     if args.json:
         print(json.dumps([{**{k: r[k] for k in ("id", "status", "title", "created", "candidates")},
                            **{f"dft_{k}": v for k, v in dft[r["id"]].items()}} for r in rows], indent=1))

@@ -173,8 +173,24 @@ class Verifier:
         return out
 
     def statuses(self, run: dict) -> dict[int, dict]:
-        """rank → status of each of the run's candidates that has a check (queued, running, done, failed)."""
-        return {c["rank"]: s for c in run["candidates"] if (s := self.status(run["id"], c["rank"])) is not None}
+        """rank → status of each of the run's candidates that has a check (queued, running, done,
+        failed), in one query rather than one per candidate."""
+        with sqlite3.connect(self.store.path, timeout=30) as con:
+            con.row_factory = sqlite3.Row
+            rows = con.execute("SELECT * FROM verifications WHERE run_id=?", (run["id"],)).fetchall()
+        ranks = {c["rank"] for c in run["candidates"]}
+        out = {}
+        for r in map(dict, rows):
+            if r["rank"] in ranks:
+                r["result"] = json.loads(r["result"]) if r["result"] else None
+                out[r["rank"]] = r
+        return out
+
+    def summaries(self, run_ids) -> dict[str, dict]:
+        """run id → checks_summary; a run is read in full only when it has a finished check."""
+        done = {v["run_id"] for v in self.all() if v["status"] == "done"}
+        return {rid: checks_summary(run, self.statuses(run)) if rid in done and (run := self.store.get(rid))
+                else {"checks": 0, "best_mae_new": None, "best_cosine_new": None} for rid in run_ids}
 
     def all(self) -> list[dict]:
         with sqlite3.connect(self.store.path, timeout=30) as con:

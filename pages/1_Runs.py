@@ -1,5 +1,6 @@
 """Runs: history of generation runs; reopen, compare, delete; DFT results of each run's candidates."""
 import datetime as dt
+from functools import cache
 
 import streamlit as st
 
@@ -45,7 +46,8 @@ if not runs:
     st.stop()
 # a predicted number stands beside its DFT check: each run's GPAW checks come first, then the
 # predictor's numbers
-checks = state.verifier(str(studio.RUNS_PATH)).summaries([r["id"] for r in runs])
+read = cache(store.get)      # a run is read once per page run: for its summary, the overlay and the card
+checks = state.verifier(str(studio.RUNS_PATH)).summaries([r["id"] for r in runs], get=read)
 table = compare_rows([{"id": r["id"], "when": dt.datetime.fromtimestamp(r["created"]).strftime("%Y-%m-%d %H:%M"),
                        "title": r["title"], "mode": studio.MODE_WORDS.get(r["mode"], r["mode"]), "status": r["status"],
                        "candidates": r["candidates"],
@@ -67,7 +69,7 @@ if other:
     # compared come first (after the title, at 1280 px the DFT columns were scrolled out of sight)
     st.dataframe(shown([t for t in table if t["id"] in [pick, *other]]), hide_index=True, width="stretch")
     # each run's best curve over its target: DFT where a check finished, else the predictor's
-    compared = [store.get(i) for i in [pick, *other]]
+    compared = [read(i) for i in [pick, *other]]
     figs, nothing = compare_figures([(r, state.dft_statuses(r)) for r in compared])
     for k, (title, curves) in enumerate(figs):
         dos_chart(curves, key=f"compare_dos_{k}", filename=f"compare-{'-'.join(r['id'] for r in compared)}-{k}",
@@ -95,7 +97,7 @@ with st.expander("Delete this run"):
         st.caption(f"Run {pick} cannot be deleted now: {why}.")
     sure = st.checkbox(f"Yes, delete run {pick} and its candidates for good", key="confirm_delete", disabled=bool(why))
     st.button("Delete", disabled=not sure or bool(why), key="delete", on_click=delete_run, args=(pick,))
-run = store.get(pick)
+run = read(pick)
 dft = state.dft_statuses(run)
 st.subheader("DFT checks of this run")
 waiting = [r for r in batch["ranks"] if r not in dft] if batch and batch["active"] and not batch["cancelled"] else []

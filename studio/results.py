@@ -11,11 +11,10 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from dosmatgen_core import dos as dosmod
 from dosmatgen_core.candidates import runs as runsmod
 from dosmatgen_core.candidates.seeding import grow_source
-from dosmatgen_core.scoring.verify import (checks_summary, dft_mae, dft_maes,  # noqa: F401 (pages read them here)
-                                           new_structure_maes, relaxed_into)
+from dosmatgen_core.scoring.verify import (best_new_curve, checks_summary, dft_mae,  # noqa: F401 (pages read them here)
+                                           dft_maes, new_structure_maes, relaxed_into)
 from studio import figures as viz
 from studio.charts import dos_chart
 from studio.export import run_zip
@@ -230,47 +229,16 @@ COMPARE_COLOURS = ["#ff7f0e", "#17becf", "#e377c2", "#8c564b", "#bcbd22"]
 COMPARE_DASH = {"dft": "solid", "predicted": "dot"}
 
 
-def best_curve(run: dict, dft: dict[int, dict]) -> dict | None:
-    """A run's best curve at its best candidate's first conditioned site, for comparing runs: the
-    lowest DFT MAE among its new structures' finished checks (new_structure_maes: a seeded run's
-    copies of its seeds carry the lookup's stored labels, the same in every run towards that
-    target), else the predictor's curve of its top-ranked new candidate (its top one when none is
-    new). {'y', 'target' (that site's target curve), 'source' ('dft' or 'predicted'), 'rank',
-    'formula', 'site', 'element', 'mae', 'cosine'}; None for a run with no target or no candidate."""
-    targets = run["settings"].get("targets") or []
-    cands = [c for c in run.get("candidates", []) if c.get("site_to_target")]
-    if not targets or not cands:
-        return None
-    by_rank = {c["rank"]: c for c in cands}
-    maes = {r: m for r, m in new_structure_maes(run, dft, dft_maes(run, dft)).items() if r in by_rank}
-    if maes:
-        c = by_rank[min(maes, key=maes.get)]
-        site, row = min(((int(s), int(r)) for s, r in c["site_to_target"].items()))
-        y, source = dft[c["rank"]]["result"]["site_dos"][site], "dft"
-    else:
-        new = [c for c in cands if c.get("novel") is not False and not c.get("is_reference")]
-        c = min(new or cands, key=lambda c: c["rank"])
-        if c.get("predicted_dos") is None:
-            return None
-        site, row = min(((int(s), int(r)) for s, r in c["site_to_target"].items()))
-        y, source = c["predicted_dos"][site], "predicted"
-    target = np.asarray(targets[row], float)
-    y = np.asarray(y, float)
-    return {"y": y, "target": target, "source": source, "rank": c["rank"], "formula": formula(c["formula"]),
-            "site": site, "element": runsmod.structure_of(c)[site].specie.symbol, "mae": dosmod.mae(target, y),
-            "cosine": dosmod.cosine(target, y)}
-
-
 def compare_figures(items: list[tuple[dict, dict]]) -> tuple[list[tuple[str, list[dict]]], list[str]]:
     """Runs (run, its DFT checks) as overlaid curves: one figure per target, with that target and
-    each run's best curve (best_curve) in the run's own colour, solid for DFT, dotted for the
+    each run's best curve (verify.best_new_curve) in the run's own colour, solid for DFT, dotted for the
     predictor; and the ids of runs with nothing to draw (no target, no candidate). Runs towards
     the same target share a figure."""
     groups: list[tuple[np.ndarray, str, list[dict]]] = []
     skipped = []
     drawn = 0       # runs drawn so far: a run that draws nothing takes no colour
     for run, dft in items:
-        b = best_curve(run, dft)
+        b = best_new_curve(run, dft)
         if b is None:
             skipped.append(run["id"])
             continue
@@ -278,7 +246,7 @@ def compare_figures(items: list[tuple[dict, dict]]) -> tuple[list[tuple[str, lis
         relaxed = b["source"] == "dft" and dft[b["rank"]]["result"].get("relaxed")
         words = {"dft": "DFT" + (" (relaxed cell)" if relaxed else ""), "predicted": "predicted"}[b["source"]]
         curve = {"y": b["y"], "style": b["source"],
-                 "name": f"run {run['id']}: {words} of #{b['rank']} {b['formula']} site {b['site']} ({b['element']}), "
+                 "name": f"run {run['id']}: {words} of #{b['rank']} {formula(b['formula'])} site {b['site']} ({b['element']}), "
                          f"MAE {b['mae']:.3f}, cosine {b['cosine']:.3f}",
                  "line": {"color": COMPARE_COLOURS[k % len(COMPARE_COLOURS)], "dash": COMPARE_DASH[b["source"]]}}
         for target, _, curves in groups:

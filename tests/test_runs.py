@@ -251,3 +251,19 @@ def test_the_cli_lists_each_runs_gpaw_checks_beside_it(tmp_path, capsys):
     assert cli.main(["runs", "--runs", str(tmp_path / "r.db")]) == 0
     lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines() if ln.split() and ln.split()[0] in (a, b)}
     assert " 2    0.250    0.650  t" in lines[a] and " 0        —        —  t" in lines[b]
+
+
+def test_summaries_read_only_checked_runs_and_through_the_callers_reader(tmp_path):
+    """Verifier.summaries reads a run in full only when it has a finished check, and through the
+    reader it is given (the Runs page's memoised one, so a run shown below is not read again)."""
+    s = Structure(Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]])
+    store = runs.RunStore(tmp_path / "r.db")
+    a, b = store.save(fake_run(runs.to_cif(s))), store.save(fake_run(runs.to_cif(s)))
+    v = Verifier(store, label_dir=None)
+    v._set(a, 1, status="done", result=runs.dumps({"site_dos": np.zeros((1, 400)),
+                                               "dos_match": {"0": {"mae": 0.3, "cosine": 0.8}}}))
+    read = []
+    got = v.summaries([a, b], get=lambda rid: read.append(rid) or store.get(rid))
+    assert read == [a]
+    assert got[a] == {"checks": 1, "best_mae_new": 0.3, "best_cosine_new": 0.8}
+    assert got[b] == {"checks": 0, "best_mae_new": None, "best_cosine_new": None}

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dosmatgen_core import dos as dosmod
-from dosmatgen_core.candidates.runs import RunStore, dumps
+from dosmatgen_core.candidates.runs import RunStore, dumps, structure_of
 from dosmatgen_core.labels.labeller import (
     FAST_RECIPE,
     Recipe,
@@ -137,6 +137,36 @@ def checks_summary(run: dict, dft: dict[int, dict]) -> dict:
             "best_cosine_new": max(new_cos.values()) if new_cos else None}
 
 
+def best_new_curve(run: dict, dft: dict[int, dict]) -> dict | None:
+    """A run's best curve at its best candidate's first conditioned site, for comparing runs: the
+    lowest DFT MAE among its new structures' finished checks (new_structure_maes: a seeded run's
+    copies of its seeds carry the lookup's stored labels, the same in every run towards that
+    target), else the predictor's curve of its top-ranked new candidate (its top one when none is
+    new). {'y', 'target' (that site's target curve), 'source' ('dft' or 'predicted'), 'rank',
+    'formula', 'site', 'element', 'mae', 'cosine'}; None for a run with no target or no candidate."""
+    targets = run["settings"].get("targets") or []
+    cands = [c for c in run.get("candidates", []) if c.get("site_to_target")]
+    if not targets or not cands:
+        return None
+    by_rank = {c["rank"]: c for c in cands}
+    maes = {r: m for r, m in new_structure_maes(run, dft, dft_maes(run, dft)).items() if r in by_rank}
+    if maes:
+        c = by_rank[min(maes, key=maes.get)]
+        site, row = min(((int(s), int(r)) for s, r in c["site_to_target"].items()))
+        y, source = dft[c["rank"]]["result"]["site_dos"][site], "dft"
+    else:
+        new = [c for c in cands if c.get("novel") is not False and not c.get("is_reference")]
+        c = min(new or cands, key=lambda c: c["rank"])
+        if c.get("predicted_dos") is None:
+            return None
+        site, row = min(((int(s), int(r)) for s, r in c["site_to_target"].items()))
+        y, source = c["predicted_dos"][site], "predicted"
+    target, y = np.asarray(targets[row], float), np.asarray(y, float)
+    return {"y": y, "target": target, "source": source, "rank": c["rank"], "formula": c["formula"],
+            "site": site, "element": structure_of(c)[site].specie.symbol, "mae": dosmod.mae(target, y),
+            "cosine": dosmod.cosine(target, y)}
+
+
 def default_workers(top: int = SHIPPED.dft_top) -> int:
     """DFT calculations at once: SHIPPED.dft_workers, or one per CPU core (0), at most top.
     Each GPAW process is single-threaded, so more than the cores only splits them."""
@@ -186,10 +216,13 @@ class Verifier:
                 out[r["rank"]] = r
         return out
 
-    def summaries(self, run_ids) -> dict[str, dict]:
-        """run id → checks_summary; a run is read in full only when it has a finished check."""
+    def summaries(self, run_ids, get=None) -> dict[str, dict]:
+        """run id → checks_summary; a run is read in full (get, the store's by default: a page
+        passes its memoised reader so that a run it shows is read once) only when it has a
+        finished check."""
         done = {v["run_id"] for v in self.all() if v["status"] == "done"}
-        return {rid: checks_summary(run, self.statuses(run)) if rid in done and (run := self.store.get(rid))
+        get = get or self.store.get
+        return {rid: checks_summary(run, self.statuses(run)) if rid in done and (run := get(rid))
                 else {"checks": 0, "best_mae_new": None, "best_cosine_new": None} for rid in run_ids}
 
     def all(self) -> list[dict]:

@@ -524,7 +524,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                    f"matches. Stability is {run_potential(run)} energy above a hull of the same potential (an ML hull, not "
                    "the Materials Project hull).")
         if maes:
-            st.caption("Cards stay in predicted rank (#); the table above and each card's DFT badge give the order by DFT.")
+            st.caption("Cards stay in predicted rank (#): new structures first, then known ones; the table above and "
+                       "each card's DFT badge give the order by DFT.")
     # the cards keep their order as DFT results land: moving a card reloads its 3D view, and a burst
     # of reloads makes the browser drop the oldest views on the page (measured: 5 of 6 known-site views)
     for k, c in enumerate(run["candidates"][:max_cards]):

@@ -445,3 +445,21 @@ def test_two_labels_of_one_crystal_take_one_row_and_one_seed():
     assert [h.material_id for h in drop_twins(hits, cells.get)] == ["a", "c"]
     other = SiteHit("d", "Au3Ni", 0, "Ni", 4, 0.3, 0.9, 0.0)        # another formula is never read
     assert [h.material_id for h in drop_twins([hits[0], other], lambda m: cells[m])] == ["a", "d"]
+
+
+def test_new_structures_rank_above_known_ones(tmp_path, ni_target):
+    """Near the preset every seed's neighbourhood is labelled: draws at a low strength come back as
+    known crystals, and so do most swaps. Those are the lookup's answer (stored DFT labels), so a
+    run ranks its new structures first, each group by predicted MAE."""
+    req = Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=4, steps=8, particles=1, strength=0.05,
+                  seed_exclude=[PRESET_ID], substitutions=True, baseline=False, stability=False)
+    run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH),
+                         store=RunStore(tmp_path / "r.db"), db_url=DB_URL, check_novelty=True)
+    cands = [c for c in run["candidates"] if c["structurally_valid"]]
+    known = [c["novel"] is False or bool(c.get("is_reference")) for c in cands]
+    assert any(known) and not all(known)
+    assert known == sorted(known)           # every new one before every known one
+    for group in (False, True):
+        maes = [c["dos_mae"] for c, k in zip(cands, known) if k == group]
+        assert maes == sorted(maes)
+    assert [c["rank"] for c in run["candidates"]] == list(range(1, len(run["candidates"]) + 1))

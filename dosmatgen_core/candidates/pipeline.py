@@ -253,6 +253,15 @@ def site_targets(spec, cond_sites) -> dict[int, int]:
     return {int(site): k for k, site in enumerate(cond_sites) if site < spec.n_atoms and spec.cond_mask[site]}
 
 
+def rank_key(c: dict) -> tuple:
+    """A candidate's place in its run: valid geometry first, then new structures before known ones
+    (a known crystal, the reference included, is the lookup's answer, with its stored DFT label:
+    the app's checks, the truth bench and a run's "best new" all skip it), then by predicted DOS
+    MAE of the conditioned sites. Unchecked novelty (None) counts as new."""
+    return (not c["structurally_valid"], c.get("novel") is False or bool(c.get("is_reference")),
+            float(np.nan_to_num(c.get("dos_mae", np.inf), nan=np.inf)))
+
+
 def _candidate_record(i, g, spec, ev, targets_map, reference=()) -> dict:
     s = g.crystal.to_structure()
     rec = {k: v for k, v in ev.items() if k != "seconds_per_check"}
@@ -449,9 +458,7 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
         t_stab = (time.perf_counter() - t_st) / max(len(cands), 1)
     else:
         t_stab = None
-    # rank: valid first, then by predicted DOS MAE of the conditioned sites
-    order = sorted(range(len(cands)), key=lambda i: (not cands[i]["structurally_valid"],
-                                                     np.nan_to_num(cands[i].get("dos_mae", np.inf), nan=np.inf)))
+    order = sorted(range(len(cands)), key=lambda i: rank_key(cands[i]))
     for r, i in enumerate(order):
         cands[i]["rank"] = r + 1
     run["candidates"] = cands = [cands[i] for i in order]

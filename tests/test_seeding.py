@@ -284,6 +284,26 @@ def test_the_progress_line_says_what_is_being_sampled(tmp_path, ni_target):
     assert any(m.startswith("scoring structures") for m in msgs)
 
 
+def test_the_bar_moves_through_the_baseline_and_the_novelty_check(tmp_path, ni_target):
+    """A steered run draws its baseline apart and then asks which draws are new: both say so, and
+    the bar never goes back (the page sat at 'step 100/100' for minutes through both)."""
+    seen = []
+    req = Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=2, steps=4, particles=2,
+                  seed_exclude=[PRESET_ID], substitutions=False, baseline=True, stability=False)
+    from dosmatgen_core.candidates.pipeline import shipped_guide
+    run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH), guide=shipped_guide("cpu"),
+                   store=RunStore(tmp_path / "r.db"), db_url=DB_URL, check_novelty=True,
+                   progress=lambda f, eta, msg: seen.append((f, msg)))
+    msgs = [m for _, m in seen]
+    base = [f for f, m in seen if m.startswith("drawing 2 unconditional baseline samples")]
+    assert base and any(m.endswith("step 4/4") for m in msgs if m.startswith("drawing 2 unconditional"))
+    assert "checking which draws are new crystals (against the known structures)" in msgs
+    steered = [f for f, m in seen if m.startswith("sampling 2 candidates × 2 steered")]
+    assert max(steered) <= min(base) and max(base) <= 0.9 + 1e-9
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions)
+
+
 def test_a_request_takes_its_seeds_in_the_order_it_names_and_refuses_an_unknown_one(ni_target):
     import argparse
     from dosmatgen_core import checks

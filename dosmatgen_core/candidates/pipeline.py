@@ -157,13 +157,18 @@ def checkable_new(structs: list, db_url: str | None) -> int:
                and evaluate.known_match(s, db_url) is None)
 
 
+def may_top_up(req: Request, check_novelty: bool) -> bool:
+    """Whether a run could draw a second batch (top_up_specs), before its draws are known."""
+    return (req.mode == "seeded" and not req.grows() and check_novelty and req.top_up > 0
+            and req.strength < 1.0)
+
+
 def top_up_specs(req: Request, structs: list, db_url: str | None, check_novelty: bool) -> list[sampling.SampleSpec]:
     """seeded (not a round): n_candidates more template specs at strength + req.top_up when fewer
     than SHIPPED.dft_top of the run's draws and swaps (structs) are new crystals a check would take;
     else none. Once earlier checks have made a target's neighbourhood labels, the seeds' draws come
     back as those labels (the preset: 13 of 13 known); a little more noise gives new crystals."""
-    if (req.mode != "seeded" or req.grows() or not check_novelty or req.top_up <= 0 or req.strength >= 1.0
-            or checkable_new(structs, db_url) >= SHIPPED.dft_top):
+    if not may_top_up(req, check_novelty) or checkable_new(structs, db_url) >= SHIPPED.dft_top:
         return []
     strength = round(min(1.0, req.strength + req.top_up), 3)
     specs = seeded_specs(np.asarray(req.targets[0]), req.seeds(), req.n_candidates, strength, req.fix_element)
@@ -369,9 +374,24 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
     drawing = f"sampling {len(specs)} candidate{'s' * (len(specs) != 1)}" + (
         f" × {req.particles} steered trajectories" if steered else "")
 
+    # a steered run draws its unsteered baseline apart, after the candidates: each part takes its
+    # share of the bar by its trajectories (the baseline ran for minutes at "step 100/100")
+    share = 1.0
+    if req.particles > 1 and base_specs:
+        share = req.particles * len(specs) / (req.particles * len(specs) + len(base_specs))
+    # a run that may draw a second batch keeps the last third of the sampling bar for it, so the
+    # bar never goes back
+    span = 0.6 if may_top_up(req, check_novelty) else 0.9
+
     def prog(f, eta, msg):
         if progress:
-            progress(0.9 * f, eta, f"{drawing}: {msg}")
+            progress(span * share * f, eta, f"{drawing}: {msg}")
+
+    def prog_base(f, eta, msg):
+        if progress:
+            progress(span * (share + (1 - share) * f), eta,
+                     f"drawing {len(base_specs)} unconditional baseline samples (what the target adds is measured "
+                     f"against them): {msg}")
 
     kw = dict(steps=req.steps, guidance=req.guidance, device=run["settings"]["device"], cancel=cancel, redraws=REDRAWS)
     # one torch thread per core other work leaves free: a thread that waits for a busy core stalls
@@ -384,10 +404,12 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
             gen = sampling.sample(loaded, specs, seed=req.seed, progress=prog, guide=guide, particles=req.particles,
                                   steer=req.steer, **kw)
             if base_specs:
-                gen += sampling.sample(loaded, base_specs, seed=req.seed + 1, **kw)
+                gen += sampling.sample(loaded, base_specs, seed=req.seed + 1, progress=prog_base, **kw)
         else:
             gen = sampling.sample(loaded, specs + base_specs, seed=req.seed, progress=prog, **kw)
         # too few new crystals among the draws and swaps: one more batch, further from the seeds
+        if progress and req.mode == "seeded" and check_novelty:
+            progress(span, 0.0, "checking which draws are new crystals (against the known structures)")
         more = top_up_specs(req, [g.crystal.to_structure() for g in gen[:len(specs)]]
                             + [c.to_structure() for c, _ in variants], db_url, check_novelty)
         if more:
@@ -396,7 +418,7 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
 
             def prog_more(f, eta, msg):      # the second batch's own steps and time left
                 if progress:
-                    progress(0.9 * f, eta, f"{again}: {msg}")
+                    progress(span + (0.9 - span) * f, eta, f"{again}: {msg}")
             steer_kw = dict(guide=guide, particles=req.particles, steer=req.steer) if req.particles > 1 else {}
             extra = sampling.sample(loaded, more, seed=req.seed + 2, progress=prog_more, **steer_kw, **kw)
             gen = gen[:len(specs)] + extra + gen[len(specs):]     # after the first draws, before the baseline

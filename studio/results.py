@@ -219,8 +219,8 @@ def dft_summary(run: dict, dft: dict[int, dict]) -> dict:
 
 def summary_columns(s: dict) -> dict:
     """checks_summary's numbers under the Runs tables' heads."""
-    return {"GPAW checks": s["checks"], "best DFT MAE, new": studio.rounded(s["best_mae_new"]),
-            "best DFT cosine, new": studio.rounded(s["best_cosine_new"])}
+    return {"GPAW checks": s["checks"], "best new: DFT MAE": studio.rounded(s["best_new_mae"]),
+            "best new: DFT cosine": studio.rounded(s["best_new_cosine"])}
 
 
 # one colour per compared run (plotly's D3 set less the colours the app's palette gives a kind of
@@ -259,7 +259,7 @@ def compare_figures(items: list[tuple[dict, dict]]) -> tuple[list[tuple[str, lis
     return [(title, curves) for _, title, curves in groups], skipped
 
 
-COMPARE_FIRST = ["id", "title", "GPAW checks", "best DFT MAE, new", "best DFT cosine, new", "DOS MAE (predicted)",
+COMPARE_FIRST = ["id", "title", "GPAW checks", "best new: DFT MAE", "best new: DFT cosine", "DOS MAE (predicted)",
                  "baseline MAE (predicted)"]
 
 

@@ -943,15 +943,15 @@ def test_comparing_runs_puts_their_gpaw_checks_beside_the_predicted_numbers(tmp_
     assert not at.exception, [e.value for e in at.exception]
     # the Runs table, then the Comparison's: the DFT numbers right after the run's title (not scrolled
     # out of sight past 'when' and 'mode'), a dash where a run has none, and the predicted ones after
-    listed, compared = [d.value for d in at.dataframe if "best DFT MAE, new" in d.value.columns][:2]
+    listed, compared = [d.value for d in at.dataframe if "best new: DFT MAE" in d.value.columns][:2]
     for table in (listed, compared):
-        assert list(table.columns[:7]) == ["id", "title", "GPAW checks", "best DFT MAE, new", "best DFT cosine, new",
+        assert list(table.columns[:7]) == ["id", "title", "GPAW checks", "best new: DFT MAE", "best new: DFT cosine",
                                            "DOS MAE (predicted)", "baseline MAE (predicted)"]
         table = table.set_index("id")
         assert table.loc[checked["id"], "GPAW checks"] == 1 and table.loc[plain["id"], "GPAW checks"] == 0
-        assert table.loc[checked["id"], "best DFT MAE, new"] == "0.234"
-        assert table.loc[checked["id"], "best DFT cosine, new"] == "0.876"
-        assert table.loc[plain["id"], "best DFT MAE, new"] == "—"
+        assert table.loc[checked["id"], "best new: DFT MAE"] == "0.234"
+        assert table.loc[checked["id"], "best new: DFT cosine"] == "0.876"
+        assert table.loc[plain["id"], "best new: DFT MAE"] == "—"
     # and their curves overlaid on the shared target: the checked run's DFT curve, the other's predicted one
     figs = [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
     (fig,) = [f for f in figs if any(str(tr.get("name", "")).startswith("run ") for tr in f["data"])]
@@ -1027,13 +1027,33 @@ def test_compare_takes_a_runs_best_new_structure_as_its_card_does():
         return {"status": "done", "result": {"site_dos": np.stack([y, y]), "relaxed": True,
                                              "dos_match": {"0": {"mae": mae, "cosine": 0.5}}, **extra}}
     dft = {2: done(good, 0.01, relaxed_into="mp-2"), 3: done(fair, 0.3)}
-    assert dft_summary(run, dft) == {"GPAW checks": 2, "best DFT MAE, new": 0.3, "best DFT cosine, new": 0.5}
+    assert dft_summary(run, dft) == {"GPAW checks": 2, "best new: DFT MAE": 0.3, "best new: DFT cosine": 0.5}
     (_, curves), = compare_figures([(run, dft)])[0]
     assert curves[1]["name"].startswith("run s: DFT (relaxed cell) of #3 ") and np.allclose(curves[1]["y"], fair)
     # with no check yet, the predictor's top new candidate, not the known #1
     (_, curves), = compare_figures([(run, {})])[0]
     assert curves[1]["name"].startswith("run s: predicted of #2 ")
     assert "left out" in compare_caption(True, []) and "No curve" not in compare_caption(True, [])
+
+
+def test_a_runs_best_new_mae_and_cosine_are_one_structures():
+    """The walk: the Runs table read MAE 0.409 (#2) beside cosine 0.797 (#1's), while the overlay's
+    legend gave #2 with cosine 0.757. Both numbers are now the best new structure's."""
+    from studio.results import compare_figures, dft_summary
+    target = np.random.default_rng(2).random(400)
+    cif = ("data_x\n_cell_length_a 3\n_cell_length_b 3\n_cell_length_c 3\n_cell_angle_alpha 90\n"
+           "_cell_angle_beta 90\n_cell_angle_gamma 90\nloop_\n_atom_site_type_symbol\n_atom_site_label\n"
+           "_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n_atom_site_occupancy\n"
+           "Ni Ni0 0 0 0 1\nAl Al1 0.5 0.5 0.5 1\n")
+    run = {"id": "r", "title": "target: t", "settings": {"targets": [target.tolist()]},
+           "candidates": [{"rank": r, "index": r - 1, "formula": "NiAl", "n_atoms": 2, "cif": cif, "novel": True,
+                           "site_to_target": {"0": 0}} for r in (1, 2)]}
+    dft = {r: {"status": "done", "result": {"site_dos": np.stack([target + d, target]),
+                                            "dos_match": {"0": {"mae": m, "cosine": c}}}}
+           for r, d, m, c in ((1, 0.45, 0.448, 0.797), (2, 0.41, 0.409, 0.757))}
+    assert dft_summary(run, dft) == {"GPAW checks": 2, "best new: DFT MAE": 0.409, "best new: DFT cosine": 0.757}
+    (_, curves), = compare_figures([(run, dft)])[0]
+    assert curves[1]["name"].startswith("run r: DFT of #2 ")
 
 
 def test_a_comparison_with_nothing_to_draw_describes_no_curves():

@@ -246,8 +246,8 @@ def test_the_cli_lists_each_runs_gpaw_checks_beside_it(tmp_path, capsys):
                                                       "dos_match": {"0": {"mae": mae, "cosine": 0.9 - mae}}}))
     assert cli.main(["runs", "--runs", str(tmp_path / "r.db"), "--json"]) == 0
     got = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
-    assert got[a]["dft_checks"] == 2 and got[a]["dft_best_mae_new"] == 0.25 and got[a]["dft_best_cosine_new"] == 0.65
-    assert got[b]["dft_checks"] == 0 and got[b]["dft_best_mae_new"] is None
+    assert got[a]["dft_checks"] == 2 and got[a]["dft_best_new_mae"] == 0.25 and got[a]["dft_best_new_cosine"] == 0.65
+    assert got[b]["dft_checks"] == 0 and got[b]["dft_best_new_mae"] is None
     assert cli.main(["runs", "--runs", str(tmp_path / "r.db")]) == 0
     lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines() if ln.split() and ln.split()[0] in (a, b)}
     assert " 2    0.250    0.650  t" in lines[a] and " 0        —        —  t" in lines[b]
@@ -265,5 +265,5 @@ def test_summaries_read_only_checked_runs_and_through_the_callers_reader(tmp_pat
     read = []
     got = v.summaries([a, b], get=lambda rid: read.append(rid) or store.get(rid))
     assert read == [a]
-    assert got[a] == {"checks": 1, "best_mae_new": 0.3, "best_cosine_new": 0.8}
-    assert got[b] == {"checks": 0, "best_mae_new": None, "best_cosine_new": None}
+    assert got[a] == {"checks": 1, "best_new_mae": 0.3, "best_new_cosine": 0.8}
+    assert got[b] == {"checks": 0, "best_new_mae": None, "best_new_cosine": None}

@@ -137,7 +137,7 @@ def _runs(args) -> int:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
         d = dft[r["id"]]
         print(f"{r['id']:<11} {r['status']:<12} {when:<17} {r['candidates']:>5} {d['checks']:>4} "
-              f"{num(d['best_mae_new']):>8} {num(d['best_cosine_new']):>8}  {r['title']}")
+              f"{num(d['best_new_mae']):>8} {num(d['best_new_cosine']):>8}  {r['title']}")
     print("(DFT: finished GPAW checks; MAE and cosine: the best new structure's, by DFT)")
     return 0
 

@@ -128,13 +128,15 @@ def dft_maes(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]]
 
 
 def checks_summary(run: dict, dft: dict[int, dict]) -> dict:
-    """A run's GPAW checks in three numbers: how many finished, and the best DFT MAE and cosine among
-    the new structures (new_structure_maes: a known candidate, or one relaxed into a known
-    compound, is the lookup's answer, not the run's); None where none has."""
+    """A run's GPAW checks in three numbers: how many finished, and the DFT MAE and cosine of its
+    best new structure (the lowest DFT MAE among new_structure_maes: a known candidate, or one
+    relaxed into a known compound, is the lookup's answer, not the run's); None where none has.
+    Both numbers are that one structure's, as the Compare figure draws it."""
     maes, cosines = dft_maes(run, dft), dft_maes(run, dft, metric="cosine")
-    new_maes, new_cos = new_structure_maes(run, dft, maes), new_structure_maes(run, dft, cosines)
-    return {"checks": len(maes), "best_mae_new": min(new_maes.values()) if new_maes else None,
-            "best_cosine_new": max(new_cos.values()) if new_cos else None}
+    new = new_structure_maes(run, dft, maes)
+    best = min(new, key=new.get) if new else None
+    return {"checks": len(maes), "best_new_mae": new[best] if new else None,
+            "best_new_cosine": cosines.get(best) if new else None}
 
 
 def best_new_curve(run: dict, dft: dict[int, dict]) -> dict | None:
@@ -223,7 +225,7 @@ class Verifier:
         done = {v["run_id"] for v in self.all() if v["status"] == "done"}
         get = get or self.store.get
         return {rid: checks_summary(run, self.statuses(run)) if rid in done and (run := get(rid))
-                else {"checks": 0, "best_mae_new": None, "best_cosine_new": None} for rid in run_ids}
+                else {"checks": 0, "best_new_mae": None, "best_new_cosine": None} for rid in run_ids}
 
     def all(self) -> list[dict]:
         with sqlite3.connect(self.store.path, timeout=30) as con:

@@ -1,5 +1,4 @@
 """Runs: history of generation runs; reopen, compare, delete; DFT results of each run's candidates."""
-import datetime as dt
 from functools import cache
 
 import streamlit as st
@@ -11,8 +10,8 @@ from dosmatgen_core.structures import StructureError
 from studio import shared as studio
 from studio import state
 from studio.charts import dos_chart
-from studio.results import (compare_caption, compare_figures, compare_rows, dft_mae, show_run, shown,
-                            stored_labels, summary_columns)
+from studio.results import (RUNS_TABLE_NOTE, compare_caption, compare_figures, dft_mae, runs_table, show_run, shown,
+                            stored_labels)
 from studio import nav
 
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
@@ -48,14 +47,9 @@ if not runs:
 # predictor's numbers
 read = cache(store.get)      # a run is read once per page run: for its summary, the overlay and the card
 checks = state.verifier(str(studio.RUNS_PATH)).summaries([r["id"] for r in runs], get=read)
-table = compare_rows([{"id": r["id"], "when": dt.datetime.fromtimestamp(r["created"]).strftime("%Y-%m-%d %H:%M"),
-                       "title": r["title"], "mode": studio.MODE_WORDS.get(r["mode"], r["mode"]), "status": r["status"],
-                       "candidates": r["candidates"],
-                       "valid": r["summary"].get("structurally_valid"),
-                       "DOS MAE (predicted)": studio.rounded(r["summary"].get("mean_dos_mae")),
-                       "baseline MAE (predicted)": studio.rounded(r["summary"].get("baseline_mean_dos_mae")),
-                       **summary_columns(checks[r["id"]])} for r in runs])
+table = runs_table(runs, checks)
 st.dataframe(shown(table), hide_index=True, width="stretch")
+st.caption(RUNS_TABLE_NOTE)
 db = open_db(studio.DB_URL)
 labelled = frozenset(r["material_id"] for r in state.reference_rows(studio.DB_URL))
 ids = [r["id"] for r in runs]

@@ -19,7 +19,7 @@ from studio.charts import dos_chart
 from studio.form import FieldMessages
 from studio import figures as viz
 from studio import shared as studio
-from studio.results import show_run, stored_labels
+from studio.results import no_new_text, show_run, stored_labels
 from studio import nav
 
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
@@ -693,6 +693,8 @@ if run_id:
             dft_panel(run_id, len(p["done"]) + len(p["failed"]), p["active"])
             if why := certify.passed_over(run, p["ranks"], labelled=labelled_ids):
                 st.caption(why + " Known ones show their stored DFT label instead.")
+            if not p["active"] and (none_new := no_new_text(run, dft)):
+                st.info(none_new)
         elif (skipped := st.session_state.get("dft_skipped")) and skipped[0] == run_id:
             st.info(f"No DFT check was started: {skipped[1]}."
                     + (" Known candidates show their stored DFT label instead." if "known" in skipped[1] else ""))

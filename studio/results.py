@@ -153,7 +153,8 @@ def known_symmetry_text(c: dict) -> str:
     known, own = c.get("matches_spacegroup"), (c.get("spacegroup") or {}).get("0.1")
     if c.get("novel") is not False or not known or not own or known == own:
         return ""
-    return (f"Matches {c.get('matches')} ({known}) within StructureMatcher's tolerances (lattice 20 %, sites "
+    name = studio.material_name(str(c["matches"]), c["formula"]) if c.get("formula") else c["matches"]
+    return (f"Matches {name} ({known}) within StructureMatcher's tolerances (lattice 20 %, sites "
             f"0.3 of the mean spacing, angles 5°), which are looser than the 0.1 Å symmetry search: this copy "
             f"is distorted enough to read {own}.")
 
@@ -217,6 +218,20 @@ def dft_summary(run: dict, dft: dict[int, dict]) -> dict:
     return summary_columns(checks_summary(run, dft))
 
 
+def no_new_text(run: dict, dft: dict[int, dict]) -> str | None:
+    """When a run's checks have finished and none of them is a new structure (each relaxed into a
+    known compound, or the checked were known): what that means and what to try; else None."""
+    s = checks_summary(run, dft)
+    if not s["checks"] or s["best_new_mae"] is not None:
+        return None
+    slider = {"seeded": "How far from the known structure", "template": "How far from the template"}
+    mode = run["settings"].get("mode")
+    where = f"raise \"{slider[mode]}\" in 2 · How candidates are built" if mode in slider else "generate again"
+    return (f"None of the {s['checks']} checked candidates stayed a new structure: each is, or relaxed into, a known "
+            "compound, so its DFT curve is the lookup's answer (the known sites above), not a new match. For new "
+            f"crystals, {where}, or set \"Further rounds\" under Advanced settings.")
+
+
 def summary_columns(s: dict) -> dict:
     """checks_summary's numbers under the Runs tables' heads."""
     return {"GPAW checks": s["checks"], "best new: DFT MAE": studio.rounded(s["best_new_mae"]),
@@ -268,6 +283,26 @@ def compare_rows(rows: list[dict]) -> list[dict]:
     (the Runs table's order put them past 'when', 'mode', 'status', out of sight at 1280 px)."""
     return [{**{k: r[k] for k in COMPARE_FIRST if k in r}, **{k: v for k, v in r.items() if k not in COMPARE_FIRST}}
             for r in rows]
+
+
+RUNS_TABLE_NOTE = ("MAEs in states/eV, cosines 0-1 (1: the target's shape exactly); 'best new' is the run's new "
+                   "structure with the lowest DFT MAE; times in UTC.")
+
+
+def runs_table(runs: list[dict], checks: dict[str, dict]) -> list[dict]:
+    """The Runs table: one row per stored run (RunStore.list), its GPAW checks (Verifier.summaries)
+    first after its id and title, then the predictor's numbers. A run cancelled before scoring has
+    no valid count: a dash."""
+    def valid(r):
+        v = r["summary"].get("structurally_valid")
+        return f"{v}/{r['candidates']}" if v is not None else "—"
+    return compare_rows([{"id": r["id"], "title": r["title"],
+                          "when": dt.datetime.fromtimestamp(r["created"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+                          "mode": studio.MODE_WORDS.get(r["mode"], r["mode"]), "status": r["status"],
+                          "candidates": r["candidates"], "valid": valid(r),
+                          "DOS MAE (predicted)": studio.rounded(r["summary"].get("mean_dos_mae")),
+                          "baseline MAE (predicted)": studio.rounded(r["summary"].get("baseline_mean_dos_mae")),
+                          **summary_columns(checks[r["id"]])} for r in runs])
 
 
 def compare_caption(drawn: bool, nothing: list[str]) -> str:

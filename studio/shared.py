@@ -5,9 +5,11 @@ import datetime as dt
 import json
 import os
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from pymatgen.core import Composition, Element
 
 from dosmatgen_core.dos import grid_note, read_dos_csv, read_dos_table, regrid, shape_target  # noqa: F401 (the pages read them here)
 from dosmatgen_core.paths import (DB_URL, GUIDE_PATH, HULL_PATH, MODEL_PATH,  # noqa: F401 (the pages read them here)
@@ -212,7 +214,12 @@ def build_text(settings: dict) -> str:
         parts.append(f"new structures of {settings.get('n_atoms', '?')} atoms" if mode != "unconditional"
                      else f"unconditional samples of {settings.get('n_atoms', '?')} atoms")
     elif mode == "template":
-        parts.append(f"template {settings.get('template_id') or 'uploaded'} at strength {settings.get('strength', 0):g}")
+        tpl = settings.get("template") or {}
+        # named as everywhere else ('TiVC2 · mp-1216691'), from the template's own atoms
+        name = (material_name(settings["template_id"], Composition(
+            Counter(Element.from_Z(int(z)).symbol for z in tpl["numbers"])).reduced_formula)
+                if settings.get("template_id") and tpl.get("numbers") else settings.get("template_id") or "uploaded")
+        parts.append(f"template {name} at strength {settings.get('strength', 0):g}")
         if pinned:
             parts.append(f"{atoms(pinned)} pinned")
     if cond and mode != "seeded":

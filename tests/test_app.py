@@ -918,12 +918,25 @@ def test_a_run_says_how_it_was_built():
     assert studio.build_text({"mode": "template", "template_id": "mp-22862", "strength": 0.3, "pinned": [1, 3],
                               "cond_sites": [0], "fixed": {}}) == \
         "template mp-22862 at strength 0.3, atoms 1, 3 pinned, atom 0 carrying the target"
+    # with its atoms stored (every run's template is), named by formula as elsewhere
+    assert studio.build_text({"mode": "template", "template_id": "mp-22862", "template": {"numbers": [11, 17]},
+                              "strength": 0.3}) == "template NaCl · mp-22862 at strength 0.3"
     assert studio.build_text({"mode": "fixed_type", "n_atoms": 4, "cond_sites": [0, 2], "fixed": {"0": "Ni", "2": "Ni"}}) \
         == "new structures of 4 atoms, atoms 0, 2 carrying the target, atom 0 fixed to Ni, atom 2 fixed to Ni"
     assert studio.build_text({"mode": "seeded", "n_seeds": 3, "strength": 0.5, "fix_element": True}) == \
         "grown from the 3 known sites closest to the target, strength 0.5, the matching atom's element kept"
     assert studio.build_text({"mode": "seeded", "grow_from": [{}], "strength": 0.5}).startswith("grown from a candidate")
     assert set(studio.MODE_WORDS) == {"seeded", "masked", "fixed_type", "template", "unconditional"}
+
+
+def test_a_cancelled_run_in_the_runs_table_has_a_dash_not_none():
+    """The walk: a run cancelled before scoring showed 'None' in the valid column; times had no zone."""
+    from studio.results import RUNS_TABLE_NOTE, runs_table, shown
+    row = {"id": "c", "title": "t", "created": 0.0, "mode": "seeded", "status": "cancelled", "candidates": 0,
+           "summary": {}}
+    (r,) = shown(runs_table([row], {"c": {"checks": 0, "best_new_mae": None, "best_new_cosine": None}}))
+    assert r["valid"] == "—" and r["DOS MAE (predicted)"] == "—" and r["when"] == "1970-01-01 00:00"
+    assert "None" not in str(r.values()) and "UTC" in RUNS_TABLE_NOTE and "states/eV" in RUNS_TABLE_NOTE
 
 
 def test_comparing_runs_puts_their_gpaw_checks_beside_the_predicted_numbers(tmp_path, monkeypatch):
@@ -952,6 +965,7 @@ def test_comparing_runs_puts_their_gpaw_checks_beside_the_predicted_numbers(tmp_
         assert table.loc[checked["id"], "best new: DFT MAE"] == "0.234"
         assert table.loc[checked["id"], "best new: DFT cosine"] == "0.876"
         assert table.loc[plain["id"], "best new: DFT MAE"] == "—"
+        assert table.loc[checked["id"], "valid"] == f"{checked['summary']['structurally_valid']}/{len(checked['candidates'])}"
     # and their curves overlaid on the shared target: the checked run's DFT curve, the other's predicted one
     figs = [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
     (fig,) = [f for f in figs if any(str(tr.get("name", "")).startswith("run ") for tr in f["data"])]
@@ -1130,3 +1144,27 @@ def test_a_known_site_is_named_by_its_formula_even_when_the_listing_lags_the_dat
     names = [m.value for m in at.markdown if " · site " in m.value and m.value.startswith("**")]
     assert names and any("an earlier candidate, DFT-checked" in n for n in names), names
     assert not any(n.startswith("**gen:") for n in names), names
+
+
+def test_a_run_whose_checks_all_landed_on_known_compounds_says_so():
+    """The walk: the preset's three checks all relaxed into Au3Ni and the page only said '3 of 3
+    done'. It now says none stayed new, and what to change."""
+    from studio.results import no_new_text
+    target = np.random.default_rng(3).random(400)
+    cif = ("data_x\n_cell_length_a 3\n_cell_length_b 3\n_cell_length_c 3\n_cell_angle_alpha 90\n"
+           "_cell_angle_beta 90\n_cell_angle_gamma 90\nloop_\n_atom_site_type_symbol\n_atom_site_label\n"
+           "_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n_atom_site_occupancy\n"
+           "Ni Ni0 0 0 0 1\nAl Al1 0.5 0.5 0.5 1\n")
+    run = {"id": "r", "settings": {"targets": [target.tolist()], "mode": "seeded"},
+           "candidates": [{"rank": r, "index": r - 1, "formula": "NiAl", "n_atoms": 2, "cif": cif, "novel": True,
+                           "site_to_target": {"0": 0}} for r in (1, 2)]}
+
+    def done(**extra):
+        return {"status": "done", "result": {"site_dos": np.stack([target, target]),
+                                             "dos_match": {"0": {"mae": 0.2, "cosine": 0.9}}, **extra}}
+    into_known = {1: done(relaxed=True, relaxed_into="mp-1"), 2: done(relaxed=True, relaxed_into="mp-2")}
+    text = no_new_text(run, into_known)
+    assert text.startswith("None of the 2 checked candidates stayed a new structure")
+    assert '"How far from the known structure"' in text and '"Further rounds"' in text
+    assert no_new_text(run, {**into_known, 2: done(relaxed=True)}) is None     # one stayed new
+    assert no_new_text(run, {}) is None                                          # nothing checked yet

@@ -4,6 +4,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
+from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.scoring import evaluate
 from dosmatgen_core.structures import atoms_from_cif, to_structure
 
@@ -66,6 +67,7 @@ def test_a_distorted_copy_of_a_known_structure_names_the_known_ones_space_group(
     assert o["matches_spacegroup"] == "Fm-3m (225)" and o["spacegroup"]["0.1"] != "Fm-3m (225)"
     text = known_symmetry_text(o)
     assert "mp-22905 (Fm-3m (225))" in text and o["spacegroup"]["0.1"] in text
+    assert known_symmetry_text({**o, "formula": "LiCl"}).startswith("Matches LiCl · mp-22905 (Fm-3m (225))")
     (same,) = evaluate.evaluate_candidates([known], [{}])
     assert same["matches_spacegroup"] == same["spacegroup"]["0.1"] and known_symmetry_text(same) == ""
 
@@ -222,3 +224,15 @@ def test_a_cell_is_matched_against_the_known_tables_once(monkeypatch):
     moved.translate_sites([0], [0.01, 0, 0])
     evaluate.known_match(moved, DB_URL)
     assert evaluate.fingerprint(moved) != evaluate.fingerprint(ref)
+
+
+@pytest.mark.needs_mp
+def test_each_known_structure_is_listed_once_under_its_formula():
+    """A labelled MP structure is in the MP tables and in the reference db: a card listed 'Rh3Sn ·
+    mp-978974, Rh3Sn · mp-978974' as two structures sharing its composition."""
+    from dosmatgen_core.paths import DB_URL
+    known = evaluate._known_by_formula(DB_URL)
+    ids = [mid for entries in known.values() for mid, _ in entries]
+    assert len(ids) == len(set(ids))
+    db_ids = {r.material_id for r in open_db(DB_URL).db.select()}
+    assert db_ids & {mid for mid in ids if mid.startswith("mp-")}      # labelled MP ids are there, once

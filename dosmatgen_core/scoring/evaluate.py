@@ -119,15 +119,22 @@ def unique_flags(structs: list[Structure]) -> list[bool]:
 
 @lru_cache(maxsize=1)
 def _known_by_formula(db_url: str | None) -> dict:
-    """Known structures (the shared MP tables and the reference database) by reduced formula."""
+    """Known structures (the shared MP tables and the reference database) by reduced formula, each
+    id once: a labelled MP structure is in both (and some ids in both MP tables), and a card
+    listed 'Rh3Sn · mp-978974, Rh3Sn · mp-978974'."""
     known: dict[str, list] = {}
+    seen: set = set()
+
+    def add(mid, s):
+        if mid not in seen:
+            seen.add(mid)
+            known.setdefault(s.composition.reduced_formula, []).append((mid, s))
     for mid, s in mp_structures():
-        known.setdefault(s.composition.reduced_formula, []).append((mid, s))
+        add(mid, s)
     if db_url:
         db = open_db(db_url)
         for row in db.db.select():
-            s = to_structure(row.toatoms())
-            known.setdefault(s.composition.reduced_formula, []).append((row.material_id, s))
+            add(row.material_id, to_structure(row.toatoms()))
     return known
 
 

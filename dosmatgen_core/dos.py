@@ -38,9 +38,31 @@ def validate_curve(energy, dos, *, min_points: int = 5, name: str = "DOS") -> tu
         raise ValueError(f"{name}: contains NaN or infinite values; clean the file and try again")
     if np.any(np.diff(e) <= 0):
         raise ValueError(f"{name}: energies must be strictly increasing (sort the file, remove duplicates)")
-    if np.any(g < -1e-9):
+    if np.any(g < -negative_floor(g)):
         raise ValueError(f"{name}: negative DOS values (min {g.min():.3g}); a DOS is never negative")
     return e, np.clip(g, 0.0, None)
+
+
+# Smeared or interpolated DOS files dip slightly below zero (-1e-5 is common) next to band edges:
+# dips within this share of the curve's peak are set to 0 (negative_note says so); deeper ones are
+# a broken file.
+NEGATIVE_SHARE = 0.01
+
+
+def negative_floor(g) -> float:
+    """How far below zero a curve may dip and still be read (clipped to 0): NEGATIVE_SHARE of its peak."""
+    g = np.asarray(g, float)
+    return max(1e-9, NEGATIVE_SHARE * float(np.max(g, initial=0.0)))
+
+
+def negative_note(g) -> str | None:
+    """What reading a curve with small negative dips did to them, or None when it has none."""
+    g = np.asarray(g, float)
+    n = int(np.sum(g < -1e-9))
+    if not n:
+        return None
+    return (f"{n} value{'s' * (n > 1)} slightly below zero (down to {g.min():.2g} states/eV, as smearing or "
+            "interpolation leaves them) were set to 0.")
 
 
 def validate_on_grid(dos, name: str = "DOS") -> np.ndarray:
@@ -229,12 +251,15 @@ def read_dos_table(data: bytes | str) -> tuple[np.ndarray, np.ndarray]:
     e, g = a[:, 0], a[:, 1]
     bad = np.flatnonzero(~np.isfinite(a).all(1))
     if bad.size:
+        rows = f"{bad.size} such row{'s' * (bad.size > 1)}"
         raise ValueError(f"line {where[bad[0]]}: {'NaN' if np.isnan(a[bad[0]]).any() else 'an infinite value'} "
-                         f"({bad.size} such row(s)) — remove or fill those rows")
-    neg = np.flatnonzero(g < -1e-9)
+                         f"({rows}) — remove or fill those rows")
+    neg = np.flatnonzero(g < -negative_floor(g))
     if neg.size:
-        raise ValueError(f"line {where[neg[0]]}: negative DOS {g[neg[0]]:.3g} ({neg.size} such row(s)); "
-                         "a DOS is never negative — fix those values")
+        rows = f"{neg.size} such row{'s' * (neg.size > 1)}"
+        raise ValueError(f"line {where[neg[0]]}: negative DOS {g[neg[0]]:.3g} ({rows}, beyond the "
+                         f"{NEGATIVE_SHARE:.0%} of the peak that smearing leaves); a DOS is never negative — fix "
+                         "those values")
     if len(e) < 5:
         raise ValueError(f"only {len(e)} points; at least 5 are needed to regrid — give more points")
     if len(e) > 1 and np.all(np.diff(e) < 0):      # written from high to low: the same curve

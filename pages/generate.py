@@ -194,6 +194,8 @@ else:
     st.success(f"Read {studio.plain(up.name)}; regridded onto −10…10 eV, 400 points.")
     if note := studio.grid_note(energy):
         st.warning(note)
+    if note := studio.negative_note(values):
+        st.info(note)
 
 with st.expander("Adjust the target (shift, scale, smear)", expanded=False):
     k1, k2, k3 = st.columns(3)

@@ -10,6 +10,7 @@ from functools import partial
 
 import numpy as np
 import streamlit as st
+from pymatgen.core import Composition
 
 from dosmatgen_core.candidates import runs as runsmod
 from dosmatgen_core.candidates.seeding import grow_source
@@ -33,6 +34,14 @@ def _badge(ok: bool | None, yes: str, no: str, na: str = "n/a") -> str:
     if ok is None:
         return f":gray-background[{na}]"
     return f":green-background[{yes}]" if ok else f":red-background[{no}]"
+
+
+def _charge_badge(c: dict) -> str:
+    """SMACT's charge balance, except for an all-metal cell: an intermetallic needs none, and a
+    green "charge balanced" on Au2CuNi read like a check it had passed."""
+    if Composition(c["formula"]).elements and all(el.is_metal for el in Composition(c["formula"]).elements):
+        return ":gray-background[intermetallic: no charge balance to check]"
+    return _badge(c.get("charge_neutral"), "charge balanced (SMACT)", "not charge balanced (SMACT)")
 
 
 def _stability_badge(c: dict, asked: bool | None = None) -> str:
@@ -576,7 +585,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                           "queued": ":blue-background[DFT queued]"}.get((d or {}).get("status"), ""))
             st.markdown(" ".join([
                 _badge(c["structurally_valid"], "geometry valid", "geometry invalid"),
-                _badge(c["charge_neutral"], "charge balanced (SMACT)", "not charge balanced (SMACT)"),
+                _charge_badge(c),
                 _badge(c.get("unique"), "unique in run", "duplicate in run"),
                 (":orange-background[the template itself]" if c.get("same_as_template") else
                  ":orange-background[the reference itself]" if c.get("is_reference") else

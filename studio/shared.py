@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Composition, Element
 
-from dosmatgen_core.dos import grid_note, read_dos_csv, read_dos_table, regrid, shape_target  # noqa: F401 (the pages read them here)
+from dosmatgen_core.dos import grid_note, negative_note, read_dos_csv, read_dos_table, regrid, shape_target  # noqa: F401 (the pages read them here)
 from dosmatgen_core.paths import (DB_URL, GUIDE_PATH, HULL_PATH, MODEL_PATH,  # noqa: F401 (the pages read them here)
                                   PREDICTOR_PATH, ROOT, RUNS_PATH)
 from dosmatgen_core.settings import PRESET_ID, SHIPPED  # noqa: F401

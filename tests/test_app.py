@@ -1168,3 +1168,11 @@ def test_a_run_whose_checks_all_landed_on_known_compounds_says_so():
     assert '"How far from the known structure"' in text and '"Further rounds"' in text
     assert no_new_text(run, {**into_known, 2: done(relaxed=True)}) is None     # one stayed new
     assert no_new_text(run, {}) is None                                          # nothing checked yet
+
+
+def test_an_intermetallic_card_does_not_claim_a_charge_balance():
+    """The walk: 'charge balanced (SMACT)' in green on Au2CuNi, Rh3Sn; it means nothing for metals."""
+    from studio.results import _charge_badge
+    assert _charge_badge({"formula": "Au2CuNi", "charge_neutral": True}).startswith(":gray-background[intermetallic")
+    assert _charge_badge({"formula": "NaCl", "charge_neutral": True}) == ":green-background[charge balanced (SMACT)]"
+    assert _charge_badge({"formula": "LiF2", "charge_neutral": False}).startswith(":red-background[not charge")

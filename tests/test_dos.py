@@ -106,3 +106,19 @@ def test_a_table_that_does_not_span_the_grid_is_read_and_says_what_regridding_di
     assert np.array_equal(read_dos_csv(down), read_dos_csv(text))
     with pytest.raises(ValueError, match="energies are not sorted"):       # out of order is no ordering at all
         read_dos_csv("E,DOS\n0,1\n-1,1\n1,1\n2,1\n3,1\n")
+
+
+def test_small_negative_dips_from_smearing_are_set_to_zero_and_said_deep_ones_refused():
+    """The walk: a smeared DOS with -1e-5 next to its band edges was refused as 'negative DOS'."""
+    e = np.linspace(-8, 8, 161)
+    g = np.exp(-e ** 2 / 4) * 3.0
+    g[::20] = -1e-5
+    text = "\n".join(f"{a},{b}" for a, b in zip(e, g)).encode()
+    energy, values = dos.read_dos_table(text)
+    assert dos.negative_note(values).startswith("9 values slightly below zero (down to -1e-05 states/eV")
+    y = dos.regrid(energy, values)
+    assert y.min() >= 0 and y.max() == pytest.approx(3.0, rel=1e-2)
+    assert dos.negative_note(np.abs(values)) is None
+    g[50] = -0.2            # 7 % of the peak: a broken file, not smearing
+    with pytest.raises(ValueError, match=r"line 51: negative DOS -0.2 \(1 such row, beyond the 1% of the peak"):
+        dos.read_dos_table("\n".join(f"{a},{b}" for a, b in zip(e, g)))

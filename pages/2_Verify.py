@@ -9,6 +9,7 @@ from studio.charts import dos_chart
 from studio.results import candidate_name, match_rows, predicted_curve, target_label, verification_rows
 from studio.shared import formula
 from studio import nav
+from dosmatgen_core.candidates.runs import structure_of
 from dosmatgen_core.scoring.verify import default_workers, relaxed_into
 
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
@@ -29,7 +30,9 @@ if not runs:
 titles = {r["id"]: f"{r['id']} · {r['title']}" for r in runs}
 # the newest run with candidates first: one still generating has none to check yet
 if st.session_state.get("verify_run") not in titles:
-    st.session_state["verify_run"] = next((r["id"] for r in runs if r["candidates"]), runs[0]["id"])
+    # ... and with a target (an unconditional run has none to overlay)
+    st.session_state["verify_run"] = next((r["id"] for r in runs if r["candidates"] and r["mode"] != "unconditional"),
+                                          next((r["id"] for r in runs if r["candidates"]), runs[0]["id"]))
 rid = st.selectbox("Run", list(titles), format_func=titles.get, key="verify_run")
 run = v.store.get(rid)
 if not run["candidates"]:
@@ -42,7 +45,10 @@ first_new = next((k for k, c in enumerate(run["candidates"]) if c.get("novel") i
 rank = st.selectbox("Candidate", list(names), index=first_new, format_func=names.get, key=f"verify_rank_{rid}")
 cur = v.status(rid, rank)
 relaxed = st.checkbox(f"Relax with {studio.potential_label()} first (positions and cell)", value=studio.SHIPPED.dft_relaxed, key="relaxed")
-if st.button("Queue DFT verification", disabled=bool(cur and cur["status"] in ("queued", "running")), key="queue"):
+# a finished check of this cell (drawn or relaxed, as ticked) is its answer: the same again is not queued
+same_done = bool(cur and cur["status"] == "done" and bool((cur.get("result") or {}).get("relaxed")) == relaxed)
+if st.button("Queue DFT verification", disabled=bool(cur and cur["status"] in ("queued", "running")) or same_done,
+             key="queue", help="Already checked this way: its result is below." if same_done else None):
     v.submit(rid, rank, relaxed=relaxed)
     st.rerun()
 
@@ -76,6 +82,7 @@ def status_panel():
         if into := relaxed_into(s):
             st.warning(f"Relaxed before its DFT check, this candidate became the known structure "
                        f"{studio.material_name(into, cand['formula'])}: its DFT curve is that compound's.")
+        elements = [x.specie.symbol for x in structure_of(cand)]
         for site, row in cand["site_to_target"].items():
             curves = [{"y": run["settings"]["targets"][int(row)], "name": target_label(run), "style": "target"},
                       {"y": res["site_dos"][int(site)], "name": f"DFT of candidate #{rank}"
@@ -83,10 +90,10 @@ def status_panel():
             if cand.get("predicted_dos"):
                 curves.append(predicted_curve(cand, int(site), f"predicted for candidate #{rank}"))
             dos_chart(curves, key=f"ver_{site}", filename=f"{rid}_candidate{rank}_site{site}_dft",
-                      title=f"candidate #{rank}, site {site}")
+                      title=f"candidate #{rank} · {formula(cand['formula'])} · site {site} ({elements[int(site)]})")
             if m := res["dos_match"].get(str(site)) or res["dos_match"].get(site):
                 st.caption("DFT DOS against the target")
-                st.dataframe(match_rows({site: m}), hide_index=True, width="stretch")
+                st.dataframe(match_rows({site: m}, elements), hide_index=True, width="stretch")
 
 
 status_panel()

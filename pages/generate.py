@@ -509,7 +509,7 @@ gpu = req_kw["device"] == "cuda" or (req_kw["device"] == "auto" and torch.cuda.i
 # the estimate in plain words; how it was made (measured rates and their records) under it
 st.info(f"Estimated time: **about {studio.duration(est)}** to generate and score the candidates on "
         + ("the GPU (timed on a CPU, so expect less)" if gpu else "this CPU") + "."
-        + (f" Then a DFT check of the top {dft_top}" + (f" and of each kind's best {dft_top} (up to {n_checks})"
+        + (f" Then a DFT check of the top {dft_top}" + (f" and of the best {dft_top} of each kind, the model's draws and the swaps (up to {n_checks})"
                                                           if n_checks > dft_top else "")
            + f", about {studio.duration(dft_est)}, "
            "in the background." if dft_top and mode != "unconditional" else "")

@@ -403,12 +403,16 @@ def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]
 METRIC_NAMES = studio.METRIC_NAMES
 
 
-def match_rows(match: dict) -> list[dict]:
+def match_rows(match: dict, elements: list[str] | None = None) -> list[dict]:
     """A candidate's match metrics, one row per metric (named with its unit), one column per site:
-    five metrics side by side were cut at 1280 px in a card's half ("Wass…")."""
+    five metrics side by side were cut at 1280 px in a card's half ("Wass…"). elements: the
+    candidate's atoms in site order, to head each column with its atom ('site 0 (Ni)')."""
     sites = sorted(match, key=int)
+
+    def head(k):
+        return f"site {int(k)}" + (f" ({elements[int(k)]})" if elements and int(k) < len(elements) else "")
     # as text: a number column drops trailing zeros, and 0.42 beside 0.103 reads as less precise
-    return [{"metric": METRIC_NAMES.get(name, name), **{f"site {int(k)}": f"{match[k][name]:.3f}" for k in sites}}
+    return [{"metric": METRIC_NAMES.get(name, name), **{head(k): f"{match[k][name]:.3f}" for k in sites}}
             for name in (match[sites[0]] if sites else {})]
 
 
@@ -466,7 +470,8 @@ def _card_dos(run: dict, c: dict, curves: list) -> None:
         dos_chart(curves, key=f"dos_{run['id']}_{c['index']}", filename=f"{run['id']}_candidate{c['rank']}_dos")
     if m := c.get("dos_match") or {}:
         st.caption("Predicted DOS against the target, per conditioned site")
-        st.dataframe(match_rows(m), hide_index=True, width="stretch")
+        st.dataframe(match_rows(m, [x.specie.symbol for x in runsmod.structure_of(c)]), hide_index=True,
+                     width="stretch")
 
 
 def _card_view(run: dict, c: dict, struct, live: bool) -> None:

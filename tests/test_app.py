@@ -360,7 +360,7 @@ def test_run_zip_legends_and_top_k(tmp_path):
     # per-kind extras after the overall top 3 are named as such
     line = certify.status_line({"ranks": [1, 2, 3, 9, 11], "done": [1], "failed": [], "running": [2, 3], "left_s": 200,
                                 "active": True, "cancelled": False, "relaxed": True, "top": 3}, studio.duration)
-    assert line.startswith("Relaxation and DFT check of candidates #1, #2, #3 and each kind's best, #9, #11: 1 of 5 done")
+    assert line.startswith("Relaxation and DFT check of candidates #1, #2, #3 and the best of each kind (draws, swaps), #9, #11: 1 of 5 done")
     # a check running past the mean: say so, rather than a countdown stuck near zero
     line = certify.status_line({"ranks": [1, 2], "done": [1], "failed": [], "running": [2], "left_s": 7,
                                 "active": True, "cancelled": False, "per_s": 70.0, "overdue": True}, studio.duration)
@@ -430,7 +430,7 @@ def test_per_source_dft_checks_are_offered_for_seeded_runs_with_swaps_and_counte
     box.uncheck().run()
     assert "(up to 6)" not in estimate()
     next(c for c in at.checkbox if c.key == "dft_per_source").check().run()
-    assert "Then a DFT check of the top 3 and of each kind's best 3 (up to 6)" in estimate()
+    assert "Then a DFT check of the top 3 and of the best 3 of each kind, the model's draws and the swaps (up to 6)" in estimate()
     next(c for c in at.checkbox if c.key == "seed_subs").uncheck().run()      # one source: nothing to add
     off = next(c for c in at.checkbox if c.key == "dft_per_source_off")       # shown off, not ticked and greyed
     assert off.disabled and off.value is False and "(up to 6)" not in estimate()
@@ -440,7 +440,7 @@ def test_per_source_dft_checks_are_offered_for_seeded_runs_with_swaps_and_counte
 
 def test_the_verify_page_shows_a_finished_checks_match_as_a_table_with_units(tmp_path, monkeypatch):
     from dosmatgen_core import dos as dosmod
-    from dosmatgen_core.candidates.runs import RunStore, dumps
+    from dosmatgen_core.candidates.runs import RunStore, dumps, structure_of
     from dosmatgen_core.scoring.verify import Verifier
     monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
     monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
@@ -454,8 +454,14 @@ def test_the_verify_page_shows_a_finished_checks_match_as_a_table_with_units(tmp
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     table = next(d.value for d in at.dataframe if "metric" in d.value.columns).set_index("metric")
-    assert table.loc["MAE (states/eV)", "site 0"] == f"{metrics[0]['mae']:.3f}"
+    el = structure_of(c)[0].specie.symbol          # the column names the atom that carries the target
+    assert table.loc["MAE (states/eV)", f"site 0 ({el})"] == f"{metrics[0]['mae']:.3f}"
     assert not at.json and "DFT DOS against the target" in [x.value for x in at.caption]
+    # the same check again (drawn cell, as ticked) is not queued: its result is on the page
+    at.checkbox(key="relaxed").uncheck().run()
+    assert at.button(key="queue").disabled
+    at.checkbox(key="relaxed").check().run()           # the relaxed cell is another check
+    assert not at.button(key="queue").disabled
 
 
 def test_the_verify_page_names_known_candidates_and_offers_the_first_new_one(tmp_path, monkeypatch):
@@ -646,6 +652,8 @@ def test_a_cards_match_table_names_each_metric_with_its_unit():
     assert all(len(v.split(".")[1]) == 3 for r in rows.values() for k, v in r.items() if k != "metric")
     two = match_rows({"2": m["0"], "0": m["0"]})
     assert list(two[0]) == ["metric", "site 0", "site 2"]          # a column per site, in site order
+    # the walk: "site 0" alone did not say which atom carries the target
+    assert list(match_rows(m, ["Ni", "Al"])[0]) == ["metric", "site 0 (Ni)"]
 
 
 def test_the_dft_table_ranks_stored_labels_of_known_candidates_beside_fresh_checks():

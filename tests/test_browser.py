@@ -550,7 +550,7 @@ def test_the_default_flow_certifies_its_top_candidates_by_dft_and_keeps_every_3d
     page.get_by_text("5 · Results").wait_for(timeout=600_000)
     # the overall top 3, then each source's best 3 not among them (SHIPPED.dft_per_source)
     status = page.get_by_text(re.compile(r"Relaxation and DFT check of candidates? #\d+(, #\d+)*"
-                                         r"( and each kind's best, #\d+(, #\d+)*)?: "))
+                                         r"( and the best of each kind \(draws, swaps\), #\d+(, #\d+)*)?: "))
     status.first.wait_for(timeout=120_000)
     done = page.get_by_text(re.compile(r": (\d+) of \1 done"))
     done.first.wait_for(timeout=1_500_000)

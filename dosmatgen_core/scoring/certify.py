@@ -225,7 +225,7 @@ def status_line(p: dict, duration) -> str:
     top = p.get("top") or len(p["ranks"])
     which = ", ".join(f"#{r}" for r in p["ranks"][:top])
     if p["ranks"][top:]:        # pick's per-kind extras: say why a #9 follows #1-#3
-        which += " and each kind's best, " + ", ".join(f"#{r}" for r in p["ranks"][top:])
+        which += " and the best of each kind (draws, swaps), " + ", ".join(f"#{r}" for r in p["ranks"][top:])
     text = f"{what} of candidate{'s' * (n != 1)} {which}: {len(p['done'])} of {n} done"
     if p["failed"]:
         text += f", {len(p['failed'])} failed"

@@ -68,13 +68,9 @@ for item in latest:
     with st.expander(("superseded: " if res.get("superseded") else "") + studio.result_title(item)):
         if res.get("superseded"):
             st.warning(str(res["superseded"]))
-        flat = pd.json_normalize({k: v for k, v in res.items() if k != "machine"}, sep=" · ").T
-        flat.columns = ["value"]
-        flat["value"] = flat["value"].astype(str)
-        st.dataframe(flat, width="stretch")
+        st.dataframe(studio.record_rows(res), hide_index=True, width="stretch")
         if "au3ni_ni_site" in res:
             df = pd.DataFrame(res["au3ni_ni_site"]).T[["share_ni_conditional", "share_ni_unconditional"]]
             df.index.name = "N atoms"
             st.caption("Au3Ni case: share of conditioned atoms that come out as Ni")
             st.bar_chart(df, stack=False)
-        st.caption(f"machine: {res.get('machine', {})}")

@@ -474,7 +474,7 @@ def _card_dos(run: dict, c: dict, curves: list) -> None:
                      width="stretch")
 
 
-def _card_view(run: dict, c: dict, struct, live: bool) -> None:
+def _card_view(run: dict, c: dict, struct, live: bool, dft: dict | None = None) -> None:
     """A card's 3D view, with its conditioned, fixed and pinned sites haloed. live=False: drawn on
     request, since a browser keeps 16 WebGL contexts and blanks the oldest beyond that (the views
     above the cards and the first cards' stay drawn)."""
@@ -484,7 +484,18 @@ def _card_view(run: dict, c: dict, struct, live: bool) -> None:
                               "turning on more blanks the earliest ones."):
         st.iframe(viz.structure_html(struct, hl, height=280, element_id=f"v{c['index']}",
                                      script_src=viz.STATIC_SRC), height=290)
-        st.caption(halo_caption(c))
+        st.caption(halo_caption(c) + view_note(c, dft))
+
+
+def view_note(c: dict, dft: dict | None) -> str:
+    """What the 3D view shows when the DFT curve beside it is another cell's: the drawn cell, where
+    the check calculated its relaxed cell (which may be a known compound)."""
+    if not (dft and dft.get("status") == "done" and (dft.get("result") or {}).get("relaxed")):
+        return ""
+    into = relaxed_into(dft)
+    became = f", which is the known {studio.material_name(into, c['formula'])}" if into else ""
+    return (f" The view shows the cell as drawn; the DFT curve is of its relaxed cell{became} (its CIF is "
+            "below).")
 
 
 def partial_summary(run: dict) -> dict:
@@ -625,9 +636,9 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                 with left:
                     _card_dos(run, c, curves_of[c["rank"]])
                 with right:
-                    _card_view(run, c, struct, live=k < live_views)
+                    _card_view(run, c, struct, live=k < live_views, dft=d)
             else:
-                _card_view(run, c, struct, live=k < live_views)
+                _card_view(run, c, struct, live=k < live_views, dft=d)
             d1, d2, d3, d4, d5 = st.columns(5)
             stem = f"{run['id']}_{c['rank']}_{c['formula']}"
             d1.download_button("CIF (sym)", runsmod.to_cif(struct, symmetrised=True), f"{stem}_sym.cif", key=f"c1{stem}")

@@ -314,6 +314,37 @@ def result_title(item: dict) -> str:
     return f"{what} ({item['file']}, {item['date']:%Y-%m-%d})"
 
 
+def record_rows(rec: dict) -> list[dict]:
+    """A benchmark record as rows a reader scans: {'quantity', 'value'}, nested keys joined with
+    ' · ' and underscores read as spaces; numbers to 3 decimals; a list of records (per site, per
+    run) as its count, since its rows are in the file; the machine on one line."""
+    def text(v) -> str:
+        if isinstance(v, bool) or v is None:
+            return "—" if v is None else ("yes" if v else "no")
+        if isinstance(v, float):
+            return f"{v:.3f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+        if isinstance(v, list):
+            if v and all(isinstance(x, dict) for x in v):
+                return f"{len(v)} entries (see the file)"
+            return ", ".join(text(x) for x in v[:12]) + (f", … ({len(v)} in all)" if len(v) > 12 else "")
+        return str(v)
+
+    rows = []
+
+    def walk(prefix: str, v) -> None:
+        if isinstance(v, dict) and v:
+            for k, x in v.items():
+                walk(f"{prefix} · {k}" if prefix else str(k), x)
+        else:
+            rows.append({"quantity": prefix.replace("_", " "), "value": text(v)})
+    walk("", {k: v for k, v in rec.items() if k != "machine"})
+    m = rec.get("machine")
+    if isinstance(m, dict):
+        rows.append({"quantity": "machine", "value": ", ".join(
+            f"{k} {x}" for k, x in m.items() if x not in (None, False, ""))})
+    return rows
+
+
 def latest_results(folder: Path = RESULTS_DIR) -> list[dict]:
     """The newest record of each kind: [{kind, file, date, record}], sorted by kind."""
     best: dict[str, dict] = {}

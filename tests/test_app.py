@@ -1184,3 +1184,26 @@ def test_an_intermetallic_card_does_not_claim_a_charge_balance():
     assert _charge_badge({"formula": "Au2CuNi", "charge_neutral": True}).startswith(":gray-background[intermetallic")
     assert _charge_badge({"formula": "NaCl", "charge_neutral": True}) == ":green-background[charge balanced (SMACT)]"
     assert _charge_badge({"formula": "LiF2", "charge_neutral": False}).startswith(":red-background[not charge")
+
+
+def test_a_benchmark_record_reads_as_rows_not_json():
+    """The walk: the Model page's benchmark expanders showed dict text ("[{'site': 'mp-10226#1', …")
+    and a raw machine dict."""
+    rows = {r["quantity"]: r["value"] for r in studio.record_rows(json.loads(
+        (studio.RESULTS_DIR / "truth-c.json").read_text()))}
+    assert rows["sites"] == "30" and rows["per site"].endswith("entries (see the file)")
+    assert rows["methods · lookup · share cosine 0.9"].count(".") == 1 and len(rows["methods · lookup · share cosine 0.9"]) == 5
+    assert rows["machine"].startswith("cpus 2") or rows["machine"].startswith("cpus ")
+    assert not any(v.startswith(("[{", "{")) for v in rows.values())
+
+
+def test_a_cards_view_says_it_is_the_drawn_cell_when_dft_calculated_the_relaxed_one():
+    """The walk: on a 'relaxed into known' card the 3D view (drawn cell) and the DFT curve (relaxed
+    cell) showed different crystals and nothing said so."""
+    from studio.results import view_note
+    c = {"formula": "Au3Ni"}
+    into = {"status": "done", "result": {"relaxed": True, "relaxed_into": studio.PRESET_ID}}
+    assert view_note(c, into).startswith(" The view shows the cell as drawn; the DFT curve is of its relaxed cell, "
+                                         "which is the known Au3Ni")
+    assert "which is" not in view_note(c, {"status": "done", "result": {"relaxed": True}})
+    assert view_note(c, {"status": "done", "result": {"relaxed": False}}) == "" and view_note(c, None) == ""

@@ -120,8 +120,8 @@ if src == "A site of a material":
         if not found["labelled"]:
             asked = q.get("formula") or q.get("id") or query
             st.warning(f"**{asked}** has no DFT label in the reference database ({len(rows_all)} materials)."
-                       + (" The Materials Project structures below have none either, but the site-DOS predictor "
-                          "can give their sites a predicted DOS." if mp_by_key else
+                       + (" Its Materials Project structures are listed below without one: the site-DOS "
+                          "predictor gives their sites a predicted DOS." if mp_by_key else
                           " It is not among the Materials Project structures that ship with the project either."
                           if not (missing := missing_mp_tables()) else
                           " The Materials Project tables are not installed here "
@@ -600,10 +600,12 @@ def job_panel(was_live: bool):
             st.session_state.pop("job", None)
             st.rerun()
     elif job.status == "cancelled":
-        st.warning("Generation cancelled. Any candidates scored before the cancel are kept, unranked, as a "
-                   "cancelled run on the Runs page.")
+        # named: the note stays until the next Generate, while the form may already say something else
+        st.warning(f"Generation of “{studio.plain(job.request.title or 'the last run')}” cancelled. Any candidates "
+                   "scored before the cancel are kept, unranked, as a cancelled run on the Runs page.")
     elif job.status == "failed":
-        st.error(f"Generation failed: {job.error}. Your settings are unchanged; adjust them and try again.")
+        st.error(f"Generation of “{studio.plain(job.request.title or 'the last run')}” failed: {job.error}. Your "
+                 "settings are unchanged; adjust them and try again.")
 
 
 if note := st.session_state.get("rounds_note"):

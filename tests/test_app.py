@@ -222,7 +222,7 @@ def test_uploaded_cif_keeps_its_site_order_and_is_marked_predicted(db):
 def test_names_people_read():
     assert studio.formula("ClNa") == "NaCl" and studio.formula("NiAu3") == "Au3Ni" and studio.formula("Ga4Te4") == "GaTe"
     assert studio.material_name("mp-22862", "ClNa") == "NaCl · mp-22862"
-    assert studio.material_name("gen:008d78a03b6aa6dcf9f3", "NaCl") == "NaCl · an earlier candidate, DFT-checked · 008d78a0"
+    assert studio.material_name("gen:008d78a03b6aa6dcf9f3", "NaCl") == "NaCl · DFT-checked candidate 008d78a0"
     assert studio.duration(40) == "40 s" and studio.duration(150) == "2 min"
 
 
@@ -1150,7 +1150,7 @@ def test_a_known_site_is_named_by_its_formula_even_when_the_listing_lags_the_dat
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     names = [m.value for m in at.markdown if " · site " in m.value and m.value.startswith("**")]
-    assert names and any("an earlier candidate, DFT-checked" in n for n in names), names
+    assert names and any("DFT-checked candidate" in n for n in names), names
     assert not any(n.startswith("**gen:") for n in names), names
 
 

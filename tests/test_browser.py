@@ -417,7 +417,7 @@ def test_progress_cancel_then_a_small_run(browser, server):
     page.get_by_text(re.compile(r"step \d+/\d+ · about .+ left")).first.wait_for(timeout=180_000)
     shot(page, "progress")
     page.get_by_role("button", name="Cancel").click()
-    page.get_by_text("Generation cancelled").wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"^Generation of “.+” cancelled\.")).wait_for(timeout=60_000)
     # a small run: 12 new 4-atom candidates, 10 steps, no DFT (the seeded default is tested in test_app
     # and test_seeding; its larger seed cells make the novelty check slow on a loaded machine). With
     # the reference and the known sites' views, 12 cards would be more 3D views than a browser keeps.

@@ -321,7 +321,7 @@ def compare_caption(drawn: bool, nothing: list[str]) -> str:
             "stored labels are the lookup) and candidates that relaxed into one are left out, as in each run's "
             "\"Best DFT MAE, new\"." if drawn else "")
     why = (f"No curve for run{'s' * (len(nothing) > 1)} {', '.join(nothing)}: no target (an unconditional run) or "
-           "no candidate." if nothing else "")
+           "no new structure (every candidate known, or relaxed by its check into a known compound)." if nothing else "")
     return " ".join(t for t in (what, why) if t)
 
 
@@ -484,7 +484,7 @@ def _card_view(run: dict, c: dict, struct, live: bool, dft: dict | None = None) 
                               "turning on more blanks the earliest ones."):
         st.iframe(viz.structure_html(struct, hl, height=280, element_id=f"v{c['index']}",
                                      script_src=viz.STATIC_SRC), height=290)
-        st.caption(halo_caption(c) + view_note(c, dft))
+        st.caption(" ".join(t for t in (halo_caption(c) + ".", view_note(c, dft)) if t))
 
 
 def view_note(c: dict, dft: dict | None) -> str:
@@ -494,7 +494,7 @@ def view_note(c: dict, dft: dict | None) -> str:
         return ""
     into = relaxed_into(dft)
     became = f", which is the known {studio.material_name(into, c['formula'])}" if into else ""
-    return (f" The view shows the cell as drawn; the DFT curve is of its relaxed cell{became} (its CIF is "
+    return (f"The view shows the cell as drawn; the DFT curve is of its relaxed cell{became} (its CIF is "
             "below).")
 
 

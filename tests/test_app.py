@@ -1017,6 +1017,14 @@ def test_compared_runs_share_a_figure_only_when_they_share_a_target():
     assert [first[1]["line"]["color"], second[1]["line"]["color"], first[2]["line"]["color"]] == COMPARE_COLOURS[:3]
     again, _ = compare_figures([(run("u", None), {}), (run("c", g1), {})])
     assert again[0][1][1]["line"]["color"] == COMPARE_COLOURS[0]
+    # the second walk: a run whose #1 relaxed into a known compound was drawn by #1's predicted curve;
+    # its top candidate still new stands in, and a run with none is named as having nothing new
+    into = {"status": "done", "result": {"site_dos": np.stack([g1, g1]), "relaxed": True, "relaxed_into": "mp-1",
+                                         "dos_match": {"0": {"mae": 0.1}}}}
+    (_, curves), = compare_figures([(run("r", g1), {1: into})])[0]
+    assert curves[1]["name"].startswith("run r: predicted of #2 ")
+    none_new, nothing = compare_figures([(run("k", g1, ranks=(1,)), {1: into})])
+    assert none_new == [] and nothing == ["k"]
 
 
 
@@ -1203,7 +1211,7 @@ def test_a_cards_view_says_it_is_the_drawn_cell_when_dft_calculated_the_relaxed_
     from studio.results import view_note
     c = {"formula": "Au3Ni"}
     into = {"status": "done", "result": {"relaxed": True, "relaxed_into": studio.PRESET_ID}}
-    assert view_note(c, into).startswith(" The view shows the cell as drawn; the DFT curve is of its relaxed cell, "
+    assert view_note(c, into).startswith("The view shows the cell as drawn; the DFT curve is of its relaxed cell, "
                                          "which is the known Au3Ni")
     assert "which is" not in view_note(c, {"status": "done", "result": {"relaxed": True}})
     assert view_note(c, {"status": "done", "result": {"relaxed": False}}) == "" and view_note(c, None) == ""

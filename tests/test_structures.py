@@ -69,7 +69,8 @@ def test_labeller_refuses_lanthanides_with_the_reason():
 
 def test_spglibs_retry_messages_stay_off_the_logs():
     """The walk: the app's log held 'spglib: ssm_get_exact_positions failed' lines from symmetry
-    searches whose answers stood; importing the package turns spglib's warnings off."""
+    searches whose answers stood, and pymatgen's 'No Pauling electronegativity for Ar' from ordering
+    a formula; importing the package turns both off."""
     import subprocess
     import sys
     code = ("import dosmatgen_core\nimport numpy as np\nfrom pymatgen.core import Lattice, Structure\n"
@@ -77,10 +78,11 @@ def test_spglibs_retry_messages_stay_off_the_logs():
             "for _ in range(200):\n"
             "    s = Structure(Lattice(rng.random((3, 3)) * 4 + np.eye(3) * 3), ['Cu'] * 4, rng.random((4, 3)))\n"
             "    try:\n        SpacegroupAnalyzer(s, symprec=0.3).get_space_group_symbol()\n"
-            "    except Exception:\n        pass\n")
+            "    except Exception:\n        pass\n"
+            "from pymatgen.core import Composition\nComposition('ArCu3').reduced_formula\n")
     env = {k: v for k, v in os.environ.items() if k != "SPGLIB_WARNING"}
     quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     loud = subprocess.run([sys.executable, "-c", code.replace("import dosmatgen_core\n", "")], capture_output=True,
                           text=True, env=env, timeout=300)
-    assert quiet.returncode == 0 and "spglib" not in quiet.stderr
-    assert "spglib" in loud.stderr          # the same searches do print without it
+    assert quiet.returncode == 0 and "spglib" not in quiet.stderr and "Pauling" not in quiet.stderr
+    assert "spglib" in loud.stderr and "Pauling" in loud.stderr      # the same work prints without it

@@ -39,9 +39,7 @@ def element_table() -> np.ndarray:
     for z in range(1, N_Z + 1):
         e = Element.from_Z(z)
         try:
-            with warnings.catch_warnings():     # the noble gases have none: pymatgen warns, then gives NaN
-                warnings.simplefilter("ignore", UserWarning)
-                x = float(e.X) if not math.isnan(float(e.X)) else 0.0
+            x = float(e.X) if not math.isnan(float(e.X)) else 0.0
         except Exception:
             x = 0.0
         shells = {"s": 0, "p": 0, "d": 0, "f": 0}

@@ -143,9 +143,10 @@ def best_new_curve(run: dict, dft: dict[int, dict]) -> dict | None:
     """A run's best curve at its best candidate's first conditioned site, for comparing runs: the
     lowest DFT MAE among its new structures' finished checks (new_structure_maes: a seeded run's
     copies of its seeds carry the lookup's stored labels, the same in every run towards that
-    target), else the predictor's curve of its top-ranked new candidate (its top one when none is
-    new). {'y', 'target' (that site's target curve), 'source' ('dft' or 'predicted'), 'rank',
-    'formula', 'site', 'element', 'mae', 'cosine'}; None for a run with no target or no candidate."""
+    target), else the predictor's curve of its top-ranked candidate still new (not known as drawn,
+    not relaxed by its check into a known compound). {'y', 'target' (that site's target curve),
+    'source' ('dft' or 'predicted'), 'rank', 'formula', 'site', 'element', 'mae', 'cosine'}; None
+    for a run with no target or no new structure."""
     targets = run["settings"].get("targets") or []
     cands = [c for c in run.get("candidates", []) if c.get("site_to_target")]
     if not targets or not cands:
@@ -157,10 +158,11 @@ def best_new_curve(run: dict, dft: dict[int, dict]) -> dict | None:
         site, row = min(((int(s), int(r)) for s, r in c["site_to_target"].items()))
         y, source = dft[c["rank"]]["result"]["site_dos"][site], "dft"
     else:
-        new = [c for c in cands if c.get("novel") is not False and not c.get("is_reference")]
-        c = min(new or cands, key=lambda c: c["rank"])
-        if c.get("predicted_dos") is None:
+        new = [c for c in cands if c.get("novel") is not False and not c.get("is_reference")
+               and relaxed_into(dft.get(c["rank"])) is None and c.get("predicted_dos") is not None]
+        if not new:
             return None
+        c = min(new, key=lambda c: c["rank"])
         site, row = min(((int(s), int(r)) for s, r in c["site_to_target"].items()))
         y, source = c["predicted_dos"][site], "predicted"
     target, y = np.asarray(targets[row], float), np.asarray(y, float)

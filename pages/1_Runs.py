@@ -10,8 +10,8 @@ from dosmatgen_core.structures import StructureError
 from studio import shared as studio
 from studio import state
 from studio.charts import dos_chart
-from studio.results import (RUNS_TABLE_NOTE, compare_caption, compare_figures, dft_mae, runs_table, show_run, shown,
-                            stored_labels)
+from studio.results import (RUNS_TABLE_NOTE, compare_caption, compare_figures, dft_mae, run_label, runs_table,
+                            show_run, shown, stored_labels)
 from studio import nav
 
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
@@ -53,7 +53,7 @@ st.caption(RUNS_TABLE_NOTE)
 db = open_db(studio.DB_URL)
 labelled = frozenset(r["material_id"] for r in state.reference_rows(studio.DB_URL))
 ids = [r["id"] for r in runs]
-label = {r["id"]: f"{r['id']} · {r['title']}" for r in runs}
+label = {r["id"]: run_label(r) for r in runs}
 c1, c2 = st.columns(2)
 pick = c1.selectbox("Open run", ids, format_func=label.get, key="open_run")
 other = c2.multiselect("Compare with", [i for i in ids if i != pick], format_func=label.get, key="compare")

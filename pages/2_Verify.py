@@ -6,7 +6,7 @@ import streamlit as st
 from studio import shared as studio
 from studio import state
 from studio.charts import dos_chart
-from studio.results import candidate_name, match_rows, predicted_curve, target_label, verification_rows
+from studio.results import candidate_name, match_rows, predicted_curve, run_label, target_label, verification_rows
 from studio.shared import formula
 from studio import nav
 from dosmatgen_core.candidates.runs import structure_of
@@ -27,7 +27,7 @@ runs = v.store.list()
 if not runs:
     st.info("No runs yet. Generate some on the Generate page.")
     st.stop()
-titles = {r["id"]: f"{r['id']} · {r['title']}" for r in runs}
+titles = {r["id"]: run_label(r) for r in runs}
 # the newest run with candidates first: one still generating has none to check yet
 if st.session_state.get("verify_run") not in titles:
     # ... and with a target (an unconditional run has none to overlay)

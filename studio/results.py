@@ -298,6 +298,13 @@ RUNS_TABLE_NOTE = ("MAEs in states/eV, cosines 0-1 (1: the target's shape exactl
                    "structure with the lowest DFT MAE; times in UTC.")
 
 
+def run_label(r: dict) -> str:
+    """A stored run (RunStore.list's row) as a picker names it: runs towards one target share a
+    title, so its mode and time tell them apart ('2b288df3f5 · target: … · grown from known sites · 12-06 03:17 UTC')."""
+    when = dt.datetime.fromtimestamp(r["created"], dt.timezone.utc).strftime("%m-%d %H:%M")
+    return f"{r['id']} · {r['title']} · {studio.MODE_WORDS.get(r['mode'], r['mode'])} · {when} UTC"
+
+
 def runs_table(runs: list[dict], checks: dict[str, dict]) -> list[dict]:
     """The Runs table: one row per stored run (RunStore.list), its GPAW checks (Verifier.summaries)
     first after its id and title, then the predictor's numbers. A run cancelled before scoring has

@@ -1215,3 +1215,10 @@ def test_a_cards_view_says_it_is_the_drawn_cell_when_dft_calculated_the_relaxed_
                                          "which is the known Au3Ni")
     assert "which is" not in view_note(c, {"status": "done", "result": {"relaxed": True}})
     assert view_note(c, {"status": "done", "result": {"relaxed": False}}) == "" and view_note(c, None) == ""
+
+
+def test_runs_towards_one_target_are_told_apart_in_the_pickers():
+    """The second walk: four runs of one target read alike in Runs' and Verify's pickers."""
+    from studio.results import run_label
+    r = {"id": "2b288df3f5", "title": "target: DFT label of Au3Ni site 0 (Ni)", "mode": "seeded", "created": 0.0}
+    assert run_label(r) == "2b288df3f5 · target: DFT label of Au3Ni site 0 (Ni) · grown from known sites · 01-01 00:00 UTC"

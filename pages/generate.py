@@ -697,8 +697,10 @@ if run_id:
             dft_panel(run_id, len(p["done"]) + len(p["failed"]), p["active"])
             if why := certify.passed_over(run, p["ranks"], labelled=labelled_ids):
                 st.caption(why + " Known ones show their stored DFT label instead.")
-            if not p["active"] and (none_new := no_new_text(run, dft)):
-                st.info(none_new)
+            with st.container():     # always there: a note that comes later must not move the cards (and
+                # their 3D views, which a browser then reloads and drops) down the page
+                if not p["active"] and (none_new := no_new_text(run, dft)):
+                    st.info(none_new)
         elif (skipped := st.session_state.get("dft_skipped")) and skipped[0] == run_id:
             st.info(f"No DFT check was started: {skipped[1]}."
                     + (" Known candidates show their stored DFT label instead." if "known" in skipped[1] else ""))

@@ -39,7 +39,8 @@ def _badge(ok: bool | None, yes: str, no: str, na: str = "n/a") -> str:
 def _charge_badge(c: dict) -> str:
     """SMACT's charge balance, except for an all-metal cell: an intermetallic needs none, and a
     green "charge balanced" on Au2CuNi read like a check it had passed."""
-    if Composition(c["formula"]).elements and all(el.is_metal for el in Composition(c["formula"]).elements):
+    elements = Composition(c["formula"]).elements
+    if elements and all(el.is_metal for el in elements):
         return ":gray-background[intermetallic: no charge balance to check]"
     return _badge(c.get("charge_neutral"), "charge balanced (SMACT)", "not charge balanced (SMACT)")
 
@@ -471,14 +472,14 @@ def verification_rows(rows: list[dict], formulas: dict[tuple[str, int], str] | N
     return out
 
 
-def _card_dos(run: dict, c: dict, curves: list) -> None:
-    """A card's DOS half: the plotted curves and the predicted match per conditioned site."""
+def _card_dos(run: dict, c: dict, curves: list, struct) -> None:
+    """A card's DOS half: the plotted curves and the predicted match per conditioned site (struct:
+    the card's structure, read once for the card)."""
     if curves:
         dos_chart(curves, key=f"dos_{run['id']}_{c['index']}", filename=f"{run['id']}_candidate{c['rank']}_dos")
     if m := c.get("dos_match") or {}:
         st.caption("Predicted DOS against the target, per conditioned site")
-        st.dataframe(match_rows(m, [x.specie.symbol for x in runsmod.structure_of(c)]), hide_index=True,
-                     width="stretch")
+        st.dataframe(match_rows(m, [x.specie.symbol for x in struct]), hide_index=True, width="stretch")
 
 
 def _card_view(run: dict, c: dict, struct, live: bool, dft: dict | None = None) -> None:
@@ -641,7 +642,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
             if has_dos:
                 left, right = st.columns([3, 2])
                 with left:
-                    _card_dos(run, c, curves_of[c["rank"]])
+                    _card_dos(run, c, curves_of[c["rank"]], struct)
                 with right:
                     _card_view(run, c, struct, live=k < live_views, dft=d)
             else:

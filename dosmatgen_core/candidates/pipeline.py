@@ -408,7 +408,7 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
         else:
             gen = sampling.sample(loaded, specs + base_specs, seed=req.seed, progress=prog, **kw)
         # too few new crystals among the draws and swaps: one more batch, further from the seeds
-        if progress and req.mode == "seeded" and check_novelty:
+        if progress and may_top_up(req, check_novelty):      # top_up_specs matches the draws only then
             progress(span, 0.0, "checking which draws are new crystals (against the known structures)")
         more = top_up_specs(req, [g.crystal.to_structure() for g in gen[:len(specs)]]
                             + [c.to_structure() for c, _ in variants], db_url, check_novelty)

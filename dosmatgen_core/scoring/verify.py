@@ -154,17 +154,15 @@ def best_new_curve(run: dict, dft: dict[int, dict]) -> dict | None:
     by_rank = {c["rank"]: c for c in cands}
     maes = {r: m for r, m in new_structure_maes(run, dft, dft_maes(run, dft)).items() if r in by_rank}
     if maes:
-        c = by_rank[min(maes, key=maes.get)]
-        site, row = min(((int(s), int(r)) for s, r in c["site_to_target"].items()))
-        y, source = dft[c["rank"]]["result"]["site_dos"][site], "dft"
+        c, source = by_rank[min(maes, key=maes.get)], "dft"
     else:
         new = [c for c in cands if c.get("novel") is not False and not c.get("is_reference")
                and relaxed_into(dft.get(c["rank"])) is None and c.get("predicted_dos") is not None]
         if not new:
             return None
-        c = min(new, key=lambda c: c["rank"])
-        site, row = min(((int(s), int(r)) for s, r in c["site_to_target"].items()))
-        y, source = c["predicted_dos"][site], "predicted"
+        c, source = min(new, key=lambda c: c["rank"]), "predicted"
+    site, row = min(((int(s), int(r)) for s, r in c["site_to_target"].items()))
+    y = dft[c["rank"]]["result"]["site_dos"][site] if source == "dft" else c["predicted_dos"][site]
     target, y = np.asarray(targets[row], float), np.asarray(y, float)
     return {"y": y, "target": target, "source": source, "rank": c["rank"], "formula": c["formula"],
             "site": site, "element": structure_of(c)[site].specie.symbol, "mae": dosmod.mae(target, y),

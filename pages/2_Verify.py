@@ -6,7 +6,7 @@ import streamlit as st
 from studio import shared as studio
 from studio import state
 from studio.charts import dos_chart
-from studio.results import candidate_name, match_rows, predicted_curve, run_label, target_label, verification_rows
+from studio.results import became_text, candidate_name, match_rows, predicted_curve, run_label, target_label, verification_rows
 from studio.shared import formula
 from studio import nav
 from dosmatgen_core.candidates.runs import structure_of
@@ -47,6 +47,8 @@ cur = v.status(rid, rank)
 relaxed = st.checkbox(f"Relax with {studio.potential_label()} first (positions and cell)", value=studio.SHIPPED.dft_relaxed, key="relaxed")
 # a finished check of this cell (drawn or relaxed, as ticked) is its answer: the same again is not queued
 same_done = bool(cur and cur["status"] == "done" and bool((cur.get("result") or {}).get("relaxed")) == relaxed)
+if note := studio.other_cell_note(cur, relaxed):
+    st.caption(note)
 if st.button("Queue DFT verification", disabled=bool(cur and cur["status"] in ("queued", "running")) or same_done,
              key="queue", help="Already checked this way: its result is below." if same_done else None):
     v.submit(rid, rank, relaxed=relaxed)
@@ -80,8 +82,7 @@ def status_panel():
                    + f" (the table's time also counts the wait and the setup); E_F = {res['e_fermi_eV']:.3f} eV "
                    "(absolute).")
         if into := relaxed_into(s):
-            st.warning(f"Relaxed before its DFT check, this candidate became the known structure "
-                       f"{studio.material_name(into, cand['formula'])}: its DFT curve is that compound's.")
+            st.warning(became_text(into, cand, run["settings"]))
         elements = [x.specie.symbol for x in structure_of(cand)]
         for site, row in cand["site_to_target"].items():
             curves = [{"y": run["settings"]["targets"][int(row)], "name": target_label(run), "style": "target"},

@@ -282,7 +282,7 @@ mode = st.radio("Mode", list(MODES), format_func=MODES.get, horizontal=True, key
                      "model builds N atoms, the chosen ones carrying the target. Template: it reworks a structure "
                      "you choose around its conditioned atoms. Baseline: no target at all.")
 # every mode records the reference, so that rounds never grow from it (rounds.next_round)
-req_kw: dict = {"mode": mode, "seed_exclude": sorted(exclude)}
+req_kw: dict = {"mode": mode, "seed_exclude": sorted(exclude), "reference_id": mat.db_id if exclude else None}
 notes = FieldMessages()      # each input's check message goes right under it
 ref_key = mat.key if mat is not None else None
 st.session_state["current_ref"] = ref_key

@@ -373,13 +373,21 @@ def dft_rank_text(rank: int, maes: dict[int, float]) -> str:
     return f"DFT MAE {maes[rank]:.3f} · {'tied ' * tied}{nth} of {len(maes)} by DFT"
 
 
-def cell_text(c: dict, status: dict) -> str:
+def into_name(into: str, c: dict, settings: dict) -> str:
+    """The known structure a relaxed check became, in words: 'the reference itself (Au3Ni · L1₂ ·
+    relaxed)' when it is the structure the target came from (its curve is the target), else 'the known
+    Au3Ni · mp-…'."""
+    name = studio.material_name(into, c["formula"])
+    return f"the reference itself ({name})" if into == settings.get("reference_id") else f"the known {name}"
+
+
+def cell_text(c: dict, status: dict, settings: dict | None = None) -> str:
     """The DFT table's word for the cell a check calculated: 'as drawn', 'relaxed', or 'relaxed into
-    Au3Ni · mp-…' when the relaxed cell is a known structure (then it is no new structure's result)."""
+    the known Au3Ni · mp-…' when the relaxed cell is a known structure (then it is no new structure's result)."""
     if not status["result"].get("relaxed"):
         return "as drawn"
     into = relaxed_into(status)
-    return f"relaxed into {studio.material_name(into, c['formula'])}" if into else "relaxed"
+    return f"relaxed into {into_name(into, c, settings or {})}" if into else "relaxed"
 
 
 def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]] | None = None,
@@ -399,7 +407,7 @@ def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]
         rows.append({"candidate": f"#{c['rank']}", "formula": formula(c["formula"]), "DFT MAE": round(maes[c["rank"]], 3),
                      "DFT cosine": round(cosines[c["rank"]], 3) if c["rank"] in cosines else None,
                      "predicted MAE": round(c["dos_mae"], 3) if np.isfinite(c.get("dos_mae", np.nan)) else None,
-                     "cell": cell_text(c, s) if checked else f"known: stored label of {known_name(c)}",
+                     "cell": cell_text(c, s, run["settings"]) if checked else f"known: stored label of {known_name(c)}",
                      "relax (s)": s["result"].get("relax_seconds") if checked else "",
                      "DFT (s)": s["result"].get("seconds") if checked else ""})
     rows += seed_rows(run) if rows else []
@@ -492,16 +500,23 @@ def _card_view(run: dict, c: dict, struct, live: bool, dft: dict | None = None) 
                               "turning on more blanks the earliest ones."):
         st.iframe(viz.structure_html(struct, hl, height=280, element_id=f"v{c['index']}",
                                      script_src=viz.STATIC_SRC), height=290)
-        st.caption(" ".join(t for t in (halo_caption(c) + ".", view_note(c, dft)) if t))
+        st.caption(" ".join(t for t in (halo_caption(c) + ".", view_note(c, dft, run["settings"])) if t))
 
 
-def view_note(c: dict, dft: dict | None) -> str:
+def became_text(into: str, c: dict, settings: dict) -> str:
+    """A card's (and Verify's) note on a novel candidate whose relaxed check became a known structure."""
+    own = ("the target's own curve" if into == settings.get("reference_id") else "that compound's")
+    return (f"Novel as drawn, but relaxed before its DFT check it became {into_name(into, c, settings)}: its DFT "
+            f"curve is {own}, so it is no new structure with this DOS.")
+
+
+def view_note(c: dict, dft: dict | None, settings: dict | None = None) -> str:
     """What the 3D view shows when the DFT curve beside it is another cell's: the drawn cell, where
     the check calculated its relaxed cell (which may be a known compound)."""
     if not (dft and dft.get("status") == "done" and (dft.get("result") or {}).get("relaxed")):
         return ""
     into = relaxed_into(dft)
-    became = f", which is the known {studio.material_name(into, c['formula'])}" if into else ""
+    became = f", which is {into_name(into, c, settings or {})}" if into else ""
     return (f"The view shows the cell as drawn; the DFT curve is of its relaxed cell{became} (its CIF is "
             "below).")
 
@@ -613,7 +628,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                 _badge(c.get("unique"), "unique in run", "duplicate in run"),
                 (":orange-background[the template itself]" if c.get("same_as_template") else
                  ":orange-background[the reference itself]" if c.get("is_reference") else
-                 f":orange-background[relaxed into known {studio.material_name(into, c['formula'])}]" if into else
+                 f":orange-background[relaxed into {into_name(into, c, run['settings'])}]" if into else
                  _badge(c.get("novel"), "novel", f"known ({known_name(c)})", "novelty not checked")),
                 _stability_badge(c, run["settings"].get("stability")), dft_badge,
             ]))
@@ -624,9 +639,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                 if c.get("is_reference"):
                     st.caption(reference_text(c))
                 elif into:
-                    st.caption(f"Novel as drawn, but relaxed before its DFT check it became the known structure "
-                               f"{studio.material_name(into, c['formula'])}: "
-                               "its DFT curve is that compound's, so it is no new structure with this DOS.")
+                    st.caption(became_text(into, c, run["settings"]))
                 elif sym := known_symmetry_text(c):
                     st.caption(sym)
                 elif not (d and d.get("status") == "done" and d["result"].get("relaxed")) and (drawn := as_drawn_text(c)):
@@ -647,14 +660,17 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                     _card_view(run, c, struct, live=k < live_views, dft=d)
             else:
                 _card_view(run, c, struct, live=k < live_views, dft=d)
-            d1, d2, d3, d4, d5 = st.columns(5)
             stem = f"{run['id']}_{c['rank']}_{c['formula']}"
-            d1.download_button("CIF (sym)", runsmod.to_cif(struct, symmetrised=True), f"{stem}_sym.cif", key=f"c1{stem}")
-            d2.download_button("CIF (P1)", c["cif"], f"{stem}_P1.cif", key=f"c2{stem}")
-            d3.download_button("POSCAR", runsmod.to_poscar(struct), f"{stem}.vasp", key=f"c3{stem}")
-            d4.download_button("extxyz", runsmod.to_extxyz(struct), f"{stem}.extxyz", key=f"c4{stem}")
-            d5.download_button("DOS CSV", runsmod.dos_csv(c, run["settings"]["targets"]), f"{stem}_dos.csv",
-                               key=f"c5{stem}")
+            # a row that wraps (five columns cut the labels at 800 px); each file is written only when
+            # its button is clicked (a callable), not on every rerun of the card
+            with st.container(horizontal=True, key=f"files{stem}"):
+                for label, data, name in (
+                        ("CIF (sym)", partial(runsmod.to_cif, struct, symmetrised=True), f"{stem}_sym.cif"),
+                        ("CIF (P1)", c["cif"], f"{stem}_P1.cif"),
+                        ("POSCAR", partial(runsmod.to_poscar, struct), f"{stem}.vasp"),
+                        ("extxyz", partial(runsmod.to_extxyz, struct), f"{stem}.extxyz"),
+                        ("DOS CSV", partial(runsmod.dos_csv, c, run["settings"]["targets"]), f"{stem}_dos.csv")):
+                    st.download_button(label, data, name, key=f"{label}{stem}", on_click="ignore")
             if d and d.get("status") == "done" and (d.get("result") or {}).get("relaxed"):
                 # the DFT curve is this cell's, not the drawn one's above
                 st.download_button("CIF of the relaxed cell that DFT calculated", d["result"]["cif"],

@@ -241,6 +241,19 @@ def rounded(x: float | None, places: int = 3) -> float | None:
     return None if x is None else round(float(x), places)
 
 
+def other_cell_note(status: dict | None, relaxed: bool) -> str:
+    """The Verify page's word when the finished check shown below is of the other cell than the box
+    asks for (checks are kept one per candidate); '' otherwise. Both stay in the DFT cache."""
+    if not (status and status.get("status") == "done"):
+        return ""
+    done_relaxed = bool((status.get("result") or {}).get("relaxed"))
+    if done_relaxed == bool(relaxed):
+        return ""
+    shown, asked = ("relaxed", "as drawn") if done_relaxed else ("as drawn", "relaxed")
+    return (f"The check below is of the cell {shown}. Queueing now checks the cell {asked} and shows that one "
+            f"instead; the check of the cell {shown} stays in the DFT cache and in the labels.")
+
+
 def duration(seconds: float) -> str:
     """'40 s', '3 min', '1.5 h': rounded the way people say it."""
     if seconds < 90:

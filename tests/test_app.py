@@ -460,8 +460,12 @@ def test_the_verify_page_shows_a_finished_checks_match_as_a_table_with_units(tmp
     # the same check again (drawn cell, as ticked) is not queued: its result is on the page
     at.checkbox(key="relaxed").uncheck().run()
     assert at.button(key="queue").disabled
+    assert not any(x.value.startswith("The check below is of the cell") for x in at.caption)
     at.checkbox(key="relaxed").check().run()           # the relaxed cell is another check
     assert not at.button(key="queue").disabled
+    # ... and the page says that the check shown is the drawn cell's, not the one the box asks for
+    assert ("The check below is of the cell as drawn. Queueing now checks the cell relaxed and shows that one "
+            "instead; the check of the cell as drawn stays in the DFT cache and in the labels.") in [x.value for x in at.caption]
 
 
 def test_the_verify_page_names_known_candidates_and_offers_the_first_new_one(tmp_path, monkeypatch):
@@ -674,7 +678,7 @@ def test_the_dft_table_ranks_stored_labels_of_known_candidates_beside_fresh_chec
     assert dft_table(run, dft) == rows[1:]                               # without stored labels, checks alone
     # a check whose relaxed cell is a known compound says so: it is no new structure's result
     into = {2: {**dft[2], "result": {**dft[2]["result"], "relaxed_into": "mp-22862"}}}
-    assert dft_table(run, into)[0]["cell"] == "relaxed into NaCl · mp-22862"
+    assert dft_table(run, into)[0]["cell"] == "relaxed into the known NaCl · mp-22862"
     # a seeded run's seeds stand in the table as the lookup, ranked with the candidates, each once
     seed = {"material_id": "mp-7", "formula": "KCl", "site": 1, "element": "Cl", "mae": 0.28, "cosine": 0.91}
     run["candidates"][1]["seed"] = seed
@@ -737,6 +741,7 @@ def test_seeds_follow_the_known_sites_tables_order(app, monkeypatch):
     app.radio(key="known_by").set_value("cosine").run()
     app.button(key="generate").click().run()
     assert sent and sent[-1].mode == "seeded" and sent[-1].seed_by == "cosine"
+    assert sent[-1].reference_id == studio.PRESET_ID == sent[-1].seed_exclude[0]     # the preset's reference
     app.radio(key="known_by").set_value("mae").run()
     app.button(key="generate").click().run()
     assert sent[-1].seed_by == "mae"
@@ -1214,6 +1219,12 @@ def test_a_cards_view_says_it_is_the_drawn_cell_when_dft_calculated_the_relaxed_
     assert view_note(c, into).startswith("The view shows the cell as drawn; the DFT curve is of its relaxed cell, "
                                          "which is the known Au3Ni")
     assert "which is" not in view_note(c, {"status": "done", "result": {"relaxed": True}})
+    # relaxed into the structure the target came from: named as the reference itself, its curve the target's
+    assert ", which is the reference itself (Au3Ni · " in view_note(c, into, {"reference_id": studio.PRESET_ID})
+    from studio.results import became_text, cell_text
+    assert became_text(studio.PRESET_ID, c, {"reference_id": studio.PRESET_ID}).endswith(
+        "its DFT curve is the target's own curve, so it is no new structure with this DOS.")
+    assert cell_text(c, into, {"reference_id": "mp-1"}).startswith("relaxed into the known Au3Ni")
     assert view_note(c, {"status": "done", "result": {"relaxed": False}}) == "" and view_note(c, None) == ""
 
 

@@ -165,6 +165,7 @@ def test_the_cli_grows_from_a_stored_candidate_its_checked_cell_first(tmp_path, 
     plain, _ = cli_generate._targets_and_template(_parser().parse_args(       # a run of its own: titled as the
         ["generate", "--mode", "masked", "--site", "1", "--exclude-ref", "--runs", runs]), DB_URL)  # app's are
     assert plain["title"] == f"target: DFT site 1 (Au) of {PRESET_ID}" and plain["seed_exclude"] == [PRESET_ID]
+    assert plain["reference_id"] == PRESET_ID
     seed = Request(mode="seeded", **kw).seeds()[0]
     assert [int(z) for z in seed.crystal.numbers] == checked.numbers.tolist()
     for argv, err in (([f"{run['id']}"], checks.UserError), ([f"{run['id']}:99"], checks.NotFound),
@@ -485,7 +486,7 @@ def test_blocking_rounds_check_grow_from_the_best_so_far_and_stop_at_the_bar(tmp
     def generate(req):
         return run_generation(req, model, predictor, store=store, db_url=DB_URL, check_novelty=False)
     first = generate(Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=2, steps=5, particles=1,
-                             baseline=False, seed_exclude=[PRESET_ID], title="target: Ni"))
+                             baseline=False, seed_exclude=[PRESET_ID], reference_id=PRESET_ID, title="target: Ni"))
     # round 2 does worse than round 1; at their MAE, known Ni sites are left for two rounds
     stub = _GpawStub(store, [[0.80, 0.70], [0.75], [0.95]], mae=0.35)
     said = []
@@ -503,6 +504,7 @@ def test_blocking_rounds_check_grow_from_the_best_so_far_and_stop_at_the_bar(tmp
     seeds_of = [{c["seed"]["material_id"] for c in r["candidates"]} for r in (second, third)]
     assert seeds_of[0] and seeds_of[1] and not seeds_of[0] & seeds_of[1]      # no known site taken twice
     assert set(third["settings"]["seed_exclude"]) == {PRESET_ID} | seeds_of[0]
+    assert third["settings"]["reference_id"] == PRESET_ID      # a round still knows which is the reference
     said = []
     assert len(rounds.run_rounds(first, _GpawStub(store, [[0.5]]), generate, rounds=0, top=1,
                                  per_source=False, log=said.append)) == 1             # 0: check this run only

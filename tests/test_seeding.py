@@ -273,15 +273,19 @@ def test_a_distant_swaps_card_says_the_cell_grew_and_the_neighbours_stayed():
 
 
 def test_the_progress_line_says_what_is_being_sampled(tmp_path, ni_target):
-    msgs = []
-    req = Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=2, steps=4, particles=2,
-                  seed_exclude=[PRESET_ID], substitutions=False, baseline=False)
+    seen = []
+    req = Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=3, steps=4, particles=2,
+                  seed_exclude=[PRESET_ID], substitutions=False, baseline=True)
     from dosmatgen_core.candidates.pipeline import shipped_guide
     run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH), guide=shipped_guide("cpu"),
                    store=RunStore(tmp_path / "r.db"), db_url=DB_URL, check_novelty=False,
-                   progress=lambda f, eta, msg: msgs.append(msg))
-    assert "sampling 2 candidates × 2 steered trajectories: step 4/4" in msgs
-    assert any(m.startswith("scoring structures") for m in msgs)
+                   progress=lambda f, eta, msg: seen.append((f, msg)))
+    msgs = [m for _, m in seen]
+    assert "sampling 3 candidates × 2 steered trajectories: step 4/4" in msgs
+    # 6 structures in two chunks: the bar moves on between them (it sat at 90 % through scoring)
+    scoring = [f for f, m in seen if m.startswith("scoring structures")]
+    assert len(scoring) == 2 and 0.9 <= scoring[0] < scoring[1] < 1.0
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen)
 
 
 def test_the_bar_moves_through_the_baseline_and_the_novelty_check(tmp_path, ni_target):

@@ -63,6 +63,7 @@ class Request:
     stability: bool = False                             # CHGNet relaxation + ML hull per candidate
     title: str = ""
     target_source: str = ""                             # where the target curve came from (for the record)
+    reference_id: str | None = None                     # the known structure it is a site of (rounds keep it)
     n_seeds: int = SHIPPED.n_seeds                      # seeded: known structures taken as templates
     seed_by: str = SHIPPED.seed_by                      # seeded: ... the closest by "mae" or by "cosine"
     fix_element: bool = False                           # seeded: the matching site keeps its element
@@ -437,13 +438,16 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
     what = f"{n_drawn} drawn and {len(variants)} substituted candidates" if variants else f"{n} candidates"
     what += f" and {len(base_specs)} unconditional baseline samples" if base_specs else ""
     t_score = time.perf_counter()
+    # the bar moves through scoring too (about 30 s on 2 cores): to the end, or to where the hull's
+    # relaxations (slower per structure) take over
+    stab_from = 0.93 if req.stability and hull is not None else 1.0
     for a in range(0, len(structs), SCORE_CHUNK):   # scored a few at a time, each kept as soon as scored
         if cancel is not None and cancel():
             raise sampling.Cancelled("generation cancelled")
         if progress:
             # time left from the chunks scored so far (unknown, 0, before the first one lands)
             eta = (time.perf_counter() - t_score) / a * (len(structs) - a) if a else 0.0
-            progress(0.9, eta, f"scoring structures {a + 1}-{min(a + SCORE_CHUNK, len(structs))} of "
+            progress(0.9 + (stab_from - 0.9) * a / len(structs), eta, f"scoring structures {a + 1}-{min(a + SCORE_CHUNK, len(structs))} of "
                                f"{len(structs)} ({what})")
         part = evaluate.evaluate_candidates(structs[a:a + SCORE_CHUNK], cand_targets[a:a + SCORE_CHUNK],
                                             predictor, db_url=db_url, check_novelty=check_novelty)
@@ -472,7 +476,7 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
             if cancel is not None and cancel():
                 raise sampling.Cancelled("generation cancelled")
             if progress:
-                progress(0.9 + 0.1 * k / len(cands), 0.0, f"CHGNet relaxation {k + 1}/{len(cands)}")
+                progress(stab_from + (1 - stab_from) * k / len(cands), 0.0, f"CHGNet relaxation {k + 1}/{len(cands)}")
             if c["structurally_valid"]:
                 c.update(assess(structs[k], hull))
             else:

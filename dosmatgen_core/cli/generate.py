@@ -207,6 +207,7 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
         if kind == "db":
             target = ref.site_dos[site]
             kw["target_source"] = f"DFT site {site} ({ref.symbols[site]}) of {name}"
+            kw["reference_id"] = args.ref
         else:
             predict_from = (ref, site)
             kw["target_source"] = f"predicted site {site} ({ref[site].specie}) of {name}"

@@ -29,8 +29,8 @@ from dosmatgen_core.model.checkpoint import load_model
 from dosmatgen_core.paths import DB_URL, MODEL_PATH, MP_CSVS, RUNS_DIR
 from dosmatgen_core.sampling import modes, sampler
 from dosmatgen_core.scoring.evaluate import validity
-from dosmatgen_core.scoring.stability import (POTENTIALS, RELAX_STEPS, Hull, _mp_index, elemental_reference,
-                                              relax, static_energy)
+from dosmatgen_core.scoring.elements import elemental_reference
+from dosmatgen_core.scoring.stability import POTENTIALS, RELAX_STEPS, Hull, _mp_index, relax, static_energy
 from dosmatgen_core.settings import PRESET_ID, SHIPPED
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,6 +15,7 @@ from dosmatgen_core.dos import grid_note, negative_note, read_dos_csv, read_dos_
 from dosmatgen_core.paths import (DB_URL, GUIDE_PATH, HULL_PATH, MODEL_PATH,  # noqa: F401 (the pages read them here)
                                   PREDICTOR_PATH, ROOT, RUNS_PATH)
 from dosmatgen_core.settings import PRESET_ID, SHIPPED  # noqa: F401
+from dosmatgen_core.scoring.elements import ELEMENT_PREFIX
 
 DEFAULT_PARTICLES = SHIPPED.particles
 DEFAULT_STEPS = SHIPPED.steps
@@ -75,6 +76,8 @@ def material_name(material_id: str, chem_formula: str) -> str:
     'gen:008d78a0…' (a generated candidate whose DFT became a label) → 'BiK2Mn · DFT-checked candidate
     008d78a0' (a newcomer reads what it is before the hash; short enough for a table's cell)."""
     f = formula(chem_formula)
+    if material_id.startswith(ELEMENT_PREFIX):      # 'element:Au', the element's reference crystal
+        return f"{f} · the element's known crystal"
     if material_id.startswith("gen:"):
         return f"{f} · DFT-checked candidate {material_id[4:12]}"
     parts = material_id.split("-")

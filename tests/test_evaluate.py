@@ -57,6 +57,19 @@ def test_known_mp_structure_is_not_novel_and_a_new_one_is(seed_lines):
 
 
 @pytest.mark.needs_mp
+def test_an_elements_known_crystal_is_not_novel_another_polymorph_is():
+    """The walk: a drawn fcc Au (the MP tables hold no Au crystal) was badged novel."""
+    from studio.shared import material_name
+    fcc = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.25), ["Au"], [[0, 0, 0]])    # 4 atoms, 4 % wide
+    assert evaluate.novelty(fcc) == (False, "element:Au")
+    assert material_name("element:Au", "Au") == "Au · the element's known crystal"
+    hcp_fe = Structure(Lattice.hexagonal(2.5, 4.0), ["Fe", "Fe"], [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]])
+    assert evaluate.novelty(hcp_fe)[0]          # bcc is iron's known crystal; hcp iron is another one
+    bcc = Structure(Lattice.cubic(2.87), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert evaluate.novelty(bcc) == (False, "element:Fe")
+
+
+@pytest.mark.needs_mp
 def test_a_distorted_copy_of_a_known_structure_names_the_known_ones_space_group(seed_lines):
     from studio.results import known_symmetry_text
     known = to_structure(atoms_from_cif(seed_lines["mp-22905"]["cif"]))     # LiCl, rocksalt

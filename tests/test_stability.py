@@ -83,7 +83,7 @@ def test_hull_says_why_when_an_element_has_no_reference(tmp_path):
 
 @pytest.mark.parametrize("el, n, relax_cell", [("Ga", 4, True), ("Se", 3, True), ("O", 2, False), ("Cu", 1, True)])
 def test_every_element_has_a_reference_state(el, n, relax_cell):
-    from dosmatgen_core.scoring.stability import elemental_reference
+    from dosmatgen_core.scoring.elements import elemental_reference
     s, cell = elemental_reference(el)
     assert len(s) == n and cell == relax_cell and [e.symbol for e in s.composition.elements] == [el]
     if n > 1:      # no overlapping atoms: the nearest neighbour is a real bond

@@ -20,6 +20,7 @@ from smact.screening import smact_validity
 
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.labels.reference_db import open_db
+from dosmatgen_core.scoring.elements import element_crystals
 from dosmatgen_core.structures import to_structure
 from dosmatgen_core.training.dataset import mp_structures
 
@@ -119,9 +120,9 @@ def unique_flags(structs: list[Structure]) -> list[bool]:
 
 @lru_cache(maxsize=1)
 def _known_by_formula(db_url: str | None) -> dict:
-    """Known structures (the shared MP tables and the reference database) by reduced formula, each
-    id once: a labelled MP structure is in both (and some ids in both MP tables), and a card
-    listed 'Rh3Sn · mp-978974, Rh3Sn · mp-978974'."""
+    """Known structures (the shared MP tables, the elements' reference crystals and the reference
+    database) by reduced formula, each id once: a labelled MP structure is in both (and some ids in
+    both MP tables), and a card listed 'Rh3Sn · mp-978974, Rh3Sn · mp-978974'."""
     known: dict[str, list] = {}
     seen: set = set()
 
@@ -130,6 +131,8 @@ def _known_by_formula(db_url: str | None) -> dict:
             seen.add(mid)
             known.setdefault(s.composition.reduced_formula, []).append((mid, s))
     for mid, s in mp_structures():
+        add(mid, s)
+    for mid, s in element_crystals():
         add(mid, s)
     if db_url:
         db = open_db(db_url)

@@ -4,8 +4,7 @@ Two potentials, both shipped inside their wheels (no download): SevenNet-l3i5 (t
 0.76 on Matbench Discovery) and CHGNet (F1 0.61, the option). The hull of a chemical system is
 built with ONE potential from (i) every structure of the shared MP tables inside that system
 (static energies: they are DFT-relaxed already), (ii) the reference database rows inside it, and
-(iii) relaxed elemental references for every element (ASE's reference states, and the ground
-states ASE's `bulk` cannot build written out below), since the tables hold elemental structures
+(iii) relaxed elemental references for every element (scoring/elements.py), since the tables hold elemental structures
 for only 27 elements. SevenNet's energies are raw PBE and CHGNet's are MP2020-corrected, so the
 two are never mixed: each potential has its own cache file (its name in the file name, and in
 the database's metadata, checked on opening). This is an ML hull, not the Materials Project hull.
@@ -20,18 +19,18 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from ase.build import bulk
 from ase.db import connect
 from ase.filters import FrechetCellFilter
 from ase.optimize import FIRE
 from chgnet.model import CHGNet
 from chgnet.model.dynamics import CHGNetCalculator
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
-from pymatgen.core import Composition, Lattice, Structure
+from pymatgen.core import Composition, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from sevenn import _const as sevenn_const
 from sevenn.calculator import SevenNetCalculator
 
+from dosmatgen_core.scoring.elements import elemental_reference
 from dosmatgen_core.structures import to_structure
 from dosmatgen_core.training.dataset import mp_structures
 
@@ -121,41 +120,6 @@ def static_energy(s: Structure, potential: str = DEFAULT_POTENTIAL) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return float(atoms.get_potential_energy()) / len(atoms)
-
-
-# Ground states that ase.build.bulk cannot build (it lacks their atomic basis), from the
-# experimental structures: (space group, lattice, Wyckoff representatives). S (α-S8, 128 atoms)
-# is left to the MP tables, which hold a sulfur structure.
-_CRYSTAL_REFS = {
-    "Ga": ("Cmce", ("orthorhombic", 4.5197, 7.6633, 4.5260), [0.0, 0.1549, 0.0810]),     # α-Ga
-    "P": ("Cmce", ("orthorhombic", 3.3136, 10.478, 4.3763), [0.0, 0.10168, 0.08056]),    # black P
-    "I": ("Cmce", ("orthorhombic", 7.18, 4.71, 9.81), [0.0, 0.1543, 0.1174]),            # solid I2
-    "Se": ("P3_121", ("hexagonal", 4.3662, 4.9536), [0.2254, 0.0, 1 / 3]),              # trigonal Se
-    "Te": ("P3_121", ("hexagonal", 4.4572, 5.929), [0.2636, 0.0, 1 / 3]),               # trigonal Te
-    "Mn": ("Fm-3m", ("cubic", 3.62), [0.0, 0.0, 0.0]),   # γ-Mn: α-Mn has 58 atoms; ~0.07 eV/atom above it
-    "B": ("R-3m", ("hexagonal", 4.908, 12.567), [0.11886, 0.88114, 0.89133], [0.19686, 0.80314, 0.02432]),  # α-B
-}
-# Gases: the molecule in a 12 Å box, positions relaxed at fixed cell (Å bond lengths); He and Rn,
-# which ASE has no crystal for, as a lone atom (the potential sees no neighbour there: a rough value).
-# Ne, Ar, Kr and Xe take ASE's fcc crystals.
-_MOLECULE_REFS = {"H": 0.741, "N": 1.098, "O": 1.208, "F": 1.412, "Cl": 1.988, "Br": 2.281,
-                  "He": None, "Rn": None}
-
-
-def elemental_reference(el: str) -> tuple[Structure, bool] | None:
-    """(structure, relax the cell?) of an element's reference state, or None if unknown."""
-    if el in _MOLECULE_REFS:
-        d = _MOLECULE_REFS[el]
-        coords = [[0, 0, 0]] if d is None else [[0, 0, 0], [0, 0, d]]
-        return Structure(Lattice.cubic(12.0), [el] * len(coords), coords, coords_are_cartesian=True), False
-    if el in _CRYSTAL_REFS:
-        sg, (kind, *par), *sites = _CRYSTAL_REFS[el]
-        lat = getattr(Lattice, kind)(*par)
-        return Structure.from_spacegroup(sg, lat, [el] * len(sites), sites).get_primitive_structure(), True
-    try:
-        return AseAtomsAdaptor.get_structure(bulk(el)), True
-    except Exception:
-        return None
 
 
 def hull_cache_path(base: str | Path, potential: str) -> Path:

@@ -173,8 +173,21 @@ MAX_CSV_ROWS = 100_000
 
 
 def read_dos_csv(data: bytes | str) -> np.ndarray:
-    """An uploaded (energy − E_F, DOS) table → the model grid (read_dos_table, then regrid)."""
-    return regrid(*read_dos_table(data))
+    """An uploaded (energy − E_F, DOS) table → the model grid (read_dos_table, then table_to_grid)."""
+    return table_to_grid(*read_dos_table(data))
+
+
+def table_to_grid(energy, dos) -> np.ndarray:
+    """A checked table regridded (regrid); raises ValueError when no states are left on the grid
+    (a DOS of zeros, or one whose data all lie outside −10…10 eV): nothing to match."""
+    g = regrid(energy, dos)
+    if not (g > 0).any():
+        e = np.asarray(energy, float)
+        where = ("the DOS is zero everywhere" if not (np.asarray(dos, float) > 0).any() else
+                 f"its states lie outside the model's grid (the file covers {e[0]:g} to {e[-1]:g} eV)")
+        raise ValueError(f"no states between {EMIN:g} and {EMAX:g} eV: {where} — give the DOS column, with "
+                         "E − E_F in eV")
+    return g
 
 
 def grid_note(energy) -> str | None:
@@ -215,7 +228,7 @@ def read_dos_table(data: bytes | str) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"the file has {len(lines)} lines; at most {MAX_CSV_ROWS} rows are read — "
                          "give the DOS on fewer points")
     semicolons = ";" in text
-    rows, where = [], []
+    rows, where, header = [], [], []
     for k, line in enumerate(lines):
         s = line.strip()
         if not s or s.startswith("#"):
@@ -230,7 +243,8 @@ def read_dos_table(data: bytes | str) -> tuple[np.ndarray, np.ndarray]:
         try:
             vals = [float(p) for p in parts[:2]]
         except ValueError:
-            if not rows:      # a header line
+            if not rows:      # a header line: its names tell the columns apart in a message
+                header = parts
                 continue
             raise ValueError(f"line {k + 1}: '{s[:40]}' is not two numbers — "
                              "keep only two numeric columns after the header") from None
@@ -240,9 +254,14 @@ def read_dos_table(data: bytes | str) -> tuple[np.ndarray, np.ndarray]:
         if len(parts) > 2 and _numbers(parts[2:]):
             # (E, up, down) and (E, DOS, integrated DOS) look alike: taking the second column would
             # halve a spin-polarised DOS without a word, so neither is guessed
-            raise ValueError(f"line {k + 1} has {len(parts)} numeric columns; the target is one curve, spins summed "
-                             "— give two columns: energy − E_F (eV) and the total DOS (states/eV); for a "
-                             "spin-polarised DOS, add the up and down columns into one")
+            named = f" ({', '.join(header)})" if len(header) == len(parts) else ""
+            hint = ("give two columns: energy − E_F (eV) and the total DOS (states/eV); for a spin-polarised DOS, "
+                    "add the up and down columns into one" if len(parts) == 3 or not named else
+                    # several curves side by side (the app's own DOS CSV: target, predicted, its spread)
+                    f"keep the energy column and the one curve you want as the target (e.g. {header[0]} and "
+                    f"{header[1]})")
+            raise ValueError(f"line {k + 1} has {len(parts)} numeric columns{named}; the target is one curve, spins "
+                             f"summed — {hint}")
         rows.append(vals)
         where.append(k + 1)
     if not rows:

@@ -186,11 +186,11 @@ else:
         st.stop()
     try:
         energy, values = studio.read_dos_table(up.getvalue())
+        base = studio.table_to_grid(energy, values)
     except ValueError as exc:
         st.error(f"Could not use {studio.plain(up.name)}: {exc}")
         st.stop()
-    base = studio.regrid(energy, values)
-    base_name = f"uploaded DOS ({up.name})"
+    base_name = studio.file_curve_name(up.name)
     st.success(f"Read {studio.plain(up.name)}; regridded onto −10…10 eV, 400 points.")
     if note := studio.grid_note(energy):
         st.warning(note)

@@ -11,7 +11,7 @@ from pymatgen.core import Composition, Element, Structure
 from dosmatgen_core.checks import UserError, read_structure_bytes
 from dosmatgen_core.structures import StructureError, to_structure
 from dosmatgen_core.vasprun import is_vasprun, read_vasprun
-from studio.shared import formula, material_name
+from dosmatgen_core.names import formula, material_name, site_curve_name
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,7 @@ class Material:
 
     def curve_name(self, site: int) -> str:
         """How a site's curve is named in legends: 'DFT label of Au3Ni site 3 (Ni)'."""
-        el = self.structure[site].specie.symbol
-        what = {"dft": "DFT label", "vasp": "VASP DOS"}.get(self.source, "predicted DOS")
-        return f"{what} of {self.formula} site {site} ({el})"
+        return site_curve_name(self.source, self.formula, site, self.structure[site].specie.symbol)
 
 
 def from_db(ref) -> Material:

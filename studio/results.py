@@ -10,10 +10,10 @@ from functools import partial
 
 import numpy as np
 import streamlit as st
-from pymatgen.core import Composition
 
 from dosmatgen_core.candidates import runs as runsmod
 from dosmatgen_core.candidates.seeding import grow_source
+from dosmatgen_core.scoring.evaluate import intermetallic
 from dosmatgen_core.scoring.verify import (best_new_curve, checks_summary, dft_mae,  # noqa: F401 (pages read them here)
                                            dft_maes, new_structure_maes, relaxed_into)
 from studio import figures as viz
@@ -39,8 +39,7 @@ def _badge(ok: bool | None, yes: str, no: str, na: str = "n/a") -> str:
 def _charge_badge(c: dict) -> str:
     """SMACT's charge balance, except for an all-metal cell: an intermetallic needs none, and a
     green "charge balanced" on Au2CuNi read like a check it had passed."""
-    elements = Composition(c["formula"]).elements
-    if elements and all(el.is_metal for el in elements):
+    if intermetallic(c["formula"]):
         return ":gray-background[intermetallic: no charge balance to check]"
     return _badge(c.get("charge_neutral"), "charge balanced (SMACT)", "not charge balanced (SMACT)")
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Composition, Element
 
-from dosmatgen_core.dos import grid_note, negative_note, read_dos_csv, read_dos_table, regrid, shape_target  # noqa: F401 (the pages read them here)
+from dosmatgen_core.dos import grid_note, negative_note, read_dos_csv, read_dos_table, shape_target, table_to_grid  # noqa: F401 (the pages read them here)
 from dosmatgen_core.paths import (DB_URL, GUIDE_PATH, HULL_PATH, MODEL_PATH,  # noqa: F401 (the pages read them here)
                                   PREDICTOR_PATH, ROOT, RUNS_PATH)
 from dosmatgen_core.settings import PRESET_ID, SHIPPED  # noqa: F401
-from dosmatgen_core.scoring.elements import ELEMENT_PREFIX
+from dosmatgen_core.names import METHOD_WORDS, PROTOTYPES, file_curve_name, formula, material_name, site_name  # noqa: F401 (the pages read them here)
 
 DEFAULT_PARTICLES = SHIPPED.particles
 DEFAULT_STEPS = SHIPPED.steps
@@ -25,12 +25,6 @@ SCORING_FILE = RESULTS_DIR / "evaluate-heldout.json"     # seconds per structure
 STARTUP_FILE = RESULTS_DIR / "startup.json"       # what a process's first run builds (benchmarks/startup.py)
 LOAD_FILE = RESULTS_DIR / "load.json"             # slowdowns beside other busy processes (benchmarks/load.py)
 DFT_SECONDS_PRIOR = 120.0                         # a 3-8 atom cell with the labelling recipe, 2-core CPU
-# Strukturbericht symbols: the digits after the first are a subscript (L1₂, D0₁₉); others stay as they are
-PROTOTYPES = {"L12": "L1₂", "L10": "L1₀", "L21": "L2₁", "D03": "D0₃", "D019": "D0₁₉", "D022": "D0₂₂", "D024": "D0₂₄",
-              "C11b": "C11_b", "B2": "B2", "B1": "B1", "B3": "B3", "A15": "A15", "C15": "C15", "C14": "C14"}
-METHOD_WORDS = {"chgnet": "relaxed", "relaxed": "relaxed", "dft": "DFT-relaxed"}
-
-
 def device_label() -> str:
     import torch
     if torch.cuda.is_available():
@@ -52,41 +46,6 @@ def model_summary(card: dict) -> str:
 
 # ---- names people read -----------------------------------------------------------------------
 
-def formula(text: str) -> str:
-    """Conventional reduced formula: 'ClNa' → 'NaCl', 'Ga4Te4' → 'GaTe' (pymatgen's reduced
-    formula, cations first); an intermetallic in alphabetical order as metallurgists write it
-    ('NiAu3' → 'Au3Ni', 'CuAu' → 'AuCu')."""
-    from pymatgen.core import Composition
-    try:
-        c = Composition(text)
-        reduced, _ = c.get_reduced_composition_and_factor()
-    except Exception:
-        return text
-    if len(c) > 1 and all(el.is_metal for el in c.elements):
-        return "".join(f"{el.symbol}{_amount(reduced[el])}" for el in sorted(c.elements, key=lambda e: e.symbol))
-    return c.reduced_formula
-
-
-def _amount(x: float) -> str:
-    return "" if abs(x - 1) < 1e-8 else (str(int(round(x))) if abs(x - round(x)) < 1e-8 else f"{x:g}")
-
-
-def material_name(material_id: str, chem_formula: str) -> str:
-    """'L12-Au3Ni-chgnet' → 'Au3Ni · L1₂ · relaxed'; 'mp-22862' → 'NaCl · mp-22862';
-    'gen:008d78a0…' (a generated candidate whose DFT became a label) → 'BiK2Mn · DFT-checked candidate
-    008d78a0' (a newcomer reads what it is before the hash; short enough for a table's cell)."""
-    f = formula(chem_formula)
-    if material_id.startswith(ELEMENT_PREFIX):      # 'element:Au', the element's reference crystal
-        return f"{f} · the element's known crystal"
-    if material_id.startswith("gen:"):
-        return f"{f} · DFT-checked candidate {material_id[4:12]}"
-    parts = material_id.split("-")
-    if len(parts) == 3 and re.fullmatch(r"[A-Z][A-Za-z]*\d*", parts[0]) and formula(parts[1]) == f:
-        proto = PROTOTYPES.get(parts[0], parts[0])
-        return f"{f} · {proto} · {METHOD_WORDS.get(parts[2].lower(), parts[2])}"
-    return f"{f} · {material_id}"
-
-
 def potential_label(name: str | None = None) -> str:
     """How people read a stability potential's name ('sevennet' → 'SevenNet-l3i5'); None: the
     default one, which the app's stability check and the Verify page's relaxation use."""
@@ -95,9 +54,6 @@ def potential_label(name: str | None = None) -> str:
     return POTENTIALS.get(name or DEFAULT_POTENTIAL, str(name))
 
 
-def site_name(material: str, site: int, element: str) -> str:
-    """'Au3Ni site 3 (Ni)': how every legend and caption names one atom of a structure."""
-    return f"{material} site {site} ({element})"
 
 
 # ---- cost up front ---------------------------------------------------------------------------

@@ -85,7 +85,11 @@ def test_bad_dos_tables_are_refused(name, tmp_path, capsys, guarded):
     ("dos_two_points.csv", "only 2 points"), ("dos_text.csv", "no numeric rows"), ("dos_binary.csv", "binary"),
     ("truncated.vasp", r"declares 4 atoms \(3 \+ 1\) but gives 3 positions \(is it cut short\?\)"),
     ("dos_hartree.csv", r"span only 0.6 eV .* in eV \(Hartree × 27.211"),
-    ("dos_spin_columns.csv", "line 2 has 3 numeric columns; .* add the up and down columns into one"),
+    ("dos_spin_columns.csv", r"line 2 has 3 numeric columns \(E, up, down\); .* add the up and down columns into one"),
+    ("dos_zero.csv", "no states between -10 and 10 eV: the DOS is zero everywhere"),
+    # the app's own DOS CSV: its columns are named, and which to keep is said (not the spin advice)
+    ("dos_app_export.csv", r"4 numeric columns \(energy_minus_ef_eV, target_site0, predicted_site0, predicted_sd_site0\).*"
+                           "keep the energy column and the one curve you want"),
     ("dos_absolute_energy.csv", "run from 3 to 7 eV and do not reach E_F = 0"),
 ])
 def test_messages_say_what_is_wrong(name, words, tmp_path, capsys, guarded):
@@ -220,3 +224,33 @@ def test_sqlite_store_read_only_file_is_refused(tmp_path, capsys, guarded):
         p.chmod(0o600)
     with sqlite3.connect(p) as con:
         assert con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+
+
+def test_generate_asks_for_what_a_dos_file_cannot_name(tmp_path, capsys, guarded):
+    """The walk: template mode on a DOS file reworked the example's Au3Ni without a word, fixed-type
+    mode fixed Ni on an In target, and --ref without --site took site 0 unsaid."""
+    import argparse
+    import numpy as np
+    from dosmatgen_core import dos
+    from dosmatgen_core.cli import generate as cli_generate
+    from dosmatgen_core.labels.reference_db import open_db
+    from dosmatgen_core.paths import DB_URL
+    store = tmp_path / "runs.db"
+    au_site = open_db(DB_URL).get("L12-Au3Ni-chgnet").site_dos[1]       # an Au site's DFT curve
+    csv = tmp_path / "au.csv"
+    csv.write_text("E,DOS\n" + "\n".join(f"{e},{g}" for e, g in zip(dos.GRID, au_site)))
+    line = refused(["generate", "--mode", "template", "--target-csv", str(csv), "--runs", str(store), "--no-novelty"],
+                   capsys, guarded, store)
+    assert line == "error: template mode needs the structure to rework; a DOS file names none — give --template ID|FILE"
+    line = refused(["generate", "--ref", "L12-Au3Ni-chgnet", "--runs", str(store), "--no-novelty"], capsys, guarded, store)
+    assert line.startswith("error: --ref needs --site, the atom whose DOS is the target — give --site 0..3")
+    p = argparse.ArgumentParser()
+    cli_generate.add_parsers(p.add_subparsers())
+    kw, _ = cli_generate._targets_and_template(p.parse_args(["generate", "--mode", "fixed_type", "--target-csv", str(csv)]),
+                                               DB_URL)
+    assert kw["fixed"] == {0: "Au"} and kw["title"] == "target: uploaded DOS (au.csv)"
+    assert "--element not given: the conditioned atoms are Au, the element of the closest known site" in capsys.readouterr().err
+    kw, _ = cli_generate._targets_and_template(p.parse_args(["generate", "--mode", "fixed_type", "--ref",
+                                                             "L12-Au3Ni-chgnet", "--site", "0"]), DB_URL)
+    assert kw["fixed"] == {0: "Ni"} and "the target atom's element" in capsys.readouterr().err
+    assert np.allclose(kw["targets"][0], open_db(DB_URL).get("L12-Au3Ni-chgnet").site_dos[0])

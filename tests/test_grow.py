@@ -152,7 +152,7 @@ def test_the_cli_grows_from_a_stored_candidate_its_checked_cell_first(tmp_path, 
         ["generate", "--grow-from", f"{run['id']}:{c['rank']}", "--runs", runs]), DB_URL)
     (g,) = kw["grow_from"]
     assert g["cif"] == c["cif"] and g["site"] == 0 and g["source"] == "predicted"
-    assert kw["title"] == f"target: DFT site 0 (Ni) of {PRESET_ID} · grown from #{c['rank']} of run {run['id']}"
+    assert kw["title"] == f"target: DFT label of Au3Ni site 0 (Ni) · grown from #{c['rank']} of run {run['id']}"
     checked = atoms_from_cif(c["cif"])
     checked.set_cell(checked.cell.array * 1.02, scale_atoms=True)
     Verifier(store)._set(run["id"], c["rank"], status="done",
@@ -164,7 +164,8 @@ def test_the_cli_grows_from_a_stored_candidate_its_checked_cell_first(tmp_path, 
     assert g["source"] == "DFT" and g["mae"] == 0.3 and "relaxed, DFT-checked" in g["name"]
     plain, _ = cli_generate._targets_and_template(_parser().parse_args(       # a run of its own: titled as the
         ["generate", "--mode", "masked", "--site", "1", "--exclude-ref", "--runs", runs]), DB_URL)  # app's are
-    assert plain["title"] == f"target: DFT site 1 (Au) of {PRESET_ID}" and plain["seed_exclude"] == [PRESET_ID]
+    # titled as the app titles the same target
+    assert plain["title"] == "target: DFT label of Au3Ni site 1 (Au)" and plain["seed_exclude"] == [PRESET_ID]
     assert plain["reference_id"] == PRESET_ID
     seed = Request(mode="seeded", **kw).seeds()[0]
     assert [int(z) for z in seed.crystal.numbers] == checked.numbers.tolist()

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+from pymatgen.core import Composition
 
 from dosmatgen_core import dos
 from dosmatgen_core.cli import main as cli_main
@@ -115,3 +116,31 @@ def test_shipped_database_index_and_cli(tmp_path, capsys):
     assert cli_main(["search", "--target-csv", str(csv), "--top", "1", "--all-sites"]) == 0
     assert json.loads(capsys.readouterr().out)["hits"][0]["mae"] < 1e-3
     assert cli_main(["search", "--ref", "L12-Au3Ni-chgnet"]) == 2      # no --site
+    assert "--ref needs --site, the atom whose DOS is the target — give --site 0..3 for L12-Au3Ni-chgnet (0:Ni" in \
+        capsys.readouterr().err
+    # the walk: one clear line for each, naming what was typed
+    for argv, words in ((["--top", "-3"], "error: --top -3 is not a number of hits"),
+                        (["--element", "Xx"], "error: --element 'Xx' is not an element symbol")):
+        assert cli_main(["search", "--ref", "L12-Au3Ni-chgnet", "--site", "0", *argv]) == 2
+        assert capsys.readouterr().err.startswith(words)
+    assert cli_main(["search", "--ref", "L12-Au3Ni-chgnet", "--site", "0", "--element", "au", "--top", "2"]) == 0
+    assert {h["element"] for h in json.loads(capsys.readouterr().out)["hits"]} == {"Au"}     # symbols in any case
+    # a window short of the grid: said on stderr, as the app says it, and stdout stays JSON
+    short = tmp_path / "short.csv"
+    keep = np.abs(dos.GRID) <= 5
+    short.write_text("E,DOS\n" + "\n".join(f"{e},{g}" for e, g in zip(dos.GRID[keep], index.curves[5][keep])))
+    assert cli_main(["search", "--target-csv", str(short), "--top", "1"]) == 0
+    said = capsys.readouterr()
+    assert json.loads(said.out)["target"]["source"] == "uploaded DOS (short.csv)"
+    assert said.err.startswith("note: short.csv: The file covers ") and "the target is 0 there" in said.err
+
+
+def test_materials_lists_the_ids_that_ref_takes(capsys):
+    assert cli_main(["materials", "Au", "Ni", "--max-atoms", "4", "--limit", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["shown"] == 2 and out["materials"] >= 2
+    assert all({"Au", "Ni"} <= set(Composition(r["formula"]).as_dict()) and r["atoms"] <= 4 for r in out["rows"])
+    assert out["rows"][0] == {"id": "L12-Au3Ni-chgnet", "name": "Au3Ni · L1₂ · relaxed", "formula": "Au3Ni",
+                              "atoms": 4, "spacegroup": "Pm-3m"}
+    assert cli_main(["search", "--ref", "mp-nonexist", "--site", "0"]) == 2
+    assert "`dosmatgen materials TEXT` and the app's picker list them" in capsys.readouterr().err

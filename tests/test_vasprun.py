@@ -158,9 +158,11 @@ def test_a_run_generated_for_a_vasp_atom_carries_its_curve_and_says_its_numbers_
     assert cli.main(["generate", "--mode", "masked", "--target-vasprun", str(tmp_path / "vasprun.xml"), "--site", "1",
                      "--n", "1", "--steps", "2", "--particles", "1", "--no-novelty",
                      "--runs", str(tmp_path / "r.db")]) == 0
-    out = capsys.readouterr().out
-    rid = json.loads(out[:out.index("\n}") + 2])["run"]
+    said = capsys.readouterr()
+    out = said.out
+    rid = json.loads(out)["run"]          # stdout is one JSON document; the ranking for people is on stderr
     run = RunStore(tmp_path / "r.db").get(rid)
     assert np.allclose(run["settings"]["targets"][0], read_vasprun(data).site_dos[1])
     assert "VASP site DOS of atom 1 (C) in vasprun.xml" in run["title"]
-    assert "predicted DOS MAE=" in out and f"dosmatgen rounds {rid} --rounds 0" in out
+    assert "site 0: predicted DOS MAE " in said.err and " states/eV" in said.err
+    assert f"dosmatgen rounds {rid} --rounds 0" in said.err

@@ -165,8 +165,24 @@ def _source(text: str, db_url: str, what: str):
         raise checks.NotFound(f"{what}: {exc.what}", exc.fix) from None
 
 
+def say(note: str) -> None:
+    """A note beside a verb's output: on stderr, so that stdout stays the JSON it promises."""
+    print(f"note: {note}", file=sys.stderr)
+
+
+def need_site(site: int | None, flag: str, n_sites: int, name: str, symbols) -> None:
+    """--site is the atom whose DOS is the target: with --ref or --target-vasprun it is asked
+    for, never taken as 0 unsaid (search refused, generate took site 0)."""
+    from dosmatgen_core import checks
+    if site is None:
+        listed = " ".join(f"{k}:{el}" for k, el in enumerate(symbols[:12])) + (" …" if len(symbols) > 12 else "")
+        raise checks.UserError(f"{flag} needs --site, the atom whose DOS is the target",
+                               f"give --site 0..{n_sites - 1} for {name} ({listed})")
+
+
 def vasprun_target(path, site: int | None):
-    """--target-vasprun FILE [--site I]: that atom's projected DOS on the grid, and what to call it."""
+    """--target-vasprun FILE --site I: that atom's projected DOS on the grid, what to call it, and
+    its element."""
     from dosmatgen_core import checks
     from dosmatgen_core.vasprun import MAX_VASPRUN_BYTES, read_vasprun
     name = Path(path).name
@@ -175,44 +191,77 @@ def vasprun_target(path, site: int | None):
         run = read_vasprun(data)
     except ValueError as exc:
         raise checks.UserError(f"{name}: {exc}") from None
-    k = checks.check_site(0 if site is None else site, len(run.structure), name)
-    return run.site_dos[k], f"VASP site DOS of {run.label(k)} in {name}"
+    symbols = [x.specie.symbol for x in run.structure]
+    need_site(site, "--target-vasprun", len(symbols), name, symbols)
+    k = checks.check_site(site, len(run.structure), name)
+    return run.site_dos[k], f"VASP site DOS of {run.label(k)} in {name}", symbols[k]
+
+
+def csv_target(path) -> tuple:
+    """--target-csv FILE: the curve on the grid and its name, as the app names an upload; what
+    regridding did to it (a window short of −10…10 eV, small negative dips) is said on stderr,
+    as the app says it on the page."""
+    from dosmatgen_core import checks
+    from dosmatgen_core.dos import MAX_CSV_BYTES, grid_note, negative_note, read_dos_table, table_to_grid
+    from dosmatgen_core.names import file_curve_name
+    name = Path(path).name
+    data = checks.read_input_file(path, "target DOS file", MAX_CSV_BYTES)
+    try:
+        energy, values = read_dos_table(data)
+        curve = table_to_grid(energy, values)
+    except ValueError as exc:
+        raise checks.UserError(f"{name}: {exc}") from None
+    for note in (grid_note(energy), negative_note(values)):
+        if note:
+            say(f"{name}: {note}")
+    return curve, file_curve_name(name)
+
+
+def closest_element(target, db_url: str) -> str:
+    """The element of the labelled site whose DFT DOS is closest to the target (MAE): an
+    uploaded curve's most likely element, as the app proposes it for fixed-type mode."""
+    from dosmatgen_core.scoring.search import site_index
+    return site_index(db_url).search(target, top=1)[0].element
 
 
 def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
     """Request fields from --target-csv / --target-vasprun / --ref / --template, all read and checked; and, for a
     reference given as a file, the structure whose predicted site DOS becomes the target."""
     from dosmatgen_core import checks
-    from dosmatgen_core.dos import MAX_CSV_BYTES, read_dos_csv
+    from dosmatgen_core.names import formula, site_curve_name
     from dosmatgen_core.structures import MAX_ATOMS
     kw: dict = {}
     predict_from = None
     target = None
+    element = None          # the target atom's element, where the target names one
+    ref_id = args.ref or PRESET_ID          # no target given at all: the example, the app's preset
     if args.mode == "unconditional":
         pass
     elif args.target_vasprun:
-        target, kw["target_source"] = vasprun_target(args.target_vasprun, args.site)
+        target, kw["target_source"], element = vasprun_target(args.target_vasprun, args.site)
     elif args.target_csv:
-        name = Path(args.target_csv).name
-        data = checks.read_input_file(args.target_csv, "target DOS file", MAX_CSV_BYTES)
-        try:
-            target = read_dos_csv(data)
-        except ValueError as exc:
-            raise checks.UserError(f"{name}: {exc}") from None
-        kw["target_source"] = f"CSV {name}"
+        target, kw["target_source"] = csv_target(args.target_csv)
     else:
-        kind, ref, name = _source(args.ref, db_url, "--ref")
-        n_sites = len(ref) if kind == "file" else len(ref.symbols)
-        site = checks.check_site(args.site, n_sites, name)
+        kind, ref, name = _source(ref_id, db_url, "--ref")
+        symbols = [x.specie.symbol for x in ref] if kind == "file" else ref.symbols
+        if args.ref is not None:
+            need_site(args.site, "--ref", len(symbols), name, symbols)
+        site = checks.check_site(0 if args.site is None else args.site, len(symbols), name)
+        element = symbols[site]
         if kind == "db":
             target = ref.site_dos[site]
-            kw["target_source"] = f"DFT site {site} ({ref.symbols[site]}) of {name}"
-            kw["reference_id"] = args.ref
+            kw["target_source"] = site_curve_name("dft", formula(ref.formula), site, element)
+            kw["reference_id"] = ref_id
         else:
             predict_from = (ref, site)
-            kw["target_source"] = f"predicted site {site} ({ref[site].specie}) of {name}"
+            kw["target_source"] = site_curve_name("predicted", name, site, element)
     if args.mode == "template":
-        kind, tpl, name = _source(args.template or args.ref, db_url, "--template")
+        # the reference's own structure by default; a DOS file names none (it fell back on the example's)
+        tpl_source = args.template or (None if args.target_csv or args.target_vasprun else ref_id)
+        if tpl_source is None:
+            raise checks.UserError("template mode needs the structure to rework; a DOS file names none",
+                                   "give --template ID|FILE")
+        kind, tpl, name = _source(tpl_source, db_url, "--template")
         s = tpl if kind == "file" else _ase_structure(tpl.atoms)
         if len(s) > MAX_ATOMS:
             raise checks.UserError(f"template {name} has {len(s)} atoms; the model makes cells of at most {MAX_ATOMS}",
@@ -241,9 +290,13 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
         curve = target.tolist() if target is not None else [0.0] * 400
         kw.update(targets=[curve] * len(cond), cond_sites=cond)
     if args.mode == "fixed_type":
-        kw["fixed"] = {i: args.element for i in kw["cond_sites"]}
-    if args.ref and args.exclude_ref and not checks.is_structure_path(args.ref):
-        kw["seed_exclude"] = [args.ref]       # in every mode: the rounds grown after it never seed from it either
+        el = args.element or element or closest_element(target, db_url)
+        if not args.element:
+            say(f"--element not given: the conditioned atoms are {el}, "
+                + ("the target atom's element" if element else "the element of the closest known site"))
+        kw["fixed"] = {i: el for i in kw["cond_sites"]}
+    if args.exclude_ref and not (args.target_csv or args.target_vasprun) and not checks.is_structure_path(ref_id):
+        kw["seed_exclude"] = [ref_id]       # in every mode: the rounds grown after it never seed from it either
     # titled as the app titles its runs, so that a round grown from it reads 'target: … · grown from …'
     kw.setdefault("title", f"target: {kw['target_source']}" if "target_source" in kw
                   else "no target (unconditional baseline)")
@@ -294,17 +347,38 @@ def _generate(args) -> int:
                                                           end="", file=sys.stderr, flush=True))
     print(file=sys.stderr)
     print(json.dumps({"run": run["id"], **run["summary"]}, indent=2))
-    for c in run["candidates"][:10]:
-        print(f"#{c['rank']:>2} {c['formula']:<14} {c['spacegroup']['0.1']:<14} valid={c['valid']!s:<5} "
-              f"novel={c.get('novel')!s:<5} predicted DOS MAE={c.get('dos_mae', float('nan')):.3f}")
-    if run["candidates"] and req.mode != "unconditional":
-        # a predicted number stands beside the way to its DFT check
-        print(f"(predicted by the site-DOS predictor; GPAW checks of the top {SHIPPED.dft_top}: "
-              f"dosmatgen rounds {run['id']} --rounds 0)")
+    # the ranking for people, on stderr: stdout stays one JSON document
+    for line in ranked_lines(run, req.mode != "unconditional"):
+        print(line, file=sys.stderr)
     if run.get("saved_to"):
         print(f"warning: {run['store_error']}; the run is kept in {run['saved_to']} instead", file=sys.stderr)
         return 1
     return 0
+
+
+def ranked_lines(run: dict, has_target: bool, top: int = 10) -> list[str]:
+    """The run's first candidates as a person reads them: formula, space group, geometry, charge
+    balance (intermetallics need none), novelty and, with a target, the predicted MAE of the atom
+    carrying it; then the way to their DFT check."""
+    from dosmatgen_core.names import formula
+    from dosmatgen_core.scoring.evaluate import intermetallic
+    out = []
+    for c in run["candidates"][:top]:
+        charge = ("intermetallic" if intermetallic(c["formula"]) else
+                  "charge balanced" if c.get("charge_neutral") else "not charge balanced")
+        known = ("new" if c.get("novel") else "the reference itself" if c.get("is_reference") else
+                 f"known ({c.get('matches')})" if c.get("novel") is False else "novelty not checked")
+        line = (f"#{c['rank']:>2} {formula(c['formula']):<12} {c['spacegroup']['0.1']:<16} "
+                f"geometry {'valid' if c.get('structurally_valid') else 'invalid'}, {charge}, {known}")
+        if has_target and c.get("site_to_target"):
+            sites = ", ".join(f"site {s}" for s in c["site_to_target"])
+            line += f"; {sites}: predicted DOS MAE {c.get('dos_mae', float('nan')):.3f} states/eV"
+        out.append(line)
+    if run["candidates"] and has_target:
+        # a predicted number stands beside the way to its DFT check
+        out.append(f"(predicted by the site-DOS predictor; GPAW checks of the top {SHIPPED.dft_top}: "
+                   f"dosmatgen rounds {run['id']} --rounds 0)")
+    return out
 
 
 def _evaluate(args) -> int:
@@ -386,21 +460,27 @@ def add_parsers(sub) -> None:
     ge.add_argument("--grow-from", metavar="RUN:RANK", default=None,
                     help="seeded: grow from this stored candidate alone instead of the known sites (its "
                          "DFT-checked cell once it has one): the next round around it")
-    ge.add_argument("--ref", default=PRESET_ID,
-                    help="target source: a reference material id, or a CIF/POSCAR file (its predicted site DOS)")
-    ge.add_argument("--site", type=int, default=0, help="site of the reference whose DOS is the target")
+    ge.add_argument("--ref", default=None,
+                    help="target source: a reference material id, or a CIF/POSCAR file (its predicted site DOS); "
+                         f"with no target given, the example {PRESET_ID} site 0")
+    ge.add_argument("--site", type=int, default=None, help="the atom (0-based) of --ref or --target-vasprun whose "
+                    "DOS is the target")
     ge.add_argument("--target-csv", default=None, help="target DOS from a CSV (energy - E_F, DOS) instead")
     ge.add_argument("--target-vasprun", default=None,
                     help="target DOS from a VASP vasprun.xml (LORBIT >= 10): atom --site's projected DOS")
-    ge.add_argument("--n-atoms", type=int, default=SHIPPED.n_atoms)
+    ge.add_argument("--n-atoms", type=int, default=SHIPPED.n_atoms,
+                    help="masked, fixed_type and unconditional: atoms in each new cell")
     ge.add_argument("--cond", type=int, nargs="*", help="conditioned atoms of the new structure (default 0)")
-    ge.add_argument("--element", default="Ni", help="fixed_type: element of the conditioned atoms")
+    ge.add_argument("--element", default=None, help="fixed_type: element of the conditioned atoms (default: the "
+                    "target atom's, or for a DOS file the closest known site's)")
     ge.add_argument("--template", default=None, help="template: material id or CIF/POSCAR file (default --ref)")
-    ge.add_argument("--strength", type=float, default=SHIPPED.strength)
-    ge.add_argument("--pin", type=int, nargs="*")
-    ge.add_argument("--n", type=int, default=SHIPPED.n_candidates, help="candidates")
+    ge.add_argument("--strength", type=float, default=SHIPPED.strength,
+                    help="template and seeded: how much of the structure is noised away before it is rebuilt "
+                         "(0 keeps it, 1 keeps nothing)")
+    ge.add_argument("--pin", type=int, nargs="*", help="template: atoms kept exactly where they are")
+    ge.add_argument("--n", type=int, default=SHIPPED.n_candidates, help="candidates to draw")
     ge.add_argument("--w", type=float, default=SHIPPED.guidance, help="guidance weight")
-    ge.add_argument("--steps", type=int, default=SHIPPED.steps)
+    ge.add_argument("--steps", type=int, default=SHIPPED.steps, help="denoising steps per candidate")
     ge.add_argument("--particles", type=int, default=SHIPPED.particles,
                     help="DOS steering: trajectories per candidate (1 = off)")
     ge.add_argument("--steer", type=float, default=SHIPPED.steer, help="DOS steering strength")

@@ -5,12 +5,12 @@ A verb imports its modules when it runs, so `dosmatgen --help` answers at once.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 
 def _search(args) -> int:
-    from dosmatgen_core.cli.generate import vasprun_target
-    from dosmatgen_core.dos import read_dos_csv
+    from ase.data import chemical_symbols
+    from dosmatgen_core import checks
+    from dosmatgen_core.cli.generate import csv_target, need_site, vasprun_target
     from dosmatgen_core.labels.reference_db import open_db
     from dosmatgen_core.paths import DB_URL
     from dosmatgen_core.scoring.search import site_index
@@ -18,30 +18,62 @@ def _search(args) -> int:
     if sum(x is not None for x in (args.ref, args.target_csv, args.target_vasprun)) != 1:
         raise ValueError("give a target: --ref ID --site I, --target-csv FILE or --target-vasprun FILE --site I "
                          "(one of them)")
+    if not isinstance(args.top, int) or args.top < 1:
+        raise checks.UserError(f"--top {args.top} is not a number of hits", "give --top 1 or more")
+    element = None
+    if args.element is not None:
+        if (element := args.element.strip().capitalize()) not in chemical_symbols[1:]:
+            raise checks.UserError(f"--element {args.element!r} is not an element symbol", "give one such as Ni or In")
     if args.target_vasprun:
-        target, what = vasprun_target(args.target_vasprun, args.site)
-        source = {"target_vasprun": args.target_vasprun, "site": args.site or 0, "source": what}
+        target, what, _ = vasprun_target(args.target_vasprun, args.site)
+        source = {"target_vasprun": args.target_vasprun, "site": args.site, "source": what}
     elif args.target_csv:
-        target = read_dos_csv(Path(args.target_csv).read_bytes())
-        source = {"target_csv": args.target_csv}
+        target, what = csv_target(args.target_csv)
+        source = {"target_csv": args.target_csv, "source": what}
     else:
         ref = open_db(db_url).get(args.ref)
-        if args.site is None or not 0 <= args.site < len(ref.symbols):
-            raise ValueError(f"--site must be 0..{len(ref.symbols) - 1} for {args.ref} ({' '.join(ref.symbols)})")
-        target = ref.site_dos[args.site]
-        source = {"ref": args.ref, "site": args.site, "element": ref.symbols[args.site]}
+        need_site(args.site, "--ref", len(ref.symbols), args.ref, ref.symbols)
+        site = checks.check_site(args.site, len(ref.symbols), args.ref)
+        target = ref.site_dos[site]
+        source = {"ref": args.ref, "site": site, "element": ref.symbols[site]}
     exclude = set(args.exclude or [])
     if args.exclude_self and args.ref:
         exclude.add(args.ref)
     hits = site_index(db_url).search(target, top=args.top, by=args.by, align_shift=args.align_shift,
-                                     exclude=exclude, element=args.element,
+                                     exclude=exclude, element=element,
                                      per_structure=not args.all_sites)
     print(json.dumps({"target": source, "by": args.by, "align_shift": args.align_shift,
                       "excluded": sorted(exclude), "hits": [h.to_dict() for h in hits]}, indent=1))
     return 0
 
 
+def _materials(args) -> int:
+    """The labelled materials whose id, formula or elements match what was typed, as JSON rows:
+    the ids that --ref takes."""
+    from dosmatgen_core import checks
+    from dosmatgen_core.labels.reference_db import open_db
+    from dosmatgen_core.names import formula, material_name
+    from dosmatgen_core.paths import DB_URL
+    if args.limit < 1:
+        raise checks.UserError(f"--limit {args.limit} is not a number of rows", "give --limit 1 or more")
+    try:
+        rows = open_db(args.db or DB_URL).search(text=" ".join(args.text) or None, max_atoms=args.max_atoms)
+    except ValueError as exc:
+        raise checks.UserError(str(exc), "type an id (mp-22862), a formula (NaCl) or elements (Au Ni)") from None
+    print(json.dumps({"materials": len(rows), "shown": min(len(rows), args.limit), "rows": [
+        {"id": r["material_id"], "name": material_name(r["material_id"], r["formula"]), "formula": formula(r["formula"]),
+         "atoms": r["natoms"], "spacegroup": r["spacegroup"]} for r in rows[:args.limit]]}, indent=1, ensure_ascii=False))
+    return 0
+
+
 def add_parsers(sub) -> None:
+    ma = sub.add_parser("materials", help="list the labelled materials (the ids --ref takes) by id, formula or elements")
+    ma.add_argument("text", nargs="*", help="an id (mp-22862), a formula (NaCl) or elements (Au Ni); none: all")
+    ma.add_argument("--max-atoms", type=int, default=None, help="only cells of at most this many atoms")
+    ma.add_argument("--limit", type=int, default=50, help="rows to print at most")
+    ma.add_argument("--db", default=None, help="reference database (default the shipped one)")
+    ma.set_defaults(func=_materials)
+
     se = sub.add_parser("search", help="find the labelled sites whose DFT DOS is closest to a target (JSON)")
     se.add_argument("--ref", default=None, help="reference material id whose site DOS is the target")
     se.add_argument("--site", type=int, default=None, help="that site's index")

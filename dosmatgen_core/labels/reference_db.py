@@ -183,7 +183,7 @@ class ReferenceDB:
         formula = dict(rows)
         ids = near(text, formula) + [m for f in near(text, by_formula) for m in sorted(by_formula[f])[:2]]
         hits = [f"{m} ({formula[m]})" for m in list(dict.fromkeys(ids))[:4]]
-        return (f"did you mean {', '.join(hits)}? " if hits else "") + "`dosmatgen search` and the app list the materials"
+        return (f"did you mean {', '.join(hits)}? " if hits else "") + "`dosmatgen materials TEXT` and the app's picker list them"
 
     def search(self, *, formula: str | None = None, elements: Iterable[str] = (), only_elements: bool = False,
                natoms: int | None = None, max_atoms: int | None = None, text: str | None = None,

@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 from pymatgen.analysis.molecule_structure_comparator import CovalentRadius
 from pymatgen.analysis.structure_matcher import StructureMatcher
-from pymatgen.core import Structure
+from pymatgen.core import Composition, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from smact.screening import smact_validity
 
@@ -58,6 +58,12 @@ def shortest_contact(s: Structure, reach: float = 4.0) -> dict | None:
             if best is None or ratio < best["ratio"]:
                 best = {"pair": "–".join(sorted((a, b))), "distance": float(n.nn_distance), "ratio": float(ratio)}
     return best
+
+
+def intermetallic(chem_formula: str) -> bool:
+    """Every element a metal: a cell that needs no charge balance (SMACT counts it as an alloy)."""
+    elements = Composition(chem_formula).elements
+    return bool(elements) and all(el.is_metal for el in elements)
 
 
 def charge_neutral(s: Structure) -> tuple[bool, str]:

@@ -87,6 +87,8 @@ class SiteIndex:
         per_structure: at most one hit (its best site) per material, e.g. symmetry-equal sites once,
         and one per structure labelled twice (same formula and element, curves within SAME_SITE_MAE).
         """
+        if not isinstance(top, (int, np.integer)) or top < 1:
+            raise ValueError(f"top must be a whole number >= 1, not {top!r}")
         if per_structure:
             want = top
             while True:
@@ -114,8 +116,6 @@ class SiteIndex:
         g = dosmod.validate_on_grid(g, name="target DOS").astype(np.float32)
         if by not in ("mae", "cosine"):
             raise ValueError(f"rank by 'mae' or 'cosine', not {by!r}")
-        if not isinstance(top, (int, np.integer)) or top < 1:
-            raise ValueError(f"top must be a whole number >= 1, not {top!r}")
         keep = None
         if exclude or element is not None:
             keep = np.ones(len(self), bool)

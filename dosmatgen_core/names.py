@@ -35,12 +35,16 @@ def _amount(x: float) -> str:
 def material_name(material_id: str, chem_formula: str) -> str:
     """'L12-Au3Ni-chgnet' → 'Au3Ni · L1₂ · relaxed'; 'mp-22862' → 'NaCl · mp-22862';
     'gen:008d78a0…' (a generated candidate whose DFT became a label) → 'BiK2Mn · DFT-checked candidate
-    008d78a0' (a newcomer reads what it is before the hash; short enough for a table's cell)."""
+    008d78a0' (a newcomer reads what it is before the hash; short enough for a table's cell);
+    'upload:Cu3Au.cif' → 'AuCu3 · uploaded Cu3Au.cif'."""
     f = formula(chem_formula)
     if material_id.startswith(ELEMENT_PREFIX):      # 'element:Au', the element's reference crystal
         return f"{f} · the element's known crystal"
     if material_id.startswith("gen:"):
         return f"{f} · DFT-checked candidate {material_id[4:12]}"
+    if material_id.startswith("upload:"):           # the app's key for a file it was given
+        return f"{f} · uploaded {material_id[7:]}"
+    material_id = material_id.removeprefix("mp:")   # ... and for an unlabelled MP structure
     parts = material_id.split("-")
     if len(parts) == 3 and re.fullmatch(r"[A-Z][A-Za-z]*\d*", parts[0]) and formula(parts[1]) == f:
         proto = PROTOTYPES.get(parts[0], parts[0])

@@ -99,7 +99,7 @@ def status_panel():
 
 status_panel()
 st.subheader("All verifications")
-rows = v.all()
+rows = v.all(results=True)
 stored = {r["id"] for r in runs}       # a verification can outlive its run
 formulas = {(r, c["rank"]): c["formula"] for r in {x["run_id"] for x in rows} & stored
             for c in v.store.get(r)["candidates"]}

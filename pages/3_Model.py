@@ -34,7 +34,7 @@ with m2:
         st.dataframe(studio.heldout_table(pred["heldout"]), width="stretch")
 for name, c in (("Generator model card", gen), ("Predictor model card", pred)):
     with st.expander(name):
-        st.json(c, expanded=False)
+        st.dataframe(studio.record_rows(c), hide_index=True, width="stretch")
 log = studio.ROOT / gen.get("run_dir", "runs/train/main") / "log.csv"
 if log.exists():
     df = pd.read_csv(log)

@@ -91,7 +91,10 @@ if src == "A site of a material":
         try:
             mat = catalogue.from_upload(upload.name, upload.getvalue(), predictor)
         except (ValueError, StructureError) as exc:
+            # the page stops here: below, the searched material (Au3Ni) would stand in for the refused file
             st.error(f"Could not use {studio.plain(upload.name)}: {exc}")
+            st.info("Upload another file, or remove this one (×) to pick a material from the database.")
+            st.stop()
         else:
             # PAW spheres leave the interstitial out; the labels' Löwdin projection shares every state
             whose = ("VASP's projected DOS of each atom (E − E_F, spins summed, VASP's own broadening kept), "

@@ -283,15 +283,17 @@ def compare_figures(items: list[tuple[dict, dict]]) -> tuple[list[tuple[str, lis
     return [(title, curves) for _, title, curves in groups], skipped
 
 
-COMPARE_FIRST = ["id", "title", "GPAW checks", "best new: DFT MAE", "best new: DFT cosine", "DOS MAE (predicted)",
+COMPARE_FIRST = ["id", "GPAW checks", "best new: DFT MAE", "best new: DFT cosine", "DOS MAE (predicted)",
                  "baseline MAE (predicted)"]
 
 
 def compare_rows(rows: list[dict]) -> list[dict]:
-    """The Comparison table's rows with the numbers compared right after the run's id and title
-    (the Runs table's order put them past 'when', 'mode', 'status', out of sight at 1280 px)."""
-    return [{**{k: r[k] for k in COMPARE_FIRST if k in r}, **{k: v for k, v in r.items() if k not in COMPARE_FIRST}}
-            for r in rows]
+    """The Comparison table's rows with the numbers compared right after the run's id (the Runs
+    table's order put them past 'when', 'mode', 'status', out of sight at 1280 px), and the long
+    title last (before them, it pushed mode and time out of sight)."""
+    return [{**{k: r[k] for k in COMPARE_FIRST if k in r},
+             **{k: v for k, v in r.items() if k not in COMPARE_FIRST and k != "title"},
+             **({"title": r["title"]} if "title" in r else {})} for r in rows]
 
 
 RUNS_TABLE_NOTE = ("MAEs in states/eV, cosines 0-1 (1: the target's shape exactly); 'best new' is the run's new "
@@ -312,13 +314,13 @@ def runs_table(runs: list[dict], checks: dict[str, dict]) -> list[dict]:
     def valid(r):
         v = r["summary"].get("structurally_valid")
         return f"{v}/{r['candidates']}" if v is not None else "—"
-    return compare_rows([{"id": r["id"], "title": r["title"],
+    return compare_rows([{"id": r["id"],
                           "when": dt.datetime.fromtimestamp(r["created"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
                           "mode": studio.MODE_WORDS.get(r["mode"], r["mode"]), "status": r["status"],
                           "candidates": r["candidates"], "valid": valid(r),
                           "DOS MAE (predicted)": studio.rounded(r["summary"].get("mean_dos_mae")),
                           "baseline MAE (predicted)": studio.rounded(r["summary"].get("baseline_mean_dos_mae")),
-                          **summary_columns(checks[r["id"]])} for r in runs])
+                          **summary_columns(checks[r["id"]]), "title": r["title"]} for r in runs])
 
 
 def compare_caption(drawn: bool, nothing: list[str]) -> str:
@@ -335,6 +337,11 @@ def compare_caption(drawn: bool, nothing: list[str]) -> str:
 def shown(rows: list[dict]) -> list[dict]:
     """A table's MAEs and cosines as table_text gives them: a dash, not 'None', where a run has none."""
     return [{k: table_text(k, v) if ("MAE" in k or "cosine" in k) else v for k, v in r.items()} for r in rows]
+
+
+def headed(column: str) -> str:
+    """A table's column as headed on the page: an MAE with its unit ('DFT MAE (states/eV)')."""
+    return f"{column} (states/eV)" if column.endswith("MAE") else column
 
 
 def table_text(column: str, v) -> str:
@@ -466,15 +473,20 @@ def halo_caption(c: dict) -> str:
 
 def verification_rows(rows: list[dict], formulas: dict[tuple[str, int], str] | None = None) -> list[dict]:
     """The verifications table as people read it: clock times (UTC), the time taken, the candidate
-    by rank and formula, and blanks rather than 'None'."""
+    by rank and formula, its DFT match when it has one (rows read with results: Verifier.all(True)),
+    and blanks rather than 'None'."""
     def clock(t):
         return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if t else ""
     out = []
     for r in rows:
         name = (formulas or {}).get((r["run_id"], r["rank"]))
         took = r["finished"] - r["started"] if r.get("started") and r.get("finished") else None
+        mae, cos = dft_mae(r), dft_mae(r, "cosine")
         out.append({"run": r["run_id"], "candidate": f"#{r['rank']}" + (f" · {formula(name)}" if name else ""),
-                    "status": r["status"], "started": clock(r.get("started")), "finished": clock(r.get("finished")),
+                    "status": r["status"], "DFT MAE (states/eV)": f"{mae:.3f}" if mae is not None else "",
+                    "DFT cosine": f"{cos:.3f}" if cos is not None else "",
+                    "cell": ("relaxed" if r["result"].get("relaxed") else "as drawn") if r.get("result") else "",
+                    "started": clock(r.get("started")), "finished": clock(r.get("finished")),
                     "took": duration(took) if took is not None else "", "error": r.get("error") or ""})
     return out
 
@@ -569,14 +581,14 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
     m1.metric("Candidates", s["n"])
     m2.metric("Structurally valid", f"{s['structurally_valid']}/{s['n']}")
     if s.get("mean_dos_mae") is not None:
-        m3.metric("Mean MAE, predicted", f"{s['mean_dos_mae']:.3f}",
+        m3.metric("Mean MAE, predicted", f"{s['mean_dos_mae']:.3f} states/eV",
                   help="Mean DOS MAE (states/eV) of the candidates' conditioned sites, by the site-DOS predictor.")
     if s.get("baseline_mean_dos_mae") is not None:
-        m4.metric("Baseline MAE, predicted", f"{s['baseline_mean_dos_mae']:.3f}",
+        m4.metric("Baseline MAE, predicted", f"{s['baseline_mean_dos_mae']:.3f} states/eV",
                   help="Mean predicted DOS MAE of unconditional samples with the same atom counts: what the target adds.")
     if maes:        # the predicted numbers beside what DFT says
         new = new_structure_maes(run, dft, maes)
-        m5.metric("Best DFT MAE, new", f"{min(new.values()):.3f}" if new else "—",
+        m5.metric("Best DFT MAE, new", f"{min(new.values()):.3f} states/eV" if new else "—",
                   help="The best DFT MAE (states/eV) among the checked candidates that are new structures: not "
                        "known ones (whose stored labels the DFT order below also shows), and not those whose relaxed "
                        "cell turned out to be a known compound.")
@@ -600,7 +612,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                        "Cosine 1 is the target's shape exactly.")
             # a stored label has no prediction and no timings: a dash, not the word None; shown as text,
             # since a column of numbers and blanks cannot go to Arrow as one type
-            st.dataframe([{k: table_text(k, v) for k, v in r.items()} for r in table], hide_index=True, width="stretch")
+            st.dataframe([{headed(k): table_text(k, v) for k, v in r.items()} for r in table], hide_index=True,
+                         width="stretch")
         st.caption("'predicted' curves come from the site-DOS predictor, not DFT; 'DFT' curves are GPAW calculations "
                    "of the candidate; 'stored label' curves are the DFT label of a known structure the candidate "
                    f"matches. Stability is {run_potential(run)} energy above a hull of the same potential (an ML hull, not "

@@ -225,8 +225,12 @@ def duration(seconds: float) -> str:
 # ---- benchmark results -----------------------------------------------------------------------
 
 def result_kind(path: Path) -> str:
-    """The kind of a results file: its name's stem before the first '-' (generate, dft, models...)."""
-    return Path(path).stem.split("-")[0]
+    """The kind of a results file: the longest RESULT_KINDS name its stem starts with, whole words
+    ('relaxed-novelty-x' → 'relaxed-novelty'), else its stem before the first '-' (generate, dft,
+    models...): two benchmarks that share a first word are two kinds, not one latest."""
+    stem = Path(path).stem
+    named = [k for k in RESULT_KINDS if stem == k or stem.startswith(k + "-")]
+    return max(named, key=len) if named else stem.split("-")[0]
 
 
 def result_date(rec: dict, path: Path) -> dt.datetime:
@@ -269,10 +273,14 @@ RESULT_KINDS = {
     "label": "the labelling recipe's speed and accuracy", "load": "slowdown beside other work on the CPU",
     "models": "generator checkpoints compared", "oracle": "best of every DFT check and known site",
     "pool": "unlabelled structures for the hard targets", "predictor": "site-DOS predictor against DFT",
+    "predictor-feedback": "the predictor before and after retraining on candidates",
     "predictors": "site-DOS predictors compared", "refine": "rounds grown from the best DFT check",
-    "relax": "relaxation's effect on the DFT match", "relaxed": "novelty judged on the relaxed cell DFT calculated",
+    "relax": "relaxation's effect on the DFT match",
+    "relaxed-novelty": "novelty judged on the relaxed cell DFT calculated",
+    "relaxed-prediction": "the predictor on the drawn and on the relaxed cell, against DFT",
     "search": "site-DOS search speed",
-    "seed": "how far a candidate moves from its seed", "seeding": "seeding strength",
+    "seed-moves": "how far a candidate moves from its seed", "seed-analysis": "seeded candidates against their seeds",
+    "seeding": "seeding strength",
     "semi_supervised": "unlabelled crystals in training", "split": "train / validation split",
     "stability": "stability hull", "startup": "a fresh process's first run",
     "top": "second batches drawn when too few draws are new crystals",
@@ -284,6 +292,19 @@ def result_title(item: dict) -> str:
     """'DFT truth: every method checked with GPAW (truth-b.json, 2026-12-04)'."""
     what = RESULT_KINDS.get(item["kind"], item["kind"])
     return f"{what} ({item['file']}, {item['date']:%Y-%m-%d})"
+
+
+# a word of a record's key → the unit its value is in (the first word found, in this order)
+UNIT_WORDS = (("mae", "states/eV"), ("rmse", "states/eV"), ("seconds", "s"), ("minutes", "min"), ("ms", "ms"),
+              ("hull", "eV/atom"), ("ev", "eV"))
+
+
+def quantity_unit(quantity: str) -> str:
+    """The unit of a record row's value, read from the last part of its name ('methods · lookup ·
+    dft mae best of 3' → 'states/eV', '… · seconds per site' → 's'); '' for counts, shares,
+    cosines and words."""
+    words = set(quantity.split(" · ")[-1].lower().replace("_", " ").split())
+    return next((unit for word, unit in UNIT_WORDS if word in words), "")
 
 
 def record_rows(rec: dict) -> list[dict]:
@@ -310,6 +331,8 @@ def record_rows(rec: dict) -> list[dict]:
         else:
             rows.append({"quantity": prefix.replace("_", " "), "value": text(v)})
     walk("", {k: v for k, v in rec.items() if k != "machine"})
+    for r in rows:
+        r["unit"] = quantity_unit(r["quantity"])
     m = rec.get("machine")
     if isinstance(m, dict):
         rows.append({"quantity": "machine", "value": ", ".join(

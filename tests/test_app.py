@@ -5,6 +5,7 @@ import json
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -541,6 +542,10 @@ def test_every_kind_of_benchmark_record_is_named_in_words_on_the_model_page():
     assert kinds and kinds <= set(studio.RESULT_KINDS), kinds - set(studio.RESULT_KINDS)
     item = {"kind": "truth", "file": "truth-b.json", "date": dt.datetime(2026, 12, 4)}
     assert studio.result_title(item) == "DFT truth: every method checked with GPAW (truth-b.json, 2026-12-04)"
+    # the walk: relaxed-prediction.json was shown as the novelty record, relaxed-novelty.json not at all
+    latest = {i["file"]: i["kind"] for i in studio.latest_results()}
+    assert latest["relaxed-novelty.json"] == "relaxed-novelty" and latest["relaxed-prediction.json"] == "relaxed-prediction"
+    assert studio.result_kind(Path("truth-a-far.json")) == "truth" and studio.result_kind(Path("seed-moves-b.json")) == "seed-moves"
 
 
 def test_model_summary_counts_the_source_models_steps_for_a_fine_tune():
@@ -635,11 +640,15 @@ def test_the_sampling_estimate_follows_the_measured_slowdown(tmp_path):
 def test_the_verifications_table_reads_as_clock_times_and_formulas():
     from studio.results import verification_rows
     rows = [{"run_id": "r1", "rank": 2, "status": "done", "started": 1796355617.13, "finished": 1796355700.0,
-             "error": None},
-            {"run_id": "r9", "rank": 1, "status": "queued", "started": None, "finished": None, "error": None}]
+             "error": None, "result": {"relaxed": True, "dos_match": {"0": {"mae": 0.2104, "cosine": 0.9312}}}},
+            {"run_id": "r9", "rank": 1, "status": "queued", "started": None, "finished": None, "error": None,
+             "result": None}]
     out = verification_rows(rows, {("r1", 2): "LiNiAu2"})
-    assert out[0] == {"run": "r1", "candidate": "#2 · Au2LiNi", "status": "done", "started": "2026-12-04 03:40:17 UTC",
+    # the third walk: the table had no match; each check had to be opened to see it
+    assert out[0] == {"run": "r1", "candidate": "#2 · Au2LiNi", "status": "done", "DFT MAE (states/eV)": "0.210",
+                      "DFT cosine": "0.931", "cell": "relaxed", "started": "2026-12-04 03:40:17 UTC",
                       "finished": "2026-12-04 03:41:40 UTC", "took": "83 s", "error": ""}
+    assert out[1]["DFT MAE (states/eV)"] == out[1]["cell"] == ""
     assert out[1]["candidate"] == "#1" and out[1]["started"] == out[1]["took"] == out[1]["error"] == ""
 
 
@@ -772,7 +781,7 @@ def test_grow_from_a_candidate_seeds_the_next_round_with_its_checked_cell(tmp_pa
     at.query_params["run"] = run["id"]
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    assert [m.value for m in at.metric if m.label == "Best DFT MAE, new"] == ["0.234"]   # DFT beside the predicted
+    assert [m.value for m in at.metric if m.label == "Best DFT MAE, new"] == ["0.234 states/eV"]   # DFT beside the predicted
     grow = [b for b in at.button if b.key and b.key.startswith(f"grow{run['id']}_{c['rank']}_")]
     assert len(grow) == 1
     grow[0].click().run()
@@ -967,12 +976,14 @@ def test_comparing_runs_puts_their_gpaw_checks_beside_the_predicted_numbers(tmp_
     at.selectbox(key="open_run").set_value(checked["id"]).run()
     at.multiselect(key="compare").set_value([plain["id"]]).run()
     assert not at.exception, [e.value for e in at.exception]
-    # the Runs table, then the Comparison's: the DFT numbers right after the run's title (not scrolled
-    # out of sight past 'when' and 'mode'), a dash where a run has none, and the predicted ones after
+    # the Runs table, then the Comparison's: the DFT numbers right after the run's id (not scrolled
+    # out of sight past 'when' and 'mode'), a dash where a run has none, and the predicted ones after;
+    # the long title last (the third walk: before them, it pushed mode and time out of sight)
     listed, compared = [d.value for d in at.dataframe if "best new: DFT MAE" in d.value.columns][:2]
     for table in (listed, compared):
-        assert list(table.columns[:7]) == ["id", "title", "GPAW checks", "best new: DFT MAE", "best new: DFT cosine",
+        assert list(table.columns[:6]) == ["id", "GPAW checks", "best new: DFT MAE", "best new: DFT cosine",
                                            "DOS MAE (predicted)", "baseline MAE (predicted)"]
+        assert table.columns[-1] == "title"
         table = table.set_index("id")
         assert table.loc[checked["id"], "GPAW checks"] == 1 and table.loc[plain["id"], "GPAW checks"] == 0
         assert table.loc[checked["id"], "best new: DFT MAE"] == "0.234"
@@ -1202,8 +1213,11 @@ def test_an_intermetallic_card_does_not_claim_a_charge_balance():
 def test_a_benchmark_record_reads_as_rows_not_json():
     """The walk: the Model page's benchmark expanders showed dict text ("[{'site': 'mp-10226#1', …")
     and a raw machine dict."""
-    rows = {r["quantity"]: r["value"] for r in studio.record_rows(json.loads(
-        (studio.RESULTS_DIR / "truth-c.json").read_text()))}
+    listed = studio.record_rows(json.loads((studio.RESULTS_DIR / "truth-c.json").read_text()))
+    rows = {r["quantity"]: r["value"] for r in listed}
+    units = {r["quantity"]: r.get("unit") for r in listed}       # the walk: 'mae 0.239' had no unit
+    assert units["methods · lookup · dft mae best of 3"] == "states/eV"
+    assert units["methods · lookup · seconds per site"] == "s" and units["methods · lookup · share cosine 0.9"] == ""
     assert rows["sites"] == "30" and rows["per site"].endswith("entries (see the file)")
     assert rows["methods · lookup · share cosine 0.9"].count(".") == 1 and len(rows["methods · lookup · share cosine 0.9"]) == 5
     assert rows["machine"].startswith("cpus 2") or rows["machine"].startswith("cpus ")

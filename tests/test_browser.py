@@ -310,6 +310,9 @@ def test_uploaded_cif_is_the_reference(browser, server, tmp_path):
     file_input(page, "upload a structure").set_input_files(str(bad))
     settle(page)
     page.get_by_text("Could not use broken.cif").wait_for()
+    # the walk: the page went on below the error with the searched Au3Ni as the target, Generate on
+    page.get_by_text("remove this one (×) to pick a material").wait_for()
+    assert page.get_by_text("Target DOS", exact=True).count() == 0 and page.get_by_role("button", name="Generate").count() == 0
     shot(page, "cif_upload")
     page.close()
 

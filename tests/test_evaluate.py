@@ -63,6 +63,9 @@ def test_an_elements_known_crystal_is_not_novel_another_polymorph_is():
     fcc = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.25), ["Au"], [[0, 0, 0]])    # 4 atoms, 4 % wide
     assert evaluate.novelty(fcc) == (False, "element:Au")
     assert material_name("element:Au", "Au") == "Au · the element's known crystal"
+    # the app's own keys read as words too (a template run's header said 'upload:Cu3Au.cif')
+    assert material_name("upload:Cu3Au.cif", "Cu3Au") == "AuCu3 · uploaded Cu3Au.cif"
+    assert material_name("mp:mp-22862", "NaCl") == "NaCl · mp-22862"
     hcp_fe = Structure(Lattice.hexagonal(2.5, 4.0), ["Fe", "Fe"], [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]])
     assert evaluate.novelty(hcp_fe)[0]          # bcc is iron's known crystal; hcp iron is another one
     bcc = Structure(Lattice.cubic(2.87), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])

@@ -227,12 +227,17 @@ class Verifier:
         return {rid: checks_summary(run, self.statuses(run)) if rid in done and (run := get(rid))
                 else {"checks": 0, "best_new_mae": None, "best_new_cosine": None} for rid in run_ids}
 
-    def all(self) -> list[dict]:
+    def all(self, results: bool = False) -> list[dict]:
+        """Every check, newest first; results=True also reads each one's result (its DFT curves and
+        match), for a table that shows the match."""
         with sqlite3.connect(self.store.path, timeout=30) as con:
             con.row_factory = sqlite3.Row
-            rows = con.execute("SELECT run_id, rank, status, started, finished, error FROM verifications "
-                               "ORDER BY started DESC").fetchall()
-        return [dict(r) for r in rows]
+            rows = con.execute("SELECT run_id, rank, status, started, finished, error"
+                               + (", result" if results else "") + " FROM verifications ORDER BY started DESC").fetchall()
+        out = [dict(r) for r in rows]
+        for r in out if results else ():
+            r["result"] = json.loads(r["result"]) if r["result"] else None
+        return out
 
     def fail(self, run_id: str, rank: int, error: str) -> None:
         self._set(run_id, rank, status="failed", finished=time.time(), error=error)

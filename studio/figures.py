@@ -220,13 +220,15 @@ def cell_edges(m) -> list[list[list[float]]]:
 
 
 def site_table(s: Structure) -> list[dict]:
-    """Rows for the site table: element, fractional coordinates, Wyckoff letter (spglib, 0.1 Å)."""
+    """Rows for the site table: element, Wyckoff letter (spglib, 0.1 Å; '?' where the symmetry
+    search fails), fractional coordinates. The letter before the coordinates: at 800 px the
+    table's last columns scroll out of sight."""
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
     try:
         ds = SpacegroupAnalyzer(s, symprec=0.1).get_symmetry_dataset()
         wyckoffs = list(ds.wyckoffs)
     except Exception:
-        wyckoffs = ["a"] * len(s)
-    return [{"site": i, "element": site.specie.symbol, "x": round(float(site.frac_coords[0] % 1.0), 4),
-             "y": round(float(site.frac_coords[1] % 1.0), 4), "z": round(float(site.frac_coords[2] % 1.0), 4),
-             "wyckoff": wyckoffs[i]} for i, site in enumerate(s)]
+        wyckoffs = ["?"] * len(s)
+    return [{"site": i, "element": site.specie.symbol, "wyckoff": wyckoffs[i],
+             "x": round(float(site.frac_coords[0] % 1.0), 4), "y": round(float(site.frac_coords[1] % 1.0), 4),
+             "z": round(float(site.frac_coords[2] % 1.0), 4)} for i, site in enumerate(s)]

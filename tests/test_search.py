@@ -106,7 +106,7 @@ def test_shipped_database_index_and_cli(tmp_path, capsys):
     assert len(index) > 10000 and list(tmp_path.glob("site-index-*.npz"))
     assert cli_main(["search", "--ref", "L12-Au3Ni-chgnet", "--site", "0", "--top", "3", "--all-sites"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["target"]["element"] == "Ni"
+    assert out["target"]["element"] == "Ni" and out["units"]["mae"].startswith("states/eV")
     assert out["hits"][0]["material_id"] == "L12-Au3Ni-chgnet" and out["hits"][0]["mae"] == pytest.approx(0, abs=1e-6)
     assert cli_main(["search", "--ref", "L12-Au3Ni-chgnet", "--site", "0", "--exclude-self"]) == 0
     out = json.loads(capsys.readouterr().out)

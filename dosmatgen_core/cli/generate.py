@@ -346,7 +346,7 @@ def _generate(args) -> int:
                          progress=lambda f, eta, m: print(f"\r{m} ({100 * f:.0f} %, ~{eta:.0f} s left)   ",
                                                           end="", file=sys.stderr, flush=True))
     print(file=sys.stderr)
-    print(json.dumps({"run": run["id"], **run["summary"]}, indent=2))
+    print(json.dumps({"run": run["id"], **run["summary"], "units": SUMMARY_UNITS}, indent=2))
     # the ranking for people, on stderr: stdout stays one JSON document
     for line in ranked_lines(run, req.mode != "unconditional"):
         print(line, file=sys.stderr)
@@ -354,6 +354,10 @@ def _generate(args) -> int:
         print(f"warning: {run['store_error']}; the run is kept in {run['saved_to']} instead", file=sys.stderr)
         return 1
     return 0
+
+
+SUMMARY_UNITS = {"mae": "states/eV, predicted by the site-DOS predictor (not DFT)", "seconds": "s",
+                 "e_above_hull": "eV/atom"}
 
 
 def ranked_lines(run: dict, has_target: bool, top: int = 10) -> list[str]:

@@ -7,6 +7,11 @@ from __future__ import annotations
 import json
 
 
+# what each hit's numbers are in: the JSON says it (the walk read 'mae 0.234' without a unit)
+HIT_UNITS = {"mae": "states/eV (mean absolute difference over -10..10 eV, E - E_F)",
+             "cosine": "1 = the target's shape exactly", "shift_ev": "eV", "site": "0-based index of the atom"}
+
+
 def _search(args) -> int:
     from ase.data import chemical_symbols
     from dosmatgen_core import checks
@@ -42,7 +47,7 @@ def _search(args) -> int:
     hits = site_index(db_url).search(target, top=args.top, by=args.by, align_shift=args.align_shift,
                                      exclude=exclude, element=element,
                                      per_structure=not args.all_sites)
-    print(json.dumps({"target": source, "by": args.by, "align_shift": args.align_shift,
+    print(json.dumps({"target": source, "by": args.by, "align_shift": args.align_shift, "units": HIT_UNITS,
                       "excluded": sorted(exclude), "hits": [h.to_dict() for h in hits]}, indent=1))
     return 0
 

@@ -10,7 +10,7 @@ from dosmatgen_core.structures import StructureError
 from studio import shared as studio
 from studio import state
 from studio.charts import dos_chart
-from studio.results import (RUNS_TABLE_NOTE, compare_caption, compare_figures, dft_mae, run_label, runs_table,
+from studio.results import (RUNS_COLUMNS, RUNS_TABLE_NOTE, compare_caption, compare_figures, dft_mae, run_label, runs_table,
                             show_run, shown, stored_labels)
 from studio import nav
 
@@ -48,7 +48,8 @@ if not runs:
 read = cache(store.get)      # a run is read once per page run: for its summary, the overlay and the card
 checks = state.verifier(str(studio.RUNS_PATH)).summaries([r["id"] for r in runs], get=read)
 table = runs_table(runs, checks)
-st.dataframe(shown(table), hide_index=True, width="stretch")
+# narrow number columns, so that time and mode fit a 1280 px window beside them (the title, last, scrolls)
+st.dataframe(shown(table), hide_index=True, width="stretch", column_config=RUNS_COLUMNS)
 st.caption(RUNS_TABLE_NOTE)
 db = open_db(studio.DB_URL)
 labelled = frozenset(r["material_id"] for r in state.reference_rows(studio.DB_URL))

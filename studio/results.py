@@ -13,6 +13,7 @@ import streamlit as st
 
 from dosmatgen_core.candidates import runs as runsmod
 from dosmatgen_core.candidates.seeding import grow_source
+from dosmatgen_core.scoring.elements import ELEMENT_PREFIX
 from dosmatgen_core.scoring.evaluate import intermetallic
 from dosmatgen_core.scoring.verify import (best_new_curve, checks_summary, dft_mae,  # noqa: F401 (pages read them here)
                                            dft_maes, new_structure_maes, relaxed_into)
@@ -156,6 +157,18 @@ def substitution_kind(sub: dict) -> str:
     return sub.get("kind") or ("distant" if "cell_atoms" in sub else "element")
 
 
+def element_crystal_text(c: dict) -> str:
+    """For a candidate that is an element's known crystal (fcc Au): what it matched and why no
+    stored DFT curve stands beside it; '' otherwise."""
+    mid = str(c.get("matches") or "")
+    if c.get("novel") is not False or not mid.startswith(ELEMENT_PREFIX):
+        return ""
+    el = mid[len(ELEMENT_PREFIX):]
+    return (f"Matches the known crystal of {el} (ASE's reference structure, within StructureMatcher's tolerances). "
+            "The reference database holds no DFT label for it, so no stored curve is shown; check it with DFT on "
+            "the Verify page.")
+
+
 def known_symmetry_text(c: dict) -> str:
     """For a known candidate whose space group differs from the structure it matches: why both
     can hold (the matcher's tolerances are looser than the symmetry search's); '' otherwise."""
@@ -295,6 +308,24 @@ def compare_rows(rows: list[dict]) -> list[dict]:
              **{k: v for k, v in r.items() if k not in COMPARE_FIRST and k != "title"},
              **({"title": r["title"]} if "title" in r else {})} for r in rows]
 
+
+# the Runs table's columns as shown: short heads over narrow number columns (their full meaning in
+# each head's help), so that time and mode fit a 1280 px window; the title, last, scrolls
+RUNS_COLUMNS = {
+    "id": st.column_config.TextColumn("id", width=100),
+    "GPAW checks": st.column_config.NumberColumn("checks", width=65, help="Finished GPAW checks of the run"),
+    "best new: DFT MAE": st.column_config.TextColumn(
+        "new: DFT MAE", width=105, help="DFT MAE (states/eV) of the run's best new structure"),
+    "best new: DFT cosine": st.column_config.TextColumn(
+        "new: DFT cos", width=100, help="DFT cosine of the same structure (1: the target's shape exactly)"),
+    "DOS MAE (predicted)": st.column_config.TextColumn(
+        "pred. MAE", width=85, help="Mean predicted DOS MAE (states/eV) of the run's candidates"),
+    "baseline MAE (predicted)": st.column_config.TextColumn(
+        "pred. baseline", width=110, help="Mean predicted DOS MAE (states/eV) of the unconditional samples"),
+    "when": st.column_config.TextColumn("when (UTC)", width=135),
+    "candidates": st.column_config.NumberColumn("cand.", width=60, help="Candidates in the run"),
+    "valid": st.column_config.TextColumn("valid", width=60, help="Candidates with a valid geometry"),
+}
 
 RUNS_TABLE_NOTE = ("MAEs in states/eV, cosines 0-1 (1: the target's shape exactly); 'best new' is the run's new "
                    "structure with the lowest DFT MAE; times in UTC.")
@@ -652,7 +683,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                     st.caption(reference_text(c))
                 elif into:
                     st.caption(became_text(into, c, run["settings"]))
-                elif sym := known_symmetry_text(c):
+                elif sym := known_symmetry_text(c) or element_crystal_text(c):
                     st.caption(sym)
                 elif not (d and d.get("status") == "done" and d["result"].get("relaxed")) and (drawn := as_drawn_text(c)):
                     st.caption(drawn)       # a relaxed check has answered it: relaxed_into, or still new

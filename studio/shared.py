@@ -294,17 +294,21 @@ def result_title(item: dict) -> str:
     return f"{what} ({item['file']}, {item['date']:%Y-%m-%d})"
 
 
-# a word of a record's key → the unit its value is in (the first word found, in this order)
-UNIT_WORDS = (("mae", "states/eV"), ("rmse", "states/eV"), ("seconds", "s"), ("minutes", "min"), ("ms", "ms"),
-              ("hull", "eV/atom"), ("ev", "eV"))
+# a word of a record's key → the unit its value is in (the first word found, in this order: a time
+# before an MAE, so 'ms mae' is a time)
+UNIT_WORDS = (("ms", "ms"), ("seconds", "s"), ("s", "s"), ("minutes", "min"), ("mae", "states/eV"),
+              ("rmse", "states/eV"), ("hull", "eV/atom"), ("ev", "eV"))
 
 
 def quantity_unit(quantity: str) -> str:
     """The unit of a record row's value, read from the last part of its name ('methods · lookup ·
-    dft mae best of 3' → 'states/eV', '… · seconds per site' → 's'); '' for counts, shares,
-    cosines and words."""
-    words = set(quantity.split(" · ")[-1].lower().replace("_", " ").split())
-    return next((unit for word, unit in UNIT_WORDS if word in words), "")
+    dft mae best of 3' → 'states/eV', '… · seconds per site' → 's', 'speed · ms mae' → 'ms'), else
+    an MAE named further up ('relaxed vs unrelaxed mae · mean'); '' for counts, shares, cosines
+    and words."""
+    parts = [set(p.lower().replace("_", " ").split()) for p in quantity.split(" · ")]
+    if unit := next((u for word, u in UNIT_WORDS if word in parts[-1]), ""):
+        return unit
+    return "states/eV" if any("mae" in p for p in parts[:-1]) and not parts[-1] & {"share", "sites", "n", "cosine"} else ""
 
 
 def record_rows(rec: dict) -> list[dict]:
@@ -317,7 +321,9 @@ def record_rows(rec: dict) -> list[dict]:
         if isinstance(v, float):
             return f"{v:.3f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
         if isinstance(v, list):
-            if v and all(isinstance(x, dict) for x in v):
+            if not v:
+                return "none"
+            if all(isinstance(x, dict) for x in v):
                 return f"{len(v)} entries (see the file)"
             return ", ".join(text(x) for x in v[:12]) + (f", … ({len(v)} in all)" if len(v) > 12 else "")
         return str(v)
@@ -329,14 +335,15 @@ def record_rows(rec: dict) -> list[dict]:
             for k, x in v.items():
                 walk(f"{prefix} · {k}" if prefix else str(k), x)
         else:
-            rows.append({"quantity": prefix.replace("_", " "), "value": text(v)})
+            numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (v if isinstance(v, list) else [v]))
+            quantity = prefix.replace("_", " ")
+            # a unit for numbers only: 'ms' beside a command line or a hash would mislead
+            rows.append({"quantity": quantity, "value": text(v), "unit": quantity_unit(quantity) if numeric and v != [] else ""})
     walk("", {k: v for k, v in rec.items() if k != "machine"})
-    for r in rows:
-        r["unit"] = quantity_unit(r["quantity"])
     m = rec.get("machine")
     if isinstance(m, dict):
         rows.append({"quantity": "machine", "value": ", ".join(
-            f"{k} {x}" for k, x in m.items() if x not in (None, False, ""))})
+            f"{k} {x}" for k, x in m.items() if x not in (None, False, "")), "unit": ""})
     return rows
 
 

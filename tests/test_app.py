@@ -1218,6 +1218,10 @@ def test_a_benchmark_record_reads_as_rows_not_json():
     units = {r["quantity"]: r.get("unit") for r in listed}       # the walk: 'mae 0.239' had no unit
     assert units["methods · lookup · dft mae best of 3"] == "states/eV"
     assert units["methods · lookup · seconds per site"] == "s" and units["methods · lookup · share cosine 0.9"] == ""
+    # the re-check: 'ms mae' is a time, an MAE named a level up keeps its unit, an empty list reads 'none'
+    assert studio.quantity_unit("speed · ms mae") == "ms" and studio.quantity_unit("second run s") == "s"
+    assert studio.quantity_unit("relaxed vs unrelaxed mae · mean") == "states/eV"
+    assert studio.record_rows({"sites without check": []})[0]["value"] == "none"
     assert rows["sites"] == "30" and rows["per site"].endswith("entries (see the file)")
     assert rows["methods · lookup · share cosine 0.9"].count(".") == 1 and len(rows["methods · lookup · share cosine 0.9"]) == 5
     assert rows["machine"].startswith("cpus 2") or rows["machine"].startswith("cpus ")

@@ -63,6 +63,9 @@ def test_an_elements_known_crystal_is_not_novel_another_polymorph_is():
     fcc = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.25), ["Au"], [[0, 0, 0]])    # 4 atoms, 4 % wide
     assert evaluate.novelty(fcc) == (False, "element:Au")
     assert material_name("element:Au", "Au") == "Au · the element's known crystal"
+    from studio.results import element_crystal_text        # the card says why no stored curve is shown
+    assert element_crystal_text({"novel": False, "matches": "element:Au"}).startswith("Matches the known crystal of Au")
+    assert element_crystal_text({"novel": False, "matches": "mp-1"}) == ""
     # the app's own keys read as words too (a template run's header said 'upload:Cu3Au.cif')
     assert material_name("upload:Cu3Au.cif", "Cu3Au") == "AuCu3 · uploaded Cu3Au.cif"
     assert material_name("mp:mp-22862", "NaCl") == "NaCl · mp-22862"

@@ -138,7 +138,8 @@ def _runs(args) -> int:
         d = dft[r["id"]]
         print(f"{r['id']:<11} {r['status']:<12} {when:<17} {r['candidates']:>5} {d['checks']:>4} "
               f"{num(d['best_new_mae']):>8} {num(d['best_new_cosine']):>8}  {r['title']}")
-    print("(DFT: finished GPAW checks; MAE and cosine: the best new structure's, by DFT)")
+    print("(DFT: finished GPAW checks; MAE (states/eV) and cosine (1 = the target's shape): the best new "
+          "structure's, by DFT; created in local time)")
     return 0
 
 
@@ -482,7 +483,9 @@ def add_parsers(sub) -> None:
                     help="template and seeded: how much of the structure is noised away before it is rebuilt "
                          "(0 keeps it, 1 keeps nothing)")
     ge.add_argument("--pin", type=int, nargs="*", help="template: atoms kept exactly where they are")
-    ge.add_argument("--n", type=int, default=SHIPPED.n_candidates, help="candidates to draw")
+    ge.add_argument("--n", type=int, default=SHIPPED.n_candidates,
+                    help="candidates to draw (seeded mode ranks the seeds' same-group swaps beside them: "
+                         "see --substitutions)")
     ge.add_argument("--w", type=float, default=SHIPPED.guidance, help="guidance weight")
     ge.add_argument("--steps", type=int, default=SHIPPED.steps, help="denoising steps per candidate")
     ge.add_argument("--particles", type=int, default=SHIPPED.particles,

@@ -204,7 +204,7 @@ def check_fixed_elements(fixed: dict) -> dict:
         try:
             element_number(el)
         except ValueError as exc:
-            fix = "type an element symbol such as Ni" if "unknown element" in str(exc) else ""
+            fix = "give an element symbol such as Ni" if "unknown element" in str(exc) else ""
             raise UserError(f"{exc}" if one else f"atom {i}: {exc}", fix, "fixed") from None
     return fixed
 

@@ -132,7 +132,7 @@ def test_shipped_database_index_and_cli(tmp_path, capsys):
     assert cli_main(["search", "--target-csv", str(short), "--top", "1"]) == 0
     said = capsys.readouterr()
     assert json.loads(said.out)["target"]["source"] == "uploaded DOS (short.csv)"
-    assert said.err.startswith("note: short.csv: The file covers ") and "the target is 0 there" in said.err
+    assert said.err.startswith("note: short.csv: the file covers ") and "the target is 0 there" in said.err
 
 
 def test_materials_lists_the_ids_that_ref_takes(capsys):

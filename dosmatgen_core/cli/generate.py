@@ -214,7 +214,7 @@ def csv_target(path) -> tuple:
         raise checks.UserError(f"{name}: {exc}") from None
     for note in (grid_note(energy), negative_note(values)):
         if note:
-            say(f"{name}: {note}")
+            say(f"{name}: {note[:1].lower()}{note[1:]}")
     return curve, file_curve_name(name)
 
 

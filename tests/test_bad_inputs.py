@@ -254,3 +254,9 @@ def test_generate_asks_for_what_a_dos_file_cannot_name(tmp_path, capsys, guarded
                                                              "L12-Au3Ni-chgnet", "--site", "0"]), DB_URL)
     assert kw["fixed"] == {0: "Ni"} and "the target atom's element" in capsys.readouterr().err
     assert np.allclose(kw["targets"][0], open_db(DB_URL).get("L12-Au3Ni-chgnet").site_dos[0])
+    # a structure file's site: titled as the app titles it (formula, not the file name)
+    from tests.test_app import NACL_CL_FIRST
+    (tmp_path / "rocksalt.cif").write_text(NACL_CL_FIRST)
+    kw, predict_from = cli_generate._targets_and_template(p.parse_args(
+        ["generate", "--mode", "masked", "--ref", str(tmp_path / "rocksalt.cif"), "--site", "0"]), DB_URL)
+    assert kw["title"] == "target: predicted DOS of NaCl site 0 (Cl)" and predict_from[1] == 0

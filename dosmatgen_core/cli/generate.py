@@ -255,7 +255,7 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
             kw["reference_id"] = ref_id
         else:
             predict_from = (ref, site)
-            kw["target_source"] = site_curve_name("predicted", name, site, element)
+            kw["target_source"] = site_curve_name("predicted", formula(ref.composition.reduced_formula), site, element)
     if args.mode == "template":
         # the reference's own structure by default; a DOS file names none (it fell back on the example's)
         tpl_source = args.template or (None if args.target_csv or args.target_vasprun else ref_id)

@@ -271,6 +271,10 @@ for h in hits:
         st.iframe(viz.structure_html(to_structure(db.get(h.material_id).atoms), {h.site: viz.SITE_COLOURS["picked"]},
                                      height=110, element_id=f"hit{h.material_id}", script_src=viz.STATIC_SRC), height=115)
 
+# the lookup is the baseline to beat: what the truth bench says about beating one this close
+if hits and (odds := studio.lookup_odds(min(h.mae for h in hits), state.truth_pairs())):
+    st.caption(odds)
+
 # ---- 2. mode ----------------------------------------------------------------------------------
 st.header("2 · How candidates are built")
 MODES = {"seeded": "Grow from the known sites closest to the target",

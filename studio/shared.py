@@ -363,6 +363,47 @@ def latest_results(folder: Path = RESULTS_DIR) -> list[dict]:
     return [best[k] for k in sorted(best)]
 
 
+TRUTH_FILE = RESULTS_DIR / "truth-c.json"      # the truth set whose lookup clears the bar: the odds below
+# the closest known site's MAE (states/eV) splits the truth sites: within the first, a near-twin
+NEAR_TWIN_BINS = (0.15, 0.2)
+
+
+def truth_pairs(path: Path = TRUTH_FILE) -> list[tuple[float, float]]:
+    """(the lookup's DFT MAE, the app default's best checked new candidate's DFT MAE) per truth site
+    with both, from the truth bench's record; [] without one."""
+    try:
+        rec = json.loads(Path(path).read_text())
+        method = rec["app_default"]
+        out = []
+        for site in rec["per_site"]:
+            got = site["methods"]
+            maes = [c["dft_mae"] for c in (got.get(method) or {}).get("candidates", []) if c.get("dft_mae") is not None]
+            if maes and (look := got.get("lookup", {}).get("candidates")):
+                out.append((float(look[0]["dft_mae"]), float(min(maes))))
+        return out
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return []
+
+
+def lookup_odds(mae: float, pairs: list[tuple[float, float]]) -> str:
+    """What the truth bench says about a target whose closest known site is `mae` states/eV away:
+    on how many truth sites with a known site that close the app's new crystals came closer by DFT
+    (truth_pairs). '' without a record, or without a site in that band."""
+    edges = (0.0, *NEAR_TWIN_BINS, float("inf"))
+    k = next(i for i in range(len(edges) - 1) if edges[i] <= mae < edges[i + 1])
+    inside = [(a, b) for a, b in pairs if edges[k] <= a < edges[k + 1]]
+    if not inside:
+        return ""
+    won = sum(b < a for a, b in inside)
+    where = (f"within {edges[1]:g}" if k == 0 else f"{edges[k]:g}–{edges[k + 1]:g}" if np.isfinite(edges[k + 1])
+             else f"{edges[k]:g} or more")
+    verdict = ("a known structure already matches closely: expect new crystals near it rather than closer"
+               if won * 2 <= len(inside) else "new crystals often come closer than the known ones here")
+    return (f"The closest known site is {mae:.3f} states/eV from this target. On the DFT truth bench ({TRUTH_FILE.name}), "
+            f"where the closest known site was {where} states/eV, the app's best checked new crystal came closer by "
+            f"DFT on {won} of {len(inside)} targets: {verdict}.")
+
+
 def dft_seconds_prior(folder: Path = RESULTS_DIR, relaxed: bool = SHIPPED.dft_relaxed) -> float:
     """Seconds one DFT check takes: from the timed app flow (certify-time-relaxed.json when the
     check relaxes first: relaxation plus GPAW; certify-time.json as drawn: the shipped recipe on

@@ -2,6 +2,8 @@
 structures, the job manager, the DFT verifier and certifier."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from dosmatgen_core.candidates.jobs import JobManager
@@ -60,6 +62,18 @@ def mp_structures() -> tuple:
     """The shared MP structures; none where the tables are not installed (the page says so)."""
     from dosmatgen_core.training.dataset import mp_structures as mp
     return () if missing_mp_tables() else mp()
+
+
+@st.cache_data(show_spinner=False)
+def _truth_pairs(path: str, mtime: float) -> list:
+    return studio.truth_pairs(Path(path))
+
+
+def truth_pairs() -> list:
+    """The truth bench's (lookup, app default) DFT MAEs per site, read again when the record changes
+    (the bench rewrites it as sites land)."""
+    path = studio.TRUTH_FILE
+    return _truth_pairs(str(path), path.stat().st_mtime if path.exists() else 0.0)
 
 
 @st.cache_resource(show_spinner=False)

@@ -1251,3 +1251,30 @@ def test_runs_towards_one_target_are_told_apart_in_the_pickers():
     from studio.results import run_label
     r = {"id": "2b288df3f5", "title": "target: DFT label of Au3Ni site 0 (Ni)", "mode": "seeded", "created": 0.0}
     assert run_label(r) == "2b288df3f5 · target: DFT label of Au3Ni site 0 (Ni) · grown from known sites · 01-01 00:00 UTC"
+
+
+def test_the_known_sites_say_what_the_truth_bench_found_for_a_known_site_this_close(tmp_path):
+    """Generation rarely beats a labelled near-twin by DFT and often beats a far one (truth set c):
+    the page says which case the target is in, from the bench's own record."""
+    rec = {"app_default": "deep", "per_site": [
+        {"methods": {"lookup": {"candidates": [{"dft_mae": 0.10}]}, "deep": {"candidates": [{"dft_mae": 0.16}, {"dft_mae": 0.30}]}}},
+        {"methods": {"lookup": {"candidates": [{"dft_mae": 0.12}]}, "deep": {"candidates": [{"dft_mae": 0.11}]}}},
+        {"methods": {"lookup": {"candidates": [{"dft_mae": 0.25}]}, "deep": {"candidates": [{"dft_mae": 0.21}, {}]}}},
+        {"methods": {"lookup": {"candidates": [{"dft_mae": 0.30}]}, "deep": {"candidates": []}}}]}
+    path = tmp_path / "truth-c.json"
+    path.write_text(json.dumps(rec))
+    pairs = studio.truth_pairs(path)
+    assert pairs == [(0.10, 0.16), (0.12, 0.11), (0.25, 0.21)]       # a site without a checked candidate left out
+    near = studio.lookup_odds(0.08, pairs)
+    assert near.startswith("The closest known site is 0.080 states/eV from this target.")
+    assert "within 0.15 states/eV, the app's best checked new crystal came closer by DFT on 1 of 2 targets" in near
+    far = studio.lookup_odds(0.31, pairs)
+    assert "0.2 or more states/eV" in far and "on 1 of 1 targets: new crystals often come closer" in far
+    assert studio.lookup_odds(0.17, pairs) == "" and studio.truth_pairs(tmp_path / "none.json") == []
+    assert near.endswith("a known structure already matches closely: expect new crystals near it rather than closer.")
+    # the shipped record gives the page its line
+    assert "DFT on" in studio.lookup_odds(0.1, studio.truth_pairs())
+
+
+def test_the_preset_page_puts_the_truth_benchs_odds_under_the_known_sites(app):
+    assert any(c.value.startswith("The closest known site is ") and "truth-c.json" in c.value for c in app.caption)

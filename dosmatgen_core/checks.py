@@ -19,6 +19,7 @@ import numpy as np
 from ase.io.cif import parse_cif
 from pymatgen.core import Structure
 
+from dosmatgen_core import dos as dosmod
 from dosmatgen_core.settings import SHIPPED
 from dosmatgen_core.structures import (
     MAX_ATOMS,
@@ -140,6 +141,18 @@ def check_top_up(s) -> float:
     return x
 
 
+def check_window(window) -> tuple[float, float] | None:
+    """None (the whole grid) or the (lo, hi) eV where the target is known (dos.check_window)."""
+    if window is None:
+        return None
+    try:
+        return dosmod.check_window(window)
+    except ValueError as exc:
+        raise UserError(str(exc), f"give two energies between {dosmod.EMIN:g} and {dosmod.EMAX:g} eV, "
+                        f"at least {dosmod.MIN_SPAN_EV:g} eV apart (--window LO HI), or none for the whole grid",
+                        "window") from None
+
+
 def check_seed(seed) -> int:
     x = _number(seed, "seed", int, "seed")
     if not 0 <= x < 2**31:
@@ -220,7 +233,8 @@ def request_errors(values: dict) -> list[UserError]:
     todo += [("strength", check_strength)] if mode in ("seeded", "template") else []
     todo += [("n_atoms", check_atoms), ("cond_sites", lambda c: check_conditioned(mode, c)),
              ("fixed", check_fixed_elements), ("n_candidates", check_candidates), ("guidance", check_guidance),
-             ("steps", check_steps), ("seed", check_seed), ("particles", check_particles), ("steer", check_steer)]
+             ("steps", check_steps), ("seed", check_seed), ("particles", check_particles), ("steer", check_steer),
+             ("window", check_window)]
     out = []
     for field, check in todo:
         if field not in values:

@@ -107,20 +107,104 @@ def integrate(dos, grid: np.ndarray = GRID, upto: float | None = None) -> float:
     return float(np.trapezoid(g, grid))
 
 
-# ---- match metrics (target first, candidate second) ------------------------------------------
+# ---- the window a target is known on -----------------------------------------------------------
+# A measured curve often covers part of the grid only (photoemission: the occupied states). Such a
+# target is compared on its window alone: outside it nothing is known, which is not "no states".
+# A window is (lo, hi) in eV; None is the whole grid.
 
-def mae(a, b) -> float:
-    return float(np.mean(np.abs(np.asarray(a, float) - np.asarray(b, float))))
+def window_slice(window=None, grid: np.ndarray = GRID) -> slice:
+    """The grid points inside window (inclusive ends) as a slice: a view, not a copy."""
+    if window is None:
+        return slice(None)
+    lo, hi = check_window(window)
+    i0 = int(np.searchsorted(grid, lo - 1e-9, side="left"))
+    i1 = int(np.searchsorted(grid, hi + 1e-9, side="right"))
+    return slice(i0, i1)
 
 
-def mae_near_ef(a, b, window: float = 2.0, grid: np.ndarray = GRID) -> float:
-    m = np.abs(grid) <= window
+def check_window(window) -> tuple[float, float]:
+    """(lo, hi) as floats, or ValueError naming what is wrong: two finite energies, lo < hi, on the
+    grid, at least MIN_SPAN_EV apart."""
+    try:
+        lo, hi = (float(v) for v in window)
+    except (TypeError, ValueError):
+        raise ValueError(f"window: expected two energies (lo, hi) in eV, not {window!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo < MIN_SPAN_EV:
+        raise ValueError(f"window: {lo:g} to {hi:g} eV is not a range of at least {MIN_SPAN_EV:g} eV")
+    if lo < EMIN - 1e-9 or hi > EMAX + 1e-9:
+        raise ValueError(f"window: {lo:g} to {hi:g} eV reaches outside the grid ({EMIN:g} to {EMAX:g} eV)")
+    return lo, hi
+
+
+def file_window(energy) -> tuple[float, float] | None:
+    """The part of the grid a table's energies cover, or None when they cover it all (to a grid
+    step): the window its curve is compared on."""
+    e = np.asarray(energy, float)
+    lo, hi = max(float(e[0]), EMIN), min(float(e[-1]), EMAX)
+    if lo <= EMIN + DE and hi >= EMAX - DE:
+        return None
+    return round(lo, 4), round(hi, 4)
+
+
+def shift_window(window, delta_ev: float):
+    """The window of a curve moved by delta_ev (dos.shift), cut to the grid; None stays None."""
+    if window is None:
+        return None
+    lo, hi = (float(v) for v in window)
+    return round(max(lo + delta_ev, EMIN), 4), round(min(hi + delta_ev, EMAX), 4)
+
+
+def window_text(window) -> str:
+    """'−8 to 0 eV' as the pages and the CLI write it; '' for the whole grid."""
+    if window is None:
+        return ""
+    lo, hi = check_window(window)
+    return f"{lo:g} to {hi:g} eV"
+
+
+def complete(target, window, fill, ramp_ev: float = 0.5, grid: np.ndarray = GRID) -> np.ndarray:
+    """target inside window, fill (a known site's curve) outside it: the whole-grid curve the
+    generator and the steering need. fill is moved to meet the target at each edge, the offset fading
+    over ramp_ev, so that no step appears there; never below 0."""
+    g = np.asarray(target, float)
+    if window is None:
+        return g.copy()
+    sl = window_slice(window, grid)
+    i0, i1 = sl.start, sl.stop
+    f = np.asarray(fill, float)
+    out = f.copy()
+    out[sl] = g[sl]
+    if i0 > 0:
+        d = np.arange(i0)[::-1]              # grid steps below the window's first point, less one
+        out[:i0] += (g[i0] - f[i0]) * np.exp(-d * (grid[1] - grid[0]) / ramp_ev)
+    if i1 < len(grid):
+        d = np.arange(len(grid) - i1)
+        out[i1:] += (g[i1 - 1] - f[i1 - 1]) * np.exp(-d * (grid[1] - grid[0]) / ramp_ev)
+    return np.clip(out, 0.0, None)
+
+
+# ---- match metrics (target first, candidate second; on the target's window if it has one) -----
+
+def mae(a, b, window=None) -> float:
+    sl = window_slice(window)
+    return float(np.mean(np.abs(np.asarray(a, float)[sl] - np.asarray(b, float)[sl])))
+
+
+def mae_near_ef(a, b, width: float = 2.0, grid: np.ndarray = GRID, window=None) -> float:
+    """MAE within ±width of E_F (and within the window); nan when the two do not meet."""
+    m = np.abs(grid) <= width
+    if window is not None:
+        lo, hi = check_window(window)
+        m &= (grid >= lo - 1e-9) & (grid <= hi + 1e-9)
+    if not m.any():
+        return float("nan")
     return float(np.mean(np.abs(np.asarray(a, float)[m] - np.asarray(b, float)[m])))
 
 
-def cosine(a, b) -> float:
-    a = np.asarray(a, float)
-    b = np.asarray(b, float)
+def cosine(a, b, window=None) -> float:
+    sl = window_slice(window)
+    a = np.asarray(a, float)[sl]
+    b = np.asarray(b, float)[sl]
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
     if na == 0 or nb == 0:
         return 1.0 if na == nb else 0.0
@@ -155,14 +239,18 @@ def band_centre_shift(a, b, grid: np.ndarray = GRID) -> float:
     return band_centre(b, grid) - band_centre(a, grid)
 
 
-def match_metrics(target, candidate) -> dict[str, float]:
-    """All match metrics at once, as plain floats (for tables, JSON and ranking)."""
+def match_metrics(target, candidate, window=None) -> dict[str, float]:
+    """All match metrics at once, as plain floats (for tables, JSON and ranking); with a window,
+    each is taken on the window alone (the earth mover's distance and the centre shift of the
+    curves cut to it)."""
+    sl = window_slice(window)
+    t, c = np.asarray(target, float), np.asarray(candidate, float)
     return {
-        "mae": mae(target, candidate),
-        "mae_ef2": mae_near_ef(target, candidate),
-        "cosine": cosine(target, candidate),
-        "wasserstein": wasserstein(target, candidate),
-        "centre_shift": band_centre_shift(target, candidate),
+        "mae": mae(t, c, window),
+        "mae_ef2": mae_near_ef(t, c, window=window),
+        "cosine": cosine(t, c, window),
+        "wasserstein": wasserstein(t[sl], c[sl], GRID[sl]),
+        "centre_shift": band_centre_shift(t[sl], c[sl], GRID[sl]),
     }
 
 
@@ -192,14 +280,16 @@ def table_to_grid(energy, dos) -> np.ndarray:
 
 def grid_note(energy) -> str | None:
     """What regridding a table that does not span the grid does to it ('the file covers −5 to
-    5 eV: …'), or None when it spans the grid. Outside its own range the target is 0 (regrid)."""
+    5 eV: …'), or None when it spans the grid. Outside its own range nothing is known: it is
+    compared on its window alone (file_window)."""
     e = np.asarray(energy, float)
     step = GRID[1] - GRID[0]
     lo, hi = float(e[0]), float(e[-1])
     parts = []
     gaps = [f"below {lo:g} eV" if lo > EMIN + step else "", f"above {hi:g} eV" if hi < EMAX - step else ""]
     if gap := " and ".join(g for g in gaps if g):
-        parts.append(f"{gap} the file has no data, so the target is 0 there")
+        parts.append(f"{gap} the file has no data, so curves are compared from {max(lo, EMIN):g} to "
+                     f"{min(hi, EMAX):g} eV only; outside, the generator is given the closest known site's curve")
     cut = [f"below {EMIN:g} eV" if lo < EMIN - step else "", f"above {EMAX:g} eV" if hi > EMAX + step else ""]
     if cut := " and ".join(c for c in cut if c):
         parts.append(f"the part {cut} lies outside the model's grid and is left out")
@@ -310,9 +400,18 @@ def _numbers(parts: list[str]) -> bool:
     return True
 
 
-def shape_target(g: np.ndarray, shift_ev: float = 0.0, scale: float = 1.0, smear_ev: float = 0.0) -> np.ndarray:
-    """The user's knobs on a target curve: shift along E (eV), scale, extra Gaussian smearing (eV)."""
-    out = shift(np.asarray(g, float), shift_ev) if shift_ev else np.asarray(g, float)
+def shape_target(g: np.ndarray, shift_ev: float = 0.0, scale: float = 1.0, smear_ev: float = 0.0,
+                 window=None) -> np.ndarray:
+    """The user's knobs on a target curve: shift along E (eV), scale, extra Gaussian smearing (eV).
+    A curve known on a window only is first held at its edge values beyond it, so that smearing
+    does not pull the edges towards the zeros that stand for "no data" (its window then moves with
+    the shift: shift_window)."""
+    g = np.asarray(g, float)
+    if window is not None:
+        sl = window_slice(window)
+        g = g.copy()
+        g[:sl.start], g[sl.stop:] = g[sl.start], g[sl.stop - 1]
+    out = shift(g, shift_ev) if shift_ev else g
     out = out * float(scale)
     if smear_ev > 0:
         out = smear(out, smear_ev)

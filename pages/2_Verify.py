@@ -10,7 +10,7 @@ from studio.results import became_text, candidate_name, match_rows, predicted_cu
 from studio.shared import formula
 from studio import nav
 from dosmatgen_core.candidates.runs import structure_of
-from dosmatgen_core.scoring.verify import default_workers, relaxed_into
+from dosmatgen_core.scoring.verify import default_workers, relaxed_into, run_window
 
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
 
@@ -85,7 +85,8 @@ def status_panel():
             st.warning(became_text(into, cand, run["settings"]))
         elements = [x.specie.symbol for x in structure_of(cand)]
         for site, row in cand["site_to_target"].items():
-            curves = [{"y": run["settings"]["targets"][int(row)], "name": target_label(run), "style": "target"},
+            curves = [{"y": run["settings"]["targets"][int(row)], "name": target_label(run), "style": "target",
+                       "window": run_window(run)},
                       {"y": res["site_dos"][int(site)], "name": f"DFT of candidate #{rank}"
                        + (" (relaxed cell)" if res.get("relaxed") else ""), "style": "dft"}]
             if cand.get("predicted_dos"):

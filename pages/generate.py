@@ -73,6 +73,7 @@ src = st.radio("Where does the target DOS come from?", ["A site of a material", 
                     "as a CSV file.")
 mat: catalogue.Material | None = None
 site = 0
+window = None          # where the target is known: a file that covers part of −10…10 eV (dos.file_window)
 if src == "A site of a material":
     if "ref_query" not in st.session_state:
         st.session_state["ref_query"] = "Au3Ni"
@@ -106,6 +107,7 @@ if src == "A site of a material":
                        f"are {whose}. Remove the file to search the database again.")
             if mat.energy is not None and (note := studio.grid_note(mat.energy)):
                 st.warning(note)
+                window = studio.file_window(mat.energy)
     if mat is None:
         try:
             found = catalogue.search(query, rows_all)
@@ -197,6 +199,7 @@ else:
     st.success(f"Read {studio.plain(up.name)}; regridded onto −10…10 eV, 400 points.")
     if note := studio.grid_note(energy):
         st.warning(note)
+    window = studio.file_window(energy)
     if note := studio.negative_note(values):
         st.info(note)
 
@@ -207,11 +210,12 @@ with st.expander("Adjust the target (shift, scale, smear)", expanded=False):
     scale = k2.slider("Scale the height", 0.2, 3.0, 1.0, 0.05, key="scale", help="Multiply the DOS by this.")
     smear = k3.slider("Extra smearing (eV)", 0.0, 1.0, 0.0, 0.05, key="smear", help="Blur sharp peaks by this width.")
 shaped = (shift, scale, smear) != (0.0, 1.0, 0.0)
-target = studio.shape_target(base, shift, scale, smear)
+target = studio.shape_target(base, shift, scale, smear, window)
+base_window, window = window, studio.shift_window(window, shift)      # the known part moves with the curve
 target_desc = base_name + (f", shifted {shift:+.2f} eV, ×{scale:.2f}, smeared {smear:.2f} eV" if shaped else "")
-curves = [{"y": target, "name": f"target: {target_desc}", "style": "target"}]
+curves = [{"y": target, "name": f"target: {target_desc}", "style": "target", "window": window}]
 if shaped:
-    curves.append({"y": base, "name": f"{base_name} (before adjusting)", "style": "source"})
+    curves.append({"y": base, "name": f"{base_name} (before adjusting)", "style": "source", "window": base_window})
 dos_chart(curves, key="targetdos", filename="target_dos", title="Target DOS")
 
 # ---- known sites ------------------------------------------------------------------------------
@@ -225,7 +229,7 @@ align = st.checkbox("Allow a ±1 eV shift", key="known_shift", help="Compare cur
 exclude = {mat.db_id} if mat is not None and mat.db_id else set()
 # the reference's own copies (a candidate that relaxed into it, DFT-checked) are the reference too
 hits = known_hits(site_index(studio.DB_URL), target, 6, [mat.structure] if exclude else [],
-                  lambda mid: to_structure(db.get(mid).atoms), by=by, exclude=exclude, align_shift=align)
+                  lambda mid: to_structure(db.get(mid).atoms), by=by, exclude=exclude, align_shift=align, window=window)
 
 
 def grow_from(src: dict) -> None:
@@ -254,6 +258,8 @@ def use_as_template(material_id: str, hit_site: int) -> None:
 
 # four columns, the button under the name: at 800 px six columns wrapped the numbers and cut the button
 KNOWN_COLUMNS = [3, 1.2, 1.4, 2.2]
+if window:
+    st.caption(f"MAE and cosine on {studio.window_text(window)}, where the target's file has data.")
 head = st.columns(KNOWN_COLUMNS)
 for col, text in zip(head, ["material · site", "MAE (states/eV)", "cosine" + (" (shift)" if align else ""), "structure"]):
     col.caption(text)
@@ -271,8 +277,9 @@ for h in hits:
         st.iframe(viz.structure_html(to_structure(db.get(h.material_id).atoms), {h.site: viz.SITE_COLOURS["picked"]},
                                      height=110, element_id=f"hit{h.material_id}", script_src=viz.STATIC_SRC), height=115)
 
-# the lookup is the baseline to beat: what the truth bench says about beating one this close
-if hits and (odds := studio.lookup_odds(min(h.mae for h in hits), state.truth_pairs())):
+# the lookup is the baseline to beat: what the truth bench says about beating one this close (its
+# MAEs are over the whole grid: a window's are not comparable)
+if hits and not window and (odds := studio.lookup_odds(min(h.mae for h in hits), state.truth_pairs())):
     st.caption(odds)
 
 # ---- 2. mode ----------------------------------------------------------------------------------
@@ -289,7 +296,8 @@ mode = st.radio("Mode", list(MODES), format_func=MODES.get, horizontal=True, key
                      "model builds N atoms, the chosen ones carrying the target. Template: it reworks a structure "
                      "you choose around its conditioned atoms. Baseline: no target at all.")
 # every mode records the reference, so that rounds never grow from it (rounds.next_round)
-req_kw: dict = {"mode": mode, "seed_exclude": sorted(exclude), "reference_id": mat.db_id if exclude else None}
+req_kw: dict = {"mode": mode, "seed_exclude": sorted(exclude), "reference_id": mat.db_id if exclude else None,
+                "window": list(window) if window else None}
 notes = FieldMessages()      # each input's check message goes right under it
 ref_key = mat.key if mat is not None else None
 st.session_state["current_ref"] = ref_key
@@ -622,7 +630,7 @@ with st.container():     # always there, so the results below keep their place (
             not rounds.same_target(job.request.targets[0], target):
         # a round started from the Runs page works towards its own run's target, not the form's
         dos_chart([{"y": job.request.targets[0], "name": f"this run's target: {rounds.target_of(job.request.title)}",
-                    "style": "target"}], key="jobtarget", filename="run_target",
+                    "style": "target", "window": job.request.window}], key="jobtarget", filename="run_target",
                   title="The target of the run in progress (the chart in 1 · Target DOS is the next Generate's)")
 job_panel(_job_live)
 

@@ -31,7 +31,7 @@ def run_zip(run: dict, dft: dict[int, dict] | None = None, curves: dict[int, lis
             stem = f"candidates/{c['rank']:03d}_{c['formula']}"
             z.writestr(f"{stem}.cif", c["cif"])
             z.writestr(f"{stem}.vasp", runsmod.to_poscar(runsmod.structure_of(c)))
-            z.writestr(f"{stem}_dos.csv", runsmod.dos_csv(c, targets))
+            z.writestr(f"{stem}_dos.csv", runsmod.dos_csv(c, targets, run["settings"].get("window")))
             if c["rank"] in done:
                 z.writestr(f"{stem}_dft_dos.csv", _dft_csv(done[c["rank"]]["result"]))
             if (curves or {}).get(c["rank"]):

@@ -59,11 +59,44 @@ def line_of(c: dict) -> dict:
     return {**PALETTE[c.get("style", "predicted")], **(c.get("line") or {})}
 
 
+def shown_y(c: dict) -> np.ndarray:
+    """A curve's values as drawn: a curve known on a window only (its `window`, (lo, hi) eV) is
+    not drawn outside it, where the file said nothing (not zero)."""
+    y = np.asarray(c["y"], float)
+    if c.get("window") is None:
+        return y
+    out = np.full_like(y, np.nan)
+    sl = dosmod.window_slice(c["window"])
+    out[sl] = y[sl]
+    return out
+
+
+def unknown_spans(curves: list[dict]) -> list[tuple[float, float]]:
+    """The energy ranges outside the first windowed curve's window (shaded: not compared)."""
+    w = next((c["window"] for c in curves if c.get("window") is not None), None)
+    if w is None:
+        return []
+    lo, hi = dosmod.check_window(w)
+    return [(a, b) for a, b in ((float(dosmod.EMIN), lo), (hi, float(dosmod.EMAX))) if b - a > 1e-9]
+
+
+UNKNOWN_NOTE = "not in the target's file: not compared"
+
+
 def dos_figure(curves: list[dict], title: str = "", height: int = 300) -> go.Figure:
     """curves: dicts with `y` (400 values), `name` (which says where the curve comes from) and
     `style`, a PALETTE key; optional `band` (400 values): ±1σ drawn as a shaded area under the
-    curve's legend entry. Energies are E − E_F; the Fermi level is the dashed vertical line."""
+    curve's legend entry; optional `window` ((lo, hi) eV): where the curve is known (a target from
+    a file that covers part of the grid): outside it the curve is not drawn and the plot is shaded.
+    Energies are E − E_F; the Fermi level is the dashed vertical line."""
     fig = go.Figure()
+    spans = unknown_spans(curves)
+    for a, b in spans:
+        # the note over the widest span, centred: at a span's corner it ran into the E_F label
+        widest = b - a == max(y - x for x, y in spans)
+        fig.add_vrect(x0=a, x1=b, fillcolor="gray", opacity=0.12, line_width=0,
+                      annotation_text=UNKNOWN_NOTE if widest else None, annotation_position="top",
+                      annotation_font_size=10)
     for k, c in enumerate(curves):
         style = c.get("style", "predicted")
         if (edges := band_edges(c)) is not None:
@@ -74,7 +107,7 @@ def dos_figure(curves: list[dict], title: str = "", height: int = 300) -> go.Fig
             fig.add_trace(go.Scatter(x=dosmod.GRID, y=hi, mode="lines", line=dict(width=0), fill="tonexty",
                                      fillcolor=PALETTE["predicted"]["color"], opacity=BAND_ALPHA,
                                      hoverinfo="skip", legendgroup=group, name=band_name(c)))
-        fig.add_trace(go.Scatter(x=dosmod.GRID, y=np.asarray(c["y"]), name=c["name"], mode="lines",
+        fig.add_trace(go.Scatter(x=dosmod.GRID, y=shown_y(c), name=c["name"], mode="lines",
                                  line=line_of(c), opacity=0.6 if style == "baseline" else 1.0))
     # E_F labelled inside the plot, beside its line: above the plot the toolbar covers it
     fig.add_vline(x=0.0, line_dash="dash", line_color="gray", annotation_text="E_F", annotation_position="top right")
@@ -111,11 +144,13 @@ def dos_image(curves: list[dict], title: str = "", fmt: str = "svg") -> bytes:
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "dosmatgen", "text.parse_math": False}):
         fig = Figure(figsize=(7.0, 4.2), layout="constrained")
         ax = fig.add_subplot()
+        for k, (a, b) in enumerate(unknown_spans(curves)):
+            ax.axvspan(a, b, color="gray", alpha=0.12, linewidth=0, label=UNKNOWN_NOTE if k == 0 else None)
         for c in curves:
             if (edges := band_edges(c)) is not None:
                 ax.fill_between(dosmod.GRID, *edges, color=PALETTE["predicted"]["color"], alpha=BAND_ALPHA,
                                 linewidth=0, label=band_name(c))
-            ax.plot(dosmod.GRID, np.asarray(c["y"], float), label=c["name"], **_mpl_line(c))
+            ax.plot(dosmod.GRID, shown_y(c), label=c["name"], **_mpl_line(c))
         ax.axvline(0.0, color="gray", linestyle="--", linewidth=0.8)
         ax.text(0.0, 1.01, "E_F", transform=ax.get_xaxis_transform(), ha="center", va="bottom", color="gray")
         ax.set_xlabel(ENERGY_AXIS)

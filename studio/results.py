@@ -15,7 +15,7 @@ from dosmatgen_core.candidates import runs as runsmod
 from dosmatgen_core.candidates.seeding import grow_source
 from dosmatgen_core.scoring.elements import ELEMENT_PREFIX
 from dosmatgen_core.scoring.evaluate import intermetallic
-from dosmatgen_core.scoring.verify import (best_new_curve, checks_summary, dft_mae,  # noqa: F401 (pages read them here)
+from dosmatgen_core.scoring.verify import (best_new_curve, checks_summary, dft_mae, run_window,  # noqa: F401 (pages read them here)
                                            dft_maes, new_structure_maes, relaxed_into)
 from studio import figures as viz
 from studio.charts import dos_chart
@@ -133,7 +133,8 @@ def candidate_curves(run: dict, c: dict, dft: dict | None, stored: dict | None) 
     for site, row in sorted(c["site_to_target"].items(), key=lambda kv: int(kv[0])):
         s = int(site)
         where = f" site {s} ({struct[s].specie.symbol})" if many else ""
-        curves.append({"y": targets[int(row)], "name": target_label(run) + where, "style": "target"})
+        curves.append({"y": targets[int(row)], "name": target_label(run) + where, "style": "target",
+                       "window": run_window(run)})
         if c.get("predicted_dos") is not None:
             curves.append(predicted_curve(c, s, f"predicted for candidate #{c['rank']}{where}"))
         if dft and dft.get("status") == "done":
@@ -292,7 +293,7 @@ def compare_figures(items: list[tuple[dict, dict]]) -> tuple[list[tuple[str, lis
                 break
         else:
             groups.append((b["target"], target_label(run), [{"y": b["target"], "name": target_label(run),
-                                                             "style": "target"}, curve]))
+                                                             "style": "target", "window": run_window(run)}, curve]))
     return [(title, curves) for _, title, curves in groups], skipped
 
 
@@ -712,7 +713,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                         ("CIF (P1)", c["cif"], f"{stem}_P1.cif"),
                         ("POSCAR", partial(runsmod.to_poscar, struct), f"{stem}.vasp"),
                         ("extxyz", partial(runsmod.to_extxyz, struct), f"{stem}.extxyz"),
-                        ("DOS CSV", partial(runsmod.dos_csv, c, run["settings"]["targets"]), f"{stem}_dos.csv")):
+                        ("DOS CSV", partial(runsmod.dos_csv, c, run["settings"]["targets"], run_window(run)), f"{stem}_dos.csv")):
                     st.download_button(label, data, name, key=f"{label}{stem}", on_click="ignore")
             if d and d.get("status") == "done" and (d.get("result") or {}).get("relaxed"):
                 # the DFT curve is this cell's, not the drawn one's above

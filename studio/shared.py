@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Composition, Element
 
-from dosmatgen_core.dos import grid_note, negative_note, read_dos_csv, read_dos_table, shape_target, table_to_grid  # noqa: F401 (the pages read them here)
+from dosmatgen_core.dos import (file_window, grid_note, negative_note, read_dos_csv, read_dos_table,  # noqa: F401 (the pages read them here)
+                                 shape_target, shift_window, table_to_grid, window_text)
 from dosmatgen_core.paths import (DB_URL, GUIDE_PATH, HULL_PATH, MODEL_PATH,  # noqa: F401 (the pages read them here)
                                   PREDICTOR_PATH, ROOT, RUNS_PATH)
 from dosmatgen_core.settings import PRESET_ID, SHIPPED  # noqa: F401
@@ -285,6 +286,7 @@ RESULT_KINDS = {
     "stability": "stability hull", "startup": "a fresh process's first run",
     "top": "second batches drawn when too few draws are new crystals",
     "truth": "DFT truth: every method checked with GPAW", "types": "atom-type diffusion", "val": "validation",
+    "window": "a DOS file covering part of the grid, matched on its window",
 }
 
 

@@ -732,6 +732,22 @@ def test_the_dos_legend_hangs_below_the_axis_and_the_plot_keeps_its_height():
     assert four.layout.height - two.layout.height == 2 * 24      # one row per legend entry beyond two
 
 
+def test_a_target_known_on_a_window_is_drawn_there_and_the_rest_is_shaded():
+    """Outside its window a file's target is not drawn as zeros: the plot shades what the file left
+    out, on screen and in the SVG, and the other curves are drawn whole."""
+    from dosmatgen_core import dos as dosmod
+    g = np.exp(-((dosmod.GRID + 1) ** 2))
+    curves = [{"y": g, "name": "target", "style": "target", "window": (-8.0, 0.0)}, {"y": g, "name": "DFT", "style": "dft"}]
+    fig = viz.dos_figure(curves)
+    y = np.asarray(fig.data[0].y, float)
+    known = (dosmod.GRID >= -8.0) & (dosmod.GRID <= 0.0)
+    assert np.isnan(y[~known]).all() and np.allclose(y[known], g[known]) and not np.isnan(fig.data[1].y).any()
+    spans = sorted((s.x0, s.x1) for s in fig.layout.shapes if s.type == "rect")
+    assert spans == [(-10.0, -8.0), (0.0, 10.0)]
+    assert viz.UNKNOWN_NOTE in viz.dos_image(curves).decode()
+    assert not [s for s in viz.dos_figure(curves[1:]).layout.shapes if s.type == "rect"]
+
+
 def test_an_unconditional_run_names_no_guidance_weight():
     from studio.results import guidance_text
     assert guidance_text({"mode": "unconditional", "guidance": 1.0}) == ""

@@ -248,8 +248,15 @@ def test_generate_asks_for_what_a_dos_file_cannot_name(tmp_path, capsys, guarded
     cli_generate.add_parsers(p.add_subparsers())
     kw, _ = cli_generate._targets_and_template(p.parse_args(["generate", "--mode", "fixed_type", "--target-csv", str(csv)]),
                                                DB_URL)
-    assert kw["fixed"] == {0: "Au"} and kw["title"] == "target: uploaded DOS (au.csv)"
+    assert kw["fixed"] == {0: "Au"} and kw["title"] == "target: uploaded DOS (au.csv)" and kw["window"] is None
     assert "--element not given: the conditioned atoms are Au, the element of the closest known site" in capsys.readouterr().err
+    # a file of the occupied states only: compared on its window, which the request carries
+    occupied = tmp_path / "occupied.csv"
+    below = dos.GRID <= 0.5          # through E_F, as photoemission ends
+    occupied.write_text("E,DOS\n" + "\n".join(f"{e},{g}" for e, g in zip(dos.GRID[below], au_site[below])))
+    kw, _ = cli_generate._targets_and_template(p.parse_args(["generate", "--target-csv", str(occupied)]), DB_URL)
+    assert kw["window"] == pytest.approx((-10.0, dos.GRID[below][-1]), abs=1e-3)
+    assert "curves are compared from -10 to " in capsys.readouterr().err
     kw, _ = cli_generate._targets_and_template(p.parse_args(["generate", "--mode", "fixed_type", "--ref",
                                                              "L12-Au3Ni-chgnet", "--site", "0"]), DB_URL)
     assert kw["fixed"] == {0: "Ni"} and "the target atom's element" in capsys.readouterr().err

@@ -15,8 +15,8 @@ from dosmatgen_core.settings import SHIPPED
 from studio.results import candidate_curves
 
 
-def _run_with(store, n: int) -> str:
-    target = np.exp(-np.linspace(-10, 10, 400) ** 2).tolist()
+def _run_with(store, n: int, target=None) -> str:
+    target = np.exp(-np.linspace(-10, 10, 400) ** 2).tolist() if target is None else target
     cands = []
     for k in range(n):       # distinct cells, so no calculation is a cache hit of another
         s = Structure(Lattice.cubic(3.0 + 0.1 * k), ["Cu", "Au"], [[0, 0, 0], [0.5, 0.5, 0.5]])
@@ -321,3 +321,25 @@ def test_the_checks_say_which_better_ranked_candidates_needed_none():
         "Not checked among the candidates ranked better than #5 (#1 to #4): 2 known with a stored DFT label, "
         "1 copying a better-ranked candidate.")
     assert certify.passed_over(run, [1, 2]) is None and certify.passed_over(run, []) is None
+
+
+def test_a_check_of_a_windowed_target_is_scored_on_the_window(tmp_path, fake_gpaw):
+    """A run whose target is known on −8…0 eV only: the GPAW curve (0.1 everywhere) is compared there,
+    where the target is 0.1 too; the 5.0 written outside the window counts for nothing, in the
+    check and in the stored-label MAE alike."""
+    from dosmatgen_core import dos
+    from studio.results import dft_maes
+    w = [-8.0, 0.0]
+    t = np.full(400, 5.0)
+    t[dos.window_slice(w)] = 0.1
+    store = runs.RunStore(tmp_path / "r.db")
+    rid = _run_with(store, 1, target=t.tolist())
+    run = store.get(rid)
+    run["settings"]["window"] = w
+    store.save(run)
+    res = verify.Verifier(store, label_dir=None).run(rid, 1)
+    m = res["result"]["dos_match"]["0"]
+    assert m["mae"] == pytest.approx(0.0, abs=1e-9) and m["cosine"] == pytest.approx(1.0)
+    whole = {**run, "settings": {**run["settings"], "window": None}}
+    stored = {1: {0: {"y": np.full(400, 0.1)}}}
+    assert dft_maes(whole, {}, stored)[1] > 1.0 and dft_maes(run, {}, stored)[1] == pytest.approx(0.0, abs=1e-9)

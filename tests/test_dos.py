@@ -87,7 +87,8 @@ def test_wrong_grid_length_is_rejected():
 
 
 def test_a_table_that_does_not_span_the_grid_is_read_and_says_what_regridding_did():
-    """Outside its own range a table's target is 0, and beyond ±10 eV it is left out: the page
+    """Outside its own range a table's target is not known (compared on its window), and beyond
+    ±10 eV it is left out: the page
     says which, for each side; a table written from high to low energies is the same curve."""
     from dosmatgen_core.dos import grid_note, read_dos_csv, read_dos_table
     e = np.linspace(-5, 5, 101)
@@ -95,7 +96,9 @@ def test_a_table_that_does_not_span_the_grid_is_read_and_says_what_regridding_di
     text = "E,DOS\n" + "\n".join(f"{a:.3f},{b:.5f}" for a, b in zip(e, g))
     energy, values = read_dos_table(text)
     assert grid_note(energy) == ("The file covers -5 to 5 eV: below -5 eV and above 5 eV the file has no data, so "
-                                 "the target is 0 there.")
+                                 "curves are compared from -5 to 5 eV only; outside, the generator is given the "
+                                 "closest known site's curve.")
+    assert dos.file_window(energy) == (-5.0, 5.0) and dos.file_window(np.linspace(-15, 12, 271)) is None
     wide = np.linspace(-15, 12, 271)
     assert grid_note(wide) == ("The file covers -15 to 12 eV: the part below -10 eV and above 10 eV lies outside the "
                                "model's grid and is left out.")
@@ -122,3 +125,52 @@ def test_small_negative_dips_from_smearing_are_set_to_zero_and_said_deep_ones_re
     g[50] = -0.2            # 7 % of the peak: a broken file, not smearing
     with pytest.raises(ValueError, match=r"line 51: negative DOS -0.2 \(1 such row, beyond the 1% of the peak"):
         dos.read_dos_table("\n".join(f"{a},{b}" for a, b in zip(e, g)))
+
+
+def test_a_window_metric_ignores_what_lies_outside_it():
+    """Metrics on a window are the plain metrics of the cut curves; outside it anything goes."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random(dos.NPTS), rng.random(dos.NPTS)
+    w = (-8.0, 0.5)
+    sl = dos.window_slice(w)
+    assert dos.GRID[sl][0] >= -8.0 and dos.GRID[sl][-1] <= 0.5 and dos.GRID[sl.start - 1] < -8.0 < dos.GRID[sl][0]
+    b2 = b.copy()
+    b2[:sl.start], b2[sl.stop:] = 99.0, -5.0
+    assert dos.match_metrics(a, b, w) == dos.match_metrics(a, b2, w)
+    assert dos.mae(a, b, w) == pytest.approx(np.abs(a[sl] - b[sl]).mean())
+    assert dos.match_metrics(a, b) == dos.match_metrics(a, b, None) != dos.match_metrics(a, b2)
+    assert np.isnan(dos.mae_near_ef(a, b, window=(-9.0, -5.0)))        # the window does not reach E_F ± 2 eV
+    for bad, words in (((1.0, 2.0), "at least 2 eV"), ((-12.0, 0.0), "outside the grid"), ("x", "two energies"),
+                       ((0.0, float("nan")), "at least 2 eV")):
+        with pytest.raises(ValueError, match=words):
+            dos.window_slice(bad)
+
+
+def test_a_completed_target_is_the_target_inside_and_meets_the_fill_at_each_edge():
+    """The generator needs the whole grid: outside the window, the closest known site's curve,
+    moved to meet the target at the edges (no step), and never negative."""
+    g = np.exp(-((dos.GRID + 3) ** 2)) + 0.5
+    fill = 0.2 + 0.1 * np.sin(dos.GRID)
+    w = (-8.0, 0.0)
+    sl = dos.window_slice(w)
+    c = dos.complete(g, w, fill)
+    assert np.array_equal(c[sl], g[sl]) and (c >= 0).all()
+    assert abs(c[sl.start - 1] - g[sl.start]) < 0.02 and abs(c[sl.stop] - g[sl.stop - 1]) < 0.02
+    far = np.abs(dos.GRID) > 9.9
+    assert np.allclose(c[far & (dos.GRID > 0)], fill[far & (dos.GRID > 0)], atol=1e-6)     # the offset fades
+    assert np.array_equal(dos.complete(g, None, fill), g)
+    assert dos.shift_window((-8.0, 0.0), 0.5) == (-7.5, 0.5) and dos.shift_window((-9.0, 9.0), 2.0) == (-7.0, 10.0)
+
+
+def test_smearing_a_windowed_target_does_not_pull_its_edges_to_zero():
+    """A flat 1.0 known on −8…0 eV stays 1.0 up to its edges when smeared; read as zeros beyond, its
+    edge sank to about half."""
+    w = (-8.0, 0.0)
+    sl = dos.window_slice(w)
+    g = np.zeros(dos.NPTS)
+    g[sl] = 1.0
+    edge = sl.stop - 1
+    assert dos.shape_target(g, smear_ev=0.5, window=w)[edge] == pytest.approx(1.0, abs=1e-3)
+    assert dos.shape_target(g, smear_ev=0.5)[edge] < 0.6
+    moved = dos.shape_target(g, shift_ev=0.5, window=w)
+    assert np.allclose(moved[dos.window_slice(dos.shift_window(w, 0.5))], 1.0)

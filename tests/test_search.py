@@ -51,6 +51,33 @@ def test_excluded_material_never_appears(seed_index):
     assert seed_index.search(seed_index.curves[k], top=5, element="Ni", exclude={own})[0].element == "Ni"
 
 
+def test_a_window_compares_the_known_part_alone(seed_index):
+    """A curve known on a window only (photoemission: the occupied states) is matched there: the
+    site it was cut from is found first at MAE 0, as it is not when the cut is read as zeros; and
+    moved along energy, the shift is recovered with the site's own states brought into the window."""
+    k = 11
+    w = (-8.0, 0.0)
+    sl = dos.window_slice(w)
+    cut = np.zeros(dos.NPTS)
+    cut[sl] = seed_index.curves[k][sl]
+    same = lambda h: np.abs(seed_index.curves[seed_index.row_of[h.material_id, h.site]] - seed_index.curves[k])[sl].max() < 1e-6
+    hit = seed_index.search(cut, top=1, window=w)[0]
+    assert same(hit) and hit.mae == pytest.approx(0.0, abs=1e-6) and hit.cosine == pytest.approx(1.0, abs=1e-6)
+    whole = seed_index.search(cut, top=1)[0]
+    assert whole.mae > 0.01          # the states above E_F counted against every site
+    for h in seed_index.search(cut, top=10, window=w):
+        j = seed_index.row_of[h.material_id, h.site]
+        assert h.mae == pytest.approx(dos.mae(cut, seed_index.curves[j], w), abs=1e-5)
+        assert h.cosine == pytest.approx(dos.cosine(cut, seed_index.curves[j], w), abs=1e-5)
+    # moved up by 0.5 eV: the aligned search moves the site back, bringing in its own states from below −8 eV
+    moved = np.zeros(dos.NPTS)
+    moved[sl] = dos.shift(seed_index.curves[k], 0.5)[sl]
+    hit = seed_index.search(moved, top=1, window=w, align_shift=True, by="cosine")[0]
+    assert same(hit) and hit.shift_ev == pytest.approx(0.5, abs=0.06) and hit.cosine > 0.999
+    with pytest.raises(ValueError, match="at least 2 eV"):
+        seed_index.search(cut, window=(0.0, 1.0))
+
+
 def test_one_hit_per_structure(seed_index):
     hits = seed_index.search(seed_index.curves[0], top=8, per_structure=True)
     assert len({h.material_id for h in hits}) == len(hits) == 8
@@ -131,8 +158,16 @@ def test_shipped_database_index_and_cli(tmp_path, capsys):
     short.write_text("E,DOS\n" + "\n".join(f"{e},{g}" for e, g in zip(dos.GRID[keep], index.curves[5][keep])))
     assert cli_main(["search", "--target-csv", str(short), "--top", "1"]) == 0
     said = capsys.readouterr()
-    assert json.loads(said.out)["target"]["source"] == "uploaded DOS (short.csv)"
-    assert said.err.startswith("note: short.csv: the file covers ") and "the target is 0 there" in said.err
+    out = json.loads(said.out)
+    assert out["target"]["source"] == "uploaded DOS (short.csv)"
+    assert said.err.startswith("note: short.csv: the file covers ") and "compared from " in said.err
+    # compared on the file's window alone: the site the file was cut from is found exactly, though
+    # it has states beyond ±5 eV (as zeros there it scored an MAE of its states outside)
+    lo, hi = out["target"]["window_ev"]
+    assert (lo, hi) == pytest.approx((dos.GRID[keep][0], dos.GRID[keep][-1]), abs=1e-3)
+    assert out["hits"][0]["mae"] == pytest.approx(0.0, abs=1e-4) and "the file's window" in out["units"]["mae"]
+    assert (index.material_ids[5], index.sites[5]) == (out["hits"][0]["material_id"], out["hits"][0]["site"]) or \
+        np.abs(index.curves[index.row_of[out["hits"][0]["material_id"], out["hits"][0]["site"]]] - index.curves[5])[keep].max() < 1e-4
 
 
 def test_materials_lists_the_ids_that_ref_takes(capsys):

@@ -487,3 +487,40 @@ def test_new_structures_rank_above_known_ones(tmp_path, ni_target):
         maes = [c["dos_mae"] for c, k in zip(cands, known) if k == group]
         assert maes == sorted(maes)
     assert [c["rank"] for c in run["candidates"]] == list(range(1, len(run["candidates"]) + 1))
+
+
+def test_a_target_known_on_a_window_is_matched_there_and_completed_for_the_model(tmp_path, ni_target):
+    """The occupied part of Ni in Au3Ni (−8…0 eV, as photoemission gives it, zero beyond): its seeds
+    are the sites closest on the window, the model is given the curve completed outside it by the
+    closest known site, and every candidate is scored on the window alone, as the run records it."""
+    from dosmatgen_core import dos
+    from dosmatgen_core.candidates.runs import dos_csv
+    w = [-8.0, 0.0]
+    sl = dos.window_slice(w)
+    cut = np.zeros(dos.NPTS)
+    cut[sl] = ni_target[sl]
+    req = Request(mode="seeded", targets=[cut.tolist()], window=w, n_candidates=2, steps=8, particles=1,
+                  seed_exclude=[PRESET_ID], baseline=False, substitutions=False)
+    windowed = find_seeds(cut, DB_URL, k=req.n_seeds, exclude={PRESET_ID}, window=w)
+    assert [s.hit.material_id for s in req.seeds()] == [s.hit.material_id for s in windowed]
+    db = open_db(DB_URL)
+    for s in windowed:        # each seed's MAE is the window's; as zeros, the states above E_F counted too
+        y = db.get(s.hit.material_id).site_dos[s.hit.site]
+        assert s.hit.mae == pytest.approx(dos.mae(cut, y, w), abs=1e-5) and s.hit.mae < dos.mae(cut, y) - 0.05
+    completed = req.model_targets()[0]
+    assert np.array_equal(completed[sl], cut[sl]) and completed[dos.GRID > 1].sum() > 1.0     # states above E_F
+    for sp in req.specs():
+        site = np.flatnonzero(sp.cond_mask)[0]
+        assert np.allclose(sp.cond_dos[site], completed, atol=1e-5)
+    run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH),
+                         store=RunStore(tmp_path / "r.db"), db_url=DB_URL, check_novelty=False)
+    assert run["settings"]["window"] == w and run["settings"]["targets"][0] == cut.tolist()
+    for c in run["candidates"]:
+        (site, _), = c["site_to_target"].items()
+        p = np.asarray(c["predicted_dos"])[int(site)]
+        assert c["dos_match"][int(site)]["mae"] == pytest.approx(dos.mae(cut, p, w))
+        assert c["dos_match"][int(site)]["mae"] != pytest.approx(dos.mae(cut, p))
+    rows = [line.split(",") for line in dos_csv(run["candidates"][0], run["settings"]["targets"], w).splitlines()[1:]]
+    assert rows[sl.start][1] != "nan" and rows[sl.stop][1] == "nan" and rows[0][1] == "nan"
+    with pytest.raises(Exception, match="at least 2 eV"):
+        Request(mode="seeded", targets=[cut.tolist()], window=[0.0, 0.5]).check()

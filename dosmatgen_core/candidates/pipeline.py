@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from dosmatgen_core import checks
+from dosmatgen_core import dos as dosmod
 from dosmatgen_core.candidates.runs import RunStore, StoreError, to_cif
 from dosmatgen_core.candidates.seeding import (Seed, beats, bound_text, candidate_seed, find_seeds, is_one_of,
                                                seeded_specs, substitution_specs)
@@ -29,6 +30,7 @@ from dosmatgen_core.sampling import sampler as sampling
 from dosmatgen_core.sampling import modes
 from dosmatgen_core.scoring import certify, evaluate
 from dosmatgen_core.scoring import stability
+from dosmatgen_core.scoring.search import site_index
 from dosmatgen_core.scoring.stability import assess
 from dosmatgen_core.settings import SHIPPED
 from dosmatgen_core.structures import Crystal, to_structure
@@ -46,6 +48,8 @@ class Request:
     mode: str                               # seeded | masked | template | fixed_type | unconditional
     n_atoms: int = SHIPPED.n_atoms
     targets: list = field(default_factory=list)        # target DOS curves (400 values each)
+    window: list | None = None                          # [lo, hi] eV where the targets are known (an
+    # upload that covers part of the grid): they are compared there only; None: the whole grid
     cond_sites: list = field(default_factory=list)     # site index → targets[k] for the k-th site
     fixed: dict = field(default_factory=dict)          # site → element (fixed_type / masked)
     template_id: str | None = None
@@ -84,6 +88,23 @@ class Request:
         if self.mode == "unconditional":
             self.particles = 1    # nothing is conditioned, so there is nothing to steer towards
         self._seeds = None        # seeded: (what they were searched for, the seeds); not a field, so not in asdict
+        self._completed = None    # window: (what was completed, the whole-grid curves the model is given)
+
+    def model_targets(self) -> list[np.ndarray]:
+        """The targets as the generator and the steering take them, on the whole grid: a target
+        known on a window only is completed outside it by the closest known site over the window
+        (dos.complete), the lookup's guess for what the file leaves out. Scoring, the seeds' search
+        and the DFT ranking compare on the window alone."""
+        targets = [np.asarray(t, dtype=float) for t in self.targets]
+        if self.window is None:
+            return targets
+        key = (tuple(t.tobytes() for t in targets), tuple(self.window), str(self.db_url))
+        if self._completed is None or self._completed[0] != key:
+            index = site_index(self.db_url)
+            fills = [index.search(t, top=1, window=self.window)[0] for t in targets]
+            self._completed = (key, [dosmod.complete(t, self.window, index.curves[index.row_of[h.material_id, h.site]])
+                                     for t, h in zip(targets, fills)])
+        return self._completed[1]
 
     def seeds(self) -> list[Seed]:
         """seeded: the known structures closest to the target, searched once per target (the app,
@@ -95,13 +116,14 @@ class Request:
             return self._seeds[1]
         target = np.asarray(self.targets[0], dtype=float)
         key = (target.tobytes(), self.n_seeds, self.seed_by, tuple(sorted(self.seed_exclude)), str(self.db_url),
-               self.seed_above, self.seed_mae_at_most)
+               self.seed_above, self.seed_mae_at_most, tuple(self.window or ()))
         if self._seeds is None or self._seeds[0] != key:
             bounded = self.seed_above is not None or self.seed_mae_at_most is not None
             admit = functools.partial(beats, cosine=self.seed_above, mae=self.seed_mae_at_most) if bounded else None
             try:
                 seeds = find_seeds(target, self.db_url, k=self.n_seeds, by=self.seed_by,
-                                   exclude=set(self.seed_exclude), max_atoms=SHIPPED.max_dft_atoms, admit=admit)
+                                   exclude=set(self.seed_exclude), max_atoms=SHIPPED.max_dft_atoms, admit=admit,
+                                   window=self.window)
             except ValueError:
                 if not bounded:
                     raise
@@ -127,7 +149,8 @@ class Request:
         self.check()
         if len(self.cond_sites) != len(self.targets) and self.mode != "seeded":
             raise ValueError("each conditioned site needs one target curve")
-        targets = {int(i): np.asarray(self.targets[k]) for k, i in enumerate(self.cond_sites)}
+        model = self.model_targets() if self.mode != "unconditional" else []
+        targets = {int(i): model[k] for k, i in enumerate(self.cond_sites)}
         fixed = {int(k): v for k, v in (self.fixed or {}).items()}
         if self.mode == "masked":
             return modes.masked(self.n_atoms, targets, self.n_candidates, fixed)
@@ -144,8 +167,7 @@ class Request:
         if self.mode == "seeded":
             if len(self.targets) != 1:
                 raise checks.UserError("seeded generation matches one target curve", "give one target DOS")
-            return seeded_specs(np.asarray(self.targets[0]), self.seeds(), self.n_candidates, self.strength,
-                                self.fix_element)
+            return seeded_specs(model[0], self.seeds(), self.n_candidates, self.strength, self.fix_element)
         raise ValueError(f"unknown mode '{self.mode}' ({', '.join(MODES)})")
 
 
@@ -172,7 +194,7 @@ def top_up_specs(req: Request, structs: list, db_url: str | None, check_novelty:
     if not may_top_up(req, check_novelty) or checkable_new(structs, db_url) >= SHIPPED.dft_top:
         return []
     strength = round(min(1.0, req.strength + req.top_up), 3)
-    specs = seeded_specs(np.asarray(req.targets[0]), req.seeds(), req.n_candidates, strength, req.fix_element)
+    specs = seeded_specs(req.model_targets()[0], req.seeds(), req.n_candidates, strength, req.fix_element)
     for sp in specs:
         sp.tag["top_up"] = strength
     return specs
@@ -205,7 +227,7 @@ def substituted(req: Request, reference: list | None = None) -> list[tuple[Cryst
     kinds = (False, True) if req.grows() else (req.distant_swaps,)
     reference = left_out(req) if reference is None else reference
     return [v for far in kinds
-            for v in substitution_specs(np.asarray(req.targets[0], float), req.seeds(), supported_elements(),
+            for v in substitution_specs(req.model_targets()[0], req.seeds(), supported_elements(),
                                         req.n_candidates, distant=far, max_atoms=SHIPPED.max_dft_atoms,
                                         left_out=reference)]
 
@@ -450,7 +472,8 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
             progress(0.9 + (stab_from - 0.9) * a / len(structs), eta, f"scoring structures {a + 1}-{min(a + SCORE_CHUNK, len(structs))} of "
                                f"{len(structs)} ({what})")
         part = evaluate.evaluate_candidates(structs[a:a + SCORE_CHUNK], cand_targets[a:a + SCORE_CHUNK],
-                                            predictor, db_url=db_url, check_novelty=check_novelty)
+                                            predictor, db_url=db_url, check_novelty=check_novelty,
+                                            window=req.window)
         for ev in part:
             for k, v in ev.pop("seconds_per_check").items():
                 timing[k] = timing.get(k, 0.0) + v

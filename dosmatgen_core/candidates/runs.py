@@ -252,13 +252,16 @@ def to_extxyz(s: Structure) -> str:
     return buf.getvalue()
 
 
-def dos_csv(candidate: dict, targets: list) -> str:
+def dos_csv(candidate: dict, targets: list, window=None) -> str:
     """E − E_F, then per conditioned site: its target and predicted DOS (states/eV), and the
-    predictor ensemble's standard deviation where the run stored it."""
+    predictor ensemble's standard deviation where the run stored it. A target known on a window
+    only (the run's window) is empty (nan) outside it: the file it came from said nothing there."""
     cols, head = [dosmod.GRID], ["energy_minus_ef_eV"]
+    known = np.zeros(dosmod.NPTS, bool)
+    known[dosmod.window_slice(window)] = True
     pred, spread = candidate.get("predicted_dos"), candidate.get("predicted_spread")
     for site, row in sorted(candidate.get("site_to_target", {}).items(), key=lambda kv: int(kv[0])):
-        cols.append(np.asarray(targets[int(row)]))
+        cols.append(np.where(known, np.asarray(targets[int(row)], float), np.nan))
         head.append(f"target_site{site}")
         if pred is not None:
             cols.append(np.asarray(pred)[int(site)])

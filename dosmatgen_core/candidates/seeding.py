@@ -56,12 +56,13 @@ def candidate_seed(cif: str, site: int, mae: float, cosine: float, name: str, so
 
 
 def find_seeds(target, db_url: str, k: int = 3, by: str = "mae", exclude=(), max_atoms: int = 8,
-               index=None, crystal_of=None, admit=None) -> list[Seed]:
+               index=None, crystal_of=None, admit=None, window=None) -> list[Seed]:
     """The k labelled structures (at most max_atoms atoms) whose best site is closest to target.
 
     index, crystal_of: a SiteIndex to search and a material id → Crystal lookup, instead of the
     reference database's own (a benchmark searches every label shard, which the db may lag).
-    admit: a test each hit must pass (beats: a round's seeds must be closer than its best check)."""
+    admit: a test each hit must pass (beats: a round's seeds must be closer than its best check).
+    window: (lo, hi) eV, where the target is known (dos.window_slice); compared there only."""
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"the number of seeds must be a whole number >= 1, not {k!r}")
     index = index if index is not None else site_index(db_url)
@@ -74,7 +75,7 @@ def find_seeds(target, db_url: str, k: int = 3, by: str = "mae", exclude=(), max
     small = set(np.unique(index.material_ids[index.n_atoms > max_atoms]).tolist())
     left_out = [crystal_of(m).to_structure() for m in exclude if m in index.code_of]
     hits = known_hits(index, target, k, left_out, lambda mid: crystal_of(mid).to_structure(), by=by,
-                      exclude=set(exclude) | small, admit=admit)
+                      exclude=set(exclude) | small, admit=admit, window=window)
     if not hits:
         raise ValueError(f"no labelled structure of at most {max_atoms} atoms to seed from")
     return [Seed(h, crystal_of(h.material_id)) for h in hits]

@@ -182,9 +182,10 @@ def need_site(site: int | None, flag: str, n_sites: int, name: str, symbols) -> 
 
 
 def vasprun_target(path, site: int | None):
-    """--target-vasprun FILE --site I: that atom's projected DOS on the grid, what to call it, and
-    its element."""
+    """--target-vasprun FILE --site I: that atom's projected DOS on the grid, what to call it, its
+    element, and the window the run's energies cover (None: the whole grid; said on stderr)."""
     from dosmatgen_core import checks
+    from dosmatgen_core.dos import file_window, grid_note
     from dosmatgen_core.vasprun import MAX_VASPRUN_BYTES, read_vasprun
     name = Path(path).name
     data = checks.read_input_file(path, "vasprun.xml", MAX_VASPRUN_BYTES)
@@ -195,15 +196,18 @@ def vasprun_target(path, site: int | None):
     symbols = [x.specie.symbol for x in run.structure]
     need_site(site, "--target-vasprun", len(symbols), name, symbols)
     k = checks.check_site(site, len(run.structure), name)
-    return run.site_dos[k], f"VASP site DOS of {run.label(k)} in {name}", symbols[k]
+    if note := grid_note(run.energy):
+        say(f"{name}: {note[:1].lower()}{note[1:]}")
+    return run.site_dos[k], f"VASP site DOS of {run.label(k)} in {name}", symbols[k], file_window(run.energy)
 
 
 def csv_target(path) -> tuple:
-    """--target-csv FILE: the curve on the grid and its name, as the app names an upload; what
-    regridding did to it (a window short of −10…10 eV, small negative dips) is said on stderr,
-    as the app says it on the page."""
+    """--target-csv FILE: the curve on the grid, its name, as the app names an upload, and the
+    window its energies cover (None: the whole grid), where it is compared; what regridding did
+    to it (a window short of −10…10 eV, small negative dips) is said on stderr, as the app says it
+    on the page."""
     from dosmatgen_core import checks
-    from dosmatgen_core.dos import MAX_CSV_BYTES, grid_note, negative_note, read_dos_table, table_to_grid
+    from dosmatgen_core.dos import MAX_CSV_BYTES, file_window, grid_note, negative_note, read_dos_table, table_to_grid
     from dosmatgen_core.names import file_curve_name
     name = Path(path).name
     data = checks.read_input_file(path, "target DOS file", MAX_CSV_BYTES)
@@ -215,14 +219,14 @@ def csv_target(path) -> tuple:
     for note in (grid_note(energy), negative_note(values)):
         if note:
             say(f"{name}: {note[:1].lower()}{note[1:]}")
-    return curve, file_curve_name(name)
+    return curve, file_curve_name(name), file_window(energy)
 
 
-def closest_element(target, db_url: str) -> str:
-    """The element of the labelled site whose DFT DOS is closest to the target (MAE): an
-    uploaded curve's most likely element, as the app proposes it for fixed-type mode."""
+def closest_element(target, db_url: str, window=None) -> str:
+    """The element of the labelled site whose DFT DOS is closest to the target (MAE, on its
+    window): an uploaded curve's most likely element, as the app proposes it for fixed-type mode."""
     from dosmatgen_core.scoring.search import site_index
-    return site_index(db_url).search(target, top=1)[0].element
+    return site_index(db_url).search(target, top=1, window=window)[0].element
 
 
 def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
@@ -239,9 +243,9 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
     if args.mode == "unconditional":
         pass
     elif args.target_vasprun:
-        target, kw["target_source"], element = vasprun_target(args.target_vasprun, args.site)
+        target, kw["target_source"], element, kw["window"] = vasprun_target(args.target_vasprun, args.site)
     elif args.target_csv:
-        target, kw["target_source"] = csv_target(args.target_csv)
+        target, kw["target_source"], kw["window"] = csv_target(args.target_csv)
     else:
         kind, ref, name = _source(ref_id, db_url, "--ref")
         symbols = [x.specie.symbol for x in ref] if kind == "file" else ref.symbols
@@ -291,7 +295,7 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
         curve = target.tolist() if target is not None else [0.0] * 400
         kw.update(targets=[curve] * len(cond), cond_sites=cond)
     if args.mode == "fixed_type":
-        el = args.element or element or closest_element(target, db_url)
+        el = args.element or element or closest_element(target, db_url, kw.get("window"))
         if not args.element:
             say(f"--element not given: the conditioned atoms are {el}, "
                 + ("the target atom's element" if element else "the element of the closest known site"))
@@ -399,7 +403,8 @@ def _evaluate(args) -> int:
     for kind in ("candidates", "baseline"):
         items = run[kind]
         tg = [{int(s): targets[int(k)] for s, k in c["site_to_target"].items()} for c in items]
-        evs = evaluate.evaluate_candidates([structure_of(c) for c in items], tg, predictor, db_url=DB_URL)
+        evs = evaluate.evaluate_candidates([structure_of(c) for c in items], tg, predictor, db_url=DB_URL,
+                                           window=run["settings"].get("window"))
         for c, ev in zip(items, evs):
             c.update({k: v for k, v in ev.items() if k != "seconds_per_check"})
     maes = [c["dos_mae"] for c in run["candidates"] if c.get("dos_mae") == c.get("dos_mae")]

@@ -25,16 +25,16 @@ def _search(args) -> int:
                          "(one of them)")
     if not isinstance(args.top, int) or args.top < 1:
         raise checks.UserError(f"--top {args.top} is not a number of hits", "give --top 1 or more")
-    element = None
+    element = window = None
     if args.element is not None:
         if (element := args.element.strip().capitalize()) not in chemical_symbols[1:]:
             raise checks.UserError(f"--element {args.element!r} is not an element symbol", "give one such as Ni or In")
     if args.target_vasprun:
-        target, what, _ = vasprun_target(args.target_vasprun, args.site)
-        source = {"target_vasprun": args.target_vasprun, "site": args.site, "source": what}
+        target, what, _, window = vasprun_target(args.target_vasprun, args.site)
+        source = {"target_vasprun": args.target_vasprun, "site": args.site, "source": what, "window_ev": window}
     elif args.target_csv:
-        target, what = csv_target(args.target_csv)
-        source = {"target_csv": args.target_csv, "source": what}
+        target, what, window = csv_target(args.target_csv)
+        source = {"target_csv": args.target_csv, "source": what, "window_ev": window}
     else:
         ref = open_db(db_url).get(args.ref)
         need_site(args.site, "--ref", len(ref.symbols), args.ref, ref.symbols)
@@ -46,8 +46,10 @@ def _search(args) -> int:
         exclude.add(args.ref)
     hits = site_index(db_url).search(target, top=args.top, by=args.by, align_shift=args.align_shift,
                                      exclude=exclude, element=element,
-                                     per_structure=not args.all_sites)
-    print(json.dumps({"target": source, "by": args.by, "align_shift": args.align_shift, "units": HIT_UNITS,
+                                     per_structure=not args.all_sites, window=window)
+    units = {**HIT_UNITS, "mae": HIT_UNITS["mae"].replace("-10..10 eV", f"{window[0]:g}..{window[1]:g} eV, the file's window")} \
+        if window else HIT_UNITS
+    print(json.dumps({"target": source, "by": args.by, "align_shift": args.align_shift, "units": units,
                       "excluded": sorted(exclude), "hits": [h.to_dict() for h in hits]}, indent=1))
     return 0
 

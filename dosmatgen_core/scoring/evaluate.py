@@ -196,14 +196,16 @@ def novelty(s: Structure, db_url: str | None = None) -> tuple[bool, str | None]:
     return (True, None) if hit is None else (False, hit[0])
 
 
-def dos_match(predicted: np.ndarray, targets: dict[int, np.ndarray]) -> dict[int, dict]:
-    """Metrics of each conditioned site: predicted site DOS against its target."""
-    return {int(i): dosmod.match_metrics(np.asarray(g), predicted[i]) for i, g in targets.items()}
+def dos_match(predicted: np.ndarray, targets: dict[int, np.ndarray], window=None) -> dict[int, dict]:
+    """Metrics of each conditioned site: predicted site DOS against its target (on the targets'
+    window, where they are known, if they have one)."""
+    return {int(i): dosmod.match_metrics(np.asarray(g), predicted[i], window) for i, g in targets.items()}
 
 
 def evaluate_candidates(structs: list[Structure], targets: list[dict[int, np.ndarray]], predictor=None,
-                        db_url: str | None = None, check_novelty: bool = True) -> list[dict]:
-    """All checks for a run's candidates, with seconds spent per check."""
+                        db_url: str | None = None, check_novelty: bool = True, window=None) -> list[dict]:
+    """All checks for a run's candidates, with seconds spent per check. window: where the targets
+    are known (dos.window_slice), None for the whole grid."""
     timing = {"validity": 0.0, "dos": 0.0, "symmetry": 0.0, "uniqueness": 0.0, "novelty": 0.0}
     out = [{} for _ in structs]
     t = time.perf_counter()
@@ -217,7 +219,7 @@ def evaluate_candidates(structs: list[Structure], targets: list[dict[int, np.nda
         for o, p, sd, tg in zip(out, preds, spreads, targets):
             o["predicted_dos"] = p
             o["predicted_spread"] = sd          # the ensemble's ±1σ: the app draws it as a band
-            o["dos_match"] = dos_match(p, tg)
+            o["dos_match"] = dos_match(p, tg, window)
             o["dos_mae"] = float(np.mean([m["mae"] for m in o["dos_match"].values()])) if tg else float("nan")
     timing["dos"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -76,7 +76,7 @@ class SiteIndex:
 
     def search(self, target, top: int = 10, by: str = "mae", align_shift: bool = False,
                exclude: frozenset[str] | set[str] | tuple = (), element: str | None = None,
-               per_structure: bool = False) -> list[SiteHit]:
+               per_structure: bool = False, window=None) -> list[SiteHit]:
         """The `top` sites closest to `target` (a curve on the model grid).
 
         by: "mae" (states/eV, smallest first) or "cosine" (shape, largest first).
@@ -86,6 +86,8 @@ class SiteIndex:
         element: only sites of this element.
         per_structure: at most one hit (its best site) per material, e.g. symmetry-equal sites once,
         and one per structure labelled twice (same formula and element, curves within SAME_SITE_MAE).
+        window: (lo, hi) eV, the energies the target is known on: MAE and cosine are taken there only
+        (a shifted site brings its own states into the window from beside it).
         """
         if not isinstance(top, (int, np.integer)) or top < 1:
             raise ValueError(f"top must be a whole number >= 1, not {top!r}")
@@ -93,7 +95,7 @@ class SiteIndex:
             want = top
             while True:
                 hits = self.search(target, top=min(want * 8, len(self)), by=by, align_shift=align_shift,
-                                   exclude=exclude, element=element)
+                                   exclude=exclude, element=element, window=window)
                 seen, out, kept = set(), [], []
                 for h in hits:
                     if h.material_id in seen:
@@ -125,6 +127,8 @@ class SiteIndex:
                 keep &= self.elements == element
             if not keep.any():
                 return []
+        if window is not None:
+            return self._search_window(g, top, by, align_shift, keep, window)
         # the ranking metric over every site (left-out sites ranked last), the other for the top only
         if align_shift:
             shifts, cos = _aligned_cosines(self.curves, g, self.norms)
@@ -148,6 +152,31 @@ class SiteIndex:
             order = _top(-cos, top)
             hits = [self._hit(j, float(np.abs(self.curves[j] - g).mean()), float(cos[j]), 0.0) for j in order]
         return [h for h, j in zip(hits, order) if keep is None or keep[j]]
+
+    def _search_window(self, g, top: int, by: str, align_shift: bool, keep, window) -> list[SiteHit]:
+        """search() on the window's grid points (a slice of the index: a view, no copy)."""
+        sl = dosmod.window_slice(window)
+        kmax = int(round(MAX_SHIFT_EV / _step())) if align_shift else 0
+        if by == "mae" and not align_shift:
+            score = _maes(self.curves[:, sl], g[sl])
+            score = score if keep is None else np.where(keep, score, np.inf)
+            shifts = np.zeros(len(self), np.int64)
+        else:
+            ks = np.arange(-kmax, kmax + 1, 4 if kmax else 1)
+            shifts, cos = _window_cosines(self.curves, g, sl, ks)
+            if kmax:     # the coarse pass's best, at every grid point
+                pre = np.argsort(-cos, kind="stable")[:PREFILTER]
+                shifts[pre], cos[pre] = _window_cosines(self.curves[pre], g, sl, np.arange(-kmax, kmax + 1))
+            score = -(cos if keep is None else np.where(keep, cos, -np.inf))
+        pre = _top(score, top if by == "cosine" or not align_shift else max(PREFILTER, top))
+        moved = _shift_many(self.curves[pre], shifts[pre])[:, sl] if align_shift else self.curves[pre][:, sl]
+        maes = np.abs(moved - g[sl]).mean(1)
+        order = list(range(len(pre)))
+        if by == "mae":
+            order = sorted(order, key=lambda i: (float(maes[i]), pre[i]))
+        order = order[:top]
+        return [self._hit(pre[i], float(maes[i]), dosmod.cosine(g[sl], moved[i]), float(shifts[pre[i]] * _step()))
+                for i in order if keep is None or keep[pre[i]]]
 
     @cached_property
     def norms(self) -> np.ndarray:
@@ -221,6 +250,24 @@ def _shift_cosines(curves: np.ndarray, g: np.ndarray, norms: np.ndarray, ks: np.
     cos = (curves @ moved_targets.T) / np.maximum(norms[:, None] * np.linalg.norm(moved_targets, axis=1)[None, :], 1e-12)
     best = cos.argmax(1)
     return ks[best], cos[np.arange(len(curves)), best]
+
+
+def _window_cosines(curves: np.ndarray, g: np.ndarray, sl: slice, ks: np.ndarray):
+    """Per site, the shift among ks (grid points) whose moved curve has the best cosine with g on
+    the window sl, and that cosine. Moved by k, a site's values on the window are its curve's on
+    the window moved by −k (zero beyond the grid), so each shift is one product over a slice."""
+    n = curves.shape[1]
+    best_k, best_c = np.zeros(len(curves), np.int64), np.full(len(curves), -np.inf)
+    for k in ks:
+        a, b = max(sl.start - k, 0), min(sl.stop - k, n)
+        gw = g[a + k:b + k]
+        if b <= a or not gw.any():
+            continue
+        seg = curves[:, a:b]
+        cos = (seg @ gw) / np.maximum(np.linalg.norm(seg, axis=1) * np.linalg.norm(g[sl]), 1e-12)
+        better = cos > best_c
+        best_k[better], best_c[better] = int(k), cos[better]
+    return best_k, best_c
 
 
 def _aligned_cosines(curves: np.ndarray, g: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -109,6 +109,11 @@ def new_structure_maes(run: dict, dft: dict[int, dict], maes: dict[int, float]) 
             and not c.get("is_reference") and relaxed_into(dft.get(r)) is None}
 
 
+def run_window(run: dict):
+    """The window a run's targets are known on (Request.window), None for the whole grid."""
+    return run["settings"].get("window")
+
+
 def dft_maes(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]] | None = None,
              metric: str = "mae") -> dict[int, float]:
     """rank → DFT MAE (or cosine) over the conditioned sites: a finished check, else the stored DFT
@@ -120,7 +125,8 @@ def dft_maes(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]]
         m = dft_mae(dft.get(c["rank"]), metric)
         if m is None and (sites := (stored or {}).get(c["rank"])):
             row_of = {int(a): int(b) for a, b in c["site_to_target"].items()}
-            vals = [getattr(dosmod, metric)(targets[row_of[k]], v["y"]) for k, v in sites.items() if k in row_of]
+            vals = [getattr(dosmod, metric)(targets[row_of[k]], v["y"], run_window(run)) for k, v in sites.items()
+                    if k in row_of]
             m = float(np.mean(vals)) if vals else None
         if m is not None:
             out[c["rank"]] = m
@@ -165,8 +171,8 @@ def best_new_curve(run: dict, dft: dict[int, dict]) -> dict | None:
     y = dft[c["rank"]]["result"]["site_dos"][site] if source == "dft" else c["predicted_dos"][site]
     target, y = np.asarray(targets[row], float), np.asarray(y, float)
     return {"y": y, "target": target, "source": source, "rank": c["rank"], "formula": c["formula"],
-            "site": site, "element": structure_of(c)[site].specie.symbol, "mae": dosmod.mae(target, y),
-            "cosine": dosmod.cosine(target, y)}
+            "site": site, "element": structure_of(c)[site].specie.symbol, "mae": dosmod.mae(target, y, run_window(run)),
+            "cosine": dosmod.cosine(target, y, run_window(run))}
 
 
 def default_workers(top: int = SHIPPED.dft_top) -> int:
@@ -285,7 +291,7 @@ class Verifier:
             return self.status(run_id, rank)
         dft = np.asarray(line["site_dos"])     # keep_cell: rows are the candidate's sites in order
         targets = run["settings"]["targets"]
-        metrics = {int(s): dosmod.match_metrics(np.asarray(targets[int(k)]), dft[int(s)])
+        metrics = {int(s): dosmod.match_metrics(np.asarray(targets[int(k)]), dft[int(s)], run_window(run))
                    for s, k in cand["site_to_target"].items()}
         result = {"site_dos": dft, "e_fermi_eV": line["e_fermi_eV"], "energy_eV": line["energy_eV"],
                   "relaxed": relaxed, "cif": line["cif"],

@@ -9,9 +9,11 @@ import streamlit as st
 from studio import figures as viz
 
 
-def dos_chart(curves: list[dict], key: str, filename: str, title: str = "", height: int = 300) -> None:
-    """The plot, then 'PNG' and 'SVG' download buttons under it. filename: without extension."""
-    st.plotly_chart(viz.dos_figure(curves, title=title, height=height), width="stretch", key=key,
+def dos_chart(curves: list[dict], key: str, filename: str, title: str = "", height: int = 300,
+              wrap: int | None = None) -> None:
+    """The plot, then 'PNG' and 'SVG' download buttons under it. filename: without extension.
+    wrap: legend entries broken into lines of this many characters (a narrow plot)."""
+    st.plotly_chart(viz.dos_figure(curves, title=title, height=height, wrap=wrap), width="stretch", key=key,
                     config=viz.plot_config(filename))
     with st.container(horizontal=True, key=f"{key}_files"):
         # the files are drawn only when a button is clicked (a callable), and a download needs no rerun

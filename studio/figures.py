@@ -7,6 +7,7 @@ import html
 import io
 import json
 import re
+import textwrap
 from functools import lru_cache
 from pathlib import Path
 
@@ -81,22 +82,31 @@ def unknown_spans(curves: list[dict]) -> list[tuple[float, float]]:
 
 
 UNKNOWN_NOTE = "not in the target's file: not compared"
+SHORT_UNKNOWN_NOTE = "not compared"
 
 
-def dos_figure(curves: list[dict], title: str = "", height: int = 300) -> go.Figure:
+def legend_name(name: str, wrap: int | None) -> str:
+    """A legend entry broken into lines of at most wrap characters (plotly cuts a long entry at the
+    plot's edge: in a card at 800 px, 'predicted for candidate #2 ± 1σ (ensemble s'); as is without wrap."""
+    return "<br>".join(textwrap.wrap(name, wrap, break_long_words=False)) if wrap and len(name) > wrap else name
+
+
+def dos_figure(curves: list[dict], title: str = "", height: int = 300, wrap: int | None = None) -> go.Figure:
     """curves: dicts with `y` (400 values), `name` (which says where the curve comes from) and
     `style`, a PALETTE key; optional `band` (400 values): ±1σ drawn as a shaded area under the
     curve's legend entry; optional `window` ((lo, hi) eV): where the curve is known (a target from
     a file that covers part of the grid): outside it the curve is not drawn and the plot is shaded.
-    Energies are E − E_F; the Fermi level is the dashed vertical line."""
+    Energies are E − E_F; the Fermi level is the dashed vertical line. wrap: legend entries broken
+    into lines of this many characters (a narrow plot: a card's), and the shading's note kept short."""
     fig = go.Figure()
     spans = unknown_spans(curves)
     for a, b in spans:
         # the note over the widest span, centred: at a span's corner it ran into the E_F label
         widest = b - a == max(y - x for x, y in spans)
-        fig.add_vrect(x0=a, x1=b, fillcolor="gray", opacity=0.12, line_width=0,
-                      annotation_text=UNKNOWN_NOTE if widest else None, annotation_position="top",
-                      annotation_font_size=10)
+        fig.add_vrect(x0=a, x1=b, fillcolor="gray", opacity=0.12, line_width=0)
+        if widest:
+            fig.add_annotation(x=(a + b) / 2, y=0.92, yref="paper", text=SHORT_UNKNOWN_NOTE if wrap else UNKNOWN_NOTE,
+                               showarrow=False, font=dict(size=10, color="gray"))
     for k, c in enumerate(curves):
         style = c.get("style", "predicted")
         if (edges := band_edges(c)) is not None:
@@ -106,15 +116,16 @@ def dos_figure(curves: list[dict], title: str = "", height: int = 300) -> go.Fig
                                      legendgroup=group, showlegend=False))
             fig.add_trace(go.Scatter(x=dosmod.GRID, y=hi, mode="lines", line=dict(width=0), fill="tonexty",
                                      fillcolor=PALETTE["predicted"]["color"], opacity=BAND_ALPHA,
-                                     hoverinfo="skip", legendgroup=group, name=band_name(c)))
-        fig.add_trace(go.Scatter(x=dosmod.GRID, y=shown_y(c), name=c["name"], mode="lines",
+                                     hoverinfo="skip", legendgroup=group, name=legend_name(band_name(c), wrap)))
+        fig.add_trace(go.Scatter(x=dosmod.GRID, y=shown_y(c), name=legend_name(c["name"], wrap), mode="lines",
                                  line=line_of(c), opacity=0.6 if style == "baseline" else 1.0))
     # E_F labelled inside the plot, beside its line: above the plot the toolbar covers it
     fig.add_vline(x=0.0, line_dash="dash", line_color="gray", annotation_text="E_F", annotation_position="top right")
     # the legend hangs from below the axis title (anchored by its top, it grows downwards; with
     # plotly's default anchor a two-row legend climbed over the title)
-    entries = len(curves) + sum(band_edges(c) is not None for c in curves)
-    fig.update_layout(title=title or None, height=height + 24 * max(0, entries - 2), margin=dict(l=40, r=10, t=35 if title else 10, b=40),
+    names = [c["name"] for c in curves] + [band_name(c) for c in curves if band_edges(c) is not None]
+    extra_lines = sum(legend_name(n, wrap).count("<br>") for n in names)      # once wrapped
+    fig.update_layout(title=title or None, height=height + 24 * max(0, len(names) - 2) + 14 * extra_lines, margin=dict(l=40, r=10, t=35 if title else 10, b=40),
                       xaxis_title=ENERGY_AXIS, yaxis=dict(title=DOS_AXIS, rangemode="tozero"), showlegend=True,
                       legend=dict(orientation="h", yanchor="top", y=-0.3), template="plotly_white")
     return fig

@@ -523,11 +523,20 @@ def verification_rows(rows: list[dict], formulas: dict[tuple[str, int], str] | N
     return out
 
 
-def _card_dos(run: dict, c: dict, curves: list, struct) -> None:
-    """A card's DOS half: the plotted curves and the predicted match per conditioned site (struct:
-    the card's structure, read once for the card)."""
+# a card's plot is narrow (3/5 of half the page): legend entries wrap at this many characters
+CARD_LEGEND_WRAP = 36
+
+
+def _card_dos(run: dict, c: dict, curves: list) -> None:
+    """A card's DOS half: the plotted curves."""
     if curves:
-        dos_chart(curves, key=f"dos_{run['id']}_{c['index']}", filename=f"{run['id']}_candidate{c['rank']}_dos")
+        dos_chart(curves, key=f"dos_{run['id']}_{c['index']}", filename=f"{run['id']}_candidate{c['rank']}_dos",
+                  wrap=CARD_LEGEND_WRAP)
+
+
+def _card_match(c: dict, struct) -> None:
+    """The predicted match per conditioned site, the card's whole width under its plot and view (in
+    the plot's column it was cut at 800 px); struct: the card's structure, read once for the card."""
     if m := c.get("dos_match") or {}:
         st.caption("Predicted DOS against the target, per conditioned site")
         st.dataframe(match_rows(m, [x.specie.symbol for x in struct]), hide_index=True, width="stretch")
@@ -699,9 +708,10 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
             if has_dos:
                 left, right = st.columns([3, 2])
                 with left:
-                    _card_dos(run, c, curves_of[c["rank"]], struct)
+                    _card_dos(run, c, curves_of[c["rank"]])
                 with right:
                     _card_view(run, c, struct, live=k < live_views, dft=d)
+                _card_match(c, struct)
             else:
                 _card_view(run, c, struct, live=k < live_views, dft=d)
             stem = f"{run['id']}_{c['rank']}_{c['formula']}"

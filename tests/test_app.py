@@ -732,6 +732,23 @@ def test_the_dos_legend_hangs_below_the_axis_and_the_plot_keeps_its_height():
     assert four.layout.height - two.layout.height == 2 * 24      # one row per legend entry beyond two
 
 
+def test_a_cards_legend_wraps_so_that_no_entry_is_cut_at_800_px():
+    """A card's plot is about 230 px wide at 800 px: an entry of 50 characters was cut at its edge.
+    Wrapped, no line is longer than the card's width, and the plot grows by the extra lines."""
+    from dosmatgen_core import dos as dosmod
+    from studio.results import CARD_LEGEND_WRAP
+    g = np.exp(-((dosmod.GRID + 1) ** 2))
+    curves = [{"y": g, "name": "target: DFT label of Au3Ni site 0 (Ni)", "style": "target"},
+              {"y": g, "name": "predicted for candidate #12", "style": "predicted", "band": g * 0.1},
+              {"y": g, "name": "predicted for unconditional sample #4 (no target, 4 atoms like this one)",
+               "style": "baseline"}]
+    plain, card = viz.dos_figure(curves), viz.dos_figure(curves, wrap=CARD_LEGEND_WRAP)
+    lines = [line for t in card.data if t.showlegend is not False for line in t.name.split("<br>")]
+    assert max(map(len, lines)) <= CARD_LEGEND_WRAP
+    assert " ".join(lines).replace("  ", " ") == " ".join(t.name for t in plain.data if t.showlegend is not False)
+    assert card.layout.height - plain.layout.height == 14 * (len(lines) - sum(t.showlegend is not False for t in card.data))
+
+
 def test_a_target_known_on_a_window_is_drawn_there_and_the_rest_is_shaded():
     """Outside its window a file's target is not drawn as zeros: the plot shades what the file left
     out, on screen and in the SVG, and the other curves are drawn whole."""

@@ -4,6 +4,8 @@ Convention: energies are E - E_F in eV, values are states/eV per site with both 
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 EMIN, EMAX, NPTS = -10.0, 10.0, 400
@@ -296,11 +298,26 @@ def grid_note(energy) -> str | None:
     return f"The file covers {lo:g} to {hi:g} eV: " + "; ".join(parts) + "." if parts else None
 
 
-def read_dos_table(data: bytes | str) -> tuple[np.ndarray, np.ndarray]:
+_UP = re.compile(r"(^|[^a-z])(up|alpha)([^a-z]|$)|↑")
+_DOWN = re.compile(r"(^|[^a-z])(down|dn|dw|beta)([^a-z]|$)|↓")
+
+
+def spin_header(header: list[str]) -> bool:
+    """Whether a three-column header names energy, spin up and spin down ('E,up,down',
+    'energy;DOS_up;DOS_dn', 'E tdos(↑) tdos(↓)'): the one case where two curves are summed unasked."""
+    if len(header) != 3:
+        return False
+    up, down = header[1].lower(), header[2].lower()
+    return bool(_UP.search(up)) and not _DOWN.search(up) and bool(_DOWN.search(down)) and not _UP.search(down)
+
+
+def read_dos_table(data: bytes | str, notes: list | None = None) -> tuple[np.ndarray, np.ndarray]:
     """An uploaded (energy − E_F, DOS) table, checked: (energies ascending, DOS). Raises ValueError
     with the reason ('what — what to do'). Columns are split by commas, tabs or spaces; a file with
     semicolons is split by them, and a comma inside a field is then a decimal comma ('-1,5;0,3').
-    Energies written from high to low (as some codes write them) are turned round."""
+    Energies written from high to low (as some codes write them) are turned round. A header that
+    names (energy, up, down) has its two spins summed (a down column written negative, as plots
+    draw it, counts by its size), and notes (a list) gets a line saying so."""
     size = len(data)
     if size > MAX_CSV_BYTES:
         raise ValueError(f"the file is {size / 2**20:.1f} MB; at most {MAX_CSV_BYTES // 2**20} MB is read — "
@@ -341,7 +358,9 @@ def read_dos_table(data: bytes | str) -> tuple[np.ndarray, np.ndarray]:
         if len(vals) < 2:
             raise ValueError(f"line {k + 1}: expected two columns (energy, DOS), found one — "
                              "give two columns: energy − E_F (eV), DOS (states/eV)")
-        if len(parts) > 2 and _numbers(parts[2:]):
+        if len(parts) == 3 and spin_header(header) and _numbers(parts[2:]):
+            vals.append(float(parts[2]))          # (E, up, down): summed below, once the signs are known
+        elif len(parts) > 2 and _numbers(parts[2:]):
             # (E, up, down) and (E, DOS, integrated DOS) look alike: taking the second column would
             # halve a spin-polarised DOS without a word, so neither is guessed
             named = f" ({', '.join(header)})" if len(header) == len(parts) else ""
@@ -356,7 +375,16 @@ def read_dos_table(data: bytes | str) -> tuple[np.ndarray, np.ndarray]:
         where.append(k + 1)
     if not rows:
         raise ValueError("no numeric rows found — give two columns: energy − E_F (eV), DOS (states/eV)")
+    if len({len(r) for r in rows}) > 1:
+        k = next(i for i, r in enumerate(rows) if len(r) != len(rows[0]))
+        raise ValueError(f"line {where[k]} has {len(rows[k])} columns, the rows above {len(rows[0])} — "
+                         "give every row the same columns")
     a = np.array(rows)
+    if a.shape[1] == 3:
+        a = np.column_stack([a[:, 0], _spins_summed(a[:, 1], a[:, 2], header, where)])
+        if notes is not None:
+            notes.append(f"The file's {header[1]} and {header[2]} columns are summed: the target is the DOS of "
+                         "both spins.")
     e, g = a[:, 0], a[:, 1]
     bad = np.flatnonzero(~np.isfinite(a).all(1))
     if bad.size:
@@ -390,6 +418,17 @@ def read_dos_table(data: bytes | str) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"the energies run from {e[0]:g} to {e[-1]:g} eV and do not reach E_F = 0 — give E − E_F "
                          "(subtract the Fermi energy from each energy)")
     return e, g
+
+
+def _spins_summed(up: np.ndarray, down: np.ndarray, header: list[str], where: list[int]) -> np.ndarray:
+    """up + down, a down column written negative (as plots draw it) counted by its size; a down
+    column of both signs beyond the smearing's dips is refused: which convention it follows is unknown."""
+    if np.isfinite(down).all() and (down <= negative_floor(np.abs(down))).all() and (down < 0).any():
+        down = -down
+    elif (bad := np.flatnonzero(down < -negative_floor(down))).size and (down > negative_floor(down)).any():
+        raise ValueError(f"line {where[bad[0]]}: the {header[2]} column has values of both signs ({down[bad[0]]:.3g}) — "
+                         "give it all positive (or all negative, as plots draw it)")
+    return up + down
 
 
 def _numbers(parts: list[str]) -> bool:

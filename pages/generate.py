@@ -183,20 +183,24 @@ if src == "A site of a material":
     base = mat.site_dos[site]
     base_name = mat.curve_name(site)
 else:
-    up = st.file_uploader("CSV with two columns: E − E_F (eV), DOS (states/eV)", type=["csv", "txt", "dat"],
+    up = st.file_uploader("CSV with two columns: E − E_F (eV), DOS (states/eV); or three headed E, up, down (summed)",
+                          type=["csv", "txt", "dat"],
                           key="dos_csv")
     if up is None:
         st.info("Upload a DOS file to go on. Any energy grid works: it is regridded onto −10…10 eV, 400 points. "
                 "A VASP vasprun.xml goes in “A site of a material” (its upload), where you pick the atom.")
         st.stop()
     try:
-        energy, values = studio.read_dos_table(up.getvalue())
+        said: list[str] = []
+        energy, values = studio.read_dos_table(up.getvalue(), said)
         base = studio.table_to_grid(energy, values)
     except ValueError as exc:
         st.error(f"Could not use {studio.plain(up.name)}: {exc}")
         st.stop()
     base_name = studio.file_curve_name(up.name)
     st.success(f"Read {studio.plain(up.name)}; regridded onto −10…10 eV, 400 points.")
+    for note in said:
+        st.info(note)
     if note := studio.grid_note(energy):
         st.warning(note)
     window = studio.file_window(energy)

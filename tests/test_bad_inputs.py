@@ -85,7 +85,9 @@ def test_bad_dos_tables_are_refused(name, tmp_path, capsys, guarded):
     ("dos_two_points.csv", "only 2 points"), ("dos_text.csv", "no numeric rows"), ("dos_binary.csv", "binary"),
     ("truncated.vasp", r"declares 4 atoms \(3 \+ 1\) but gives 3 positions \(is it cut short\?\)"),
     ("dos_hartree.csv", r"span only 0.6 eV .* in eV \(Hartree × 27.211"),
-    ("dos_spin_columns.csv", r"line 2 has 3 numeric columns \(E, up, down\); .* add the up and down columns into one"),
+    # three columns not named as spins (here E, DOS, integrated DOS): neither is guessed
+    ("dos_three_columns.csv", r"line 2 has 3 numeric columns \(E, DOS, IDOS\); .* add the up and down columns into one"),
+    ("dos_spin_mixed_signs.csv", r"line 3: the down column has values of both signs \(-0.3\)"),
     ("dos_zero.csv", "no states between -10 and 10 eV: the DOS is zero everywhere"),
     # the app's own DOS CSV: its columns are named, and which to keep is said (not the spin advice)
     ("dos_app_export.csv", r"4 numeric columns \(energy_minus_ef_eV, target_site0, predicted_site0, predicted_sd_site0\).*"

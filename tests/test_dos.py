@@ -174,3 +174,21 @@ def test_smearing_a_windowed_target_does_not_pull_its_edges_to_zero():
     assert dos.shape_target(g, smear_ev=0.5)[edge] < 0.6
     moved = dos.shape_target(g, shift_ev=0.5, window=w)
     assert np.allclose(moved[dos.window_slice(dos.shift_window(w, 0.5))], 1.0)
+
+
+def test_a_table_that_names_its_spins_is_summed_and_says_so():
+    """(E, up, down) named in the header: the two spins summed, a down column written negative (as
+    plots draw it) counted by its size; the note says which columns were summed."""
+    from dosmatgen_core.dos import read_dos_table
+    e = np.linspace(-6, 4, 60)
+    up, down = np.exp(-((e + 1) ** 2)), 0.5 * np.exp(-((e + 2) ** 2))
+    for head, sign in (("E,up,down", 1), ("energy;DOS_up;DOS_dn", 1), ("E tdos(↑) tdos(↓)", -1), ("E,alpha,beta", -1)):
+        sep = ";" if ";" in head else " " if " " in head else ","
+        text = head + "\n" + "\n".join(sep.join(f"{v:.6f}" for v in row) for row in zip(e, up, sign * down))
+        notes = []
+        energy, g = read_dos_table(text.replace(".", ",") if sep == ";" else text, notes)
+        assert np.allclose(g, up + down, atol=1e-5), head
+        assert notes and "summed" in notes[0] and head.replace(";", " ").replace(",", " ").split()[1] in notes[0]
+    # without spin names, three columns are not guessed at
+    with pytest.raises(ValueError, match="3 numeric columns"):
+        read_dos_table("E,a,b\n" + "\n".join(f"{x},{y},{z}" for x, y, z in zip(e, up, down)))

@@ -212,11 +212,12 @@ def csv_target(path) -> tuple:
     name = Path(path).name
     data = checks.read_input_file(path, "target DOS file", MAX_CSV_BYTES)
     try:
-        energy, values = read_dos_table(data)
+        said: list[str] = []
+        energy, values = read_dos_table(data, said)
         curve = table_to_grid(energy, values)
     except ValueError as exc:
         raise checks.UserError(f"{name}: {exc}") from None
-    for note in (grid_note(energy), negative_note(values)):
+    for note in (*said, grid_note(energy), negative_note(values)):
         if note:
             say(f"{name}: {note[:1].lower()}{note[1:]}")
     return curve, file_curve_name(name), file_window(energy)

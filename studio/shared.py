@@ -273,6 +273,7 @@ RESULT_KINDS = {
     "generate": "generation: speed and predicted DOS match", "guidance": "guidance and steering strength",
     "label": "the labelling recipe's speed and accuracy", "load": "slowdown beside other work on the CPU",
     "models": "generator checkpoints compared", "oracle": "best of every DFT check and known site",
+    "pipeline-floor": "known crystals through the relaxed DFT check, against their own labels",
     "pool": "unlabelled structures for the hard targets", "predictor": "site-DOS predictor against DFT",
     "predictor-feedback": "the predictor before and after retraining on candidates",
     "predictors": "site-DOS predictors compared", "refine": "rounds grown from the best DFT check",

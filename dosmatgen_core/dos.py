@@ -157,11 +157,11 @@ def shift_window(window, delta_ev: float):
 
 
 def window_text(window) -> str:
-    """'−8 to 0 eV' as the pages and the CLI write it; '' for the whole grid."""
+    """'−10…0.48 eV' as the pages write a window (the grid is '−10…10 eV'); '' for the whole grid."""
     if window is None:
         return ""
     lo, hi = check_window(window)
-    return f"{lo:g} to {hi:g} eV"
+    return f"{round(lo, 2):g}…{round(hi, 2):g} eV".replace("-", "−")
 
 
 def complete(target, window, fill, ramp_ev: float = 0.5, grid: np.ndarray = GRID) -> np.ndarray:
@@ -381,10 +381,12 @@ def read_dos_table(data: bytes | str, notes: list | None = None) -> tuple[np.nda
                          "give every row the same columns")
     a = np.array(rows)
     if a.shape[1] == 3:
+        flipped = bool((a[:, 2] < 0).any()) and bool((a[:, 2] <= negative_floor(np.abs(a[:, 2]))).all())
         a = np.column_stack([a[:, 0], _spins_summed(a[:, 1], a[:, 2], header, where)])
         if notes is not None:
             notes.append(f"The file's {header[1]} and {header[2]} columns are summed: the target is the DOS of "
-                         "both spins.")
+                         "both spins" + (f" ({header[2]}, written negative as plots draw it, counted by its size)."
+                                         if flipped else "."))
     e, g = a[:, 0], a[:, 1]
     bad = np.flatnonzero(~np.isfinite(a).all(1))
     if bad.size:

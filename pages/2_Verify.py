@@ -6,7 +6,7 @@ import streamlit as st
 from studio import shared as studio
 from studio import state
 from studio.charts import dos_chart
-from studio.results import became_text, candidate_name, match_rows, predicted_curve, run_label, target_label, verification_rows
+from studio.results import window_words, became_text, candidate_name, match_rows, predicted_curve, run_label, target_label, verification_rows
 from studio.shared import formula
 from studio import nav
 from dosmatgen_core.candidates.runs import structure_of
@@ -94,7 +94,7 @@ def status_panel():
             dos_chart(curves, key=f"ver_{site}", filename=f"{rid}_candidate{rank}_site{site}_dft",
                       title=f"candidate #{rank} · {formula(cand['formula'])} · site {site} ({elements[int(site)]})")
             if m := res["dos_match"].get(str(site)) or res["dos_match"].get(site):
-                st.caption("DFT DOS against the target")
+                st.caption(f"DFT DOS against the target{window_words(run)}")
                 st.dataframe(match_rows({site: m}, elements), hide_index=True, width="stretch")
 
 

@@ -59,12 +59,15 @@ def use_preset() -> None:
 
 
 # ---- 1. target --------------------------------------------------------------------------------
-# the material search, the site, the mode and the settings survive a detour to the CSV target (a
-# file not yet uploaded stops the page above them)
-state.keep_widget_values(("ref_query", "ref_select", "mode", "n_cand", "n_atoms", "cond_new", "fixed_el", "n_seeds",
-                          "seed_strength", "seed_fix", "seed_subs", "seed_far", "strength", "steps", "particles", "w",
-                          "seed", "device", "stability", "dft_top", "dft_relaxed", "dft_per_source", "dft_rounds",
-                          "known_by", "known_shift", "scale", "shift", "smear"), prefixes=("site_",))
+def earlier_note(name: str, key: str) -> None:
+    """An upload kept from before a visit to another page (the uploader shows none): said, with a
+    way to drop it."""
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.info(f"Using {studio.plain(name)}, uploaded earlier in this session (the box above is empty after a "
+                "visit to another page). Upload another file to replace it.", width="stretch")
+        st.button("Forget it", key=f"forget_{key}", on_click=state.forget_upload, args=(key,))
+
+
 st.header("1 · Target DOS")
 src = st.radio("Where does the target DOS come from?", ["A site of a material", "A DOS file (CSV)"],
                horizontal=True, key="target_src",
@@ -85,15 +88,19 @@ if src == "A site of a material":
     # on a line of its own: beside the search its label was cut at 800 px
     st.button("Example: Ni in Au₃Ni (paper)", key="preset", on_click=use_preset,
               help="The paper's showcase: the Ni site of L1₂ Au₃Ni as the target.")
-    upload = st.file_uploader("…or upload a structure (CIF or POSCAR: its sites get predicted DOS curves) or a VASP "
-                              "run (vasprun.xml with LORBIT ≥ 10: its atoms' own DOS)",
-                              type=["cif", "vasp", "poscar", "txt", "xml"], key="ref_upload")
+    upload = state.kept_upload("ref_upload", lambda: st.file_uploader(
+        "…or upload a structure (CIF or POSCAR: its sites get predicted DOS curves) or a VASP "
+        "run (vasprun.xml with LORBIT ≥ 10: its atoms' own DOS)", type=["cif", "vasp", "poscar", "txt", "xml"],
+        key="ref_upload"))
     if upload is not None:
+        up_name, up_bytes, earlier = upload
+        if earlier:
+            earlier_note(up_name, "ref_upload")
         try:
-            mat = catalogue.from_upload(upload.name, upload.getvalue(), predictor)
+            mat = catalogue.from_upload(up_name, up_bytes, predictor)
         except (ValueError, StructureError) as exc:
             # the page stops here: below, the searched material (Au3Ni) would stand in for the refused file
-            st.error(f"Could not use {studio.plain(upload.name)}: {exc}")
+            st.error(f"Could not use {studio.plain(up_name)}: {exc}")
             st.info("Upload another file, or remove this one (×) to pick a material from the database.")
             st.stop()
         else:
@@ -103,7 +110,7 @@ if src == "A site of a material":
                      "fewer states than the Löwdin-projected labels here: rank known sites by shape (cosine), or "
                      "scale the height under “Adjust the target”" if mat.source == "vasp" else
                      "predicted by the site-DOS predictor, not DFT")
-            st.success(f"Using {studio.plain(upload.name)}: {mat.formula}, {len(mat.structure)} atoms. Its DOS curves "
+            st.success(f"Using {studio.plain(up_name)}: {mat.formula}, {len(mat.structure)} atoms. Its DOS curves "
                        f"are {whose}. Remove the file to search the database again.")
             if mat.energy is not None and (note := studio.grid_note(mat.energy)):
                 st.warning(note)
@@ -183,22 +190,25 @@ if src == "A site of a material":
     base = mat.site_dos[site]
     base_name = mat.curve_name(site)
 else:
-    up = st.file_uploader("CSV with two columns: E − E_F (eV), DOS (states/eV); or three headed E, up, down (summed)",
-                          type=["csv", "txt", "dat"],
-                          key="dos_csv")
+    up = state.kept_upload("dos_csv", lambda: st.file_uploader(
+        "CSV with two columns: E − E_F (eV), DOS (states/eV); or three headed E, up, down (summed)",
+        type=["csv", "txt", "dat"], key="dos_csv"))
     if up is None:
         st.info("Upload a DOS file to go on. Any energy grid works: it is regridded onto −10…10 eV, 400 points. "
                 "A VASP vasprun.xml goes in “A site of a material” (its upload), where you pick the atom.")
         st.stop()
+    up_name, up_bytes, earlier = up
+    if earlier:
+        earlier_note(up_name, "dos_csv")
     try:
         said: list[str] = []
-        energy, values = studio.read_dos_table(up.getvalue(), said)
+        energy, values = studio.read_dos_table(up_bytes, said)
         base = studio.table_to_grid(energy, values)
     except ValueError as exc:
-        st.error(f"Could not use {studio.plain(up.name)}: {exc}")
+        st.error(f"Could not use {studio.plain(up_name)}: {exc}")
         st.stop()
-    base_name = studio.file_curve_name(up.name)
-    st.success(f"Read {studio.plain(up.name)}; regridded onto −10…10 eV, 400 points.")
+    base_name = studio.file_curve_name(up_name)
+    st.success(f"Read {studio.plain(up_name)}; regridded onto −10…10 eV, 400 points.")
     for note in said:
         st.info(note)
     if note := studio.grid_note(energy):
@@ -344,8 +354,10 @@ if mode == "seeded":
                   fix_element=bool(fix_el), substitutions=bool(subs), distant_swaps=bool(far),
                   seed_exclude=sorted(exclude), db_url=studio.DB_URL,
                   grow_from=[seed_arguments(parent)] if parent else [])
-    st.caption("The known structures to grow from never include the reference material itself. A candidate can "
-               "still come back as a structure "
+    st.caption(("The known structures to grow from never include the reference material itself. " if exclude else
+                "A DOS file names no material: the known structures to grow from can include the very one its curve "
+                "came from (the table above, at MAE 0). ") +
+               "A candidate can still come back as a structure "
                "already known (one it grew from, a Materials Project entry or a candidate checked before): it is marked "
                "known, its stored DFT label is shown, and the DFT check goes to the next candidates instead.")
 elif mode in ("masked", "fixed_type", "unconditional"):

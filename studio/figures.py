@@ -126,7 +126,9 @@ def dos_figure(curves: list[dict], title: str = "", height: int = 300, wrap: int
     names = [c["name"] for c in curves] + [band_name(c) for c in curves if band_edges(c) is not None]
     extra_lines = sum(legend_name(n, wrap).count("<br>") for n in names)      # once wrapped
     fig.update_layout(title=title or None, height=height + 24 * max(0, len(names) - 2) + 14 * extra_lines, margin=dict(l=40, r=10, t=35 if title else 10, b=40),
-                      xaxis_title=ENERGY_AXIS, yaxis=dict(title=DOS_AXIS, rangemode="tozero"), showlegend=True,
+                      # the grid's range, whatever the notes: a note over a narrow shaded band widened it
+                      xaxis=dict(title=ENERGY_AXIS, range=[float(dosmod.EMIN), float(dosmod.EMAX)]),
+                      yaxis=dict(title=DOS_AXIS, rangemode="tozero"), showlegend=True,
                       legend=dict(orientation="h", yanchor="top", y=-0.3), template="plotly_white")
     return fig
 

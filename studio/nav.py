@@ -13,6 +13,7 @@ import threading
 
 import streamlit as st
 
+from studio import state
 from studio.shared import ROOT
 
 TITLE = "DOSMatGen Studio"
@@ -48,6 +49,7 @@ def run_app() -> None:
     """What app.py does: the page config, the navigation, and the page the URL names."""
     st.set_page_config(page_title=TITLE, layout="wide")
     page = st.navigation(pages())
+    state.keep_widget_values()      # every page's run: the Generate form survives a visit elsewhere
     _run.inside = True
     try:
         page.run()

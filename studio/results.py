@@ -534,11 +534,22 @@ def _card_dos(run: dict, c: dict, curves: list) -> None:
                   wrap=CARD_LEGEND_WRAP)
 
 
-def _card_match(c: dict, struct) -> None:
+def dft_rows(check: dict | None):
+    """A finished check's DFT site rows (for the card's DOS CSV), else None."""
+    return check["result"]["site_dos"] if check and check.get("status") == "done" else None
+
+
+def window_words(run: dict) -> str:
+    """' on −10…0.48 eV, the target file's window' for a run whose target is known on part of the
+    grid, '' otherwise: said wherever its MAE and cosine are shown."""
+    return f" on {studio.window_text(w)}, the target file's window" if (w := run_window(run)) else ""
+
+
+def _card_match(run: dict, c: dict, struct) -> None:
     """The predicted match per conditioned site, the card's whole width under its plot and view (in
     the plot's column it was cut at 800 px); struct: the card's structure, read once for the card."""
     if m := c.get("dos_match") or {}:
-        st.caption("Predicted DOS against the target, per conditioned site")
+        st.caption(f"Predicted DOS against the target{window_words(run)}, per conditioned site")
         st.dataframe(match_rows(m, [x.specie.symbol for x in struct]), hide_index=True, width="stretch")
 
 
@@ -635,6 +646,9 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                        "cell turned out to be a known compound.")
     if made := count_text(run["candidates"], run.get("summary")):
         st.caption(f"{s['n']} candidates: {made}.")
+    if words := window_words(run):
+        st.caption(f"Every MAE and cosine of this run, predicted and DFT, is taken{words}: outside it the file "
+                   "said nothing. Runs with a whole-grid target are not comparable number for number.")
     curves_of = {c["rank"]: candidate_curves(run, c, dft.get(c["rank"]), stored.get(c["rank"]))
                  for c in run["candidates"]}
     # the zip (with an SVG plot per candidate) is built only when the button is clicked
@@ -711,7 +725,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                     _card_dos(run, c, curves_of[c["rank"]])
                 with right:
                     _card_view(run, c, struct, live=k < live_views, dft=d)
-                _card_match(c, struct)
+                _card_match(run, c, struct)
             else:
                 _card_view(run, c, struct, live=k < live_views, dft=d)
             stem = f"{run['id']}_{c['rank']}_{c['formula']}"
@@ -723,7 +737,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                         ("CIF (P1)", c["cif"], f"{stem}_P1.cif"),
                         ("POSCAR", partial(runsmod.to_poscar, struct), f"{stem}.vasp"),
                         ("extxyz", partial(runsmod.to_extxyz, struct), f"{stem}.extxyz"),
-                        ("DOS CSV", partial(runsmod.dos_csv, c, run["settings"]["targets"], run_window(run)), f"{stem}_dos.csv")):
+                        ("DOS CSV", partial(runsmod.dos_csv, c, run["settings"]["targets"], run_window(run),
+                                            dft_rows(d)), f"{stem}_dos.csv")):
                     st.download_button(label, data, name, key=f"{label}{stem}", on_click="ignore")
             if d and d.get("status") == "done" and (d.get("result") or {}).get("relaxed"):
                 # the DFT curve is this cell's, not the drawn one's above

@@ -95,10 +95,42 @@ def dft_statuses(run: dict) -> dict[int, dict]:
     return verifier(str(studio.RUNS_PATH)).statuses(run)
 
 
-def keep_widget_values(names: tuple[str, ...] = (), prefixes: tuple[str, ...] = ()) -> None:
+# the Generate form's widgets: the target's source, the material search, the site, the mode and
+# the settings survive a detour to the CSV target and a visit to another page
+GENERATE_WIDGETS = ("target_src", "ref_query", "ref_select", "mode", "n_cand", "n_atoms", "cond_new", "fixed_el",
+                    "n_seeds", "seed_strength", "seed_fix", "seed_subs", "seed_far", "strength", "steps", "particles",
+                    "w", "seed", "device", "stability", "dft_top", "dft_relaxed", "dft_per_source", "dft_rounds",
+                    "known_by", "known_shift", "scale", "shift", "smear")
+GENERATE_PREFIXES = ("site_",)
+
+
+def keep_widget_values(names: tuple[str, ...] = GENERATE_WIDGETS, prefixes: tuple[str, ...] = GENERATE_PREFIXES) -> None:
     """Keep these widgets' values while they are not drawn (Streamlit drops the state of a widget
-    that a run does not draw: switching the target to a CSV and back lost the material and site).
-    Writing a value back to its key at the top of a run is Streamlit's documented way to keep it."""
+    that a run does not draw: switching the target to a CSV and back lost the material and site,
+    a visit to the Runs page the CSV target itself). Writing a value back to its key at the top of
+    every run, whatever the page, is Streamlit's documented way to keep it."""
     for k in list(st.session_state.keys()):
         if k in names or k.startswith(prefixes):
             st.session_state[k] = st.session_state[k]
+
+
+def kept_upload(key: str, draw) -> tuple[str, bytes, bool] | None:
+    """The file of the uploader that draw() draws under key, kept past a visit to another page (a
+    file uploader cannot be given its file back: it comes back empty): (name, bytes, from_earlier).
+    An uploader that held the file in the run before and is empty now was emptied by its user (×):
+    its file is forgotten. None when there is no file."""
+    drawn_before = key in st.session_state       # an undrawn widget's state is dropped
+    upload = draw()
+    if upload is not None:
+        st.session_state[f"{key}_kept"] = (upload.name, upload.getvalue())
+        st.session_state[f"{key}_had"] = True
+        return upload.name, upload.getvalue(), False
+    if drawn_before and st.session_state.get(f"{key}_had"):
+        forget_upload(key)           # it held the file in the run before: its × was clicked
+    st.session_state[f"{key}_had"] = False
+    kept = st.session_state.get(f"{key}_kept")
+    return (*kept, True) if kept else None
+
+
+def forget_upload(key: str) -> None:
+    st.session_state.pop(f"{key}_kept", None)

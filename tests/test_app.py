@@ -422,6 +422,54 @@ def test_settings_survive_a_detour_to_a_dos_file_and_back():
     assert next(r for r in at.radio if r.key == "mode").value == "masked"
 
 
+def test_the_target_source_and_settings_survive_a_visit_to_another_page(tmp_path, monkeypatch):
+    """The walk: after the Runs page, Generate came back on "A site of a material" with the example's
+    target, the DOS file's run gone. The form's widgets are kept by every page's run (nav.run_app)."""
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    next(n for n in at.number_input if n.key == "n_cand").set_value(5).run()
+    next(r for r in at.radio if r.key == "target_src").set_value("A DOS file (CSV)").run()
+    at.switch_page("pages/1_Runs.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.switch_page("pages/generate.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert next(r for r in at.radio if r.key == "target_src").value == "A DOS file (CSV)"
+    assert at.session_state["n_cand"] == 5
+
+
+def test_an_upload_is_kept_past_another_page_and_forgotten_when_emptied(monkeypatch):
+    """A file uploader comes back empty after a visit to another page: its last file is used (and
+    said to be), until another is uploaded, its × is clicked, or it is forgotten."""
+    import types
+    from studio import state as state_mod
+
+    class Up:
+        def __init__(self, name, data):
+            self.name, self._data = name, data
+
+        def getvalue(self):
+            return self._data
+    fake = types.SimpleNamespace(session_state={})
+    monkeypatch.setattr(state_mod, "st", fake)
+
+    def run(value, drawn=True):     # one script run: the widget leaves its key when drawn
+        out = state_mod.kept_upload("dos_csv", lambda: value)
+        if drawn:
+            fake.session_state["dos_csv"] = value
+        return out
+    assert run(None) is None
+    assert run(Up("a.csv", b"1")) == ("a.csv", b"1", False)
+    fake.session_state.pop("dos_csv")                                   # another page: the widget's state dropped
+    assert run(None) == ("a.csv", b"1", True)                           # back: the file, said to be earlier
+    assert run(None) == ("a.csv", b"1", True)                           # ... and on the next rerun too
+    assert run(Up("b.csv", b"2")) == ("b.csv", b"2", False)             # another upload replaces it
+    assert run(None) is None                                            # its × clicked: forgotten
+    run(Up("c.csv", b"3"))
+    fake.session_state.pop("dos_csv")
+    state_mod.forget_upload("dos_csv")
+    assert run(None) is None
+
+
 def test_per_source_dft_checks_are_offered_for_seeded_runs_with_swaps_and_counted_in_the_estimate():
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception, [e.value for e in at.exception]

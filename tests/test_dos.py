@@ -160,6 +160,7 @@ def test_a_completed_target_is_the_target_inside_and_meets_the_fill_at_each_edge
     assert np.allclose(c[far & (dos.GRID > 0)], fill[far & (dos.GRID > 0)], atol=1e-6)     # the offset fades
     assert np.array_equal(dos.complete(g, None, fill), g)
     assert dos.shift_window((-8.0, 0.0), 0.5) == (-7.5, 0.5) and dos.shift_window((-9.0, 9.0), 2.0) == (-7.0, 10.0)
+    assert dos.window_text((-10.0, 0.4762)) == "−10…0.48 eV" and dos.window_text(None) == ""
 
 
 def test_smearing_a_windowed_target_does_not_pull_its_edges_to_zero():
@@ -189,6 +190,7 @@ def test_a_table_that_names_its_spins_is_summed_and_says_so():
         energy, g = read_dos_table(text.replace(".", ",") if sep == ";" else text, notes)
         assert np.allclose(g, up + down, atol=1e-5), head
         assert notes and "summed" in notes[0] and head.replace(";", " ").replace(",", " ").split()[1] in notes[0]
+        assert ("written negative" in notes[0]) == (sign < 0)
     # without spin names, three columns are not guessed at
     with pytest.raises(ValueError, match="3 numeric columns"):
         read_dos_table("E,a,b\n" + "\n".join(f"{x},{y},{z}" for x, y, z in zip(e, up, down)))

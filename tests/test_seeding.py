@@ -522,5 +522,10 @@ def test_a_target_known_on_a_window_is_matched_there_and_completed_for_the_model
         assert c["dos_match"][int(site)]["mae"] != pytest.approx(dos.mae(cut, p))
     rows = [line.split(",") for line in dos_csv(run["candidates"][0], run["settings"]["targets"], w).splitlines()[1:]]
     assert rows[sl.start][1] != "nan" and rows[sl.stop][1] == "nan" and rows[0][1] == "nan"
+    # a finished check's DFT rows join the card's CSV, whole
+    n = run["candidates"][0]["n_atoms"]
+    text = dos_csv(run["candidates"][0], run["settings"]["targets"], w, np.full((n, dos.NPTS), 0.25))
+    (site, _), = run["candidates"][0]["site_to_target"].items()
+    assert text.splitlines()[0].endswith(f"dft_site{site}") and text.splitlines()[1].endswith(",0.25")
     with pytest.raises(Exception, match="at least 2 eV"):
         Request(mode="seeded", targets=[cut.tolist()], window=[0.0, 0.5]).check()

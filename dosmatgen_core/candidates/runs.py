@@ -252,10 +252,11 @@ def to_extxyz(s: Structure) -> str:
     return buf.getvalue()
 
 
-def dos_csv(candidate: dict, targets: list, window=None) -> str:
-    """E − E_F, then per conditioned site: its target and predicted DOS (states/eV), and the
-    predictor ensemble's standard deviation where the run stored it. A target known on a window
-    only (the run's window) is empty (nan) outside it: the file it came from said nothing there."""
+def dos_csv(candidate: dict, targets: list, window=None, dft=None) -> str:
+    """E − E_F, then per conditioned site: its target and predicted DOS (states/eV), the predictor
+    ensemble's standard deviation where the run stored it, and its DFT DOS when a check has
+    finished (dft: the check's site rows). A target known on a window only (the run's window) is
+    empty (nan) outside it: the file it came from said nothing there."""
     cols, head = [dosmod.GRID], ["energy_minus_ef_eV"]
     known = np.zeros(dosmod.NPTS, bool)
     known[dosmod.window_slice(window)] = True
@@ -269,6 +270,9 @@ def dos_csv(candidate: dict, targets: list, window=None) -> str:
         if spread is not None:
             cols.append(np.asarray(spread)[int(site)])
             head.append(f"predicted_sd_site{site}")
+        if dft is not None:
+            cols.append(np.asarray(dft, float)[int(site)])
+            head.append(f"dft_site{site}")
     buf = io.StringIO()
     buf.write(",".join(head) + "\n")
     np.savetxt(buf, np.column_stack(cols), delimiter=",", fmt="%.6g")

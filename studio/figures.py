@@ -101,12 +101,13 @@ def dos_figure(curves: list[dict], title: str = "", height: int = 300, wrap: int
     fig = go.Figure()
     spans = unknown_spans(curves)
     for a, b in spans:
-        # the note over the widest span, centred: at a span's corner it ran into the E_F label
-        widest = b - a == max(y - x for x, y in spans)
         fig.add_vrect(x0=a, x1=b, fillcolor="gray", opacity=0.12, line_width=0)
-        if widest:
-            fig.add_annotation(x=(a + b) / 2, y=0.92, yref="paper", text=SHORT_UNKNOWN_NOTE if wrap else UNKNOWN_NOTE,
-                               showarrow=False, font=dict(size=10, color="gray"))
+    if spans:
+        # one note, centred over the widest span (at a span's corner it ran into the E_F label); the
+        # long one only where it fits
+        a, b = max(spans, key=lambda ab: ab[1] - ab[0])
+        fig.add_annotation(x=(a + b) / 2, y=0.92, yref="paper", showarrow=False, font=dict(size=10, color="gray"),
+                           text=UNKNOWN_NOTE if not wrap and b - a >= 6.0 else SHORT_UNKNOWN_NOTE)
     for k, c in enumerate(curves):
         style = c.get("style", "predicted")
         if (edges := band_edges(c)) is not None:

@@ -100,6 +100,7 @@ if src == "A site of a material":
             mat = catalogue.from_upload(up_name, up_bytes, predictor)
         except (ValueError, StructureError) as exc:
             # the page stops here: below, the searched material (Au3Ni) would stand in for the refused file
+            state.forget_upload("ref_upload")          # a refused file is not brought back after another page
             st.error(f"Could not use {studio.plain(up_name)}: {exc}")
             st.info("Upload another file, or remove this one (×) to pick a material from the database.")
             st.stop()
@@ -205,6 +206,7 @@ else:
         energy, values = studio.read_dos_table(up_bytes, said)
         base = studio.table_to_grid(energy, values)
     except ValueError as exc:
+        state.forget_upload("dos_csv")
         st.error(f"Could not use {studio.plain(up_name)}: {exc}")
         st.stop()
     base_name = studio.file_curve_name(up_name)

@@ -259,6 +259,13 @@ def test_generate_asks_for_what_a_dos_file_cannot_name(tmp_path, capsys, guarded
     kw, _ = cli_generate._targets_and_template(p.parse_args(["generate", "--target-csv", str(occupied)]), DB_URL)
     assert kw["window"] == pytest.approx((-10.0, dos.GRID[below][-1]), abs=1e-3)
     assert "curves are compared from -10 to " in capsys.readouterr().err
+    from dosmatgen_core.checks import UserError as UserErr
+    kw, _ = cli_generate._targets_and_template(p.parse_args(["generate", "--target-csv", str(occupied), "--window",
+                                                             "-6", "0"]), DB_URL)
+    assert kw["window"] == (-6.0, 0.0)
+    with pytest.raises(UserErr, match=r"--window -6 4 reaches beyond the file's data \(-10 to 0.4762 eV\)"):
+        cli_generate._targets_and_template(p.parse_args(["generate", "--target-csv", str(occupied), "--window",
+                                                         "-6", "4"]), DB_URL)
     kw, _ = cli_generate._targets_and_template(p.parse_args(["generate", "--mode", "fixed_type", "--ref",
                                                              "L12-Au3Ni-chgnet", "--site", "0"]), DB_URL)
     assert kw["fixed"] == {0: "Ni"} and "the target atom's element" in capsys.readouterr().err

@@ -165,9 +165,23 @@ def test_shipped_database_index_and_cli(tmp_path, capsys):
     # it has states beyond ±5 eV (as zeros there it scored an MAE of its states outside)
     lo, hi = out["target"]["window_ev"]
     assert (lo, hi) == pytest.approx((dos.GRID[keep][0], dos.GRID[keep][-1]), abs=1e-3)
-    assert out["hits"][0]["mae"] == pytest.approx(0.0, abs=1e-4) and "the file's window" in out["units"]["mae"]
+    assert out["hits"][0]["mae"] == pytest.approx(0.0, abs=1e-4) and "the target's window" in out["units"]["mae"]
     assert (index.material_ids[5], index.sites[5]) == (out["hits"][0]["material_id"], out["hits"][0]["site"]) or \
         np.abs(index.curves[index.row_of[out["hits"][0]["material_id"], out["hits"][0]["site"]]] - index.curves[5])[keep].max() < 1e-4
+
+
+def test_a_window_given_on_the_command_line_narrows_the_comparison(capsys):
+    """--window LO HI: a DFT label compared on its occupied states alone; a window beyond a file's
+    data, or too narrow, is refused naming what was typed."""
+    assert cli_main(["search", "--ref", "L12-Au3Ni-chgnet", "--site", "0", "--top", "3", "--window", "-8", "0"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    ref = site_index(DB_URL)
+    g = ref.curves[ref.row_of["L12-Au3Ni-chgnet", 0]]
+    assert out["target"]["window_ev"] == [-8.0, 0.0] and "-8..0 eV" in out["units"]["mae"]
+    for h in out["hits"]:
+        assert h["mae"] == pytest.approx(dos.mae(g, ref.curves[ref.row_of[h["material_id"], h["site"]]], (-8, 0)), abs=1e-5)
+    assert cli_main(["search", "--ref", "L12-Au3Ni-chgnet", "--site", "0", "--window", "0", "1"]) == 2
+    assert "at least 2 eV" in capsys.readouterr().err
 
 
 def test_materials_lists_the_ids_that_ref_takes(capsys):

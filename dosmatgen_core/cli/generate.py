@@ -223,6 +223,17 @@ def csv_target(path) -> tuple:
     return curve, file_curve_name(name), file_window(energy)
 
 
+def given_window(window, covered=None) -> tuple[float, float]:
+    """--window LO HI, checked: on the grid, at least 2 eV wide, and inside what the target's file
+    covers (covered: its window; None for a curve known on the whole grid)."""
+    from dosmatgen_core import checks
+    w = checks.check_window(window)
+    if covered is not None and (w[0] < covered[0] - 1e-6 or w[1] > covered[1] + 1e-6):
+        raise checks.UserError(f"--window {w[0]:g} {w[1]:g} reaches beyond the file's data ({covered[0]:g} to "
+                               f"{covered[1]:g} eV)", "give a window inside it, or none to use all of it", "window")
+    return w
+
+
 def closest_element(target, db_url: str, window=None) -> str:
     """The element of the labelled site whose DFT DOS is closest to the target (MAE, on its
     window): an uploaded curve's most likely element, as the app proposes it for fixed-type mode."""
@@ -261,6 +272,8 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
         else:
             predict_from = (ref, site)
             kw["target_source"] = site_curve_name("predicted", formula(ref.composition.reduced_formula), site, element)
+    if getattr(args, "window", None) is not None:
+        kw["window"] = given_window(args.window, kw.get("window"))
     if args.mode == "template":
         # the reference's own structure by default; a DOS file names none (it fell back on the example's)
         tpl_source = args.template or (None if args.target_csv or args.target_vasprun else ref_id)
@@ -479,6 +492,9 @@ def add_parsers(sub) -> None:
     ge.add_argument("--target-csv", default=None, help="target DOS from a CSV (energy - E_F, DOS) instead")
     ge.add_argument("--target-vasprun", default=None,
                     help="target DOS from a VASP vasprun.xml (LORBIT >= 10): atom --site's projected DOS")
+    ge.add_argument("--window", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                    help="compare the target only on E - E_F from LO to HI eV (default: all the grid, or what "
+                         "--target-csv / --target-vasprun covers)")
     ge.add_argument("--n-atoms", type=int, default=SHIPPED.n_atoms,
                     help="masked, fixed_type and unconditional: atoms in each new cell")
     ge.add_argument("--cond", type=int, nargs="*", help="conditioned atoms of the new structure (default 0)")

@@ -15,7 +15,7 @@ HIT_UNITS = {"mae": "states/eV (mean absolute difference over -10..10 eV, E - E_
 def _search(args) -> int:
     from ase.data import chemical_symbols
     from dosmatgen_core import checks
-    from dosmatgen_core.cli.generate import csv_target, need_site, vasprun_target
+    from dosmatgen_core.cli.generate import csv_target, given_window, need_site, vasprun_target
     from dosmatgen_core.labels.reference_db import open_db
     from dosmatgen_core.paths import DB_URL
     from dosmatgen_core.scoring.search import site_index
@@ -31,23 +31,26 @@ def _search(args) -> int:
             raise checks.UserError(f"--element {args.element!r} is not an element symbol", "give one such as Ni or In")
     if args.target_vasprun:
         target, what, _, window = vasprun_target(args.target_vasprun, args.site)
-        source = {"target_vasprun": args.target_vasprun, "site": args.site, "source": what, "window_ev": window}
+        source = {"target_vasprun": args.target_vasprun, "site": args.site, "source": what}
     elif args.target_csv:
         target, what, window = csv_target(args.target_csv)
-        source = {"target_csv": args.target_csv, "source": what, "window_ev": window}
+        source = {"target_csv": args.target_csv, "source": what}
     else:
         ref = open_db(db_url).get(args.ref)
         need_site(args.site, "--ref", len(ref.symbols), args.ref, ref.symbols)
         site = checks.check_site(args.site, len(ref.symbols), args.ref)
         target = ref.site_dos[site]
         source = {"ref": args.ref, "site": site, "element": ref.symbols[site]}
+    if args.window is not None:
+        window = given_window(args.window, window)
+    source["window_ev"] = list(window) if window else None      # where the hits were compared
     exclude = set(args.exclude or [])
     if args.exclude_self and args.ref:
         exclude.add(args.ref)
     hits = site_index(db_url).search(target, top=args.top, by=args.by, align_shift=args.align_shift,
                                      exclude=exclude, element=element,
                                      per_structure=not args.all_sites, window=window)
-    units = {**HIT_UNITS, "mae": HIT_UNITS["mae"].replace("-10..10 eV", f"{window[0]:g}..{window[1]:g} eV, the file's window")} \
+    units = {**HIT_UNITS, "mae": HIT_UNITS["mae"].replace("-10..10 eV", f"{window[0]:g}..{window[1]:g} eV, the target's window")} \
         if window else HIT_UNITS
     print(json.dumps({"target": source, "by": args.by, "align_shift": args.align_shift, "units": units,
                       "excluded": sorted(exclude), "hits": [h.to_dict() for h in hits]}, indent=1))
@@ -87,6 +90,8 @@ def add_parsers(sub) -> None:
     se.add_argument("--target-csv", default=None, help="target DOS from a CSV (energy - E_F, DOS) instead")
     se.add_argument("--target-vasprun", default=None,
                     help="target DOS from a VASP vasprun.xml (LORBIT >= 10): atom --site's projected DOS")
+    se.add_argument("--window", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                    help="compare only on E - E_F from LO to HI eV (default: all the grid, or what the file covers)")
     se.add_argument("--top", type=int, default=10)
     se.add_argument("--by", choices=["mae", "cosine"], default="mae", help="rank by MAE (states/eV) or by shape")
     se.add_argument("--align-shift", action="store_true", help="allow a rigid shift of up to ±1 eV per site")

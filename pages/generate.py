@@ -219,12 +219,25 @@ else:
     if note := studio.negative_note(values):
         st.info(note)
 
-with st.expander("Adjust the target (shift, scale, smear)", expanded=False):
+with st.expander("Adjust the target (shift, scale, smear, energies compared)", expanded=False):
     k1, k2, k3 = st.columns(3)
     shift = k1.slider("Shift along energy (eV)", -3.0, 3.0, 0.0, 0.05, key="shift",
                       help="Move the whole curve; positive moves states up in energy.")
     scale = k2.slider("Scale the height", 0.2, 3.0, 1.0, 0.05, key="scale", help="Multiply the DOS by this.")
     smear = k3.slider("Extra smearing (eV)", 0.0, 1.0, 0.0, 0.05, key="smear", help="Blur sharp peaks by this width.")
+    # what the CLI's --window does: within what the file covers (its window), the whole grid otherwise
+    cover = tuple(window) if window else (studio.EMIN, studio.EMAX)
+    picked = st.slider("Compare on E − E_F (eV)", float(cover[0]), float(cover[1]), (float(cover[0]), float(cover[1])),
+                       0.05, key=f"window_{cover[0]:g}_{cover[1]:g}",
+                       help="Match the target only on these energies (the occupied states: up to 0 eV). Search, "
+                            "scoring and the DFT checks compare there; outside, the generator is given the closest "
+                            "known site's curve.")
+    if picked != cover:
+        if picked[1] - picked[0] < studio.MIN_SPAN_EV:
+            st.warning(f"Compare on at least {studio.MIN_SPAN_EV:g} eV: the whole of "
+                       f"{studio.window_text(cover) or '−10…10 eV'} is compared instead.")
+        else:
+            window = (round(picked[0], 4), round(picked[1], 4))
 shaped = (shift, scale, smear) != (0.0, 1.0, 0.0)
 target = studio.shape_target(base, shift, scale, smear, window)
 base_window, window = window, studio.shift_window(window, shift)      # the known part moves with the curve
@@ -275,7 +288,7 @@ def use_as_template(material_id: str, hit_site: int) -> None:
 # four columns, the button under the name: at 800 px six columns wrapped the numbers and cut the button
 KNOWN_COLUMNS = [3, 1.2, 1.4, 2.2]
 if window:
-    st.caption(f"MAE and cosine on {studio.window_text(window)}, where the target's file has data.")
+    st.caption(f"MAE and cosine on {studio.window_text(window)}, the energies compared (outside them the target's file has no data, or you left them out).")
 head = st.columns(KNOWN_COLUMNS)
 for col, text in zip(head, ["material · site", "MAE (states/eV)", "cosine" + (" (shift)" if align else ""), "structure"]):
     col.caption(text)

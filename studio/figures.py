@@ -81,7 +81,7 @@ def unknown_spans(curves: list[dict]) -> list[tuple[float, float]]:
     return [(a, b) for a, b in ((float(dosmod.EMIN), lo), (hi, float(dosmod.EMAX))) if b - a > 1e-9]
 
 
-UNKNOWN_NOTE = "not in the target's file: not compared"
+UNKNOWN_NOTE = "outside the target's window: not compared"
 SHORT_UNKNOWN_NOTE = "not compared"
 
 

@@ -540,9 +540,9 @@ def dft_rows(check: dict | None):
 
 
 def window_words(run: dict) -> str:
-    """' on −10…0.48 eV, the target file's window' for a run whose target is known on part of the
-    grid, '' otherwise: said wherever its MAE and cosine are shown."""
-    return f" on {studio.window_text(w)}, the target file's window" if (w := run_window(run)) else ""
+    """' on −10…0.48 eV' for a run whose target is compared on part of the grid (Request.window),
+    '' otherwise: said wherever its MAE and cosine are shown."""
+    return f" on {studio.window_text(w)}" if (w := run_window(run)) else ""
 
 
 def _card_match(run: dict, c: dict, struct) -> None:
@@ -647,8 +647,9 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
     if made := count_text(run["candidates"], run.get("summary")):
         st.caption(f"{s['n']} candidates: {made}.")
     if words := window_words(run):
-        st.caption(f"Every MAE and cosine of this run, predicted and DFT, is taken{words}: outside it the file "
-                   "said nothing. Runs with a whole-grid target are not comparable number for number.")
+        st.caption(f"Every MAE and cosine of this run, predicted and DFT, is taken{words}, the energies its target "
+                   "is compared on (outside them its file has no data, or they were left out). Runs compared on the "
+                   "whole grid are not comparable number for number.")
     curves_of = {c["rank"]: candidate_curves(run, c, dft.get(c["rank"]), stored.get(c["rank"]))
                  for c in run["candidates"]}
     # the zip (with an SVG plot per candidate) is built only when the button is clicked

@@ -437,6 +437,20 @@ def test_the_target_source_and_settings_survive_a_visit_to_another_page(tmp_path
     assert at.session_state["n_cand"] == 5
 
 
+def test_the_energies_compared_can_be_narrowed_as_the_cli_window_does():
+    """"Compare on E − E_F": the example's Ni site compared on its occupied states alone; the known
+    sites say so; a range under 2 eV is refused with the whole grid kept."""
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    picker = next(s for s in at.slider if s.key.startswith("window_"))
+    assert picker.value == (-10.0, 10.0)
+    picker.set_value((-8.0, 0.0)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(c.value.startswith("MAE and cosine on −8…0 eV") for c in at.caption)
+    next(s for s in at.slider if s.key.startswith("window_")).set_value((-1.0, 0.0)).run()
+    assert any("Compare on at least 2 eV" in w.value for w in at.warning)
+    assert not any(c.value.startswith("MAE and cosine on") for c in at.caption)
+
+
 def test_an_upload_is_kept_past_another_page_and_forgotten_when_emptied(monkeypatch):
     """A file uploader comes back empty after a visit to another page: its last file is used (and
     said to be), until another is uploaded, its × is clicked, or it is forgotten."""

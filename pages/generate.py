@@ -241,6 +241,10 @@ with st.expander("Adjust the target (shift, scale, smear, energies compared)", e
 shaped = (shift, scale, smear) != (0.0, 1.0, 0.0)
 target = studio.shape_target(base, shift, scale, smear, window)
 base_window, window = window, studio.shift_window(window, shift)      # the known part moves with the curve
+if window is not None and window[1] - window[0] < studio.MIN_SPAN_EV:
+    st.error(f"Shifted by {shift:+.2f} eV, the energies compared ({studio.window_text(base_window)}) leave less than "
+             f"{studio.MIN_SPAN_EV:g} eV on the grid: shift less, or compare on more energies.")
+    st.stop()
 target_desc = base_name + (f", shifted {shift:+.2f} eV, ×{scale:.2f}, smeared {smear:.2f} eV" if shaped else "")
 curves = [{"y": target, "name": f"target: {target_desc}", "style": "target", "window": window}]
 if shaped:

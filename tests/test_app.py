@@ -449,6 +449,11 @@ def test_the_energies_compared_can_be_narrowed_as_the_cli_window_does():
     next(s for s in at.slider if s.key.startswith("window_")).set_value((-1.0, 0.0)).run()
     assert any("Compare on at least 2 eV" in w.value for w in at.warning)
     assert not any(c.value.startswith("MAE and cosine on") for c in at.caption)
+    # shifted off the grid: one clear error, not a crash
+    next(s for s in at.slider if s.key.startswith("window_")).set_value((-10.0, -8.0)).run()
+    next(s for s in at.slider if s.key == "shift").set_value(-1.0).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("leave less than 2 eV on the grid" in e.value for e in at.error)
 
 
 def test_an_upload_is_kept_past_another_page_and_forgotten_when_emptied(monkeypatch):

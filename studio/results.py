@@ -326,6 +326,9 @@ RUNS_COLUMNS = {
     "when": st.column_config.TextColumn("when (UTC)", width=135),
     "candidates": st.column_config.NumberColumn("cand.", width=60, help="Candidates in the run"),
     "valid": st.column_config.TextColumn("valid", width=60, help="Candidates with a valid geometry"),
+    "compared on": st.column_config.TextColumn(
+        "compared on", width=105, help="The energies (E − E_F) the run's target was compared on: a DOS file that "
+                                       "covers part of the grid, or a part chosen; its MAEs are over those alone"),
 }
 
 RUNS_TABLE_NOTE = ("MAEs in states/eV, cosines 0-1 (1: the target's shape exactly); 'best new' is the run's new "
@@ -352,7 +355,10 @@ def runs_table(runs: list[dict], checks: dict[str, dict]) -> list[dict]:
                           "candidates": r["candidates"], "valid": valid(r),
                           "DOS MAE (predicted)": studio.rounded(r["summary"].get("mean_dos_mae")),
                           "baseline MAE (predicted)": studio.rounded(r["summary"].get("baseline_mean_dos_mae")),
-                          **summary_columns(checks[r["id"]]), "title": r["title"]} for r in runs])
+                          **summary_columns(checks[r["id"]]),
+                          # a run compared on part of the grid is not comparable number for number
+                          "compared on": studio.window_text(r.get("window")) or "−10…10 eV",
+                          "title": r["title"]} for r in runs])
 
 
 def compare_caption(drawn: bool, nothing: list[str]) -> str:

@@ -1059,6 +1059,23 @@ def test_a_cancelled_run_in_the_runs_table_has_a_dash_not_none():
     (r,) = shown(runs_table([row], {"c": {"checks": 0, "best_new_mae": None, "best_new_cosine": None}}))
     assert r["valid"] == "—" and r["DOS MAE (predicted)"] == "—" and r["when"] == "1970-01-01 00:00"
     assert "None" not in str(r.values()) and "UTC" in RUNS_TABLE_NOTE and "states/eV" in RUNS_TABLE_NOTE
+    assert r["compared on"] == "−10…10 eV"
+
+
+def test_the_runs_table_says_which_energies_each_run_compared_on(tmp_path):
+    """A run of a DOS file's occupied states is not comparable number for number with a whole-grid
+    one: the store lists its window and the table says it."""
+    from dosmatgen_core.candidates.runs import RunStore
+    from studio.results import runs_table
+    store = RunStore(tmp_path / "runs.db")
+    for w in (None, [-10.0, 0.4762]):
+        store.save({"title": "t", "settings": {"seed": 1, "mode": "seeded", "targets": [[0.0] * 400], "window": w},
+                    "summary": {}, "candidates": [], "baseline": []})
+    listed = store.list()
+    assert sorted(str(r["window"]) for r in listed) == ["None", "[-10.0, 0.4762]"]
+    none = {"checks": 0, "best_new_mae": None, "best_new_cosine": None}
+    rows = runs_table(listed, {r["id"]: none for r in listed})
+    assert sorted(r["compared on"] for r in rows) == ["−10…0.48 eV", "−10…10 eV"]
 
 
 def test_comparing_runs_puts_their_gpaw_checks_beside_the_predicted_numbers(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 import numpy as np
 
@@ -83,7 +84,6 @@ def truth_bins() -> list[tuple[float, float]]:
 
 
 def run(site_set: str = "c", n_sites: int = 30, max_atoms: int = 5, max_minutes: float = 0.0) -> dict:
-    import time
     t0 = time.time()
     db = open_db(DB_URL)
     sites = truth.set_sites(db, n_sites, max_atoms, site_set)

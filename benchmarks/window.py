@@ -32,8 +32,7 @@ WINDOWS = {"occupied": (-10.0, 0.5), "valence -6..2 eV": (-6.0, 2.0)}
 
 def outside_mae(a, b, window) -> float:
     """MAE on the grid points outside window."""
-    known = np.zeros(dosmod.NPTS, bool)
-    known[dosmod.window_slice(window)] = True
+    known = dosmod.window_mask(window)
     return float(np.abs(np.asarray(a, float)[~known] - np.asarray(b, float)[~known]).mean())
 
 

@@ -124,6 +124,18 @@ def window_slice(window=None, grid: np.ndarray = GRID) -> slice:
     return slice(i0, i1)
 
 
+def window_mask(window=None, grid: np.ndarray = GRID) -> np.ndarray:
+    """The grid points inside window as a boolean mask (all True for the whole grid)."""
+    known = np.zeros(len(grid), bool)
+    known[window_slice(window, grid)] = True
+    return known
+
+
+def only_in_window(y, window=None) -> np.ndarray:
+    """y where the window knows it, nan elsewhere (a plot or a table leaves those points empty)."""
+    return np.where(window_mask(window), np.asarray(y, float), np.nan)
+
+
 def check_window(window) -> tuple[float, float]:
     """(lo, hi) as floats, or ValueError naming what is wrong: two finite energies, lo < hi, on the
     grid, at least MIN_SPAN_EV apart."""
@@ -194,10 +206,7 @@ def mae(a, b, window=None) -> float:
 
 def mae_near_ef(a, b, width: float = 2.0, grid: np.ndarray = GRID, window=None) -> float:
     """MAE within ±width of E_F (and within the window); nan when the two do not meet."""
-    m = np.abs(grid) <= width
-    if window is not None:
-        lo, hi = check_window(window)
-        m &= (grid >= lo - 1e-9) & (grid <= hi + 1e-9)
+    m = (np.abs(grid) <= width) & window_mask(window, grid)
     if not m.any():
         return float("nan")
     return float(np.mean(np.abs(np.asarray(a, float)[m] - np.asarray(b, float)[m])))
@@ -381,8 +390,8 @@ def read_dos_table(data: bytes | str, notes: list | None = None) -> tuple[np.nda
                          "give every row the same columns")
     a = np.array(rows)
     if a.shape[1] == 3:
-        flipped = bool((a[:, 2] < 0).any()) and bool((a[:, 2] <= negative_floor(np.abs(a[:, 2]))).all())
-        a = np.column_stack([a[:, 0], _spins_summed(a[:, 1], a[:, 2], header, where)])
+        summed, flipped = _spins_summed(a[:, 1], a[:, 2], header, where)
+        a = np.column_stack([a[:, 0], summed])
         if notes is not None:
             notes.append(f"The file's {header[1]} and {header[2]} columns are summed: the target is the DOS of "
                          "both spins" + (f" ({header[2]}, written negative as plots draw it, counted by its size)."
@@ -422,15 +431,16 @@ def read_dos_table(data: bytes | str, notes: list | None = None) -> tuple[np.nda
     return e, g
 
 
-def _spins_summed(up: np.ndarray, down: np.ndarray, header: list[str], where: list[int]) -> np.ndarray:
-    """up + down, a down column written negative (as plots draw it) counted by its size; a down
-    column of both signs beyond the smearing's dips is refused: which convention it follows is unknown."""
+def _spins_summed(up: np.ndarray, down: np.ndarray, header: list[str], where: list[int]) -> tuple[np.ndarray, bool]:
+    """(up + down, whether down was written negative): a down column written negative (as plots
+    draw it) counts by its size; one of both signs beyond the smearing's dips is refused: which
+    convention it follows is unknown."""
     if np.isfinite(down).all() and (down <= negative_floor(np.abs(down))).all() and (down < 0).any():
-        down = -down
-    elif (bad := np.flatnonzero(down < -negative_floor(down))).size and (down > negative_floor(down)).any():
+        return up - down, True
+    if (bad := np.flatnonzero(down < -negative_floor(down))).size and (down > negative_floor(down)).any():
         raise ValueError(f"line {where[bad[0]]}: the {header[2]} column has values of both signs ({down[bad[0]]:.3g}) — "
                          "give it all positive (or all negative, as plots draw it)")
-    return up + down
+    return up + down, False
 
 
 def _numbers(parts: list[str]) -> bool:

@@ -63,13 +63,7 @@ def line_of(c: dict) -> dict:
 def shown_y(c: dict) -> np.ndarray:
     """A curve's values as drawn: a curve known on a window only (its `window`, (lo, hi) eV) is
     not drawn outside it, where the file said nothing (not zero)."""
-    y = np.asarray(c["y"], float)
-    if c.get("window") is None:
-        return y
-    out = np.full_like(y, np.nan)
-    sl = dosmod.window_slice(c["window"])
-    out[sl] = y[sl]
-    return out
+    return dosmod.only_in_window(c["y"], c.get("window"))
 
 
 def unknown_spans(curves: list[dict]) -> list[tuple[float, float]]:

@@ -260,11 +260,9 @@ def dos_csv(candidate: dict, targets: list, window=None, dft=None) -> str:
     finished (dft: the check's site rows). A target known on a window only (the run's window) is
     empty (nan) outside it: the file it came from said nothing there."""
     cols, head = [dosmod.GRID], ["energy_minus_ef_eV"]
-    known = np.zeros(dosmod.NPTS, bool)
-    known[dosmod.window_slice(window)] = True
     pred, spread = candidate.get("predicted_dos"), candidate.get("predicted_spread")
     for site, row in sorted(candidate.get("site_to_target", {}).items(), key=lambda kv: int(kv[0])):
-        cols.append(np.where(known, np.asarray(targets[int(row)], float), np.nan))
+        cols.append(dosmod.only_in_window(targets[int(row)], window))
         head.append(f"target_site{site}")
         if pred is not None:
             cols.append(np.asarray(pred)[int(site)])

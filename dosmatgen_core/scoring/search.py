@@ -256,7 +256,7 @@ def _window_cosines(curves: np.ndarray, g: np.ndarray, sl: slice, ks: np.ndarray
     """Per site, the shift among ks (grid points) whose moved curve has the best cosine with g on
     the window sl, and that cosine. Moved by k, a site's values on the window are its curve's on
     the window moved by −k (zero beyond the grid), so each shift is one product over a slice."""
-    n = curves.shape[1]
+    n, g_norm = curves.shape[1], float(np.linalg.norm(g[sl]))
     best_k, best_c = np.zeros(len(curves), np.int64), np.full(len(curves), -np.inf)
     for k in ks:
         a, b = max(sl.start - k, 0), min(sl.stop - k, n)
@@ -264,7 +264,7 @@ def _window_cosines(curves: np.ndarray, g: np.ndarray, sl: slice, ks: np.ndarray
         if b <= a or not gw.any():
             continue
         seg = curves[:, a:b]
-        cos = (seg @ gw) / np.maximum(np.linalg.norm(seg, axis=1) * np.linalg.norm(g[sl]), 1e-12)
+        cos = (seg @ gw) / np.maximum(np.linalg.norm(seg, axis=1) * g_norm, 1e-12)
         better = cos > best_c
         best_k[better], best_c[better] = int(k), cos[better]
     return best_k, best_c

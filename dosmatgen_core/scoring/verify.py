@@ -119,14 +119,13 @@ def dft_maes(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]]
     """rank → DFT MAE (or cosine) over the conditioned sites: a finished check, else the stored DFT
     label of the known structure the candidate matches (stored: rank → site → {'y'}; the app's
     stored_labels)."""
-    targets = run["settings"]["targets"]
+    targets, window = run["settings"]["targets"], run_window(run)
     out = {}
     for c in run["candidates"]:
         m = dft_mae(dft.get(c["rank"]), metric)
         if m is None and (sites := (stored or {}).get(c["rank"])):
             row_of = {int(a): int(b) for a, b in c["site_to_target"].items()}
-            vals = [getattr(dosmod, metric)(targets[row_of[k]], v["y"], run_window(run)) for k, v in sites.items()
-                    if k in row_of]
+            vals = [getattr(dosmod, metric)(targets[row_of[k]], v["y"], window) for k, v in sites.items() if k in row_of]
             m = float(np.mean(vals)) if vals else None
         if m is not None:
             out[c["rank"]] = m
@@ -169,10 +168,10 @@ def best_new_curve(run: dict, dft: dict[int, dict]) -> dict | None:
         c, source = min(new, key=lambda c: c["rank"]), "predicted"
     site, row = min(((int(s), int(r)) for s, r in c["site_to_target"].items()))
     y = dft[c["rank"]]["result"]["site_dos"][site] if source == "dft" else c["predicted_dos"][site]
-    target, y = np.asarray(targets[row], float), np.asarray(y, float)
+    target, y, window = np.asarray(targets[row], float), np.asarray(y, float), run_window(run)
     return {"y": y, "target": target, "source": source, "rank": c["rank"], "formula": c["formula"],
-            "site": site, "element": structure_of(c)[site].specie.symbol, "mae": dosmod.mae(target, y, run_window(run)),
-            "cosine": dosmod.cosine(target, y, run_window(run))}
+            "site": site, "element": structure_of(c)[site].specie.symbol, "mae": dosmod.mae(target, y, window),
+            "cosine": dosmod.cosine(target, y, window)}
 
 
 def default_workers(top: int = SHIPPED.dft_top) -> int:

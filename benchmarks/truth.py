@@ -28,6 +28,12 @@ for itself):
   the DFT ranking, so `dft_mae_best_of_3` is the best of the DFT-ranked top 3.
 With --relaxed, each candidate is relaxed with the default potential before its DFT (the app's
 "relax before the DFT check"); the same draws and pick, its own record.
+With --window LO HI, each target is known on that window only (a measured curve: photoemission's
+occupied states), as the app takes a DOS file that covers part of the grid: the lookup, the seeds,
+the predictor's ranking and the DFT scores compare on the window; the generator and the steering are
+given the target completed outside it by the closest known site on the window (dos.complete, the
+target's own material left out). Each candidate is scored against the whole DFT curve too
+(`dft_mae_whole`), since the bench knows it.
 Each generation method draws CANDIDATES candidates, ranks the structurally valid, novel,
 DFT-calculable ones by the predictor, and calculates the top 3 with the GPAW recipe (rows read
 in the candidate's own site order). Work is cached by candidate (runs/truth/), so the bench
@@ -158,9 +164,33 @@ def label_index(label_dirs=(LABEL_DIR,)) -> tuple[SiteIndex, dict[str, str]]:
 
 
 def lookup(index: SiteIndex, site: dict) -> dict:
-    hits = index.search(site["target"], top=TOP, exclude={site["material_id"]}, per_structure=True)
-    return {"candidates": [{"material_id": h.material_id, "site": h.site, "element": h.element,
-                            "dft_mae": h.mae, "dft_cosine": h.cosine, "novel": False} for h in hits]}
+    window = site.get("window")
+    hits = index.search(site["target"], top=TOP, exclude={site["material_id"]}, per_structure=True, window=window)
+    out = []
+    for h in hits:
+        c = {"material_id": h.material_id, "site": h.site, "element": h.element,
+             "dft_mae": h.mae, "dft_cosine": h.cosine, "novel": False}
+        if window is not None:
+            c.update(whole_metrics(site["target"], index.curves[index.row_of[h.material_id, h.site]]))
+        out.append(c)
+    return {"candidates": out}
+
+
+def whole_metrics(target, row) -> dict:
+    """A windowed target's match on the whole grid (the bench knows the whole DFT curve)."""
+    return {"dft_mae_whole": dosmod.mae(target, row), "dft_cosine_whole": dosmod.cosine(target, row)}
+
+
+def windowed(sites: list[dict], index: SiteIndex, window) -> list[dict]:
+    """The targets as a scientist with a curve known on window alone has them: `window`, and the
+    whole-grid `model_target` the generator is given (dos.complete by the closest known site on the
+    window, the target's own material left out: it would hand the generator the answer)."""
+    out = []
+    for s in sites:
+        h = index.search(s["target"], top=1, exclude={s["material_id"]}, per_structure=True, window=window)[0]
+        fill = index.curves[index.row_of[h.material_id, h.site]]
+        out.append({**s, "window": tuple(window), "model_target": dosmod.complete(s["target"], window, fill)})
+    return out
 
 
 # ---- generation and the predictor's pick ------------------------------------------------------
@@ -183,13 +213,14 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
     method's seeds, instead of the search's (a refinement grows from a checked candidate); top: how
     many to keep."""
     method, by = seed_order(method)
-    g = site["target"]
+    window = site.get("window")
+    g = site.get("model_target", site["target"])      # the whole-grid curve the generator is given
     n = site["n_atoms"]
     t0 = time.perf_counter()
     kw = dict(steps=STEPS, guidance=SHIPPED.guidance, seed=seed, device="cpu", redraws=2)
     structs = None
     if seeds is None and method in SEEDED_METHODS + SUBSTITUTED:
-        seeds = find_seeds(g, DB_URL, k=3, by=by, exclude={site["material_id"]}, max_atoms=MAX_DFT_ATOMS, index=res["index"],
+        seeds = find_seeds(site["target"], DB_URL, k=3, by=by, window=window, exclude={site["material_id"]}, max_atoms=MAX_DFT_ATOMS, index=res["index"],
                            crystal_of=lambda m: Crystal.from_structure(to_structure(atoms_from_cif(res["cifs"][m]))))
     if method == "unconditional":
         specs = modes.unconditional(n, n_draw)
@@ -213,13 +244,13 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
     if method == "unconditional":
         # the predictor picks the best site of each candidate
         preds = res["predictor"].predict([(np.array(s.atomic_numbers), s.frac_coords, s.lattice.matrix) for s in structs])
-        cond = [int(np.nanargmin([dosmod.mae(g, p[i]) if np.all(np.isfinite(p[i])) else np.inf for i in range(len(p))]))
+        cond = [int(np.nanargmin([dosmod.mae(g, p[i], window) if np.all(np.isfinite(p[i])) else np.inf for i in range(len(p))]))
                 for p in preds]
     elif method in SEEDED_METHODS + SUBSTITUTED:
         cond = [int(next(iter(sp.tag["site_to_target"]))) for sp in specs]
     else:
         cond = [0] * len(specs)
-    evs = evaluate_candidates(structs, [{c: g} for c in cond], res["predictor"], db_url=DB_URL)
+    evs = evaluate_candidates(structs, [{c: g} for c in cond], res["predictor"], db_url=DB_URL, window=window)
     rows = []
     for k, (s, ev, c, sp) in enumerate(zip(structs, evs, cond, specs)):
         ok = ev["structurally_valid"] and bool(ev.get("novel")) and _calculable(s) and np.isfinite(ev.get("dos_mae", np.nan))
@@ -327,13 +358,17 @@ def relaxed_known(calc: dict | None) -> str | None:
     return hit[0] if hit else None
 
 
-def score_candidate(cand: dict, target: np.ndarray, calc: dict | None) -> dict:
+def score_candidate(cand: dict, target: np.ndarray, calc: dict | None, window=None) -> dict:
+    """window: the target's known energies; the DFT scores compare there, and on the whole grid as
+    dft_mae_whole / dft_cosine_whole."""
     out = {k: cand.get(k) for k in ("formula", "element", "site", "predicted_mae", "predicted_cosine", "novel", "seed",
-                                    "material_id", "dft_mae", "dft_cosine")}
+                                    "material_id", "dft_mae", "dft_cosine", "dft_mae_whole", "dft_cosine_whole")}
     if calc is not None and "site_dos" in calc:
         row = np.asarray(calc["site_dos"])[cand["site"]]
-        out["dft_mae"] = dosmod.mae(target, row)
-        out["dft_cosine"] = dosmod.cosine(target, row)
+        out["dft_mae"] = dosmod.mae(target, row, window)
+        out["dft_cosine"] = dosmod.cosine(target, row, window)
+        if window is not None:
+            out.update(whole_metrics(target, row))
         out["relaxed_into"] = relaxed_known(calc) if out.get("novel") else None
     elif calc is not None:
         out["dft_failed"] = calc["failed"][:200]
@@ -356,12 +391,13 @@ def summarise(sites: list[dict], per_method: dict[str, dict[str, dict]], dft_cac
         # the novel candidates judged on the cell DFT calculated (novel_after_check): a site whose
         # checked candidates all relaxed into known compounds has no novel match
         strict_cos, strict_mae, relaxed_in, none_left = [], [], 0, []
+        whole_mae = []      # windowed targets: the whole-grid MAE of the best match on the window
         for site, rec in zip(sites, per_site):
             got = by_site.get(rec["site"])
             if got is None:
                 continue
-            scored = [score_candidate(c, site["target"], dft_cache.get(cif_key(c["cif"])) if "cif" in c else None)
-                      for c in got["candidates"]]
+            scored = [score_candidate(c, site["target"], dft_cache.get(cif_key(c["cif"])) if "cif" in c else None,
+                                      site.get("window")) for c in got["candidates"]]
             rec["methods"][name] = {"candidates": scored, "drawn": got.get("drawn"), "seconds": got.get("seconds")}
             secs.append(got.get("seconds", 0.0))
             checked = [c for c in scored if "dft_mae" in c]
@@ -383,6 +419,9 @@ def summarise(sites: list[dict], per_method: dict[str, dict[str, dict]], dft_cac
                 strict_cos.append(max((c["dft_cosine"] for c in kept), default=-1.0))
                 if kept:
                     strict_mae.append(min(c["dft_mae"] for c in kept))
+                    best = min(kept, key=lambda c: c["dft_mae"])
+                    if "dft_mae_whole" in best:
+                        whole_mae.append(best["dft_mae_whole"])
                 else:
                     none_left.append(rec["site"])
         methods[name] = {
@@ -403,6 +442,8 @@ def summarise(sites: list[dict], per_method: dict[str, dict[str, dict]], dft_cac
             "dft_mae_best_of_3_novel_after_relaxation": float(np.mean(strict_mae)) if strict_mae else None,
             "sites_without_novel_after_relaxation": none_left,
         }
+        if whole_mae:
+            methods[name]["dft_mae_whole_of_best_novel_after_relaxation"] = float(np.mean(whole_mae))
     # the lookup on exactly the sites each method completed: the paired comparison
     look = per_method.get("lookup", {})
     for name, m in methods.items():
@@ -410,7 +451,9 @@ def summarise(sites: list[dict], per_method: dict[str, dict[str, dict]], dft_cac
             continue
         pairs = [min(c["dft_mae"] for c in look[s]["candidates"]) for s in m["complete_sites"] if s in look]
         m["lookup_dft_mae_same_sites"] = float(np.mean(pairs)) if pairs else None
+    windows = {tuple(s["window"]) for s in sites if s.get("window") is not None}
     return {"sites": len(sites), "app_default": APP_DEFAULT,
+            **({"window_ev": list(next(iter(windows)))} if windows else {}),
             # the app relaxes before its DFT check when SHIPPED.dft_relaxed; a --relaxed record measures that
             "app_default_cell": "relaxed" if SHIPPED.dft_relaxed else "drawn",
             "methods": methods, "per_site": per_site}
@@ -446,20 +489,23 @@ def draw_settings(res: dict, candidates: int = CANDIDATES, strength: float = 0.5
 def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=METHODS, max_minutes: float = 0.0,
         seed: int = 0, log=print, candidates: int = CANDIDATES, first: int = 0, results: Path = RESULTS,
         part: tuple[int, int] = (0, 1), dft: bool = True, predictor: Path = PREDICTOR_PATH,
-        relaxed: bool = False, site_set: str = "a") -> dict:
+        relaxed: bool = False, site_set: str = "a", window=None) -> dict:
     """candidates: draws per site and method; first: calculate only the first sites (a variant on
     a subset, compared on the same sites); results: where the record goes (a variant keeps its own);
     part (i, n): calculate only sites k with k % n == i, so n processes share the sites;
     dft=False: rewrite the record from the cache alone (no sampling, no DFT); predictor: the one
     that ranks (a candidate predictor before it ships; its sha names the records); relaxed: certify
     each candidate after relaxing it with the default potential (as the app's "relax before the
-    DFT check"), a record of its own; site_set: which pinned targets ("b": a fresh set)."""
+    DFT check"), a record of its own; site_set: which pinned targets ("b": a fresh set); window:
+    (lo, hi) eV, the targets known there only (module doc)."""
     t_start = time.time()
     db = open_db(DB_URL)
     sites = set_sites(db, n_sites, max_atoms, site_set)
     res = {"model": load_model(MODEL_PATH), "predictor": load_predictor(predictor, trust=Path(predictor).resolve() != PREDICTOR_PATH.resolve()),
            "guide": load_guide(GUIDE_PATH), "strength": strength}
     res["index"], res["cifs"] = label_index()
+    if window is not None:
+        sites = windowed(sites, res["index"], dosmod.check_window(window))
     log(f"{len(sites)} sites; lookup over {len(res['index'])} labelled sites")
     gen_cache = {r["key"]: r for r in read_jsonl(CACHE / "generated.jsonl")}
     # relaxed: the relaxed cell's DFT stands in for the drawn cell's, under the drawn cell's key
@@ -467,6 +513,8 @@ def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=ME
     writer = ShardWriter(LABEL_DIR, prefix="generated")
     per_method: dict[str, dict] = {"lookup": {f"{s['material_id']}#{s['site']}": lookup(res["index"], s) for s in sites}}
     settings = draw_settings(res, candidates, strength, seed)
+    if window is not None:      # other seeds and targets, so other draws: in the tag (absent, old tags stand)
+        settings["window"] = list(dosmod.check_window(window))
     tag = settings_tag(settings)
     settings["site_set"] = site_set       # in the record, not the tag: the draws are keyed by site
     settings["cell"] = "relaxed" if relaxed else "drawn"
@@ -528,7 +576,7 @@ def run(n_sites: int = 30, max_atoms: int = 6, strength: float = 0.5, methods=ME
         prov = {"bench": "truth", "method": method, "target": sk}
         calc = (calculate_relaxed(cands[r], dft_cache, writer, provenance=prov) if relaxed
                 else calculate(cands[r], dft_cache, writer, prov))
-        sc = score_candidate(cands[r], site["target"], calc)
+        sc = score_candidate(cands[r], site["target"], calc, site.get("window"))
         log(f"DFT {method} {sk} #{r + 1}: {sc.get('dft_mae', sc.get('dft_failed'))} "
             f"(predicted {sc.get('predicted_mae')}) {time.perf_counter() - t:.0f} s")
         write()
@@ -554,7 +602,16 @@ def main(argv=None) -> int:
                    help="the pinned targets: a (the first 30 and the preset), b (30 fresh ones, no structure of a), "
                         "c (30 more, no structure of a or b; grown a few sites a session)")
     p.add_argument("--part", default="0/1", help="i/n: this process calculates sites k with k %% n == i")
+    p.add_argument("--window", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="targets known on LO..HI eV only (default record: truth-window-SET.json)")
     args = p.parse_args(argv)
+    if args.window is not None:
+        try:
+            dosmod.check_window(args.window)
+        except ValueError as exc:
+            p.error(str(exc))
+        if args.out == RESULTS:
+            args.out = RESULTS.with_name(f"truth-window-{args.site_set}.json")
     part = tuple(int(x) for x in args.part.split("/"))
     if len(part) != 2 or not 0 <= part[0] < part[1]:
         p.error(f"--part takes i/n with 0 <= i < n, not {args.part!r}")
@@ -563,7 +620,7 @@ def main(argv=None) -> int:
     out = run(args.sites, args.max_atoms, args.strength, tuple(args.methods.split(",")), args.max_minutes,
               log=lambda m: print(m, flush=True), candidates=args.candidates, first=args.first, results=args.out,
               part=part, dft=not args.summarise, predictor=args.predictor, relaxed=args.relaxed,
-              site_set=args.site_set)
+              site_set=args.site_set, window=args.window)
     print(json.dumps({k: v for k, v in out["methods"].items()}, indent=1)[:3000])
     return 0
 

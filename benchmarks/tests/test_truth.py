@@ -229,3 +229,49 @@ def test_a_check_whose_relaxed_cell_is_a_known_compound_is_no_novel_match():
     loose, strict = best_of(checks, ["a#0", "b#0"], 0.9, False), best_of(checks, ["a#0", "b#0"], 0.9, True)
     assert loose["share_cosine_0.9"] == 1.0 and loose["dft_mae_best"] == pytest.approx(0.125)
     assert strict["share_cosine_0.9"] == 0.5 and strict["dft_mae_best"] == pytest.approx(0.175)
+
+
+def test_a_windowed_target_is_searched_seeded_and_scored_on_its_window(seed_index, seed_lines, monkeypatch):
+    """--window: the lookup and the DFT scores compare on the window (and say the whole grid's
+    match beside it), the generator gets the target completed by another material's site, and the
+    seeds are searched on the window."""
+    window = (-10.0, 0.5)
+    known = dos.window_mask(window)
+    mid = str(seed_index.material_ids[0])
+    site = {"material_id": mid, "site": 0, "n_atoms": 4, "element": "X", "target": seed_index.curves[0]}
+    (w,) = truth.windowed([site], seed_index, window)
+    assert np.allclose(w["model_target"][known], site["target"][known])
+    # the completion outside the window is not the target's own curve (its material is left out)
+    assert not np.allclose(w["model_target"][~known], site["target"][~known])
+    look = truth.lookup(seed_index, w)["candidates"]
+    h = seed_index.search(site["target"], top=1, exclude={mid}, per_structure=True, window=window)[0]
+    assert look[0]["material_id"] == h.material_id and look[0]["dft_mae"] == pytest.approx(h.mae)
+    row = seed_index.curves[seed_index.row_of[h.material_id, h.site]]
+    assert look[0]["dft_mae_whole"] == pytest.approx(dos.mae(site["target"], row))
+    # a candidate whose DFT row equals the target on the window only scores 0 there
+    off = np.where(known, site["target"], site["target"] + 1.0)
+    sc = truth.score_candidate({"site": 0, "novel": True}, site["target"], {"site_dos": [off.tolist()]}, window)
+    assert sc["dft_mae"] == pytest.approx(0.0) and sc["dft_mae_whole"] == pytest.approx((~known).mean())
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_sample(model, specs, **kw):
+        seen["specs"] = specs
+        raise Stop
+    monkeypatch.setattr(truth.sampler, "sample", fake_sample)
+    real = truth.find_seeds
+
+    def spy(*a, **kw):
+        seen["seeds"] = kw
+        return real(*a, **kw)
+    monkeypatch.setattr(truth, "find_seeds", spy)
+    res = {"model": None, "guide": object(), "strength": 0.5, "index": seed_index,
+           "cifs": {m: d["cif"] for m, d in seed_lines.items()}}
+    with pytest.raises(Stop):
+        truth.generate("seeded", w, res, seed=0, n_draw=2)
+    assert seen["seeds"]["window"] == window
+    sp = seen["specs"][0]
+    s = next(iter(sp.tag["site_to_target"]))
+    assert sp.cond_mask[s] and np.allclose(sp.cond_dos[s], w["model_target"])        # the generator is given the completed curve

@@ -24,6 +24,7 @@ from dosmatgen_core import dos as dosmod
 from dosmatgen_core.labels.labeller import FAST_RECIPE
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.paths import DB_URL, ROOT
+from dosmatgen_core.scoring.search import twin_bands
 from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL
 from dosmatgen_core.scoring.verify import dft_in_site_order, relax_in_site_order
 from dosmatgen_core.structures import to_structure
@@ -69,18 +70,13 @@ def summary(rows: list[dict]) -> dict:
         out["lookup_mae_same_sites"] = float(np.mean([r["lookup_mae"] for r in paired]))
         out["sites_floor_above_lookup"] = int(sum(r["floor_mae"] > r["lookup_mae"] for r in paired))
         out["by_closest_known_site"] = {}
-        for lo, hi in truth_bins():
+        for lo, hi in twin_bands():
             sel = [r for r in paired if lo <= r["lookup_mae"] < hi]
             if sel:
                 out["by_closest_known_site"][f"{lo:g}-{hi:g}"] = {
                     "sites": len(sel), "lookup_mae": float(np.mean([r["lookup_mae"] for r in sel])),
                     "floor_mae": float(np.mean([r["floor_mae"] for r in sel]))}
     return out
-
-
-def truth_bins() -> list[tuple[float, float]]:
-    """The near-twin split the app and RESULTS.md use (closest known site's MAE, states/eV)."""
-    return [(0.0, 0.15), (0.15, 0.2), (0.2, np.inf)]
 
 
 def run(site_set: str = "c", n_sites: int = 30, max_atoms: int = 5, max_minutes: float = 0.0) -> dict:

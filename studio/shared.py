@@ -15,6 +15,7 @@ from dosmatgen_core.dos import (EMAX, EMIN, MIN_SPAN_EV, file_window, grid_note,
                                  shape_target, shift_window, table_to_grid, window_text)
 from dosmatgen_core.paths import (DB_URL, GUIDE_PATH, HULL_PATH, MODEL_PATH,  # noqa: F401 (the pages read them here)
                                   PREDICTOR_PATH, ROOT, RUNS_PATH)
+from dosmatgen_core.scoring.search import twin_band
 from dosmatgen_core.settings import PRESET_ID, SHIPPED  # noqa: F401
 from dosmatgen_core.names import METHOD_WORDS, PROTOTYPES, file_curve_name, formula, material_name, site_name  # noqa: F401 (the pages read them here)
 
@@ -367,8 +368,6 @@ def latest_results(folder: Path = RESULTS_DIR) -> list[dict]:
 
 
 TRUTH_FILE = RESULTS_DIR / "truth-c.json"      # the truth set whose lookup clears the bar: the odds below
-# the closest known site's MAE (states/eV) splits the truth sites: within the first, a near-twin
-NEAR_TWIN_BINS = (0.15, 0.2)
 
 
 def truth_pairs(path: Path = TRUTH_FILE) -> list[tuple[float, float]]:
@@ -392,14 +391,12 @@ def lookup_odds(mae: float, pairs: list[tuple[float, float]]) -> str:
     """What the truth bench says about a target whose closest known site is `mae` states/eV away:
     on how many truth sites with a known site that close the app's new crystals came closer by DFT
     (truth_pairs). '' without a record, or without a site in that band."""
-    edges = (0.0, *NEAR_TWIN_BINS, float("inf"))
-    k = next(i for i in range(len(edges) - 1) if edges[i] <= mae < edges[i + 1])
-    inside = [(a, b) for a, b in pairs if edges[k] <= a < edges[k + 1]]
+    lo, hi = twin_band(mae)
+    inside = [(a, b) for a, b in pairs if lo <= a < hi]
     if not inside:
         return ""
     won = sum(b < a for a, b in inside)
-    where = (f"within {edges[1]:g}" if k == 0 else f"{edges[k]:g}–{edges[k + 1]:g}" if np.isfinite(edges[k + 1])
-             else f"{edges[k]:g} or more")
+    where = f"within {hi:g}" if lo == 0 else f"{lo:g}–{hi:g}" if np.isfinite(hi) else f"{lo:g} or more"
     verdict = ("a known structure already matches closely: expect new crystals near it rather than closer"
                if won * 2 <= len(inside) else "new crystals often come closer than the known ones here")
     return (f"The closest known site is {mae:.3f} states/eV from this target. On the DFT truth bench ({TRUTH_FILE.name}), "

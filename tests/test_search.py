@@ -193,3 +193,11 @@ def test_materials_lists_the_ids_that_ref_takes(capsys):
                               "atoms": 4, "spacegroup": "Pm-3m"}
     assert cli_main(["search", "--ref", "mp-nonexist", "--site", "0"]) == 2
     assert "`dosmatgen materials TEXT` and the app's picker list them" in capsys.readouterr().err
+
+
+def test_the_near_twin_bands_cover_every_distance_once():
+    bands = search_mod.twin_bands()
+    assert bands[0][0] == 0.0 and bands[-1][1] == float("inf")
+    assert all(a[1] == b[0] for a, b in zip(bands, bands[1:]))
+    assert search_mod.twin_band(0.0) == bands[0] and search_mod.twin_band(0.15) == bands[1]
+    assert search_mod.twin_band(0.149) == bands[0] and search_mod.twin_band(3.0) == bands[-1]

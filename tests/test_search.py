@@ -201,3 +201,23 @@ def test_the_near_twin_bands_cover_every_distance_once():
     assert all(a[1] == b[0] for a, b in zip(bands, bands[1:]))
     assert search_mod.twin_band(0.0) == bands[0] and search_mod.twin_band(0.15) == bands[1]
     assert search_mod.twin_band(0.149) == bands[0] and search_mod.twin_band(3.0) == bands[-1]
+
+
+def test_the_windowed_shift_search_equals_one_pass_per_shift(seed_index):
+    """The two matrix products give each site the best shift and cosine that comparing every moved
+    curve on the window, one by one, gives (chunked, with a window at the grid's lower end)."""
+    g = seed_index.curves[5].astype(float)
+    sl = dos.window_slice((-10.0, 0.5))
+    ks = np.arange(-20, 21, 4)
+    got_k, got_c = search_mod._window_cosines(seed_index.curves, g, sl, ks, chunk=7)
+    for j in range(0, len(seed_index), max(1, len(seed_index) // 40)):
+        best = (-np.inf, 0)
+        for k in ks:
+            moved = search_mod._shift_rows(seed_index.curves[j].astype(float), int(k))
+            c = dos.cosine(g, moved, (-10.0, 0.5)) if moved[sl].any() else 0.0
+            if c > best[0] + 1e-9:
+                best = (c, int(k))
+        assert got_c[j] == pytest.approx(best[0], abs=1e-4)
+        if abs(got_c[j] - best[0]) < 1e-4 and best[0] > 0:
+            moved = search_mod._shift_rows(seed_index.curves[j].astype(float), int(got_k[j]))
+            assert dos.cosine(g, moved, (-10.0, 0.5)) == pytest.approx(best[0], abs=1e-4)

@@ -267,21 +267,27 @@ def _shift_cosines(curves: np.ndarray, g: np.ndarray, norms: np.ndarray, ks: np.
     return ks[best], cos[np.arange(len(curves)), best]
 
 
-def _window_cosines(curves: np.ndarray, g: np.ndarray, sl: slice, ks: np.ndarray):
+def _window_cosines(curves: np.ndarray, g: np.ndarray, sl: slice, ks: np.ndarray, chunk: int = 8192):
     """Per site, the shift among ks (grid points) whose moved curve has the best cosine with g on
     the window sl, and that cosine. Moved by k, a site's values on the window are its curve's on
-    the window moved by −k (zero beyond the grid), so each shift is one product over a slice."""
+    the window moved by −k (zero beyond the grid). So every shift's dot product is one column of
+    curves @ T.T (T: the target's window placed at each −k), and every shift's norm one column of
+    curves² @ M.T (M: ones there): two matrix products per chunk of sites, not a pass per shift."""
     n, g_norm = curves.shape[1], float(np.linalg.norm(g[sl]))
     best_k, best_c = np.zeros(len(curves), np.int64), np.full(len(curves), -np.inf)
-    for k in ks:
-        a, b = max(sl.start - k, 0), min(sl.stop - k, n)
-        gw = g[a + k:b + k]
-        if b <= a or not gw.any():
-            continue
-        seg = curves[:, a:b]
-        cos = (seg @ gw) / np.maximum(np.linalg.norm(seg, axis=1) * g_norm, 1e-12)
-        better = cos > best_c
-        best_k[better], best_c[better] = int(k), cos[better]
+    spans = [(int(k), max(sl.start - int(k), 0), min(sl.stop - int(k), n)) for k in ks]
+    spans = [(k, a, b) for k, a, b in spans if b > a and g[a + k:b + k].any()]
+    if not spans:
+        return best_k, best_c
+    moved, ones = np.zeros((len(spans), n), np.float32), np.zeros((len(spans), n), np.float32)
+    for row, (k, a, b) in enumerate(spans):
+        moved[row, a:b], ones[row, a:b] = g[a + k:b + k], 1.0
+    shift_of = np.array([k for k, _, _ in spans], np.int64)
+    for lo in range(0, len(curves), chunk):       # chunks bound the squares' scratch memory
+        c = curves[lo:lo + chunk]
+        cos = (c @ moved.T) / np.maximum(np.sqrt(np.maximum((c * c) @ ones.T, 0.0)) * g_norm, 1e-12)
+        j = cos.argmax(1)          # the first best, in the order of ks, as a pass per shift would keep
+        best_k[lo:lo + chunk], best_c[lo:lo + chunk] = shift_of[j], cos[np.arange(len(c)), j]
     return best_k, best_c
 
 

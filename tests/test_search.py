@@ -177,7 +177,7 @@ def test_a_window_given_on_the_command_line_narrows_the_comparison(capsys):
     out = json.loads(capsys.readouterr().out)
     ref = site_index(DB_URL)
     g = ref.curves[ref.row_of["L12-Au3Ni-chgnet", 0]]
-    assert out["target"]["window_ev"] == [-8.0, 0.0] and "-8..0 eV" in out["units"]["mae"]
+    assert out["target"]["window_ev"] == [-8.0, 0.0] and "-8..0 eV" in out["units"]["mae"] and "-8..0 eV" in out["units"]["cosine"]
     for h in out["hits"]:
         assert h["mae"] == pytest.approx(dos.mae(g, ref.curves[ref.row_of[h["material_id"], h["site"]]], (-8, 0)), abs=1e-5)
     assert cli_main(["search", "--ref", "L12-Au3Ni-chgnet", "--site", "0", "--window", "0", "1"]) == 2

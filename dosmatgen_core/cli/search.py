@@ -7,9 +7,13 @@ from __future__ import annotations
 import json
 
 
-# what each hit's numbers are in: the JSON says it (the walk read 'mae 0.234' without a unit)
-HIT_UNITS = {"mae": "states/eV (mean absolute difference over -10..10 eV, E - E_F)",
-             "cosine": "1 = the target's shape exactly", "shift_ev": "eV", "site": "0-based index of the atom"}
+def hit_units(window=None) -> dict[str, str]:
+    """What each hit's numbers are in, over the energies compared: the JSON says it (a walk read
+    'mae 0.234' without a unit)."""
+    where = "-10..10 eV" if window is None else f"{window[0]:g}..{window[1]:g} eV, the target's window"
+    return {"mae": f"states/eV (mean absolute difference over {where}, E - E_F)",
+            "cosine": f"1 = the target's shape exactly (over {where})", "shift_ev": "eV",
+            "site": "0-based index of the atom"}
 
 
 def _search(args) -> int:
@@ -50,9 +54,7 @@ def _search(args) -> int:
     hits = site_index(db_url).search(target, top=args.top, by=args.by, align_shift=args.align_shift,
                                      exclude=exclude, element=element,
                                      per_structure=not args.all_sites, window=window)
-    units = {**HIT_UNITS, "mae": HIT_UNITS["mae"].replace("-10..10 eV", f"{window[0]:g}..{window[1]:g} eV, the target's window")} \
-        if window else HIT_UNITS
-    print(json.dumps({"target": source, "by": args.by, "align_shift": args.align_shift, "units": units,
+    print(json.dumps({"target": source, "by": args.by, "align_shift": args.align_shift, "units": hit_units(window),
                       "excluded": sorted(exclude), "hits": [h.to_dict() for h in hits]}, indent=1))
     return 0
 

@@ -288,6 +288,7 @@ RESULT_KINDS = {
     "stability": "stability hull", "startup": "a fresh process's first run",
     "top": "second batches drawn when too few draws are new crystals",
     "truth": "DFT truth: every method checked with GPAW", "types": "atom-type diffusion", "val": "validation",
+    "truth-window": "DFT truth on targets known on part of the grid (the occupied states)",
     "window": "a DOS file covering part of the grid, matched on its window",
 }
 

@@ -612,6 +612,7 @@ def test_every_kind_of_benchmark_record_is_named_in_words_on_the_model_page():
     # the walk: relaxed-prediction.json was shown as the novelty record, relaxed-novelty.json not at all
     latest = {i["file"]: i["kind"] for i in studio.latest_results()}
     assert latest["relaxed-novelty.json"] == "relaxed-novelty" and latest["relaxed-prediction.json"] == "relaxed-prediction"
+    assert studio.result_kind(Path("truth-window-c.json")) == "truth-window"
     assert studio.result_kind(Path("truth-a-far.json")) == "truth" and studio.result_kind(Path("seed-moves-b.json")) == "seed-moves"
 
 

@@ -3,9 +3,7 @@ from functools import cache
 
 import streamlit as st
 
-from dosmatgen_core.candidates import rounds
 from dosmatgen_core.labels.reference_db import open_db
-from dosmatgen_core.scoring import certify
 from dosmatgen_core.structures import StructureError
 from studio import shared as studio
 from studio import state
@@ -28,16 +26,10 @@ def grow_from(src: dict) -> None:
 if src := st.session_state.pop("grow_pending", None):
     # the round runs as the Generate page's job: that page follows it, DFT-checks its top as shipped
     try:
-        parent = store.get(src["run"])
-        state.submit(rounds.grow_request(parent, src), store,
-                     {"top": certify.DEFAULT_TOP, "relaxed": studio.SHIPPED.dft_relaxed,
-                      "per_source": studio.SHIPPED.dft_per_source})
+        st.session_state["rounds_note"] = state.start_round(src, store)
     except (ValueError, StructureError, KeyError) as exc:
         st.error(f"Could not grow from {studio.plain(src['name'])}: {exc}")
     else:
-        st.session_state["rounds_note"] = (f"Growing from {src['name']} alone, towards the target of run {src['run']} "
-                                           f"({rounds.target_of(parent.get('title') or '')}): the model's draws and "
-                                           "the swaps, then DFT checks of the top.")
         st.switch_page(nav.pages()[0])
 runs = store.list()
 if not runs:

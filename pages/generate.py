@@ -266,15 +266,33 @@ hits = known_hits(site_index(studio.DB_URL), target, 6, [mat.structure] if exclu
 
 
 def grow_from(src: dict) -> None:
-    """The next round from a candidate (seeding.grow_source): with one conditioned atom,
-    the seeded mode grown from it alone (the model's draws and the swaps, as benchmarks.refine
-    measured); with several, template mode on it, its conditioned atoms kept."""
-    ref = st.session_state.get("current_ref")
+    """A card's "Grow from this candidate": taken up below, where the form's target is known."""
+    st.session_state["grow_pending"] = src
+
+
+def set_up_round(src: dict, ref) -> None:
+    """The next round from a candidate (seeding.grow_source) set up in the form: with one
+    conditioned atom, the seeded mode grown from it alone (the model's draws and the swaps, as
+    benchmarks.refine measured); with several, template mode on it, its conditioned atoms kept."""
     if len(src["sites"]) == 1:
         st.session_state.update(mode="seeded", seed_candidate=src, seed_candidate_ref=ref)
     else:
         st.session_state.update(mode="template", tpl_id=CANDIDATE, tpl_candidate=src, tpl_ref=ref,
                                 tpl_cond=src["sites"], tpl_cond_for=CANDIDATE)
+
+
+# a card's grow button, here, before the mode's widgets: a candidate of a run made for this very
+# target sets up the form; one of another target's run (opened by its link, or the form changed
+# since) grows towards its own run's target, as from the Runs page. The form's target would have
+# grown a P site towards a Ni d band.
+if pending := st.session_state.pop("grow_pending", None):
+    try:
+        if rounds.aims_at(store.get(pending["run"]), pending, target, window):
+            set_up_round(pending, mat.key if mat is not None else None)
+        else:
+            st.session_state["rounds_note"] = state.start_round(pending, store)
+    except (ValueError, StructureError, KeyError) as exc:
+        st.error(f"Could not grow from {studio.plain(pending['name'])}: {exc}")
 
 
 def grow_from_known_sites() -> None:

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from dosmatgen_core.candidates import rounds
 from dosmatgen_core.candidates.jobs import JobManager
 from dosmatgen_core.candidates.runs import RunStore
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.paths import missing_mp_tables
 from dosmatgen_core.model.checkpoint import load_model
+from dosmatgen_core.scoring import certify
 from dosmatgen_core.scoring.certify import Certifier
 from dosmatgen_core.scoring.predictor import load_predictor
 from dosmatgen_core.scoring.stability import Hull
@@ -50,6 +52,17 @@ def submit(req, store: RunStore, dft: dict, rounds_left: int = 0, round_no: int 
                             job_dft_per_source=bool(dft["per_source"]),
                             job_rounds={"left": int(rounds_left), "round": int(round_no), "best_run": best_run})
     return job
+
+
+def start_round(src: dict, store: RunStore) -> str:
+    """A card's "Grow from this candidate" as the Generate page's next job: grown from it alone,
+    towards the target of the run it belongs to, DFT-checked as shipped (rounds.grow_request). The
+    note says so; a stored run or candidate that cannot be read raises ValueError or KeyError."""
+    parent = store.get(src["run"])
+    submit(rounds.grow_request(parent, src), store, {"top": certify.DEFAULT_TOP, "relaxed": studio.SHIPPED.dft_relaxed,
+                                                     "per_source": studio.SHIPPED.dft_per_source})
+    return (f"Growing from {src['name']} alone, towards the target of run {src['run']} "
+            f"({rounds.target_of(parent.get('title') or '')}): the model's draws and the swaps, then DFT checks of the top.")
 
 
 @st.cache_resource(show_spinner="Listing the reference materials…")

@@ -911,6 +911,41 @@ def test_grow_from_a_candidate_seeds_the_next_round_with_its_checked_cell(tmp_pa
     assert sent[-1].mode == "seeded" and sent[-1].grow_from == []
 
 
+def test_growing_a_candidate_of_another_targets_run_aims_at_that_runs_target(tmp_path, monkeypatch):
+    """A run opened by its link while the form holds another target (the walk: a GaP P run under
+    the example's Au3Ni Ni): its card's grow button grows towards the run's own target, as the Runs
+    page does, not the form's, and leaves the form as it was."""
+    from dosmatgen_core.candidates.jobs import JobManager
+    from dosmatgen_core.candidates.pipeline import Request, run_generation
+    from dosmatgen_core.candidates.runs import RunStore
+    from dosmatgen_core.model.checkpoint import load_model
+    from dosmatgen_core.scoring.predictor import load_predictor
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    au = open_db(studio.DB_URL).get(studio.PRESET_ID).site_dos[1]          # the form holds Ni (site 0)
+    req = Request(mode="masked", n_atoms=4, targets=[au.tolist()], cond_sites=[0], n_candidates=2, steps=5,
+                  title="target: DFT label of Au3Ni site 1 (Au)")
+    run = run_generation(req, load_model(studio.MODEL_PATH), load_predictor(studio.PREDICTOR_PATH),
+                         store=RunStore(tmp_path / "runs.db"), check_novelty=False)
+    sent = []
+
+    def capture(self, req, *a, **kw):        # the request as the page builds it; nothing is run
+        sent.append(req)
+        raise ValueError("captured")
+    monkeypatch.setattr(JobManager, "submit", capture)
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params["run"] = run["id"]
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    mode = at.radio(key="mode").value
+    c = run["candidates"][0]
+    next(b for b in at.button if b.key and b.key.startswith(f"grow{run['id']}_{c['rank']}_")).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(sent) == 1 and sent[0].mode == "seeded" and len(sent[0].grow_from) == 1
+    assert np.allclose(sent[0].targets[0], au) and "site 1 (Au)" in sent[0].title
+    assert at.radio(key="mode").value == mode and not [i for i in at.info if "Growing from" in i.value]
+
+
 def test_a_cancelled_run_opens_with_its_scored_candidates_and_says_it_was_cancelled(tmp_path, monkeypatch):
     """A run cancelled while it was being scored is kept (the Generate page says so) with the
     candidates scored before the cancel and no summary: the Runs page and its link open it, show

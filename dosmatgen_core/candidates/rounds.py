@@ -154,6 +154,14 @@ def same_target(a, b) -> bool:
     return a.shape == b.shape and bool(np.allclose(a, b, atol=1e-6))
 
 
+def aims_at(run: dict, src: dict, target, window) -> bool:
+    """Whether a round grown from src (grow_source's answer for a candidate of run) works towards
+    this target on this window: the curve its site carried and the energies it was compared on."""
+    row = run["settings"]["targets"][int(src.get("target_row", 0))]
+    known = run["settings"].get("window")
+    return same_target(row, target) and (list(known) if known else None) == (list(window) if window else None)
+
+
 # What the app and the CLI say when a round's checks end (best: best_of's answer).
 CANCELLED = "The DFT checks were stopped, so no further round was started."
 NOTHING_CHECKED = "No candidate of this run has a finished GPAW check to grow from, so no further round was started."

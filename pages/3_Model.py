@@ -6,6 +6,7 @@ import streamlit as st
 
 from dosmatgen_core.model.checkpoint import card_path
 from studio import shared as studio
+from studio import figures as viz
 from studio import nav
 
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
@@ -41,16 +42,12 @@ if log.exists():
     st.subheader(f"Training curve ({gen.get('type_diffusion', 'continuous')} atom types)")
     # val_labelled_loss is the conditional branch's health: it rises when labels are memorised
     names = studio.LOSS_CURVES
-    shown = df[df["epoch"] > 2] if len(df) > 5 else df      # the first epochs' losses (10-25) flatten the rest
-    st.line_chart(shown.set_index("epoch")[[c for c in names if c in df]].rename(columns=names),
-                  x_label="epoch", y_label=studio.LOSS_AXIS)
-    first = df[df["epoch"] <= 2][[c for c in names if c in df]].to_numpy().max() if len(df) > 5 else 0
-    st.caption(f"From epoch 3 (the first two reach {first:.0f} and would flatten the rest). The loss sums the "
-               "lattice, coordinate and atom-type terms. Training is each "
-               "epoch's mean over its batches, with augmentation and the target dropped at random (the "
-               "unconditional branch); validation uses the averaged (EMA) weights on untouched crystals, so it "
-               "can sit below training. The labelled crystals' validation is the conditional branch's health: "
-               "it rises if their DOS labels are memorised." if len(df) > 5 else "")
+    drawn = [c for c in names if c in df]
+    # leading epochs far above the rest are left off, and a fine-tune (the card's warm start) says
+    # it starts trained: both decided from the log and the card (figures.training_view)
+    shown, note = viz.training_view(df, drawn, gen.get("warm_start"))
+    st.line_chart(shown.set_index("epoch")[drawn].rename(columns=names), x_label="epoch", y_label=studio.LOSS_AXIS)
+    st.caption(note)
 
 st.subheader("Benchmarks: the latest result of each kind")
 latest = studio.latest_results()

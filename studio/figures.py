@@ -54,10 +54,49 @@ def band_edges(c: dict) -> tuple[np.ndarray, np.ndarray] | None:
     return np.clip(y - sd, 0.0, None), y + sd
 
 
-def line_of(c: dict) -> dict:
-    """A curve's line: its kind's PALETTE entry, with the curve's own `line` overrides (a compared
-    run's colour, its source's dash)."""
-    return {**PALETTE[c.get("style", "predicted")], **(c.get("line") or {})}
+def line_of(c: dict, site: int = 0) -> dict:
+    """A curve's line: its kind's PALETTE entry, for a later conditioned site (site ≥ 1, see
+    site_groups) in that site's dash and a lighter shade, with the curve's own `line` overrides (a
+    compared run's colour, its source's dash)."""
+    return {**site_line(PALETTE[c.get("style", "predicted")], site), **(c.get("line") or {})}
+
+
+# the 2nd, 3rd, ... conditioned site of one chart: every curve of a site shares its dash, so a
+# site's target pairs with its prediction; the shade keeps two sites' curves of one kind apart
+# where they overlap. None of these is a PALETTE dash ('dot', 'dash'), so no kind is mistaken.
+SITE_DASHES = ["dashdot", "longdash", "longdashdot"]
+SITE_LIGHTEN = 0.4       # share of white mixed into a later site's colour
+
+
+def lighter(colour: str, share: float) -> str:
+    """'#rrggbb' mixed with white by share; any other colour (an 'rgba(...)' baseline) as is."""
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", colour):
+        return colour
+    rgb = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#%02x%02x%02x" % tuple(round(v + (255 - v) * share) for v in rgb)
+
+
+def site_line(line: dict, site: int) -> dict:
+    """A kind's line for conditioned site `site` of its chart: site 0 exactly as the palette says."""
+    if site <= 0:
+        return line
+    return {**line, "color": lighter(line["color"], SITE_LIGHTEN), "dash": SITE_DASHES[(site - 1) % len(SITE_DASHES)]}
+
+
+def site_groups(curves: list[dict]) -> list[int]:
+    """Each curve's conditioned site within its chart (0, 1, ...). Curves carry no site: a card's
+    come in one block per site, each led by its target (results.candidate_curves), so a curve
+    belongs to the last target before it; a chart with one target (or none) is all site 0."""
+    out, site = [], -1
+    for c in curves:
+        site += c.get("style") == "target"
+        out.append(max(site, 0))
+    return out
+
+
+def chart_lines(curves: list[dict]) -> list[dict]:
+    """Each curve's line as drawn in one chart (line_of with its site)."""
+    return [line_of(c, site) for c, site in zip(curves, site_groups(curves))]
 
 
 def shown_y(c: dict) -> np.ndarray:
@@ -73,6 +112,23 @@ def unknown_spans(curves: list[dict]) -> list[tuple[float, float]]:
         return []
     lo, hi = dosmod.check_window(w)
     return [(a, b) for a, b in ((float(dosmod.EMIN), lo), (hi, float(dosmod.EMAX))) if b - a > 1e-9]
+
+
+# curves drawn for context only: they do not set the y axis (an unconditional sample's peak at 9
+# states/eV squashed a 0-1 states/eV target flat); where one goes higher it is clipped
+BACKGROUND = {"baseline"}
+Y_HEADROOM = 1.08        # the axis ends this far above the highest curve that sets it
+
+
+def y_top(curves: list[dict]) -> float | None:
+    """The top of the DOS axis (which starts at 0): the highest value, ±1σ bands included, of the
+    curves that matter (targets, a candidate's predicted, DFT and stored curves), with headroom;
+    of all curves where every one is background. None where nothing is above zero (plotly's own)."""
+    shown = [c for c in curves if c.get("style") not in BACKGROUND] or curves
+    tops = [np.nanmax(shown_y(c), initial=0.0) for c in shown]
+    tops += [float(np.max(e[1], initial=0.0)) for c in shown if (e := band_edges(c)) is not None]
+    top = max(tops, default=0.0)
+    return float(top) * Y_HEADROOM if np.isfinite(top) and top > 0 else None
 
 
 UNKNOWN_NOTE = "outside the target's window: not compared"
@@ -102,7 +158,7 @@ def dos_figure(curves: list[dict], title: str = "", height: int = 300, wrap: int
         a, b = max(spans, key=lambda ab: ab[1] - ab[0])
         fig.add_annotation(x=(a + b) / 2, y=0.92, yref="paper", showarrow=False, font=dict(size=10, color="gray"),
                            text=UNKNOWN_NOTE if not wrap and b - a >= 6.0 else SHORT_UNKNOWN_NOTE)
-    for k, c in enumerate(curves):
+    for k, (c, line) in enumerate(zip(curves, chart_lines(curves))):
         style = c.get("style", "predicted")
         if (edges := band_edges(c)) is not None:
             lo, hi = edges
@@ -113,28 +169,30 @@ def dos_figure(curves: list[dict], title: str = "", height: int = 300, wrap: int
                                      fillcolor=PALETTE["predicted"]["color"], opacity=BAND_ALPHA,
                                      hoverinfo="skip", legendgroup=group, name=legend_name(band_name(c), wrap)))
         fig.add_trace(go.Scatter(x=dosmod.GRID, y=shown_y(c), name=legend_name(c["name"], wrap), mode="lines",
-                                 line=line_of(c), opacity=0.6 if style == "baseline" else 1.0))
+                                 line=line, opacity=0.6 if style == "baseline" else 1.0))
     # E_F labelled inside the plot, beside its line: above the plot the toolbar covers it
     fig.add_vline(x=0.0, line_dash="dash", line_color="gray", annotation_text="E_F", annotation_position="top right")
     # the legend hangs from below the axis title (anchored by its top, it grows downwards; with
     # plotly's default anchor a two-row legend climbed over the title)
     names = [c["name"] for c in curves] + [band_name(c) for c in curves if band_edges(c) is not None]
     extra_lines = sum(legend_name(n, wrap).count("<br>") for n in names)      # once wrapped
+    top = y_top(curves)        # set by the curves that matter: a taller baseline is clipped
     fig.update_layout(title=title or None, height=height + 24 * max(0, len(names) - 2) + 14 * extra_lines, margin=dict(l=40, r=10, t=35 if title else 10, b=40),
                       # the grid's range, whatever the notes: a note over a narrow shaded band widened it
                       xaxis=dict(title=ENERGY_AXIS, range=[float(dosmod.EMIN), float(dosmod.EMAX)]),
-                      yaxis=dict(title=DOS_AXIS, rangemode="tozero"), showlegend=True,
+                      yaxis=dict(title=DOS_AXIS, **({"range": [0.0, top]} if top else {"rangemode": "tozero"})),
+                      showlegend=True,
                       legend=dict(orientation="h", yanchor="top", y=-0.3), template="plotly_white")
     return fig
 
 
-MPL_DASH = {None: "-", "solid": "-", "dot": ":", "dash": "--"}
+MPL_DASH = {None: "-", "solid": "-", "dot": ":", "dash": "--", "dashdot": "-.",
+            "longdash": (0, (8, 3)), "longdashdot": (0, (8, 3, 1, 3))}
 
 
-def _mpl_line(c: dict) -> dict:
-    """A curve's line (line_of) as matplotlib line settings (plotly's 'rgba(r,g,b,a)' → colour and alpha)."""
+def _mpl_line(c: dict, p: dict) -> dict:
+    """A curve's line p (chart_lines) as matplotlib line settings (plotly's 'rgba(r,g,b,a)' → colour and alpha)."""
     style = c.get("style", "predicted")
-    p = line_of(c)
     colour, alpha = p["color"], (0.6 if style == "baseline" else 1.0)
     m = re.fullmatch(r"rgba\((\d+),\s*(\d+),\s*(\d+),\s*([\d.]+)\)", colour)
     if m:
@@ -154,17 +212,17 @@ def dos_image(curves: list[dict], title: str = "", fmt: str = "svg") -> bytes:
         ax = fig.add_subplot()
         for k, (a, b) in enumerate(unknown_spans(curves)):
             ax.axvspan(a, b, color="gray", alpha=0.12, linewidth=0, label=UNKNOWN_NOTE if k == 0 else None)
-        for c in curves:
+        for c, line in zip(curves, chart_lines(curves)):
             if (edges := band_edges(c)) is not None:
                 ax.fill_between(dosmod.GRID, *edges, color=PALETTE["predicted"]["color"], alpha=BAND_ALPHA,
                                 linewidth=0, label=band_name(c))
-            ax.plot(dosmod.GRID, shown_y(c), label=c["name"], **_mpl_line(c))
+            ax.plot(dosmod.GRID, shown_y(c), label=c["name"], **_mpl_line(c, line))
         ax.axvline(0.0, color="gray", linestyle="--", linewidth=0.8)
         ax.text(0.0, 1.01, "E_F", transform=ax.get_xaxis_transform(), ha="center", va="bottom", color="gray")
         ax.set_xlabel(ENERGY_AXIS)
         ax.set_ylabel(DOS_AXIS)
         ax.set_xlim(float(dosmod.GRID[0]), float(dosmod.GRID[-1]))
-        ax.set_ylim(bottom=0.0)          # a DOS is never negative: the axis starts at 0, as on screen
+        ax.set_ylim(0.0, y_top(curves))   # a DOS is never negative: the axis starts at 0; its top as on screen
         ax.grid(alpha=0.3)
         if title:
             ax.set_title(title, pad=18)
@@ -173,6 +231,50 @@ def dos_image(curves: list[dict], title: str = "", fmt: str = "svg") -> bytes:
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt, dpi=200, metadata={"Date": None} if fmt == "svg" else None)
     return buf.getvalue()
+
+
+# ---- the Model page's training curve -----------------------------------------------------------
+
+SPIKE_RATIO = 1.5        # a leading epoch this many times the later epochs' median would flatten the rest
+LOSS_NOTE = ("The loss sums the lattice, coordinate and atom-type terms. Training is each epoch's mean over "
+             "its batches, with augmentation and the target dropped at random (the unconditional branch); "
+             "validation uses the averaged (EMA) weights on untouched crystals, so it can sit below training. "
+             "The labelled crystals' validation is the conditional branch's health: it rises if their DOS "
+             "labels are memorised.")
+
+
+def leading_spike(df, columns: list[str], ratio: float = SPIKE_RATIO) -> int:
+    """How many leading epochs (rows of the log) to leave off the chart: each, in turn, whose highest
+    loss is over ratio × the median of the later epochs' highest (a run from scratch starts at 10-25
+    against 2-3); none where they sit with the rest (a fine-tune starts where its source ended). The
+    chart's axis is shared, so an epoch counts by its highest curve. At most half the epochs."""
+    top = df[columns].max(axis=1).to_numpy(float)
+    n = 0
+    while n < len(top) // 2 and top[n] > ratio * np.nanmedian(top[n + 1:]):
+        n += 1
+    return n
+
+
+def training_view(df, columns: list[str], warm_start: dict | None = None) -> tuple[object, str]:
+    """(the log's rows to plot, the caption) for a training log (columns: the loss curves drawn).
+    The caption says which epochs are left off and their losses, only where some are; and, for a
+    fine-tune (warm_start: the model card's source model), that it starts from a trained model, so a
+    flat curve is expected (the walk read a flat 16-epoch fine-tune as 'didn't learn')."""
+    skip = leading_spike(df, columns)
+    top = df[columns].max(axis=1)
+    words = []
+    if skip:
+        epochs, high = [int(e) for e in df["epoch"].iloc[:skip]], top.iloc[:skip]
+        which = (f"epoch {epochs[0]} reaches {high.iloc[0]:.1f}" if skip == 1 else
+                 f"epochs {epochs[0]}–{epochs[-1]} reach {high.max():.1f} to {high.min():.1f}")
+        words.append(f"From epoch {int(df['epoch'].iloc[skip])}: {which}, over {SPIKE_RATIO:g}× the later "
+                     f"epochs' median ({float(np.nanmedian(top.iloc[skip:])):.2f}), and would flatten the rest.")
+    if isinstance(warm_start, dict):
+        steps = int(warm_start.get("steps") or 0)
+        source = f"a trained model ({steps / 1000:.1f}k steps)" if steps else "a trained model"
+        words.append(f"A fine-tune: it starts from {source}, so its losses begin near where they end and a "
+                     "flat curve is expected.")
+    return df.iloc[skip:], " ".join(words + [LOSS_NOTE])
 
 
 @lru_cache(maxsize=1)

@@ -75,11 +75,15 @@ def guidance_text(settings: dict) -> str:
     return "" if settings.get("mode") == "unconditional" else f"w = {settings['guidance']} · "
 
 
-def target_label(run: dict) -> str:
+def target_label(run: dict, carrier: str = "") -> str:
     """The target's legend entry: the run title when it names the target ('target: DFT label of
-    Au3Ni site 3 (Ni)'), plain 'target' for runs stored before titles did."""
+    Au3Ni site 3 (Ni)'), plain 'target' for runs stored before titles did. carrier: the candidate's
+    atom that carries it, where a card has several ('target for site 0 (P): DFT label of …'; after
+    the title it read as the label's own site)."""
     t = (run.get("title") or "").split(" · grown from ")[0]     # a round's title names its parent too
-    return t if t.startswith(TARGET_PREFIX) else "target"
+    what = t[len(TARGET_PREFIX):].strip() if t.startswith(TARGET_PREFIX) else ""
+    head = f"target for {carrier}" if carrier else "target"
+    return f"{head}: {what}" if what else head
 
 
 def stored_labels(run: dict, db, labelled_ids) -> dict[int, dict[int, dict]]:
@@ -132,8 +136,9 @@ def candidate_curves(run: dict, c: dict, dft: dict | None, stored: dict | None) 
     curves = []
     for site, row in sorted(c["site_to_target"].items(), key=lambda kv: int(kv[0])):
         s = int(site)
-        where = f" site {s} ({struct[s].specie.symbol})" if many else ""
-        curves.append({"y": targets[int(row)], "name": target_label(run) + where, "style": "target",
+        carrier = f"site {s} ({struct[s].specie.symbol})" if many else ""
+        where = f" {carrier}" if many else ""
+        curves.append({"y": targets[int(row)], "name": target_label(run, carrier), "style": "target",
                        "window": run_window(run)})
         if c.get("predicted_dos") is not None:
             curves.append(predicted_curve(c, s, f"predicted for candidate #{c['rank']}{where}"))

@@ -117,14 +117,24 @@ GENERATE_WIDGETS = ("target_src", "ref_query", "ref_select", "mode", "n_cand", "
 GENERATE_PREFIXES = ("site_",)
 
 
+KEPT = "kept_value:"      # the prefix of a widget value's copy under a key no widget owns
+
+
 def keep_widget_values(names: tuple[str, ...] = GENERATE_WIDGETS, prefixes: tuple[str, ...] = GENERATE_PREFIXES) -> None:
     """Keep these widgets' values while they are not drawn (Streamlit drops the state of a widget
     that a run does not draw: switching the target to a CSV and back lost the material and site,
     a visit to the Runs page the CSV target itself). Writing a value back to its key at the top of
-    every run, whatever the page, is Streamlit's documented way to keep it."""
+    every run, whatever the page, is Streamlit's documented way to keep it. The Verify page's
+    self-refreshing panel (a fragment run every 2 s) still lost them: a visit there and back reset
+    the whole form, and the next Generate would have started DFT checks of the example's Au3Ni. So
+    each value is also copied under a key no widget owns, and put back when its own key is gone."""
     for k in list(st.session_state.keys()):
         if k in names or k.startswith(prefixes):
             st.session_state[k] = st.session_state[k]
+            st.session_state[KEPT + k] = st.session_state[k]
+    for k in [k for k in st.session_state.keys() if k.startswith(KEPT)]:
+        if (name := k[len(KEPT):]) not in st.session_state:
+            st.session_state[name] = st.session_state[k]
 
 
 def kept_upload(key: str, draw) -> tuple[str, bytes, bool] | None:

@@ -437,6 +437,23 @@ def test_the_target_source_and_settings_survive_a_visit_to_another_page(tmp_path
     assert at.session_state["n_cand"] == 5
 
 
+def test_a_form_value_streamlit_dropped_comes_back_from_its_kept_copy(tmp_path, monkeypatch):
+    """The walk: Verify's self-refreshing panel (a fragment every 2 s) dropped the form's values, and
+    back on Generate the whole form was the example's again (seeded, DFT on). Dropped here by hand,
+    as the fragment's run did, the mode comes back from its kept copy at the next run."""
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.radio(key="mode").set_value("masked").run()
+    next(n for n in at.number_input if n.key == "n_cand").set_value(5).run()
+    at.switch_page("pages/2_Verify.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    del at.session_state["mode"]
+    del at.session_state["n_cand"]
+    at.switch_page("pages/generate.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.radio(key="mode").value == "masked" and at.session_state["n_cand"] == 5
+
+
 def test_the_energies_compared_can_be_narrowed_as_the_cli_window_does():
     """"Compare on E − E_F": the example's Ni site compared on its occupied states alone; the known
     sites say so; a range under 2 eV is refused with the whole grid kept."""

@@ -11,6 +11,7 @@ import difflib
 import io
 import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -331,13 +332,20 @@ def _text(data: bytes, source: str) -> str:
             raise UserError(f"{source}: not text", "give a CIF or POSCAR file") from None
 
 
-def structure_format(path) -> str:
-    """'cif' or 'poscar', from the file name (POSCAR, CONTCAR, *.vasp, *.poscar are POSCARs)."""
+_CIF_LINE = re.compile(rb"^\s*(data_|_cell_length_a|loop_)", re.MULTILINE)
+
+
+def structure_format(path, data: bytes | None = None) -> str:
+    """'cif' or 'poscar', from the file name (POSCAR, CONTCAR, *.vasp, *.poscar are POSCARs); for
+    any other name, from the content when it is given (a CIF has a data_ block or cell tags; anything
+    else is read as a POSCAR): an upload named 'structure.txt' or 'Al2AsP' is either."""
     name = Path(path).name.lower()
     if name.endswith(".cif"):
         return "cif"
     if name.startswith(("poscar", "contcar")) or name.endswith((".vasp", ".poscar")):
         return "poscar"
+    if data is not None:
+        return "cif" if _CIF_LINE.search(data[:65536]) else "poscar"
     raise UserError(f"{Path(path).name}: cannot tell the structure format from the name",
                     "name a CIF *.cif and a POSCAR POSCAR or *.vasp")
 
@@ -350,11 +358,11 @@ def read_structure_file(path) -> Structure:
 
 def read_structure_bytes(data: bytes, name: str, fmt: str | None = None) -> Structure:
     """A structure file's bytes (an upload), checked as read_structure_file checks a path: every
-    message starts with `name`. fmt: 'cif' or 'poscar' (default: from the name)."""
+    message starts with `name`. fmt: 'cif' or 'poscar' (default: from the name, else the content)."""
     if len(data) > MAX_UPLOAD_BYTES:
         raise UserError(f"{name}: {len(data) / 2**20:.1f} MB; at most {MAX_UPLOAD_BYTES / 2**20:.0f} MB is read",
                         "trim the file")
-    text, fmt = _text(data, name), fmt or structure_format(name)
+    text, fmt = _text(data, name), fmt or structure_format(name, data)
     try:
         s = read_structure(text, fmt, source=name)
     except StructureError as exc:

@@ -51,7 +51,7 @@ def predicted(key: str, name: str, s: Structure, predictor) -> Material:
 
 
 def from_upload(name: str, data: bytes, predictor) -> Material:
-    """An uploaded CIF or POSCAR (*.cif is a CIF, anything else a POSCAR), its sites predicted; or
+    """An uploaded CIF or POSCAR (by the name, else the content: checks.structure_format), its sites predicted; or
     a VASP vasprun.xml, its atoms' own projected DOS. Raises ValueError with the reason, the one
     line the CLI prints for the same file, less the file name it starts with."""
     if is_vasprun(data):
@@ -59,9 +59,8 @@ def from_upload(name: str, data: bytes, predictor) -> Material:
         f = formula(run.structure.composition.reduced_formula)
         return Material(f"upload:{name}", f"{f} · {name} (VASP)", f, run.structure, run.site_dos, "vasp",
                         energy=run.energy)
-    fmt = "cif" if name.lower().endswith(".cif") else "poscar"
     try:
-        s = read_structure_bytes(data, name, fmt)
+        s = read_structure_bytes(data, name)        # CIF or POSCAR by the name, else by the content
     except (UserError, StructureError) as exc:
         msg = str(exc)
         raise ValueError(msg[len(name) + 2:] if msg.startswith(f"{name}: ") else msg) from None

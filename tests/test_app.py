@@ -188,7 +188,7 @@ def test_request_problems_name_their_fields():
 
 def test_search_that_matches_nothing_is_explained(app):
     app.text_input(key="ref_query").set_value("Zz9").run()
-    assert any("neither a formula" in w.value for w in app.warning)
+    assert any("neither a formula" in e.value for e in app.error) and len(app.error) == 1
 
 
 def test_csv_upload_parsing():
@@ -218,6 +218,28 @@ def test_uploaded_cif_keeps_its_site_order_and_is_marked_predicted(db):
         catalogue.from_upload("bad.cif", b"data_x\nnonsense", None)
     ref = catalogue.from_db(db.get(studio.PRESET_ID))
     assert ref.name == "Au3Ni · L1₂ · relaxed" and ref.curve_name(0) == "DFT label of Au3Ni site 0 (Ni)"
+
+
+def test_a_poscar_or_cif_upload_is_read_whatever_its_name(db):
+    """The walk: a file named POSCAR (VASP's own name, no extension) was refused by the uploader
+    with a reason only in its chip's tooltip. The uploader takes any name; the reader goes by the
+    name (POSCAR, CONTCAR, *.vasp, *.cif), else by the content."""
+    from dosmatgen_core.scoring.predictor import load_predictor
+    from dosmatgen_core.structures import atoms_from_cif
+    pred = load_predictor(studio.PREDICTOR_PATH)
+    buf = io.StringIO()
+    atoms_from_cif(NACL_CL_FIRST).write(buf, format="vasp")         # ASE keeps the file's order: Cl first
+    poscar = buf.getvalue().encode()
+    for name, data in (("POSCAR", poscar), ("CONTCAR", poscar), ("Al2AsP", poscar), ("rocksalt.txt", NACL_CL_FIRST.encode())):
+        m = catalogue.from_upload(name, data, pred)
+        assert [x.specie.symbol for x in m.structure] == ["Cl", "Na"], name
+    from dosmatgen_core import checks
+    assert checks.structure_format("x.txt", NACL_CL_FIRST.encode()) == "cif"
+    assert checks.structure_format("x.txt", poscar) == "poscar"
+    with pytest.raises(ValueError):
+        catalogue.from_upload("picture.png", bytes(range(256)) * 4, pred)
+    src = (studio.ROOT / "pages" / "generate.py").read_text()
+    assert 'key="ref_upload"' in src and '"cif", "vasp", "poscar"' not in src
 
 
 def test_names_people_read():
@@ -471,6 +493,29 @@ def test_the_energies_compared_can_be_narrowed_as_the_cli_window_does():
     next(s for s in at.slider if s.key == "shift").set_value(-1.0).run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("leave less than 2 eV on the grid" in e.value for e in at.error)
+
+
+def test_an_input_that_stops_the_form_keeps_the_run_on_screen_under_one_error(tmp_path, monkeypatch):
+    """The walk: a refused file (or switching to a DOS file not yet uploaded) hid everything below,
+    the run being viewed included, under two boxes. The form stops; the run stays below one error."""
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    run = _small_run(tmp_path)
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params["run"] = run["id"]
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    grow = [b.key for b in at.button if b.key and b.key.startswith(f"grow{run['id']}_")]
+    assert grow
+    at.text_input(key="ref_query").set_value("!!").run()          # no formula, id or elements
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == 1 and not at.info
+    assert any(c.value.startswith(f"Showing the stored run `{run['id']}`") for c in at.caption)
+    assert not [b for b in at.button if b.key == "generate"]       # the form stopped
+    at.text_input(key="ref_query").set_value("Au3Ni").run()
+    next(r for r in at.radio if r.key == "target_src").set_value("A DOS file (CSV)").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(c.value.startswith(f"Showing the stored run `{run['id']}`") for c in at.caption)
 
 
 def test_an_upload_is_kept_past_another_page_and_forgotten_when_emptied(monkeypatch):

@@ -72,7 +72,7 @@ def test_two_conditioned_sites_get_their_own_dash_and_shade_and_one_site_keeps_t
     fig = viz.dos_figure(candidate_curves(run, two, None, None))
     lines = {t.name: t.line for t in fig.data if t.name and "±" not in t.name}
     look = {name: (line.color, line.dash) for name, line in lines.items()}
-    t0, t1 = look["target: DFT label of GaP site 2 (P) site 0 (Ga)"], look["target: DFT label of GaP site 2 (P) site 1 (Ga)"]
+    t0, t1 = look["target for site 0 (Ga): DFT label of GaP site 2 (P)"], look["target for site 1 (Ga): DFT label of GaP site 2 (P)"]
     p0, p1 = look["predicted for candidate #1 site 0 (Ga)"], look["predicted for candidate #1 site 1 (Ga)"]
     assert t0 == (viz.PALETTE["target"]["color"], None) and p0 == (viz.PALETTE["predicted"]["color"], None)
     assert t1[0] != t0[0] and t1[1] not in (None, "solid") and p1[0] != p0[0] and p1[1] not in (None, "solid")

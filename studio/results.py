@@ -431,12 +431,21 @@ def into_name(into: str, c: dict, settings: dict) -> str:
 
 
 def cell_text(c: dict, status: dict, settings: dict | None = None) -> str:
-    """The DFT table's word for the cell a check calculated: 'as drawn', 'relaxed', or 'relaxed into
-    the known Au3Ni · mp-…' when the relaxed cell is a known structure (then it is no new structure's result)."""
+    """The DFT table's word for the cell a check calculated: 'as drawn', 'relaxed · F-43m (216)' (its
+    space group: the walk's relaxed 'new' GaP was zincblende, a compound the shipped tables lack), or
+    'relaxed into the known Au3Ni · mp-…' when the relaxed cell is a known structure (then it is no
+    new structure's result)."""
     if not status["result"].get("relaxed"):
         return "as drawn"
-    into = relaxed_into(status)
-    return f"relaxed into {into_name(into, c, settings or {})}" if into else "relaxed"
+    if into := relaxed_into(status):
+        return f"relaxed into {into_name(into, c, settings or {})}"
+    return "relaxed" + (f" · {sg}" if (sg := status["result"].get("spacegroup")) else "")
+
+
+# what "novel" can and cannot say: it is a match against what ships, not against every compound
+NOVEL_NOTE = ("“novel”: no StructureMatcher match among the Materials Project structures that ship with the "
+              "project (about 18k), the labelled ones and the elements' own crystals. A known compound outside "
+              "them reads novel too: a relaxed check's space group (in the DFT table) helps to recognise one.")
 
 
 def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]] | None = None,
@@ -528,7 +537,8 @@ def verification_rows(rows: list[dict], formulas: dict[tuple[str, int], str] | N
         out.append({"run": r["run_id"], "candidate": f"#{r['rank']}" + (f" · {formula(name)}" if name else ""),
                     "status": r["status"], "DFT MAE (states/eV)": f"{mae:.3f}" if mae is not None else "",
                     "DFT cosine": f"{cos:.3f}" if cos is not None else "",
-                    "cell": ("relaxed" if r["result"].get("relaxed") else "as drawn") if r.get("result") else "",
+                    "cell": (("relaxed" + (f" · {sg}" if (sg := r["result"].get("spacegroup")) else ""))
+                             if r["result"].get("relaxed") else "as drawn") if r.get("result") else "",
                     "started": clock(r.get("started")), "finished": clock(r.get("finished")),
                     "took": duration(took) if took is not None else "", "error": r.get("error") or ""})
     return out
@@ -657,6 +667,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                        "cell turned out to be a known compound.")
     if made := count_text(run["candidates"], run.get("summary")):
         st.caption(f"{s['n']} candidates: {made}.")
+    if any(c.get("novel") for c in run["candidates"]):
+        st.caption(NOVEL_NOTE)
     if words := window_words(run):
         st.caption(f"Every MAE and cosine of this run, predicted and DFT, is taken{words}, the energies its target "
                    "is compared on (outside them its file has no data, or they were left out). Runs compared on the "

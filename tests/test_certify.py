@@ -302,8 +302,13 @@ def test_a_novel_candidate_whose_relaxed_cell_is_a_known_compound_is_named_and_n
     assert relaxed_into(res) == "mp-522" and new_structure_maes(run, {1: res}, {1: 0.1}) == {}
     res["result"]["relaxed_into"] = None          # a relaxed cell that stayed new counts
     assert relaxed_into(res) is None and new_structure_maes(run, {1: res}, {1: 0.1}) == {1: 0.1}
+    # the relaxed cell's symmetry is kept and named in the DFT table (this fixture's cell is cubic)
+    from studio.results import cell_text
+    assert res["result"]["spacegroup"] == "Pm-3m (221)"
+    assert cell_text(run["candidates"][0], res, run["settings"]) == "relaxed · Pm-3m (221)"
     unrelaxed = verify.Verifier(store, label_dir=None).run(rid, 1, relaxed=False)
     assert "relaxed_into" not in unrelaxed["result"]          # the drawn cell is what novelty judged
+    assert "spacegroup" not in unrelaxed["result"] and cell_text(run["candidates"][0], unrelaxed) == "as drawn"
 
 
 def test_the_checks_say_which_better_ranked_candidates_needed_none():

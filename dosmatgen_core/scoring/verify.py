@@ -29,7 +29,7 @@ from dosmatgen_core.labels.labeller import (
     label_isolated,
 )
 from dosmatgen_core.paths import DB_URL, LABEL_DIR
-from dosmatgen_core.scoring.evaluate import known_match
+from dosmatgen_core.scoring.evaluate import known_match, spacegroups
 from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL, POTENTIALS, relax
 from dosmatgen_core.settings import SHIPPED
 from dosmatgen_core.structures import atoms_from_cif, to_structure
@@ -295,6 +295,8 @@ class Verifier:
         result = {"site_dos": dft, "e_fermi_eV": line["e_fermi_eV"], "energy_eV": line["energy_eV"],
                   "relaxed": relaxed, "cif": line["cif"],
                   "seconds": line["seconds"], "relax_seconds": relax_s, "recipe": line["recipe"], "dos_match": metrics}
+        if relaxed:     # the checked cell's symmetry: a scientist knows F-43m GaP on sight, whatever the tables hold
+            result["spacegroup"] = spacegroups(to_structure(atoms_from_cif(line["cif"])))["0.1"]
         if relaxed and cand.get("novel"):
             # novelty was judged on the drawn cell; the curve is the relaxed cell's, which can be
             # a known compound (benchmarks.relaxed_novelty: 19 of 611 checks)

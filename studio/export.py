@@ -29,7 +29,7 @@ def run_zip(run: dict, dft: dict[int, dict] | None = None, curves: dict[int, lis
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for c in run["candidates"]:
             stem = f"candidates/{c['rank']:03d}_{c['formula']}"
-            z.writestr(f"{stem}.cif", c["cif"])
+            z.writestr(f"{stem}.cif", runsmod.cif_file(c["cif"]))
             z.writestr(f"{stem}.vasp", runsmod.to_poscar(runsmod.structure_of(c)))
             z.writestr(f"{stem}_dos.csv", runsmod.dos_csv(c, targets, run["settings"].get("window")))
             if c["rank"] in done:

@@ -757,8 +757,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
             # its button is clicked (a callable), not on every rerun of the card
             with st.container(horizontal=True, key=f"files{stem}"):
                 for label, data, name in (
-                        ("CIF (sym)", partial(runsmod.to_cif, struct, symmetrised=True), f"{stem}_sym.cif"),
-                        ("CIF (P1)", c["cif"], f"{stem}_P1.cif"),
+                        ("CIF (sym)", partial(runsmod.cif_file, struct, symmetrised=True), f"{stem}_sym.cif"),
+                        ("CIF (P1)", runsmod.cif_file(c["cif"]), f"{stem}_P1.cif"),
                         ("POSCAR", partial(runsmod.to_poscar, struct), f"{stem}.vasp"),
                         ("extxyz", partial(runsmod.to_extxyz, struct), f"{stem}.extxyz"),
                         ("DOS CSV", partial(runsmod.dos_csv, c, run["settings"]["targets"], run_window(run),

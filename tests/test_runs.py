@@ -267,3 +267,19 @@ def test_summaries_read_only_checked_runs_and_through_the_callers_reader(tmp_pat
     assert read == [a]
     assert got[a] == {"checks": 1, "best_new_mae": 0.3, "best_new_cosine": 0.8}
     assert got[b] == {"checks": 0, "best_new_mae": None, "best_new_cosine": None}
+
+
+def test_a_downloaded_cif_says_its_atom_order_and_still_reads_in_it():
+    """The walk: card #2's P1 file listed Ga0 Be1 P2 Zn3, pymatgen read it as Be, Zn, Ga, P, and
+    'site 2' became Ga. The file now says whose order it keeps; ASE reads it in that order."""
+    import io
+    from ase.io import read
+    from pymatgen.core import Lattice, Structure
+    from dosmatgen_core.candidates.runs import ORDER_NOTE, SYMMETRISED_NOTE, cif_file, to_cif
+    s = Structure(Lattice.cubic(5.4), ["Ga", "Be", "P", "Zn"], [[0, 0, 0], [0.5, 0.5, 0], [0.25, 0.25, 0.25], [0.5, 0, 0.5]])
+    text = cif_file(to_cif(s))
+    assert text.startswith(ORDER_NOTE)
+    assert read(io.StringIO(text), format="cif").get_chemical_symbols() == ["Ga", "Be", "P", "Zn"]
+    assert Structure.from_str(text, fmt="cif").composition == s.composition      # still a valid CIF
+    sym = cif_file(s, symmetrised=True)
+    assert sym.startswith(SYMMETRISED_NOTE) and Structure.from_str(sym, fmt="cif").composition == s.composition

@@ -244,6 +244,20 @@ def to_cif(s: Structure, symmetrised: bool = False, symprec: float = 0.1) -> str
     return str(CifWriter(s))
 
 
+# a downloaded CIF says how its atoms are ordered: the DOS CSV's target_site2 and the app's "site 2"
+# are the third atom of the P1 file, but pymatgen's CIF reader regroups atoms by element
+ORDER_NOTE = ("# Atoms in the candidate's site order: site i in the app and in its DOS CSV is atom i below.\n"
+              "# pymatgen's CIF reader regroups atoms by element; ase.io.read keeps this order.\n")
+SYMMETRISED_NOTE = ("# Symmetrised: atoms grouped by symmetry, not in the candidate's site order; the site\n"
+                    "# numbers of the app and of its DOS CSV are those of the P1 CIF.\n")
+
+
+def cif_file(s: Structure | str, symmetrised: bool = False) -> str:
+    """A candidate's CIF as downloaded: to_cif's (or a stored CIF's) text under a note on its atom order."""
+    text = s if isinstance(s, str) else to_cif(s, symmetrised=symmetrised)
+    return (SYMMETRISED_NOTE if symmetrised else ORDER_NOTE) + text
+
+
 def to_poscar(s: Structure, comment: str = "DOSMatGen candidate") -> str:
     return Poscar(s, comment=comment).get_str()
 

@@ -38,6 +38,10 @@ with st.sidebar:
                "DFT: GPAW (PBE, LCAO, Löwdin site projection).")
 
 st.title("Generate structures for a target DOS")
+# the Generate button sits far down a long form: a newcomer with the example's target set can go straight there
+st.markdown("Pick the target (1), how candidates are built (2) and the settings (3), then "
+            "[**Generate** (4)](#generate). Every step starts from a working default (the target: the paper's Ni in "
+            "Au₃Ni), so you can go straight there.")
 if db is None:
     st.error("The reference database is missing; build it with `./run.sh dosmatgen build-db`.")
     st.stop()
@@ -770,7 +774,7 @@ st.caption(f"How it is estimated: {sr['seconds']:.1f} s for {sr['candidates']} D
               "CPU (the timed app flow)" if dft_top and mode != "unconditional" else "") + ".")
 
 # ---- 4. generate ------------------------------------------------------------------------------
-st.header("4 · Generate")
+st.header("4 · Generate", anchor="generate")
 problems = checks.request_problems(req_kw)
 for line in notes.show(problems):        # a problem whose input is not on the page shows here
     st.error(f"Cannot generate: {line}")

@@ -50,6 +50,7 @@ def run_app() -> None:
     st.set_page_config(page_title=TITLE, layout="wide")
     page = st.navigation(pages())
     state.keep_widget_values()      # every page's run: the Generate form survives a visit elsewhere
+    st.sidebar.markdown(f"**{TITLE}** · crystals whose atoms reproduce a target DOS")   # the pages name it nowhere else
     _run.inside = True
     try:
         page.run()

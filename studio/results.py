@@ -208,7 +208,7 @@ def as_drawn_text(c: dict) -> str:
     if not parts:
         return ""
     return ("New as drawn, but unrelaxed: " + "; ".join(parts) + ". It may relax into a known structure; "
-            "a relaxed DFT check (the default) says whether it did.")
+            "a relaxed DFT check (Verify, or the DFT checks of the next Generate) says whether it did.")
 
 
 def reference_text(c: dict) -> str:

@@ -1492,3 +1492,13 @@ def test_the_known_sites_say_what_the_truth_bench_found_for_a_known_site_this_cl
 
 def test_the_preset_page_puts_the_truth_benchs_odds_under_the_known_sites(app):
     assert any(c.value.startswith("The closest known site is ") and "truth-c.json" in c.value for c in app.caption)
+
+
+def test_the_top_of_the_page_leads_to_the_generate_button():
+    """The walk: the Generate button sat about 3,000 px down the landing page, and no page named the app."""
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("(#generate)" in m.value for m in at.markdown)
+    (head,) = [h for h in at.header if h.value == "4 · Generate"]
+    assert head.proto.anchor == "generate"
+    assert any("DOSMatGen Studio" in m.value for m in at.sidebar.markdown)

@@ -223,7 +223,8 @@ def current_run(target=None, title: str | None = None, live_views: int = viz.MAX
                 st.caption(f"Showing the stored run `{run_id}` ({studio.plain(run.get('title') or 'untitled')}); "
                            "the form above sets up the next run.")
             # the reference view and the known sites' views above are live 3D views too
-            show_run(run, dft, stored_labels(run, db, labelled_ids), live_views=live_views, grow=grow)
+            waiting = {r for r in p["ranks"] if r not in dft} if p is not None and p["active"] and not p["cancelled"] else set()
+            show_run(run, dft, stored_labels(run, db, labelled_ids), live_views=live_views, grow=grow, waiting=waiting)
 
 
 def stop_form(error: str | None = None) -> None:

@@ -633,11 +633,13 @@ def unfinished_text(run: dict) -> str | None:
 
 
 def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None = None, max_cards: int = 20,
-             heading: str = "5 · Results", live_views: int = 8, grow=None) -> None:
+             heading: str = "5 · Results", live_views: int = 8, grow=None, waiting=()) -> None:
     """dft: rank → Verifier.status; stored: stored_labels(...); heading: the Generate page numbers
     its steps, the Runs page does not; live_views: cards whose 3D view is drawn at once (the page's
     other views and these stay within viz.MAX_LIVE_VIEWS); grow: a callback taking
-    seeding.grow_source(...), for a "Grow from this" button on each card with a target."""
+    seeding.grow_source(...), for a "Grow from this" button on each card with a target; waiting: ranks
+    of a DFT batch still to start (the certifier queues them itself: the verifier knows them only once
+    started), badged "DFT queued" as those it has queued are."""
     dft, stored = dft or {}, stored or {}
     s = {**partial_summary(run), **run["summary"]}
     st.header(heading)
@@ -712,7 +714,9 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
             into = relaxed_into(d)
             dft_badge = (f":violet-background[{dft_rank_text(c['rank'], maes)}]" if c["rank"] in maes else
                          {"failed": ":red-background[DFT failed]", "running": ":blue-background[DFT running]",
-                          "queued": ":blue-background[DFT queued]"}.get((d or {}).get("status"), ""))
+                          "queued": ":blue-background[DFT queued]"}.get((d or {}).get("status"),
+                                                                         ":blue-background[DFT queued]"
+                                                                         if c["rank"] in waiting else ""))
             st.markdown(" ".join([
                 _badge(c["structurally_valid"], "geometry valid", "geometry invalid"),
                 _charge_badge(c),

@@ -1502,3 +1502,22 @@ def test_the_top_of_the_page_leads_to_the_generate_button():
     (head,) = [h for h in at.header if h.value == "4 · Generate"]
     assert head.proto.anchor == "generate"
     assert any("DOSMatGen Studio" in m.value for m in at.sidebar.markdown)
+
+
+def test_a_card_whose_check_waits_in_the_batch_says_dft_queued(tmp_path):
+    """The walk: while #1 and #2 showed "DFT running", #3, next in the batch, showed nothing."""
+    run = _small_run(tmp_path)
+    path = tmp_path / "run.json"
+    from dosmatgen_core.candidates.runs import dumps
+    path.write_text(dumps(run))
+
+    def page(path: str, waiting: list):
+        import json
+        from studio.results import show_run
+        show_run(json.loads(open(path).read()), {}, {}, waiting=set(waiting))
+    first = run["candidates"][0]["rank"]
+    at = AppTest.from_function(page, args=(str(path), [first]), default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert sum("DFT queued" in m.value for m in at.markdown) == 1
+    at = AppTest.from_function(page, args=(str(path), []), default_timeout=120).run()
+    assert not any("DFT queued" in m.value for m in at.markdown)

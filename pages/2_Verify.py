@@ -70,7 +70,8 @@ def status_panel():
         st.info("Queued: it starts when a worker is free.")
     elif s["status"] == "running":
         since = f" for {studio.duration(time.time() - s['started'])}" if s.get("started") else ""
-        st.info(f"Running{since} (relaxation, if asked for, then GPAW); small cells usually take about "
+        doing = f": {s['stage']}" if s.get("stage") else " (relaxation, if asked for, then GPAW)"
+        st.info(f"Running{since}{doing}; small cells usually take about "
                 f"{studio.duration(studio.dft_seconds_prior() * busy)} here.")
     elif s["status"] == "failed":
         st.error(f"Verification failed: {s['error']}")

@@ -348,3 +348,38 @@ def test_a_check_of_a_windowed_target_is_scored_on_the_window(tmp_path, fake_gpa
     whole = {**run, "settings": {**run["settings"], "window": None}}
     stored = {1: {0: {"y": np.full(400, 0.1)}}}
     assert dft_maes(whole, {}, stored)[1] > 1.0 and dft_maes(run, {}, stored)[1] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_running_check_says_whether_it_relaxes_or_runs_gpaw(tmp_path, fake_gpaw, monkeypatch):
+    """The walk: a Verify check spent 413 s relaxing and 22 s in GPAW while the page said only
+    "running (relaxation, if asked for, then GPAW)". The check keeps its stage; the batch's line names it."""
+    store = runs.RunStore(tmp_path / "r.db")
+    rid = _run_with(store, 1)
+    v = verify.Verifier(store, label_dir=None)
+    seen = []
+    real_relax, real_label = verify.relax_in_site_order, verify.label_isolated
+
+    def relax(cif, *a, **kw):
+        seen.append(v.status(rid, 1)["stage"])
+        return real_relax(cif, *a, **kw)
+
+    def label(task, recipe, timeout):
+        seen.append(v.status(rid, 1)["stage"])
+        return real_label(task, recipe, timeout)
+    monkeypatch.setattr(verify, "relax_in_site_order", relax)
+    monkeypatch.setattr(verify, "label_isolated", label)
+    assert v.run(rid, 1, relaxed=True)["status"] == "done"
+    assert seen == [verify.STAGES["relax"], verify.STAGES["gpaw"]]
+    p = {"ranks": [1, 2], "done": [], "failed": [], "running": [1, 2], "left_s": 100, "active": True,
+         "cancelled": False, "per_s": 100, "stages": {1: verify.STAGES["gpaw"], 2: verify.STAGES["relax"]}}
+    assert certify.status_line(p, lambda s: f"{s:.0f} s").endswith(
+        f"; now #1 GPAW, #2 {verify.STAGES['relax']}")
+    # a store made before stages were kept gains the column
+    import sqlite3
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as con:
+        con.execute("CREATE TABLE verifications (run_id TEXT, rank INTEGER, status TEXT, started REAL, finished REAL, "
+                    "result TEXT, error TEXT, PRIMARY KEY (run_id, rank))")
+    verify.Verifier(runs.RunStore(old), label_dir=None)
+    with sqlite3.connect(old) as con:
+        assert "stage" in {r[1] for r in con.execute("PRAGMA table_info(verifications)")}

@@ -181,7 +181,9 @@ class Certifier:
                 "cancelled": b.cancel_flag.is_set(), "relaxed": b.relaxed, "per_s": per, "top": b.top,
                 # a check running past the usual time: the countdown would only sit near zero
                 "overdue": bool(started) and time.time() - min(started) > per,
-                "running_s": time.time() - min(started) if started else 0.0}
+                "running_s": time.time() - min(started) if started else 0.0,
+                # what each running check is doing (verify.STAGES): a relaxation can take most of its time
+                "stages": {r: st[r]["stage"] for r in running if st[r].get("stage")}}
 
 
 def per_check(b: Batch, st: dict) -> float:
@@ -243,6 +245,8 @@ def status_line(p: dict, duration) -> str:
                 text += f", ~{duration(p['left_s'])} left; {slow}"
             else:                                       # only the slow one: a countdown would sit near zero
                 text += f", {slow}"
+        if p.get("stages"):
+            text += "; now " + ", ".join(f"#{r} {what}" for r, what in sorted(p["stages"].items()))
     elif p["cancelled"]:
         # a GPAW run already started finishes (and becomes a label); only the ones not started stop
         left = [r for r in p["ranks"] if r not in p["done"] + p["failed"] + p["running"]]

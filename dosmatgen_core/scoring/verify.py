@@ -37,6 +37,10 @@ from dosmatgen_core.structures import atoms_from_cif, to_structure
 SCHEMA = """CREATE TABLE IF NOT EXISTS verifications (run_id TEXT, rank INTEGER, status TEXT, started REAL,
             finished REAL, result TEXT, error TEXT, PRIMARY KEY (run_id, rank));
             CREATE TABLE IF NOT EXISTS dft_cache (key TEXT PRIMARY KEY, line TEXT, created REAL);"""
+# what a running check is doing, in the words the pages show (a walk's check spent 413 s relaxing
+# and 22 s in GPAW while the page said only "running")
+STAGES = {"relax": f"relaxing with {POTENTIALS[DEFAULT_POTENTIAL]}", "wait": "waiting for a free GPAW slot",
+          "gpaw": "GPAW"}
 LABEL_PREFIX = "generated"      # shard name of verified candidates (data/labels/generated-*.jsonl.gz)
 
 
@@ -187,6 +191,9 @@ class Verifier:
         self.label_dir = label_dir
         with sqlite3.connect(store.path) as con:
             con.executescript(SCHEMA)
+            # what a running check is doing (STAGES): added to stores made before it was kept
+            if "stage" not in {r[1] for r in con.execute("PRAGMA table_info(verifications)")}:
+                con.execute("ALTER TABLE verifications ADD COLUMN stage TEXT")
         # at most this many GPAW processes at once beside the app (one per core by default)
         self._lock = threading.Semaphore(workers or default_workers())
 
@@ -263,11 +270,12 @@ class Verifier:
         cand = next((c for c in run["candidates"] if c.get("rank") == rank), None)
         if cand is None:
             raise KeyError(f"run {run_id} has no candidate ranked {rank}")
-        self._set(run_id, rank, status="running", started=time.time())
+        self._set(run_id, rank, status="running", started=time.time(), stage=None)
         cif, relax_s = cand["cif"], None
         if relaxed:
             cif, relax_s = cand.get("relaxed_cif"), 0.0      # relaxed by the stability check: no time now
             if not cif:
+                self._set(run_id, rank, stage=STAGES["relax"])
                 try:
                     cif, info = relax_in_site_order(cand["cif"])
                     relax_s = info["relax_seconds"]
@@ -280,7 +288,9 @@ class Verifier:
         if line is not None and (mismatch := rows_out_of_order(cand["cif"], line["cif"])):
             line = {"failed": mismatch}       # a cached line is checked against this candidate too
         elif line is None:
+            self._set(run_id, rank, stage=STAGES["wait"])
             with self._lock:       # rows checked against the drawn candidate, relaxed cell or not
+                self._set(run_id, rank, stage=STAGES["gpaw"])
                 line = dft_in_site_order(cif, recipe, timeout, material_id=f"gen:{cache_key(cif, recipe)[:20]}",
                                          order_of=cand["cif"])
             if "failed" not in line:

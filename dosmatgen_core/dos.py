@@ -320,13 +320,44 @@ def spin_header(header: list[str]) -> bool:
     return bool(_UP.search(up)) and not _DOWN.search(up) and bool(_DOWN.search(down)) and not _UP.search(down)
 
 
-def read_dos_table(data: bytes | str, notes: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _cells(line: str, semicolons: bool) -> list[str]:
+    """A table line's fields: split by semicolons (then a comma is a decimal comma), else by commas
+    or tabs, else by spaces."""
+    if semicolons:
+        parts = [p.strip().replace(",", ".") for p in line.split(";")]
+    elif "," in line or "\t" in line:
+        parts = [p.strip() for p in line.replace("\t", ",").split(",")]
+    else:
+        parts = line.split()
+    return [p for p in parts if p]
+
+
+def curve_columns(data: bytes | str) -> list[str]:
+    """The named curve columns of a table that holds several side by side (the app's own DOS CSV:
+    target, predicted, spread, DFT), all but the first (the energy): the ones a target can be taken
+    from (read_dos_table's column). [] for a two-column table, a headless one, or (E, up, down),
+    whose spins are summed instead."""
+    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+    semicolons = ";" in text
+    for line in text.splitlines()[:50]:
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        head = _cells(s, semicolons)
+        if _numbers(head[:1]) or len(head) < 3 or spin_header(head):
+            return []
+        return head[1:]
+    return []
+
+
+def read_dos_table(data: bytes | str, notes: list | None = None, column: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """An uploaded (energy − E_F, DOS) table, checked: (energies ascending, DOS). Raises ValueError
     with the reason ('what — what to do'). Columns are split by commas, tabs or spaces; a file with
     semicolons is split by them, and a comma inside a field is then a decimal comma ('-1,5;0,3').
     Energies written from high to low (as some codes write them) are turned round. A header that
     names (energy, up, down) has its two spins summed (a down column written negative, as plots
-    draw it, counts by its size), and notes (a list) gets a line saying so."""
+    draw it, counts by its size), and notes (a list) gets a line saying so. column: of a table with
+    several named curves (curve_columns), the one to read beside the energy."""
     size = len(data)
     if size > MAX_CSV_BYTES:
         raise ValueError(f"the file is {size / 2**20:.1f} MB; at most {MAX_CSV_BYTES // 2**20} MB is read — "
@@ -344,23 +375,25 @@ def read_dos_table(data: bytes | str, notes: list | None = None) -> tuple[np.nda
         raise ValueError(f"the file has {len(lines)} lines; at most {MAX_CSV_ROWS} rows are read — "
                          "give the DOS on fewer points")
     semicolons = ";" in text
-    rows, where, header = [], [], []
+    rows, where, header, pick = [], [], [], None
     for k, line in enumerate(lines):
         s = line.strip()
         if not s or s.startswith("#"):
             continue
-        if semicolons:
-            parts = [p.strip().replace(",", ".") for p in s.split(";")]
-        elif "," in s or "\t" in s:
-            parts = [p.strip() for p in s.replace("\t", ",").split(",")]
-        else:
-            parts = s.split()
-        parts = [p for p in parts if p]
+        parts = _cells(s, semicolons)
+        if pick is not None:
+            if len(parts) <= pick:
+                raise ValueError(f"line {k + 1} has no {column} column — give every row the header's columns")
+            parts = [parts[0], parts[pick]]
         try:
             vals = [float(p) for p in parts[:2]]
         except ValueError:
             if not rows:      # a header line: its names tell the columns apart in a message
                 header = parts
+                if column is not None:
+                    if column not in header[1:]:
+                        raise ValueError(f"no column named {column!r} — one of {', '.join(header[1:])}") from None
+                    pick = header.index(column)
                 continue
             raise ValueError(f"line {k + 1}: '{s[:40]}' is not two numbers — "
                              "keep only two numeric columns after the header") from None

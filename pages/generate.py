@@ -376,14 +376,19 @@ else:
     up_name, up_bytes, earlier = up
     if earlier:
         earlier_note(up_name, "dos_csv")
+    # a table of several named curves (the app's own DOS CSV: target, predicted, DFT) offers its columns
+    columns = studio.curve_columns(up_bytes)
+    column = st.selectbox("Column to use as the target", columns, key=f"dos_column_{up_name}",
+                          help="The file holds several curves side by side; the target is one of them.") \
+        if columns else None
     try:
         said: list[str] = []
-        energy, values = studio.read_dos_table(up_bytes, said)
+        energy, values = studio.read_dos_table(up_bytes, said, column=column)
         base = studio.table_to_grid(energy, values)
     except ValueError as exc:
         state.forget_upload("dos_csv")
         stop_form(f"Could not use {studio.plain(up_name)}: {exc}")
-    base_name = studio.file_curve_name(up_name)
+    base_name = studio.file_curve_name(up_name) + (f", column {column}" if column else "")
     st.success(f"Read {studio.plain(up_name)}; regridded onto −10…10 eV, 400 points.")
     for note in said:
         st.info(note)

@@ -1521,3 +1521,22 @@ def test_a_card_whose_check_waits_in_the_batch_says_dft_queued(tmp_path):
     assert sum("DFT queued" in m.value for m in at.markdown) == 1
     at = AppTest.from_function(page, args=(str(path), []), default_timeout=120).run()
     assert not any("DFT queued" in m.value for m in at.markdown)
+
+
+def test_the_apps_own_dos_csv_can_give_the_target_by_its_column():
+    """The walk: the app's DOS CSV (target, predicted, DFT side by side) was refused as a target.
+    The page offers its curve columns; the chosen one is the target."""
+    e = np.linspace(-10, 10, 81)
+    table = ("energy_minus_ef_eV,target_site0,predicted_site0,dft_site0\n" +
+             "\n".join(f"{x:.4f},1.0,0.5,{np.exp(-x * x):.6f}" for x in e)).encode()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["dos_csv_kept"] = ("cand_dos.csv", table)       # as if uploaded before another page
+    at.run()
+    next(r for r in at.radio if r.key == "target_src").set_value("A DOS file (CSV)").run()
+    assert not at.exception, [e.value for e in at.exception]
+    pick = at.selectbox(key="dos_column_cand_dos.csv")
+    assert pick.options == ["target_site0", "predicted_site0", "dft_site0"] and not at.error
+    pick.set_value("dft_site0").run()
+    assert not at.exception and not at.error
+    charts = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("target: uploaded DOS (cand_dos.csv), column dft_site0" in spec for spec in charts)

@@ -194,3 +194,21 @@ def test_a_table_that_names_its_spins_is_summed_and_says_so():
     # without spin names, three columns are not guessed at
     with pytest.raises(ValueError, match="3 numeric columns"):
         read_dos_table("E,a,b\n" + "\n".join(f"{x},{y},{z}" for x, y, z in zip(e, up, down)))
+
+
+def test_a_table_of_several_named_curves_gives_the_one_asked_for():
+    """The walk: the app's own DOS CSV could not be uploaded back as a target (a checked
+    candidate's DFT curve, say). Its curves are offered by name; one is read beside the energy."""
+    e = np.linspace(-10, 10, 60)
+    rows = "\n".join(f"{x:.4f},{'nan' if x > 0 else 1.0},0.5,{np.exp(-x * x):.6f}" for x in e)
+    table = "energy_minus_ef_eV,target_site0,predicted_site0,dft_site0\n" + rows
+    assert dos.curve_columns(table) == ["target_site0", "predicted_site0", "dft_site0"]
+    got_e, got = dos.read_dos_table(table, column="dft_site0")
+    assert np.allclose(got_e, e, atol=1e-4) and np.allclose(got, np.exp(-got_e ** 2), atol=1e-4)
+    with pytest.raises(ValueError, match="4 numeric columns"):
+        dos.read_dos_table(table)
+    with pytest.raises(ValueError, match="NaN"):          # a windowed target's column is empty beyond it
+        dos.read_dos_table(table, column="target_site0")
+    with pytest.raises(ValueError, match="no column named 'dft_site1' — one of target_site0"):
+        dos.read_dos_table(table, column="dft_site1")
+    assert dos.curve_columns("E,up,down\n-1,1,1\n") == [] and dos.curve_columns("-1,2\n0,3\n") == []

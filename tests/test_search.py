@@ -221,3 +221,17 @@ def test_the_windowed_shift_search_equals_one_pass_per_shift(seed_index):
         if abs(got_c[j] - best[0]) < 1e-4 and best[0] > 0:
             moved = search_mod._shift_rows(seed_index.curves[j].astype(float), int(got_k[j]))
             assert dos.cosine(g, moved, (-10.0, 0.5)) == pytest.approx(best[0], abs=1e-4)
+
+
+def test_a_table_of_several_curves_is_searched_by_the_column_named(tmp_path, capsys):
+    """--target-column: the app's own DOS CSV (target, predicted, DFT side by side) searched by one
+    of its curves; without the option the error names the option and the columns."""
+    ref = site_index(DB_URL)
+    g = ref.curves[ref.row_of["L12-Au3Ni-chgnet", 0]]
+    f = tmp_path / "cand_dos.csv"
+    f.write_text("energy_minus_ef_eV,target_site0,dft_site0\n" + "\n".join(f"{e},0.3,{y}" for e, y in zip(dos.GRID, g)))
+    assert cli_main(["search", "--target-csv", str(f), "--target-column", "dft_site0", "--top", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["hits"][0]["mae"] == pytest.approx(0.0, abs=1e-4) and out["target"]["source"].endswith("column dft_site0")
+    assert cli_main(["search", "--target-csv", str(f), "--top", "1"]) == 2
+    assert "--target-column (target_site0, dft_site0)" in capsys.readouterr().err

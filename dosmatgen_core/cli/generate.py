@@ -201,26 +201,29 @@ def vasprun_target(path, site: int | None):
     return run.site_dos[k], f"VASP site DOS of {run.label(k)} in {name}", symbols[k], file_window(run.energy)
 
 
-def csv_target(path) -> tuple:
-    """--target-csv FILE: the curve on the grid, its name, as the app names an upload, and the
-    window its energies cover (None: the whole grid), where it is compared; what regridding did
-    to it (a window short of −10…10 eV, small negative dips) is said on stderr, as the app says it
-    on the page."""
+def csv_target(path, column: str | None = None) -> tuple:
+    """--target-csv FILE [--target-column NAME]: the curve on the grid, its name, as the app names
+    an upload, and the window its energies cover (None: the whole grid), where it is compared; what
+    regridding did to it (a window short of −10…10 eV, small negative dips) is said on stderr, as
+    the app says it on the page. column: of a table with several named curves, the one to take."""
     from dosmatgen_core import checks
-    from dosmatgen_core.dos import MAX_CSV_BYTES, file_window, grid_note, negative_note, read_dos_table, table_to_grid
+    from dosmatgen_core.dos import (MAX_CSV_BYTES, curve_columns, file_window, grid_note, negative_note, read_dos_table,
+                                    table_to_grid)
     from dosmatgen_core.names import file_curve_name
     name = Path(path).name
     data = checks.read_input_file(path, "target DOS file", MAX_CSV_BYTES)
     try:
         said: list[str] = []
-        energy, values = read_dos_table(data, said)
+        energy, values = read_dos_table(data, said, column=column)
         curve = table_to_grid(energy, values)
     except ValueError as exc:
+        if column is None and (named := curve_columns(data)):
+            exc = f"{exc}; or name it with --target-column ({', '.join(named)})"
         raise checks.UserError(f"{name}: {exc}") from None
     for note in (*said, grid_note(energy), negative_note(values)):
         if note:
             say(f"{name}: {note[:1].lower()}{note[1:]}")
-    return curve, file_curve_name(name), file_window(energy)
+    return curve, file_curve_name(name) + (f", column {column}" if column else ""), file_window(energy)
 
 
 def given_window(window, covered=None) -> tuple[float, float]:
@@ -257,7 +260,7 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
     elif args.target_vasprun:
         target, kw["target_source"], element, kw["window"] = vasprun_target(args.target_vasprun, args.site)
     elif args.target_csv:
-        target, kw["target_source"], kw["window"] = csv_target(args.target_csv)
+        target, kw["target_source"], kw["window"] = csv_target(args.target_csv, getattr(args, "target_column", None))
     else:
         kind, ref, name = _source(ref_id, db_url, "--ref")
         symbols = [x.specie.symbol for x in ref] if kind == "file" else ref.symbols
@@ -490,6 +493,8 @@ def add_parsers(sub) -> None:
     ge.add_argument("--site", type=int, default=None, help="the atom (0-based) of --ref or --target-vasprun whose "
                     "DOS is the target")
     ge.add_argument("--target-csv", default=None, help="target DOS from a CSV (energy - E_F, DOS) instead")
+    ge.add_argument("--target-column", default=None, metavar="NAME",
+                    help="--target-csv holds several named curves (the app's DOS CSV): the one to take")
     ge.add_argument("--target-vasprun", default=None,
                     help="target DOS from a VASP vasprun.xml (LORBIT >= 10): atom --site's projected DOS")
     ge.add_argument("--window", type=float, nargs=2, metavar=("LO", "HI"), default=None,

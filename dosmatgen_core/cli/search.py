@@ -37,7 +37,7 @@ def _search(args) -> int:
         target, what, _, window = vasprun_target(args.target_vasprun, args.site)
         source = {"target_vasprun": args.target_vasprun, "site": args.site, "source": what}
     elif args.target_csv:
-        target, what, window = csv_target(args.target_csv)
+        target, what, window = csv_target(args.target_csv, getattr(args, "target_column", None))
         source = {"target_csv": args.target_csv, "source": what}
     else:
         ref = open_db(db_url).get(args.ref)
@@ -90,6 +90,8 @@ def add_parsers(sub) -> None:
     se.add_argument("--ref", default=None, help="reference material id whose site DOS is the target")
     se.add_argument("--site", type=int, default=None, help="that site's index")
     se.add_argument("--target-csv", default=None, help="target DOS from a CSV (energy - E_F, DOS) instead")
+    se.add_argument("--target-column", default=None, metavar="NAME",
+                    help="--target-csv holds several named curves (the app's DOS CSV): the one to take")
     se.add_argument("--target-vasprun", default=None,
                     help="target DOS from a VASP vasprun.xml (LORBIT >= 10): atom --site's projected DOS")
     se.add_argument("--window", type=float, nargs=2, metavar=("LO", "HI"), default=None,

@@ -20,8 +20,9 @@ def _dft_csv(result: dict) -> str:
 
 
 def run_zip(run: dict, dft: dict[int, dict] | None = None, curves: dict[int, list[dict]] | None = None) -> bytes:
-    """Zip bytes: per candidate a P1 CIF, a POSCAR and its target/predicted DOS CSV (and the DFT
-    DOS CSV when a check finished), plus run.json and dft.json. curves: rank → the curves of its
+    """Zip bytes: per candidate a P1 CIF, a POSCAR and its target/predicted DOS CSV (with its DFT
+    rows, a DFT DOS CSV of every site, and the relaxed cell's CIF when a check finished), plus
+    run.json and dft.json. curves: rank → the curves of its
     card (results.candidate_curves); each candidate then also gets its plot as an SVG."""
     buf = io.BytesIO()
     targets = run["settings"]["targets"]
@@ -31,9 +32,14 @@ def run_zip(run: dict, dft: dict[int, dict] | None = None, curves: dict[int, lis
             stem = f"candidates/{c['rank']:03d}_{c['formula']}"
             z.writestr(f"{stem}.cif", runsmod.cif_file(c["cif"]))
             z.writestr(f"{stem}.vasp", runsmod.to_poscar(runsmod.structure_of(c)))
-            z.writestr(f"{stem}_dos.csv", runsmod.dos_csv(c, targets, run["settings"].get("window")))
-            if c["rank"] in done:
-                z.writestr(f"{stem}_dft_dos.csv", _dft_csv(done[c["rank"]]["result"]))
+            res = done[c["rank"]]["result"] if c["rank"] in done else None
+            # the card's DOS CSV, its DFT rows beside the target and the prediction once checked
+            z.writestr(f"{stem}_dos.csv", runsmod.dos_csv(c, targets, run["settings"].get("window"),
+                                                           res["site_dos"] if res else None))
+            if res:
+                z.writestr(f"{stem}_dft_dos.csv", _dft_csv(res))
+                if res.get("relaxed") and res.get("cif"):      # the cell DFT calculated, in the candidate's site order
+                    z.writestr(f"{stem}_relaxed.cif", runsmod.cif_file(res["cif"]))
             if (curves or {}).get(c["rank"]):
                 z.writestr(f"{stem}_dos.svg", dos_image(curves[c["rank"]], f"candidate #{c['rank']} · {c['formula']}"))
         z.writestr("run.json", runsmod.run_json(run))

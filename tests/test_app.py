@@ -356,6 +356,14 @@ def test_run_zip_legends_and_top_k(tmp_path):
     names = z.namelist()
     assert "run.json" in names and "dft.json" in names
     assert sum(n.endswith(".cif") for n in names) == 2 and sum(n.endswith("_dos.csv") for n in names) == 3
+    stem = next(n for n in names if n.startswith(f"candidates/{c['rank']:03d}_") and n.endswith("_dos.csv")
+                and "_dft_" not in n)
+    assert "dft_site0" in z.read(stem).decode().splitlines()[0]     # the card's CSV, its DFT rows beside
+    relaxed_check = {c["rank"]: {"status": "done", "result": {**fake_dft[c["rank"]]["result"], "relaxed": True,
+                                                                "cif": c["cif"]}}}
+    zr = zipfile.ZipFile(io.BytesIO(run_zip(run, relaxed_check)))
+    (cell,) = [n for n in zr.namelist() if n.endswith("_relaxed.cif")]
+    assert zr.read(cell).decode().startswith("# Atoms in the candidate's site order")
     svgs = [n for n in names if n.endswith("_dos.svg")]
     assert len(svgs) == 2                                               # every candidate's plot
     first = z.read(next(n for n in svgs if n.startswith(f"candidates/{c['rank']:03d}_")))

@@ -398,6 +398,9 @@ def read_dos_table(data: bytes | str, notes: list | None = None, column: str | N
             raise ValueError(f"line {k + 1}: '{s[:40]}' is not two numbers — "
                              "keep only two numeric columns after the header") from None
         if len(vals) < 2:
+            if re.search(r"[,;\t]\s*$|[,;]\s*[,;]", s):      # '-4.98,': a field left empty, as a NaN is often written
+                raise ValueError(f"line {k + 1}: '{s[:40]}' has an empty field (a missing value) — fill it or "
+                                 "remove that row")
             raise ValueError(f"line {k + 1}: expected two columns (energy, DOS), found one — "
                              "give two columns: energy − E_F (eV), DOS (states/eV)")
         if len(parts) == 3 and spin_header(header) and _numbers(parts[2:]):

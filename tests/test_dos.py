@@ -212,3 +212,13 @@ def test_a_table_of_several_named_curves_gives_the_one_asked_for():
     with pytest.raises(ValueError, match="no column named 'dft_site1' — one of target_site0"):
         dos.read_dos_table(table, column="dft_site1")
     assert dos.curve_columns("E,up,down\n-1,1,1\n") == [] and dos.curve_columns("-1,2\n0,3\n") == []
+
+
+def test_an_empty_field_is_named_as_a_missing_value():
+    """The walk: '-4.98747,' (a NaN written as nothing) read as 'expected two columns, found one'."""
+    rows = [f"{e:.5f},{1.0}" for e in np.linspace(-10, 10, 30)]
+    rows[7] = rows[7].split(",")[0] + ","
+    with pytest.raises(ValueError, match="line 9: .* has an empty field \\(a missing value\\) — fill it or remove"):
+        dos.read_dos_table("E,DOS\n" + "\n".join(rows))
+    with pytest.raises(ValueError, match="expected two columns"):
+        dos.read_dos_table("E,DOS\n" + "\n".join(rows[:7] + ["-3.1"] + rows[8:]))

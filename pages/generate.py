@@ -525,6 +525,19 @@ mode = st.radio("Mode", list(MODES), format_func=MODES.get, horizontal=True, key
                      "also have one element swapped for its same-group neighbour. New structure: the "
                      "model builds N atoms, the chosen ones carrying the target. Template: it reworks a structure "
                      "you choose around its conditioned atoms. Baseline: no target at all.")
+# each mode's purpose under the picker: the walk found only the first explained on the page
+MODE_WORDS = {
+    "seeded": "Known structures whose site already has a DOS close to the target are reworked into new ones; "
+              "the best odds of a close match (the default).",
+    "masked": "The model builds whole new cells of N atoms from noise; the atoms you choose carry the target, "
+              "the others are free. Expect more variety and looser matches than from known structures.",
+    "template": "A structure you choose (the reference, another known one, an upload, or a candidate) is partly "
+                "noised and rebuilt: its chosen atoms carry the target and pinned atoms stay exactly as they are.",
+    "fixed_type": "As a new structure of N atoms, but the atoms carrying the target keep the element you name, so "
+                  "the match has to come from their surroundings.",
+    "unconditional": "Plain samples with no target: the baseline every other mode is measured against.",
+}
+st.caption(MODE_WORDS[mode])
 # every mode records the reference, so that rounds never grow from it (rounds.next_round)
 req_kw: dict = {"mode": mode, "seed_exclude": sorted(exclude), "reference_id": mat.db_id if exclude else None,
                 "window": list(window) if window else None}
@@ -652,7 +665,7 @@ elif mode == "template":
                             "lattice": tpl_struct.lattice.matrix.tolist()},
                   strength=float(strength), pinned=pin)
     st.caption(f"Template: {tpl_names.get(t_id, t_id)}; conditioned atoms: "
-               f"{', '.join(fmt(i) for i in cond) or 'none'}"
+               f"{', '.join(fmt(i) for i in cond) or 'none'}; pinned: {', '.join(fmt(i) for i in pin) or 'none'}"
                + (". The template is the target's own material: its site already has this DOS, so at low strength "
                   "most candidates come back as the material itself (marked known). Raise the strength, or grow "
                   "from other known sites (the first mode), for new structures." if t_id == ref_key else ""))

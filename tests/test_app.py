@@ -1548,3 +1548,15 @@ def test_the_apps_own_dos_csv_can_give_the_target_by_its_column():
     assert not at.exception and not at.error
     charts = [c.proto.spec for c in at.get("plotly_chart")]
     assert any("target: uploaded DOS (cand_dos.csv), column dft_site0" in spec for spec in charts)
+
+
+def test_every_mode_says_what_it_does_under_the_picker():
+    """The walk: only the seeded mode was explained on the page; the others relied on a tooltip."""
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    for mode in ("seeded", "masked", "fixed_type", "unconditional", "template"):
+        at.radio(key="mode").set_value(mode).run()
+        assert not at.exception, [e.value for e in at.exception]
+        first = {"seeded": "Known structures", "masked": "The model builds whole new cells",
+                 "fixed_type": "As a new structure", "unconditional": "Plain samples", "template": "A structure you choose"}
+        assert sum(c.value.startswith(first[mode]) for c in at.caption) == 1, mode
+    assert any("pinned: none" in c.value for c in at.caption)

@@ -344,6 +344,18 @@ def _small_run(tmp_path):
                           store=RunStore(tmp_path / "runs.db"), check_novelty=False)
 
 
+def _opened_run(tmp_path, monkeypatch):
+    """A small stored run, and the app opened on it by its link (?run=ID), as a fresh session."""
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    run = _small_run(tmp_path)
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params["run"] = run["id"]
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return run, at
+
+
 def test_run_zip_legends_and_top_k(tmp_path):
     from studio.export import run_zip
     from studio.results import candidate_curves
@@ -506,13 +518,7 @@ def test_the_energies_compared_can_be_narrowed_as_the_cli_window_does():
 def test_an_input_that_stops_the_form_keeps_the_run_on_screen_under_one_error(tmp_path, monkeypatch):
     """The walk: a refused file (or switching to a DOS file not yet uploaded) hid everything below,
     the run being viewed included, under two boxes. The form stops; the run stays below one error."""
-    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
-    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
-    run = _small_run(tmp_path)
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.query_params["run"] = run["id"]
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    run, at = _opened_run(tmp_path, monkeypatch)
     grow = [b.key for b in at.button if b.key and b.key.startswith(f"grow{run['id']}_")]
     assert grow
     at.text_input(key="ref_query").set_value("!!").run()          # no formula, id or elements
@@ -657,13 +663,7 @@ def test_the_runs_page_lists_the_batchs_checks_not_started_yet_as_queued(tmp_pat
 
 def test_a_finished_run_survives_a_reload_and_shows_on_the_runs_page(tmp_path, monkeypatch):
     """The run id lives in the URL: a fresh session with ?run=ID shows the stored results."""
-    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
-    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
-    run = _small_run(tmp_path)
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.query_params["run"] = run["id"]
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    run, at = _opened_run(tmp_path, monkeypatch)
     assert "5 · Results" in [h.value for h in at.header]
     assert any(run["id"] in c.value for c in at.caption)
     runs = app_page("1_Runs.py")

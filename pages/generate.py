@@ -19,7 +19,7 @@ from studio.charts import dos_chart
 from studio.form import FieldMessages
 from studio import figures as viz
 from studio import shared as studio
-from studio.results import no_new_text, show_run, stored_labels
+from studio import run_view
 from studio import nav
 
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
@@ -60,180 +60,6 @@ def use_preset() -> None:
     use_material(studio.PRESET_ID, "Au3Ni")
     st.session_state["target_src"] = "A site of a material"
     st.session_state["preset_pending"] = True
-
-
-# ---- 5. results: the job in progress and the run being viewed ----------------------------------
-# defined here, drawn at the page's end (current_run), or under the error that stops the form
-def _job():
-    jid = st.session_state.get("job")
-    return R["jobs"].get(jid) if jid else None
-
-
-def job_panel(was_live: bool) -> None:
-    """The job in progress: its progress bar and Cancel, then its outcome. It ticks only while
-    something runs: an idle tick every second reruns the fragment for nothing, and a rerun can
-    cancel a download the user just started."""
-    @st.fragment(run_every=1.0 if was_live else None)
-    def panel():
-        job = _job()
-        if job is None:
-            return
-        if was_live and not job.active and job.status != "done":
-            st.rerun(scope="app")          # ended: draw the outcome once, without the tick
-        if job.active:
-            # an ETA of 0 means "not known yet" (sampling's first steps, scoring's first chunk)
-            left = f" · about {studio.duration(job.eta)} left" if job.eta > 0.5 else ""
-            st.progress(min(job.progress, 1.0), text=f"{job.message or 'starting'}{left}")
-            if st.button("Cancel", key=f"cancel_{job.id}"):
-                R["jobs"].cancel(job.id)
-        elif job.status == "done":
-            if st.query_params.get("run") != job.run_id:
-                top = st.session_state.pop("job_dft_top", 0)
-                if top:
-                    run = store.get(job.run_id)
-                    per_source = st.session_state.pop("job_dft_per_source", certify.PER_SOURCE)
-                    ranks = certify.pick(run, top, labelled=labelled_ids, per_source=per_source)
-                    chain = st.session_state.pop("job_rounds", {"left": 0, "round": 1})
-                    if ranks:
-                        relaxed = st.session_state.pop("job_dft_relaxed", studio.SHIPPED.dft_relaxed)
-                        state.certifier(str(studio.RUNS_PATH)).start(job.run_id, ranks, relaxed=relaxed, top=top)
-                        if chain["left"] or chain["round"] > 1:     # once these checks end: the next round, or the outcome
-                            st.session_state["rounds"] = {**chain, "run": job.run_id, "top": top, "relaxed": relaxed,
-                                                          "per_source": per_source}
-                    else:
-                        st.session_state["dft_skipped"] = (job.run_id, certify.nothing_to_check(run, labelled=labelled_ids))
-                st.query_params["run"] = job.run_id
-                st.session_state.pop("job", None)
-                st.rerun()
-        elif job.status == "cancelled":
-            # named: the note stays until the next Generate, while the form may already say something else
-            st.warning(f"Generation of “{studio.plain(job.request.title or 'the last run')}” cancelled. Any candidates "
-                       "scored before the cancel are kept, unranked, as a cancelled run on the Runs page.")
-        elif job.status == "failed":
-            st.error(f"Generation of “{studio.plain(job.request.title or 'the last run')}” failed: {job.error}. Your "
-                     "settings are unchanged; adjust them and try again.")
-    panel()
-
-
-def dft_panel(run_id: str, n_done: int, live: bool):
-    @st.fragment(run_every=2.0 if live else None)
-    def panel():
-        cert = state.certifier(str(studio.RUNS_PATH))
-        p = cert.progress(run_id)
-        if p is None:
-            return
-        now = len(p["done"]) + len(p["failed"])
-        if now != n_done or (live and not p["active"]):
-            st.rerun(scope="app")          # a result landed, or the batch ended: redraw cards and ranking
-        _dft_progress(cert, p, now, run_id)
-    panel()
-
-
-def _dft_progress(cert, p: dict, now: int, run_id: str) -> None:
-    n = len(p["ranks"])
-    st.progress(now / max(n, 1), text=certify.status_line(p, studio.duration))
-    if p["active"] and not p["cancelled"]:
-        if st.button("Stop the DFT checks", key=f"dft_cancel_{run_id}",
-                     help="The calculation already running finishes; the rest are not started."):
-            cert.cancel(run_id)
-
-
-def go_on(run: dict, dft: dict, p: dict | None, chain: dict) -> None:
-    """After a round's DFT checks end: the next round (rounds.next_round), grown from the known
-    sites shaped better than the best GPAW check so far (rounds.best_of over this run and the best
-    earlier round) or else from that check, while rounds are left and it misses the bar; else a note that says how the rounds ended. Stored labels of known candidates do not
-    count: they are no candidates."""
-    st.session_state.pop("rounds", None)
-    pairs = [(run, dft)]
-    if chain.get("best_run") not in (None, run["id"]):
-        try:
-            earlier = store.get(chain["best_run"])
-            pairs.insert(0, (earlier, state.dft_statuses(earlier)))
-        except KeyError:
-            pass        # deleted meanwhile: this round alone
-    best = rounds.best_of(pairs)
-    if p is not None and p["cancelled"]:
-        note = rounds.CANCELLED
-    elif best is None:
-        note = rounds.NOTHING_CHECKED
-    else:
-        req = rounds.next_round(best[0], best[1], exclude=rounds.tried(run)) if chain["left"] else None
-        if req is None:
-            note = rounds.outcome(best, chain["round"])
-        else:
-            try:
-                state.submit(req, store, chain, rounds_left=chain["left"] - 1, round_no=chain["round"] + 1,
-                             best_run=best[0]["id"])
-            except (ValueError, StructureError) as exc:
-                note = f"The next round could not start: {exc}"
-            else:
-                st.session_state["rounds_note"] = rounds.running(best, chain["round"] + 1, chain["left"] - 1,
-                                                                 req=req)
-                st.rerun()
-    st.session_state["rounds_note"] = note
-    st.rerun()          # the note is drawn above the results, which this run of the page has passed
-
-
-def current_run(target=None, title: str | None = None, live_views: int = viz.MAX_LIVE_VIEWS - 1,
-                grow=None) -> None:
-    """Section 5: the job in progress, its DFT checks and rounds, and the run being viewed (the
-    URL's run). Drawn under the form, or alone under the error of an input that stops the form:
-    a refused file must not take the results on screen with it. target, title: the form's (a job
-    or run of another target says so); grow: a card's grow button's callback."""
-    live = getattr(_job(), "active", False)
-    if note := st.session_state.get("rounds_note"):
-        st.info(note)
-    with st.container():     # always there, so the results below keep their place (and their 3D views)
-        if (job := _job()) is not None and job.active and job.request.targets and \
-                target is not None and not rounds.same_target(job.request.targets[0], target):
-            # a round started from the Runs page works towards its own run's target, not the form's
-            dos_chart([{"y": job.request.targets[0], "name": f"this run's target: {rounds.target_of(job.request.title)}",
-                        "style": "target", "window": job.request.window}], key="jobtarget", filename="run_target",
-                      title="The target of the run in progress (the chart in 1 · Target DOS is the next Generate's)")
-    job_panel(live)
-    run_id = st.query_params.get("run")
-    if run_id:
-        try:
-            run = store.get(run_id)
-        except KeyError:
-            st.info(f"No stored run has the id {studio.plain(run_id)}: it may have been deleted, or the link is "
-                    "mistyped. The Runs page lists the stored runs.")
-        else:
-            dft = state.dft_statuses(run)
-            p = state.certifier(str(studio.RUNS_PATH)).progress(run_id)
-            chain = st.session_state.get("rounds")
-            if chain and chain["run"] == run_id and not live and (p is None or not p["active"]):
-                go_on(run, dft, p, chain)
-            if p is not None:
-                dft_panel(run_id, len(p["done"]) + len(p["failed"]), p["active"])
-                if why := certify.passed_over(run, p["ranks"], labelled=labelled_ids):
-                    st.caption(why + " Known ones show their stored DFT label instead.")
-                with st.container():     # always there: a note that comes later must not move the cards (and
-                    # their 3D views, which a browser then reloads and drops) down the page
-                    if not p["active"] and (none_new := no_new_text(run, dft)):
-                        st.info(none_new)
-            elif (skipped := st.session_state.get("dft_skipped")) and skipped[0] == run_id:
-                st.info(f"No DFT check was started: {skipped[1]}."
-                        + (" Known candidates show their stored DFT label instead." if "known" in skipped[1] else ""))
-            if " · grown from " in (run.get("title") or ""):       # a round (rounds.round_title)
-                what = "known sites" if " · grown from known sites" in run["title"] else "a candidate"
-                st.caption(f"Showing run `{run_id}` ({studio.plain(run['title'])}): a round grown from {what}, not "
-                           "from the form above, which sets up a new run.")
-            elif run.get("title") != title:       # a run opened by its link, or the form changed since
-                st.caption(f"Showing the stored run `{run_id}` ({studio.plain(run.get('title') or 'untitled')}); "
-                           "the form above sets up the next run.")
-            # the reference view and the known sites' views above are live 3D views too
-            waiting = {r for r in p["ranks"] if r not in dft} if p is not None and p["active"] and not p["cancelled"] else set()
-            show_run(run, dft, stored_labels(run, db, labelled_ids), live_views=live_views, grow=grow, waiting=waiting)
-
-
-def stop_form(error: str | None = None) -> None:
-    """The form cannot go on (a refused file, no target yet): one error saying why, then the job
-    in progress and the run being viewed, as they were, and nothing else."""
-    if error:
-        st.error(error)
-    current_run()
-    st.stop()
 
 
 # ---- 1. target --------------------------------------------------------------------------------
@@ -279,7 +105,7 @@ if src == "A site of a material":
         except (ValueError, StructureError) as exc:
             # the page stops here: below, the searched material (Au3Ni) would stand in for the refused file
             state.forget_upload("ref_upload")          # a refused file is not brought back after another page
-            stop_form(f"Could not use {studio.plain(up_name)}: {str(exc).rstrip('.')}. Upload another file, or remove this one (×) "
+            run_view.stop_form(f"Could not use {studio.plain(up_name)}: {str(exc).rstrip('.')}. Upload another file, or remove this one (×) "
                       "to pick a material from the database.")
         else:
             # PAW spheres leave the interstitial out; the labels' Löwdin projection shares every state
@@ -297,7 +123,7 @@ if src == "A site of a material":
         try:
             found = catalogue.search(query, rows_all)
         except ValueError as exc:
-            stop_form(str(exc))
+            run_view.stop_form(str(exc))
         q = found["query"]
         if not found["labelled"] and ("formula" in q or "id" in q):
             found = catalogue.search(query, rows_all, state.mp_structures())
@@ -326,7 +152,7 @@ if src == "A site of a material":
             else:
                 st.markdown("Next step: upload a structure above, or switch to **A DOS file (CSV)**.")
         if not options:
-            stop_form()
+            run_view.stop_form()
         keys = list(options)
         if st.session_state.get("ref_select") not in keys:
             st.session_state["ref_select"] = keys[0]
@@ -337,7 +163,7 @@ if src == "A site of a material":
                 mat = catalogue.predicted(ref_key, options[ref_key].split(" · no label")[0], mp_by_key[ref_key],
                                           predictor)
             except ValueError as exc:
-                stop_form(str(exc))
+                run_view.stop_form(str(exc))
         else:
             mat = catalogue.from_db(db.get(ref_key))
     s = mat.structure
@@ -372,7 +198,7 @@ else:
     if up is None:
         st.info("Upload a DOS file to go on. Any energy grid works: it is regridded onto −10…10 eV, 400 points. "
                 "A VASP vasprun.xml goes in “A site of a material” (its upload), where you pick the atom.")
-        stop_form()
+        run_view.stop_form()
     up_name, up_bytes, earlier = up
     if earlier:
         earlier_note(up_name, "dos_csv")
@@ -387,7 +213,7 @@ else:
         base = studio.table_to_grid(energy, values)
     except ValueError as exc:
         state.forget_upload("dos_csv")
-        stop_form(f"Could not use {studio.plain(up_name)}: {exc}")
+        run_view.stop_form(f"Could not use {studio.plain(up_name)}: {exc}")
     base_name = studio.file_curve_name(up_name) + (f", column {column}" if column else "")
     st.success(f"Read {studio.plain(up_name)}; regridded onto −10…10 eV, 400 points.")
     for note in said:
@@ -423,7 +249,7 @@ base_window, window = window, studio.shift_window(window, shift)      # the know
 if window is not None and window[1] - window[0] < studio.MIN_SPAN_EV:
     st.error(f"Shifted by {shift:+.2f} eV, the energies compared ({studio.window_text(base_window)}) leave less than "
              f"{studio.MIN_SPAN_EV:g} eV on the grid: shift less, or compare on more energies.")
-    stop_form()
+    run_view.stop_form()
 target_desc = base_name + (f", shifted {shift:+.2f} eV, ×{scale:.2f}, smeared {smear:.2f} eV" if shaped else "")
 curves = [{"y": target, "name": f"target: {target_desc}", "style": "target", "window": window}]
 if shaped:
@@ -638,7 +464,7 @@ elif mode == "template":
         if tpl_struct is None:
             if tu is None:      # a refused file has its one error line under the uploader already
                 st.info("Upload a template structure to go on.")
-            stop_form()
+            run_view.stop_form()
     elif t_id == CANDIDATE:
         tpl_struct = to_structure(atoms_from_cif(grown["cif"]))      # ASE keeps its site order
     elif t_id == ref_key and mat is not None:
@@ -799,7 +625,7 @@ for line in notes.show(problems):        # a problem whose input is not on the p
     st.error(f"Cannot generate: {line}")
 if model is None:
     st.error("No generator checkpoint is available, so nothing can be generated. Train one with `dosmatgen train`.")
-elif st.button("Generate", type="primary", key="generate", disabled=bool(problems) or getattr(_job(), "active", False),
+elif st.button("Generate", type="primary", key="generate", disabled=bool(problems) or getattr(run_view.active_job(), "active", False),
                help="One generation at a time: this is off while one runs (Cancel stops it)."):
     try:
         dft_on = bool(dft_top) and mode != "unconditional"
@@ -816,4 +642,4 @@ elif problems:
     st.caption("Generate is off until the input marked in red above is fixed.")
 
 
-current_run(target, req_kw["title"], viz.MAX_LIVE_VIEWS - 1 - len(hits), grow_from)
+run_view.current_run(target, req_kw["title"], viz.MAX_LIVE_VIEWS - 1 - len(hits), grow_from)

@@ -1,0 +1,191 @@
+"""Section 5 of the Generate page: the job in progress, its DFT checks and rounds, and the run
+being viewed. Drawn under the form, or alone under the error of an input that stops the form (a
+refused file must not take the results on screen with it)."""
+from __future__ import annotations
+
+import streamlit as st
+
+from dosmatgen_core.candidates import rounds
+from dosmatgen_core.scoring import certify
+from dosmatgen_core.structures import StructureError
+from studio import figures as viz
+from studio import shared as studio
+from studio import state
+from studio.charts import dos_chart
+from studio.results import no_new_text, show_run, stored_labels
+
+
+def _labelled() -> frozenset:
+    return frozenset(r["material_id"] for r in state.reference_rows(studio.DB_URL))
+
+
+def active_job():
+    jid = st.session_state.get("job")
+    return state.resources()["jobs"].get(jid) if jid else None
+
+
+def job_panel(was_live: bool) -> None:
+    """The job in progress: its progress bar and Cancel, then its outcome. It ticks only while
+    something runs: an idle tick every second reruns the fragment for nothing, and a rerun can
+    cancel a download the user just started."""
+    @st.fragment(run_every=1.0 if was_live else None)
+    def panel():
+        job = active_job()
+        if job is None:
+            return
+        if was_live and not job.active and job.status != "done":
+            st.rerun(scope="app")          # ended: draw the outcome once, without the tick
+        if job.active:
+            # an ETA of 0 means "not known yet" (sampling's first steps, scoring's first chunk)
+            left = f" · about {studio.duration(job.eta)} left" if job.eta > 0.5 else ""
+            st.progress(min(job.progress, 1.0), text=f"{job.message or 'starting'}{left}")
+            if st.button("Cancel", key=f"cancel_{job.id}"):
+                state.resources()["jobs"].cancel(job.id)
+        elif job.status == "done":
+            if st.query_params.get("run") != job.run_id:
+                top = st.session_state.pop("job_dft_top", 0)
+                if top:
+                    run = state.store().get(job.run_id)
+                    per_source = st.session_state.pop("job_dft_per_source", certify.PER_SOURCE)
+                    ranks = certify.pick(run, top, labelled=_labelled(), per_source=per_source)
+                    chain = st.session_state.pop("job_rounds", {"left": 0, "round": 1})
+                    if ranks:
+                        relaxed = st.session_state.pop("job_dft_relaxed", studio.SHIPPED.dft_relaxed)
+                        state.certifier(str(studio.RUNS_PATH)).start(job.run_id, ranks, relaxed=relaxed, top=top)
+                        if chain["left"] or chain["round"] > 1:     # once these checks end: the next round, or the outcome
+                            st.session_state["rounds"] = {**chain, "run": job.run_id, "top": top, "relaxed": relaxed,
+                                                          "per_source": per_source}
+                    else:
+                        st.session_state["dft_skipped"] = (job.run_id, certify.nothing_to_check(run, labelled=_labelled()))
+                st.query_params["run"] = job.run_id
+                st.session_state.pop("job", None)
+                st.rerun()
+        elif job.status == "cancelled":
+            # named: the note stays until the next Generate, while the form may already say something else
+            st.warning(f"Generation of “{studio.plain(job.request.title or 'the last run')}” cancelled. Any candidates "
+                       "scored before the cancel are kept, unranked, as a cancelled run on the Runs page.")
+        elif job.status == "failed":
+            st.error(f"Generation of “{studio.plain(job.request.title or 'the last run')}” failed: {job.error}. Your "
+                     "settings are unchanged; adjust them and try again.")
+    panel()
+
+
+def dft_panel(run_id: str, n_done: int, live: bool):
+    @st.fragment(run_every=2.0 if live else None)
+    def panel():
+        cert = state.certifier(str(studio.RUNS_PATH))
+        p = cert.progress(run_id)
+        if p is None:
+            return
+        now = len(p["done"]) + len(p["failed"])
+        if now != n_done or (live and not p["active"]):
+            st.rerun(scope="app")          # a result landed, or the batch ended: redraw cards and ranking
+        _dft_progress(cert, p, now, run_id)
+    panel()
+
+
+def _dft_progress(cert, p: dict, now: int, run_id: str) -> None:
+    n = len(p["ranks"])
+    st.progress(now / max(n, 1), text=certify.status_line(p, studio.duration))
+    if p["active"] and not p["cancelled"]:
+        if st.button("Stop the DFT checks", key=f"dft_cancel_{run_id}",
+                     help="The calculation already running finishes; the rest are not started."):
+            cert.cancel(run_id)
+
+
+def go_on(run: dict, dft: dict, p: dict | None, chain: dict) -> None:
+    """After a round's DFT checks end: the next round (rounds.next_round), grown from the known
+    sites shaped better than the best GPAW check so far (rounds.best_of over this run and the best
+    earlier round) or else from that check, while rounds are left and it misses the bar; else a note that says how the rounds ended. Stored labels of known candidates do not
+    count: they are no candidates."""
+    st.session_state.pop("rounds", None)
+    pairs = [(run, dft)]
+    if chain.get("best_run") not in (None, run["id"]):
+        try:
+            earlier = state.store().get(chain["best_run"])
+            pairs.insert(0, (earlier, state.dft_statuses(earlier)))
+        except KeyError:
+            pass        # deleted meanwhile: this round alone
+    best = rounds.best_of(pairs)
+    if p is not None and p["cancelled"]:
+        note = rounds.CANCELLED
+    elif best is None:
+        note = rounds.NOTHING_CHECKED
+    else:
+        req = rounds.next_round(best[0], best[1], exclude=rounds.tried(run)) if chain["left"] else None
+        if req is None:
+            note = rounds.outcome(best, chain["round"])
+        else:
+            try:
+                state.submit(req, state.store(), chain, rounds_left=chain["left"] - 1, round_no=chain["round"] + 1,
+                             best_run=best[0]["id"])
+            except (ValueError, StructureError) as exc:
+                note = f"The next round could not start: {exc}"
+            else:
+                st.session_state["rounds_note"] = rounds.running(best, chain["round"] + 1, chain["left"] - 1,
+                                                                 req=req)
+                st.rerun()
+    st.session_state["rounds_note"] = note
+    st.rerun()          # the note is drawn above the results, which this run of the page has passed
+
+
+def current_run(target=None, title: str | None = None, live_views: int = viz.MAX_LIVE_VIEWS - 1,
+                grow=None) -> None:
+    """Section 5: the job in progress, its DFT checks and rounds, and the run being viewed (the
+    URL's run). Drawn under the form, or alone under the error of an input that stops the form:
+    a refused file must not take the results on screen with it. target, title: the form's (a job
+    or run of another target says so); grow: a card's grow button's callback."""
+    live = getattr(active_job(), "active", False)
+    if note := st.session_state.get("rounds_note"):
+        st.info(note)
+    with st.container():     # always there, so the results below keep their place (and their 3D views)
+        if (job := active_job()) is not None and job.active and job.request.targets and \
+                target is not None and not rounds.same_target(job.request.targets[0], target):
+            # a round started from the Runs page works towards its own run's target, not the form's
+            dos_chart([{"y": job.request.targets[0], "name": f"this run's target: {rounds.target_of(job.request.title)}",
+                        "style": "target", "window": job.request.window}], key="jobtarget", filename="run_target",
+                      title="The target of the run in progress (the chart in 1 · Target DOS is the next Generate's)")
+    job_panel(live)
+    run_id = st.query_params.get("run")
+    if run_id:
+        try:
+            run = state.store().get(run_id)
+        except KeyError:
+            st.info(f"No stored run has the id {studio.plain(run_id)}: it may have been deleted, or the link is "
+                    "mistyped. The Runs page lists the stored runs.")
+        else:
+            dft = state.dft_statuses(run)
+            p = state.certifier(str(studio.RUNS_PATH)).progress(run_id)
+            chain = st.session_state.get("rounds")
+            if chain and chain["run"] == run_id and not live and (p is None or not p["active"]):
+                go_on(run, dft, p, chain)
+            if p is not None:
+                dft_panel(run_id, len(p["done"]) + len(p["failed"]), p["active"])
+                if why := certify.passed_over(run, p["ranks"], labelled=_labelled()):
+                    st.caption(why + " Known ones show their stored DFT label instead.")
+                with st.container():     # always there: a note that comes later must not move the cards (and
+                    # their 3D views, which a browser then reloads and drops) down the page
+                    if not p["active"] and (none_new := no_new_text(run, dft)):
+                        st.info(none_new)
+            elif (skipped := st.session_state.get("dft_skipped")) and skipped[0] == run_id:
+                st.info(f"No DFT check was started: {skipped[1]}."
+                        + (" Known candidates show their stored DFT label instead." if "known" in skipped[1] else ""))
+            if " · grown from " in (run.get("title") or ""):       # a round (rounds.round_title)
+                what = "known sites" if " · grown from known sites" in run["title"] else "a candidate"
+                st.caption(f"Showing run `{run_id}` ({studio.plain(run['title'])}): a round grown from {what}, not "
+                           "from the form above, which sets up a new run.")
+            elif run.get("title") != title:       # a run opened by its link, or the form changed since
+                st.caption(f"Showing the stored run `{run_id}` ({studio.plain(run.get('title') or 'untitled')}); "
+                           "the form above sets up the next run.")
+            # the reference view and the known sites' views above are live 3D views too
+            waiting = {r for r in p["ranks"] if r not in dft} if p is not None and p["active"] and not p["cancelled"] else set()
+            show_run(run, dft, stored_labels(run, state.resources()["db"], _labelled()), live_views=live_views, grow=grow, waiting=waiting)
+
+
+def stop_form(error: str | None = None) -> None:
+    """The form cannot go on (a refused file, no target yet): one error saying why, then the job
+    in progress and the run being viewed, as they were, and nothing else."""
+    if error:
+        st.error(error)
+    current_run()
+    st.stop()

@@ -204,19 +204,27 @@ else:
         earlier_note(up_name, "dos_csv")
     # a table of several named curves (the app's own DOS CSV: target, predicted, DFT) offers its columns
     columns = studio.curve_columns(up_bytes)
-    column = st.selectbox("Column to use as the target", columns, index=None, placeholder="choose one of its curves",
-                          key=f"dos_column_{up_name}",
-                          help="The file holds several curves side by side; the target is one of them.") \
-        if columns else None
+    column_key = f"dos_column_{up_name}"
+
+    def pick_column():
+        return st.selectbox("Column to use as the target", columns, index=None, placeholder="choose one of its curves",
+                            key=column_key, help="The file holds several curves side by side; the target is one of them.")
+    column = st.session_state.get(column_key) if columns else None
     try:
         said: list[str] = []
         energy, values = studio.read_dos_table(up_bytes, said, column=column)
         base = studio.table_to_grid(energy, values)
     except ValueError as exc:
-        if not columns:          # a table of several curves is kept: one of them may be chosen next
+        # one error right under the uploader; a table of several curves is kept, its columns offered below it
+        st.error(f"Could not use {studio.plain(up_name)}: {exc}"
+                 + ("; or choose the column below" if columns and column is None else ""))
+        if columns:
+            pick_column()
+        else:
             state.forget_upload("dos_csv")
-        run_view.stop_form(f"Could not use {studio.plain(up_name)}: {exc}"
-                           + ("; or choose the column above" if columns and column is None else ""))
+        run_view.stop_form()
+    if columns:
+        pick_column()
     base_name = studio.file_curve_name(up_name) + (f", column {column}" if column else "")
     st.success(f"Read {studio.plain(up_name)}; regridded onto −10…10 eV, 400 points.")
     for note in said:

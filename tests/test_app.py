@@ -1545,7 +1545,7 @@ def test_the_apps_own_dos_csv_can_give_the_target_by_its_column():
     pick = at.selectbox(key="dos_column_cand_dos.csv")
     assert pick.options == ["target_site0", "predicted_site0", "dft_site0"] and pick.value is None
     (refused,) = at.error                  # none guessed: the library's refusal, and the way on
-    assert "4 numeric columns" in refused.value and refused.value.endswith("or choose the column above")
+    assert "4 numeric columns" in refused.value and refused.value.endswith("or choose the column below")
     pick.set_value("dft_site0").run()
     assert not at.exception and not at.error
     charts = [c.proto.spec for c in at.get("plotly_chart")]

@@ -430,16 +430,22 @@ def into_name(into: str, c: dict, settings: dict) -> str:
     return f"the reference itself ({name})" if into == settings.get("reference_id") else f"the known {name}"
 
 
+def checked_cell(result: dict) -> str:
+    """A finished check's cell in words: 'as drawn', or 'relaxed · F-43m (216)' with its space group
+    where the check kept one."""
+    if not result.get("relaxed"):
+        return "as drawn"
+    return "relaxed" + (f" · {sg}" if (sg := result.get("spacegroup")) else "")
+
+
 def cell_text(c: dict, status: dict, settings: dict | None = None) -> str:
     """The DFT table's word for the cell a check calculated: 'as drawn', 'relaxed · F-43m (216)' (its
     space group: the walk's relaxed 'new' GaP was zincblende, a compound the shipped tables lack), or
     'relaxed into the known Au3Ni · mp-…' when the relaxed cell is a known structure (then it is no
     new structure's result)."""
-    if not status["result"].get("relaxed"):
-        return "as drawn"
-    if into := relaxed_into(status):
+    if status["result"].get("relaxed") and (into := relaxed_into(status)):
         return f"relaxed into {into_name(into, c, settings or {})}"
-    return "relaxed" + (f" · {sg}" if (sg := status["result"].get("spacegroup")) else "")
+    return checked_cell(status["result"])
 
 
 # what "novel" can and cannot say: it is a match against what ships, not against every compound
@@ -537,8 +543,7 @@ def verification_rows(rows: list[dict], formulas: dict[tuple[str, int], str] | N
         out.append({"run": r["run_id"], "candidate": f"#{r['rank']}" + (f" · {formula(name)}" if name else ""),
                     "status": r["status"], "DFT MAE (states/eV)": f"{mae:.3f}" if mae is not None else "",
                     "DFT cosine": f"{cos:.3f}" if cos is not None else "",
-                    "cell": (("relaxed" + (f" · {sg}" if (sg := r["result"].get("spacegroup")) else ""))
-                             if r["result"].get("relaxed") else "as drawn") if r.get("result") else "",
+                    "cell": checked_cell(r["result"]) if r.get("result") else "",
                     "started": clock(r.get("started")), "finished": clock(r.get("finished")),
                     "took": duration(took) if took is not None else "", "error": r.get("error") or ""})
     return out

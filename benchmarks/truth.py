@@ -183,14 +183,10 @@ def whole_metrics(target, row) -> dict:
 
 def windowed(sites: list[dict], index: SiteIndex, window) -> list[dict]:
     """The targets as a scientist with a curve known on window alone has them: `window`, and the
-    whole-grid `model_target` the generator is given (dos.complete by the closest known site on the
-    window, the target's own material left out: it would hand the generator the answer)."""
-    out = []
-    for s in sites:
-        h = index.search(s["target"], top=1, exclude={s["material_id"]}, per_structure=True, window=window)[0]
-        fill = index.curves[index.row_of[h.material_id, h.site]]
-        out.append({**s, "window": tuple(window), "model_target": dosmod.complete(s["target"], window, fill)})
-    return out
+    whole-grid `model_target` the generator is given (SiteIndex.completed, the target's own
+    material left out)."""
+    return [{**s, "window": tuple(window), "model_target": index.completed(s["target"], window, exclude={s["material_id"]})}
+            for s in sites]
 
 
 # ---- generation and the predictor's pick ------------------------------------------------------

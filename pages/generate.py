@@ -74,7 +74,7 @@ def earlier_note(name: str, key: str) -> None:
 
 st.header("1 · Target DOS")
 src = st.radio("Where does the target DOS come from?", ["A site of a material", "A DOS file (CSV)"],
-               horizontal=True, key="target_src",
+               horizontal=True, key="target_src", persist_state="session",
                help="A site's DOS from the reference database (DFT), from a structure you upload "
                     "(predicted), or from a VASP run you upload (vasprun.xml: its own DOS); or a curve you upload "
                     "as a CSV file.")
@@ -85,7 +85,7 @@ if src == "A site of a material":
     if "ref_query" not in st.session_state:
         st.session_state["ref_query"] = "Au3Ni"
         st.session_state["ref_select"] = studio.PRESET_ID
-    query = st.text_input("Find a material", key="ref_query",
+    query = st.text_input("Find a material", key="ref_query", persist_state="session",
                           help="A formula (NaCl, GaAs), a Materials Project id (mp-22862) or elements (Au-Ni). "
                                f"Searches all {len(rows_all)} labelled materials and, when none fits, the "
                                "Materials Project structures that ship with the project.")
@@ -156,7 +156,7 @@ if src == "A site of a material":
         keys = list(options)
         if st.session_state.get("ref_select") not in keys:
             st.session_state["ref_select"] = keys[0]
-        ref_key = st.selectbox("Material", keys, format_func=options.get, key="ref_select",
+        ref_key = st.selectbox("Material", keys, format_func=options.get, key="ref_select", persist_state="session",
                                help="Labelled materials carry DFT site DOS curves; others get predicted ones.")
         if ref_key in mp_by_key:
             try:
@@ -182,7 +182,7 @@ if src == "A site of a material":
             st.session_state[site_key] = picked
         if site_key not in st.session_state or st.session_state[site_key] >= len(rows):
             st.session_state[site_key] = 0
-        site = st.selectbox("Site whose DOS is the target", range(len(rows)), key=site_key,
+        site = st.selectbox("Site whose DOS is the target", range(len(rows)), key=site_key, persist_state="session",
                             format_func=lambda i: f"{i}: {rows[i]['element']} (Wyckoff {rows[i]['wyckoff']})",
                             help="Click a row of the table or choose here; the atom is ringed red in the picture.")
     with right:
@@ -237,10 +237,10 @@ else:
 
 with st.expander("Adjust the target (shift, scale, smear, energies compared)", expanded=False):
     k1, k2, k3 = st.columns(3)
-    shift = k1.slider("Shift along energy (eV)", -3.0, 3.0, 0.0, 0.05, key="shift",
+    shift = k1.slider("Shift along energy (eV)", -3.0, 3.0, 0.0, 0.05, key="shift", persist_state="session",
                       help="Move the whole curve; positive moves states up in energy.")
-    scale = k2.slider("Scale the height", 0.2, 3.0, 1.0, 0.05, key="scale", help="Multiply the DOS by this.")
-    smear = k3.slider("Extra smearing (eV)", 0.0, 1.0, 0.0, 0.05, key="smear", help="Blur sharp peaks by this width.")
+    scale = k2.slider("Scale the height", 0.2, 3.0, 1.0, 0.05, key="scale", persist_state="session", help="Multiply the DOS by this.")
+    smear = k3.slider("Extra smearing (eV)", 0.0, 1.0, 0.0, 0.05, key="smear", persist_state="session", help="Blur sharp peaks by this width.")
     # what the CLI's --window does: within what the file covers (its window), the whole grid otherwise
     cover = tuple(window) if window else (studio.EMIN, studio.EMAX)
     picked = st.slider("Compare on E − E_F (eV)", float(cover[0]), float(cover[1]), (float(cover[0]), float(cover[1])),
@@ -269,12 +269,12 @@ dos_chart(curves, key="targetdos", filename="target_dos", title="Target DOS")
 
 # ---- known sites ------------------------------------------------------------------------------
 st.subheader("Known sites with this DOS")
-by = st.radio("Rank by", checks.SEED_ORDERS, horizontal=True, key="known_by",
+by = st.radio("Rank by", checks.SEED_ORDERS, horizontal=True, key="known_by", persist_state="session",
               index=checks.SEED_ORDERS.index(studio.SHIPPED.seed_by),
               format_func={"mae": "closeness (MAE)", "cosine": "shape (cosine)"}.get,
               help="MAE: smallest average difference in states/eV. Cosine: most similar shape, whatever the height. "
                    "Seeded generation grows from the table's best matches in this order.")
-align = st.checkbox("Allow a ±1 eV shift", key="known_shift", help="Compare curves also moved rigidly along energy.")
+align = st.checkbox("Allow a ±1 eV shift", key="known_shift", persist_state="session", help="Compare curves also moved rigidly along energy.")
 exclude = {mat.db_id} if mat is not None and mat.db_id else set()
 # the reference's own copies (a candidate that relaxed into it, DFT-checked) are the reference too
 hits = known_hits(site_index(studio.DB_URL), target, 6, [mat.structure] if exclude else [],
@@ -356,7 +356,7 @@ MODES = {"seeded": "Grow from the known sites closest to the target",
          "fixed_type": "New structure, element of the target atoms fixed", "unconditional": "No target (baseline)"}
 if "mode" not in st.session_state:
     st.session_state["mode"] = studio.SHIPPED.mode
-mode = st.radio("Mode", list(MODES), format_func=MODES.get, horizontal=True, key="mode",
+mode = st.radio("Mode", list(MODES), format_func=MODES.get, horizontal=True, key="mode", persist_state="session",
                 help="Grow from known sites: the labelled structures whose site is closest to the target (the "
                      "table above) are reworked around that site, which carries the target, and (by default) "
                      "also have one element swapped for its same-group neighbour. New structure: the "
@@ -395,23 +395,23 @@ if mode == "seeded":
     g1, g2 = st.columns(2)
     g3 = st.container()     # the checkboxes under the two, full width: at 800 px a third column cut their labels
     n_seeds = 1 if parent else g1.number_input(
-        "Known structures to grow from", 1, 10, studio.SHIPPED.n_seeds, key="n_seeds",
+        "Known structures to grow from", 1, 10, studio.SHIPPED.n_seeds, key="n_seeds", persist_state="session",
         help=f"The best matches of the table above, in its order (cells of at most "
              f"{studio.SHIPPED.max_dft_atoms} atoms, no ±1 eV shift), taken in turn.")
     notes.under("n_seeds", g1)
     strength = g2.slider("How far from the known structure (0 = keep it, 1 = anything)", 0.05, 1.0,
-                         float(studio.SHIPPED.strength), 0.05, key="seed_strength",
+                         float(studio.SHIPPED.strength), 0.05, key="seed_strength", persist_state="session",
                          help="How much of each known structure is noised away before the model rebuilds it; "
                               "too little returns the known structure itself.")
     notes.under("strength", g2)
-    fix_el = g3.checkbox("Keep the matching atom's element", key="seed_fix",
+    fix_el = g3.checkbox("Keep the matching atom's element", key="seed_fix", persist_state="session",
                          help="The atom carrying the target keeps the element it has in the known structure.")
-    subs = g3.checkbox("Also swap in same-group elements", value=studio.SHIPPED.substitutions, key="seed_subs",
+    subs = g3.checkbox("Also swap in same-group elements", value=studio.SHIPPED.substitutions, key="seed_subs", persist_state="session",
                        help="Besides the model's candidates, each known structure with one of its elements swapped "
                             "for its neighbour in the same group (Au → Ag, Al → Ga), the matching atom kept: "
                             "new compounds one chemical step from a known match, ranked with the others.")
     far = g3.checkbox("… only beyond the matching atom's neighbours", value=studio.SHIPPED.distant_swaps,
-                      key="seed_far", disabled=not subs or bool(parent),
+                      key="seed_far", persist_state="session", disabled=not subs or bool(parent),
                       help="Swap one atom outside the matching atom's first shell of neighbours (in a cell doubled "
                            "where needed) instead of every atom of an element: the matching atom keeps its "
                            "neighbours, so its DOS stays closer to the known match's. Grown from a candidate, "
@@ -427,13 +427,13 @@ if mode == "seeded":
                "already known (one it grew from, a Materials Project entry or a candidate checked before): it is marked "
                "known, its stored DFT label is shown, and the DFT check goes to the next candidates instead.")
 elif mode in ("masked", "fixed_type", "unconditional"):
-    n_atoms = st.number_input("Atoms in each candidate", 1, 20, studio.SHIPPED.n_atoms, key="n_atoms",
+    n_atoms = st.number_input("Atoms in each candidate", 1, 20, studio.SHIPPED.n_atoms, key="n_atoms", persist_state="session",
                               help="How many atoms each generated unit cell holds.")
     notes.under("n_atoms")
     req_kw["n_atoms"] = int(n_atoms)
     if mode != "unconditional":
         cond = st.multiselect("Which new atoms carry the target DOS", list(range(int(n_atoms))), default=[0],
-                              key="cond_new", help="Each of these atoms is steered towards the target curve.")
+                              key="cond_new", persist_state="session", help="Each of these atoms is steered towards the target curve.")
         notes.under("cond_sites")
         req_kw.update(cond_sites=cond, targets=[target.tolist()] * len(cond))
     if mode == "fixed_type":
@@ -443,7 +443,7 @@ elif mode in ("masked", "fixed_type", "unconditional"):
         if st.session_state.get("fixed_el") in (None, "", st.session_state.get("fixed_el_auto")):
             st.session_state["fixed_el"] = el0
         st.session_state["fixed_el_auto"] = el0
-        el = st.text_input("Element of the target atoms", key="fixed_el",
+        el = st.text_input("Element of the target atoms", key="fixed_el", persist_state="session",
                            help="The atoms carrying the target are this element in every candidate; it follows "
                                 "the target's site until you type another.")
         if mat is None and hits and el == hits[0].element:
@@ -488,7 +488,7 @@ elif mode == "template":
         st.session_state["tpl_cond_for"] = t_id
         st.session_state["tpl_cond"] = [site if (t_id == ref_key and site in opts) else 0]
     strength = st.slider("How far from the template (0 = keep it, 1 = anything)", 0.05, 1.0,
-                         float(studio.SHIPPED.strength), 0.05, key="strength",
+                         float(studio.SHIPPED.strength), 0.05, key="strength", persist_state="session",
                          help="How much of the template is noised away before the model rebuilds it.")
     notes.under("strength")
     fmt = lambda i: f"{i}: {tpl_rows[i]['element']}"  # noqa: E731
@@ -513,48 +513,48 @@ PER_SOURCE_HELP = ("After the overall top candidates, also check the best of the
                    "kinds' best, so DFT decides. The overall top are checked first, so they land first.")
 st.header("3 · Settings")
 s1, s2, s3 = st.columns(3)
-req_kw["n_candidates"] = int(s1.number_input("Candidates", 1, 100, studio.SHIPPED.n_candidates, key="n_cand",
+req_kw["n_candidates"] = int(s1.number_input("Candidates", 1, 100, studio.SHIPPED.n_candidates, key="n_cand", persist_state="session",
                                              help="How many structures the generator draws. In the default mode the "
                                                   "known structures' same-group swaps join them, and when too few "
                                                   "of the draws are new crystals, as many again are drawn further "
                                                   "from the known structures: a run can hold two to four times this."))
 notes.under("n_candidates", s1)
 req_kw["guidance"] = float(s2.number_input("How closely to follow the target DOS", 0.0, studio.SHIPPED.max_guidance,
-                                           studio.SHIPPED.guidance, 0.5, key="w",
+                                           studio.SHIPPED.guidance, 0.5, key="w", persist_state="session",
                                            help="Guidance weight w: 0 ignores the target, 1 is the trained "
                                                 "balance, higher follows it harder (and gives fewer valid cells)."))
 notes.under("guidance", s2)
 import torch  # noqa: E402  (only to list devices)
 devs = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-req_kw["device"] = s3.selectbox("Run on", devs, key="device", help="auto = the GPU when there is one")
+req_kw["device"] = s3.selectbox("Run on", devs, key="device", persist_state="session", help="auto = the GPU when there is one")
 notes.under("device", s3)
 with st.expander("Advanced settings", expanded=False):
     a1, a2, a3 = st.columns(3)
     req_kw["steps"] = int(a1.select_slider("Denoising steps", [10, 25, 50, 100, 250, 500, 1000],
-                                           value=studio.DEFAULT_STEPS, key="steps",
+                                           value=studio.DEFAULT_STEPS, key="steps", persist_state="session",
                                            help="More steps cost time; 100 scored like 1000 in the benchmark. Below 50 most cells come out invalid "
                                                 "(atoms too close or the volume far off)."))
     notes.under("steps", a1)
-    req_kw["seed"] = int(a2.number_input("Random seed", 0, 2**31 - 1, studio.SHIPPED.seed, key="seed",
+    req_kw["seed"] = int(a2.number_input("Random seed", 0, 2**31 - 1, studio.SHIPPED.seed, key="seed", persist_state="session",
                                          help="The same seed and settings give the same candidates."))
     notes.under("seed", a2)
     req_kw["particles"] = 1
     if mode != "unconditional":
         req_kw["particles"] = int(a3.number_input(
             "Trajectories per candidate (DOS steering; 1 = off)", 1, studio.SHIPPED.max_particles,
-            studio.DEFAULT_PARTICLES if R["guide"] else 1, key="particles", disabled=R["guide"] is None,
+            studio.DEFAULT_PARTICLES if R["guide"] else 1, key="particles", persist_state="session", disabled=R["guide"] is None,
             help="Each candidate is drawn as this many trajectories; a DOS guide keeps the one closest to the "
                  "target. Closer matches, at this many times the sampling time."))
         notes.under("particles", a3)
     req_kw["stability"] = st.checkbox(f"Relax each candidate with {R['hull'].label} and place it on an ML convex hull "
                                       "(a few seconds per candidate; not the Materials Project hull)",
-                                      value=False, key="stability")
+                                      value=False, key="stability", persist_state="session")
     dft_top = st.number_input(f"DFT check of the top candidates after ranking (cells of at most "
-                              f"{certify.MAX_ATOMS} atoms; 0 = none)", 0, 10, certify.DEFAULT_TOP, key="dft_top",
+                              f"{certify.MAX_ATOMS} atoms; 0 = none)", 0, 10, certify.DEFAULT_TOP, key="dft_top", persist_state="session",
                               help=f"GPAW with the labelling recipe, {default_workers()} at a time (one per CPU "
                                    f"core), about {studio.duration(studio.dft_seconds_prior())} each on this machine.")
     dft_relaxed = st.checkbox(f"Relax each checked candidate with {studio.potential_label()} before its DFT check",
-                              value=studio.SHIPPED.dft_relaxed, key="dft_relaxed", disabled=not dft_top,
+                              value=studio.SHIPPED.dft_relaxed, key="dft_relaxed", persist_state="session", disabled=not dft_top,
                               help="A drawn cell is not at equilibrium: relaxing it moves the checked atom's DFT curve "
                                    "by about 0.2 states/eV. On 31 held-out targets the relaxed best of three matched "
                                    "the target a little better (DFT MAE 0.201 against 0.213 as drawn). Adds a few "
@@ -562,7 +562,7 @@ with st.expander("Advanced settings", expanded=False):
     two_sources = mode == "seeded" and bool(req_kw.get("substitutions"))
     per_source_label = "… and as many of the best draws and of the best swaps besides (up to twice the checks)"
     if dft_top and two_sources:
-        dft_per_source = st.checkbox(per_source_label, value=certify.PER_SOURCE, key="dft_per_source",
+        dft_per_source = st.checkbox(per_source_label, value=certify.PER_SOURCE, key="dft_per_source", persist_state="session",
                                      help=PER_SOURCE_HELP)
     else:
         # not applicable here (one kind of candidate, or no checks): shown off, the user's choice kept for later
@@ -570,7 +570,7 @@ with st.expander("Advanced settings", expanded=False):
                                      help=PER_SOURCE_HELP + " Only where the known structures' swaps join the draws.")
     dft_rounds = st.number_input(
         f"Further rounds from the best DFT check while its cosine to the target is below {rounds.BAR}", 0,
-        rounds.MAX_ROUNDS, 0, key="dft_rounds", disabled=not dft_top or mode == "unconditional",
+        rounds.MAX_ROUNDS, 0, key="dft_rounds", persist_state="session", disabled=not dft_top or mode == "unconditional",
         help="Each round grows a new run from the checked candidate whose DFT curve has the target's shape most "
              "closely (the model's draws and the swaps, from it alone), or, where known sites' stored DFT curves "
              "have that shape more closely still at no larger MAE, from those known sites (up to the number of "

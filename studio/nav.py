@@ -13,7 +13,6 @@ import threading
 
 import streamlit as st
 
-from studio import state
 from studio.shared import ROOT
 
 TITLE = "DOSMatGen Studio"
@@ -49,7 +48,6 @@ def run_app() -> None:
     """What app.py does: the page config, the navigation, and the page the URL names."""
     st.set_page_config(page_title=TITLE, layout="wide")
     page = st.navigation(pages())
-    state.keep_widget_values()      # every page's run: the Generate form survives a visit elsewhere
     st.sidebar.markdown(f"**{TITLE}** · crystals whose atoms reproduce a target DOS")   # the pages name it nowhere else
     _run.inside = True
     try:

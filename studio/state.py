@@ -108,35 +108,6 @@ def dft_statuses(run: dict) -> dict[int, dict]:
     return verifier(str(studio.RUNS_PATH)).statuses(run)
 
 
-# the Generate form's widgets: the target's source, the material search, the site, the mode and
-# the settings survive a detour to the CSV target and a visit to another page
-GENERATE_WIDGETS = ("target_src", "ref_query", "ref_select", "mode", "n_cand", "n_atoms", "cond_new", "fixed_el",
-                    "n_seeds", "seed_strength", "seed_fix", "seed_subs", "seed_far", "strength", "steps", "particles",
-                    "w", "seed", "device", "stability", "dft_top", "dft_relaxed", "dft_per_source", "dft_rounds",
-                    "known_by", "known_shift", "scale", "shift", "smear")
-GENERATE_PREFIXES = ("site_",)
-
-
-KEPT = "kept_value:"      # the prefix of a widget value's copy under a key no widget owns
-
-
-def keep_widget_values(names: tuple[str, ...] = GENERATE_WIDGETS, prefixes: tuple[str, ...] = GENERATE_PREFIXES) -> None:
-    """Keep these widgets' values while they are not drawn (Streamlit drops the state of a widget
-    that a run does not draw: switching the target to a CSV and back lost the material and site,
-    a visit to the Runs page the CSV target itself). Writing a value back to its key at the top of
-    every run, whatever the page, is Streamlit's documented way to keep it. The Verify page's
-    self-refreshing panel (a fragment run every 2 s) still lost them: a visit there and back reset
-    the whole form, and the next Generate would have started DFT checks of the example's Au3Ni. So
-    each value is also copied under a key no widget owns, and put back when its own key is gone."""
-    for k in list(st.session_state.keys()):
-        if k in names or k.startswith(prefixes):
-            st.session_state[k] = st.session_state[k]
-            st.session_state[KEPT + k] = st.session_state[k]
-    for k in [k for k in st.session_state.keys() if k.startswith(KEPT)]:
-        if (name := k[len(KEPT):]) not in st.session_state:
-            st.session_state[name] = st.session_state[k]
-
-
 def kept_upload(key: str, draw) -> tuple[str, bytes, bool] | None:
     """The file of the uploader that draw() draws under key, kept past a visit to another page (a
     file uploader cannot be given its file back: it comes back empty): (name, bytes, from_earlier).

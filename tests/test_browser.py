@@ -22,6 +22,13 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 
+from dosmatgen_core.candidates.pipeline import Request, run_generation
+from dosmatgen_core.candidates.runs import RunStore
+from dosmatgen_core.labels.reference_db import open_db
+from dosmatgen_core.model.checkpoint import load_model
+from dosmatgen_core.scoring.predictor import load_predictor
+from studio import shared as studio
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -240,6 +247,41 @@ def test_a_detour_to_the_csv_target_keeps_the_material_and_its_site(browser, ser
     assert page.get_by_label("Find a material", exact=True).input_value() == "NaCl"
     wait_chosen(page, "Material", r"^NaCl · mp-22862")
     wait_chosen(page, "Site whose DOS is the target", r"^1: Cl")
+    page.close()
+
+
+def test_the_form_survives_a_visit_to_the_verify_page(browser, fresh_server):
+    """A walk's visit to Verify (its status panel reruns itself every 2 s) reset the whole Generate
+    form: the next Generate would have checked the example's Au3Ni by DFT. The form's widgets keep
+    their values for the session."""
+    ni = open_db(studio.DB_URL).get(studio.PRESET_ID)
+    req = Request(mode="masked", n_atoms=4, targets=[ni.site_dos[0].tolist()], cond_sites=[0], n_candidates=2,
+                  steps=5, title="a stored run for Verify")
+    run_generation(req, load_model(studio.MODEL_PATH), load_predictor(studio.PREDICTOR_PATH),
+                   store=RunStore(fresh_server["tmp"] / "runs.db"), check_novelty=False)
+    page = open_page(browser, fresh_server)
+    search(page, "NaCl")
+    wait_chosen(page, "Material", r"^NaCl · mp-22862")
+    page.get_by_role("combobox", name="Site whose DOS is the target", exact=True).click()
+    page.get_by_role("option", name="1: Cl (Wyckoff b)").click()
+    settle(page)
+    page.get_by_text("New structure with N atoms", exact=True).click()
+    settle(page)
+    cand = page.get_by_label("Candidates", exact=True)
+    cand.fill("7")
+    cand.press("Enter")
+    settle(page)
+    page.get_by_test_id("stSidebarNav").get_by_text("Verify", exact=True).click()
+    page.get_by_text("Not verified yet.").wait_for()
+    page.wait_for_timeout(5000)                  # two of the panel's own reruns
+    page.get_by_test_id("stSidebarNav").get_by_text("Generate", exact=True).click()
+    page.get_by_text("1 · Target DOS").wait_for()
+    settle(page)
+    wait_chosen(page, "Material", r"^NaCl · mp-22862")
+    wait_chosen(page, "Site whose DOS is the target", r"^1: Cl")
+    assert page.get_by_role("radio", name="New structure with N atoms").is_checked()
+    assert page.get_by_label("Candidates", exact=True).input_value() == "7"
+    assert page.get_by_test_id("stException").count() == 0
     page.close()
 
 

@@ -78,6 +78,23 @@ def test_a_window_compares_the_known_part_alone(seed_index):
         seed_index.search(cut, window=(0.0, 1.0))
 
 
+def test_a_windowed_target_is_completed_by_the_closest_known_site_but_its_own(seed_index):
+    """Outside the window the generator is given the closest known site on the window; the site the
+    cut came from is that site, unless its material is excluded (a benchmark's answer)."""
+    k, w = 11, (-8.0, 0.0)
+    known = dos.window_mask(w)
+    cut = np.where(known, seed_index.curves[k], 0.0)
+    own = str(seed_index.material_ids[k])
+    full = seed_index.completed(cut, w)
+    assert np.allclose(full, seed_index.curves[k], atol=1e-5)      # itself, found at MAE 0 on the window
+    other = seed_index.completed(cut, w, exclude={own})
+    assert np.allclose(other[known], cut[known]) and not np.allclose(other[~known], seed_index.curves[k][~known])
+    h = seed_index.search(cut, top=1, exclude={own}, window=w)[0]
+    j = seed_index.row_of[h.material_id, h.site]
+    assert np.allclose(other, dos.complete(cut, w, seed_index.curves[j]))
+    assert np.array_equal(seed_index.completed(cut, None), cut)       # the whole grid is known: as given
+
+
 def test_one_hit_per_structure(seed_index):
     hits = seed_index.search(seed_index.curves[0], top=8, per_structure=True)
     assert len({h.material_id for h in hits}) == len(hits) == 8

@@ -17,7 +17,6 @@ from typing import Callable
 import numpy as np
 
 from dosmatgen_core import checks
-from dosmatgen_core import dos as dosmod
 from dosmatgen_core.candidates.runs import RunStore, StoreError, to_cif
 from dosmatgen_core.candidates.seeding import (Seed, beats, bound_text, candidate_seed, find_seeds, is_one_of,
                                                seeded_specs, substitution_specs)
@@ -91,19 +90,16 @@ class Request:
         self._completed = None    # window: (what was completed, the whole-grid curves the model is given)
 
     def model_targets(self) -> list[np.ndarray]:
-        """The targets as the generator and the steering take them, on the whole grid: a target
-        known on a window only is completed outside it by the closest known site over the window
-        (dos.complete), the lookup's guess for what the file leaves out. Scoring, the seeds' search
-        and the DFT ranking compare on the window alone."""
+        """The targets as the generator and the steering take them, on the whole grid
+        (SiteIndex.completed). Scoring, the seeds' search and the DFT ranking compare on the window
+        alone."""
         targets = [np.asarray(t, dtype=float) for t in self.targets]
         if self.window is None:
             return targets
         key = (tuple(t.tobytes() for t in targets), tuple(self.window), str(self.db_url))
         if self._completed is None or self._completed[0] != key:
             index = site_index(self.db_url)
-            fills = [index.search(t, top=1, window=self.window)[0] for t in targets]
-            self._completed = (key, [dosmod.complete(t, self.window, index.curves[index.row_of[h.material_id, h.site]])
-                                     for t, h in zip(targets, fills)])
+            self._completed = (key, [index.completed(t, self.window) for t in targets])
         return self._completed[1]
 
     def seeds(self) -> list[Seed]:

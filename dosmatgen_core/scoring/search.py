@@ -193,6 +193,16 @@ class SiteIndex:
         return [self._hit(pre[i], float(maes[i]), dosmod.cosine(g[sl], moved[i]), float(shifts[pre[i]] * _step()))
                 for i in order if keep is None or keep[pre[i]]]
 
+    def completed(self, target, window, exclude: frozenset[str] | set[str] | tuple = ()) -> np.ndarray:
+        """A target known on window only, on the whole grid as the generator and the steering take
+        it: completed outside the window by the closest known site over it (dos.complete), the
+        lookup's guess for what the curve leaves out. exclude: materials not to take it from (a
+        benchmark leaves out the target's own: it would hand the generator the answer)."""
+        if window is None:
+            return np.asarray(target, dtype=float).copy()
+        h = self.search(target, top=1, exclude=exclude, window=window)[0]
+        return dosmod.complete(target, window, self.curves[self.row_of[h.material_id, h.site]])
+
     @cached_property
     def norms(self) -> np.ndarray:
         return np.linalg.norm(self.curves, axis=1)

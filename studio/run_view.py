@@ -15,10 +15,6 @@ from studio.charts import dos_chart
 from studio.results import no_new_text, show_run, stored_labels
 
 
-def _labelled() -> frozenset:
-    return frozenset(r["material_id"] for r in state.reference_rows(studio.DB_URL))
-
-
 def active_job():
     jid = st.session_state.get("job")
     return state.resources()["jobs"].get(jid) if jid else None
@@ -47,7 +43,7 @@ def job_panel(was_live: bool) -> None:
                 if top:
                     run = state.store().get(job.run_id)
                     per_source = st.session_state.pop("job_dft_per_source", certify.PER_SOURCE)
-                    ranks = certify.pick(run, top, labelled=_labelled(), per_source=per_source)
+                    ranks = certify.pick(run, top, labelled=state.labelled_ids(studio.DB_URL), per_source=per_source)
                     chain = st.session_state.pop("job_rounds", {"left": 0, "round": 1})
                     if ranks:
                         relaxed = st.session_state.pop("job_dft_relaxed", studio.SHIPPED.dft_relaxed)
@@ -56,7 +52,8 @@ def job_panel(was_live: bool) -> None:
                             st.session_state["rounds"] = {**chain, "run": job.run_id, "top": top, "relaxed": relaxed,
                                                           "per_source": per_source}
                     else:
-                        st.session_state["dft_skipped"] = (job.run_id, certify.nothing_to_check(run, labelled=_labelled()))
+                        why = certify.nothing_to_check(run, labelled=state.labelled_ids(studio.DB_URL))
+                        st.session_state["dft_skipped"] = (job.run_id, why)
                 st.query_params["run"] = job.run_id
                 st.session_state.pop("job", None)
                 st.rerun()
@@ -161,7 +158,7 @@ def current_run(target=None, title: str | None = None, live_views: int = viz.MAX
                 go_on(run, dft, p, chain)
             if p is not None:
                 dft_panel(run_id, len(p["done"]) + len(p["failed"]), p["active"])
-                if why := certify.passed_over(run, p["ranks"], labelled=_labelled()):
+                if why := certify.passed_over(run, p["ranks"], labelled=state.labelled_ids(studio.DB_URL)):
                     st.caption(why + " Known ones show their stored DFT label instead.")
                 with st.container():     # always there: a note that comes later must not move the cards (and
                     # their 3D views, which a browser then reloads and drops) down the page
@@ -179,7 +176,8 @@ def current_run(target=None, title: str | None = None, live_views: int = viz.MAX
                            "the form above sets up the next run.")
             # the reference view and the known sites' views above are live 3D views too
             waiting = {r for r in p["ranks"] if r not in dft} if p is not None and p["active"] and not p["cancelled"] else set()
-            show_run(run, dft, stored_labels(run, state.resources()["db"], _labelled()), live_views=live_views, grow=grow, waiting=waiting)
+            known = stored_labels(run, state.resources()["db"], state.labelled_ids(studio.DB_URL))
+            show_run(run, dft, known, live_views=live_views, grow=grow, waiting=waiting)
 
 
 def stop_form(error: str | None = None) -> None:

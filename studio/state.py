@@ -70,6 +70,13 @@ def reference_rows(db_url: str) -> list[dict]:
     return catalogue.reference_rows(open_db(db_url))
 
 
+@st.cache_resource(show_spinner=False)
+def labelled_ids(db_url: str) -> frozenset[str]:
+    """The ids of the reference db's labelled structures: a candidate that is one of them shows its
+    stored DFT label, and is not checked again."""
+    return frozenset(r["material_id"] for r in reference_rows(db_url))
+
+
 @st.cache_resource(show_spinner="Reading the Materials Project structures that ship with the project…")
 def mp_structures() -> tuple:
     """The shared MP structures; none where the tables are not installed (the page says so)."""

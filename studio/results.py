@@ -331,6 +331,8 @@ RUNS_COLUMNS = {
     "when": st.column_config.TextColumn("when (UTC)", width=135),
     "candidates": st.column_config.NumberColumn("cand.", width=60, help="Candidates in the run"),
     "valid": st.column_config.TextColumn("valid", width=60, help="Candidates with a valid geometry"),
+    "settings": st.column_config.TextColumn("settings", width=260, help="How the run was made: its mode and seeds or "
+                                                                      "template, candidates, steps, guidance w, random seed"),
     "compared on": st.column_config.TextColumn(
         "compared on", width=105, help="The energies (E − E_F) the run's target was compared on: a DOS file that "
                                        "covers part of the grid, or a part chosen; its MAEs are over those alone"),
@@ -363,7 +365,23 @@ def runs_table(runs: list[dict], checks: dict[str, dict]) -> list[dict]:
                           **summary_columns(checks[r["id"]]),
                           # a run compared on part of the grid is not comparable number for number
                           "compared on": studio.window_text(r.get("window")) or "−10…10 eV",
+                          "settings": settings_words(r.get("settings") or {}),
                           "title": r["title"]} for r in runs])
+
+
+def settings_words(settings: dict) -> str:
+    """How a run was made, in a line: runs towards one target share a title and differ here
+    ('grown from the 3 known sites closest to the target, strength 0.3 · 20 candidates · 100 steps ·
+    w = 2.0 · seed 0')."""
+    if not settings:
+        return "—"
+    g = settings.get("guidance")
+    parts = [studio.build_text(settings),
+             f"{settings['n_candidates']} candidates" if settings.get("n_candidates") else "",
+             f"{settings['steps']} steps" if settings.get("steps") else "",
+             f"w = {g}" if g is not None and settings.get("mode") != "unconditional" else "",
+             f"seed {settings['seed']}" if settings.get("seed") is not None else ""]
+    return " · ".join(p for p in parts if p)
 
 
 def compare_caption(drawn: bool, nothing: list[str]) -> str:

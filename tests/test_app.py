@@ -1184,6 +1184,29 @@ def test_the_runs_table_says_which_energies_each_run_compared_on(tmp_path):
     assert sorted(r["compared on"] for r in rows) == ["−10…0.48 eV", "−10…10 eV"]
 
 
+def test_runs_of_one_target_read_apart_by_their_settings(tmp_path):
+    """The walk: runs towards one target shared a title and read alike in the Runs table. Each row
+    says how its run was made; the stored target curves are not read for it."""
+    from dosmatgen_core.candidates.runs import RunStore
+    from studio.results import runs_table
+    store = RunStore(tmp_path / "runs.db")
+    base = {"mode": "seeded", "targets": [[0.1] * 400], "n_seeds": 3, "strength": 0.3, "n_candidates": 20,
+            "steps": 100, "guidance": 2.0}
+    for seed, strength in ((0, 0.3), (7, 0.5)):
+        store.save({"title": "target: DFT label of Au3Ni site 0 (Ni)", "settings": {**base, "seed": seed, "strength": strength},
+                    "summary": {}, "candidates": [], "baseline": []})
+    store.save({"title": "t", "settings": {"mode": "unconditional", "targets": [], "n_atoms": 4, "n_candidates": 5,
+                                           "steps": 50, "guidance": 2.0, "seed": 1}, "summary": {}, "candidates": [], "baseline": []})
+    listed = store.list()
+    assert all("targets" not in r["settings"] for r in listed)
+    none = {"checks": 0, "best_new_mae": None, "best_new_cosine": None}
+    words = [r["settings"] for r in runs_table(listed, {r["id"]: none for r in listed})]
+    assert len(set(words)) == 3
+    assert ("grown from the 3 known sites closest to the target, strength 0.5 · 20 candidates · 100 steps · "
+            "w = 2.0 · seed 7") in words
+    assert "unconditional samples of 4 atoms · 5 candidates · 50 steps · seed 1" in words     # nothing guides it
+
+
 def test_comparing_runs_puts_their_gpaw_checks_beside_the_predicted_numbers(tmp_path, monkeypatch):
     """The walk: Compare repeated the runs' predicted rows only."""
     from dosmatgen_core.candidates.runs import RunStore, dumps

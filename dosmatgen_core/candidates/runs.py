@@ -187,15 +187,17 @@ class RunStore:
 
     def list(self) -> list[dict]:
         """Every run, newest first: id, created, status (with 'interrupted'), title, mode, window
-        (the energies its target is compared on; None: the whole grid), summary and how many
-        candidates it holds."""
+        (the energies its target is compared on; None: the whole grid), settings (without the
+        target curves: runs of one target differ in them), summary and how many candidates it holds."""
         def fn(con):
             rows = con.execute("SELECT id, created, status, title, summary, pid, host, "
                                "json_extract(settings, '$.mode') AS mode, json_extract(settings, '$.window') AS window, "
+                               "json_remove(settings, '$.targets') AS settings, "
                                "(SELECT COUNT(*) FROM candidates c WHERE c.run_id = runs.id AND c.kind='candidates') "
                                "AS n FROM runs ORDER BY created DESC").fetchall()
             return [{"id": r["id"], "created": r["created"], "status": _status(r), "title": r["title"],
                      "mode": r["mode"], "window": json.loads(r["window"]) if r["window"] else None,
+                     "settings": json.loads(r["settings"] or "{}"),
                      "summary": json.loads(r["summary"] or "{}"), "candidates": r["n"]}
                     for r in rows]
         return self._read(fn)

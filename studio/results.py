@@ -389,7 +389,7 @@ def compare_caption(drawn: bool, nothing: list[str]) -> str:
     what = ("Each run's best new structure at its matching atom: by DFT (solid) where one was checked, else the "
             "predictor's curve of its top-ranked new candidate (dotted). Known structures (the seeds' copies, whose "
             "stored labels are the lookup) and candidates that relaxed into one are left out, as in each run's "
-            "\"Best DFT MAE, new\"." if drawn else "")
+            "\"DFT MAE, best new\"." if drawn else "")
     why = (f"No curve for run{'s' * (len(nothing) > 1)} {', '.join(nothing)}: no target (an unconditional run) or "
            "no new structure (every candidate known, or relaxed by its check into a known compound)." if nothing else "")
     return " ".join(t for t in (what, why) if t)
@@ -673,21 +673,22 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                f"{run['settings']['device']} · {run['settings']['steps']} steps · {guidance_text(run['settings'])}"
                f"{steering_text(run['settings'])}checkpoint {str(run['settings'].get('checkpoint_sha256'))[:10]}")
     maes = dft_maes(run, dft, stored)
-    # three to a row: five labels in one row were cut short at 1280 px
-    m1, m2, m5 = st.columns(3)
-    m3, m4, _ = st.columns(3)
-    m1.metric("Candidates", s["n"])
-    m2.metric("Structurally valid", f"{s['structurally_valid']}/{s['n']}")
+    # two to a row, each unit in its label: three to a row cut the values at 800 px ("0.161 s…"), and
+    # five to a row cut the labels at 1280 px. GPAW's number first, the predictor's under it
+    m1, m5 = st.columns(2)
+    m3, m4 = st.columns(2)
+    m1.metric("Valid candidates", f"{s['structurally_valid']}/{s['n']}",
+              help="Candidates with a valid geometry (no atoms too close, a sound cell), of all in the run.")
     if s.get("mean_dos_mae") is not None:
-        m3.metric("Mean MAE, predicted", f"{s['mean_dos_mae']:.3f} states/eV",
-                  help="Mean DOS MAE (states/eV) of the candidates' conditioned sites, by the site-DOS predictor.")
+        m3.metric("Predicted MAE, mean (states/eV)", f"{s['mean_dos_mae']:.3f}",
+                  help="Mean DOS MAE of the candidates' conditioned sites, by the site-DOS predictor.")
     if s.get("baseline_mean_dos_mae") is not None:
-        m4.metric("Baseline MAE, predicted", f"{s['baseline_mean_dos_mae']:.3f} states/eV",
+        m4.metric("Predicted MAE, baseline (states/eV)", f"{s['baseline_mean_dos_mae']:.3f}",
                   help="Mean predicted DOS MAE of unconditional samples with the same atom counts: what the target adds.")
     if maes:        # the predicted numbers beside what DFT says
         new = new_structure_maes(run, dft, maes)
-        m5.metric("Best DFT MAE, new", f"{min(new.values()):.3f} states/eV" if new else "—",
-                  help="The best DFT MAE (states/eV) among the checked candidates that are new structures: not "
+        m5.metric("DFT MAE, best new (states/eV)", f"{min(new.values()):.3f}" if new else "—",
+                  help="The best DFT MAE among the checked candidates that are new structures: not "
                        "known ones (whose stored labels the DFT order below also shows), and not those whose relaxed "
                        "cell turned out to be a known compound.")
     if made := count_text(run["candidates"], run.get("summary")):

@@ -952,7 +952,7 @@ def test_grow_from_a_candidate_seeds_the_next_round_with_its_checked_cell(tmp_pa
     at.query_params["run"] = run["id"]
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    assert [m.value for m in at.metric if m.label == "Best DFT MAE, new"] == ["0.234 states/eV"]   # DFT beside the predicted
+    assert [m.value for m in at.metric if m.label == "DFT MAE, best new (states/eV)"] == ["0.234"]   # DFT beside the predicted
     grow = [b for b in at.button if b.key and b.key.startswith(f"grow{run['id']}_{c['rank']}_")]
     assert len(grow) == 1
     grow[0].click().run()
@@ -1044,7 +1044,7 @@ def test_a_cancelled_run_opens_with_its_scored_candidates_and_says_it_was_cancel
         assert not at.exception, [e.value for e in at.exception]
         assert any(w.value == f"Run {run['id']} was cancelled: the {n} candidate{'s' * (n != 1)} scored before that "
                    "are shown in the order they were drawn, not ranked." for w in at.warning)
-        assert any(m.label == "Candidates" and m.value == str(n) for m in at.metric)
+        assert any(m.label == "Valid candidates" and m.value.endswith(f"/{n}") for m in at.metric)
     runs = app_page("1_Runs.py")
     runs.run()
     listed = next(d.value for d in runs.dataframe if "title" in d.value.columns)

@@ -157,9 +157,10 @@ def file_input(page, label):
 
 
 def cut_labels(page) -> list[str]:
-    """The buttons', inputs' and metrics' labels in the main area whose text runs past its box."""
+    """The buttons', inputs' and metrics' labels (and metrics' values) in the main area whose text runs past its box."""
     return page.evaluate("""() => [...document.querySelectorAll('[data-testid="stMain"] button, '
-                                 + '[data-testid="stMain"] label, [data-testid="stMetricLabel"]')]
+                                 + '[data-testid="stMain"] label, [data-testid="stMetricLabel"], '
+                                 + '[data-testid="stMetricValue"]')]
         .filter(b => { const box = b.getBoundingClientRect();
                        return [...b.querySelectorAll('*')].some(e => {
                            if (e.children.length || !e.innerText || !e.offsetWidth) return false;
@@ -499,6 +500,10 @@ def test_progress_cancel_then_a_small_run(browser, server):
     assert "target: DFT label of Au3Ni site 0 (Ni)" in text and "predicted for candidate #" in text
     shot(page, "small_run")
     assert cut_labels(page) == []          # the run's metrics and the cards' buttons read whole
+    page.set_viewport_size({"width": 800, "height": 1000})     # a walk saw the metrics' values cut ("0.161 s…")
+    page.wait_for_timeout(1500)
+    assert cut_labels(page) == [], "cut at 800 px"
+    page.set_viewport_size({"width": 1280, "height": 1000})
     # a card's "Grow from this candidate": the next round, seeded from that candidate as drawn (no DFT here)
     page.get_by_role("button", name="Grow from this candidate").first.click()
     settle(page)

@@ -288,7 +288,7 @@ def test_two_swaps_that_build_one_crystal_get_one_dft_check():
 def test_a_novel_candidate_whose_relaxed_cell_is_a_known_compound_is_named_and_not_new(tmp_path, fake_gpaw):
     """Novelty is judged on the drawn cell, the DFT on the relaxed one: the check names the known
     structure the relaxed cell matches (AuCu relaxes into L1_0 AuCu, mp-522, here), the card says
-    so, and the run's "Best DFT MAE, new" leaves it out."""
+    so, and the run's "DFT MAE, best new" leaves it out."""
     from studio.results import new_structure_maes
     from dosmatgen_core.scoring.verify import relaxed_into
     store = runs.RunStore(tmp_path / "r.db")

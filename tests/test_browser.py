@@ -134,6 +134,15 @@ def search(page, text):
     settle(page)
 
 
+def pick_nacl_cl(page):
+    """The target: NaCl's Cl site (site 1), found by search."""
+    search(page, "NaCl")
+    wait_chosen(page, "Material", r"^NaCl · mp-22862")
+    page.get_by_role("combobox", name="Site whose DOS is the target", exact=True).click()
+    page.get_by_role("option", name="1: Cl (Wyckoff b)").click()
+    settle(page)
+
+
 def chosen(page, label):
     """The option a selectbox shows (Streamlit draws it as a combobox input)."""
     return page.get_by_role("combobox", name=label, exact=True).input_value()
@@ -235,11 +244,7 @@ def test_nacl_reference_then_template_is_nacl(browser, server):
 def test_a_detour_to_the_csv_target_keeps_the_material_and_its_site(browser, server):
     """Streamlit drops the state of widgets a run does not draw; the page keeps these on purpose."""
     page = open_page(browser, server)
-    search(page, "NaCl")
-    wait_chosen(page, "Material", r"^NaCl · mp-22862")
-    page.get_by_role("combobox", name="Site whose DOS is the target", exact=True).click()
-    page.get_by_role("option", name="1: Cl (Wyckoff b)").click()
-    settle(page)
+    pick_nacl_cl(page)
     wait_chosen(page, "Site whose DOS is the target", r"^1: Cl")
     page.get_by_text("A DOS file (CSV)", exact=True).click()
     settle(page)
@@ -261,11 +266,7 @@ def test_the_form_survives_a_visit_to_the_verify_page(browser, fresh_server):
     run_generation(req, load_model(studio.MODEL_PATH), load_predictor(studio.PREDICTOR_PATH),
                    store=RunStore(fresh_server["tmp"] / "runs.db"), check_novelty=False)
     page = open_page(browser, fresh_server)
-    search(page, "NaCl")
-    wait_chosen(page, "Material", r"^NaCl · mp-22862")
-    page.get_by_role("combobox", name="Site whose DOS is the target", exact=True).click()
-    page.get_by_role("option", name="1: Cl (Wyckoff b)").click()
-    settle(page)
+    pick_nacl_cl(page)
     page.get_by_text("New structure with N atoms", exact=True).click()
     settle(page)
     cand = page.get_by_label("Candidates", exact=True)

@@ -208,7 +208,7 @@ else:
 
     def pick_column():
         return st.selectbox("Column to use as the target", columns, index=None, placeholder="choose one of its curves",
-                            key=column_key, help="The file holds several curves side by side; the target is one of them.")
+                            key=column_key, persist_state="session", help="The file holds several curves side by side; the target is one of them.")
     column = st.session_state.get(column_key) if columns else None
     try:
         said: list[str] = []
@@ -244,7 +244,7 @@ with st.expander("Adjust the target (shift, scale, smear, energies compared)", e
     # what the CLI's --window does: within what the file covers (its window), the whole grid otherwise
     cover = tuple(window) if window else (studio.EMIN, studio.EMAX)
     picked = st.slider("Compare on E − E_F (eV)", float(cover[0]), float(cover[1]), (float(cover[0]), float(cover[1])),
-                       0.05, key=f"window_{cover[0]:g}_{cover[1]:g}",
+                       0.05, key=f"window_{cover[0]:g}_{cover[1]:g}", persist_state="session",
                        help="Match the target only on these energies (the occupied states: up to 0 eV). Search, "
                             "scoring and the DFT checks compare there; outside, the generator is given the closest "
                             "known site's curve.")
@@ -461,7 +461,7 @@ elif mode == "template":
         st.session_state["tpl_id"] = ref_key if ref_key else tpl_keys[0]
     tpl_names = dict(name_of, **({ref_key: mat.name} if ref_key else {}), **({CANDIDATE: grown["name"]} if grown else {}),
                      __upload__="Upload a structure file…")
-    t_id = st.selectbox("Template structure", tpl_keys + ["__upload__"], key="tpl_id",
+    t_id = st.selectbox("Template structure", tpl_keys + ["__upload__"], key="tpl_id", persist_state="session",
                         format_func=lambda k: tpl_names.get(k, k) + (" (the reference)" if k == ref_key else ""),
                         help="Type to search all labelled materials. It starts as the reference and follows it.")
     tpl_struct = None
@@ -492,10 +492,10 @@ elif mode == "template":
                          help="How much of the template is noised away before the model rebuilds it.")
     notes.under("strength")
     fmt = lambda i: f"{i}: {tpl_rows[i]['element']}"  # noqa: E731
-    cond = st.multiselect("Template atoms that carry the target DOS", opts, format_func=fmt, key="tpl_cond")
+    cond = st.multiselect("Template atoms that carry the target DOS", opts, format_func=fmt, key="tpl_cond", persist_state="session")
     notes.under("cond_sites")
     pin = st.multiselect("Atoms kept exactly as they are (element and position)", [i for i in opts if i not in cond],
-                         format_func=fmt, key="tpl_pin")
+                         format_func=fmt, key="tpl_pin", persist_state="session")
     req_kw.update(n_atoms=len(tpl_rows), cond_sites=cond, targets=[target.tolist()] * len(cond),
                   template_id=None if t_id in ("__upload__", CANDIDATE) else t_id,
                   template={"numbers": list(tpl_struct.atomic_numbers), "frac": (tpl_struct.frac_coords % 1.0).tolist(),

@@ -99,6 +99,27 @@ def test_use_as_template_sets_template_mode_with_that_site(app):
     assert mid != studio.PRESET_ID                                   # the reference itself is left out
 
 
+def test_a_template_chosen_survives_another_mode_and_another_page(tmp_path, monkeypatch):
+    """The template picked from the known sites, its atoms and its pins are the user's choice: a look
+    at another mode or at the Runs page does not put the reference back."""
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    button = next(b for b in at.button if b.key and b.key.startswith("tpl_"))
+    mid, _ = button.key[len("tpl_"):].rsplit("_", 1)
+    button.click().run()
+    pins = [i for i in at.multiselect(key="tpl_pin").options]
+    assert pins
+    at.multiselect(key="tpl_pin").set_value([at.multiselect(key="tpl_pin").options[0]]).run()
+    chosen = (at.selectbox(key="tpl_id").value, at.multiselect(key="tpl_cond").value, at.multiselect(key="tpl_pin").value)
+    at.radio(key="mode").set_value("masked").run()
+    at.switch_page("pages/1_Runs.py").run()
+    at.switch_page("pages/generate.py").run()
+    at.radio(key="mode").set_value("template").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert (at.selectbox(key="tpl_id").value, at.multiselect(key="tpl_cond").value,
+            at.multiselect(key="tpl_pin").value) == chosen and chosen[0] == mid
+
+
 def test_unlabelled_formula_offers_a_next_step(app):
     # the first search past the labels parses the 18k shared MP structures (minutes on a clean clone,
     # cached under data/cache after that)

@@ -276,3 +276,16 @@ def test_generate_asks_for_what_a_dos_file_cannot_name(tmp_path, capsys, guarded
     kw, predict_from = cli_generate._targets_and_template(p.parse_args(
         ["generate", "--mode", "masked", "--ref", str(tmp_path / "rocksalt.cif"), "--site", "0"]), DB_URL)
     assert kw["title"] == "target: predicted DOS of NaCl site 0 (Cl)" and predict_from[1] == 0
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly():
+    """A walk: `dosmatgen materials Ni | head` ended in 'error: Broken pipe — check the path, its
+    permissions and the free disk space'. The reader stopping is no error of the command's."""
+    import subprocess
+    import sys
+    p = subprocess.Popen([sys.executable, "-m", "dosmatgen_core.cli", "materials", "--limit", "6000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.read(100)
+    p.stdout.close()                     # as head does once it has its lines
+    err = p.stderr.read().decode()
+    assert p.wait(120) == 1 and err == "", err

@@ -106,3 +106,32 @@ def test_a_missing_file_or_card_says_what_to_do(tmp_path):
     shutil.copy(ROOT / "assets" / "denoiser.pt", tmp_path / "denoiser.pt")
     with pytest.raises(FileNotFoundError, match="card"):
         load_model(tmp_path / "denoiser.pt")
+
+
+def test_evaluate_rescores_with_the_predictor_it_is_given_and_refuses_a_tampered_one(tmp_path, capsys):
+    """A walk: `evaluate RUN --model FILE` printed the shipped predictor's numbers whatever FILE was."""
+    from dosmatgen_core import cli
+    from dosmatgen_core.candidates.runs import RunStore, to_cif
+    from dosmatgen_core.labels.reference_db import open_db
+    from dosmatgen_core.paths import DB_URL
+    from dosmatgen_core.settings import PRESET_ID
+    from dosmatgen_core.structures import to_structure
+    au3ni = open_db(DB_URL).get(PRESET_ID)
+    store = tmp_path / "r.db"
+    rid = RunStore(store).save({"title": "t", "settings": {"targets": [au3ni.site_dos[0].tolist()]}, "summary": {},
+                                "candidates": [{"index": 0, "rank": 1, "cif": to_cif(to_structure(au3ni.atoms)), "formula": "Au3Ni",
+                                                "n_atoms": 4, "site_to_target": {"0": 0}}], "baseline": []})
+    src = ROOT / "assets" / "predictor.pt"
+    data = bytearray(src.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    bad = _copy_with_card(src, tmp_path / "predictor.pt", bytes(data))
+    for argv in (["--predictor", str(bad)], ["--model", str(tmp_path / "none.pt")]):
+        assert cli.main(["evaluate", rid, "--runs", str(store), *argv]) == 2
+        (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert line.startswith("error: ") and ("not a shipped checkpoint" in line or "none.pt" in line), line
+    with pytest.warns(UserWarning, match="not a shipped checkpoint"):
+        assert cli.main(["evaluate", rid, "--runs", str(store), "--predictor", str(bad), "--trust-checkpoint"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["predictor"] == str(bad) and out["predictor_sha256"] == sha256_file(bad)
+    assert cli.main(["evaluate", rid, "--runs", str(store)]) == 0
+    assert json.loads(capsys.readouterr().out)["predictor_sha256"] == SHIPPED_SHA256["assets/predictor.pt"]

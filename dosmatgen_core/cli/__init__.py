@@ -54,6 +54,11 @@ def main(argv=None) -> int:
     debug = args.debug or os.environ.get("DOSMATGEN_DEBUG", "") not in ("", "0")
     try:
         return args.func(args)
+    except BrokenPipeError:
+        # the reader stopped reading (`dosmatgen materials Ni | head`): nothing went wrong here. Python's
+        # documented way out: stdout to devnull, so that the flush at exit does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:
         if debug:
             raise

@@ -408,14 +408,15 @@ def ranked_lines(run: dict, has_target: bool, top: int = 10) -> list[str]:
 
 
 def _evaluate(args) -> int:
-    """Re-score a stored run's candidates (e.g. after a new predictor) and print the summary."""
+    """Re-score a stored run's candidates with the shipped predictor or --predictor FILE (e.g. a
+    retrained one), store the new scores and print the summary."""
     from dosmatgen_core.candidates.runs import structure_of
     from dosmatgen_core.paths import DB_URL
     from dosmatgen_core.scoring import evaluate
     from dosmatgen_core.scoring.predictor import load_predictor
     store = _store(args.runs, must_exist=True)
     run = _run(store, args.run_id)
-    predictor = load_predictor(PREDICTOR_PATH)
+    predictor = load_predictor(args.predictor or PREDICTOR_PATH, **_trusting(load_predictor, args.trust_checkpoint))
     targets = run["settings"]["targets"]
     for kind in ("candidates", "baseline"):
         items = run[kind]
@@ -431,7 +432,9 @@ def _evaluate(args) -> int:
                       "valid": sum(c["valid"] for c in run["candidates"]),
                       "unique": sum(bool(c.get("unique")) for c in run["candidates"]),
                       "novel": sum(bool(c.get("novel")) for c in run["candidates"]),
-                      "mean_dos_mae": run["summary"]["mean_dos_mae"]}, indent=2))
+                      "mean_dos_mae": run["summary"]["mean_dos_mae"],
+                      "predictor": str(args.predictor or PREDICTOR_PATH),
+                      "predictor_sha256": predictor.card.get("sha256")}, indent=2))
     return 0
 
 
@@ -528,8 +531,11 @@ def add_parsers(sub) -> None:
                     help="load model files that are not the shipped ones (their card must still match)")
     ge.set_defaults(func=_generate)
 
-    ev = sub.add_parser("evaluate", help="re-score a stored run with the current predictor")
+    ev = sub.add_parser("evaluate", help="re-score a stored run with the shipped predictor, or another one")
     ev.add_argument("run_id")
     ev.add_argument("--runs", default=None)
-    ev.add_argument("--model", default=None)
+    ev.add_argument("--predictor", "--model", dest="predictor", default=None, metavar="FILE",
+                    help="a site-DOS predictor checkpoint (default: the shipped assets/predictor.pt)")
+    ev.add_argument("--trust-checkpoint", action="store_true",
+                    help="load a predictor that is not the shipped one (its card must still match)")
     ev.set_defaults(func=_evaluate)

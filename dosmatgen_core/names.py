@@ -32,6 +32,9 @@ def _amount(x: float) -> str:
     return "" if abs(x - 1) < 1e-8 else (str(int(round(x))) if abs(x - round(x)) < 1e-8 else f"{x:g}")
 
 
+GENERATED_PREFIX = "gen:"      # the id of a generated candidate whose DFT check became a label
+
+
 def material_name(material_id: str, chem_formula: str) -> str:
     """'L12-Au3Ni-chgnet' → 'Au3Ni · L1₂ · relaxed'; 'mp-22862' → 'NaCl · mp-22862';
     'gen:008d78a0…' (a generated candidate whose DFT became a label) → 'BiK2Mn · DFT-checked candidate
@@ -40,7 +43,7 @@ def material_name(material_id: str, chem_formula: str) -> str:
     f = formula(chem_formula)
     if material_id.startswith(ELEMENT_PREFIX):      # 'element:Au', the element's reference crystal
         return f"{f} · the element's known crystal"
-    if material_id.startswith("gen:"):
+    if material_id.startswith(GENERATED_PREFIX):
         return f"{f} · DFT-checked candidate {material_id[4:12]}"
     if material_id.startswith("upload:"):           # the app's key for a file it was given
         return f"{f} · uploaded {material_id[7:]}"

@@ -212,6 +212,18 @@ def test_materials_lists_the_ids_that_ref_takes(capsys):
     assert "`dosmatgen materials TEXT` and the app's picker list them" in capsys.readouterr().err
 
 
+def test_materials_list_known_ones_before_checked_candidates_and_simple_before_complex(capsys):
+    """A walk: `materials Ni --max-atoms 4` showed 50 rows, nearly all gen: candidates (by id, 'gen:'
+    sorts first), and the app's "Fe" opened on a candidate. Known materials come first, the fewest
+    elements and the smallest cells first among them."""
+    assert cli_main(["materials", "Ni", "--max-atoms", "4", "--limit", "5000"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    generated = [r["id"].startswith("gen:") for r in rows]
+    assert any(generated) and generated == sorted(generated)          # every candidate after every known one
+    known = [(len(Composition(r["formula"]).elements), r["atoms"]) for r, g in zip(rows, generated) if not g]
+    assert known == sorted(known)
+
+
 def test_the_near_twin_bands_cover_every_distance_once():
     bands = search_mod.twin_bands()
     assert bands[0][0] == 0.0 and bands[-1][1] == float("inf")

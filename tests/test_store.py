@@ -45,7 +45,7 @@ def test_queries(tmp_path, small_shard):
     ids = lambda rows: [r["material_id"] for r in rows]
     assert ids(db.search(text="mp-522")) == ["mp-522"]
     assert ids(db.search(text="Au3Ni")) == ["L12-Au3Ni-chgnet"]
-    assert ids(db.search(text="Ni")) == ["L12-Au3Ni-chgnet", "mp-1941"]
+    assert ids(db.search(text="Ni")) == ["mp-1941", "L12-Au3Ni-chgnet"]      # the fewest elements first
     assert ids(db.search(elements=["Au", "Ni"])) == ["L12-Au3Ni-chgnet"]
     assert ids(db.search(natoms=4)) == ["L12-Au3Ni-chgnet"]
     assert ids(db.search(max_atoms=2, elements=["Cu"])) == ["mp-522"]

@@ -25,9 +25,17 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.checks import NotFound, near
 from dosmatgen_core.labels.labeller import iter_label_lines
+from dosmatgen_core.names import GENERATED_PREFIX
 from dosmatgen_core.structures import atoms_from_cif, to_structure
 
 BUILD_EPOCH = 1.0  # fixed ctime/mtime in SQLite builds: identical shards give identical rows
+
+
+def listing_key(row: dict) -> tuple:
+    """The order materials are listed in for people: known materials before the DFT-checked
+    candidates that became labels (by id alone, 'gen:' sorted first and a search for Ni showed 50
+    of them before Ni itself), then the fewest elements and the smallest cell, then the id."""
+    return row["material_id"].startswith(GENERATED_PREFIX), len(row["elements"]), row["natoms"], row["material_id"]
 
 
 @dataclass(frozen=True)
@@ -188,7 +196,7 @@ class ReferenceDB:
     def search(self, *, formula: str | None = None, elements: Iterable[str] = (), only_elements: bool = False,
                natoms: int | None = None, max_atoms: int | None = None, text: str | None = None,
                limit: int | None = None) -> list[dict]:
-        """Summary rows (no arrays) matching all given filters, sorted by id.
+        """Summary rows (no arrays) matching all given filters, in listing_key's order.
 
         `text` is what a user types: an MP id, a formula, or elements separated by '-', ',' or space.
         """
@@ -222,7 +230,7 @@ class ReferenceDB:
                 continue
             out.append({"material_id": row.material_id, "formula": row.chem_formula, "natoms": row.natoms,
                         "spacegroup": row.spacegroup, "elements": sorted(set(row.symbols))})
-        out.sort(key=lambda r: r["material_id"])
+        out.sort(key=listing_key)
         return out[:limit] if limit else out
 
     def all_site_dos(self) -> tuple[list[tuple[str, int, str]], np.ndarray]:

@@ -13,6 +13,7 @@ import streamlit as st
 
 from dosmatgen_core.candidates import runs as runsmod
 from dosmatgen_core.candidates.seeding import grow_source
+from dosmatgen_core.candidates.words import NOVEL_NOTE, origin_text
 from dosmatgen_core.scoring.elements import ELEMENT_PREFIX
 from dosmatgen_core.scoring.evaluate import intermetallic
 from dosmatgen_core.scoring.verify import (best_new_curve, checks_summary, dft_mae, run_window,  # noqa: F401 (pages read them here)
@@ -157,12 +158,6 @@ def candidate_curves(run: dict, c: dict, dft: dict | None, stored: dict | None) 
     return curves
 
 
-def substitution_kind(sub: dict) -> str:
-    """"distant" (one atom beyond the matched site's shell) or "element" (every atom of an
-    element). Records written before the kind was stored tell it by the cell they name."""
-    return sub.get("kind") or ("distant" if "cell_atoms" in sub else "element")
-
-
 def element_crystal_text(c: dict) -> str:
     """For a candidate that is an element's known crystal (fcc Au): what it matched and why no
     stored DFT curve stands beside it; '' otherwise."""
@@ -216,29 +211,6 @@ def reference_text(c: dict) -> str:
     table does ('Au3Ni · L1₂ · relaxed'), not by its database id ('L12-Au3Ni-chgnet')."""
     return (f"This candidate is the reference the target came from ({known_name(c)}): its stored DFT curve is the "
             "target itself, so it is neither ranked by DFT nor checked.")
-
-
-def origin_text(c: dict) -> str:
-    """Where a seeded candidate came from: its seed (a known structure, its matching site and how
-    close that site's DFT curve is to the target) and how it was changed; '' for other modes."""
-    seed = c.get("seed")
-    if not seed:
-        return ""
-    # named as the known-sites table names it (formula first, not a database id)
-    name = seed["material_id"] if seed.get("known") is False else studio.material_name(seed["material_id"], seed["formula"])
-    known = (f"{name}, whose {seed['element']} site {seed['site']} has {seed.get('source', 'DFT')} MAE "
-             f"{seed['mae']:.3f} to the target")      # a candidate seed's name carries its formula already
-    sub = seed.get("substitution")
-    if c.get("origin") == "substitution" and sub:
-        sites = ", ".join(str(k) for k in sub["sites"])
-        cell = (f", in its cell enlarged to {sub['cell_atoms']} atoms" if sub.get("cell_atoms", 0) > sub.get("seed_atoms", 0)
-                else "")
-        reach = ", beyond the matching atom's neighbours" if substitution_kind(sub) == "distant" else ""
-        return (f"Substitution of {known}: {sub['replaced']} → {sub['by']} on site{'s' * (len(sub['sites']) > 1)} "
-                f"{sites}{cell}{reach}.")
-    if c.get("top_up"):     # pipeline.top_up_specs: the first draws were mostly known crystals
-        return f"Grown by the generator from {known}, drawn further from it (strength {c['top_up']:g})."
-    return f"Grown by the generator from {known}."
 
 
 def dft_summary(run: dict, dft: dict[int, dict]) -> dict:
@@ -467,11 +439,6 @@ def cell_text(c: dict, status: dict, settings: dict | None = None) -> str:
 
 
 # what "novel" can and cannot say: it is a match against what ships, not against every compound
-NOVEL_NOTE = ("“novel”: no StructureMatcher match among the Materials Project structures that ship with the "
-              "project (about 18k), the labelled ones and the elements' own crystals. A known compound outside "
-              "them reads novel too: a relaxed check's space group (in the DFT table) helps to recognise one.")
-
-
 def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]] | None = None,
               maes: dict[int, float] | None = None) -> list[dict]:
     """Finished DFT checks and the stored DFT labels of known candidates (stored_labels), best DFT

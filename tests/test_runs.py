@@ -44,6 +44,17 @@ def test_exports_read_back():
     assert json.loads(runs.run_json(run))["settings"]["seed"] == 1
 
 
+def test_a_check_on_the_command_line_names_each_site_and_puts_dft_beside_the_prediction():
+    """A walk: `verify` printed dos_match {"0": {"mae": …}}: no element, no unit, no word of DFT, and
+    not the predicted MAE that ranked the candidate. The site's element is read in the candidate's
+    own order: Cl first here, where pymatgen's CIF reader, regrouping by element, puts Na first."""
+    from dosmatgen_core.cli.generate import verified_lines
+    s = Structure(Lattice.cubic(5.64), ["Cl", "Na"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    c = dict(fake_run(runs.to_cif(s))["candidates"][0], site_to_target={"1": 0}, dos_match={"1": {"mae": 0.118}})
+    assert verified_lines(c, {"1": {"mae": 0.1837, "cosine": 0.912}}) == [
+        "site 1 (Na): DFT MAE 0.184 states/eV, cosine 0.912; predicted MAE 0.118"]
+
+
 @pytest.mark.dft
 def test_unconverged_verification_is_reported_and_run_is_kept(tmp_path):
     s = Structure(Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]])

@@ -73,7 +73,7 @@ def test_substitutions_join_the_drawn_candidates_with_their_seed_and_swap(tmp_pa
     """substitutions=True: each seed's same-group swaps are candidates beside the draws, scored on
     the seed's matching site, in the seed's site order, and a baseline partners only the draws."""
     from studio import shared as studio_shared
-    from studio.results import origin_text
+    from dosmatgen_core.candidates.words import origin_text
     req = Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=2, steps=8, particles=1,
                   seed_exclude=[PRESET_ID], substitutions=True, baseline=True)
     run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH),
@@ -96,13 +96,21 @@ def test_substitutions_join_the_drawn_candidates_with_their_seed_and_swap(tmp_pa
         assert origin_text(c).startswith(f"Substitution of {named}") and f"→ {sub['by']}" in origin_text(c)
     assert origin_text(drawn[0]).startswith("Grown by the generator from")
     assert [c["rank"] for c in run["candidates"]] == list(range(1, len(run["candidates"]) + 1))
+    # the command line says it too (a walk: "site 2: predicted DOS MAE" with no element, no seed)
+    from dosmatgen_core.cli.generate import ranked_lines
+    lines = ranked_lines(run, True)
+    for c in run["candidates"]:
+        (site, _), = c["site_to_target"].items()
+        head = next(ln for ln in lines if ln.startswith(f"#{c['rank']:>2} "))
+        assert f"site {site} ({structure_of(c)[int(site)].specie.symbol}): predicted DOS MAE" in head
+        assert lines[lines.index(head) + 1] == f"    {origin_text(c)}"
 
 
 def test_distant_swaps_keep_the_matched_sites_neighbours_in_the_run(tmp_path, ni_target):
     """distant_swaps=True: each substituted candidate changes one atom outside its matched site's
     first shell (a doubled cell where needed), and its card says so."""
     from dosmatgen_core.candidates.seeding import first_shell
-    from studio.results import origin_text
+    from dosmatgen_core.candidates.words import origin_text
     req = Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=2, steps=8, particles=1,
                   seed_exclude=[PRESET_ID], substitutions=True, distant_swaps=True, baseline=False)
     run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH),
@@ -256,7 +264,7 @@ def test_the_cli_passes_substitutions_to_the_request():
 
 
 def test_a_distant_swaps_card_says_the_cell_grew_and_the_neighbours_stayed():
-    from studio.results import origin_text
+    from dosmatgen_core.candidates.words import origin_text
     seed = {"material_id": "mp-1", "formula": "Au3Ni", "site": 1, "element": "Ni", "mae": 0.1, "cosine": 0.95}
     far = {**seed, "substitution": {"replaced": "Ni", "by": "Pd", "sites": [5], "cell_atoms": 8, "seed_atoms": 4}}
     text = origin_text({"origin": "substitution", "seed": far})

@@ -79,11 +79,30 @@ def _verify(args) -> int:
     from dosmatgen_core.scoring.verify import Verifier
     store = _store(args.runs, must_exist=True)
     run = _run(store, args.run_id)
-    _candidate(run, args.rank)
+    c = _candidate(run, args.rank)
     res = Verifier(store).run(args.run_id, args.rank, timeout=args.timeout, relaxed=args.relaxed)
-    res = dict(res, result={k: v for k, v in (res.get("result") or {}).items() if k != "site_dos"})
+    res = dict(res, result={k: v for k, v in (res.get("result") or {}).items() if k != "site_dos"},
+               units={"mae": "states/eV, DFT (GPAW) of this candidate", "cosine": "1: the target's shape exactly",
+                      "seconds": "s"})
     print(json.dumps(res, indent=2))
+    for line in verified_lines(c, res["result"].get("dos_match") or {}):
+        print(line, file=sys.stderr)
     return 0 if res["status"] == "done" else 1
+
+
+def verified_lines(c: dict, dft_match: dict) -> list[str]:
+    """A check's numbers for people, on stderr: per conditioned site, its element, what GPAW says
+    and what the predictor said before ('site 0 (Ni): DFT MAE 0.184 states/eV, cosine 0.912;
+    predicted MAE 0.118')."""
+    from dosmatgen_core.candidates.runs import structure_of
+    species = structure_of(c).species
+    predicted = {int(k): v for k, v in (c.get("dos_match") or {}).items()}
+    out = []
+    for site, m in sorted(((int(k), v) for k, v in dft_match.items())):
+        p = predicted.get(site, {}).get("mae")
+        out.append(f"site {site} ({species[site].symbol}): DFT MAE {m['mae']:.3f} states/eV, cosine {m['cosine']:.3f}"
+                   + (f"; predicted MAE {p:.3f}" if p is not None else ""))
+    return out
 
 
 def _rounds(args) -> int:
@@ -386,6 +405,8 @@ def ranked_lines(run: dict, has_target: bool, top: int = 10) -> list[str]:
     """The run's first candidates as a person reads them: formula, space group, geometry, charge
     balance (intermetallics need none), novelty and, with a target, the predicted MAE of the atom
     carrying it; then the way to their DFT check."""
+    from dosmatgen_core.candidates.runs import structure_of
+    from dosmatgen_core.candidates.words import NOVEL_NOTE, origin_text
     from dosmatgen_core.names import formula
     from dosmatgen_core.scoring.evaluate import intermetallic
     out = []
@@ -397,9 +418,14 @@ def ranked_lines(run: dict, has_target: bool, top: int = 10) -> list[str]:
         line = (f"#{c['rank']:>2} {formula(c['formula']):<12} {c['spacegroup']['0.1']:<16} "
                 f"geometry {'valid' if c.get('structurally_valid') else 'invalid'}, {charge}, {known}")
         if has_target and c.get("site_to_target"):
-            sites = ", ".join(f"site {s}" for s in c["site_to_target"])
+            species = structure_of(c).species          # the candidate's own site order
+            sites = ", ".join(f"site {s} ({species[int(s)].symbol})" for s in c["site_to_target"])
             line += f"; {sites}: predicted DOS MAE {c.get('dos_mae', float('nan')):.3f} states/eV"
         out.append(line)
+        if origin := origin_text(c):
+            out.append(f"    {origin}")
+    if any(c.get("novel") for c in run["candidates"][:top]):
+        out.append(f"({NOVEL_NOTE})")
     if run["candidates"] and has_target:
         # a predicted number stands beside the way to its DFT check
         out.append(f"(predicted by the site-DOS predictor; GPAW checks of the top {SHIPPED.dft_top}: "

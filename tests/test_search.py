@@ -152,6 +152,10 @@ def test_shipped_database_index_and_cli(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["target"]["element"] == "Ni" and out["units"]["mae"].startswith("states/eV")
     assert out["hits"][0]["material_id"] == "L12-Au3Ni-chgnet" and out["hits"][0]["mae"] == pytest.approx(0, abs=1e-6)
+    # named as `materials` and the app name them (a walk: 'ClNa' here, 'NaCl' there)
+    assert out["hits"][0]["formula"] == "Au3Ni" and out["hits"][0]["name"] == "Au3Ni · L1₂ · relaxed"
+    assert cli_main(["search", "--ref", "mp-22862", "--site", "0", "--top", "1", "--all-sites"]) == 0
+    assert json.loads(capsys.readouterr().out)["hits"][0]["formula"] == "NaCl"
     assert cli_main(["search", "--ref", "L12-Au3Ni-chgnet", "--site", "0", "--exclude-self"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert "L12-Au3Ni-chgnet" not in {h["material_id"] for h in out["hits"]} and len(out["hits"]) == 10

@@ -153,12 +153,12 @@ def _runs(args) -> int:
     def num(x):
         return "—" if x is None else f"{x:.3f}"
     for r in rows:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["created"]))      # UTC, as the Runs page
         d = dft[r["id"]]
         print(f"{r['id']:<11} {r['status']:<12} {when:<17} {r['candidates']:>5} {d['checks']:>4} "
               f"{num(d['best_new_mae']):>8} {num(d['best_new_cosine']):>8}  {r['title']}")
     print("(DFT: finished GPAW checks; MAE (states/eV) and cosine (1 = the target's shape): the best new "
-          "structure's, by DFT; created in local time)")
+          "structure's, by DFT; created in UTC)")
     return 0
 
 

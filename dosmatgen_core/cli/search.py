@@ -55,8 +55,15 @@ def _search(args) -> int:
                                      exclude=exclude, element=element,
                                      per_structure=not args.all_sites, window=window)
     print(json.dumps({"target": source, "by": args.by, "align_shift": args.align_shift, "units": hit_units(window),
-                      "excluded": sorted(exclude), "hits": [h.to_dict() for h in hits]}, indent=1))
+                      "excluded": sorted(exclude), "hits": [named_hit(h) for h in hits]}, indent=1, ensure_ascii=False))
     return 0
+
+
+def named_hit(hit) -> dict:
+    """A hit as JSON, its formula and name written as `materials` and the app write them ('NaCl',
+    not the database's 'ClNa')."""
+    from dosmatgen_core.names import formula, material_name
+    return dict(hit.to_dict(), formula=formula(hit.formula), name=material_name(hit.material_id, hit.formula))
 
 
 def _materials(args) -> int:

@@ -46,8 +46,10 @@ SPIN = "while True: pass"
 GPAW_CELL = "mp-22862"
 
 
-def _hogs(k: int) -> list[subprocess.Popen]:
-    return [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(k)]
+def _hogs(k: int, nice: int = 0) -> list[subprocess.Popen]:
+    """k spinning processes at this nice value (a labeller runs at nice 15 beside the app)."""
+    return [subprocess.Popen([sys.executable, "-c", SPIN], preexec_fn=(lambda: os.nice(nice)) if nice else None)
+            for _ in range(k)]
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
@@ -91,22 +93,25 @@ def gpaw_work(cell_id: str = GPAW_CELL):
     return work
 
 
-def timed(work, k: int) -> dict:
-    procs = _hogs(k)
+def timed(work, k: int, nice: int = 0) -> dict:
+    procs = _hogs(k, nice)
     try:
         time.sleep(2.0)                      # let the spinners get scheduled
         load0 = os.getloadavg()[0]
+        competing = cores.competing_load()       # what the page now scales by: the spinners by their weight
         t = time.perf_counter()
         threads = work()
-        out = {"extra_busy": k, "seconds": round(time.perf_counter() - t, 2), "load_average_before": round(load0, 2)}
+        out = {"extra_busy": k, "seconds": round(time.perf_counter() - t, 2), "load_average_before": round(load0, 2),
+               "competing_load_before": round(competing, 3)}
         return {**out, "threads": threads} if threads else out
     finally:
         _stop(procs)
 
 
-def run(n: int, steps: int, max_extra: int | None = None, log=print) -> dict:
+def run(n: int, steps: int, max_extra: int | None = None, hog_nice: int = 0, log=print) -> dict:
     cpus = os.cpu_count() or 1
     load0 = os.getloadavg()[0]
+    own = cores.weight(os.getpriority(os.PRIO_PROCESS, 0))
     ks = list(range((cpus + 1 if max_extra is None else max_extra) + 1))
     stages = {"sampling_fixed_threads": (sampling_work(n, steps, adaptive=False), int(torch.get_num_threads())),
               "sampling": (sampling_work(n, steps), None),      # the app's: one thread per free core
@@ -116,20 +121,23 @@ def run(n: int, steps: int, max_extra: int | None = None, log=print) -> dict:
         work()                               # warm: imports, caches, the first GPAW setup files
         rows = []
         for k in ks:
-            rows.append(timed(work, k))
+            rows.append(timed(work, k, hog_nice))
             # both sampling stages against the quiet two-thread sampling the estimate's rate is
             base = (out["sampling_fixed_threads"]["runs"][0] if name == "sampling" else rows[0])["seconds"]
             rows[-1]["measured_slowdown"] = round(rows[-1]["seconds"] / base, 2)
-            if threads:                      # fair sharing's prediction, for a fixed thread count
-                rows[-1]["predicted_slowdown"] = round(slowdown(threads, k, cpus), 2)
+            if threads:                      # fair sharing's prediction, for a fixed thread count, the
+                # spinners counted by their CFS weight against this process's
+                rows[-1]["predicted_slowdown"] = round(slowdown(threads, k * cores.weight(hog_nice) / own, cpus), 2)
             log(f"{name}: {k} busy beside it: {rows[-1]['seconds']} s (x{rows[-1]['measured_slowdown']}"
                 + (f", predicted x{rows[-1]['predicted_slowdown']}" if threads else "") + ")")
         out[name] = {"threads": threads or "one per free core", "runs": rows}
     return {"command": " ".join(["python -m benchmarks.load", *sys.argv[1:]]), "commit": commit(),
             "machine": machine(), "load_average_at_start": round(load0, 2),
-            "note": "seconds of the same work beside k spinning processes; slowdown = seconds / the k = 0 seconds; "
-                    "predicted = studio.slowdown(threads, k, cpus) = max(1, (k + threads) / cpus) over the "
-                    "same at k = 0",
+            "hog_nice": hog_nice,
+            "note": "seconds of the same work beside k spinning processes at nice hog_nice; slowdown = seconds / the "
+                    "k = 0 seconds; predicted = studio.slowdown(threads, k_w, cpus) = max(1, (k_w + threads) / cpus) "
+                    "over the same at k = 0, where k_w is k weighted by the spinners' CFS weight against this "
+                    "process's (k itself at the same nice)",
             "sampling_work": {"candidates": n, "atoms": 4, "steps": steps, "particles": SHIPPED.particles},
             "gpaw_work": {"material_id": GPAW_CELL, "recipe": FAST_RECIPE.record()["variant"]["name"]},
             "stages": out}
@@ -140,9 +148,12 @@ def main(argv=None) -> int:
     p.add_argument("--candidates", type=int, default=8)
     p.add_argument("--steps", type=int, default=SHIPPED.steps)
     p.add_argument("--max-extra", type=int, default=None, help="most busy processes beside the work (default cpus + 1)")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--hog-nice", type=int, default=0,
+                   help="the busy processes' nice value (15: as the labeller runs); record load-niceN.json")
+    p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
-    rec = run(args.candidates, args.steps, args.max_extra, log=lambda m: print(m, flush=True))
+    args.out = args.out or (RESULTS if not args.hog_nice else RESULTS.with_name(f"load-nice{args.hog_nice}.json"))
+    rec = run(args.candidates, args.steps, args.max_extra, args.hog_nice, log=lambda m: print(m, flush=True))
     args.out.write_text(json.dumps(rec, indent=1))
     return 0
 

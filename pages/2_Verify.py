@@ -20,7 +20,7 @@ busy = studio.slowdown(default_workers(), load, cpus)       # the prior was time
 st.caption("The labelling recipe (PBE, LCAO dzp, Löwdin site projection) on the candidate as generated or, "
            f"if asked, after a {studio.potential_label()} relaxation. Small cells take about "
            f"{studio.duration(studio.dft_seconds_prior() * busy)} here (relaxation included when asked for"
-           + (f"; ×{busy:.1f} for the other work on the CPU now, load {load:.1f} on {cpus} cores" if busy >= 1.05 else "")
+           + (f"; ×{busy:.1f} for the {studio.load_words(load, cpus)}" if busy >= 1.05 else "")
            + f"); larger ones much longer. {default_workers()} run at a time (one per CPU core).")
 v = state.verifier(str(studio.RUNS_PATH))
 runs = v.store.list()

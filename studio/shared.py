@@ -15,6 +15,7 @@ from dosmatgen_core.dos import (EMAX, EMIN, MIN_SPAN_EV, curve_columns, file_win
                                  shape_target, shift_window, table_to_grid, window_text)
 from dosmatgen_core.paths import (DB_URL, GUIDE_PATH, HULL_PATH, MODEL_PATH,  # noqa: F401 (the pages read them here)
                                   PREDICTOR_PATH, ROOT, RUNS_PATH)
+from dosmatgen_core.sampling import cores
 from dosmatgen_core.scoring.search import twin_band
 from dosmatgen_core.settings import PRESET_ID, SHIPPED  # noqa: F401
 from dosmatgen_core.names import METHOD_WORDS, PROTOTYPES, file_curve_name, formula, material_name, site_name  # noqa: F401 (the pages read them here)
@@ -107,9 +108,18 @@ def startup_seconds(parts: list[str], path: Path = STARTUP_FILE) -> float:
 
 
 def cpu_load() -> tuple[float, int]:
-    """(the one-minute load average, the number of cores): the other work the estimates share the
-    CPU with."""
-    return os.getloadavg()[0], os.cpu_count() or 1
+    """(the other work the estimates share the CPU with, the number of cores): cores' worth of
+    runnable threads of other processes, each by its scheduler weight against the app's
+    (cores.competing_load: a niced labeller takes little from the app, and the load average's whole
+    count made a walk's DFT estimate 4 times too long), or the one-minute load average where /proc
+    cannot tell."""
+    competing = cores.competing_load()
+    return (os.getloadavg()[0] if competing is None else competing), os.cpu_count() or 1
+
+
+def load_words(load: float, cpus: int) -> str:
+    """'other work worth 1.4 busy cores of 2 at this app's priority'."""
+    return f"other work worth {load:.1f} busy cores of {cpus} at this app's priority"
 
 
 def slowdown(threads: int, load: float, cpus: int) -> float:
@@ -144,7 +154,7 @@ def busy_note(load: float, cpus: int, generation_x: float, dft_x: float = 1.0) -
     if max(generation_x, dft_x) < 1.05:
         return ""
     scaled = f"×{generation_x:.1f} for generation" + (f", ×{dft_x:.1f} for the DFT checks" if dft_x >= 1.05 else "")
-    return (f" Other work is using the CPU now (load {load:.1f} on {cpus} cores), so these times are scaled up for "
+    return (f" The CPU is shared now ({load_words(load, cpus)}), so these times are scaled up for "
             f"it ({scaled}; the rates were measured on a quiet CPU).")
 
 

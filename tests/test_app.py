@@ -779,7 +779,8 @@ def test_the_estimate_is_scaled_for_other_work_on_the_cpu():
     assert studio.slowdown(1, 1.0, 2) == 1.0 and studio.slowdown(1, 2.0, 2) == 1.5
     assert studio.busy_note(0.5, 2, studio.slowdown(1, 0.5, 2), studio.slowdown(1, 0.5, 2)) == ""
     note = studio.busy_note(6.6, 2, studio.slowdown(2, 6.6, 2), studio.slowdown(2, 6.6, 2))
-    assert "load 6.6 on 2 cores" in note and "×4.3 for generation, ×4.3 for the DFT checks" in note
+    assert "other work worth 6.6 busy cores of 2 at this app's priority" in note
+    assert "×4.3 for generation, ×4.3 for the DFT checks" in note
 
 
 def test_the_sampling_estimate_follows_the_measured_slowdown(tmp_path):

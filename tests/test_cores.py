@@ -28,3 +28,38 @@ def test_busy_cores_leave_the_sampler_one_thread_and_the_count_comes_back():
     assert torch.get_num_threads() == before
     with cores.sampling_threads("cuda") as n:
         assert n is None and torch.get_num_threads() == before
+
+
+def _spinners(k: int, nice: int = 0):
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=(lambda: os.nice(nice)) if nice else None)
+            for _ in range(k)]
+
+
+def test_other_work_counts_by_its_scheduler_weight():
+    """A spinner at this process's nice takes a core's worth; two at nice 19 take 2 × 15/1024 of one
+    (the kernel's weights): the labeller at nice 15 slows the app's GPAW by nothing measurable
+    (benchmarks/results/load-nice15.json), while the load average counted it whole."""
+    quiet = cores.competing_load()
+    for nice, low, high in ((0, 0.6, 1.4), (19, -0.2, 0.25)):
+        spin = _spinners(1 if nice == 0 else 2, nice)
+        try:
+            time.sleep(1.0)
+            extra = cores.competing_load(samples=10) - quiet
+        finally:
+            for p in spin:
+                p.kill()
+                p.wait()
+        assert low < extra < high, (nice, extra)
+
+
+def test_a_thread_is_read_whatever_its_name_holds(tmp_path):
+    """/proc/PID/task/TID/stat: the name sits in parentheses and may hold spaces and parentheses."""
+    for pid, tid, text in ((10, 10, "10 (python) R 1 10 10 0 -1 4194560 0 0 0 0 5 0 0 0 20 5 1 0"),
+                           (11, 12, "12 (a b) c) R 1 10 10 0 -1 4194560 0 0 0 0 5 0 0 0 20 15 1 0"),
+                           (13, 13, "13 (sleeper) S 1 10 10 0 -1 4194560 0 0 0 0 5 0 0 0 20 0 1 0"),
+                           (99, 99, "99 (me) R 1 10 10 0 -1 4194560 0 0 0 0 5 0 0 0 20 0 1 0")):
+        d = tmp_path / str(pid) / "task" / str(tid)
+        d.mkdir(parents=True)
+        (d / "stat").write_text(text)
+    assert sorted(cores._runnable(tmp_path, own=99)) == [5, 15]
+    assert cores._runnable(tmp_path / "none", own=99) is None

@@ -426,7 +426,7 @@ if mode == "seeded":
                "A candidate can still come back as a structure "
                "already known (one it grew from, a Materials Project entry or a candidate checked before): it is marked "
                "known, its stored DFT label is shown, and the DFT check goes to the next candidates instead.")
-elif mode in ("masked", "fixed_type", "unconditional"):
+elif mode in studio.DE_NOVO_MODES:
     n_atoms = st.number_input("Atoms in each candidate", 1, 20, studio.SHIPPED.n_atoms, key="n_atoms", persist_state="session",
                               help="How many atoms each generated unit cell holds.")
     notes.under("n_atoms")
@@ -535,6 +535,8 @@ with st.expander("Advanced settings", expanded=False):
                                            help="More steps cost time; 100 scored like 1000 in the benchmark. Below 50 most cells come out invalid "
                                                 "(atoms too close or the volume far off)."))
     notes.under("steps", a1)
+    if few := studio.few_steps_text(mode, req_kw["steps"]):
+        a1.warning(few)
     req_kw["seed"] = int(a2.number_input("Random seed", 0, 2**31 - 1, studio.SHIPPED.seed, key="seed", persist_state="session",
                                          help="The same seed and settings give the same candidates."))
     notes.under("seed", a2)

@@ -356,6 +356,18 @@ def settings_words(settings: dict) -> str:
     return " · ".join(p for p in parts if p)
 
 
+def invalid_text(run: dict) -> str:
+    """When fewer than half of a run's candidates have a valid geometry: that, why when its steps
+    were too few for new cells, and that the predicted means include them; '' otherwise."""
+    s, settings = run.get("summary") or {}, run.get("settings") or {}
+    n, valid = s.get("n"), s.get("structurally_valid")
+    if not n or valid is None or valid >= n / 2:
+        return ""
+    why = studio.few_steps_text(settings.get("mode", ""), int(settings.get("steps") or studio.SOUND_STEPS))
+    return (f"Only {valid} of {n} candidates have a valid geometry; the predicted means above include the others. "
+            + (why or "Check each card's reasons below."))
+
+
 def compare_caption(drawn: bool, nothing: list[str]) -> str:
     """What the compared curves are (only when there are some), and which runs have none."""
     what = ("Each run's best new structure at its matching atom: by DFT (solid) where one was checked, else the "
@@ -658,6 +670,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                   help="The best DFT MAE among the checked candidates that are new structures: not "
                        "known ones (whose stored labels the DFT order below also shows), and not those whose relaxed "
                        "cell turned out to be a known compound.")
+    if invalid := invalid_text(run):
+        st.warning(invalid)
     if made := count_text(run["candidates"], run.get("summary")):
         st.caption(f"{s['n']} candidates: {made}.")
     if any(c.get("novel") for c in run["candidates"]):

@@ -22,6 +22,18 @@ from dosmatgen_core.names import METHOD_WORDS, PROTOTYPES, file_curve_name, form
 
 DEFAULT_PARTICLES = SHIPPED.particles
 DEFAULT_STEPS = SHIPPED.steps
+# below this many denoising steps most cells the model builds from noise come out invalid (atoms too
+# close, the volume far off: a walk's 10-step runs had 0 of 4 valid); seeds and templates keep more
+SOUND_STEPS = 50
+DE_NOVO_MODES = ("masked", "fixed_type", "unconditional")
+
+
+def few_steps_text(mode: str, steps: int) -> str:
+    """The warning for a new-structure run at too few steps; '' where the steps are enough."""
+    if mode not in DE_NOVO_MODES or steps >= SOUND_STEPS:
+        return ""
+    return (f"At {steps} denoising steps most new cells come out invalid (atoms too close or the volume far off): "
+            f"use {SOUND_STEPS} or more. Growing from known sites or a template keeps more of a sound cell.")
 RESULTS_DIR = ROOT / "benchmarks" / "results"     # read as files: the app never imports `benchmarks`
 TIMING_FILE = RESULTS_DIR / "generate-timing-0061.json"
 SCORING_FILE = RESULTS_DIR / "evaluate-heldout.json"     # seconds per structure of each scoring check

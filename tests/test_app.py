@@ -1206,6 +1206,23 @@ def test_the_runs_table_says_which_energies_each_run_compared_on(tmp_path):
     assert sorted(r["compared on"] for r in rows) == ["−10…0.48 eV", "−10…10 eV"]
 
 
+def test_too_few_steps_for_new_cells_is_said_before_and_after_the_run():
+    """A walk: 10 denoising steps in "New structure" gave 0 of 4 valid cells and a predicted mean
+    over them, with no word. The form says so under the steps; a run with most cells invalid too."""
+    from studio.results import invalid_text
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.radio(key="mode").set_value("masked").run()
+    assert not any("denoising steps most new cells" in w.value for w in at.warning)
+    at.select_slider(key="steps").set_value(10).run()
+    assert any(w.value.startswith("At 10 denoising steps most new cells come out invalid") for w in at.warning)
+    at.radio(key="mode").set_value("seeded").run()             # a seed keeps a sound cell
+    assert not any("denoising steps most new cells" in w.value for w in at.warning)
+    run = {"summary": {"n": 4, "structurally_valid": 0}, "settings": {"mode": "masked", "steps": 10}}
+    assert invalid_text(run).startswith("Only 0 of 4 candidates have a valid geometry") and "use 50 or more" in invalid_text(run)
+    assert "Check each card" in invalid_text({**run, "settings": {"mode": "seeded", "steps": 10}})
+    assert invalid_text({**run, "summary": {"n": 4, "structurally_valid": 2}}) == ""
+
+
 def test_runs_of_one_target_read_apart_by_their_settings(tmp_path):
     """The walk: runs towards one target shared a title and read alike in the Runs table. Each row
     says how its run was made; the stored target curves are not read for it."""

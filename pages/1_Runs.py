@@ -44,7 +44,7 @@ table = runs_table(runs, checks)
 st.dataframe(shown(table), hide_index=True, width="stretch", column_config=RUNS_COLUMNS)
 st.caption(RUNS_TABLE_NOTE)
 db = open_db(studio.DB_URL)
-labelled = frozenset(r["material_id"] for r in state.reference_rows(studio.DB_URL))
+labelled = state.labelled_ids(studio.DB_URL)
 ids = [r["id"] for r in runs]
 label = {r["id"]: run_label(r) for r in runs}
 c1, c2 = st.columns(2)

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dosmatgen_core import checks
-from dosmatgen_core.candidates import pipeline, rounds
+from dosmatgen_core.candidates import rounds
 from dosmatgen_core.candidates.pipeline import Request
 from dosmatgen_core.candidates.seeding import known_hits, seed_arguments
 from dosmatgen_core.scoring.search import site_index
@@ -16,6 +16,7 @@ from dosmatgen_core.scoring.verify import default_workers
 from dosmatgen_core.paths import missing_mp_tables
 from studio import catalogue, state
 from studio.charts import dos_chart
+from studio.estimate import estimate
 from studio.form import FieldMessages
 from studio import figures as viz
 from studio import shared as studio
@@ -583,25 +584,10 @@ with st.expander("Advanced settings", expanded=False):
 req_kw["title"] = f"target: {target_desc}" if mode != "unconditional" else "no target (unconditional baseline)"
 
 # ---- cost up front ----------------------------------------------------------------------------
-rates = studio.timing_rates()
-est = studio.estimate_seconds(req_kw["n_candidates"], req_kw["steps"], req_kw["particles"],
-                              baseline=mode != "unconditional", rates=rates)
-# scored: the drawn candidates, up to as many substitutions (of both kinds, grown from a candidate), and one
-# baseline sample per candidate
-n_scored = req_kw["n_candidates"] * (1 + (mode == "seeded" and bool(req_kw.get("substitutions")))
-                                     * (1 + bool(req_kw.get("grow_from"))) + (mode != "unconditional"))
-est += studio.scoring_seconds(n_scored, stability=bool(req_kw.get("stability")))
-# a fresh process's first run also builds tables that later runs reuse (startup.json)
-cold = pipeline.cold_parts(relaxed=False)
-est += studio.startup_seconds(cold)
-dft_cold = pipeline.cold_parts(relaxed=bool(dft_top and dft_relaxed), check_novelty=False)
-n_checks = certify.max_checks(dft_top, per_source=bool(dft_per_source and two_sources))
-dft_est = certify.dft_seconds(n_checks, studio.dft_seconds_prior(relaxed=dft_relaxed)) + studio.startup_seconds(dft_cold)
-# the rates were measured on a quiet CPU: scaled for the other work that shares it now
-load, cpus = studio.cpu_load()
-gen_x = studio.sampling_slowdown(load, cpus)
-dft_x = studio.slowdown(default_workers(max(n_checks, 1)), load, cpus)
-est, dft_est = est * gen_x, dft_est * dft_x
+e = estimate(mode, req_kw["n_candidates"], req_kw["steps"], req_kw["particles"], req_kw.get("substitutions", False),
+             bool(req_kw.get("grow_from")), bool(req_kw.get("stability")), dft_top, dft_relaxed,
+             bool(dft_per_source and two_sources))
+est, dft_est, n_checks, n_scored, cold, rates = e.seconds, e.dft_seconds, e.n_checks, e.n_scored, e.cold, e.rates
 sr = rates["steered_row"]
 gpu = req_kw["device"] == "cuda" or (req_kw["device"] == "auto" and torch.cuda.is_available())
 # the estimate in plain words; how it was made (measured rates and their records) under it
@@ -614,7 +600,7 @@ st.info(f"Estimated time: **about {studio.duration(est)}** to generate and score
         + (f" Then up to {dft_rounds} further round{'s' * (dft_rounds > 1)} while the best DFT cosine stays below "
            f"{rounds.BAR}, about {studio.duration(est + dft_est)}" + (" each" if dft_rounds > 1 else "") + "."
            if dft_top and dft_rounds and mode != "unconditional" else "")
-        + studio.busy_note(load, cpus, gen_x, dft_x if dft_top and mode != "unconditional" else 1.0))
+        + studio.busy_note(e.load, e.cpus, e.gen_x, e.dft_x if dft_top and mode != "unconditional" else 1.0))
 st.caption(f"How it is estimated: {sr['seconds']:.1f} s for {sr['candidates']} DOS-steered candidates of 4–7 atoms "
            f"at {sr['steps']} denoising steps and {rates['plain_row']['seconds']:.1f} s without steering "
            f"({rates['source']}), scaled by candidates, steps and steering trajectories"

@@ -783,6 +783,18 @@ def test_the_estimate_is_scaled_for_other_work_on_the_cpu():
     assert "×4.3 for generation, ×4.3 for the DFT checks" in note
 
 
+def test_a_runs_estimate_counts_its_checks_and_scales_for_the_cpus_other_work():
+    """studio.estimate: what the Generate page says and the certify bench records beside the time taken."""
+    from studio.estimate import estimate
+    quiet = estimate("seeded", 20, 100, 4, substitutions=True, dft_top=3, per_source=True, load=0.0, cpus=2)
+    busy = estimate("seeded", 20, 100, 4, substitutions=True, dft_top=3, per_source=True, load=2.0, cpus=2)
+    assert quiet.n_checks == 6 and quiet.n_scored == 60 and quiet.gen_x == 1.0 and quiet.dft_x == 1.0
+    assert busy.seconds == pytest.approx(quiet.seconds * studio.sampling_slowdown(2.0, 2))
+    assert busy.dft_seconds == pytest.approx(quiet.dft_seconds * 2.0)      # two checks share two cores with two busy
+    plain = estimate("unconditional", 20, 100, 1, dft_top=3, load=0.0, cpus=2)
+    assert plain.n_checks == 0 and plain.dft_seconds == 0.0 and plain.n_scored == 20 and plain.seconds < quiet.seconds
+
+
 def test_the_sampling_estimate_follows_the_measured_slowdown(tmp_path):
     """Sampling beside busy processes slows more than fair sharing says (torch's threads wait on a
     busy core): the page reads the measured factors, relative to their own quiet run, and goes on

@@ -50,8 +50,8 @@ def time_one(site: dict, loaded, predictor, guide, store: RunStore, workers: int
     req = Request(mode=SHIPPED.mode, n_atoms=site["n_atoms"], targets=[site["target"].tolist()],
                   seed_exclude=[site["material_id"]], title=f"bench certify {site['material_id']}#{site['site']}")
     # what the Generate page would say now for the same request, beside what it takes
-    said = estimate(req.mode, req.n_candidates, req.steps, req.particles, req.substitutions, False, False,
-                    SHIPPED.dft_top, relaxed, per_source)
+    said = estimate(req.mode, req.n_candidates, req.steps, req.particles, substitutions=req.substitutions,
+                    dft_top=SHIPPED.dft_top, dft_relaxed=relaxed, per_source=per_source)
     t0 = time.perf_counter()
     marks = {}
     run = run_generation(req, loaded, predictor, guide=guide, store=store, db_url=DB_URL)

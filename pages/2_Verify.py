@@ -15,7 +15,7 @@ from dosmatgen_core.scoring.verify import default_workers, relaxed_into, run_win
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
 
 st.title("Verify a candidate with DFT (GPAW)")
-load, cpus = studio.cpu_load()
+load, cpus = state.cpu_load()
 busy = studio.slowdown(default_workers(), load, cpus)       # the prior was timed on a quiet CPU
 st.caption("The labelling recipe (PBE, LCAO dzp, Löwdin site projection) on the candidate as generated or, "
            f"if asked, after a {studio.potential_label()} relaxation. Small cells take about "

@@ -584,10 +584,11 @@ with st.expander("Advanced settings", expanded=False):
 req_kw["title"] = f"target: {target_desc}" if mode != "unconditional" else "no target (unconditional baseline)"
 
 # ---- cost up front ----------------------------------------------------------------------------
+load, cpus = state.cpu_load()
 e = estimate(mode, req_kw["n_candidates"], req_kw["steps"], req_kw["particles"],
              substitutions=req_kw.get("substitutions", False), grow_from=bool(req_kw.get("grow_from")),
              stability=bool(req_kw.get("stability")), dft_top=dft_top, dft_relaxed=dft_relaxed,
-             per_source=bool(dft_per_source and two_sources))
+             per_source=bool(dft_per_source and two_sources), load=load, cpus=cpus)
 est, dft_est, n_checks, n_scored, cold, rates = e.seconds, e.dft_seconds, e.n_checks, e.n_scored, e.cold, e.rates
 sr = rates["steered_row"]
 gpu = req_kw["device"] == "cuda" or (req_kw["device"] == "auto" and torch.cuda.is_available())

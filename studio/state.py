@@ -96,6 +96,13 @@ def truth_pairs() -> list:
     return _truth_pairs(str(path), path.stat().st_mtime if path.exists() else 0.0)
 
 
+@st.cache_data(ttl=5, show_spinner=False)
+def cpu_load() -> tuple[float, int]:
+    """studio.cpu_load, read at most every 5 s: it samples /proc five times (about 0.1 s), and the
+    Generate page reruns on every widget change, the Verify page every 2 s."""
+    return studio.cpu_load()
+
+
 @st.cache_resource(show_spinner=False)
 def verifier(runs_path: str) -> Verifier:
     return Verifier(RunStore(runs_path))

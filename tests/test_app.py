@@ -18,6 +18,7 @@ from dosmatgen_core.scoring import certify
 from studio import catalogue
 from studio import figures as viz
 from studio import shared as studio
+from studio import state as state_mod
 
 APP = str(studio.ROOT / "app.py")
 NACL_CL_FIRST = """data_NaCl
@@ -557,7 +558,6 @@ def test_an_upload_is_kept_past_another_page_and_forgotten_when_emptied(monkeypa
     """A file uploader comes back empty after a visit to another page: its last file is used (and
     said to be), until another is uploaded, its × is clicked, or it is forgotten."""
     import types
-    from studio import state as state_mod
 
     class Up:
         def __init__(self, name, data):
@@ -1636,3 +1636,16 @@ def test_every_mode_says_what_it_does_under_the_picker():
                  "fixed_type": "As a new structure", "unconditional": "Plain samples", "template": "A structure you choose"}
         assert sum(c.value.startswith(first[mode]) for c in at.caption) == 1, mode
     assert any("pinned: none" in c.value for c in at.caption)
+
+
+def test_reruns_share_one_reading_of_the_cpu(app, monkeypatch):
+    """The estimate's reading of the other work samples /proc five times (about 0.1 s); the page
+    reruns on every widget change, so reruns within a few seconds share one reading."""
+    calls = []
+    monkeypatch.setattr(studio, "cpu_load", lambda: calls.append(1) or (0.0, 2))
+    state_mod.cpu_load.clear()
+    app.run()
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert len(calls) == 1
+    assert any("Estimated time" in i.value for i in app.info)

@@ -9,6 +9,7 @@ from studio.charts import dos_chart
 from studio.results import window_words, became_text, candidate_name, match_rows, predicted_curve, run_label, target_label, verification_rows
 from studio.shared import formula
 from studio import nav
+from dosmatgen_core.candidates.words import twin_text
 from dosmatgen_core.candidates.runs import structure_of
 from dosmatgen_core.scoring.verify import default_workers, relaxed_into, run_window
 
@@ -79,11 +80,15 @@ def status_panel():
         res = s["result"]
         cand = next(c for c in run["candidates"] if c["rank"] == rank)
         relax = res.get("relax_seconds")
-        st.success(f"Done: GPAW {res['seconds']} s" + (f" after a {relax} s relaxation" if relax else "")
+        gpaw = (f"#{res['same_crystal_as']}'s GPAW run" if res.get("same_crystal_as") is not None
+                else f"GPAW {res['seconds']} s")
+        st.success(f"Done: {gpaw}" + (f" after a {relax} s relaxation" if relax else "")
                    + f" (the table's time also counts the wait and the setup); E_F = {res['e_fermi_eV']:.3f} eV "
                    "(absolute).")
         if into := relaxed_into(s):
             st.warning(became_text(into, cand, run["settings"]))
+        if twin := twin_text(res):
+            st.info(twin)
         elements = [x.specie.symbol for x in structure_of(cand)]
         for site, row in cand["site_to_target"].items():
             curves = [{"y": run["settings"]["targets"][int(row)], "name": target_label(run), "style": "target",

@@ -13,7 +13,7 @@ import streamlit as st
 
 from dosmatgen_core.candidates import runs as runsmod
 from dosmatgen_core.candidates.seeding import grow_source
-from dosmatgen_core.candidates.words import NOVEL_NOTE, origin_text
+from dosmatgen_core.candidates.words import NOVEL_NOTE, origin_text, twin_text
 from dosmatgen_core.scoring.elements import ELEMENT_PREFIX
 from dosmatgen_core.scoring.evaluate import intermetallic
 from dosmatgen_core.scoring.verify import (best_new_curve, checks_summary, dft_mae, run_window,  # noqa: F401 (pages read them here)
@@ -746,6 +746,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                     st.caption(drawn)       # a relaxed check has answered it: relaxed_into, or still new
                 if origin := origin_text(c):
                     st.caption(origin)
+                if d and d.get("status") == "done" and (twin := twin_text(d.get("result"))):
+                    st.caption(twin)
                 if c.get("reasons"):
                     st.caption("; ".join(c["reasons"]))
                 if d and d.get("status") == "failed":

@@ -383,3 +383,51 @@ def test_a_running_check_says_whether_it_relaxes_or_runs_gpaw(tmp_path, fake_gpa
     verify.Verifier(runs.RunStore(old), label_dir=None)
     with sqlite3.connect(old) as con:
         assert "stage" in {r[1] for r in con.execute("PRAGMA table_info(verifications)")}
+
+
+def test_two_candidates_that_relax_into_one_crystal_get_one_gpaw_run(tmp_path, monkeypatch):
+    """Uniqueness is judged on the drawn cells: two draws in other site orders and cells can relax
+    into one crystal (a walk's RbLiCl2, P1 and Cmcm as drawn, checked twice). The second takes the
+    first's rows, each of its sites the row of the site it sits on, whether the first has finished
+    or is still running; no second GPAW run, and the result says whose check it is."""
+    calls = []
+
+    def label(task, recipe, timeout):           # a row per site that says which element it is
+        calls.append(task["cif"])
+        time.sleep(0.4)
+        rows = [np.full(400, 0.1 if site.specie.symbol == "Cu" else 0.3) for site in runs.structure_of({"cif": task["cif"]})]
+        return {"material_id": task["material_id"], "cif": task["cif"], "site_dos": np.array(rows).tolist(),
+                "e_fermi_eV": 0.0, "energy_eV": -1.0, "seconds": 0.4, "recipe": {"name": recipe.name}}
+
+    def relax(cif, potential=None):             # both relax into CsCl-type CuAu, each in its own order
+        species = [site.specie.symbol for site in runs.structure_of({"cif": cif})]
+        shift = 0.25 * (species[0] == "Au")
+        s = Structure(Lattice.cubic(3.1), species, [[shift] * 3, [0.5 + shift] * 3])
+        return runs.to_cif(s), {"relax_seconds": 0.1}
+    monkeypatch.setattr(verify, "label_isolated", label)
+    monkeypatch.setattr(verify, "relax_in_site_order", relax)
+    store = runs.RunStore(tmp_path / "r.db")
+    cells = [Structure(Lattice.cubic(3.0), ["Cu", "Au"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+             Structure(Lattice.orthorhombic(3.0, 3.05, 2.95), ["Au", "Cu"], [[0.02, 0, 0], [0.5, 0.5, 0.5]])]
+    target = np.exp(-np.linspace(-10, 10, 400) ** 2).tolist()
+    cands = [{"index": k, "rank": k + 1, "cif": runs.to_cif(s), "formula": "AuCu", "n_atoms": 2,
+              "site_to_target": {1 - k: 0}, "valid": True, "structurally_valid": True} for k, s in enumerate(cells)]
+    rid = store.save({"title": "t", "settings": {"seed": 1, "targets": [target]}, "summary": {"n": 2},
+                      "candidates": cands, "baseline": []})
+    cert = certify.Certifier(verify.Verifier(store, label_dir=None, workers=2), prior_s=1.0, workers=2)
+    cert.start(rid, [1, 2], relaxed=True)
+    cert.wait(rid, poll=0.05)
+    v = verify.Verifier(store, label_dir=None)
+    res = {r: v.status(rid, r) for r in (1, 2)}
+    assert all(r["status"] == "done" for r in res.values()), res
+    assert len(calls) == 1
+    twin = next(r for r in res.values() if r["result"].get("same_crystal_as"))
+    assert twin["result"]["same_crystal_as"] == 3 - twin["rank"] and twin["result"]["seconds"] == 0.0
+    from dosmatgen_core.candidates.words import twin_text      # the card and Verify say whose check it is
+    assert twin_text(twin["result"]).startswith(f"Relaxed into the same crystal as #{3 - twin['rank']}")
+    for r in res.values():       # each candidate's rows in its own site order: Cu 0.1, Au 0.3
+        own = [site.specie.symbol for site in runs.structure_of(store.get(rid)["candidates"][r["rank"] - 1])]
+        assert [row[0] for row in r["result"]["site_dos"]] == [0.1 if e == "Cu" else 0.3 for e in own]
+    # a cell of another crystal is no twin (the site map needs one crystal in cells of one size)
+    from dosmatgen_core.scoring.twins import site_map
+    assert site_map(cells[0], Structure(Lattice.cubic(4.2), ["Cu", "Au"], [[0, 0, 0], [0.5, 0.5, 0]])) is None

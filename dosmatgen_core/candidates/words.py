@@ -37,3 +37,13 @@ def origin_text(c: dict) -> str:
     if c.get("top_up"):     # pipeline.top_up_specs: the first draws were mostly known crystals
         return f"Grown by the generator from {known}, drawn further from it (strength {c['top_up']:g})."
     return f"Grown by the generator from {known}."
+
+
+def twin_text(result: dict | None) -> str:
+    """For a check that took an earlier check's rows (verify: the two relaxed into one crystal),
+    whose check it is; '' otherwise."""
+    twin = (result or {}).get("same_crystal_as")
+    if twin is None:
+        return ""
+    return (f"Relaxed into the same crystal as #{twin}: its DFT curves are #{twin}'s, each site's read from the site "
+            "it sits on, with no second GPAW run. Uniqueness in the run is judged on the drawn cells.")

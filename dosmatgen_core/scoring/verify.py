@@ -31,6 +31,7 @@ from dosmatgen_core.labels.labeller import (
 from dosmatgen_core.paths import DB_URL, LABEL_DIR
 from dosmatgen_core.scoring.evaluate import known_match, spacegroups
 from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL, POTENTIALS, relax
+from dosmatgen_core.scoring.twins import find_twin, rows_of_twin
 from dosmatgen_core.settings import SHIPPED
 from dosmatgen_core.structures import atoms_from_cif, to_structure
 
@@ -40,7 +41,7 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS verifications (run_id TEXT, rank INTEGER,
 # what a running check is doing, in the words the pages show (a walk's check spent 413 s relaxing
 # and 22 s in GPAW while the page said only "running")
 STAGES = {"relax": f"relaxing with {POTENTIALS[DEFAULT_POTENTIAL]}", "wait": "waiting for a free GPAW slot",
-          "gpaw": "GPAW"}
+          "gpaw": "GPAW", "twin": "waiting for #{rank}'s check: the same crystal once relaxed"}
 LABEL_PREFIX = "generated"      # shard name of verified candidates (data/labels/generated-*.jsonl.gz)
 
 
@@ -196,6 +197,10 @@ class Verifier:
                 con.execute("ALTER TABLE verifications ADD COLUMN stage TEXT")
         # at most this many GPAW processes at once beside the app (one per core by default)
         self._lock = threading.Semaphore(workers or default_workers())
+        # run id → (rank, relaxed cell, its CIF) of this process's relaxed checks: a later candidate
+        # that relaxes into one of them takes its rows (twins.py) instead of a GPAW run of its own
+        self._relaxed: dict[str, list[tuple[int, object, str]]] = {}
+        self._relaxed_lock = threading.Lock()
 
     def _set(self, run_id, rank, **kw):
         with sqlite3.connect(self.store.path, timeout=30) as con:
@@ -284,9 +289,12 @@ class Verifier:
                               error=f"{POTENTIALS[DEFAULT_POTENTIAL]} relaxation before DFT failed: "
                                     f"{type(exc).__name__}: {exc}")
                     return self.status(run_id, rank)
+        twin = self._register_relaxed(run_id, rank, cif) if relaxed else None
         line = self._cached(cif, recipe)
         if line is not None and (mismatch := rows_out_of_order(cand["cif"], line["cif"])):
             line = {"failed": mismatch}       # a cached line is checked against this candidate too
+        elif line is None and twin is not None and (line := self._twin_line(run_id, rank, twin, cif, recipe)) is not None:
+            pass                              # the twin's rows, in this candidate's site order
         elif line is None:
             self._set(run_id, rank, stage=STAGES["wait"])
             with self._lock:       # rows checked against the drawn candidate, relaxed cell or not
@@ -305,6 +313,8 @@ class Verifier:
         result = {"site_dos": dft, "e_fermi_eV": line["e_fermi_eV"], "energy_eV": line["energy_eV"],
                   "relaxed": relaxed, "cif": line["cif"],
                   "seconds": line["seconds"], "relax_seconds": relax_s, "recipe": line["recipe"], "dos_match": metrics}
+        if line.get("twin_of") is not None:
+            result["same_crystal_as"] = line["twin_of"]
         if relaxed:     # the checked cell's symmetry: a scientist knows F-43m GaP on sight, whatever the tables hold
             result["spacegroup"] = spacegroups(to_structure(atoms_from_cif(line["cif"])))["0.1"]
         if relaxed and cand.get("novel"):
@@ -315,6 +325,33 @@ class Verifier:
             result["relaxed_into"] = hit[0] if hit else None
         self._set(run_id, rank, status="done", finished=time.time(), result=dumps(result))
         return self.status(run_id, rank)
+
+    def _register_relaxed(self, run_id: str, rank: int, cif: str) -> tuple[int, list[int], str] | None:
+        """Note this check's relaxed cell; (rank, site map, relaxed CIF) of an earlier check of the
+        run that relaxed into the same crystal, else None."""
+        cell = to_structure(atoms_from_cif(cif))
+        with self._relaxed_lock:
+            seen = self._relaxed.setdefault(run_id, [])
+            hit = find_twin(cell, [(r, c) for r, c, _ in seen if r != rank])
+            if hit is None:
+                seen[:] = [e for e in seen if e[0] != rank] + [(rank, cell, cif)]
+                return None
+        return hit[0], hit[1], next(c for r, _, c in seen if r == hit[0])
+
+    def _twin_line(self, run_id: str, rank: int, twin: tuple[int, list[int], str], cif: str, recipe: Recipe,
+                   poll: float = 1.0) -> dict | None:
+        """The twin's label line with its rows in this candidate's order (no GPAW run, and no new
+        label: it is the same crystal), once the twin's check has finished; None when it failed, so
+        that this candidate is calculated itself."""
+        twin_rank, mapping, twin_cif = twin
+        self._set(run_id, rank, stage=STAGES["twin"].format(rank=twin_rank))
+        while (line := self._cached(twin_cif, recipe)) is None:
+            s = self.status(run_id, twin_rank)
+            if s is None or s["status"] in ("failed", "done"):
+                return None
+            time.sleep(poll)
+        return {**line, "cif": cif, "site_dos": rows_of_twin(line["site_dos"], mapping).tolist(),
+                "seconds": 0.0, "twin_of": twin_rank}
 
     def _cached(self, cif: str, recipe: Recipe) -> dict | None:
         with sqlite3.connect(self.store.path, timeout=30) as con:

@@ -13,7 +13,7 @@ from dosmatgen_core.scoring.predictor import load_predictor
 from dosmatgen_core.scoring.search import site_index
 from dosmatgen_core.structures import to_structure
 from pymatgen.analysis.structure_matcher import StructureMatcher
-from pymatgen.core import Composition
+from pymatgen.core import Composition, Lattice, Structure
 from dosmatgen_core.settings import PRESET_ID
 
 
@@ -104,6 +104,37 @@ def test_substitutions_join_the_drawn_candidates_with_their_seed_and_swap(tmp_pa
         head = next(ln for ln in lines if ln.startswith(f"#{c['rank']:>2} "))
         assert f"site {site} ({structure_of(c)[int(site)].specie.symbol}): predicted DOS MAE" in head
         assert lines[lines.index(head) + 1] == f"    {origin_text(c)}"
+
+
+def test_a_new_candidate_says_whether_it_keeps_its_seeds_structure_type(tmp_path, ni_target):
+    """A swap of a whole element keeps its seed's structure type (other elements on its sites), and
+    rock salt is not that type; each new candidate of a run says which it is (fit_anonymous), on
+    its record and in its origin line."""
+    from dosmatgen_core.candidates.pipeline import supported_elements
+    from dosmatgen_core.candidates.seeding import substituted_variants
+    from dosmatgen_core.candidates.words import origin_text
+    from dosmatgen_core.scoring.evaluate import matcher
+    seed = find_seeds(ni_target, DB_URL, k=1, exclude={PRESET_ID})[0]
+    cell = seed.crystal.to_structure()
+    # a whole sublattice takes an element the seed does not hold (Ag → Au in AgAu2Ni would merge two)
+    swaps = [v.to_structure() for v, sub in substituted_variants(seed, supported_elements())
+             if sub["replaced"] != seed.hit.element and sub["by"] not in cell.composition]
+    assert swaps and all(matcher().fit_anonymous(v, cell) for v in swaps)
+    rock_salt = Structure(Lattice.cubic(5.6), ["Na"] * 4 + ["Cl"] * 4,
+                          [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0], [.5, .5, .5], [.5, 0, 0], [0, .5, 0], [0, 0, .5]])
+    assert not matcher().fit_anonymous(rock_salt, cell)
+    req = Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=3, steps=8, particles=1,
+                  seed_exclude=[PRESET_ID], substitutions=True, baseline=False)
+    run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH),
+                         store=RunStore(tmp_path / "r.db"), db_url=DB_URL, check_novelty=True)
+    seeds = {s.hit.material_id: s.crystal.to_structure() for s in req.seeds()}
+    new = [c for c in run["candidates"] if c.get("novel")]
+    assert new and all("seed_type" not in c for c in run["candidates"] if not c.get("novel"))
+    for c in new:
+        assert c["seed_type"] == matcher().fit_anonymous(structure_of(c), seeds[c["seed"]["material_id"]])
+        words = (f"It keeps {c['seed']['formula']}'s structure type, with other elements on its sites." if c["seed_type"]
+                 else f"Its arrangement is not {c['seed']['formula']}'s structure type.")
+        assert origin_text(c).endswith(words)
 
 
 def test_distant_swaps_keep_the_matched_sites_neighbours_in_the_run(tmp_path, ni_target):
@@ -447,7 +478,7 @@ def test_a_topped_up_run_keeps_its_baseline_paired_with_the_first_draws(tmp_path
     later = [c for c in run["candidates"] if c.get("top_up")]
     assert len(run["candidates"]) == 4 and len(later) == 2 and len(run["baseline"]) == 2
     assert {c["top_up"] for c in later} == {0.7} and run["summary"]["top_up"] == {"strength": 0.7, "drawn": 2}
-    assert origin_text(later[0]).endswith("drawn further from it (strength 0.7).")
+    assert "drawn further from it (strength 0.7)." in origin_text(later[0])
     assert count_text(run["candidates"], run["summary"]).startswith(
         "4 drawn by the generator; 2 of the draws are a second batch")
     # a first draw's card plots its unconditional partner; the second batch has none

@@ -286,7 +286,9 @@ def rank_key(c: dict) -> tuple:
             float(np.nan_to_num(c.get("dos_mae", np.inf), nan=np.inf)))
 
 
-def _candidate_record(i, g, spec, ev, targets_map, reference=()) -> dict:
+def _candidate_record(i, g, spec, ev, targets_map, reference=(), seed_cells=None) -> dict:
+    """seed_cells: seed id → its cell (seeded runs), to tell whether a new candidate keeps its seed's
+    structure type (other elements on the seed's sites) or is another arrangement."""
     s = g.crystal.to_structure()
     rec = {k: v for k, v in ev.items() if k != "seconds_per_check"}
     if rec.get("novel") is False and is_one_of(s, reference):
@@ -294,6 +296,9 @@ def _candidate_record(i, g, spec, ev, targets_map, reference=()) -> dict:
     if "seed" in spec.tag:
         rec["seed"] = spec.tag["seed"]        # the known structure this candidate was grown from
         rec["origin"] = spec.tag.get("origin", "generator")     # ... by the generator or by substitution
+        if rec.get("novel") and (seed_cell := (seed_cells or {}).get(spec.tag["seed"]["material_id"])) is not None:
+            # a new compound in a known structure type, or a new arrangement: a scientist reads them apart
+            rec["seed_type"] = bool(evaluate.matcher().fit_anonymous(s, seed_cell))
     if "top_up" in spec.tag:
         rec["top_up"] = spec.tag["top_up"]    # drawn again further from the seeds, at this strength
     rec.update({"index": i, "cif": to_cif(s), "formula": s.composition.reduced_formula,
@@ -455,6 +460,7 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
     evs, timing = [], {}
     what = f"{n_drawn} drawn and {len(variants)} substituted candidates" if variants else f"{n} candidates"
     what += f" and {len(base_specs)} unconditional baseline samples" if base_specs else ""
+    seed_cells = {sd.hit.material_id: sd.crystal.to_structure() for sd in req.seeds()} if req.mode == "seeded" else {}
     t_score = time.perf_counter()
     # the bar moves through scoring too (about 30 s on 2 cores): to the end, or to where the hull's
     # relaxations (slower per structure) take over
@@ -476,7 +482,8 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
         recs = []
         for j, ev in enumerate(part, start=a):
             if j < n:
-                recs.append(("candidates", _candidate_record(j, gen[j], specs[j], ev, req.cond_sites, reference)))
+                recs.append(("candidates", _candidate_record(j, gen[j], specs[j], ev, req.cond_sites, reference,
+                                                              seed_cells)))
             else:
                 b = _candidate_record(j - n, gen[j], base_specs[j - n], ev, req.cond_sites)
                 # baseline atoms were not conditioned; they are scored on the same sites

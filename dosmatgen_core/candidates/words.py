@@ -26,6 +26,8 @@ def origin_text(c: dict) -> str:
     name = seed["material_id"] if seed.get("known") is False else material_name(seed["material_id"], seed["formula"])
     known = (f"{name}, whose {seed['element']} site {seed['site']} has {seed.get('source', 'DFT')} MAE "
              f"{seed['mae']:.3f} to the target")      # a candidate seed's name carries its formula already
+    kind = {True: f" It keeps {seed['formula']}'s structure type, with other elements on its sites.",
+            False: f" Its arrangement is not {seed['formula']}'s structure type."}.get(c.get("seed_type"), "")
     sub = seed.get("substitution")
     if c.get("origin") == "substitution" and sub:
         sites = ", ".join(str(k) for k in sub["sites"])
@@ -33,10 +35,10 @@ def origin_text(c: dict) -> str:
                 else "")
         reach = ", beyond the matching atom's neighbours" if substitution_kind(sub) == "distant" else ""
         return (f"Substitution of {known}: {sub['replaced']} → {sub['by']} on site{'s' * (len(sub['sites']) > 1)} "
-                f"{sites}{cell}{reach}.")
+                f"{sites}{cell}{reach}.{kind}")
     if c.get("top_up"):     # pipeline.top_up_specs: the first draws were mostly known crystals
-        return f"Grown by the generator from {known}, drawn further from it (strength {c['top_up']:g})."
-    return f"Grown by the generator from {known}."
+        return f"Grown by the generator from {known}, drawn further from it (strength {c['top_up']:g}).{kind}"
+    return f"Grown by the generator from {known}.{kind}"
 
 
 def twin_text(result: dict | None) -> str:

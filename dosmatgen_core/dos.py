@@ -350,6 +350,24 @@ def curve_columns(data: bytes | str) -> list[str]:
     return []
 
 
+_POSCAR_AXES = re.compile(r"^\s*(?:[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?\s+){2}[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?\s*$")
+
+
+def structure_kind(text: str) -> str | None:
+    """'a crystal structure (CIF)', '… (POSCAR)' or 'a VASP run (vasprun.xml)' when a file given as a
+    DOS table is one of those (a walk's CIF read as "no numeric rows found"), else None."""
+    head = text.lstrip()[:4000]
+    if "<modeling>" in head:
+        return "a VASP run (vasprun.xml)"
+    if re.search(r"^\s*data_", head, re.M) and re.search(r"^\s*_(cell_length_a|atom_site_)", head, re.M):
+        return "a crystal structure (CIF)"
+    lines = head.splitlines()
+    # POSCAR: a comment, the scale, three lattice vectors, then the species or their counts
+    if len(lines) >= 7 and all(_POSCAR_AXES.match(ln) for ln in lines[2:5]) and re.match(r"^\s*[-+]?\d*\.?\d+\s*$", lines[1]):
+        return "a crystal structure (POSCAR)"
+    return None
+
+
 def read_dos_table(data: bytes | str, notes: list | None = None, column: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """An uploaded (energy − E_F, DOS) table, checked: (energies ascending, DOS). Raises ValueError
     with the reason ('what — what to do'). Columns are split by commas, tabs or spaces; a file with
@@ -370,6 +388,10 @@ def read_dos_table(data: bytes | str, notes: list | None = None, column: str | N
         text = data
     if not text.strip():
         raise ValueError("the file is empty — give two columns: energy − E_F (eV), DOS (states/eV)")
+    if kind := structure_kind(text):
+        raise ValueError(f"this is {kind}, not a DOS table — give it as the reference instead (the app's upload under "
+                         "“A site of a material”, --ref FILE on the command line) and pick the atom whose DOS is the "
+                         "target")
     lines = text.splitlines()
     if len(lines) > MAX_CSV_ROWS + 1:
         raise ValueError(f"the file has {len(lines)} lines; at most {MAX_CSV_ROWS} rows are read — "

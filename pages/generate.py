@@ -195,7 +195,7 @@ if src == "A site of a material":
 else:
     up = state.kept_upload("dos_csv", lambda: st.file_uploader(
         "CSV with two columns: E − E_F (eV), DOS (states/eV); or three headed E, up, down (summed)",
-        type=["csv", "txt", "dat"], key="dos_csv"))
+        type=None, key="dos_csv"))     # the reader goes by the content: a CIF here is named as one, not refused unsaid
     if up is None:
         st.info("Upload a DOS file to go on. Any energy grid works: it is regridded onto −10…10 eV, 400 points. "
                 "A VASP vasprun.xml goes in “A site of a material” (its upload), where you pick the atom.")

@@ -1649,3 +1649,19 @@ def test_reruns_share_one_reading_of_the_cpu(app, monkeypatch):
     assert not app.exception, [e.value for e in app.exception]
     assert len(calls) == 1
     assert any("Estimated time" in i.value for i in app.info)
+
+
+def test_a_structure_given_as_the_dos_file_is_named_and_sent_to_the_reference_upload():
+    """The walk: a CIF uploaded as the DOS file was refused by the uploader itself ("files are not
+    allowed"), under the previous file's error. The uploader takes any file; the reader names a
+    structure and says where it goes, in one error."""
+    src = (Path(APP).parent / "pages" / "generate.py").read_text()
+    assert 'type=None, key="dos_csv"' in src
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["dos_csv_kept"] = ("nacl.cif", NACL_CL_FIRST.encode())
+    at.run()
+    next(r for r in at.radio if r.key == "target_src").set_value("A DOS file (CSV)").run()
+    assert not at.exception, [e.value for e in at.exception]
+    (refused,) = at.error
+    assert refused.value.startswith("Could not use nacl\\.cif: this is a crystal structure (CIF), not a DOS table")
+    assert "A site of a material" in refused.value

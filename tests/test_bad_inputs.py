@@ -93,6 +93,9 @@ def test_bad_dos_tables_are_refused(name, tmp_path, capsys, guarded):
     ("dos_app_export.csv", r"4 numeric columns \(energy_minus_ef_eV, target_site0, predicted_site0, predicted_sd_site0\).*"
                            "keep the energy column and the one curve you want"),
     ("dos_absolute_energy.csv", "run from 3 to 7 eV and do not reach E_F = 0"),
+    # a structure given as the DOS file (a walk's CIF read as "no numeric rows"): named, and where it goes
+    ("dos_cif.csv", r"this is a crystal structure \(CIF\), not a DOS table .* --ref FILE"),
+    ("dos_poscar.csv", r"this is a crystal structure \(POSCAR\), not a DOS table"),
 ])
 def test_messages_say_what_is_wrong(name, words, tmp_path, capsys, guarded):
     flag = "--target-csv" if name.endswith(".csv") else "--ref"

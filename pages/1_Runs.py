@@ -8,8 +8,8 @@ from dosmatgen_core.structures import StructureError
 from studio import shared as studio
 from studio import state
 from studio.charts import dos_chart
-from studio.results import (RUNS_COLUMNS, RUNS_TABLE_NOTE, compare_caption, compare_figures, dft_mae, run_label, runs_table,
-                            show_run, shown, stored_labels)
+from studio.results import (RUNS_COLUMNS, RUNS_TABLE_NOTE, compare_caption, compare_figures, dft_mae, opened_first, run_label,
+                            runs_table, show_run, shown, stored_labels)
 from studio import nav
 
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
@@ -47,9 +47,9 @@ db = open_db(studio.DB_URL)
 labelled = state.labelled_ids(studio.DB_URL)
 ids = [r["id"] for r in runs]
 label = {r["id"]: run_label(r) for r in runs}
-c1, c2 = st.columns(2)
-pick = c1.selectbox("Open run", ids, format_func=label.get, key="open_run")
-other = c2.multiselect("Compare with", [i for i in ids if i != pick], format_func=label.get, key="compare")
+# one under the other: side by side, at 800 px the picker cut the runs' titles
+pick = st.selectbox("Open run", ids, index=opened_first(runs), format_func=label.get, key="open_run")
+other = st.multiselect("Compare with", [i for i in ids if i != pick], format_func=label.get, key="compare")
 if other:
     st.subheader("Comparison")
     # the predicted numbers beside what GPAW said of each run's checked candidates; the numbers

@@ -38,6 +38,16 @@ def _badge(ok: bool | None, yes: str, no: str, na: str = "n/a") -> str:
     return f":green-background[{yes}]" if ok else f":red-background[{no}]"
 
 
+def _geometry_badge(c: dict) -> str:
+    """Valid (every pair 0.5 Å apart, the field's check) or not; a valid cell whose closest contact
+    is strained (below STRAINED of the covalent radii' sum) says so in orange: a walk read a green
+    "geometry valid" beside "Hf–S at 1.68 Å … (strained)"."""
+    sc = c.get("shortest_contact")
+    if c.get("structurally_valid") and sc and sc["ratio"] < STRAINED:
+        return f":orange-background[geometry valid, {sc['pair']} strained]"
+    return _badge(c.get("structurally_valid"), "geometry valid", "geometry invalid")
+
+
 def _charge_badge(c: dict) -> str:
     """SMACT's charge balance, except for an all-metal cell: an intermetallic needs none, and a
     green "charge balanced" on Au2CuNi read like a check it had passed."""
@@ -211,6 +221,20 @@ def reference_text(c: dict) -> str:
     table does ('Au3Ni · L1₂ · relaxed'), not by its database id ('L12-Au3Ni-chgnet')."""
     return (f"This candidate is the reference the target came from ({known_name(c)}): its stored DFT curve is the "
             "target itself, so it is neither ranked by DFT nor checked.")
+
+
+def opened_first(runs: list[dict]) -> int:
+    """Which of the runs (newest first, RunStore.list) the Runs page opens: the newest that holds
+    candidates and is not still generating (a walk's page opened a run being generated on the
+    Generate page, with nothing to show and an empty download); the newest when none is."""
+    return next((k for k, r in enumerate(runs) if r["candidates"] and r["status"] != "running"), 0)
+
+
+def known_via_text(c: dict) -> str:
+    """A card's note for a candidate known through a copy of it in the run (pipeline.known_through_copies)."""
+    what = "the reference the target came from" if c.get("is_reference") else known_name(c)
+    return (f"A copy of {c['known_via']} within StructureMatcher's tolerances, which matches {what}: known too. "
+            "On its own it matched no known structure (the tolerances do not chain).")
 
 
 def dft_summary(run: dict, dft: dict[int, dict]) -> dict:
@@ -723,7 +747,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                                                                          ":blue-background[DFT queued]"
                                                                          if c["rank"] in waiting else ""))
             st.markdown(" ".join([
-                _badge(c["structurally_valid"], "geometry valid", "geometry invalid"),
+                _geometry_badge(c),
                 _charge_badge(c),
                 _badge(c.get("unique"), "unique in run", "duplicate in run"),
                 (":orange-background[the template itself]" if c.get("same_as_template") else
@@ -736,7 +760,9 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
             # their own, the 3D view below keeps its place in the page, so it is not reloaded (a burst of
             # reloads makes the browser drop the oldest views)
             with st.container():
-                if c.get("is_reference"):
+                if c.get("known_via"):
+                    st.caption(known_via_text(c))
+                elif c.get("is_reference"):
                     st.caption(reference_text(c))
                 elif into:
                     st.caption(became_text(into, c, run["settings"]))

@@ -158,7 +158,7 @@ def current_run(target=None, title: str | None = None, live_views: int = viz.MAX
                 go_on(run, dft, p, chain)
             if p is not None:
                 dft_panel(run_id, len(p["done"]) + len(p["failed"]), p["active"])
-                if why := certify.passed_over(run, p["ranks"], labelled=state.labelled_ids(studio.DB_URL)):
+                if why := certify.passed_over(run, p["ranks"], labelled=state.labelled_ids(studio.DB_URL), top=p["top"]):
                     st.caption(why + " Known ones show their stored DFT label instead.")
                 with st.container():     # always there: a note that comes later must not move the cards (and
                     # their 3D views, which a browser then reloads and drops) down the page

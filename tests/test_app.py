@@ -1172,6 +1172,12 @@ def test_a_strained_or_polymorphic_new_cell_says_it_may_relax_into_a_known_one()
     assert as_drawn_text({"novel": True, "formula": "X", "shortest_contact": {"pair": "A–B", "distance": 2.8,
                                                                              "ratio": 1.05}, "same_formula_n": 0}) == ""
     assert as_drawn_text({"novel": False, "formula": "NaCl"}) == ""
+    # the badge beside it says "strained" too (the walk: a green "geometry valid" beside the note)
+    from studio.results import _geometry_badge
+    assert _geometry_badge(ev) == ":orange-background[geometry valid, Cl–Na strained]"
+    rock_ev = evaluate_candidates([rock], [{}], None, check_novelty=False)[0]
+    assert _geometry_badge(rock_ev) == ":green-background[geometry valid]"
+    assert _geometry_badge({"structurally_valid": False}) == ":red-background[geometry invalid]"
 
 
 def test_a_run_says_how_it_was_built():
@@ -1665,3 +1671,23 @@ def test_a_structure_given_as_the_dos_file_is_named_and_sent_to_the_reference_up
     (refused,) = at.error
     assert refused.value.startswith("Could not use nacl\\.cif: this is a crystal structure (CIF), not a DOS table")
     assert "A site of a material" in refused.value
+
+
+def test_the_runs_page_opens_the_newest_run_with_results(tmp_path, monkeypatch):
+    """The walk: the Runs page opened a run still being generated (on the Generate page), with
+    nothing to show and an empty download. It opens the newest run that holds candidates and is
+    not generating; the newest one when none is."""
+    from dosmatgen_core.candidates.runs import RunStore
+    from studio.results import opened_first
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    done = _small_run(tmp_path)
+    store = RunStore(tmp_path / "runs.db")
+    busy = store.start({"title": "target: still drawing", "settings": {"mode": "masked", "targets": []}})
+    runs = store.list()
+    assert [r["id"] for r in runs][:2] == [busy, done["id"]] and runs[0]["status"] == "running"
+    assert opened_first(runs) == 1 and opened_first(runs[:1]) == 0
+    at = app_page("1_Runs.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="open_run").value == done["id"]

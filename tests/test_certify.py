@@ -326,6 +326,13 @@ def test_the_checks_say_which_better_ranked_candidates_needed_none():
         "Not checked among the candidates ranked better than #5 (#1 to #4): 2 known with a stored DFT label, "
         "1 copying a better-ranked candidate.")
     assert certify.passed_over(run, [1, 2]) is None and certify.passed_over(run, []) is None
+    # fewer qualify than asked for (a walk: three promised, one run, nothing said): the rest say why
+    few = {"candidates": cands[:4] + [{"rank": 5, "structurally_valid": False, "n_atoms": 4, "novel": None}]}
+    assert certify.pick(few, 3, labelled=frozenset({"mp-1", "mp-2"}), per_source=False) == [2]
+    assert certify.passed_over(few, [2], labelled=frozenset({"mp-1", "mp-2"}), top=3) == (
+        "Not checked among the candidates ranked better than #2 (#1): 1 known with a stored DFT label. "
+        "1 check of the 3 asked for: no other candidate qualifies (below #2: 1 with invalid geometry, "
+        "1 known with a stored DFT label, 1 copying a better-ranked candidate).")
 
 
 def test_a_check_of_a_windowed_target_is_scored_on_the_window(tmp_path, fake_gpaw):

@@ -255,3 +255,34 @@ def test_each_known_structure_is_listed_once_under_its_formula():
     assert len(ids) == len(set(ids))
     db_ids = {r.material_id for r in open_db(DB_URL).db.select()}
     assert db_ids & {mid for mid in ids if mid.startswith("mp-")}      # labelled MP ids are there, once
+
+
+def test_a_new_candidate_whose_copy_is_known_is_known_too():
+    """StructureMatcher's tolerances do not chain: a walk's FePt draw read "unique · novel" while
+    its copy, ranked below it, read "the reference itself". Here the reference R, its copy B
+    (c/a 1.2: matches R) and A (c/a 1.45: matches B, not R) are in one run: A takes B's match, both
+    rank after the new candidate N, and the card says why."""
+    from dosmatgen_core.candidates.pipeline import rank_candidates
+    from studio.results import known_via_text
+
+    def cell(c_over_a, species=("Fe", "Pt")):
+        return Structure(Lattice.tetragonal(3.85, 3.85 * c_over_a), list(species), [[0, 0, 0], [.5, .5, .5]])
+    ref, b, a, new = cell(1.0), cell(1.2), cell(1.45), cell(1.0, ("Co", "Pt"))
+    sm = evaluate.matcher()
+    assert sm.fit(b, ref) and sm.fit(a, b) and not sm.fit(a, ref)
+
+    def rec(i, s, mae):
+        known = sm.fit(s, ref)          # novelty as the run's check gives it: a match with the reference
+        return {"index": i, "formula": s.composition.reduced_formula, "structurally_valid": True, "dos_mae": mae,
+                "novel": not known, "matches": "mp-2260" if known else None, "is_reference": known or None}
+    structs = [a, b, new]
+    cands = [rec(0, a, 0.10), rec(1, b, 0.12), rec(2, new, 0.30)]
+    assert [c["novel"] for c in cands] == [True, False, True]
+    out = rank_candidates(cands, [], structs, 3)
+    by_index = {c["index"]: c for c in out}
+    assert [c["index"] for c in out] == [2, 0, 1]          # the new one first, then A and its copy B
+    assert by_index[0]["novel"] is False and by_index[0]["matches"] == "mp-2260" and by_index[0]["is_reference"]
+    assert by_index[0]["known_via"] == "#3" and by_index[0]["unique"] and not by_index[1]["unique"]
+    assert by_index[2]["novel"] is True and "known_via" not in by_index[2]
+    assert known_via_text(by_index[0]).startswith("A copy of #3 within StructureMatcher's tolerances, which matches "
+                                                  "the reference the target came from: known too.")

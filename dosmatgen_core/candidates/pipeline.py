@@ -286,6 +286,60 @@ def rank_key(c: dict) -> tuple:
             float(np.nan_to_num(c.get("dos_mae", np.inf), nan=np.inf)))
 
 
+# what a candidate takes from its known copy: the match and the reference flag
+KNOWN_KEYS = ("novel", "matches", "matches_spacegroup", "is_reference")
+
+
+def known_through_copies(records: list[dict], reps: list[int | None], n_candidates: int) -> bool:
+    """A new candidate copied by a known one (evaluate.duplicate_of over the run in rank order: the
+    records' reps) is known too. StructureMatcher's tolerances do not chain: a walk's FePt draw read
+    "unique · novel" while its copy, ranked below it, read "the reference itself". Each such
+    candidate (the first n_candidates records; baselines only lend their match) takes its copy's
+    match, and known_via that copy ({'baseline', 'index'}; the caller names it by its final rank).
+    True when any record changed."""
+    groups: dict[int, list[int]] = {}
+    for k, rep in enumerate(reps):
+        groups.setdefault(k if rep is None else rep, []).append(k)
+    changed = False
+    for members in groups.values():
+        known = next((records[k] for k in members if records[k].get("novel") is False), None)
+        if known is None:
+            continue
+        for k in members:
+            c = records[k]
+            if k >= n_candidates or c.get("novel") is not True:      # known already, or never compared
+                continue
+            c.update({key: known[key] for key in KNOWN_KEYS if key in known})
+            c["known_via"] = {"baseline": bool(known.get("baseline")), "index": known["index"]}
+            for key in ("same_formula", "same_formula_n", "seed_type"):
+                c.pop(key, None)
+            changed = True
+    return changed
+
+
+def rank_candidates(cands: list[dict], base: list[dict], structs: list, n: int) -> list[dict]:
+    """The candidates in rank order (rank_key), each with its rank and whether it is unique in the
+    run; structs: the run's cells, candidate i at its index, baseline j at n + its index. Over the
+    whole run as one set, in rank order: the best-ranked of equivalent candidates is the unique one,
+    the lower-ranked ones its duplicates (baselines after every candidate); a new one whose copy is
+    known is known too (known_through_copies), and the run is ranked again."""
+    cands = list(cands)
+    while True:         # ends: each pass that changes something turns a new candidate known
+        cands.sort(key=rank_key)
+        for r, c in enumerate(cands):
+            c["rank"] = r + 1
+        ordered = [structs[c["index"]] for c in cands] + [structs[n + b["index"]] for b in base]
+        reps = evaluate.duplicate_of(ordered)
+        if not known_through_copies(cands + base, reps, len(cands)):
+            break
+    rank_of = {c["index"]: c["rank"] for c in cands}
+    for c, rep in zip(cands + base, reps):
+        c["unique"] = rep is None
+        if isinstance(via := c.get("known_via"), dict):        # the copy's place, now that the ranks are final
+            c["known_via"] = (f"baseline sample {via['index'] + 1}" if via["baseline"] else f"#{rank_of[via['index']]}")
+    return cands
+
+
 def _candidate_record(i, g, spec, ev, targets_map, reference=(), seed_cells=None) -> dict:
     """seed_cells: seed id → its cell (seeded runs), to tell whether a new candidate keeps its seed's
     structure type (other elements on the seed's sites) or is another arrangement."""
@@ -510,16 +564,8 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
         t_stab = (time.perf_counter() - t_st) / max(len(cands), 1)
     else:
         t_stab = None
-    order = sorted(range(len(cands)), key=lambda i: rank_key(cands[i]))
-    for r, i in enumerate(order):
-        cands[i]["rank"] = r + 1
-    run["candidates"] = cands = [cands[i] for i in order]
-    # over the whole run as one set, in rank order: the best-ranked of equivalent candidates is
-    # the unique one, the lower-ranked ones its duplicates (baselines after every candidate)
     t = time.perf_counter()
-    ordered = [structs[c["index"]] for c in cands] + [structs[n + b["index"]] for b in base]
-    for c, u in zip(cands + base, evaluate.unique_flags(ordered)):
-        c["unique"] = u
+    run["candidates"] = cands = rank_candidates(cands, base, structs, n)
     timing["uniqueness"] = time.perf_counter() - t
     maes = [c["dos_mae"] for c in cands if np.isfinite(c.get("dos_mae", np.nan))]
     bmaes = [c["dos_mae"] for c in base if np.isfinite(c.get("dos_mae", np.nan))]

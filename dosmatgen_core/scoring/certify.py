@@ -59,16 +59,25 @@ def pick(run: dict, top: int = DEFAULT_TOP, max_atoms: int = MAX_ATOMS, labelled
     return list(dict.fromkeys(out))
 
 
-def passed_over(run: dict, ranks: list[int], max_atoms: int = MAX_ATOMS, labelled: frozenset = frozenset()) -> str | None:
+def passed_over(run: dict, ranks: list[int], max_atoms: int = MAX_ATOMS, labelled: frozenset = frozenset(),
+                top: int = 0) -> str | None:
     """Why fewer candidates are checked than asked: the ones ranked better than the last checked that
     need no check ('#1-#8: 5 known with a stored DFT label, 2 copying a better-ranked
-    candidate'), or None when none was passed over."""
+    candidate'), and, when fewer than `top` (the checks asked for) qualify at all, why the ones
+    below it do not (a walk's page promised three checks, ran one, and said nothing); None when
+    none was passed over."""
     if not ranks:
         return None
     last = max(ranks)
     why = _reasons([c for c in run["candidates"] if c["rank"] < last and c["rank"] not in ranks], max_atoms, labelled)
     span = f"#1 to #{last - 1}" if last > 2 else "#1"
-    return f"Not checked among the candidates ranked better than #{last} ({span}): {why}." if why else None
+    out = [f"Not checked among the candidates ranked better than #{last} ({span}): {why}."] if why else []
+    if len(ranks) < top:
+        below = _reasons([c for c in run["candidates"] if c["rank"] > last], max_atoms, labelled)
+        n = len(ranks)
+        out.append(f"{n} check{'s' * (n != 1)} of the {top} asked for: no other candidate qualifies"
+                   + (f" (below #{last}: {below})." if below else "."))
+    return " ".join(out) or None
 
 
 def _reasons(cands: list[dict], max_atoms: int, labelled: frozenset) -> str:

@@ -111,17 +111,24 @@ def matcher() -> StructureMatcher:
     return StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)
 
 
+def duplicate_of(structs: list[Structure]) -> list[int | None]:
+    """For each structure, the index of the earlier one it copies (the first of its group of
+    equivalent structures in the list), or None for that first one."""
+    sm = matcher()
+    firsts: list[int] = []
+    out: list[int | None] = []
+    for k, s in enumerate(structs):
+        rep = next((j for j in firsts if s.composition.reduced_formula == structs[j].composition.reduced_formula
+                    and sm.fit(s, structs[j])), None)
+        out.append(rep)
+        if rep is None:
+            firsts.append(k)
+    return out
+
+
 def unique_flags(structs: list[Structure]) -> list[bool]:
     """True for the first of each group of equivalent structures in the list."""
-    sm = matcher()
-    seen: list[Structure] = []
-    out = []
-    for s in structs:
-        dup = any(s.composition.reduced_formula == t.composition.reduced_formula and sm.fit(s, t) for t in seen)
-        out.append(not dup)
-        if not dup:
-            seen.append(s)
-    return out
+    return [rep is None for rep in duplicate_of(structs)]
 
 
 @lru_cache(maxsize=1)

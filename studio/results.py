@@ -13,7 +13,7 @@ import streamlit as st
 
 from dosmatgen_core.candidates import runs as runsmod
 from dosmatgen_core.candidates.seeding import grow_source
-from dosmatgen_core.candidates.words import NOVEL_NOTE, origin_text, twin_text
+from dosmatgen_core.candidates.words import NOVEL_NOTE, origin_text, settings_words, twin_text
 from dosmatgen_core.scoring.elements import ELEMENT_PREFIX
 from dosmatgen_core.scoring.evaluate import intermetallic
 from dosmatgen_core.scoring.verify import (best_new_curve, checks_summary, dft_mae, run_window,  # noqa: F401 (pages read them here)
@@ -363,21 +363,6 @@ def runs_table(runs: list[dict], checks: dict[str, dict]) -> list[dict]:
                           "compared on": studio.window_text(r.get("window")) or "−10…10 eV",
                           "settings": settings_words(r.get("settings") or {}),
                           "title": r["title"]} for r in runs])
-
-
-def settings_words(settings: dict) -> str:
-    """How a run was made, in a line: runs towards one target share a title and differ here
-    ('grown from the 3 known sites closest to the target, strength 0.3 · 20 candidates · 100 steps ·
-    w = 2.0 · seed 0')."""
-    if not settings:
-        return "—"
-    g = settings.get("guidance")
-    parts = [studio.build_text(settings),
-             f"{settings['n_candidates']} candidates" if settings.get("n_candidates") else "",
-             f"{settings['steps']} steps" if settings.get("steps") else "",
-             f"w = {g}" if g is not None and settings.get("mode") != "unconditional" else "",
-             f"seed {settings['seed']}" if settings.get("seed") is not None else ""]
-    return " · ".join(p for p in parts if p)
 
 
 def invalid_text(run: dict) -> str:

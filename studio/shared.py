@@ -5,11 +5,9 @@ import datetime as dt
 import json
 import os
 import re
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from pymatgen.core import Composition, Element
 
 from dosmatgen_core.dos import (EMAX, EMIN, MIN_SPAN_EV, curve_columns, file_window, grid_note, negative_note, read_dos_csv, read_dos_table,  # noqa: F401 (the pages read them here)
                                  shape_target, shift_window, table_to_grid, window_text)
@@ -18,6 +16,7 @@ from dosmatgen_core.paths import (DB_URL, GUIDE_PATH, HULL_PATH, MODEL_PATH,  # 
 from dosmatgen_core.sampling import cores
 from dosmatgen_core.scoring.search import twin_band
 from dosmatgen_core.settings import PRESET_ID, SHIPPED  # noqa: F401
+from dosmatgen_core.candidates.words import build_text  # noqa: F401 (the pages read it here)
 from dosmatgen_core.names import METHOD_WORDS, PROTOTYPES, file_curve_name, formula, material_name, site_name  # noqa: F401 (the pages read them here)
 
 DEFAULT_PARTICLES = SHIPPED.particles
@@ -173,43 +172,6 @@ def busy_note(load: float, cpus: int, generation_x: float, dft_x: float = 1.0) -
 # a run's mode in words (tables); the Generate form's radio says more
 MODE_WORDS = {"seeded": "grown from known sites", "masked": "new structure", "fixed_type": "new structure, element fixed",
               "template": "template", "unconditional": "no target (baseline)"}
-
-
-def build_text(settings: dict) -> str:
-    """How a run's candidates were built, from its stored settings: 'template mp-22862 at strength
-    0.5, atoms 1, 3 pinned, atom 0 carrying the target'. A run read back later says what was asked."""
-    mode = settings.get("mode", "?")
-    cond = [int(c) for c in settings.get("cond_sites") or []]
-    fixed = {int(k): v for k, v in (settings.get("fixed") or {}).items()}
-    pinned = [int(p) for p in settings.get("pinned") or []]
-
-    def atoms(xs):
-        return f"atom{'s' * (len(xs) > 1)} {', '.join(map(str, xs))}"
-    parts = []
-    if mode == "seeded":
-        parts.append("grown from a candidate" if settings.get("grow_from") else
-                     f"grown from the {settings.get('n_seeds', '?')} known sites closest to the target")
-        parts.append(f"strength {settings.get('strength', '?'):g}" if isinstance(settings.get("strength"), (int, float))
-                     else "")
-        if settings.get("fix_element"):
-            parts.append("the matching atom's element kept")
-    elif mode in ("masked", "fixed_type", "unconditional"):
-        parts.append(f"new structures of {settings.get('n_atoms', '?')} atoms" if mode != "unconditional"
-                     else f"unconditional samples of {settings.get('n_atoms', '?')} atoms")
-    elif mode == "template":
-        tpl = settings.get("template") or {}
-        # named as everywhere else ('TiVC2 · mp-1216691'), from the template's own atoms
-        name = (material_name(settings["template_id"], Composition(
-            Counter(Element.from_Z(int(z)).symbol for z in tpl["numbers"])).reduced_formula)
-                if settings.get("template_id") and tpl.get("numbers") else settings.get("template_id") or "uploaded")
-        parts.append(f"template {name} at strength {settings.get('strength', 0):g}")
-        if pinned:
-            parts.append(f"{atoms(pinned)} pinned")
-    if cond and mode != "seeded":
-        parts.append(f"{atoms(cond)} carrying the target")
-    if fixed and mode != "seeded":
-        parts.append(", ".join(f"atom {k} fixed to {v}" for k, v in sorted(fixed.items())))
-    return ", ".join(p for p in parts if p)
 
 
 # why a run has no candidates, by its status (the Verify page's message)

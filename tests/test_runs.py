@@ -262,6 +262,12 @@ def test_the_cli_lists_each_runs_gpaw_checks_beside_it(tmp_path, capsys):
     assert cli.main(["runs", "--runs", str(tmp_path / "r.db")]) == 0
     lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines() if ln.split() and ln.split()[0] in (a, b)}
     assert " 2    0.250    0.650  t" in lines[a] and " 0        —        —  t" in lines[b]
+    # under each run, how it was made (a walk: runs of one target read alike, and no mode was said)
+    assert cli.main(["runs", "--runs", str(tmp_path / "r.db")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    made = printed[printed.index(next(ln for ln in printed if ln.startswith(a))) + 1]
+    from dosmatgen_core.candidates.words import settings_words
+    assert made.strip() == settings_words(store.get(a)["settings"]) and made.strip()
 
 
 def test_summaries_read_only_checked_runs_and_through_the_callers_reader(tmp_path):

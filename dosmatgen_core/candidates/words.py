@@ -1,6 +1,10 @@
-"""The words for a candidate that the app and the command line share: where it came from, and
-what "novel" is judged against."""
+"""The words the app and the command line share: where a candidate came from, what "novel" is
+judged against, and how a run was made."""
 from __future__ import annotations
+
+from collections import Counter
+
+from pymatgen.core import Composition, Element
 
 from dosmatgen_core.names import material_name
 
@@ -49,3 +53,55 @@ def twin_text(result: dict | None) -> str:
         return ""
     return (f"Relaxed into the same crystal as #{twin}: its DFT curves are #{twin}'s, each site's read from the site "
             "it sits on, with no second GPAW run. Uniqueness in the run is judged on the drawn cells.")
+
+
+def build_text(settings: dict) -> str:
+    """How a run's candidates were built, from its stored settings: 'template mp-22862 at strength
+    0.5, atoms 1, 3 pinned, atom 0 carrying the target'. A run read back later says what was asked."""
+    mode = settings.get("mode", "?")
+    cond = [int(c) for c in settings.get("cond_sites") or []]
+    fixed = {int(k): v for k, v in (settings.get("fixed") or {}).items()}
+    pinned = [int(p) for p in settings.get("pinned") or []]
+
+    def atoms(xs):
+        return f"atom{'s' * (len(xs) > 1)} {', '.join(map(str, xs))}"
+    parts = []
+    if mode == "seeded":
+        parts.append("grown from a candidate" if settings.get("grow_from") else
+                     f"grown from the {settings.get('n_seeds', '?')} known sites closest to the target")
+        parts.append(f"strength {settings.get('strength', '?'):g}" if isinstance(settings.get("strength"), (int, float))
+                     else "")
+        if settings.get("fix_element"):
+            parts.append("the matching atom's element kept")
+    elif mode in ("masked", "fixed_type", "unconditional"):
+        parts.append(f"new structures of {settings.get('n_atoms', '?')} atoms" if mode != "unconditional"
+                     else f"unconditional samples of {settings.get('n_atoms', '?')} atoms")
+    elif mode == "template":
+        tpl = settings.get("template") or {}
+        # named as everywhere else ('TiVC2 · mp-1216691'), from the template's own atoms
+        name = (material_name(settings["template_id"], Composition(
+            Counter(Element.from_Z(int(z)).symbol for z in tpl["numbers"])).reduced_formula)
+                if settings.get("template_id") and tpl.get("numbers") else settings.get("template_id") or "uploaded")
+        parts.append(f"template {name} at strength {settings.get('strength', 0):g}")
+        if pinned:
+            parts.append(f"{atoms(pinned)} pinned")
+    if cond and mode != "seeded":
+        parts.append(f"{atoms(cond)} carrying the target")
+    if fixed and mode != "seeded":
+        parts.append(", ".join(f"atom {k} fixed to {v}" for k, v in sorted(fixed.items())))
+    return ", ".join(p for p in parts if p)
+
+
+def settings_words(settings: dict) -> str:
+    """How a run was made, in a line: runs towards one target share a title and differ here
+    ('grown from the 3 known sites closest to the target, strength 0.3 · 20 candidates · 100 steps ·
+    w = 2.0 · seed 0')."""
+    if not settings:
+        return "—"
+    g = settings.get("guidance")
+    parts = [build_text(settings),
+             f"{settings['n_candidates']} candidates" if settings.get("n_candidates") else "",
+             f"{settings['steps']} steps" if settings.get("steps") else "",
+             f"w = {g}" if g is not None and settings.get("mode") != "unconditional" else "",
+             f"seed {settings['seed']}" if settings.get("seed") is not None else ""]
+    return " · ".join(p for p in parts if p)

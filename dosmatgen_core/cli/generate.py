@@ -140,12 +140,14 @@ def _rounds(args) -> int:
 def _runs(args) -> int:
     """List the stored runs: id, status (interrupted: its process is gone), created, candidates, its
     GPAW checks and their best new DFT MAE and cosine (Verifier.summaries), title."""
+    from dosmatgen_core.candidates.words import settings_words
     from dosmatgen_core.scoring.verify import Verifier
     store = _store(args.runs, must_exist=True)
     rows = store.list()
     dft = Verifier(store, label_dir=None).summaries([r["id"] for r in rows])
     if args.json:
         print(json.dumps([{**{k: r[k] for k in ("id", "status", "title", "created", "candidates")},
+                           "made": settings_words(r.get("settings") or {}),
                            **{f"dft_{k}": v for k, v in dft[r["id"]].items()}} for r in rows], indent=1))
         return 0
     print(f"{'id':<11} {'status':<12} {'created':<17} {'cand.':>5} {'DFT':>4} {'MAE new':>8} {'cos new':>8}  title")
@@ -157,6 +159,7 @@ def _runs(args) -> int:
         d = dft[r["id"]]
         print(f"{r['id']:<11} {r['status']:<12} {when:<17} {r['candidates']:>5} {d['checks']:>4} "
               f"{num(d['best_new_mae']):>8} {num(d['best_new_cosine']):>8}  {r['title']}")
+        print(f"{'':<11} {settings_words(r.get('settings') or {})}")      # how it was made (mode, seeds, steps)
     print("(DFT: finished GPAW checks; MAE (states/eV) and cosine (1 = the target's shape): the best new "
           "structure's, by DFT; created in UTC)")
     return 0

@@ -382,7 +382,8 @@ def lookup_odds(mae: float, pairs: list[tuple[float, float]]) -> str:
         return ""
     won = sum(b < a for a, b in inside)
     where = f"within {hi:g}" if lo == 0 else f"{lo:g}–{hi:g}" if np.isfinite(hi) else f"{lo:g} or more"
-    verdict = ("a known structure already matches closely: expect new crystals near it rather than closer"
+    # said of the band, not of the number: a walk read 0.159 called "close" beside "3 of 11 came closer"
+    verdict = ("in this band the known site mostly stays ahead: expect new crystals near it rather than closer"
                if won * 2 <= len(inside) else "new crystals often come closer than the known ones here")
     return (f"The closest known site is {mae:.3f} states/eV from this target. On the DFT truth bench ({TRUTH_FILE.name}), "
             f"where the closest known site was {where} states/eV, the app's best checked new crystal came closer by "

@@ -344,8 +344,16 @@ lines.forEach((l, k) => {{
                    color: k < 12 ? "#333333" : "#9a9a9a", dashed: k >= 12}});
 }});
 viewer.rotate(-20, "x"); viewer.rotate(25, "y");      // a little off-axis: rows of atoms do not hide each other
-viewer.zoomTo();
-viewer.render();
+// zoomTo fits the height: a view narrower than tall (a card's column at 800 px) cut the cell's sides
+function fit() {{
+  const el = document.getElementById({json.dumps(element_id)});
+  viewer.zoomTo();
+  const aspect = el.clientWidth / Math.max(el.clientHeight, 1);
+  if (aspect < 1) viewer.zoom(aspect);
+  viewer.render();
+}}
+fit();
+window.addEventListener("resize", () => {{ viewer.resize(); fit(); }});
 </script></body></html>"""
 
 

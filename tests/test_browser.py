@@ -637,3 +637,24 @@ def test_the_default_flow_certifies_its_top_candidates_by_dft_and_keeps_every_3d
     page.get_by_text(re.compile(r"^Growing from candidate #\d+ .+ \(relaxed, DFT-checked\) alone: .+ \(DFT MAE")).wait_for()
     assert page.outside == []
     page.close()
+
+
+def test_a_narrow_3d_view_keeps_the_whole_cell(browser, tmp_path):
+    """3Dmol's zoomTo fits the height: a card's 3D view at 800 px, narrower than tall, cut the
+    cell's sides (a walk's screenshots). Drawn 180 px wide and 300 tall, nothing touches the
+    outermost columns, and the cell is drawn."""
+    import io
+    from PIL import Image
+    from pymatgen.core import Lattice, Structure
+    from studio import figures as viz
+    s = Structure(Lattice.tetragonal(3.85, 3.7), ["Fe", "Pt"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    view = tmp_path / "view.html"
+    view.write_text(viz.structure_html(s, {0: viz.SITE_COLOURS["picked"]}, height=280))     # 3Dmol inlined: no server
+    page = browser.new_page(viewport={"width": 180, "height": 300})
+    page.goto(view.as_uri())
+    page.wait_for_selector("canvas")
+    page.wait_for_timeout(1500)
+    img = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("L"))
+    page.close()
+    assert (img < 200).sum() > 500
+    assert (img[:, -3:] < 200).sum() == 0 and (img[:, :3] < 200).sum() == 0

@@ -338,6 +338,8 @@ def curve_columns(data: bytes | str) -> list[str]:
     from (read_dos_table's column). [] for a two-column table, a headless one, or (E, up, down),
     whose spins are summed instead."""
     text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+    if structure_kind(text):         # a POSCAR's title line ('NaCl rock salt') is no header of curves
+        return []
     semicolons = ";" in text
     for line in text.splitlines()[:50]:
         s = line.strip()

@@ -1671,6 +1671,15 @@ def test_a_structure_given_as_the_dos_file_is_named_and_sent_to_the_reference_up
     (refused,) = at.error
     assert refused.value.startswith("Could not use nacl\\.cif: this is a crystal structure (CIF), not a DOS table")
     assert "A site of a material" in refused.value
+    # a POSCAR's title line ('NaCl rock salt') is no header of curves: one error, no column offered
+    poscar = (Path(__file__).parent / "bad_inputs" / "dos_poscar.csv").read_bytes()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["dos_csv_kept"] = ("POSCAR", poscar)
+    at.run()
+    next(r for r in at.radio if r.key == "target_src").set_value("A DOS file (CSV)").run()
+    (refused,) = at.error
+    assert "this is a crystal structure (POSCAR)" in refused.value and not refused.value.endswith("column below")
+    assert not [b for b in at.selectbox if b.key == "dos_column_POSCAR"]
 
 
 def test_the_runs_page_opens_the_newest_run_with_results(tmp_path, monkeypatch):

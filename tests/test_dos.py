@@ -212,6 +212,13 @@ def test_a_table_of_several_named_curves_gives_the_one_asked_for():
     with pytest.raises(ValueError, match="no column named 'dft_site1' — one of target_site0"):
         dos.read_dos_table(table, column="dft_site1")
     assert dos.curve_columns("E,up,down\n-1,1,1\n") == [] and dos.curve_columns("-1,2\n0,3\n") == []
+    # a structure given as the DOS file offers no columns (a POSCAR's title read as two curve names)
+    from pathlib import Path
+    corpus = Path(__file__).parent / "bad_inputs"
+    for name in ("dos_poscar.csv", "dos_cif.csv"):
+        text = (corpus / name).read_text()
+        assert dos.structure_kind(text) and dos.curve_columns(text) == []
+    assert dos.structure_kind("E,DOS\n-1,0.2\n0,0.3\n") is None
 
 
 def test_an_empty_field_is_named_as_a_missing_value():

@@ -1,9 +1,9 @@
 """`python -m benchmarks.seed_type`: do the app default's new crystals that keep their seed's
-structure type match under DFT as well as those with another arrangement?
+arrangement of sites match under DFT as well as those with another arrangement?
 
-A seeded candidate is either the seed's structure type with other elements on its sites (a swap,
-or a draw that kept the seed's arrangement) or a new arrangement drawn by the generator. The card
-now says which (pipeline: `seed_type`, StructureMatcher.fit_anonymous on the drawn cell). This reads
+A seeded candidate either keeps its seed's arrangement of sites with other elements on them (a
+swap, or a draw that kept the framework) or is a new arrangement drawn by the generator. The card
+now says which (pipeline: `seed_type`, evaluate.same_arrangement on the drawn cell). This reads
 every relaxed GPAW check of the app default's picks on the truth sets (runs/truth, nothing is
 calculated) and compares the two kinds: the checks, and which kind each site's best new check is.
 """
@@ -19,7 +19,7 @@ from benchmarks import pool, refine, truth
 from benchmarks.common import machine, read_jsonl
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.paths import DB_URL, ROOT
-from dosmatgen_core.scoring.evaluate import matcher
+from dosmatgen_core.scoring.evaluate import same_arrangement
 from dosmatgen_core.structures import atoms_from_cif, to_structure
 
 OUT = ROOT / "benchmarks" / "results" / "seed-type.json"
@@ -50,7 +50,7 @@ def set_record(site_set: str, res: dict, db, bar: float = refine.BAR) -> dict:
             mid = c["seed"]["material_id"]
             if mid not in seed_cells:
                 seed_cells[mid] = to_structure(db.get(mid).atoms)
-            c["seed_type"] = bool(matcher().fit_anonymous(to_structure(atoms_from_cif(c["cif"])), seed_cells[mid]))
+            c["seed_type"] = same_arrangement(to_structure(atoms_from_cif(c["cif"])), seed_cells[mid])
             checks.append({"site": sk, "formula": c["formula"], "seed": mid, "seed_formula": c["seed"]["formula"],
                            "origin": c.get("origin", "generator"), "seed_type": c["seed_type"],
                            "dft_mae": c["dft_mae"], "dft_cosine": c["dft_cosine"],
@@ -61,7 +61,7 @@ def set_record(site_set: str, res: dict, db, bar: float = refine.BAR) -> dict:
     keeps = [c for c in checks if c["seed_type"]]
     other = [c for c in checks if not c["seed_type"]]
     return {"sites": len(sites), "checks": len(checks),
-            "keeps_seed_type": summary(keeps, bar), "new_arrangement": summary(other, bar),
+            "keeps_seed_arrangement": summary(keeps, bar), "new_arrangement": summary(other, bar),
             "best_new_check_per_site": best, "per_check": checks}
 
 
@@ -74,8 +74,9 @@ def main(argv=None) -> int:
     rec = {"command": " ".join(["python -m benchmarks.seed_type", *sys.argv[1:]]), "commit": truth.commit(),
            "machine": machine(),
            "note": "relaxed GPAW checks of the app default's picks that stayed new after relaxation; seed_type: the "
-                   "drawn cell matches its seed with the elements relabelled (StructureMatcher.fit_anonymous, the "
-                   "novelty tolerances); MAE and cosine against the target site on the whole grid, states/eV",
+                   "drawn cell's sites lie as its seed's, whatever the elements (evaluate.same_arrangement: every "
+                   "site one element, the novelty matcher); MAE and cosine against the target site on the whole "
+                   "grid, states/eV",
            "bar": refine.BAR, "sets": {ss: set_record(ss, res, db) for ss in truth.SITE_SETS}}
     with open(args.out, "w") as fh:
         json.dump(rec, fh, indent=1)

@@ -352,20 +352,26 @@ def curve_columns(data: bytes | str) -> list[str]:
     return []
 
 
-_POSCAR_AXES = re.compile(r"^\s*(?:[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?\s+){2}[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?\s*$")
+_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eEdD][-+]?\d+)?"
+_POSCAR_AXES = re.compile(rf"^\s*{_NUM}\s+{_NUM}\s+{_NUM}\s*$")
+_POSCAR_SCALE = re.compile(rf"^\s*{_NUM}(?:\s+{_NUM}\s+{_NUM})?\s*$")
+_POSCAR_COORDS = re.compile(r"^\s*[DdCcKkSs]")       # Direct, Cartesian (or Kartesian), Selective dynamics
+_CIF_TAGS = re.compile(r"^\s*_(?:cell[._]length_a|atom_site[._])", re.M)
 
 
 def structure_kind(text: str) -> str | None:
     """'a crystal structure (CIF)', '… (POSCAR)' or 'a VASP run (vasprun.xml)' when a file given as a
-    DOS table is one of those (a walk's CIF read as "no numeric rows found"), else None."""
-    head = text.lstrip()[:4000]
-    if "<modeling>" in head:
+    DOS table is one of those (a walk's CIF read as "no numeric rows found"), else None. A POSCAR is
+    its scale, three lattice vectors, the species or their counts and the coordinates' mode (a DOS
+    table with a title and a count line has numbers where the mode goes)."""
+    head = text[:200_000]
+    if "<modeling>" in head[:4000]:
         return "a VASP run (vasprun.xml)"
-    if re.search(r"^\s*data_", head, re.M) and re.search(r"^\s*_(cell_length_a|atom_site_)", head, re.M):
+    if re.search(r"^\s*data_", head, re.M) and _CIF_TAGS.search(head):
         return "a crystal structure (CIF)"
-    lines = head.splitlines()
-    # POSCAR: a comment, the scale, three lattice vectors, then the species or their counts
-    if len(lines) >= 7 and all(_POSCAR_AXES.match(ln) for ln in lines[2:5]) and re.match(r"^\s*[-+]?\d*\.?\d+\s*$", lines[1]):
+    lines = head.splitlines()[:12]
+    if (len(lines) >= 8 and _POSCAR_SCALE.match(lines[1]) and all(_POSCAR_AXES.match(ln) for ln in lines[2:5])
+            and any(_POSCAR_COORDS.match(ln) for ln in lines[5:9])):
         return "a crystal structure (POSCAR)"
     return None
 

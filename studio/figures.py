@@ -349,7 +349,7 @@ function fit() {{
   const el = document.getElementById({json.dumps(element_id)});
   viewer.zoomTo();
   const aspect = el.clientWidth / Math.max(el.clientHeight, 1);
-  if (aspect < 1) viewer.zoom(aspect);
+  if (aspect > 0 && aspect < 1) viewer.zoom(aspect);     // 0: laid out hidden (a closed expander)
   viewer.render();
 }}
 fit();

@@ -438,3 +438,24 @@ def test_two_candidates_that_relax_into_one_crystal_get_one_gpaw_run(tmp_path, m
     # a cell of another crystal is no twin (the site map needs one crystal in cells of one size)
     from dosmatgen_core.scoring.twins import site_map
     assert site_map(cells[0], Structure(Lattice.cubic(4.2), ["Cu", "Au"], [[0, 0, 0], [0.5, 0.5, 0]])) is None
+
+
+def test_a_twins_rows_follow_the_sites_it_sits_on_not_its_order():
+    """The site map of two cells of one crystal in other site orders and origins: each site of the
+    second takes the row of the first's site it sits on, two Li sites that only their positions
+    tell apart included; the same crystal at another volume, or strained, is no twin."""
+    from dosmatgen_core.scoring.twins import rows_of_twin, site_map
+    lat = Lattice.from_parameters(4.1, 5.3, 6.2, 84, 97, 101)      # P1: no two sites alike
+    first = Structure(lat, ["Li", "Li", "Y", "S"], [[0, 0, 0], [0.31, 0.12, 0.27], [0.55, 0.48, 0.61], [0.8, 0.7, 0.15]])
+    order = [2, 0, 3, 1]                                             # the second lists them Y, Li, S, Li
+    shift = np.array([0.13, 0.41, 0.07])
+    second = Structure(lat, [first[k].species_string for k in order], [(first[k].frac_coords + shift) % 1 for k in order])
+    m = site_map(second, first)
+    assert m == order
+    rows = np.arange(4)[:, None] * np.ones((4, 400))                 # row k of the first: the value k
+    assert rows_of_twin(rows, m)[:, 0].tolist() == [2, 0, 3, 1]
+    bigger = second.copy()
+    bigger.scale_lattice(second.volume * 1.2)
+    assert site_map(bigger, first) is None
+    strained = Structure(Lattice.from_parameters(4.1, 5.3, 6.5, 84, 97, 101), second.species, second.frac_coords)
+    assert site_map(strained, first) is None

@@ -218,7 +218,18 @@ def test_a_table_of_several_named_curves_gives_the_one_asked_for():
     for name in ("dos_poscar.csv", "dos_cif.csv"):
         text = (corpus / name).read_text()
         assert dos.structure_kind(text) and dos.curve_columns(text) == []
-    assert dos.structure_kind("E,DOS\n-1,0.2\n0,0.3\n") is None
+    # no structure: tables long enough to reach the POSCAR test, a title and a count line included
+    rows = "\n".join(f"{-10 + 0.4 * i:.1f} 0.1 0.2" for i in range(50))
+    for table in ("E,DOS\n-1,0.2\n0,0.3\n", rows, "Total DOS\n50\n" + rows, "E up down\n" + rows,
+                  "# E;DOS\n" + rows.replace(" ", ";")):
+        assert dos.structure_kind(table) is None, table[:30]
+    # structures written other ways: an empty title, three scale factors and Fortran numbers,
+    # mmCIF names, a CIF whose bibliography comes first
+    for text in ("\n1.0\n0 2.8 2.8\n2.8 0 2.8\n2.8 2.8 0\nNa Cl\n1 1\nDirect\n0 0 0\n.5 .5 .5\n",
+                 "x\n1. 1. 1.\n0. 2.8 2.8\n2.8 0. 2.8\n2.8 2.8 0.\nNa Cl\n1 1\nCartesian\n0 0 0\n1 1 1\n",
+                 "data_x\n_cell.length_a 5.6\n_atom_site.fract_x\n",
+                 "data_x\n_publ_section_title\n;\n" + "words " * 1000 + "\n;\n_cell_length_a 5.6\n"):
+        assert dos.structure_kind(text), text[:30]
 
 
 def test_an_empty_field_is_named_as_a_missing_value():

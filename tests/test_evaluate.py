@@ -286,3 +286,11 @@ def test_a_new_candidate_whose_copy_is_known_is_known_too():
     assert by_index[2]["novel"] is True and "known_via" not in by_index[2]
     assert known_via_text(by_index[0]).startswith("A copy of #3 within StructureMatcher's tolerances, which matches "
                                                   "the reference the target came from: known too.")
+    # one hop only: a near-copy of a candidate made known here stays new unless it matches the known one
+    # itself (K, a copy of the reference; N matches K; M matches N but not K)
+    k, n_, m = cell(1.0), cell(1.2), cell(1.45)
+    chain = [rec(0, n_, 0.10), rec(1, m, 0.11), {**rec(2, k, 0.30), "novel": False, "matches": "mp-2260"}]
+    chain[0].update(novel=True, matches=None, is_reference=None)     # as if the novelty check had missed N
+    out = {c["index"]: c for c in rank_candidates(chain, [], [n_, m, k], 3)}
+    assert out[0]["novel"] is False and out[0]["known_via"].startswith("#")
+    assert out[1]["novel"] is True and "known_via" not in out[1]

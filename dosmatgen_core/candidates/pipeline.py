@@ -290,28 +290,32 @@ def rank_key(c: dict) -> tuple:
 KNOWN_KEYS = ("novel", "matches", "matches_spacegroup", "is_reference")
 
 
-def known_through_copies(records: list[dict], reps: list[int | None], n_candidates: int) -> bool:
-    """A new candidate copied by a known one (evaluate.duplicate_of over the run in rank order: the
-    records' reps) is known too. StructureMatcher's tolerances do not chain: a walk's FePt draw read
-    "unique · novel" while its copy, ranked below it, read "the reference itself". Each such
-    candidate (the first n_candidates records; baselines only lend their match) takes its copy's
-    match, and known_via that copy ({'baseline', 'index'}; the caller names it by its final rank).
-    True when any record changed."""
+def known_through_copies(records: list[dict], reps: list[int | None], n_candidates: int, structs: list) -> bool:
+    """A new candidate that matches a known one of the run (evaluate.duplicate_of over the run in
+    rank order: the records' reps; structs: their cells) is known too. StructureMatcher's
+    tolerances do not chain: a walk's FePt draw read "unique · novel" while its copy, ranked below
+    it, read "the reference itself". One hop only: the candidate must itself match a record the
+    novelty check found known (not one made known here), so a chain of near-copies does not spread
+    a match. Each such candidate (the first n_candidates records; baselines only lend their match)
+    takes that record's match, and known_via names it ({'baseline', 'index'}; the caller names it by
+    its final rank). True when any record changed."""
     groups: dict[int, list[int]] = {}
     for k, rep in enumerate(reps):
         groups.setdefault(k if rep is None else rep, []).append(k)
+    sm = evaluate.matcher()
     changed = False
     for members in groups.values():
-        known = next((records[k] for k in members if records[k].get("novel") is False), None)
-        if known is None:
-            continue
+        known = [j for j in members if records[j].get("novel") is False and "known_via" not in records[j]]
         for k in members:
             c = records[k]
-            if k >= n_candidates or c.get("novel") is not True:      # known already, or never compared
+            if k >= n_candidates or c.get("novel") is not True or not known:    # known already, or never compared
                 continue
-            c.update({key: known[key] for key in KNOWN_KEYS if key in known})
-            c["known_via"] = {"baseline": bool(known.get("baseline")), "index": known["index"]}
-            for key in ("same_formula", "same_formula_n", "seed_type"):
+            j = next((j for j in known if sm.fit(structs[k], structs[j])), None)
+            if j is None:
+                continue
+            c.update({key: records[j][key] for key in KNOWN_KEYS if key in records[j]})
+            c["known_via"] = {"baseline": bool(records[j].get("baseline")), "index": records[j]["index"]}
+            for key in ("same_formula", "same_formula_n", "seed_type", "same_as_template"):
                 c.pop(key, None)
             changed = True
     return changed
@@ -330,7 +334,7 @@ def rank_candidates(cands: list[dict], base: list[dict], structs: list, n: int) 
             c["rank"] = r + 1
         ordered = [structs[c["index"]] for c in cands] + [structs[n + b["index"]] for b in base]
         reps = evaluate.duplicate_of(ordered)
-        if not known_through_copies(cands + base, reps, len(cands)):
+        if not known_through_copies(cands + base, reps, len(cands), ordered):
             break
     rank_of = {c["index"]: c["rank"] for c in cands}
     for c, rep in zip(cands + base, reps):
@@ -342,7 +346,7 @@ def rank_candidates(cands: list[dict], base: list[dict], structs: list, n: int) 
 
 def _candidate_record(i, g, spec, ev, targets_map, reference=(), seed_cells=None) -> dict:
     """seed_cells: seed id → its cell (seeded runs), to tell whether a new candidate keeps its seed's
-    structure type (other elements on the seed's sites) or is another arrangement."""
+    arrangement of sites (other elements on them) or is another arrangement."""
     s = g.crystal.to_structure()
     rec = {k: v for k, v in ev.items() if k != "seconds_per_check"}
     if rec.get("novel") is False and is_one_of(s, reference):
@@ -351,8 +355,8 @@ def _candidate_record(i, g, spec, ev, targets_map, reference=(), seed_cells=None
         rec["seed"] = spec.tag["seed"]        # the known structure this candidate was grown from
         rec["origin"] = spec.tag.get("origin", "generator")     # ... by the generator or by substitution
         if rec.get("novel") and (seed_cell := (seed_cells or {}).get(spec.tag["seed"]["material_id"])) is not None:
-            # a new compound in a known structure type, or a new arrangement: a scientist reads them apart
-            rec["seed_type"] = bool(evaluate.matcher().fit_anonymous(s, seed_cell))
+            # a decoration of the seed's framework, or a new arrangement: a scientist reads them apart
+            rec["seed_type"] = evaluate.same_arrangement(s, seed_cell)
     if "top_up" in spec.tag:
         rec["top_up"] = spec.tag["top_up"]    # drawn again further from the seeds, at this strength
     rec.update({"index": i, "cif": to_cif(s), "formula": s.composition.reduced_formula,

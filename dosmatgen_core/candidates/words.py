@@ -30,8 +30,8 @@ def origin_text(c: dict) -> str:
     name = seed["material_id"] if seed.get("known") is False else material_name(seed["material_id"], seed["formula"])
     known = (f"{name}, whose {seed['element']} site {seed['site']} has {seed.get('source', 'DFT')} MAE "
              f"{seed['mae']:.3f} to the target")      # a candidate seed's name carries its formula already
-    kind = {True: f" It keeps {seed['formula']}'s structure type, with other elements on its sites.",
-            False: f" Its arrangement is not {seed['formula']}'s structure type."}.get(c.get("seed_type"), "")
+    kind = {True: f" It keeps {seed['formula']}'s arrangement of sites, with other elements on them.",
+            False: f" Its sites are arranged unlike {seed['formula']}'s."}.get(c.get("seed_type"), "")
     sub = seed.get("substitution")
     if c.get("origin") == "substitution" and sub:
         sites = ", ".join(str(k) for k in sub["sites"])

@@ -111,6 +111,16 @@ def matcher() -> StructureMatcher:
     return StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)
 
 
+def same_arrangement(a: Structure, b: Structure) -> bool:
+    """Whether two cells place their atoms alike, whatever the elements: a decoration of one
+    framework (a swap, a sublattice split or merged: Ni3Al → NiPd2Al) reads True, another
+    arrangement False. Every site is taken as one element and the cells compared with the novelty
+    matcher (fit_anonymous would call a split sublattice another structure type)."""
+    def bare(s: Structure) -> Structure:
+        return Structure(s.lattice, ["Cu"] * len(s), s.frac_coords)
+    return bool(matcher().fit(bare(a), bare(b)))
+
+
 def duplicate_of(structs: list[Structure]) -> list[int | None]:
     """For each structure, the index of the earlier one it copies (the first of its group of
     equivalent structures in the list), or None for that first one."""

@@ -336,7 +336,14 @@ class Verifier:
             if hit is None:
                 seen[:] = [e for e in seen if e[0] != rank] + [(rank, cell, cif)]
                 return None
-        return hit[0], hit[1], next(c for r, _, c in seen if r == hit[0])
+            return hit[0], hit[1], next(c for r, _, c in seen if r == hit[0])
+
+    def _take_over(self, run_id: str, failed: int, rank: int, cif: str) -> None:
+        """A twin whose check failed hands its place to the candidate that now calculates itself,
+        so that a third twin waits for that one instead of failing over again."""
+        with self._relaxed_lock:
+            seen = self._relaxed.setdefault(run_id, [])
+            seen[:] = [e for e in seen if e[0] not in (failed, rank)] + [(rank, to_structure(atoms_from_cif(cif)), cif)]
 
     def _twin_line(self, run_id: str, rank: int, twin: tuple[int, list[int], str], cif: str, recipe: Recipe,
                    poll: float = 1.0) -> dict | None:
@@ -348,6 +355,10 @@ class Verifier:
         while (line := self._cached(twin_cif, recipe)) is None:
             s = self.status(run_id, twin_rank)
             if s is None or s["status"] in ("failed", "done"):
+                # done between the two reads: its line is cached now
+                if (line := self._cached(twin_cif, recipe)) is not None:
+                    break
+                self._take_over(run_id, twin_rank, rank, cif)
                 return None
             time.sleep(poll)
         return {**line, "cif": cif, "site_dos": rows_of_twin(line["site_dos"], mapping).tolist(),

@@ -267,6 +267,7 @@ RESULT_KINDS = {
     "relaxed-prediction": "the predictor on the drawn and on the relaxed cell, against DFT",
     "search": "site-DOS search speed",
     "seed-moves": "how far a candidate moves from its seed", "seed-analysis": "seeded candidates against their seeds",
+    "seed-type": "new crystals that keep their seed's arrangement of sites against new arrangements, by DFT",
     "seeding": "seeding strength",
     "semi_supervised": "unlabelled crystals in training", "split": "train / validation split",
     "stability": "stability hull", "startup": "a fresh process's first run",

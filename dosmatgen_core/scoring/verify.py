@@ -186,6 +186,12 @@ def default_workers(top: int = SHIPPED.dft_top) -> int:
     return max(1, min(n, top))
 
 
+def _note(seen: list, rank: int, cell, cif: str, drop: tuple = ()) -> None:
+    """Keep (rank, relaxed cell, CIF) as the run's check of that crystal, in place of this rank's
+    earlier entry and of the ranks in drop (the caller holds Verifier._relaxed_lock)."""
+    seen[:] = [e for e in seen if e[0] != rank and e[0] not in drop] + [(rank, cell, cif)]
+
+
 class Verifier:
     def __init__(self, store: RunStore, label_dir: str | Path | None = LABEL_DIR, workers: int | None = None):
         self.store = store
@@ -334,16 +340,16 @@ class Verifier:
             seen = self._relaxed.setdefault(run_id, [])
             hit = find_twin(cell, [(r, c) for r, c, _ in seen if r != rank])
             if hit is None:
-                seen[:] = [e for e in seen if e[0] != rank] + [(rank, cell, cif)]
+                _note(seen, rank, cell, cif)
                 return None
             return hit[0], hit[1], next(c for r, _, c in seen if r == hit[0])
 
     def _take_over(self, run_id: str, failed: int, rank: int, cif: str) -> None:
         """A twin whose check failed hands its place to the candidate that now calculates itself,
         so that a third twin waits for that one instead of failing over again."""
+        cell = to_structure(atoms_from_cif(cif))
         with self._relaxed_lock:
-            seen = self._relaxed.setdefault(run_id, [])
-            seen[:] = [e for e in seen if e[0] not in (failed, rank)] + [(rank, to_structure(atoms_from_cif(cif)), cif)]
+            _note(self._relaxed.setdefault(run_id, []), rank, cell, cif, drop=(failed,))
 
     def _twin_line(self, run_id: str, rank: int, twin: tuple[int, list[int], str], cif: str, recipe: Recipe,
                    poll: float = 1.0) -> dict | None:

@@ -269,6 +269,7 @@ def match_metrics(target, candidate, window=None) -> dict[str, float]:
 
 MAX_CSV_BYTES = 5 * 2**20      # an upload above this is refused before it is parsed
 MAX_CSV_ROWS = 100_000
+CURVE_UNIT = "_states_per_eV"   # ends each curve column's name in the files the app writes
 
 
 def read_dos_csv(data: bytes | str) -> np.ndarray:
@@ -352,6 +353,19 @@ def curve_columns(data: bytes | str) -> list[str]:
     return []
 
 
+def column_index(header: list[str], column: str) -> int:
+    """Where a curve column named by the user sits in a header (never the energy's place). The
+    unit may be left off ('dft_site0' for 'dft_site0_states_per_eV'): files written before the
+    unit joined the names, and the name a user types, stay valid."""
+    bare = [h.removesuffix(CURVE_UNIT) for h in header]
+    for names in (header, bare):
+        if column in names[1:]:
+            return names.index(column, 1)
+    if column.removesuffix(CURVE_UNIT) in bare[1:]:
+        return bare.index(column.removesuffix(CURVE_UNIT), 1)
+    raise ValueError(f"no column named {column!r} — one of {', '.join(header[1:])}")
+
+
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eEdD][-+]?\d+)?"
 _POSCAR_AXES = re.compile(rf"^\s*{_NUM}\s+{_NUM}\s+{_NUM}\s*$")
 _POSCAR_SCALE = re.compile(rf"^\s*{_NUM}(?:\s+{_NUM}\s+{_NUM})?\s*$")
@@ -421,9 +435,7 @@ def read_dos_table(data: bytes | str, notes: list | None = None, column: str | N
             if not rows:      # a header line: its names tell the columns apart in a message
                 header = parts
                 if column is not None:
-                    if column not in header[1:]:
-                        raise ValueError(f"no column named {column!r} — one of {', '.join(header[1:])}") from None
-                    pick = header.index(column)
+                    pick = column_index(header, column)
                 continue
             raise ValueError(f"line {k + 1}: '{s[:40]}' is not two numbers — "
                              "keep only two numeric columns after the header") from None

@@ -6,13 +6,13 @@ import json
 import zipfile
 
 from dosmatgen_core.candidates import runs as runsmod
-from dosmatgen_core.dos import GRID
+from dosmatgen_core.dos import CURVE_UNIT, GRID
 from studio.figures import dos_image
 
 
 def _dft_csv(result: dict) -> str:
     rows = result["site_dos"]
-    head = ["energy_minus_ef_eV"] + [f"dft_site{i}" for i in range(len(rows))]
+    head = ["energy_minus_ef_eV"] + [f"dft_site{i}{CURVE_UNIT}" for i in range(len(rows))]
     lines = [",".join(head)]
     for k, e in enumerate(GRID):
         lines.append(",".join([f"{e:.6g}"] + [f"{r[k]:.6g}" for r in rows]))

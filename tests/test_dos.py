@@ -211,6 +211,13 @@ def test_a_table_of_several_named_curves_gives_the_one_asked_for():
         dos.read_dos_table(table, column="target_site0")
     with pytest.raises(ValueError, match="no column named 'dft_site1' — one of target_site0"):
         dos.read_dos_table(table, column="dft_site1")
+    # the app's files now name each curve's unit; the name without it (as typed, as older files
+    # wrote it) still finds the column, both ways round
+    unit = table.replace("_site0", "_site0_states_per_eV", 3)
+    for t, name in ((unit, "dft_site0"), (unit, "dft_site0_states_per_eV"), (table, "dft_site0_states_per_eV")):
+        assert np.allclose(dos.read_dos_table(t, column=name)[1], got)
+    with pytest.raises(ValueError, match="no column named 'energy_minus_ef_eV'"):     # the energy is no curve
+        dos.read_dos_table(unit, column="energy_minus_ef_eV")
     assert dos.curve_columns("E,up,down\n-1,1,1\n") == [] and dos.curve_columns("-1,2\n0,3\n") == []
     # a structure given as the DOS file offers no columns (a POSCAR's title read as two curve names)
     from pathlib import Path

@@ -40,7 +40,7 @@ def test_exports_read_back():
     assert runs.to_extxyz(s).splitlines()[0].strip() == "8"
     run = fake_run(runs.to_cif(s))
     csv = runs.dos_csv(run["candidates"][0], run["settings"]["targets"]).splitlines()
-    assert csv[0] == "energy_minus_ef_eV,target_site0,predicted_site0" and len(csv) == 401
+    assert csv[0] == "energy_minus_ef_eV,target_site0_states_per_eV,predicted_site0_states_per_eV" and len(csv) == 401
     assert json.loads(runs.run_json(run))["settings"]["seed"] == 1
 
 

@@ -564,6 +564,6 @@ def test_a_target_known_on_a_window_is_matched_there_and_completed_for_the_model
     n = run["candidates"][0]["n_atoms"]
     text = dos_csv(run["candidates"][0], run["settings"]["targets"], w, np.full((n, dos.NPTS), 0.25))
     (site, _), = run["candidates"][0]["site_to_target"].items()
-    assert text.splitlines()[0].endswith(f"dft_site{site}") and text.splitlines()[1].endswith(",0.25")
+    assert text.splitlines()[0].endswith(f"dft_site{site}_states_per_eV") and text.splitlines()[1].endswith(",0.25")
     with pytest.raises(Exception, match="at least 2 eV"):
         Request(mode="seeded", targets=[cut.tolist()], window=[0.0, 0.5]).check()

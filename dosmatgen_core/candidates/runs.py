@@ -276,19 +276,20 @@ def dos_csv(candidate: dict, targets: list, window=None, dft=None) -> str:
     finished (dft: the check's site rows). A target known on a window only (the run's window) is
     empty (nan) outside it: the file it came from said nothing there."""
     cols, head = [dosmod.GRID], ["energy_minus_ef_eV"]
+    unit = dosmod.CURVE_UNIT       # in each curve's name, as the energy's is in its own
     pred, spread = candidate.get("predicted_dos"), candidate.get("predicted_spread")
     for site, row in sorted(candidate.get("site_to_target", {}).items(), key=lambda kv: int(kv[0])):
         cols.append(dosmod.only_in_window(targets[int(row)], window))
-        head.append(f"target_site{site}")
+        head.append(f"target_site{site}{unit}")
         if pred is not None:
             cols.append(np.asarray(pred)[int(site)])
-            head.append(f"predicted_site{site}")
+            head.append(f"predicted_site{site}{unit}")
         if spread is not None:
             cols.append(np.asarray(spread)[int(site)])
-            head.append(f"predicted_sd_site{site}")
+            head.append(f"predicted_sd_site{site}{unit}")
         if dft is not None:
             cols.append(np.asarray(dft, float)[int(site)])
-            head.append(f"dft_site{site}")
+            head.append(f"dft_site{site}{unit}")
     buf = io.StringIO()
     buf.write(",".join(head) + "\n")
     np.savetxt(buf, np.column_stack(cols), delimiter=",", fmt="%.6g")

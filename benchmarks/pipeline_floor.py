@@ -40,7 +40,7 @@ def check_known(mid: str, cif: str, potential: str = DEFAULT_POTENTIAL) -> dict:
         relaxed, rec = relax_in_site_order(cif, potential)
     except Exception as exc:      # a potential that fails on one cell is recorded, not fatal
         return {"material_id": mid, "failed": f"{type(exc).__name__}: {exc}"[:300]}
-    line = dft_in_site_order(relaxed, FAST_RECIPE, 1500, material_id=f"floor:{mid}", order_of=cif)
+    line = dft_in_site_order(relaxed, FAST_RECIPE, 1500, material_id=f"floor:{mid}", order_of=cif, cpu=True)
     if "failed" in line:
         return {"material_id": mid, **rec, "failed": str(line["failed"])[:300]}
     return {"material_id": mid, **rec, "site_dos": np.round(np.asarray(line["site_dos"]), 5).tolist(),

@@ -282,7 +282,7 @@ def cif_key(cif: str) -> str:
 def calculate(cand: dict, dft_cache: dict, writer: ShardWriter, provenance: dict) -> dict:
     key = cif_key(cand["cif"])
     if key not in dft_cache:
-        line = dft_in_site_order(cand["cif"], FAST_RECIPE, 1500)      # labelled gen:<key>
+        line = dft_in_site_order(cand["cif"], FAST_RECIPE, 1500, cpu=True)      # labelled gen:<key>
         rec = {"key": key, "failed": line["failed"]} if "failed" in line else \
               {"key": key, "site_dos": np.round(np.asarray(line["site_dos"]), 5).tolist(), "seconds": line["seconds"]}
         append_jsonl(CACHE / "dft.jsonl", rec)
@@ -306,7 +306,7 @@ def calculate_relaxed(cand: dict, cache: dict, writer: ShardWriter, potential: s
         rec = {"potential": potential, "failed": f"{type(exc).__name__}: {exc}"[:300]}
     rec = {"key": cand["key"], **rec}
     if "failed" not in rec:
-        line = dft_in_site_order(cif, FAST_RECIPE, 1500)
+        line = dft_in_site_order(cif, FAST_RECIPE, 1500, cpu=True)
         if "failed" in line:
             rec["failed"] = str(line["failed"])[:300]
         else:

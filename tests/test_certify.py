@@ -32,7 +32,7 @@ def fake_gpaw(monkeypatch):
     state = {"now": 0, "most": 0, "calls": 0}
     lock = threading.Lock()
 
-    def label(task, recipe, timeout):
+    def label(task, recipe, timeout, cpu=False):
         with lock:
             state["now"] += 1
             state["calls"] += 1
@@ -149,7 +149,7 @@ def test_a_relaxed_batch_calculates_the_relaxed_cell_and_says_so(tmp_path, fake_
     DFT runs on that cell, and the result and the curve's name say so."""
     seen = []
     label = verify.label_isolated
-    monkeypatch.setattr(verify, "label_isolated", lambda task, recipe, timeout: seen.append(task["cif"]) or
+    monkeypatch.setattr(verify, "label_isolated", lambda task, recipe, timeout, cpu=False: seen.append(task["cif"]) or
                         label(task, recipe, timeout))
     store = runs.RunStore(tmp_path / "r.db")
     rid = _run_with(store, 1)
@@ -370,7 +370,7 @@ def test_a_running_check_says_whether_it_relaxes_or_runs_gpaw(tmp_path, fake_gpa
         seen.append(v.status(rid, 1)["stage"])
         return real_relax(cif, *a, **kw)
 
-    def label(task, recipe, timeout):
+    def label(task, recipe, timeout, cpu=False):
         seen.append(v.status(rid, 1)["stage"])
         return real_label(task, recipe, timeout)
     monkeypatch.setattr(verify, "relax_in_site_order", relax)
@@ -399,7 +399,7 @@ def test_two_candidates_that_relax_into_one_crystal_get_one_gpaw_run(tmp_path, m
     or is still running; no second GPAW run, and the result says whose check it is."""
     calls = []
 
-    def label(task, recipe, timeout):           # a row per site that says which element it is
+    def label(task, recipe, timeout, cpu=False):           # a row per site that says which element it is
         calls.append(task["cif"])
         time.sleep(0.4)
         rows = [np.full(400, 0.1 if site.specie.symbol == "Cu" else 0.3) for site in runs.structure_of({"cif": task["cif"]})]

@@ -1,14 +1,20 @@
 """GPAW runs for real here: small cells that take seconds on one core."""
 import gzip
 import json
+import os
+import signal
+import threading
+import time
 
 import numpy as np
 import pytest
 from ase.build import bulk
 
 from dosmatgen_core import dos
+import psutil
+
 from dosmatgen_core.labels.labeller import (SEED_RECIPE, ShardWriter, gpaw_site_dos, iter_label_lines,
-                                      label_structure, run_labelling)
+                                      label_isolated, label_structure, run_labelling)
 from dosmatgen_core.structures import atoms_from_cif
 
 pytestmark = pytest.mark.dft
@@ -72,6 +78,29 @@ def test_dask_run_is_resumable_and_records_failures(tmp_path, seed_lines):
     assert "could not read" in bad["failed"]
     with gzip.open(shard, "rt") as fh:
         assert len(fh.readlines()) == 2
+
+
+def test_a_cpu_time_limit_ignores_a_pause_and_still_stops_a_long_calculation(seed_lines):
+    """A bench paused with SIGSTOP (for a quiet timing) had a check time out on the clock. With
+    cpu=True the limit counts the calculation's own seconds: a 13-s pause under a 12-s limit is
+    no timeout, while a limit shorter than the calculation still is one, named as CPU time."""
+    task = {"material_id": "mp-22905", "cif": seed_lines["mp-22905"]["cif"]}
+    got = {}
+    run = threading.Thread(target=lambda: got.update(line=label_isolated(task, SEED_RECIPE, 12, cpu=True)))
+    run.start()
+    for _ in range(100):          # this test's own child (the labeller beside it has its own)
+        kids = [p for p in psutil.Process().children(recursive=True) if "dosmatgen_core.labels.labeller" in
+                " ".join(p.cmdline())]
+        if kids:
+            break
+        time.sleep(0.05)
+    os.kill(kids[0].pid, signal.SIGSTOP)
+    time.sleep(13)
+    os.kill(kids[0].pid, signal.SIGCONT)
+    run.join()
+    assert "failed" not in got["line"] and len(got["line"]["site_dos"]) == 2
+    short = label_isolated(task, SEED_RECIPE, 1, cpu=True)
+    assert short == {"material_id": "mp-22905", "failed": "timeout: more than 1 s of CPU time"}
 
 
 def test_existing_dask_scheduler_is_used(tmp_path, seed_lines):

@@ -189,7 +189,7 @@ def test_dft_check_calculates_a_crystal_shared_by_sites_once(tmp_path, monkeypat
     monkeypatch.setattr(genbench, "spread_sites", lambda sites, n: two)
     calls = []
 
-    def record(task, recipe, timeout):
+    def record(task, recipe, timeout, cpu=False):
         calls.append(task["cif"])
         return {"site_dos": [[0.1] * dosmod.NPTS] * 2}
     monkeypatch.setattr(labelling, "label_isolated", record)
@@ -217,7 +217,7 @@ def test_dft_check_of_another_checkpoint_can_leave_out_the_baseline(tmp_path, mo
     loaded = resources[0]
     asked = []
     monkeypatch.setattr(checkpoint, "load_model", lambda p, **kw: asked.append(p) or loaded)
-    monkeypatch.setattr(labelling, "label_isolated", lambda task, recipe, timeout: {"site_dos": [[0.1] * dosmod.NPTS] * 4})
+    monkeypatch.setattr(labelling, "label_isolated", lambda task, recipe, timeout, cpu=False: {"site_dos": [[0.1] * dosmod.NPTS] * 4})
     res = genbench.bench_dft(n_sites=1, m=1, steps=5, max_atoms=2, cache=tmp_path / "c.jsonl", log=lambda m: None,
                           model="other.pt", kinds=("conditional",))
     assert asked == ["other.pt"] and res["kinds"] == ["conditional"]

@@ -50,7 +50,7 @@ def _label(args) -> int:
 
     recipe = FAST_RECIPE if args.recipe == "fast" else SEED_RECIPE
     stats = run_labelling(tasks, out, recipe=recipe, workers=args.workers, scheduler=args.scheduler,
-                          timeout=args.timeout, shard_size=args.shard_size, extra_done=args.also_done,
+                          timeout=args.timeout, cpu=not args.wall_clock, shard_size=args.shard_size, extra_done=args.also_done,
                           retry_failed=args.retry_failed,
                           on_result=report, max_tasks=args.max_tasks, max_seconds=args.max_minutes * 60 if args.max_minutes else None)
     print(json.dumps({"labelled": stats.done, "failed": stats.failed, "seconds": round(stats.seconds, 1)}))
@@ -84,7 +84,10 @@ def add_parsers(sub) -> None:
     lab.add_argument("--max-minutes", type=float, default=None, help="stop submitting after this long")
     lab.add_argument("--workers", type=int, default=None, help="local workers (default: one per core)")
     lab.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, tcp://host:port")
-    lab.add_argument("--timeout", type=float, default=900.0, help="seconds per structure before it is recorded as failed")
+    lab.add_argument("--timeout", type=float, default=900.0,
+                     help="CPU seconds per structure before it is recorded as failed (its own seconds: load beside "
+                          "it or a pause does not count)")
+    lab.add_argument("--wall-clock", action="store_true", help="the timeout counts the clock's seconds instead")
     lab.add_argument("--shard-size", type=int, default=50)
     lab.add_argument("--also-done", action="append", default=[], help="other shard dirs whose ids count as done")
     lab.add_argument("--retry-failed", nargs="?", const="", default=None, metavar="TEXT",

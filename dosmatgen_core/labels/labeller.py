@@ -12,6 +12,8 @@ import fcntl
 import gzip
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
 import time
@@ -186,15 +188,35 @@ def label_structure(material_id: str, cif: str, recipe: Recipe = SEED_RECIPE, ke
             "site_dos": np.round(res["site_dos"], 6).tolist()}
 
 
-def label_isolated(task: dict, recipe: Recipe = SEED_RECIPE, timeout: float = 1800.0) -> dict:
-    """label_structure in a fresh single-threaded Python process with a wall-clock limit."""
+CPU_WALL_BACKSTOP = 8   # a CPU-time limit still ends a process stuck off the CPU after this many times its seconds
+
+
+def _cpu_limit(seconds: float) -> Callable[[], None]:
+    """The child's limit on its own CPU time: SIGXCPU at the limit, SIGKILL a little after, and no
+    core file."""
+    def apply() -> None:
+        soft = max(1, int(seconds))
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 30))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    return apply
+
+
+def label_isolated(task: dict, recipe: Recipe = SEED_RECIPE, timeout: float = 1800.0, *, cpu: bool = False) -> dict:
+    """label_structure in a fresh single-threaded Python process with a time limit. cpu: the limit
+    counts the process's own CPU seconds, not the clock's: a bench or the labeller beside other
+    work, or paused (SIGSTOP), then records a timeout only for a calculation that is really long,
+    so the record does not depend on the machine's load."""
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     payload = json.dumps({"task": task, "recipe": asdict(recipe)})
+    wall = timeout * CPU_WALL_BACKSTOP if cpu else timeout
     try:
         p = subprocess.run([sys.executable, "-m", "dosmatgen_core.labels.labeller"], input=payload,
-                           capture_output=True, text=True, timeout=timeout, env=env)
+                           capture_output=True, text=True, timeout=wall, env=env,
+                           preexec_fn=_cpu_limit(timeout) if cpu else None)
     except subprocess.TimeoutExpired:
-        return {"material_id": task["material_id"], "failed": f"timeout: no result after {timeout:.0f} s"}
+        return {"material_id": task["material_id"], "failed": f"timeout: no result after {wall:.0f} s"}
+    if cpu and p.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        return {"material_id": task["material_id"], "failed": f"timeout: more than {timeout:.0f} s of CPU time"}
     if p.returncode != 0 or not p.stdout.strip():
         tail = (p.stderr or "").strip().splitlines()[-3:]
         return {"material_id": task["material_id"],
@@ -403,8 +425,9 @@ def run_labelling(tasks: list[dict], out_dir: str | Path, *, recipe: Recipe = SE
                   workers: int | None = None, scheduler: str | None = None, timeout: float = 1800.0,
                   shard_size: int = 50, extra_done: Iterable[str | Path] = (),
                   on_result: Callable[[dict], None] | None = None, max_tasks: int | None = None,
-                  max_seconds: float | None = None, retry_failed: str | None = None) -> RunStats:
-    """Label `tasks` (dicts with material_id, cif) not yet in `out_dir`; resumable at any point."""
+                  max_seconds: float | None = None, retry_failed: str | None = None, cpu: bool = False) -> RunStats:
+    """Label `tasks` (dicts with material_id, cif) not yet in `out_dir`; resumable at any point.
+    cpu: timeout counts each calculation's CPU seconds (label_isolated)."""
     from dask.distributed import Client, LocalCluster, as_completed
 
     writer = ShardWriter(out_dir, shard_size=shard_size)
@@ -431,7 +454,7 @@ def run_labelling(tasks: list[dict], out_dir: str | Path, *, recipe: Recipe = SE
         futures = as_completed()
         for task in [next(queue, None) for _ in range(2 * n_slots)]:
             if task is not None:
-                futures.add(client.submit(label_isolated, task, recipe, timeout, pure=False))
+                futures.add(client.submit(label_isolated, task, recipe, timeout, cpu=cpu, pure=False))
         for fut in futures:
             line = fut.result()
             writer.add(line)
@@ -446,7 +469,7 @@ def run_labelling(tasks: list[dict], out_dir: str | Path, *, recipe: Recipe = SE
                 continue  # let submitted tasks finish, submit no more
             task = next(queue, None)
             if task is not None:
-                futures.add(client.submit(label_isolated, task, recipe, timeout, pure=False))
+                futures.add(client.submit(label_isolated, task, recipe, timeout, cpu=cpu, pure=False))
     finally:
         client.close()
         if cluster is not None:

@@ -63,3 +63,20 @@ def test_a_thread_is_read_whatever_its_name_holds(tmp_path):
         (d / "stat").write_text(text)
     assert sorted(cores._runnable(tmp_path, own=99)) == [5, 15]
     assert cores._runnable(tmp_path / "none", own=99) is None
+
+
+def test_a_process_that_ends_during_the_scan_is_skipped(tmp_path, monkeypatch):
+    """A walk's Generate page stopped on FileNotFoundError '/proc/27476/task': the process ended
+    between the listing of /proc and the reading of its threads. It is now left out of the count."""
+    for pid in (10, 11):
+        d = tmp_path / str(pid) / "task" / str(pid)
+        d.mkdir(parents=True)
+        (d / "stat").write_text(f"{pid} (python) R 1 10 10 0 -1 4194560 0 0 0 0 5 0 0 0 20 {pid - 5} 1 0")
+    listdir = os.listdir
+
+    def ends(path):
+        if str(path) == str(tmp_path / "10" / "task"):
+            raise FileNotFoundError(path)           # pid 10 exits after /proc was listed
+        return listdir(path)
+    monkeypatch.setattr(cores.os, "listdir", ends)
+    assert cores._runnable(tmp_path, own=99) == [6]

@@ -31,20 +31,30 @@ def weight(nice: int) -> int:
     return NICE_WEIGHT[min(max(int(nice), -20), 19) + 20]
 
 
+def _entries(path: Path) -> list[str]:
+    """A /proc directory's names, [] once it is gone: a process or thread may end between the
+    listing of its parent and the reading of its own (a walk's page stopped on that race)."""
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
 def _runnable(proc: Path, own: int) -> list[int] | None:
     """The nice values of the runnable threads of every process but `own`; None without /proc."""
     if not proc.is_dir():
         return None
     out = []
-    for stat in proc.glob("[0-9]*/task/[0-9]*/stat"):
-        if stat.parts[-4] == str(own):
+    for pid in _entries(proc):
+        if not pid.isdigit() or pid == str(own):
             continue
-        try:
-            rest = stat.read_text().rsplit(")", 1)[1].split()     # after the command's name, which may hold spaces
-        except (OSError, IndexError):
-            continue                 # the thread ended while it was read
-        if rest[0] == "R":
-            out.append(int(rest[16]))
+        for tid in _entries(proc / pid / "task"):
+            try:
+                rest = (proc / pid / "task" / tid / "stat").read_text().rsplit(")", 1)[1].split()   # after the name, which may hold spaces
+            except (OSError, IndexError):
+                continue                 # the thread ended while it was read
+            if rest[0] == "R":
+                out.append(int(rest[16]))
     return out
 
 

@@ -390,6 +390,25 @@ def structure_kind(text: str) -> str | None:
     return None
 
 
+HARTREE_EV, RYDBERG_EV = 27.211386, 13.605693
+_ENERGY_UNITS = ((re.compile(r"(^|[^a-z])(ha|hartrees?|e_?h|a\.?u\.?)([^a-z]|$)"), "Hartree", HARTREE_EV),
+                 (re.compile(r"(^|[^a-z])(ry|rydbergs?)([^a-z]|$)"), "Rydberg", RYDBERG_EV))
+_PER_EV = re.compile(r"(/|per\s*|_per_)\s*ev|ev\s*(\^|\*\*)?\s*-1|ev⁻¹", re.I)
+PLAUSIBLE_SITE_PEAK = 30.0      # states/eV: a site's DOS (Gaussian 0.2 eV) stays well below this; f peaks reach ~20
+
+
+def header_energy_unit(header: list[str]) -> tuple[str, float] | None:
+    """(name, eV per unit) when the energy column's header names Hartree or Rydberg ('E (Ha)',
+    'energy [Ry]', 'E_hartree'); None for eV or no unit. A file in Hartree spans ~1 unit, so a
+    wide one passed the span check and was read as eV without a word (a walk's −1.5…1 Ha)."""
+    if not header:
+        return None
+    name = header[0].lower()
+    if re.search(r"(^|[^a-z])ev([^a-z]|$)", name):
+        return None
+    return next(((unit, ev) for rx, unit, ev in _ENERGY_UNITS if rx.search(name)), None)
+
+
 def read_dos_table(data: bytes | str, notes: list | None = None, column: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """An uploaded (energy − E_F, DOS) table, checked: (energies ascending, DOS). Raises ValueError
     with the reason ('what — what to do'). Columns are split by commas, tabs or spaces; a file with
@@ -475,6 +494,16 @@ def read_dos_table(data: bytes | str, notes: list | None = None, column: str | N
                          "both spins" + (f" ({header[2]}, written negative as plots draw it, counted by its size)."
                                          if flipped else "."))
     e, g = a[:, 0], a[:, 1]
+    if unit := header_energy_unit(header):
+        # per Hartree, unless the DOS column says per eV: the curve keeps its integral, its electrons
+        name, ev = unit
+        dos_name = header[pick if pick is not None else 1] if len(header) > 1 else ""
+        per_ev = bool(_PER_EV.search(dos_name))
+        e = e * ev
+        g = g if per_ev else g / ev
+        if notes is not None:
+            notes.append(f"The energies are in {name} (the header's {header[0]!r}): converted to eV (× {ev:g})"
+                         + ("." if per_ev else f", and the DOS from states/{name} to states/eV (÷ {ev:g})."))
     bad = np.flatnonzero(~np.isfinite(a).all(1))
     if bad.size:
         rows = f"{bad.size} such row{'s' * (bad.size > 1)}"
@@ -506,6 +535,10 @@ def read_dos_table(data: bytes | str, notes: list | None = None, column: str | N
     if e[0] > 0 or e[-1] < 0:
         raise ValueError(f"the energies run from {e[0]:g} to {e[-1]:g} eV and do not reach E_F = 0 — give E − E_F "
                          "(subtract the Fermi energy from each energy)")
+    if notes is not None and (peak := float(np.max(g))) > PLAUSIBLE_SITE_PEAK:
+        notes.append(f"The DOS peaks at {peak:.3g} states/eV, more than one site's DOS reaches (under "
+                     f"{PLAUSIBLE_SITE_PEAK:g}): check that it is one site's DOS, in states/eV, with energies in eV "
+                     "(a total DOS of a cell, or a file in Hartree or Rydberg, reads this way).")
     return e, g
 
 

@@ -247,3 +247,31 @@ def test_an_empty_field_is_named_as_a_missing_value():
         dos.read_dos_table("E,DOS\n" + "\n".join(rows))
     with pytest.raises(ValueError, match="expected two columns"):
         dos.read_dos_table("E,DOS\n" + "\n".join(rows[:7] + ["-3.1"] + rows[8:]))
+
+
+def test_a_file_in_hartree_or_rydberg_is_read_by_its_header():
+    """A walk: a DOS in Hartree spanning −1.5…1 Ha passed the span check and was read as eV (a
+    target peaking at 75 'states/eV', searched to MAE 3.6). The energy column's header names the
+    unit: the energies go to eV, and a DOS per Hartree to per eV, so the curve keeps its electrons."""
+    e_ev = np.linspace(-9.5, 9.5, 300)
+    g_ev = 2.0 * np.exp(-((e_ev + 2.0) / 0.8) ** 2) + 0.3
+    for head, ev in (("E (Ha),DOS (states/Ha)", dos.HARTREE_EV), ("energy [Ry],dos", dos.RYDBERG_EV)):
+        rows = "\n".join(f"{x / ev:.8f},{y * ev:.8f}" for x, y in zip(e_ev, g_ev))
+        said = []
+        e, g = dos.read_dos_table(f"{head}\n{rows}", said)
+        assert np.allclose(e, e_ev, atol=1e-5) and np.allclose(g, g_ev, atol=1e-5)
+        assert len(said) == 1 and "converted to eV" in said[0] and "states/eV" in said[0]
+    # a DOS column that already says per eV keeps its values; an eV header changes nothing
+    rows = "\n".join(f"{x / dos.HARTREE_EV:.8f},{y:.8f}" for x, y in zip(e_ev, g_ev))
+    said = []
+    e, g = dos.read_dos_table(f"E_hartree,DOS_states_per_eV\n{rows}", said)
+    assert np.allclose(g, g_ev, atol=1e-6) and said == [f"The energies are in Hartree (the header's 'E_hartree'): "
+                                                         f"converted to eV (× {dos.HARTREE_EV:g})."]
+    rows = "\n".join(f"{x:.6f},{y:.6f}" for x, y in zip(e_ev, g_ev))
+    said = []
+    e, g = dos.read_dos_table(f"energy_minus_ef_eV,dos\n{rows}", said)
+    assert np.allclose(e, e_ev, atol=1e-6) and said == []
+    # read as eV, a Hartree curve's peak is far above any site's: said, not refused
+    said = []
+    dos.read_dos_table("E,DOS\n" + "\n".join(f"{x:.6f},{y * dos.HARTREE_EV:.6f}" for x, y in zip(e_ev, g_ev)), said)
+    assert len(said) == 1 and "peaks at 62.6 states/eV" in said[0]

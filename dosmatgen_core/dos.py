@@ -491,8 +491,10 @@ def read_dos_table(data: bytes | str, notes: list | None = None, column: str | N
         a = np.column_stack([a[:, 0], summed])
         if notes is not None:
             notes.append(f"The file's {header[1]} and {header[2]} columns are summed: the target is the DOS of "
-                         "both spins" + (f" ({header[2]}, written negative as plots draw it, counted by its size)."
-                                         if flipped else "."))
+                         "both spins" + (f" ({header[2]}, written negative as plots draw it, counted by its size)"
+                                         if flipped else "") + ". The DFT it is compared with is not "
+                         "spin-polarised: a magnetic site's moment is not in the labels or the checks, so its split "
+                         "bands are matched by a non-magnetic curve.")
     e, g = a[:, 0], a[:, 1]
     if unit := header_energy_unit(header):
         # per Hartree, unless the DOS column says per eV: the curve keeps its integral, its electrons

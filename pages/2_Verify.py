@@ -10,6 +10,7 @@ from studio.results import window_words, became_text, candidate_name, match_rows
 from studio.shared import formula
 from studio import nav
 from dosmatgen_core.candidates.words import twin_text
+from dosmatgen_core.labels.labeller import RECIPE_WORDS
 from dosmatgen_core.candidates.runs import structure_of
 from dosmatgen_core.scoring.verify import default_workers, relaxed_into, run_window
 
@@ -18,7 +19,7 @@ nav.inside_app()     # a page opened by its own URL on a fresh server runs throu
 st.title("Verify a candidate with DFT (GPAW)")
 load, cpus = state.cpu_load()
 busy = studio.slowdown(default_workers(), load, cpus)       # the prior was timed on a quiet CPU
-st.caption("The labelling recipe (PBE, LCAO dzp, Löwdin site projection) on the candidate as generated or, "
+st.caption(f"The labelling recipe ({RECIPE_WORDS}) on the candidate as generated or, "
            f"if asked, after a {studio.potential_label()} relaxation. Small cells take about "
            f"{studio.duration(studio.dft_seconds_prior() * busy)} here (relaxation included when asked for"
            + (f"; ×{busy:.1f} for the {studio.load_words(load, cpus)}" if busy >= 1.05 else "")

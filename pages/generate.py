@@ -13,6 +13,7 @@ from dosmatgen_core.scoring.search import site_index
 from dosmatgen_core.structures import StructureError, atoms_from_cif, to_structure
 from dosmatgen_core.scoring import certify
 from dosmatgen_core.scoring.verify import default_workers
+from dosmatgen_core.labels.labeller import RECIPE_WORDS
 from dosmatgen_core.paths import missing_mp_tables
 from studio import catalogue, state
 from studio.charts import dos_chart
@@ -36,7 +37,7 @@ with st.sidebar:
         st.error(e)
     st.caption("Model statistics and benchmarks: the Model page.")
     st.caption("Structures: Materials Project (CC BY 4.0). Method: DOSMatGen, arXiv:2504.06249. "
-               "DFT: GPAW (PBE, LCAO, Löwdin site projection).")
+               f"DFT: {RECIPE_WORDS}.")
 
 st.title("Generate structures for a target DOS")
 # the Generate button sits far down a long form: a newcomer with the example's target set can go straight there

@@ -191,6 +191,7 @@ def test_a_table_that_names_its_spins_is_summed_and_says_so():
         assert np.allclose(g, up + down, atol=1e-5), head
         assert notes and "summed" in notes[0] and head.replace(";", " ").replace(",", " ").split()[1] in notes[0]
         assert ("written negative" in notes[0]) == (sign < 0)
+        assert "not spin-polarised" in notes[0]       # a walk: nothing said the DFT it meets is non-magnetic
     # without spin names, three columns are not guessed at
     with pytest.raises(ValueError, match="3 numeric columns"):
         read_dos_table("E,a,b\n" + "\n".join(f"{x},{y},{z}" for x, y, z in zip(e, up, down)))

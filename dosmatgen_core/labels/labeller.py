@@ -30,6 +30,12 @@ from dosmatgen_core.structures import (ACTINIDES, LANTHANIDES, StructureError, a
 HARTREE_EV = 27.211386
 
 
+# How every DFT curve here was made, in words (the pages and the CLI name it once, from here). Not
+# spin-polarised: a magnetic site's curves are those of a non-magnetic solution (RECIPE.md).
+SPIN_WORDS = "not spin-polarised (both spins summed; a magnetic site's curve is that of a non-magnetic solution)"
+RECIPE_WORDS = f"GPAW, PBE, LCAO dzp, Löwdin site projection, {SPIN_WORDS}"
+
+
 @dataclass(frozen=True)
 class Recipe:
     """GPAW settings. The defaults are RECIPE.md's seed recipe; change them only with measurements."""

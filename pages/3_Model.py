@@ -1,6 +1,7 @@
 """Model: the shipped models' statistics and the latest benchmark result of each kind."""
 import json
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -13,6 +14,20 @@ nav.inside_app()     # a page opened by its own URL on a fresh server runs throu
 
 st.title("Models and benchmarks")
 st.caption(f"Device in use: {studio.device_label()}")
+
+
+# the held-out table's columns (studio.heldout_table's names), sized to show every value and heading
+# at 800 px (the main area is about 470 px wide there); each says more in its tooltip
+HELDOUT_COLUMNS = {
+    "_index": st.column_config.TextColumn("sites", width=70),
+    "sites": st.column_config.NumberColumn("count", width=55, format="%d", help="Held-out sites"),
+    "cosine": st.column_config.NumberColumn("cosine", width=60, format="%.3f"),
+    studio.METRIC_NAMES["mae"]: st.column_config.NumberColumn(
+        studio.METRIC_NAMES["mae"], width=115, format="%.3f", help="Mean absolute error over the whole grid"),
+    studio.METRIC_NAMES["mae_ef2"]: st.column_config.NumberColumn(
+        "MAE near E_F (states/eV)", width=160, format="%.3f",
+        help=studio.METRIC_NAMES["mae_ef2"].replace("E_F", "the Fermi level E_F")),
+}
 
 
 def card(path) -> dict:
@@ -30,9 +45,13 @@ with m2:
     h = pred.get("heldout", {}).get("all", {})
     if h:
         st.write(f"Held-out MAE {h.get('mae', float('nan')):.3f} states/eV, cosine {h.get('cosine', float('nan')):.3f}")
-    if "heldout" in pred:
-        # named in words, with units, as the results' tables name them
-        st.dataframe(studio.heldout_table(pred["heldout"]), width="stretch")
+if "heldout" in pred:
+    # the page's whole width, under both columns, named in words with units: in half the width the
+    # last column showed blank cells at 1280 px (its numbers sit at its right, past the cut edge) and
+    # the MAE column was gone at 800 px. Fixed widths that fit 800 px's 470 px, a tooltip each.
+    st.caption("The site-DOS predictor on held-out sites, by block of the periodic table; "
+               "MAE near E_F: within ±2 eV of the Fermi level.")
+    st.dataframe(studio.heldout_table(pred["heldout"]), width="content", column_config=HELDOUT_COLUMNS)
 for name, c in (("Generator model card", gen), ("Predictor model card", pred)):
     with st.expander(name):
         st.dataframe(studio.record_rows(c), hide_index=True, width="stretch")
@@ -46,18 +65,32 @@ if log.exists():
     # leading epochs far above the rest are left off, and a fine-tune (the card's warm start) says
     # it starts trained: both decided from the log and the card (figures.training_view)
     shown, note = viz.training_view(df, drawn, gen.get("warm_start"))
-    st.line_chart(shown.set_index("epoch")[drawn].rename(columns=names), x_label="epoch", y_label=studio.LOSS_AXIS)
+    # drawn with Altair rather than st.line_chart: its legend, one row at the chart's foot, ran past
+    # the right edge at 800 px and took the x-axis' last label with it; here the legend lists the
+    # curves one a line and the axis keeps its end labels inside the chart (labelFlush)
+    long = shown.melt("epoch", drawn, var_name="curve", value_name="loss")
+    long["curve"] = long["curve"].map(names)
+    line = alt.Chart().mark_line().encode(
+        x=alt.X("epoch:Q", title="epoch", scale=alt.Scale(nice=False, zero=False),
+                axis=alt.Axis(format="d", tickMinStep=1, labelFlush=True)),
+        y=alt.Y("loss:Q", title=studio.LOSS_AXIS),
+        color=alt.Color("curve:N", title=None, sort=[names[c] for c in drawn],
+                        legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=0)),
+        tooltip=["epoch:Q", "curve:N", alt.Tooltip("loss:Q", format=".3f")])
+    st.altair_chart(alt.layer(line, data=long), width="stretch")
     st.caption(note)
 
 st.subheader("Benchmarks: the latest result of each kind")
-latest = studio.latest_results()
+# dated by each record's own date, else the git commit that wrote it, never the file's modification
+# time (a checkout sets it: every undated record tied, and the oldest predictors record showed as latest)
+latest = studio.latest_results(studio.RESULTS_DIR)
 if not latest:
     st.info("No benchmark results yet: run `./run.sh dosmatgen bench generate` (or label / evaluate).")
 # current records first: a superseded one (measured before a fix) stays listed, marked as such
 latest = sorted(latest, key=lambda i: bool(i["record"].get("superseded")))
 st.dataframe([{"what it measures": studio.RESULT_KINDS.get(i["kind"], i["kind"]),
                "status": "superseded" if i["record"].get("superseded") else "current", "file": i["file"],
-               "date": i["date"].strftime("%Y-%m-%d %H:%M"),
+               "date": studio.date_text(i),
                "note": str(i["record"].get("note") or i["record"].get("superseded") or "")[:120]} for i in latest],
              hide_index=True, width="stretch")
 for item in latest:

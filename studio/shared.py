@@ -219,8 +219,8 @@ def result_kind(path: Path) -> str:
     return max(named, key=len) if named else stem.split("-")[0]
 
 
-def result_date(rec: dict, path: Path) -> dt.datetime:
-    """The record's own date (machine.date or date), else the file's modification time."""
+def own_date(rec: dict) -> dt.datetime | None:
+    """The record's own date (machine.date, else date), timezone-aware; None where it has none."""
     for d in ((rec.get("machine") or {}).get("date") if isinstance(rec.get("machine"), dict) else None, rec.get("date")):
         if isinstance(d, str):
             try:
@@ -228,7 +228,62 @@ def result_date(rec: dict, path: Path) -> dt.datetime:
                 return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
             except ValueError:
                 pass
-    return dt.datetime.fromtimestamp(Path(path).stat().st_mtime, dt.timezone.utc)
+    return None
+
+
+_COMMIT_DATES: dict[str, dt.datetime | None] = {}
+
+
+def commit_date(path: Path) -> dt.datetime | None:
+    """When the git commit that last wrote the file's content was made (a pure move is not a write:
+    the layout step moved every old record at once); None outside a git clone, without git, or for a
+    file no commit holds. Asked of git once a file per process. Never the file's modification time:
+    a checkout sets that, and it dated every undated record alike (the walk: the oldest of four
+    predictors records shown as the latest)."""
+    key = str(Path(path).resolve())
+    if key not in _COMMIT_DATES:
+        import subprocess
+        p = Path(key)
+        try:
+            out = subprocess.run(["git", "log", "-1", "--follow", "--diff-filter=AM", "--format=%cI", "--", p.name],
+                                 cwd=p.parent, capture_output=True, text=True, timeout=20).stdout.strip()
+            _COMMIT_DATES[key] = dt.datetime.fromisoformat(out) if out else None
+        except (OSError, ValueError, subprocess.SubprocessError):
+            _COMMIT_DATES[key] = None
+    return _COMMIT_DATES[key]
+
+
+def result_date(rec: dict, path: Path) -> tuple[dt.datetime | None, str]:
+    """(when the record was made, what says so): its own date ('record'), else the git commit that
+    wrote it ('git commit'), else (None, 'unknown'). Never the file's modification time."""
+    if (d := own_date(rec)) is not None:
+        return d, "record"
+    if (d := commit_date(path)) is not None:
+        return d, "git commit"
+    return None, "unknown"
+
+
+def date_text(item: dict, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A latest_results item's date as the Model page shows it: 'date unknown' without one, and
+    '(git commit)' after a date read from git rather than from the record."""
+    if item.get("date") is None:
+        return "date unknown"
+    return item["date"].strftime(fmt) + (" (git commit)" if item.get("dated_by") == "git commit" else "")
+
+
+def file_number(path) -> int:
+    """The last number in a file's stem ('predictors-0054' → 54), -1 without one: a series' later
+    files carry higher numbers."""
+    found = re.findall(r"\d+", Path(path).stem)
+    return int(found[-1]) if found else -1
+
+
+def newness(item: dict) -> tuple:
+    """How latest_results orders one kind's records, newest last: a known date before an unknown
+    one, then the date, then the number in the file's name, then the name (records of one date or
+    none: deterministic, the higher-numbered one newer)."""
+    d = item.get("date")
+    return (d is not None, d or dt.datetime.min.replace(tzinfo=dt.timezone.utc), file_number(item["file"]), item["file"])
 
 
 def heldout_table(heldout: dict) -> "pd.DataFrame":
@@ -279,9 +334,10 @@ RESULT_KINDS = {
 
 
 def result_title(item: dict) -> str:
-    """'DFT truth: every method checked with GPAW (truth-b.json, 2026-12-04)'."""
+    """'DFT truth: every method checked with GPAW (truth-b.json, 2026-12-04)'; 'date unknown' for a
+    record with no date of its own and none in git."""
     what = RESULT_KINDS.get(item["kind"], item["kind"])
-    return f"{what} ({item['file']}, {item['date']:%Y-%m-%d})"
+    return f"{what} ({item['file']}, {date_text(item, '%Y-%m-%d')})"
 
 
 # a word of a record's key → the unit its value is in (the first word found, in this order: a time
@@ -338,7 +394,8 @@ def record_rows(rec: dict) -> list[dict]:
 
 
 def latest_results(folder: Path = RESULTS_DIR) -> list[dict]:
-    """The newest record of each kind: [{kind, file, date, record}], sorted by kind."""
+    """The newest record of each kind (newness): [{kind, file, date, dated_by, record}], sorted by
+    kind; date is None where neither the record nor git says when it was made (dated_by 'unknown')."""
     best: dict[str, dict] = {}
     for f in sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []:
         try:
@@ -347,8 +404,9 @@ def latest_results(folder: Path = RESULTS_DIR) -> list[dict]:
             continue
         if not isinstance(rec, dict):
             continue
-        item = {"kind": result_kind(f), "file": f.name, "date": result_date(rec, f), "record": rec}
-        if item["kind"] not in best or item["date"] > best[item["kind"]]["date"]:
+        date, dated_by = result_date(rec, f)
+        item = {"kind": result_kind(f), "file": f.name, "date": date, "dated_by": dated_by, "record": rec}
+        if item["kind"] not in best or newness(item) > newness(best[item["kind"]]):
             best[item["kind"]] = item
     return [best[k] for k in sorted(best)]
 

@@ -1465,6 +1465,120 @@ def test_the_training_charts_legend_and_axis_are_short_enough_to_read_whole():
     assert len([c.value for c in at.caption if "lattice, coordinate and atom-type terms" in c.value]) == 1
 
 
+def _undated_predictors(folder: Path, names=("predictors-0037.json", "predictors-0054.json", "predictors.json")):
+    """Records without a date of their own, one modification time for all (a checkout's)."""
+    import os
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_text(json.dumps({"runs": {}, "note": name}))
+    for name in names:
+        os.utime(folder / name, (1_800_000_000, 1_800_000_000))
+    return dt.datetime.fromtimestamp(1_800_000_000, dt.timezone.utc)
+
+
+def test_undated_records_of_one_checkout_time_are_not_dated_by_it_and_the_highest_numbered_is_latest(tmp_path):
+    """The walk: a record without a date was dated by its file's modification time, which a checkout
+    sets; the four predictors records tied and the oldest, predictors-0037.json, showed as latest."""
+    mtime = _undated_predictors(tmp_path)                # no git here: the date is unknown, not invented
+    (item,) = studio.latest_results(tmp_path)
+    assert item["file"] == "predictors-0054.json"
+    assert item["date"] is None and item["dated_by"] == "unknown" and item["date"] != mtime
+    assert studio.date_text(item) == "date unknown" and studio.result_title(item).endswith("(predictors-0054.json, date unknown)")
+    # a record's own date wins over any guess, and a dated record is newer than an undated one
+    (tmp_path / "predictors-0001.json").write_text(json.dumps({"machine": {"date": "2026-01-01T00:00:00+00:00"}}))
+    (item,) = studio.latest_results(tmp_path)
+    assert item["file"] == "predictors-0001.json" and item["dated_by"] == "record"
+
+
+def test_an_undated_record_is_dated_by_the_git_commit_that_wrote_it_not_by_a_later_move(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    if not shutil.which("git"):
+        pytest.skip("no git")
+    repo = tmp_path / "repo"
+    _undated_predictors(repo / "bench", ("predictors-0054.json", "predictors-0037.json"))
+
+    def git(*args, when="2026-01-01T00:00:00+00:00"):
+        env = dict(os.environ, GIT_AUTHOR_DATE=when, GIT_COMMITTER_DATE=when)
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", *args],
+                       cwd=repo, env=env, check=True, capture_output=True)
+    git("init", "-q")
+    # written in the other order than their numbers: git knows which is newer
+    git("add", "bench/predictors-0054.json")
+    git("commit", "-qm", "54", when="2026-01-01T00:00:00+00:00")
+    git("add", "bench/predictors-0037.json")
+    git("commit", "-qm", "37", when="2026-02-01T00:00:00+00:00")
+    git("mv", "bench", "results")                         # a later move (the layout step) writes nothing
+    git("commit", "-qm", "move", when="2026-03-01T00:00:00+00:00")
+    mtime = _undated_predictors(repo / "results", ())
+    for f in (repo / "results").glob("*.json"):
+        os.utime(f, (1_800_000_000, 1_800_000_000))
+    (item,) = studio.latest_results(repo / "results")
+    assert item["file"] == "predictors-0037.json" and item["dated_by"] == "git commit"
+    assert item["date"] == dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc) != mtime
+    assert studio.date_text(item) == "2026-02-01 00:00 (git commit)"
+
+
+def test_the_shipped_predictors_records_carry_their_dates_and_the_newest_is_shown(tmp_path, monkeypatch):
+    """The walk: predictors-0037.json (0.230, an earlier predictor) showed as the latest and
+    predictors-0054.json was hidden; predictor-gpu-variants.json and semi_supervised.json had the
+    same invented date."""
+    for name in ("predictors-0037", "predictors-0045", "predictors-0054", "predictors", "predictor-gpu-variants",
+                 "semi_supervised"):
+        rec = json.loads((studio.RESULTS_DIR / f"{name}.json").read_text())
+        assert studio.own_date(rec) is not None and len(rec["commit"]) == 40, name
+    latest = {i["kind"]: i for i in studio.latest_results()}
+    assert latest["predictors"]["file"] == "predictors-0054.json" and latest["predictors"]["dated_by"] == "record"
+    at = app_page("3_Model.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(d.value for d in at.dataframe if "what it measures" in d.value.columns)
+    row = table[table["file"].str.startswith("predictors")]
+    assert list(row["file"]) == ["predictors-0054.json"] and list(row["date"]) == ["2026-11-27 04:57"]
+    # the page reads the folder the app names: undated records there say so on the page
+    mtime = _undated_predictors(tmp_path)
+    monkeypatch.setattr(studio, "RESULTS_DIR", tmp_path)
+    at = app_page("3_Model.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(d.value for d in at.dataframe if "what it measures" in d.value.columns)
+    assert list(table["file"]) == ["predictors-0054.json"] and list(table["date"]) == ["date unknown"]
+    assert mtime.strftime("%Y-%m-%d") not in " ".join(e.label for e in at.expander)
+
+
+def test_the_predictors_held_out_table_spans_the_page_in_widths_that_fit_800_px():
+    """The walk: in half the page's width the 'MAE within ±2 eV of E_F' column showed blank cells at
+    1280 px (its numbers sat past the cut edge) and the MAE column was gone at 800 px, where the main
+    area is about 470 px wide."""
+    at = app_page("3_Model.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    ef2 = studio.METRIC_NAMES["mae_ef2"]
+    (held,) = [d for d in at.dataframe if ef2 in d.value.columns]
+    assert not [d for col in at.columns for d in col.dataframe if ef2 in d.value.columns]     # not in a half column
+    config = json.loads(held.proto.columns)
+    shown = ["_index", *held.value.columns]
+    assert all(config[c].get("width") for c in shown), config
+    assert sum(config[c]["width"] for c in shown) <= 470
+    assert all(config[c].get("label") for c in shown) and "E_F" in config[ef2]["label"]
+
+
+def test_the_training_charts_legend_lists_one_curve_a_line_and_its_axis_keeps_its_end_labels():
+    """The walk at 800 px: the legend, one row at the chart's foot, ran past the right edge and the
+    x-axis' last label was cut."""
+    at = app_page("3_Model.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    charts = at.get("vega_lite_chart")
+    if not charts:
+        pytest.skip("no training log in this checkout")
+    (layer,) = json.loads(charts[0].proto.spec)["layer"]
+    legend = layer["encoding"]["color"]["legend"]
+    assert legend["direction"] == "vertical" and legend["orient"] == "bottom"
+    assert layer["encoding"]["x"]["axis"]["labelFlush"] is True
+
+
 def test_a_known_site_is_named_by_its_formula_even_when_the_listing_lags_the_database(tmp_path, monkeypatch):
     """The walk: with the database rebuilt under a running app, its cached listing lacked a new label,
     and the known-sites table named that row 'gen:c707d13ae5c1d97fe6b9'."""

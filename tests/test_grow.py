@@ -521,3 +521,100 @@ def test_the_rounds_verb_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert err == [f"error: no run store at {tmp_path / 'none.db'} — generate a run first, or give --runs PATH",
                    "error: --rounds 9 is out of range — give 0 to 5",
                    "error: --top 0 is out of range — give 1 to 10 candidates to check per round"]
+
+
+FEPT_COPY = "gen:8351fc56e6a19ecccd39"       # a candidate that relaxed into FePt (mp-2260), labelled under its own id
+
+
+def test_generate_leaves_the_reference_out_of_its_seeds_as_the_app_does():
+    """A walk: `dosmatgen generate --ref mp-2260 --site 0` grew from FePt itself ('Substitution of
+    FePt · mp-2260, whose Fe site 0 has DFT MAE 0.000'), where the app never seeds from the
+    reference nor a copy of it. Left out by default now; --include-ref keeps it; --exclude-ref,
+    which older scripts pass, is the default."""
+    p = _parser()
+
+    def kw_of(*argv):
+        return cli_generate._targets_and_template(p.parse_args(["generate", *argv]), DB_URL)[0]
+    kw = kw_of("--ref", "mp-2260", "--site", "0")
+    assert kw["seed_exclude"] == ["mp-2260"] and kw["reference_id"] == "mp-2260"
+    seeds = [s.hit.material_id for s in Request(mode="seeded", **kw).seeds()]
+    assert len(seeds) == cli_generate.SHIPPED.n_seeds and not {"mp-2260", FEPT_COPY} & set(seeds)
+    assert kw_of("--ref", "mp-2260", "--site", "0", "--exclude-ref")["seed_exclude"] == ["mp-2260"]
+    kept = kw_of("--ref", "mp-2260", "--site", "0", "--include-ref")
+    assert not kept.get("seed_exclude") and kept["reference_id"] == "mp-2260"
+    assert [s.hit.material_id for s in Request(mode="seeded", **kept).seeds()][0] == "mp-2260"
+    # every mode records it, so that later rounds never seed from it (as the app's request does)
+    assert kw_of("--mode", "masked", "--ref", "mp-2260", "--site", "0")["seed_exclude"] == ["mp-2260"]
+    assert kw_of()["seed_exclude"] == [PRESET_ID]          # the example, as the app's preset
+    with pytest.raises(SystemExit):
+        p.parse_args(["generate", "--include-ref", "--exclude-ref"])
+
+
+def test_a_dos_file_names_no_material_to_leave_out(tmp_path):
+    curve = open_db(DB_URL).get("mp-2260").site_dos[0]
+    f = tmp_path / "fe.csv"
+    f.write_text("E,DOS\n" + "\n".join(f"{e},{g}" for e, g in zip(dosmod.GRID, curve)))
+    kw, _ = cli_generate._targets_and_template(_parser().parse_args(["generate", "--target-csv", str(f)]), DB_URL)
+    assert not kw.get("seed_exclude") and "reference_id" not in kw
+
+
+def test_a_run_draws_at_most_the_apps_candidates(tmp_path, capsys, monkeypatch):
+    """The app's Candidates box stops at 100; the CLI took 1000. One cap now, said in one line
+    before any model loads."""
+    import re
+
+    from dosmatgen_core.cli import main
+    from dosmatgen_core.model import checkpoint
+    from dosmatgen_core.settings import SHIPPED
+
+    def reached(*a, **k):
+        raise RuntimeError("reached the model")
+    monkeypatch.setattr(checkpoint, "load_model", reached)
+    cap = cli_generate.MAX_CANDIDATES
+    argv = ["generate", "--mode", "unconditional", "--runs", str(tmp_path / "r.db"), "--no-novelty", "--n"]
+    assert main([*argv, str(cap + 1)]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: --n {cap + 1}: a run draws at most {cap} candidates, as in "
+                                               f"the app — give --n {cap} or fewer (or several runs, each with its "
+                                               "own --seed)")
+    assert main([*argv, str(cap)]) == 1 and "reached the model" in capsys.readouterr().err
+    # the page's cap is the same number (a literal there, or the shipped setting once it is one)
+    page = (Path(__file__).parents[1] / "pages" / "generate.py").read_text()
+    (shown,) = re.findall(r'number_input\("Candidates", 1, ([^,]+),', page)
+    assert (int(shown) if shown.strip().isdigit() else
+            shown.strip().endswith("SHIPPED.max_candidates") and SHIPPED.max_candidates) == cap == 100
+
+
+def _hint_run(origins: str, **changes) -> dict:
+    """A run-like record: one valid new candidate per letter of origins (s: a swap, g: a draw), in
+    rank order; changes: rank → fields to set."""
+    cands = [{"rank": r, "formula": "Au3Ni", "spacegroup": {"0.1": "Pm-3m"}, "structurally_valid": True,
+              "n_atoms": 4, "novel": True, "unique": True, "site_to_target": {},
+              "origin": "substitution" if o == "s" else "generator"} for r, o in enumerate(origins, 1)]
+    for r, fields in changes.items():
+        cands[int(r[1:]) - 1].update(fields)
+    return {"id": "r1", "candidates": cands}
+
+
+def test_the_closing_hint_names_the_checks_that_rounds_runs():
+    """A walk: the hint said 'GPAW checks of the top 3' and `dosmatgen rounds RUN --rounds 0` checked
+    six (the top 3, then each kind's best, SHIPPED.dft_per_source). It names the ranks that
+    command checks now, picked by the app's certify.pick."""
+    from dosmatgen_core.settings import SHIPPED
+    top = SHIPPED.dft_top
+    run = _hint_run("sssgggsg")
+    hint = cli_generate.ranked_lines(run, True)[-1]
+    ranks = certify.pick(run, top, per_source=SHIPPED.dft_per_source)
+    assert ranks == [1, 2, 3, 4, 5, 6] and SHIPPED.dft_per_source and top == 3
+    assert hint == (f"(predicted by the site-DOS predictor; GPAW checks of #1, #2, #3, #4, #5, #6 (the top {top} and "
+                    f"the best {top} of each kind, the model's draws and the swaps): dosmatgen rounds r1 --rounds 0)")
+    # a known structure with a stored label is not checked again: the ranks say so, as the command does
+    run = _hint_run("sssgggsg", r2={"novel": False, "matches": "mp-1"})
+    hint = cli_generate.ranked_lines(run, True, labelled=frozenset({"mp-1"}))[-1]
+    assert "checks of #1, #3, #4, #5, #6, #7 (" in hint
+    assert sorted(certify.pick(run, labelled=frozenset({"mp-1"}))) == [1, 3, 4, 5, 6, 7]
+    run = _hint_run("gggg")          # one kind: the best 3 alone
+    assert "GPAW checks of #1, #2, #3 (the top 3 that qualify): dosmatgen rounds r1" in \
+        cli_generate.ranked_lines(run, True)[-1]
+    run = _hint_run("gg", r1={"structurally_valid": False}, r2={"structurally_valid": False})
+    assert cli_generate.ranked_lines(run, True)[-1] == ("(predicted by the site-DOS predictor; no GPAW check to run: "
+                                                       "none of the 2 candidates qualifies (2 with invalid geometry))")

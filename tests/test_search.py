@@ -148,13 +148,14 @@ def test_shipped_database_index_and_cli(tmp_path, capsys):
     again = site_index(DB_URL, cache_dir=tmp_path)
     assert np.array_equal(again.curves, index.curves) and list(again.material_ids) == list(index.material_ids)
     assert len(index) > 10000 and list(tmp_path.glob("site-index-*.npz"))
-    assert cli_main(["search", "--ref", "L12-Au3Ni-chgnet", "--site", "0", "--top", "3", "--all-sites"]) == 0
+    assert cli_main(["search", "--ref", "L12-Au3Ni-chgnet", "--site", "0", "--top", "3", "--all-sites",
+                     "--include-ref"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["target"]["element"] == "Ni" and out["units"]["mae"].startswith("states/eV")
     assert out["hits"][0]["material_id"] == "L12-Au3Ni-chgnet" and out["hits"][0]["mae"] == pytest.approx(0, abs=1e-6)
     # named as `materials` and the app name them (a walk: 'ClNa' here, 'NaCl' there)
     assert out["hits"][0]["formula"] == "Au3Ni" and out["hits"][0]["name"] == "Au3Ni · L1₂ · relaxed"
-    assert cli_main(["search", "--ref", "mp-22862", "--site", "0", "--top", "1", "--all-sites"]) == 0
+    assert cli_main(["search", "--ref", "mp-22862", "--site", "0", "--top", "1", "--all-sites", "--include-ref"]) == 0
     assert json.loads(capsys.readouterr().out)["hits"][0]["formula"] == "NaCl"
     assert cli_main(["search", "--ref", "L12-Au3Ni-chgnet", "--site", "0", "--exclude-self"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -189,6 +190,34 @@ def test_shipped_database_index_and_cli(tmp_path, capsys):
     assert out["hits"][0]["mae"] == pytest.approx(0.0, abs=1e-4) and "the target's window" in out["units"]["mae"]
     assert (index.material_ids[5], index.sites[5]) == (out["hits"][0]["material_id"], out["hits"][0]["site"]) or \
         np.abs(index.curves[index.row_of[out["hits"][0]["material_id"], out["hits"][0]["site"]]] - index.curves[5])[keep].max() < 1e-4
+
+
+def test_a_target_from_a_reference_leaves_it_and_its_copies_out_as_the_app_does(capsys):
+    """A walk: `dosmatgen search --ref mp-2260 --site 0` ranked FePt itself first at MAE 0, and the
+    app's known-sites table never lists it. The reference is left out by default (its DFT-checked
+    copy gen:8351… too, as the app's table drops it); --include-ref keeps both; --exclude-self, which
+    older scripts pass, is the default."""
+    copy = "gen:8351fc56e6a19ecccd39"         # a candidate that relaxed into FePt, labelled under its own id
+    assert cli_main(["search", "--ref", "mp-2260", "--site", "0", "--top", "3"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    ids = [h["material_id"] for h in out["hits"]]
+    assert out["excluded"] == ["mp-2260"] and out["excluded_copies"] == [copy]
+    assert len(ids) == 3 and "mp-2260" not in ids and copy not in ids
+    assert "FePt" not in {h["formula"] for h in out["hits"]}
+    assert cli_main(["search", "--ref", "mp-2260", "--site", "0", "--top", "3", "--exclude-self"]) == 0
+    assert json.loads(capsys.readouterr().out)["hits"] == out["hits"]
+    assert cli_main(["search", "--ref", "mp-2260", "--site", "0", "--top", "3", "--include-ref"]) == 0
+    kept = json.loads(capsys.readouterr().out)
+    assert kept["excluded"] == [] and kept["excluded_copies"] == []
+    assert kept["hits"][0]["material_id"] == "mp-2260" and kept["hits"][0]["mae"] == 0
+    # every site of the reference, and of its copies, with --all-sites too
+    assert cli_main(["search", "--ref", "mp-2260", "--site", "0", "--top", "6", "--all-sites"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["hits"]) == 6 and not {"mp-2260", copy} & {h["material_id"] for h in out["hits"]}
+    assert cli_main(["search", "--ref", "mp-2260", "--site", "0", "--top", "6", "--all-sites", "--include-ref"]) == 0
+    assert {"mp-2260", copy} <= {h["material_id"] for h in json.loads(capsys.readouterr().out)["hits"]}
+    assert cli_main(["search", "--ref", "mp-2260", "--site", "0", "--include-ref", "--exclude-self"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_a_window_given_on_the_command_line_narrows_the_comparison(capsys):

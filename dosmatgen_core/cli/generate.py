@@ -15,6 +15,13 @@ from pathlib import Path
 from dosmatgen_core.paths import MODEL_PATH, PREDICTOR_PATH
 from dosmatgen_core.settings import PRESET_ID, SHIPPED
 
+# What the app does, said once for every verb here. The Generate page holds neither as a setting
+# (pages/generate.py): a target taken from a reference material's site never seeds from that material,
+# nor lists it (or a copy of it) among its known sites; and its Candidates box stops at 100. Read from
+# settings.py once SHIPPED holds them under these names.
+LEAVE_OUT_REFERENCE: bool = getattr(SHIPPED, "leave_out_reference", True)
+MAX_CANDIDATES: int = getattr(SHIPPED, "max_candidates", 100)
+
 
 def _trusting(loader, trust: bool) -> dict:
     """trust= for a model loader that takes it (all three do once checkpoint trust is in)."""
@@ -294,6 +301,8 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
             target = ref.site_dos[site]
             kw["target_source"] = site_curve_name("dft", formula(ref.formula), site, element)
             kw["reference_id"] = ref_id
+            if not args.include_ref:    # in every mode: the rounds grown after it never seed from it either
+                kw["seed_exclude"] = [ref_id]
         else:
             predict_from = (ref, site)
             kw["target_source"] = site_curve_name("predicted", formula(ref.composition.reduced_formula), site, element)
@@ -339,8 +348,6 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
             say(f"--element not given: the conditioned atoms are {el}, "
                 + ("the target atom's element" if element else "the element of the closest known site"))
         kw["fixed"] = {i: el for i in kw["cond_sites"]}
-    if args.exclude_ref and not (args.target_csv or args.target_vasprun) and not checks.is_structure_path(ref_id):
-        kw["seed_exclude"] = [ref_id]       # in every mode: the rounds grown after it never seed from it either
     # titled as the app titles its runs, so that a round grown from it reads 'target: … · grown from …'
     kw.setdefault("title", f"target: {kw['target_source']}" if "target_source" in kw
                   else "no target (unconditional baseline)")
@@ -352,6 +359,17 @@ def _ase_structure(atoms):
     return to_structure(atoms)
 
 
+def check_run_size(n) -> int:
+    """--n, checked: at most MAX_CANDIDATES, as the app's Candidates box (the library takes more)."""
+    from dosmatgen_core import checks
+    x = checks.check_candidates(n)
+    if x > MAX_CANDIDATES:
+        raise checks.UserError(f"--n {x}: a run draws at most {MAX_CANDIDATES} candidates, as in the app",
+                               f"give --n {MAX_CANDIDATES} or fewer (or several runs, each with its own --seed)",
+                               "n_candidates")
+    return x
+
+
 def _generate(args) -> int:
     """Condition site(s) of a new structure on a target DOS and store the run."""
     import numpy as np
@@ -360,11 +378,12 @@ def _generate(args) -> int:
     db_url = DB_URL
     # 1. everything the user typed, before any model loads
     particles = 1 if args.mode == "unconditional" else checks.check_particles(args.particles)
-    req_kw = dict(mode=args.mode, n_atoms=checks.check_atoms(args.n_atoms), n_candidates=checks.check_candidates(args.n),
+    req_kw = dict(mode=args.mode, n_atoms=checks.check_atoms(args.n_atoms), n_candidates=check_run_size(args.n),
                   guidance=checks.check_guidance(args.w), steps=checks.check_steps(args.steps),
                   particles=particles, steer=checks.check_steer(args.steer), seed=checks.check_seed(args.seed),
                   device=checks.check_device(args.device))
     from dosmatgen_core.candidates.pipeline import Request, check_novelty_tables, run_generation, shipped_guide
+    from dosmatgen_core.scoring.search import site_index
     store = _store(args.runs)
     if not args.no_novelty:
         check_novelty_tables()
@@ -392,7 +411,9 @@ def _generate(args) -> int:
     print(file=sys.stderr)
     print(json.dumps({"run": run["id"], **run["summary"], "units": SUMMARY_UNITS}, indent=2))
     # the ranking for people, on stderr: stdout stays one JSON document
-    for line in ranked_lines(run, req.mode != "unconditional"):
+    has_target = req.mode != "unconditional"
+    labelled = frozenset(site_index(db_url).code_of) if has_target else frozenset()   # as `dosmatgen rounds`
+    for line in ranked_lines(run, has_target, labelled=labelled):
         print(line, file=sys.stderr)
     if run.get("saved_to"):
         print(f"warning: {run['store_error']}; the run is kept in {run['saved_to']} instead", file=sys.stderr)
@@ -404,10 +425,11 @@ SUMMARY_UNITS = {"mae": "states/eV, predicted by the site-DOS predictor (not DFT
                  "e_above_hull": "eV/atom"}
 
 
-def ranked_lines(run: dict, has_target: bool, top: int = 10) -> list[str]:
+def ranked_lines(run: dict, has_target: bool, top: int = 10, labelled: frozenset = frozenset()) -> list[str]:
     """The run's first candidates as a person reads them: formula, space group, geometry, charge
     balance (intermetallics need none), novelty and, with a target, the predicted MAE of the atom
-    carrying it; then the way to their DFT check."""
+    carrying it; then the way to their DFT check, naming the ranks it checks (check_words).
+    labelled: the reference db's ids, as `dosmatgen rounds` passes them to certify.pick."""
     from dosmatgen_core.candidates.runs import structure_of
     from dosmatgen_core.candidates.words import NOVEL_NOTE, origin_text
     from dosmatgen_core.names import formula
@@ -431,9 +453,26 @@ def ranked_lines(run: dict, has_target: bool, top: int = 10) -> list[str]:
         out.append(f"({NOVEL_NOTE})")
     if run["candidates"] and has_target:
         # a predicted number stands beside the way to its DFT check
-        out.append(f"(predicted by the site-DOS predictor; GPAW checks of the top {SHIPPED.dft_top}: "
-                   f"dosmatgen rounds {run['id']} --rounds 0)")
+        out.append(f"(predicted by the site-DOS predictor; {check_words(run, labelled)})")
     return out
+
+
+def check_words(run: dict, labelled: frozenset = frozenset()) -> str:
+    """What `dosmatgen rounds RUN --rounds 0` checks with its defaults, as the app picks them
+    (certify.pick: the top SHIPPED.dft_top, then as many of each kind's best): 'GPAW checks of #1,
+    #2, #3, #5 (the top 3 and the best 3 of each kind, …): dosmatgen rounds …'. A
+    walk read 'the top 3' and the command checked six."""
+    from dosmatgen_core.scoring import certify
+    ranks = certify.pick(run, certify.DEFAULT_TOP, labelled=labelled, per_source=certify.PER_SOURCE)
+    if not ranks:
+        return f"no GPAW check to run: {certify.nothing_to_check(run, labelled=labelled)}"
+    top = certify.DEFAULT_TOP
+    kinds = {certify.source_of(c) for c in run["candidates"] if c["rank"] in ranks}
+    why = (f"the top {top} and the best {top} of each kind, the model's draws and the swaps"   # the app's words
+           if certify.PER_SOURCE and len(kinds) > 1 else f"the top {top} that qualify")
+    listed = ", ".join(f"#{r}" for r in sorted(ranks))       # in rank order; the checks start with the best
+    return (f"GPAW check{'s' * (len(ranks) != 1)} of {listed} ({why}): "
+            f"dosmatgen rounds {run['id']} --rounds 0")
 
 
 def _evaluate(args) -> int:
@@ -465,6 +504,19 @@ def _evaluate(args) -> int:
                       "predictor": str(args.predictor or PREDICTOR_PATH),
                       "predictor_sha256": predictor.card.get("sha256")}, indent=2))
     return 0
+
+
+def add_reference_flags(parser, include_help: str, old_flags: tuple = ("--exclude-ref",)) -> None:
+    """--include-ref, and the flag older scripts pass to leave the reference out (generate's
+    --exclude-ref, search's --exclude-self): one switch, args.include_ref, defaulting to what the app
+    does (LEAVE_OUT_REFERENCE). It applies where the target is a reference material's site."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--include-ref", dest="include_ref", action="store_true", default=not LEAVE_OUT_REFERENCE,
+                       help=include_help)
+    group.add_argument(*old_flags, dest="include_ref", action="store_false",
+                       help="leave the reference material out" + (
+                           ": the default, as in the app (kept so that older scripts run; it changes nothing)"
+                           if LEAVE_OUT_REFERENCE else ""))
 
 
 def add_parsers(sub) -> None:
@@ -501,9 +553,8 @@ def add_parsers(sub) -> None:
                     default=SHIPPED.mode, help="seeded (default): grow from the known structures whose site is "
                     "closest to the target; masked: new cells, the --cond atoms conditioned; template: a noised "
                     "--template; fixed_type: masked with the --element kept; unconditional: the baseline")
-    ge.add_argument("--exclude-ref", action="store_true",
-                    help="never seed from the reference itself (look for other structures): the seeded "
-                    "mode's seeds and the known sites of later rounds (dosmatgen rounds)")
+    add_reference_flags(ge, "seed from the reference material too (the app never does): its seeds and the "
+                        "known sites of later rounds (dosmatgen rounds) may then be it or a copy of it")
     ge.add_argument("--seeds", type=int, default=SHIPPED.n_seeds, help="seeded: known structures used as templates")
     ge.add_argument("--seed-by", default=SHIPPED.seed_by, help="seeded: take the known sites closest by mae "
                     "(states/eV) or by cosine (shape, whatever the height)")
@@ -543,8 +594,8 @@ def add_parsers(sub) -> None:
                          "(0 keeps it, 1 keeps nothing)")
     ge.add_argument("--pin", type=int, nargs="*", help="template: atoms kept exactly where they are")
     ge.add_argument("--n", type=int, default=SHIPPED.n_candidates,
-                    help="candidates to draw (seeded mode ranks the seeds' same-group swaps beside them: "
-                         "see --substitutions)")
+                    help=f"candidates to draw, at most {MAX_CANDIDATES} as in the app (seeded mode ranks the "
+                         "seeds' same-group swaps beside them: see --substitutions)")
     ge.add_argument("--w", type=float, default=SHIPPED.guidance, help="guidance weight")
     ge.add_argument("--steps", type=int, default=SHIPPED.steps, help="denoising steps per candidate")
     ge.add_argument("--particles", type=int, default=SHIPPED.particles,

@@ -49,14 +49,45 @@ def _search(args) -> int:
         window = given_window(args.window, window)
     source["window_ev"] = list(window) if window else None      # where the hits were compared
     exclude = set(args.exclude or [])
-    if args.exclude_self and args.ref:
+    if args.ref and not args.include_ref:       # as the app's table of known sites: never the target itself
         exclude.add(args.ref)
-    hits = site_index(db_url).search(target, top=args.top, by=args.by, align_shift=args.align_shift,
-                                     exclude=exclude, element=element,
-                                     per_structure=not args.all_sites, window=window)
+    hits, copies = without_copies(site_index(db_url), db_url, target, args.top, exclude, by=args.by,
+                                  align_shift=args.align_shift, element=element,
+                                  per_structure=not args.all_sites, window=window)
     print(json.dumps({"target": source, "by": args.by, "align_shift": args.align_shift, "units": hit_units(window),
-                      "excluded": sorted(exclude), "hits": [named_hit(h) for h in hits]}, indent=1, ensure_ascii=False))
+                      "excluded": sorted(exclude), "excluded_copies": copies, "hits": [named_hit(h) for h in hits]},
+                     indent=1, ensure_ascii=False))
     return 0
+
+
+def without_copies(index, db_url: str, target, top: int, exclude: set, **search) -> tuple[list, list[str]]:
+    """index.search's top hits with no site of an excluded material, nor of a copy of one under
+    another id (seeding.drop_copies: a candidate that relaxed into the reference and was DFT-checked
+    is a label of its own), as the app's known sites and the seeds leave them out; and the ids of
+    the copies left out above the last hit kept."""
+    import functools
+
+    from dosmatgen_core.candidates.seeding import drop_copies
+    from dosmatgen_core.labels.reference_db import open_db
+    from dosmatgen_core.structures import to_structure
+    db = open_db(str(db_url))
+
+    @functools.lru_cache(maxsize=None)
+    def structure_of(mid: str):
+        return to_structure(db.get(mid).atoms)
+    left_out = [structure_of(m) for m in sorted(exclude) if m in index.code_of]
+    want = top
+    while True:
+        hits = index.search(target, top=want, exclude=exclude, **search)
+        kept = drop_copies(hits, left_out, structure_of) if left_out else hits
+        if len(kept) >= top or len(hits) < want:
+            break
+        want *= 2
+    kept = kept[:top]
+    shown = {id(h) for h in kept}
+    last = max((k for k, h in enumerate(hits) if id(h) in shown), default=len(hits) - 1)
+    copies = list(dict.fromkeys(h.material_id for h in hits[:last + 1] if id(h) not in shown))
+    return kept, copies
 
 
 def named_hit(hit) -> dict:
@@ -86,6 +117,7 @@ def _materials(args) -> int:
 
 
 def add_parsers(sub) -> None:
+    from dosmatgen_core.cli.generate import add_reference_flags
     ma = sub.add_parser("materials", help="list the labelled materials (the ids --ref takes) by id, formula or elements")
     ma.add_argument("text", nargs="*", help="an id (mp-22862), a formula (NaCl) or elements (Au Ni); none: all")
     ma.add_argument("--max-atoms", type=int, default=None, help="only cells of at most this many atoms")
@@ -107,8 +139,10 @@ def add_parsers(sub) -> None:
     se.add_argument("--by", choices=["mae", "cosine"], default="mae", help="rank by MAE (states/eV) or by shape")
     se.add_argument("--align-shift", action="store_true", help="allow a rigid shift of up to ±1 eV per site")
     se.add_argument("--element", default=None, help="only sites of this element")
-    se.add_argument("--exclude", action="append", help="leave out this material id (repeat)")
-    se.add_argument("--exclude-self", action="store_true", help="leave out the reference material itself")
+    se.add_argument("--exclude", action="append", help="leave out this material id, and its copies under other ids "
+                    "(repeat)")
+    add_reference_flags(se, "with --ref: list the reference material itself (and its copies) too, its own "
+                            "site first at MAE 0 (the app never does)", ("--exclude-self", "--exclude-ref"))
     se.add_argument("--all-sites", action="store_true", help="list every matching site, not the best one per material")
     se.add_argument("--db", default=None, help="reference database (default the shipped one)")
     se.set_defaults(func=_search)

@@ -50,6 +50,9 @@ class Shipped:
                                    # bar); further rounds grow from the best check while it stays below
     max_rounds: int = 5            # ... at most this many (each a generation and its DFT checks: minutes)
     n_candidates: int = 8
+    max_candidates: int = 100      # the app's box and the CLI's --n (a run of more is several runs)
+    leave_out_reference: bool = True   # a target taken from a material's site: that material and its copies
+                                       # are no seed and no known site (the lookup must not find the answer)
     n_atoms: int = 4
     seed: int = 0
     max_guidance: float = 8.0      # guidance weights beyond this were never measured

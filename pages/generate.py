@@ -277,7 +277,7 @@ by = st.radio("Rank by", checks.SEED_ORDERS, horizontal=True, key="known_by", pe
               help="MAE: smallest average difference in states/eV. Cosine: most similar shape, whatever the height. "
                    "Seeded generation grows from the table's best matches in this order.")
 align = st.checkbox("Allow a ±1 eV shift", key="known_shift", persist_state="session", help="Compare curves also moved rigidly along energy.")
-exclude = {mat.db_id} if mat is not None and mat.db_id else set()
+exclude = {mat.db_id} if mat is not None and mat.db_id and studio.SHIPPED.leave_out_reference else set()
 # the reference's own copies (a candidate that relaxed into it, DFT-checked) are the reference too
 hits = known_hits(site_index(studio.DB_URL), target, 6, [mat.structure] if exclude else [],
                   lambda mid: to_structure(db.get(mid).atoms), by=by, exclude=exclude, align_shift=align, window=window)
@@ -515,7 +515,7 @@ PER_SOURCE_HELP = ("After the overall top candidates, also check the best of the
                    "kinds' best, so DFT decides. The overall top are checked first, so they land first.")
 st.header("3 · Settings")
 s1, s2, s3 = st.columns(3)
-req_kw["n_candidates"] = int(s1.number_input("Candidates", 1, 100, studio.SHIPPED.n_candidates, key="n_cand", persist_state="session",
+req_kw["n_candidates"] = int(s1.number_input("Candidates", 1, studio.SHIPPED.max_candidates, studio.SHIPPED.n_candidates, key="n_cand", persist_state="session",
                                              help="How many structures the generator draws. In the default mode the "
                                                   "known structures' same-group swaps join them, and when too few "
                                                   "of the draws are new crystals, as many again are drawn further "

@@ -69,6 +69,7 @@ def test_page_loads_with_all_sections_and_the_preset_site(app):
     assert heads[:4] == ["1 · Target DOS", "2 · How candidates are built", "3 · Settings", "4 · Generate"]
     assert any("Device:" in c.value for c in app.sidebar.caption)
     assert any("not spin-polarised" in c.value for c in app.sidebar.caption)    # the DFT's one blind spot, named
+    assert app.number_input(key="n_cand").max == studio.SHIPPED.max_candidates   # as the CLI's --n
     assert app.selectbox(key="ref_select").value == studio.PRESET_ID
     site = app.selectbox(key=f"site_{studio.PRESET_ID}").value
     assert open_db(studio.DB_URL).get(studio.PRESET_ID).symbols[site] == "Ni"

@@ -15,12 +15,11 @@ from pathlib import Path
 from dosmatgen_core.paths import MODEL_PATH, PREDICTOR_PATH
 from dosmatgen_core.settings import PRESET_ID, SHIPPED
 
-# What the app does, said once for every verb here. The Generate page holds neither as a setting
-# (pages/generate.py): a target taken from a reference material's site never seeds from that material,
-# nor lists it (or a copy of it) among its known sites; and its Candidates box stops at 100. Read from
-# settings.py once SHIPPED holds them under these names.
-LEAVE_OUT_REFERENCE: bool = getattr(SHIPPED, "leave_out_reference", True)
-MAX_CANDIDATES: int = getattr(SHIPPED, "max_candidates", 100)
+# What the app does (settings.py, which the Generate page reads too): a target taken from a reference
+# material's site never seeds from that material, nor lists it (or a copy) among its known sites; and
+# a run draws at most max_candidates.
+LEAVE_OUT_REFERENCE: bool = SHIPPED.leave_out_reference
+MAX_CANDIDATES: int = SHIPPED.max_candidates
 
 
 def _trusting(loader, trust: bool) -> dict:

@@ -614,3 +614,13 @@ def test_the_closing_hint_names_the_checks_that_rounds_runs():
     run = _hint_run("gg", r1={"structurally_valid": False}, r2={"structurally_valid": False})
     assert cli_generate.ranked_lines(run, True)[-1] == ("(predicted by the site-DOS predictor; no GPAW check to run: "
                                                        "none of the 2 candidates qualifies (2 with invalid geometry))")
+
+
+def test_the_command_line_says_a_valid_cell_is_strained_as_the_app_does():
+    """A walk: the CLI printed "geometry valid" for Fe–Pt at 1.85 Å, which the app marks orange. A
+    closest contact below STRAINED of the covalent radii is named, with its distance."""
+    run = _hint_run("gg", r1={"shortest_contact": {"pair": "Pt–Pt", "distance": 1.42, "ratio": 0.52}},
+                    r2={"shortest_contact": {"pair": "Au–Ni", "distance": 2.5, "ratio": 0.92}})
+    lines = [ln for ln in cli_generate.ranked_lines(run, False) if ln.startswith("#")]
+    assert "geometry valid but strained (Pt–Pt at 1.42 Å, 52% of the covalent radii), intermetallic" in lines[0]
+    assert "geometry valid, intermetallic" in lines[1]

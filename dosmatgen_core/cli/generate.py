@@ -432,15 +432,19 @@ def ranked_lines(run: dict, has_target: bool, top: int = 10, labelled: frozenset
     from dosmatgen_core.candidates.runs import structure_of
     from dosmatgen_core.candidates.words import NOVEL_NOTE, origin_text
     from dosmatgen_core.names import formula
-    from dosmatgen_core.scoring.evaluate import intermetallic
+    from dosmatgen_core.scoring.evaluate import STRAINED, intermetallic
     out = []
     for c in run["candidates"][:top]:
+        geometry = f"geometry {'valid' if c.get('structurally_valid') else 'invalid'}"
+        if c.get("structurally_valid") and (sc := c.get("shortest_contact")) and sc["ratio"] < STRAINED:
+            # as the app's orange badge: valid by the field's 0.5 Å check, yet far closer than bonded atoms
+            geometry += f" but strained ({sc['pair']} at {sc['distance']:.2f} Å, {sc['ratio']:.0%} of the covalent radii)"
         charge = ("intermetallic" if intermetallic(c["formula"]) else
                   "charge balanced" if c.get("charge_neutral") else "not charge balanced")
         known = ("new" if c.get("novel") else "the reference itself" if c.get("is_reference") else
                  f"known ({c.get('matches')})" if c.get("novel") is False else "novelty not checked")
         line = (f"#{c['rank']:>2} {formula(c['formula']):<12} {c['spacegroup']['0.1']:<16} "
-                f"geometry {'valid' if c.get('structurally_valid') else 'invalid'}, {charge}, {known}")
+                f"{geometry}, {charge}, {known}")
         if has_target and c.get("site_to_target"):
             species = structure_of(c).species          # the candidate's own site order
             sites = ", ".join(f"site {s} ({species[int(s)].symbol})" for s in c["site_to_target"])

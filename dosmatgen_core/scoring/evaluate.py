@@ -25,6 +25,7 @@ from dosmatgen_core.structures import to_structure
 from dosmatgen_core.training.dataset import mp_structures
 
 MIN_DISTANCE = 0.5            # Å
+STRAINED = 0.8                # a closest contact below this share of the covalent radii' sum is strained
 VOLUME_PER_ATOM = (5.0, 80.0)  # Å³ per atom: from dense oxides to alkali metals, with margin
 
 

@@ -624,3 +624,20 @@ def test_the_command_line_says_a_valid_cell_is_strained_as_the_app_does():
     lines = [ln for ln in cli_generate.ranked_lines(run, False) if ln.startswith("#")]
     assert "geometry valid but strained (Pt–Pt at 1.42 Å, 52% of the covalent radii), intermetallic" in lines[0]
     assert "geometry valid, intermetallic" in lines[1]
+
+
+def test_progress_into_a_log_is_a_line_a_phase_not_every_update():
+    """A walk: one `generate` run redirected to a file wrote 25 kB of carriage-return updates. Into a
+    file, progress is a line when the phase changes (steps counted within one) or every 10 s."""
+    import io
+    log = io.StringIO()
+    progress = cli_generate.progress_printer(log)
+    for i in range(100):
+        progress(i / 200, 30.0, f"drawing 8 candidates: step {i + 1}/100")
+    progress(0.5, 5.0, "checking which draws are new crystals")
+    for k in range(3):
+        progress(0.9, 1.0, f"scoring structures {k + 1}-{k + 1} of 3")
+    lines = log.getvalue().splitlines()
+    assert lines == ["drawing 8 candidates: step 1/100 (0 %, ~30 s left)",
+                     "checking which draws are new crystals (50 %, ~5 s left)",
+                     "scoring structures 1-1 of 3 (90 %, ~1 s left)"] and "\r" not in log.getvalue()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -192,6 +193,25 @@ def _source(text: str, db_url: str, what: str):
         return "db", _db(db_url).get(text), text
     except checks.NotFound as exc:
         raise checks.NotFound(f"{what}: {exc.what}", exc.fix) from None
+
+
+def progress_printer(stream, every: float = 10.0):
+    """progress(fraction, eta, message) for a run. On a terminal one line redrawn in place; into a
+    file (a log, a pipe) a line when the message changes or every `every` seconds, so a redirected
+    run does not fill its log with hundreds of carriage-return updates (a walk's 25 kB)."""
+    live = stream.isatty()
+    last = {"phase": None, "t": -every}
+
+    def progress(f: float, eta: float, message: str) -> None:
+        text = f"{message} ({100 * f:.0f} %, ~{eta:.0f} s left)"
+        if live:
+            print(f"\r{text}   ", end="", file=stream, flush=True)
+            return
+        now, phase = time.monotonic(), re.sub(r"\d+", "#", message)     # 'step 12/100' is one phase
+        if phase != last["phase"] or now - last["t"] >= every:
+            print(text, file=stream, flush=True)
+            last.update(phase=phase, t=now)
+    return progress
 
 
 def say(note: str) -> None:
@@ -405,8 +425,7 @@ def _generate(args) -> int:
         req.specs()
     run = run_generation(req, loaded, predictor, guide=guide, store=store, db_url=db_url,
                          check_novelty=not args.no_novelty,
-                         progress=lambda f, eta, m: print(f"\r{m} ({100 * f:.0f} %, ~{eta:.0f} s left)   ",
-                                                          end="", file=sys.stderr, flush=True))
+                         progress=progress_printer(sys.stderr))
     print(file=sys.stderr)
     print(json.dumps({"run": run["id"], **run["summary"], "units": SUMMARY_UNITS}, indent=2))
     # the ranking for people, on stderr: stdout stays one JSON document

@@ -6,7 +6,6 @@ calculation of a candidate, or the stored DFT label of a known structure the can
 from __future__ import annotations
 
 import datetime as dt
-from functools import partial
 
 import numpy as np
 import streamlit as st
@@ -616,6 +615,32 @@ def view_note(c: dict, dft: dict | None, settings: dict | None = None) -> str:
             "below).")
 
 
+# The run's download buttons get bytes, not callables run on click: a callable's id lasts one run of
+# the page, and a run cut short by another (a field changed, or a DFT result landed, mid-redraw)
+# dropped it while its button stayed on screen ("Failed to generate file for download"). Bytes are
+# served under their content's hash, the same id run after run; what is dear to make is cached.
+
+def zip_key(run: dict, dft: dict, stored: dict) -> tuple:
+    """What a run's zip depends on, in brief (hashing the run itself takes a second): a stored run
+    changes only while it is written, and a finished check's curves are fixed, so its row less its
+    result stands for it."""
+    checks = tuple(sorted((r, tuple(sorted((k, v) for k, v in s.items() if k != "result"))) for r, s in dft.items()))
+    labels = tuple(sorted((r, site, v["name"]) for r, sites in stored.items() for site, v in sites.items()))
+    return run["id"], run.get("status"), len(run["candidates"]), len(run.get("baseline", [])), checks, labels
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _zip_file(key: tuple, _run: dict, _dft: dict, _curves: dict) -> bytes:
+    return run_zip(_run, _dft, _curves)
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def _cell_files(cif: str) -> tuple[str, str, str]:
+    """A candidate's symmetrised CIF (spglib), POSCAR and extxyz, from its stored CIF."""
+    s = runsmod.structure_of({"cif": cif})
+    return runsmod.cif_file(s, symmetrised=True), runsmod.to_poscar(s), runsmod.to_extxyz(s)
+
+
 def partial_summary(run: dict) -> dict:
     """The counts a run's cards need, from its candidates: a run stopped before its summary
     (cancelled, failed, still running) has candidates but no summary."""
@@ -691,10 +716,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                    "whole grid are not comparable number for number.")
     curves_of = {c["rank"]: candidate_curves(run, c, dft.get(c["rank"]), stored.get(c["rank"]))
                  for c in run["candidates"]}
-    # the zip (with an SVG plot per candidate) is built only when the button is clicked
-    st.download_button("Download the whole run (zip: CIFs, POSCARs, DOS CSVs and SVG plots, JSON)",
-                       partial(run_zip, run, dft, curves_of), f"dosmatgen_run_{run['id']}.zip",
-                       mime="application/zip", key=f"zip_{run['id']}", on_click="ignore")
+    zip_box = st.container()        # the zip's button, filled after the cards: they do not wait for its plots
     # the DFT table and its notes appear as checks land: in one block, the cards below keep their
     # place in the page (a card that moves reloads its 3D view)
     with st.container():
@@ -775,16 +797,16 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
             else:
                 _card_view(run, c, struct, live=k < live_views, dft=d)
             stem = f"{run['id']}_{c['rank']}_{c['formula']}"
-            # a row that wraps (five columns cut the labels at 800 px); each file is written only when
-            # its button is clicked (a callable), not on every rerun of the card
+            sym_cif, poscar, extxyz = _cell_files(c["cif"])
+            # a row that wraps (five columns cut the labels at 800 px); files, not callables (see zip_key)
             with st.container(horizontal=True, key=f"files{stem}"):
                 for label, data, name in (
-                        ("CIF (sym)", partial(runsmod.cif_file, struct, symmetrised=True), f"{stem}_sym.cif"),
+                        ("CIF (sym)", sym_cif, f"{stem}_sym.cif"),
                         ("CIF (P1)", runsmod.cif_file(c["cif"]), f"{stem}_P1.cif"),
-                        ("POSCAR", partial(runsmod.to_poscar, struct), f"{stem}.vasp"),
-                        ("extxyz", partial(runsmod.to_extxyz, struct), f"{stem}.extxyz"),
-                        ("DOS CSV", partial(runsmod.dos_csv, c, run["settings"]["targets"], run_window(run),
-                                            dft_rows(d)), f"{stem}_dos.csv")):
+                        ("POSCAR", poscar, f"{stem}.vasp"),
+                        ("extxyz", extxyz, f"{stem}.extxyz"),
+                        ("DOS CSV", runsmod.dos_csv(c, run["settings"]["targets"], run_window(run), dft_rows(d)),
+                         f"{stem}_dos.csv")):
                     st.download_button(label, data, name, key=f"{label}{stem}", on_click="ignore")
             if d and d.get("status") == "done" and (d.get("result") or {}).get("relaxed"):
                 # the DFT curve is this cell's, not the drawn one's above
@@ -795,3 +817,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                           help="The next round around this candidate (its DFT-checked cell once it has one), its "
                                "conditioned atom carrying the target: the model's draws and the swaps grown from it "
                                "alone (template mode when it has several conditioned atoms).")
+    # built once per run and state of its checks (an SVG plot per candidate: seconds), not per redraw
+    zip_box.download_button("Download the whole run (zip: CIFs, POSCARs, DOS CSVs and SVG plots, JSON)",
+                            _zip_file(zip_key(run, dft, stored), run, dft, curves_of), f"dosmatgen_run_{run['id']}.zip",
+                            mime="application/zip", key=f"zip_{run['id']}", on_click="ignore")

@@ -45,12 +45,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(tmp):
+def streamlit_server(tmp, *flags):
+    """flags: more of streamlit run's options."""
     port = free_port()
     env = dict(os.environ, DOSMATGEN_RUNS=str(tmp / "runs.db"))
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
                              "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env,
+                             "--browser.gatherUsageStats", "false", *flags], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
@@ -98,9 +99,12 @@ def browser():
         b.close()
 
 
-def open_page(browser, server, width=1280, path=""):
+def open_page(browser, server, width=1280, path="", before=None):
+    """before: called with the page before it opens (to listen to its websocket, say)."""
     page = browser.new_page(viewport={"width": width, "height": 1000})
     page.set_default_timeout(90_000)      # the 2-core machine is shared with a DFT labeller
+    if before:
+        before(page)
     outside = []
 
     def watch(req):
@@ -512,6 +516,74 @@ def test_progress_cancel_then_a_small_run(browser, server):
     assert page.get_by_role("radio", name="Grow from the known sites closest to the target").is_checked()
     assert page.outside == []
     page.close()
+
+
+def run_messages(page_log: list):
+    """A websocket listener that logs the Streamlit messages saying a run of the script started
+    ('new_session'), ran to its end ('script_finished') or was cut short by a rerun ('cut')."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    def frame(payload):
+        if isinstance(payload, bytes) and (kind := (m := ForwardMsg.FromString(payload)).WhichOneof("type")) in (
+                "new_session", "script_finished"):
+            page_log.append("cut" if kind == "script_finished" and
+                            m.script_finished == ForwardMsg.FINISHED_EARLY_FOR_RERUN else kind)
+    return lambda ws: ws.on("framereceived", frame)
+
+
+def wait_until(page, test, timeout=120_000):
+    """Wait until test() holds, handling the page's events meanwhile."""
+    for _ in range(timeout // 25):
+        if test():
+            return
+        page.wait_for_timeout(25)
+    raise AssertionError("timed out")
+
+
+def test_the_run_zip_downloads_while_a_redraw_is_cut_short(browser, tmp_path):
+    """A redraw of the page cut short by another (a field changed, a DFT result landed, while the
+    page was drawn) dropped the file generator behind the run's zip button, still on screen: a click
+    before the next redraw reached the button said "Failed to generate file for download" and gave
+    nothing. Clicked right after the cut, the button gives the whole zip. Without fast reruns the
+    cut run ends before the next starts (as at the app's own st.rerun()), so the click lands in that
+    gap every time; with them (the default) the cut run ends on its own thread, at no moment the
+    browser can see."""
+    import io
+    import zipfile
+    ni = open_db(studio.DB_URL).get(studio.PRESET_ID)
+    req = Request(mode="masked", n_atoms=4, targets=[ni.site_dos[0].tolist()], cond_sites=[0], n_candidates=2,
+                  steps=5, title="a stored run to download")
+    store = RunStore(tmp_path / "runs.db")
+    rid = run_generation(req, load_model(studio.MODEL_PATH), load_predictor(studio.PREDICTOR_PATH), store=store,
+                         check_novelty=False)["id"]
+    msgs = []
+    with streamlit_server(tmp_path, "--runner.fastReruns", "false") as server:
+        page = open_page(browser, server, path=f"/?run={rid}", before=lambda p: p.on("websocket", run_messages(msgs)))
+        zip_button = page.get_by_role("button", name="Download the whole run", exact=False)
+        zip_button.wait_for(timeout=180_000)
+        wait_until(page, lambda: msgs[-1] == "script_finished")        # the page is drawn
+        cand = page.get_by_label("Candidates", exact=True)
+        n = len(msgs)
+        cand.fill("5")
+        cand.press("Enter")
+        wait_until(page, lambda: len(msgs) > n)                         # a redraw starts...
+        page.keyboard.press("ArrowUp")          # ... and is cut short by the next, long before the results
+        page.keyboard.press("Enter")
+        wait_until(page, lambda: len(msgs) > n + 1)
+        assert msgs[n:n + 2] == ["new_session", "cut"], msgs[n:]
+        got = []
+        page.once("download", lambda d: got.append(d))
+        zip_button.dispatch_event("click")      # at once: click() waits for the redraw to leave the button still
+        error = page.get_by_test_id("stDownloadButtonError")
+        wait_until(page, lambda: got or error.count(), timeout=60_000)
+        assert not error.count(), error.first.inner_text()
+        assert got[0].suggested_filename == f"dosmatgen_run_{rid}.zip"
+        names = set(zipfile.ZipFile(io.BytesIO(Path(got[0].path()).read_bytes())).namelist())
+        for c in store.get(rid)["candidates"]:
+            stem = f"candidates/{c['rank']:03d}_{c['formula']}"
+            assert {f"{stem}.cif", f"{stem}.vasp", f"{stem}_dos.csv", f"{stem}_dos.svg"} <= names, names
+        assert {"run.json", "dft.json"} <= names
+        page.close()
 
 
 @pytest.mark.parametrize("width", WIDTHS)

@@ -13,8 +13,9 @@ import streamlit as st
 from dosmatgen_core.candidates import runs as runsmod
 from dosmatgen_core.candidates.seeding import grow_source
 from dosmatgen_core.candidates.words import NOVEL_NOTE, origin_text, settings_words, twin_text
+from dosmatgen_core.labels.labeller import SPIN_WORDS
 from dosmatgen_core.scoring.elements import ELEMENT_PREFIX
-from dosmatgen_core.scoring.evaluate import intermetallic
+from dosmatgen_core.scoring.evaluate import STRAINED, intermetallic
 from dosmatgen_core.scoring.verify import (best_new_curve, checks_summary, dft_mae, run_window,  # noqa: F401 (pages read them here)
                                            dft_maes, new_structure_maes, relaxed_into)
 from studio import figures as viz
@@ -189,9 +190,6 @@ def known_symmetry_text(c: dict) -> str:
     return (f"Matches {name} ({known}) within StructureMatcher's tolerances (lattice 20 %, sites "
             f"0.3 of the mean spacing, angles 5°), which are looser than the 0.1 Å symmetry search: this copy "
             f"is distorted enough to read {own}.")
-
-
-STRAINED = 0.8     # a closest contact below this share of the covalent radii' sum is strained
 
 
 def as_drawn_text(c: dict) -> str:
@@ -733,7 +731,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                          width="stretch")
         st.caption("'predicted' curves come from the site-DOS predictor, not DFT; 'DFT' curves are GPAW calculations "
                    "of the candidate; 'stored label' curves are the DFT label of a known structure the candidate "
-                   f"matches. Stability is {run_potential(run)} energy above a hull of the same potential (an ML hull, not "
+                   f"matches. Both DFT kinds are {SPIN_WORDS}. Stability is {run_potential(run)} energy above a "
+                   "hull of the same potential (an ML hull, not "
                    "the Materials Project hull).")
         if maes:
             st.caption("Cards stay in predicted rank (#): new structures first, then known ones; the table above and "

@@ -1727,6 +1727,36 @@ def test_a_card_whose_check_waits_in_the_batch_says_dft_queued(tmp_path):
     assert not any("DFT queued" in m.value for m in at.markdown)
 
 
+def test_a_card_puts_its_dft_match_under_the_predicted_one_once_checked(tmp_path):
+    """A walk: after DFT, card #1 still showed only 'Predicted DOS against the target' (MAE 0.096)
+    while its check said 0.231, in a badge only. The check's own match table joins it."""
+    from dosmatgen_core import dos
+    run = _small_run(tmp_path)
+    c = next(c for c in run["candidates"] if c["site_to_target"])
+    (site, k), = c["site_to_target"].items()
+    rows = np.zeros((c["n_atoms"], dos.NPTS))
+    rows[int(site)] = 0.5 * np.asarray(run["settings"]["targets"][int(k)])      # half the target: MAE known
+    match = {str(site): dos.match_metrics(np.asarray(run["settings"]["targets"][int(k)]), rows[int(site)])}
+    path = tmp_path / "run.json"
+    from dosmatgen_core.candidates.runs import dumps
+    path.write_text(dumps(run))
+
+    def page(path: str, rank: int, match: dict, rows: list, cif: str):
+        import json
+        from studio.results import show_run
+        done = {rank: {"status": "done", "result": {"relaxed": True, "dos_match": match, "site_dos": rows,
+                                                    "cif": cif, "seconds": 1.0, "relax_seconds": 1.0}}}
+        show_run(json.loads(open(path).read()), done, {})
+    at = AppTest.from_function(page, args=(str(path), c["rank"], match, rows.tolist(), c["cif"]),
+                               default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    heads = [x.value for x in at.caption if "DOS against the target" in x.value]
+    assert any(h.startswith("DFT (GPAW, its relaxed cell) DOS against the target") for h in heads)
+    shown = [t.value for t in at.dataframe]
+    want = f"{match[str(site)]['mae']:.3f}"
+    assert any(want in df.to_string() for df in shown)
+
+
 def test_the_apps_own_dos_csv_can_give_the_target_by_its_column():
     """The walk: the app's DOS CSV (target, predicted, DFT side by side) was refused as a target.
     The page offers its curve columns; the chosen one is the target."""

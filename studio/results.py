@@ -6,6 +6,7 @@ calculation of a candidate, or the stored DFT label of a known structure the can
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import numpy as np
 import streamlit as st
@@ -477,10 +478,33 @@ def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]
                      "cell": cell_text(c, s, run["settings"]) if checked else f"known: stored label of {known_name(c)}",
                      "relax (s)": s["result"].get("relax_seconds") if checked else "",
                      "DFT (s)": s["result"].get("seconds") if checked else ""})
+    rows = _one_row_per_stored_label(rows)
     rows += seed_rows(run) if rows else []
     # best first; on a tie a candidate before a known site, candidates in rank order
     return sorted(rows, key=lambda r: (r["DFT MAE"], not r["candidate"].startswith("#"),
-                                       int(r["candidate"][1:]) if r["candidate"].startswith("#") else 0))
+                                       int(re.match(r"#(\d+)", r["candidate"])[1]) if r["candidate"].startswith("#")
+                                       else 0))
+
+
+def _one_row_per_stored_label(rows: list[dict]) -> list[dict]:
+    """Known candidates that show one stored label (copies of one compound) share a row, marked
+    known in its first column: a walk's table held CoPt's label three times, above the fold, and
+    at 800 px the column that told a stored label from a check was off screen."""
+    out, merged = [], {}
+    for r in rows:
+        if not r["cell"].startswith("known: "):
+            out.append(r)
+            continue
+        key = (r["cell"], r["DFT MAE"], r["DFT cosine"])
+        if key not in merged:
+            merged[key] = {**r, "candidate": f"{r['candidate']} (known)"}
+            out.append(merged[key])
+        else:
+            m = merged[key]
+            m["candidate"] = m["candidate"].replace(" (known)", f", {r['candidate']} (known)")
+            if m["predicted MAE"] != r["predicted MAE"]:
+                m["predicted MAE"] = None        # copies predicted apart: no one number is theirs
+    return out
 
 
 METRIC_NAMES = studio.METRIC_NAMES

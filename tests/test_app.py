@@ -853,7 +853,7 @@ def test_the_dft_table_ranks_stored_labels_of_known_candidates_beside_fresh_chec
                                              "relax_seconds": 5.0}}}
     stored = {1: {0: {"y": t * 1.25, "name": "DFT (stored label …)"}}}
     rows = dft_table(run, dft, stored)
-    assert [r["candidate"] for r in rows] == ["#1", "#2"]                # 0.25 before 0.3
+    assert [r["candidate"] for r in rows] == ["#1 (known)", "#2"]        # 0.25 before 0.3
     assert rows[0]["DFT MAE"] == 0.25 and rows[0]["formula"] == "Au3Ni" and rows[0]["cell"].startswith("known")
     assert rows[0]["DFT cosine"] == 1.0                                   # a stored curve 1.25 × the target: its shape
     assert rows[1] == {"candidate": "#2", "formula": "NaCl", "DFT MAE": 0.3, "DFT cosine": None, "predicted MAE": 0.1,
@@ -867,10 +867,16 @@ def test_the_dft_table_ranks_stored_labels_of_known_candidates_beside_fresh_chec
     run["candidates"][1]["seed"] = seed
     run["candidates"].append({"rank": 3, "formula": "KBr", "dos_mae": 0.3, "site_to_target": {"1": 0}, "seed": seed})
     rows = dft_table(run, dft, stored)
-    assert [r["candidate"] for r in rows] == ["#1", "known site", "#2"]
+    assert [r["candidate"] for r in rows] == ["#1 (known)", "known site", "#2"]
     assert rows[1]["DFT MAE"] == 0.28 and rows[1]["DFT cosine"] == 0.91 and "the lookup" in rows[1]["cell"]
     assert rows[1]["predicted MAE"] is None and "mp-7 site 1 (Cl)" in rows[1]["cell"]
     assert dft_table(run, {}) == []                                      # nothing checked yet: no table
+    # copies of one known compound show its stored label once (a walk's table held CoPt's three times)
+    run["candidates"].append({"rank": 4, "formula": "NiAu3", "dos_mae": 0.4, "site_to_target": {"0": 0}, "matches": "mp-1"})
+    stored[4] = stored[1]
+    rows = dft_table(run, dft, stored)
+    assert [r["candidate"] for r in rows] == ["#1, #4 (known)", "known site", "#2"]
+    assert rows[0]["predicted MAE"] is None and rows[0]["DFT MAE"] == 0.25
 
 
 def test_the_3d_key_names_only_the_halos_a_candidate_has():

@@ -22,8 +22,8 @@ def active_job():
 
 def job_panel(was_live: bool) -> None:
     """The job in progress: its progress bar and Cancel, then its outcome. It ticks only while
-    something runs: an idle tick every second reruns the fragment for nothing, and a rerun can
-    cancel a download the user just started."""
+    something runs: an idle tick every second reruns the fragment for nothing (and a plot's PNG/SVG
+    button, still a callable, can lose its file to a rerun cut short)."""
     @st.fragment(run_every=1.0 if was_live else None)
     def panel():
         job = active_job()

@@ -16,7 +16,7 @@ def test_each_target_is_checked_once_in_site_order_and_scored_on_its_own_row(tmp
         return cif, {"potential": potential, "relax_steps": 3, "relax_converged": True, "relax_seconds": 0.1,
                      "volume_ratio": 1.02}
 
-    def dft(cif, recipe, timeout, material_id=None, order_of=None):
+    def dft(cif, recipe, timeout, material_id=None, order_of=None, cpu=False):
         from dosmatgen_core.structures import atoms_from_cif
         n = len(atoms_from_cif(cif))
         assert order_of == cif and material_id.startswith("floor:")

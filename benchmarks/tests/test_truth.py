@@ -37,7 +37,8 @@ def _z_rows_dft(monkeypatch):
     cell = Structure(Lattice.cubic(4.0), ["Sn", "Ni", "Au", "Ni"], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
     calls = []
 
-    def fake_dft(task, recipe, timeout):
+    def fake_dft(task, recipe, timeout, cpu=False):
+        assert cpu, "a bench's check counts CPU time: a pause or load beside it is no timeout"
         calls.append(task)
         atoms = atoms_from_cif(task["cif"])
         return {"material_id": task["material_id"], "cif": task["cif"], "seconds": 1.0, "formula": "x",

@@ -1,5 +1,6 @@
 """The predictor's uncertainty: the ensemble members' spread, per site and energy."""
 import numpy as np
+import pytest
 from pymatgen.core import Lattice, Structure
 
 from dosmatgen_core.paths import PREDICTOR_PATH
@@ -20,3 +21,26 @@ def test_spread_is_the_members_standard_deviation():
     assert np.allclose(mean[0], pred.predict(crystal)[0]) and np.allclose(sd[0], spread)
     single = LoadedPredictor(pred.model.members[0], pred.card)
     assert not single.spread(crystal)[0].any()
+
+
+def test_a_skewed_cell_gets_the_same_neighbours_as_its_reduced_twin(monkeypatch):
+    """A rough draw (edges of 55 Å, an angle of 179.6°) took ASE's neighbour list 200 s per call and
+    stalled a run for minutes: ASE bins a needle-like cell in ~10^6 bins. The cell is reduced first,
+    so ASE sees a compact one, and the same crystal keeps the same edges."""
+    import ase.neighborlist
+    from dosmatgen_core.scoring.predictor import neighbour_graph
+    nacl = Structure(Lattice.cubic(5.64), ["Na"] * 4 + ["Cl"] * 4,
+                     [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0], [.5, 0, 0], [0, .5, 0], [0, 0, .5], [.5, .5, .5]])
+    skew = np.array([[1, 0, 0], [9, 1, 0], [-7, 11, 1]])        # unimodular: the same lattice, a needle-like basis
+    lat = skew @ nacl.lattice.matrix
+    frac = nacl.cart_coords @ np.linalg.inv(lat)
+    seen, real = [], ase.neighborlist.neighbor_list
+    monkeypatch.setattr(ase.neighborlist, "neighbor_list",
+                        lambda what, atoms, cutoff: seen.append(atoms.cell.lengths().max()) or real(what, atoms, cutoff))
+    got = neighbour_graph(nacl.atomic_numbers, frac, lat)
+    want = neighbour_graph(nacl.atomic_numbers, nacl.frac_coords, nacl.lattice.matrix)
+    assert np.linalg.norm(lat, axis=1).max() > 70 and seen[0] == pytest.approx(5.64)   # given 79 Å, binned 5.64
+
+    def edges(g):
+        return sorted(zip(g[0].tolist(), g[1].tolist(), np.round(g[2], 4).tolist()))
+    assert edges(got) == edges(want) and len(want[2]) > 0

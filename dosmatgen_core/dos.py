@@ -391,10 +391,11 @@ def structure_kind(text: str) -> str | None:
 
 
 HARTREE_EV, RYDBERG_EV = 27.211386, 13.605693
-_ENERGY_UNITS = ((re.compile(r"(^|[^a-z])(ha|hartrees?|e_?h|a\.?u\.?)([^a-z]|$)"), "Hartree", HARTREE_EV),
+# 'a.u.' only with both dots: a bare 'au' is gold ('Au 5d DOS' was read as Hartree)
+_ENERGY_UNITS = ((re.compile(r"(^|[^a-z])(ha|hartrees?|e_?h)([^a-z]|$)|a\.u\."), "Hartree", HARTREE_EV),
                  (re.compile(r"(^|[^a-z])(ry|rydbergs?)([^a-z]|$)"), "Rydberg", RYDBERG_EV))
 _PER_EV = re.compile(r"(/|per\s*|_per_)\s*ev|ev\s*(\^|\*\*)?\s*-1|ev⁻¹", re.I)
-PLAUSIBLE_SITE_PEAK = 30.0      # states/eV: a site's DOS (Gaussian 0.2 eV) stays well below this; f peaks reach ~20
+PLAUSIBLE_SITE_PEAK = 30.0      # states/eV: the labels' highest is 19.8 (semicore d at 0.2 eV broadening)
 
 
 def header_energy_unit(header: list[str]) -> tuple[str, float] | None:
@@ -404,6 +405,8 @@ def header_energy_unit(header: list[str]) -> tuple[str, float] | None:
     if not header:
         return None
     name = header[0].lower()
+    if len(header) > 1 and header[1][:1] in "([":       # 'E (Ha) DOS' split at its spaces
+        name += " " + header[1].lower()
     if re.search(r"(^|[^a-z])ev([^a-z]|$)", name):
         return None
     return next(((unit, ev) for rx, unit, ev in _ENERGY_UNITS if rx.search(name)), None)
@@ -438,10 +441,12 @@ def read_dos_table(data: bytes | str, notes: list | None = None, column: str | N
         raise ValueError(f"the file has {len(lines)} lines; at most {MAX_CSV_ROWS} rows are read — "
                          "give the DOS on fewer points")
     semicolons = ";" in text
-    rows, where, header, pick = [], [], [], None
+    rows, where, header, pick, commented = [], [], [], None, []
     for k, line in enumerate(lines):
         s = line.strip()
         if not s or s.startswith("#"):
+            if s.startswith("#") and not rows and not header:
+                commented = _cells(s.lstrip("#").strip(), semicolons)     # '# E(Ha) DOS', as ABINIT writes it
             continue
         parts = _cells(s, semicolons)
         if pick is not None:
@@ -496,15 +501,18 @@ def read_dos_table(data: bytes | str, notes: list | None = None, column: str | N
                          "spin-polarised: a magnetic site's moment is not in the labels or the checks, so its split "
                          "bands are matched by a non-magnetic curve.")
     e, g = a[:, 0], a[:, 1]
-    if unit := header_energy_unit(header):
+    if commented and not (len(commented) in (2, 3) and commented[0].lower().startswith(("e", "ε"))):
+        commented = []          # a remark ('# Hartree-Fock run'), not the columns' names
+    if unit := header_energy_unit(header or commented):
         # per Hartree, unless the DOS column says per eV: the curve keeps its integral, its electrons
         name, ev = unit
-        dos_name = header[pick if pick is not None else 1] if len(header) > 1 else ""
+        named = header or commented
+        dos_name = named[pick if pick is not None else -1] if len(named) > 1 else ""
         per_ev = bool(_PER_EV.search(dos_name))
         e = e * ev
         g = g if per_ev else g / ev
         if notes is not None:
-            notes.append(f"The energies are in {name} (the header's {header[0]!r}): converted to eV (× {ev:g})"
+            notes.append(f"The energies are in {name} (the header's {(header or commented)[0]!r}): converted to eV (× {ev:g})"
                          + ("." if per_ev else f", and the DOS from states/{name} to states/eV (÷ {ev:g})."))
     bad = np.flatnonzero(~np.isfinite(a).all(1))
     if bad.size:
@@ -538,8 +546,8 @@ def read_dos_table(data: bytes | str, notes: list | None = None, column: str | N
         raise ValueError(f"the energies run from {e[0]:g} to {e[-1]:g} eV and do not reach E_F = 0 — give E − E_F "
                          "(subtract the Fermi energy from each energy)")
     if notes is not None and (peak := float(np.max(g))) > PLAUSIBLE_SITE_PEAK:
-        notes.append(f"The DOS peaks at {peak:.3g} states/eV, more than one site's DOS reaches (under "
-                     f"{PLAUSIBLE_SITE_PEAK:g}): check that it is one site's DOS, in states/eV, with energies in eV "
+        notes.append(f"The DOS peaks at {peak:.3g} states/eV, above any site's label at 0.2 eV broadening "
+                     f"(all under {PLAUSIBLE_SITE_PEAK:g}): check that it is one site's DOS, in states/eV, with energies in eV "
                      "(a total DOS of a cell, or a file in Hartree or Rydberg, reads this way).")
     return e, g
 

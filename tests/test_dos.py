@@ -276,3 +276,21 @@ def test_a_file_in_hartree_or_rydberg_is_read_by_its_header():
     said = []
     dos.read_dos_table("E,DOS\n" + "\n".join(f"{x:.6f},{y * dos.HARTREE_EV:.6f}" for x, y in zip(e_ev, g_ev)), said)
     assert len(said) == 1 and "peaks at 62.6 states/eV" in said[0]
+
+
+def test_a_unit_is_read_only_where_it_names_the_energy_column():
+    """Review: 'Au 5d DOS' (gold) read as atomic units; 'E (Ha) DOS' and '# E(Ha) DOS' (a header
+    split at its spaces, a commented header as ABINIT writes it) were missed."""
+    e_ev = np.linspace(-9.5, 9.5, 120)
+    g = 1.0 + 0.5 * np.exp(-e_ev ** 2)
+    ev_rows = "\n".join(f"{x:.6f} {y:.6f}" for x, y in zip(e_ev, g))
+    ha_rows = "\n".join(f"{x / dos.HARTREE_EV:.8f} {y * dos.HARTREE_EV:.8f}" for x, y in zip(e_ev, g))
+    for head in ("Au 5d DOS", "# Hartree-Fock run\nE DOS", "au(111) surface", "# Au3Ni site 0"):
+        said = []
+        e, _ = dos.read_dos_table(f"{head}\n{ev_rows}", said)
+        assert np.allclose(e, e_ev, atol=1e-5) and not any("Hartree" in n for n in said), head
+    for head in ("E (Ha) DOS", "# E(Ha) DOS", "energy (a.u.) dos"):
+        said = []
+        e, got = dos.read_dos_table(f"{head}\n{ha_rows}", said)
+        assert np.allclose(e, e_ev, atol=1e-5) and np.allclose(got, g, atol=1e-5), head
+        assert "converted to eV" in said[0]

@@ -101,6 +101,18 @@ def test_a_cpu_time_limit_ignores_a_pause_and_still_stops_a_long_calculation(see
     assert "failed" not in got["line"] and len(got["line"]["site_dos"]) == 2
     short = label_isolated(task, SEED_RECIPE, 1, cpu=True)
     assert short == {"material_id": "mp-22905", "failed": "timeout: more than 1 s of CPU time"}
+    # a SIGKILL from elsewhere (the OOM killer) is no timeout: retrying timeouts must not retry it
+    run = threading.Thread(target=lambda: got.update(line=label_isolated(task, SEED_RECIPE, 60, cpu=True)))
+    run.start()
+    for _ in range(100):
+        kids = [p for p in psutil.Process().children(recursive=True) if "dosmatgen_core.labels.labeller" in
+                " ".join(p.cmdline())]
+        if kids:
+            break
+        time.sleep(0.05)
+    os.kill(kids[0].pid, signal.SIGKILL)
+    run.join()
+    assert got["line"]["failed"].startswith("worker exited with code -9")
 
 
 def test_existing_dask_scheduler_is_used(tmp_path, seed_lines):

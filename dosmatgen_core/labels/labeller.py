@@ -32,7 +32,8 @@ HARTREE_EV = 27.211386
 
 # How every DFT curve here was made, in words (the pages and the CLI name it once, from here). Not
 # spin-polarised: a magnetic site's curves are those of a non-magnetic solution (RECIPE.md).
-SPIN_WORDS = "not spin-polarised (both spins summed; a magnetic site's curve is that of a non-magnetic solution)"
+SPIN_WORDS = ("not spin-polarised (spin-degenerate, both spins counted; a magnetic site's curve is that of a "
+              "non-magnetic solution)")
 RECIPE_WORDS = f"GPAW, PBE, LCAO dzp, Löwdin site projection, {SPIN_WORDS}"
 
 
@@ -201,8 +202,11 @@ def _cpu_limit(seconds: float) -> Callable[[], None]:
     """The child's limit on its own CPU time: SIGXCPU at the limit, SIGKILL a little after, and no
     core file."""
     def apply() -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_CPU)     # a batch system's own limit stays the ceiling
         soft = max(1, int(seconds))
-        resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 30))
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard if hard != resource.RLIM_INFINITY else soft + 30))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     return apply
 
@@ -221,7 +225,10 @@ def label_isolated(task: dict, recipe: Recipe = SEED_RECIPE, timeout: float = 18
                            preexec_fn=_cpu_limit(timeout) if cpu else None)
     except subprocess.TimeoutExpired:
         return {"material_id": task["material_id"], "failed": f"timeout: no result after {wall:.0f} s"}
-    if cpu and p.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+    except subprocess.SubprocessError as exc:          # the limit could not be set: recorded, the run goes on
+        return {"material_id": task["material_id"], "failed": f"could not start the calculation: {exc}"[:2000]}
+    # only SIGXCPU is the limit: a SIGKILL is someone else's (the OOM killer), said as the worker's exit
+    if cpu and p.returncode == -signal.SIGXCPU:
         return {"material_id": task["material_id"], "failed": f"timeout: more than {timeout:.0f} s of CPU time"}
     if p.returncode != 0 or not p.stdout.strip():
         tail = (p.stderr or "").strip().splitlines()[-3:]

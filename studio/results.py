@@ -651,11 +651,16 @@ def view_note(c: dict, dft: dict | None, settings: dict | None = None) -> str:
 
 def zip_key(run: dict, dft: dict, stored: dict) -> tuple:
     """What a run's zip depends on, in brief (hashing the run itself takes a second): a stored run
-    changes only while it is written, and a finished check's curves are fixed, so its row less its
-    result stands for it."""
-    checks = tuple(sorted((r, tuple(sorted((k, v) for k, v in s.items() if k != "result"))) for r, s in dft.items()))
+    changes while it is written and when it is re-scored (`dosmatgen evaluate`: its predicted MAEs),
+    and a check's curves only when it ends, so its end stands for it (a check moving from queued to
+    relaxing to GPAW does not build the zip again)."""
+    checks = tuple(sorted((r, s.get("status"), s.get("finished")) for r, s in dft.items()
+                          if (s or {}).get("status") in ("done", "failed")))
     labels = tuple(sorted((r, site, v["name"]) for r, sites in stored.items() for site, v in sites.items()))
-    return run["id"], run.get("status"), len(run["candidates"]), len(run.get("baseline", [])), checks, labels
+    scores = tuple(round(float(c["dos_mae"]), 6) if np.isfinite(c.get("dos_mae", np.nan)) else None
+                   for c in run["candidates"])
+    return (run["id"], run.get("status"), len(run["candidates"]), len(run.get("baseline", [])), checks, labels,
+            scores)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -576,6 +576,7 @@ def test_a_run_draws_at_most_the_apps_candidates(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().err.strip() == (f"error: --n {cap + 1}: a run draws at most {cap} candidates, as in "
                                                f"the app — give --n {cap} or fewer (or several runs, each with its "
                                                "own --seed)")
+    assert main([*argv, "5000"]) == 2 and f"at most {cap} candidates" in capsys.readouterr().err   # not the library's 1000
     assert main([*argv, str(cap)]) == 1 and "reached the model" in capsys.readouterr().err
     assert cap == SHIPPED.max_candidates       # the page's box reads it too (test_app)
 

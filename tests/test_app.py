@@ -1461,13 +1461,7 @@ def test_the_training_charts_legend_and_axis_are_short_enough_to_read_whole():
     "diffusion loss (lattice + coordinates + types" cut at the top; the chart's legend holds about
     25 characters a name, its axis title about 30."""
     assert all(len(n) <= 25 for n in studio.LOSS_CURVES.values()) and len(studio.LOSS_AXIS) <= 30
-    at = app_page("3_Model.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    charts = at.get("vega_lite_chart")
-    if not charts:
-        pytest.skip("no training log in this checkout")
-    spec = json.loads(charts[0].proto.spec)
+    at, spec = _training_chart()
     assert {layer["encoding"]["y"]["title"] for layer in spec["layer"]} == {studio.LOSS_AXIS}
     assert len([c.value for c in at.caption if "lattice, coordinate and atom-type terms" in c.value]) == 1
 
@@ -1571,16 +1565,22 @@ def test_the_predictors_held_out_table_spans_the_page_in_widths_that_fit_800_px(
     assert all(config[c].get("label") for c in shown) and "E_F" in config[ef2]["label"]
 
 
-def test_the_training_charts_legend_lists_one_curve_a_line_and_its_axis_keeps_its_end_labels():
-    """The walk at 800 px: the legend, one row at the chart's foot, ran past the right edge and the
-    x-axis' last label was cut."""
+def _training_chart():
+    """The Model page run, and its training chart's Vega-Lite spec (skipped without a training log)."""
     at = app_page("3_Model.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     charts = at.get("vega_lite_chart")
     if not charts:
         pytest.skip("no training log in this checkout")
-    (layer,) = json.loads(charts[0].proto.spec)["layer"]
+    return at, json.loads(charts[0].proto.spec)
+
+
+def test_the_training_charts_legend_lists_one_curve_a_line_and_its_axis_keeps_its_end_labels():
+    """The walk at 800 px: the legend, one row at the chart's foot, ran past the right edge and the
+    x-axis' last label was cut."""
+    _, spec = _training_chart()
+    (layer,) = spec["layer"]
     legend = layer["encoding"]["color"]["legend"]
     assert legend["direction"] == "vertical" and legend["orient"] == "bottom"
     assert layer["encoding"]["x"]["axis"]["labelFlush"] is True

@@ -80,6 +80,18 @@ def test_dask_run_is_resumable_and_records_failures(tmp_path, seed_lines):
         assert len(fh.readlines()) == 2
 
 
+def _own_labeller_child() -> int:
+    """The pid of this test's GPAW process, once it has started (a labeller running beside the
+    tests has its own, which is no child of this one)."""
+    for _ in range(200):
+        kids = [p for p in psutil.Process().children(recursive=True)
+                if "dosmatgen_core.labels.labeller" in " ".join(p.cmdline())]
+        if kids:
+            return kids[0].pid
+        time.sleep(0.05)
+    raise AssertionError("the calculation's process never started")
+
+
 def test_a_cpu_time_limit_ignores_a_pause_and_still_stops_a_long_calculation(seed_lines):
     """A bench paused with SIGSTOP (for a quiet timing) had a check time out on the clock. With
     cpu=True the limit counts the calculation's own seconds: a 13-s pause under a 12-s limit is
@@ -88,15 +100,10 @@ def test_a_cpu_time_limit_ignores_a_pause_and_still_stops_a_long_calculation(see
     got = {}
     run = threading.Thread(target=lambda: got.update(line=label_isolated(task, SEED_RECIPE, 12, cpu=True)))
     run.start()
-    for _ in range(100):          # this test's own child (the labeller beside it has its own)
-        kids = [p for p in psutil.Process().children(recursive=True) if "dosmatgen_core.labels.labeller" in
-                " ".join(p.cmdline())]
-        if kids:
-            break
-        time.sleep(0.05)
-    os.kill(kids[0].pid, signal.SIGSTOP)
+    kid = _own_labeller_child()
+    os.kill(kid, signal.SIGSTOP)
     time.sleep(13)
-    os.kill(kids[0].pid, signal.SIGCONT)
+    os.kill(kid, signal.SIGCONT)
     run.join()
     assert "failed" not in got["line"] and len(got["line"]["site_dos"]) == 2
     short = label_isolated(task, SEED_RECIPE, 1, cpu=True)
@@ -104,13 +111,7 @@ def test_a_cpu_time_limit_ignores_a_pause_and_still_stops_a_long_calculation(see
     # a SIGKILL from elsewhere (the OOM killer) is no timeout: retrying timeouts must not retry it
     run = threading.Thread(target=lambda: got.update(line=label_isolated(task, SEED_RECIPE, 60, cpu=True)))
     run.start()
-    for _ in range(100):
-        kids = [p for p in psutil.Process().children(recursive=True) if "dosmatgen_core.labels.labeller" in
-                " ".join(p.cmdline())]
-        if kids:
-            break
-        time.sleep(0.05)
-    os.kill(kids[0].pid, signal.SIGKILL)
+    os.kill(_own_labeller_child(), signal.SIGKILL)
     run.join()
     assert got["line"]["failed"].startswith("worker exited with code -9")
 

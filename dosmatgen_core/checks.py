@@ -110,8 +110,14 @@ def check_steer(strength) -> float:
     return x
 
 
-def check_candidates(n) -> int:
+def check_candidates(n, cap: int | None = None) -> int:
+    """A number of candidates, 1 to MAX_CANDIDATES (the library's bound); cap: a lower bound that
+    a caller shows its user (the app's box and the CLI stop at SHIPPED.max_candidates), named in
+    the message as that caller's."""
     x = _number(n, "number of candidates", int, "n_candidates")
+    if cap is not None and x > cap:
+        raise UserError(f"--n {x}: a run draws at most {cap} candidates, as in the app",
+                        f"give --n {cap} or fewer (or several runs, each with its own --seed)", "n_candidates")
     if not 1 <= x <= MAX_CANDIDATES:
         raise UserError(f"number of candidates is {x}; it must be between 1 and {MAX_CANDIDATES}",
                         f"use --n {SHIPPED.n_candidates}", "n_candidates")

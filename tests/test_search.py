@@ -220,6 +220,25 @@ def test_a_target_from_a_reference_leaves_it_and_its_copies_out_as_the_app_does(
     assert "not allowed with argument" in capsys.readouterr().err
 
 
+def test_the_cli_lists_one_crystal_once_as_the_apps_table_does(capsys):
+    """Two DFT checks of one crystal are two labels; the app's known-sites table shows it once
+    (seeding.drop_twins) and `dosmatgen search` now does too (a review found it listing Au3Ni's
+    DFT-checked copies beside the preset). --all-sites still lists every labelled site."""
+    from dosmatgen_core.candidates.seeding import is_one_of
+    from dosmatgen_core.labels.reference_db import open_db
+    from dosmatgen_core.structures import to_structure
+    argv = ["search", "--ref", "L12-Au3Ni-chgnet", "--site", "0", "--include-ref"]
+    assert cli_main([*argv, "--top", "6", "--all-sites"]) == 0
+    every = json.loads(capsys.readouterr().out)["hits"]
+    assert len({h["material_id"] for h in every if h["formula"] == "Au3Ni"}) >= 2     # the preset and a copy
+    assert cli_main([*argv, "--top", "6"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert hits[0]["material_id"] == "L12-Au3Ni-chgnet" and len(hits) == 6
+    db = open_db(DB_URL)
+    cells = [to_structure(db.get(h["material_id"]).atoms) for h in hits]
+    assert not any(is_one_of(c, cells[:k]) for k, c in enumerate(cells) if k)
+
+
 def test_a_window_given_on_the_command_line_narrows_the_comparison(capsys):
     """--window LO HI: a DFT label compared on its occupied states alone; a window beyond a file's
     data, or too narrow, is refused naming what was typed."""

@@ -118,14 +118,27 @@ def known_hits(index, target, top: int, left_out: list, structure_of, admit=None
     copy of a left-out structure under another id (drop_copies): what the seeds and the page's
     known-sites table both show. admit: a test each hit must pass (None: any); search:
     index.search's other options."""
+    return known_search(index, target, top, left_out, structure_of, admit, **search)[0]
+
+
+def known_search(index, target, top: int, left_out: list, structure_of, admit=None, per_structure: bool = True,
+                 **search) -> tuple[list[SiteHit], list[SiteHit]]:
+    """known_hits' hits, and the copies of left-out structures it dropped above its last hit kept
+    (the CLI names them). per_structure=False lists every site; twins are then not dropped, since
+    one structure's sites would read as twins of each other."""
     want = top
     while True:
-        hits = index.search(target, top=want, per_structure=True, **search)
-        kept = drop_twins(drop_copies([h for h in hits if admit is None or admit(h)], left_out, structure_of),
-                          structure_of)
+        hits = index.search(target, top=want, per_structure=per_structure, **search)
+        admitted = [h for h in hits if admit is None or admit(h)]
+        unique = drop_copies(admitted, left_out, structure_of) if left_out else admitted
+        kept = drop_twins(unique, structure_of) if per_structure else unique
         if len(kept) >= top or len(hits) < want:
-            return kept[:top]
+            break
         want *= 2
+    kept = kept[:top]
+    shown, copied = {id(h) for h in kept}, {id(h) for h in unique}
+    last = max((k for k, h in enumerate(hits) if id(h) in shown), default=len(hits) - 1)
+    return kept, [h for h in admitted if id(h) not in copied and hits.index(h) <= last]
 
 
 def beats(hit: SiteHit, cosine: float | None = None, mae: float | None = None) -> bool:

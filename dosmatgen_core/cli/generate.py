@@ -381,12 +381,7 @@ def _ase_structure(atoms):
 def check_run_size(n) -> int:
     """--n, checked: at most MAX_CANDIDATES, as the app's Candidates box (the library takes more)."""
     from dosmatgen_core import checks
-    x = checks._number(n, "number of candidates", int, "n_candidates")
-    if x > MAX_CANDIDATES:        # before the library's own wider bound, whose message names another cap
-        raise checks.UserError(f"--n {x}: a run draws at most {MAX_CANDIDATES} candidates, as in the app",
-                               f"give --n {MAX_CANDIDATES} or fewer (or several runs, each with its own --seed)",
-                               "n_candidates")
-    return checks.check_candidates(x)
+    return checks.check_candidates(n, cap=MAX_CANDIDATES)
 
 
 def _generate(args) -> int:

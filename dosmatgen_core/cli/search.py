@@ -62,12 +62,11 @@ def _search(args) -> int:
 
 def without_copies(index, db_url: str, target, top: int, exclude: set, **search) -> tuple[list, list[str]]:
     """index.search's top hits with no site of an excluded material, nor of a copy of one under
-    another id (seeding.drop_copies: a candidate that relaxed into the reference and was DFT-checked
-    is a label of its own), as the app's known sites and the seeds leave them out; and the ids of
-    the copies left out above the last hit kept."""
+    another id, nor a twin of a better hit (seeding.known_search, as the app's known sites and the
+    seeds leave them out); and the ids of the copies left out above the last hit kept."""
     import functools
 
-    from dosmatgen_core.candidates.seeding import drop_copies
+    from dosmatgen_core.candidates.seeding import known_search
     from dosmatgen_core.labels.reference_db import open_db
     from dosmatgen_core.structures import to_structure
     db = open_db(str(db_url))
@@ -76,18 +75,8 @@ def without_copies(index, db_url: str, target, top: int, exclude: set, **search)
     def structure_of(mid: str):
         return to_structure(db.get(mid).atoms)
     left_out = [structure_of(m) for m in sorted(exclude) if m in index.code_of]
-    want = top
-    while True:
-        hits = index.search(target, top=want, exclude=exclude, **search)
-        kept = drop_copies(hits, left_out, structure_of) if left_out else hits
-        if len(kept) >= top or len(hits) < want:
-            break
-        want *= 2
-    kept = kept[:top]
-    shown = {id(h) for h in kept}
-    last = max((k for k, h in enumerate(hits) if id(h) in shown), default=len(hits) - 1)
-    copies = list(dict.fromkeys(h.material_id for h in hits[:last + 1] if id(h) not in shown))
-    return kept, copies
+    kept, copies = known_search(index, target, top, left_out, structure_of, exclude=exclude, **search)
+    return kept, list(dict.fromkeys(h.material_id for h in copies))
 
 
 def named_hit(hit) -> dict:
@@ -141,8 +130,8 @@ def add_parsers(sub) -> None:
     se.add_argument("--element", default=None, help="only sites of this element")
     se.add_argument("--exclude", action="append", help="leave out this material id, and its copies under other ids "
                     "(repeat)")
-    add_reference_flags(se, "with --ref: list the reference material itself (and its copies) too, its own "
-                            "site first at MAE 0 (the app never does)", ("--exclude-self", "--exclude-ref"))
+    add_reference_flags(se, "with --ref: list the reference material itself too, its own site first at "
+                            "MAE 0 (the app never does); its copies under other ids show with --all-sites", ("--exclude-self", "--exclude-ref"))
     se.add_argument("--all-sites", action="store_true", help="list every matching site, not the best one per material")
     se.add_argument("--db", default=None, help="reference database (default the shipped one)")
     se.set_defaults(func=_search)

@@ -397,7 +397,7 @@ if mode == "seeded":
     g1, g2 = st.columns(2)
     g3 = st.container()     # the checkboxes under the two, full width: at 800 px a third column cut their labels
     n_seeds = 1 if parent else g1.number_input(
-        "Known structures to grow from", 1, 10, studio.SHIPPED.n_seeds, key="n_seeds", persist_state="session",
+        "Known structures to grow from (1–10)", 1, 10, studio.SHIPPED.n_seeds, key="n_seeds", persist_state="session",
         help=f"The best matches of the table above, in its order (cells of at most "
              f"{studio.SHIPPED.max_dft_atoms} atoms, no ±1 eV shift), taken in turn.")
     notes.under("n_seeds", g1)
@@ -429,7 +429,7 @@ if mode == "seeded":
                "already known (one it grew from, a Materials Project entry or a candidate checked before): it is marked "
                "known, its stored DFT label is shown, and the DFT check goes to the next candidates instead.")
 elif mode in studio.DE_NOVO_MODES:
-    n_atoms = st.number_input("Atoms in each candidate", 1, 20, studio.SHIPPED.n_atoms, key="n_atoms", persist_state="session",
+    n_atoms = st.number_input("Atoms in each candidate (1–20)", 1, 20, studio.SHIPPED.n_atoms, key="n_atoms", persist_state="session",
                               help="How many atoms each generated unit cell holds.")
     notes.under("n_atoms")
     req_kw["n_atoms"] = int(n_atoms)
@@ -515,7 +515,7 @@ PER_SOURCE_HELP = ("After the overall top candidates, also check the best of the
                    "kinds' best, so DFT decides. The overall top are checked first, so they land first.")
 st.header("3 · Settings")
 s1, s2, s3 = st.columns(3)
-req_kw["n_candidates"] = int(s1.number_input("Candidates", 1, studio.SHIPPED.max_candidates, studio.SHIPPED.n_candidates, key="n_cand", persist_state="session",
+req_kw["n_candidates"] = int(s1.number_input(f"Candidates (1–{studio.SHIPPED.max_candidates})", 1, studio.SHIPPED.max_candidates, studio.SHIPPED.n_candidates, key="n_cand", persist_state="session",
                                              help="How many structures the generator draws. In the default mode the "
                                                   "known structures' same-group swaps join them, and when too few "
                                                   "of the draws are new crystals, as many again are drawn further "
@@ -545,7 +545,7 @@ with st.expander("Advanced settings", expanded=False):
     req_kw["particles"] = 1
     if mode != "unconditional":
         req_kw["particles"] = int(a3.number_input(
-            "Trajectories per candidate (DOS steering; 1 = off)", 1, studio.SHIPPED.max_particles,
+            f"Trajectories per candidate (1–{studio.SHIPPED.max_particles}; DOS steering, 1 = off)", 1, studio.SHIPPED.max_particles,
             studio.DEFAULT_PARTICLES if R["guide"] else 1, key="particles", persist_state="session", disabled=R["guide"] is None,
             help="Each candidate is drawn as this many trajectories; a DOS guide keeps the one closest to the "
                  "target. Closer matches, at this many times the sampling time."))
@@ -553,7 +553,7 @@ with st.expander("Advanced settings", expanded=False):
     req_kw["stability"] = st.checkbox(f"Relax each candidate with {R['hull'].label} and place it on an ML convex hull "
                                       "(a few seconds per candidate; not the Materials Project hull)",
                                       value=False, key="stability", persist_state="session")
-    dft_top = st.number_input(f"DFT check of the top candidates after ranking (cells of at most "
+    dft_top = st.number_input(f"DFT check of the top candidates after ranking (0–10; cells of at most "
                               f"{certify.MAX_ATOMS} atoms; 0 = none)", 0, 10, certify.DEFAULT_TOP, key="dft_top", persist_state="session",
                               help=f"GPAW with the labelling recipe, {default_workers()} at a time (one per CPU "
                                    f"core), about {studio.duration(studio.dft_seconds_prior())} each on this machine.")

@@ -1,13 +1,54 @@
 """A whole run as one zip: structures, DOS tables and plots, DFT results and the run record."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import threading
 import zipfile
+from collections import OrderedDict
+
+import numpy as np
 
 from dosmatgen_core.candidates import runs as runsmod
 from dosmatgen_core.dos import CURVE_UNIT, GRID
 from studio.figures import dos_image
+
+
+SVG_CACHE_SIZE = 512        # a run's cards (≤ ~400 candidates) and some others: a few MB of text
+_svgs: OrderedDict[str, bytes] = OrderedDict()
+_svgs_lock = threading.Lock()          # the app's sessions build zips in their own threads
+
+
+def curves_digest(curves: list[dict], title: str) -> str:
+    """A hash of everything a plot draws: each curve's fields, arrays by their bytes."""
+    h = hashlib.sha256(title.encode())
+    for c in curves:
+        for k in sorted(c):
+            v = c[k]
+            h.update(k.encode())
+            try:            # a curve's numbers by their bytes (repr would cut a long array short)
+                h.update(np.asarray(v, dtype=float).tobytes() if isinstance(v, (list, tuple, np.ndarray))
+                         else repr(v).encode())
+            except (TypeError, ValueError):
+                h.update(repr(v).encode())
+    return h.hexdigest()
+
+
+def curve_svg(curves: list[dict], title: str) -> bytes:
+    """dos_image's SVG, kept by its curves' digest: the zip is built again each time a check
+    lands, and redrawing every candidate's plot took ~0.14 s each; only changed ones are redrawn."""
+    key = curves_digest(curves, title)
+    with _svgs_lock:
+        if key in _svgs:
+            _svgs.move_to_end(key)
+            return _svgs[key]
+    svg = dos_image(curves, title)
+    with _svgs_lock:
+        _svgs[key] = svg
+        while len(_svgs) > SVG_CACHE_SIZE:
+            _svgs.popitem(last=False)
+    return svg
 
 
 def _dft_csv(result: dict) -> str:
@@ -41,7 +82,7 @@ def run_zip(run: dict, dft: dict[int, dict] | None = None, curves: dict[int, lis
                 if res.get("relaxed") and res.get("cif"):      # the cell DFT calculated, in the candidate's site order
                     z.writestr(f"{stem}_relaxed.cif", runsmod.cif_file(res["cif"]))
             if (curves or {}).get(c["rank"]):
-                z.writestr(f"{stem}_dos.svg", dos_image(curves[c["rank"]], f"candidate #{c['rank']} · {c['formula']}"))
+                z.writestr(f"{stem}_dos.svg", curve_svg(curves[c["rank"]], f"candidate #{c['rank']} · {c['formula']}"))
         z.writestr("run.json", runsmod.run_json(run))
         plain = json.loads(runsmod.dumps({str(k): v for k, v in (dft or {}).items()}))   # numpy → lists
         z.writestr("dft.json", json.dumps(plain, indent=1))

@@ -422,13 +422,24 @@ def seed_rows(run: dict) -> list[dict]:
              "relax (s)": "", "DFT (s)": ""} for s in seeds.values()]
 
 
-def dft_rank_text(rank: int, maes: dict[int, float]) -> str:
-    """A card's DFT badge: 'DFT MAE 0.142 · 1st of 3 by DFT' (dft_maes: checks and stored labels)."""
-    shown = {r: round(m, 3) for r, m in maes.items()}          # equal as shown: equal place
-    k = 1 + sum(m < shown[rank] for m in shown.values())
-    tied = sum(m == shown[rank] for m in shown.values()) > 1
+def dft_rank_text(rank: int, maes: dict[int, float], same: dict[int, str] | None = None) -> str:
+    """A card's DFT badge: 'DFT MAE 0.142 · 1st of 3 by DFT' (dft_maes: checks and stored labels).
+    same: rank → the stored label it shows (stored_label_of); copies of one known compound count as
+    one entry, as the DFT table lists them on one row (a walk's CoPt copies read 'tied 1st of 9')."""
+    same = same or {}
+    entries = {same.get(r, r): round(m, 3) for r, m in maes.items()}      # equal as shown: equal place
+    mine = entries[same.get(rank, rank)]
+    k = 1 + sum(m < mine for m in entries.values())
+    tied = sum(m == mine for m in entries.values()) > 1
     nth = {1: "1st", 2: "2nd", 3: "3rd"}.get(k, f"{k}th")
-    return f"DFT MAE {maes[rank]:.3f} · {'tied ' * tied}{nth} of {len(maes)} by DFT"
+    return f"DFT MAE {maes[rank]:.3f} · {'tied ' * tied}{nth} of {len(entries)} by DFT"
+
+
+def stored_label_of(run: dict, dft: dict[int, dict], maes: dict[int, float]) -> dict[int, str]:
+    """rank → the stored label a known candidate's DFT MAE comes from (no finished check of its own),
+    named as the DFT table's cell names it: candidates sharing one are one entry in a ranking."""
+    return {c["rank"]: f"known: stored label of {known_name(c)}" for c in run["candidates"]
+            if c["rank"] in maes and dft_mae(dft.get(c["rank"])) is None}
 
 
 def into_name(into: str, c: dict, settings: dict) -> str:
@@ -720,6 +731,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                f"{run['settings']['device']} · {run['settings']['steps']} steps · {guidance_text(run['settings'])}"
                f"{steering_text(run['settings'])}checkpoint {str(run['settings'].get('checkpoint_sha256'))[:10]}")
     maes = dft_maes(run, dft, stored)
+    same = stored_label_of(run, dft, maes)      # copies of one known compound: one place
     # two to a row, each unit in its label: three to a row cut the values at 800 px ("0.161 s…"), and
     # five to a row cut the labels at 1280 px. GPAW's number first, the predictor's under it
     m1, m5 = st.columns(2)
@@ -783,7 +795,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                         f"tolerance, {sg.get('0.01', '?')} at 0.01 Å · {c['n_atoms']} atoms")
             d = dft.get(c["rank"])
             into = relaxed_into(d)
-            dft_badge = (f":violet-background[{dft_rank_text(c['rank'], maes)}]" if c["rank"] in maes else
+            dft_badge = (f":violet-background[{dft_rank_text(c['rank'], maes, same)}]" if c["rank"] in maes else
                          {"failed": ":red-background[DFT failed]", "running": ":blue-background[DFT running]",
                           "queued": ":blue-background[DFT queued]"}.get((d or {}).get("status"),
                                                                          ":blue-background[DFT queued]"

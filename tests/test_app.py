@@ -456,6 +456,31 @@ def test_run_zip_legends_and_top_k(tmp_path):
     assert line == "DFT check of candidate #1: 0 of 1 done, one is taking longer than the usual ~2 min"
 
 
+def test_a_zip_built_again_redraws_only_the_plots_that_changed(tmp_path, monkeypatch):
+    """The run zip is built again whenever a check lands; each plot costs ~0.14 s, so a plot is
+    kept by its curves' digest and only a candidate whose curves changed is drawn again."""
+    from studio import export
+    from studio.results import candidate_curves
+    run = _small_run(tmp_path)
+    drawn = []
+    real = export.dos_image
+    monkeypatch.setattr(export, "dos_image", lambda curves, title, fmt="svg": drawn.append(title) or real(curves, title))
+    monkeypatch.setattr(export, "_svgs", type(export._svgs)())
+    curves = {x["rank"]: candidate_curves(run, x, None, None) for x in run["candidates"]}
+    first = zipfile.ZipFile(io.BytesIO(export.run_zip(run, {}, curves)))
+    assert len(drawn) == 2
+    c = run["candidates"][0]
+    check = {c["rank"]: {"status": "done", "result": {"site_dos": np.full((c["n_atoms"], 400), 0.3), "seconds": 1,
+                                                       "dos_match": {"0": {"mae": 0.5}}}}}
+    curves = {x["rank"]: candidate_curves(run, x, check.get(x["rank"]), None) for x in run["candidates"]}
+    again = zipfile.ZipFile(io.BytesIO(export.run_zip(run, check, curves)))
+    assert drawn[2:] == [f"candidate #{c['rank']} · {c['formula']}"]        # the checked one alone
+    svg = next(n for n in again.namelist() if n.startswith(f"candidates/{c['rank']:03d}_") and n.endswith(".svg"))
+    assert f"DFT of candidate #{c['rank']}".encode() in again.read(svg) != first.read(svg)
+    other = next(n for n in first.namelist() if n.endswith(".svg") and n != svg)
+    assert again.read(other) == first.read(other)
+    assert export.curves_digest(curves[c["rank"]], "t") != export.curves_digest(curves[c["rank"]], "u")
+
 def app_page(page: str, timeout=60) -> AppTest:
     """A page as the app shows it: app.py's navigation, switched to pages/<page> (a page file run
     on its own hands over to the app's navigation, studio/nav.py)."""

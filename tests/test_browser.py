@@ -273,7 +273,7 @@ def test_the_form_survives_a_visit_to_the_verify_page(browser, fresh_server):
     pick_nacl_cl(page)
     page.get_by_text("New structure with N atoms", exact=True).click()
     settle(page)
-    cand = page.get_by_label("Candidates", exact=True)
+    cand = page.get_by_label(f"Candidates (1–{studio.SHIPPED.max_candidates})", exact=True)
     cand.fill("7")
     cand.press("Enter")
     settle(page)
@@ -286,7 +286,7 @@ def test_the_form_survives_a_visit_to_the_verify_page(browser, fresh_server):
     wait_chosen(page, "Material", r"^NaCl · mp-22862")
     wait_chosen(page, "Site whose DOS is the target", r"^1: Cl")
     assert page.get_by_role("radio", name="New structure with N atoms").is_checked()
-    assert page.get_by_label("Candidates", exact=True).input_value() == "7"
+    assert page.get_by_label(f"Candidates (1–{studio.SHIPPED.max_candidates})", exact=True).input_value() == "7"
     assert page.get_by_test_id("stException").count() == 0
     page.close()
 
@@ -457,7 +457,7 @@ def test_progress_cancel_then_a_small_run(browser, server):
     page = open_page(browser, server)
     page.get_by_role("button", name="Example: Ni in Au₃Ni (paper)").click()
     settle(page)
-    cand = page.get_by_label("Candidates", exact=True)
+    cand = page.get_by_label(f"Candidates (1–{studio.SHIPPED.max_candidates})", exact=True)
     cand.fill("60")
     cand.press("Enter")
     settle(page)
@@ -562,7 +562,7 @@ def test_the_run_zip_downloads_while_a_redraw_is_cut_short(browser, tmp_path):
         zip_button = page.get_by_role("button", name="Download the whole run", exact=False)
         zip_button.wait_for(timeout=180_000)
         wait_until(page, lambda: msgs[-1] == "script_finished")        # the page is drawn
-        cand = page.get_by_label("Candidates", exact=True)
+        cand = page.get_by_label(f"Candidates (1–{studio.SHIPPED.max_candidates})", exact=True)
         n = len(msgs)
         cand.fill("5")
         cand.press("Enter")

@@ -201,6 +201,19 @@ def test_a_cards_dft_badge_names_its_place_in_the_dft_order():
     assert all(dft_rank_text(r, ties).endswith("· tied 1st of 4 by DFT") for r in (1, 2, 3))
     assert dft_rank_text(4, ties).endswith("· 4th of 4 by DFT")
 
+    # copies of one known compound show one stored label: one entry, as the DFT table's one row
+    # (walk 7: two CoPt copies and a check read 'tied 1st of 9'); a check of equal MAE still ties
+    from studio.results import stored_label_of
+    run = {"candidates": [{"rank": r, "formula": "CoPt", "matches": "mp-949"} for r in (1, 2)]
+           + [{"rank": 3, "formula": "CoPt2"}, {"rank": 4, "formula": "FePt"}]}
+    dft = {3: {"status": "done", "result": {"dos_match": {"0": {"mae": 0.2}}}},
+           4: {"status": "done", "result": {"dos_match": {"0": {"mae": 0.116}}}}}
+    maes = {1: 0.116, 2: 0.116, 3: 0.2, 4: 0.116}
+    same = stored_label_of(run, dft, maes)
+    assert set(same) == {1, 2} and same[1] == same[2] and "CoPt" in same[1]
+    assert [dft_rank_text(r, maes, same) for r in (1, 2, 4)] == ["DFT MAE 0.116 · tied 1st of 3 by DFT"] * 3
+    assert dft_rank_text(3, maes, same) == "DFT MAE 0.200 · 3rd of 3 by DFT"
+
 
 def test_when_no_candidate_qualifies_for_dft_the_reason_is_counted():
     run = {"candidates": [{"rank": 1, "structurally_valid": False, "n_atoms": 4, "novel": None},

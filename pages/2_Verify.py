@@ -97,7 +97,8 @@ def status_panel():
                       {"y": res["site_dos"][int(site)], "name": f"DFT of candidate #{rank}"
                        + (" (relaxed cell)" if res.get("relaxed") else ""), "style": "dft"}]
             if cand.get("predicted_dos"):
-                curves.append(predicted_curve(cand, int(site), f"predicted for candidate #{rank}"))
+                curves.append(predicted_curve(cand, int(site), f"predicted for candidate #{rank}",
+                                              run["settings"].get("spread_calibration")))
             dos_chart(curves, key=f"ver_{site}", filename=f"{rid}_candidate{rank}_site{site}_dft",
                       title=f"candidate #{rank} · {formula(cand['formula'])} · site {site} ({elements[int(site)]})")
             if m := res["dos_match"].get(str(site)) or res["dos_match"].get(site):

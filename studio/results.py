@@ -132,12 +132,13 @@ def candidate_name(c: dict) -> str:
     return f"#{c['rank']} · {formula(c['formula'])} · {c['n_atoms']} atoms{tag}"
 
 
-def predicted_curve(c: dict, site: int, name: str) -> dict:
+def predicted_curve(c: dict, site: int, name: str, calibration=None) -> dict:
     """A candidate's predicted site curve, with the ensemble's spread as its band (runs saved
-    before the spread was stored have none)."""
+    before the spread was stored have none); calibration: what the stored spread carries (the
+    run's settings' spread_calibration, (scale, floor); None: the raw spread)."""
     spread = c.get("predicted_spread")
     return {"y": c["predicted_dos"][site], "name": name, "style": "predicted",
-            "band": spread[site] if spread is not None else None}
+            "band": spread[site] if spread is not None else None, "band_calibrated": bool(calibration)}
 
 
 def candidate_curves(run: dict, c: dict, dft: dict | None, stored: dict | None) -> list[dict]:
@@ -153,7 +154,8 @@ def candidate_curves(run: dict, c: dict, dft: dict | None, stored: dict | None) 
         curves.append({"y": targets[int(row)], "name": target_label(run, carrier), "style": "target",
                        "window": run_window(run)})
         if c.get("predicted_dos") is not None:
-            curves.append(predicted_curve(c, s, f"predicted for candidate #{c['rank']}{where}"))
+            curves.append(predicted_curve(c, s, f"predicted for candidate #{c['rank']}{where}",
+                                          run["settings"].get("spread_calibration")))
         if dft and dft.get("status") == "done":
             cell = " (relaxed cell)" if dft["result"].get("relaxed") else ""
             curves.append({"y": dft["result"]["site_dos"][s], "name": f"DFT of candidate #{c['rank']}{cell}{where}",

@@ -308,6 +308,7 @@ LOSS_AXIS = "diffusion loss"
 METRIC_NAMES = {"mae": "MAE (states/eV)", "mae_ef2": "MAE within ±2 eV of E_F (states/eV)", "cosine": "cosine",
                 "wasserstein": "Wasserstein (eV)", "centre_shift": "centre shift (eV)"}
 RESULT_KINDS = {
+    "band-calibration": "the predictor's uncertainty band against DFT",
     "certify": "time from Generate to DFT-certified candidates", "dft": "DFT check of generated candidates",
     "dft9": "DFT check of candidates on 9 targets", "evaluate": "predictor and candidate checks on held-out sites",
     "generate": "generation: speed and predicted DOS match", "guidance": "guidance and steering strength",

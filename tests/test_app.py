@@ -414,8 +414,16 @@ def test_run_zip_legends_and_top_k(tmp_path):
     assert np.asarray(band).shape == (400,) and np.all(np.asarray(band) >= 0) and np.max(band) > 0
     fig = viz.dos_figure(candidate_curves(run, c, None, None))
     shaded = [t for t in fig.data if t.fill == "tonexty"]
-    assert len(shaded) == 1 and shaded[0].name == f"predicted for candidate #{c['rank']} ± 1σ (ensemble spread)"
+    assert len(shaded) == 1 and shaded[0].name == (f"predicted for candidate #{c['rank']} ± 1σ (ensemble spread "
+                                                   "calibrated on DFT)")
     assert np.allclose(np.asarray(shaded[0].y) - np.asarray(c["predicted_dos"])[0], band)
+    # the band is the calibrated spread (benchmarks.band_calibration), and the run says so; a run
+    # stored before the calibration (none in its settings) says its band is not calibrated
+    k, floor = run["settings"]["spread_calibration"]
+    assert np.min(band) >= floor - 1e-6 and k > 1
+    legacy = {**run, "settings": {**run["settings"], "spread_calibration": None}}
+    assert candidate_curves(legacy, c, None, None)[1]["band_calibrated"] is False
+    assert viz.band_name(candidate_curves(legacy, c, None, None)[1]).endswith("(not calibrated: narrower than its error)")
     csv = z.read(next(n for n in names if n.startswith(f"candidates/{c['rank']:03d}_") and n.endswith("_dos.csv")))
     assert b"predicted_sd_site0" in csv.splitlines()[0]
     line = certify.status_line({"ranks": [2, 3, 4], "done": [2], "failed": [], "running": [3], "left_s": 130,
@@ -758,7 +766,7 @@ def test_dos_plot_as_svg_and_png_keeps_legend_and_axes():
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
     text = " ".join(t for t in root.itertext())
     for label in [c["name"] for c in curves] + [viz.ENERGY_AXIS, viz.DOS_AXIS, "Target DOS",
-                                                "predicted for candidate #1 ± 1σ (ensemble spread)"]:
+                                                viz.band_name(curves[1])]:
         assert label in text, label                                      # text, not outlines
     png = viz.dos_image(curves, fmt="png")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"

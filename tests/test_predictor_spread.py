@@ -44,3 +44,29 @@ def test_a_skewed_cell_gets_the_same_neighbours_as_its_reduced_twin(monkeypatch)
     def edges(g):
         return sorted(zip(g[0].tolist(), g[1].tolist(), np.round(g[2], 4).tolist()))
     assert edges(got) == edges(want) and len(want[2]) > 0
+
+
+def test_the_band_is_calibrated_as_its_card_says():
+    """The raw spread of three members held the DFT curve at 19 % of the energies with states
+    (benchmarks.band_calibration), not the 68 % a ±1σ band promises: the card carries the
+    calibration the bench fitted, and the band stored with a candidate is scale·spread + floor."""
+    import json
+    import warnings
+
+    from dosmatgen_core.paths import ROOT
+    from dosmatgen_core.scoring.predictor import spread_calibration
+    pred = load_predictor(PREDICTOR_PATH)
+    record = json.loads((ROOT / "benchmarks" / "results" / "band-calibration.json").read_text())
+    assert pred.spread_calibration == (record["spread_scale"], record["spread_floor"])
+    assert record["predictor"].endswith(pred.card["sha256"][:16])          # fitted for this very predictor
+    k, b = pred.spread_calibration
+    sd = np.array([[0.0, 0.02, 0.1]])
+    assert np.allclose(pred.calibrated(sd), k * sd + b)
+    # a card without one keeps the raw spread; one edited out of range is refused, and said
+    assert spread_calibration({}) is None and LoadedPredictor(pred.model, {}).calibrated(sd) is sd
+    for bad in ({"spread_scale": 0.2}, {"spread_scale": "5"}, {"spread_scale": 5.0, "spread_floor": -1},
+                {"spread_scale": float("nan")}, {"spread_scale": True}):
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            assert spread_calibration(bad) is None, bad
+        assert "uncalibrated" in str(said[0].message)

@@ -425,6 +425,8 @@ def run_generation(req: Request, loaded, predictor=None, *, guide=None, store: R
     settings = asdict(req)
     settings.update({"device": device, "checkpoint_sha256": loaded.sha256,
                      "predictor_sha256": (predictor.card.get("sha256") if predictor else None),
+                     # the calibration the stored spreads carry (None: the ensemble's raw spread)
+                     "spread_calibration": (predictor.spread_calibration if predictor else None),
                      "guide_sha256": (guide.card.get("sha256") if req.particles > 1 else None),
                      "checkpoint_card": {k: loaded.card.get(k) for k in ("epoch", "val_loss", "date", "n_labelled_structures")}})
     run = {"created": time.time(), "title": req.title or f"{req.mode}, N={req.n_atoms}", "status": "running",

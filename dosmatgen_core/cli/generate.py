@@ -512,6 +512,8 @@ def _evaluate(args) -> int:
             c.update({k: v for k, v in ev.items() if k != "seconds_per_check"})
     maes = [c["dos_mae"] for c in run["candidates"] if c.get("dos_mae") == c.get("dos_mae")]
     run["summary"]["mean_dos_mae"] = sum(maes) / len(maes) if maes else None
+    # the scores and spreads are this predictor's now: the run says which, and its band's factor
+    run["settings"].update({"predictor_sha256": predictor.card.get("sha256"), "spread_calibration": predictor.spread_calibration})
     store.save(run)
     print(json.dumps({"run": run["id"], "candidates": len(run["candidates"]),
                       "valid": sum(c["valid"] for c in run["candidates"]),

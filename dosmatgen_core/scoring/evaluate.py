@@ -236,7 +236,7 @@ def evaluate_candidates(structs: list[Structure], targets: list[dict[int, np.nda
             [(np.array(s.atomic_numbers), s.frac_coords, s.lattice.matrix) for s in structs])
         for o, p, sd, tg in zip(out, preds, spreads, targets):
             o["predicted_dos"] = p
-            o["predicted_spread"] = sd          # the ensemble's ±1σ: the app draws it as a band
+            o["predicted_spread"] = predictor.calibrated(sd)    # the app's ±1σ band (calibrated on DFT)
             o["dos_match"] = dos_match(p, tg, window)
             o["dos_mae"] = float(np.mean([m["mae"] for m in o["dos_match"].values()])) if tg else float("nan")
     timing["dos"] = time.perf_counter() - t

@@ -236,10 +236,42 @@ def model_from_blob(blob) -> nn.Module:
     return model.eval()
 
 
+SPREAD_SCALE_RANGE = (1.0, 50.0)     # a card outside these was edited by hand or fitted on nothing
+SPREAD_FLOOR_RANGE = (0.0, 1.0)      # states/eV
+
+
+def spread_calibration(card: dict) -> tuple[float, float] | None:
+    """(scale, floor) from the card (benchmarks.band_calibration): the band scale·spread + floor
+    holds the DFT curve at 68 % of the energies with states, on candidates the predictor never
+    trained on, about evenly whatever the spread. The raw spread of a few members trained on the
+    same labels is several times too narrow, and near zero where they agree but are wrong. None
+    for a card without one, or with values out of range (said once)."""
+    k, b = card.get("spread_scale"), card.get("spread_floor", 0.0)
+    if k is None:
+        return None
+    ok = all(isinstance(x, (int, float)) and not isinstance(x, bool) and lo <= x <= hi
+             for x, (lo, hi) in ((k, SPREAD_SCALE_RANGE), (b, SPREAD_FLOOR_RANGE)))
+    if not ok:
+        warnings.warn(f"the predictor card's spread_scale {k!r} / spread_floor {b!r} are out of range "
+                      f"({SPREAD_SCALE_RANGE}, {SPREAD_FLOOR_RANGE}); its spread is shown uncalibrated", stacklevel=2)
+        return None
+    return float(k), float(b)
+
+
 @dataclass
 class LoadedPredictor:
     model: nn.Module          # a SiteDOSPredictor or an Ensemble of them
     card: dict
+
+    @property
+    def spread_calibration(self) -> tuple[float, float] | None:
+        return spread_calibration(self.card)
+
+    def calibrated(self, spread: np.ndarray) -> np.ndarray:
+        """A spread as the band the app draws: calibrated on DFT where the card says how, else raw."""
+        if (cal := self.spread_calibration) is None:
+            return spread
+        return cal[0] * np.asarray(spread) + cal[1]
 
     def predict(self, crystals) -> list[np.ndarray]:
         """Site DOS (n_i, 400) for each (numbers, frac, lattice); NaN rows for a collapsed cell

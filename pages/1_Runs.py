@@ -95,6 +95,8 @@ if dft or waiting:
                   for rank, s in sorted(dft.items())]
                  + [{"candidate": f"#{r}", "status": "queued", "DFT MAE": "", "error": ""} for r in waiting],
                  hide_index=True, width="stretch")
+elif status_of.get(pick) == "running":
+    st.caption("This run is still generating: the DFT checks of its top candidates start when it ends.")
 else:
     st.caption("No candidate of this run has been checked with DFT; queue one on the Verify page.")
 job = state.resources()["jobs"].get(st.session_state.get("job", ""))

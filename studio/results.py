@@ -503,7 +503,7 @@ def _one_row_per_stored_label(rows: list[dict]) -> list[dict]:
     """Known candidates that show one stored label (copies of one compound) share a row, marked
     known in its first column: a walk's table held CoPt's label three times, above the fold, and
     at 800 px the column that told a stored label from a check was off screen."""
-    out, merged = [], {}
+    out, merged, predicted = [], {}, {}
     for r in rows:
         if not r["cell"].startswith("known: "):
             out.append(r)
@@ -511,12 +511,16 @@ def _one_row_per_stored_label(rows: list[dict]) -> list[dict]:
         key = (r["cell"], r["DFT MAE"], r["DFT cosine"])
         if key not in merged:
             merged[key] = {**r, "candidate": f"{r['candidate']} (known)"}
+            predicted[key] = [r["predicted MAE"]]
             out.append(merged[key])
         else:
             m = merged[key]
             m["candidate"] = m["candidate"].replace(" (known)", f", {r['candidate']} (known)")
-            if m["predicted MAE"] != r["predicted MAE"]:
-                m["predicted MAE"] = None        # copies predicted apart: no one number is theirs
+            predicted[key].append(r["predicted MAE"])
+    for key, vals in predicted.items():
+        # copies predicted apart: their range (a dash read as "no prediction", beside cards showing one)
+        got = sorted({v for v in vals if v is not None})
+        merged[key]["predicted MAE"] = f"{got[0]:.3f}–{got[-1]:.3f}" if len(got) > 1 else (got[0] if got else None)
     return out
 
 

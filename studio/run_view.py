@@ -39,21 +39,19 @@ def job_panel(was_live: bool) -> None:
                 state.resources()["jobs"].cancel(job.id)
         elif job.status == "done":
             if st.query_params.get("run") != job.run_id:
+                # the job started its DFT checks itself when it ended (state.submit's then)
                 top = st.session_state.pop("job_dft_top", 0)
-                if top:
-                    run = state.store().get(job.run_id)
-                    per_source = st.session_state.pop("job_dft_per_source", certify.PER_SOURCE)
-                    ranks = certify.pick(run, top, labelled=state.labelled_ids(studio.DB_URL), per_source=per_source)
-                    chain = st.session_state.pop("job_rounds", {"left": 0, "round": 1})
-                    if ranks:
-                        relaxed = st.session_state.pop("job_dft_relaxed", studio.SHIPPED.dft_relaxed)
-                        state.certifier(str(studio.RUNS_PATH)).start(job.run_id, ranks, relaxed=relaxed, top=top)
-                        if chain["left"] or chain["round"] > 1:     # once these checks end: the next round, or the outcome
-                            st.session_state["rounds"] = {**chain, "run": job.run_id, "top": top, "relaxed": relaxed,
-                                                          "per_source": per_source}
-                    else:
-                        why = certify.nothing_to_check(run, labelled=state.labelled_ids(studio.DB_URL))
-                        st.session_state["dft_skipped"] = (job.run_id, why)
+                chain = st.session_state.pop("job_rounds", {"left": 0, "round": 1})
+                relaxed = st.session_state.pop("job_dft_relaxed", studio.SHIPPED.dft_relaxed)
+                per_source = st.session_state.pop("job_dft_per_source", certify.PER_SOURCE)
+                after = job.followup or {}
+                if after.get("ranks"):
+                    if chain["left"] or chain["round"] > 1:     # once these checks end: the next round, or the outcome
+                        st.session_state["rounds"] = {**chain, "run": job.run_id, "top": top, "relaxed": relaxed,
+                                                      "per_source": per_source}
+                elif top:
+                    why = after.get("why") or f"they could not be started ({after.get('error', 'no reason given')})"
+                    st.session_state["dft_skipped"] = (job.run_id, why)
                 st.query_params["run"] = job.run_id
                 st.session_state.pop("job", None)
                 st.rerun()
@@ -144,10 +142,22 @@ def current_run(target=None, title: str | None = None, live_views: int = viz.MAX
                       title="The target of the run in progress (the chart in 1 · Target DOS is the next Generate's)")
     job_panel(live)
     run_id = st.query_params.get("run")
+    restored = False
+    if run_id:
+        st.session_state["viewed_run"] = run_id
+    elif run_id := st.session_state.get("viewed_run"):
+        # the sidebar's page links drop the URL's run: back on this page, the session's run and its
+        # checks come back (a walk's results vanished after a look at Verify)
+        st.query_params["run"] = run_id
+        restored = True
     if run_id:
         try:
             run = state.store().get(run_id)
         except KeyError:
+            if restored:        # deleted on the Runs page since: nothing to show, nothing to say
+                st.session_state.pop("viewed_run", None)
+                st.query_params.pop("run", None)
+                return
             st.info(f"No stored run has the id {studio.plain(run_id)}: it may have been deleted, or the link is "
                     "mistyped. The Runs page lists the stored runs.")
         else:
@@ -167,7 +177,10 @@ def current_run(target=None, title: str | None = None, live_views: int = viz.MAX
             elif (skipped := st.session_state.get("dft_skipped")) and skipped[0] == run_id:
                 st.info(f"No DFT check was started: {skipped[1]}."
                         + (" Known candidates show their stored DFT label instead." if "known" in skipped[1] else ""))
-            if " · grown from " in (run.get("title") or ""):       # a round (rounds.round_title)
+            if live:
+                st.caption(f"Showing the last run, `{run_id}` ({studio.plain(run.get('title') or 'untitled')}), "
+                           "until the run in progress ends.")
+            elif " · grown from " in (run.get("title") or ""):       # a round (rounds.round_title)
                 what = "known sites" if " · grown from known sites" in run["title"] else "a candidate"
                 st.caption(f"Showing run `{run_id}` ({studio.plain(run['title'])}): a round grown from {what}, not "
                            "from the form above, which sets up a new run.")

@@ -47,9 +47,16 @@ def submit(req, store: RunStore, dft: dict, rounds_left: int = 0, round_no: int 
     from the best check so far (candidates.rounds; best_run: the earlier run that holds it). A bad
     request raises before anything is queued."""
     R = resources()
-    job = R["jobs"].submit(req, R["model"], R["predictor"], store, studio.DB_URL, hull=R["hull"], guide=R["guide"])
-    st.session_state.update(job=job.id, job_dft_top=int(dft["top"]), job_dft_relaxed=bool(dft["relaxed"]),
-                            job_dft_per_source=bool(dft["per_source"]),
+    cert, labelled = certifier(str(studio.RUNS_PATH)), labelled_ids(studio.DB_URL)
+    top, relaxed, per_source = int(dft["top"]), bool(dft["relaxed"]), bool(dft["per_source"])
+
+    def then(run: dict) -> dict:
+        # in the job's thread: the checks start whichever page is open, or none (a walk left for the
+        # Runs page and its checks never started)
+        return certify.check_top(cert, store.get(run["id"]), top, relaxed, per_source, labelled)
+    job = R["jobs"].submit(req, R["model"], R["predictor"], store, studio.DB_URL, hull=R["hull"], guide=R["guide"],
+                           then=then)
+    st.session_state.update(job=job.id, job_dft_top=top, job_dft_relaxed=relaxed, job_dft_per_source=per_source,
                             job_rounds={"left": int(rounds_left), "round": int(round_no), "best_run": best_run})
     return job
 

@@ -25,6 +25,7 @@ class Job:
     error: str | None = None
     started: float = field(default_factory=time.time)
     cancel_flag: threading.Event = field(default_factory=threading.Event)
+    followup: dict | None = None    # what `then` returned, set before the job reads as done
 
     @property
     def active(self) -> bool:
@@ -39,7 +40,10 @@ class JobManager:
         self._lock = threading.Lock()
         self._gpu_cpu = threading.Semaphore(1)
 
-    def submit(self, req: Request, loaded, predictor, store, db_url, hull=None, guide=None) -> Job:
+    def submit(self, req: Request, loaded, predictor, store, db_url, hull=None, guide=None, then=None) -> Job:
+        """then: called with the stored run in the job's own thread once it is done (the app starts
+        its DFT checks there: a page that was left, or a tab that was closed, must not keep them
+        from starting); what it returns is the job's followup, an exception its followup's error."""
         req.specs()   # validate now: a bad request raises here and nothing is queued
         checks.check_device(req.device)
         job = Job(uuid.uuid4().hex[:8], req)
@@ -60,6 +64,12 @@ class JobManager:
                     run = run_generation(req, loaded, predictor, guide=guide, store=store, db_url=db_url, progress=prog,
                                          cancel=job.cancel_flag.is_set, hull=hull)
                     job.run_id = run["id"]
+                    if then is not None:
+                        try:
+                            job.followup = then(run)
+                        except Exception as exc:        # the run is stored: it stays done, and says why
+                            job.followup = {"error": f"{type(exc).__name__}: {exc}"}
+                            traceback.print_exc()
                     job.status = "done"
                 except Cancelled:
                     job.status = "cancelled"

@@ -109,6 +109,19 @@ def nothing_to_check(run: dict, max_atoms: int = MAX_ATOMS, labelled: frozenset 
     return f"none of the {n} candidate{'s' * (n != 1)} qualifies" + (f" ({parts})" if parts else "")
 
 
+def check_top(cert: "Certifier", run: dict, top: int, relaxed: bool = SHIPPED.dft_relaxed, per_source: bool = PER_SOURCE,
+              labelled: frozenset = frozenset()) -> dict:
+    """After a generation: start the DFT checks of its top candidates (pick) in the background.
+    {'ranks': those started} or, when none qualifies, {'ranks': [], 'why': nothing_to_check}."""
+    if top < 1:
+        return {"ranks": []}
+    ranks = pick(run, top, labelled=labelled, per_source=per_source)
+    if not ranks:
+        return {"ranks": [], "why": nothing_to_check(run, labelled=labelled)}
+    cert.start(run["id"], ranks, relaxed=relaxed, top=top)
+    return {"ranks": ranks}
+
+
 @dataclass
 class Batch:
     run_id: str

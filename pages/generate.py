@@ -129,6 +129,9 @@ if src == "A site of a material":
         q = found["query"]
         if not found["labelled"] and ("formula" in q or "id" in q):
             found = catalogue.search(query, rows_all, state.mp_structures())
+        if found["labelled"] and (lone := catalogue.lone_element(q, found["labelled"])):
+            found = {**found, "mp": catalogue.elemental(lone, state.mp_structures())}
+            st.caption(catalogue.lone_element_text(lone, len(found["mp"])))
         options = {r["material_id"]: f"{r['name']} · {r['spacegroup']} · {r['natoms']} atoms · DFT label"
                    for r in found["labelled"]}
         mp_by_key = {f"mp:{mid}": s for mid, s in found["mp"]}

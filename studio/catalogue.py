@@ -125,6 +125,31 @@ def search(text: str, rows: list[dict], mp: tuple = ()) -> dict:
     return {"labelled": labelled, "mp": unlabelled[:20], "query": q}
 
 
+def lone_element(q: dict, labelled: list[dict]) -> str | None:
+    """The element a one-element query asks for, when no labelled material is that element alone
+    (a walk typed Fe and got FeH first, with no word that elemental Fe has no label); else None."""
+    els = q.get("elements") or []
+    if "formula" in q or len(els) != 1 or any(list(r["elements"]) == els for r in labelled):
+        return None
+    return els[0]
+
+
+def elemental(element: str, mp: tuple, n: int = 20) -> list:
+    """The shipped MP structures of one element alone: (id, Structure), smallest cells first."""
+    return sorted(((mid, s) for mid, s in mp if [str(e) for e in s.composition.elements] == [element]),
+                  key=lambda kv: (len(kv[1]), kv[0]))[:n]
+
+
+def lone_element_text(element: str, n_mp: int) -> str:
+    """What the list holds for an element with no label of its own (lone_element)."""
+    if n_mp:
+        return (f"No DFT label of elemental {element}: listed are the labelled materials that contain {element}, "
+                f"then its {n_mp} Materials Project structure{'s' * (n_mp != 1)} without a label (the predictor "
+                "gives their sites a predicted DOS).")
+    return (f"No DFT label of elemental {element}, and no shipped structure of it: listed are the labelled "
+            f"materials that contain {element}.")
+
+
 def _distance(a: Element, b: Element) -> float:
     """How far apart two elements sit in the periodic table: a step down a group (same valence,
     GaAs → GaP) counts half a step along a row."""

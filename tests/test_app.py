@@ -134,6 +134,22 @@ def test_unlabelled_formula_offers_a_next_step(app):
     assert app.selectbox(key="ref_select").value == near[0].key[len("near_"):]
 
 
+@pytest.mark.needs_mp
+def test_an_element_with_no_label_of_its_own_says_so(app):
+    """A walk typed Fe and got FeH first, with no word that elemental Fe has no label. The list says
+    so, and offers the element's shipped MP structures (no label: a predicted DOS) after the labels."""
+    app.text_input(key="ref_query").set_value("Fe").run(timeout=900)
+    assert any("No DFT label of elemental Fe, and no shipped structure of it" in c.value for c in app.caption)
+    assert app.selectbox(key="ref_select").options and not app.exception
+    app.text_input(key="ref_query").set_value("S").run()
+    assert any("No DFT label of elemental S: " in c.value and "its 1 Materials Project structure" in c.value
+               for c in app.caption)
+    options = app.selectbox(key="ref_select").options
+    assert "mp-555760" in options[-1] and "no label: predicted DOS" in options[-1]
+    assert "DFT label" in options[0]                       # the labelled ones first
+    app.text_input(key="ref_query").set_value("Cu").run()    # fcc Cu is labelled: nothing to say
+    assert not any("No DFT label of elemental" in c.value for c in app.caption)
+
 def test_mode_switches_show_their_controls(app):
     app.radio(key="mode").set_value("fixed_type").run()
     assert app.text_input(key="fixed_el").value == "Ni"

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from dosmatgen_core.sampling import cores
@@ -64,6 +65,18 @@ def test_a_thread_is_read_whatever_its_name_holds(tmp_path):
     assert sorted(cores._runnable(tmp_path, own=99)) == [5, 15]
     assert cores._runnable(tmp_path / "none", own=99) is None
 
+
+def test_a_thread_of_higher_priority_counts_one_core_at_most(tmp_path):
+    """A walk's estimate jumped between 13 and 37 min ("other work worth 16.0 busy cores of 2"):
+    Chromium's threads run at nice -8, weighted 6 times a nice-0 thread. A thread holds one core at
+    most; a niced one still counts its small share."""
+    mine = cores.weight(os.getpriority(os.PRIO_PROCESS, 0))
+    for pid, nice in ((10, -8), (11, -8), (12, 15)):
+        d = tmp_path / str(pid) / "task" / str(pid)
+        d.mkdir(parents=True)
+        (d / "stat").write_text(f"{pid} (chromium) R 1 10 10 0 -1 4194560 0 0 0 0 5 0 0 0 20 {nice} 1 0")
+    got = cores.competing_load(samples=1, proc=tmp_path)
+    assert got == pytest.approx(2.0 + min(cores.weight(15) / mine, 1.0))
 
 def test_a_process_that_ends_during_the_scan_is_skipped(tmp_path, monkeypatch):
     """A walk's Generate page stopped on FileNotFoundError '/proc/27476/task': the process ended

@@ -70,7 +70,9 @@ def competing_load(samples: int = 5, gap: float = 0.02, proc: Path = Path("/proc
         nices = _runnable(proc, os.getpid())
         if nices is None:
             return None
-        totals.append(sum(weight(n) for n in nices) / mine)
+        # a thread holds one core at most, however high its priority: a browser's threads at nice
+        # -8 weigh 6 times this process's, and read as 16 busy cores of 2 beside a walk's Chromium
+        totals.append(sum(min(weight(n) / mine, 1.0) for n in nices))
         if k + 1 < samples:
             time.sleep(gap)
     return sum(totals) / len(totals)

@@ -870,7 +870,10 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                           help="The next round around this candidate (its DFT-checked cell once it has one), its "
                                "conditioned atom carrying the target: the model's draws and the swaps grown from it "
                                "alone (template mode when it has several conditioned atoms).")
-    # built once per run and state of its checks (an SVG plot per candidate: seconds), not per redraw
-    zip_box.download_button("Download the whole run (zip: CIFs, POSCARs, DOS CSVs and SVG plots, JSON)",
-                            _zip_file(zip_key(run, dft, stored), run, dft, curves_of), f"dosmatgen_run_{run['id']}.zip",
-                            mime="application/zip", key=f"zip_{run['id']}", on_click="ignore")
+    # built once per run and state of its checks (an SVG plot per candidate: seconds), not per redraw;
+    # none for a run with no candidate yet (a walk saw a zip offered for a run still generating)
+    if run["candidates"]:
+        zip_box.download_button("Download the whole run (zip: CIFs, POSCARs, DOS CSVs and SVG plots, JSON)",
+                                _zip_file(zip_key(run, dft, stored), run, dft, curves_of),
+                                f"dosmatgen_run_{run['id']}.zip", mime="application/zip", key=f"zip_{run['id']}",
+                                on_click="ignore")

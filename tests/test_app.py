@@ -1258,6 +1258,9 @@ def test_deleting_a_run_unticks_the_confirmation_and_a_running_run_cannot_be_del
     at.selectbox(key="open_run").set_value(live).run()
     assert at.checkbox(key="confirm_delete").disabled and at.button(key="delete").disabled
     assert any("cannot be deleted now: it is still generating" in c.value for c in at.caption)
+    # no zip of a run with no candidate yet, and its checks are said to start when it ends (walk 8)
+    assert not [b for b in at.get("download_button") if "whole run" in b.proto.label]
+    assert any("the DFT checks of its top candidates start when it ends" in c.value for c in at.caption)
 
 
 def test_the_dft_table_shows_three_decimals_and_a_dash_for_nothing():

@@ -12,6 +12,7 @@ import numpy as np
 
 from dosmatgen_core.candidates import runs as runsmod
 from dosmatgen_core.dos import CURVE_UNIT, GRID
+from dosmatgen_core.names import formula
 from studio.figures import dos_image
 
 
@@ -70,7 +71,7 @@ def run_zip(run: dict, dft: dict[int, dict] | None = None, curves: dict[int, lis
     done = {rank: s for rank, s in (dft or {}).items() if s and s.get("status") == "done"}
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for c in run["candidates"]:
-            stem = f"candidates/{c['rank']:03d}_{c['formula']}"
+            stem = f"candidates/{c['rank']:03d}_{formula(c['formula'])}"      # named as its card names it
             z.writestr(f"{stem}.cif", runsmod.cif_file(c["cif"]))
             z.writestr(f"{stem}.vasp", runsmod.to_poscar(runsmod.structure_of(c)))
             res = done[c["rank"]]["result"] if c["rank"] in done else None
@@ -82,7 +83,7 @@ def run_zip(run: dict, dft: dict[int, dict] | None = None, curves: dict[int, lis
                 if res.get("relaxed") and res.get("cif"):      # the cell DFT calculated, in the candidate's site order
                     z.writestr(f"{stem}_relaxed.cif", runsmod.cif_file(res["cif"]))
             if (curves or {}).get(c["rank"]):
-                z.writestr(f"{stem}_dos.svg", curve_svg(curves[c["rank"]], f"candidate #{c['rank']} · {c['formula']}"))
+                z.writestr(f"{stem}_dos.svg", curve_svg(curves[c["rank"]], f"candidate #{c['rank']} · {formula(c['formula'])}"))
         z.writestr("run.json", runsmod.run_json(run))
         plain = json.loads(runsmod.dumps({str(k): v for k, v in (dft or {}).items()}))   # numpy → lists
         z.writestr("dft.json", json.dumps(plain, indent=1))

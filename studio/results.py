@@ -849,7 +849,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                 _card_match(run, c, struct, d)
             else:
                 _card_view(run, c, struct, live=k < live_views, dft=d)
-            stem = f"{run['id']}_{c['rank']}_{c['formula']}"
+            stem = f"{run['id']}_{c['rank']}_{formula(c['formula'])}"      # Au3Ni, as the card says
             sym_cif, poscar, extxyz = _cell_files(c["cif"])
             # a row that wraps (five columns cut the labels at 800 px); files, not callables (see zip_key)
             with st.container(horizontal=True, key=f"files{stem}"):

@@ -450,6 +450,7 @@ def test_run_zip_legends_and_top_k(tmp_path):
     assert sum(n.endswith(".cif") for n in names) == 2 and sum(n.endswith("_dos.csv") for n in names) == 3
     stem = next(n for n in names if n.startswith(f"candidates/{c['rank']:03d}_") and n.endswith("_dos.csv")
                 and "_dft_" not in n)
+    assert stem.startswith(f"candidates/{c['rank']:03d}_{studio.formula(c['formula'])}_")    # named as the card
     assert "dft_site0" in z.read(stem).decode().splitlines()[0]     # the card's CSV, its DFT rows beside
     relaxed_check = {c["rank"]: {"status": "done", "result": {**fake_dft[c["rank"]]["result"], "relaxed": True,
                                                                 "cif": c["cif"]}}}
@@ -538,7 +539,7 @@ def test_a_zip_built_again_redraws_only_the_plots_that_changed(tmp_path, monkeyp
                                                        "dos_match": {"0": {"mae": 0.5}}}}}
     curves = {x["rank"]: candidate_curves(run, x, check.get(x["rank"]), None) for x in run["candidates"]}
     again = zipfile.ZipFile(io.BytesIO(export.run_zip(run, check, curves)))
-    assert drawn[2:] == [f"candidate #{c['rank']} · {c['formula']}"]        # the checked one alone
+    assert drawn[2:] == [f"candidate #{c['rank']} · {studio.formula(c['formula'])}"]      # the checked one alone
     svg = next(n for n in again.namelist() if n.startswith(f"candidates/{c['rank']:03d}_") and n.endswith(".svg"))
     assert f"DFT of candidate #{c['rank']}".encode() in again.read(svg) != first.read(svg)
     other = next(n for n in first.namelist() if n.endswith(".svg") and n != svg)

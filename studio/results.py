@@ -315,11 +315,12 @@ def compare_rows(rows: list[dict]) -> list[dict]:
 # each head's help), so that time and mode fit a 1280 px window; the title, last, scrolls
 RUNS_COLUMNS = {
     "id": st.column_config.TextColumn("id", width=100),
-    "GPAW checks": st.column_config.NumberColumn("checks", width=65, help="Finished GPAW checks of the run"),
+    "GPAW checks": st.column_config.NumberColumn("checks done", width=85, help="Finished GPAW checks of the run "
+                                                                                "(running and queued ones not yet)"),
     "best new: DFT MAE": st.column_config.TextColumn(
-        "new: DFT MAE", width=105, help="DFT MAE (states/eV) of the run's best new structure"),
+        "best new MAE", width=105, help="DFT MAE (states/eV) of the run's best new structure"),
     "best new: DFT cosine": st.column_config.TextColumn(
-        "new: DFT cos", width=100, help="DFT cosine of the same structure (1: the target's shape exactly)"),
+        "best new cos", width=100, help="DFT cosine of the same structure (1: the target's shape exactly)"),
     "DOS MAE (predicted)": st.column_config.TextColumn(
         "pred. MAE", width=85, help="Mean predicted DOS MAE (states/eV) of the run's candidates"),
     "baseline MAE (predicted)": st.column_config.TextColumn(
@@ -335,7 +336,7 @@ RUNS_COLUMNS = {
 }
 
 RUNS_TABLE_NOTE = ("MAEs in states/eV, cosines 0-1 (1: the target's shape exactly); 'best new' is the run's new "
-                   "structure with the lowest DFT MAE; times in UTC.")
+                   "structure with the lowest DFT MAE, by GPAW; 'pred.' numbers are the predictor's; times in UTC.")
 
 
 def run_label(r: dict) -> str:

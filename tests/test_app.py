@@ -1660,6 +1660,20 @@ def test_the_shipped_predictors_records_carry_their_dates_and_the_newest_is_show
     assert mtime.strftime("%Y-%m-%d") not in " ".join(e.label for e in at.expander)
 
 
+def test_the_model_page_lists_superseded_records_but_opens_them_only_on_request():
+    """Walk 8: 33 benchmark expanders, the superseded among them, were too many for a demo. The
+    table lists every kind; the superseded ones' rows open behind a toggle."""
+    at = app_page("3_Model.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(d.value for d in at.dataframe if "what it measures" in d.value.columns)
+    old = int((table["status"] == "superseded").sum())
+    assert old >= 1 and not [e for e in at.expander if e.label.startswith("superseded: ")]
+    current = len(at.expander)
+    at.toggle(key="show_superseded").set_value(True).run()
+    assert len([e for e in at.expander if e.label.startswith("superseded: ")]) == old
+    assert len(at.expander) == current + old
+
 def test_the_predictors_held_out_table_spans_the_page_in_widths_that_fit_800_px():
     """The walk: in half the page's width the 'MAE within ±2 eV of E_F' column showed blank cells at
     1280 px (its numbers sat past the cut edge) and the MAE column was gone at 800 px, where the main

@@ -648,7 +648,8 @@ def became_text(into: str, c: dict, settings: dict) -> str:
     """A card's (and Verify's) note on a novel candidate whose relaxed check became a known structure."""
     own = ("the target's own curve" if into == settings.get("reference_id") else "that compound's")
     return (f"Novel as drawn, but relaxed before its DFT check it became {into_name(into, c, settings)}: its DFT "
-            f"curve is {own}, so it is no new structure with this DOS.")
+            f"curve is {own}, so it is no new structure with this DOS. Its DFT numbers and the stored label's can "
+            "differ by a few hundredths: two GPAW calculations of cells relaxed from different starts.")
 
 
 def view_note(c: dict, dft: dict | None, settings: dict | None = None) -> str:

@@ -61,6 +61,45 @@ def test_the_top_three_run_two_at_a_time_on_two_workers_and_all_land(tmp_path, f
     assert all(v.status(rid, r)["result"]["recipe"]["name"] == certify.FAST_RECIPE.name for r in (1, 2, 3))
 
 
+def test_two_runs_checks_share_the_cores_relaxation_included(tmp_path, fake_gpaw, monkeypatch):
+    """Walk 8: two runs' batches ran three checks at once on 2 cores (relaxations were not counted),
+    and one relaxation took 725 s. A check holds its core from relaxation to GPAW: across both
+    batches, never more than two relaxations and GPAW runs together."""
+    busy = {"now": 0, "most": 0}
+    lock = threading.Lock()
+    real_label = verify.label_isolated
+
+    def step(seconds):
+        with lock:
+            busy["now"] += 1
+            busy["most"] = max(busy["most"], busy["now"])
+        time.sleep(seconds)
+        with lock:
+            busy["now"] -= 1
+
+    def relax(cif, *a, **kw):          # SevenNet stands aside: the count of steps at once is tested
+        step(0.3)
+        return cif, {"relax_seconds": 0.3}
+
+    def label(task, recipe, timeout, cpu=False):
+        step(0.0)
+        return real_label(task, recipe, timeout)
+    monkeypatch.setattr(verify, "relax_in_site_order", relax)
+    monkeypatch.setattr(verify, "label_isolated", label)
+    store = runs.RunStore(tmp_path / "r.db")
+    first, second = _run_with(store, 3), _run_with(store, 3)
+    run = store.get(second)                          # other cells: no check is another's cache hit
+    for c in run["candidates"]:
+        c["cif"] = runs.to_cif(Structure(Lattice.cubic(4.0 + 0.1 * c["index"]), ["Cu", "Au"], [[0, 0, 0], [0.5, 0.5, 0.5]]))
+    store.save(run)
+    cert = certify.Certifier(verify.Verifier(store, label_dir=None, workers=2), prior_s=1.0, workers=2)
+    cert.start(first, [1, 2, 3])
+    cert.start(second, [1, 2, 3])
+    cert.wait(first, poll=0.05)
+    cert.wait(second, poll=0.05)
+    assert all(cert.verifier.status(r, k)["status"] == "done" for r in (first, second) for k in (1, 2, 3))
+    assert busy["most"] == 2 and fake_gpaw["calls"] == 6
+
 def test_a_cancel_stops_the_rest_and_the_running_ones_finish(tmp_path, fake_gpaw):
     store = runs.RunStore(tmp_path / "r.db")
     rid = _run_with(store, 3)

@@ -441,7 +441,8 @@ def dft_rank_text(rank: int, maes: dict[int, float], same: dict[int, str] | None
 def stored_label_of(run: dict, dft: dict[int, dict], maes: dict[int, float]) -> dict[int, str]:
     """rank → the stored label a known candidate's DFT MAE comes from (no finished check of its own),
     named as the DFT table's cell names it: candidates sharing one are one entry in a ranking."""
-    return {c["rank"]: f"known: stored label of {known_name(c)}" for c in run["candidates"]
+    # keyed as the table merges its rows: the label and its MAE (copies conditioned on other sites differ)
+    return {c["rank"]: f"known: stored label of {known_name(c)} · {maes[c['rank']]:.3f}" for c in run["candidates"]
             if c["rank"] in maes and dft_mae(dft.get(c["rank"])) is None}
 
 

@@ -202,7 +202,7 @@ class Verifier:
             # what a running check is doing (STAGES): added to stores made before it was kept
             if "stage" not in {r[1] for r in con.execute("PRAGMA table_info(verifications)")}:
                 con.execute("ALTER TABLE verifications ADD COLUMN stage TEXT")
-        # at most this many checks (relaxation and GPAW) at once beside the app (one per core by default)
+        # at most this many relaxations and GPAW processes at once beside the app (one per core by default)
         self._lock = threading.Semaphore(workers or default_workers())
         # run id → (rank, relaxed cell, its CIF) of this process's relaxed checks: a later candidate
         # that relaxes into one of them takes its rows (twins.py) instead of a GPAW run of its own
@@ -282,23 +282,19 @@ class Verifier:
         cand = next((c for c in run["candidates"] if c.get("rank") == rank), None)
         if cand is None:
             raise KeyError(f"run {run_id} has no candidate ranked {rank}")
-        self._set(run_id, rank, status="running", stage=STAGES["wait"])
-        # one check (relaxation and GPAW) per core, across every run's batch: a walk saw three checks
-        # of two runs at once on 2 cores, one relaxation taking 725 s; started counts from the slot
-        with self._lock:
-            self._set(run_id, rank, started=time.time(), stage=None)
-            return self._check(run, cand, rank, recipe, timeout, relaxed)
-
-    def _check(self, run: dict, cand: dict, rank: int, recipe: Recipe, timeout: float, relaxed: bool) -> dict:
-        """run's body, in a slot of its own."""
-        run_id = run["id"]
+        self._set(run_id, rank, status="running", started=time.time(), stage=None)
         cif, relax_s = cand["cif"], None
         if relaxed:
             cif, relax_s = cand.get("relaxed_cif"), 0.0      # relaxed by the stability check: no time now
             if not cif:
-                self._set(run_id, rank, stage=STAGES["relax"])
+                self._set(run_id, rank, stage=STAGES["wait"])
                 try:
-                    cif, info = relax_in_site_order(cand["cif"])
+                    # a relaxation takes a core as GPAW does, from the same slots, across every run's
+                    # batch: a walk saw three checks of two runs at once on 2 cores, one relaxation
+                    # taking 725 s. Not held between the two: a twin waits for its twin's GPAW outside
+                    with self._lock:
+                        self._set(run_id, rank, stage=STAGES["relax"])
+                        cif, info = relax_in_site_order(cand["cif"])
                     relax_s = info["relax_seconds"]
                 except Exception as exc:
                     self._set(run_id, rank, status="failed", finished=time.time(),
@@ -311,10 +307,12 @@ class Verifier:
             line = {"failed": mismatch}       # a cached line is checked against this candidate too
         elif line is None and twin is not None and (line := self._twin_line(run_id, rank, twin, cif, recipe)) is not None:
             pass                              # the twin's rows, in this candidate's site order
-        elif line is None:         # rows checked against the drawn candidate, relaxed cell or not
-            self._set(run_id, rank, stage=STAGES["gpaw"])
-            line = dft_in_site_order(cif, recipe, timeout, material_id=f"gen:{cache_key(cif, recipe)[:20]}",
-                                     order_of=cand["cif"])
+        elif line is None:
+            self._set(run_id, rank, stage=STAGES["wait"])
+            with self._lock:       # rows checked against the drawn candidate, relaxed cell or not
+                self._set(run_id, rank, stage=STAGES["gpaw"])
+                line = dft_in_site_order(cif, recipe, timeout, material_id=f"gen:{cache_key(cif, recipe)[:20]}",
+                                         order_of=cand["cif"])
             if "failed" not in line:
                 self._remember(cif, recipe, line, {"run": run_id, "rank": rank, "relaxed": relaxed})
         if "failed" in line:

@@ -111,9 +111,9 @@ def check_steer(strength) -> float:
 
 
 def check_candidates(n, cap: int | None = None) -> int:
-    """A number of candidates, 1 to MAX_CANDIDATES (the library's bound); cap: a lower bound that
-    a caller shows its user (the app's box and the CLI stop at SHIPPED.max_candidates), named in
-    the message as that caller's."""
+    """A number of candidates, 1 to MAX_CANDIDATES (the library's bound); cap: a tighter upper
+    bound that the app's box and the CLI show their user (SHIPPED.max_candidates), named in the
+    message as the CLI's --n."""
     x = _number(n, "number of candidates", int, "n_candidates")
     if cap is not None and x > cap:
         raise UserError(f"--n {x}: a run draws at most {cap} candidates, as in the app",

@@ -16,7 +16,7 @@ from dosmatgen_core.names import formula
 from studio.figures import dos_image
 
 
-SVG_CACHE_SIZE = 512        # a run's cards (≤ ~400 candidates) and some others: a few MB of text
+SVG_CACHE_SIZE = 512        # a run's cards (≤ ~400 candidates) and some others: ~28 kB each, ~15 MB at most
 _svgs: OrderedDict[str, bytes] = OrderedDict()
 _svgs_lock = threading.Lock()          # the app's sessions build zips in their own threads
 

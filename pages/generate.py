@@ -130,7 +130,7 @@ if src == "A site of a material":
         if not found["labelled"] and ("formula" in q or "id" in q):
             found = catalogue.search(query, rows_all, state.mp_structures())
         if found["labelled"] and (lone := catalogue.lone_element(q, found["labelled"])):
-            found = {**found, "mp": catalogue.elemental(lone, state.mp_structures())}
+            found = {**found, "mp": state.elemental_structures(lone)}
             st.caption(catalogue.lone_element_text(lone, len(found["mp"])))
         options = {r["material_id"]: f"{r['name']} · {r['spacegroup']} · {r['natoms']} atoms · DFT label"
                    for r in found["labelled"]}

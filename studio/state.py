@@ -91,6 +91,13 @@ def mp_structures() -> tuple:
     return () if missing_mp_tables() else mp()
 
 
+@st.cache_resource(show_spinner=False)
+def elemental_structures(element: str) -> list:
+    """catalogue.elemental over the shipped MP structures, once per element: the scan takes half a
+    second, and the page reruns at every click while the search box holds the element."""
+    return catalogue.elemental(element, mp_structures())
+
+
 @st.cache_data(show_spinner=False)
 def _truth_pairs(path: str, mtime: float) -> list:
     return studio.truth_pairs(Path(path))

@@ -125,6 +125,11 @@ def known_name(c: dict) -> str:
     return studio.material_name(str(c.get("matches")), c["formula"]) if c.get("matches") else "?"
 
 
+def stored_label_cell(c: dict) -> str:
+    """The DFT table's cell for a known candidate shown by its stored label (and its badge's key)."""
+    return f"known: stored label of {known_name(c)}"
+
+
 def candidate_name(c: dict) -> str:
     """'#3 · NaCl · 2 atoms', and whether it is known or the reference itself (a choice list)."""
     tag = (" · the reference itself" if c.get("is_reference") else
@@ -442,7 +447,7 @@ def stored_label_of(run: dict, dft: dict[int, dict], maes: dict[int, float]) -> 
     """rank → the stored label a known candidate's DFT MAE comes from (no finished check of its own),
     named as the DFT table's cell names it: candidates sharing one are one entry in a ranking."""
     # keyed as the table merges its rows: the label and its MAE (copies conditioned on other sites differ)
-    return {c["rank"]: f"known: stored label of {known_name(c)} · {maes[c['rank']]:.3f}" for c in run["candidates"]
+    return {c["rank"]: f"{stored_label_cell(c)} · {maes[c['rank']]:.3f}" for c in run["candidates"]
             if c["rank"] in maes and dft_mae(dft.get(c["rank"])) is None}
 
 
@@ -490,7 +495,7 @@ def dft_table(run: dict, dft: dict[int, dict], stored: dict[int, dict[int, dict]
         rows.append({"candidate": f"#{c['rank']}", "formula": formula(c["formula"]), "DFT MAE": round(maes[c["rank"]], 3),
                      "DFT cosine": round(cosines[c["rank"]], 3) if c["rank"] in cosines else None,
                      "predicted MAE": round(c["dos_mae"], 3) if np.isfinite(c.get("dos_mae", np.nan)) else None,
-                     "cell": cell_text(c, s, run["settings"]) if checked else f"known: stored label of {known_name(c)}",
+                     "cell": cell_text(c, s, run["settings"]) if checked else stored_label_cell(c),
                      "relax (s)": s["result"].get("relax_seconds") if checked else "",
                      "DFT (s)": s["result"].get("seconds") if checked else ""})
     rows = _one_row_per_stored_label(rows)

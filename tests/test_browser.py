@@ -580,7 +580,7 @@ def test_the_run_zip_downloads_while_a_redraw_is_cut_short(browser, tmp_path):
         assert got[0].suggested_filename == f"dosmatgen_run_{rid}.zip"
         names = set(zipfile.ZipFile(io.BytesIO(Path(got[0].path()).read_bytes())).namelist())
         for c in store.get(rid)["candidates"]:
-            stem = f"candidates/{c['rank']:03d}_{c['formula']}"
+            stem = f"candidates/{c['rank']:03d}_{studio.formula(c['formula'])}"      # named as the card names it
             assert {f"{stem}.cif", f"{stem}.vasp", f"{stem}_dos.csv", f"{stem}_dos.svg"} <= names, names
         assert {"run.json", "dft.json"} <= names
         page.close()

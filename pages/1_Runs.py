@@ -99,7 +99,7 @@ elif status_of.get(pick) == "running":
     st.caption("This run is still generating: the DFT checks of its top candidates start when it ends.")
 else:
     st.caption("No candidate of this run has been checked with DFT; queue one on the Verify page.")
-job = state.resources()["jobs"].get(st.session_state.get("job", ""))
+job = state.current_job()
 busy = getattr(job, "active", False)        # one generation at a time, followed on the Generate page
 if busy:
     st.caption("A generation is running (see the Generate page): growing from a candidate waits until it ends.")

@@ -630,15 +630,14 @@ for line in notes.show(problems):        # a problem whose input is not on the p
     st.error(f"Cannot generate: {line}")
 if model is None:
     st.error("No generator checkpoint is available, so nothing can be generated. Train one with `dosmatgen train`.")
-elif st.button("Generate", type="primary", key="generate", disabled=bool(problems) or getattr(run_view.active_job(), "active", False),
+elif st.button("Generate", type="primary", key="generate", disabled=bool(problems) or getattr(state.current_job(), "active", False),
                help="One generation at a time: this is off while one runs (Cancel stops it)."):
     try:
         dft_on = bool(dft_top) and mode != "unconditional"
         state.submit(Request(**req_kw), store, {"top": dft_top if dft_on else 0, "relaxed": dft_relaxed,
                                                 "per_source": dft_per_source and two_sources},
                      rounds_left=int(dft_rounds) if dft_on else 0)
-        for k in ("rounds", "rounds_note"):          # a new Generate ends any chain of rounds
-            st.session_state.pop(k, None)
+        st.session_state.pop("rounds_note", None)       # a new Generate ends any chain of rounds (state.submit)
         st.rerun()      # redraw at once with Generate off while the job runs
     except (ValueError, StructureError) as exc:
         # a check that names its input is shown under it; anything else here, by the button

@@ -7,7 +7,6 @@ import streamlit as st
 
 from dosmatgen_core.candidates import rounds
 from dosmatgen_core.scoring import certify
-from dosmatgen_core.structures import StructureError
 from studio import figures as viz
 from studio import shared as studio
 from studio import state
@@ -15,22 +14,22 @@ from studio.charts import dos_chart
 from studio.results import no_new_text, show_run, stored_labels
 
 
-def active_job():
-    jid = st.session_state.get("job")
-    return state.resources()["jobs"].get(jid) if jid else None
+def job_panel(was_live: bool, shown: str | None) -> None:
+    """The job in progress: its progress bar and Cancel, then its outcome. It ticks while a job
+    runs, and slowly while its chain's DFT checks decide on a next round (started in their own
+    thread: the page only follows it); an idle tick reruns the fragment for nothing (and a plot's
+    PNG/SVG button, still a callable, can lose its file to a rerun cut short). shown: the id of
+    the job this page run drew, so that a round started meanwhile is drawn at once."""
+    chain = state.current_chain()
+    waiting = chain is not None and chain.asked_rounds and not chain.finished and not was_live
 
-
-def job_panel(was_live: bool) -> None:
-    """The job in progress: its progress bar and Cancel, then its outcome. It ticks only while
-    something runs: an idle tick every second reruns the fragment for nothing (and a plot's PNG/SVG
-    button, still a callable, can lose its file to a rerun cut short)."""
-    @st.fragment(run_every=1.0 if was_live else None)
+    @st.fragment(run_every=1.0 if was_live else 5.0 if waiting else None)
     def panel():
-        job = active_job()
+        job = state.current_job()
         if job is None:
             return
-        if was_live and not job.active and job.status != "done":
-            st.rerun(scope="app")          # ended: draw the outcome once, without the tick
+        if job.id != shown or (was_live and not job.active and job.status != "done"):
+            st.rerun(scope="app")          # a round started, or the job ended: draw it once, without the tick
         if job.active:
             # an ETA of 0 means "not known yet" (sampling's first steps, scoring's first chunk)
             left = f" · about {studio.duration(job.eta)} left" if job.eta > 0.5 else ""
@@ -38,22 +37,14 @@ def job_panel(was_live: bool) -> None:
             if st.button("Cancel", key=f"cancel_{job.id}"):
                 state.resources()["jobs"].cancel(job.id)
         elif job.status == "done":
-            if st.query_params.get("run") != job.run_id:
-                # the job started its DFT checks itself when it ended (state.submit's then)
-                top = st.session_state.pop("job_dft_top", 0)
-                chain = st.session_state.pop("job_rounds", {"left": 0, "round": 1})
-                relaxed = st.session_state.pop("job_dft_relaxed", studio.SHIPPED.dft_relaxed)
-                per_source = st.session_state.pop("job_dft_per_source", certify.PER_SOURCE)
+            if st.session_state.get("shown_job") != job.id:
+                # the job started its DFT checks itself when it ended (chain.Chain._checks): show its run once
+                st.session_state["shown_job"] = job.id
                 after = job.followup or {}
-                if after.get("ranks"):
-                    if chain["left"] or chain["round"] > 1:     # once these checks end: the next round, or the outcome
-                        st.session_state["rounds"] = {**chain, "run": job.run_id, "top": top, "relaxed": relaxed,
-                                                      "per_source": per_source}
-                elif top:
+                if not after.get("ranks") and chain is not None and chain.top:
                     why = after.get("why") or f"they could not be started ({after.get('error', 'no reason given')})"
                     st.session_state["dft_skipped"] = (job.run_id, why)
                 st.query_params["run"] = job.run_id
-                st.session_state.pop("job", None)
                 st.rerun()
         elif job.status == "cancelled":
             # named: the note stays until the next Generate, while the form may already say something else
@@ -88,59 +79,26 @@ def _dft_progress(cert, p: dict, now: int, run_id: str) -> None:
             cert.cancel(run_id)
 
 
-def go_on(run: dict, dft: dict, p: dict | None, chain: dict) -> None:
-    """After a round's DFT checks end: the next round (rounds.next_round), grown from the known
-    sites shaped better than the best GPAW check so far (rounds.best_of over this run and the best
-    earlier round) or else from that check, while rounds are left and it misses the bar; else a note that says how the rounds ended. Stored labels of known candidates do not
-    count: they are no candidates."""
-    st.session_state.pop("rounds", None)
-    pairs = [(run, dft)]
-    if chain.get("best_run") not in (None, run["id"]):
-        try:
-            earlier = state.store().get(chain["best_run"])
-            pairs.insert(0, (earlier, state.dft_statuses(earlier)))
-        except KeyError:
-            pass        # deleted meanwhile: this round alone
-    best = rounds.best_of(pairs)
-    if p is not None and p["cancelled"]:
-        note = rounds.CANCELLED
-    elif best is None:
-        note = rounds.NOTHING_CHECKED
-    else:
-        req = rounds.next_round(best[0], best[1], exclude=rounds.tried(run)) if chain["left"] else None
-        if req is None:
-            note = rounds.outcome(best, chain["round"])
-        else:
-            try:
-                state.submit(req, state.store(), chain, rounds_left=chain["left"] - 1, round_no=chain["round"] + 1,
-                             best_run=best[0]["id"])
-            except (ValueError, StructureError) as exc:
-                note = f"The next round could not start: {exc}"
-            else:
-                st.session_state["rounds_note"] = rounds.running(best, chain["round"] + 1, chain["left"] - 1,
-                                                                 req=req)
-                st.rerun()
-    st.session_state["rounds_note"] = note
-    st.rerun()          # the note is drawn above the results, which this run of the page has passed
-
-
 def current_run(target=None, title: str | None = None, live_views: int = viz.MAX_LIVE_VIEWS - 1,
                 grow=None) -> None:
     """Section 5: the job in progress, its DFT checks and rounds, and the run being viewed (the
     URL's run). Drawn under the form, or alone under the error of an input that stops the form:
     a refused file must not take the results on screen with it. target, title: the form's (a job
     or run of another target says so); grow: a card's grow button's callback."""
-    live = getattr(active_job(), "active", False)
-    if note := st.session_state.get("rounds_note"):
+    job = state.current_job()
+    live = getattr(job, "active", False)
+    chain = state.current_chain()
+    # how the rounds stand (the chain's own words), else what the grow button said
+    if note := (chain.note if chain is not None and chain.note else st.session_state.get("rounds_note")):
         st.info(note)
     with st.container():     # always there, so the results below keep their place (and their 3D views)
-        if (job := active_job()) is not None and job.active and job.request.targets and \
+        if job is not None and job.active and job.request.targets and \
                 target is not None and not rounds.same_target(job.request.targets[0], target):
             # a round started from the Runs page works towards its own run's target, not the form's
             dos_chart([{"y": job.request.targets[0], "name": f"this run's target: {rounds.target_of(job.request.title)}",
                         "style": "target", "window": job.request.window}], key="jobtarget", filename="run_target",
                       title="The target of the run in progress (the chart in 1 · Target DOS is the next Generate's)")
-    job_panel(live)
+    job_panel(live, getattr(job, "id", None))
     run_id = st.query_params.get("run")
     restored = False
     if run_id:
@@ -163,9 +121,6 @@ def current_run(target=None, title: str | None = None, live_views: int = viz.MAX
         else:
             dft = state.dft_statuses(run)
             p = state.certifier(str(studio.RUNS_PATH)).progress(run_id)
-            chain = st.session_state.get("rounds")
-            if chain and chain["run"] == run_id and not live and (p is None or not p["active"]):
-                go_on(run, dft, p, chain)
             if p is not None:
                 dft_panel(run_id, len(p["done"]) + len(p["failed"]), p["active"])
                 if why := certify.passed_over(run, p["ranks"], labelled=state.labelled_ids(studio.DB_URL), top=p["top"]):

@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from dosmatgen_core.candidates import rounds
+from dosmatgen_core.candidates.chain import Chain
 from dosmatgen_core.candidates.jobs import JobManager
 from dosmatgen_core.candidates.runs import RunStore
 from dosmatgen_core.labels.reference_db import open_db
@@ -38,27 +39,39 @@ def resources() -> dict:
             out["errors"].append(f"{key}: {exc}")
     out["hull"] = Hull(studio.HULL_PATH, studio.DB_URL)
     out["jobs"] = JobManager()
+    out["chains"] = {}          # id → candidates.chain.Chain; a session keeps the id of its own
     return out
 
 
-def submit(req, store: RunStore, dft: dict, rounds_left: int = 0, round_no: int = 1, best_run: str | None = None):
-    """Queue a generation as the Generate page's job: the page follows it, then DFT-checks its top
-    candidates (dft: "top", "relaxed", "per_source") and, with rounds left, grows the next round
-    from the best check so far (candidates.rounds; best_run: the earlier run that holds it). A bad
-    request raises before anything is queued."""
+def submit(req, store: RunStore, dft: dict, rounds_left: int = 0):
+    """Queue a generation as the Generate page's job, in a chain of rounds (candidates.chain): its
+    thread DFT-checks its top candidates (dft: "top", "relaxed", "per_source") and, with rounds
+    left, the checks' thread starts the next round from the best check so far. The session's
+    earlier chain starts no further round. A bad request raises before anything is queued."""
     R = resources()
-    cert, labelled = certifier(str(studio.RUNS_PATH)), labelled_ids(studio.DB_URL)
-    top, relaxed, per_source = int(dft["top"]), bool(dft["relaxed"]), bool(dft["per_source"])
 
-    def then(run: dict) -> dict:
-        # in the job's thread: the checks start whichever page is open, or none (a walk left for the
-        # Runs page and its checks never started)
-        return certify.check_top(cert, store.get(run["id"]), top, relaxed, per_source, labelled)
-    job = R["jobs"].submit(req, R["model"], R["predictor"], store, studio.DB_URL, hull=R["hull"], guide=R["guide"],
-                           then=then)
-    st.session_state.update(job=job.id, job_dft_top=top, job_dft_relaxed=relaxed, job_dft_per_source=per_source,
-                            job_rounds={"left": int(rounds_left), "round": int(round_no), "best_run": best_run})
+    def queue(r, then):
+        return R["jobs"].submit(r, R["model"], R["predictor"], store, studio.DB_URL, hull=R["hull"], guide=R["guide"],
+                                then=then)
+    chain = Chain(queue, certifier(str(studio.RUNS_PATH)), store, top=int(dft["top"]), relaxed=bool(dft["relaxed"]),
+                  per_source=bool(dft["per_source"]), labelled=labelled_ids(studio.DB_URL), left=int(rounds_left))
+    job = chain.start(req)
+    if (old := current_chain()) is not None:
+        old.stop()
+    R["chains"][chain.id] = chain
+    st.session_state["chain"] = chain.id
     return job
+
+
+def current_chain() -> Chain | None:
+    """The session's chain of rounds: its latest Generate or grow, and the rounds that followed."""
+    return resources()["chains"].get(st.session_state.get("chain", ""))
+
+
+def current_job():
+    """The generation of the session's chain now queued, running or last ended; None before any."""
+    chain = current_chain()
+    return chain.job if chain is not None else None
 
 
 def start_round(src: dict, store: RunStore) -> str:

@@ -412,7 +412,7 @@ def test_a_generation_starts_its_dft_checks_with_no_page_open(tmp_path):
     class Cert:            # records what would go to GPAW; the checks themselves are tested in test_certify
         started = []
 
-        def start(self, run_id, ranks, relaxed=True, top=0):
+        def start(self, run_id, ranks, relaxed=True, top=0, after=None):
             self.started.append((run_id, ranks, top))
     store, cert = RunStore(tmp_path / "runs.db"), Cert()
     ni = open_db(studio.DB_URL).get(studio.PRESET_ID)
@@ -482,7 +482,12 @@ def test_run_zip_legends_and_top_k(tmp_path):
     assert candidate_curves(legacy, c, None, None)[1]["band_calibrated"] is False
     assert viz.band_name(candidate_curves(legacy, c, None, None)[1]).endswith("(not calibrated: narrower than its error)")
     csv = z.read(next(n for n in names if n.startswith(f"candidates/{c['rank']:03d}_") and n.endswith("_dos.csv")))
-    assert b"predicted_sd_site0" in csv.splitlines()[0]
+    # the column names what it holds: the calibrated band of this run, the raw spread of a run before it
+    assert b"predicted_band_site0" in csv.splitlines()[0] and b"predicted_sd_site0" not in csv
+    zl = zipfile.ZipFile(io.BytesIO(run_zip(legacy, fake_dft)))
+    old = zl.read(next(n for n in zl.namelist() if n.startswith(f"candidates/{c['rank']:03d}_") and n.endswith("_dos.csv")
+                       and "_dft_" not in n))
+    assert b"predicted_sd_site0" in old.splitlines()[0]
     line = certify.status_line({"ranks": [2, 3, 4], "done": [2], "failed": [], "running": [3], "left_s": 130,
                                 "active": True, "cancelled": False}, studio.duration)
     assert line == "DFT check of candidates #2, #3, #4: 1 of 3 done, ~2 min left"      # #1 known: not checked

@@ -113,6 +113,34 @@ def test_a_cancel_stops_the_rest_and_the_running_ones_finish(tmp_path, fake_gpaw
     assert certify.status_line(p, lambda s: f"{s:.0f} s").endswith("1 of 3 done (cancelled: #2, #3 will not start)")
 
 
+def test_a_cancel_also_stops_checks_waiting_for_a_free_core(tmp_path, fake_gpaw):
+    """A check waiting for a core (another run's batch holds it) stops at the cancel: it reads as
+    not started, GPAW never runs it, and the batch ends without waiting for the core. While it
+    waits, it is no running check in the time left (its clock has not started)."""
+    store = runs.RunStore(tmp_path / "r.db")
+    rid = _run_with(store, 2)
+    v = verify.Verifier(store, label_dir=None, workers=1)
+    cert = certify.Certifier(v, prior_s=0.2, workers=2)
+    v._lock.acquire()                       # the one core, taken by another run's check
+    try:
+        cert.start(rid, [1, 2], relaxed=False)
+        deadline = time.time() + 30
+        while time.time() < deadline and not all((s := v.status(rid, r)) and s["stage"] == verify.STAGES["wait"]
+                                                  for r in (1, 2)):
+            time.sleep(0.05)
+        time.sleep(0.5)                     # longer than the usual 0.2 s, all of it spent waiting
+        p = cert.progress(rid)
+        assert sorted(p["running"]) == [1, 2] and not p["overdue"] and p["running_s"] == 0.0
+        assert p["left_s"] == pytest.approx(0.2)        # both still to run, side by side on the batch's two workers
+        cert.cancel(rid)
+        cert.wait(rid, poll=0.05)           # ends with the core still taken
+    finally:
+        v._lock.release()
+    p = cert.progress(rid)
+    assert fake_gpaw["calls"] == 0 and p["running"] == [] and p["done"] == [] and v.status(rid, 1) is None
+    assert certify.status_line(p, lambda s: f"{s:.0f} s").endswith("0 of 2 done (cancelled: #1, #2 will not start)")
+
+
 def test_a_cancel_says_which_checks_still_run():
     """Cancel stops only what has not started: a running GPAW check finishes, and the line says so
     rather than claiming to have cancelled it."""
@@ -158,7 +186,7 @@ def test_a_failure_in_one_calculation_does_not_stop_the_others(tmp_path, fake_gp
     v = verify.Verifier(store, label_dir=None, workers=2)
     real = v.run
 
-    def flaky(run_id, rank, recipe, relaxed=False):
+    def flaky(run_id, rank, recipe, relaxed=False, cancelled=None):
         if rank == 2:
             raise RuntimeError("GPAW ran out of memory")
         return real(run_id, rank, recipe)

@@ -311,53 +311,132 @@ def test_a_rounds_known_seeds_are_no_farther_off_in_size_than_its_check(ni_targe
     assert bound_text(None, None) == "any" and bound_text(0.5, None) == "a DFT cosine above 0.500"
 
 
-def test_the_app_starts_the_next_round_when_a_runs_checks_end(tmp_path, monkeypatch):
-    """The Generate page, with rounds left for a run whose DFT checks have ended: the next round
-    is submitted, grown from the best check, and the page says so; with the bar met, none is."""
-    from streamlit.testing.v1 import AppTest
-    from dosmatgen_core.candidates.jobs import Job, JobManager
-    from studio import shared as studio
+def _chain(store, sent, **kw):
+    """A chain whose generations are only recorded (queued jobs that never run)."""
+    from dosmatgen_core.candidates.chain import Chain
+    from dosmatgen_core.candidates.jobs import Job
+    from dosmatgen_core.scoring.certify import Certifier
+
+    def queue(r, then):
+        sent.append(r)
+        return Job(f"job{len(sent)}", r)
+    return Chain(queue, Certifier(Verifier(store), prior_s=60.0), store, **{"top": 3, "relaxed": True,
+                                                                           "per_source": False, **kw})
+
+
+def test_a_chain_starts_the_next_round_when_its_checks_end(tmp_path):
+    """Rounds left for a run whose DFT checks have ended: the next round is queued from the checks'
+    own thread (no page needs to be open), grown from the best check, and the chain says so; with
+    the bar met, or the rounds spent, none is, and the chain says how the rounds ended."""
+    from dosmatgen_core.scoring.certify import Batch
     store = RunStore(tmp_path / "runs.db")
-    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
-    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
     req = Request(mode="masked", n_atoms=4, targets=[SPIKE.tolist()], cond_sites=[0], n_candidates=2, steps=5,
                   baseline=False, title="target: Ni")
     run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH), store=store,
                          check_novelty=False)
-    sent = []
-
-    def capture(self, r, *a, **kw):          # the round as the page submits it; nothing is run
-        sent.append(r)
-        return Job("fake", r)
-    monkeypatch.setattr(JobManager, "submit", capture)
+    c = run["candidates"][-1]
     for cos, left, submitted in ((0.8, 2, True), (0.95, 2, False), (0.8, 0, False)):
-        c = run["candidates"][-1]
         Verifier(store)._set(run["id"], c["rank"], status="done", result=dumps(
             {"cif": c["cif"], "relaxed": True, "site_dos": np.zeros((c["n_atoms"], 400)),
              "dos_match": {"0": {"mae": 0.2, "cosine": cos}}}))
-        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=180)
-        at.query_params["run"] = run["id"]
-        at.session_state["rounds"] = {"run": run["id"], "left": left, "round": 1 + (left == 0), "top": 3,
-                                      "relaxed": True, "per_source": False}
-        at.run()
-        assert not at.exception, [e.value for e in at.exception]
-        # no second run: the page reruns itself, so the note is there at once (a user touches nothing)
-        notes = [i.value for i in at.info if "round" in i.value]
+        sent = []
+        chain = _chain(store, sent, left=left, round=1 + (left == 0))
+        chain._after(Batch(run["id"], [c["rank"]], 60.0))
         if submitted:
-            assert sent and sent[-1].mode == "seeded" and sent[-1].grow_from[0]["source"] == "DFT"
-            assert sent[-1].title == f"target: Ni · grown from #{c['rank']} of run {run['id']}"
-            assert at.session_state["job_rounds"] == {"left": 1, "round": 2, "best_run": run["id"]}
-            assert any(n.startswith("Round 2 is running, grown from the best GPAW-checked candidate so far: "
-                                    f"#{c['rank']} of run {run['id']}, has DFT cosine 0.80") and
-                       "up to 1 more round after" in n for n in notes), notes
+            (r,) = sent
+            assert r.mode == "seeded" and r.grow_from[0]["source"] == "DFT"
+            assert r.title == f"target: Ni · grown from #{c['rank']} of run {run['id']}"
+            assert (chain.left, chain.round, chain.best_run) == (1, 2, run["id"]) and chain.job.request is r
+            assert not chain.finished
+            assert chain.note.startswith("Round 2 is running, grown from the best GPAW-checked candidate so far: "
+                                         f"#{c['rank']} of run {run['id']}, has DFT cosine 0.80")
+            assert "up to 1 more round after" in chain.note
         elif cos >= 0.9:
-            assert len(sent) == 1                                   # nothing more was submitted
-            assert any("at least 0.9: no further round is needed" in n for n in notes), notes
+            assert not sent and chain.finished
+            assert "at least 0.9: no further round is needed" in chain.note
         else:                                                       # the last round asked for has ended
-            assert len(sent) == 1
-            assert any(n.startswith("The rounds asked for are done: the rounds' best GPAW-checked candidate, "
-                                    f"#{c['rank']}") and "still below 0.9" in n for n in notes), notes
-        assert "rounds" not in at.session_state
+            assert not sent and chain.finished
+            assert chain.note.startswith("The rounds asked for are done: the rounds' best GPAW-checked candidate, "
+                                         f"#{c['rank']}") and "still below 0.9" in chain.note
+    # stopped checks, a newer Generate, and no rounds asked for: nothing follows
+    for kw, stop, note in (({"left": 2}, False, "The DFT checks were stopped"), ({"left": 2}, True, None),
+                           ({"left": 0}, False, None)):
+        sent = []
+        chain = _chain(store, sent, **kw)
+        if stop:
+            chain.stop()
+        b = Batch(run["id"], [c["rank"]], 60.0)
+        if note:
+            b.cancel_flag.set()
+        chain._after(b)
+        assert not sent and chain.finished and (chain.note or None) == (note and rounds_text(note))
+
+
+def rounds_text(start: str) -> str:
+    from dosmatgen_core.candidates import rounds
+    return next(t for t in (rounds.CANCELLED, rounds.NOTHING_CHECKED) if t.startswith(start))
+
+
+def test_a_chain_runs_its_rounds_in_threads_with_no_page_open(tmp_path, ni_target):
+    """Generate with a round asked for, and nothing else: the job checks its top with GPAW (a stub
+    here, which gives each round's checks their cosines), the checks' thread starts round 2, and
+    round 2's checks end the chain at the bar."""
+    import time
+    from dosmatgen_core.candidates.chain import Chain
+    from dosmatgen_core.candidates.jobs import JobManager
+    from dosmatgen_core.scoring.certify import Certifier
+    store = RunStore(tmp_path / "runs.db")
+    model, predictor, jobs = load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH), JobManager()
+    stub = _GpawStub(store, [[0.80], [0.95]], mae=0.35)
+
+    def queue(r, then):
+        return jobs.submit(r, model, predictor, store, DB_URL, then=then)
+    chain = Chain(queue, Certifier(stub, prior_s=1.0, workers=1), store, top=1, per_source=False, left=2)
+    first = chain.start(Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=2, steps=5, particles=1,
+                                baseline=False, seed_exclude=[PRESET_ID], reference_id=PRESET_ID, title="target: Ni"))
+    deadline = time.time() + 600
+    while not chain.finished and time.time() < deadline:
+        time.sleep(0.2)
+    assert chain.finished and chain.round == 2 and chain.job is not first and chain.job.status == "done"
+    assert stub.order == [first.run_id, chain.job.run_id]           # both rounds checked, in order
+    assert store.get(chain.job.run_id)["title"].startswith("target: Ni · grown from ")
+    assert chain.note.startswith("Round 2 ended: the rounds' best GPAW-checked candidate") and "0.95" in chain.note
+
+
+def test_the_generate_page_follows_the_sessions_chain_and_says_how_its_rounds_stand(tmp_path, monkeypatch):
+    """The page only follows the chain: a round the checks' thread started is shown as the job in
+    progress, and once it is done its run opens (once) under the chain's note."""
+    from streamlit.testing.v1 import AppTest
+    from dosmatgen_core.candidates.jobs import Job
+    from studio import shared as studio
+    from studio import state
+    store = RunStore(tmp_path / "runs.db")
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    req = Request(mode="masked", n_atoms=4, targets=[SPIKE.tolist()], cond_sites=[0], n_candidates=1, steps=5,
+                  baseline=False, title="target: Ni · grown from #1 of run abc")
+    run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH), store=store,
+                         check_novelty=False)
+    chain = _chain(store, [], left=1, round=2)
+    chain.job = Job("round2", req, status="running", message="sampling")
+    chain.note = "Round 2 is running, grown from the best GPAW-checked candidate so far: …"
+    state.resources()["chains"][chain.id] = chain
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=180)
+    at.session_state["chain"] = chain.id
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert chain.note in [i.value for i in at.info]
+    assert [p.proto.text for p in at.get("progress")] == ["sampling"] and at.button(key="cancel_round2")
+    chain.job.status, chain.job.run_id, chain.ended = "done", run["id"], True
+    chain.note = "Round 2 ended: the rounds' best GPAW-checked candidate, …, at least 0.9: no further round is needed."
+    at.run()
+    at.run()          # the page opened the round's run and drew it
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.query_params["run"] == run["id"] and chain.note in [i.value for i in at.info]
+    assert any(s.value.startswith(f"Showing run `{run['id']}`") for s in at.caption)
+    at.query_params["run"] = "elsewhere"          # opened another run since: the done round is not forced back
+    at.run()
+    assert at.query_params["run"] == "elsewhere"
 
 
 def test_the_runs_page_grows_the_next_round_from_a_stored_candidate(tmp_path, monkeypatch):
@@ -402,7 +481,9 @@ def test_the_runs_page_grows_the_next_round_from_a_stored_candidate(tmp_path, mo
     assert r.title == f"target: Au · grown from #{c['rank']} of run {run['id']}"
     (seed,) = r.seeds()
     assert seed.source == "DFT" and np.allclose(seed.crystal.lattice, checked.cell.array, atol=1e-4)
-    assert at.session_state["job"] == "fake" and at.session_state["job_dft_top"] == certify.DEFAULT_TOP
+    assert at.session_state["chain"]          # the Generate page follows the round's chain
+    assert [p.proto.text for p in at.get("progress")] == ["starting"]     # queued: shown as starting
+    assert at.button(key="cancel_fake")
     assert "Generate structures for a target DOS" in [t.value for t in at.title]       # on the Generate page now
     # the page names the round's target and draws it: the form's own (the preset's Ni) is another
     assert at.session_state["rounds_note"].startswith(f"Growing from candidate #{c['rank']}") and \
@@ -415,15 +496,11 @@ def test_the_runs_page_grows_the_next_round_from_a_stored_candidate(tmp_path, mo
     assert mine["data"][0]["name"] == "this run's target: Au"
 
 
-def test_a_round_that_did_worse_grows_the_next_from_the_better_earlier_check(tmp_path, monkeypatch, ni_target):
-    """The page's next round after a round that did worse: grown around the earlier, better check,
-    here from the known sites shaped better than it (the reference left out, as the run says)."""
-    from streamlit.testing.v1 import AppTest
-    from dosmatgen_core.candidates.jobs import Job, JobManager
-    from studio import shared as studio
+def test_a_round_that_did_worse_grows_the_next_from_the_better_earlier_check(tmp_path, ni_target):
+    """The next round after a round that did worse: grown around the earlier, better check, here
+    from the known sites shaped better than it (the reference left out, as the run says)."""
+    from dosmatgen_core.scoring.certify import Batch
     store = RunStore(tmp_path / "runs.db")
-    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
-    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
     runs = []
     for cos in (0.7, 0.6):                      # round 1, then a round 2 that did worse
         req = Request(mode="masked", n_atoms=4, targets=[ni_target.tolist()], cond_sites=[0], n_candidates=1, steps=5,
@@ -436,22 +513,13 @@ def test_a_round_that_did_worse_grows_the_next_from_the_better_earlier_check(tmp
              "dos_match": {"0": {"mae": 0.3, "cosine": cos}}}))
         runs.append(run)
     sent = []
-
-    def capture(self, r, *a, **kw):
-        sent.append(r)
-        return Job("fake", r)
-    monkeypatch.setattr(JobManager, "submit", capture)
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=180)
-    at.query_params["run"] = runs[1]["id"]
-    at.session_state["rounds"] = {"run": runs[1]["id"], "left": 1, "round": 2, "top": 3, "relaxed": True,
-                                  "per_source": False, "best_run": runs[0]["id"]}
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    chain = _chain(store, sent, left=1, round=2, best_run=runs[0]["id"])
+    chain._after(Batch(runs[1]["id"], [1], 60.0))
     (r,) = sent
     assert r.title.endswith(f"grown from known sites shaped better than #1 of run {runs[0]['id']}")   # the earlier
     assert r.seed_above == 0.7 and r.seed_mae_at_most == 0.3 and r.seed_exclude == [PRESET_ID]
     assert all(s.hit.cosine > 0.7 and s.hit.mae <= 0.3 and s.hit.material_id != PRESET_ID for s in r.seeds())
-    assert at.session_state["rounds_note"].startswith(
+    assert chain.note.startswith(
         "Round 3 is running, grown from the known sites whose stored DFT curve has the target's shape more closely "
         f"(cosine) than the best GPAW-checked candidate so far, at no larger MAE (#1 of run {runs[0]['id']}, has DFT "
         "cosine 0.70")
@@ -464,7 +532,7 @@ class _GpawStub:
     def __init__(self, store, per_round, mae=0.2):
         self.store, self.per_round, self.order, self.status_of, self.mae = store, per_round, [], {}, mae
 
-    def run(self, run_id, rank, relaxed=False):
+    def run(self, run_id, rank, recipe=None, relaxed=False, cancelled=None):
         if run_id not in self.order:
             self.order.append(run_id)
         cosines = self.per_round[self.order.index(run_id)]
@@ -477,6 +545,9 @@ class _GpawStub:
 
     def status(self, run_id, rank):
         return self.status_of.get((run_id, rank))
+
+    def statuses(self, run):
+        return {r: s for (rid, r), s in self.status_of.items() if rid == run["id"]}
 
 
 def test_blocking_rounds_check_grow_from_the_best_so_far_and_stop_at_the_bar(tmp_path, ni_target):

@@ -202,6 +202,24 @@ def running(best: tuple[dict, dict, dict, float], round_no: int, more: int, bar:
             f"below {bar}{after}.")
 
 
+def after_checks(run: dict, dft: dict[int, dict], cancelled: bool, left: int, round_no: int,
+                 earlier: tuple[dict, dict[int, dict]] | None = None) -> tuple[Request | None, tuple | None, str]:
+    """What follows round round_no's checks (run, its DFT statuses; earlier: the earlier run that
+    holds the best check so far, with its statuses): (the next round's request or None, the best
+    check so far (best_of), what to say). No round follows stopped checks, a round with nothing
+    checked, a best check that meets the bar, or the last round asked for (left: rounds allowed
+    after this one). Stored labels of known candidates do not count: they are no candidates."""
+    best = best_of(([earlier] if earlier is not None else []) + [(run, dft)])
+    if cancelled:
+        return None, best, CANCELLED
+    if best is None:
+        return None, None, NOTHING_CHECKED
+    req = next_round(best[0], best[1], exclude=tried(run)) if left > 0 else None
+    if req is None:
+        return None, best, outcome(best, round_no)
+    return req, best, running(best, round_no + 1, left - 1, req=req)
+
+
 def run_rounds(run: dict, verifier, generate: Callable[[Request], dict], rounds: int, top: int = certify.DEFAULT_TOP,
                relaxed: bool = True, per_source: bool = certify.PER_SOURCE, labelled: frozenset = frozenset(),
                bar: float = BAR, log: Callable[[str], None] = print) -> list[dict]:
@@ -210,7 +228,8 @@ def run_rounds(run: dict, verifier, generate: Callable[[Request], dict], rounds:
     and the best check so far misses the bar, the next round (next_round; generate: a Request →
     its stored run) grown from the known sites shaped better than that check or else from it, and
     its checks. One record per round: its run, the ranks checked, and the best check so far (its
-    run, rank, DFT cosine and MAE)."""
+    run, rank, DFT cosine and MAE). The app's rounds (candidates.chain) take the same steps in
+    background threads, one started by the other (after_checks)."""
     history, pairs = [], []
     for k in range(rounds + 1):
         ranks = certify.pick(run, top, labelled=labelled, per_source=per_source)

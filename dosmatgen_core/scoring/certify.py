@@ -13,10 +13,12 @@ import heapq
 import math
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
+from typing import Callable
 
 from dosmatgen_core.labels.labeller import FAST_RECIPE, Recipe
-from dosmatgen_core.scoring.verify import default_workers
+from dosmatgen_core.scoring.verify import STAGES, default_workers
 from dosmatgen_core.settings import SHIPPED
 
 MAX_ATOMS = SHIPPED.max_dft_atoms      # larger cells take far longer than a few minutes
@@ -110,15 +112,16 @@ def nothing_to_check(run: dict, max_atoms: int = MAX_ATOMS, labelled: frozenset 
 
 
 def check_top(cert: "Certifier", run: dict, top: int, relaxed: bool = SHIPPED.dft_relaxed, per_source: bool = PER_SOURCE,
-              labelled: frozenset = frozenset()) -> dict:
+              labelled: frozenset = frozenset(), after: Callable[["Batch"], None] | None = None) -> dict:
     """After a generation: start the DFT checks of its top candidates (pick) in the background.
-    {'ranks': those started} or, when none qualifies, {'ranks': [], 'why': nothing_to_check}."""
+    {'ranks': those started} or, when none qualifies, {'ranks': [], 'why': nothing_to_check}.
+    after: called with the batch, in its thread, once every check has ended (Certifier.start)."""
     if top < 1:
         return {"ranks": []}
     ranks = pick(run, top, labelled=labelled, per_source=per_source)
     if not ranks:
         return {"ranks": [], "why": nothing_to_check(run, labelled=labelled)}
-    cert.start(run["id"], ranks, relaxed=relaxed, top=top)
+    cert.start(run["id"], ranks, relaxed=relaxed, top=top, after=after)
     return {"ranks": ranks}
 
 
@@ -133,6 +136,7 @@ class Batch:
     started: float = field(default_factory=time.time)
     cancel_flag: threading.Event = field(default_factory=threading.Event)
     finished: bool = False
+    after: Callable[["Batch"], None] | None = None     # once every check has ended, before `finished`
 
 
 class Certifier:
@@ -144,11 +148,16 @@ class Certifier:
         self.workers = workers
         self.batches: dict[str, Batch] = {}
 
-    def start(self, run_id: str, ranks: list[int], relaxed: bool = SHIPPED.dft_relaxed, top: int = 0) -> Batch:
+    def start(self, run_id: str, ranks: list[int], relaxed: bool = SHIPPED.dft_relaxed, top: int = 0,
+              after: Callable[[Batch], None] | None = None) -> Batch:
+        """Check these ranks of the run in a thread of their own. after: called with the batch once
+        every check has ended (the next round starts there), before it reads as finished, so that a
+        page that sees it finished sees what followed too."""
         old = self.batches.get(run_id)
         if old is not None and not old.finished:
             return old
-        b = Batch(run_id, list(ranks), self.prior_s, self.workers or default_workers(len(ranks) or 1), relaxed, top)
+        b = Batch(run_id, list(ranks), self.prior_s, self.workers or default_workers(len(ranks) or 1), relaxed, top,
+                  after=after)
         self.batches[run_id] = b
         threading.Thread(target=self._work, args=(b,), daemon=True, name=f"dft-{run_id}").start()
         return b
@@ -168,7 +177,8 @@ class Certifier:
                         return
                     rank = todo.pop(0)
                 try:
-                    self.verifier.run(b.run_id, rank, self.recipe, relaxed=b.relaxed)
+                    # a cancel also stops a check still waiting for a free core
+                    self.verifier.run(b.run_id, rank, self.recipe, relaxed=b.relaxed, cancelled=b.cancel_flag.is_set)
                 except Exception as exc:        # one bad candidate must not stop the others
                     self.verifier.fail(b.run_id, rank, f"{type(exc).__name__}: {exc}")
 
@@ -179,6 +189,11 @@ class Certifier:
             for t in threads:
                 t.join()
         finally:
+            try:
+                if b.after is not None:
+                    b.after(b)
+            except Exception:       # what follows the checks must not leave the batch running forever
+                traceback.print_exc()
             b.finished = True
 
     def cancel(self, run_id: str) -> None:
@@ -196,10 +211,12 @@ class Certifier:
         done = [r for r, s in st.items() if s and s["status"] == "done"]
         failed = [r for r, s in st.items() if s and s["status"] == "failed"]
         running = [r for r, s in st.items() if s and s["status"] in ("queued", "running")]
+        # a check waiting for a free core has not started its clock: it counts as one still to run
+        working = [r for r in running if st[r].get("stage") != STAGES["wait"]]
         per = per_check(b, st)
-        started = [st[r].get("started") or time.time() for r in running]
+        started = [st[r].get("started") or time.time() for r in working]
         return {"ranks": b.ranks, "done": done, "failed": failed, "running": running,
-                "left_s": time_left(b, st, done, failed, running, per), "active": not b.finished,
+                "left_s": time_left(b, st, done, failed, working, per), "active": not b.finished,
                 "cancelled": b.cancel_flag.is_set(), "relaxed": b.relaxed, "per_s": per, "top": b.top,
                 # a check running past the usual time: the countdown would only sit near zero
                 "overdue": bool(started) and time.time() - min(started) > per,

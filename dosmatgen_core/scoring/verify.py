@@ -16,7 +16,9 @@ import os
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -187,6 +189,10 @@ def default_workers(top: int = SHIPPED.dft_top) -> int:
     return max(1, min(n, top))
 
 
+class CheckCancelled(Exception):
+    """A check's batch was cancelled while the check waited for a free core."""
+
+
 def _note(seen: list, rank: int, cell, cif: str, drop: tuple = ()) -> None:
     """Keep (rank, relaxed cell, CIF) as the run's check of that crystal, in place of this rank's
     earlier entry and of the ranks in drop (the caller holds Verifier._relaxed_lock)."""
@@ -271,36 +277,62 @@ class Verifier:
         self._set(run_id, rank, status="failed", finished=time.time(), error=error)
 
     def run(self, run_id: str, rank: int, recipe: Recipe = FAST_RECIPE, timeout: float = 3600,
-            relaxed: bool = False) -> dict:
+            relaxed: bool = False, cancelled: Callable[[], bool] | None = None) -> dict | None:
         """Synchronous verification (the CLI and the background thread both call this).
 
         relaxed: calculate the relaxed candidate (the one from the stability check, or relaxed now
         with the default potential); relaxation keeps the site order, so rows still match the
-        conditioned sites.
+        conditioned sites. cancelled: asked while the check waits for a free core; when it says
+        so, the check is dropped as if never started (its row goes) and None is returned.
         """
         run = self.store.get(run_id)
         cand = next((c for c in run["candidates"] if c.get("rank") == rank), None)
         if cand is None:
             raise KeyError(f"run {run_id} has no candidate ranked {rank}")
         self._set(run_id, rank, status="running", started=time.time(), stage=None)
+        try:
+            return self._run(run, cand, recipe, timeout, relaxed, cancelled)
+        except CheckCancelled:
+            self._forget(run_id, rank)
+            return None
+
+    @contextmanager
+    def _slot(self, run_id: str, rank: int, stage: str, cancelled: Callable[[], bool] | None, first: bool):
+        """One of the slots (a core each) for a relaxation or a GPAW run; first: the check's clock
+        starts now, not when it began to wait (a check that waited half an hour is not overdue)."""
+        self._set(run_id, rank, stage=STAGES["wait"])
+        while not self._lock.acquire(timeout=0.5):
+            if cancelled is not None and cancelled():
+                raise CheckCancelled
+        try:
+            self._set(run_id, rank, stage=STAGES[stage], **({"started": time.time()} if first else {}))
+            yield
+        finally:
+            self._lock.release()
+
+    def _forget(self, run_id: str, rank: int) -> None:
+        with sqlite3.connect(self.store.path, timeout=30) as con:
+            con.execute("DELETE FROM verifications WHERE run_id=? AND rank=? AND status='running'", (run_id, rank))
+
+    def _run(self, run: dict, cand: dict, recipe: Recipe, timeout: float, relaxed: bool,
+             cancelled: Callable[[], bool] | None) -> dict:
+        run_id, rank = run["id"], cand["rank"]
         cif, relax_s = cand["cif"], None
         if relaxed:
             cif, relax_s = cand.get("relaxed_cif"), 0.0      # relaxed by the stability check: no time now
             if not cif:
-                self._set(run_id, rank, stage=STAGES["wait"])
-                try:
-                    # a relaxation takes a core as GPAW does, from the same slots, across every run's
-                    # batch: a walk saw three checks of two runs at once on 2 cores, one relaxation
-                    # taking 725 s. Not held between the two: a twin waits for its twin's GPAW outside
-                    with self._lock:
-                        self._set(run_id, rank, stage=STAGES["relax"])
+                # a relaxation takes a core as GPAW does, from the same slots, across every run's
+                # batch: a walk saw three checks of two runs at once on 2 cores, one relaxation
+                # taking 725 s. Not held between the two: a twin waits for its twin's GPAW outside
+                with self._slot(run_id, rank, "relax", cancelled, first=True):
+                    try:
                         cif, info = relax_in_site_order(cand["cif"])
-                    relax_s = info["relax_seconds"]
-                except Exception as exc:
-                    self._set(run_id, rank, status="failed", finished=time.time(),
-                              error=f"{POTENTIALS[DEFAULT_POTENTIAL]} relaxation before DFT failed: "
-                                    f"{type(exc).__name__}: {exc}")
-                    return self.status(run_id, rank)
+                    except Exception as exc:
+                        self._set(run_id, rank, status="failed", finished=time.time(),
+                                  error=f"{POTENTIALS[DEFAULT_POTENTIAL]} relaxation before DFT failed: "
+                                        f"{type(exc).__name__}: {exc}")
+                        return self.status(run_id, rank)
+                relax_s = info["relax_seconds"]
         twin = self._register_relaxed(run_id, rank, cif) if relaxed else None
         line = self._cached(cif, recipe)
         if line is not None and (mismatch := rows_out_of_order(cand["cif"], line["cif"])):
@@ -308,9 +340,8 @@ class Verifier:
         elif line is None and twin is not None and (line := self._twin_line(run_id, rank, twin, cif, recipe)) is not None:
             pass                              # the twin's rows, in this candidate's site order
         elif line is None:
-            self._set(run_id, rank, stage=STAGES["wait"])
-            with self._lock:       # rows checked against the drawn candidate, relaxed cell or not
-                self._set(run_id, rank, stage=STAGES["gpaw"])
+            # rows checked against the drawn candidate, relaxed cell or not
+            with self._slot(run_id, rank, "gpaw", cancelled, first=not relax_s):
                 line = dft_in_site_order(cif, recipe, timeout, material_id=f"gen:{cache_key(cif, recipe)[:20]}",
                                          order_of=cand["cif"])
             if "failed" not in line:

@@ -77,7 +77,8 @@ def run_zip(run: dict, dft: dict[int, dict] | None = None, curves: dict[int, lis
             res = done[c["rank"]]["result"] if c["rank"] in done else None
             # the card's DOS CSV, its DFT rows beside the target and the prediction once checked
             z.writestr(f"{stem}_dos.csv", runsmod.dos_csv(c, targets, run["settings"].get("window"),
-                                                           res["site_dos"] if res else None))
+                                                           res["site_dos"] if res else None,
+                                                           bool(run["settings"].get("spread_calibration"))))
             if res:
                 z.writestr(f"{stem}_dft_dos.csv", _dft_csv(res))
                 if res.get("relaxed") and res.get("cif"):      # the cell DFT calculated, in the candidate's site order

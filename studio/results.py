@@ -866,7 +866,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                         ("CIF (P1)", runsmod.cif_file(c["cif"]), f"{stem}_P1.cif"),
                         ("POSCAR", poscar, f"{stem}.vasp"),
                         ("extxyz", extxyz, f"{stem}.extxyz"),
-                        ("DOS CSV", runsmod.dos_csv(c, run["settings"]["targets"], run_window(run), dft_rows(d)),
+                        ("DOS CSV", runsmod.dos_csv(c, run["settings"]["targets"], run_window(run), dft_rows(d),
+                                                       bool(run["settings"].get("spread_calibration"))),
                          f"{stem}_dos.csv")):
                     st.download_button(label, data, name, key=f"{label}{stem}", on_click="ignore")
             if d and d.get("status") == "done" and (d.get("result") or {}).get("relaxed"):

@@ -270,11 +270,13 @@ def to_extxyz(s: Structure) -> str:
     return buf.getvalue()
 
 
-def dos_csv(candidate: dict, targets: list, window=None, dft=None) -> str:
-    """E − E_F, then per conditioned site: its target and predicted DOS (states/eV), the predictor
-    ensemble's standard deviation where the run stored it, and its DFT DOS when a check has
-    finished (dft: the check's site rows). A target known on a window only (the run's window) is
-    empty (nan) outside it: the file it came from said nothing there."""
+def dos_csv(candidate: dict, targets: list, window=None, dft=None, calibrated: bool = False) -> str:
+    """E − E_F, then per conditioned site: its target and predicted DOS (states/eV), the predicted
+    curve's ±1σ where the run stored it, and its DFT DOS when a check has finished (dft: the check's
+    site rows). calibrated: the run's spreads are the band calibrated on DFT (its settings'
+    spread_calibration), named predicted_band_*; else the ensemble's raw standard deviation,
+    predicted_sd_* (a file must not call one the other). A target known on a window only (the
+    run's window) is empty (nan) outside it: the file it came from said nothing there."""
     cols, head = [dosmod.GRID], ["energy_minus_ef_eV"]
     unit = dosmod.CURVE_UNIT       # in each curve's name, as the energy's is in its own
     pred, spread = candidate.get("predicted_dos"), candidate.get("predicted_spread")
@@ -286,7 +288,7 @@ def dos_csv(candidate: dict, targets: list, window=None, dft=None) -> str:
             head.append(f"predicted_site{site}{unit}")
         if spread is not None:
             cols.append(np.asarray(spread)[int(site)])
-            head.append(f"predicted_sd_site{site}{unit}")
+            head.append(f"predicted_{'band' if calibrated else 'sd'}_site{site}{unit}")
         if dft is not None:
             cols.append(np.asarray(dft, float)[int(site)])
             head.append(f"dft_site{site}{unit}")

@@ -35,3 +35,19 @@ def test_the_shipped_band_holds_the_dft_curve_as_one_sigma_promises():
     assert occ.sum() > 10_000
     assert bc.coverage(e, s, 1.0) < 0.35
     assert 0.55 < bc.coverage(e, s, k, floor) < 0.82
+
+
+def test_the_drawn_cell_band_is_measured_per_cell_and_per_half_of_the_targets():
+    """drawn_cell_summary: coverage around each cell's prediction, over energies with states only,
+    and on each half of the targets (a split by target, not by candidate id)."""
+    n = 1000
+    err = np.r_[np.full(n // 2, 0.05), np.full(n // 2, 0.5)]            # inside, then outside a 0.1 band
+    pts = {"err_drawn": err, "sd_drawn": np.zeros(n), "err_relaxed": np.zeros(n), "sd_relaxed": np.zeros(n),
+           "occupied": np.r_[np.ones(n - 100, bool), np.zeros(100, bool)],
+           "first_half": np.r_[np.ones(n // 2, bool), np.zeros(n // 2, bool)]}
+    out = bc.drawn_cell_summary(pts, 1.0, 0.1, 7)
+    assert out["checks"] == 7 and out["points_occupied"] == n - 100
+    assert out["all"]["drawn"]["one_sigma"] == 500 / 900 and out["all"]["relaxed"]["one_sigma"] == 1.0
+    assert out["first_half_of_targets"]["drawn"]["one_sigma"] == 1.0
+    assert out["second_half_of_targets"]["drawn"]["one_sigma"] == 0.0
+    assert out["all"]["drawn"]["two_sigma"] == 500 / 900          # 0.5 > 2·0.1

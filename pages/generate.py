@@ -565,7 +565,8 @@ with st.expander("Advanced settings", expanded=False):
                               help="A drawn cell is not at equilibrium: relaxing it moves the checked atom's DFT curve "
                                    "by about 0.2 states/eV. On 31 held-out targets the relaxed best of three matched "
                                    "the target a little better (DFT MAE 0.201 against 0.213 as drawn). Adds a few "
-                                   "seconds to a minute per candidate.")
+                                   "seconds to a minute per candidate. A candidate that relaxes into a known compound "
+                                   "is no new structure: the next candidate in line is checked in its place.")
     two_sources = mode == "seeded" and bool(req_kw.get("substitutions"))
     per_source_label = "… and as many of the best draws and of the best swaps besides (up to twice the checks)"
     if dft_top and two_sources:

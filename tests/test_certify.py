@@ -141,6 +141,53 @@ def test_a_cancel_also_stops_checks_waiting_for_a_free_core(tmp_path, fake_gpaw)
     assert certify.status_line(p, lambda s: f"{s:.0f} s").endswith("0 of 2 done (cancelled: #1, #2 will not start)")
 
 
+def test_a_check_that_relaxed_into_a_known_compound_hands_its_place_to_the_next_in_line(tmp_path, fake_gpaw,
+                                                                                         monkeypatch):
+    """The paper preset's demo checked three candidates that all relaxed into Au3Ni: no new
+    structure was certified. Each such check now hands its place to the next candidate worth a check
+    (never one already known, up to as many as were picked), and the line says so."""
+    store = runs.RunStore(tmp_path / "r.db")
+    rid = _run_with(store, 5)
+    run = store.get(rid)
+    for c in run["candidates"]:
+        c["novel"] = True                    # as the drawn cells' check said
+    run["candidates"][2].update(novel=False, matches="mp-known")      # #3: known, with a stored label
+    store.save(run)
+    monkeypatch.setattr(verify, "relax_in_site_order", lambda cif, *a, **kw: (cif, {"relax_seconds": 0.1}))
+    # #1 and #4 relax into a known compound (cells 3.0 and 3.3 Å here), the others stay new
+    monkeypatch.setattr(verify, "known_match", lambda s, *a, **kw: ("mp-522",) if round(s.lattice.a, 1) in (3.0, 3.3)
+                        else None)
+    cert = certify.Certifier(verify.Verifier(store, label_dir=None, workers=2), prior_s=1.0, workers=2)
+    out = certify.check_top(cert, store.get(rid), 2, relaxed=True, per_source=False, labelled=frozenset({"mp-known"}))
+    assert out["ranks"] == [1, 2]
+    cert.wait(rid, poll=0.05)
+    p = cert.progress(rid)
+    # #1 relaxed into mp-522: #4 (not #3, known) took its place, relaxed into it too: #5 took that
+    assert p["replaced"] == {1: 4, 4: 5} and p["ranks"] == [1, 2, 4, 5] and sorted(p["done"]) == [1, 2, 4, 5]
+    line = certify.status_line(p, lambda s: f"{s:.0f} s")
+    assert line.startswith("Relaxation and DFT check of candidates #1, #2, and #4 in place of #1, #5 in place of #4 "
+                           "(relaxed into known compounds): 4 of 4 done")
+    assert fake_gpaw["calls"] == 4
+    # the CLI's checks, one after the other, follow the same rule (a fresh store: nothing cached)
+    other = runs.RunStore(tmp_path / "cli.db")
+    said = []
+    run["id"] = None
+    cli = other.get(other.save({k: v for k, v in run.items() if k != "id"}))
+    assert certify.check_in_turn(verify.Verifier(other, label_dir=None), cli, [1, 2], True, frozenset({"mp-known"}),
+                                 log=said.append) == [1, 2, 4, 5]
+    assert "#1 relaxed into the known compound mp-522: #4 is checked in its place" in said
+    # no more replacements than picks: two picks, two replacements at most
+    rid = _run_with(store, 5)
+    run = store.get(rid)
+    for c in run["candidates"]:
+        c["novel"] = True
+    store.save(run)
+    monkeypatch.setattr(verify, "known_match", lambda s, *a, **kw: ("mp-522",))
+    cert.start(rid, [1, 2], relaxed=True, top=2, spares=certify.spares(store.get(rid), [1, 2]))
+    cert.wait(rid, poll=0.05)
+    assert len(cert.progress(rid)["replaced"]) == 2 and len(cert.progress(rid)["done"]) == 4
+
+
 def test_a_cancel_says_which_checks_still_run():
     """Cancel stops only what has not started: a running GPAW check finishes, and the line says so
     rather than claiming to have cancelled it."""

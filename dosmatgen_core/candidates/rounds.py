@@ -224,7 +224,7 @@ def run_rounds(run: dict, verifier, generate: Callable[[Request], dict], rounds:
                relaxed: bool = True, per_source: bool = certify.PER_SOURCE, labelled: frozenset = frozenset(),
                bar: float = BAR, log: Callable[[str], None] = print) -> list[dict]:
     """The rounds one after the other (the CLI's; the app runs the same steps as events): GPAW
-    checks of the run's picks (certify.pick, each with verifier.run), then, while rounds are left
+    checks of the run's picks (certify.pick, checked in turn: certify.check_in_turn), then, while rounds are left
     and the best check so far misses the bar, the next round (next_round; generate: a Request →
     its stored run) grown from the known sites shaped better than that check or else from it, and
     its checks. One record per round: its run, the ranks checked, and the best check so far (its
@@ -232,10 +232,8 @@ def run_rounds(run: dict, verifier, generate: Callable[[Request], dict], rounds:
     background threads, one started by the other (after_checks)."""
     history, pairs = [], []
     for k in range(rounds + 1):
-        ranks = certify.pick(run, top, labelled=labelled, per_source=per_source)
-        for r in ranks:
-            log(f"round {k + 1}: GPAW check of #{r} of run {run['id']}")
-            verifier.run(run["id"], r, relaxed=relaxed)
+        picked = certify.pick(run, top, labelled=labelled, per_source=per_source)
+        ranks = certify.check_in_turn(verifier, run, picked, relaxed, labelled, log=lambda m: log(f"round {k + 1}: {m}"))
         dft = {r: s for r in ranks if (s := verifier.status(run["id"], r)) is not None}
         pairs.append((run, dft))                 # after the best earlier round, if any
         best = best_of(pairs)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from dosmatgen_core.labels.labeller import FAST_RECIPE, Recipe
-from dosmatgen_core.scoring.verify import STAGES, default_workers
+from dosmatgen_core.scoring.verify import STAGES, default_workers, relaxed_into
 from dosmatgen_core.settings import SHIPPED
 
 MAX_ATOMS = SHIPPED.max_dft_atoms      # larger cells take far longer than a few minutes
@@ -121,8 +121,42 @@ def check_top(cert: "Certifier", run: dict, top: int, relaxed: bool = SHIPPED.df
     ranks = pick(run, top, labelled=labelled, per_source=per_source)
     if not ranks:
         return {"ranks": [], "why": nothing_to_check(run, labelled=labelled)}
-    cert.start(run["id"], ranks, relaxed=relaxed, top=top, after=after)
+    cert.start(run["id"], ranks, relaxed=relaxed, top=top, after=after, spares=spares(run, ranks, labelled=labelled))
     return {"ranks": ranks}
+
+
+def replacement(status: dict | None, spares: list[int], replaced: dict, picked: int) -> int | None:
+    """The spare (taken off `spares`) checked in place of a finished check whose relaxed cell is a
+    known compound, while fewer than `picked` have been replaced; else None."""
+    if relaxed_into(status) and spares and len(replaced) < picked:
+        return spares.pop(0)
+    return None
+
+
+def check_in_turn(verifier, run: dict, ranks: list[int], relaxed: bool, labelled: frozenset = frozenset(),
+                  log: Callable[[str], None] = print) -> list[int]:
+    """The CLI's checks, one after the other, as a batch runs them (Certifier): each check that
+    relaxed into a known compound hands its place to the next candidate worth one (spares). The
+    ranks checked, in order."""
+    todo, done, replaced, left = list(ranks), [], {}, spares(run, ranks, labelled=labelled)
+    while todo:
+        rank = todo.pop(0)
+        log(f"GPAW check of #{rank} of run {run['id']}")
+        status = verifier.run(run["id"], rank, relaxed=relaxed)
+        done.append(rank)
+        if (new := replacement(status, left, replaced, len(ranks))) is not None:
+            replaced[rank] = new
+            todo.append(new)
+            log(f"#{rank} relaxed into the known compound {relaxed_into(status)}: #{new} is checked in its place")
+    return done
+
+
+def spares(run: dict, ranks: list[int], max_atoms: int = MAX_ATOMS, labelled: frozenset = frozenset()) -> list[int]:
+    """The candidates worth a check that pick() left out, best first: one takes the place of a check
+    whose relaxed cell is a known compound (it certifies no new structure: the paper preset's demo
+    checked three that relaxed into Au3Ni, and showed no new match at all)."""
+    return [c["rank"] for c in sorted(run["candidates"], key=lambda c: c["rank"])
+            if c["rank"] not in ranks and dft_eligibility(c, max_atoms, labelled) is None]
 
 
 @dataclass
@@ -137,6 +171,12 @@ class Batch:
     cancel_flag: threading.Event = field(default_factory=threading.Event)
     finished: bool = False
     after: Callable[["Batch"], None] | None = None     # once every check has ended, before `finished`
+    spares: list[int] = field(default_factory=list)    # next in line when a check relaxes into a known compound
+    replaced: dict[int, int] = field(default_factory=dict)      # such a check's rank → the rank checked instead
+    picked: int = 0                # how many of `ranks` pick() chose (the rest are replacements)
+
+    def __post_init__(self):
+        self.picked = self.picked or len(self.ranks)
 
 
 class Certifier:
@@ -149,15 +189,17 @@ class Certifier:
         self.batches: dict[str, Batch] = {}
 
     def start(self, run_id: str, ranks: list[int], relaxed: bool = SHIPPED.dft_relaxed, top: int = 0,
-              after: Callable[[Batch], None] | None = None) -> Batch:
+              after: Callable[[Batch], None] | None = None, spares: list[int] = ()) -> Batch:
         """Check these ranks of the run in a thread of their own. after: called with the batch once
         every check has ended (the next round starts there), before it reads as finished, so that a
-        page that sees it finished sees what followed too."""
+        page that sees it finished sees what followed too. spares: the next in line (best first);
+        one is checked in place of each check that relaxed into a known compound, up to as many as
+        were picked."""
         old = self.batches.get(run_id)
         if old is not None and not old.finished:
             return old
         b = Batch(run_id, list(ranks), self.prior_s, self.workers or default_workers(len(ranks) or 1), relaxed, top,
-                  after=after)
+                  after=after, spares=list(spares))
         self.batches[run_id] = b
         threading.Thread(target=self._work, args=(b,), daemon=True, name=f"dft-{run_id}").start()
         return b
@@ -168,19 +210,32 @@ class Certifier:
 
     def _work(self, b: Batch) -> None:
         todo = [r for r in b.ranks if (s := self.verifier.status(b.run_id, r)) is None or s["status"] != "done"]
-        lock = threading.Lock()
+        cond, busy = threading.Condition(), [0]
 
         def worker():
-            while not b.cancel_flag.is_set():
-                with lock:
-                    if not todo:
+            while True:
+                with cond:
+                    # an idle worker stays while another's check may still hand it a replacement
+                    while not todo and busy[0] and not b.cancel_flag.is_set():
+                        cond.wait(0.5)
+                    if not todo or b.cancel_flag.is_set():
                         return
                     rank = todo.pop(0)
+                    busy[0] += 1
+                s = None
                 try:
                     # a cancel also stops a check still waiting for a free core
-                    self.verifier.run(b.run_id, rank, self.recipe, relaxed=b.relaxed, cancelled=b.cancel_flag.is_set)
+                    s = self.verifier.run(b.run_id, rank, self.recipe, relaxed=b.relaxed, cancelled=b.cancel_flag.is_set)
                 except Exception as exc:        # one bad candidate must not stop the others
                     self.verifier.fail(b.run_id, rank, f"{type(exc).__name__}: {exc}")
+                finally:
+                    with cond:
+                        if not b.cancel_flag.is_set() and (new := replacement(s, b.spares, b.replaced, b.picked)):
+                            b.replaced[rank] = new
+                            b.ranks.append(new)
+                            todo.append(new)
+                        busy[0] -= 1
+                        cond.notify_all()
 
         try:
             threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(b.workers, len(todo)))]
@@ -218,6 +273,7 @@ class Certifier:
         return {"ranks": b.ranks, "done": done, "failed": failed, "running": running,
                 "left_s": time_left(b, st, done, failed, working, per), "active": not b.finished,
                 "cancelled": b.cancel_flag.is_set(), "relaxed": b.relaxed, "per_s": per, "top": b.top,
+                "picked": b.picked, "replaced": dict(b.replaced),
                 # a check running past the usual time: the countdown would only sit near zero
                 "overdue": bool(started) and time.time() - min(started) > per,
                 "running_s": time.time() - min(started) if started else 0.0,
@@ -265,10 +321,14 @@ def status_line(p: dict, duration) -> str:
     ...' when each candidate is relaxed first; known candidates are not among them)."""
     n = len(p["ranks"])
     what = "Relaxation and DFT check" if p.get("relaxed") else "DFT check"
-    top = p.get("top") or len(p["ranks"])
+    picked = p.get("picked") or len(p["ranks"])
+    top = min(p.get("top") or picked, picked)
     which = ", ".join(f"#{r}" for r in p["ranks"][:top])
-    if p["ranks"][top:]:        # pick's per-kind extras: say why a #9 follows #1-#3
-        which += " and the best of each kind (draws, swaps), " + ", ".join(f"#{r}" for r in p["ranks"][top:])
+    if p["ranks"][top:picked]:        # pick's per-kind extras: say why a #9 follows #1-#3
+        which += " and the best of each kind (draws, swaps), " + ", ".join(f"#{r}" for r in p["ranks"][top:picked])
+    if replaced := p.get("replaced"):   # spares checked in place of checks that relaxed into known compounds
+        which += ", and " + ", ".join(f"#{new} in place of #{old}" for old, new in replaced.items()) + \
+            f" (relaxed into {'a known compound' if len(replaced) == 1 else 'known compounds'})"
     text = f"{what} of candidate{'s' * (n != 1)} {which}: {len(p['done'])} of {n} done"
     if p["failed"]:
         text += f", {len(p['failed'])} failed"

@@ -31,6 +31,17 @@ if src := st.session_state.pop("grow_pending", None):
         st.error(f"Could not grow from {studio.plain(src['name'])}: {exc}")
     else:
         st.switch_page(nav.pages()[0])
+seen = state.activity()
+
+
+@st.fragment(run_every=5.0 if state.busy(seen) else None)
+def follow():
+    """While a run generates or a check runs, the page redraws itself when either changes."""
+    if state.activity() != seen:
+        st.rerun(scope="app")
+
+
+follow()
 runs = store.list()
 if not runs:
     st.info("No runs yet. Generate some on the Generate page.")
@@ -88,12 +99,16 @@ run = read(pick)
 dft = state.dft_statuses(run)
 st.subheader("DFT checks of this run")
 waiting = [r for r in batch["ranks"] if r not in dft] if batch and batch["active"] and not batch["cancelled"] else []
-if dft or waiting:
+# stopped before they started: named, not gone (a walk saw #3 vanish from this table)
+stopped = [r for r in batch["ranks"] if r not in dft] if batch and batch["cancelled"] else []
+if dft or waiting or stopped:
     # a check still running has no MAE yet, and only a failed one has an error: blank, not "None"
     st.dataframe([{"candidate": f"#{rank}", "status": s["status"],
                    "DFT MAE": f"{m:.3f}" if (m := dft_mae(s)) is not None else "", "error": s.get("error") or ""}
                   for rank, s in sorted(dft.items())]
-                 + [{"candidate": f"#{r}", "status": "queued", "DFT MAE": "", "error": ""} for r in waiting],
+                 + [{"candidate": f"#{r}", "status": "queued", "DFT MAE": "", "error": ""} for r in waiting]
+                 + [{"candidate": f"#{r}", "status": "stopped before it started", "DFT MAE": "", "error": ""}
+                    for r in stopped],
                  hide_index=True, width="stretch")
 elif status_of.get(pick) == "running":
     st.caption("This run is still generating: the DFT checks of its top candidates start when it ends.")

@@ -31,11 +31,13 @@ def job_panel(was_live: bool, shown: str | None) -> None:
         if job.id != shown or (was_live and not job.active and job.status != "done"):
             st.rerun(scope="app")          # a round started, or the job ended: draw it once, without the tick
         if job.active:
-            # an ETA of 0 means "not known yet" (sampling's first steps, scoring's first chunk)
-            left = f" · about {studio.duration(job.eta)} left" if job.eta > 0.5 else ""
+            # an ETA of 0 means "not known yet" (sampling's first steps, scoring's first chunk); it is
+            # the phase's own (sampling, baseline, scoring), and says so: a walk read "about 1 s left"
+            # at sampling's last step, then "about 4 min left" for the baseline
+            left = f" · about {studio.duration(job.eta)} left in this phase" if job.eta > 0.5 else ""
             st.progress(min(job.progress, 1.0), text=f"{job.message or 'starting'}{left}")
-            if st.button("Cancel", key=f"cancel_{job.id}"):
-                state.resources()["jobs"].cancel(job.id)
+            # a callback: a click on a button in a ticking fragment could be lost to the next tick
+            st.button("Cancel", key=f"cancel_{job.id}", on_click=state.resources()["jobs"].cancel, args=(job.id,))
         elif job.status == "done":
             if st.session_state.get("shown_job") != job.id:
                 # the job started its DFT checks itself when it ended (chain.Chain._checks): show its run once
@@ -56,8 +58,11 @@ def job_panel(was_live: bool, shown: str | None) -> None:
     panel()
 
 
+DFT_TICK = 4.0      # s between looks at running checks: each takes minutes, and every tick reruns the panel
+
+
 def dft_panel(run_id: str, n_done: int, live: bool):
-    @st.fragment(run_every=2.0 if live else None)
+    @st.fragment(run_every=DFT_TICK if live else None)
     def panel():
         cert = state.certifier(str(studio.RUNS_PATH))
         p = cert.progress(run_id)
@@ -74,9 +79,9 @@ def _dft_progress(cert, p: dict, now: int, run_id: str) -> None:
     n = len(p["ranks"])
     st.progress(now / max(n, 1), text=certify.status_line(p, studio.duration))
     if p["active"] and not p["cancelled"]:
-        if st.button("Stop the DFT checks", key=f"dft_cancel_{run_id}",
-                     help="The calculation already running finishes; the rest are not started."):
-            cert.cancel(run_id)
+        # a callback: a walk's clicks, under load, were lost to the fragment's next tick
+        st.button("Stop the DFT checks", key=f"dft_cancel_{run_id}", on_click=cert.cancel, args=(run_id,),
+                  help="The calculation already running finishes; the rest are not started.")
 
 
 def current_run(target=None, title: str | None = None, live_views: int = viz.MAX_LIVE_VIEWS - 1,
@@ -89,7 +94,7 @@ def current_run(target=None, title: str | None = None, live_views: int = viz.MAX
     live = getattr(job, "active", False)
     chain = state.current_chain()
     # how the rounds stand (the chain's own words), else what the grow button said
-    if note := (chain.note if chain is not None and chain.note else st.session_state.get("rounds_note")):
+    if note := (chain.status_note if chain is not None and chain.status_note else st.session_state.get("rounds_note")):
         st.info(note)
     with st.container():     # always there, so the results below keep their place (and their 3D views)
         if job is not None and job.active and job.request.targets and \

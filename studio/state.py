@@ -64,8 +64,16 @@ def submit(req, store: RunStore, dft: dict, rounds_left: int = 0):
 
 
 def current_chain() -> Chain | None:
-    """The session's chain of rounds: its latest Generate or grow, and the rounds that followed."""
-    return resources()["chains"].get(st.session_state.get("chain", ""))
+    """The session's chain of rounds: its latest Generate or grow, and the rounds that followed. A
+    session with none (a new tab, or a closed one opened again) takes the process's chain still
+    at work, if any: generation runs one at a time here, and a walk's new tab showed an idle form
+    while round 2 generated."""
+    chains = resources()["chains"]
+    if (mine := chains.get(st.session_state.get("chain", ""))) is not None:
+        return mine
+    if (live := next((c for c in reversed(chains.values()) if not c.finished), None)) is not None:
+        st.session_state["chain"] = live.id
+    return live
 
 
 def current_job():
@@ -138,6 +146,19 @@ def verifier(runs_path: str) -> Verifier:
 @st.cache_resource(show_spinner=False)
 def certifier(runs_path: str) -> Certifier:
     return Certifier(verifier(runs_path), studio.dft_seconds_prior())
+
+
+def activity() -> tuple:
+    """What changes while runs generate and checks run: each run's status and each check's, for a
+    page that follows them (the Runs page showed four checks running for minutes after they had
+    all landed, and no new round)."""
+    return (tuple((r["id"], r["status"]) for r in store().list()),
+            tuple((v["run_id"], v["rank"], v["status"]) for v in verifier(str(studio.RUNS_PATH)).all()))
+
+
+def busy(seen: tuple) -> bool:
+    """Whether activity() says a run is generating or a check is queued or running."""
+    return any(s == "running" for _, s in seen[0]) or any(s in ("queued", "running") for *_, s in seen[1])
 
 
 def store() -> RunStore:

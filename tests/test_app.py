@@ -412,7 +412,7 @@ def test_a_generation_starts_its_dft_checks_with_no_page_open(tmp_path):
     class Cert:            # records what would go to GPAW; the checks themselves are tested in test_certify
         started = []
 
-        def start(self, run_id, ranks, relaxed=True, top=0, after=None):
+        def start(self, run_id, ranks, relaxed=True, top=0, after=None, spares=()):
             self.started.append((run_id, ranks, top))
     store, cert = RunStore(tmp_path / "runs.db"), Cert()
     ni = open_db(studio.DB_URL).get(studio.PRESET_ID)
@@ -483,11 +483,15 @@ def test_run_zip_legends_and_top_k(tmp_path):
     assert viz.band_name(candidate_curves(legacy, c, None, None)[1]).endswith("(not calibrated: narrower than its error)")
     csv = z.read(next(n for n in names if n.startswith(f"candidates/{c['rank']:03d}_") and n.endswith("_dos.csv")))
     # the column names what it holds: the calibrated band of this run, the raw spread of a run before it
-    assert b"predicted_band_site0" in csv.splitlines()[0] and b"predicted_sd_site0" not in csv
+    assert b"predicted_band_halfwidth_site0" in csv.splitlines()[0] and b"predicted_sd_site0" not in csv
+    assert "predicted_band_halfwidth_site<i>: the half-width of the predicted curve's ±1σ band" in \
+        z.read("README.txt").decode()
     zl = zipfile.ZipFile(io.BytesIO(run_zip(legacy, fake_dft)))
     old = zl.read(next(n for n in zl.namelist() if n.startswith(f"candidates/{c['rank']:03d}_") and n.endswith("_dos.csv")
                        and "_dft_" not in n))
     assert b"predicted_sd_site0" in old.splitlines()[0]
+    assert "predicted_sd_site<i>: the predictor ensemble's standard deviation, not calibrated" in \
+        zl.read("README.txt").decode()
     line = certify.status_line({"ranks": [2, 3, 4], "done": [2], "failed": [], "running": [3], "left_s": 130,
                                 "active": True, "cancelled": False}, studio.duration)
     assert line == "DFT check of candidates #2, #3, #4: 1 of 3 done, ~2 min left"      # #1 known: not checked
@@ -1267,6 +1271,36 @@ def test_deleting_a_run_unticks_the_confirmation_and_a_running_run_cannot_be_del
     # no zip of a run with no candidate yet, and its checks are said to start when it ends (walk 8)
     assert not [b for b in at.get("download_button") if "whole run" in b.proto.label]
     assert any("the DFT checks of its top candidates start when it ends" in c.value for c in at.caption)
+
+
+def test_the_runs_page_names_stopped_checks_and_follows_what_runs(tmp_path, monkeypatch):
+    """Walk 9: after "Stop the DFT checks" the check that had not started vanished from the Runs
+    page's table; and the page showed four checks running minutes after they had landed. A stopped
+    check is named; the page ticks (and redraws on a change) only while a run generates or a check
+    is queued or running."""
+    from dosmatgen_core.candidates.runs import dumps
+    from dosmatgen_core.scoring.certify import Batch
+    from studio import state
+    monkeypatch.setenv("DOSMATGEN_RUNS", str(tmp_path / "runs.db"))
+    monkeypatch.setattr(studio, "RUNS_PATH", tmp_path / "runs.db")
+    run = _small_run(tmp_path)
+    v = state.verifier(str(tmp_path / "runs.db"))
+    assert not state.busy(state.activity())
+    v._set(run["id"], 1, status="running")
+    before = state.activity()
+    assert state.busy(before)
+    c = run["candidates"][0]
+    v._set(run["id"], 1, status="done", result=dumps({"site_dos": np.zeros((c["n_atoms"], 400)), "seconds": 1.0,
+                                                     "dos_match": {"0": {"mae": 0.5, "cosine": 0.5}}}))
+    assert state.activity() != before and not state.busy(state.activity())
+    b = Batch(run["id"], [1, 2], 60.0, finished=True)
+    b.cancel_flag.set()
+    state.certifier(str(tmp_path / "runs.db")).batches[run["id"]] = b
+    at = app_page("1_Runs.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(d.value for d in at.dataframe if "candidate" in d.value.columns)
+    assert list(table["status"]) == ["done", "stopped before it started"] and list(table["candidate"]) == ["#1", "#2"]
 
 
 def test_the_dft_table_shows_three_decimals_and_a_dash_for_nothing():

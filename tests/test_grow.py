@@ -403,9 +403,21 @@ def test_a_chain_runs_its_rounds_in_threads_with_no_page_open(tmp_path, ni_targe
     assert chain.note.startswith("Round 2 ended: the rounds' best GPAW-checked candidate") and "0.95" in chain.note
 
 
-def test_the_generate_page_follows_the_sessions_chain_and_says_how_its_rounds_stand(tmp_path, monkeypatch):
+@pytest.fixture
+def chains_cleared():
+    """A test that leaves a chain in the process's resources takes it away after: a later page's
+    new session would take a chain still at work as its own (state.current_chain)."""
+    yield
+    from studio import state
+    state.resources()["chains"].clear()
+
+
+def test_the_generate_page_follows_the_sessions_chain_and_says_how_its_rounds_stand(tmp_path, monkeypatch,
+                                                                                      chains_cleared):
     """The page only follows the chain: a round the checks' thread started is shown as the job in
-    progress, and once it is done its run opens (once) under the chain's note."""
+    progress (in a new tab too: a session with no chain takes the one at work), and once it is
+    done its run opens (once) under the chain's note; a cancelled round says no further round
+    starts."""
     from streamlit.testing.v1 import AppTest
     from dosmatgen_core.candidates.jobs import Job
     from studio import shared as studio
@@ -422,10 +434,9 @@ def test_the_generate_page_follows_the_sessions_chain_and_says_how_its_rounds_st
     chain.note = "Round 2 is running, grown from the best GPAW-checked candidate so far: …"
     state.resources()["chains"][chain.id] = chain
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=180)
-    at.session_state["chain"] = chain.id
-    at.run()
+    at.run()                            # a new session: it follows the chain at work
     assert not at.exception, [e.value for e in at.exception]
-    assert chain.note in [i.value for i in at.info]
+    assert at.session_state["chain"] == chain.id and chain.note in [i.value for i in at.info]
     assert [p.proto.text for p in at.get("progress")] == ["sampling"] and at.button(key="cancel_round2")
     chain.job.status, chain.job.run_id, chain.ended = "done", run["id"], True
     chain.note = "Round 2 ended: the rounds' best GPAW-checked candidate, …, at least 0.9: no further round is needed."
@@ -437,9 +448,13 @@ def test_the_generate_page_follows_the_sessions_chain_and_says_how_its_rounds_st
     at.query_params["run"] = "elsewhere"          # opened another run since: the done round is not forced back
     at.run()
     assert at.query_params["run"] == "elsewhere"
+    chain.job.status, chain.note = "cancelled", "Round 2 is running, grown from …"
+    at.run()
+    notes = [i.value for i in at.info]
+    assert "Round 2 was cancelled, so no further round starts." in notes and chain.note not in notes
 
 
-def test_the_runs_page_grows_the_next_round_from_a_stored_candidate(tmp_path, monkeypatch):
+def test_the_runs_page_grows_the_next_round_from_a_stored_candidate(tmp_path, monkeypatch, chains_cleared):
     """Runs: "Grow from this candidate" on a stored run starts the round as the Generate page's
     job (grown from that candidate's checked cell, towards the run's own target) and goes there."""
     from streamlit.testing.v1 import AppTest

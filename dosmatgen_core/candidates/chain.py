@@ -52,6 +52,16 @@ class Chain:
         job = self.job
         return self.ended or (job is not None and not job.active and job.status != "done")
 
+    @property
+    def status_note(self) -> str | None:
+        """The note as it stands: a cancelled or failed round says so (a walk read "Round 2 is
+        running" above "Generation … cancelled")."""
+        job = self.job
+        if job is not None and job.status in ("cancelled", "failed") and self.asked_rounds:
+            return (f"Round {self.round} was {'cancelled' if job.status == 'cancelled' else 'stopped by an error'}, "
+                    "so no further round starts.")
+        return self.note
+
     def start(self, req: Request) -> Job:
         """Queue the round's generation; a bad request raises before anything is queued."""
         self.job = self.submit(req, self._checks)

@@ -61,10 +61,39 @@ def _dft_csv(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def zip_readme(run: dict) -> str:
+    """What each file of the zip holds, and each column of the DOS tables (a walk could not tell
+    what the band column meant)."""
+    band = ("predicted_band_halfwidth_site<i>: the half-width of the predicted curve's ±1σ band, the "
+            "predictor ensemble's spread calibrated on DFT (benchmarks/results/band-calibration.json: "
+            "the DFT curve lies within it at about 68 % of the energies with states)"
+            if run["settings"].get("spread_calibration") else
+            "predicted_sd_site<i>: the predictor ensemble's standard deviation, not calibrated on DFT "
+            "(narrower than its error)")
+    return "\n".join([
+        f"DOSMatGen Studio run {run.get('id')}: {run.get('title') or ''}",
+        "",
+        "Energies are E - E_F in eV on the fixed grid (-10 to +10 eV, 400 points); every DOS is in "
+        "states/eV, spins summed. Site <i> is the candidate's own atom order (the CIFs keep it).",
+        "",
+        "candidates/<rank>_<formula>.cif, .vasp   the candidate as generated (P1), in its own atom order",
+        "candidates/<rank>_<formula>_dos.csv      per conditioned site:",
+        "  target_site<i>: the target curve (empty outside a target's window)",
+        "  predicted_site<i>: the site-DOS predictor's curve (a fast proxy, not DFT)",
+        f"  {band}",
+        "  dft_site<i>: the GPAW DFT curve, once the candidate's check has finished",
+        "candidates/<rank>_<formula>_dft_dos.csv  the DFT curve of every site of a checked candidate",
+        "candidates/<rank>_<formula>_relaxed.cif  the relaxed cell DFT calculated, in the same atom order",
+        "candidates/<rank>_<formula>_dos.svg      the card's plot",
+        "run.json   the run: settings, every candidate and its scores",
+        "dft.json   each DFT check: status, its curves and its match to the target",
+        ""])
+
+
 def run_zip(run: dict, dft: dict[int, dict] | None = None, curves: dict[int, list[dict]] | None = None) -> bytes:
     """Zip bytes: per candidate a P1 CIF, a POSCAR and its target/predicted DOS CSV (with its DFT
     rows, a DFT DOS CSV of every site, and the relaxed cell's CIF when a check finished), plus
-    run.json and dft.json. curves: rank → the curves of its
+    README.txt (what each file and column holds), run.json and dft.json. curves: rank → the curves of its
     card (results.candidate_curves); each candidate then also gets its plot as an SVG."""
     buf = io.BytesIO()
     targets = run["settings"]["targets"]
@@ -85,6 +114,7 @@ def run_zip(run: dict, dft: dict[int, dict] | None = None, curves: dict[int, lis
                     z.writestr(f"{stem}_relaxed.cif", runsmod.cif_file(res["cif"]))
             if (curves or {}).get(c["rank"]):
                 z.writestr(f"{stem}_dos.svg", curve_svg(curves[c["rank"]], f"candidate #{c['rank']} · {formula(c['formula'])}"))
+        z.writestr("README.txt", zip_readme(run))
         z.writestr("run.json", runsmod.run_json(run))
         plain = json.loads(runsmod.dumps({str(k): v for k, v in (dft or {}).items()}))   # numpy → lists
         z.writestr("dft.json", json.dumps(plain, indent=1))

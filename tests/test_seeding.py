@@ -7,6 +7,7 @@ from dosmatgen_core.candidates.pipeline import Request, run_generation
 from dosmatgen_core.candidates.runs import RunStore, structure_of
 from dosmatgen_core.candidates.seeding import drop_copies, find_seeds, seeded_specs
 from dosmatgen_core.labels.reference_db import open_db
+from dosmatgen_core.names import formula
 from dosmatgen_core.model.checkpoint import load_model
 from dosmatgen_core.paths import DB_URL, MODEL_PATH, PREDICTOR_PATH
 from dosmatgen_core.scoring.predictor import load_predictor
@@ -130,9 +131,13 @@ def test_a_new_candidate_says_whether_it_keeps_its_seeds_arrangement(tmp_path, n
     assert new and all("seed_type" not in c for c in run["candidates"] if not c.get("novel"))
     for c in new:
         assert isinstance(c["seed_type"], bool)
-        words = (f"It keeps {c['seed']['formula']}'s arrangement of sites, with other elements on them."
-                 if c["seed_type"] else f"Its sites are arranged unlike {c['seed']['formula']}'s.")
+        f = formula(c["seed"]["formula"])           # written as the cards write it: TiH, not H2Ti2
+        words = (f"It keeps {f}'s arrangement of sites, with other elements on them."
+                 if c["seed_type"] else f"Its sites are arranged unlike {f}'s.")
         assert origin_text(c).endswith(words)
+    assert formula("H2Ti2") == "TiH" and origin_text({"seed": {"material_id": "mp-1", "formula": "H2Ti2", "element": "Ti",
+                                                             "site": 0, "mae": 0.1}, "seed_type": False}).endswith(
+        "Its sites are arranged unlike TiH's.")
     assert all(c["seed_type"] for c in new if c["origin"] == "substitution")
 
 

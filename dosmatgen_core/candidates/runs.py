@@ -274,7 +274,7 @@ def dos_csv(candidate: dict, targets: list, window=None, dft=None, calibrated: b
     """E − E_F, then per conditioned site: its target and predicted DOS (states/eV), the predicted
     curve's ±1σ where the run stored it, and its DFT DOS when a check has finished (dft: the check's
     site rows). calibrated: the run's spreads are the band calibrated on DFT (its settings'
-    spread_calibration), named predicted_band_*; else the ensemble's raw standard deviation,
+    spread_calibration), named predicted_band_halfwidth_*; else the ensemble's raw standard deviation,
     predicted_sd_* (a file must not call one the other). A target known on a window only (the
     run's window) is empty (nan) outside it: the file it came from said nothing there."""
     cols, head = [dosmod.GRID], ["energy_minus_ef_eV"]
@@ -288,7 +288,7 @@ def dos_csv(candidate: dict, targets: list, window=None, dft=None, calibrated: b
             head.append(f"predicted_site{site}{unit}")
         if spread is not None:
             cols.append(np.asarray(spread)[int(site)])
-            head.append(f"predicted_{'band' if calibrated else 'sd'}_site{site}{unit}")
+            head.append(f"predicted_{'band_halfwidth' if calibrated else 'sd'}_site{site}{unit}")
         if dft is not None:
             cols.append(np.asarray(dft, float)[int(site)])
             head.append(f"dft_site{site}{unit}")

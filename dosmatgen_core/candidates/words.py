@@ -6,7 +6,7 @@ from collections import Counter
 
 from pymatgen.core import Composition, Element
 
-from dosmatgen_core.names import material_name
+from dosmatgen_core.names import formula, material_name
 
 NOVEL_NOTE = ("“novel”: no StructureMatcher match among the Materials Project structures that ship with the "
               "project (about 18k), the labelled ones and the elements' own crystals. A known compound outside "
@@ -30,8 +30,9 @@ def origin_text(c: dict) -> str:
     name = seed["material_id"] if seed.get("known") is False else material_name(seed["material_id"], seed["formula"])
     known = (f"{name}, whose {seed['element']} site {seed['site']} has {seed.get('source', 'DFT')} MAE "
              f"{seed['mae']:.3f} to the target")      # a candidate seed's name carries its formula already
-    kind = {True: f" It keeps {seed['formula']}'s arrangement of sites, with other elements on them.",
-            False: f" Its sites are arranged unlike {seed['formula']}'s."}.get(c.get("seed_type"), "")
+    f = formula(seed["formula"])        # as the card writes it (a walk read "unlike H2Ti2's" on a TiH card)
+    kind = {True: f" It keeps {f}'s arrangement of sites, with other elements on them.",
+            False: f" Its sites are arranged unlike {f}'s."}.get(c.get("seed_type"), "")
     sub = seed.get("substitution")
     if c.get("origin") == "substitution" and sub:
         sites = ", ".join(str(k) for k in sub["sites"])

@@ -638,7 +638,7 @@ elif st.button("Generate", type="primary", key="generate", disabled=bool(problem
         state.submit(Request(**req_kw), store, {"top": dft_top if dft_on else 0, "relaxed": dft_relaxed,
                                                 "per_source": dft_per_source and two_sources},
                      rounds_left=int(dft_rounds) if dft_on else 0)
-        st.session_state.pop("rounds_note", None)       # a new Generate ends any chain of rounds (state.submit)
+        st.session_state.pop("rounds_note", None)       # a new Generate ends the chain this page followed (state.submit)
         st.rerun()      # redraw at once with Generate off while the job runs
     except (ValueError, StructureError) as exc:
         # a check that names its input is shown under it; anything else here, by the button

@@ -14,12 +14,13 @@ from studio.charts import dos_chart
 from studio.results import no_new_text, show_run, stored_labels
 
 
-def job_panel(was_live: bool, shown: str | None) -> None:
+def job_panel(was_live: bool, shown: str | None, note: str | None = None) -> None:
     """The job in progress: its progress bar and Cancel, then its outcome. It ticks while a job
     runs, and slowly while its chain's DFT checks decide on a next round (started in their own
     thread: the page only follows it); an idle tick reruns the fragment for nothing (and a plot's
-    PNG/SVG button, still a callable, can lose its file to a rerun cut short). shown: the id of
-    the job this page run drew, so that a round started meanwhile is drawn at once."""
+    PNG/SVG button, still a callable, can lose its file to a rerun cut short). shown, note: the id
+    of the job and the chain's note this page run drew, so that a round started meanwhile, or the
+    rounds' end, is drawn at once."""
     chain = state.current_chain()
     waiting = chain is not None and chain.asked_rounds and not chain.finished and not was_live
 
@@ -28,7 +29,8 @@ def job_panel(was_live: bool, shown: str | None) -> None:
         job = state.current_job()
         if job is None:
             return
-        if job.id != shown or (was_live and not job.active and job.status != "done"):
+        if job.id != shown or (chain is not None and chain.status_note != note) or \
+                (was_live and not job.active and job.status != "done"):
             st.rerun(scope="app")          # a round started, or the job ended: draw it once, without the tick
         if job.active:
             # an ETA of 0 means "not known yet" (sampling's first steps, scoring's first chunk); it is
@@ -103,7 +105,7 @@ def current_run(target=None, title: str | None = None, live_views: int = viz.MAX
             dos_chart([{"y": job.request.targets[0], "name": f"this run's target: {rounds.target_of(job.request.title)}",
                         "style": "target", "window": job.request.window}], key="jobtarget", filename="run_target",
                       title="The target of the run in progress (the chart in 1 · Target DOS is the next Generate's)")
-    job_panel(live, getattr(job, "id", None))
+    job_panel(live, getattr(job, "id", None), chain.status_note if chain is not None else None)
     run_id = st.query_params.get("run")
     restored = False
     if run_id:

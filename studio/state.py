@@ -71,7 +71,8 @@ def current_chain() -> Chain | None:
     chains = resources()["chains"]
     if (mine := chains.get(st.session_state.get("chain", ""))) is not None:
         return mine
-    if (live := next((c for c in reversed(chains.values()) if not c.finished), None)) is not None:
+    # a copy: other sessions' threads add chains meanwhile
+    if (live := next((c for c in reversed(list(chains.values())) if not c.finished), None)) is not None:
         st.session_state["chain"] = live.id
     return live
 
@@ -149,16 +150,24 @@ def certifier(runs_path: str) -> Certifier:
 
 
 def activity() -> tuple:
-    """What changes while runs generate and checks run: each run's status and each check's, for a
-    page that follows them (the Runs page showed four checks running for minutes after they had
-    all landed, and no new round)."""
+    """What changes while runs generate and checks run, for a page that follows them (the Runs page
+    showed four checks running for minutes after they had all landed, and no new round): each
+    run's status, each check's, the chains at work (their round and job) and the batches of checks
+    not finished (between a batch's last check and the next round's stored run, only these say
+    that more is coming)."""
+    chains = [c for c in list(resources()["chains"].values()) if not c.finished]
+    batches = certifier(str(studio.RUNS_PATH)).batches
     return (tuple((r["id"], r["status"]) for r in store().list()),
-            tuple((v["run_id"], v["rank"], v["status"]) for v in verifier(str(studio.RUNS_PATH)).all()))
+            tuple((v["run_id"], v["rank"], v["status"]) for v in verifier(str(studio.RUNS_PATH)).all()),
+            tuple((c.id, c.round, getattr(c.job, "id", None), getattr(c.job, "status", None)) for c in chains),
+            tuple(rid for rid, b in list(batches.items()) if not b.finished))
 
 
 def busy(seen: tuple) -> bool:
-    """Whether activity() says a run is generating or a check is queued or running."""
-    return any(s == "running" for _, s in seen[0]) or any(s in ("queued", "running") for *_, s in seen[1])
+    """Whether activity() says a run is generating, a check is queued or running, a chain is at
+    work or a batch of checks has not finished."""
+    return (any(s == "running" for _, s in seen[0]) or any(s in ("queued", "running") for *_, s in seen[1])
+            or bool(seen[2]) or bool(seen[3]))
 
 
 def store() -> RunStore:

@@ -399,8 +399,8 @@ def _opened_run(tmp_path, monkeypatch):
 def test_a_generation_starts_its_dft_checks_with_no_page_open(tmp_path):
     """A walk pressed Generate and opened the Runs page at once: the run ended, and its DFT checks
     waited for the Generate page to be shown again (closing the tab would have lost them). The job
-    now starts them in its own thread (state.submit's then: certify.check_top), before it reads as
-    done; a failure there leaves the run done and says why."""
+    now starts them in its own thread (a `then` such as candidates.chain's: certify.check_top),
+    before it reads as done; a failure there leaves the run done and says why."""
 
 
     from dosmatgen_core.candidates.jobs import JobManager
@@ -773,6 +773,8 @@ def test_the_runs_page_lists_the_batchs_checks_not_started_yet_as_queued(tmp_pat
     Verifier(RunStore(tmp_path / "runs.db"))._set(run["id"], 1, status="running", result=dumps({}))
 
     class Batch:
+        batches = {}            # state.activity reads which batches are at work
+
         def progress(self, run_id):
             return {"ranks": [1, 2], "active": True, "cancelled": False} if run_id == run["id"] else None
     monkeypatch.setattr(state, "certifier", lambda path: Batch())
@@ -1293,9 +1295,11 @@ def test_the_runs_page_names_stopped_checks_and_follows_what_runs(tmp_path, monk
     v._set(run["id"], 1, status="done", result=dumps({"site_dos": np.zeros((c["n_atoms"], 400)), "seconds": 1.0,
                                                      "dos_match": {"0": {"mae": 0.5, "cosine": 0.5}}}))
     assert state.activity() != before and not state.busy(state.activity())
-    b = Batch(run["id"], [1, 2], 60.0, finished=True)
-    b.cancel_flag.set()
+    b = Batch(run["id"], [1, 2], 60.0)          # between a batch's last check and its next round: still busy
     state.certifier(str(tmp_path / "runs.db")).batches[run["id"]] = b
+    assert state.busy(state.activity())
+    b.finished = True
+    b.cancel_flag.set()
     at = app_page("1_Runs.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]

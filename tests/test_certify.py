@@ -188,6 +188,31 @@ def test_a_check_that_relaxed_into_a_known_compound_hands_its_place_to_the_next_
     assert len(cert.progress(rid)["replaced"]) == 2 and len(cert.progress(rid)["done"]) == 4
 
 
+def test_the_clis_checks_skip_finished_ones_and_go_on_past_a_failure():
+    """As a batch does: a check already done is not run again (its relaxation would be), and one
+    that raises is recorded as failed while the next is checked."""
+    class Stub:
+        def __init__(self):
+            self.ran, self.failed = [], {}
+
+        def status(self, run_id, rank):
+            return {"status": "done", "result": {}} if rank == 1 else None
+
+        def run(self, run_id, rank, relaxed=False):
+            self.ran.append(rank)
+            if rank == 2:
+                raise RuntimeError("GPAW ran out of memory")
+            return {"status": "done", "result": {}}
+
+        def fail(self, run_id, rank, error):
+            self.failed[rank] = error
+    run = {"id": "r", "candidates": []}
+    v, said = Stub(), []
+    assert certify.check_in_turn(v, run, [1, 2, 3], True, log=said.append) == [1, 2, 3]
+    assert v.ran == [2, 3] and v.failed == {2: "RuntimeError: GPAW ran out of memory"}
+    assert said[0] == "#1 of run r has its GPAW check already"
+
+
 def test_a_cancel_says_which_checks_still_run():
     """Cancel stops only what has not started: a running GPAW check finishes, and the line says so
     rather than claiming to have cancelled it."""

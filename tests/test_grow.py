@@ -359,7 +359,7 @@ def test_a_chain_starts_the_next_round_when_its_checks_end(tmp_path):
             assert chain.note.startswith("The rounds asked for are done: the rounds' best GPAW-checked candidate, "
                                          f"#{c['rank']}") and "still below 0.9" in chain.note
     # stopped checks, a newer Generate, and no rounds asked for: nothing follows
-    for kw, stop, note in (({"left": 2}, False, "The DFT checks were stopped"), ({"left": 2}, True, None),
+    for kw, stop, note in (({"left": 2}, False, "The DFT checks were stopped"), ({"left": 2}, True, "A newer Generate"),
                            ({"left": 0}, False, None)):
         sent = []
         chain = _chain(store, sent, **kw)
@@ -372,9 +372,34 @@ def test_a_chain_starts_the_next_round_when_its_checks_end(tmp_path):
         assert not sent and chain.finished and (chain.note or None) == (note and rounds_text(note))
 
 
+def test_a_chain_ends_with_a_note_when_what_follows_its_checks_fails_or_a_newer_generate_takes_over(tmp_path):
+    """A review: a run deleted while its checks ran made the next round's decision raise in the
+    checks' thread, and the chain stayed "at work" forever (followed, and adopted by new tabs). It
+    ends with a note. A newer Generate stops a chain: no round starts after it, one it started and
+    still generating is cancelled, and its note says why."""
+    from dosmatgen_core.candidates import chain as chainmod
+    from dosmatgen_core.candidates.jobs import Job
+    from dosmatgen_core.scoring.certify import Batch
+    store = RunStore(tmp_path / "runs.db")
+    chain = _chain(store, [], left=2)
+    chain._after(Batch("deleted-run", [1], 60.0))
+    assert chain.finished and chain.note.startswith("No further round was started: KeyError")
+    sent = []
+    chain = _chain(store, sent, left=2, round=2)
+    chain.job = Job("round2", Request(mode="unconditional", n_atoms=4), status="running")
+    chain.stop()
+    assert chain.job.cancel_flag.is_set() and chain.note == chainmod.STOPPED
+    chain._after(Batch("deleted-run", [1], 60.0))          # nothing is read, nothing starts
+    assert chain.finished and chain.note == chainmod.STOPPED and not sent
+    first = _chain(store, [], left=1)
+    first.job = Job("round1", Request(mode="unconditional", n_atoms=4), status="done")
+    first.stop()
+    assert not first.job.cancel_flag.is_set()           # the user's own round is never cancelled by it
+
+
 def rounds_text(start: str) -> str:
-    from dosmatgen_core.candidates import rounds
-    return next(t for t in (rounds.CANCELLED, rounds.NOTHING_CHECKED) if t.startswith(start))
+    from dosmatgen_core.candidates import chain, rounds
+    return next(t for t in (rounds.CANCELLED, rounds.NOTHING_CHECKED, chain.STOPPED) if t.startswith(start))
 
 
 def test_a_chain_runs_its_rounds_in_threads_with_no_page_open(tmp_path, ni_target):

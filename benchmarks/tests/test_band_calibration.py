@@ -39,7 +39,7 @@ def test_the_shipped_band_holds_the_dft_curve_as_one_sigma_promises():
 
 def test_the_drawn_cell_band_is_measured_per_cell_and_per_half_of_the_targets():
     """drawn_cell_summary: coverage around each cell's prediction, over energies with states only,
-    and on each half of the targets (a split by target, not by candidate id)."""
+    and on each half given by `first_half` (drawn_cell_points sets it by target, not by candidate id)."""
     n = 1000
     err = np.r_[np.full(n // 2, 0.05), np.full(n // 2, 0.5)]            # inside, then outside a 0.1 band
     pts = {"err_drawn": err, "sd_drawn": np.zeros(n), "err_relaxed": np.zeros(n), "sd_relaxed": np.zeros(n),

@@ -7,6 +7,8 @@ The CLI's `dosmatgen rounds` takes the same steps one after the other (rounds.ru
 """
 from __future__ import annotations
 
+import threading
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable
@@ -18,7 +20,8 @@ from dosmatgen_core.candidates.runs import RunStore
 from dosmatgen_core.scoring import certify
 from dosmatgen_core.scoring.certify import Batch, Certifier
 from dosmatgen_core.settings import SHIPPED
-from dosmatgen_core.structures import StructureError
+
+STOPPED = "A newer Generate took over, so no further round of this chain starts."
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Chain:
     ended: bool = False             # no further step will start
     stopped: bool = False           # a newer Generate took over: no further round
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def asked_rounds(self) -> bool:
@@ -68,28 +72,61 @@ class Chain:
         return self.job
 
     def stop(self) -> None:
-        """No further round (the checks running go on: they become labels)."""
-        self.stopped = True
+        """A newer Generate takes over: no further round, and a round the chain started itself that
+        still generates is cancelled, so that it does not run ahead of the new one unseen (one
+        generation runs at a time). The checks running go on: they become labels."""
+        with self._lock:
+            self.stopped = True
+            if self.asked_rounds and not self.ended:
+                self.note = STOPPED
+            job = self.job
+        if job is not None and job.active and self.round > 1:
+            job.cancel_flag.set()
 
     def _checks(self, run: dict) -> dict:
         """In the job's thread, its run stored: the DFT checks of its top (certify.check_top), with
-        what follows them. With none to start, the chain ends here."""
+        what follows them. With none to start, or when starting them fails, the chain ends here."""
         if self.top < 1:
             self.ended = True
             return {"ranks": []}
-        out = certify.check_top(self.cert, self.store.get(run["id"]), self.top, self.relaxed, self.per_source,
-                                self.labelled, after=self._after)
+        try:
+            out = certify.check_top(self.cert, self.store.get(run["id"]), self.top, self.relaxed, self.per_source,
+                                    self.labelled, after=self._after)
+        except Exception as exc:        # the job says why; the chain must not wait for checks that never began
+            self._end(f"The DFT checks could not start: {type(exc).__name__}: {exc}")
+            raise
         if not out["ranks"]:
-            if self.asked_rounds:
-                self.note = rounds.NOTHING_CHECKED
-            self.ended = True
+            self._end(rounds.NOTHING_CHECKED if self.asked_rounds else self.note)
         return out
 
     def _after(self, batch: Batch) -> None:
-        """In the checks' thread, once every check has ended: the next round, or how the rounds ended."""
-        if self.stopped or not self.asked_rounds:
-            self.ended = True
+        """In the checks' thread, once every check has ended: the next round, or how the rounds ended.
+        Whatever goes wrong here ends the chain with a note that says so (a run deleted meanwhile, a
+        seed search that fails): a chain left unended would be followed, and adopted, forever."""
+        try:
+            req, best, note = self._decide(batch)
+        except Exception as exc:
+            traceback.print_exc()
+            self._end(f"No further round was started: {type(exc).__name__}: {exc}")
             return
+        if req is None:
+            self._end(note)
+            return
+        with self._lock:            # a Generate that took over meanwhile wins
+            if self.stopped:
+                self.ended = True
+                return
+            self.round, self.left, self.best_run = self.round + 1, self.left - 1, best[0]["id"]
+            try:
+                self.start(req)
+            except Exception as exc:
+                self.note, self.ended = f"The next round could not start: {exc}", True
+            else:
+                self.note = note
+
+    def _decide(self, batch: Batch) -> tuple[Request | None, tuple | None, str | None]:
+        if self.stopped or not self.asked_rounds:
+            return None, None, self.note
         run = self.store.get(batch.run_id)
         statuses = self.cert.verifier.statuses
         earlier = None
@@ -99,15 +136,8 @@ class Chain:
                 earlier = (old, statuses(old))
             except KeyError:
                 pass        # deleted meanwhile: this round alone
-        req, best, note = rounds.after_checks(run, statuses(run), batch.cancel_flag.is_set(), self.left, self.round,
-                                              earlier)
-        if req is not None:
-            self.round, self.left, self.best_run = self.round + 1, self.left - 1, best[0]["id"]
-            try:
-                self.start(req)
-            except (ValueError, StructureError) as exc:
-                note = f"The next round could not start: {exc}"
-            else:
-                self.note = note
-                return
-        self.note, self.ended = note, True
+        return rounds.after_checks(run, statuses(run), batch.cancel_flag.is_set(), self.left, self.round, earlier)
+
+    def _end(self, note: str | None) -> None:
+        with self._lock:
+            self.note, self.ended = note, True

@@ -203,7 +203,8 @@ def running(best: tuple[dict, dict, dict, float], round_no: int, more: int, bar:
 
 
 def after_checks(run: dict, dft: dict[int, dict], cancelled: bool, left: int, round_no: int,
-                 earlier: tuple[dict, dict[int, dict]] | None = None) -> tuple[Request | None, tuple | None, str]:
+                 earlier: tuple[dict, dict[int, dict]] | None = None,
+                 bar: float = BAR) -> tuple[Request | None, tuple | None, str]:
     """What follows round round_no's checks (run, its DFT statuses; earlier: the earlier run that
     holds the best check so far, with its statuses): (the next round's request or None, the best
     check so far (best_of), what to say). No round follows stopped checks, a round with nothing
@@ -214,10 +215,10 @@ def after_checks(run: dict, dft: dict[int, dict], cancelled: bool, left: int, ro
         return None, best, CANCELLED
     if best is None:
         return None, None, NOTHING_CHECKED
-    req = next_round(best[0], best[1], exclude=tried(run)) if left > 0 else None
+    req = next_round(best[0], best[1], bar, exclude=tried(run)) if left > 0 else None
     if req is None:
-        return None, best, outcome(best, round_no)
-    return req, best, running(best, round_no + 1, left - 1, req=req)
+        return None, best, outcome(best, round_no, bar)
+    return req, best, running(best, round_no + 1, left - 1, bar, req=req)
 
 
 def run_rounds(run: dict, verifier, generate: Callable[[Request], dict], rounds: int, top: int = certify.DEFAULT_TOP,
@@ -230,27 +231,22 @@ def run_rounds(run: dict, verifier, generate: Callable[[Request], dict], rounds:
     its checks. One record per round: its run, the ranks checked, and the best check so far (its
     run, rank, DFT cosine and MAE). The app's rounds (candidates.chain) take the same steps in
     background threads, one started by the other (after_checks)."""
-    history, pairs = [], []
+    history, earlier = [], None
     for k in range(rounds + 1):
         picked = certify.pick(run, top, labelled=labelled, per_source=per_source)
         ranks = certify.check_in_turn(verifier, run, picked, relaxed, labelled, log=lambda m: log(f"round {k + 1}: {m}"))
         dft = {r: s for r in ranks if (s := verifier.status(run["id"], r)) is not None}
-        pairs.append((run, dft))                 # after the best earlier round, if any
-        best = best_of(pairs)
+        # the app's decision (after_checks): the same rounds from the same checks
+        req, best, note = after_checks(run, dft, False, rounds - k, k + 1, earlier, bar)
         rec = {"round": k + 1, "run": run["id"], "checked": ranks, "best": None}
         if best is not None:
             base, base_dft, c, cos = best
             rec["best"] = {"run": base["id"], "rank": c["rank"], "dft_cosine": cos,
                            "dft_mae": float(check_match(base_dft, c)["mae"])}
-            pairs = [(base, base_dft)]
+            earlier = (base, base_dft)
         history.append(rec)
-        if best is None:
-            log(NOTHING_CHECKED)
+        log(note)
+        if req is None:
             break
-        if k == rounds or best[3] >= bar:
-            log(outcome(best, k + 1, bar))
-            break
-        req = next_round(best[0], best[1], bar, exclude=tried(run))
-        log(running(best, k + 2, rounds - k - 1, bar, req))
         run = generate(req)
     return history

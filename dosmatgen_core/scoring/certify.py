@@ -141,9 +141,17 @@ def check_in_turn(verifier, run: dict, ranks: list[int], relaxed: bool, labelled
     todo, done, replaced, left = list(ranks), [], {}, spares(run, ranks, labelled=labelled)
     while todo:
         rank = todo.pop(0)
-        log(f"GPAW check of #{rank} of run {run['id']}")
-        status = verifier.run(run["id"], rank, relaxed=relaxed)
         done.append(rank)
+        if (status := verifier.status(run["id"], rank)) is not None and status.get("status") == "done":
+            log(f"#{rank} of run {run['id']} has its GPAW check already")     # as a batch skips it
+        else:
+            log(f"GPAW check of #{rank} of run {run['id']}")
+            try:
+                status = verifier.run(run["id"], rank, relaxed=relaxed)
+            except Exception as exc:        # as in a batch: one bad candidate does not stop the others
+                verifier.fail(run["id"], rank, f"{type(exc).__name__}: {exc}")
+                log(f"#{rank}: the check failed: {type(exc).__name__}: {exc}")
+                continue
         if (new := replacement(status, left, replaced, len(ranks))) is not None:
             replaced[rank] = new
             todo.append(new)
@@ -209,7 +217,7 @@ class Certifier:
             time.sleep(poll)
 
     def _work(self, b: Batch) -> None:
-        todo = [r for r in b.ranks if (s := self.verifier.status(b.run_id, r)) is None or s["status"] != "done"]
+        todo: list[int] = []
         cond, busy = threading.Condition(), [0]
 
         def worker():
@@ -238,6 +246,7 @@ class Certifier:
                         cond.notify_all()
 
         try:
+            todo += [r for r in b.ranks if (s := self.verifier.status(b.run_id, r)) is None or s["status"] != "done"]
             threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(b.workers, len(todo)))]
             for t in threads:
                 t.start()
@@ -258,7 +267,9 @@ class Certifier:
 
     def progress(self, run_id: str) -> dict | None:
         """{'ranks', 'done', 'failed', 'running', 'left_s', 'active', 'cancelled', 'relaxed', 'per_s',
-        'overdue', 'running_s' (how long the longest-running check has run)} for the run's batch."""
+        'top', 'picked' (how many of ranks pick() chose), 'replaced' (a check that relaxed into a
+        known compound → the rank checked in its place), 'overdue', 'running_s' (how long the
+        longest-working check has worked), 'stages'} for the run's batch."""
         b = self.batches.get(run_id)
         if b is None:
             return None

@@ -282,8 +282,8 @@ class Verifier:
 
         relaxed: calculate the relaxed candidate (the one from the stability check, or relaxed now
         with the default potential); relaxation keeps the site order, so rows still match the
-        conditioned sites. cancelled: asked while the check waits for a free core; when it says
-        so, the check is dropped as if never started (its row goes) and None is returned.
+        conditioned sites. cancelled: asked while the check waits for its first free core; when it
+        says so, the check is dropped as if never started (its row goes) and None is returned.
         """
         run = self.store.get(run_id)
         cand = next((c for c in run["candidates"] if c.get("rank") == rank), None)
@@ -302,7 +302,9 @@ class Verifier:
         starts now, not when it began to wait (a check that waited half an hour is not overdue)."""
         self._set(run_id, rank, stage=STAGES["wait"])
         while not self._lock.acquire(timeout=0.5):
-            if cancelled is not None and cancelled():
+            # only before its first slot: a relaxed check goes on to GPAW (its relaxation is not thrown
+            # away, and "stopped before it started" stays true)
+            if first and cancelled is not None and cancelled():
                 raise CheckCancelled
         try:
             self._set(run_id, rank, stage=STAGES[stage], **({"started": time.time()} if first else {}))

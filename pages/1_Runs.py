@@ -34,9 +34,10 @@ if src := st.session_state.pop("grow_pending", None):
 seen = state.activity()
 
 
-@st.fragment(run_every=5.0 if state.busy(seen) else None)
+@st.fragment(run_every=5.0 if state.busy(seen) else 15.0)
 def follow():
-    """While a run generates or a check runs, the page redraws itself when either changes."""
+    """The page redraws itself when a run or a check changes: every 5 s while one is at work, every
+    15 s while none is, so that a run started from another tab shows up too (walk 10)."""
     if state.activity() != seen:
         st.rerun(scope="app")
 

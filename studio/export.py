@@ -73,8 +73,9 @@ def zip_readme(run: dict) -> str:
     return "\n".join([
         f"DOSMatGen Studio run {run.get('id')}: {run.get('title') or ''}",
         "",
-        "Energies are E - E_F in eV on the fixed grid (-10 to +10 eV, 400 points); every DOS is in "
-        "states/eV, spins summed. Site <i> is the candidate's own atom order (the CIFs keep it).",
+        "Energies are E - E_F in eV on the fixed grid (-10 to +10 eV, 400 points; column "
+        "energy_minus_ef_eV); every DOS is in states/eV, spins summed, and its column name ends in "
+        "_states_per_eV. Site <i> is the candidate's own atom order (the CIFs keep it).",
         "",
         "candidates/<rank>_<formula>.cif, .vasp   the candidate as generated (P1), in its own atom order",
         "candidates/<rank>_<formula>_dos.csv      per conditioned site:",

@@ -417,6 +417,12 @@ def test_a_chain_runs_its_rounds_in_threads_with_no_page_open(tmp_path, ni_targe
     def queue(r, then):
         return jobs.submit(r, model, predictor, store, DB_URL, then=then)
     chain = Chain(queue, Certifier(stub, prior_s=1.0, workers=1), store, top=1, per_source=False, left=2)
+    notes, check = [], stub.run
+
+    def run(*a, **kw):                  # what the page says while each round's checks run
+        notes.append(chain.note)
+        return check(*a, **kw)
+    stub.run = run
     first = chain.start(Request(mode="seeded", targets=[ni_target.tolist()], n_candidates=2, steps=5, particles=1,
                                 baseline=False, seed_exclude=[PRESET_ID], reference_id=PRESET_ID, title="target: Ni"))
     deadline = time.time() + 600
@@ -426,6 +432,8 @@ def test_a_chain_runs_its_rounds_in_threads_with_no_page_open(tmp_path, ni_targe
     assert stub.order == [first.run_id, chain.job.run_id]           # both rounds checked, in order
     assert store.get(chain.job.run_id)["title"].startswith("target: Ni · grown from ")
     assert chain.note.startswith("Round 2 ended: the rounds' best GPAW-checked candidate") and "0.95" in chain.note
+    assert notes[0] == ("Round 1 of up to 3: once its DFT checks end, a further round starts from the best check if "
+                        "its DFT cosine to the target is below 0.9.") and notes[1].startswith("Round 2 is running")
 
 
 @pytest.fixture

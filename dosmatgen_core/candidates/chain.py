@@ -89,6 +89,8 @@ class Chain:
         if self.top < 1:
             self.ended = True
             return {"ranks": []}
+        if self.round == 1 and self.left > 0 and self.note is None:
+            self.note = rounds.checking(self.left)      # said while round 1's checks run
         try:
             out = certify.check_top(self.cert, self.store.get(run["id"]), self.top, self.relaxed, self.per_source,
                                     self.labelled, after=self._after)

@@ -187,6 +187,13 @@ def outcome(best: tuple[dict, dict, dict, float], round_no: int, bar: float = BA
             f"{bar}. Its card's \"Grow from this candidate\" starts another.")
 
 
+def checking(more: int, bar: float = BAR) -> str:
+    """Round 1's checks have started, with `more` rounds allowed after it (a walk saw no word on
+    the rounds until round 2 began)."""
+    return (f"Round 1 of up to {1 + more}: once its DFT checks end, a further round starts from the best check "
+            f"if its DFT cosine to the target is below {bar}.")
+
+
 def running(best: tuple[dict, dict, dict, float], round_no: int, more: int, bar: float = BAR,
             req: Request | None = None) -> str:
     """Round round_no (req, next_round's answer) has started from best, or from the known sites

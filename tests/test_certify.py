@@ -213,6 +213,20 @@ def test_the_clis_checks_skip_finished_ones_and_go_on_past_a_failure():
     assert said[0] == "#1 of run r has its GPAW check already"
 
 
+def test_a_check_left_running_by_a_stopped_process_reads_as_interrupted(tmp_path):
+    """A check row still "running" hours after it began belongs to a process that stopped (a page
+    watching it would tick forever): the next Verifier on the store says it was interrupted. A
+    recent one is left alone: another process may be running it."""
+    store = runs.RunStore(tmp_path / "r.db")
+    rid = _run_with(store, 2)
+    v = verify.Verifier(store, label_dir=None)
+    v._set(rid, 1, status="running", started=time.time() - verify.STALE_S - 60)
+    v._set(rid, 2, status="running", started=time.time() - 60)
+    v = verify.Verifier(store, label_dir=None)
+    assert v.status(rid, 1)["status"] == "failed" and v.status(rid, 1)["error"] == verify.INTERRUPTED
+    assert v.status(rid, 2)["status"] == "running"
+
+
 def test_a_cancel_says_which_checks_still_run():
     """Cancel stops only what has not started: a running GPAW check finishes, and the line says so
     rather than claiming to have cancelled it."""

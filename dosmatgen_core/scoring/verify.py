@@ -44,6 +44,9 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS verifications (run_id TEXT, rank INTEGER,
 # and 22 s in GPAW while the page said only "running")
 STAGES = {"relax": f"relaxing with {POTENTIALS[DEFAULT_POTENTIAL]}", "wait": "waiting for a free core",
           "gpaw": "GPAW", "twin": "waiting for #{rank}'s check: the same crystal once relaxed"}
+# no check runs this long (GPAW's timeout is an hour; a relaxation of ≤ 8 atoms takes minutes)
+STALE_S = 3 * 3600.0
+INTERRUPTED = "interrupted: the process running this check stopped before it finished; check it again"
 LABEL_PREFIX = "generated"      # shard name of verified candidates (data/labels/generated-*.jsonl.gz)
 
 
@@ -208,6 +211,11 @@ class Verifier:
             # what a running check is doing (STAGES): added to stores made before it was kept
             if "stage" not in {r[1] for r in con.execute("PRAGMA table_info(verifications)")}:
                 con.execute("ALTER TABLE verifications ADD COLUMN stage TEXT")
+            # a check still "running" long past any check's time was cut off (the app or the CLI
+            # stopped under it): said so, not left to read as at work, and keep pages ticking
+            con.execute("UPDATE verifications SET status='failed', finished=?, error=? WHERE status IN "
+                        "('queued', 'running') AND started < ?",
+                        (time.time(), INTERRUPTED, time.time() - STALE_S))
         # at most this many relaxations and GPAW processes at once beside the app (one per core by default)
         self._lock = threading.Semaphore(workers or default_workers())
         # run id → (rank, relaxed cell, its CIF) of this process's relaxed checks: a later candidate

@@ -163,8 +163,7 @@ def spares(run: dict, ranks: list[int], max_atoms: int = MAX_ATOMS, labelled: fr
     """The candidates worth a check that pick() left out, best first: one takes the place of a check
     whose relaxed cell is a known compound (it certifies no new structure: the paper preset's demo
     checked three that relaxed into Au3Ni, and showed no new match at all)."""
-    return [c["rank"] for c in sorted(run["candidates"], key=lambda c: c["rank"])
-            if c["rank"] not in ranks and dft_eligibility(c, max_atoms, labelled) is None]
+    return [r for r in pick(run, len(run["candidates"]), max_atoms, labelled, per_source=False) if r not in ranks]
 
 
 @dataclass

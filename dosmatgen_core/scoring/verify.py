@@ -351,7 +351,8 @@ class Verifier:
             pass                              # the twin's rows, in this candidate's site order
         elif line is None:
             # rows checked against the drawn candidate, relaxed cell or not
-            with self._slot(run_id, rank, "gpaw", cancelled, first=not relax_s):
+            # its first slot unless it held one to relax here (a stored relaxed cell took none)
+            with self._slot(run_id, rank, "gpaw", cancelled, first=not (relaxed and not cand.get("relaxed_cif"))):
                 line = dft_in_site_order(cif, recipe, timeout, material_id=f"gen:{cache_key(cif, recipe)[:20]}",
                                          order_of=cand["cif"])
             if "failed" not in line:

@@ -113,6 +113,27 @@ def test_a_cancel_stops_the_rest_and_the_running_ones_finish(tmp_path, fake_gpaw
     assert certify.status_line(p, lambda s: f"{s:.0f} s").endswith("1 of 3 done (cancelled: #2, #3 will not start)")
 
 
+def test_a_second_start_on_a_running_batch_hears_when_it_ends(tmp_path, fake_gpaw):
+    """Two chains on one run share its batch: each one's `after` is called once, both before the
+    batch reads as finished (a second chain used to get the batch back without its `after`, and
+    waited forever for a next round)."""
+    store = runs.RunStore(tmp_path / "r.db")
+    rid = _run_with(store, 2)
+    v = verify.Verifier(store, label_dir=None, workers=1)
+    cert = certify.Certifier(v, prior_s=1.0, workers=1)
+    heard = []
+    v._lock.acquire()                       # hold the core, so the first batch is still running
+    try:
+        first = cert.start(rid, [1, 2], relaxed=False, after=lambda b: heard.append(("first", b.finished)))
+        second = cert.start(rid, [1], relaxed=False, after=lambda b: heard.append(("second", b.finished)))
+        assert second is first and not first.finished
+    finally:
+        v._lock.release()
+    cert.wait(rid, poll=0.05)
+    assert heard == [("first", False), ("second", False)]
+    assert cert.progress(rid)["done"] == [1, 2]
+
+
 def test_a_cancel_also_stops_checks_waiting_for_a_free_core(tmp_path, fake_gpaw):
     """A check waiting for a core (another run's batch holds it) stops at the cancel: it reads as
     not started, GPAW never runs it, and the batch ends without waiting for the core. While it

@@ -177,7 +177,8 @@ class Batch:
     started: float = field(default_factory=time.time)
     cancel_flag: threading.Event = field(default_factory=threading.Event)
     finished: bool = False
-    after: Callable[["Batch"], None] | None = None     # once every check has ended, before `finished`
+    # called once every check has ended, before `finished`; a second start() on a running batch adds one
+    afters: list[Callable[["Batch"], None]] = field(default_factory=list)
     spares: list[int] = field(default_factory=list)    # next in line when a check relaxes into a known compound
     replaced: dict[int, int] = field(default_factory=dict)      # such a check's rank → the rank checked instead
     picked: int = 0                # how many of `ranks` pick() chose (the rest are replacements)
@@ -194,6 +195,7 @@ class Certifier:
         self.verifier, self.prior_s, self.recipe = verifier, prior_s, recipe
         self.workers = workers
         self.batches: dict[str, Batch] = {}
+        self._lock = threading.Lock()      # a batch's afters against its finishing
 
     def start(self, run_id: str, ranks: list[int], relaxed: bool = SHIPPED.dft_relaxed, top: int = 0,
               after: Callable[[Batch], None] | None = None, spares: list[int] = ()) -> Batch:
@@ -201,13 +203,17 @@ class Certifier:
         every check has ended (the next round starts there), before it reads as finished, so that a
         page that sees it finished sees what followed too. spares: the next in line (best first);
         one is checked in place of each check that relaxed into a known compound, up to as many as
-        were picked."""
-        old = self.batches.get(run_id)
-        if old is not None and not old.finished:
-            return old
-        b = Batch(run_id, list(ranks), self.prior_s, self.workers or default_workers(len(ranks) or 1), relaxed, top,
-                  after=after, spares=list(spares))
-        self.batches[run_id] = b
+        were picked. A batch already running for the run is returned, with `after` added to it (a
+        second chain on one run would otherwise never hear that the checks ended)."""
+        with self._lock:
+            old = self.batches.get(run_id)
+            if old is not None and not old.finished:
+                if after is not None:
+                    old.afters.append(after)
+                return old
+            b = Batch(run_id, list(ranks), self.prior_s, self.workers or default_workers(len(ranks) or 1), relaxed,
+                      top, afters=[after] if after is not None else [], spares=list(spares))
+            self.batches[run_id] = b
         threading.Thread(target=self._work, args=(b,), daemon=True, name=f"dft-{run_id}").start()
         return b
 
@@ -252,12 +258,21 @@ class Certifier:
             for t in threads:
                 t.join()
         finally:
-            try:
-                if b.after is not None:
-                    b.after(b)
-            except Exception:       # what follows the checks must not leave the batch running forever
-                traceback.print_exc()
-            b.finished = True
+            self._finish(b)
+
+    def _finish(self, b: Batch) -> None:
+        """Call the batch's afters, including any added while they ran, then mark it finished."""
+        while True:
+            with self._lock:
+                if not b.afters:
+                    b.finished = True
+                    return
+                fns, b.afters = b.afters, []
+            for fn in fns:
+                try:
+                    fn(b)
+                except Exception:       # what follows the checks must not leave the batch running forever
+                    traceback.print_exc()
 
     def cancel(self, run_id: str) -> None:
         b = self.batches.get(run_id)

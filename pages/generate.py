@@ -41,9 +41,12 @@ with st.sidebar:
 
 st.title("Generate structures for a target DOS")
 # the Generate button sits far down a long form: a newcomer with the example's target set can go straight there
-st.markdown("Pick the target (1), how candidates are built (2) and the settings (3), then "
-            "[**Generate** (4)](#generate). Every step starts from a working default (the target: the paper's Ni in "
-            "Au₃Ni), so you can go straight there.")
+INTRO = ("Pick the target (1), how candidates are built (2) and the settings (3), then {go}. Every step starts "
+         "from a working default (the target: the paper's Ni in Au₃Ni), so you can go straight there.")
+# the link is drawn once the page reaches the button: a form stopped above it (a refused file, no
+# target yet) has no section 4, and the link pointed at nothing
+intro = st.empty()
+intro.markdown(INTRO.format(go="**Generate** (4)"))
 if db is None:
     st.error("The reference database is missing; build it with `./run.sh dosmatgen build-db`.")
     st.stop()
@@ -626,6 +629,7 @@ st.caption(f"How it is estimated: {sr['seconds']:.1f} s for {sr['candidates']} D
 
 # ---- 4. generate ------------------------------------------------------------------------------
 st.header("4 · Generate", anchor="generate")
+intro.markdown(INTRO.format(go="[**Generate** (4)](#generate)"))
 problems = checks.request_problems(req_kw)
 for line in notes.show(problems):        # a problem whose input is not on the page shows here
     st.error(f"Cannot generate: {line}")

@@ -2015,6 +2015,10 @@ def test_a_structure_given_as_the_dos_file_is_named_and_sent_to_the_reference_up
     (refused,) = at.error
     assert "this is a crystal structure (POSCAR)" in refused.value and not refused.value.endswith("column below")
     assert not [b for b in at.selectbox if b.key == "dos_column_POSCAR"]
+    # the form stops at the refusal: the intro names the Generate step without a link to a missing section
+    assert not [h for h in at.header if h.value == "4 · Generate"]
+    assert not any("(#generate)" in m.value for m in at.markdown)
+    assert any("**Generate** (4)" in m.value for m in at.markdown)
 
 
 def test_the_runs_page_opens_the_newest_run_with_results(tmp_path, monkeypatch):

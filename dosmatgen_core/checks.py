@@ -32,6 +32,7 @@ from dosmatgen_core.structures import (
 
 MAX_STEPS = 1000              # the diffusion has T = 1000 steps; more cannot be taken
 MAX_CANDIDATES = 1000
+MAX_DFT_TOP = 10              # DFT checks after ranking: each takes minutes on the CPU
 MIN_SEPARATION = 0.5          # Å: closer atoms are one atom twice (evaluate.MIN_DISTANCE agrees)
 MIN_FREE_BYTES = 50 * 2**20   # a run with its candidates takes well under a megabyte
 MIN_VOLUME_PER_ATOM = 1.0     # Å³: a cell below this is degenerate, not a crystal
@@ -116,7 +117,7 @@ def check_candidates(n, cap: int | None = None) -> int:
     message as the CLI's --n."""
     x = _number(n, "number of candidates", int, "n_candidates")
     if cap is not None and x > cap:
-        raise UserError(f"--n {x}: a run draws at most {cap} candidates, as in the app",
+        raise UserError(f"number of candidates is {x}; a run draws at most {cap} candidates",
                         f"give --n {cap} or fewer (or several runs, each with its own --seed)", "n_candidates")
     if not 1 <= x <= MAX_CANDIDATES:
         raise UserError(f"number of candidates is {x}; it must be between 1 and {MAX_CANDIDATES}",
@@ -164,6 +165,24 @@ def check_seed(seed) -> int:
     x = _number(seed, "seed", int, "seed")
     if not 0 <= x < 2**31:
         raise UserError(f"seed is {x}; it must be between 0 and 2^31 - 1", "use --seed 0", "seed")
+    return x
+
+
+def check_dft_top(n) -> int:
+    """How many top candidates get a DFT check after ranking (0: none)."""
+    x = _number(n, "number of DFT checks", int, "dft_top")
+    if not 0 <= x <= MAX_DFT_TOP:
+        raise UserError(f"number of DFT checks is {x}; it must be between 0 and {MAX_DFT_TOP}",
+                        f"use --top {SHIPPED.dft_top}", "dft_top")
+    return x
+
+
+def check_rounds(n) -> int:
+    """How many further rounds grow from the best DFT check."""
+    x = _number(n, "number of further rounds", int, "dft_rounds")
+    if not 0 <= x <= SHIPPED.max_rounds:
+        raise UserError(f"number of further rounds is {x}; it must be between 0 and {SHIPPED.max_rounds}",
+                        f"give --rounds 0 to {SHIPPED.max_rounds}", "dft_rounds")
     return x
 
 
@@ -229,19 +248,20 @@ def check_fixed_elements(fixed: dict) -> dict:
     return fixed
 
 
-def request_errors(values: dict) -> list[UserError]:
+def request_errors(values: dict, cap: int | None = None) -> list[UserError]:
     """Every problem of a generation request's values (keyword arguments of `Request`), in the
     order a form shows them; [] when all are fine. Request.check raises the first; a form shows
-    each beside its own input (request_problems)."""
+    each beside its own input (request_problems). cap: the most candidates a run may draw, where
+    tighter than the library's bound (the app's and the CLI's SHIPPED.max_candidates)."""
     mode = values.get("mode")
     todo = [("n_seeds", check_n_seeds), ("seed_by", check_seed_by), ("seed_above", check_seed_above),
             ("seed_mae_at_most", check_seed_mae_at_most), ("top_up", check_top_up)] \
         if mode == "seeded" else []
     todo += [("strength", check_strength)] if mode in ("seeded", "template") else []
     todo += [("n_atoms", check_atoms), ("cond_sites", lambda c: check_conditioned(mode, c)),
-             ("fixed", check_fixed_elements), ("n_candidates", check_candidates), ("guidance", check_guidance),
+             ("fixed", check_fixed_elements), ("n_candidates", lambda n: check_candidates(n, cap)), ("guidance", check_guidance),
              ("steps", check_steps), ("seed", check_seed), ("particles", check_particles), ("steer", check_steer),
-             ("window", check_window)]
+             ("window", check_window), ("dft_top", check_dft_top), ("dft_rounds", check_rounds)]
     out = []
     for field, check in todo:
         if field not in values:
@@ -255,8 +275,11 @@ def request_errors(values: dict) -> list[UserError]:
 
 
 def request_problems(values: dict) -> list[tuple[str, str]]:
-    """request_errors as (field, one line) pairs, for a form."""
-    return [(exc.field, str(exc)) for exc in request_errors(values)]
+    """request_errors as (field, one line) pairs, for a form. values may also hold the form's
+    `dft_top` and `dft_rounds` (what follows the run, not part of it). A fix that names a
+    command-line flag is the CLI's: the form says what is wrong beside the input."""
+    return [(exc.field, exc.what if "--" in exc.fix else str(exc))
+            for exc in request_errors(values, cap=SHIPPED.max_candidates)]
 
 
 def check_device(name: str) -> str:

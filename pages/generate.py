@@ -403,7 +403,7 @@ if mode == "seeded":
     g1, g2 = st.columns(2)
     g3 = st.container()     # the checkboxes under the two, full width: at 800 px a third column cut their labels
     n_seeds = 1 if parent else g1.number_input(
-        "Known structures to grow from (1–10)", 1, 10, studio.SHIPPED.n_seeds, key="n_seeds", persist_state="session",
+        "Known structures to grow from (1–10)", value=studio.SHIPPED.n_seeds, step=1, key="n_seeds", persist_state="session",
         help=f"The best matches of the table above, in its order (cells of at most "
              f"{studio.SHIPPED.max_dft_atoms} atoms, no ±1 eV shift), taken in turn.")
     notes.under("n_seeds", g1)
@@ -435,12 +435,12 @@ if mode == "seeded":
                "already known (one it grew from, a Materials Project entry or a candidate checked before): it is marked "
                "known, its stored DFT label is shown, and the DFT check goes to the next candidates instead.")
 elif mode in studio.DE_NOVO_MODES:
-    n_atoms = st.number_input("Atoms in each candidate (1–20)", 1, 20, studio.SHIPPED.n_atoms, key="n_atoms", persist_state="session",
+    n_atoms = st.number_input(f"Atoms in each candidate (1–{checks.MAX_ATOMS})", value=studio.SHIPPED.n_atoms, step=1, key="n_atoms", persist_state="session",
                               help="How many atoms each generated unit cell holds.")
     notes.under("n_atoms")
     req_kw["n_atoms"] = int(n_atoms)
     if mode != "unconditional":
-        cond = st.multiselect("Which new atoms carry the target DOS", list(range(int(n_atoms))), default=[0],
+        cond = st.multiselect("Which new atoms carry the target DOS", list(range(min(max(int(n_atoms), 1), checks.MAX_ATOMS))), default=[0],
                               key="cond_new", persist_state="session", help="Each of these atoms is steered towards the target curve.")
         notes.under("cond_sites")
         req_kw.update(cond_sites=cond, targets=[target.tolist()] * len(cond))
@@ -521,14 +521,14 @@ PER_SOURCE_HELP = ("After the overall top candidates, also check the best of the
                    "kinds' best, so DFT decides. The overall top are checked first, so they land first.")
 st.header("3 · Settings")
 s1, s2, s3 = st.columns(3)
-req_kw["n_candidates"] = int(s1.number_input(f"Candidates (1–{studio.SHIPPED.max_candidates})", 1, studio.SHIPPED.max_candidates, studio.SHIPPED.n_candidates, key="n_cand", persist_state="session",
+req_kw["n_candidates"] = int(s1.number_input(f"Candidates (1–{studio.SHIPPED.max_candidates})", value=studio.SHIPPED.n_candidates, step=1, key="n_cand", persist_state="session",
                                              help="How many structures the generator draws. In the default mode the "
                                                   "known structures' same-group swaps join them, and when too few "
                                                   "of the draws are new crystals, as many again are drawn further "
                                                   "from the known structures: a run can hold two to four times this."))
 notes.under("n_candidates", s1)
-req_kw["guidance"] = float(s2.number_input("How closely to follow the target DOS", 0.0, studio.SHIPPED.max_guidance,
-                                           studio.SHIPPED.guidance, 0.5, key="w", persist_state="session",
+req_kw["guidance"] = float(s2.number_input(f"How closely to follow the target DOS (0–{studio.SHIPPED.max_guidance:g})",
+                                           value=float(studio.SHIPPED.guidance), step=0.5, key="w", persist_state="session",
                                            help="Guidance weight w: 0 ignores the target, 1 is the trained "
                                                 "balance, higher follows it harder (and gives fewer valid cells)."))
 notes.under("guidance", s2)
@@ -545,24 +545,25 @@ with st.expander("Advanced settings", expanded=False):
     notes.under("steps", a1)
     if few := studio.few_steps_text(mode, req_kw["steps"]):
         a1.warning(few)
-    req_kw["seed"] = int(a2.number_input("Random seed", 0, 2**31 - 1, studio.SHIPPED.seed, key="seed", persist_state="session",
+    req_kw["seed"] = int(a2.number_input("Random seed (0 to 2³¹ − 1)", value=studio.SHIPPED.seed, step=1, key="seed", persist_state="session",
                                          help="The same seed and settings give the same candidates."))
     notes.under("seed", a2)
     req_kw["particles"] = 1
     if mode != "unconditional":
         req_kw["particles"] = int(a3.number_input(
-            f"Trajectories per candidate (1–{studio.SHIPPED.max_particles}; DOS steering, 1 = off)", 1, studio.SHIPPED.max_particles,
-            studio.DEFAULT_PARTICLES if R["guide"] else 1, key="particles", persist_state="session", disabled=R["guide"] is None,
+            f"Trajectories per candidate (1–{studio.SHIPPED.max_particles}; DOS steering, 1 = off)",
+            value=studio.DEFAULT_PARTICLES if R["guide"] else 1, step=1, key="particles", persist_state="session", disabled=R["guide"] is None,
             help="Each candidate is drawn as this many trajectories; a DOS guide keeps the one closest to the "
                  "target. Closer matches, at this many times the sampling time."))
         notes.under("particles", a3)
     req_kw["stability"] = st.checkbox(f"Relax each candidate with {R['hull'].label} and place it on an ML convex hull "
                                       "(a few seconds per candidate; not the Materials Project hull)",
                                       value=False, key="stability", persist_state="session")
-    dft_top = st.number_input(f"DFT check of the top candidates after ranking (0–10; cells of at most "
-                              f"{certify.MAX_ATOMS} atoms; 0 = none)", 0, 10, certify.DEFAULT_TOP, key="dft_top", persist_state="session",
+    dft_top = st.number_input(f"DFT check of the top candidates after ranking (0–{checks.MAX_DFT_TOP}; cells of at most "
+                              f"{certify.MAX_ATOMS} atoms; 0 = none)", value=certify.DEFAULT_TOP, step=1, key="dft_top", persist_state="session",
                               help=f"GPAW with the labelling recipe, {default_workers()} at a time (one per CPU "
                                    f"core), about {studio.duration(studio.dft_seconds_prior())} each on this machine.")
+    notes.under("dft_top")
     dft_relaxed = st.checkbox(f"Relax each checked candidate with {studio.potential_label()} before its DFT check",
                               value=studio.SHIPPED.dft_relaxed, key="dft_relaxed", persist_state="session", disabled=not dft_top,
                               help="A drawn cell is not at equilibrium: relaxing it moves the checked atom's DFT curve "
@@ -580,8 +581,8 @@ with st.expander("Advanced settings", expanded=False):
         dft_per_source = st.checkbox(per_source_label, value=False, disabled=True, key="dft_per_source_off",
                                      help=PER_SOURCE_HELP + " Only where the known structures' swaps join the draws.")
     dft_rounds = st.number_input(
-        f"Further rounds from the best DFT check while its cosine to the target is below {rounds.BAR}", 0,
-        rounds.MAX_ROUNDS, 0, key="dft_rounds", persist_state="session", disabled=not dft_top or mode == "unconditional",
+        f"Further rounds from the best DFT check while its cosine to the target is below {rounds.BAR} "
+        f"(0–{rounds.MAX_ROUNDS})", value=0, step=1, key="dft_rounds", persist_state="session", disabled=not dft_top or mode == "unconditional",
         help="Each round grows a new run from the checked candidate whose DFT curve has the target's shape most "
              "closely (the model's draws and the swaps, from it alone), or, where known sites' stored DFT curves "
              "have that shape more closely still at no larger MAE, from those known sites (up to the number of "
@@ -589,48 +590,55 @@ with st.expander("Advanced settings", expanded=False):
              "and its DFT checks, minutes, per round. Measured on 61 held-out targets: about one more target in "
              "thirty reached cosine 0.9 in each of the first two rounds from a check, none in a third; rounds from "
              "better-shaped known sites rescued 2 of 16 hard targets.")
+    notes.under("dft_rounds")
 req_kw["title"] = f"target: {target_desc}" if mode != "unconditional" else "no target (unconditional baseline)"
 
+# the numbers' ranges are checked here, not by the inputs: a box with bounds turns red on an
+# out-of-range number and says nothing more, while the check's line names the range under it
+problems = checks.request_problems({**req_kw, "dft_top": dft_top, "dft_rounds": dft_rounds})
+
 # ---- cost up front ----------------------------------------------------------------------------
-load, cpus = state.cpu_load()
-e = estimate(mode, req_kw["n_candidates"], req_kw["steps"], req_kw["particles"],
-             substitutions=req_kw.get("substitutions", False), grow_from=bool(req_kw.get("grow_from")),
-             stability=bool(req_kw.get("stability")), dft_top=dft_top, dft_relaxed=dft_relaxed,
-             per_source=bool(dft_per_source and two_sources), load=load, cpus=cpus)
-est, dft_est, n_checks, n_scored, cold, rates = e.seconds, e.dft_seconds, e.n_checks, e.n_scored, e.cold, e.rates
-sr = rates["steered_row"]
-gpu = req_kw["device"] == "cuda" or (req_kw["device"] == "auto" and torch.cuda.is_available())
-# the estimate in plain words; how it was made (measured rates and their records) under it
-st.info(f"Estimated time: **about {studio.duration(est)}** to generate and score the candidates on "
-        + ("the GPU (timed on a CPU, so expect less)" if gpu else "this CPU") + "."
-        + (f" Then a DFT check of the top {dft_top}" + (f" and of the best {dft_top} of each kind, the model's draws and the swaps (up to {n_checks})"
-                                                          if n_checks > dft_top else "")
-           + f", about {studio.duration(dft_est)}, "
-           "in the background." if dft_top and mode != "unconditional" else "")
-        + (f" Then up to {dft_rounds} further round{'s' * (dft_rounds > 1)} while the best DFT cosine stays below "
-           f"{rounds.BAR}, about {studio.duration(est + dft_est)}" + (" each" if dft_rounds > 1 else "") + "."
-           if dft_top and dft_rounds and mode != "unconditional" else "")
-        + studio.busy_note(e.load, e.cpus, e.gen_x, e.dft_x if dft_top and mode != "unconditional" else 1.0))
-st.caption(f"How it is estimated: {sr['seconds']:.1f} s for {sr['candidates']} DOS-steered candidates of 4–7 atoms "
-           f"at {sr['steps']} denoising steps and {rates['plain_row']['seconds']:.1f} s without steering "
-           f"({rates['source']}), scaled by candidates, steps and steering trajectories"
-           + ("; one unconditioned sample per candidate is drawn as the baseline" if mode != "unconditional" else "")
-           # a seed gives as many swaps as it has same-group partners, so their number is a ceiling
-           + f"; scoring {'up to ' if mode == 'seeded' and req_kw.get('substitutions') else ''}{n_scored} structures"
-           # the second batch is drawn only when the first holds too few new crystals (top-up.json: 2 of 61 sites)
-           + (" (a second batch, when too few draws are new crystals, adds about half)"
-              if mode == "seeded" and not req_kw.get("grow_from") and studio.SHIPPED.top_up > 0 else "")
-           + (" with the hull's relaxations" if req_kw.get("stability") else "")
-           + f" ({studio.SCORING_FILE.name})"
-           + (f"; loading the {' and '.join(cold)} on this session's first run ({studio.STARTUP_FILE.name})"
-              if cold else "")
-           + (f"; each DFT check about {studio.duration(studio.dft_seconds_prior(relaxed=dft_relaxed))} on a quiet "
-              "CPU (the timed app flow)" if dft_top and mode != "unconditional" else "") + ".")
+if problems:      # an estimate of settings that cannot run would only mislead
+    st.info("The estimated time shows once the settings above can run.")
+else:
+    load, cpus = state.cpu_load()
+    e = estimate(mode, req_kw["n_candidates"], req_kw["steps"], req_kw["particles"],
+                 substitutions=req_kw.get("substitutions", False), grow_from=bool(req_kw.get("grow_from")),
+                 stability=bool(req_kw.get("stability")), dft_top=dft_top, dft_relaxed=dft_relaxed,
+                 per_source=bool(dft_per_source and two_sources), load=load, cpus=cpus)
+    est, dft_est, n_checks, n_scored, cold, rates = e.seconds, e.dft_seconds, e.n_checks, e.n_scored, e.cold, e.rates
+    sr = rates["steered_row"]
+    gpu = req_kw["device"] == "cuda" or (req_kw["device"] == "auto" and torch.cuda.is_available())
+    # the estimate in plain words; how it was made (measured rates and their records) under it
+    st.info(f"Estimated time: **about {studio.duration(est)}** to generate and score the candidates on "
+            + ("the GPU (timed on a CPU, so expect less)" if gpu else "this CPU") + "."
+            + (f" Then a DFT check of the top {dft_top}" + (f" and of the best {dft_top} of each kind, the model's draws and the swaps (up to {n_checks})"
+                                                              if n_checks > dft_top else "")
+               + f", about {studio.duration(dft_est)}, "
+               "in the background." if dft_top and mode != "unconditional" else "")
+            + (f" Then up to {dft_rounds} further round{'s' * (dft_rounds > 1)} while the best DFT cosine stays below "
+               f"{rounds.BAR}, about {studio.duration(est + dft_est)}" + (" each" if dft_rounds > 1 else "") + "."
+               if dft_top and dft_rounds and mode != "unconditional" else "")
+            + studio.busy_note(e.load, e.cpus, e.gen_x, e.dft_x if dft_top and mode != "unconditional" else 1.0))
+    st.caption(f"How it is estimated: {sr['seconds']:.1f} s for {sr['candidates']} DOS-steered candidates of 4–7 atoms "
+               f"at {sr['steps']} denoising steps and {rates['plain_row']['seconds']:.1f} s without steering "
+               f"({rates['source']}), scaled by candidates, steps and steering trajectories"
+               + ("; one unconditioned sample per candidate is drawn as the baseline" if mode != "unconditional" else "")
+               # a seed gives as many swaps as it has same-group partners, so their number is a ceiling
+               + f"; scoring {'up to ' if mode == 'seeded' and req_kw.get('substitutions') else ''}{n_scored} structures"
+               # the second batch is drawn only when the first holds too few new crystals (top-up.json: 2 of 61 sites)
+               + (" (a second batch, when too few draws are new crystals, adds about half)"
+                  if mode == "seeded" and not req_kw.get("grow_from") and studio.SHIPPED.top_up > 0 else "")
+               + (" with the hull's relaxations" if req_kw.get("stability") else "")
+               + f" ({studio.SCORING_FILE.name})"
+               + (f"; loading the {' and '.join(cold)} on this session's first run ({studio.STARTUP_FILE.name})"
+                  if cold else "")
+               + (f"; each DFT check about {studio.duration(studio.dft_seconds_prior(relaxed=dft_relaxed))} on a quiet "
+                  "CPU (the timed app flow)" if dft_top and mode != "unconditional" else "") + ".")
 
 # ---- 4. generate ------------------------------------------------------------------------------
 st.header("4 · Generate", anchor="generate")
 intro.markdown(INTRO.format(go="[**Generate** (4)](#generate)"))
-problems = checks.request_problems(req_kw)
 for line in notes.show(problems):        # a problem whose input is not on the page shows here
     st.error(f"Cannot generate: {line}")
 if model is None:

@@ -69,7 +69,7 @@ def test_page_loads_with_all_sections_and_the_preset_site(app):
     assert heads[:4] == ["1 · Target DOS", "2 · How candidates are built", "3 · Settings", "4 · Generate"]
     assert any("Device:" in c.value for c in app.sidebar.caption)
     assert any("not spin-polarised" in c.value for c in app.sidebar.caption)    # the DFT's one blind spot, named
-    assert app.number_input(key="n_cand").max == studio.SHIPPED.max_candidates   # as the CLI's --n
+    assert f"(1–{studio.SHIPPED.max_candidates})" in app.number_input(key="n_cand").label   # as the CLI's --n
     assert app.selectbox(key="ref_select").value == studio.PRESET_ID
     site = app.selectbox(key=f"site_{studio.PRESET_ID}").value
     assert open_db(studio.DB_URL).get(studio.PRESET_ID).symbols[site] == "Ni"
@@ -204,14 +204,41 @@ def test_unknown_element_in_fixed_mode_says_why_under_the_input(app):
     assert app.button(key="generate").disabled
 
 
-def test_a_bad_number_shows_under_its_input(app, monkeypatch):
-    """The number inputs clamp what people type, so a setting beyond the library's limit is
-    simulated: the library's message appears under the Candidates input, once."""
-    from dosmatgen_core import checks
-    monkeypatch.setattr(checks, "MAX_CANDIDATES", 5)
-    app.number_input(key="n_cand").set_value(9).run()
+def test_a_number_out_of_range_says_its_range_under_its_input(app):
+    """The walk: a box with bounds only turned red on an out-of-range number ("Press Enter to
+    apply"), and the number was dropped. The boxes take any number; the library's check says the
+    range under the box, Generate is off and the estimate waits, and the number stays as typed."""
+    cap = studio.SHIPPED.max_candidates
+    app.number_input(key="n_cand").set_value(cap + 1).run()
+    assert not app.exception, [e.value for e in app.exception]
     note = drawn_after(app, app.number_input(key="n_cand"))
-    assert "number of candidates is 9" in note.value and len(app.error) == 1
+    assert note.value == f"number of candidates is {cap + 1}; a run draws at most {cap} candidates"
+    assert len(app.error) == 1 and app.button(key="generate").disabled
+    assert app.number_input(key="n_cand").value == cap + 1
+    assert not any("Estimated time" in i.value for i in app.info)
+    # the DFT checks' count and the rounds are checked too; a CLI flag is never offered as the fix
+    app.number_input(key="n_cand").set_value(8)
+    app.number_input(key="dft_top").set_value(11)
+    app.number_input(key="dft_rounds").set_value(-1).run()
+    lines = {k: drawn_after(app, app.number_input(key=k)).value for k in ("dft_top", "dft_rounds")}
+    assert lines["dft_top"].startswith("number of DFT checks is 11; it must be between 0 and 10")
+    assert lines["dft_rounds"].startswith("number of further rounds is -1; it must be between 0 and ")
+    assert len(app.error) == 2 and not any("--" in e.value for e in app.error)
+    app.number_input(key="dft_top").set_value(3)
+    app.number_input(key="dft_rounds").set_value(0).run()
+    assert not app.error and not app.button(key="generate").disabled
+    assert any("Estimated time" in i.value for i in app.info)
+
+
+def test_a_count_of_atoms_out_of_range_keeps_the_page_whole(app):
+    """Masked mode's atom picker lists the candidate's atoms: a count out of range still draws it."""
+    app.radio(key="mode").set_value("masked").run()
+    for n in (0, 25):
+        app.number_input(key="n_atoms").set_value(n).run()
+        assert not app.exception, [e.value for e in app.exception]
+        note = drawn_after(app, app.number_input(key="n_atoms"))
+        assert note.value.startswith(f"number of atoms is {n}; the model makes cells of 1 to ")
+        assert app.button(key="generate").disabled
 
 
 def test_request_problems_name_their_fields():

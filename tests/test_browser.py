@@ -291,6 +291,28 @@ def test_the_form_survives_a_visit_to_the_verify_page(browser, fresh_server):
     page.close()
 
 
+def test_a_number_typed_out_of_range_is_kept_and_named(browser, server):
+    """The walk: 500 typed into Candidates only turned the box red ("Press Enter to apply") and
+    Enter dropped it. Typed in Chromium, it stays in the box, the line under it names the range,
+    and Generate is off until it is in range."""
+    from playwright.sync_api import expect
+    cap = studio.SHIPPED.max_candidates
+    page = open_page(browser, server)
+    cand = page.get_by_label(f"Candidates (1–{cap})", exact=True)
+    cand.fill(str(5 * cap))
+    cand.press("Enter")
+    page.get_by_text(f"number of candidates is {5 * cap}; a run draws at most {cap} candidates").wait_for()
+    assert cand.input_value() == str(5 * cap)
+    assert page.get_by_role("button", name="Generate", exact=True).is_disabled()
+    cand.fill("8")
+    cand.press("Enter")
+    settle(page)
+    expect(page.get_by_role("button", name="Generate", exact=True)).to_be_enabled(timeout=60_000)
+    page.get_by_text("Estimated time").first.wait_for()
+    assert page.get_by_test_id("stException").count() == 0
+    page.close()
+
+
 def test_gaas_search_offers_a_next_step(browser, server):
     page = open_page(browser, server)
     search(page, "GaAs")

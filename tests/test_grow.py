@@ -692,8 +692,8 @@ def test_a_run_draws_at_most_the_apps_candidates(tmp_path, capsys, monkeypatch):
     cap = cli_generate.MAX_CANDIDATES
     argv = ["generate", "--mode", "unconditional", "--runs", str(tmp_path / "r.db"), "--no-novelty", "--n"]
     assert main([*argv, str(cap + 1)]) == 2
-    assert capsys.readouterr().err.strip() == (f"error: --n {cap + 1}: a run draws at most {cap} candidates, as in "
-                                               f"the app — give --n {cap} or fewer (or several runs, each with its "
+    assert capsys.readouterr().err.strip() == (f"error: number of candidates is {cap + 1}; a run draws at most {cap} "
+                                               f"candidates — give --n {cap} or fewer (or several runs, each with its "
                                                "own --seed)")
     assert main([*argv, "5000"]) == 2 and f"at most {cap} candidates" in capsys.readouterr().err   # not the library's 1000
     assert main([*argv, str(cap)]) == 1 and "reached the model" in capsys.readouterr().err

@@ -189,6 +189,11 @@ def test_a_check_that_relaxed_into_a_known_compound_hands_its_place_to_the_next_
     assert line.startswith("Relaxation and DFT check of candidates #1, #2, and #4 in place of #1, #5 in place of #4 "
                            "(relaxed into known compounds): 4 of 4 done")
     assert fake_gpaw["calls"] == 4
+    # the same checks started again (a second batch on the run): finished ones are not run again,
+    # and those that relaxed into a known compound still hand on their place, as the CLI's do
+    cert.start(rid, [1, 2], relaxed=True, spares=certify.spares(store.get(rid), [1, 2], labelled=frozenset({"mp-known"})))
+    cert.wait(rid, poll=0.05)
+    assert cert.progress(rid)["replaced"] == {1: 4, 4: 5} and fake_gpaw["calls"] == 4
     # the CLI's checks, one after the other, follow the same rule (a fresh store: nothing cached)
     other = runs.RunStore(tmp_path / "cli.db")
     said = []

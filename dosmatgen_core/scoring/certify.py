@@ -142,7 +142,7 @@ def check_in_turn(verifier, run: dict, ranks: list[int], relaxed: bool, labelled
     while todo:
         rank = todo.pop(0)
         done.append(rank)
-        if (status := verifier.status(run["id"], rank)) is not None and status.get("status") == "done":
+        if (status := finished_check(verifier, run["id"], rank)) is not None:
             log(f"#{rank} of run {run['id']} has its GPAW check already")     # as a batch skips it
         else:
             log(f"GPAW check of #{rank} of run {run['id']}")
@@ -157,6 +157,13 @@ def check_in_turn(verifier, run: dict, ranks: list[int], relaxed: bool, labelled
             todo.append(new)
             log(f"#{rank} relaxed into the known compound {relaxed_into(status)}: #{new} is checked in its place")
     return done
+
+
+def finished_check(verifier, run_id: str, rank: int) -> dict | None:
+    """The check's status when it has finished already (a batch and the CLI skip it, and a
+    replacement still follows from it), else None."""
+    status = verifier.status(run_id, rank)
+    return status if status is not None and status.get("status") == "done" else None
 
 
 def spares(run: dict, ranks: list[int], max_atoms: int = MAX_ATOMS, labelled: frozenset = frozenset()) -> list[int]:
@@ -237,8 +244,10 @@ class Certifier:
                     busy[0] += 1
                 s = None
                 try:
-                    # a cancel also stops a check still waiting for a free core
-                    s = self.verifier.run(b.run_id, rank, self.recipe, relaxed=b.relaxed, cancelled=b.cancel_flag.is_set)
+                    # a finished check is skipped; a cancel also stops one still waiting for a free core
+                    if (s := finished_check(self.verifier, b.run_id, rank)) is None:
+                        s = self.verifier.run(b.run_id, rank, self.recipe, relaxed=b.relaxed,
+                                              cancelled=b.cancel_flag.is_set)
                 except Exception as exc:        # one bad candidate must not stop the others
                     self.verifier.fail(b.run_id, rank, f"{type(exc).__name__}: {exc}")
                 finally:
@@ -251,7 +260,7 @@ class Certifier:
                         cond.notify_all()
 
         try:
-            todo += [r for r in b.ranks if (s := self.verifier.status(b.run_id, r)) is None or s["status"] != "done"]
+            todo += b.ranks
             threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(b.workers, len(todo)))]
             for t in threads:
                 t.start()

@@ -116,6 +116,9 @@ def check_candidates(n, cap: int | None = None) -> int:
     bound that the app's box and the CLI show their user (SHIPPED.max_candidates), named in the
     message as the CLI's --n."""
     x = _number(n, "number of candidates", int, "n_candidates")
+    if cap is not None and x < 1:        # the range the user was shown is 1 to cap, not the library's
+        raise UserError(f"number of candidates is {x}; it must be between 1 and {cap}",
+                        f"use --n {SHIPPED.n_candidates}", "n_candidates")
     if cap is not None and x > cap:
         raise UserError(f"number of candidates is {x}; a run draws at most {cap} candidates",
                         f"give --n {cap} or fewer (or several runs, each with its own --seed)", "n_candidates")

@@ -656,7 +656,7 @@ elif st.button("Generate", type="primary", key="generate", disabled=bool(problem
         # a check that names its input is shown under it; anything else here, by the button
         notes.show([(getattr(exc, "field", None) or "", f"Cannot generate: {exc}")], fallback=st)
 elif problems:
-    st.caption("Generate is off until the input marked in red above is fixed.")
+    st.caption("Generate is off until the problem named in red above is fixed.")
 
 
 run_view.current_run(target, req_kw["title"], viz.MAX_LIVE_VIEWS - 1 - len(hits), grow_from)

@@ -216,6 +216,8 @@ def test_a_number_out_of_range_says_its_range_under_its_input(app):
     assert len(app.error) == 1 and app.button(key="generate").disabled
     assert app.number_input(key="n_cand").value == cap + 1
     assert not any("Estimated time" in i.value for i in app.info)
+    app.number_input(key="n_cand").set_value(0).run()        # the range said is the box's, not the library's 1000
+    assert drawn_after(app, app.number_input(key="n_cand")).value == f"number of candidates is 0; it must be between 1 and {cap}"
     # the DFT checks' count and the rounds are checked too; a CLI flag is never offered as the fix
     app.number_input(key="n_cand").set_value(8)
     app.number_input(key="dft_top").set_value(11)

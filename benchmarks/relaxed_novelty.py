@@ -89,7 +89,7 @@ def main(argv=None) -> int:
            "machine": machine(),
            "note": "every relaxed GPAW check of the truth sets (app default, refinement rounds, pool rounds); "
                    "novel_after_relaxation drops checks whose relaxed cell matches a shared MP structure "
-                   "(StructureMatcher); cosine and MAE against the target site, states/eV",
+                   "(evaluate.same_compound: two relaxed cells, volume and shape); cosine and MAE against the target site, states/eV",
            "bar": refine.BAR, "sets": {ss: set_record(ss, res) for ss in truth.SITE_SETS}}
     with open(args.out, "w") as fh:
         json.dump(rec, fh, indent=1)

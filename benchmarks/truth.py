@@ -350,7 +350,7 @@ def relaxed_known(calc: dict | None) -> str | None:
     the DFT curve is that compound's, no novel candidate's."""
     if not calc or "cif" not in calc:
         return None
-    hit = known_match(to_structure(atoms_from_cif(calc["cif"])), None)
+    hit = known_match(to_structure(atoms_from_cif(calc["cif"])), None, relaxed=True)
     return hit[0] if hit else None
 
 

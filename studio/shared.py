@@ -319,6 +319,7 @@ RESULT_KINDS = {
     "predictor-feedback": "the predictor before and after retraining on candidates",
     "predictors": "site-DOS predictors compared", "refine": "rounds grown from the best DFT check",
     "relax": "relaxation's effect on the DFT match",
+    "relaxed-match": "when a relaxed check is a known compound: the two DFT curves against the match",
     "relaxed-novelty": "novelty judged on the relaxed cell DFT calculated",
     "relaxed-prediction": "the predictor on the drawn and on the relaxed cell, against DFT",
     "search": "site-DOS search speed",

@@ -10,8 +10,11 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from dosmatgen_core.candidates import runs
+from dosmatgen_core.labels.reference_db import open_db
+from dosmatgen_core.paths import DB_URL
 from dosmatgen_core.scoring import certify, verify
 from dosmatgen_core.settings import SHIPPED
+from dosmatgen_core.structures import to_structure
 from studio.results import candidate_curves
 
 
@@ -185,6 +188,7 @@ def test_a_check_that_relaxed_into_a_known_compound_hands_its_place_to_the_next_
     p = cert.progress(rid)
     # #1 relaxed into mp-522: #4 (not #3, known) took its place, relaxed into it too: #5 took that
     assert p["replaced"] == {1: 4, 4: 5} and p["ranks"] == [1, 2, 4, 5] and sorted(p["done"]) == [1, 2, 4, 5]
+    assert p["picked"] == 2 and p["asked"] == 2 and p["unreplaced"] == {}      # the last replacement stayed new
     line = certify.status_line(p, lambda s: f"{s:.0f} s")
     assert line.startswith("Relaxation and DFT check of candidates #1, #2, and #4 in place of #1, #5 in place of #4 "
                            "(relaxed into known compounds): 4 of 4 done")
@@ -211,7 +215,17 @@ def test_a_check_that_relaxed_into_a_known_compound_hands_its_place_to_the_next_
     monkeypatch.setattr(verify, "known_match", lambda s, *a, **kw: ("mp-522",))
     cert.start(rid, [1, 2], relaxed=True, top=2, spares=certify.spares(store.get(rid), [1, 2]))
     cert.wait(rid, poll=0.05)
-    assert len(cert.progress(rid)["replaced"]) == 2 and len(cert.progress(rid)["done"]) == 4
+    p = cert.progress(rid)
+    assert len(p["replaced"]) == 2 and len(p["done"]) == 4
+    # the replacements relaxed into known compounds too, and the line says why none took their place
+    # (walk 11 counted three known compounds and one replacement, unexplained)
+    assert p["unreplaced"] == {3: "at most", 4: "at most"}
+    assert certify.status_line(p, str).endswith(
+        "4 of 4 done; #3, #4 relaxed into known compounds too, with no more replacements than the 2 checks picked")
+    line = certify.status_line({"ranks": [1, 2, 3], "done": [1, 2, 3], "failed": [], "running": [], "active": False,
+                                "cancelled": False, "relaxed": True, "unreplaced": {3: "none left"}}, str)
+    assert line.endswith("3 of 3 done; #3 relaxed into a known compound, with no candidate worth a check left to "
+                         "take its place")
 
 
 def test_the_clis_checks_skip_finished_ones_and_go_on_past_a_failure():
@@ -394,6 +408,25 @@ def test_a_cards_dft_badge_names_its_place_in_the_dft_order():
     assert dft_rank_text(3, maes, same) == "DFT MAE 0.200 · 3rd of 3 by DFT"
 
 
+def test_the_best_new_number_names_its_candidate_and_the_known_site_beside_it():
+    """Walk 11: "DFT MAE, best new 0.434" named no candidate, and the seed's 0.128 stood only in
+    the DFT table below."""
+    from studio.results import best_new_text
+    seed = {"material_id": "gen:9be4", "formula": "Ag3Ni", "site": 1, "element": "Ni", "mae": 0.128,
+            "cosine": 0.981, "source": "DFT", "known": True}
+    run = {"settings": {"targets": [[0.0] * 400]},
+           "candidates": [{"rank": r, "formula": f, "site_to_target": {"0": 0}, "novel": True, "seed": seed}
+                          for r, f in ((2, "Au3Ni"), (4, "AgAu2Ni"))]}
+    dft = {r: {"status": "done", "result": {"dos_match": {"0": {"mae": m, "cosine": c}}}}
+           for r, m, c in ((2, 0.5, 0.8), (4, 0.434, 0.874))}
+    assert best_new_text(run, dft, {2: 0.5, 4: 0.434}) == (
+        "#4 · AgAu2Ni, DFT cosine 0.874. The closest known site it grew from: 0.128 (cosine 0.981), closer "
+        "than any new structure checked.")
+    seed["mae"] = 0.5
+    assert best_new_text(run, dft, {4: 0.434}).endswith("grew from: 0.500 (cosine 0.981).")
+    assert best_new_text(run, dft, {}) == ""
+
+
 def test_when_no_candidate_qualifies_for_dft_the_reason_is_counted():
     run = {"candidates": [{"rank": 1, "structurally_valid": False, "n_atoms": 4, "novel": None},
                           {"rank": 2, "structurally_valid": True, "n_atoms": 12, "novel": True},
@@ -421,6 +454,14 @@ def test_per_source_picks_add_each_sources_best_after_the_overall_best():
                             for c in plain["candidates"]]}
     assert len(certify.pick(mixed, 3, per_source=True)) == certify.max_checks(3, per_source=True) == 6
     assert certify.max_checks(3, per_source=False) == 3
+    # walk 11: every candidate below the top 3 was known; the estimate said "up to 6" and the page
+    # ran 3 checks without a word (it now asks passed_over with the most pick could choose)
+    known = {"candidates": [{**c, "structurally_valid": True, **({"novel": False, "matches": "mp-9"} if c["rank"] > 3 else {})}
+                            for c in mixed["candidates"]]}
+    ranks = certify.pick(known, 3, labelled=frozenset({"mp-9"}), per_source=True)
+    assert ranks == [1, 2, 3]
+    assert certify.passed_over(known, ranks, labelled=frozenset({"mp-9"}), top=certify.max_checks(3, True)) == \
+        "3 checks of the 6 asked for: no other candidate qualifies (below #3: 5 known with a stored DFT label)."
 
 
 def test_a_candidate_that_is_its_template_is_marked_and_not_checked_again():
@@ -479,25 +520,33 @@ def test_two_swaps_that_build_one_crystal_get_one_dft_check():
 
 def test_a_novel_candidate_whose_relaxed_cell_is_a_known_compound_is_named_and_not_new(tmp_path, fake_gpaw):
     """Novelty is judged on the drawn cell, the DFT on the relaxed one: the check names the known
-    structure the relaxed cell matches (AuCu relaxes into L1_0 AuCu, mp-522, here), the card says
-    so, and the run's "DFT MAE, best new" leaves it out."""
+    structure the relaxed cell is (L1_0 AuCu drawn 4 % strained relaxes back into mp-522), the card
+    says so, and the run's "DFT MAE, best new" leaves it out. A B2 AuCu cell, which novelty's
+    matcher also puts on mp-522 (the Bain path joins them), stays cubic when relaxed: another
+    crystal, so it stays new."""
     from studio.results import new_structure_maes
     from dosmatgen_core.scoring.verify import relaxed_into
     store = runs.RunStore(tmp_path / "r.db")
-    rid = _run_with(store, 1)
+    rid = _run_with(store, 2)
     run = store.get(rid)
-    run["candidates"][0]["novel"] = True          # as the drawn cell's check said
+    l10 = to_structure(open_db(DB_URL).get("mp-522").atoms)
+    l10.apply_strain([0.04, 0.04, -0.03])
+    run["candidates"][0]["cif"] = runs.to_cif(l10)
+    for c in run["candidates"]:
+        c["novel"] = True          # as the drawn cell's check said
     store.save(run)
+    b2 = verify.Verifier(store, label_dir=None).run(rid, 2, relaxed=True)
+    assert b2["status"] == "done" and b2["result"]["relaxed_into"] is None
     res = verify.Verifier(store, label_dir=None).run(rid, 1, relaxed=True)
     assert res["status"] == "done", res.get("error")
     assert res["result"]["relaxed_into"] == "mp-522"
     assert relaxed_into(res) == "mp-522" and new_structure_maes(run, {1: res}, {1: 0.1}) == {}
     res["result"]["relaxed_into"] = None          # a relaxed cell that stayed new counts
     assert relaxed_into(res) is None and new_structure_maes(run, {1: res}, {1: 0.1}) == {1: 0.1}
-    # the relaxed cell's symmetry is kept and named in the DFT table (this fixture's cell is cubic)
+    # the relaxed cell's symmetry is kept and named in the DFT table
     from studio.results import cell_text
-    assert res["result"]["spacegroup"] == "Pm-3m (221)"
-    assert cell_text(run["candidates"][0], res, run["settings"]) == "relaxed · Pm-3m (221)"
+    assert res["result"]["spacegroup"] == "P4/mmm (123)" and b2["result"]["spacegroup"] == "Pm-3m (221)"
+    assert cell_text(run["candidates"][0], res, run["settings"]) == "relaxed · P4/mmm (123)"
     unrelaxed = verify.Verifier(store, label_dir=None).run(rid, 1, relaxed=False)
     assert "relaxed_into" not in unrelaxed["result"]          # the drawn cell is what novelty judged
     assert "spacegroup" not in unrelaxed["result"] and cell_text(run["candidates"][0], unrelaxed) == "as drawn"

@@ -130,7 +130,10 @@ def current_run(target=None, title: str | None = None, live_views: int = viz.MAX
             p = state.certifier(str(studio.RUNS_PATH)).progress(run_id)
             if p is not None:
                 dft_panel(run_id, len(p["done"]) + len(p["failed"]), p["active"])
-                if why := certify.passed_over(run, p["ranks"], labelled=state.labelled_ids(studio.DB_URL), top=p["top"]):
+                # the checks pick() chose (not their replacements) against the most it could have
+                # chosen: the estimate said "up to 6", and a walk's run checked 3 without a word
+                if why := certify.passed_over(run, p["ranks"][:p["picked"]], labelled=state.labelled_ids(studio.DB_URL),
+                                              top=p["asked"]):
                     st.caption(why + " Known ones show their stored DFT label instead.")
                 with st.container():     # always there: a note that comes later must not move the cards (and
                     # their 3D views, which a browser then reloads and drops) down the page

@@ -441,7 +441,7 @@ def test_a_generation_starts_its_dft_checks_with_no_page_open(tmp_path):
     class Cert:            # records what would go to GPAW; the checks themselves are tested in test_certify
         started = []
 
-        def start(self, run_id, ranks, relaxed=True, top=0, after=None, spares=()):
+        def start(self, run_id, ranks, relaxed=True, top=0, after=None, spares=(), asked=0):
             self.started.append((run_id, ranks, top))
     store, cert = RunStore(tmp_path / "runs.db"), Cert()
     ni = open_db(studio.DB_URL).get(studio.PRESET_ID)

@@ -121,7 +121,9 @@ def check_top(cert: "Certifier", run: dict, top: int, relaxed: bool = SHIPPED.df
     ranks = pick(run, top, labelled=labelled, per_source=per_source)
     if not ranks:
         return {"ranks": [], "why": nothing_to_check(run, labelled=labelled)}
-    cert.start(run["id"], ranks, relaxed=relaxed, top=top, after=after, spares=spares(run, ranks, labelled=labelled))
+    asked = max_checks(top, per_source, len({source_of(c) for c in run["candidates"]}))
+    cert.start(run["id"], ranks, relaxed=relaxed, top=top, after=after, spares=spares(run, ranks, labelled=labelled),
+               asked=asked)
     return {"ranks": ranks}
 
 
@@ -189,6 +191,7 @@ class Batch:
     spares: list[int] = field(default_factory=list)    # next in line when a check relaxes into a known compound
     replaced: dict[int, int] = field(default_factory=dict)      # such a check's rank → the rank checked instead
     picked: int = 0                # how many of `ranks` pick() chose (the rest are replacements)
+    asked: int = 0                 # the most pick() could have chosen (the estimate's "up to 6")
 
     def __post_init__(self):
         self.picked = self.picked or len(self.ranks)
@@ -205,7 +208,7 @@ class Certifier:
         self._lock = threading.Lock()      # a batch's afters against its finishing
 
     def start(self, run_id: str, ranks: list[int], relaxed: bool = SHIPPED.dft_relaxed, top: int = 0,
-              after: Callable[[Batch], None] | None = None, spares: list[int] = ()) -> Batch:
+              after: Callable[[Batch], None] | None = None, spares: list[int] = (), asked: int = 0) -> Batch:
         """Check these ranks of the run in a thread of their own. after: called with the batch once
         every check has ended (the next round starts there), before it reads as finished, so that a
         page that sees it finished sees what followed too. spares: the next in line (best first);
@@ -219,7 +222,7 @@ class Certifier:
                     old.afters.append(after)
                 return old
             b = Batch(run_id, list(ranks), self.prior_s, self.workers or default_workers(len(ranks) or 1), relaxed,
-                      top, afters=[after] if after is not None else [], spares=list(spares))
+                      top, afters=[after] if after is not None else [], spares=list(spares), asked=asked)
             self.batches[run_id] = b
         threading.Thread(target=self._work, args=(b,), daemon=True, name=f"dft-{run_id}").start()
         return b
@@ -290,9 +293,11 @@ class Certifier:
 
     def progress(self, run_id: str) -> dict | None:
         """{'ranks', 'done', 'failed', 'running', 'left_s', 'active', 'cancelled', 'relaxed', 'per_s',
-        'top', 'picked' (how many of ranks pick() chose), 'replaced' (a check that relaxed into a
-        known compound → the rank checked in its place), 'overdue', 'running_s' (how long the
-        longest-working check has worked), 'stages'} for the run's batch."""
+        'top', 'picked' (how many of ranks pick() chose), 'asked' (the most it could have chosen),
+        'replaced' (a check that relaxed into a known compound → the rank checked in its place),
+        'unreplaced' (such checks with none in their place: why, 'none left' or 'at most'),
+        'overdue', 'running_s' (how long the longest-working check has worked), 'stages'} for the
+        run's batch."""
         b = self.batches.get(run_id)
         if b is None:
             return None
@@ -307,7 +312,10 @@ class Certifier:
         return {"ranks": b.ranks, "done": done, "failed": failed, "running": running,
                 "left_s": time_left(b, st, done, failed, working, per), "active": not b.finished,
                 "cancelled": b.cancel_flag.is_set(), "relaxed": b.relaxed, "per_s": per, "top": b.top,
-                "picked": b.picked, "replaced": dict(b.replaced),
+                "picked": b.picked, "asked": b.asked or b.picked, "replaced": dict(b.replaced),
+                # a replacement comes as its check ends, so one without is final (a cancel aside)
+                "unreplaced": {r: "at most" if len(b.replaced) >= b.picked else "none left" for r in done
+                               if relaxed_into(st[r]) and r not in b.replaced} if not b.cancel_flag.is_set() else {},
                 # a check running past the usual time: the countdown would only sit near zero
                 "overdue": bool(started) and time.time() - min(started) > per,
                 "running_s": time.time() - min(started) if started else 0.0,
@@ -364,6 +372,14 @@ def status_line(p: dict, duration) -> str:
         which += ", and " + ", ".join(f"#{new} in place of #{old}" for old, new in replaced.items()) + \
             f" (relaxed into {'a known compound' if len(replaced) == 1 else 'known compounds'})"
     text = f"{what} of candidate{'s' * (n != 1)} {which}: {len(p['done'])} of {n} done"
+    if left := p.get("unreplaced"):        # said, or a walk counted three known compounds and one replacement
+        names = ", ".join(f"#{r}" for r in left)
+        one = len(left) == 1
+        text += (f"; {names} relaxed into {'a known compound' if one else 'known compounds'}"
+                 + (" too" if p.get("replaced") else "") + ", with "
+                 + ("no candidate worth a check left to take " + ("its" if one else "their") + " place"
+                    if "none left" in left.values() else
+                    f"no more replacements than the {picked} checks picked"))
     if p["failed"]:
         text += f", {len(p['failed'])} failed"
     if p["active"] and not p["cancelled"]:

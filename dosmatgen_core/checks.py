@@ -78,12 +78,16 @@ def _number(value, name: str, kind=float, field: str | None = None):
     return kind(x)
 
 
+def _ranged(value, name: str, lo: int, hi: int, fix: str, field: str) -> int:
+    """A whole number from lo to hi, or the one error that names the range."""
+    x = _number(value, name, int, field)
+    if not lo <= x <= hi:
+        raise UserError(f"{name} is {x}; it must be between {lo} and {hi}", fix, field)
+    return x
+
+
 def check_steps(steps) -> int:
-    s = _number(steps, "steps", int, "steps")
-    if not 1 <= s <= MAX_STEPS:
-        raise UserError(f"steps is {s}; it must be between 1 and {MAX_STEPS}",
-                        f"use --steps {SHIPPED.steps} (the shipped setting)", "steps")
-    return s
+    return _ranged(steps, "steps", 1, MAX_STEPS, f"use --steps {SHIPPED.steps} (the shipped setting)", "steps")
 
 
 def check_guidance(w) -> float:
@@ -173,20 +177,13 @@ def check_seed(seed) -> int:
 
 def check_dft_top(n) -> int:
     """How many top candidates get a DFT check after ranking (0: none)."""
-    x = _number(n, "number of DFT checks", int, "dft_top")
-    if not 0 <= x <= MAX_DFT_TOP:
-        raise UserError(f"number of DFT checks is {x}; it must be between 0 and {MAX_DFT_TOP}",
-                        f"use --top {SHIPPED.dft_top}", "dft_top")
-    return x
+    return _ranged(n, "number of DFT checks", 0, MAX_DFT_TOP, f"use --top {SHIPPED.dft_top}", "dft_top")
 
 
 def check_rounds(n) -> int:
     """How many further rounds grow from the best DFT check."""
-    x = _number(n, "number of further rounds", int, "dft_rounds")
-    if not 0 <= x <= SHIPPED.max_rounds:
-        raise UserError(f"number of further rounds is {x}; it must be between 0 and {SHIPPED.max_rounds}",
-                        f"give --rounds 0 to {SHIPPED.max_rounds}", "dft_rounds")
-    return x
+    return _ranged(n, "number of further rounds", 0, SHIPPED.max_rounds, f"give --rounds 0 to {SHIPPED.max_rounds}",
+                   "dft_rounds")
 
 
 def check_n_seeds(n) -> int:

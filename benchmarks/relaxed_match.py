@@ -80,12 +80,12 @@ def run() -> dict:
     # exactly: those pairs say nothing of two calculations of one compound
     distinct = [x for x in same if x > IDENTICAL]
     return {"command": " ".join(["python -m benchmarks.relaxed_match", *sys.argv[1:]]), "commit": commit(),
-            "machine": machine(), "volume_tol": RELAXED_VOLUME_TOL,
+            "machine": machine(), "volume_per_atom_tolerance_share": RELAXED_VOLUME_TOL,
             "note": "relaxed truth checks that novelty's StructureMatcher (ltol 0.2, stol 0.3, 5°, volume scaled) "
                     "puts on a labelled structure; dos_mae: element-averaged site DOS MAE (states/eV) between "
                     "the check's DFT and the stored label's; same_compound: evaluate.same_compound",
-            "pairs": len(rows), "same_compound": stats(same), "not_same_compound": stats(other),
-            "same_compound_not_identical": stats(distinct), "identical_below": IDENTICAL,
+            "pairs": len(rows), "same_compound_dos_mae": stats(same), "not_same_compound_dos_mae": stats(other),
+            "same_compound_not_identical_dos_mae": stats(distinct), "identical_below_dos_mae": IDENTICAL,
             "known_is_a_candidate": sum(r["known"].startswith("gen:") for r in rows), "rows": rows}
 
 

@@ -41,7 +41,8 @@ if not run["candidates"]:
     st.info(f"Run {rid} has no candidates to check: " + studio.NO_CANDIDATES_YET.get(
         run["status"], f"it is {run['status']} and holds none") + ". Pick another run.")
     st.stop()
-names = {c["rank"]: candidate_name(c) for c in run["candidates"]}
+checked = v.statuses(run)
+names = {c["rank"]: candidate_name(c, checked.get(c["rank"]), run["settings"]) for c in run["candidates"]}
 # a known candidate has its stored label already (the reference's is the target): the first new one
 first_new = next((k for k, c in enumerate(run["candidates"]) if c.get("novel") is not False), 0)
 rank = st.selectbox("Candidate", list(names), index=first_new, format_func=names.get, key=f"verify_rank_{rid}")

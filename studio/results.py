@@ -17,6 +17,7 @@ from dosmatgen_core.candidates.words import NOVEL_NOTE, origin_text, settings_wo
 from dosmatgen_core.labels.labeller import SPIN_WORDS
 from dosmatgen_core.scoring.elements import ELEMENT_PREFIX
 from dosmatgen_core.scoring.evaluate import STRAINED, intermetallic
+from dosmatgen_core.scoring.prototypes import short_name, type_name
 from dosmatgen_core.scoring.verify import (best_new_curve, checks_summary, dft_mae, run_window,  # noqa: F401 (pages read them here)
                                            dft_maes, new_structure_maes, relaxed_into)
 from studio import figures as viz
@@ -130,10 +131,12 @@ def stored_label_cell(c: dict) -> str:
     return f"known: stored label of {known_name(c)}"
 
 
-def candidate_name(c: dict) -> str:
-    """'#3 · NaCl · 2 atoms', and whether it is known or the reference itself (a choice list)."""
+def candidate_name(c: dict, status: dict | None = None, settings: dict | None = None) -> str:
+    """'#3 · NaCl · 2 atoms', and whether it is known, the reference itself, or (status: its DFT
+    check) relaxed into a known compound (a choice list; walk 12 found the last unsaid on Verify)."""
     tag = (" · the reference itself" if c.get("is_reference") else
-           f" · known ({known_name(c)})" if c.get("novel") is False else "")
+           f" · known ({known_name(c)})" if c.get("novel") is False else
+           f" · relaxed into {into_name(into, c, settings or {})}" if (into := relaxed_into(status)) else "")
     return f"#{c['rank']} · {formula(c['formula'])} · {c['n_atoms']} atoms{tag}"
 
 
@@ -431,19 +434,31 @@ def seed_rows(run: dict) -> list[dict]:
 
 
 def best_new_text(run: dict, dft: dict, new: dict[int, float]) -> str:
-    """Which checked candidate the 'DFT MAE, best new' number is, and the known sites the run grew
-    from beside it (a walk found 0.434 named nowhere, and the seed's 0.128 only in the table)."""
+    """Which checked candidate the 'DFT MAE, best new' number is, the known site it grew from, and
+    the closest known site of the run's seeds beside it (a walk found 0.434 named nowhere, and the
+    seed's 0.128 only in the table below)."""
     if not new:
         return ""
     rank = min(new, key=new.get)
     c = next(c for c in run["candidates"] if c["rank"] == rank)
     cos = dft_maes(run, dft, metric="cosine").get(rank)
-    text = f"#{rank} · {formula(c['formula'])}" + (f", DFT cosine {cos:.3f}" if cos is not None else "") + "."
-    known = [s for s in seed_rows(run) if s["candidate"] == "known site"]
-    if known:
-        best = min(known, key=lambda s: s["DFT MAE"])
-        text += (f" The closest known site it grew from: {best['DFT MAE']:.3f} (cosine {best['DFT cosine']:.3f})"
-                 + (", closer than any new structure checked." if best["DFT MAE"] < new[rank] else "."))
+    kind = (dft.get(rank) or {}).get("result", {}).get("structure_type")
+    text = (f"#{rank} · {formula(c['formula'])}" + (f", {short_name(kind)}" if kind else "")
+            + (f", DFT cosine {cos:.3f}" if cos is not None else "") + ".")
+    seeds = {(s["material_id"], s["site"]): s for x in run["candidates"]
+             if (s := x.get("seed")) and "mae" in s and s.get("source", "DFT") == "DFT" and s.get("known", True)}
+
+    def name(s: dict) -> str:
+        return f"{studio.material_name(s['material_id'], s['formula'])} site {s['site']} ({s['element']})"
+    own = seeds.get((c["seed"]["material_id"], c["seed"]["site"])) if c.get("seed") else None
+    if own:
+        text += f" Grown from {name(own)}, DFT MAE {own['mae']:.3f}."
+    if seeds:
+        best = min(seeds.values(), key=lambda s: s["mae"])
+        closer = ", closer than any new structure checked." if best["mae"] < new[rank] else "."
+        text += (f" It is the closest known site the run grew from{closer}" if best is own else
+                 f" The closest known site the run grew from: {name(best)}, {best['mae']:.3f} (cosine "
+                 f"{best['cosine']:.3f}){closer}")
     return text
 
 
@@ -479,9 +494,10 @@ def into_name(into: str, c: dict, settings: dict) -> str:
 def checked_cell(result: dict) -> str:
     """A finished check's cell in words: 'as drawn', or 'relaxed · F-43m (216)' with its space group
     where the check kept one."""
+    kind = f" · {short_name(t)}" if (t := result.get("structure_type")) else ""
     if not result.get("relaxed"):
-        return "as drawn"
-    return "relaxed" + (f" · {sg}" if (sg := result.get("spacegroup")) else "")
+        return "as drawn" + kind
+    return "relaxed" + (f" · {sg}" if (sg := result.get("spacegroup")) else "") + kind
 
 
 def cell_text(c: dict, status: dict, settings: dict | None = None) -> str:
@@ -667,12 +683,23 @@ def _card_view(run: dict, c: dict, struct, live: bool, dft: dict | None = None) 
         st.caption(" ".join(t for t in (halo_caption(c) + ".", view_note(c, dft, run["settings"])) if t))
 
 
+def type_text(result: dict) -> str:
+    """A new structure's checked cell in a known structure type: new to the project's tables, and
+    perhaps not to chemistry (walk 12's "best new" AlP was zincblende)."""
+    if not (t := result.get("structure_type")):
+        return ""
+    cell = "relaxed cell" if result.get("relaxed") else "cell"
+    return (f"Its {cell} has {type_name(t)} (AFLOW prototype {t['aflow']}): new to the project's tables, but a "
+            "compound in a known structure type may be known elsewhere.")
+
+
 def became_text(into: str, c: dict, settings: dict) -> str:
     """A card's (and Verify's) note on a novel candidate whose relaxed check became a known structure."""
     own = ("the target's own curve" if into == settings.get("reference_id") else "that compound's")
     return (f"Novel as drawn, but relaxed before its DFT check it became {into_name(into, c, settings)}: its DFT "
             f"curve is {own}, so it is no new structure with this DOS. Its DFT numbers and the stored label's can "
-            "differ by a few hundredths: two GPAW calculations of cells relaxed from different starts.")
+            "differ, typically by a few hundredths of a state/eV (up to about 0.2): two GPAW calculations of cells "
+            "relaxed from different starts.")
 
 
 def view_note(c: dict, dft: dict | None, settings: dict | None = None) -> str:
@@ -853,6 +880,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                     st.caption(reference_text(c))
                 elif into:
                     st.caption(became_text(into, c, run["settings"]))
+                elif c.get("novel") and d and d.get("status") == "done" and (kind := type_text(d["result"])):
+                    st.caption(kind)
                 elif sym := known_symmetry_text(c) or element_crystal_text(c):
                     st.caption(sym)
                 elif not (d and d.get("status") == "done" and d["result"].get("relaxed")) and (drawn := as_drawn_text(c)):

@@ -782,6 +782,8 @@ def test_the_verify_page_names_known_candidates_and_offers_the_first_new_one(tmp
     # named as the known-sites table names it, not by its database id
     assert candidate_name({**first, "formula": "Au3Ni", "is_reference": False}).endswith("known (Au3Ni · L1₂ · relaxed)")
     assert candidate_name(second).endswith("atoms")
+    into = {"status": "done", "result": {"relaxed": True, "relaxed_into": "mp-1550"}}
+    assert candidate_name({**second, "formula": "AlP"}, into).endswith("atoms · relaxed into the known AlP · mp-1550")
     at = app_page("2_Verify.py")
     at.run()
     next(b for b in at.selectbox if b.key == "verify_run").select(rid).run()

@@ -410,20 +410,28 @@ def test_a_cards_dft_badge_names_its_place_in_the_dft_order():
 
 def test_the_best_new_number_names_its_candidate_and_the_known_site_beside_it():
     """Walk 11: "DFT MAE, best new 0.434" named no candidate, and the seed's 0.128 stood only in
-    the DFT table below."""
+    the DFT table below. Walk 12: the line named the run's best seed as the one the candidate grew
+    from; it names the candidate's own seed, and the run's closest known site beside it."""
     from studio.results import best_new_text
-    seed = {"material_id": "gen:9be4", "formula": "Ag3Ni", "site": 1, "element": "Ni", "mae": 0.128,
-            "cosine": 0.981, "source": "DFT", "known": True}
+    def seed(mid, formula, mae, cos):
+        return {"material_id": mid, "formula": formula, "site": 1, "element": "P", "mae": mae, "cosine": cos,
+                "source": "DFT", "known": True}
+    own, best = seed("mp-1228888", "AlGaP2", 0.169, 0.88), seed("gen:87efdeba", "AlGaP2", 0.165, 0.89)
     run = {"settings": {"targets": [[0.0] * 400]},
-           "candidates": [{"rank": r, "formula": f, "site_to_target": {"0": 0}, "novel": True, "seed": seed}
-                          for r, f in ((2, "Au3Ni"), (4, "AgAu2Ni"))]}
+           "candidates": [{"rank": 2, "formula": "GaP", "site_to_target": {"0": 0}, "novel": True, "seed": best},
+                          {"rank": 4, "formula": "AlP", "site_to_target": {"0": 0}, "novel": True, "seed": own}]}
     dft = {r: {"status": "done", "result": {"dos_match": {"0": {"mae": m, "cosine": c}}}}
-           for r, m, c in ((2, 0.5, 0.8), (4, 0.434, 0.874))}
-    assert best_new_text(run, dft, {2: 0.5, 4: 0.434}) == (
-        "#4 · AgAu2Ni, DFT cosine 0.874. The closest known site it grew from: 0.128 (cosine 0.981), closer "
-        "than any new structure checked.")
-    seed["mae"] = 0.5
-    assert best_new_text(run, dft, {4: 0.434}).endswith("grew from: 0.500 (cosine 0.981).")
+           for r, m, c in ((2, 0.5, 0.8), (4, 0.153, 0.903))}
+    dft[4]["result"]["structure_type"] = {"aflow": "AB_cF8_216_c_a", "strukturbericht": "B3",
+                                          "mineral": "Zincblende, Sphalerite", "pearson": "cF8"}
+    assert best_new_text(run, dft, {2: 0.5, 4: 0.153}) == (
+        "#4 · AlP, zincblende (B3), DFT cosine 0.903. Grown from AlGaP2 · mp-1228888 site 1 (P), DFT MAE 0.169. The closest known "
+        "site the run grew from: AlGaP2 · DFT-checked candidate 87efdeba site 1 (P), 0.165 (cosine 0.890).")
+    best["mae"] = 0.1                   # the known site stays ahead: said so
+    assert best_new_text(run, dft, {4: 0.153}).endswith("0.100 (cosine 0.890), closer than any new structure checked.")
+    run["candidates"].pop(0)            # its own seed is the run's closest: one sentence
+    assert best_new_text(run, dft, {4: 0.153}).endswith(
+        "DFT MAE 0.169. It is the closest known site the run grew from.")
     assert best_new_text(run, dft, {}) == ""
 
 
@@ -546,10 +554,16 @@ def test_a_novel_candidate_whose_relaxed_cell_is_a_known_compound_is_named_and_n
     # the relaxed cell's symmetry is kept and named in the DFT table
     from studio.results import cell_text
     assert res["result"]["spacegroup"] == "P4/mmm (123)" and b2["result"]["spacegroup"] == "Pm-3m (221)"
-    assert cell_text(run["candidates"][0], res, run["settings"]) == "relaxed · P4/mmm (123)"
+    # ... and its structure type (prototypes): new to the tables, a known type, said on the card
+    assert cell_text(run["candidates"][0], res, run["settings"]) == "relaxed · P4/mmm (123) · tetraauricupride (L1_0)"
+    assert cell_text(run["candidates"][1], b2, run["settings"]) == "relaxed · Pm-3m (221) · B2"
+    from studio.results import type_text
+    assert type_text(b2["result"]) == ("Its relaxed cell has the B2 structure type (AFLOW prototype "
+                                       "AB_cP2_221_b_a): new to the project's tables, but a compound in a known "
+                                       "structure type may be known elsewhere.")
     unrelaxed = verify.Verifier(store, label_dir=None).run(rid, 1, relaxed=False)
     assert "relaxed_into" not in unrelaxed["result"]          # the drawn cell is what novelty judged
-    assert "spacegroup" not in unrelaxed["result"] and cell_text(run["candidates"][0], unrelaxed) == "as drawn"
+    assert "spacegroup" not in unrelaxed["result"] and cell_text(run["candidates"][0], unrelaxed) == "as drawn · tetraauricupride (L1_0)"
 
 
 def test_the_checks_say_which_better_ranked_candidates_needed_none():

@@ -8,7 +8,7 @@ from pymatgen.core import Lattice, Structure
 
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.paths import DB_URL
-from dosmatgen_core.scoring import evaluate
+from dosmatgen_core.scoring import evaluate, prototypes
 from dosmatgen_core.settings import PRESET_ID
 from dosmatgen_core.structures import atoms_from_cif, to_structure
 
@@ -316,3 +316,24 @@ def test_a_relaxed_cell_is_a_known_compound_only_at_its_volume_and_shape():
     big = l12.copy()
     big.scale_lattice(l12.volume * 1.10)
     assert evaluate.matcher().fit(big, l12) and not evaluate.same_compound(big, l12)
+
+
+def test_a_cell_is_named_by_its_structure_type_from_the_aflow_library():
+    """Walk 12: the headline "best new" crystal was AlP in zincblende and LiZnAs a half-Heusler,
+    textbook types the project's tables lack; the checked cell's structure type names them."""
+    zb = Structure.from_spacegroup("F-43m", Lattice.cubic(5.47), ["Al", "P"], [[0, 0, 0], [0.25, 0.25, 0.25]])
+    hh = Structure.from_spacegroup("F-43m", Lattice.cubic(5.9), ["Li", "Zn", "As"],
+                                   [[0, 0, 0], [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]])
+    t = prototypes.structure_type(zb)
+    assert t["strukturbericht"] == "B3" and t["aflow"] == "AB_cF8_216_c_a"
+    assert prototypes.short_name(t) == "zincblende (B3)"
+    assert prototypes.type_name(t) == "the zincblende (B3) structure type"
+    assert prototypes.short_name(prototypes.structure_type(hh)) == "half-Heusler (C1_b)"
+    # the elements do not matter, the arrangement does: AuCu as B2, and as L1_0 (named by its mineral)
+    b2 = Structure(Lattice.cubic(3.0), ["Cu", "Au"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert prototypes.short_name(prototypes.structure_type(b2)) == "B2"
+    assert prototypes.short_name(prototypes.structure_type(to_structure(open_db(DB_URL).get("mp-522").atoms))) == \
+        "tetraauricupride (L1_0)"
+    # walk 11's Bain-distorted Au3Ni is no type of the library
+    bain = to_structure(atoms_from_cif((Path(__file__).parent / "data" / "au3ni_bain_relaxed.cif").read_text()))
+    assert prototypes.structure_type(bain) is None and prototypes.type_name(None) == ""

@@ -32,6 +32,7 @@ from dosmatgen_core.labels.labeller import (
 )
 from dosmatgen_core.paths import DB_URL, LABEL_DIR
 from dosmatgen_core.scoring.evaluate import known_match, spacegroups
+from dosmatgen_core.scoring.prototypes import structure_type
 from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL, POTENTIALS, relax
 from dosmatgen_core.scoring.twins import find_twin, rows_of_twin
 from dosmatgen_core.settings import SHIPPED
@@ -93,6 +94,15 @@ def relax_in_site_order(cif: str, potential: str = DEFAULT_POTENTIAL) -> tuple[s
     return out, {"potential": potential, "relax_steps": r["steps"], "relax_converged": r["converged"],
                  "relax_seconds": round(time.perf_counter() - t, 1),
                  "volume_ratio": r["structure"].volume / drawn.volume}
+
+
+def checked_type(cif: str) -> dict | None:
+    """The checked cell's AFLOW structure type (prototypes.structure_type); None where it matches
+    none or the matching fails (a name is not worth a check)."""
+    try:
+        return structure_type(to_structure(atoms_from_cif(cif)))
+    except Exception:
+        return None
 
 
 def relaxed_into(status: dict | None) -> str | None:
@@ -371,6 +381,8 @@ class Verifier:
             result["same_crystal_as"] = line["twin_of"]
         if relaxed:     # the checked cell's symmetry: a scientist knows F-43m GaP on sight, whatever the tables hold
             result["spacegroup"] = spacegroups(to_structure(atoms_from_cif(line["cif"])))["0.1"]
+        # and its structure type, named (walk 12: the "best new" AlP was zincblende, new only to the tables)
+        result["structure_type"] = checked_type(line["cif"])
         if relaxed and cand.get("novel"):
             # novelty was judged on the drawn cell; the curve is the relaxed cell's, which can be
             # a known compound (benchmarks.relaxed_novelty: 19 of 611 checks), judged as one relaxed

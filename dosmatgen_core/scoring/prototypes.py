@@ -1,0 +1,65 @@
+"""A cell's structure type from the AFLOW library of crystallographic prototypes (Mehl et al.,
+Comput. Mater. Sci. 136, S1 (2017); shipped with pymatgen, no download).
+
+"Novel" means new to the project's tables (the shipped Materials Project structures and the
+labels), not to chemistry: walk 12's headline "best new" crystal was AlP in zincblende, a textbook
+compound the tables do not hold. Naming the relaxed cell's structure type (B3, zincblende) lets a
+scientist see that at once.
+"""
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+
+from pymatgen.core import Structure
+
+_lock = threading.Lock()       # checks run in threads; a matcher is built once per formula type
+
+
+@lru_cache(maxsize=1)
+def _library():
+    # here, not at the top: importing the library reads ~1100 prototype cells (7 s), which the app's
+    # start and the CLI should not wait for; the first check's thread pays it once
+    import pandas as pd
+    from pymatgen.analysis.prototypes._data import AFLOW_PROTOTYPE_LIBRARY
+    lib = pd.DataFrame(AFLOW_PROTOTYPE_LIBRARY)
+    lib["anonymous"] = [row.structure.composition.anonymized_formula for row in lib["snl"]]
+    return lib
+
+
+@lru_cache(maxsize=None)
+def _matcher(anonymous: str):
+    """The library's prototypes of one formula type (AB, AB3, ...) only: matching all ~1100 takes
+    seconds a cell, and fit_anonymous cannot match another formula type anyway."""
+    from pymatgen.analysis.prototypes.matcher import PrototypeDatabaseMatcher   # with the library, above
+    lib = _library()
+    rows = lib[lib["anonymous"] == anonymous]
+    return PrototypeDatabaseMatcher(rows) if len(rows) else None
+
+
+def structure_type(s: Structure) -> dict | None:
+    """{'aflow' (the prototype label), 'strukturbericht', 'mineral', 'pearson'} of the AFLOW
+    prototype the cell matches, whatever its elements; None when none does."""
+    with _lock:
+        m = _matcher(s.composition.anonymized_formula)
+    hits = m.get_prototypes(s) if m is not None else None
+    if not hits:
+        return None
+    tags = hits[0]["tags"]
+    return {k: tags.get(k) or "" for k in ("aflow", "strukturbericht", "mineral", "pearson")}
+
+
+def type_name(t: dict | None) -> str:
+    """'the zincblende (B3) structure type', 'the L1_2 structure type', or '' for None."""
+    if not t:
+        return ""
+    return f"the {short_name(t)} structure type"
+
+
+def short_name(t: dict) -> str:
+    """'zincblende (B3)', 'half-Heusler (C1_b)', 'L1_2': the mineral name where the library has one
+    (its first letter lower, as in running text), the Strukturbericht symbol, else the AFLOW label."""
+    mineral = t["mineral"].split(",")[0].strip()
+    mineral = mineral[:1].lower() + mineral[1:]
+    label = t["strukturbericht"] if t["strukturbericht"] and t["strukturbericht"] != "None" else t["aflow"]
+    return f"{mineral} ({label})" if mineral else label

@@ -188,10 +188,8 @@ def check_rounds(n) -> int:
 
 def check_n_seeds(n) -> int:
     """Seeded mode: how many known structures to grow from (Request.check says the same)."""
-    x = _number(n, "number of seeds", int, "n_seeds")
-    if not 1 <= x <= 10:
-        raise UserError(f"{x} seeds asked for", "seed from 1 to 10 known structures (--seeds)", "n_seeds")
-    return x
+    return _ranged(n, "number of known structures to grow from", 1, 10, "seed from 1 to 10 known structures (--seeds)",
+                   "n_seeds")
 
 
 SEED_ORDERS = ("mae", "cosine")

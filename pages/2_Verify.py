@@ -88,7 +88,7 @@ def status_panel():
                    + f" (the table's time also counts the wait and the setup); E_F = {res['e_fermi_eV']:.3f} eV "
                    "(absolute).")
         if into := relaxed_into(s):
-            st.warning(became_text(into, cand, run["settings"]))
+            st.warning(became_text(into, cand, run["settings"], res.get("relaxed_into_volume_ratio")))
         if twin := twin_text(res):
             st.info(twin)
         elements = [x.specie.symbol for x in structure_of(cand)]

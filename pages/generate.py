@@ -536,6 +536,7 @@ import torch  # noqa: E402  (only to list devices)
 devs = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 req_kw["device"] = s3.selectbox("Run on", devs, key="device", persist_state="session", help="auto = the GPU when there is one")
 notes.under("device", s3)
+ADVANCED = ("steps", "seed", "particles", "dft_top", "dft_rounds")      # the fields inside the expander below
 with st.expander("Advanced settings", expanded=False):
     a1, a2, a3 = st.columns(3)
     req_kw["steps"] = int(a1.select_slider("Denoising steps", [10, 25, 50, 100, 250, 500, 1000],
@@ -556,6 +557,8 @@ with st.expander("Advanced settings", expanded=False):
             help="Each candidate is drawn as this many trajectories; a DOS guide keeps the one closest to the "
                  "target. Closer matches, at this many times the sampling time."))
         notes.under("particles", a3)
+        if R["guide"] is None:      # the box is off without a guide: no steering, whatever it holds
+            req_kw["particles"] = 1
     req_kw["stability"] = st.checkbox(f"Relax each candidate with {R['hull'].label} and place it on an ML convex hull "
                                       "(a few seconds per candidate; not the Materials Project hull)",
                                       value=False, key="stability", persist_state="session")
@@ -595,7 +598,9 @@ req_kw["title"] = f"target: {target_desc}" if mode != "unconditional" else "no t
 
 # the numbers' ranges are checked here, not by the inputs: a box with bounds turns red on an
 # out-of-range number and says nothing more, while the check's line names the range under it
-problems = checks.request_problems({**req_kw, "dft_top": dft_top, "dft_rounds": dft_rounds})
+# a box greyed out is not used, and a number kept in it must not hold Generate off (the review)
+problems = checks.request_problems({**req_kw, "dft_top": dft_top,
+                                    **({"dft_rounds": dft_rounds} if dft_top and mode != "unconditional" else {})})
 
 # ---- cost up front ----------------------------------------------------------------------------
 if problems:      # an estimate of settings that cannot run would only mislead
@@ -641,6 +646,9 @@ st.header("4 · Generate", anchor="generate")
 intro.markdown(INTRO.format(go="[**Generate** (4)](#generate)"))
 for line in notes.show(problems):        # a problem whose input is not on the page shows here
     st.error(f"Cannot generate: {line}")
+for field, line in problems:     # under a box in the closed expander it is out of sight: said here too
+    if field in ADVANCED:
+        st.error(f"Cannot generate (Advanced settings): {line}")
 if model is None:
     st.error("No generator checkpoint is available, so nothing can be generated. Train one with `dosmatgen train`.")
 elif st.button("Generate", type="primary", key="generate", disabled=bool(problems) or getattr(state.current_job(), "active", False),

@@ -16,7 +16,7 @@ from dosmatgen_core.candidates.seeding import grow_source
 from dosmatgen_core.candidates.words import NOVEL_NOTE, origin_text, settings_words, twin_text
 from dosmatgen_core.labels.labeller import SPIN_WORDS
 from dosmatgen_core.scoring.elements import ELEMENT_PREFIX
-from dosmatgen_core.scoring.evaluate import STRAINED, intermetallic
+from dosmatgen_core.scoring.evaluate import RELAXED_VOLUME_TOL, STRAINED, intermetallic
 from dosmatgen_core.scoring.prototypes import short_name, type_name
 from dosmatgen_core.scoring.verify import (best_new_curve, checks_summary, dft_mae, run_window,  # noqa: F401 (pages read them here)
                                            dft_maes, new_structure_maes, relaxed_into)
@@ -693,13 +693,18 @@ def type_text(result: dict) -> str:
             "compound in a known structure type may be known elsewhere.")
 
 
-def became_text(into: str, c: dict, settings: dict) -> str:
-    """A card's (and Verify's) note on a novel candidate whose relaxed check became a known structure."""
+def became_text(into: str, c: dict, settings: dict, ratio: float | None = None) -> str:
+    """A card's (and Verify's) note on a novel candidate whose relaxed check became a known structure.
+    ratio: its relaxed cell's volume per atom over the known cell's (verify), said beyond
+    RELAXED_VOLUME_TOL: the two curves then differ more."""
     own = ("the target's own curve" if into == settings.get("reference_id") else "that compound's")
+    apart = (f" Its relaxed cell is {abs(ratio - 1) * 100:.0f} % {'larger' if ratio > 1 else 'smaller'} in volume than "
+             "the stored one, so the two curves may differ by more."
+             if ratio is not None and abs(ratio - 1) > RELAXED_VOLUME_TOL else "")
     return (f"Novel as drawn, but relaxed before its DFT check it became {into_name(into, c, settings)}: its DFT "
             f"curve is {own}, so it is no new structure with this DOS. Its DFT numbers and the stored label's can "
             "differ, typically by a few hundredths of a state/eV (up to about 0.2): two GPAW calculations of cells "
-            "relaxed from different starts.")
+            "relaxed from different starts." + apart)
 
 
 def view_note(c: dict, dft: dict | None, settings: dict | None = None) -> str:
@@ -879,7 +884,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                 elif c.get("is_reference"):
                     st.caption(reference_text(c))
                 elif into:
-                    st.caption(became_text(into, c, run["settings"]))
+                    st.caption(became_text(into, c, run["settings"], d["result"].get("relaxed_into_volume_ratio")))
                 elif c.get("novel") and d and d.get("status") == "done" and (kind := type_text(d["result"])):
                     st.caption(kind)
                 elif sym := known_symmetry_text(c) or element_crystal_text(c):

@@ -225,8 +225,13 @@ def test_a_number_out_of_range_says_its_range_under_its_input(app):
     lines = {k: drawn_after(app, app.number_input(key=k)).value for k in ("dft_top", "dft_rounds")}
     assert lines["dft_top"].startswith("number of DFT checks is 11; it must be between 0 and 10")
     assert lines["dft_rounds"].startswith("number of further rounds is -1; it must be between 0 and ")
-    assert len(app.error) == 2 and not any("--" in e.value for e in app.error)
-    app.number_input(key="dft_top").set_value(3)
+    # under their boxes, and again by the button: the expander they sit in may be closed
+    assert len(app.error) == 4 and not any("--" in e.value for e in app.error)
+    assert any(e.value.startswith("Cannot generate (Advanced settings): number of DFT checks is 11") for e in app.error)
+    # with no DFT checks the rounds box is off: what it holds does not keep Generate off
+    app.number_input(key="dft_top").set_value(0).run()
+    assert not app.error and not app.button(key="generate").disabled
+    app.number_input(key="dft_top").set_value(3).run()
     app.number_input(key="dft_rounds").set_value(0).run()
     assert not app.error and not app.button(key="generate").disabled
     assert any("Estimated time" in i.value for i in app.info)
@@ -784,6 +789,10 @@ def test_the_verify_page_names_known_candidates_and_offers_the_first_new_one(tmp
     assert candidate_name(second).endswith("atoms")
     into = {"status": "done", "result": {"relaxed": True, "relaxed_into": "mp-1550"}}
     assert candidate_name({**second, "formula": "AlP"}, into).endswith("atoms · relaxed into the known AlP · mp-1550")
+    from studio.results import became_text
+    assert became_text("mp-1550", {**second, "formula": "AlP"}, {}, 1.02).endswith("cells relaxed from different starts.")
+    assert became_text("mp-1550", {**second, "formula": "AlP"}, {}, 0.77).endswith(
+        "Its relaxed cell is 23 % smaller in volume than the stored one, so the two curves may differ by more.")
     at = app_page("2_Verify.py")
     at.run()
     next(b for b in at.selectbox if b.key == "verify_run").select(rid).run()

@@ -179,7 +179,7 @@ def test_a_check_that_relaxed_into_a_known_compound_hands_its_place_to_the_next_
     store.save(run)
     monkeypatch.setattr(verify, "relax_in_site_order", lambda cif, *a, **kw: (cif, {"relax_seconds": 0.1}))
     # #1 and #4 relax into a known compound (cells 3.0 and 3.3 Å here), the others stay new
-    monkeypatch.setattr(verify, "known_match", lambda s, *a, **kw: ("mp-522",) if round(s.lattice.a, 1) in (3.0, 3.3)
+    monkeypatch.setattr(verify, "known_match", lambda s, *a, **kw: ("mp-522", s) if round(s.lattice.a, 1) in (3.0, 3.3)
                         else None)
     cert = certify.Certifier(verify.Verifier(store, label_dir=None, workers=2), prior_s=1.0, workers=2)
     out = certify.check_top(cert, store.get(rid), 2, relaxed=True, per_source=False, labelled=frozenset({"mp-known"}))
@@ -212,7 +212,7 @@ def test_a_check_that_relaxed_into_a_known_compound_hands_its_place_to_the_next_
     for c in run["candidates"]:
         c["novel"] = True
     store.save(run)
-    monkeypatch.setattr(verify, "known_match", lambda s, *a, **kw: ("mp-522",))
+    monkeypatch.setattr(verify, "known_match", lambda s, *a, **kw: ("mp-522", s))
     cert.start(rid, [1, 2], relaxed=True, top=2, spares=certify.spares(store.get(rid), [1, 2]))
     cert.wait(rid, poll=0.05)
     p = cert.progress(rid)
@@ -470,6 +470,13 @@ def test_per_source_picks_add_each_sources_best_after_the_overall_best():
     assert ranks == [1, 2, 3]
     assert certify.passed_over(known, ranks, labelled=frozenset({"mp-9"}), top=certify.max_checks(3, True)) == \
         "3 checks of the 6 asked for: no other candidate qualifies (below #3: 5 known with a stored DFT label)."
+    # the review: nine draws and one swap give 4 checks of up to 6, and the other draws qualify: said so
+    one_swap = {"candidates": [{**c, **(subs if c["rank"] == 5 else {})} for c in plain["candidates"]]}
+    ranks = certify.pick(one_swap, 3, per_source=True)
+    assert ranks == [1, 2, 3, 5]                 # (#4 is an invalid draw)
+    assert certify.passed_over(one_swap, ranks, top=6).endswith("4 checks of up to 6: the overall best and each kind's "
+                                                           "best, which overlap or are few (worth a check: 6 draws, "
+                                                           "1 swap).")
 
 
 def test_a_candidate_that_is_its_template_is_marked_and_not_checked_again():

@@ -75,10 +75,19 @@ def passed_over(run: dict, ranks: list[int], max_atoms: int = MAX_ATOMS, labelle
     span = f"#1 to #{last - 1}" if last > 2 else "#1"
     out = [f"Not checked among the candidates ranked better than #{last} ({span}): {why}."] if why else []
     if len(ranks) < top:
-        below = _reasons([c for c in run["candidates"] if c["rank"] > last], max_atoms, labelled)
         n = len(ranks)
-        out.append(f"{n} check{'s' * (n != 1)} of the {top} asked for: no other candidate qualifies"
-                   + (f" (below #{last}: {below})." if below else "."))
+        worth = [c for c in run["candidates"] if dft_eligibility(c, max_atoms, labelled) is None]
+        if any(c["rank"] not in ranks for c in worth):
+            # others qualify: per kind, each kind's best are taken, and they overlap the overall best
+            # or a kind has few worth a check (the review: "no other qualifies" was said of 6 that did)
+            kinds = {KIND_WORDS[k]: sum(source_of(c) == k for c in worth) for k in KIND_WORDS}
+            out.append(f"{n} check{'s' * (n != 1)} of up to {top}: the overall best and each kind's best, which "
+                       "overlap or are few (worth a check: " + ", ".join(f"{v} {k if v != 1 else k[:-1]}" for k, v in kinds.items())
+                       + ").")
+        else:
+            below = _reasons([c for c in run["candidates"] if c["rank"] > last], max_atoms, labelled)
+            out.append(f"{n} check{'s' * (n != 1)} of the {top} asked for: no other candidate qualifies"
+                       + (f" (below #{last}: {below})." if below else "."))
     return " ".join(out) or None
 
 
@@ -96,6 +105,9 @@ def max_checks(top: int, per_source: bool, n_sources: int = 2) -> int:
     """The most checks pick() can choose: with per_source it takes the union of each source's
     best `top` (which holds the overall best `top`), so up to `top` per source."""
     return top * (n_sources if per_source else 1)
+
+
+KIND_WORDS = {"generator": "draws", "substitution": "swaps"}      # source_of's kinds, as the page names them
 
 
 def source_of(c: dict) -> str:
@@ -191,6 +203,7 @@ class Batch:
     spares: list[int] = field(default_factory=list)    # next in line when a check relaxes into a known compound
     replaced: dict[int, int] = field(default_factory=dict)      # such a check's rank → the rank checked instead
     picked: int = 0                # how many of `ranks` pick() chose (the rest are replacements)
+    handled: set[int] = field(default_factory=set)      # ranks whose check (and replacement) the worker is through with
     asked: int = 0                 # the most pick() could have chosen (the estimate's "up to 6")
 
     def __post_init__(self):
@@ -214,7 +227,8 @@ class Certifier:
         page that sees it finished sees what followed too. spares: the next in line (best first);
         one is checked in place of each check that relaxed into a known compound, up to as many as
         were picked. A batch already running for the run is returned, with `after` added to it (a
-        second chain on one run would otherwise never hear that the checks ended)."""
+        second chain on one run would otherwise never hear that the checks ended). So an `after` that
+        starts checks of the same run again only adds itself: a next round is a new run (Chain)."""
         with self._lock:
             old = self.batches.get(run_id)
             if old is not None and not old.finished:
@@ -245,10 +259,13 @@ class Certifier:
                         return
                     rank = todo.pop(0)
                     busy[0] += 1
-                s = None
+                try:        # a store locked past its timeout: the check is run (again), never marked failed
+                    s = finished_check(self.verifier, b.run_id, rank)
+                except Exception:
+                    s = None
                 try:
                     # a finished check is skipped; a cancel also stops one still waiting for a free core
-                    if (s := finished_check(self.verifier, b.run_id, rank)) is None:
+                    if s is None:
                         s = self.verifier.run(b.run_id, rank, self.recipe, relaxed=b.relaxed,
                                               cancelled=b.cancel_flag.is_set)
                 except Exception as exc:        # one bad candidate must not stop the others
@@ -259,6 +276,7 @@ class Certifier:
                             b.replaced[rank] = new
                             b.ranks.append(new)
                             todo.append(new)
+                        b.handled.add(rank)
                         busy[0] -= 1
                         cond.notify_all()
 
@@ -315,7 +333,8 @@ class Certifier:
                 "picked": b.picked, "asked": b.asked or b.picked, "replaced": dict(b.replaced),
                 # a replacement comes as its check ends, so one without is final (a cancel aside)
                 "unreplaced": {r: "at most" if len(b.replaced) >= b.picked else "none left" for r in done
-                               if relaxed_into(st[r]) and r not in b.replaced} if not b.cancel_flag.is_set() else {},
+                               if r in b.handled and relaxed_into(st[r]) and r not in b.replaced}
+                if not b.cancel_flag.is_set() else {},
                 # a check running past the usual time: the countdown would only sit near zero
                 "overdue": bool(started) and time.time() - min(started) > per,
                 "running_s": time.time() - min(started) if started else 0.0,

@@ -112,13 +112,13 @@ def matcher() -> StructureMatcher:
     return StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)
 
 
-# A relaxed cell is "that known compound" only closer than novelty's tolerances: novelty scales the
-# volume away (a drawn cell is not at equilibrium), but a relaxed cell 10 % larger, or stretched
-# along one axis (walk 11: Au3Ni at c/a 1.22 "relaxed into" L1₂), is another crystal with another
-# DOS. Relaxed truth checks that novelty's matcher put on a labelled structure: the two DFT
-# calculations differ by a median 0.034 states/eV where these hold (90 pairs) and 0.172 where they
-# do not (32) (benchmarks/results/relaxed-match.json).
-RELAXED_VOLUME_TOL = 0.05          # volume per atom, relative
+# A relaxed cell is "that known compound" only closer than novelty's tolerances: novelty's matcher
+# (ltol 0.2, stol 0.3) pairs walk 11's Au3Ni stretched to c/a 1.22 with L1₂, another crystal with
+# another DOS. Two relaxed cells of one compound agree in shape; their volumes can differ by the
+# potential's error against the PBE cell the label was calculated on (layered VS2: 23 %), so the
+# volume is scaled away and reported beside the match (benchmarks/results/relaxed-match.json: the
+# two DFT curves lie a median 0.034 states/eV apart within 5 % of volume, 0.177 beyond it).
+RELAXED_VOLUME_TOL = 0.05          # volume per atom, relative: beyond it the card says the curves may differ
 
 
 def relaxed_matcher() -> StructureMatcher:
@@ -126,10 +126,14 @@ def relaxed_matcher() -> StructureMatcher:
 
 
 def same_compound(relaxed: Structure, known: Structure) -> bool:
-    """Whether a relaxed cell is the known structure itself: its volume per atom within
-    RELAXED_VOLUME_TOL and a match at relaxed_matcher's tolerances."""
-    ratio = (relaxed.volume / len(relaxed)) / (known.volume / len(known))
-    return abs(ratio - 1.0) <= RELAXED_VOLUME_TOL and bool(relaxed_matcher().fit(relaxed, known))
+    """Whether a relaxed cell is the known structure itself: a match at relaxed_matcher's
+    tolerances (shape and positions; the volume scaled away, volume_ratio says it)."""
+    return bool(relaxed_matcher().fit(relaxed, known))
+
+
+def volume_ratio(a: Structure, b: Structure) -> float:
+    """Volume per atom of a over b's."""
+    return (a.volume / len(a)) / (b.volume / len(b))
 
 
 def same_arrangement(a: Structure, b: Structure) -> bool:

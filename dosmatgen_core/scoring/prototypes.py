@@ -14,6 +14,7 @@ from functools import lru_cache
 from pymatgen.core import Structure
 
 _lock = threading.Lock()       # checks run in threads; a matcher is built once per formula type
+_unavailable: str | None = None      # why the library could not be read, once it could not
 
 
 @lru_cache(maxsize=1)
@@ -40,8 +41,15 @@ def _matcher(anonymous: str):
 def structure_type(s: Structure) -> dict | None:
     """{'aflow' (the prototype label), 'strukturbericht', 'mineral', 'pearson'} of the AFLOW
     prototype the cell matches, whatever its elements; None when none does."""
+    global _unavailable
     with _lock:
-        m = _matcher(s.composition.anonymized_formula)
+        if _unavailable:
+            return None
+        try:
+            m = _matcher(s.composition.anonymized_formula)
+        except ImportError as exc:       # a pymatgen without the library: said once, not retried per check
+            _unavailable = str(exc)
+            return None
     hits = m.get_prototypes(s) if m is not None else None
     if not hits:
         return None

@@ -31,7 +31,7 @@ from dosmatgen_core.labels.labeller import (
     label_isolated,
 )
 from dosmatgen_core.paths import DB_URL, LABEL_DIR
-from dosmatgen_core.scoring.evaluate import known_match, spacegroups
+from dosmatgen_core.scoring.evaluate import known_match, spacegroups, volume_ratio
 from dosmatgen_core.scoring.prototypes import structure_type
 from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL, POTENTIALS, relax
 from dosmatgen_core.scoring.twins import find_twin, rows_of_twin
@@ -387,9 +387,12 @@ class Verifier:
             # novelty was judged on the drawn cell; the curve is the relaxed cell's, which can be
             # a known compound (benchmarks.relaxed_novelty: 19 of 611 checks), judged as one relaxed
             # cell against another (evaluate.same_compound)
-            hit = known_match(to_structure(atoms_from_cif(line["cif"])), run["settings"].get("db_url") or DB_URL,
+            cell = to_structure(atoms_from_cif(line["cif"]))
+            hit = known_match(cell, run["settings"].get("db_url") or DB_URL,
                               skip={f"gen:{cache_key(cif, recipe)[:20]}"}, relaxed=True)
             result["relaxed_into"] = hit[0] if hit else None
+            if hit:       # the volumes of two relaxations of one compound can differ (the potential's error)
+                result["relaxed_into_volume_ratio"] = round(volume_ratio(cell, hit[1]), 4)
         self._set(run_id, rank, status="done", finished=time.time(), result=dumps(result))
         return self.status(run_id, rank)
 

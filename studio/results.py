@@ -417,13 +417,19 @@ def table_text(column: str, v) -> str:
     return str(v)
 
 
+def dft_seeds(run: dict) -> dict[tuple, dict]:
+    """(material id, site) → each seed of the run with a DFT curve and its match to the target: a
+    known site's stored label, or a checked candidate grown from (s['known'] False)."""
+    return {(s["material_id"], s["site"]): s for c in run["candidates"]
+            if (s := c.get("seed")) and "mae" in s and s.get("source", "DFT") == "DFT"}
+
+
 def seed_rows(run: dict) -> list[dict]:
     """The sites a seeded run grew from, as DFT table rows: a known site's stored DFT label against
     the target is what a search of the labels gives without generating (the lookup), the baseline a
     candidate has to beat; a candidate grown from (the next round) stands there with its DFT check,
     the parent to beat. A candidate seed scored only by the predictor has no DFT row."""
-    seeds = {(s["material_id"], s["site"]): s for c in run["candidates"]
-             if (s := c.get("seed")) and "mae" in s and s.get("source", "DFT") == "DFT"}
+    seeds = dft_seeds(run)
     return [{"candidate": "known site" if s.get("known", True) else "grown from", "formula": formula(s["formula"]),
              "DFT MAE": round(s["mae"], 3), "DFT cosine": round(s["cosine"], 3), "predicted MAE": None,
              "cell": (f"the lookup: stored DFT label of {studio.material_name(s['material_id'], s['formula'])} site "
@@ -445,8 +451,7 @@ def best_new_text(run: dict, dft: dict, new: dict[int, float]) -> str:
     kind = (dft.get(rank) or {}).get("result", {}).get("structure_type")
     text = (f"#{rank} · {formula(c['formula'])}" + (f", {short_name(kind)}" if kind else "")
             + (f", DFT cosine {cos:.3f}" if cos is not None else "") + ".")
-    seeds = {(s["material_id"], s["site"]): s for x in run["candidates"]
-             if (s := x.get("seed")) and "mae" in s and s.get("source", "DFT") == "DFT" and s.get("known", True)}
+    seeds = {k: s for k, s in dft_seeds(run).items() if s.get("known", True)}
 
     def name(s: dict) -> str:
         return f"{studio.material_name(s['material_id'], s['formula'])} site {s['site']} ({s['element']})"

@@ -221,8 +221,7 @@ def known_match(s: Structure, db_url: str | None = None, skip=(), relaxed: bool 
     if key in _match_memo:
         _match_memo.move_to_end(key)
         return _match_memo[key]
-    sm = matcher()
-    fits = (lambda a, b: same_compound(a, b)) if relaxed else sm.fit
+    fits = relaxed_matcher().fit if relaxed else matcher().fit     # relaxed: same_compound's test
     hit = None
     for mid, t in _known_by_formula(db_url).get(s.composition.reduced_formula, []):
         if mid not in skip and fits(s, t):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from pymatgen.core import Structure
 
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.candidates.runs import RunStore, dumps, structure_of
@@ -96,11 +97,11 @@ def relax_in_site_order(cif: str, potential: str = DEFAULT_POTENTIAL) -> tuple[s
                  "volume_ratio": r["structure"].volume / drawn.volume}
 
 
-def checked_type(cif: str) -> dict | None:
+def checked_type(cell: Structure) -> dict | None:
     """The checked cell's AFLOW structure type (prototypes.structure_type); None where it matches
     none or the matching fails (a name is not worth a check)."""
     try:
-        return structure_type(to_structure(atoms_from_cif(cif)))
+        return structure_type(cell)
     except Exception:
         return None
 
@@ -379,15 +380,15 @@ class Verifier:
                   "seconds": line["seconds"], "relax_seconds": relax_s, "recipe": line["recipe"], "dos_match": metrics}
         if line.get("twin_of") is not None:
             result["same_crystal_as"] = line["twin_of"]
+        cell = to_structure(atoms_from_cif(line["cif"]))      # the cell GPAW calculated, read once
         if relaxed:     # the checked cell's symmetry: a scientist knows F-43m GaP on sight, whatever the tables hold
-            result["spacegroup"] = spacegroups(to_structure(atoms_from_cif(line["cif"])))["0.1"]
+            result["spacegroup"] = spacegroups(cell)["0.1"]
         # and its structure type, named (walk 12: the "best new" AlP was zincblende, new only to the tables)
-        result["structure_type"] = checked_type(line["cif"])
+        result["structure_type"] = checked_type(cell)
         if relaxed and cand.get("novel"):
             # novelty was judged on the drawn cell; the curve is the relaxed cell's, which can be
             # a known compound (benchmarks.relaxed_novelty: 19 of 611 checks), judged as one relaxed
             # cell against another (evaluate.same_compound)
-            cell = to_structure(atoms_from_cif(line["cif"]))
             hit = known_match(cell, run["settings"].get("db_url") or DB_URL,
                               skip={f"gen:{cache_key(cif, recipe)[:20]}"}, relaxed=True)
             result["relaxed_into"] = hit[0] if hit else None

@@ -6,14 +6,17 @@ later runs reuse: the known structures by formula for the novelty check (18k MP 
 the reference db) and, for the relaxed DFT check, the relaxation potential. This bench starts a
 fresh process the way the app does (model, predictor, guide and reference db loaded first, as
 `studio.state.resources` does before any run), then runs the app's default request twice and
-times the relaxation potential's first load after them. The record's `cold_s` is what the page
-adds for each part not loaded yet (`pipeline.cold_parts`).
+times the relaxation potential's first load after them. Before the runs it parses the MP tables
+into an empty cache folder, as a first run does once per install (the parsed tables are then kept
+on disk). The record's `cold_s` is what the page adds for each part not loaded yet
+(`pipeline.cold_parts`).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -25,10 +28,11 @@ from dosmatgen_core.candidates import pipeline
 from dosmatgen_core.candidates.runs import RunStore
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.model.checkpoint import load_model
-from dosmatgen_core.paths import DB_URL, GUIDE_PATH, MODEL_PATH, PREDICTOR_PATH, ROOT
+from dosmatgen_core.paths import CACHE_DIR, DB_URL, GUIDE_PATH, MODEL_PATH, MP_CSVS, PREDICTOR_PATH, ROOT
 from dosmatgen_core.model.guide import load_guide
 from dosmatgen_core.scoring.predictor import load_predictor
 from dosmatgen_core.settings import SHIPPED
+from dosmatgen_core.training.dataset import load_unlabelled, mp_cache_path
 
 RESULTS = ROOT / "benchmarks" / "results" / "startup.json"
 
@@ -40,7 +44,18 @@ def run(log=print) -> dict:
     guide, db = load_guide(GUIDE_PATH), open_db(DB_URL)
     resources_s = time.perf_counter() - t
     log(f"resources (as the app loads them before a run): {resources_s:.1f} s")
-    assert set(pipeline.cold_parts(relaxed=True)) == set(pipeline.COLD_PARTS), "a part was loaded before the run"
+    assert {"novelty tables", "relaxation potential"} <= set(pipeline.cold_parts(relaxed=True)), \
+        "a part was loaded before the run"
+    # the MP tables parsed from their files into an empty folder; the runs then read the kept copy
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        load_unlabelled(MP_CSVS, cache_dir=tmp)
+        parse_s = time.perf_counter() - t
+        kept = mp_cache_path(MP_CSVS, CACHE_DIR)
+        if not kept.exists():
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(mp_cache_path(MP_CSVS, tmp), kept)
+    log(f"MP structures parsed: {parse_s:.1f} s")
     site = next(s for s in truth_sites(db, 30, 5) if s["n_atoms"] == SHIPPED.n_atoms)
     req_kw = dict(mode=SHIPPED.mode, n_atoms=site["n_atoms"], targets=[site["target"].tolist()],
                   seed_exclude=[site["material_id"]])
@@ -61,12 +76,14 @@ def run(log=print) -> dict:
     log(f"relaxation potential: {potential_s:.1f} s")
     return {"command": " ".join(["python -m benchmarks.startup", *sys.argv[1:]]), "commit": commit(),
             "machine": machine(), "load_average_at_start": round(load0, 2),
-            "note": "seconds; cold_s[novelty tables] = the first default run minus the second, in one process whose "
+            "note": "seconds; cold_s[MP structures parsed] = the MP tables parsed from their files (once per "
+                    "install: the parsed tables are kept on disk); cold_s[novelty tables] = the first default run minus the second, in one process whose "
                     "model, predictor, guide and reference db were loaded first (as the app's): the novelty "
                     "tables, mostly; potential_s = the relaxation potential's first load in that process",
             "site": f"{site['material_id']}#{site['site']}", "resources_s": round(resources_s, 1),
             "first_run_s": round(runs[0], 1), "second_run_s": round(runs[1], 1),
-            "cold_s": {"novelty tables": round(max(runs[0] - runs[1], 0.0), 1),
+            "cold_s": {"MP structures parsed": round(parse_s, 1),
+                       "novelty tables": round(max(runs[0] - runs[1], 0.0), 1),
                        "relaxation potential": round(potential_s, 1)}}
 
 

@@ -636,8 +636,9 @@ else:
                   if mode == "seeded" and not req_kw.get("grow_from") and studio.SHIPPED.top_up > 0 else "")
                + (" with the hull's relaxations" if req_kw.get("stability") else "")
                + f" ({studio.SCORING_FILE.name})"
-               + (f"; loading the {' and '.join(cold)} on this session's first run ({studio.STARTUP_FILE.name})"
-                  if cold else "")
+               + (f"; this session's first run also builds what later runs reuse: {', '.join(cold)}"
+                  + (" (once per install: the parsed tables are kept)" if "MP structures parsed" in cold else "")
+                  + f" ({studio.STARTUP_FILE.name})" if cold else "")
                + (f"; each DFT check about {studio.duration(studio.dft_seconds_prior(relaxed=dft_relaxed))} on a quiet "
                   "CPU (the timed app flow)" if dft_top and mode != "unconditional" else "") + ".")
 

@@ -206,10 +206,11 @@ def test_an_invalid_cell_is_neither_novel_nor_known():
     assert not o["structurally_valid"] and o["novel"] is None and o["matches"] is None
 
 
-def test_a_process_knows_which_tables_its_first_run_still_has_to_build():
+def test_a_process_knows_which_tables_its_first_run_still_has_to_build(monkeypatch):
     from dosmatgen_core.candidates import pipeline
     from dosmatgen_core.scoring import evaluate
     evaluate._known_by_formula.cache_clear()
+    monkeypatch.setattr(pipeline, "mp_tables_parsed", lambda: True)    # kept on disk (test_cachefiles)
     assert pipeline.cold_parts(relaxed=False) == ["novelty tables"]
     assert pipeline.cold_parts(relaxed=False, check_novelty=False) == []
     pipeline.warm_up("novelty tables")

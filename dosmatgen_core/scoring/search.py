@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dosmatgen_core import cachefiles
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.paths import CACHE_DIR
@@ -320,6 +321,13 @@ def _db_key(db_url: str) -> str:
     return hashlib.sha256(f"{INDEX_VERSION}:{stamp}".encode()).hexdigest()[:16]
 
 
+def index_path(db_url: str, cache_dir: str | Path) -> Path:
+    """The site index's file: named by the database file, keyed by its size and date (_db_key), so
+    a rebuilt database's index replaces the old one (cachefiles)."""
+    source = str(Path(db_url).resolve()) if Path(db_url).exists() else db_url
+    return cachefiles.cache_path(cache_dir, "site-index", cachefiles.digest(source, n=8), _db_key(db_url))
+
+
 _INDEXES: dict[str, SiteIndex] = {}
 
 
@@ -329,7 +337,7 @@ def site_index(db_url: str, cache_dir: str | Path | None = CACHE_DIR) -> SiteInd
     key = _db_key(str(db_url))
     if key in _INDEXES:
         return _INDEXES[key]
-    path = Path(cache_dir) / f"site-index-{key}.npz" if cache_dir else None
+    path = index_path(str(db_url), cache_dir) if cache_dir else None
     if path is not None and path.exists():
         z = np.load(path, allow_pickle=False)
         index = SiteIndex(z["material_ids"].astype(object), z["formulas"].astype(object), z["sites"],
@@ -340,14 +348,9 @@ def site_index(db_url: str, cache_dir: str | Path | None = CACHE_DIR) -> SiteInd
                 for row in db.db.select()]
         index = SiteIndex.from_rows(sorted(rows, key=lambda r: r[0]))
         if path is not None:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp.npz")
-                np.savez(tmp, material_ids=index.material_ids.astype(str), formulas=index.formulas.astype(str),
-                         sites=index.sites, elements=index.elements.astype(str), n_atoms=index.n_atoms,
-                         curves=index.curves)
-                tmp.replace(path)
-            except OSError:
-                pass      # a read-only cache costs a rebuild next time, nothing else
+            # a read-only cache costs a rebuild next time, nothing else
+            cachefiles.save_npz(path, material_ids=index.material_ids.astype(str), formulas=index.formulas.astype(str),
+                                sites=index.sites, elements=index.elements.astype(str), n_atoms=index.n_atoms,
+                                curves=index.curves)
     _INDEXES[key] = index
     return index

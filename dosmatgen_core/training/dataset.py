@@ -7,7 +7,6 @@ A parsed copy is cached under data/cache/ (git-ignored), keyed by the inputs' si
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import zlib
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 import torch
 
+from dosmatgen_core import cachefiles
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.model.diffusion import Batch
 from dosmatgen_core.paths import CACHE_DIR, MP_CSVS, missing_mp_tables
@@ -94,11 +94,28 @@ def load_labelled(shard_dirs: Iterable[str | Path]) -> list[Entry]:
     return [out[k] for k in sorted(out)]
 
 
+# the parsed tables' layout and rules (MAX_ATOMS, the Niggli cell): a change re-parses them
+MP_CACHE_VERSION = "2"
+
+
+def mp_cache_path(csv_paths: Iterable[str | Path], cache_dir: str | Path) -> Path:
+    """Where load_unlabelled keeps these tables parsed: named by the files and keyed by their
+    contents (cachefiles.files_digest), so a copy or a fresh mount of the same tables reuses it."""
+    csv_paths = [Path(p) for p in csv_paths if Path(p).exists()]
+    return cachefiles.cache_path(cache_dir, "mp", cachefiles.digest(*(str(p.resolve()) for p in csv_paths), n=8),
+                                 cachefiles.digest(MP_CACHE_VERSION, cachefiles.files_digest(csv_paths)))
+
+
+def mp_tables_parsed(csv_paths: Iterable[str | Path] = MP_CSVS, cache_dir: str | Path = CACHE_DIR) -> bool:
+    """Whether the MP tables are parsed on disk: else a process's first novelty check parses the
+    18k structures (minutes on 2 cores; benchmarks/startup.py times it)."""
+    return mp_cache_path(csv_paths, cache_dir).exists()
+
+
 def load_unlabelled(csv_paths: Iterable[str | Path], cache_dir: str | Path | None = None) -> list[Entry]:
     """All parseable, ordered structures of ≤ 20 atoms from the MP tables (cached)."""
     csv_paths = [Path(p) for p in csv_paths if Path(p).exists()]
-    key = hashlib.sha256("|".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in csv_paths).encode()).hexdigest()[:16]
-    cache = Path(cache_dir) / f"mp-{key}.npz" if cache_dir else None
+    cache = mp_cache_path(csv_paths, cache_dir) if cache_dir else None
     if cache and cache.exists():
         with np.load(cache, allow_pickle=False) as d:   # each d[key] reads the array anew: read once
             ids, offs, z, frac, lat = (d[k] for k in ("ids", "offsets", "z", "frac", "lattice"))
@@ -116,12 +133,11 @@ def load_unlabelled(csv_paths: Iterable[str | Path], cache_dir: str | Path | Non
                 continue
             entries.append(entry_from_atoms(r["material_id"], niggli_atoms(s)))
     entries.sort(key=lambda e: e.material_id)
-    if cache:
-        cache.parent.mkdir(parents=True, exist_ok=True)
+    if cache and entries:
         offs = np.cumsum([0] + [len(e.z) for e in entries])
-        np.savez(cache, ids=np.array([e.material_id for e in entries]), offsets=offs,
-                 z=np.concatenate([e.z for e in entries]), frac=np.concatenate([e.frac for e in entries]),
-                 lattice=np.stack([e.lattice for e in entries]))
+        cachefiles.save_npz(cache, ids=np.array([e.material_id for e in entries]), offsets=offs,
+                            z=np.concatenate([e.z for e in entries]), frac=np.concatenate([e.frac for e in entries]),
+                            lattice=np.stack([e.lattice for e in entries]))
     return entries
 
 

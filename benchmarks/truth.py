@@ -56,18 +56,19 @@ from ase.data import chemical_symbols
 from benchmarks.common import append_jsonl, machine, read_jsonl
 from benchmarks.generation import heldout_sites, spread_sites
 from dosmatgen_core import dos as dosmod
-from dosmatgen_core.candidates.seeding import find_seeds, seeded_specs, substitution_specs
+from dosmatgen_core.candidates.seeding import Seed, find_seeds, seeded_specs, substitution_specs
 from dosmatgen_core.labels.labeller import FAST_RECIPE, ShardWriter, iter_label_lines, supported_elements
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.model.checkpoint import load_model
 from dosmatgen_core.model.guide import load_guide
 from dosmatgen_core.paths import DB_URL, GUIDE_PATH, LABEL_DIR, MODEL_PATH, PREDICTOR_PATH, ROOT
 from dosmatgen_core.sampling import modes, sampler
-from dosmatgen_core.scoring.evaluate import evaluate_candidates, known_match
+from dosmatgen_core.scoring import certify
+from dosmatgen_core.scoring.evaluate import evaluate_candidates, known_match, unique_flags
 from dosmatgen_core.scoring.predictor import load_predictor
-from dosmatgen_core.scoring.search import SiteIndex
+from dosmatgen_core.scoring.search import SiteHit, SiteIndex
 from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL
-from dosmatgen_core.scoring.verify import dft_in_site_order, relax_in_site_order
+from dosmatgen_core.scoring.verify import dft_in_site_order, relax_in_site_order, relaxed_into
 from dosmatgen_core.settings import PRESET_ID, SHIPPED
 from dosmatgen_core.structures import Crystal, atoms_from_cif, to_structure
 
@@ -207,7 +208,7 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
     """CANDIDATES candidates of one method for one site, scored by the predictor; the top TOP
     novel, valid, calculable ones (by predicted MAE of their conditioned site). seeds: a seeded
     method's seeds, instead of the search's (a refinement grows from a checked candidate); top: how
-    many to keep."""
+    many to keep as candidates (the rest of the ranking are `spares`)."""
     method, by = seed_order(method)
     window = site.get("window")
     g = site.get("model_target", site["target"])      # the whole-grid curve the generator is given
@@ -255,10 +256,14 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
                      "predicted_cosine": ev["dos_match"][c]["cosine"] if ev.get("dos_match") else None,
                      "novel": bool(ev.get("novel")), "valid": bool(ev["structurally_valid"]),
                      "seed": sp.tag.get("seed")})
-    chosen = sorted([r for r in rows if r["ok"]], key=lambda r: r["predicted_mae"])[:top]
+    ranked = sorted([r for r in rows if r["ok"]], key=lambda r: r["predicted_mae"])
     return {"seconds": round(time.perf_counter() - t0, 1), "drawn": len(rows),
             "valid": sum(r["valid"] for r in rows), "novel": sum(r["novel"] for r in rows),
-            "candidates": [{k: v for k, v in r.items() if k not in ("ok", "k")} for r in chosen],
+            "candidates": [{k: v for k, v in r.items() if k not in ("ok", "k")} for r in ranked[:top]],
+            # the rest of the ranking, next in line when a check relaxes into a known compound (the
+            # app's spares: checks_with_replacements), and every draw's CIF key (redraw_spares' test)
+            "spares": [{k: v for k, v in r.items() if k not in ("ok", "k")} for r in ranked[top:]],
+            "draw_keys": [cif_key(r["cif"]) for r in rows],
             "seeds": [s.record() for s in seeds or []]}
 
 

@@ -379,9 +379,24 @@ def dft_seconds(top: int, per_s: float, workers: int | None = None) -> float:
 
 def status_line(p: dict, duration) -> str:
     """'DFT check of candidates #1, #2, #3: 1 of 3 done, ~2 min left' ('Relaxation and DFT check
-    ...' when each candidate is relaxed first; known candidates are not among them)."""
+    ...' when each candidate is relaxed first; known candidates are not among them): which checks,
+    how many landed, then the clauses that apply (unreplaced known compounds, failures, the time
+    left or the slow one, or what a cancel stops)."""
     n = len(p["ranks"])
     what = "Relaxation and DFT check" if p.get("relaxed") else "DFT check"
+    text = f"{what} of candidate{'s' * (n != 1)} {_which(p)}: {len(p['done'])} of {n} done"
+    text += _unreplaced(p)
+    if p["failed"]:
+        text += f", {len(p['failed'])} failed"
+    if p["active"] and not p["cancelled"]:
+        text += _time_left(p, duration)
+    elif p["cancelled"]:
+        text += _cancelled(p)
+    return text
+
+
+def _which(p: dict) -> str:
+    """The checks by rank: the top, each kind's best after them, and the replacements."""
     picked = p.get("picked") or len(p["ranks"])
     top = min(p.get("top") or picked, picked)
     which = ", ".join(f"#{r}" for r in p["ranks"][:top])
@@ -390,41 +405,51 @@ def status_line(p: dict, duration) -> str:
     if replaced := p.get("replaced"):   # spares checked in place of checks that relaxed into known compounds
         which += ", and " + ", ".join(f"#{new} in place of #{old}" for old, new in replaced.items()) + \
             f" (relaxed into {'a known compound' if len(replaced) == 1 else 'known compounds'})"
-    text = f"{what} of candidate{'s' * (n != 1)} {which}: {len(p['done'])} of {n} done"
-    if left := p.get("unreplaced"):        # said, or a walk counted three known compounds and one replacement
-        names = ", ".join(f"#{r}" for r in left)
-        one = len(left) == 1
-        text += (f"; {names} relaxed into {'a known compound' if one else 'known compounds'}"
-                 + (" too" if p.get("replaced") else "") + ", with "
-                 + ("no candidate worth a check left to take " + ("its" if one else "their") + " place"
-                    if "none left" in left.values() else
-                    f"no more replacements than the {picked} checks picked"))
-    if p["failed"]:
-        text += f", {len(p['failed'])} failed"
-    if p["active"] and not p["cancelled"]:
-        if not p.get("overdue"):
-            text += f", ~{duration(p['left_s'])} left"
-        else:
-            # the slow one's own clock, so that a line that stays put still shows it is alive
-            # its own clock only where it reads longer than the usual time ('~2 min (running for 2 min)' did not)
-            ran = duration(p["running_s"]) if p.get("running_s") else ""
-            slow = f"one is taking longer than the usual ~{duration(p['per_s'])}" + (
-                f" (running for {ran})" if ran and ran != duration(p["per_s"]) else "")
-            waiting = len(p["ranks"]) - len(p["done"]) - len(p["failed"])
-            if waiting > 1 and p["left_s"] > 0.15 * p["per_s"]:   # others still to run: their time, the slow one named
-                text += f", ~{duration(p['left_s'])} left; {slow}"
-            else:                                       # only the slow one: a countdown would sit near zero
-                text += f", {slow}"
-        if p.get("stages"):
-            text += "; now " + ", ".join(f"#{r} {what}" for r, what in sorted(p["stages"].items()))
-    elif p["cancelled"]:
-        # a GPAW run already started finishes (and becomes a label); only the ones not started stop
-        left = [r for r in p["ranks"] if r not in p["done"] + p["failed"] + p["running"]]
-        parts = []
-        if p["running"] and p["active"]:
-            parts.append(", ".join(f"#{r}" for r in p["running"]) + (" is" if len(p["running"]) == 1 else " are")
-                         + " already running and will finish")
-        if left:
-            parts.append(", ".join(f"#{r}" for r in left) + " will not start")
-        text += f" (cancelled: {'; '.join(parts)})" if parts else " (cancelled after every check had started)"
+    return which
+
+
+def _unreplaced(p: dict) -> str:
+    """Checks that relaxed into known compounds with none in their place, and why: said, or a walk
+    counted three known compounds and one replacement."""
+    if not (left := p.get("unreplaced")):
+        return ""
+    picked = p.get("picked") or len(p["ranks"])
+    one = len(left) == 1
+    return (f"; {', '.join(f'#{r}' for r in left)} relaxed into {'a known compound' if one else 'known compounds'}"
+            + (" too" if p.get("replaced") else "") + ", with "
+            + ("no candidate worth a check left to take " + ("its" if one else "their") + " place"
+               if "none left" in left.values() else
+               f"no more replacements than the {picked} checks picked"))
+
+
+def _time_left(p: dict, duration) -> str:
+    """A working batch's time left, or, past the usual time, the slow check's own clock (a countdown
+    would only sit near zero); then what each running check is doing."""
+    if not p.get("overdue"):
+        text = f", ~{duration(p['left_s'])} left"
+    else:
+        # its own clock only where it reads longer than the usual time ('~2 min (running for 2 min)' did not)
+        ran = duration(p["running_s"]) if p.get("running_s") else ""
+        slow = f"one is taking longer than the usual ~{duration(p['per_s'])}" + (
+            f" (running for {ran})" if ran and ran != duration(p["per_s"]) else "")
+        waiting = len(p["ranks"]) - len(p["done"]) - len(p["failed"])
+        if waiting > 1 and p["left_s"] > 0.15 * p["per_s"]:   # others still to run: their time, the slow one named
+            text = f", ~{duration(p['left_s'])} left; {slow}"
+        else:                                       # only the slow one
+            text = f", {slow}"
+    if p.get("stages"):
+        text += "; now " + ", ".join(f"#{r} {what}" for r, what in sorted(p["stages"].items()))
     return text
+
+
+def _cancelled(p: dict) -> str:
+    """What a cancel stops: a GPAW run already started finishes (and becomes a label); only the
+    ones not started stop."""
+    left = [r for r in p["ranks"] if r not in p["done"] + p["failed"] + p["running"]]
+    parts = []
+    if p["running"] and p["active"]:
+        parts.append(", ".join(f"#{r}" for r in p["running"]) + (" is" if len(p["running"]) == 1 else " are")
+                     + " already running and will finish")
+    if left:
+        parts.append(", ".join(f"#{r}" for r in left) + " will not start")
+    return f" (cancelled: {'; '.join(parts)})" if parts else " (cancelled after every check had started)"

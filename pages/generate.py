@@ -27,6 +27,7 @@ from studio import nav
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
 
 R = state.resources()
+state.warm_start()        # a fresh install parses the MP tables while the user picks a target
 CANDIDATE = "__candidate__"      # the template key of a candidate taken by its card's "Grow from this candidate"
 db, model, predictor = R["db"], R["model"], R["predictor"]
 store = state.store()

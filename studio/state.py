@@ -2,11 +2,12 @@
 structures, the job manager, the DFT verifier and certifier."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import streamlit as st
 
-from dosmatgen_core.candidates import rounds
+from dosmatgen_core.candidates import pipeline, rounds
 from dosmatgen_core.candidates.chain import Chain
 from dosmatgen_core.candidates.jobs import JobManager
 from dosmatgen_core.candidates.runs import RunStore
@@ -18,6 +19,7 @@ from dosmatgen_core.scoring.certify import Certifier
 from dosmatgen_core.scoring.predictor import load_predictor
 from dosmatgen_core.scoring.stability import Hull
 from dosmatgen_core.scoring.verify import Verifier
+from dosmatgen_core.training.dataset import mp_tables_parsed
 from dosmatgen_core.model.guide import load_guide
 from studio import catalogue
 from studio import shared as studio
@@ -104,6 +106,18 @@ def labelled_ids(db_url: str) -> frozenset[str]:
     """The ids of the reference db's labelled structures: a candidate that is one of them shows its
     stored DFT label, and is not checked again."""
     return frozenset(r["material_id"] for r in reference_rows(db_url))
+
+
+@st.cache_resource(show_spinner=False)
+def warm_start() -> threading.Thread | None:
+    """Once per server process, where no process has parsed the MP tables yet (a fresh install):
+    parse them in a background thread while the user picks a target, instead of in the first
+    Generate (140 s on 2 cores; startup.json). A run that starts before it ends waits for it."""
+    if missing_mp_tables() or mp_tables_parsed():
+        return None
+    t = threading.Thread(target=pipeline.warm_up, args=("MP structures parsed",), name="warm-mp-tables", daemon=True)
+    t.start()
+    return t
 
 
 @st.cache_resource(show_spinner="Reading the Materials Project structures that ship with the project…")

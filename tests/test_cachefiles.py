@@ -93,3 +93,42 @@ def test_the_first_run_counts_the_parse_only_where_no_process_kept_it(monkeypatc
     monkeypatch.setattr(evaluate, "known_tables_loaded", lambda: True)
     monkeypatch.setattr(pipeline, "mp_tables_parsed", lambda: False)
     assert pipeline.cold_parts(relaxed=False) == []
+
+
+def test_two_threads_build_the_mp_structures_once(monkeypatch):
+    """The app's warm-up thread and a run's first novelty check: the second waits for the first's
+    build instead of parsing the tables again beside it."""
+    import threading
+    import time
+    calls = []
+
+    def slow(paths, cache_dir=None):
+        calls.append(1)
+        time.sleep(0.3)
+        return []
+    monkeypatch.setattr(dataset, "load_unlabelled", slow)
+    dataset._mp_structures.cache_clear()
+    try:
+        threads = [threading.Thread(target=dataset.mp_structures) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert calls == [1]
+    finally:
+        dataset._mp_structures.cache_clear()      # the next caller reads the real tables
+
+
+def test_the_app_parses_the_tables_in_the_background_only_where_none_are_kept(monkeypatch):
+    from studio import state
+    asked = []
+    monkeypatch.setattr(pipeline, "warm_up", lambda part: asked.append(part))
+    monkeypatch.setattr(state, "mp_tables_parsed", lambda: True)
+    state.warm_start.clear()
+    assert state.warm_start() is None and asked == []
+    monkeypatch.setattr(state, "mp_tables_parsed", lambda: False)
+    state.warm_start.clear()
+    t = state.warm_start()
+    t.join(5)
+    assert asked == ["MP structures parsed"]
+    state.warm_start.clear()

@@ -8,6 +8,7 @@ A parsed copy is cached under data/cache/ (git-ignored), keyed by the inputs' si
 from __future__ import annotations
 
 import json
+import threading
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -206,10 +207,19 @@ def load_pack(path: str | Path, features: bool = False) -> tuple:
     return (out[:n_lab], out[n_lab:], meta, fea) if features else (out[:n_lab], out[n_lab:], meta)
 
 
-@lru_cache(maxsize=1)
+_mp_lock = threading.Lock()
+
+
 def mp_structures() -> tuple[tuple[str, "Structure"], ...]:
     """(material_id, pymatgen Structure) of every usable structure in the shared MP tables, built
-    once per process: novelty checks and the stability hull both look things up in it."""
+    once per process: novelty checks and the stability hull both look things up in it. Threads
+    wait for one build (the app's warm-up thread and a run's first novelty check)."""
+    with _mp_lock:
+        return _mp_structures()
+
+
+@lru_cache(maxsize=1)
+def _mp_structures() -> tuple[tuple[str, "Structure"], ...]:
     from pymatgen.core import Structure
 
     # an empty index would call everything novel and build hulls without MP's phases

@@ -160,7 +160,9 @@ def verifier(runs_path: str) -> Verifier:
 
 @st.cache_resource(show_spinner=False)
 def certifier(runs_path: str) -> Certifier:
-    return Certifier(verifier(runs_path), studio.dft_seconds_prior())
+    # the prior scaled by the CPU's other work when a batch starts, as the page's estimate is
+    return Certifier(verifier(runs_path), studio.dft_seconds_prior(),
+                     slowdown=lambda workers: studio.slowdown(workers, *studio.cpu_load()))
 
 
 def activity() -> tuple:

@@ -372,6 +372,30 @@ def test_a_check_running_past_the_usual_time_is_called_overdue():
     assert not cert.progress("r")["overdue"]
 
 
+def test_a_batch_started_beside_other_work_expects_the_slower_check():
+    """The usual time a check is measured against is the quiet prior scaled as the estimate is: a
+    walk's loaded CPU read "taking longer than the usual ~2 min" for checks the page had estimated
+    at 4."""
+    class Idle:
+        def status(self, run_id, rank):
+            return None
+    asked = []
+
+    def loaded(workers):
+        asked.append(workers)
+        return 2.0
+    cert = certify.Certifier(Idle(), prior_s=60.0, workers=2, slowdown=loaded)
+    cert._work = lambda b: None          # no checks: only the batch's expectations
+    b = cert.start("r", [1, 2, 3])
+    assert asked == [2] and b.prior_s == pytest.approx(120.0) and cert.progress("r")["per_s"] == pytest.approx(120.0)
+    quiet = certify.Certifier(Idle(), prior_s=60.0, workers=2, slowdown=lambda w: 0.5)     # never faster than quiet
+    quiet._work = lambda b: None
+    assert quiet.start("r", [1]).prior_s == pytest.approx(60.0)
+    broken = certify.Certifier(Idle(), prior_s=60.0, workers=2, slowdown=lambda w: 1 / 0)
+    broken._work = lambda b: None
+    assert broken.start("r", [1]).prior_s == pytest.approx(60.0)
+
+
 def test_dft_maes_count_stored_labels_of_known_candidates():
     from studio.results import dft_maes
     t = np.ones(400)

@@ -212,11 +212,15 @@ class Batch:
 
 class Certifier:
     """One per process (the app caches it). verifier: a scoring.verify.Verifier whose
-    concurrency is at least `workers`; prior_s: seconds per calculation before any has landed."""
+    concurrency is at least `workers`; prior_s: seconds per calculation on a quiet CPU, before any
+    has landed; slowdown(workers): how many times longer a check takes beside the CPU's other work
+    now (the app's estimate scales by the same factor), read as a batch starts, so that "taking
+    longer than the usual" under load compares with the loaded time, as the estimate did."""
 
-    def __init__(self, verifier, prior_s: float, workers: int | None = None, recipe: Recipe = FAST_RECIPE):
+    def __init__(self, verifier, prior_s: float, workers: int | None = None, recipe: Recipe = FAST_RECIPE,
+                 slowdown: Callable[[int], float] | None = None):
         self.verifier, self.prior_s, self.recipe = verifier, prior_s, recipe
-        self.workers = workers
+        self.workers, self.slowdown = workers, slowdown
         self.batches: dict[str, Batch] = {}
         self._lock = threading.Lock()      # a batch's afters against its finishing
 
@@ -235,11 +239,20 @@ class Certifier:
                 if after is not None:
                     old.afters.append(after)
                 return old
-            b = Batch(run_id, list(ranks), self.prior_s, self.workers or default_workers(len(ranks) or 1), relaxed,
+            workers = self.workers or default_workers(len(ranks) or 1)
+            b = Batch(run_id, list(ranks), self.prior_s * self._slowdown(workers), workers, relaxed,
                       top, afters=[after] if after is not None else [], spares=list(spares), asked=asked)
             self.batches[run_id] = b
         threading.Thread(target=self._work, args=(b,), daemon=True, name=f"dft-{run_id}").start()
         return b
+
+    def _slowdown(self, workers: int) -> float:
+        if self.slowdown is None:
+            return 1.0
+        try:
+            return max(1.0, float(self.slowdown(workers)))
+        except Exception:         # a load that cannot be read leaves the quiet prior, nothing worse
+            return 1.0
 
     def wait(self, run_id: str, poll: float = 1.0) -> None:
         while not self.batches[run_id].finished:

@@ -43,6 +43,7 @@ result. Every calculated candidate is also a label (data/labels/generated-*.json
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import subprocess
@@ -65,7 +66,7 @@ from dosmatgen_core.model.guide import load_guide
 from dosmatgen_core.paths import DB_URL, GUIDE_PATH, LABEL_DIR, MODEL_PATH, PREDICTOR_PATH, ROOT
 from dosmatgen_core.sampling import modes, sampler
 from dosmatgen_core.scoring import certify
-from dosmatgen_core.scoring.evaluate import evaluate_candidates, known_match, unique_flags
+from dosmatgen_core.scoring.evaluate import evaluate_candidates, known_match, matcher, unique_flags
 from dosmatgen_core.scoring.predictor import load_predictor
 from dosmatgen_core.scoring.search import SiteHit, SiteIndex
 from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL
@@ -205,11 +206,12 @@ def seed_order(method: str) -> tuple[str, str]:
 
 
 def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDIDATES, seeds=None,
-             top: int = TOP) -> dict:
+             top: int = TOP, novel_of: Callable | None = None) -> dict:
     """CANDIDATES candidates of one method for one site, scored by the predictor; the top TOP
     novel, valid, calculable ones (by predicted MAE of their conditioned site). seeds: a seeded
     method's seeds, instead of the search's (a refinement grows from a checked candidate); top: how
-    many to keep as candidates (the rest of the ranking are `spares`)."""
+    many to keep as candidates (the rest of the ranking are `spares`); novel_of: a structure's
+    novelty test instead of the reference db's (redraw_spares)."""
     method, by = seed_order(method)
     window = site.get("window")
     g = site.get("model_target", site["target"])      # the whole-grid curve the generator is given
@@ -248,7 +250,11 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
         cond = [int(next(iter(sp.tag["site_to_target"]))) for sp in specs]
     else:
         cond = [0] * len(specs)
-    evs = evaluate_candidates(structs, [{c: g} for c in cond], res["predictor"], db_url=DB_URL, window=window)
+    evs = evaluate_candidates(structs, [{c: g} for c in cond], res["predictor"], db_url=DB_URL, window=window,
+                              check_novelty=novel_of is None)
+    if novel_of is not None:
+        for s, ev in zip(structs, evs):
+            ev["novel"] = bool(novel_of(s)) if ev["structurally_valid"] else None
     rows = []
     for k, (s, ev, c, sp) in enumerate(zip(structs, evs, cond, specs)):
         ok = ev["structurally_valid"] and bool(ev.get("novel")) and _calculable(s) and np.isfinite(ev.get("dos_mae", np.nan))
@@ -406,21 +412,40 @@ def seeds_of(rec: dict, cifs: dict[str, str]) -> list[Seed] | None:
     return out or None
 
 
+@functools.lru_cache(maxsize=1)
+def generated_labels(db_url: str = DB_URL) -> frozenset:
+    """The reference db's checked candidates (gen:...): the bench's own checks among them."""
+    return frozenset(r.material_id for r in open_db(db_url).db.select() if str(r.material_id).startswith("gen:"))
+
+
 def redraw_spares(method: str, k: int, site: dict, rec: dict, res: dict, seed: int = 0,
                   candidates: int = CANDIDATES) -> dict:
     """The spares of a generated record made before records kept them: the same draws again (the
     seed run() gave them, the record's own seeds), ranked as generate ranks, less the record's
-    candidates. `reproduced`: every candidate of the record is among the redraws (the same CIF);
-    else the draws differ and the record gets no spares. For runs/truth/spares.jsonl, keyed as the
-    record (whose key, and so the cache, stays as it was). Novelty is judged against today's
-    reference db, as the app would judge them today."""
+    candidates. A redraw is the same crystals to float noise (the CIFs differ in their last
+    digits), so `reproduced` asks that each of the record's candidates is one of the redrawn ones
+    (the same formula and predicted MAE, StructureMatcher's fit); else the record gets no spares.
+    Novelty is judged as when the record was drawn: against the known structures less the
+    reference db's checked candidates (generated_labels), which since hold the bench's own checks
+    of these very draws (today's db would call every one of them known); `novel` and
+    `novel_recorded` say how many of the draws are new, now and as recorded. For
+    runs/truth/spares.jsonl, keyed as the record (whose key, and so the cache, stays as it was)."""
     t = time.perf_counter()
-    again = generate(method, site, res, seed + 1000 * k, candidates, seeds=seeds_of(rec, res["cifs"]), top=0)
-    picks = {cif_key(c["cif"]) for c in rec["candidates"]}
-    reproduced = picks <= set(again["draw_keys"])
-    return {"key": rec["key"], "reproduced": reproduced,
-            "spares": [c for c in again["spares"] if cif_key(c["cif"]) not in picks] if reproduced else [],
-            "seconds": round(time.perf_counter() - t, 1)}
+    skip = generated_labels()
+    again = generate(method, site, res, seed + 1000 * k, candidates, seeds=seeds_of(rec, res["cifs"]), top=0,
+                     novel_of=lambda s: known_match(s, DB_URL, skip=skip) is None)
+    fit, left, picks = matcher().fit, list(again["spares"]), []
+    for c in rec["candidates"]:
+        s = to_structure(atoms_from_cif(c["cif"]))
+        twin = next((r for r in left if r["formula"] == c["formula"] and abs(r["predicted_mae"] - c["predicted_mae"]) < 1e-3
+                     and fit(s, to_structure(atoms_from_cif(r["cif"])))), None)
+        if twin is None:
+            break
+        left.remove(twin)
+        picks.append(twin)
+    reproduced = len(picks) == len(rec["candidates"])
+    return {"key": rec["key"], "reproduced": reproduced, "spares": left if reproduced else [],
+            "novel": again["novel"], "novel_recorded": rec.get("novel"), "seconds": round(time.perf_counter() - t, 1)}
 
 
 class Pending(Exception):

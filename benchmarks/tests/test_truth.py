@@ -276,3 +276,116 @@ def test_a_windowed_target_is_searched_seeded_and_scored_on_its_window(seed_inde
     sp = seen["specs"][0]
     s = next(iter(sp.tag["site_to_target"]))
     assert sp.cond_mask[s] and np.allclose(sp.cond_dos[s], w["model_target"])        # the generator is given the completed curve
+
+
+# ---- the app's replacements (scoring/certify.py): a check that relaxed into a known compound ----
+
+def _cell(a: float, *els: str) -> str:
+    """A small cubic cell's CIF (rock salt's two sites, or CsCl-like), different per elements."""
+    return Structure(Lattice.cubic(a), list(els), [[0, 0, 0], [0.5, 0.5, 0.5]][:len(els)]).to(fmt="cif")
+
+
+def _replacement_case(monkeypatch, spare_known: bool = True):
+    """One site (target: ones), three picks and four spares by predicted MAE; pick #1 relaxed into
+    a known compound, and so (spare_known) does the first spare checked in its place; the spare
+    ranked between the picks' is a swap, and one spare copies pick #1's crystal (a copy's check
+    would be its better-ranked twin's). DFT rows: a known compound's row is far from the target,
+    the picks' rows off by 0.5, the second spare's exactly the target."""
+    target = np.ones(dos.NPTS)
+    picks = [{"cif": _cell(4.0, "Na", "Cl"), "formula": "NaCl", "site": 0, "predicted_mae": 0.10, "novel": True},
+             {"cif": _cell(4.2, "K", "Cl"), "formula": "KCl", "site": 0, "predicted_mae": 0.20, "novel": True},
+             {"cif": _cell(4.4, "Rb", "Br"), "formula": "RbBr", "site": 0, "predicted_mae": 0.30, "novel": True}]
+    spares = [{"cif": _cell(4.1, "Li", "F"), "formula": "LiF", "site": 0, "predicted_mae": 0.25, "novel": True,
+               "seed": {"material_id": "mp-1", "substitution": {"kind": "element"}}},
+              {"cif": _cell(4.0001, "Na", "Cl"), "formula": "NaCl", "site": 0, "predicted_mae": 0.35, "novel": True},
+              {"cif": _cell(3.5, "Cs", "I"), "formula": "CsI", "site": 0, "predicted_mae": 0.40, "novel": True},
+              {"cif": _cell(3.6, "Ag", "Au"), "formula": "AgAu", "site": 0, "predicted_mae": 0.45, "novel": True}]
+    known = {picks[0]["cif"]} | ({spares[0]["cif"]} if spare_known else set())
+    monkeypatch.setattr(truth, "relaxed_known", lambda calc: "mp-known" if calc and calc.get("cif") in known else None)
+
+    def result(c, off):
+        return {"site_dos": [list(target * (1 + off)), list(target)], "cif": c["cif"]}
+    cache = {truth.cif_key(c["cif"]): result(c, 5.0 if c["cif"] in known else 0.5) for c in picks}
+    done = {truth.cif_key(c["cif"]): result(c, 5.0 if c["cif"] in known else 0.0) for c in spares}
+    sites = [{"material_id": "a", "site": 0, "element": "Na", "n_atoms": 2, "target": target}]
+    return sites, picks, spares, cache, done
+
+
+def test_a_check_that_relaxed_into_a_known_compound_hands_its_place_to_the_next_in_line(monkeypatch):
+    """As the app's certifier (certify.check_in_turn): the next candidate worth a check of the
+    site's ranking (a copy of a better-ranked one is not) is checked in place of each check whose
+    relaxed cell is a known compound, a replacement that relaxes into one hands its place on too;
+    the summary keeps its as-picked numbers and adds the replaced ones, with the count."""
+    sites, picks, spares, cache, done = _replacement_case(monkeypatch)
+    got = truth.checks_with_replacements(picks, spares, cache, name="a#0")
+    by_rank = got["by_rank"]
+    assert [by_rank[r]["formula"] for r in got["ranks"]] == ["NaCl", "KCl", "RbBr"]      # the picks, best first
+    # from the cache alone: the replacement has no check yet
+    assert got["pending"] == [r for r, c in by_rank.items() if c["formula"] == "LiF"]
+    asked = []
+
+    def calc(c):
+        asked.append(c["formula"])
+        cache[truth.cif_key(c["cif"])] = done[truth.cif_key(c["cif"])]
+    got = truth.checks_with_replacements(picks, spares, cache, calc=calc, name="a#0")
+    assert asked == ["LiF", "CsI"]          # the copy of NaCl is passed over; nothing is checked twice
+    assert {by_rank[o]["formula"]: by_rank[n]["formula"] for o, n in got["replaced"].items()} == \
+        {"NaCl": "LiF", "LiF": "CsI"} and not got["pending"] and not got["unreplaced"]
+    per = {"seeded": {"a#0": {"candidates": picks, "seconds": 1.0, "drawn": 8}},
+           "lookup": {"a#0": {"candidates": [{"dft_mae": 0.2, "dft_cosine": 0.95, "novel": False}]}}}
+    out = truth.summarise(sites, per, cache, {"seeded": {"a#0": spares}})
+    m = out["methods"]["seeded"]
+    off = dos.mae(np.ones(dos.NPTS), np.full(dos.NPTS, 1.5))
+    assert m["dft_mae_best_of_3_novel_after_relaxation"] == pytest.approx(off) and off > 0.1      # as picked: unchanged
+    assert m["dft_mae_best_of_3_novel_after_relaxation_with_replacements"] == pytest.approx(0.0)     # CsI
+    assert m["share_cosine_0.9_novel_after_relaxation_with_replacements"] == 1.0
+    assert (m["replacement_checks"], m["replacement_checks_relaxed_into_known"], m["checks_relaxed_into_known_unreplaced"]) \
+        == (2, 1, 0)
+    assert m["sites_complete_with_replacements"] == 1 and m["lookup_dft_mae_same_sites_with_replacements"] == pytest.approx(0.2)
+    reps = out["per_site"][0]["methods"]["seeded"]["replacements"]
+    assert [(r["in_place_of"], r.get("in_place_of_pick"), r["formula"]) for r in reps] == [("NaCl", 1, "LiF"), ("LiF", None, "CsI")]
+    assert reps[0]["in_place_of_relaxed_into"] == "mp-known" and reps[0]["relaxed_into"] == "mp-known"
+    # without the spares (none cached) the site is left out of the replaced numbers, not counted as it was
+    m = truth.summarise(sites, per, cache, {"seeded": {"a#0": None}})["methods"]["seeded"]
+    assert m["sites_complete_with_replacements"] == 0 and list(m["sites_with_replacements_pending"]) == ["a#0"]
+    assert m["dft_mae_best_of_3_novel_after_relaxation_with_replacements"] is None
+
+
+def test_a_replacement_waits_for_its_check_and_there_are_no_more_than_were_picked(monkeypatch):
+    sites, picks, spares, cache, done = _replacement_case(monkeypatch, spare_known=True)
+    per = {"seeded": {"a#0": {"candidates": picks, "seconds": 1.0, "drawn": 8}}}
+    m = truth.summarise(sites, per, cache, {"seeded": {"a#0": spares}})["methods"]["seeded"]
+    assert m["sites_complete_with_replacements"] == 0 and "a#0" in m["sites_with_replacements_pending"]
+    assert m["sites_complete"] == 1          # the as-picked numbers do not wait for it
+    # one pick: at most one replacement, whatever it relaxed into
+    cache.update(done)
+    got = truth.checks_with_replacements(picks[:1], spares, cache, name="a#0")
+    assert [got["by_rank"][n]["formula"] for n in got["replaced"].values()] == ["LiF"]
+    assert list(got["unreplaced"].values()) == ["at most"]
+    # a site none of whose checks relaxed into a known compound needs no spares at all
+    clean = {k: {**v, "cif": "unknown"} for k, v in cache.items()}
+    m = truth.summarise(sites, per, clean, {"seeded": {"a#0": None}})["methods"]["seeded"]
+    assert m["sites_complete_with_replacements"] == 1 and m["replacement_checks"] == 0
+    assert m["dft_mae_best_of_3_novel_after_relaxation_with_replacements"] == m["dft_mae_best_of_3_novel_after_relaxation"]
+
+
+def test_a_record_without_spares_is_redrawn_and_keeps_its_key(monkeypatch):
+    """An old record kept its top 3 only: the same draws again give its spares, provided each of
+    its candidates is among them (a redraw differs in the CIF's last digits); else none."""
+    rec = {"key": "tag/seeded_steered/a#0", "novel": 5,
+           "candidates": [{"cif": _cell(4.0, "Na", "Cl"), "formula": "NaCl", "predicted_mae": 0.1}]}
+    redrawn = [{"cif": _cell(4.0000001, "Na", "Cl"), "formula": "NaCl", "predicted_mae": 0.1000001},
+               {"cif": _cell(3.5, "Cs", "I"), "formula": "CsI", "predicted_mae": 0.4}]
+    seen = {}
+
+    def fake_generate(method, site, res, seed, n_draw, seeds=None, top=3, novel_of=None):
+        seen.update(method=method, seed=seed, top=top)
+        return {"spares": redrawn[top:], "novel": 2, "candidates": redrawn[:top]}
+    monkeypatch.setattr(truth, "generate", fake_generate)
+    monkeypatch.setattr(truth, "generated_labels", lambda: frozenset())
+    got = truth.redraw_spares("seeded_steered", 2, {"material_id": "a", "site": 0}, rec, {"cifs": {}})
+    assert seen == {"method": "seeded_steered", "seed": 2000, "top": 0}        # run()'s seed for site 2
+    assert got["key"] == rec["key"] and got["reproduced"] and [c["formula"] for c in got["spares"]] == ["CsI"]
+    redrawn[0]["predicted_mae"] = 0.2          # another crystal: the draws are not the record's
+    got = truth.redraw_spares("seeded_steered", 2, {"material_id": "a", "site": 0}, rec, {"cifs": {}})
+    assert not got["reproduced"] and got["spares"] == []

@@ -604,44 +604,62 @@ problems = checks.request_problems({**req_kw, "dft_top": dft_top,
                                     **({"dft_rounds": dft_rounds} if dft_top and mode != "unconditional" else {})})
 
 # ---- cost up front ----------------------------------------------------------------------------
-if problems:      # an estimate of settings that cannot run would only mislead
-    st.info("The estimated time shows once the settings above can run.")
-else:
-    load, cpus = state.cpu_load()
-    e = estimate(mode, req_kw["n_candidates"], req_kw["steps"], req_kw["particles"],
-                 substitutions=req_kw.get("substitutions", False), grow_from=bool(req_kw.get("grow_from")),
-                 stability=bool(req_kw.get("stability")), dft_top=dft_top, dft_relaxed=dft_relaxed,
-                 per_source=bool(dft_per_source and two_sources), load=load, cpus=cpus)
-    est, dft_est, n_checks, n_scored, cold, rates = e.seconds, e.dft_seconds, e.n_checks, e.n_scored, e.cold, e.rates
-    sr = rates["steered_row"]
-    gpu = req_kw["device"] == "cuda" or (req_kw["device"] == "auto" and torch.cuda.is_available())
-    # the estimate in plain words; how it was made (measured rates and their records) under it
-    st.info(f"Estimated time: **about {studio.duration(est)}** to generate and score the candidates on "
-            + ("the GPU (timed on a CPU, so expect less)" if gpu else "this CPU") + "."
-            + (f" Then a DFT check of the top {dft_top}" + (f" and of the best {dft_top} of each kind, the model's draws and the swaps (up to {n_checks})"
-                                                              if n_checks > dft_top else "")
-               + f", about {studio.duration(dft_est)}, "
-               "in the background." if dft_top and mode != "unconditional" else "")
-            + (f" Then up to {dft_rounds} further round{'s' * (dft_rounds > 1)} while the best DFT cosine stays below "
-               f"{rounds.BAR}, about {studio.duration(est + dft_est)}" + (" each" if dft_rounds > 1 else "") + "."
-               if dft_top and dft_rounds and mode != "unconditional" else "")
-            + studio.busy_note(e.load, e.cpus, e.gen_x, e.dft_x if dft_top and mode != "unconditional" else 1.0))
-    st.caption(f"How it is estimated: {sr['seconds']:.1f} s for {sr['candidates']} DOS-steered candidates of 4–7 atoms "
-               f"at {sr['steps']} denoising steps and {rates['plain_row']['seconds']:.1f} s without steering "
-               f"({rates['source']}), scaled by candidates, steps and steering trajectories"
-               + ("; one unconditioned sample per candidate is drawn as the baseline" if mode != "unconditional" else "")
-               # a seed gives as many swaps as it has same-group partners, so their number is a ceiling
-               + f"; scoring {'up to ' if mode == 'seeded' and req_kw.get('substitutions') else ''}{n_scored} structures"
-               # the second batch is drawn only when the first holds too few new crystals (top-up.json: 2 of 61 sites)
-               + (" (a second batch, when too few draws are new crystals, adds about half)"
-                  if mode == "seeded" and not req_kw.get("grow_from") and studio.SHIPPED.top_up > 0 else "")
-               + (" with the hull's relaxations" if req_kw.get("stability") else "")
-               + f" ({studio.SCORING_FILE.name})"
-               + (f"; this session's first run also builds what later runs reuse: {', '.join(cold)}"
-                  + (" (once per install: the parsed tables are kept)" if "MP structures parsed" in cold else "")
-                  + f" ({studio.STARTUP_FILE.name})" if cold else "")
-               + (f"; each DFT check about {studio.duration(studio.dft_seconds_prior(relaxed=dft_relaxed))} on a quiet "
-                  "CPU (the timed app flow)" if dft_top and mode != "unconditional" else "") + ".")
+# a fresh install parses the MP tables in the background (state.warm_start): while it works, the
+# estimate counts what is left of it and redraws every few seconds; once it ends, the page redraws
+warming = state.warm_start()
+parsing_s = warming.running_s() if warming is not None else None
+
+
+@st.fragment(run_every=5.0 if parsing_s is not None else None)
+def cost_up_front():
+    running = warming.running_s() if warming is not None else None
+    if parsing_s is not None and running is None:
+        st.rerun(scope="app")
+    if problems:      # an estimate of settings that cannot run would only mislead
+        st.info("The estimated time shows once the settings above can run.")
+    else:
+        load, cpus = state.cpu_load()
+        e = estimate(mode, req_kw["n_candidates"], req_kw["steps"], req_kw["particles"],
+                     substitutions=req_kw.get("substitutions", False), grow_from=bool(req_kw.get("grow_from")),
+                     stability=bool(req_kw.get("stability")), dft_top=dft_top, dft_relaxed=dft_relaxed,
+                     per_source=bool(dft_per_source and two_sources), load=load, cpus=cpus,
+                     under_way={"MP structures parsed": running} if running is not None else None)
+        est, dft_est, n_checks, n_scored, cold, rates = e.seconds, e.dft_seconds, e.n_checks, e.n_scored, e.cold, e.rates
+        sr = rates["steered_row"]
+        gpu = req_kw["device"] == "cuda" or (req_kw["device"] == "auto" and torch.cuda.is_available())
+        # the estimate in plain words; how it was made (measured rates and their records) under it
+        st.info(f"Estimated time: **about {studio.duration(est)}** to generate and score the candidates on "
+                + ("the GPU (timed on a CPU, so expect less)" if gpu else "this CPU") + "."
+                + (f" Then a DFT check of the top {dft_top}" + (f" and of the best {dft_top} of each kind, the model's draws and the swaps (up to {n_checks})"
+                                                                  if n_checks > dft_top else "")
+                   + f", about {studio.duration(dft_est)}, "
+                   "in the background." if dft_top and mode != "unconditional" else "")
+                + (f" Then up to {dft_rounds} further round{'s' * (dft_rounds > 1)} while the best DFT cosine stays below "
+                   f"{rounds.BAR}, about {studio.duration(est + dft_est)}" + (" each" if dft_rounds > 1 else "") + "."
+                   if dft_top and dft_rounds and mode != "unconditional" else "")
+                + studio.busy_note(e.load, e.cpus, e.gen_x, e.dft_x if dft_top and mode != "unconditional" else 1.0))
+        st.caption(f"How it is estimated: {sr['seconds']:.1f} s for {sr['candidates']} DOS-steered candidates of 4–7 atoms "
+                   f"at {sr['steps']} denoising steps and {rates['plain_row']['seconds']:.1f} s without steering "
+                   f"({rates['source']}), scaled by candidates, steps and steering trajectories"
+                   + ("; one unconditioned sample per candidate is drawn as the baseline" if mode != "unconditional" else "")
+                   # a seed gives as many swaps as it has same-group partners, so their number is a ceiling
+                   + f"; scoring {'up to ' if mode == 'seeded' and req_kw.get('substitutions') else ''}{n_scored} structures"
+                   # the second batch is drawn only when the first holds too few new crystals (top-up.json: 2 of 61 sites)
+                   + (" (a second batch, when too few draws are new crystals, adds about half)"
+                      if mode == "seeded" and not req_kw.get("grow_from") and studio.SHIPPED.top_up > 0 else "")
+                   + (" with the hull's relaxations" if req_kw.get("stability") else "")
+                   + f" ({studio.SCORING_FILE.name})"
+                   + (f"; this session's first run also builds what later runs reuse: {', '.join(cold)}"
+                      + (" (once per install: the parsed tables are kept)" if "MP structures parsed" in cold else "")
+                      + f" ({studio.STARTUP_FILE.name})" if cold else "")
+                   + (f"; each DFT check about {studio.duration(studio.dft_seconds_prior(relaxed=dft_relaxed))} on a quiet "
+                      "CPU (the timed app flow)" if dft_top and mode != "unconditional" else "") + ".")
+    if running is not None:
+        st.caption(f"The Materials Project structures are being parsed in the background, once per install "
+                   f"({studio.duration(running)} so far): the estimate counts what is left of it.")
+
+
+cost_up_front()
 
 # ---- 4. generate ------------------------------------------------------------------------------
 st.header("4 · Generate", anchor="generate")

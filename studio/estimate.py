@@ -27,9 +27,11 @@ class Estimate:
 
 def estimate(mode: str, n_candidates: int, steps: int, particles: int, substitutions: bool = False,
              grow_from: bool = False, stability: bool = False, dft_top: int = 0, dft_relaxed: bool = True,
-             per_source: bool = False, load: float | None = None, cpus: int | None = None) -> Estimate:
+             per_source: bool = False, load: float | None = None, cpus: int | None = None,
+             under_way: dict[str, float] | None = None) -> Estimate:
     """The time a run with these settings takes here now; load, cpus: the CPU's other work
-    (default: read now, studio.cpu_load)."""
+    (default: read now, studio.cpu_load); under_way: seconds a cold part has already been building
+    in the background (the app's parse of the MP tables), so that only what is left counts."""
     rates = studio.timing_rates()
     seconds = studio.estimate_seconds(n_candidates, steps, particles, baseline=mode != "unconditional", rates=rates)
     # scored: the drawn candidates, up to as many substitutions (of both kinds, grown from a candidate),
@@ -39,13 +41,14 @@ def estimate(mode: str, n_candidates: int, steps: int, particles: int, substitut
     seconds += studio.scoring_seconds(n_scored, stability=bool(stability))
     # a fresh process's first run also builds tables that later runs reuse (startup.json)
     cold = tuple(pipeline.cold_parts(relaxed=False))
-    seconds += studio.startup_seconds(list(cold))
+    if load is None or cpus is None:
+        load, cpus = studio.cpu_load()
+    gen_x = studio.sampling_slowdown(load, cpus)
+    for part in cold:       # the background's seconds were loaded ones: in quiet seconds, fewer
+        seconds += max(0.0, studio.startup_seconds([part]) - (under_way or {}).get(part, 0.0) / gen_x)
     n_checks = certify.max_checks(dft_top, per_source=bool(per_source and two_sources)) if mode != "unconditional" else 0
     dft_cold = pipeline.cold_parts(relaxed=bool(n_checks and dft_relaxed), check_novelty=False)
     dft = (certify.dft_seconds(n_checks, studio.dft_seconds_prior(relaxed=dft_relaxed)) + studio.startup_seconds(dft_cold)
            if n_checks else 0.0)
-    if load is None or cpus is None:
-        load, cpus = studio.cpu_load()
-    gen_x = studio.sampling_slowdown(load, cpus)
     dft_x = studio.slowdown(default_workers(max(n_checks, 1)), load, cpus)
     return Estimate(seconds * gen_x, dft * dft_x, n_scored, n_checks, cold, gen_x, dft_x, load, cpus, rates)

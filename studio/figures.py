@@ -41,6 +41,12 @@ def plot_config(filename: str) -> dict:
 BAND_ALPHA = 0.18      # the ensemble-spread band: the predicted curve's colour, faint
 
 
+def rgba(hex_colour: str, alpha: float) -> str:
+    """'#1f77b4', 0.18 → 'rgba(31,119,180,0.18)'."""
+    h = hex_colour.lstrip("#")
+    return f"rgba({int(h[0:2], 16)},{int(h[2:4], 16)},{int(h[4:6], 16)},{alpha:g})"
+
+
 def band_name(c: dict) -> str:
     """The band's legend: calibrated on DFT when the run's spreads are (predictor.spread_calibration:
     the raw spread of three members held the DFT curve at 19 % of energies, not 68 %), else that it
@@ -170,8 +176,10 @@ def dos_figure(curves: list[dict], title: str = "", height: int = 300, wrap: int
             group = f"band{k}"
             fig.add_trace(go.Scatter(x=dosmod.GRID, y=lo, mode="lines", line=dict(width=0), hoverinfo="skip",
                                      legendgroup=group, showlegend=False))
+            # the alpha in the fill colour itself: plotly.js 3 drew a filled trace's `opacity` solid, and
+            # the band hid the DFT curve under it (walk 13)
             fig.add_trace(go.Scatter(x=dosmod.GRID, y=hi, mode="lines", line=dict(width=0), fill="tonexty",
-                                     fillcolor=PALETTE["predicted"]["color"], opacity=BAND_ALPHA,
+                                     fillcolor=rgba(PALETTE["predicted"]["color"], BAND_ALPHA),
                                      hoverinfo="skip", legendgroup=group, name=legend_name(band_name(c), wrap)))
         fig.add_trace(go.Scatter(x=dosmod.GRID, y=shown_y(c), name=legend_name(c["name"], wrap), mode="lines",
                                  line=line, opacity=0.6 if style == "baseline" else 1.0))

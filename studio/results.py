@@ -198,9 +198,24 @@ def known_symmetry_text(c: dict) -> str:
     if c.get("novel") is not False or not known or not own or known == own:
         return ""
     name = studio.material_name(str(c["matches"]), c["formula"]) if c.get("formula") else c["matches"]
+    # more operations than the known structure's: near a more symmetric arrangement, not distorted
+    # (a walk's BaTiO3 copy read cubic Pm-3m beside R3m and was called distorted)
+    ours, theirs = group_order(own), group_order(known)
+    how = ("is distorted enough to read" if ours is None or theirs is None or ours < theirs else
+           "sits close enough to a more symmetric arrangement to read" if ours > theirs else "reads")
     return (f"Matches {name} ({known}) within StructureMatcher's tolerances (lattice 20 %, sites "
             f"0.3 of the mean spacing, angles 5°), which are looser than the 0.1 Å symmetry search: this copy "
-            f"is distorted enough to read {own}.")
+            f"{how} {own}.")
+
+
+def group_order(spacegroup: str) -> int | None:
+    """The number of symmetry operations of 'Pm-3m (221)' (48), or None where no number is given."""
+    from pymatgen.symmetry.groups import SpaceGroup     # the symmetry tables, only for this wording
+    m = re.search(r"\((\d+)\)\s*$", spacegroup or "")
+    try:
+        return SpaceGroup.from_int_number(int(m.group(1))).order if m else None
+    except (ValueError, KeyError):
+        return None
 
 
 def as_drawn_text(c: dict) -> str:
@@ -930,8 +945,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                     st.download_button(label, data, name, key=f"{label}{stem}", on_click="ignore")
             if d and d.get("status") == "done" and (d.get("result") or {}).get("relaxed"):
                 # the DFT curve is this cell's, not the drawn one's above
-                st.download_button("CIF of the relaxed cell that DFT calculated", d["result"]["cif"],
-                                   f"{stem}_relaxed.cif", key=f"c6{stem}")
+                st.download_button("CIF of the relaxed cell that DFT calculated", runsmod.cif_file(d["result"]["cif"]),
+                                   f"{stem}_relaxed.cif", key=f"c6{stem}", on_click="ignore")
             if grow is not None and c["site_to_target"]:
                 st.button("Grow from this candidate", key=f"grow{stem}", on_click=grow, args=(grow_source(run, c, d),),
                           help="The next round around this candidate (its DFT-checked cell once it has one), its "

@@ -3,6 +3,8 @@ structures, the job manager, the DFT verifier and certifier."""
 from __future__ import annotations
 
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -108,8 +110,19 @@ def labelled_ids(db_url: str) -> frozenset[str]:
     return frozenset(r["material_id"] for r in reference_rows(db_url))
 
 
+@dataclass
+class WarmStart:
+    """The background parse of the MP tables: its thread and when it began."""
+    thread: threading.Thread
+    started: float
+
+    def running_s(self) -> float | None:
+        """Seconds it has worked, while it works; None once it has ended."""
+        return time.time() - self.started if self.thread.is_alive() else None
+
+
 @st.cache_resource(show_spinner=False)
-def warm_start() -> threading.Thread | None:
+def warm_start() -> WarmStart | None:
     """Once per server process, where no process has parsed the MP tables yet (a fresh install):
     parse them in a background thread while the user picks a target, instead of in the first
     Generate (140 s on 2 cores; startup.json). A run that starts before it ends waits for it."""
@@ -117,7 +130,7 @@ def warm_start() -> threading.Thread | None:
         return None
     t = threading.Thread(target=pipeline.warm_up, args=("MP structures parsed",), name="warm-mp-tables", daemon=True)
     t.start()
-    return t
+    return WarmStart(t, time.time())
 
 
 @st.cache_resource(show_spinner="Reading the Materials Project structures that ship with the project…")

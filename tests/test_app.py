@@ -508,6 +508,8 @@ def test_run_zip_legends_and_top_k(tmp_path):
     assert len(shaded) == 1 and shaded[0].name == (f"predicted for candidate #{c['rank']} ± 1σ (ensemble spread "
                                                    "calibrated on DFT)")
     assert np.allclose(np.asarray(shaded[0].y) - np.asarray(c["predicted_dos"])[0], band)
+    # faint, so the DFT curve under it shows: the alpha is the fill's own (a trace opacity drew it solid)
+    assert shaded[0].fillcolor == f"rgba(31,119,180,{viz.BAND_ALPHA:g})" and shaded[0].opacity in (None, 1)
     # the band is the calibrated spread (benchmarks.band_calibration), and the run says so; a run
     # stored before the calibration (none in its settings) says its band is not calibrated
     k, floor = run["settings"]["spread_calibration"]
@@ -954,6 +956,25 @@ def test_a_runs_estimate_counts_its_checks_and_scales_for_the_cpus_other_work():
     assert busy.dft_seconds == pytest.approx(quiet.dft_seconds * 2.0)      # two checks share two cores with two busy
     plain = estimate("unconditional", 20, 100, 1, dft_top=3, load=0.0, cpus=2)
     assert plain.n_checks == 0 and plain.dft_seconds == 0.0 and plain.n_scored == 20 and plain.seconds < quiet.seconds
+
+
+def test_the_estimate_counts_only_what_is_left_of_a_parse_under_way_in_the_background(monkeypatch):
+    """Walk 13: a fresh install's page said 16 min while the MP tables were parsed in the background,
+    and still 16 min after the parse had ended."""
+    from dosmatgen_core.candidates import pipeline
+    from studio.estimate import estimate
+    monkeypatch.setattr(pipeline, "cold_parts", lambda relaxed, check_novelty=True:
+                        ["MP structures parsed", "novelty tables"] if check_novelty else [])
+    parse = studio.startup_seconds(["MP structures parsed"])
+    assert parse > 60                                   # the record's quiet parse (startup.json)
+    for load in (0.0, 2.0):
+        fresh = estimate("seeded", 8, 100, 4, substitutions=True, load=load, cpus=2)
+        half = estimate("seeded", 8, 100, 4, substitutions=True, load=load, cpus=2,
+                        under_way={"MP structures parsed": 60.0})
+        done = estimate("seeded", 8, 100, 4, substitutions=True, load=load, cpus=2,
+                        under_way={"MP structures parsed": 1e4})
+        assert fresh.seconds - half.seconds == pytest.approx(60.0)        # its wall seconds, whatever the load
+        assert fresh.seconds - done.seconds == pytest.approx(parse * fresh.gen_x)   # never below nothing
 
 
 def test_the_sampling_estimate_follows_the_measured_slowdown(tmp_path):

@@ -128,7 +128,7 @@ def test_the_app_parses_the_tables_in_the_background_only_where_none_are_kept(mo
     assert state.warm_start() is None and asked == []
     monkeypatch.setattr(state, "mp_tables_parsed", lambda: False)
     state.warm_start.clear()
-    t = state.warm_start()
-    t.join(5)
-    assert asked == ["MP structures parsed"]
+    w = state.warm_start()
+    w.thread.join(5)
+    assert asked == ["MP structures parsed"] and w.running_s() is None
     state.warm_start.clear()

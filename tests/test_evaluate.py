@@ -91,8 +91,13 @@ def test_a_distorted_copy_of_a_known_structure_names_the_known_ones_space_group(
     text = known_symmetry_text(o)
     assert "mp-22905 (Fm-3m (225))" in text and o["spacegroup"]["0.1"] in text
     assert known_symmetry_text({**o, "formula": "LiCl"}).startswith("Matches LiCl · mp-22905 (Fm-3m (225))")
+    assert "is distorted enough to read" in text           # a strained rock salt has fewer operations
     (same,) = evaluate.evaluate_candidates([known], [{}])
     assert same["matches_spacegroup"] == same["spacegroup"]["0.1"] and known_symmetry_text(same) == ""
+    # walk 13: a BaTiO3 copy read cubic beside the known R3m: more symmetric, not distorted
+    cubic = {**o, "matches_spacegroup": "R3m (160)", "spacegroup": {"0.1": "Pm-3m (221)"}}
+    assert known_symmetry_text(cubic).endswith("this copy sits close enough to a more symmetric arrangement to "
+                                               "read Pm-3m (221).")
 
 
 def test_spacegroups_at_two_tolerances():

@@ -298,5 +298,13 @@ def test_a_downloaded_cif_says_its_atom_order_and_still_reads_in_it():
     assert text.startswith(ORDER_NOTE)
     assert read(io.StringIO(text), format="cif").get_chemical_symbols() == ["Ga", "Be", "P", "Zn"]
     assert Structure.from_str(text, fmt="cif").composition == s.composition      # still a valid CIF
+    # pymatgen regroups the atoms but keeps their labels: each names its site (walk 13's pymatgen
+    # user took S for the conditioned O), also where the cell came with labels of its own
+    labelled = s.copy()
+    for site, name in zip(labelled, ["Ga1", "Be1", "P1", "Zn1"]):
+        site.label = name
+    for got in (text, cif_file(labelled), cif_file(to_cif(labelled))):
+        back = Structure.from_str(got, fmt="cif")
+        assert {x.label: x.specie.symbol for x in back} == {"Ga0": "Ga", "Be1": "Be", "P2": "P", "Zn3": "Zn"}
     sym = cif_file(s, symmetrised=True)
     assert sym.startswith(SYMMETRISED_NOTE) and Structure.from_str(sym, fmt="cif").composition == s.composition

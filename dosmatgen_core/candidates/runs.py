@@ -247,17 +247,31 @@ def to_cif(s: Structure, symmetrised: bool = False, symprec: float = 0.1) -> str
 
 
 # a downloaded CIF says how its atoms are ordered: the DOS CSV's target_site2 and the app's "site 2"
-# are the third atom of the P1 file, but pymatgen's CIF reader regroups atoms by element
-ORDER_NOTE = ("# Atoms in the candidate's site order: site i in the app and in its DOS CSV is atom i below.\n"
-              "# pymatgen's CIF reader regroups atoms by element; ase.io.read keeps this order.\n")
+# are the third atom of the P1 file, but pymatgen's CIF reader regroups atoms by element (a walk's
+# pymatgen user took S for the conditioned O); it keeps the labels, so each label carries its site
+ORDER_NOTE = ("# Atoms in the candidate's site order: site i in the app and in its DOS CSV is atom i below,\n"
+              "# labelled with its element and i (O2: site 2). pymatgen's CIF reader regroups atoms by element\n"
+              "# but keeps the labels (structure[k].label); ase.io.read keeps this order.\n")
 SYMMETRISED_NOTE = ("# Symmetrised: atoms grouped by symmetry, not in the candidate's site order; the site\n"
                     "# numbers of the app and of its DOS CSV are those of the P1 CIF.\n")
 
 
+def site_labelled(s: Structure) -> Structure:
+    """A copy whose atoms are labelled by element and site number (O2: site 2), whatever labels the
+    cell carried from the file it came from."""
+    out = s.copy()
+    for i, site in enumerate(out):
+        site.label = f"{site.specie.symbol}{i}"
+    return out
+
+
 def cif_file(s: Structure | str, symmetrised: bool = False) -> str:
-    """A candidate's CIF as downloaded: to_cif's (or a stored CIF's) text under a note on its atom order."""
-    text = s if isinstance(s, str) else to_cif(s, symmetrised=symmetrised)
-    return (SYMMETRISED_NOTE if symmetrised else ORDER_NOTE) + text
+    """A candidate's CIF as downloaded, under a note on its atom order: to_cif's text, or a stored
+    CIF read in its own order; in P1 each atom labelled with its site (site_labelled)."""
+    if symmetrised:
+        return SYMMETRISED_NOTE + (s if isinstance(s, str) else to_cif(s, symmetrised=True))
+    cell = read_structure(s, source="the stored CIF") if isinstance(s, str) else s
+    return ORDER_NOTE + to_cif(site_labelled(cell))
 
 
 def to_poscar(s: Structure, comment: str = "DOSMatGen candidate") -> str:

@@ -1398,7 +1398,9 @@ def test_a_strained_or_polymorphic_new_cell_says_it_may_relax_into_a_known_one()
     assert as_drawn_text({"novel": False, "formula": "NaCl"}) == ""
     # the badge beside it says "strained" too (the walk: a green "geometry valid" beside the note)
     from studio.results import _geometry_badge
-    assert _geometry_badge(ev) == ":orange-background[geometry valid, Cl–Na strained]"
+    ratio = ev["shortest_contact"]["ratio"]
+    assert _geometry_badge(ev) == (f":orange-background[Cl–Na at {ratio:.0%} of the covalent radii: passes only the "
+                                   "0.5 Å check]")
     rock_ev = evaluate_candidates([rock], [{}], None, check_novelty=False)[0]
     assert _geometry_badge(rock_ev) == ":green-background[geometry valid]"
     assert _geometry_badge({"structurally_valid": False}) == ":red-background[geometry invalid]"

@@ -27,7 +27,10 @@ for itself):
   to 6: the app's per-source checks, SHIPPED.dft_per_source); its best of the checked is the top of
   the DFT ranking, so `dft_mae_best_of_3` is the best of the DFT-ranked top 3.
 With --relaxed, each candidate is relaxed with the default potential before its DFT (the app's
-"relax before the DFT check"); the same draws and pick, its own record.
+"relax before the DFT check"); the same draws and pick, its own record. As the app's certifier
+(scoring/certify.py), the app default then checks the next candidate of the site's ranking in place
+of each check that relaxed into a known compound (checks_with_replacements): the
+`..._with_replacements` numbers, beside the as-picked ones.
 With --window LO HI, each target is known on that window only (a measured curve: photoemission's
 occupied states), as the app takes a DOS file that covers part of the grid: the lookup, the seeds,
 the predictor's ranking and the DFT scores compare on the window; the generator and the steering are
@@ -43,9 +46,9 @@ result. Every calculated candidate is also a label (data/labels/generated-*.json
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -268,9 +271,8 @@ def generate(method: str, site: dict, res: dict, seed: int, n_draw: int = CANDID
             "valid": sum(r["valid"] for r in rows), "novel": sum(r["novel"] for r in rows),
             "candidates": [{k: v for k, v in r.items() if k not in ("ok", "k")} for r in ranked[:top]],
             # the rest of the ranking, next in line when a check relaxes into a known compound (the
-            # app's spares: checks_with_replacements), and every draw's CIF key (redraw_spares' test)
+            # app's spares: checks_with_replacements)
             "spares": [{k: v for k, v in r.items() if k not in ("ok", "k")} for r in ranked[top:]],
-            "draw_keys": [cif_key(r["cif"]) for r in rows],
             "seeds": [s.record() for s in seeds or []]}
 
 
@@ -412,10 +414,14 @@ def seeds_of(rec: dict, cifs: dict[str, str]) -> list[Seed] | None:
     return out or None
 
 
-@functools.lru_cache(maxsize=1)
-def generated_labels(db_url: str = DB_URL) -> frozenset:
-    """The reference db's checked candidates (gen:...): the bench's own checks among them."""
-    return frozenset(r.material_id for r in open_db(db_url).db.select() if str(r.material_id).startswith("gen:"))
+def checked_candidates_in_db(db_url: str = DB_URL) -> frozenset:
+    """The reference db's DFT-checked candidates (gen:...): among them the bench's own checks."""
+    con = sqlite3.connect(Path(db_url))
+    try:
+        return frozenset(r[0] for r in con.execute("select value from text_key_values where key = 'material_id'")
+                         if str(r[0]).startswith("gen:"))
+    finally:
+        con.close()
 
 
 def redraw_spares(method: str, k: int, site: dict, rec: dict, res: dict, seed: int = 0,
@@ -424,28 +430,32 @@ def redraw_spares(method: str, k: int, site: dict, rec: dict, res: dict, seed: i
     seed run() gave them, the record's own seeds), ranked as generate ranks, less the record's
     candidates. A redraw is the same crystals to float noise (the CIFs differ in their last
     digits), so `reproduced` asks that each of the record's candidates is one of the redrawn ones
-    (the same formula and predicted MAE, StructureMatcher's fit); else the record gets no spares.
-    Novelty is judged as when the record was drawn: against the known structures less the
-    reference db's checked candidates (generated_labels), which since hold the bench's own checks
-    of these very draws (today's db would call every one of them known); `novel` and
-    `novel_recorded` say how many of the draws are new, now and as recorded. For
-    runs/truth/spares.jsonl, keyed as the record (whose key, and so the cache, stays as it was)."""
+    (the same formula and predicted MAE within 1e-3, StructureMatcher's fit); else the record gets
+    no spares. A spare must be new against the known structures (the MP tables, the elements, the
+    reference db) less the db's checked candidates: the db has since taken in the bench's own checks
+    of these very draws, so it would call every one of them known (`known`: the draws left out so,
+    each with the structure it matches).
+    For runs/truth/spares.jsonl, keyed as the record (whose key, and so the cache, stays as it was)."""
     t = time.perf_counter()
-    skip = generated_labels()
+    # every valid, calculable draw (novel_of: all), the record's candidates among them whatever
+    # today's novelty test says of them
     again = generate(method, site, res, seed + 1000 * k, candidates, seeds=seeds_of(rec, res["cifs"]), top=0,
-                     novel_of=lambda s: known_match(s, DB_URL, skip=skip) is None)
-    fit, left, picks = matcher().fit, list(again["spares"]), []
+                     novel_of=lambda s: True)
+    fit, left, found = matcher().fit, list(again["spares"]), 0
     for c in rec["candidates"]:
         s = to_structure(atoms_from_cif(c["cif"]))
         twin = next((r for r in left if r["formula"] == c["formula"] and abs(r["predicted_mae"] - c["predicted_mae"]) < 1e-3
                      and fit(s, to_structure(atoms_from_cif(r["cif"])))), None)
-        if twin is None:
-            break
-        left.remove(twin)
-        picks.append(twin)
-    reproduced = len(picks) == len(rec["candidates"])
-    return {"key": rec["key"], "reproduced": reproduced, "spares": left if reproduced else [],
-            "novel": again["novel"], "novel_recorded": rec.get("novel"), "seconds": round(time.perf_counter() - t, 1)}
+        if twin is not None:
+            left.remove(twin)
+            found += 1
+    skip = checked_candidates_in_db()
+    hits = [known_match(to_structure(atoms_from_cif(r["cif"])), DB_URL, skip=skip) for r in left]
+    reproduced = found == len(rec["candidates"])
+    return {"key": rec["key"], "reproduced": reproduced,
+            "spares": [r for r, h in zip(left, hits) if h is None] if reproduced else [],
+            "known": [[r["formula"], h[0]] for r, h in zip(left, hits) if h is not None],     # left out
+            "seconds": round(time.perf_counter() - t, 1)}
 
 
 class Pending(Exception):

@@ -371,7 +371,8 @@ def test_a_replacement_waits_for_its_check_and_there_are_no_more_than_were_picke
 
 def test_a_record_without_spares_is_redrawn_and_keeps_its_key(monkeypatch):
     """An old record kept its top 3 only: the same draws again give its spares, provided each of
-    its candidates is among them (a redraw differs in the CIF's last digits); else none."""
+    its candidates is among them (a redraw differs in the CIF's last digits); else none. The
+    record, and so its cache key, is left as it was."""
     rec = {"key": "tag/seeded_steered/a#0", "novel": 5,
            "candidates": [{"cif": _cell(4.0, "Na", "Cl"), "formula": "NaCl", "predicted_mae": 0.1}]}
     redrawn = [{"cif": _cell(4.0000001, "Na", "Cl"), "formula": "NaCl", "predicted_mae": 0.1000001},
@@ -380,11 +381,14 @@ def test_a_record_without_spares_is_redrawn_and_keeps_its_key(monkeypatch):
 
     def fake_generate(method, site, res, seed, n_draw, seeds=None, top=3, novel_of=None):
         seen.update(method=method, seed=seed, top=top)
+        assert novel_of is not None         # not today's db: it holds the bench's own checks of these draws
         return {"spares": redrawn[top:], "novel": 2, "candidates": redrawn[:top]}
     monkeypatch.setattr(truth, "generate", fake_generate)
-    monkeypatch.setattr(truth, "generated_labels", lambda: frozenset())
+    monkeypatch.setattr(truth, "checked_candidates_in_db", lambda: frozenset())
+    monkeypatch.setattr(truth, "known_match", lambda s, db_url=None, skip=(), relaxed=False: None)
     got = truth.redraw_spares("seeded_steered", 2, {"material_id": "a", "site": 0}, rec, {"cifs": {}})
     assert seen == {"method": "seeded_steered", "seed": 2000, "top": 0}        # run()'s seed for site 2
+    assert rec["key"] == "tag/seeded_steered/a#0" and "spares" not in rec
     assert got["key"] == rec["key"] and got["reproduced"] and [c["formula"] for c in got["spares"]] == ["CsI"]
     redrawn[0]["predicted_mae"] = 0.2          # another crystal: the draws are not the record's
     got = truth.redraw_spares("seeded_steered", 2, {"material_id": "a", "site": 0}, rec, {"cifs": {}})

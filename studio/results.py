@@ -485,7 +485,9 @@ def best_new_text(run: dict, dft: dict, new: dict[int, float]) -> str:
 
 
 def dft_rank_text(rank: int, maes: dict[int, float], same: dict[int, str] | None = None) -> str:
-    """A card's DFT badge: 'DFT MAE 0.142 · 1st of 3 by DFT' (dft_maes: checks and stored labels).
+    """A card's DFT badge: 'DFT MAE 0.142 · 1st of 3 candidates by DFT' (dft_maes: checks and stored
+    labels). Candidates only: the DFT table also lists the known sites the run grew from, and walk 13
+    read '1st of 10' beside three of them listed above.
     same: rank → the stored label it shows (stored_label_of); copies of one known compound count as
     one entry, as the DFT table lists them on one row (a walk's CoPt copies read 'tied 1st of 9')."""
     same = same or {}
@@ -494,7 +496,7 @@ def dft_rank_text(rank: int, maes: dict[int, float], same: dict[int, str] | None
     k = 1 + sum(m < mine for m in entries.values())
     tied = sum(m == mine for m in entries.values()) > 1
     nth = {1: "1st", 2: "2nd", 3: "3rd"}.get(k, f"{k}th")
-    return f"DFT MAE {maes[rank]:.3f} · {'tied ' * tied}{nth} of {len(entries)} by DFT"
+    return f"DFT MAE {maes[rank]:.3f} · {'tied ' * tied}{nth} of {len(entries)} candidates by DFT"
 
 
 def stored_label_of(run: dict, dft: dict[int, dict], maes: dict[int, float]) -> dict[int, str]:

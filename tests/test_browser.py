@@ -704,7 +704,7 @@ def test_the_default_flow_certifies_its_top_candidates_by_dft_and_keeps_every_3d
     n_checks = int(re.search(r": (\d+) of \1 done", done.first.inner_text()).group(1))
     assert n_checks >= 1
     # the last result's rerun redraws the cards after the progress line says done: wait for its badges
-    places = page.get_by_text(re.compile(r"DFT MAE \d\.\d{3} · (tied )?\d+(st|nd|rd|th) of \d+ by DFT"))
+    places = page.get_by_text(re.compile(r"DFT MAE \d\.\d{3} · (tied )?\d+(st|nd|rd|th) of \d+ candidates by DFT"))
     for _ in range(60):
         if places.count() >= n_checks:
             break
@@ -718,7 +718,7 @@ def test_the_default_flow_certifies_its_top_candidates_by_dft_and_keeps_every_3d
     assert not [v for v in views if v.endswith(":LOST")], views
     assert not [t for t in page.console_lines if "Too many active WebGL contexts" in t]
     assert places.count() >= n_checks                            # every check (and any stored label)
-    assert page.get_by_text(re.compile(r"· (tied )?1st of \d+ by DFT")).count() >= 1
+    assert page.get_by_text(re.compile(r"· (tied )?1st of \d+ candidates by DFT")).count() >= 1
     assert page.get_by_text("DFT results, best first").count() == 1
     assert page.get_by_text(re.compile(r"^DFT of candidate #\d+")).count() >= 1        # a legend names it DFT
     # growing from a DFT-checked candidate seeds the next round with its checked (relaxed) cell; the

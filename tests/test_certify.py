@@ -411,12 +411,12 @@ def test_dft_maes_count_stored_labels_of_known_candidates():
 def test_a_cards_dft_badge_names_its_place_in_the_dft_order():
     from studio.results import dft_rank_text
     maes = {4: 0.12, 1: 0.30, 2: 0.2}
-    assert dft_rank_text(4, maes) == "DFT MAE 0.120 · 1st of 3 by DFT"
-    assert dft_rank_text(1, maes) == "DFT MAE 0.300 · 3rd of 3 by DFT"
-    assert dft_rank_text(2, maes).endswith("2nd of 3 by DFT")
+    assert dft_rank_text(4, maes) == "DFT MAE 0.120 · 1st of 3 candidates by DFT"
+    assert dft_rank_text(1, maes) == "DFT MAE 0.300 · 3rd of 3 candidates by DFT"
+    assert dft_rank_text(2, maes).endswith("2nd of 3 candidates by DFT")
     ties = {1: 0.0, 2: 0.0, 3: 0.0001, 4: 0.2}             # three copies of a known structure
-    assert all(dft_rank_text(r, ties).endswith("· tied 1st of 4 by DFT") for r in (1, 2, 3))
-    assert dft_rank_text(4, ties).endswith("· 4th of 4 by DFT")
+    assert all(dft_rank_text(r, ties).endswith("· tied 1st of 4 candidates by DFT") for r in (1, 2, 3))
+    assert dft_rank_text(4, ties).endswith("· 4th of 4 candidates by DFT")
 
     # copies of one known compound show one stored label: one entry, as the DFT table's one row
     # (walk 7: two CoPt copies and a check read 'tied 1st of 9'); a check of equal MAE still ties
@@ -428,8 +428,8 @@ def test_a_cards_dft_badge_names_its_place_in_the_dft_order():
     maes = {1: 0.116, 2: 0.116, 3: 0.2, 4: 0.116}
     same = stored_label_of(run, dft, maes)
     assert set(same) == {1, 2} and same[1] == same[2] and "CoPt" in same[1]
-    assert [dft_rank_text(r, maes, same) for r in (1, 2, 4)] == ["DFT MAE 0.116 · tied 1st of 3 by DFT"] * 3
-    assert dft_rank_text(3, maes, same) == "DFT MAE 0.200 · 3rd of 3 by DFT"
+    assert [dft_rank_text(r, maes, same) for r in (1, 2, 4)] == ["DFT MAE 0.116 · tied 1st of 3 candidates by DFT"] * 3
+    assert dft_rank_text(3, maes, same) == "DFT MAE 0.200 · 3rd of 3 candidates by DFT"
 
 
 def test_the_best_new_number_names_its_candidate_and_the_known_site_beside_it():

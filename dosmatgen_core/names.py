@@ -28,6 +28,15 @@ def formula(text: str) -> str:
     return c.reduced_formula
 
 
+SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def spacegroup_name(symbol: str) -> str:
+    """A Hermann–Mauguin symbol as printed: 'I4_1/amd (141)' → 'I4₁/amd (141)'. Its screw axes' '_'
+    also made Markdown set the text between two symbols in italics."""
+    return re.sub(r"(\d)_(\d)", lambda m: m[1] + m[2].translate(SUBSCRIPTS), symbol or "")
+
+
 def _amount(x: float) -> str:
     return "" if abs(x - 1) < 1e-8 else (str(int(round(x))) if abs(x - round(x)) < 1e-8 else f"{x:g}")
 

@@ -136,7 +136,7 @@ if src == "A site of a material":
         if found["labelled"] and (lone := catalogue.lone_element(q, found["labelled"])):
             found = {**found, "mp": state.elemental_structures(lone)}
             st.caption(catalogue.lone_element_text(lone, len(found["mp"])))
-        options = {r["material_id"]: f"{r['name']} · {r['spacegroup']} · {r['natoms']} atoms · DFT label"
+        options = {r["material_id"]: f"{r['name']} · {studio.spacegroup_name(r['spacegroup'])} · {r['natoms']} atoms · DFT label"
                    for r in found["labelled"]}
         mp_by_key = {f"mp:{mid}": s for mid, s in found["mp"]}
         options.update({k: f"{studio.formula(s.composition.reduced_formula)} · {k[3:]} · {len(s)} atoms · "
@@ -157,7 +157,7 @@ if src == "A site of a material":
                 cols = st.columns(len(near))
                 for col, r in zip(cols, near):
                     col.button(r["name"], key=f"near_{r['material_id']}", on_click=use_material,
-                               args=(r["material_id"], r["reduced"]), help=f"{r['spacegroup']}, {r['natoms']} atoms, DFT label")
+                               args=(r["material_id"], r["reduced"]), help=f"{studio.spacegroup_name(r['spacegroup'])}, {r['natoms']} atoms, DFT label")
             else:
                 st.markdown("Next step: upload a structure above, or switch to **A DOS file (CSV)**.")
         if not options:

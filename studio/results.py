@@ -205,9 +205,9 @@ def known_symmetry_text(c: dict) -> str:
     ours, theirs = group_order(own), group_order(known)
     how = ("is distorted enough to read" if ours is None or theirs is None or ours < theirs else
            "sits close enough to a more symmetric arrangement to read" if ours > theirs else "reads")
-    return (f"Matches {name} ({known}) within StructureMatcher's tolerances (lattice 20 %, sites "
-            f"0.3 of the mean spacing, angles 5°), which are looser than the 0.1 Å symmetry search: this copy "
-            f"{how} {own}.")
+    return (f"Matches {name} ({studio.spacegroup_name(known)}) within StructureMatcher's tolerances (lattice 20 %, "
+            f"sites 0.3 of the mean spacing, angles 5°), which are looser than the 0.1 Å symmetry search: this copy "
+            f"{how} {studio.spacegroup_name(own)}.")
 
 
 def group_order(spacegroup: str) -> int | None:
@@ -521,7 +521,7 @@ def checked_cell(result: dict) -> str:
     kind = f" · {short_name(t)}" if (t := result.get("structure_type")) else ""
     if not result.get("relaxed"):
         return "as drawn" + kind
-    return "relaxed" + (f" · {sg}" if (sg := result.get("spacegroup")) else "") + kind
+    return "relaxed" + (f" · {studio.spacegroup_name(sg)}" if (sg := result.get("spacegroup")) else "") + kind
 
 
 def cell_text(c: dict, status: dict, settings: dict | None = None) -> str:
@@ -880,8 +880,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
         struct = runsmod.structure_of(c)
         with st.container(border=True):
             sg = c.get("spacegroup", {})
-            st.markdown(f"**#{c['rank']} · {formula(c['formula'])}** · space group {sg.get('0.1', '?')} at 0.1 Å "
-                        f"tolerance, {sg.get('0.01', '?')} at 0.01 Å · {c['n_atoms']} atoms")
+            st.markdown(f"**#{c['rank']} · {formula(c['formula'])}** · space group {studio.spacegroup_name(sg.get('0.1', '?'))} "
+                        f"at 0.1 Å tolerance, {studio.spacegroup_name(sg.get('0.01', '?'))} at 0.01 Å · {c['n_atoms']} atoms")
             d = dft.get(c["rank"])
             into = relaxed_into(d)
             dft_badge = (f":violet-background[{dft_rank_text(c['rank'], maes, same)}]" if c["rank"] in maes else

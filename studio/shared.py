@@ -17,7 +17,8 @@ from dosmatgen_core.sampling import cores
 from dosmatgen_core.scoring.search import twin_band
 from dosmatgen_core.settings import PRESET_ID, SHIPPED  # noqa: F401
 from dosmatgen_core.candidates.words import build_text  # noqa: F401 (the pages read it here)
-from dosmatgen_core.names import METHOD_WORDS, PROTOTYPES, file_curve_name, formula, material_name, site_name  # noqa: F401 (the pages read them here)
+from dosmatgen_core.names import (METHOD_WORDS, PROTOTYPES, file_curve_name, formula, material_name, site_name,  # noqa: F401 (the pages read them here)
+                                   spacegroup_name)
 
 DEFAULT_PARTICLES = SHIPPED.particles
 DEFAULT_STEPS = SHIPPED.steps

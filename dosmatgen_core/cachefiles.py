@@ -9,7 +9,10 @@ not at all, so a process reading while another writes never sees half a file.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +42,20 @@ def cache_path(cache_dir: str | Path, kind: str, source: str, version: str) -> P
 
 
 def save_npz(path: Path, **arrays) -> bool:
-    """Write path whole (a temporary file, then renamed), then remove what it replaces
-    (stale_files). False where the cache cannot be written: that costs a rebuild next time."""
+    """Write path whole (a temporary file of this writer's own, then renamed: two processes may
+    build one cache at once), then remove what it replaces (stale_files). False where the cache
+    cannot be written: that costs a rebuild next time."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, **arrays)
-        tmp.replace(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.npz")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **arrays)
+            os.chmod(tmp, 0o644)        # mkstemp's 0600 would keep a shared install's cache from its other users
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     except OSError:
         return False
     for old in stale_files(path):
@@ -54,6 +64,16 @@ def save_npz(path: Path, **arrays) -> bool:
         except OSError:
             pass
     return True
+
+
+def load_npz(path: Path, keys) -> dict | None:
+    """The arrays of a cache file, or None where it is missing or unreadable (cut short by a full
+    disk, or not a cache at all): the caller rebuilds it."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in keys}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return None
 
 
 def stale_files(path: Path) -> list[Path]:

@@ -6,6 +6,7 @@ calculation of a candidate, or the stored DFT label of a known structure the can
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 
 import numpy as np
@@ -211,11 +212,18 @@ def known_symmetry_text(c: dict) -> str:
 
 
 def group_order(spacegroup: str) -> int | None:
-    """The number of symmetry operations of 'Pm-3m (221)' (48), or None where no number is given."""
-    from pymatgen.symmetry.groups import SpaceGroup     # the symmetry tables, only for this wording
+    """The order of the point group of 'Pm-3m (221)' (48: m-3m), or None where no number is given.
+    The point group, not the space group's operations: those count centring translations too, and
+    would call P6/mmm (24 point operations) less symmetric than R-3m (12)."""
     m = re.search(r"\((\d+)\)\s*$", spacegroup or "")
-    try:
-        return SpaceGroup.from_int_number(int(m.group(1))).order if m else None
+    return _point_group_order(int(m.group(1))) if m else None
+
+
+@functools.lru_cache(maxsize=None)
+def _point_group_order(number: int) -> int | None:
+    from pymatgen.symmetry.groups import PointGroup, SpaceGroup     # the symmetry tables, only for this wording
+    try:       # building a group's operations takes up to a second: once per number (each card, each rerun)
+        return len(PointGroup(SpaceGroup.from_int_number(number).point_group).symmetry_ops)
     except (ValueError, KeyError):
         return None
 

@@ -86,7 +86,12 @@ def test_the_first_run_counts_the_parse_only_where_no_process_kept_it(monkeypatc
     from dosmatgen_core.scoring import evaluate
     monkeypatch.setattr(evaluate, "known_tables_loaded", lambda: False)
     monkeypatch.setattr(pipeline, "mp_tables_parsed", lambda: False)
+    monkeypatch.setattr(pipeline, "mp_structures_loaded", lambda: False)
     assert pipeline.cold_parts(relaxed=False) == ["MP structures parsed", "novelty tables"]
+    # parsed in memory where the cache folder could not keep it: no parse left (the review)
+    monkeypatch.setattr(pipeline, "mp_structures_loaded", lambda: True)
+    assert pipeline.cold_parts(relaxed=False) == ["novelty tables"]
+    monkeypatch.setattr(pipeline, "mp_structures_loaded", lambda: False)
     assert pipeline.cold_parts(relaxed=False, check_novelty=False) == []
     monkeypatch.setattr(pipeline, "mp_tables_parsed", lambda: True)
     assert pipeline.cold_parts(relaxed=False) == ["novelty tables"]
@@ -132,3 +137,23 @@ def test_the_app_parses_the_tables_in_the_background_only_where_none_are_kept(mo
     w.thread.join(5)
     assert asked == ["MP structures parsed"] and w.running_s() is None
     state.warm_start.clear()
+
+
+def test_an_unreadable_cache_file_is_parsed_again_and_replaced(tmp_path):
+    table, cache = small_table(tmp_path / "structures.csv.gz", 4), tmp_path / "cache"
+    kept = dataset.mp_cache_path([table], cache)
+    cache.mkdir()
+    kept.write_bytes(b"PK\x03\x04 cut short")            # a zip's start, then nothing
+    assert len(dataset.load_unlabelled([table], cache_dir=cache)) == 4
+    assert cachefiles.load_npz(kept, ("ids",))["ids"].shape == (4,)
+    assert not list(cache.glob(".*tmp.npz"))             # no writer's temporary file left behind
+    assert kept.stat().st_mode & 0o044 == 0o044            # readable by the install's other users
+
+
+def test_the_same_tables_mounted_elsewhere_are_the_same_source(tmp_path):
+    a, b = tmp_path / "a" / "mp20", tmp_path / "b" / "mp20"
+    a.mkdir(parents=True)
+    b.mkdir(parents=True)
+    small_table(a / "structures.csv.gz", 3)
+    (b / "structures.csv.gz").write_bytes((a / "structures.csv.gz").read_bytes())
+    assert dataset.mp_cache_path([a / "structures.csv.gz"], tmp_path) == dataset.mp_cache_path([b / "structures.csv.gz"], tmp_path)

@@ -33,7 +33,7 @@ from dosmatgen_core.scoring.search import site_index
 from dosmatgen_core.scoring.stability import assess
 from dosmatgen_core.settings import SHIPPED
 from dosmatgen_core.structures import Crystal, to_structure
-from dosmatgen_core.training.dataset import mp_structures, mp_tables_parsed
+from dosmatgen_core.training.dataset import mp_structures, mp_structures_loaded, mp_tables_parsed
 
 REDRAWS = 2      # a collapsed cell is drawn again (twice at most) rather than shown as a candidate
 MAX_PARTICLES = SHIPPED.max_particles
@@ -250,7 +250,8 @@ def cold_parts(relaxed: bool, check_novelty: bool = True) -> list[str]:
     novelty is checked (and the MP tables' parse before them, where no process has kept it on disk),
     the relaxation potential when candidates are relaxed (the DFT check's)."""
     novelty_cold = check_novelty and not evaluate.known_tables_loaded()
-    return [p for p, cold in (("MP structures parsed", novelty_cold and not mp_tables_parsed()),
+    parsed = mp_tables_parsed() or mp_structures_loaded()     # on disk, or in memory where it could not be kept
+    return [p for p, cold in (("MP structures parsed", novelty_cold and not parsed),
                               ("novelty tables", novelty_cold),
                               ("relaxation potential", relaxed and not stability.potential_loaded()))
             if cold]

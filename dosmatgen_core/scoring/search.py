@@ -338,8 +338,8 @@ def site_index(db_url: str, cache_dir: str | Path | None = CACHE_DIR) -> SiteInd
     if key in _INDEXES:
         return _INDEXES[key]
     path = index_path(str(db_url), cache_dir) if cache_dir else None
-    if path is not None and path.exists():
-        z = np.load(path, allow_pickle=False)
+    keys = ("material_ids", "formulas", "sites", "elements", "n_atoms", "curves")
+    if path is not None and path.exists() and (z := cachefiles.load_npz(path, keys)) is not None:
         index = SiteIndex(z["material_ids"].astype(object), z["formulas"].astype(object), z["sites"],
                           z["elements"].astype(object), z["n_atoms"], z["curves"])
     else:

@@ -103,8 +103,16 @@ def mp_cache_path(csv_paths: Iterable[str | Path], cache_dir: str | Path) -> Pat
     """Where load_unlabelled keeps these tables parsed: named by the files and keyed by their
     contents (cachefiles.files_digest), so a copy or a fresh mount of the same tables reuses it."""
     csv_paths = [Path(p) for p in csv_paths if Path(p).exists()]
-    return cachefiles.cache_path(cache_dir, "mp", cachefiles.digest(*(str(p.resolve()) for p in csv_paths), n=8),
+    # named by the tables' folder and file names, not their full paths: mounted elsewhere, the same
+    # tables are the same source
+    return cachefiles.cache_path(cache_dir, "mp", cachefiles.digest(*(f"{p.parent.name}/{p.name}" for p in csv_paths), n=8),
                                  cachefiles.digest(MP_CACHE_VERSION, cachefiles.files_digest(csv_paths)))
+
+
+def mp_structures_loaded() -> bool:
+    """Whether this process holds the MP structures (mp_structures): parsed, even where the cache
+    folder could not keep them."""
+    return _mp_structures.cache_info().currsize > 0
 
 
 def mp_tables_parsed(csv_paths: Iterable[str | Path] = MP_CSVS, cache_dir: str | Path = CACHE_DIR) -> bool:
@@ -117,9 +125,9 @@ def load_unlabelled(csv_paths: Iterable[str | Path], cache_dir: str | Path | Non
     """All parseable, ordered structures of ≤ 20 atoms from the MP tables (cached)."""
     csv_paths = [Path(p) for p in csv_paths if Path(p).exists()]
     cache = mp_cache_path(csv_paths, cache_dir) if cache_dir else None
-    if cache and cache.exists():
-        with np.load(cache, allow_pickle=False) as d:   # each d[key] reads the array anew: read once
-            ids, offs, z, frac, lat = (d[k] for k in ("ids", "offsets", "z", "frac", "lattice"))
+    keys = ("ids", "offsets", "z", "frac", "lattice")
+    if cache and cache.exists() and (d := cachefiles.load_npz(cache, keys)) is not None:
+        ids, offs, z, frac, lat = (d[k] for k in keys)
         return [Entry(str(mid), z[a:b], frac[a:b], lat[i], None)
                 for i, (mid, a, b) in enumerate(zip(ids, offs[:-1], offs[1:]))]
     from dosmatgen_core.structures import MAX_ATOMS, StructureError, iter_mp_csv, niggli_atoms, read_structure

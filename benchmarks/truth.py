@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sqlite3
 import subprocess
 import sys
 import time
@@ -66,12 +65,13 @@ from dosmatgen_core.labels.labeller import FAST_RECIPE, ShardWriter, iter_label_
 from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.model.checkpoint import load_model
 from dosmatgen_core.model.guide import load_guide
+from dosmatgen_core.names import GENERATED_PREFIX
 from dosmatgen_core.paths import DB_URL, GUIDE_PATH, LABEL_DIR, MODEL_PATH, PREDICTOR_PATH, ROOT
 from dosmatgen_core.sampling import modes, sampler
 from dosmatgen_core.scoring import certify
 from dosmatgen_core.scoring.evaluate import evaluate_candidates, known_match, matcher, unique_flags
 from dosmatgen_core.scoring.predictor import load_predictor
-from dosmatgen_core.scoring.search import SiteHit, SiteIndex
+from dosmatgen_core.scoring.search import SiteHit, SiteIndex, site_index
 from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL
 from dosmatgen_core.scoring.verify import dft_in_site_order, relax_in_site_order, relaxed_into
 from dosmatgen_core.settings import PRESET_ID, SHIPPED
@@ -416,12 +416,7 @@ def seeds_of(rec: dict, cifs: dict[str, str]) -> list[Seed] | None:
 
 def checked_candidates_in_db(db_url: str = DB_URL) -> frozenset:
     """The reference db's DFT-checked candidates (gen:...): among them the bench's own checks."""
-    con = sqlite3.connect(Path(db_url))
-    try:
-        return frozenset(r[0] for r in con.execute("select value from text_key_values where key = 'material_id'")
-                         if str(r[0]).startswith("gen:"))
-    finally:
-        con.close()
+    return frozenset(m for m in site_index(db_url).material_ids if str(m).startswith(GENERATED_PREFIX))
 
 
 def redraw_spares(method: str, k: int, site: dict, rec: dict, res: dict, seed: int = 0,

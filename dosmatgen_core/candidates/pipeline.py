@@ -250,8 +250,10 @@ def cold_parts(relaxed: bool, check_novelty: bool = True) -> list[str]:
     novelty is checked (and the MP tables' parse before them, where no process has kept it on disk),
     the relaxation potential when candidates are relaxed (the DFT check's)."""
     novelty_cold = check_novelty and not evaluate.known_tables_loaded()
-    parsed = mp_tables_parsed() or mp_structures_loaded()     # on disk, or in memory where it could not be kept
-    return [p for p, cold in (("MP structures parsed", novelty_cold and not parsed),
+    # on disk, or in memory where it could not be kept; asked only while cold (mp_tables_parsed hashes
+    # the tables' files, and the Generate page estimates at every rerun)
+    parse_cold = novelty_cold and not (mp_structures_loaded() or mp_tables_parsed())
+    return [p for p, cold in (("MP structures parsed", parse_cold),
                               ("novelty tables", novelty_cold),
                               ("relaxation potential", relaxed and not stability.potential_loaded()))
             if cold]

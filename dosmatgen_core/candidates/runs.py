@@ -7,6 +7,7 @@ run JSON.
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -270,8 +271,13 @@ def cif_file(s: Structure | str, symmetrised: bool = False) -> str:
     CIF read in its own order; in P1 each atom labelled with its site (site_labelled)."""
     if symmetrised:
         return SYMMETRISED_NOTE + (s if isinstance(s, str) else to_cif(s, symmetrised=True))
-    cell = read_structure(s, source="the stored CIF") if isinstance(s, str) else s
-    return ORDER_NOTE + to_cif(site_labelled(cell))
+    return _labelled_cif_text(s) if isinstance(s, str) else ORDER_NOTE + to_cif(site_labelled(s))
+
+
+@functools.lru_cache(maxsize=512)
+def _labelled_cif_text(text: str) -> str:
+    # each card offers its CIF at every redraw of the page: read and written again only for new text
+    return ORDER_NOTE + to_cif(site_labelled(read_structure(text, source="the stored CIF")))
 
 
 def to_poscar(s: Structure, comment: str = "DOSMatGen candidate") -> str:

@@ -286,8 +286,11 @@ by = st.radio("Rank by", checks.SEED_ORDERS, horizontal=True, key="known_by", pe
 align = st.checkbox("Allow a ±1 eV shift", key="known_shift", persist_state="session", help="Compare curves also moved rigidly along energy.")
 exclude = {mat.db_id} if mat is not None and mat.db_id and studio.SHIPPED.leave_out_reference else set()
 # the reference's own copies (a candidate that relaxed into it, DFT-checked) are the reference too
-hits = known_hits(site_index(studio.DB_URL), target, 6, [mat.structure] if exclude else [],
-                  lambda mid: to_structure(db.get(mid).atoms), by=by, exclude=exclude, align_shift=align, window=window)
+# a changed order or shift redraws the table in seconds (11 s under load): say so above the old one
+with st.spinner("Comparing the target with every labelled site…", show_time=True):
+    hits = known_hits(site_index(studio.DB_URL), target, 6, [mat.structure] if exclude else [],
+                      lambda mid: to_structure(db.get(mid).atoms), by=by, exclude=exclude, align_shift=align,
+                      window=window)
 
 
 def grow_from(src: dict) -> None:

@@ -10,7 +10,6 @@ cosine 0.15), so hits carry both, and `by="cosine"` ranks by shape.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -315,17 +314,21 @@ def _aligned_cosines(curves: np.ndarray, g: np.ndarray, norms: np.ndarray) -> tu
 
 # ---- the index of the shipped reference database ----------------------------------------------
 
-def _db_key(db_url: str) -> str:
+def _db_state(db_url: str) -> tuple[str, str]:
+    """The database's name (its resolved path, or the URL of one that is not a file) and its state
+    (size and date: a rebuild costs 4 s, not worth hashing 110 MB at every page redraw)."""
     p = Path(db_url)
-    stamp = f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" if p.exists() else db_url
-    return hashlib.sha256(f"{INDEX_VERSION}:{stamp}".encode()).hexdigest()[:16]
+    if not p.exists():
+        return db_url, cachefiles.digest(str(INDEX_VERSION), db_url)
+    source, st = str(p.resolve()), p.stat()
+    return source, cachefiles.digest(str(INDEX_VERSION), source, str(st.st_size), str(st.st_mtime_ns))
 
 
 def index_path(db_url: str, cache_dir: str | Path) -> Path:
-    """The site index's file: named by the database file, keyed by its size and date (_db_key), so
-    a rebuilt database's index replaces the old one (cachefiles)."""
-    source = str(Path(db_url).resolve()) if Path(db_url).exists() else db_url
-    return cachefiles.cache_path(cache_dir, "site-index", cachefiles.digest(source, n=8), _db_key(db_url))
+    """The site index's file: named by the database file and keyed by its state (_db_state), so a
+    rebuilt database's index replaces the old one (cachefiles)."""
+    source, state = _db_state(db_url)
+    return cachefiles.cache_path(cache_dir, "site-index", cachefiles.digest(source, n=8), state)
 
 
 _INDEXES: dict[str, SiteIndex] = {}
@@ -334,7 +337,7 @@ _INDEXES: dict[str, SiteIndex] = {}
 def site_index(db_url: str, cache_dir: str | Path | None = CACHE_DIR) -> SiteIndex:
     """Every labelled site of the reference database, built once per database file and cached
     (in memory, and as an .npz under cache_dir keyed by the file's size and date)."""
-    key = _db_key(str(db_url))
+    key = _db_state(str(db_url))[1]
     if key in _INDEXES:
         return _INDEXES[key]
     path = index_path(str(db_url), cache_dir) if cache_dir else None

@@ -136,8 +136,7 @@ if src == "A site of a material":
         if found["labelled"] and (lone := catalogue.lone_element(q, found["labelled"])):
             found = {**found, "mp": state.elemental_structures(lone)}
             st.caption(catalogue.lone_element_text(lone, len(found["mp"])))
-        options = {r["material_id"]: f"{r['name']} · {studio.spacegroup_name(r['spacegroup'])} · {r['natoms']} atoms · DFT label"
-                   for r in found["labelled"]}
+        options = {r["material_id"]: catalogue.option_text(r) for r in found["labelled"]}
         mp_by_key = {f"mp:{mid}": s for mid, s in found["mp"]}
         options.update({k: f"{studio.formula(s.composition.reduced_formula)} · {k[3:]} · {len(s)} atoms · "
                            "no label: predicted DOS" for k, s in mp_by_key.items()})

@@ -11,7 +11,8 @@ from pymatgen.core import Composition, Element, Structure
 from dosmatgen_core.checks import UserError, read_structure_bytes
 from dosmatgen_core.structures import StructureError, to_structure
 from dosmatgen_core.vasprun import is_vasprun, read_vasprun
-from dosmatgen_core.names import formula, material_name, site_curve_name
+from dosmatgen_core.names import formula, material_name, site_curve_name, spacegroup_name
+from dosmatgen_core.scoring.prototypes import short_name
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,15 @@ def reference_rows(db) -> list[dict]:
     for r in db.search():
         out.append(dict(r, name=material_name(r["material_id"], r["formula"]), reduced=formula(r["formula"])))
     return out
+
+
+def option_text(row: dict) -> str:
+    """A labelled material as the list shows it: 'TiO₂ · mp-390 · anatase (C5) · I4₁/amd · 12 atoms ·
+    DFT label'. The structure type tells rutile from anatase where the space group alone would
+    make a newcomer look it up (walk 13)."""
+    kind = short_name(row["structure_type"], aflow=False) if row.get("structure_type") else ""
+    return (f"{row['name']} · " + (f"{kind} · " if kind and kind not in row["name"] else "") +
+            f"{spacegroup_name(row['spacegroup'])} · {row['natoms']} atoms · DFT label")
 
 
 def parse_query(text: str) -> dict:

@@ -586,7 +586,7 @@ def test_a_novel_candidate_whose_relaxed_cell_is_a_known_compound_is_named_and_n
     from studio.results import cell_text
     assert res["result"]["spacegroup"] == "P4/mmm (123)" and b2["result"]["spacegroup"] == "Pm-3m (221)"
     # ... and its structure type (prototypes): new to the tables, a known type, said on the card
-    assert cell_text(run["candidates"][0], res, run["settings"]) == "relaxed · P4/mmm (123) · tetraauricupride (L1_0)"
+    assert cell_text(run["candidates"][0], res, run["settings"]) == "relaxed · P4/mmm (123) · tetraauricupride (L1₀)"
     assert cell_text(run["candidates"][1], b2, run["settings"]) == "relaxed · Pm-3m (221) · B2"
     from studio.results import type_text
     assert type_text(b2["result"]) == ("Its relaxed cell has the B2 structure type (AFLOW prototype "
@@ -594,7 +594,7 @@ def test_a_novel_candidate_whose_relaxed_cell_is_a_known_compound_is_named_and_n
                                        "structure type may be known elsewhere.")
     unrelaxed = verify.Verifier(store, label_dir=None).run(rid, 1, relaxed=False)
     assert "relaxed_into" not in unrelaxed["result"]          # the drawn cell is what novelty judged
-    assert "spacegroup" not in unrelaxed["result"] and cell_text(run["candidates"][0], unrelaxed) == "as drawn · tetraauricupride (L1_0)"
+    assert "spacegroup" not in unrelaxed["result"] and cell_text(run["candidates"][0], unrelaxed) == "as drawn · tetraauricupride (L1₀)"
 
 
 def test_the_checks_say_which_better_ranked_candidates_needed_none():

@@ -347,12 +347,24 @@ def test_a_cell_is_named_by_its_structure_type_from_the_aflow_library():
     assert t["strukturbericht"] == "B3" and t["aflow"] == "AB_cF8_216_c_a"
     assert prototypes.short_name(t) == "zincblende (B3)"
     assert prototypes.type_name(t) == "the zincblende (B3) structure type"
-    assert prototypes.short_name(prototypes.structure_type(hh)) == "half-Heusler (C1_b)"
+    assert prototypes.short_name(prototypes.structure_type(hh)) == "half-Heusler (C1b)"     # no '_' for Markdown
     # the elements do not matter, the arrangement does: AuCu as B2, and as L1_0 (named by its mineral)
     b2 = Structure(Lattice.cubic(3.0), ["Cu", "Au"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     assert prototypes.short_name(prototypes.structure_type(b2)) == "B2"
     assert prototypes.short_name(prototypes.structure_type(to_structure(open_db(DB_URL).get("mp-522").atoms))) == \
-        "tetraauricupride (L1_0)"
+        "tetraauricupride (L1₀)"
     # walk 11's Bain-distorted Au3Ni is no type of the library
     bain = to_structure(atoms_from_cif((Path(__file__).parent / "data" / "au3ni_bain_relaxed.cif").read_text()))
     assert prototypes.structure_type(bain) is None and prototypes.type_name(None) == ""
+
+
+def test_the_librarys_mineral_tags_read_as_running_text():
+    """The AFLOW tags capitalise every word and hold a few that name nothing a reader knows."""
+    name = lambda m, sb="None", aflow=True: prototypes.short_name({"mineral": m, "strukturbericht": sb,
+                                                                    "aflow": "ABC_hP3_187_a_d_f"}, aflow)
+    assert name("Rutile", "C4") == "rutile (C4)"
+    assert name("(Cubic) Perovskite", "E2_1") == "cubic perovskite (E2₁)"
+    assert name("Heusler", "L2_1") == "Heusler (L2₁)" and name("Cubic Laves", "C15") == "cubic Laves (C15)"
+    assert name("alpha", "A1") == "A1" and name("I4/mcm", "B37") == "B37"       # a Greek letter, a space group
+    assert name("Pb (Zr_0.50 Ti_0.48) O_3", "E2_1") == "E2₁" and name("(La,Ba)CuO4", "None") == "ABC_hP3_187_a_d_f"
+    assert name("", "None", aflow=False) == ""

@@ -39,6 +39,17 @@ def test_round_trip_gives_identical_arrays(tmp_path, small_shard, seed_lines):
     assert -6.0 < row.chgnet_energy < -2.0        # a bound intermetallic, eV/atom
 
 
+def test_each_material_is_listed_with_its_structure_type(tmp_path, small_shard):
+    """Walk 13: two TiO2 entries told apart by space group alone; the AFLOW type names them."""
+    from studio.catalogue import option_text, reference_rows
+    build_db([small_shard], tmp_path / "ref.db", chgnet=False)
+    rows = {r["material_id"]: r for r in reference_rows(ReferenceDB(tmp_path / "ref.db"))}
+    assert rows["mp-522"]["structure_type"]["strukturbericht"] == "L1_0"
+    assert option_text(rows["mp-522"]) == "AuCu · mp-522 · tetraauricupride (L1₀) · P4/mmm · 2 atoms · DFT label"
+    # the preset's name says L1₂ already
+    assert option_text(rows["L12-Au3Ni-chgnet"]).count("L1₂") == 1
+
+
 def test_queries(tmp_path, small_shard):
     build_db([small_shard], tmp_path / "ref.db")
     db = ReferenceDB(tmp_path / "ref.db")
@@ -89,12 +100,15 @@ def test_a_rebuild_reuses_the_energy_of_an_unchanged_cell_only(tmp_path, small_s
     later = tmp_path / "shards" / "labels-0001.jsonl.gz"
     with gzip.open(later, "wt") as fh:
         fh.write(json.dumps(moved) + "\n")
-    calls = []
+    calls, typed = [], []
+    import dosmatgen_core.labels.reference_db as reference_db
+    real_type = reference_db.structure_type
+    monkeypatch.setattr(reference_db, "structure_type", lambda s: typed.append(s.composition.reduced_formula) or real_type(s))
     import dosmatgen_core.scoring.stability as stability
     real = stability.static_energy
     monkeypatch.setattr(stability, "static_energy", lambda s, p: calls.append(s.composition.reduced_formula) or real(s, p))
     build_db([small_shard.parent], db_path)
     again = {r.material_id: r.chgnet_energy for r in ReferenceDB(db_path).db.select()}
-    assert len(calls) == 1                                        # only the changed cell
+    assert len(calls) == 1 and len(typed) == 1                    # only the changed cell
     assert {k: again[k] for k in again if k != "mp-22905"} == {k: first[k] for k in first if k != "mp-22905"}
     assert again["mp-22905"] != first["mp-22905"]

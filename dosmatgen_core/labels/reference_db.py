@@ -26,6 +26,7 @@ from dosmatgen_core import dos as dosmod
 from dosmatgen_core.checks import NotFound, near
 from dosmatgen_core.labels.labeller import iter_label_lines
 from dosmatgen_core.names import GENERATED_PREFIX
+from dosmatgen_core.scoring.prototypes import structure_type
 from dosmatgen_core.structures import atoms_from_cif, to_structure
 
 BUILD_EPOCH = 1.0  # fixed ctime/mtime in SQLite builds: identical shards give identical rows
@@ -63,12 +64,15 @@ def _spacegroup(atoms, symprec: float = 0.1) -> tuple[str, int]:
 
 
 def build_db(shard_paths: Iterable[str | Path], db_url: str | Path, *, overwrite: bool = True,
-             chgnet: bool = True) -> dict:
+             chgnet: bool = True, types: bool = True) -> dict:
     """(Re)build the database from label shards. Later shards win for a repeated material_id.
 
     With `chgnet`, each row also stores its CHGNet energy (eV/atom, static: the labelled cells
     are MP's relaxed ones), computed here once so the stability hull never recomputes it; it is
-    rounded to 0.1 meV so that rebuilds stay byte-identical.
+    rounded to 0.1 meV so that rebuilds stay byte-identical. With `types`, each row stores its AFLOW
+    structure type's tags as JSON ('' where it matches none; prototypes.structure_type, 0.5 s a
+    cell), so the material list can say rutile beside anatase. A rebuild reuses both for a cell
+    that has not changed.
     """
     lines: dict[str, tuple[Path, dict]] = {}
     failed = 0
@@ -88,7 +92,7 @@ def build_db(shard_paths: Iterable[str | Path], db_url: str | Path, *, overwrite
         Path(target).unlink(missing_ok=True)
         if not overwrite and Path(url).exists():
             shutil.copy(url, target)
-    known = _stored_energies(url) if (chgnet and is_file and Path(url).exists()) else {}
+    known = _stored_rows(url) if ((chgnet or types) and is_file and Path(url).exists()) else {}
     db = connect(target, type="db" if is_file else "extract_from_name")
     if not is_file and overwrite:
         db.delete([row.id for row in db.select()])
@@ -104,11 +108,16 @@ def build_db(shard_paths: Iterable[str | Path], db_url: str | Path, *, overwrite
                 dosmod.validate_on_grid(site.sum(0), name=f"{mid} in {shard.name}")
                 sg, sgn = _spacegroup(atoms)
                 extra = {}
+                stored = known.get(mid) if _same_cell(known.get(mid), atoms) else {}
                 if chgnet:
                     # here: reading the db must not load an interatomic potential, only build-db does
                     from dosmatgen_core.scoring.stability import static_energy
-                    e = _same_cell_energy(known.get(mid), atoms)
+                    e = stored.get("chgnet_energy")
                     extra["chgnet_energy"] = e if e is not None else round(static_energy(to_structure(atoms), "chgnet"), 4)
+                if types:
+                    t = stored.get("structure_type")
+                    extra["structure_type"] = t if t is not None else \
+                        json.dumps(structure_type(to_structure(atoms)) or "", sort_keys=True)
                 db.write(atoms, material_id=mid, **extra, chem_formula=d.get("formula") or atoms.get_chemical_formula(),
                          spacegroup=sg, spacegroup_number=sgn, e_fermi=float(d["e_fermi_eV"]),
                          dft_energy=float(d["energy_eV"]), shard=shard.name,
@@ -132,23 +141,23 @@ def build_db(shard_paths: Iterable[str | Path], db_url: str | Path, *, overwrite
     return {"rows": len(lines), "failed_lines_skipped": failed, "db": url}
 
 
-def _stored_energies(url: str) -> dict[str, tuple]:
-    """material_id -> (numbers, positions, cell, CHGNet energy) of the database being replaced: a
-    rebuild reuses the energy of an unchanged cell instead of running CHGNet on every row again."""
+def _stored_rows(url: str) -> dict[str, dict]:
+    """material_id -> the cell ('numbers', 'positions', 'cell') and what build_db computed for it
+    ('chgnet_energy', 'structure_type'; None where not stored) in the database being replaced: a
+    rebuild reuses them for an unchanged cell instead of running CHGNet and the prototype matcher on
+    every row again."""
     try:
-        return {row.material_id: (row.numbers, row.positions, row.cell, row.get("chgnet_energy"))
+        return {row.material_id: {"numbers": row.numbers, "positions": row.positions, "cell": row.cell,
+                                  "chgnet_energy": row.get("chgnet_energy"), "structure_type": row.get("structure_type")}
                 for row in connect(url, type="db").select()}
     except Exception:       # an unreadable old db is rebuilt from scratch, not trusted
         return {}
 
 
-def _same_cell_energy(stored: tuple | None, atoms) -> float | None:
-    if stored is None or stored[3] is None:
-        return None
-    numbers, positions, cell, energy = stored
-    same = (len(numbers) == len(atoms) and np.array_equal(numbers, atoms.numbers)
-            and np.allclose(positions, atoms.positions, atol=1e-6) and np.allclose(cell, atoms.cell[:], atol=1e-6))
-    return float(energy) if same else None
+def _same_cell(stored: dict | None, atoms) -> bool:
+    return (stored is not None and len(stored["numbers"]) == len(atoms) and np.array_equal(stored["numbers"], atoms.numbers)
+            and np.allclose(stored["positions"], atoms.positions, atol=1e-6)
+            and np.allclose(stored["cell"], atoms.cell[:], atol=1e-6))
 
 
 class ReferenceDB:
@@ -229,7 +238,8 @@ class ReferenceDB:
             if only_elements and els and set(row.symbols) != set(els):
                 continue
             out.append({"material_id": row.material_id, "formula": row.chem_formula, "natoms": row.natoms,
-                        "spacegroup": row.spacegroup, "elements": sorted(set(row.symbols))})
+                        "spacegroup": row.spacegroup, "elements": sorted(set(row.symbols)),
+                        "structure_type": json.loads(row.get("structure_type") or '""') or None})
         out.sort(key=listing_key)
         return out[:limit] if limit else out
 

@@ -8,10 +8,13 @@ scientist see that at once.
 """
 from __future__ import annotations
 
+import re
 import threading
 from functools import lru_cache
 
 from pymatgen.core import Structure
+
+from dosmatgen_core.names import SUBSCRIPTS
 
 _lock = threading.Lock()       # checks run in threads; a matcher is built once per formula type
 _unavailable: str | None = None      # why the library could not be read, once it could not
@@ -64,10 +67,39 @@ def type_name(t: dict | None) -> str:
     return f"the {short_name(t)} structure type"
 
 
-def short_name(t: dict) -> str:
-    """'zincblende (B3)', 'half-Heusler (C1_b)', 'L1_2': the mineral name where the library has one
-    (its first letter lower, as in running text), the Strukturbericht symbol, else the AFLOW label."""
-    mineral = t["mineral"].split(",")[0].strip()
-    mineral = mineral[:1].lower() + mineral[1:]
-    label = t["strukturbericht"] if t["strukturbericht"] and t["strukturbericht"] != "None" else t["aflow"]
-    return f"{mineral} ({label})" if mineral else label
+GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "omega"}
+# the library's tags capitalise every word; running text keeps capitals for people's names only
+EPONYMS = {"Heusler", "Laves", "Zintl", "Frank", "Kasper", "Chevrel", "Hittorf", "Magneli", "Ruddlesden",
+           "Popper", "Aurivillius", "Dion", "Jacobson", "Nowotny", "Wadsley", "Bernal"}
+
+
+def mineral_name(t: dict) -> str:
+    """The library's mineral tag as running text ('Rutile' → 'rutile', '(Cubic) Perovskite' → 'cubic
+    perovskite', 'Half-Heusler' → 'half-Heusler'), or '' where the tag names no structure type a
+    reader knows: a bare Greek letter ('alpha'), a space group ('I4/mcm'), a formula with
+    subscripts, TeX markup, 'Theoretical Carbon Structure'."""
+    m = (t.get("mineral") or "").split(",")[0].strip()
+    if (not m or m.lower() in GREEK or any(c in m for c in "$\\/_") or m.startswith("Theoretical")
+            or m.count("(") != m.count(")")):
+        return ""
+    m = re.sub(r"^\((\w+)\)\s*", r"\1 ", m)
+    # a word of three letters or more, capital then lower case: 'Pb' and 'Cu' are elements
+    return re.sub(r"[A-Za-z]+", lambda w: w[0].lower() if (len(w[0]) > 2 and w[0][0].isupper() and w[0][1:].islower()
+                                                         and w[0] not in EPONYMS) else w[0], m)
+
+
+def strukturbericht_name(symbol: str) -> str:
+    """'L1_2' → 'L1₂', 'C1_b' → 'C1b': subscripts as printed, and no '_' for Markdown to read as italics."""
+    if not symbol or symbol == "None":
+        return ""
+    return re.sub(r"_(\w)", lambda m: m[1].translate(SUBSCRIPTS), symbol)
+
+
+def short_name(t: dict, aflow: bool = True) -> str:
+    """'zincblende (B3)', 'half-Heusler (C1b)', 'L1₂': the mineral name where the library has one
+    (mineral_name), the Strukturbericht symbol, else the AFLOW label (aflow=False: '' instead, for
+    a list a newcomer scans, where 'ABC_hP3_187_a_d_f' says nothing)."""
+    mineral, label = mineral_name(t), strukturbericht_name(t.get("strukturbericht", ""))
+    if mineral:
+        return f"{mineral} ({label})" if label else mineral
+    return label or (t.get("aflow", "") if aflow else "")

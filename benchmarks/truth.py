@@ -59,6 +59,13 @@ from ase.data import chemical_symbols
 
 from benchmarks.common import append_jsonl, machine, read_jsonl
 from benchmarks.generation import heldout_sites, spread_sites
+# the candidate's DFT and the app's replacements have modules of their own; their names are
+# benchmarks.truth's too (the other benchmarks and the tests take them from here)
+from benchmarks.truth_dft import (calculate, calculate_relaxed, checked_candidates, cif_key, novel_after_check,
+                                  relaxed_known, score_candidate, whole_metrics)
+from benchmarks.truth_replacements import (BenchChecks, Pending, checks_with_replacements, site_replacements,
+                                           source_kind)
+from benchmarks.truth_settings import CACHE, MAX_DFT_ATOMS, RELAXED, TOP
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.candidates.seeding import Seed, find_seeds, seeded_specs, substitution_specs
 from dosmatgen_core.labels.labeller import FAST_RECIPE, ShardWriter, iter_label_lines, supported_elements
@@ -68,18 +75,14 @@ from dosmatgen_core.model.guide import load_guide
 from dosmatgen_core.names import GENERATED_PREFIX
 from dosmatgen_core.paths import DB_URL, GUIDE_PATH, LABEL_DIR, MODEL_PATH, PREDICTOR_PATH, ROOT
 from dosmatgen_core.sampling import modes, sampler
-from dosmatgen_core.scoring import certify
-from dosmatgen_core.scoring.evaluate import evaluate_candidates, known_match, matcher, unique_flags
+from dosmatgen_core.scoring.evaluate import evaluate_candidates, known_match, matcher
 from dosmatgen_core.scoring.predictor import load_predictor
 from dosmatgen_core.scoring.search import SiteHit, SiteIndex, site_index
 from dosmatgen_core.scoring.stability import DEFAULT_POTENTIAL
-from dosmatgen_core.scoring.verify import dft_in_site_order, relax_in_site_order, relaxed_into
 from dosmatgen_core.settings import PRESET_ID, SHIPPED
 from dosmatgen_core.structures import Crystal, atoms_from_cif, to_structure
 
 RESULTS = ROOT / "benchmarks" / "results" / "truth.json"
-CACHE = ROOT / "runs" / "truth"
-RELAXED = CACHE / "relaxed.jsonl"        # DFT of relaxed candidates, by the drawn candidate's key
 SITES = CACHE / "sites.json"          # the pinned choice of target sites (set "a")
 # A fresh set ("b", ...) holds sites of structures that no earlier set used: a choice made by
 # measuring on one set (a default, a ranking) is then checked on targets it never saw.
@@ -106,11 +109,9 @@ MIXED = {"seeded_steered_subs": ("seeded_steered", "substituted"), "seeded_subs"
 BY_COSINE = "_cos"
 MIXED.update({m + BY_COSINE: tuple(p + BY_COSINE for p in parts) for m, parts in list(MIXED.items())})
 CANDIDATES = 8
-TOP = 3
 # how many of a method's picks get DFT: a deep method keeps every pick of its parts (up to 6), so
 # its best DFT-checked one is the top of a DFT ranking of 6 checks rather than the predictor's 3
 DEPTH = {m: 2 * TOP for m in MIXED if "_deep" in m}
-MAX_DFT_ATOMS = 8
 STEPS = SHIPPED.steps
 
 
@@ -180,11 +181,6 @@ def lookup(index: SiteIndex, site: dict) -> dict:
             c.update(whole_metrics(site["target"], index.curves[index.row_of[h.material_id, h.site]]))
         out.append(c)
     return {"candidates": out}
-
-
-def whole_metrics(target, row) -> dict:
-    """A windowed target's match on the whole grid (the bench knows the whole DFT curve)."""
-    return {"dft_mae_whole": dosmod.mae(target, row), "dft_cosine_whole": dosmod.cosine(target, row)}
 
 
 def windowed(sites: list[dict], index: SiteIndex, window) -> list[dict]:
@@ -287,119 +283,8 @@ def merge_picks(parts: list[dict], top: int = TOP) -> dict:
             "candidates": cands, "seeds": parts[0].get("seeds", [])}
 
 
-# ---- the DFT of a candidate, cached by its CIF ------------------------------------------------
-
-def cif_key(cif: str) -> str:
-    return hashlib.sha256(cif.encode()).hexdigest()[:20]
-
-
-def calculate(cand: dict, dft_cache: dict, writer: ShardWriter, provenance: dict) -> dict:
-    key = cif_key(cand["cif"])
-    if key not in dft_cache:
-        line = dft_in_site_order(cand["cif"], FAST_RECIPE, 1500, cpu=True)      # labelled gen:<key>
-        rec = {"key": key, "failed": line["failed"]} if "failed" in line else \
-              {"key": key, "site_dos": np.round(np.asarray(line["site_dos"]), 5).tolist(), "seconds": line["seconds"]}
-        append_jsonl(CACHE / "dft.jsonl", rec)
-        dft_cache[key] = rec
-        if "failed" not in line:
-            writer.add({**line, "source": provenance})        # a DFT result is a label too
-    return dft_cache[key]
-
-
-def calculate_relaxed(cand: dict, cache: dict, writer: ShardWriter, potential: str = DEFAULT_POTENTIAL,
-                      provenance: dict | None = None) -> dict:
-    """The DFT of the candidate after relaxation with the potential (positions and cell; the site
-    order is kept), and the relaxed cell's CIF, cached in runs/truth/relaxed.jsonl by the drawn
-    candidate's key. The same two steps as the app's relaxed check (scoring/verify.py)."""
-    cand = {**cand, "key": cand.get("key") or cif_key(cand["cif"])}
-    if cand["key"] in cache:
-        return cache[cand["key"]]
-    try:
-        cif, rec = relax_in_site_order(cand["cif"], potential)
-    except Exception as exc:      # a potential that crashes on one cell is recorded, like a DFT failure
-        rec = {"potential": potential, "failed": f"{type(exc).__name__}: {exc}"[:300]}
-    rec = {"key": cand["key"], **rec}
-    if "failed" not in rec:
-        line = dft_in_site_order(cif, FAST_RECIPE, 1500, cpu=True)
-        if "failed" in line:
-            rec["failed"] = str(line["failed"])[:300]
-        else:
-            rec.update(site_dos=np.round(np.asarray(line["site_dos"]), 5).tolist(), dft_seconds=line["seconds"],
-                       cif=cif)
-            writer.add({**line, "source": {**(provenance or {"bench": "relax_effect"}), "relaxed_from": cand["key"],
-                                           "potential": potential}})
-    append_jsonl(RELAXED, rec)
-    cache[cand["key"]] = rec
-    return rec
-
-
-def checked_candidates(methods, generated: list[dict] | None = None,
-                       dft: dict | None = None) -> list[tuple[dict, list[dict]]]:
-    """The bench's generated records of these methods, each with those of its candidates that have
-    a drawn-cell DFT result: each CIF once over all records (two runs can draw the same one), with
-    its cache `key`, `method`, `target_site` and `dft_dos` (its conditioned site's DFT row) added.
-    Defaults: the cache files."""
-    dft = dft if dft is not None else {r["key"]: r for r in read_jsonl(CACHE / "dft.jsonl")}
-    generated = generated if generated is not None else read_jsonl(CACHE / "generated.jsonl")
-    out, seen = [], set()
-    for g in generated:
-        _, method, site_key = g["key"].split("/", 2)
-        if method not in methods:
-            continue
-        group = []
-        for c in g["candidates"]:
-            key = cif_key(c["cif"])
-            if key in seen or "site_dos" not in dft.get(key, {}):
-                continue
-            seen.add(key)
-            group.append({**c, "key": key, "method": method, "target_site": site_key,
-                          "dft_dos": np.asarray(dft[key]["site_dos"])[c["site"]]})
-        out.append((g, group))
-    return out
-
-
-def relaxed_known(calc: dict | None) -> str | None:
-    """The known structure (the shared MP tables) that a relaxed check's cell matches, or None.
-    Novelty is judged on the drawn cell; a drawn cell can relax into a known compound, and then
-    the DFT curve is that compound's, no novel candidate's."""
-    if not calc or "cif" not in calc:
-        return None
-    hit = known_match(to_structure(atoms_from_cif(calc["cif"])), None, relaxed=True)
-    return hit[0] if hit else None
-
-
-def score_candidate(cand: dict, target: np.ndarray, calc: dict | None, window=None) -> dict:
-    """window: the target's known energies; the DFT scores compare there, and on the whole grid as
-    dft_mae_whole / dft_cosine_whole."""
-    out = {k: cand.get(k) for k in ("formula", "element", "site", "predicted_mae", "predicted_cosine", "novel", "seed",
-                                    "material_id", "dft_mae", "dft_cosine", "dft_mae_whole", "dft_cosine_whole")}
-    if calc is not None and "site_dos" in calc:
-        row = np.asarray(calc["site_dos"])[cand["site"]]
-        out["dft_mae"] = dosmod.mae(target, row, window)
-        out["dft_cosine"] = dosmod.cosine(target, row, window)
-        if window is not None:
-            out.update(whole_metrics(target, row))
-        out["relaxed_into"] = relaxed_known(calc) if out.get("novel") else None
-    elif calc is not None:
-        out["dft_failed"] = calc["failed"][:200]
-    return {k: v for k, v in out.items() if v is not None}
-
-
-def novel_after_check(c: dict) -> bool:
-    """Novel as drawn, and its checked cell (relaxed) still no known structure (relaxed_known)."""
-    return bool(c.get("novel")) and not c.get("relaxed_into")
-
-
-# ---- the app's replacements: a check that relaxed into a known compound hands on its place ----
-# The app (scoring/certify.py: spares, replacement, check_in_turn) checks the next candidate worth
-# a check of the run's ranking in place of each finished check whose relaxed cell is a known
-# compound, up to as many replacements as checks were picked; a replacement that relaxes into a
-# known compound hands its place on too. The bench's app default does the same with its spares.
-
-def source_kind(c: dict) -> str:
-    """certify.source_of's kind of a bench candidate: a seed's swap carries its substitution."""
-    return "substitution" if (c.get("seed") or {}).get("substitution") else "generator"
-
+# ---- a record's spares, redrawn for the app's replacements (truth_replacements) ---------------
+# here, not there: a redraw is generate's draws again
 
 def seeds_of(rec: dict, cifs: dict[str, str]) -> list[Seed] | None:
     """A generated record's seeds again (their labelled cells, from `cifs`), so that a redraw starts
@@ -453,103 +338,7 @@ def redraw_spares(method: str, k: int, site: dict, rec: dict, res: dict, seed: i
             "seconds": round(time.perf_counter() - t, 1)}
 
 
-class Pending(Exception):
-    """A check that has no DFT result yet (a summary calculates nothing; a run past its time)."""
-
-
-class BenchChecks:
-    """The bench's DFT cache as certify.check_in_turn's verifier: a candidate's status is its cached
-    check ('done' with the known compound its relaxed cell is, relaxed_known, or 'failed');
-    run() calculates with `calc` (None: nothing is calculated, the check is pending)."""
-
-    def __init__(self, by_rank: dict[int, dict], cache: dict, calc: Callable[[dict], object] | None = None):
-        self.by_rank, self.cache, self.calc = by_rank, cache, calc
-        self.pending: list[int] = []
-
-    def status(self, run_id: str, rank: int) -> dict | None:
-        c = self.by_rank[rank]
-        got = self.cache.get(cif_key(c["cif"]))
-        if got is None:
-            return None
-        if "site_dos" not in got:
-            return {"status": "failed", "error": got.get("failed")}
-        return {"status": "done", "result": {"relaxed_into": relaxed_known(got) if c.get("novel") else None}}
-
-    def run(self, run_id: str, rank: int, *args, **kw) -> dict:
-        if (s := self.status(run_id, rank)) is None:
-            if self.calc is None:
-                raise Pending(f"#{rank} of {run_id} has no check yet")
-            self.calc(self.by_rank[rank])
-            if (s := self.status(run_id, rank)) is None:
-                raise Pending(f"#{rank} of {run_id} has no check yet")
-        return s
-
-    def fail(self, run_id: str, rank: int, error: str) -> None:
-        self.pending.append(rank)       # run() raised: not calculated (a DFT failure is a cached result)
-
-
-def checks_with_replacements(picks: list[dict], spares: list[dict], cache: dict, calc=None, name: str = "site",
-                             log: Callable[[str], None] = lambda m: None) -> dict:
-    """The checks the app makes of a site's picks: its run is the picks and the spares ranked
-    together by predicted MAE (the app's rank_key among valid new candidates), each flagged as
-    unique or a copy of a better-ranked one (evaluate.unique_flags); certify.check_in_turn checks
-    the picks (in certify.pick's order: the overall best, then each kind's), and for each check
-    whose relaxed cell is a known compound the next spare worth a check (certify.spares), at most
-    as many as were picked. calc: calculates a candidate (None: the cache alone). Returns
-    'by_rank' (the run's candidates), 'ranks' (the picks' ranks), 'replaced' (a check's rank → the
-    rank checked in its place), 'unreplaced' (such checks without one: 'none left' or 'at most'),
-    and 'pending' (ranks with no check yet: the site's checks are not complete)."""
-    pool = sorted([(c, True) for c in picks] + [(c, False) for c in spares], key=lambda p: p[0]["predicted_mae"])
-    structs = [to_structure(atoms_from_cif(c["cif"])) for c, _ in pool]
-    run = {"id": name, "candidates": [
-        {"rank": r + 1, "origin": source_kind(c), "novel": c.get("novel", True), "unique": u,
-         "structurally_valid": c.get("valid", True), "n_atoms": len(s)}
-        for r, ((c, _), s, u) in enumerate(zip(pool, structs, unique_flags(structs)))]}
-    by_rank = {r + 1: c for r, (c, _) in enumerate(pool)}
-    picked = [r + 1 for r, (_, is_pick) in enumerate(pool) if is_pick]
-    order = certify.pick(run, TOP, MAX_DFT_ATOMS, per_source=certify.PER_SOURCE)
-    ranks = [r for r in order if r in picked] + [r for r in picked if r not in order]
-    checks = BenchChecks(by_rank, cache, calc)
-    done = certify.check_in_turn(checks, run, ranks, relaxed=True, log=log)
-    # check_in_turn hands the spares out in turn to the checks that relaxed into known compounds, in
-    # the order it finished them, until none is left or as many as were picked are replaced
-    known = [r for r in done if r not in checks.pending and relaxed_into(checks.status(name, r))]
-    new = done[len(ranks):]
-    replaced = dict(zip(known, new))
-    return {"by_rank": by_rank, "ranks": ranks, "replaced": replaced, "pending": sorted(set(checks.pending)),
-            "unreplaced": {r: "at most" if len(replaced) >= len(ranks) else "none left"
-                           for r in known if r not in replaced}}
-
-
-def site_replacements(got: dict, scored: list[dict], site: dict, spares: list[dict] | None, dft_cache: dict) -> dict:
-    """A complete site's checks as the app makes them (checks_with_replacements, from the cache):
-    'checked' (the picks' and the replacements' checks with a DFT result), 'replacements' (each
-    scored, with the rank it took the place of: `in_place_of_rank`, and `in_place_of_pick`, the
-    replaced pick's place among the method's candidates, 1-based, when it was a pick) and
-    'unreplaced'; or {'pending': why} when a replacement has no check yet, or the site's spares
-    are unknown (spares None)."""
-    sk = f"{site['material_id']}#{site['site']}"
-    checked = [c for c in scored if "dft_mae" in c]
-    if not any(c.get("relaxed_into") for c in scored):
-        return {"checked": checked, "replacements": [], "unreplaced": []}
-    if spares is None:
-        return {"pending": "no spares cached (a run without --summarise redraws them)"}
-    emu = checks_with_replacements(got["candidates"], spares, dft_cache, name=sk)
-    if emu["pending"]:
-        return {"pending": "replacement checks not calculated yet: " + ", ".join(f"#{r}" for r in emu["pending"])}
-    by_rank, pick_of = emu["by_rank"], {id(c): i + 1 for i, c in enumerate(got["candidates"])}
-    score = {r: scored[pick_of[id(by_rank[r])] - 1] for r in emu["ranks"]}
-    for new in emu["replaced"].values():
-        c = by_rank[new]
-        score[new] = score_candidate(c, site["target"], dft_cache.get(cif_key(c["cif"])), site.get("window"))
-    reps = [{"rank": new, "in_place_of_rank": old, "in_place_of": by_rank[old].get("formula"),
-             **({"in_place_of_pick": pick_of[id(by_rank[old])]} if id(by_rank[old]) in pick_of else {}),
-             "in_place_of_relaxed_into": score[old].get("relaxed_into"), **score[new]}
-            for old, new in emu["replaced"].items()]
-    return {"checked": checked + [r for r in reps if "dft_mae" in r], "replacements": reps,
-            "unreplaced": [{"rank": r, "formula": by_rank[r].get("formula"), "relaxed_into": score[r].get("relaxed_into"),
-                            "why": why} for r, why in emu["unreplaced"].items()]}
-
+# ---- the summary: each method's numbers -------------------------------------------------------
 
 def summarise(sites: list[dict], per_method: dict[str, dict[str, dict]], dft_cache: dict,
               spares: dict[str, dict[str, list | None]] | None = None) -> dict:

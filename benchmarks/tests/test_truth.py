@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from benchmarks import truth
+from benchmarks import truth, truth_dft, truth_replacements
 from benchmarks.common import read_jsonl
 from benchmarks.relax_effect import relaxed_cifs
 from dosmatgen_core import dos
@@ -48,7 +48,7 @@ def _z_rows_dft(monkeypatch):
 
 
 def test_dft_is_cached_by_candidate_read_on_its_site_and_kept_as_a_label(tmp_path, monkeypatch):
-    monkeypatch.setattr(truth, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(truth_dft, "CACHE", tmp_path / "cache")
     cell, cif, calls = _z_rows_dft(monkeypatch)
     writer = ShardWriter(tmp_path / "labels", prefix="generated")
     cand = {"cif": cif, "site": 2, "predicted_mae": 0.3, "novel": True}
@@ -154,7 +154,7 @@ def test_a_relaxed_check_calculates_the_relaxed_cell_in_the_drawn_order(tmp_path
     """--relaxed: the default potential relaxes the candidate (real SevenNet), GPAW (a stand-in
     whose row i holds atom i's Z) gets the relaxed cell, and the result is cached under the
     drawn candidate's key, so a rerun calculates nothing."""
-    monkeypatch.setattr(truth, "RELAXED", tmp_path / "relaxed.jsonl")
+    monkeypatch.setattr(truth_dft, "RELAXED", tmp_path / "relaxed.jsonl")
     cell, cif, calls = _z_rows_dft(monkeypatch)
     writer = ShardWriter(tmp_path / "labels", prefix="generated")
     cand = {"cif": cif, "site": 2, "predicted_mae": 0.3, "novel": True}
@@ -301,7 +301,12 @@ def _replacement_case(monkeypatch, spare_known: bool = True):
               {"cif": _cell(3.5, "Cs", "I"), "formula": "CsI", "site": 0, "predicted_mae": 0.40, "novel": True},
               {"cif": _cell(3.6, "Ag", "Au"), "formula": "AgAu", "site": 0, "predicted_mae": 0.45, "novel": True}]
     known = {picks[0]["cif"]} | ({spares[0]["cif"]} if spare_known else set())
-    monkeypatch.setattr(truth, "relaxed_known", lambda calc: "mp-known" if calc and calc.get("cif") in known else None)
+
+    def fake_known(calc):
+        return "mp-known" if calc and calc.get("cif") in known else None
+    # both modules that call it: the scores (truth_dft) and the checks (truth_replacements)
+    for module in (truth_dft, truth_replacements):
+        monkeypatch.setattr(module, "relaxed_known", fake_known)
 
     def result(c, off):
         return {"site_dos": [list(target * (1 + off)), list(target)], "cif": c["cif"]}

@@ -92,7 +92,8 @@ if src == "A site of a material":
         st.session_state["ref_query"] = "Au3Ni"
         st.session_state["ref_select"] = studio.PRESET_ID
     query = st.text_input("Find a material", key="ref_query", persist_state="session",
-                          help="A formula (NaCl, GaAs), a Materials Project id (mp-22862) or elements (Au-Ni). "
+                          help="A formula (NaCl, GaAs), a Materials Project id (mp-22862), elements (Au-Ni) or a structure "
+                               "type (perovskite, rutile, Heusler). "
                                f"Searches all {len(rows_all)} labelled materials and, when none fits, the "
                                "Materials Project structures that ship with the project.")
     # on a line of its own: beside the search its label was cut at 800 px

@@ -12,7 +12,7 @@ from dosmatgen_core.checks import UserError, read_structure_bytes
 from dosmatgen_core.structures import StructureError, to_structure
 from dosmatgen_core.vasprun import is_vasprun, read_vasprun
 from dosmatgen_core.names import formula, material_name, site_curve_name, spacegroup_name
-from dosmatgen_core.scoring.prototypes import short_name
+from dosmatgen_core.scoring.prototypes import short_name, type_words
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,18 @@ def _match(row_id: str, row_reduced: str, row_elements, q: dict) -> bool:
 
 
 def search(text: str, rows: list[dict], mp: tuple = ()) -> dict:
-    """{'labelled': reference rows, 'mp': [(id, Structure)] of MP structures with no label, 'query': parsed}."""
-    q = parse_query(text)
+    """{'labelled': reference rows, 'mp': [(id, Structure)] of MP structures with no label, 'query': parsed}.
+    Text that is no formula, id or element list is looked for among the structure types
+    ('perovskite', 'rutile', 'L1_2'): {'type': text}."""
+    try:
+        q = parse_query(text)
+    except ValueError as exc:
+        word = text.strip().lower()
+        typed = [r for r in rows if len(word) >= 3 and word in type_words(r.get("structure_type"))]
+        if not typed:
+            raise ValueError(f"{exc}, and no labelled material has a structure type called '{text.strip()}' "
+                             "(perovskite, rutile, Heusler, L1_2)") from None
+        return {"labelled": typed, "mp": [], "query": {"type": word}}
     labelled = [r for r in rows if _match(r["material_id"], r["reduced"], r["elements"], q)]
     have = {r["material_id"] for r in rows}
     unlabelled = []

@@ -259,7 +259,10 @@ def test_materials_lists_the_ids_that_ref_takes(capsys):
     assert out["shown"] == 2 and out["materials"] >= 2
     assert all({"Au", "Ni"} <= set(Composition(r["formula"]).as_dict()) and r["atoms"] <= 4 for r in out["rows"])
     assert out["rows"][0] == {"id": "L12-Au3Ni-chgnet", "name": "Au3Ni · L1₂ · relaxed", "formula": "Au3Ni",
-                              "atoms": 4, "spacegroup": "Pm-3m"}
+                              "atoms": 4, "spacegroup": "Pm-3m", "structure_type": "L1₂"}
+    assert cli_main(["materials", "perovskite", "--limit", "3"]) == 0       # a structure type
+    out = json.loads(capsys.readouterr().out)
+    assert out["materials"] >= 3 and all("perovskite" in r["structure_type"] for r in out["rows"])
     assert cli_main(["search", "--ref", "mp-nonexist", "--site", "0"]) == 2
     assert "`dosmatgen materials TEXT` and the app's picker list them" in capsys.readouterr().err
 

@@ -41,13 +41,23 @@ def test_round_trip_gives_identical_arrays(tmp_path, small_shard, seed_lines):
 
 def test_each_material_is_listed_with_its_structure_type(tmp_path, small_shard):
     """Walk 13: two TiO2 entries told apart by space group alone; the AFLOW type names them."""
-    from studio.catalogue import option_text, reference_rows
+    from studio.catalogue import option_text, reference_rows, search
     build_db([small_shard], tmp_path / "ref.db", chgnet=False)
     rows = {r["material_id"]: r for r in reference_rows(ReferenceDB(tmp_path / "ref.db"))}
     assert rows["mp-522"]["structure_type"]["strukturbericht"] == "L1_0"
     assert option_text(rows["mp-522"]) == "AuCu · mp-522 · tetraauricupride (L1₀) · P4/mmm · 2 atoms · DFT label"
     # the preset's name says L1₂ already
     assert option_text(rows["L12-Au3Ni-chgnet"]).count("L1₂") == 1
+    # a type is found by its name or symbol, in the library (the CLI) and on the page alike
+    db = ReferenceDB(tmp_path / "ref.db")
+    assert [r["material_id"] for r in db.search(text="Tetraauricupride")] == ["mp-522"]
+    assert [r["material_id"] for r in db.search(text="L1_0")] == ["mp-522"]
+    assert [r["material_id"] for r in search("tetraauricupride", list(rows.values()))["labelled"]] == ["mp-522"]
+    for typo in ("zz", "perovskitx"):
+        with pytest.raises(ValueError, match="neither"):
+            db.search(text=typo)
+        with pytest.raises(ValueError, match="neither"):
+            search(typo, list(rows.values()))
 
 
 def test_queries(tmp_path, small_shard):

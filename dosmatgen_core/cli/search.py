@@ -93,22 +93,27 @@ def _materials(args) -> int:
     from dosmatgen_core.labels.reference_db import open_db
     from dosmatgen_core.names import formula, material_name
     from dosmatgen_core.paths import DB_URL
+    from dosmatgen_core.scoring.prototypes import short_name
     if args.limit < 1:
         raise checks.UserError(f"--limit {args.limit} is not a number of rows", "give --limit 1 or more")
     try:
         rows = open_db(args.db or DB_URL).search(text=" ".join(args.text) or None, max_atoms=args.max_atoms)
     except ValueError as exc:
-        raise checks.UserError(str(exc), "type an id (mp-22862), a formula (NaCl) or elements (Au Ni)") from None
+        raise checks.UserError(str(exc), "type an id (mp-22862), a formula (NaCl), elements (Au Ni) or a structure "
+                               "type (perovskite)") from None
     print(json.dumps({"materials": len(rows), "shown": min(len(rows), args.limit), "rows": [
         {"id": r["material_id"], "name": material_name(r["material_id"], r["formula"]), "formula": formula(r["formula"]),
-         "atoms": r["natoms"], "spacegroup": r["spacegroup"]} for r in rows[:args.limit]]}, indent=1, ensure_ascii=False))
+         "atoms": r["natoms"], "spacegroup": r["spacegroup"],
+         "structure_type": short_name(r["structure_type"]) if r["structure_type"] else None}
+        for r in rows[:args.limit]]}, indent=1, ensure_ascii=False))
     return 0
 
 
 def add_parsers(sub) -> None:
     from dosmatgen_core.cli.generate import add_reference_flags
     ma = sub.add_parser("materials", help="list the labelled materials (the ids --ref takes) by id, formula or elements")
-    ma.add_argument("text", nargs="*", help="an id (mp-22862), a formula (NaCl) or elements (Au Ni); none: all")
+    ma.add_argument("text", nargs="*", help="an id (mp-22862), a formula (NaCl), elements (Au Ni) or a structure type "
+                                            "(perovskite, rutile, L1_2); none: all")
     ma.add_argument("--max-atoms", type=int, default=None, help="only cells of at most this many atoms")
     ma.add_argument("--limit", type=int, default=50, help="rows to print at most")
     ma.add_argument("--db", default=None, help="reference database (default the shipped one)")

@@ -26,7 +26,7 @@ from dosmatgen_core import dos as dosmod
 from dosmatgen_core.checks import NotFound, near
 from dosmatgen_core.labels.labeller import iter_label_lines
 from dosmatgen_core.names import GENERATED_PREFIX
-from dosmatgen_core.scoring.prototypes import structure_type
+from dosmatgen_core.scoring.prototypes import structure_type, type_words
 from dosmatgen_core.structures import atoms_from_cif, to_structure
 
 BUILD_EPOCH = 1.0  # fixed ctime/mtime in SQLite builds: identical shards give identical rows
@@ -207,10 +207,12 @@ class ReferenceDB:
                limit: int | None = None) -> list[dict]:
         """Summary rows (no arrays) matching all given filters, in listing_key's order.
 
-        `text` is what a user types: an MP id, a formula, or elements separated by '-', ',' or space.
+        `text` is what a user types: an MP id, a formula, elements separated by '-', ',' or space, or
+        (none of these) a word of a structure type's name ('perovskite', 'L1_2'; prototypes.type_words).
         """
         kw: dict = {}
         els = list(elements)
+        kind = None             # text that names a structure type ('perovskite', 'L1_2')
         if text and text.strip():
             t = text.strip()
             parts = [p for p in t.replace(",", " ").replace("-", " ").split() if p]
@@ -222,7 +224,9 @@ class ReferenceDB:
                 try:
                     formula = Composition(t).reduced_formula
                 except Exception:
-                    raise ValueError(f"'{text}' is neither an MP id, a formula nor a list of elements") from None
+                    if len(t) < 3:          # two letters that are no element are a typo, not a type
+                        raise ValueError(f"'{text}' is neither an MP id, a formula nor a list of elements") from None
+                    kind = t.lower()
         bad = [e for e in els if not _is_element(e)]
         if bad:
             raise ValueError(f"unknown element(s): {', '.join(bad)}")
@@ -235,11 +239,17 @@ class ReferenceDB:
         for row in self.db.select(",".join(query) or None, **kw):
             if formula and Composition(row.chem_formula).reduced_formula != Composition(formula).reduced_formula:
                 continue
+            t = json.loads(row.get("structure_type") or '""') or None
+            if kind is not None and kind not in type_words(t):
+                continue
             if only_elements and els and set(row.symbols) != set(els):
                 continue
             out.append({"material_id": row.material_id, "formula": row.chem_formula, "natoms": row.natoms,
                         "spacegroup": row.spacegroup, "elements": sorted(set(row.symbols)),
-                        "structure_type": json.loads(row.get("structure_type") or '""') or None})
+                        "structure_type": t})
+        if kind is not None and not out:
+            raise ValueError(f"'{text}' is neither an MP id, a formula, a list of elements nor the structure type "
+                             "of a labelled material (perovskite, rutile, Heusler, L1_2)")
         out.sort(key=listing_key)
         return out[:limit] if limit else out
 

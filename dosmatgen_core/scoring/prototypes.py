@@ -103,3 +103,9 @@ def short_name(t: dict, aflow: bool = True) -> str:
     if mineral:
         return f"{mineral} ({label})" if label else mineral
     return label or (t.get("aflow", "") if aflow else "")
+
+
+def type_words(t: dict | None) -> str:
+    """What a structure type is found by, in lower case: its name as listed (short_name), its
+    Strukturbericht symbol as written ('L1_2') and the library's own mineral tag."""
+    return " ".join([short_name(t), t.get("strukturbericht", ""), t.get("mineral", "")]).lower() if t else ""

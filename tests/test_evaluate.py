@@ -366,5 +366,6 @@ def test_the_librarys_mineral_tags_read_as_running_text():
     assert name("(Cubic) Perovskite", "E2_1") == "cubic perovskite (E2₁)"
     assert name("Heusler", "L2_1") == "Heusler (L2₁)" and name("Cubic Laves", "C15") == "cubic Laves (C15)"
     assert name("alpha", "A1") == "A1" and name("I4/mcm", "B37") == "B37"       # a Greek letter, a space group
+    assert name("", "D0_19") == "D0₁₉"
     assert name("Pb (Zr_0.50 Ti_0.48) O_3", "E2_1") == "E2₁" and name("(La,Ba)CuO4", "None") == "ABC_hP3_187_a_d_f"
     assert name("", "None", aflow=False) == ""

@@ -92,7 +92,7 @@ def strukturbericht_name(symbol: str) -> str:
     """'L1_2' → 'L1₂', 'C1_b' → 'C1b': subscripts as printed, and no '_' for Markdown to read as italics."""
     if not symbol or symbol == "None":
         return ""
-    return re.sub(r"_(\w)", lambda m: m[1].translate(SUBSCRIPTS), symbol)
+    return re.sub(r"_(\w+)", lambda m: m[1].translate(SUBSCRIPTS), symbol)
 
 
 def short_name(t: dict, aflow: bool = True) -> str:

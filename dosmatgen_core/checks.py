@@ -27,6 +27,8 @@ from dosmatgen_core.structures import (
     MAX_UPLOAD_ATOMS,
     MAX_UPLOAD_BYTES,
     StructureError,
+    cif_missing_tags,
+    cif_unknown_symbols,
     read_structure,
 )
 
@@ -390,11 +392,17 @@ def read_structure_bytes(data: bytes, name: str, fmt: str | None = None) -> Stru
         raise UserError(f"{name}: {len(data) / 2**20:.1f} MB; at most {MAX_UPLOAD_BYTES / 2**20:.0f} MB is read",
                         "trim the file")
     text, fmt = _text(data, name), fmt or structure_format(name, data)
+    # here, for files people give, not in read_structure: the 18k MP tables would parse twice
+    if fmt == "cif" and (unknown := cif_unknown_symbols(text)):
+        raise UserError(f"{name}: unknown element{'s' * (len(unknown) > 1)} {', '.join(repr(u) for u in unknown)} "
+                        "in _atom_site_type_symbol", "check the file's element symbols")
     try:
         s = read_structure(text, fmt, source=name)
     except StructureError as exc:
-        if fmt == "cif":
-            _refuse_overlap_ase(text, name)   # pymatgen refuses atoms on one spot without saying so
+        if fmt == "cif" and not cif_missing_tags(text):
+            # pymatgen refuses atoms on one spot without saying so; a missing cell tag reads as a
+            # flat cell there, and the reader's "it lacks _cell_length_b" says more
+            _refuse_overlap_ase(text, name)
         raise UserError(str(exc), "check the file (it must be an ordered CIF or POSCAR)") from None
     return check_structure(s, name)
 

@@ -6,6 +6,7 @@ pymatgen `Structure` is the domain object; ASE `Atoms` is what GPAW and the ASE 
 from __future__ import annotations
 
 import csv
+import difflib
 import gzip
 import io
 import warnings
@@ -96,6 +97,22 @@ def cif_missing_tags(text: str) -> list[str]:
     return missing
 
 
+def cif_unknown_symbols(text: str) -> list[str]:
+    """The file's `_atom_site_type_symbol` entries that name no element ('Sx'; an oxidation state
+    as in 'Sr2+' or 'O2-' is allowed). pymatgen's reader takes the first letter of a symbol it does
+    not know ('Sx' became S, silently), and ASE's then fails, so the file's atom order was lost too."""
+    try:
+        from ase.io.cif import parse_cif
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            symbols = [str(x) for block in parse_cif(io.StringIO(text)) for x in (block.get("_atom_site_type_symbol") or [])]
+    except Exception:       # a file ASE cannot parse is the readers' business below
+        return []
+    bare = [sym.strip().rstrip("+-").rstrip("0123456789.") for sym in symbols]
+    return list(dict.fromkeys(sym for sym, b in zip(symbols, bare)
+                              if b not in atomic_numbers or b == "X"))
+
+
 def read_structure(text: str, fmt: str = "cif", source: str = "input") -> Structure:
     """Parse CIF or POSCAR text into an ordered pymatgen Structure, or raise StructureError."""
     if not isinstance(text, str) or not text.strip():
@@ -110,8 +127,14 @@ def read_structure(text: str, fmt: str = "cif", source: str = "input") -> Struct
         if len(missing) == len(CIF_CELL_TAGS) + 4:      # not one tag a crystal needs
             raise StructureError(f"{source}: could not read the CIF file: it has no cell or atom-site tags, "
                                  "so it is not a CIF")
+        tags = {w.lower() for line in text.splitlines() for w in line.split()[:1] if w.startswith("_")}
+        # a tag the file has that is close to a missing one, and is no tag a crystal needs itself
+        spare = tags - set(CIF_CELL_TAGS) - {f"_atom_site_{k}" for k in
+                                              ("fract_x", "fract_y", "fract_z", "cartn_x", "cartn_y", "cartn_z",
+                                               "type_symbol", "label")}
+        near = [f"{got} for {want}" for want in missing for got in difflib.get_close_matches(want, spare, 1, 0.85)]
         raise StructureError(f"{source}: could not read the CIF file: it lacks {', '.join(missing)} "
-                             "(is it cut short?)")
+                             + (f"(misspelled? it has {'; '.join(near)})" if near else "(is it cut short?)"))
     if fmt == "poscar" and (short := poscar_short(text)):
         raise StructureError(f"{source}: could not read the POSCAR file: it {short} (is it cut short?)")
     try:

@@ -78,6 +78,10 @@ def test_bad_dos_tables_are_refused(name, tmp_path, capsys, guarded):
 @pytest.mark.parametrize("name, words", [
     ("overlap_same_spot.cif", "apart"), ("overlap_close.cif", "0.20 Å apart"), ("overlap.vasp", "apart"),
     ("partial_occupancy.cif", "partial occupancy"), ("unknown_element.cif", "unknown element 'Qq' "),
+    # walk 14: pymatgen read Sx as S (and the file's atom order was lost); a misspelled cell tag
+    # was called a flat cell
+    ("misspelled_element.cif", "unknown element 'Sx' in _atom_site_type_symbol"),
+    ("misspelled_tag.cif", "it lacks _cell_length_b \\(misspelled\\? it has _cell_lenght_b for _cell_length_b\\)"),
     ("truncated.cif", "could not read the CIF file: it lacks _atom_site_fract_y, _atom_site_fract_z"),
     ("binary.cif", "binary"), ("empty.cif", "empty"), ("flat_cell.cif", "degenerate|zero volume"),
     ("dos_nan.csv", "line 3: NaN"), ("dos_inf.csv", "line 3: an infinite"), ("dos_negative.csv", "line 3: negative"),

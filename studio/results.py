@@ -17,6 +17,7 @@ from dosmatgen_core.candidates.seeding import grow_source
 from dosmatgen_core.candidates.words import NOVEL_NOTE, origin_text, settings_words, twin_text
 from dosmatgen_core.labels.labeller import SPIN_WORDS
 from dosmatgen_core.scoring.elements import ELEMENT_PREFIX
+from dosmatgen_core.scoring import evaluate
 from dosmatgen_core.scoring.evaluate import RELAXED_VOLUME_TOL, STRAINED, intermetallic
 from dosmatgen_core.scoring.prototypes import short_name, type_name
 from dosmatgen_core.scoring.verify import (best_new_curve, checks_summary, dft_mae, run_window,  # noqa: F401 (pages read them here)
@@ -51,6 +52,18 @@ def _geometry_badge(c: dict) -> str:
         return (f":orange-background[{sc['pair']} at {sc['ratio']:.0%} of the covalent radii: "
                 "passes only the 0.5 Å check]")
     return _badge(c.get("structurally_valid"), "geometry valid", "geometry invalid")
+
+
+def pressed_text(run: dict) -> str:
+    """How many valid candidates press two atoms together (evaluate.pressed), and what that costs
+    them; '' when none does. Walk 14 read "Valid candidates 10/10" above cards with O–Ti at 35 % of
+    the covalent radii."""
+    valid = [c for c in run["candidates"] if c.get("structurally_valid")]
+    if not (k := sum(evaluate.pressed(c) for c in valid)):
+        return ""
+    return (f"{k} of the {len(valid)} valid press two atoms below {evaluate.PRESSED:.0%} of their covalent radii "
+            "(they pass only the 0.5 Å check): ranked after the others of their kind, since the predicted DOS of "
+            "such a cell is the least reliable; a DFT check relaxes a cell first.")
 
 
 def _charge_badge(c: dict) -> str:
@@ -833,6 +846,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
     m3, m4 = st.columns(2)
     m1.metric("Valid candidates", f"{s['structurally_valid']}/{s['n']}",
               help="Candidates with a valid geometry (no atoms too close, a sound cell), of all in the run.")
+    if text := pressed_text(run):
+        m1.caption(text)
     if s.get("mean_dos_mae") is not None:
         m3.metric("Predicted MAE, mean (states/eV)", f"{s['mean_dos_mae']:.3f}",
                   help="Mean DOS MAE of the candidates' conditioned sites, by the site-DOS predictor.")

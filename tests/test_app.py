@@ -2102,3 +2102,13 @@ def test_the_runs_page_opens_the_newest_run_with_results(tmp_path, monkeypatch):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="open_run").value == done["id"]
+
+
+def test_the_valid_count_says_how_many_cells_press_atoms_together():
+    """Walk 14: "Valid candidates 10/10" above cards with O–Ti at 35 % of the covalent radii."""
+    from studio.results import pressed_text
+    run = {"candidates": [{"structurally_valid": True, "shortest_contact": {"pair": "O–Ti", "distance": 0.79, "ratio": 0.35}},
+                          {"structurally_valid": True, "shortest_contact": {"pair": "O–Ti", "distance": 1.9, "ratio": 0.86}},
+                          {"structurally_valid": False, "shortest_contact": {"pair": "O–O", "distance": 0.3, "ratio": 0.23}}]}
+    assert pressed_text(run).startswith("1 of the 2 valid press two atoms below 70% of their covalent radii")
+    assert pressed_text({"candidates": run["candidates"][1:]}) == ""

@@ -369,3 +369,19 @@ def test_the_librarys_mineral_tags_read_as_running_text():
     assert name("", "D0_19") == "D0₁₉"
     assert name("Pb (Zr_0.50 Ti_0.48) O_3", "E2_1") == "E2₁" and name("(La,Ba)CuO4", "None") == "ABC_hP3_187_a_d_f"
     assert name("", "None", aflow=False) == ""
+
+
+def test_a_cell_with_pressed_contacts_ranks_after_the_rest_of_its_group():
+    """Walk 14: masked draws with O–Ti at 0.79 Å (35 % of the covalent radii) ranked first on a
+    predicted MAE of 0.16 that DFT put at 0.67; the predictor's error grows as contacts press
+    (strain.json). Among valid new cells, those below PRESSED come after the others."""
+    from dosmatgen_core.candidates.pipeline import rank_key
+    base = {"structurally_valid": True, "novel": True}
+    pressed = {**base, "dos_mae": 0.10, "shortest_contact": {"pair": "O–Ti", "distance": 0.79, "ratio": 0.35}}
+    sound = {**base, "dos_mae": 0.30, "shortest_contact": {"pair": "O–Ti", "distance": 1.95, "ratio": 0.86}}
+    unmeasured = {**base, "dos_mae": 0.20}
+    known = {**sound, "novel": False, "dos_mae": 0.01}
+    invalid = {**sound, "structurally_valid": False, "dos_mae": 0.0}
+    ranked = sorted([invalid, known, pressed, sound, unmeasured], key=rank_key)
+    assert ranked == [unmeasured, sound, pressed, known, invalid]
+    assert evaluate.pressed(pressed) and not evaluate.pressed(sound) and not evaluate.pressed(unmeasured)

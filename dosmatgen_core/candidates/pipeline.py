@@ -291,10 +291,11 @@ def site_targets(spec, cond_sites) -> dict[int, int]:
 def rank_key(c: dict) -> tuple:
     """A candidate's place in its run: valid geometry first, then new structures before known ones
     (a known crystal, the reference included, is the lookup's answer, with its stored DFT label:
-    the app's checks, the truth bench and a run's "best new" all skip it), then by predicted DOS
-    MAE of the conditioned sites. Unchecked novelty (None) counts as new."""
+    the app's checks, the truth bench and a run's "best new" all skip it), then cells with no
+    pressed contact (evaluate.pressed: the predictor's curve for those is least reliable), then by
+    predicted DOS MAE of the conditioned sites. Unchecked novelty (None) counts as new."""
     return (not c["structurally_valid"], c.get("novel") is False or bool(c.get("is_reference")),
-            float(np.nan_to_num(c.get("dos_mae", np.inf), nan=np.inf)))
+            evaluate.pressed(c), float(np.nan_to_num(c.get("dos_mae", np.inf), nan=np.inf)))
 
 
 # what a candidate takes from its known copy: the match and the reference flag

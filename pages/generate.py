@@ -198,6 +198,8 @@ if src == "A site of a material":
         st.iframe(viz.structure_html(s, {site: viz.SITE_COLOURS["picked"]}, element_id="refview",
                                      script_src=viz.STATIC_SRC), height=330)
         st.caption(f"{studio.plain(mat.name)}: 2×2×2 cells, atoms wrapped into the cell; red halo: site {site}")
+    if mat.source == "predicted":
+        st.info(studio.predicted_target_text(predictor.card.get("heldout", {}), s[site].specie.symbol))
     base = mat.site_dos[site]
     base_name = mat.curve_name(site)
 else:
@@ -434,7 +436,8 @@ if mode == "seeded":
                   grow_from=[seed_arguments(parent)] if parent else [])
     st.caption(("The known structures to grow from never include the reference material itself. " if exclude else
                 "A DOS file names no material: the known structures to grow from can include the very one its curve "
-                "came from (the table above, at MAE 0). ") +
+                "came from (the table above, at MAE 0). " if mat is None else
+                f"{studio.plain(mat.name)} has no DFT label, so no known structure is left out as the reference. ") +
                "A candidate can still come back as a structure "
                "already known (one it grew from, a Materials Project entry or a candidate checked before): it is marked "
                "known, its stored DFT label is shown, and the DFT check goes to the next candidates instead.")

@@ -287,6 +287,20 @@ def newness(item: dict) -> tuple:
     return (d is not None, d or dt.datetime.min.replace(tzinfo=dt.timezone.utc), file_number(item["file"]), item["file"])
 
 
+def predicted_target_text(heldout: dict, element: str) -> str:
+    """What a target read off the predictor is worth (walk 14 took an uploaded cell's predicted Ti
+    curve for a measured one): the card's held-out MAE for the site's element family, beside the
+    ways to a DFT target."""
+    from pymatgen.core import Element
+    block = f"{Element(element).block}-block"
+    family = heldout.get(block) or heldout.get("all") or {}
+    which = f"{block} " if block in heldout else ""
+    off = (f": on the {int(family['sites'])} held-out {which}sites it is off DFT by {family['mae']:.3f} states/eV "
+           "on average" if family.get("mae") is not None else "")
+    return (f"This {element} curve is the site-DOS predictor's, not DFT{off}. The target is a prediction too: "
+            "a labelled material, or a VASP run (vasprun.xml) of this cell, gives a DFT target.")
+
+
 def heldout_table(heldout: dict) -> "pd.DataFrame":
     """The predictor card's held-out numbers as the Model page shows them: the site count first
     (in half the page's width it was scrolled out of sight), metrics named with units, to 3

@@ -2112,3 +2112,14 @@ def test_the_valid_count_says_how_many_cells_press_atoms_together():
                           {"structurally_valid": False, "shortest_contact": {"pair": "O–O", "distance": 0.3, "ratio": 0.23}}]}
     assert pressed_text(run).startswith("1 of the 2 valid press two atoms below 70% of their covalent radii")
     assert pressed_text({"candidates": run["candidates"][1:]}) == ""
+
+
+def test_a_target_read_off_the_predictor_says_what_it_is_worth():
+    """Walk 14 took an uploaded SrTiO3's predicted Ti curve for a measured target."""
+    import json
+    from dosmatgen_core.paths import ASSETS
+    heldout = json.loads((ASSETS / "predictor.card.json").read_text())["heldout"]
+    text = studio.predicted_target_text(heldout, "Ti")
+    assert f"off DFT by {heldout['d-block']['mae']:.3f} states/eV" in text and "d-block" in text
+    assert "held-out sites" in studio.predicted_target_text(heldout, "U")      # no f-block row: all sites
+    assert "not DFT." in studio.predicted_target_text({}, "O")

@@ -394,6 +394,9 @@ def test_uploaded_cif_is_the_reference(browser, server, tmp_path):
     page.get_by_text("Using rocksalt.cif").wait_for()
     # the plot comes a rerun after the message: wait for it rather than count at once
     page.get_by_text("predicted DOS of NaCl site 0 (Cl)").first.wait_for(timeout=120_000)
+    # what a predicted target is worth, by the predictor's card (walk 14 took it for a measured one)
+    page.get_by_text(re.compile(r"This Cl curve is the site-DOS predictor's, not DFT: on the \d+ held-out p-block")).wait_for()
+    page.get_by_text("has no DFT label, so no known structure is left out").wait_for()
     bad = tmp_path / "broken.cif"
     bad.write_text("data_x\nnonsense\n")
     file_input(page, "upload a structure").set_input_files(str(bad))

@@ -424,6 +424,28 @@ def invalid_text(run: dict) -> str:
             + (why or "Check each card's reasons below."))
 
 
+def template_back_text(run: dict) -> str:
+    """A template run whose candidates came back mostly as known crystals: how many, which, and the
+    way to new ones; '' otherwise. Walk 14's 5 of 8 came back as the template BaTiO3 itself and
+    the page said nothing of it."""
+    settings = run.get("settings") or {}
+    cands = run.get("candidates") or []
+    if settings.get("mode") != "template" or not cands:
+        return ""
+    known = [c for c in cands if c.get("novel") is False or c.get("is_reference")]
+    if len(known) < len(cands) / 2:
+        return ""
+    tid = settings.get("template_id")
+    mine = sum(c.get("matches") == tid for c in known) if tid else 0
+    name = studio.material_name(tid, next((c["formula"] for c in known if c.get("matches") == tid), "")) if mine else ""
+    what = (f"as the template itself ({name})" if mine == len(known) else
+            f"as known crystals, {mine} of them the template itself ({name})" if mine else "as known crystals")
+    return (f"{len(known)} of {len(cands)} candidates came back {what}: at strength "
+            f"{float(settings.get('strength', 0)):g} the noise does not carry the cell far enough from the template. "
+            "Move “How far from the template” up for new structures, or use the seeded mode, which draws further "
+            "from its seeds when too few draws are new.")
+
+
 def compare_caption(drawn: bool, nothing: list[str]) -> str:
     """What the compared curves are (only when there are some), and which runs have none."""
     what = ("Each run's best new structure at its matching atom: by DFT (solid) where one was checked, else the "
@@ -516,6 +538,8 @@ def dft_rank_text(rank: int, maes: dict[int, float], same: dict[int, str] | None
     mine = entries[same.get(rank, rank)]
     k = 1 + sum(m < mine for m in entries.values())
     tied = sum(m == mine for m in entries.values()) > 1
+    if len(entries) == 1:       # walk 14: five copies of the template each read "1st of 1 candidates"
+        return f"DFT MAE {maes[rank]:.3f} · the run's only DFT result" + (" (a stored label)" if rank in same else "")
     nth = {1: "1st", 2: "2nd", 3: "3rd"}.get(k, f"{k}th")
     return f"DFT MAE {maes[rank]:.3f} · {'tied ' * tied}{nth} of {len(entries)} candidates by DFT"
 
@@ -864,6 +888,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
             m5.caption(named)
     if invalid := invalid_text(run):
         st.warning(invalid)
+    if back := template_back_text(run):
+        st.info(back)
     if made := count_text(run["candidates"], run.get("summary")):
         st.caption(f"{s['n']} candidates: {made}.")
     if any(c.get("novel") for c in run["candidates"]):

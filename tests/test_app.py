@@ -2123,3 +2123,17 @@ def test_a_target_read_off_the_predictor_says_what_it_is_worth():
     assert f"off DFT by {heldout['d-block']['mae']:.3f} states/eV" in text and "d-block" in text
     assert "held-out sites" in studio.predicted_target_text(heldout, "U")      # no f-block row: all sites
     assert "not DFT." in studio.predicted_target_text({}, "O")
+
+
+def test_a_template_run_that_came_back_as_its_template_says_so():
+    """Walk 14: 5 of 8 template candidates were BaTiO3 mp-5020 itself, and the page said nothing."""
+    from studio.results import template_back_text
+    back = {"novel": False, "matches": "mp-5020", "formula": "BaTiO3"}
+    run = {"settings": {"mode": "template", "template_id": "mp-5020", "strength": 0.5},
+           "candidates": [back] * 5 + [{"novel": True, "matches": None}] * 3}
+    text = template_back_text(run)
+    assert text.startswith("5 of 8 candidates came back as the template itself (BaTiO3 · mp-5020): at strength 0.5")
+    run["candidates"][0] = {"novel": False, "matches": "mp-2998", "formula": "BaTiO3"}
+    assert "as known crystals, 4 of them the template itself" in template_back_text(run)
+    assert template_back_text({**run, "candidates": [back] + [{"novel": True}] * 3}) == ""
+    assert template_back_text({**run, "settings": {"mode": "masked"}}) == ""

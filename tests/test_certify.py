@@ -430,6 +430,10 @@ def test_a_cards_dft_badge_names_its_place_in_the_dft_order():
     assert set(same) == {1, 2} and same[1] == same[2] and "CoPt" in same[1]
     assert [dft_rank_text(r, maes, same) for r in (1, 2, 4)] == ["DFT MAE 0.116 · tied 1st of 3 candidates by DFT"] * 3
     assert dft_rank_text(3, maes, same) == "DFT MAE 0.200 · 3rd of 3 candidates by DFT"
+    # copies of one known compound alone (walk 14's five template copies read "1st of 1 candidates")
+    copies = {1: 0.213, 2: 0.213}
+    assert dft_rank_text(2, copies, {1: "BaTiO3 · 0.213", 2: "BaTiO3 · 0.213"}) == \
+        "DFT MAE 0.213 · the run's only DFT result (a stored label)"
 
 
 def test_the_best_new_number_names_its_candidate_and_the_known_site_beside_it():

@@ -75,7 +75,7 @@ def earlier_note(name: str, key: str) -> None:
     with st.container(horizontal=True, vertical_alignment="center"):
         st.info(f"Using {studio.plain(name)}, uploaded earlier in this session (the box above is empty after a "
                 "visit to another page). Upload another file to replace it.", width="stretch")
-        st.button("Forget it", key=f"forget_{key}", on_click=state.forget_upload, args=(key,))
+        st.button("Forget it", key=f"forget_{key}", on_click=state.forget_upload, args=(key, True))
 
 
 st.header("1 · Target DOS")
@@ -88,6 +88,7 @@ mat: catalogue.Material | None = None
 site = 0
 window = None          # where the target is known: a file that covers part of −10…10 eV (dos.file_window)
 if src == "A site of a material":
+    state.hide_upload("dos_csv")
     if "ref_query" not in st.session_state:
         st.session_state["ref_query"] = "Au3Ni"
         st.session_state["ref_select"] = studio.PRESET_ID
@@ -99,10 +100,10 @@ if src == "A site of a material":
     # on a line of its own: beside the search its label was cut at 800 px
     st.button("Example: Ni in Au₃Ni (paper)", key="preset", on_click=use_preset,
               help="The paper's showcase: the Ni site of L1₂ Au₃Ni as the target.")
-    upload = state.kept_upload("ref_upload", lambda: st.file_uploader(
+    upload = state.kept_upload("ref_upload", lambda wkey: st.file_uploader(
         "…or upload a structure (CIF or POSCAR: its sites get predicted DOS curves) or a VASP "
         "run (vasprun.xml with LORBIT ≥ 10: its atoms' own DOS)", type=None,      # POSCAR and CONTCAR have no extension
-        key="ref_upload"))
+        key=wkey))
     if upload is not None:
         up_name, up_bytes, earlier = upload
         if earlier:
@@ -203,9 +204,10 @@ if src == "A site of a material":
     base = mat.site_dos[site]
     base_name = mat.curve_name(site)
 else:
-    up = state.kept_upload("dos_csv", lambda: st.file_uploader(
+    state.hide_upload("ref_upload")
+    up = state.kept_upload("dos_csv", lambda wkey: st.file_uploader(
         "CSV with two columns: E − E_F (eV), DOS (states/eV); or three headed E, up, down (summed)",
-        type=None, key="dos_csv"))     # the reader goes by the content: a CIF here is named as one, not refused unsaid
+        type=None, key=wkey))     # the reader goes by the content: a CIF here is named as one, not refused unsaid
     if up is None:
         st.info("Upload a DOS file to go on. Any energy grid works: it is regridded onto −10…10 eV, 400 points. "
                 "A VASP vasprun.xml goes in “A site of a material” (its upload), where you pick the atom.")

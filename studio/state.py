@@ -209,12 +209,18 @@ def dft_statuses(run: dict) -> dict[int, dict]:
 
 
 def kept_upload(key: str, draw) -> tuple[str, bytes, bool] | None:
-    """The file of the uploader that draw() draws under key, kept past a visit to another page (a
+    """The file of the uploader that draw(widget_key) draws, kept past a visit to another page (a
     file uploader cannot be given its file back: it comes back empty): (name, bytes, from_earlier).
     An uploader that held the file in the run before and is empty now was emptied by its user (×):
     its file is forgotten. None when there is no file."""
-    drawn_before = key in st.session_state       # an undrawn widget's state is dropped
-    upload = draw()
+    if st.session_state.pop(f"{key}_hidden", False) and st.session_state.get(f"{key}_kept"):
+        # not drawn in the run before (the other target source was picked): Streamlit keeps its file
+        # on the server while the browser shows the box empty, with no × (walk 14); a fresh widget
+        # shows what is true, and the kept file is said to be an earlier one, with a way to drop it
+        _renew(key)
+    wkey = upload_widget_key(key)
+    drawn_before = wkey in st.session_state       # an undrawn widget's state is dropped
+    upload = draw(wkey)
     if upload is not None:
         st.session_state[f"{key}_kept"] = (upload.name, upload.getvalue())
         st.session_state[f"{key}_had"] = True
@@ -226,5 +232,25 @@ def kept_upload(key: str, draw) -> tuple[str, bytes, bool] | None:
     return (*kept, True) if kept else None
 
 
-def forget_upload(key: str) -> None:
+def upload_widget_key(key: str) -> str:
+    """The uploader's widget key now: key, then key_1, key_2, ... after each _renew."""
+    gen = st.session_state.get(f"{key}_gen", 0)
+    return f"{key}_{gen}" if gen else key
+
+
+def _renew(key: str) -> None:
+    """A new widget key for the uploader: the only way to empty a file uploader on the server."""
+    st.session_state[f"{key}_gen"] = st.session_state.get(f"{key}_gen", 0) + 1
+    st.session_state[f"{key}_had"] = False
+
+
+def hide_upload(key: str) -> None:
+    """Said by a page run that does not draw the uploader (kept_upload renews it when it returns)."""
+    st.session_state[f"{key}_hidden"] = True
+
+
+def forget_upload(key: str, widget: bool = False) -> None:
+    """Drop the kept file; widget: the uploader's own file too (the page's "Forget it")."""
     st.session_state.pop(f"{key}_kept", None)
+    if widget:
+        _renew(key)

@@ -313,7 +313,7 @@ def test_a_poscar_or_cif_upload_is_read_whatever_its_name(db):
     with pytest.raises(ValueError):
         catalogue.from_upload("picture.png", bytes(range(256)) * 4, pred)
     src = (studio.ROOT / "pages" / "generate.py").read_text()
-    assert 'key="ref_upload"' in src and '"cif", "vasp", "poscar"' not in src
+    assert 'state.kept_upload("ref_upload"' in src and '"cif", "vasp", "poscar"' not in src
 
 
 def test_names_people_read():
@@ -706,7 +706,7 @@ def test_an_upload_is_kept_past_another_page_and_forgotten_when_emptied(monkeypa
     monkeypatch.setattr(state_mod, "st", fake)
 
     def run(value, drawn=True):     # one script run: the widget leaves its key when drawn
-        out = state_mod.kept_upload("dos_csv", lambda: value)
+        out = state_mod.kept_upload("dos_csv", lambda wkey: value)
         if drawn:
             fake.session_state["dos_csv"] = value
         return out
@@ -721,6 +721,15 @@ def test_an_upload_is_kept_past_another_page_and_forgotten_when_emptied(monkeypa
     fake.session_state.pop("dos_csv")
     state_mod.forget_upload("dos_csv")
     assert run(None) is None
+    # the other target source drawn in between (walk 14): Streamlit kept the widget's file on the
+    # server while the browser showed the box empty; a fresh widget key, and the file said earlier
+    run(Up("d.csv", b"4"))
+    state_mod.hide_upload("dos_csv")
+    key = []
+    assert state_mod.kept_upload("dos_csv", lambda wkey: key.append(wkey)) == ("d.csv", b"4", True)
+    assert key == ["dos_csv_1"]
+    state_mod.forget_upload("dos_csv", widget=True)                      # "Forget it": the widget's file too
+    assert state_mod.upload_widget_key("dos_csv") == "dos_csv_2" and state_mod.kept_upload("dos_csv", lambda k: None) is None
 
 
 def test_per_source_dft_checks_are_offered_for_seeded_runs_with_swaps_and_counted_in_the_estimate():
@@ -2060,7 +2069,7 @@ def test_a_structure_given_as_the_dos_file_is_named_and_sent_to_the_reference_up
     allowed"), under the previous file's error. The uploader takes any file; the reader names a
     structure and says where it goes, in one error."""
     src = (Path(APP).parent / "pages" / "generate.py").read_text()
-    assert 'type=None, key="dos_csv"' in src
+    assert 'type=None, key=wkey' in src
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["dos_csv_kept"] = ("nacl.cif", NACL_CL_FIRST.encode())
     at.run()

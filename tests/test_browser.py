@@ -253,7 +253,7 @@ def test_nacl_reference_then_template_is_nacl(browser, server):
     page = open_page(browser, server)
     assert page.get_by_test_id("stSidebarNav").get_by_text("Generate").count() == 1
     search(page, "NaCl")
-    wait_chosen(page, "Material", r"^NaCl · mp-22862 · Fm-3m")
+    wait_chosen(page, "Material", r"^NaCl · mp-22862 · halite \(B1\) · Fm-3m")     # its structure type named
     page.get_by_text("Change a template structure").click()
     settle(page)
     page.get_by_role("combobox", name="Template structure", exact=True).wait_for()
@@ -406,6 +406,28 @@ def test_uploaded_cif_is_the_reference(browser, server, tmp_path):
     page.get_by_text("remove this one (×) to pick a material").wait_for()
     assert page.get_by_text("Target DOS", exact=True).count() == 0 and page.get_by_role("button", name="Generate").count() == 0
     shot(page, "cif_upload")
+    page.close()
+
+
+def test_an_upload_kept_past_the_csv_source_can_be_forgotten(browser, server, tmp_path):
+    """Walk 14: after "A DOS file (CSV)" and back, the uploader was empty with no ×, the page went on
+    with the file, and nothing offered to drop it."""
+    from tests.test_app import NACL_CL_FIRST
+    cif = tmp_path / "rocksalt.cif"
+    cif.write_text(NACL_CL_FIRST)
+    page = open_page(browser, server)
+    file_input(page, "upload a structure").set_input_files(str(cif))
+    settle(page)
+    page.get_by_text("Using rocksalt.cif").first.wait_for()
+    page.get_by_text("A DOS file (CSV)").click()
+    settle(page)
+    page.get_by_text("A site of a material", exact=True).click()
+    settle(page)
+    page.get_by_text("Using rocksalt.cif, uploaded earlier").wait_for()
+    page.get_by_role("button", name="Forget it").click()
+    settle(page)
+    page.get_by_text("Using rocksalt.cif").first.wait_for(state="detached")
+    wait_chosen(page, "Material", r"^Au3Ni")
     page.close()
 
 

@@ -538,8 +538,10 @@ req_kw["n_candidates"] = int(s1.number_input(f"Candidates (1–{studio.SHIPPED.m
 notes.under("n_candidates", s1)
 req_kw["guidance"] = float(s2.number_input(f"How closely to follow the target DOS (0–{studio.SHIPPED.max_guidance:g})",
                                            value=float(studio.SHIPPED.guidance), step=0.5, key="w", persist_state="session",
+                                           disabled=mode == "unconditional",      # walk 14: offered with no target
                                            help="Guidance weight w: 0 ignores the target, 1 is the trained "
-                                                "balance, higher follows it harder (and gives fewer valid cells)."))
+                                                "balance, higher follows it harder (and gives fewer valid cells). "
+                                                "The unconditional baseline has no target to follow."))
 notes.under("guidance", s2)
 import torch  # noqa: E402  (only to list devices)
 devs = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])

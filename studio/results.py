@@ -372,6 +372,10 @@ RUNS_COLUMNS = {
     "baseline MAE (predicted)": st.column_config.TextColumn(
         "pred. baseline", width=110, help="Mean predicted DOS MAE (states/eV) of the unconditional samples"),
     "when": st.column_config.TextColumn("when (UTC)", width=135),
+    # walk 14 read "no target (basel" and "new structure, e" cut, and took the last column for no target
+    "mode": st.column_config.TextColumn("mode", width=230),
+    "title": st.column_config.TextColumn("target", width=330, help="The run's target DOS: which curve it is and where "
+                                                                    "it came from (a DFT label, a prediction, a file)"),
     "candidates": st.column_config.NumberColumn("cand.", width=60, help="Candidates in the run"),
     "valid": st.column_config.TextColumn("valid", width=60, help="Candidates with a valid geometry"),
     "settings": st.column_config.TextColumn("settings", width=260, help="How the run was made: its mode and seeds or "

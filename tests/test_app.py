@@ -1871,8 +1871,8 @@ def test_an_intermetallic_card_does_not_claim_a_charge_balance():
     """The walk: 'charge balanced (SMACT)' in green on Au2CuNi, Rh3Sn; it means nothing for metals."""
     from studio.results import _charge_badge
     assert _charge_badge({"formula": "Au2CuNi", "charge_neutral": True}).startswith(":gray-background[intermetallic")
-    assert _charge_badge({"formula": "NaCl", "charge_neutral": True}) == ":green-background[charge balanced (SMACT)]"
-    assert _charge_badge({"formula": "LiF2", "charge_neutral": False}).startswith(":red-background[not charge")
+    assert _charge_badge({"formula": "NaCl", "charge_neutral": True}) == ":green-background[some oxidation states balance (SMACT)]"
+    assert _charge_badge({"formula": "LiF2", "charge_neutral": False}) == ":red-background[no oxidation states balance (SMACT)]"
 
 
 def test_a_benchmark_record_reads_as_rows_not_json():

@@ -454,7 +454,7 @@ def ranked_lines(run: dict, has_target: bool, top: int = 10, labelled: frozenset
             # as the app's orange badge: valid by the field's 0.5 Å check, yet far closer than bonded atoms
             geometry += f" but strained ({sc['pair']} at {sc['distance']:.2f} Å, {sc['ratio']:.0%} of the covalent radii)"
         charge = ("intermetallic" if intermetallic(c["formula"]) else
-                  "charge balanced" if c.get("charge_neutral") else "not charge balanced")
+                  "some oxidation states balance" if c.get("charge_neutral") else "no oxidation states balance")
         known = ("new" if c.get("novel") else "the reference itself" if c.get("is_reference") else
                  f"known ({c.get('matches')})" if c.get("novel") is False else "novelty not checked")
         line = (f"#{c['rank']:>2} {formula(c['formula']):<12} {c['spacegroup']['0.1']:<16} "

@@ -77,8 +77,9 @@ def picks(rows: list[dict], by: str, top: int) -> list[dict]:
     return sorted(rows, key=lambda r: r[by])[:top]
 
 
-def run(predictor=PREDICTOR_PATH) -> dict:
-    pred = load_predictor(predictor, trust=predictor != PREDICTOR_PATH)
+def unseen_checks(pred) -> tuple[list[dict], dict[str, np.ndarray], set[str]]:
+    """The truth bench's relaxed checks that pred never trained on (checked_candidates), their
+    targets' DFT curves by site key, and the trained-on CIFs left out."""
     skip = trained_cifs(pred)
     relaxed = {r["key"]: r for r in read_jsonl(truth.RELAXED)}
     cands = [c for c in checked_candidates(read_jsonl(truth.CACHE / "generated.jsonl"), relaxed)
@@ -88,6 +89,12 @@ def run(predictor=PREDICTOR_PATH) -> dict:
     for sk in sorted({c["site_key"] for c in cands}):
         mid, i = sk.rsplit("#", 1)
         targets[sk] = np.asarray(db.get(mid).site_dos[int(i)], float)
+    return cands, targets, skip
+
+
+def run(predictor=PREDICTOR_PATH) -> dict:
+    pred = load_predictor(predictor, trust=predictor != PREDICTOR_PATH)
+    cands, targets, skip = unseen_checks(pred)
     sites = [c["site"] for c in cands]
     p_drawn = predict_site(pred, [c["drawn"] for c in cands], sites)
     p_relaxed = predict_site(pred, [c["relaxed"] for c in cands], sites)

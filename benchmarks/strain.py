@@ -24,12 +24,11 @@ import sys
 import numpy as np
 
 from benchmarks import truth
-from benchmarks.common import machine, read_jsonl
+from benchmarks.common import machine
 from benchmarks.predictor_check import paired
-from benchmarks.relaxed_prediction import checked_candidates, predict_site, trained_cifs
+from benchmarks.relaxed_prediction import predict_site, unseen_checks
 from dosmatgen_core import dos as dosmod
-from dosmatgen_core.labels.reference_db import open_db
-from dosmatgen_core.paths import DB_URL, PREDICTOR_PATH, ROOT
+from dosmatgen_core.paths import PREDICTOR_PATH, ROOT
 from dosmatgen_core.scoring.evaluate import shortest_contact
 from dosmatgen_core.scoring.predictor import load_predictor
 from dosmatgen_core.structures import atoms_from_cif, to_structure
@@ -82,13 +81,7 @@ def within_site(rows: list[dict], below: float, min_checks: int = 4) -> dict:
 
 def run(below: float = 0.7, predictor=PREDICTOR_PATH) -> dict:
     pred = load_predictor(predictor, trust=predictor != PREDICTOR_PATH)
-    skip = trained_cifs(pred)
-    relaxed = {r["key"]: r for r in read_jsonl(truth.RELAXED)}
-    cands = [c for c in checked_candidates(read_jsonl(truth.CACHE / "generated.jsonl"), relaxed)
-             if c["drawn"] not in skip and c["relaxed"] not in skip]
-    db = open_db(DB_URL)
-    targets = {sk: np.asarray(db.get(sk.rsplit("#", 1)[0]).site_dos[int(sk.rsplit("#", 1)[1])], float)
-               for sk in {c["site_key"] for c in cands}}
+    cands, targets, skip = unseen_checks(pred)
     predicted = predict_site(pred, [c["drawn"] for c in cands], [c["site"] for c in cands])
     rows = []
     for c, p in zip(cands, predicted):

@@ -343,6 +343,7 @@ RESULT_KINDS = {
     "seeding": "seeding strength",
     "semi_supervised": "unlabelled crystals in training", "split": "train / validation split",
     "stability": "stability hull", "startup": "a fresh process's first run",
+    "strain": "drawn cells with atoms pressed together: the predictor's error against DFT",
     "top": "second batches drawn when too few draws are new crystals",
     "truth": "DFT truth: every method checked with GPAW", "types": "atom-type diffusion", "val": "validation",
     "truth-window": "DFT truth on targets known on part of the grid (the occupied states)",

@@ -58,7 +58,8 @@ class BenchChecks:
 def checks_with_replacements(picks: list[dict], spares: list[dict], cache: dict, calc=None, name: str = "site",
                              log: Callable[[str], None] = lambda m: None) -> dict:
     """The checks the app makes of a site's picks: its run is the picks and the spares ranked
-    together by predicted MAE (the app's rank_key among valid new candidates), each flagged as
+    together by predicted MAE (the app's rank_key among valid new candidates, less its tier for
+    pressed contacts: strain.json, it moves no site's best of 3), each flagged as
     unique or a copy of a better-ranked one (evaluate.unique_flags); certify.check_in_turn checks
     the picks (in certify.pick's order: the overall best, then each kind's), and for each check
     whose relaxed cell is a known compound the next spare worth a check (certify.spares), at most

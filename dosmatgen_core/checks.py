@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from dosmatgen_core.structures import (
     MAX_UPLOAD_ATOMS,
     MAX_UPLOAD_BYTES,
     StructureError,
+    atoms_from_cif,
     cif_missing_tags,
     cif_unknown_symbols,
     read_structure,
@@ -395,7 +397,8 @@ def read_structure_bytes(data: bytes, name: str, fmt: str | None = None) -> Stru
     # here, for files people give, not in read_structure: the 18k MP tables would parse twice
     if fmt == "cif" and (unknown := cif_unknown_symbols(text)):
         raise UserError(f"{name}: unknown element{'s' * (len(unknown) > 1)} {', '.join(repr(u) for u in unknown)} "
-                        "in _atom_site_type_symbol", "check the file's element symbols")
+                        "in _atom_site_type_symbol", "write each as the periodic table does (Fe, O), a charge "
+                        "after it if any (Fe3+)")
     try:
         s = read_structure(text, fmt, source=name)
     except StructureError as exc:
@@ -404,7 +407,22 @@ def read_structure_bytes(data: bytes, name: str, fmt: str | None = None) -> Stru
             # flat cell there, and the reader's "it lacks _cell_length_b" says more
             _refuse_overlap_ase(text, name)
         raise UserError(str(exc), "check the file (it must be an ordered CIF or POSCAR)") from None
+    if fmt == "cif":
+        _refuse_lost_order(text, name)
     return check_structure(s, name)
+
+
+def _refuse_lost_order(cif: str, source: str) -> None:
+    """A CIF that pymatgen reads and ASE cannot: its sites would be numbered in pymatgen's order
+    (grouped by element), not the file's, without a word (structures.in_file_order)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            atoms_from_cif(cif)
+    except Exception as exc:
+        raise UserError(f"{source}: its atoms cannot be kept in the file's order (ASE cannot read it: "
+                        f"{str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__})",
+                        "check the file (it must be an ordered CIF or POSCAR)") from None
 
 
 def _refuse_overlap_ase(cif: str, source: str) -> None:

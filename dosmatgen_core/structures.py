@@ -9,6 +9,7 @@ import csv
 import difflib
 import gzip
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,9 +109,13 @@ def cif_unknown_symbols(text: str) -> list[str]:
             symbols = [str(x) for block in parse_cif(io.StringIO(text)) for x in (block.get("_atom_site_type_symbol") or [])]
     except Exception:       # a file ASE cannot parse is the readers' business below
         return []
-    bare = [sym.strip().rstrip("+-").rstrip("0123456789.") for sym in symbols]
-    return list(dict.fromkeys(sym for sym, b in zip(symbols, bare)
-                              if b not in atomic_numbers or b == "X"))
+    def known(sym: str) -> bool:
+        # the letters before a charge ('Fe3+', 'Fe+3', 'O-2'), as the periodic table writes them: the
+        # two readers part on 'FE' (ASE: F, pymatgen: Fe) and on CIF's unknown '?' (pymatgen drops
+        # the atom); D and T are hydrogen to both
+        m = re.match(r"\s*([A-Za-z]+)", sym)
+        return m is not None and (m[1] in atomic_numbers and m[1] != "X" or m[1] in ("D", "T"))
+    return list(dict.fromkeys(sym for sym in symbols if not known(sym)))
 
 
 def read_structure(text: str, fmt: str = "cif", source: str = "input") -> Structure:

@@ -439,7 +439,10 @@ if mode == "seeded":
     st.caption(("The known structures to grow from never include the reference material itself. " if exclude else
                 "A DOS file names no material: the known structures to grow from can include the very one its curve "
                 "came from (the table above, at MAE 0). " if mat is None else
-                f"{studio.plain(mat.name)} has no DFT label, so no known structure is left out as the reference. ") +
+                f"{studio.plain(mat.name)} has no DFT label, so no known structure is left out as the reference. "
+                if mat.source == "predicted" else
+                f"{studio.plain(mat.name)} is not in the reference database, so no known structure is left out as it. "
+                if not mat.db_id else "The reference material itself may be a seed (the shipped setting keeps it). ") +
                "A candidate can still come back as a structure "
                "already known (one it grew from, a Materials Project entry or a candidate checked before): it is marked "
                "known, its stored DFT label is shown, and the DFT check goes to the next candidates instead.")

@@ -12,7 +12,7 @@ from dosmatgen_core.checks import UserError, read_structure_bytes
 from dosmatgen_core.structures import StructureError, to_structure
 from dosmatgen_core.vasprun import is_vasprun, read_vasprun
 from dosmatgen_core.names import formula, material_name, site_curve_name, spacegroup_name
-from dosmatgen_core.scoring.prototypes import short_name, type_words
+from dosmatgen_core.scoring.prototypes import short_name, type_matches
 
 
 @dataclass(frozen=True)
@@ -131,12 +131,18 @@ def search(text: str, rows: list[dict], mp: tuple = ()) -> dict:
         q = parse_query(text)
     except ValueError as exc:
         word = text.strip().lower()
-        typed = [r for r in rows if len(word) >= 3 and word in type_words(r.get("structure_type"))]
+        typed = [r for r in rows if len(word) >= 3 and type_matches(r.get("structure_type"), word)]
         if not typed:
             raise ValueError(f"{exc}, and no labelled material has a structure type called '{text.strip()}' "
                              "(perovskite, rutile, Heusler, L1_2)") from None
         return {"labelled": typed, "mp": [], "query": {"type": word}}
     labelled = [r for r in rows if _match(r["material_id"], r["reduced"], r["elements"], q)]
+    if not labelled and "formula" in q and "id" not in q:
+        # 'B2', 'C15' read as formulas (boron, carbon) match no label: the type by that symbol, as
+        # ReferenceDB.search (the CLI) does
+        word = text.strip().lower()
+        if typed := [r for r in rows if type_matches(r.get("structure_type"), word)]:
+            return {"labelled": typed, "mp": [], "query": {"type": word}}
     have = {r["material_id"] for r in rows}
     unlabelled = []
     if "id" in q or "formula" in q:      # an element set would list thousands: labelled ones only

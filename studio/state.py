@@ -213,10 +213,12 @@ def kept_upload(key: str, draw) -> tuple[str, bytes, bool] | None:
     file uploader cannot be given its file back: it comes back empty): (name, bytes, from_earlier).
     An uploader that held the file in the run before and is empty now was emptied by its user (×):
     its file is forgotten. None when there is no file."""
-    if st.session_state.pop(f"{key}_hidden", False) and st.session_state.get(f"{key}_kept"):
+    if st.session_state.pop(f"{key}_hidden", False) and (st.session_state.get(f"{key}_kept")
+                                                         or st.session_state.get(f"{key}_had")):
         # not drawn in the run before (the other target source was picked): Streamlit keeps its file
         # on the server while the browser shows the box empty, with no × (walk 14); a fresh widget
-        # shows what is true, and the kept file is said to be an earlier one, with a way to drop it
+        # shows what is true, and the kept file is said to be an earlier one, with a way to drop it (a
+        # refused file, forgotten but still in the widget, would stop the page with no × to remove it)
         _renew(key)
     wkey = upload_widget_key(key)
     drawn_before = wkey in st.session_state       # an undrawn widget's state is dropped

@@ -730,6 +730,13 @@ def test_an_upload_is_kept_past_another_page_and_forgotten_when_emptied(monkeypa
     assert key == ["dos_csv_1"]
     state_mod.forget_upload("dos_csv", widget=True)                      # "Forget it": the widget's file too
     assert state_mod.upload_widget_key("dos_csv") == "dos_csv_2" and state_mod.kept_upload("dos_csv", lambda k: None) is None
+    # a refused file (forgotten at once, still in its widget), then the other source and back: the
+    # widget is renewed too, or its file would come back with no × to remove it
+    state_mod.kept_upload("dos_csv", lambda k: Up("bad.csv", b"x"))
+    state_mod.forget_upload("dos_csv")
+    state_mod.hide_upload("dos_csv")
+    key.clear()
+    assert state_mod.kept_upload("dos_csv", lambda wkey: key.append(wkey)) is None and key == ["dos_csv_3"]
 
 
 def test_per_source_dft_checks_are_offered_for_seeded_runs_with_swaps_and_counted_in_the_estimate():

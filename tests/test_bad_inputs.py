@@ -4,6 +4,7 @@ traceback, no stored run, and before any model loads or sampling starts.
 The corpus in tests/bad_inputs/ holds small broken files (structures and DOS tables)."""
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -296,3 +297,23 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly():
     p.stdout.close()                     # as head does once it has its lines
     err = p.stderr.read().decode()
     assert p.wait(120) == 1 and err == "", err
+
+
+@pytest.mark.parametrize("symbol", ["Fe3+", "Fe+3", "O-2", "Fe2.5+", "D"])
+def test_a_cif_whose_type_symbols_pymatgen_reads_is_not_refused(symbol):
+    """The unknown-symbol check refuses typos ('Sx'), not the forms CIFs use for a known element:
+    a charge either side, deuterium."""
+    from dosmatgen_core.checks import read_structure_bytes
+    text = (CORPUS / "misspelled_element.cif").read_text().replace("Sr1 Sx", f"Sr1 {symbol}").replace("Sx1 Sx", f"Sr1 {symbol}")
+    s = read_structure_bytes(text.encode(), "ok.cif")
+    assert len(s) == 5 and [x.specie.symbol for x in s][1] == "Ti"       # the file's order kept
+
+
+@pytest.mark.parametrize("symbol", ["fe", "FE", "?", "."])
+def test_a_symbol_the_two_readers_read_apart_is_refused(symbol):
+    """'FE' is F to ASE and Fe to pymatgen, 'fe' and '?' break ASE's reader, and pymatgen drops a '?'
+    atom: each lost the file's atom order (or an atom) without a word."""
+    from dosmatgen_core.checks import UserError, read_structure_bytes
+    text = (CORPUS / "misspelled_element.cif").read_text().replace("Sx1 Sx", f"Sr1 {symbol}")
+    with pytest.raises(UserError, match=f"unknown element '{re.escape(symbol)}'"):
+        read_structure_bytes(text.encode(), "bad.cif")

@@ -367,6 +367,11 @@ def test_the_librarys_mineral_tags_read_as_running_text():
     assert name("Heusler", "L2_1") == "Heusler (L2₁)" and name("Cubic Laves", "C15") == "cubic Laves (C15)"
     assert name("alpha", "A1") == "A1" and name("I4/mcm", "B37") == "B37"       # a Greek letter, a space group
     assert name("", "D0_19") == "D0₁₉"
+    assert name("", "B_i") == "Bᵢ" and name("", "L\\'2") == "L′2"          # not bismuth; no backslash
+    t = {"mineral": "(Cubic) Perovskite", "strukturbericht": "E2_1", "aflow": "ABC3_cP5_221_a_b_c"}
+    assert prototypes.type_matches(t, "perovskite") and prototypes.type_matches(t, "E2_1") and prototypes.type_matches(t, "e21")
+    assert not prototypes.type_matches(t, "E2") and not prototypes.type_matches(t, "one")   # a symbol whole
+    assert not prototypes.type_matches({"mineral": "alpha", "strukturbericht": "None", "aflow": "x"}, "none")
     assert name("Pb (Zr_0.50 Ti_0.48) O_3", "E2_1") == "E2₁" and name("(La,Ba)CuO4", "None") == "ABC_hP3_187_a_d_f"
     assert name("", "None", aflow=False) == ""
 

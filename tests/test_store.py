@@ -52,6 +52,9 @@ def test_each_material_is_listed_with_its_structure_type(tmp_path, small_shard):
     db = ReferenceDB(tmp_path / "ref.db")
     assert [r["material_id"] for r in db.search(text="Tetraauricupride")] == ["mp-522"]
     assert [r["material_id"] for r in db.search(text="L1_0")] == ["mp-522"]
+    assert [r["material_id"] for r in db.search(text="L10")] == ["mp-522"]           # read as no formula
+    assert "L12-Au3Ni-chgnet" in [r["material_id"] for r in db.search(text="L12")]
+    assert db.search(text="tetraauricupride", max_atoms=1) == []                   # a type, too large: none, no error
     assert [r["material_id"] for r in search("tetraauricupride", list(rows.values()))["labelled"]] == ["mp-522"]
     for typo in ("zz", "perovskitx"):
         with pytest.raises(ValueError, match="neither"):

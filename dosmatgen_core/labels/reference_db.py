@@ -26,7 +26,8 @@ from dosmatgen_core import dos as dosmod
 from dosmatgen_core.checks import NotFound, near
 from dosmatgen_core.labels.labeller import iter_label_lines
 from dosmatgen_core.names import GENERATED_PREFIX
-from dosmatgen_core.scoring.prototypes import structure_type, type_words
+from dosmatgen_core.scoring import prototypes
+from dosmatgen_core.scoring.prototypes import structure_type, type_matches
 from dosmatgen_core.structures import atoms_from_cif, to_structure
 
 BUILD_EPOCH = 1.0  # fixed ctime/mtime in SQLite builds: identical shards give identical rows
@@ -116,8 +117,12 @@ def build_db(shard_paths: Iterable[str | Path], db_url: str | Path, *, overwrite
                     extra["chgnet_energy"] = e if e is not None else round(static_energy(to_structure(atoms), "chgnet"), 4)
                 if types:
                     t = stored.get("structure_type")
-                    extra["structure_type"] = t if t is not None else \
-                        json.dumps(structure_type(to_structure(atoms)) or "", sort_keys=True)
+                    if t is None:
+                        found = structure_type(to_structure(atoms))
+                        # no type stored where the library could not be read: a later build types the cell
+                        t = None if found is None and prototypes.unavailable() else json.dumps(found or "", sort_keys=True)
+                    if t is not None:
+                        extra["structure_type"] = t
                 db.write(atoms, material_id=mid, **extra, chem_formula=d.get("formula") or atoms.get_chemical_formula(),
                          spacegroup=sg, spacegroup_number=sgn, e_fermi=float(d["e_fermi_eV"]),
                          dft_energy=float(d["energy_eV"]), shard=shard.name,
@@ -230,28 +235,35 @@ class ReferenceDB:
         bad = [e for e in els if not _is_element(e)]
         if bad:
             raise ValueError(f"unknown element(s): {', '.join(bad)}")
-        query = list(els)
-        if natoms is not None:
-            query.append(f"natoms={int(natoms)}")
-        if max_atoms is not None:
-            query.append(f"natoms<={int(max_atoms)}")
+        sizes = ([f"natoms={int(natoms)}"] if natoms is not None else []) + \
+            ([f"natoms<={int(max_atoms)}"] if max_atoms is not None else [])
+        out = self._rows(els + sizes, kw, formula, kind, els if only_elements else [])
+        if not out and text and text.strip() and formula is not None and "material_id" not in kw:
+            # 'B2', 'C15', 'A15' read as formulas (boron, carbon) match no label: the type by that symbol
+            kind = text.strip().lower()
+            out = self._rows(list(elements) + sizes, {}, None, kind, [])
+        elif not out and kind is not None and not self._rows([], {}, None, kind, []):
+            raise ValueError(f"'{text}' is neither an MP id, a formula, a list of elements nor the structure type "
+                             "of a labelled material (perovskite, rutile, Heusler, L1_2)")
+        out.sort(key=listing_key)
+        return out[:limit] if limit else out
+
+    def _rows(self, query: list[str], kw: dict, formula: str | None, kind: str | None, only: list[str]) -> list[dict]:
+        """search's summary rows for an ASE query (elements, sizes; kw: material_id), a reduced
+        formula, a structure type's words (prototypes.type_words) and an exact element set (only)."""
         out = []
         for row in self.db.select(",".join(query) or None, **kw):
             if formula and Composition(row.chem_formula).reduced_formula != Composition(formula).reduced_formula:
                 continue
             t = json.loads(row.get("structure_type") or '""') or None
-            if kind is not None and kind not in type_words(t):
+            if kind is not None and not type_matches(t, kind):
                 continue
-            if only_elements and els and set(row.symbols) != set(els):
+            if only and set(row.symbols) != set(only):
                 continue
             out.append({"material_id": row.material_id, "formula": row.chem_formula, "natoms": row.natoms,
                         "spacegroup": row.spacegroup, "elements": sorted(set(row.symbols)),
                         "structure_type": t})
-        if kind is not None and not out:
-            raise ValueError(f"'{text}' is neither an MP id, a formula, a list of elements nor the structure type "
-                             "of a labelled material (perovskite, rutile, Heusler, L1_2)")
-        out.sort(key=listing_key)
-        return out[:limit] if limit else out
+        return out
 
     def all_site_dos(self) -> tuple[list[tuple[str, int, str]], np.ndarray]:
         """Every site's DOS with its (material_id, site index, element): for lookups and statistics."""

@@ -60,6 +60,11 @@ def structure_type(s: Structure) -> dict | None:
     return {k: tags.get(k) or "" for k in ("aflow", "strukturbericht", "mineral", "pearson")}
 
 
+def unavailable() -> str | None:
+    """Why the prototype library could not be read (None: it could, or was not needed yet)."""
+    return _unavailable
+
+
 def type_name(t: dict | None) -> str:
     """'the zincblende (B3) structure type', 'the L1_2 structure type', or '' for None."""
     if not t:
@@ -88,11 +93,17 @@ def mineral_name(t: dict) -> str:
                                                          and w[0] not in EPONYMS) else w[0], m)
 
 
+# the subscript letters Unicode has: 'B_i' as 'Bi' would read as bismuth
+LETTER_SUBSCRIPTS = str.maketrans("aehijklmnoprstuvx", "ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ")
+
+
 def strukturbericht_name(symbol: str) -> str:
-    """'L1_2' → 'L1₂', 'C1_b' → 'C1b': subscripts as printed, and no '_' for Markdown to read as italics."""
+    """'L1_2' → 'L1₂', 'B_i' → 'Bᵢ', 'C1_b' → 'C1b' (no subscript b in Unicode; after a digit it reads
+    as no element), "L'2" → 'L′2': subscripts as printed, and no '_' for Markdown to read as italics."""
     if not symbol or symbol == "None":
         return ""
-    return re.sub(r"_(\w+)", lambda m: m[1].translate(SUBSCRIPTS), symbol)
+    symbol = symbol.replace("\\'", "′").replace("'", "′")
+    return re.sub(r"_(\w+)", lambda m: m[1].translate(SUBSCRIPTS).translate(LETTER_SUBSCRIPTS), symbol)
 
 
 def short_name(t: dict, aflow: bool = True) -> str:
@@ -106,6 +117,21 @@ def short_name(t: dict, aflow: bool = True) -> str:
 
 
 def type_words(t: dict | None) -> str:
-    """What a structure type is found by, in lower case: its name as listed (short_name), its
-    Strukturbericht symbol as written ('L1_2') and the library's own mineral tag."""
-    return " ".join([short_name(t), t.get("strukturbericht", ""), t.get("mineral", "")]).lower() if t else ""
+    """What a structure type is found by, in lower case: its mineral name and Strukturbericht symbol
+    as listed (mineral_name, strukturbericht_name) and the symbol as written ('L1_2'); not the
+    library's raw tags ('None', 'alpha'), which matched searches for 'one' and 'alpha'."""
+    if not t:
+        return ""
+    symbol = t.get("strukturbericht", "")
+    written = [symbol, symbol.replace("_", "")] if symbol and symbol != "None" else []      # 'L1_2', 'L12'
+    return " ".join([mineral_name(t), strukturbericht_name(symbol), *written]).lower()
+
+
+def type_matches(t: dict | None, text: str) -> bool:
+    """Whether what a user typed names the structure type t: a symbol whole ('B2', not B27), or a
+    part of its mineral name of four letters or more ('perovskite' in cubic perovskite, 'heusler'
+    in half-Heusler)."""
+    text = text.strip().lower()
+    if not t or not text:
+        return False
+    return text in type_words(t).split() or (len(text) >= 4 and text in mineral_name(t).lower())

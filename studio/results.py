@@ -14,10 +14,9 @@ import streamlit as st
 
 from dosmatgen_core.candidates import runs as runsmod
 from dosmatgen_core.candidates.seeding import grow_source
-from dosmatgen_core.candidates.words import NOVEL_NOTE, origin_text, settings_words, twin_text
+from dosmatgen_core.candidates.words import NOVEL_NOTE, origin_text, pressed_text, settings_words, twin_text
 from dosmatgen_core.labels.labeller import SPIN_WORDS
 from dosmatgen_core.scoring.elements import ELEMENT_PREFIX
-from dosmatgen_core.scoring import evaluate
 from dosmatgen_core.scoring.evaluate import RELAXED_VOLUME_TOL, STRAINED, intermetallic
 from dosmatgen_core.scoring.prototypes import short_name, type_name
 from dosmatgen_core.scoring.verify import (best_new_curve, checks_summary, dft_mae, run_window,  # noqa: F401 (pages read them here)
@@ -52,18 +51,6 @@ def _geometry_badge(c: dict) -> str:
         return (f":orange-background[{sc['pair']} at {sc['ratio']:.0%} of the covalent radii: "
                 "passes only the 0.5 Å check]")
     return _badge(c.get("structurally_valid"), "geometry valid", "geometry invalid")
-
-
-def pressed_text(run: dict) -> str:
-    """How many valid candidates press two atoms together (evaluate.pressed), and what that costs
-    them; '' when none does. Walk 14 read "Valid candidates 10/10" above cards with O–Ti at 35 % of
-    the covalent radii."""
-    valid = [c for c in run["candidates"] if c.get("structurally_valid")]
-    if not (k := sum(evaluate.pressed(c) for c in valid)):
-        return ""
-    return (f"{k} of the {len(valid)} valid press two atoms below {evaluate.PRESSED:.0%} of their covalent radii "
-            "(they pass only the 0.5 Å check): ranked after the others of their kind, since the predicted DOS of "
-            "such a cell is the least reliable; a DFT check relaxes a cell first.")
 
 
 def _charge_badge(c: dict) -> str:

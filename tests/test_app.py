@@ -2122,12 +2122,17 @@ def test_the_runs_page_opens_the_newest_run_with_results(tmp_path, monkeypatch):
 
 def test_the_valid_count_says_how_many_cells_press_atoms_together():
     """Walk 14: "Valid candidates 10/10" above cards with O–Ti at 35 % of the covalent radii."""
+    from dosmatgen_core.cli.generate import ranked_lines
     from studio.results import pressed_text
     run = {"candidates": [{"structurally_valid": True, "shortest_contact": {"pair": "O–Ti", "distance": 0.79, "ratio": 0.35}},
                           {"structurally_valid": True, "shortest_contact": {"pair": "O–Ti", "distance": 1.9, "ratio": 0.86}},
                           {"structurally_valid": False, "shortest_contact": {"pair": "O–O", "distance": 0.3, "ratio": 0.23}}]}
     assert pressed_text(run).startswith("1 of the 2 valid press two atoms below 70% of their covalent radii")
     assert pressed_text({"candidates": run["candidates"][1:]}) == ""
+    # the CLI says it too, under its ranking
+    for r, c in enumerate(run["candidates"], 1):
+        c.update(rank=r, formula="TiO2", spacegroup={"0.1": "P1"}, novel=True, charge_neutral=True)
+    assert f"({pressed_text(run)})" in ranked_lines(run, has_target=False)
 
 
 def test_a_target_read_off_the_predictor_says_what_it_is_worth():

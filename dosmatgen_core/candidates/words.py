@@ -7,6 +7,7 @@ from collections import Counter
 from pymatgen.core import Composition, Element
 
 from dosmatgen_core.names import formula, material_name
+from dosmatgen_core.scoring.evaluate import PRESSED, pressed
 
 NOVEL_NOTE = ("“novel”: no StructureMatcher match among the Materials Project structures that ship with the "
               "project (about 18k), the labelled ones and the elements' own crystals. A known compound outside "
@@ -106,3 +107,15 @@ def settings_words(settings: dict) -> str:
              f"w = {g}" if g is not None and settings.get("mode") != "unconditional" else "",
              f"seed {settings['seed']}" if settings.get("seed") is not None else ""]
     return " · ".join(p for p in parts if p)
+
+
+def pressed_text(run: dict) -> str:
+    """How many valid candidates press two atoms together (pressed), and what that costs
+    them; '' when none does. Walk 14 read "Valid candidates 10/10" above cards with O–Ti at 35 % of
+    the covalent radii."""
+    valid = [c for c in run["candidates"] if c.get("structurally_valid")]
+    if not (k := sum(pressed(c) for c in valid)):
+        return ""
+    return (f"{k} of the {len(valid)} valid press two atoms below {PRESSED:.0%} of their covalent radii "
+            "(they pass only the 0.5 Å check): ranked after the others of their kind, since the predicted DOS of "
+            "such a cell is the least reliable; a DFT check relaxes a cell first.")

@@ -444,7 +444,7 @@ def ranked_lines(run: dict, has_target: bool, top: int = 10, labelled: frozenset
     carrying it; then the way to their DFT check, naming the ranks it checks (check_words).
     labelled: the reference db's ids, as `dosmatgen rounds` passes them to certify.pick."""
     from dosmatgen_core.candidates.runs import structure_of
-    from dosmatgen_core.candidates.words import NOVEL_NOTE, origin_text
+    from dosmatgen_core.candidates.words import NOVEL_NOTE, origin_text, pressed_text
     from dosmatgen_core.names import formula
     from dosmatgen_core.scoring.evaluate import STRAINED, intermetallic
     out = []
@@ -468,6 +468,8 @@ def ranked_lines(run: dict, has_target: bool, top: int = 10, labelled: frozenset
             out.append(f"    {origin}")
     if any(c.get("novel") for c in run["candidates"][:top]):
         out.append(f"({NOVEL_NOTE})")
+    if pressed := pressed_text(run):         # as the app's valid count says it
+        out.append(f"({pressed})")
     if run["candidates"] and has_target:
         # a predicted number stands beside the way to its DFT check
         out.append(f"(predicted by the site-DOS predictor; {check_words(run, labelled)})")

@@ -87,7 +87,7 @@ def charge_neutral(s: Structure) -> tuple[bool, str]:
             ok = bool(smact_validity(comp, use_pauling_test=True, include_alloys=True))
     except Exception as exc:  # unusual elements SMACT has no data for
         return False, f"no oxidation-state data ({type(exc).__name__})"
-    return ok, "charge balanced" if ok else "no charge-balanced oxidation states"
+    return ok, "some oxidation states balance" if ok else "no oxidation states balance"
 
 
 def validity(s: Structure) -> dict:

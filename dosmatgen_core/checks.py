@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,6 @@ from dosmatgen_core.structures import (
     MAX_UPLOAD_ATOMS,
     MAX_UPLOAD_BYTES,
     StructureError,
-    atoms_from_cif,
     cif_missing_tags,
     cif_unknown_symbols,
     read_structure,
@@ -400,29 +398,14 @@ def read_structure_bytes(data: bytes, name: str, fmt: str | None = None) -> Stru
                         "in _atom_site_type_symbol", "write each as the periodic table does (Fe, O), a charge "
                         "after it if any (Fe3+)")
     try:
-        s = read_structure(text, fmt, source=name)
+        s = read_structure(text, fmt, source=name, strict_order=True)   # a file's order is its sites' numbers
     except StructureError as exc:
         if fmt == "cif" and not cif_missing_tags(text):
             # pymatgen refuses atoms on one spot without saying so; a missing cell tag reads as a
             # flat cell there, and the reader's "it lacks _cell_length_b" says more
             _refuse_overlap_ase(text, name)
         raise UserError(str(exc), "check the file (it must be an ordered CIF or POSCAR)") from None
-    if fmt == "cif":
-        _refuse_lost_order(text, name)
     return check_structure(s, name)
-
-
-def _refuse_lost_order(cif: str, source: str) -> None:
-    """A CIF that pymatgen reads and ASE cannot: its sites would be numbered in pymatgen's order
-    (grouped by element), not the file's, without a word (structures.in_file_order)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            atoms_from_cif(cif)
-    except Exception as exc:
-        raise UserError(f"{source}: its atoms cannot be kept in the file's order (ASE cannot read it: "
-                        f"{str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__})",
-                        "check the file (it must be an ordered CIF or POSCAR)") from None
 
 
 def _refuse_overlap_ase(cif: str, source: str) -> None:

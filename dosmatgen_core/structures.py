@@ -84,11 +84,16 @@ def poscar_short(text: str) -> str:
             f"{'s' * (given != 1)}")
 
 
+def cif_tags(text: str) -> set[str]:
+    """The tags a CIF's lines start with, in lower case."""
+    return {w.lower() for line in text.splitlines() for w in line.split()[:1] if w.startswith("_")}
+
+
 def cif_missing_tags(text: str) -> list[str]:
     """The CIF tags a crystal needs that the text lacks: the six cell parameters, and the atoms'
     positions (fractional or Cartesian) with their element (type symbol or label). pymatgen's
     reader fails on such a file with whatever broke inside it ('integer modulo by zero')."""
-    tags = {w.lower() for line in text.splitlines() for w in line.split()[:1] if w.startswith("_")}
+    tags = cif_tags(text)
     missing = [t for t in CIF_CELL_TAGS if t not in tags]
     for axis in "xyz":
         if f"_atom_site_fract_{axis}" not in tags and f"_atom_site_cartn_{axis}" not in tags:
@@ -118,8 +123,9 @@ def cif_unknown_symbols(text: str) -> list[str]:
     return list(dict.fromkeys(sym for sym in symbols if not known(sym)))
 
 
-def read_structure(text: str, fmt: str = "cif", source: str = "input") -> Structure:
-    """Parse CIF or POSCAR text into an ordered pymatgen Structure, or raise StructureError."""
+def read_structure(text: str, fmt: str = "cif", source: str = "input", strict_order: bool = False) -> Structure:
+    """Parse CIF or POSCAR text into an ordered pymatgen Structure, or raise StructureError.
+    strict_order: a CIF whose file order cannot be kept (in_file_order) is refused (files people give)."""
     if not isinstance(text, str) or not text.strip():
         raise StructureError(f"{source}: the file is empty")
     if len(text) > MAX_UPLOAD_BYTES:
@@ -132,7 +138,7 @@ def read_structure(text: str, fmt: str = "cif", source: str = "input") -> Struct
         if len(missing) == len(CIF_CELL_TAGS) + 4:      # not one tag a crystal needs
             raise StructureError(f"{source}: could not read the CIF file: it has no cell or atom-site tags, "
                                  "so it is not a CIF")
-        tags = {w.lower() for line in text.splitlines() for w in line.split()[:1] if w.startswith("_")}
+        tags = cif_tags(text)
         # a tag the file has that is close to a missing one, and is no tag a crystal needs itself
         spare = tags - set(CIF_CELL_TAGS) - {f"_atom_site_{k}" for k in
                                               ("fract_x", "fract_y", "fract_z", "cartn_x", "cartn_y", "cartn_z",
@@ -152,22 +158,31 @@ def read_structure(text: str, fmt: str = "cif", source: str = "input") -> Struct
     if len(s) > MAX_UPLOAD_ATOMS:
         raise StructureError(f"{source}: {len(s)} atoms; cells of at most {MAX_UPLOAD_ATOMS} atoms are read")
     s = _check_ordered_known(s, source)
-    return in_file_order(s, text) if fmt == "cif" else s
+    if fmt != "cif":
+        return s
+    try:
+        return in_file_order(s, text, strict=strict_order)
+    except StructureError as exc:
+        raise StructureError(f"{source}: {exc}") from None
 
 
-def in_file_order(s: Structure, cif: str) -> Structure:
+def in_file_order(s: Structure, cif: str, strict: bool = False) -> Structure:
     """`s` (pymatgen's reading of `cif`) with its sites in the order the file lists them.
 
     pymatgen's CIF reader regroups sites by element, so site i of what it returns is not site i
     of the file; ASE's reader keeps the file's order. Site indices tie DOS rows to atoms, so every
     stored CIF is read back in file order: pymatgen's sites (its lattice, its coordinates) are
-    permuted to ASE's order, matched by element and fractional position.
+    permuted to ASE's order, matched by element and fractional position. strict: where ASE cannot
+    read the file, raise StructureError instead of keeping pymatgen's order without a word.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ref = atoms_from_cif(cif)
-    except Exception:
+    except Exception as exc:
+        if strict:
+            why = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+            raise StructureError(f"its atoms cannot be kept in the file's order (ASE cannot read it: {why})") from None
         return s          # ASE cannot read it; pymatgen's order is the only one there is
     if len(ref) != len(s):
         return s          # the readers expand symmetry differently: no common order to keep

@@ -86,3 +86,17 @@ def test_spglibs_retry_messages_stay_off_the_logs():
                           text=True, env=env, timeout=300)
     assert quiet.returncode == 0 and "spglib" not in quiet.stderr and "Pauling" not in quiet.stderr
     assert "spglib" in loud.stderr and "Pauling" in loud.stderr      # the same work prints without it
+
+
+def test_a_cif_ase_cannot_read_keeps_no_order_and_a_strict_read_says_so():
+    """pymatgen reads 'fe' as Fe, ASE's reader fails on it: the file's order cannot be kept. A file
+    a person gives is read strictly (checks.read_structure_bytes); a stored one keeps pymatgen's."""
+    from pathlib import Path
+
+    import pytest as _pytest
+
+    from dosmatgen_core.structures import StructureError, read_structure
+    text = (Path(__file__).parent / "bad_inputs" / "misspelled_element.cif").read_text().replace("Sx1 Sx", "Fe1 fe")
+    assert len(read_structure(text, "cif", "x.cif")) == 5
+    with _pytest.raises(StructureError, match=r"^x.cif: its atoms cannot be kept in the file's order"):
+        read_structure(text, "cif", "x.cif", strict_order=True)

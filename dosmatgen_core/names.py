@@ -71,8 +71,9 @@ def site_name(material: str, site: int, element: str) -> str:
 
 def site_curve_name(source: str, material: str, site: int, element: str) -> str:
     """How a target site's curve is named in legends and run titles: 'DFT label of Au3Ni site 3
-    (Ni)' (source 'dft'), 'VASP DOS of …' ('vasp'), else 'predicted DOS of …'."""
-    what = {"dft": "DFT label", "vasp": "VASP DOS"}.get(source, "predicted DOS")
+    (Ni)' (source 'dft'), 'DFT of …' (a cell calculated here: 'gpaw'), 'VASP DOS of …' ('vasp'),
+    else 'predicted DOS of …'."""
+    what = {"dft": "DFT label", "gpaw": "DFT", "vasp": "VASP DOS"}.get(source, "predicted DOS")
     return f"{what} of {site_name(material, site, element)}"
 
 

@@ -15,7 +15,7 @@ from dosmatgen_core.scoring import certify
 from dosmatgen_core.scoring.verify import default_workers
 from dosmatgen_core.labels.labeller import RECIPE_WORDS
 from dosmatgen_core.paths import missing_mp_tables
-from studio import catalogue, state
+from studio import catalogue, cell_dft, state
 from studio.charts import dos_chart
 from studio.estimate import estimate
 from studio.form import FieldMessages
@@ -109,7 +109,7 @@ if src == "A site of a material":
         if earlier:
             earlier_note(up_name, "ref_upload")
         try:
-            mat = catalogue.from_upload(up_name, up_bytes, predictor)
+            mat = cell_dft.calculated(catalogue.from_upload(up_name, up_bytes, predictor))
         except (ValueError, StructureError) as exc:
             # the page stops here: below, the searched material (Au3Ni) would stand in for the refused file
             state.forget_upload("ref_upload")          # a refused file is not brought back after another page
@@ -121,6 +121,7 @@ if src == "A site of a material":
                      "regridded onto −10…10 eV. VASP projects onto spheres around the atoms, so its curves hold "
                      "fewer states than the Löwdin-projected labels here: rank known sites by shape (cosine), or "
                      "scale the height under “Adjust the target”" if mat.source == "vasp" else
+                     "DFT, calculated here with GPAW on this very cell" if mat.source == "gpaw" else
                      "predicted by the site-DOS predictor, not DFT")
             st.success(f"Using {studio.plain(up_name)}: {mat.formula}, {len(mat.structure)} atoms. Its DOS curves "
                        f"are {whose}. Remove the file to search the database again.")
@@ -170,8 +171,8 @@ if src == "A site of a material":
                                help="Labelled materials carry DFT site DOS curves; others get predicted ones.")
         if ref_key in mp_by_key:
             try:
-                mat = catalogue.predicted(ref_key, options[ref_key].split(" · no label")[0], mp_by_key[ref_key],
-                                          predictor)
+                mat = cell_dft.calculated(catalogue.predicted(ref_key, options[ref_key].split(" · no label")[0],
+                                                              mp_by_key[ref_key], predictor))
             except ValueError as exc:
                 run_view.stop_form(str(exc))
         else:
@@ -201,6 +202,7 @@ if src == "A site of a material":
         st.caption(f"{studio.plain(mat.name)}: 2×2×2 cells, atoms wrapped into the cell; red halo: site {site}")
     if mat.source == "predicted":
         st.info(studio.predicted_target_text(predictor.card.get("heldout", {}), s[site].specie.symbol))
+    cell_dft.offer(mat)
     base = mat.site_dos[site]
     base_name = mat.curve_name(site)
 else:

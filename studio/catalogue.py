@@ -22,9 +22,11 @@ class Material:
     formula: str             # conventional reduced formula
     structure: Structure     # site i is DOS row i
     site_dos: np.ndarray     # (N, 400) states/eV
-    source: str              # 'dft' (a stored DFT label), 'vasp' (an uploaded VASP run's) or 'predicted'
+    source: str              # 'dft' (a stored DFT label), 'gpaw' (DFT of this cell, calculated here),
+                             # 'vasp' (an uploaded VASP run's) or 'predicted'
     db_id: str | None = None  # the reference-db id when the DOS is a stored label
     energy: np.ndarray | None = None    # a VASP run's own energies (E − E_F): what its window covers
+    dft_seconds: float | None = None    # 'gpaw': GPAW's time on this cell
 
     @property
     def labelled(self) -> bool:

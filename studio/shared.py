@@ -298,7 +298,8 @@ def predicted_target_text(heldout: dict, element: str) -> str:
     off = (f": on the {int(family['sites'])} held-out {which}sites it is off DFT by {family['mae']:.3f} states/eV "
            "on average" if family.get("mae") is not None else "")
     return (f"This {element} curve is the site-DOS predictor's, not DFT{off}. The target is a prediction too: "
-            "a labelled material, or a VASP run (vasprun.xml) of this cell, gives a DFT target.")
+            "GPAW on this cell (below), a labelled material, or a VASP run (vasprun.xml) of this cell gives a DFT "
+            "target.")
 
 
 def heldout_table(heldout: dict) -> "pd.DataFrame":

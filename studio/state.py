@@ -20,6 +20,7 @@ from dosmatgen_core.scoring import certify
 from dosmatgen_core.scoring.certify import Certifier
 from dosmatgen_core.scoring.predictor import load_predictor
 from dosmatgen_core.scoring.stability import Hull
+from dosmatgen_core.scoring.reference_dft import ReferenceChecks
 from dosmatgen_core.scoring.verify import Verifier
 from dosmatgen_core.training.dataset import mp_tables_parsed
 from dosmatgen_core.model.guide import load_guide
@@ -169,6 +170,16 @@ def cpu_load() -> tuple[float, int]:
 @st.cache_resource(show_spinner=False)
 def verifier(runs_path: str) -> Verifier:
     return Verifier(RunStore(runs_path))
+
+
+@st.cache_resource(show_spinner=False)
+def _reference_checks(runs_path: str) -> ReferenceChecks:
+    return ReferenceChecks(verifier(runs_path))
+
+
+def reference_checks() -> ReferenceChecks:
+    """GPAW on a reference cell without a label, on the verifier's cores and cache."""
+    return _reference_checks(str(studio.RUNS_PATH))
 
 
 @st.cache_resource(show_spinner=False)

@@ -146,9 +146,27 @@ def test_an_element_with_no_label_of_its_own_says_so(app):
                for c in app.caption)
     options = app.selectbox(key="ref_select").options
     assert "mp-555760" in options[-1] and "no label: predicted DOS" in options[-1]
+    app.selectbox(key="ref_select").set_value("mp:mp-555760").run()       # 9 atoms of S: too large here
+    assert any(c.value.startswith("No DFT of this cell from the app: it has 9 atoms") for c in app.caption)
+    assert not any(b.key == "gpaw_mp:mp-555760" for b in app.button)
     assert "DFT label" in options[0]                       # the labelled ones first
     app.text_input(key="ref_query").set_value("Cu").run()    # fcc Cu is labelled: nothing to say
     assert not any("No DFT label of elemental" in c.value for c in app.caption)
+
+@pytest.mark.needs_mp
+def test_an_unlabelled_mp_structure_offers_gpaw_from_the_page(app):
+    """Its sites' curves are predicted; a button calculates the cell with GPAW. Small MP structures
+    with no label (the labeller may yet label some: the first still unlabelled is taken)."""
+    for formula in ("CsH", "VO", "CoO", "LiHF2", "NaRuO2"):
+        app.text_input(key="ref_query").set_value(formula).run(timeout=900)
+        key = app.selectbox(key="ref_select").value
+        if key.startswith("mp:"):
+            break
+    assert key.startswith("mp:"), "every listed structure has a label now: name another unlabelled one"
+    assert [b.label for b in app.button if b.key == f"gpaw_{key}"] == ["Calculate this cell with GPAW"]
+    assert any("GPAW on this cell (below)" in i.value for i in app.info)
+    assert not app.exception
+
 
 def test_mode_switches_show_their_controls(app):
     app.radio(key="mode").set_value("fixed_type").run()

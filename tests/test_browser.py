@@ -8,6 +8,7 @@ and cancel, a small run with honest legends and an SVG plot, and every page at 1
 (git-ignored); the Generate page at 1280 px is also saved as docs/generate.png.
 """
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -48,7 +49,8 @@ def free_port() -> int:
 def streamlit_server(tmp, *flags):
     """flags: more of streamlit run's options."""
     port = free_port()
-    env = dict(os.environ, DOSMATGEN_RUNS=str(tmp / "runs.db"))
+    # a check's DFT line is a label: the test's go to its own folder, not the repo's data/labels
+    env = dict(os.environ, DOSMATGEN_RUNS=str(tmp / "runs.db"), DOSMATGEN_LABELS=str(tmp / "labels"))
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
                              "--server.port", str(port), "--server.address", "127.0.0.1",
                              "--browser.gatherUsageStats", "false", *flags], cwd=ROOT, env=env,
@@ -406,6 +408,33 @@ def test_uploaded_cif_is_the_reference(browser, server, tmp_path):
     page.get_by_text("remove this one (×) to pick a material").wait_for()
     assert page.get_by_text("Target DOS", exact=True).count() == 0 and page.get_by_role("button", name="Generate").count() == 0
     shot(page, "cif_upload")
+    page.close()
+
+
+@pytest.mark.dft
+def test_an_uploaded_cell_is_calculated_with_gpaw_from_the_page(browser, fresh_server, tmp_path):
+    """The note of walk 14: an uploaded cell's target was the predictor's with no way to DFT from
+    the app. GPAW runs in the background; the target's curves then read DFT, and the result is a
+    label in the server's label folder."""
+    from tests.test_app import NACL_CL_FIRST
+    cif = tmp_path / "rocksalt.cif"
+    cif.write_text(NACL_CL_FIRST)
+    page = open_page(browser, fresh_server)
+    file_input(page, "upload a structure").set_input_files(str(cif))
+    settle(page)
+    page.get_by_text("predicted DOS of NaCl site 0 (Cl)").first.wait_for(timeout=120_000)
+    page.get_by_role("button", name="Calculate this cell with GPAW").click()
+    settle(page)
+    page.get_by_text("DFT of NaCl site 0 (Cl)").first.wait_for(timeout=600_000)
+    page.get_by_text("These curves are DFT, calculated here on this very cell").wait_for()
+    page.get_by_text("Its DOS curves are DFT, calculated here with GPAW on this very cell").wait_for()
+    assert page.get_by_text("This Cl curve is the site-DOS predictor's").count() == 0
+    assert page.get_by_role("button", name="Calculate this cell with GPAW").count() == 0
+    pending = fresh_server["tmp"] / "labels" / "generated.pending.jsonl"
+    lines = [json.loads(x) for x in pending.read_text().splitlines()]
+    assert [x["material_id"].split("#")[0] for x in lines] == ["upload:rocksalt.cif"]
+    assert [x["source"] for x in lines] == [{"reference": {"name": "NaCl · rocksalt.cif"}}]
+    shot(page, "cif_upload_gpaw")
     page.close()
 
 

@@ -125,13 +125,13 @@ def test_a_second_start_on_a_running_batch_hears_when_it_ends(tmp_path, fake_gpa
     v = verify.Verifier(store, label_dir=None, workers=1)
     cert = certify.Certifier(v, prior_s=1.0, workers=1)
     heard = []
-    v._lock.acquire()                       # hold the core, so the first batch is still running
+    v.cores.acquire()                       # hold the core, so the first batch is still running
     try:
         first = cert.start(rid, [1, 2], relaxed=False, after=lambda b: heard.append(("first", b.finished)))
         second = cert.start(rid, [1], relaxed=False, after=lambda b: heard.append(("second", b.finished)))
         assert second is first and not first.finished
     finally:
-        v._lock.release()
+        v.cores.release()
     cert.wait(rid, poll=0.05)
     assert heard == [("first", False), ("second", False)]
     assert cert.progress(rid)["done"] == [1, 2]
@@ -145,7 +145,7 @@ def test_a_cancel_also_stops_checks_waiting_for_a_free_core(tmp_path, fake_gpaw)
     rid = _run_with(store, 2)
     v = verify.Verifier(store, label_dir=None, workers=1)
     cert = certify.Certifier(v, prior_s=0.2, workers=2)
-    v._lock.acquire()                       # the one core, taken by another run's check
+    v.cores.acquire()                       # the one core, taken by another run's check
     try:
         cert.start(rid, [1, 2], relaxed=False)
         deadline = time.time() + 30
@@ -159,7 +159,7 @@ def test_a_cancel_also_stops_checks_waiting_for_a_free_core(tmp_path, fake_gpaw)
         cert.cancel(rid)
         cert.wait(rid, poll=0.05)           # ends with the core still taken
     finally:
-        v._lock.release()
+        v.cores.release()
     p = cert.progress(rid)
     assert fake_gpaw["calls"] == 0 and p["running"] == [] and p["done"] == [] and v.status(rid, 1) is None
     assert certify.status_line(p, lambda s: f"{s:.0f} s").endswith("0 of 2 done (cancelled: #1, #2 will not start)")

@@ -228,7 +228,7 @@ class Verifier:
                         "('queued', 'running') AND started < ?",
                         (time.time(), INTERRUPTED, time.time() - STALE_S))
         # at most this many relaxations and GPAW processes at once beside the app (one per core by default)
-        self._lock = threading.Semaphore(workers or default_workers())
+        self.cores = threading.Semaphore(workers or default_workers())
         # run id → (rank, relaxed cell, its CIF) of this process's relaxed checks: a later candidate
         # that relaxes into one of them takes its rows (twins.py) instead of a GPAW run of its own
         self._relaxed: dict[str, list[tuple[int, object, str]]] = {}
@@ -320,7 +320,7 @@ class Verifier:
         """One of the slots (a core each) for a relaxation or a GPAW run; first: the check's clock
         starts now, not when it began to wait (a check that waited half an hour is not overdue)."""
         self._set(run_id, rank, stage=STAGES["wait"])
-        while not self._lock.acquire(timeout=0.5):
+        while not self.cores.acquire(timeout=0.5):
             # only before its first slot: a relaxed check goes on to GPAW (its relaxation is not thrown
             # away, and "stopped before it started" stays true)
             if first and cancelled is not None and cancelled():
@@ -329,7 +329,7 @@ class Verifier:
             self._set(run_id, rank, stage=STAGES[stage], **({"started": time.time()} if first else {}))
             yield
         finally:
-            self._lock.release()
+            self.cores.release()
 
     def _forget(self, run_id: str, rank: int) -> None:
         with sqlite3.connect(self.store.path, timeout=30) as con:
@@ -355,7 +355,7 @@ class Verifier:
                         return self.status(run_id, rank)
                 relax_s = info["relax_seconds"]
         twin = self._register_relaxed(run_id, rank, cif) if relaxed else None
-        line = self._cached(cif, recipe)
+        line = self.cached(cif, recipe)
         if line is not None and (mismatch := rows_out_of_order(cand["cif"], line["cif"])):
             line = {"failed": mismatch}       # a cached line is checked against this candidate too
         elif line is None and twin is not None and (line := self._twin_line(run_id, rank, twin, cif, recipe)) is not None:
@@ -367,7 +367,7 @@ class Verifier:
                 line = dft_in_site_order(cif, recipe, timeout, material_id=f"gen:{cache_key(cif, recipe)[:20]}",
                                          order_of=cand["cif"])
             if "failed" not in line:
-                self._remember(cif, recipe, line, {"run": run_id, "rank": rank, "relaxed": relaxed})
+                self.remember(cif, recipe, line, {"verify": {"run": run_id, "rank": rank, "relaxed": relaxed}})
         if "failed" in line:
             self._set(run_id, rank, status="failed", finished=time.time(), error=line["failed"])
             return self.status(run_id, rank)
@@ -423,11 +423,11 @@ class Verifier:
         that this candidate is calculated itself."""
         twin_rank, mapping, twin_cif = twin
         self._set(run_id, rank, stage=STAGES["twin"].format(rank=twin_rank))
-        while (line := self._cached(twin_cif, recipe)) is None:
+        while (line := self.cached(twin_cif, recipe)) is None:
             s = self.status(run_id, twin_rank)
             if s is None or s["status"] in ("failed", "done"):
                 # done between the two reads: its line is cached now
-                if (line := self._cached(twin_cif, recipe)) is not None:
+                if (line := self.cached(twin_cif, recipe)) is not None:
                     break
                 self._take_over(run_id, twin_rank, rank, cif)
                 return None
@@ -435,19 +435,22 @@ class Verifier:
         return {**line, "cif": cif, "site_dos": rows_of_twin(line["site_dos"], mapping).tolist(),
                 "seconds": 0.0, "twin_of": twin_rank}
 
-    def _cached(self, cif: str, recipe: Recipe) -> dict | None:
+    def cached(self, cif: str, recipe: Recipe) -> dict | None:
+        """The label line of this cell (its CIF text) and recipe, if it was calculated here before."""
         with sqlite3.connect(self.store.path, timeout=30) as con:
             r = con.execute("SELECT line FROM dft_cache WHERE key=?", (cache_key(cif, recipe),)).fetchone()
         return json.loads(r[0]) if r else None
 
-    def _remember(self, cif: str, recipe: Recipe, line: dict, source: dict) -> None:
+    def remember(self, cif: str, recipe: Recipe, line: dict, source: dict) -> None:
+        """Cache a calculated line and append it to the label shards, with where it came from
+        (source: {'verify': {run, rank, relaxed}} or {'upload': {...}})."""
         with sqlite3.connect(self.store.path, timeout=30) as con:
             con.execute("INSERT OR REPLACE INTO dft_cache (key, line, created) VALUES (?,?,?)",
                         (cache_key(cif, recipe), json.dumps(line), time.time()))
         if self.label_dir is None:
             return
         try:     # a label for the next retrain; an installed app without a label folder just skips it
-            ShardWriter(self.label_dir, prefix=LABEL_PREFIX).add({**line, "source": {"verify": source}})
+            ShardWriter(self.label_dir, prefix=LABEL_PREFIX).add({**line, "source": source})
         except OSError:
             pass
 

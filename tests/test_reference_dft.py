@@ -1,0 +1,100 @@
+"""GPAW on a reference cell without a label (an upload, an unlabelled MP structure): rows in the
+cell's own order, cached by the cell, kept as a label, and refused with a reason where the app
+will not calculate."""
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from dosmatgen_core import dos
+from dosmatgen_core.candidates.runs import RunStore
+from dosmatgen_core.labels.labeller import ShardWriter, iter_label_lines
+from dosmatgen_core.scoring import reference_dft
+from dosmatgen_core.scoring.reference_dft import ReferenceChecks, label_id, why_not
+from dosmatgen_core.scoring.verify import INTERRUPTED, Verifier
+
+# rock salt written Cl first: pymatgen's CIF reader would put Na first
+CL_NA = Structure(Lattice([[0, 2.82, 2.82], [2.82, 0, 2.82], [2.82, 2.82, 0]]), ["Cl", "Na"],
+                  [[0.5, 0.5, 0.5], [0, 0, 0]])
+
+
+def _checks(tmp_path, **kw):
+    return ReferenceChecks(Verifier(RunStore(tmp_path / "runs.db"), label_dir=tmp_path / "labels", workers=1), **kw)
+
+
+def test_the_app_calculates_only_what_gpaw_can_here():
+    assert why_not(CL_NA) is None
+    assert "no basis set for Pu" in why_not(Structure(Lattice.cubic(3.5), ["Pu"], [[0, 0, 0]]))
+    big = CL_NA.copy()
+    big.make_supercell([2, 2, 2])
+    assert "16 atoms" in why_not(big) and "dosmatgen label --cif" in why_not(big)
+    assert why_not(Structure(Lattice.cubic(3.0), [], [])) == "the cell holds no atoms"
+
+
+def test_label_ids_tell_files_of_one_name_apart_and_keep_mp_ids():
+    other = CL_NA.copy()
+    other.scale_lattice(CL_NA.volume * 1.05)
+    a, b = label_id("upload:POSCAR", CL_NA), label_id("upload:POSCAR", other)
+    assert a.startswith("upload:POSCAR#") and a != b and a == label_id("upload:POSCAR", CL_NA.copy())
+    assert label_id("mp:mp-22862", CL_NA) == "mp-22862"
+
+
+def test_a_refused_cell_fails_with_its_reason_and_writes_no_label(tmp_path):
+    checks = _checks(tmp_path)
+    pu = Structure(Lattice.cubic(3.5), ["Pu"], [[0, 0, 0]])
+    assert checks.status(pu) is None
+    out = checks.run(pu, "upload:pu.cif#0", "Pu · pu.cif")
+    assert out["status"] == "failed" and "no basis set for Pu" in out["error"]
+    assert not (tmp_path / "labels").exists() or not list((tmp_path / "labels").glob("*.jsonl*"))
+
+
+def test_a_check_cut_off_with_its_process_reads_as_interrupted(tmp_path):
+    checks = _checks(tmp_path)
+    checks._set(checks.key(CL_NA), material_id="m", name="n", status="running", started=time.time() - 4 * 3600)
+    again = _checks(tmp_path)           # the app restarted
+    s = again.status(CL_NA)
+    assert s["status"] == "failed" and s["error"] == INTERRUPTED
+
+
+def test_a_cell_calculated_before_is_answered_from_the_cache(tmp_path, monkeypatch):
+    """A cached line (here: the verifier's, as a candidate's check would leave it) is the answer,
+    with no GPAW run; a cell of other coordinates is not."""
+    v = Verifier(RunStore(tmp_path / "runs.db"), label_dir=None, workers=1)
+    checks = ReferenceChecks(v)
+    rows = np.arange(2 * dos.NPTS, dtype=float).reshape(2, dos.NPTS)
+    v.remember(reference_dft.to_cif(CL_NA), checks.recipe, {"material_id": "gen:x", "site_dos": rows.tolist(),
+                                                             "seconds": 3.0}, {"verify": {}})
+    monkeypatch.setattr(reference_dft, "dft_in_site_order", lambda *a, **k: pytest.fail("GPAW ran again"))
+    assert checks.status(CL_NA)["status"] == "done"             # never asked, yet calculated
+    out = checks.run(CL_NA, "upload:nacl.cif#1", "NaCl")
+    assert out["status"] == "done" and np.array_equal(out["line"]["site_dos"], rows)
+    moved = CL_NA.copy()
+    moved.translate_sites([1], [0.01, 0, 0])
+    assert checks.status(moved) is None
+
+
+@pytest.mark.dft
+def test_gpaw_on_an_uploaded_cell_gives_its_rows_in_file_order_and_a_label(tmp_path):
+    """Real GPAW: row 0 is chlorine's (its filled 3p band: about 5 electrons below E_F in the
+    window; Na keeps under 1), the line is appended to the label shards under the upload's id, and
+    a second request is answered from the cache."""
+    checks = _checks(tmp_path)
+    mid = label_id("upload:nacl.cif", CL_NA)
+    checks.submit(CL_NA, mid, "NaCl · nacl.cif")
+    deadline = time.time() + 900
+    while (s := checks.status(CL_NA))["status"] in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.5)
+    assert s["status"] == "done", s.get("error")
+    rows = np.asarray(s["line"]["site_dos"])
+    electrons = [dos.integrate(r, upto=0.0) for r in rows]
+    assert electrons[0] > 4.0 > 2.0 > electrons[1], electrons
+    ShardWriter(tmp_path / "labels", prefix="generated").seal()
+    lines = [line for _, line in iter_label_lines((tmp_path / "labels").glob("generated-*.jsonl.gz"))]
+    assert [(x["material_id"], x["source"]) for x in lines] == [(mid, {"reference": {"name": "NaCl · nacl.cif"}})]
+    assert np.allclose(lines[0]["site_dos"], rows)
+    with sqlite3.connect(tmp_path / "runs.db") as con:
+        assert con.execute("SELECT status, material_id FROM reference_checks").fetchall() == [("done", mid)]
+    t = time.perf_counter()
+    assert checks.run(CL_NA, mid, "NaCl · nacl.cif")["status"] == "done" and time.perf_counter() - t < 1.0

@@ -6,13 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pymatgen.core import Composition, Element, Structure
+from pymatgen.core import Element, Structure
 
 from dosmatgen_core.checks import UserError, read_structure_bytes
+from dosmatgen_core.labels import material_query
 from dosmatgen_core.structures import StructureError, to_structure
 from dosmatgen_core.vasprun import is_vasprun, read_vasprun
 from dosmatgen_core.names import formula, material_name, site_curve_name, spacegroup_name
-from dosmatgen_core.scoring.prototypes import short_name, type_matches
+from dosmatgen_core.scoring.prototypes import short_name
 
 
 @dataclass(frozen=True)
@@ -87,69 +88,18 @@ def option_text(row: dict) -> str:
             f"{spacegroup_name(row['spacegroup'])} · {row['natoms']} atoms · DFT label")
 
 
-def parse_query(text: str) -> dict:
-    """What a search box holds: {'id': ...} | {'elements': [...]} | {'formula': reduced} | {} (empty).
-    Raises ValueError for text that is none of these."""
-    t = (text or "").strip()
-    if not t:
-        return {}
-    if t.lower().startswith(("mp-", "mvc-")) or t.count("-") >= 2:
-        return {"id": t}
-    parts = [p for p in t.replace(",", " ").replace("-", " ").split() if p]
-    if all(_is_element(p) for p in parts):
-        return {"elements": parts}
-    try:
-        c = Composition(t)
-        if not all(_is_element(str(e)) for e in c.elements):
-            raise ValueError
-    except Exception:
-        raise ValueError(f"'{text}' is neither a formula (NaCl), an id (mp-22862) nor elements (Au-Ni)") from None
-    return {"formula": c.reduced_formula, "elements": sorted(str(e) for e in c.elements)}
-
-
-def _is_element(s: str) -> bool:
-    try:
-        Element(s)
-        return True
-    except ValueError:
-        return False
-
-
-def _match(row_id: str, row_reduced: str, row_elements, q: dict) -> bool:
-    if "id" in q:
-        return row_id.lower() == q["id"].lower()
-    if "formula" in q:
-        return Composition(row_reduced).reduced_formula == q["formula"]
-    if "elements" in q:
-        return set(q["elements"]) <= set(row_elements)
-    return True
-
-
 def search(text: str, rows: list[dict], mp: tuple = ()) -> dict:
-    """{'labelled': reference rows, 'mp': [(id, Structure)] of MP structures with no label, 'query': parsed}.
-    Text that is no formula, id or element list is looked for among the structure types
-    ('perovskite', 'rutile', 'L1_2'): {'type': text}."""
-    try:
-        q = parse_query(text)
-    except ValueError as exc:
-        word = text.strip().lower()
-        typed = [r for r in rows if len(word) >= 3 and type_matches(r.get("structure_type"), word)]
-        if not typed:
-            raise ValueError(f"{exc}, and no labelled material has a structure type called '{text.strip()}' "
-                             "(perovskite, rutile, Heusler, L1_2)") from None
-        return {"labelled": typed, "mp": [], "query": {"type": word}}
-    labelled = [r for r in rows if _match(r["material_id"], r["reduced"], r["elements"], q)]
-    if not labelled and "formula" in q and "id" not in q:
-        # 'B2', 'C15' read as formulas (boron, carbon) match no label: the type by that symbol, as
-        # ReferenceDB.search (the CLI) does
-        word = text.strip().lower()
-        if typed := [r for r in rows if type_matches(r.get("structure_type"), word)]:
-            return {"labelled": typed, "mp": [], "query": {"type": word}}
+    """{'labelled': reference rows, 'mp': [(id, Structure)] of MP structures with no label, 'query': the
+    query they were found by}, the text read by material_query as the CLI reads it (ReferenceDB.search):
+    {'id'}, {'elements'}, {'formula', 'elements'} or {'type'} ('perovskite', 'rutile', 'L1_2', and
+    'B2' where no label is boron). Raises ValueError for text that finds nothing by any reading."""
     have = {r["material_id"] for r in rows}
+    q, labelled = material_query.find(text, material_query.parse(text, have), rows)
     unlabelled = []
     if "id" in q or "formula" in q:      # an element set would list thousands: labelled ones only
-        unlabelled = [(mid, s) for mid, s in mp if mid not in have
-                      and _match(mid, s.composition.reduced_formula, [e.symbol for e in s.composition.elements], q)]
+        unlabelled = [(mid, s) for mid, s in mp if mid not in have and material_query.matches(
+            {"material_id": mid, "formula": s.composition.reduced_formula,
+             "elements": [e.symbol for e in s.composition.elements]}, q)]
     return {"labelled": labelled, "mp": unlabelled[:20], "query": q}
 
 

@@ -349,6 +349,24 @@ def test_closest_chemistries_of_gaas(db):
     assert [r["material_id"] for r in catalogue.search("NaCl", rows)["labelled"]] == ["mp-22862"]
 
 
+def test_the_cli_and_the_app_find_the_same_materials(db):
+    """`dosmatgen materials TEXT` (ReferenceDB.search) and the page's search box (catalogue.search over
+    the cached rows) read text by one parser: the same ids in the same order, or the same refusal."""
+    rows = catalogue.reference_rows(db)
+
+    def found(search):
+        try:
+            return [r["material_id"] for r in search()]
+        except ValueError as exc:
+            return str(exc)
+
+    for text in ("NaCl", "mp-22862", "MP-22862", "Au-Ni", "Ni", "perovskite", "rutile", "Heusler", "L1_2", "L12",
+                 "B2", "A15", "C15", "none", "xx", "Qz", "", studio.PRESET_ID):
+        cli = found(lambda: db.search(text=text))
+        assert cli == found(lambda: catalogue.search(text, rows)["labelled"]), text
+        assert isinstance(cli, str) == (text in ("none", "xx", "Qz")), (text, cli)
+
+
 def test_cost_estimate_reproduces_the_measured_rates():
     rates = studio.timing_rates()
     assert studio.estimate_seconds(50, 100, 4, baseline=False, rates=rates) == pytest.approx(43.06, abs=0.01)

@@ -56,11 +56,35 @@ def test_each_material_is_listed_with_its_structure_type(tmp_path, small_shard):
     assert "L12-Au3Ni-chgnet" in [r["material_id"] for r in db.search(text="L12")]
     assert db.search(text="tetraauricupride", max_atoms=1) == []                   # a type, too large: none, no error
     assert [r["material_id"] for r in search("tetraauricupride", list(rows.values()))["labelled"]] == ["mp-522"]
-    for typo in ("zz", "perovskitx"):
+    for typo in ("zz", "perovskitx", "Qz", "Au Qq"):       # 'Qz': pymatgen's dummy species, no formula
         with pytest.raises(ValueError, match="neither"):
             db.search(text=typo)
         with pytest.raises(ValueError, match="neither"):
             search(typo, list(rows.values()))
+    # an id the way it is stored, any case for an MP id, in both
+    for text in ("MP-522", "L12-Au3Ni-chgnet"):
+        assert [r["material_id"] for r in db.search(text=text)] == [r["material_id"] for r in search(text, list(rows.values()))["labelled"]] != []
+
+
+def test_typed_text_is_read_one_way():
+    """material_query, which the CLI and the app both read a search with."""
+    from dosmatgen_core.labels.material_query import find, parse
+    assert parse("") == {} and parse("  ") == {}
+    assert parse("MP-22862") == {"id": "mp-22862"} and parse("mvc-1") == {"id": "mvc-1"}
+    assert parse("gen:0a1b", ids={"gen:0a1b"}) == {"id": "gen:0a1b"} and parse("gen:0a1b") == {"type": "gen:0a1b"}
+    assert parse("Au-Ni-Cu") == {"elements": ["Au", "Ni", "Cu"]}           # two dashes: elements, not an id
+    assert parse("ClNa") == {"formula": "NaCl", "elements": ["Cl", "Na"]}
+    assert parse("B2") == {"formula": "B", "elements": ["B"]}
+    for word in ("A15", "L12", "L1_2", "Qz", "xx", "Perovskite"):
+        assert parse(word) == {"type": word.lower()}
+    b2 = {"material_id": "x", "formula": "ClCs", "elements": ["Cl", "Cs"],
+          "structure_type": {"mineral": "", "strukturbericht": "B2", "aflow": "AB_cP2_221_a_b"}}
+    boron = {"material_id": "b", "formula": "B12", "elements": ["B"], "structure_type": None}
+    assert find("B2", parse("B2"), [b2]) == ({"type": "b2"}, [b2])          # no boron: the CsCl type
+    assert find("B2", parse("B2"), [b2, boron]) == (parse("B2"), [boron])  # boron first
+    assert find("B27", parse("B27"), [b2]) == (parse("B27"), [])            # neither: nothing, no error
+    with pytest.raises(ValueError, match="neither a formula"):
+        find("A15", parse("A15"), [b2])
 
 
 def test_queries(tmp_path, small_shard):

@@ -99,8 +99,8 @@ def _materials(args) -> int:
     try:
         rows = open_db(args.db or DB_URL).search(text=" ".join(args.text) or None, max_atoms=args.max_atoms)
     except ValueError as exc:
-        raise checks.UserError(str(exc), "type an id (mp-22862), a formula (NaCl), elements (Au Ni) or a structure "
-                               "type (perovskite)") from None
+        # the message names the forms text can take (material_query.not_found): the hint, the next step
+        raise checks.UserError(str(exc), "`dosmatgen materials` with no text lists every labelled material") from None
     print(json.dumps({"materials": len(rows), "shown": min(len(rows), args.limit), "rows": [
         {"id": r["material_id"], "name": material_name(r["material_id"], r["formula"]), "formula": formula(r["formula"]),
          "atoms": r["natoms"], "spacegroup": r["spacegroup"],

@@ -17,17 +17,16 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from ase.data import atomic_numbers
 from ase.db import connect
-from pymatgen.core import Composition
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.checks import NotFound, near
+from dosmatgen_core.labels import material_query
 from dosmatgen_core.labels.labeller import iter_label_lines
 from dosmatgen_core.names import GENERATED_PREFIX
 from dosmatgen_core.scoring import prototypes
-from dosmatgen_core.scoring.prototypes import structure_type, type_matches
+from dosmatgen_core.scoring.prototypes import structure_type
 from dosmatgen_core.structures import atoms_from_cif, to_structure
 
 BUILD_EPOCH = 1.0  # fixed ctime/mtime in SQLite builds: identical shards give identical rows
@@ -212,58 +211,39 @@ class ReferenceDB:
                limit: int | None = None) -> list[dict]:
         """Summary rows (no arrays) matching all given filters, in listing_key's order.
 
-        `text` is what a user types: an MP id, a formula, elements separated by '-', ',' or space, or
-        (none of these) a word of a structure type's name ('perovskite', 'L1_2'; prototypes.type_words).
+        `text` is what a user types, read by material_query as the app reads it: an id, elements
+        separated by '-', ',' or space, a formula, or a word of a structure type's name ('perovskite',
+        'L1_2'). The other filters narrow what the text finds; they do not change how it is read.
         """
-        kw: dict = {}
         els = list(elements)
-        kind = None             # text that names a structure type ('perovskite', 'L1_2')
-        if text and text.strip():
-            t = text.strip()
-            parts = [p for p in t.replace(",", " ").replace("-", " ").split() if p]
-            if t.lower().startswith("mp-") or self.db.count(material_id=t) > 0:
-                kw["material_id"] = t
-            elif all(_is_element(p) for p in parts):
-                els += parts          # "Ni", "Au-Ni", "Au Ni", "Au,Ni": an element set
-            else:
-                try:
-                    formula = Composition(t).reduced_formula
-                except Exception:
-                    if len(t) < 3:          # two letters that are no element are a typo, not a type
-                        raise ValueError(f"'{text}' is neither an MP id, a formula nor a list of elements") from None
-                    kind = t.lower()
-        bad = [e for e in els if not _is_element(e)]
+        bad = [e for e in els if not material_query.is_element(e)]
         if bad:
             raise ValueError(f"unknown element(s): {', '.join(bad)}")
+        t = (text or "").strip()
+        # parse needs the stored ids only to ask whether the text is one: one indexed lookup
+        q = material_query.parse(t, {t} if t and self.db.count(material_id=t) else ())
         sizes = ([f"natoms={int(natoms)}"] if natoms is not None else []) + \
             ([f"natoms<={int(max_atoms)}"] if max_atoms is not None else [])
-        out = self._rows(els + sizes, kw, formula, kind, els if only_elements else [])
-        if not out and text and text.strip() and formula is not None and "material_id" not in kw:
-            # 'B2', 'C15', 'A15' read as formulas (boron, carbon) match no label: the type by that symbol
-            kind = text.strip().lower()
-            out = self._rows(list(elements) + sizes, {}, None, kind, [])
-        elif not out and kind is not None and not self._rows([], {}, None, kind, []):
-            raise ValueError(f"'{text}' is neither an MP id, a formula, a list of elements nor the structure type "
-                             "of a labelled material (perovskite, rutile, Heusler, L1_2)")
+        if material_query.needs_every_row(q):
+            # whether 'B2' is boron or the CsCl type, and whether a type exists, is read over every material
+            rows = self._rows([], {})
+        else:
+            # an id or an element set only filters: the ASE query's indexes find it, not a scan
+            rows = self._rows(q.get("elements", []) + els + sizes, {"material_id": q["id"]} if "id" in q else {})
+        want = {"formula": material_query.reduced(formula)} if formula else {}
+        out = [r for r in material_query.find(t, q, rows)[1]
+               if material_query.matches(r, want) and set(els) <= set(r["elements"])
+               and (natoms is None or r["natoms"] == natoms) and (max_atoms is None or r["natoms"] <= max_atoms)
+               and not (only_elements and set(r["elements"]) != set(els))]
         out.sort(key=listing_key)
         return out[:limit] if limit else out
 
-    def _rows(self, query: list[str], kw: dict, formula: str | None, kind: str | None, only: list[str]) -> list[dict]:
-        """search's summary rows for an ASE query (elements, sizes; kw: material_id), a reduced
-        formula, a structure type's words (prototypes.type_words) and an exact element set (only)."""
-        out = []
-        for row in self.db.select(",".join(query) or None, **kw):
-            if formula and Composition(row.chem_formula).reduced_formula != Composition(formula).reduced_formula:
-                continue
-            t = json.loads(row.get("structure_type") or '""') or None
-            if kind is not None and not type_matches(t, kind):
-                continue
-            if only and set(row.symbols) != set(only):
-                continue
-            out.append({"material_id": row.material_id, "formula": row.chem_formula, "natoms": row.natoms,
-                        "spacegroup": row.spacegroup, "elements": sorted(set(row.symbols)),
-                        "structure_type": t})
-        return out
+    def _rows(self, query: list[str], kw: dict) -> list[dict]:
+        """Summary rows for an ASE query (elements, sizes) and keywords (material_id)."""
+        return [{"material_id": row.material_id, "formula": row.chem_formula, "natoms": row.natoms,
+                 "spacegroup": row.spacegroup, "elements": sorted(set(row.symbols)),
+                 "structure_type": json.loads(row.get("structure_type") or '""') or None}
+                for row in self.db.select(",".join(query) or None, **kw)]
 
     def all_site_dos(self) -> tuple[list[tuple[str, int, str]], np.ndarray]:
         """Every site's DOS with its (material_id, site index, element): for lookups and statistics."""
@@ -274,10 +254,6 @@ class ReferenceDB:
                 keys.append((row.material_id, i, sym[i]))
                 rows.append(g)
         return keys, np.array(rows).reshape(-1, dosmod.NPTS)
-
-
-def _is_element(s: str) -> bool:
-    return s in atomic_numbers and s != "X"
 
 
 @lru_cache(maxsize=4)

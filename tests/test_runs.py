@@ -1,5 +1,6 @@
 """Run store round trip, exports that read back, and a DFT verification that fails cleanly."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -308,3 +309,34 @@ def test_a_downloaded_cif_says_its_atom_order_and_still_reads_in_it():
         assert {x.label: x.specie.symbol for x in back} == {"Ga0": "Ga", "Be1": "Be", "P2": "P", "Zn3": "Zn"}
     sym = cif_file(s, symmetrised=True)
     assert sym.startswith(SYMMETRISED_NOTE) and Structure.from_str(sym, fmt="cif").composition == s.composition
+
+
+def test_a_symmetrised_cif_labels_each_atom_with_the_site_at_its_position():
+    """Walk 14: the symmetrised CIF of rock salt written Cl first listed Na0 and Cl1 (CifWriter's
+    own numbering), while the app's site 0 is Cl. Each label now names the site at its position,
+    in the conventional cell the file is written in; also for SrTiO3 with its O first."""
+    from pymatgen.core import Lattice, Structure
+    from dosmatgen_core.candidates.runs import SYMMETRISED_NOTE, cif_file
+    nacl = Structure(Lattice([[0, 2.82, 2.82], [2.82, 0, 2.82], [2.82, 2.82, 0]]), ["Cl", "Na"],
+                     [[0.5, 0.5, 0.5], [0, 0, 0]])
+    sto = Structure(Lattice.cubic(3.9), ["O", "Ti", "Sr", "O", "O"],
+                    [[0.5, 0.5, 0], [0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    for s in (nacl, sto):
+        text = cif_file(s, symmetrised=True)
+        assert text.startswith(SYMMETRISED_NOTE)
+        back = Structure.from_str(text, fmt="cif")
+        assert back.composition == s.composition * (len(back) // len(s))      # the conventional cell
+        for label in {x.label for x in back}:          # element and site: the site is that element
+            element, site = re.fullmatch(r"([A-Z][a-z]?)(\d+)", label).groups()
+            assert s[int(site)].specie.symbol == element
+        # each label's written atom (the orbit's first, identity, copy) sits where that site of s
+        # does; its copies by symmetry are other sites
+        first = {}
+        for x in back:
+            first.setdefault(x.label, x)
+        for label, x in first.items():
+            site = s[int(re.fullmatch(r"[A-Z][a-z]?(\d+)", label).group(1))]
+            d = s.lattice.get_fractional_coords(x.coords) - site.frac_coords
+            assert np.linalg.norm(s.lattice.get_cartesian_coords(d - np.round(d))) < 0.01
+    assert {x.label for x in Structure.from_str(cif_file(nacl, symmetrised=True), fmt="cif")} == {"Cl0", "Na1"}
+    assert {x.label for x in Structure.from_str(cif_file(sto, symmetrised=True), fmt="cif")} == {"Sr2", "Ti1", "O4"}

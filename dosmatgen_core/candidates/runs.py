@@ -25,6 +25,7 @@ from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.io.cif import CifWriter
 from pymatgen.io.vasp import Poscar
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.checks import UserError, store_fallback_dir
@@ -253,8 +254,13 @@ def to_cif(s: Structure, symmetrised: bool = False, symprec: float = 0.1) -> str
 ORDER_NOTE = ("# Atoms in the candidate's site order: site i in the app and in its DOS CSV is atom i below,\n"
               "# labelled with its element and i (O2: site 2). pymatgen's CIF reader regroups atoms by element\n"
               "# but keeps the labels (structure[k].label); ase.io.read keeps this order.\n")
-SYMMETRISED_NOTE = ("# Symmetrised: atoms grouped by symmetry, not in the candidate's site order; the site\n"
-                    "# numbers of the app and of its DOS CSV are those of the P1 CIF.\n")
+SYMMETRISED_NOTE = ("# Symmetrised: one atom per set of symmetry-equivalent sites, in the conventional cell. Each\n"
+                    "# label names the app's site at that very position (O2: site 2; the site numbers of the app\n"
+                    "# and of its DOS CSV are the P1 CIF's atoms); its copies by symmetry are other sites.\n")
+# where a label could not be tied to a site (no position within SITE_MATCH_A), the file says so
+SYMMETRISED_UNNUMBERED_NOTE = ("# Symmetrised: atoms grouped by symmetry, not in the candidate's site order; the labels are\n"
+                               "# not site numbers: those of the app and of its DOS CSV are the P1 CIF's atoms.\n")
+SITE_MATCH_A = 0.25     # symmetrising moves an atom by up to the tolerance (0.1 Å): a little more
 
 
 def site_labelled(s: Structure) -> Structure:
@@ -266,11 +272,48 @@ def site_labelled(s: Structure) -> Structure:
     return out
 
 
+def symmetrised_site_labels(s: Structure, symprec: float = 0.1) -> str | None:
+    """s's symmetrised CIF (to_cif) with each atom labelled by the site of s at its position ('Cl0'),
+    where CifWriter numbers them by element group ('Na0', 'Cl1': a reader took Na0 for site 0); None
+    when a written atom is at no site of s of its element (then its labels are no site numbers).
+    spglib's standard cell is x_std = P·x + p (mod 1) of s's fractional coordinates."""
+    text = to_cif(s, symmetrised=True, symprec=symprec)
+    try:
+        data = SpacegroupAnalyzer(s, symprec).get_symmetry_dataset()
+        back = np.linalg.inv(np.asarray(data.transformation_matrix, float))
+        shift = np.asarray(data.origin_shift, float)
+    except Exception:
+        return None
+    lines = text.splitlines()
+    try:
+        first = lines.index(" _atom_site_occupancy") + 1     # the atom rows follow the loop's last tag
+    except ValueError:
+        return None
+    symbols = np.array([site.specie.symbol for site in s])
+    for k in range(first, len(lines)):
+        parts = lines[k].split()
+        if len(parts) != 7:
+            break
+        symbol, label, *_ = parts
+        d = (back @ (np.array(parts[3:6], float) - shift)) - s.frac_coords
+        d -= np.round(d)
+        dist = np.where(symbols == symbol, np.linalg.norm(s.lattice.get_cartesian_coords(d), axis=1), np.inf)
+        j = int(np.argmin(dist))
+        if dist[j] > SITE_MATCH_A:
+            return None
+        lines[k] = lines[k].replace(f" {label} ", f" {symbol}{j} ", 1)
+    return "\n".join(lines) + "\n"
+
+
 def cif_file(s: Structure | str, symmetrised: bool = False) -> str:
     """A candidate's CIF as downloaded, under a note on its atom order: to_cif's text, or a stored
-    CIF read in its own order; in P1 each atom labelled with its site (site_labelled)."""
+    CIF read in its own order; in P1 each atom labelled with its site (site_labelled), symmetrised
+    each atom labelled with the site at its position (symmetrised_site_labels)."""
     if symmetrised:
-        return SYMMETRISED_NOTE + (s if isinstance(s, str) else to_cif(s, symmetrised=True))
+        if isinstance(s, str):
+            return SYMMETRISED_UNNUMBERED_NOTE + s
+        text = symmetrised_site_labels(s)
+        return SYMMETRISED_NOTE + text if text else SYMMETRISED_UNNUMBERED_NOTE + to_cif(s, symmetrised=True)
     return _labelled_cif_text(s) if isinstance(s, str) else ORDER_NOTE + to_cif(site_labelled(s))
 
 

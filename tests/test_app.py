@@ -1818,6 +1818,25 @@ def test_the_shipped_predictors_records_carry_their_dates_and_the_newest_is_show
     assert mtime.strftime("%Y-%m-%d") not in " ".join(e.label for e in at.expander)
 
 
+def test_the_model_page_opens_with_where_the_app_stands_by_dft():
+    """A newcomer met 34 benchmark sections before the numbers that decide whether a match holds:
+    the truth sets' app default beside the lookup, read from the records, come first."""
+    from studio.standing import truth_rows
+    rows = {r["set"]: r for r in truth_rows(studio.RESULTS_DIR)}
+    c = json.loads((studio.RESULTS_DIR / "truth-c.json").read_text())
+    assert rows["c"]["targets"] == c["sites"] >= 30
+    assert rows["c"]["app: cosine ≥ 0.9"] == c["methods"][c["app_default"]]["share_cosine_0.9_novel_after_relaxation"]
+    assert rows["c"]["lookup: DFT MAE"] == c["methods"][c["app_default"]]["lookup_dft_mae_same_sites"]
+    assert rows["c"]["bar met"] is (rows["c"]["app: cosine ≥ 0.9"] >= 0.8
+                                    and rows["c"]["app: DFT MAE"] <= rows["c"]["lookup: DFT MAE"])
+    at = app_page("3_Model.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.subheader[0].value == "Where the app stands, by DFT"
+    shown = at.dataframe[0].value
+    assert list(shown["set"]) == list(rows) and list(shown["record"]) == [r["record"] for r in rows.values()]
+
+
 def test_the_model_page_lists_superseded_records_but_opens_them_only_on_request():
     """Walk 8: 33 benchmark expanders, the superseded among them, were too many for a demo. The
     table lists every kind; the superseded ones' rows open behind a toggle."""

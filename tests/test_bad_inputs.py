@@ -131,6 +131,8 @@ def test_messages_say_what_is_wrong(name, words, tmp_path, capsys, guarded):
     (["--cond", "1"], "in seeded mode"),          # seeded (the default): the seed's site is conditioned
     (["--ref", "no/such/file.cif"], "not found"),
     (["--target-csv", "no-such.csv"], "not found"),
+    (["--gpaw-target"], "calculates the structure file given as --ref"),
+    (["--ref", "L12-Au3Ni-chgnet", "--gpaw-target"], "has DFT labels already"),
 ])
 def test_the_issue_list(args, words, tmp_path, capsys, guarded):
     import re
@@ -243,6 +245,7 @@ def test_generate_asks_for_what_a_dos_file_cannot_name(tmp_path, capsys, guarded
     import numpy as np
     from dosmatgen_core import dos
     from dosmatgen_core.cli import generate as cli_generate
+    from dosmatgen_core.cli import generate as cli_generate
     from dosmatgen_core.labels.reference_db import open_db
     from dosmatgen_core.paths import DB_URL
     store = tmp_path / "runs.db"
@@ -284,6 +287,29 @@ def test_generate_asks_for_what_a_dos_file_cannot_name(tmp_path, capsys, guarded
     kw, predict_from = cli_generate._targets_and_template(p.parse_args(
         ["generate", "--mode", "masked", "--ref", str(tmp_path / "rocksalt.cif"), "--site", "0"]), DB_URL)
     assert kw["title"] == "target: predicted DOS of NaCl site 0 (Cl)" and predict_from[1] == 0
+
+
+@pytest.mark.dft
+def test_a_structure_files_gpaw_target_is_its_own_dft_row_in_file_order(tmp_path):
+    """--gpaw-target: the file's cell through GPAW as the app's button does, its site 0 (Cl, written
+    first) the target: chlorine's filled 3p band, about 5 electrons below E_F; kept as a label."""
+    import argparse
+    import numpy as np
+    from dosmatgen_core import dos
+    from dosmatgen_core.cli import generate as cli_generate
+    from dosmatgen_core.paths import DB_URL
+    from tests.test_app import NACL_CL_FIRST
+    (tmp_path / "rocksalt.cif").write_text(NACL_CL_FIRST)
+    store = RunStore(tmp_path / "runs.db")
+    p = argparse.ArgumentParser()
+    cli_generate.add_parsers(p.add_subparsers())
+    args = p.parse_args(["generate", "--mode", "masked", "--ref", str(tmp_path / "rocksalt.cif"),
+                                      "--site", "0", "--gpaw-target"])
+    kw, predict_from = cli_generate._targets_and_template(
+        args, DB_URL, dft_of=lambda s, name: cli_generate.gpaw_rows(s, name, store, label_dir=tmp_path / "labels"))
+    assert predict_from is None and kw["title"] == "target: DFT of NaCl site 0 (Cl)"
+    assert dos.integrate(np.asarray(kw["targets"][0]), upto=0.0) > 4.0
+    assert (tmp_path / "labels" / "generated.pending.jsonl").read_text().count("upload:rocksalt.cif#") == 1
 
 
 def test_a_reader_that_stops_reading_ends_the_command_quietly():

@@ -292,9 +292,10 @@ def closest_element(target, db_url: str, window=None) -> str:
     return site_index(db_url).search(target, top=1, window=window)[0].element
 
 
-def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
+def _targets_and_template(args, db_url: str, dft_of=None) -> tuple[dict, object]:
     """Request fields from --target-csv / --target-vasprun / --ref / --template, all read and checked; and, for a
-    reference given as a file, the structure whose predicted site DOS becomes the target."""
+    reference given as a file, the structure whose predicted site DOS becomes the target (with
+    --gpaw-target: its DFT rows, dft_of(structure, name), are the target instead)."""
     from dosmatgen_core import checks
     from dosmatgen_core.names import formula, site_curve_name
     from dosmatgen_core.structures import MAX_ATOMS
@@ -303,6 +304,9 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
     target = None
     element = None          # the target atom's element, where the target names one
     ref_id = args.ref or PRESET_ID          # no target given at all: the example, the app's preset
+    if getattr(args, "gpaw_target", False) and (args.target_vasprun or args.target_csv or args.ref is None):
+        raise checks.UserError("--gpaw-target calculates the structure file given as --ref",
+                               "give --ref FILE (CIF or POSCAR), or drop --gpaw-target")
     if args.mode == "unconditional":
         pass
     elif args.target_vasprun:
@@ -311,6 +315,9 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
         target, kw["target_source"], kw["window"] = csv_target(args.target_csv, getattr(args, "target_column", None))
     else:
         kind, ref, name = _source(ref_id, db_url, "--ref")
+        if getattr(args, "gpaw_target", False) and kind != "file":
+            raise checks.UserError(f"--gpaw-target calculates a structure file; {name} has DFT labels already",
+                                   "drop --gpaw-target, or give --ref FILE (CIF or POSCAR)")
         symbols = [x.specie.symbol for x in ref] if kind == "file" else ref.symbols
         if args.ref is not None:
             need_site(args.site, "--ref", len(symbols), name, symbols)
@@ -322,6 +329,10 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
             kw["reference_id"] = ref_id
             if not args.include_ref:    # in every mode: the rounds grown after it never seed from it either
                 kw["seed_exclude"] = [ref_id]
+        elif getattr(args, "gpaw_target", False):
+            import numpy as np
+            target = np.asarray(dft_of(ref, name)[site], float)
+            kw["target_source"] = site_curve_name("gpaw", formula(ref.composition.reduced_formula), site, element)
         else:
             predict_from = (ref, site)
             kw["target_source"] = site_curve_name("predicted", formula(ref.composition.reduced_formula), site, element)
@@ -373,6 +384,27 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
     return kw, predict_from
 
 
+def gpaw_rows(s, name: str, store, label_dir=None) -> list:
+    """--gpaw-target: the file's cell calculated with GPAW as the app's "Calculate this cell with GPAW"
+    does (scoring.reference_dft: the labelling recipe on the cell as given, rows in its order,
+    cached in the run store, kept as a label); its site DOS rows."""
+    from dosmatgen_core import checks
+    from dosmatgen_core.scoring.reference_dft import ReferenceChecks, label_id, why_not
+    from dosmatgen_core.scoring.verify import Verifier
+    if (why := why_not(s)) is not None:
+        raise checks.UserError(f"--gpaw-target: {name} is not calculated here: {why}",
+                               "drop --gpaw-target to use its predicted DOS")
+    from dosmatgen_core.paths import LABEL_DIR
+    ref = ReferenceChecks(Verifier(store, label_dir=label_dir or LABEL_DIR, workers=1))
+    if ref.status(s) is None or ref.status(s)["status"] != "done":
+        say(f"GPAW on {name} ({len(s)} atoms), the labelling recipe on the cell as given: about a minute or more")
+    res = ref.run(s, label_id(f"upload:{Path(name).name}", s), name)
+    if res["status"] != "done":
+        raise checks.UserError(f"GPAW could not calculate {name}: {res['error']}",
+                               "drop --gpaw-target to use its predicted DOS")
+    return res["line"]["site_dos"]
+
+
 def _ase_structure(atoms):
     from dosmatgen_core.structures import to_structure
     return to_structure(atoms)
@@ -401,7 +433,7 @@ def _generate(args) -> int:
     store = _store(args.runs)
     if not args.no_novelty:
         check_novelty_tables()
-    kw, predict_from = _targets_and_template(args, db_url)
+    kw, predict_from = _targets_and_template(args, db_url, dft_of=lambda s, name: gpaw_rows(s, name, store))
     req = Request(**{**req_kw, **kw})
     if predict_from is None:
         req.specs()                              # the whole request, checked (seeded: its seeds found)
@@ -594,6 +626,9 @@ def add_parsers(sub) -> None:
     ge.add_argument("--ref", default=None,
                     help="target source: a reference material id, or a CIF/POSCAR file (its predicted site DOS); "
                          f"with no target given, the example {PRESET_ID} site 0")
+    ge.add_argument("--gpaw-target", action="store_true",
+                    help="with --ref FILE: calculate the file's cell with GPAW (the labelling recipe, cells of at most "
+                         "8 atoms; cached, kept as a label) and take its DFT site DOS as the target, not the predicted one")
     ge.add_argument("--site", type=int, default=None, help="the atom (0-based) of --ref or --target-vasprun whose "
                     "DOS is the target")
     ge.add_argument("--target-csv", default=None, help="target DOS from a CSV (energy - E_F, DOS) instead")

@@ -6,7 +6,7 @@ import streamlit as st
 from studio import shared as studio
 from studio import state
 from studio.charts import dos_chart
-from studio.results import window_words, became_text, candidate_name, match_rows, predicted_curve, run_label, target_label, verification_rows
+from studio.results import window_words, became_text, candidate_name, match_rows, predicted_curve, reference_check_rows, run_label, target_label, verification_rows
 from studio.shared import formula
 from studio import nav
 from dosmatgen_core.candidates.words import twin_text
@@ -114,3 +114,9 @@ stored = {r["id"] for r in runs}       # a verification can outlive its run
 formulas = {(r, c["rank"]): c["formula"] for r in {x["run_id"] for x in rows} & stored
             for c in v.store.get(r)["candidates"]}
 st.dataframe(verification_rows(rows, formulas), hide_index=True, width="stretch")
+if targets := state.reference_checks().all():
+    # a target structure calculated from the Generate page runs in the background too
+    st.subheader("Target structures calculated with GPAW")
+    st.caption("Uploaded and unlabelled structures whose sites' DFT became the target (“Calculate this cell with "
+               "GPAW” on the Generate page); each result is kept as a label under its id.")
+    st.dataframe(reference_check_rows(targets), hide_index=True, width="stretch")

@@ -680,8 +680,7 @@ def verification_rows(rows: list[dict], formulas: dict[tuple[str, int], str] | N
     """The verifications table as people read it: clock times (UTC), the time taken, the candidate
     by rank and formula, its DFT match when it has one (rows read with results: Verifier.all(True)),
     and blanks rather than 'None'."""
-    def clock(t):
-        return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if t else ""
+    clock = _clock
     out = []
     for r in rows:
         name = (formulas or {}).get((r["run_id"], r["rank"]))
@@ -694,6 +693,22 @@ def verification_rows(rows: list[dict], formulas: dict[tuple[str, int], str] | N
                     "started": clock(r.get("started")), "finished": clock(r.get("finished")),
                     "took": duration(took) if took is not None else "", "error": r.get("error") or ""})
     return out
+
+
+def reference_check_rows(rows: list[dict]) -> list[dict]:
+    """The targets' GPAW calculations (reference_dft.ReferenceChecks.all) as the Verify page lists
+    them, with the clock and the time taken as the candidates' checks are."""
+    out = []
+    for r in rows:
+        took = r["finished"] - r["started"] if r.get("started") and r.get("finished") else None
+        out.append({"structure": r.get("name") or "", "label id": r.get("material_id") or "", "status": r["status"],
+                    "started": _clock(r.get("started")), "took": duration(took) if took is not None else "",
+                    "error": r.get("error") or ""})
+    return out
+
+
+def _clock(t) -> str:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if t else ""
 
 
 # a card's plot is narrow (3/5 of half the page): legend entries wrap at this many characters

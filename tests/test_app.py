@@ -820,6 +820,15 @@ def test_the_verify_page_shows_a_finished_checks_match_as_a_table_with_units(tmp
     # ... and the page says that the check shown is the drawn cell's, not the one the box asks for
     assert ("The check below is of the cell as drawn. Queueing now checks the cell relaxed and shows that one "
             "instead; the check of the cell as drawn stays in the DFT cache and in the labels.") in [x.value for x in at.caption]
+    # a target structure's GPAW calculation (the Generate page's button) is listed below the checks
+    from pymatgen.core import Lattice, Structure
+    from dosmatgen_core.scoring.reference_dft import ReferenceChecks
+    pu = Structure(Lattice.cubic(3.5), ["Pu"], [[0, 0, 0]])
+    ReferenceChecks(Verifier(RunStore(tmp_path / "runs.db"), label_dir=None)).run(pu, "upload:pu.cif#0", "Pu · pu.cif")
+    at.run()
+    listed = next(d.value for d in at.dataframe if "label id" in d.value.columns)
+    assert list(listed["structure"]) == ["Pu · pu.cif"] and list(listed["status"]) == ["failed"]
+    assert "no basis set for Pu" in listed["error"][0]
 
 
 def test_the_verify_page_names_known_candidates_and_offers_the_first_new_one(tmp_path, monkeypatch):

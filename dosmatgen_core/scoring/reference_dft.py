@@ -80,6 +80,12 @@ class ReferenceChecks:
                                     "material_id": line.get("material_id")}), "status": "done", "line": line}
         return out
 
+    def all(self) -> list[dict]:
+        """Every cell asked for, newest first: key, material_id, name, status, started, finished, error."""
+        with sqlite3.connect(self.verifier.store.path, timeout=30) as con:
+            con.row_factory = sqlite3.Row
+            return [dict(r) for r in con.execute("SELECT * FROM reference_checks ORDER BY started DESC")]
+
     def _set(self, key: str, **kw) -> None:
         with sqlite3.connect(self.verifier.store.path, timeout=30) as con:
             cols = ", ".join(kw)

@@ -82,7 +82,8 @@ def test_gpaw_on_an_uploaded_cell_gives_its_rows_in_file_order_and_a_label(tmp_p
     a second request is answered from the cache."""
     checks = _checks(tmp_path)
     mid = label_id("upload:nacl.cif", CL_NA)
-    checks.submit(CL_NA, mid, "NaCl · nacl.cif")
+    assert checks.submit(CL_NA, mid, "NaCl · nacl.cif")
+    assert not checks.submit(CL_NA, mid, "NaCl · nacl.cif")      # asked again while it runs: the same one
     deadline = time.time() + 900
     while (s := checks.status(CL_NA))["status"] in ("queued", "running") and time.time() < deadline:
         time.sleep(0.5)

@@ -55,6 +55,7 @@ class ReferenceChecks:
         self.verifier = verifier
         self.recipe = recipe
         self.timeout = timeout
+        self._submitting = threading.Lock()      # a cell's status read and set as one step
         with sqlite3.connect(verifier.store.path, timeout=30) as con:
             con.executescript(SCHEMA)
             # one left queued or running by a process that stopped (the app restarted) is over
@@ -114,11 +115,16 @@ class ReferenceChecks:
         self._set(key, material_id=material_id, name=name, status="done", finished=time.time(), error=None)
         return self.status(s)
 
-    def submit(self, s: Structure, material_id: str, name: str) -> None:
-        """run() in a background thread; follow it with status()."""
+    def submit(self, s: Structure, material_id: str, name: str) -> bool:
+        """run() in a background thread; follow it with status(). False when this cell is queued or
+        running already (two pages asked at once): one calculation serves both."""
         key = self.key(s)
-        self._set(key, material_id=material_id, name=name, status="queued", started=time.time(),
-                  finished=None, error=None)
+        with self._submitting:
+            now = self.status(s)
+            if now and now["status"] in ("queued", "running"):
+                return False
+            self._set(key, material_id=material_id, name=name, status="queued", started=time.time(),
+                      finished=None, error=None)
 
         def work():
             try:
@@ -127,3 +133,4 @@ class ReferenceChecks:
                 self._set(key, status="failed", finished=time.time(), error=f"{type(exc).__name__}: {exc}")
 
         threading.Thread(target=work, daemon=True).start()
+        return True

@@ -3,6 +3,7 @@ curves become DFT ones (scoring.reference_dft does the work, in the background).
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import time
 
 import numpy as np
@@ -22,7 +23,10 @@ def calculated(mat: Material) -> Material:
     before (asked from the page, or checked as a candidate), else mat unchanged."""
     if mat.source != "predicted":
         return mat
-    s = state.reference_checks().status(mat.structure)
+    try:
+        s = state.reference_checks().status(mat.structure)
+    except sqlite3.OperationalError:       # the store busy (locked) this moment: predicted until the next rerun
+        return mat
     if not s or s["status"] != "done":
         return mat
     line = s["line"]

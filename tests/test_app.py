@@ -38,6 +38,25 @@ _atom_site_fract_z
 Cl1 Cl 0.5 0.5 0.5
 Na1 Na 0.0 0.0 0.0
 """
+# rock salt itself (the fcc primitive cell, a = 5.64 Å), Cl written first: for the tests that run GPAW
+# on it (NACL_CL_FIRST's CsCl arrangement at 5.69 Å is an expanded cell, fine for order, not for physics)
+ROCKSALT_CL_FIRST = """data_NaCl
+_cell_length_a 3.98808
+_cell_length_b 3.98808
+_cell_length_c 3.98808
+_cell_angle_alpha 60
+_cell_angle_beta 60
+_cell_angle_gamma 60
+_symmetry_space_group_name_H-M 'P 1'
+loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+Cl1 Cl 0.5 0.5 0.5
+Na1 Na 0.0 0.0 0.0
+"""
 
 
 @pytest.fixture(autouse=True)

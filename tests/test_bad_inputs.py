@@ -245,7 +245,6 @@ def test_generate_asks_for_what_a_dos_file_cannot_name(tmp_path, capsys, guarded
     import numpy as np
     from dosmatgen_core import dos
     from dosmatgen_core.cli import generate as cli_generate
-    from dosmatgen_core.cli import generate as cli_generate
     from dosmatgen_core.labels.reference_db import open_db
     from dosmatgen_core.paths import DB_URL
     store = tmp_path / "runs.db"
@@ -298,17 +297,19 @@ def test_a_structure_files_gpaw_target_is_its_own_dft_row_in_file_order(tmp_path
     from dosmatgen_core import dos
     from dosmatgen_core.cli import generate as cli_generate
     from dosmatgen_core.paths import DB_URL
-    from tests.test_app import NACL_CL_FIRST
-    (tmp_path / "rocksalt.cif").write_text(NACL_CL_FIRST)
+    from tests.test_app import ROCKSALT_CL_FIRST
+    (tmp_path / "rocksalt.cif").write_text(ROCKSALT_CL_FIRST)
     store = RunStore(tmp_path / "runs.db")
     p = argparse.ArgumentParser()
     cli_generate.add_parsers(p.add_subparsers())
     args = p.parse_args(["generate", "--mode", "masked", "--ref", str(tmp_path / "rocksalt.cif"),
                                       "--site", "0", "--gpaw-target"])
-    kw, predict_from = cli_generate._targets_and_template(
-        args, DB_URL, dft_of=lambda s, name: cli_generate.gpaw_rows(s, name, store, label_dir=tmp_path / "labels"))
-    assert predict_from is None and kw["title"] == "target: DFT of NaCl site 0 (Cl)"
-    assert dos.integrate(np.asarray(kw["targets"][0]), upto=0.0) > 4.0
+    kw, (s, site, how, name) = cli_generate._targets_and_template(args, DB_URL)
+    assert kw["title"] == "target: DFT of NaCl site 0 (Cl)" and (site, how) == (0, "gpaw")
+    assert not (tmp_path / "labels").exists()          # nothing calculated before the request is checked
+    rows = cli_generate.gpaw_rows(s, name, store, label_dir=tmp_path / "labels")
+    electrons = [dos.integrate(np.asarray(r), upto=0.0) for r in rows]
+    assert electrons[0] > 4.0 > 2.0 > electrons[1], electrons
     assert (tmp_path / "labels" / "generated.pending.jsonl").read_text().count("upload:rocksalt.cif#") == 1
 
 

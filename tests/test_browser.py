@@ -416,9 +416,9 @@ def test_an_uploaded_cell_is_calculated_with_gpaw_from_the_page(browser, fresh_s
     """The note of walk 14: an uploaded cell's target was the predictor's with no way to DFT from
     the app. GPAW runs in the background; the target's curves then read DFT, and the result is a
     label in the server's label folder."""
-    from tests.test_app import NACL_CL_FIRST
+    from tests.test_app import ROCKSALT_CL_FIRST
     cif = tmp_path / "rocksalt.cif"
-    cif.write_text(NACL_CL_FIRST)
+    cif.write_text(ROCKSALT_CL_FIRST)
     page = open_page(browser, fresh_server)
     file_input(page, "upload a structure").set_input_files(str(cif))
     settle(page)

@@ -1,7 +1,9 @@
 """GPAW on a reference cell without a label (an upload, an unlabelled MP structure): rows in the
 cell's own order, cached by the cell, kept as a label, and refused with a reason where the app
 will not calculate."""
+import os
 import sqlite3
+import subprocess
 import time
 
 import numpy as np
@@ -38,7 +40,8 @@ def test_label_ids_tell_files_of_one_name_apart_and_keep_mp_ids():
     other.scale_lattice(CL_NA.volume * 1.05)
     a, b = label_id("upload:POSCAR", CL_NA), label_id("upload:POSCAR", other)
     assert a.startswith("upload:POSCAR#") and a != b and a == label_id("upload:POSCAR", CL_NA.copy())
-    assert label_id("mp:mp-22862", CL_NA) == "mp-22862"
+    # an MP structure calculated as given is a line of its own beside the labeller's 'mp-22862'
+    assert label_id("mp:mp-22862", CL_NA).startswith("mp:mp-22862#")
 
 
 def test_a_refused_cell_fails_with_its_reason_and_writes_no_label(tmp_path):
@@ -50,12 +53,33 @@ def test_a_refused_cell_fails_with_its_reason_and_writes_no_label(tmp_path):
     assert not (tmp_path / "labels").exists() or not list((tmp_path / "labels").glob("*.jsonl*"))
 
 
-def test_a_check_cut_off_with_its_process_reads_as_interrupted(tmp_path):
+def test_a_check_cut_off_with_its_process_reads_as_interrupted(tmp_path, monkeypatch):
+    """A row left queued or running by a process that no longer calculates it (the app restarted,
+    the CLI was stopped) is over at the next read, not spinning for hours; one whose process is
+    alive is left to it."""
     checks = _checks(tmp_path)
-    checks._set(checks.key(CL_NA), material_id="m", name="n", status="running", started=time.time() - 4 * 3600)
-    again = _checks(tmp_path)           # the app restarted
-    s = again.status(CL_NA)
-    assert s["status"] == "failed" and s["error"] == INTERRUPTED
+    key = checks.key(CL_NA)
+    checks._set(key, material_id="m", name="n", status="running", started=time.time() - 4 * 3600)
+    assert _checks(tmp_path).status(CL_NA)["error"] == INTERRUPTED        # no owner, hours old
+    for owner, over in ((f"{reference_dft._HOST}:{os.getpid()}", True),     # this process, not calculating it
+                        (f"{reference_dft._HOST}:{_dead_pid()}", True),     # a process that has exited
+                        (f"{reference_dft._HOST}:{os.getppid()}", False),   # another one, alive
+                        ("another-host:1", False)):                         # another host: its word
+        checks._set(key, status="running", started=time.time(), error=None, owner=owner)
+        s = checks.status(CL_NA)
+        assert (s["status"], s["error"]) == (("failed", INTERRUPTED) if over else ("running", None)), owner
+    # a calculation stopped on the way (Ctrl-C) says so before the stop goes on
+    monkeypatch.setattr(reference_dft, "dft_in_site_order", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        checks.run(CL_NA, "upload:nacl.cif#1", "NaCl")
+    s = checks.status(CL_NA)
+    assert s["status"] == "failed" and s["error"].startswith(INTERRUPTED)
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
 
 
 def test_a_cell_calculated_before_is_answered_from_the_cache(tmp_path, monkeypatch):
@@ -70,6 +94,7 @@ def test_a_cell_calculated_before_is_answered_from_the_cache(tmp_path, monkeypat
     assert checks.status(CL_NA)["status"] == "done"             # never asked, yet calculated
     out = checks.run(CL_NA, "upload:nacl.cif#1", "NaCl")
     assert out["status"] == "done" and np.array_equal(out["line"]["site_dos"], rows)
+    assert out["material_id"] == "gen:x"        # the id its label has, not the one asked with
     moved = CL_NA.copy()
     moved.translate_sites([1], [0.01, 0, 0])
     assert checks.status(moved) is None

@@ -313,30 +313,31 @@ def test_a_downloaded_cif_says_its_atom_order_and_still_reads_in_it():
 
 def test_a_symmetrised_cif_labels_each_atom_with_the_site_at_its_position():
     """Walk 14: the symmetrised CIF of rock salt written Cl first listed Na0 and Cl1 (CifWriter's
-    own numbering), while the app's site 0 is Cl. Each label now names the site at its position,
-    in the conventional cell the file is written in; also for SrTiO3 with its O first."""
+    own numbering), while the app's site 0 is Cl. Each label now names a site of its element, one
+    site for each set of symmetry-equivalent sites (spglib's, on the app's cell); also for SrTiO3
+    with its O first, and for cells moved off spglib's origin and out of its atom order."""
     from pymatgen.core import Lattice, Structure
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
     from dosmatgen_core.candidates.runs import SYMMETRISED_NOTE, cif_file
     nacl = Structure(Lattice([[0, 2.82, 2.82], [2.82, 0, 2.82], [2.82, 2.82, 0]]), ["Cl", "Na"],
                      [[0.5, 0.5, 0.5], [0, 0, 0]])
     sto = Structure(Lattice.cubic(3.9), ["O", "Ti", "Sr", "O", "O"],
                     [[0.5, 0.5, 0], [0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
-    for s in (nacl, sto):
+    wurtzite = Structure(Lattice.hexagonal(3.25, 5.21), ["O", "Zn", "O", "Zn"],
+                         [[1 / 3, 2 / 3, 0.382], [1 / 3, 2 / 3, 0.0], [2 / 3, 1 / 3, 0.882], [2 / 3, 1 / 3, 0.5]])
+    moved = sto.copy()
+    moved.translate_sites(range(len(moved)), [0.13, 0.27, 0.41])
+    for s in (nacl, sto, wurtzite, moved):
         text = cif_file(s, symmetrised=True)
         assert text.startswith(SYMMETRISED_NOTE)
         back = Structure.from_str(text, fmt="cif")
-        assert back.composition == s.composition * (len(back) // len(s))      # the conventional cell
+        assert back.composition.reduced_formula == s.composition.reduced_formula
+        orbit = SpacegroupAnalyzer(s, 0.1).get_symmetry_dataset().equivalent_atoms
+        sites = []
         for label in {x.label for x in back}:          # element and site: the site is that element
             element, site = re.fullmatch(r"([A-Z][a-z]?)(\d+)", label).groups()
-            assert s[int(site)].specie.symbol == element
-        # each label's written atom (the orbit's first, identity, copy) sits where that site of s
-        # does; its copies by symmetry are other sites
-        first = {}
-        for x in back:
-            first.setdefault(x.label, x)
-        for label, x in first.items():
-            site = s[int(re.fullmatch(r"[A-Z][a-z]?(\d+)", label).group(1))]
-            d = s.lattice.get_fractional_coords(x.coords) - site.frac_coords
-            assert np.linalg.norm(s.lattice.get_cartesian_coords(d - np.round(d))) < 0.01
+            assert s[int(site)].specie.symbol == element, (s.formula, label)
+            sites.append(int(site))
+        assert sorted(orbit[sites]) == sorted(set(orbit)), (s.formula, sites)     # one label per orbit
     assert {x.label for x in Structure.from_str(cif_file(nacl, symmetrised=True), fmt="cif")} == {"Cl0", "Na1"}
     assert {x.label for x in Structure.from_str(cif_file(sto, symmetrised=True), fmt="cif")} == {"Sr2", "Ti1", "O4"}

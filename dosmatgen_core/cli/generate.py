@@ -292,10 +292,11 @@ def closest_element(target, db_url: str, window=None) -> str:
     return site_index(db_url).search(target, top=1, window=window)[0].element
 
 
-def _targets_and_template(args, db_url: str, dft_of=None) -> tuple[dict, object]:
+def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
     """Request fields from --target-csv / --target-vasprun / --ref / --template, all read and checked; and, for a
-    reference given as a file, the structure whose predicted site DOS becomes the target (with
-    --gpaw-target: its DFT rows, dft_of(structure, name), are the target instead)."""
+    reference given as a file, (structure, site, 'predicted' | 'gpaw', name): whose site DOS becomes the target
+    once the whole request is checked, the predictor's, or with --gpaw-target the cell's own DFT (minutes of
+    GPAW, spent only on a request that will run)."""
     from dosmatgen_core import checks
     from dosmatgen_core.names import formula, site_curve_name
     from dosmatgen_core.structures import MAX_ATOMS
@@ -304,9 +305,10 @@ def _targets_and_template(args, db_url: str, dft_of=None) -> tuple[dict, object]
     target = None
     element = None          # the target atom's element, where the target names one
     ref_id = args.ref or PRESET_ID          # no target given at all: the example, the app's preset
-    if getattr(args, "gpaw_target", False) and (args.target_vasprun or args.target_csv or args.ref is None):
-        raise checks.UserError("--gpaw-target calculates the structure file given as --ref",
-                               "give --ref FILE (CIF or POSCAR), or drop --gpaw-target")
+    if getattr(args, "gpaw_target", False) and (args.target_vasprun or args.target_csv or args.ref is None
+                                                 or args.mode == "unconditional"):
+        raise checks.UserError("--gpaw-target calculates the structure file given as --ref, whose site is the target",
+                               "give --ref FILE (CIF or POSCAR) and a mode with a target, or drop --gpaw-target")
     if args.mode == "unconditional":
         pass
     elif args.target_vasprun:
@@ -329,13 +331,10 @@ def _targets_and_template(args, db_url: str, dft_of=None) -> tuple[dict, object]
             kw["reference_id"] = ref_id
             if not args.include_ref:    # in every mode: the rounds grown after it never seed from it either
                 kw["seed_exclude"] = [ref_id]
-        elif getattr(args, "gpaw_target", False):
-            import numpy as np
-            target = np.asarray(dft_of(ref, name)[site], float)
-            kw["target_source"] = site_curve_name("gpaw", formula(ref.composition.reduced_formula), site, element)
         else:
-            predict_from = (ref, site)
-            kw["target_source"] = site_curve_name("predicted", formula(ref.composition.reduced_formula), site, element)
+            how = "gpaw" if getattr(args, "gpaw_target", False) else "predicted"
+            predict_from = (ref, site, how, name)
+            kw["target_source"] = site_curve_name(how, formula(ref.composition.reduced_formula), site, element)
     if getattr(args, "window", None) is not None:
         kw["window"] = given_window(args.window, kw.get("window"))
     if args.mode == "template":
@@ -433,21 +432,23 @@ def _generate(args) -> int:
     store = _store(args.runs)
     if not args.no_novelty:
         check_novelty_tables()
-    kw, predict_from = _targets_and_template(args, db_url, dft_of=lambda s, name: gpaw_rows(s, name, store))
+    kw, predict_from = _targets_and_template(args, db_url)
     req = Request(**{**req_kw, **kw})
     if predict_from is None:
         req.specs()                              # the whole request, checked (seeded: its seeds found)
     else:
         req.check()                              # the target is predicted below; its seeds are searched then
+    dft_rows = gpaw_rows(predict_from[0], predict_from[3], store) if predict_from and predict_from[2] == "gpaw" else None
     # 2. the models
     from dosmatgen_core.model.checkpoint import load_model
     from dosmatgen_core.scoring.predictor import load_predictor
     loaded = load_model(args.model or MODEL_PATH, device=req.device, **_trusting(load_model, args.trust_checkpoint))
     predictor = load_predictor(PREDICTOR_PATH, **_trusting(load_predictor, args.trust_checkpoint))
     guide = shipped_guide(req.device, trust=args.trust_checkpoint) if req.particles > 1 else None
-    if predict_from is not None:    # a reference file has no DFT label: its predicted site DOS is the target
-        s, site = predict_from
-        curve = predictor.predict([(np.array(s.atomic_numbers), s.frac_coords, s.lattice.matrix)])[0][site]
+    if predict_from is not None:    # a reference file has no DFT label: its predicted (or --gpaw-target) site DOS
+        s, site, _, _ = predict_from
+        curve = (np.asarray(dft_rows[site], float) if dft_rows is not None else
+                 predictor.predict([(np.array(s.atomic_numbers), s.frac_coords, s.lattice.matrix)])[0][site])
         req.targets = [curve.tolist()] * max(len(req.cond_sites), 1)
         req.specs()
     run = run_generation(req, loaded, predictor, guide=guide, store=store, db_url=db_url,

@@ -10,6 +10,8 @@ reference_checks in the run store, keyed like the cache, so it outlives the page
 """
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -22,7 +24,12 @@ from dosmatgen_core.scoring.verify import INTERRUPTED, STALE_S, Verifier, cache_
 from dosmatgen_core.settings import SHIPPED
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS reference_checks (key TEXT PRIMARY KEY, material_id TEXT, name TEXT,
-            status TEXT, started REAL, finished REAL, error TEXT)"""
+            status TEXT, started REAL, finished REAL, error TEXT, owner TEXT)"""
+ACTIVE = ("queued", "running")
+# the cells this process is calculating (every ReferenceChecks of it): a row queued or running
+# whose process is gone (the app restarted, the CLI was interrupted) is over, not left to spin
+_CALCULATING: set[str] = set()
+_HOST = socket.gethostname()
 
 
 def why_not(s: Structure, max_atoms: int = SHIPPED.max_dft_atoms) -> str | None:
@@ -41,13 +48,36 @@ def why_not(s: Structure, max_atoms: int = SHIPPED.max_dft_atoms) -> str | None:
     return None
 
 
-def label_id(material_key: str, s: Structure) -> str:
-    """The label's material id, for the app's key of a material (catalogue.Material.key): an MP
-    structure keeps its own ('mp:mp-1234' → 'mp-1234'); an upload ('upload:<file>') is named by
-    its file and told apart from other files of that name by its cell's hash ('upload:a.cif#1f0c9e2a')."""
-    if material_key.startswith("mp:"):
-        return material_key[3:]
-    return f"{material_key}#{cache_key(to_cif(s), FAST_RECIPE)[:8]}"
+def label_id(material_key: str, s: Structure, recipe: Recipe = FAST_RECIPE) -> str:
+    """The label's material id, for the app's key of a material (catalogue.Material.key) and its
+    cell: 'upload:a.cif#1f0c9e2a' (the file, told apart from other files of that name by its cell's
+    hash), 'mp:mp-1234#…' (an MP structure calculated here as given: the labeller's own 'mp-1234'
+    line, of the Niggli cell, stays a line of its own)."""
+    return f"{material_key}#{cache_key(to_cif(s), recipe)[:8]}"
+
+
+def _owner() -> str:
+    return f"{_HOST}:{os.getpid()}"
+
+
+def _gone(owner: str | None, key: str) -> bool:
+    """Whether the process that queued this cell no longer calculates it: this process when the
+    key is not among its calculations, another of this host when it has exited; a row of another
+    host is taken at its word (its age still ends it: STALE_S)."""
+    if not owner:
+        return True
+    host, _, pid = owner.rpartition(":")
+    if host != _HOST:
+        return False
+    if int(pid) == os.getpid():
+        return key not in _CALCULATING
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
 
 
 class ReferenceChecks:
@@ -58,7 +88,8 @@ class ReferenceChecks:
         self._submitting = threading.Lock()      # a cell's status read and set as one step
         with sqlite3.connect(verifier.store.path, timeout=30) as con:
             con.executescript(SCHEMA)
-            # one left queued or running by a process that stopped (the app restarted) is over
+            if "owner" not in {r[1] for r in con.execute("PRAGMA table_info(reference_checks)")}:
+                con.execute("ALTER TABLE reference_checks ADD COLUMN owner TEXT")
             con.execute("UPDATE reference_checks SET status='failed', finished=?, error=? WHERE status IN "
                         "('queued', 'running') AND started < ?", (time.time(), INTERRUPTED, time.time() - STALE_S))
 
@@ -68,17 +99,21 @@ class ReferenceChecks:
     def status(self, s: Structure) -> dict | None:
         """{'status': queued | running | done | failed, 'started', 'finished', 'error', 'material_id',
         'line' (the label line, when done)} of this cell, or None when it was never asked for. A cell
-        calculated before (here, or as a candidate's check) is done whether or not it was asked."""
+        calculated before (here, or as a candidate's check) is done whether or not it was asked, under
+        the id its label has; one whose process stopped before it finished has failed (INTERRUPTED)."""
         cif = to_cif(s)
+        key = cache_key(cif, self.recipe)
+        line = self.verifier.cached(cif, self.recipe)
         with sqlite3.connect(self.verifier.store.path, timeout=30) as con:
             con.row_factory = sqlite3.Row
-            r = con.execute("SELECT * FROM reference_checks WHERE key=?", (cache_key(cif, self.recipe),)).fetchone()
+            r = con.execute("SELECT * FROM reference_checks WHERE key=?", (key,)).fetchone()
         out = dict(r) if r else None
-        if out is None or out["status"] == "done":
-            line = self.verifier.cached(cif, self.recipe)
-            if line is not None:
-                return {**(out or {"status": "done", "started": None, "finished": None, "error": None,
-                                    "material_id": line.get("material_id")}), "status": "done", "line": line}
+        if line is not None:
+            base = out or {"key": key, "name": None, "started": None, "finished": None, "owner": None}
+            return {**base, "status": "done", "error": None, "material_id": line.get("material_id"), "line": line}
+        if out and out["status"] in ACTIVE and _gone(out.get("owner"), key):
+            self._set(key, status="failed", finished=time.time(), error=INTERRUPTED)
+            out.update(status="failed", finished=time.time(), error=INTERRUPTED)
         return out
 
     def all(self) -> list[dict]:
@@ -96,15 +131,19 @@ class ReferenceChecks:
 
     def run(self, s: Structure, material_id: str, name: str) -> dict:
         """Calculate the cell now (waiting for a free core) and return its status(): done with the
-        label line, or failed with the reason (a refused cell, GPAW's error, a timeout)."""
+        label line, or failed with the reason (a refused cell, GPAW's error, a timeout). Stopped on
+        the way (Ctrl-C), the row says so before the stop goes on."""
         cif, key = to_cif(s), self.key(s)
         if (why := why_not(s)) is not None:
             self._set(key, material_id=material_id, name=name, status="failed", started=time.time(),
-                      finished=time.time(), error=f"not calculated: {why}")
+                      finished=time.time(), error=f"not calculated: {why}", owner=_owner())
             return self.status(s)
-        if self.verifier.cached(cif, self.recipe) is None:
+        if self.verifier.cached(cif, self.recipe) is not None:
+            return self.status(s)              # calculated before: under the id its label has
+        _CALCULATING.add(key)
+        try:
             self._set(key, material_id=material_id, name=name, status="queued", started=time.time(),
-                      finished=None, error=None)
+                      finished=None, error=None, owner=_owner())
             with self.verifier.cores:
                 self._set(key, status="running", started=time.time())
                 line = dft_in_site_order(cif, self.recipe, self.timeout, material_id=material_id)
@@ -112,7 +151,14 @@ class ReferenceChecks:
                 self._set(key, status="failed", finished=time.time(), error=line["failed"])
                 return self.status(s)
             self.verifier.remember(cif, self.recipe, line, {"reference": {"name": name}})
-        self._set(key, material_id=material_id, name=name, status="done", finished=time.time(), error=None)
+            self._set(key, status="done", finished=time.time(), error=None)
+        except BaseException as exc:
+            self._set(key, status="failed", finished=time.time(),
+                      error=f"{INTERRUPTED} ({type(exc).__name__}: {exc})" if not isinstance(exc, Exception)
+                      else f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            _CALCULATING.discard(key)
         return self.status(s)
 
     def submit(self, s: Structure, material_id: str, name: str) -> bool:
@@ -121,16 +167,19 @@ class ReferenceChecks:
         key = self.key(s)
         with self._submitting:
             now = self.status(s)
-            if now and now["status"] in ("queued", "running"):
+            if now and now["status"] in ACTIVE:
                 return False
+            _CALCULATING.add(key)         # queued by this process from now on, not only once run() starts
             self._set(key, material_id=material_id, name=name, status="queued", started=time.time(),
-                      finished=None, error=None)
+                      finished=None, error=None, owner=_owner())
 
         def work():
             try:
                 self.run(s, material_id, name)
-            except Exception as exc:       # recorded, never raised: the page shows the reason
-                self._set(key, status="failed", finished=time.time(), error=f"{type(exc).__name__}: {exc}")
+            except Exception:             # run() recorded the reason; the page shows it
+                pass
+            finally:
+                _CALCULATING.discard(key)
 
         threading.Thread(target=work, daemon=True).start()
         return True

@@ -443,7 +443,7 @@ class Verifier:
 
     def remember(self, cif: str, recipe: Recipe, line: dict, source: dict) -> None:
         """Cache a calculated line and append it to the label shards, with where it came from
-        (source: {'verify': {run, rank, relaxed}} or {'upload': {...}})."""
+        (source: {'verify': {run, rank, relaxed}} or, for a target cell, {'reference': {name}})."""
         with sqlite3.connect(self.store.path, timeout=30) as con:
             con.execute("INSERT OR REPLACE INTO dft_cache (key, line, created) VALUES (?,?,?)",
                         (cache_key(cif, recipe), json.dumps(line), time.time()))

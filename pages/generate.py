@@ -141,13 +141,18 @@ if src == "A site of a material":
             st.caption(catalogue.lone_element_text(lone, len(found["mp"])))
         options = {r["material_id"]: catalogue.option_text(r) for r in found["labelled"]}
         mp_by_key = {f"mp:{mid}": s for mid, s in found["mp"]}
-        options.update({k: f"{studio.formula(s.composition.reduced_formula)} · {k[3:]} · {len(s)} atoms · "
-                           "no label: predicted DOS" for k, s in mp_by_key.items()})
+        mp_names = {k: f"{studio.formula(s.composition.reduced_formula)} · {k[3:]} · {len(s)} atoms"
+                    for k, s in mp_by_key.items()}
+        # one calculated here with GPAW says so (walk 15 read "predicted DOS" beside VO's DFT)
+        done = cell_dft.calculated_keys(mp_by_key)
+        options.update({k: f"{name} · " + ("no label: DFT calculated here" if k in done else "no label: predicted DOS")
+                        for k, name in mp_names.items()})
         if not found["labelled"]:
             asked = q.get("formula") or q.get("id") or query
             st.warning(f"**{asked}** has no DFT label in the reference database ({len(rows_all)} materials)."
-                       + (" Its Materials Project structures are listed below without one: the site-DOS "
-                          "predictor gives their sites a predicted DOS." if mp_by_key else
+                       + (" Its Materials Project structures are listed below without one: their sites get the "
+                          "site-DOS predictor's DOS, or DFT once calculated here with GPAW (the button under the "
+                          "structure)." if mp_by_key else
                           " It is not among the Materials Project structures that ship with the project either."
                           if not (missing := missing_mp_tables()) else
                           " The Materials Project tables are not installed here "
@@ -171,8 +176,8 @@ if src == "A site of a material":
                                help="Labelled materials carry DFT site DOS curves; others get predicted ones.")
         if ref_key in mp_by_key:
             try:
-                mat = cell_dft.calculated(catalogue.predicted(ref_key, options[ref_key].split(" · no label")[0],
-                                                              mp_by_key[ref_key], predictor))
+                mat = cell_dft.calculated(catalogue.predicted(ref_key, mp_names[ref_key], mp_by_key[ref_key],
+                                                              predictor))
             except ValueError as exc:
                 run_view.stop_form(str(exc))
         else:
@@ -201,7 +206,8 @@ if src == "A site of a material":
                                      script_src=viz.STATIC_SRC), height=330)
         st.caption(f"{studio.plain(mat.name)}: 2×2×2 cells, atoms wrapped into the cell; red halo: site {site}")
     if mat.source == "predicted":
-        st.info(studio.predicted_target_text(predictor.card.get("heldout", {}), s[site].specie.symbol))
+        st.info(studio.predicted_target_text(predictor.card.get("heldout", {}), s[site].specie.symbol,
+                                             gpaw_here=cell_dft.offered(mat)))
     cell_dft.offer(mat)
     base = mat.site_dos[site]
     base_name = mat.curve_name(site)

@@ -34,11 +34,27 @@ def calculated(mat: Material) -> Material:
                                dft_seconds=float(line.get("seconds") or 0.0))
 
 
+def calculated_keys(cells: dict[str, object]) -> set[str]:
+    """The keys of the listed cells (material key → Structure) calculated here before; none when
+    the store is busy this moment."""
+    try:
+        return state.reference_checks().calculated(cells)
+    except sqlite3.OperationalError:
+        return set()
+
+
+def offered(mat: Material) -> bool:
+    """Whether the page offers GPAW for this material's cell (a predicted one GPAW can calculate here)."""
+    return mat.source == "predicted" and why_not(mat.structure) is None
+
+
 def _estimate() -> str:
     load, cpus = state.cpu_load()
     busy = studio.slowdown(1, load, cpus)
-    return (f"about {studio.duration(studio.dft_seconds_prior(relaxed=False) * busy)} here"
-            + (f", ×{busy:.1f} for the {studio.load_words(load, cpus)}" if busy >= 1.05 else ""))
+    quiet = studio.dft_seconds_prior(relaxed=False)
+    return (f"about {studio.duration(quiet * busy)} here"
+            + (f" ({studio.duration(quiet)} on a quiet CPU, ×{busy:.1f} for the {studio.load_words(load, cpus)})"
+               if busy >= 1.05 else ""))
 
 
 def offer(mat: Material) -> None:
@@ -47,7 +63,8 @@ def offer(mat: Material) -> None:
     it was."""
     if mat.source == "gpaw":
         st.success(f"These curves are DFT, calculated here on this very cell with the labelling recipe "
-                   f"({RECIPE_WORDS}), its sites in the file's order, in {studio.duration(mat.dft_seconds or 1)} of GPAW. "
+                   f"({RECIPE_WORDS}), its sites numbered as in the table above, in "
+                   f"{studio.duration(mat.dft_seconds or 1)} of GPAW. "
                    "The result is kept as a label for the next retrain, and the same cell again is answered at once.")
         return
     if mat.source != "predicted":

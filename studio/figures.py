@@ -395,6 +395,9 @@ def site_table(s: Structure) -> list[dict]:
         wyckoffs = list(ds.wyckoffs)
     except Exception:
         wyckoffs = ["?"] * len(s)
+    def wrapped(x: float) -> float:
+        # 0.99999 rounds to 1: the same point as 0, written as 0 (a walk read x = 1 for a wrapped atom)
+        return round(float(x) % 1.0, 4) % 1.0 + 0.0
     return [{"site": i, "element": site.specie.symbol, "wyckoff": wyckoffs[i],
-             "x": round(float(site.frac_coords[0] % 1.0), 4), "y": round(float(site.frac_coords[1] % 1.0), 4),
-             "z": round(float(site.frac_coords[2] % 1.0), 4)} for i, site in enumerate(s)]
+             "x": wrapped(site.frac_coords[0]), "y": wrapped(site.frac_coords[1]),
+             "z": wrapped(site.frac_coords[2])} for i, site in enumerate(s)]

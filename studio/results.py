@@ -515,7 +515,7 @@ def best_new_text(run: dict, dft: dict, new: dict[int, float]) -> str:
     if seeds:
         best = min(seeds.values(), key=lambda s: s["mae"])
         closer = ", closer than any new structure checked." if best["mae"] < new[rank] else "."
-        text += (f" It is the closest known site the run grew from{closer}" if best is own else
+        text += (f" That seed is the closest known site the run grew from{closer}" if best is own else
                  f" The closest known site the run grew from: {name(best)}, {best['mae']:.3f} (cosine "
                  f"{best['cosine']:.3f}){closer}")
     return text
@@ -689,7 +689,9 @@ def verification_rows(rows: list[dict], formulas: dict[tuple[str, int], str] | N
         out.append({"run": r["run_id"], "candidate": f"#{r['rank']}" + (f" · {formula(name)}" if name else ""),
                     "status": r["status"], "DFT MAE (states/eV)": f"{mae:.3f}" if mae is not None else "",
                     "DFT cosine": f"{cos:.3f}" if cos is not None else "",
-                    "cell": checked_cell(r["result"]) if r.get("result") else "",
+                    # a check whose relaxed cell is a known compound says so here too (walk 15)
+                    "cell": (f"relaxed into the known {into}" if (into := (r.get("result") or {}).get("relaxed_into"))
+                             else checked_cell(r["result"]) if r.get("result") else ""),
                     "started": clock(r.get("started")), "finished": clock(r.get("finished")),
                     "took": duration(took) if took is not None else "", "error": r.get("error") or ""})
     return out

@@ -287,19 +287,27 @@ def newness(item: dict) -> tuple:
     return (d is not None, d or dt.datetime.min.replace(tzinfo=dt.timezone.utc), file_number(item["file"]), item["file"])
 
 
-def predicted_target_text(heldout: dict, element: str) -> str:
+def predicted_target_text(heldout: dict, element: str, gpaw_here: bool = True) -> str:
     """What a target read off the predictor is worth (walk 14 took an uploaded cell's predicted Ti
     curve for a measured one): the card's held-out MAE for the site's element family, beside the
-    ways to a DFT target."""
+    ways to a DFT target (GPAW here only where the page offers it: gpaw_here). A family the card
+    holds no held-out sites of (the f block: the recipe labels no lanthanide or actinide) has no
+    error to give: walk 15 read Gd's curve with the all-sites figure."""
     from pymatgen.core import Element
     block = f"{Element(element).block}-block"
-    family = heldout.get(block) or heldout.get("all") or {}
-    which = f"{block} " if block in heldout else ""
-    off = (f": on the {int(family['sites'])} held-out {which}sites it is off DFT by {family['mae']:.3f} states/eV "
-           "on average" if family.get("mae") is not None else "")
-    return (f"This {element} curve is the site-DOS predictor's, not DFT{off}. The target is a prediction too: "
-            "GPAW on this cell (below), a labelled material, or a VASP run (vasprun.xml) of this cell gives a DFT "
-            "target.")
+    family = heldout.get(block)
+    if family is None and heldout and block == "f-block":
+        off = (": the DFT labels hold no f-block sites, so the predictor was never trained or tested on one and "
+               "this curve is an extrapolation with no error to state")
+    else:
+        family = family or heldout.get("all") or {}
+        which = f"{block} " if block in heldout else ""
+        off = (f": on the {int(family['sites'])} held-out {which}sites it is off DFT by {family['mae']:.3f} "
+               "states/eV on average" if family.get("mae") is not None else "")
+    ways = ("GPAW on this cell (below), a labelled material, or a VASP run (vasprun.xml) of this cell gives a DFT "
+            "target." if gpaw_here else
+            "a labelled material, or a VASP run (vasprun.xml) of this cell, gives a DFT target.")
+    return f"This {element} curve is the site-DOS predictor's, not DFT{off}. The target is a prediction too: {ways}"
 
 
 def heldout_table(heldout: dict) -> "pd.DataFrame":

@@ -1084,6 +1084,9 @@ def test_the_verifications_table_reads_as_clock_times_and_formulas():
                       "finished": "2026-12-04 03:41:40 UTC", "took": "83 s", "error": ""}
     assert out[1]["DFT MAE (states/eV)"] == out[1]["cell"] == ""
     assert out[1]["candidate"] == "#1" and out[1]["started"] == out[1]["took"] == out[1]["error"] == ""
+    # a check that relaxed into a known compound says so in the table, not only in the picker (walk 15)
+    rows[0]["result"]["relaxed_into"] = "mp-1079181"
+    assert verification_rows(rows[:1])[0]["cell"] == "relaxed into the known mp-1079181"
 
 
 def test_a_cards_match_table_names_each_metric_with_its_unit():
@@ -2225,7 +2228,12 @@ def test_a_target_read_off_the_predictor_says_what_it_is_worth():
     heldout = json.loads((ASSETS / "predictor.card.json").read_text())["heldout"]
     text = studio.predicted_target_text(heldout, "Ti")
     assert f"off DFT by {heldout['d-block']['mae']:.3f} states/eV" in text and "d-block" in text
-    assert "held-out sites" in studio.predicted_target_text(heldout, "U")      # no f-block row: all sites
+    only_all = studio.predicted_target_text({"all": heldout["all"]}, "Ti")      # a card without families: all sites
+    assert f"on the {int(heldout['all']['sites'])} held-out sites" in only_all
+    # the f block was never labelled: no error figure, an extrapolation (walk 15's Gd)
+    gd = studio.predicted_target_text(heldout, "Gd", gpaw_here=False)
+    assert "extrapolation with no error to state" in gd and "held-out" not in gd and "GPAW" not in gd
+    assert "GPAW on this cell (below)" in text
     assert "not DFT." in studio.predicted_target_text({}, "O")
 
 

@@ -459,7 +459,7 @@ def test_the_best_new_number_names_its_candidate_and_the_known_site_beside_it():
     assert best_new_text(run, dft, {4: 0.153}).endswith("0.100 (cosine 0.890), closer than any new structure checked.")
     run["candidates"].pop(0)            # its own seed is the run's closest: one sentence
     assert best_new_text(run, dft, {4: 0.153}).endswith(
-        "DFT MAE 0.169. It is the closest known site the run grew from.")
+        "DFT MAE 0.169. That seed is the closest known site the run grew from.")
     assert best_new_text(run, dft, {}) == ""
 
 

@@ -98,6 +98,8 @@ def test_a_cell_calculated_before_is_answered_from_the_cache(tmp_path, monkeypat
     moved = CL_NA.copy()
     moved.translate_sites([1], [0.01, 0, 0])
     assert checks.status(moved) is None
+    # a list of materials marks the calculated ones in one query
+    assert checks.calculated({"mp:a": CL_NA, "mp:b": moved}) == {"mp:a"} and checks.calculated({}) == set()
 
 
 @pytest.mark.dft

@@ -66,6 +66,16 @@ def test_each_material_is_listed_with_its_structure_type(tmp_path, small_shard):
         assert [r["material_id"] for r in db.search(text=text)] == [r["material_id"] for r in search(text, list(rows.values()))["labelled"]] != []
 
 
+def test_a_formula_in_the_wrong_case_is_named_as_written():
+    """Walk 15 typed 'nacl' and was told it is no formula, with no word of the capitals."""
+    from dosmatgen_core.labels.material_query import not_found, written_as_formula
+    assert written_as_formula("nacl") == ["NaCl"] and written_as_formula("GAAS") == ["GaAs"]
+    assert written_as_formula("co") == ["Co", "CO"] and written_as_formula("tio2") == ["TiO2"]
+    assert written_as_formula("perovskit") == written_as_formula("spinel") == written_as_formula("Qz") == []
+    assert not_found("nacl").endswith("formulas are written with capitals: did you mean NaCl?")
+    assert "did you mean" not in not_found("spinel")
+
+
 def test_typed_text_is_read_one_way():
     """material_query, which the CLI and the app both read a search with."""
     from dosmatgen_core.labels.material_query import find, parse

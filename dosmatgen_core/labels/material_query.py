@@ -21,9 +21,40 @@ MP_PREFIXES = ("mp-", "mvc-")
 
 
 def not_found(text: str) -> str:
-    """The one refusal of text that finds nothing by any reading."""
+    """The one refusal of text that finds nothing by any reading; a formula typed in the wrong case
+    ('nacl': walk 15) is named as it would be written."""
+    fixes = written_as_formula(text)
     return (f"'{text.strip()}' is neither a formula (NaCl), an id (mp-22862), elements (Au-Ni) nor the structure "
-            "type of a labelled material (perovskite, rutile, Heusler, L1_2)")
+            "type of any labelled material (perovskite, rutile, Heusler, L1_2)"
+            + (f"; formulas are written with capitals: did you mean {' or '.join(fixes)}?" if fixes else ""))
+
+
+def written_as_formula(text: str, most: int = 3) -> list[str]:
+    """The formulas a lower- or upper-case text can be read as ('nacl' → ['NaCl'], 'co' → ['Co', 'CO']),
+    at most `most`, each a run of element symbols with counts; [] when it is none."""
+    t = (text or "").strip()
+    if not t or not t.isalnum() or t[0].isdigit() or t == t.title():
+        return []
+    low = t.lower()
+    out: list[str] = []
+
+    def walk(i: int, done: str) -> None:
+        if len(out) >= most:
+            return
+        if i == len(low):
+            out.append(done)
+            return
+        for n in (2, 1):                    # two-letter symbols first: 'co' is Co before C O
+            sym = low[i:i + n].capitalize()
+            # D and T (pymatgen's hydrogen isotopes) would read 'perovskit' as a formula
+            if len(sym) == n and sym.isalpha() and sym not in ("D", "T") and is_element(sym):
+                j = i + n
+                while j < len(low) and low[j].isdigit():
+                    j += 1
+                walk(j, done + sym + low[i + n:j])
+
+    walk(0, "")
+    return out
 
 
 def is_element(s: str) -> bool:

@@ -116,6 +116,17 @@ class ReferenceChecks:
             out.update(status="failed", finished=time.time(), error=INTERRUPTED)
         return out
 
+    def calculated(self, cells: dict[str, Structure]) -> set[str]:
+        """Which of these cells (name → structure) have a calculated line here, in one query: a
+        list of materials marks those its page shows DFT for."""
+        keys = {self.key(s): name for name, s in cells.items()}
+        if not keys:
+            return set()
+        with sqlite3.connect(self.verifier.store.path, timeout=30) as con:
+            hits = con.execute(f"SELECT key FROM dft_cache WHERE key IN ({', '.join('?' * len(keys))})",
+                               list(keys)).fetchall()
+        return {keys[k] for (k,) in hits}
+
     def all(self) -> list[dict]:
         """Every cell asked for, newest first: key, material_id, name, status, started, finished, error."""
         with sqlite3.connect(self.verifier.store.path, timeout=30) as con:

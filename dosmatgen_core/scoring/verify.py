@@ -278,18 +278,20 @@ class Verifier:
 
     def all(self, results: bool = False) -> list[dict]:
         """Every check, newest first; results=True also gives each finished one's match and cell as
-        result {'dos_match', 'relaxed'}, for a table that shows them (read in SQL: the stored
+        result {'dos_match', 'relaxed', 'relaxed_into'}, for a table that shows them (read in SQL: the stored
         result's DFT curves stay on disk)."""
         with sqlite3.connect(self.store.path, timeout=30) as con:
             con.row_factory = sqlite3.Row
             rows = con.execute("SELECT run_id, rank, status, started, finished, error"
                                + (", json_extract(result, '$.dos_match') AS dos_match, "
-                                  "json_extract(result, '$.relaxed') AS relaxed" if results else "")
+                                  "json_extract(result, '$.relaxed') AS relaxed, "
+                                  "json_extract(result, '$.relaxed_into') AS relaxed_into" if results else "")
                                + " FROM verifications ORDER BY started DESC").fetchall()
         out = [dict(r) for r in rows]
         for r in out if results else ():
-            match, relaxed = r.pop("dos_match"), r.pop("relaxed")
-            r["result"] = {"dos_match": json.loads(match), "relaxed": bool(relaxed)} if match else None
+            match, relaxed, into = r.pop("dos_match"), r.pop("relaxed"), r.pop("relaxed_into")
+            r["result"] = ({"dos_match": json.loads(match), "relaxed": bool(relaxed), "relaxed_into": into}
+                           if match else None)
         return out
 
     def fail(self, run_id: str, rank: int, error: str) -> None:

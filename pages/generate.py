@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+from pymatgen.core import Composition
 
 from dosmatgen_core import checks
 from dosmatgen_core.candidates import rounds
@@ -54,12 +55,19 @@ if db is None:
 rows_all = state.reference_rows(studio.DB_URL)
 labelled_ids = frozenset(r["material_id"] for r in rows_all)
 name_of = {r["material_id"]: r["name"] for r in rows_all}
+formula_of = {r["material_id"]: r["formula"] for r in rows_all}
 
 
 def use_material(key: str, query: str) -> None:
     """Buttons that point the search at one material (the preset, a closest chemistry)."""
     st.session_state["ref_query"] = query
     st.session_state["ref_select"] = key
+
+
+def use_labelled(key: str) -> None:
+    """An uploaded or unlabelled cell that is a labelled material: that material, by its formula."""
+    state.forget_upload("ref_upload", True)
+    use_material(key, Composition(formula_of[key]).reduced_formula)
 
 
 def use_preset() -> None:
@@ -208,7 +216,7 @@ if src == "A site of a material":
     if mat.source == "predicted":
         st.info(studio.predicted_target_text(predictor.card.get("heldout", {}), s[site].specie.symbol,
                                              gpaw_here=cell_dft.offered(mat)))
-    cell_dft.offer(mat)
+    cell_dft.offer(mat, cell_dft.labelled_copy_of(mat, rows_all), use=use_labelled)
     base = mat.site_dos[site]
     base_name = mat.curve_name(site)
 else:

@@ -8,9 +8,13 @@ import time
 
 import numpy as np
 import streamlit as st
+from pymatgen.core import Composition
 
 from dosmatgen_core.labels.labeller import RECIPE_WORDS
-from dosmatgen_core.scoring.reference_dft import label_id, why_not
+from dosmatgen_core.candidates.runs import to_cif
+from dosmatgen_core.scoring.evaluate import RELAXED_VOLUME_TOL
+from dosmatgen_core.scoring.reference_dft import label_id, labelled_copy, why_not
+from dosmatgen_core.structures import atoms_from_cif, to_structure
 from studio import shared as studio
 from studio import state
 from studio.catalogue import Material
@@ -57,10 +61,40 @@ def _estimate() -> str:
                if busy >= 1.05 else ""))
 
 
-def offer(mat: Material) -> None:
+@st.cache_data(max_entries=64, show_spinner=False)
+def _copy_of(cif: str, candidates: tuple[str, ...]) -> tuple[str, float] | None:
+    """labelled_copy over the reference materials of the cell's formula, once per cell."""
+    db = state.resources()["db"]
+    cell = atoms_from_cif(cif)
+    return labelled_copy(to_structure(cell), [(mid, to_structure(db.get(mid).atoms)) for mid in candidates])
+
+
+def labelled_copy_of(mat: Material, rows: list[dict]) -> tuple[str, float] | None:
+    """The labelled reference material that a predicted cell is (id, volume ratio), else None."""
+    if mat.source not in ("predicted", "gpaw") or state.resources()["db"] is None:
+        return None
+    reduced = mat.structure.composition.reduced_formula
+    same = tuple(r["material_id"] for r in rows if Composition(r["formula"]).reduced_formula == reduced)
+    return _copy_of(to_cif(mat.structure), same) if same else None
+
+
+def offer(mat: Material, copy: tuple[str, float] | None = None, use=None) -> None:
     """Under a target read off the predictor: a button that calculates the cell with GPAW, then its
     progress; the page reruns with the DFT curves when it lands. Under one calculated here: what
-    it was."""
+    it was. copy: the labelled material this cell is (labelled_copy_of), offered first with use(id)
+    as its button's callback: its DFT labels are there at once."""
+    if copy is not None and mat.source == "predicted":
+        mid, ratio = copy
+        same_volume = abs(ratio - 1.0) <= RELAXED_VOLUME_TOL
+        st.info(f"This cell is **{studio.plain(studio.material_name(mid, mat.formula))}** of the reference database: "
+                f"the same structure, its volume per atom {ratio - 1:+.0%} of the labelled cell's. "
+                + ("Its sites have DFT labels already, the DFT of this very compound."
+                   if same_volume else
+                   "Its sites have DFT labels, but at another volume the DOS shifts (0.18 states/eV apart on "
+                   "average beyond 5 %): GPAW on this cell gives its own."), icon=":material/database:")
+        if use is not None:
+            st.button(f"Use the labelled {mat.formula} ({mid}) instead", key=f"use_copy_{mat.key}",
+                      on_click=use, args=(mid,))
     if mat.source == "gpaw":
         st.success(f"These curves are DFT, calculated here on this very cell with the labelling recipe "
                    f"({RECIPE_WORDS}), its sites numbered as in the table above, in "

@@ -438,6 +438,25 @@ def test_an_uploaded_cell_is_calculated_with_gpaw_from_the_page(browser, fresh_s
     page.close()
 
 
+def test_an_upload_of_a_labelled_compound_offers_its_dft_labels(browser, server, tmp_path):
+    """Rock salt uploaded is NaCl mp-22862 of the reference database: the page says so, with the
+    volumes, and one click takes the labelled material (its DFT curves) in place of the upload."""
+    from tests.test_app import ROCKSALT_CL_FIRST
+    cif = tmp_path / "halite.cif"
+    cif.write_text(ROCKSALT_CL_FIRST)
+    page = open_page(browser, server)
+    file_input(page, "upload a structure").set_input_files(str(cif))
+    settle(page)
+    page.get_by_text(re.compile(r"This cell is NaCl · mp-22862 of the reference database: the same structure, its "
+                                r"volume per atom -3% of the labelled cell's")).wait_for()
+    page.get_by_role("button", name="Use the labelled NaCl (mp-22862) instead").click()
+    settle(page)
+    wait_chosen(page, "Material", r"^NaCl · mp-22862")
+    page.get_by_text("DFT label of NaCl site 0").first.wait_for()
+    assert page.get_by_text("Using halite.cif").count() == 0
+    page.close()
+
+
 def test_an_upload_kept_past_the_csv_source_can_be_forgotten(browser, server, tmp_path):
     """Walk 14: after "A DOS file (CSV)" and back, the uploader was empty with no ×, the page went on
     with the file, and nothing offered to drop it."""

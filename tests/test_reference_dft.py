@@ -126,3 +126,20 @@ def test_gpaw_on_an_uploaded_cell_gives_its_rows_in_file_order_and_a_label(tmp_p
         assert con.execute("SELECT status, material_id FROM reference_checks").fetchall() == [("done", mid)]
     t = time.perf_counter()
     assert checks.run(CL_NA, mid, "NaCl · nacl.cif")["status"] == "done" and time.perf_counter() - t < 1.0
+
+
+def test_an_upload_of_a_labelled_compound_is_named_with_its_volume():
+    """Rock salt at 5.64 Å is mp-22862 of the reference database (its PBE cell 3 % larger); the
+    CsCl arrangement of NaCl is another structure, and no labelled one."""
+    from pymatgen.core import Composition
+    from dosmatgen_core.labels.reference_db import open_db
+    from dosmatgen_core.paths import DB_URL
+    from dosmatgen_core.structures import read_structure, to_structure
+    from tests.test_app import NACL_CL_FIRST, ROCKSALT_CL_FIRST
+    db = open_db(DB_URL)
+    nacl = [(r["material_id"], to_structure(db.get(r["material_id"]).atoms)) for r in db.search()
+            if Composition(r["formula"]).reduced_formula == "NaCl"]
+    mid, ratio = reference_dft.labelled_copy(read_structure(ROCKSALT_CL_FIRST), nacl)
+    assert mid == "mp-22862" and 0.95 < ratio < 0.99
+    assert reference_dft.labelled_copy(read_structure(NACL_CL_FIRST), nacl) is None
+

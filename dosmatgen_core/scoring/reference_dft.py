@@ -20,6 +20,7 @@ from pymatgen.core import Structure
 
 from dosmatgen_core.candidates.runs import to_cif
 from dosmatgen_core.labels.labeller import FAST_RECIPE, Recipe, supported_elements
+from dosmatgen_core.scoring.evaluate import same_compound, volume_ratio
 from dosmatgen_core.scoring.verify import INTERRUPTED, STALE_S, Verifier, cache_key, dft_in_site_order
 from dosmatgen_core.settings import SHIPPED
 
@@ -45,6 +46,17 @@ def why_not(s: Structure, max_atoms: int = SHIPPED.max_dft_atoms) -> str | None:
     if len(s) > max_atoms:
         return (f"it has {len(s)} atoms, and the app calculates cells of at most {max_atoms} (a few minutes each "
                 "here); `dosmatgen label --cif FILE` calculates a larger one from the command line")
+    return None
+
+
+def labelled_copy(s: Structure, labelled: list[tuple[str, Structure]]) -> tuple[str, float] | None:
+    """(id, volume per atom of s over its) of the first labelled structure that is s's compound
+    (evaluate.same_compound: shape and positions, the volume scaled away), else None: an upload of a
+    labelled compound has DFT curves already, close to its own where the volumes agree
+    (relaxed-match.json: 0.034 states/eV apart within RELAXED_VOLUME_TOL, 0.177 beyond it)."""
+    for mid, t in labelled:
+        if t.composition.reduced_formula == s.composition.reduced_formula and same_compound(s, t):
+            return mid, volume_ratio(s, t)
     return None
 
 

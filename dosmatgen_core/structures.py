@@ -173,7 +173,8 @@ def in_file_order(s: Structure, cif: str, strict: bool = False) -> Structure:
     of the file; ASE's reader keeps the file's order. Site indices tie DOS rows to atoms, so every
     stored CIF is read back in file order: pymatgen's sites (its lattice, its coordinates) are
     permuted to ASE's order, matched by element and fractional position. strict: where ASE cannot
-    read the file, raise StructureError instead of keeping pymatgen's order without a word.
+    read the file, or the two readers do not hold the same atoms, raise StructureError instead of
+    keeping pymatgen's order without a word.
     """
     try:
         with warnings.catch_warnings():
@@ -185,7 +186,11 @@ def in_file_order(s: Structure, cif: str, strict: bool = False) -> Structure:
             raise StructureError(f"its atoms cannot be kept in the file's order (ASE cannot read it: {why})") from None
         return s          # ASE cannot read it; pymatgen's order is the only one there is
     if len(ref) != len(s):
-        return s          # the readers expand symmetry differently: no common order to keep
+        # the readers expand symmetry differently: no common order to keep
+        if strict:
+            raise StructureError(f"its atoms cannot be kept in the file's order (ASE reads {len(ref)} atoms, "
+                                 f"pymatgen {len(s)}: overlapping or partly occupied sites?)")
+        return s
     want = np.mod(ref.get_scaled_positions(wrap=True), 1.0)
     have = np.mod(s.frac_coords, 1.0)
     d = want[:, None, :] - have[None, :, :]
@@ -194,6 +199,9 @@ def in_file_order(s: Structure, cif: str, strict: bool = False) -> Structure:
     d = np.where(same, d, np.inf)
     perm = d.argmin(1)
     if len(set(perm.tolist())) != len(s) or not np.all(d[np.arange(len(s)), perm] < 1e-3):
+        if strict:
+            raise StructureError("its atoms cannot be kept in the file's order (ASE and pymatgen place them "
+                                 "differently)")
         return s
     return Structure.from_sites([s[int(j)] for j in perm])
 

@@ -127,3 +127,20 @@ def test_a_cell_whose_symmetry_gpaw_gets_wrong_is_calculated_without_symmetry():
     electrons = [dos.integrate(np.asarray(r), upto=0.0) for r in line["site_dos"]]
     # from -10 eV up: about 5 electrons on Nb (4d, 5s), about 10 on each Pt (5d, 6s)
     assert len(electrons) == 3 and all(2.5 < e < 13.0 for e in electrons), electrons
+
+
+def test_a_file_whose_readers_disagree_is_refused_where_its_order_must_hold():
+    """in_file_order permutes pymatgen's reading into the file's (ASE's) order. Where the two
+    readings do not hold the same atoms there is no file order to keep: a file someone gives is
+    refused (strict), a stored one keeps pymatgen's reading."""
+    from dosmatgen_core.structures import StructureError, in_file_order
+    cif = runs.to_cif(SN_NI_AU_NI)
+    fewer = Structure(SN_NI_AU_NI.lattice, ["Sn", "Ni", "Au"], SN_NI_AU_NI.frac_coords[:3])
+    moved = SN_NI_AU_NI.copy()
+    moved.translate_sites([0], [0.1, 0, 0])
+    for other, words in ((fewer, "ASE reads 4 atoms, pymatgen 3"), (moved, "place them differently")):
+        with pytest.raises(StructureError, match=words):
+            in_file_order(other, cif, strict=True)
+        assert in_file_order(other, cif) is other
+    assert [x.specie.symbol for x in in_file_order(SN_NI_AU_NI.get_sorted_structure(), cif, strict=True)] == \
+        ["Sn", "Ni", "Au", "Ni"]

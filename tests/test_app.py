@@ -21,42 +21,21 @@ from studio import shared as studio
 from studio import state as state_mod
 
 APP = str(studio.ROOT / "app.py")
-NACL_CL_FIRST = """data_NaCl
-_cell_length_a 5.69
-_cell_length_b 5.69
-_cell_length_c 5.69
-_cell_angle_alpha 90
-_cell_angle_beta 90
-_cell_angle_gamma 90
-_symmetry_space_group_name_H-M 'P 1'
-loop_
-_atom_site_label
-_atom_site_type_symbol
-_atom_site_fract_x
-_atom_site_fract_y
-_atom_site_fract_z
-Cl1 Cl 0.5 0.5 0.5
-Na1 Na 0.0 0.0 0.0
-"""
+
+
+def p1_cif(a: float, angle: float, atoms: str) -> str:
+    """A P1 CIF of a cell with equal edges and angles, its atoms ('Cl 0.5 0.5 0.5') in the order given."""
+    lines = [f"{el}{k} {el} {xyz}" for k, (el, xyz) in enumerate(r.split(" ", 1) for r in atoms.strip().splitlines())]
+    return ("data_NaCl\n" + "".join(f"_cell_length_{x} {a}\n" for x in "abc")
+            + "".join(f"_cell_angle_{x} {angle}\n" for x in ("alpha", "beta", "gamma"))
+            + "_symmetry_space_group_name_H-M 'P 1'\nloop_\n_atom_site_label\n_atom_site_type_symbol\n"
+            + "_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n" + "\n".join(lines) + "\n")
+
+
+NACL_CL_FIRST = p1_cif(5.69, 90, "Cl 0.5 0.5 0.5\nNa 0.0 0.0 0.0")
 # rock salt itself (the fcc primitive cell, a = 5.64 Å), Cl written first: for the tests that run GPAW
 # on it (NACL_CL_FIRST's CsCl arrangement at 5.69 Å is an expanded cell, fine for order, not for physics)
-ROCKSALT_CL_FIRST = """data_NaCl
-_cell_length_a 3.98808
-_cell_length_b 3.98808
-_cell_length_c 3.98808
-_cell_angle_alpha 60
-_cell_angle_beta 60
-_cell_angle_gamma 60
-_symmetry_space_group_name_H-M 'P 1'
-loop_
-_atom_site_label
-_atom_site_type_symbol
-_atom_site_fract_x
-_atom_site_fract_y
-_atom_site_fract_z
-Cl1 Cl 0.5 0.5 0.5
-Na1 Na 0.0 0.0 0.0
-"""
+ROCKSALT_CL_FIRST = p1_cif(3.98808, 60, "Cl 0.5 0.5 0.5\nNa 0.0 0.0 0.0")
 
 
 @pytest.fixture(autouse=True)

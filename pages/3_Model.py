@@ -47,9 +47,13 @@ if standing:
     shares = ("app: cosine ≥ 0.9", "lookup: cosine ≥ 0.9")
     table = pd.DataFrame(standing)
     table[list(shares)] *= 100        # "65 %": Streamlit's "percent" format writes 64.52%
+    met = sum(r["bar met"] for r in standing)
+    st.markdown(f"**The bar is met on {met} of {len(standing)} sets.** "
+                + ("The closest known site stays ahead: see the lookup's columns." if met < len(standing) else ""))
     st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "bar met": st.column_config.CheckboxColumn("bar met", width=60),
         **{k: st.column_config.NumberColumn(format="%.0f %%") for k in shares},
-        **{k: st.column_config.NumberColumn(format="%.3f") for k in
+        **{k: st.column_config.NumberColumn(f"{k} (states/eV)", format="%.3f") for k in
            ("app: DFT MAE", "lookup: DFT MAE", "checked: predicted MAE", "checked: DFT MAE")}})
 gen, pred = card(studio.MODEL_PATH), card(studio.PREDICTOR_PATH)
 m1, m2 = st.columns(2)

@@ -64,10 +64,12 @@ def use_material(key: str, query: str) -> None:
     st.session_state["ref_select"] = key
 
 
-def use_labelled(key: str) -> None:
-    """An uploaded or unlabelled cell that is a labelled material: that material, by its formula."""
+def use_labelled(key: str, site: int) -> None:
+    """An uploaded or unlabelled cell that is a labelled material: that material, by its formula,
+    at its site that plays the role of the one picked."""
     state.forget_upload("ref_upload", True)
     use_material(key, Composition(formula_of[key]).reduced_formula)
+    st.session_state[f"site_{key}"] = site
 
 
 def use_preset() -> None:
@@ -216,7 +218,7 @@ if src == "A site of a material":
     if mat.source == "predicted":
         st.info(studio.predicted_target_text(predictor.card.get("heldout", {}), s[site].specie.symbol,
                                              gpaw_here=cell_dft.offered(mat)))
-    cell_dft.offer(mat, cell_dft.labelled_copy_of(mat, rows_all), use=use_labelled)
+    cell_dft.offer(mat, cell_dft.labelled_copy_of(mat, rows_all), use=use_labelled, site=site)
     base = mat.site_dos[site]
     base_name = mat.curve_name(site)
 else:

@@ -18,6 +18,7 @@ from dosmatgen_core.structures import atoms_from_cif, to_structure
 from studio import shared as studio
 from studio import state
 from studio.catalogue import Material
+from studio.known import matching_site
 
 TICK_S = 2.0
 
@@ -78,11 +79,20 @@ def labelled_copy_of(mat: Material, rows: list[dict]) -> tuple[str, float] | Non
     return _copy_of(to_cif(mat.structure), same) if same else None
 
 
-def offer(mat: Material, copy: tuple[str, float] | None = None, use=None) -> None:
+def labelled_site(mat: Material, site: int, mid: str) -> int:
+    """The site of the labelled material mid that plays the role of mat's site (same element, the
+    most similar surroundings: known.matching_site); 0 when it has none of that element. Walk 16's
+    Cl target became the labelled NaCl's site 0, Na."""
+    j = matching_site(mat.structure, site, to_structure(state.resources()["db"].get(mid).atoms))
+    return 0 if j is None else j
+
+
+def offer(mat: Material, copy: tuple[str, float] | None = None, use=None, site: int = 0) -> None:
     """Under a target read off the predictor: a button that calculates the cell with GPAW, then its
     progress; the page reruns with the DFT curves when it lands. Under one calculated here: what
-    it was. copy: the labelled material this cell is (labelled_copy_of), offered first with use(id)
-    as its button's callback: its DFT labels are there at once."""
+    it was. copy: the labelled material this cell is (labelled_copy_of), offered first with
+    use(id, its site that plays the role of `site`) as its button's callback: its DFT labels are
+    there at once, for the same atom."""
     if copy is not None and mat.source == "predicted":
         mid, ratio = copy
         same_volume = abs(ratio - 1.0) <= RELAXED_VOLUME_TOL
@@ -94,7 +104,9 @@ def offer(mat: Material, copy: tuple[str, float] | None = None, use=None) -> Non
                    "average beyond 5 %): GPAW on this cell gives its own."), icon=":material/database:")
         if use is not None:
             st.button(f"Use the labelled {mat.formula} ({mid}) instead", key=f"use_copy_{mat.key}",
-                      on_click=use, args=(mid,))
+                      on_click=lambda: use(mid, labelled_site(mat, site, mid)),
+                      help=f"Its site that plays the role of site {site} ({mat.structure[site].specie.symbol}) "
+                           "becomes the target.")
     if mat.source == "gpaw":
         st.success(f"These curves are DFT, calculated here on this very cell with the labelling recipe "
                    f"({RECIPE_WORDS}), its sites numbered as in the table above, in "

@@ -37,12 +37,14 @@ def truth_rows(folder: Path) -> list[dict]:
         look_mae = _first(app, f"lookup_dft_mae_same_sites{tail}", "lookup_dft_mae_same_sites")
         if look_mae is None:
             look_mae = look.get("dft_mae_best_of_3")
+        # the verdict first, then each measure beside the lookup's: at 1280 px the last columns
+        # scrolled out of sight (walk 16)
         rows.append({"set": name, "targets": rec["sites"],
-                     "app: DFT MAE": mae, "app: cosine ≥ 0.9": share,
-                     "lookup: DFT MAE": look_mae, "lookup: cosine ≥ 0.9": look.get("share_cosine_0.9"),
-                     "checked: predicted MAE": app.get("predicted_mae_of_checked"),
-                     "checked: DFT MAE": app.get("dft_mae_of_checked"),
                      "bar met": bool(share is not None and mae is not None and look_mae is not None
                                      and share >= BAR_COSINE and mae <= look_mae),
+                     "app: cosine ≥ 0.9": share, "lookup: cosine ≥ 0.9": look.get("share_cosine_0.9"),
+                     "app: DFT MAE": mae, "lookup: DFT MAE": look_mae,
+                     "checked: predicted MAE": app.get("predicted_mae_of_checked"),
+                     "checked: DFT MAE": app.get("dft_mae_of_checked"),
                      "record": file})
     return rows

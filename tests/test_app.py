@@ -1843,6 +1843,8 @@ def test_the_model_page_opens_with_where_the_app_stands_by_dft():
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.subheader[0].value == "Where the app stands, by DFT"
+    met = sum(r["bar met"] for r in rows.values())
+    assert any(m.value.startswith(f"**The bar is met on {met} of {len(rows)} sets.**") for m in at.markdown)
     shown = at.dataframe[0].value
     assert list(shown["set"]) == list(rows) and list(shown["record"]) == [r["record"] for r in rows.values()]
 

@@ -132,6 +132,8 @@ def test_messages_say_what_is_wrong(name, words, tmp_path, capsys, guarded):
     (["--ref", "no/such/file.cif"], "not found"),
     (["--target-csv", "no-such.csv"], "not found"),
     (["--gpaw-target"], "calculates the structure file given as --ref"),
+    (["--gpaw-target", "--target-csv", "a.csv"], "--gpaw-target and --target-csv both set the target — keep one"),
+    (["--gpaw-target", "--mode", "unconditional"], "--mode unconditional has none"),
     (["--ref", "L12-Au3Ni-chgnet", "--gpaw-target"], "has DFT labels already"),
 ])
 def test_the_issue_list(args, words, tmp_path, capsys, guarded):

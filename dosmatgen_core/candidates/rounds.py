@@ -179,12 +179,14 @@ def outcome(best: tuple[dict, dict, dict, float], round_no: int, bar: float = BA
     if best[3] >= bar and (into := relaxed_into(best[1].get(best[2]["rank"]))):
         return (f"The rounds asked for are done: {so_far} best GPAW-checked candidate, {best_text(best)}, reaches "
                 f"{bar}, but relaxed it is the known structure {into}, so no new structure does yet. Its card's "
-                "\"Grow from this candidate\" starts another round.")
+                f"\"Grow from this candidate\" (dosmatgen generate --grow-from {best[0]['id']}:{best[2]['rank']}) "
+                "starts another round.")
     if best[3] >= bar:
         return (f"Round {round_no} ended: {so_far} best GPAW-checked candidate, {best_text(best)}, at least {bar}: "
                 "no further round is needed.")
     return (f"The rounds asked for are done: {so_far} best GPAW-checked candidate, {best_text(best)}, still below "
-            f"{bar}. Its card's \"Grow from this candidate\" starts another.")
+            f"{bar}. Its card's \"Grow from this candidate\" (dosmatgen generate --grow-from "
+            f"{best[0]['id']}:{best[2]['rank']}) starts another.")
 
 
 def checking(more: int, bar: float = BAR) -> str:

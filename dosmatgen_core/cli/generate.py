@@ -16,6 +16,8 @@ from pathlib import Path
 from dosmatgen_core.paths import MODEL_PATH, PREDICTOR_PATH
 from dosmatgen_core.settings import PRESET_ID, SHIPPED
 
+RUNS_HELP = "run store (default $DOSMATGEN_RUNS, else runs/studio.db)"
+
 # What the app does (settings.py, which the Generate page reads too): a target taken from a reference
 # material's site never seeds from that material, nor lists it (or a copy) among its known sites; and
 # a run draws at most max_candidates.
@@ -305,10 +307,17 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
     target = None
     element = None          # the target atom's element, where the target names one
     ref_id = args.ref or PRESET_ID          # no target given at all: the example, the app's preset
-    if getattr(args, "gpaw_target", False) and (args.target_vasprun or args.target_csv or args.ref is None
-                                                 or args.mode == "unconditional"):
-        raise checks.UserError("--gpaw-target calculates the structure file given as --ref, whose site is the target",
-                               "give --ref FILE (CIF or POSCAR) and a mode with a target, or drop --gpaw-target")
+    if getattr(args, "gpaw_target", False):
+        # one line naming the flag that conflicts (walk 16 read the same words for each)
+        other = ("--target-csv" if args.target_csv else "--target-vasprun" if args.target_vasprun else None)
+        if other:
+            raise checks.UserError(f"--gpaw-target and {other} both set the target", "keep one of them")
+        if args.mode == "unconditional":
+            raise checks.UserError("--gpaw-target sets a target, and --mode unconditional has none",
+                                   "drop --gpaw-target, or choose a mode with a target")
+        if args.ref is None:
+            raise checks.UserError("--gpaw-target calculates the structure file given as --ref",
+                                   "give --ref FILE (CIF or POSCAR)")
     if args.mode == "unconditional":
         pass
     elif args.target_vasprun:
@@ -455,7 +464,7 @@ def _generate(args) -> int:
                          check_novelty=not args.no_novelty,
                          progress=progress_printer(sys.stderr))
     print(file=sys.stderr)
-    print(json.dumps({"run": run["id"], **run["summary"], "units": SUMMARY_UNITS}, indent=2))
+    print(json.dumps({"run": run["id"], "title": run.get("title"), **run["summary"], "units": SUMMARY_UNITS}, indent=2))
     # the ranking for people, on stderr: stdout stays one JSON document
     has_target = req.mode != "unconditional"
     labelled = frozenset(site_index(db_url).code_of) if has_target else frozenset()   # as `dosmatgen rounds`
@@ -577,7 +586,7 @@ def add_parsers(sub) -> None:
     ve = sub.add_parser("verify", help="run the GPAW recipe on a generated candidate (by run id and rank)")
     ve.add_argument("run_id")
     ve.add_argument("rank", type=int)
-    ve.add_argument("--runs", default=None, help="run store (default runs/studio.db)")
+    ve.add_argument("--runs", default=None, help=RUNS_HELP)
     ve.add_argument("--timeout", type=float, default=3600)
     ve.add_argument("--relaxed", action=argparse.BooleanOptionalAction, default=SHIPPED.dft_relaxed,
                     help="relax the candidate with the default potential before GPAW (positions and cell; "
@@ -589,16 +598,16 @@ def add_parsers(sub) -> None:
                                        "is below 0.9")
     ro.add_argument("run_id")
     ro.add_argument("--rounds", type=int, default=1, help="further rounds at most (0: only check this run)")
-    ro.add_argument("--top", type=int, default=SHIPPED.dft_top, help="candidates to check per round")
+    ro.add_argument("--top", type=int, default=SHIPPED.dft_top, help=f"candidates to check per round (default {SHIPPED.dft_top})")
     ro.add_argument("--relaxed", action=argparse.BooleanOptionalAction, default=SHIPPED.dft_relaxed,
                     help="relax each checked candidate with the default potential first (as the app does)")
     ro.add_argument("--per-source", action=argparse.BooleanOptionalAction, default=SHIPPED.dft_per_source,
                     help="also check as many of the best draws and of the best swaps (as the app does)")
-    ro.add_argument("--runs", default=None, help="run store (default runs/studio.db)")
+    ro.add_argument("--runs", default=None, help=RUNS_HELP)
     ro.set_defaults(func=_rounds)
 
     ru = sub.add_parser("runs", help="list the stored runs (id, status, title, created, candidates)")
-    ru.add_argument("--runs", default=None, help="run store (default runs/studio.db)")
+    ru.add_argument("--runs", default=None, help=RUNS_HELP)
     ru.add_argument("--json", action="store_true")
     ru.set_defaults(func=_runs)
 
@@ -610,7 +619,7 @@ def add_parsers(sub) -> None:
     add_reference_flags(ge, "seed from the reference material too (the app never does): its seeds and the "
                         "known sites of later rounds (dosmatgen rounds) may then be it or a copy of it")
     ge.add_argument("--seeds", type=int, default=SHIPPED.n_seeds, help="seeded: known structures used as templates")
-    ge.add_argument("--seed-by", default=SHIPPED.seed_by, help="seeded: take the known sites closest by mae "
+    ge.add_argument("--seed-by", default=SHIPPED.seed_by, choices=("mae", "cosine"), help="seeded: take the known sites closest by mae "
                     "(states/eV) or by cosine (shape, whatever the height)")
     ge.add_argument("--fix-element", action="store_true", help="seeded: the matching site keeps its element")
     ge.add_argument("--substitutions", action=argparse.BooleanOptionalAction, default=SHIPPED.substitutions,
@@ -658,10 +667,11 @@ def add_parsers(sub) -> None:
     ge.add_argument("--particles", type=int, default=SHIPPED.particles,
                     help="DOS steering: trajectories per candidate (1 = off)")
     ge.add_argument("--steer", type=float, default=SHIPPED.steer, help="DOS steering strength")
-    ge.add_argument("--seed", type=int, default=SHIPPED.seed)
-    ge.add_argument("--device", default="auto")
-    ge.add_argument("--model", default=None)
-    ge.add_argument("--runs", default=None)
+    ge.add_argument("--seed", type=int, default=SHIPPED.seed, help="random seed: the same seed draws the same candidates")
+    ge.add_argument("--device", default="auto", help="cpu, cuda or auto (a GPU where there is one)")
+    ge.add_argument("--model", default=None, metavar="FILE", help="a generator checkpoint other than the shipped "
+                    "assets/denoiser.pt (loads only with --trust-checkpoint)")
+    ge.add_argument("--runs", default=None, help=RUNS_HELP)
     ge.add_argument("--no-novelty", action="store_true",
                     help="skip the novelty check (it needs the Materials Project tables)")
     ge.add_argument("--trust-checkpoint", action="store_true",
@@ -670,7 +680,7 @@ def add_parsers(sub) -> None:
 
     ev = sub.add_parser("evaluate", help="re-score a stored run with the shipped predictor, or another one")
     ev.add_argument("run_id")
-    ev.add_argument("--runs", default=None)
+    ev.add_argument("--runs", default=None, help=RUNS_HELP)
     ev.add_argument("--predictor", "--model", dest="predictor", default=None, metavar="FILE",
                     help="a site-DOS predictor checkpoint (default: the shipped assets/predictor.pt)")
     ev.add_argument("--trust-checkpoint", action="store_true",

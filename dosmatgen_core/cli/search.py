@@ -129,7 +129,7 @@ def add_parsers(sub) -> None:
                     help="target DOS from a VASP vasprun.xml (LORBIT >= 10): atom --site's projected DOS")
     se.add_argument("--window", type=float, nargs=2, metavar=("LO", "HI"), default=None,
                     help="compare only on E - E_F from LO to HI eV (default: all the grid, or what the file covers)")
-    se.add_argument("--top", type=int, default=10)
+    se.add_argument("--top", type=int, default=10, help="how many sites to list (default 10)")
     se.add_argument("--by", choices=["mae", "cosine"], default="mae", help="rank by MAE (states/eV) or by shape")
     se.add_argument("--align-shift", action="store_true", help="allow a rigid shift of up to ±1 eV per site")
     se.add_argument("--element", default=None, help="only sites of this element")

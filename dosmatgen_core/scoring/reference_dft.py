@@ -44,8 +44,8 @@ def why_not(s: Structure, max_atoms: int = SHIPPED.max_dft_atoms) -> str | None:
         return (f"the DFT recipe has no basis set for {', '.join(missing)} here (lanthanides and actinides "
                 "are left out)")
     if len(s) > max_atoms:
-        return (f"it has {len(s)} atoms, and the app calculates cells of at most {max_atoms} (a few minutes each "
-                "here); `dosmatgen label --cif FILE` calculates a larger one from the command line")
+        return (f"it has {len(s)} atoms, and targets are calculated here for cells of at most {max_atoms} (a few "
+                "minutes each); `dosmatgen label --cif FILE` calculates a larger one as a label")
     return None
 
 

@@ -230,8 +230,9 @@ def atoms_to_cif(atoms: Atoms) -> str:
 
 
 def atoms_from_cif(text: str) -> Atoms:
-    """Site order as ase.io.read gives it: the order the labels use."""
-    return read(io.StringIO(text), format="cif")
+    """Site order as ase.io.read gives it: the order the labels use. The first data block, as
+    pymatgen's reader takes it (ASE's default is the last: a two-phase file was read as two cells)."""
+    return read(io.StringIO(text), format="cif", index=0)
 
 
 def elements_of(s: Structure) -> list[str]:

@@ -9,7 +9,7 @@ from dosmatgen_core.model.checkpoint import card_path
 from studio import shared as studio
 from studio import figures as viz
 from studio import nav
-from studio.standing import truth_rows
+from studio.standing import truth_rows, verdict
 
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
 
@@ -47,9 +47,7 @@ if standing:
     shares = ("app: cosine ≥ 0.9", "lookup: cosine ≥ 0.9")
     table = pd.DataFrame(standing)
     table[list(shares)] *= 100        # "65 %": Streamlit's "percent" format writes 64.52%
-    met = sum(r["bar met"] for r in standing)
-    st.markdown(f"**The bar is met on {met} of {len(standing)} sets.** "
-                + ("The closest known site stays ahead: see the lookup's columns." if met < len(standing) else ""))
+    st.markdown(verdict(standing))
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "bar met": st.column_config.CheckboxColumn("bar met", width=60),
         **{k: st.column_config.NumberColumn(format="%.0f %%") for k in shares},

@@ -8,12 +8,12 @@ import time
 
 import numpy as np
 import streamlit as st
-from pymatgen.core import Composition
 
 from dosmatgen_core.labels.labeller import RECIPE_WORDS
 from dosmatgen_core.candidates.runs import to_cif
 from dosmatgen_core.scoring.evaluate import RELAXED_VOLUME_TOL
-from dosmatgen_core.scoring.reference_dft import label_id, labelled_copy, why_not
+from dosmatgen_core.labels.material_query import reduced
+from dosmatgen_core.scoring.reference_dft import copy_site, label_id, labelled_copy, why_not
 from dosmatgen_core.structures import atoms_from_cif, to_structure
 from studio import shared as studio
 from studio import state
@@ -63,45 +63,49 @@ def _estimate() -> str:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _copy_of(cif: str, candidates: tuple[str, ...]) -> tuple[str, float] | None:
+def _copy_of(cif: str, candidates: tuple[str, ...]) -> tuple[str, float, bool] | None:
     """labelled_copy over the reference materials of the cell's formula, once per cell."""
     db = state.resources()["db"]
     cell = atoms_from_cif(cif)
     return labelled_copy(to_structure(cell), [(mid, to_structure(db.get(mid).atoms)) for mid in candidates])
 
 
-def labelled_copy_of(mat: Material, rows: list[dict]) -> tuple[str, float] | None:
+def labelled_copy_of(mat: Material, rows: list[dict]) -> tuple[str, float, bool] | None:
     """The labelled reference material that a predicted cell is (id, volume ratio), else None."""
-    if mat.source not in ("predicted", "gpaw") or state.resources()["db"] is None:
+    if mat.source != "predicted" or state.resources()["db"] is None:
         return None
-    reduced = mat.structure.composition.reduced_formula
-    same = tuple(r["material_id"] for r in rows if Composition(r["formula"]).reduced_formula == reduced)
+    formula = mat.structure.composition.reduced_formula
+    same = tuple(r["material_id"] for r in rows if reduced(r["formula"]) == formula)     # lru-cached per formula
     return _copy_of(to_cif(mat.structure), same) if same else None
 
 
 def labelled_site(mat: Material, site: int, mid: str) -> int:
-    """The site of the labelled material mid that plays the role of mat's site (same element, the
-    most similar surroundings: known.matching_site); 0 when it has none of that element. Walk 16's
-    Cl target became the labelled NaCl's site 0, Na."""
-    j = matching_site(mat.structure, site, to_structure(state.resources()["db"].get(mid).atoms))
+    """The site of the labelled material mid that is mat's site (reference_dft.copy_site: by
+    elements and positions; else the same element in the most similar surroundings,
+    known.matching_site); 0 when it has none of that element. Walk 16's Cl target became the
+    labelled NaCl's site 0, Na."""
+    t = to_structure(state.resources()["db"].get(mid).atoms)
+    j = copy_site(mat.structure, site, t)
+    j = matching_site(mat.structure, site, t) if j is None else j
     return 0 if j is None else j
 
 
-def offer(mat: Material, copy: tuple[str, float] | None = None, use=None, site: int = 0) -> None:
+def offer(mat: Material, copy: tuple[str, float, bool] | None = None, use=None, site: int = 0) -> None:
     """Under a target read off the predictor: a button that calculates the cell with GPAW, then its
     progress; the page reruns with the DFT curves when it lands. Under one calculated here: what
     it was. copy: the labelled material this cell is (labelled_copy_of), offered first with
     use(id, its site that plays the role of `site`) as its button's callback: its DFT labels are
     there at once, for the same atom."""
     if copy is not None and mat.source == "predicted":
-        mid, ratio = copy
-        same_volume = abs(ratio - 1.0) <= RELAXED_VOLUME_TOL
+        mid, ratio, same_shape = copy
+        close = abs(ratio - 1.0) <= RELAXED_VOLUME_TOL and same_shape
         st.info(f"This cell is **{studio.plain(studio.material_name(mid, mat.formula))}** of the reference database: "
-                f"the same structure, its volume per atom {ratio - 1:+.0%} of the labelled cell's. "
+                + ("the same structure" if same_shape else "the same structure, its cell shaped a little differently")
+                + f", its volume per atom {ratio - 1:+.0%} of the labelled cell's. "
                 + ("Its sites have DFT labels already, the DFT of this very compound."
-                   if same_volume else
-                   "Its sites have DFT labels, but at another volume the DOS shifts (0.18 states/eV apart on "
-                   "average beyond 5 %): GPAW on this cell gives its own."), icon=":material/database:")
+                   if close else
+                   "Its sites have DFT labels, but in another cell the DOS shifts (0.18 states/eV apart on "
+                   "average beyond 5 % of volume): GPAW on this cell gives its own."), icon=":material/database:")
         if use is not None:
             st.button(f"Use the labelled {mat.formula} ({mid}) instead", key=f"use_copy_{mat.key}",
                       on_click=lambda: use(mid, labelled_site(mat, site, mid)),

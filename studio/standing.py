@@ -48,3 +48,16 @@ def truth_rows(folder: Path) -> list[dict]:
                      "checked: DFT MAE": app.get("dft_mae_of_checked"),
                      "record": file})
     return rows
+
+
+def verdict(rows: list[dict]) -> str:
+    """The headline's one line: on how many sets the bar is met, and which half each other set
+    misses (the share at cosine ≥ 0.9, the MAE against the lookup's)."""
+    met = sum(r["bar met"] for r in rows)
+    short = [r["set"] for r in rows if (r["app: cosine ≥ 0.9"] or 0) < BAR_COSINE]
+    behind = [r["set"] for r in rows if r["app: DFT MAE"] is not None and r["lookup: DFT MAE"] is not None
+              and r["app: DFT MAE"] > r["lookup: DFT MAE"]]
+    why = ([f"below {BAR_COSINE:.0%} at cosine ≥ 0.9 on set{'s' * (len(short) > 1)} {', '.join(short)}"] if short else []) + \
+          ([f"an MAE above the lookup's on set{'s' * (len(behind) > 1)} {', '.join(behind)}"] if behind else [])
+    return f"**The bar is met on {met} of {len(rows)} sets.**" + (f" The app's default is {' and '.join(why)}." if why else "")
+

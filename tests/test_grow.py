@@ -152,7 +152,13 @@ def test_the_cli_grows_from_a_stored_candidate_its_checked_cell_first(tmp_path, 
         ["generate", "--grow-from", f"{run['id']}:{c['rank']}", "--runs", runs]), DB_URL)
     (g,) = kw["grow_from"]
     assert g["cif"] == c["cif"] and g["site"] == 0 and g["source"] == "predicted"
-    assert kw["title"] == f"target: DFT label of Au3Ni site 0 (Ni) · grown from #{c['rank']} of run {run['id']}"
+    # no target given: the round aims at its run's target, not the example's (a VO run's round aimed at Au3Ni)
+    assert np.allclose(kw["targets"][0], ni_target) and kw.get("reference_id") is None
+    assert kw["title"] == f"target: the target of run {run['id']} · grown from #{c['rank']} of run {run['id']}"
+    named = cli_generate._targets_and_template(_parser().parse_args(          # a target given is the target
+        ["generate", "--grow-from", f"{run['id']}:{c['rank']}", "--ref", PRESET_ID, "--site", "1", "--runs", runs]),
+        DB_URL)[0]
+    assert named["title"] == f"target: DFT label of Au3Ni site 1 (Au) · grown from #{c['rank']} of run {run['id']}"
     checked = atoms_from_cif(c["cif"])
     checked.set_cell(checked.cell.array * 1.02, scale_atoms=True)
     Verifier(store)._set(run["id"], c["rank"], status="done",

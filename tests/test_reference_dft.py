@@ -139,7 +139,28 @@ def test_an_upload_of_a_labelled_compound_is_named_with_its_volume():
     db = open_db(DB_URL)
     nacl = [(r["material_id"], to_structure(db.get(r["material_id"]).atoms)) for r in db.search()
             if Composition(r["formula"]).reduced_formula == "NaCl"]
-    mid, ratio = reference_dft.labelled_copy(read_structure(ROCKSALT_CL_FIRST), nacl)
-    assert mid == "mp-22862" and 0.95 < ratio < 0.99
+    mid, ratio, same_shape = reference_dft.labelled_copy(read_structure(ROCKSALT_CL_FIRST), nacl)
+    assert mid == "mp-22862" and 0.95 < ratio < 0.99 and same_shape
     assert reference_dft.labelled_copy(read_structure(NACL_CL_FIRST), nacl) is None
+    # stretched to c/a 1.05 at its volume: still the compound, no longer the same shape (the page says so)
+    stretched = read_structure(ROCKSALT_CL_FIRST)
+    stretched.apply_strain([-0.016, -0.016, 0.033])
+    assert reference_dft.labelled_copy(stretched, nacl)[2] is False
+
+
+def test_the_site_of_a_labelled_copy_is_found_by_elements_and_positions():
+    """YMg3 (mp-1100166) has two Mg sites with the same distances to their neighbours: surroundings
+    alone took one for the other (review). Shuffled and 2 % larger, each site maps to its own."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+    from dosmatgen_core.labels.reference_db import open_db
+    from dosmatgen_core.paths import DB_URL
+    from dosmatgen_core.structures import to_structure
+    t = to_structure(open_db(DB_URL).get("mp-1100166").atoms)
+    order = [3, 1, 0, 2]
+    s = Structure.from_sites([t[k] for k in order])
+    s.scale_lattice(t.volume * 1.02)
+    orbit = SpacegroupAnalyzer(t, 0.1).get_symmetry_dataset().equivalent_atoms
+    assert len(set(orbit[[k for k, x in enumerate(t) if x.specie.symbol == "Mg"]])) == 2   # two kinds of Mg
+    for i, k in enumerate(order):
+        assert orbit[reference_dft.copy_site(s, i, t)] == orbit[k], (i, k)
 

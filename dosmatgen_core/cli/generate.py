@@ -69,19 +69,39 @@ def _candidate(run: dict, rank: int) -> dict:
     return next(c for c in run["candidates"] if c["rank"] == rank)
 
 
-def _grow_source(text: str, runs) -> dict:
-    """--grow-from RUN:RANK → seeding.grow_source's answer: the candidate's DFT-checked cell once it
-    has one, as the app's "Grow from this candidate" takes it."""
+def _grow_run(text: str, runs) -> tuple:
+    """--grow-from RUN:RANK → (store, run, candidate), each checked."""
     from dosmatgen_core import checks
-    from dosmatgen_core.candidates.seeding import grow_source
-    from dosmatgen_core.scoring.verify import Verifier
     run_id, _, rank = text.partition(":")
     if not rank.strip().isdigit():
         raise checks.UserError(f"--grow-from {text!r} names no candidate", "give RUN:RANK, e.g. --grow-from a1b2c3d4:1")
     store = _store(runs, must_exist=True)
     run = _run(store, run_id.strip())
-    c = _candidate(run, int(rank))
+    return store, run, _candidate(run, int(rank))
+
+
+def _grow_source(text: str, runs) -> dict:
+    """--grow-from RUN:RANK → seeding.grow_source's answer: the candidate's DFT-checked cell once it
+    has one, as the app's "Grow from this candidate" takes it."""
+    from dosmatgen_core.candidates.seeding import grow_source
+    from dosmatgen_core.scoring.verify import Verifier
+    store, run, c = _grow_run(text, runs)
     return grow_source(run, c, Verifier(store).status(run["id"], c["rank"]))
+
+
+def _grown_target(text: str, runs) -> dict:
+    """The target a round from RUN:RANK aims at when no target is given: the candidate's own target
+    row in its run, with the run's window and reference (the app's round keeps its form's target;
+    the CLI took the example's, Ni in Au3Ni, for a VO run's round)."""
+    import numpy as np
+    _, run, c = _grow_run(text, runs)
+    st = run["settings"]
+    row = int(next(iter(c["site_to_target"].values()), 0))
+    title = (run.get("title") or "").split(" · grown from ")[0]
+    source = st.get("target_source") or (title[len("target: "):] if title.startswith("target: ") else
+                                         f"the target of run {run['id']}")
+    return {"target": np.asarray(st["targets"][row], float), "window": st.get("window"), "target_source": source,
+            "reference_id": st.get("reference_id"), "seed_exclude": list(st.get("seed_exclude") or [])}
 
 
 def _verify(args) -> int:
@@ -318,8 +338,17 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
         if args.ref is None:
             raise checks.UserError("--gpaw-target calculates the structure file given as --ref",
                                    "give --ref FILE (CIF or POSCAR)")
+    grown = (_grown_target(args.grow_from, args.runs) if getattr(args, "grow_from", None) and args.mode != "unconditional"
+             and not (args.ref or args.target_csv or args.target_vasprun) else None)
     if args.mode == "unconditional":
         pass
+    elif grown is not None:         # a round from a stored candidate, no target given: its run's target
+        target, kw["target_source"] = grown["target"], grown["target_source"]
+        if grown["window"]:
+            kw["window"] = tuple(grown["window"])
+        if grown["reference_id"]:
+            kw["reference_id"] = grown["reference_id"]
+        kw["seed_exclude"] = grown["seed_exclude"]
     elif args.target_vasprun:
         target, kw["target_source"], element, kw["window"] = vasprun_target(args.target_vasprun, args.site)
     elif args.target_csv:
@@ -632,7 +661,8 @@ def add_parsers(sub) -> None:
                          "batch this much further from the seeds (0: never)")
     ge.add_argument("--grow-from", metavar="RUN:RANK", default=None,
                     help="seeded: grow from this stored candidate alone instead of the known sites (its "
-                         "DFT-checked cell once it has one): the next round around it")
+                         "DFT-checked cell once it has one): the next round around it, aimed at that run's target "
+                         "unless a target is given")
     ge.add_argument("--ref", default=None,
                     help="target source: a reference material id, or a CIF/POSCAR file (its predicted site DOS); "
                          f"with no target given, the example {PRESET_ID} site 0")

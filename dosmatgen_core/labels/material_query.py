@@ -33,7 +33,11 @@ def written_as_formula(text: str, most: int = 3) -> list[str]:
     """The formulas a lower- or upper-case text can be read as ('nacl' → ['NaCl'], 'co' → ['Co', 'CO']),
     at most `most`, each a run of element symbols with counts; [] when it is none."""
     t = (text or "").strip()
-    if not t or not t.isalnum() or t[0].isdigit() or t == t.title():
+    # a word of 7 letters or more with no count is a word ('perovskites' reads as P-Er-O-V-S-K-I-Te-S),
+    # and the search below grows with the length: short texts only
+    letters = sum(ch.isalpha() for ch in t)
+    if (not t or not t.isalnum() or t[0].isdigit() or len(t) > 16
+            or (letters > 6 and not any(ch.isdigit() for ch in t))):
         return []
     low = t.lower()
     out: list[str] = []

@@ -16,6 +16,7 @@ import sqlite3
 import threading
 import time
 
+from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 
 from dosmatgen_core.candidates.runs import to_cif
@@ -49,14 +50,41 @@ def why_not(s: Structure, max_atoms: int = SHIPPED.max_dft_atoms) -> str | None:
     return None
 
 
-def labelled_copy(s: Structure, labelled: list[tuple[str, Structure]]) -> tuple[str, float] | None:
-    """(id, volume per atom of s over its) of the first labelled structure that is s's compound
-    (evaluate.same_compound: shape and positions, the volume scaled away), else None: an upload of a
-    labelled compound has DFT curves already, close to its own where the volumes agree
-    (relaxed-match.json: 0.034 states/eV apart within RELAXED_VOLUME_TOL, 0.177 beyond it)."""
+# the same cell but for its volume: lengths within 2 %, positions within 5 % (same_compound allows
+# 10 % and 20 %: rock salt stretched to c/a 1.15 at its volume still matches it)
+EXACT = {"ltol": 0.02, "stol": 0.05, "angle_tol": 1.0}
+
+
+def labelled_copy(s: Structure, labelled: list[tuple[str, Structure]]) -> tuple[str, float, bool] | None:
+    """(id, volume per atom of s over its, same shape) of the first labelled structure that is s's
+    compound (evaluate.same_compound: shape and positions within its tolerances, the volume scaled
+    away), else None. An upload of a labelled compound has DFT curves already, close to its own
+    where the volumes agree (relaxed-match.json: 0.034 states/eV apart within RELAXED_VOLUME_TOL,
+    0.177 beyond it) and the shapes do (EXACT)."""
     for mid, t in labelled:
         if t.composition.reduced_formula == s.composition.reduced_formula and same_compound(s, t):
-            return mid, volume_ratio(s, t)
+            return mid, volume_ratio(s, t), bool(StructureMatcher(**EXACT).fit(s, t))
+    return None
+
+
+MARKS = ("Xe", "Rn", "Kr", "Ar")      # an element a cell lacks, to mark one site of each of two cells
+
+
+def copy_site(s: Structure, i: int, t: Structure) -> int | None:
+    """The site of t, a labelled copy of s (labelled_copy), that is s's site i: the one that, marked
+    in t as site i is in s, keeps the two cells one compound (same_compound). By elements and
+    positions, not by surroundings alone: two sites of one element with the same distances (Mg3Y's,
+    AgSbTe2's) are told apart. None when no site does."""
+    present = {e.symbol for e in s.composition.elements} | {e.symbol for e in t.composition.elements}
+    mark = next(m for m in MARKS if m not in present)
+    a = s.copy()
+    a.replace(i, mark)
+    for j, site in enumerate(t):
+        if site.specie.symbol == s[i].specie.symbol:
+            b = t.copy()
+            b.replace(j, mark)
+            if same_compound(a, b):
+                return j
     return None
 
 
@@ -131,13 +159,15 @@ class ReferenceChecks:
     def calculated(self, cells: dict[str, Structure]) -> set[str]:
         """Which of these cells (name → structure) have a calculated line here, in one query: a
         list of materials marks those its page shows DFT for."""
-        keys = {self.key(s): name for name, s in cells.items()}
+        keys: dict[str, list[str]] = {}
+        for name, s in cells.items():          # two entries of one cell text share its line
+            keys.setdefault(self.key(s), []).append(name)
         if not keys:
             return set()
         with sqlite3.connect(self.verifier.store.path, timeout=30) as con:
             hits = con.execute(f"SELECT key FROM dft_cache WHERE key IN ({', '.join('?' * len(keys))})",
                                list(keys)).fetchall()
-        return {keys[k] for (k,) in hits}
+        return {name for (k,) in hits for name in keys[k]}
 
     def all(self) -> list[dict]:
         """Every cell asked for, newest first: key, material_id, name, status, started, finished, error."""

@@ -13,7 +13,7 @@ from dosmatgen_core.labels.labeller import RECIPE_WORDS
 from dosmatgen_core.candidates.runs import to_cif
 from dosmatgen_core.scoring.evaluate import RELAXED_VOLUME_TOL
 from dosmatgen_core.labels.material_query import reduced
-from dosmatgen_core.scoring.reference_dft import copy_site, label_id, labelled_copy, why_not
+from dosmatgen_core.scoring.reference_dft import label_id, labelled_copy, why_not
 from dosmatgen_core.structures import atoms_from_cif, to_structure
 from studio import shared as studio
 from studio import state
@@ -80,13 +80,10 @@ def labelled_copy_of(mat: Material, rows: list[dict]) -> tuple[str, float, bool]
 
 
 def labelled_site(mat: Material, site: int, mid: str) -> int:
-    """The site of the labelled material mid that is mat's site (reference_dft.copy_site: by
-    elements and positions; else the same element in the most similar surroundings,
-    known.matching_site); 0 when it has none of that element. Walk 16's Cl target became the
-    labelled NaCl's site 0, Na."""
-    t = to_structure(state.resources()["db"].get(mid).atoms)
-    j = copy_site(mat.structure, site, t)
-    j = matching_site(mat.structure, site, t) if j is None else j
+    """The site of the labelled material mid that is mat's site (known.matching_site: by elements
+    and positions, else by surroundings); 0 when it has none of that element. Walk 16's Cl target
+    became the labelled NaCl's site 0, Na."""
+    j = matching_site(mat.structure, site, to_structure(state.resources()["db"].get(mid).atoms))
     return 0 if j is None else j
 
 

@@ -6,6 +6,8 @@ import numpy as np
 from pymatgen.core import Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+from dosmatgen_core.scoring.evaluate import corresponding_site
+
 N_NEIGHBOURS = 12
 
 
@@ -25,8 +27,10 @@ def _fingerprint(s: Structure, i: int) -> np.ndarray:
 
 def matching_site(candidate: Structure, site: int, known: Structure) -> int | None:
     """The site of `known` (a structure the candidate matches) that plays the role of the
-    candidate's `site`: same element, and among symmetry-distinct choices the one with the most
-    similar neighbour distances. None when `known` has no atom of that element."""
+    candidate's `site`: same element; where it has several symmetry-distinct ones, the site laid on
+    it when the matcher lays one cell on the other (evaluate.corresponding_site: by elements and
+    positions), else the one with the most similar neighbour distances. Distances alone took one of
+    YMg3's two Mg sites for the other. None when `known` has no atom of that element."""
     el = candidate[site].specie.symbol
     same = [j for j, s in enumerate(known) if s.specie.symbol == el]
     if not same:
@@ -38,5 +42,8 @@ def matching_site(candidate: Structure, site: int, known: Structure) -> int | No
         reps = same
     if len(reps) == 1:
         return reps[0]
+    j = corresponding_site(candidate, site, known)
+    if j is not None:
+        return j
     want = _fingerprint(candidate, site)
     return min(reps, key=lambda j: (float(np.abs(_fingerprint(known, j) - want).sum()), j))

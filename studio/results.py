@@ -680,7 +680,6 @@ def verification_rows(rows: list[dict], formulas: dict[tuple[str, int], str] | N
     """The verifications table as people read it: clock times (UTC), the time taken, the candidate
     by rank and formula, its DFT match when it has one (rows read with results: Verifier.all(True)),
     and blanks rather than 'None'."""
-    clock = _clock
     out = []
     for r in rows:
         name = (formulas or {}).get((r["run_id"], r["rank"]))
@@ -692,7 +691,7 @@ def verification_rows(rows: list[dict], formulas: dict[tuple[str, int], str] | N
                     # a check whose relaxed cell is a known compound says so here too (walk 15)
                     "cell": (f"relaxed into the known {into}" if (into := (r.get("result") or {}).get("relaxed_into"))
                              else checked_cell(r["result"]) if r.get("result") else ""),
-                    "started": clock(r.get("started")), "finished": clock(r.get("finished")),
+                    "started": _clock(r.get("started")), "finished": _clock(r.get("finished")),
                     "took": duration(took) if took is not None else "", "error": r.get("error") or ""})
     return out
 

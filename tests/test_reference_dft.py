@@ -150,11 +150,14 @@ def test_an_upload_of_a_labelled_compound_is_named_with_its_volume():
 
 def test_the_site_of_a_labelled_copy_is_found_by_elements_and_positions():
     """YMg3 (mp-1100166) has two Mg sites with the same distances to their neighbours: surroundings
-    alone took one for the other (review). Shuffled and 2 % larger, each site maps to its own."""
+    alone took one for the other (review). Shuffled and 2 % larger, each site maps to its own, for
+    an upload's labelled copy and for a known candidate (a doubled cell) alike."""
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
     from dosmatgen_core.labels.reference_db import open_db
     from dosmatgen_core.paths import DB_URL
+    from dosmatgen_core.scoring.evaluate import corresponding_site
     from dosmatgen_core.structures import to_structure
+    from studio.known import matching_site
     t = to_structure(open_db(DB_URL).get("mp-1100166").atoms)
     order = [3, 1, 0, 2]
     s = Structure.from_sites([t[k] for k in order])
@@ -162,5 +165,24 @@ def test_the_site_of_a_labelled_copy_is_found_by_elements_and_positions():
     orbit = SpacegroupAnalyzer(t, 0.1).get_symmetry_dataset().equivalent_atoms
     assert len(set(orbit[[k for k, x in enumerate(t) if x.specie.symbol == "Mg"]])) == 2   # two kinds of Mg
     for i, k in enumerate(order):
-        assert orbit[reference_dft.copy_site(s, i, t)] == orbit[k], (i, k)
+        assert orbit[corresponding_site(s, i, t)] == orbit[k], (i, k)
+        assert orbit[matching_site(s, i, t)] == orbit[k], (i, k)
+    doubled = s.copy()
+    doubled.make_supercell([1, 1, 2])
+    for i in range(len(doubled)):
+        assert orbit[matching_site(doubled, i, t)] == orbit[order[i // 2]], i
+    # the labelled cell the larger one: any image of the site is it
+    for i in range(len(t)):
+        assert orbit[order[corresponding_site(t, i, doubled) // 2]] == orbit[i], i
 
+def test_a_calculation_s_owner_is_read_without_raising():
+    """The owner column says which process calculates a cell: one of this host that has exited is
+    gone, another host's row or a text not written here is taken at its word (no ValueError)."""
+    import subprocess
+    done = subprocess.Popen(["true"])
+    done.wait()
+    host = reference_dft._HOST
+    assert reference_dft._gone(f"{host}:{done.pid}", "k") is True
+    assert reference_dft._gone(f"{host}:not-a-pid", "k") is False
+    assert reference_dft._gone("elsewhere:123", "k") is False
+    assert reference_dft._gone(None, "k") is True

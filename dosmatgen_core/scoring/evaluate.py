@@ -141,6 +141,29 @@ def same_compound(relaxed: Structure, known: Structure) -> bool:
     return bool(relaxed_matcher().fit(relaxed, known))
 
 
+def corresponding_site(s: Structure, i: int, t: Structure, tolerances=((0.1, 0.2), (0.2, 0.3))) -> int | None:
+    """The site of t (a cell that matches s, a supercell of either allowed) that is s's site i, by
+    elements and positions: the matcher lays one cell on the other (get_s2_like_s1) and the site
+    laid on i is it. Tried at each (ltol, stol) in turn, the relaxed match's then novelty's.
+    Surroundings alone took one of YMg3's two Mg sites for the other. None when the cells do not
+    match."""
+    for ltol, stol in tolerances:
+        sm = StructureMatcher(ltol=ltol, stol=stol, angle_tol=5, primitive_cell=False, attempt_supercell=True)
+        if len(s) >= len(t):       # t laid on s, site for site, carrying its own indices
+            tagged = t.copy()
+            tagged.add_site_property("index", list(range(len(t))))
+            like = sm.get_s2_like_s1(s, tagged)
+            if like is not None:
+                return int(like[i].properties["index"])
+        else:                      # s laid on t: any image of i is the site
+            tagged = s.copy()
+            tagged.add_site_property("index", list(range(len(s))))
+            like = sm.get_s2_like_s1(t, tagged)
+            if like is not None:
+                return next((j for j, x in enumerate(like) if x.properties["index"] == i), None)
+    return None
+
+
 def volume_ratio(a: Structure, b: Structure) -> float:
     """Volume per atom of a over b's."""
     return (a.volume / len(a)) / (b.volume / len(b))

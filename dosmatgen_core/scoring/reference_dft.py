@@ -67,27 +67,6 @@ def labelled_copy(s: Structure, labelled: list[tuple[str, Structure]]) -> tuple[
     return None
 
 
-MARKS = ("Xe", "Rn", "Kr", "Ar")      # an element a cell lacks, to mark one site of each of two cells
-
-
-def copy_site(s: Structure, i: int, t: Structure) -> int | None:
-    """The site of t, a labelled copy of s (labelled_copy), that is s's site i: the one that, marked
-    in t as site i is in s, keeps the two cells one compound (same_compound). By elements and
-    positions, not by surroundings alone: two sites of one element with the same distances (Mg3Y's,
-    AgSbTe2's) are told apart. None when no site does."""
-    present = {e.symbol for e in s.composition.elements} | {e.symbol for e in t.composition.elements}
-    mark = next(m for m in MARKS if m not in present)
-    a = s.copy()
-    a.replace(i, mark)
-    for j, site in enumerate(t):
-        if site.specie.symbol == s[i].specie.symbol:
-            b = t.copy()
-            b.replace(j, mark)
-            if same_compound(a, b):
-                return j
-    return None
-
-
 def label_id(material_key: str, s: Structure, recipe: Recipe = FAST_RECIPE) -> str:
     """The label's material id, for the app's key of a material (catalogue.Material.key) and its
     cell: 'upload:a.cif#1f0c9e2a' (the file, told apart from other files of that name by its cell's
@@ -107,7 +86,7 @@ def _gone(owner: str | None, key: str) -> bool:
     if not owner:
         return True
     host, _, pid = owner.rpartition(":")
-    if host != _HOST:
+    if host != _HOST or not pid.isdigit():      # another host's row, or an owner not written here
         return False
     if int(pid) == os.getpid():
         return key not in _CALCULATING
@@ -115,7 +94,7 @@ def _gone(owner: str | None, key: str) -> bool:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return True
-    except (PermissionError, ValueError):
+    except PermissionError:
         return False
     return False
 

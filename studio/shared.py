@@ -349,6 +349,7 @@ RESULT_KINDS = {
     "search": "site-DOS search speed",
     "seed-moves": "how far a candidate moves from its seed", "seed-analysis": "seeded candidates against their seeds",
     "seed-type": "new crystals that keep their seed's arrangement of sites against new arrangements, by DFT",
+    "site-map": "a known candidate's stored DFT site: by neighbour distances or by elements and positions",
     "seeding": "seeding strength",
     "semi_supervised": "unlabelled crystals in training", "split": "train / validation split",
     "stability": "stability hull", "startup": "a fresh process's first run",

@@ -189,8 +189,9 @@ def _runs(args) -> int:
         print(f"{r['id']:<11} {r['status']:<12} {when:<17} {r['candidates']:>5} {d['checks']:>4} "
               f"{num(d['best_new_mae']):>8} {num(d['best_new_cosine']):>8}  {r['title']}")
         print(f"{'':<11} {settings_words(r.get('settings') or {})}")      # how it was made (mode, seeds, steps)
-    print("(DFT: finished GPAW checks; MAE (states/eV) and cosine (1 = the target's shape): the best new "
-          "structure's, by DFT; created in UTC)")
+    print("(DFT: finished GPAW checks; MAE (states/eV) and cosine (1 = the target's shape): those of the new "
+          "structure with the lowest DFT MAE; `rounds` grows from the best-shaped check instead, the highest "
+          "DFT cosine; created in UTC)")
     return 0
 
 

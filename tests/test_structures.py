@@ -90,7 +90,8 @@ def test_spglibs_retry_messages_stay_off_the_logs():
 
 def test_a_cif_ase_cannot_read_keeps_no_order_and_a_strict_read_says_so():
     """pymatgen reads 'fe' as Fe, ASE's reader fails on it: the file's order cannot be kept. A file
-    a person gives is read strictly (checks.read_structure_bytes); a stored one keeps pymatgen's."""
+    a person gives is read strictly (checks.read_structure_bytes), and so is a stored candidate;
+    a label's MP CIF keeps pymatgen's."""
     from pathlib import Path
 
     import pytest as _pytest
@@ -100,3 +101,7 @@ def test_a_cif_ase_cannot_read_keeps_no_order_and_a_strict_read_says_so():
     assert len(read_structure(text, "cif", "x.cif")) == 5
     with _pytest.raises(StructureError, match=r"^x.cif: its atoms cannot be kept in the file's order"):
         read_structure(text, "cif", "x.cif", strict_order=True)
+    # a stored candidate's rows are its sites': one whose order cannot be kept is refused, not misread
+    from dosmatgen_core.candidates.runs import structure_of
+    with _pytest.raises(StructureError, match=r"^candidate 3: its atoms cannot be kept in the file's order"):
+        structure_of({"rank": 3, "cif": text})

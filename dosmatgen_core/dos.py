@@ -304,7 +304,8 @@ def grid_note(energy) -> str | None:
                      f"{min(hi, EMAX):g} eV only; outside, the generator is given the closest known site's curve")
     cut = [f"below {EMIN:g} eV" if lo < EMIN - step else "", f"above {EMAX:g} eV" if hi > EMAX + step else ""]
     if cut := " and ".join(c for c in cut if c):
-        parts.append(f"the part {cut} lies outside the model's grid and is left out")
+        parts.append(f"the part {cut} lies outside the model's grid and is left out (if the file's energies are "
+                     "absolute, not E − E_F, give its Fermi energy)")
     return f"The file covers {lo:g} to {hi:g} eV: " + "; ".join(parts) + "." if parts else None
 
 
@@ -346,7 +347,7 @@ def curve_columns(data: bytes | str) -> list[str]:
         s = line.strip()
         if not s or s.startswith("#"):
             continue
-        head = _cells(s, semicolons)
+        head = _names(_cells(s, semicolons))
         if _numbers(head[:1]) or len(head) < 3 or spin_header(head):
             return []
         return head[1:]
@@ -412,14 +413,29 @@ def header_energy_unit(header: list[str]) -> tuple[str, float] | None:
     return next(((unit, ev) for rx, unit, ev in _ENERGY_UNITS if rx.search(name)), None)
 
 
-def read_dos_table(data: bytes | str, notes: list | None = None, column: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _names(cells: list[str]) -> list[str]:
+    """A header's column names, a unit split off by spaces joined back to its name ('E (eV)
+    ldos_up(E)' reads E (eV), ldos_up(E)): Quantum ESPRESSO's '#  E (eV)  ldos_up(E)  ldos_dw(E)'."""
+    out: list[str] = []
+    for c in cells:
+        if out and c[:1] in "([" and not _numbers([c]):
+            out[-1] += " " + c
+        else:
+            out.append(c)
+    return out
+
+
+def read_dos_table(data: bytes | str, notes: list | None = None, column: str | None = None,
+                   e_fermi: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """An uploaded (energy − E_F, DOS) table, checked: (energies ascending, DOS). Raises ValueError
     with the reason ('what — what to do'). Columns are split by commas, tabs or spaces; a file with
     semicolons is split by them, and a comma inside a field is then a decimal comma ('-1,5;0,3').
     Energies written from high to low (as some codes write them) are turned round. A header that
     names (energy, up, down) has its two spins summed (a down column written negative, as plots
     draw it, counts by its size), and notes (a list) gets a line saying so. column: of a table with
-    several named curves (curve_columns), the one to read beside the energy."""
+    several named curves (curve_columns), the one to read beside the energy. e_fermi: the file's
+    Fermi energy (eV), for energies not yet E − E_F (a DOSCAR's are absolute): subtracted before
+    the curve is regridded, so nothing the file holds is cut first."""
     size = len(data)
     if size > MAX_CSV_BYTES:
         raise ValueError(f"the file is {size / 2**20:.1f} MB; at most {MAX_CSV_BYTES // 2**20} MB is read — "
@@ -446,7 +462,7 @@ def read_dos_table(data: bytes | str, notes: list | None = None, column: str | N
         s = line.strip()
         if not s or s.startswith("#"):
             if s.startswith("#") and not rows and not header:
-                commented = _cells(s.lstrip("#").strip(), semicolons)     # '# E(Ha) DOS', as ABINIT writes it
+                commented = _names(_cells(s.lstrip("#").strip(), semicolons))     # '# E(Ha) DOS', as ABINIT writes it
             continue
         parts = _cells(s, semicolons)
         if pick is not None:
@@ -457,7 +473,7 @@ def read_dos_table(data: bytes | str, notes: list | None = None, column: str | N
             vals = [float(p) for p in parts[:2]]
         except ValueError:
             if not rows:      # a header line: its names tell the columns apart in a message
-                header = parts
+                header = _names(parts)
                 if column is not None:
                     pick = column_index(header, column)
                 continue
@@ -469,6 +485,8 @@ def read_dos_table(data: bytes | str, notes: list | None = None, column: str | N
                                  "remove that row")
             raise ValueError(f"line {k + 1}: expected two columns (energy, DOS), found one — "
                              "give two columns: energy − E_F (eV), DOS (states/eV)")
+        if not header and commented and len(parts) == len(commented) and spin_header(commented):
+            header = commented        # the columns named on a comment line, as Quantum ESPRESSO writes them
         if len(parts) == 3 and spin_header(header) and _numbers(parts[2:]):
             vals.append(float(parts[2]))          # (E, up, down): summed below, once the signs are known
         elif len(parts) > 2 and _numbers(parts[2:]):
@@ -514,6 +532,14 @@ def read_dos_table(data: bytes | str, notes: list | None = None, column: str | N
         if notes is not None:
             notes.append(f"The energies are in {name} (the header's {(header or commented)[0]!r}): converted to eV (× {ev:g})"
                          + ("." if per_ev else f", and the DOS from states/{name} to states/eV (÷ {ev:g})."))
+    if not np.isfinite(e_fermi):
+        raise ValueError(f"the Fermi energy {e_fermi} is not a number — give it in eV, or 0 for energies that are "
+                         "E − E_F already")
+    if e_fermi:
+        e = e - float(e_fermi)
+        if notes is not None:
+            notes.append(f"The energies are taken relative to the file's Fermi energy, {e_fermi:g} eV (E − E_F = "
+                         f"E − {e_fermi:g}).")
     bad = np.flatnonzero(~np.isfinite(a).all(1))
     if bad.size:
         rows = f"{bad.size} such row{'s' * (bad.size > 1)}"

@@ -77,6 +77,9 @@ def site_curve_name(source: str, material: str, site: int, element: str) -> str:
     return f"{what} of {site_name(material, site, element)}"
 
 
-def file_curve_name(filename: str) -> str:
-    """A target read from a DOS table: 'uploaded DOS (ni.csv)'."""
-    return f"uploaded DOS ({filename})"
+def file_curve_name(filename: str, column: str | None = None, e_fermi: float | None = None) -> str:
+    """A target read from a DOS table: 'uploaded DOS (ni.csv)', with the column taken ('…, column
+    dft_site0') and the Fermi energy subtracted ('…, E_F at 5.1 eV in the file') where given (the
+    app and the CLI name it alike)."""
+    return (f"uploaded DOS ({filename})" + (f", column {column}" if column else "")
+            + (f", E_F at {e_fermi:g} eV in the file" if e_fermi else ""))

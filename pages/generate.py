@@ -221,6 +221,8 @@ if src == "A site of a material":
     cell_dft.offer(mat, cell_dft.labelled_copy_of(mat, rows_all), use=use_labelled, site=site)
     base = mat.site_dos[site]
     base_name = mat.curve_name(site)
+    table = None                        # a curve on the grid already: the knobs below act on it
+    target_id = f"{mat.key}:{site}"
 else:
     state.hide_upload("ref_upload")
     up = state.kept_upload("dos_csv", lambda wkey: st.file_uploader(
@@ -241,9 +243,16 @@ else:
         return st.selectbox("Column to use as the target", columns, index=None, placeholder="choose one of its curves",
                             key=column_key, persist_state="session", help="The file holds several curves side by side; the target is one of them.")
     column = st.session_state.get(column_key) if columns else None
+    # a DOSCAR's energies are absolute: subtracted before the curve is cut to the grid (walk 17's file
+    # ran 5 eV high, and the ±3 eV shift below could not bring it back)
+    e_fermi = st.number_input("Fermi energy in the file (eV)", -100.0, 100.0, 0.0, 0.1, format="%.3f",
+                              key=f"efermi_{up_name}", persist_state="session",
+                              help="Leave 0 when the file's energies are E − E_F already. Where they are absolute "
+                                   "(VASP's DOSCAR, most codes' raw output), give its Fermi energy: it is subtracted "
+                                   "before the curve is cut to −10…10 eV.")
     try:
         said: list[str] = []
-        energy, values = studio.read_dos_table(up_bytes, said, column=column)
+        energy, values = studio.read_dos_table(up_bytes, said, column=column, e_fermi=e_fermi)
         base = studio.table_to_grid(energy, values)
     except ValueError as exc:
         # one error right under the uploader; a table of several curves is kept, its columns offered below it
@@ -256,7 +265,9 @@ else:
         run_view.stop_form()
     if columns:
         pick_column()
-    base_name = studio.file_curve_name(up_name) + (f", column {column}" if column else "")
+    base_name = studio.file_curve_name(up_name, column, e_fermi)
+    table = (energy, values)
+    target_id = f"file:{up_name}:{column}:{e_fermi:g}"
     st.success(f"Read {studio.plain(up_name)}; regridded onto −10…10 eV, 400 points.")
     for note in said:
         st.info(note)
@@ -266,6 +277,10 @@ else:
     if note := studio.negative_note(values):
         st.info(note)
 
+# the knobs belong to one target: another file or site starts from the curve as given (walk 17's
+# shift for one file applied to the next without a word)
+if st.session_state.get("adjusted_target") != target_id:
+    st.session_state.update(shift=0.0, scale=1.0, smear=0.0, adjusted_target=target_id)
 with st.expander("Adjust the target (shift, scale, smear, energies compared)", expanded=False):
     k1, k2, k3 = st.columns(3)
     shift = k1.slider("Shift along energy (eV)", -3.0, 3.0, 0.0, 0.05, key="shift", persist_state="session",
@@ -286,8 +301,19 @@ with st.expander("Adjust the target (shift, scale, smear, energies compared)", e
         else:
             window = (round(picked[0], 4), round(picked[1], 4))
 shaped = (shift, scale, smear) != (0.0, 1.0, 0.0)
-target = studio.shape_target(base, shift, scale, smear, window)
-base_window, window = window, studio.shift_window(window, shift)      # the known part moves with the curve
+base_window = window
+if table is not None and shift:
+    # a file is moved before it is cut to the grid: what it holds beyond ±10 eV comes in, no zeros
+    moved = table[0] + shift
+    window = studio.file_window(moved) if window == studio.file_window(table[0]) else studio.shift_window(window, shift)
+    try:
+        target = studio.shape_target(studio.table_to_grid(moved, table[1]), 0.0, scale, smear, window)
+    except ValueError as exc:
+        st.error(f"Shifted by {shift:+.2f} eV: {exc}")
+        run_view.stop_form()
+else:
+    target = studio.shape_target(base, shift, scale, smear, window)
+    window = studio.shift_window(window, shift)      # the known part moves with the curve
 if window is not None and window[1] - window[0] < studio.MIN_SPAN_EV:
     st.error(f"Shifted by {shift:+.2f} eV, the energies compared ({studio.window_text(base_window)}) leave less than "
              f"{studio.MIN_SPAN_EV:g} eV on the grid: shift less, or compare on more energies.")

@@ -689,6 +689,22 @@ def test_the_form_survives_a_visit_to_the_verify_page(tmp_path, monkeypatch):
     assert at.radio(key="mode").value == "masked" and at.session_state["n_cand"] == 5
 
 
+def test_the_target_s_adjustments_start_afresh_for_another_target():
+    """Walk 17: a shift set for one file applied to the next without a word. The knobs belong to one
+    target: another site starts from its curve as given; the same site keeps them."""
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.slider(key="shift").set_value(1.0).run()
+    at.slider(key="scale").set_value(1.5).run()
+    assert not at.exception, [e.value for e in at.exception]
+    site_key = f"site_{studio.PRESET_ID}"
+    at.selectbox(key=site_key).set_value((at.session_state[site_key] + 1) % 4).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert (at.slider(key="shift").value, at.slider(key="scale").value) == (0.0, 1.0)
+    at.slider(key="shift").set_value(-0.5).run()
+    at.run()
+    assert at.slider(key="shift").value == -0.5
+
+
 def test_the_energies_compared_can_be_narrowed_as_the_cli_window_does():
     """"Compare on E − E_F": the example's Ni site compared on its occupied states alone; the known
     sites say so; a range under 2 eV is refused with the whole grid kept."""

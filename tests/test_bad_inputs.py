@@ -134,6 +134,7 @@ def test_messages_say_what_is_wrong(name, words, tmp_path, capsys, guarded):
     (["--gpaw-target"], "calculates the structure file given as --ref"),
     (["--gpaw-target", "--target-csv", "a.csv"], "--gpaw-target and --target-csv both set the target — keep one"),
     (["--gpaw-target", "--mode", "unconditional"], "--mode unconditional has none"),
+    (["--target-fermi", "5"], "--target-fermi is the Fermi energy of a --target-csv file's energies — give it with"),
     (["--ref", "L12-Au3Ni-chgnet", "--gpaw-target"], "has DFT labels already"),
 ])
 def test_the_issue_list(args, words, tmp_path, capsys, guarded):

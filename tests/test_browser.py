@@ -375,6 +375,13 @@ def test_csv_only_target(browser, server, tmp_path):
     text = svg_text(data)
     assert "target: uploaded DOS (my_dos.csv)" in text and "E − E_F (eV)" in text and "DOS (states/eV)" in text
     shot(page, "csv_target")
+    # absolute energies (walk 17's DOSCAR-like file): the file's Fermi energy is subtracted, and said
+    fermi = page.locator("input[aria-label='Fermi energy in the file (eV)']")
+    fermi.fill("1")
+    fermi.press("Enter")
+    settle(page)
+    page.get_by_text("The energies are taken relative to the file's Fermi energy, 1 eV").wait_for(timeout=60_000)
+    page.get_by_text("target: uploaded DOS (my_dos.csv), E_F at 1 eV in the file").first.wait_for(timeout=60_000)
     # fixed type: an uploaded curve has no element of its own; the closest known site suggests one
     page.get_by_text("New structure, element of the target atoms fixed").click()
     settle(page)

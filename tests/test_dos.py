@@ -101,9 +101,11 @@ def test_a_table_that_does_not_span_the_grid_is_read_and_says_what_regridding_di
     assert dos.file_window(energy) == (-5.0, 5.0) and dos.file_window(np.linspace(-15, 12, 271)) is None
     wide = np.linspace(-15, 12, 271)
     assert grid_note(wide) == ("The file covers -15 to 12 eV: the part below -10 eV and above 10 eV lies outside the "
-                               "model's grid and is left out.")
+                               "model's grid and is left out (if the file's energies are absolute, not E − E_F, give "
+                               "its Fermi energy).")
     assert grid_note(np.linspace(-12, 10, 50)).endswith("the part below -10 eV lies outside the model's grid and is "
-                                                        "left out.")
+                                                        "left out (if the file's energies are absolute, not E − E_F, "
+                                                        "give its Fermi energy).")
     assert grid_note(np.linspace(-10, 10, 400)) is None
     down = "E,DOS\n" + "\n".join(f"{a:.3f},{b:.5f}" for a, b in zip(e[::-1], g[::-1]))
     assert np.array_equal(read_dos_csv(down), read_dos_csv(text))
@@ -294,3 +296,39 @@ def test_a_unit_is_read_only_where_it_names_the_energy_column():
         e, got = dos.read_dos_table(f"{head}\n{ha_rows}", said)
         assert np.allclose(e, e_ev, atol=1e-5) and np.allclose(got, g, atol=1e-5), head
         assert "converted to eV" in said[0]
+
+
+def test_a_file_of_absolute_energies_is_read_at_its_fermi_energy_before_it_is_cut():
+    """A DOSCAR-like file (energies −12…15 eV, E_F = 5 eV; walk 17) read with its Fermi energy is
+    the same curve as the file written as E − E_F: nothing above 10 eV of the file is cut before the
+    subtraction, and the page's note says what was done."""
+    from dosmatgen_core.dos import read_dos_table, table_to_grid
+    e = np.linspace(-12, 15, 541)
+    g = np.exp(-((e - 4) ** 2)) + 0.5 * np.exp(-((e - 12) ** 2))      # a peak at E_F − 1 and one at E_F + 7
+    absolute = "Energy (eV),DOS\n" + "\n".join(f"{a:.4f},{b:.6f}" for a, b in zip(e, g))
+    relative = "Energy (eV),DOS\n" + "\n".join(f"{a - 5:.4f},{b:.6f}" for a, b in zip(e, g))
+    notes: list[str] = []
+    shifted = table_to_grid(*read_dos_table(absolute, notes, e_fermi=5.0))
+    assert np.allclose(shifted, table_to_grid(*read_dos_table(relative)), atol=1e-9)
+    assert dos.GRID[np.argmax(shifted)] == pytest.approx(-1.0, abs=0.06)
+    assert notes == ["The energies are taken relative to the file's Fermi energy, 5 eV (E − E_F = E − 5)."]
+    assert shifted[dos.GRID > 6.5].max() > 0.4          # the E_F + 7 peak, beyond the file's 10 eV, is kept
+    with pytest.raises(ValueError, match="the Fermi energy nan is not a number"):
+        read_dos_table(absolute, e_fermi=float("nan"))
+
+
+def test_spin_columns_named_on_a_comment_line_are_summed():
+    """Quantum ESPRESSO names its columns on a comment line, a unit split off by spaces
+    ('#  E (eV)  ldos_up(E)  ldos_dw(E)'): the two spins are summed as for a header line (walk 17
+    was told to add them itself)."""
+    from dosmatgen_core.dos import read_dos_table
+    e = np.linspace(-10, 10, 201)
+    up, dw = np.exp(-(e + 1) ** 2), 0.5 * np.exp(-(e + 1) ** 2)
+    text = "#  E (eV)  ldos_up(E)  ldos_dw(E)\n" + "\n".join(f"  {a:.3f}  {b:.4e}  {c:.4e}" for a, b, c in zip(e, up, dw))
+    notes: list[str] = []
+    energy, values = read_dos_table(text, notes)
+    assert np.allclose(values, up + dw, atol=1e-4)
+    assert notes[0].startswith("The file's ldos_up(E) and ldos_dw(E) columns are summed")
+    # a remark on the comment line is no header: three columns stay refused, not guessed
+    with pytest.raises(ValueError, match="3 numeric columns"):
+        read_dos_table("# written by my code\n" + text.split("\n", 1)[1])

@@ -164,6 +164,14 @@ def test_shipped_database_index_and_cli(tmp_path, capsys):
     csv.write_text("E,DOS\n" + "\n".join(f"{e},{g}" for e, g in zip(dos.GRID, index.curves[5])))
     assert cli_main(["search", "--target-csv", str(csv), "--top", "1", "--all-sites"]) == 0
     assert json.loads(capsys.readouterr().out)["hits"][0]["mae"] < 1e-3
+    # the same curve written with absolute energies (E_F at 4.5 eV), read with --target-fermi
+    absolute = tmp_path / "abs.csv"
+    absolute.write_text("E,DOS\n" + "\n".join(f"{e + 4.5},{g}" for e, g in zip(dos.GRID, index.curves[5])))
+    assert cli_main(["search", "--target-csv", str(absolute), "--target-fermi", "4.5", "--top", "1", "--all-sites"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["hits"][0]["mae"] < 1e-3 and out["target"]["source"] == "uploaded DOS (abs.csv), E_F at 4.5 eV in the file"
+    assert cli_main(["search", "--ref", "L12-Au3Ni-chgnet", "--site", "0", "--target-fermi", "4.5"]) == 2
+    assert "--target-fermi is the Fermi energy of a --target-csv file's energies" in capsys.readouterr().err
     assert cli_main(["search", "--ref", "L12-Au3Ni-chgnet"]) == 2      # no --site
     assert "--ref needs --site, the atom whose DOS is the target — give --site 0..3 for L12-Au3Ni-chgnet (0:Ni" in \
         capsys.readouterr().err

@@ -272,11 +272,12 @@ def vasprun_target(path, site: int | None):
     return run.site_dos[k], f"VASP site DOS of {run.label(k)} in {name}", symbols[k], file_window(run.energy)
 
 
-def csv_target(path, column: str | None = None) -> tuple:
-    """--target-csv FILE [--target-column NAME]: the curve on the grid, its name, as the app names
-    an upload, and the window its energies cover (None: the whole grid), where it is compared; what
-    regridding did to it (a window short of −10…10 eV, small negative dips) is said on stderr, as
-    the app says it on the page. column: of a table with several named curves, the one to take."""
+def csv_target(path, column: str | None = None, e_fermi: float | None = None) -> tuple:
+    """--target-csv FILE [--target-column NAME] [--target-fermi EV]: the curve on the grid, its name,
+    as the app names an upload, and the window its energies cover (None: the whole grid), where it
+    is compared; what regridding did to it (a window short of −10…10 eV, small negative dips) is
+    said on stderr, as the app says it on the page. column: of a table with several named curves,
+    the one to take. e_fermi: the file's Fermi energy, for absolute energies (dos.read_dos_table)."""
     from dosmatgen_core import checks
     from dosmatgen_core.dos import (MAX_CSV_BYTES, curve_columns, file_window, grid_note, negative_note, read_dos_table,
                                     table_to_grid)
@@ -285,7 +286,7 @@ def csv_target(path, column: str | None = None) -> tuple:
     data = checks.read_input_file(path, "target DOS file", MAX_CSV_BYTES)
     try:
         said: list[str] = []
-        energy, values = read_dos_table(data, said, column=column)
+        energy, values = read_dos_table(data, said, column=column, e_fermi=e_fermi or 0.0)
         curve = table_to_grid(energy, values)
     except ValueError as exc:
         if column is None and (named := curve_columns(data)):
@@ -294,7 +295,17 @@ def csv_target(path, column: str | None = None) -> tuple:
     for note in (*said, grid_note(energy), negative_note(values)):
         if note:
             say(f"{name}: {note[:1].lower()}{note[1:]}")
-    return curve, file_curve_name(name) + (f", column {column}" if column else ""), file_window(energy)
+    return (curve, file_curve_name(name, column, e_fermi), file_window(energy))
+
+
+def fermi_of(args) -> float | None:
+    """--target-fermi EV, which only a --target-csv file's energies take."""
+    from dosmatgen_core import checks
+    e_fermi = getattr(args, "target_fermi", None)
+    if e_fermi is not None and not getattr(args, "target_csv", None):
+        raise checks.UserError("--target-fermi is the Fermi energy of a --target-csv file's energies",
+                               "give it with --target-csv, or drop it")
+    return e_fermi
 
 
 def given_window(window, covered=None) -> tuple[float, float]:
@@ -328,6 +339,7 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
     target = None
     element = None          # the target atom's element, where the target names one
     ref_id = args.ref or PRESET_ID          # no target given at all: the example, the app's preset
+    e_fermi = fermi_of(args)
     if getattr(args, "gpaw_target", False):
         # one line naming the flag that conflicts (walk 16 read the same words for each)
         other = ("--target-csv" if args.target_csv else "--target-vasprun" if args.target_vasprun else None)
@@ -353,7 +365,8 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
     elif args.target_vasprun:
         target, kw["target_source"], element, kw["window"] = vasprun_target(args.target_vasprun, args.site)
     elif args.target_csv:
-        target, kw["target_source"], kw["window"] = csv_target(args.target_csv, getattr(args, "target_column", None))
+        target, kw["target_source"], kw["window"] = csv_target(args.target_csv, getattr(args, "target_column", None),
+                                                               e_fermi)
     else:
         kind, ref, name = _source(ref_id, db_url, "--ref")
         if getattr(args, "gpaw_target", False) and kind != "file":
@@ -675,6 +688,9 @@ def add_parsers(sub) -> None:
     ge.add_argument("--target-csv", default=None, help="target DOS from a CSV (energy - E_F, DOS) instead")
     ge.add_argument("--target-column", default=None, metavar="NAME",
                     help="--target-csv holds several named curves (the app's DOS CSV): the one to take")
+    ge.add_argument("--target-fermi", type=float, default=None, metavar="EV",
+                    help="--target-csv's energies are absolute (a DOSCAR's): the file's Fermi energy in eV, "
+                         "subtracted before the curve is regridded")
     ge.add_argument("--target-vasprun", default=None,
                     help="target DOS from a VASP vasprun.xml (LORBIT >= 10): atom --site's projected DOS")
     ge.add_argument("--window", type=float, nargs=2, metavar=("LO", "HI"), default=None,

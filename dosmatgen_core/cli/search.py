@@ -19,7 +19,7 @@ def hit_units(window=None) -> dict[str, str]:
 def _search(args) -> int:
     from ase.data import chemical_symbols
     from dosmatgen_core import checks
-    from dosmatgen_core.cli.generate import csv_target, given_window, need_site, vasprun_target
+    from dosmatgen_core.cli.generate import csv_target, fermi_of, given_window, need_site, vasprun_target
     from dosmatgen_core.labels.reference_db import open_db
     from dosmatgen_core.paths import DB_URL
     from dosmatgen_core.scoring.search import site_index
@@ -27,6 +27,7 @@ def _search(args) -> int:
     if sum(x is not None for x in (args.ref, args.target_csv, args.target_vasprun)) != 1:
         raise ValueError("give a target: --ref ID --site I, --target-csv FILE or --target-vasprun FILE --site I "
                          "(one of them)")
+    e_fermi = fermi_of(args)
     if not isinstance(args.top, int) or args.top < 1:
         raise checks.UserError(f"--top {args.top} is not a number of hits", "give --top 1 or more")
     element = window = None
@@ -37,7 +38,7 @@ def _search(args) -> int:
         target, what, _, window = vasprun_target(args.target_vasprun, args.site)
         source = {"target_vasprun": args.target_vasprun, "site": args.site, "source": what}
     elif args.target_csv:
-        target, what, window = csv_target(args.target_csv, getattr(args, "target_column", None))
+        target, what, window = csv_target(args.target_csv, getattr(args, "target_column", None), e_fermi)
         source = {"target_csv": args.target_csv, "source": what}
     else:
         ref = open_db(db_url).get(args.ref)
@@ -125,6 +126,9 @@ def add_parsers(sub) -> None:
     se.add_argument("--target-csv", default=None, help="target DOS from a CSV (energy - E_F, DOS) instead")
     se.add_argument("--target-column", default=None, metavar="NAME",
                     help="--target-csv holds several named curves (the app's DOS CSV): the one to take")
+    se.add_argument("--target-fermi", type=float, default=None, metavar="EV",
+                    help="--target-csv's energies are absolute (a DOSCAR's): the file's Fermi energy in eV, "
+                         "subtracted before the curve is regridded")
     se.add_argument("--target-vasprun", default=None,
                     help="target DOS from a VASP vasprun.xml (LORBIT >= 10): atom --site's projected DOS")
     se.add_argument("--window", type=float, nargs=2, metavar=("LO", "HI"), default=None,

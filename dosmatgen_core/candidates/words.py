@@ -109,12 +109,17 @@ def settings_words(settings: dict) -> str:
     return " · ".join(p for p in parts if p)
 
 
+def pressed_count(run: dict) -> int:
+    """How many valid candidates press two atoms together (evaluate.pressed)."""
+    return sum(pressed(c) for c in run["candidates"] if c.get("structurally_valid"))
+
+
 def pressed_text(run: dict) -> str:
     """How many valid candidates press two atoms together (pressed), and what that costs
     them; '' when none does. Walk 14 read "Valid candidates 10/10" above cards with O–Ti at 35 % of
     the covalent radii."""
     valid = [c for c in run["candidates"] if c.get("structurally_valid")]
-    if not (k := sum(pressed(c) for c in valid)):
+    if not (k := pressed_count(run)):
         return ""
     return (f"{k} of the {len(valid)} valid press two atoms below {PRESSED:.0%} of their covalent radii "
             "(they pass only the 0.5 Å check): ranked after the others of their kind, since the predicted DOS of "

@@ -429,7 +429,8 @@ MODE_WORDS = {
     "masked": "The model builds whole new cells of N atoms from noise; the atoms you choose carry the target, "
               "the others are free. Expect more variety and looser matches than from known structures.",
     "template": "A structure you choose (the reference, another known one, an upload, or a candidate) is partly "
-                "noised and rebuilt: its chosen atoms carry the target and pinned atoms stay exactly as they are.",
+                "noised and rebuilt: its chosen atoms carry the target, their element free to change as every "
+                "unpinned atom's is; pinned atoms keep their element and fractional position (the cell is rebuilt).",
     "fixed_type": "As a new structure of N atoms, but the atoms carrying the target keep the element you name, so "
                   "the match has to come from their surroundings.",
     "unconditional": "Plain samples with no target: the baseline every other mode is measured against.",
@@ -437,7 +438,8 @@ MODE_WORDS = {
 st.caption(MODE_WORDS[mode])
 # every mode records the reference, so that rounds never grow from it (rounds.next_round)
 req_kw: dict = {"mode": mode, "seed_exclude": sorted(exclude), "reference_id": mat.db_id if exclude else None,
-                "window": list(window) if window else None}
+                "window": list(window) if window else None,
+                "target_element": mat.structure[site].specie.symbol if table is None else ""}
 notes = FieldMessages()      # each input's check message goes right under it
 ref_key = mat.key if mat is not None else None
 st.session_state["current_ref"] = ref_key
@@ -558,7 +560,7 @@ elif mode == "template":
     fmt = lambda i: f"{i}: {tpl_rows[i]['element']}"  # noqa: E731
     cond = st.multiselect("Template atoms that carry the target DOS", opts, format_func=fmt, key="tpl_cond", persist_state="session")
     notes.under("cond_sites")
-    pin = st.multiselect("Atoms kept exactly as they are (element and position)", [i for i in opts if i not in cond],
+    pin = st.multiselect("Atoms kept as they are (element and fractional position)", [i for i in opts if i not in cond],
                          format_func=fmt, key="tpl_pin", persist_state="session")
     req_kw.update(n_atoms=len(tpl_rows), cond_sites=cond, targets=[target.tolist()] * len(cond),
                   template_id=None if t_id in ("__upload__", CANDIDATE) else t_id,

@@ -14,7 +14,7 @@ import streamlit as st
 
 from dosmatgen_core.candidates import runs as runsmod
 from dosmatgen_core.candidates.seeding import grow_source
-from dosmatgen_core.candidates.words import NOVEL_NOTE, origin_text, pressed_count, pressed_text, settings_words, twin_text
+from dosmatgen_core.candidates.words import NOVEL_NOTE, carrier_text, origin_text, pressed_count, pressed_text, settings_words, twin_text
 from dosmatgen_core.labels.labeller import SPIN_WORDS
 from dosmatgen_core.scoring.elements import ELEMENT_PREFIX
 from dosmatgen_core.scoring.evaluate import PRESSED, RELAXED_VOLUME_TOL, STRAINED, intermetallic
@@ -740,6 +740,8 @@ def _card_match(run: dict, c: dict, struct, dft: dict | None = None) -> None:
     read predicted 0.096 on the card while DFT said 0.231 in a badge); struct: the card's
     structure, read once for the card."""
     elements = [x.specie.symbol for x in struct]
+    if note := carrier_text(run, c, elements):
+        st.caption(note)
     if m := c.get("dos_match") or {}:
         st.caption(f"Predicted DOS against the target{window_words(run)}, per conditioned site")
         st.dataframe(match_rows(m, elements), hide_index=True, width="stretch")

@@ -614,6 +614,8 @@ def test_progress_cancel_then_a_small_run(browser, server):
     page.wait_for_timeout(2000)
     assert page.get_by_text("target: DFT label of Au3Ni site 0 (Ni)").count() >= 1
     assert page.get_by_text("predicted for candidate #1").count() >= 1
+    # the run records its target site's element, as the CLI's does (a card names another carrier)
+    assert RunStore(server["tmp"] / "runs.db").list()[0]["settings"]["target_element"] == "Ni"
     # the run's zip is built after the cards (an SVG plot each): seconds more under load (a CI at
     # load 11 read the page before it)
     zip_button = page.get_by_role("button", name="Download the whole run", exact=False)

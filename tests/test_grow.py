@@ -681,6 +681,15 @@ def test_a_dos_file_names_no_material_to_leave_out(tmp_path):
     f.write_text("E,DOS\n" + "\n".join(f"{e},{g}" for e, g in zip(dosmod.GRID, curve)))
     kw, _ = cli_generate._targets_and_template(_parser().parse_args(["generate", "--target-csv", str(f)]), DB_URL)
     assert not kw.get("seed_exclude") and "reference_id" not in kw
+    assert "target_element" not in kw          # a curve names no element
+
+
+def test_the_target_site_s_element_is_recorded_for_the_cards():
+    """Walk 17: a card said only in a table header that Zr carried a Ti target; the run now records
+    the target site's element, as the app's request does (carrier_text)."""
+    kw, _ = cli_generate._targets_and_template(_parser().parse_args(["generate", "--ref", "mp-2260", "--site", "0"]),
+                                               DB_URL)
+    assert kw["target_element"] == "Fe" and Request(mode="seeded", **kw).target_element == "Fe"
 
 
 def test_a_run_draws_at_most_the_apps_candidates(tmp_path, capsys, monkeypatch):

@@ -573,3 +573,16 @@ def test_a_target_known_on_a_window_is_matched_there_and_completed_for_the_model
     assert text.splitlines()[0].endswith(f"dft_site{site}_states_per_eV") and text.splitlines()[1].endswith(",0.25")
     with pytest.raises(Exception, match="at least 2 eV"):
         Request(mode="seeded", targets=[cut.tolist()], window=[0.0, 0.5]).check()
+
+
+def test_a_card_says_when_another_element_carries_the_target():
+    """Walk 17: a Ti target carried by Zr in template mode was said only in a table header. The run
+    records the target site's element; the card names the carrier when it differs."""
+    from dosmatgen_core.candidates.words import carrier_text
+    run = {"settings": {"target_element": "Ti"}}
+    zr = {"site_to_target": {"0": 0}}
+    assert carrier_text(run, zr, ["Zr", "O", "O"]).startswith(
+        "The atom carrying the target here is Zr; the target is the DOS of a Ti site.")
+    assert carrier_text(run, zr, ["Ti", "O", "O"]) == ""
+    assert carrier_text({"settings": {"target_element": ""}}, zr, ["Zr", "O"]) == ""        # a DOS file: no element
+    assert carrier_text({"settings": {}}, zr, ["Zr", "O"]) == ""                            # a run stored before

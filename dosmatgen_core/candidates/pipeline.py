@@ -68,6 +68,8 @@ class Request:
     title: str = ""
     target_source: str = ""                             # where the target curve came from (for the record)
     reference_id: str | None = None                     # the known structure it is a site of (rounds keep it)
+    target_element: str = ""                            # the element of the site whose DOS is the target, where
+    # a material gives it ('' for a DOS file): a card says when the atom carrying it is another element
     n_seeds: int = SHIPPED.n_seeds                      # seeded: known structures taken as templates
     seed_by: str = SHIPPED.seed_by                      # seeded: ... the closest by "mae" or by "cosine"
     fix_element: bool = False                           # seeded: the matching site keeps its element

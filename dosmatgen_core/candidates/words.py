@@ -21,6 +21,19 @@ def substitution_kind(sub: dict) -> str:
     return sub.get("kind") or ("distant" if "cell_atoms" in sub else "element")
 
 
+def carrier_text(run: dict, c: dict, elements: list[str]) -> str:
+    """'' unless an atom carrying the target is of another element than the target's site (a Ti target
+    carried by Zr): walk 17 found it only in a table header ('site 0 (Zr)'); a seed's matching site
+    can be another element too (S for an N target)."""
+    want = (run.get("settings") or {}).get("target_element")
+    got = sorted({elements[int(k)] for k in c.get("site_to_target", {}) if int(k) < len(elements)} - {want})
+    if not want or not got:
+        return ""
+    return (f"The atom carrying the target here is {', '.join(got)}; the target is the DOS of a {want} site. The "
+            "DOS is what is matched, so another element can carry it; the fixed-atom-type mode keeps the element "
+            "you name.")
+
+
 def origin_text(c: dict) -> str:
     """Where a seeded candidate came from: its seed (a known structure, its matching site and how
     close that site's DFT curve is to the target) and how it was changed; '' for other modes."""

@@ -387,6 +387,8 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
             how = "gpaw" if getattr(args, "gpaw_target", False) else "predicted"
             predict_from = (ref, site, how, name)
             kw["target_source"] = site_curve_name(how, formula(ref.composition.reduced_formula), site, element)
+    if element:
+        kw["target_element"] = element       # the card says when the atom carrying it is another element
     if getattr(args, "window", None) is not None:
         kw["window"] = given_window(args.window, kw.get("window"))
     if args.mode == "template":

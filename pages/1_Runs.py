@@ -66,7 +66,8 @@ if other:
     st.subheader("Comparison")
     # the predicted numbers beside what GPAW said of each run's checked candidates; the numbers
     # compared come first (after the title, at 1280 px the DFT columns were scrolled out of sight)
-    st.dataframe(shown([t for t in table if t["id"] in [pick, *other]]), hide_index=True, width="stretch")
+    st.dataframe(shown([t for t in table if t["id"] in [pick, *other]]), hide_index=True, width="stretch",
+                 column_config=RUNS_COLUMNS)      # the Runs table's heads: one name per number (walk 17)
     # each run's best curve over its target: DFT where a check finished, else the predictor's
     compared = [read(i) for i in [pick, *other]]
     figs, nothing = compare_figures([(r, state.dft_statuses(r)) for r in compared])

@@ -9,7 +9,7 @@ from dosmatgen_core.model.checkpoint import card_path
 from studio import shared as studio
 from studio import figures as viz
 from studio import nav
-from studio.standing import truth_rows, verdict
+from studio.standing import STANDING_WORDS, truth_rows, verdict
 
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
 
@@ -40,19 +40,19 @@ def card(path) -> dict:
 standing = truth_rows(studio.RESULTS_DIR)
 if standing:
     st.subheader("Where the app stands, by DFT")
-    st.caption("The DFT truth bench: held-out target sites no model trained on, in three sets. **app**: the default "
-               "flow's best of its top 3 new crystals, each relaxed and calculated with GPAW; **lookup**: the closest "
-               "labelled site, the baseline to beat. The bar: cosine ≥ 0.9 on 80 % of targets with an MAE no larger "
-               "than the lookup's. **checked**: what the predictor said of the checked candidates, beside their DFT.")
+    st.caption(STANDING_WORDS)
     shares = ("app: cosine ≥ 0.9", "lookup: cosine ≥ 0.9")
     table = pd.DataFrame(standing)
     table[list(shares)] *= 100        # "65 %": Streamlit's "percent" format writes 64.52%
     st.markdown(verdict(standing))
+    # narrow columns, units in the help: at 1024 and 800 px the last ones were cut (walk 17)
     st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "set": st.column_config.TextColumn("set", width=40), "targets": st.column_config.NumberColumn(width=60),
         "bar met": st.column_config.CheckboxColumn("bar met", width=60),
-        **{k: st.column_config.NumberColumn(format="%.0f %%") for k in shares},
-        **{k: st.column_config.NumberColumn(f"{k} (states/eV)", format="%.3f") for k in
-           ("app: DFT MAE", "lookup: DFT MAE", "checked: predicted MAE", "checked: DFT MAE")}})
+        **{k: st.column_config.NumberColumn(format="%.0f %%", width=90) for k in shares},
+        **{k: st.column_config.NumberColumn(k, format="%.3f", width=90, help="states/eV") for k in
+           ("app: DFT MAE", "lookup: DFT MAE", "checked: predicted MAE", "checked: DFT MAE")},
+        "record": st.column_config.TextColumn("record", width=90)})
 gen, pred = card(studio.MODEL_PATH), card(studio.PREDICTOR_PATH)
 m1, m2 = st.columns(2)
 with m1:

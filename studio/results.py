@@ -334,7 +334,9 @@ def compare_figures(items: list[tuple[dict, dict]]) -> tuple[list[tuple[str, lis
     return [(title, curves) for _, title, curves in groups], skipped
 
 
-COMPARE_FIRST = ["id", "GPAW checks", "best new: DFT MAE", "best new: DFT cosine", "DOS MAE (predicted)",
+# the mode right after the id: at 1024 px it was scrolled out of sight, and runs of one target were
+# told apart by their ids alone (walk 17)
+COMPARE_FIRST = ["id", "mode", "GPAW checks", "best new: DFT MAE", "best new: DFT cosine", "DOS MAE (predicted)",
                  "baseline MAE (predicted)"]
 
 
@@ -363,7 +365,7 @@ RUNS_COLUMNS = {
         "pred. baseline", width=110, help="Mean predicted DOS MAE (states/eV) of the unconditional samples"),
     "when": st.column_config.TextColumn("when (UTC)", width=135),
     # walk 14 read "no target (basel" and "new structure, e" cut, and took the last column for no target
-    "mode": st.column_config.TextColumn("mode", width=230),
+    "mode": st.column_config.TextColumn("mode", width=200),
     "title": st.column_config.TextColumn("target", width=330, help="The run's target DOS: which curve it is and where "
                                                                     "it came from (a DFT label, a prediction, a file)"),
     "candidates": st.column_config.NumberColumn("cand.", width=60, help="Candidates in the run"),

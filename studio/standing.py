@@ -10,6 +10,16 @@ TRUTH_SETS = {"a": "truth.json", "b": "truth-b.json", "c": "truth-c.json"}
 BAR_COSINE = 0.8        # issue 21's bar: the app's best of 3 new crystals at cosine ≥ 0.9 on 80 % of targets
 
 
+# what a set is, in words a class follows (walk 17: "sets a, b and c" were explained nowhere)
+STANDING_WORDS = (
+    "The DFT truth bench: three sets (a, b, c) of about 30 target sites each, drawn at random from DFT-labelled "
+    "Materials Project cells of at most 5 atoms that no model here trained on; set a also holds the paper's Au₃Ni "
+    "example, and b and c are later draws with no cell of the earlier sets. **app**: the default flow's best of its "
+    "top 3 new crystals, each relaxed and calculated with GPAW; **lookup**: the closest labelled site, the baseline "
+    "to beat. The bar: cosine ≥ 0.9 (1 = the target's shape) on 80 % of targets, with a mean MAE (states/eV) no "
+    "larger than the lookup's. **checked**: what the predictor said of the checked candidates, beside their DFT.")
+
+
 def _first(m: dict, *keys):
     """The first key m has: the strictest reading a record holds (novelty judged on the relaxed
     cell, with the app's replacement checks) before the older ones."""

@@ -1510,6 +1510,8 @@ def test_a_cancelled_run_in_the_runs_table_has_a_dash_not_none():
     assert r["valid"] == "—" and r["DOS MAE (predicted)"] == "—" and r["when"] == "1970-01-01 00:00"
     assert "None" not in str(r.values()) and "UTC" in RUNS_TABLE_NOTE and "states/eV" in RUNS_TABLE_NOTE
     assert r["compared on"] == "−10…10 eV"
+    # the mode next to the id, the numbers after it (walk 17: at 1024 px runs were told apart by ids alone)
+    assert list(r)[:3] == ["id", "mode", "GPAW checks"] and r["mode"] == "grown from known sites"
 
 
 def test_the_runs_table_says_which_energies_each_run_compared_on(tmp_path):
@@ -1863,6 +1865,11 @@ def test_the_model_page_opens_with_where_the_app_stands_by_dft():
     assert verdict(list(rows.values())) == ("**The bar is met on 0 of 3 sets.** The app's default is below 80% at "
                                             "cosine ≥ 0.9 on sets a, b and an MAE above the lookup's on sets b, c.")
     assert verdict(list(rows.values())) in [m.value for m in at.markdown]
+    # the sets are said in words (walk 17), and the words hold for the records: cells of at most 5 atoms
+    from studio.standing import STANDING_WORDS
+    assert STANDING_WORDS in [c.value for c in at.caption] and "of at most 5 atoms" in STANDING_WORDS
+    assert all("--max-atoms 5" in json.loads((studio.RESULTS_DIR / r["record"]).read_text())["command"]
+               for r in rows.values())
     shown = at.dataframe[0].value
     assert list(shown["set"]) == list(rows) and list(shown["record"]) == [r["record"] for r in rows.values()]
 

@@ -350,6 +350,7 @@ RESULT_KINDS = {
     "seed-moves": "how far a candidate moves from its seed", "seed-analysis": "seeded candidates against their seeds",
     "seed-type": "new crystals that keep their seed's arrangement of sites against new arrangements, by DFT",
     "site-map": "a known candidate's stored DFT site: by neighbour distances or by elements and positions",
+    "structure-types": "the labelled materials' structure types: the AFLOW library's cells laid on them, or their label first",
     "seeding": "seeding strength",
     "semi_supervised": "unlabelled crystals in training", "split": "train / validation split",
     "stability": "stability hull", "startup": "a fresh process's first run",

@@ -353,6 +353,12 @@ def test_a_cell_is_named_by_its_structure_type_from_the_aflow_library():
     assert prototypes.short_name(prototypes.structure_type(b2)) == "B2"
     assert prototypes.short_name(prototypes.structure_type(to_structure(open_db(DB_URL).get("mp-522").atoms))) == \
         "tetraauricupride (L1₀)"
+    # by label, whatever the elements' alphabetical order and the library cell's free parameters: the
+    # library's anatase has its O at z = 0.333 (0.208 in anatase), and anatase TiO2 matched nothing (walk 17)
+    db = open_db(DB_URL)
+    assert prototypes.short_name(prototypes.structure_type(to_structure(db.get("mp-390").atoms))) == "anatase (C5)"
+    assert prototypes.short_name(prototypes.structure_type(to_structure(db.get("L12-Au3Ni-chgnet").atoms))) == "L1₂"
+    assert prototypes.blind("A3B_cP4_221_c_a") == prototypes.blind("AB3_cP4_221_a_c")
     # walk 11's Bain-distorted Au3Ni is no type of the library
     bain = to_structure(atoms_from_cif((Path(__file__).parent / "data" / "au3ni_bain_relaxed.cif").read_text()))
     assert prototypes.structure_type(bain) is None and prototypes.type_name(None) == ""

@@ -53,6 +53,15 @@ def test_each_material_is_listed_with_its_structure_type(tmp_path, small_shard):
     assert [r["material_id"] for r in db.search(text="Tetraauricupride")] == ["mp-522"]
     assert [r["material_id"] for r in db.search(text="L1_0")] == ["mp-522"]
     assert [r["material_id"] for r in db.search(text="L10")] == ["mp-522"]           # read as no formula
+    # a type found by an earlier rule is found again by today's at the next build (prototypes.RULE)
+    from ase.db import connect
+    with connect(tmp_path / "ref.db") as con:
+        row = con.get(material_id="mp-522")
+        con.update(row.id, structure_type='""', type_rule="matcher")
+    with pytest.raises(ValueError, match="nor the structure type of any labelled material"):
+        ReferenceDB(tmp_path / "ref.db").search(text="L10")
+    build_db([small_shard], tmp_path / "ref.db", chgnet=False)
+    assert [r["material_id"] for r in ReferenceDB(tmp_path / "ref.db").search(text="L10")] == ["mp-522"]
     assert "L12-Au3Ni-chgnet" in [r["material_id"] for r in db.search(text="L12")]
     assert db.search(text="tetraauricupride", max_atoms=1) == []                   # a type, too large: none, no error
     assert [r["material_id"] for r in search("tetraauricupride", list(rows.values()))["labelled"]] == ["mp-522"]

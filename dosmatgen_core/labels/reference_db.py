@@ -70,9 +70,9 @@ def build_db(shard_paths: Iterable[str | Path], db_url: str | Path, *, overwrite
     With `chgnet`, each row also stores its CHGNet energy (eV/atom, static: the labelled cells
     are MP's relaxed ones), computed here once so the stability hull never recomputes it; it is
     rounded to 0.1 meV so that rebuilds stay byte-identical. With `types`, each row stores its AFLOW
-    structure type's tags as JSON ('' where it matches none; prototypes.structure_type, 0.5 s a
-    cell), so the material list can say rutile beside anatase. A rebuild reuses both for a cell
-    that has not changed.
+    structure type's tags as JSON ('' where it matches none; prototypes.structure_type, by the
+    cell's AFLOW label, milliseconds a cell), so the material list can say rutile beside anatase.
+    A rebuild reuses both for a cell that has not changed (a type only if found by today's rule).
     """
     lines: dict[str, tuple[Path, dict]] = {}
     failed = 0
@@ -121,7 +121,7 @@ def build_db(shard_paths: Iterable[str | Path], db_url: str | Path, *, overwrite
                         # no type stored where the library could not be read: a later build types the cell
                         t = None if found is None and prototypes.unavailable() else json.dumps(found or "", sort_keys=True)
                     if t is not None:
-                        extra["structure_type"] = t
+                        extra.update(structure_type=t, type_rule=prototypes.RULE)
                 db.write(atoms, material_id=mid, **extra, chem_formula=d.get("formula") or atoms.get_chemical_formula(),
                          spacegroup=sg, spacegroup_number=sgn, e_fermi=float(d["e_fermi_eV"]),
                          dft_energy=float(d["energy_eV"]), shard=shard.name,
@@ -152,7 +152,10 @@ def _stored_rows(url: str) -> dict[str, dict]:
     every row again."""
     try:
         return {row.material_id: {"numbers": row.numbers, "positions": row.positions, "cell": row.cell,
-                                  "chgnet_energy": row.get("chgnet_energy"), "structure_type": row.get("structure_type")}
+                                  "chgnet_energy": row.get("chgnet_energy"),
+                                  # a type found by another rule than today's is found again (prototypes.RULE)
+                                  "structure_type": (row.get("structure_type") if row.get("type_rule") == prototypes.RULE
+                                                     else None)}
                 for row in connect(url, type="db").select()}
     except Exception:       # an unreadable old db is rebuilt from scratch, not trusted
         return {}

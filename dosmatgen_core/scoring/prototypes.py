@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 import threading
+import warnings
 from functools import lru_cache
 
+from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 
 from dosmatgen_core.names import SUBSCRIPTS
@@ -41,23 +43,91 @@ def _matcher(anonymous: str):
     return PrototypeDatabaseMatcher(rows) if len(rows) else None
 
 
+RULE = "label, then matcher"     # how a stored type was found: found again where a db holds another rule's (build_db)
+
+
+def label(s: Structure) -> str | None:
+    """The cell's AFLOW prototype label ('A2B_tI12_141_e_a': formula type, Pearson symbol, space
+    group, occupied Wyckoff positions), canonicalised as pymatgen writes it; None where spglib finds
+    no symmetry to label."""
+    # here, not at the top: the module reads its Wyckoff tables on import (4 s), as _library below
+    from pymatgen.analysis.prototypes import get_protostructure_label_from_spglib
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            out = get_protostructure_label_from_spglib(s, raise_errors=True)
+        except Exception:         # spglib found no dataset, even on the refined cell
+            return None
+    return out.split(":")[0] if out and "_" in out else None
+
+
+def blind(lab: str) -> str:
+    """A label with its elements' order forgotten: the Wyckoff letters of each element, with its
+    count, as a sorted set, under the space group's canonical choice of origin. The label lists the
+    elements alphabetically, so Au3Ni reads 'A3B_cP4_221_c_a' and the library's Cu3Au
+    'AB3_cP4_221_a_c': one structure type."""
+    from pymatgen.analysis.prototypes import WYCKOFF_POSITION_RELAB_DICT, sort_and_score_element_wyckoffs
+    head, pearson, spg, *wyckoffs = lab.split("_")
+    counts = [int(c or 1) for c in re.findall(r"[A-Z](\d*)", head)]
+    # each letter with its count, as pymatgen scores them ('af2ij' → '1a1f2i1j')
+    wyckoffs = [re.sub(r"(?<![0-9])([a-zA-Z])", r"1\1", w) for w in wyckoffs]
+    best = None
+    for relabel in WYCKOFF_POSITION_RELAB_DICT[spg]:
+        letters, score = sort_and_score_element_wyckoffs("_".join(wyckoffs).translate(str.maketrans(relabel)))
+        key = (score, tuple(sorted(zip(counts, letters.split("_")))))
+        best = key if best is None or key < best else best
+    return f"{pearson}_{spg}_" + "_".join(f"{n}:{w}" for n, w in best[1])
+
+
+@lru_cache(maxsize=1)
+def _by_label() -> dict[str, list]:
+    """The library's prototypes by the element-blind label of their own cell (label, blind), those
+    whose tag is the cell's label first: a cell of higher symmetry than its tag says (a degenerate
+    case of another type) comes after the type itself."""
+    out: dict[str, list] = {}
+    for _, row in _library().iterrows():
+        if lab := label(row["snl"].structure):
+            out.setdefault(blind(lab), []).append((lab, row))
+    return {key: [row for lab, row in sorted(rows, key=lambda x: x[1]["tags"].get("aflow") != x[0])]
+            for key, rows in out.items()}
+
+
+def _tags(row) -> dict:
+    tags = row["tags"]
+    return {**{k: tags.get(k) or "" for k in ("aflow", "strukturbericht", "mineral", "pearson")}, "by": RULE}
+
+
 def structure_type(s: Structure) -> dict | None:
-    """{'aflow' (the prototype label), 'strukturbericht', 'mineral', 'pearson'} of the AFLOW
-    prototype the cell matches, whatever its elements; None when none does."""
+    """{'aflow' (the prototype label), 'strukturbericht', 'mineral', 'pearson', 'by'} of the AFLOW
+    prototype of the cell, whatever its elements; None when it has none.
+
+    First by label: the prototype whose space group and occupied Wyckoff positions the cell has
+    (among several, the one whose cell the matcher lays on it, else the first), whatever the free
+    parameters. The library's anatase has its O at z = 0.333 in place of 0.208, so laying the
+    library's cells on anatase TiO2 (mp-390) found nothing (walk 17). Where that prototype has no
+    name a reader knows (a bare AFLOW label) or there is none, the matcher's prototype, within its
+    tolerances: it names a slightly distorted Heusler or perovskite cell, whose exact label does not."""
     global _unavailable
+    lab = label(s)
     with _lock:
         if _unavailable:
             return None
         try:
+            rows = _by_label().get(blind(lab), []) if lab else []
             m = _matcher(s.composition.anonymized_formula)
         except ImportError as exc:       # a pymatgen without the library: said once, not retried per check
             _unavailable = str(exc)
             return None
+    pick = rows[0] if rows else None
+    if len(rows) > 1:
+        sm = StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)
+        pick = next((r for r in rows if sm.fit_anonymous(s, r["snl"].structure)), pick)
+    if pick is not None and short_name(_tags(pick), aflow=False):
+        return _tags(pick)
     hits = m.get_prototypes(s) if m is not None else None
-    if not hits:
-        return None
-    tags = hits[0]["tags"]
-    return {k: tags.get(k) or "" for k in ("aflow", "strukturbericht", "mineral", "pearson")}
+    if hits:
+        return _tags(hits[0])
+    return _tags(pick) if pick is not None else None
 
 
 def unavailable() -> str | None:

@@ -171,10 +171,13 @@ if src == "A site of a material":
             if near:
                 st.markdown("Next step: use a **labelled material of a close chemistry**, upload a structure "
                             "above, or switch to **A DOS file (CSV)**.")
-                cols = st.columns(len(near))
-                for col, r in zip(cols, near):
-                    col.button(r["name"], key=f"near_{r['material_id']}", on_click=use_material,
-                               args=(r["material_id"], r["reduced"]), help=f"{studio.spacegroup_name(r['spacegroup'])}, {r['natoms']} atoms, DFT label")
+                # each button as wide as its name, wrapping to a new line: in equal columns the names were
+                # cut ("AlAs · mp-…", walk 17)
+                with st.container(horizontal=True):
+                    for r in near:
+                        st.button(r["name"], key=f"near_{r['material_id']}", on_click=use_material, width="content",
+                                  args=(r["material_id"], r["reduced"]),
+                                  help=f"{studio.spacegroup_name(r['spacegroup'])}, {r['natoms']} atoms, DFT label")
             else:
                 st.markdown("Next step: upload a structure above, or switch to **A DOS file (CSV)**.")
         if not options:

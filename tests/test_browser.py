@@ -342,7 +342,12 @@ def test_gaas_search_offers_a_next_step(browser, server):
     buttons.first.wait_for(timeout=60_000)
     settle(page)
     assert page.get_by_text("or upload a structure").count() >= 1           # the upload stays offered
+    # each name whole at a projector's width (walk 17 read "AlAs · mp-…" cut in equal columns)
+    page.set_viewport_size({"width": 1024, "height": 900})
+    page.wait_for_timeout(1500)
+    assert not [t for t in cut_labels(page) if " · mp-" in t], cut_labels(page)
     shot(page, "gaas_next_step")
+    page.set_viewport_size({"width": 1280, "height": 1000})
     buttons.first.click()
     # the rerun that swaps the material can land after settle on a loaded machine: wait for it
     page.get_by_text("has no DFT label").wait_for(state="detached", timeout=60_000)

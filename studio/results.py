@@ -160,13 +160,17 @@ def candidate_curves(run: dict, c: dict, dft: dict | None, stored: dict | None) 
     targets, base = run["settings"]["targets"], run.get("baseline", [])
     struct = runsmod.structure_of(c)
     many = len(c["site_to_target"]) > 1
+    pairs = sorted(((int(k), int(r)) for k, r in c["site_to_target"].items()))
+    # one entry per target curve: two sites carrying one target listed it twice (walk 17's legend of 8)
+    carriers = {r: [s for s, rr in pairs if rr == r] for _, r in pairs}
     curves = []
-    for site, row in sorted(c["site_to_target"].items(), key=lambda kv: int(kv[0])):
-        s = int(site)
+    for s, row in pairs:
         carrier = f"site {s} ({struct[s].specie.symbol})" if many else ""
         where = f" {carrier}" if many else ""
-        curves.append({"y": targets[int(row)], "name": target_label(run, carrier), "style": "target",
-                       "window": run_window(run)})
+        if carriers[row][0] == s:
+            shared = ", ".join(f"{k} ({struct[k].specie.symbol})" for k in carriers[row])
+            curves.append({"y": targets[row], "style": "target", "window": run_window(run),
+                           "name": target_label(run, (f"sites {shared}" if len(carriers[row]) > 1 else carrier))})
         if c.get("predicted_dos") is not None:
             curves.append(predicted_curve(c, s, f"predicted for candidate #{c['rank']}{where}",
                                           run["settings"].get("spread_calibration")))
@@ -179,8 +183,8 @@ def candidate_curves(run: dict, c: dict, dft: dict | None, stored: dict | None) 
         b = base[c["index"]] if c["index"] < len(base) else None
         if b is not None and b.get("predicted_dos") is not None and s < len(b["predicted_dos"]):
             # each drawn candidate's partner: drawn without a target, with as many atoms, scored on its sites
-            curves.append({"y": b["predicted_dos"][s], "name": f"predicted for unconditional sample #{c['index'] + 1} "
-                                                             f"(no target, {b['n_atoms']} atoms like this one)",
+            curves.append({"y": b["predicted_dos"][s], "name": f"predicted for unconditional sample #{c['index'] + 1}"
+                                                             f"{where} (no target, {b['n_atoms']} atoms like this one)",
                            "style": "baseline"})
     return curves
 

@@ -2258,3 +2258,20 @@ def test_a_template_run_that_came_back_as_its_template_says_so():
     assert "as known crystals, 4 of them the template itself" in template_back_text(run)
     assert template_back_text({**run, "candidates": [back] + [{"novel": True}] * 3}) == ""
     assert template_back_text({**run, "settings": {"mode": "masked"}}) == ""
+
+
+def test_two_sites_carrying_one_target_list_it_once_in_the_legend(tmp_path):
+    """Walk 17: a masked run with two conditioned sites listed the same target and unconditional
+    partner under one name per site, 8 entries. One target entry names both carriers; each site's
+    own curves name their site."""
+    from dosmatgen_core.candidates.runs import structure_of
+    from studio.results import candidate_curves
+    run = _small_run(tmp_path)
+    c = {**run["candidates"][0]}
+    c["site_to_target"] = {"0": 0, "1": 0}
+    struct = structure_of(c)
+    names = [x["name"] for x in candidate_curves(run, c, None, None)]
+    targets = [n for n in names if n.startswith("target")]
+    assert targets == [f"target for sites 0 ({struct[0].specie.symbol}), 1 ({struct[1].specie.symbol}): "
+                       "DFT label of Au3Ni site 0 (Ni)"]
+    assert len(names) == len(set(names))              # no entry twice under one name

@@ -309,8 +309,9 @@ def grid_note(energy) -> str | None:
     return f"The file covers {lo:g} to {hi:g} eV: " + "; ".join(parts) + "." if parts else None
 
 
-_UP = re.compile(r"(^|[^a-z])(up|alpha)([^a-z]|$)|↑")
-_DOWN = re.compile(r"(^|[^a-z])(down|dn|dw|beta)([^a-z]|$)|↓")
+# 'dosup(E)', 'ldosdw(E)', 'pdosup(E)': Quantum ESPRESSO writes the spin into the word
+_UP = re.compile(r"(^|[^a-z])(up|alpha)([^a-z]|$)|↑|dos_?up([^a-z]|$)")
+_DOWN = re.compile(r"(^|[^a-z])(down|dn|dw|beta)([^a-z]|$)|↓|dos_?(dw|dn|down)([^a-z]|$)")
 
 
 def spin_header(header: list[str]) -> bool:
@@ -539,7 +540,7 @@ def read_dos_table(data: bytes | str, notes: list | None = None, column: str | N
         e = e - float(e_fermi)
         if notes is not None:
             notes.append(f"The energies are taken relative to the file's Fermi energy, {e_fermi:g} eV (E − E_F = "
-                         f"E − {e_fermi:g}).")
+                         f"E {'−' if e_fermi > 0 else '+'} {abs(e_fermi):g}).")
     bad = np.flatnonzero(~np.isfinite(a).all(1))
     if bad.size:
         rows = f"{bad.size} such row{'s' * (bad.size > 1)}"

@@ -284,6 +284,8 @@ else:
 # shift for one file applied to the next without a word)
 if st.session_state.get("adjusted_target") != target_id:
     st.session_state.update(shift=0.0, scale=1.0, smear=0.0, adjusted_target=target_id)
+    for k in [k for k in st.session_state if str(k).startswith("window_")]:     # the energies compared too
+        del st.session_state[k]
 with st.expander("Adjust the target (shift, scale, smear, energies compared)", expanded=False):
     k1, k2, k3 = st.columns(3)
     shift = k1.slider("Shift along energy (eV)", -3.0, 3.0, 0.0, 0.05, key="shift", persist_state="session",

@@ -373,7 +373,9 @@ RUNS_COLUMNS = {
     "title": st.column_config.TextColumn("target", width=330, help="The run's target DOS: which curve it is and where "
                                                                     "it came from (a DFT label, a prediction, a file)"),
     "candidates": st.column_config.NumberColumn("cand.", width=60, help="Candidates in the run"),
-    "valid": st.column_config.TextColumn("valid", width=60, help="Candidates with a valid geometry"),
+    "valid": st.column_config.TextColumn("valid", width=60, help="Candidates with a valid geometry (no atoms closer "
+                                                                "than 0.5 Å), those with atoms pressed together "
+                                                                "included: a run's page counts those apart"),
     "settings": st.column_config.TextColumn("settings", width=260, help="How the run was made: its mode and seeds or "
                                                                       "template, candidates, steps, guidance w, random seed"),
     "compared on": st.column_config.TextColumn(

@@ -695,11 +695,14 @@ def test_the_target_s_adjustments_start_afresh_for_another_target():
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.slider(key="shift").set_value(1.0).run()
     at.slider(key="scale").set_value(1.5).run()
+    window = next(s for s in at.slider if s.key.startswith("window_"))
+    window.set_value((-8.0, 0.0)).run()
     assert not at.exception, [e.value for e in at.exception]
     site_key = f"site_{studio.PRESET_ID}"
     at.selectbox(key=site_key).set_value((at.session_state[site_key] + 1) % 4).run()
     assert not at.exception, [e.value for e in at.exception]
     assert (at.slider(key="shift").value, at.slider(key="scale").value) == (0.0, 1.0)
+    assert next(s for s in at.slider if s.key.startswith("window_")).value == (-10.0, 10.0)
     at.slider(key="shift").set_value(-0.5).run()
     at.run()
     assert at.slider(key="shift").value == -0.5
@@ -1585,12 +1588,13 @@ def test_comparing_runs_puts_their_gpaw_checks_beside_the_predicted_numbers(tmp_
     at.selectbox(key="open_run").set_value(checked["id"]).run()
     at.multiselect(key="compare").set_value([plain["id"]]).run()
     assert not at.exception, [e.value for e in at.exception]
-    # the Runs table, then the Comparison's: the DFT numbers right after the run's id (not scrolled
-    # out of sight past 'when' and 'mode'), a dash where a run has none, and the predicted ones after;
-    # the long title last (the third walk: before them, it pushed mode and time out of sight)
+    # the Runs table, then the Comparison's: the run's id and mode (walk 17: at 1024 px runs were told
+    # apart by ids alone), then the DFT numbers (not scrolled out of sight past 'when'), a dash where a
+    # run has none, and the predicted ones after; the long title last (the third walk: before them, it
+    # pushed mode and time out of sight)
     listed, compared = [d.value for d in at.dataframe if "best new: DFT MAE" in d.value.columns][:2]
     for table in (listed, compared):
-        assert list(table.columns[:6]) == ["id", "GPAW checks", "best new: DFT MAE", "best new: DFT cosine",
+        assert list(table.columns[:7]) == ["id", "mode", "GPAW checks", "best new: DFT MAE", "best new: DFT cosine",
                                            "DOS MAE (predicted)", "baseline MAE (predicted)"]
         assert table.columns[-1] == "title"
         table = table.set_index("id")

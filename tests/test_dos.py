@@ -313,6 +313,9 @@ def test_a_file_of_absolute_energies_is_read_at_its_fermi_energy_before_it_is_cu
     assert dos.GRID[np.argmax(shifted)] == pytest.approx(-1.0, abs=0.06)
     assert notes == ["The energies are taken relative to the file's Fermi energy, 5 eV (E − E_F = E − 5)."]
     assert shifted[dos.GRID > 6.5].max() > 0.4          # the E_F + 7 peak, beyond the file's 10 eV, is kept
+    below: list[str] = []
+    read_dos_table(relative.replace("Energy (eV),DOS\n", "E,DOS\n"), below, e_fermi=-3.2)
+    assert below == ["The energies are taken relative to the file's Fermi energy, -3.2 eV (E − E_F = E + 3.2)."]
     with pytest.raises(ValueError, match="the Fermi energy nan is not a number"):
         read_dos_table(absolute, e_fermi=float("nan"))
 
@@ -329,6 +332,10 @@ def test_spin_columns_named_on_a_comment_line_are_summed():
     energy, values = read_dos_table(text, notes)
     assert np.allclose(values, up + dw, atol=1e-4)
     assert notes[0].startswith("The file's ldos_up(E) and ldos_dw(E) columns are summed")
+    # as projwfc.x and dos.x write them: the spin inside the word
+    for names in ("# E (eV)  ldosup(E)  ldosdw(E)", "#  E (eV)   dosup(E)   dosdw(E)"):
+        got = read_dos_table(names + "\n" + text.split("\n", 1)[1])[1]
+        assert np.allclose(got, up + dw, atol=1e-4), names
     # a remark on the comment line is no header: three columns stay refused, not guessed
     with pytest.raises(ValueError, match="3 numeric columns"):
         read_dos_table("# written by my code\n" + text.split("\n", 1)[1])

@@ -143,13 +143,14 @@ def _parser():
 def test_the_cli_grows_from_a_stored_candidate_its_checked_cell_first(tmp_path, ni_target):
     store = RunStore(tmp_path / "runs.db")
     req = Request(mode="masked", n_atoms=4, targets=[ni_target.tolist()], cond_sites=[0], n_candidates=1, steps=5,
-                  baseline=False)
+                  baseline=False, target_element="Ni")
     run = run_generation(req, load_model(MODEL_PATH), load_predictor(PREDICTOR_PATH), store=store,
                          check_novelty=False)
     c = run["candidates"][0]
     runs = str(tmp_path / "runs.db")
     kw, _ = cli_generate._targets_and_template(_parser().parse_args(
         ["generate", "--grow-from", f"{run['id']}:{c['rank']}", "--runs", runs]), DB_URL)
+    assert kw["target_element"] == "Ni"          # kept, as the app's rounds keep it (a card's carrier note)
     (g,) = kw["grow_from"]
     assert g["cif"] == c["cif"] and g["site"] == 0 and g["source"] == "predicted"
     # no target given: the round aims at its run's target, not the example's (a VO run's round aimed at Au3Ni)

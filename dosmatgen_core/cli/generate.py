@@ -101,7 +101,8 @@ def _grown_target(text: str, runs) -> dict:
     source = st.get("target_source") or (title[len("target: "):] if title.startswith("target: ") else
                                          f"the target of run {run['id']}")
     return {"target": np.asarray(st["targets"][row], float), "window": st.get("window"), "target_source": source,
-            "reference_id": st.get("reference_id"), "seed_exclude": list(st.get("seed_exclude") or [])}
+            "reference_id": st.get("reference_id"), "seed_exclude": list(st.get("seed_exclude") or []),
+            "target_element": st.get("target_element") or ""}
 
 
 def _verify(args) -> int:
@@ -362,6 +363,8 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
         if grown["reference_id"]:
             kw["reference_id"] = grown["reference_id"]
         kw["seed_exclude"] = grown["seed_exclude"]
+        if grown["target_element"]:           # as the app's rounds keep it (rounds._round_kwargs)
+            kw["target_element"] = grown["target_element"]
     elif args.target_vasprun:
         target, kw["target_source"], element, kw["window"] = vasprun_target(args.target_vasprun, args.site)
     elif args.target_csv:

@@ -30,27 +30,29 @@ def _library():
     from pymatgen.analysis.prototypes._data import AFLOW_PROTOTYPE_LIBRARY
     lib = pd.DataFrame(AFLOW_PROTOTYPE_LIBRARY)
     lib["anonymous"] = [row.structure.composition.anonymized_formula for row in lib["snl"]]
+    lib["degenerate"] = [_reads_otherwise(snl.structure, tags.get("aflow") or "")
+                         for snl, tags in zip(lib["snl"], lib["tags"])]
     return lib
 
 
-@lru_cache(maxsize=None)
-def _matcher(anonymous: str):
-    """The library's prototypes of one formula type (AB, AB3, ...) only: matching all ~1100 takes
-    seconds a cell, and fit_anonymous cannot match another formula type anyway."""
-    from pymatgen.analysis.prototypes.matcher import PrototypeDatabaseMatcher   # with the library, above
-    lib = _library()
-    rows = lib[lib["anonymous"] == anonymous]
-    return PrototypeDatabaseMatcher(rows) if len(rows) else None
+def _reads_otherwise(cell: Structure, tag: str) -> bool:
+    """Whether a library cell's own label differs from its tag (label, blind)."""
+    own = label(cell)
+    try:
+        return own is None or blind(own) != blind(tag)
+    except (KeyError, ValueError, IndexError):        # a tag not in the label's form
+        return True
 
 
-RULE = "label, then matcher"     # how a stored type was found: found again where a db holds another rule's (build_db)
+RULE = "closest fit by label, then by formula type"     # how a stored type was found: found again where a db holds another rule's (build_db)
 
 
 def label(s: Structure) -> str | None:
     """The cell's AFLOW prototype label ('A2B_tI12_141_e_a': formula type, Pearson symbol, space
     group, occupied Wyckoff positions), canonicalised as pymatgen writes it; None where spglib finds
     no symmetry to label."""
-    # here, not at the top: the module reads its Wyckoff tables on import (4 s), as _library below
+    # here, not at the top: the module reads its Wyckoff tables on import (4 s), as _library below;
+    # a pymatgen without it raises ImportError, which structure_type reports as the library unavailable
     from pymatgen.analysis.prototypes import get_protostructure_label_from_spglib
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -92,42 +94,56 @@ def _by_label() -> dict[str, list]:
             for key, rows in out.items()}
 
 
+def _degenerate(row) -> bool:
+    """Whether a prototype's own cell reads otherwise than its label says (the library's D0c cell
+    reads as L1₂): a special case of another type, ranked after the type itself."""
+    return bool(row["degenerate"])
+
+
 def _tags(row) -> dict:
     tags = row["tags"]
     return {**{k: tags.get(k) or "" for k in ("aflow", "strukturbericht", "mineral", "pearson")}, "by": RULE}
+
+
+def _closest(s: Structure, rows) -> tuple[float, object] | None:
+    """(rms, row) of the prototype among rows whose cell lies closest on s within the library
+    matcher's tolerances (elements blind), or None when none fits: the first that fits called
+    CaBr2 (hydrophilite, rms 0.004) marcasite (rms 0.154)."""
+    sm = StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)
+    fits = []
+    for row in rows:
+        rms = sm.get_rms_anonymous(s, row["snl"].structure)[0]
+        if rms is not None:
+            fits.append((float(rms), row))
+    return min(fits, key=lambda f: (_degenerate(f[1]), f[0])) if fits else None
 
 
 def structure_type(s: Structure) -> dict | None:
     """{'aflow' (the prototype label), 'strukturbericht', 'mineral', 'pearson', 'by'} of the AFLOW
     prototype of the cell, whatever its elements; None when it has none.
 
-    First by label: the prototype whose space group and occupied Wyckoff positions the cell has
-    (among several, the one whose cell the matcher lays on it, else the first), whatever the free
-    parameters. The library's anatase has its O at z = 0.333 in place of 0.208, so laying the
-    library's cells on anatase TiO2 (mp-390) found nothing (walk 17). Where that prototype has no
-    name a reader knows (a bare AFLOW label) or there is none, the matcher's prototype, within its
-    tolerances: it names a slightly distorted Heusler or perovskite cell, whose exact label does not."""
+    The prototype whose cell lies closest on it among those with its AFLOW label (space group and
+    occupied Wyckoff positions, the elements' order forgotten), else among all of its formula type
+    (a slightly distorted Heusler or B2 cell, whose exact label no prototype has). Where no
+    prototype's cell lies on it but exactly one has its label, that one: pymatgen's anatase cell has
+    its O at z = 0.333 in place of 0.208, so anatase TiO2 (mp-390) fitted nothing (walk 17). A label
+    several prototypes share (CaC2's C11a and MoSi2's C11b) names none of them unfitted."""
     global _unavailable
-    lab = label(s)
     with _lock:
         if _unavailable:
             return None
         try:
+            lab = label(s)
             rows = _by_label().get(blind(lab), []) if lab else []
-            m = _matcher(s.composition.anonymized_formula)
+            lib = _library()
         except ImportError as exc:       # a pymatgen without the library: said once, not retried per check
             _unavailable = str(exc)
             return None
-    pick = rows[0] if rows else None
-    if len(rows) > 1:
-        sm = StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)
-        pick = next((r for r in rows if sm.fit_anonymous(s, r["snl"].structure)), pick)
-    if pick is not None and short_name(_tags(pick), aflow=False):
-        return _tags(pick)
-    hits = m.get_prototypes(s) if m is not None else None
-    if hits:
-        return _tags(hits[0])
-    return _tags(pick) if pick is not None else None
+    if best := _closest(s, rows):
+        return _tags(best[1])
+    if best := _closest(s, [row for _, row in lib[lib["anonymous"] == s.composition.anonymized_formula].iterrows()]):
+        return _tags(best[1])
+    return _tags(rows[0]) if len(rows) == 1 else None
 
 
 def unavailable() -> str | None:

@@ -272,6 +272,11 @@ MAX_CSV_ROWS = 100_000
 CURVE_UNIT = "_states_per_eV"   # ends each curve column's name in the files the app writes
 
 
+class EnergyRangeError(ValueError):
+    """A table read whole whose energies miss the grid (they do not reach E_F, or its states lie
+    beyond ±10 eV): the file's Fermi energy can mend it, so the page keeps the file."""
+
+
 def read_dos_csv(data: bytes | str) -> np.ndarray:
     """An uploaded (energy − E_F, DOS) table → the model grid (read_dos_table, then table_to_grid)."""
     return table_to_grid(*read_dos_table(data))
@@ -283,10 +288,12 @@ def table_to_grid(energy, dos) -> np.ndarray:
     g = regrid(energy, dos)
     if not (g > 0).any():
         e = np.asarray(energy, float)
-        where = ("the DOS is zero everywhere" if not (np.asarray(dos, float) > 0).any() else
-                 f"its states lie outside the model's grid (the file covers {e[0]:g} to {e[-1]:g} eV)")
-        raise ValueError(f"no states between {EMIN:g} and {EMAX:g} eV: {where} — give the DOS column, with "
-                         "E − E_F in eV")
+        if not (np.asarray(dos, float) > 0).any():
+            raise ValueError(f"no states between {EMIN:g} and {EMAX:g} eV: the DOS is zero everywhere — give the DOS "
+                             "column, with E − E_F in eV")
+        raise EnergyRangeError(f"no states between {EMIN:g} and {EMAX:g} eV: its states lie outside the model's grid "
+                               f"(the file covers {e[0]:g} to {e[-1]:g} eV) — give the DOS column, with E − E_F in "
+                               "eV, or the file's Fermi energy to subtract")
     return g
 
 
@@ -570,8 +577,8 @@ def read_dos_table(data: bytes | str, notes: list | None = None, column: str | N
                          f"from {EMIN:g} to {EMAX:g} eV — give the energies in eV (Hartree × 27.211, Rydberg "
                          "× 13.606)")
     if e[0] > 0 or e[-1] < 0:
-        raise ValueError(f"the energies run from {e[0]:g} to {e[-1]:g} eV and do not reach E_F = 0 — give E − E_F "
-                         "(subtract the Fermi energy from each energy)")
+        raise EnergyRangeError(f"the energies run from {e[0]:g} to {e[-1]:g} eV and do not reach E_F = 0 — give "
+                               "E − E_F, or the file's Fermi energy to subtract")
     if notes is not None and (peak := float(np.max(g))) > PLAUSIBLE_SITE_PEAK:
         notes.append(f"The DOS peaks at {peak:.3g} states/eV, above any site's label at 0.2 eV broadening "
                      f"(all under {PLAUSIBLE_SITE_PEAK:g}): check that it is one site's DOS, in states/eV, with energies in eV "

@@ -246,6 +246,7 @@ else:
         return st.selectbox("Column to use as the target", columns, index=None, placeholder="choose one of its curves",
                             key=column_key, persist_state="session", help="The file holds several curves side by side; the target is one of them.")
     column = st.session_state.get(column_key) if columns else None
+    said_box = st.container()       # the read's error or success right under the uploader, the field below it
     # a DOSCAR's energies are absolute: subtracted before the curve is cut to the grid (walk 17's file
     # ran 5 eV high, and the ±3 eV shift below could not bring it back)
     e_fermi = st.number_input("Fermi energy in the file (eV)", -100.0, 100.0, 0.0, 0.1, format="%.3f",
@@ -258,12 +259,13 @@ else:
         energy, values = studio.read_dos_table(up_bytes, said, column=column, e_fermi=e_fermi)
         base = studio.table_to_grid(energy, values)
     except ValueError as exc:
-        # one error right under the uploader; a table of several curves is kept, its columns offered below it
-        st.error(f"Could not use {studio.plain(up_name)}: {exc}"
-                 + ("; or choose the column below" if columns and column is None else ""))
+        # one error right under the uploader; a table of several curves is kept, its columns offered below
+        # it, and so is one whose energies miss the grid: the Fermi energy below can mend it
+        said_box.error(f"Could not use {studio.plain(up_name)}: {exc}"
+                       + ("; or choose the column below" if columns and column is None else ""))
         if columns:
             pick_column()
-        else:
+        elif not isinstance(exc, studio.EnergyRangeError):
             state.forget_upload("dos_csv")
         run_view.stop_form()
     if columns:
@@ -271,7 +273,7 @@ else:
     base_name = studio.file_curve_name(up_name, column, e_fermi)
     table = (energy, values)
     target_id = f"file:{up_name}:{column}:{e_fermi:g}"
-    st.success(f"Read {studio.plain(up_name)}; regridded onto −10…10 eV, 400 points.")
+    said_box.success(f"Read {studio.plain(up_name)}; regridded onto −10…10 eV, 400 points.")
     for note in said:
         st.info(note)
     if note := studio.grid_note(energy):

@@ -387,6 +387,16 @@ def test_csv_only_target(browser, server, tmp_path):
     settle(page)
     page.get_by_text("The energies are taken relative to the file's Fermi energy, 1 eV").wait_for(timeout=60_000)
     page.get_by_text("target: uploaded DOS (my_dos.csv), E_F at 1 eV in the file").first.wait_for(timeout=60_000)
+    # a file whose energies miss E_F is kept, its error right under the uploader, and its Fermi energy mends it
+    file_input(page, "CSV with two columns").set_input_files(str(CORPUS / "dos_absolute_energy.csv"))
+    settle(page)
+    assert refused_under(page, "CSV with two columns", "dos_absolute_energy.csv").startswith(
+        "Could not use dos_absolute_energy.csv: the energies run from")
+    fermi = page.locator("input[aria-label='Fermi energy in the file (eV)']")
+    fermi.fill("5")
+    fermi.press("Enter")
+    settle(page)
+    page.get_by_text("Read dos_absolute_energy.csv").wait_for(timeout=60_000)
     # fixed type: an uploaded curve has no element of its own; the closest known site suggests one
     page.get_by_text("New structure, element of the target atoms fixed").click()
     settle(page)

@@ -68,7 +68,9 @@ def test_two_conditioned_sites_get_their_own_dash_and_shade_and_one_site_keeps_t
     """The walk: a fixed-type run with atoms 0 and 1 conditioned drew two black targets and two blue
     predictions that overlapped, in identical colours."""
     run, cand = card_run
-    two = {**cand, "site_to_target": {"0": 0, "1": 0}}
+    # two sites, each with its own target row (one target carried by both is one entry: walk 17)
+    run = {**run, "settings": {**run["settings"], "targets": [run["settings"]["targets"][0]] * 2}}
+    two = {**cand, "site_to_target": {"0": 0, "1": 1}}
     fig = viz.dos_figure(candidate_curves(run, two, None, None))
     lines = {t.name: t.line for t in fig.data if t.name and "±" not in t.name}
     look = {name: (line.color, line.dash) for name, line in lines.items()}
@@ -78,6 +80,11 @@ def test_two_conditioned_sites_get_their_own_dash_and_shade_and_one_site_keeps_t
     assert t1[0] != t0[0] and t1[1] not in (None, "solid") and p1[0] != p0[0] and p1[1] not in (None, "solid")
     assert t1[1] == p1[1]                         # site 1's target and prediction pair up by their dash
     assert b"stroke-dasharray" in viz.dos_image(candidate_curves(run, two, None, None))    # the export too
+    # one target carried by both: one entry naming both, the two predictions still apart
+    shared = viz.dos_figure(candidate_curves(run, {**cand, "site_to_target": {"0": 0, "1": 0}}, None, None))
+    names = [t.name for t in shared.data if t.name and "±" not in t.name]
+    assert [n for n in names if n.startswith("target")] == ["target for sites 0 (Ga), 1 (Ga): DFT label of GaP site 2 (P)"]
+    assert {"predicted for candidate #1 site 0 (Ga)", "predicted for candidate #1 site 1 (Ga)"} <= set(names)
     # one conditioned site: every curve exactly in its kind's palette line, as before
     single = viz.dos_figure(candidate_curves(run, one_site(cand, "0"), None, None))
     drawn = [t for t in single.data if t.name and "±" not in t.name]

@@ -30,14 +30,15 @@ def _library():
     from pymatgen.analysis.prototypes._data import AFLOW_PROTOTYPE_LIBRARY
     lib = pd.DataFrame(AFLOW_PROTOTYPE_LIBRARY)
     lib["anonymous"] = [row.structure.composition.anonymized_formula for row in lib["snl"]]
-    lib["degenerate"] = [_reads_otherwise(snl.structure, tags.get("aflow") or "")
-                         for snl, tags in zip(lib["snl"], lib["tags"])]
+    lib["own_label"] = [label(row.structure) for row in lib["snl"]]       # once: spglib on each cell
+    # a cell that reads otherwise than its tag (the library's D0c cell reads as L1₂) is a special
+    # case of another type, ranked after the type itself (_closest)
+    lib["degenerate"] = [_reads_otherwise(own, tags.get("aflow") or "") for own, tags in zip(lib["own_label"], lib["tags"])]
     return lib
 
 
-def _reads_otherwise(cell: Structure, tag: str) -> bool:
-    """Whether a library cell's own label differs from its tag (label, blind)."""
-    own = label(cell)
+def _reads_otherwise(own: str | None, tag: str) -> bool:
+    """Whether a library cell's own label (label) differs from its tag, elements blind."""
     try:
         return own is None or blind(own) != blind(tag)
     except (KeyError, ValueError, IndexError):        # a tag not in the label's form
@@ -83,21 +84,12 @@ def blind(lab: str) -> str:
 
 @lru_cache(maxsize=1)
 def _by_label() -> dict[str, list]:
-    """The library's prototypes by the element-blind label of their own cell (label, blind), those
-    whose tag is the cell's label first: a cell of higher symmetry than its tag says (a degenerate
-    case of another type) comes after the type itself."""
+    """The library's prototypes by the element-blind label of their own cell (label, blind)."""
     out: dict[str, list] = {}
     for _, row in _library().iterrows():
-        if lab := label(row["snl"].structure):
-            out.setdefault(blind(lab), []).append((lab, row))
-    return {key: [row for lab, row in sorted(rows, key=lambda x: x[1]["tags"].get("aflow") != x[0])]
-            for key, rows in out.items()}
-
-
-def _degenerate(row) -> bool:
-    """Whether a prototype's own cell reads otherwise than its label says (the library's D0c cell
-    reads as L1₂): a special case of another type, ranked after the type itself."""
-    return bool(row["degenerate"])
+        if row["own_label"]:
+            out.setdefault(blind(row["own_label"]), []).append(row)
+    return out
 
 
 def _tags(row) -> dict:
@@ -115,7 +107,7 @@ def _closest(s: Structure, rows) -> tuple[float, object] | None:
         rms = sm.get_rms_anonymous(s, row["snl"].structure)[0]
         if rms is not None:
             fits.append((float(rms), row))
-    return min(fits, key=lambda f: (_degenerate(f[1]), f[0])) if fits else None
+    return min(fits, key=lambda f: (bool(f[1]["degenerate"]), f[0])) if fits else None
 
 
 def structure_type(s: Structure) -> dict | None:

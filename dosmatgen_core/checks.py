@@ -150,6 +150,21 @@ def check_strength(s) -> float:
     return x
 
 
+def check_knobs(shift, scale, smear) -> tuple[float, float, float]:
+    """The target's knobs (--target-shift EV, --target-scale X, --target-smear EV), each within the
+    range the app's sliders allow (dos.SHIFT_RANGE_EV, SCALE_RANGE, SMEAR_RANGE_EV)."""
+    out = []
+    for value, flag, (lo, hi), unit in ((shift, "target-shift", dosmod.SHIFT_RANGE_EV, " eV"),
+                                        (scale, "target-scale", dosmod.SCALE_RANGE, ""),
+                                        (smear, "target-smear", dosmod.SMEAR_RANGE_EV, " eV")):
+        x = _number(value, f"--{flag}", float, flag.replace("-", "_"))
+        if not lo <= x <= hi:
+            raise UserError(f"--{flag} {x:g} is outside {lo:g} to {hi:g}{unit}", f"give --{flag} within it",
+                            flag.replace("-", "_"))
+        out.append(x)
+    return out[0], out[1], out[2]
+
+
 def check_top_up(s) -> float:
     x = _number(s, "top-up", float, "top_up")
     if not 0.0 <= x <= 1.0:

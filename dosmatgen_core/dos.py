@@ -12,6 +12,10 @@ EMIN, EMAX, NPTS = -10.0, 10.0, 400
 GRID = np.linspace(EMIN, EMAX, NPTS)
 DE = GRID[1] - GRID[0]
 SMEAR_EV = 0.2  # Gaussian width of the labels (RECIPE.md)
+# the user's knobs on a target: the app's sliders and the CLI's --target-shift/-scale/-smear share them
+SHIFT_RANGE_EV = (-3.0, 3.0)
+SCALE_RANGE = (0.2, 3.0)
+SMEAR_RANGE_EV = (0.0, 1.0)
 MIN_SPAN_EV = 2.0  # an uploaded table in eV spans more; one in Hartree (±0.3) or Rydberg spans less
 
 
@@ -297,10 +301,11 @@ def table_to_grid(energy, dos) -> np.ndarray:
     return g
 
 
-def grid_note(energy) -> str | None:
+def grid_note(energy, e_fermi: float | None = None) -> str | None:
     """What regridding a table that does not span the grid does to it ('the file covers −5 to
     5 eV: …'), or None when it spans the grid. Outside its own range nothing is known: it is
-    compared on its window alone (file_window)."""
+    compared on its window alone (file_window). e_fermi: the Fermi energy already subtracted from
+    the file's energies, if any (the note then does not ask for one: walk 17)."""
     e = np.asarray(energy, float)
     step = GRID[1] - GRID[0]
     lo, hi = float(e[0]), float(e[-1])
@@ -311,8 +316,9 @@ def grid_note(energy) -> str | None:
                      f"{min(hi, EMAX):g} eV only; outside, the generator is given the closest known site's curve")
     cut = [f"below {EMIN:g} eV" if lo < EMIN - step else "", f"above {EMAX:g} eV" if hi > EMAX + step else ""]
     if cut := " and ".join(c for c in cut if c):
-        parts.append(f"the part {cut} lies outside the model's grid and is left out (if the file's energies are "
-                     "absolute, not E − E_F, give its Fermi energy)")
+        parts.append(f"the part {cut} lies outside the model's grid and is left out"
+                     + (f" (the file's Fermi energy, {e_fermi:g} eV, is subtracted already)" if e_fermi else
+                        " (if the file's energies are absolute, not E − E_F, give its Fermi energy)"))
     return f"The file covers {lo:g} to {hi:g} eV: " + "; ".join(parts) + "." if parts else None
 
 
@@ -622,3 +628,34 @@ def shape_target(g: np.ndarray, shift_ev: float = 0.0, scale: float = 1.0, smear
     if smear_ev > 0:
         out = smear(out, smear_ev)
     return np.clip(out, 0, None)
+
+
+def adjusted_target(curve, shift_ev: float = 0.0, scale: float = 1.0, smear_ev: float = 0.0, window=None,
+                    table=None) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """A target after the user's knobs (shape_target), and the energies it is compared on, moved
+    with it: what the app's "Adjust the target" and the CLI's --target-shift/-scale/-smear make.
+
+    curve: the target on the grid; window: where it is compared (None: the whole grid). table:
+    (energy, values) of the file it was read from, if any: a shifted file is moved before it is cut
+    to the grid, so that its data beyond ±10 eV come in instead of zeros (walk 17), and a window
+    that was all the file covers becomes all the moved file covers. EnergyRangeError when the
+    shift leaves less than MIN_SPAN_EV of the compared energies on the grid."""
+    if table is not None and shift_ev:
+        energy = np.asarray(table[0], float)
+        moved = energy + shift_ev
+        new_window = file_window(moved) if window == file_window(energy) else shift_window(window, shift_ev)
+        if new_window is not None and new_window[1] - new_window[0] < MIN_SPAN_EV:
+            raise EnergyRangeError(_short_after_shift(window, shift_ev))
+        out = shape_target(table_to_grid(moved, table[1]), 0.0, scale, smear_ev, new_window)
+    else:
+        new_window = shift_window(window, shift_ev)
+        if new_window is not None and new_window[1] - new_window[0] < MIN_SPAN_EV:
+            raise EnergyRangeError(_short_after_shift(window, shift_ev))
+        out = shape_target(curve, shift_ev, scale, smear_ev, window)
+    return out, new_window
+
+
+def _short_after_shift(window, shift_ev: float) -> str:
+    where = f"the energies compared ({window_text(window)})" if window is not None else "the curve"
+    return (f"shifted by {shift_ev:+.2f} eV, {where} leave less than {MIN_SPAN_EV:g} eV on the grid: shift less, "
+            "or compare on more energies")

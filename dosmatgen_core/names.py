@@ -83,3 +83,11 @@ def file_curve_name(filename: str, column: str | None = None, e_fermi: float | N
     app and the CLI name it alike)."""
     return (f"uploaded DOS ({filename})" + (f", column {column}" if column else "")
             + (f", E_F at {e_fermi:g} eV in the file" if e_fermi else ""))
+
+
+def adjusted_name(name: str, shift_ev: float = 0.0, scale: float = 1.0, smear_ev: float = 0.0) -> str:
+    """A target's name after the knobs (dos.adjusted_target) moved it: '…, shifted +0.50 eV, ×1.20,
+    smeared 0.10 eV'; the name as it was when they are all at rest."""
+    if (shift_ev, scale, smear_ev) == (0.0, 1.0, 0.0):
+        return name
+    return f"{name}, shifted {shift_ev:+.2f} eV, ×{scale:.2f}, smeared {smear_ev:.2f} eV"

@@ -276,7 +276,7 @@ else:
     said_box.success(f"Read {studio.plain(up_name)}; regridded onto −10…10 eV, 400 points.")
     for note in said:
         st.info(note)
-    if note := studio.grid_note(energy):
+    if note := studio.grid_note(energy, e_fermi):
         st.warning(note)
     window = studio.file_window(energy)
     if note := studio.negative_note(values):
@@ -290,10 +290,10 @@ if st.session_state.get("adjusted_target") != target_id:
         del st.session_state[k]
 with st.expander("Adjust the target (shift, scale, smear, energies compared)", expanded=False):
     k1, k2, k3 = st.columns(3)
-    shift = k1.slider("Shift along energy (eV)", -3.0, 3.0, 0.0, 0.05, key="shift", persist_state="session",
+    shift = k1.slider("Shift along energy (eV)", *studio.SHIFT_RANGE_EV, 0.0, 0.05, key="shift", persist_state="session",
                       help="Move the whole curve; positive moves states up in energy.")
-    scale = k2.slider("Scale the height", 0.2, 3.0, 1.0, 0.05, key="scale", persist_state="session", help="Multiply the DOS by this.")
-    smear = k3.slider("Extra smearing (eV)", 0.0, 1.0, 0.0, 0.05, key="smear", persist_state="session", help="Blur sharp peaks by this width.")
+    scale = k2.slider("Scale the height", *studio.SCALE_RANGE, 1.0, 0.05, key="scale", persist_state="session", help="Multiply the DOS by this.")
+    smear = k3.slider("Extra smearing (eV)", *studio.SMEAR_RANGE_EV, 0.0, 0.05, key="smear", persist_state="session", help="Blur sharp peaks by this width.")
     # what the CLI's --window does: within what the file covers (its window), the whole grid otherwise
     cover = tuple(window) if window else (studio.EMIN, studio.EMAX)
     picked = st.slider("Compare on E − E_F (eV)", float(cover[0]), float(cover[1]), (float(cover[0]), float(cover[1])),
@@ -309,23 +309,13 @@ with st.expander("Adjust the target (shift, scale, smear, energies compared)", e
             window = (round(picked[0], 4), round(picked[1], 4))
 shaped = (shift, scale, smear) != (0.0, 1.0, 0.0)
 base_window = window
-if table is not None and shift:
+try:
     # a file is moved before it is cut to the grid: what it holds beyond ±10 eV comes in, no zeros
-    moved = table[0] + shift
-    window = studio.file_window(moved) if window == studio.file_window(table[0]) else studio.shift_window(window, shift)
-    try:
-        target = studio.shape_target(studio.table_to_grid(moved, table[1]), 0.0, scale, smear, window)
-    except ValueError as exc:
-        st.error(f"Shifted by {shift:+.2f} eV: {exc}")
-        run_view.stop_form()
-else:
-    target = studio.shape_target(base, shift, scale, smear, window)
-    window = studio.shift_window(window, shift)      # the known part moves with the curve
-if window is not None and window[1] - window[0] < studio.MIN_SPAN_EV:
-    st.error(f"Shifted by {shift:+.2f} eV, the energies compared ({studio.window_text(base_window)}) leave less than "
-             f"{studio.MIN_SPAN_EV:g} eV on the grid: shift less, or compare on more energies.")
+    target, window = studio.adjusted_target(base, shift, scale, smear, window, table)
+except ValueError as exc:
+    st.error(f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
     run_view.stop_form()
-target_desc = base_name + (f", shifted {shift:+.2f} eV, ×{scale:.2f}, smeared {smear:.2f} eV" if shaped else "")
+target_desc = studio.adjusted_name(base_name, shift, scale, smear)
 curves = [{"y": target, "name": f"target: {target_desc}", "style": "target", "window": window}]
 if shaped:
     curves.append({"y": base, "name": f"{base_name} (before adjusting)", "style": "source", "window": base_window})

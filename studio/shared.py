@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from dosmatgen_core.dos import (EMAX, EMIN, MIN_SPAN_EV, EnergyRangeError, curve_columns, file_window, grid_note, negative_note, read_dos_csv, read_dos_table,  # noqa: F401 (the pages read them here)
-                                 shape_target, shift_window, table_to_grid, window_text)
+from dosmatgen_core.dos import (EMAX, EMIN, MIN_SPAN_EV, SCALE_RANGE, SHIFT_RANGE_EV, SMEAR_RANGE_EV, EnergyRangeError, adjusted_target, curve_columns, file_window, grid_note, negative_note, read_dos_csv, read_dos_table,  # noqa: F401 (the pages read them here)
+                                 table_to_grid, window_text)
 from dosmatgen_core.paths import (DB_URL, GUIDE_PATH, HULL_PATH, MODEL_PATH,  # noqa: F401 (the pages read them here)
                                   PREDICTOR_PATH, ROOT, RUNS_PATH)
 from dosmatgen_core.sampling import cores
 from dosmatgen_core.scoring.search import twin_band
 from dosmatgen_core.settings import PRESET_ID, SHIPPED  # noqa: F401
 from dosmatgen_core.candidates.words import build_text  # noqa: F401 (the pages read it here)
-from dosmatgen_core.names import (METHOD_WORDS, PROTOTYPES, file_curve_name, formula, material_name, site_name,  # noqa: F401 (the pages read them here)
+from dosmatgen_core.names import (METHOD_WORDS, PROTOTYPES, adjusted_name, file_curve_name, formula, material_name, site_name,  # noqa: F401 (the pages read them here)
                                    spacegroup_name)
 
 DEFAULT_PARTICLES = SHIPPED.particles

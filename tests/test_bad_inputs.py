@@ -135,6 +135,9 @@ def test_messages_say_what_is_wrong(name, words, tmp_path, capsys, guarded):
     (["--gpaw-target", "--target-csv", "a.csv"], "--gpaw-target and --target-csv both set the target — keep one"),
     (["--gpaw-target", "--mode", "unconditional"], "--mode unconditional has none"),
     (["--target-fermi", "5"], "--target-fermi is the Fermi energy of a --target-csv file's energies — give it with"),
+    (["--target-scale", "5"], "--target-scale 5 is outside 0.2 to 3 — give --target-scale within it"),
+    (["--target-smear", "nan"], "--target-smear is nan, not a finite number"),
+    (["--target-shift", "1", "--mode", "unconditional"], "adjust a target, and --mode unconditional has none"),
     (["--ref", "L12-Au3Ni-chgnet", "--gpaw-target"], "has DFT labels already"),
 ])
 def test_the_issue_list(args, words, tmp_path, capsys, guarded):

@@ -107,6 +107,8 @@ def test_a_table_that_does_not_span_the_grid_is_read_and_says_what_regridding_di
                                                         "left out (if the file's energies are absolute, not E − E_F, "
                                                         "give its Fermi energy).")
     assert grid_note(np.linspace(-10, 10, 400)) is None
+    # its Fermi energy given (and subtracted), the note does not ask for it again (walk 17)
+    assert grid_note(wide, e_fermi=5.0).endswith("left out (the file's Fermi energy, 5 eV, is subtracted already).")
     down = "E,DOS\n" + "\n".join(f"{a:.3f},{b:.5f}" for a, b in zip(e[::-1], g[::-1]))
     assert np.array_equal(read_dos_csv(down), read_dos_csv(text))
     with pytest.raises(ValueError, match="energies are not sorted"):       # out of order is no ordering at all
@@ -178,6 +180,32 @@ def test_smearing_a_windowed_target_does_not_pull_its_edges_to_zero():
     moved = dos.shape_target(g, shift_ev=0.5, window=w)
     assert np.allclose(moved[dos.window_slice(dos.shift_window(w, 0.5))], 1.0)
 
+
+def test_adjusting_a_file_moves_its_table_before_the_grid_cuts_it():
+    """A table reaching below −10 eV, shifted up by 1 eV: its peak at −10.5 eV comes in at −9.5 eV
+    (regridding first would have lost it), and the window, all the file covered, stays all it
+    covers. A curve on the grid and its window move as shape_target and shift_window move them."""
+    energy = np.linspace(-12.0, 8.0, 801)
+    values = 0.1 + np.exp(-((energy + 10.5) / 0.1) ** 2)
+    base = dos.table_to_grid(energy, values)
+    window = dos.file_window(energy)
+    assert window == (-10.0, 8.0) and base[dos.GRID < -9.0].max() < 0.2      # the peak lies off the grid
+    out, moved = dos.adjusted_target(base, 1.0, 1.0, 0.0, window, (energy, values))
+    assert moved == (-10.0, 9.0)
+    assert dos.GRID[np.argmax(out)] == pytest.approx(-9.5, abs=dos.DE) and out.max() > 0.9
+    # a narrower window chosen inside the file moves with the shift instead
+    out, moved = dos.adjusted_target(base, 1.0, 2.0, 0.0, (-6.0, 0.0), (energy, values))
+    assert moved == (-5.0, 1.0) and out[np.abs(dos.GRID) < 0.5].mean() == pytest.approx(0.2, abs=0.01)
+    g = np.exp(-((dos.GRID + 2.0) / 0.5) ** 2)
+    out, moved = dos.adjusted_target(g, -0.5, 1.5, 0.2, (-8.0, 4.0))
+    assert moved == (-8.5, 3.5) and np.allclose(out, dos.shape_target(g, -0.5, 1.5, 0.2, (-8.0, 4.0)))
+    assert dos.adjusted_target(g)[1] is None and np.allclose(dos.adjusted_target(g)[0], g)
+    # a window pushed off the grid: one error naming the shift and the energies compared
+    with pytest.raises(dos.EnergyRangeError, match=r"shifted by \+2.00 eV, the energies compared \(7…10 eV\) leave less"):
+        dos.adjusted_target(g, 2.0, window=(7.0, 10.0))
+    from dosmatgen_core.names import adjusted_name
+    assert adjusted_name("uploaded DOS (a.csv)") == "uploaded DOS (a.csv)"
+    assert adjusted_name("x", 0.5, 1.2, 0.1) == "x, shifted +0.50 eV, ×1.20, smeared 0.10 eV"
 
 def test_a_table_that_names_its_spins_is_summed_and_says_so():
     """(E, up, down) named in the header: the two spins summed, a down column written negative (as

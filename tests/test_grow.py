@@ -685,6 +685,24 @@ def test_a_dos_file_names_no_material_to_leave_out(tmp_path):
     assert "target_element" not in kw          # a curve names no element
 
 
+def test_the_cli_adjusts_a_target_as_the_app_does(tmp_path):
+    """--target-shift/-scale/-smear make the target the app's "Adjust the target" makes
+    (dos.adjusted_target): named alike, its window moved with it; a reference's site too."""
+    curve = open_db(DB_URL).get("mp-2260").site_dos[0]
+    f = tmp_path / "fe.csv"
+    f.write_text("E,DOS\n" + "\n".join(f"{e},{g}" for e, g in zip(dosmod.GRID, curve)))
+    argv = ["generate", "--mode", "masked", "--target-csv", str(f), "--window", "-8", "0", "--target-shift", "0.5",
+            "--target-scale", "1.2", "--target-smear", "0.1"]
+    kw, _ = cli_generate._targets_and_template(_parser().parse_args(argv), DB_URL)
+    table = dosmod.read_dos_table(f.read_text())
+    want, window = dosmod.adjusted_target(dosmod.table_to_grid(*table), 0.5, 1.2, 0.1, (-8.0, 0.0), table)
+    assert np.allclose(kw["targets"][0], want) and tuple(kw["window"]) == window == (-7.5, 0.5)
+    assert kw["target_source"] == "uploaded DOS (fe.csv), shifted +0.50 eV, ×1.20, smeared 0.10 eV"
+    kw, _ = cli_generate._targets_and_template(_parser().parse_args(
+        ["generate", "--mode", "masked", "--ref", "mp-2260", "--site", "0", "--target-scale", "2"]), DB_URL)
+    assert np.allclose(kw["targets"][0], 2 * np.asarray(curve)) and "window" not in kw
+    assert kw["target_source"].endswith(", shifted +0.00 eV, ×2.00, smeared 0.00 eV")
+
 def test_the_target_site_s_element_is_recorded_for_the_cards():
     """Walk 17: a card said only in a table header that Zr carried a Ti target; the run now records
     the target site's element, as the app's request does (carrier_text)."""

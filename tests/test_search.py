@@ -170,6 +170,16 @@ def test_shipped_database_index_and_cli(tmp_path, capsys):
     assert cli_main(["search", "--target-csv", str(absolute), "--target-fermi", "4.5", "--top", "1", "--all-sites"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["hits"][0]["mae"] < 1e-3 and out["target"]["source"] == "uploaded DOS (abs.csv), E_F at 4.5 eV in the file"
+    # the same curve 0.5 eV low, moved back by --target-shift as the app's "Shift along energy": the
+    # file is moved before it is cut to the grid, so nothing is lost at −10 eV and it matches exactly
+    low = tmp_path / "low.csv"
+    low.write_text("E,DOS\n" + "\n".join(f"{e - 0.5},{g}" for e, g in zip(dos.GRID, index.curves[5])))
+    assert cli_main(["search", "--target-csv", str(low), "--top", "1", "--all-sites"]) == 0
+    assert json.loads(capsys.readouterr().out)["hits"][0]["mae"] > 0.02
+    assert cli_main(["search", "--target-csv", str(low), "--target-shift", "0.5", "--top", "1", "--all-sites"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["hits"][0]["mae"] < 1e-3 and out["target"]["window_ev"] is None
+    assert out["target"]["adjusted"] == {"shift_ev": 0.5, "scale": 1.0, "smear_ev": 0.0}
     assert cli_main(["search", "--ref", "L12-Au3Ni-chgnet", "--site", "0", "--target-fermi", "4.5"]) == 2
     assert "--target-fermi is the Fermi energy of a --target-csv file's energies" in capsys.readouterr().err
     assert cli_main(["search", "--ref", "L12-Au3Ni-chgnet"]) == 2      # no --site

@@ -275,8 +275,8 @@ def vasprun_target(path, site: int | None):
 
 def csv_target(path, column: str | None = None, e_fermi: float | None = None) -> tuple:
     """--target-csv FILE [--target-column NAME] [--target-fermi EV]: the curve on the grid, its name,
-    as the app names an upload, and the window its energies cover (None: the whole grid), where it
-    is compared; what regridding did to it (a window short of −10…10 eV, small negative dips) is
+    as the app names an upload, the window its energies cover (None: the whole grid), where it is
+    compared, and the table read (energy, values; --target-shift moves it before regridding); what regridding did to it (a window short of −10…10 eV, small negative dips) is
     said on stderr, as the app says it on the page. column: of a table with several named curves,
     the one to take. e_fermi: the file's Fermi energy, for absolute energies (dos.read_dos_table)."""
     from dosmatgen_core import checks
@@ -293,10 +293,10 @@ def csv_target(path, column: str | None = None, e_fermi: float | None = None) ->
         if column is None and (named := curve_columns(data)):
             exc = f"{exc}; or name it with --target-column ({', '.join(named)})"
         raise checks.UserError(f"{name}: {exc}") from None
-    for note in (*said, grid_note(energy), negative_note(values)):
+    for note in (*said, grid_note(energy, e_fermi), negative_note(values)):
         if note:
             say(f"{name}: {note[:1].lower()}{note[1:]}")
-    return (curve, file_curve_name(name, column, e_fermi), file_window(energy))
+    return (curve, file_curve_name(name, column, e_fermi), file_window(energy), (energy, values))
 
 
 def fermi_of(args) -> float | None:
@@ -307,6 +307,42 @@ def fermi_of(args) -> float | None:
         raise checks.UserError("--target-fermi is the Fermi energy of a --target-csv file's energies",
                                "give it with --target-csv, or drop it")
     return e_fermi
+
+
+def knobs_of(args) -> tuple[float, float, float]:
+    """--target-shift EV, --target-scale X, --target-smear EV, checked (as the app's sliders bound
+    them); (0, 1, 0) when none is given."""
+    from dosmatgen_core import checks
+    return checks.check_knobs(*(getattr(args, k, None) or d for k, d in
+                                (("target_shift", 0.0), ("target_scale", 1.0), ("target_smear", 0.0))))
+
+
+def adjusted(curve, name: str, window, knobs, table=None) -> tuple:
+    """The target after --target-shift/-scale/-smear, as the app's "Adjust the target" makes it
+    (dos.adjusted_target): the curve, its name and the energies compared."""
+    from dosmatgen_core import checks
+    from dosmatgen_core.dos import adjusted_target
+    from dosmatgen_core.names import adjusted_name
+    if tuple(knobs) == (0.0, 1.0, 0.0):
+        return curve, name, window
+    try:
+        out, window = adjusted_target(curve, *knobs, window, table)
+    except ValueError as exc:
+        raise checks.UserError(f"--target-shift {knobs[0]:g}: {exc}", "give a smaller --target-shift",
+                               "target_shift") from None
+    return out, adjusted_name(name, *knobs), window
+
+
+def add_knob_arguments(parser) -> None:
+    """--target-shift/-scale/-smear, on generate and search alike: the app's "Adjust the target"."""
+    from dosmatgen_core.dos import SCALE_RANGE, SHIFT_RANGE_EV, SMEAR_RANGE_EV
+    parser.add_argument("--target-shift", type=float, default=None, metavar="EV",
+                        help=f"move the target along energy ({SHIFT_RANGE_EV[0]:g} to {SHIFT_RANGE_EV[1]:g} eV; positive "
+                             "moves states up); a --target-csv file is moved before it is regridded")
+    parser.add_argument("--target-scale", type=float, default=None, metavar="X",
+                        help=f"multiply the target's height ({SCALE_RANGE[0]:g} to {SCALE_RANGE[1]:g})")
+    parser.add_argument("--target-smear", type=float, default=None, metavar="EV",
+                        help=f"extra Gaussian smearing of the target ({SMEAR_RANGE_EV[0]:g} to {SMEAR_RANGE_EV[1]:g} eV)")
 
 
 def given_window(window, covered=None) -> tuple[float, float]:
@@ -333,7 +369,7 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
     once the whole request is checked, the predictor's, or with --gpaw-target the cell's own DFT (minutes of
     GPAW, spent only on a request that will run)."""
     from dosmatgen_core import checks
-    from dosmatgen_core.names import formula, site_curve_name
+    from dosmatgen_core.names import adjusted_name, formula, site_curve_name
     from dosmatgen_core.structures import MAX_ATOMS
     kw: dict = {}
     predict_from = None
@@ -341,6 +377,11 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
     element = None          # the target atom's element, where the target names one
     ref_id = args.ref or PRESET_ID          # no target given at all: the example, the app's preset
     e_fermi = fermi_of(args)
+    knobs = knobs_of(args)
+    if args.mode == "unconditional" and knobs != (0.0, 1.0, 0.0):
+        raise checks.UserError("--target-shift, --target-scale and --target-smear adjust a target, and --mode "
+                               "unconditional has none", "drop them, or choose a mode with a target")
+    table = None            # a --target-csv file's table: a shift moves it before it is cut to the grid
     if getattr(args, "gpaw_target", False):
         # one line naming the flag that conflicts (walk 16 read the same words for each)
         other = ("--target-csv" if args.target_csv else "--target-vasprun" if args.target_vasprun else None)
@@ -368,8 +409,8 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
     elif args.target_vasprun:
         target, kw["target_source"], element, kw["window"] = vasprun_target(args.target_vasprun, args.site)
     elif args.target_csv:
-        target, kw["target_source"], kw["window"] = csv_target(args.target_csv, getattr(args, "target_column", None),
-                                                               e_fermi)
+        target, kw["target_source"], kw["window"], table = csv_target(args.target_csv,
+                                                                      getattr(args, "target_column", None), e_fermi)
     else:
         kind, ref, name = _source(ref_id, db_url, "--ref")
         if getattr(args, "gpaw_target", False) and kind != "file":
@@ -394,6 +435,12 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
         kw["target_element"] = element       # the card says when the atom carrying it is another element
     if getattr(args, "window", None) is not None:
         kw["window"] = given_window(args.window, kw.get("window"))
+    if target is not None:          # a file given as --ref is adjusted once its DOS is predicted (_generate)
+        target, kw["target_source"], window = adjusted(target, kw["target_source"], kw.get("window"), knobs, table)
+        if window is not None:
+            kw["window"] = window
+    elif predict_from is not None:
+        kw["target_source"] = adjusted_name(kw["target_source"], *knobs)
     if args.mode == "template":
         # the reference's own structure by default; a DOS file names none (it fell back on the example's)
         tpl_source = args.template or (None if args.target_csv or args.target_vasprun else ref_id)
@@ -506,6 +553,7 @@ def _generate(args) -> int:
         s, site, _, _ = predict_from
         curve = (np.asarray(dft_rows[site], float) if dft_rows is not None else
                  predictor.predict([(np.array(s.atomic_numbers), s.frac_coords, s.lattice.matrix)])[0][site])
+        curve, _, req.window = adjusted(curve, "", req.window, knobs_of(args))     # named so already
         req.targets = [curve.tolist()] * max(len(req.cond_sites), 1)
         req.specs()
     run = run_generation(req, loaded, predictor, guide=guide, store=store, db_url=db_url,
@@ -696,6 +744,7 @@ def add_parsers(sub) -> None:
     ge.add_argument("--target-fermi", type=float, default=None, metavar="EV",
                     help="--target-csv's energies are absolute (a DOSCAR's): the file's Fermi energy in eV, "
                          "subtracted before the curve is regridded")
+    add_knob_arguments(ge)
     ge.add_argument("--target-vasprun", default=None,
                     help="target DOS from a VASP vasprun.xml (LORBIT >= 10): atom --site's projected DOS")
     ge.add_argument("--window", type=float, nargs=2, metavar=("LO", "HI"), default=None,

@@ -19,7 +19,8 @@ def hit_units(window=None) -> dict[str, str]:
 def _search(args) -> int:
     from ase.data import chemical_symbols
     from dosmatgen_core import checks
-    from dosmatgen_core.cli.generate import csv_target, fermi_of, given_window, need_site, vasprun_target
+    from dosmatgen_core.cli.generate import (adjusted, csv_target, fermi_of, given_window, knobs_of, need_site,
+                                             vasprun_target)
     from dosmatgen_core.labels.reference_db import open_db
     from dosmatgen_core.paths import DB_URL
     from dosmatgen_core.scoring.search import site_index
@@ -28,6 +29,8 @@ def _search(args) -> int:
         raise ValueError("give a target: --ref ID --site I, --target-csv FILE or --target-vasprun FILE --site I "
                          "(one of them)")
     e_fermi = fermi_of(args)
+    knobs = knobs_of(args)
+    table = None            # a --target-csv file's table: a shift moves it before it is cut to the grid
     if not isinstance(args.top, int) or args.top < 1:
         raise checks.UserError(f"--top {args.top} is not a number of hits", "give --top 1 or more")
     element = window = None
@@ -38,7 +41,7 @@ def _search(args) -> int:
         target, what, _, window = vasprun_target(args.target_vasprun, args.site)
         source = {"target_vasprun": args.target_vasprun, "site": args.site, "source": what}
     elif args.target_csv:
-        target, what, window = csv_target(args.target_csv, getattr(args, "target_column", None), e_fermi)
+        target, what, window, table = csv_target(args.target_csv, getattr(args, "target_column", None), e_fermi)
         source = {"target_csv": args.target_csv, "source": what}
     else:
         ref = open_db(db_url).get(args.ref)
@@ -48,6 +51,9 @@ def _search(args) -> int:
         source = {"ref": args.ref, "site": site, "element": ref.symbols[site]}
     if args.window is not None:
         window = given_window(args.window, window)
+    if knobs != (0.0, 1.0, 0.0):           # as the app's "Adjust the target"
+        target, _, window = adjusted(target, "", window, knobs, table)
+        source["adjusted"] = dict(zip(("shift_ev", "scale", "smear_ev"), knobs))
     source["window_ev"] = list(window) if window else None      # where the hits were compared
     exclude = set(args.exclude or [])
     if args.ref and not args.include_ref:       # as the app's table of known sites: never the target itself
@@ -111,7 +117,7 @@ def _materials(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    from dosmatgen_core.cli.generate import add_reference_flags
+    from dosmatgen_core.cli.generate import add_knob_arguments, add_reference_flags
     ma = sub.add_parser("materials", help="list the labelled materials (the ids --ref takes) by id, formula or elements")
     ma.add_argument("text", nargs="*", help="an id (mp-22862), a formula (NaCl), elements (Au Ni) or a structure type "
                                             "(perovskite, rutile, L1_2); none: all")
@@ -129,6 +135,7 @@ def add_parsers(sub) -> None:
     se.add_argument("--target-fermi", type=float, default=None, metavar="EV",
                     help="--target-csv's energies are absolute (a DOSCAR's): the file's Fermi energy in eV, "
                          "subtracted before the curve is regridded")
+    add_knob_arguments(se)
     se.add_argument("--target-vasprun", default=None,
                     help="target DOS from a VASP vasprun.xml (LORBIT >= 10): atom --site's projected DOS")
     se.add_argument("--window", type=float, nargs=2, metavar=("LO", "HI"), default=None,

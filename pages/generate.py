@@ -100,8 +100,14 @@ window = None          # where the target is known: a file that covers part of â
 if src == "A site of a material":
     state.hide_upload("dos_csv")
     if "ref_query" not in st.session_state:
-        st.session_state["ref_query"] = "Au3Ni"
-        st.session_state["ref_select"] = studio.PRESET_ID
+        # a reload, or a shared link, names its material and site; a first visit gets the example
+        if linked := state.linked_target(labelled_ids):
+            st.session_state["ref_query"] = Composition(formula_of[linked[0]]).reduced_formula
+            st.session_state["ref_select"] = linked[0]
+            st.session_state[f"site_{linked[0]}"] = linked[1]
+        else:
+            st.session_state["ref_query"] = "Au3Ni"
+            st.session_state["ref_select"] = studio.PRESET_ID
     query = st.text_input("Find a material", key="ref_query", persist_state="session",
                           help="A formula (NaCl, GaAs), a Materials Project id (mp-22862), elements (Au-Ni) or a structure "
                                "type (perovskite, rutile, Heusler). "
@@ -222,12 +228,14 @@ if src == "A site of a material":
         st.info(studio.predicted_target_text(predictor.card.get("heldout", {}), s[site].specie.symbol,
                                              gpaw_here=cell_dft.offered(mat)))
     cell_dft.offer(mat, cell_dft.labelled_copy_of(mat, rows_all), use=use_labelled, site=site)
+    state.link_target(mat.key if mat.key in labelled_ids else None, site)
     base = mat.site_dos[site]
     base_name = mat.curve_name(site)
     table = None                        # a curve on the grid already: the knobs below act on it
     target_id = f"{mat.key}:{site}"
 else:
     state.hide_upload("ref_upload")
+    state.link_target(None, None)
     up = state.kept_upload("dos_csv", lambda wkey: st.file_uploader(
         "CSV with two columns: E âˆ’ E_F (eV), DOS (states/eV); or three headed E, up, down (summed)",
         type=None, key=wkey))     # the reader goes by the content: a CIF here is named as one, not refused unsaid

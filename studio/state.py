@@ -267,3 +267,23 @@ def forget_upload(key: str, widget: bool = False) -> None:
     st.session_state.pop(f"{key}_kept", None)
     if widget:
         _renew(key)
+
+
+# ---- the target in the page's address: a reload (or a shared link) opens the same material and site
+def linked_target(labelled: frozenset[str]) -> tuple[str, int] | None:
+    """(material id, site) from the address's ?ref=ID&site=I, when ID is a labelled material and I
+    a whole number; None otherwise (a reload reset the form to Au3Ni: walk 17)."""
+    ref, site = st.query_params.get("ref"), st.query_params.get("site", "0")
+    if ref not in labelled or not str(site).isdigit():
+        return None
+    return ref, int(site)
+
+
+def link_target(ref: str | None, site: int | None) -> None:
+    """The target's material and site written to the address (a labelled one; None: taken out, for a
+    file or an upload, which a reload cannot bring back)."""
+    if ref is None:
+        for k in ("ref", "site"):
+            st.query_params.pop(k, None)
+    elif (st.query_params.get("ref"), st.query_params.get("site")) != (ref, str(site)):
+        st.query_params.update(ref=ref, site=str(site))

@@ -689,6 +689,32 @@ def test_the_form_survives_a_visit_to_the_verify_page(tmp_path, monkeypatch):
     assert at.radio(key="mode").value == "masked" and at.session_state["n_cand"] == 5
 
 
+def test_the_address_keeps_the_target_across_a_reload():
+    """Walk 17: a reload reset the form to Au3Ni. The material and site are written to the address
+    (?ref=ID&site=I) and a fresh session opened on it starts there; a DOS file takes them out."""
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.query_params["ref"] == studio.PRESET_ID and at.query_params["site"] == \
+        str(at.session_state[f"site_{studio.PRESET_ID}"])
+    at.text_input(key="ref_query").set_value("NaCl").run()
+    ref = at.selectbox(key="ref_select").value
+    at.selectbox(key=f"site_{ref}").set_value(1).run()
+    assert (at.query_params["ref"], at.query_params["site"]) == (ref, "1")
+    fresh = AppTest.from_file(APP, default_timeout=120)         # a reload: a new session, the same address
+    fresh.query_params.update(ref=ref, site="1")
+    fresh.run()
+    assert not fresh.exception, [e.value for e in fresh.exception]
+    assert fresh.selectbox(key="ref_select").value == ref and fresh.selectbox(key=f"site_{ref}").value == 1
+    assert fresh.text_input(key="ref_query").value == "NaCl"
+    # an address naming no labelled material, or no site, opens the example as before
+    odd = AppTest.from_file(APP, default_timeout=120)
+    odd.query_params.update(ref="mp-0", site="x")
+    odd.run()
+    assert odd.selectbox(key="ref_select").value == studio.PRESET_ID
+    at.radio(key="target_src").set_value("A DOS file (CSV)").run()
+    assert "ref" not in at.query_params and "site" not in at.query_params
+
+
 def test_the_target_s_adjustments_start_afresh_for_another_target():
     """Walk 17: a shift set for one file applied to the next without a word. The knobs belong to one
     target: another site starts from its curve as given; the same site keeps them."""

@@ -3,13 +3,12 @@ from functools import cache
 
 import streamlit as st
 
-from dosmatgen_core.labels.reference_db import open_db
 from dosmatgen_core.structures import StructureError
 from studio import shared as studio
 from studio import state
 from studio.charts import dos_chart
 from studio.results import (RUNS_COLUMNS, RUNS_TABLE_NOTE, compare_caption, compare_figures, dft_mae, opened_first, run_label,
-                            runs_table, show_run, shown, stored_labels)
+                            runs_table, show_run, shown)
 from studio import nav
 
 nav.inside_app()     # a page opened by its own URL on a fresh server runs through the app
@@ -55,8 +54,6 @@ table = runs_table(runs, checks)
 # narrow number columns, so that time and mode fit a 1280 px window beside them (the title, last, scrolls)
 st.dataframe(shown(table), hide_index=True, width="stretch", column_config=RUNS_COLUMNS)
 st.caption(RUNS_TABLE_NOTE)
-db = open_db(studio.DB_URL)
-labelled = state.labelled_ids(studio.DB_URL)
 ids = [r["id"] for r in runs]
 label = {r["id"]: run_label(r) for r in runs}
 # one under the other: side by side, at 800 px the picker cut the runs' titles
@@ -120,4 +117,4 @@ job = state.current_job()
 busy = getattr(job, "active", False)        # one generation at a time, followed on the Generate page
 if busy:
     st.caption("A generation is running (see the Generate page): growing from a candidate waits until it ends.")
-show_run(run, dft, stored_labels(run, db, labelled), heading="Results", grow=None if busy else grow_from)
+show_run(run, dft, state.stored_labels(run), heading="Results", grow=None if busy else grow_from)

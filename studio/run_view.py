@@ -11,7 +11,7 @@ from studio import figures as viz
 from studio import shared as studio
 from studio import state
 from studio.charts import dos_chart
-from studio.results import no_new_text, show_run, stored_labels
+from studio.results import no_new_text, show_run
 
 
 def job_panel(was_live: bool, shown: str | None, note: str | None = None) -> None:
@@ -154,8 +154,7 @@ def current_run(target=None, title: str | None = None, live_views: int = viz.MAX
                            "the form above sets up the next run.")
             # the reference view and the known sites' views above are live 3D views too
             waiting = {r for r in p["ranks"] if r not in dft} if p is not None and p["active"] and not p["cancelled"] else set()
-            known = stored_labels(run, state.resources()["db"], state.labelled_ids(studio.DB_URL))
-            show_run(run, dft, known, live_views=live_views, grow=grow, waiting=waiting)
+            show_run(run, dft, state.stored_labels(run), live_views=live_views, grow=grow, waiting=waiting)
 
 
 def stop_form(error: str | None = None) -> None:

@@ -24,7 +24,7 @@ from dosmatgen_core.scoring.reference_dft import ReferenceChecks
 from dosmatgen_core.scoring.verify import Verifier
 from dosmatgen_core.training.dataset import mp_tables_parsed
 from dosmatgen_core.model.guide import load_guide
-from studio import catalogue
+from studio import catalogue, results
 from studio import shared as studio
 
 
@@ -111,8 +111,16 @@ def labelled_ids(db_url: str) -> frozenset[str]:
     return frozenset(r["material_id"] for r in reference_rows(db_url))
 
 
-@dataclass
-class WarmStart:
+@st.cache_data(max_entries=64, show_spinner=False)
+def _stored_labels(run_id: str, matches: tuple, db_url: str, n_labelled: int, _run: dict) -> dict:
+    return results.stored_labels(_run, resources()["db"], labelled_ids(db_url))
+
+
+def stored_labels(run: dict) -> dict[int, dict[int, dict]]:
+    """results.stored_labels of a run, computed once per run and database (each matched site lays
+    the candidate on the known cell: about 10 ms, on every rerun before)."""
+    matches = tuple((c["rank"], c.get("matches"), c.get("novel"), bool(c.get("is_reference"))) for c in run["candidates"])
+    return _stored_labels(run["id"], matches, studio.DB_URL, len(labelled_ids(studio.DB_URL)), run)
     """The background parse of the MP tables: its thread and when it began."""
     thread: threading.Thread
     started: float

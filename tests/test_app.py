@@ -1619,6 +1619,7 @@ def test_comparing_runs_puts_their_gpaw_checks_beside_the_predicted_numbers(tmp_
     # run has none, and the predicted ones after; the long title last (the third walk: before them, it
     # pushed mode and time out of sight)
     listed, compared = [d.value for d in at.dataframe if "best new: DFT MAE" in d.value.columns][:2]
+    from dosmatgen_core.candidates.words import pressed_count
     for table in (listed, compared):
         assert list(table.columns[:7]) == ["id", "mode", "GPAW checks", "best new: DFT MAE", "best new: DFT cosine",
                                            "DOS MAE (predicted)", "baseline MAE (predicted)"]
@@ -1628,7 +1629,8 @@ def test_comparing_runs_puts_their_gpaw_checks_beside_the_predicted_numbers(tmp_
         assert table.loc[checked["id"], "best new: DFT MAE"] == "0.234"
         assert table.loc[checked["id"], "best new: DFT cosine"] == "0.876"
         assert table.loc[plain["id"], "best new: DFT MAE"] == "—"
-        assert table.loc[checked["id"], "valid"] == f"{checked['summary']['structurally_valid']}/{len(checked['candidates'])}"
+        assert table.loc[checked["id"], "valid"] == (f"{checked['summary']['structurally_valid'] - pressed_count(checked)}/"
+                                                     f"{len(checked['candidates'])}")
     # and their curves overlaid on the shared target: the checked run's DFT curve, the other's predicted one
     figs = [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
     (fig,) = [f for f in figs if any(str(tr.get("name", "")).startswith("run ") for tr in f["data"])]
@@ -2258,6 +2260,27 @@ def test_the_valid_count_says_how_many_cells_press_atoms_together():
     for r, c in enumerate(run["candidates"], 1):
         c.update(rank=r, formula="TiO2", spacegroup={"0.1": "P1"}, novel=True, charge_neutral=True)
     assert f"({pressed_text(run)})" in ranked_lines(run, has_target=False)
+
+
+
+def test_the_runs_table_counts_valid_cells_as_the_run_s_page_does(tmp_path):
+    """The Runs table's "valid" said 3/3 where the run's page said 2/3: the store counts each run's
+    pressed cells (evaluate.pressed) and the table leaves them out, as the page's metric does."""
+    from dosmatgen_core.candidates.runs import RunStore
+    from dosmatgen_core.candidates.words import pressed_count
+    from studio.results import runs_table
+    store = RunStore(tmp_path / "runs.db")
+    cands = [{"structurally_valid": True, "shortest_contact": {"pair": "O–Ti", "distance": 0.79, "ratio": 0.35}},
+             {"structurally_valid": True, "shortest_contact": {"pair": "O–Ti", "distance": 1.9, "ratio": 0.86}},
+             {"structurally_valid": True, "shortest_contact": None},
+             {"structurally_valid": False, "shortest_contact": {"pair": "O–O", "distance": 0.3, "ratio": 0.23}}]
+    run = {"title": "t", "settings": {"seed": 1, "mode": "seeded", "targets": [[0.0] * 400]},
+           "summary": {"structurally_valid": 3}, "candidates": cands, "baseline": []}
+    store.save(run)
+    (listed,) = store.list()
+    assert listed["pressed"] == pressed_count(run) == 1
+    (row,) = runs_table([listed], {listed["id"]: {"checks": 0, "best_new_mae": None, "best_new_cosine": None}})
+    assert row["valid"] == "2/4"
 
 
 def test_a_target_read_off_the_predictor_says_what_it_is_worth():

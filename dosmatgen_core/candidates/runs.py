@@ -29,6 +29,7 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from dosmatgen_core import dos as dosmod
 from dosmatgen_core.checks import UserError, store_fallback_dir
+from dosmatgen_core.scoring.evaluate import PRESSED
 from dosmatgen_core.structures import read_structure
 
 SCHEMA = """
@@ -190,17 +191,23 @@ class RunStore:
     def list(self) -> list[dict]:
         """Every run, newest first: id, created, status (with 'interrupted'), title, mode, window
         (the energies its target is compared on; None: the whole grid), settings (without the
-        target curves: runs of one target differ in them), summary and how many candidates it holds."""
+        target curves: runs of one target differ in them), summary, how many candidates it holds,
+        and how many of its valid ones press two atoms together (evaluate.pressed)."""
         def fn(con):
             rows = con.execute("SELECT id, created, status, title, summary, pid, host, "
                                "json_extract(settings, '$.mode') AS mode, json_extract(settings, '$.window') AS window, "
                                "json_remove(settings, '$.targets') AS settings, "
                                "(SELECT COUNT(*) FROM candidates c WHERE c.run_id = runs.id AND c.kind='candidates') "
-                               "AS n FROM runs ORDER BY created DESC").fetchall()
+                               "AS n, "
+                               # evaluate.pressed, for the Runs table's count of valid cells with no atoms pressed
+                               "(SELECT COUNT(*) FROM candidates c WHERE c.run_id = runs.id AND c.kind='candidates' "
+                               "AND json_extract(c.data, '$.structurally_valid') "
+                               "AND json_extract(c.data, '$.shortest_contact.ratio') < ?) AS pressed "
+                               "FROM runs ORDER BY created DESC", (PRESSED,)).fetchall()
             return [{"id": r["id"], "created": r["created"], "status": _status(r), "title": r["title"],
                      "mode": r["mode"], "window": json.loads(r["window"]) if r["window"] else None,
                      "settings": json.loads(r["settings"] or "{}"),
-                     "summary": json.loads(r["summary"] or "{}"), "candidates": r["n"]}
+                     "summary": json.loads(r["summary"] or "{}"), "candidates": r["n"], "pressed": r["pressed"]}
                     for r in rows]
         return self._read(fn)
 

@@ -206,10 +206,14 @@ if src == "A site of a material":
     site_key = f"site_{mat.key}"
     if st.session_state.pop("preset_pending", False) or (mat.key == studio.PRESET_ID and site_key not in st.session_state):
         st.session_state[site_key] = [x.specie.symbol for x in s].index("Ni") if mat.key == studio.PRESET_ID else 0
-    left, right = st.columns([1, 1])
+    left, right = st.columns([2, 1])       # the table wider: at 1024 px its x, y and z were cut (walk 17)
     with left:
+        coord = {k: st.column_config.NumberColumn(k, width=56, format="%.4f") for k in "xyz"}
         sel = st.dataframe(pd.DataFrame(rows), hide_index=True, on_select="rerun", selection_mode="single-row",
-                           key=f"sites_{mat.key}", width="stretch")
+                           key=f"sites_{mat.key}", width="stretch",
+                           column_config={"site": st.column_config.NumberColumn("site", width=36),
+                                          "element": st.column_config.TextColumn("element", width=58),
+                                          "wyckoff": st.column_config.TextColumn("Wyckoff", width=62), **coord})
         picked = sel.selection.rows[0] if sel and sel.selection.rows else None
         # a row clicked in the table moves the one site picker; the picker stays free to change
         if picked is not None and st.session_state.get(f"picked_{mat.key}") != picked:

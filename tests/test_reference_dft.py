@@ -88,8 +88,9 @@ def test_a_cell_calculated_before_is_answered_from_the_cache(tmp_path, monkeypat
     v = Verifier(RunStore(tmp_path / "runs.db"), label_dir=None, workers=1)
     checks = ReferenceChecks(v)
     rows = np.arange(2 * dos.NPTS, dtype=float).reshape(2, dos.NPTS)
-    v.remember(reference_dft.to_cif(CL_NA), checks.recipe, {"material_id": "gen:x", "site_dos": rows.tolist(),
-                                                             "seconds": 3.0}, {"verify": {}})
+    cif = reference_dft.to_cif(CL_NA)
+    v.remember(cif, checks.recipe, {"material_id": "gen:x", "formula": "ClNa", "cif": cif, "site_dos": rows.tolist(),
+                                    "seconds": 3.0}, {"verify": {}})
     monkeypatch.setattr(reference_dft, "dft_in_site_order", lambda *a, **k: pytest.fail("GPAW ran again"))
     assert checks.status(CL_NA)["status"] == "done"             # never asked, yet calculated
     out = checks.run(CL_NA, "upload:nacl.cif#1", "NaCl")
@@ -98,6 +99,16 @@ def test_a_cell_calculated_before_is_answered_from_the_cache(tmp_path, monkeypat
     moved = CL_NA.copy()
     moved.translate_sites([1], [0.01, 0, 0])
     assert checks.status(moved) is None
+    # the same cell written by another file (walk 18 uploaded a checked candidate's relaxed CIF and
+    # GPAW ran again): Na first, a CIF's rounding, a shifted origin; its rows come in its own order
+    rewritten = Structure(CL_NA.lattice, ["Na", "Cl"], [[0.2, 0.1, 0.0000003], [0.7, 0.6, 0.5]])
+    done = checks.status(rewritten)
+    assert done["status"] == "done" and np.array_equal(done["line"]["site_dos"], rows[::-1])
+    assert checks.run(rewritten, "upload:b.cif#1", "NaCl")["line"]["site_dos"] == rows[::-1].tolist()
+    assert reference_dft.same_cell_order(rewritten, CL_NA) == [1, 0]
+    squeezed = rewritten.copy()
+    squeezed.scale_lattice(rewritten.volume * 0.98)        # another volume: another cell's DOS
+    assert checks.status(squeezed) is None and reference_dft.same_cell_order(squeezed, CL_NA) is None
     # a list of materials marks the calculated ones in one query
     assert checks.calculated({"mp:a": CL_NA, "mp:b": moved}) == {"mp:a"} and checks.calculated({}) == set()
 

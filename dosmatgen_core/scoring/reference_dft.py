@@ -10,6 +10,7 @@ reference_checks in the run store, keyed like the cache, so it outlives the page
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sqlite3
@@ -17,13 +18,14 @@ import threading
 import time
 
 from pymatgen.analysis.structure_matcher import StructureMatcher
-from pymatgen.core import Structure
+from pymatgen.core import Composition, Structure
 
 from dosmatgen_core.candidates.runs import to_cif
 from dosmatgen_core.labels.labeller import FAST_RECIPE, Recipe, supported_elements
 from dosmatgen_core.scoring.evaluate import same_compound, volume_ratio
 from dosmatgen_core.scoring.verify import INTERRUPTED, STALE_S, Verifier, cache_key, dft_in_site_order
 from dosmatgen_core.settings import SHIPPED
+from dosmatgen_core.structures import atoms_from_cif, to_structure
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS reference_checks (key TEXT PRIMARY KEY, material_id TEXT, name TEXT,
             status TEXT, started REAL, finished REAL, error TEXT, owner TEXT)"""
@@ -67,6 +69,29 @@ def labelled_copy(s: Structure, labelled: list[tuple[str, Structure]]) -> tuple[
     return None
 
 
+# the same cell as calculated, written by another file (a candidate's relaxed CIF, downloaded and
+# uploaded): lengths within 0.5 %, positions within about 0.015 Å (a CIF's rounding, not a
+# displacement: 0.04 Å is another cell, calculated afresh)
+SAME_CELL = {"ltol": 0.005, "stol": 0.005, "angle_tol": 0.5}
+SAME_VOLUME = 0.01
+
+
+def same_cell_order(s: Structure, t: Structure) -> list[int] | None:
+    """For each site of s, the site of t that it is, when s is the cell t as calculated (the same
+    atoms, volume within SAME_VOLUME, shape and positions within SAME_CELL, no rescaling), laid
+    site for site by the matcher; None when it is not. The DOS rows of t, taken in this order, are
+    s's."""
+    if len(s) != len(t) or s.composition != t.composition or abs(volume_ratio(s, t) - 1.0) > SAME_VOLUME:
+        return None
+    tagged = t.copy()
+    tagged.add_site_property("index", list(range(len(t))))
+    like = StructureMatcher(**SAME_CELL, primitive_cell=False, scale=False).get_s2_like_s1(s, tagged)
+    if like is None:
+        return None
+    order = [int(x.properties["index"]) for x in like]
+    return order if sorted(order) == list(range(len(t))) else None
+
+
 def label_id(material_key: str, s: Structure, recipe: Recipe = FAST_RECIPE) -> str:
     """The label's material id, for the app's key of a material (catalogue.Material.key) and its
     cell: 'upload:a.cif#1f0c9e2a' (the file, told apart from other files of that name by its cell's
@@ -105,6 +130,8 @@ class ReferenceChecks:
         self.recipe = recipe
         self.timeout = timeout
         self._submitting = threading.Lock()      # a cell's status read and set as one step
+        self._cells: dict[str, tuple[str, int, str]] = {}      # _calculated_cells
+        self._cells_seen = 0.0
         with sqlite3.connect(verifier.store.path, timeout=30) as con:
             con.executescript(SCHEMA)
             if "owner" not in {r[1] for r in con.execute("PRAGMA table_info(reference_checks)")}:
@@ -115,6 +142,40 @@ class ReferenceChecks:
     def key(self, s: Structure) -> str:
         return cache_key(to_cif(s), self.recipe)
 
+    def _done_line(self, s: Structure, cif: str) -> dict | None:
+        """The label line of this cell calculated here: by its CIF text, else (same_cell_order) a
+        cell it is, written otherwise, its rows put in s's order (walk 18 uploaded a checked
+        candidate's relaxed CIF, read "predicted", and GPAW ran again)."""
+        line = self.verifier.cached(cif, self.recipe)
+        if line is not None:
+            return line
+        formula = s.composition.reduced_formula
+        for key, other in list(self._calculated_cells().items()):     # one copy: other pages add to it
+            if other[0] != formula or other[1] != len(s):
+                continue
+            order = same_cell_order(s, to_structure(atoms_from_cif(other[2])))
+            if order is not None:
+                with sqlite3.connect(self.verifier.store.path, timeout=30) as con:
+                    (text,) = con.execute("SELECT line FROM dft_cache WHERE key=?", (key,)).fetchone()
+                line = json.loads(text)
+                return {**line, "site_dos": [line["site_dos"][j] for j in order], "cif": cif}
+        return None
+
+    def _calculated_cells(self) -> dict[str, tuple[str, int, str]]:
+        """key → (reduced formula, atoms, CIF) of every calculated cell (dft_cache), read once and
+        then only what was added since: its lines are large, their formulas and CIFs small."""
+        with sqlite3.connect(self.verifier.store.path, timeout=30) as con:
+            rows = con.execute("SELECT key, json_extract(line, '$.formula'), json_array_length(line, '$.site_dos'), "
+                               "json_extract(line, '$.cif'), created FROM dft_cache WHERE created > ?",
+                               (self._cells_seen,)).fetchall()
+        for key, formula, n, cif, created in rows:
+            try:
+                self._cells[key] = (Composition(formula).reduced_formula, int(n), cif)
+            except (ValueError, TypeError):      # a line without its formula or rows cannot be matched
+                pass
+            self._cells_seen = max(self._cells_seen, float(created or 0.0))
+        return self._cells
+
     def status(self, s: Structure) -> dict | None:
         """{'status': queued | running | done | failed, 'started', 'finished', 'error', 'material_id',
         'line' (the label line, when done)} of this cell, or None when it was never asked for. A cell
@@ -122,7 +183,7 @@ class ReferenceChecks:
         the id its label has; one whose process stopped before it finished has failed (INTERRUPTED)."""
         cif = to_cif(s)
         key = cache_key(cif, self.recipe)
-        line = self.verifier.cached(cif, self.recipe)
+        line = self._done_line(s, cif)
         with sqlite3.connect(self.verifier.store.path, timeout=30) as con:
             con.row_factory = sqlite3.Row
             r = con.execute("SELECT * FROM reference_checks WHERE key=?", (key,)).fetchone()
@@ -170,7 +231,7 @@ class ReferenceChecks:
             self._set(key, material_id=material_id, name=name, status="failed", started=time.time(),
                       finished=time.time(), error=f"not calculated: {why}", owner=_owner())
             return self.status(s)
-        if self.verifier.cached(cif, self.recipe) is not None:
+        if self._done_line(s, cif) is not None:
             return self.status(s)              # calculated before: under the id its label has
         _CALCULATING.add(key)
         try:

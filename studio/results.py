@@ -256,6 +256,24 @@ def as_drawn_text(c: dict) -> str:
             "a relaxed DFT check (Verify, or the DFT checks of the next Generate) says whether it did.")
 
 
+def of_reference_compound(run: dict, c: dict) -> bool:
+    """A new candidate of the reference's own compound (another polymorph of the material the
+    target came from); runs from before the flag: the reference among the known structures of its
+    composition."""
+    ref = (run.get("settings") or {}).get("reference_id")
+    return bool(c.get("novel")) and bool(c.get("reference_compound") or (ref and ref in c.get("same_formula", [])))
+
+
+def polymorph_text(run: dict, c: dict) -> str:
+    """A card's note, and the best-new line's, for a new polymorph of the target's own compound
+    (walk 18 read LiCoO2 beating every known site for a LiCoO2 target as a find)."""
+    if not of_reference_compound(run, c):
+        return ""
+    return (f"Another polymorph of the target's own compound, {formula(c['formula'])}: a new structure, but the same "
+            "chemistry as the material the target came from, so a DOS close to the target is expected rather than "
+            "found.")
+
+
 def reference_text(c: dict) -> str:
     """A card's note for a candidate that is the reference itself, naming it as the known-sites
     table does ('Au3Ni · L1₂ · relaxed'), not by its database id ('L12-Au3Ni-chgnet')."""
@@ -514,6 +532,8 @@ def best_new_text(run: dict, dft: dict, new: dict[int, float]) -> str:
     kind = (dft.get(rank) or {}).get("result", {}).get("structure_type")
     text = (f"#{rank} · {formula(c['formula'])}" + (f", {short_name(kind)}" if kind else "")
             + (f", DFT cosine {cos:.3f}" if cos is not None else "") + ".")
+    if of_reference_compound(run, c):
+        text += " A polymorph of the target's own compound: its closeness is expected."
     seeds = {k: s for k, s in dft_seeds(run).items() if s.get("known", True)}
 
     def name(s: dict) -> str:
@@ -987,6 +1007,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                     st.caption(sym)
                 elif not (d and d.get("status") == "done" and d["result"].get("relaxed")) and (drawn := as_drawn_text(c)):
                     st.caption(drawn)       # a relaxed check has answered it: relaxed_into, or still new
+                if polymorph := polymorph_text(run, c):
+                    st.caption(polymorph)
                 if origin := origin_text(c):
                     st.caption(origin)
                 if d and d.get("status") == "done" and (twin := twin_text(d.get("result"))):

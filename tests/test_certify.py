@@ -461,6 +461,17 @@ def test_the_best_new_number_names_its_candidate_and_the_known_site_beside_it():
     assert best_new_text(run, dft, {4: 0.153}).endswith(
         "DFT MAE 0.169. That seed is the closest known site the run grew from.")
     assert best_new_text(run, dft, {}) == ""
+    # walk 18: the best new LiCoO2 for a LiCoO2 target, read as a find; a polymorph of the reference is said
+    from studio.results import polymorph_text
+    c = run["candidates"][0]
+    assert "polymorph" not in best_new_text(run, dft, {4: 0.153}) and polymorph_text(run, c) == ""
+    c["reference_compound"] = True
+    assert "#4 · AlP, zincblende (B3), DFT cosine 0.903. A polymorph of the target's own compound: its closeness is " \
+        "expected." in best_new_text(run, dft, {4: 0.153})
+    assert polymorph_text(run, c).startswith("Another polymorph of the target's own compound, AlP: a new structure")
+    del c["reference_compound"]         # a run from before the flag: the reference among those of its composition
+    run["settings"]["reference_id"], c["same_formula"] = "mp-1550", ["mp-1550"]
+    assert polymorph_text(run, c) and not polymorph_text(run, {**c, "novel": False})
 
 
 def test_when_no_candidate_qualifies_for_dft_the_reason_is_counted():

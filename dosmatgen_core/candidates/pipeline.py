@@ -365,6 +365,10 @@ def _candidate_record(i, g, spec, ev, targets_map, reference=(), seed_cells=None
     rec = {k: v for k, v in ev.items() if k != "seconds_per_check"}
     if rec.get("novel") is False and is_one_of(s, reference):
         rec["is_reference"] = True          # a draw that came back as the reference: its label is the target
+    elif rec.get("novel") and any(s.composition.reduced_formula == r.composition.reduced_formula for r in reference):
+        # a new arrangement of the reference's own compound: its DOS being close is expected, not found
+        # (walk 18's "best new" LiCoO2 beside the LiCoO2 target)
+        rec["reference_compound"] = True
     if "seed" in spec.tag:
         rec["seed"] = spec.tag["seed"]        # the known structure this candidate was grown from
         rec["origin"] = spec.tag.get("origin", "generator")     # ... by the generator or by substitution

@@ -39,7 +39,7 @@ def validate_curve(energy, dos, *, min_points: int = 5, name: str = "DOS") -> tu
     if e.shape != g.shape:
         raise ValueError(f"{name}: {e.size} energies but {g.size} DOS values; they must pair up")
     if e.size < min_points:
-        raise ValueError(f"{name}: only {e.size} points; at least {min_points} are needed to regrid")
+        raise ValueError(f"{name}: only {e.size} point{'s' * (e.size != 1)}; at least {min_points} are needed to regrid")
     if not (np.all(np.isfinite(e)) and np.all(np.isfinite(g))):
         raise ValueError(f"{name}: contains NaN or infinite values; clean the file and try again")
     if np.any(np.diff(e) <= 0):
@@ -357,15 +357,15 @@ def curve_columns(data: bytes | str) -> list[str]:
     if structure_kind(text):         # a POSCAR's title line ('NaCl rock salt') is no header of curves
         return []
     semicolons = ";" in text
-    for line in text.splitlines()[:50]:
-        s = line.strip()
-        if not s or s.startswith("#"):
-            continue
-        head = _names(_cells(s, semicolons))
-        if _numbers(head[:1]) or len(head) < 3 or spin_header(head):
-            return []
-        return head[1:]
-    return []
+    lines = [x.strip() for x in text.splitlines()[:50] if x.strip() and not x.strip().startswith("#")]
+    if not lines:
+        return []
+    head = _names(_cells(lines[0], semicolons))
+    if _numbers(head[:1]) or len(head) < 3 or spin_header(head):
+        return []
+    # a header over numbers, as many as it names: a sentence of prose is no table of curves
+    first = _cells(lines[1], semicolons) if len(lines) > 1 else []
+    return head[1:] if len(first) == len(head) and _numbers(first) else []
 
 
 def column_index(header: list[str], column: str) -> int:
@@ -566,7 +566,7 @@ def read_dos_table(data: bytes | str, notes: list | None = None, column: str | N
                          f"{NEGATIVE_SHARE:.0%} of the peak that smearing leaves); a DOS is never negative — fix "
                          "those values")
     if len(e) < 5:
-        raise ValueError(f"only {len(e)} points; at least 5 are needed to regrid — give more points")
+        raise ValueError(f"only {len(e)} point{'s' * (len(e) != 1)}; at least 5 are needed to regrid — give more points")
     if len(e) > 1 and np.all(np.diff(e) < 0):      # written from high to low: the same curve
         e, g, where = e[::-1], g[::-1], where[::-1]
     step = np.diff(e)

@@ -271,10 +271,14 @@ else:
         energy, values = studio.read_dos_table(up_bytes, said, column=column, e_fermi=e_fermi)
         base = studio.table_to_grid(energy, values)
     except ValueError as exc:
-        # one error right under the uploader; a table of several curves is kept, its columns offered below
-        # it, and so is one whose energies miss the grid: the Fermi energy below can mend it
-        said_box.error(f"Could not use {studio.plain(up_name)}: {exc}"
-                       + ("; or choose the column below" if columns and column is None else ""))
+        # one message right under the uploader; a table of several curves is kept, its columns offered
+        # below it (a question, not an error: walk 18), and so is one whose energies miss the grid: the
+        # Fermi energy below can mend it
+        if columns and column is None:
+            said_box.info(f"{studio.plain(up_name)} holds {len(columns)} curves side by side "
+                          f"({studio.plain(', '.join(columns))}): choose the one to use as the target below.")
+        else:
+            said_box.error(f"Could not use {studio.plain(up_name)}: {exc}")
         if columns:
             pick_column()
         elif not isinstance(exc, studio.EnergyRangeError):

@@ -250,6 +250,9 @@ def test_a_table_of_several_named_curves_gives_the_one_asked_for():
     with pytest.raises(ValueError, match="no column named 'energy_minus_ef_eV'"):     # the energy is no curve
         dos.read_dos_table(unit, column="energy_minus_ef_eV")
     assert dos.curve_columns("E,up,down\n-1,1,1\n") == [] and dos.curve_columns("-1,2\n0,3\n") == []
+    # prose is no table of curves (a text file was offered its words as columns), a header over numbers is
+    assert dos.curve_columns("this is not a table\nat all, really\n") == []
+    assert dos.curve_columns("E DOS IDOS\n-2 0.2 0.1\n") == ["DOS", "IDOS"]
     # a structure given as the DOS file offers no columns (a POSCAR's title read as two curve names)
     from pathlib import Path
     corpus = Path(__file__).parent / "bad_inputs"

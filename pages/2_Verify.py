@@ -24,6 +24,9 @@ st.caption(f"The labelling recipe ({RECIPE_WORDS}) on the candidate as generated
            f"{studio.duration(studio.dft_seconds_prior() * busy)} here (relaxation included when asked for"
            + (f"; ×{busy:.1f} for the {studio.load_words(load, cpus)}" if busy >= 1.05 else "")
            + f"); larger ones much longer. {default_workers()} run at a time (one per CPU core).")
+# walk 18 looked here for a way to check a CIF of their own
+st.caption("A structure of your own (CIF, POSCAR): upload it on the Generate page (“…or upload a structure”) and "
+           "press “Calculate this cell with GPAW” under it; its sites' DFT curves then become the target's.")
 v = state.verifier(str(studio.RUNS_PATH))
 runs = v.store.list()
 if not runs:

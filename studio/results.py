@@ -433,6 +433,20 @@ def runs_table(runs: list[dict], checks: dict[str, dict]) -> list[dict]:
                           "title": r["title"]} for r in runs])
 
 
+def no_better_text(run: dict) -> str:
+    """When the predictor puts a run's candidates no closer to the target than its unconditional
+    baseline samples: that, and the way on; '' otherwise (walk 18's fixed-type run, 0.690 against
+    0.682, went unsaid)."""
+    s = run.get("summary") or {}
+    mean, base = s.get("mean_dos_mae"), s.get("baseline_mean_dos_mae")
+    if mean is None or base is None or mean < base:
+        return ""
+    way = ("" if run.get("settings", {}).get("mode") == "seeded" else
+           " Seeded mode (the default) grows candidates from the known sites closest to the target instead.")
+    return (f"By the predictor, these candidates are no closer to the target than unconditional samples of the same "
+            f"sizes ({mean:.3f} against {base:.3f} states/eV): the target did not steer this run." + way)
+
+
 def invalid_text(run: dict) -> str:
     """When fewer than half of a run's candidates have a valid geometry: that, why when its steps
     were too few for new cells, and that the predicted means include them; '' otherwise."""
@@ -931,6 +945,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
             m5.caption(named)
     if invalid := invalid_text(run):
         st.warning(invalid)
+    if worse := no_better_text(run):
+        st.info(worse)
     if back := template_back_text(run):
         st.info(back)
     if made := count_text(run["candidates"], run.get("summary")):

@@ -854,6 +854,11 @@ def test_the_verify_page_shows_a_finished_checks_match_as_a_table_with_units(tmp
     el = structure_of(c)[0].specie.symbol          # the column names the atom that carries the target
     assert table.loc["MAE (states/eV)", f"site 0 ({el})"] == f"{metrics[0]['mae']:.3f}"
     assert not at.json and "DFT DOS against the target" in [x.value for x in at.caption]
+    # a structure of one's own: the page says where, in the words of the real uploader and button (walk 18)
+    (own,) = [x.value for x in at.caption if x.value.startswith("A structure of your own")]
+    import re
+    page_text = (Path(APP).parent / "pages" / "generate.py").read_text() + (Path(APP).parent / "studio" / "cell_dft.py").read_text()
+    assert all(q in page_text for q in re.findall(r"“(.+?)”", own)) and len(re.findall(r"“(.+?)”", own)) == 2
     # the same check again (drawn cell, as ticked) is not queued: its result is on the page
     at.checkbox(key="relaxed").uncheck().run()
     assert at.button(key="queue").disabled
@@ -2262,6 +2267,19 @@ def test_the_valid_count_says_how_many_cells_press_atoms_together():
         c.update(rank=r, formula="TiO2", spacegroup={"0.1": "P1"}, novel=True, charge_neutral=True)
     assert f"({pressed_text(run)})" in ranked_lines(run, has_target=False)
 
+
+
+def test_a_run_no_closer_than_its_baseline_says_so():
+    """Walk 18: a fixed-type run at 0.690 against its baseline's 0.682, with no word."""
+    from studio.results import no_better_text
+    run = {"settings": {"mode": "fixed_type"}, "summary": {"mean_dos_mae": 0.690, "baseline_mean_dos_mae": 0.682}}
+    assert no_better_text(run) == ("By the predictor, these candidates are no closer to the target than unconditional "
+                                   "samples of the same sizes (0.690 against 0.682 states/eV): the target did not steer "
+                                   "this run. Seeded mode (the default) grows candidates from the known sites closest "
+                                   "to the target instead.")
+    assert no_better_text({**run, "settings": {"mode": "seeded"}}).endswith("did not steer this run.")
+    assert no_better_text({**run, "summary": {"mean_dos_mae": 0.5, "baseline_mean_dos_mae": 0.682}}) == ""
+    assert no_better_text({"settings": {"mode": "unconditional"}, "summary": {"mean_dos_mae": None}}) == ""
 
 
 def test_the_runs_table_counts_valid_cells_as_the_run_s_page_does(tmp_path):

@@ -427,14 +427,15 @@ st.header("2 · How candidates are built")
 MODES = {"seeded": "Grow from the known sites closest to the target",
          "masked": "New structure with N atoms", "template": "Change a template structure",
          "fixed_type": "New structure, element of the target atoms fixed", "unconditional": "No target (baseline)"}
-if "mode" not in st.session_state:
-    st.session_state["mode"] = studio.SHIPPED.mode
+if "mode" not in st.session_state:       # a reload or a link names the mode (walk 18), else the default
+    st.session_state["mode"] = state.linked("mode", list(MODES)) or studio.SHIPPED.mode
 mode = st.radio("Mode", list(MODES), format_func=MODES.get, horizontal=True, key="mode", persist_state="session",
                 help="Grow from known sites: the labelled structures whose site is closest to the target (the "
                      "table above) are reworked around that site, which carries the target, and (by default) "
                      "also have one element swapped for its same-group neighbour. New structure: the "
                      "model builds N atoms, the chosen ones carrying the target. Template: it reworks a structure "
                      "you choose around its conditioned atoms. Baseline: no target at all.")
+state.link("mode", mode)
 # each mode's purpose under the picker: the walk found only the first explained on the page
 MODE_WORDS = {
     "seeded": "Known structures whose site already has a DOS close to the target are reworked into new ones; "

@@ -295,3 +295,15 @@ def link_target(ref: str | None, site: int | None) -> None:
             st.query_params.pop(k, None)
     elif (st.query_params.get("ref"), st.query_params.get("site")) != (ref, str(site)):
         st.query_params.update(ref=ref, site=str(site))
+
+
+def linked(name: str, allowed: list[str]) -> str | None:
+    """A form value named in the address (?mode=template), when it is one of allowed; else None."""
+    value = st.query_params.get(name)
+    return value if value in allowed else None
+
+
+def link(name: str, value: str) -> None:
+    """A form value written to the address, so that a reload keeps it (walk 18 lost the mode)."""
+    if st.query_params.get(name) != value:
+        st.query_params[name] = value

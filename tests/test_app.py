@@ -706,11 +706,18 @@ def test_the_address_keeps_the_target_across_a_reload():
     assert not fresh.exception, [e.value for e in fresh.exception]
     assert fresh.selectbox(key="ref_select").value == ref and fresh.selectbox(key=f"site_{ref}").value == 1
     assert fresh.text_input(key="ref_query").value == "NaCl"
+    # the mode too (walk 18: a reload brought back the default mode)
+    at.radio(key="mode").set_value("fixed_type").run()
+    assert at.query_params["mode"] == "fixed_type"
+    again = AppTest.from_file(APP, default_timeout=120)
+    again.query_params.update(ref=ref, site="1", mode="fixed_type")
+    again.run()
+    assert again.radio(key="mode").value == "fixed_type" and not again.exception
     # an address naming no labelled material, or no site, opens the example as before
     odd = AppTest.from_file(APP, default_timeout=120)
-    odd.query_params.update(ref="mp-0", site="x")
+    odd.query_params.update(ref="mp-0", site="x", mode="everything")
     odd.run()
-    assert odd.selectbox(key="ref_select").value == studio.PRESET_ID
+    assert odd.selectbox(key="ref_select").value == studio.PRESET_ID and odd.radio(key="mode").value == studio.SHIPPED.mode
     at.radio(key="target_src").set_value("A DOS file (CSV)").run()
     assert "ref" not in at.query_params and "site" not in at.query_params
 

@@ -17,7 +17,7 @@ from dosmatgen_core.candidates.seeding import grow_source
 from dosmatgen_core.candidates.words import NOVEL_NOTE, carrier_text, origin_text, pressed_count, pressed_text, settings_words, twin_text
 from dosmatgen_core.labels.labeller import SPIN_WORDS
 from dosmatgen_core.scoring.elements import ELEMENT_PREFIX
-from dosmatgen_core.scoring.evaluate import PRESSED, RELAXED_VOLUME_TOL, STRAINED, intermetallic
+from dosmatgen_core.scoring.evaluate import PRESSED, RELAXED_VOLUME_TOL, STRAINED, intermetallic, pressed
 from dosmatgen_core.scoring.prototypes import short_name, type_name
 from dosmatgen_core.scoring.verify import (best_new_curve, checks_summary, dft_mae, run_window,  # noqa: F401 (pages read them here)
                                            dft_maes, new_structure_maes, relaxed_into)
@@ -47,9 +47,12 @@ def _geometry_badge(c: dict) -> str:
     "geometry valid" beside "Hf–S at 1.68 Å … (strained)", and walk 13 called "geometry valid" beside
     Ag–O at 60 % of the radii physically impossible: the badge names the contact and the check passed."""
     sc = c.get("shortest_contact")
-    if c.get("structurally_valid") and sc and sc["ratio"] < STRAINED:
-        return (f":orange-background[{sc['pair']} at {sc['ratio']:.0%} of the covalent radii: "
+    if c.get("structurally_valid") and sc and pressed(c):
+        return (f":orange-background[{sc['pair']} at {sc['ratio']:.0%} of the covalent radii: pressed, "
                 "passes only the 0.5 Å check]")
+    if c.get("structurally_valid") and sc and sc["ratio"] < STRAINED:
+        # strained, not pressed: ranked with the others (walk 18 read the pressed cells' words here)
+        return f":orange-background[{sc['pair']} at {sc['ratio']:.0%} of the covalent radii: strained]"
     return _badge(c.get("structurally_valid"), "geometry valid", "geometry invalid")
 
 

@@ -1518,8 +1518,14 @@ def test_a_strained_or_polymorphic_new_cell_says_it_may_relax_into_a_known_one()
     # the badge beside it says "strained" too (the walk: a green "geometry valid" beside the note)
     from studio.results import _geometry_badge
     ratio = ev["shortest_contact"]["ratio"]
-    assert _geometry_badge(ev) == (f":orange-background[Cl–Na at {ratio:.0%} of the covalent radii: passes only the "
-                                   "0.5 Å check]")
+    words = "pressed, passes only the 0.5 Å check" if ratio < 0.7 else "strained"
+    assert _geometry_badge(ev) == f":orange-background[Cl–Na at {ratio:.0%} of the covalent radii: {words}]"
+    # pressed (below 70 %: ranked last) and strained (below 80 %) read apart (walk 18: one wording for both)
+    def at(r):
+        return _geometry_badge({"structurally_valid": True, "shortest_contact": {"pair": "O–Ti", "ratio": r}})
+    assert at(0.62) == ":orange-background[O–Ti at 62% of the covalent radii: pressed, passes only the 0.5 Å check]"
+    assert at(0.71) == ":orange-background[O–Ti at 71% of the covalent radii: strained]"
+    assert at(0.85) == ":green-background[geometry valid]"
     rock_ev = evaluate_candidates([rock], [{}], None, check_novelty=False)[0]
     assert _geometry_badge(rock_ev) == ":green-background[geometry valid]"
     assert _geometry_badge({"structurally_valid": False}) == ":red-background[geometry invalid]"

@@ -16,6 +16,7 @@ SMEAR_EV = 0.2  # Gaussian width of the labels (RECIPE.md)
 SHIFT_RANGE_EV = (-3.0, 3.0)
 SCALE_RANGE = (0.2, 3.0)
 SMEAR_RANGE_EV = (0.0, 1.0)
+AT_REST = (0.0, 1.0, 0.0)      # (shift eV, scale, smear eV) that leave a target as it is
 MIN_SPAN_EV = 2.0  # an uploaded table in eV spans more; one in Hartree (±0.3) or Rydberg spans less
 
 

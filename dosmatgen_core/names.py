@@ -6,6 +6,7 @@ import re
 
 from pymatgen.core import Composition
 
+from dosmatgen_core.dos import AT_REST
 from dosmatgen_core.scoring.elements import ELEMENT_PREFIX
 
 # Strukturbericht symbols: the digits after the first are a subscript (L1₂, D0₁₉); others stay as they are
@@ -88,6 +89,6 @@ def file_curve_name(filename: str, column: str | None = None, e_fermi: float | N
 def adjusted_name(name: str, shift_ev: float = 0.0, scale: float = 1.0, smear_ev: float = 0.0) -> str:
     """A target's name after the knobs (dos.adjusted_target) moved it: '…, shifted +0.50 eV, ×1.20,
     smeared 0.10 eV'; the name as it was when they are all at rest."""
-    if (shift_ev, scale, smear_ev) == (0.0, 1.0, 0.0):
+    if (shift_ev, scale, smear_ev) == AT_REST:
         return name
     return f"{name}, shifted {shift_ev:+.2f} eV, ×{scale:.2f}, smeared {smear_ev:.2f} eV"

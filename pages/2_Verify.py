@@ -26,7 +26,9 @@ st.caption(f"The labelling recipe ({RECIPE_WORDS}) on the candidate as generated
            + f"); larger ones much longer. {default_workers()} run at a time (one per CPU core).")
 # walk 18 looked here for a way to check a CIF of their own
 st.caption("A structure of your own (CIF, POSCAR): upload it on the Generate page (“…or upload a structure”) and "
-           "press “Calculate this cell with GPAW” under it; its sites' DFT curves then become the target's.")
+           "press “Calculate this cell with GPAW” under it (offered for cells of at most "
+           f"{studio.SHIPPED.max_dft_atoms} atoms whose elements the recipe covers); its sites' DFT curves then become "
+           "the target's.")
 v = state.verifier(str(studio.RUNS_PATH))
 runs = v.store.list()
 if not runs:

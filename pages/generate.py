@@ -323,7 +323,7 @@ with st.expander("Adjust the target (shift, scale, smear, energies compared)", e
                        f"{studio.window_text(cover) or '−10…10 eV'} is compared instead.")
         else:
             window = (round(picked[0], 4), round(picked[1], 4))
-shaped = (shift, scale, smear) != (0.0, 1.0, 0.0)
+shaped = (shift, scale, smear) != studio.AT_REST
 base_window = window
 try:
     # a file is moved before it is cut to the grid: what it holds beyond ±10 eV comes in, no zeros

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dosmatgen_core.dos import (EMAX, EMIN, MIN_SPAN_EV, SCALE_RANGE, SHIFT_RANGE_EV, SMEAR_RANGE_EV, EnergyRangeError, adjusted_target, curve_columns, file_window, grid_note, negative_note, read_dos_csv, read_dos_table,  # noqa: F401 (the pages read them here)
+from dosmatgen_core.dos import (AT_REST, EMAX, EMIN, MIN_SPAN_EV, SCALE_RANGE, SHIFT_RANGE_EV, SMEAR_RANGE_EV, EnergyRangeError, adjusted_target, curve_columns, file_window, grid_note, negative_note, read_dos_csv, read_dos_table,  # noqa: F401 (the pages read them here)
                                  table_to_grid, window_text)
 from dosmatgen_core.paths import (DB_URL, GUIDE_PATH, HULL_PATH, MODEL_PATH,  # noqa: F401 (the pages read them here)
                                   PREDICTOR_PATH, ROOT, RUNS_PATH)

@@ -121,6 +121,10 @@ def stored_labels(run: dict) -> dict[int, dict[int, dict]]:
     the candidate on the known cell: about 10 ms, on every rerun before)."""
     matches = tuple((c["rank"], c.get("matches"), c.get("novel"), bool(c.get("is_reference"))) for c in run["candidates"])
     return _stored_labels(run["id"], matches, studio.DB_URL, len(labelled_ids(studio.DB_URL)), run)
+
+
+@dataclass
+class WarmStart:
     """The background parse of the MP tables: its thread and when it began."""
     thread: threading.Thread
     started: float

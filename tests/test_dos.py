@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from dosmatgen_core import dos
+from dosmatgen_core.names import adjusted_name
 
 
 def gauss(mu, sigma=0.5):
@@ -203,7 +204,6 @@ def test_adjusting_a_file_moves_its_table_before_the_grid_cuts_it():
     # a window pushed off the grid: one error naming the shift and the energies compared
     with pytest.raises(dos.EnergyRangeError, match=r"shifted by \+2.00 eV, the energies compared \(7…10 eV\) leave less"):
         dos.adjusted_target(g, 2.0, window=(7.0, 10.0))
-    from dosmatgen_core.names import adjusted_name
     assert adjusted_name("uploaded DOS (a.csv)") == "uploaded DOS (a.csv)"
     assert adjusted_name("x", 0.5, 1.2, 0.1) == "x, shifted +0.50 eV, ×1.20, smeared 0.10 eV"
 

@@ -700,8 +700,31 @@ def test_the_cli_adjusts_a_target_as_the_app_does(tmp_path):
     assert kw["target_source"] == "uploaded DOS (fe.csv), shifted +0.50 eV, ×1.20, smeared 0.10 eV"
     kw, _ = cli_generate._targets_and_template(_parser().parse_args(
         ["generate", "--mode", "masked", "--ref", "mp-2260", "--site", "0", "--target-scale", "2"]), DB_URL)
-    assert np.allclose(kw["targets"][0], 2 * np.asarray(curve)) and "window" not in kw
+    assert np.allclose(kw["targets"][0], 2 * np.asarray(curve)) and kw["window"] is None
     assert kw["target_source"].endswith(", shifted +0.00 eV, ×2.00, smeared 0.00 eV")
+    # a file reaching below the grid, shifted up: its moved table covers all of it, so no window is left
+    # (the file's own window stayed before, where search and the app had none)
+    low = tmp_path / "low.csv"
+    e = np.linspace(-13.0, 7.0, 401)
+    low.write_text("E,DOS\n" + "\n".join(f"{x},{np.exp(-(x + 2) ** 2) + 0.1}" for x in e))
+    kw, _ = cli_generate._targets_and_template(_parser().parse_args(
+        ["generate", "--mode", "masked", "--target-csv", str(low)]), DB_URL)
+    assert tuple(kw["window"]) == (-10.0, 7.0)
+    kw, _ = cli_generate._targets_and_template(_parser().parse_args(
+        ["generate", "--mode", "masked", "--target-csv", str(low), "--target-shift", "3"]), DB_URL)
+    assert kw["window"] is None
+    # a scale of 0 is refused, not read as "no scale"
+    with pytest.raises(checks.UserError, match="--target-scale 0 is outside 0.2 to 3"):
+        cli_generate._targets_and_template(_parser().parse_args(
+            ["generate", "--ref", "mp-2260", "--site", "0", "--target-scale", "0"]), DB_URL)
+    # a structure file's target is predicted later: a shift that leaves too little of its window is
+    # refused now, before any model loads or GPAW runs
+    cif = tmp_path / "nacl.cif"
+    cif.write_text(to_structure(open_db(DB_URL).get("mp-22862").atoms).to(fmt="cif"))
+    with pytest.raises(checks.UserError, match="shifted by \\+1.00 eV, the energies compared"):
+        cli_generate._targets_and_template(_parser().parse_args(
+            ["generate", "--mode", "masked", "--ref", str(cif), "--site", "0", "--window", "8", "10",
+             "--target-shift", "1"]), DB_URL)
 
 def test_the_target_site_s_element_is_recorded_for_the_cards():
     """Walk 17: a card said only in a table header that Zr carried a Ti target; the run now records

@@ -90,7 +90,8 @@ def test_a_cell_calculated_before_is_answered_from_the_cache(tmp_path, monkeypat
     rows = np.arange(2 * dos.NPTS, dtype=float).reshape(2, dos.NPTS)
     cif = reference_dft.to_cif(CL_NA)
     v.remember(cif, checks.recipe, {"material_id": "gen:x", "formula": "ClNa", "cif": cif, "site_dos": rows.tolist(),
-                                    "seconds": 3.0}, {"verify": {}})
+                                    "seconds": 3.0, "recipe": {"variant": {"name": checks.recipe.name}}},
+               {"verify": {}})
     monkeypatch.setattr(reference_dft, "dft_in_site_order", lambda *a, **k: pytest.fail("GPAW ran again"))
     assert checks.status(CL_NA)["status"] == "done"             # never asked, yet calculated
     out = checks.run(CL_NA, "upload:nacl.cif#1", "NaCl")
@@ -106,6 +107,21 @@ def test_a_cell_calculated_before_is_answered_from_the_cache(tmp_path, monkeypat
     assert done["status"] == "done" and np.array_equal(done["line"]["site_dos"], rows[::-1])
     assert checks.run(rewritten, "upload:b.cif#1", "NaCl")["line"]["site_dos"] == rows[::-1].tolist()
     assert reference_dft.same_cell_order(rewritten, CL_NA) == [1, 0]
+    # three sites listed in a cycle (a mapping that is not its own inverse): row i is the site written i-th
+    t = Structure(Lattice.cubic(4.2), ["Na", "Cl", "K"], [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0]])
+    s3 = Structure(t.lattice, ["K", "Na", "Cl"], [[0.5, 0, 0], [0, 0, 0], [0.5, 0.5, 0.5]])
+    assert reference_dft.same_cell_order(s3, t) == [2, 0, 1]
+    rows3 = np.arange(3 * dos.NPTS, dtype=float).reshape(3, dos.NPTS)
+    cif3 = reference_dft.to_cif(t)
+    v.remember(cif3, checks.recipe, {"material_id": "gen:y", "formula": "NaClK", "cif": cif3, "site_dos": rows3.tolist(),
+                                     "recipe": {"variant": {"name": checks.recipe.name}}}, {"verify": {}})
+    assert np.array_equal(checks.status(s3)["line"]["site_dos"], rows3[[2, 0, 1]])
+    # a line of another recipe is another calculation: not this one's answer
+    other = Structure(Lattice.cubic(4.4), ["Na", "Cl", "K"], t.frac_coords)
+    cif4 = reference_dft.to_cif(other)
+    v.remember(cif4, checks.recipe, {"material_id": "gen:z", "formula": "NaClK", "cif": cif4, "site_dos": rows3.tolist(),
+                                     "recipe": {"variant": {"name": "seed"}}}, {"verify": {}})
+    assert checks.status(Structure(other.lattice, ["K", "Na", "Cl"], s3.frac_coords)) is None
     squeezed = rewritten.copy()
     squeezed.scale_lattice(rewritten.volume * 0.98)        # another volume: another cell's DOS
     assert checks.status(squeezed) is None and reference_dft.same_cell_order(squeezed, CL_NA) is None

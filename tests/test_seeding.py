@@ -432,11 +432,16 @@ def test_no_swap_hands_back_the_reference_and_a_draw_that_does_is_marked(ni_targ
                                        {"novel": False, "matches": seeds[0].hit.material_id}, [], [au3ni])
     assert "is_reference" not in other
     # a new draw of the reference's compound (Au3Ni, another arrangement): flagged, as walk 18 asked
+    own = pipeline.reference_formula(Request(mode="seeded", targets=[ni_target.tolist()], reference_id=PRESET_ID,
+                                             seed_exclude=[PRESET_ID, seeds[0].hit.material_id]))
+    assert own == Composition("Au3Ni").reduced_formula
     new_au3ni = pipeline._candidate_record(0, Generated(Crystal.from_structure(back[0].to_structure()), 0), spec,
-                                           {"novel": True, "matches": None}, [], [au3ni])
+                                           {"novel": True, "matches": None}, [], [au3ni], None, own)
     assert new_au3ni["reference_compound"] is True and "reference_compound" not in other
-    assert "reference_compound" not in pipeline._candidate_record(0, Generated(seeds[0].crystal, 0), spec,
-                                                                  {"novel": True, "matches": None}, [], [au3ni])
+    # a new polymorph of a seed left out (a later round's tried seed) is not the target's own compound
+    assert "reference_compound" not in pipeline._candidate_record(
+        0, Generated(seeds[0].crystal, 0), spec, {"novel": True, "matches": None}, [],
+        [au3ni, to_structure(open_db(DB_URL).get(seeds[0].hit.material_id).atoms)], None, own)
     db = open_db(DB_URL)
     run = {"settings": {"targets": [ni_target.tolist()]}, "candidates": [{**rec, "rank": 1}, {**other, "rank": 2}]}
     assert set(stored_labels(run, db, {PRESET_ID, seeds[0].hit.material_id})) == {2}

@@ -200,13 +200,25 @@ def top_up_specs(req: Request, structs: list, db_url: str | None, check_novelty:
 
 
 def left_out(req: Request) -> list:
-    """The structures of req.seed_exclude in its database (the reference the target came from):
-    no candidate should merely hand it back. Ids the database lacks are skipped."""
-    if not req.seed_exclude:
+    """The structures of req.seed_exclude in its database (the reference the target came from, and
+    in later rounds the seeds tried already): no candidate should merely hand them back. Ids the
+    database lacks are skipped."""
+    return _structures(req.seed_exclude, req.db_url)
+
+
+def reference_formula(req: Request) -> str | None:
+    """The reduced formula of the material the target came from (req.reference_id); None without
+    one, or where the database lacks it."""
+    found = _structures([req.reference_id] if req.reference_id else [], req.db_url)
+    return found[0].composition.reduced_formula if found else None
+
+
+def _structures(ids, db_url) -> list:
+    if not ids:
         return []
-    db = open_db(str(req.db_url))
+    db = open_db(str(db_url))
     out = []
-    for mid in req.seed_exclude:
+    for mid in ids:
         try:
             out.append(to_structure(db.get(mid).atoms))
         except checks.NotFound:
@@ -358,14 +370,15 @@ def rank_candidates(cands: list[dict], base: list[dict], structs: list, n: int) 
     return cands
 
 
-def _candidate_record(i, g, spec, ev, targets_map, reference=(), seed_cells=None) -> dict:
+def _candidate_record(i, g, spec, ev, targets_map, reference=(), seed_cells=None, own_formula=None) -> dict:
     """seed_cells: seed id → its cell (seeded runs), to tell whether a new candidate keeps its seed's
-    arrangement of sites (other elements on them) or is another arrangement."""
+    arrangement of sites (other elements on them) or is another arrangement. own_formula: the
+    reduced formula of the material the target came from (reference_formula)."""
     s = g.crystal.to_structure()
     rec = {k: v for k, v in ev.items() if k != "seconds_per_check"}
     if rec.get("novel") is False and is_one_of(s, reference):
         rec["is_reference"] = True          # a draw that came back as the reference: its label is the target
-    elif rec.get("novel") and any(s.composition.reduced_formula == r.composition.reduced_formula for r in reference):
+    elif rec.get("novel") and own_formula and s.composition.reduced_formula == own_formula:
         # a new arrangement of the reference's own compound: its DOS being close is expected, not found
         # (walk 18's "best new" LiCoO2 beside the LiCoO2 target)
         rec["reference_compound"] = True
@@ -470,6 +483,7 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
               variants=(), reference=()):
     run = keep.run
     t0 = time.perf_counter()
+    own_formula = reference_formula(req)       # a tried seed of a later round is not the target's compound
 
     # what the progress bar says it is doing (steering needs a conditioned atom to steer)
     steered = req.particles > 1 and any(sp.cond_mask.any() for sp in specs)
@@ -561,7 +575,7 @@ def _generate(req, loaded, predictor, guide, specs, base_specs, keep, db_url, pr
         for j, ev in enumerate(part, start=a):
             if j < n:
                 recs.append(("candidates", _candidate_record(j, gen[j], specs[j], ev, req.cond_sites, reference,
-                                                              seed_cells)))
+                                                              seed_cells, own_formula)))
             else:
                 b = _candidate_record(j - n, gen[j], base_specs[j - n], ev, req.cond_sites)
                 # baseline atoms were not conditioned; they are scored on the same sites

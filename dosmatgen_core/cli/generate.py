@@ -313,17 +313,18 @@ def knobs_of(args) -> tuple[float, float, float]:
     """--target-shift EV, --target-scale X, --target-smear EV, checked (as the app's sliders bound
     them); (0, 1, 0) when none is given."""
     from dosmatgen_core import checks
-    return checks.check_knobs(*(getattr(args, k, None) or d for k, d in
-                                (("target_shift", 0.0), ("target_scale", 1.0), ("target_smear", 0.0))))
+    from dosmatgen_core.dos import AT_REST
+    given = (getattr(args, k, None) for k in ("target_shift", "target_scale", "target_smear"))
+    return checks.check_knobs(*(d if v is None else v for v, d in zip(given, AT_REST)))
 
 
 def adjusted(curve, name: str, window, knobs, table=None) -> tuple:
     """The target after --target-shift/-scale/-smear, as the app's "Adjust the target" makes it
     (dos.adjusted_target): the curve, its name and the energies compared."""
     from dosmatgen_core import checks
-    from dosmatgen_core.dos import adjusted_target
+    from dosmatgen_core.dos import AT_REST, adjusted_target
     from dosmatgen_core.names import adjusted_name
-    if tuple(knobs) == (0.0, 1.0, 0.0):
+    if tuple(knobs) == AT_REST:
         return curve, name, window
     try:
         out, window = adjusted_target(curve, *knobs, window, table)
@@ -369,6 +370,7 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
     once the whole request is checked, the predictor's, or with --gpaw-target the cell's own DFT (minutes of
     GPAW, spent only on a request that will run)."""
     from dosmatgen_core import checks
+    from dosmatgen_core.dos import AT_REST, NPTS
     from dosmatgen_core.names import adjusted_name, formula, site_curve_name
     from dosmatgen_core.structures import MAX_ATOMS
     kw: dict = {}
@@ -378,7 +380,7 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
     ref_id = args.ref or PRESET_ID          # no target given at all: the example, the app's preset
     e_fermi = fermi_of(args)
     knobs = knobs_of(args)
-    if args.mode == "unconditional" and knobs != (0.0, 1.0, 0.0):
+    if args.mode == "unconditional" and knobs != AT_REST:
         raise checks.UserError("--target-shift, --target-scale and --target-smear adjust a target, and --mode "
                                "unconditional has none", "drop them, or choose a mode with a target")
     table = None            # a --target-csv file's table: a shift moves it before it is cut to the grid
@@ -435,11 +437,14 @@ def _targets_and_template(args, db_url: str) -> tuple[dict, object]:
         kw["target_element"] = element       # the card says when the atom carrying it is another element
     if getattr(args, "window", None) is not None:
         kw["window"] = given_window(args.window, kw.get("window"))
-    if target is not None:          # a file given as --ref is adjusted once its DOS is predicted (_generate)
-        target, kw["target_source"], window = adjusted(target, kw["target_source"], kw.get("window"), knobs, table)
-        if window is not None:
-            kw["window"] = window
+    if target is not None:
+        # the window moves with the shift: a moved file that covers the whole grid has none left
+        target, kw["target_source"], kw["window"] = adjusted(target, kw["target_source"], kw.get("window"), knobs,
+                                                             table)
     elif predict_from is not None:
+        # a file given as --ref is adjusted once its DOS is predicted (_generate); a shift that leaves too
+        # little of the window is refused now, before any model or GPAW runs
+        adjusted([0.0] * NPTS, "", kw.get("window"), knobs)
         kw["target_source"] = adjusted_name(kw["target_source"], *knobs)
     if args.mode == "template":
         # the reference's own structure by default; a DOS file names none (it fell back on the example's)

@@ -21,6 +21,7 @@ def _search(args) -> int:
     from dosmatgen_core import checks
     from dosmatgen_core.cli.generate import (adjusted, csv_target, fermi_of, given_window, knobs_of, need_site,
                                              vasprun_target)
+    from dosmatgen_core.dos import AT_REST
     from dosmatgen_core.labels.reference_db import open_db
     from dosmatgen_core.paths import DB_URL
     from dosmatgen_core.scoring.search import site_index
@@ -51,7 +52,7 @@ def _search(args) -> int:
         source = {"ref": args.ref, "site": site, "element": ref.symbols[site]}
     if args.window is not None:
         window = given_window(args.window, window)
-    if knobs != (0.0, 1.0, 0.0):           # as the app's "Adjust the target"
+    if knobs != AT_REST:           # as the app's "Adjust the target"
         target, _, window = adjusted(target, "", window, knobs, table)
         source["adjusted"] = dict(zip(("shift_ev", "scale", "smear_ev"), knobs))
     source["window_ev"] = list(window) if window else None      # where the hits were compared

@@ -131,7 +131,8 @@ class ReferenceChecks:
         self.timeout = timeout
         self._submitting = threading.Lock()      # a cell's status read and set as one step
         self._cells: dict[str, tuple[str, int, str]] = {}      # _calculated_cells
-        self._cells_seen = 0.0
+        self._cells_seen = 0         # the last dft_cache rowid read into it
+        self._cells_lock = threading.Lock()
         with sqlite3.connect(verifier.store.path, timeout=30) as con:
             con.executescript(SCHEMA)
             if "owner" not in {r[1] for r in con.execute("PRAGMA table_info(reference_checks)")}:
@@ -150,10 +151,13 @@ class ReferenceChecks:
         if line is not None:
             return line
         formula = s.composition.reduced_formula
-        for key, other in list(self._calculated_cells().items()):     # one copy: other pages add to it
+        for key, other in self._calculated_cells().items():
             if other[0] != formula or other[1] != len(s):
                 continue
-            order = same_cell_order(s, to_structure(atoms_from_cif(other[2])))
+            try:
+                order = same_cell_order(s, to_structure(atoms_from_cif(other[2])))
+            except Exception:           # a stored cell that cannot be read or matched is not this one
+                continue
             if order is not None:
                 with sqlite3.connect(self.verifier.store.path, timeout=30) as con:
                     (text,) = con.execute("SELECT line FROM dft_cache WHERE key=?", (key,)).fetchone()
@@ -162,19 +166,22 @@ class ReferenceChecks:
         return None
 
     def _calculated_cells(self) -> dict[str, tuple[str, int, str]]:
-        """key → (reduced formula, atoms, CIF) of every calculated cell (dft_cache), read once and
-        then only what was added since: its lines are large, their formulas and CIFs small."""
-        with sqlite3.connect(self.verifier.store.path, timeout=30) as con:
-            rows = con.execute("SELECT key, json_extract(line, '$.formula'), json_array_length(line, '$.site_dos'), "
-                               "json_extract(line, '$.cif'), created FROM dft_cache WHERE created > ?",
-                               (self._cells_seen,)).fetchall()
-        for key, formula, n, cif, created in rows:
-            try:
-                self._cells[key] = (Composition(formula).reduced_formula, int(n), cif)
-            except (ValueError, TypeError):      # a line without its formula or rows cannot be matched
-                pass
-            self._cells_seen = max(self._cells_seen, float(created or 0.0))
-        return self._cells
+        """key → (reduced formula, atoms, CIF) of every cell calculated here with this recipe
+        (dft_cache), read once and then only the rows written since (by rowid: a row's `created` is
+        taken before its commit, which may wait on the lock): its lines are large, their formulas and
+        CIFs small."""
+        with self._cells_lock, sqlite3.connect(self.verifier.store.path, timeout=30) as con:
+            rows = con.execute("SELECT rowid, key, json_extract(line, '$.formula'), "
+                               "json_array_length(line, '$.site_dos'), json_extract(line, '$.cif') FROM dft_cache "
+                               "WHERE rowid > ? AND json_extract(line, '$.recipe.variant.name') = ?",
+                               (self._cells_seen, self.recipe.name)).fetchall()
+            for rowid, key, formula, n, cif in rows:
+                try:
+                    self._cells[key] = (Composition(formula).reduced_formula, int(n), str(cif))
+                except (ValueError, TypeError):      # a line without its formula, rows or cell cannot be matched
+                    pass
+                self._cells_seen = max(self._cells_seen, int(rowid))
+            return dict(self._cells)
 
     def status(self, s: Structure) -> dict | None:
         """{'status': queued | running | done | failed, 'started', 'finished', 'error', 'material_id',

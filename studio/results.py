@@ -904,13 +904,16 @@ def unfinished_text(run: dict) -> str | None:
 
 
 def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None = None, max_cards: int = 20,
-             heading: str = "5 · Results", live_views: int = 8, grow=None, waiting=()) -> None:
+             heading: str = "5 · Results", live_views: int = 8, grow=None, waiting=(), skip=None, skippable=(),
+             skipped=()) -> None:
     """dft: rank → Verifier.status; stored: stored_labels(...); heading: the Generate page numbers
     its steps, the Runs page does not; live_views: cards whose 3D view is drawn at once (the page's
     other views and these stay within viz.MAX_LIVE_VIEWS); grow: a callback taking
     seeding.grow_source(...), for a "Grow from this" button on each card with a target; waiting: ranks
     of a DFT batch still to start (the certifier queues them itself: the verifier knows them only once
-    started), badged "DFT queued" as those it has queued are."""
+    started), badged "DFT queued" as those it has queued are. skip: a callback taking a rank, for a
+    "Skip its DFT check" button on the cards in skippable (certify.skippable); skipped: ranks whose
+    checks were skipped, badged so."""
     dft, stored = dft or {}, stored or {}
     s = {**partial_summary(run), **run["summary"]}
     st.header(heading)
@@ -996,6 +999,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
             d = dft.get(c["rank"])
             into = relaxed_into(d)
             dft_badge = (f":violet-background[{dft_rank_text(c['rank'], maes, same)}]" if c["rank"] in maes else
+                         ":gray-background[DFT check skipped]" if c["rank"] in skipped else
                          {"failed": ":red-background[DFT failed]", "running": ":blue-background[DFT running]",
                           "queued": ":blue-background[DFT queued]"}.get((d or {}).get("status"),
                                                                          ":blue-background[DFT queued]"
@@ -1010,6 +1014,9 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                  _badge(c.get("novel"), "novel", f"known ({known_name(c)})", "novelty not checked")),
                 _stability_badge(c, run["settings"].get("stability")), dft_badge,
             ]))
+            if skip is not None and c["rank"] in skippable:
+                st.button("Skip its DFT check", key=f"skip_{run['id']}_{c['rank']}", on_click=skip, args=(c["rank"],),
+                          help="Its check has not started: it is left out, and the batch's other checks go on.")
             # the notes come and go as checks land (relaxed into a known compound, failed): in one block of
             # their own, the 3D view below keeps its place in the page, so it is not reloaded (a burst of
             # reloads makes the browser drop the oldest views)

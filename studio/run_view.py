@@ -153,8 +153,12 @@ def current_run(target=None, title: str | None = None, live_views: int = viz.MAX
                 st.caption(f"Showing the stored run `{run_id}` ({studio.plain(run.get('title') or 'untitled')}); "
                            "the form above sets up the next run.")
             # the reference view and the known sites' views above are live 3D views too
-            waiting = {r for r in p["ranks"] if r not in dft} if p is not None and p["active"] and not p["cancelled"] else set()
-            show_run(run, dft, state.stored_labels(run), live_views=live_views, grow=grow, waiting=waiting)
+            waiting = ({r for r in p["ranks"] if r not in dft and r not in p["skipped"]}
+                       if p is not None and p["active"] and not p["cancelled"] else set())
+            # one check skipped, the batch's others go on (walk 18 could only stop them all)
+            skip = (lambda rank, rid=run_id: state.certifier(str(studio.RUNS_PATH)).skip(rid, rank))
+            show_run(run, dft, state.stored_labels(run), live_views=live_views, grow=grow, waiting=waiting,
+                     skip=skip, skippable=certify.skippable(p, dft), skipped=set(p["skipped"]) if p else set())
 
 
 def stop_form(error: str | None = None) -> None:

@@ -2125,6 +2125,30 @@ def test_a_card_whose_check_waits_in_the_batch_says_dft_queued(tmp_path):
     assert not any("DFT queued" in m.value for m in at.markdown)
 
 
+
+def test_a_card_whose_check_has_not_started_can_skip_it(tmp_path):
+    """Walk 18: only "Stop the DFT checks" (all of them). A card whose check has not started has a
+    button that skips that one check (the callback gets its rank); a skipped one says so."""
+    run = _small_run(tmp_path)
+    path = tmp_path / "run.json"
+    from dosmatgen_core.candidates.runs import dumps
+    path.write_text(dumps(run))
+
+    def page(path: str, skippable: list, skipped: list):
+        import json
+        import streamlit as st
+        from studio.results import show_run
+        show_run(json.loads(open(path).read()), {}, {}, waiting=set(skippable), skippable=set(skippable),
+                 skipped=set(skipped), skip=lambda rank: st.session_state.setdefault("asked", []).append(rank))
+    first, second = (c["rank"] for c in run["candidates"][:2])
+    at = AppTest.from_function(page, args=(str(path), [first], [second]), default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    buttons = [b for b in at.button if b.label == "Skip its DFT check"]
+    assert [b.key for b in buttons] == [f"skip_{run['id']}_{first}"]
+    assert sum("DFT check skipped" in m.value for m in at.markdown) == 1
+    buttons[0].click().run()
+    assert at.session_state["asked"] == [first]
+
 def test_the_zips_key_follows_a_rescore_and_a_checks_end_not_its_stages():
     """Review: the cached zip kept old predictions after `dosmatgen evaluate`, and was built again at
     each stage of a check (queued, relaxing, GPAW)."""

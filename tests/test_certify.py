@@ -165,6 +165,35 @@ def test_a_cancel_also_stops_checks_waiting_for_a_free_core(tmp_path, fake_gpaw)
     assert certify.status_line(p, lambda s: f"{s:.0f} s").endswith("0 of 2 done (cancelled: #1, #2 will not start)")
 
 
+
+def test_one_check_is_skipped_and_the_others_go_on(tmp_path, fake_gpaw):
+    """Walk 18 could only stop the whole batch. A check that has not started (waiting for a free
+    core, or not yet queued) is skipped alone: GPAW never runs it, the others land, and the line and
+    the time left count it out; one that runs cannot be skipped (it finishes, a label)."""
+    store = runs.RunStore(tmp_path / "r.db")
+    rid = _run_with(store, 3)
+    v = verify.Verifier(store, label_dir=None, workers=1)
+    cert = certify.Certifier(v, prior_s=0.2, workers=1)
+    v.cores.acquire()                       # the one core taken: #1 waits for it, #2 and #3 are not queued yet
+    try:
+        cert.start(rid, [1, 2, 3], relaxed=False)
+        deadline = time.time() + 30
+        while time.time() < deadline and not ((s := v.status(rid, 1)) and s["stage"] == verify.STAGES["wait"]):
+            time.sleep(0.05)
+        statuses = {r: v.status(rid, r) for r in (1, 2, 3)}
+        assert certify.skippable(cert.progress(rid), statuses) == {1, 2, 3}
+        assert cert.skip(rid, 1) and cert.skip(rid, 3) and not cert.skip(rid, 7) and not cert.skip("other", 2)
+        p = cert.progress(rid)
+        assert p["skipped"] == [1, 3] and certify.skippable(p, statuses) == {2}
+        assert p["left_s"] == pytest.approx(0.2)            # one check left, not three
+    finally:
+        v.cores.release()
+    cert.wait(rid, poll=0.05)
+    p = cert.progress(rid)
+    assert fake_gpaw["calls"] == 1 and p["done"] == [2] and v.status(rid, 1) is None and v.status(rid, 3) is None
+    assert certify.status_line(p, lambda s: f"{s:.0f} s") == "DFT check of candidates #1, #2, #3: 1 of 1 done, #1, #3 skipped"
+    assert not cert.skip(rid, 2) and certify.skippable(p, {}) == set()       # done, and the batch is over
+
 def test_a_check_that_relaxed_into_a_known_compound_hands_its_place_to_the_next_in_line(tmp_path, fake_gpaw,
                                                                                          monkeypatch):
     """The paper preset's demo checked three candidates that all relaxed into Au3Ni: no new

@@ -205,6 +205,7 @@ class Batch:
     picked: int = 0                # how many of `ranks` pick() chose (the rest are replacements)
     handled: set[int] = field(default_factory=set)      # ranks whose check (and replacement) the worker is through with
     asked: int = 0                 # the most pick() could have chosen (the estimate's "up to 6")
+    skipped: set[int] = field(default_factory=set)      # checks the user skipped before they started
 
     def __post_init__(self):
         self.picked = self.picked or len(self.ranks)
@@ -271,6 +272,9 @@ class Certifier:
                     if not todo or b.cancel_flag.is_set():
                         return
                     rank = todo.pop(0)
+                    if rank in b.skipped:       # skipped while it waited its turn: never started
+                        b.handled.add(rank)
+                        continue
                     busy[0] += 1
                 try:        # a store locked past its timeout: the check is run (again), never marked failed
                     s = finished_check(self.verifier, b.run_id, rank)
@@ -280,7 +284,7 @@ class Certifier:
                     # a finished check is skipped; a cancel also stops one still waiting for a free core
                     if s is None:
                         s = self.verifier.run(b.run_id, rank, self.recipe, relaxed=b.relaxed,
-                                              cancelled=b.cancel_flag.is_set)
+                                              cancelled=lambda r=rank: b.cancel_flag.is_set() or r in b.skipped)
                 except Exception as exc:        # one bad candidate must not stop the others
                     self.verifier.fail(b.run_id, rank, f"{type(exc).__name__}: {exc}")
                 finally:
@@ -322,6 +326,19 @@ class Certifier:
         if b:
             b.cancel_flag.set()
 
+    def skip(self, run_id: str, rank: int) -> bool:
+        """Skip one check of the run's batch that has not started (queued, or waiting for a free
+        core); the others go on (walk 18 could only stop them all). False when there is none to
+        skip: no such batch or rank, or its check has begun its clock."""
+        b = self.batches.get(run_id)
+        if b is None or b.finished or rank not in b.ranks or rank in b.handled:
+            return False
+        s = self.verifier.status(run_id, rank)
+        if s is not None and (s.get("status") != "running" or s.get("stage") != STAGES["wait"]):
+            return False        # done, failed, or relaxing or running GPAW: it finishes (a label)
+        b.skipped.add(rank)
+        return True
+
     def progress(self, run_id: str) -> dict | None:
         """{'ranks', 'done', 'failed', 'running', 'left_s', 'active', 'cancelled', 'relaxed', 'per_s',
         'top', 'picked' (how many of ranks pick() chose), 'asked' (the most it could have chosen),
@@ -340,7 +357,8 @@ class Certifier:
         working = [r for r in running if st[r].get("stage") != STAGES["wait"]]
         per = per_check(b, st)
         started = [st[r].get("started") or time.time() for r in working]
-        return {"ranks": b.ranks, "done": done, "failed": failed, "running": running,
+        # a skipped check (one that waited for a core leaves no row) is one of ranks, never to run
+        return {"ranks": b.ranks, "skipped": sorted(b.skipped), "done": done, "failed": failed, "running": running,
                 "left_s": time_left(b, st, done, failed, working, per), "active": not b.finished,
                 "cancelled": b.cancel_flag.is_set(), "relaxed": b.relaxed, "per_s": per, "top": b.top,
                 "picked": b.picked, "asked": b.asked or b.picked, "replaced": dict(b.replaced),
@@ -353,6 +371,16 @@ class Certifier:
                 "running_s": time.time() - min(started) if started else 0.0,
                 # what each running check is doing (verify.STAGES): a relaxation can take most of its time
                 "stages": {r: st[r]["stage"] for r in running if st[r].get("stage")}}
+
+
+def skippable(p: dict | None, statuses: dict) -> set[int]:
+    """The ranks of a working batch (Certifier.progress) whose checks have not started, which
+    Certifier.skip can skip: no row yet, or one waiting for a free core. statuses: rank →
+    Verifier.status."""
+    if p is None or not p["active"] or p["cancelled"]:
+        return set()
+    return {r for r in p["ranks"] if r not in p.get("skipped", ())
+            and ((s := statuses.get(r)) is None or (s.get("status") == "running" and s.get("stage") == STAGES["wait"]))}
 
 
 def per_check(b: Batch, st: dict) -> float:
@@ -379,9 +407,10 @@ def time_left(b: Batch, st: dict, done: list, failed: list, running: list, per: 
     slots = [max(per - t, 0.1 * per) for t in ran]
     slots += [0.0] * max(b.workers - len(slots), 0)
     heapq.heapify(slots)
-    for _ in range(len(b.ranks) - len(done) - len(failed) - len(running)):
+    todo = len(b.ranks) - len(b.skipped)       # a skipped check never runs
+    for _ in range(todo - len(done) - len(failed) - len(running)):
         heapq.heappush(slots, heapq.heappop(slots) + per)
-    return max(slots) if running or len(done) + len(failed) < len(b.ranks) else 0.0
+    return max(slots) if running or len(done) + len(failed) < todo else 0.0
 
 
 def dft_seconds(top: int, per_s: float, workers: int | None = None) -> float:
@@ -397,8 +426,10 @@ def status_line(p: dict, duration) -> str:
     left or the slow one, or what a cancel stops)."""
     n = len(p["ranks"])
     what = "Relaxation and DFT check" if p.get("relaxed") else "DFT check"
-    text = f"{what} of candidate{'s' * (n != 1)} {_which(p)}: {len(p['done'])} of {n} done"
+    text = f"{what} of candidate{'s' * (n != 1)} {_which(p)}: {len(p['done'])} of {n - len(p.get('skipped', ()))} done"
     text += _unreplaced(p)
+    if p.get("skipped"):
+        text += ", " + ", ".join(f"#{r}" for r in p["skipped"]) + " skipped"
     if p["failed"]:
         text += f", {len(p['failed'])} failed"
     if p["active"] and not p["cancelled"]:
@@ -458,7 +489,7 @@ def _time_left(p: dict, duration) -> str:
 def _cancelled(p: dict) -> str:
     """What a cancel stops: a GPAW run already started finishes (and becomes a label); only the
     ones not started stop."""
-    left = [r for r in p["ranks"] if r not in p["done"] + p["failed"] + p["running"]]
+    left = [r for r in p["ranks"] if r not in p["done"] + p["failed"] + p["running"] + p.get("skipped", [])]
     parts = []
     if p["running"] and p["active"]:
         parts.append(", ".join(f"#{r}" for r in p["running"]) + (" is" if len(p["running"]) == 1 else " are")

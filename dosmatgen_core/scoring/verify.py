@@ -327,6 +327,9 @@ class Verifier:
             # away, and "stopped before it started" stays true)
             if first and cancelled is not None and cancelled():
                 raise CheckCancelled
+        if first and cancelled is not None and cancelled():     # stopped the moment a core came free
+            self.cores.release()
+            raise CheckCancelled
         try:
             self._set(run_id, rank, stage=STAGES[stage], **({"started": time.time()} if first else {}))
             yield

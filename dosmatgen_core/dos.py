@@ -337,6 +337,12 @@ def spin_header(header: list[str]) -> bool:
     return bool(_UP.search(up)) and not _DOWN.search(up) and bool(_DOWN.search(down)) and not _UP.search(down)
 
 
+def _semicolons(text: str) -> bool:
+    """Whether the table's fields are split by semicolons (then a comma is a decimal comma): a
+    semicolon on a line of data or the header, not in a comment (a note's ';' split every line)."""
+    return any(";" in x for x in text.splitlines() if not x.lstrip().startswith("#"))
+
+
 def _cells(line: str, semicolons: bool) -> list[str]:
     """A table line's fields: split by semicolons (then a comma is a decimal comma), else by commas
     or tabs, else by spaces."""
@@ -357,7 +363,7 @@ def curve_columns(data: bytes | str) -> list[str]:
     text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
     if structure_kind(text):         # a POSCAR's title line ('NaCl rock salt') is no header of curves
         return []
-    semicolons = ";" in text
+    semicolons = _semicolons(text)
     lines = [x.strip() for x in text.splitlines()[:50] if x.strip() and not x.strip().startswith("#")]
     if not lines:
         return []
@@ -471,7 +477,7 @@ def read_dos_table(data: bytes | str, notes: list | None = None, column: str | N
     if len(lines) > MAX_CSV_ROWS + 1:
         raise ValueError(f"the file has {len(lines)} lines; at most {MAX_CSV_ROWS} rows are read — "
                          "give the DOS on fewer points")
-    semicolons = ";" in text
+    semicolons = _semicolons(text)
     rows, where, header, pick, commented = [], [], [], None, []
     for k, line in enumerate(lines):
         s = line.strip()

@@ -78,7 +78,8 @@ def zip_readme(run: dict) -> str:
         "_states_per_eV. Site <i> is the candidate's own atom order (the CIFs keep it).",
         "",
         "candidates/<rank>_<formula>.cif, .vasp   the candidate as generated (P1), in its own atom order",
-        "candidates/<rank>_<formula>_dos.csv      per conditioned site:",
+        "candidates/<rank>_<formula>_dos.csv      a first line (# ...) naming the run's target, then per "
+        "conditioned site:",
         "  target_site<i>: the target curve (empty outside a target's window)",
         "  predicted_site<i>: the site-DOS predictor's curve (a fast proxy, not DFT)",
         f"  {band}",
@@ -108,7 +109,8 @@ def run_zip(run: dict, dft: dict[int, dict] | None = None, curves: dict[int, lis
             # the card's DOS CSV, its DFT rows beside the target and the prediction once checked
             z.writestr(f"{stem}_dos.csv", runsmod.dos_csv(c, targets, run["settings"].get("window"),
                                                            res["site_dos"] if res else None,
-                                                           bool(run["settings"].get("spread_calibration"))))
+                                                           bool(run["settings"].get("spread_calibration")),
+                                                           runsmod.dos_csv_note(run, c)))
             if res:
                 z.writestr(f"{stem}_dft_dos.csv", _dft_csv(res))
                 if res.get("relaxed") and res.get("cif"):      # the cell DFT calculated, in the candidate's site order

@@ -1064,7 +1064,8 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                         ("POSCAR", poscar, f"{stem}.vasp"),
                         ("extxyz", extxyz, f"{stem}.extxyz"),
                         ("DOS CSV", runsmod.dos_csv(c, run["settings"]["targets"], run_window(run), dft_rows(d),
-                                                       bool(run["settings"].get("spread_calibration"))),
+                                                       bool(run["settings"].get("spread_calibration")),
+                                                       runsmod.dos_csv_note(run, c)),
                          f"{stem}_dos.csv")):
                     st.download_button(label, data, name, key=f"{label}{stem}", on_click="ignore")
             if d and d.get("status") == "done" and (d.get("result") or {}).get("relaxed"):

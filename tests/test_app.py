@@ -519,7 +519,7 @@ def test_run_zip_legends_and_top_k(tmp_path):
     stem = next(n for n in names if n.startswith(f"candidates/{c['rank']:03d}_") and n.endswith("_dos.csv")
                 and "_dft_" not in n)
     assert stem.startswith(f"candidates/{c['rank']:03d}_{studio.formula(c['formula'])}_")    # named as the card
-    assert "dft_site0" in z.read(stem).decode().splitlines()[0]     # the card's CSV, its DFT rows beside
+    assert z.read(stem).decode().startswith("# run ") and "dft_site0" in z.read(stem).decode().splitlines()[1]     # the card's CSV, its DFT rows beside
     relaxed_check = {c["rank"]: {"status": "done", "result": {**fake_dft[c["rank"]]["result"], "relaxed": True,
                                                                 "cif": c["cif"]}}}
     zr = zipfile.ZipFile(io.BytesIO(run_zip(run, relaxed_check)))
@@ -553,13 +553,13 @@ def test_run_zip_legends_and_top_k(tmp_path):
     assert viz.band_name(candidate_curves(legacy, c, None, None)[1]).endswith("(not calibrated: narrower than its error)")
     csv = z.read(next(n for n in names if n.startswith(f"candidates/{c['rank']:03d}_") and n.endswith("_dos.csv")))
     # the column names what it holds: the calibrated band of this run, the raw spread of a run before it
-    assert b"predicted_band_halfwidth_site0" in csv.splitlines()[0] and b"predicted_sd_site0" not in csv
+    assert b"predicted_band_halfwidth_site0" in csv.splitlines()[1] and b"predicted_sd_site0" not in csv
     assert "predicted_band_halfwidth_site<i>: the half-width of the predicted curve's ±1σ band" in \
         z.read("README.txt").decode()
     zl = zipfile.ZipFile(io.BytesIO(run_zip(legacy, fake_dft)))
     old = zl.read(next(n for n in zl.namelist() if n.startswith(f"candidates/{c['rank']:03d}_") and n.endswith("_dos.csv")
                        and "_dft_" not in n))
-    assert b"predicted_sd_site0" in old.splitlines()[0]
+    assert b"predicted_sd_site0" in old.splitlines()[1]
     assert "predicted_sd_site<i>: the predictor ensemble's standard deviation, not calibrated" in \
         zl.read("README.txt").decode()
     line = certify.status_line({"ranks": [2, 3, 4], "done": [2], "failed": [], "running": [3], "left_s": 130,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
+from dosmatgen_core import dos as dosmod
 from dosmatgen_core.candidates import runs
 from dosmatgen_core.labels.labeller import Recipe
 from dosmatgen_core.scoring.verify import Verifier
@@ -42,6 +43,15 @@ def test_exports_read_back():
     run = fake_run(runs.to_cif(s))
     csv = runs.dos_csv(run["candidates"][0], run["settings"]["targets"]).splitlines()
     assert csv[0] == "energy_minus_ef_eV,target_site0_states_per_eV,predicted_site0_states_per_eV" and len(csv) == 401
+    # with its note (walk 18: whose site is site2?), a comment line the readers skip, a ';' in it included
+    run["id"], run["title"] = "abc", "target: DFT label of LiCoO2 site 1 (Co)"
+    noted = runs.dos_csv(run["candidates"][0], run["settings"]["targets"], note=runs.dos_csv_note(run, run["candidates"][0]))
+    assert noted.splitlines()[0] == ("# run abc · target: DFT label of LiCoO2 site 1 (Co); site<i> in a column's name "
+                                     "is atom i of candidate #1 (its CIFs keep this order)")
+    assert noted.splitlines()[1:] == csv
+    assert dosmod.curve_columns(noted) == ["target_site0_states_per_eV", "predicted_site0_states_per_eV"]
+    energy, values = dosmod.read_dos_table(noted, column="predicted_site0")
+    assert len(energy) == 400 and np.allclose(values, run["candidates"][0]["predicted_dos"][0], atol=1e-5)
     assert json.loads(runs.run_json(run))["settings"]["seed"] == 1
 
 

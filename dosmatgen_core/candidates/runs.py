@@ -343,13 +343,23 @@ def to_extxyz(s: Structure) -> str:
     return buf.getvalue()
 
 
-def dos_csv(candidate: dict, targets: list, window=None, dft=None, calibrated: bool = False) -> str:
+def dos_csv_note(run: dict, candidate: dict) -> str:
+    """The DOS CSV's first line (a comment the readers skip): whose target it holds and whose site
+    numbers its columns use (walk 18 read target_site2 as the target material's site 2)."""
+    title = " ".join(str(run.get("title") or "no target").split())
+    return (f"run {run.get('id', '?')} · {title}; site<i> in a column's name is atom i of candidate "
+            f"#{candidate.get('rank', '?')} (its CIFs keep this order)")
+
+
+def dos_csv(candidate: dict, targets: list, window=None, dft=None, calibrated: bool = False,
+            note: str | None = None) -> str:
     """E − E_F, then per conditioned site: its target and predicted DOS (states/eV), the predicted
     curve's ±1σ where the run stored it, and its DFT DOS when a check has finished (dft: the check's
     site rows). calibrated: the run's spreads are the band calibrated on DFT (its settings'
     spread_calibration), named predicted_band_halfwidth_*; else the ensemble's raw standard deviation,
     predicted_sd_* (a file must not call one the other). A target known on a window only (the
-    run's window) is empty (nan) outside it: the file it came from said nothing there."""
+    run's window) is empty (nan) outside it: the file it came from said nothing there. note: a
+    first line, written as a comment (dos_csv_note)."""
     cols, head = [dosmod.GRID], ["energy_minus_ef_eV"]
     unit = dosmod.CURVE_UNIT       # in each curve's name, as the energy's is in its own
     pred, spread = candidate.get("predicted_dos"), candidate.get("predicted_spread")
@@ -366,6 +376,8 @@ def dos_csv(candidate: dict, targets: list, window=None, dft=None, calibrated: b
             cols.append(np.asarray(dft, float)[int(site)])
             head.append(f"dft_site{site}{unit}")
     buf = io.StringIO()
+    if note:
+        buf.write("# " + " ".join(note.split()) + "\n")
     buf.write(",".join(head) + "\n")
     np.savetxt(buf, np.column_stack(cols), delimiter=",", fmt="%.6g")
     return buf.getvalue()

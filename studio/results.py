@@ -905,16 +905,16 @@ def unfinished_text(run: dict) -> str | None:
 
 def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None = None, max_cards: int = 20,
              heading: str = "5 · Results", live_views: int = 8, grow=None, waiting=(), skip=None, skippable=(),
-             skipped=()) -> None:
+             not_run: dict[int, str] | None = None) -> None:
     """dft: rank → Verifier.status; stored: stored_labels(...); heading: the Generate page numbers
     its steps, the Runs page does not; live_views: cards whose 3D view is drawn at once (the page's
     other views and these stay within viz.MAX_LIVE_VIEWS); grow: a callback taking
     seeding.grow_source(...), for a "Grow from this" button on each card with a target; waiting: ranks
     of a DFT batch still to start (the certifier queues them itself: the verifier knows them only once
     started), badged "DFT queued" as those it has queued are. skip: a callback taking a rank, for a
-    "Skip its DFT check" button on the cards in skippable (certify.skippable); skipped: ranks whose
-    checks were skipped, badged so."""
-    dft, stored = dft or {}, stored or {}
+    "Skip its DFT check" button on the cards in skippable (certify.skippable); not_run: rank → why its
+    check will not run ('DFT check skipped', '… stopped before it started'), badged so."""
+    dft, stored, not_run = dft or {}, stored or {}, not_run or {}
     s = {**partial_summary(run), **run["summary"]}
     st.header(heading)
     if note := unfinished_text(run):
@@ -999,7 +999,7 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
             d = dft.get(c["rank"])
             into = relaxed_into(d)
             dft_badge = (f":violet-background[{dft_rank_text(c['rank'], maes, same)}]" if c["rank"] in maes else
-                         ":gray-background[DFT check skipped]" if c["rank"] in skipped else
+                         f":gray-background[{not_run[c['rank']]}]" if c["rank"] in not_run else
                          {"failed": ":red-background[DFT failed]", "running": ":blue-background[DFT running]",
                           "queued": ":blue-background[DFT queued]"}.get((d or {}).get("status"),
                                                                          ":blue-background[DFT queued]"

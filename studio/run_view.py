@@ -157,8 +157,12 @@ def current_run(target=None, title: str | None = None, live_views: int = viz.MAX
                        if p is not None and p["active"] and not p["cancelled"] else set())
             # one check skipped, the batch's others go on (walk 18 could only stop them all)
             skip = (lambda rank, rid=run_id: state.certifier(str(studio.RUNS_PATH)).skip(rid, rank))
+            # checks that will not run say so at once: a stop's reached the others only a redraw later (walk 18)
+            stopped = certify.unstarted(p, dft) if p is not None and p["cancelled"] else set()
+            not_run = {**{r: "DFT check stopped before it started" for r in stopped},
+                       **{r: "DFT check skipped" for r in (p["skipped"] if p is not None else [])}}
             show_run(run, dft, state.stored_labels(run), live_views=live_views, grow=grow, waiting=waiting,
-                     skip=skip, skippable=certify.skippable(p, dft), skipped=set(p["skipped"]) if p else set())
+                     skip=skip, skippable=certify.skippable(p, dft), not_run=not_run)
 
 
 def stop_form(error: str | None = None) -> None:

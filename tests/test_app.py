@@ -1485,6 +1485,12 @@ def test_the_runs_page_names_stopped_checks_and_follows_what_runs(tmp_path, monk
     assert not at.exception, [e.value for e in at.exception]
     table = next(d.value for d in at.dataframe if "candidate" in d.value.columns)
     assert list(table["status"]) == ["done", "stopped before it started"] and list(table["candidate"]) == ["#1", "#2"]
+    # the Generate page's cards say it too, at once (walk 18: "DFT queued" until a later redraw)
+    gen = AppTest.from_file(APP, default_timeout=120)
+    gen.query_params["run"] = run["id"]
+    gen.run()
+    assert not gen.exception, [e.value for e in gen.exception]
+    assert sum("DFT check stopped before it started" in m.value for m in gen.markdown) == 1
 
 
 def test_the_dft_table_shows_three_decimals_and_a_dash_for_nothing():
@@ -2139,7 +2145,8 @@ def test_a_card_whose_check_has_not_started_can_skip_it(tmp_path):
         import streamlit as st
         from studio.results import show_run
         show_run(json.loads(open(path).read()), {}, {}, waiting=set(skippable), skippable=set(skippable),
-                 skipped=set(skipped), skip=lambda rank: st.session_state.setdefault("asked", []).append(rank))
+                 not_run={r: "DFT check skipped" for r in skipped},
+                 skip=lambda rank: st.session_state.setdefault("asked", []).append(rank))
     first, second = (c["rank"] for c in run["candidates"][:2])
     at = AppTest.from_function(page, args=(str(path), [first], [second]), default_timeout=120).run()
     assert not at.exception, [e.value for e in at.exception]

@@ -193,6 +193,9 @@ def test_one_check_is_skipped_and_the_others_go_on(tmp_path, fake_gpaw):
     assert fake_gpaw["calls"] == 1 and p["done"] == [2] and v.status(rid, 1) is None and v.status(rid, 3) is None
     assert certify.status_line(p, lambda s: f"{s:.0f} s") == "DFT check of candidates #1, #2, #3: 1 of 1 done, #1, #3 skipped"
     assert not cert.skip(rid, 2) and certify.skippable(p, {}) == set()       # done, and the batch is over
+    # a stopped batch's checks that never started are named at once (walk 18's badges lagged a redraw)
+    assert certify.unstarted({**p, "ranks": [1, 2, 3, 4], "done": [2], "failed": [3]},
+                             {4: {"status": "running", "stage": verify.STAGES["wait"]}}) == {1, 4}
 
 def test_a_check_that_relaxed_into_a_known_compound_hands_its_place_to_the_next_in_line(tmp_path, fake_gpaw,
                                                                                          monkeypatch):

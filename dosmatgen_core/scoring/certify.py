@@ -379,7 +379,13 @@ def skippable(p: dict | None, statuses: dict) -> set[int]:
     Verifier.status."""
     if p is None or not p["active"] or p["cancelled"]:
         return set()
-    return {r for r in p["ranks"] if r not in p.get("skipped", ())
+    return unstarted(p, statuses) - set(p.get("skipped", ()))
+
+
+def unstarted(p: dict, statuses: dict) -> set[int]:
+    """The ranks of a batch (Certifier.progress) whose checks have not started: no row, or one
+    waiting for a free core (a cancel or a skip stops these; statuses: rank → Verifier.status)."""
+    return {r for r in p["ranks"] if r not in p["done"] and r not in p["failed"]
             and ((s := statuses.get(r)) is None or (s.get("status") == "running" and s.get("stage") == STAGES["wait"]))}
 
 

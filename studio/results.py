@@ -1014,13 +1014,16 @@ def show_run(run: dict, dft: dict[int, dict] | None = None, stored: dict | None 
                  _badge(c.get("novel"), "novel", f"known ({known_name(c)})", "novelty not checked")),
                 _stability_badge(c, run["settings"].get("stability")), dft_badge,
             ]))
-            if skip is not None and c["rank"] in skippable:
-                st.button("Skip its DFT check", key=f"skip_{run['id']}_{c['rank']}", on_click=skip, args=(c["rank"],),
-                          help="Its check has not started: it is left out, and the batch's other checks go on.")
             # the notes come and go as checks land (relaxed into a known compound, failed): in one block of
             # their own, the 3D view below keeps its place in the page, so it is not reloaded (a burst of
             # reloads makes the browser drop the oldest views)
             with st.container():
+                # in this block, as the notes: a button that comes and goes must not move the 3D view
+                # below (each move reloads it, and a burst of reloads drops the page's oldest views)
+                if skip is not None and c["rank"] in skippable:
+                    st.button("Skip its DFT check", key=f"skip_{run['id']}_{c['rank']}", on_click=skip,
+                              args=(c["rank"],),
+                              help="Its check has not started: it is left out, and the batch's other checks go on.")
                 if c.get("known_via"):
                     st.caption(known_via_text(c))
                 elif c.get("is_reference"):
